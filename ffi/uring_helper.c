@@ -1,0 +1,103 @@
+/*
+ * uring helper: the thinnest possible bridge from Deno FFI to the io_uring system calls.
+ *
+ * Every function returns a non-negative result on success and -errno on failure, so the
+ * caller never has to read the thread-local errno (which, for a `nonblocking` FFI call, lives
+ * on another thread). The helper knows nothing of rings: the TypeScript core owns them.
+ *
+ * Parameters are 32-bit wherever the value fits, because Deno's FFI fast path handles 32-bit
+ * integers far more cheaply than 64-bit ones given as JS numbers.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef __NR_io_uring_setup
+#define __NR_io_uring_setup 425
+#endif
+#ifndef __NR_io_uring_enter
+#define __NR_io_uring_enter 426
+#endif
+#ifndef __NR_io_uring_register
+#define __NR_io_uring_register 427
+#endif
+
+/* IORING_ENTER_EXT_ARG (5.11): the last argument is a struct io_uring_getevents_arg. */
+#define HELPER_ENTER_EXT_ARG 8u
+
+struct helper_timespec {
+  int64_t tv_sec;
+  int64_t tv_nsec;
+};
+
+/* struct io_uring_getevents_arg (include/uapi/linux/io_uring.h), 24 bytes. */
+struct helper_getevents_arg {
+  uint64_t sigmask;
+  uint32_t sigmask_sz;
+  uint32_t min_wait_usec; /* "pad" before 6.12; must be zero there */
+  uint64_t ts;
+};
+
+static int64_t result(long r) { return r < 0 ? -(int64_t)errno : (int64_t)r; }
+
+/* io_uring_setup(2): returns the ring fd. `params` points at a 120-byte io_uring_params. */
+int32_t uring_setup(uint32_t entries, void *params) {
+  return (int32_t)result(syscall(__NR_io_uring_setup, entries, params));
+}
+
+/* io_uring_enter(2) without a timeout: returns the number of SQEs consumed. */
+int32_t uring_enter(int32_t fd, uint32_t to_submit, uint32_t min_complete, uint32_t flags) {
+  return (int32_t)result(
+      syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, NULL, (size_t)0));
+}
+
+/*
+ * io_uring_enter(2) that waits at most `timeout_us` microseconds (IORING_ENTER_EXT_ARG, 5.11).
+ * A negative timeout waits without limit. Returns -ETIME when the timeout expired.
+ */
+int32_t uring_enter_timeout(int32_t fd, uint32_t to_submit, uint32_t min_complete,
+                            uint32_t flags, int32_t timeout_us) {
+  struct helper_timespec ts;
+  struct helper_getevents_arg arg;
+  memset(&arg, 0, sizeof arg);
+  if (timeout_us >= 0) {
+    ts.tv_sec = timeout_us / 1000000;
+    ts.tv_nsec = (int64_t)(timeout_us % 1000000) * 1000;
+    arg.ts = (uint64_t)(uintptr_t)&ts;
+  }
+  return (int32_t)result(syscall(__NR_io_uring_enter, fd, to_submit, min_complete,
+                                 flags | HELPER_ENTER_EXT_ARG, &arg, sizeof arg));
+}
+
+/* io_uring_register(2). */
+int32_t uring_register(int32_t fd, uint32_t opcode, void *arg, uint32_t nr_args) {
+  return (int32_t)result(syscall(__NR_io_uring_register, fd, opcode, arg, nr_args));
+}
+
+/* mmap(2) of a ring region: returns the address, or -errno. */
+int64_t uring_mmap(int32_t fd, uint64_t length, uint64_t offset) {
+  void *p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
+                 (off_t)offset);
+  return p == MAP_FAILED ? -(int64_t)errno : (int64_t)(uintptr_t)p;
+}
+
+/* Anonymous private mmap(2): page-aligned memory for O_DIRECT buffers. */
+int64_t uring_mmap_anon(uint64_t length) {
+  void *p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? -(int64_t)errno : (int64_t)(uintptr_t)p;
+}
+
+/* munmap(2). */
+int32_t uring_munmap(uint64_t addr, uint64_t length) {
+  return (int32_t)result(munmap((void *)(uintptr_t)addr, (size_t)length));
+}
+
+/* close(2). */
+int32_t uring_close(int32_t fd) { return (int32_t)result(close(fd)); }
+
+/* A full (sequentially consistent) memory fence. */
+void uring_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }

@@ -1,0 +1,39 @@
+/**
+ * uring: Linux io_uring for Deno, driven directly from TypeScript.
+ *
+ * The submission and completion rings are mapped into JavaScript memory; queueing I/O is
+ * writing 64-byte SQEs and bumping a tail, with SQPOLL (a kernel thread picks submissions up)
+ * on by default so a submit usually needs no system call.
+ *
+ * ```ts
+ * import { IoUring, prepNop } from "./mod.ts";
+ * using ring = new IoUring(8);
+ * prepNop(ring.getSqe()!).setUserData(42);
+ * ring.submitAndWait(1);
+ * const cqe = ring.peekCqe()!;
+ * console.log(cqe.userDataNumber, cqe.res); // 42 0
+ * ring.cqAdvance(1);
+ * ```
+ *
+ * @module
+ */
+
+export * from "./src/abi.ts";
+export { errno, errnoMessage, errnoName } from "./src/errno.ts";
+export { ClosedError, IoUringError } from "./src/errors.ts";
+export { addressOf, cstring } from "./src/memory.ts";
+export * from "./src/prep.ts";
+export { Probe } from "./src/probe.ts";
+export {
+  DEFAULT_SQPOLL_IDLE_MS,
+  type EnterStats,
+  IoUring,
+  type IoUringOptions,
+  MAX_ENTRIES,
+  type RingParams,
+  type SqpollOptions,
+  type WaitOptions,
+} from "./src/ring.ts";
+export { Cqe, Sqe } from "./src/sqe.ts";
+export { Iovecs, openHow, parseStatx, RESOLVE, type Statx, statxBuffer, type StatxTimestamp, Timespec } from "./src/structs.ts";
+export { type Backend, getSys, HELPER_PATH, type Sys } from "./src/sys.ts";

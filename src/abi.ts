@@ -1,0 +1,548 @@
+/**
+ * Every io_uring ABI number this module uses, in one place.
+ *
+ * Values come from the kernel's `include/uapi/linux/io_uring.h`; each comment gives the kernel
+ * version that added the value. No other file may hold a magic number of the ABI.
+ *
+ * @module
+ */
+
+// ---------------------------------------------------------------------------------------------
+// System call numbers (identical on x86_64 and aarch64; io_uring was added in 5.1).
+
+/** `io_uring_setup` system call number (5.1). */
+export const SYS_IO_URING_SETUP = 425;
+/** `io_uring_enter` system call number (5.1). */
+export const SYS_IO_URING_ENTER = 426;
+/** `io_uring_register` system call number (5.1). */
+export const SYS_IO_URING_REGISTER = 427;
+
+// ---------------------------------------------------------------------------------------------
+// Struct sizes and field offsets.
+
+/** Size of `struct io_uring_params` in bytes (5.1). */
+export const PARAMS_SIZE = 120;
+/** Byte offsets of the fields of `struct io_uring_params` (5.1; `wq_fd` 5.6). */
+export const PARAMS = {
+  sqEntries: 0,
+  cqEntries: 4,
+  flags: 8,
+  sqThreadCpu: 12,
+  sqThreadIdle: 16,
+  features: 20,
+  wqFd: 24,
+  sqOff: 40,
+  cqOff: 80,
+} as const;
+/** Byte offsets inside `struct io_sqring_offsets` (5.1), relative to `PARAMS.sqOff`. */
+export const SQ_OFF = {
+  head: 0,
+  tail: 4,
+  ringMask: 8,
+  ringEntries: 12,
+  flags: 16,
+  dropped: 20,
+  array: 24,
+} as const;
+/** Byte offsets inside `struct io_cqring_offsets` (5.1; `flags` 5.8), relative to `PARAMS.cqOff`. */
+export const CQ_OFF = {
+  head: 0,
+  tail: 4,
+  ringMask: 8,
+  ringEntries: 12,
+  overflow: 16,
+  cqes: 20,
+  flags: 24,
+} as const;
+
+/** Size of one submission queue entry, `struct io_uring_sqe` (5.1). */
+export const SQE_SIZE = 64;
+/** Byte offsets of the fields of `struct io_uring_sqe` (5.1 unless noted). */
+export const SQE = {
+  opcode: 0, // u8
+  flags: 1, // u8
+  ioprio: 2, // u16
+  fd: 4, // s32
+  off: 8, // u64, also addr2
+  addr: 16, // u64, also splice_off_in
+  len: 24, // u32
+  opFlags: 28, // u32: rw_flags, fsync_flags, open_flags, timeout_flags, ...
+  userData: 32, // u64
+  bufIndex: 40, // u16 (5.1), buf_group (5.7)
+  personality: 42, // u16 (5.6)
+  spliceFdIn: 44, // s32 (5.7), file_index (5.15)
+  addr3: 48, // u64 (5.19)
+} as const;
+/** Size of one completion queue entry, `struct io_uring_cqe` (5.1). */
+export const CQE_SIZE = 16;
+/** Byte offsets of the fields of `struct io_uring_cqe` (5.1). */
+export const CQE = { userData: 0, res: 8, flags: 12 } as const;
+
+/** Size of `struct io_uring_getevents_arg` (5.11). */
+export const GETEVENTS_ARG_SIZE = 24;
+/** Size of `struct __kernel_timespec` (5.1). */
+export const TIMESPEC_SIZE = 16;
+/** Size of `struct iovec` on 64-bit Linux. */
+export const IOVEC_SIZE = 16;
+/** Size of `struct open_how` (openat2, 5.6). */
+export const OPEN_HOW_SIZE = 24;
+/** Size of `struct statx` (4.11). */
+export const STATX_SIZE = 256;
+/** Size of the header of `struct io_uring_probe` (5.6). */
+export const PROBE_HEADER_SIZE = 16;
+/** Size of one `struct io_uring_probe_op` (5.6). */
+export const PROBE_OP_SIZE = 8;
+/** Size of `struct io_uring_files_update` (5.5). */
+export const FILES_UPDATE_SIZE = 16;
+
+// ---------------------------------------------------------------------------------------------
+// mmap offsets.
+
+/** mmap offset of the SQ ring (5.1). */
+export const IORING_OFF_SQ_RING = 0;
+/** mmap offset of the CQ ring (5.1). */
+export const IORING_OFF_CQ_RING = 0x8000000;
+/** mmap offset of the SQE array (5.1). */
+export const IORING_OFF_SQES = 0x10000000;
+
+// ---------------------------------------------------------------------------------------------
+// io_uring_setup flags.
+
+/** Busy-poll for I/O completions instead of interrupts (5.1). */
+export const IORING_SETUP_IOPOLL = 1 << 0;
+/** A kernel thread polls the SQ, so submission needs no system call (5.1). */
+export const IORING_SETUP_SQPOLL = 1 << 1;
+/** Pin the SQ poll thread to `sq_thread_cpu` (5.1). */
+export const IORING_SETUP_SQ_AFF = 1 << 2;
+/** `cq_entries` in the params sets the CQ size (5.5). */
+export const IORING_SETUP_CQSIZE = 1 << 3;
+/** Clamp entries to the maximum instead of failing (5.6). */
+export const IORING_SETUP_CLAMP = 1 << 4;
+/** Share the async worker pool of `wq_fd` (5.6). */
+export const IORING_SETUP_ATTACH_WQ = 1 << 5;
+/** Start the ring disabled (5.10). */
+export const IORING_SETUP_R_DISABLED = 1 << 6;
+/** Keep submitting a batch when one SQE fails (5.18). */
+export const IORING_SETUP_SUBMIT_ALL = 1 << 7;
+/** Run task work cooperatively (5.19). */
+export const IORING_SETUP_COOP_TASKRUN = 1 << 8;
+/** Only one task submits (6.0). */
+export const IORING_SETUP_SINGLE_ISSUER = 1 << 12;
+
+// ---------------------------------------------------------------------------------------------
+// io_uring_enter flags.
+
+/** Wait for `min_complete` completions (5.1). */
+export const IORING_ENTER_GETEVENTS = 1 << 0;
+/** Wake the SQ poll thread (5.1). */
+export const IORING_ENTER_SQ_WAKEUP = 1 << 1;
+/** Wait until the SQ has free space (5.10). */
+export const IORING_ENTER_SQ_WAIT = 1 << 2;
+/** The last argument is a `struct io_uring_getevents_arg` (5.11). */
+export const IORING_ENTER_EXT_ARG = 1 << 3;
+
+// ---------------------------------------------------------------------------------------------
+// Ring flags the kernel sets.
+
+/** SQ flag: the SQ poll thread sleeps and needs `IORING_ENTER_SQ_WAKEUP` (5.1). */
+export const IORING_SQ_NEED_WAKEUP = 1 << 0;
+/** SQ flag: completions overflowed the CQ and wait in the kernel (5.8). */
+export const IORING_SQ_CQ_OVERFLOW = 1 << 1;
+/** SQ flag: task work is pending (5.19). */
+export const IORING_SQ_TASKRUN = 1 << 2;
+
+// ---------------------------------------------------------------------------------------------
+// Features the kernel reports in `params.features`.
+
+/** SQ and CQ rings share one mmap (5.4). */
+export const IORING_FEAT_SINGLE_MMAP = 1 << 0;
+/** Overflowed completions are kept, never dropped (5.5). */
+export const IORING_FEAT_NODROP = 1 << 1;
+/** SQE data is stable once submitted (5.5). */
+export const IORING_FEAT_SUBMIT_STABLE = 1 << 2;
+/** Offset -1 means the file's current position (5.6). */
+export const IORING_FEAT_RW_CUR_POS = 1 << 3;
+/** Requests use the submitter's credentials (5.6). */
+export const IORING_FEAT_CUR_PERSONALITY = 1 << 4;
+/** Internal poll for pollable files (5.7). */
+export const IORING_FEAT_FAST_POLL = 1 << 5;
+/** 32-bit poll events (5.9). */
+export const IORING_FEAT_POLL_32BITS = 1 << 6;
+/** SQPOLL works without fixed files (5.11). */
+export const IORING_FEAT_SQPOLL_NONFIXED = 1 << 7;
+/** `io_uring_enter` takes an extended argument with a timeout (5.11). */
+export const IORING_FEAT_EXT_ARG = 1 << 8;
+/** Async work runs in native workers (5.12). */
+export const IORING_FEAT_NATIVE_WORKERS = 1 << 9;
+/** Resource tags (5.13). */
+export const IORING_FEAT_RSRC_TAGS = 1 << 10;
+/** `IOSQE_CQE_SKIP_SUCCESS` is supported (5.17). */
+export const IORING_FEAT_CQE_SKIP = 1 << 11;
+/** Linked requests resolve files at execution (5.17). */
+export const IORING_FEAT_LINKED_FILE = 1 << 12;
+
+/** Names of the feature bits, for display. */
+export const FEATURE_NAMES: Readonly<Record<number, string>> = {
+  [IORING_FEAT_SINGLE_MMAP]: "SINGLE_MMAP",
+  [IORING_FEAT_NODROP]: "NODROP",
+  [IORING_FEAT_SUBMIT_STABLE]: "SUBMIT_STABLE",
+  [IORING_FEAT_RW_CUR_POS]: "RW_CUR_POS",
+  [IORING_FEAT_CUR_PERSONALITY]: "CUR_PERSONALITY",
+  [IORING_FEAT_FAST_POLL]: "FAST_POLL",
+  [IORING_FEAT_POLL_32BITS]: "POLL_32BITS",
+  [IORING_FEAT_SQPOLL_NONFIXED]: "SQPOLL_NONFIXED",
+  [IORING_FEAT_EXT_ARG]: "EXT_ARG",
+  [IORING_FEAT_NATIVE_WORKERS]: "NATIVE_WORKERS",
+  [IORING_FEAT_RSRC_TAGS]: "RSRC_TAGS",
+  [IORING_FEAT_CQE_SKIP]: "CQE_SKIP",
+  [IORING_FEAT_LINKED_FILE]: "LINKED_FILE",
+};
+
+// ---------------------------------------------------------------------------------------------
+// SQE flags (`sqe.flags`).
+
+/** `fd` is an index into the registered file table (5.1). */
+export const IOSQE_FIXED_FILE = 1 << 0;
+/** Start only after every earlier SQE completed (5.2). */
+export const IOSQE_IO_DRAIN = 1 << 1;
+/** Link to the next SQE: it starts after this one succeeds (5.3). */
+export const IOSQE_IO_LINK = 1 << 2;
+/** Like `IOSQE_IO_LINK`, but the chain survives failure (5.5). */
+export const IOSQE_IO_HARDLINK = 1 << 3;
+/** Always go async, never try inline (5.6). */
+export const IOSQE_ASYNC = 1 << 4;
+/** Select a buffer from a provided group (5.7). */
+export const IOSQE_BUFFER_SELECT = 1 << 5;
+/** Post no CQE when the request succeeds (5.17). */
+export const IOSQE_CQE_SKIP_SUCCESS = 1 << 6;
+
+// ---------------------------------------------------------------------------------------------
+// CQE flags.
+
+/** The upper 16 bits of `flags` hold a selected buffer id (5.7). */
+export const IORING_CQE_F_BUFFER = 1 << 0;
+/** More CQEs will follow for this request (multishot, 5.13). */
+export const IORING_CQE_F_MORE = 1 << 1;
+
+// ---------------------------------------------------------------------------------------------
+// Opcodes (`enum io_uring_op`), each with the kernel that added it.
+
+/** Do nothing (5.1). */
+export const IORING_OP_NOP = 0;
+/** `preadv2` (5.1). */
+export const IORING_OP_READV = 1;
+/** `pwritev2` (5.1). */
+export const IORING_OP_WRITEV = 2;
+/** `fsync`/`fdatasync` (5.1). */
+export const IORING_OP_FSYNC = 3;
+/** Read into a registered buffer (5.1). */
+export const IORING_OP_READ_FIXED = 4;
+/** Write from a registered buffer (5.1). */
+export const IORING_OP_WRITE_FIXED = 5;
+/** One-shot (or multishot, 5.13) poll (5.1). */
+export const IORING_OP_POLL_ADD = 6;
+/** Remove a poll request (5.1). */
+export const IORING_OP_POLL_REMOVE = 7;
+/** `sync_file_range` (5.2). */
+export const IORING_OP_SYNC_FILE_RANGE = 8;
+/** `sendmsg` (5.3). */
+export const IORING_OP_SENDMSG = 9;
+/** `recvmsg` (5.3). */
+export const IORING_OP_RECVMSG = 10;
+/** Timeout (5.4). */
+export const IORING_OP_TIMEOUT = 11;
+/** Remove or update a timeout (5.5). */
+export const IORING_OP_TIMEOUT_REMOVE = 12;
+/** `accept4` (5.5). */
+export const IORING_OP_ACCEPT = 13;
+/** Cancel a request (5.5). */
+export const IORING_OP_ASYNC_CANCEL = 14;
+/** Timeout for the linked request before it (5.5). */
+export const IORING_OP_LINK_TIMEOUT = 15;
+/** `connect` (5.5). */
+export const IORING_OP_CONNECT = 16;
+/** `fallocate` (5.6). */
+export const IORING_OP_FALLOCATE = 17;
+/** `openat` (5.6). */
+export const IORING_OP_OPENAT = 18;
+/** `close` (5.6). */
+export const IORING_OP_CLOSE = 19;
+/** Update registered files (5.6). */
+export const IORING_OP_FILES_UPDATE = 20;
+/** `statx` (5.6). */
+export const IORING_OP_STATX = 21;
+/** `pread` (5.6). */
+export const IORING_OP_READ = 22;
+/** `pwrite` (5.6). */
+export const IORING_OP_WRITE = 23;
+/** `posix_fadvise` (5.6). */
+export const IORING_OP_FADVISE = 24;
+/** `madvise` (5.6). */
+export const IORING_OP_MADVISE = 25;
+/** `send` (5.6). */
+export const IORING_OP_SEND = 26;
+/** `recv` (5.6). */
+export const IORING_OP_RECV = 27;
+/** `openat2` (5.6). */
+export const IORING_OP_OPENAT2 = 28;
+/** `epoll_ctl` (5.6). */
+export const IORING_OP_EPOLL_CTL = 29;
+/** `splice` (5.7). */
+export const IORING_OP_SPLICE = 30;
+/** Provide buffers to a group (5.7). */
+export const IORING_OP_PROVIDE_BUFFERS = 31;
+/** Remove buffers from a group (5.7). */
+export const IORING_OP_REMOVE_BUFFERS = 32;
+/** `tee` (5.8). */
+export const IORING_OP_TEE = 33;
+/** `shutdown` (5.11). */
+export const IORING_OP_SHUTDOWN = 34;
+/** `renameat2` (5.11). */
+export const IORING_OP_RENAMEAT = 35;
+/** `unlinkat` (5.11). */
+export const IORING_OP_UNLINKAT = 36;
+/** `mkdirat` (5.15). */
+export const IORING_OP_MKDIRAT = 37;
+/** `symlinkat` (5.15). */
+export const IORING_OP_SYMLINKAT = 38;
+/** `linkat` (5.15). */
+export const IORING_OP_LINKAT = 39;
+/** Post a CQE to another ring (5.18). */
+export const IORING_OP_MSG_RING = 40;
+/** `fsetxattr` (5.19). */
+export const IORING_OP_FSETXATTR = 41;
+/** `setxattr` (5.19). */
+export const IORING_OP_SETXATTR = 42;
+/** `fgetxattr` (5.19). */
+export const IORING_OP_FGETXATTR = 43;
+/** `getxattr` (5.19). */
+export const IORING_OP_GETXATTR = 44;
+/** `socket` (5.19). */
+export const IORING_OP_SOCKET = 45;
+/** Passthrough command (5.19). */
+export const IORING_OP_URING_CMD = 46;
+/** Zero-copy send (6.0). */
+export const IORING_OP_SEND_ZC = 47;
+/** Zero-copy sendmsg (6.1). */
+export const IORING_OP_SENDMSG_ZC = 48;
+/** Multishot read (6.7). */
+export const IORING_OP_READ_MULTISHOT = 49;
+/** `waitid` (6.7). */
+export const IORING_OP_WAITID = 50;
+/** Futex wait (6.7). */
+export const IORING_OP_FUTEX_WAIT = 51;
+/** Futex wake (6.7). */
+export const IORING_OP_FUTEX_WAKE = 52;
+/** Futex waitv (6.7). */
+export const IORING_OP_FUTEX_WAITV = 53;
+/** Install a fixed file as a normal fd (6.8). */
+export const IORING_OP_FIXED_FD_INSTALL = 54;
+/** `ftruncate` (6.9). */
+export const IORING_OP_FTRUNCATE = 55;
+
+/** Opcode names by number, for the probe and for messages. */
+export const OPCODE_NAMES: readonly string[] = [
+  "NOP",
+  "READV",
+  "WRITEV",
+  "FSYNC",
+  "READ_FIXED",
+  "WRITE_FIXED",
+  "POLL_ADD",
+  "POLL_REMOVE",
+  "SYNC_FILE_RANGE",
+  "SENDMSG",
+  "RECVMSG",
+  "TIMEOUT",
+  "TIMEOUT_REMOVE",
+  "ACCEPT",
+  "ASYNC_CANCEL",
+  "LINK_TIMEOUT",
+  "CONNECT",
+  "FALLOCATE",
+  "OPENAT",
+  "CLOSE",
+  "FILES_UPDATE",
+  "STATX",
+  "READ",
+  "WRITE",
+  "FADVISE",
+  "MADVISE",
+  "SEND",
+  "RECV",
+  "OPENAT2",
+  "EPOLL_CTL",
+  "SPLICE",
+  "PROVIDE_BUFFERS",
+  "REMOVE_BUFFERS",
+  "TEE",
+  "SHUTDOWN",
+  "RENAMEAT",
+  "UNLINKAT",
+  "MKDIRAT",
+  "SYMLINKAT",
+  "LINKAT",
+  "MSG_RING",
+  "FSETXATTR",
+  "SETXATTR",
+  "FGETXATTR",
+  "GETXATTR",
+  "SOCKET",
+  "URING_CMD",
+  "SEND_ZC",
+  "SENDMSG_ZC",
+  "READ_MULTISHOT",
+  "WAITID",
+  "FUTEX_WAIT",
+  "FUTEX_WAKE",
+  "FUTEX_WAITV",
+  "FIXED_FD_INSTALL",
+  "FTRUNCATE",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Per-opcode flags.
+
+/** `fsync_flags`: sync data only, like `fdatasync` (5.1). */
+export const IORING_FSYNC_DATASYNC = 1 << 0;
+/** `timeout_flags`: the timespec is absolute (5.4). */
+export const IORING_TIMEOUT_ABS = 1 << 0;
+/** `timeout_flags`: update an existing timeout (5.11). */
+export const IORING_TIMEOUT_UPDATE = 1 << 1;
+/** `timeout_flags`: use CLOCK_BOOTTIME (5.15). */
+export const IORING_TIMEOUT_BOOTTIME = 1 << 2;
+/** `timeout_flags`: use CLOCK_REALTIME (5.15). */
+export const IORING_TIMEOUT_REALTIME = 1 << 3;
+/** `timeout_flags`: update a link timeout (5.15). */
+export const IORING_LINK_TIMEOUT_UPDATE = 1 << 4;
+/** `timeout_flags`: report expiry as success rather than `-ETIME` (5.16). */
+export const IORING_TIMEOUT_ETIME_SUCCESS = 1 << 5;
+/** `cancel_flags`: cancel every match, not just the first (5.19). */
+export const IORING_ASYNC_CANCEL_ALL = 1 << 0;
+/** `cancel_flags`: match by fd instead of user_data (5.19). */
+export const IORING_ASYNC_CANCEL_FD = 1 << 1;
+/** `cancel_flags`: match any request (5.19). */
+export const IORING_ASYNC_CANCEL_ANY = 1 << 2;
+/** `poll32_events` flag in `len`: multishot poll (5.13). */
+export const IORING_POLL_ADD_MULTI = 1 << 0;
+/** `splice_flags`: `splice_fd_in` is a registered file index (5.7). */
+export const SPLICE_F_FD_IN_FIXED = 0x80000000;
+/** `file_index` value asking the kernel to pick a free fixed-file slot (5.19). */
+export const IORING_FILE_INDEX_ALLOC = 0xffffffff;
+
+// ---------------------------------------------------------------------------------------------
+// io_uring_register opcodes.
+
+/** Register fixed buffers (5.1). */
+export const IORING_REGISTER_BUFFERS = 0;
+/** Unregister fixed buffers (5.1). */
+export const IORING_UNREGISTER_BUFFERS = 1;
+/** Register a fixed file table (5.1). */
+export const IORING_REGISTER_FILES = 2;
+/** Unregister the fixed file table (5.1). */
+export const IORING_UNREGISTER_FILES = 3;
+/** Register an eventfd signalled on completions (5.2). */
+export const IORING_REGISTER_EVENTFD = 4;
+/** Unregister the eventfd (5.2). */
+export const IORING_UNREGISTER_EVENTFD = 5;
+/** Update entries of the fixed file table (5.5). */
+export const IORING_REGISTER_FILES_UPDATE = 6;
+/** Register an eventfd signalled only for async completions (5.6). */
+export const IORING_REGISTER_EVENTFD_ASYNC = 7;
+/** Probe supported opcodes (5.6). */
+export const IORING_REGISTER_PROBE = 8;
+
+/** `io_uring_probe_op.flags`: the opcode is supported (5.6). */
+export const IO_URING_OP_SUPPORTED = 1 << 0;
+/** Value in a fixed file table that leaves a slot empty (5.5). */
+export const IORING_REGISTER_FILES_SKIP = -2;
+
+// ---------------------------------------------------------------------------------------------
+// Linux constants the prep helpers and tests use (include/uapi/asm-generic/fcntl.h etc.).
+
+/** `AT_FDCWD`: resolve paths against the working directory. */
+export const AT_FDCWD = -100;
+/** `AT_REMOVEDIR` for `unlinkat`. */
+export const AT_REMOVEDIR = 0x200;
+/** `AT_SYMLINK_NOFOLLOW`. */
+export const AT_SYMLINK_NOFOLLOW = 0x100;
+/** `AT_EMPTY_PATH`. */
+export const AT_EMPTY_PATH = 0x1000;
+/** `O_RDONLY`. */
+export const O_RDONLY = 0;
+/** `O_WRONLY`. */
+export const O_WRONLY = 1;
+/** `O_RDWR`. */
+export const O_RDWR = 2;
+/** `O_CREAT`. */
+export const O_CREAT = 0o100;
+/** `O_EXCL`. */
+export const O_EXCL = 0o200;
+/** `O_TRUNC`. */
+export const O_TRUNC = 0o1000;
+/** `O_APPEND`. */
+export const O_APPEND = 0o2000;
+/** `O_NONBLOCK`. */
+export const O_NONBLOCK = 0o4000;
+/** `O_DIRECT` (x86_64 and most architectures; aarch64 uses 0o200000). */
+export const O_DIRECT = 0o40000;
+/** `O_DIRECTORY` (x86_64; aarch64 uses 0o40000). */
+export const O_DIRECTORY = 0o200000;
+/** `O_NOFOLLOW` (x86_64; aarch64 uses 0o100000). */
+export const O_NOFOLLOW = 0o400000;
+/** `O_CLOEXEC`. */
+export const O_CLOEXEC = 0o2000000;
+/** `STATX_BASIC_STATS` mask (4.11). */
+export const STATX_BASIC_STATS = 0x7ff;
+/** `STATX_BTIME` (4.11). */
+export const STATX_BTIME = 0x800;
+/** `STATX_DIOALIGN` (6.1): fills `stx_dio_mem_align` / `stx_dio_offset_align`. */
+export const STATX_DIOALIGN = 0x2000;
+/** `POLLIN`. */
+export const POLLIN = 0x1;
+/** `POLLOUT`. */
+export const POLLOUT = 0x4;
+/** `RENAME_NOREPLACE` for `renameat2`. */
+export const RENAME_NOREPLACE = 1;
+/** `SPLICE_F_MOVE`. */
+export const SPLICE_F_MOVE = 1;
+/** `SPLICE_F_NONBLOCK`. */
+export const SPLICE_F_NONBLOCK = 2;
+/** `SYNC_FILE_RANGE_WRITE`. */
+export const SYNC_FILE_RANGE_WRITE = 2;
+/** `FALLOC_FL_KEEP_SIZE`. */
+export const FALLOC_FL_KEEP_SIZE = 1;
+/** `FALLOC_FL_PUNCH_HOLE`. */
+export const FALLOC_FL_PUNCH_HOLE = 2;
+/** `POSIX_FADV_SEQUENTIAL`. */
+export const POSIX_FADV_SEQUENTIAL = 2;
+/** `POSIX_FADV_WILLNEED`. */
+export const POSIX_FADV_WILLNEED = 3;
+/** `POSIX_FADV_DONTNEED`. */
+export const POSIX_FADV_DONTNEED = 4;
+
+/** Byte offsets of the fields of `struct statx` (4.11; `stx_mnt_id` 5.8, DIO fields 6.1). */
+export const STATX = {
+  mask: 0,
+  blksize: 4,
+  attributes: 8,
+  nlink: 16,
+  uid: 20,
+  gid: 24,
+  mode: 28,
+  ino: 32,
+  size: 40,
+  blocks: 48,
+  attributesMask: 56,
+  atime: 64,
+  btime: 80,
+  ctime: 96,
+  mtime: 112,
+  rdevMajor: 128,
+  rdevMinor: 132,
+  devMajor: 136,
+  devMinor: 140,
+  mntId: 144,
+  dioMemAlign: 152,
+  dioOffsetAlign: 156,
+} as const;

@@ -1,0 +1,78 @@
+/**
+ * Typed errors: every system call failure becomes an {@link IoUringError} that names the call
+ * and the errno (`EINVAL`, not `-22`), with a hint where one helps.
+ *
+ * @module
+ */
+
+import { errnoMessage, errnoName } from "./errno.ts";
+
+/** Hints for errnos whose cause is not obvious, keyed by `call:ERRNO` or just `ERRNO`. */
+const HINTS: Readonly<Record<string, string>> = {
+  "io_uring_setup:EPERM":
+    "io_uring is disabled on this system: check the sysctl kernel.io_uring_disabled, or a seccomp " +
+    "filter (containers often block io_uring)",
+  "io_uring_setup:ENOSYS":
+    "this kernel has no io_uring (it needs Linux 5.1 or later, 5.11+ recommended), or a seccomp " +
+    "filter blocks it",
+  "io_uring_setup:ENOMEM":
+    "kernels before 5.12 charge rings to RLIMIT_MEMLOCK: raise `ulimit -l` or use fewer entries",
+  "io_uring_setup:EINVAL":
+    "the kernel rejected the ring parameters (entries, cqEntries or flags); older kernels lack " +
+    "some setup flags",
+  "io_uring_setup:EMFILE": "the process has no free file descriptors",
+  "io_uring_enter:EBUSY":
+    "the completion queue overflowed: reap completions (peekCqe/cqAdvance) before submitting more",
+  "io_uring_enter:EBADR": "completions were dropped by a kernel without IORING_FEAT_NODROP",
+  "io_uring_enter:EOPNOTSUPP": "the file or device does not support this (e.g. IOPOLL without poll queues)",
+  "io_uring_register:EFAULT": "a registered buffer points at memory the kernel cannot pin",
+  "io_uring_register:EBUSY": "something is registered already: unregister it first",
+  "io_uring_register:ENXIO": "nothing of that kind is registered",
+  "mmap:ENOMEM": "the ring memory could not be mapped (memlock limit or address space)",
+};
+
+/** Where the errno came from: a system call name, or an io_uring operation in a CQE. */
+export type ErrorSource = string;
+
+/**
+ * A failed system call or io_uring operation. Carries the call, the errno name (`"EINVAL"`) and
+ * number (22), and a hint when the cause is not obvious. Since: always.
+ */
+export class IoUringError extends Error {
+  /** The system call or operation that failed, e.g. `"io_uring_setup"`. */
+  readonly call: ErrorSource;
+  /** The errno name, e.g. `"EINVAL"`. */
+  readonly code: string;
+  /** The positive errno number, e.g. 22. */
+  readonly errno: number;
+  /** A hint on the likely cause, or `undefined`. */
+  readonly hint: string | undefined;
+
+  /** Builds the error from the call name and a positive errno. */
+  constructor(call: ErrorSource, errno: number, detail?: string) {
+    const code = errnoName(errno);
+    const hint = HINTS[`${call}:${code}`] ?? HINTS[code];
+    const where = detail ? ` (${detail})` : "";
+    super(`${call} failed: ${code}: ${errnoMessage(errno)}${where}${hint ? `; hint: ${hint}` : ""}`);
+    this.name = "IoUringError";
+    this.call = call;
+    this.code = code;
+    this.errno = errno;
+    this.hint = hint;
+  }
+}
+
+/** Throws an {@link IoUringError} when `ret` (a helper's return value) is negative. */
+export function check(call: ErrorSource, ret: number): number {
+  if (ret < 0) throw new IoUringError(call, -ret);
+  return ret;
+}
+
+/** Thrown for a call on a ring or `Uring` that was already closed. */
+export class ClosedError extends Error {
+  /** Builds the error; `what` names the closed object. */
+  constructor(what: string) {
+    super(`${what} is closed`);
+    this.name = "ClosedError";
+  }
+}

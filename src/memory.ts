@@ -1,0 +1,104 @@
+/**
+ * Memory helpers: the address of a buffer for an SQE, NUL-terminated path strings, and the
+ * argument checks that keep bad buffers away from the kernel.
+ *
+ * @module
+ */
+
+/** Any typed array or DataView whose memory the kernel may read or write. */
+export type Buffer = ArrayBufferView;
+
+/** Base address of each ArrayBuffer's memory, computed once (the memory never moves). */
+const baseAddresses = new WeakMap<ArrayBufferLike, number>();
+
+/**
+ * The address of `view`'s first byte, as a number (exact: user-space addresses are < 2^53).
+ * Throws a `TypeError` for a detached buffer. Cached per ArrayBuffer, so it allocates nothing
+ * after the first call for a buffer.
+ */
+export function addressOf(view: ArrayBufferView): number {
+  // Reading `.buffer` first moves a small on-heap typed array's bytes off the V8 heap, so the
+  // address taken below stays valid for the life of the buffer.
+  const buffer = view.buffer;
+  if ((buffer as ArrayBuffer).detached) throw new TypeError("buffer is detached");
+  let base = baseAddresses.get(buffer);
+  if (base === undefined) {
+    if (view.byteLength === 0) {
+      // A zero-length view has no meaningful address (Deno gives null); use the whole buffer.
+      if (buffer.byteLength === 0) return 0;
+      base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(buffer as ArrayBuffer))));
+    } else {
+      const pointer = Deno.UnsafePointer.of(view as Uint8Array<ArrayBuffer>);
+      base = Number(Deno.UnsafePointer.value(pointer)) - view.byteOffset;
+    }
+    baseAddresses.set(buffer, base);
+  }
+  return base + view.byteOffset;
+}
+
+const encoder = new TextEncoder();
+
+/** Encodes `s` as UTF-8 with a terminating NUL, for paths handed to the kernel. */
+export function cstring(s: string): Uint8Array<ArrayBuffer> {
+  if (s.includes("\0")) throw new TypeError(`path contains a NUL byte: ${JSON.stringify(s)}`);
+  const bytes = new Uint8Array(s.length * 3 + 1);
+  const { written } = encoder.encodeInto(s, bytes);
+  return bytes.subarray(0, written + 1);
+}
+
+/** Throws unless `path` is a NUL-terminated byte string (as made by {@link cstring}). */
+export function checkCString(path: Uint8Array, what = "path"): void {
+  if (!(path instanceof Uint8Array)) {
+    throw new TypeError(`${what} must be a NUL-terminated Uint8Array (see cstring())`);
+  }
+  if (path.byteLength === 0 || path[path.byteLength - 1] !== 0) {
+    throw new TypeError(`${what} must end with a NUL byte (see cstring())`);
+  }
+}
+
+/** Throws unless `view` is an ArrayBufferView that is not detached. */
+export function checkBuffer(view: unknown, what = "buffer"): asserts view is ArrayBufferView {
+  if (!ArrayBuffer.isView(view)) throw new TypeError(`${what} must be a typed array or DataView`);
+  if ((view.buffer as ArrayBuffer).detached) throw new TypeError(`${what} is detached`);
+}
+
+/** Throws unless `view` holds at least `size` bytes. */
+export function checkSize(view: ArrayBufferView, size: number, what = "buffer"): void {
+  checkBuffer(view, what);
+  if (view.byteLength < size) {
+    throw new RangeError(`${what} is too small: ${view.byteLength} bytes, need ${size}`);
+  }
+}
+
+/** Throws unless `fd` is an integer file descriptor (≥ 0, or -100 = `AT_FDCWD` when allowed). */
+export function checkFd(fd: unknown, what = "fd"): asserts fd is number {
+  if (typeof fd !== "number" || !Number.isInteger(fd)) {
+    throw new TypeError(`${what} must be an integer file descriptor, got ${String(fd)}`);
+  }
+  if (fd < 0 && fd !== -100) throw new RangeError(`${what} must not be negative, got ${fd}`);
+  if (fd > 0x7fffffff) throw new RangeError(`${what} is out of range: ${fd}`);
+}
+
+/** Maximum file offset io_uring accepts (it is a signed 64-bit value in the kernel). */
+const MAX_OFFSET = 0x7fffffffffffffffn;
+
+/** Throws unless `offset` is a non-negative integer (number ≤ 2^53-1, or bigint < 2^63). */
+export function checkOffset(offset: unknown, what = "offset"): asserts offset is number | bigint {
+  if (typeof offset === "number") {
+    if (!Number.isSafeInteger(offset)) {
+      throw new TypeError(`${what} must be a safe integer or a bigint, got ${offset}`);
+    }
+    if (offset < 0) throw new RangeError(`${what} must not be negative, got ${offset}`);
+  } else if (typeof offset === "bigint") {
+    if (offset < 0n || offset > MAX_OFFSET) throw new RangeError(`${what} is out of range: ${offset}`);
+  } else {
+    throw new TypeError(`${what} must be a number or a bigint, got ${typeof offset}`);
+  }
+}
+
+/** Throws unless `n` is an integer in `[0, max]`. */
+export function checkU32(n: unknown, what: string, max = 0xffffffff): asserts n is number {
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > max) {
+    throw new RangeError(`${what} must be an integer from 0 to ${max}, got ${String(n)}`);
+  }
+}

@@ -1,0 +1,427 @@
+/**
+ * `prep*` helpers: each fills one SQE for one opcode, the way liburing's `io_uring_prep_*` do,
+ * through a single base, {@link prepRw}. Arguments are checked before anything reaches the
+ * kernel. Buffers, paths and structs an SQE points at must stay referenced until its CQE.
+ *
+ * A prep helper writes the opcode's fields only; set `userData` and `IOSQE_*` flags on the SQE
+ * before or after it. `getSqe()` hands out zeroed SQEs.
+ *
+ * @module
+ */
+
+import * as abi from "./abi.ts";
+import { addressOf, checkBuffer, checkCString, checkFd, checkOffset, checkU32 } from "./memory.ts";
+import { type Sqe, W } from "./sqe.ts";
+import type { Iovecs, Timespec } from "./structs.ts";
+
+const TWO_32 = 0x1_0000_0000;
+
+/** A file offset: a non-negative safe integer, or a bigint for the full 63-bit range. */
+export type Offset = number | bigint;
+
+function writeU64(u32: Uint32Array, at: number, value: Offset): void {
+  if (typeof value === "number") {
+    const lo = value >>> 0;
+    u32[at] = lo;
+    u32[at + 1] = (value - lo) / TWO_32;
+  } else {
+    u32[at] = Number(value & 0xffff_ffffn);
+    u32[at + 1] = Number((value >> 32n) & 0xffff_ffffn);
+  }
+}
+
+/** Writes a user_data-style 64-bit key (number or bigint) into the `addr` field. */
+function writeKey(sqe: Sqe, key: number | bigint): void {
+  if (typeof key === "number") {
+    if (!(key >= 0 && Number.isSafeInteger(key))) {
+      throw new RangeError(`user_data must be an integer from 0 to 2^64-1, got ${key}`);
+    }
+  } else if (typeof key !== "bigint" || key < 0n || key > 0xffff_ffff_ffff_ffffn) {
+    throw new RangeError(`user_data must be an integer from 0 to 2^64-1, got ${String(key)}`);
+  }
+  writeU64(sqe.u32, sqe.base + W.addrLo, key);
+}
+
+/**
+ * The base of every prep helper: sets opcode, fd, address, length and offset; clears the
+ * per-opcode flags, buf_index, splice_fd_in and addr3. Leaves `flags`, `ioprio` and `user_data`
+ * alone. Since 5.1.
+ */
+export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: number, offset: Offset): Sqe {
+  const u32 = sqe.u32, b = sqe.base;
+  // opcode is byte 0; keep flags (byte 1) and ioprio (bytes 2-3).
+  u32[b + W.head] = ((u32[b + W.head] & 0xffffff00) | opcode) >>> 0;
+  u32[b + W.fd] = fd;
+  writeU64(u32, b + W.offLo, offset);
+  u32[b + W.addrLo] = addr >>> 0;
+  u32[b + W.addrHi] = (addr - (addr >>> 0)) / TWO_32;
+  u32[b + W.len] = len;
+  u32[b + W.opFlags] = 0;
+  u32[b + W.bufIndex] = u32[b + W.bufIndex] & 0xffff0000; // keep personality
+  u32[b + W.spliceFdIn] = 0;
+  u32[b + W.addr3Lo] = 0;
+  u32[b + W.addr3Hi] = 0;
+  return sqe;
+}
+
+function checkLength(n: number, what = "buffer"): void {
+  if (n > 0xffffffff) throw new RangeError(`${what} is larger than 4 GiB - 1 bytes`);
+}
+
+/** A no-op that completes with 0: measures the ring itself. Since 5.1. */
+export function prepNop(sqe: Sqe): Sqe {
+  return prepRw(sqe, abi.IORING_OP_NOP, -1, 0, 0, 0);
+}
+
+/** `pread(fd, buf, buf.byteLength, offset)`. Since 5.6. */
+export function prepRead(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset, rwFlags = 0): Sqe {
+  checkFd(fd);
+  checkBuffer(buf);
+  checkOffset(offset);
+  checkLength(buf.byteLength);
+  prepRw(sqe, abi.IORING_OP_READ, fd, addressOf(buf), buf.byteLength, offset);
+  sqe.u32[sqe.base + W.opFlags] = rwFlags;
+  return sqe;
+}
+
+/** `pwrite(fd, buf, buf.byteLength, offset)`. Since 5.6. */
+export function prepWrite(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset, rwFlags = 0): Sqe {
+  checkFd(fd);
+  checkBuffer(buf);
+  checkOffset(offset);
+  checkLength(buf.byteLength);
+  prepRw(sqe, abi.IORING_OP_WRITE, fd, addressOf(buf), buf.byteLength, offset);
+  sqe.u32[sqe.base + W.opFlags] = rwFlags;
+  return sqe;
+}
+
+/** `preadv2(fd, iovecs, offset, rwFlags)`. Since 5.1. */
+export function prepReadv(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset, rwFlags = 0): Sqe {
+  checkFd(fd);
+  checkOffset(offset);
+  prepRw(sqe, abi.IORING_OP_READV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
+  sqe.u32[sqe.base + W.opFlags] = rwFlags;
+  return sqe;
+}
+
+/** `pwritev2(fd, iovecs, offset, rwFlags)`. Since 5.1. */
+export function prepWritev(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset, rwFlags = 0): Sqe {
+  checkFd(fd);
+  checkOffset(offset);
+  prepRw(sqe, abi.IORING_OP_WRITEV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
+  sqe.u32[sqe.base + W.opFlags] = rwFlags;
+  return sqe;
+}
+
+/**
+ * Read into registered buffer `bufIndex`; `buf` must lie inside that registered buffer.
+ * Since 5.1.
+ */
+export function prepReadFixed(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset, bufIndex: number): Sqe {
+  checkFd(fd);
+  checkBuffer(buf);
+  checkOffset(offset);
+  checkU32(bufIndex, "bufIndex", 0xffff);
+  checkLength(buf.byteLength);
+  prepRw(sqe, abi.IORING_OP_READ_FIXED, fd, addressOf(buf), buf.byteLength, offset);
+  sqe.u32[sqe.base + W.bufIndex] = (sqe.u32[sqe.base + W.bufIndex] & 0xffff0000) | bufIndex;
+  return sqe;
+}
+
+/** Write from registered buffer `bufIndex`; `buf` must lie inside it. Since 5.1. */
+export function prepWriteFixed(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset, bufIndex: number): Sqe {
+  checkFd(fd);
+  checkBuffer(buf);
+  checkOffset(offset);
+  checkU32(bufIndex, "bufIndex", 0xffff);
+  checkLength(buf.byteLength);
+  prepRw(sqe, abi.IORING_OP_WRITE_FIXED, fd, addressOf(buf), buf.byteLength, offset);
+  sqe.u32[sqe.base + W.bufIndex] = (sqe.u32[sqe.base + W.bufIndex] & 0xffff0000) | bufIndex;
+  return sqe;
+}
+
+/** `fsync(fd)`, or `fdatasync(fd)` with `IORING_FSYNC_DATASYNC`. Since 5.1. */
+export function prepFsync(sqe: Sqe, fd: number, fsyncFlags = 0): Sqe {
+  checkFd(fd);
+  prepRw(sqe, abi.IORING_OP_FSYNC, fd, 0, 0, 0);
+  sqe.u32[sqe.base + W.opFlags] = fsyncFlags;
+  return sqe;
+}
+
+/** `fdatasync(fd)`: {@link prepFsync} with `IORING_FSYNC_DATASYNC`. Since 5.1. */
+export function prepFdatasync(sqe: Sqe, fd: number): Sqe {
+  return prepFsync(sqe, fd, abi.IORING_FSYNC_DATASYNC);
+}
+
+/** `sync_file_range(fd, offset, length, flags)`. Since 5.2. */
+export function prepSyncFileRange(sqe: Sqe, fd: number, length: number, offset: Offset, flags = 0): Sqe {
+  checkFd(fd);
+  checkOffset(offset);
+  checkU32(length, "length");
+  prepRw(sqe, abi.IORING_OP_SYNC_FILE_RANGE, fd, 0, length, offset);
+  sqe.u32[sqe.base + W.opFlags] = flags;
+  return sqe;
+}
+
+/** `fallocate(fd, mode, offset, length)`. Since 5.6. */
+export function prepFallocate(sqe: Sqe, fd: number, mode: number, offset: Offset, length: Offset): Sqe {
+  checkFd(fd);
+  checkOffset(offset);
+  checkOffset(length, "length");
+  prepRw(sqe, abi.IORING_OP_FALLOCATE, fd, 0, mode, offset);
+  writeU64(sqe.u32, sqe.base + W.addrLo, length); // the length travels in `addr`
+  return sqe;
+}
+
+/** `posix_fadvise(fd, offset, length, advice)`; `length` up to 4 GiB - 1. Since 5.6. */
+export function prepFadvise(sqe: Sqe, fd: number, offset: Offset, length: number, advice: number): Sqe {
+  checkFd(fd);
+  checkOffset(offset);
+  checkU32(length, "length");
+  prepRw(sqe, abi.IORING_OP_FADVISE, fd, 0, length, offset);
+  sqe.u32[sqe.base + W.opFlags] = advice;
+  return sqe;
+}
+
+/** `madvise(buf, buf.byteLength, advice)`. Since 5.6. */
+export function prepMadvise(sqe: Sqe, buf: ArrayBufferView, advice: number): Sqe {
+  checkBuffer(buf);
+  prepRw(sqe, abi.IORING_OP_MADVISE, -1, addressOf(buf), buf.byteLength, 0);
+  sqe.u32[sqe.base + W.opFlags] = advice;
+  return sqe;
+}
+
+/** `ftruncate(fd, length)`. Since 6.9. */
+export function prepFtruncate(sqe: Sqe, fd: number, length: Offset): Sqe {
+  checkFd(fd);
+  checkOffset(length, "length");
+  return prepRw(sqe, abi.IORING_OP_FTRUNCATE, fd, 0, 0, length);
+}
+
+/** `openat(dfd, path, flags, mode)`; `path` is NUL-terminated (see `cstring`). Since 5.6. */
+export function prepOpenat(sqe: Sqe, dfd: number, path: Uint8Array, flags: number, mode = 0): Sqe {
+  checkFd(dfd, "dfd");
+  checkCString(path);
+  prepRw(sqe, abi.IORING_OP_OPENAT, dfd, addressOf(path), mode, 0);
+  sqe.u32[sqe.base + W.opFlags] = flags;
+  return sqe;
+}
+
+/**
+ * `openat2(dfd, path, how)`; `how` is a 24-byte `open_how` (see `openHow`). Since 5.6.
+ */
+export function prepOpenat2(sqe: Sqe, dfd: number, path: Uint8Array, how: Uint8Array): Sqe {
+  checkFd(dfd, "dfd");
+  checkCString(path);
+  checkBuffer(how, "how");
+  if (how.byteLength !== abi.OPEN_HOW_SIZE) throw new RangeError(`how must be ${abi.OPEN_HOW_SIZE} bytes`);
+  return prepRw(sqe, abi.IORING_OP_OPENAT2, dfd, addressOf(path), abi.OPEN_HOW_SIZE, addressOf(how));
+}
+
+/** `close(fd)`. Since 5.6. */
+export function prepClose(sqe: Sqe, fd: number): Sqe {
+  checkFd(fd);
+  return prepRw(sqe, abi.IORING_OP_CLOSE, fd, 0, 0, 0);
+}
+
+/** Close registered file slot `fileIndex` (5.15). */
+export function prepCloseDirect(sqe: Sqe, fileIndex: number): Sqe {
+  checkU32(fileIndex, "fileIndex", 0xfffffffe);
+  prepRw(sqe, abi.IORING_OP_CLOSE, 0, 0, 0, 0);
+  sqe.u32[sqe.base + W.spliceFdIn] = fileIndex + 1;
+  return sqe;
+}
+
+/**
+ * `statx(dfd, path, flags, mask, statxbuf)`; `statxbuf` holds 256 bytes (see `statxBuffer`).
+ * Since 5.6.
+ */
+export function prepStatx(sqe: Sqe, dfd: number, path: Uint8Array, flags: number, mask: number, statxbuf: Uint8Array): Sqe {
+  checkFd(dfd, "dfd");
+  checkCString(path);
+  checkBuffer(statxbuf, "statxbuf");
+  if (statxbuf.byteLength < abi.STATX_SIZE) {
+    throw new RangeError(`statxbuf is too small: ${statxbuf.byteLength} bytes, need ${abi.STATX_SIZE}`);
+  }
+  prepRw(sqe, abi.IORING_OP_STATX, dfd, addressOf(path), mask, addressOf(statxbuf));
+  sqe.u32[sqe.base + W.opFlags] = flags;
+  return sqe;
+}
+
+/**
+ * `splice(fdIn, offIn, fdOut, offOut, nbytes, flags)`; an offset of `-1` means "no offset" (a
+ * pipe's side). Since 5.7.
+ */
+export function prepSplice(
+  sqe: Sqe,
+  fdIn: number,
+  offIn: Offset | -1,
+  fdOut: number,
+  offOut: Offset | -1,
+  nbytes: number,
+  flags = 0,
+): Sqe {
+  checkFd(fdIn, "fdIn");
+  checkFd(fdOut, "fdOut");
+  if (offIn !== -1) checkOffset(offIn, "offIn");
+  if (offOut !== -1) checkOffset(offOut, "offOut");
+  checkU32(nbytes, "nbytes");
+  prepRw(sqe, abi.IORING_OP_SPLICE, fdOut, 0, nbytes, offOut === -1 ? 0 : offOut);
+  if (offOut === -1) sqe.u32[sqe.base + W.offLo] = sqe.u32[sqe.base + W.offHi] = 0xffffffff;
+  if (offIn === -1) sqe.u32[sqe.base + W.addrLo] = sqe.u32[sqe.base + W.addrHi] = 0xffffffff;
+  else writeU64(sqe.u32, sqe.base + W.addrLo, offIn); // splice_off_in shares `addr`
+  sqe.u32[sqe.base + W.spliceFdIn] = fdIn;
+  sqe.u32[sqe.base + W.opFlags] = flags >>> 0;
+  return sqe;
+}
+
+/** `tee(fdIn, fdOut, nbytes, flags)` between two pipes. Since 5.8. */
+export function prepTee(sqe: Sqe, fdIn: number, fdOut: number, nbytes: number, flags = 0): Sqe {
+  checkFd(fdIn, "fdIn");
+  checkFd(fdOut, "fdOut");
+  checkU32(nbytes, "nbytes");
+  prepRw(sqe, abi.IORING_OP_TEE, fdOut, 0, nbytes, 0);
+  sqe.u32[sqe.base + W.spliceFdIn] = fdIn;
+  sqe.u32[sqe.base + W.opFlags] = flags >>> 0;
+  return sqe;
+}
+
+/** `unlinkat(dfd, path, flags)` (`AT_REMOVEDIR` removes a directory). Since 5.11. */
+export function prepUnlinkat(sqe: Sqe, dfd: number, path: Uint8Array, flags = 0): Sqe {
+  checkFd(dfd, "dfd");
+  checkCString(path);
+  prepRw(sqe, abi.IORING_OP_UNLINKAT, dfd, addressOf(path), 0, 0);
+  sqe.u32[sqe.base + W.opFlags] = flags;
+  return sqe;
+}
+
+/** `renameat2(oldDfd, oldPath, newDfd, newPath, flags)`. Since 5.11. */
+export function prepRenameat(
+  sqe: Sqe,
+  oldDfd: number,
+  oldPath: Uint8Array,
+  newDfd: number,
+  newPath: Uint8Array,
+  flags = 0,
+): Sqe {
+  checkFd(oldDfd, "oldDfd");
+  checkFd(newDfd, "newDfd");
+  checkCString(oldPath, "oldPath");
+  checkCString(newPath, "newPath");
+  prepRw(sqe, abi.IORING_OP_RENAMEAT, oldDfd, addressOf(oldPath), newDfd >>> 0, addressOf(newPath));
+  sqe.u32[sqe.base + W.opFlags] = flags;
+  return sqe;
+}
+
+/** `mkdirat(dfd, path, mode)`. Since 5.15. */
+export function prepMkdirat(sqe: Sqe, dfd: number, path: Uint8Array, mode = 0o777): Sqe {
+  checkFd(dfd, "dfd");
+  checkCString(path);
+  return prepRw(sqe, abi.IORING_OP_MKDIRAT, dfd, addressOf(path), mode, 0);
+}
+
+/** `symlinkat(target, newDfd, linkPath)`. Since 5.15. */
+export function prepSymlinkat(sqe: Sqe, target: Uint8Array, newDfd: number, linkPath: Uint8Array): Sqe {
+  checkFd(newDfd, "newDfd");
+  checkCString(target, "target");
+  checkCString(linkPath, "linkPath");
+  return prepRw(sqe, abi.IORING_OP_SYMLINKAT, newDfd, addressOf(target), 0, addressOf(linkPath));
+}
+
+/** `linkat(oldDfd, oldPath, newDfd, newPath, flags)`. Since 5.15. */
+export function prepLinkat(
+  sqe: Sqe,
+  oldDfd: number,
+  oldPath: Uint8Array,
+  newDfd: number,
+  newPath: Uint8Array,
+  flags = 0,
+): Sqe {
+  checkFd(oldDfd, "oldDfd");
+  checkFd(newDfd, "newDfd");
+  checkCString(oldPath, "oldPath");
+  checkCString(newPath, "newPath");
+  prepRw(sqe, abi.IORING_OP_LINKAT, oldDfd, addressOf(oldPath), newDfd >>> 0, addressOf(newPath));
+  sqe.u32[sqe.base + W.opFlags] = flags;
+  return sqe;
+}
+
+/**
+ * A timeout: completes with `-ETIME` after `ts`, or with 0 once `count` other completions have
+ * been posted (0: time only). Since 5.4.
+ */
+export function prepTimeout(sqe: Sqe, ts: Timespec, count = 0, flags = 0): Sqe {
+  checkU32(count, "count");
+  prepRw(sqe, abi.IORING_OP_TIMEOUT, -1, addressOf(ts.bytes), 1, count);
+  sqe.u32[sqe.base + W.opFlags] = flags;
+  return sqe;
+}
+
+/** Removes the timeout whose user_data is `userData` (`-ENOENT` when none). Since 5.5. */
+export function prepTimeoutRemove(sqe: Sqe, userData: number | bigint, flags = 0): Sqe {
+  prepRw(sqe, abi.IORING_OP_TIMEOUT_REMOVE, -1, 0, 0, 0);
+  writeKey(sqe, userData);
+  sqe.u32[sqe.base + W.opFlags] = flags;
+  return sqe;
+}
+
+/**
+ * A timeout for the SQE linked before it (which must carry `IOSQE_IO_LINK`): cancels that
+ * request with `-ECANCELED` if it has not completed within `ts`. Since 5.5.
+ */
+export function prepLinkTimeout(sqe: Sqe, ts: Timespec, flags = 0): Sqe {
+  prepRw(sqe, abi.IORING_OP_LINK_TIMEOUT, -1, addressOf(ts.bytes), 1, 0);
+  sqe.u32[sqe.base + W.opFlags] = flags;
+  return sqe;
+}
+
+/**
+ * Cancels the request whose user_data is `userData`: completes with 0, `-ENOENT` (not found) or
+ * `-EALREADY` (already running). Since 5.5.
+ */
+export function prepCancel(sqe: Sqe, userData: number | bigint, flags = 0): Sqe {
+  prepRw(sqe, abi.IORING_OP_ASYNC_CANCEL, -1, 0, 0, 0);
+  writeKey(sqe, userData);
+  sqe.u32[sqe.base + W.opFlags] = flags;
+  return sqe;
+}
+
+/** Cancels requests on `fd` (`IORING_ASYNC_CANCEL_FD`, plus `flags`). Since 5.19. */
+export function prepCancelFd(sqe: Sqe, fd: number, flags = 0): Sqe {
+  checkFd(fd);
+  prepRw(sqe, abi.IORING_OP_ASYNC_CANCEL, fd, 0, 0, 0);
+  sqe.u32[sqe.base + W.opFlags] = abi.IORING_ASYNC_CANCEL_FD | flags;
+  return sqe;
+}
+
+/** Polls `fd` for `mask` (`POLLIN`, ...); completes with the ready events. Since 5.1. */
+export function prepPollAdd(sqe: Sqe, fd: number, mask: number): Sqe {
+  checkFd(fd);
+  prepRw(sqe, abi.IORING_OP_POLL_ADD, fd, 0, 0, 0);
+  sqe.u32[sqe.base + W.opFlags] = mask >>> 0; // poll32_events, little-endian
+  return sqe;
+}
+
+/** Multishot poll: one CQE per readiness event, with `IORING_CQE_F_MORE`. Since 5.13. */
+export function prepPollMultishot(sqe: Sqe, fd: number, mask: number): Sqe {
+  prepPollAdd(sqe, fd, mask);
+  sqe.u32[sqe.base + W.len] = abi.IORING_POLL_ADD_MULTI;
+  return sqe;
+}
+
+/** Removes the poll request whose user_data is `userData`. Since 5.1. */
+export function prepPollRemove(sqe: Sqe, userData: number | bigint): Sqe {
+  prepRw(sqe, abi.IORING_OP_POLL_REMOVE, -1, 0, 0, 0);
+  writeKey(sqe, userData);
+  return sqe;
+}
+
+/**
+ * Updates registered files from `offset` with `fds` (an Int32Array kept alive until the CQE).
+ * Since 5.6.
+ */
+export function prepFilesUpdate(sqe: Sqe, fds: Int32Array, offset: number): Sqe {
+  checkBuffer(fds, "fds");
+  checkU32(offset, "offset");
+  return prepRw(sqe, abi.IORING_OP_FILES_UPDATE, -1, addressOf(fds), fds.length, offset);
+}

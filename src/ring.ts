@@ -1,0 +1,747 @@
+/**
+ * `IoUring`: one io_uring instance, its mapped rings, and the raw protocol of submission and
+ * completion. It knows nothing of promises or files; the `Uring` layer builds on it.
+ *
+ * @module
+ */
+
+import * as abi from "./abi.ts";
+import { ClosedError, IoUringError } from "./errors.ts";
+import { errno } from "./errno.ts";
+import { addressOf, checkFd, checkU32 } from "./memory.ts";
+import { Probe } from "./probe.ts";
+import { Cqe, Sqe } from "./sqe.ts";
+import { Iovecs } from "./structs.ts";
+import { type Backend, getSys, type Sys } from "./sys.ts";
+
+/** Largest SQ size the kernel accepts (`IORING_MAX_ENTRIES`). */
+export const MAX_ENTRIES = 32768;
+/** Default SQ poll thread idle time before it sleeps, in milliseconds. */
+export const DEFAULT_SQPOLL_IDLE_MS = 50;
+
+/** SQPOLL settings: how long the kernel thread spins idle, and which CPU it is pinned to. */
+export interface SqpollOptions {
+  /** Idle time in ms before the SQ thread sleeps (default {@link DEFAULT_SQPOLL_IDLE_MS}). */
+  idleMs?: number;
+  /** Pin the SQ thread to this CPU (`IORING_SETUP_SQ_AFF`). */
+  cpu?: number;
+}
+
+/** Options of {@link IoUring}. */
+export interface IoUringOptions {
+  /**
+   * Kernel-side submission polling (`IORING_SETUP_SQPOLL`). Default: on, falling back to a plain
+   * ring (reported by `ring.sqpoll === false`) if the kernel refuses it. `true` or an object
+   * insists: a refusal then throws. `false` turns it off.
+   */
+  sqpoll?: boolean | SqpollOptions;
+  /** CQ size (`IORING_SETUP_CQSIZE`); default twice the SQ size. Must be ≥ the SQ size. */
+  cqEntries?: number;
+  /** Busy-poll completions (`IORING_SETUP_IOPOLL`, O_DIRECT on devices with poll queues only). */
+  iopoll?: boolean;
+  /** Raw `IORING_SETUP_*` flags added to those the options imply. */
+  flags?: number;
+  /** Force a system-layer backend (default: `URING_BACKEND`, else the helper when built). */
+  backend?: Backend;
+}
+
+/** What `io_uring_setup` reported, decoded from `struct io_uring_params`. */
+export interface RingParams {
+  /** SQ entries (the requested size rounded up to a power of two). */
+  readonly sqEntries: number;
+  /** CQ entries. */
+  readonly cqEntries: number;
+  /** The `IORING_SETUP_*` flags the ring was created with. */
+  readonly flags: number;
+  /** `IORING_FEAT_*` bits the kernel supports. */
+  readonly features: number;
+  /** SQ thread idle time in ms (SQPOLL only). */
+  readonly sqThreadIdle: number;
+  /** SQ thread CPU (with `IORING_SETUP_SQ_AFF`). */
+  readonly sqThreadCpu: number;
+}
+
+/** Counts of `io_uring_enter` calls, split by why they were made. */
+export interface EnterStats {
+  /** Calls that submitted SQEs (no SQPOLL), or flushed overflowed CQEs. */
+  submit: number;
+  /** Calls that only woke a sleeping SQ poll thread (`IORING_ENTER_SQ_WAKEUP`). */
+  wakeup: number;
+  /** Calls that waited for (or, with IOPOLL, polled for) completions. */
+  wait: number;
+}
+
+/** Options of {@link IoUring.waitCqe}. */
+export interface WaitOptions {
+  /** Give up after this many milliseconds and return `null` (needs 5.11's EXT_ARG). */
+  timeoutMs?: number;
+}
+
+const EINTR = errno("EINTR");
+const ETIME = errno("ETIME");
+const EAGAIN = errno("EAGAIN");
+const EBUSY = errno("EBUSY");
+const EPERM = errno("EPERM");
+const EINVAL = errno("EINVAL");
+
+function isSqpollRefusal(e: unknown): boolean {
+  return e instanceof IoUringError && (e.errno === EPERM || e.errno === EINVAL);
+}
+
+/**
+ * One io_uring instance: `new IoUring(entries, options)` sets it up and maps its rings; `getSqe`
+ * + a `prep*` helper + `submit` queue work; `peekCqe`/`waitCqe` + `cqAdvance` reap it. SQPOLL
+ * is on by default, so a submit is usually a store to the SQ tail and no system call. Since 5.1
+ * (SQPOLL without fixed files: 5.11).
+ */
+export class IoUring implements Disposable {
+  /** The ring's file descriptor. */
+  readonly fd: number;
+  /** What the kernel reported at setup. */
+  readonly params: RingParams;
+  /** `IORING_FEAT_*` bits (same as `params.features`). */
+  readonly features: number;
+  /** Whether the kernel polls the SQ (`IORING_SETUP_SQPOLL`) for this ring. */
+  readonly sqpoll: boolean;
+  /** Whether the ring was set up with `IORING_SETUP_IOPOLL`. */
+  readonly iopoll: boolean;
+  /** Why SQPOLL is off although it was the default, or `undefined`. */
+  readonly sqpollFallbackReason: string | undefined;
+  /** `io_uring_enter` calls made, by reason. */
+  readonly stats: EnterStats = { submit: 0, wakeup: 0, wait: 0 };
+  /** The system-layer backend in use. */
+  readonly backend: Backend;
+
+  readonly #sys: Sys;
+  #closed = false;
+  #maps: Array<[address: number, length: number]> = [];
+
+  // SQ ring
+  #sq: Uint32Array; // the SQ ring as u32 words
+  readonly #sqHead: number; // word indexes into #sq
+  readonly #sqTail: number;
+  readonly #sqFlags: number;
+  readonly #sqDropped: number;
+  readonly #sqMask: number;
+  readonly #sqEntries: number;
+  #sqes: Sqe[];
+  #sqeTail = 0; // next SQE to hand out (private tail)
+  #sqePublished = 0; // last tail stored to the kernel
+  #sqHeadCache = 0; // last kernel head seen
+
+  // CQ ring
+  #cq: Uint32Array;
+  #cqesU32: Uint32Array;
+  #cqesI32: Int32Array;
+  readonly #cqHead: number;
+  readonly #cqTail: number;
+  readonly #cqOverflow: number;
+  readonly #cqMask: number;
+  readonly #cqEntries: number;
+  #cqes: Cqe[];
+  #cqHeadLocal = 0;
+
+  #registeredBuffers: Iovecs | undefined;
+  #registeredFiles = 0;
+
+  /**
+   * Sets up a ring of `entries` SQEs (1..32768; the kernel rounds up to a power of two, see
+   * `params.sqEntries`) and maps it.
+   */
+  constructor(entries: number, options: IoUringOptions = {}) {
+    if (!Number.isInteger(entries) || entries < 1 || entries > MAX_ENTRIES) {
+      throw new RangeError(`entries must be an integer from 1 to ${MAX_ENTRIES}, got ${entries}`);
+    }
+    const sqpollOption = options.sqpoll ?? undefined;
+    const wantSqpoll = sqpollOption !== false;
+    const insist = sqpollOption === true || typeof sqpollOption === "object";
+    const sqpollSettings: SqpollOptions = typeof sqpollOption === "object" ? sqpollOption : {};
+    if (sqpollSettings.idleMs !== undefined) checkU32(sqpollSettings.idleMs, "sqpoll.idleMs");
+    if (sqpollSettings.cpu !== undefined) checkU32(sqpollSettings.cpu, "sqpoll.cpu", 4095);
+    if (options.cqEntries !== undefined) {
+      checkU32(options.cqEntries, "cqEntries", 2 * MAX_ENTRIES * 2);
+      if (options.cqEntries < entries) {
+        throw new RangeError(`cqEntries (${options.cqEntries}) must be at least entries (${entries})`);
+      }
+    }
+    if (options.flags !== undefined) checkU32(options.flags, "flags");
+    this.#sys = getSys(options.backend);
+    this.backend = this.#sys.backend;
+
+    let baseFlags = options.flags ?? 0;
+    if (options.iopoll) baseFlags |= abi.IORING_SETUP_IOPOLL;
+    if (options.cqEntries !== undefined) baseFlags |= abi.IORING_SETUP_CQSIZE;
+    const params = new Uint8Array(abi.PARAMS_SIZE);
+    const pv = new DataView(params.buffer);
+    const setup = (sqpoll: boolean): number => {
+      params.fill(0);
+      let flags = baseFlags;
+      if (sqpoll) {
+        flags |= abi.IORING_SETUP_SQPOLL;
+        pv.setUint32(abi.PARAMS.sqThreadIdle, sqpollSettings.idleMs ?? DEFAULT_SQPOLL_IDLE_MS, true);
+        if (sqpollSettings.cpu !== undefined) {
+          flags |= abi.IORING_SETUP_SQ_AFF;
+          pv.setUint32(abi.PARAMS.sqThreadCpu, sqpollSettings.cpu, true);
+        }
+      }
+      pv.setUint32(abi.PARAMS.flags, flags >>> 0, true);
+      if (options.cqEntries !== undefined) pv.setUint32(abi.PARAMS.cqEntries, options.cqEntries, true);
+      const fd = this.#sys.setup(entries, params);
+      if (fd < 0) throw new IoUringError("io_uring_setup", -fd, sqpoll ? "with IORING_SETUP_SQPOLL" : undefined);
+      return fd;
+    };
+
+    let fd: number;
+    let fallback: string | undefined;
+    if (wantSqpoll) {
+      try {
+        fd = setup(true);
+        const features = pv.getUint32(abi.PARAMS.features, true);
+        if (!(features & abi.IORING_FEAT_SQPOLL_NONFIXED)) {
+          // Before 5.11 SQPOLL works with fixed files only: not a general-purpose ring.
+          this.#sys.close(fd);
+          throw new IoUringError("io_uring_setup", EINVAL, "SQPOLL needs fixed files before Linux 5.11");
+        }
+      } catch (e) {
+        if (insist || !isSqpollRefusal(e)) throw e;
+        fallback = (e as Error).message;
+        fd = setup(false);
+      }
+    } else {
+      fd = setup(false);
+    }
+    this.fd = fd;
+    this.sqpollFallbackReason = fallback;
+
+    const p: RingParams = {
+      sqEntries: pv.getUint32(abi.PARAMS.sqEntries, true),
+      cqEntries: pv.getUint32(abi.PARAMS.cqEntries, true),
+      flags: pv.getUint32(abi.PARAMS.flags, true),
+      features: pv.getUint32(abi.PARAMS.features, true),
+      sqThreadIdle: pv.getUint32(abi.PARAMS.sqThreadIdle, true),
+      sqThreadCpu: pv.getUint32(abi.PARAMS.sqThreadCpu, true),
+    };
+    this.params = Object.freeze(p);
+    this.features = p.features;
+    this.sqpoll = (p.flags & abi.IORING_SETUP_SQPOLL) !== 0;
+    this.iopoll = (p.flags & abi.IORING_SETUP_IOPOLL) !== 0;
+
+    const sqOff = (field: number) => pv.getUint32(abi.PARAMS.sqOff + field, true);
+    const cqOff = (field: number) => pv.getUint32(abi.PARAMS.cqOff + field, true);
+    try {
+      const sqRingSize = sqOff(abi.SQ_OFF.array) + p.sqEntries * 4;
+      const cqRingSize = cqOff(abi.CQ_OFF.cqes) + p.cqEntries * abi.CQE_SIZE;
+      let sqRing: ArrayBuffer;
+      let cqRing: ArrayBuffer;
+      if (p.features & abi.IORING_FEAT_SINGLE_MMAP) {
+        sqRing = cqRing = this.#map(Math.max(sqRingSize, cqRingSize), abi.IORING_OFF_SQ_RING);
+      } else {
+        sqRing = this.#map(sqRingSize, abi.IORING_OFF_SQ_RING);
+        cqRing = this.#map(cqRingSize, abi.IORING_OFF_CQ_RING);
+      }
+      const sqesMem = this.#map(p.sqEntries * abi.SQE_SIZE, abi.IORING_OFF_SQES);
+
+      this.#sq = new Uint32Array(sqRing);
+      this.#sqHead = sqOff(abi.SQ_OFF.head) / 4;
+      this.#sqTail = sqOff(abi.SQ_OFF.tail) / 4;
+      this.#sqFlags = sqOff(abi.SQ_OFF.flags) / 4;
+      this.#sqDropped = sqOff(abi.SQ_OFF.dropped) / 4;
+      this.#sqMask = this.#sq[sqOff(abi.SQ_OFF.ringMask) / 4];
+      this.#sqEntries = this.#sq[sqOff(abi.SQ_OFF.ringEntries) / 4];
+      // The SQ index array maps ring position i to SQE slot i, once: the hot path never touches it.
+      const array = sqOff(abi.SQ_OFF.array) / 4;
+      for (let i = 0; i < this.#sqEntries; i++) this.#sq[array + i] = i;
+      this.#sqeTail = this.#sqePublished = this.#sqHeadCache = Atomics.load(this.#sq, this.#sqTail);
+
+      const sqeU32 = new Uint32Array(sqesMem);
+      const sqeU8 = new Uint8Array(sqesMem);
+      this.#sqes = Array.from({ length: this.#sqEntries }, (_, i) => new Sqe(sqeU32, sqeU8, i));
+
+      this.#cq = new Uint32Array(cqRing);
+      this.#cqHead = cqOff(abi.CQ_OFF.head) / 4;
+      this.#cqTail = cqOff(abi.CQ_OFF.tail) / 4;
+      this.#cqOverflow = cqOff(abi.CQ_OFF.overflow) / 4;
+      this.#cqMask = this.#cq[cqOff(abi.CQ_OFF.ringMask) / 4];
+      this.#cqEntries = this.#cq[cqOff(abi.CQ_OFF.ringEntries) / 4];
+      const cqesOffset = cqOff(abi.CQ_OFF.cqes);
+      this.#cqesU32 = new Uint32Array(cqRing, cqesOffset, this.#cqEntries * (abi.CQE_SIZE / 4));
+      this.#cqesI32 = new Int32Array(cqRing, cqesOffset, this.#cqEntries * (abi.CQE_SIZE / 4));
+      this.#cqes = Array.from({ length: this.#cqEntries }, () => new Cqe());
+      this.#cqHeadLocal = Atomics.load(this.#cq, this.#cqHead);
+    } catch (e) {
+      this.#unmapAll();
+      this.#sys.close(fd);
+      throw e;
+    }
+  }
+
+  #map(length: number, offset: number): ArrayBuffer {
+    const address = this.#sys.mmap(this.fd, length, offset);
+    if (address < 0) throw new IoUringError("mmap", -address, `ring region at offset 0x${offset.toString(16)}`);
+    this.#maps.push([address, length]);
+    const pointer = Deno.UnsafePointer.create(BigInt(address))!;
+    return Deno.UnsafePointerView.getArrayBuffer(pointer, length);
+  }
+
+  #unmapAll(): void {
+    for (const [address, length] of this.#maps) this.#sys.munmap(address, length);
+    this.#maps = [];
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClosedError("IoUring");
+  }
+
+  /** Whether {@link IoUring.close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Number of SQ entries (a power of two). */
+  get sqEntries(): number {
+    return this.#sqEntries;
+  }
+
+  /** Number of CQ entries (a power of two). */
+  get cqEntries(): number {
+    return this.#cqEntries;
+  }
+
+  /** True when the kernel supports every bit of `feature` (`IORING_FEAT_*`). */
+  hasFeature(feature: number): boolean {
+    return (this.features & feature) === feature;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Submission
+
+  /**
+   * A zeroed SQE to fill, or `null` when the SQ is full (every slot is queued or not yet consumed
+   * by the kernel): submit, and with SQPOLL let the kernel thread catch up, then try again.
+   * Never hands out a slot the kernel has not consumed. Allocates nothing.
+   */
+  getSqe(): Sqe | null {
+    if (this.#closed) this.#assertOpen();
+    const tail = this.#sqeTail;
+    if (((tail - this.#sqHeadCache) >>> 0) >= this.#sqEntries) {
+      this.#sqHeadCache = Atomics.load(this.#sq, this.#sqHead); // acquire: the kernel's progress
+      if (((tail - this.#sqHeadCache) >>> 0) >= this.#sqEntries) return null;
+    }
+    const sqe = this.#sqes[tail & this.#sqMask];
+    this.#sqeTail = (tail + 1) >>> 0;
+    sqe.clear();
+    return sqe;
+  }
+
+  /** SQEs handed out by `getSqe` and not yet consumed by the kernel. */
+  sqReady(): number {
+    this.#assertOpen();
+    return (this.#sqeTail - Atomics.load(this.#sq, this.#sqHead)) >>> 0;
+  }
+
+  /** Free SQ slots: how many more `getSqe()` calls can succeed now. */
+  sqSpaceLeft(): number {
+    return this.#sqEntries - this.sqReady();
+  }
+
+  /** SQEs the kernel could not use (bad index): `sq_dropped`. */
+  get sqDropped(): number {
+    this.#assertOpen();
+    return Atomics.load(this.#sq, this.#sqDropped);
+  }
+
+  /** Completions lost by a kernel without `IORING_FEAT_NODROP`: `cq_overflow`. */
+  get cqOverflow(): number {
+    this.#assertOpen();
+    return Atomics.load(this.#cq, this.#cqOverflow);
+  }
+
+  /** The SQ ring flags (`IORING_SQ_*`) as the kernel last set them. */
+  get sqFlags(): number {
+    this.#assertOpen();
+    return Atomics.load(this.#sq, this.#sqFlags);
+  }
+
+  /**
+   * Publishes queued SQEs to the kernel with one tail store. Returns the number published.
+   * The store is `Atomics.store`: sequentially consistent, so the SQE writes before it are
+   * visible to the kernel (release) and loads after it cannot move before it.
+   */
+  #flush(): number {
+    const tail = this.#sqeTail;
+    const published = (tail - this.#sqePublished) >>> 0;
+    if (published !== 0) {
+      Atomics.store(this.#sq, this.#sqTail, tail);
+      this.#sqePublished = tail;
+    }
+    return published;
+  }
+
+  /** One `io_uring_enter`, retried on EINTR; returns the result or a negative errno. */
+  #enter(toSubmit: number, minComplete: number, flags: number): number {
+    for (;;) {
+      const r = this.#sys.enter(this.fd, toSubmit, minComplete, flags);
+      if (r !== -EINTR) return r;
+    }
+  }
+
+  /**
+   * Publishes the queued SQEs and returns how many were published.
+   *
+   * Without SQPOLL this is one `io_uring_enter` (only when there is something to submit).
+   * With SQPOLL it follows the kernel's protocol: store the tail, full fence, load the SQ flags;
+   * only when the SQ thread sleeps (`IORING_SQ_NEED_WAKEUP`) call
+   * `io_uring_enter(IORING_ENTER_SQ_WAKEUP)`. In both modes, when completions overflowed
+   * (`IORING_SQ_CQ_OVERFLOW`), it also enters with `GETEVENTS` so the kernel flushes them.
+   * Throws `IoUringError` `EBUSY` when an older kernel refuses to submit until the CQ is reaped;
+   * the SQEs stay queued and the next submit sends them.
+   */
+  submit(): number {
+    this.#assertOpen();
+    const published = this.#flush();
+    if (this.sqpoll) {
+      // The kernel sets NEED_WAKEUP, fences, then re-reads the tail before sleeping. We store the
+      // tail, fence, then read the flag: one of the two sides must see the other's store.
+      this.#sys.fence();
+      const sqFlags = Atomics.load(this.#sq, this.#sqFlags);
+      let enterFlags = 0;
+      if (sqFlags & abi.IORING_SQ_NEED_WAKEUP) enterFlags |= abi.IORING_ENTER_SQ_WAKEUP;
+      if (sqFlags & abi.IORING_SQ_CQ_OVERFLOW) enterFlags |= abi.IORING_ENTER_GETEVENTS;
+      if (enterFlags !== 0) {
+        if (enterFlags & abi.IORING_ENTER_SQ_WAKEUP) this.stats.wakeup++;
+        else this.stats.submit++;
+        const r = this.#enter(0, 0, enterFlags);
+        if (r < 0 && r !== -EBUSY && r !== -EAGAIN) throw new IoUringError("io_uring_enter", -r);
+      }
+      return published;
+    }
+    const pending = (this.#sqeTail - Atomics.load(this.#sq, this.#sqHead)) >>> 0;
+    let enterFlags = 0;
+    if (Atomics.load(this.#sq, this.#sqFlags) & abi.IORING_SQ_CQ_OVERFLOW) enterFlags = abi.IORING_ENTER_GETEVENTS;
+    if (pending === 0 && enterFlags === 0) return published;
+    this.stats.submit++;
+    const r = this.#enter(pending, 0, enterFlags);
+    if (r < 0) throw new IoUringError("io_uring_enter", -r, `submitting ${pending} SQEs`);
+    return published;
+  }
+
+  /**
+   * Publishes the queued SQEs and waits until at least `waitNr` completions are ready (blocking
+   * the thread). Without SQPOLL submit and wait are one system call. Returns the number
+   * published.
+   */
+  submitAndWait(waitNr: number): number {
+    this.#assertOpen();
+    checkU32(waitNr, "waitNr", this.#cqEntries);
+    if (this.sqpoll || this.iopoll) {
+      const published = this.submit();
+      this.#waitFor(waitNr);
+      return published;
+    }
+    const published = this.#flush();
+    const pending = (this.#sqeTail - Atomics.load(this.#sq, this.#sqHead)) >>> 0;
+    if (pending === 0 && this.cqReady() >= waitNr) return published;
+    if (pending > 0) this.stats.submit++;
+    else this.stats.wait++;
+    const r = this.#enter(pending, waitNr, abi.IORING_ENTER_GETEVENTS);
+    if (r < 0) throw new IoUringError("io_uring_enter", -r, `submitting ${pending} and waiting for ${waitNr}`);
+    return published;
+  }
+
+  /** Waits (blocking) until `n` completions are ready. */
+  #waitFor(n: number): void {
+    while (this.cqReady() < n) {
+      this.stats.wait++;
+      const r = this.#enter(0, n - this.cqReady(), abi.IORING_ENTER_GETEVENTS);
+      if (r < 0) throw new IoUringError("io_uring_enter", -r, `waiting for ${n} completions`);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Completion
+
+  /** Completions ready to reap. */
+  cqReady(): number {
+    this.#assertOpen();
+    return (Atomics.load(this.#cq, this.#cqTail) - this.#cqHeadLocal) >>> 0;
+  }
+
+  /**
+   * The oldest unreaped completion, or `null` when none is ready. Does not consume it: call
+   * `cqAdvance(1)` after use. When the CQ is empty but the kernel holds overflowed completions,
+   * it has the kernel flush them first (one `io_uring_enter`), so none is ever lost. With IOPOLL
+   * an empty CQ makes it poll the device once.
+   */
+  peekCqe(): Cqe | null {
+    if (this.#closed) this.#assertOpen();
+    const head = this.#cqHeadLocal;
+    if (Atomics.load(this.#cq, this.#cqTail) === head) {
+      if (!this.#refill()) return null;
+    }
+    const index = head & this.#cqMask;
+    return this.#cqes[index].load(this.#cqesU32, this.#cqesI32, index);
+  }
+
+  /** Brings in completions the kernel still holds (overflow list, IOPOLL); true if any arrived. */
+  #refill(): boolean {
+    const overflowed = (Atomics.load(this.#sq, this.#sqFlags) & abi.IORING_SQ_CQ_OVERFLOW) !== 0;
+    if (!overflowed && !this.iopoll) return false;
+    if (overflowed) this.stats.submit++;
+    else this.stats.wait++;
+    const r = this.#enter(0, 0, abi.IORING_ENTER_GETEVENTS);
+    if (r < 0 && r !== -EBUSY && r !== -EAGAIN) throw new IoUringError("io_uring_enter", -r, "flushing completions");
+    return Atomics.load(this.#cq, this.#cqTail) !== this.#cqHeadLocal;
+  }
+
+  /**
+   * Waits (blocking this thread) for a completion and returns it without consuming it, or
+   * returns `null` when `timeoutMs` passed first. Waits with a timeout need Linux 5.11
+   * (`IORING_FEAT_EXT_ARG`).
+   */
+  waitCqe(options: WaitOptions = {}): Cqe | null {
+    this.#assertOpen();
+    const timeoutMs = options.timeoutMs;
+    if (timeoutMs !== undefined) {
+      if (!(timeoutMs >= 0) || !Number.isFinite(timeoutMs)) throw new RangeError(`timeoutMs must be ≥ 0`);
+      if (!(this.features & abi.IORING_FEAT_EXT_ARG)) {
+        throw new IoUringError("io_uring_enter", EINVAL, "timeouts need Linux 5.11 (IORING_FEAT_EXT_ARG)");
+      }
+    }
+    const deadline = timeoutMs === undefined ? 0 : performance.now() + timeoutMs;
+    for (;;) {
+      const cqe = this.peekCqe();
+      if (cqe) return cqe;
+      this.stats.wait++;
+      let r: number;
+      if (timeoutMs === undefined) {
+        r = this.#sys.enter(this.fd, 0, 1, abi.IORING_ENTER_GETEVENTS);
+      } else {
+        const left = deadline - performance.now();
+        if (left <= 0) return this.peekCqe();
+        r = this.#sys.enterTimeout(this.fd, 0, 1, abi.IORING_ENTER_GETEVENTS, Math.min(Math.ceil(left * 1000), 0x7fffffff));
+      }
+      if (r === -ETIME) return this.peekCqe();
+      if (r < 0 && r !== -EINTR && r !== -EBUSY && r !== -EAGAIN) {
+        throw new IoUringError("io_uring_enter", -r, "waiting for a completion");
+      }
+    }
+  }
+
+  /**
+   * Waits on Deno's thread pool (the event loop keeps running) until a completion may be ready
+   * or `timeoutMs` passed (-1: no limit). Resolves with nothing; look with `peekCqe()` after.
+   * Needs Linux 5.11 (`IORING_FEAT_EXT_ARG`).
+   */
+  async waitAsync(timeoutMs: number): Promise<void> {
+    this.#assertOpen();
+    if (!(this.features & abi.IORING_FEAT_EXT_ARG)) {
+      throw new IoUringError("io_uring_enter", EINVAL, "asynchronous waits need Linux 5.11 (IORING_FEAT_EXT_ARG)");
+    }
+    if (this.cqReady() > 0) return;
+    this.stats.wait++;
+    const us = timeoutMs < 0 ? -1 : Math.min(Math.ceil(timeoutMs * 1000), 0x7fffffff);
+    const r = await this.#sys.enterTimeoutAsync(this.fd, 0, 1, abi.IORING_ENTER_GETEVENTS, us);
+    if (r < 0 && r !== -ETIME && r !== -EINTR && r !== -EBUSY && r !== -EAGAIN && !this.#closed) {
+      throw new IoUringError("io_uring_enter", -r, "waiting for a completion");
+    }
+  }
+
+  /** Marks `n` completions as consumed (one store of the CQ head). */
+  cqAdvance(n = 1): void {
+    if (this.#closed) this.#assertOpen();
+    if (n === 0) return;
+    const ready = (Atomics.load(this.#cq, this.#cqTail) - this.#cqHeadLocal) >>> 0;
+    if (!(n > 0 && n <= ready && Number.isInteger(n))) {
+      throw new RangeError(`cqAdvance(${n}): only ${ready} completions are ready`);
+    }
+    this.#cqHeadLocal = (this.#cqHeadLocal + n) >>> 0;
+    Atomics.store(this.#cq, this.#cqHead, this.#cqHeadLocal);
+  }
+
+  /**
+   * Copies up to `out.length` ready completions into `out` (handles owned by the ring, valid until
+   * their CQ slot comes round again) and returns how many; consume them with `cqAdvance(n)`.
+   */
+  peekBatch(out: Cqe[]): number {
+    if (this.#closed) this.#assertOpen();
+    let tail = Atomics.load(this.#cq, this.#cqTail);
+    if (tail === this.#cqHeadLocal) {
+      if (!this.#refill()) return 0;
+      tail = Atomics.load(this.#cq, this.#cqTail);
+    }
+    const n = Math.min((tail - this.#cqHeadLocal) >>> 0, out.length);
+    for (let i = 0; i < n; i++) {
+      const index = (this.#cqHeadLocal + i) & this.#cqMask;
+      out[i] = this.#cqes[index].load(this.#cqesU32, this.#cqesI32, index);
+    }
+    return n;
+  }
+
+  /**
+   * Calls `fn` for every ready completion, then advances the CQ head once. Returns the count.
+   * If `fn` throws, the completions already handed to it stay consumed. Allocates nothing.
+   */
+  forEachCqe(fn: (cqe: Cqe) => void): number {
+    if (this.#closed) this.#assertOpen();
+    let tail = Atomics.load(this.#cq, this.#cqTail);
+    if (tail === this.#cqHeadLocal) {
+      if (!this.#refill()) return 0;
+      tail = Atomics.load(this.#cq, this.#cqTail);
+    }
+    const start = this.#cqHeadLocal;
+    let head = start;
+    try {
+      while (head !== tail) {
+        const index = head & this.#cqMask;
+        head = (head + 1) >>> 0;
+        fn(this.#cqes[index].load(this.#cqesU32, this.#cqesI32, index));
+      }
+    } finally {
+      this.#cqHeadLocal = head;
+      Atomics.store(this.#cq, this.#cqHead, head);
+    }
+    return (head - start) >>> 0;
+  }
+
+  /** Iterates over ready completions, consuming each as the loop moves past it. */
+  *completions(): Generator<Cqe, void, undefined> {
+    for (let cqe = this.peekCqe(); cqe !== null; cqe = this.peekCqe()) {
+      this.cqAdvance(1);
+      yield cqe;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Registration
+
+  #register(opcode: number, arg: Uint8Array | null, nrArgs: number, what: string): number {
+    this.#assertOpen();
+    for (;;) {
+      const r = this.#sys.register(this.fd, opcode, arg, nrArgs);
+      if (r === -EINTR) continue;
+      if (r < 0) throw new IoUringError("io_uring_register", -r, what);
+      return r;
+    }
+  }
+
+  /** Which opcodes this kernel supports (`IORING_REGISTER_PROBE`). Since 5.6. */
+  probe(): Probe {
+    const buf = new Uint8Array(abi.PROBE_HEADER_SIZE + 256 * abi.PROBE_OP_SIZE);
+    this.#register(abi.IORING_REGISTER_PROBE, buf, 256, "IORING_REGISTER_PROBE");
+    return new Probe(buf);
+  }
+
+  /**
+   * Registers `buffers` as fixed buffers for `prepReadFixed`/`prepWriteFixed` (index = position
+   * in the array). The ring keeps them referenced until `unregisterBuffers()`. Since 5.1.
+   */
+  registerBuffers(buffers: readonly ArrayBufferView[]): void {
+    const iovecs = new Iovecs(buffers);
+    this.#register(abi.IORING_REGISTER_BUFFERS, iovecs.bytes, iovecs.length, `IORING_REGISTER_BUFFERS (${iovecs.length})`);
+    this.#registeredBuffers = iovecs;
+  }
+
+  /** The buffers registered by `registerBuffers`, or `undefined`. */
+  get registeredBuffers(): readonly ArrayBufferView[] | undefined {
+    return this.#registeredBuffers?.buffers;
+  }
+
+  /** Unregisters the fixed buffers. Since 5.1. */
+  unregisterBuffers(): void {
+    this.#register(abi.IORING_UNREGISTER_BUFFERS, null, 0, "IORING_UNREGISTER_BUFFERS");
+    this.#registeredBuffers = undefined;
+  }
+
+  /**
+   * Registers a fixed file table: SQEs with `IOSQE_FIXED_FILE` then name a file by its index.
+   * `-1` leaves a slot empty (fill it later with `registerFilesUpdate`). Since 5.1.
+   */
+  registerFiles(fds: readonly number[]): void {
+    if (!Array.isArray(fds) || fds.length === 0) throw new TypeError("registerFiles needs a non-empty array of fds");
+    const table = Int32Array.from(fds, (fd, i) => {
+      if (fd === -1) return -1;
+      checkFd(fd, `fds[${i}]`);
+      return fd;
+    });
+    this.#register(abi.IORING_REGISTER_FILES, new Uint8Array(table.buffer), table.length, `IORING_REGISTER_FILES (${table.length})`);
+    this.#registeredFiles = table.length;
+  }
+
+  /** Size of the registered file table (0 when none). */
+  get registeredFileCount(): number {
+    return this.#registeredFiles;
+  }
+
+  /**
+   * Replaces registered files from index `offset` with `fds` (`-1` clears a slot,
+   * `IORING_REGISTER_FILES_SKIP` keeps it). Returns how many were updated. Since 5.5.
+   */
+  registerFilesUpdate(offset: number, fds: readonly number[]): number {
+    checkU32(offset, "offset");
+    if (offset + fds.length > this.#registeredFiles) {
+      throw new RangeError(`files ${offset}..${offset + fds.length - 1} are outside the table of ${this.#registeredFiles}`);
+    }
+    const table = Int32Array.from(fds, (fd, i) => {
+      if (fd === -1 || fd === abi.IORING_REGISTER_FILES_SKIP) return fd;
+      checkFd(fd, `fds[${i}]`);
+      return fd;
+    });
+    const update = new Uint8Array(abi.FILES_UPDATE_SIZE);
+    const v = new DataView(update.buffer);
+    v.setUint32(0, offset, true);
+    v.setBigUint64(8, BigInt(addressOf(table)), true);
+    const n = this.#register(abi.IORING_REGISTER_FILES_UPDATE, update, table.length, "IORING_REGISTER_FILES_UPDATE");
+    void table; // referenced until the call returned
+    return n;
+  }
+
+  /** Unregisters the fixed file table. Since 5.1. */
+  unregisterFiles(): void {
+    this.#register(abi.IORING_UNREGISTER_FILES, null, 0, "IORING_UNREGISTER_FILES");
+    this.#registeredFiles = 0;
+  }
+
+  /**
+   * Registers an eventfd the kernel signals on each completion (`async`: only completions that
+   * did not finish inline). Since 5.2 (`async` 5.6).
+   */
+  registerEventfd(eventfd: number, options: { async?: boolean } = {}): void {
+    checkFd(eventfd, "eventfd");
+    const arg = new Int32Array([eventfd]);
+    const op = options.async ? abi.IORING_REGISTER_EVENTFD_ASYNC : abi.IORING_REGISTER_EVENTFD;
+    this.#register(op, new Uint8Array(arg.buffer), 1, "IORING_REGISTER_EVENTFD");
+  }
+
+  /** Unregisters the eventfd. Since 5.2. */
+  unregisterEventfd(): void {
+    this.#register(abi.IORING_UNREGISTER_EVENTFD, null, 0, "IORING_UNREGISTER_EVENTFD");
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Teardown
+
+  /**
+   * Unmaps the rings and closes the ring fd (which stops an SQ thread and cancels what is still
+   * in flight). Idempotent; every later call on the ring throws `ClosedError`. Buffers that
+   * in-flight SQEs point at must stay alive until the kernel has finished with them: reap
+   * everything first.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#unmapAll();
+    const empty = new Uint32Array(0);
+    this.#sq = this.#cq = this.#cqesU32 = empty;
+    this.#cqesI32 = new Int32Array(0);
+    this.#sqes = [];
+    this.#cqes = [];
+    this.#registeredBuffers = undefined;
+    this.#sys.close(this.fd);
+  }
+
+  /** Same as {@link IoUring.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+

@@ -1,0 +1,169 @@
+/**
+ * Submission and completion queue entries as reusable handles over the mapped ring memory.
+ *
+ * A ring preallocates one {@link Sqe} per SQ slot and one {@link Cqe} per CQ slot at setup, so
+ * handing them out allocates nothing.
+ *
+ * @module
+ */
+
+import { CQE, CQE_SIZE, SQE, SQE_SIZE } from "./abi.ts";
+
+const TWO_32 = 0x1_0000_0000;
+const WORDS_PER_SQE = SQE_SIZE / 4;
+
+/** Word (u32) indexes of the SQE fields, relative to an SQE's first word. */
+export const W = {
+  head: SQE.opcode / 4, // opcode u8, flags u8, ioprio u16
+  fd: SQE.fd / 4,
+  offLo: SQE.off / 4,
+  offHi: SQE.off / 4 + 1,
+  addrLo: SQE.addr / 4,
+  addrHi: SQE.addr / 4 + 1,
+  len: SQE.len / 4,
+  opFlags: SQE.opFlags / 4,
+  userLo: SQE.userData / 4,
+  userHi: SQE.userData / 4 + 1,
+  bufIndex: SQE.bufIndex / 4, // buf_index u16, personality u16
+  spliceFdIn: SQE.spliceFdIn / 4,
+  addr3Lo: SQE.addr3 / 4,
+  addr3Hi: SQE.addr3 / 4 + 1,
+} as const;
+
+/** Throws unless `v` can be a 64-bit user_data; returns nothing. */
+function badUserData(v: unknown): never {
+  throw new RangeError(`user_data must be an integer from 0 to 2^64-1, got ${String(v)}`);
+}
+
+/**
+ * One submission queue entry: a handle to slot `slot` of the SQE array. Obtain it from
+ * `IoUring.getSqe()`, fill it with a `prep*` function, then set `userData` and flags. It is only
+ * valid until the next `submit()`. Since 5.1.
+ */
+export class Sqe {
+  /** The SQE array as 32-bit words (shared by all handles of a ring). */
+  readonly u32: Uint32Array;
+  /** The SQE array as bytes. */
+  readonly u8: Uint8Array;
+  /** Index of this SQE's first word in {@link Sqe.u32}. */
+  readonly base: number;
+  /** This SQE's slot in the SQE array. */
+  readonly slot: number;
+
+  /** Wraps slot `slot` of an SQE array (internal: rings create these). */
+  constructor(u32: Uint32Array, u8: Uint8Array, slot: number) {
+    this.u32 = u32;
+    this.u8 = u8;
+    this.slot = slot;
+    this.base = slot * WORDS_PER_SQE;
+  }
+
+  /** Zeroes all 64 bytes. */
+  clear(): this {
+    this.u32.fill(0, this.base, this.base + WORDS_PER_SQE);
+    return this;
+  }
+
+  /** The opcode byte. */
+  get opcode(): number {
+    return this.u8[this.base * 4 + SQE.opcode];
+  }
+
+  /** The `IOSQE_*` flags byte. */
+  get flags(): number {
+    return this.u8[this.base * 4 + SQE.flags];
+  }
+
+  /** Replaces the `IOSQE_*` flags (e.g. `IOSQE_IO_LINK`). */
+  setFlags(flags: number): this {
+    this.u8[this.base * 4 + SQE.flags] = flags;
+    return this;
+  }
+
+  /** Adds `IOSQE_*` flags to those already set. */
+  addFlags(flags: number): this {
+    this.u8[this.base * 4 + SQE.flags] |= flags;
+    return this;
+  }
+
+  /**
+   * Sets the 64-bit `user_data` echoed in the CQE. A number must be a safe non-negative integer
+   * (the cheap path: no BigInt is created); a bigint may be any value in [0, 2^64).
+   */
+  setUserData(value: number | bigint): this {
+    const u32 = this.u32, b = this.base;
+    if (typeof value === "number") {
+      if (!(value >= 0 && value <= Number.MAX_SAFE_INTEGER && Number.isInteger(value))) badUserData(value);
+      const lo = value >>> 0;
+      u32[b + W.userLo] = lo;
+      u32[b + W.userHi] = (value - lo) / TWO_32;
+    } else if (typeof value === "bigint") {
+      if (value < 0n || value > 0xffff_ffff_ffff_ffffn) badUserData(value);
+      u32[b + W.userLo] = Number(value & 0xffff_ffffn);
+      u32[b + W.userHi] = Number(value >> 32n);
+    } else {
+      badUserData(value);
+    }
+    return this;
+  }
+
+  /** The `user_data` as a bigint. */
+  get userData(): bigint {
+    return (BigInt(this.u32[this.base + W.userHi]) << 32n) | BigInt(this.u32[this.base + W.userLo]);
+  }
+
+  /** Sets `ioprio` (I/O priority, or per-opcode flags for some opcodes). */
+  setIoprio(ioprio: number): this {
+    const w = this.u32[this.base + W.head];
+    this.u32[this.base + W.head] = ((w & 0xffff) | ((ioprio & 0xffff) << 16)) >>> 0;
+    return this;
+  }
+
+  /** Sets the `personality` registered with `IORING_REGISTER_PERSONALITY` (5.6). */
+  setPersonality(id: number): this {
+    const w = this.u32[this.base + W.bufIndex];
+    this.u32[this.base + W.bufIndex] = ((w & 0xffff) | ((id & 0xffff) << 16)) >>> 0;
+    return this;
+  }
+
+  /** Reads the SQE as a little-endian 64-byte copy (for tests and debugging). */
+  bytes(): Uint8Array {
+    return this.u8.slice(this.base * 4, this.base * 4 + SQE_SIZE);
+  }
+}
+
+/**
+ * One completion: `userData`, `res` (a result, or `-errno` when negative) and `flags`. Copied out
+ * of the CQ when peeked, so it stays readable after `cqAdvance()`, until the same CQ slot is
+ * peeked again (one ring lap later). Since 5.1.
+ */
+export class Cqe {
+  /** Low 32 bits of `user_data`. */
+  userDataLo = 0;
+  /** High 32 bits of `user_data`. */
+  userDataHi = 0;
+  /** The result: bytes transferred, an fd, 0, or `-errno`. */
+  res = 0;
+  /** `IORING_CQE_F_*` flags. */
+  flags = 0;
+
+  /** Fills this handle from CQ slot `index` (internal: rings call this). */
+  load(u32: Uint32Array, i32: Int32Array, index: number): this {
+    const w = index * (CQE_SIZE / 4);
+    this.userDataLo = u32[w + CQE.userData / 4];
+    this.userDataHi = u32[w + CQE.userData / 4 + 1];
+    this.res = i32[w + CQE.res / 4];
+    this.flags = u32[w + CQE.flags / 4];
+    return this;
+  }
+
+  /** `user_data` as a bigint (exact for every 64-bit value). */
+  get userData(): bigint {
+    return (BigInt(this.userDataHi) << 32n) | BigInt(this.userDataLo);
+  }
+
+  /** `user_data` as a number: exact below 2^53 (the cheap path, no BigInt). */
+  get userDataNumber(): number {
+    return this.userDataHi * TWO_32 + this.userDataLo;
+  }
+}

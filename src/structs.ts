@@ -1,0 +1,199 @@
+/**
+ * The small kernel structs some operations point at: `__kernel_timespec`, `iovec` arrays,
+ * `open_how` and `statx`. Each is a plain byte buffer the caller keeps alive until the CQE.
+ *
+ * @module
+ */
+
+import { IOVEC_SIZE, OPEN_HOW_SIZE, STATX, STATX_SIZE, TIMESPEC_SIZE } from "./abi.ts";
+import { addressOf, checkBuffer } from "./memory.ts";
+
+/** A `struct __kernel_timespec` (16 bytes) for timeouts. Since 5.4. */
+export class Timespec {
+  /** The 16 bytes handed to the kernel. */
+  readonly bytes: Uint8Array<ArrayBuffer> = new Uint8Array(TIMESPEC_SIZE);
+  readonly #view = new DataView(this.bytes.buffer);
+
+  /** A timespec of `ms` milliseconds (fractions allowed, down to nanoseconds). */
+  constructor(ms = 0) {
+    this.setMs(ms);
+  }
+
+  /** Sets the duration in milliseconds. */
+  setMs(ms: number): this {
+    if (!(ms >= 0) || !Number.isFinite(ms)) throw new RangeError(`timeout must be ≥ 0 ms, got ${ms}`);
+    const sec = Math.floor(ms / 1000);
+    const nsec = Math.round((ms - sec * 1000) * 1e6);
+    this.#view.setUint32(0, sec >>> 0, true);
+    this.#view.setUint32(4, Math.floor(sec / 0x1_0000_0000), true);
+    this.#view.setUint32(8, nsec, true);
+    this.#view.setUint32(12, 0, true);
+    return this;
+  }
+
+  /** Seconds field. */
+  get sec(): number {
+    return this.#view.getUint32(0, true) + this.#view.getUint32(4, true) * 0x1_0000_0000;
+  }
+
+  /** Nanoseconds field. */
+  get nsec(): number {
+    return this.#view.getUint32(8, true);
+  }
+}
+
+/**
+ * A packed `struct iovec` array over a list of buffers, for `readv`/`writev`. It keeps the
+ * buffers referenced, so holding the `Iovecs` keeps all of them alive. Since 5.1.
+ */
+export class Iovecs {
+  /** The packed iovec array handed to the kernel (16 bytes per buffer). */
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  /** The buffers, in order. */
+  readonly buffers: readonly ArrayBufferView[];
+  /** Sum of the buffers' lengths. */
+  readonly totalLength: number;
+
+  /** Builds the array; every buffer must be a live typed array or DataView. */
+  constructor(buffers: readonly ArrayBufferView[]) {
+    if (!Array.isArray(buffers) || buffers.length === 0) {
+      throw new TypeError("iovecs need a non-empty array of buffers");
+    }
+    if (buffers.length > 1024) throw new RangeError(`at most 1024 iovecs (IOV_MAX), got ${buffers.length}`);
+    this.buffers = [...buffers];
+    this.bytes = new Uint8Array(buffers.length * IOVEC_SIZE);
+    const w = new Uint32Array(this.bytes.buffer);
+    let total = 0;
+    for (let i = 0; i < buffers.length; i++) {
+      const b = buffers[i];
+      checkBuffer(b, `buffers[${i}]`);
+      const addr = b.byteLength === 0 ? 0 : addressOf(b);
+      w[i * 4] = addr >>> 0;
+      w[i * 4 + 1] = Math.floor(addr / 0x1_0000_0000);
+      w[i * 4 + 2] = b.byteLength;
+      w[i * 4 + 3] = 0;
+      total += b.byteLength;
+    }
+    this.totalLength = total;
+  }
+
+  /** Number of buffers. */
+  get length(): number {
+    return this.buffers.length;
+  }
+}
+
+/** `RESOLVE_*` flags of `openat2` (5.6). */
+export const RESOLVE = {
+  NO_XDEV: 0x01,
+  NO_MAGICLINKS: 0x02,
+  NO_SYMLINKS: 0x04,
+  BENEATH: 0x08,
+  IN_ROOT: 0x10,
+  CACHED: 0x20,
+} as const;
+
+/** Builds a `struct open_how` (24 bytes) for `openat2`. Since 5.6. */
+export function openHow(how: { flags: number; mode?: number; resolve?: number }): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(OPEN_HOW_SIZE);
+  const v = new DataView(bytes.buffer);
+  v.setBigUint64(0, BigInt(how.flags >>> 0), true);
+  v.setBigUint64(8, BigInt(how.mode ?? 0), true);
+  v.setBigUint64(16, BigInt(how.resolve ?? 0), true);
+  return bytes;
+}
+
+/** A timestamp from `statx`: seconds and nanoseconds. */
+export interface StatxTimestamp {
+  /** Seconds since the epoch. */
+  sec: number;
+  /** Nanoseconds. */
+  nsec: number;
+}
+
+/** The decoded fields of a `struct statx`. */
+export interface Statx {
+  /** Which fields the kernel filled (`STATX_*`). */
+  mask: number;
+  /** Preferred I/O block size. */
+  blksize: number;
+  /** Number of hard links. */
+  nlink: number;
+  /** Owner user id. */
+  uid: number;
+  /** Owner group id. */
+  gid: number;
+  /** File type and permission bits (`st_mode`). */
+  mode: number;
+  /** Inode number. */
+  ino: bigint;
+  /** Size in bytes. */
+  size: number;
+  /** 512-byte blocks allocated. */
+  blocks: number;
+  /** Last access. */
+  atime: StatxTimestamp;
+  /** Creation (when the file system records it). */
+  btime: StatxTimestamp;
+  /** Last status change. */
+  ctime: StatxTimestamp;
+  /** Last modification. */
+  mtime: StatxTimestamp;
+  /** Device major/minor of the file system. */
+  devMajor: number;
+  /** Device minor of the file system. */
+  devMinor: number;
+  /** O_DIRECT memory alignment (6.1, `STATX_DIOALIGN`), 0 when unknown. */
+  dioMemAlign: number;
+  /** O_DIRECT offset alignment (6.1, `STATX_DIOALIGN`), 0 when unknown. */
+  dioOffsetAlign: number;
+  /** True for a regular file. */
+  isFile: boolean;
+  /** True for a directory. */
+  isDirectory: boolean;
+  /** True for a symbolic link. */
+  isSymlink: boolean;
+}
+
+/** A new zeroed 256-byte buffer for `statx` to fill. */
+export function statxBuffer(): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(STATX_SIZE);
+}
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
+
+function timestamp(v: DataView, at: number): StatxTimestamp {
+  return { sec: Number(v.getBigInt64(at, true)), nsec: v.getUint32(at + 8, true) };
+}
+
+/** Decodes a `struct statx` the kernel filled. */
+export function parseStatx(buf: Uint8Array): Statx {
+  if (buf.byteLength < STATX_SIZE) throw new RangeError(`statx buffer must hold ${STATX_SIZE} bytes`);
+  const v = new DataView(buf.buffer, buf.byteOffset, STATX_SIZE);
+  const mode = v.getUint16(STATX.mode, true);
+  return {
+    mask: v.getUint32(STATX.mask, true),
+    blksize: v.getUint32(STATX.blksize, true),
+    nlink: v.getUint32(STATX.nlink, true),
+    uid: v.getUint32(STATX.uid, true),
+    gid: v.getUint32(STATX.gid, true),
+    mode,
+    ino: v.getBigUint64(STATX.ino, true),
+    size: Number(v.getBigUint64(STATX.size, true)),
+    blocks: Number(v.getBigUint64(STATX.blocks, true)),
+    atime: timestamp(v, STATX.atime),
+    btime: timestamp(v, STATX.btime),
+    ctime: timestamp(v, STATX.ctime),
+    mtime: timestamp(v, STATX.mtime),
+    devMajor: v.getUint32(STATX.devMajor, true),
+    devMinor: v.getUint32(STATX.devMinor, true),
+    dioMemAlign: v.getUint32(STATX.dioMemAlign, true),
+    dioOffsetAlign: v.getUint32(STATX.dioOffsetAlign, true),
+    isFile: (mode & S_IFMT) === S_IFREG,
+    isDirectory: (mode & S_IFMT) === S_IFDIR,
+    isSymlink: (mode & S_IFMT) === S_IFLNK,
+  };
+}

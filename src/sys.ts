@@ -1,0 +1,266 @@
+/**
+ * The system layer: loads the C helper from `ffi/` with `Deno.dlopen`, or falls back to
+ * `libc.so.6`'s `syscall`/`mmap` when the helper is not built. Both backends expose the same
+ * {@link Sys} interface, and every call returns `-errno` on failure.
+ *
+ * Choose with the environment variable `URING_BACKEND=helper|libc` (default: the helper when its
+ * library exists, else libc). `URING_HELPER=/path/to/liburing_helper.so` points at a helper built
+ * elsewhere.
+ *
+ * What the libc fallback does less well:
+ * - 64-bit `syscall` arguments are passed as BigInts, which costs a little more per call.
+ * - A `nonblocking` (thread-pool) wait cannot read `errno` (it is another thread's), so a failed
+ *   asynchronous wait reports `-EINTR` and the caller simply looks at the ring again.
+ * - It has no fence function of its own; it relies on the sequentially consistent `Atomics`
+ *   operations the ring already uses (a full barrier on x86_64 and aarch64).
+ *
+ * @module
+ */
+
+import { GETEVENTS_ARG_SIZE, IORING_ENTER_EXT_ARG, SYS_IO_URING_ENTER, SYS_IO_URING_REGISTER, SYS_IO_URING_SETUP, TIMESPEC_SIZE } from "./abi.ts";
+import { errno } from "./errno.ts";
+
+/** Which implementation of the system layer is in use. */
+export type Backend = "helper" | "libc";
+
+/** The raw system interface the ring is built on. Every function returns `-errno` on failure. */
+export interface Sys {
+  /** The backend in use. */
+  readonly backend: Backend;
+  /** `io_uring_setup(entries, params)`; `params` is a 120-byte `io_uring_params`. */
+  setup(entries: number, params: Uint8Array): number;
+  /** `io_uring_enter` without an extended argument. */
+  enter(fd: number, toSubmit: number, minComplete: number, flags: number): number;
+  /** `io_uring_enter` with `IORING_ENTER_EXT_ARG` and a timeout (µs; negative: none), 5.11+. */
+  enterTimeout(fd: number, toSubmit: number, minComplete: number, flags: number, timeoutUs: number): number;
+  /** The same, run on Deno's thread pool so the event loop keeps going. */
+  enterTimeoutAsync(
+    fd: number,
+    toSubmit: number,
+    minComplete: number,
+    flags: number,
+    timeoutUs: number,
+  ): Promise<number>;
+  /** `io_uring_register(fd, opcode, arg, nrArgs)`. */
+  register(fd: number, opcode: number, arg: Uint8Array | null, nrArgs: number): number;
+  /** Shared, populated `mmap` of a ring region; returns the address or `-errno`. */
+  mmap(fd: number, length: number, offset: number): number;
+  /** Anonymous private `mmap` (page-aligned memory); returns the address or `-errno`. */
+  mmapAnon(length: number): number;
+  /** `munmap(addr, length)`. */
+  munmap(address: number, length: number): number;
+  /** `close(fd)`. */
+  close(fd: number): number;
+  /** A full memory fence. */
+  fence(): void;
+}
+
+const HELPER_SYMBOLS = {
+  uring_setup: { parameters: ["u32", "buffer"], result: "i32" },
+  uring_enter: { parameters: ["i32", "u32", "u32", "u32"], result: "i32" },
+  uring_enter_timeout: { parameters: ["i32", "u32", "u32", "u32", "i32"], result: "i32" },
+  uring_enter_timeout_async: {
+    name: "uring_enter_timeout",
+    parameters: ["i32", "u32", "u32", "u32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  uring_register: { parameters: ["i32", "u32", "buffer", "u32"], result: "i32" },
+  uring_mmap: { parameters: ["i32", "u64", "u64"], result: "i64" },
+  uring_mmap_anon: { parameters: ["u64"], result: "i64" },
+  uring_munmap: { parameters: ["u64", "u64"], result: "i32" },
+  uring_close: { parameters: ["i32"], result: "i32" },
+  uring_fence: { parameters: [], result: "void" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+const LIBC_SYMBOLS = {
+  // long syscall(long number, ...): every argument is passed as a full 64-bit value.
+  syscall3: { name: "syscall", parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
+  syscall6: {
+    name: "syscall",
+    parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"],
+    result: "i64",
+  },
+  syscall6_async: {
+    name: "syscall",
+    parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"],
+    result: "i64",
+    nonblocking: true,
+  },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** Default location of the built helper, next to its source. */
+export const HELPER_PATH = new URL("../ffi/build/liburing_helper.so", import.meta.url);
+
+// mmap(2) constants (asm-generic/mman-common.h).
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 0x01;
+const MAP_PRIVATE = 0x02;
+const MAP_ANONYMOUS = 0x20;
+const MAP_POPULATE = 0x8000;
+
+function envBackend(): string | undefined {
+  try {
+    return Deno.env.get("URING_BACKEND") ?? undefined;
+  } catch {
+    return undefined; // no --allow-env: use the default
+  }
+}
+
+function helperPath(): string | undefined {
+  let override: string | undefined;
+  try {
+    override = Deno.env.get("URING_HELPER") ?? undefined;
+  } catch {
+    override = undefined;
+  }
+  if (override) return override;
+  if (HELPER_PATH.protocol !== "file:") return undefined;
+  const path = decodeURIComponent(HELPER_PATH.pathname);
+  try {
+    Deno.statSync(path);
+    return path;
+  } catch {
+    return undefined;
+  }
+}
+
+function loadHelper(path: string): Sys {
+  const lib = Deno.dlopen(path, HELPER_SYMBOLS).symbols;
+  return {
+    backend: "helper",
+    setup: (entries, params) => lib.uring_setup(entries, params),
+    enter: (fd, n, min, flags) => lib.uring_enter(fd, n, min, flags),
+    enterTimeout: (fd, n, min, flags, us) => lib.uring_enter_timeout(fd, n, min, flags, us),
+    enterTimeoutAsync: (fd, n, min, flags, us) => lib.uring_enter_timeout_async(fd, n, min, flags, us),
+    register: (fd, op, arg, nr) => lib.uring_register(fd, op, arg, nr),
+    mmap: (fd, length, offset) => Number(lib.uring_mmap(fd, BigInt(length), BigInt(offset))),
+    mmapAnon: (length) => Number(lib.uring_mmap_anon(BigInt(length))),
+    munmap: (address, length) => lib.uring_munmap(BigInt(address), BigInt(length)),
+    close: (fd) => lib.uring_close(fd),
+    fence: () => lib.uring_fence(),
+  };
+}
+
+function loadLibc(): Sys {
+  const lib = Deno.dlopen("libc.so.6", LIBC_SYMBOLS).symbols;
+  const errnoPointer = lib.__errno_location();
+  // errno is thread-local: this view is valid for calls made on this (the main) thread only.
+  const errnoView = new Deno.UnsafePointerView(errnoPointer!);
+  const readErrno = () => errnoView.getInt32(0);
+  const NR_SETUP = BigInt(SYS_IO_URING_SETUP);
+  const NR_ENTER = BigInt(SYS_IO_URING_ENTER);
+  const NR_REGISTER = BigInt(SYS_IO_URING_REGISTER);
+  const EINTR = errno("EINTR");
+  const MAP_FAILED = 0xffffffffffffffffn;
+  const ZERO = 0n;
+
+  const addressOf = (buf: Uint8Array | null): bigint =>
+    buf === null ? ZERO : BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array<ArrayBuffer>)));
+
+  /** Builds an io_uring_getevents_arg (+ timespec) in `arg` for a wait of `timeoutUs`. */
+  const fillExtArg = (arg: Uint8Array, ts: Uint8Array, timeoutUs: number): void => {
+    const a = new DataView(arg.buffer, arg.byteOffset, arg.byteLength);
+    a.setBigUint64(0, ZERO, true);
+    a.setUint32(8, 0, true);
+    a.setUint32(12, 0, true);
+    if (timeoutUs >= 0) {
+      const t = new DataView(ts.buffer, ts.byteOffset, ts.byteLength);
+      t.setBigInt64(0, BigInt(Math.floor(timeoutUs / 1e6)), true);
+      t.setBigInt64(8, BigInt((timeoutUs % 1e6) * 1000), true);
+      a.setBigUint64(16, addressOf(ts), true);
+    } else {
+      a.setBigUint64(16, ZERO, true);
+    }
+  };
+  const syncArg = new Uint8Array(GETEVENTS_ARG_SIZE);
+  const syncTs = new Uint8Array(TIMESPEC_SIZE);
+  const result = (r: bigint): number => (r < ZERO ? -readErrno() : Number(r));
+  const enter6 = (fd: number, n: number, min: number, flags: number, arg: bigint, size: number) =>
+    result(lib.syscall6(NR_ENTER, BigInt(fd), BigInt(n), BigInt(min), BigInt(flags), arg, BigInt(size)));
+
+  return {
+    backend: "libc",
+    setup: (entries, params) => result(lib.syscall3(NR_SETUP, BigInt(entries), addressOf(params), ZERO)),
+    enter: (fd, n, min, flags) => enter6(fd, n, min, flags, ZERO, 0),
+    enterTimeout: (fd, n, min, flags, us) => {
+      fillExtArg(syncArg, syncTs, us);
+      return enter6(fd, n, min, flags | IORING_ENTER_EXT_ARG, addressOf(syncArg), GETEVENTS_ARG_SIZE);
+    },
+    enterTimeoutAsync: async (fd, n, min, flags, us) => {
+      // Each asynchronous wait owns its argument structs until the call returns.
+      const arg = new Uint8Array(GETEVENTS_ARG_SIZE);
+      const ts = new Uint8Array(TIMESPEC_SIZE);
+      fillExtArg(arg, ts, us);
+      const r = await lib.syscall6_async(
+        NR_ENTER,
+        BigInt(fd),
+        BigInt(n),
+        BigInt(min),
+        BigInt(flags | IORING_ENTER_EXT_ARG),
+        addressOf(arg),
+        BigInt(GETEVENTS_ARG_SIZE),
+      );
+      void arg, ts; // keep both alive until here
+      return r < ZERO ? -EINTR : Number(r);
+    },
+    register: (fd, op, arg, nr) =>
+      result(lib.syscall6(NR_REGISTER, BigInt(fd), BigInt(op), addressOf(arg), BigInt(nr), ZERO, ZERO)),
+    mmap: (fd, length, offset) => {
+      const p = lib.mmap(null, BigInt(length), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, BigInt(offset));
+      const v = BigInt(Deno.UnsafePointer.value(p));
+      return v === MAP_FAILED ? -readErrno() : Number(v);
+    },
+    mmapAnon: (length) => {
+      const p = lib.mmap(null, BigInt(length), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, ZERO);
+      const v = BigInt(Deno.UnsafePointer.value(p));
+      return v === MAP_FAILED ? -readErrno() : Number(v);
+    },
+    munmap: (address, length) => {
+      const r = lib.munmap(Deno.UnsafePointer.create(BigInt(address)), BigInt(length));
+      return r < 0 ? -readErrno() : r;
+    },
+    close: (fd) => {
+      const r = lib.close(fd);
+      return r < 0 ? -readErrno() : r;
+    },
+    fence: () => {},
+  };
+}
+
+const loaded = new Map<Backend, Sys>();
+
+/**
+ * Returns the system layer for `backend` (default: `URING_BACKEND`, else the helper when built,
+ * else libc). Each backend is loaded once per process.
+ */
+export function getSys(backend?: Backend): Sys {
+  const wanted = backend ?? (envBackend() as Backend | undefined);
+  if (wanted !== undefined && wanted !== "helper" && wanted !== "libc") {
+    throw new TypeError(`URING_BACKEND must be "helper" or "libc", got ${JSON.stringify(wanted)}`);
+  }
+  let path: string | undefined;
+  const choice: Backend = wanted ?? ((path = helperPath()) ? "helper" : "libc");
+  const cached = loaded.get(choice);
+  if (cached) return cached;
+  let sys: Sys;
+  if (choice === "helper") {
+    path ??= helperPath();
+    if (!path) {
+      throw new Error(
+        `the uring C helper is not built (expected ${decodeURIComponent(HELPER_PATH.pathname)}): ` +
+          "run `deno task build`, or use URING_BACKEND=libc",
+      );
+    }
+    sys = loadHelper(path);
+  } else {
+    sys = loadLibc();
+  }
+  loaded.set(choice, sys);
+  return sys;
+}
