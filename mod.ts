@@ -35,5 +35,14 @@ export {
   type WaitOptions,
 } from "./src/ring.ts";
 export { Cqe, Sqe } from "./src/sqe.ts";
-export { Iovecs, openHow, parseStatx, RESOLVE, type Statx, statxBuffer, type StatxTimestamp, Timespec } from "./src/structs.ts";
+export {
+  Iovecs,
+  openHow,
+  parseStatx,
+  RESOLVE,
+  type Statx,
+  statxBuffer,
+  type StatxTimestamp,
+  Timespec,
+} from "./src/structs.ts";
 export { type Backend, getSys, HELPER_PATH, type Sys } from "./src/sys.ts";

@@ -455,13 +455,13 @@ export const IORING_REGISTER_PROBE = 8;
 /** `io_uring_probe_op.flags`: the opcode is supported (5.6). */
 export const IO_URING_OP_SUPPORTED = 1 << 0;
 /** Value in a fixed file table that leaves a slot empty (5.5). */
-export const IORING_REGISTER_FILES_SKIP = -2;
+export const IORING_REGISTER_FILES_SKIP: number = -2;
 
 // ---------------------------------------------------------------------------------------------
 // Linux constants the prep helpers and tests use (include/uapi/asm-generic/fcntl.h etc.).
 
 /** `AT_FDCWD`: resolve paths against the working directory. */
-export const AT_FDCWD = -100;
+export const AT_FDCWD: number = -100;
 /** `AT_REMOVEDIR` for `unlinkat`. */
 export const AT_REMOVEDIR = 0x200;
 /** `AT_SYMLINK_NOFOLLOW`. */

@@ -31,16 +31,13 @@ const HINTS: Readonly<Record<string, string>> = {
   "mmap:ENOMEM": "the ring memory could not be mapped (memlock limit or address space)",
 };
 
-/** Where the errno came from: a system call name, or an io_uring operation in a CQE. */
-export type ErrorSource = string;
-
 /**
  * A failed system call or io_uring operation. Carries the call, the errno name (`"EINVAL"`) and
  * number (22), and a hint when the cause is not obvious. Since: always.
  */
 export class IoUringError extends Error {
   /** The system call or operation that failed, e.g. `"io_uring_setup"`. */
-  readonly call: ErrorSource;
+  readonly call: string;
   /** The errno name, e.g. `"EINVAL"`. */
   readonly code: string;
   /** The positive errno number, e.g. 22. */
@@ -49,7 +46,7 @@ export class IoUringError extends Error {
   readonly hint: string | undefined;
 
   /** Builds the error from the call name and a positive errno. */
-  constructor(call: ErrorSource, errno: number, detail?: string) {
+  constructor(call: string, errno: number, detail?: string) {
     const code = errnoName(errno);
     const hint = HINTS[`${call}:${code}`] ?? HINTS[code];
     const where = detail ? ` (${detail})` : "";
@@ -63,7 +60,7 @@ export class IoUringError extends Error {
 }
 
 /** Throws an {@link IoUringError} when `ret` (a helper's return value) is negative. */
-export function check(call: ErrorSource, ret: number): number {
+export function check(call: string, ret: number): number {
   if (ret < 0) throw new IoUringError(call, -ret);
   return ret;
 }

@@ -117,7 +117,13 @@ export function prepWritev(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset,
  * Read into registered buffer `bufIndex`; `buf` must lie inside that registered buffer.
  * Since 5.1.
  */
-export function prepReadFixed(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset, bufIndex: number): Sqe {
+export function prepReadFixed(
+  sqe: Sqe,
+  fd: number,
+  buf: ArrayBufferView,
+  offset: Offset,
+  bufIndex: number,
+): Sqe {
   checkFd(fd);
   checkBuffer(buf);
   checkOffset(offset);
@@ -129,7 +135,13 @@ export function prepReadFixed(sqe: Sqe, fd: number, buf: ArrayBufferView, offset
 }
 
 /** Write from registered buffer `bufIndex`; `buf` must lie inside it. Since 5.1. */
-export function prepWriteFixed(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset, bufIndex: number): Sqe {
+export function prepWriteFixed(
+  sqe: Sqe,
+  fd: number,
+  buf: ArrayBufferView,
+  offset: Offset,
+  bufIndex: number,
+): Sqe {
   checkFd(fd);
   checkBuffer(buf);
   checkOffset(offset);
@@ -236,7 +248,14 @@ export function prepCloseDirect(sqe: Sqe, fileIndex: number): Sqe {
  * `statx(dfd, path, flags, mask, statxbuf)`; `statxbuf` holds 256 bytes (see `statxBuffer`).
  * Since 5.6.
  */
-export function prepStatx(sqe: Sqe, dfd: number, path: Uint8Array, flags: number, mask: number, statxbuf: Uint8Array): Sqe {
+export function prepStatx(
+  sqe: Sqe,
+  dfd: number,
+  path: Uint8Array,
+  flags: number,
+  mask: number,
+  statxbuf: Uint8Array,
+): Sqe {
   checkFd(dfd, "dfd");
   checkCString(path);
   checkBuffer(statxbuf, "statxbuf");

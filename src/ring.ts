@@ -187,7 +187,9 @@ export class IoUring implements Disposable {
       pv.setUint32(abi.PARAMS.flags, flags >>> 0, true);
       if (options.cqEntries !== undefined) pv.setUint32(abi.PARAMS.cqEntries, options.cqEntries, true);
       const fd = this.#sys.setup(entries, params);
-      if (fd < 0) throw new IoUringError("io_uring_setup", -fd, sqpoll ? "with IORING_SETUP_SQPOLL" : undefined);
+      if (fd < 0) {
+        throw new IoUringError("io_uring_setup", -fd, sqpoll ? "with IORING_SETUP_SQPOLL" : undefined);
+      }
       return fd;
     };
 
@@ -277,7 +279,9 @@ export class IoUring implements Disposable {
 
   #map(length: number, offset: number): ArrayBuffer {
     const address = this.#sys.mmap(this.fd, length, offset);
-    if (address < 0) throw new IoUringError("mmap", -address, `ring region at offset 0x${offset.toString(16)}`);
+    if (address < 0) {
+      throw new IoUringError("mmap", -address, `ring region at offset 0x${offset.toString(16)}`);
+    }
     this.#maps.push([address, length]);
     const pointer = Deno.UnsafePointer.create(BigInt(address))!;
     return Deno.UnsafePointerView.getArrayBuffer(pointer, length);
@@ -417,7 +421,9 @@ export class IoUring implements Disposable {
     }
     const pending = (this.#sqeTail - Atomics.load(this.#sq, this.#sqHead)) >>> 0;
     let enterFlags = 0;
-    if (Atomics.load(this.#sq, this.#sqFlags) & abi.IORING_SQ_CQ_OVERFLOW) enterFlags = abi.IORING_ENTER_GETEVENTS;
+    if (Atomics.load(this.#sq, this.#sqFlags) & abi.IORING_SQ_CQ_OVERFLOW) {
+      enterFlags = abi.IORING_ENTER_GETEVENTS;
+    }
     if (pending === 0 && enterFlags === 0) return published;
     this.stats.submit++;
     const r = this.#enter(pending, 0, enterFlags);
@@ -444,7 +450,9 @@ export class IoUring implements Disposable {
     if (pending > 0) this.stats.submit++;
     else this.stats.wait++;
     const r = this.#enter(pending, waitNr, abi.IORING_ENTER_GETEVENTS);
-    if (r < 0) throw new IoUringError("io_uring_enter", -r, `submitting ${pending} and waiting for ${waitNr}`);
+    if (r < 0) {
+      throw new IoUringError("io_uring_enter", -r, `submitting ${pending} and waiting for ${waitNr}`);
+    }
     return published;
   }
 
@@ -489,7 +497,9 @@ export class IoUring implements Disposable {
     if (overflowed) this.stats.submit++;
     else this.stats.wait++;
     const r = this.#enter(0, 0, abi.IORING_ENTER_GETEVENTS);
-    if (r < 0 && r !== -EBUSY && r !== -EAGAIN) throw new IoUringError("io_uring_enter", -r, "flushing completions");
+    if (r < 0 && r !== -EBUSY && r !== -EAGAIN) {
+      throw new IoUringError("io_uring_enter", -r, "flushing completions");
+    }
     return Atomics.load(this.#cq, this.#cqTail) !== this.#cqHeadLocal;
   }
 
@@ -518,7 +528,13 @@ export class IoUring implements Disposable {
       } else {
         const left = deadline - performance.now();
         if (left <= 0) return this.peekCqe();
-        r = this.#sys.enterTimeout(this.fd, 0, 1, abi.IORING_ENTER_GETEVENTS, Math.min(Math.ceil(left * 1000), 0x7fffffff));
+        r = this.#sys.enterTimeout(
+          this.fd,
+          0,
+          1,
+          abi.IORING_ENTER_GETEVENTS,
+          Math.min(Math.ceil(left * 1000), 0x7fffffff),
+        );
       }
       if (r === -ETIME) return this.peekCqe();
       if (r < 0 && r !== -EINTR && r !== -EBUSY && r !== -EAGAIN) {
@@ -535,7 +551,11 @@ export class IoUring implements Disposable {
   async waitAsync(timeoutMs: number): Promise<void> {
     this.#assertOpen();
     if (!(this.features & abi.IORING_FEAT_EXT_ARG)) {
-      throw new IoUringError("io_uring_enter", EINVAL, "asynchronous waits need Linux 5.11 (IORING_FEAT_EXT_ARG)");
+      throw new IoUringError(
+        "io_uring_enter",
+        EINVAL,
+        "asynchronous waits need Linux 5.11 (IORING_FEAT_EXT_ARG)",
+      );
     }
     if (this.cqReady() > 0) return;
     this.stats.wait++;
@@ -637,7 +657,12 @@ export class IoUring implements Disposable {
    */
   registerBuffers(buffers: readonly ArrayBufferView[]): void {
     const iovecs = new Iovecs(buffers);
-    this.#register(abi.IORING_REGISTER_BUFFERS, iovecs.bytes, iovecs.length, `IORING_REGISTER_BUFFERS (${iovecs.length})`);
+    this.#register(
+      abi.IORING_REGISTER_BUFFERS,
+      iovecs.bytes,
+      iovecs.length,
+      `IORING_REGISTER_BUFFERS (${iovecs.length})`,
+    );
     this.#registeredBuffers = iovecs;
   }
 
@@ -657,13 +682,20 @@ export class IoUring implements Disposable {
    * `-1` leaves a slot empty (fill it later with `registerFilesUpdate`). Since 5.1.
    */
   registerFiles(fds: readonly number[]): void {
-    if (!Array.isArray(fds) || fds.length === 0) throw new TypeError("registerFiles needs a non-empty array of fds");
+    if (!Array.isArray(fds) || fds.length === 0) {
+      throw new TypeError("registerFiles needs a non-empty array of fds");
+    }
     const table = Int32Array.from(fds, (fd, i) => {
       if (fd === -1) return -1;
       checkFd(fd, `fds[${i}]`);
       return fd;
     });
-    this.#register(abi.IORING_REGISTER_FILES, new Uint8Array(table.buffer), table.length, `IORING_REGISTER_FILES (${table.length})`);
+    this.#register(
+      abi.IORING_REGISTER_FILES,
+      new Uint8Array(table.buffer),
+      table.length,
+      `IORING_REGISTER_FILES (${table.length})`,
+    );
     this.#registeredFiles = table.length;
   }
 
@@ -679,7 +711,9 @@ export class IoUring implements Disposable {
   registerFilesUpdate(offset: number, fds: readonly number[]): number {
     checkU32(offset, "offset");
     if (offset + fds.length > this.#registeredFiles) {
-      throw new RangeError(`files ${offset}..${offset + fds.length - 1} are outside the table of ${this.#registeredFiles}`);
+      throw new RangeError(
+        `files ${offset}..${offset + fds.length - 1} are outside the table of ${this.#registeredFiles}`,
+      );
     }
     const table = Int32Array.from(fds, (fd, i) => {
       if (fd === -1 || fd === abi.IORING_REGISTER_FILES_SKIP) return fd;
@@ -690,7 +724,12 @@ export class IoUring implements Disposable {
     const v = new DataView(update.buffer);
     v.setUint32(0, offset, true);
     v.setBigUint64(8, BigInt(addressOf(table)), true);
-    const n = this.#register(abi.IORING_REGISTER_FILES_UPDATE, update, table.length, "IORING_REGISTER_FILES_UPDATE");
+    const n = this.#register(
+      abi.IORING_REGISTER_FILES_UPDATE,
+      update,
+      table.length,
+      "IORING_REGISTER_FILES_UPDATE",
+    );
     void table; // referenced until the call returned
     return n;
   }
@@ -744,4 +783,3 @@ export class IoUring implements Disposable {
     this.close();
   }
 }
-

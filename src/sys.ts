@@ -17,7 +17,14 @@
  * @module
  */
 
-import { GETEVENTS_ARG_SIZE, IORING_ENTER_EXT_ARG, SYS_IO_URING_ENTER, SYS_IO_URING_REGISTER, SYS_IO_URING_SETUP, TIMESPEC_SIZE } from "./abi.ts";
+import {
+  GETEVENTS_ARG_SIZE,
+  IORING_ENTER_EXT_ARG,
+  SYS_IO_URING_ENTER,
+  SYS_IO_URING_REGISTER,
+  SYS_IO_URING_SETUP,
+  TIMESPEC_SIZE,
+} from "./abi.ts";
 import { errno } from "./errno.ts";
 
 /** Which implementation of the system layer is in use. */
@@ -94,7 +101,7 @@ const LIBC_SYMBOLS = {
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** Default location of the built helper, next to its source. */
-export const HELPER_PATH = new URL("../ffi/build/liburing_helper.so", import.meta.url);
+export const HELPER_PATH: URL = new URL("../ffi/build/liburing_helper.so", import.meta.url);
 
 // mmap(2) constants (asm-generic/mman-common.h).
 const PROT_READ = 1;
@@ -161,7 +168,9 @@ function loadLibc(): Sys {
   const ZERO = 0n;
 
   const addressOf = (buf: Uint8Array | null): bigint =>
-    buf === null ? ZERO : BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array<ArrayBuffer>)));
+    buf === null
+      ? ZERO
+      : BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array<ArrayBuffer>)));
 
   /** Builds an io_uring_getevents_arg (+ timespec) in `arg` for a wait of `timeoutUs`. */
   const fillExtArg = (arg: Uint8Array, ts: Uint8Array, timeoutUs: number): void => {
@@ -212,7 +221,14 @@ function loadLibc(): Sys {
     register: (fd, op, arg, nr) =>
       result(lib.syscall6(NR_REGISTER, BigInt(fd), BigInt(op), addressOf(arg), BigInt(nr), ZERO, ZERO)),
     mmap: (fd, length, offset) => {
-      const p = lib.mmap(null, BigInt(length), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, BigInt(offset));
+      const p = lib.mmap(
+        null,
+        BigInt(length),
+        PROT_READ | PROT_WRITE,
+        MAP_SHARED | MAP_POPULATE,
+        fd,
+        BigInt(offset),
+      );
       const v = BigInt(Deno.UnsafePointer.value(p));
       return v === MAP_FAILED ? -readErrno() : Number(v);
     },
@@ -244,8 +260,8 @@ export function getSys(backend?: Backend): Sys {
   if (wanted !== undefined && wanted !== "helper" && wanted !== "libc") {
     throw new TypeError(`URING_BACKEND must be "helper" or "libc", got ${JSON.stringify(wanted)}`);
   }
-  let path: string | undefined;
-  const choice: Backend = wanted ?? ((path = helperPath()) ? "helper" : "libc");
+  let path = wanted === undefined ? helperPath() : undefined;
+  const choice: Backend = wanted ?? (path ? "helper" : "libc");
   const cached = loaded.get(choice);
   if (cached) return cached;
   let sys: Sys;
