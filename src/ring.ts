@@ -114,7 +114,7 @@ export class IoUring implements Disposable {
 
   readonly #sys: Sys;
   #closed = false;
-  #maps: Array<[address: number, length: number]> = [];
+  #maps: Array<[address: number, length: number, memory: ArrayBuffer]> = [];
 
   // SQ ring
   #sq: Uint32Array; // the SQ ring as u32 words
@@ -282,13 +282,19 @@ export class IoUring implements Disposable {
     if (address < 0) {
       throw new IoUringError("mmap", -address, `ring region at offset 0x${offset.toString(16)}`);
     }
-    this.#maps.push([address, length]);
     const pointer = Deno.UnsafePointer.create(BigInt(address))!;
-    return Deno.UnsafePointerView.getArrayBuffer(pointer, length);
+    const memory = Deno.UnsafePointerView.getArrayBuffer(pointer, length);
+    this.#maps.push([address, length, memory]);
+    return memory;
   }
 
   #unmapAll(): void {
-    for (const [address, length] of this.#maps) this.#sys.munmap(address, length);
+    for (const [address, length, memory] of this.#maps) {
+      // Detach first: every view over the mapping (including Sqe/Cqe handles a caller kept) then
+      // has length 0, so a stale handle reads undefined and writes nothing instead of faulting.
+      memory.transfer(0);
+      this.#sys.munmap(address, length);
+    }
     this.#maps = [];
   }
 
