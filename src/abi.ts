@@ -72,6 +72,7 @@ export const SQE = {
   personality: 42, // u16 (5.6)
   spliceFdIn: 44, // s32 (5.7), file_index (5.15)
   addr3: 48, // u64 (5.19)
+  pad2: 56, // u64: __pad2[0] (5.1), attr_type_mask for reads/writes (6.14): must be zero
 } as const;
 /** Size of one completion queue entry, `struct io_uring_cqe` (5.1). */
 export const CQE_SIZE = 16;

@@ -44,8 +44,9 @@ function writeKey(sqe: Sqe, key: number | bigint): void {
 
 /**
  * The base of every prep helper: sets opcode, fd, address, length and offset; clears the
- * per-opcode flags, buf_index, splice_fd_in and addr3. Leaves `flags`, `ioprio` and `user_data`
- * alone. Since 5.1.
+ * per-opcode flags, buf_index, splice_fd_in, addr3 and the last 8 bytes (which 6.14+ reads as
+ * `attr_type_mask` for reads and writes: a stale value there fails them). Leaves `flags`,
+ * `ioprio` and `user_data` alone. Since 5.1.
  */
 export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: number, offset: Offset): Sqe {
   const u32 = sqe.u32, b = sqe.base;
@@ -61,6 +62,8 @@ export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: 
   u32[b + W.spliceFdIn] = 0;
   u32[b + W.addr3Lo] = 0;
   u32[b + W.addr3Hi] = 0;
+  u32[b + W.pad2Lo] = 0;
+  u32[b + W.pad2Hi] = 0;
   return sqe;
 }
 

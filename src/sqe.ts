@@ -28,6 +28,8 @@ export const W = {
   spliceFdIn: SQE.spliceFdIn / 4,
   addr3Lo: SQE.addr3 / 4,
   addr3Hi: SQE.addr3 / 4 + 1,
+  pad2Lo: SQE.pad2 / 4,
+  pad2Hi: SQE.pad2 / 4 + 1,
 } as const;
 
 /** Throws unless `v` can be a 64-bit user_data; returns nothing. */
