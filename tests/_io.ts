@@ -1,0 +1,136 @@
+/**
+ * Test helpers for kernel tests of the ring layer: run one SQE to completion, reap a batch by
+ * user_data, open and close files through the ring, and a few libc calls the ring has no
+ * opcode for (pipe, eventfd, mkfifo).
+ */
+
+import assert from "node:assert/strict";
+import { AT_FDCWD, cstring, errnoName, type IoUring, prepClose, prepOpenat, type Sqe } from "../mod.ts";
+
+/** One reaped completion. */
+export interface Done {
+  /** `cqe.res`. */
+  res: number;
+  /** `cqe.flags`. */
+  flags: number;
+}
+
+/** Largest time any single test waits for completions that should arrive at once. */
+export const REAP_TIMEOUT_MS = 5000;
+
+/**
+ * Reaps exactly `n` completions (waiting with a timeout, so a lost completion fails the test
+ * instead of hanging it) and returns them by user_data. A user_data seen twice fails the test.
+ */
+export function reap(ring: IoUring, n: number, timeoutMs = REAP_TIMEOUT_MS): Map<bigint, Done> {
+  const out = new Map<bigint, Done>();
+  const deadline = performance.now() + timeoutMs;
+  while (out.size < n) {
+    const left = deadline - performance.now();
+    const cqe = ring.waitCqe({ timeoutMs: Math.max(0, left) });
+    if (cqe === null) {
+      assert.fail(`timed out waiting for completions: got ${out.size} of ${n} (${[...out.keys()]})`);
+    }
+    const ud = cqe.userData;
+    assert.ok(!out.has(ud), `user_data ${ud} completed twice`);
+    out.set(ud, { res: cqe.res, flags: cqe.flags });
+    ring.cqAdvance(1);
+  }
+  return out;
+}
+
+/** Asserts that no completion shows up within `ms` (a little wait, for "nothing more" checks). */
+export function assertNoCompletion(ring: IoUring, ms = 20): void {
+  const cqe = ring.waitCqe({ timeoutMs: ms });
+  assert.equal(cqe, null, cqe ? `unexpected completion ${cqe.userData} res ${cqe.res}` : "");
+}
+
+/** Gets an SQE, lets `prep` fill it, submits it alone and returns its `res`. */
+export function run(ring: IoUring, prep: (sqe: Sqe) => void, userData = 0x5eedn): number {
+  const sqe = ring.getSqe();
+  assert.ok(sqe, "the SQ should have room");
+  prep(sqe);
+  sqe.setUserData(userData);
+  ring.submit();
+  const done = reap(ring, 1);
+  const d = done.get(userData);
+  assert.ok(d, `completion for ${userData} missing`);
+  return d.res;
+}
+
+/** Describes a result for assertion messages: `-2 (ENOENT)`. */
+export function describe(res: number): string {
+  return res < 0 ? `${res} (${errnoName(-res)})` : String(res);
+}
+
+/** Asserts `res` is `-errno(name)`. */
+export function assertErr(res: number, name: string, what = "result"): void {
+  assert.equal(res < 0 ? errnoName(-res) : describe(res), name, `${what}: ${describe(res)}`);
+}
+
+/** Opens `path` through the ring (`openat`) and returns the fd; fails the test on error. */
+export function openFile(ring: IoUring, path: string, flags: number, mode = 0o644): number {
+  const p = cstring(path);
+  const fd = run(ring, (sqe) => prepOpenat(sqe, AT_FDCWD, p, flags, mode));
+  assert.ok(fd >= 0, `openat(${path}) failed: ${describe(fd)}`);
+  return fd;
+}
+
+/** Closes `fd` through the ring. */
+export function closeFd(ring: IoUring, fd: number): void {
+  const r = run(ring, (sqe) => prepClose(sqe, fd));
+  assert.equal(r, 0, `close(${fd}): ${describe(r)}`);
+}
+
+const libc = Deno.dlopen("libc.so.6", {
+  pipe: { parameters: ["buffer"], result: "i32" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  close: { parameters: ["i32"], result: "i32" },
+}).symbols;
+
+/** `EFD_NONBLOCK` (= O_NONBLOCK). */
+export const EFD_NONBLOCK = 0o4000;
+
+/** `pipe()` through libc: `[readFd, writeFd]`. */
+export function pipe(): [number, number] {
+  const fds = new Int32Array(2);
+  assert.equal(libc.pipe(fds), 0, "pipe() failed");
+  return [fds[0], fds[1]];
+}
+
+/** `eventfd(0, flags)` through libc. */
+export function eventfd(flags = EFD_NONBLOCK): number {
+  const fd = libc.eventfd(0, flags);
+  assert.ok(fd >= 0, "eventfd() failed");
+  return fd;
+}
+
+/** `mkfifo(path, 0600)` through libc. */
+export function mkfifo(path: string): void {
+  assert.equal(libc.mkfifo(cstring(path), 0o600), 0, `mkfifo(${path}) failed`);
+}
+
+/** Plain `read(2)` through libc; returns the count or -1. */
+export function sysRead(fd: number, buf: Uint8Array<ArrayBuffer>): number {
+  return Number(libc.read(fd, buf, BigInt(buf.byteLength)));
+}
+
+/** Plain `write(2)` through libc; returns the count or -1. */
+export function sysWrite(fd: number, buf: Uint8Array<ArrayBuffer>): number {
+  return Number(libc.write(fd, buf, BigInt(buf.byteLength)));
+}
+
+/** Plain `close(2)` through libc. */
+export function sysClose(fd: number): void {
+  libc.close(fd);
+}
+
+/** Bytes 0..n-1 of a recognisable pattern. */
+export function pattern(n: number, seed = 1): Uint8Array<ArrayBuffer> {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 31 + seed * 7 + (i >> 8)) & 0xff;
+  return b;
+}

@@ -1,0 +1,576 @@
+/**
+ * Kernel-free tests of the prep helpers: every field each helper writes, byte for byte.
+ *
+ * The expected 64-byte images are built here, independently of src/abi.ts, from the layout of
+ * `struct io_uring_sqe` in the kernel's include/uapi/linux/io_uring.h (offsets and opcode numbers
+ * are literals below), and compared with what the helper wrote into an Sqe over a plain buffer.
+ */
+
+import assert from "node:assert/strict";
+import {
+  AT_FDCWD,
+  cstring,
+  IOSQE_ASYNC,
+  IOSQE_CQE_SKIP_SUCCESS,
+  IOSQE_FIXED_FILE,
+  IOSQE_IO_DRAIN,
+  IOSQE_IO_HARDLINK,
+  IOSQE_IO_LINK,
+  Iovecs,
+  openHow,
+  prepCancel,
+  prepCancelFd,
+  prepClose,
+  prepCloseDirect,
+  prepFadvise,
+  prepFallocate,
+  prepFdatasync,
+  prepFilesUpdate,
+  prepFsync,
+  prepFtruncate,
+  prepLinkat,
+  prepLinkTimeout,
+  prepMadvise,
+  prepMkdirat,
+  prepNop,
+  prepOpenat,
+  prepOpenat2,
+  prepPollAdd,
+  prepPollMultishot,
+  prepPollRemove,
+  prepRead,
+  prepReadFixed,
+  prepReadv,
+  prepRenameat,
+  prepRw,
+  prepSplice,
+  prepStatx,
+  prepSymlinkat,
+  prepSyncFileRange,
+  prepTee,
+  prepTimeout,
+  prepTimeoutRemove,
+  prepUnlinkat,
+  prepWrite,
+  prepWriteFixed,
+  prepWritev,
+  Sqe,
+  statxBuffer,
+  Timespec,
+} from "../mod.ts";
+
+// --- The kernel ABI, written out independently ----------------------------------------------
+
+/** Opcode numbers from `enum io_uring_op` (include/uapi/linux/io_uring.h). */
+const OP = {
+  NOP: 0,
+  READV: 1,
+  WRITEV: 2,
+  FSYNC: 3,
+  READ_FIXED: 4,
+  WRITE_FIXED: 5,
+  POLL_ADD: 6,
+  POLL_REMOVE: 7,
+  SYNC_FILE_RANGE: 8,
+  TIMEOUT: 11,
+  TIMEOUT_REMOVE: 12,
+  ASYNC_CANCEL: 14,
+  LINK_TIMEOUT: 15,
+  FALLOCATE: 17,
+  OPENAT: 18,
+  CLOSE: 19,
+  FILES_UPDATE: 20,
+  STATX: 21,
+  READ: 22,
+  WRITE: 23,
+  FADVISE: 24,
+  MADVISE: 25,
+  OPENAT2: 28,
+  SPLICE: 30,
+  TEE: 33,
+  RENAMEAT: 35,
+  UNLINKAT: 36,
+  MKDIRAT: 37,
+  SYMLINKAT: 38,
+  LINKAT: 39,
+  FTRUNCATE: 55,
+} as const;
+
+/** The fields of `struct io_uring_sqe` a test expects; everything not named is zero. */
+interface Expect {
+  opcode: number;
+  flags?: number;
+  ioprio?: number;
+  fd?: number;
+  off?: bigint;
+  addr?: bigint;
+  len?: number;
+  opFlags?: number;
+  userData?: bigint;
+  bufIndex?: number;
+  personality?: number;
+  spliceFdIn?: number;
+  addr3?: bigint;
+}
+
+/** Builds the 64-byte little-endian image of an SQE from its fields, at the kernel's offsets. */
+function image(f: Expect): Uint8Array {
+  const bytes = new Uint8Array(64);
+  const v = new DataView(bytes.buffer);
+  v.setUint8(0, f.opcode); // __u8 opcode
+  v.setUint8(1, f.flags ?? 0); // __u8 flags
+  v.setUint16(2, f.ioprio ?? 0, true); // __u16 ioprio
+  v.setInt32(4, f.fd ?? 0, true); // __s32 fd
+  v.setBigUint64(8, BigInt.asUintN(64, f.off ?? 0n), true); // __u64 off / addr2
+  v.setBigUint64(16, BigInt.asUintN(64, f.addr ?? 0n), true); // __u64 addr / splice_off_in
+  v.setUint32(24, f.len ?? 0, true); // __u32 len
+  v.setUint32(28, f.opFlags ?? 0, true); // rw_flags, open_flags, ... (a u32 union)
+  v.setBigUint64(32, f.userData ?? 0n, true); // __u64 user_data
+  v.setUint16(40, f.bufIndex ?? 0, true); // __u16 buf_index / buf_group
+  v.setUint16(42, f.personality ?? 0, true); // __u16 personality
+  v.setInt32(44, f.spliceFdIn ?? 0, true); // __s32 splice_fd_in / __u32 file_index
+  v.setBigUint64(48, f.addr3 ?? 0n, true); // __u64 addr3
+  // bytes 56..63: __pad2[1], always zero
+  return bytes;
+}
+
+/** The address of a buffer's first byte, straight from Deno (not through src/memory.ts). */
+function ptr(buf: ArrayBufferView): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array<ArrayBuffer>)));
+}
+
+/** A four-slot SQE array over plain memory (no kernel), and an Sqe on slot 2. */
+function freshSqe(): Sqe {
+  const mem = new ArrayBuffer(4 * 64);
+  return new Sqe(new Uint32Array(mem), new Uint8Array(mem), 2);
+}
+
+/** An Sqe whose 64 bytes are all 0xff first: shows which bytes the helper leaves alone. */
+function dirtySqe(): Sqe {
+  const sqe = freshSqe();
+  sqe.u8.fill(0xff, 2 * 64, 3 * 64);
+  return sqe;
+}
+
+function hex(b: Uint8Array): string {
+  const words: string[] = [];
+  for (let i = 0; i < b.length; i += 8) {
+    words.push(
+      `${i.toString().padStart(2)}: ${
+        [...b.subarray(i, i + 8)].map((x) => x.toString(16).padStart(2, "0")).join(" ")
+      }`,
+    );
+  }
+  return words.join("\n");
+}
+
+/** Asserts the SQE's 64 bytes equal the image of `f`, and that no other slot was touched. */
+function assertSqe(sqe: Sqe, f: Expect): void {
+  const got = sqe.bytes();
+  const want = image(f);
+  assert.equal(hex(got), hex(want), `SQE image for opcode ${f.opcode}`);
+  // The neighbouring slots stay untouched (zero in a fresh SQE array).
+  assert.ok(sqe.u8.subarray(0, 2 * 64).every((b) => b === 0), "slots before the SQE were written");
+  assert.ok(sqe.u8.subarray(3 * 64).every((b) => b === 0), "slots after the SQE were written");
+}
+
+// --- Struct layout of the handles ------------------------------------------------------------
+
+Deno.test("Sqe: slot, base word and bytes() cover exactly the slot's 64 bytes", () => {
+  const sqe = freshSqe();
+  assert.equal(sqe.slot, 2);
+  assert.equal(sqe.base, 2 * 16);
+  sqe.u8.fill(0xab, 128, 192);
+  assert.equal(sqe.bytes().length, 64);
+  assert.ok(sqe.bytes().every((b) => b === 0xab));
+  sqe.clear();
+  assert.ok(sqe.u8.every((b) => b === 0));
+});
+
+Deno.test("Sqe: user_data, flags, ioprio and personality land at their kernel offsets", () => {
+  const sqe = freshSqe();
+  sqe.setUserData(0x0123_4567_89ab_cdefn).setFlags(IOSQE_IO_LINK).addFlags(IOSQE_ASYNC);
+  sqe.setIoprio(0xbeef).setPersonality(0x1234);
+  assertSqe(sqe, {
+    opcode: 0,
+    flags: 0x04 | 0x10,
+    ioprio: 0xbeef,
+    userData: 0x0123_4567_89ab_cdefn,
+    personality: 0x1234,
+  });
+  assert.equal(sqe.userData, 0x0123_4567_89ab_cdefn);
+  assert.equal(sqe.flags, 0x14);
+  // The number path: exact up to 2^53-1, high word included.
+  sqe.setUserData(Number.MAX_SAFE_INTEGER);
+  assert.equal(sqe.userData, 2n ** 53n - 1n);
+  sqe.setUserData(2n ** 64n - 1n);
+  assert.equal(sqe.userData, 2n ** 64n - 1n);
+  sqe.setUserData(0);
+  assert.equal(sqe.userData, 0n);
+});
+
+Deno.test("IOSQE_* flags have the kernel's bit values", () => {
+  assert.equal(IOSQE_FIXED_FILE, 1);
+  assert.equal(IOSQE_IO_DRAIN, 2);
+  assert.equal(IOSQE_IO_LINK, 4);
+  assert.equal(IOSQE_IO_HARDLINK, 8);
+  assert.equal(IOSQE_ASYNC, 16);
+  assert.equal(IOSQE_CQE_SKIP_SUCCESS, 64);
+});
+
+// --- Every prep helper, byte for byte ---------------------------------------------------------
+
+const buf = new Uint8Array(4096);
+const sub = buf.subarray(512, 1536); // a view with a byteOffset
+const BIG = 0x1_2345_6789n; // an offset above 2^32
+
+Deno.test("prepNop", () => {
+  const sqe = freshSqe();
+  prepNop(sqe);
+  assertSqe(sqe, { opcode: OP.NOP, fd: -1 });
+});
+
+Deno.test("prepRead / prepWrite: fd, addr, len, off, rw_flags; number and bigint offsets", () => {
+  let sqe = freshSqe();
+  prepRead(sqe, 7, sub, 4096);
+  assertSqe(sqe, { opcode: OP.READ, fd: 7, addr: ptr(sub), len: 1024, off: 4096n });
+  sqe = freshSqe();
+  prepRead(sqe, 7, buf, Number(BIG), 0x10); // RWF_NOWAIT-ish flag value: the helper passes it on
+  assertSqe(sqe, { opcode: OP.READ, fd: 7, addr: ptr(buf), len: 4096, off: BIG, opFlags: 0x10 });
+  sqe = freshSqe();
+  prepWrite(sqe, 3, sub, BIG);
+  assertSqe(sqe, { opcode: OP.WRITE, fd: 3, addr: ptr(sub), len: 1024, off: BIG });
+  sqe = freshSqe();
+  prepWrite(sqe, 3, sub, 2n ** 63n - 1n, 4);
+  assertSqe(sqe, { opcode: OP.WRITE, fd: 3, addr: ptr(sub), len: 1024, off: 2n ** 63n - 1n, opFlags: 4 });
+  // A DataView and a Float64Array work too: bytes, not elements.
+  const f64 = new Float64Array(16);
+  sqe = freshSqe();
+  prepRead(sqe, 1, f64, 0);
+  assertSqe(sqe, { opcode: OP.READ, fd: 1, addr: ptr(f64), len: 128 });
+});
+
+Deno.test("prepReadv / prepWritev: addr is the iovec array, len the count", () => {
+  const a = new Uint8Array(10), b = new Uint8Array(300);
+  const iov = new Iovecs([a, b]);
+  // The iovec array itself: { void *iov_base; size_t iov_len } × 2, 16 bytes each.
+  const v = new DataView(iov.bytes.buffer, iov.bytes.byteOffset, iov.bytes.byteLength);
+  assert.equal(iov.bytes.byteLength, 32);
+  assert.equal(v.getBigUint64(0, true), ptr(a));
+  assert.equal(v.getBigUint64(8, true), 10n);
+  assert.equal(v.getBigUint64(16, true), ptr(b));
+  assert.equal(v.getBigUint64(24, true), 300n);
+  assert.equal(iov.totalLength, 310);
+  let sqe = freshSqe();
+  prepReadv(sqe, 5, iov, 8192, 2);
+  assertSqe(sqe, { opcode: OP.READV, fd: 5, addr: ptr(iov.bytes), len: 2, off: 8192n, opFlags: 2 });
+  sqe = freshSqe();
+  prepWritev(sqe, 5, iov, BIG);
+  assertSqe(sqe, { opcode: OP.WRITEV, fd: 5, addr: ptr(iov.bytes), len: 2, off: BIG });
+});
+
+Deno.test("prepReadFixed / prepWriteFixed: buf_index at byte 40", () => {
+  let sqe = freshSqe();
+  prepReadFixed(sqe, 9, sub, 100, 3);
+  assertSqe(sqe, { opcode: OP.READ_FIXED, fd: 9, addr: ptr(sub), len: 1024, off: 100n, bufIndex: 3 });
+  sqe = freshSqe();
+  prepWriteFixed(sqe, 9, buf, BIG, 0xffff);
+  assertSqe(sqe, { opcode: OP.WRITE_FIXED, fd: 9, addr: ptr(buf), len: 4096, off: BIG, bufIndex: 0xffff });
+});
+
+Deno.test("prepFsync / prepFdatasync: fsync_flags", () => {
+  let sqe = freshSqe();
+  prepFsync(sqe, 4);
+  assertSqe(sqe, { opcode: OP.FSYNC, fd: 4 });
+  sqe = freshSqe();
+  prepFdatasync(sqe, 4);
+  assertSqe(sqe, { opcode: OP.FSYNC, fd: 4, opFlags: 1 }); // IORING_FSYNC_DATASYNC
+});
+
+Deno.test("prepSyncFileRange: len = length, off = offset, sync_range_flags", () => {
+  const sqe = freshSqe();
+  prepSyncFileRange(sqe, 4, 65536, BIG, 2);
+  assertSqe(sqe, { opcode: OP.SYNC_FILE_RANGE, fd: 4, len: 65536, off: BIG, opFlags: 2 });
+});
+
+Deno.test("prepFallocate: mode in len, offset in off, length in addr", () => {
+  const sqe = freshSqe();
+  prepFallocate(sqe, 6, 3, 4096, BIG);
+  assertSqe(sqe, { opcode: OP.FALLOCATE, fd: 6, len: 3, off: 4096n, addr: BIG });
+});
+
+Deno.test("prepFadvise: len = length, off = offset, fadvise_advice", () => {
+  const sqe = freshSqe();
+  prepFadvise(sqe, 6, BIG, 1 << 20, 4);
+  assertSqe(sqe, { opcode: OP.FADVISE, fd: 6, off: BIG, len: 1 << 20, opFlags: 4 });
+});
+
+Deno.test("prepMadvise: fd -1, addr/len the buffer, advice", () => {
+  const sqe = freshSqe();
+  prepMadvise(sqe, sub, 3);
+  assertSqe(sqe, { opcode: OP.MADVISE, fd: -1, addr: ptr(sub), len: 1024, opFlags: 3 });
+});
+
+Deno.test("prepFtruncate: the length travels in off", () => {
+  const sqe = freshSqe();
+  prepFtruncate(sqe, 8, BIG);
+  assertSqe(sqe, { opcode: OP.FTRUNCATE, fd: 8, off: BIG });
+});
+
+Deno.test("prepOpenat: dfd, path in addr, mode in len, open_flags", () => {
+  const path = cstring("/tmp/x");
+  let sqe = freshSqe();
+  prepOpenat(sqe, AT_FDCWD, path, 0o101, 0o640);
+  assertSqe(sqe, { opcode: OP.OPENAT, fd: -100, addr: ptr(path), len: 0o640, opFlags: 0o101 });
+  sqe = freshSqe();
+  prepOpenat(sqe, 12, path, 0);
+  assertSqe(sqe, { opcode: OP.OPENAT, fd: 12, addr: ptr(path) });
+});
+
+Deno.test("prepOpenat2: how pointer in off, its size (24) in len; open_how is flags/mode/resolve u64s", () => {
+  const path = cstring("a/b");
+  const how = openHow({ flags: 0o2000002, mode: 0o600, resolve: 0x08 });
+  const v = new DataView(how.buffer);
+  assert.equal(how.byteLength, 24);
+  assert.equal(v.getBigUint64(0, true), 0o2000002n);
+  assert.equal(v.getBigUint64(8, true), 0o600n);
+  assert.equal(v.getBigUint64(16, true), 0x08n);
+  const sqe = freshSqe();
+  prepOpenat2(sqe, AT_FDCWD, path, how);
+  assertSqe(sqe, { opcode: OP.OPENAT2, fd: -100, addr: ptr(path), len: 24, off: ptr(how) });
+});
+
+Deno.test("prepClose / prepCloseDirect: file_index + 1 at byte 44", () => {
+  let sqe = freshSqe();
+  prepClose(sqe, 17);
+  assertSqe(sqe, { opcode: OP.CLOSE, fd: 17 });
+  sqe = freshSqe();
+  prepCloseDirect(sqe, 4);
+  assertSqe(sqe, { opcode: OP.CLOSE, fd: 0, spliceFdIn: 5 });
+});
+
+Deno.test("prepStatx: path in addr, mask in len, statxbuf in off, statx_flags", () => {
+  const path = cstring("f");
+  const sb = statxBuffer();
+  assert.equal(sb.byteLength, 256);
+  const sqe = freshSqe();
+  prepStatx(sqe, AT_FDCWD, path, 0x100, 0x7ff, sb);
+  assertSqe(sqe, { opcode: OP.STATX, fd: -100, addr: ptr(path), len: 0x7ff, off: ptr(sb), opFlags: 0x100 });
+});
+
+Deno.test("prepSplice: fd_out in fd, off_out in off, off_in in addr, fd_in at byte 44; -1 = no offset", () => {
+  let sqe = freshSqe();
+  prepSplice(sqe, 3, 100, 4, BIG, 65536, 1);
+  assertSqe(sqe, { opcode: OP.SPLICE, fd: 4, off: BIG, addr: 100n, len: 65536, opFlags: 1, spliceFdIn: 3 });
+  sqe = freshSqe();
+  prepSplice(sqe, 3, -1, 4, -1, 10);
+  assertSqe(sqe, {
+    opcode: OP.SPLICE,
+    fd: 4,
+    off: 2n ** 64n - 1n,
+    addr: 2n ** 64n - 1n,
+    len: 10,
+    spliceFdIn: 3,
+  });
+  sqe = freshSqe();
+  prepSplice(sqe, 3, -1, 4, 0, 10, 0x80000000); // SPLICE_F_FD_IN_FIXED
+  assertSqe(sqe, {
+    opcode: OP.SPLICE,
+    fd: 4,
+    off: 0n,
+    addr: 2n ** 64n - 1n,
+    len: 10,
+    spliceFdIn: 3,
+    opFlags: 0x80000000,
+  });
+});
+
+Deno.test("prepTee: fd_out in fd, fd_in at byte 44, both offsets zero", () => {
+  const sqe = freshSqe();
+  prepTee(sqe, 5, 6, 4096, 2);
+  assertSqe(sqe, { opcode: OP.TEE, fd: 6, len: 4096, opFlags: 2, spliceFdIn: 5 });
+});
+
+Deno.test("prepUnlinkat / prepMkdirat: dfd, path, unlink_flags / mode in len", () => {
+  const path = cstring("d");
+  let sqe = freshSqe();
+  prepUnlinkat(sqe, AT_FDCWD, path, 0x200);
+  assertSqe(sqe, { opcode: OP.UNLINKAT, fd: -100, addr: ptr(path), opFlags: 0x200 });
+  sqe = freshSqe();
+  prepMkdirat(sqe, 9, path, 0o750);
+  assertSqe(sqe, { opcode: OP.MKDIRAT, fd: 9, addr: ptr(path), len: 0o750 });
+  sqe = freshSqe();
+  prepMkdirat(sqe, AT_FDCWD, path);
+  assertSqe(sqe, { opcode: OP.MKDIRAT, fd: -100, addr: ptr(path), len: 0o777 });
+});
+
+Deno.test("prepRenameat / prepLinkat: new dfd in len, new path in off (addr2), flags", () => {
+  const a = cstring("old"), b = cstring("new");
+  let sqe = freshSqe();
+  prepRenameat(sqe, AT_FDCWD, a, 7, b, 1);
+  assertSqe(sqe, { opcode: OP.RENAMEAT, fd: -100, addr: ptr(a), len: 7, off: ptr(b), opFlags: 1 });
+  sqe = freshSqe();
+  prepRenameat(sqe, 7, a, AT_FDCWD, b);
+  assertSqe(sqe, { opcode: OP.RENAMEAT, fd: 7, addr: ptr(a), len: 0xffffff9c, off: ptr(b) });
+  sqe = freshSqe();
+  prepLinkat(sqe, AT_FDCWD, a, AT_FDCWD, b, 0x400); // AT_SYMLINK_FOLLOW
+  assertSqe(sqe, { opcode: OP.LINKAT, fd: -100, addr: ptr(a), len: 0xffffff9c, off: ptr(b), opFlags: 0x400 });
+});
+
+Deno.test("prepSymlinkat: target in addr, new dfd in fd, link path in off", () => {
+  const target = cstring("t"), link = cstring("l");
+  const sqe = freshSqe();
+  prepSymlinkat(sqe, target, AT_FDCWD, link);
+  assertSqe(sqe, { opcode: OP.SYMLINKAT, fd: -100, addr: ptr(target), off: ptr(link) });
+});
+
+Deno.test("prepTimeout / prepLinkTimeout: timespec in addr, len 1, count in off, timeout_flags", () => {
+  const ts = new Timespec(1500.000250);
+  const tv = new DataView(ts.bytes.buffer);
+  // struct __kernel_timespec { __s64 tv_sec; long long tv_nsec; }
+  assert.equal(tv.getBigInt64(0, true), 1n);
+  assert.equal(tv.getBigInt64(8, true), 500_000_250n);
+  assert.equal(ts.sec, 1);
+  assert.equal(ts.nsec, 500_000_250);
+  let sqe = freshSqe();
+  prepTimeout(sqe, ts);
+  assertSqe(sqe, { opcode: OP.TIMEOUT, fd: -1, addr: ptr(ts.bytes), len: 1 });
+  sqe = freshSqe();
+  prepTimeout(sqe, ts, 5, 1);
+  assertSqe(sqe, { opcode: OP.TIMEOUT, fd: -1, addr: ptr(ts.bytes), len: 1, off: 5n, opFlags: 1 });
+  sqe = freshSqe();
+  prepLinkTimeout(sqe, ts, 1);
+  assertSqe(sqe, { opcode: OP.LINK_TIMEOUT, fd: -1, addr: ptr(ts.bytes), len: 1, opFlags: 1 });
+});
+
+Deno.test("prepTimeoutRemove / prepCancel / prepPollRemove: the target user_data in addr", () => {
+  let sqe = freshSqe();
+  prepTimeoutRemove(sqe, 2n ** 64n - 1n);
+  assertSqe(sqe, { opcode: OP.TIMEOUT_REMOVE, fd: -1, addr: 2n ** 64n - 1n });
+  sqe = freshSqe();
+  prepCancel(sqe, 2 ** 53 - 1, 1);
+  assertSqe(sqe, { opcode: OP.ASYNC_CANCEL, fd: -1, addr: 2n ** 53n - 1n, opFlags: 1 });
+  sqe = freshSqe();
+  prepCancelFd(sqe, 11);
+  assertSqe(sqe, { opcode: OP.ASYNC_CANCEL, fd: 11, opFlags: 2 }); // IORING_ASYNC_CANCEL_FD
+  sqe = freshSqe();
+  prepPollRemove(sqe, 42);
+  assertSqe(sqe, { opcode: OP.POLL_REMOVE, fd: -1, addr: 42n });
+});
+
+Deno.test("prepPollAdd / prepPollMultishot: poll32_events at byte 28, multishot flag in len", () => {
+  let sqe = freshSqe();
+  prepPollAdd(sqe, 3, 0x1 | 0x4);
+  assertSqe(sqe, { opcode: OP.POLL_ADD, fd: 3, opFlags: 5 });
+  sqe = freshSqe();
+  prepPollMultishot(sqe, 3, 0x1);
+  assertSqe(sqe, { opcode: OP.POLL_ADD, fd: 3, opFlags: 1, len: 1 });
+});
+
+Deno.test("prepFilesUpdate: fd -1, the fd array in addr, count in len, offset in off", () => {
+  const fds = new Int32Array([3, -1, 5]);
+  const sqe = freshSqe();
+  prepFilesUpdate(sqe, fds, 2);
+  assertSqe(sqe, { opcode: OP.FILES_UPDATE, fd: -1, addr: ptr(fds), len: 3, off: 2n });
+});
+
+Deno.test("prep helpers keep flags, ioprio, user_data and personality, and clear every other field", () => {
+  // A slot full of 0xff (stale data from an earlier use), then flags/user_data set first.
+  const sqe = dirtySqe();
+  sqe.setFlags(IOSQE_IO_LINK).setUserData(77n).setIoprio(0x0102).setPersonality(9);
+  prepRead(sqe, 3, sub, 0);
+  assertSqe(sqe, {
+    opcode: OP.READ,
+    flags: IOSQE_IO_LINK,
+    ioprio: 0x0102,
+    fd: 3,
+    addr: ptr(sub),
+    len: 1024,
+    userData: 77n,
+    personality: 9,
+  });
+  // prepRw itself, and a second prep over the first, leave nothing of the first behind.
+  prepSplice(sqe, 1, 2, 3, 4, 5, 6);
+  prepNop(sqe);
+  assertSqe(sqe, {
+    opcode: OP.NOP,
+    flags: IOSQE_IO_LINK,
+    ioprio: 0x0102,
+    fd: -1,
+    userData: 77n,
+    personality: 9,
+  });
+  prepRw(sqe, OP.WRITE, 4, 0x1000, 16, 32);
+  assertSqe(sqe, {
+    opcode: OP.WRITE,
+    flags: IOSQE_IO_LINK,
+    ioprio: 0x0102,
+    fd: 4,
+    addr: 0x1000n,
+    len: 16,
+    off: 32n,
+    userData: 77n,
+    personality: 9,
+  });
+});
+
+Deno.test("every prep helper over a dirty slot writes the same image as over a clean one", () => {
+  const path = cstring("p"), path2 = cstring("q");
+  const ts = new Timespec(5);
+  const iov = new Iovecs([buf]);
+  const sb = statxBuffer();
+  const how = openHow({ flags: 0 });
+  const fds = new Int32Array([1]);
+  const preps: Array<[string, (s: Sqe) => void]> = [
+    ["nop", (s) => prepNop(s)],
+    ["read", (s) => prepRead(s, 1, buf, 9)],
+    ["write", (s) => prepWrite(s, 1, buf, 9)],
+    ["readv", (s) => prepReadv(s, 1, iov, 9)],
+    ["writev", (s) => prepWritev(s, 1, iov, 9)],
+    ["readFixed", (s) => prepReadFixed(s, 1, buf, 9, 2)],
+    ["writeFixed", (s) => prepWriteFixed(s, 1, buf, 9, 2)],
+    ["fsync", (s) => prepFsync(s, 1)],
+    ["fdatasync", (s) => prepFdatasync(s, 1)],
+    ["syncFileRange", (s) => prepSyncFileRange(s, 1, 10, 9)],
+    ["fallocate", (s) => prepFallocate(s, 1, 0, 9, 10)],
+    ["fadvise", (s) => prepFadvise(s, 1, 9, 10, 2)],
+    ["madvise", (s) => prepMadvise(s, buf, 2)],
+    ["ftruncate", (s) => prepFtruncate(s, 1, 9)],
+    ["openat", (s) => prepOpenat(s, AT_FDCWD, path, 0)],
+    ["openat2", (s) => prepOpenat2(s, AT_FDCWD, path, how)],
+    ["close", (s) => prepClose(s, 1)],
+    ["closeDirect", (s) => prepCloseDirect(s, 1)],
+    ["statx", (s) => prepStatx(s, AT_FDCWD, path, 0, 0x7ff, sb)],
+    ["splice", (s) => prepSplice(s, 1, -1, 2, 9, 10)],
+    ["tee", (s) => prepTee(s, 1, 2, 10)],
+    ["unlinkat", (s) => prepUnlinkat(s, AT_FDCWD, path)],
+    ["renameat", (s) => prepRenameat(s, AT_FDCWD, path, AT_FDCWD, path2)],
+    ["mkdirat", (s) => prepMkdirat(s, AT_FDCWD, path)],
+    ["symlinkat", (s) => prepSymlinkat(s, path, AT_FDCWD, path2)],
+    ["linkat", (s) => prepLinkat(s, AT_FDCWD, path, AT_FDCWD, path2)],
+    ["timeout", (s) => prepTimeout(s, ts)],
+    ["timeoutRemove", (s) => prepTimeoutRemove(s, 3)],
+    ["linkTimeout", (s) => prepLinkTimeout(s, ts)],
+    ["cancel", (s) => prepCancel(s, 3)],
+    ["cancelFd", (s) => prepCancelFd(s, 3)],
+    ["pollAdd", (s) => prepPollAdd(s, 1, 1)],
+    ["pollMultishot", (s) => prepPollMultishot(s, 1, 1)],
+    ["pollRemove", (s) => prepPollRemove(s, 3)],
+    ["filesUpdate", (s) => prepFilesUpdate(s, fds, 0)],
+  ];
+  for (const [name, prep] of preps) {
+    const clean = freshSqe();
+    prep(clean);
+    const dirty = dirtySqe();
+    dirty.setFlags(0).setUserData(0).setIoprio(0).setPersonality(0);
+    prep(dirty);
+    assert.equal(hex(dirty.bytes()), hex(clean.bytes()), `${name}: a stale field survived the prep`);
+  }
+});
+
+Deno.test("prep helpers return the SQE they filled", () => {
+  const sqe = freshSqe();
+  assert.equal(prepNop(sqe), sqe);
+  assert.equal(prepRead(sqe, 0, buf, 0), sqe);
+  assert.equal(prepClose(sqe, 0), sqe);
+});
