@@ -453,6 +453,11 @@ export const IORING_REGISTER_EVENTFD_ASYNC = 7;
 /** Probe supported opcodes (5.6). */
 export const IORING_REGISTER_PROBE = 8;
 
+/** Most buffers one `IORING_REGISTER_BUFFERS` accepts (`IORING_MAX_REG_BUFFERS`, 5.13; 1024 before). */
+export const IORING_MAX_REG_BUFFERS = 1 << 14;
+/** Largest single registered buffer (`SZ_1G` in io_uring/rsrc.c, 5.1). */
+export const IORING_MAX_REG_BUFFER_SIZE = 1 << 30;
+
 /** `io_uring_probe_op.flags`: the opcode is supported (5.6). */
 export const IO_URING_OP_SUPPORTED = 1 << 0;
 /** Value in a fixed file table that leaves a slot empty (5.5). */
@@ -485,12 +490,15 @@ export const O_TRUNC = 0o1000;
 export const O_APPEND = 0o2000;
 /** `O_NONBLOCK`. */
 export const O_NONBLOCK = 0o4000;
-/** `O_DIRECT` (x86_64 and most architectures; aarch64 uses 0o200000). */
-export const O_DIRECT = 0o40000;
-/** `O_DIRECTORY` (x86_64; aarch64 uses 0o40000). */
-export const O_DIRECTORY = 0o200000;
-/** `O_NOFOLLOW` (x86_64; aarch64 uses 0o100000). */
-export const O_NOFOLLOW = 0o400000;
+// O_DIRECT, O_DIRECTORY and O_NOFOLLOW differ by architecture: asm-generic/fcntl.h (x86_64)
+// versus arch/arm64/include/uapi/asm/fcntl.h (aarch64).
+const AARCH64 = Deno.build.arch === "aarch64";
+/** `O_DIRECT`: bypass the page cache (0o40000 on x86_64, 0o200000 on aarch64). */
+export const O_DIRECT: number = AARCH64 ? 0o200000 : 0o40000;
+/** `O_DIRECTORY` (0o200000 on x86_64, 0o40000 on aarch64). */
+export const O_DIRECTORY: number = AARCH64 ? 0o40000 : 0o200000;
+/** `O_NOFOLLOW` (0o400000 on x86_64, 0o100000 on aarch64). */
+export const O_NOFOLLOW: number = AARCH64 ? 0o100000 : 0o400000;
 /** `O_CLOEXEC`. */
 export const O_CLOEXEC = 0o2000000;
 /** `STATX_BASIC_STATS` mask (4.11). */
