@@ -1,0 +1,427 @@
+/**
+ * Kernel-free tests of the ABI constants: struct sizes and field offsets written out here from
+ * the kernel's include/uapi/linux/io_uring.h, opcode and flag numbers, and (when a C compiler
+ * and the kernel headers are installed) a cross-check of every constant against the headers
+ * themselves, compiled with `offsetof`/`sizeof`.
+ */
+
+import assert from "node:assert/strict";
+import * as abi from "../mod.ts";
+import { errno, errnoMessage, errnoName } from "../mod.ts";
+
+Deno.test("struct sizes match the kernel's", () => {
+  assert.equal(abi.PARAMS_SIZE, 120); // struct io_uring_params
+  assert.equal(abi.SQE_SIZE, 64); // struct io_uring_sqe
+  assert.equal(abi.CQE_SIZE, 16); // struct io_uring_cqe
+  assert.equal(abi.GETEVENTS_ARG_SIZE, 24); // struct io_uring_getevents_arg
+  assert.equal(abi.TIMESPEC_SIZE, 16); // struct __kernel_timespec
+  assert.equal(abi.IOVEC_SIZE, 16); // struct iovec (64-bit)
+  assert.equal(abi.OPEN_HOW_SIZE, 24); // struct open_how
+  assert.equal(abi.STATX_SIZE, 256); // struct statx
+  assert.equal(abi.PROBE_HEADER_SIZE, 16); // struct io_uring_probe without ops[]
+  assert.equal(abi.PROBE_OP_SIZE, 8); // struct io_uring_probe_op
+  assert.equal(abi.FILES_UPDATE_SIZE, 16); // struct io_uring_files_update
+});
+
+Deno.test("io_uring_params, io_sqring_offsets and io_cqring_offsets field offsets", () => {
+  assert.deepEqual({ ...abi.PARAMS }, {
+    sqEntries: 0,
+    cqEntries: 4,
+    flags: 8,
+    sqThreadCpu: 12,
+    sqThreadIdle: 16,
+    features: 20,
+    wqFd: 24,
+    sqOff: 40,
+    cqOff: 80,
+  });
+  assert.deepEqual({ ...abi.SQ_OFF }, {
+    head: 0,
+    tail: 4,
+    ringMask: 8,
+    ringEntries: 12,
+    flags: 16,
+    dropped: 20,
+    array: 24,
+  });
+  assert.deepEqual({ ...abi.CQ_OFF }, {
+    head: 0,
+    tail: 4,
+    ringMask: 8,
+    ringEntries: 12,
+    overflow: 16,
+    cqes: 20,
+    flags: 24,
+  });
+});
+
+Deno.test("io_uring_sqe and io_uring_cqe field offsets", () => {
+  assert.deepEqual({ ...abi.SQE }, {
+    opcode: 0,
+    flags: 1,
+    ioprio: 2,
+    fd: 4,
+    off: 8,
+    addr: 16,
+    len: 24,
+    opFlags: 28,
+    userData: 32,
+    bufIndex: 40,
+    personality: 42,
+    spliceFdIn: 44,
+    addr3: 48,
+    pad2: 56,
+  });
+  assert.deepEqual({ ...abi.CQE }, { userData: 0, res: 8, flags: 12 });
+});
+
+Deno.test("statx field offsets", () => {
+  assert.deepEqual({ ...abi.STATX }, {
+    mask: 0,
+    blksize: 4,
+    attributes: 8,
+    nlink: 16,
+    uid: 20,
+    gid: 24,
+    mode: 28,
+    ino: 32,
+    size: 40,
+    blocks: 48,
+    attributesMask: 56,
+    atime: 64,
+    btime: 80,
+    ctime: 96,
+    mtime: 112,
+    rdevMajor: 128,
+    rdevMinor: 132,
+    devMajor: 136,
+    devMinor: 140,
+    mntId: 144,
+    dioMemAlign: 152,
+    dioOffsetAlign: 156,
+  });
+});
+
+Deno.test("syscall numbers, mmap offsets, ring flags", () => {
+  assert.equal(abi.SYS_IO_URING_SETUP, 425);
+  assert.equal(abi.SYS_IO_URING_ENTER, 426);
+  assert.equal(abi.SYS_IO_URING_REGISTER, 427);
+  assert.equal(abi.IORING_OFF_SQ_RING, 0);
+  assert.equal(abi.IORING_OFF_CQ_RING, 0x8000000);
+  assert.equal(abi.IORING_OFF_SQES, 0x10000000);
+  assert.equal(abi.IORING_SQ_NEED_WAKEUP, 1);
+  assert.equal(abi.IORING_SQ_CQ_OVERFLOW, 2);
+  assert.equal(abi.IORING_ENTER_GETEVENTS, 1);
+  assert.equal(abi.IORING_ENTER_SQ_WAKEUP, 2);
+  assert.equal(abi.IORING_ENTER_SQ_WAIT, 4);
+  assert.equal(abi.IORING_ENTER_EXT_ARG, 8);
+  assert.equal(abi.IORING_SETUP_SQPOLL, 2);
+  assert.equal(abi.IORING_SETUP_SQ_AFF, 4);
+  assert.equal(abi.IORING_SETUP_CQSIZE, 8);
+  assert.equal(abi.IORING_FEAT_SINGLE_MMAP, 1);
+  assert.equal(abi.IORING_FEAT_NODROP, 2);
+  assert.equal(abi.IORING_FEAT_SQPOLL_NONFIXED, 1 << 7);
+  assert.equal(abi.IORING_FEAT_EXT_ARG, 1 << 8);
+});
+
+Deno.test("opcode numbers follow enum io_uring_op, and OPCODE_NAMES matches them", () => {
+  const ops: Record<string, number> = {
+    NOP: 0,
+    READV: 1,
+    WRITEV: 2,
+    FSYNC: 3,
+    READ_FIXED: 4,
+    WRITE_FIXED: 5,
+    POLL_ADD: 6,
+    POLL_REMOVE: 7,
+    SYNC_FILE_RANGE: 8,
+    SENDMSG: 9,
+    RECVMSG: 10,
+    TIMEOUT: 11,
+    TIMEOUT_REMOVE: 12,
+    ACCEPT: 13,
+    ASYNC_CANCEL: 14,
+    LINK_TIMEOUT: 15,
+    CONNECT: 16,
+    FALLOCATE: 17,
+    OPENAT: 18,
+    CLOSE: 19,
+    FILES_UPDATE: 20,
+    STATX: 21,
+    READ: 22,
+    WRITE: 23,
+    FADVISE: 24,
+    MADVISE: 25,
+    SEND: 26,
+    RECV: 27,
+    OPENAT2: 28,
+    EPOLL_CTL: 29,
+    SPLICE: 30,
+    PROVIDE_BUFFERS: 31,
+    REMOVE_BUFFERS: 32,
+    TEE: 33,
+    SHUTDOWN: 34,
+    RENAMEAT: 35,
+    UNLINKAT: 36,
+    MKDIRAT: 37,
+    SYMLINKAT: 38,
+    LINKAT: 39,
+    MSG_RING: 40,
+    FSETXATTR: 41,
+    SETXATTR: 42,
+    FGETXATTR: 43,
+    GETXATTR: 44,
+    SOCKET: 45,
+    URING_CMD: 46,
+    SEND_ZC: 47,
+    SENDMSG_ZC: 48,
+    READ_MULTISHOT: 49,
+    WAITID: 50,
+    FUTEX_WAIT: 51,
+    FUTEX_WAKE: 52,
+    FUTEX_WAITV: 53,
+    FIXED_FD_INSTALL: 54,
+    FTRUNCATE: 55,
+  };
+  const exported = abi as unknown as Record<string, unknown>;
+  for (const [name, value] of Object.entries(ops)) {
+    assert.equal(exported[`IORING_OP_${name}`], value, `IORING_OP_${name}`);
+    assert.equal(abi.OPCODE_NAMES[value], name, `OPCODE_NAMES[${value}]`);
+  }
+  // Every IORING_OP_* the module exports is in the table above.
+  for (const key of Object.keys(exported).filter((k) => k.startsWith("IORING_OP_"))) {
+    assert.ok(key.slice("IORING_OP_".length) in ops, `${key} is not checked here`);
+  }
+});
+
+Deno.test("register opcodes and per-opcode flags", () => {
+  assert.equal(abi.IORING_REGISTER_BUFFERS, 0);
+  assert.equal(abi.IORING_UNREGISTER_BUFFERS, 1);
+  assert.equal(abi.IORING_REGISTER_FILES, 2);
+  assert.equal(abi.IORING_UNREGISTER_FILES, 3);
+  assert.equal(abi.IORING_REGISTER_EVENTFD, 4);
+  assert.equal(abi.IORING_UNREGISTER_EVENTFD, 5);
+  assert.equal(abi.IORING_REGISTER_FILES_UPDATE, 6);
+  assert.equal(abi.IORING_REGISTER_EVENTFD_ASYNC, 7);
+  assert.equal(abi.IORING_REGISTER_PROBE, 8);
+  assert.equal(abi.IO_URING_OP_SUPPORTED, 1);
+  assert.equal(abi.IORING_REGISTER_FILES_SKIP, -2);
+  assert.equal(abi.IORING_FSYNC_DATASYNC, 1);
+  assert.equal(abi.IORING_TIMEOUT_ABS, 1);
+  assert.equal(abi.IORING_ASYNC_CANCEL_ALL, 1);
+  assert.equal(abi.IORING_ASYNC_CANCEL_FD, 2);
+  assert.equal(abi.IORING_POLL_ADD_MULTI, 1);
+  assert.equal(abi.SPLICE_F_FD_IN_FIXED, 0x80000000);
+  assert.equal(abi.IORING_FILE_INDEX_ALLOC, 0xffffffff);
+  assert.equal(abi.AT_FDCWD, -100);
+});
+
+Deno.test("errno names, numbers and messages", () => {
+  assert.equal(errnoName(22), "EINVAL");
+  assert.equal(errno("EINVAL"), 22);
+  assert.equal(errno("ECANCELED"), 125);
+  assert.equal(errno("ETIME"), 62);
+  assert.equal(errnoMessage(2), "No such file or directory");
+  assert.equal(errnoName(9999), "E9999");
+  assert.throws(() => errno("ENOTANERRNO"), RangeError);
+});
+
+// --- Cross-check against the installed kernel headers ------------------------------------------
+
+const HEADER = "/usr/include/linux/io_uring.h";
+
+function haveCompiler(): boolean {
+  try {
+    Deno.statSync(HEADER);
+    return new Deno.Command("cc", { args: ["--version"], stdout: "null", stderr: "null" }).outputSync()
+      .success;
+  } catch {
+    return false;
+  }
+}
+
+const canCompile = haveCompiler();
+
+Deno.test({
+  name: "every constant and offset agrees with the installed kernel headers (C offsetof/sizeof)",
+  ignore: !canCompile,
+  fn() {
+    const header = Deno.readTextFileSync(HEADER);
+    const exported = abi as unknown as Record<string, unknown>;
+    const lines: string[] = [];
+    const expected = new Map<string, number>();
+    const want = (key: string, expr: string, value: number) => {
+      expected.set(key, value);
+      lines.push(`  printf("%s %lld\\n", ${JSON.stringify(key)}, (long long)(${expr}));`);
+    };
+    // io_uring constants: those the installed header has (it may be older than the kernel).
+    for (const [name, value] of Object.entries(exported)) {
+      if (typeof value !== "number" || !/^(IORING_|IOSQE_|IO_URING_)/.test(name)) continue;
+      if (!new RegExp(`\\b${name}\\b`).test(header)) continue;
+      want(name, name, value);
+    }
+    // Other Linux constants the module defines: each only if the C headers have it.
+    const libcNames = Object.keys(exported).filter((n) =>
+      /^(AT_|O_|STATX_(BASIC|BTIME|DIOALIGN)|POLL(IN|OUT)$|RENAME_|SPLICE_F_(MOVE|NONBLOCK)|SYNC_FILE_RANGE_|FALLOC_FL_|POSIX_FADV_)/
+        .test(n) && typeof exported[n] === "number"
+    );
+    for (const name of libcNames) {
+      lines.push(`#ifdef ${name}`);
+      want(name, name, exported[name] as number);
+      lines.push(`#endif`);
+    }
+    // errno numbers as the C library has them.
+    for (let n = 1; n < 134; n++) {
+      const name = errnoName(n);
+      if (name === `E${n}`) continue;
+      lines.push(`#ifdef ${name}`);
+      want(`errno:${name}`, name, n);
+      lines.push(`#endif`);
+    }
+    // Struct layouts.
+    const o = (key: string, type: string, field: string, value: number) =>
+      want(key, `offsetof(struct ${type}, ${field})`, value);
+    want("sizeof sqe", "sizeof(struct io_uring_sqe)", abi.SQE_SIZE);
+    want("sizeof cqe", "sizeof(struct io_uring_cqe)", abi.CQE_SIZE);
+    want("sizeof params", "sizeof(struct io_uring_params)", abi.PARAMS_SIZE);
+    want("sizeof getevents_arg", "sizeof(struct io_uring_getevents_arg)", abi.GETEVENTS_ARG_SIZE);
+    want("sizeof timespec", "sizeof(struct __kernel_timespec)", abi.TIMESPEC_SIZE);
+    want("sizeof iovec", "sizeof(struct iovec)", abi.IOVEC_SIZE);
+    want("sizeof open_how", "sizeof(struct open_how)", abi.OPEN_HOW_SIZE);
+    want("sizeof statx", "sizeof(struct statx)", abi.STATX_SIZE);
+    want("sizeof probe", "sizeof(struct io_uring_probe)", abi.PROBE_HEADER_SIZE);
+    want("sizeof probe_op", "sizeof(struct io_uring_probe_op)", abi.PROBE_OP_SIZE);
+    want("sizeof files_update", "sizeof(struct io_uring_files_update)", abi.FILES_UPDATE_SIZE);
+    const sqeFields: Record<string, string> = {
+      opcode: "opcode",
+      flags: "flags",
+      ioprio: "ioprio",
+      fd: "fd",
+      off: "off",
+      addr: "addr",
+      len: "len",
+      opFlags: "rw_flags",
+      userData: "user_data",
+      bufIndex: "buf_index",
+      personality: "personality",
+      spliceFdIn: "splice_fd_in",
+      addr3: "addr3",
+      pad2: "__pad2",
+    };
+    for (const [k, f] of Object.entries(sqeFields)) {
+      o(`sqe.${f}`, "io_uring_sqe", f, abi.SQE[k as keyof typeof abi.SQE]);
+    }
+    o("cqe.user_data", "io_uring_cqe", "user_data", abi.CQE.userData);
+    o("cqe.res", "io_uring_cqe", "res", abi.CQE.res);
+    o("cqe.flags", "io_uring_cqe", "flags", abi.CQE.flags);
+    const params: Record<string, string> = {
+      sqEntries: "sq_entries",
+      cqEntries: "cq_entries",
+      flags: "flags",
+      sqThreadCpu: "sq_thread_cpu",
+      sqThreadIdle: "sq_thread_idle",
+      features: "features",
+      wqFd: "wq_fd",
+      sqOff: "sq_off",
+      cqOff: "cq_off",
+    };
+    for (const [k, f] of Object.entries(params)) {
+      o(`params.${f}`, "io_uring_params", f, abi.PARAMS[k as keyof typeof abi.PARAMS]);
+    }
+    const sqOff: Record<string, string> = {
+      head: "head",
+      tail: "tail",
+      ringMask: "ring_mask",
+      ringEntries: "ring_entries",
+      flags: "flags",
+      dropped: "dropped",
+      array: "array",
+    };
+    for (const [k, f] of Object.entries(sqOff)) {
+      o(`sq_off.${f}`, "io_sqring_offsets", f, abi.SQ_OFF[k as keyof typeof abi.SQ_OFF]);
+    }
+    const cqOff: Record<string, string> = {
+      head: "head",
+      tail: "tail",
+      ringMask: "ring_mask",
+      ringEntries: "ring_entries",
+      overflow: "overflow",
+      cqes: "cqes",
+      flags: "flags",
+    };
+    for (const [k, f] of Object.entries(cqOff)) {
+      o(`cq_off.${f}`, "io_cqring_offsets", f, abi.CQ_OFF[k as keyof typeof abi.CQ_OFF]);
+    }
+    const statx: Record<string, string> = {
+      mask: "stx_mask",
+      blksize: "stx_blksize",
+      attributes: "stx_attributes",
+      nlink: "stx_nlink",
+      uid: "stx_uid",
+      gid: "stx_gid",
+      mode: "stx_mode",
+      ino: "stx_ino",
+      size: "stx_size",
+      blocks: "stx_blocks",
+      attributesMask: "stx_attributes_mask",
+      atime: "stx_atime",
+      btime: "stx_btime",
+      ctime: "stx_ctime",
+      mtime: "stx_mtime",
+      rdevMajor: "stx_rdev_major",
+      rdevMinor: "stx_rdev_minor",
+      devMajor: "stx_dev_major",
+      devMinor: "stx_dev_minor",
+      mntId: "stx_mnt_id",
+      dioMemAlign: "stx_dio_mem_align",
+      dioOffsetAlign: "stx_dio_offset_align",
+    };
+    for (const [k, f] of Object.entries(statx)) {
+      if (!new RegExp(`\\b${f}\\b`).test(Deno.readTextFileSync("/usr/include/linux/stat.h"))) continue;
+      o(`statx.${f}`, "statx", f, abi.STATX[k as keyof typeof abi.STATX]);
+    }
+
+    const source = [
+      "#include <stddef.h>",
+      "#include <stdio.h>",
+      "#include <errno.h>",
+      "#include <fcntl.h>",
+      "#include <poll.h>",
+      "#include <sys/uio.h>",
+      "#include <linux/stat.h>",
+      "#include <linux/fs.h>",
+      "#include <linux/falloc.h>",
+      "#include <linux/openat2.h>",
+      "#include <linux/io_uring.h>",
+      "int main(void) {",
+      ...lines,
+      "  return 0;",
+      "}",
+    ].join("\n");
+    const dir = Deno.makeTempDirSync({ prefix: "uring-abi-" });
+    try {
+      Deno.writeTextFileSync(`${dir}/abi.c`, source);
+      const cc = new Deno.Command("cc", { args: ["-D_GNU_SOURCE", "-o", `${dir}/abi`, `${dir}/abi.c`] })
+        .outputSync();
+      assert.ok(cc.success, `cc failed:\n${new TextDecoder().decode(cc.stderr)}`);
+      const out = new Deno.Command(`${dir}/abi`).outputSync();
+      assert.ok(out.success);
+      const got = new Map<string, number>();
+      for (const line of new TextDecoder().decode(out.stdout).trim().split("\n")) {
+        const at = line.lastIndexOf(" ");
+        got.set(line.slice(0, at), Number(line.slice(at + 1)));
+      }
+      // The struct layouts and the core io_uring numbers must all have been compared.
+      assert.ok(got.has("sizeof sqe") && got.has("IORING_OP_READ") && got.has("IORING_FEAT_NODROP"));
+      assert.ok(got.size > 150, `only ${got.size} values compared`);
+      const mismatches: string[] = [];
+      for (const [key, value] of got) {
+        const mine = expected.get(key)!;
+        if (mine !== value) mismatches.push(`${key}: module ${mine}, C ${value}`);
+      }
+      assert.deepEqual(mismatches, []);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
