@@ -28,6 +28,17 @@ const HINTS: Readonly<Record<string, string>> = {
   "io_uring_register:EFAULT": "a registered buffer points at memory the kernel cannot pin",
   "io_uring_register:EBUSY": "something is registered already: unregister it first",
   "io_uring_register:ENXIO": "nothing of that kind is registered",
+  "io_uring_register:ENOMEM":
+    "registered buffers are pinned and count against RLIMIT_MEMLOCK (`ulimit -l`) unless the " +
+    "process has CAP_IPC_LOCK: register less memory or raise the limit",
+  "read (IOPOLL):EOPNOTSUPP":
+    "the device has no poll queues (or the file is not open with O_DIRECT): a polled ring " +
+    "(iopoll: true) works only for O_DIRECT files on devices with poll queues, e.g. NVMe with " +
+    "nvme.poll_queues=N; use a ring without iopoll",
+  "write (IOPOLL):EOPNOTSUPP":
+    "the device has no poll queues (or the file is not open with O_DIRECT): a polled ring " +
+    "(iopoll: true) works only for O_DIRECT files on devices with poll queues, e.g. NVMe with " +
+    "nvme.poll_queues=N; use a ring without iopoll",
   "mmap:ENOMEM": "the ring memory could not be mapped (memlock limit or address space)",
 };
 
