@@ -1,0 +1,366 @@
+/**
+ * Shared bench machinery: the machine description, alternating measurement with medians, the
+ * markdown table, building the C peers and finding (or installing) fio, and the cached data files.
+ *
+ * Nothing here asserts a timing: the bench prints figures and whether each target is met.
+ *
+ * @module
+ */
+
+/** Where the bench keeps its data files (on a disk file system, so reads come from the page cache). */
+export const DATA_DIR: string = Deno.env.get("URING_BENCH_DATA") ?? "/var/tmp/uring-bench";
+/** Where copies go (tmpfs). */
+export const TMPFS_DIR: string = Deno.env.get("URING_BENCH_TMPFS") ?? "/dev/shm";
+/** Alternating rounds per figure (ours, peer, ours, peer, ...); the median is quoted. */
+export const ROUNDS: number = Number(Deno.env.get("URING_BENCH_ROUNDS") ?? 5);
+/** Seconds each timed in-process run lasts. */
+export const SECONDS: number = Number(Deno.env.get("URING_BENCH_SECONDS") ?? 1);
+
+const ROOT = new URL("../", import.meta.url);
+/** Absolute path of a file relative to the repository root. */
+export function repoPath(rel: string): string {
+  return decodeURIComponent(new URL(rel, ROOT).pathname);
+}
+/** The directory compiled peers go to (git-ignored). */
+export const PEER_BUILD_DIR: string = repoPath("bench/peers/build");
+
+// ---------------------------------------------------------------------------------------------
+// The machine
+
+function readText(path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return "";
+  }
+}
+
+/** The 1-minute load average now. */
+export function load1(): number {
+  return Number(readText("/proc/loadavg").split(" ")[0] || NaN);
+}
+
+/** One line describing the machine and the moment: date, kernel, CPU, cores, load, Deno. */
+export function machineLine(): string {
+  const cpu = /model name\s*:\s*(.*)/.exec(readText("/proc/cpuinfo"))?.[1]?.trim() ?? "unknown CPU";
+  const cores = navigator.hardwareConcurrency;
+  const load = readText("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+  return `${new Date().toISOString()} · Linux ${Deno.osRelease()} · ${cpu} × ${cores} cores · ` +
+    `load ${load} · Deno ${Deno.version.deno}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring
+
+/** The median of `xs` (mean of the middle two for an even count). */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** A measurement: returns the figure of one run, or `null` when the side cannot run. */
+export type Run = () => number | null | Promise<number | null>;
+
+/**
+ * Runs `ours` and each peer alternately (ours, peer 1, peer 2, ..., ours, ...) `rounds` times and
+ * returns the medians. A peer that returned `null` once is skipped afterwards (median `null`).
+ */
+export async function alternate(
+  ours: Run,
+  peers: readonly Run[],
+  rounds = ROUNDS,
+): Promise<{ ours: number; peers: (number | null)[]; loads: number[] }> {
+  const mine: number[] = [];
+  const theirs: number[][] = peers.map(() => []);
+  const dead = peers.map(() => false);
+  const loads: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    loads.push(load1());
+    const v = await ours();
+    if (v === null) throw new Error("our side of the bench could not run");
+    mine.push(v);
+    for (let i = 0; i < peers.length; i++) {
+      if (dead[i]) continue;
+      const p = await peers[i]();
+      if (p === null) dead[i] = true;
+      else theirs[i].push(p);
+    }
+  }
+  return {
+    ours: median(mine),
+    peers: theirs.map((xs, i) => (dead[i] && xs.length === 0 ? null : median(xs))),
+    loads,
+  };
+}
+
+/** One row of a bench table. */
+export interface Row {
+  /** What was measured. */
+  work: string;
+  /** Our figure (median). */
+  ours: number;
+  /** The peer's name. */
+  peer: string;
+  /** The peer's figure (median), or `null` when the peer is missing. */
+  theirs: number | null;
+  /** Unit of both figures, e.g. "ops/s" or "ms". */
+  unit: string;
+  /** "higher" when a bigger figure is better (throughput), "lower" for times. */
+  better: "higher" | "lower";
+  /** The target ratio, e.g. `{ op: ">=", value: 0.9 }`, or none for an informative row. */
+  target?: { op: ">=" | "<="; value: number };
+  /** Compare the target with our figure itself instead of the ratio (rows without a peer). */
+  absolute?: boolean;
+  /** Why the peer is missing, shown instead of its figure. */
+  missing?: string;
+}
+
+function fmtNum(v: number, unit: string): string {
+  if (unit === "ms") return v.toFixed(v < 10 ? 2 : 1);
+  if (v >= 1e6) return `${(v / 1e6).toFixed(2)}M`;
+  if (v >= 1e3) return `${(v / 1e3).toFixed(1)}k`;
+  return v.toFixed(v < 10 ? 2 : 1);
+}
+
+/**
+ * The ratio quoted for a row: ours ÷ peer for throughput (higher is better), ours ÷ peer for
+ * times (lower is better).
+ */
+export function ratio(row: Row): number | null {
+  return row.theirs === null || row.theirs === 0 ? null : row.ours / row.theirs;
+}
+
+/** Prints a markdown table of `rows` under `title`, with the machine line and rounds. */
+export function printTable(title: string, rows: readonly Row[], note?: string): void {
+  const out: string[] = [];
+  out.push(`### ${title}`, "");
+  out.push(`${machineLine()} · median of ${ROUNDS} alternating rounds`, "");
+  out.push("| work | ours | peer | peer's | ratio | target | met |");
+  out.push("|---|---:|---|---:|---:|---|---|");
+  for (const row of rows) {
+    const r = ratio(row);
+    const x = row.absolute ? "" : "×";
+    const target = row.target
+      ? `${row.target.op === ">=" ? "≥" : "≤"} ${row.target.value.toFixed(2)}${x}`
+      : "—";
+    const judged = row.absolute ? row.ours : r;
+    let met = "";
+    if (row.target && judged !== null) {
+      const ok = row.target.op === ">=" ? judged >= row.target.value : judged <= row.target.value;
+      met = ok ? "yes" : "**no**";
+    } else if (row.target) met = "n/a";
+    if (row.absolute) {
+      out.push(
+        `| ${row.work} | ${fmtNum(row.ours, row.unit)} ${row.unit} | — | — | — | ${target} | ${met} |`,
+      );
+      continue;
+    }
+    const theirs = row.theirs === null
+      ? `missing${row.missing ? `: ${row.missing}` : ""}`
+      : `${fmtNum(row.theirs, row.unit)} ${row.unit}`;
+    out.push(
+      `| ${row.work} | ${fmtNum(row.ours, row.unit)} ${row.unit} | ${row.peer} | ${theirs} | ` +
+        `${r === null ? "—" : `${r.toFixed(2)}×`} | ${target} | ${met} |`,
+    );
+  }
+  if (note) out.push("", note);
+  console.log(out.join("\n") + "\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/** Result of a finished child process. */
+export interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** Wall-clock milliseconds from spawn to exit. */
+  ms: number;
+}
+
+/** Runs `cmd args...` to completion and returns its output and wall time; `null` if not found. */
+export async function run(cmd: string, args: string[], options: { cwd?: string } = {}): Promise<Ran | null> {
+  const t0 = performance.now();
+  try {
+    const out = await new Deno.Command(cmd, { args, cwd: options.cwd, stdout: "piped", stderr: "piped" })
+      .output();
+    const ms = performance.now() - t0;
+    const dec = new TextDecoder();
+    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr), ms };
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+}
+
+/** Whether a program is on the PATH. */
+export async function have(cmd: string): Promise<boolean> {
+  const r = await run("sh", ["-c", `command -v ${cmd}`]);
+  return r !== null && r.code === 0;
+}
+
+let aptUpdated = false;
+/**
+ * Tries to install Debian packages (only as root, with apt-get, unless URING_BENCH_NO_INSTALL is
+ * set). Returns whether the install succeeded. Runs `apt-get update` once if the first try fails.
+ */
+export async function aptInstall(packages: string[]): Promise<boolean> {
+  if (Deno.env.get("URING_BENCH_NO_INSTALL")) return false;
+  if (Deno.uid() !== 0 || !(await have("apt-get"))) return false;
+  console.error(`bench: installing ${packages.join(" ")} (apt-get)`);
+  const install = () => run("apt-get", ["install", "-y", "-qq", ...packages]);
+  let r = await install();
+  if (r?.code !== 0 && !aptUpdated) {
+    aptUpdated = true;
+    await run("apt-get", ["update", "-qq"]);
+    r = await install();
+  }
+  if (r?.code !== 0) console.error(`bench: apt-get install ${packages.join(" ")} failed:\n${r?.stderr}`);
+  return r?.code === 0;
+}
+
+/** Path of a compiled C peer, or a reason it is missing. */
+export type Peer = { path: string } | { missing: string };
+
+/**
+ * Compiles `bench/peers/NAME.c` against liburing into `bench/peers/build/NAME` (when the source is
+ * newer than the binary), installing `liburing-dev` first when its header is missing.
+ */
+export async function buildPeer(name: string): Promise<Peer> {
+  const src = repoPath(`bench/peers/${name}.c`);
+  const bin = `${PEER_BUILD_DIR}/${name}`;
+  try {
+    const s = Deno.statSync(src), b = Deno.statSync(bin);
+    if (b.mtime && s.mtime && b.mtime >= s.mtime) return { path: bin };
+  } catch { /* build it */ }
+  const header = () => {
+    try {
+      Deno.statSync("/usr/include/liburing.h");
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!header() && !(await aptInstall(["liburing-dev"])) && !header()) {
+    return { missing: "liburing-dev not installed (apt-get install liburing-dev)" };
+  }
+  if (!(await have("cc"))) return { missing: "no C compiler (cc)" };
+  Deno.mkdirSync(PEER_BUILD_DIR, { recursive: true });
+  const r = await run("cc", ["-O2", "-Wall", "-Wextra", "-o", bin, src, "-luring"]);
+  if (r?.code !== 0) return { missing: `cc failed: ${r?.stderr.trim()}` };
+  return { path: bin };
+}
+
+/** Path of `fio`, installing the Debian package when it is missing, or a reason. */
+export async function findFio(): Promise<Peer> {
+  if (!(await have("fio")) && !(await aptInstall(["fio"])) && !(await have("fio"))) {
+    return { missing: "fio not installed (apt-get install fio)" };
+  }
+  const r = await run("fio", ["--enghelp"]);
+  if (r === null || !/io_uring/.test(r.stdout + r.stderr)) {
+    return { missing: "fio lacks the io_uring engine" };
+  }
+  return { path: "fio" };
+}
+
+/** Runs a C peer that prints one JSON line with `opsPerSec`; returns that figure or `null`. */
+export async function peerOpsPerSec(peer: Peer, args: string[]): Promise<number | null> {
+  if (!("path" in peer)) return null;
+  const r = await run(peer.path, args);
+  if (r === null || r.code !== 0) {
+    console.error(`bench: ${peer.path} ${args.join(" ")} failed: ${r?.stderr.trim()}`);
+    return null;
+  }
+  return JSON.parse(r.stdout.trim().split("\n").pop()!).opsPerSec;
+}
+
+/** Options for one fio random-read job. */
+export interface FioJob {
+  file: string;
+  iodepth: number;
+  bs: number;
+  seconds: number;
+  sqpoll: boolean;
+  /** Extra fio arguments (e.g. batching). */
+  extra?: string[];
+}
+
+/** Runs one fio io_uring random-read job on a cached file; returns its IOPS or `null`. */
+export async function fioIops(fio: Peer, job: FioJob): Promise<number | null> {
+  if (!("path" in fio)) return null;
+  const args = [
+    "--name=bench",
+    `--filename=${job.file}`,
+    "--rw=randread",
+    `--bs=${job.bs}`,
+    "--ioengine=io_uring",
+    `--iodepth=${job.iodepth}`,
+    "--invalidate=0",
+    "--direct=0",
+    "--time_based",
+    `--runtime=${job.seconds}`,
+    "--ramp_time=0",
+    "--numjobs=1",
+    "--thread",
+    "--output-format=json",
+    ...(job.sqpoll ? ["--sqthread_poll=1"] : []),
+    ...(job.extra ?? []),
+  ];
+  const r = await run(fio.path, args);
+  if (r === null || r.code !== 0) {
+    console.error(`bench: fio ${args.join(" ")} failed: ${r?.stderr.trim()}`);
+    return null;
+  }
+  const json = JSON.parse(r.stdout.slice(r.stdout.indexOf("{")));
+  return json.jobs[0].read.iops as number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data
+
+/**
+ * A file of `size` bytes under {@link DATA_DIR} (created once with pseudo-random content), read
+ * through once so its pages are cached. Returns its path.
+ */
+export function cachedFile(name: string, size: number): string {
+  Deno.mkdirSync(DATA_DIR, { recursive: true });
+  const path = `${DATA_DIR}/${name}`;
+  let ok = false;
+  try {
+    ok = Deno.statSync(path).size === size;
+  } catch { /* create */ }
+  const chunk = new Uint8Array(1 << 20);
+  if (!ok) {
+    console.error(`bench: creating ${path} (${size} bytes)`);
+    let x = 0x12345678;
+    const f = Deno.openSync(path, { write: true, create: true, truncate: true });
+    const words = new Uint32Array(chunk.buffer);
+    for (let done = 0; done < size; done += chunk.length) {
+      for (let i = 0; i < words.length; i++) {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        words[i] = x;
+      }
+      const n = Math.min(chunk.length, size - done);
+      let w = 0;
+      while (w < n) w += f.writeSync(chunk.subarray(w, n));
+    }
+    f.close();
+  }
+  const f = Deno.openSync(path);
+  while (f.readSync(chunk) !== null) { /* warm the page cache */ }
+  f.close();
+  return path;
+}
+
+/** Formats a byte count (KiB/MiB/GiB). */
+export function bytes(n: number): string {
+  if (n >= 1 << 30) return `${(n / (1 << 30)).toFixed(n % (1 << 30) ? 1 : 0)} GiB`;
+  if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(n % (1 << 20) ? 1 : 0)} MiB`;
+  if (n >= 1 << 10) return `${(n / (1 << 10)).toFixed(0)} KiB`;
+  return `${n} B`;
+}

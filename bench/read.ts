@@ -1,0 +1,192 @@
+/**
+ * 4 KiB random reads of a cached 1 GiB file at queue depth 32 through `IoUring`, against fio's
+ * io_uring engine (`--invalidate=0`, with and without `--sqthread_poll=1`, with and without
+ * batched submission/completion) and the same loop in C over liburing (`bench/peers/randread.c`).
+ *
+ * The loop keeps 32 reads in flight: each completion is checked and its slot refilled with a
+ * read at a new random aligned offset. Without SQPOLL a round is one `submitAndWait(1)` (cached
+ * reads complete inside it); with SQPOLL a tail store and a spin on the CQ tail.
+ * Run: `deno task bench:read`.
+ *
+ * @module
+ */
+
+import { AT_FDCWD, type Cqe, cstring, IoUring, O_RDONLY, prepClose, prepOpenat, prepRead } from "../mod.ts";
+import {
+  alternate,
+  buildPeer,
+  cachedFile,
+  findFio,
+  fioIops,
+  peerOpsPerSec,
+  printTable,
+  type Row,
+  SECONDS,
+} from "./_lib.ts";
+import type { RunResult } from "./nop.ts";
+
+/** File size of the random-read bench. */
+export const READ_FILE_SIZE = 1 << 30;
+const BS = 4096;
+const QD = 32;
+
+/** Runs one SQE on a scratch ring and returns its result (throws on -errno). */
+function once(prep: (ring: IoUring) => void): number {
+  using ring = new IoUring(2, { sqpoll: false });
+  prep(ring);
+  ring.submitAndWait(1);
+  const res = ring.peekCqe()!.res;
+  ring.cqAdvance(1);
+  if (res < 0) throw new Error(`io_uring op failed: ${res}`);
+  return res;
+}
+
+/** Opens `path` read-only through io_uring and returns the raw fd. */
+export function openFd(path: string): number {
+  const p = cstring(path);
+  return once((ring) => prepOpenat(ring.getSqe()!, AT_FDCWD, p, O_RDONLY));
+}
+
+/** Closes a raw fd through io_uring. */
+export function closeFd(fd: number): void {
+  once((ring) => prepClose(ring.getSqe()!, fd));
+}
+
+let rng = 0x9e3779b9;
+function nextBlock(blocks: number): number {
+  rng ^= rng << 13;
+  rng ^= rng >>> 17;
+  rng ^= rng << 5;
+  return (rng >>> 0) % blocks;
+}
+
+/** Random `bs` reads per second at depth `qd` through `IoUring`, for `seconds`. */
+export function ourRandomReads(
+  fd: number,
+  size: number,
+  qd: number,
+  sqpoll: boolean,
+  seconds: number,
+): RunResult {
+  // Twice QD: under SQPOLL a CQE can be visible before the kernel moves the SQ head past its SQE.
+  using ring = new IoUring(2 * qd, { sqpoll: sqpoll ? { idleMs: 50 } : false });
+  const blocks = Math.floor(size / BS);
+  const bufs = Array.from({ length: qd }, (_, i) => new Uint8Array(new ArrayBuffer(qd * BS), i * BS, BS));
+  let bad = 0;
+  const queue = (slot: number) => {
+    let sqe = ring.getSqe();
+    while (sqe === null) {
+      ring.submit();
+      sqe = ring.getSqe();
+    }
+    prepRead(sqe, fd, bufs[slot], nextBlock(blocks) * BS).setUserData(slot);
+  };
+  const reap = (cqe: Cqe) => {
+    if (cqe.res !== BS) bad = cqe.res;
+    queue(cqe.userDataLo);
+  };
+  for (let i = 0; i < qd; i++) queue(i);
+  let ops = 0;
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  let t = t0;
+  for (let round = 0;; round++) {
+    if (sqpoll) {
+      ring.submit();
+      while (ring.cqReady() === 0) { /* spin on the CQ tail */ }
+    } else {
+      ring.submitAndWait(1);
+    }
+    ops += ring.forEachCqe(reap);
+    if (bad !== 0) throw new Error(`read returned ${bad}`);
+    if ((round & 63) === 0 && (t = performance.now()) >= end) break;
+  }
+  const stats = { ...ring.stats };
+  // Let the reads still in flight finish before their buffers go.
+  ring.submit();
+  while (ring.cqReady() < qd) {
+    if (!sqpoll) ring.submitAndWait(qd);
+  }
+  return { ops, opsPerSec: ops / ((t - t0) / 1000), stats };
+}
+
+if (import.meta.main) {
+  const file = cachedFile("1g.bin", READ_FILE_SIZE);
+  const [peer, fio] = await Promise.all([buildPeer("randread"), findFio()]);
+  const fd = openFd(file);
+  const batched = [
+    "--iodepth_batch_submit=32",
+    "--iodepth_batch_complete_min=1",
+    "--iodepth_batch_complete_max=32",
+  ];
+  const fioCases = [
+    { name: "fio io_uring", sqpoll: false, extra: [] },
+    { name: "fio io_uring, batched", sqpoll: false, extra: batched },
+    { name: "fio io_uring SQPOLL", sqpoll: true, extra: [] },
+    { name: "fio io_uring SQPOLL, batched", sqpoll: true, extra: batched },
+  ];
+  const fioRuns = fioCases.map((c) => () =>
+    fioIops(fio, { file, iodepth: QD, bs: BS, seconds: SECONDS, sqpoll: c.sqpoll, extra: c.extra })
+  );
+  const cRun = (sqpoll: boolean) => () =>
+    peerOpsPerSec(peer, [file, String(QD), sqpoll ? "1" : "0", String(SECONDS), String(BS)]);
+
+  const results: Record<string, { ours: number; peers: (number | null)[] }> = {};
+  for (const sqpoll of [false, true]) {
+    ourRandomReads(fd, READ_FILE_SIZE, QD, sqpoll, 0.3); // warm up the JIT
+    results[sqpoll ? "sqpoll" : "plain"] = await alternate(
+      () => ourRandomReads(fd, READ_FILE_SIZE, QD, sqpoll, SECONDS).opsPerSec,
+      [cRun(sqpoll), ...fioRuns.filter((_, i) => fioCases[i].sqpoll === sqpoll)],
+    );
+  }
+  closeFd(fd);
+  const fioMissing = "missing" in fio ? fio.missing : undefined;
+  const cMissing = "missing" in peer ? peer.missing : undefined;
+  const rows: Row[] = [];
+  const best = (xs: (number | null)[]) => {
+    const ok = xs.filter((x): x is number => x !== null);
+    return ok.length ? Math.max(...ok) : null;
+  };
+  const plain = results.plain, sq = results.sqpoll;
+  const fioBest = best([...plain.peers.slice(1), ...sq.peers.slice(1)]);
+  const fioSqBest = best(sq.peers.slice(1));
+  const oursBest = Math.max(plain.ours, sq.ours);
+  const unit = "IOPS";
+  rows.push({
+    work: "4 KiB cached random reads, QD 32, IoUring (best mode)",
+    ours: oursBest,
+    peer: "fio io_uring, best of all four configurations",
+    theirs: fioBest,
+    unit,
+    better: "higher",
+    target: { op: ">=", value: 0.95 },
+    missing: fioMissing,
+  });
+  for (const [mode, r] of [["no SQPOLL", plain], ["SQPOLL (CQ spin)", sq]] as const) {
+    const names = fioCases.filter((c) => c.sqpoll === (r === sq)).map((c) => c.name);
+    rows.push({
+      work: `same, IoUring ${mode}`,
+      ours: r.ours,
+      peer: "C liburing, same loop",
+      theirs: r.peers[0],
+      unit,
+      better: "higher",
+      missing: cMissing,
+    });
+    names.forEach((name, i) =>
+      rows.push({
+        work: `same, IoUring ${mode}`,
+        ours: r.ours,
+        peer: name,
+        theirs: r.peers[i + 1],
+        unit,
+        better: "higher",
+        missing: fioMissing,
+      })
+    );
+  }
+  printTable("4 KiB random reads of a cached file, QD 32: IoUring vs fio and C", rows);
+  if (fioSqBest !== null) {
+    console.log(`(fio SQPOLL best: ${Math.round(fioSqBest)} IOPS, used by bench:uring-read)\n`);
+  }
+}
