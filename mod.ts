@@ -19,6 +19,28 @@
  */
 
 export * from "./src/abi.ts";
+export {
+  AlignedBuffer,
+  alignedBuffer,
+  type AlignedBufferOptions,
+  DEFAULT_ALIGNMENT,
+  MAX_ALIGNMENT,
+  MIN_ALIGNMENT,
+} from "./src/aligned.ts";
+export {
+  AlignmentError,
+  type AlignmentPart,
+  checkDirectAlignment,
+  DEFAULT_DIRECT_ALIGNMENT,
+  type DirectAlignment,
+  directAlignment,
+  directAlignmentFromStatx,
+  type DirectAlignmentOptions,
+  directMisalignment,
+  iopollError,
+  type IopollErrorOptions,
+  openFlagsOf,
+} from "./src/direct.ts";
 export { errno, errnoMessage, errnoName } from "./src/errno.ts";
 export { ClosedError, IoUringError } from "./src/errors.ts";
 export { addressOf, cstring } from "./src/memory.ts";
@@ -35,6 +57,12 @@ export {
   type WaitOptions,
 } from "./src/ring.ts";
 export { Cqe, Sqe } from "./src/sqe.ts";
+export {
+  checkFixedBuffer,
+  FixedBuffer,
+  FixedBufferPool,
+  type FixedBufferPoolOptions,
+} from "./src/fixed_pool.ts";
 export {
   Iovecs,
   openHow,

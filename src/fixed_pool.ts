@@ -1,0 +1,266 @@
+/**
+ * A pool of fixed (registered) buffers: aligned memory registered with a ring once
+ * (`IORING_REGISTER_BUFFERS`), handed out and taken back by index, and used with
+ * `READ_FIXED`/`WRITE_FIXED`, so the kernel skips pinning pages on every request. The buffers
+ * are aligned for O_DIRECT. {@link checkFixedBuffer} validates any fixed-buffer request before
+ * it reaches the kernel (which would answer a bad index with a bare `EFAULT`).
+ *
+ * @module
+ */
+
+import { IORING_MAX_REG_BUFFER_SIZE, IORING_MAX_REG_BUFFERS } from "./abi.ts";
+import { AlignedBuffer, DEFAULT_ALIGNMENT } from "./aligned.ts";
+import { addressOf, checkBuffer, checkFd, checkOffset } from "./memory.ts";
+import { type Offset, prepReadFixed, prepWriteFixed } from "./prep.ts";
+import type { IoUring } from "./ring.ts";
+import { type Sqe, W } from "./sqe.ts";
+import type { Backend } from "./sys.ts";
+
+/**
+ * Throws a `RangeError` unless `bufIndex` names a buffer registered with `ring` and `view` lies
+ * inside it: the checks the kernel would otherwise answer with `EFAULT`. Call it before
+ * `getSqe()` + `prepReadFixed`/`prepWriteFixed`. Allocates nothing. Since 5.1.
+ */
+export function checkFixedBuffer(ring: IoUring, view: ArrayBufferView, bufIndex: number): void {
+  const registered = ring.registeredBuffers;
+  if (registered === undefined) throw new RangeError("no buffers are registered with this ring");
+  if (!Number.isInteger(bufIndex) || bufIndex < 0 || bufIndex >= registered.length) {
+    throw new RangeError(
+      `fixed buffer index ${bufIndex} is out of range: the ring has ${registered.length} registered buffers`,
+    );
+  }
+  checkBuffer(view);
+  const target = registered[bufIndex];
+  if (view.byteLength === 0) return;
+  const start = addressOf(target);
+  const address = addressOf(view);
+  if (address < start || address + view.byteLength > start + target.byteLength) {
+    throw new RangeError(
+      `the buffer (${view.byteLength} bytes at 0x${address.toString(16)}) is not inside registered ` +
+        `buffer ${bufIndex} (${target.byteLength} bytes at 0x${start.toString(16)})`,
+    );
+  }
+}
+
+/** Options of {@link FixedBufferPool}. */
+export interface FixedBufferPoolOptions {
+  /** Number of buffers (1 to 16384, `IORING_MAX_REG_BUFFERS`; 1024 before 5.13). */
+  count: number;
+  /** Bytes per buffer (1 byte to 1 GiB); each buffer starts at a multiple of `alignment`. */
+  size: number;
+  /** Alignment of each buffer (a power of two ≥ 512; default 4096). */
+  alignment?: number;
+  /** Force a system-layer backend for the memory mapping. */
+  backend?: Backend;
+}
+
+/**
+ * One buffer of a {@link FixedBufferPool}: `index` is its `buf_index`, `bytes` its memory.
+ * Valid while acquired and until the pool closes. Since 5.1.
+ */
+export class FixedBuffer {
+  /** The pool it belongs to. */
+  readonly pool: FixedBufferPool;
+  /** Its index in the ring's registered buffer table (the SQE's `buf_index`). */
+  readonly index: number;
+  #bytes: Uint8Array<ArrayBuffer>;
+
+  /** Wraps buffer `index` (internal: pools create these). */
+  constructor(pool: FixedBufferPool, index: number, bytes: Uint8Array<ArrayBuffer>) {
+    this.pool = pool;
+    this.index = index;
+    this.#bytes = bytes;
+  }
+
+  /** The buffer's memory (`pool.size` bytes). Throws once the pool is closed. */
+  get bytes(): Uint8Array<ArrayBuffer> {
+    if (this.pool.closed) throw new TypeError("FixedBufferPool is closed");
+    return this.#bytes;
+  }
+
+  /** Whether a caller holds it (between `acquire()` and `release()`). */
+  get acquired(): boolean {
+    return this.pool.isAcquired(this);
+  }
+}
+
+/**
+ * `count` aligned buffers of `size` bytes, registered with `ring` once (the ring then has no
+ * room for other registered buffers). `acquire()`/`release()` hand them out without
+ * allocating; `readFixed`/`writeFixed` validate a request, then queue a `READ_FIXED` or
+ * `WRITE_FIXED` SQE for it, so a bad request never takes an SQE or reaches the kernel. Keep a
+ * buffer acquired until its CQE has arrived. `close()` (or `using`) unregisters and frees the
+ * memory. Since 5.1.
+ */
+export class FixedBufferPool implements Disposable {
+  /** The ring the buffers are registered with. */
+  readonly ring: IoUring;
+  /** Number of buffers. */
+  readonly count: number;
+  /** Bytes per buffer. */
+  readonly size: number;
+  /** Alignment of each buffer's first byte. */
+  readonly alignment: number;
+  readonly #memory: AlignedBuffer;
+  readonly #buffers: FixedBuffer[];
+  readonly #free: Int32Array; // stack of free indexes
+  readonly #held: Uint8Array; // 1 while acquired, by index
+  #freeTop: number;
+  #registered: readonly ArrayBufferView[] | undefined; // the ring's table, to recognise it later
+  #closed = false;
+
+  /** Maps the memory and registers it with `ring` (`IORING_REGISTER_BUFFERS`). */
+  constructor(ring: IoUring, options: FixedBufferPoolOptions) {
+    const { count, size } = options;
+    const alignment = options.alignment ?? DEFAULT_ALIGNMENT;
+    if (!Number.isInteger(count) || count < 1 || count > IORING_MAX_REG_BUFFERS) {
+      throw new RangeError(`count must be an integer from 1 to ${IORING_MAX_REG_BUFFERS}, got ${count}`);
+    }
+    if (!Number.isInteger(size) || size < 1 || size > IORING_MAX_REG_BUFFER_SIZE) {
+      throw new RangeError(`size must be an integer from 1 to ${IORING_MAX_REG_BUFFER_SIZE}, got ${size}`);
+    }
+    if (ring.closed) throw new TypeError("the ring is closed");
+    if (ring.registeredBuffers !== undefined) {
+      throw new RangeError("the ring already has registered buffers: unregister them first");
+    }
+    const stride = Math.ceil(size / alignment) * alignment; // AlignedBuffer validates alignment
+    this.#memory = new AlignedBuffer(stride * count, alignment, { backend: options.backend });
+    try {
+      const whole = this.#memory.bytes;
+      const views = Array.from({ length: count }, (_, i) => whole.subarray(i * stride, i * stride + size));
+      ring.registerBuffers(views);
+      this.#registered = ring.registeredBuffers;
+      this.#buffers = views.map((v, i) => new FixedBuffer(this, i, v));
+    } catch (e) {
+      this.#memory.free();
+      throw e;
+    }
+    this.ring = ring;
+    this.count = count;
+    this.size = size;
+    this.alignment = alignment;
+    this.#held = new Uint8Array(count);
+    this.#free = new Int32Array(count);
+    for (let i = 0; i < count; i++) this.#free[i] = count - 1 - i; // acquire() hands out 0 first
+    this.#freeTop = count;
+  }
+
+  /** Whether {@link FixedBufferPool.close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Buffers not acquired. */
+  get available(): number {
+    return this.#closed ? 0 : this.#freeTop;
+  }
+
+  /** A free buffer, now held by the caller, or `null` when all are in use. Allocates nothing. */
+  acquire(): FixedBuffer | null {
+    if (this.#closed) throw new TypeError("FixedBufferPool is closed");
+    if (this.#freeTop === 0) return null;
+    const index = this.#free[--this.#freeTop];
+    this.#held[index] = 1;
+    return this.#buffers[index];
+  }
+
+  /** Gives `buf` back (only once its I/O has completed). Throws on a double release. */
+  release(buf: FixedBuffer): void {
+    if (this.#closed) return;
+    this.#own(buf);
+    if (this.#held[buf.index] === 0) {
+      throw new RangeError(`fixed buffer ${buf.index} was not acquired (double release?)`);
+    }
+    this.#held[buf.index] = 0;
+    this.#free[this.#freeTop++] = buf.index;
+  }
+
+  /** Whether `buf` (of this pool) is acquired. */
+  isAcquired(buf: FixedBuffer): boolean {
+    this.#own(buf);
+    return !this.#closed && this.#held[buf.index] === 1;
+  }
+
+  /** The buffer with `buf_index` `index` (whether acquired or not). */
+  buffer(index: number): FixedBuffer {
+    if (this.#closed) throw new TypeError("FixedBufferPool is closed");
+    if (!Number.isInteger(index) || index < 0 || index >= this.count) {
+      throw new RangeError(`fixed buffer index ${index} is out of range: the pool has ${this.count} buffers`);
+    }
+    return this.#buffers[index];
+  }
+
+  #own(buf: FixedBuffer): void {
+    if (!(buf instanceof FixedBuffer) || buf.pool !== this) {
+      throw new RangeError("the fixed buffer belongs to another pool");
+    }
+  }
+
+  /** Validates a request on `buf` and returns the ring's next SQE (or `null` when the SQ is full). */
+  #queue(fd: number, buf: FixedBuffer, offset: Offset, length: number): Sqe | null {
+    if (this.#closed) throw new TypeError("FixedBufferPool is closed");
+    this.#own(buf);
+    if (this.#held[buf.index] === 0) throw new RangeError(`fixed buffer ${buf.index} is not acquired`);
+    if (this.ring.closed || this.ring.registeredBuffers !== this.#registered) {
+      throw new RangeError("the pool's buffers are no longer registered with the ring");
+    }
+    checkFd(fd);
+    checkOffset(offset);
+    if (!Number.isInteger(length) || length < 0 || length > this.size) {
+      throw new RangeError(
+        `length must be an integer from 0 to ${this.size} (the buffer size), got ${length}`,
+      );
+    }
+    return this.ring.getSqe();
+  }
+
+  /**
+   * Queues a `READ_FIXED` of `length` bytes (default: the whole buffer) from file `offset` into
+   * `buf`, after checking every argument, and returns the SQE to set `userData`/flags on (or
+   * `null` when the SQ is full; nothing was queued). Allocates nothing. Since 5.1.
+   */
+  readFixed(fd: number, buf: FixedBuffer, offset: Offset, length: number = this.size): Sqe | null {
+    const sqe = this.#queue(fd, buf, offset, length);
+    if (sqe === null) return null;
+    prepReadFixed(sqe, fd, buf.bytes, offset, buf.index);
+    sqe.u32[sqe.base + W.len] = length;
+    return sqe;
+  }
+
+  /**
+   * Queues a `WRITE_FIXED` of the first `length` bytes of `buf` (default: all) at file `offset`;
+   * as {@link FixedBufferPool.readFixed}. Since 5.1.
+   */
+  writeFixed(fd: number, buf: FixedBuffer, offset: Offset, length: number = this.size): Sqe | null {
+    const sqe = this.#queue(fd, buf, offset, length);
+    if (sqe === null) return null;
+    prepWriteFixed(sqe, fd, buf.bytes, offset, buf.index);
+    sqe.u32[sqe.base + W.len] = length;
+    return sqe;
+  }
+
+  /**
+   * Unregisters the buffers (when the ring is open and still has them) and frees the memory:
+   * every buffer's `bytes` then throws and views taken earlier are detached. The kernel keeps its
+   * own hold on registered pages, so a request still in flight cannot touch freed memory, but
+   * reap everything first. Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      if (!this.ring.closed && this.ring.registeredBuffers === this.#registered) {
+        this.ring.unregisterBuffers();
+      }
+    } finally {
+      this.#registered = undefined;
+      this.#freeTop = 0;
+      this.#memory.free();
+    }
+  }
+
+  /** Same as {@link FixedBufferPool.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
