@@ -39,7 +39,6 @@ export {
   directMisalignment,
   iopollError,
   type IopollErrorOptions,
-  openFlagsOf,
 } from "./src/direct.ts";
 export { errno, errnoMessage, errnoName } from "./src/errno.ts";
 export { ClosedError, IoUringError } from "./src/errors.ts";

@@ -181,45 +181,31 @@ export function directAlignment(
 
 const EOPNOTSUPP = errno("EOPNOTSUPP");
 
-/**
- * The open flags of `fd` (`O_*`), read from `/proc/self/fdinfo`, or `undefined` when that is
- * not readable (no `--allow-read=/proc`, or no procfs). For diagnostics, not for hot paths.
- */
-export function openFlagsOf(fd: number): number | undefined {
-  checkFd(fd);
-  try {
-    const m = /^flags:\s*([0-7]+)$/m.exec(Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`));
-    return m ? parseInt(m[1], 8) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Options of {@link iopollError}. */
 export interface IopollErrorOptions {
-  /** The operation, for the error's `call`: `"read (IOPOLL)"` or `"write (IOPOLL)"`. */
+  /** The operation, for the error's `call`: `"read (IOPOLL)"` (default) or `"write (IOPOLL)"`. */
   op?: "read" | "write";
-  /** The file the request used: its open flags tell "not O_DIRECT" from "no poll queues". */
-  fd?: number;
+  /**
+   * Whether the file is open with O_DIRECT, when the caller knows: it tells "the device has no
+   * poll queues" from "the file is not O_DIRECT", which the kernel answers alike.
+   */
+  direct?: boolean;
 }
 
 /**
  * The error for a failed read or write on a polled ring (`iopoll: true`), from the CQE's `res`
- * (a negative errno). For `EOPNOTSUPP` it explains that the device has no poll queues (or the
- * file is not open with O_DIRECT, which it checks when given `fd`): the kernel completes such
- * requests with that bare errno. Since 5.1 (IOPOLL).
+ * (a negative errno). The kernel completes a polled request with a bare `EOPNOTSUPP` both when
+ * the device has no poll queues and when the file is not open with O_DIRECT; the error's hint
+ * explains both, and `options.direct` picks the one that applies. Since 5.1 (IOPOLL).
  */
 export function iopollError(res: number, options: IopollErrorOptions = {}): IoUringError {
   if (!Number.isInteger(res) || res >= 0) throw new RangeError(`res must be a negative errno, got ${res}`);
   const call = `${options.op ?? "read"} (IOPOLL)`;
   let detail: string | undefined;
-  if (-res === EOPNOTSUPP && options.fd !== undefined) {
-    const flags = openFlagsOf(options.fd);
-    if (flags !== undefined) {
-      detail = flags & abi.O_DIRECT
-        ? `fd ${options.fd} is open with O_DIRECT, so its device has no poll queues`
-        : `fd ${options.fd} is not open with O_DIRECT, which a polled ring requires`;
-    }
+  if (-res === EOPNOTSUPP && options.direct !== undefined) {
+    detail = options.direct
+      ? "the file is open with O_DIRECT, so its device has no poll queues"
+      : "the file is not open with O_DIRECT, which a polled ring requires";
   }
   return new IoUringError(call, -res, detail);
 }
