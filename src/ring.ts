@@ -415,7 +415,12 @@ export class IoUring implements Disposable {
       this.#sys.fence();
       const sqFlags = Atomics.load(this.#sq, this.#sqFlags);
       let enterFlags = 0;
-      if (sqFlags & abi.IORING_SQ_NEED_WAKEUP) enterFlags |= abi.IORING_ENTER_SQ_WAKEUP;
+      // Wake a sleeping thread only when it has work: SQEs it has not consumed yet.
+      if (
+        (sqFlags & abi.IORING_SQ_NEED_WAKEUP) && this.#sqeTail !== Atomics.load(this.#sq, this.#sqHead)
+      ) {
+        enterFlags |= abi.IORING_ENTER_SQ_WAKEUP;
+      }
       if (sqFlags & abi.IORING_SQ_CQ_OVERFLOW) enterFlags |= abi.IORING_ENTER_GETEVENTS;
       if (enterFlags !== 0) {
         if (enterFlags & abi.IORING_ENTER_SQ_WAKEUP) this.stats.wakeup++;
