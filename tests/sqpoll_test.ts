@@ -1,0 +1,261 @@
+/**
+ * SQPOLL protocol tests: the poll thread going to sleep (NEED_WAKEUP) and being woken by the
+ * next submit, and zero submit-side `io_uring_enter` calls while it is awake, read from
+ * `ring.stats` and, where strace is installed, cross-checked by counting the real system calls.
+ */
+
+import assert from "node:assert/strict";
+import {
+  type Backend,
+  DEFAULT_SQPOLL_IDLE_MS,
+  IORING_SETUP_SQ_AFF,
+  IORING_SETUP_SQPOLL,
+  IORING_SQ_CQ_OVERFLOW,
+  IORING_SQ_NEED_WAKEUP,
+  IoUring,
+  prepNop,
+} from "../mod.ts";
+import { skipKernel } from "./_support.ts";
+import { reap } from "./_io.ts";
+
+const BACKENDS: readonly Backend[] = ["helper", "libc"];
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+
+/** Waits (bounded) until the SQ thread has gone to sleep and flagged NEED_WAKEUP. */
+async function untilAsleep(ring: IoUring): Promise<void> {
+  await sleep(100);
+  const deadline = performance.now() + 3000;
+  while (!(ring.sqFlags & IORING_SQ_NEED_WAKEUP)) {
+    assert.ok(performance.now() < deadline, "the SQ thread never set IORING_SQ_NEED_WAKEUP");
+    await sleep(10);
+  }
+}
+
+/**
+ * Submits `n` NOPs one at a time, reaping each by spinning on the CQ (no system call), and
+ * checks each user_data. Fails rather than hangs if a completion does not come.
+ */
+function spinNops(ring: IoUring, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const sqe = ring.getSqe();
+    assert.ok(sqe, "the SQ has room: every earlier SQE completed");
+    prepNop(sqe).setUserData(i);
+    ring.submit();
+    let spins = 0;
+    const start = performance.now();
+    while (ring.cqReady() === 0) {
+      if (++spins % 4096 === 0 && performance.now() - start > 5000) assert.fail(`NOP ${i} never completed`);
+    }
+    const cqe = ring.peekCqe()!;
+    assert.equal(cqe.userDataNumber, i);
+    assert.equal(cqe.res, 0);
+    ring.cqAdvance(1);
+  }
+}
+
+for (const backend of BACKENDS) {
+  Deno.test({
+    name: `SQPOLL: an idle poll thread sets NEED_WAKEUP and the next submit wakes it [${backend}]`,
+    ignore: skipKernel(),
+    async fn() {
+      using ring = new IoUring(8, { sqpoll: { idleMs: 10 }, backend });
+      assert.ok(ring.sqpoll);
+      assert.equal(ring.params.sqThreadIdle, 10);
+      for (let round = 0; round < 2; round++) {
+        await untilAsleep(ring);
+        const before = { ...ring.stats };
+        prepNop(ring.getSqe()!).setUserData(40 + round);
+        assert.equal(ring.submit(), 1);
+        assert.equal(ring.stats.wakeup, before.wakeup + 1, "submit must wake the sleeping thread");
+        assert.equal(ring.stats.submit, before.submit);
+        const done = reap(ring, 1);
+        assert.equal(done.get(BigInt(40 + round))?.res, 0);
+      }
+      // With nothing queued, submit() leaves a sleeping thread asleep: no system call at all.
+      await untilAsleep(ring);
+      const idle = { ...ring.stats };
+      assert.equal(ring.submit(), 0);
+      assert.deepEqual({ ...ring.stats }, idle, "submit() with nothing queued entered the kernel");
+      assert.ok(ring.sqFlags & IORING_SQ_NEED_WAKEUP);
+    },
+  });
+
+  Deno.test({
+    name: `SQPOLL: 10,000 submissions to an awake poll thread make zero io_uring_enter calls [${backend}]`,
+    ignore: skipKernel(),
+    fn() {
+      // idleMs 1000: the thread stays awake as long as work arrives within a second, which the
+      // loop below guarantees, so any enter counted here is a protocol bug, not a sleep.
+      using ring = new IoUring(64, { sqpoll: { idleMs: 1000 }, backend });
+      assert.ok(ring.sqpoll);
+      spinNops(ring, 100); // warm up (a wakeup here, if the thread had not started, is fine)
+      assert.equal(ring.sqFlags & IORING_SQ_NEED_WAKEUP, 0);
+      const before = { ...ring.stats };
+      spinNops(ring, 10_000);
+      assert.deepEqual({ ...ring.stats }, before, "no io_uring_enter of any kind while the thread is awake");
+
+      // Batches too: 32 per submit, reaped by spinning.
+      for (let round = 0; round < 50; round++) {
+        for (let i = 0; i < 32; i++) prepNop(ring.getSqe()!).setUserData(round * 32 + i);
+        assert.equal(ring.submit(), 32);
+        const start = performance.now();
+        let got = 0;
+        while (got < 32) {
+          got += ring.forEachCqe(() => {});
+          if (performance.now() - start > 5000) assert.fail("a batch never completed");
+        }
+      }
+      assert.deepEqual({ ...ring.stats }, before);
+    },
+  });
+}
+
+Deno.test({
+  name: "SQPOLL: defaults, idle time and CPU affinity are passed to the kernel",
+  ignore: skipKernel(),
+  fn() {
+    using ring = new IoUring(4);
+    assert.ok(ring.sqpoll, "SQPOLL is on by default");
+    assert.equal(ring.sqpollFallbackReason, undefined);
+    assert.ok(ring.params.flags & IORING_SETUP_SQPOLL);
+    assert.equal(ring.params.sqThreadIdle, DEFAULT_SQPOLL_IDLE_MS);
+    using pinned = new IoUring(4, { sqpoll: { cpu: 0, idleMs: 5 } });
+    assert.ok(pinned.params.flags & IORING_SETUP_SQ_AFF);
+    assert.equal(pinned.params.sqThreadCpu, 0);
+    assert.equal(pinned.params.sqThreadIdle, 5);
+    prepNop(pinned.getSqe()!).setUserData(1);
+    pinned.submitAndWait(1);
+    assert.equal(pinned.peekCqe()?.res, 0);
+    using plain = new IoUring(4, { sqpoll: false });
+    assert.equal(plain.sqpoll, false);
+    assert.equal(plain.params.flags & IORING_SETUP_SQPOLL, 0);
+  },
+});
+
+for (const sqpoll of [true, false]) {
+  Deno.test({
+    name: `CQ overflow sets IORING_SQ_CQ_OVERFLOW and submit() enters to flush it [${
+      sqpoll ? "sqpoll" : "nosqpoll"
+    }]`,
+    ignore: skipKernel(),
+    fn() {
+      using ring = new IoUring(4, { sqpoll, cqEntries: 4 });
+      for (let i = 0; i < 6; i++) {
+        const deadline = performance.now() + 5000;
+        let sqe;
+        while (!(sqe = ring.getSqe())) assert.ok(performance.now() < deadline);
+        prepNop(sqe).setUserData(i);
+        ring.submit();
+      }
+      // Wait (bounded) for the kernel to have posted all six: four in the CQ, two held back.
+      const deadline = performance.now() + 5000;
+      while (!(ring.sqFlags & IORING_SQ_CQ_OVERFLOW)) {
+        assert.ok(performance.now() < deadline, "no overflow flag");
+      }
+      assert.equal(ring.cqReady(), 4);
+      // Make room, then submit: the ring must flush the held completions into the CQ.
+      ring.cqAdvance(4);
+      const before = ring.stats.submit;
+      ring.submit();
+      assert.equal(ring.stats.submit, before + 1, "submit() entered with GETEVENTS to flush the overflow");
+      assert.equal(ring.cqReady(), 2, "the two held completions are now in the CQ");
+      assert.equal(ring.sqFlags & IORING_SQ_CQ_OVERFLOW, 0);
+      const done = reap(ring, 2);
+      assert.deepEqual([...done.keys()].sort(), [4n, 5n]);
+    },
+  });
+}
+
+// --- Cross-check with strace --------------------------------------------------------------------
+
+function straceWorks(): boolean {
+  try {
+    return new Deno.Command("strace", { args: ["-V"], stdout: "null", stderr: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name: "SQPOLL: strace counts the same io_uring_enter calls as ring.stats (zero while awake)",
+  ignore: skipKernel() || !straceWorks(),
+  async fn() {
+    const dir = Deno.makeTempDirSync({ prefix: "uring-strace-" });
+    try {
+      const script = `${dir}/spin.ts`;
+      const mod = new URL("../mod.ts", import.meta.url).href;
+      Deno.writeTextFileSync(
+        script,
+        `import { IoUring, prepNop } from ${JSON.stringify(mod)};
+using ring = new IoUring(64, { sqpoll: { idleMs: 1000 }, backend: Deno.args[0] as "helper" | "libc" });
+function spin(from: number, n: number) {
+  for (let i = from; i < from + n; i++) {
+    prepNop(ring.getSqe()!).setUserData(i);
+    ring.submit();
+    const t = performance.now();
+    while (ring.cqReady() === 0) if (performance.now() - t > 5000) throw new Error("stuck");
+    if (ring.peekCqe()!.userDataNumber !== i) throw new Error("wrong user_data");
+    ring.cqAdvance(1);
+  }
+}
+// A new SQ thread goes to sleep at once (the kernel starts it with an expired idle timer), so
+// the first submit may need a wakeup: warm up first, then measure.
+spin(0, 100);
+const warm = { ...ring.stats };
+spin(100, 10000);
+// A positive control: a plain ring makes exactly one enter per submit, which strace must see.
+using plain = new IoUring(4, { sqpoll: false, backend: Deno.args[0] as "helper" | "libc" });
+for (let i = 0; i < 5; i++) {
+  prepNop(plain.getSqe()!);
+  plain.submit();
+  plain.cqAdvance(1);
+}
+console.log(JSON.stringify({ warm, sq: ring.stats, plain: plain.stats }));
+`,
+      );
+      const summary = `${dir}/summary`;
+      const out = await new Deno.Command("strace", {
+        args: [
+          "-f",
+          "-c",
+          "-e",
+          "trace=io_uring_enter",
+          "-o",
+          summary,
+          Deno.execPath(),
+          "run",
+          "--quiet",
+          "--no-lock",
+          "--allow-ffi",
+          "--allow-read",
+          "--allow-env",
+          script,
+          "helper",
+        ],
+        stdout: "piped",
+        stderr: "piped",
+        env: { NO_COLOR: "1" },
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      if (!out.success && /ptrace|Operation not permitted/i.test(stderr)) {
+        console.log(`SKIP strace cross-check: strace cannot trace here: ${stderr.trim().split("\n")[0]}`);
+        return;
+      }
+      assert.ok(out.success, `the traced script failed:\n${stderr}`);
+      const { warm, sq, plain } = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+      const table = Deno.readTextFileSync(summary);
+      const row = table.split("\n").find((l) => /\sio_uring_enter\s*$/.test(l));
+      // Columns: % time, seconds, usecs/call, calls, [errors,] syscall.
+      const calls = row ? Number(row.trim().split(/\s+/)[3]) : 0;
+      const counted = sq.submit + sq.wakeup + sq.wait + plain.submit + plain.wakeup + plain.wait;
+      const detail = `strace:\n${table}\nstats ${JSON.stringify({ warm, sq, plain })}`;
+      assert.equal(plain.submit, 5);
+      assert.equal(calls, counted, `ring.stats and strace disagree. ${detail}`);
+      assert.deepEqual(sq, warm, `enters while the SQ thread was awake. ${detail}`);
+      assert.equal(sq.submit + sq.wait, 0, detail);
+      assert.ok(sq.wakeup <= 1, detail);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
