@@ -16,6 +16,8 @@ import { type Backend, getSys, type Sys } from "./sys.ts";
 
 /** Largest SQ size the kernel accepts (`IORING_MAX_ENTRIES`). */
 export const MAX_ENTRIES = 32768;
+/** Largest CQ size the kernel accepts (`IORING_MAX_CQ_ENTRIES`, twice {@link MAX_ENTRIES}). */
+const MAX_CQ_ENTRIES = 2 * MAX_ENTRIES;
 /** Default SQ poll thread idle time before it sleeps, in milliseconds. */
 export const DEFAULT_SQPOLL_IDLE_MS = 50;
 
@@ -159,7 +161,7 @@ export class IoUring implements Disposable {
     if (sqpollSettings.idleMs !== undefined) checkU32(sqpollSettings.idleMs, "sqpoll.idleMs");
     if (sqpollSettings.cpu !== undefined) checkU32(sqpollSettings.cpu, "sqpoll.cpu", 4095);
     if (options.cqEntries !== undefined) {
-      checkU32(options.cqEntries, "cqEntries", 2 * MAX_ENTRIES * 2);
+      checkU32(options.cqEntries, "cqEntries", MAX_CQ_ENTRIES);
       if (options.cqEntries < entries) {
         throw new RangeError(`cqEntries (${options.cqEntries}) must be at least entries (${entries})`);
       }
@@ -720,6 +722,7 @@ export class IoUring implements Disposable {
    * `IORING_REGISTER_FILES_SKIP` keeps it). Returns how many were updated. Since 5.5.
    */
   registerFilesUpdate(offset: number, fds: readonly number[]): number {
+    this.#assertOpen();
     checkU32(offset, "offset");
     if (offset + fds.length > this.#registeredFiles) {
       throw new RangeError(
@@ -786,6 +789,7 @@ export class IoUring implements Disposable {
     this.#sqes = [];
     this.#cqes = [];
     this.#registeredBuffers = undefined;
+    this.#registeredFiles = 0;
     this.#sys.close(this.fd);
   }
 
