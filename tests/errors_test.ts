@@ -1,0 +1,372 @@
+/**
+ * Bad input gets a clear error before the kernel sees it, a closed ring refuses every call with
+ * ClosedError, and system call failures are IoUringError with the call, errno name, number and
+ * a hint. The prep checks run without a kernel (an Sqe over plain memory).
+ */
+
+import assert from "node:assert/strict";
+import {
+  AT_FDCWD,
+  ClosedError,
+  type Cqe,
+  cstring,
+  getSys,
+  IoUring,
+  IoUringError,
+  Iovecs,
+  MAX_ENTRIES,
+  openHow,
+  prepCancel,
+  prepClose,
+  prepFallocate,
+  prepNop,
+  prepOpenat,
+  prepOpenat2,
+  prepPollRemove,
+  prepRead,
+  prepReadFixed,
+  prepReadv,
+  prepSplice,
+  prepStatx,
+  prepTimeoutRemove,
+  prepUnlinkat,
+  prepWrite,
+  prepWriteFixed,
+  Sqe,
+  statxBuffer,
+  Timespec,
+} from "../mod.ts";
+import { CONFIGS, skipKernel } from "./_support.ts";
+import { eventfd, sysClose } from "./_io.ts";
+
+function plainSqe(): Sqe {
+  const mem = new ArrayBuffer(64);
+  return new Sqe(new Uint32Array(mem), new Uint8Array(mem), 0);
+}
+
+/** Detaches `buf`'s memory, as a transfer to a worker would. */
+function detached(): Uint8Array {
+  const buf = new Uint8Array(16);
+  structuredClone(buf.buffer, { transfer: [buf.buffer] });
+  assert.equal(buf.byteLength, 0);
+  return buf;
+}
+
+/** Asserts `fn` throws an error of class `type` whose message matches `pattern`. */
+function rejects(fn: () => unknown, type: new (...a: never[]) => Error, pattern: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof type, `expected ${type.name}, got ${e}`);
+    assert.match((e as Error).message, pattern);
+    return true;
+  });
+}
+
+/** The SQE stays untouched (all zero) when a prep helper rejects its arguments. */
+function untouched(sqe: Sqe): void {
+  assert.ok(sqe.bytes().every((b) => b === 0), "a rejected prep wrote into the SQE");
+}
+
+// --- Prep arguments (no kernel) ----------------------------------------------------------------
+
+Deno.test("detached buffers are refused", () => {
+  const sqe = plainSqe();
+  rejects(() => prepRead(sqe, 3, detached(), 0), TypeError, /detached/);
+  rejects(() => prepWrite(sqe, 3, detached(), 0), TypeError, /detached/);
+  rejects(() => prepReadFixed(sqe, 3, detached(), 0, 0), TypeError, /detached/);
+  rejects(() => prepWriteFixed(sqe, 3, detached(), 0, 0), TypeError, /detached/);
+  rejects(() => new Iovecs([new Uint8Array(4), detached()]), TypeError, /detached/);
+  rejects(() => prepStatx(sqe, AT_FDCWD, cstring("x"), 0, 0, detached()), TypeError, /detached/);
+  untouched(sqe);
+});
+
+Deno.test("a buffer that is not a typed array or DataView is refused", () => {
+  const sqe = plainSqe();
+  const notABuffer = [1, 2, 3] as unknown as Uint8Array;
+  rejects(() => prepRead(sqe, 3, notABuffer, 0), TypeError, /typed array/);
+  rejects(() => prepWrite(sqe, 3, new ArrayBuffer(8) as unknown as Uint8Array, 0), TypeError, /typed array/);
+  rejects(() => new Iovecs([]), TypeError, /non-empty/);
+  rejects(() => new Iovecs(Array.from({ length: 1025 }, () => new Uint8Array(1))), RangeError, /1024/);
+  untouched(sqe);
+});
+
+Deno.test("statx buffer too small; open_how of the wrong size", () => {
+  const sqe = plainSqe();
+  rejects(
+    () => prepStatx(sqe, AT_FDCWD, cstring("x"), 0, 0x7ff, new Uint8Array(255)),
+    RangeError,
+    /too small/,
+  );
+  rejects(() => prepOpenat2(sqe, AT_FDCWD, cstring("x"), new Uint8Array(16)), RangeError, /24 bytes/);
+  untouched(sqe);
+  prepStatx(sqe, AT_FDCWD, cstring("x"), 0, 0x7ff, statxBuffer());
+  prepOpenat2(sqe, AT_FDCWD, cstring("x"), openHow({ flags: 0 }));
+});
+
+Deno.test("negative, non-integer, unsafe or non-number offsets are refused", () => {
+  const sqe = plainSqe();
+  const buf = new Uint8Array(8);
+  rejects(() => prepRead(sqe, 3, buf, -1), RangeError, /negative/);
+  rejects(() => prepRead(sqe, 3, buf, -1n), RangeError, /out of range/);
+  rejects(() => prepRead(sqe, 3, buf, 1.5), TypeError, /safe integer/);
+  rejects(() => prepRead(sqe, 3, buf, NaN), TypeError, /safe integer/);
+  rejects(() => prepRead(sqe, 3, buf, Infinity), TypeError, /safe integer/);
+  rejects(() => prepRead(sqe, 3, buf, 2 ** 53), TypeError, /safe integer/);
+  rejects(() => prepWrite(sqe, 3, buf, 2n ** 63n), RangeError, /out of range/);
+  rejects(() => prepWrite(sqe, 3, buf, "0" as unknown as number), TypeError, /number or a bigint/);
+  rejects(() => prepReadv(sqe, 3, new Iovecs([buf]), -4096), RangeError, /negative/);
+  rejects(() => prepFallocate(sqe, 3, 0, 0, -1), RangeError, /length/);
+  rejects(() => prepSplice(sqe, 3, -2, 4, 0, 10), RangeError, /offIn/);
+  untouched(sqe);
+  // The edges that are allowed.
+  prepRead(sqe, 3, buf, 2 ** 53 - 1);
+  prepRead(sqe, 3, buf, 2n ** 63n - 1n);
+  prepSplice(sqe, 3, -1, 4, -1, 10);
+});
+
+Deno.test("fds that are not non-negative integers are refused", () => {
+  const sqe = plainSqe();
+  const buf = new Uint8Array(8);
+  for (const fd of ["3", null, undefined, 3.5, NaN, {}, 3n] as unknown[]) {
+    rejects(() => prepRead(sqe, fd as number, buf, 0), TypeError, /integer file descriptor/);
+  }
+  rejects(() => prepRead(sqe, -1, buf, 0), RangeError, /negative/);
+  rejects(() => prepClose(sqe, -5), RangeError, /negative/);
+  rejects(() => prepWrite(sqe, 2 ** 31, buf, 0), RangeError, /out of range/);
+  rejects(() => prepOpenat(sqe, "." as unknown as number, cstring("x"), 0), TypeError, /dfd/);
+  rejects(() => prepSplice(sqe, 3, 0, -3, 0, 1), RangeError, /fdOut/);
+  untouched(sqe);
+});
+
+Deno.test("paths must be NUL-terminated Uint8Arrays", () => {
+  const sqe = plainSqe();
+  rejects(() => prepOpenat(sqe, AT_FDCWD, new TextEncoder().encode("/tmp/x"), 0), TypeError, /NUL/);
+  rejects(() => prepOpenat(sqe, AT_FDCWD, "/tmp/x" as unknown as Uint8Array, 0), TypeError, /NUL-terminated/);
+  rejects(() => prepOpenat(sqe, AT_FDCWD, new Uint8Array(0), 0), TypeError, /NUL/);
+  rejects(() => prepUnlinkat(sqe, AT_FDCWD, new Uint8Array([0x61])), TypeError, /NUL/);
+  rejects(() => cstring("a\0b"), TypeError, /NUL byte/);
+  untouched(sqe);
+  assert.deepEqual([...cstring("ü/x")], [0xc3, 0xbc, 0x2f, 0x78, 0]);
+});
+
+Deno.test("user_data outside [0, 2^64) or not an integer is refused", () => {
+  const sqe = plainSqe();
+  for (const v of [-1, 1.5, NaN, Infinity, 2 ** 53, -1n, 2n ** 64n, "1", null] as unknown[]) {
+    rejects(() => sqe.setUserData(v as number), RangeError, /user_data/);
+    rejects(() => prepCancel(sqe, v as number), RangeError, /user_data/);
+    rejects(() => prepTimeoutRemove(sqe, v as number), RangeError, /user_data/);
+    rejects(() => prepPollRemove(sqe, v as number), RangeError, /user_data/);
+  }
+  assert.equal(sqe.userData, 0n);
+});
+
+Deno.test("other bounded arguments: bufIndex, timespec", () => {
+  const sqe = plainSqe();
+  const buf = new Uint8Array(8);
+  rejects(() => prepReadFixed(sqe, 3, buf, 0, 65536), RangeError, /bufIndex/);
+  rejects(() => prepReadFixed(sqe, 3, buf, 0, -1), RangeError, /bufIndex/);
+  rejects(() => new Timespec(-1), RangeError, /timeout/);
+  rejects(() => new Timespec(NaN), RangeError, /timeout/);
+  untouched(sqe);
+  prepNop(sqe);
+});
+
+Deno.test("getSys rejects an unknown backend name", () => {
+  rejects(() => getSys("uring" as "libc"), TypeError, /URING_BACKEND/);
+});
+
+// --- Ring arguments --------------------------------------------------------------------------
+
+Deno.test("IoUring: entries 0, 32769, 1.5, NaN and non-numbers; cqEntries < entries; bad options", () => {
+  for (const entries of [0, MAX_ENTRIES + 1, 1.5, -8, NaN, Infinity, "8", 8n] as unknown[]) {
+    rejects(
+      () => new IoUring(entries as number, { sqpoll: false }),
+      RangeError,
+      /entries must be an integer from 1 to 32768/,
+    );
+  }
+  rejects(
+    () => new IoUring(8, { sqpoll: false, cqEntries: 4 }),
+    RangeError,
+    /cqEntries \(4\) must be at least entries \(8\)/,
+  );
+  rejects(() => new IoUring(8, { sqpoll: false, cqEntries: 0 }), RangeError, /cqEntries/);
+  rejects(() => new IoUring(8, { sqpoll: false, cqEntries: 8.5 }), RangeError, /cqEntries/);
+  rejects(() => new IoUring(8, { sqpoll: false, cqEntries: 65537 }), RangeError, /cqEntries/);
+  rejects(() => new IoUring(8, { sqpoll: { idleMs: -1 } }), RangeError, /idleMs/);
+  rejects(() => new IoUring(8, { sqpoll: { cpu: 1.5 } }), RangeError, /cpu/);
+  rejects(() => new IoUring(8, { sqpoll: false, flags: -1 }), RangeError, /flags/);
+});
+
+// --- With the kernel -------------------------------------------------------------------------
+
+Deno.test({
+  name: "IoUringError from the kernel: io_uring_setup with unknown flags is EINVAL with a hint",
+  ignore: skipKernel(),
+  fn() {
+    for (const config of CONFIGS.filter((c) => !c.sqpoll)) {
+      assert.throws(() => new IoUring(4, { ...config.options, flags: 1 << 30 }), (e: unknown) => {
+        assert.ok(e instanceof IoUringError);
+        assert.equal(e.name, "IoUringError");
+        assert.equal(e.call, "io_uring_setup");
+        assert.equal(e.code, "EINVAL");
+        assert.equal(e.errno, 22);
+        assert.ok(e.hint && /entries, cqEntries or flags/.test(e.hint), e.hint);
+        assert.match(e.message, /^io_uring_setup failed: EINVAL: Invalid argument/);
+        assert.match(e.message, /hint: /);
+        return true;
+      });
+    }
+  },
+});
+
+Deno.test({
+  name: "IoUringError: SQPOLL on a CPU that does not exist, when insisted on, is not silently dropped",
+  ignore: skipKernel(),
+  fn() {
+    assert.throws(() => new IoUring(4, { sqpoll: { cpu: 4095 } }), (e: unknown) => {
+      assert.ok(e instanceof IoUringError, String(e));
+      assert.equal(e.call, "io_uring_setup");
+      assert.equal(e.code, "EINVAL");
+      assert.match(e.message, /SQPOLL/);
+      return true;
+    });
+  },
+});
+
+Deno.test({
+  name: "IoUringError from io_uring_register: an fd that is not an eventfd, an fd that is not open",
+  ignore: skipKernel(),
+  fn() {
+    for (const config of CONFIGS) {
+      using ring = new IoUring(2, config.options);
+      assert.throws(() => ring.registerEventfd(ring.fd), (e: unknown) => {
+        assert.ok(e instanceof IoUringError);
+        assert.equal(e.call, "io_uring_register");
+        assert.equal(e.code, "EINVAL");
+        assert.equal(e.errno, 22);
+        assert.match(e.message, /IORING_REGISTER_EVENTFD/);
+        return true;
+      });
+      assert.throws(() => ring.registerEventfd(0x7ffffff0), (e: unknown) => {
+        assert.ok(e instanceof IoUringError);
+        assert.equal(e.code, "EBADF");
+        assert.equal(e.errno, 9);
+        return true;
+      });
+      assert.throws(
+        () => ring.registerFiles([0x7ffffff0]),
+        (e) => e instanceof IoUringError && e.code === "EBADF",
+      );
+      assert.throws(() => ring.unregisterEventfd(), (e) => e instanceof IoUringError && e.code === "ENXIO");
+      // A bad argument is caught before the kernel.
+      rejects(() => ring.registerEventfd(-3), RangeError, /eventfd/);
+      rejects(() => ring.registerFiles([]), TypeError, /non-empty/);
+      rejects(() => ring.registerFiles([1.5]), TypeError, /fds\[0\]/);
+      rejects(() => ring.registerFilesUpdate(0, [1]), RangeError, /outside the table/);
+      rejects(() => ring.registerBuffers([detached()]), TypeError, /detached/);
+    }
+  },
+});
+
+Deno.test("hints exist for EPERM and ENOSYS from io_uring_setup, and for EBUSY from enter", () => {
+  const eperm = new IoUringError("io_uring_setup", 1);
+  assert.equal(eperm.code, "EPERM");
+  assert.equal(eperm.errno, 1);
+  assert.match(eperm.hint!, /io_uring_disabled/);
+  assert.match(eperm.hint!, /seccomp/);
+  const enosys = new IoUringError("io_uring_setup", 38);
+  assert.equal(enosys.code, "ENOSYS");
+  assert.match(enosys.hint!, /5\.1/);
+  assert.match(enosys.hint!, /seccomp/);
+  const enomem = new IoUringError("io_uring_setup", 12);
+  assert.match(enomem.hint!, /memlock|MEMLOCK/);
+  assert.match(new IoUringError("io_uring_enter", 16).hint!, /overflow/);
+  const plain = new IoUringError("io_uring_enter", 2, "detail here");
+  assert.equal(plain.hint, undefined);
+  assert.equal(plain.message, "io_uring_enter failed: ENOENT: No such file or directory (detail here)");
+  assert.ok(plain instanceof Error);
+});
+
+Deno.test({
+  name: "ring call arguments: submitAndWait beyond the CQ, cqAdvance beyond ready, waitCqe timeouts",
+  ignore: skipKernel(),
+  fn() {
+    for (const config of CONFIGS) {
+      using ring = new IoUring(4, config.options);
+      rejects(() => ring.submitAndWait(ring.cqEntries + 1), RangeError, /waitNr/);
+      rejects(() => ring.submitAndWait(-1), RangeError, /waitNr/);
+      rejects(() => ring.cqAdvance(1), RangeError, /only 0 completions are ready/);
+      prepNop(ring.getSqe()!).setUserData(1);
+      prepNop(ring.getSqe()!).setUserData(2);
+      ring.submitAndWait(2);
+      assert.equal(ring.cqReady(), 2);
+      rejects(() => ring.cqAdvance(3), RangeError, /only 2 completions are ready/);
+      rejects(() => ring.cqAdvance(-1), RangeError, /cqAdvance/);
+      rejects(() => ring.cqAdvance(1.5), RangeError, /cqAdvance/);
+      rejects(() => ring.cqAdvance(NaN), RangeError, /cqAdvance/);
+      assert.equal(ring.cqReady(), 2, "a refused cqAdvance consumed nothing");
+      ring.cqAdvance(0);
+      ring.cqAdvance(2);
+      rejects(() => ring.waitCqe({ timeoutMs: -1 }), RangeError, /timeoutMs/);
+      rejects(() => ring.waitCqe({ timeoutMs: NaN }), RangeError, /timeoutMs/);
+      rejects(() => ring.waitCqe({ timeoutMs: Infinity }), RangeError, /timeoutMs/);
+      rejects(() => ring.registerFilesUpdate(-1, [0]), RangeError, /offset/);
+    }
+  },
+});
+
+Deno.test({
+  name: "a closed ring: every method throws ClosedError; close() twice is harmless",
+  ignore: skipKernel(),
+  async fn() {
+    for (const config of CONFIGS) {
+      const ring = new IoUring(4, config.options);
+      const stale = ring.getSqe()!; // a handle kept past close
+      const efd = eventfd();
+      ring.close();
+      ring.close();
+      ring[Symbol.dispose]();
+      assert.equal(ring.closed, true);
+      const out: Cqe[] = [];
+      const calls: Record<string, () => unknown> = {
+        getSqe: () => ring.getSqe(),
+        submit: () => ring.submit(),
+        submitAndWait: () => ring.submitAndWait(1),
+        sqReady: () => ring.sqReady(),
+        sqSpaceLeft: () => ring.sqSpaceLeft(),
+        cqReady: () => ring.cqReady(),
+        peekCqe: () => ring.peekCqe(),
+        waitCqe: () => ring.waitCqe({ timeoutMs: 1 }),
+        cqAdvance: () => ring.cqAdvance(1),
+        cqAdvance0: () => ring.cqAdvance(0),
+        peekBatch: () => ring.peekBatch(out),
+        forEachCqe: () => ring.forEachCqe(() => {}),
+        completions: () => [...ring.completions()],
+        sqFlags: () => ring.sqFlags,
+        sqDropped: () => ring.sqDropped,
+        cqOverflow: () => ring.cqOverflow,
+        probe: () => ring.probe(),
+        registerBuffers: () => ring.registerBuffers([new Uint8Array(4096)]),
+        unregisterBuffers: () => ring.unregisterBuffers(),
+        registerFiles: () => ring.registerFiles([efd]),
+        registerFilesUpdate: () => ring.registerFilesUpdate(0, [efd]),
+        unregisterFiles: () => ring.unregisterFiles(),
+        registerEventfd: () => ring.registerEventfd(efd),
+        unregisterEventfd: () => ring.unregisterEventfd(),
+      };
+      for (const [name, call] of Object.entries(calls)) {
+        assert.throws(call, (e: unknown) => {
+          assert.ok(e instanceof ClosedError, `${name}: expected ClosedError, got ${e}`);
+          assert.equal((e as Error).message, "IoUring is closed");
+          return true;
+        }, name);
+      }
+      await assert.rejects(ring.waitAsync(1), ClosedError);
+      // A handle kept from before close writes nowhere (and does not crash the process).
+      prepNop(stale).setUserData(5);
+      prepRead(stale, 0, new Uint8Array(4), 0);
+      assert.equal(stale.u8.byteLength, 0, "the SQE memory is detached");
+      sysClose(efd);
+    }
+  },
+});
