@@ -1,0 +1,326 @@
+/**
+ * The operation kinds of the promise layer: how each one's arguments are checked and stored in a
+ * {@link Slot}, and how its SQE is filled from the slot. The checks run when the operation is
+ * called, so bad input is refused before anything is queued; the SQE is filled later, when SQ
+ * space is free, from what the slot holds.
+ *
+ * @module
+ */
+
+import { AT_EMPTY_PATH, AT_FDCWD, IORING_FSYNC_DATASYNC, STATX_BASIC_STATS, STATX_BTIME } from "./abi.ts";
+import { checkBuffer, checkFd, checkOffset, checkU32, cstring } from "./memory.ts";
+import {
+  prepClose,
+  prepFallocate,
+  prepFsync,
+  prepFtruncate,
+  prepLinkat,
+  prepMkdirat,
+  prepNop,
+  prepOpenat,
+  prepRead,
+  prepReadv,
+  prepRenameat,
+  prepSplice,
+  prepStatx,
+  prepSymlinkat,
+  prepTimeout,
+  prepUnlinkat,
+  prepWrite,
+  prepWritev,
+} from "./prep.ts";
+import { type Sqe, W } from "./sqe.ts";
+import { Iovecs, Timespec } from "./structs.ts";
+import type { Slot } from "./slots.ts";
+
+/** `io_uring_enter` no-op. */
+export const K_NOP = 0;
+/** `pread`. */
+export const K_READ = 1;
+/** `pwrite`. */
+export const K_WRITE = 2;
+/** `preadv`. */
+export const K_READV = 3;
+/** `pwritev`. */
+export const K_WRITEV = 4;
+/** `fsync` / `fdatasync`. */
+export const K_FSYNC = 5;
+/** `fallocate`. */
+export const K_FALLOCATE = 6;
+/** `ftruncate`. */
+export const K_FTRUNCATE = 7;
+/** `statx` on a path. */
+export const K_STATX = 8;
+/** `openat` resolving to a `UringFile`. */
+export const K_OPEN = 9;
+/** `openat` resolving to a raw fd. */
+export const K_OPENFD = 10;
+/** `close`. */
+export const K_CLOSE = 11;
+/** `unlinkat`. */
+export const K_UNLINK = 12;
+/** `renameat`. */
+export const K_RENAME = 13;
+/** `mkdirat`. */
+export const K_MKDIR = 14;
+/** `symlinkat`. */
+export const K_SYMLINK = 15;
+/** `linkat`. */
+export const K_LINK = 16;
+/** A timeout. */
+export const K_TIMEOUT = 17;
+/** `splice`. */
+export const K_SPLICE = 18;
+/** `statx` on an fd (`AT_EMPTY_PATH`). */
+export const K_FSTAT = 19;
+
+/** Operation names used in error messages, by kind. */
+export const OP_NAMES: readonly string[] = [
+  "nop",
+  "read",
+  "write",
+  "readv",
+  "writev",
+  "fsync",
+  "fallocate",
+  "ftruncate",
+  "statx",
+  "open",
+  "open",
+  "close",
+  "unlink",
+  "rename",
+  "mkdir",
+  "symlink",
+  "link",
+  "timeout",
+  "splice",
+  "stat",
+];
+
+/** Kinds whose result is the CQE's `res` (bytes, or an fd). */
+export function returnsCount(kind: number): boolean {
+  return kind === K_READ || kind === K_WRITE || kind === K_READV || kind === K_WRITEV ||
+    kind === K_SPLICE || kind === K_OPENFD;
+}
+
+/** The statx fields asked for. */
+export const STATX_MASK = STATX_BASIC_STATS | STATX_BTIME;
+const EMPTY_PATH = new Uint8Array(1); // "" for AT_EMPTY_PATH
+
+/** Largest single transfer (the SQE's `len` is 32 bits). */
+const MAX_LEN = 0xffffffff;
+
+/** Checks and stores a `read`/`write` (kind `K_READ` or `K_WRITE`). */
+export function fillRw(
+  slot: Slot,
+  kind: number,
+  fd: number,
+  buf: ArrayBufferView,
+  position: number | bigint,
+) {
+  checkFd(fd);
+  checkBuffer(buf);
+  checkOffset(position, "position");
+  if (buf.byteLength > MAX_LEN) throw new RangeError("buffer is larger than 4 GiB - 1 bytes");
+  slot.kind = kind;
+  slot.fd = fd;
+  slot.buf = buf;
+  slot.pos = position;
+}
+
+/** Checks and stores a `readv`/`writev` (kind `K_READV` or `K_WRITEV`). */
+export function fillRwv(
+  slot: Slot,
+  kind: number,
+  fd: number,
+  bufs: readonly ArrayBufferView[],
+  position: number | bigint,
+) {
+  checkFd(fd);
+  checkOffset(position, "position");
+  slot.iovecs = new Iovecs(bufs); // checks every buffer and keeps each one referenced
+  slot.kind = kind;
+  slot.fd = fd;
+  slot.pos = position;
+}
+
+/** Checks and stores a no-op. */
+export function fillNop(slot: Slot) {
+  slot.kind = K_NOP;
+}
+
+/** Checks and stores an `fsync` (`datasync`: `fdatasync`). */
+export function fillFsync(slot: Slot, fd: number, datasync: boolean) {
+  checkFd(fd);
+  slot.kind = K_FSYNC;
+  slot.fd = fd;
+  slot.flags = datasync ? IORING_FSYNC_DATASYNC : 0;
+}
+
+/** Checks and stores a `fallocate(fd, mode, offset, length)`. */
+export function fillFallocate(
+  slot: Slot,
+  fd: number,
+  offset: number | bigint,
+  length: number | bigint,
+  mode: number,
+) {
+  checkFd(fd);
+  checkOffset(offset, "offset");
+  checkOffset(length, "length");
+  checkU32(mode, "mode");
+  slot.kind = K_FALLOCATE;
+  slot.fd = fd;
+  slot.pos = offset;
+  slot.pos2 = length;
+  slot.mode = mode;
+}
+
+/** Checks and stores an `ftruncate(fd, length)` (Linux 6.9). */
+export function fillFtruncate(slot: Slot, fd: number, length: number | bigint) {
+  checkFd(fd);
+  checkOffset(length, "length");
+  slot.kind = K_FTRUNCATE;
+  slot.fd = fd;
+  slot.pos = length;
+}
+
+/** Checks and stores a `close(fd)`. */
+export function fillClose(slot: Slot, fd: number) {
+  checkFd(fd);
+  if (fd < 0) throw new RangeError(`fd must not be negative, got ${fd}`);
+  slot.kind = K_CLOSE;
+  slot.fd = fd;
+}
+
+/** Checks and stores a `splice`; an offset of -1 means "the fd's own position" (pipes). */
+export function fillSplice(
+  slot: Slot,
+  fdIn: number,
+  offIn: number | bigint,
+  fdOut: number,
+  offOut: number | bigint,
+  nbytes: number,
+) {
+  checkFd(fdIn, "fdIn");
+  checkFd(fdOut, "fdOut");
+  if (offIn !== -1) checkOffset(offIn, "offIn");
+  if (offOut !== -1) checkOffset(offOut, "offOut");
+  checkU32(nbytes, "nbytes");
+  slot.kind = K_SPLICE;
+  slot.fd = fdIn;
+  slot.pos = offIn;
+  slot.fd2 = fdOut;
+  slot.pos2 = offOut;
+  slot.len = nbytes;
+}
+
+/** Checks and stores a timeout of `ms` (with `IORING_TIMEOUT_*` `flags`). */
+export function fillTimeout(slot: Slot, ms: number, flags = 0) {
+  if (typeof ms !== "number" || !(ms >= 0) || !Number.isFinite(ms)) {
+    throw new RangeError(`timeout must be a finite number of milliseconds ≥ 0, got ${String(ms)}`);
+  }
+  slot.ts ??= new Timespec();
+  slot.ts.setMs(ms);
+  slot.kind = K_TIMEOUT;
+  slot.flags = flags;
+}
+
+/** Stores a path operation (`K_STATX`, `K_OPEN`, `K_UNLINK`, ...); `path` is already checked. */
+export function fillPath(slot: Slot, kind: number, path: string, flags = 0, mode = 0) {
+  slot.cpath = cstring(path);
+  slot.path = path;
+  slot.kind = kind;
+  slot.flags = flags;
+  slot.mode = mode;
+}
+
+/** Stores a two-path operation (`K_RENAME`, `K_LINK`, `K_SYMLINK`). */
+export function fillPath2(slot: Slot, kind: number, path: string, path2: string, flags = 0) {
+  slot.cpath = cstring(path);
+  slot.cpath2 = cstring(path2);
+  slot.path = path;
+  slot.path2 = path2;
+  slot.kind = kind;
+  slot.flags = flags;
+}
+
+/** Stores a `statx` on an open fd. */
+export function fillFstat(slot: Slot, fd: number) {
+  checkFd(fd);
+  slot.kind = K_FSTAT;
+  slot.fd = fd;
+}
+
+/**
+ * Fills `sqe` for the operation `slot` holds and tags it with the slot's `user_data`
+ * (index, generation). Allocates nothing.
+ */
+export function prepSlot(slot: Slot, sqe: Sqe): void {
+  switch (slot.kind) {
+    case K_NOP:
+      prepNop(sqe);
+      break;
+    case K_READ:
+      prepRead(sqe, slot.fd, slot.buf!, slot.pos);
+      break;
+    case K_WRITE:
+      prepWrite(sqe, slot.fd, slot.buf!, slot.pos);
+      break;
+    case K_READV:
+      prepReadv(sqe, slot.fd, slot.iovecs!, slot.pos);
+      break;
+    case K_WRITEV:
+      prepWritev(sqe, slot.fd, slot.iovecs!, slot.pos);
+      break;
+    case K_FSYNC:
+      prepFsync(sqe, slot.fd, slot.flags);
+      break;
+    case K_FALLOCATE:
+      prepFallocate(sqe, slot.fd, slot.mode, slot.pos, slot.pos2);
+      break;
+    case K_FTRUNCATE:
+      prepFtruncate(sqe, slot.fd, slot.pos);
+      break;
+    case K_STATX:
+      prepStatx(sqe, AT_FDCWD, slot.cpath!, slot.flags, STATX_MASK, slot.statx!);
+      break;
+    case K_FSTAT:
+      prepStatx(sqe, slot.fd, EMPTY_PATH, AT_EMPTY_PATH, STATX_MASK, slot.statx!);
+      break;
+    case K_OPEN:
+    case K_OPENFD:
+      prepOpenat(sqe, AT_FDCWD, slot.cpath!, slot.flags, slot.mode);
+      break;
+    case K_CLOSE:
+      prepClose(sqe, slot.fd);
+      break;
+    case K_UNLINK:
+      prepUnlinkat(sqe, AT_FDCWD, slot.cpath!, slot.flags);
+      break;
+    case K_RENAME:
+      prepRenameat(sqe, AT_FDCWD, slot.cpath!, AT_FDCWD, slot.cpath2!, slot.flags);
+      break;
+    case K_MKDIR:
+      prepMkdirat(sqe, AT_FDCWD, slot.cpath!, slot.mode);
+      break;
+    case K_SYMLINK:
+      prepSymlinkat(sqe, slot.cpath!, AT_FDCWD, slot.cpath2!);
+      break;
+    case K_LINK:
+      prepLinkat(sqe, AT_FDCWD, slot.cpath!, AT_FDCWD, slot.cpath2!, slot.flags);
+      break;
+    case K_TIMEOUT:
+      prepTimeout(sqe, slot.ts!, 0, slot.flags);
+      break;
+    case K_SPLICE:
+      prepSplice(sqe, slot.fd, slot.pos, slot.fd2, slot.pos2, slot.len);
+      break;
+    default:
+      throw new Error(`internal error: unknown operation kind ${slot.kind}`);
+  }
+  if (slot.sqeFlags !== 0) sqe.setFlags(slot.sqeFlags);
+  sqe.u32[sqe.base + W.userLo] = slot.index;
+  sqe.u32[sqe.base + W.userHi] = slot.gen;
+}

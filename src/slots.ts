@@ -1,0 +1,246 @@
+/**
+ * The preallocated slot table of the promise layer. An operation's `user_data` is its slot's
+ * index (low 32 bits) and generation (high 32 bits); the slot holds the promise's resolvers and
+ * every buffer, path, iovec array and struct the kernel may touch, until the CQE arrives. Slots
+ * are reused, so queueing an operation allocates nothing but its promise.
+ *
+ * @module
+ */
+
+import type { Iovecs, Timespec } from "./structs.ts";
+
+/** Slot state: free, on the free list. */
+export const FREE = 0;
+/** Slot state: accepted, waiting in the JavaScript backlog for SQ space. */
+export const QUEUED = 1;
+/** Slot state: its SQE is in the ring (published or about to be); the CQE has not been reaped. */
+export const IN_RING = 2;
+/** Slot state: its CQE was reaped; it is about to be settled and freed. */
+export const DONE = 3;
+
+/** Generations stay below 2^31, so `user_data`'s high word never equals the internal marker. */
+const GEN_MASK = 0x7fffffff;
+
+/** What a chain of linked operations keeps while its members are in flight. */
+export interface ChainState {
+  /** The members, in submission order. */
+  readonly slots: Slot[];
+  /** Per-member outcome, filled as CQEs arrive. */
+  readonly results: unknown[];
+  /** Members whose CQE has not arrived. */
+  remaining: number;
+  /** Settles the chain's promise. */
+  resolve: (value: unknown) => void;
+  /** Rejects the chain's promise. */
+  reject: (reason: unknown) => void;
+  /** The chain's abort signal, if any. */
+  signal: AbortSignal | null;
+  /** Whether the signal fired while members were in flight. */
+  aborted: boolean;
+}
+
+/**
+ * One operation's record. Fields are reused from operation to operation; `clear()` drops every
+ * reference once the kernel is done with them.
+ */
+export class Slot {
+  /** Position in the table: the low 32 bits of `user_data`. */
+  readonly index: number;
+  /** Bumped at each reuse: the high 32 bits of `user_data`, so stale cancels miss. */
+  gen = 0;
+  /** `FREE`, `QUEUED`, `IN_RING` or `DONE`. */
+  state = FREE;
+  /** The operation kind (the promise layer's own numbering). */
+  kind = 0;
+  /** The CQE result. */
+  res = 0;
+  /** Extra `IOSQE_*` flags (links). */
+  sqeFlags = 0;
+  /** Resolves the operation's promise (null for chain members). */
+  resolve: ((value: never) => void) | null = null;
+  /** Rejects the operation's promise (null for chain members). */
+  reject: ((reason: unknown) => void) | null = null;
+  /** File descriptor argument(s). */
+  fd = -1;
+  /** Second file descriptor (splice output). */
+  fd2 = -1;
+  /** File offset argument. */
+  pos: number | bigint = 0;
+  /** Second offset (splice output offset, fallocate length). */
+  pos2: number | bigint = 0;
+  /** Length, mode or count argument. */
+  len = 0;
+  /** Per-opcode flags. */
+  flags = 0;
+  /** Mode bits (open, mkdir, fallocate). */
+  mode = 0;
+  /** The data buffer the kernel reads or writes. */
+  buf: ArrayBufferView | null = null;
+  /** The iovec array (and through it, its buffers) of `readv`/`writev`. */
+  iovecs: Iovecs | null = null;
+  /** The NUL-terminated path(s) the kernel reads. */
+  cpath: Uint8Array | null = null;
+  /** The second NUL-terminated path (rename, link, symlink). */
+  cpath2: Uint8Array | null = null;
+  /** The path as given, for error messages. */
+  path: string | null = null;
+  /** The second path as given, for error messages. */
+  path2: string | null = null;
+  /** The `struct statx` the kernel fills. */
+  statx: Uint8Array | null = null;
+  /** This slot's own timespec, made on first use and kept for the slot's lifetime. */
+  ts: Timespec | null = null;
+  /** The operation's abort signal, if any. */
+  signal: AbortSignal | null = null;
+  /** Whether the signal fired while the operation was in the ring. */
+  aborted = false;
+  /** The chain this slot is a member of, or null. */
+  chain: ChainState | null = null;
+  /** Position in the chain. */
+  chainIndex = 0;
+  /** The abort listener for this slot (made once; it always acts on the slot's current op). */
+  readonly onAbort: () => void;
+
+  /** Makes slot `index`; `onAbort` is called with the slot when its signal fires. */
+  constructor(index: number, onAbort: (slot: Slot) => void) {
+    this.index = index;
+    this.onAbort = () => onAbort(this);
+  }
+
+  /** Drops every reference held for the kernel and the caller, keeping the reusable timespec. */
+  clear(): void {
+    this.resolve = this.reject = null;
+    this.fd = this.fd2 = -1;
+    this.buf = null;
+    this.iovecs = null;
+    this.cpath = this.cpath2 = null;
+    this.path = this.path2 = null;
+    this.statx = null;
+    this.signal = null;
+    this.chain = null;
+    this.aborted = false;
+    this.sqeFlags = 0;
+    this.flags = 0;
+  }
+}
+
+/**
+ * The slot table: a free list over slots made up front. It grows (doubling) only when more
+ * operations are outstanding than it holds, so steady-state operation allocates nothing.
+ */
+export class SlotTable {
+  #slots: Slot[] = [];
+  #free: number[] = [];
+  #used = 0;
+  readonly #onAbort: (slot: Slot) => void;
+
+  /** A table of `capacity` slots; `onAbort` receives a slot whose signal fired. */
+  constructor(capacity: number, onAbort: (slot: Slot) => void) {
+    this.#onAbort = onAbort;
+    this.#grow(capacity);
+  }
+
+  #grow(n: number): void {
+    const start = this.#slots.length;
+    for (let i = start + n - 1; i >= start; i--) {
+      this.#slots[i] = new Slot(i, this.#onAbort);
+      this.#free.push(i);
+    }
+    // The free list is a stack: refill it so the lowest indexes come out first.
+    this.#free.sort((a, b) => b - a);
+  }
+
+  /** Slots in use (outstanding operations). */
+  get used(): number {
+    return this.#used;
+  }
+
+  /** Total slots (grows on demand). */
+  get capacity(): number {
+    return this.#slots.length;
+  }
+
+  /** The slot at `index` (for CQE dispatch). */
+  at(index: number): Slot | undefined {
+    return this.#slots[index];
+  }
+
+  /** Takes a free slot (growing the table when none is left). */
+  alloc(): Slot {
+    if (this.#free.length === 0) this.#grow(Math.max(16, this.#slots.length));
+    const slot = this.#slots[this.#free.pop()!];
+    this.#used++;
+    return slot;
+  }
+
+  /** Returns `slot` to the free list: its references are dropped and its generation bumped. */
+  release(slot: Slot): void {
+    if (slot.state === FREE) throw new Error(`internal error: slot ${slot.index} released twice`);
+    slot.clear();
+    slot.state = FREE;
+    slot.gen = (slot.gen + 1) & GEN_MASK;
+    this.#used--;
+    this.#free.push(slot.index);
+  }
+
+  /** Calls `fn` for each slot not free. */
+  forEachUsed(fn: (slot: Slot) => void): void {
+    for (const slot of this.#slots) if (slot.state !== FREE) fn(slot);
+  }
+}
+
+/**
+ * A FIFO of slots waiting for SQ space, each recorded with the generation it had when queued so
+ * an entry whose operation was aborted (and whose slot was reused) is skipped. Grows by doubling.
+ */
+export class SlotQueue {
+  #slots: (Slot | null)[] = new Array(16).fill(null);
+  #gens: Int32Array = new Int32Array(16);
+  #head = 0;
+  #size = 0;
+
+  /** Entries queued (including stale ones not yet skipped). */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Appends `slot`. */
+  push(slot: Slot): void {
+    if (this.#size === this.#slots.length) this.#resize();
+    const at = (this.#head + this.#size) & (this.#slots.length - 1);
+    this.#slots[at] = slot;
+    this.#gens[at] = slot.gen;
+    this.#size++;
+  }
+
+  /** The first live entry (dropping stale ones), without removing it; null when empty. */
+  peek(): Slot | null {
+    while (this.#size > 0) {
+      const slot = this.#slots[this.#head]!;
+      if (slot.state === QUEUED && slot.gen === this.#gens[this.#head]) return slot;
+      this.shift();
+    }
+    return null;
+  }
+
+  /** Removes the first entry. */
+  shift(): void {
+    this.#slots[this.#head] = null;
+    this.#head = (this.#head + 1) & (this.#slots.length - 1);
+    this.#size--;
+  }
+
+  #resize(): void {
+    const n = this.#slots.length;
+    const slots: (Slot | null)[] = new Array(n * 2).fill(null);
+    const gens = new Int32Array(n * 2);
+    for (let i = 0; i < this.#size; i++) {
+      const from = (this.#head + i) & (n - 1);
+      slots[i] = this.#slots[from];
+      gens[i] = this.#gens[from];
+    }
+    this.#slots = slots;
+    this.#gens = gens;
+    this.#head = 0;
+  }
+}
