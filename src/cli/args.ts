@@ -1,0 +1,180 @@
+/**
+ * Command-line flags of `deno task cp`: parsed with `node:util`'s `parseArgs`, sizes such as
+ * `128k` or `1m`, and the `--help` text. Pure functions: nothing here touches the file system.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  DEFAULT_BLOCK_SIZE,
+  DEFAULT_QUEUE_DEPTH,
+  MAX_BLOCK_SIZE,
+  MAX_QUEUE_DEPTH,
+  MIN_BLOCK_SIZE,
+} from "../copy_options.ts";
+
+/** What `cp` was asked to do. */
+export interface CpArgs {
+  /** Source paths (one or more). */
+  sources: string[];
+  /** Destination path: a file, or an existing directory to copy into. */
+  destination: string;
+  /** `-r`: copy directories recursively. */
+  recursive: boolean;
+  /** `--queue-depth N`. */
+  queueDepth: number;
+  /** `--block-size SIZE`, in bytes. */
+  blockSize: number;
+  /** `false` with `--no-sqpoll`. */
+  sqpoll: boolean;
+  /** `--preserve`: keep timestamps too. */
+  preserve: boolean;
+  /** `--force`: replace existing destination files. */
+  force: boolean;
+  /** `--progress` / `--no-progress`; `undefined` means "when stdout is a terminal". */
+  progress: boolean | undefined;
+  /** `-q`: no progress, no warnings; errors only. */
+  quiet: boolean;
+}
+
+/** The result of parsing: run a copy, print help, or a usage error to report. */
+export type ParsedArgs =
+  | { kind: "copy"; args: CpArgs }
+  | { kind: "help" }
+  | { kind: "error"; message: string };
+
+/** The `--help` text. */
+export const HELP = `Usage: deno task cp [OPTIONS] SRC DST
+       deno task cp [OPTIONS] SRC... DIR
+
+Copy files (and with -r, directory trees) through Linux io_uring.
+If DST is an existing directory, each SRC is copied into it under its own name.
+
+Options:
+  -r, --recursive        copy directories and everything below them
+  -f, --force            replace existing destination files (default: an existing
+                         destination file is an error)
+  -p, --preserve         also keep access and modification times (modes are always kept)
+      --queue-depth N    I/O operations kept in flight at once (default ${DEFAULT_QUEUE_DEPTH},
+                         1..${MAX_QUEUE_DEPTH})
+      --block-size SIZE  bytes per read/write, e.g. 65536, 128k, 1m (default ${DEFAULT_BLOCK_SIZE / 1024}k)
+      --no-sqpoll        do not use a kernel submission-polling thread
+      --progress         show a progress bar (default: on when stdout is a terminal)
+      --no-progress      never show the progress bar
+  -q, --quiet            print nothing but errors
+  -h, --help             show this help and exit
+
+Copies are written under a temporary name next to the destination and renamed into place
+when complete, so an interrupted or failed copy never leaves a file that looks complete.
+When io_uring is unavailable (EPERM/ENOSYS) cp says so once and copies with Deno's own
+file APIs instead. Exit status: 0 when everything was copied, 1 when anything failed
+(one line per failure on stderr), 2 for a usage error, 130 when interrupted (SIGINT).
+`;
+
+const UNITS: Readonly<Record<string, number>> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+};
+
+/**
+ * Parses a byte size: a whole number with an optional binary unit (`k`, `m`, `g`, with or
+ * without a trailing `b`/`ib`, any case): `"4096"`, `"128k"`, `"1m"`, `"1MiB"`. Throws a
+ * `RangeError` naming the input otherwise.
+ */
+export function parseSize(text: string): number {
+  const m = /^\s*(\d+)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
+  if (!m || unit === undefined) {
+    throw new RangeError(`invalid size ${JSON.stringify(text)}: use a number with an optional k, m or g`);
+  }
+  const n = Number(m[1]) * unit;
+  if (!Number.isSafeInteger(n)) throw new RangeError(`size ${JSON.stringify(text)} is too large`);
+  return n;
+}
+
+function parseCount(text: string, what: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text.trim())) {
+    throw new RangeError(`${what} must be a whole number, got ${JSON.stringify(text)}`);
+  }
+  const n = Number(text);
+  if (n < min || n > max) throw new RangeError(`${what} must be from ${min} to ${max}, got ${n}`);
+  return n;
+}
+
+/** Parses `cp`'s command line (without the program name). Never throws. */
+export function parseCpArgs(argv: readonly string[]): ParsedArgs {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      allowNegative: true,
+      strict: true,
+      options: {
+        recursive: { type: "boolean", short: "r" },
+        force: { type: "boolean", short: "f" },
+        preserve: { type: "boolean", short: "p" },
+        "queue-depth": { type: "string" },
+        "block-size": { type: "string" },
+        sqpoll: { type: "boolean", default: true },
+        progress: { type: "boolean" },
+        quiet: { type: "boolean", short: "q" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    return { kind: "error", message: (e as Error).message };
+  }
+  const v = parsed.values;
+  if (v.help) return { kind: "help" };
+  let queueDepth = DEFAULT_QUEUE_DEPTH;
+  let blockSize = DEFAULT_BLOCK_SIZE;
+  try {
+    if (v["queue-depth"] !== undefined) {
+      queueDepth = parseCount(v["queue-depth"], "--queue-depth", 1, MAX_QUEUE_DEPTH);
+    }
+    if (v["block-size"] !== undefined) {
+      blockSize = parseSize(v["block-size"]);
+      if (blockSize < MIN_BLOCK_SIZE || blockSize > MAX_BLOCK_SIZE) {
+        throw new RangeError(
+          `--block-size must be from ${MIN_BLOCK_SIZE} bytes to ${MAX_BLOCK_SIZE / 1024 ** 2}m, got ${
+            JSON.stringify(v["block-size"])
+          }`,
+        );
+      }
+    }
+  } catch (e) {
+    return { kind: "error", message: (e as Error).message };
+  }
+  const positionals = parsed.positionals;
+  if (positionals.length === 0) return { kind: "error", message: "missing source and destination" };
+  if (positionals.length === 1) {
+    return { kind: "error", message: `missing destination after ${JSON.stringify(positionals[0])}` };
+  }
+  for (const p of positionals) if (p === "") return { kind: "error", message: "empty path" };
+  return {
+    kind: "copy",
+    args: {
+      sources: positionals.slice(0, -1),
+      destination: positionals[positionals.length - 1],
+      recursive: v.recursive ?? false,
+      queueDepth,
+      blockSize,
+      sqpoll: v.sqpoll ?? true,
+      preserve: v.preserve ?? false,
+      force: v.force ?? false,
+      progress: v.quiet ? false : v.progress,
+      quiet: v.quiet ?? false,
+    },
+  };
+}

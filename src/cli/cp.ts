@@ -1,0 +1,211 @@
+/**
+ * `deno task cp SRC DST`: copy files and (with `-r`) directory trees through io_uring, with a
+ * progress bar. See `--help` ({@link HELP}) for the flags.
+ *
+ * ```sh
+ * deno task cp -r --progress big-dir /mnt/backup/
+ * ```
+ *
+ * @module
+ */
+
+import { copyFile, trimSlashes } from "../copy.ts";
+import { createCopyUring, FORCE_UNAVAILABLE_ENV, isUnavailableError } from "../copy_context.ts";
+import { CopyTreeError } from "../copy_errors.ts";
+import type { CopyProgress } from "../copy_options.ts";
+import { copyTree } from "../copy_tree.ts";
+import type { Uring } from "../uring.ts";
+import { type CpArgs, HELP, parseCpArgs } from "./args.ts";
+import { ProgressBar } from "./progress.ts";
+
+/** Where `cp` writes, and what it knows about the terminal (replaceable in tests). */
+export interface CpIo {
+  /** Writes text to standard output. */
+  out(text: string): void;
+  /** Writes text to standard error. */
+  err(text: string): void;
+  /** Whether standard output is a terminal (the progress bar's default). */
+  isTerminal: boolean;
+  /** Terminal width in columns. */
+  columns: number;
+}
+
+const encoder = new TextEncoder();
+
+function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): void {
+  let bytes = encoder.encode(text);
+  while (bytes.length > 0) bytes = bytes.subarray(file.writeSync(bytes));
+}
+
+/** The real standard streams. */
+export function processIo(): CpIo {
+  let columns = 80;
+  const isTerminal = Deno.stdout.isTerminal();
+  if (isTerminal) {
+    try {
+      columns = Deno.consoleSize().columns;
+    } catch {
+      // not a console after all
+    }
+  }
+  return {
+    out: (text) => writeAll(Deno.stdout, text),
+    err: (text) => writeAll(Deno.stderr, text),
+    isTerminal,
+    columns,
+  };
+}
+
+function basename(path: string): string {
+  const p = trimSlashes(path);
+  return p.slice(p.lastIndexOf("/") + 1);
+}
+
+async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.stat(path);
+  } catch {
+    return null;
+  }
+}
+
+function isAbortError(e: unknown): boolean {
+  const name = (e as { name?: unknown } | null)?.name;
+  return name === "AbortError" || name === "TimeoutError";
+}
+
+/** Runs `cp` with `argv` (without the program name); resolves with the exit status. */
+export async function main(argv: readonly string[], io: CpIo = processIo()): Promise<number> {
+  const parsed = parseCpArgs(argv);
+  if (parsed.kind === "help") {
+    io.out(HELP);
+    return 0;
+  }
+  if (parsed.kind === "error") {
+    io.err(`cp: ${parsed.message}\nTry 'deno task cp --help' for more information.\n`);
+    return 2;
+  }
+  return await run(parsed.args, io);
+}
+
+async function run(args: CpArgs, io: CpIo): Promise<number> {
+  const showProgress = args.progress ?? io.isTerminal;
+  const bar = showProgress ? new ProgressBar({ write: io.out, columns: io.columns }) : undefined;
+  let failures = 0;
+  const fail = (message: string) => {
+    bar?.clear();
+    io.err(`cp: ${message}\n`);
+    failures++;
+  };
+
+  // One ring for every source; if io_uring is unavailable, say so once and let the copies fall
+  // back to Deno's own APIs.
+  let uring: Uring | undefined;
+  try {
+    uring = createCopyUring(args.queueDepth, args.sqpoll ? undefined : false);
+  } catch (e) {
+    if (!isUnavailableError(e)) {
+      fail((e as Error).message);
+      return 1;
+    }
+    if (!args.quiet) {
+      io.err(
+        `cp: io_uring is unavailable (${e.code}), copying with Deno's file APIs instead: ${e.message}\n`,
+      );
+    }
+  }
+
+  const controller = new AbortController();
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) Deno.exit(130); // a second Ctrl-C: leave now
+    interrupted = true;
+    controller.abort(new DOMException("interrupted by SIGINT", "AbortError"));
+  };
+  let listening = false;
+  try {
+    Deno.addSignalListener("SIGINT", onSigint);
+    listening = true;
+  } catch {
+    // no signals here (not a main thread): Ctrl-C simply ends the process
+  }
+
+  try {
+    const destInfo = await statOrNull(args.destination);
+    const intoDir = destInfo?.isDirectory === true;
+    if (args.sources.length > 1 && !intoDir) {
+      fail(`target '${args.destination}' is not a directory`);
+      return 1;
+    }
+    const done = { bytes: 0, files: 0, totalBytes: 0, totalFiles: 0 };
+    for (let i = 0; i < args.sources.length && !interrupted; i++) {
+      const src = args.sources[i];
+      const dst = intoDir ? `${trimSlashes(args.destination)}/${basename(src)}` : args.destination;
+      const more = i < args.sources.length - 1;
+      let last: CopyProgress | undefined;
+      const onProgress = bar &&
+        ((p: CopyProgress) => {
+          last = p;
+          bar.update({
+            bytes: done.bytes + p.bytes,
+            files: done.files + p.files,
+            totalBytes: done.totalBytes + p.totalBytes,
+            totalFiles: done.totalFiles + p.totalFiles,
+            scanning: p.scanning || more,
+            ...(p.path === undefined ? {} : { path: p.path }),
+          });
+        });
+      const options = {
+        queueDepth: args.queueDepth,
+        blockSize: args.blockSize,
+        overwrite: args.force,
+        preserve: args.preserve,
+        signal: controller.signal,
+        ...(uring === undefined ? {} : { uring }),
+        ...(args.sqpoll ? {} : { sqpoll: false }),
+        ...(onProgress ? { onProgress } : {}),
+      };
+      const srcInfo = await statOrNull(src);
+      try {
+        if (srcInfo?.isDirectory) {
+          if (!args.recursive) {
+            fail(`-r not given; omitting directory '${src}'`);
+            continue;
+          }
+          await copyTree(src, dst, { ...options, continueOnError: true });
+        } else {
+          await copyFile(src, dst, options);
+        }
+      } catch (e) {
+        if (isAbortError(e) || interrupted) {
+          fail((e as Error).message);
+          break;
+        }
+        if (e instanceof CopyTreeError) {
+          for (const error of e.errors) fail(error.message);
+        } else {
+          fail((e as Error).message);
+        }
+      } finally {
+        if (last) {
+          done.bytes += last.bytes;
+          done.files += last.files;
+          done.totalBytes += last.totalBytes;
+          done.totalFiles += last.totalFiles;
+        }
+      }
+    }
+  } finally {
+    if (listening) Deno.removeSignalListener("SIGINT", onSigint);
+    bar?.done();
+    await uring?.close();
+  }
+  if (interrupted) return 130;
+  return failures > 0 ? 1 : 0;
+}
+
+export { FORCE_UNAVAILABLE_ENV };
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,104 @@
+/**
+ * `copyFile`: one file copied through io_uring with `queueDepth` blocks in flight.
+ *
+ * @module
+ */
+
+import { CopyContext } from "./copy_context.ts";
+import { abortFailure, codeOf, isDescribed, makeFailure, staged } from "./copy_errors.ts";
+import type { EntryStat } from "./copy_engine.ts";
+import { type CopyOptions, type CopyResult, resolveCopyOptions } from "./copy_options.ts";
+import { copyRegular, describeFailure } from "./copy_regular.ts";
+import { toPath } from "./permissions.ts";
+
+/** Drops trailing slashes (`"a/b/"` → `"a/b"`, `"/"` stays). */
+export function trimSlashes(path: string): string {
+  const trimmed = path.replace(/\/+$/, "");
+  return trimmed === "" ? "/" : trimmed;
+}
+
+/**
+ * Copies the regular file `src` (symlinks followed) to `dst` and resolves with
+ * `{ files: 1, bytes, ms, dirs: 0, engine }`.
+ *
+ * Data moves in `blockSize` blocks, `queueDepth` of them in flight at once, each block's read
+ * feeding its write from a reused buffer; short reads and writes are resumed; offsets are 64-bit
+ * (files past 4 GiB work); all-zero blocks of a source with holes stay holes. The copy gets the
+ * source's mode (permission bits, setuid/setgid/sticky); `preserve: true` also keeps its access
+ * and modification times (set with `Deno.chmod`/`Deno.utime`: io_uring has no such operations).
+ *
+ * Failures: the promise rejects with an error naming the file in plain words
+ * (`cannot copy 'a' to 'b': destination directory 'x' does not exist`), of the `Deno.errors`
+ * class for the errno (`NotFound`, `PermissionDenied`, `AlreadyExists`, `IsADirectory`, ...;
+ * `OsError` with `code: "ENOSPC"` when the disk is full), with `code`, `path` and `cause`.
+ * A destination that exists is an `AlreadyExists` error unless `overwrite: true`; a destination
+ * that is a directory is always an `IsADirectory` error. `signal` stops the copy with an
+ * `AbortError`. The source is only read. The data is written to a temporary name next to `dst`
+ * and renamed into place when complete, so a failed or stopped copy leaves `dst` as it was
+ * (the temporary file is removed).
+ *
+ * When io_uring cannot be set up (`EPERM`, `ENOSYS`) the copy is done with Deno's own APIs
+ * unless `fallback: false`; `result.engine` tells which ran. Since 5.6 (`IORING_OP_OPENAT`,
+ * `READ`, `WRITE`, `STATX`); `renameat` needs 5.11.
+ */
+export async function copyFile(
+  src: string | URL,
+  dst: string | URL,
+  options?: CopyOptions,
+): Promise<CopyResult> {
+  const source = trimSlashes(toPath(src, "src"));
+  const dest = toPath(dst, "dst");
+  const opts = resolveCopyOptions(options);
+  if (opts.signal?.aborted) throw abortFailure(opts.signal, `copying '${source}' to '${dest}'`);
+  const ctx = new CopyContext(opts);
+  try {
+    const st = await staged("stat-source", ctx.engine.stat(source, true, ctx));
+    if (st.kind === "dir") {
+      throw makeFailure(
+        "EISDIR",
+        source,
+        dest,
+        `source '${source}' is a directory (use copyTree, or cp -r)`,
+        source,
+      );
+    }
+    if (st.kind !== "file") {
+      throw makeFailure(undefined, source, dest, `source '${source}' is not a regular file`, source);
+    }
+    ctx.progress.totalFiles = 1;
+    ctx.progress.totalBytes = st.size;
+    ctx.report();
+    let existing: EntryStat | undefined;
+    try {
+      existing = await staged("stat-dest", ctx.engine.stat(trimSlashes(dest), false, ctx));
+    } catch (e) {
+      if (codeOf(e) !== "ENOENT") throw e;
+    }
+    if (existing !== undefined) {
+      if (existing.kind === "dir") {
+        throw makeFailure("EISDIR", source, dest, `destination '${dest}' is a directory`, dest);
+      }
+      if (existing.id === st.id) {
+        throw makeFailure("EINVAL", source, dest, "source and destination are the same file", dest);
+      }
+      if (!opts.overwrite) {
+        throw makeFailure(
+          "EEXIST",
+          source,
+          dest,
+          `destination '${dest}' already exists (use overwrite / --force to replace it)`,
+          dest,
+        );
+      }
+    } else if (dest.endsWith("/")) {
+      throw makeFailure("ENOENT", source, dest, `destination directory '${dest}' does not exist`, dest);
+    }
+    await copyRegular(ctx, source, dest, st);
+    return ctx.result();
+  } catch (e) {
+    if (isDescribed(e) && !ctx.userAborted) throw e;
+    throw describeFailure(ctx, e, source, dest);
+  } finally {
+    await ctx.close();
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * Counting semaphores and a buffer pool for the copy pipelines: one global budget of operations
+ * in flight shared by every file of a copy, so many small files overlap their
+ * open/read/write/close while the total stays bounded.
+ *
+ * @module
+ */
+
+/**
+ * A counting semaphore. `acquire()` resolves when one of `limit` permits is free (FIFO);
+ * `release()` returns it. `tryAcquire()` takes a permit without waiting, when one is free.
+ */
+export class Semaphore {
+  #free: number;
+  readonly #waiters: Array<() => void> = [];
+  #head = 0;
+
+  /** A semaphore with `limit` permits (≥ 1). */
+  constructor(readonly limit: number) {
+    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be ≥ 1, got ${limit}`);
+    this.#free = limit;
+  }
+
+  /** Permits free now. */
+  get free(): number {
+    return this.#free;
+  }
+
+  /** Takes a permit if one is free; returns whether it did. */
+  tryAcquire(): boolean {
+    if (this.#free > 0 && this.#head === this.#waiters.length) {
+      this.#free--;
+      return true;
+    }
+    return false;
+  }
+
+  /** Resolves once a permit is taken (immediately when one is free and nobody waits). */
+  acquire(): Promise<void> {
+    if (this.tryAcquire()) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Returns a permit, handing it straight to the longest waiter if any. */
+  release(): void {
+    if (this.#head < this.#waiters.length) {
+      const next = this.#waiters[this.#head];
+      this.#waiters[this.#head++] = undefined as unknown as () => void;
+      if (this.#head > 1024 && this.#head * 2 > this.#waiters.length) {
+        this.#waiters.splice(0, this.#head);
+        this.#head = 0;
+      }
+      next();
+      return;
+    }
+    if (this.#free >= this.limit) throw new Error("Semaphore released more often than acquired");
+    this.#free++;
+  }
+
+  /** Runs `fn` holding one permit. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (!this.tryAcquire()) await this.acquire();
+    try {
+      return await fn();
+    } finally {
+      this.release();
+    }
+  }
+}
+
+/**
+ * Up to `count` buffers of `size` bytes, made on first need and reused: `take()` waits while
+ * all are out, `give()` returns one. Holding a buffer across a read and the write that follows it
+ * is what keeps reads feeding writes without copying.
+ */
+export class BufferPool {
+  readonly #idle: Uint8Array<ArrayBuffer>[] = [];
+  readonly #slots: Semaphore;
+  readonly #make: () => Uint8Array<ArrayBuffer>;
+
+  /** A pool of at most `count` buffers; `make` creates one (default: `new Uint8Array(size)`). */
+  constructor(count: number, readonly size: number, make?: () => Uint8Array<ArrayBuffer>) {
+    this.#slots = new Semaphore(count);
+    this.#make = make ?? (() => new Uint8Array(size));
+  }
+
+  /** A buffer, once one is free. */
+  async take(): Promise<Uint8Array<ArrayBuffer>> {
+    if (!this.#slots.tryAcquire()) await this.#slots.acquire();
+    return this.#idle.pop() ?? this.#make();
+  }
+
+  /** Returns a buffer taken from this pool. */
+  give(buf: Uint8Array<ArrayBuffer>): void {
+    this.#idle.push(buf);
+    this.#slots.release();
+  }
+}

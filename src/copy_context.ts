@@ -1,0 +1,187 @@
+/**
+ * One copy's shared state: the engine (io_uring, or Deno's APIs after a fallback), the global
+ * in-flight budget and buffer pool, the counters behind progress reports, and the stop switch.
+ *
+ * Testing hook: with the environment variable `URING_FORCE_UNAVAILABLE=1` the copy behaves as if
+ * `io_uring_setup` had failed with `EPERM`, to exercise the fallback on a system where io_uring
+ * works.
+ *
+ * @module
+ */
+
+import { BufferPool, Semaphore } from "./copy_budget.ts";
+import { DenoEngine } from "./copy_deno_engine.ts";
+import type { Engine, EngineContext } from "./copy_engine.ts";
+import type { CopyProgress, CopyResult, ResolvedCopyOptions } from "./copy_options.ts";
+import { UringEngine } from "./copy_uring_engine.ts";
+import { errno } from "./errno.ts";
+import { IoUringError } from "./errors.ts";
+import { Uring } from "./uring.ts";
+
+/** The environment variable that makes copies act as if io_uring were unavailable. */
+export const FORCE_UNAVAILABLE_ENV = "URING_FORCE_UNAVAILABLE";
+
+function forcedUnavailable(): boolean {
+  try {
+    if (Deno.permissions.querySync({ name: "env", variable: FORCE_UNAVAILABLE_ENV }).state !== "granted") {
+      return false;
+    }
+    const v = Deno.env.get(FORCE_UNAVAILABLE_ENV);
+    return v !== undefined && v !== "" && v !== "0";
+  } catch {
+    return false;
+  }
+}
+
+/** True for the setup failures that mean "no io_uring here": `EPERM`, `ENOSYS`. */
+export function isUnavailableError(e: unknown): e is IoUringError {
+  return e instanceof IoUringError && e.call === "io_uring_setup" &&
+    (e.code === "EPERM" || e.code === "ENOSYS");
+}
+
+/** SQ entries for a copy with `queueDepth` operations in flight (room for clean-up besides). */
+export function ringEntries(queueDepth: number): number {
+  let n = 64;
+  while (n < queueDepth * 2) n *= 2;
+  return Math.min(n, 32768);
+}
+
+/**
+ * A `Uring` sized for `queueDepth` operations in flight; throws the setup error
+ * ({@link isUnavailableError} tells whether it means "no io_uring here"), also when
+ * `URING_FORCE_UNAVAILABLE=1` pretends so.
+ */
+export function createCopyUring(queueDepth: number, sqpoll: boolean | undefined): Uring {
+  if (forcedUnavailable()) {
+    throw new IoUringError("io_uring_setup", errno("EPERM"), `forced by ${FORCE_UNAVAILABLE_ENV}=1`);
+  }
+  return new Uring({ entries: ringEntries(queueDepth), ...(sqpoll === undefined ? {} : { sqpoll }) });
+}
+
+/** The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback. */
+export function openEngine(options: ResolvedCopyOptions): Engine {
+  if (options.uring) return new UringEngine(options.uring, false);
+  try {
+    return new UringEngine(createCopyUring(options.queueDepth, options.sqpoll), true);
+  } catch (e) {
+    if (options.fallback && isUnavailableError(e)) return new DenoEngine(e.message);
+    throw e;
+  }
+}
+
+/** The umask, when Deno lets us read it (`--allow-sys` or read access to /proc/self/status). */
+function readUmask(): number | undefined {
+  try {
+    if (Deno.permissions.querySync({ name: "sys", kind: "umask" }).state === "granted") return Deno.umask();
+    if (Deno.permissions.querySync({ name: "read", path: "/proc/self/status" }).state === "granted") {
+      const m = /^Umask:\s*([0-7]+)$/m.exec(Deno.readTextFileSync("/proc/self/status"));
+      if (m) return parseInt(m[1], 8);
+    }
+  } catch {
+    // unknown: every created file gets an explicit chmod
+  }
+  return undefined;
+}
+
+/** Everything one `copyFile`/`copyTree` call shares. */
+export class CopyContext implements EngineContext {
+  /** The checked options. */
+  readonly options: ResolvedCopyOptions;
+  /** The engine. */
+  readonly engine: Engine;
+  /** One permit per operation in flight, across every file. */
+  readonly inflight: Semaphore;
+  /** The data buffers. */
+  readonly pool: BufferPool;
+  /** Fires on the caller's abort or on {@link CopyContext.stop}. */
+  readonly signal: AbortSignal;
+  /** The umask new files are created under, when known. */
+  readonly umask: number | undefined;
+  /** Progress so far (reported through `onProgress`). */
+  readonly progress: CopyProgress = { bytes: 0, files: 0, totalBytes: 0, totalFiles: 0, scanning: false };
+  /** Directories created or merged into. */
+  dirs = 0;
+  readonly #stop = new AbortController();
+  readonly #start = performance.now();
+  #doneBytes = 0;
+
+  /** Opens the engine for `options`. */
+  constructor(options: ResolvedCopyOptions) {
+    this.options = options;
+    this.engine = openEngine(options);
+    this.inflight = new Semaphore(options.queueDepth);
+    this.pool = new BufferPool(options.queueDepth, options.blockSize);
+    this.signal = options.signal ? AbortSignal.any([options.signal, this.#stop.signal]) : this.#stop.signal;
+    this.umask = readUmask();
+  }
+
+  /** True once the caller's signal fired. */
+  get userAborted(): boolean {
+    return this.options.signal?.aborted ?? false;
+  }
+
+  /** True once the copy is stopping (caller's abort, or a failure without `continueOnError`). */
+  get stopping(): boolean {
+    return this.signal.aborted;
+  }
+
+  /** Stops every operation still to come (after the first failure). */
+  stop(reason: unknown): void {
+    if (!this.#stop.signal.aborted) this.#stop.abort(reason);
+  }
+
+  /** Whether a file created with `perm` needs a `chmod` to end up with exactly `perm`. */
+  needsChmod(perm: number): boolean {
+    return this.umask === undefined || (perm & this.umask) !== 0;
+  }
+
+  /** Counts written bytes and reports progress. */
+  addBytes(n: number): void {
+    this.progress.bytes += n;
+    this.#report(undefined);
+  }
+
+  /** Counts a finished file (with its `bytes`) or symlink and reports progress. */
+  fileDone(path: string, bytes: number): void {
+    this.progress.files++;
+    this.#doneBytes += bytes;
+    this.#report(path);
+  }
+
+  /** Reports progress now (after totals changed). */
+  report(): void {
+    this.#report(undefined);
+  }
+
+  #report(path: string | undefined): void {
+    const onProgress = this.options.onProgress;
+    if (onProgress === undefined) return;
+    const p = this.progress;
+    onProgress({
+      bytes: p.bytes,
+      files: p.files,
+      totalBytes: p.totalBytes,
+      totalFiles: p.totalFiles,
+      scanning: p.scanning,
+      ...(path === undefined ? {} : { path }),
+    });
+  }
+
+  /** The result so far. */
+  result(): CopyResult {
+    const engine = this.engine;
+    return {
+      files: this.progress.files,
+      bytes: this.#doneBytes,
+      ms: performance.now() - this.#start,
+      dirs: this.dirs,
+      engine: engine.name,
+      ...(engine.fallbackReason === undefined ? {} : { fallbackReason: engine.fallbackReason }),
+    };
+  }
+
+  /** Releases the engine. */
+  close(): Promise<void> {
+    return this.engine.close();
+  }
+}

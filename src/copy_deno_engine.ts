@@ -1,0 +1,131 @@
+/**
+ * The fallback engine of the copy, for systems where io_uring cannot be set up (`EPERM` from a
+ * seccomp filter or `kernel.io_uring_disabled`, `ENOSYS` on old kernels): the same operations
+ * through Deno's own file APIs (`Deno.copyFile`, `Deno.mkdir`, ...), so the job still gets done
+ * with the same rules (temporary name, modes, no clobbering without `overwrite`).
+ *
+ * @module
+ */
+
+import { type Engine, type EngineContext, type EntryStat, kindOfMode } from "./copy_engine.ts";
+import { codeOf, staged } from "./copy_errors.ts";
+
+function seconds(d: Date | null, fallback: number): number {
+  return d ? d.getTime() / 1000 : fallback;
+}
+
+/** A `Deno.FileInfo` as the copy needs it. */
+export function entryFromFileInfo(info: Deno.FileInfo): EntryStat {
+  const mode = info.mode ?? 0;
+  const kind = info.isFile
+    ? "file"
+    : info.isDirectory
+    ? "dir"
+    : info.isSymlink
+    ? "symlink"
+    : kindOfMode(mode);
+  const mtime = seconds(info.mtime, 0);
+  return {
+    kind,
+    perm: mode & 0o7777,
+    size: info.size,
+    blocks: info.blocks ?? Math.ceil(info.size / 512),
+    atime: seconds(info.atime, mtime),
+    mtime,
+    id: `${info.dev}:${info.ino}`,
+  };
+}
+
+/** Copies with Deno's APIs; `reason` says why io_uring is not used. */
+export class DenoEngine implements Engine {
+  /** Always `"deno"`. */
+  readonly name = "deno" as const;
+  /** Why io_uring is not used. */
+  readonly fallbackReason: string;
+
+  /** An engine that remembers why it was chosen. */
+  constructor(reason: string) {
+    this.fallbackReason = reason;
+  }
+
+  /** `Deno.stat` or `Deno.lstat`. */
+  stat(path: string, follow: boolean, ctx: EngineContext): Promise<EntryStat> {
+    return ctx.inflight.run(async () =>
+      entryFromFileInfo(follow ? await Deno.stat(path) : await Deno.lstat(path))
+    );
+  }
+
+  /**
+   * Checks the source opens, creates `tmp` exclusively with `perm`, then lets `Deno.copyFile`
+   * (the kernel's `copy_file_range`) fill it. Progress comes once per file; a stop takes effect
+   * between files.
+   */
+  copyData(src: string, srcStat: EntryStat, tmp: string, perm: number, ctx: EngineContext): Promise<number> {
+    return ctx.inflight.run(async () => {
+      ctx.signal.throwIfAborted();
+      const input = await staged("open-source", Deno.open(src, { read: true }));
+      input.close();
+      const output = await staged("create", Deno.open(tmp, { write: true, createNew: true, mode: perm }));
+      output.close();
+      try {
+        await staged("write", Deno.copyFile(src, tmp));
+        ctx.signal.throwIfAborted();
+        const size = (await Deno.stat(tmp)).size;
+        ctx.addBytes(size);
+        void srcStat;
+        return size;
+      } catch (e) {
+        await Deno.remove(tmp).catch(() => {});
+        throw e;
+      }
+    });
+  }
+
+  /** `Deno.mkdir`. */
+  mkdir(path: string, mode: number, ctx: EngineContext): Promise<void> {
+    return ctx.inflight.run(() => Deno.mkdir(path, { mode }));
+  }
+
+  /** `Deno.symlink`. */
+  symlink(target: string, path: string, ctx: EngineContext): Promise<void> {
+    return ctx.inflight.run(() => Deno.symlink(target, path));
+  }
+
+  /**
+   * `Deno.rename`; without replacing, a hard link then an unlink (`link` fails with `EEXIST`
+   * atomically), or where hard links are not supported a check then a rename.
+   */
+  rename(from: string, to: string, noReplace: boolean, ctx: EngineContext): Promise<void> {
+    return ctx.inflight.run(async () => {
+      if (!noReplace) return await Deno.rename(from, to);
+      try {
+        await Deno.link(from, to);
+      } catch (e) {
+        const code = codeOf(e);
+        if (code !== "EPERM" && code !== "EOPNOTSUPP" && code !== "EXDEV" && code !== "EMLINK") throw e;
+        let exists = true;
+        await Deno.lstat(to).catch(() => {
+          exists = false;
+        });
+        if (exists) {
+          const error = new Deno.errors.AlreadyExists(
+            `File exists (os error 17): rename '${from}' -> '${to}'`,
+          );
+          throw Object.assign(error, { code: "EEXIST" });
+        }
+        return await Deno.rename(from, to);
+      }
+      await Deno.remove(from);
+    });
+  }
+
+  /** `Deno.remove`. */
+  unlink(path: string): Promise<void> {
+    return Deno.remove(path);
+  }
+
+  /** Nothing to release. */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * The engine a copy runs on: the handful of file-system operations `copyFile`/`copyTree` need,
+ * done through io_uring (`Uring`) or, when io_uring cannot be set up, through Deno's own APIs.
+ * {@link openEngine} picks one. The copy logic above (temporary names, modes, failure rules) is
+ * the same for both.
+ *
+ * @module
+ */
+
+import type { BufferPool, Semaphore } from "./copy_budget.ts";
+import type { ResolvedCopyOptions } from "./copy_options.ts";
+
+/** What a copy needs to know about a file system entry. */
+export interface EntryStat {
+  /** Regular file, directory, symlink, or anything else (device, FIFO, socket). */
+  kind: "file" | "dir" | "symlink" | "other";
+  /** Permission bits with setuid/setgid/sticky (`mode & 0o7777`). */
+  perm: number;
+  /** Size in bytes. */
+  size: number;
+  /** 512-byte blocks allocated (fewer than `size / 512` means the file has holes). */
+  blocks: number;
+  /** Access time, seconds since the epoch (with fraction). */
+  atime: number;
+  /** Modification time, seconds since the epoch (with fraction). */
+  mtime: number;
+  /** Device and inode, to spot a source and destination that are the same file. */
+  id: string;
+}
+
+/** Shared state one copy's operations draw on. */
+export interface EngineContext {
+  /** The checked options. */
+  readonly options: ResolvedCopyOptions;
+  /** One permit per operation in flight, shared by every file of the copy. */
+  readonly inflight: Semaphore;
+  /** The data buffers (`queueDepth` of `blockSize`). */
+  readonly pool: BufferPool;
+  /** The signal every operation listens to (the caller's, plus the copy's own stop). */
+  readonly signal: AbortSignal;
+  /** Called with the bytes of each completed write. */
+  addBytes(n: number): void;
+}
+
+/** File-system operations, each rejecting with an error that carries `code` (`"ENOENT"`). */
+export interface Engine {
+  /** Which engine this is. */
+  readonly name: "io_uring" | "deno";
+  /** Why io_uring was not used, for the Deno engine after a fallback. */
+  readonly fallbackReason?: string;
+  /** `statx`/`stat` (`follow`) or `lstat` of `path`. */
+  stat(path: string, follow: boolean, ctx: EngineContext): Promise<EntryStat>;
+  /**
+   * Creates `tmp` (exclusively, with permission bits `perm`) and fills it with the `src.size`
+   * bytes of `src`; closes both. Returns the bytes copied (fewer when the source shrank).
+   */
+  copyData(src: string, srcStat: EntryStat, tmp: string, perm: number, ctx: EngineContext): Promise<number>;
+  /** `mkdir(path, mode)`. */
+  mkdir(path: string, mode: number, ctx: EngineContext): Promise<void>;
+  /** `symlink(target, path)`. */
+  symlink(target: string, path: string, ctx: EngineContext): Promise<void>;
+  /** `rename(from, to)`; with `noReplace`, `EEXIST` when `to` exists (atomically). */
+  rename(from: string, to: string, noReplace: boolean, ctx: EngineContext): Promise<void>;
+  /** `unlink(path)`. */
+  unlink(path: string): Promise<void>;
+  /** Releases the engine (closes a ring the engine made). */
+  close(): Promise<void>;
+}
+
+const S_IFMT = 0o170000;
+
+/** The kind of entry an `st_mode` describes. */
+export function kindOfMode(mode: number): EntryStat["kind"] {
+  switch (mode & S_IFMT) {
+    case 0o100000:
+      return "file";
+    case 0o040000:
+      return "dir";
+    case 0o120000:
+      return "symlink";
+    default:
+      return "other";
+  }
+}

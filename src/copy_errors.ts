@@ -1,0 +1,264 @@
+/**
+ * The errors a copy ends with: each names the file and says in plain words what went wrong
+ * (`cannot copy 'a' to 'b': destination directory '/x' does not exist`), keeps the class a Deno
+ * program expects (`Deno.errors.NotFound`, ...) with `code`/`errno`, and the original error as
+ * `cause`. {@link CopyTreeError} gathers every failure of a `copyTree` with `continueOnError`.
+ *
+ * @module
+ */
+
+import type { CopyResult } from "./copy_options.ts";
+import { errorClassFor, OsError } from "./deno_errors.ts";
+import { errno as errnoNumber } from "./errno.ts";
+
+/** The step of a copy an error came from; decides how the error is worded. */
+export type CopyStage =
+  | "stat-source"
+  | "open-source"
+  | "read"
+  | "readdir"
+  | "readlink"
+  | "stat-dest"
+  | "create"
+  | "write"
+  | "close"
+  | "chmod"
+  | "utime"
+  | "rename"
+  | "mkdir"
+  | "symlink";
+
+const stages = new WeakMap<object, CopyStage>();
+
+/** Records which step `error` came from (first tag wins) and returns it. */
+export function tagStage(error: unknown, stage: CopyStage): unknown {
+  if (typeof error === "object" && error !== null && !stages.has(error)) stages.set(error, stage);
+  return error;
+}
+
+/** Runs `p`, tagging a rejection with `stage`. */
+export async function staged<T>(stage: CopyStage, p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    throw tagStage(e, stage);
+  }
+}
+
+/** The step recorded for `error`, if any. */
+export function stageOf(error: unknown): CopyStage | undefined {
+  return typeof error === "object" && error !== null ? stages.get(error) : undefined;
+}
+
+/** The errno name (`"ENOENT"`) an error carries, if any. */
+export function codeOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+/** True for an `AbortError`/`TimeoutError` (a signal's reason). */
+export function isAbort(error: unknown): boolean {
+  const name = (error as { name?: unknown } | null)?.name;
+  return name === "AbortError" || name === "TimeoutError";
+}
+
+/** The directory part of a path (`"."` for a bare name). */
+export function dirnameOf(path: string): string {
+  const trimmed = path.length > 1 ? path.replace(/\/+$/, "") : path;
+  const i = trimmed.lastIndexOf("/");
+  if (i < 0) return ".";
+  if (i === 0) return "/";
+  return trimmed.slice(0, i);
+}
+
+/** Plain words for a failure at `stage` with errno `code`, or `undefined` for the generic text. */
+function explain(
+  stage: CopyStage | undefined,
+  code: string | undefined,
+  src: string,
+  dst: string,
+): string | undefined {
+  const dir = dirnameOf(dst);
+  switch (stage) {
+    case "stat-source":
+    case "open-source":
+    case "readdir":
+    case "readlink":
+      if (code === "ENOENT") return `source '${src}' does not exist`;
+      if (code === "EACCES" || code === "EPERM") return `source '${src}' is not readable (permission denied)`;
+      if (code === "ENOTDIR") return `a parent of source '${src}' is not a directory`;
+      if (code === "ELOOP") return `source '${src}' is a symlink loop`;
+      return undefined;
+    case "stat-dest":
+    case "create":
+    case "mkdir":
+    case "symlink":
+      if (code === "ENOENT") return `destination directory '${dir}' does not exist`;
+      if (code === "ENOTDIR") return `a parent of destination '${dst}' is not a directory`;
+      if (code === "EACCES" || code === "EPERM") {
+        return `destination directory '${dir}' is not writable (permission denied)`;
+      }
+      if (code === "EEXIST") {
+        return `destination '${dst}' already exists (use overwrite / --force to replace it)`;
+      }
+      if (code === "ENOSPC" || code === "EDQUOT") {
+        return `no space left on the destination's device (${code})`;
+      }
+      if (code === "EROFS") return `destination '${dst}' is on a read-only file system`;
+      return undefined;
+    case "write":
+    case "close":
+      if (code === "ENOSPC" || code === "EDQUOT") {
+        return `no space left on the destination's device (${code}); the partial copy was removed`;
+      }
+      if (code === "EFBIG") return `the destination's file system cannot hold a file this large (EFBIG)`;
+      return undefined;
+    case "read":
+      if (code === "EIO") return `the source could not be read (EIO: input/output error)`;
+      return undefined;
+    case "rename":
+      if (code === "EEXIST") {
+        return `destination '${dst}' already exists (use overwrite / --force to replace it)`;
+      }
+      if (code === "EISDIR") return `destination '${dst}' is a directory`;
+      if (code === "ENOTDIR") return `destination '${dst}' is not a directory`;
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** Plain words for the generic case: `"reading the source failed: ..."`. */
+const STAGE_TEXT: Readonly<Record<CopyStage, string>> = {
+  "stat-source": "looking up the source",
+  "open-source": "opening the source",
+  read: "reading the source",
+  readdir: "listing the source directory",
+  readlink: "reading the source symlink",
+  "stat-dest": "looking up the destination",
+  create: "creating the destination",
+  write: "writing the destination",
+  close: "closing the destination",
+  chmod: "setting the destination's mode",
+  utime: "setting the destination's times",
+  rename: "moving the finished copy into place",
+  mkdir: "creating the destination directory",
+  symlink: "creating the destination symlink",
+};
+
+/** The fields a copy error carries besides its message. */
+export type ErrorFields = Error & {
+  code?: string;
+  errno?: number;
+  syscall?: string;
+  path?: string;
+  dest?: string;
+};
+
+/**
+ * The error a copy of `src` to `dst` ends with, given the underlying failure `cause`:
+ * `cannot copy 'src' to 'dst': <plain words>`, of the class matching the errno (as Deno's own
+ * file APIs would throw), with `code`, `errno`, `path` (the file at fault), `dest` and `cause`.
+ */
+export function copyFailure(cause: unknown, src: string, dst: string): Error {
+  const stage = stageOf(cause);
+  const code = codeOf(cause);
+  const original = cause instanceof Error ? cause.message : String(cause);
+  const words = explain(stage, code, src, dst) ??
+    (stage ? `${STAGE_TEXT[stage]} failed: ${original}` : original);
+  const readSide = stage === "stat-source" || stage === "open-source" || stage === "read" ||
+    stage === "readdir" || stage === "readlink";
+  const error = makeFailure(code, src, dst, words, readSide ? src : dst, cause);
+  if (code !== undefined) error.syscall = (cause as ErrorFields).syscall ?? stage;
+  return error;
+}
+
+/**
+ * An error `cannot copy 'src' to 'dst': <words>` for errno name `code` (its `Deno.errors`
+ * class, `code` and `errno` set; a plain `Error`, or `cause`'s class, without one), with `path`
+ * (the file at fault), `dest` and `cause`.
+ */
+export function makeFailure(
+  code: string | undefined,
+  src: string,
+  dst: string,
+  words: string,
+  path: string,
+  cause?: unknown,
+): ErrorFields {
+  const message = `cannot copy '${src}' to '${dst}': ${words}`;
+  let error: ErrorFields;
+  let errno: number | undefined = (cause as ErrorFields | null | undefined)?.errno;
+  if (code !== undefined && typeof errno !== "number") {
+    try {
+      errno = errnoNumber(code);
+    } catch {
+      errno = undefined;
+    }
+  }
+  if (code !== undefined && errno !== undefined) {
+    const cls = errorClassFor(errno);
+    error = cls === OsError
+      ? new OsError(message, code, errno, "copy")
+      : new (cls as new (message: string) => Error)(message);
+    error.code = code;
+    error.errno = errno;
+  } else if (cause instanceof Error) {
+    try {
+      error = new (cause.constructor as new (m: string) => Error)(message);
+    } catch {
+      error = new Error(message);
+    }
+    if (cause.name !== error.name) error.name = cause.name;
+  } else {
+    error = new Error(message);
+  }
+  error.path = path;
+  error.dest = dst;
+  if (cause !== undefined) error.cause = cause;
+  described.add(error);
+  return error;
+}
+
+const described = new WeakSet<object>();
+
+/** True for an error made by {@link makeFailure} (already worded for the user). */
+export function isDescribed(error: unknown): boolean {
+  return typeof error === "object" && error !== null && described.has(error);
+}
+
+/**
+ * The error for a copy stopped by `signal`: a `DOMException` with the reason's name
+ * (`AbortError`, or `TimeoutError` for `AbortSignal.timeout`), naming what was being copied and
+ * saying that partial copies were removed.
+ */
+export function abortFailure(signal: AbortSignal, what: string): DOMException {
+  const reason = signal.reason as { name?: unknown; message?: unknown } | undefined;
+  const name = typeof reason?.name === "string" ? reason.name : "AbortError";
+  const why = typeof reason?.message === "string" && reason.message !== "" ? `: ${reason.message}` : "";
+  const error = new DOMException(`${what} was aborted${why}; partial copies were removed`, name);
+  Object.defineProperty(error, "cause", { value: signal.reason, configurable: true, writable: true });
+  return error;
+}
+
+/**
+ * Every failure of a `copyTree` run with `continueOnError`, thrown once everything else was
+ * copied. `errors` holds one error per failed entry (each names its file); `result` counts what
+ * was copied.
+ */
+export class CopyTreeError extends AggregateError {
+  /** What was copied despite the failures. */
+  readonly result: CopyResult;
+
+  /** Builds the error from the failures and the partial result. */
+  constructor(errors: Error[], result: CopyResult, src: string, dst: string) {
+    super(
+      errors,
+      `cannot copy '${src}' to '${dst}' completely: ${errors.length} ${
+        errors.length === 1 ? "entry" : "entries"
+      } failed (${result.files} files copied); first: ${errors[0]?.message}`,
+    );
+    this.name = "CopyTreeError";
+    this.result = result;
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * Options, progress reports and results of {@link copyFile} and {@link copyTree}, with their
+ * defaults and limits, and the checks that reject bad options before any I/O.
+ *
+ * @module
+ */
+
+import type { Uring } from "./uring.ts";
+
+/** Default number of I/O operations kept in flight (`queueDepth`). */
+export const DEFAULT_QUEUE_DEPTH = 32;
+/** Largest accepted `queueDepth`. */
+export const MAX_QUEUE_DEPTH = 4096;
+/** Default bytes per read/write (`blockSize`): 128 KiB. */
+export const DEFAULT_BLOCK_SIZE = 128 * 1024;
+/** Smallest accepted `blockSize`: 512 bytes. */
+export const MIN_BLOCK_SIZE = 512;
+/** Largest accepted `blockSize`: 64 MiB. */
+export const MAX_BLOCK_SIZE = 64 * 1024 * 1024;
+/** Largest `queueDepth × blockSize` (memory held in buffers): 1 GiB. */
+export const MAX_BUFFER_MEMORY = 1024 ** 3;
+
+/** A snapshot of a copy's progress, passed to `onProgress`. */
+export interface CopyProgress {
+  /** Bytes written so far. */
+  bytes: number;
+  /** Files (regular files and symlinks) completed so far. */
+  files: number;
+  /** Bytes of all regular files found so far (final once `scanning` is false). */
+  totalBytes: number;
+  /** Files and symlinks found so far (final once `scanning` is false). */
+  totalFiles: number;
+  /** True while the source tree is still being walked (totals may still grow). */
+  scanning: boolean;
+  /** The file most recently completed, if any. */
+  path?: string;
+}
+
+/** Options shared by {@link copyFile} and {@link copyTree}. */
+export interface CopyOptions {
+  /** I/O operations kept in flight at once, across all files (default 32, 1..4096). */
+  queueDepth?: number;
+  /** Bytes per read and write (default 128 KiB, 512 B..64 MiB). */
+  blockSize?: number;
+  /**
+   * Replace destination files that exist (default `false`: an existing destination file is an
+   * `AlreadyExists` error). A destination that is a directory is never replaced by a file.
+   */
+  overwrite?: boolean;
+  /** Also keep access and modification times (modes are always kept). Default `false`. */
+  preserve?: boolean;
+  /** Stops the copy: it rejects with an `AbortError` naming the file, removing partial copies. */
+  signal?: AbortSignal;
+  /** Called as data is written (often: throttle any drawing yourself). */
+  onProgress?: (progress: CopyProgress) => void;
+  /**
+   * Run on this `Uring` instead of making one (it is not closed at the end). Its ring should
+   * have room for `queueDepth` operations.
+   */
+  uring?: Uring;
+  /** Kernel submission polling for the ring made by the copy (default: `Uring`'s default). */
+  sqpoll?: boolean;
+  /**
+   * When io_uring cannot be set up here (`io_uring_setup` fails with `EPERM` or `ENOSYS`), copy
+   * with Deno's own file APIs instead (default `true`); the result's `engine` says which ran.
+   * `false` makes the setup error ({@link IoUringError}) the copy's error.
+   */
+  fallback?: boolean;
+  /**
+   * Reserved for O_DIRECT copies (bypassing the page cache). Not implemented yet: `true` is
+   * rejected with a `TypeError`.
+   */
+  direct?: boolean;
+}
+
+/** Options of {@link copyTree}. */
+export interface CopyTreeOptions extends CopyOptions {
+  /**
+   * Keep going after a failure and report every failure at the end, as a {@link CopyTreeError}
+   * (an `AggregateError`) thrown after everything else was copied. Default `false`: the first
+   * failure stops the copy and is thrown as it is.
+   */
+  continueOnError?: boolean;
+}
+
+/** What a copy did. */
+export interface CopyResult {
+  /** Files (regular files and symlinks) copied. */
+  files: number;
+  /** Bytes of file data copied. */
+  bytes: number;
+  /** Wall-clock milliseconds the copy took. */
+  ms: number;
+  /** Directories created or merged into (always 0 for `copyFile`). */
+  dirs: number;
+  /** Which engine copied the data: io_uring, or Deno's own APIs after a fallback. */
+  engine: "io_uring" | "deno";
+  /** Why the copy fell back to Deno's APIs, when it did. */
+  fallbackReason?: string;
+}
+
+/** Options with every default filled in and checked. */
+export interface ResolvedCopyOptions {
+  queueDepth: number;
+  blockSize: number;
+  overwrite: boolean;
+  preserve: boolean;
+  signal: AbortSignal | undefined;
+  onProgress: ((progress: CopyProgress) => void) | undefined;
+  uring: Uring | undefined;
+  sqpoll: boolean | undefined;
+  fallback: boolean;
+  continueOnError: boolean;
+}
+
+function intInRange(value: unknown, name: string, min: number, max: number): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Fills in defaults and rejects bad options with a `TypeError`/`RangeError`. */
+export function resolveCopyOptions(options: CopyTreeOptions | undefined): ResolvedCopyOptions {
+  const o = options ?? {};
+  if (typeof o !== "object") throw new TypeError("options must be an object");
+  const queueDepth = intInRange(o.queueDepth ?? DEFAULT_QUEUE_DEPTH, "queueDepth", 1, MAX_QUEUE_DEPTH);
+  const blockSize = intInRange(
+    o.blockSize ?? DEFAULT_BLOCK_SIZE,
+    "blockSize",
+    MIN_BLOCK_SIZE,
+    MAX_BLOCK_SIZE,
+  );
+  if (queueDepth * blockSize > MAX_BUFFER_MEMORY) {
+    throw new RangeError(
+      `queueDepth × blockSize must stay within ${MAX_BUFFER_MEMORY / 1024 ** 2} MiB of buffers, got ` +
+        `${queueDepth} × ${blockSize}`,
+    );
+  }
+  if (o.onProgress !== undefined && typeof o.onProgress !== "function") {
+    throw new TypeError("onProgress must be a function");
+  }
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+    throw new TypeError("signal must be an AbortSignal");
+  }
+  if (o.direct) throw new TypeError("direct: O_DIRECT copies are not implemented yet");
+  return {
+    queueDepth,
+    blockSize,
+    overwrite: o.overwrite ?? false,
+    preserve: o.preserve ?? false,
+    signal: o.signal,
+    onProgress: o.onProgress,
+    uring: o.uring,
+    sqpoll: o.sqpoll,
+    fallback: o.fallback ?? true,
+    continueOnError: o.continueOnError ?? false,
+  };
+}

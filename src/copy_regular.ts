@@ -1,0 +1,66 @@
+/**
+ * Copying one regular file so that an incomplete copy never looks complete: the data goes to a
+ * temporary name in the destination's directory (`.NAME.uring-tmp-XXXXXXXX`, created
+ * exclusively), the mode (and with `preserve` the times) are set on it, and only then is it
+ * renamed over the destination name, atomically; `RENAME_NOREPLACE` unless `overwrite`, so an
+ * existing file is never clobbered by accident. Any failure or stop removes the temporary file,
+ * leaving the destination as it was.
+ *
+ * @module
+ */
+
+import type { CopyContext } from "./copy_context.ts";
+import type { EntryStat } from "./copy_engine.ts";
+import { abortFailure, copyFailure, isAbort, staged } from "./copy_errors.ts";
+
+/** The marker in every temporary file name (`.NAME.uring-tmp-XXXXXXXX`). */
+export const TEMP_MARKER = ".uring-tmp-";
+
+/** A fresh temporary path next to `dst`, short enough for any file name limit. */
+export function tempPathFor(dst: string): string {
+  const slash = dst.lastIndexOf("/");
+  const base = Array.from(dst.slice(slash + 1)).slice(0, 50).join("");
+  const random = Math.floor(Math.random() * 0x1_0000_0000).toString(16).padStart(8, "0");
+  const name = `.${base}${TEMP_MARKER}${random}`;
+  return slash < 0 ? name : `${dst.slice(0, slash + 1)}${name}`;
+}
+
+/**
+ * Copies regular file `src` (already looked at: `st`) to `dst` through a temporary file, then
+ * counts it done. Returns the bytes copied. Rejects with the raw failure (tagged with its step);
+ * {@link describeFailure} turns it into the error to show.
+ */
+export async function copyRegular(
+  ctx: CopyContext,
+  src: string,
+  dst: string,
+  st: EntryStat,
+): Promise<number> {
+  const engine = ctx.engine;
+  const tmp = tempPathFor(dst);
+  const bytes = await engine.copyData(src, st, tmp, st.perm, ctx);
+  try {
+    if (ctx.needsChmod(st.perm)) await staged("chmod", ctx.inflight.run(() => Deno.chmod(tmp, st.perm)));
+    if (ctx.options.preserve) {
+      await staged("utime", ctx.inflight.run(() => Deno.utime(tmp, st.atime, st.mtime)));
+    }
+    ctx.signal.throwIfAborted();
+    await staged("rename", engine.rename(tmp, dst, !ctx.options.overwrite, ctx));
+  } catch (e) {
+    await engine.unlink(tmp).catch(() => {});
+    throw e;
+  }
+  ctx.fileDone(dst, bytes);
+  return bytes;
+}
+
+/**
+ * The error to show for a failed copy of `src` to `dst`: an abort error when the caller's signal
+ * fired, else {@link copyFailure}'s plain-words error naming the file.
+ */
+export function describeFailure(ctx: CopyContext, error: unknown, src: string, dst: string): Error {
+  if (ctx.userAborted && (isAbort(error) || ctx.signal.aborted)) {
+    return abortFailure(ctx.options.signal!, `copying '${src}' to '${dst}'`);
+  }
+  return copyFailure(error, src, dst);
+}

@@ -1,0 +1,373 @@
+/**
+ * `copyTree`: a directory tree copied through io_uring, many files at once under one global
+ * in-flight budget.
+ *
+ * @module
+ */
+
+import { trimSlashes } from "./copy.ts";
+import { Semaphore } from "./copy_budget.ts";
+import { CopyContext } from "./copy_context.ts";
+import type { EntryStat } from "./copy_engine.ts";
+import {
+  abortFailure,
+  codeOf,
+  CopyTreeError,
+  dirnameOf,
+  isDescribed,
+  makeFailure,
+  staged,
+  tagStage,
+} from "./copy_errors.ts";
+import { type CopyResult, type CopyTreeOptions, resolveCopyOptions } from "./copy_options.ts";
+import { copyRegular, describeFailure, tempPathFor } from "./copy_regular.ts";
+import { toPath } from "./permissions.ts";
+
+/** Directory listings read at once (each is a blocking call on Deno's thread pool). */
+const READDIR_CONCURRENCY = 4;
+/** Files found but not yet copied, at most; the walk waits beyond this (bounds memory). */
+const MAX_PENDING_FILES = 16384;
+
+/** A directory of the copy, finished (mode, times) after everything below it. */
+interface DirRecord {
+  dst: string;
+  st: EntryStat;
+  created: boolean;
+}
+
+/** Runs one `copyTree`. */
+class TreeCopy {
+  readonly ctx: CopyContext;
+  readonly source: string;
+  readonly dest: string;
+  readonly errors: Error[] = [];
+  first: Error | undefined;
+  readonly dirs: DirRecord[] = [];
+  readonly jobs: Promise<void>[] = [];
+  readonly files: Semaphore;
+  readonly pending = new Semaphore(MAX_PENDING_FILES);
+  readonly listings = new Semaphore(READDIR_CONCURRENCY);
+
+  constructor(ctx: CopyContext, source: string, dest: string) {
+    this.ctx = ctx;
+    this.source = source;
+    this.dest = dest;
+    // One file in progress per slot of the budget: enough to keep it full with small files.
+    this.files = new Semaphore(ctx.options.queueDepth);
+  }
+
+  /** Records a failure: stops everything, or (`continueOnError`) keeps it for the end. */
+  fail(error: unknown, src: string, dst: string): void {
+    const ctx = this.ctx;
+    if (ctx.userAborted || ctx.stopping) return; // a stop: the errors that follow are its echo
+    const described = isDescribed(error) ? error as Error : describeFailure(ctx, error, src, dst);
+    if (ctx.options.continueOnError) {
+      this.errors.push(described);
+    } else {
+      this.first = described;
+      ctx.stop(described);
+    }
+  }
+
+  /** Creates directory `dst` for source directory `src`; records it; false when it failed. */
+  async makeDir(src: string, dst: string, st: EntryStat, mayExist: boolean): Promise<DirRecord | null> {
+    const ctx = this.ctx;
+    try {
+      await staged("mkdir", ctx.engine.mkdir(dst, (st.perm | 0o700) & 0o7777, ctx));
+      const record = { dst, st, created: true };
+      this.dirs.push(record);
+      ctx.dirs++;
+      return record;
+    } catch (e) {
+      if (codeOf(e) !== "EEXIST" || !mayExist) {
+        this.fail(e, src, dst);
+        return null;
+      }
+    }
+    // It exists: merge into it if it is a directory.
+    try {
+      const existing = await staged("stat-dest", ctx.engine.stat(dst, true, ctx));
+      if (existing.kind !== "dir") {
+        throw makeFailure("ENOTDIR", src, dst, `destination '${dst}' exists and is not a directory`, dst);
+      }
+    } catch (e) {
+      this.fail(e, src, dst);
+      return null;
+    }
+    const record = { dst, st, created: false };
+    this.dirs.push(record);
+    ctx.dirs++;
+    return record;
+  }
+
+  /** Walks source directory `src` into `dst` (which exists now); `merging`: `dst` existed. */
+  async walk(src: string, dst: string, merging: boolean): Promise<void> {
+    const ctx = this.ctx;
+    if (ctx.stopping) return;
+    const names: string[] = [];
+    await this.listings.acquire();
+    try {
+      for await (const entry of Deno.readDir(src)) names.push(entry.name);
+    } catch (e) {
+      this.fail(tagStage(e, "readdir"), src, dst);
+      return;
+    } finally {
+      this.listings.release();
+    }
+    await Promise.all(names.map((name) => this.entry(`${src}/${name}`, `${dst}/${name}`, merging)));
+  }
+
+  /** Handles one entry of a directory being walked. */
+  async entry(src: string, dst: string, merging: boolean): Promise<void> {
+    const ctx = this.ctx;
+    if (ctx.stopping) return;
+    let st: EntryStat;
+    try {
+      st = await staged("stat-source", ctx.engine.stat(src, false, ctx));
+    } catch (e) {
+      this.fail(e, src, dst);
+      return;
+    }
+    switch (st.kind) {
+      case "dir": {
+        const record = await this.makeDir(src, dst, st, merging);
+        if (record) await this.walk(src, dst, !record.created);
+        return;
+      }
+      case "file":
+        ctx.progress.totalFiles++;
+        ctx.progress.totalBytes += st.size;
+        await this.schedule(() => this.copyFileEntry(src, dst, st, merging));
+        return;
+      case "symlink":
+        ctx.progress.totalFiles++;
+        await this.schedule(() => this.copySymlink(src, dst, merging));
+        return;
+      default:
+        this.fail(
+          makeFailure(
+            undefined,
+            src,
+            dst,
+            `'${src}' is not a regular file, directory or symlink (skipped)`,
+            src,
+          ),
+          src,
+          dst,
+        );
+    }
+  }
+
+  /** Starts `job` once a file slot is free, without waiting for it to finish. */
+  async schedule(job: () => Promise<void>): Promise<void> {
+    if (!this.pending.tryAcquire()) await this.pending.acquire();
+    this.jobs.push((async () => {
+      if (!this.files.tryAcquire()) await this.files.acquire();
+      try {
+        if (!this.ctx.stopping) await job();
+      } finally {
+        this.files.release();
+        this.pending.release();
+      }
+    })());
+  }
+
+  async copyFileEntry(src: string, dst: string, st: EntryStat, merging: boolean): Promise<void> {
+    const ctx = this.ctx;
+    try {
+      if (merging) {
+        // The destination directory existed: say early if the file is in the way.
+        let existing: EntryStat | undefined;
+        try {
+          existing = await staged("stat-dest", ctx.engine.stat(dst, false, ctx));
+        } catch (e) {
+          if (codeOf(e) !== "ENOENT") throw e;
+        }
+        if (existing?.kind === "dir") {
+          throw makeFailure("EISDIR", src, dst, `destination '${dst}' is a directory`, dst);
+        }
+        if (existing !== undefined && !ctx.options.overwrite) {
+          throw makeFailure(
+            "EEXIST",
+            src,
+            dst,
+            `destination '${dst}' already exists (use overwrite / --force to replace it)`,
+            dst,
+          );
+        }
+      }
+      await copyRegular(ctx, src, dst, st);
+    } catch (e) {
+      this.fail(e, src, dst);
+    }
+  }
+
+  async copySymlink(src: string, dst: string, merging: boolean): Promise<void> {
+    const ctx = this.ctx;
+    try {
+      const target = await staged("readlink", ctx.inflight.run(() => Deno.readLink(src)));
+      try {
+        await staged("symlink", ctx.engine.symlink(target, dst, ctx));
+      } catch (e) {
+        if (codeOf(e) !== "EEXIST" || !merging || !ctx.options.overwrite) throw e;
+        // Replace what is there (unless it is a directory) atomically: a new link, renamed over.
+        const existing = await staged("stat-dest", ctx.engine.stat(dst, false, ctx));
+        if (existing.kind === "dir") {
+          throw makeFailure("EISDIR", src, dst, `destination '${dst}' is a directory`, dst);
+        }
+        const tmp = tempPathFor(dst);
+        await staged("symlink", ctx.engine.symlink(target, tmp, ctx));
+        try {
+          await staged("rename", ctx.engine.rename(tmp, dst, false, ctx));
+        } catch (e2) {
+          await ctx.engine.unlink(tmp).catch(() => {});
+          throw e2;
+        }
+      }
+      ctx.fileDone(dst, 0);
+    } catch (e) {
+      this.fail(e, src, dst);
+    }
+  }
+
+  /** Sets the final mode (and times) of the directories, deepest first. */
+  async finishDirs(): Promise<void> {
+    const ctx = this.ctx;
+    const preserve = ctx.options.preserve;
+    for (let i = this.dirs.length - 1; i >= 0; i--) {
+      if (ctx.stopping) return;
+      const { dst, st, created } = this.dirs[i];
+      try {
+        const madeWith = (st.perm | 0o700) & ~(ctx.umask ?? 0o777);
+        if ((created && (ctx.umask === undefined || madeWith !== st.perm)) || preserve) {
+          await staged("chmod", ctx.inflight.run(() => Deno.chmod(dst, st.perm)));
+        }
+        if (preserve) await staged("utime", ctx.inflight.run(() => Deno.utime(dst, st.atime, st.mtime)));
+      } catch (e) {
+        this.fail(e, dst, dst);
+      }
+    }
+  }
+}
+
+async function realPathOrNull(path: string): Promise<string | null> {
+  try {
+    return await Deno.realPath(path);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Copies the directory `src` (a symlink to one is followed) to `dst` and resolves with
+ * `{ files, bytes, ms, dirs, engine }` (`files` counts regular files and symlinks).
+ *
+ * The source is walked with `Deno.readDir` (io_uring has no `getdents`) while its files are
+ * already being copied: directories are created, regular files copied as by `copyFile` (each
+ * through a temporary name renamed into place), symlinks recreated as symlinks with the same
+ * target (not followed). Modes are kept (directories get theirs after their contents are
+ * written); `preserve: true` also keeps the times of files and directories (not of symlinks).
+ * Hard links are copied as separate files; devices, FIFOs and sockets are failures ("not a
+ * regular file, directory or symlink"). Every file shares one in-flight budget of `queueDepth`
+ * operations, with up to `queueDepth` files in progress at once, so thousands of small files
+ * overlap their open/read/write/close. `onProgress` reports bytes and files done and the totals
+ * found so far (`scanning` is true until the walk ends).
+ *
+ * `dst` may be missing (it is created) or an existing directory (the trees are merged; a file
+ * already there is an `AlreadyExists` failure unless `overwrite`). A `dst` inside `src` is
+ * refused.
+ *
+ * Failures: without `continueOnError` the first failure stops the copy, which rejects with that
+ * error (as `copyFile` words them, naming the file). With `continueOnError` everything else is
+ * still copied and the promise then rejects with a {@link CopyTreeError}: an `AggregateError`
+ * whose `errors` hold one error per failed entry and whose `result` counts what was copied. An
+ * abort (`signal`) rejects with an `AbortError`. Files are never left half-written under their
+ * own name; directories created before a failure stay (possibly incomplete). Since 5.15
+ * (`mkdirat`, `symlinkat`).
+ */
+export async function copyTree(
+  src: string | URL,
+  dst: string | URL,
+  options?: CopyTreeOptions,
+): Promise<CopyResult> {
+  const source = trimSlashes(toPath(src, "src"));
+  const dest = trimSlashes(toPath(dst, "dst"));
+  const opts = resolveCopyOptions(options);
+  if (opts.signal?.aborted) throw abortFailure(opts.signal, `copying '${source}' to '${dest}'`);
+  const ctx = new CopyContext(opts);
+  const tree = new TreeCopy(ctx, source, dest);
+  try {
+    let root: EntryStat;
+    let merging = false;
+    try {
+      root = await staged("stat-source", ctx.engine.stat(source, true, ctx));
+      if (root.kind !== "dir") {
+        throw makeFailure(
+          "ENOTDIR",
+          source,
+          dest,
+          `source '${source}' is not a directory (use copyFile)`,
+          source,
+        );
+      }
+      let existing: EntryStat | undefined;
+      try {
+        existing = await staged("stat-dest", ctx.engine.stat(dest, true, ctx));
+      } catch (e) {
+        if (codeOf(e) !== "ENOENT") throw e;
+      }
+      if (existing !== undefined && existing.kind !== "dir") {
+        throw makeFailure(
+          "ENOTDIR",
+          source,
+          dest,
+          `destination '${dest}' exists and is not a directory`,
+          dest,
+        );
+      }
+      merging = existing !== undefined;
+      // Refuse to copy a directory into itself (the walk would never end).
+      const realSource = await realPathOrNull(source);
+      const base = dest.slice(dest.lastIndexOf("/") + 1);
+      const realDest = merging
+        ? await realPathOrNull(dest)
+        : await realPathOrNull(dirnameOf(dest)).then((d) =>
+          d === null ? null : `${d === "/" ? "" : d}/${base}`
+        );
+      if (realSource !== null && realDest !== null) {
+        if (realDest === realSource || realDest.startsWith(realSource === "/" ? "/" : `${realSource}/`)) {
+          throw makeFailure("EINVAL", source, dest, "cannot copy a directory into itself", dest);
+        }
+      }
+    } catch (e) {
+      throw isDescribed(e) ? e : describeFailure(ctx, e, source, dest);
+    }
+    ctx.progress.scanning = true;
+    ctx.report();
+    if (merging) {
+      tree.dirs.push({ dst: dest, st: root, created: false });
+      ctx.dirs++;
+    } else {
+      try {
+        await staged("mkdir", ctx.engine.mkdir(dest, (root.perm | 0o700) & 0o7777, ctx));
+      } catch (e) {
+        throw describeFailure(ctx, e, source, dest);
+      }
+      tree.dirs.push({ dst: dest, st: root, created: true });
+      ctx.dirs++;
+    }
+    await tree.walk(source, dest, merging);
+    ctx.progress.scanning = false;
+    ctx.report();
+    // Jobs are appended while earlier ones run; wait until none is left.
+    for (let i = 0; i < tree.jobs.length; i++) await tree.jobs[i];
+    await tree.finishDirs();
+    if (ctx.userAborted) throw abortFailure(opts.signal!, `copying '${source}' to '${dest}'`);
+    if (tree.first) throw tree.first;
+    const result: CopyResult = ctx.result();
+    if (tree.errors.length > 0) throw new CopyTreeError(tree.errors, result, source, dest);
+    return result;
+  } finally {
+    await ctx.close();
+  }
+}
