@@ -630,13 +630,39 @@ ringTest("CQ overflow on a tiny CQ loses nothing (12 completions through a 4-ent
     while (ring.sqReady() > 0) assert.ok(performance.now() < deadline, "SQEs never consumed");
   }
   assert.equal(ring.cqReady(), 4, "the CQ is full; the rest wait in the kernel");
-  const done = reap(ring, 12);
-  assert.deepEqual([...done.keys()].map(Number).sort((a, b) => a - b), [...Array(12).keys()]);
-  for (const d of done.values()) assert.equal(d.res, 0);
+  // Reap without ever waiting: peekCqe alone must bring the held completions in.
+  const seen: number[] = [];
+  for (let cqe = ring.peekCqe(); cqe !== null; cqe = ring.peekCqe()) {
+    assert.equal(cqe.res, 0);
+    seen.push(cqe.userDataNumber);
+    ring.cqAdvance(1);
+  }
+  assert.deepEqual(seen.sort((a, b) => a - b), [...Array(12).keys()]);
   assert.equal(ring.cqOverflow, 0, "no completion was dropped");
   assertNoCompletion(ring, 10);
   // The ring works normally afterwards.
   assert.equal(run(ring, (s) => prepNop(s), 99n), 0);
+});
+
+ringTest("CQ overflow: forEachCqe and peekBatch also bring held completions in", (config) => {
+  using ring = new IoUring(4, { ...config.options, cqEntries: 4 });
+  for (let i = 0; i < 8; i++) {
+    prepNop(getSqe(ring)).setUserData(i);
+    if (i % 4 === 3) {
+      ring.submit();
+      const deadline = performance.now() + 5000;
+      while (ring.sqReady() > 0) assert.ok(performance.now() < deadline, "SQEs never consumed");
+    }
+  }
+  const seen: number[] = [];
+  assert.equal(ring.forEachCqe((c) => seen.push(c.userDataNumber)), 4);
+  const out = new Array(8);
+  const n = ring.peekBatch(out);
+  assert.equal(n, 4, "peekBatch flushed the held completions");
+  for (let i = 0; i < n; i++) seen.push(out[i].userDataNumber);
+  ring.cqAdvance(n);
+  assert.deepEqual(seen.sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7]);
+  assert.equal(ring.peekCqe(), null);
 });
 
 // --- File system operations -------------------------------------------------------------------
