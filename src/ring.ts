@@ -491,7 +491,7 @@ export class IoUring implements Disposable {
    * The oldest unreaped completion, or `null` when none is ready. Does not consume it: call
    * `cqAdvance(1)` after use. When the CQ is empty but the kernel holds overflowed completions,
    * it has the kernel flush them first (one `io_uring_enter`), so none is ever lost. With IOPOLL
-   * an empty CQ makes it poll the device once.
+   * (and no SQPOLL, whose kernel thread polls) an empty CQ makes it poll the device once.
    */
   peekCqe(): Cqe | null {
     if (this.#closed) this.#assertOpen();
@@ -506,7 +506,10 @@ export class IoUring implements Disposable {
   /** Brings in completions the kernel still holds (overflow list, IOPOLL); true if any arrived. */
   #refill(): boolean {
     const overflowed = (Atomics.load(this.#sq, this.#sqFlags) & abi.IORING_SQ_CQ_OVERFLOW) !== 0;
-    if (!overflowed && !this.iopoll) return false;
+    // IOPOLL without SQPOLL has no interrupts: only an enter(GETEVENTS) polls the device. With
+    // SQPOLL the kernel thread polls and posts to the CQ itself (the kernel's GETEVENTS would
+    // only wait), so an empty CQ there needs no system call.
+    if (!overflowed && (!this.iopoll || this.sqpoll)) return false;
     if (overflowed) this.stats.submit++;
     else this.stats.wait++;
     const r = this.#enter(0, 0, abi.IORING_ENTER_GETEVENTS);
