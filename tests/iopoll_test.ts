@@ -98,6 +98,21 @@ for (const config of CONFIGS) {
   });
 }
 
+for (const backend of BACKENDS) {
+  Deno.test({
+    name:
+      `SQPOLL + IOPOLL: the kernel thread polls, so an empty CQ is peeked without a system call [${backend}]`,
+    ignore: skipKernel(),
+    fn() {
+      using ring = new IoUring(8, { sqpoll: true, iopoll: true, backend });
+      const before = { ...ring.stats };
+      for (let i = 0; i < 3; i++) assert.equal(ring.peekCqe(), null);
+      assert.deepEqual(ring.stats, before, "no io_uring_enter for an empty peek");
+      assert.equal(run(ring, (s) => prepNop(s)), 0);
+    },
+  });
+}
+
 // Teardown is checked in a fresh child process (with --allow-all, which Deno needs to read
 // /proc/self): no other ring's SQ thread can blur the count there.
 const TEARDOWN_SCRIPT = `
