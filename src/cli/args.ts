@@ -36,6 +36,8 @@ export interface CpArgs {
   progress: boolean | undefined;
   /** `-q`: no progress, no warnings; errors only. */
   quiet: boolean;
+  /** `--cwd DIR`: resolve relative paths against DIR (`deno task` runs in the project root). */
+  cwd: string | undefined;
 }
 
 /** The result of parsing: run a copy, print help, or a usage error to report. */
@@ -63,6 +65,8 @@ Options:
       --progress         show a progress bar (default: on when stdout is a terminal)
       --no-progress      never show the progress bar
   -q, --quiet            print nothing but errors
+      --cwd DIR          resolve relative paths against DIR (deno task cp passes the
+                         directory it was started in)
   -h, --help             show this help and exit
 
 Copies are written under a temporary name next to the destination and renamed into place
@@ -130,6 +134,7 @@ export function parseCpArgs(argv: readonly string[]): ParsedArgs {
         progress: { type: "boolean" },
         quiet: { type: "boolean", short: "q" },
         help: { type: "boolean", short: "h" },
+        cwd: { type: "string" },
       },
     });
   } catch (e) {
@@ -175,6 +180,7 @@ export function parseCpArgs(argv: readonly string[]): ParsedArgs {
       force: v.force ?? false,
       progress: v.quiet ? false : v.progress,
       quiet: v.quiet ?? false,
+      cwd: v.cwd === "" ? undefined : v.cwd,
     },
   };
 }

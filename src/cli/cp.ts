@@ -89,6 +89,14 @@ export async function main(argv: readonly string[], io: CpIo = processIo()): Pro
 }
 
 async function run(args: CpArgs, io: CpIo): Promise<number> {
+  if (args.cwd !== undefined) {
+    try {
+      Deno.chdir(args.cwd);
+    } catch (e) {
+      io.err(`cp: cannot change to directory '${args.cwd}': ${(e as Error).message}\n`);
+      return 2;
+    }
+  }
   const showProgress = args.progress ?? io.isTerminal;
   const bar = showProgress ? new ProgressBar({ write: io.out, columns: io.columns }) : undefined;
   let failures = 0;
