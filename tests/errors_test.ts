@@ -370,3 +370,55 @@ Deno.test({
     }
   },
 });
+
+function straceWorks(): boolean {
+  try {
+    return new Deno.Command("strace", { args: ["-V"], stdout: "null", stderr: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name: "without io_uring (ENOSYS injected by strace) the kernel tests skip with one clear line",
+  ignore: skipKernel() || !straceWorks(),
+  async fn() {
+    const ringTests = new URL("./ring_test.ts", import.meta.url).pathname;
+    const out = await new Deno.Command("strace", {
+      args: [
+        "-f",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=io_uring_setup",
+        "-e",
+        "inject=io_uring_setup:error=ENOSYS",
+        Deno.execPath(),
+        "test",
+        "--no-lock",
+        "--allow-ffi",
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        "--allow-run",
+        "--allow-sys",
+        ringTests,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    if (!out.success && /PTRACE|ptrace/.test(text)) {
+      console.log("SKIP: strace cannot trace here");
+      return;
+    }
+    assert.ok(out.success, text);
+    const skips = text.split("\n").filter((l) =>
+      l.startsWith("SKIP kernel tests: io_uring is unavailable here")
+    );
+    assert.equal(skips.length, 1, text);
+    assert.match(skips[0], /ENOSYS/);
+    assert.match(text, /ok \| 0 passed \| 0 failed \| \d+ ignored/);
+  },
+});
