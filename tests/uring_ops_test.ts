@@ -1,0 +1,420 @@
+import assert from "node:assert/strict";
+import { OsError, Uring, type UringFile } from "../mod.ts";
+import { ringTest, tempDir } from "./_support.ts";
+import { mkfifo, pipe, sysRead } from "./_io.ts";
+import { fdCount, sleep, uringOptions } from "./uring_support.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+ringTest("Uring: nop, read, write, readv, writev, fsync, fallocate, ftruncate", async (config) => {
+  using dir = tempDir();
+  await using uring = new Uring(uringOptions(config, { entries: 8 }));
+  assert.equal(uring.sqpoll, config.sqpoll);
+  assert.equal(await uring.nop(), undefined);
+
+  const path = `${dir.path}/a.bin`;
+  const fd = await uring.openFd(path, 0o2 | 0o100, 0o644); // O_RDWR | O_CREAT
+  assert.ok(fd >= 0);
+  assert.equal(await uring.write(fd, enc.encode("hello, world"), 0), 12);
+  const buf = new Uint8Array(32);
+  assert.equal(await uring.read(fd, buf, 7), 5);
+  assert.equal(dec.decode(buf.subarray(0, 5)), "world");
+  assert.equal(await uring.read(fd, buf, 12), 0, "0 at end of file");
+  assert.equal(await uring.read(fd, buf, 4096n), 0, "bigint positions work");
+
+  assert.equal(await uring.writev(fd, [enc.encode("AB"), enc.encode("CDE")], 100), 5);
+  const a = new Uint8Array(3), b = new Uint8Array(2);
+  assert.equal(await uring.readv(fd, [a, b], 100), 5);
+  assert.equal(dec.decode(a) + dec.decode(b), "ABCDE");
+  assert.equal(Deno.statSync(path).size, 105);
+
+  await uring.fsync(fd);
+  await uring.fsync(fd, { datasync: true });
+  await uring.fallocate(fd, 0, 8192);
+  assert.equal(Deno.statSync(path).size, 8192);
+  await uring.ftruncate(fd, 3);
+  assert.equal(Deno.readTextFileSync(path), "hel");
+  await uring.close(fd);
+  await assert.rejects(uring.read(fd, buf, 0), (e: OsError) => e.code === "EBADF");
+});
+
+ringTest(
+  "Uring: open gives a UringFile: readAt/writeAt/readFull/writeAll/stat/sync/truncate/close",
+  async (config) => {
+    using dir = tempDir();
+    await using uring = new Uring(uringOptions(config));
+    const path = `${dir.path}/f.txt`;
+    const before = fdCount();
+    const file = await uring.open(path, { read: true, write: true, create: true });
+    assert.equal(file.path, path);
+    assert.equal(fdCount(), before + 1);
+    const data = new Uint8Array(100_000).map((_, i) => i * 7);
+    await file.writeAll(data, 0);
+    const back = new Uint8Array(200_000);
+    assert.equal(await file.readFull(back, 0), data.length, "readFull stops at end of file");
+    assert.deepEqual(back.subarray(0, data.length), data);
+    assert.equal(await file.readAt(back, 50_000n), 50_000);
+    const st = await file.stat();
+    assert.equal(st.size, data.length);
+    assert.ok(st.isFile);
+    assert.equal(st.ino, BigInt(Deno.statSync(path).ino!));
+    await file.sync();
+    await file.sync({ datasync: true });
+    await file.truncate(10);
+    assert.equal((await file.stat()).size, 10);
+    await file.close();
+    assert.ok(file.closed);
+    await file.close(); // harmless
+    assert.equal(fdCount(), before);
+    await assert.rejects(file.readAt(back, 0), Deno.errors.BadResource);
+    await assert.rejects(file.stat(), Deno.errors.BadResource);
+
+    // Default open is read-only; append writes at the end.
+    const ro = await uring.open(path);
+    await assert.rejects(ro.writeAt(enc.encode("x"), 0), (e: OsError) => e.code === "EBADF");
+    await ro.close();
+    const ap = await uring.open(path, { append: true });
+    await ap.writeAll(enc.encode("!!"), 0);
+    await ap.close();
+    assert.equal(Deno.statSync(path).size, 12);
+  },
+);
+
+ringTest("Uring: readFull loops over short reads (FIFO)", async (config) => {
+  using dir = tempDir();
+  await using uring = new Uring(uringOptions(config));
+  const fifo = `${dir.path}/fifo`;
+  mkfifo(fifo);
+  // Read-write open of a FIFO does not wait for a peer.
+  await using file = await uring.open(fifo, { read: true, write: true });
+  const out = new Uint8Array(8);
+  const reading = file.readFull(out, 0);
+  // Three separate writes arrive one by one: each read is short, readFull keeps going.
+  for (const chunk of ["abc", "de", "fgh"]) {
+    await sleep(5);
+    assert.equal(await file.writeAt(enc.encode(chunk), 0), chunk.length);
+  }
+  assert.equal(await reading, 8);
+  assert.equal(dec.decode(out), "abcdefgh");
+});
+
+ringTest(
+  "Uring: path operations: mkdir, open flags, statx, rename, link, symlink, unlink",
+  async (config) => {
+    using dir = tempDir();
+    await using uring = new Uring(uringOptions(config));
+    const d = `${dir.path}/sub`;
+    await uring.mkdir(d, { mode: 0o750 });
+    assert.ok(Deno.statSync(d).isDirectory);
+    assert.equal(Deno.statSync(d).mode! & 0o777, 0o750 & ~0o022 & 0o777);
+    const st = await uring.statx(new URL(`file://${d}`));
+    assert.ok(st.isDirectory);
+
+    const f = `${d}/one`;
+    const file = await uring.open(f, { write: true, create: true, mode: 0o600 });
+    await file.writeAll(enc.encode("one"), 0);
+    await file.close();
+    assert.equal(Deno.statSync(f).mode! & 0o777, 0o600);
+    await assert.rejects(uring.open(f, { write: true, exclusive: true }), Deno.errors.AlreadyExists);
+    const t = await uring.open(f, { write: true, truncate: true });
+    await t.close();
+    assert.equal(Deno.statSync(f).size, 0);
+
+    await uring.rename(f, `${d}/two`);
+    assert.ok(Deno.statSync(`${d}/two`).isFile);
+    Deno.writeTextFileSync(`${d}/three`, "3");
+    await assert.rejects(
+      uring.rename(`${d}/two`, `${d}/three`, { noReplace: true }),
+      Deno.errors.AlreadyExists,
+    );
+
+    await uring.link(`${d}/three`, `${d}/hard`);
+    assert.equal(Deno.statSync(`${d}/hard`).nlink, 2);
+    await uring.symlink("three", `${d}/soft`);
+    assert.equal(Deno.readLinkSync(`${d}/soft`), "three");
+    assert.ok((await uring.statx(`${d}/soft`, { followSymlinks: false })).isSymlink);
+    assert.ok((await uring.statx(`${d}/soft`)).isFile);
+
+    await assert.rejects(uring.unlink(d, { directory: true }), (e: OsError) => e.code === "ENOTEMPTY");
+    for (const name of ["two", "three", "hard", "soft"]) await uring.unlink(`${d}/${name}`);
+    await uring.unlink(d, { directory: true });
+    assert.throws(() => Deno.statSync(d), Deno.errors.NotFound);
+  },
+);
+
+ringTest("Uring: failures reject with Deno.errors classes naming the operation and path", async (config) => {
+  using dir = tempDir();
+  await using uring = new Uring(uringOptions(config));
+  const missing = `${dir.path}/nope/x`;
+  const file = `${dir.path}/file`;
+  Deno.writeTextFileSync(file, "x");
+
+  const cases: Array<[Promise<unknown>, new (...args: never[]) => Error, string, string]> = [
+    [
+      uring.open(missing),
+      Deno.errors.NotFound,
+      "ENOENT",
+      `open '${missing}': No such file or directory (ENOENT)`,
+    ],
+    [
+      uring.statx(missing),
+      Deno.errors.NotFound,
+      "ENOENT",
+      `statx '${missing}': No such file or directory (ENOENT)`,
+    ],
+    [uring.mkdir(dir.path), Deno.errors.AlreadyExists, "EEXIST", `mkdir '${dir.path}': File exists (EEXIST)`],
+    [
+      uring.open(file, { write: true, create: true, exclusive: true }),
+      Deno.errors.AlreadyExists,
+      "EEXIST",
+      `open '${file}': File exists (EEXIST)`,
+    ],
+    [
+      uring.statx(`${file}/x`),
+      Deno.errors.NotADirectory,
+      "ENOTDIR",
+      `statx '${file}/x': Not a directory (ENOTDIR)`,
+    ],
+    [
+      uring.open(dir.path, { write: true }),
+      Deno.errors.IsADirectory,
+      "EISDIR",
+      `open '${dir.path}': Is a directory (EISDIR)`,
+    ],
+    [
+      uring.unlink(missing),
+      Deno.errors.NotFound,
+      "ENOENT",
+      `unlink '${missing}': No such file or directory (ENOENT)`,
+    ],
+    [
+      uring.rename(missing, `${dir.path}/y`),
+      Deno.errors.NotFound,
+      "ENOENT",
+      `rename '${missing}' -> '${dir.path}/y': No such file or directory (ENOENT)`,
+    ],
+    [
+      uring.read(1 << 20, new Uint8Array(1), 0),
+      OsError,
+      "EBADF",
+      `read (fd 1048576): Bad file descriptor (EBADF)`,
+    ],
+    [uring.fallocate(0, 0, 0), TypeError, "EINVAL", "fallocate (fd 0): Invalid argument (EINVAL)"],
+  ];
+  for (const [promise, cls, code, message] of cases) {
+    const error: OsError = await promise.then(() => assert.fail(`${message}: should have failed`), (e) => e);
+    assert.ok(error instanceof cls, `${message}: got ${error?.constructor?.name}: ${error?.message}`);
+    assert.equal(error.code, code);
+    assert.equal(error.message, message);
+    assert.equal(typeof error.errno, "number");
+    assert.ok(error.errno > 0);
+  }
+  // The file's own path names UringFile failures.
+  const f = await uring.open(file);
+  const e = await f.writeAt(enc.encode("y"), 0).catch((e) => e);
+  assert.equal(e.message, `write '${file}': Bad file descriptor (EBADF)`);
+  assert.equal(e.path, file);
+  await f.close();
+});
+
+ringTest("Uring: bad arguments are refused before anything is queued", async (config) => {
+  await using uring = new Uring(uringOptions(config));
+  const sqes = uring.stats.sqes;
+  await assert.rejects(uring.read(-1, new Uint8Array(1), 0), RangeError);
+  await assert.rejects(uring.read(0, new Uint8Array(1), -5), RangeError);
+  await assert.rejects(uring.read(0, new Uint8Array(1), 1.5), TypeError);
+  await assert.rejects(uring.read(0, "x" as unknown as Uint8Array, 0), TypeError);
+  await assert.rejects(uring.writev(0, [], 0), TypeError);
+  await assert.rejects(uring.timeout(-1), RangeError);
+  await assert.rejects(uring.open("a\0b"), TypeError);
+  await assert.rejects(uring.open(""), TypeError);
+  await assert.rejects(uring.open(new URL("https://example.com/x")), TypeError);
+  await assert.rejects(uring.open("/tmp/x", { create: true }), TypeError, "create needs write");
+  await assert.rejects(uring.mkdir("/tmp/x", { mode: -1 }), RangeError);
+  await assert.rejects(uring.chain(() => {}), RangeError);
+  await assert.rejects(uring.chain((c) => c.read(-1, new Uint8Array(1), 0)), RangeError);
+  assert.equal(uring.stats.sqes, sqes);
+  assert.equal(uring.pending, 0);
+});
+
+ringTest("Uring: timeout resolves; many operations in one tick go as one batch", async (config) => {
+  await using uring = new Uring(uringOptions(config, { entries: 64 }));
+  await uring.timeout(0);
+  await uring.timeout(5);
+  const enters = { ...uring.ring.stats };
+  const all = await Promise.all(Array.from({ length: 64 }, () => uring.nop()));
+  assert.equal(all.length, 64);
+  if (!config.sqpoll) {
+    // One io_uring_enter submitted all 64 (the NOPs complete inside it).
+    assert.equal(uring.ring.stats.submit - enters.submit, 1);
+  }
+});
+
+ringTest("Uring: AbortSignal", async (config) => {
+  await using uring = new Uring(uringOptions(config));
+  const [r, w] = pipe();
+  try {
+    // Already aborted: rejects with the reason and queues nothing.
+    const sqes = uring.stats.sqes;
+    const reason = new Error("stop");
+    await assert.rejects(uring.nop({ signal: AbortSignal.abort(reason) }), (e) => e === reason);
+    assert.equal(uring.stats.sqes, sqes);
+
+    // A read on an empty pipe is cancelled: the promise rejects with the reason.
+    const ac = new AbortController();
+    const read = uring.read(r, new Uint8Array(8), 0, { signal: ac.signal });
+    await sleep(10);
+    ac.abort(reason);
+    await assert.rejects(read, (e) => e === reason);
+
+    // Finished first: aborting later changes nothing.
+    const ac2 = new AbortController();
+    assert.equal(await uring.nop({ signal: ac2.signal }), undefined);
+    ac2.abort();
+
+    // The default reason is an AbortError DOMException.
+    const ac3 = new AbortController();
+    const t = uring.timeout(60_000, { signal: ac3.signal });
+    setTimeout(() => ac3.abort(), 5);
+    await assert.rejects(t, (e: DOMException) => e.name === "AbortError");
+
+    // Data written while a read waits completes it.
+    const ac4 = new AbortController();
+    const buf = new Uint8Array(8);
+    const read4 = uring.read(r, buf, 0, { signal: ac4.signal });
+    assert.equal(await uring.write(w, enc.encode("hi"), 0), 2);
+    assert.equal(await read4, 2);
+    ac4.abort();
+    assert.equal(uring.pending, 0);
+  } finally {
+    await uring.close(r);
+    await uring.close(w);
+  }
+});
+
+ringTest("Uring: abort of operations still queued in JavaScript (SQ full)", async (config) => {
+  await using uring = new Uring(uringOptions(config, { entries: 2 }));
+  const [r, w] = pipe();
+  try {
+    // Two reads fill the SQ/CQ budget of a 2-entry ring (CQ 4); more wait in the FIFO.
+    const ac = new AbortController();
+    const reads = Array.from({ length: 8 }, () => uring.read(r, new Uint8Array(1), 0, { signal: ac.signal }));
+    await sleep(10);
+    assert.equal(uring.pending, 8);
+    const reason = new Error("enough");
+    ac.abort(reason);
+    const results = await Promise.allSettled(reads);
+    for (const result of results) {
+      assert.equal(result.status, "rejected");
+      assert.equal((result as PromiseRejectedResult).reason, reason);
+    }
+    assert.equal(uring.pending, 0);
+    // The ring still works.
+    assert.equal(await uring.write(w, enc.encode("z"), 0), 1);
+    const one = new Uint8Array(1);
+    assert.equal(await uring.read(r, one, 0), 1);
+    assert.equal(dec.decode(one), "z");
+  } finally {
+    await uring.close(r);
+    await uring.close(w);
+  }
+});
+
+ringTest("Uring: chain runs linked members in order; a failure cancels the rest", async (config) => {
+  using dir = tempDir();
+  await using uring = new Uring(uringOptions(config, { entries: 8 }));
+  const file = await uring.open(`${dir.path}/c`, { read: true, write: true, create: true });
+  const out = new Uint8Array(5);
+  const results = await uring.chain((c) =>
+    c.write(file.fd, enc.encode("chain"), 0).fsync(file.fd).read(file.fd, out, 0).nop().timeout(1)
+  );
+  assert.deepEqual(results, [
+    { ok: true, value: 5 },
+    { ok: true, value: 0 },
+    { ok: true, value: 5 },
+    { ok: true, value: 0 },
+    { ok: true, value: 0 },
+  ]);
+  assert.equal(dec.decode(out), "chain");
+
+  const failed = await uring.chain((c) => c.read(1 << 20, out, 0).write(file.fd, out, 0).nop());
+  assert.equal(failed.length, 3);
+  assert.equal(failed[0].ok, false);
+  assert.equal(!failed[0].ok && (failed[0].error as OsError).code, "EBADF");
+  for (const member of failed.slice(1)) {
+    assert.equal(member.ok, false);
+    assert.equal(!member.ok && (member.error as OsError).code, "ECANCELED");
+  }
+
+  // A short read breaks the chain too.
+  const short = await uring.chain((c) => c.read(file.fd, new Uint8Array(100), 0).nop());
+  assert.deepEqual(short[0], { ok: true, value: 5 });
+  assert.equal(!short[1].ok && (short[1].error as OsError).code, "ECANCELED");
+
+  await assert.rejects(
+    uring.chain((c) => {
+      for (let i = 0; i < 9; i++) c.nop();
+    }),
+    RangeError,
+  );
+
+  // Aborting a chain cancels what is in flight and rejects with the reason.
+  const [r, w] = pipe();
+  const ac = new AbortController();
+  const pending = uring.chain((c) => c.read(r, new Uint8Array(1), 0).nop(), { signal: ac.signal });
+  await sleep(10);
+  const reason = new Error("chain stop");
+  ac.abort(reason);
+  await assert.rejects(pending, (e) => e === reason);
+  await uring.close(r);
+  await uring.close(w);
+  await file.close();
+  assert.equal(uring.pending, 0);
+});
+
+ringTest("Uring: splice file -> pipe -> file", async (config) => {
+  using dir = tempDir();
+  await using uring = new Uring(uringOptions(config));
+  const src = `${dir.path}/src`, dst = `${dir.path}/dst`;
+  const data = new Uint8Array(10_000).map((_, i) => i % 251);
+  Deno.writeFileSync(src, data);
+  const a = await uring.open(src);
+  const b = await uring.open(dst, { write: true, create: true });
+  const [r, w] = pipe();
+  let off = 0;
+  while (off < data.length) {
+    const n = await uring.splice(a.fd, off, w, -1, Math.min(4096, data.length - off));
+    assert.ok(n > 0);
+    let moved = 0;
+    while (moved < n) moved += await uring.splice(r, -1, b.fd, off + moved, n - moved);
+    off += n;
+  }
+  await a.close();
+  await b.close();
+  await uring.close(r);
+  await uring.close(w);
+  assert.deepEqual(Deno.readFileSync(dst), data);
+});
+
+ringTest("Uring: close() closes the files open() returned; raw fds stay the caller's", async (config) => {
+  using dir = tempDir();
+  Deno.writeTextFileSync(`${dir.path}/x`, "x");
+  const before = fdCount();
+  const uring = new Uring(uringOptions(config));
+  const files: UringFile[] = [];
+  for (let i = 0; i < 5; i++) files.push(await uring.open(`${dir.path}/x`));
+  const raw = await uring.openFd(`${dir.path}/x`, 0);
+  assert.equal(fdCount(), before + 6 + 1); // + the ring fd
+  await uring.close();
+  assert.ok(files.every((f) => f.closed));
+  assert.equal(fdCount(), before + 1, "only the raw fd is left");
+  const one = new Uint8Array(1);
+  assert.equal(sysRead(raw, one), 1);
+  await files[0].close(); // harmless after the Uring closed
+  await assert.rejects(uring.nop(), /Uring is closed/);
+  await uring.close(); // closing twice is harmless
+  await using other = new Uring(uringOptions(config));
+  await other.close(raw);
+  assert.equal(fdCount(), before + 1); // `other`'s ring fd
+});

@@ -1,0 +1,136 @@
+/**
+ * Test support for the promise layer (`Uring`): options per ring configuration, fd counting, a
+ * seeded PRNG, and a promise tracker that proves each promise settles exactly once.
+ */
+
+import assert from "node:assert/strict";
+import type { UringOptions } from "../mod.ts";
+import type { RingConfig } from "./_support.ts";
+
+/** `Uring` options for one ring configuration of `ringTest`. */
+export function uringOptions(config: RingConfig, extra: UringOptions = {}): UringOptions {
+  return { sqpoll: config.sqpoll, backend: config.backend, ...extra };
+}
+
+/** Number of open file descriptors of this process (`/proc/self/fd`). */
+export function fdCount(): number {
+  let n = 0;
+  for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
+  return n;
+}
+
+/** A small seeded PRNG (mulberry32): the same seed gives the same sequence. */
+export class Prng {
+  #state: number;
+  /** Seeds the generator. */
+  constructor(readonly seed: number) {
+    this.#state = seed >>> 0;
+  }
+  /** A float in [0, 1). */
+  next(): number {
+    let t = (this.#state = (this.#state + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  /** An integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  /** An integer in [lo, hi]. */
+  range(lo: number, hi: number): number {
+    return lo + this.int(hi - lo + 1);
+  }
+  /** True with probability `p`. */
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+  /** Fills `buf` with pseudo-random bytes. */
+  fill(buf: Uint8Array): Uint8Array {
+    for (let i = 0; i < buf.length; i++) buf[i] = this.int(256);
+    return buf;
+  }
+}
+
+/**
+ * Wraps promises so a test can prove every one settled, and exactly once: `track(p)` returns a
+ * promise of the outcome and counts settlements per promise.
+ */
+export class Tracker {
+  #issued = 0;
+  #settled = 0;
+  #counts: number[] = [];
+
+  /** Promises tracked. */
+  get issued(): number {
+    return this.#issued;
+  }
+
+  /** Settlements seen. */
+  get settled(): number {
+    return this.#settled;
+  }
+
+  /** Tracks `p`; the returned promise never rejects. */
+  track<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+    const id = this.#issued++;
+    this.#counts[id] = 0;
+    const seen = () => {
+      this.#counts[id]++;
+      this.#settled++;
+    };
+    return p.then(
+      (value) => {
+        seen();
+        return { ok: true as const, value };
+      },
+      (error) => {
+        seen();
+        return { ok: false as const, error };
+      },
+    );
+  }
+
+  /** Asserts every tracked promise settled exactly once. */
+  assertAllSettledOnce(): void {
+    assert.equal(this.#settled, this.#issued, `${this.#issued - this.#settled} promises never settled`);
+    for (let i = 0; i < this.#counts.length; i++) {
+      assert.equal(this.#counts[i], 1, `promise ${i} settled ${this.#counts[i]} times`);
+    }
+  }
+}
+
+/** Resolves after `ms` (a JavaScript timer). */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Runs `deno run` on `code` (written to a temp file) with `flags`; returns status and output. */
+export async function runDeno(
+  code: string,
+  flags: string[],
+  options: { timeoutMs?: number; cwd?: string } = {},
+): Promise<{ code: number; stdout: string; stderr: string; timedOut: boolean }> {
+  const dir = Deno.makeTempDirSync({ prefix: "uring-child-" });
+  const file = `${dir}/child.ts`;
+  Deno.writeTextFileSync(file, code);
+  const signal = AbortSignal.timeout(options.timeoutMs ?? 30_000);
+  let timedOut = false;
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", ...flags, file],
+      cwd: options.cwd,
+      stdout: "piped",
+      stderr: "piped",
+      signal,
+    }).output();
+    timedOut = signal.aborted;
+    const dec = new TextDecoder();
+    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr), timedOut };
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+/** The module's entry point as a file URL string, for child scripts to import. */
+export const MOD_URL: string = new URL("../mod.ts", import.meta.url).href;
