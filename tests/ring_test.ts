@@ -24,6 +24,7 @@ import {
   IORING_SETUP_CQSIZE,
   IORING_SETUP_SQPOLL,
   IORING_TIMEOUT_ETIME_SUCCESS,
+  IOSQE_ASYNC,
   IOSQE_CQE_SKIP_SUCCESS,
   IOSQE_FIXED_FILE,
   IOSQE_IO_DRAIN,
@@ -401,7 +402,7 @@ ringTest("a failing link member cancels the rest (ECANCELED); a hardlink does no
   prepWrite(getSqe(ring), fd, buf, 0).setUserData(1).setFlags(IOSQE_IO_LINK);
   prepRead(getSqe(ring), fd, buf, 0).setUserData(2).setFlags(IOSQE_IO_LINK);
   prepNop(getSqe(ring)).setUserData(3);
-  prepNop(getSqe(ring)).setUserData(4); // not in the chain
+  prepNop(getSqe(ring)).setUserData(4).setFlags(IOSQE_ASYNC); // not in the chain; punted to a worker
   ring.submit();
   let done = reap(ring, 4);
   assertErr(done.get(1n)!.res, "EBADF", "failing member");

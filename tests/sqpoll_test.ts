@@ -8,11 +8,13 @@ import assert from "node:assert/strict";
 import {
   type Backend,
   DEFAULT_SQPOLL_IDLE_MS,
+  IORING_SETUP_COOP_TASKRUN,
   IORING_SETUP_SQ_AFF,
   IORING_SETUP_SQPOLL,
   IORING_SQ_CQ_OVERFLOW,
   IORING_SQ_NEED_WAKEUP,
   IoUring,
+  IoUringError,
   prepNop,
 } from "../mod.ts";
 import { skipKernel } from "./_support.ts";
@@ -129,6 +131,29 @@ Deno.test({
     using plain = new IoUring(4, { sqpoll: false });
     assert.equal(plain.sqpoll, false);
     assert.equal(plain.params.flags & IORING_SETUP_SQPOLL, 0);
+  },
+});
+
+Deno.test({
+  name: "SQPOLL refused by the kernel: the default falls back to a plain ring and says why; insisting throws",
+  ignore: skipKernel(),
+  fn() {
+    // COOP_TASKRUN is an IPI optimisation the kernel refuses together with SQPOLL (EINVAL).
+    for (const backend of BACKENDS) {
+      using ring = new IoUring(4, { flags: IORING_SETUP_COOP_TASKRUN, backend });
+      assert.equal(ring.sqpoll, false);
+      assert.ok(ring.params.flags & IORING_SETUP_COOP_TASKRUN);
+      assert.match(ring.sqpollFallbackReason ?? "", /EINVAL/);
+      prepNop(ring.getSqe()!).setUserData(3);
+      ring.submitAndWait(1);
+      assert.equal(ring.peekCqe()?.userDataNumber, 3);
+      for (const sqpoll of [true, { idleMs: 5 }]) {
+        assert.throws(
+          () => new IoUring(4, { flags: IORING_SETUP_COOP_TASKRUN, sqpoll, backend }),
+          (e: unknown) => e instanceof IoUringError && e.call === "io_uring_setup" && e.code === "EINVAL",
+        );
+      }
+    }
   },
 });
 
