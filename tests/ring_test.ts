@@ -45,6 +45,7 @@ import {
   POSIX_FADV_SEQUENTIAL,
   prepCancel,
   prepClose,
+  prepCloseDirect,
   prepFadvise,
   prepFallocate,
   prepFdatasync,
@@ -81,7 +82,7 @@ import {
   SYNC_FILE_RANGE_WRITE,
   Timespec,
 } from "../mod.ts";
-import { ringTest, tempDir } from "./_support.ts";
+import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import {
   assertErr,
   assertNoCompletion,
@@ -358,6 +359,12 @@ ringTest("fixed files: IOSQE_FIXED_FILE by index, registerFilesUpdate, unregiste
   assert.equal(new TextDecoder().decode(buf), "AAAA");
   assert.equal(ring.registerFilesUpdate(1, [-1]), 1);
   assertErr(readFixed(1), "EBADF");
+  // close_direct (5.15) empties a slot from inside the ring.
+  assert.equal(ring.registerFilesUpdate(1, [fa]), 1);
+  assert.equal(readFixed(1), 4);
+  assert.equal(run(ring, (s) => prepCloseDirect(s, 1)), 0);
+  assertErr(readFixed(1), "EBADF");
+  assertErr(run(ring, (s) => prepCloseDirect(s, 1)), "EBADF");
   // The table holds its own reference: closing the fd does not empty the slot.
   closeFd(ring, fb);
   assert.equal(readFixed(0), 4);
@@ -889,4 +896,30 @@ ringTest("registerEventfd signals completions; unregisterEventfd stops it", asyn
     sysClose(efd);
   }
   assert.equal(sysWrite(efd, new Uint8Array(8)), -1); // closed
+});
+
+Deno.test({
+  name: "URING_BACKEND chooses the backend; an unknown value is refused",
+  ignore: skipKernel(),
+  fn() {
+    const saved = Deno.env.get("URING_BACKEND");
+    try {
+      for (const backend of ["libc", "helper"] as const) {
+        Deno.env.set("URING_BACKEND", backend);
+        using ring = new IoUring(2, { sqpoll: false });
+        assert.equal(ring.backend, backend);
+        assert.equal(run(ring, (s) => prepNop(s)), 0);
+      }
+      Deno.env.set("URING_BACKEND", "kernel");
+      assert.throws(() => new IoUring(2, { sqpoll: false }), TypeError);
+      // An explicit option wins over the environment.
+      using ring = new IoUring(2, { sqpoll: false, backend: "libc" });
+      assert.equal(ring.backend, "libc");
+    } finally {
+      if (saved === undefined) Deno.env.delete("URING_BACKEND");
+      else Deno.env.set("URING_BACKEND", saved);
+    }
+    using ring = new IoUring(2, { sqpoll: false });
+    assert.equal(ring.backend, saved ?? "helper", "the helper is the default once built");
+  },
 });
