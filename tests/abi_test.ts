@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import * as abi from "../mod.ts";
-import { errno, errnoMessage, errnoName } from "../mod.ts";
+import { errno, errnoMessage, errnoName, Probe } from "../mod.ts";
 
 Deno.test("struct sizes match the kernel's", () => {
   assert.equal(abi.PARAMS_SIZE, 120); // struct io_uring_params
@@ -224,6 +224,33 @@ Deno.test("errno names, numbers and messages", () => {
   assert.equal(errnoMessage(2), "No such file or directory");
   assert.equal(errnoName(9999), "E9999");
   assert.throws(() => errno("ENOTANERRNO"), RangeError);
+});
+
+Deno.test("Probe decodes struct io_uring_probe: supported flag per op, ops past ops_len unsupported", () => {
+  // struct io_uring_probe { u8 last_op; u8 ops_len; u16 resv; u32 resv2[3]; io_uring_probe_op ops[]; }
+  // struct io_uring_probe_op { u8 op; u8 resv; u16 flags; u32 resv2; }
+  const buf = new Uint8Array(16 + 8 * 8);
+  const v = new DataView(buf.buffer);
+  buf[0] = 5; // last_op
+  buf[1] = 6; // ops_len
+  for (let op = 0; op < 8; op++) {
+    buf[16 + op * 8] = op;
+    // op 3 unsupported; ops 6 and 7 flagged but past ops_len
+    v.setUint16(16 + op * 8 + 2, op === 3 ? 0 : 1, true);
+  }
+  const probe = new Probe(buf);
+  assert.equal(probe.lastOp, 5);
+  assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7].map((op) => probe.supports(op)), [
+    true,
+    true,
+    true,
+    false,
+    true,
+    true,
+    false,
+    false,
+  ]);
+  assert.deepEqual(probe.names, ["NOP", "READV", "WRITEV", "READ_FIXED", "WRITE_FIXED"]);
 });
 
 // --- Cross-check against the installed kernel headers ------------------------------------------
