@@ -1,0 +1,186 @@
+/**
+ * The Uring's life: the event loop stays live while I/O waits, an idle Uring costs no CPU and
+ * lets the process exit, and close() with operations in flight settles every promise.
+ */
+
+import assert from "node:assert/strict";
+import { ClosedError, OsError, Uring } from "../mod.ts";
+import { ringTest, skipKernel, tempDir } from "./_support.ts";
+import { mkfifo, pipe, sysRead } from "./_io.ts";
+import { fdCount, MOD_URL, runDeno, sleep, Tracker, uringOptions } from "./uring_support.ts";
+
+const enc = new TextEncoder();
+
+ringTest(
+  "Uring: the event loop stays live while a read waits on an empty pipe; abort settles it",
+  async (config) => {
+    await using uring = new Uring(uringOptions(config));
+    const [r, w] = pipe();
+    try {
+      const ac = new AbortController();
+      let settled = false;
+      const read = uring.read(r, new Uint8Array(16), 0, { signal: ac.signal }).finally(() => settled = true);
+      let ticks = 0;
+      const interval = setInterval(() => ticks++, 5);
+      try {
+        while (ticks < 10) await sleep(5);
+      } finally {
+        clearInterval(interval);
+      }
+      assert.equal(settled, false, "the read is still waiting");
+      assert.equal(uring.pending, 1);
+      const reason = new Error("done waiting");
+      ac.abort(reason);
+      await assert.rejects(read, (e) => e === reason);
+      assert.equal(uring.pending, 0);
+    } finally {
+      await uring.close(r);
+      await uring.close(w);
+    }
+  },
+);
+
+ringTest("Uring: a write on another path completes a read waiting in the kernel", async (config) => {
+  using dir = tempDir();
+  await using uring = new Uring(uringOptions(config));
+  const fifo = `${dir.path}/fifo`;
+  mkfifo(fifo);
+  await using file = await uring.open(fifo, { read: true, write: true });
+  const buf = new Uint8Array(5);
+  const read = file.readAt(buf, 0);
+  await sleep(20); // the read is parked in the kernel; the Uring waits on the thread pool
+  setTimeout(() => file.writeAt(enc.encode("later"), 0), 5);
+  assert.equal(await read, 5);
+  assert.equal(new TextDecoder().decode(buf), "later");
+});
+
+/** utime + stime of the whole process (every thread, the SQ poll thread included), in ticks. */
+function cpuTicks(): number {
+  const stat = Deno.readTextFileSync("/proc/self/stat");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return Number(fields[11]) + Number(fields[12]); // fields 14 and 15 of proc(5)
+}
+
+ringTest("Uring: idle after work: no measurable CPU for 2 s (SQ thread included)", async (config) => {
+  using dir = tempDir();
+  const idleMs = 20;
+  await using uring = new Uring(uringOptions(config, { sqpoll: config.sqpoll ? { idleMs } : false }));
+  const path = `${dir.path}/data`;
+  Deno.writeFileSync(path, new Uint8Array(1 << 20));
+  await using file = await uring.open(path);
+  const buf = new Uint8Array(4096);
+  for (let i = 0; i < 2000; i++) await file.readAt(buf, (i * 4096) % (1 << 20));
+  await Promise.all(Array.from({ length: 64 }, (_, i) => file.readAt(new Uint8Array(4096), i * 4096)));
+  await uring.timeout(1); // leaves a wait parked and released, the tricky path
+  assert.equal(uring.pending, 0);
+  await sleep(idleMs * 5); // let the SQ thread's idle period pass first
+  const before = cpuTicks();
+  await sleep(2000);
+  const used = cpuTicks() - before;
+  // A spinning pump or SQ thread would use ~200 ticks (100 Hz) in 2 s; idle is 0-1.
+  assert.ok(used <= 4, `the process used ${used} ticks of CPU in 2 s of idleness`);
+});
+
+for (const sqpoll of [true, false]) {
+  Deno.test({
+    name: `Uring: a script that opens a Uring, reads once and returns exits by itself [sqpoll=${sqpoll}]`,
+    ignore: skipKernel(),
+    async fn() {
+      using dir = tempDir();
+      const path = `${dir.path}/data`;
+      Deno.writeTextFileSync(path, "exit by itself");
+      const code = `
+        import { Uring } from ${JSON.stringify(MOD_URL)};
+        const uring = new Uring({ sqpoll: ${sqpoll} });
+        const file = await uring.open(${JSON.stringify(path)});
+        const buf = new Uint8Array(64);
+        const n = await file.readAt(buf, 0);
+        await uring.timeout(2); // a parked wait, released when the work is done
+        console.log(n, new TextDecoder().decode(buf.subarray(0, n)));
+      `;
+      const out = await runDeno(code, ["--allow-all"], { timeoutMs: 20_000 });
+      assert.equal(out.timedOut, false, "the script did not exit by itself");
+      assert.equal(out.code, 0, out.stderr);
+      assert.equal(out.stdout.trim(), "14 exit by itself");
+    },
+  });
+}
+
+ringTest("Uring: close() with operations in flight settles every promise", async (config) => {
+  using dir = tempDir();
+  const before = fdCount();
+  const uring = new Uring(uringOptions(config, { entries: 4 }));
+  const tracker = new Tracker();
+  const [r, w] = pipe();
+  const path = `${dir.path}/data`;
+  Deno.writeFileSync(path, new Uint8Array(1 << 20).fill(1));
+  const file = await uring.open(path, { read: true, write: true });
+
+  const reads = Array.from({ length: 6 }, () => tracker.track(uring.read(r, new Uint8Array(8), 0)));
+  const timeout = tracker.track(uring.timeout(3_600_000));
+  const io = Array.from({ length: 40 }, (_, i) => tracker.track(file.readAt(new Uint8Array(8192), i * 8192)));
+  const writes = Array.from(
+    { length: 10 },
+    (_, i) => tracker.track(file.writeAt(new Uint8Array(4096), i * 4096)),
+  );
+  const chain = tracker.track(uring.chain((c) => c.timeout(3_600_000).nop()));
+  const ac = new AbortController();
+  const aborted = tracker.track(uring.read(r, new Uint8Array(1), 0, { signal: ac.signal }));
+  await sleep(10);
+  ac.abort(new Error("early abort"));
+
+  const closing = uring.close();
+  assert.equal(uring.close(), closing, "closing twice returns the same promise");
+  await assert.rejects(uring.nop(), ClosedError);
+  await assert.rejects(uring.open(path), ClosedError);
+  await closing;
+  assert.equal(uring.ring.closed, true);
+
+  for (const outcome of await Promise.all(reads)) {
+    assert.equal(outcome.ok, false);
+    assert.ok(!outcome.ok && outcome.error instanceof OsError && outcome.error.code === "ECANCELED");
+  }
+  const t = await timeout;
+  assert.ok(!t.ok && (t.error as OsError).code === "ECANCELED");
+  // File I/O either finished or was cancelled: both are fine, nothing is lost.
+  for (const outcome of [...await Promise.all(io), ...await Promise.all(writes)]) {
+    if (!outcome.ok) assert.equal((outcome.error as OsError).code, "ECANCELED", String(outcome.error));
+  }
+  // The chain was either in the ring (its members report ECANCELED) or still queued in
+  // JavaScript (the whole chain rejects with ECANCELED).
+  const c = await chain;
+  if (c.ok) assert.ok(c.value.every((m) => !m.ok && (m.error as OsError).code === "ECANCELED"));
+  else assert.equal((c.error as OsError).code, "ECANCELED");
+  const a = await aborted;
+  assert.ok(!a.ok && (a.error as Error).message === "early abort");
+  tracker.assertAllSettledOnce();
+  assert.equal(uring.pending, 0);
+  assert.ok(file.closed, "close() closed the file open() returned");
+
+  // The pipe (not the Uring's) still works.
+  Deno.writeFileSync(`/proc/self/fd/${w}`, enc.encode("x"));
+  const one = new Uint8Array(1);
+  assert.equal(sysRead(r, one), 1);
+  await using other = new Uring(uringOptions(config));
+  await other.close(r);
+  await other.close(w);
+  assert.equal(fdCount(), before + 1); // `other`'s ring
+});
+
+ringTest(
+  "Uring: close() of an idle Uring, `await using`, and close while a wait is parked",
+  async (config) => {
+    const before = fdCount();
+    {
+      await using uring = new Uring(uringOptions(config));
+      await uring.nop();
+    }
+    assert.equal(fdCount(), before);
+    const uring = new Uring(uringOptions(config));
+    const t = uring.timeout(3_600_000).catch((e) => e);
+    await sleep(5);
+    await uring.close();
+    assert.ok((await t) instanceof OsError);
+    assert.equal(fdCount(), before);
+  },
+);
