@@ -62,7 +62,11 @@ export class Sqe {
 
   /** Zeroes all 64 bytes. */
   clear(): this {
-    this.u32.fill(0, this.base, this.base + WORDS_PER_SQE);
+    // Sixteen plain stores: several times cheaper than a ranged `fill` (a builtin call).
+    const u = this.u32, b = this.base;
+    u[b] = 0, u[b + 1] = 0, u[b + 2] = 0, u[b + 3] = 0, u[b + 4] = 0, u[b + 5] = 0, u[b + 6] = 0;
+    u[b + 7] = 0, u[b + 8] = 0, u[b + 9] = 0, u[b + 10] = 0, u[b + 11] = 0, u[b + 12] = 0;
+    u[b + 13] = 0, u[b + 14] = 0, u[b + 15] = 0;
     return this;
   }
 
