@@ -1,0 +1,280 @@
+import assert from "node:assert/strict";
+import { copyFile, copyTree, CopyTreeError, OsError } from "../mod.ts";
+import { skipKernel, tempDir } from "./_support.ts";
+import {
+  fingerprint,
+  randomFile,
+  ROOT,
+  runUnprivileged,
+  tempLeftovers,
+  unprivilegedUnavailable,
+  withTmpfs,
+} from "./copy_support.ts";
+
+type CopyError = Error & { code?: string; path?: string; dest?: string };
+
+function names(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}
+
+Deno.test({
+  name: "copyFile failure: source missing / a directory / not a regular file",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    await assert.rejects(copyFile(`${dir.path}/missing`, `${dir.path}/dst`), (e: CopyError) => {
+      assert.ok(e instanceof Deno.errors.NotFound, String(e));
+      assert.equal(e.code, "ENOENT");
+      assert.equal(e.path, `${dir.path}/missing`);
+      assert.equal(
+        e.message,
+        `cannot copy '${dir.path}/missing' to '${dir.path}/dst': source '${dir.path}/missing' does not exist`,
+      );
+      return true;
+    });
+    Deno.mkdirSync(`${dir.path}/adir`);
+    await assert.rejects(
+      copyFile(`${dir.path}/adir`, `${dir.path}/dst`),
+      (e: CopyError) =>
+        e instanceof Deno.errors.IsADirectory && /source '.*\/adir' is a directory/.test(e.message),
+    );
+    const fifo = await new Deno.Command("mkfifo", { args: [`${dir.path}/fifo`] }).output();
+    if (fifo.success) {
+      await assert.rejects(copyFile(`${dir.path}/fifo`, `${dir.path}/dst`), /is not a regular file/);
+    }
+    assert.deepEqual(names(dir.path), fifo.success ? ["adir", "fifo"] : ["adir"]);
+  },
+});
+
+Deno.test({
+  name:
+    "copyFile failure: destination parent missing, parent is a file, destination is a directory or exists",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    await randomFile(src, 50_000, 0o644);
+    const before = await fingerprint(src);
+    await assert.rejects(copyFile(src, `${dir.path}/nope/dst`), (e: CopyError) => {
+      assert.ok(e instanceof Deno.errors.NotFound, String(e));
+      assert.equal(e.path, `${dir.path}/nope/dst`);
+      assert.match(e.message, /destination directory '.*\/nope' does not exist$/);
+      return true;
+    });
+    await assert.rejects(
+      copyFile(src, `${src}/dst`),
+      (e: CopyError) => e instanceof Deno.errors.NotADirectory && /is not a directory/.test(e.message),
+    );
+    Deno.mkdirSync(`${dir.path}/adir`);
+    for (const overwrite of [false, true]) {
+      await assert.rejects(copyFile(src, `${dir.path}/adir`, { overwrite }), (e: CopyError) => {
+        assert.ok(e instanceof Deno.errors.IsADirectory, String(e));
+        assert.equal(e.code, "EISDIR");
+        assert.match(e.message, /destination '.*\/adir' is a directory$/);
+        return true;
+      });
+    }
+    Deno.writeTextFileSync(`${dir.path}/existing`, "keep me");
+    await assert.rejects(copyFile(src, `${dir.path}/existing`), (e: CopyError) => {
+      assert.ok(e instanceof Deno.errors.AlreadyExists, String(e));
+      assert.equal(e.code, "EEXIST");
+      assert.match(e.message, /destination '.*\/existing' already exists \(use overwrite \/ --force/);
+      return true;
+    });
+    assert.equal(Deno.readTextFileSync(`${dir.path}/existing`), "keep me");
+    await assert.rejects(copyFile(src, src, { overwrite: true }), /source and destination are the same file/);
+    assert.equal(await fingerprint(src), before, "the source is never modified");
+    assert.deepEqual(names(dir.path), ["adir", "existing", "src"]);
+    assert.deepEqual(names(`${dir.path}/adir`), []);
+  },
+});
+
+Deno.test({
+  name: "copyFile/copyTree failure: out of space (tmpfs of 1 MiB) removes the partial copy",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    await withTmpfs(dir.path, "1m", async (mount) => {
+      if (mount.path === undefined) {
+        console.log(`SKIP out-of-space test: ${mount.skip}`);
+        return;
+      }
+      const mnt = mount.path;
+      const src = `${dir.path}/big`;
+      await randomFile(src, 3 * 1024 * 1024);
+      const before = await fingerprint(src);
+      await assert.rejects(copyFile(src, `${mnt}/big`), (e: CopyError) => {
+        assert.ok(e instanceof OsError, String(e));
+        assert.equal(e.code, "ENOSPC");
+        assert.equal(e.path, `${mnt}/big`);
+        assert.match(
+          e.message,
+          /^cannot copy '.*\/big' to '.*\/big': no space left on the destination's device/,
+        );
+        assert.match(e.message, /the partial copy was removed/);
+        return true;
+      });
+      assert.deepEqual(names(mnt), [], "nothing left behind");
+      // With overwrite, a failed copy leaves the old destination as it was.
+      Deno.writeTextFileSync(`${mnt}/big`, "old");
+      await assert.rejects(copyFile(src, `${mnt}/big`, { overwrite: true }), /no space left/);
+      assert.equal(Deno.readTextFileSync(`${mnt}/big`), "old");
+      Deno.removeSync(`${mnt}/big`);
+      // A tree: the small files fit, the big one does not; continueOnError reports it.
+      const tree = `${dir.path}/tree`;
+      Deno.mkdirSync(tree);
+      for (let i = 0; i < 5; i++) await randomFile(`${tree}/small-${i}`, 20_000);
+      await randomFile(`${tree}/huge`, 2 * 1024 * 1024);
+      await assert.rejects(
+        copyTree(tree, `${mnt}/tree`, { continueOnError: true, queueDepth: 2 }),
+        (e: CopyTreeError) => {
+          assert.ok(e instanceof CopyTreeError, String(e));
+          assert.equal(e.errors.length, 1);
+          assert.match(e.errors[0].message, /'.*\/tree\/huge'.*no space left/);
+          assert.equal(e.result.files, 5);
+          return true;
+        },
+      );
+      assert.deepEqual(names(`${mnt}/tree`), [0, 1, 2, 3, 4].map((i) => `small-${i}`));
+      assert.deepEqual(tempLeftovers(mnt), []);
+      assert.equal(await fingerprint(src), before);
+    });
+  },
+});
+
+Deno.test({
+  name: "copyFile abort: a signal mid-copy rejects with AbortError naming the file; nothing is left",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    await randomFile(src, 8 * 1024 * 1024);
+    const before = await fingerprint(src);
+    const controller = new AbortController();
+    let reports = 0;
+    await assert.rejects(
+      copyFile(src, `${dir.path}/dst`, {
+        signal: controller.signal,
+        blockSize: 64 * 1024,
+        queueDepth: 4,
+        onProgress: (p) => {
+          reports++;
+          if (p.bytes > 0) controller.abort();
+        },
+      }),
+      (e: Error) => {
+        assert.equal(e.name, "AbortError");
+        assert.ok(e instanceof DOMException);
+        assert.match(e.message, /^copying '.*\/src' to '.*\/dst' was aborted.*partial copies were removed$/);
+        return true;
+      },
+    );
+    assert.ok(reports >= 2, "the copy was under way");
+    assert.deepEqual(names(dir.path), ["src"]);
+    assert.equal(await fingerprint(src), before);
+    // An already-aborted signal: nothing is done at all; a timeout's reason keeps its name.
+    await assert.rejects(copyFile(src, `${dir.path}/dst`, { signal: AbortSignal.abort() }), {
+      name: "AbortError",
+    });
+    const timeout = AbortSignal.timeout(0);
+    await new Promise((r) => setTimeout(r, 5));
+    await assert.rejects(copyFile(src, `${dir.path}/dst`, { signal: timeout }), { name: "TimeoutError" });
+    assert.deepEqual(names(dir.path), ["src"]);
+  },
+});
+
+Deno.test({
+  name: "copyTree abort: a signal mid-copy stops everything, removes partial files",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    Deno.mkdirSync(src);
+    for (let i = 0; i < 40; i++) await randomFile(`${src}/f${i}`, 256 * 1024);
+    const controller = new AbortController();
+    await assert.rejects(
+      copyTree(src, `${dir.path}/dst`, {
+        signal: controller.signal,
+        queueDepth: 4,
+        blockSize: 16384,
+        onProgress: (p) => {
+          if (p.files >= 3) controller.abort();
+        },
+      }),
+      (e: Error) => e.name === "AbortError" && /^copying '.*\/src' to '.*\/dst' was aborted/.test(e.message),
+    );
+    assert.deepEqual(tempLeftovers(dir.path), []);
+    const copied = names(`${dir.path}/dst`);
+    assert.ok(copied.length >= 3 && copied.length < 40, `stopped part way (${copied.length} files)`);
+    for (const name of copied) assert.equal(Deno.statSync(`${dir.path}/dst/${name}`).size, 256 * 1024);
+  },
+});
+
+const PROBE = `
+import { copyFile, copyTree } from ${JSON.stringify(`file://${ROOT}/mod.ts`)};
+const [kind, src, dst] = Deno.args;
+try {
+  const r = kind === "tree" ? await copyTree(src, dst, { continueOnError: true }) : await copyFile(src, dst);
+  console.log(JSON.stringify({ ok: true, files: r.files }));
+} catch (e) {
+  console.log(JSON.stringify({ name: e.name, cls: e.constructor.name, code: e.code, path: e.path,
+    message: e.message, errors: e.errors?.map((x) => x.message), files: e.result?.files }));
+}
+`;
+
+Deno.test({
+  name: "copyFile/copyTree failure: an unreadable source (run as an unprivileged user)",
+  ignore: skipKernel() || unprivilegedUnavailable() !== undefined,
+  fn: async () => {
+    using dir = tempDir();
+    Deno.chmodSync(dir.path, 0o777);
+    const denoDir = `${dir.path}/deno-dir`;
+    Deno.mkdirSync(denoDir, { mode: 0o777 });
+    Deno.chmodSync(denoDir, 0o777);
+    const probe = `${dir.path}/probe.ts`;
+    Deno.writeTextFileSync(probe, PROBE);
+    Deno.chmodSync(probe, 0o644);
+    const src = `${dir.path}/secret`;
+    await randomFile(src, 1000, 0o000);
+    const before = await fingerprint(src);
+    const flags = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env"];
+    const file = await runUnprivileged([...flags, probe, "file", src, `${dir.path}/out`], denoDir);
+    assert.equal(file.code, 0, file.stderr);
+    const r = JSON.parse(file.stdout);
+    assert.equal(r.cls, "PermissionDenied", file.stdout);
+    assert.equal(r.code, "EACCES");
+    assert.equal(r.path, src);
+    assert.equal(
+      r.message,
+      `cannot copy '${src}' to '${dir.path}/out': source '${src}' is not readable (permission denied)`,
+    );
+    // A tree with an unreadable file and an unreadable directory: both reported, the rest copied.
+    const tree = `${dir.path}/tree`;
+    Deno.mkdirSync(`${tree}/closed`, { recursive: true });
+    Deno.writeTextFileSync(`${tree}/closed/inside`, "x");
+    Deno.writeTextFileSync(`${tree}/open`, "readable");
+    await randomFile(`${tree}/secret`, 10, 0o000);
+    Deno.chmodSync(tree, 0o755);
+    Deno.chmodSync(`${tree}/open`, 0o644);
+    Deno.chmodSync(`${tree}/closed`, 0o000);
+    const t = await runUnprivileged([...flags, probe, "tree", tree, `${dir.path}/tree-out`], denoDir);
+    assert.equal(t.code, 0, t.stderr);
+    const tr = JSON.parse(t.stdout);
+    assert.equal(tr.name, "CopyTreeError", t.stdout);
+    assert.equal(tr.files, 1);
+    const errors: string[] = tr.errors.sort();
+    assert.equal(errors.length, 2, t.stdout);
+    assert.match(
+      errors[0],
+      /'.*\/tree\/closed'.*source '.*\/tree\/closed' is not readable \(permission denied\)/,
+    );
+    assert.match(
+      errors[1],
+      /'.*\/tree\/secret'.*source '.*\/tree\/secret' is not readable \(permission denied\)/,
+    );
+    assert.equal(Deno.readTextFileSync(`${dir.path}/tree-out/open`), "readable");
+    assert.equal(await fingerprint(src), before);
+    assert.deepEqual(tempLeftovers(dir.path), []);
+    Deno.chmodSync(`${tree}/closed`, 0o755);
+  },
+});

@@ -1,0 +1,279 @@
+import assert from "node:assert/strict";
+import { copyFile, type CopyProgress, IoUringError, Uring } from "../mod.ts";
+import { ringTest, skipKernel, tempDir } from "./_support.ts";
+import { uringOptions } from "./uring_support.ts";
+import { fingerprint, permOf, randomFile, sha256File, tempLeftovers, withTmpfs } from "./copy_support.ts";
+
+const BS = 64 * 1024;
+const SIZES = [0, 1, 4095, 4096, 4097, BS - 1, BS, BS + 1, 3 * BS + 1];
+
+ringTest(
+  "copyFile: sizes around the page and block size are byte-identical and keep the mode",
+  async (config) => {
+    using dir = tempDir();
+    await using uring = new Uring(uringOptions(config, { entries: 64 }));
+    const modes = [0o644, 0o600, 0o755, 0o640, 0o444, 0o751, 0o700, 0o604, 0o4755];
+    for (let i = 0; i < SIZES.length; i++) {
+      const size = SIZES[i];
+      const mode = modes[i % modes.length];
+      const src = `${dir.path}/src-${size}`;
+      const dst = `${dir.path}/dst-${size}`;
+      const hash = await randomFile(src, size, mode);
+      const seen: CopyProgress[] = [];
+      const result = await copyFile(src, dst, {
+        uring,
+        blockSize: BS,
+        queueDepth: 4,
+        onProgress: (p) => seen.push(p),
+      });
+      assert.equal(result.files, 1);
+      assert.equal(result.bytes, size);
+      assert.equal(result.dirs, 0);
+      assert.equal(result.engine, "io_uring");
+      assert.ok(result.ms >= 0);
+      assert.equal(await sha256File(dst), hash, `content of a ${size}-byte copy`);
+      assert.equal(Deno.statSync(dst).size, size);
+      assert.equal(permOf(dst).toString(8), mode.toString(8), `mode of a ${size}-byte copy`);
+      const last = seen[seen.length - 1];
+      assert.deepEqual(
+        { bytes: last.bytes, files: last.files, totalBytes: last.totalBytes, totalFiles: last.totalFiles },
+        { bytes: size, files: 1, totalBytes: size, totalFiles: 1 },
+      );
+    }
+    assert.deepEqual(tempLeftovers(dir.path), []);
+    assert.equal(uring.pending, 0);
+  },
+);
+
+ringTest("copyFile: 64 MiB of random bytes, default options and a small queue", async (config) => {
+  using dir = tempDir();
+  const src = `${dir.path}/big`;
+  const hash = await randomFile(src, 64 * 1024 * 1024, 0o640);
+  await using uring = new Uring(uringOptions(config, { entries: 128 }));
+  const a = await copyFile(src, `${dir.path}/copy-a`, { uring });
+  assert.equal(a.bytes, 64 * 1024 * 1024);
+  assert.equal(await sha256File(`${dir.path}/copy-a`), hash);
+  assert.equal(permOf(`${dir.path}/copy-a`), 0o640);
+  // Odd block size (not a power of two) and queue depth 1: the same bytes.
+  await copyFile(src, `${dir.path}/copy-b`, { uring, queueDepth: 1, blockSize: 1000 * 1000 + 7 });
+  assert.equal(await sha256File(`${dir.path}/copy-b`), hash);
+});
+
+Deno.test({
+  name: "copyFile: makes and closes its own ring; URL paths; symlinked source is followed",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const hash = await randomFile(`${dir.path}/src`, 300_000, 0o600);
+    Deno.symlinkSync(`${dir.path}/src`, `${dir.path}/link`);
+    const result = await copyFile(new URL(`file://${dir.path}/link`), new URL(`file://${dir.path}/dst`));
+    assert.equal(result.bytes, 300_000);
+    assert.equal(await sha256File(`${dir.path}/dst`), hash);
+    assert.ok(Deno.lstatSync(`${dir.path}/dst`).isFile, "the copy is a file, not a link");
+    assert.equal(permOf(`${dir.path}/dst`), 0o600);
+  },
+});
+
+Deno.test({
+  name: "copyFile: short reads and writes are resumed until the block is done",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    let shortReads = 0;
+    let shortWrites = 0;
+    // A Uring whose reads and writes move at most 1000 bytes (odd sizes, as a slow device might).
+    class ShortUring extends Uring {
+      override read(
+        fd: number,
+        buf: ArrayBufferView,
+        position: number | bigint,
+        options?: { signal?: AbortSignal },
+      ) {
+        if (buf.byteLength > 1000) {
+          shortReads++;
+          buf = new Uint8Array(buf.buffer, buf.byteOffset, 1000);
+        }
+        return super.read(fd, buf, position, options);
+      }
+      override write(
+        fd: number,
+        buf: ArrayBufferView,
+        position: number | bigint,
+        options?: { signal?: AbortSignal },
+      ) {
+        if (buf.byteLength > 777) {
+          shortWrites++;
+          buf = new Uint8Array(buf.buffer, buf.byteOffset, 777);
+        }
+        return super.write(fd, buf, position, options);
+      }
+    }
+    await using uring = new ShortUring({ sqpoll: false });
+    const hash = await randomFile(`${dir.path}/src`, 3 * 16384 + 5, 0o644);
+    const result = await copyFile(`${dir.path}/src`, `${dir.path}/dst`, {
+      uring,
+      blockSize: 16384,
+      queueDepth: 3,
+    });
+    assert.equal(result.bytes, 3 * 16384 + 5);
+    assert.equal(await sha256File(`${dir.path}/dst`), hash);
+    assert.ok(shortReads > 0 && shortWrites > 0, "the wrapper really shortened operations");
+  },
+});
+
+Deno.test({
+  name: "copyFile: preserve keeps access and modification times (to the microsecond)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    await randomFile(src, 10_000, 0o644);
+    const atime = new Date("2001-02-03T04:05:06.789Z");
+    const mtime = new Date("1999-12-31T23:59:58.123Z");
+    Deno.utimeSync(src, atime, mtime);
+    await copyFile(src, `${dir.path}/kept`, { preserve: true });
+    const kept = Deno.statSync(`${dir.path}/kept`);
+    assert.equal(kept.mtime?.getTime(), mtime.getTime());
+    assert.equal(kept.atime?.getTime(), atime.getTime());
+    await copyFile(src, `${dir.path}/fresh`);
+    const fresh = Deno.statSync(`${dir.path}/fresh`);
+    assert.ok(fresh.mtime!.getTime() > mtime.getTime() + 1000, "without preserve the copy is new");
+  },
+});
+
+Deno.test({
+  name: "copyFile: overwrite replaces an existing file atomically; the source is untouched",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    const hash = await randomFile(src, 200_000, 0o640);
+    const before = await fingerprint(src);
+    Deno.writeTextFileSync(`${dir.path}/dst`, "old content");
+    Deno.chmodSync(`${dir.path}/dst`, 0o600);
+    await copyFile(src, `${dir.path}/dst`, { overwrite: true });
+    assert.equal(await sha256File(`${dir.path}/dst`), hash);
+    assert.equal(permOf(`${dir.path}/dst`), 0o640);
+    // A destination symlink is replaced by the file (not written through).
+    Deno.writeTextFileSync(`${dir.path}/target`, "target stays");
+    Deno.symlinkSync(`${dir.path}/target`, `${dir.path}/via-link`);
+    await copyFile(src, `${dir.path}/via-link`, { overwrite: true });
+    assert.ok(Deno.lstatSync(`${dir.path}/via-link`).isFile);
+    assert.equal(Deno.readTextFileSync(`${dir.path}/target`), "target stays");
+    assert.equal(await fingerprint(src), before);
+    assert.deepEqual(tempLeftovers(dir.path), []);
+  },
+});
+
+Deno.test({
+  name: "copyFile: a sparse file past 4 GiB keeps its size, its bytes past 4 GiB, and its holes",
+  ignore: skipKernel(),
+  fn: async () => {
+    using scratch = tempDir();
+    // On a small tmpfs holes read fast, and a copy that did not keep them would not fit.
+    await withTmpfs(scratch.path, "64m", async (mount) => {
+      if (mount.skip) console.log(`  (no tmpfs: ${mount.skip}; using ${scratch.path})`);
+      const dir = mount.path ?? scratch.path;
+      const src = `${dir}/sparse`;
+      const size = 4 * 1024 ** 3 + 12345;
+      const markers: Array<[number, string]> = [
+        [0, "start"],
+        [2 ** 32 - 3, "across-4GiB"], // straddles the 32-bit boundary
+        [2 ** 32 + 100, "past-4GiB"],
+        [2 ** 32 + 8192 + 17, "page-edge"],
+        [size - 7, "the-end"],
+      ];
+      {
+        using f = Deno.openSync(src, { write: true, create: true, truncate: true, mode: 0o640 });
+        f.truncateSync(size);
+        for (const [at, text] of markers) {
+          f.seekSync(at, Deno.SeekMode.Start);
+          const bytes = new TextEncoder().encode(text);
+          let done = 0;
+          while (done < bytes.length) done += f.writeSync(bytes.subarray(done));
+        }
+      }
+      Deno.chmodSync(src, 0o640);
+      const t0 = performance.now();
+      const result = await copyFile(src, `${dir}/copy`);
+      const ms = performance.now() - t0;
+      console.log(
+        `  sparse ${(size / 1024 ** 3).toFixed(2)} GiB copy on ${mount.path ? "tmpfs" : "disk"}: ${
+          ms.toFixed(0)
+        } ms`,
+      );
+      assert.equal(result.bytes, size);
+      const info = Deno.statSync(`${dir}/copy`);
+      assert.equal(info.size, size);
+      assert.equal(info.mode! & 0o777, 0o640);
+      assert.ok(info.blocks! * 512 < 64 * 1024 * 1024, `the copy stays sparse (${info.blocks} blocks)`);
+      using f = Deno.openSync(`${dir}/copy`, { read: true });
+      for (const [at, text] of markers) {
+        f.seekSync(at, Deno.SeekMode.Start);
+        const buf = new Uint8Array(text.length + 2);
+        let got = 0;
+        while (got < buf.length) {
+          const n = f.readSync(buf.subarray(got));
+          if (n === null) break;
+          got += n;
+        }
+        const expected = new TextEncoder().encode(text);
+        assert.deepEqual(buf.subarray(0, text.length), expected, `bytes at ${at}`);
+        // The bytes right after a marker are zeros from the hole (or the end of the file).
+        for (let i = text.length; i < got; i++) assert.equal(buf[i], 0, `zero after marker at ${at}`);
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "copyFile: falls back to Deno's APIs when io_uring is unavailable (URING_FORCE_UNAVAILABLE=1)",
+  fn: async () => {
+    using dir = tempDir();
+    const hash = await randomFile(`${dir.path}/src`, 100_000, 0o604);
+    Deno.env.set("URING_FORCE_UNAVAILABLE", "1");
+    try {
+      const result = await copyFile(`${dir.path}/src`, `${dir.path}/dst`, { preserve: true });
+      assert.equal(result.engine, "deno");
+      assert.match(result.fallbackReason ?? "", /io_uring_setup failed: EPERM/);
+      assert.equal(result.bytes, 100_000);
+      assert.equal(await sha256File(`${dir.path}/dst`), hash);
+      assert.equal(permOf(`${dir.path}/dst`), 0o604);
+      assert.equal(
+        Deno.statSync(`${dir.path}/dst`).mtime?.getTime(),
+        Deno.statSync(`${dir.path}/src`).mtime?.getTime(),
+      );
+      // The same failure rules hold on the fallback.
+      await assert.rejects(
+        copyFile(`${dir.path}/src`, `${dir.path}/dst`),
+        (e: Error & { code?: string }) =>
+          e instanceof Deno.errors.AlreadyExists && e.code === "EEXIST" &&
+          e.message.includes(`${dir.path}/dst`),
+      );
+      await assert.rejects(
+        copyFile(`${dir.path}/src`, `${dir.path}/dst`, { fallback: false }),
+        (e: IoUringError) => e instanceof IoUringError && e.code === "EPERM" && e.call === "io_uring_setup",
+      );
+      assert.deepEqual(tempLeftovers(dir.path), []);
+    } finally {
+      Deno.env.delete("URING_FORCE_UNAVAILABLE");
+    }
+  },
+});
+
+Deno.test("copyFile: bad options are rejected before any I/O", async () => {
+  const bad: Array<[Record<string, unknown>, RegExp]> = [
+    [{ queueDepth: 0 }, /queueDepth must be an integer from 1/],
+    [{ queueDepth: 1.5 }, /queueDepth/],
+    [{ blockSize: 100 }, /blockSize must be an integer from 512/],
+    [{ blockSize: 2 ** 30 }, /blockSize/],
+    [{ queueDepth: 4096, blockSize: 64 * 1024 * 1024 }, /queueDepth × blockSize/],
+    [{ onProgress: 5 }, /onProgress must be a function/],
+    [{ signal: {} }, /signal must be an AbortSignal/],
+    [{ direct: true }, /O_DIRECT copies are not implemented yet/],
+  ];
+  for (const [options, message] of bad) {
+    await assert.rejects(copyFile("/nonexistent/a", "/nonexistent/b", options), message);
+  }
+  await assert.rejects(copyFile("", "/x"), /src must not be empty/);
+});

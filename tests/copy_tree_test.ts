@@ -1,0 +1,218 @@
+import assert from "node:assert/strict";
+import { type CopyProgress, copyTree, CopyTreeError, Uring } from "../mod.ts";
+import { skipKernel, tempDir } from "./_support.ts";
+import {
+  assertSameTree,
+  fingerprint,
+  listTree,
+  makeTree,
+  randomFile,
+  tempLeftovers,
+} from "./copy_support.ts";
+
+Deno.test({
+  name: "copyTree: 3,000 files with awkward names, symlinks and empty dirs match entry for entry",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/source tree`;
+    const stats = await makeTree(src, 3000);
+    const before = await listTree(src);
+    const seen: CopyProgress[] = [];
+    const result = await copyTree(src, `${dir.path}/copy`, { onProgress: (p) => seen.push(p) });
+    const entries = await assertSameTree(src, `${dir.path}/copy`);
+    assert.equal(entries.size, stats.files + stats.dirs + stats.symlinks);
+    assert.equal(result.files, stats.files + stats.symlinks);
+    assert.equal(result.bytes, stats.bytes);
+    assert.equal(result.dirs, stats.dirs + 1, "every directory, the top one included");
+    assert.equal(result.engine, "io_uring");
+    // Symlinks are links in the copy, with the same (even dangling or self-referencing) target.
+    assert.equal(Deno.readLinkSync(`${dir.path}/copy/dangling link`), "does/not/exist");
+    assert.ok(Deno.lstatSync(`${dir.path}/copy/link to dir ü`).isSymlink);
+    // The read-only directory got its mode back after its contents were written.
+    assert.equal(Deno.statSync(`${dir.path}/copy/read-only dir`).mode! & 0o777, 0o555);
+    // Progress: totals grew during the scan, ended exact, and bytes never went backwards.
+    const last = seen[seen.length - 1];
+    assert.equal(last.scanning, false);
+    assert.equal(last.totalFiles, stats.files + stats.symlinks);
+    assert.equal(last.totalBytes, stats.bytes);
+    assert.equal(last.files, stats.files + stats.symlinks);
+    assert.equal(last.bytes, stats.bytes);
+    assert.ok(seen.some((p) => p.scanning), "some reports came while scanning");
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i].bytes >= seen[i - 1].bytes);
+    assert.deepEqual(await listTree(src), before, "the source is unchanged");
+    assert.deepEqual(tempLeftovers(`${dir.path}/copy`), []);
+  },
+});
+
+Deno.test({
+  name: "copyTree: many small files overlap under one global budget (queueDepth 1 and 64 give the same tree)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    await makeTree(src, 300, 7);
+    await using uring = new Uring({ sqpoll: false, entries: 256 });
+    let maxPending = 0;
+    const onProgress = () => {
+      maxPending = Math.max(maxPending, uring.pending);
+    };
+    await copyTree(src, `${dir.path}/qd1`, { uring, queueDepth: 1, onProgress });
+    assert.ok(maxPending <= 1, `queueDepth 1 keeps one operation in flight (saw ${maxPending})`);
+    maxPending = 0;
+    await copyTree(src, `${dir.path}/qd64`, { uring, queueDepth: 64, blockSize: 4096, onProgress });
+    assert.ok(maxPending > 1, `queueDepth 64 overlaps operations (saw ${maxPending} at once)`);
+    assert.ok(maxPending <= 64, `and never exceeds the budget (saw ${maxPending})`);
+    await assertSameTree(src, `${dir.path}/qd1`);
+    await assertSameTree(src, `${dir.path}/qd64`);
+  },
+});
+
+Deno.test({
+  name: "copyTree: preserve keeps the times of files and directories",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    Deno.mkdirSync(`${src}/sub`, { recursive: true });
+    await randomFile(`${src}/sub/f`, 5000);
+    const t = new Date("2010-01-01T00:00:00.5Z");
+    Deno.utimeSync(`${src}/sub/f`, t, t);
+    Deno.utimeSync(`${src}/sub`, t, t);
+    await copyTree(src, `${dir.path}/dst`, { preserve: true });
+    assert.equal(Deno.statSync(`${dir.path}/dst/sub/f`).mtime?.getTime(), t.getTime());
+    assert.equal(Deno.statSync(`${dir.path}/dst/sub`).mtime?.getTime(), t.getTime());
+  },
+});
+
+Deno.test({
+  name: "copyTree: merges into an existing directory; existing files are errors unless overwrite",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    Deno.mkdirSync(`${src}/sub`, { recursive: true });
+    await randomFile(`${src}/a`, 100);
+    await randomFile(`${src}/sub/b`, 100);
+    Deno.symlinkSync("a", `${src}/l`);
+    Deno.mkdirSync(`${dir.path}/dst/sub`, { recursive: true });
+    Deno.writeTextFileSync(`${dir.path}/dst/sub/b`, "old");
+    Deno.writeTextFileSync(`${dir.path}/dst/keep`, "mine");
+    await assert.rejects(copyTree(src, `${dir.path}/dst`), (e: Error & { code?: string; path?: string }) => {
+      assert.ok(e instanceof Deno.errors.AlreadyExists, String(e));
+      assert.equal(e.code, "EEXIST");
+      assert.equal(e.path, `${dir.path}/dst/sub/b`);
+      assert.match(e.message, /already exists \(use overwrite/);
+      return true;
+    });
+    assert.equal(Deno.readTextFileSync(`${dir.path}/dst/sub/b`), "old", "not clobbered");
+    Deno.symlinkSync("elsewhere", `${dir.path}/dst/l2`);
+    const result = await copyTree(src, `${dir.path}/dst`, { overwrite: true });
+    assert.equal(result.files, 3);
+    assert.equal(Deno.readTextFileSync(`${dir.path}/dst/keep`), "mine", "other files stay");
+    assert.equal(Deno.readFileSync(`${dir.path}/dst/sub/b`).length, 100);
+    assert.equal(Deno.readLinkSync(`${dir.path}/dst/l`), "a");
+    // overwrite replaces an existing symlink too
+    Deno.removeSync(`${dir.path}/dst/l`);
+    Deno.symlinkSync("old-target", `${dir.path}/dst/l`);
+    await copyTree(src, `${dir.path}/dst`, { overwrite: true });
+    assert.equal(Deno.readLinkSync(`${dir.path}/dst/l`), "a");
+    assert.deepEqual(tempLeftovers(dir.path), []);
+  },
+});
+
+Deno.test({
+  name: "copyTree: continueOnError copies everything else and reports every failure in a CopyTreeError",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    Deno.mkdirSync(`${src}/d1`, { recursive: true });
+    Deno.mkdirSync(`${src}/d2`);
+    for (const f of ["d1/x", "d1/y", "d2/x", "d2/y", "top"]) await randomFile(`${src}/${f}`, 3000);
+    Deno.mkdirSync(`${dir.path}/dst/d1`, { recursive: true });
+    Deno.mkdirSync(`${dir.path}/dst/d2`);
+    Deno.writeTextFileSync(`${dir.path}/dst/d1/x`, "in the way");
+    Deno.mkdirSync(`${dir.path}/dst/d2/y`); // a directory where a file should go
+    // A FIFO is neither file, directory nor symlink: a failure, not a hang.
+    const mkfifo = await new Deno.Command("mkfifo", { args: [`${src}/fifo`] }).output();
+    const before = await fingerprint(`${src}/top`);
+    let error: unknown;
+    try {
+      await copyTree(src, `${dir.path}/dst`, { continueOnError: true });
+    } catch (e) {
+      error = e;
+    }
+    assert.ok(error instanceof CopyTreeError, String(error));
+    assert.ok(error instanceof AggregateError);
+    const messages = error.errors.map((e: Error) => e.message).sort();
+    assert.equal(messages.length, mkfifo.success ? 3 : 2, messages.join("\n"));
+    assert.ok(messages.some((m) => m.includes(`'${dir.path}/dst/d1/x' already exists`)), messages.join("\n"));
+    assert.ok(messages.some((m) => m.includes(`'${dir.path}/dst/d2/y' is a directory`)), messages.join("\n"));
+    if (mkfifo.success) {
+      assert.ok(messages.some((m) => m.includes("is not a regular file, directory or symlink")));
+    }
+    assert.equal(error.result.files, 3, "the other files were copied");
+    assert.match(error.message, /entries failed \(3 files copied\)/);
+    assert.equal(Deno.readFileSync(`${dir.path}/dst/d1/y`).length, 3000);
+    assert.equal(Deno.readFileSync(`${dir.path}/dst/d2/x`).length, 3000);
+    assert.equal(Deno.readFileSync(`${dir.path}/dst/top`).length, 3000);
+    assert.equal(Deno.readTextFileSync(`${dir.path}/dst/d1/x`), "in the way");
+    assert.equal(await fingerprint(`${src}/top`), before);
+    assert.deepEqual(tempLeftovers(dir.path), []);
+  },
+});
+
+Deno.test({
+  name: "copyTree: refuses a source that is not a directory, a destination file, and a copy into itself",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    Deno.mkdirSync(`${src}/sub`, { recursive: true });
+    Deno.writeTextFileSync(`${dir.path}/file`, "x");
+    await assert.rejects(
+      copyTree(`${dir.path}/file`, `${dir.path}/out`),
+      (e: Error) =>
+        e instanceof Deno.errors.NotADirectory && /source '.*\/file' is not a directory/.test(e.message),
+    );
+    await assert.rejects(
+      copyTree(src, `${dir.path}/file`),
+      (e: Error) =>
+        e instanceof Deno.errors.NotADirectory &&
+        /destination '.*\/file' exists and is not a directory/.test(e.message),
+    );
+    await assert.rejects(copyTree(src, `${src}/sub/inside`), /cannot copy a directory into itself/);
+    await assert.rejects(copyTree(src, src), /cannot copy a directory into itself/);
+    await assert.rejects(
+      copyTree(`${dir.path}/missing`, `${dir.path}/out`),
+      (e: Error) =>
+        e instanceof Deno.errors.NotFound && /source '.*\/missing' does not exist/.test(e.message),
+    );
+    await assert.rejects(
+      copyTree(src, `${dir.path}/no/such/parent/out`),
+      (e: Error) =>
+        e instanceof Deno.errors.NotFound &&
+        /destination directory '.*\/no\/such\/parent' does not exist/.test(e.message),
+    );
+    assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name).sort(), ["file", "src"]);
+  },
+});
+
+Deno.test({
+  name: "copyTree: the fallback engine (URING_FORCE_UNAVAILABLE=1) makes the same tree",
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    const stats = await makeTree(src, 200, 3);
+    Deno.env.set("URING_FORCE_UNAVAILABLE", "1");
+    try {
+      const result = await copyTree(src, `${dir.path}/dst`);
+      assert.equal(result.engine, "deno");
+      assert.equal(result.files, stats.files + stats.symlinks);
+      await assertSameTree(src, `${dir.path}/dst`);
+    } finally {
+      Deno.env.delete("URING_FORCE_UNAVAILABLE");
+    }
+  },
+});
