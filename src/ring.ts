@@ -389,6 +389,20 @@ export class IoUring implements Disposable {
     return published;
   }
 
+  /**
+   * `#flush` for a ring without SQPOLL: there the kernel reads the SQ tail only inside our own
+   * `io_uring_enter`, after this thread's earlier stores, so a plain store suffices (no `xchg`).
+   */
+  #flushLocal(): number {
+    const tail = this.#sqeTail;
+    const published = (tail - this.#sqePublished) >>> 0;
+    if (published !== 0) {
+      this.#sq[this.#sqTail] = tail;
+      this.#sqePublished = tail;
+    }
+    return published;
+  }
+
   /** One `io_uring_enter`, retried on EINTR; returns the result or a negative errno. */
   #enter(toSubmit: number, minComplete: number, flags: number): number {
     for (;;) {
@@ -410,7 +424,7 @@ export class IoUring implements Disposable {
    */
   submit(): number {
     this.#assertOpen();
-    const published = this.#flush();
+    const published = this.sqpoll ? this.#flush() : this.#flushLocal();
     if (this.sqpoll) {
       // The kernel sets NEED_WAKEUP, fences, then re-reads the tail before sleeping. We store the
       // tail, fence, then read the flag: one of the two sides must see the other's store.
@@ -432,7 +446,7 @@ export class IoUring implements Disposable {
       }
       return published;
     }
-    const pending = (this.#sqeTail - Atomics.load(this.#sq, this.#sqHead)) >>> 0;
+    const pending = (this.#sqeTail - this.#sq[this.#sqHead]) >>> 0; // only our enter moves it
     let enterFlags = 0;
     if (Atomics.load(this.#sq, this.#sqFlags) & abi.IORING_SQ_CQ_OVERFLOW) {
       enterFlags = abi.IORING_ENTER_GETEVENTS;
@@ -457,8 +471,9 @@ export class IoUring implements Disposable {
       this.#waitFor(waitNr);
       return published;
     }
-    const published = this.#flush();
-    const pending = (this.#sqeTail - Atomics.load(this.#sq, this.#sqHead)) >>> 0;
+    const published = this.#flushLocal();
+    // Without SQPOLL only our own io_uring_enter moves the SQ head: a plain load is exact.
+    const pending = (this.#sqeTail - this.#sq[this.#sqHead]) >>> 0;
     if (pending === 0 && this.cqReady() >= waitNr) return published;
     if (pending > 0) this.stats.submit++;
     else this.stats.wait++;
