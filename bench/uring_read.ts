@@ -1,0 +1,85 @@
+/**
+ * 4 KiB random reads of a cached 1 GiB file through `UringFile.readAt` promises, 32 in flight,
+ * against fio's io_uring engine with `--sqthread_poll=1` (`--invalidate=0`, best of plain and
+ * batched submission/completion). Run: `deno task bench:uring-read`.
+ *
+ * 32 asynchronous loops each await one `readAt` at a random aligned offset, then issue the next.
+ *
+ * @module
+ */
+
+import { Uring, type UringFile } from "../mod.ts";
+import { alternate, cachedFile, findFio, fioIops, printTable, type Row, SECONDS } from "./_lib.ts";
+import { READ_FILE_SIZE } from "./read.ts";
+
+const BS = 4096;
+const QD = 32;
+
+let rng = 0x2545f491;
+function nextBlock(blocks: number): number {
+  rng ^= rng << 13;
+  rng ^= rng >>> 17;
+  rng ^= rng << 5;
+  return (rng >>> 0) % blocks;
+}
+
+/** Reads per second with `qd` awaiting loops over one `UringFile`, for `seconds`. */
+export async function ourPromiseReads(
+  file: UringFile,
+  size: number,
+  qd: number,
+  seconds: number,
+): Promise<number> {
+  const blocks = Math.floor(size / BS);
+  const arena = new ArrayBuffer(qd * BS);
+  let ops = 0;
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  let stop = false;
+  const worker = async (i: number) => {
+    const buf = new Uint8Array(arena, i * BS, BS);
+    while (!stop) {
+      const n = await file.readAt(buf, nextBlock(blocks) * BS);
+      if (n !== BS) throw new Error(`short read: ${n}`);
+      if ((++ops & 1023) === 0 && performance.now() >= end) stop = true;
+    }
+  };
+  await Promise.all(Array.from({ length: qd }, (_, i) => worker(i)));
+  return ops / ((performance.now() - t0) / 1000);
+}
+
+if (import.meta.main) {
+  const path = cachedFile("1g.bin", READ_FILE_SIZE);
+  const fio = await findFio();
+  const batched = [
+    "--iodepth_batch_submit=32",
+    "--iodepth_batch_complete_min=1",
+    "--iodepth_batch_complete_max=32",
+  ];
+  const fioSq = [[], batched].map((extra) => () =>
+    fioIops(fio, { file: path, iodepth: QD, bs: BS, seconds: SECONDS, sqpoll: true, extra })
+  );
+  const rows: Row[] = [];
+  for (const sqpoll of [true, false]) {
+    const uring = new Uring({ entries: 64, sqpoll });
+    const file = await uring.open(path, { read: true });
+    await ourPromiseReads(file, READ_FILE_SIZE, QD, 0.3); // warm up the JIT
+    const m = await alternate(() => ourPromiseReads(file, READ_FILE_SIZE, QD, SECONDS), fioSq);
+    await file.close();
+    await uring.close();
+    const ok = m.peers.filter((x): x is number => x !== null);
+    rows.push({
+      work: `4 KiB cached random reads, UringFile.readAt promises, ${QD} in flight, ${
+        uring.sqpoll ? "SQPOLL" : "no SQPOLL"
+      }`,
+      ours: m.ours,
+      peer: "fio io_uring SQPOLL (best of plain/batched)",
+      theirs: ok.length ? Math.max(...ok) : null,
+      unit: "IOPS",
+      better: "higher",
+      target: { op: ">=", value: 0.8 },
+      missing: "missing" in fio ? fio.missing : undefined,
+    });
+  }
+  printTable("Random reads through Uring promises vs fio", rows);
+}
