@@ -1,0 +1,272 @@
+import assert from "node:assert/strict";
+import { skipKernel, tempDir } from "./_support.ts";
+import {
+  assertSameTree,
+  CP,
+  CP_FLAGS,
+  fingerprint,
+  makeTree,
+  permOf,
+  randomFile,
+  runCp,
+  runUnprivileged,
+  sha256File,
+  tempLeftovers,
+  unprivilegedUnavailable,
+  withTmpfs,
+} from "./copy_support.ts";
+
+const CLEAR_LINE = "\x1b[K";
+
+function lines(text: string): string[] {
+  return text.split("\n").filter((l) => l !== "");
+}
+
+Deno.test("cp CLI: --help prints usage and exits 0; usage errors exit 2 with a hint", async () => {
+  const help = await runCp(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: deno task cp \[OPTIONS\] SRC DST/);
+  assert.match(help.stdout, /--queue-depth N/);
+  assert.match(help.stdout, /URING|io_uring is unavailable/);
+  assert.equal(help.stderr, "");
+  for (
+    const [args, message] of [
+      [[], /^cp: missing source and destination$/],
+      [["only-one"], /^cp: missing destination after "only-one"$/],
+      [["--block-size", "7q", "a", "b"], /^cp: invalid size "7q"/],
+      [["--queue-depth", "0", "a", "b"], /^cp: --queue-depth must be from 1 to 4096, got 0$/],
+      [["--nope", "a", "b"], /^cp: Unknown option '--nope'/],
+    ] as Array<[string[], RegExp]>
+  ) {
+    const r = await runCp(args);
+    assert.equal(r.code, 2, args.join(" "));
+    const err = lines(r.stderr);
+    assert.match(err[0], message);
+    assert.equal(err[1], "Try 'deno task cp --help' for more information.");
+    assert.equal(r.stdout, "");
+  }
+});
+
+Deno.test({
+  name:
+    "cp CLI: copies a file, into a directory, several sources, and -r trees; modes kept; quiet by default",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const d = dir.path;
+    const hash = await randomFile(`${d}/a`, 300_000, 0o640);
+    await randomFile(`${d}/b`, 10, 0o600);
+    const one = await runCp(["a", "copy-a"], { cwd: d });
+    assert.deepEqual(one, { code: 0, stdout: "", stderr: "" });
+    assert.equal(await sha256File(`${d}/copy-a`), hash);
+    assert.equal(permOf(`${d}/copy-a`), 0o640);
+    Deno.mkdirSync(`${d}/into`);
+    const many = await runCp(["a", "b", "into/"], { cwd: d });
+    assert.equal(many.code, 0, many.stderr);
+    assert.deepEqual([...Deno.readDirSync(`${d}/into`)].map((e) => e.name).sort(), ["a", "b"]);
+    assert.equal(permOf(`${d}/into/b`), 0o600);
+    // A tree: to a new name, then into an existing directory (as DIR/basename).
+    await makeTree(`${d}/tree`, 120, 5);
+    const r1 = await runCp(["-r", "--queue-depth", "8", "--block-size", "64k", "tree", "tree-copy"], {
+      cwd: d,
+    });
+    assert.equal(r1.code, 0, r1.stderr);
+    await assertSameTree(`${d}/tree`, `${d}/tree-copy`);
+    const r2 = await runCp(["-r", "--no-sqpoll", "--preserve", `${d}/tree`, `${d}/into`]);
+    assert.equal(r2.code, 0, r2.stderr);
+    await assertSameTree(`${d}/tree`, `${d}/into/tree`);
+    // --force replaces; without it an existing destination is an error.
+    const again = await runCp(["b", "copy-a"], { cwd: d });
+    assert.equal(again.code, 1);
+    assert.equal(
+      again.stderr,
+      "cp: cannot copy 'b' to 'copy-a': destination 'copy-a' already exists (use overwrite / --force to replace it)\n",
+    );
+    assert.equal(await sha256File(`${d}/copy-a`), hash, "not replaced");
+    const forced = await runCp(["--force", "b", "copy-a"], { cwd: d });
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.equal(Deno.statSync(`${d}/copy-a`).size, 10);
+    assert.deepEqual(tempLeftovers(d), []);
+  },
+});
+
+Deno.test({
+  name: "cp CLI: each failure is one line on stderr and the exit status is 1",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const d = dir.path;
+    await randomFile(`${d}/src`, 5000);
+    const before = await fingerprint(`${d}/src`);
+    Deno.mkdirSync(`${d}/adir/src`, { recursive: true });
+    Deno.writeTextFileSync(`${d}/afile`, "x");
+    const cases: Array<[string[], string[]]> = [
+      [["missing", "out"], ["cp: cannot copy 'missing' to 'out': source 'missing' does not exist"]],
+      [["src", "no/such/dir/out"], [
+        "cp: cannot copy 'src' to 'no/such/dir/out': destination directory 'no/such/dir' does not exist",
+      ]],
+      [["adir", "out"], ["cp: -r not given; omitting directory 'adir'"]],
+      // cp FILE DIR copies into DIR; there a directory of the same name is in the way.
+      [["src", "adir"], ["cp: cannot copy 'src' to 'adir/src': destination 'adir/src' is a directory"]],
+      [["-r", "adir", "afile"], [
+        "cp: cannot copy 'adir' to 'afile': destination 'afile' exists and is not a directory",
+      ]],
+      [["src", "src", "afile"], ["cp: target 'afile' is not a directory"]],
+      // Several failures: one line each, the good source still copied.
+      [["missing", "src", "gone", "adir"], [
+        "cp: cannot copy 'missing' to 'adir/missing': source 'missing' does not exist",
+        "cp: cannot copy 'src' to 'adir/src': destination 'adir/src' is a directory",
+        "cp: cannot copy 'gone' to 'adir/gone': source 'gone' does not exist",
+      ]],
+    ];
+    for (const [args, expected] of cases) {
+      const r = await runCp(args, { cwd: d });
+      assert.equal(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
+      assert.deepEqual(lines(r.stderr), expected, args.join(" "));
+      assert.equal(r.stdout, "");
+    }
+    assert.deepEqual([...Deno.readDirSync(d)].map((e) => e.name).sort(), ["adir", "afile", "src"]);
+    assert.equal(await fingerprint(`${d}/src`), before);
+  },
+});
+
+Deno.test({
+  name: "cp CLI: out of space on a 1 MiB tmpfs: exit 1, one line naming the file, nothing left",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    await withTmpfs(dir.path, "1m", async (mount) => {
+      if (mount.path === undefined) {
+        console.log(`SKIP cp out-of-space test: ${mount.skip}`);
+        return;
+      }
+      await randomFile(`${dir.path}/big`, 2 * 1024 * 1024);
+      const r = await runCp(["big", `${mount.path}/`], { cwd: dir.path });
+      assert.equal(r.code, 1);
+      assert.deepEqual(lines(r.stderr), [
+        `cp: cannot copy 'big' to '${mount.path}/big': no space left on the destination's device (ENOSPC); the partial copy was removed`,
+      ]);
+      assert.deepEqual([...Deno.readDirSync(mount.path)], []);
+    });
+  },
+});
+
+Deno.test({
+  name: "cp CLI: an unreadable source (as an unprivileged user) is one line and exit 1",
+  ignore: skipKernel() || unprivilegedUnavailable() !== undefined,
+  fn: async () => {
+    using dir = tempDir();
+    Deno.chmodSync(dir.path, 0o777);
+    const denoDir = `${dir.path}/deno-dir`;
+    Deno.mkdirSync(denoDir);
+    Deno.chmodSync(denoDir, 0o777);
+    await randomFile(`${dir.path}/secret`, 100, 0o000);
+    const r = await runUnprivileged([...CP_FLAGS, CP, "secret", "out"], denoDir, dir.path);
+    assert.equal(r.code, 1, r.stderr);
+    assert.deepEqual(lines(r.stderr), [
+      "cp: cannot copy 'secret' to 'out': source 'secret' is not readable (permission denied)",
+    ]);
+    assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name).sort(), ["deno-dir", "secret"]);
+  },
+});
+
+Deno.test({
+  name: "cp CLI: --progress when forced on draws a one-line bar on stdout (captured, not timed)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    await makeTree(`${dir.path}/tree`, 50, 9);
+    await randomFile(`${dir.path}/file`, 1024 * 1024);
+    const r = await runCp(["--progress", "file", "file2"], { cwd: dir.path });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "");
+    assert.ok(r.stdout.endsWith("\n"), "the bar's line ends once, at the end");
+    assert.equal(r.stdout.split("\n").length, 2, "everything else redraws the same line");
+    const draws = r.stdout.slice(0, -1).split("\r").filter((s) => s !== "");
+    assert.ok(draws.length >= 1);
+    for (const draw of draws) {
+      assert.ok(draw.endsWith(CLEAR_LINE), "each draw clears the rest of the line");
+      assert.match(
+        draw.slice(0, -CLEAR_LINE.length),
+        /^\[[#-]+\] +\d+% {2}.* files {2}.*\/s {2}ETA [0-9:?]+$/,
+      );
+    }
+    assert.match(
+      draws[draws.length - 1].slice(0, -CLEAR_LINE.length),
+      /100% {2}1\.00 MiB\/1\.00 MiB {2}1\/1 files .*ETA 0:00$/,
+    );
+    const tree = await runCp(["-r", "--progress", "tree", "tree2"], { cwd: dir.path });
+    assert.equal(tree.code, 0, tree.stderr);
+    const last = tree.stdout.slice(0, -1).split("\r").pop()!;
+    assert.match(last, /100% .* (\d+)\/\1 files /, "final counts are complete");
+    // Not a terminal and not forced: no bar; -q silences it even when forced.
+    assert.equal((await runCp(["file", "file3"], { cwd: dir.path })).stdout, "");
+    assert.equal((await runCp(["-q", "--progress", "file", "file4"], { cwd: dir.path })).stdout, "");
+  },
+});
+
+Deno.test("cp CLI: when io_uring is unavailable it says so once and copies with Deno's APIs", async () => {
+  using dir = tempDir();
+  const hash = await randomFile(`${dir.path}/a`, 70_000, 0o604);
+  await makeTree(`${dir.path}/tree`, 60, 11);
+  const env = { URING_FORCE_UNAVAILABLE: "1" };
+  const r = await runCp(["-r", "a", "tree", "missing-source", "out"], { cwd: dir.path, env });
+  assert.equal(r.code, 1, "failures are still failures");
+  const err = lines(r.stderr);
+  assert.equal(err.length, 2, r.stderr);
+  assert.match(err[0], /^cp: io_uring is unavailable \(EPERM\)/);
+  assert.equal(err[1], "cp: target 'out' is not a directory");
+  Deno.mkdirSync(`${dir.path}/out`);
+  const ok = await runCp(["-r", "a", "tree", "out"], { cwd: dir.path, env });
+  assert.equal(ok.code, 0, ok.stderr);
+  const notes = lines(ok.stderr);
+  assert.equal(notes.length, 1, "said once");
+  assert.match(notes[0], /^cp: io_uring is unavailable \(EPERM\), copying with Deno's file APIs instead: /);
+  assert.equal(await sha256File(`${dir.path}/out/a`), hash);
+  assert.equal(permOf(`${dir.path}/out/a`), 0o604);
+  await assertSameTree(`${dir.path}/tree`, `${dir.path}/out/tree`);
+  const quiet = await runCp(["-q", "a", "out/a2"], { cwd: dir.path, env });
+  assert.deepEqual(quiet, { code: 0, stdout: "", stderr: "" }, "-q drops the notice");
+});
+
+Deno.test({
+  name: "cp CLI: SIGINT stops the copy, removes the partial file, exits 130",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    // A 64 GiB sparse file: reading its holes takes long enough to interrupt (and uses no disk).
+    {
+      using f = Deno.openSync(`${dir.path}/huge`, { write: true, create: true });
+      f.truncateSync(64 * 1024 ** 3);
+    }
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...CP_FLAGS, CP, "--progress", "huge", "copy"],
+      cwd: dir.path,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const stderr = new Response(child.stderr).text();
+    const reader = child.stdout.getReader();
+    const dec = new TextDecoder();
+    let out = "";
+    // Wait until the bar shows data moving, then interrupt.
+    while (!/ [1-9][0-9.]* (KiB|MiB|GiB)\//.test(out)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += dec.decode(value);
+    }
+    child.kill("SIGINT");
+    for (;;) {
+      const { done } = await reader.read();
+      if (done) break;
+    }
+    const status = await child.status;
+    assert.equal(status.code, 130, await stderr);
+    assert.deepEqual(lines(await stderr), [
+      "cp: copying 'huge' to 'copy' was aborted: interrupted by SIGINT; partial copies were removed",
+    ]);
+    assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["huge"]);
+  },
+});
