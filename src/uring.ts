@@ -110,6 +110,8 @@ const WAIT_MS = 1000;
 const YIELD_AFTER = 8192;
 /** Default spin on the CQ tail under SQPOLL before parking a wait (µs); see `UringOptions.spinUs`. */
 export const DEFAULT_SPIN_US = 50;
+/** How long to watch for SQ room the kernel is about to release (ms). */
+const SQ_ROOM_WAIT_MS = 0.2;
 /** The longest spin, in units of `spinUs`, while the SQ thread is still taking in SQEs. */
 const SPIN_CAP = 8;
 
@@ -788,7 +790,18 @@ export class Uring implements AsyncDisposable {
       }
       let n = this.#reap();
       if (n === 0 && this.#spinUs > 0 && this.#inRing > (this.#wakeOutstanding ? 1 : 0)) n = this.#spin();
-      if (n === 0) break;
+      if (n === 0) {
+        const need = this.#roomNeeded();
+        if (need > 0 && this.#inRing === (this.#wakeOutstanding ? 1 : 0)) {
+          // Every CQE is in, yet queued work found no SQ room: the kernel posts a batch's
+          // completions before it advances the SQ head past the batch, so the room is a moment
+          // away. Watch for it briefly, else retry on a timer (nothing else would wake us).
+          if (this.#awaitSqRoom(need)) continue;
+          this.#yield();
+          return;
+        }
+        break;
+      }
       settled += n;
       if (settled >= YIELD_AFTER && this.#backlog.size > 0) {
         this.#yield();
@@ -796,6 +809,23 @@ export class Uring implements AsyncDisposable {
       }
     }
     this.#afterPump();
+  }
+
+  /** SQ entries the first queued unit (internal SQE, operation or chain) needs; 0 if none. */
+  #roomNeeded(): number {
+    if (this.#internalHead < this.#internal.length) return 1;
+    const head = this.#backlog.peek();
+    if (head === null) return 0;
+    return head.chain === null ? 1 : head.chain.slots.length;
+  }
+
+  /** Watches the SQ head for up to `SQ_ROOM_WAIT_MS` until `need` entries are free. */
+  #awaitSqRoom(need: number): boolean {
+    const deadline = performance.now() + SQ_ROOM_WAIT_MS;
+    for (;;) {
+      for (let i = 0; i < 64; i++) if (this.#ring.sqSpaceLeft() >= need) return true;
+      if (performance.now() >= deadline) return false;
+    }
   }
 
   /** Whether the CQ may be reaped now: not while only a wake-up no-op is out for a parked wait. */
