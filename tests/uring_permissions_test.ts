@@ -1,0 +1,141 @@
+/**
+ * Deno's permissions hold for what the kernel does on the Uring's behalf: a program run with
+ * `--allow-read` on one folder cannot open or stat anything outside it through `Uring`, cannot
+ * write without `--allow-write`, and a permission revoked at run time is refused at once.
+ */
+
+import assert from "node:assert/strict";
+import { skipKernel, tempDir } from "./_support.ts";
+import { MOD_URL, runDeno } from "./uring_support.ts";
+
+Deno.test({
+  name: "Uring permissions: --allow-read on one folder cannot reach files outside it",
+  ignore: skipKernel(),
+  async fn() {
+    using allowed = tempDir();
+    using other = tempDir();
+    const inside = `${allowed.path}/inside.txt`;
+    const outside = `${other.path}/outside.txt`;
+    Deno.writeTextFileSync(inside, "in");
+    Deno.writeTextFileSync(outside, "out");
+    const code = `
+      import { Uring } from ${JSON.stringify(MOD_URL)};
+      const uring = new Uring({ sqpoll: false });
+      const results = {};
+      async function attempt(name, fn) {
+        try {
+          await fn();
+          results[name] = "ok";
+        } catch (e) {
+          results[name] = e.name + (e instanceof Deno.errors.NotCapable ? "" : ": " + e.message);
+        }
+      }
+      const inside = ${JSON.stringify(inside)};
+      const outside = ${JSON.stringify(outside)};
+      await attempt("open inside", async () => {
+        const f = await uring.open(inside);
+        const buf = new Uint8Array(8);
+        if (await f.readAt(buf, 0) !== 2) throw new Error("short read");
+        await f.close();
+      });
+      await attempt("statx inside", () => uring.statx(inside));
+      await attempt("open outside", () => uring.open(outside));
+      await attempt("open outside by URL", () => uring.open(new URL("file://" + outside)));
+      await attempt("openFd outside", () => uring.openFd(outside, 0));
+      await attempt("statx outside", () => uring.statx(outside));
+      await attempt("statx outside via ..", () => uring.statx(${
+      JSON.stringify(`${allowed.path}/../${other.path.split("/").pop()}/outside.txt`)
+    }));
+      await attempt("open inside for writing", () => uring.open(inside, { write: true }));
+      await attempt("openFd inside O_RDWR", () => uring.openFd(inside, 2));
+      await attempt("mkdir inside", () => uring.mkdir(inside + ".d"));
+      await attempt("unlink inside", () => uring.unlink(inside));
+      await attempt("rename inside", () => uring.rename(inside, inside + ".2"));
+      await attempt("link inside", () => uring.link(inside, inside + ".3"));
+      await attempt("symlink inside", () => uring.symlink(outside, inside + ".4"));
+      await Deno.permissions.revoke({ name: "read", path: ${JSON.stringify(allowed.path)} });
+      await attempt("open inside after revoke", () => uring.open(inside));
+      await attempt("statx inside after revoke", () => uring.statx(inside));
+      await uring.close();
+      console.log(JSON.stringify(results));
+    `;
+    const out = await runDeno(code, [`--allow-read=${allowed.path}`, "--allow-ffi", "--allow-env"]);
+    assert.equal(out.code, 0, out.stderr);
+    const results = JSON.parse(out.stdout);
+    assert.deepEqual(results, {
+      "open inside": "ok",
+      "statx inside": "ok",
+      "open outside": "NotCapable",
+      "open outside by URL": "NotCapable",
+      "openFd outside": "NotCapable",
+      "statx outside": "NotCapable",
+      "statx outside via ..": "NotCapable",
+      "open inside for writing": "NotCapable",
+      "openFd inside O_RDWR": "NotCapable",
+      "mkdir inside": "NotCapable",
+      "unlink inside": "NotCapable",
+      "rename inside": "NotCapable",
+      "link inside": "NotCapable",
+      "symlink inside": "NotCapable",
+      "open inside after revoke": "NotCapable",
+      "statx inside after revoke": "NotCapable",
+    });
+    // Nothing was changed behind Deno's back.
+    assert.equal(Deno.readTextFileSync(inside), "in");
+    assert.deepEqual([...Deno.readDirSync(allowed.path)].map((e) => e.name), ["inside.txt"]);
+  },
+});
+
+Deno.test({
+  name: "Uring permissions: with --allow-write on the folder, writes inside work and outside do not",
+  ignore: skipKernel(),
+  async fn() {
+    using allowed = tempDir();
+    using other = tempDir();
+    const code = `
+      import { Uring } from ${JSON.stringify(MOD_URL)};
+      await using uring = new Uring({ sqpoll: false });
+      const results = {};
+      async function attempt(name, fn) {
+        try {
+          await fn();
+          results[name] = "ok";
+        } catch (e) {
+          results[name] = e.name + (e instanceof Deno.errors.NotCapable ? "" : ": " + e.message);
+        }
+      }
+      const dir = ${JSON.stringify(allowed.path)};
+      const out = ${JSON.stringify(other.path)};
+      await attempt("create inside", async () => {
+        const f = await uring.open(dir + "/new", { write: true, create: true });
+        await f.writeAll(new TextEncoder().encode("new"), 0);
+        await f.close();
+      });
+      await attempt("mkdir inside", () => uring.mkdir(dir + "/sub"));
+      await attempt("rename inside", () => uring.rename(dir + "/new", dir + "/sub/new"));
+      await attempt("rename out of the folder", () => uring.rename(dir + "/sub/new", out + "/new"));
+      await attempt("create outside", () => uring.open(out + "/x", { write: true, create: true }));
+      await attempt("mkdir outside", () => uring.mkdir(out + "/d"));
+      await attempt("symlink (needs full access)", () => uring.symlink("sub", dir + "/link"));
+      console.log(JSON.stringify(results));
+    `;
+    const out = await runDeno(code, [
+      `--allow-read=${allowed.path}`,
+      `--allow-write=${allowed.path}`,
+      "--allow-ffi",
+      "--allow-env",
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(JSON.parse(out.stdout), {
+      "create inside": "ok",
+      "mkdir inside": "ok",
+      "rename inside": "ok",
+      "rename out of the folder": "NotCapable",
+      "create outside": "NotCapable",
+      "mkdir outside": "NotCapable",
+      "symlink (needs full access)": "NotCapable",
+    });
+    assert.equal(Deno.readTextFileSync(`${allowed.path}/sub/new`), "new");
+    assert.deepEqual([...Deno.readDirSync(other.path)], []);
+  },
+});
