@@ -9,8 +9,6 @@
 
 /** Where the bench keeps its data files (on a disk file system, so reads come from the page cache). */
 export const DATA_DIR: string = Deno.env.get("URING_BENCH_DATA") ?? "/var/tmp/uring-bench";
-/** Where copies go (tmpfs). */
-export const TMPFS_DIR: string = Deno.env.get("URING_BENCH_TMPFS") ?? "/dev/shm";
 /** Alternating rounds per figure (ours, peer, ours, peer, ...); the median is quoted. */
 export const ROUNDS: number = Number(Deno.env.get("URING_BENCH_ROUNDS") ?? 5);
 /** Seconds each timed in-process run lasts. */
@@ -355,6 +353,32 @@ export function cachedFile(name: string, size: number): string {
   while (f.readSync(chunk) !== null) { /* warm the page cache */ }
   f.close();
   return path;
+}
+
+function isTmpfs(dir: string): boolean {
+  return readText("/proc/mounts").split("\n").some((line) => {
+    const [, mountPoint, type] = line.split(" ");
+    return mountPoint === dir && type === "tmpfs";
+  });
+}
+
+/**
+ * A tmpfs directory for copies: `URING_BENCH_TMPFS` if set, else a tmpfs the bench mounts (as
+ * root) at `DATA_DIR-tmpfs`. Not /dev/shm: Deno asks for --allow-all to touch anything under /dev,
+ * and the cp CLI runs with the permissions its task grants. Returns the path, or a reason.
+ */
+export async function tmpfsDir(): Promise<{ path: string } | { missing: string }> {
+  const env = Deno.env.get("URING_BENCH_TMPFS");
+  if (env) return { path: env };
+  const dir = `${DATA_DIR}-tmpfs`;
+  if (isTmpfs(dir)) return { path: dir };
+  Deno.mkdirSync(dir, { recursive: true });
+  const r = Deno.uid() === 0 ? await run("mount", ["-t", "tmpfs", "-o", "size=4g", "tmpfs", dir]) : null;
+  if (r?.code === 0 && isTmpfs(dir)) return { path: dir };
+  return {
+    missing: `no tmpfs: could not mount one at ${dir} (${r ? r.stderr.trim() : "not root"}); ` +
+      "set URING_BENCH_TMPFS to a tmpfs directory outside /dev",
+  };
 }
 
 /** Formats a byte count (KiB/MiB/GiB). */

@@ -1,0 +1,94 @@
+/**
+ * A 1 GiB cached file copied to tmpfs: `deno task cp` (Deno's start-up included, as users wait
+ * for it) against GNU `cp`, and Deno's own `Deno.copyFile` and `readable.pipeTo` each run as a
+ * fresh Deno process. Times are wall clock from spawn to exit; the destination is removed (not
+ * timed) before every run. Run: `deno task bench:cp`.
+ *
+ * @module
+ */
+
+import { alternate, cachedFile, have, printTable, repoPath, type Row, run, tmpfsDir } from "./_lib.ts";
+
+/** Size of the file copied. */
+export const CP_FILE_SIZE = 1 << 30;
+
+function rmrf(path: string): void {
+  try {
+    Deno.removeSync(path, { recursive: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+/**
+ * Times one command that copies into `dst` (removed before the run; the run's exit status and
+ * the copied size are checked). Returns milliseconds, or `null` when the command is missing.
+ */
+export async function timeCopy(
+  dst: string,
+  cmd: string,
+  args: string[],
+  check: () => void,
+): Promise<number | null> {
+  rmrf(dst);
+  const r = await run(cmd, args, { cwd: repoPath(".") });
+  if (r === null) return null;
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${r.stderr.trim()}`);
+  check();
+  rmrf(dst);
+  return r.ms;
+}
+
+/** The `deno task cp` command line for `args`. */
+export function denoTaskCp(args: string[]): [string, string[]] {
+  return [Deno.execPath(), ["task", "-q", "cp", "-q", ...args]];
+}
+
+/** The Deno-API peer command line. */
+export function denoPeer(args: string[]): [string, string[]] {
+  return [Deno.execPath(), ["run", "-A", repoPath("bench/peers/deno_copy.ts"), ...args]];
+}
+
+if (import.meta.main) {
+  const src = cachedFile("1g.bin", CP_FILE_SIZE);
+  const tmpfs = await tmpfsDir();
+  if ("missing" in tmpfs) {
+    console.log(`bench:cp skipped: ${tmpfs.missing}`);
+    Deno.exit(0);
+  }
+  const dir = `${tmpfs.path}/uring-bench-cp`;
+  Deno.mkdirSync(dir, { recursive: true });
+  const dst = `${dir}/1g.copy`;
+  const check = () => {
+    const size = Deno.statSync(dst).size;
+    if (size !== CP_FILE_SIZE) throw new Error(`copy has ${size} bytes, expected ${CP_FILE_SIZE}`);
+  };
+  const gnuCp = await have("cp");
+  const time = ([cmd, args]: [string, string[]]) => () => timeCopy(dst, cmd, args, check);
+  const m = await alternate(time(denoTaskCp([src, dst])), [
+    gnuCp ? time(["cp", [src, dst]]) : () => null,
+    time(denoPeer(["copyFile", src, dst])),
+    time(denoPeer(["pipeTo", src, dst])),
+    time(denoTaskCp(["--no-sqpoll", src, dst])),
+  ]);
+  rmrf(dir);
+  const row = (peer: string, theirs: number | null, target?: number): Row => ({
+    work: "1 GiB cached file → tmpfs, deno task cp",
+    ours: m.ours,
+    peer,
+    theirs,
+    unit: "ms",
+    better: "lower",
+    target: target === undefined ? undefined : { op: "<=", value: target },
+    missing: theirs === null ? "cp not found" : undefined,
+  });
+  const rows = [
+    row("GNU cp", m.peers[0], 1.1),
+    row("Deno.copyFile (deno run)", m.peers[1]),
+    row("readable.pipeTo (deno run)", m.peers[2]),
+  ];
+  if (m.peers[3] !== null) {
+    rows.push({ ...row("GNU cp", m.peers[0]), work: "same, deno task cp --no-sqpoll", ours: m.peers[3] });
+  }
+  printTable("Copy a 1 GiB cached file to tmpfs (wall time, Deno start-up included)", rows);
+}

@@ -1,0 +1,109 @@
+/**
+ * A tree of 4,000 cached files of 1–64 KiB (40 directories of 100) copied to tmpfs:
+ * `deno task cp -r` (Deno's start-up included) against GNU `cp -r` and a Deno process that walks
+ * the tree and runs `Deno.copyFile` 32 at a time. Wall clock from spawn to exit; the destination
+ * is removed (not timed) before every run, and checked (file count and bytes) after it.
+ * Run: `deno task bench:cp-tree`.
+ *
+ * @module
+ */
+
+import { alternate, DATA_DIR, have, printTable, type Row, tmpfsDir } from "./_lib.ts";
+import { denoPeer, denoTaskCp, timeCopy } from "./cp.ts";
+
+const DIRS = 40;
+const PER_DIR = 100;
+
+/** Files and bytes below `root`, read synchronously (reading the files also caches them). */
+function walk(root: string, read: boolean): { files: number; bytes: number } {
+  let files = 0, bytes = 0;
+  for (const e of Deno.readDirSync(root)) {
+    const p = `${root}/${e.name}`;
+    if (e.isDirectory) {
+      const sub = walk(p, read);
+      files += sub.files;
+      bytes += sub.bytes;
+    } else if (e.isFile) {
+      files++;
+      bytes += read ? Deno.readFileSync(p).length : Deno.statSync(p).size;
+    }
+  }
+  return { files, bytes };
+}
+
+/** Creates the source tree once (sizes from a fixed seed) and reads it so it is cached. */
+function sourceTree(): { path: string; files: number; bytes: number } {
+  const root = `${DATA_DIR}/tree-4000`;
+  const marker = `${DATA_DIR}/tree-4000.complete`;
+  try {
+    Deno.statSync(marker);
+  } catch {
+    console.error(`bench: creating ${root} (${DIRS * PER_DIR} files of 1-64 KiB)`);
+    try {
+      Deno.removeSync(root, { recursive: true });
+    } catch { /* absent */ }
+    let x = 0x1234567;
+    const next = () => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return x >>> 0;
+    };
+    const data = new Uint8Array(64 * 1024).map(() => next() & 0xff);
+    for (let d = 0; d < DIRS; d++) {
+      const dir = `${root}/d${String(d).padStart(2, "0")}`;
+      Deno.mkdirSync(dir, { recursive: true });
+      for (let f = 0; f < PER_DIR; f++) {
+        const size = 1024 + (next() % (63 * 1024 + 1));
+        Deno.writeFileSync(`${dir}/f${String(f).padStart(3, "0")}.bin`, data.subarray(0, size));
+      }
+    }
+    Deno.writeTextFileSync(marker, "");
+  }
+  return { path: root, ...walk(root, true) };
+}
+
+if (import.meta.main) {
+  const src = sourceTree();
+  const tmpfs = await tmpfsDir();
+  if ("missing" in tmpfs) {
+    console.log(`bench:cp-tree skipped: ${tmpfs.missing}`);
+    Deno.exit(0);
+  }
+  const dst = `${tmpfs.path}/uring-bench-tree`;
+  const check = () => {
+    const got = walk(dst, false);
+    if (got.files !== src.files || got.bytes !== src.bytes) {
+      throw new Error(
+        `copy has ${got.files} files / ${got.bytes} bytes, expected ${src.files} / ${src.bytes}`,
+      );
+    }
+  };
+  const time = ([cmd, args]: [string, string[]]) => () => timeCopy(dst, cmd, args, check);
+  const gnuCp = await have("cp");
+  const m = await alternate(time(denoTaskCp(["-r", src.path, dst])), [
+    gnuCp ? time(["cp", ["-r", src.path, dst]]) : () => null,
+    time(denoPeer(["tree", src.path, dst, "32"])),
+    time(denoTaskCp(["-r", "--no-sqpoll", src.path, dst])),
+  ]);
+  const work = `${src.files} files of 1–64 KiB → tmpfs, deno task cp -r`;
+  const row = (peer: string, theirs: number | null): Row => ({
+    work,
+    ours: m.ours,
+    peer,
+    theirs,
+    unit: "ms",
+    better: "lower",
+    target: { op: "<=", value: 1 },
+    missing: theirs === null ? "cp not found" : undefined,
+  });
+  const rows = [row("GNU cp -r", m.peers[0]), row("Deno.copyFile ×32 (deno run)", m.peers[1])];
+  if (m.peers[2] !== null) {
+    rows.push({
+      ...row("GNU cp -r", m.peers[0]),
+      work: "same, deno task cp -r --no-sqpoll",
+      ours: m.peers[2],
+    });
+  }
+  printTable("Copy a tree of 4,000 small cached files to tmpfs (wall time, Deno start-up included)", rows);
+}
