@@ -110,6 +110,10 @@ const WAIT_MS = 1000;
 const YIELD_AFTER = 8192;
 /** Default spin on the CQ tail under SQPOLL before parking a wait (µs); see `UringOptions.spinUs`. */
 export const DEFAULT_SPIN_US = 50;
+/** Spins that found nothing, in a row, after which spinning becomes occasional. */
+const SPIN_MISS_LIMIT = 4;
+/** While spins miss, one turn in this many still spins, to notice when they would pay again. */
+const SPIN_PROBE_EVERY = 16;
 /** How long to watch for SQ room the kernel is about to release (ms). */
 const SQ_ROOM_WAIT_MS = 0.2;
 /** The longest spin, in units of `spinUs`, while the SQ thread is still taking in SQEs. */
@@ -212,6 +216,8 @@ export class Uring implements AsyncDisposable {
   #wakeOutstanding = false;
   #yieldTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #spinUs: number;
+  #spinMisses = 0;
+  #spinProbe = 0;
   #closing = false;
   #closed = false;
   #closePromise: Promise<void> | null = null;
@@ -789,7 +795,11 @@ export class Uring implements AsyncDisposable {
         }
       }
       let n = this.#reap();
-      if (n === 0 && this.#spinUs > 0 && this.#inRing > (this.#wakeOutstanding ? 1 : 0)) n = this.#spin();
+      if (
+        n === 0 && this.#spinUs > 0 && this.#inRing > (this.#wakeOutstanding ? 1 : 0) && this.#shouldSpin()
+      ) {
+        n = this.#spin();
+      }
       if (n === 0) {
         const need = this.#roomNeeded();
         if (need > 0 && this.#inRing === (this.#wakeOutstanding ? 1 : 0)) {
@@ -854,6 +864,16 @@ export class Uring implements AsyncDisposable {
    * kernel posts a batch's completions after it has taken in the whole batch, so while the SQ
    * thread is still consuming our SQEs the watch is extended (up to `SPIN_CAP` times `spinUs`).
    */
+  /**
+   * Whether to spin now: always while spins pay off; after `SPIN_MISS_LIMIT` misses in a row
+   * (the work in flight is slow: disk, pipes, timers) only every `SPIN_PROBE_EVERY`th time, so
+   * slow I/O does not cost the main thread a spin per turn.
+   */
+  #shouldSpin(): boolean {
+    if (this.#spinMisses < SPIN_MISS_LIMIT) return true;
+    return (++this.#spinProbe % SPIN_PROBE_EVERY) === 0;
+  }
+
   #spin(): number {
     this.stats.spins++;
     const ring = this.#ring;
@@ -865,13 +885,17 @@ export class Uring implements AsyncDisposable {
       for (let i = 0; i < 64; i++) {
         if (ring.cqReady() > 0) {
           this.stats.spinHits++;
+          this.#spinMisses = 0;
           return this.#reap();
         }
       }
       const now = performance.now();
       if (now >= deadline) {
         if (now < cap && ring.sqReady() > 0) deadline = now + spinMs;
-        else return 0;
+        else {
+          this.#spinMisses++;
+          return 0;
+        }
       }
     }
   }
