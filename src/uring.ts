@@ -943,7 +943,12 @@ export class Uring implements AsyncDisposable {
     if (sqe === null) return; // impossible with nothing in flight; the wait times out anyway
     this.#putInternal(sqe, I_WAKE, 0, 0);
     this.#toSubmit = 0;
-    this.#ring.submit();
+    try {
+      this.#ring.submit();
+    } catch (e) {
+      if (!isRetryable(e)) throw e;
+      this.#toSubmit = 1; // the parked wait times out and the next turn submits it
+    }
   }
 
   #park(): void {
