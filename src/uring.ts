@@ -212,7 +212,6 @@ export class Uring implements AsyncDisposable {
   #toSubmit = 0;
   #flushQueued = false;
   #waiting = false;
-  #waitPromise: Promise<void> | null = null;
   #wakeOutstanding = false;
   #yieldTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #spinUs: number;
@@ -278,7 +277,10 @@ export class Uring implements AsyncDisposable {
     };
   }
 
-  /** The underlying ring. */
+  /**
+   * The underlying ring, for its counters and settings (`stats`, `sqpoll`, `params`). Do not
+   * submit, reap or close through it: the Uring owns its queues.
+   */
   get ring(): IoUring {
     return this.#ring;
   }
@@ -939,8 +941,13 @@ export class Uring implements AsyncDisposable {
   }
 
   #postWake(): void {
-    const sqe = this.#ring.getSqe();
-    if (sqe === null) return; // impossible with nothing in flight; the wait times out anyway
+    let sqe = this.#ring.getSqe();
+    // Under SQPOLL the SQ head can lag the CQEs for a moment (see #pump): wait for the room.
+    if (sqe === null && this.#awaitSqRoom(1)) sqe = this.#ring.getSqe();
+    if (sqe === null) {
+      this.#yield(); // try again shortly
+      return;
+    }
     this.#putInternal(sqe, I_WAKE, 0, 0);
     this.#toSubmit = 0;
     try {
@@ -954,12 +961,11 @@ export class Uring implements AsyncDisposable {
   #park(): void {
     this.#waiting = true;
     this.stats.waits++;
-    this.#waitPromise = this.#ring.waitAsync(WAIT_MS).then(this.#onWaitDone, this.#onWaitDone);
+    this.#ring.waitAsync(WAIT_MS).then(this.#onWaitDone, this.#onWaitDone);
   }
 
   readonly #onWaitDone = (): void => {
     this.#waiting = false;
-    this.#waitPromise = null;
     this.#guardedPump();
   };
 
