@@ -1105,6 +1105,7 @@ export class Uring implements AsyncDisposable {
 
   #closeUring(): Promise<void> {
     if (this.#closePromise !== null) return this.#closePromise;
+    if (this.#closed) return this.#closePromise = Promise.resolve(); // it failed earlier (#fail)
     this.#closing = true;
     const { promise, resolve } = Promise.withResolvers<void>();
     this.#closePromise = promise;
