@@ -259,7 +259,8 @@ export class IoUring implements Disposable {
 
       const sqeU32 = new Uint32Array(sqesMem);
       const sqeU8 = new Uint8Array(sqesMem);
-      this.#sqes = Array.from({ length: this.#sqEntries }, (_, i) => new Sqe(sqeU32, sqeU8, i));
+      const sqeF64 = new Float64Array(sqesMem);
+      this.#sqes = Array.from({ length: this.#sqEntries }, (_, i) => new Sqe(sqeU32, sqeU8, i, sqeF64));
 
       this.#cq = new Uint32Array(cqRing);
       this.#cqHead = cqOff(abi.CQ_OFF.head) / 4;

@@ -51,22 +51,34 @@ export class Sqe {
   readonly base: number;
   /** This SQE's slot in the SQE array. */
   readonly slot: number;
+  readonly #f64: Float64Array; // the same memory as 8-byte words, for clear()
 
-  /** Wraps slot `slot` of an SQE array (internal: rings create these). */
-  constructor(u32: Uint32Array, u8: Uint8Array, slot: number) {
+  /**
+   * Wraps slot `slot` of an SQE array (internal: rings create these). `f64` is the same memory
+   * as a Float64Array (shared by a ring's handles; made here when not given, so `u32` must start
+   * on an 8-byte boundary, as SQE arrays do).
+   */
+  constructor(u32: Uint32Array, u8: Uint8Array, slot: number, f64?: Float64Array) {
     this.u32 = u32;
     this.u8 = u8;
     this.slot = slot;
     this.base = slot * WORDS_PER_SQE;
+    this.#f64 = f64 ?? new Float64Array(u32.buffer, u32.byteOffset, u32.length >>> 1);
   }
 
   /** Zeroes all 64 bytes. */
   clear(): this {
-    // Sixteen plain stores: several times cheaper than a ranged `fill` (a builtin call).
-    const u = this.u32, b = this.base;
-    u[b] = 0, u[b + 1] = 0, u[b + 2] = 0, u[b + 3] = 0, u[b + 4] = 0, u[b + 5] = 0, u[b + 6] = 0;
-    u[b + 7] = 0, u[b + 8] = 0, u[b + 9] = 0, u[b + 10] = 0, u[b + 11] = 0, u[b + 12] = 0;
-    u[b + 13] = 0, u[b + 14] = 0, u[b + 15] = 0;
+    // Eight 8-byte stores of +0.0 (all bits zero): about twice as fast as sixteen u32 stores and
+    // several times faster than a ranged `fill` (a builtin call).
+    const f = this.#f64, b = this.base >>> 1;
+    f[b] = 0;
+    f[b + 1] = 0;
+    f[b + 2] = 0;
+    f[b + 3] = 0;
+    f[b + 4] = 0;
+    f[b + 5] = 0;
+    f[b + 6] = 0;
+    f[b + 7] = 0;
     return this;
   }
 
