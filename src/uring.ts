@@ -937,7 +937,9 @@ export class Uring implements AsyncDisposable {
       if (!this.#wakeOutstanding) this.#postWake();
       return;
     }
-    if (this.#closing && this.#inRing === 0 && this.#backlog.peek() === null) this.#finishClose();
+    // Nothing in flight but maybe a wake-up no-op whose wait already returned (under SQPOLL its
+    // CQE can come after the wait did): it touches no memory, so the ring may close under it.
+    if (this.#closing && this.#roomNeeded() === 0) this.#finishClose();
   }
 
   #postWake(): void {

@@ -184,3 +184,33 @@ ringTest(
     assert.equal(fdCount(), before);
   },
 );
+
+ringTest(
+  "Uring: close() right after work that parked a wait always finishes (300 rounds)",
+  async (config) => {
+    // Regression: under SQPOLL the wake-up no-op for a parked wait can complete after the wait
+    // returned; close() once waited for that CQE with nothing left to deliver it, forever.
+    if (!config.sqpoll) return; // the race needs SQPOLL's asynchronous completions
+    const [r, w] = pipe();
+    try {
+      for (let round = 0; round < 300; round++) {
+        const uring = new Uring(uringOptions(config, { entries: 8 }));
+        const read = uring.read(r, new Uint8Array(1), 0); // waits: a wait is parked
+        await sleep(1);
+        await uring.write(w, new Uint8Array(1), 0); // completes both, maybe reaped by a spin
+        assert.equal(await read, 1);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const outcome = await Promise.race([
+          uring.close().then(() => "closed"),
+          new Promise((resolve) => timer = setTimeout(() => resolve("hung"), 5000)),
+        ]);
+        clearTimeout(timer);
+        assert.equal(outcome, "closed", `close() hung in round ${round}: ${JSON.stringify(uring.stats)}`);
+      }
+    } finally {
+      await using closer = new Uring({ sqpoll: false });
+      await closer.close(r);
+      await closer.close(w);
+    }
+  },
+);
