@@ -18,6 +18,14 @@ import { errno } from "./errno.ts";
 import { IoUringError } from "./errors.ts";
 import { Uring } from "./uring.ts";
 
+/**
+ * Longest stretch (ms) the copy runs without letting the event loop turn. Cached reads and
+ * writes complete inside the submitting system call and settle their promises as microtasks, so
+ * a copy could otherwise run for minutes without timers, signal handlers (Ctrl-C) or other I/O
+ * getting a turn.
+ */
+export const BREATHE_EVERY_MS = 25;
+
 /** The environment variable that makes copies act as if io_uring were unavailable. */
 export const FORCE_UNAVAILABLE_ENV = "URING_FORCE_UNAVAILABLE";
 
@@ -47,15 +55,17 @@ export function ringEntries(queueDepth: number): number {
 }
 
 /**
- * A `Uring` sized for `queueDepth` operations in flight; throws the setup error
+ * A `Uring` sized for `queueDepth` operations in flight, with SQPOLL when `sqpoll` (falling back
+ * to a plain ring if the kernel refuses it); throws the setup error
  * ({@link isUnavailableError} tells whether it means "no io_uring here"), also when
  * `URING_FORCE_UNAVAILABLE=1` pretends so.
  */
-export function createCopyUring(queueDepth: number, sqpoll: boolean | undefined): Uring {
+export function createCopyUring(queueDepth: number, sqpoll: boolean): Uring {
   if (forcedUnavailable()) {
     throw new IoUringError("io_uring_setup", errno("EPERM"), `forced by ${FORCE_UNAVAILABLE_ENV}=1`);
   }
-  return new Uring({ entries: ringEntries(queueDepth), ...(sqpoll === undefined ? {} : { sqpoll }) });
+  // `sqpoll: undefined` is Uring's "on, unless the kernel refuses": a refusal is no reason to fail.
+  return new Uring({ entries: ringEntries(queueDepth), sqpoll: sqpoll ? undefined : false });
 }
 
 /** The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback. */
@@ -104,6 +114,8 @@ export class CopyContext implements EngineContext {
   readonly #stop = new AbortController();
   readonly #start = performance.now();
   #doneBytes = 0;
+  #lastBreath = performance.now();
+  #breath: Promise<void> | undefined;
 
   /** Opens the engine for `options`. */
   constructor(options: ResolvedCopyOptions) {
@@ -133,6 +145,25 @@ export class CopyContext implements EngineContext {
   /** Whether a file created with `perm` needs a `chmod` to end up with exactly `perm`. */
   needsChmod(perm: number): boolean {
     return this.umask === undefined || (perm & this.umask) !== 0;
+  }
+
+  /**
+   * Every {@link BREATHE_EVERY_MS} ms, a promise that resolves on the next event-loop turn (a
+   * zero timer), shared by every caller until then, so all of the copy's work pauses at once and
+   * the loop runs; otherwise `undefined` (no allocation).
+   */
+  breather(): Promise<void> | undefined {
+    if (this.#breath !== undefined) return this.#breath;
+    const now = performance.now();
+    if (now - this.#lastBreath < BREATHE_EVERY_MS) return undefined;
+    this.#breath = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        this.#breath = undefined;
+        this.#lastBreath = performance.now();
+        resolve();
+      }, 0)
+    );
+    return this.#breath;
   }
 
   /** Counts written bytes and reports progress. */

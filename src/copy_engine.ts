@@ -40,6 +40,11 @@ export interface EngineContext {
   readonly signal: AbortSignal;
   /** Called with the bytes of each completed write. */
   addBytes(n: number): void;
+  /**
+   * A promise to wait on before the next operation when the event loop is due a turn (see
+   * `CopyContext.breather`), else `undefined`.
+   */
+  breather(): Promise<void> | undefined;
 }
 
 /** File-system operations, each rejecting with an error that carries `code` (`"ENOENT"`). */

@@ -64,6 +64,8 @@ export class UringEngine implements Engine {
 
   /** Runs one ring operation holding one permit of the in-flight budget. */
   async #op<T>(ctx: EngineContext, fn: () => Promise<T>): Promise<T> {
+    const breather = ctx.breather();
+    if (breather !== undefined) await breather;
     if (!ctx.inflight.tryAcquire()) await ctx.inflight.acquire();
     try {
       return await fn();
@@ -100,10 +102,12 @@ export class UringEngine implements Engine {
     ]);
     if (input.status === "rejected" || output.status === "rejected") {
       const closing: Promise<unknown>[] = [];
-      if (input.status === "fulfilled") closing.push(uring.close(input.value).catch(() => {}));
+      if (input.status === "fulfilled") {
+        closing.push(this.#op(ctx, () => uring.close(input.value)).catch(() => {}));
+      }
       if (output.status === "fulfilled") {
-        closing.push(uring.close(output.value).catch(() => {}));
-        closing.push(uring.unlink(tmp).catch(() => {}));
+        closing.push(this.#op(ctx, () => uring.close(output.value)).catch(() => {}));
+        closing.push(this.#op(ctx, () => uring.unlink(tmp)).catch(() => {}));
       }
       await Promise.all(closing);
       throw input.status === "rejected" ? input.reason : (output as PromiseRejectedResult).reason;
@@ -119,13 +123,13 @@ export class UringEngine implements Engine {
     }
     // Close both (close errors on the written file matter: some file systems report ENOSPC there).
     const [closeIn, closeOut] = await Promise.allSettled([
-      uring.close(srcFd),
-      staged("close", uring.close(dstFd)),
+      this.#op(ctx, () => uring.close(srcFd)),
+      staged("close", this.#op(ctx, () => uring.close(dstFd))),
     ]);
     void closeIn;
     if (failure === undefined && closeOut.status === "rejected") failure = closeOut.reason;
     if (failure !== undefined) {
-      await uring.unlink(tmp).catch(() => {});
+      await this.#op(ctx, () => uring.unlink(tmp)).catch(() => {});
       throw failure;
     }
     return copied;

@@ -278,3 +278,29 @@ Deno.test({
     Deno.chmodSync(`${tree}/closed`, 0o755);
   },
 });
+
+Deno.test({
+  name:
+    "copyFile abort: a timer-driven signal fires during a long copy of cached data (the event loop turns)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    // 64 GiB of holes: reads complete inside the submitting system call, as cached data does.
+    {
+      using f = Deno.openSync(`${dir.path}/huge`, { write: true, create: true });
+      f.truncateSync(64 * 1024 ** 3);
+    }
+    let bytes = 0;
+    await assert.rejects(
+      copyFile(`${dir.path}/huge`, `${dir.path}/copy`, {
+        signal: AbortSignal.timeout(100),
+        onProgress: (p) => {
+          bytes = p.bytes;
+        },
+      }),
+      { name: "TimeoutError" },
+    );
+    assert.ok(bytes > 0 && bytes < 64 * 1024 ** 3, `stopped part way (${bytes} bytes)`);
+    assert.deepEqual(names(dir.path), ["huge"]);
+  },
+});
