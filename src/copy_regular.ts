@@ -1,10 +1,15 @@
 /**
- * Copying one regular file so that an incomplete copy never looks complete: the data goes to a
- * temporary name in the destination's directory (`.NAME.uring-tmp-XXXXXXXX`, created
+ * Copying one regular file so that an incomplete copy never looks complete. By default the data
+ * goes to a temporary name in the destination's directory (`.NAME.uring-tmp-XXXXXXXX`, created
  * exclusively), the mode (and with `preserve` the times) are set on it, and only then is it
  * renamed over the destination name, atomically; `RENAME_NOREPLACE` unless `overwrite`, so an
  * existing file is never clobbered by accident. Any failure or stop removes the temporary file,
  * leaving the destination as it was.
+ *
+ * In place (`inPlace`, for a directory the copy itself just created, where nothing can be in the
+ * way): the file is created under its own name (exclusively) and removed if it cannot be
+ * completed. That saves a `renameat` per file (30–50% of the cost of a small file here); only a
+ * process killed outright (SIGKILL, power loss) can leave a partial file behind.
  *
  * @module
  */
@@ -26,8 +31,8 @@ export function tempPathFor(dst: string): string {
 }
 
 /**
- * Copies regular file `src` (already looked at: `st`) to `dst` through a temporary file, then
- * counts it done. Returns the bytes copied. Rejects with the raw failure (tagged with its step);
+ * Copies regular file `src` (already looked at: `st`) to `dst` through a temporary file (or in
+ * place: see the module notes), then counts it done. Returns the bytes copied. Rejects with the raw failure (tagged with its step);
  * {@link describeFailure} turns it into the error to show.
  */
 export async function copyRegular(
@@ -35,9 +40,10 @@ export async function copyRegular(
   src: string,
   dst: string,
   st: EntryStat,
+  inPlace = false,
 ): Promise<number> {
   const engine = ctx.engine;
-  const tmp = tempPathFor(dst);
+  const tmp = inPlace ? dst : tempPathFor(dst);
   const bytes = await engine.copyData(src, st, tmp, st.perm, ctx);
   try {
     if (ctx.needsChmod(st.perm)) await staged("chmod", ctx.inflight.run(() => Deno.chmod(tmp, st.perm)));
@@ -45,7 +51,7 @@ export async function copyRegular(
       await staged("utime", ctx.inflight.run(() => Deno.utime(tmp, st.atime, st.mtime)));
     }
     ctx.signal.throwIfAborted();
-    await staged("rename", engine.rename(tmp, dst, !ctx.options.overwrite, ctx));
+    if (!inPlace) await staged("rename", engine.rename(tmp, dst, !ctx.options.overwrite, ctx));
   } catch (e) {
     await engine.unlink(tmp).catch(() => {});
     throw e;

@@ -196,7 +196,8 @@ class TreeCopy {
           );
         }
       }
-      await copyRegular(ctx, src, dst, st);
+      // In a directory this copy created, nothing can be in the way: write in place.
+      await copyRegular(ctx, src, dst, st, !merging);
     } catch (e) {
       this.fail(e, src, dst);
     }
