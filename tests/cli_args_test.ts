@@ -34,7 +34,7 @@ Deno.test("cp args: defaults, every flag, short forms", () => {
     recursive: false,
     queueDepth: DEFAULT_QUEUE_DEPTH,
     blockSize: DEFAULT_BLOCK_SIZE,
-    sqpoll: true,
+    sqpoll: false,
     preserve: false,
     force: false,
     progress: undefined,
@@ -42,7 +42,7 @@ Deno.test("cp args: defaults, every flag, short forms", () => {
     cwd: undefined,
   });
   // Everything after `--` is a path, even with a leading dash.
-  const flags = ["-r", "--queue-depth", "64", "--block-size=1m", "--no-sqpoll", "--preserve", "--force"];
+  const flags = ["-r", "--queue-depth", "64", "--block-size=1m", "--sqpoll", "--preserve", "--force"];
   const all = parseCpArgs([...flags, "--progress", "--cwd", "/tmp", "x", "--", "-y", "z"]);
   assert.equal(all.kind, "copy");
   if (all.kind !== "copy") return;
@@ -52,7 +52,7 @@ Deno.test("cp args: defaults, every flag, short forms", () => {
     recursive: true,
     queueDepth: 64,
     blockSize: 1048576,
-    sqpoll: false,
+    sqpoll: true,
     preserve: true,
     force: true,
     progress: true,
@@ -63,8 +63,9 @@ Deno.test("cp args: defaults, every flag, short forms", () => {
   assert.ok(short.kind === "copy");
   assert.equal(short.args.recursive && short.args.force && short.args.preserve && short.args.quiet, true);
   assert.equal(short.args.progress, false, "-q turns the progress bar off");
-  const off = parseCpArgs(["--no-progress", "a", "b"]);
+  const off = parseCpArgs(["--no-progress", "--sqpoll", "--no-sqpoll", "a", "b"]);
   assert.ok(off.kind === "copy" && off.args.progress === false);
+  assert.equal(off.args.sqpoll, false, "the last of --sqpoll/--no-sqpoll wins");
 });
 
 Deno.test("cp args: help and usage errors", () => {
@@ -93,6 +94,7 @@ Deno.test("cp args: help and usage errors", () => {
       "--recursive",
       "--queue-depth",
       "--block-size",
+      "--sqpoll",
       "--no-sqpoll",
       "--preserve",
       "--force",

@@ -110,7 +110,7 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
   // back to Deno's own APIs.
   let uring: Uring | undefined;
   try {
-    uring = createCopyUring(args.queueDepth, args.sqpoll ? undefined : false);
+    uring = createCopyUring(args.queueDepth, args.sqpoll);
   } catch (e) {
     if (!isUnavailableError(e)) {
       fail((e as Error).message);
@@ -170,7 +170,7 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
         preserve: args.preserve,
         signal: controller.signal,
         ...(uring === undefined ? {} : { uring }),
-        ...(args.sqpoll ? {} : { sqpoll: false }),
+        sqpoll: args.sqpoll,
         ...(onProgress ? { onProgress } : {}),
       };
       const srcInfo = await statOrNull(src);
