@@ -264,9 +264,8 @@ async function realPathOrNull(path: string): Promise<string | null> {
  * `{ files, bytes, ms, dirs, engine }` (`files` counts regular files and symlinks).
  *
  * The source is walked with `Deno.readDir` (io_uring has no `getdents`) while its files are
- * already being copied: directories are created, regular files copied as by `copyFile` (each
- * through a temporary name renamed into place), symlinks recreated as symlinks with the same
- * target (not followed). Modes are kept (directories get theirs after their contents are
+ * already being copied: directories are created, regular files copied as by `copyFile`,
+ * symlinks recreated as symlinks with the same target (not followed). Modes are kept (directories get theirs after their contents are
  * written); `preserve: true` also keeps the times of files and directories (not of symlinks).
  * Hard links are copied as separate files; devices, FIFOs and sockets are failures ("not a
  * regular file, directory or symlink"). Every file shares one in-flight budget of `queueDepth`
@@ -282,9 +281,15 @@ async function realPathOrNull(path: string): Promise<string | null> {
  * error (as `copyFile` words them, naming the file). With `continueOnError` everything else is
  * still copied and the promise then rejects with a {@link CopyTreeError}: an `AggregateError`
  * whose `errors` hold one error per failed entry and whose `result` counts what was copied. An
- * abort (`signal`) rejects with an `AbortError`. Files are never left half-written under their
- * own name; directories created before a failure stay (possibly incomplete). Since 5.15
- * (`mkdirat`, `symlinkat`).
+ * abort (`signal`) rejects with an `AbortError`.
+ *
+ * Incomplete files: in a directory the copy created itself, a file is written under its own name
+ * (created exclusively) and removed when it cannot be completed (failure or abort); that saves a
+ * rename per file, and only a process killed outright (SIGKILL, power loss) can leave a partial
+ * file. In a directory that already existed, each file goes through a temporary name
+ * (`.NAME.uring-tmp-XXXXXXXX`) renamed into place when complete, so an existing file is replaced
+ * atomically or not at all. Directories created before a failure stay (possibly incomplete).
+ * Since 5.15 (`mkdirat`, `symlinkat`).
  */
 export async function copyTree(
   src: string | URL,
