@@ -38,13 +38,22 @@ export function load1(): number {
   return Number(readText("/proc/loadavg").split(" ")[0] || NaN);
 }
 
-/** One line describing the machine and the moment: date, kernel, CPU, cores, load, Deno. */
+/** This process's scheduling policy (from /proc/self/stat), e.g. "SCHED_FIFO". */
+export function schedPolicy(): string {
+  const stat = readText("/proc/self/stat");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields 3.. of proc(5)
+  const policy = Number(fields[41 - 3]);
+  return ["SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED_ISO", "SCHED_IDLE"][policy] ??
+    `policy ${policy}`;
+}
+
+/** One line describing the machine and the moment: date, kernel, CPU, cores, load, Deno, policy. */
 export function machineLine(): string {
   const cpu = /model name\s*:\s*(.*)/.exec(readText("/proc/cpuinfo"))?.[1]?.trim() ?? "unknown CPU";
   const cores = navigator.hardwareConcurrency;
   const load = readText("/proc/loadavg").split(" ").slice(0, 3).join(" ");
   return `${new Date().toISOString()} · Linux ${Deno.osRelease()} · ${cpu} × ${cores} cores · ` +
-    `load ${load} · Deno ${Deno.version.deno}`;
+    `load ${load} · Deno ${Deno.version.deno} · ${schedPolicy()}`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ if (import.meta.main) {
     gnuCp ? time(["cp", [src, dst]]) : () => null,
     time(denoPeer(["copyFile", src, dst])),
     time(denoPeer(["pipeTo", src, dst])),
-    time(denoTaskCp(["--no-sqpoll", src, dst])),
+    time(denoTaskCp(["--sqpoll", src, dst])),
   ]);
   rmrf(dir);
   const row = (peer: string, theirs: number | null, target?: number): Row => ({
@@ -88,7 +88,7 @@ if (import.meta.main) {
     row("readable.pipeTo (deno run)", m.peers[2]),
   ];
   if (m.peers[3] !== null) {
-    rows.push({ ...row("GNU cp", m.peers[0]), work: "same, deno task cp --no-sqpoll", ours: m.peers[3] });
+    rows.push({ ...row("GNU cp", m.peers[0]), work: "same, deno task cp --sqpoll", ours: m.peers[3] });
   }
   printTable("Copy a 1 GiB cached file to tmpfs (wall time, Deno start-up included)", rows);
 }

@@ -84,7 +84,7 @@ if (import.meta.main) {
   const m = await alternate(time(denoTaskCp(["-r", src.path, dst])), [
     gnuCp ? time(["cp", ["-r", src.path, dst]]) : () => null,
     time(denoPeer(["tree", src.path, dst, "32"])),
-    time(denoTaskCp(["-r", "--no-sqpoll", src.path, dst])),
+    time(denoTaskCp(["-r", "--sqpoll", src.path, dst])),
   ]);
   const work = `${src.files} files of 1–64 KiB → tmpfs, deno task cp -r`;
   const row = (peer: string, theirs: number | null): Row => ({
@@ -101,7 +101,7 @@ if (import.meta.main) {
   if (m.peers[2] !== null) {
     rows.push({
       ...row("GNU cp -r", m.peers[0]),
-      work: "same, deno task cp -r --no-sqpoll",
+      work: "same, deno task cp -r --sqpoll",
       ours: m.peers[2],
     });
   }

@@ -71,7 +71,8 @@ export function ourRandomReads(
   // Twice QD: under SQPOLL a CQE can be visible before the kernel moves the SQ head past its SQE.
   using ring = new IoUring(2 * qd, { sqpoll: sqpoll ? { idleMs: 50 } : false });
   const blocks = Math.floor(size / BS);
-  const bufs = Array.from({ length: qd }, (_, i) => new Uint8Array(new ArrayBuffer(qd * BS), i * BS, BS));
+  const arena = new ArrayBuffer(qd * BS); // one block of buffers, as the C peer has
+  const bufs = Array.from({ length: qd }, (_, i) => new Uint8Array(arena, i * BS, BS));
   let bad = 0;
   const queue = (slot: number) => {
     let sqe = ring.getSqe();
