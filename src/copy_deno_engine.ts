@@ -60,7 +60,7 @@ export class DenoEngine implements Engine {
    * (the kernel's `copy_file_range`) fill it. Progress comes once per file; a stop takes effect
    * between files.
    */
-  copyData(src: string, srcStat: EntryStat, tmp: string, perm: number, ctx: EngineContext): Promise<number> {
+  copyData(src: string, _srcStat: EntryStat, tmp: string, perm: number, ctx: EngineContext): Promise<number> {
     return ctx.inflight.run(async () => {
       ctx.signal.throwIfAborted();
       const input = await staged("open-source", Deno.open(src, { read: true }));
@@ -72,7 +72,6 @@ export class DenoEngine implements Engine {
         ctx.signal.throwIfAborted();
         const size = (await Deno.stat(tmp)).size;
         ctx.addBytes(size);
-        void srcStat;
         return size;
       } catch (e) {
         await Deno.remove(tmp).catch(() => {});

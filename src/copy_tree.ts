@@ -43,7 +43,9 @@ class TreeCopy {
   readonly errors: Error[] = [];
   first: Error | undefined;
   readonly dirs: DirRecord[] = [];
-  readonly jobs: Promise<void>[] = [];
+  /** File and symlink jobs started and not finished. */
+  #outstanding = 0;
+  #drained: (() => void) | undefined;
   readonly files: Semaphore;
   readonly pending = new Semaphore(MAX_PENDING_FILES);
   readonly listings = new Semaphore(READDIR_CONCURRENCY);
@@ -137,11 +139,11 @@ class TreeCopy {
       case "file":
         ctx.progress.totalFiles++;
         ctx.progress.totalBytes += st.size;
-        await this.schedule(() => this.copyFileEntry(src, dst, st, merging));
+        await this.schedule(() => this.copyFileEntry(src, dst, st, merging), src, dst);
         return;
       case "symlink":
         ctx.progress.totalFiles++;
-        await this.schedule(() => this.copySymlink(src, dst, merging));
+        await this.schedule(() => this.copySymlink(src, dst, merging), src, dst);
         return;
       default:
         this.fail(
@@ -158,18 +160,34 @@ class TreeCopy {
     }
   }
 
-  /** Starts `job` once a file slot is free, without waiting for it to finish. */
-  async schedule(job: () => Promise<void>): Promise<void> {
+  /** Starts `job` (for `src` → `dst`) once a file slot is free, without waiting for it to finish. */
+  async schedule(job: () => Promise<void>, src: string, dst: string): Promise<void> {
     if (!this.pending.tryAcquire()) await this.pending.acquire();
-    this.jobs.push((async () => {
-      if (!this.files.tryAcquire()) await this.files.acquire();
+    this.#outstanding++;
+    void (async () => {
       try {
-        if (!this.ctx.stopping) await job();
+        if (!this.files.tryAcquire()) await this.files.acquire();
+        try {
+          if (!this.ctx.stopping) await job();
+        } finally {
+          this.files.release();
+        }
+      } catch (e) {
+        this.fail(e, src, dst); // jobs report their own failures; this is a safety net
       } finally {
-        this.files.release();
         this.pending.release();
+        this.#outstanding--;
+        if (this.#outstanding === 0) this.#drained?.();
       }
-    })());
+    })();
+  }
+
+  /** Resolves once every started job has finished. */
+  drain(): Promise<void> {
+    if (this.#outstanding === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#drained = resolve;
+    });
   }
 
   async copyFileEntry(src: string, dst: string, st: EntryStat, merging: boolean): Promise<void> {
@@ -365,8 +383,7 @@ export async function copyTree(
     await tree.walk(source, dest, merging);
     ctx.progress.scanning = false;
     ctx.report();
-    // Jobs are appended while earlier ones run; wait until none is left.
-    for (let i = 0; i < tree.jobs.length; i++) await tree.jobs[i];
+    await tree.drain();
     await tree.finishDirs();
     if (ctx.userAborted) throw abortFailure(opts.signal!, `copying '${source}' to '${dest}'`);
     if (tree.first) throw tree.first;

@@ -122,11 +122,10 @@ export class UringEngine implements Engine {
       failure = e;
     }
     // Close both (close errors on the written file matter: some file systems report ENOSPC there).
-    const [closeIn, closeOut] = await Promise.allSettled([
+    const [, closeOut] = await Promise.allSettled([
       this.#op(ctx, () => uring.close(srcFd)),
       staged("close", this.#op(ctx, () => uring.close(dstFd))),
     ]);
-    void closeIn;
     if (failure === undefined && closeOut.status === "rejected") failure = closeOut.reason;
     if (failure !== undefined) {
       await this.#op(ctx, () => uring.unlink(tmp)).catch(() => {});
