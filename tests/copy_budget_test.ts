@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import { BufferPool, Semaphore } from "../src/copy_budget.ts";
+import { isZeroBlock } from "../src/copy_uring_engine.ts";
+import { tempPathFor } from "../src/copy_regular.ts";
+import { copyFile, Uring } from "../mod.ts";
+import { skipKernel, tempDir } from "./_support.ts";
+import { randomFile, sha256File } from "./copy_support.ts";
+
+Deno.test("copy budget: Semaphore hands out at most `limit` permits, first come first served", async () => {
+  const s = new Semaphore(2);
+  assert.equal(s.tryAcquire(), true);
+  await s.acquire();
+  assert.equal(s.free, 0);
+  assert.equal(s.tryAcquire(), false);
+  const order: number[] = [];
+  const waiting = [1, 2, 3].map((i) => s.acquire().then(() => order.push(i)));
+  s.release();
+  s.release();
+  await Promise.all(waiting.slice(0, 2));
+  assert.deepEqual(order, [1, 2]);
+  assert.equal(s.tryAcquire(), false, "a waiter is still queued: no barging");
+  s.release();
+  await waiting[2];
+  assert.deepEqual(order, [1, 2, 3]);
+  s.release();
+  s.release();
+  assert.equal(s.free, 2);
+  assert.throws(() => s.release(), /released more often than acquired/);
+  assert.throws(() => new Semaphore(0), RangeError);
+  // run() returns the permit even when the function throws.
+  await assert.rejects(s.run(() => Promise.reject(new Error("boom"))), /boom/);
+  assert.equal(s.free, 2);
+  assert.equal(await s.run(() => Promise.resolve(7)), 7);
+});
+
+Deno.test("copy budget: BufferPool makes at most `count` buffers and reuses them", async () => {
+  let made = 0;
+  const pool = new BufferPool(3, 16, () => {
+    made++;
+    return new Uint8Array(16);
+  });
+  const a = await pool.take();
+  const b = await pool.take();
+  const c = await pool.take();
+  assert.equal(made, 3);
+  let fourth: Uint8Array | undefined;
+  const waiting = pool.take().then((buf) => (fourth = buf));
+  await Promise.resolve();
+  assert.equal(fourth, undefined, "waits while all are out");
+  pool.give(b);
+  await waiting;
+  assert.equal(fourth, b, "the returned buffer is reused");
+  pool.give(a);
+  pool.give(c);
+  pool.give(fourth!);
+  for (let i = 0; i < 10; i++) pool.give(await pool.take());
+  assert.equal(made, 3);
+});
+
+Deno.test("copy: isZeroBlock looks at exactly `length` bytes, at any alignment", () => {
+  const buf = new Uint8Array(4096 + 7);
+  assert.equal(isZeroBlock(buf, buf.length), true);
+  for (const at of [0, 1, 31, 32, 4095, 4096, 4102]) {
+    buf.fill(0);
+    buf[at] = 1;
+    assert.equal(isZeroBlock(buf, buf.length), false, `a one at ${at}`);
+    assert.equal(isZeroBlock(buf, at), true, `zeros before ${at}`);
+  }
+  const odd = new Uint8Array(100).subarray(3, 90); // unaligned view
+  assert.equal(isZeroBlock(odd, odd.length), true);
+  odd[86] = 9;
+  assert.equal(isZeroBlock(odd, odd.length), false);
+  assert.equal(isZeroBlock(odd, 86), true);
+});
+
+Deno.test("copy: temporary names sit next to the destination and stay short", () => {
+  const t = tempPathFor("/a/b/file.txt");
+  assert.match(t, /^\/a\/b\/\.file\.txt\.uring-tmp-[0-9a-f]{8}$/);
+  assert.match(tempPathFor("bare"), /^\.bare\.uring-tmp-[0-9a-f]{8}$/);
+  const long = tempPathFor(`/x/${"é".repeat(120)}`);
+  const name = long.slice(3);
+  assert.ok(new TextEncoder().encode(name).length <= 255, "within NAME_MAX");
+  assert.notEqual(tempPathFor("/x/y"), tempPathFor("/x/y"));
+});
+
+Deno.test({
+  name: "copyFile: one file keeps up to queueDepth blocks in flight, never more",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const hash = await randomFile(`${dir.path}/src`, 8 * 1024 * 1024);
+    await using uring = new Uring({ sqpoll: false, entries: 64 });
+    for (const queueDepth of [1, 8]) {
+      let most = 0;
+      await copyFile(`${dir.path}/src`, `${dir.path}/dst-${queueDepth}`, {
+        uring,
+        queueDepth,
+        blockSize: 65536,
+        onProgress: () => {
+          most = Math.max(most, uring.pending);
+        },
+      });
+      assert.equal(await sha256File(`${dir.path}/dst-${queueDepth}`), hash);
+      assert.ok(most <= queueDepth, `queueDepth ${queueDepth}: saw ${most} operations at once`);
+      if (queueDepth > 1) assert.ok(most > 1, `queueDepth ${queueDepth} overlaps blocks (saw ${most})`);
+    }
+  },
+});
