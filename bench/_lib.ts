@@ -73,11 +73,13 @@ export type Run = () => number | null | Promise<number | null>;
 /**
  * Runs `ours` and each peer alternately (ours, peer 1, peer 2, ..., ours, ...) `rounds` times and
  * returns the medians. A peer that returned `null` once is skipped afterwards (median `null`).
+ * `before` runs (untimed) before every single run, e.g. to bring data back into the page cache.
  */
 export async function alternate(
   ours: Run,
   peers: readonly Run[],
   rounds = ROUNDS,
+  before?: () => void,
 ): Promise<{ ours: number; peers: (number | null)[]; loads: number[] }> {
   const mine: number[] = [];
   const theirs: number[][] = peers.map(() => []);
@@ -85,11 +87,13 @@ export async function alternate(
   const loads: number[] = [];
   for (let r = 0; r < rounds; r++) {
     loads.push(load1());
+    before?.();
     const v = await ours();
     if (v === null) throw new Error("our side of the bench could not run");
     mine.push(v);
     for (let i = 0; i < peers.length; i++) {
       if (dead[i]) continue;
+      before?.();
       const p = await peers[i]();
       if (p === null) dead[i] = true;
       else theirs[i].push(p);
@@ -358,10 +362,23 @@ export function cachedFile(name: string, size: number): string {
     }
     f.close();
   }
-  const f = Deno.openSync(path);
-  while (f.readSync(chunk) !== null) { /* warm the page cache */ }
-  f.close();
+  warm(path);
   return path;
+}
+
+/**
+ * Reads `path` (a file, or every file below a directory) so its pages are in the page cache
+ * again: this machine's memory manager reclaims cold page cache between runs.
+ */
+export function warm(path: string): void {
+  if (Deno.statSync(path).isDirectory) {
+    for (const e of Deno.readDirSync(path)) warm(`${path}/${e.name}`);
+    return;
+  }
+  const chunk = new Uint8Array(1 << 20);
+  const f = Deno.openSync(path);
+  while (f.readSync(chunk) !== null) { /* into the page cache */ }
+  f.close();
 }
 
 function isTmpfs(dir: string): boolean {

@@ -9,7 +9,7 @@
 
 import { cachedFile, median, printTable, ROUNDS, type Row } from "./_lib.ts";
 import { ourNops, type RunResult } from "./nop.ts";
-import { closeFd, openFd, ourRandomReads, READ_FILE_SIZE } from "./read.ts";
+import { closeFd, openFd, ourRandomReads, READ_FILE, READ_FILE_SIZE } from "./read.ts";
 
 const SECONDS = 1;
 
@@ -18,7 +18,7 @@ function perThousand(runs: RunResult[], pick: (r: RunResult) => number): number 
 }
 
 if (import.meta.main) {
-  const file = cachedFile("1g.bin", READ_FILE_SIZE);
+  const file = cachedFile(READ_FILE, READ_FILE_SIZE);
   const fd = openFd(file);
   const workloads = [
     { name: "NOPs, batch 32", run: (sqpoll: boolean) => ourNops(32, sqpoll, SECONDS) },

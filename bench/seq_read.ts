@@ -1,5 +1,5 @@
 /**
- * Sequential `await file.readAt(buf, pos)` of 4 KiB blocks (queue depth 1) from a cached 1 GiB
+ * Sequential `await file.readAt(buf, pos)` of 4 KiB blocks (queue depth 1) from a cached 256 MiB
  * file through `Uring`, against Deno's own file API: `await file.seek()` + `await file.read()`,
  * and the synchronous `seekSync` + `readSync`. Run: `deno task bench:seq-read`.
  *
@@ -7,8 +7,8 @@
  */
 
 import { Uring, type UringFile } from "../mod.ts";
-import { alternate, cachedFile, printTable, type Row, SECONDS } from "./_lib.ts";
-import { READ_FILE_SIZE } from "./read.ts";
+import { alternate, cachedFile, printTable, type Row, SECONDS, warm } from "./_lib.ts";
+import { READ_FILE, READ_FILE_SIZE } from "./read.ts";
 
 const BS = 4096;
 const blocks = READ_FILE_SIZE / BS;
@@ -61,7 +61,7 @@ function denoSync(file: Deno.FsFile, seconds: number): number {
 }
 
 if (import.meta.main) {
-  const path = cachedFile("1g.bin", READ_FILE_SIZE);
+  const path = cachedFile(READ_FILE, READ_FILE_SIZE);
   const deno = await Deno.open(path);
   const rows: Row[] = [];
   for (const sqpoll of [true, false]) {
@@ -70,10 +70,15 @@ if (import.meta.main) {
     await ourSequential(file, 0.3);
     await denoAsync(deno, 0.3);
     denoSync(deno, 0.3);
-    const m = await alternate(() => ourSequential(file, SECONDS), [
-      () => denoAsync(deno, SECONDS),
-      () => denoSync(deno, SECONDS),
-    ]);
+    const m = await alternate(
+      () => ourSequential(file, SECONDS),
+      [
+        () => denoAsync(deno, SECONDS),
+        () => denoSync(deno, SECONDS),
+      ],
+      undefined,
+      () => warm(path),
+    );
     await file.close();
     await uring.close();
     const mode = uring.sqpoll ? "SQPOLL" : "no SQPOLL";

@@ -1,5 +1,5 @@
 /**
- * 4 KiB random reads of a cached 1 GiB file through `UringFile.readAt` promises, 32 in flight,
+ * 4 KiB random reads of a cached 256 MiB file through `UringFile.readAt` promises, 32 in flight,
  * against fio's io_uring engine with `--sqthread_poll=1` (`--invalidate=0`, best of plain and
  * batched submission/completion). Run: `deno task bench:uring-read`.
  *
@@ -9,8 +9,8 @@
  */
 
 import { Uring, type UringFile } from "../mod.ts";
-import { alternate, cachedFile, findFio, fioIops, printTable, type Row, SECONDS } from "./_lib.ts";
-import { READ_FILE_SIZE } from "./read.ts";
+import { alternate, cachedFile, findFio, fioIops, printTable, type Row, SECONDS, warm } from "./_lib.ts";
+import { READ_FILE, READ_FILE_SIZE } from "./read.ts";
 
 const BS = 4096;
 const QD = 32;
@@ -49,7 +49,7 @@ export async function ourPromiseReads(
 }
 
 if (import.meta.main) {
-  const path = cachedFile("1g.bin", READ_FILE_SIZE);
+  const path = cachedFile(READ_FILE, READ_FILE_SIZE);
   const fio = await findFio();
   const batched = [
     "--iodepth_batch_submit=32",
@@ -64,7 +64,12 @@ if (import.meta.main) {
     const uring = new Uring({ entries: 64, sqpoll });
     const file = await uring.open(path, { read: true });
     await ourPromiseReads(file, READ_FILE_SIZE, QD, 0.3); // warm up the JIT
-    const m = await alternate(() => ourPromiseReads(file, READ_FILE_SIZE, QD, SECONDS), fioSq);
+    const m = await alternate(
+      () => ourPromiseReads(file, READ_FILE_SIZE, QD, SECONDS),
+      fioSq,
+      undefined,
+      () => warm(path),
+    );
     await file.close();
     await uring.close();
     const ok = m.peers.filter((x): x is number => x !== null);
