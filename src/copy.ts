@@ -5,7 +5,7 @@
  */
 
 import { CopyContext } from "./copy_context.ts";
-import { abortFailure, codeOf, isDescribed, makeFailure, staged } from "./copy_errors.ts";
+import { abortFailure, codeOf, dirnameOf, isDescribed, makeFailure, staged } from "./copy_errors.ts";
 import type { EntryStat } from "./copy_engine.ts";
 import { type CopyOptions, type CopyResult, resolveCopyOptions } from "./copy_options.ts";
 import { copyRegular, describeFailure } from "./copy_regular.ts";
@@ -93,6 +93,7 @@ export async function copyFile(
     } else if (dest.endsWith("/")) {
       throw makeFailure("ENOENT", source, dest, `destination directory '${dest}' does not exist`, dest);
     }
+    await ctx.learnUmask(dirnameOf(dest));
     await copyRegular(ctx, source, dest, st);
     return ctx.result();
   } catch (e) {

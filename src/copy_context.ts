@@ -79,18 +79,17 @@ export function openEngine(options: ResolvedCopyOptions): Engine {
   }
 }
 
-/** The umask, when Deno lets us read it (`--allow-sys` or read access to /proc/self/status). */
+/** The umask found by {@link CopyContext.learnUmask}'s probe, kept for the process. */
+let probedUmask: number | undefined;
+
+/** The umask, when Deno lets us read it (`--allow-sys=umask`), or as a probe found it earlier. */
 function readUmask(): number | undefined {
   try {
     if (Deno.permissions.querySync({ name: "sys", kind: "umask" }).state === "granted") return Deno.umask();
-    if (Deno.permissions.querySync({ name: "read", path: "/proc/self/status" }).state === "granted") {
-      const m = /^Umask:\s*([0-7]+)$/m.exec(Deno.readTextFileSync("/proc/self/status"));
-      if (m) return parseInt(m[1], 8);
-    }
   } catch {
-    // unknown: every created file gets an explicit chmod
+    // not known this way
   }
-  return undefined;
+  return probedUmask;
 }
 
 /** Everything one `copyFile`/`copyTree` call shares. */
@@ -106,7 +105,7 @@ export class CopyContext implements EngineContext {
   /** Fires on the caller's abort or on {@link CopyContext.stop}. */
   readonly signal: AbortSignal;
   /** The umask new files are created under, when known. */
-  readonly umask: number | undefined;
+  umask: number | undefined;
   /** Progress so far (reported through `onProgress`). */
   readonly progress: CopyProgress = { bytes: 0, files: 0, totalBytes: 0, totalFiles: 0, scanning: false };
   /** Directories created or merged into. */
@@ -140,6 +139,29 @@ export class CopyContext implements EngineContext {
   /** Stops every operation still to come (after the first failure). */
   stop(reason: unknown): void {
     if (!this.#stop.signal.aborted) this.#stop.abort(reason);
+  }
+
+  /**
+   * Finds the umask when Deno would not tell (no `--allow-sys=umask`): creates a directory with
+   * mode 0o777 in `dir` (where the copy writes anyway), reads what mode it got, removes it. Done
+   * once per process. Without the umask every copied file would need a `chmod`.
+   */
+  async learnUmask(dir: string): Promise<void> {
+    if (this.umask !== undefined) return;
+    const probe = `${dir === "/" ? "" : dir}/.uring-umask-probe-${Math.random().toString(16).slice(2, 10)}`;
+    try {
+      await this.engine.mkdir(probe, 0o777, this);
+    } catch {
+      return; // the copy itself will report why this directory is not writable
+    }
+    try {
+      const st = await this.engine.stat(probe, false, this);
+      if (st.kind === "dir") this.umask = probedUmask = 0o777 & ~st.perm;
+    } catch {
+      // leave it unknown: every file gets a chmod
+    } finally {
+      await Deno.remove(probe).catch(() => {});
+    }
   }
 
   /** Whether a file created with `perm` needs a `chmod` to end up with exactly `perm`. */

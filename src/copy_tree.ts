@@ -380,6 +380,7 @@ export async function copyTree(
       tree.dirs.push({ dst: dest, st: root, created: true });
       ctx.dirs++;
     }
+    await ctx.learnUmask(dest);
     await tree.walk(source, dest, merging);
     ctx.progress.scanning = false;
     ctx.report();
