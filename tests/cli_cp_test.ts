@@ -270,3 +270,34 @@ Deno.test({
     assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["huge"]);
   },
 });
+
+Deno.test({
+  name: "cp CLI: modes are exact whatever the umask (found by a probe: the task has no --allow-sys)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const modes = [0o666, 0o777, 0o644, 0o600, 0o2755];
+    for (const mode of modes) await randomFile(`${dir.path}/m${mode.toString(8)}`, 100, mode);
+    Deno.mkdirSync(`${dir.path}/tree/sub`, { recursive: true });
+    await randomFile(`${dir.path}/tree/sub/f`, 10, 0o664);
+    Deno.chmodSync(`${dir.path}/tree/sub`, 0o775);
+    for (const umask of ["077", "022", "000"]) {
+      const out = `${dir.path}/out-${umask}`;
+      Deno.mkdirSync(out);
+      const names = modes.map((m) => `m${m.toString(8)}`);
+      const sh = `umask ${umask} && exec "$0" run ${CP_FLAGS.join(" ")} "$1" -r ${names.join(" ")} tree "$2"`;
+      const r = await new Deno.Command("sh", {
+        args: ["-c", sh, Deno.execPath(), CP, out],
+        cwd: dir.path,
+        env: { NO_COLOR: "1" },
+      }).output();
+      assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+      for (const mode of modes) {
+        assert.equal(permOf(`${out}/m${mode.toString(8)}`).toString(8), mode.toString(8), `umask ${umask}`);
+      }
+      assert.equal(permOf(`${out}/tree/sub`).toString(8), "775", `umask ${umask}: directory`);
+      assert.equal(permOf(`${out}/tree/sub/f`).toString(8), "664", `umask ${umask}: file in the tree`);
+      assert.deepEqual([...Deno.readDirSync(out)].filter((e) => e.name.includes("umask-probe")), []);
+    }
+  },
+});
