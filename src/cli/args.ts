@@ -71,11 +71,13 @@ Options:
                          directory it was started in)
   -h, --help             show this help and exit
 
-Copies are written under a temporary name next to the destination and renamed into place
-when complete, so an interrupted or failed copy never leaves a file that looks complete.
-When io_uring is unavailable (EPERM/ENOSYS) cp says so once and copies with Deno's own
-file APIs instead. Exit status: 0 when everything was copied, 1 when anything failed
-(one line per failure on stderr), 2 for a usage error, 130 when interrupted (SIGINT).
+A file that cannot be completed (error, Ctrl-C) is removed; a file that replaces or joins
+existing ones is written under a temporary name next to it and renamed into place when
+complete, so nothing that exists is ever half-overwritten.
+When io_uring is unavailable (EPERM/ENOSYS; URING_FORCE_UNAVAILABLE=1 pretends so) cp says
+so once and copies with Deno's own file APIs instead. Exit status: 0 when everything was
+copied, 1 when anything failed (one line per failure on stderr), 2 for a usage error, 130
+when interrupted (SIGINT).
 `;
 
 const UNITS: Readonly<Record<string, number>> = {
