@@ -254,6 +254,18 @@ export function fillFstat(slot: Slot, fd: number) {
 }
 
 /**
+ * Whether a buffer `slot` holds was detached (transferred) since the operation was called: an
+ * operation waiting in the backlog must then not run.
+ */
+export function hasDetachedBuffer(slot: Slot): boolean {
+  if (slot.buf !== null && (slot.buf.buffer as ArrayBuffer).detached) return true;
+  if (slot.iovecs !== null) {
+    for (const b of slot.iovecs.buffers) if ((b.buffer as ArrayBuffer).detached) return true;
+  }
+  return false;
+}
+
+/**
  * Fills `sqe` for the operation `slot` holds and tags it with the slot's `user_data`
  * (index, generation). Allocates nothing.
  */

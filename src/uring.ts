@@ -58,6 +58,7 @@ import {
   fillRwv,
   fillSplice,
   fillTimeout,
+  hasDetachedBuffer,
   K_FSTAT,
   K_LINK,
   K_MKDIR,
@@ -745,6 +746,15 @@ export class Uring implements AsyncDisposable {
       const head = this.#backlog.peek();
       if (head === null) return;
       const chain = head.chain;
+      if (chain === null ? hasDetachedBuffer(head) : chain.slots.some(hasDetachedBuffer)) {
+        // A buffer was transferred away while the operation waited here: it cannot run.
+        this.#backlog.shift();
+        this.#rejectQueued(
+          head,
+          new TypeError(`${OP_NAMES[head.kind]}: a buffer was detached before the operation started`),
+        );
+        continue;
+      }
       if (chain === null) {
         if (this.#inRing >= this.#limit) return;
         const sqe = this.#ring.getSqe();
@@ -1142,11 +1152,10 @@ export class Uring implements AsyncDisposable {
     return promise;
   }
 
-  #rejectQueued(head: Slot): void {
+  #rejectQueued(head: Slot, error: Error = this.#error(head, ECANCELED)): void {
     const chain = head.chain;
     if (chain !== null) {
       if (chain.signal !== null) chain.signal.removeEventListener("abort", head.onAbort);
-      const error = this.#error(head, ECANCELED);
       for (const slot of chain.slots) this.#slots.release(slot);
       this.stats.settled++;
       chain.reject(error);
@@ -1154,7 +1163,6 @@ export class Uring implements AsyncDisposable {
     }
     const { reject, signal } = head;
     if (signal !== null) signal.removeEventListener("abort", head.onAbort);
-    const error = this.#error(head, ECANCELED);
     if (head.statx !== null) this.#statxPool.push(head.statx);
     this.#slots.release(head);
     this.stats.settled++;

@@ -424,3 +424,33 @@ ringTest("Uring: close() closes the files open() returned; raw fds stay the call
   await other.close(raw);
   assert.equal(fdCount(), before + 1); // `other`'s ring fd
 });
+
+ringTest(
+  "Uring: an operation whose buffer is detached while it waits for room rejects alone",
+  async (config) => {
+    using dir = tempDir();
+    await using uring = new Uring(uringOptions(config, { entries: 2 })); // CQ 4: 4 operations in the ring
+    const [r, w] = pipe();
+    const file = await uring.open(`${dir.path}/f`, { read: true, write: true, create: true });
+    try {
+      const reads = Array.from({ length: 4 }, () => uring.read(r, new Uint8Array(1), 0));
+      await sleep(5);
+      const data = new Uint8Array(16).fill(1);
+      const queued = file.writeAt(data, 0).then(() => "written", (e) => e);
+      const other = file.writeAt(new Uint8Array(4).fill(2), 0);
+      data.buffer.transfer(); // detach it while the write waits in JavaScript
+      // The ring is full of waiting reads: feed the pipe from outside the Uring.
+      Deno.writeFileSync(`/proc/self/fd/${w}`, enc.encode("abcd"));
+      assert.deepEqual(await Promise.all(reads), [1, 1, 1, 1]);
+      const error = await queued;
+      assert.ok(error instanceof TypeError, String(error));
+      assert.match(error.message, /detached/);
+      assert.equal(await other, 4);
+      assert.equal(uring.pending, 0);
+    } finally {
+      await file.close();
+      await uring.close(r);
+      await uring.close(w);
+    }
+  },
+);
