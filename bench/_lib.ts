@@ -7,6 +7,8 @@
  * @module
  */
 
+import process from "node:process";
+
 /** Where the bench keeps its data files (on a disk file system, so reads come from the page cache). */
 export const DATA_DIR: string = Deno.env.get("URING_BENCH_DATA") ?? "/var/tmp/uring-bench";
 /** Alternating rounds per figure (ours, peer, ours, peer, ...); the median is quoted. */
@@ -67,8 +69,49 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/**
+ * One run's figure, and optionally the same work per CPU-second of the whole process (an SQ poll
+ * thread included): a figure that other load on the machine disturbs much less.
+ */
+export interface Measured {
+  /** The figure (e.g. ops/s of wall time, or ms). */
+  value: number;
+  /** Operations per CPU-second. */
+  perCpu?: number;
+}
+
 /** A measurement: returns the figure of one run, or `null` when the side cannot run. */
-export type Run = () => number | null | Promise<number | null>;
+export type Run = () => number | Measured | null | Promise<number | Measured | null>;
+
+/** Runs `fn` (which reports its operations and rate) and adds its operations per CPU-second. */
+export function withCpu(fn: () => { ops: number; opsPerSec: number }): Measured {
+  const c0 = process.cpuUsage();
+  const r = fn();
+  const c = process.cpuUsage(c0);
+  return { value: r.opsPerSec, perCpu: r.ops / ((c.user + c.system) / 1e6) };
+}
+
+/** The same for an asynchronous run. */
+export async function withCpuAsync(fn: () => Promise<{ ops: number; opsPerSec: number }>): Promise<Measured> {
+  const c0 = process.cpuUsage();
+  const r = await fn();
+  const c = process.cpuUsage(c0);
+  return { value: r.opsPerSec, perCpu: r.ops / ((c.user + c.system) / 1e6) };
+}
+
+/** Medians of an alternating measurement. */
+export interface Alternated {
+  /** Our median figure. */
+  ours: number;
+  /** Each peer's median figure (`null`: the peer could not run). */
+  peers: (number | null)[];
+  /** Our median operations per CPU-second, when measured. */
+  oursCpu: number | null;
+  /** Each peer's median operations per CPU-second, when measured. */
+  peersCpu: (number | null)[];
+  /** The 1-minute load average before each round. */
+  loads: number[];
+}
 
 /**
  * Runs `ours` and each peer alternately (ours, peer 1, peer 2, ..., ours, ...) `rounds` times and
@@ -80,28 +123,39 @@ export async function alternate(
   peers: readonly Run[],
   rounds = ROUNDS,
   before?: () => void,
-): Promise<{ ours: number; peers: (number | null)[]; loads: number[] }> {
-  const mine: number[] = [];
+): Promise<Alternated> {
+  const mine: number[] = [], mineCpu: number[] = [];
   const theirs: number[][] = peers.map(() => []);
+  const theirsCpu: number[][] = peers.map(() => []);
   const dead = peers.map(() => false);
   const loads: number[] = [];
+  const record = (m: number | Measured, values: number[], cpus: number[]) => {
+    if (typeof m === "number") values.push(m);
+    else {
+      values.push(m.value);
+      if (m.perCpu !== undefined && Number.isFinite(m.perCpu)) cpus.push(m.perCpu);
+    }
+  };
   for (let r = 0; r < rounds; r++) {
     loads.push(load1());
     before?.();
     const v = await ours();
     if (v === null) throw new Error("our side of the bench could not run");
-    mine.push(v);
+    record(v, mine, mineCpu);
     for (let i = 0; i < peers.length; i++) {
       if (dead[i]) continue;
       before?.();
       const p = await peers[i]();
       if (p === null) dead[i] = true;
-      else theirs[i].push(p);
+      else record(p, theirs[i], theirsCpu[i]);
     }
   }
+  const med = (xs: number[]) => (xs.length === 0 ? null : median(xs));
   return {
     ours: median(mine),
-    peers: theirs.map((xs, i) => (dead[i] && xs.length === 0 ? null : median(xs))),
+    peers: theirs.map(med),
+    oursCpu: med(mineCpu),
+    peersCpu: theirsCpu.map(med),
     loads,
   };
 }
@@ -126,6 +180,10 @@ export interface Row {
   absolute?: boolean;
   /** Why the peer is missing, shown instead of its figure. */
   missing?: string;
+  /** Our operations per CPU-second (median), when measured. */
+  oursCpu?: number | null;
+  /** The peer's operations per CPU-second (median), when measured. */
+  theirsCpu?: number | null;
 }
 
 function fmtNum(v: number, unit: string): string {
@@ -148,8 +206,9 @@ export function printTable(title: string, rows: readonly Row[], note?: string): 
   const out: string[] = [];
   out.push(`### ${title}`, "");
   out.push(`${machineLine()} · median of ${ROUNDS} alternating rounds`, "");
-  out.push("| work | ours | peer | peer's | ratio | target | met |");
-  out.push("|---|---:|---|---:|---:|---|---|");
+  const cpuColumn = rows.some((row) => row.oursCpu !== undefined);
+  out.push(`| work | ours | peer | peer's | ratio | target | met |${cpuColumn ? " ratio per CPU-s |" : ""}`);
+  out.push(`|---|---:|---|---:|---:|---|---|${cpuColumn ? "---:|" : ""}`);
   for (const row of rows) {
     const r = ratio(row);
     const x = row.absolute ? "" : "×";
@@ -162,18 +221,28 @@ export function printTable(title: string, rows: readonly Row[], note?: string): 
       const ok = row.target.op === ">=" ? judged >= row.target.value : judged <= row.target.value;
       met = ok ? "yes" : "**no**";
     } else if (row.target) met = "n/a";
+    let cpu = "";
+    if (cpuColumn) {
+      cpu = row.oursCpu && row.theirsCpu ? ` ${(row.oursCpu / row.theirsCpu).toFixed(2)}× |` : " — |";
+    }
+    const ours = `${fmtNum(row.ours, row.unit)} ${row.unit}`;
     if (row.absolute) {
-      out.push(
-        `| ${row.work} | ${fmtNum(row.ours, row.unit)} ${row.unit} | — | — | — | ${target} | ${met} |`,
-      );
+      out.push(`| ${row.work} | ${ours} | — | — | — | ${target} | ${met} |${cpu}`);
       continue;
     }
     const theirs = row.theirs === null
       ? `missing${row.missing ? `: ${row.missing}` : ""}`
       : `${fmtNum(row.theirs, row.unit)} ${row.unit}`;
     out.push(
-      `| ${row.work} | ${fmtNum(row.ours, row.unit)} ${row.unit} | ${row.peer} | ${theirs} | ` +
-        `${r === null ? "—" : `${r.toFixed(2)}×`} | ${target} | ${met} |`,
+      `| ${row.work} | ${ours} | ${row.peer} | ${theirs} | ` +
+        `${r === null ? "—" : `${r.toFixed(2)}×`} | ${target} | ${met} |${cpu}`,
+    );
+  }
+  if (cpuColumn) {
+    out.push(
+      "",
+      "Ratio per CPU-s: the same work per CPU-second of each whole process (SQ poll thread " +
+        "included), which other load on the machine disturbs far less than wall time.",
     );
   }
   if (note) out.push("", note);
@@ -277,15 +346,19 @@ export async function findFio(): Promise<Peer> {
   return { path: "fio" };
 }
 
-/** Runs a C peer that prints one JSON line with `opsPerSec`; returns that figure or `null`. */
-export async function peerOpsPerSec(peer: Peer, args: string[]): Promise<number | null> {
+/**
+ * Runs a C peer that prints one JSON line with `ops`, `opsPerSec` and `cpuSeconds`; returns its
+ * rate and operations per CPU-second, or `null`.
+ */
+export async function peerOpsPerSec(peer: Peer, args: string[]): Promise<Measured | null> {
   if (!("path" in peer)) return null;
   const r = await run(peer.path, args);
   if (r === null || r.code !== 0) {
     console.error(`bench: ${peer.path} ${args.join(" ")} failed: ${r?.stderr.trim()}`);
     return null;
   }
-  return JSON.parse(r.stdout.trim().split("\n").pop()!).opsPerSec;
+  const j = JSON.parse(r.stdout.trim().split("\n").pop()!);
+  return { value: j.opsPerSec, perCpu: j.cpuSeconds > 0 ? j.ops / j.cpuSeconds : undefined };
 }
 
 /** Options for one fio random-read job. */

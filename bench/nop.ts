@@ -10,7 +10,7 @@
  */
 
 import { type Cqe, type EnterStats, IoUring, prepNop } from "../mod.ts";
-import { alternate, buildPeer, peerOpsPerSec, printTable, type Row, SECONDS } from "./_lib.ts";
+import { alternate, buildPeer, peerOpsPerSec, printTable, type Row, SECONDS, withCpu } from "./_lib.ts";
 
 /** Spins on the CQ tail before falling back to a blocking wait (as the C peer does). */
 export const SPIN_LIMIT = 1 << 20;
@@ -67,7 +67,7 @@ if (import.meta.main) {
   for (const c of cases) {
     ourNops(c.batch, c.sqpoll, 0.3); // warm up the JIT
     const m = await alternate(
-      () => ourNops(c.batch, c.sqpoll, SECONDS).opsPerSec,
+      () => withCpu(() => ourNops(c.batch, c.sqpoll, SECONDS)),
       [() => peerOpsPerSec(peer, [String(c.batch), c.sqpoll ? "1" : "0", String(SECONDS)])],
     );
     rows.push({
@@ -79,6 +79,8 @@ if (import.meta.main) {
       better: "higher",
       target: c.target === undefined ? undefined : { op: ">=", value: c.target },
       missing,
+      oursCpu: m.oursCpu,
+      theirsCpu: m.peersCpu[0],
     });
   }
   printTable("NOP round trips: IoUring vs C liburing", rows);

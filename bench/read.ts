@@ -15,6 +15,7 @@
 import { AT_FDCWD, type Cqe, cstring, IoUring, O_RDONLY, prepClose, prepOpenat, prepRead } from "../mod.ts";
 import {
   alternate,
+  type Alternated,
   buildPeer,
   cachedFile,
   findFio,
@@ -24,6 +25,7 @@ import {
   type Row,
   SECONDS,
   warm,
+  withCpu,
 } from "./_lib.ts";
 import { type RunResult, SPIN_LIMIT } from "./nop.ts";
 
@@ -139,11 +141,11 @@ if (import.meta.main) {
   const cRun = (sqpoll: boolean) => () =>
     peerOpsPerSec(peer, [file, String(QD), sqpoll ? "1" : "0", String(SECONDS), String(BS)]);
 
-  const results: Record<string, { ours: number; peers: (number | null)[] }> = {};
+  const results: Record<string, Alternated> = {};
   for (const sqpoll of [false, true]) {
     ourRandomReads(fd, READ_FILE_SIZE, QD, sqpoll, 0.3); // warm up the JIT
     results[sqpoll ? "sqpoll" : "plain"] = await alternate(
-      () => ourRandomReads(fd, READ_FILE_SIZE, QD, sqpoll, SECONDS).opsPerSec,
+      () => withCpu(() => ourRandomReads(fd, READ_FILE_SIZE, QD, sqpoll, SECONDS)),
       [cRun(sqpoll), ...fioRuns.filter((_, i) => fioCases[i].sqpoll === sqpoll)],
       undefined,
       () => warm(file),
@@ -182,6 +184,8 @@ if (import.meta.main) {
       unit,
       better: "higher",
       missing: cMissing,
+      oursCpu: r.oursCpu,
+      theirsCpu: r.peersCpu[0],
     });
     names.forEach((name, i) =>
       rows.push({
