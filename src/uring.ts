@@ -16,6 +16,9 @@
  *   on Deno's thread pool (1 s timeout, re-armed while work is pending); with no work pending,
  *   nothing waits and nothing spins, so the process can exit. A parked wait left without work is
  *   released by a no-op whose CQE is left for it to find.
+ * - Under SQPOLL the SQ thread completes cached I/O a few microseconds after the tail store, so
+ *   before parking a wait the pump watches the CQ tail briefly (`spinUs`), and only while such
+ *   watches pay off.
  *
  * @module
  */
@@ -192,6 +195,11 @@ function isRetryable(e: unknown): boolean {
  * Failures reject with the matching `Deno.errors` class (see `operationError`). Operations on
  * paths first check `Deno.permissions` and reject with `Deno.errors.NotCapable` when Deno did
  * not grant access.
+ *
+ * At most `cqEntries` operations are in the kernel at once; later ones wait their turn in order.
+ * So operations that may wait indefinitely (reads of an empty pipe) can hold up those behind
+ * them when they fill the ring: size the ring for them. Buffers must not be transferred or
+ * resized while an operation uses them.
  *
  * `close()` stops accepting work, rejects what never reached the kernel, cancels what is in
  * flight (`IORING_OP_ASYNC_CANCEL`), waits for every completion (so no buffer is released while
