@@ -33,12 +33,68 @@ function granted(name: Access, path?: string): boolean {
   return Deno.permissions.querySync(descriptor).state === "granted";
 }
 
+/** `path` made absolute (against the working directory) and normalized, without touching it. */
+function absolutePath(path: string): string | undefined {
+  let full = path;
+  if (!path.startsWith("/")) {
+    try {
+      full = `${Deno.cwd()}/${path}`;
+    } catch {
+      return undefined; // no permission to read the working directory: Deno checks that itself
+    }
+  }
+  const parts: string[] = [];
+  for (const part of full.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") parts.pop();
+    else parts.push(part);
+  }
+  return `/${parts.join("/")}`;
+}
+
+/** Device files Deno lets any `--allow-read`/`--allow-write` program open. */
+const HARMLESS_DEVICES = new Set(["/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"]);
+
+/** Every permission granted without restriction: how `--allow-all` looks from inside. */
+function allGranted(): boolean {
+  for (const name of ["read", "write", "net", "env", "sys", "run", "ffi"] as const) {
+    if (Deno.permissions.querySync({ name }).state !== "granted") return false;
+  }
+  return true;
+}
+
+/**
+ * Deno treats files under `/dev`, `/proc` and `/sys` on Linux as special: its own file API
+ * opens them only with `--allow-all` (`.../environ` with `--allow-env`), whatever `--allow-read`
+ * says, though `Deno.permissions.query` answers "granted". Returns the error for such a path
+ * when the program lacks that, else `null`. (Deno also lets `/dev/fd/N` of a pipe through; this
+ * check does not, to stay on the safe side.)
+ */
+function checkSpecialFile(op: string, path: string): Error | null {
+  if (Deno.build.os !== "linux") return null;
+  const abs = absolutePath(path);
+  if (abs === undefined || HARMLESS_DEVICES.has(abs)) return null;
+  const special = ["/dev", "/proc", "/sys"].some((root) => abs === root || abs.startsWith(`${root}/`));
+  if (!special) return null;
+  if (abs.endsWith("/environ")) {
+    if (Deno.permissions.querySync({ name: "env" }).state === "granted") return null;
+    return notCapable(`${op} '${path}': Requires env access, run again with the --allow-env flag`);
+  }
+  if (allGranted()) return null;
+  return notCapable(`${op} '${path}': Requires all access to "${abs}", run again with the --allow-all flag`);
+}
+
 /**
  * `null` when the program may `access` `path`, else the error to reject with
  * (`Deno.errors.NotCapable`, or `PermissionDenied` on a Deno without it). `path` undefined asks
- * for access to everything (what Deno itself requires for `symlink`).
+ * for access to everything (what Deno itself requires for `symlink`). Special files under
+ * `/dev`, `/proc` and `/sys` need what Deno's own file API needs for them (`--allow-all`).
  */
 export function checkAccess(op: string, access: Access, path?: string): Error | null {
+  if (path !== undefined) {
+    const special = checkSpecialFile(op, path);
+    if (special !== null) return special;
+  }
   if (granted(access, path)) return null;
   const flag = `--allow-${access}`;
   const what = path === undefined ? `full ${access} access` : `${access} access to "${path}"`;

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { ClosedError, OsError, Uring } from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { mkfifo, pipe, sysRead } from "./_io.ts";
-import { fdCount, MOD_URL, runDeno, sleep, Tracker, uringOptions } from "./uring_support.ts";
+import { cpuTimeUs, fdCount, MOD_URL, runDeno, sleep, Tracker, uringOptions } from "./uring_support.ts";
 
 const enc = new TextEncoder();
 
@@ -54,13 +54,6 @@ ringTest("Uring: a write on another path completes a read waiting in the kernel"
   assert.equal(new TextDecoder().decode(buf), "later");
 });
 
-/** utime + stime of the whole process (every thread, the SQ poll thread included), in ticks. */
-function cpuTicks(): number {
-  const stat = Deno.readTextFileSync("/proc/self/stat");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(fields[11]) + Number(fields[12]); // fields 14 and 15 of proc(5)
-}
-
 ringTest("Uring: idle after work: no measurable CPU for 2 s (SQ thread included)", async (config) => {
   using dir = tempDir();
   const idleMs = 20;
@@ -74,11 +67,11 @@ ringTest("Uring: idle after work: no measurable CPU for 2 s (SQ thread included)
   await uring.timeout(1); // leaves a wait parked and released, the tricky path
   assert.equal(uring.pending, 0);
   await sleep(idleMs * 5); // let the SQ thread's idle period pass first
-  const before = cpuTicks();
+  const before = cpuTimeUs();
   await sleep(2000);
-  const used = cpuTicks() - before;
-  // A spinning pump or SQ thread would use ~200 ticks (100 Hz) in 2 s; idle is 0-1.
-  assert.ok(used <= 4, `the process used ${used} ticks of CPU in 2 s of idleness`);
+  const used = (cpuTimeUs() - before) / 1000;
+  // A spinning pump or SQ thread would use ~2000 ms of CPU in 2 s; idle is a few ms at most.
+  assert.ok(used <= 40, `the process used ${used.toFixed(1)} ms of CPU in 2 s of idleness`);
 });
 
 for (const sqpoll of [true, false]) {

@@ -139,3 +139,59 @@ Deno.test({
     assert.deepEqual([...Deno.readDirSync(other.path)], []);
   },
 });
+
+Deno.test({
+  name: "Uring permissions: files under /proc, /sys and /dev need --allow-all, as with Deno's own API",
+  ignore: skipKernel(),
+  async fn() {
+    const code = (label: string) => `
+      import { Uring } from ${JSON.stringify(MOD_URL)};
+      await using uring = new Uring({ sqpoll: false });
+      const results = { label: ${JSON.stringify(label)} };
+      async function attempt(name, fn) {
+        try {
+          await fn();
+          results[name] = "ok";
+        } catch (e) {
+          results[name] = e.name + (e instanceof Deno.errors.NotCapable ? "" : ": " + e.message);
+        }
+      }
+      const deno = (fn) => { try { fn(); return "ok"; } catch (e) { return e.name; } };
+      results["Deno reads /proc/self/stat"] = deno(() => Deno.readTextFileSync("/proc/self/stat"));
+      await attempt("open /proc/self/stat", async () => (await uring.open("/proc/self/stat")).close());
+      await attempt("open /proc/self/../self/status", async () => (await uring.open("/proc/self/../self/status")).close());
+      await attempt("statx /sys/kernel", () => uring.statx("/sys/kernel"));
+      await attempt("open /dev/vda", async () => (await uring.open("/dev/vda")).close());
+      await attempt("open /dev/null", async () => (await uring.open("/dev/null", { read: true, write: true })).close());
+      await attempt("open /proc/self/environ", async () => (await uring.open("/proc/self/environ")).close());
+      await attempt("statx /device-like-name", () => uring.statx("/devices-are-not-special").catch((e) => {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }));
+      console.log(JSON.stringify(results));
+    `;
+    const partial = await runDeno(code("read+write"), [
+      "--allow-read",
+      "--allow-write",
+      "--allow-ffi",
+      "--allow-env",
+    ]);
+    assert.equal(partial.code, 0, partial.stderr);
+    assert.deepEqual(JSON.parse(partial.stdout), {
+      label: "read+write",
+      "Deno reads /proc/self/stat": "NotCapable",
+      "open /proc/self/stat": "NotCapable",
+      "open /proc/self/../self/status": "NotCapable",
+      "statx /sys/kernel": "NotCapable",
+      "open /dev/vda": "NotCapable",
+      "open /dev/null": "ok",
+      "open /proc/self/environ": "ok",
+      "statx /device-like-name": "ok",
+    });
+    const all = await runDeno(code("all"), ["--allow-all"]);
+    assert.equal(all.code, 0, all.stderr);
+    const r = JSON.parse(all.stdout);
+    assert.equal(r["Deno reads /proc/self/stat"], "ok");
+    assert.equal(r["open /proc/self/stat"], "ok");
+    assert.equal(r["statx /sys/kernel"], "ok");
+  },
+});
