@@ -11,6 +11,7 @@
 
 import { BufferPool, Semaphore } from "./copy_budget.ts";
 import { DenoEngine } from "./copy_deno_engine.ts";
+import { DirectIo } from "./copy_direct.ts";
 import type { Engine, EngineContext } from "./copy_engine.ts";
 import type { CopyProgress, CopyResult, ResolvedCopyOptions } from "./copy_options.ts";
 import { UringEngine } from "./copy_uring_engine.ts";
@@ -74,7 +75,10 @@ export function openEngine(options: ResolvedCopyOptions): Engine {
   try {
     return new UringEngine(createCopyUring(options.queueDepth, options.sqpoll), true);
   } catch (e) {
-    if (options.fallback && isUnavailableError(e)) return new DenoEngine(e.message);
+    if (options.fallback && isUnavailableError(e)) {
+      const note = options.direct ? " (without O_DIRECT: Deno's file APIs go through the page cache)" : "";
+      return new DenoEngine(`${e.message}${note}`);
+    }
     throw e;
   }
 }
@@ -102,6 +106,8 @@ export class CopyContext implements EngineContext {
   readonly inflight: Semaphore;
   /** The data buffers. */
   readonly pool: BufferPool;
+  /** O_DIRECT state, for `direct` copies on io_uring. */
+  readonly direct: DirectIo | undefined;
   /** Fires on the caller's abort or on {@link CopyContext.stop}. */
   readonly signal: AbortSignal;
   /** The umask new files are created under, when known. */
@@ -121,7 +127,14 @@ export class CopyContext implements EngineContext {
     this.options = options;
     this.engine = openEngine(options);
     this.inflight = new Semaphore(options.queueDepth);
-    this.pool = new BufferPool(options.queueDepth, options.blockSize);
+    if (options.direct && this.engine.name === "io_uring") {
+      const direct = new DirectIo(options.blockSize);
+      this.direct = direct;
+      this.pool = new BufferPool(options.queueDepth, direct.bufferSize, () => direct.makeBuffer());
+    } else {
+      this.direct = undefined;
+      this.pool = new BufferPool(options.queueDepth, options.blockSize);
+    }
     this.signal = options.signal ? AbortSignal.any([options.signal, this.#stop.signal]) : this.#stop.signal;
     this.umask = readUmask();
   }
@@ -233,8 +246,12 @@ export class CopyContext implements EngineContext {
     };
   }
 
-  /** Releases the engine. */
-  close(): Promise<void> {
-    return this.engine.close();
+  /** Releases the engine, then the O_DIRECT buffers (every operation on them has completed). */
+  async close(): Promise<void> {
+    try {
+      await this.engine.close();
+    } finally {
+      this.direct?.close();
+    }
   }
 }

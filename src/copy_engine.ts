@@ -8,6 +8,7 @@
  */
 
 import type { BufferPool, Semaphore } from "./copy_budget.ts";
+import type { DirectIo } from "./copy_direct.ts";
 import type { ResolvedCopyOptions } from "./copy_options.ts";
 
 /** What a copy needs to know about a file system entry. */
@@ -34,8 +35,10 @@ export interface EngineContext {
   readonly options: ResolvedCopyOptions;
   /** One permit per operation in flight, shared by every file of the copy. */
   readonly inflight: Semaphore;
-  /** The data buffers (`queueDepth` of `blockSize`). */
+  /** The data buffers (`queueDepth` of `blockSize`; page-aligned for O_DIRECT copies). */
   readonly pool: BufferPool;
+  /** O_DIRECT state, for `direct` copies on io_uring (else `undefined`). */
+  readonly direct?: DirectIo;
   /** The signal every operation listens to (the caller's, plus the copy's own stop). */
   readonly signal: AbortSignal;
   /** Called with the bytes of each completed write. */

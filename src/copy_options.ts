@@ -71,8 +71,14 @@ export interface CopyOptions {
    */
   fallback?: boolean;
   /**
-   * Reserved for O_DIRECT copies (bypassing the page cache). Not implemented yet: `true` is
-   * rejected with a `TypeError`.
+   * O_DIRECT on both files (default `false`): the data bypasses the page cache, so a huge copy
+   * neither evicts what is cached nor leaves the copy's pages behind. Buffers are page-aligned,
+   * the block size is rounded up to the files' O_DIRECT alignment (`statx` `STATX_DIOALIGN`, else
+   * 4096), and the unaligned tail of a file is written as a whole block, then cut to size with
+   * `ftruncate` (such files also get an `fdatasync`, to drop the last page the cut dirtied). A
+   * file whose file system refuses O_DIRECT (`EINVAL`: ramfs, some FUSE/network file systems) is
+   * an error naming it; there is no silent buffered fallback. Without io_uring (the Deno
+   * fallback) data goes through the page cache, and `fallbackReason` says so.
    */
   direct?: boolean;
 }
@@ -115,6 +121,7 @@ export interface ResolvedCopyOptions {
   sqpoll: boolean;
   fallback: boolean;
   continueOnError: boolean;
+  direct: boolean;
 }
 
 function intInRange(value: unknown, name: string, min: number, max: number): number {
@@ -147,7 +154,9 @@ export function resolveCopyOptions(options: CopyTreeOptions | undefined): Resolv
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
     throw new TypeError("signal must be an AbortSignal");
   }
-  if (o.direct) throw new TypeError("direct: O_DIRECT copies are not implemented yet");
+  if (o.direct !== undefined && typeof o.direct !== "boolean") {
+    throw new TypeError("direct must be a boolean");
+  }
   return {
     queueDepth,
     blockSize,
@@ -159,5 +168,6 @@ export function resolveCopyOptions(options: CopyTreeOptions | undefined): Resolv
     sqpoll: o.sqpoll ?? false,
     fallback: o.fallback ?? true,
     continueOnError: o.continueOnError ?? false,
+    direct: o.direct ?? false,
   };
 }

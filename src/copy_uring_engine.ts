@@ -8,7 +8,7 @@
  * @module
  */
 
-import { O_CLOEXEC, O_CREAT, O_EXCL, O_RDONLY, O_WRONLY } from "./abi.ts";
+import { O_CLOEXEC, O_CREAT, O_DIRECT, O_EXCL, O_RDONLY, O_WRONLY } from "./abi.ts";
 import { type Engine, type EngineContext, type EntryStat, kindOfMode } from "./copy_engine.ts";
 import { staged, tagStage } from "./copy_errors.ts";
 import type { Statx } from "./structs.ts";
@@ -93,13 +93,32 @@ export class UringEngine implements Engine {
   ): Promise<number> {
     const uring = this.#uring;
     const signal = ctx.signal;
+    const direct = ctx.direct;
+    const extra = direct === undefined ? 0 : O_DIRECT;
     const [input, output] = await Promise.allSettled([
-      staged("open-source", this.#op(ctx, () => uring.openFd(src, O_RDONLY | O_CLOEXEC, 0, { signal }))),
+      staged(
+        "open-source",
+        this.#op(ctx, () => uring.openFd(src, O_RDONLY | O_CLOEXEC | extra, 0, { signal })),
+      ),
       staged(
         "create",
-        this.#op(ctx, () => uring.openFd(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, perm, { signal })),
+        this.#op(
+          ctx,
+          () => uring.openFd(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | extra, perm, { signal }),
+        ),
       ),
     ]);
+    if (direct !== undefined) {
+      // EINVAL from an O_DIRECT open: the file system refuses direct I/O. The exclusive create
+      // made the file before the refusal, so it is ours to remove.
+      if (input.status === "rejected" && direct.refused(input.reason)) {
+        input.reason = tagStage(direct.refusedError(input.reason, src, "source"), "open-source");
+      }
+      if (output.status === "rejected" && direct.refused(output.reason)) {
+        output.reason = tagStage(direct.refusedError(output.reason, tmp, "destination"), "create");
+        await this.#op(ctx, () => uring.unlink(tmp)).catch(() => {});
+      }
+    }
     if (input.status === "rejected" || output.status === "rejected") {
       const closing: Promise<unknown>[] = [];
       if (input.status === "fulfilled") {
@@ -117,7 +136,16 @@ export class UringEngine implements Engine {
     let copied = 0;
     let failure: unknown;
     try {
-      copied = await this.#pump(srcFd, dstFd, srcStat, ctx);
+      copied = direct === undefined ? await this.#pump(srcFd, dstFd, srcStat, ctx) : await direct.pump({
+        uring,
+        op: (fn) => this.#op(ctx, fn),
+        ctx,
+        srcFd,
+        dstFd,
+        srcPath: src,
+        dstPath: tmp,
+        srcStat,
+      });
     } catch (e) {
       failure = e;
     }

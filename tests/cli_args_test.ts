@@ -40,9 +40,19 @@ Deno.test("cp args: defaults, every flag, short forms", () => {
     progress: undefined,
     quiet: false,
     cwd: undefined,
+    direct: false,
   });
   // Everything after `--` is a path, even with a leading dash.
-  const flags = ["-r", "--queue-depth", "64", "--block-size=1m", "--sqpoll", "--preserve", "--force"];
+  const flags = [
+    "-r",
+    "--queue-depth",
+    "64",
+    "--block-size=1m",
+    "--sqpoll",
+    "--preserve",
+    "--force",
+    "--direct",
+  ];
   const all = parseCpArgs([...flags, "--progress", "--cwd", "/tmp", "x", "--", "-y", "z"]);
   assert.equal(all.kind, "copy");
   if (all.kind !== "copy") return;
@@ -58,6 +68,7 @@ Deno.test("cp args: defaults, every flag, short forms", () => {
     progress: true,
     quiet: false,
     cwd: "/tmp",
+    direct: true,
   });
   const short = parseCpArgs(["-rfpq", "a", "b"]);
   assert.ok(short.kind === "copy");

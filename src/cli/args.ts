@@ -38,6 +38,8 @@ export interface CpArgs {
   quiet: boolean;
   /** `--cwd DIR`: resolve relative paths against DIR (`deno task` runs in the project root). */
   cwd: string | undefined;
+  /** `--direct`: O_DIRECT on both sides (bypass the page cache). */
+  direct: boolean;
 }
 
 /** The result of parsing: run a copy, print help, or a usage error to report. */
@@ -64,6 +66,9 @@ Options:
       --sqpoll           use a kernel submission-polling thread (SQPOLL)
       --no-sqpoll        do not (the default: on a 2-core machine the polling thread
                          competes with the copy itself and made copies 2-5x slower)
+      --direct           O_DIRECT on both sides: bypass the page cache, so a huge copy
+                         evicts nothing (block size rounded up to the files' alignment;
+                         a file system that refuses O_DIRECT is an error)
       --progress         show a progress bar (default: on when stdout is a terminal)
       --no-progress      never show the progress bar
   -q, --quiet            print nothing but errors
@@ -139,6 +144,7 @@ export function parseCpArgs(argv: readonly string[]): ParsedArgs {
         quiet: { type: "boolean", short: "q" },
         help: { type: "boolean", short: "h" },
         cwd: { type: "string" },
+        direct: { type: "boolean" },
       },
     });
   } catch (e) {
@@ -185,6 +191,7 @@ export function parseCpArgs(argv: readonly string[]): ParsedArgs {
       progress: v.quiet ? false : v.progress,
       quiet: v.quiet ?? false,
       cwd: v.cwd === "" ? undefined : v.cwd,
+      direct: v.direct ?? false,
     },
   };
 }

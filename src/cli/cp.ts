@@ -117,8 +117,9 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
       return 1;
     }
     if (!args.quiet) {
+      const how = args.direct ? " (through the page cache: --direct needs io_uring)" : "";
       io.err(
-        `cp: io_uring is unavailable (${e.code}), copying with Deno's file APIs instead: ${e.message}\n`,
+        `cp: io_uring is unavailable (${e.code}), copying with Deno's file APIs instead${how}: ${e.message}\n`,
       );
     }
   }
@@ -171,6 +172,7 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
         signal: controller.signal,
         ...(uring === undefined ? {} : { uring }),
         sqpoll: args.sqpoll,
+        direct: args.direct,
         ...(onProgress ? { onProgress } : {}),
       };
       const srcInfo = await statOrNull(src);
