@@ -17,7 +17,7 @@ export const SPIN_LIMIT = 1 << 20;
 
 let check = 0;
 const reap = (cqe: Cqe): void => {
-  check += cqe.userDataLo + cqe.res;
+  check = (check + cqe.userDataLo + cqe.res) | 0; // int32: a growing double would allocate
 };
 
 /** What one timed run did: operations, their rate, and the ring's `io_uring_enter` counts. */
@@ -84,5 +84,5 @@ if (import.meta.main) {
     });
   }
   printTable("NOP round trips: IoUring vs C liburing", rows);
-  if (check < 0) console.log(check); // keep the reaped values alive
+  if (check === 0.5) console.log(check); // keep the reaped values alive
 }
