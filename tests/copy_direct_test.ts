@@ -357,3 +357,22 @@ Deno.test({
     if (skipped !== null) console.log(`SKIP O_DIRECT refusal: ${skipped}`);
   },
 });
+
+Deno.test({
+  name: "copyFile direct: without io_uring the Deno fallback copies through the page cache and says so",
+  ignore,
+  fn: async () => {
+    using dir = directTempDir();
+    const d = dir.path;
+    await randomFile(`${d}/src`, 5000, 0o640);
+    Deno.env.set("URING_FORCE_UNAVAILABLE", "1");
+    try {
+      const result = await copyFile(`${d}/src`, `${d}/dst`, { direct: true });
+      assert.equal(result.engine, "deno");
+      assert.match(result.fallbackReason ?? "", /without O_DIRECT/);
+      await assertSameFile(`${d}/src`, `${d}/dst`, "fallback");
+    } finally {
+      Deno.env.delete("URING_FORCE_UNAVAILABLE");
+    }
+  },
+});
