@@ -172,11 +172,14 @@ for (const sqpoll of [true, false]) {
         prepNop(sqe).setUserData(i);
         ring.submit();
       }
-      // Wait (bounded) for the kernel to have posted all six: four in the CQ, two held back.
+      // Wait (bounded) for the kernel to have consumed all six SQEs and raised the overflow flag.
+      // Under SQPOLL the flag rises with the fifth completion, and the SQ thread may still be
+      // posting the sixth: give it a moment after the last SQE was consumed.
       const deadline = performance.now() + 5000;
-      while (!(ring.sqFlags & IORING_SQ_CQ_OVERFLOW)) {
+      while (!(ring.sqFlags & IORING_SQ_CQ_OVERFLOW) || ring.sqReady() !== 0) {
         assert.ok(performance.now() < deadline, "no overflow flag");
       }
+      if (sqpoll) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
       assert.equal(ring.cqReady(), 4);
       // Make room, then submit: the ring must flush the held completions into the CQ.
       ring.cqAdvance(4);
