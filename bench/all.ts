@@ -11,7 +11,7 @@
 import { machineLine, repoPath } from "./_lib.ts";
 
 /** The benches, in the order `deno task bench` runs them. */
-export const BENCHES = ["nop", "read", "uring_read", "seq_read", "enters", "cp", "cp_tree"];
+export const BENCHES = ["nop", "read", "uring_read", "seq_read", "enters", "direct", "cp", "cp_tree"];
 
 if (import.meta.main) {
   console.log(`## uring bench\n\n${machineLine()}\n`);
