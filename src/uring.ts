@@ -112,6 +112,15 @@ const I_CLOSE = 3;
 const WAIT_MS = 1000;
 /** Completions settled in one go before the pump yields to the event loop. */
 const YIELD_AFTER = 8192;
+/**
+ * The longest the pump keeps running from microtasks without the event loop taking a turn (ms).
+ * Cached I/O completes inside the submit, so `await`-ing one operation after another never
+ * leaves the microtask queue: past this budget the next pump waits for a macrotask, and timers,
+ * `AbortSignal.timeout` and signal handlers get to run.
+ */
+const TURN_BUDGET_MS = 10;
+/** The clock is read once every this many pumps started from a microtask (a power of two). */
+const TURN_CHECK_EVERY = 16;
 /** Default spin on the CQ tail under SQPOLL before parking a wait (µs); see `UringOptions.spinUs`. */
 export const DEFAULT_SPIN_US = 50;
 /** Spins that found nothing, in a row, after which spinning becomes occasional. */
@@ -225,6 +234,12 @@ export class Uring implements AsyncDisposable {
   #waiting = false;
   #wakeOutstanding = false;
   #yieldTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the event loop was last known to take a turn (a macrotask entered the pump). */
+  #turnAt = performance.now();
+  /** Pumps started from microtasks (counts to `TURN_CHECK_EVERY`). */
+  #microPumps = 0;
+  /** A pump waits for the event loop's next turn (see `#deferToTurn`). */
+  #deferred = false;
   readonly #spinUs: number;
   #spinMisses = 0;
   #spinProbe = 0;
@@ -787,8 +802,36 @@ export class Uring implements AsyncDisposable {
 
   readonly #flushTask = (): void => {
     this.#flushQueued = false;
+    if (this.#deferred) return; // the turn's pump will do the work
+    if (
+      (++this.#microPumps & (TURN_CHECK_EVERY - 1)) === 0 &&
+      performance.now() - this.#turnAt > TURN_BUDGET_MS
+    ) {
+      this.#deferToTurn();
+      return;
+    }
     this.#guardedPump();
   };
+
+  /**
+   * Runs the pump from a macrotask instead of this microtask: the event loop takes a turn first
+   * (timers, signal handlers, other I/O). A fresh `MessageChannel` per deferral (closed when its
+   * message arrives, so nothing keeps the process alive) costs tens of µs, against ~2 ms for
+   * `setTimeout(0)`; it happens at most once per `TURN_BUDGET_MS`.
+   */
+  #deferToTurn(): void {
+    this.#deferred = true;
+    this.stats.yields++;
+    const channel = new MessageChannel();
+    channel.port2.onmessage = () => {
+      channel.port1.close();
+      channel.port2.close();
+      this.#deferred = false;
+      this.#turnAt = performance.now();
+      this.#guardedPump();
+    };
+    channel.port1.postMessage(null);
+  }
 
   /** The pump, with anything unexpected turned into rejections rather than a crash. */
   #guardedPump(): void {
@@ -996,6 +1039,7 @@ export class Uring implements AsyncDisposable {
 
   readonly #onWaitDone = (): void => {
     this.#waiting = false;
+    this.#turnAt = performance.now(); // a thread-pool completion: the event loop turned
     this.#guardedPump();
   };
 
@@ -1004,6 +1048,7 @@ export class Uring implements AsyncDisposable {
     if (this.#yieldTimer !== undefined) return;
     this.#yieldTimer = setTimeout(() => {
       this.#yieldTimer = undefined;
+      this.#turnAt = performance.now();
       this.#guardedPump();
     }, 0);
   }

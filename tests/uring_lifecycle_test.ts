@@ -40,6 +40,47 @@ ringTest(
   },
 );
 
+ringTest(
+  "Uring: a loop of awaited cached reads lets timers and AbortSignal.timeout run (the event loop turns)",
+  async (config) => {
+    // Cached reads complete inside the submit, so each await settles in a microtask: without a
+    // yield to the event loop, no timer would ever fire and this loop would never end.
+    using dir = tempDir();
+    const path = `${dir.path}/cached`;
+    Deno.writeFileSync(path, new Uint8Array(4096).fill(7));
+    await using uring = new Uring(uringOptions(config));
+    await using file = await uring.open(path);
+    const buf = new Uint8Array(4096);
+    assert.equal(await file.readAt(buf, 0), 4096); // cached now
+    let reads = 0;
+    let readsWhenTimerFired = -1;
+    const timer = setTimeout(() => readsWhenTimerFired = reads, 20);
+    const signal = AbortSignal.timeout(100);
+    const start = performance.now();
+    let stopped: unknown = null;
+    try {
+      for (;;) {
+        await file.readAt(buf, 0, { signal });
+        reads++;
+        // A generous bound so the old behaviour fails instead of spinning forever.
+        if (performance.now() - start > 1000 && readsWhenTimerFired < 0) break;
+        if (performance.now() - start > 10_000) break;
+      }
+    } catch (e) {
+      stopped = e;
+    } finally {
+      clearTimeout(timer);
+    }
+    assert.ok(readsWhenTimerFired >= 0, `a 20 ms timer never fired during ${reads} awaited reads in 1 s`);
+    assert.ok(readsWhenTimerFired < reads, "the timer fired while the loop was running");
+    assert.ok(
+      stopped instanceof DOMException && stopped.name === "TimeoutError",
+      `AbortSignal.timeout(100) stopped the loop (got ${String(stopped)} after ${reads} reads)`,
+    );
+    assert.equal(uring.pending, 0);
+  },
+);
+
 ringTest("Uring: a write on another path completes a read waiting in the kernel", async (config) => {
   using dir = tempDir();
   await using uring = new Uring(uringOptions(config));
