@@ -76,7 +76,14 @@ export { type Backend, getSys, HELPER_PATH, type Sys } from "./src/sys.ts";
 export type { ChainBuilder, ChainResult } from "./src/chain.ts";
 export { operationError, type OperationErrorFields, OsError } from "./src/deno_errors.ts";
 export { type FileOps, type OpOptions, UringFile } from "./src/file.ts";
-export { DEFAULT_SPIN_US, type OpenOptions, Uring, type UringOptions, type UringStats } from "./src/uring.ts";
+export {
+  DEFAULT_SPIN_US,
+  type OpenOptions,
+  Uring,
+  type UringBufferPoolOptions,
+  type UringOptions,
+  type UringStats,
+} from "./src/uring.ts";
 export { copyFile } from "./src/copy.ts";
 export { copyTree } from "./src/copy_tree.ts";
 export { CopyTreeError } from "./src/copy_errors.ts";

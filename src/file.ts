@@ -1,10 +1,13 @@
 /**
  * `UringFile`: a file opened through a `Uring`, with positional reads and writes whose promises
- * settle from io_uring completions.
+ * settle from io_uring completions. A file opened with `direct: true` (O_DIRECT) knows the
+ * alignment its device needs and refuses misaligned requests before they reach the kernel; one
+ * opened with `fixed: true` is named by its index in the ring's registered file table.
  *
  * @module
  */
 
+import { checkDirectAlignment, type DirectAlignment } from "./direct.ts";
 import type { Statx } from "./structs.ts";
 
 /** Options every operation takes. */
@@ -14,38 +17,31 @@ export interface OpOptions {
 }
 
 /**
- * What a `UringFile` asks of the `Uring` that opened it (internal; `path` names the file in
- * error messages).
+ * What a `UringFile` asks of the `Uring` that opened it (internal). Each call gets the file, for
+ * its fd, its registered-file index (`fixedIndex`) and its path (named in error messages).
  */
 export interface FileOps {
   /** `pread`. */
   read(
-    fd: number,
+    file: UringFile,
     buf: ArrayBufferView,
     position: number | bigint,
-    signal: AbortSignal | undefined,
-    path: string,
+    signal?: AbortSignal,
   ): Promise<number>;
   /** `pwrite`. */
   write(
-    fd: number,
+    file: UringFile,
     buf: ArrayBufferView,
     position: number | bigint,
-    signal: AbortSignal | undefined,
-    path: string,
+    signal?: AbortSignal,
   ): Promise<number>;
   /** `fsync` / `fdatasync`. */
-  fsync(fd: number, datasync: boolean, signal: AbortSignal | undefined, path: string): Promise<void>;
+  fsync(file: UringFile, datasync: boolean, signal?: AbortSignal): Promise<void>;
   /** `ftruncate`. */
-  ftruncate(
-    fd: number,
-    length: number | bigint,
-    signal: AbortSignal | undefined,
-    path: string,
-  ): Promise<void>;
-  /** `statx(fd, "", AT_EMPTY_PATH)`. */
-  fstat(fd: number, signal: AbortSignal | undefined, path: string): Promise<Statx>;
-  /** Closes the file's fd and forgets the file. */
+  ftruncate(file: UringFile, length: number | bigint, signal?: AbortSignal): Promise<void>;
+  /** `statx(fd, "", AT_EMPTY_PATH)`, with `STATX_DIOALIGN` asked for too. */
+  fstat(file: UringFile, signal?: AbortSignal): Promise<Statx>;
+  /** Closes the file's fd (and frees its registered-file index) and forgets the file. */
   close(file: UringFile): Promise<void>;
 }
 
@@ -61,10 +57,18 @@ function advance(position: number | bigint, n: number): number | bigint {
   return typeof position === "bigint" ? position + BigInt(n) : position + n;
 }
 
+/** Sets a file's O_DIRECT alignment and registered-file index (internal: `Uring.open` only). */
+export let configureFile: (file: UringFile, alignment: DirectAlignment | null, fixedIndex: number) => void;
+
 /**
  * A file opened with `Uring.open`. It owns its fd: `close()` closes it (closing twice is
  * harmless), and closing the `Uring` closes every file it opened that is still open. Every
  * method returns a promise settled by the kernel's completion. Since 5.6.
+ *
+ * A file opened with `direct: true` reads and writes with O_DIRECT: `readAt`/`writeAt` (and
+ * `readFull`/`writeAll`) reject with an `AlignmentError` naming the required alignment,
+ * before anything is submitted, unless the buffer's address, its length and the file position
+ * are multiples of {@link UringFile.alignment}.
  */
 export class UringFile implements AsyncDisposable {
   /** The file descriptor (owned by this object until `close()`). */
@@ -74,6 +78,15 @@ export class UringFile implements AsyncDisposable {
   readonly #ops: FileOps;
   #closed = false;
   #closing: Promise<void> | null = null;
+  #alignment: DirectAlignment | null = null;
+  #fixedIndex = -1;
+
+  static {
+    configureFile = (file, alignment, fixedIndex) => {
+      file.#alignment = alignment;
+      file.#fixedIndex = fixedIndex;
+    };
+  }
 
   /** Made by `Uring.open` (internal). */
   constructor(ops: FileOps, fd: number, path: string) {
@@ -87,6 +100,30 @@ export class UringFile implements AsyncDisposable {
     return this.#closed;
   }
 
+  /** Whether the file was opened with O_DIRECT (`direct: true`). */
+  get direct(): boolean {
+    return this.#alignment !== null;
+  }
+
+  /**
+   * What O_DIRECT needs of this file's requests (buffer address; file offset and length), from
+   * `statx(STATX_DIOALIGN)` (6.1+) or 4096 when the kernel does not say; `null` unless the file
+   * was opened with `direct: true`.
+   */
+  get alignment(): DirectAlignment | null {
+    return this.#alignment;
+  }
+
+  /** Whether SQEs name the file by its index in the ring's registered file table (`fixed: true`). */
+  get fixed(): boolean {
+    return this.#fixedIndex >= 0;
+  }
+
+  /** The file's index in the ring's registered file table, or -1 (internal: the `Uring` uses it). */
+  get fixedIndex(): number {
+    return this.#fixedIndex;
+  }
+
   /** Marks the file closed without closing its fd (internal: the `Uring` closed it). */
   detach(): void {
     this.#closed = true;
@@ -94,26 +131,46 @@ export class UringFile implements AsyncDisposable {
 
   /**
    * Reads into `buf` from byte `position`; resolves with the bytes read: 0 at end of file, and
-   * possibly fewer than asked (see {@link UringFile.readFull}).
+   * possibly fewer than asked (see {@link UringFile.readFull}). With O_DIRECT, a misaligned
+   * request rejects with an `AlignmentError`.
    */
   readAt(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
     if (this.#closed) return Promise.reject(closedError(this));
-    return this.#ops.read(this.fd, buf, position, options?.signal, this.path);
+    if (this.#alignment !== null) {
+      try {
+        checkDirectAlignment(buf, position, this.#alignment);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return this.#ops.read(this, buf, position, options?.signal);
   }
 
-  /** Writes `buf` at byte `position`; resolves with the bytes written (possibly fewer). */
+  /**
+   * Writes `buf` at byte `position`; resolves with the bytes written (possibly fewer). With
+   * O_DIRECT, a misaligned request rejects with an `AlignmentError`.
+   */
   writeAt(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
     if (this.#closed) return Promise.reject(closedError(this));
-    return this.#ops.write(this.fd, buf, position, options?.signal, this.path);
+    if (this.#alignment !== null) {
+      try {
+        checkDirectAlignment(buf, position, this.#alignment);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return this.#ops.write(this, buf, position, options?.signal);
   }
 
   /**
    * Reads until `buf` is full or the file ends, looping over short reads; resolves with the
-   * bytes read (less than `buf.byteLength` only at end of file).
+   * bytes read (less than `buf.byteLength` only at end of file). With O_DIRECT, a read that
+   * stops short of an alignment boundary has reached the end of the file.
    */
   async readFull(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
     let done = await this.readAt(buf, position, options);
-    while (done > 0 && done < buf.byteLength) {
+    const unit = this.#alignment?.offset ?? 1;
+    while (done > 0 && done < buf.byteLength && done % unit === 0) {
       const n = await this.readAt(rest(buf, done), advance(position, done), options);
       if (n === 0) break;
       done += n;
@@ -123,7 +180,8 @@ export class UringFile implements AsyncDisposable {
 
   /**
    * Writes all of `buf` at `position`, looping over short writes. Rejects with
-   * `Deno.errors.WriteZero` if the kernel accepts no bytes at all.
+   * `Deno.errors.WriteZero` if the kernel accepts no bytes at all (and, with O_DIRECT, with an
+   * `AlignmentError` if a short write leaves a misaligned rest).
    */
   async writeAll(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<void> {
     let done = 0;
@@ -142,19 +200,19 @@ export class UringFile implements AsyncDisposable {
   /** The file's metadata (`statx` on the fd). */
   stat(options?: OpOptions): Promise<Statx> {
     if (this.#closed) return Promise.reject(closedError(this));
-    return this.#ops.fstat(this.fd, options?.signal, this.path);
+    return this.#ops.fstat(this, options?.signal);
   }
 
   /** Flushes the file to storage (`fsync`; `datasync`: `fdatasync`). */
   sync(options?: OpOptions & { datasync?: boolean }): Promise<void> {
     if (this.#closed) return Promise.reject(closedError(this));
-    return this.#ops.fsync(this.fd, options?.datasync === true, options?.signal, this.path);
+    return this.#ops.fsync(this, options?.datasync === true, options?.signal);
   }
 
   /** Sets the file's length (`ftruncate`, Linux 6.9+). */
   truncate(length: number | bigint, options?: OpOptions): Promise<void> {
     if (this.#closed) return Promise.reject(closedError(this));
-    return this.#ops.ftruncate(this.fd, length, options?.signal, this.path);
+    return this.#ops.ftruncate(this, length, options?.signal);
   }
 
   /** Closes the fd. Idempotent: later calls return the first call's promise. */

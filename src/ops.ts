@@ -7,7 +7,14 @@
  * @module
  */
 
-import { AT_EMPTY_PATH, AT_FDCWD, IORING_FSYNC_DATASYNC, STATX_BASIC_STATS, STATX_BTIME } from "./abi.ts";
+import {
+  AT_EMPTY_PATH,
+  AT_FDCWD,
+  IORING_FSYNC_DATASYNC,
+  STATX_BASIC_STATS,
+  STATX_BTIME,
+  STATX_DIOALIGN,
+} from "./abi.ts";
 import { checkBuffer, checkFd, checkOffset, checkU32, cstring } from "./memory.ts";
 import {
   prepClose,
@@ -19,6 +26,7 @@ import {
   prepNop,
   prepOpenat,
   prepRead,
+  prepReadFixed,
   prepReadv,
   prepRenameat,
   prepSplice,
@@ -27,6 +35,7 @@ import {
   prepTimeout,
   prepUnlinkat,
   prepWrite,
+  prepWriteFixed,
   prepWritev,
 } from "./prep.ts";
 import { type Sqe, W } from "./sqe.ts";
@@ -106,6 +115,8 @@ export function returnsCount(kind: number): boolean {
 
 /** The statx fields asked for. */
 export const STATX_MASK = STATX_BASIC_STATS | STATX_BTIME;
+/** The statx fields asked for on an open file: also its O_DIRECT alignment (6.1+; ignored before). */
+export const FSTAT_MASK = STATX_MASK | STATX_DIOALIGN;
 const EMPTY_PATH = new Uint8Array(1); // "" for AT_EMPTY_PATH
 
 /** Largest single transfer (the SQE's `len` is 32 bits). */
@@ -275,10 +286,12 @@ export function prepSlot(slot: Slot, sqe: Sqe): void {
       prepNop(sqe);
       break;
     case K_READ:
-      prepRead(sqe, slot.fd, slot.buf!, slot.pos);
+      if (slot.bufIndex < 0) prepRead(sqe, slot.fd, slot.buf!, slot.pos);
+      else prepReadFixed(sqe, slot.fd, slot.buf!, slot.pos, slot.bufIndex);
       break;
     case K_WRITE:
-      prepWrite(sqe, slot.fd, slot.buf!, slot.pos);
+      if (slot.bufIndex < 0) prepWrite(sqe, slot.fd, slot.buf!, slot.pos);
+      else prepWriteFixed(sqe, slot.fd, slot.buf!, slot.pos, slot.bufIndex);
       break;
     case K_READV:
       prepReadv(sqe, slot.fd, slot.iovecs!, slot.pos);
@@ -299,7 +312,7 @@ export function prepSlot(slot: Slot, sqe: Sqe): void {
       prepStatx(sqe, AT_FDCWD, slot.cpath!, slot.flags, STATX_MASK, slot.statx!);
       break;
     case K_FSTAT:
-      prepStatx(sqe, slot.fd, EMPTY_PATH, AT_EMPTY_PATH, STATX_MASK, slot.statx!);
+      prepStatx(sqe, slot.fd, EMPTY_PATH, AT_EMPTY_PATH, FSTAT_MASK, slot.statx!);
       break;
     case K_OPEN:
     case K_OPENFD:

@@ -54,8 +54,10 @@ export class Slot {
   kind = 0;
   /** The CQE result. */
   res = 0;
-  /** Extra `IOSQE_*` flags (links). */
+  /** Extra `IOSQE_*` flags (links, fixed files). */
   sqeFlags = 0;
+  /** The registered buffer a read or write uses (`READ_FIXED`/`WRITE_FIXED`), or -1. */
+  bufIndex = -1;
   /** Resolves the operation's promise (null for chain members). */
   resolve: ((value: never) => void) | null = null;
   /** Rejects the operation's promise (null for chain members). */
@@ -120,6 +122,7 @@ export class Slot {
     this.chain = null;
     this.aborted = false;
     this.sqeFlags = 0;
+    this.bufIndex = -1;
     this.flags = 0;
   }
 }

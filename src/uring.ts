@@ -19,6 +19,17 @@
  * - Under SQPOLL the SQ thread completes cached I/O a few microseconds after the tail store, so
  *   before parking a wait the pump watches the CQ tail briefly (`spinUs`), and only while such
  *   watches pay off.
+ * - Cached I/O settles in microtasks, so a program that awaits one operation after another
+ *   would never let the event loop turn. The pump reads the clock every 16th time a microtask
+ *   starts it; once 10 ms have passed since the loop last turned, the next pump waits for a
+ *   macrotask (a one-shot `MessageChannel`), so timers, `AbortSignal.timeout` and signal
+ *   handlers run.
+ * - Direct I/O: `open(path, { direct: true })` learns the file's O_DIRECT alignment and checks
+ *   every read and write against it before queueing; `registerBufferPool()` registers aligned
+ *   buffers, recognised by their memory (no lookup table, no allocation), so reads and writes
+ *   into them go as `READ_FIXED`/`WRITE_FIXED`; `open(path, { fixed: true })` puts the fd in a
+ *   registered file table (`IOSQE_FIXED_FILE`). A polled Uring (`iopoll: true`) keeps a small
+ *   plain Uring for what a polled ring refuses (everything but reads, writes and no-ops).
  *
  * @module
  */
@@ -29,6 +40,7 @@ import {
   IORING_ASYNC_CANCEL_ALL,
   IORING_ASYNC_CANCEL_ANY,
   IORING_FEAT_EXT_ARG,
+  IOSQE_FIXED_FILE,
   IOSQE_IO_LINK,
   O_APPEND,
   O_CLOEXEC,
@@ -44,9 +56,16 @@ import {
 } from "./abi.ts";
 import { type ChainBuilder, ChainCollector, type ChainResult } from "./chain.ts";
 import { operationError } from "./deno_errors.ts";
+import {
+  DEFAULT_DIRECT_ALIGNMENT,
+  type DirectAlignment,
+  directAlignmentFromStatx,
+  iopollError,
+} from "./direct.ts";
 import { errno } from "./errno.ts";
 import { ClosedError, IoUringError } from "./errors.ts";
-import { type FileOps, type OpOptions, UringFile } from "./file.ts";
+import { configureFile, type FileOps, type OpOptions, UringFile } from "./file.ts";
+import { FixedBufferPool } from "./fixed_pool.ts";
 import { checkU32 } from "./memory.ts";
 import {
   fillClose,
@@ -96,6 +115,20 @@ const EINVAL = errno("EINVAL");
 const EAGAIN = errno("EAGAIN");
 const EBUSY = errno("EBUSY");
 const EINTR = errno("EINTR");
+const EOPNOTSUPP = errno("EOPNOTSUPP");
+
+/** Default size of the registered file table for `open(path, { fixed: true })`. */
+const DEFAULT_FIXED_FILES = 64;
+/** Largest registered file table a Uring sets up (the kernel allows up to 2^20, within RLIMIT_NOFILE). */
+const MAX_FIXED_FILES = 1 << 16;
+/** The alignment of an O_DIRECT file whose kernel or file system does not report one. */
+const DEFAULT_DIRECT: DirectAlignment = Object.freeze({
+  memory: DEFAULT_DIRECT_ALIGNMENT,
+  offset: DEFAULT_DIRECT_ALIGNMENT,
+  source: "default",
+});
+/** SQ size of the plain ring a polled Uring keeps for what a polled ring cannot run. */
+const AUX_ENTRIES = 32;
 
 /** `user_data` high word of the Uring's own SQEs (slot generations stay below 2^31). */
 const INTERNAL = 0xffffffff;
@@ -142,7 +175,13 @@ export interface UringOptions {
   sqpoll?: boolean | SqpollOptions;
   /** Force the system-layer backend. */
   backend?: Backend;
-  /** `IORING_SETUP_IOPOLL` (O_DIRECT on devices with poll queues only). */
+  /**
+   * `IORING_SETUP_IOPOLL`: completions are polled for, not signalled by interrupts. Only reads
+   * and writes of O_DIRECT files on devices with poll queues work on a polled ring (elsewhere
+   * they reject with `Deno.errors.NotSupported` saying the device has no poll queues). The
+   * kernel refuses every other operation on such a ring, so a polled Uring runs them (open,
+   * close, statx, fsync, timeouts, chains, ...) on a small plain ring of its own. Since 5.1.
+   */
   iopoll?: boolean;
   /** CQ size: also the most operations in flight at once. */
   cqEntries?: number;
@@ -152,6 +191,21 @@ export interface UringOptions {
    * {@link DEFAULT_SPIN_US}; 0 turns it off. Ignored without SQPOLL.
    */
   spinUs?: number;
+  /**
+   * Size of the registered file table that `open(path, { fixed: true })` fills (default 64; up
+   * to 65536). It is registered, empty, on the first such open.
+   */
+  fixedFiles?: number;
+}
+
+/** Options of {@link Uring.registerBufferPool}. */
+export interface UringBufferPoolOptions {
+  /** Number of buffers (1 to 16384; 1024 before 5.13). */
+  count: number;
+  /** Bytes per buffer (up to 1 GiB). */
+  size: number;
+  /** Alignment of each buffer (a power of two ≥ 512; default 4096, enough for O_DIRECT). */
+  alignment?: number;
 }
 
 /** Options of {@link Uring.open}. */
@@ -170,8 +224,20 @@ export interface OpenOptions extends OpOptions {
   exclusive?: boolean;
   /** Permission bits for a new file (default 0o666, less the umask). */
   mode?: number;
-  /** `O_DIRECT`: bypass the page cache (buffers, offsets and sizes must be aligned). */
+  /**
+   * `O_DIRECT`: bypass the page cache. Buffer addresses, lengths and file positions must then
+   * be multiples of the file's {@link UringFile.alignment} (from `statx` `STATX_DIOALIGN`, else
+   * 4096): misaligned requests reject with an `AlignmentError` before reaching the kernel.
+   */
   direct?: boolean;
+  /**
+   * Register the file in the ring's file table: its SQEs then name it by index
+   * (`IOSQE_FIXED_FILE`), which spares the kernel a file-table lookup and reference count per
+   * request. Transparent: the file keeps its fd, and `close()` frees the index. When the table
+   * (`UringOptions.fixedFiles`) is full the file opens unregistered (`file.fixed` is false).
+   * Since 5.5.
+   */
+  fixed?: boolean;
 }
 
 /** Counters of a {@link Uring}, for tests and tuning. */
@@ -192,6 +258,10 @@ export interface UringStats {
   wakes: number;
   /** Times the pump yielded to the event loop in the middle of a burst. */
   yields: number;
+  /** SQEs that used a registered buffer (`READ_FIXED`/`WRITE_FIXED`). */
+  fixedBuffers: number;
+  /** SQEs that named a registered file (`IOSQE_FIXED_FILE`). */
+  fixedFiles: number;
 }
 
 function isRetryable(e: unknown): boolean {
@@ -214,6 +284,14 @@ function isRetryable(e: unknown): boolean {
  * flight (`IORING_OP_ASYNC_CANCEL`), waits for every completion (so no buffer is released while
  * the kernel could still write it), closes the files `open()` returned that are still open, then
  * closes the ring. Every promise settles. Needs Linux 5.11 (`IORING_FEAT_EXT_ARG`).
+ *
+ * Direct I/O: `open(path, { direct: true })` gives a {@link UringFile} that refuses misaligned
+ * requests with an `AlignmentError` before they reach the kernel; {@link Uring.registerBufferPool}
+ * registers aligned buffers that reads and writes use as fixed buffers automatically;
+ * `open(path, { fixed: true })` registers the file. With `iopoll: true` reads and writes are
+ * polled for: open files with `direct: true`; the other operations (open, close, statx, fsync,
+ * timeouts, chains, ...) run on a plain ring the Uring keeps for them; an abort cannot cancel a
+ * polled read or write (the kernel refuses cancels there), which settles with its outcome.
  */
 export class Uring implements AsyncDisposable {
   readonly #ring: IoUring;
@@ -252,6 +330,19 @@ export class Uring implements AsyncDisposable {
   #statxPool: Uint8Array[] = [];
   #newSlot: Slot | null = null;
   readonly #fileOps: FileOps;
+  /** IOPOLL: the plain ring for what a polled ring refuses; its file behind each of ours. */
+  readonly #aux: Uring | null = null;
+  readonly #auxFiles = new Map<UringFile, UringFile>();
+  /** The registered buffer pool, and what recognises its buffers without allocating. */
+  #pool: FixedBufferPool | null = null;
+  #poolMemory: ArrayBufferLike | null = null;
+  #poolStride = 0;
+  #poolSize = 0;
+  #poolCount = 0;
+  /** Free indexes of the registered file table (null until the first `fixed` open). */
+  #fixedFree: number[] | null = null;
+  readonly #fixedFiles: number;
+  readonly #backend: Backend | undefined;
 
   /** Counters, for tests and tuning. */
   readonly stats: UringStats = {
@@ -263,6 +354,8 @@ export class Uring implements AsyncDisposable {
     spinHits: 0,
     wakes: 0,
     yields: 0,
+    fixedBuffers: 0,
+    fixedFiles: 0,
   };
 
   /** Sets up the ring (see {@link UringOptions}). */
@@ -270,6 +363,10 @@ export class Uring implements AsyncDisposable {
     const entries = options.entries ?? 256;
     const spinUs = options.spinUs ?? DEFAULT_SPIN_US;
     if (!(spinUs >= 0) || !Number.isFinite(spinUs)) throw new RangeError(`spinUs must be ≥ 0, got ${spinUs}`);
+    this.#fixedFiles = options.fixedFiles ?? DEFAULT_FIXED_FILES;
+    checkU32(this.#fixedFiles, "fixedFiles", MAX_FIXED_FILES);
+    if (this.#fixedFiles === 0) throw new RangeError("fixedFiles must be at least 1");
+    this.#backend = options.backend;
     this.#ring = new IoUring(entries, {
       sqpoll: options.sqpoll,
       backend: options.backend,
@@ -280,26 +377,48 @@ export class Uring implements AsyncDisposable {
       this.#ring.close();
       throw new IoUringError("io_uring_enter", EINVAL, "Uring needs Linux 5.11 (IORING_FEAT_EXT_ARG)");
     }
+    if (this.#ring.iopoll) {
+      try {
+        this.#aux = new Uring({ entries: AUX_ENTRIES, sqpoll: false, backend: options.backend });
+      } catch (e) {
+        this.#ring.close();
+        throw e;
+      }
+    }
     this.#spinUs = this.#ring.sqpoll ? spinUs : 0;
     this.#limit = this.#ring.cqEntries;
     this.#slots = new SlotTable(this.#limit, this.#onAbort);
     this.#ready = new Array(this.#limit).fill(null);
     this.#fileOps = {
-      read: (fd, buf, position, signal, path) => this.#rw(K_READ, fd, buf, position, signal, path),
-      write: (fd, buf, position, signal, path) => this.#rw(K_WRITE, fd, buf, position, signal, path),
-      fsync: (fd, datasync, signal, path) =>
-        this.#fdOp(signal, path, (slot) => fillFsync(slot, fd, datasync)),
-      ftruncate: (fd, length, signal, path) =>
-        this.#fdOp(signal, path, (slot) => fillFtruncate(slot, fd, length)),
-      fstat: (fd, signal, path) =>
-        this.#fdOp(signal, path, (slot) => {
-          fillFstat(slot, fd);
-          slot.statx = this.#takeStatx();
-        }),
-      close: (file) => {
-        this.#files.delete(file);
-        return this.#fdOp(undefined, file.path, (slot) => fillClose(slot, file.fd));
+      read: (file, buf, position, signal) =>
+        this.#rw(K_READ, file.fd, file.fixedIndex, buf, position, signal, file.path),
+      write: (file, buf, position, signal) =>
+        this.#rw(K_WRITE, file.fd, file.fixedIndex, buf, position, signal, file.path),
+      fsync: (file, datasync, signal) => {
+        const aux = this.#auxFiles.get(file);
+        if (aux !== undefined) return this.#closing ? closedError() : aux.sync({ signal, datasync });
+        return this.#fdOp(signal, file.path, (slot) => {
+          fillFsync(slot, file.fd, datasync);
+          useFixedFile(slot, file);
+        });
       },
+      ftruncate: (file, length, signal) => {
+        const aux = this.#auxFiles.get(file);
+        if (aux !== undefined) return this.#closing ? closedError() : aux.truncate(length, { signal });
+        return this.#fdOp(signal, file.path, (slot) => {
+          fillFtruncate(slot, file.fd, length);
+          useFixedFile(slot, file);
+        });
+      },
+      fstat: (file, signal) => {
+        const aux = this.#auxFiles.get(file);
+        if (aux !== undefined) return this.#closing ? closedError() : aux.stat({ signal });
+        return this.#fdOp(signal, file.path, (slot) => {
+          fillFstat(slot, file.fd); // statx cannot name a registered file: always the fd
+          slot.statx = this.#takeStatx();
+        });
+      },
+      close: (file) => this.#closeFile(file),
     };
   }
 
@@ -321,9 +440,52 @@ export class Uring implements AsyncDisposable {
     return this.#closing;
   }
 
+  /** Whether the ring polls for completions (`iopoll: true`). */
+  get iopoll(): boolean {
+    return this.#ring.iopoll;
+  }
+
   /** Operations accepted and not yet settled (chain members count one each). */
   get pending(): number {
-    return this.#slots.used;
+    return this.#slots.used + (this.#aux?.pending ?? 0);
+  }
+
+  /** The buffer pool {@link Uring.registerBufferPool} registered, while it is open; else null. */
+  get bufferPool(): FixedBufferPool | null {
+    return this.#pool !== null && !this.#pool.closed ? this.#pool : null;
+  }
+
+  /**
+   * Registers `count` aligned buffers of `size` bytes with the ring (`IORING_REGISTER_BUFFERS`)
+   * and returns them as a {@link FixedBufferPool}: take buffers with `acquire()`, give them back
+   * with `release()` once their operations have settled. Any read or write of this Uring
+   * (`read`, `write`, `UringFile.readAt`/`writeAt`, ...) whose buffer lies inside one pool buffer
+   * (its `bytes`, or a subarray of them) goes to the kernel as `READ_FIXED`/`WRITE_FIXED`,
+   * which spares it pinning the pages per request; other buffers work as before. The buffers
+   * suit O_DIRECT. One pool per Uring at a time: `pool.close()` unregisters it (after its
+   * operations have settled), and closing the Uring closes it. Since 5.1.
+   */
+  registerBufferPool(options: UringBufferPoolOptions): FixedBufferPool {
+    if (this.#closing) throw new ClosedError("Uring");
+    if (this.bufferPool !== null) {
+      throw new RangeError("this Uring already has a buffer pool: close it before registering another");
+    }
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError("registerBufferPool needs options");
+    }
+    const pool = new FixedBufferPool(this.#ring, {
+      count: options.count,
+      size: options.size,
+      alignment: options.alignment,
+      backend: this.#backend,
+    });
+    const first = pool.buffer(0).bytes;
+    this.#pool = pool;
+    this.#poolMemory = first.buffer;
+    this.#poolCount = pool.count;
+    this.#poolSize = pool.size;
+    this.#poolStride = pool.count > 1 ? pool.buffer(1).bytes.byteOffset - first.byteOffset : pool.size;
+    return pool;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -339,12 +501,12 @@ export class Uring implements AsyncDisposable {
    * file; may be short). Since 5.6.
    */
   read(fd: number, buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
-    return this.#rw(K_READ, fd, buf, position, options?.signal, null);
+    return this.#rw(K_READ, fd, -1, buf, position, options?.signal, null);
   }
 
   /** Writes `buf` at `position` of `fd` (`pwrite`); resolves with the bytes written. Since 5.6. */
   write(fd: number, buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
-    return this.#rw(K_WRITE, fd, buf, position, options?.signal, null);
+    return this.#rw(K_WRITE, fd, -1, buf, position, options?.signal, null);
   }
 
   /** Scatter read (`preadv`); resolves with the bytes read. Since 5.1. */
@@ -369,6 +531,7 @@ export class Uring implements AsyncDisposable {
 
   /** `fsync(fd)`, or `fdatasync` with `datasync: true`. Since 5.1. */
   fsync(fd: number, options?: OpOptions & { datasync?: boolean }): Promise<void> {
+    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.fsync(fd, options);
     return this.#fdOp(options?.signal, null, (slot) => fillFsync(slot, fd, options?.datasync === true));
   }
 
@@ -379,6 +542,9 @@ export class Uring implements AsyncDisposable {
     length: number | bigint,
     options?: OpOptions & { mode?: number },
   ): Promise<void> {
+    if (this.#aux !== null) {
+      return this.#closing ? closedError() : this.#aux.fallocate(fd, offset, length, options);
+    }
     return this.#fdOp(
       options?.signal,
       null,
@@ -388,6 +554,7 @@ export class Uring implements AsyncDisposable {
 
   /** `ftruncate(fd, length)`. Since 6.9. */
   ftruncate(fd: number, length: number | bigint, options?: OpOptions): Promise<void> {
+    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.ftruncate(fd, length, options);
     return this.#fdOp(options?.signal, null, (slot) => fillFtruncate(slot, fd, length));
   }
 
@@ -403,11 +570,15 @@ export class Uring implements AsyncDisposable {
     nbytes: number,
     options?: OpOptions,
   ): Promise<number> {
+    if (this.#aux !== null) {
+      return this.#closing ? closedError() : this.#aux.splice(fdIn, offIn, fdOut, offOut, nbytes, options);
+    }
     return this.#fdOp(options?.signal, null, (slot) => fillSplice(slot, fdIn, offIn, fdOut, offOut, nbytes));
   }
 
   /** Resolves after `ms` milliseconds (an io_uring timeout; no JavaScript timer). Since 5.4. */
   timeout(ms: number, options?: OpOptions): Promise<void> {
+    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.timeout(ms, options);
     return this.#fdOp(options?.signal, null, (slot) => fillTimeout(slot, ms));
   }
 
@@ -416,6 +587,7 @@ export class Uring implements AsyncDisposable {
    * read permission on `path`. Since 5.6.
    */
   statx(path: string | URL, options?: OpOptions & { followSymlinks?: boolean }): Promise<Statx> {
+    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.statx(path, options);
     return this.#pathOp(options?.signal, path, null, "statx", "read", null, (slot, p) => {
       fillPath(slot, K_STATX, p, options?.followSymlinks === false ? AT_SYMLINK_NOFOLLOW : 0);
       slot.statx = this.#takeStatx();
@@ -424,7 +596,10 @@ export class Uring implements AsyncDisposable {
 
   /**
    * Opens `path` (`openat`, always `O_CLOEXEC`) and resolves with a {@link UringFile} that owns
-   * the fd. Needs read and/or write permission as the options imply. Since 5.6.
+   * the fd. Needs read and/or write permission as the options imply. `direct: true` opens with
+   * O_DIRECT and asks the file's alignment (`statx` `STATX_DIOALIGN`, one more operation);
+   * `fixed: true` registers the fd in the ring's file table. A polled Uring (`iopoll`) opens
+   * only with `direct: true`, on its plain ring. Since 5.6.
    */
   open(path: string | URL, options: OpenOptions = {}): Promise<UringFile> {
     let flags: number;
@@ -432,13 +607,103 @@ export class Uring implements AsyncDisposable {
     try {
       ({ flags, access } = openFlags(options));
       if (options.mode !== undefined) checkU32(options.mode, "mode", 0o7777);
+      if (this.#aux !== null && !options.direct) {
+        throw new TypeError(
+          "a polled Uring (iopoll: true) reads and writes only O_DIRECT files: open them with { direct: true }",
+        );
+      }
     } catch (e) {
       return Promise.reject(e);
     }
+    if (this.#aux !== null) return this.#openPolled(path, options);
     const mode = options.mode ?? 0o666;
-    return this.#pathOp(options.signal, path, null, "open", access, null, (slot, p) => {
+    const opened = this.#pathOp<UringFile>(options.signal, path, null, "open", access, null, (slot, p) => {
       fillPath(slot, K_OPEN, p, flags, mode);
     });
+    if (!options.direct && !options.fixed) return opened;
+    return opened.then((file) => this.#setUpFile(file, options));
+  }
+
+  /** `open` on a polled Uring: the plain ring opens the file; this one reads and writes it. */
+  async #openPolled(path: string | URL, options: OpenOptions): Promise<UringFile> {
+    const aux = await this.#aux!.open(path, { ...options, fixed: false });
+    if (this.#closing) {
+      aux.close().catch(() => {}); // the plain ring's close would close it otherwise
+      throw new ClosedError("Uring");
+    }
+    const file = new UringFile(this.#fileOps, aux.fd, aux.path);
+    this.#files.add(file);
+    this.#auxFiles.set(file, aux);
+    try {
+      configureFile(file, aux.alignment, options.fixed ? this.#registerFile(file.fd) : -1);
+    } catch (e) {
+      await file.close().catch(() => {});
+      throw e;
+    }
+    return file;
+  }
+
+  /** Learns an O_DIRECT file's alignment and registers a `fixed` one; closes it on failure. */
+  async #setUpFile(file: UringFile, options: OpenOptions): Promise<UringFile> {
+    try {
+      let alignment: DirectAlignment | null = null;
+      if (options.direct) {
+        // A file system that reports no O_DIRECT support (both values 0) still accepted the open.
+        alignment = directAlignmentFromStatx(await file.stat({ signal: options.signal })) ?? DEFAULT_DIRECT;
+      }
+      const index = options.fixed ? this.#registerFile(file.fd) : -1;
+      configureFile(file, alignment, index);
+      return file;
+    } catch (e) {
+      await file.close().catch(() => {});
+      if (this.#closing) throw new ClosedError("Uring");
+      throw e;
+    }
+  }
+
+  /** A free index of the registered file table, now holding `fd`; -1 when the table is full. */
+  #registerFile(fd: number): number {
+    if (this.#closing) throw new ClosedError("Uring");
+    if (this.#fixedFree === null) {
+      this.#ring.registerFiles(new Array(this.#fixedFiles).fill(-1));
+      this.#fixedFree = [];
+      for (let i = this.#fixedFiles - 1; i >= 0; i--) this.#fixedFree.push(i);
+    }
+    const index = this.#fixedFree.pop();
+    if (index === undefined) return -1;
+    try {
+      this.#ring.registerFilesUpdate(index, [fd]);
+    } catch (e) {
+      this.#fixedFree.push(index);
+      throw e;
+    }
+    return index;
+  }
+
+  /**
+   * Closes a file `open()` returned. A registered file's index is freed only after the close
+   * has completed and (polled Uring) after a no-op queued behind every earlier operation of this
+   * ring, so no SQE still waiting for room can reach a file that reuses the index.
+   */
+  #closeFile(file: UringFile): Promise<void> {
+    this.#files.delete(file);
+    const aux = this.#auxFiles.get(file);
+    let closed: Promise<void>;
+    if (aux !== undefined) {
+      this.#auxFiles.delete(file);
+      closed = aux.close();
+    } else {
+      closed = this.#fdOp(undefined, file.path, (slot) => fillClose(slot, file.fd));
+    }
+    const index = file.fixedIndex;
+    if (index < 0) return closed;
+    const release = () => {
+      if (this.#closing || this.#fixedFree === null) return; // the table goes with the ring
+      this.#ring.registerFilesUpdate(index, [-1]);
+      this.#fixedFree.push(index);
+    };
+    if (aux === undefined) return closed.finally(release);
+    return closed.finally(() => this.nop().then(release, release));
   }
 
   /**
@@ -446,6 +711,9 @@ export class Uring implements AsyncDisposable {
    * owns (close it with `close(fd)`). Permission is checked from the flags. Since 5.6.
    */
   openFd(path: string | URL, flags: number, mode = 0o666, options?: OpOptions): Promise<number> {
+    if (this.#aux !== null) {
+      return this.#closing ? closedError() : this.#aux.openFd(path, flags, mode, options);
+    }
     try {
       checkU32(flags, "flags");
       checkU32(mode, "mode", 0o7777);
@@ -472,11 +740,13 @@ export class Uring implements AsyncDisposable {
   close(): Promise<void>;
   close(fd?: number, options?: OpOptions): Promise<void> {
     if (fd === undefined) return this.#closeUring();
+    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.close(fd, options);
     return this.#fdOp(options?.signal, null, (slot) => fillClose(slot, fd));
   }
 
   /** Removes `path` (`unlinkat`; `directory: true` removes an empty directory). Since 5.11. */
   unlink(path: string | URL, options?: OpOptions & { directory?: boolean }): Promise<void> {
+    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.unlink(path, options);
     return this.#pathOp(options?.signal, path, null, "unlink", "write", null, (slot, p) => {
       fillPath(slot, K_UNLINK, p, options?.directory ? AT_REMOVEDIR : 0);
     });
@@ -491,6 +761,9 @@ export class Uring implements AsyncDisposable {
     newPath: string | URL,
     options?: OpOptions & { noReplace?: boolean },
   ): Promise<void> {
+    if (this.#aux !== null) {
+      return this.#closing ? closedError() : this.#aux.rename(oldPath, newPath, options);
+    }
     return this.#pathOp(options?.signal, oldPath, newPath, "rename", "both", "write", (slot, p, q) => {
       fillPath2(slot, K_RENAME, p, q!, options?.noReplace ? RENAME_NOREPLACE : 0);
     });
@@ -498,6 +771,7 @@ export class Uring implements AsyncDisposable {
 
   /** Creates directory `path` (`mkdirat`, mode default 0o777 less the umask). Since 5.15. */
   mkdir(path: string | URL, options?: OpOptions & { mode?: number }): Promise<void> {
+    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.mkdir(path, options);
     const mode = options?.mode ?? 0o777;
     try {
       checkU32(mode, "mode", 0o7777);
@@ -514,6 +788,7 @@ export class Uring implements AsyncDisposable {
    * needs full read and write permission (a link can point anywhere). Since 5.15.
    */
   symlink(target: string, path: string | URL, options?: OpOptions): Promise<void> {
+    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.symlink(target, path, options);
     const signal = options?.signal;
     if (typeof target !== "string" || target.length === 0) {
       return Promise.reject(new TypeError("target must be a non-empty string"));
@@ -529,6 +804,7 @@ export class Uring implements AsyncDisposable {
 
   /** Creates a hard link `newPath` to `oldPath` (`linkat`). Since 5.15. */
   link(oldPath: string | URL, newPath: string | URL, options?: OpOptions): Promise<void> {
+    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.link(oldPath, newPath, options);
     return this.#pathOp(options?.signal, oldPath, newPath, "link", "both", "both", (slot, p, q) => {
       fillPath2(slot, K_LINK, p, q!);
     });
@@ -542,6 +818,7 @@ export class Uring implements AsyncDisposable {
    * A chain may not have more members than the SQ has entries.
    */
   chain(build: (c: ChainBuilder) => void, options?: OpOptions): Promise<ChainResult[]> {
+    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.chain(build, options);
     const signal = options?.signal;
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
     if (signal?.aborted) return Promise.reject(signal.reason);
@@ -594,10 +871,15 @@ export class Uring implements AsyncDisposable {
     return buf;
   }
 
-  /** A read or write: the hot path, written out without closures. */
+  /**
+   * A read or write: the hot path, written out without closures. `fixed` is the file's index in
+   * the registered file table, or -1; a buffer inside one buffer of the registered pool makes it
+   * `READ_FIXED`/`WRITE_FIXED`.
+   */
   #rw(
     kind: number,
     fd: number,
+    fixed: number,
     buf: ArrayBufferView,
     position: number | bigint,
     signal: AbortSignal | undefined,
@@ -613,8 +895,23 @@ export class Uring implements AsyncDisposable {
       this.#slots.release(slot);
       return Promise.reject(e);
     }
+    if (fixed >= 0) {
+      slot.fd = fixed;
+      slot.sqeFlags = IOSQE_FIXED_FILE;
+    }
+    if (this.#poolMemory !== null && buf.buffer === this.#poolMemory) slot.bufIndex = this.#poolIndex(buf);
     slot.path = path;
     return this.#start(slot, signal);
+  }
+
+  /** The pool buffer `buf` (a view of the pool's memory) lies inside, or -1 if it spans two. */
+  #poolIndex(buf: ArrayBufferView): number {
+    const offset = buf.byteOffset;
+    const index = Math.floor(offset / this.#poolStride);
+    if (index < this.#poolCount && offset + buf.byteLength <= index * this.#poolStride + this.#poolSize) {
+      return index;
+    }
+    return -1;
   }
 
   /** An operation on an fd (or none): `fill` checks the arguments and stores them in the slot. */
@@ -717,6 +1014,8 @@ export class Uring implements AsyncDisposable {
     this.#inRing++;
     this.#toSubmit++;
     this.stats.sqes++;
+    if (slot.bufIndex >= 0) this.stats.fixedBuffers++;
+    if ((slot.sqeFlags & IOSQE_FIXED_FILE) !== 0) this.stats.fixedFiles++;
   }
 
   #putInternal(sqe: Sqe, kind: number, a: number, b: number): void {
@@ -996,7 +1295,7 @@ export class Uring implements AsyncDisposable {
     const active = this.#inRing - (this.#wakeOutstanding ? 1 : 0);
     if (active > 0) {
       if (!this.#waiting) this.#park();
-      if (this.#closing && performance.now() - this.#lastCancelAll > WAIT_MS) {
+      if (this.#closing && !this.#ring.iopoll && performance.now() - this.#lastCancelAll > WAIT_MS) {
         // Something survived the cancel (it was already running): ask again.
         this.#lastCancelAll = performance.now();
         this.#queueInternal(I_CANCEL_ALL);
@@ -1101,8 +1400,34 @@ export class Uring implements AsyncDisposable {
   }
 
   #error(slot: Slot, errnum: number): Error {
+    if (errnum === EOPNOTSUPP && this.#ring.iopoll) return this.#iopollError(slot);
     const detail = this.#closing && errnum === ECANCELED ? "the Uring was closed" : undefined;
     return operationError(OP_NAMES[slot.kind], errnum, slot.path, slot.path2, slot.fd, detail);
+  }
+
+  /**
+   * `EOPNOTSUPP` from a polled ring: the device has no poll queues (a file `open()` returned is
+   * always O_DIRECT here), or for a bare fd, maybe the file is not O_DIRECT. A
+   * `Deno.errors.NotSupported` that says so, with `iopollError`'s `IoUringError` as its cause.
+   */
+  #iopollError(slot: Slot): Error {
+    const op = slot.kind === K_WRITE || slot.kind === K_WRITEV ? "write" : "read";
+    const direct = slot.path !== null ? true : undefined;
+    const cause = iopollError(-EOPNOTSUPP, { op, direct });
+    const why = direct
+      ? "the file is open with O_DIRECT, so its device has no poll queues"
+      : "the device has no poll queues, or the file is not open with O_DIRECT";
+    const error = operationError(
+      OP_NAMES[slot.kind],
+      EOPNOTSUPP,
+      slot.path,
+      null,
+      (slot.sqeFlags & IOSQE_FIXED_FILE) !== 0 ? undefined : slot.fd,
+      `${why}: a polled Uring (iopoll: true) works only for O_DIRECT files on devices with poll queues ` +
+        `(e.g. NVMe with nvme.poll_queues=N); use a Uring without iopoll`,
+    );
+    error.cause = cause;
+    return error;
   }
 
   #completeMember(chain: ChainState, slot: Slot): void {
@@ -1147,7 +1472,9 @@ export class Uring implements AsyncDisposable {
       reject!(signal!.reason);
     } else if (slot.state === IN_RING && !slot.aborted) {
       slot.aborted = true;
-      this.#queueInternal(I_CANCEL, slot.index, slot.gen);
+      // A polled ring cannot cancel (the kernel refuses ASYNC_CANCEL there), but polled I/O
+      // completes by itself: the promise settles with its outcome.
+      if (!this.#ring.iopoll) this.#queueInternal(I_CANCEL, slot.index, slot.gen);
     }
   };
 
@@ -1190,16 +1517,18 @@ export class Uring implements AsyncDisposable {
       this.#backlog.shift();
       this.#rejectQueued(head);
     }
-    // 2. Cancel everything in the ring; 3. close the files open() returned.
-    if (this.#inRing - (this.#wakeOutstanding ? 1 : 0) > 0) {
+    // 2. Cancel everything in the ring (a polled ring cannot cancel; its I/O ends by itself);
+    // 3. close the files open() returned (a polled Uring's plain ring closes its own, later).
+    if (this.#inRing - (this.#wakeOutstanding ? 1 : 0) > 0 && !this.#ring.iopoll) {
       this.#lastCancelAll = performance.now();
       this.#queueInternal(I_CANCEL_ALL);
     }
     for (const file of this.#files) {
       file.detach();
-      this.#queueInternal(I_CLOSE, file.fd);
+      if (this.#aux === null) this.#queueInternal(I_CLOSE, file.fd);
     }
     this.#files.clear();
+    this.#auxFiles.clear();
     // 4. The pump waits for every CQE, then #finishClose closes the ring.
     this.#schedule();
     return promise;
@@ -1242,6 +1571,7 @@ export class Uring implements AsyncDisposable {
       }
     });
     for (const chain of chains) chain.reject(error);
+    void this.#aux?.close();
     this.#closeResolve?.();
   }
 
@@ -1250,13 +1580,28 @@ export class Uring implements AsyncDisposable {
     this.#closed = true;
     if (this.#yieldTimer !== undefined) clearTimeout(this.#yieldTimer);
     this.#ring.close();
-    this.#closeResolve!();
+    this.#pool?.close(); // every CQE is in: no request uses its memory any more
+    const resolve = this.#closeResolve!;
+    if (this.#aux === null) resolve();
+    else this.#aux.close().then(resolve, resolve); // closes the files it opened for us
   }
 
   /** Same as `close()`, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.#closeUring();
   }
+}
+
+function closedError(): Promise<never> {
+  return Promise.reject(new ClosedError("Uring"));
+}
+
+/** Names `file` by its registered index (`IOSQE_FIXED_FILE`) when it has one. */
+function useFixedFile(slot: Slot, file: UringFile): void {
+  const index = file.fixedIndex;
+  if (index < 0) return;
+  slot.fd = index;
+  slot.sqeFlags |= IOSQE_FIXED_FILE;
 }
 
 function checkBoth(op: string, access: Access | "both", path: string): Error | null {

@@ -1,0 +1,298 @@
+/**
+ * The promise layer's direct I/O: `open(path, { direct: true })` (O_DIRECT, alignment checked
+ * before submission), a registered buffer pool whose buffers go as READ_FIXED/WRITE_FIXED,
+ * `open(path, { fixed: true })` (registered files), and polled Urings (`iopoll: true`).
+ */
+
+import assert from "node:assert/strict";
+import { alignedBuffer, AlignmentError, FixedBufferPool, Uring, type UringFile } from "../mod.ts";
+import { devicePolls, directTempDir, skipDirect } from "./_direct.ts";
+import { pattern } from "./_io.ts";
+import { CONFIGS, ringTest, skipKernel, tempDir } from "./_support.ts";
+import { fdCount, uringOptions } from "./uring_support.ts";
+
+/** Registers `fn` once per ring configuration, skipped where O_DIRECT is unavailable. */
+function directTest(name: string, fn: (config: (typeof CONFIGS)[number]) => Promise<void>): void {
+  for (const config of CONFIGS) {
+    Deno.test({ name: `${name} [${config.name}]`, ignore: skipDirect(), fn: () => fn(config) });
+  }
+}
+
+directTest(
+  "Uring O_DIRECT: aligned reads and writes through UringFile match Deno's reads",
+  async (config) => {
+    using dir = directTempDir();
+    const path = `${dir.path}/f`;
+    const data = pattern(5 * 4096 + 100, 3); // the last block is partial
+    Deno.writeFileSync(path, data);
+    await using uring = new Uring(uringOptions(config));
+    await using file = await uring.open(path, { read: true, write: true, direct: true });
+    assert.equal(file.direct, true);
+    const align = file.alignment!;
+    assert.ok(align.memory >= 1 && align.offset >= 512, `alignment ${JSON.stringify(align)}`);
+    assert.ok(4096 % align.memory === 0 && 4096 % align.offset === 0, "4096 satisfies this file");
+    using buf = alignedBuffer(8192);
+
+    assert.equal(await file.readAt(buf.bytes, 4096), 8192);
+    assert.deepEqual(buf.bytes, data.subarray(4096, 12288));
+    // The file ends inside its last block: O_DIRECT reads it short; readFull stops there.
+    assert.equal(await file.readAt(buf.bytes, 4 * 4096), 4096 + 100);
+    assert.deepEqual(buf.bytes.subarray(0, 4196), data.subarray(4 * 4096));
+    using whole = alignedBuffer(8 * 4096);
+    assert.equal(await file.readFull(whole.bytes, 0), data.length);
+    assert.deepEqual(whole.bytes.subarray(0, data.length), data);
+
+    const fresh = pattern(8192, 9);
+    buf.bytes.set(fresh);
+    assert.equal(await file.writeAt(buf.bytes, 8192), 8192);
+    await file.writeAll(buf.bytes.subarray(0, 4096), 0);
+    const expected = data.slice();
+    expected.set(fresh, 8192);
+    expected.set(fresh.subarray(0, 4096), 0);
+    assert.deepEqual(Deno.readFileSync(path), expected, "Deno reads what O_DIRECT wrote");
+    assert.equal((await file.stat()).size, data.length);
+  },
+);
+
+directTest(
+  "Uring O_DIRECT: a misaligned buffer address, length or offset rejects before submission",
+  async (config) => {
+    using dir = directTempDir();
+    const path = `${dir.path}/f`;
+    Deno.writeFileSync(path, pattern(4 * 4096));
+    await using uring = new Uring(uringOptions(config));
+    await using file = await uring.open(path, { read: true, write: true, direct: true });
+    const { memory, offset } = file.alignment!;
+    using buf = alignedBuffer(3 * 4096);
+    const sqes = uring.stats.sqes;
+    const cases: [string, Promise<unknown>, "address" | "length" | "offset", number][] = [];
+    for (const [name, op] of [["readAt", file.readAt], ["writeAt", file.writeAt]] as const) {
+      const call = (b: Uint8Array, pos: number) => op.call(file, b, pos);
+      if (memory > 1) {
+        cases.push([
+          `${name} address`,
+          call(buf.bytes.subarray(memory / 2, memory / 2 + 4096), 0),
+          "address",
+          memory,
+        ]);
+      }
+      cases.push([`${name} length`, call(buf.bytes.subarray(0, 4096 + offset / 2), 0), "length", offset]);
+      cases.push([`${name} offset`, call(buf.bytes.subarray(0, 4096), offset / 2), "offset", offset]);
+    }
+    cases.push(["readFull offset", file.readFull(buf.bytes, offset + 1), "offset", offset]);
+    cases.push(["writeAll length", file.writeAll(buf.bytes.subarray(0, 100), 0), "length", offset]);
+    for (const [what, promise, part, alignment] of cases) {
+      await assert.rejects(promise, (e: unknown) => {
+        assert.ok(e instanceof AlignmentError, `${what}: ${e}`);
+        assert.equal(e.part, part, what);
+        assert.equal(e.alignment, alignment, what);
+        assert.match(e.message, new RegExp(`O_DIRECT needs the .* to be a multiple of ${alignment} bytes`));
+        return true;
+      });
+    }
+    assert.equal(uring.stats.sqes, sqes, "nothing reached the kernel");
+    assert.equal(uring.pending, 0);
+    // A buffered file has no such rule.
+    await using plain = await uring.open(path);
+    assert.equal(plain.direct, false);
+    assert.equal(plain.alignment, null);
+    assert.equal(await plain.readAt(buf.bytes.subarray(1, 101), 3), 100);
+  },
+);
+
+ringTest(
+  "Uring buffer pool: reads and writes on pool buffers go as READ_FIXED/WRITE_FIXED",
+  async (config) => {
+    using dir = tempDir();
+    const path = `${dir.path}/f`;
+    const data = pattern(64 * 1024, 5);
+    Deno.writeFileSync(path, data);
+    await using uring = new Uring(uringOptions(config));
+    const pool = uring.registerBufferPool({ count: 4, size: 8192 });
+    assert.ok(pool instanceof FixedBufferPool);
+    assert.equal(uring.bufferPool, pool);
+    assert.throws(() => uring.registerBufferPool({ count: 1, size: 4096 }), /already has a buffer pool/);
+    await using file = await uring.open(path, { read: true, write: true });
+    const a = pool.acquire()!, b = pool.acquire()!;
+    assert.equal(a.index, 0);
+
+    // Whole buffers, a subarray inside one, and the raw read/write calls all go fixed.
+    const before = uring.stats.fixedBuffers;
+    const [n1, n2, n3] = await Promise.all([
+      file.readAt(a.bytes, 8192),
+      file.readAt(b.bytes.subarray(100, 1100), 1000),
+      uring.read(file.fd, pool.buffer(2).bytes, 0),
+    ]);
+    assert.deepEqual([n1, n2, n3], [8192, 1000, 8192]);
+    assert.equal(uring.stats.fixedBuffers, before + 3);
+    assert.deepEqual(a.bytes, data.subarray(8192, 16384));
+    assert.deepEqual(b.bytes.subarray(100, 1100), data.subarray(1000, 2000));
+    assert.deepEqual(pool.buffer(2).bytes, data.subarray(0, 8192));
+
+    a.bytes.set(pattern(8192, 11));
+    assert.equal(await file.writeAt(a.bytes, 16384), 8192);
+    assert.equal(uring.stats.fixedBuffers, before + 4);
+    assert.deepEqual(Deno.readFileSync(path).subarray(16384, 24576), pattern(8192, 11));
+
+    // A view across two pool buffers is not inside a registered buffer: it goes as a plain read.
+    const across = new Uint8Array(a.bytes.buffer, a.bytes.byteOffset + 4096, 8192);
+    assert.equal(await file.readAt(across, 0), 8192);
+    assert.equal(uring.stats.fixedBuffers, before + 4);
+    assert.deepEqual(across, data.subarray(0, 8192));
+
+    // Indexes out of range are refused; closing the pool detaches its buffers.
+    assert.throws(() => pool.buffer(4), /fixed buffer index 4 is out of range: the pool has 4 buffers/);
+    assert.throws(() => pool.buffer(-1), RangeError);
+    pool.release(a);
+    pool.release(b);
+    const stale = pool.buffer(0).bytes;
+    pool.close();
+    assert.equal(uring.bufferPool, null);
+    await assert.rejects(file.readAt(stale, 0), /detached/);
+    const again = uring.registerBufferPool({ count: 1, size: 4096 });
+    assert.equal(await file.readAt(again.buffer(0).bytes, 0), 4096);
+    assert.equal(uring.stats.fixedBuffers, before + 5);
+  },
+);
+
+directTest("Uring buffer pool + O_DIRECT: fixed reads and writes match Deno's reads", async (config) => {
+  using dir = directTempDir();
+  const path = `${dir.path}/f`;
+  const data = pattern(16 * 4096, 7);
+  Deno.writeFileSync(path, data);
+  await using uring = new Uring(uringOptions(config));
+  const pool = uring.registerBufferPool({ count: 2, size: 16384, alignment: 4096 });
+  await using file = await uring.open(path, { read: true, write: true, direct: true, fixed: true });
+  const buf = pool.acquire()!;
+  const fixed = uring.stats.fixedBuffers;
+  assert.equal(await file.readAt(buf.bytes, 4096 * 3), 16384);
+  assert.deepEqual(buf.bytes, data.subarray(4096 * 3, 4096 * 7));
+  buf.bytes.fill(0xa5);
+  await file.writeAll(buf.bytes, 0);
+  assert.equal(uring.stats.fixedBuffers, fixed + 2);
+  const expected = data.slice();
+  expected.fill(0xa5, 0, 16384);
+  assert.deepEqual(Deno.readFileSync(path), expected);
+  await assert.rejects(file.readAt(buf.bytes.subarray(1, 4097), 0), AlignmentError);
+});
+
+ringTest(
+  "Uring fixed files: reads, writes and sync name the file by index; close frees it",
+  async (config) => {
+    using dir = tempDir();
+    const path = `${dir.path}/f`;
+    const data = pattern(16384, 2);
+    Deno.writeFileSync(path, data);
+    const fds = fdCount();
+    {
+      await using uring = new Uring(uringOptions(config, { fixedFiles: 1 }));
+      const file = await uring.open(path, { read: true, write: true, fixed: true });
+      assert.equal(file.fixed, true);
+      assert.equal(file.fixedIndex, 0);
+      const buf = new Uint8Array(4096);
+      const before = uring.stats.fixedFiles;
+      assert.equal(await file.readAt(buf, 4096), 4096);
+      assert.deepEqual(buf, data.subarray(4096, 8192));
+      await file.writeAll(pattern(4096, 8), 0);
+      await file.sync({ datasync: true });
+      assert.equal(uring.stats.fixedFiles, before + 3);
+      assert.deepEqual(Deno.readFileSync(path).subarray(0, 4096), pattern(4096, 8));
+      assert.equal((await file.stat()).size, 16384);
+
+      // The table holds one file: the next fixed open falls back to a plain fd.
+      const second = await uring.open(path, { fixed: true });
+      assert.equal(second.fixed, false);
+      assert.equal(await second.readAt(buf, 0), 4096);
+      assert.equal(uring.stats.fixedFiles, before + 3);
+      await second.close();
+
+      await file.close();
+      await file.close(); // harmless
+      await assert.rejects(file.readAt(buf, 0), Deno.errors.BadResource);
+      const third = await uring.open(path, { fixed: true });
+      assert.equal(third.fixed, true, "close freed the index");
+      assert.equal(third.fixedIndex, 0);
+      assert.equal(await third.readAt(buf, 8192), 4096);
+      assert.deepEqual(buf, data.subarray(8192, 12288));
+      // third is left open: closing the Uring closes it.
+    }
+    assert.equal(fdCount(), fds, "no fd leaked");
+  },
+);
+
+Deno.test({
+  name: "Uring: fixedFiles must be 1 to 65536",
+  ignore: skipKernel(),
+  fn() {
+    assert.throws(() => new Uring({ sqpoll: false, fixedFiles: 0 }), RangeError);
+    assert.throws(() => new Uring({ sqpoll: false, fixedFiles: 65537 }), RangeError);
+    assert.throws(() => new Uring({ sqpoll: false, fixedFiles: 1.5 }), RangeError);
+  },
+});
+
+/** Whether the device holding `path` polls (undefined: sysfs does not say). */
+async function pollsHere(uring: Uring, path: string): Promise<boolean | undefined> {
+  const st = await uring.statx(path);
+  return devicePolls(st.devMajor, st.devMinor);
+}
+
+async function checkPolledRead(uring: Uring, file: UringFile, data: Uint8Array, polls: boolean | undefined) {
+  using buf = alignedBuffer(4096);
+  const read = file.readAt(buf.bytes, 4096);
+  if (polls === true) {
+    assert.equal(await read, 4096);
+    assert.deepEqual(buf.bytes, data.subarray(4096, 8192));
+    return;
+  }
+  if (polls === undefined) console.log("note: sysfs does not say whether this device polls");
+  await assert.rejects(read, (e: unknown) => {
+    assert.ok(e instanceof Deno.errors.NotSupported, `expected NotSupported, got ${e}`);
+    assert.equal((e as { code?: string }).code, "EOPNOTSUPP");
+    assert.match(e.message, /^read '.*\/f': /, "names the operation and the file");
+    assert.match(e.message, /the file is open with O_DIRECT, so its device has no poll queues/);
+    assert.match(e.message, /a polled Uring \(iopoll: true\) works only for O_DIRECT files/);
+    assert.match(String((e as Error).cause), /read \(IOPOLL\) failed: EOPNOTSUPP/);
+    return true;
+  });
+  assert.equal(uring.pending, 0);
+}
+
+for (const backend of ["helper", "libc"] as const) {
+  for (const sqpoll of [false, true]) {
+    const name = `${sqpoll ? "sqpoll" : "nosqpoll"}/${backend}`;
+    Deno.test({
+      name: `Uring IOPOLL: sets up, opens on its plain ring, a read on this disk gives the clear ` +
+        `"no poll queues" error, tears down cleanly [${name}]`,
+      ignore: skipDirect(),
+      async fn() {
+        using dir = directTempDir();
+        const path = `${dir.path}/f`;
+        const data = pattern(4 * 4096, 4);
+        Deno.writeFileSync(path, data);
+        const fds = fdCount();
+        const uring = new Uring({ iopoll: true, sqpoll, backend });
+        assert.equal(uring.iopoll, true);
+        assert.equal(uring.ring.iopoll, true);
+        assert.equal(uring.sqpoll, sqpoll);
+        await uring.nop(); // a no-op runs on the polled ring itself
+        await assert.rejects(uring.open(path), /open them with \{ direct: true \}/);
+        // What a polled ring refuses (statx, open, timeout, close) runs on the plain ring.
+        const polls = await pollsHere(uring, path);
+        await uring.timeout(1);
+        const file = await uring.open(path, { read: true, direct: true, fixed: true });
+        assert.equal(file.direct, true);
+        assert.equal(file.fixed, true);
+        assert.equal((await file.stat()).size, data.length);
+        await checkPolledRead(uring, file, data, polls);
+        const raw = await uring.openFd(path, 0);
+        await uring.close(raw);
+        // `file` is left open: close() closes it on the plain ring after the polled one drains.
+        await uring.close();
+        assert.equal(file.closed, true);
+        assert.equal(uring.pending, 0);
+        assert.equal(fdCount(), fds, "no fd (file, ring, plain ring) leaked");
+        await assert.rejects(uring.statx(path), /closed/);
+      },
+    });
+  }
+}
