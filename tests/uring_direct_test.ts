@@ -5,7 +5,14 @@
  */
 
 import assert from "node:assert/strict";
-import { alignedBuffer, AlignmentError, FixedBufferPool, Uring, type UringFile } from "../mod.ts";
+import {
+  alignedBuffer,
+  AlignmentError,
+  ClosedError,
+  FixedBufferPool,
+  Uring,
+  type UringFile,
+} from "../mod.ts";
 import { devicePolls, directTempDir, skipDirect } from "./_direct.ts";
 import { pattern } from "./_io.ts";
 import { CONFIGS, ringTest, skipKernel, tempDir } from "./_support.ts";
@@ -152,6 +159,9 @@ ringTest(
     const again = uring.registerBufferPool({ count: 1, size: 4096 });
     assert.equal(await file.readAt(again.buffer(0).bytes, 0), 4096);
     assert.equal(uring.stats.fixedBuffers, before + 5);
+    await uring.close();
+    assert.equal(again.closed, true, "closing the Uring closes its pool");
+    assert.throws(() => uring.registerBufferPool({ count: 1, size: 4096 }), ClosedError);
   },
 );
 
