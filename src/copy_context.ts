@@ -127,8 +127,8 @@ export class CopyContext implements EngineContext {
     this.options = options;
     this.engine = openEngine(options);
     this.inflight = new Semaphore(options.queueDepth);
-    if (options.direct && this.engine.name === "io_uring") {
-      const direct = new DirectIo(options.blockSize);
+    if (options.direct && this.engine instanceof UringEngine) {
+      const direct = new DirectIo(options.blockSize, options.queueDepth, this.engine.uring);
       this.direct = direct;
       this.pool = new BufferPool(options.queueDepth, direct.bufferSize, () => direct.makeBuffer());
     } else {

@@ -16,6 +16,12 @@
  * `fdatasync` and `POSIX_FADV_DONTNEED` on its last page, and the copy leaves no page of the
  * destination in the page cache. (Aligned sizes need neither.)
  *
+ * Buffers: when the copy's `Uring` has no buffer pool yet and the buffers fit in
+ * {@link MAX_FIXED_POOL_BYTES}, they are registered with it (`Uring.registerBufferPool`), so
+ * every read and write goes as `READ_FIXED`/`WRITE_FIXED` (no page pinning per request); the
+ * pool is unregistered when the copy ends. Otherwise (another pool there, registration refused,
+ * too much memory to pin) they are plain page-aligned mappings.
+ *
  * The `statx` of the open files and the `fadvise` run on a small private ring of this module:
  * `Uring` has no `fadvise`, and its `statx` does not ask for `STATX_DIOALIGN`.
  *
@@ -28,6 +34,7 @@
 
 import { AT_EMPTY_PATH, POSIX_FADV_DONTNEED, STATX_BASIC_STATS, STATX_DIOALIGN } from "./abi.ts";
 import { AlignedBuffer, DEFAULT_ALIGNMENT } from "./aligned.ts";
+import type { FixedBufferPool } from "./fixed_pool.ts";
 import type { EngineContext, EntryStat } from "./copy_engine.ts";
 import { codeOf, dirnameOf, staged, tagStage } from "./copy_errors.ts";
 import { isZeroBlock } from "./copy_uring_engine.ts";
@@ -41,6 +48,8 @@ import type { Uring } from "./uring.ts";
 
 /** Alignment of every buffer of an O_DIRECT copy (a page). */
 export const DIRECT_BUFFER_ALIGNMENT: number = DEFAULT_ALIGNMENT;
+/** Most memory an O_DIRECT copy registers (and so pins) as fixed buffers: 64 MiB. */
+export const MAX_FIXED_POOL_BYTES = 64 * 1024 * 1024;
 /** Granularity of the page cache the tail clean-up works in (the smallest Linux page). */
 const PAGE = 4096;
 const EINVAL = errno("EINVAL");
@@ -112,29 +121,64 @@ export function isDirectRefusal(e: unknown): boolean {
 }
 
 /**
- * The per-copy part of O_DIRECT: the aligned buffers (freed on {@link DirectIo.close}, after
- * every operation on them has completed) and a private two-entry ring for `statx` on open files
- * and `fadvise`. Synchronous calls on that ring do no I/O (metadata of an open file, dropping a
- * clean page), so they never block for long.
+ * The per-copy part of O_DIRECT: the aligned buffers (registered with the copy's `Uring` when it
+ * can; released on {@link DirectIo.close}, after every operation on them has completed) and a
+ * private two-entry ring for `statx` on open files and `fadvise`. Synchronous calls on that
+ * ring do no I/O (metadata of an open file, dropping a clean page), so they never block for long.
  */
 export class DirectIo {
   /** Bytes per buffer (the block size rounded up to a page). */
   readonly bufferSize: number;
+  readonly #count: number;
+  readonly #uring: Uring | undefined;
   readonly #buffers: AlignedBuffer[] = [];
+  #pool: FixedBufferPool | null | undefined;
   #ring: IoUring | null | undefined;
   readonly #statx = statxBuffer();
   readonly #empty = cstring("");
 
-  /** Buffers of `directBufferSize(blockSize)` bytes, made on demand. */
-  constructor(blockSize: number) {
+  /**
+   * State for a copy with `count` buffers of `directBufferSize(blockSize)` bytes, made on demand
+   * and registered with `uring` when possible.
+   */
+  constructor(blockSize: number, count: number, uring?: Uring) {
     this.bufferSize = directBufferSize(blockSize);
+    this.#count = count;
+    this.#uring = uring;
   }
 
-  /** A new page-aligned buffer (mapped memory, freed by {@link DirectIo.close}). */
+  /** The registered pool the buffers come from, or `null` when they are plain mappings. */
+  get fixedPool(): FixedBufferPool | null {
+    return this.#pool ?? null;
+  }
+
+  /**
+   * A page-aligned buffer: one of the registered pool's (made on the first call) or a new
+   * mapping, freed by {@link DirectIo.close}. At most `count` are asked for.
+   */
   makeBuffer(): Uint8Array<ArrayBuffer> {
+    if (this.#pool === undefined) this.#pool = this.#register();
+    const fixed = this.#pool?.acquire();
+    if (fixed) return fixed.bytes;
     const buf = new AlignedBuffer(this.bufferSize, DIRECT_BUFFER_ALIGNMENT);
     this.#buffers.push(buf);
     return buf.bytes;
+  }
+
+  /** Registers the buffers with the copy's `Uring` when it has room and the memory is modest. */
+  #register(): FixedBufferPool | null {
+    const uring = this.#uring;
+    if (uring === undefined || uring.closed || uring.bufferPool !== null) return null;
+    if (this.#count * this.bufferSize > MAX_FIXED_POOL_BYTES) return null;
+    try {
+      return uring.registerBufferPool({
+        count: this.#count,
+        size: this.bufferSize,
+        alignment: DIRECT_BUFFER_ALIGNMENT,
+      });
+    } catch {
+      return null; // e.g. ENOMEM (locked-memory limit before 5.12): plain buffers work as well
+    }
   }
 
   /** The private ring, made on first use; `null` when it cannot be set up. */
@@ -201,8 +245,10 @@ export class DirectIo {
     return pumpDirect({ ...p, direct: this });
   }
 
-  /** Frees the buffers and closes the private ring (only once nothing uses them). */
+  /** Unregisters and frees the buffers, closes the private ring (once nothing uses them). */
   close(): void {
+    this.#pool?.close();
+    this.#pool = undefined;
     for (const buf of this.#buffers) buf.free();
     this.#buffers.length = 0;
     this.#ring?.close();

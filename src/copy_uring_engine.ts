@@ -62,6 +62,11 @@ export class UringEngine implements Engine {
     this.#owned = owned;
   }
 
+  /** The `Uring` the engine runs on. */
+  get uring(): Uring {
+    return this.#uring;
+  }
+
   /** Runs one ring operation holding one permit of the in-flight budget. */
   async #op<T>(ctx: EngineContext, fn: () => Promise<T>): Promise<T> {
     const breather = ctx.breather();

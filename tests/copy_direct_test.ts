@@ -376,3 +376,31 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "copyFile direct: buffers go as READ_FIXED/WRITE_FIXED through a pool registered for the copy",
+  ignore,
+  fn: async () => {
+    using dir = directTempDir();
+    const d = dir.path;
+    await randomFile(`${d}/src`, 3 * 65536 + 1, 0o640);
+    const uring = new Uring({ sqpoll: false });
+    try {
+      await copyFile(`${d}/src`, `${d}/dst`, { direct: true, uring, blockSize: 65536, queueDepth: 4 });
+      // 4 blocks: each one read and one write through a registered buffer.
+      assert.ok(uring.stats.fixedBuffers >= 8, `fixed-buffer SQEs: ${uring.stats.fixedBuffers}`);
+      assert.equal(uring.bufferPool, null, "the copy's pool is unregistered when it ends");
+      await assertSameFile(`${d}/src`, `${d}/dst`, "fixed buffers");
+      // A Uring that already has a pool keeps it; the copy uses plain aligned buffers.
+      const mine = uring.registerBufferPool({ count: 2, size: 4096 });
+      const before = uring.stats.fixedBuffers;
+      await copyFile(`${d}/src`, `${d}/dst2`, { direct: true, uring, blockSize: 65536, queueDepth: 4 });
+      assert.equal(uring.stats.fixedBuffers, before);
+      assert.equal(uring.bufferPool, mine);
+      if (!skipResidency()) assertNotCached(`${d}/dst2`, "plain aligned buffers");
+      await assertSameFile(`${d}/src`, `${d}/dst2`, "plain aligned buffers");
+    } finally {
+      await uring.close();
+    }
+  },
+});
