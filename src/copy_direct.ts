@@ -23,7 +23,8 @@
  * too much memory to pin) they are plain page-aligned mappings.
  *
  * The `statx` of the open files and the `fadvise` run on a small private ring of this module:
- * `Uring` has no `fadvise`, and its `statx` does not ask for `STATX_DIOALIGN`.
+ * `Uring` has no `fadvise`, and the copy works on raw fds (`openFd`), whose `statx` through
+ * `Uring` does not ask for `STATX_DIOALIGN` (only `UringFile.stat()` does).
  *
  * A file whose file system refuses O_DIRECT (`openat` fails with `EINVAL`: ramfs, some FUSE and
  * network file systems, tmpfs before 6.6) is an error naming the file and O_DIRECT; there is no
