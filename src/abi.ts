@@ -555,3 +555,16 @@ export const STATX = {
   dioMemAlign: 152,
   dioOffsetAlign: 156,
 } as const;
+
+/** `PROT_READ` for `mmap` (asm-generic/mman-common.h). */
+export const PROT_READ = 0x1;
+/** `PROT_WRITE` for `mmap`. */
+export const PROT_WRITE = 0x2;
+/** `MAP_SHARED` for `mmap`. */
+export const MAP_SHARED = 0x01;
+/** `MAP_PRIVATE` for `mmap`. */
+export const MAP_PRIVATE = 0x02;
+/** `MAP_ANONYMOUS` for `mmap` (x86_64 and aarch64). */
+export const MAP_ANONYMOUS = 0x20;
+/** `MAP_POPULATE` for `mmap`: prefault the mapping (2.5.46). */
+export const MAP_POPULATE = 0x8000;

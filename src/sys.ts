@@ -20,6 +20,12 @@
 import {
   GETEVENTS_ARG_SIZE,
   IORING_ENTER_EXT_ARG,
+  MAP_ANONYMOUS,
+  MAP_POPULATE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  PROT_READ,
+  PROT_WRITE,
   SYS_IO_URING_ENTER,
   SYS_IO_URING_REGISTER,
   SYS_IO_URING_SETUP,
@@ -102,14 +108,6 @@ const LIBC_SYMBOLS = {
 
 /** Default location of the built helper, next to its source. */
 export const HELPER_PATH: URL = new URL("../ffi/build/liburing_helper.so", import.meta.url);
-
-// mmap(2) constants (asm-generic/mman-common.h).
-const PROT_READ = 1;
-const PROT_WRITE = 2;
-const MAP_SHARED = 0x01;
-const MAP_PRIVATE = 0x02;
-const MAP_ANONYMOUS = 0x20;
-const MAP_POPULATE = 0x8000;
 
 function envBackend(): string | undefined {
   try {
