@@ -72,6 +72,14 @@ function allGranted(): boolean {
  */
 function checkSpecialFile(op: string, path: string): Error | null {
   if (Deno.build.os !== "linux") return null;
+  // Fast path (no cwd lookup, no normalizing): an absolute path with no "." or ".." segment and
+  // no doubled leading slash is special only when it starts like one.
+  if (
+    path.charCodeAt(0) === 47 && path.charCodeAt(1) !== 47 && !path.includes("/.") &&
+    !path.startsWith("/dev") && !path.startsWith("/proc") && !path.startsWith("/sys")
+  ) {
+    return null;
+  }
   const abs = absolutePath(path);
   if (abs === undefined || HARMLESS_DEVICES.has(abs)) return null;
   const special = ["/dev", "/proc", "/sys"].some((root) => abs === root || abs.startsWith(`${root}/`));
