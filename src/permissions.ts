@@ -28,9 +28,17 @@ export function toPath(path: string | URL, what = "path"): string {
   throw new TypeError(`${what} must be a string or a file: URL, got ${typeof path}`);
 }
 
+/** The descriptors without a path, made once (Deno caches its answer per descriptor). */
+const WHOLE: Record<Access, Deno.PermissionDescriptor> = { read: { name: "read" }, write: { name: "write" } };
+
 function granted(name: Access, path?: string): boolean {
-  const descriptor: Deno.PermissionDescriptor = path === undefined ? { name } : { name, path };
-  return Deno.permissions.querySync(descriptor).state === "granted";
+  // Access to everything (plain --allow-read/--allow-write, no --deny-*: not `partial`) covers
+  // every path, and asking without a path is cheaper: Deno makes and caches a status object per
+  // distinct path.
+  const whole = Deno.permissions.querySync(WHOLE[name]);
+  if (whole.state === "granted" && !whole.partial) return true;
+  if (path === undefined) return false;
+  return Deno.permissions.querySync({ name, path }).state === "granted";
 }
 
 /** `path` made absolute (against the working directory) and normalized, without touching it. */
