@@ -10,7 +10,7 @@
 
 import { O_CLOEXEC, O_CREAT, O_DIRECT, O_EXCL, O_RDONLY, O_WRONLY } from "./abi.ts";
 import { type Engine, type EngineContext, type EntryStat, kindOfMode } from "./copy_engine.ts";
-import { codeOf, staged, tagStage } from "./copy_errors.ts";
+import { staged, tagStage } from "./copy_errors.ts";
 import type { Statx } from "./structs.ts";
 import type { Uring } from "./uring.ts";
 
@@ -180,12 +180,6 @@ export class UringEngine implements Engine {
     const pool = ctx.pool;
     // Fewer blocks allocated than the size needs: the source has holes; keep them holes.
     const sparse = srcStat.blocks * 512 < size;
-    if (
-      size <= blockSize && !sparse && ctx.options.queueDepth >= 2 &&
-      await this.#whole(srcFd, dstFd, size, ctx)
-    ) {
-      return size;
-    }
     let next = 0;
     let end = size;
     let holes = false;
@@ -248,44 +242,6 @@ export class UringEngine implements Engine {
       await staged("write", this.#op(ctx, () => uring.ftruncate(dstFd, end, { signal })));
     }
     return end;
-  }
-
-  /**
-   * A file of one block: its read linked to its write (`IOSQE_IO_LINK`), one round trip instead
-   * of two, holding two permits of the budget. True when both moved all `size` bytes; false when
-   * either came up short (the caller then runs the general pipeline, which resumes short reads
-   * and writes and handles a source that shrank). A failure rejects, tagged with its step.
-   */
-  async #whole(srcFd: number, dstFd: number, size: number, ctx: EngineContext): Promise<boolean> {
-    const breather = ctx.breather();
-    if (breather !== undefined) await breather;
-    const pool = ctx.pool;
-    const buf = await pool.take();
-    const inflight = ctx.inflight;
-    if (!inflight.tryAcquire()) await inflight.acquire();
-    if (!inflight.tryAcquire()) await inflight.acquire();
-    try {
-      const view = buf.subarray(0, size);
-      const [read, write] = await staged(
-        "read",
-        this.#uring.chain((c) => c.read(srcFd, view, 0).write(dstFd, view, 0), {
-          signal: ctx.signal,
-        }),
-      );
-      if (!read.ok) throw tagStage(read.error, "read");
-      if (read.value !== size) return false;
-      if (!write.ok) {
-        if (codeOf(write.error) === "ECANCELED") return false;
-        throw tagStage(write.error, "write");
-      }
-      if (write.value !== size) return false;
-      ctx.addBytes(size);
-      return true;
-    } finally {
-      inflight.release();
-      inflight.release();
-      pool.give(buf);
-    }
   }
 
   /** `mkdirat`. */
