@@ -297,7 +297,9 @@ async function realPathOrNull(path: string): Promise<string | null> {
  * Copies the directory `src` (a symlink to one is followed) to `dst` and resolves with
  * `{ files, bytes, ms, dirs, engine }` (`files` counts regular files and symlinks).
  *
- * The source is walked with `Deno.readDir` (io_uring has no `getdents`) while its files are
+ * The source is walked with `Deno.readDir` (io_uring has no `getdents`) and its entries looked at
+ * with a synchronous `lstat` (io_uring's `statx` always goes to a kernel worker thread; with
+ * `preserve` it is used, for nanosecond times) while its files are
  * already being copied: directories are created, regular files copied as by `copyFile`,
  * symlinks recreated as symlinks with the same target (not followed). Modes are kept (directories get theirs after their contents are
  * written); `preserve: true` also keeps the times of files and directories (not of symlinks).
