@@ -12,6 +12,7 @@
 import { BufferPool, Semaphore } from "./copy_budget.ts";
 import { DenoEngine } from "./copy_deno_engine.ts";
 import { DirectIo } from "./copy_direct.ts";
+import { CopyFixedBuffers } from "./copy_fixed.ts";
 import type { Engine, EngineContext } from "./copy_engine.ts";
 import type { CopyProgress, CopyResult, ResolvedCopyOptions } from "./copy_options.ts";
 import { UringEngine } from "./copy_uring_engine.ts";
@@ -108,6 +109,8 @@ export class CopyContext implements EngineContext {
   readonly pool: BufferPool;
   /** O_DIRECT state, for `direct` copies on io_uring. */
   readonly direct: DirectIo | undefined;
+  /** The buffered copy's fixed buffers, on io_uring (see `CopyFixedBuffers`). */
+  readonly fixed: CopyFixedBuffers | undefined;
   /** Fires on the caller's abort or on {@link CopyContext.stop}. */
   readonly signal: AbortSignal;
   /** The umask new files are created under, when known. */
@@ -130,9 +133,18 @@ export class CopyContext implements EngineContext {
     if (options.direct && this.engine instanceof UringEngine) {
       const direct = new DirectIo(options.blockSize, options.queueDepth, this.engine.uring);
       this.direct = direct;
+      this.fixed = undefined;
       this.pool = new BufferPool(options.queueDepth, direct.bufferSize, () => direct.makeBuffer());
+    } else if (this.engine instanceof UringEngine) {
+      // Registered as fixed buffers with the ring when it can (no pool there, ≤ 64 MiB).
+      const size = options.blockSize;
+      const fixed = new CopyFixedBuffers(this.engine.uring, options.queueDepth, size);
+      this.direct = undefined;
+      this.fixed = fixed;
+      this.pool = new BufferPool(options.queueDepth, size, () => fixed.take() ?? new Uint8Array(size));
     } else {
       this.direct = undefined;
+      this.fixed = undefined;
       this.pool = new BufferPool(options.queueDepth, options.blockSize);
     }
     this.signal = options.signal ? AbortSignal.any([options.signal, this.#stop.signal]) : this.#stop.signal;
@@ -246,12 +258,16 @@ export class CopyContext implements EngineContext {
     };
   }
 
-  /** Releases the engine, then the O_DIRECT buffers (every operation on them has completed). */
+  /**
+   * Releases the engine, then the O_DIRECT or fixed buffers (every operation on them has
+   * completed); a caller's `Uring` is left open, without the copy's pool.
+   */
   async close(): Promise<void> {
     try {
       await this.engine.close();
     } finally {
       this.direct?.close();
+      this.fixed?.close();
     }
   }
 }

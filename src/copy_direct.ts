@@ -16,11 +16,10 @@
  * `fdatasync` and `POSIX_FADV_DONTNEED` on its last page, and the copy leaves no page of the
  * destination in the page cache. (Aligned sizes need neither.)
  *
- * Buffers: when the copy's `Uring` has no buffer pool yet and the buffers fit in
- * {@link MAX_FIXED_POOL_BYTES}, they are registered with it (`Uring.registerBufferPool`), so
- * every read and write goes as `READ_FIXED`/`WRITE_FIXED` (no page pinning per request); the
- * pool is unregistered when the copy ends. Otherwise (another pool there, registration refused,
- * too much memory to pin) they are plain page-aligned mappings.
+ * Buffers: registered with the copy's `Uring` as fixed buffers when it can ({@link CopyFixedBuffers}:
+ * no pool there yet, at most {@link MAX_FIXED_POOL_BYTES}), so every read and write goes as
+ * `READ_FIXED`/`WRITE_FIXED`; the pool is unregistered when the copy ends. Otherwise (another
+ * pool there, registration refused, too much memory to pin) they are plain page-aligned mappings.
  *
  * The `statx` of the open files and the `fadvise` run on a small private ring of this module:
  * `Uring` has no `fadvise`, and the copy works on raw fds (`openFd`), whose `statx` through
@@ -38,6 +37,8 @@ import { AlignedBuffer, DEFAULT_ALIGNMENT } from "./aligned.ts";
 import type { FixedBufferPool } from "./fixed_pool.ts";
 import type { EngineContext, EntryStat } from "./copy_engine.ts";
 import { codeOf, dirnameOf, staged, tagStage } from "./copy_errors.ts";
+import { CopyFixedBuffers, MAX_FIXED_POOL_BYTES } from "./copy_fixed.ts";
+import { type Crew, runWorkers } from "./copy_workers.ts";
 import { isZeroBlock } from "./copy_uring_engine.ts";
 import { type DirectAlignment, directAlignmentFromStatx } from "./direct.ts";
 import { errno } from "./errno.ts";
@@ -49,8 +50,7 @@ import type { Uring } from "./uring.ts";
 
 /** Alignment of every buffer of an O_DIRECT copy (a page). */
 export const DIRECT_BUFFER_ALIGNMENT: number = DEFAULT_ALIGNMENT;
-/** Most memory an O_DIRECT copy registers (and so pins) as fixed buffers: 64 MiB. */
-export const MAX_FIXED_POOL_BYTES = 64 * 1024 * 1024;
+export { MAX_FIXED_POOL_BYTES };
 /** Granularity of the page cache the tail clean-up works in (the smallest Linux page). */
 const PAGE = 4096;
 const EINVAL = errno("EINVAL");
@@ -130,10 +130,8 @@ export function isDirectRefusal(e: unknown): boolean {
 export class DirectIo {
   /** Bytes per buffer (the block size rounded up to a page). */
   readonly bufferSize: number;
-  readonly #count: number;
-  readonly #uring: Uring | undefined;
+  readonly #fixed: CopyFixedBuffers;
   readonly #buffers: AlignedBuffer[] = [];
-  #pool: FixedBufferPool | null | undefined;
   #ring: IoUring | null | undefined;
   readonly #statx = statxBuffer();
   readonly #empty = cstring("");
@@ -144,13 +142,12 @@ export class DirectIo {
    */
   constructor(blockSize: number, count: number, uring?: Uring) {
     this.bufferSize = directBufferSize(blockSize);
-    this.#count = count;
-    this.#uring = uring;
+    this.#fixed = new CopyFixedBuffers(uring, count, this.bufferSize, DIRECT_BUFFER_ALIGNMENT);
   }
 
   /** The registered pool the buffers come from, or `null` when they are plain mappings. */
   get fixedPool(): FixedBufferPool | null {
-    return this.#pool ?? null;
+    return this.#fixed.pool;
   }
 
   /**
@@ -158,28 +155,11 @@ export class DirectIo {
    * mapping, freed by {@link DirectIo.close}. At most `count` are asked for.
    */
   makeBuffer(): Uint8Array<ArrayBuffer> {
-    if (this.#pool === undefined) this.#pool = this.#register();
-    const fixed = this.#pool?.acquire();
-    if (fixed) return fixed.bytes;
+    const fixed = this.#fixed.take();
+    if (fixed !== null) return fixed;
     const buf = new AlignedBuffer(this.bufferSize, DIRECT_BUFFER_ALIGNMENT);
     this.#buffers.push(buf);
     return buf.bytes;
-  }
-
-  /** Registers the buffers with the copy's `Uring` when it has room and the memory is modest. */
-  #register(): FixedBufferPool | null {
-    const uring = this.#uring;
-    if (uring === undefined || uring.closed || uring.bufferPool !== null) return null;
-    if (this.#count * this.bufferSize > MAX_FIXED_POOL_BYTES) return null;
-    try {
-      return uring.registerBufferPool({
-        count: this.#count,
-        size: this.bufferSize,
-        alignment: DIRECT_BUFFER_ALIGNMENT,
-      });
-    } catch {
-      return null; // e.g. ENOMEM (locked-memory limit before 5.12): plain buffers work as well
-    }
   }
 
   /** The private ring, made on first use; `null` when it cannot be set up. */
@@ -248,8 +228,7 @@ export class DirectIo {
 
   /** Unregisters and frees the buffers, closes the private ring (once nothing uses them). */
   close(): void {
-    this.#pool?.close();
-    this.#pool = undefined;
+    this.#fixed.close();
     for (const buf of this.#buffers) buf.free();
     this.#buffers.length = 0;
     this.#ring?.close();
@@ -300,7 +279,6 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
   let next = 0;
   let end = size;
   let holes = false;
-  let failed: unknown;
 
   const readAt = (buf: Uint8Array, at: number) =>
     p.op(() => uring.read(srcFd, buf, at, { signal })).catch((e) => {
@@ -311,8 +289,8 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
       throw tagStage(e, "write");
     });
 
-  const worker = async (): Promise<void> => {
-    while (failed === undefined && next < end) {
+  const worker = async (crew: Crew): Promise<void> => {
+    while (!crew.failed && next < end) {
       const offset = next;
       const want = Math.min(chunk, end - offset); // real bytes of this block
       next = offset + want;
@@ -353,17 +331,7 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
     }
   };
 
-  const workers = Math.min(ctx.options.queueDepth, Math.ceil(size / chunk));
-  const running: Promise<void>[] = [];
-  for (let i = 0; i < workers; i++) {
-    running.push(
-      worker().catch((e) => {
-        failed ??= e;
-      }),
-    );
-  }
-  await Promise.all(running);
-  if (failed !== undefined) throw failed;
+  await runWorkers(Math.min(ctx.options.queueDepth, Math.ceil(size / chunk)), worker);
   if (holes || end !== size || end % unit !== 0) {
     // The last block went out whole (or trailing holes were never written): set the real size.
     await staged("write", truncate(p, end));

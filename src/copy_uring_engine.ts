@@ -11,6 +11,7 @@
 import { O_CLOEXEC, O_CREAT, O_DIRECT, O_EXCL, O_RDONLY, O_WRONLY } from "./abi.ts";
 import { type Engine, type EngineContext, type EntryStat, kindOfMode } from "./copy_engine.ts";
 import { staged, tagStage } from "./copy_errors.ts";
+import { type Crew, runWorkers } from "./copy_workers.ts";
 import type { Statx } from "./structs.ts";
 import type { Uring } from "./uring.ts";
 
@@ -183,7 +184,6 @@ export class UringEngine implements Engine {
     let next = 0;
     let end = size;
     let holes = false;
-    let failed: unknown;
 
     const readBlock = (buf: Uint8Array, at: number) =>
       this.#op(ctx, () => uring.read(srcFd, buf, at, { signal })).catch((e) => {
@@ -194,8 +194,8 @@ export class UringEngine implements Engine {
         throw tagStage(e, "write");
       });
 
-    const worker = async (): Promise<void> => {
-      while (failed === undefined && next < end) {
+    const worker = async (crew: Crew): Promise<void> => {
+      while (!crew.failed && next < end) {
         const offset = next;
         const length = Math.min(blockSize, end - offset);
         next = offset + length;
@@ -226,17 +226,7 @@ export class UringEngine implements Engine {
       }
     };
 
-    const workers = Math.min(ctx.options.queueDepth, Math.ceil(size / blockSize));
-    const running: Promise<void>[] = [];
-    for (let i = 0; i < workers; i++) {
-      running.push(
-        worker().catch((e) => {
-          failed ??= e;
-        }),
-      );
-    }
-    await Promise.all(running);
-    if (failed !== undefined) throw failed;
+    await runWorkers(Math.min(ctx.options.queueDepth, Math.ceil(size / blockSize)), worker);
     if (holes || end < size) {
       // Trailing holes were never written, and a shrunk source must not leave stale bytes.
       await staged("write", this.#op(ctx, () => uring.ftruncate(dstFd, end, { signal })));

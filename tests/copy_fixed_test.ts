@@ -1,0 +1,121 @@
+/**
+ * The buffered copy's fixed buffers: with a caller's `Uring` that has no buffer pool, copyFile
+ * and copyTree register one for the copy (reads and writes go as READ_FIXED/WRITE_FIXED) and
+ * unregister it at the end, also after a failure or an abort; a caller's own pool is left alone
+ * (plain buffers); more than 64 MiB of buffers stays plain. Copies are byte-identical throughout.
+ */
+
+import assert from "node:assert/strict";
+import { copyFile, copyTree, O_CREAT, O_WRONLY, Uring } from "../mod.ts";
+import { ringTest, tempDir } from "./_support.ts";
+import { uringOptions } from "./uring_support.ts";
+import { assertSameTree, permOf, randomFile, sha256File, tempLeftovers } from "./copy_support.ts";
+
+const BS = 64 * 1024;
+
+async function assertSameFile(src: string, dst: string, what: string): Promise<void> {
+  assert.equal(await sha256File(dst), await sha256File(src), `${what}: content`);
+  assert.equal(permOf(dst), permOf(src), `${what}: mode`);
+}
+
+ringTest(
+  "copyFile: the buffered copy reads and writes through fixed buffers registered for it",
+  async (config) => {
+    using dir = tempDir();
+    const d = dir.path;
+    await using uring = new Uring(uringOptions(config, { entries: 64 }));
+    await randomFile(`${d}/src`, 3 * BS + 1, 0o640);
+    assert.equal(uring.bufferPool, null);
+    const result = await copyFile(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: 4 });
+    assert.equal(result.bytes, 3 * BS + 1);
+    // 4 blocks: at least one read and one write each through a registered buffer.
+    assert.ok(uring.stats.fixedBuffers >= 8, `fixed-buffer SQEs: ${uring.stats.fixedBuffers}`);
+    assert.equal(uring.bufferPool, null, "the copy's pool is unregistered when it ends");
+    await assertSameFile(`${d}/src`, `${d}/dst`, "fixed buffers");
+
+    // A caller's pool stays registered, untouched and usable; the copy uses plain buffers.
+    const mine = uring.registerBufferPool({ count: 2, size: 4096 });
+    const before = uring.stats.fixedBuffers;
+    await copyFile(`${d}/src`, `${d}/dst2`, { uring, blockSize: BS, queueDepth: 4 });
+    assert.equal(uring.stats.fixedBuffers, before, "no fixed-buffer SQE with the caller's pool there");
+    assert.equal(uring.bufferPool, mine);
+    assert.equal(mine.closed, false);
+    await assertSameFile(`${d}/src`, `${d}/dst2`, "plain buffers");
+    // ... and still works as fixed buffers for the caller.
+    const buf = mine.acquire()!;
+    buf.bytes.fill(7);
+    const fd = await uring.openFd(`${d}/mine`, O_WRONLY | O_CREAT, 0o600);
+    try {
+      assert.equal(await uring.write(fd, buf.bytes, 0), 4096);
+    } finally {
+      await uring.close(fd);
+    }
+    assert.equal(uring.stats.fixedBuffers, before + 1);
+    mine.release(buf);
+    mine.close();
+    assert.deepEqual(tempLeftovers(d), []);
+  },
+);
+
+ringTest(
+  "copyTree: regular files go through fixed buffers; the pool goes away at the end",
+  async (config) => {
+    using dir = tempDir();
+    const d = dir.path;
+    await using uring = new Uring(uringOptions(config, { entries: 64 }));
+    Deno.mkdirSync(`${d}/src/sub`, { recursive: true });
+    await randomFile(`${d}/src/a`, 2 * BS + 5, 0o644);
+    await randomFile(`${d}/src/sub/b`, 100, 0o600);
+    await randomFile(`${d}/src/sub/empty`, 0, 0o644);
+    Deno.symlinkSync("a", `${d}/src/link`);
+    const result = await copyTree(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: 4 });
+    assert.equal(result.files, 4);
+    assert.ok(uring.stats.fixedBuffers >= 8, `fixed-buffer SQEs: ${uring.stats.fixedBuffers}`);
+    assert.equal(uring.bufferPool, null);
+    await assertSameTree(`${d}/src`, `${d}/dst`);
+  },
+);
+
+ringTest("copyFile: a failed or aborted buffered copy unregisters its pool too", async (config) => {
+  using dir = tempDir();
+  const d = dir.path;
+  await using uring = new Uring(uringOptions(config, { entries: 64 }));
+  await randomFile(`${d}/src`, 64 * BS, 0o644);
+  // Missing destination directory: fails before any data moves.
+  await assert.rejects(copyFile(`${d}/src`, `${d}/nope/dst`, { uring, blockSize: BS, queueDepth: 4 }));
+  assert.equal(uring.bufferPool, null);
+  // Aborted after the first block: data was moving through the pool.
+  const stop = new AbortController();
+  await assert.rejects(
+    copyFile(`${d}/src`, `${d}/dst`, {
+      uring,
+      blockSize: BS,
+      queueDepth: 4,
+      signal: stop.signal,
+      onProgress: (p) => {
+        if (p.bytes > 0) stop.abort();
+      },
+    }),
+    (e: Error) => e.name === "AbortError",
+  );
+  assert.ok(uring.stats.fixedBuffers > 0, "the aborted copy used fixed buffers");
+  assert.equal(uring.bufferPool, null, "the aborted copy's pool is unregistered");
+  assert.deepEqual(tempLeftovers(d), []);
+  // The ring is fine for the next copy, which registers its own pool again.
+  const before = uring.stats.fixedBuffers;
+  await copyFile(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: 4 });
+  assert.ok(uring.stats.fixedBuffers > before);
+  await assertSameFile(`${d}/src`, `${d}/dst`, "after an abort");
+});
+
+ringTest("copyFile: more than 64 MiB of buffers stays plain (nothing pinned)", async (config) => {
+  using dir = tempDir();
+  const d = dir.path;
+  await using uring = new Uring(uringOptions(config, { entries: 64 }));
+  await randomFile(`${d}/src`, 5 * 1024 * 1024 + 3, 0o644);
+  // 17 × 4 MiB = 68 MiB of buffers.
+  await copyFile(`${d}/src`, `${d}/dst`, { uring, blockSize: 4 * 1024 * 1024, queueDepth: 17 });
+  assert.equal(uring.stats.fixedBuffers, 0);
+  assert.equal(uring.bufferPool, null);
+  await assertSameFile(`${d}/src`, `${d}/dst`, "plain buffers");
+});
