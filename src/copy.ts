@@ -68,6 +68,7 @@ export async function copyFile(
     ctx.progress.totalFiles = 1;
     ctx.progress.totalBytes = st.size;
     ctx.report();
+    ctx.fixed?.expect(st.size); // fixed buffers only when the file is large enough to pay for them
     let existing: EntryStat | undefined;
     try {
       existing = await staged("stat-dest", ctx.engine.stat(trimSlashes(dest), false, ctx));

@@ -2,7 +2,9 @@
  * The buffered copy's fixed buffers: with a caller's `Uring` that has no buffer pool, copyFile
  * and copyTree register one for the copy (reads and writes go as READ_FIXED/WRITE_FIXED) and
  * unregister it at the end, also after a failure or an abort; a caller's own pool is left alone
- * (plain buffers); more than 64 MiB of buffers stays plain. Copies are byte-identical throughout.
+ * (plain buffers); more than 64 MiB of buffers stays plain, and so does a copyFile of a file
+ * smaller than 16 times the pool (registering would cost more than it saves). Copies are
+ * byte-identical throughout.
  */
 
 import assert from "node:assert/strict";
@@ -12,6 +14,10 @@ import { uringOptions } from "./uring_support.ts";
 import { assertSameTree, permOf, randomFile, sha256File, tempLeftovers } from "./copy_support.ts";
 
 const BS = 64 * 1024;
+/** The copies' options: a pool of 2 × BS. */
+const QD = 2;
+/** A file big enough for copyFile to register that pool (16 times its memory, plus one byte). */
+const BIG = 16 * QD * BS + 1;
 
 async function assertSameFile(src: string, dst: string, what: string): Promise<void> {
   assert.equal(await sha256File(dst), await sha256File(src), `${what}: content`);
@@ -24,24 +30,24 @@ ringTest(
     using dir = tempDir();
     const d = dir.path;
     await using uring = new Uring(uringOptions(config, { entries: 64 }));
-    await randomFile(`${d}/src`, 3 * BS + 1, 0o640);
+    await randomFile(`${d}/src`, BIG, 0o640);
     assert.equal(uring.bufferPool, null);
-    const result = await copyFile(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: 4 });
-    assert.equal(result.bytes, 3 * BS + 1);
-    // 4 blocks: at least one read and one write each through a registered buffer.
-    assert.ok(uring.stats.fixedBuffers >= 8, `fixed-buffer SQEs: ${uring.stats.fixedBuffers}`);
+    const result = await copyFile(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: QD });
+    assert.equal(result.bytes, BIG);
+    // 33 blocks: at least one read and one write each through a registered buffer.
+    assert.ok(uring.stats.fixedBuffers >= 66, `fixed-buffer SQEs: ${uring.stats.fixedBuffers}`);
     assert.equal(uring.bufferPool, null, "the copy's pool is unregistered when it ends");
     await assertSameFile(`${d}/src`, `${d}/dst`, "fixed buffers");
 
     // A caller's pool stays registered, untouched and usable; the copy uses plain buffers.
     const mine = uring.registerBufferPool({ count: 2, size: 4096 });
     const before = uring.stats.fixedBuffers;
-    await copyFile(`${d}/src`, `${d}/dst2`, { uring, blockSize: BS, queueDepth: 4 });
+    await copyFile(`${d}/src`, `${d}/dst2`, { uring, blockSize: BS, queueDepth: QD });
     assert.equal(uring.stats.fixedBuffers, before, "no fixed-buffer SQE with the caller's pool there");
     assert.equal(uring.bufferPool, mine);
     assert.equal(mine.closed, false);
     await assertSameFile(`${d}/src`, `${d}/dst2`, "plain buffers");
-    // ... and still works as fixed buffers for the caller.
+    // ... and it still works as fixed buffers for the caller.
     const buf = mine.acquire()!;
     buf.bytes.fill(7);
     const fd = await uring.openFd(`${d}/mine`, O_WRONLY | O_CREAT, 0o600);
@@ -57,6 +63,17 @@ ringTest(
   },
 );
 
+ringTest("copyFile: a file smaller than 16 times the pool is copied with plain buffers", async (config) => {
+  using dir = tempDir();
+  const d = dir.path;
+  await using uring = new Uring(uringOptions(config, { entries: 64 }));
+  await randomFile(`${d}/src`, BIG - 2, 0o644);
+  await copyFile(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: QD });
+  assert.equal(uring.stats.fixedBuffers, 0);
+  assert.equal(uring.bufferPool, null);
+  await assertSameFile(`${d}/src`, `${d}/dst`, "plain buffers");
+});
+
 ringTest(
   "copyTree: regular files go through fixed buffers; the pool goes away at the end",
   async (config) => {
@@ -70,6 +87,7 @@ ringTest(
     Deno.symlinkSync("a", `${d}/src/link`);
     const result = await copyTree(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: 4 });
     assert.equal(result.files, 4);
+    // 3 blocks of a, 1 of sub/b: a read and a write each.
     assert.ok(uring.stats.fixedBuffers >= 8, `fixed-buffer SQEs: ${uring.stats.fixedBuffers}`);
     assert.equal(uring.bufferPool, null);
     await assertSameTree(`${d}/src`, `${d}/dst`);
@@ -80,9 +98,9 @@ ringTest("copyFile: a failed or aborted buffered copy unregisters its pool too",
   using dir = tempDir();
   const d = dir.path;
   await using uring = new Uring(uringOptions(config, { entries: 64 }));
-  await randomFile(`${d}/src`, 64 * BS, 0o644);
+  await randomFile(`${d}/src`, BIG, 0o644);
   // Missing destination directory: fails before any data moves.
-  await assert.rejects(copyFile(`${d}/src`, `${d}/nope/dst`, { uring, blockSize: BS, queueDepth: 4 }));
+  await assert.rejects(copyFile(`${d}/src`, `${d}/nope/dst`, { uring, blockSize: BS, queueDepth: QD }));
   assert.equal(uring.bufferPool, null);
   // Aborted after the first block: data was moving through the pool.
   const stop = new AbortController();
@@ -90,7 +108,7 @@ ringTest("copyFile: a failed or aborted buffered copy unregisters its pool too",
     copyFile(`${d}/src`, `${d}/dst`, {
       uring,
       blockSize: BS,
-      queueDepth: 4,
+      queueDepth: QD,
       signal: stop.signal,
       onProgress: (p) => {
         if (p.bytes > 0) stop.abort();
@@ -103,19 +121,20 @@ ringTest("copyFile: a failed or aborted buffered copy unregisters its pool too",
   assert.deepEqual(tempLeftovers(d), []);
   // The ring is fine for the next copy, which registers its own pool again.
   const before = uring.stats.fixedBuffers;
-  await copyFile(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: 4 });
+  await copyFile(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: QD });
   assert.ok(uring.stats.fixedBuffers > before);
   await assertSameFile(`${d}/src`, `${d}/dst`, "after an abort");
 });
 
-ringTest("copyFile: more than 64 MiB of buffers stays plain (nothing pinned)", async (config) => {
+ringTest("copyTree: more than 64 MiB of buffers stays plain (nothing pinned)", async (config) => {
   using dir = tempDir();
   const d = dir.path;
   await using uring = new Uring(uringOptions(config, { entries: 64 }));
-  await randomFile(`${d}/src`, 5 * 1024 * 1024 + 3, 0o644);
+  Deno.mkdirSync(`${d}/src`);
+  await randomFile(`${d}/src/f`, 5 * 1024 * 1024 + 3, 0o644);
   // 17 × 4 MiB = 68 MiB of buffers.
-  await copyFile(`${d}/src`, `${d}/dst`, { uring, blockSize: 4 * 1024 * 1024, queueDepth: 17 });
+  await copyTree(`${d}/src`, `${d}/dst`, { uring, blockSize: 4 * 1024 * 1024, queueDepth: 17 });
   assert.equal(uring.stats.fixedBuffers, 0);
   assert.equal(uring.bufferPool, null);
-  await assertSameFile(`${d}/src`, `${d}/dst`, "plain buffers");
+  await assertSameTree(`${d}/src`, `${d}/dst`);
 });

@@ -1,0 +1,71 @@
+/**
+ * Fixed buffers in the buffered copy, A/B: a 1 GiB cached file copied to tmpfs in this process
+ * with `copyFile` on a caller's `Uring`, alternating a ring without a buffer pool (the copy
+ * registers its buffers: READ_FIXED/WRITE_FIXED) and the same kind of ring holding a tiny pool
+ * of its own (the copy then uses plain buffers). Default queue depth and block size. Reports the
+ * median wall time and process CPU time (user+sys) of each. The source is read back into the page
+ * cache and the destination removed before every run (not timed).
+ * Run: `URING_BENCH_TMPFS=/var/tmp/fixedbench deno run -A bench/cp_fixed.ts [rounds]`.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { copyFile, Uring } from "../mod.ts";
+import { cachedFile, median, tmpfsDir, warm } from "./_lib.ts";
+
+const SIZE = 1 << 30;
+const rounds = Number(Deno.args[0] ?? 5);
+const src = cachedFile("1g.bin", SIZE);
+const tmpfs = await tmpfsDir();
+if ("missing" in tmpfs) {
+  console.log(`bench:cp-fixed skipped: ${tmpfs.missing}`);
+  Deno.exit(0);
+}
+const dst = `${tmpfs.path}/cp-fixed.bin`;
+
+async function once(fixed: boolean): Promise<{ ms: number; cpu: number; fixedSqes: number }> {
+  try {
+    Deno.removeSync(dst);
+  } catch { /* not there */ }
+  warm(src);
+  await using uring = new Uring({ entries: 64 });
+  const mine = fixed ? null : uring.registerBufferPool({ count: 1, size: 4096 });
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const r = await copyFile(src, dst, { uring });
+  const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  if (r.bytes !== SIZE || Deno.statSync(dst).size !== SIZE) throw new Error("short copy");
+  mine?.close();
+  Deno.removeSync(dst);
+  return { ms, cpu: (cpu.user + cpu.system) / 1000, fixedSqes: uring.stats.fixedBuffers };
+}
+
+const runs: Record<"fixed" | "plain", { ms: number; cpu: number; fixedSqes: number }[]> = {
+  fixed: [],
+  plain: [],
+};
+await once(true); // warm-up (JIT, page cache), not counted
+for (let i = 0; i < rounds; i++) {
+  const order: ("fixed" | "plain")[] = i % 2 === 0 ? ["fixed", "plain"] : ["plain", "fixed"];
+  for (const which of order) {
+    const r = await once(which === "fixed");
+    runs[which].push(r);
+    console.log(
+      `round ${i + 1} ${which}: ${r.ms.toFixed(0)} ms wall, ${
+        r.cpu.toFixed(0)
+      } ms cpu, ${r.fixedSqes} fixed SQEs`,
+    );
+  }
+}
+for (const which of ["fixed", "plain"] as const) {
+  const ms = median(runs[which].map((r) => r.ms));
+  const cpu = median(runs[which].map((r) => r.cpu));
+  console.log(
+    `${which}: median ${ms.toFixed(0)} ms wall (${(SIZE / 2 ** 20 / (ms / 1000)).toFixed(0)} MiB/s), ` +
+      `${cpu.toFixed(0)} ms cpu over ${rounds} runs; walls ${
+        runs[which].map((r) => r.ms.toFixed(0)).join(" ")
+      }`,
+  );
+}
