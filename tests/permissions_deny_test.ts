@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { skipKernel, tempDir } from "./_support.ts";
-import { MOD_URL, runDeno } from "./uring_support.ts";
+import { ATTEMPT_JS, MOD_URL, runDeno } from "./uring_support.ts";
 
 Deno.test({
   name: "Uring permissions: --allow-read/--allow-write with --deny-read/--deny-write on a folder",
@@ -22,14 +22,7 @@ Deno.test({
       import { Uring } from ${JSON.stringify(MOD_URL)};
       const uring = new Uring({ sqpoll: false });
       const results = {};
-      async function attempt(name, fn) {
-        try {
-          await fn();
-          results[name] = "ok";
-        } catch (e) {
-          results[name] = e.name + (e instanceof Deno.errors.NotCapable ? "" : ": " + e.message);
-        }
-      }
+      ${ATTEMPT_JS}
       const secret = ${JSON.stringify(secret)};
       const plain = ${JSON.stringify(plain)};
       await attempt("statx plain", () => uring.statx(plain));

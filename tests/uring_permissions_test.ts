@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { skipKernel, tempDir } from "./_support.ts";
-import { MOD_URL, runDeno } from "./uring_support.ts";
+import { ATTEMPT_JS, MOD_URL, runDeno } from "./uring_support.ts";
 
 Deno.test({
   name: "Uring permissions: --allow-read on one folder cannot reach files outside it",
@@ -22,14 +22,7 @@ Deno.test({
       import { Uring } from ${JSON.stringify(MOD_URL)};
       const uring = new Uring({ sqpoll: false });
       const results = {};
-      async function attempt(name, fn) {
-        try {
-          await fn();
-          results[name] = "ok";
-        } catch (e) {
-          results[name] = e.name + (e instanceof Deno.errors.NotCapable ? "" : ": " + e.message);
-        }
-      }
+      ${ATTEMPT_JS}
       const inside = ${JSON.stringify(inside)};
       const outside = ${JSON.stringify(outside)};
       await attempt("open inside", async () => {
@@ -96,14 +89,7 @@ Deno.test({
       import { Uring } from ${JSON.stringify(MOD_URL)};
       await using uring = new Uring({ sqpoll: false });
       const results = {};
-      async function attempt(name, fn) {
-        try {
-          await fn();
-          results[name] = "ok";
-        } catch (e) {
-          results[name] = e.name + (e instanceof Deno.errors.NotCapable ? "" : ": " + e.message);
-        }
-      }
+      ${ATTEMPT_JS}
       const dir = ${JSON.stringify(allowed.path)};
       const out = ${JSON.stringify(other.path)};
       await attempt("create inside", async () => {
@@ -148,14 +134,7 @@ Deno.test({
       import { Uring } from ${JSON.stringify(MOD_URL)};
       await using uring = new Uring({ sqpoll: false });
       const results = { label: ${JSON.stringify(label)} };
-      async function attempt(name, fn) {
-        try {
-          await fn();
-          results[name] = "ok";
-        } catch (e) {
-          results[name] = e.name + (e instanceof Deno.errors.NotCapable ? "" : ": " + e.message);
-        }
-      }
+      ${ATTEMPT_JS}
       const deno = (fn) => { try { fn(); return "ok"; } catch (e) { return e.name; } };
       results["Deno reads /proc/self/stat"] = deno(() => Deno.readTextFileSync("/proc/self/stat"));
       await attempt("open /proc/self/stat", async () => (await uring.open("/proc/self/stat")).close());

@@ -155,3 +155,17 @@ export async function runDeno(
 
 /** The module's entry point as a file URL string, for child scripts to import. */
 export const MOD_URL: string = new URL("../mod.ts", import.meta.url).href;
+
+/**
+ * Source of an `attempt(name, fn)` function for child scripts (which define `results`): runs `fn`
+ * and records "ok", or the error's name (plus its message unless it is NotCapable), in
+ * `results[name]`.
+ */
+export const ATTEMPT_JS: string = `async function attempt(name, fn) {
+        try {
+          await fn();
+          results[name] = "ok";
+        } catch (e) {
+          results[name] = e.name + (e instanceof Deno.errors.NotCapable ? "" : ": " + e.message);
+        }
+      }`;
