@@ -39,7 +39,7 @@ import type { EngineContext, EntryStat } from "./copy_engine.ts";
 import { codeOf, dirnameOf, staged, tagStage } from "./copy_errors.ts";
 import { CopyFixedBuffers, MAX_FIXED_POOL_BYTES } from "./copy_fixed.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
-import { isZeroBlock } from "./copy_uring_engine.ts";
+import { dataRuns, HOLE_GRAIN } from "./copy_uring_engine.ts";
 import { type DirectAlignment, directAlignmentFromStatx } from "./direct.ts";
 import { errno } from "./errno.ts";
 import { cstring } from "./memory.ts";
@@ -276,6 +276,7 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
   const signal = ctx.signal;
   const pool = ctx.pool;
   const sparse = srcStat.blocks * 512 < size;
+  const grain = roundUp(HOLE_GRAIN, unit); // hole detection in whole units of O_DIRECT
   let next = 0;
   let end = size;
   let holes = false;
@@ -288,6 +289,19 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
     p.op(() => uring.write(dstFd, buf, at, { signal })).catch((e) => {
       throw tagStage(e, "write");
     });
+
+  /** Writes `buf[from, to)` (whole units) at `offset + from`; a short write resumes from its last whole unit. */
+  const writeAll = async (buf: Uint8Array, from: number, to: number, offset: number): Promise<void> => {
+    let done = from;
+    while (done < to) {
+      const n = await writeAt(buf.subarray(done, to), offset + done);
+      const resumed = n <= 0 ? done : roundDown(done + n, unit);
+      if (resumed <= done) {
+        throw tagStage(new Error(`O_DIRECT write returned ${n} at offset ${offset + done}`), "write");
+      }
+      done = resumed;
+    }
+  };
 
   const worker = async (crew: Crew): Promise<void> => {
     while (!crew.failed && next < end) {
@@ -310,19 +324,17 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
         if (got === 0) continue;
         const put = roundUp(got, unit);
         if (put > got) buf.fill(0, got, put); // no stale bytes of an earlier block past the end
-        if (sparse && isZeroBlock(buf, got)) {
-          holes = true;
-        } else {
-          let done = 0;
-          while (done < put) {
-            const n = await writeAt(buf.subarray(done, put), offset + done);
-            // A short write may stop off a unit: resume from the last whole unit.
-            const resumed = n <= 0 ? done : roundDown(done + n, unit);
-            if (resumed <= done) {
-              throw tagStage(new Error(`O_DIRECT write returned ${n} at offset ${offset + done}`), "write");
-            }
-            done = resumed;
+        if (sparse) {
+          // Only the grains holding data are written (grains are whole units); zero grains stay holes.
+          const runs = dataRuns(buf, put, offset, grain);
+          let data = 0;
+          for (let r = 0; r < runs.length; r += 2) {
+            await writeAll(buf, runs[r], runs[r + 1], offset);
+            data += runs[r + 1] - runs[r];
           }
+          if (data < put) holes = true;
+        } else {
+          await writeAll(buf, 0, put, offset);
         }
         ctx.addBytes(got);
       } finally {

@@ -3,7 +3,7 @@
  * `symlinkat` through one `Uring`, every operation holding one permit of the copy's global
  * in-flight budget. A file's data moves through a pipeline of up to `queueDepth` blocks: each
  * block's read feeds its write from the same pooled buffer, short reads and writes are resumed,
- * offsets are 64-bit, and all-zero blocks of a sparse source become holes.
+ * offsets are 64-bit, and all-zero 64 KiB grains of a sparse source become holes.
  *
  * @module
  */
@@ -48,6 +48,37 @@ export function isZeroBlock(buf: Uint8Array, length: number): boolean {
   }
   for (let j = 0; j < length; j++) if (buf[j] !== 0) return false;
   return true;
+}
+
+/**
+ * Granularity of hole detection inside a block: 64 KiB of the file. A sparse source's data is
+ * written in runs of whole grains that hold a non-zero byte, so a block larger than the grain
+ * (1 MiB, say) still leaves the all-zero grains around a little data as holes.
+ */
+export const HOLE_GRAIN = 64 * 1024;
+
+/**
+ * The runs of `buf[0, length)` holding data, as flat `[start, end, start, end, ...]` offsets into
+ * `buf`: consecutive grains with a non-zero byte merge into one run, all-zero grains are left out.
+ * Grains are aligned to the file (`buf[0]` is at file offset `offset`), so run edges inside the
+ * block are multiples of `grain` in the file; the last run may end at `length`.
+ */
+export function dataRuns(buf: Uint8Array, length: number, offset: number, grain = HOLE_GRAIN): number[] {
+  const runs: number[] = [];
+  let pos = 0;
+  let start = -1;
+  while (pos < length) {
+    const next = Math.min(length, pos + grain - ((offset + pos) % grain));
+    const zero = isZeroBlock(pos === 0 ? buf : buf.subarray(pos), next - pos);
+    if (!zero && start < 0) start = pos;
+    if (zero && start >= 0) {
+      runs.push(start, pos);
+      start = -1;
+    }
+    pos = next;
+  }
+  if (start >= 0) runs.push(start, length);
+  return runs;
 }
 
 /** The engine over a `Uring`; closes the ring at the end only when it made it (`owned`). */
@@ -194,6 +225,16 @@ export class UringEngine implements Engine {
         throw tagStage(e, "write");
       });
 
+    /** Writes `buf[from, to)` at file offset `offset + from`, resuming short writes. */
+    const writeAll = async (buf: Uint8Array, from: number, to: number, offset: number): Promise<void> => {
+      let put = from;
+      while (put < to) {
+        const n = await writeBlock(buf.subarray(put, to), offset + put);
+        if (n <= 0) throw tagStage(new Error(`write returned ${n} at offset ${offset + put}`), "write");
+        put += n;
+      }
+    };
+
     const worker = async (crew: Crew): Promise<void> => {
       while (!crew.failed && next < end) {
         const offset = next;
@@ -209,15 +250,17 @@ export class UringEngine implements Engine {
           }
           if (got < length) end = Math.min(end, offset + got);
           if (got === 0) continue;
-          if (sparse && isZeroBlock(buf, got)) {
-            holes = true;
-          } else {
-            let put = 0;
-            while (put < got) {
-              const n = await writeBlock(buf.subarray(put, got), offset + put);
-              if (n <= 0) throw tagStage(new Error(`write returned ${n} at offset ${offset + put}`), "write");
-              put += n;
+          if (sparse) {
+            // Only the grains holding data are written; the zero grains stay holes.
+            const runs = dataRuns(buf, got, offset);
+            let data = 0;
+            for (let r = 0; r < runs.length; r += 2) {
+              await writeAll(buf, runs[r], runs[r + 1], offset);
+              data += runs[r + 1] - runs[r];
             }
+            if (data < got) holes = true;
+          } else {
+            await writeAll(buf, 0, got, offset);
           }
           ctx.addBytes(got);
         } finally {

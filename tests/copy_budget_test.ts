@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { BufferPool, Semaphore } from "../src/copy_budget.ts";
-import { isZeroBlock } from "../src/copy_uring_engine.ts";
+import { dataRuns, HOLE_GRAIN, isZeroBlock } from "../src/copy_uring_engine.ts";
 import { tempPathFor } from "../src/copy_regular.ts";
 import { copyFile, Uring } from "../mod.ts";
 import { skipKernel, tempDir } from "./_support.ts";
@@ -114,4 +114,33 @@ Deno.test({
       if (queueDepth > 1) assert.ok(most > 1, `queueDepth ${queueDepth} overlaps blocks (saw ${most})`);
     }
   },
+});
+
+Deno.test("copy: dataRuns keeps the grains with data, merges neighbours, aligns grains to the file", () => {
+  const g = HOLE_GRAIN;
+  const buf = new Uint8Array(16 * g + 100);
+  assert.deepEqual(dataRuns(buf, buf.length, 0), [], "all zero: no runs");
+  buf[5] = 1;
+  assert.deepEqual(dataRuns(buf, buf.length, 0), [0, g], "one byte: its grain only");
+  buf[g] = 1; // the next grain: merged into one run
+  assert.deepEqual(dataRuns(buf, buf.length, 0), [0, 2 * g]);
+  buf[8 * g + 3] = 1;
+  buf[16 * g + 99] = 1; // in the short last grain: the run ends at `length`
+  assert.deepEqual(dataRuns(buf, buf.length, 0), [0, 2 * g, 8 * g, 9 * g, 16 * g, 16 * g + 100]);
+  assert.deepEqual(dataRuns(buf, 16 * g + 99, 0), [0, 2 * g, 8 * g, 9 * g], "looks at `length` bytes only");
+  // A block starting off a grain boundary of the file: edges fall on the file's grains.
+  buf.fill(0);
+  buf[g / 2 + 1] = 1;
+  assert.deepEqual(dataRuns(buf, 3 * g, g / 2), [g / 2, g / 2 + g]);
+  buf[0] = 1;
+  assert.deepEqual(dataRuns(buf, 3 * g, g / 2), [0, g / 2 + g]);
+  // Every byte position is seen.
+  buf.fill(0);
+  for (const at of [0, 1, g - 1, g, 3 * g + 7, 16 * g + 99]) {
+    buf[at] = 1;
+    const runs = dataRuns(buf, buf.length, 0);
+    assert.equal(runs.length, 2, `one run for a one at ${at}`);
+    assert.ok(runs[0] <= at && at < runs[1], `the run covers ${at}`);
+    buf[at] = 0;
+  }
 });
