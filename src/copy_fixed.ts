@@ -8,7 +8,7 @@
  * buffers, silently. Used by the buffered and the O_DIRECT copy alike.
  *
  * Registering is not free: mapping, faulting in and pinning the pool, and unregistering it,
- * cost about 2 ms for the default 32 × 128 KiB here, while fixed buffers save about 3% of the
+ * cost about 2 ms for 32 × 128 KiB here, while fixed buffers save about 3% of the
  * time of a large cached copy (break-even near 64 MiB copied through a 4 MiB pool). So a copy
  * that says how much it will move ({@link CopyFixedBuffers.expect}, as `copyFile` does) registers
  * only when that is at least {@link FIXED_MIN_REUSE} times the pool's memory.

@@ -11,8 +11,12 @@ import type { Uring } from "./uring.ts";
 export const DEFAULT_QUEUE_DEPTH = 32;
 /** Largest accepted `queueDepth`. */
 export const MAX_QUEUE_DEPTH = 4096;
-/** Default bytes per read/write (`blockSize`): 128 KiB. */
-export const DEFAULT_BLOCK_SIZE = 128 * 1024;
+/**
+ * Default bytes per read/write (`blockSize`): 1 MiB. Measured on a 1 GiB cached copy to tmpfs,
+ * 1 MiB blocks took about 20% less CPU and wall time than 128 KiB (fewer operations per byte);
+ * holes are still found per 64 KiB inside a block, so sparse copies stay as sparse.
+ */
+export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
 /** Smallest accepted `blockSize`: 512 bytes. */
 export const MIN_BLOCK_SIZE = 512;
 /** Largest accepted `blockSize`: 64 MiB. */
@@ -40,7 +44,7 @@ export interface CopyProgress {
 export interface CopyOptions {
   /** I/O operations kept in flight at once, across all files (default 32, 1..4096). */
   queueDepth?: number;
-  /** Bytes per read and write (default 128 KiB, 512 B..64 MiB). */
+  /** Bytes per read and write (default 1 MiB, 512 B..64 MiB). */
   blockSize?: number;
   /**
    * Replace destination files that exist (default `false`: an existing destination file is an

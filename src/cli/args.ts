@@ -48,6 +48,12 @@ export type ParsedArgs =
   | { kind: "help" }
   | { kind: "error"; message: string };
 
+/** `bytes` as the `--block-size` syntax writes it: `1m`, `128k`, or plain bytes. */
+function sizeText(bytes: number): string {
+  if (bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)}m`;
+  return bytes % 1024 === 0 ? `${bytes / 1024}k` : `${bytes}`;
+}
+
 /** The `--help` text. */
 export const HELP = `Usage: deno task cp [OPTIONS] SRC DST
        deno task cp [OPTIONS] SRC... DIR
@@ -62,7 +68,7 @@ Options:
   -p, --preserve         also keep access and modification times (modes are always kept)
       --queue-depth N    I/O operations kept in flight at once (default ${DEFAULT_QUEUE_DEPTH},
                          1..${MAX_QUEUE_DEPTH})
-      --block-size SIZE  bytes per read/write, e.g. 65536, 128k, 1m (default ${DEFAULT_BLOCK_SIZE / 1024}k)
+      --block-size SIZE  bytes per read/write, e.g. 65536, 128k, 1m (default ${sizeText(DEFAULT_BLOCK_SIZE)})
       --sqpoll           use a kernel submission-polling thread (SQPOLL)
       --no-sqpoll        do not (the default: on a 2-core machine the polling thread
                          competes with the copy itself and made copies 2-5x slower)
