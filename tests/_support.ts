@@ -76,3 +76,12 @@ export function tempDir(): { path: string } & Disposable {
     },
   };
 }
+
+/** True when `strace` runs here (the strace cross-checks are skipped otherwise). */
+export function straceWorks(): boolean {
+  try {
+    return new Deno.Command("strace", { args: ["-V"], stdout: "null", stderr: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+}

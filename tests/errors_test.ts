@@ -36,7 +36,7 @@ import {
   statxBuffer,
   Timespec,
 } from "../mod.ts";
-import { CONFIGS, skipKernel } from "./_support.ts";
+import { CONFIGS, skipKernel, straceWorks } from "./_support.ts";
 import { eventfd, sysClose } from "./_io.ts";
 
 function plainSqe(): Sqe {
@@ -370,14 +370,6 @@ Deno.test({
     }
   },
 });
-
-function straceWorks(): boolean {
-  try {
-    return new Deno.Command("strace", { args: ["-V"], stdout: "null", stderr: "null" }).outputSync().success;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test({
   name: "without io_uring (ENOSYS injected by strace) the kernel tests skip with one clear line",

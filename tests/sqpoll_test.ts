@@ -17,7 +17,7 @@ import {
   IoUringError,
   prepNop,
 } from "../mod.ts";
-import { skipKernel } from "./_support.ts";
+import { skipKernel, straceWorks } from "./_support.ts";
 import { reap } from "./_io.ts";
 
 const BACKENDS: readonly Backend[] = ["helper", "libc"];
@@ -195,14 +195,6 @@ for (const sqpoll of [true, false]) {
 }
 
 // --- Cross-check with strace --------------------------------------------------------------------
-
-function straceWorks(): boolean {
-  try {
-    return new Deno.Command("strace", { args: ["-V"], stdout: "null", stderr: "null" }).outputSync().success;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test({
   name: "SQPOLL: strace counts the same io_uring_enter calls as ring.stats (zero while awake)",
