@@ -487,3 +487,17 @@ export function bytes(n: number): string {
   if (n >= 1 << 10) return `${(n / (1 << 10)).toFixed(0)} KiB`;
   return `${n} B`;
 }
+
+/**
+ * A xorshift32 picker of random block numbers in `[0, blocks)`, seeded with `seed`: the same
+ * cheap, allocation-free sequence the C peers use.
+ */
+export function randomBlocks(seed: number): (blocks: number) => number {
+  let rng = seed | 0;
+  return (blocks: number): number => {
+    rng ^= rng << 13;
+    rng ^= rng >>> 17;
+    rng ^= rng << 5;
+    return (rng >>> 0) % blocks;
+  };
+}

@@ -39,6 +39,7 @@ import {
   type Measured,
   type Peer,
   printTable,
+  randomBlocks,
   type Row,
   run,
   SECONDS,
@@ -64,13 +65,7 @@ function once(prep: (ring: IoUring) => void): number {
   return res;
 }
 
-let rng = 0x2545f491;
-function nextBlock(blocks: number): number {
-  rng ^= rng << 13;
-  rng ^= rng >>> 17;
-  rng ^= rng << 5;
-  return (rng >>> 0) % blocks;
-}
+const nextBlock = randomBlocks(0x2545f491);
 
 /**
  * O_DIRECT random `BS` reads per second at depth `qd` on `fd` for `seconds`: `READ` into

@@ -22,6 +22,7 @@ import {
   fioIops,
   peerOpsPerSec,
   printTable,
+  randomBlocks,
   type Row,
   SECONDS,
   warm,
@@ -58,13 +59,7 @@ export function closeFd(fd: number): void {
   once((ring) => prepClose(ring.getSqe()!, fd));
 }
 
-let rng = 0x9e3779b9;
-function nextBlock(blocks: number): number {
-  rng ^= rng << 13;
-  rng ^= rng >>> 17;
-  rng ^= rng << 5;
-  return (rng >>> 0) % blocks;
-}
+const nextBlock = randomBlocks(0x9e3779b9);
 
 /** Random `bs` reads per second at depth `qd` through `IoUring`, for `seconds`. */
 export function ourRandomReads(

@@ -9,19 +9,23 @@
  */
 
 import { Uring, type UringFile } from "../mod.ts";
-import { alternate, cachedFile, findFio, fioIops, printTable, type Row, SECONDS, warm } from "./_lib.ts";
+import {
+  alternate,
+  cachedFile,
+  findFio,
+  fioIops,
+  printTable,
+  randomBlocks,
+  type Row,
+  SECONDS,
+  warm,
+} from "./_lib.ts";
 import { READ_FILE, READ_FILE_SIZE } from "./read.ts";
 
 const BS = 4096;
 const QD = 32;
 
-let rng = 0x2545f491;
-function nextBlock(blocks: number): number {
-  rng ^= rng << 13;
-  rng ^= rng >>> 17;
-  rng ^= rng << 5;
-  return (rng >>> 0) % blocks;
-}
+const nextBlock = randomBlocks(0x2545f491);
 
 /** Reads per second with `qd` awaiting loops over one `UringFile`, for `seconds`. */
 export async function ourPromiseReads(
