@@ -129,6 +129,17 @@ export class UringFile implements AsyncDisposable {
     this.#closed = true;
   }
 
+  /** With O_DIRECT, the `AlignmentError` a request at `position` into `buf` would get. */
+  #misaligned(buf: ArrayBufferView, position: number | bigint): unknown {
+    if (this.#alignment === null) return undefined;
+    try {
+      checkDirectAlignment(buf, position, this.#alignment);
+      return undefined;
+    } catch (e) {
+      return e;
+    }
+  }
+
   /**
    * Reads into `buf` from byte `position`; resolves with the bytes read: 0 at end of file, and
    * possibly fewer than asked (see {@link UringFile.readFull}). With O_DIRECT, a misaligned
@@ -136,13 +147,8 @@ export class UringFile implements AsyncDisposable {
    */
   readAt(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
     if (this.#closed) return Promise.reject(closedError(this));
-    if (this.#alignment !== null) {
-      try {
-        checkDirectAlignment(buf, position, this.#alignment);
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    }
+    const misaligned = this.#misaligned(buf, position);
+    if (misaligned !== undefined) return Promise.reject(misaligned);
     return this.#ops.read(this, buf, position, options?.signal);
   }
 
@@ -152,13 +158,8 @@ export class UringFile implements AsyncDisposable {
    */
   writeAt(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
     if (this.#closed) return Promise.reject(closedError(this));
-    if (this.#alignment !== null) {
-      try {
-        checkDirectAlignment(buf, position, this.#alignment);
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    }
+    const misaligned = this.#misaligned(buf, position);
+    if (misaligned !== undefined) return Promise.reject(misaligned);
     return this.#ops.write(this, buf, position, options?.signal);
   }
 
