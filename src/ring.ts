@@ -465,8 +465,8 @@ export class IoUring implements Disposable {
    * published.
    */
   submitAndWait(waitNr: number): number {
-    this.#assertOpen();
-    checkU32(waitNr, "waitNr", this.#cqEntries);
+    if (this.#closed) this.#assertOpen();
+    if (!(waitNr >>> 0 === waitNr && waitNr <= this.#cqEntries)) checkU32(waitNr, "waitNr", this.#cqEntries);
     if (this.sqpoll || this.iopoll) {
       const published = this.submit();
       this.#waitFor(waitNr);
@@ -475,7 +475,9 @@ export class IoUring implements Disposable {
     const published = this.#flushLocal();
     // Without SQPOLL only our own io_uring_enter moves the SQ head: a plain load is exact.
     const pending = (this.#sqeTail - this.#sq[this.#sqHead]) >>> 0;
-    if (pending === 0 && this.cqReady() >= waitNr) return published;
+    if (pending === 0 && ((Atomics.load(this.#cq, this.#cqTail) - this.#cqHeadLocal) >>> 0) >= waitNr) {
+      return published;
+    }
     if (pending > 0) this.stats.submit++;
     else this.stats.wait++;
     const r = this.#enter(pending, waitNr, abi.IORING_ENTER_GETEVENTS);
