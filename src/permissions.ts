@@ -2,7 +2,8 @@
  * Deno's permissions for operations the kernel performs on our behalf. Deno's `--allow-read` /
  * `--allow-write` flags cannot see what io_uring does for an FFI caller, so the promise layer
  * asks `Deno.permissions` before it queues any operation on a path. Nothing is cached: a
- * permission revoked at run time is refused from the next call on.
+ * permission revoked at run time is refused from the next call on (the whole-access status is
+ * Deno's own live status object; see `wholeStatus`).
  *
  * @module
  */
@@ -31,11 +32,20 @@ export function toPath(path: string | URL, what = "path"): string {
 /** The descriptors without a path, made once (Deno caches its answer per descriptor). */
 const WHOLE: Record<Access, Deno.PermissionDescriptor> = { read: { name: "read" }, write: { name: "write" } };
 
+/**
+ * Deno's status objects for the whole of each access, asked for once. This is not a cache of
+ * the answer: Deno keeps one status object per descriptor and updates it in place whenever that
+ * permission is queried, requested or revoked (`Deno.permissions.revoke({ name: "read" })`
+ * turns it to "prompt" at once), and revoking a single path leaves a whole grant as it is (Deno
+ * then still allows that path). Reading `.state` is as fresh as a `querySync` (~2 µs a call).
+ */
+const wholeStatus: Partial<Record<Access, Deno.PermissionStatus>> = {};
+
 function granted(name: Access, path?: string): boolean {
   // Access to everything (plain --allow-read/--allow-write, no --deny-*: not `partial`) covers
   // every path, and asking without a path is cheaper: Deno makes and caches a status object per
   // distinct path.
-  const whole = Deno.permissions.querySync(WHOLE[name]);
+  const whole = wholeStatus[name] ??= Deno.permissions.querySync(WHOLE[name]);
   if (whole.state === "granted" && !whole.partial) return true;
   if (path === undefined) return false;
   return Deno.permissions.querySync({ name, path }).state === "granted";

@@ -174,3 +174,48 @@ Deno.test({
     assert.equal(r["statx /sys/kernel"], "ok");
   },
 });
+
+Deno.test({
+  name:
+    "Uring permissions: revoking a whole --allow-read at run time refuses the next open; chains check openDirect",
+  ignore: skipKernel(),
+  async fn() {
+    using allowed = tempDir();
+    const file = `${allowed.path}/f.txt`;
+    Deno.writeTextFileSync(file, "abc");
+    const code = `
+      import { Uring } from ${JSON.stringify(MOD_URL)};
+      const uring = new Uring({ sqpoll: false });
+      const results = {};
+      ${ATTEMPT_JS}
+      const file = ${JSON.stringify(file)};
+      const index = uring.reserveFileIndex();
+      await attempt("open before", async () => (await uring.open(file)).close());
+      await attempt("chain openDirect for writing", () =>
+        uring.chain((c) => c.openDirect(file + ".new", index, { flags: 0o101 }).closeDirect(index)));
+      await attempt("chain openDirect before", async () => {
+        const r = await uring.chain((c) => c.openDirect(file, index).closeDirect(index));
+        if (!r.every((m) => m.ok)) throw r.find((m) => !m.ok).error;
+      });
+      await Deno.permissions.revoke({ name: "read" });
+      await attempt("open after revoke", () => uring.open(file));
+      await attempt("statx after revoke", () => uring.statx(file));
+      await attempt("chain openDirect after revoke", () =>
+        uring.chain((c) => c.openDirect(file, index).closeDirect(index)));
+      uring.releaseFileIndex(index);
+      await uring.close();
+      console.log(JSON.stringify(results));
+    `;
+    const out = await runDeno(code, ["--allow-read", "--allow-ffi", "--allow-env"]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(JSON.parse(out.stdout), {
+      "open before": "ok",
+      "chain openDirect for writing": "NotCapable",
+      "chain openDirect before": "ok",
+      "open after revoke": "NotCapable",
+      "statx after revoke": "NotCapable",
+      "chain openDirect after revoke": "NotCapable",
+    });
+    assert.deepEqual([...Deno.readDirSync(allowed.path)].map((e) => e.name), ["f.txt"]);
+  },
+});
