@@ -75,7 +75,7 @@ export {
 export { type Backend, getSys, HELPER_PATH, type Sys } from "./src/sys.ts";
 export type { ChainBuilder, ChainResult } from "./src/chain.ts";
 export { operationError, type OperationErrorFields, OsError } from "./src/deno_errors.ts";
-export { type FileOps, type OpOptions, UringFile } from "./src/file.ts";
+export { type ChainOptions, type FileOps, type OpOptions, UringFile } from "./src/file.ts";
 export {
   DEFAULT_SPIN_US,
   type OpenOptions,

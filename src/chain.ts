@@ -5,13 +5,15 @@
  * @module
  */
 
-import { IORING_TIMEOUT_ETIME_SUCCESS } from "./abi.ts";
+import { IORING_TIMEOUT_ETIME_SUCCESS, IOSQE_FIXED_FILE, O_RDONLY } from "./abi.ts";
 import {
   fillClose,
+  fillCloseDirect,
   fillFallocate,
   fillFsync,
   fillFtruncate,
   fillNop,
+  fillOpenDirect,
   fillRw,
   fillRwv,
   fillSplice,
@@ -22,6 +24,7 @@ import {
   K_WRITEV,
 } from "./ops.ts";
 import type { Slot } from "./slots.ts";
+import { checkU32 } from "./memory.ts";
 
 /**
  * The outcome of one member of a chain: `{ ok: true, value }` (bytes transferred, or 0), or
@@ -58,17 +61,43 @@ export interface ChainBuilder {
   splice(fdIn: number, offIn: number | bigint, fdOut: number, offOut: number | bigint, nbytes: number): this;
   /** Adds a delay of `ms` before the next member (its expiry counts as success). Since 5.16. */
   timeout(ms: number): this;
+  /**
+   * Adds `openat(path)` into direct descriptor `index` (an index of the registered file table,
+   * from `Uring.reserveFileIndex()`): later members of the same chain use the file through
+   * `readDirect`/`writeDirect`/`closeDirect` before any fd exists, so open, I/O and close go to
+   * the kernel in one submission. `flags` are raw `O_*` flags (default `O_RDONLY`; `O_CLOEXEC`
+   * is implied); `mode` applies with `O_CREAT` (default 0o666, less the umask). Needs Deno's
+   * read and/or write permission as the flags imply. Its result is 0. Since 5.15.
+   */
+  openDirect(path: string | URL, index: number, options?: { flags?: number; mode?: number }): this;
+  /** Adds `pread` from direct descriptor `index`; its result is the bytes read. Since 5.15. */
+  readDirect(index: number, buf: ArrayBufferView, position: number | bigint): this;
+  /** Adds `pwrite` to direct descriptor `index`; its result is the bytes written. Since 5.15. */
+  writeDirect(index: number, buf: ArrayBufferView, position: number | bigint): this;
+  /** Adds `close` of direct descriptor `index` (the table index stays reserved). Since 5.15. */
+  closeDirect(index: number): this;
 }
+
+/**
+ * Checks a path member's path and Deno permission for `flags` (throws when refused) and returns
+ * it as a string (internal: `Uring.chain` provides it).
+ */
+export type PathCheck = (path: string | URL, flags: number) => string;
 
 /** The {@link ChainBuilder} `Uring.chain` uses: it fills one slot per member (internal). */
 export class ChainCollector implements ChainBuilder {
   readonly #alloc: () => Slot;
+  readonly #checkPath: PathCheck;
   /** The members added so far (internal). */
   readonly members: Slot[] = [];
 
-  /** Made by `Uring.chain` (internal): `alloc` takes a slot from the Uring's table. */
-  constructor(alloc: () => Slot) {
+  /**
+   * Made by `Uring.chain` (internal): `alloc` takes a slot from the Uring's table, `checkPath`
+   * vets the path of a path member before any slot is taken for it.
+   */
+  constructor(alloc: () => Slot, checkPath: PathCheck) {
     this.#alloc = alloc;
+    this.#checkPath = checkPath;
   }
 
   #next(): Slot {
@@ -145,6 +174,42 @@ export class ChainCollector implements ChainBuilder {
   /** Adds a delay of `ms` before the next member (its expiry counts as success). Since 5.16. */
   timeout(ms: number): this {
     fillTimeout(this.#next(), ms, IORING_TIMEOUT_ETIME_SUCCESS);
+    return this;
+  }
+
+  /** Adds `openat(path)` into direct descriptor `index`. Since 5.15. */
+  openDirect(path: string | URL, index: number, options: { flags?: number; mode?: number } = {}): this {
+    const flags = options.flags ?? O_RDONLY;
+    const mode = options.mode ?? 0o666;
+    checkU32(flags, "flags");
+    checkU32(mode, "mode", 0o7777);
+    checkU32(index, "index", 0xfffffffe);
+    const p = this.#checkPath(path, flags);
+    fillOpenDirect(this.#next(), p, index, flags, mode);
+    return this;
+  }
+
+  /** Adds `pread` from direct descriptor `index`. Since 5.15. */
+  readDirect(index: number, buf: ArrayBufferView, position: number | bigint): this {
+    checkU32(index, "index", 0x7fffffff);
+    const slot = this.#next();
+    fillRw(slot, K_READ, index, buf, position);
+    slot.sqeFlags = IOSQE_FIXED_FILE;
+    return this;
+  }
+
+  /** Adds `pwrite` to direct descriptor `index`. Since 5.15. */
+  writeDirect(index: number, buf: ArrayBufferView, position: number | bigint): this {
+    checkU32(index, "index", 0x7fffffff);
+    const slot = this.#next();
+    fillRw(slot, K_WRITE, index, buf, position);
+    slot.sqeFlags = IOSQE_FIXED_FILE;
+    return this;
+  }
+
+  /** Adds `close` of direct descriptor `index`. Since 5.15. */
+  closeDirect(index: number): this {
+    fillCloseDirect(this.#next(), index);
     return this;
   }
 }

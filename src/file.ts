@@ -16,6 +16,15 @@ export interface OpOptions {
   signal?: AbortSignal;
 }
 
+/** Options of `Uring.chain`. */
+export interface ChainOptions extends OpOptions {
+  /**
+   * Issue every member from the kernel's io-wq worker threads (`IOSQE_ASYNC`, 5.6) instead of
+   * trying each inline first. Default false.
+   */
+  async?: boolean;
+}
+
 /**
  * What a `UringFile` asks of the `Uring` that opened it (internal). Each call gets the file, for
  * its fd, its registered-file index (`fixedIndex`) and its path (named in error messages).

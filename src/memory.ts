@@ -46,6 +46,25 @@ export function cstring(s: string): Uint8Array<ArrayBuffer> {
   return bytes.subarray(0, written + 1);
 }
 
+/**
+ * {@link cstring} into `scratch` when it is big enough (no new memory: the kernel gets an
+ * address whose base is already known), else into a new buffer of at least 256 bytes. Returns
+ * the NUL-terminated view; its `.buffer` is the memory to keep for the next call.
+ */
+export function cstringInto(s: string, scratch: Uint8Array<ArrayBuffer> | null): Uint8Array<ArrayBuffer> {
+  if (s.includes("\0")) throw new TypeError(`path contains a NUL byte: ${JSON.stringify(s)}`);
+  const need = s.length * 3 + 1;
+  let bytes = scratch;
+  if (bytes === null || bytes.byteLength < need) {
+    let size = 256;
+    while (size < need) size *= 2;
+    bytes = new Uint8Array(size);
+  }
+  const { written } = encoder.encodeInto(s, bytes);
+  bytes[written] = 0;
+  return bytes.subarray(0, written + 1);
+}
+
 /** Throws unless `path` is a NUL-terminated byte string (as made by {@link cstring}). */
 export function checkCString(path: Uint8Array, what = "path"): void {
   if (!(path instanceof Uint8Array)) {

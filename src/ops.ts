@@ -11,13 +11,15 @@ import {
   AT_EMPTY_PATH,
   AT_FDCWD,
   IORING_FSYNC_DATASYNC,
+  O_CLOEXEC,
   STATX_BASIC_STATS,
   STATX_BTIME,
   STATX_DIOALIGN,
 } from "./abi.ts";
-import { checkBuffer, checkFd, checkOffset, checkU32, cstring } from "./memory.ts";
+import { checkBuffer, checkFd, checkOffset, checkU32 } from "./memory.ts";
 import {
   prepClose,
+  prepCloseDirect,
   prepFallocate,
   prepFsync,
   prepFtruncate,
@@ -82,6 +84,10 @@ export const K_TIMEOUT = 17;
 export const K_SPLICE = 18;
 /** `statx` on an fd (`AT_EMPTY_PATH`). */
 export const K_FSTAT = 19;
+/** `openat` into a direct descriptor (an index of the registered file table). */
+export const K_OPEN_DIRECT = 20;
+/** `close` of a direct descriptor. */
+export const K_CLOSE_DIRECT = 21;
 
 /** Operation names used in error messages, by kind. */
 export const OP_NAMES: readonly string[] = [
@@ -105,6 +111,8 @@ export const OP_NAMES: readonly string[] = [
   "timeout",
   "splice",
   "stat",
+  "open",
+  "close",
 ];
 
 /** Kinds whose result is the CQE's `res` (bytes, or an fd). */
@@ -240,7 +248,7 @@ export function fillTimeout(slot: Slot, ms: number, flags = 0) {
 
 /** Stores a path operation (`K_STATX`, `K_OPEN`, `K_UNLINK`, ...); `path` is already checked. */
 export function fillPath(slot: Slot, kind: number, path: string, flags = 0, mode = 0) {
-  slot.cpath = cstring(path);
+  slot.setPaths(path);
   slot.path = path;
   slot.kind = kind;
   slot.flags = flags;
@@ -249,8 +257,7 @@ export function fillPath(slot: Slot, kind: number, path: string, flags = 0, mode
 
 /** Stores a two-path operation (`K_RENAME`, `K_LINK`, `K_SYMLINK`). */
 export function fillPath2(slot: Slot, kind: number, path: string, path2: string, flags = 0) {
-  slot.cpath = cstring(path);
-  slot.cpath2 = cstring(path2);
+  slot.setPaths(path, path2);
   slot.path = path;
   slot.path2 = path2;
   slot.kind = kind;
@@ -262,6 +269,24 @@ export function fillFstat(slot: Slot, fd: number) {
   checkFd(fd);
   slot.kind = K_FSTAT;
   slot.fd = fd;
+}
+
+/**
+ * Stores an `openat` of `path` (already checked) into direct descriptor `index` of the registered
+ * file table. `O_CLOEXEC` is dropped: the kernel refuses it for direct descriptors, which are not
+ * file descriptors and are never inherited.
+ */
+export function fillOpenDirect(slot: Slot, path: string, index: number, flags: number, mode: number) {
+  checkU32(index, "index", 0xfffffffe);
+  fillPath(slot, K_OPEN_DIRECT, path, flags & ~O_CLOEXEC, mode);
+  slot.fd2 = index;
+}
+
+/** Stores a `close` of direct descriptor `index`. */
+export function fillCloseDirect(slot: Slot, index: number) {
+  checkU32(index, "index", 0xfffffffe);
+  slot.kind = K_CLOSE_DIRECT;
+  slot.fd2 = index;
 }
 
 /**
@@ -320,6 +345,13 @@ export function prepSlot(slot: Slot, sqe: Sqe): void {
       break;
     case K_CLOSE:
       prepClose(sqe, slot.fd);
+      break;
+    case K_OPEN_DIRECT:
+      prepOpenat(sqe, AT_FDCWD, slot.cpath!, slot.flags, slot.mode);
+      sqe.u32[sqe.base + W.spliceFdIn] = slot.fd2 + 1; // file_index: the table index + 1 (5.15)
+      break;
+    case K_CLOSE_DIRECT:
+      prepCloseDirect(sqe, slot.fd2);
       break;
     case K_UNLINK:
       prepUnlinkat(sqe, AT_FDCWD, slot.cpath!, slot.flags);

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { cstringInto } from "./memory.ts";
 import type { Iovecs, Timespec } from "./structs.ts";
 
 /** Slot state: free, on the free list. */
@@ -102,11 +103,29 @@ export class Slot {
   chainIndex = 0;
   /** The abort listener for this slot (made once; it always acts on the slot's current op). */
   readonly onAbort: () => void;
+  // This slot's own memory for its paths, reused by every operation (only after its CQE).
+  #pathMemory: Uint8Array<ArrayBuffer> | null = null;
+  #path2Memory: Uint8Array<ArrayBuffer> | null = null;
 
   /** Makes slot `index`; `onAbort` is called with the slot when its signal fires. */
   constructor(index: number, onAbort: (slot: Slot) => void) {
     this.index = index;
     this.onAbort = () => onAbort(this);
+  }
+
+  /**
+   * Stores `path` (and `path2`) NUL-terminated in this slot's own reusable memory as `cpath`
+   * (`cpath2`): no new buffer per operation once the slot has held a path that long.
+   */
+  setPaths(path: string, path2: string | null = null): void {
+    const c = cstringInto(path, this.#pathMemory);
+    if (c.buffer !== this.#pathMemory?.buffer) this.#pathMemory = new Uint8Array(c.buffer);
+    this.cpath = c;
+    if (path2 !== null) {
+      const c2 = cstringInto(path2, this.#path2Memory);
+      if (c2.buffer !== this.#path2Memory?.buffer) this.#path2Memory = new Uint8Array(c2.buffer);
+      this.cpath2 = c2;
+    }
   }
 
   /** Drops every reference held for the kernel and the caller, keeping the reusable timespec. */

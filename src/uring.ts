@@ -40,6 +40,7 @@ import {
   IORING_ASYNC_CANCEL_ALL,
   IORING_ASYNC_CANCEL_ANY,
   IORING_FEAT_EXT_ARG,
+  IOSQE_ASYNC,
   IOSQE_FIXED_FILE,
   IOSQE_IO_LINK,
   O_APPEND,
@@ -64,7 +65,7 @@ import {
 } from "./direct.ts";
 import { errno } from "./errno.ts";
 import { ClosedError, IoUringError } from "./errors.ts";
-import { configureFile, type FileOps, type OpOptions, UringFile } from "./file.ts";
+import { type ChainOptions, configureFile, type FileOps, type OpOptions, UringFile } from "./file.ts";
 import { FixedBufferPool } from "./fixed_pool.ts";
 import { checkU32 } from "./memory.ts";
 import {
@@ -663,18 +664,12 @@ export class Uring implements AsyncDisposable {
 
   /** A free index of the registered file table, now holding `fd`; -1 when the table is full. */
   #registerFile(fd: number): number {
-    if (this.#closing) throw new ClosedError("Uring");
-    if (this.#fixedFree === null) {
-      this.#ring.registerFiles(new Array(this.#fixedFiles).fill(-1));
-      this.#fixedFree = [];
-      for (let i = this.#fixedFiles - 1; i >= 0; i--) this.#fixedFree.push(i);
-    }
-    const index = this.#fixedFree.pop();
-    if (index === undefined) return -1;
+    const index = this.#takeFileIndex();
+    if (index < 0) return -1;
     try {
       this.#ring.registerFilesUpdate(index, [fd]);
     } catch (e) {
-      this.#fixedFree.push(index);
+      this.#fixedFree!.push(index);
       throw e;
     }
     return index;
@@ -720,10 +715,7 @@ export class Uring implements AsyncDisposable {
     } catch (e) {
       return Promise.reject(e);
     }
-    const accmode = flags & 3;
-    const writes = accmode !== O_RDONLY || (flags & (O_CREAT | O_TRUNC)) !== 0;
-    const access: Access | "both" = accmode === O_RDWR ? "both" : writes ? "write" : "read";
-    return this.#pathOp(options?.signal, path, null, "open", access, null, (slot, p) => {
+    return this.#pathOp(options?.signal, path, null, "open", accessOfFlags(flags), null, (slot, p) => {
       fillPath(slot, K_OPENFD, p, flags, mode);
     });
   }
@@ -815,18 +807,22 @@ export class Uring implements AsyncDisposable {
    * previous one succeeded; a failure (or a short read/write) cancels the rest, which report
    * `ECANCELED`. Resolves with every member's {@link ChainResult}, in order. Aborting cancels the
    * members still in flight and rejects with the signal's reason (unless all had succeeded).
-   * A chain may not have more members than the SQ has entries.
+   * A chain may not have more members than the SQ has entries. `async: true` issues every
+   * member from the kernel's io-wq worker threads (`IOSQE_ASYNC`, 5.6) instead of trying it
+   * inline first: worth it when the chain would block anyway (an `O_CREAT` open always goes to a
+   * worker), so the members after it do not come back to run in this thread.
    */
-  chain(build: (c: ChainBuilder) => void, options?: OpOptions): Promise<ChainResult[]> {
+  chain(build: (c: ChainBuilder) => void, options?: ChainOptions): Promise<ChainResult[]> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.chain(build, options);
     const signal = options?.signal;
+    const async = options?.async === true;
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
     if (signal?.aborted) return Promise.reject(signal.reason);
     const builder = new ChainCollector(() => {
       const slot = this.#slots.alloc();
       slot.state = DONE;
       return slot;
-    });
+    }, this.#checkOpenPath);
     const members = builder.members;
     try {
       if (typeof build !== "function") throw new TypeError("chain() needs a function that adds members");
@@ -854,12 +850,60 @@ export class Uring implements AsyncDisposable {
       const slot = members[i];
       slot.chain = chain;
       slot.chainIndex = i;
-      slot.sqeFlags = i < members.length - 1 ? IOSQE_IO_LINK : 0;
+      // (Members on direct descriptors already hold IOSQE_FIXED_FILE.)
+      if (i < members.length - 1) slot.sqeFlags |= IOSQE_IO_LINK;
+      if (async) slot.sqeFlags |= IOSQE_ASYNC;
     }
     const head = members[0];
     if (signal) signal.addEventListener("abort", head.onAbort);
     this.#enqueue(head);
     return promise;
+  }
+
+  /** A chain's `openDirect` path, checked like `openFd`'s (throws when refused). */
+  readonly #checkOpenPath = (path: string | URL, flags: number): string => {
+    const p = toPath(path);
+    const denied = checkBoth("open", accessOfFlags(flags), p);
+    if (denied) throw denied;
+    return p;
+  };
+
+  /**
+   * Reserves a free index of the ring's registered file table (`UringOptions.fixedFiles`
+   * entries, registered on first use; no system call after that) for direct descriptors:
+   * chains open files there with `openDirect` and use them with `readDirect`/`writeDirect`/
+   * `closeDirect`. Returns -1 when every index is taken. Give it back with {@link Uring.releaseFileIndex}. Since 5.15.
+   */
+  reserveFileIndex(): number {
+    if (this.#aux !== null) {
+      if (this.#closing) throw new ClosedError("Uring");
+      return this.#aux.reserveFileIndex();
+    }
+    return this.#takeFileIndex();
+  }
+
+  /** A free index of the registered file table (registered on first use); -1 when full. */
+  #takeFileIndex(): number {
+    if (this.#closing) throw new ClosedError("Uring");
+    if (this.#fixedFree === null) {
+      this.#ring.registerFiles(new Array(this.#fixedFiles).fill(-1));
+      this.#fixedFree = [];
+      for (let i = this.#fixedFiles - 1; i >= 0; i--) this.#fixedFree.push(i);
+    }
+    return this.#fixedFree.pop() ?? -1;
+  }
+
+  /**
+   * Returns an index from {@link Uring.reserveFileIndex}. Close its direct descriptor first
+   * (`closeDirect`): one left open there stays open until the index is opened into again (the
+   * kernel then replaces it) or the Uring closes. Since 5.15.
+   */
+  releaseFileIndex(index: number): void {
+    if (this.#aux !== null) return this.#aux.releaseFileIndex(index);
+    checkU32(index, "index", this.#fixedFiles - 1);
+    if (this.#closing || this.#fixedFree === null) return; // the table goes with the ring
+    if (this.#fixedFree.includes(index)) throw new RangeError(`file index ${index} is not reserved`);
+    this.#fixedFree.push(index);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1602,6 +1646,13 @@ function useFixedFile(slot: Slot, file: UringFile): void {
   if (index < 0) return;
   slot.fd = index;
   slot.sqeFlags |= IOSQE_FIXED_FILE;
+}
+
+/** The Deno permission(s) an `openat` with raw `O_*` flags needs. */
+function accessOfFlags(flags: number): Access | "both" {
+  const accmode = flags & 3;
+  const writes = accmode !== O_RDONLY || (flags & (O_CREAT | O_TRUNC)) !== 0;
+  return accmode === O_RDWR ? "both" : writes ? "write" : "read";
 }
 
 function checkBoth(op: string, access: Access | "both", path: string): Error | null {

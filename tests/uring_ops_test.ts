@@ -379,6 +379,60 @@ ringTest("Uring: chain runs linked members in order; a failure cancels the rest"
   assert.equal(uring.pending, 0);
 });
 
+ringTest(
+  "Uring: a chain opens, reads, writes and closes direct descriptors in one submission",
+  async (config) => {
+    using dir = tempDir();
+    await using uring = new Uring(uringOptions(config, { entries: 16, fixedFiles: 4 }));
+    const src = `${dir.path}/src`;
+    const dst = `${dir.path}/dst`;
+    Deno.writeTextFileSync(src, "direct descriptors");
+    const a = uring.reserveFileIndex();
+    const b = uring.reserveFileIndex();
+    assert.deepEqual([a, b].sort(), [0, 1]);
+    const buf = new Uint8Array(18);
+    for (const async of [false, true]) {
+      const results = await uring.chain((c) =>
+        c.openDirect(src, a)
+          .openDirect(dst, b, { flags: 0o1 | 0o100 | 0o1000 | 0o2000000, mode: 0o640 }) // WRONLY|CREAT|TRUNC|CLOEXEC
+          .readDirect(a, buf, 0)
+          .writeDirect(b, buf, 0)
+          .closeDirect(a)
+          .closeDirect(b), { async });
+      assert.deepEqual(results.map((r) => r.ok ? r.value : (r.error as OsError).code), [0, 0, 18, 18, 0, 0]);
+      assert.equal(Deno.readTextFileSync(dst), "direct descriptors");
+      assert.equal(Deno.statSync(dst).mode! & 0o777, 0o640);
+    }
+    assert.equal(uring.stats.fixedFiles, 4, "reads and writes went through the file table");
+
+    // A missing file: the open fails, everything after it is cancelled.
+    const missing = await uring.chain((c) =>
+      c.openDirect(`${dir.path}/none`, a).readDirect(a, buf, 0).closeDirect(a)
+    );
+    assert.deepEqual(missing.map((r) => r.ok ? r.value : (r.error as OsError).code), [
+      "ENOENT",
+      "ECANCELED",
+      "ECANCELED",
+    ]);
+    assert.ok(!missing[0].ok && missing[0].error instanceof Deno.errors.NotFound);
+
+    // Bad input is refused before anything is queued.
+    await assert.rejects(uring.chain((c) => c.openDirect(src, -1)), RangeError);
+    await assert.rejects(uring.chain((c) => c.readDirect(1.5, buf, 0)), RangeError);
+    await assert.rejects(uring.chain((c) => c.closeDirect(2 ** 32)), RangeError);
+    await assert.rejects(uring.chain((c) => c.openDirect("", a)), TypeError);
+    assert.throws(() => uring.releaseFileIndex(3), /not reserved/);
+    assert.throws(() => uring.releaseFileIndex(4), RangeError);
+
+    // Four indexes in the table: two more can be reserved, then none.
+    const c = uring.reserveFileIndex(), d = uring.reserveFileIndex();
+    assert.ok(c >= 0 && d >= 0);
+    assert.equal(uring.reserveFileIndex(), -1);
+    for (const i of [a, b, c, d]) uring.releaseFileIndex(i);
+    assert.equal(uring.pending, 0);
+  },
+);
+
 ringTest("Uring: splice file -> pipe -> file", async (config) => {
   using dir = tempDir();
   await using uring = new Uring(uringOptions(config));
