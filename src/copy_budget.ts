@@ -7,12 +7,13 @@
  */
 
 /**
- * A counting semaphore. `acquire()` resolves when one of `limit` permits is free (FIFO);
- * `release()` returns it. `tryAcquire()` takes a permit without waiting, when one is free.
+ * A counting semaphore. `acquire(n)` resolves once `n` of `limit` permits are free (FIFO: a
+ * request never overtakes an earlier one); `release(n)` returns them. `tryAcquire(n)` takes
+ * permits without waiting, when they are free and nobody waits.
  */
 export class Semaphore {
   #free: number;
-  readonly #waiters: Array<() => void> = [];
+  readonly #waiters: Array<{ n: number; resolve: () => void } | undefined> = [];
   #head = 0;
 
   /** A semaphore with `limit` permits (≥ 1). */
@@ -26,35 +27,39 @@ export class Semaphore {
     return this.#free;
   }
 
-  /** Takes a permit if one is free; returns whether it did. */
-  tryAcquire(): boolean {
-    if (this.#free > 0 && this.#head === this.#waiters.length) {
-      this.#free--;
+  /** Takes `n` permits if they are free and nobody waits; returns whether it did. */
+  tryAcquire(n = 1): boolean {
+    if (this.#free >= n && this.#head === this.#waiters.length) {
+      this.#free -= n;
       return true;
     }
     return false;
   }
 
-  /** Resolves once a permit is taken (immediately when one is free and nobody waits). */
-  acquire(): Promise<void> {
-    if (this.tryAcquire()) return Promise.resolve();
-    return new Promise<void>((resolve) => this.#waiters.push(resolve));
+  /** Resolves once `n` permits (1 to `limit`) are taken. */
+  acquire(n = 1): Promise<void> {
+    if (!Number.isInteger(n) || n < 1 || n > this.limit) {
+      return Promise.reject(new RangeError(`permits must be 1 to ${this.limit}, got ${n}`));
+    }
+    if (this.tryAcquire(n)) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#waiters.push({ n, resolve }));
   }
 
-  /** Returns a permit, handing it straight to the longest waiter if any. */
-  release(): void {
-    if (this.#head < this.#waiters.length) {
-      const next = this.#waiters[this.#head];
-      this.#waiters[this.#head++] = undefined as unknown as () => void;
+  /** Returns `n` permits, handing them to the waiters in order while the first one's need fits. */
+  release(n = 1): void {
+    if (this.#free + n > this.limit) throw new Error("Semaphore released more often than acquired");
+    this.#free += n;
+    while (this.#head < this.#waiters.length) {
+      const next = this.#waiters[this.#head]!;
+      if (next.n > this.#free) break;
+      this.#free -= next.n;
+      this.#waiters[this.#head++] = undefined;
       if (this.#head > 1024 && this.#head * 2 > this.#waiters.length) {
         this.#waiters.splice(0, this.#head);
         this.#head = 0;
       }
-      next();
-      return;
+      next.resolve();
     }
-    if (this.#free >= this.limit) throw new Error("Semaphore released more often than acquired");
-    this.#free++;
   }
 
   /** Runs `fn` holding one permit. */

@@ -107,6 +107,8 @@ export class CopyContext implements EngineContext {
   readonly inflight: Semaphore;
   /** The data buffers. */
   readonly pool: BufferPool;
+  /** Plain buffers for files of one block (see `EngineContext.smallPool`). */
+  readonly smallPool: BufferPool;
   /** O_DIRECT state, for `direct` copies on io_uring. */
   readonly direct: DirectIo | undefined;
   /** The buffered copy's fixed buffers, on io_uring (see `CopyFixedBuffers`). */
@@ -147,6 +149,7 @@ export class CopyContext implements EngineContext {
       this.fixed = undefined;
       this.pool = new BufferPool(options.queueDepth, options.blockSize);
     }
+    this.smallPool = new BufferPool(options.queueDepth, options.blockSize);
     this.signal = options.signal ? AbortSignal.any([options.signal, this.#stop.signal]) : this.#stop.signal;
     this.umask = readUmask();
   }

@@ -37,6 +37,11 @@ export interface EngineContext {
   readonly inflight: Semaphore;
   /** The data buffers (`queueDepth` of `blockSize`; page-aligned for O_DIRECT copies). */
   readonly pool: BufferPool;
+  /**
+   * Plain (never registered) buffers for files of one block copied by one chain: only the pages
+   * a small file touches get faulted in, where the registered pool pins all of its memory.
+   */
+  readonly smallPool: BufferPool;
   /** O_DIRECT state, for `direct` copies on io_uring (else `undefined`). */
   readonly direct?: DirectIo;
   /** The signal every operation listens to (the caller's, plus the copy's own stop). */

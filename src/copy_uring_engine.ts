@@ -10,7 +10,8 @@
 
 import { O_CLOEXEC, O_CREAT, O_DIRECT, O_EXCL, O_RDONLY, O_WRONLY } from "./abi.ts";
 import { type Engine, type EngineContext, type EntryStat, kindOfMode } from "./copy_engine.ts";
-import { staged, tagStage } from "./copy_errors.ts";
+import { codeOf, staged, tagStage } from "./copy_errors.ts";
+import type { ChainResult } from "./chain.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
 import type { Statx } from "./structs.ts";
 import type { Uring } from "./uring.ts";
@@ -81,6 +82,17 @@ export function dataRuns(buf: Uint8Array, length: number, offset: number, grain 
   return runs;
 }
 
+/** Operations in the chain that copies a file of one block (it holds as many permits). */
+export const SMALL_CHAIN = 6;
+
+/**
+ * Whether a file is copied by one linked chain ({@link UringEngine} `#copySmall`): not empty, at
+ * most one block, and dense (a sparse file goes block by block so its holes stay holes).
+ */
+export function isSmallDense(st: EntryStat, blockSize: number): boolean {
+  return st.size > 0 && st.size <= blockSize && st.blocks * 512 >= st.size;
+}
+
 /** The engine over a `Uring`; closes the ring at the end only when it made it (`owned`). */
 export class UringEngine implements Engine {
   /** Always `"io_uring"`. */
@@ -99,15 +111,15 @@ export class UringEngine implements Engine {
     return this.#uring;
   }
 
-  /** Runs one ring operation holding one permit of the in-flight budget. */
-  async #op<T>(ctx: EngineContext, fn: () => Promise<T>): Promise<T> {
+  /** Runs one ring operation (or `ops` linked ones) holding that many permits of the budget. */
+  async #op<T>(ctx: EngineContext, fn: () => Promise<T>, ops = 1): Promise<T> {
     const breather = ctx.breather();
     if (breather !== undefined) await breather;
-    if (!ctx.inflight.tryAcquire()) await ctx.inflight.acquire();
+    if (!ctx.inflight.tryAcquire(ops)) await ctx.inflight.acquire(ops);
     try {
       return await fn();
     } finally {
-      ctx.inflight.release();
+      ctx.inflight.release(ops);
     }
   }
 
@@ -131,6 +143,14 @@ export class UringEngine implements Engine {
     const uring = this.#uring;
     const signal = ctx.signal;
     const direct = ctx.direct;
+    if (
+      direct === undefined && ctx.options.queueDepth >= SMALL_CHAIN &&
+      isSmallDense(srcStat, ctx.options.blockSize)
+    ) {
+      const copied = await this.#copySmall(src, srcStat.size, tmp, perm, ctx);
+      if (copied >= 0) return copied;
+      // The file changed size under us or a data step failed: the general path redoes it.
+    }
     const extra = direct === undefined ? 0 : O_DIRECT;
     const [input, output] = await Promise.allSettled([
       staged(
@@ -197,6 +217,76 @@ export class UringEngine implements Engine {
       throw failure;
     }
     return copied;
+  }
+
+  /**
+   * A file of one block in one submission (when `queueDepth` allows six operations in flight): a linked chain `openat(src)` → `openat(tmp, O_CREAT |
+   * O_EXCL)` → `read` → `write` → `close` → `close` over two direct descriptors, so the whole
+   * copy runs in the kernel (the exclusive create moves it to an io-wq worker, which carries the
+   * rest of the chain) and settles one promise instead of six. Returns the bytes copied, or -1
+   * when the general path must redo the file: the file table is full, or the read or write was
+   * short or failed (the chain stops there; what it opened is closed and `tmp` removed). An open
+   * failure rejects as the general path's would (tagged `open-source` or `create`).
+   */
+  async #copySmall(
+    src: string,
+    size: number,
+    tmp: string,
+    perm: number,
+    ctx: EngineContext,
+  ): Promise<number> {
+    const uring = this.#uring;
+    const input = uring.reserveFileIndex();
+    if (input < 0) return -1;
+    const output = uring.reserveFileIndex();
+    if (output < 0) {
+      uring.releaseFileIndex(input);
+      return -1;
+    }
+    const buf = await ctx.smallPool.take();
+    try {
+      const view = buf.subarray(0, size);
+      // No abort signal on the chain: it is one short burst (a listener per file cost ~10% of a
+      // small-file tree copy), and a stop is seen right after it (below, and in copyRegular).
+      let results: ChainResult[];
+      try {
+        results = await this.#op(ctx, () =>
+          uring.chain((c) =>
+            c.openDirect(src, input, { flags: O_RDONLY })
+              .openDirect(tmp, output, { flags: O_WRONLY | O_CREAT | O_EXCL, mode: perm })
+              .readDirect(input, view, 0)
+              .writeDirect(output, view, 0)
+              .closeDirect(input)
+              .closeDirect(output), { async: true }), SMALL_CHAIN);
+      } catch (e) {
+        // Refused before anything ran (a permission), or the ring closed under a stop: then the
+        // create may have run, and an incomplete file must not stay behind.
+        if (ctx.signal.aborted) await uring.unlink(tmp).catch(() => {});
+        throw tagStage(e, "create");
+      }
+      const [openIn, openOut, read, write, closeIn, closeOut] = results;
+      if (closeOut.ok && read.ok && read.value === size && write.ok && write.value === size) {
+        ctx.addBytes(size);
+        return size;
+      }
+      // Close whatever is still open (each alone: a failure must not cancel the other).
+      await Promise.all([
+        openIn.ok && !closeIn.ok ? uring.chain((c) => c.closeDirect(input)).catch(() => {}) : null,
+        openOut.ok && !closeOut.ok ? uring.chain((c) => c.closeDirect(output)).catch(() => {}) : null,
+      ]);
+      if (!openIn.ok) throw tagStage(openIn.error, "open-source");
+      if (!openOut.ok) throw tagStage(openOut.error, "create");
+      await this.#op(ctx, () => uring.unlink(tmp)).catch(() => {});
+      // A failed close of the written file is its own error (some file systems report ENOSPC
+      // there); a short or failed read or write is redone by the general path, which says why.
+      if (!closeOut.ok && codeOf(closeOut.error) !== "ECANCELED") throw tagStage(closeOut.error, "close");
+      ctx.signal.throwIfAborted();
+      return -1;
+    } finally {
+      ctx.smallPool.give(buf);
+      uring.releaseFileIndex(input);
+      uring.releaseFileIndex(output);
+    }
   }
 
   /**

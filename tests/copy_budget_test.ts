@@ -6,6 +6,28 @@ import { copyFile, Uring } from "../mod.ts";
 import { skipKernel, tempDir } from "./_support.ts";
 import { randomFile, sha256File } from "./copy_support.ts";
 
+Deno.test("copy budget: Semaphore takes several permits at once, in order, without overtaking", async () => {
+  const s = new Semaphore(6);
+  assert.equal(s.tryAcquire(4), true);
+  assert.equal(s.tryAcquire(3), false, "only 2 are free");
+  const order: string[] = [];
+  const big = s.acquire(6).then(() => order.push("six"));
+  const small = s.acquire(1).then(() => order.push("one"));
+  assert.equal(s.tryAcquire(1), false, "a waiter is queued: no barging, even for one permit");
+  s.release(2);
+  s.release(2);
+  await big;
+  assert.deepEqual(order, ["six"], "the request for six went first; the one after it waits");
+  s.release(6);
+  await small;
+  assert.deepEqual(order, ["six", "one"]);
+  s.release(1);
+  assert.equal(s.free, 6);
+  await assert.rejects(s.acquire(7), RangeError);
+  await assert.rejects(s.acquire(0), RangeError);
+  assert.throws(() => s.release(1), /released more often than acquired/);
+});
+
 Deno.test("copy budget: Semaphore hands out at most `limit` permits, first come first served", async () => {
   const s = new Semaphore(2);
   assert.equal(s.tryAcquire(), true);

@@ -327,3 +327,63 @@ Deno.test("copyFile: bad options are rejected before any I/O", async () => {
   }
   await assert.rejects(copyFile("", "/x"), /src must not be empty/);
 });
+
+Deno.test({
+  name: "copyFile: a one-block file that changes size before its chain runs is redone by the block path",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const d = dir.path;
+    let chains = 0;
+    // A Uring that changes the source right before the one-block chain is queued: the chain's
+    // read comes back short (shrunk) and the block path redoes the file from scratch.
+    let change: (() => void) | null = null;
+    class ChangingUring extends Uring {
+      override chain(...args: Parameters<Uring["chain"]>) {
+        chains++;
+        change?.();
+        change = null;
+        return super.chain(...args);
+      }
+    }
+    await using uring = new ChangingUring({ sqpoll: false });
+    await randomFile(`${d}/shrinks`, 50_000, 0o644);
+    change = () => Deno.truncateSync(`${d}/shrinks`, 12_345);
+    const shrunk = await copyFile(`${d}/shrinks`, `${d}/shrinks.copy`, {
+      uring,
+      blockSize: BS,
+      queueDepth: 8,
+    });
+    // The copy's chain failed short, so its closes were cancelled: one chain more for each file.
+    assert.equal(chains, 3, "the one-block chain ran, then two closes of what it had opened");
+    assert.equal(shrunk.bytes, 12_345);
+    assert.equal(await sha256File(`${d}/shrinks.copy`), await sha256File(`${d}/shrinks`));
+
+    await randomFile(`${d}/grows`, 40_000, 0o600);
+    const grown = Deno.readFileSync(`${d}/grows`);
+    change = () => Deno.writeFileSync(`${d}/grows`, new Uint8Array(10_000).fill(7), { append: true });
+    chains = 0;
+    const result = await copyFile(`${d}/grows`, `${d}/grows.copy`, { uring, blockSize: BS, queueDepth: 8 });
+    // The size looked at is what is copied (as the block path does): the first 40,000 bytes.
+    assert.equal(chains, 1, "the chain alone did it");
+    assert.equal(result.bytes, 40_000);
+    assert.deepEqual(Deno.readFileSync(`${d}/grows.copy`), grown);
+    assert.equal(permOf(`${d}/grows.copy`), 0o600);
+    assert.deepEqual(tempLeftovers(d), []);
+    // Nothing stays open in the file table: every index can be reserved again.
+    const taken: number[] = [];
+    for (let i = uring.reserveFileIndex(); i >= 0; i = uring.reserveFileIndex()) taken.push(i);
+    assert.equal(taken.length, 64);
+    for (const i of taken) uring.releaseFileIndex(i);
+
+    // Gone before its chain ran: the open fails, naming the file, and no destination is left.
+    await randomFile(`${d}/vanishes`, 1000, 0o644);
+    change = () => Deno.removeSync(`${d}/vanishes`);
+    await assert.rejects(
+      copyFile(`${d}/vanishes`, `${d}/vanishes.copy`, { uring, blockSize: BS, queueDepth: 8 }),
+      (e: Error) => e instanceof Deno.errors.NotFound && e.message.includes(`${d}/vanishes`),
+    );
+    assert.throws(() => Deno.lstatSync(`${d}/vanishes.copy`), Deno.errors.NotFound);
+    assert.deepEqual(tempLeftovers(d), []);
+  },
+});

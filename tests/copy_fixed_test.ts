@@ -94,6 +94,27 @@ ringTest(
   },
 );
 
+ringTest(
+  "copyTree: with room for six operations, a one-block file is one chain on direct descriptors",
+  async (config) => {
+    using dir = tempDir();
+    const d = dir.path;
+    await using uring = new Uring(uringOptions(config, { entries: 64 }));
+    Deno.mkdirSync(`${d}/src/sub`, { recursive: true });
+    await randomFile(`${d}/src/a`, 2 * BS + 5, 0o644);
+    await randomFile(`${d}/src/sub/b`, BS, 0o600);
+    await randomFile(`${d}/src/sub/c`, 100, 0o640);
+    const result = await copyTree(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: 6 });
+    assert.equal(result.files, 3);
+    // b and c: a read and a write each on the file table; a: 3 blocks through the buffer pool.
+    assert.equal(uring.stats.fixedFiles, 4);
+    assert.ok(uring.stats.fixedBuffers >= 6, `fixed-buffer SQEs: ${uring.stats.fixedBuffers}`);
+    assert.equal(Deno.statSync(`${d}/dst/sub/b`).mode! & 0o777, 0o600);
+    assert.equal(Deno.statSync(`${d}/dst/sub/c`).mode! & 0o777, 0o640);
+    await assertSameTree(`${d}/src`, `${d}/dst`);
+  },
+);
+
 ringTest("copyFile: a failed or aborted buffered copy unregisters its pool too", async (config) => {
   using dir = tempDir();
   const d = dir.path;
