@@ -1,5 +1,5 @@
 /**
- * `copyFile`: one file copied through io_uring with `queueDepth` blocks in flight.
+ * `copyFile`: one file copied through io_uring with up to `queueDepth` blocks in flight.
  *
  * @module
  */
@@ -21,8 +21,9 @@ export function trimSlashes(path: string): string {
  * Copies the regular file `src` (symlinks followed) to `dst` and resolves with
  * `{ files: 1, bytes, ms, dirs: 0, engine }`.
  *
- * Data moves in `blockSize` blocks, `queueDepth` of them in flight at once, each block's read
- * feeding its write from a reused buffer; short reads and writes are resumed; offsets are 64-bit
+ * Data moves in `blockSize` blocks, up to `queueDepth` of them in flight at once (within 32 MiB
+ * of buffers; a file of one block goes as one chain: see `CopyOptions.queueDepth`), each block's
+ * read feeding its write from a reused buffer; short reads and writes are resumed; offsets are 64-bit
  * (files past 4 GiB work); all-zero blocks of a source with holes stay holes. The copy gets the
  * source's mode (permission bits, setuid/setgid/sticky); `preserve: true` also keeps its access
  * and modification times (set with `Deno.chmod`/`Deno.utime`: io_uring has no such operations).

@@ -84,7 +84,7 @@ export class BufferPool {
   readonly #make: () => Uint8Array<ArrayBuffer>;
 
   /** A pool of at most `count` buffers; `make` creates one (default: `new Uint8Array(size)`). */
-  constructor(count: number, readonly size: number, make?: () => Uint8Array<ArrayBuffer>) {
+  constructor(readonly count: number, readonly size: number, make?: () => Uint8Array<ArrayBuffer>) {
     this.#slots = new Semaphore(count);
     this.#make = make ?? (() => new Uint8Array(size));
   }
@@ -92,6 +92,12 @@ export class BufferPool {
   /** A buffer, once one is free. */
   async take(): Promise<Uint8Array<ArrayBuffer>> {
     if (!this.#slots.tryAcquire()) await this.#slots.acquire();
+    return this.#idle.pop() ?? this.#make();
+  }
+
+  /** A buffer if one is free now (and nobody waits), else `null`. */
+  tryTake(): Uint8Array<ArrayBuffer> | null {
+    if (!this.#slots.tryAcquire()) return null;
     return this.#idle.pop() ?? this.#make();
   }
 

@@ -14,7 +14,12 @@ import { DenoEngine } from "./copy_deno_engine.ts";
 import { DirectIo } from "./copy_direct.ts";
 import { CopyFixedBuffers } from "./copy_fixed.ts";
 import type { Engine, EngineContext } from "./copy_engine.ts";
-import type { CopyProgress, CopyResult, ResolvedCopyOptions } from "./copy_options.ts";
+import {
+  blockBuffers,
+  type CopyProgress,
+  type CopyResult,
+  type ResolvedCopyOptions,
+} from "./copy_options.ts";
 import { UringEngine } from "./copy_uring_engine.ts";
 import { errno } from "./errno.ts";
 import { IoUringError } from "./errors.ts";
@@ -136,20 +141,26 @@ export class CopyContext implements EngineContext {
       const direct = new DirectIo(options.blockSize, options.queueDepth, this.engine.uring);
       this.direct = direct;
       this.fixed = undefined;
-      this.pool = new BufferPool(options.queueDepth, direct.bufferSize, () => direct.makeBuffer());
+      this.pool = new BufferPool(
+        blockBuffers(options.queueDepth, direct.bufferSize),
+        direct.bufferSize,
+        () => direct.makeBuffer(),
+      );
     } else if (this.engine instanceof UringEngine) {
       // Registered as fixed buffers with the ring when it can (no pool there, ≤ 64 MiB).
       const size = options.blockSize;
-      const fixed = new CopyFixedBuffers(this.engine.uring, options.queueDepth, size);
+      const count = blockBuffers(options.queueDepth, size);
+      const fixed = new CopyFixedBuffers(this.engine.uring, count, size);
       this.direct = undefined;
       this.fixed = fixed;
-      this.pool = new BufferPool(options.queueDepth, size, () => fixed.take() ?? new Uint8Array(size));
+      this.pool = new BufferPool(count, size, () => fixed.take() ?? new Uint8Array(size));
     } else {
       this.direct = undefined;
       this.fixed = undefined;
-      this.pool = new BufferPool(options.queueDepth, options.blockSize);
+      this.pool = new BufferPool(blockBuffers(options.queueDepth, options.blockSize), options.blockSize);
     }
-    this.smallPool = new BufferPool(options.queueDepth, options.blockSize);
+    // One chain of six operations per one-block file: queueDepth / 6 of them at most.
+    this.smallPool = new BufferPool(Math.max(1, Math.floor(options.queueDepth / 6)), options.blockSize);
     this.signal = options.signal ? AbortSignal.any([options.signal, this.#stop.signal]) : this.#stop.signal;
     this.umask = readUmask();
   }

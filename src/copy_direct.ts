@@ -343,7 +343,7 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
     }
   };
 
-  await runWorkers(Math.min(ctx.options.queueDepth, Math.ceil(size / chunk)), worker);
+  await runWorkers(Math.min(ctx.pool.count, Math.ceil(size / chunk)), worker);
   if (holes || end !== size || end % unit !== 0) {
     // The last block went out whole (or trailing holes were never written): set the real size.
     await staged("write", truncate(p, end));

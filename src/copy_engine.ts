@@ -68,6 +68,18 @@ export interface Engine {
    * bytes of `src`; closes both. Returns the bytes copied (fewer when the source shrank).
    */
   copyData(src: string, srcStat: EntryStat, tmp: string, perm: number, ctx: EngineContext): Promise<number>;
+  /**
+   * A faster way for a small file, tried before `copyData`: `undefined` when it does not apply;
+   * else a promise of the bytes copied, or of -1 when `copyData` must do the file after all
+   * (nothing of `tmp` is left then).
+   */
+  copySmall?(
+    src: string,
+    srcStat: EntryStat,
+    tmp: string,
+    perm: number,
+    ctx: EngineContext,
+  ): Promise<number> | undefined;
   /** `mkdir(path, mode)`. */
   mkdir(path: string, mode: number, ctx: EngineContext): Promise<void>;
   /** `symlink(target, path)`. */

@@ -7,8 +7,24 @@
 
 import type { Uring } from "./uring.ts";
 
-/** Default number of I/O operations kept in flight (`queueDepth`). */
-export const DEFAULT_QUEUE_DEPTH = 32;
+/**
+ * Default number of I/O operations kept in flight (`queueDepth`): 96, room for 16 one-block
+ * files at once (each is a chain of six operations). Measured on a 4,000-file tree to tmpfs: 32
+ * took ~370 ms, 96 ~260 ms, 192 ~290 ms, 384 ~360 ms.
+ */
+export const DEFAULT_QUEUE_DEPTH = 96;
+/**
+ * Memory the data blocks in flight may use: 32 MiB (at least {@link MIN_BLOCK_BUFFERS} blocks),
+ * so a deep queue does not mean 96 MiB of buffers for one big file.
+ */
+export const BLOCK_BUFFER_MEMORY = 32 * 1024 * 1024;
+/** Fewest block buffers a copy gets, however large its blocks. */
+export const MIN_BLOCK_BUFFERS = 2;
+
+/** How many data blocks may be in flight: `queueDepth`, within {@link BLOCK_BUFFER_MEMORY}. */
+export function blockBuffers(queueDepth: number, blockSize: number): number {
+  return Math.min(queueDepth, Math.max(MIN_BLOCK_BUFFERS, Math.floor(BLOCK_BUFFER_MEMORY / blockSize)));
+}
 /** Largest accepted `queueDepth`. */
 export const MAX_QUEUE_DEPTH = 4096;
 /**
@@ -42,7 +58,11 @@ export interface CopyProgress {
 
 /** Options shared by {@link copyFile} and {@link copyTree}. */
 export interface CopyOptions {
-  /** I/O operations kept in flight at once, across all files (default 32, 1..4096). */
+  /**
+   * I/O operations kept in flight at once, across all files (default 96, 1..4096). A file of one
+   * block goes as one chain of six (open, create, read, write, close, close) when there is room
+   * for six; data blocks in flight are further held to 32 MiB of buffers (at least two).
+   */
   queueDepth?: number;
   /** Bytes per read and write (default 1 MiB, 512 B..64 MiB). */
   blockSize?: number;

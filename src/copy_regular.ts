@@ -32,10 +32,12 @@ export function tempPathFor(dst: string): string {
 
 /**
  * Copies regular file `src` (already looked at: `st`) to `dst` through a temporary file (or in
- * place: see the module notes), then counts it done. Returns the bytes copied. Rejects with the raw failure (tagged with its step);
- * {@link describeFailure} turns it into the error to show.
+ * place: see the module notes), then counts it done. Returns the bytes copied. Rejects with the
+ * raw failure (tagged with its step); {@link describeFailure} turns it into the error to show.
+ * The engine's `copySmall` (one chain for a one-block file) is tried first; an in-place file
+ * that needs no `chmod` or times then settles without another promise in between.
  */
-export async function copyRegular(
+export function copyRegular(
   ctx: CopyContext,
   src: string,
   dst: string,
@@ -44,7 +46,36 @@ export async function copyRegular(
 ): Promise<number> {
   const engine = ctx.engine;
   const tmp = inPlace ? dst : tempPathFor(dst);
-  const bytes = await engine.copyData(src, st, tmp, st.perm, ctx);
+  const small = engine.copySmall?.(src, st, tmp, st.perm, ctx);
+  if (small === undefined) {
+    return finishRegular(ctx, dst, tmp, st, inPlace, engine.copyData(src, st, tmp, st.perm, ctx));
+  }
+  const data = small.then((bytes) => bytes >= 0 ? bytes : engine.copyData(src, st, tmp, st.perm, ctx));
+  if (!inPlace || ctx.needsChmod(st.perm) || ctx.options.preserve) {
+    return finishRegular(ctx, dst, tmp, st, inPlace, data);
+  }
+  return data.then((bytes) => {
+    if (ctx.signal.aborted) {
+      return engine.unlink(tmp).catch(() => {}).then(() => {
+        throw ctx.signal.reason; // as finishRegular's throwIfAborted would
+      });
+    }
+    ctx.fileDone(dst, bytes);
+    return bytes;
+  });
+}
+
+/** Sets the mode and times of `tmp` once `data` is in, renames it to `dst`, counts it done. */
+async function finishRegular(
+  ctx: CopyContext,
+  dst: string,
+  tmp: string,
+  st: EntryStat,
+  inPlace: boolean,
+  data: Promise<number>,
+): Promise<number> {
+  const engine = ctx.engine;
+  const bytes = await data;
   try {
     if (ctx.needsChmod(st.perm)) await staged("chmod", ctx.inflight.run(() => Deno.chmod(tmp, st.perm)));
     if (ctx.options.preserve) {

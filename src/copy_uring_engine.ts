@@ -86,7 +86,7 @@ export function dataRuns(buf: Uint8Array, length: number, offset: number, grain 
 export const SMALL_CHAIN = 6;
 
 /**
- * Whether a file is copied by one linked chain ({@link UringEngine} `#copySmall`): not empty, at
+ * Whether a file is copied by one linked chain ({@link UringEngine.copySmall}): not empty, at
  * most one block, and dense (a sparse file goes block by block so its holes stay holes).
  */
 export function isSmallDense(st: EntryStat, blockSize: number): boolean {
@@ -143,14 +143,6 @@ export class UringEngine implements Engine {
     const uring = this.#uring;
     const signal = ctx.signal;
     const direct = ctx.direct;
-    if (
-      direct === undefined && ctx.options.queueDepth >= SMALL_CHAIN &&
-      isSmallDense(srcStat, ctx.options.blockSize)
-    ) {
-      const copied = await this.#copySmall(src, srcStat.size, tmp, perm, ctx);
-      if (copied >= 0) return copied;
-      // The file changed size under us or a data step failed: the general path redoes it.
-    }
     const extra = direct === undefined ? 0 : O_DIRECT;
     const [input, output] = await Promise.allSettled([
       staged(
@@ -220,73 +212,128 @@ export class UringEngine implements Engine {
   }
 
   /**
-   * A file of one block in one submission (when `queueDepth` allows six operations in flight): a linked chain `openat(src)` → `openat(tmp, O_CREAT |
-   * O_EXCL)` → `read` → `write` → `close` → `close` over two direct descriptors, so the whole
-   * copy runs in the kernel (the exclusive create moves it to an io-wq worker, which carries the
-   * rest of the chain) and settles one promise instead of six. Returns the bytes copied, or -1
-   * when the general path must redo the file: the file table is full, or the read or write was
-   * short or failed (the chain stops there; what it opened is closed and `tmp` removed). An open
-   * failure rejects as the general path's would (tagged `open-source` or `create`).
+   * A file of one block in one submission (when `queueDepth` allows six operations in flight): a
+   * linked chain `openat(src)` → `openat(tmp, O_CREAT | O_EXCL)` → `read` → `write` → `close` →
+   * `close` over two direct descriptors, so the whole copy runs in the kernel (on io-wq workers:
+   * the exclusive create would go there anyway) and settles one promise instead of six; it holds
+   * six permits of the budget. `undefined` when the file is not one dense block (or the copy is
+   * O_DIRECT). Resolves with the bytes copied, or -1 when `copyData` must redo the file: the file
+   * table is full, or the read or write was short or failed (the chain stops there; what it
+   * opened is closed and `tmp` removed). An open failure rejects as `copyData`'s would (tagged
+   * `open-source` or `create`). When permits, a buffer and the event loop allow, nothing is
+   * awaited before the chain is queued.
    */
-  async #copySmall(
+  copySmall(
+    src: string,
+    srcStat: EntryStat,
+    tmp: string,
+    perm: number,
+    ctx: EngineContext,
+  ): Promise<number> | undefined {
+    if (
+      ctx.direct !== undefined || ctx.options.queueDepth < SMALL_CHAIN ||
+      !isSmallDense(srcStat, ctx.options.blockSize)
+    ) {
+      return undefined;
+    }
+    if (ctx.breather() === undefined && ctx.inflight.tryAcquire(SMALL_CHAIN)) {
+      const buf = ctx.smallPool.tryTake();
+      if (buf !== null) return this.#runSmall(src, srcStat.size, tmp, perm, ctx, buf);
+      ctx.inflight.release(SMALL_CHAIN);
+    }
+    return this.#copySmallWaiting(src, srcStat.size, tmp, perm, ctx);
+  }
+
+  /** `copySmall` once the event loop had its turn and permits and a buffer are free. */
+  async #copySmallWaiting(
     src: string,
     size: number,
     tmp: string,
     perm: number,
     ctx: EngineContext,
   ): Promise<number> {
+    const breather = ctx.breather();
+    if (breather !== undefined) await breather;
+    if (!ctx.inflight.tryAcquire(SMALL_CHAIN)) await ctx.inflight.acquire(SMALL_CHAIN);
+    const buf = await ctx.smallPool.take();
+    return this.#runSmall(src, size, tmp, perm, ctx, buf);
+  }
+
+  /** Runs the chain holding six permits and `buf`; gives both back when it is over. */
+  #runSmall(
+    src: string,
+    size: number,
+    tmp: string,
+    perm: number,
+    ctx: EngineContext,
+    buf: Uint8Array<ArrayBuffer>,
+  ): Promise<number> {
     const uring = this.#uring;
     const input = uring.reserveFileIndex();
-    if (input < 0) return -1;
-    const output = uring.reserveFileIndex();
+    const output = input < 0 ? -1 : uring.reserveFileIndex();
+    const release = () => {
+      if (input >= 0) uring.releaseFileIndex(input);
+      if (output >= 0) uring.releaseFileIndex(output);
+      ctx.smallPool.give(buf);
+      ctx.inflight.release(SMALL_CHAIN);
+    };
     if (output < 0) {
-      uring.releaseFileIndex(input);
-      return -1;
+      release();
+      return Promise.resolve(-1);
     }
-    const buf = await ctx.smallPool.take();
-    try {
-      const view = buf.subarray(0, size);
-      // No abort signal on the chain: it is one short burst (a listener per file cost ~10% of a
-      // small-file tree copy), and a stop is seen right after it (below, and in copyRegular).
-      let results: ChainResult[];
-      try {
-        results = await this.#op(ctx, () =>
-          uring.chain((c) =>
-            c.openDirect(src, input, { flags: O_RDONLY })
-              .openDirect(tmp, output, { flags: O_WRONLY | O_CREAT | O_EXCL, mode: perm })
-              .readDirect(input, view, 0)
-              .writeDirect(output, view, 0)
-              .closeDirect(input)
-              .closeDirect(output), { async: true }), SMALL_CHAIN);
-      } catch (e) {
+    const view = buf.subarray(0, size);
+    // No abort signal on the chain: it is one short burst (a listener per file cost ~10% of a
+    // small-file tree copy), and a stop is seen right after it (in copyRegular).
+    const chained = uring.chain((c) =>
+      c.openDirect(src, input, { flags: O_RDONLY })
+        .openDirect(tmp, output, { flags: O_WRONLY | O_CREAT | O_EXCL, mode: perm })
+        .readDirect(input, view, 0)
+        .writeDirect(output, view, 0)
+        .closeDirect(input)
+        .closeDirect(output), { async: true });
+    return chained.then(
+      (results) => {
+        const read = results[2], write = results[3];
+        if (results[5].ok && read.ok && read.value === size && write.ok && write.value === size) {
+          release();
+          ctx.addBytes(size);
+          return size;
+        }
+        return this.#smallFailed(results, input, output, tmp).finally(release);
+      },
+      async (e) => {
         // Refused before anything ran (a permission), or the ring closed under a stop: then the
         // create may have run, and an incomplete file must not stay behind.
-        if (ctx.signal.aborted) await uring.unlink(tmp).catch(() => {});
+        try {
+          if (ctx.signal.aborted) await uring.unlink(tmp).catch(() => {});
+        } finally {
+          release();
+        }
         throw tagStage(e, "create");
-      }
-      const [openIn, openOut, read, write, closeIn, closeOut] = results;
-      if (closeOut.ok && read.ok && read.value === size && write.ok && write.value === size) {
-        ctx.addBytes(size);
-        return size;
-      }
-      // Close whatever is still open (each alone: a failure must not cancel the other).
-      await Promise.all([
-        openIn.ok && !closeIn.ok ? uring.chain((c) => c.closeDirect(input)).catch(() => {}) : null,
-        openOut.ok && !closeOut.ok ? uring.chain((c) => c.closeDirect(output)).catch(() => {}) : null,
-      ]);
-      if (!openIn.ok) throw tagStage(openIn.error, "open-source");
-      if (!openOut.ok) throw tagStage(openOut.error, "create");
-      await this.#op(ctx, () => uring.unlink(tmp)).catch(() => {});
-      // A failed close of the written file is its own error (some file systems report ENOSPC
-      // there); a short or failed read or write is redone by the general path, which says why.
-      if (!closeOut.ok && codeOf(closeOut.error) !== "ECANCELED") throw tagStage(closeOut.error, "close");
-      ctx.signal.throwIfAborted();
-      return -1;
-    } finally {
-      ctx.smallPool.give(buf);
-      uring.releaseFileIndex(input);
-      uring.releaseFileIndex(output);
-    }
+      },
+    );
+  }
+
+  /**
+   * After a chain that did not copy the file: closes what it left open, removes `tmp` if it made
+   * it, and rejects for an open (or final close) failure; resolves -1 for a short or failed read
+   * or write, which `copyData` redoes and, if it fails again, explains. Uses the chain's own
+   * permits (none more), so clean-up never waits on the budget.
+   */
+  async #smallFailed(results: ChainResult[], input: number, output: number, tmp: string): Promise<number> {
+    const uring = this.#uring;
+    const [openIn, openOut, , , closeIn, closeOut] = results;
+    // Each close alone: a failure must not cancel the other.
+    await Promise.all([
+      openIn.ok && !closeIn.ok ? uring.chain((c) => c.closeDirect(input)).catch(() => {}) : null,
+      openOut.ok && !closeOut.ok ? uring.chain((c) => c.closeDirect(output)).catch(() => {}) : null,
+    ]);
+    if (!openIn.ok) throw tagStage(openIn.error, "open-source");
+    if (!openOut.ok) throw tagStage(openOut.error, "create");
+    await uring.unlink(tmp).catch(() => {});
+    // Some file systems report ENOSPC only when the written file is closed.
+    if (!closeOut.ok && codeOf(closeOut.error) !== "ECANCELED") throw tagStage(closeOut.error, "close");
+    return -1;
   }
 
   /**
@@ -359,7 +406,7 @@ export class UringEngine implements Engine {
       }
     };
 
-    await runWorkers(Math.min(ctx.options.queueDepth, Math.ceil(size / blockSize)), worker);
+    await runWorkers(Math.min(pool.count, Math.ceil(size / blockSize)), worker);
     if (holes || end < size) {
       // Trailing holes were never written, and a shrunk source must not leave stale bytes.
       await staged("write", this.#op(ctx, () => uring.ftruncate(dstFd, end, { signal })));

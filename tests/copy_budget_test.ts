@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { BufferPool, Semaphore } from "../src/copy_budget.ts";
+import { blockBuffers, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH } from "../src/copy_options.ts";
 import { dataRuns, HOLE_GRAIN, isZeroBlock } from "../src/copy_uring_engine.ts";
 import { tempPathFor } from "../src/copy_regular.ts";
 import { copyFile, Uring } from "../mod.ts";
@@ -165,4 +166,13 @@ Deno.test("copy: dataRuns keeps the grains with data, merges neighbours, aligns 
     assert.ok(runs[0] <= at && at < runs[1], `the run covers ${at}`);
     buf[at] = 0;
   }
+});
+
+Deno.test("copy budget: data blocks in flight stay within 32 MiB of buffers, at least two, at most queueDepth", () => {
+  const MiB = 1024 * 1024;
+  assert.equal(blockBuffers(96, MiB), 32);
+  assert.equal(blockBuffers(96, 64 * 1024), 96);
+  assert.equal(blockBuffers(17, 33 * MiB), 2);
+  assert.equal(blockBuffers(1, 64 * MiB), 1);
+  assert.equal(blockBuffers(DEFAULT_QUEUE_DEPTH, DEFAULT_BLOCK_SIZE) * DEFAULT_BLOCK_SIZE, 32 * MiB);
 });

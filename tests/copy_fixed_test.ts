@@ -152,9 +152,10 @@ ringTest("copyTree: more than 64 MiB of buffers stays plain (nothing pinned)", a
   const d = dir.path;
   await using uring = new Uring(uringOptions(config, { entries: 64 }));
   Deno.mkdirSync(`${d}/src`);
-  await randomFile(`${d}/src/f`, 5 * 1024 * 1024 + 3, 0o644);
-  // 17 × 4 MiB = 68 MiB of buffers.
-  await copyTree(`${d}/src`, `${d}/dst`, { uring, blockSize: 4 * 1024 * 1024, queueDepth: 17 });
+  const MiB = 1024 * 1024;
+  await randomFile(`${d}/src/f`, 33 * MiB + 3, 0o644);
+  // Blocks in flight are held to 32 MiB of buffers but get at least two: 2 × 33 MiB = 66 MiB.
+  await copyTree(`${d}/src`, `${d}/dst`, { uring, blockSize: 33 * MiB, queueDepth: 17 });
   assert.equal(uring.stats.fixedBuffers, 0);
   assert.equal(uring.bufferPool, null);
   await assertSameTree(`${d}/src`, `${d}/dst`);
