@@ -146,6 +146,7 @@ class TreeCopy {
       case "file":
         ctx.progress.totalFiles++;
         ctx.progress.totalBytes += st.size;
+        if (!merging && this.startFileNow(src, dst, st)) return;
         await this.schedule(() => this.copyFileEntry(src, dst, st, merging), src, dst);
         return;
       case "symlink":
@@ -188,6 +189,40 @@ class TreeCopy {
       }
     })();
   }
+
+  /**
+   * Starts copying `src` into a directory this copy created (nothing can be in the way) when a
+   * pending slot and a file slot are free now: the same job as {@link TreeCopy.schedule} and
+   * {@link TreeCopy.copyFileEntry}, without their promises. Returns false (nothing started) when
+   * it would have to wait.
+   */
+  startFileNow(src: string, dst: string, st: EntryStat): boolean {
+    if (this.ctx.stopping || !this.pending.tryAcquire()) return false;
+    if (!this.files.tryAcquire()) {
+      this.pending.release();
+      return false;
+    }
+    this.#outstanding++;
+    let copying: Promise<number>;
+    try {
+      copying = copyRegular(this.ctx, src, dst, st, true);
+    } catch (e) {
+      copying = Promise.reject(e);
+    }
+    copying.then(this.#fileFinished, (e) => {
+      this.fail(e, src, dst);
+      this.#fileFinished();
+    });
+    return true;
+  }
+
+  /** Gives back the slots of a file started by {@link TreeCopy.startFileNow}. */
+  readonly #fileFinished = (): void => {
+    this.files.release();
+    this.pending.release();
+    this.#outstanding--;
+    if (this.#outstanding === 0) this.#drained?.();
+  };
 
   /** Resolves once every started job has finished. */
   drain(): Promise<void> {

@@ -138,6 +138,30 @@ Deno.test({
       assert.deepEqual(names(`${mnt}/tree`), [0, 1, 2, 3, 4].map((i) => `small-${i}`));
       assert.deepEqual(tempLeftovers(mnt), []);
       assert.equal(await fingerprint(src), before);
+      // Many one-block files (each one chain at the default queue depth) into too little room:
+      // the files that fit are whole, the others are reported and leave nothing behind.
+      Deno.removeSync(`${mnt}/tree`, { recursive: true });
+      const many = `${dir.path}/many`;
+      Deno.mkdirSync(many);
+      for (let i = 0; i < 30; i++) await randomFile(`${many}/f${String(i).padStart(2, "0")}`, 64 * 1024);
+      await assert.rejects(copyTree(many, `${mnt}/many`, { continueOnError: true }), (e: CopyTreeError) => {
+        assert.ok(e instanceof CopyTreeError, String(e));
+        assert.ok(
+          e.errors.length > 0 && e.result.files > 0,
+          `${e.errors.length} failed, ${e.result.files} copied`,
+        );
+        assert.equal(e.errors.length + e.result.files, 30);
+        for (const err of e.errors) assert.match(err.message, /no space left/);
+        return true;
+      });
+      for (const name of names(`${mnt}/many`)) {
+        assert.deepEqual(
+          Deno.readFileSync(`${mnt}/many/${name}`),
+          Deno.readFileSync(`${many}/${name}`),
+          name,
+        );
+      }
+      assert.deepEqual(tempLeftovers(mnt), []);
     });
   },
 });
