@@ -165,6 +165,13 @@ const SPIN_PROBE_EVERY = 16;
 const SQ_ROOM_WAIT_MS = 0.2;
 /** The longest spin, in units of `spinUs`, while the SQ thread is still taking in SQEs. */
 const SPIN_CAP = 8;
+/** Completions a spin gathers at most before reaping, under SQPOLL. */
+const GATHER_MAX = 16;
+/**
+ * How long (ms) a spin keeps gathering completions after the first, under SQPOLL: 5 µs. 4 KiB
+ * cached reads, 32 promises in flight: +5% (alternating runs); 32 or 10 µs did no better.
+ */
+const GATHER_MS = 0.005;
 /** Extra spin per SQE the kernel has not yet taken in (ms): ~1 µs per cached request. */
 const SPIN_PER_SQE_MS = 0.001;
 
@@ -1297,6 +1304,7 @@ export class Uring implements AsyncDisposable {
         if (ring.cqReady() > 0) {
           this.stats.spinHits++;
           this.#spinMisses = 0;
+          this.#gather(ring);
           return this.#reap();
         }
       }
@@ -1312,6 +1320,27 @@ export class Uring implements AsyncDisposable {
           this.#spinMisses++;
           return 0;
         }
+      }
+    }
+  }
+
+  /**
+   * After the first completion of a spin: under SQPOLL, waits a few microseconds more while the
+   * kernel thread is still posting, so one reap (and the submissions it triggers) covers a batch
+   * instead of one completion (the kernel thread pays per batch it picks up).
+   */
+  #gather(ring: IoUring): void {
+    if (!ring.sqpoll) return;
+    const want = Math.min(this.#inRing, GATHER_MAX);
+    let ready = ring.cqReady();
+    if (ready >= want) return;
+    const until = performance.now() + GATHER_MS;
+    for (let i = 0;; i++) {
+      const now = ring.cqReady();
+      if (now >= want) return;
+      if ((i & 63) === 63) {
+        if (now === ready || performance.now() >= until) return; // nothing more is coming soon
+        ready = now;
       }
     }
   }
