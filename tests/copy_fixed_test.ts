@@ -160,3 +160,19 @@ ringTest("copyTree: more than 64 MiB of buffers stays plain (nothing pinned)", a
   assert.equal(uring.bufferPool, null);
   await assertSameTree(`${d}/src`, `${d}/dst`);
 });
+
+ringTest("copyTree: with no room in the file table, one-block files take the block path", async (config) => {
+  using dir = tempDir();
+  const d = dir.path;
+  // One index: a chain needs two, so every file goes block by block.
+  await using uring = new Uring(uringOptions(config, { entries: 64, fixedFiles: 1 }));
+  Deno.mkdirSync(`${d}/src`);
+  for (let i = 0; i < 5; i++) await randomFile(`${d}/src/f${i}`, 1000 + i, 0o644);
+  const result = await copyTree(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: 12 });
+  assert.equal(result.files, 5);
+  assert.equal(uring.stats.fixedFiles, 0, "no chain ran");
+  const only = uring.reserveFileIndex();
+  assert.equal(only, 0, "the index was given back");
+  uring.releaseFileIndex(only);
+  await assertSameTree(`${d}/src`, `${d}/dst`);
+});
