@@ -82,6 +82,7 @@ import {
   fillSplice,
   fillTimeout,
   hasDetachedBuffer,
+  K_CLOSE_DIRECT,
   K_FSTAT,
   K_LINK,
   K_MKDIR,
@@ -1474,8 +1475,19 @@ export class Uring implements AsyncDisposable {
 
   #error(slot: Slot, errnum: number): Error {
     if (errnum === EOPNOTSUPP && this.#ring.iopoll) return this.#iopollError(slot);
-    const detail = this.#closing && errnum === ECANCELED ? "the Uring was closed" : undefined;
-    return operationError(OP_NAMES[slot.kind], errnum, slot.path, slot.path2, slot.fd, detail);
+    let detail = this.#closing && errnum === ECANCELED ? "the Uring was closed" : undefined;
+    let fd: number | undefined = slot.fd;
+    // A chain's direct-descriptor member: name the table index, not an fd.
+    const index = slot.kind === K_CLOSE_DIRECT
+      ? slot.fd2
+      : (slot.sqeFlags & IOSQE_FIXED_FILE) !== 0 && slot.path === null
+      ? slot.fd
+      : -1;
+    if (index >= 0) {
+      fd = undefined;
+      detail = detail === undefined ? `direct descriptor ${index}` : `${detail} (direct descriptor ${index})`;
+    }
+    return operationError(OP_NAMES[slot.kind], errnum, slot.path, slot.path2, fd, detail);
   }
 
   /**

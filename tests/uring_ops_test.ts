@@ -415,6 +415,13 @@ ringTest(
       "ECANCELED",
     ]);
     assert.ok(!missing[0].ok && missing[0].error instanceof Deno.errors.NotFound);
+    // A member on an index with nothing open there names the index, not an fd.
+    const empty = await uring.chain((c) => c.readDirect(a, buf, 0));
+    assert.ok(!empty[0].ok);
+    assert.match(empty[0].error.message, /^read: .*\(EBADF\): direct descriptor 0$/);
+    const emptyClose = await uring.chain((c) => c.closeDirect(a));
+    assert.ok(!emptyClose[0].ok);
+    assert.match(emptyClose[0].error.message, /^close: .*direct descriptor 0$/);
 
     // Bad input is refused before anything is queued.
     await assert.rejects(uring.chain((c) => c.openDirect(src, -1)), RangeError);
