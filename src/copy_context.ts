@@ -19,6 +19,7 @@ import {
   type CopyProgress,
   type CopyResult,
   type ResolvedCopyOptions,
+  smallFileBuffers,
 } from "./copy_options.ts";
 import { UringEngine } from "./copy_uring_engine.ts";
 import { errno } from "./errno.ts";
@@ -159,8 +160,10 @@ export class CopyContext implements EngineContext {
       this.fixed = undefined;
       this.pool = new BufferPool(blockBuffers(options.queueDepth, options.blockSize), options.blockSize);
     }
-    // One chain of six operations per one-block file: queueDepth / 6 of them at most.
-    this.smallPool = new BufferPool(Math.max(1, Math.floor(options.queueDepth / 6)), options.blockSize);
+    this.smallPool = new BufferPool(
+      smallFileBuffers(options.queueDepth, options.blockSize),
+      options.blockSize,
+    );
     this.signal = options.signal ? AbortSignal.any([options.signal, this.#stop.signal]) : this.#stop.signal;
     this.umask = readUmask();
   }

@@ -25,6 +25,14 @@ export const MIN_BLOCK_BUFFERS = 2;
 export function blockBuffers(queueDepth: number, blockSize: number): number {
   return Math.min(queueDepth, Math.max(MIN_BLOCK_BUFFERS, Math.floor(BLOCK_BUFFER_MEMORY / blockSize)));
 }
+
+/**
+ * How many one-block files may be copied at once, each by one chain of six operations holding one
+ * buffer of `blockSize`: `queueDepth / 6`, within {@link BLOCK_BUFFER_MEMORY} (at least one).
+ */
+export function smallFileBuffers(queueDepth: number, blockSize: number): number {
+  return Math.max(1, Math.min(Math.floor(queueDepth / 6), Math.floor(BLOCK_BUFFER_MEMORY / blockSize)));
+}
 /** Largest accepted `queueDepth`. */
 export const MAX_QUEUE_DEPTH = 4096;
 /**
@@ -37,8 +45,6 @@ export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
 export const MIN_BLOCK_SIZE = 512;
 /** Largest accepted `blockSize`: 64 MiB. */
 export const MAX_BLOCK_SIZE = 64 * 1024 * 1024;
-/** Largest `queueDepth × blockSize` (memory held in buffers): 1 GiB. */
-export const MAX_BUFFER_MEMORY = 1024 ** 3;
 
 /** A snapshot of a copy's progress, passed to `onProgress`. */
 export interface CopyProgress {
@@ -166,12 +172,6 @@ export function resolveCopyOptions(options: CopyTreeOptions | undefined): Resolv
     MIN_BLOCK_SIZE,
     MAX_BLOCK_SIZE,
   );
-  if (queueDepth * blockSize > MAX_BUFFER_MEMORY) {
-    throw new RangeError(
-      `queueDepth × blockSize must stay within ${MAX_BUFFER_MEMORY / 1024 ** 2} MiB of buffers, got ` +
-        `${queueDepth} × ${blockSize}`,
-    );
-  }
   if (o.onProgress !== undefined && typeof o.onProgress !== "function") {
     throw new TypeError("onProgress must be a function");
   }

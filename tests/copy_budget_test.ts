@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { BufferPool, Semaphore } from "../src/copy_budget.ts";
-import { blockBuffers, DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH } from "../src/copy_options.ts";
+import {
+  blockBuffers,
+  DEFAULT_BLOCK_SIZE,
+  DEFAULT_QUEUE_DEPTH,
+  smallFileBuffers,
+} from "../src/copy_options.ts";
 import { dataRuns, HOLE_GRAIN, isZeroBlock } from "../src/copy_uring_engine.ts";
 import { tempPathFor } from "../src/copy_regular.ts";
 import { copyFile, Uring } from "../mod.ts";
@@ -175,4 +180,26 @@ Deno.test("copy budget: data blocks in flight stay within 32 MiB of buffers, at 
   assert.equal(blockBuffers(17, 33 * MiB), 2);
   assert.equal(blockBuffers(1, 64 * MiB), 1);
   assert.equal(blockBuffers(DEFAULT_QUEUE_DEPTH, DEFAULT_BLOCK_SIZE) * DEFAULT_BLOCK_SIZE, 32 * MiB);
+  // One-block files: one buffer per chain of six, within the same 32 MiB, at least one.
+  assert.equal(smallFileBuffers(96, MiB), 16);
+  assert.equal(smallFileBuffers(96, 16 * MiB), 2);
+  assert.equal(smallFileBuffers(6, 64 * MiB), 1);
+  assert.equal(smallFileBuffers(5, 4096), 1);
+  // The largest options allowed hold at most 2 + 1 blocks of 64 MiB, whatever the queue depth
+  // (this bound replaced refusing queueDepth × blockSize above 1 GiB).
+  assert.equal(blockBuffers(4096, 64 * MiB) + smallFileBuffers(4096, 64 * MiB), 3);
+});
+
+Deno.test({
+  name:
+    "copy budget: the default queue depth takes blocks up to the 64 MiB limit (buffers stay within 32 MiB)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const MiB = 1024 * 1024;
+    const hash = await randomFile(`${dir.path}/src`, 40 * MiB + 7);
+    const r = await copyFile(`${dir.path}/src`, `${dir.path}/dst`, { blockSize: 16 * MiB });
+    assert.equal(r.bytes, 40 * MiB + 7);
+    assert.equal(await sha256File(`${dir.path}/dst`), hash);
+  },
 });
