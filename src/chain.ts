@@ -66,8 +66,9 @@ export interface ChainBuilder {
    * from `Uring.reserveFileIndex()`): later members of the same chain use the file through
    * `readDirect`/`writeDirect`/`closeDirect` before any fd exists, so open, I/O and close go to
    * the kernel in one submission. `flags` are raw `O_*` flags (default `O_RDONLY`; `O_CLOEXEC`
-   * is implied); `mode` applies with `O_CREAT` (default 0o666, less the umask). Needs Deno's
-   * read and/or write permission as the flags imply. Its result is 0. Since 5.15.
+   * is dropped: a direct descriptor is not an fd, nothing inherits it); `mode` applies with
+   * `O_CREAT` (default 0o666, less the umask). Needs Deno's read and/or write permission as the
+   * flags imply. Its result is 0. Since 5.15.
    */
   openDirect(path: string | URL, index: number, options?: { flags?: number; mode?: number }): this;
   /** Adds `pread` from direct descriptor `index`; its result is the bytes read. Since 5.15. */

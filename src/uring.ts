@@ -350,6 +350,8 @@ export class Uring implements AsyncDisposable {
   #poolCount = 0;
   /** Free indexes of the registered file table (null until the first `fixed` open). */
   #fixedFree: number[] | null = null;
+  /** Indexes `reserveFileIndex` handed out and not yet given back. */
+  readonly #reservedFiles = new Set<number>();
   readonly #fixedFiles: number;
   readonly #backend: Backend | undefined;
 
@@ -887,7 +889,9 @@ export class Uring implements AsyncDisposable {
       if (this.#closing) throw new ClosedError("Uring");
       return this.#aux.reserveFileIndex();
     }
-    return this.#takeFileIndex();
+    const index = this.#takeFileIndex();
+    if (index >= 0) this.#reservedFiles.add(index);
+    return index;
   }
 
   /** A free index of the registered file table (registered on first use); -1 when full. */
@@ -910,7 +914,8 @@ export class Uring implements AsyncDisposable {
     if (this.#aux !== null) return this.#aux.releaseFileIndex(index);
     checkU32(index, "index", this.#fixedFiles - 1);
     if (this.#closing || this.#fixedFree === null) return; // the table goes with the ring
-    if (this.#fixedFree.includes(index)) throw new RangeError(`file index ${index} is not reserved`);
+    // Only an index reserveFileIndex handed out (not one a `fixed` file holds, not twice).
+    if (!this.#reservedFiles.delete(index)) throw new RangeError(`file index ${index} is not reserved`);
     this.#fixedFree.push(index);
   }
 

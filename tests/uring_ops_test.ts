@@ -429,6 +429,11 @@ ringTest(
     await assert.rejects(uring.chain((c) => c.closeDirect(2 ** 32)), RangeError);
     await assert.rejects(uring.chain((c) => c.openDirect("", a)), TypeError);
     assert.throws(() => uring.releaseFileIndex(3), /not reserved/);
+    // An index a `fixed` file holds is not the caller's to give back.
+    const held = await uring.open(src, { fixed: true });
+    assert.ok(held.fixed);
+    assert.throws(() => uring.releaseFileIndex(held.fixedIndex), /not reserved/);
+    await held.close();
     assert.throws(() => uring.releaseFileIndex(4), RangeError);
 
     // Four indexes in the table: two more can be reserved, then none.
