@@ -46,11 +46,10 @@ export function copyRegular(
 ): Promise<number> {
   const engine = ctx.engine;
   const tmp = inPlace ? dst : tempPathFor(dst);
+  const blocks = () => engine.copyData(src, st, tmp, st.perm, ctx);
   const small = engine.copySmall?.(src, st, tmp, st.perm, ctx);
-  if (small === undefined) {
-    return finishRegular(ctx, dst, tmp, st, inPlace, engine.copyData(src, st, tmp, st.perm, ctx));
-  }
-  const data = small.then((bytes) => bytes >= 0 ? bytes : engine.copyData(src, st, tmp, st.perm, ctx));
+  if (small === undefined) return finishRegular(ctx, dst, tmp, st, inPlace, blocks());
+  const data = small.then((bytes) => bytes >= 0 ? bytes : blocks());
   if (!inPlace || ctx.needsChmod(st.perm) || ctx.options.preserve) {
     return finishRegular(ctx, dst, tmp, st, inPlace, data);
   }

@@ -111,15 +111,27 @@ export class UringEngine implements Engine {
     return this.#uring;
   }
 
-  /** Runs one ring operation (or `ops` linked ones) holding that many permits of the budget. */
-  async #op<T>(ctx: EngineContext, fn: () => Promise<T>, ops = 1): Promise<T> {
+  /**
+   * Takes `ops` permits of the in-flight budget after the event loop's turn when one is due:
+   * `undefined` when that is done now, else a promise that resolves once it is.
+   */
+  #admit(ctx: EngineContext, ops: number): Promise<void> | undefined {
     const breather = ctx.breather();
-    if (breather !== undefined) await breather;
-    if (!ctx.inflight.tryAcquire(ops)) await ctx.inflight.acquire(ops);
+    if (breather === undefined && ctx.inflight.tryAcquire(ops)) return undefined;
+    return (async () => {
+      if (breather !== undefined) await breather;
+      if (!ctx.inflight.tryAcquire(ops)) await ctx.inflight.acquire(ops);
+    })();
+  }
+
+  /** Runs one ring operation holding one permit of the in-flight budget. */
+  async #op<T>(ctx: EngineContext, fn: () => Promise<T>): Promise<T> {
+    const admitting = this.#admit(ctx, 1);
+    if (admitting !== undefined) await admitting;
     try {
       return await fn();
     } finally {
-      ctx.inflight.release(ops);
+      ctx.inflight.release();
     }
   }
 
@@ -236,25 +248,26 @@ export class UringEngine implements Engine {
     ) {
       return undefined;
     }
-    if (ctx.breather() === undefined && ctx.inflight.tryAcquire(SMALL_CHAIN)) {
+    let admitting = this.#admit(ctx, SMALL_CHAIN);
+    if (admitting === undefined) {
       const buf = ctx.smallPool.tryTake();
       if (buf !== null) return this.#runSmall(src, srcStat.size, tmp, perm, ctx, buf);
       ctx.inflight.release(SMALL_CHAIN);
+      admitting = this.#admit(ctx, SMALL_CHAIN);
     }
-    return this.#copySmallWaiting(src, srcStat.size, tmp, perm, ctx);
+    return this.#copySmallWaiting(src, srcStat.size, tmp, perm, ctx, admitting);
   }
 
-  /** `copySmall` once the event loop had its turn and permits and a buffer are free. */
+  /** `copySmall` once `admitting` (see `#admit`) is done and a buffer is free. */
   async #copySmallWaiting(
     src: string,
     size: number,
     tmp: string,
     perm: number,
     ctx: EngineContext,
+    admitting: Promise<void> | undefined,
   ): Promise<number> {
-    const breather = ctx.breather();
-    if (breather !== undefined) await breather;
-    if (!ctx.inflight.tryAcquire(SMALL_CHAIN)) await ctx.inflight.acquire(SMALL_CHAIN);
+    if (admitting !== undefined) await admitting;
     const buf = await ctx.smallPool.take();
     return this.#runSmall(src, size, tmp, perm, ctx, buf);
   }
