@@ -184,7 +184,6 @@ export class ChainCollector implements ChainBuilder {
     const mode = options.mode ?? 0o666;
     checkU32(flags, "flags");
     checkU32(mode, "mode", 0o7777);
-    checkU32(index, "index", 0xfffffffe);
     const p = this.#checkPath(path, flags);
     fillOpenDirect(this.#next(), p, index, flags, mode);
     return this;
@@ -192,18 +191,19 @@ export class ChainCollector implements ChainBuilder {
 
   /** Adds `pread` from direct descriptor `index`. Since 5.15. */
   readDirect(index: number, buf: ArrayBufferView, position: number | bigint): this {
-    checkU32(index, "index", 0x7fffffff);
-    const slot = this.#next();
-    fillRw(slot, K_READ, index, buf, position);
-    slot.sqeFlags = IOSQE_FIXED_FILE;
-    return this;
+    return this.#rwDirect(K_READ, index, buf, position);
   }
 
   /** Adds `pwrite` to direct descriptor `index`. Since 5.15. */
   writeDirect(index: number, buf: ArrayBufferView, position: number | bigint): this {
+    return this.#rwDirect(K_WRITE, index, buf, position);
+  }
+
+  /** A read or write (`kind`) on direct descriptor `index`: the index in the fd field, FIXED_FILE. */
+  #rwDirect(kind: number, index: number, buf: ArrayBufferView, position: number | bigint): this {
     checkU32(index, "index", 0x7fffffff);
     const slot = this.#next();
-    fillRw(slot, K_WRITE, index, buf, position);
+    fillRw(slot, kind, index, buf, position);
     slot.sqeFlags = IOSQE_FIXED_FILE;
     return this;
   }
