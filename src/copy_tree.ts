@@ -47,6 +47,8 @@ class TreeCopy {
   /** File and symlink jobs started and not finished. */
   #outstanding = 0;
   #drained: (() => void) | undefined;
+  /** The walk, waiting for a file slot (see {@link TreeCopy.walkNow}). */
+  readonly #roomWaiters: (() => void)[] = [];
   readonly files: Semaphore;
   readonly pending = new Semaphore(MAX_PENDING_FILES);
   readonly listings = new Semaphore(READDIR_CONCURRENCY);
@@ -110,6 +112,7 @@ class TreeCopy {
   async walk(src: string, dst: string, merging: boolean): Promise<void> {
     const ctx = this.ctx;
     if (ctx.stopping) return;
+    if (this.syncStat) return this.walkNow(src, dst, merging);
     const names: string[] = [];
     await this.listings.acquire();
     try {
@@ -121,6 +124,59 @@ class TreeCopy {
       this.listings.release();
     }
     await Promise.all(names.map((name) => this.entry(`${src}/${name}`, `${dst}/${name}`, merging)));
+  }
+
+  /**
+   * The walk when entries are looked at synchronously (`syncStat`): the directory is listed at
+   * once (`Deno.readDirSync`) and its entries looked at in order with `lstat`; each file is
+   * started as soon as a file slot is free (the walk waits for one rather than queueing a job
+   * per file), other entries go through {@link TreeCopy.entryOf}, and subdirectories are walked
+   * after the files, one after the other (depth first). No promise per file.
+   */
+  async walkNow(src: string, dst: string, merging: boolean): Promise<void> {
+    const ctx = this.ctx;
+    const names: string[] = [];
+    try {
+      for (const entry of Deno.readDirSync(src)) names.push(entry.name);
+    } catch (e) {
+      this.fail(tagStage(e, "readdir"), src, dst);
+      return;
+    }
+    const dirs: [string, string, EntryStat][] = [];
+    const others: Promise<void>[] = [];
+    for (const name of names) {
+      if (ctx.stopping) break;
+      const s = `${src}/${name}`, d = `${dst}/${name}`;
+      let st: EntryStat;
+      try {
+        st = lstatNow(s);
+      } catch (e) {
+        this.fail(e, s, d);
+        continue;
+      }
+      if (st.kind === "dir") {
+        dirs.push([s, d, st]);
+      } else if (st.kind === "file" && !merging) {
+        ctx.progress.totalFiles++;
+        ctx.progress.totalBytes += st.size;
+        while (!this.startFileNow(s, d, st) && !ctx.stopping) await this.#room();
+      } else {
+        others.push(this.entryOf(s, d, st, merging));
+      }
+    }
+    for (const [s, d, st] of dirs) {
+      if (ctx.stopping) break;
+      const record = await this.makeDir(s, d, st, merging);
+      if (record) await this.walkNow(s, d, !record.created);
+    }
+    await Promise.all(others);
+  }
+
+  /** Resolves when a file or job started by the walk has finished (see {@link TreeCopy.walkNow}). */
+  #room(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#roomWaiters.push(resolve);
+    });
   }
 
   /** Handles one entry of a directory being walked. */
@@ -137,6 +193,12 @@ class TreeCopy {
       this.fail(e, src, dst);
       return;
     }
+    await this.entryOf(src, dst, st, merging);
+  }
+
+  /** Handles entry `src` (looked at: `st`) of a directory being walked. */
+  async entryOf(src: string, dst: string, st: EntryStat, merging: boolean): Promise<void> {
+    const ctx = this.ctx;
     switch (st.kind) {
       case "dir": {
         const record = await this.makeDir(src, dst, st, merging);
@@ -186,6 +248,7 @@ class TreeCopy {
         this.pending.release();
         this.#outstanding--;
         if (this.#outstanding === 0) this.#drained?.();
+        this.#roomWaiters.shift()?.();
       }
     })();
   }
@@ -222,6 +285,7 @@ class TreeCopy {
     this.pending.release();
     this.#outstanding--;
     if (this.#outstanding === 0) this.#drained?.();
+    this.#roomWaiters.shift()?.();
   };
 
   /** Resolves once every started job has finished. */
