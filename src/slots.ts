@@ -38,6 +38,13 @@ export interface ChainState {
   signal: AbortSignal | null;
   /** Whether the signal fired while members were in flight. */
   aborted: boolean;
+  /**
+   * Every member but the last carries `IOSQE_CQE_SKIP_SUCCESS`: the chain posts exactly one CQE,
+   * the last member's, or that of the member that failed (or came up short; the kernel then
+   * posts nothing for the members after it). Members that post nothing on success have a result
+   * known in advance (0, or a read's or write's full length).
+   */
+  skip: boolean;
 }
 
 /**

@@ -39,8 +39,10 @@ import {
   AT_SYMLINK_NOFOLLOW,
   IORING_ASYNC_CANCEL_ALL,
   IORING_ASYNC_CANCEL_ANY,
+  IORING_FEAT_CQE_SKIP,
   IORING_FEAT_EXT_ARG,
   IOSQE_ASYNC,
+  IOSQE_CQE_SKIP_SUCCESS,
   IOSQE_FIXED_FILE,
   IOSQE_IO_LINK,
   O_APPEND,
@@ -82,11 +84,16 @@ import {
   fillSplice,
   fillTimeout,
   hasDetachedBuffer,
+  K_CLOSE,
   K_CLOSE_DIRECT,
+  K_FALLOCATE,
   K_FSTAT,
+  K_FSYNC,
   K_LINK,
   K_MKDIR,
+  K_NOP,
   K_OPEN,
+  K_OPEN_DIRECT,
   K_OPENFD,
   K_READ,
   K_READV,
@@ -328,6 +335,8 @@ export class Uring implements AsyncDisposable {
   /** A pump waits for the event loop's next turn (see `#deferToTurn`). */
   #deferred = false;
   readonly #spinUs: number;
+  /** The kernel has `IOSQE_CQE_SKIP_SUCCESS` (5.17): chains post one CQE (see `ChainState.skip`). */
+  readonly #cqeSkip: boolean;
   #spinMisses = 0;
   #spinProbe = 0;
   #closing = false;
@@ -384,6 +393,7 @@ export class Uring implements AsyncDisposable {
       iopoll: options.iopoll,
       cqEntries: options.cqEntries,
     });
+    this.#cqeSkip = this.#ring.hasFeature(IORING_FEAT_CQE_SKIP);
     if (!this.#ring.hasFeature(IORING_FEAT_EXT_ARG)) {
       this.#ring.close();
       throw new IoUringError("io_uring_enter", EINVAL, "Uring needs Linux 5.11 (IORING_FEAT_EXT_ARG)");
@@ -847,21 +857,25 @@ export class Uring implements AsyncDisposable {
       return Promise.reject(e);
     }
     const { promise, resolve, reject } = Promise.withResolvers<ChainResult[]>();
+    const last = members.length - 1;
+    let skip = this.#cqeSkip && last > 0;
+    for (let i = 0; skip && i < last; i++) skip = succeedsAsAsked(members[i].kind);
     const chain: ChainState = {
       slots: members,
       results: new Array(members.length),
-      remaining: members.length,
+      remaining: skip ? 1 : members.length,
       resolve: resolve as (value: unknown) => void,
       reject,
       signal: signal ?? null,
       aborted: false,
+      skip,
     };
     for (let i = 0; i < members.length; i++) {
       const slot = members[i];
       slot.chain = chain;
       slot.chainIndex = i;
       // (Members on direct descriptors already hold IOSQE_FIXED_FILE.)
-      if (i < members.length - 1) slot.sqeFlags |= IOSQE_IO_LINK;
+      if (i < last) slot.sqeFlags |= skip ? IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS : IOSQE_IO_LINK;
       if (async) slot.sqeFlags |= IOSQE_ASYNC;
     }
     const head = members[0];
@@ -1068,7 +1082,8 @@ export class Uring implements AsyncDisposable {
   #put(slot: Slot, sqe: Sqe): void {
     prepSlot(slot, sqe);
     slot.state = IN_RING;
-    this.#inRing++;
+    // Counts the CQEs to come: a skip chain's members but its last post none (see ChainState.skip).
+    if ((slot.sqeFlags & IOSQE_CQE_SKIP_SUCCESS) === 0) this.#inRing++;
     this.#toSubmit++;
     this.stats.sqes++;
     if (slot.bufIndex >= 0) this.stats.fixedBuffers++;
@@ -1521,17 +1536,30 @@ export class Uring implements AsyncDisposable {
   }
 
   #completeMember(chain: ChainState, slot: Slot): void {
-    const res = slot.res;
-    let result: ChainResult;
-    if (res >= 0 || (slot.kind === K_TIMEOUT && res === -ETIME)) {
-      result = { ok: true, value: res >= 0 ? res : 0 };
-    } else {
-      result = { ok: false, error: this.#error(slot, -res) };
+    chain.results[slot.chainIndex] = this.#memberResult(slot);
+    if (chain.skip) {
+      // The chain's only CQE: the members before this one succeeded as asked, those after it
+      // never ran (the kernel posts nothing for them).
+      const slots = chain.slots;
+      for (let i = 0; i < slots.length; i++) {
+        const member = slots[i];
+        if (i < slot.chainIndex) chain.results[i] = askedResult(member);
+        else if (i > slot.chainIndex) chain.results[i] = { ok: false, error: this.#error(member, ECANCELED) };
+        if (member !== slot) this.#slots.release(member);
+      }
     }
-    chain.results[slot.chainIndex] = result;
     this.#slots.release(slot);
     if (--chain.remaining > 0) return;
     this.#settleChain(chain);
+  }
+
+  /** A chain member's result from its CQE. */
+  #memberResult(slot: Slot): ChainResult {
+    const res = slot.res;
+    if (res === 0) return OK_ZERO;
+    if (res > 0) return { ok: true, value: res };
+    if (slot.kind === K_TIMEOUT && res === -ETIME) return OK_ZERO;
+    return { ok: false, error: this.#error(slot, -res) };
   }
 
   #settleChain(chain: ChainState): void {
@@ -1699,6 +1727,36 @@ function accessOfFlags(flags: number): Access | "both" {
   const accmode = flags & 3;
   const writes = accmode !== O_RDONLY || (flags & (O_CREAT | O_TRUNC)) !== 0;
   return accmode === O_RDWR ? "both" : writes ? "write" : "read";
+}
+
+/** The result of a chain member that succeeded without a CQE of its own: what it asked for. */
+const OK_ZERO: ChainResult = Object.freeze({ ok: true, value: 0 });
+
+/**
+ * Whether a member's success has a result known in advance, so a chain may skip its CQE: 0, or
+ * for a read or write its full length (a short one fails the link and posts its CQE). Only
+ * operations older than `IOSQE_CQE_SKIP_SUCCESS` (5.17) itself.
+ */
+function succeedsAsAsked(kind: number): boolean {
+  switch (kind) {
+    case K_NOP:
+    case K_READ:
+    case K_WRITE:
+    case K_FSYNC:
+    case K_FALLOCATE:
+    case K_CLOSE:
+    case K_OPEN_DIRECT:
+    case K_CLOSE_DIRECT:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** The result of a member that succeeded without posting a CQE (see {@link succeedsAsAsked}). */
+function askedResult(slot: Slot): ChainResult {
+  if (slot.kind === K_READ || slot.kind === K_WRITE) return { ok: true, value: slot.buf!.byteLength };
+  return OK_ZERO;
 }
 
 function checkBoth(op: string, access: Access | "both", path: string): Error | null {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { OsError, Uring, type UringFile } from "../mod.ts";
+import { IORING_FEAT_CQE_SKIP, OsError, Uring, type UringFile } from "../mod.ts";
 import { ringTest, tempDir } from "./_support.ts";
 import { mkfifo, pipe, sysRead } from "./_io.ts";
 import { fdCount, sleep, uringOptions } from "./uring_support.ts";
@@ -378,6 +378,76 @@ ringTest("Uring: chain runs linked members in order; a failure cancels the rest"
   await file.close();
   assert.equal(uring.pending, 0);
 });
+
+ringTest(
+  "Uring: a chain whose members succeed as asked posts one CQE (IOSQE_CQE_SKIP_SUCCESS)",
+  async (config) => {
+    using dir = tempDir();
+    await using uring = new Uring(uringOptions(config, { entries: 16 }));
+    if (!uring.ring.hasFeature(IORING_FEAT_CQE_SKIP)) return; // before 5.17 every member posts its CQE
+    const file = await uring.open(`${dir.path}/s`, { read: true, write: true, create: true });
+    const out = new Uint8Array(4);
+    const cqes = () => uring.stats.cqes;
+
+    // Success: only the last member posts; the others' results are what they asked for.
+    let before = cqes();
+    const ok = await uring.chain((c) =>
+      c.write(file.fd, enc.encode("skip"), 0).fsync(file.fd).read(file.fd, out, 0).nop()
+    );
+    assert.equal(cqes() - before, 1);
+    assert.deepEqual(ok, [{ ok: true, value: 4 }, { ok: true, value: 0 }, { ok: true, value: 4 }, {
+      ok: true,
+      value: 0,
+    }]);
+    assert.equal(dec.decode(out), "skip");
+
+    // A failure in the middle: its CQE is the chain's only one; the members after it never ran.
+    before = cqes();
+    const failed = await uring.chain((c) => c.nop().read(1 << 20, out, 0).write(file.fd, out, 0).nop());
+    assert.equal(cqes() - before, 1);
+    assert.deepEqual(failed.map((r) => r.ok ? r.value : (r.error as OsError).code), [
+      0,
+      "EBADF",
+      "ECANCELED",
+      "ECANCELED",
+    ]);
+
+    // A short read in the middle: the bytes it got, then the rest cancelled.
+    before = cqes();
+    const short = await uring.chain((c) =>
+      c.read(file.fd, new Uint8Array(10), 0).write(file.fd, out, 4).nop()
+    );
+    assert.equal(cqes() - before, 1);
+    assert.deepEqual(short.map((r) => r.ok ? r.value : (r.error as OsError).code), [
+      4,
+      "ECANCELED",
+      "ECANCELED",
+    ]);
+    assert.equal(Deno.statSync(`${dir.path}/s`).size, 4, "the write after the short read never ran");
+
+    // The last member failing: everything before it succeeded.
+    before = cqes();
+    const lastFails = await uring.chain((c) => c.nop().read(file.fd, out, 0).read(1 << 20, out, 0));
+    assert.equal(cqes() - before, 1);
+    assert.deepEqual(lastFails.map((r) => r.ok ? r.value : (r.error as OsError).code), [0, 4, "EBADF"]);
+
+    // A member whose result is not known in advance (a delay) keeps every member's own CQE.
+    before = cqes();
+    const mixed = await uring.chain((c) => c.nop().timeout(1).nop());
+    assert.equal(cqes() - before, 3);
+    assert.deepEqual(mixed, [{ ok: true, value: 0 }, { ok: true, value: 0 }, { ok: true, value: 0 }]);
+
+    // Many at once: nothing is left in flight, and plain operations still work after them.
+    const many = await Promise.all(Array.from({ length: 40 }, (_, i) =>
+      uring.chain((
+        c,
+      ) => (i % 3 === 0 ? c.nop().read(1 << 20, out, 0).nop() : c.nop().read(file.fd, out, 0).nop()))));
+    many.forEach((r, i) => assert.equal(r[2].ok, i % 3 !== 0));
+    assert.equal(uring.pending, 0);
+    assert.equal(await file.readAt(out, 0), 4);
+    await file.close();
+  },
+);
 
 ringTest(
   "Uring: a chain opens, reads, writes and closes direct descriptors in one submission",
