@@ -452,6 +452,8 @@ export const IORING_REGISTER_FILES_UPDATE = 6;
 export const IORING_REGISTER_EVENTFD_ASYNC = 7;
 /** Probe supported opcodes (5.6). */
 export const IORING_REGISTER_PROBE = 8;
+/** Set the most io-wq worker threads, bounded and unbounded, per NUMA node (5.15). */
+export const IORING_REGISTER_IOWQ_MAX_WORKERS = 19;
 
 /** Most buffers one `IORING_REGISTER_BUFFERS` accepts (`IORING_MAX_REG_BUFFERS`, 5.13; 1024 before). */
 export const IORING_MAX_REG_BUFFERS = 1 << 14;

@@ -678,6 +678,28 @@ export class IoUring implements Disposable {
     }
   }
 
+  /**
+   * Sets the most io-wq worker threads the kernel runs for this ring (and the rings sharing its
+   * io-wq), per NUMA node: `bounded` serve work of bounded duration (regular file and block I/O),
+   * `unbounded` the rest (opens, sockets, pipes); 0 leaves a limit as it is. Returns the limits
+   * that were in force, as `[bounded, unbounded]`. By default the kernel allows
+   * `min(SQ entries, 4 × CPUs)` bounded workers and `RLIMIT_NPROC` unbounded ones: a burst of
+   * blocking work (say, dozens of linked `openat` chains) can start as many threads as requests.
+   * Since 5.15.
+   */
+  registerIowqMaxWorkers(bounded: number, unbounded: number): [number, number] {
+    checkU32(bounded, "bounded");
+    checkU32(unbounded, "unbounded");
+    const counts = new Uint32Array([bounded, unbounded]);
+    this.#register(
+      abi.IORING_REGISTER_IOWQ_MAX_WORKERS,
+      new Uint8Array(counts.buffer),
+      2,
+      `IORING_REGISTER_IOWQ_MAX_WORKERS (${bounded}, ${unbounded})`,
+    );
+    return [counts[0], counts[1]];
+  }
+
   /** Which opcodes this kernel supports (`IORING_REGISTER_PROBE`). Since 5.6. */
   probe(): Probe {
     const buf = new Uint8Array(abi.PROBE_HEADER_SIZE + 256 * abi.PROBE_OP_SIZE);

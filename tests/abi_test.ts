@@ -204,6 +204,7 @@ Deno.test("register opcodes and per-opcode flags", () => {
   assert.equal(abi.IORING_REGISTER_FILES_UPDATE, 6);
   assert.equal(abi.IORING_REGISTER_EVENTFD_ASYNC, 7);
   assert.equal(abi.IORING_REGISTER_PROBE, 8);
+  assert.equal(abi.IORING_REGISTER_IOWQ_MAX_WORKERS, 19);
   assert.equal(abi.IO_URING_OP_SUPPORTED, 1);
   assert.equal(abi.IORING_REGISTER_FILES_SKIP, -2);
   assert.equal(abi.IORING_FSYNC_DATASYNC, 1);

@@ -378,6 +378,18 @@ ringTest("fixed files: IOSQE_FIXED_FILE by index, registerFilesUpdate, unregiste
 
 // --- Links, drain, skip ---------------------------------------------------------------------
 
+ringTest("registerIowqMaxWorkers sets the io-wq thread limits and returns the ones before", (config) => {
+  using ring = new IoUring(8, config.options);
+  const before = ring.registerIowqMaxWorkers(0, 0); // 0 changes nothing
+  assert.ok(before[0] > 0 && before[1] > 0, `limits in force: ${before}`);
+  assert.deepEqual(ring.registerIowqMaxWorkers(2, 3), before);
+  assert.deepEqual(ring.registerIowqMaxWorkers(0, 0), [2, 3]);
+  assert.deepEqual(ring.registerIowqMaxWorkers(0, 5), [2, 3]);
+  assert.deepEqual(ring.registerIowqMaxWorkers(0, 0), [2, 5]);
+  assert.throws(() => ring.registerIowqMaxWorkers(-1, 0), RangeError);
+  assert.throws(() => ring.registerIowqMaxWorkers(1, 1.5), RangeError);
+});
+
 ringTest("IO_LINK chain: write -> fsync -> read completes in order, data intact", (config) => {
   using dir = tempDir();
   using ring = new IoUring(8, config.options);
