@@ -63,6 +63,15 @@ export function ringEntries(queueDepth: number): number {
 }
 
 /**
+ * Registered file table entries for a copy's own `Uring`: two direct descriptors for each
+ * one-block file that may be in flight (`queueDepth / 6`), within `RLIMIT_NOFILE`'s usual 1024.
+ * When the table is full, a file goes the block-by-block way instead.
+ */
+export function copyFixedFiles(queueDepth: number): number {
+  return Math.max(64, Math.min(1024, 2 * Math.ceil(queueDepth / 6) + 8));
+}
+
+/**
  * A `Uring` sized for `queueDepth` operations in flight, with SQPOLL when `sqpoll` (falling back
  * to a plain ring if the kernel refuses it); throws the setup error
  * ({@link isUnavailableError} tells whether it means "no io_uring here"), also when
@@ -73,7 +82,11 @@ export function createCopyUring(queueDepth: number, sqpoll: boolean): Uring {
     throw new IoUringError("io_uring_setup", errno("EPERM"), `forced by ${FORCE_UNAVAILABLE_ENV}=1`);
   }
   // `sqpoll: undefined` is Uring's "on, unless the kernel refuses": a refusal is no reason to fail.
-  return new Uring({ entries: ringEntries(queueDepth), sqpoll: sqpoll ? undefined : false });
+  return new Uring({
+    entries: ringEntries(queueDepth),
+    sqpoll: sqpoll ? undefined : false,
+    fixedFiles: copyFixedFiles(queueDepth),
+  });
 }
 
 /** The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback. */

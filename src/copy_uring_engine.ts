@@ -282,8 +282,14 @@ export class UringEngine implements Engine {
     buf: Uint8Array<ArrayBuffer>,
   ): Promise<number> {
     const uring = this.#uring;
-    const input = uring.reserveFileIndex();
-    const output = input < 0 ? -1 : uring.reserveFileIndex();
+    let input = -1, output = -1;
+    try {
+      input = uring.reserveFileIndex();
+      if (input >= 0) output = uring.reserveFileIndex();
+    } catch {
+      // The table could not be registered (a hard RLIMIT_NOFILE below its size): the block path
+      // copies the file, with plain descriptors.
+    }
     const release = () => {
       if (input >= 0) uring.releaseFileIndex(input);
       if (output >= 0) uring.releaseFileIndex(output);

@@ -8,9 +8,10 @@ import {
 } from "../src/copy_options.ts";
 import { dataRuns, HOLE_GRAIN, isZeroBlock } from "../src/copy_uring_engine.ts";
 import { tempPathFor } from "../src/copy_regular.ts";
-import { copyFile, Uring } from "../mod.ts";
+import { copyFile, copyTree, Uring } from "../mod.ts";
+import { copyFixedFiles, createCopyUring } from "../src/copy_context.ts";
 import { skipKernel, tempDir } from "./_support.ts";
-import { randomFile, sha256File } from "./copy_support.ts";
+import { randomBytes, randomFile, sha256File } from "./copy_support.ts";
 
 Deno.test("copy budget: Semaphore takes several permits at once, in order, without overtaking", async () => {
   const s = new Semaphore(6);
@@ -201,5 +202,34 @@ Deno.test({
     const r = await copyFile(`${dir.path}/src`, `${dir.path}/dst`, { blockSize: 16 * MiB });
     assert.equal(r.bytes, 40 * MiB + 7);
     assert.equal(await sha256File(`${dir.path}/dst`), hash);
+  },
+});
+
+Deno.test({
+  name:
+    "copy budget: at the default depth every one-block file of a tree goes by chain (the file table fits)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const files = 300;
+    await Deno.mkdir(`${dir.path}/src`);
+    for (let i = 0; i < files; i++) Deno.writeFileSync(`${dir.path}/src/f${i}`, randomBytes(1 + i * 37));
+    // The copy's own kind of Uring, counted: a chain reads and writes through the file table (two
+    // direct descriptors), the block path through plain fds.
+    await using uring = createCopyUring(DEFAULT_QUEUE_DEPTH, false);
+    assert.ok(
+      copyFixedFiles(DEFAULT_QUEUE_DEPTH) >= 2 * smallFileBuffers(DEFAULT_QUEUE_DEPTH, DEFAULT_BLOCK_SIZE),
+    );
+    const result = await copyTree(`${dir.path}/src`, `${dir.path}/dst`, { uring });
+    assert.equal(result.files, files);
+    assert.equal(uring.stats.fixedFiles, 2 * files, "one read and one write per file on direct descriptors");
+    for (const i of [0, 7, files - 1]) {
+      assert.deepEqual(
+        Deno.readFileSync(`${dir.path}/dst/f${i}`),
+        Deno.readFileSync(`${dir.path}/src/f${i}`),
+      );
+    }
+    assert.deepEqual(copyFixedFiles(96), 64);
+    assert.deepEqual(copyFixedFiles(4096), 1024, "within the usual RLIMIT_NOFILE");
   },
 });
