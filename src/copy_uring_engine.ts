@@ -12,6 +12,7 @@ import { O_CLOEXEC, O_CREAT, O_DIRECT, O_EXCL, O_RDONLY, O_WRONLY } from "./abi.
 import { type Engine, type EngineContext, type EntryStat, kindOfMode } from "./copy_engine.ts";
 import { codeOf, staged, tagStage } from "./copy_errors.ts";
 import type { ChainResult } from "./chain.ts";
+import { SmallFileChains } from "./copy_small.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
 import type { Statx } from "./structs.ts";
 import type { Uring } from "./uring.ts";
@@ -99,6 +100,8 @@ export class UringEngine implements Engine {
   readonly name = "io_uring" as const;
   readonly #uring: Uring;
   readonly #owned: boolean;
+  /** The one-block chains (made on first use; null when the kernel cannot skip CQEs). */
+  #small: SmallFileChains | null | undefined = undefined;
 
   /** Wraps `uring`; `owned` means `close()` closes it. */
   constructor(uring: Uring, owned: boolean) {
@@ -281,6 +284,62 @@ export class UringEngine implements Engine {
     ctx: EngineContext,
     buf: Uint8Array<ArrayBuffer>,
   ): Promise<number> {
+    const view = buf.subarray(0, size);
+    const queued = this.#smallChains()?.start(src, tmp, perm, view);
+    if (queued !== undefined) {
+      const release = () => {
+        ctx.smallPool.give(buf);
+        ctx.inflight.release(SMALL_CHAIN);
+      };
+      return queued.then(
+        (failure) => {
+          if (failure === null) {
+            release();
+            ctx.addBytes(size);
+            return size;
+          }
+          return this.#smallFailed(failure.results, failure.input, failure.output, tmp).finally(() => {
+            failure.done();
+            release();
+          });
+        },
+        (e) => this.#smallRefused(e, tmp, ctx, release),
+      );
+    }
+    return this.#chainSmall(src, view, tmp, perm, ctx, buf);
+  }
+
+  /** The one-block chains written straight into the ring, when the kernel allows (5.17). */
+  #smallChains(): SmallFileChains | null {
+    if (this.#small === undefined) {
+      this.#small = SmallFileChains.supported(this.#uring) ? new SmallFileChains(this.#uring) : null;
+    }
+    return this.#small;
+  }
+
+  /**
+   * A chain refused before anything ran (a permission), or cut short by the ring closing under a
+   * stop: then the create may have run, and an incomplete file must not stay behind.
+   */
+  async #smallRefused(e: unknown, tmp: string, ctx: EngineContext, release: () => void): Promise<never> {
+    try {
+      if (ctx.signal.aborted) await this.#uring.unlink(tmp).catch(() => {});
+    } finally {
+      release();
+    }
+    throw tagStage(e, "create");
+  }
+
+  /** `#runSmall` through `Uring.chain` (no CQE skipping, or no room in the ring right now). */
+  #chainSmall(
+    src: string,
+    view: Uint8Array,
+    tmp: string,
+    perm: number,
+    ctx: EngineContext,
+    buf: Uint8Array<ArrayBuffer>,
+  ): Promise<number> {
+    const size = view.byteLength;
     const uring = this.#uring;
     let input = -1, output = -1;
     try {
@@ -300,7 +359,6 @@ export class UringEngine implements Engine {
       release();
       return Promise.resolve(-1);
     }
-    const view = buf.subarray(0, size);
     // No abort signal on the chain: it is one short burst (a listener per file cost ~10% of a
     // small-file tree copy), and a stop is seen right after it (in copyRegular).
     const chained = uring.chain((c) =>
@@ -320,16 +378,7 @@ export class UringEngine implements Engine {
         }
         return this.#smallFailed(results, input, output, tmp).finally(release);
       },
-      async (e) => {
-        // Refused before anything ran (a permission), or the ring closed under a stop: then the
-        // create may have run, and an incomplete file must not stay behind.
-        try {
-          if (ctx.signal.aborted) await uring.unlink(tmp).catch(() => {});
-        } finally {
-          release();
-        }
-        throw tagStage(e, "create");
-      },
+      (e) => this.#smallRefused(e, tmp, ctx, release),
     );
   }
 
@@ -453,8 +502,9 @@ export class UringEngine implements Engine {
     return this.#uring.unlink(path);
   }
 
-  /** Closes the ring when the engine made it. */
+  /** Gives back the one-block chains' file-table indexes; closes the ring when the engine made it. */
   async close(): Promise<void> {
+    this.#small?.close();
     if (this.#owned) await this.#uring.close();
   }
 }

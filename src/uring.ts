@@ -141,6 +141,13 @@ const AUX_ENTRIES = 32;
 
 /** `user_data` high word of the Uring's own SQEs (slot generations stay below 2^31). */
 const INTERNAL = 0xffffffff;
+/**
+ * `user_data` high words from here up (below `INTERNAL`) belong to raw clients (client id +
+ * `RAW_BASE`); slot generations stay below 2^31.
+ */
+const RAW_BASE = 0xc0000000;
+/** Most raw clients a Uring hands out ids to. */
+const RAW_CLIENTS = 0x3fffffff;
 /** Internal SQE: a no-op that releases a parked wait. */
 const I_WAKE = 0;
 /** Internal SQE: `ASYNC_CANCEL` of one operation. */
@@ -285,6 +292,46 @@ function isRetryable(e: unknown): boolean {
 }
 
 /**
+ * A caller that queues its own SQEs on a Uring's ring through {@link rawRing} (internal: the copy
+ * engine's one-block files). It gets its CQEs back by the tag it queued them with.
+ */
+export interface RawClient {
+  /** One of the client's CQEs: the tag given to `RawRing.sqe` and the result. */
+  complete(tag: number, res: number): void;
+  /** The Uring failed for good (see `Uring`'s internal `#fail`): no more CQEs will come. */
+  fail(error: unknown): void;
+}
+
+/**
+ * Direct access to a Uring's ring for a {@link RawClient} (internal). Queue only while
+ * `room(sqes, cqes)` says so, then take each SQE with `sqe(id, tag)` (zeroed, `user_data` set: do
+ * not change it), prep it, and `commit(sqes, cqes)` with the CQEs the SQEs will post (one per
+ * SQE, or one per chain whose members skip theirs); the Uring submits them with its own.
+ */
+export interface RawRing {
+  /** Registers `client`; returns its id (at most 2^30 - 1 clients over the Uring's life). */
+  attach(client: RawClient): number;
+  /** Forgets the client `id` (once none of its CQEs is outstanding). */
+  detach(id: number): void;
+  /** Whether `sqes` SQEs posting `cqes` CQEs may be queued now, ahead of nothing queued before. */
+  room(sqes: number, cqes: number): boolean;
+  /** The next SQE, for client `id`'s `tag` (a u32). Only after `room` said yes. */
+  sqe(id: number, tag: number): Sqe;
+  /**
+   * Hands `sqes` SQEs taken with `sqe` to the Uring, expecting `cqes` CQEs for them; `fixedFiles`
+   * of them name a registered file (counted in `stats.fixedFiles`).
+   */
+  commit(sqes: number, cqes: number, fixedFiles: number): void;
+}
+
+let rawRingOf: (uring: Uring) => RawRing;
+
+/** The {@link RawRing} of `uring` (internal: not exported from the module). */
+export function rawRing(uring: Uring): RawRing {
+  return rawRingOf(uring);
+}
+
+/**
  * Linux io_uring as promises. `new Uring(options)` sets up one ring (SQPOLL by default); every
  * operation returns a promise settled by its completion and takes `{ signal }` to cancel it.
  * Failures reject with the matching `Deno.errors` class (see `operationError`). Operations on
@@ -310,6 +357,10 @@ function isRetryable(e: unknown): boolean {
  * polled read or write (the kernel refuses cancels there), which settles with its outcome.
  */
 export class Uring implements AsyncDisposable {
+  static {
+    rawRingOf = (uring) => uring.#rawRing ??= uring.#makeRawRing();
+  }
+
   readonly #ring: IoUring;
   readonly #slots: SlotTable;
   readonly #backlog = new SlotQueue();
@@ -337,6 +388,12 @@ export class Uring implements AsyncDisposable {
   readonly #spinUs: number;
   /** The kernel has `IOSQE_CQE_SKIP_SUCCESS` (5.17): chains post one CQE (see `ChainState.skip`). */
   readonly #cqeSkip: boolean;
+  /** Raw clients by id (see {@link rawRing}), and their CQEs reaped but not yet handed over. */
+  #rawRing: RawRing | null = null;
+  readonly #rawClients: (RawClient | null)[] = [];
+  readonly #rawReady: number[] = [];
+  /** CQEs raw clients committed for and have not been handed yet. */
+  #rawOutstanding = 0;
   #spinMisses = 0;
   #spinProbe = 0;
   #closing = false;
@@ -466,9 +523,9 @@ export class Uring implements AsyncDisposable {
     return this.#ring.iopoll;
   }
 
-  /** Operations accepted and not yet settled (chain members count one each). */
+  /** Operations accepted and not yet settled (chain members count one each; so does each CQE a raw client awaits). */
   get pending(): number {
-    return this.#slots.used + (this.#aux?.pending ?? 0);
+    return this.#slots.used + this.#rawOutstanding + (this.#aux?.pending ?? 0);
   }
 
   /** The buffer pool {@link Uring.registerBufferPool} registered, while it is open; else null. */
@@ -1292,7 +1349,46 @@ export class Uring implements AsyncDisposable {
       this.#complete(slot);
     }
     this.#readyCount = 0;
+    const raw = this.#rawReady;
+    if (raw.length > 0) {
+      this.#rawOutstanding -= raw.length / 3;
+      for (let i = 0; i < raw.length; i += 3) this.#rawClients[raw[i]]?.complete(raw[i + 1], raw[i + 2]);
+      raw.length = 0;
+    }
     return n;
+  }
+
+  /** The {@link RawRing} over this Uring's ring and pump. */
+  #makeRawRing(): RawRing {
+    return {
+      attach: (client) => {
+        if (this.#closing) throw new ClosedError("Uring");
+        if (this.#rawClients.length >= RAW_CLIENTS) throw new RangeError("too many raw clients");
+        this.#rawClients.push(client);
+        return this.#rawClients.length - 1;
+      },
+      detach: (id) => {
+        this.#rawClients[id] = null;
+      },
+      room: (sqes, cqes) =>
+        !this.#closing && this.#backlog.size === 0 && this.#internalHead === this.#internal.length &&
+        this.#inRing + cqes <= this.#limit && this.#ring.sqSpaceLeft() >= sqes,
+      sqe: (id, tag) => {
+        const sqe = this.#ring.getSqe()!;
+        const u32 = sqe.u32, b = sqe.base;
+        u32[b + W.userLo] = tag;
+        u32[b + W.userHi] = RAW_BASE + id;
+        return sqe;
+      },
+      commit: (sqes, cqes, fixedFiles) => {
+        this.#inRing += cqes;
+        this.#rawOutstanding += cqes;
+        this.#toSubmit += sqes;
+        this.stats.sqes += sqes;
+        this.stats.fixedFiles += fixedFiles;
+        this.#schedule();
+      },
+    };
   }
 
   /**
@@ -1368,10 +1464,15 @@ export class Uring implements AsyncDisposable {
 
   readonly #onCqe = (cqe: Cqe): void => {
     this.#inRing--;
-    if (cqe.userDataHi === INTERNAL) {
-      const kind = cqe.userDataLo;
-      if (kind === I_WAKE) this.#wakeOutstanding = false;
-      else if (kind === I_CANCEL_ALL && cqe.res === -EINVAL) this.#cancelEachInRing(); // before 5.19
+    const hi = cqe.userDataHi;
+    if (hi >= RAW_BASE) {
+      if (hi === INTERNAL) {
+        const kind = cqe.userDataLo;
+        if (kind === I_WAKE) this.#wakeOutstanding = false;
+        else if (kind === I_CANCEL_ALL && cqe.res === -EINVAL) this.#cancelEachInRing(); // before 5.19
+      } else {
+        this.#rawReady.push(hi - RAW_BASE, cqe.userDataLo, cqe.res); // handed over after the loop
+      }
       return;
     }
     const slot = this.#slots.at(cqe.userDataLo);
@@ -1689,6 +1790,7 @@ export class Uring implements AsyncDisposable {
       }
     });
     for (const chain of chains) chain.reject(error);
+    for (const client of this.#rawClients) client?.fail(error);
     void this.#aux?.close();
     this.#closeResolve?.();
   }

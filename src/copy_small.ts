@@ -1,0 +1,247 @@
+/**
+ * One-block files copied by a linked chain of six SQEs written straight into the copy's `Uring`
+ * (through its internal `rawRing`): `openat(src)` → `openat(tmp, O_CREAT | O_EXCL)` → `read` →
+ * `write` → `close` → `close` on two direct descriptors, every member but the last with
+ * `IOSQE_CQE_SKIP_SUCCESS`, so a file costs six SQE preps and one CQE, without the slots, result
+ * objects and promises per member that `Uring.chain` spends. Each lane keeps its two file-table
+ * indexes and its path memory from file to file.
+ *
+ * @module
+ */
+
+import {
+  AT_FDCWD,
+  IORING_FEAT_CQE_SKIP,
+  IOSQE_ASYNC,
+  IOSQE_CQE_SKIP_SUCCESS,
+  IOSQE_FIXED_FILE,
+  IOSQE_IO_LINK,
+  O_CREAT,
+  O_EXCL,
+  O_RDONLY,
+  O_WRONLY,
+} from "./abi.ts";
+import type { ChainResult } from "./chain.ts";
+import { operationError } from "./deno_errors.ts";
+import { errno } from "./errno.ts";
+import { cstringInto } from "./memory.ts";
+import { checkAccess } from "./permissions.ts";
+import { prepCloseDirect, prepOpenat, prepRead, prepWrite } from "./prep.ts";
+import { W } from "./sqe.ts";
+import { type RawClient, type RawRing, rawRing, type Uring } from "./uring.ts";
+
+const ECANCELED = errno("ECANCELED");
+/** SQEs in one file's chain. */
+const MEMBERS = 6;
+/** Flags of every member but the last: linked, no CQE on success, issued from io-wq. */
+const LINKED = IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS | IOSQE_ASYNC;
+/** Tags are `lane * TAG_STRIDE + member`. */
+const TAG_STRIDE = 8;
+
+/**
+ * A chain that did not copy its file: every member's result (as `Uring.chain` gives them) and
+ * the lane's direct descriptors, which stay the caller's to clean up until it calls `done()`.
+ */
+export interface SmallFailure {
+  readonly results: ChainResult[];
+  readonly input: number;
+  readonly output: number;
+  /** Gives the lane back (after whatever it left open was closed). */
+  done(): void;
+}
+
+/** One chain in flight at a time: its file-table indexes, path memory and outcome. */
+interface Lane {
+  readonly number: number;
+  /** Direct descriptors of the source and destination (reserved on first use; -1 before). */
+  input: number;
+  output: number;
+  srcMemory: Uint8Array<ArrayBuffer> | null;
+  dstMemory: Uint8Array<ArrayBuffer> | null;
+  src: string;
+  tmp: string;
+  /** The buffer the read fills and the write drains (held until the chain's CQE). */
+  view: Uint8Array | null;
+  /** Settles the file: `null` when every member succeeded, else what failed. */
+  settle: ((failure: SmallFailure | null) => void) | null;
+  fail: ((error: unknown) => void) | null;
+}
+
+/** The one-block chains of one copy, on its `Uring` (see the module notes). */
+export class SmallFileChains implements RawClient {
+  readonly #uring: Uring;
+  readonly #raw: RawRing;
+  readonly #id: number;
+  readonly #lanes: Lane[] = [];
+  readonly #free: number[] = [];
+  #failed: unknown = undefined;
+
+  /** Attaches to `uring` (throws if it is closed). */
+  constructor(uring: Uring) {
+    this.#uring = uring;
+    this.#raw = rawRing(uring);
+    this.#id = this.#raw.attach(this);
+  }
+
+  /**
+   * Whether the kernel can post one CQE per chain (5.17) and the ring is not a polled one (whose
+   * opens and closes run on the Uring's plain ring); otherwise use `Uring.chain`.
+   */
+  static supported(uring: Uring): boolean {
+    return uring.ring.hasFeature(IORING_FEAT_CQE_SKIP) && !uring.ring.iopoll;
+  }
+
+  /**
+   * Queues the chain that copies `view.byteLength` bytes of `src` into the new file `tmp`
+   * (created with `perm`, exclusively). Resolves with `null` when every member succeeded, else
+   * with a {@link SmallFailure}; rejects when Deno's permissions refuse a path. Returns `undefined`, queueing nothing, when the ring has no room right now, a
+   * file-table index is not to be had, or the Uring failed: `Uring.chain` then does it.
+   */
+  start(src: string, tmp: string, perm: number, view: Uint8Array): Promise<SmallFailure | null> | undefined {
+    const raw = this.#raw;
+    if (this.#failed !== undefined || !raw.room(MEMBERS, 1)) return undefined;
+    const lane = this.#lane();
+    if (lane === null) return undefined;
+    const denied = checkAccess("open", "read", src) ?? checkAccess("open", "write", tmp);
+    if (denied !== null) {
+      this.#free.push(lane.number);
+      return Promise.reject(denied);
+    }
+    let srcPath: Uint8Array<ArrayBuffer>, dstPath: Uint8Array<ArrayBuffer>;
+    try {
+      srcPath = cstringInto(src, lane.srcMemory);
+      dstPath = cstringInto(tmp, lane.dstMemory);
+    } catch (e) {
+      this.#free.push(lane.number);
+      return Promise.reject(e);
+    }
+    if (srcPath.buffer !== lane.srcMemory?.buffer) lane.srcMemory = new Uint8Array(srcPath.buffer);
+    if (dstPath.buffer !== lane.dstMemory?.buffer) lane.dstMemory = new Uint8Array(dstPath.buffer);
+    lane.src = src;
+    lane.tmp = tmp;
+    lane.view = view;
+    const id = this.#id, tag = lane.number * TAG_STRIDE;
+    // The opens install into direct descriptors: `file_index` is the table index + 1.
+    let sqe = prepOpenat(raw.sqe(id, tag), AT_FDCWD, srcPath, O_RDONLY, 0).setFlags(LINKED);
+    sqe.u32[sqe.base + W.spliceFdIn] = lane.input + 1;
+    sqe = prepOpenat(raw.sqe(id, tag + 1), AT_FDCWD, dstPath, O_WRONLY | O_CREAT | O_EXCL, perm).setFlags(
+      LINKED,
+    );
+    sqe.u32[sqe.base + W.spliceFdIn] = lane.output + 1;
+    prepRead(raw.sqe(id, tag + 2), lane.input, view, 0).setFlags(LINKED | IOSQE_FIXED_FILE);
+    prepWrite(raw.sqe(id, tag + 3), lane.output, view, 0).setFlags(LINKED | IOSQE_FIXED_FILE);
+    prepCloseDirect(raw.sqe(id, tag + 4), lane.input).setFlags(LINKED);
+    prepCloseDirect(raw.sqe(id, tag + 5), lane.output).setFlags(IOSQE_ASYNC);
+    raw.commit(MEMBERS, 1, 2);
+    return new Promise((resolve, reject) => {
+      lane.settle = resolve;
+      lane.fail = reject;
+    });
+  }
+
+  /** A free lane with its file-table indexes, or null. */
+  #lane(): Lane | null {
+    const free = this.#free.pop();
+    if (free !== undefined) return this.#lanes[free];
+    const uring = this.#uring;
+    let input = -1, output = -1;
+    try {
+      input = uring.reserveFileIndex();
+      if (input >= 0) output = uring.reserveFileIndex();
+    } catch {
+      // the table could not be registered: Uring.chain (and then the block path) takes over
+    }
+    if (output < 0) {
+      if (input >= 0) uring.releaseFileIndex(input);
+      return null;
+    }
+    const lane: Lane = {
+      number: this.#lanes.length,
+      input,
+      output,
+      srcMemory: null,
+      dstMemory: null,
+      src: "",
+      tmp: "",
+      view: null,
+      settle: null,
+      fail: null,
+    };
+    this.#lanes.push(lane);
+    return lane;
+  }
+
+  /** The chain's one CQE: the last member's, or that of the member that failed or came up short. */
+  complete(tag: number, res: number): void {
+    const lane = this.#lanes[Math.floor(tag / TAG_STRIDE)];
+    const member = tag % TAG_STRIDE;
+    const settle = lane.settle!;
+    lane.settle = lane.fail = null;
+    if (member === MEMBERS - 1 && res >= 0) {
+      lane.view = null;
+      this.#free.push(lane.number);
+      settle(null);
+      return;
+    }
+    const results = this.#results(lane, member, res);
+    lane.view = null;
+    settle({
+      results,
+      input: lane.input,
+      output: lane.output,
+      done: () => this.#free.push(lane.number),
+    });
+  }
+
+  /** Every member's result when member `failed` posted `res` (the ones before it succeeded). */
+  #results(lane: Lane, failed: number, res: number): ChainResult[] {
+    const results: ChainResult[] = [];
+    const size = lane.view!.byteLength;
+    for (let i = 0; i < MEMBERS; i++) {
+      if (i < failed) results.push({ ok: true, value: i === 2 || i === 3 ? size : 0 });
+      else if (i === failed && res >= 0) results.push({ ok: true, value: res });
+      else results.push({ ok: false, error: this.#error(lane, i, i === failed ? -res : ECANCELED) });
+    }
+    return results;
+  }
+
+  /** The error `Uring.chain` would give member `i` of `lane`'s chain. */
+  #error(lane: Lane, i: number, errno: number): Error {
+    switch (i) {
+      case 0:
+        return operationError("open", errno, lane.src);
+      case 1:
+        return operationError("open", errno, lane.tmp);
+      default: {
+        const index = i === 2 || i === 4 ? lane.input : lane.output;
+        const op = i === 2 ? "read" : i === 3 ? "write" : "close";
+        return operationError(op, errno, null, null, undefined, `direct descriptor ${index}`);
+      }
+    }
+  }
+
+  /** The Uring failed for good: every chain in flight rejects with `error`. */
+  fail(error: unknown): void {
+    this.#failed = error;
+    for (const lane of this.#lanes) {
+      const fail = lane.fail;
+      if (fail === null) continue;
+      lane.settle = lane.fail = null;
+      lane.view = null;
+      fail(error);
+    }
+  }
+
+  /**
+   * Gives the lanes' file-table indexes back once no chain is in flight (each chain closed what
+   * it opened, or its failure was cleaned up) and detaches from the Uring.
+   */
+  close(): void {
+    this.#raw.detach(this.#id);
+    if (this.#failed !== undefined || this.#uring.closed) return;
+    for (const lane of this.#lanes) {
+      this.#uring.releaseFileIndex(lane.input);
+      this.#uring.releaseFileIndex(lane.output);
+    }
+  }
+}

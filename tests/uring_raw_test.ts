@@ -1,0 +1,96 @@
+/**
+ * The Uring's internal raw channel (`rawRing`): SQEs a client writes itself share the ring, the
+ * pump, the in-flight limit and `close()` with the Uring's own operations.
+ */
+
+import assert from "node:assert/strict";
+import { prepNop, prepRead, Uring } from "../mod.ts";
+import { type RawClient, rawRing } from "../src/uring.ts";
+import { ringTest } from "./_support.ts";
+import { pipe, sysClose } from "./_io.ts";
+import { sleep, uringOptions } from "./uring_support.ts";
+
+/** A client that records what it is handed. */
+class Recorder implements RawClient {
+  readonly done: [number, number][] = [];
+  failed: unknown = undefined;
+  #waiter: (() => void) | null = null;
+  #want = 0;
+  complete(tag: number, res: number): void {
+    this.done.push([tag, res]);
+    if (this.done.length >= this.#want) this.#waiter?.();
+  }
+  fail(error: unknown): void {
+    this.failed = error;
+  }
+  /** Resolves once `n` CQEs in all were handed over. */
+  until(n: number): Promise<void> {
+    this.#want = n;
+    if (this.done.length >= n) return Promise.resolve();
+    return new Promise((resolve) => this.#waiter = resolve);
+  }
+}
+
+ringTest(
+  "rawRing: a client's SQEs go out with the Uring's own, and its CQEs come back by tag",
+  async (config) => {
+    await using uring = new Uring(uringOptions(config, { entries: 8 }));
+    const raw = rawRing(uring);
+    assert.equal(rawRing(uring), raw, "one raw ring per Uring");
+    const a = new Recorder(), b = new Recorder();
+    const ida = raw.attach(a), idb = raw.attach(b);
+    assert.notEqual(ida, idb);
+    const before = uring.stats.sqes;
+    assert.ok(raw.room(3, 3));
+    prepNop(raw.sqe(ida, 7));
+    prepNop(raw.sqe(idb, 0xffffffff)); // any u32 is a tag
+    prepNop(raw.sqe(ida, 8));
+    raw.commit(3, 3, 0);
+    assert.equal(uring.pending, 3, "CQEs still to come count as pending");
+    const own = uring.nop(); // an operation of the Uring's own, in the same batch
+    await Promise.all([a.until(2), b.until(1), own]);
+    assert.deepEqual(a.done.sort(), [[7, 0], [8, 0]]);
+    assert.deepEqual(b.done, [[0xffffffff, 0]]);
+    assert.equal(uring.stats.sqes - before, 4);
+    assert.equal(uring.pending, 0);
+
+    // A detached client's late CQEs are dropped, not misdelivered.
+    prepNop(raw.sqe(idb, 1));
+    raw.commit(1, 1, 0);
+    raw.detach(idb);
+    await uring.nop();
+    await sleep(5);
+    assert.equal(b.done.length, 1);
+  },
+);
+
+ringTest(
+  "rawRing: room() respects the in-flight limit and the Uring's queue, and closes with it",
+  async (config) => {
+    const uring = new Uring(uringOptions(config, { entries: 4 })); // 8 CQEs in flight at most
+    const raw = rawRing(uring);
+    const client = new Recorder();
+    const id = raw.attach(client);
+    assert.equal(raw.room(4, 9), false, "more CQEs than the CQ may hold in flight");
+    assert.equal(raw.room(5, 1), false, "more SQEs than the SQ has");
+    // Reads of an empty pipe stay in flight until the Uring closes and cancels them.
+    const [r, w] = pipe();
+    const buf = new Uint8Array(1);
+    assert.ok(raw.room(2, 2));
+    prepRead(raw.sqe(id, 1), r, buf, 0);
+    prepRead(raw.sqe(id, 2), r, buf, 0);
+    raw.commit(2, 2, 0);
+    await sleep(20);
+    assert.equal(client.done.length, 0);
+    assert.equal(uring.pending, 2);
+    const closing = uring.close();
+    assert.equal(raw.room(1, 1), false, "a closing Uring takes nothing more");
+    await closing;
+    assert.deepEqual(client.done.map(([tag]) => tag).sort(), [1, 2]);
+    for (const [, res] of client.done) assert.ok(res === -125 || res === -4, `cancelled: ${res}`); // ECANCELED (EINTR)
+    assert.equal(client.failed, undefined);
+    assert.throws(() => raw.attach(new Recorder()), /closed/i);
+    sysClose(r);
+    sysClose(w);
+  },
+);
