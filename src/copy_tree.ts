@@ -396,10 +396,11 @@ async function realPathOrNull(path: string): Promise<string | null> {
  * Copies the directory `src` (a symlink to one is followed) to `dst` and resolves with
  * `{ files, bytes, ms, dirs, engine }` (`files` counts regular files and symlinks).
  *
- * The source is walked with `Deno.readDir` (io_uring has no `getdents`) and its entries looked at
- * with a synchronous `lstat` (io_uring's `statx` always goes to a kernel worker thread; with
- * `preserve` it is used, for nanosecond times) while its files are
- * already being copied: directories are created, regular files copied as by `copyFile`,
+ * The source is walked depth first, one directory listed at a time with `Deno.readDirSync`
+ * (io_uring has no `getdents`), its entries looked at with a synchronous `lstat` (io_uring's `statx`
+ * always goes to a kernel worker thread; with `preserve` it is used, asynchronously, for nanosecond
+ * times) while its files are already being copied: the walk starts each file as soon as one of the
+ * `queueDepth` file slots is free. Directories are created, regular files copied as by `copyFile`,
  * symlinks recreated as symlinks with the same target (not followed). Modes are kept (directories get theirs after their contents are
  * written); `preserve: true` also keeps the times of files and directories (not of symlinks).
  * Hard links are copied as separate files; devices, FIFOs and sockets are failures ("not a
