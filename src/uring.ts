@@ -142,6 +142,11 @@ const AUX_ENTRIES = 32;
 /** `user_data` high word of the Uring's own SQEs (slot generations stay below 2^31). */
 const INTERNAL = 0xffffffff;
 /**
+ * Operation slots made up front (the table doubles when they run out): making all `cqEntries` of
+ * a large ring at once cost milliseconds of start-up, before the JIT has warmed up.
+ */
+const INITIAL_SLOTS = 64;
+/**
  * `user_data` high words from here up (below `INTERNAL`) belong to raw clients (client id +
  * `RAW_BASE`); slot generations stay below 2^31.
  */
@@ -465,7 +470,7 @@ export class Uring implements AsyncDisposable {
     }
     this.#spinUs = this.#ring.sqpoll ? spinUs : 0;
     this.#limit = this.#ring.cqEntries;
-    this.#slots = new SlotTable(this.#limit, this.#onAbort);
+    this.#slots = new SlotTable(Math.min(this.#limit, INITIAL_SLOTS), this.#onAbort); // grows on demand
     this.#ready = new Array(this.#limit).fill(null);
     this.#fileOps = {
       read: (file, buf, position, signal) =>
