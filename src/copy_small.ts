@@ -67,6 +67,24 @@ interface Lane {
   fail: ((error: unknown) => void) | null;
 }
 
+/**
+ * Two indexes of `uring`'s registered file table, for a chain's source and destination; null
+ * (nothing left reserved) when the table is full or cannot be registered (a hard
+ * `RLIMIT_NOFILE` below its size): the file then goes the block way, with plain descriptors.
+ */
+export function reserveFilePair(uring: Uring): [number, number] | null {
+  let input = -1;
+  try {
+    input = uring.reserveFileIndex();
+    const output = input < 0 ? -1 : uring.reserveFileIndex();
+    if (output >= 0) return [input, output];
+  } catch {
+    // the table could not be registered
+  }
+  if (input >= 0) uring.releaseFileIndex(input);
+  return null;
+}
+
 /** The one-block chains of one copy, on its `Uring` (see the module notes). */
 export class SmallFileChains implements RawClient {
   readonly #uring: Uring;
@@ -143,18 +161,9 @@ export class SmallFileChains implements RawClient {
   #lane(): Lane | null {
     const free = this.#free.pop();
     if (free !== undefined) return this.#lanes[free];
-    const uring = this.#uring;
-    let input = -1, output = -1;
-    try {
-      input = uring.reserveFileIndex();
-      if (input >= 0) output = uring.reserveFileIndex();
-    } catch {
-      // the table could not be registered: Uring.chain (and then the block path) takes over
-    }
-    if (output < 0) {
-      if (input >= 0) uring.releaseFileIndex(input);
-      return null;
-    }
+    const pair = reserveFilePair(this.#uring);
+    if (pair === null) return null; // Uring.chain (and then the block path) will not fare better
+    const [input, output] = pair;
     const lane: Lane = {
       number: this.#lanes.length,
       input,

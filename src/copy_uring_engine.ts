@@ -12,7 +12,7 @@ import { O_CLOEXEC, O_CREAT, O_DIRECT, O_EXCL, O_RDONLY, O_WRONLY } from "./abi.
 import { type Engine, type EngineContext, type EntryStat, kindOfMode } from "./copy_engine.ts";
 import { codeOf, staged, tagStage } from "./copy_errors.ts";
 import type { ChainResult } from "./chain.ts";
-import { SmallFileChains } from "./copy_small.ts";
+import { reserveFilePair, SmallFileChains } from "./copy_small.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
 import type { Statx } from "./structs.ts";
 import type { Uring } from "./uring.ts";
@@ -341,24 +341,20 @@ export class UringEngine implements Engine {
   ): Promise<number> {
     const size = view.byteLength;
     const uring = this.#uring;
-    let input = -1, output = -1;
-    try {
-      input = uring.reserveFileIndex();
-      if (input >= 0) output = uring.reserveFileIndex();
-    } catch {
-      // The table could not be registered (a hard RLIMIT_NOFILE below its size): the block path
-      // copies the file, with plain descriptors.
-    }
+    const pair = reserveFilePair(uring);
     const release = () => {
-      if (input >= 0) uring.releaseFileIndex(input);
-      if (output >= 0) uring.releaseFileIndex(output);
+      if (pair !== null) {
+        uring.releaseFileIndex(pair[0]);
+        uring.releaseFileIndex(pair[1]);
+      }
       ctx.smallPool.give(buf);
       ctx.inflight.release(SMALL_CHAIN);
     };
-    if (output < 0) {
+    if (pair === null) {
       release();
       return Promise.resolve(-1);
     }
+    const [input, output] = pair;
     // No abort signal on the chain: it is one short burst (a listener per file cost ~10% of a
     // small-file tree copy), and a stop is seen right after it (in copyRegular).
     const chained = uring.chain((c) =>
