@@ -146,6 +146,10 @@ class TreeCopy {
     const others: Promise<void>[] = [];
     for (const name of names) {
       if (ctx.stopping) break;
+      // A long listing of entries that need no waiting must still let the event loop turn
+      // (Ctrl-C, progress, timers).
+      const breather = ctx.breather();
+      if (breather !== undefined) await breather;
       const s = `${src}/${name}`, d = `${dst}/${name}`;
       let st: EntryStat;
       try {
