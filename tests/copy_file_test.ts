@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { copyFile, type CopyProgress, IORING_FEAT_CQE_SKIP, IoUringError, Uring } from "../mod.ts";
+import { copyFile, type CopyProgress, copyTree, IORING_FEAT_CQE_SKIP, IoUringError, Uring } from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { uringOptions } from "./uring_support.ts";
 import { fingerprint, permOf, randomFile, sha256File, tempLeftovers, withTmpfs } from "./copy_support.ts";
@@ -394,5 +394,39 @@ Deno.test({
     );
     assert.throws(() => Deno.lstatSync(`${d}/vanishes.copy`), Deno.errors.NotFound);
     assert.deepEqual(tempLeftovers(d), []);
+  },
+});
+
+Deno.test({
+  name: "copyFile/copyTree: without CQE skipping (before 5.17) one-block files go through Uring.chain",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const d = dir.path;
+    let chains = 0;
+    class CountingUring extends Uring {
+      override chain(...args: Parameters<Uring["chain"]>) {
+        chains++;
+        return super.chain(...args);
+      }
+    }
+    await using uring = new CountingUring({ sqpoll: false });
+    // As a kernel without IORING_FEAT_CQE_SKIP reports itself.
+    const ring = uring.ring;
+    const real = ring.hasFeature.bind(ring);
+    ring.hasFeature = (feature: number) => feature !== IORING_FEAT_CQE_SKIP && real(feature);
+    Deno.mkdirSync(`${d}/src/sub`, { recursive: true });
+    const hashes: string[] = [];
+    for (const [i, path] of ["a", "sub/b", "sub/c"].entries()) {
+      hashes.push(await randomFile(`${d}/src/${path}`, 1000 + i * 20_000, 0o640));
+    }
+    const result = await copyTree(`${d}/src`, `${d}/dst`, { uring, blockSize: BS });
+    assert.equal(result.files, 3);
+    assert.equal(chains, 3, "one chain per file");
+    assert.equal(uring.stats.fixedFiles, 6, "each read and write on direct descriptors");
+    for (const [i, path] of ["a", "sub/b", "sub/c"].entries()) {
+      assert.equal(await sha256File(`${d}/dst/${path}`), hashes[i]);
+      assert.equal(permOf(`${d}/dst/${path}`), 0o640);
+    }
   },
 });
