@@ -10,7 +10,7 @@ import { ClosedError, IoUringError } from "./errors.ts";
 import { errno } from "./errno.ts";
 import { addressOf, checkFd, checkU32 } from "./memory.ts";
 import { Probe } from "./probe.ts";
-import { Cqe, Sqe } from "./sqe.ts";
+import { Cqe, Sqe, zeroSqe } from "./sqe.ts";
 import { Iovecs } from "./structs.ts";
 import { type Backend, getSys, type Sys } from "./sys.ts";
 
@@ -127,6 +127,8 @@ export class IoUring implements Disposable {
   readonly #sqMask: number;
   readonly #sqEntries: number;
   #sqes: Sqe[];
+  /** All SQEs as 8-byte words (getSqe zeroes through it). */
+  #sqeF64: Float64Array = new Float64Array(0);
   #sqeTail = 0; // next SQE to hand out (private tail)
   #sqePublished = 0; // last tail stored to the kernel
   #sqHeadCache = 0; // last kernel head seen
@@ -260,6 +262,7 @@ export class IoUring implements Disposable {
       const sqeU32 = new Uint32Array(sqesMem);
       const sqeU8 = new Uint8Array(sqesMem);
       const sqeF64 = new Float64Array(sqesMem);
+      this.#sqeF64 = sqeF64;
       this.#sqes = Array.from({ length: this.#sqEntries }, (_, i) => new Sqe(sqeU32, sqeU8, i, sqeF64));
 
       this.#cq = new Uint32Array(cqRing);
@@ -340,10 +343,10 @@ export class IoUring implements Disposable {
       this.#sqHeadCache = Atomics.load(this.#sq, this.#sqHead); // acquire: the kernel's progress
       if (((tail - this.#sqHeadCache) >>> 0) >= this.#sqEntries) return null;
     }
-    const sqe = this.#sqes[tail & this.#sqMask];
+    const index = tail & this.#sqMask;
     this.#sqeTail = (tail + 1) >>> 0;
-    sqe.clear();
-    return sqe;
+    zeroSqe(this.#sqeF64, index); // as Sqe.clear does, without loading the handle's fields first
+    return this.#sqes[index];
   }
 
   /** SQEs handed out by `getSqe` and not yet consumed by the kernel. */
@@ -830,6 +833,7 @@ export class IoUring implements Disposable {
     this.#sq = this.#cq = this.#cqesU32 = empty;
     this.#cqesI32 = new Int32Array(0);
     this.#sqes = [];
+    this.#sqeF64 = new Float64Array(0);
     this.#cqes = [];
     this.#registeredBuffers = undefined;
     this.#registeredFiles = 0;

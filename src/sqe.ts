@@ -42,6 +42,23 @@ function badUserData(v: unknown): never {
 }
 
 /**
+ * Zeroes SQE `slot` of an SQE array seen as 8-byte words (internal: `getSqe` and `Sqe.clear`).
+ * Eight stores of +0.0 (all bits zero): about twice as fast as sixteen u32 stores and several
+ * times faster than a ranged `fill` (a builtin call).
+ */
+export function zeroSqe(f: Float64Array, slot: number): void {
+  const b = slot * 8;
+  f[b] = 0;
+  f[b + 1] = 0;
+  f[b + 2] = 0;
+  f[b + 3] = 0;
+  f[b + 4] = 0;
+  f[b + 5] = 0;
+  f[b + 6] = 0;
+  f[b + 7] = 0;
+}
+
+/**
  * One submission queue entry: a handle to slot `slot` of the SQE array. Obtain it from
  * `IoUring.getSqe()`, fill it with a `prep*` function, then set `userData` and flags. It is only
  * valid until the next `submit()`. Since 5.1.
@@ -72,17 +89,7 @@ export class Sqe {
 
   /** Zeroes all 64 bytes (`getSqe()` already did). */
   clear(): this {
-    // Eight 8-byte stores of +0.0 (all bits zero): about twice as fast as sixteen u32 stores and
-    // several times faster than a ranged `fill` (a builtin call).
-    const f = this.#f64, b = this.base >>> 1;
-    f[b] = 0;
-    f[b + 1] = 0;
-    f[b + 2] = 0;
-    f[b + 3] = 0;
-    f[b + 4] = 0;
-    f[b + 5] = 0;
-    f[b + 6] = 0;
-    f[b + 7] = 0;
+    zeroSqe(this.#f64, this.slot);
     return this;
   }
 
