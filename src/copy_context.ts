@@ -24,6 +24,7 @@ import {
 import { UringEngine } from "./copy_uring_engine.ts";
 import { errno } from "./errno.ts";
 import { IoUringError } from "./errors.ts";
+import { onNextTurn } from "./turn.ts";
 import { Uring } from "./uring.ts";
 
 /**
@@ -225,8 +226,8 @@ export class CopyContext implements EngineContext {
   }
 
   /**
-   * Every {@link BREATHE_EVERY_MS} ms, a promise that resolves on the next event-loop turn (a
-   * zero timer), shared by every caller until then, so all of the copy's work pauses at once and
+   * Every {@link BREATHE_EVERY_MS} ms, a promise that resolves on the next event-loop turn (see
+   * `onNextTurn`: ~50 µs, where a zero timer took ~2.2 ms), shared by every caller until then, so all of the copy's work pauses at once and
    * the loop runs; otherwise `undefined` (no allocation).
    */
   breather(): Promise<void> | undefined {
@@ -234,11 +235,11 @@ export class CopyContext implements EngineContext {
     const now = performance.now();
     if (now - this.#lastBreath < BREATHE_EVERY_MS) return undefined;
     this.#breath = new Promise<void>((resolve) =>
-      setTimeout(() => {
+      onNextTurn(() => {
         this.#breath = undefined;
         this.#lastBreath = performance.now();
         resolve();
-      }, 0)
+      })
     );
     return this.#breath;
   }

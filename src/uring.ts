@@ -111,6 +111,7 @@ import {
 import { type Access, checkAccess, toPath } from "./permissions.ts";
 import { prepCancel, prepClose, prepNop } from "./prep.ts";
 import { IoUring, type SqpollOptions } from "./ring.ts";
+import { onNextTurn } from "./turn.ts";
 import { type Cqe, type Sqe, W } from "./sqe.ts";
 import { type ChainState, DONE, IN_RING, QUEUED, type Slot, SlotQueue, SlotTable } from "./slots.ts";
 import { parseStatx, type Statx } from "./structs.ts";
@@ -1255,15 +1256,11 @@ export class Uring implements AsyncDisposable {
   #deferToTurn(): void {
     this.#deferred = true;
     this.stats.yields++;
-    const channel = new MessageChannel();
-    channel.port2.onmessage = () => {
-      channel.port1.close();
-      channel.port2.close();
+    onNextTurn(() => {
       this.#deferred = false;
       this.#turnAt = performance.now();
       this.#guardedPump();
-    };
-    channel.port1.postMessage(null);
+    });
   }
 
   /** The pump, with anything unexpected turned into rejections rather than a crash. */
