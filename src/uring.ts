@@ -396,7 +396,9 @@ export class Uring implements AsyncDisposable {
   readonly #cqeSkip: boolean;
   /** Raw clients by id (see {@link rawRing}), and their CQEs reaped but not yet handed over. */
   #rawRing: RawRing | null = null;
-  readonly #rawClients: (RawClient | null)[] = [];
+  readonly #rawClients = new Map<number, RawClient>();
+  /** The id the next raw client gets (ids are not reused: a late CQE can only miss). */
+  #rawNextId = 0;
   readonly #rawReady: number[] = [];
   /** CQEs raw clients committed for and have not been handed yet. */
   #rawOutstanding = 0;
@@ -1354,7 +1356,7 @@ export class Uring implements AsyncDisposable {
     const raw = this.#rawReady;
     if (raw.length > 0) {
       this.#rawOutstanding -= raw.length / 3;
-      for (let i = 0; i < raw.length; i += 3) this.#rawClients[raw[i]]?.complete(raw[i + 1], raw[i + 2]);
+      for (let i = 0; i < raw.length; i += 3) this.#rawClients.get(raw[i])?.complete(raw[i + 1], raw[i + 2]);
       raw.length = 0;
     }
     return n;
@@ -1365,12 +1367,13 @@ export class Uring implements AsyncDisposable {
     return {
       attach: (client) => {
         if (this.#closing) throw new ClosedError("Uring");
-        if (this.#rawClients.length >= RAW_CLIENTS) throw new RangeError("too many raw clients");
-        this.#rawClients.push(client);
-        return this.#rawClients.length - 1;
+        if (this.#rawNextId >= RAW_CLIENTS) throw new RangeError("too many raw clients");
+        const id = this.#rawNextId++;
+        this.#rawClients.set(id, client);
+        return id;
       },
       detach: (id) => {
-        this.#rawClients[id] = null;
+        this.#rawClients.delete(id);
       },
       room: (sqes, cqes) =>
         !this.#closing && this.#backlog.size === 0 && this.#internalHead === this.#internal.length &&
@@ -1792,7 +1795,7 @@ export class Uring implements AsyncDisposable {
       }
     });
     for (const chain of chains) chain.reject(error);
-    for (const client of this.#rawClients) client?.fail(error);
+    for (const client of this.#rawClients.values()) client.fail(error);
     void this.#aux?.close();
     this.#closeResolve?.();
   }
