@@ -227,8 +227,8 @@ export class CopyContext implements EngineContext {
 
   /**
    * Every {@link BREATHE_EVERY_MS} ms, a promise that resolves on the next event-loop turn (see
-   * `onNextTurn`: ~50 µs, where a zero timer took ~2.2 ms), shared by every caller until then, so all of the copy's work pauses at once and
-   * the loop runs; otherwise `undefined` (no allocation).
+   * `onNextTurn`: ~50 µs, where a zero timer took ~2.2 ms), shared by every caller until then, so
+   * all of the copy's work pauses at once and the loop runs; otherwise `undefined` (no allocation).
    */
   breather(): Promise<void> | undefined {
     if (this.#breath !== undefined) return this.#breath;

@@ -53,7 +53,7 @@ export interface SmallFailure {
 /** One chain in flight at a time: its file-table indexes, path memory and outcome. */
 interface Lane {
   readonly number: number;
-  /** Direct descriptors of the source and destination (reserved on first use; -1 before). */
+  /** Direct descriptors (file-table indexes) of the source and destination, the lane's for good. */
   input: number;
   output: number;
   srcMemory: Uint8Array<ArrayBuffer> | null;
@@ -112,8 +112,9 @@ export class SmallFileChains implements RawClient {
   /**
    * Queues the chain that copies `view.byteLength` bytes of `src` into the new file `tmp`
    * (created with `perm`, exclusively). Resolves with `null` when every member succeeded, else
-   * with a {@link SmallFailure}; rejects when Deno's permissions refuse a path. Returns `undefined`, queueing nothing, when the ring has no room right now, a
-   * file-table index is not to be had, or the Uring failed: `Uring.chain` then does it.
+   * with a {@link SmallFailure}; rejects when Deno's permissions refuse a path. Returns
+   * `undefined`, queueing nothing, when the ring has no room right now, a file-table index is not
+   * to be had, or the Uring failed: `Uring.chain` then does it.
    */
   start(src: string, tmp: string, perm: number, view: Uint8Array): Promise<SmallFailure | null> | undefined {
     const raw = this.#raw;

@@ -531,7 +531,10 @@ export class Uring implements AsyncDisposable {
     return this.#ring.iopoll;
   }
 
-  /** Operations accepted and not yet settled (chain members count one each; so does each CQE a raw client awaits). */
+  /**
+   * Operations accepted and not yet settled (chain members count one each; so does each CQE an
+   * internal raw client awaits).
+   */
   get pending(): number {
     return this.#slots.used + this.#rawOutstanding + (this.#aux?.pending ?? 0);
   }
