@@ -131,7 +131,8 @@ class TreeCopy {
    * once (`Deno.readDirSync`) and its entries looked at in order with `lstat`; each file is
    * started as soon as a file slot is free (the walk waits for one rather than queueing a job
    * per file), other entries go through {@link TreeCopy.entryOf}, and subdirectories are walked
-   * after the files, one after the other (depth first). No promise per file.
+   * after the files, one after the other (depth first). The walk itself makes no promise per
+   * entry.
    */
   async walkNow(src: string, dst: string, merging: boolean): Promise<void> {
     const ctx = this.ctx;

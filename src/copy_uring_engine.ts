@@ -312,7 +312,11 @@ export class UringEngine implements Engine {
   /** The one-block chains written straight into the ring, when the kernel allows (5.17). */
   #smallChains(): SmallFileChains | null {
     if (this.#small === undefined) {
-      this.#small = SmallFileChains.supported(this.#uring) ? new SmallFileChains(this.#uring) : null;
+      try {
+        this.#small = SmallFileChains.supported(this.#uring) ? new SmallFileChains(this.#uring) : null;
+      } catch {
+        return null; // the Uring is closing: Uring.chain says so
+      }
     }
     return this.#small;
   }
