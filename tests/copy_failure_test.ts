@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { copyFile, copyTree, CopyTreeError, OsError } from "../mod.ts";
+import { copyFile, copyTree, CopyTreeError, OsError, Uring } from "../mod.ts";
 import { skipKernel, tempDir } from "./_support.ts";
 import {
   fingerprint,
@@ -331,5 +331,42 @@ Deno.test({
     clearTimeout(timer);
     assert.ok(bytes > 0 && bytes < 64 * 1024 ** 3, `stopped part way (${bytes} bytes)`);
     assert.deepEqual(names(dir.path), ["huge"]);
+  },
+});
+
+Deno.test({
+  name: "copyTree: a caller's Uring closed under the copy rejects it, leaving no incomplete file",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    Deno.mkdirSync(`${dir.path}/src`);
+    for (let i = 0; i < 300; i++) {
+      Deno.writeFileSync(`${dir.path}/src/f${i}`, new Uint8Array(1000 + i).fill(i));
+    }
+    for (const delay of [0, 2, 5]) {
+      const dst = `${dir.path}/dst${delay}`;
+      const uring = new Uring({ sqpoll: false });
+      const copying = copyTree(`${dir.path}/src`, dst, { uring });
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      const closing = uring.close();
+      let outcome: unknown = null;
+      await copying.then(() => {}, (e) => outcome = e);
+      await closing;
+      // Fast enough, it may have finished first; otherwise it says why and stops.
+      if (outcome !== null) assert.ok(outcome instanceof Error, String(outcome));
+      let left: string[] = [];
+      try {
+        left = names(dst);
+      } catch {
+        // the destination directory was never made
+      }
+      for (const name of left) {
+        assert.equal(
+          Deno.statSync(`${dst}/${name}`).size,
+          Deno.statSync(`${dir.path}/src/${name}`).size,
+          name,
+        );
+      }
+    }
   },
 });
