@@ -74,41 +74,46 @@ Deno.test({
   },
 });
 
+/** A Uring whose writes move at most 777 bytes (odd sizes, as a slow device might); counts them. */
+class ShortWrites extends Uring {
+  shortWrites = 0;
+  override write(
+    fd: number,
+    buf: ArrayBufferView,
+    position: number | bigint,
+    options?: { signal?: AbortSignal },
+  ) {
+    if (buf.byteLength > 777) {
+      this.shortWrites++;
+      buf = new Uint8Array(buf.buffer, buf.byteOffset, 777);
+    }
+    return super.write(fd, buf, position, options);
+  }
+}
+
+/** {@link ShortWrites} whose reads also move at most 1000 bytes. */
+class ShortReadsAndWrites extends ShortWrites {
+  shortReads = 0;
+  override read(
+    fd: number,
+    buf: ArrayBufferView,
+    position: number | bigint,
+    options?: { signal?: AbortSignal },
+  ) {
+    if (buf.byteLength > 1000) {
+      this.shortReads++;
+      buf = new Uint8Array(buf.buffer, buf.byteOffset, 1000);
+    }
+    return super.read(fd, buf, position, options);
+  }
+}
+
 Deno.test({
   name: "copyFile: short reads and writes are resumed until the block is done",
   ignore: skipKernel(),
   fn: async () => {
     using dir = tempDir();
-    let shortReads = 0;
-    let shortWrites = 0;
-    // A Uring whose reads and writes move at most 1000 bytes (odd sizes, as a slow device might).
-    class ShortUring extends Uring {
-      override read(
-        fd: number,
-        buf: ArrayBufferView,
-        position: number | bigint,
-        options?: { signal?: AbortSignal },
-      ) {
-        if (buf.byteLength > 1000) {
-          shortReads++;
-          buf = new Uint8Array(buf.buffer, buf.byteOffset, 1000);
-        }
-        return super.read(fd, buf, position, options);
-      }
-      override write(
-        fd: number,
-        buf: ArrayBufferView,
-        position: number | bigint,
-        options?: { signal?: AbortSignal },
-      ) {
-        if (buf.byteLength > 777) {
-          shortWrites++;
-          buf = new Uint8Array(buf.buffer, buf.byteOffset, 777);
-        }
-        return super.write(fd, buf, position, options);
-      }
-    }
-    await using uring = new ShortUring({ sqpoll: false });
+    await using uring = new ShortReadsAndWrites({ sqpoll: false });
     const hash = await randomFile(`${dir.path}/src`, 3 * 16384 + 5, 0o644);
     const result = await copyFile(`${dir.path}/src`, `${dir.path}/dst`, {
       uring,
@@ -117,7 +122,7 @@ Deno.test({
     });
     assert.equal(result.bytes, 3 * 16384 + 5);
     assert.equal(await sha256File(`${dir.path}/dst`), hash);
-    assert.ok(shortReads > 0 && shortWrites > 0, "the wrapper really shortened operations");
+    assert.ok(uring.shortReads > 0 && uring.shortWrites > 0, "the wrapper really shortened operations");
   },
 });
 
@@ -126,22 +131,7 @@ Deno.test({
   ignore: skipKernel(),
   fn: async () => {
     using dir = tempDir();
-    let shortWrites = 0;
     // Writes move at most 777 bytes: each run of data is written in many resumed pieces.
-    class ShortWrites extends Uring {
-      override write(
-        fd: number,
-        buf: ArrayBufferView,
-        position: number | bigint,
-        options?: { signal?: AbortSignal },
-      ) {
-        if (buf.byteLength > 777) {
-          shortWrites++;
-          buf = new Uint8Array(buf.buffer, buf.byteOffset, 777);
-        }
-        return super.write(fd, buf, position, options);
-      }
-    }
     await using uring = new ShortWrites({ sqpoll: false });
     const MiB = 1024 * 1024;
     const size = 4 * MiB + 123;
@@ -164,7 +154,7 @@ Deno.test({
     const result = await copyFile(src, `${dir.path}/dst`, { uring, blockSize: MiB, queueDepth: 4 });
     assert.equal(result.bytes, size);
     assert.equal(await sha256File(`${dir.path}/dst`), await sha256File(src));
-    assert.ok(shortWrites > 0, "the wrapper really shortened writes");
+    assert.ok(uring.shortWrites > 0, "the wrapper really shortened writes");
     const blocks = Deno.statSync(`${dir.path}/dst`).blocks!;
     // Three 64 KiB grains hold data; a copy that wrote whole 1 MiB blocks would allocate 2 MiB.
     assert.ok(blocks * 512 <= 512 * 1024, `the copy keeps its holes (${blocks} blocks allocated)`);
