@@ -39,7 +39,7 @@ import type { EngineContext, EntryStat } from "./copy_engine.ts";
 import { codeOf, dirnameOf, staged, tagStage } from "./copy_errors.ts";
 import { CopyFixedBuffers, MAX_FIXED_POOL_BYTES } from "./copy_fixed.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
-import { dataRuns, HOLE_GRAIN } from "./copy_uring_engine.ts";
+import { HOLE_GRAIN, writeBlockData } from "./copy_uring_engine.ts";
 import { type DirectAlignment, directAlignmentFromStatx } from "./direct.ts";
 import { errno } from "./errno.ts";
 import { cstring } from "./memory.ts";
@@ -324,18 +324,8 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
         if (got === 0) continue;
         const put = roundUp(got, unit);
         if (put > got) buf.fill(0, got, put); // no stale bytes of an earlier block past the end
-        if (sparse) {
-          // Only the grains holding data are written (grains are whole units); zero grains stay holes.
-          const runs = dataRuns(buf, put, offset, grain);
-          let data = 0;
-          for (let r = 0; r < runs.length; r += 2) {
-            await writeAll(buf, runs[r], runs[r + 1], offset);
-            data += runs[r + 1] - runs[r];
-          }
-          if (data < put) holes = true;
-        } else {
-          await writeAll(buf, 0, put, offset);
-        }
+        // Grains are whole units, so the runs of data stay aligned for O_DIRECT.
+        if (await writeBlockData(buf, put, offset, sparse, grain, writeAll)) holes = true;
         ctx.addBytes(got);
       } finally {
         pool.give(buf);

@@ -83,6 +83,32 @@ export function dataRuns(buf: Uint8Array, length: number, offset: number, grain 
   return runs;
 }
 
+/**
+ * Writes block `buf[0, length)` (file offset `offset`) with `writeAll(buf, from, to, offset)`:
+ * whole, or for a `sparse` source only the runs of `grain`-sized grains holding data, so the zero
+ * grains stay holes. Resolves with whether it left any hole.
+ */
+export async function writeBlockData(
+  buf: Uint8Array,
+  length: number,
+  offset: number,
+  sparse: boolean,
+  grain: number,
+  writeAll: (buf: Uint8Array, from: number, to: number, offset: number) => Promise<void>,
+): Promise<boolean> {
+  if (!sparse) {
+    await writeAll(buf, 0, length, offset);
+    return false;
+  }
+  const runs = dataRuns(buf, length, offset, grain);
+  let data = 0;
+  for (let r = 0; r < runs.length; r += 2) {
+    await writeAll(buf, runs[r], runs[r + 1], offset);
+    data += runs[r + 1] - runs[r];
+  }
+  return data < length;
+}
+
 /** Operations in the chain that copies a file of one block (it holds as many permits). */
 export const SMALL_CHAIN = 6;
 
@@ -455,18 +481,7 @@ export class UringEngine implements Engine {
           }
           if (got < length) end = Math.min(end, offset + got);
           if (got === 0) continue;
-          if (sparse) {
-            // Only the grains holding data are written; the zero grains stay holes.
-            const runs = dataRuns(buf, got, offset);
-            let data = 0;
-            for (let r = 0; r < runs.length; r += 2) {
-              await writeAll(buf, runs[r], runs[r + 1], offset);
-              data += runs[r + 1] - runs[r];
-            }
-            if (data < got) holes = true;
-          } else {
-            await writeAll(buf, 0, got, offset);
-          }
+          if (await writeBlockData(buf, got, offset, sparse, HOLE_GRAIN, writeAll)) holes = true;
           ctx.addBytes(got);
         } finally {
           pool.give(buf);
