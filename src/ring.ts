@@ -18,6 +18,8 @@ import { type Backend, getSys, type Sys } from "./sys.ts";
 export const MAX_ENTRIES = 32768;
 /** Largest CQ size the kernel accepts (`IORING_MAX_CQ_ENTRIES`, twice {@link MAX_ENTRIES}). */
 const MAX_CQ_ENTRIES = 2 * MAX_ENTRIES;
+/** Whether a plain store is a release store here (x86-64: total store order). */
+const PLAIN_STORE_RELEASES = Deno.build.arch === "x86_64";
 /** Default SQ poll thread idle time before it sleeps, in milliseconds. */
 export const DEFAULT_SQPOLL_IDLE_MS = 50;
 
@@ -612,7 +614,19 @@ export class IoUring implements Disposable {
       throw new RangeError(`cqAdvance(${n}): only ${ready} completions are ready`);
     }
     this.#cqHeadLocal = (this.#cqHeadLocal + n) >>> 0;
-    Atomics.store(this.#cq, this.#cqHead, this.#cqHeadLocal);
+    this.#storeCqHead(this.#cqHeadLocal);
+  }
+
+  /**
+   * Publishes the CQ head: a release store, so our reads of the CQEs before it cannot move after
+   * it (the kernel may reuse those slots once it sees the new head). On x86-64 every store is a
+   * release store and V8 keeps typed-array stores in program order, so a plain store does it;
+   * `Atomics.store` is a builtin call there (~10 ns, once per reap). Elsewhere (arm64) it is
+   * `Atomics.store`.
+   */
+  #storeCqHead(head: number): void {
+    if (PLAIN_STORE_RELEASES) this.#cq[this.#cqHead] = head;
+    else Atomics.store(this.#cq, this.#cqHead, head);
   }
 
   /**
@@ -647,15 +661,17 @@ export class IoUring implements Disposable {
     }
     const start = this.#cqHeadLocal;
     let head = start;
+    // In locals: `fn` may run any code, so V8 would otherwise reload each field per completion.
+    const cqes = this.#cqes, u32 = this.#cqesU32, i32 = this.#cqesI32, mask = this.#cqMask;
     try {
       while (head !== tail) {
-        const index = head & this.#cqMask;
+        const index = head & mask;
         head = (head + 1) >>> 0;
-        fn(this.#cqes[index].load(this.#cqesU32, this.#cqesI32, index));
+        fn(cqes[index].load(u32, i32, index));
       }
     } finally {
       this.#cqHeadLocal = head;
-      Atomics.store(this.#cq, this.#cqHead, head);
+      this.#storeCqHead(head);
     }
     return (head - start) >>> 0;
   }
