@@ -409,6 +409,18 @@ export class IoUring implements Disposable {
     return published;
   }
 
+  /**
+   * Publishes the SQEs handed out so far with one store of the SQ tail, and no system call.
+   * Under SQPOLL a running kernel thread may start on them at once instead of waiting for the
+   * rest of a burst; a sleeping one is woken only by {@link IoUring.submit}, so call that after
+   * the burst. Without SQPOLL the kernel reads the tail only inside `io_uring_enter`, so this is
+   * of no use there. Returns the number published. Since 5.1.
+   */
+  flushSq(): number {
+    if (this.#closed) this.#assertOpen();
+    return this.#flush();
+  }
+
   /** One `io_uring_enter`, retried on EINTR; returns the result or a negative errno. */
   #enter(toSubmit: number, minComplete: number, flags: number): number {
     for (;;) {

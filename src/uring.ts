@@ -368,6 +368,13 @@ export class Uring implements AsyncDisposable {
   }
 
   readonly #ring: IoUring;
+  /**
+   * SQPOLL: each operation's SQE is published (SQ tail store) as soon as it is written, so the
+   * kernel thread starts on it while the promise continuations that follow are still queueing
+   * more; the pump's `submit()` then only wakes the thread if it sleeps. Waiting for the pump
+   * left the thread idle through each burst (readAt ×32: +19% with this).
+   */
+  readonly #sqpollRing: boolean;
   readonly #slots: SlotTable;
   readonly #backlog = new SlotQueue();
   /** Internal SQEs waiting for room: triples of (kind, a, b). */
@@ -459,6 +466,7 @@ export class Uring implements AsyncDisposable {
       cqEntries: options.cqEntries,
     });
     this.#cqeSkip = this.#ring.hasFeature(IORING_FEAT_CQE_SKIP);
+    this.#sqpollRing = this.#ring.sqpoll;
     if (!this.#ring.hasFeature(IORING_FEAT_EXT_ARG)) {
       this.#ring.close();
       throw new IoUringError("io_uring_enter", EINVAL, "Uring needs Linux 5.11 (IORING_FEAT_EXT_ARG)");
@@ -1132,11 +1140,13 @@ export class Uring implements AsyncDisposable {
         const sqe = this.#ring.getSqe();
         if (sqe !== null) {
           this.#put(head, sqe);
+          if (this.#sqpollRing) this.#ring.flushSq();
           this.#schedule();
           return;
         }
       } else if (this.#ring.sqSpaceLeft() >= n) {
         for (const slot of chain!.slots) this.#put(slot, this.#ring.getSqe()!);
+        if (this.#sqpollRing) this.#ring.flushSq();
         this.#schedule();
         return;
       }

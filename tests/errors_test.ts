@@ -331,6 +331,7 @@ Deno.test({
       const calls: Record<string, () => unknown> = {
         getSqe: () => ring.getSqe(),
         submit: () => ring.submit(),
+        flushSq: () => ring.flushSq(),
         submitAndWait: () => ring.submitAndWait(1),
         sqReady: () => ring.sqReady(),
         sqSpaceLeft: () => ring.sqSpaceLeft(),

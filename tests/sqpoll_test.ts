@@ -83,6 +83,31 @@ for (const backend of BACKENDS) {
   });
 
   Deno.test({
+    name: `SQPOLL: flushSq() publishes SQEs to an awake poll thread with no system call [${backend}]`,
+    ignore: skipKernel(),
+    fn() {
+      using ring = new IoUring(64, { sqpoll: { idleMs: 1000 }, backend });
+      spinNops(ring, 10); // the thread is running (a wakeup here, if it had not started, is fine)
+      const before = { ...ring.stats };
+      for (let i = 0; i < 3; i++) prepNop(ring.getSqe()!).setUserData(100 + i);
+      assert.equal(ring.flushSq(), 3);
+      assert.equal(ring.flushSq(), 0, "nothing new to publish");
+      // Only the tail store reached the kernel: the thread takes the SQEs and completes them.
+      const start = performance.now();
+      while (ring.cqReady() < 3) {
+        if (performance.now() - start > 5000) assert.fail("the published NOPs never completed");
+      }
+      assert.deepEqual({ ...ring.stats }, before, "flushSq() entered the kernel");
+      const seen: number[] = [];
+      ring.forEachCqe((cqe) => seen.push(cqe.userDataNumber));
+      assert.deepEqual(seen, [100, 101, 102]);
+      // submit() afterwards has nothing left to publish, and the awake thread needs no wakeup.
+      assert.equal(ring.submit(), 0);
+      assert.deepEqual({ ...ring.stats }, before);
+    },
+  });
+
+  Deno.test({
     name: `SQPOLL: 10,000 submissions to an awake poll thread make zero io_uring_enter calls [${backend}]`,
     ignore: skipKernel(),
     fn() {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { IORING_FEAT_CQE_SKIP, OsError, Uring, type UringFile } from "../mod.ts";
-import { ringTest, tempDir } from "./_support.ts";
+import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { mkfifo, pipe, sysRead } from "./_io.ts";
 import { fdCount, sleep, uringOptions } from "./uring_support.ts";
 
@@ -590,3 +590,22 @@ ringTest(
     }
   },
 );
+
+Deno.test({
+  name: "Uring: under SQPOLL an operation's SQE reaches the kernel thread at once, before the pump runs",
+  ignore: skipKernel(),
+  async fn() {
+    await using uring = new Uring({ sqpoll: { idleMs: 1000 } });
+    await uring.nop(); // the SQ thread is running and awake for the next second
+    const before = { ...uring.ring.stats };
+    const pending = uring.nop();
+    // No microtask has run since nop() returned, so the pump has not submitted: the NOP can
+    // complete only if nop() itself published its SQE (the SQ tail store).
+    const start = performance.now();
+    while (uring.ring.cqReady() === 0) {
+      if (performance.now() - start > 5000) assert.fail("the NOP was not published before the pump ran");
+    }
+    assert.deepEqual({ ...uring.ring.stats }, before, "no io_uring_enter was needed");
+    assert.equal(await pending, undefined);
+  },
+});
