@@ -5,8 +5,11 @@
  *
  * The loop keeps 32 reads in flight: each completion is checked and its slot refilled with a
  * read at a new random aligned offset. Without SQPOLL a round is one `submitAndWait(1)` (cached
- * reads complete inside it); with SQPOLL a tail store and a spin on the CQ tail (bounded: then a
- * blocking wait).
+ * reads complete inside it); with SQPOLL each refill is published at once (`flushSq`, a tail
+ * store, as fio publishes each request), so the kernel thread starts on it while the loop is
+ * still reaping, and a round ends with `submit()` (wakes the thread if it slept) and a spin on
+ * the CQ tail (bounded: then a blocking wait). The C peer does the same (a release store of
+ * the tail per request).
  * Run: `deno task bench:read`.
  *
  * @module
@@ -82,6 +85,7 @@ export function ourRandomReads(
       sqe = ring.getSqe();
     }
     prepRead(sqe, fd, bufs[slot], nextBlock(blocks) * BS).setUserData(slot);
+    if (sqpoll) ring.flushSq();
   };
   const reap = (cqe: Cqe) => {
     if (cqe.res !== BS) bad = cqe.res;
