@@ -369,7 +369,8 @@ export class Uring implements AsyncDisposable {
 
   readonly #ring: IoUring;
   /**
-   * SQPOLL: each operation's SQE is published (SQ tail store) as soon as it is written, so the
+   * SQPOLL: each operation's SQE (and each raw client's commit) is published (SQ tail store) as
+   * soon as it is written, so the
    * kernel thread starts on it while the promise continuations that follow are still queueing
    * more; the pump's `submit()` then only wakes the thread if it sleeps. Waiting for the pump
    * left the thread idle through each burst (readAt ×32: +19% with this).
@@ -1404,6 +1405,7 @@ export class Uring implements AsyncDisposable {
         this.#toSubmit += sqes;
         this.stats.sqes += sqes;
         this.stats.fixedFiles += fixedFiles;
+        if (this.#sqpollRing) this.#ring.flushSq(); // as #enqueue does
         this.#schedule();
       },
     };

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { prepNop, prepRead, Uring } from "../mod.ts";
 import { type RawClient, rawRing } from "../src/uring.ts";
-import { ringTest } from "./_support.ts";
+import { ringTest, skipKernel } from "./_support.ts";
 import { pipe, sysClose } from "./_io.ts";
 import { sleep, uringOptions } from "./uring_support.ts";
 
@@ -94,3 +94,28 @@ ringTest(
     sysClose(w);
   },
 );
+
+Deno.test({
+  name: "rawRing: under SQPOLL a commit publishes the SQEs at once, before the pump runs",
+  ignore: skipKernel(),
+  async fn() {
+    await using uring = new Uring({ sqpoll: { idleMs: 1000 } });
+    await uring.nop(); // the SQ thread is running and awake for the next second
+    const raw = rawRing(uring);
+    const client = new Recorder();
+    const id = raw.attach(client);
+    const before = { ...uring.ring.stats };
+    prepNop(raw.sqe(id, 1));
+    prepNop(raw.sqe(id, 2));
+    raw.commit(2, 2, 0);
+    // No microtask has run, so the pump has not submitted: only commit's tail store can have
+    // shown the NOPs to the kernel thread.
+    const start = performance.now();
+    while (uring.ring.cqReady() < 2) {
+      if (performance.now() - start > 5000) assert.fail("the committed NOPs were not published");
+    }
+    assert.deepEqual({ ...uring.ring.stats }, before, "no io_uring_enter was needed");
+    await client.until(2);
+    assert.deepEqual(client.done.sort(), [[1, 0], [2, 0]]);
+  },
+});
