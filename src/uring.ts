@@ -370,10 +370,9 @@ export class Uring implements AsyncDisposable {
   readonly #ring: IoUring;
   /**
    * SQPOLL: each operation's SQE (and each raw client's commit) is published (SQ tail store) as
-   * soon as it is written, so the
-   * kernel thread starts on it while the promise continuations that follow are still queueing
-   * more; the pump's `submit()` then only wakes the thread if it sleeps. Waiting for the pump
-   * left the thread idle through each burst (readAt ×32: +19% with this).
+   * soon as it is written, so the kernel thread starts on it while the promise continuations
+   * that follow are still queueing more; the pump's `submit()` then only wakes the thread if it
+   * sleeps. Waiting for the pump left the thread idle through each burst (readAt ×32: +19%).
    */
   readonly #sqpollRing: boolean;
   readonly #slots: SlotTable;
