@@ -32,11 +32,11 @@ import { type RawClient, type RawRing, rawRing, type Uring } from "./uring.ts";
 
 const ECANCELED = errno("ECANCELED");
 /** SQEs in one file's chain. */
-const MEMBERS = 6;
+export const MEMBERS = 6;
 /** Flags of every member but the last: linked, no CQE on success, issued from io-wq. */
 const LINKED = IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS | IOSQE_ASYNC;
 /** Tags are `lane * TAG_STRIDE + member`. */
-const TAG_STRIDE = 8;
+export const TAG_STRIDE = 8;
 
 /**
  * A chain that did not copy its file: every member's result (as `Uring.chain` gives them) and

@@ -411,7 +411,8 @@ export class UringEngine implements Engine {
   /**
    * After a chain that did not copy the file: closes what it left open, removes `tmp` if it made
    * it, and rejects for an open (or final close) failure; resolves -1 for a short or failed read
-   * or write, which `copyData` redoes and, if it fails again, explains. Uses the chain's own
+   * or write, or an open the kernel dropped (`ECANCELED`), which `copyData` redoes and, if it
+   * fails again, explains. Uses the chain's own
    * permits (none more), so clean-up never waits on the budget.
    */
   async #smallFailed(results: ChainResult[], input: number, output: number, tmp: string): Promise<number> {
@@ -422,8 +423,13 @@ export class UringEngine implements Engine {
       openIn.ok && !closeIn.ok ? uring.chain((c) => c.closeDirect(input)).catch(() => {}) : null,
       openOut.ok && !closeOut.ok ? uring.chain((c) => c.closeDirect(output)).catch(() => {}) : null,
     ]);
-    if (!openIn.ok) throw tagStage(openIn.error, "open-source");
-    if (!openOut.ok) throw tagStage(openOut.error, "create");
+    // An open the kernel cancelled although nobody asked (io-wq could not start a worker; see
+    // `Uring`) opened or created nothing: redo the file the block way, as after a short read.
+    // (When the source's open fails, the create after it is cancelled too: report the first.)
+    if (!openIn.ok && codeOf(openIn.error) !== "ECANCELED") throw tagStage(openIn.error, "open-source");
+    if (openIn.ok && !openOut.ok && codeOf(openOut.error) !== "ECANCELED") {
+      throw tagStage(openOut.error, "create");
+    }
     await uring.unlink(tmp).catch(() => {});
     // Some file systems report ENOSPC only when the written file is closed.
     if (!closeOut.ok && codeOf(closeOut.error) !== "ECANCELED") throw tagStage(closeOut.error, "close");

@@ -104,6 +104,8 @@ export class Slot {
   signal: AbortSignal | null = null;
   /** Whether the signal fired while the operation was in the ring. */
   aborted = false;
+  /** Times the operation was issued again after the kernel dropped it (see `Uring`). */
+  reissues = 0;
   /** The chain this slot is a member of, or null. */
   chain: ChainState | null = null;
   /** Position in the chain. */
@@ -147,6 +149,7 @@ export class Slot {
     this.signal = null;
     this.chain = null;
     this.aborted = false;
+    this.reissues = 0;
     this.sqeFlags = 0;
     this.bufIndex = -1;
     this.flags = 0;

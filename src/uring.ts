@@ -121,6 +121,8 @@ export type { OpOptions } from "./file.ts";
 
 const ETIME = errno("ETIME");
 const ECANCELED = errno("ECANCELED");
+/** How often an operation the kernel cancelled unasked is issued again (see `#complete`). */
+const MAX_REISSUES = 3;
 const EINVAL = errno("EINVAL");
 const EAGAIN = errno("EAGAIN");
 const EBUSY = errno("EBUSY");
@@ -291,6 +293,11 @@ export interface UringStats {
   fixedBuffers: number;
   /** SQEs that named a registered file (`IOSQE_FIXED_FILE`). */
   fixedFiles: number;
+  /**
+   * Operations issued again because the kernel cancelled them although nobody asked (io-wq
+   * could not start a worker thread: see `Uring`); each is retried up to 3 times.
+   */
+  reissued: number;
 }
 
 function isRetryable(e: unknown): boolean {
@@ -448,6 +455,7 @@ export class Uring implements AsyncDisposable {
     yields: 0,
     fixedBuffers: 0,
     fixedFiles: 0,
+    reissued: 0,
   };
 
   /** Sets up the ring (see {@link UringOptions}). */
@@ -1573,6 +1581,16 @@ export class Uring implements AsyncDisposable {
     const chain = slot.chain;
     if (chain !== null) {
       this.#completeMember(chain, slot);
+      return;
+    }
+    if (slot.res === -ECANCELED && !slot.aborted && !this.#closing && slot.reissues < MAX_REISSUES) {
+      // Cancelled, but not by us (no abort, no close): the kernel dropped it before it ran. io-wq
+      // cancels the work queued for it when it cannot start its first worker thread, which
+      // happens when a signal is pending at each attempt (a sampling profiler's SIGPROF every
+      // few microseconds does it). Nothing of the operation ran, so issue it again.
+      slot.reissues++;
+      this.stats.reissued++;
+      this.#enqueue(slot);
       return;
     }
     const { resolve, reject, signal } = slot;

@@ -4,10 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { prepNop, prepRead, Uring } from "../mod.ts";
+import { prepCancelFd, prepNop, prepRead, Uring } from "../mod.ts";
 import { type RawClient, rawRing } from "../src/uring.ts";
 import { ringTest, skipKernel } from "./_support.ts";
-import { pipe, sysClose } from "./_io.ts";
+import { pipe, sysClose, sysWrite } from "./_io.ts";
 import { sleep, uringOptions } from "./uring_support.ts";
 
 /** A client that records what it is handed. */
@@ -119,3 +119,54 @@ Deno.test({
     assert.deepEqual(client.done.sort(), [[1, 0], [2, 0]]);
   },
 });
+
+ringTest(
+  "Uring: an operation the kernel cancels unasked is issued again, up to 3 times, then rejects",
+  async (config) => {
+    await using uring = new Uring(uringOptions(config, { entries: 8 }));
+    // A raw client stands in for the kernel dropping work (as io-wq does when it cannot start a
+    // worker): it cancels the Uring's pending pipe read by fd, behind the Uring's back.
+    const raw = rawRing(uring);
+    const canceller = new Recorder();
+    const id = raw.attach(canceller);
+    const [r, w] = pipe();
+    try {
+      let cancels = 0;
+      const cancelRead = async () => {
+        prepCancelFd(raw.sqe(id, ++cancels), r);
+        raw.commit(1, 1, 0);
+        await canceller.until(cancels);
+        assert.equal(canceller.done[cancels - 1][1], 0, "the cancel found the read");
+        await sleep(20); // the read's ECANCELED comes in and the read goes out again
+      };
+      const buf = new Uint8Array(8);
+      const read = uring.read(r, buf, 0);
+      await sleep(20); // the read waits in the kernel: the pipe is empty
+      await cancelRead();
+      assert.equal(uring.stats.reissued, 1);
+      assert.equal(uring.pending, 1, "the read is in flight again");
+      assert.equal(sysWrite(w, new Uint8Array([1, 2, 3])), 3);
+      assert.equal(await read, 3, "the reissued read completes normally");
+      assert.deepEqual([...buf.subarray(0, 3)], [1, 2, 3]);
+
+      // Dropped three times it is issued again each time; the fourth cancellation is reported.
+      const doomed = uring.read(r, buf, 0);
+      const outcome = doomed.then(() => "resolved", (e) => (e as { code?: string }).code);
+      await sleep(20);
+      for (let i = 0; i < 4; i++) await cancelRead();
+      assert.equal(await outcome, "ECANCELED");
+      assert.equal(uring.stats.reissued, 4);
+
+      // An operation aborted through its signal is not issued again: it rejects with the reason.
+      const controller = new AbortController();
+      const aborted = uring.read(r, buf, 0, { signal: controller.signal });
+      await sleep(20);
+      controller.abort(new Error("stop"));
+      await assert.rejects(aborted, /stop/);
+      assert.equal(uring.stats.reissued, 4);
+    } finally {
+      sysClose(r);
+      sysClose(w);
+    }
+  },
+);
