@@ -1211,7 +1211,11 @@ export class Uring implements AsyncDisposable {
   #fill(): void {
     const q = this.#internal;
     while (this.#internalHead < q.length) {
-      if (this.#inRing >= this.#limit) return;
+      // Cancels, wake-ups and closes may go past the in-flight limit (up to twice it): held back
+      // behind operations that may never complete (reads of an empty pipe), a cancel would wait
+      // for them forever. Their extra CQEs cannot be lost: past the CQ's size the kernel keeps
+      // them (IORING_FEAT_NODROP, 5.5; Uring needs 5.11) until the CQ has room.
+      if (this.#inRing >= 2 * this.#limit) return;
       const sqe = this.#ring.getSqe();
       if (sqe === null) return;
       const at = this.#internalHead;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { IORING_FEAT_CQE_SKIP, OsError, Uring, type UringFile } from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
-import { mkfifo, pipe, sysRead } from "./_io.ts";
+import { mkfifo, pipe, sysClose, sysRead } from "./_io.ts";
 import { fdCount, sleep, uringOptions } from "./uring_support.ts";
 
 const enc = new TextEncoder();
@@ -609,3 +609,54 @@ Deno.test({
     assert.equal(await pending, undefined);
   },
 });
+
+ringTest(
+  "Uring: aborts and close() cancel even when the in-flight limit is taken by waiting reads",
+  async (config) => {
+    const within = <T>(p: Promise<T>, what: string): Promise<T> => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} hung`)), 5000);
+      });
+      return Promise.race([p, late]).finally(() => clearTimeout(timer));
+    };
+    const uring = new Uring(uringOptions(config, { entries: 2 })); // at most 4 CQEs in flight
+    const [r, w] = pipe();
+    try {
+      // Reads of an empty pipe never complete by themselves; enough of them fill the in-flight
+      // limit (the pump moves queued ones in as the kernel takes the SQEs), the rest wait in JS.
+      const ac = new AbortController();
+      const reads = Array.from(
+        { length: 8 },
+        () => uring.read(r, new Uint8Array(1), 0, { signal: ac.signal }),
+      );
+      for (let i = 0; i < 4; i++) {
+        await sleep(5);
+        uring.nop().catch(() => {}); // each nop makes the pump run again and move reads in
+      }
+      await sleep(20);
+      // The cancels for the reads in the kernel need SQEs of their own, beyond the limit.
+      ac.abort(new Error("enough"));
+      const results = await within(Promise.allSettled(reads), "abort");
+      for (const result of results) {
+        assert.equal(result.status, "rejected");
+      }
+
+      // The same for close(): reads in the kernel up to the limit, then close.
+      const more = Array.from(
+        { length: 8 },
+        () => uring.read(r, new Uint8Array(1), 0).catch(() => "rejected"),
+      );
+      for (let i = 0; i < 4; i++) {
+        await sleep(5);
+        uring.nop().catch(() => {});
+      }
+      await sleep(20);
+      await within(uring.close(), "close()");
+      assert.deepEqual(await Promise.all(more), Array(8).fill("rejected"));
+    } finally {
+      sysClose(r);
+      sysClose(w);
+    }
+  },
+);
