@@ -412,8 +412,8 @@ export class UringEngine implements Engine {
    * After a chain that did not copy the file: closes what it left open, removes `tmp` if it made
    * it, and rejects for an open (or final close) failure; resolves -1 for a short or failed read
    * or write, or an open the kernel dropped (`ECANCELED`), which `copyData` redoes and, if it
-   * fails again, explains. Uses the chain's own
-   * permits (none more), so clean-up never waits on the budget.
+   * fails again, explains. Uses the chain's own permits (none more), so clean-up never waits on
+   * the budget.
    */
   async #smallFailed(results: ChainResult[], input: number, output: number, tmp: string): Promise<number> {
     const uring = this.#uring;
