@@ -39,6 +39,17 @@ export function reap(ring: IoUring, n: number, timeoutMs = REAP_TIMEOUT_MS): Map
   return out;
 }
 
+/**
+ * Spins on the CQ tail (no system call) until `n` completions are ready; fails the test with
+ * `what` if they are not there within `timeoutMs`.
+ */
+export function spinUntilReady(ring: IoUring, n: number, what: string, timeoutMs = 5000): void {
+  const start = performance.now();
+  while (ring.cqReady() < n) {
+    if (performance.now() - start > timeoutMs) assert.fail(what);
+  }
+}
+
 /** Asserts that no completion shows up within `ms` (a little wait, for "nothing more" checks). */
 export function assertNoCompletion(ring: IoUring, ms = 20): void {
   const cqe = ring.waitCqe({ timeoutMs: ms });

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { prepCancelFd, prepNop, prepRead, Uring } from "../mod.ts";
 import { type RawClient, rawRing } from "../src/uring.ts";
 import { ringTest, skipKernel } from "./_support.ts";
-import { pipe, sysClose, sysWrite } from "./_io.ts";
+import { pipe, spinUntilReady, sysClose, sysWrite } from "./_io.ts";
 import { sleep, uringOptions } from "./uring_support.ts";
 
 /** A client that records what it is handed. */
@@ -110,10 +110,7 @@ Deno.test({
     raw.commit(2, 2, 0);
     // No microtask has run, so the pump has not submitted: only commit's tail store can have
     // shown the NOPs to the kernel thread.
-    const start = performance.now();
-    while (uring.ring.cqReady() < 2) {
-      if (performance.now() - start > 5000) assert.fail("the committed NOPs were not published");
-    }
+    spinUntilReady(uring.ring, 2, "the committed NOPs were not published");
     assert.deepEqual({ ...uring.ring.stats }, before, "no io_uring_enter was needed");
     await client.until(2);
     assert.deepEqual(client.done.sort(), [[1, 0], [2, 0]]);
