@@ -109,19 +109,7 @@ function checkLength(n: number, what = "buffer"): void {
 
 /** A no-op that completes with 0: measures the ring itself. Since 5.1. */
 export function prepNop(sqe: Sqe): Sqe {
-  // prepRw(sqe, IORING_OP_NOP, -1, 0, 0, 0) written out: the NOP benchmark's hot loop is all
-  // prep, and V8 left some of prepRw's offset and address arithmetic in even with constants.
-  const u32 = sqe.u32, b = sqe.base;
-  const head = u32[b + HEAD];
-  if ((head & 0xff) !== 0) dropEarlierPrep(u32, b);
-  u32[b + HEAD] = ((head & 0xffffff00) | abi.IORING_OP_NOP) >>> 0; // keep flags and ioprio
-  u32[b + FD] = -1;
-  u32[b + OFF_LO] = 0;
-  u32[b + OFF_HI] = 0;
-  u32[b + ADDR_LO] = 0;
-  u32[b + ADDR_HI] = 0;
-  u32[b + LEN] = 0;
-  return sqe;
+  return prepRw(sqe, abi.IORING_OP_NOP, -1, 0, 0, 0);
 }
 
 /** `pread(fd, buf, buf.byteLength, offset)`. Since 5.6. */
