@@ -16,6 +16,12 @@ export const SYS_IO_URING_SETUP = 425;
 export const SYS_IO_URING_ENTER = 426;
 /** `io_uring_register` system call number (5.1). */
 export const SYS_IO_URING_REGISTER = 427;
+/** `pipe2` system call number (x86_64 293, aarch64 59; used by the libc backend). */
+export const SYS_PIPE2: number = Deno.build.arch === "aarch64" ? 59 : 293;
+/** `fcntl` system call number (x86_64 72, aarch64 25; used by the libc backend). */
+export const SYS_FCNTL: number = Deno.build.arch === "aarch64" ? 25 : 72;
+/** `F_GETPIPE_SZ`: a pipe's capacity in bytes (2.6.35). */
+export const F_GETPIPE_SZ = 1032;
 
 // ---------------------------------------------------------------------------------------------
 // Struct sizes and field offsets.

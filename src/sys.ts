@@ -18,17 +18,21 @@
  */
 
 import {
+  F_GETPIPE_SZ,
   GETEVENTS_ARG_SIZE,
   IORING_ENTER_EXT_ARG,
   MAP_ANONYMOUS,
   MAP_POPULATE,
   MAP_PRIVATE,
   MAP_SHARED,
+  O_CLOEXEC,
   PROT_READ,
   PROT_WRITE,
+  SYS_FCNTL,
   SYS_IO_URING_ENTER,
   SYS_IO_URING_REGISTER,
   SYS_IO_URING_SETUP,
+  SYS_PIPE2,
   TIMESPEC_SIZE,
 } from "./abi.ts";
 import { errno } from "./errno.ts";
@@ -64,6 +68,11 @@ export interface Sys {
   munmap(address: number, length: number): number;
   /** `close(fd)`. */
   close(fd: number): number;
+  /**
+   * `pipe2(fds, O_CLOEXEC)`: stores the read and write ends in `fds[0]` and `fds[1]` and returns
+   * the pipe's capacity in bytes (`F_GETPIPE_SZ`), or `-errno` (then nothing is left open).
+   */
+  pipe(fds: Int32Array): number;
   /** A full memory fence. */
   fence(): void;
 }
@@ -83,6 +92,9 @@ const HELPER_SYMBOLS = {
   uring_mmap_anon: { parameters: ["u64"], result: "i64" },
   uring_munmap: { parameters: ["u64", "u64"], result: "i32" },
   uring_close: { parameters: ["i32"], result: "i32" },
+  // Optional: a helper built before it existed still loads (pipes then come from the kernel
+  // through libc's syscall()).
+  uring_pipe: { parameters: ["buffer"], result: "i32", optional: true },
   uring_fence: { parameters: [], result: "void" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
@@ -148,6 +160,10 @@ function loadHelper(path: string): Sys {
     mmapAnon: (length) => Number(lib.uring_mmap_anon(BigInt(length))),
     munmap: (address, length) => lib.uring_munmap(BigInt(address), BigInt(length)),
     close: (fd) => lib.uring_close(fd),
+    pipe: (fds) => {
+      const pipe = lib.uring_pipe;
+      return pipe === null ? getSys("libc").pipe(fds) : pipe(fds);
+    },
     fence: () => lib.uring_fence(),
   };
 }
@@ -161,6 +177,10 @@ function loadLibc(): Sys {
   const NR_SETUP = BigInt(SYS_IO_URING_SETUP);
   const NR_ENTER = BigInt(SYS_IO_URING_ENTER);
   const NR_REGISTER = BigInt(SYS_IO_URING_REGISTER);
+  const NR_PIPE2 = BigInt(SYS_PIPE2);
+  const NR_FCNTL = BigInt(SYS_FCNTL);
+  const CLOEXEC = BigInt(O_CLOEXEC);
+  const GETPIPE_SZ = BigInt(F_GETPIPE_SZ);
   const EINTR = errno("EINTR");
   const MAP_FAILED = 0xffffffffffffffffn;
   const ZERO = 0n;
@@ -242,6 +262,18 @@ function loadLibc(): Sys {
     close: (fd) => {
       const r = lib.close(fd);
       return r < 0 ? -readErrno() : r;
+    },
+    pipe: (fds) => {
+      const r = result(
+        lib.syscall3(NR_PIPE2, addressOf(new Uint8Array(fds.buffer, fds.byteOffset, 8)), CLOEXEC, ZERO),
+      );
+      if (r < 0) return r;
+      const size = result(lib.syscall3(NR_FCNTL, BigInt(fds[0]), GETPIPE_SZ, ZERO));
+      if (size < 0) {
+        lib.close(fds[0]);
+        lib.close(fds[1]);
+      }
+      return size;
     },
     fence: () => {},
   };
