@@ -8,9 +8,10 @@
 import * as abi from "./abi.ts";
 import { ClosedError, IoUringError } from "./errors.ts";
 import { errno } from "./errno.ts";
-import { addressOf, checkFd, checkU32 } from "./memory.ts";
+import { addressOf, checkBuffer, checkFd, checkOffset, checkU32 } from "./memory.ts";
+import type { Offset } from "./prep.ts";
 import { Probe } from "./probe.ts";
-import { Cqe, Sqe, zeroSqe } from "./sqe.ts";
+import { Cqe, Sqe, W, zeroSqe } from "./sqe.ts";
 import { Iovecs } from "./structs.ts";
 import { type Backend, getSys, type Sys } from "./sys.ts";
 
@@ -88,6 +89,58 @@ const EBUSY = errno("EBUSY");
 const EPERM = errno("EPERM");
 const EINVAL = errno("EINVAL");
 
+// SQE word indexes the one-call preps write, as module constants (V8 folds them; `W.x` is a load).
+const SQE_WORDS = abi.SQE_SIZE / 4;
+const HEAD = W.head, FD = W.fd, OFF_LO = W.offLo, OFF_HI = W.offHi, ADDR_LO = W.addrLo;
+const ADDR_HI = W.addrHi, LEN = W.len, OP_FLAGS = W.opFlags, USER_LO = W.userLo, USER_HI = W.userHi;
+const TWO_32 = 0x1_0000_0000;
+const INV_TWO_32 = 1 / TWO_32;
+const CQE_WORDS = abi.CQE_SIZE / 4, CQE_USER_LO = abi.CQE.userData / 4, CQE_USER_HI = CQE_USER_LO + 1;
+const CQE_RES = abi.CQE.res / 4, CQE_FLAGS = abi.CQE.flags / 4;
+const OP_READ = abi.IORING_OP_READ, OP_WRITE = abi.IORING_OP_WRITE;
+
+/** Throws the same RangeError as `Sqe.setUserData` unless `v` is a valid 64-bit user_data. */
+function checkUserData(v: unknown): void {
+  if (typeof v === "number") {
+    if (v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v)) return;
+  } else if (typeof v === "bigint") {
+    if (v >= 0n && v <= 0xffff_ffff_ffff_ffffn) return;
+  }
+  throw new RangeError(`user_data must be an integer from 0 to 2^64-1, got ${String(v)}`);
+}
+
+/** Writes a checked user_data that is not a u32 (the slow path: above 2^32 or a bigint). */
+function writeWideUserData(u32: Uint32Array, b: number, v: number | bigint): void {
+  if (typeof v === "number") {
+    const lo = v >>> 0;
+    u32[b + USER_LO] = lo;
+    u32[b + USER_HI] = (v - lo) * INV_TWO_32;
+  } else {
+    u32[b + USER_LO] = Number(v & 0xffff_ffffn);
+    u32[b + USER_HI] = Number(v >> 32n);
+  }
+}
+
+/** Writes a checked file offset that is not a u32 (the slow path: above 2^32 or a bigint). */
+function writeWideOffset(u32: Uint32Array, b: number, v: number | bigint): void {
+  if (typeof v === "number") {
+    const lo = v >>> 0;
+    u32[b + OFF_LO] = lo;
+    u32[b + OFF_HI] = (v - lo) * INV_TWO_32;
+  } else {
+    u32[b + OFF_LO] = Number(v & 0xffff_ffffn);
+    u32[b + OFF_HI] = Number((v >> 32n) & 0xffff_ffffn);
+  }
+}
+
+/** The address of a buffer for a read or write SQE (checks it as `prepRead` does). */
+function rwAddress(buf: ArrayBufferView): number {
+  if (!ArrayBuffer.isView(buf)) checkBuffer(buf); // throws the usual TypeError
+  const addr = addressOf(buf); // refuses a detached buffer
+  if (buf.byteLength > 0xffffffff) throw new RangeError("buffer is larger than 4 GiB - 1 bytes");
+  return addr;
+}
+
 function isSqpollRefusal(e: unknown): boolean {
   return e instanceof IoUringError && (e.errno === EPERM || e.errno === EINVAL);
 }
@@ -131,6 +184,8 @@ export class IoUring implements Disposable {
   #sqes: Sqe[];
   /** All SQEs as 8-byte words (getSqe zeroes through it). */
   #sqeF64: Float64Array = new Float64Array(0);
+  /** All SQEs as u32 words (the one-call preps write through it). */
+  #sqeU32: Uint32Array = new Uint32Array(0);
   #sqeTail = 0; // next SQE to hand out (private tail)
   #sqePublished = 0; // last tail stored to the kernel
   #sqHeadCache = 0; // last kernel head seen
@@ -265,6 +320,7 @@ export class IoUring implements Disposable {
       const sqeU8 = new Uint8Array(sqesMem);
       const sqeF64 = new Float64Array(sqesMem);
       this.#sqeF64 = sqeF64;
+      this.#sqeU32 = sqeU32;
       this.#sqes = Array.from({ length: this.#sqEntries }, (_, i) => new Sqe(sqeU32, sqeU8, i, sqeF64));
 
       this.#cq = new Uint32Array(cqRing);
@@ -348,6 +404,108 @@ export class IoUring implements Disposable {
     const index = tail & this.#sqMask;
     this.#sqeTail = (tail + 1) >>> 0;
     zeroSqe(this.#sqeF64, index); // as Sqe.clear does, without loading the handle's fields first
+    return this.#sqes[index];
+  }
+
+  /**
+   * Takes the next SQE slot and zeroes it, as `getSqe` does; returns its index, or -1 when the
+   * SQ is full.
+   */
+  #take(): number {
+    const tail = this.#sqeTail;
+    if (((tail - this.#sqHeadCache) >>> 0) >= this.#sqEntries) {
+      this.#sqHeadCache = Atomics.load(this.#sq, this.#sqHead); // acquire: the kernel's progress
+      if (((tail - this.#sqHeadCache) >>> 0) >= this.#sqEntries) return -1;
+    }
+    const index = tail & this.#sqMask;
+    this.#sqeTail = (tail + 1) >>> 0;
+    zeroSqe(this.#sqeF64, index);
+    return index;
+  }
+
+  /**
+   * Queues a NOP with `userData` in one call: the same SQE as
+   * `prepNop(ring.getSqe()).setUserData(userData)`, without the per-call work of the handle.
+   * Returns the SQE's handle (to add `IOSQE_*` flags) or `null` when the SQ is full, exactly as
+   * `getSqe` does; a bad `userData` throws before a slot is taken. Allocates nothing. Since 5.1.
+   */
+  queueNop(userData: number | bigint): Sqe | null {
+    if (this.#closed) this.#assertOpen();
+    const small = typeof userData === "number" && userData >>> 0 === userData;
+    if (!small) checkUserData(userData);
+    const index = this.#take();
+    if (index < 0) return null;
+    const u32 = this.#sqeU32, b = index * SQE_WORDS;
+    u32[b + FD] = 0xffffffff; // fd -1, as prepNop writes; opcode NOP is 0: the zeroing wrote it
+    if (small) u32[b + USER_LO] = userData as number; // the high word is already 0
+    else writeWideUserData(u32, b, userData);
+    return this.#sqes[index];
+  }
+
+  /**
+   * Queues `pread(fd, buf, buf.byteLength, offset)` with `userData` in one call: the same SQE as
+   * `prepRead(ring.getSqe(), fd, buf, offset, rwFlags).setUserData(userData)`. Checks every
+   * argument as `prepRead` does, before a slot is taken; returns the SQE's handle or `null` when
+   * the SQ is full. `buf` must stay referenced until the completion. Allocates nothing.
+   * Since 5.6.
+   */
+  queueRead(
+    userData: number | bigint,
+    fd: number,
+    buf: ArrayBufferView,
+    offset: Offset,
+    rwFlags = 0,
+  ): Sqe | null {
+    return this.#queueRw(OP_READ, userData, fd, buf, offset, rwFlags);
+  }
+
+  /**
+   * Queues `pwrite(fd, buf, buf.byteLength, offset)` with `userData` in one call: the same SQE
+   * as `prepWrite(ring.getSqe(), fd, buf, offset, rwFlags).setUserData(userData)`. Checks every
+   * argument as `prepWrite` does, before a slot is taken; returns the SQE's handle or `null`
+   * when the SQ is full. `buf` must stay referenced until the completion. Allocates nothing.
+   * Since 5.6.
+   */
+  queueWrite(
+    userData: number | bigint,
+    fd: number,
+    buf: ArrayBufferView,
+    offset: Offset,
+    rwFlags = 0,
+  ): Sqe | null {
+    return this.#queueRw(OP_WRITE, userData, fd, buf, offset, rwFlags);
+  }
+
+  #queueRw(
+    opcode: number,
+    userData: number | bigint,
+    fd: number,
+    buf: ArrayBufferView,
+    offset: Offset,
+    rwFlags: number,
+  ): Sqe | null {
+    if (this.#closed) this.#assertOpen();
+    const small = typeof userData === "number" && userData >>> 0 === userData;
+    if (!small) checkUserData(userData);
+    if (!(typeof fd === "number" && (fd | 0) === fd && fd >= 0)) checkFd(fd);
+    const addr = rwAddress(buf);
+    const smallOffset = typeof offset === "number" && offset >>> 0 === offset;
+    if (!smallOffset) checkOffset(offset);
+    if (!(typeof rwFlags === "number" && rwFlags >>> 0 === rwFlags)) checkU32(rwFlags, "rwFlags");
+    const index = this.#take();
+    if (index < 0) return null;
+    const u32 = this.#sqeU32, b = index * SQE_WORDS;
+    u32[b + HEAD] = opcode;
+    u32[b + FD] = fd;
+    if (smallOffset) u32[b + OFF_LO] = offset as number;
+    else writeWideOffset(u32, b, offset);
+    const addrLo = addr >>> 0;
+    u32[b + ADDR_LO] = addrLo;
+    u32[b + ADDR_HI] = (addr - addrLo) * INV_TWO_32;
+    u32[b + LEN] = buf.byteLength;
+    u32[b + OP_FLAGS] = rwFlags;
+    if (small) u32[b + USER_LO] = userData as number;
+    else writeWideUserData(u32, b, userData);
     return this.#sqes[index];
   }
 
@@ -688,6 +846,38 @@ export class IoUring implements Disposable {
     return (head - start) >>> 0;
   }
 
+  /**
+   * Calls `fn(userData, res, flags)` for every ready completion, then advances the CQ head once;
+   * returns the count. The handle-free form of {@link IoUring.forEachCqe}: no `Cqe` is filled,
+   * the three fields come straight from the CQ. `userData` is a number, exact below 2^53 (use
+   * `forEachCqe` and `Cqe.userData` for wider values). If `fn` throws, the completions already
+   * handed to it stay consumed. Allocates nothing. Since 5.1.
+   */
+  forEachCompletion(fn: (userData: number, res: number, flags: number) => void): number {
+    if (this.#closed) this.#assertOpen();
+    let tail = Atomics.load(this.#cq, this.#cqTail);
+    if (tail === this.#cqHeadLocal) {
+      if (!this.#refill()) return 0;
+      tail = Atomics.load(this.#cq, this.#cqTail);
+    }
+    const start = this.#cqHeadLocal;
+    let head = start;
+    const u32 = this.#cqesU32, i32 = this.#cqesI32, mask = this.#cqMask;
+    try {
+      while (head !== tail) {
+        const w = (head & mask) * CQE_WORDS;
+        head = (head + 1) >>> 0;
+        const hi = u32[w + CQE_USER_HI];
+        const lo = u32[w + CQE_USER_LO];
+        fn(hi === 0 ? lo : hi * TWO_32 + lo, i32[w + CQE_RES], u32[w + CQE_FLAGS]);
+      }
+    } finally {
+      this.#cqHeadLocal = head;
+      this.#storeCqHead(head);
+    }
+    return (head - start) >>> 0;
+  }
+
   /** Iterates over ready completions, consuming each as the loop moves past it. */
   *completions(): Generator<Cqe, void, undefined> {
     for (let cqe = this.peekCqe(); cqe !== null; cqe = this.peekCqe()) {
@@ -862,6 +1052,7 @@ export class IoUring implements Disposable {
     this.#cqesI32 = new Int32Array(0);
     this.#sqes = [];
     this.#sqeF64 = new Float64Array(0);
+    this.#sqeU32 = new Uint32Array(0);
     this.#cqes = [];
     this.#registeredBuffers = undefined;
     this.#registeredFiles = 0;
