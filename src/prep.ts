@@ -27,7 +27,8 @@ const PAD2_LO = W.pad2Lo, PAD2_HI = W.pad2Hi;
 /** A file offset: a non-negative safe integer, or a bigint for the full 63-bit range. */
 export type Offset = number | bigint;
 
-function writeU64(u32: Uint32Array, at: number, value: Offset): void {
+/** Writes a checked 64-bit value (number or bigint) as two u32 words at `u32[at]` (internal). */
+export function writeU64(u32: Uint32Array, at: number, value: Offset): void {
   if (typeof value === "number") {
     const lo = value >>> 0;
     u32[at] = lo;

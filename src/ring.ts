@@ -9,7 +9,7 @@ import * as abi from "./abi.ts";
 import { ClosedError, IoUringError } from "./errors.ts";
 import { errno } from "./errno.ts";
 import { addressOf, checkBuffer, checkFd, checkOffset, checkU32 } from "./memory.ts";
-import type { Offset } from "./prep.ts";
+import { type Offset, writeU64 } from "./prep.ts";
 import { Probe } from "./probe.ts";
 import { Cqe, Sqe, W, zeroSqe } from "./sqe.ts";
 import { Iovecs } from "./structs.ts";
@@ -91,8 +91,8 @@ const EINVAL = errno("EINVAL");
 
 // SQE word indexes the one-call preps write, as module constants (V8 folds them; `W.x` is a load).
 const SQE_WORDS = abi.SQE_SIZE / 4;
-const HEAD = W.head, FD = W.fd, OFF_LO = W.offLo, OFF_HI = W.offHi, ADDR_LO = W.addrLo;
-const ADDR_HI = W.addrHi, LEN = W.len, OP_FLAGS = W.opFlags, USER_LO = W.userLo, USER_HI = W.userHi;
+const HEAD = W.head, FD = W.fd, OFF_LO = W.offLo, ADDR_LO = W.addrLo;
+const ADDR_HI = W.addrHi, LEN = W.len, OP_FLAGS = W.opFlags, USER_LO = W.userLo;
 const TWO_32 = 0x1_0000_0000;
 const INV_TWO_32 = 1 / TWO_32;
 const CQE_WORDS = abi.CQE_SIZE / 4, CQE_USER_LO = abi.CQE.userData / 4, CQE_USER_HI = CQE_USER_LO + 1;
@@ -107,30 +107,6 @@ function checkUserData(v: unknown): void {
     if (v >= 0n && v <= 0xffff_ffff_ffff_ffffn) return;
   }
   throw new RangeError(`user_data must be an integer from 0 to 2^64-1, got ${String(v)}`);
-}
-
-/** Writes a checked user_data that is not a u32 (the slow path: above 2^32 or a bigint). */
-function writeWideUserData(u32: Uint32Array, b: number, v: number | bigint): void {
-  if (typeof v === "number") {
-    const lo = v >>> 0;
-    u32[b + USER_LO] = lo;
-    u32[b + USER_HI] = (v - lo) * INV_TWO_32;
-  } else {
-    u32[b + USER_LO] = Number(v & 0xffff_ffffn);
-    u32[b + USER_HI] = Number(v >> 32n);
-  }
-}
-
-/** Writes a checked file offset that is not a u32 (the slow path: above 2^32 or a bigint). */
-function writeWideOffset(u32: Uint32Array, b: number, v: number | bigint): void {
-  if (typeof v === "number") {
-    const lo = v >>> 0;
-    u32[b + OFF_LO] = lo;
-    u32[b + OFF_HI] = (v - lo) * INV_TWO_32;
-  } else {
-    u32[b + OFF_LO] = Number(v & 0xffff_ffffn);
-    u32[b + OFF_HI] = Number((v >> 32n) & 0xffff_ffffn);
-  }
 }
 
 /** The address of a buffer for a read or write SQE (checks it as `prepRead` does). */
@@ -438,7 +414,7 @@ export class IoUring implements Disposable {
     const u32 = this.#sqeU32, b = index * SQE_WORDS;
     u32[b + FD] = 0xffffffff; // fd -1, as prepNop writes; opcode NOP is 0: the zeroing wrote it
     if (small) u32[b + USER_LO] = userData as number; // the high word is already 0
-    else writeWideUserData(u32, b, userData);
+    else writeU64(u32, b + USER_LO, userData);
     return this.#sqes[index];
   }
 
@@ -498,14 +474,14 @@ export class IoUring implements Disposable {
     u32[b + HEAD] = opcode;
     u32[b + FD] = fd;
     if (smallOffset) u32[b + OFF_LO] = offset as number;
-    else writeWideOffset(u32, b, offset);
+    else writeU64(u32, b + OFF_LO, offset);
     const addrLo = addr >>> 0;
     u32[b + ADDR_LO] = addrLo;
     u32[b + ADDR_HI] = (addr - addrLo) * INV_TWO_32;
     u32[b + LEN] = buf.byteLength;
     u32[b + OP_FLAGS] = rwFlags;
     if (small) u32[b + USER_LO] = userData as number;
-    else writeWideUserData(u32, b, userData);
+    else writeU64(u32, b + USER_LO, userData);
     return this.#sqes[index];
   }
 
