@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Uring } from "../mod.ts";
 import { type SmallFailure, SmallFileChains } from "../src/copy_small.ts";
+import type { ChainResult } from "../src/chain.ts";
 import { getSys } from "../src/sys.ts";
 import { skipKernel, tempDir } from "./_support.ts";
 
@@ -12,14 +13,29 @@ function bytes(n: number, seed: number): Uint8Array<ArrayBuffer> {
   return b;
 }
 
-/** A Uring with room for the lanes' direct descriptors, and chains on it (when the kernel has them). */
-function chainsOn(): { uring: Uring; chains: SmallFileChains } | null {
+/**
+ * Runs `fn` with one-block chains on a fresh Uring (room for the lanes' direct descriptors) and a
+ * temporary directory, closing both after; skips with a line when the kernel lacks them (5.17).
+ */
+async function withChains(
+  fn: (uring: Uring, chains: SmallFileChains, dir: string) => Promise<void>,
+): Promise<void> {
   const uring = new Uring({ entries: 64, fixedFiles: 16, sqpoll: false });
-  if (!SmallFileChains.supported(uring)) {
-    console.log("  skipped: the kernel cannot post one CQE per chain (5.17)");
-    return null;
+  using dir = tempDir();
+  try {
+    if (!SmallFileChains.supported(uring)) {
+      console.log("  skipped: the kernel cannot post one CQE per chain (5.17)");
+      return;
+    }
+    const chains = new SmallFileChains(uring);
+    try {
+      await fn(uring, chains, dir.path);
+    } finally {
+      chains.close();
+    }
+  } finally {
+    await uring.close();
   }
-  return { uring, chains: new SmallFileChains(uring) };
 }
 
 for (const backend of ["helper", "libc"] as const) {
@@ -42,85 +58,56 @@ for (const backend of ["helper", "libc"] as const) {
 Deno.test({
   name: "one-block chains: a file that fits the lane's pipe is spliced, a bigger one read and written",
   ignore: skipKernel(),
-  fn: async () => {
-    const on = chainsOn();
-    if (on === null) return;
-    const { uring, chains } = on;
-    using dir = tempDir();
-    try {
+  fn: () =>
+    withChains(async (_uring, chains, dir) => {
       const small = bytes(10_000, 1), big = bytes(200_000, 2);
-      Deno.writeFileSync(`${dir.path}/small`, small);
-      Deno.writeFileSync(`${dir.path}/big`, big);
+      Deno.writeFileSync(`${dir}/small`, small);
+      Deno.writeFileSync(`${dir}/big`, big);
       const buf = new Uint8Array(big.length);
-      assert.equal(
-        await chains.start(
-          `${dir.path}/small`,
-          `${dir.path}/small.copy`,
-          0o600,
-          buf.subarray(0, small.length),
-        ),
-        null,
-      );
+      const view = buf.subarray(0, small.length);
+      assert.equal(await chains.start(`${dir}/small`, `${dir}/small.copy`, 0o600, view), null);
       assert.equal(chains.splicedFiles, 1);
       // 200,000 bytes do not fit a 64 KiB pipe: read + write.
-      assert.equal(await chains.start(`${dir.path}/big`, `${dir.path}/big.copy`, 0o600, buf), null);
+      assert.equal(await chains.start(`${dir}/big`, `${dir}/big.copy`, 0o600, buf), null);
       assert.equal(chains.splicedFiles, 1);
-      assert.deepEqual(Deno.readFileSync(`${dir.path}/small.copy`), small);
-      assert.deepEqual(Deno.readFileSync(`${dir.path}/big.copy`), big);
-      assert.equal(Deno.statSync(`${dir.path}/small.copy`).mode! & 0o777, 0o600);
-    } finally {
-      chains.close();
-      await uring.close();
-    }
-  },
+      assert.deepEqual(Deno.readFileSync(`${dir}/small.copy`), small);
+      assert.deepEqual(Deno.readFileSync(`${dir}/big.copy`), big);
+      assert.equal(Deno.statSync(`${dir}/small.copy`).mode! & 0o777, 0o600);
+    }),
 });
 
 Deno.test({
   name: "one-block chains: after a short splice the lane's next file is not fed the bytes left in its pipe",
   ignore: skipKernel(),
-  fn: async () => {
-    const on = chainsOn();
-    if (on === null) return;
-    const { uring, chains } = on;
-    using dir = tempDir();
-    try {
+  fn: () =>
+    withChains(async (uring, chains, dir) => {
       // The source is shorter than the copy expects (it shrank after it was looked at): the first
       // splice moves 1,000 bytes into the pipe and comes up short, and the chain stops there.
       const shrunk = bytes(1_000, 3), next = bytes(3_000, 4);
-      Deno.writeFileSync(`${dir.path}/shrunk`, shrunk);
-      Deno.writeFileSync(`${dir.path}/next`, next);
+      Deno.writeFileSync(`${dir}/shrunk`, shrunk);
+      Deno.writeFileSync(`${dir}/next`, next);
       const buf = new Uint8Array(4096);
-      const failure = await chains.start(
-        `${dir.path}/shrunk`,
-        `${dir.path}/shrunk.copy`,
+      const failure: SmallFailure | null | undefined = await chains.start(
+        `${dir}/shrunk`,
+        `${dir}/shrunk.copy`,
         0o644,
         buf.subarray(0, 2_000),
-      ) as
-        | SmallFailure
-        | null;
-      assert.ok(failure !== null, "a short splice fails the chain");
+      );
+      assert.ok(failure != null, "a short splice fails the chain");
       assert.deepEqual(failure.results[2], { ok: true, value: 1_000 });
       for (const i of [3, 4, 5]) {
-        const r = failure.results[i];
-        assert.ok(
-          !r.ok && (r.error as { code?: string }).code === "ECANCELED",
-          `member ${i}: ${JSON.stringify(r)}`,
-        );
+        const r: ChainResult = failure.results[i];
+        const code: string | undefined = r.ok ? undefined : (r.error as { code?: string }).code;
+        assert.equal(code, "ECANCELED", `member ${i}: ${JSON.stringify(r)}`);
       }
       // Clean up as the engine does: close the two direct descriptors the chain left open.
       await uring.chain((c) => c.closeDirect(failure.input));
       await uring.chain((c) => c.closeDirect(failure.output));
       failure.done();
       // The same lane (the only free one) copies the next file.
-      assert.equal(
-        await chains.start(`${dir.path}/next`, `${dir.path}/next.copy`, 0o644, buf.subarray(0, next.length)),
-        null,
-      );
+      const view = buf.subarray(0, next.length);
+      assert.equal(await chains.start(`${dir}/next`, `${dir}/next.copy`, 0o644, view), null);
       assert.equal(chains.splicedFiles, 1);
-      assert.deepEqual(Deno.readFileSync(`${dir.path}/next.copy`), next);
-    } finally {
-      chains.close();
-      await uring.close();
-    }
-  },
+      assert.deepEqual(Deno.readFileSync(`${dir}/next.copy`), next);
+    }),
 });
