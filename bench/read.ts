@@ -9,13 +9,24 @@
  * store, as fio publishes each request), so the kernel thread starts on it while the loop is
  * still reaping, and a round ends with `submit()` (wakes the thread if it slept) and a spin on
  * the CQ tail (bounded: then a blocking wait). The C peer does the same (a release store of
- * the tail per request).
+ * the tail per request). Under SQPOLL both read the file as a registered (fixed) file, as fio's
+ * engine does with `--sqthread_poll=1`.
  * Run: `deno task bench:read`.
  *
  * @module
  */
 
-import { AT_FDCWD, type Cqe, cstring, IoUring, O_RDONLY, prepClose, prepOpenat, prepRead } from "../mod.ts";
+import {
+  AT_FDCWD,
+  type Cqe,
+  cstring,
+  IOSQE_FIXED_FILE,
+  IoUring,
+  O_RDONLY,
+  prepClose,
+  prepOpenat,
+  prepRead,
+} from "../mod.ts";
 import {
   alternate,
   type Alternated,
@@ -74,6 +85,10 @@ export function ourRandomReads(
 ): RunResult {
   // Twice QD: under SQPOLL a CQE can be visible before the kernel moves the SQ head past its SQE.
   using ring = new IoUring(2 * qd, { sqpoll: sqpoll ? { idleMs: 50 } : false });
+  // Under SQPOLL the file is registered and read as fixed file 0, as fio does (and the C peer):
+  // the kernel thread then skips a file lookup per read.
+  if (sqpoll) ring.registerFiles([fd]);
+  const target = sqpoll ? 0 : fd, fileFlags = sqpoll ? IOSQE_FIXED_FILE : 0;
   const blocks = Math.floor(size / BS);
   const arena = new ArrayBuffer(qd * BS); // one block of buffers, as the C peer has
   const bufs = Array.from({ length: qd }, (_, i) => new Uint8Array(arena, i * BS, BS));
@@ -84,7 +99,7 @@ export function ourRandomReads(
       ring.submit();
       sqe = ring.getSqe();
     }
-    prepRead(sqe, fd, bufs[slot], nextBlock(blocks) * BS).setUserData(slot);
+    prepRead(sqe, target, bufs[slot], nextBlock(blocks) * BS).setUserData(slot).setFlags(fileFlags);
     if (sqpoll) ring.flushSq();
   };
   const reap = (cqe: Cqe) => {

@@ -83,9 +83,24 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  /* Under SQPOLL the file is registered and read as fixed file 0, as fio does (and bench/read.ts):
+   * the kernel thread then skips a file lookup per read. */
+  int target = fd;
+  unsigned char fileFlags = 0;
+  if (sqpoll) {
+    r = io_uring_register_files(&ring, &fd, 1);
+    if (r < 0) {
+      fprintf(stderr, "io_uring_register_files: %s\n", strerror(-r));
+      return 1;
+    }
+    target = 0;
+    fileFlags = IOSQE_FIXED_FILE;
+  }
+
   for (unsigned i = 0; i < qd; i++) {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-    io_uring_prep_read(sqe, fd, bufs + (size_t)i * bs, bs, (uint64_t)(next() % blocks) * bs);
+    io_uring_prep_read(sqe, target, bufs + (size_t)i * bs, bs, (uint64_t)(next() % blocks) * bs);
+    sqe->flags |= fileFlags;
     sqe->user_data = i;
   }
   unsigned long long ops = 0;
@@ -118,7 +133,8 @@ int main(int argc, char **argv) {
       unsigned slot = (unsigned)cqe->user_data;
       struct io_uring_sqe *sqe;
       while ((sqe = io_uring_get_sqe(&ring)) == NULL) io_uring_submit(&ring);
-      io_uring_prep_read(sqe, fd, bufs + (size_t)slot * bs, bs, (uint64_t)(next() % blocks) * bs);
+      io_uring_prep_read(sqe, target, bufs + (size_t)slot * bs, bs, (uint64_t)(next() % blocks) * bs);
+      sqe->flags |= fileFlags;
       sqe->user_data = slot;
       /* SQPOLL: publish each request at once with a release store of the SQ tail (no fence, no
        * system call), as bench/read.ts does with flushSq() and fio does per request; the
