@@ -42,6 +42,25 @@ export interface RunResult {
   stats: EnterStats;
 }
 
+/**
+ * Publishes a round's SQEs and returns once `batch` completions are ready: without SQPOLL one
+ * `submitAndWait(batch)`; with SQPOLL `submit()` and a spin on the CQ tail, then a blocking wait
+ * if the SQ thread is starved of CPU (as the C peer does).
+ */
+function completeRound(ring: IoUring, batch: number, sqpoll: boolean): void {
+  if (!sqpoll) {
+    ring.submitAndWait(batch);
+    return;
+  }
+  ring.submit();
+  for (let spins = 0; ring.cqReady() < batch; spins++) {
+    if (spins === SPIN_LIMIT) {
+      ring.submitAndWait(batch);
+      return;
+    }
+  }
+}
+
 /** NOPs per second through `IoUring` for `seconds`. */
 export function ourNops(batch: number, sqpoll: boolean, seconds: number): RunResult {
   using ring = new IoUring(Math.max(64, batch), { sqpoll: sqpoll ? { idleMs: 50 } : false });
@@ -51,18 +70,7 @@ export function ourNops(batch: number, sqpoll: boolean, seconds: number): RunRes
   let t = t0;
   for (let round = 0;; round++) {
     for (let i = 0; i < batch; i++) prepNop(ring.getSqe()!).setUserData(i);
-    if (sqpoll) {
-      ring.submit();
-      // Spin on the CQ tail; if the SQ thread is starved of CPU, wait in the kernel instead.
-      for (let spins = 0; ring.cqReady() < batch; spins++) {
-        if (spins === SPIN_LIMIT) {
-          ring.submitAndWait(batch);
-          break;
-        }
-      }
-    } else {
-      ring.submitAndWait(batch);
-    }
+    completeRound(ring, batch, sqpoll);
     ops += ring.forEachCqe(reap);
     if ((round & 63) === 0 && (t = performance.now()) >= end) break;
   }
@@ -78,17 +86,7 @@ export function ourQueuedNops(batch: number, sqpoll: boolean, seconds: number): 
   let t = t0;
   for (let round = 0;; round++) {
     for (let i = 0; i < batch; i++) ring.queueNop(i);
-    if (sqpoll) {
-      ring.submit();
-      for (let spins = 0; ring.cqReady() < batch; spins++) {
-        if (spins === SPIN_LIMIT) {
-          ring.submitAndWait(batch);
-          break;
-        }
-      }
-    } else {
-      ring.submitAndWait(batch);
-    }
+    completeRound(ring, batch, sqpoll);
     ops += ring.forEachCompletion(reapFast);
     if ((round & 63) === 0 && (t = performance.now()) >= end) break;
   }

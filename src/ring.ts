@@ -759,20 +759,7 @@ export class IoUring implements Disposable {
     if (!(n > 0 && n <= ready && Number.isInteger(n))) {
       throw new RangeError(`cqAdvance(${n}): only ${ready} completions are ready`);
     }
-    this.#cqHeadLocal = (this.#cqHeadLocal + n) >>> 0;
-    this.#storeCqHead(this.#cqHeadLocal);
-  }
-
-  /**
-   * Publishes the CQ head: a release store, so our reads of the CQEs before it cannot move after
-   * it (the kernel may reuse those slots once it sees the new head). On x86-64 every store is a
-   * release store and V8 keeps typed-array stores in program order, so a plain store does it;
-   * `Atomics.store` is a builtin call there (~10 ns, once per reap). Elsewhere (arm64) it is
-   * `Atomics.store`.
-   */
-  #storeCqHead(head: number): void {
-    if (PLAIN_STORE_RELEASES) this.#cq[this.#cqHead] = head;
-    else Atomics.store(this.#cq, this.#cqHead, head);
+    this.#consumeTo((this.#cqHeadLocal + n) >>> 0);
   }
 
   /**
@@ -781,11 +768,8 @@ export class IoUring implements Disposable {
    */
   peekBatch(out: Cqe[]): number {
     if (this.#closed) this.#assertOpen();
-    let tail = Atomics.load(this.#cq, this.#cqTail);
-    if (tail === this.#cqHeadLocal) {
-      if (!this.#refill()) return 0;
-      tail = Atomics.load(this.#cq, this.#cqTail);
-    }
+    const tail = this.#readyTail();
+    if (tail < 0) return 0;
     const n = Math.min((tail - this.#cqHeadLocal) >>> 0, out.length);
     for (let i = 0; i < n; i++) {
       const index = (this.#cqHeadLocal + i) & this.#cqMask;
@@ -795,16 +779,37 @@ export class IoUring implements Disposable {
   }
 
   /**
+   * The CQ tail when completions are ready (after having the kernel flush any it still holds),
+   * else -1 (internal: the batch reapers).
+   */
+  #readyTail(): number {
+    const tail = Atomics.load(this.#cq, this.#cqTail);
+    if (tail !== this.#cqHeadLocal) return tail;
+    if (!this.#refill()) return -1;
+    return Atomics.load(this.#cq, this.#cqTail);
+  }
+
+  /**
+   * Consumes the completions before `head`: moves the local head and publishes it with a release
+   * store, so our reads of the CQEs before it cannot move after it (the kernel may reuse those
+   * slots once it sees the new head). On x86-64 every store is a release store and V8 keeps
+   * typed-array stores in program order, so a plain store does it; `Atomics.store` is a builtin
+   * call there (~10 ns, once per reap). Elsewhere (arm64) it is `Atomics.store`.
+   */
+  #consumeTo(head: number): void {
+    this.#cqHeadLocal = head;
+    if (PLAIN_STORE_RELEASES) this.#cq[this.#cqHead] = head;
+    else Atomics.store(this.#cq, this.#cqHead, head);
+  }
+
+  /**
    * Calls `fn` for every ready completion, then advances the CQ head once. Returns the count.
    * If `fn` throws, the completions already handed to it stay consumed. Allocates nothing.
    */
   forEachCqe(fn: (cqe: Cqe) => void): number {
     if (this.#closed) this.#assertOpen();
-    let tail = Atomics.load(this.#cq, this.#cqTail);
-    if (tail === this.#cqHeadLocal) {
-      if (!this.#refill()) return 0;
-      tail = Atomics.load(this.#cq, this.#cqTail);
-    }
+    const tail = this.#readyTail();
+    if (tail < 0) return 0;
     const start = this.#cqHeadLocal;
     let head = start;
     // In locals: `fn` may run any code, so V8 would otherwise reload each field per completion.
@@ -816,8 +821,7 @@ export class IoUring implements Disposable {
         fn(cqes[index].load(u32, i32, index));
       }
     } finally {
-      this.#cqHeadLocal = head;
-      this.#storeCqHead(head);
+      this.#consumeTo(head);
     }
     return (head - start) >>> 0;
   }
@@ -831,11 +835,8 @@ export class IoUring implements Disposable {
    */
   forEachCompletion(fn: (userData: number, res: number, flags: number) => void): number {
     if (this.#closed) this.#assertOpen();
-    let tail = Atomics.load(this.#cq, this.#cqTail);
-    if (tail === this.#cqHeadLocal) {
-      if (!this.#refill()) return 0;
-      tail = Atomics.load(this.#cq, this.#cqTail);
-    }
+    const tail = this.#readyTail();
+    if (tail < 0) return 0;
     const start = this.#cqHeadLocal;
     let head = start;
     const u32 = this.#cqesU32, i32 = this.#cqesI32, mask = this.#cqMask;
@@ -848,8 +849,7 @@ export class IoUring implements Disposable {
         fn(hi === 0 ? lo : hi * TWO_32 + lo, i32[w + CQE_RES], u32[w + CQE_FLAGS]);
       }
     } finally {
-      this.#cqHeadLocal = head;
-      this.#storeCqHead(head);
+      this.#consumeTo(head);
     }
     return (head - start) >>> 0;
   }
