@@ -40,6 +40,7 @@ import { getSys, type Sys } from "./sys.ts";
 import { type RawClient, type RawRing, rawRing, type Uring } from "./uring.ts";
 
 const ECANCELED = errno("ECANCELED");
+const EINVAL = errno("EINVAL");
 /** SQEs in one file's chain. */
 export const MEMBERS = 6;
 /** Flags of every member but the last: linked, no CQE on success, issued from io-wq. */
@@ -109,7 +110,10 @@ export class SmallFileChains implements RawClient {
   readonly #lanes: Lane[] = [];
   readonly #free: number[] = [];
   readonly #sys: Sys;
-  /** False once a pipe could not be made (no descriptors left): the lanes then read and write. */
+  /**
+   * False once a pipe could not be made (no descriptors left) or a splice failed with `EINVAL`
+   * (a file system without splice support, on older kernels): the lanes then read and write.
+   */
   #pipes = true;
   #spliced = 0;
   #failed: unknown = undefined;
@@ -170,7 +174,7 @@ export class SmallFileChains implements RawClient {
     sqe.u32[sqe.base + W.spliceFdIn] = lane.output + 1;
     if (lane.pipeCapacity === 0 && this.#pipes) this.#openPipe(lane);
     const length = view.byteLength;
-    lane.spliced = length <= lane.pipeCapacity;
+    lane.spliced = this.#pipes && length <= lane.pipeCapacity;
     if (lane.spliced) {
       // Source (direct descriptor: SPLICE_F_FD_IN_FIXED) → pipe → destination (IOSQE_FIXED_FILE).
       prepSplice(raw.sqe(id, tag + 2), lane.input, 0, lane.pipeWrite, -1, length, SPLICE_F_FD_IN_FIXED)
@@ -259,7 +263,10 @@ export class SmallFileChains implements RawClient {
       return;
     }
     const results = this.#results(lane, member, res);
-    if (lane.spliced && (member === 2 || member === 3)) this.#closePipe(lane);
+    if (lane.spliced && (member === 2 || member === 3)) {
+      this.#closePipe(lane);
+      if (res === -EINVAL) this.#pipes = false; // the block path redoes this file; no more splices
+    }
     lane.view = null;
     settle({
       results,

@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import { Uring } from "../mod.ts";
-import { type SmallFailure, SmallFileChains } from "../src/copy_small.ts";
+import { MEMBERS, type SmallFailure, SmallFileChains, TAG_STRIDE } from "../src/copy_small.ts";
+import { rawRing } from "../src/uring.ts";
 import type { ChainResult } from "../src/chain.ts";
 import { getSys } from "../src/sys.ts";
 import { skipKernel, tempDir } from "./_support.ts";
 
 const EBADF = 9;
+const EINVAL = 22;
 
 function bytes(n: number, seed: number): Uint8Array<ArrayBuffer> {
   const b = new Uint8Array(n);
@@ -16,9 +18,11 @@ function bytes(n: number, seed: number): Uint8Array<ArrayBuffer> {
 /**
  * Runs `fn` with one-block chains on a fresh Uring (room for the lanes' direct descriptors) and a
  * temporary directory, closing both after; skips with a line when the kernel lacks them (5.17).
+ * `beforeChains` may hook the Uring before the chains attach to it.
  */
 async function withChains(
   fn: (uring: Uring, chains: SmallFileChains, dir: string) => Promise<void>,
+  beforeChains?: (uring: Uring) => void,
 ): Promise<void> {
   const uring = new Uring({ entries: 64, fixedFiles: 16, sqpoll: false });
   using dir = tempDir();
@@ -27,6 +31,7 @@ async function withChains(
       console.log("  skipped: the kernel cannot post one CQE per chain (5.17)");
       return;
     }
+    beforeChains?.(uring);
     const chains = new SmallFileChains(uring);
     try {
       await fn(uring, chains, dir.path);
@@ -110,4 +115,52 @@ Deno.test({
       assert.equal(chains.splicedFiles, 1);
       assert.deepEqual(Deno.readFileSync(`${dir}/next.copy`), next);
     }),
+});
+
+Deno.test({
+  name: "one-block chains: a splice that fails with EINVAL (no splice support) turns splicing off",
+  ignore: skipKernel(),
+  fn: () =>
+    withChains(
+      async (_uring, chains, dir) => {
+        const first = bytes(5_000, 5), second = bytes(6_000, 6);
+        Deno.writeFileSync(`${dir}/first`, first);
+        Deno.writeFileSync(`${dir}/second`, second);
+        const buf = new Uint8Array(8192);
+        const failure = await chains.start(
+          `${dir}/first`,
+          `${dir}/first.copy`,
+          0o644,
+          buf.subarray(0, 5_000),
+        );
+        assert.ok(failure != null, "the rewritten CQE fails the chain");
+        const splice = failure.results[2];
+        const error = splice.ok ? undefined : splice.error as { syscall?: string; code?: string };
+        assert.deepEqual([error?.syscall, error?.code], ["splice", "EINVAL"]);
+        failure.done(); // the chain really ran to its end: nothing is left open
+        const view = buf.subarray(0, second.length);
+        assert.equal(await chains.start(`${dir}/second`, `${dir}/second.copy`, 0o644, view), null);
+        assert.equal(chains.splicedFiles, 0, "the next file was read and written, not spliced");
+        assert.deepEqual(Deno.readFileSync(`${dir}/second.copy`), second);
+      },
+      (uring) => {
+        // The chains get their CQEs through this hook: the first chain's CQE is rewritten into
+        // "member 2 (the first splice) failed with EINVAL", as a file system without splice says.
+        const raw = rawRing(uring);
+        const attach = raw.attach;
+        let rewritten = false;
+        raw.attach = (client) =>
+          attach({
+            complete(tag, res) {
+              if (!rewritten && tag % TAG_STRIDE === MEMBERS - 1 && res >= 0) {
+                rewritten = true;
+                client.complete(tag - (MEMBERS - 1) + 2, -EINVAL);
+              } else {
+                client.complete(tag, res);
+              }
+            },
+            fail: (e) => client.fail(e),
+          });
+      },
+    ),
 });
