@@ -69,6 +69,24 @@ Deno.test({
 });
 
 Deno.test({
+  name: "copyTree: the one-block chains (spliced or read and written) give the same tree under SQPOLL",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    await makeTree(src, 300, 11);
+    await using uring = new Uring({ entries: 256, fixedFiles: 128 });
+    if (!uring.sqpoll) {
+      console.log(`  skipped: no SQPOLL here (${uring.ring.sqpollFallbackReason})`);
+      return;
+    }
+    const result = await copyTree(src, `${dir.path}/copy`, { uring, blockSize: 128 * 1024 });
+    assert.equal(result.engine, "io_uring");
+    await assertSameTree(src, `${dir.path}/copy`);
+  },
+});
+
+Deno.test({
   name: "copyTree: preserve keeps the times of files and directories",
   ignore: skipKernel(),
   fn: async () => {
