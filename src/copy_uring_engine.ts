@@ -153,6 +153,24 @@ export class UringEngine implements Engine {
     })();
   }
 
+  /**
+   * Removes the incomplete file `tmp` (holding a permit of the budget when `ctx` is given). When
+   * the Uring was closed under the copy (a caller's Uring may be closed at any moment; a chain cut
+   * short then leaves the file its create made), Deno's own `remove` does it. Never throws.
+   */
+  async #removeIncomplete(tmp: string, ctx?: EngineContext): Promise<void> {
+    const uring = this.#uring;
+    if (!uring.closed) {
+      try {
+        await (ctx === undefined ? uring.unlink(tmp) : this.#op(ctx, () => uring.unlink(tmp)));
+        return;
+      } catch (e) {
+        if (codeOf(e) === "ENOENT" || !uring.closed) return;
+      }
+    }
+    await Deno.remove(tmp).catch(() => {});
+  }
+
   /** Runs one ring operation holding one permit of the in-flight budget. */
   async #op<T>(ctx: EngineContext, fn: () => Promise<T>): Promise<T> {
     const admitting = this.#admit(ctx, 1);
@@ -206,7 +224,7 @@ export class UringEngine implements Engine {
       }
       if (output.status === "rejected" && direct.refused(output.reason)) {
         output.reason = tagStage(direct.refusedError(output.reason, tmp, "destination"), "create");
-        await this.#op(ctx, () => uring.unlink(tmp)).catch(() => {});
+        await this.#removeIncomplete(tmp, ctx);
       }
     }
     if (input.status === "rejected" || output.status === "rejected") {
@@ -216,7 +234,7 @@ export class UringEngine implements Engine {
       }
       if (output.status === "fulfilled") {
         closing.push(this.#op(ctx, () => uring.close(output.value)).catch(() => {}));
-        closing.push(this.#op(ctx, () => uring.unlink(tmp)).catch(() => {}));
+        closing.push(this.#removeIncomplete(tmp, ctx));
       }
       await Promise.all(closing);
       throw input.status === "rejected" ? input.reason : (output as PromiseRejectedResult).reason;
@@ -246,7 +264,7 @@ export class UringEngine implements Engine {
     ]);
     if (failure === undefined && closeOut.status === "rejected") failure = closeOut.reason;
     if (failure !== undefined) {
-      await this.#op(ctx, () => uring.unlink(tmp)).catch(() => {});
+      await this.#removeIncomplete(tmp, ctx);
       throw failure;
     }
     return copied;
@@ -353,7 +371,7 @@ export class UringEngine implements Engine {
    */
   async #smallRefused(e: unknown, tmp: string, ctx: EngineContext, release: () => void): Promise<never> {
     try {
-      if (ctx.signal.aborted) await this.#uring.unlink(tmp).catch(() => {});
+      if (ctx.signal.aborted || this.#uring.closed) await this.#removeIncomplete(tmp);
     } finally {
       release();
     }
@@ -430,7 +448,7 @@ export class UringEngine implements Engine {
     if (openIn.ok && !openOut.ok && codeOf(openOut.error) !== "ECANCELED") {
       throw tagStage(openOut.error, "create");
     }
-    await uring.unlink(tmp).catch(() => {});
+    await this.#removeIncomplete(tmp);
     // Some file systems report ENOSPC only when the written file is closed.
     if (!closeOut.ok && codeOf(closeOut.error) !== "ECANCELED") throw tagStage(closeOut.error, "close");
     return -1;
