@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
 import { copyFile, copyTree, CopyTreeError, OsError, Uring } from "../mod.ts";
 import { skipKernel, tempDir } from "./_support.ts";
-import { MEMBERS, TAG_STRIDE } from "../src/copy_small.ts";
-import { rawRing } from "../src/uring.ts";
 import {
   assertSameTree,
+  divertFirstChain,
   fingerprint,
   randomFile,
   ROOT,
@@ -385,29 +384,17 @@ Deno.test({
     Deno.mkdirSync(src);
     Deno.writeFileSync(`${src}/f`, new Uint8Array(3000).fill(7));
     const uring = new Uring({ sqpoll: false });
-    const raw = rawRing(uring);
-    const attach = raw.attach;
-    let cut = 0;
     let closing: Promise<void> | undefined;
-    raw.attach = (client) =>
-      attach({
-        complete(tag, res) {
-          if (cut === 0 && tag % TAG_STRIDE === MEMBERS - 1 && res >= 0) {
-            // As if the caller closed the Uring while the chain waited on io-wq after its create:
-            // the file is there, empty, and the data member was cancelled.
-            cut++;
-            Deno.truncateSync(`${dst}/f`, 0);
-            closing = uring.close();
-            client.complete(tag - (MEMBERS - 1) + 2, -ECANCELED);
-          } else {
-            client.complete(tag, res);
-          }
-        },
-        fail: (e) => client.fail(e),
-      });
+    const cut = divertFirstChain(uring, (first, client) => {
+      // As if the caller closed the Uring while the chain waited on io-wq after its create: the
+      // file is there, empty, and the data member was cancelled.
+      Deno.truncateSync(`${dst}/f`, 0);
+      closing = uring.close();
+      client.complete(first + 2, -ECANCELED);
+    });
     const outcome = await copyTree(src, dst, { uring }).then(() => null, (e) => e);
     await closing;
-    assert.equal(cut, 1, "the lane's chain was in use");
+    assert.equal(cut.diverted, 1, "the lane's chain was in use");
     assert.ok(outcome === null || outcome instanceof Error, String(outcome));
     assert.deepEqual(names(dst).filter((n) => Deno.statSync(`${dst}/${n}`).size !== 3000), []);
   },
@@ -425,23 +412,9 @@ Deno.test({
     // Stand in for io-wq dropping a chain before it ran (it cannot start a worker): the first
     // chain's one CQE comes back as its first member's ECANCELED. The kernel did run it, so the
     // redo must also cope with the temporary file that chain left.
-    const raw = rawRing(uring);
-    const attach = raw.attach;
-    let rewritten = 0;
-    raw.attach = (client) =>
-      attach({
-        complete(tag, res) {
-          if (rewritten === 0 && tag % TAG_STRIDE === MEMBERS - 1 && res >= 0) {
-            rewritten++;
-            client.complete(tag - (MEMBERS - 1), -ECANCELED);
-          } else {
-            client.complete(tag, res);
-          }
-        },
-        fail: (e) => client.fail(e),
-      });
+    const rewritten = divertFirstChain(uring, (first, client) => client.complete(first, -ECANCELED));
     const result = await copyTree(src, dst, { uring });
-    assert.equal(rewritten, 1, "the lanes' chains were in use");
+    assert.equal(rewritten.diverted, 1, "the lanes' chains were in use");
     assert.equal(result.files, 6);
     await assertSameTree(src, dst);
     assert.deepEqual(tempLeftovers(dst), []);

@@ -5,6 +5,9 @@
  */
 
 import assert from "node:assert/strict";
+import type { Uring } from "../mod.ts";
+import { MEMBERS, TAG_STRIDE } from "../src/copy_small.ts";
+import { type RawClient, rawRing } from "../src/uring.ts";
 
 /** SHA-256 of `bytes`, as hex. */
 export async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
@@ -312,4 +315,33 @@ export function sparseParent(): string | undefined {
     // none
   }
   return undefined;
+}
+
+/**
+ * Hooks `uring`'s raw channel (call it before the one-block chains attach) so that the first chain
+ * that succeeds reaches `instead(first, client)` in place of its one CQE, where `first` is the tag
+ * of the chain's first member (add the member's index: `first + 2` is the data member); `instead`
+ * must complete that lane itself. Every other CQE passes through. Returns a counter of the chains
+ * diverted (0 or 1).
+ */
+export function divertFirstChain(
+  uring: Uring,
+  instead: (first: number, client: RawClient) => void,
+): { diverted: number } {
+  const raw = rawRing(uring);
+  const attach = raw.attach;
+  const counter = { diverted: 0 };
+  raw.attach = (client) =>
+    attach({
+      complete(tag, res) {
+        if (counter.diverted === 0 && tag % TAG_STRIDE === MEMBERS - 1 && res >= 0) {
+          counter.diverted++;
+          instead(tag - (MEMBERS - 1), client);
+        } else {
+          client.complete(tag, res);
+        }
+      },
+      fail: (e) => client.fail(e),
+    });
+  return counter;
 }
