@@ -81,6 +81,20 @@ export function checkBuffer(view: unknown, what = "buffer"): asserts view is Arr
   if ((view.buffer as ArrayBuffer).detached) throw new TypeError(`${what} is detached`);
 }
 
+/**
+ * `checkBuffer` + `addressOf` in one pass for the read/write hot paths: typed-array accessors
+ * cost several ns each there, and `addressOf` already refuses a detached buffer.
+ */
+export function bufferAddress(buf: ArrayBufferView): number {
+  if (!ArrayBuffer.isView(buf)) checkBuffer(buf); // throws the usual TypeError
+  return addressOf(buf);
+}
+
+/** Throws a `RangeError` unless `n` bytes fit an SQE's 32-bit length. */
+export function checkLength(n: number, what = "buffer"): void {
+  if (n > 0xffffffff) throw new RangeError(`${what} is larger than 4 GiB - 1 bytes`);
+}
+
 /** Throws unless `view` holds at least `size` bytes. */
 export function checkSize(view: ArrayBufferView, size: number, what = "buffer"): void {
   checkBuffer(view, what);

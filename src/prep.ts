@@ -10,8 +10,17 @@
  */
 
 import * as abi from "./abi.ts";
-import { addressOf, checkBuffer, checkCString, checkFd, checkOffset, checkU32 } from "./memory.ts";
-import { type Sqe, W } from "./sqe.ts";
+import {
+  addressOf,
+  bufferAddress,
+  checkBuffer,
+  checkCString,
+  checkFd,
+  checkLength,
+  checkOffset,
+  checkU32,
+} from "./memory.ts";
+import { type Sqe, W, writeU64 } from "./sqe.ts";
 import type { Iovecs, Timespec } from "./structs.ts";
 
 const TWO_32 = 0x1_0000_0000;
@@ -26,18 +35,6 @@ const PAD2_LO = W.pad2Lo, PAD2_HI = W.pad2Hi;
 
 /** A file offset: a non-negative safe integer, or a bigint for the full 63-bit range. */
 export type Offset = number | bigint;
-
-/** Writes a checked 64-bit value (number or bigint) as two u32 words at `u32[at]` (internal). */
-export function writeU64(u32: Uint32Array, at: number, value: Offset): void {
-  if (typeof value === "number") {
-    const lo = value >>> 0;
-    u32[at] = lo;
-    u32[at + 1] = (value - lo) * INV_TWO_32;
-  } else {
-    u32[at] = Number(value & 0xffff_ffffn);
-    u32[at + 1] = Number((value >> 32n) & 0xffff_ffffn);
-  }
-}
 
 /** Writes a user_data-style 64-bit key (number or bigint) into the `addr` field. */
 function writeKey(sqe: Sqe, key: number | bigint): void {
@@ -93,19 +90,6 @@ export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: 
   u32[b + ADDR_HI] = (addr - addrLo) * INV_TWO_32;
   u32[b + LEN] = len;
   return sqe;
-}
-
-/**
- * `checkBuffer` + `addressOf` in one pass for the read/write hot path: typed-array accessors
- * cost several ns each here, and `addressOf` already refuses a detached buffer.
- */
-function bufferAddress(buf: ArrayBufferView): number {
-  if (!ArrayBuffer.isView(buf)) checkBuffer(buf); // throws the usual TypeError
-  return addressOf(buf);
-}
-
-function checkLength(n: number, what = "buffer"): void {
-  if (n > 0xffffffff) throw new RangeError(`${what} is larger than 4 GiB - 1 bytes`);
 }
 
 /** A no-op that completes with 0: measures the ring itself. Since 5.1. */

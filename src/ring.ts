@@ -8,10 +8,10 @@
 import * as abi from "./abi.ts";
 import { ClosedError, IoUringError } from "./errors.ts";
 import { errno } from "./errno.ts";
-import { addressOf, checkBuffer, checkFd, checkOffset, checkU32 } from "./memory.ts";
-import { type Offset, writeU64 } from "./prep.ts";
+import { addressOf, bufferAddress, checkFd, checkLength, checkOffset, checkU32 } from "./memory.ts";
+import type { Offset } from "./prep.ts";
 import { Probe } from "./probe.ts";
-import { Cqe, Sqe, W, zeroSqe } from "./sqe.ts";
+import { checkUserData, Cqe, Sqe, W, writeU64, zeroSqe } from "./sqe.ts";
 import { Iovecs } from "./structs.ts";
 import { type Backend, getSys, type Sys } from "./sys.ts";
 
@@ -98,24 +98,6 @@ const INV_TWO_32 = 1 / TWO_32;
 const CQE_WORDS = abi.CQE_SIZE / 4, CQE_USER_LO = abi.CQE.userData / 4, CQE_USER_HI = CQE_USER_LO + 1;
 const CQE_RES = abi.CQE.res / 4, CQE_FLAGS = abi.CQE.flags / 4;
 const OP_READ = abi.IORING_OP_READ, OP_WRITE = abi.IORING_OP_WRITE;
-
-/** Throws the same RangeError as `Sqe.setUserData` unless `v` is a valid 64-bit user_data. */
-function checkUserData(v: unknown): void {
-  if (typeof v === "number") {
-    if (v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v)) return;
-  } else if (typeof v === "bigint") {
-    if (v >= 0n && v <= 0xffff_ffff_ffff_ffffn) return;
-  }
-  throw new RangeError(`user_data must be an integer from 0 to 2^64-1, got ${String(v)}`);
-}
-
-/** The address of a buffer for a read or write SQE (checks it as `prepRead` does). */
-function rwAddress(buf: ArrayBufferView): number {
-  if (!ArrayBuffer.isView(buf)) checkBuffer(buf); // throws the usual TypeError
-  const addr = addressOf(buf); // refuses a detached buffer
-  if (buf.byteLength > 0xffffffff) throw new RangeError("buffer is larger than 4 GiB - 1 bytes");
-  return addr;
-}
 
 function isSqpollRefusal(e: unknown): boolean {
   return e instanceof IoUringError && (e.errno === EPERM || e.errno === EINVAL);
@@ -372,20 +354,14 @@ export class IoUring implements Disposable {
    */
   getSqe(): Sqe | null {
     if (this.#closed) this.#assertOpen();
-    const tail = this.#sqeTail;
-    if (((tail - this.#sqHeadCache) >>> 0) >= this.#sqEntries) {
-      this.#sqHeadCache = Atomics.load(this.#sq, this.#sqHead); // acquire: the kernel's progress
-      if (((tail - this.#sqHeadCache) >>> 0) >= this.#sqEntries) return null;
-    }
-    const index = tail & this.#sqMask;
-    this.#sqeTail = (tail + 1) >>> 0;
-    zeroSqe(this.#sqeF64, index); // as Sqe.clear does, without loading the handle's fields first
-    return this.#sqes[index];
+    const index = this.#take();
+    return index < 0 ? null : this.#sqes[index];
   }
 
   /**
-   * Takes the next SQE slot and zeroes it, as `getSqe` does; returns its index, or -1 when the
-   * SQ is full.
+   * Takes the next SQE slot (never one the kernel has not consumed) and zeroes it, as
+   * `Sqe.clear` does but without loading a handle's fields first; returns its index, or -1 when
+   * the SQ is full.
    */
   #take(): number {
     const tail = this.#sqeTail;
@@ -464,7 +440,8 @@ export class IoUring implements Disposable {
     const small = typeof userData === "number" && userData >>> 0 === userData;
     if (!small) checkUserData(userData);
     if (!(typeof fd === "number" && (fd | 0) === fd && fd >= 0)) checkFd(fd);
-    const addr = rwAddress(buf);
+    const addr = bufferAddress(buf);
+    checkLength(buf.byteLength);
     const smallOffset = typeof offset === "number" && offset >>> 0 === offset;
     if (!smallOffset) checkOffset(offset);
     if (!(typeof rwFlags === "number" && rwFlags >>> 0 === rwFlags)) checkU32(rwFlags, "rwFlags");

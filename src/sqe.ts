@@ -36,9 +36,29 @@ export const W = {
 const USER_LO = W.userLo, USER_HI = W.userHi;
 const INV_TWO_32 = 1 / TWO_32;
 
-/** Throws unless `v` can be a 64-bit user_data; returns nothing. */
-function badUserData(v: unknown): never {
+/** Throws a `RangeError` unless `v` can be a 64-bit user_data (a safe integer or a bigint). */
+export function checkUserData(v: unknown): asserts v is number | bigint {
+  if (typeof v === "number") {
+    if (v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v)) return;
+  } else if (typeof v === "bigint") {
+    if (v >= 0n && v <= 0xffff_ffff_ffff_ffffn) return;
+  }
   throw new RangeError(`user_data must be an integer from 0 to 2^64-1, got ${String(v)}`);
+}
+
+/**
+ * Writes a checked 64-bit value (a safe integer or a bigint) as two u32 words at `u32[at]`
+ * (internal: the preps and the ring's one-call forms).
+ */
+export function writeU64(u32: Uint32Array, at: number, value: number | bigint): void {
+  if (typeof value === "number") {
+    const lo = value >>> 0;
+    u32[at] = lo;
+    u32[at + 1] = (value - lo) * INV_TWO_32; // exact, and cheaper than a division
+  } else {
+    u32[at] = Number(value & 0xffff_ffffn);
+    u32[at + 1] = Number((value >> 32n) & 0xffff_ffffn);
+  }
 }
 
 /**
@@ -121,23 +141,13 @@ export class Sqe {
    */
   setUserData(value: number | bigint): this {
     const u32 = this.u32, b = this.base;
-    if (typeof value === "number") {
-      if (value >>> 0 === value) { // the common case: a u32 (one compare, no float math)
-        u32[b + USER_LO] = value;
-        u32[b + USER_HI] = 0;
-        return this;
-      }
-      if (!(value >= 0 && value <= Number.MAX_SAFE_INTEGER && Number.isInteger(value))) badUserData(value);
-      const lo = value >>> 0;
-      u32[b + USER_LO] = lo;
-      u32[b + USER_HI] = (value - lo) * INV_TWO_32; // exact, and cheaper than a division
-    } else if (typeof value === "bigint") {
-      if (value < 0n || value > 0xffff_ffff_ffff_ffffn) badUserData(value);
-      u32[b + W.userLo] = Number(value & 0xffff_ffffn);
-      u32[b + W.userHi] = Number(value >> 32n);
-    } else {
-      badUserData(value);
+    if (typeof value === "number" && value >>> 0 === value) { // the common case: a u32 (one compare)
+      u32[b + USER_LO] = value;
+      u32[b + USER_HI] = 0;
+      return this;
     }
+    checkUserData(value);
+    writeU64(u32, b + USER_LO, value);
     return this;
   }
 
