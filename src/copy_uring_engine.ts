@@ -154,21 +154,11 @@ export class UringEngine implements Engine {
   }
 
   /**
-   * Removes the incomplete file `tmp` (holding a permit of the budget when `ctx` is given). When
-   * the Uring was closed under the copy (a caller's Uring may be closed at any moment; a chain cut
-   * short then leaves the file its create made), Deno's own `remove` does it. Never throws.
+   * Removes the incomplete file `tmp` with {@link UringEngine.unlink} (holding a permit of the
+   * budget when `ctx` is given). Never throws.
    */
   async #removeIncomplete(tmp: string, ctx?: EngineContext): Promise<void> {
-    const uring = this.#uring;
-    if (!uring.closed) {
-      try {
-        await (ctx === undefined ? uring.unlink(tmp) : this.#op(ctx, () => uring.unlink(tmp)));
-        return;
-      } catch (e) {
-        if (codeOf(e) === "ENOENT" || !uring.closed) return;
-      }
-    }
-    await Deno.remove(tmp).catch(() => {});
+    await (ctx === undefined ? this.unlink(tmp) : this.#op(ctx, () => this.unlink(tmp))).catch(() => {});
   }
 
   /** Runs one ring operation holding one permit of the in-flight budget. */
@@ -536,9 +526,21 @@ export class UringEngine implements Engine {
     return this.#op(ctx, () => this.#uring.rename(from, to, { noReplace, signal: ctx.signal }));
   }
 
-  /** `unlinkat` (no signal: used for clean-up after a stop). */
-  unlink(path: string): Promise<void> {
-    return this.#uring.unlink(path);
+  /**
+   * `unlinkat` (no signal: clean-up of the copy's own incomplete files after a failure or stop).
+   * When the Uring was closed under the copy (a caller's Uring may be closed at any moment; a
+   * chain cut short then leaves the file its create made), Deno's own `remove` does it.
+   */
+  async unlink(path: string): Promise<void> {
+    const uring = this.#uring;
+    if (!uring.closed) {
+      try {
+        return await uring.unlink(path);
+      } catch (e) {
+        if (!uring.closed) throw e;
+      }
+    }
+    return Deno.remove(path);
   }
 
   /** Gives back the one-block chains' file-table indexes; closes the ring when the engine made it. */
