@@ -34,8 +34,7 @@ import { operationError } from "./deno_errors.ts";
 import { errno } from "./errno.ts";
 import { cstringInto } from "./memory.ts";
 import { checkAccess } from "./permissions.ts";
-import { prepCloseDirect, prepOpenat, prepRead, prepSplice, prepWrite } from "./prep.ts";
-import { W } from "./sqe.ts";
+import { prepCloseDirect, prepOpenatDirect, prepRead, prepSplice, prepWrite } from "./prep.ts";
 import { getSys, type Sys } from "./sys.ts";
 import { type RawClient, type RawRing, rawRing, type Uring } from "./uring.ts";
 
@@ -165,13 +164,10 @@ export class SmallFileChains implements RawClient {
     lane.tmp = tmp;
     lane.view = view;
     const id = this.#id, tag = lane.number * TAG_STRIDE;
-    // The opens install into direct descriptors: `file_index` is the table index + 1.
-    let sqe = prepOpenat(raw.sqe(id, tag), AT_FDCWD, srcPath, O_RDONLY, 0).setFlags(LINKED);
-    sqe.u32[sqe.base + W.spliceFdIn] = lane.input + 1;
-    sqe = prepOpenat(raw.sqe(id, tag + 1), AT_FDCWD, dstPath, O_WRONLY | O_CREAT | O_EXCL, perm).setFlags(
-      LINKED,
-    );
-    sqe.u32[sqe.base + W.spliceFdIn] = lane.output + 1;
+    // The opens install into the lane's direct descriptors.
+    prepOpenatDirect(raw.sqe(id, tag), AT_FDCWD, srcPath, O_RDONLY, 0, lane.input).setFlags(LINKED);
+    prepOpenatDirect(raw.sqe(id, tag + 1), AT_FDCWD, dstPath, O_WRONLY | O_CREAT | O_EXCL, perm, lane.output)
+      .setFlags(LINKED);
     if (lane.pipeCapacity === 0 && this.#pipes) this.#openPipe(lane);
     const length = view.byteLength;
     lane.spliced = this.#pipes && length <= lane.pipeCapacity;

@@ -27,6 +27,7 @@ import {
   prepMkdirat,
   prepNop,
   prepOpenat,
+  prepOpenatDirect,
   prepRead,
   prepReadFixed,
   prepReadv,
@@ -347,8 +348,7 @@ export function prepSlot(slot: Slot, sqe: Sqe): void {
       prepClose(sqe, slot.fd);
       break;
     case K_OPEN_DIRECT:
-      prepOpenat(sqe, AT_FDCWD, slot.cpath!, slot.flags, slot.mode);
-      sqe.u32[sqe.base + W.spliceFdIn] = slot.fd2 + 1; // file_index: the table index + 1 (5.15)
+      prepOpenatDirect(sqe, AT_FDCWD, slot.cpath!, slot.flags, slot.mode, slot.fd2);
       break;
     case K_CLOSE_DIRECT:
       prepCloseDirect(sqe, slot.fd2);

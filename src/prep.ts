@@ -246,6 +246,25 @@ export function prepOpenat(sqe: Sqe, dfd: number, path: Uint8Array, flags: numbe
 }
 
 /**
+ * `openat(dfd, path, flags, mode)` that installs the file in registered file slot `fileIndex`
+ * (a direct descriptor: later SQEs name it with `IOSQE_FIXED_FILE`) instead of returning an fd;
+ * the CQE's result is 0. Since 5.15.
+ */
+export function prepOpenatDirect(
+  sqe: Sqe,
+  dfd: number,
+  path: Uint8Array,
+  flags: number,
+  mode: number,
+  fileIndex: number,
+): Sqe {
+  checkU32(fileIndex, "fileIndex", 0xfffffffe);
+  prepOpenat(sqe, dfd, path, flags, mode);
+  sqe.u32[sqe.base + W.spliceFdIn] = fileIndex + 1; // file_index: the slot + 1
+  return sqe;
+}
+
+/**
  * `openat2(dfd, path, how)`; `how` is a 24-byte `open_how` (see `openHow`). Since 5.6.
  */
 export function prepOpenat2(sqe: Sqe, dfd: number, path: Uint8Array, how: Uint8Array): Sqe {

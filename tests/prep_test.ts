@@ -35,6 +35,7 @@ import {
   prepNop,
   prepOpenat,
   prepOpenat2,
+  prepOpenatDirect,
   prepPollAdd,
   prepPollMultishot,
   prepPollRemove,
@@ -327,6 +328,15 @@ Deno.test("prepOpenat: dfd, path in addr, mode in len, open_flags", () => {
   assertSqe(sqe, { opcode: OP.OPENAT, fd: 12, addr: ptr(path) });
 });
 
+Deno.test("prepOpenatDirect: prepOpenat plus file_index + 1 at byte 44; a bad slot is refused", () => {
+  const path = cstring("/tmp/x");
+  const sqe = freshSqe();
+  prepOpenatDirect(sqe, AT_FDCWD, path, 0o101, 0o640, 6);
+  assertSqe(sqe, { opcode: OP.OPENAT, fd: -100, addr: ptr(path), len: 0o640, opFlags: 0o101, spliceFdIn: 7 });
+  assert.throws(() => prepOpenatDirect(freshSqe(), AT_FDCWD, path, 0, 0, -1), RangeError);
+  assert.throws(() => prepOpenatDirect(freshSqe(), AT_FDCWD, path, 0, 0, 0xffffffff), RangeError);
+});
+
 Deno.test("prepOpenat2: how pointer in off, its size (24) in len; open_how is flags/mode/resolve u64s", () => {
   const path = cstring("a/b");
   const how = openHow({ flags: 0o2000002, mode: 0o600, resolve: 0x08 });
@@ -537,6 +547,7 @@ Deno.test("every prep helper over a dirty slot writes the same image as over a c
     ["madvise", (s) => prepMadvise(s, buf, 2)],
     ["ftruncate", (s) => prepFtruncate(s, 1, 9)],
     ["openat", (s) => prepOpenat(s, AT_FDCWD, path, 0)],
+    ["openatDirect", (s) => prepOpenatDirect(s, AT_FDCWD, path, 0, 0, 1)],
     ["openat2", (s) => prepOpenat2(s, AT_FDCWD, path, how)],
     ["close", (s) => prepClose(s, 1)],
     ["closeDirect", (s) => prepCloseDirect(s, 1)],
