@@ -14,7 +14,10 @@ import { codeOf, staged, tagStage } from "./copy_errors.ts";
 import type { ChainResult } from "./chain.ts";
 import { reserveFilePair, SmallFileChains } from "./copy_small.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
+import { operationError } from "./deno_errors.ts";
+import { ClosedError } from "./errors.ts";
 import type { Statx } from "./structs.ts";
+import { getSys } from "./sys.ts";
 import type { Uring } from "./uring.ts";
 
 /** A `statx` result as the copy needs it. */
@@ -172,6 +175,23 @@ export class UringEngine implements Engine {
     }
   }
 
+  /**
+   * Closes `fd` (from `openFd`) through the ring. When the Uring was closed under the copy before
+   * this close reached the kernel (`ClosedError`, or `ECANCELED` for one still queued then), the
+   * descriptor is still open and nothing else will close it: a plain `close(2)` through the
+   * system layer does, with its error reported as the ring's would be.
+   */
+  async #closeFd(fd: number, ctx: EngineContext): Promise<void> {
+    const uring = this.#uring;
+    try {
+      await this.#op(ctx, () => uring.close(fd));
+    } catch (e) {
+      if (!uring.closed || !(e instanceof ClosedError || codeOf(e) === "ECANCELED")) throw e;
+      const r = getSys(uring.ring.backend).close(fd);
+      if (r < 0) throw operationError("close", -r, null, null, fd);
+    }
+  }
+
   /** `statx` (following symlinks when `follow`). */
   async stat(path: string, follow: boolean, ctx: EngineContext): Promise<EntryStat> {
     const s = await this.#op(
@@ -220,10 +240,10 @@ export class UringEngine implements Engine {
     if (input.status === "rejected" || output.status === "rejected") {
       const closing: Promise<unknown>[] = [];
       if (input.status === "fulfilled") {
-        closing.push(this.#op(ctx, () => uring.close(input.value)).catch(() => {}));
+        closing.push(this.#closeFd(input.value, ctx).catch(() => {}));
       }
       if (output.status === "fulfilled") {
-        closing.push(this.#op(ctx, () => uring.close(output.value)).catch(() => {}));
+        closing.push(this.#closeFd(output.value, ctx).catch(() => {}));
         closing.push(this.#removeIncomplete(tmp, ctx));
       }
       await Promise.all(closing);
@@ -249,8 +269,8 @@ export class UringEngine implements Engine {
     }
     // Close both (close errors on the written file matter: some file systems report ENOSPC there).
     const [, closeOut] = await Promise.allSettled([
-      this.#op(ctx, () => uring.close(srcFd)),
-      staged("close", this.#op(ctx, () => uring.close(dstFd))),
+      this.#closeFd(srcFd, ctx),
+      staged("close", this.#closeFd(dstFd, ctx)),
     ]);
     if (failure === undefined && closeOut.status === "rejected") failure = closeOut.reason;
     if (failure !== undefined) {

@@ -5,6 +5,7 @@ import {
   assertSameTree,
   divertFirstChain,
   fingerprint,
+  openUnder,
   randomFile,
   ROOT,
   runUnprivileged,
@@ -371,6 +372,34 @@ Deno.test({
           name,
         );
       }
+      assert.deepEqual(openUnder(dir.path), [], `descriptors left open (close after ${delay} ms)`);
+    }
+  },
+});
+
+Deno.test({
+  name: "copyFile: a caller's Uring closed during the block copy leaves no descriptor open on either file",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    await randomFile(src, 4 << 20);
+    for (const at of ["first block", "later block"]) {
+      const uring = new Uring({ sqpoll: false });
+      let closing: Promise<void> | undefined;
+      // Progress is reported per written block, so this closes the Uring while the source and
+      // the temporary destination are open through it and blocks are in flight.
+      const onProgress = ({ bytes }: { bytes: number }) => {
+        const due = at === "first block" ? bytes > 0 : bytes >= 1 << 20;
+        if (due && closing === undefined) closing = uring.close();
+      };
+      const outcome = await copyFile(src, `${dir.path}/dst`, { uring, blockSize: 64 * 1024, onProgress })
+        .then(() => null, (e) => e);
+      await closing;
+      assert.ok(closing !== undefined, "the Uring was closed during the copy");
+      assert.ok(outcome instanceof Error, String(outcome));
+      assert.deepEqual(openUnder(dir.path), [], `descriptors left open (closed at the ${at})`);
+      assert.deepEqual(names(dir.path), ["src"], "the incomplete file was removed");
     }
   },
 });

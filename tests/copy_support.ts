@@ -103,6 +103,24 @@ export function tempLeftovers(root: string): string[] {
   return found;
 }
 
+/**
+ * The files below `root` that this process still has a descriptor open on (from
+ * `/proc/self/fd`), as `fd -> path`; a copy must leave none behind, however it ended.
+ */
+export function openUnder(root: string): string[] {
+  const open: string[] = [];
+  for (const e of Deno.readDirSync("/proc/self/fd")) {
+    let target: string;
+    try {
+      target = Deno.readLinkSync(`/proc/self/fd/${e.name}`);
+    } catch {
+      continue; // the directory listing's own descriptor, closed by now
+    }
+    if (target.startsWith(`${root}/`)) open.push(`${e.name} -> ${target}`);
+  }
+  return open;
+}
+
 /** A file's identity and content, to prove a source was not modified. */
 export async function fingerprint(path: string): Promise<string> {
   const info = await Deno.stat(path);
