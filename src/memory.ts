@@ -135,3 +135,8 @@ export function checkU32(n: unknown, what: string, max = 0xffffffff): asserts n 
     throw new RangeError(`${what} must be an integer from 0 to ${max}, got ${String(n)}`);
   }
 }
+
+/** {@link checkU32} for a 32-bit flags word, with the valid case decided inline (hot paths). */
+export function checkFlags(flags: unknown, what: string): asserts flags is number {
+  if (!(typeof flags === "number" && flags >>> 0 === flags)) checkU32(flags, what);
+}

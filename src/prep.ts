@@ -16,6 +16,7 @@ import {
   checkBuffer,
   checkCString,
   checkFd,
+  checkFlags,
   checkLength,
   checkOffset,
   checkU32,
@@ -102,6 +103,7 @@ export function prepRead(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Off
   checkFd(fd);
   const addr = bufferAddress(buf);
   checkOffset(offset);
+  checkFlags(rwFlags, "rwFlags");
   const length = buf.byteLength;
   checkLength(length);
   prepRw(sqe, abi.IORING_OP_READ, fd, addr, length, offset);
@@ -114,6 +116,7 @@ export function prepWrite(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Of
   checkFd(fd);
   const addr = bufferAddress(buf);
   checkOffset(offset);
+  checkFlags(rwFlags, "rwFlags");
   const length = buf.byteLength;
   checkLength(length);
   prepRw(sqe, abi.IORING_OP_WRITE, fd, addr, length, offset);
@@ -125,6 +128,7 @@ export function prepWrite(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Of
 export function prepReadv(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset, rwFlags = 0): Sqe {
   checkFd(fd);
   checkOffset(offset);
+  checkFlags(rwFlags, "rwFlags");
   prepRw(sqe, abi.IORING_OP_READV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
   sqe.u32[sqe.base + W.opFlags] = rwFlags;
   return sqe;
@@ -134,6 +138,7 @@ export function prepReadv(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset, 
 export function prepWritev(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset, rwFlags = 0): Sqe {
   checkFd(fd);
   checkOffset(offset);
+  checkFlags(rwFlags, "rwFlags");
   prepRw(sqe, abi.IORING_OP_WRITEV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
   sqe.u32[sqe.base + W.opFlags] = rwFlags;
   return sqe;

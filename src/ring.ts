@@ -8,7 +8,15 @@
 import * as abi from "./abi.ts";
 import { ClosedError, IoUringError } from "./errors.ts";
 import { errno } from "./errno.ts";
-import { addressOf, bufferAddress, checkFd, checkLength, checkOffset, checkU32 } from "./memory.ts";
+import {
+  addressOf,
+  bufferAddress,
+  checkFd,
+  checkFlags,
+  checkLength,
+  checkOffset,
+  checkU32,
+} from "./memory.ts";
 import type { Offset } from "./prep.ts";
 import { Probe } from "./probe.ts";
 import { checkUserData, Cqe, Sqe, W, writeU64, zeroSqe } from "./sqe.ts";
@@ -444,7 +452,7 @@ export class IoUring implements Disposable {
     checkLength(buf.byteLength);
     const smallOffset = typeof offset === "number" && offset >>> 0 === offset;
     if (!smallOffset) checkOffset(offset);
-    if (!(typeof rwFlags === "number" && rwFlags >>> 0 === rwFlags)) checkU32(rwFlags, "rwFlags");
+    checkFlags(rwFlags, "rwFlags");
     const index = this.#take();
     if (index < 0) return null;
     const u32 = this.#sqeU32, b = index * SQE_WORDS;

@@ -251,6 +251,30 @@ Deno.test("prepRead / prepWrite: fd, addr, len, off, rw_flags; number and bigint
   assertSqe(sqe, { opcode: OP.READ, fd: 1, addr: ptr(f64), len: 128 });
 });
 
+Deno.test("prepRead / prepWrite / prepReadv / prepWritev: an rwFlags that is not a u32 is refused, nothing written", () => {
+  const iov = new Iovecs([new Uint8Array(8)]);
+  const preps: [string, (sqe: Sqe, flags: number) => Sqe][] = [
+    ["prepRead", (sqe, flags) => prepRead(sqe, 3, sub, 0, flags)],
+    ["prepWrite", (sqe, flags) => prepWrite(sqe, 3, sub, 0, flags)],
+    ["prepReadv", (sqe, flags) => prepReadv(sqe, 3, iov, 0, flags)],
+    ["prepWritev", (sqe, flags) => prepWritev(sqe, 3, iov, 0, flags)],
+  ];
+  for (const [name, prep] of preps) {
+    for (const flags of [-1, 1.5, 2 ** 32, NaN, "1", 1n, null] as unknown[]) {
+      const sqe = freshSqe();
+      assert.throws(
+        () => prep(sqe, flags as number),
+        (e: Error) =>
+          e instanceof RangeError && /^rwFlags must be an integer from 0 to 4294967295/.test(e.message),
+        `${name} rwFlags ${String(flags)}`,
+      );
+      assert.ok(sqe.bytes().every((b) => b === 0), `${name} rwFlags ${String(flags)}: the SQE was written`);
+    }
+    const bytes = prep(freshSqe(), 0xffffffff).bytes(); // rw_flags is the u32 at byte 28
+    assert.equal(new DataView(bytes.buffer, bytes.byteOffset).getUint32(28, true), 0xffffffff, name);
+  }
+});
+
 Deno.test("prepReadv / prepWritev: addr is the iovec array, len the count", () => {
   const a = new Uint8Array(10), b = new Uint8Array(300);
   const iov = new Iovecs([a, b]);

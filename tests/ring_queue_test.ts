@@ -281,7 +281,7 @@ Deno.test({
       assert.equal(got.message, want.message, what);
       assert.equal(ring.sqReady(), 0, `${what}: a slot was taken`);
     }
-    // rwFlags must be a u32 (prep helpers store whatever they get).
+    // rwFlags must be a u32, as the prep helpers require.
     for (const flags of [-1, 1.5, 2 ** 32, "1", 1n] as unknown[]) {
       assert.throws(
         () => ring.queueRead(1, 3, buf, 0, flags as number),
