@@ -136,6 +136,18 @@ export function checkU32(n: unknown, what: string, max = 0xffffffff): asserts n 
   }
 }
 
+/**
+ * Throws unless `bits` is a 32-bit mask: an integer from -2^31 to 2^32 - 1, so a mask built with
+ * `|` from a constant with bit 31 set (a negative int32 then) passes. Store it with `>>> 0`.
+ */
+export function checkBits32(bits: unknown, what: string): asserts bits is number {
+  if (!(typeof bits === "number" && (bits >>> 0 === bits || (bits | 0) === bits))) {
+    throw new RangeError(
+      `${what} must be a 32-bit mask (an integer from -2147483648 to 4294967295), got ${String(bits)}`,
+    );
+  }
+}
+
 /** {@link checkU32} for a 32-bit flags word, with the valid case decided inline (hot paths). */
 export function checkFlags(flags: unknown, what: string): asserts flags is number {
   if (!(typeof flags === "number" && flags >>> 0 === flags)) checkU32(flags, what);

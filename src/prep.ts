@@ -13,6 +13,7 @@ import * as abi from "./abi.ts";
 import {
   addressOf,
   bufferAddress,
+  checkBits32,
   checkBuffer,
   checkCString,
   checkFd,
@@ -185,6 +186,7 @@ export function prepWriteFixed(
 
 /** `fsync(fd)`, or `fdatasync(fd)` with `IORING_FSYNC_DATASYNC`. Since 5.1. */
 export function prepFsync(sqe: Sqe, fd: number, fsyncFlags = 0): Sqe {
+  checkFlags(fsyncFlags, "fsyncFlags");
   checkFd(fd);
   prepRw(sqe, abi.IORING_OP_FSYNC, fd, 0, 0, 0);
   sqe.u32[sqe.base + W.opFlags] = fsyncFlags;
@@ -198,6 +200,7 @@ export function prepFdatasync(sqe: Sqe, fd: number): Sqe {
 
 /** `sync_file_range(fd, offset, length, flags)`. Since 5.2. */
 export function prepSyncFileRange(sqe: Sqe, fd: number, length: number, offset: Offset, flags = 0): Sqe {
+  checkFlags(flags, "flags");
   checkFd(fd);
   checkOffset(offset);
   checkU32(length, "length");
@@ -208,6 +211,7 @@ export function prepSyncFileRange(sqe: Sqe, fd: number, length: number, offset: 
 
 /** `fallocate(fd, mode, offset, length)`. Since 5.6. */
 export function prepFallocate(sqe: Sqe, fd: number, mode: number, offset: Offset, length: Offset): Sqe {
+  checkFlags(mode, "mode");
   checkFd(fd);
   checkOffset(offset);
   checkOffset(length, "length");
@@ -218,6 +222,7 @@ export function prepFallocate(sqe: Sqe, fd: number, mode: number, offset: Offset
 
 /** `posix_fadvise(fd, offset, length, advice)`; `length` up to 4 GiB - 1. Since 5.6. */
 export function prepFadvise(sqe: Sqe, fd: number, offset: Offset, length: number, advice: number): Sqe {
+  checkFlags(advice, "advice");
   checkFd(fd);
   checkOffset(offset);
   checkU32(length, "length");
@@ -228,6 +233,7 @@ export function prepFadvise(sqe: Sqe, fd: number, offset: Offset, length: number
 
 /** `madvise(buf, buf.byteLength, advice)`. Since 5.6. */
 export function prepMadvise(sqe: Sqe, buf: ArrayBufferView, advice: number): Sqe {
+  checkFlags(advice, "advice");
   checkBuffer(buf);
   prepRw(sqe, abi.IORING_OP_MADVISE, -1, addressOf(buf), buf.byteLength, 0);
   sqe.u32[sqe.base + W.opFlags] = advice;
@@ -243,6 +249,8 @@ export function prepFtruncate(sqe: Sqe, fd: number, length: Offset): Sqe {
 
 /** `openat(dfd, path, flags, mode)`; `path` is NUL-terminated (see `cstring`). Since 5.6. */
 export function prepOpenat(sqe: Sqe, dfd: number, path: Uint8Array, flags: number, mode = 0): Sqe {
+  checkFlags(flags, "flags");
+  checkFlags(mode, "mode");
   checkFd(dfd, "dfd");
   checkCString(path);
   prepRw(sqe, abi.IORING_OP_OPENAT, dfd, addressOf(path), mode, 0);
@@ -306,6 +314,8 @@ export function prepStatx(
   mask: number,
   statxbuf: Uint8Array,
 ): Sqe {
+  checkFlags(flags, "flags");
+  checkFlags(mask, "mask");
   checkFd(dfd, "dfd");
   checkCString(path);
   checkBuffer(statxbuf, "statxbuf");
@@ -330,6 +340,7 @@ export function prepSplice(
   nbytes: number,
   flags = 0,
 ): Sqe {
+  checkBits32(flags, "flags");
   checkFd(fdIn, "fdIn");
   checkFd(fdOut, "fdOut");
   if (offIn !== -1) checkOffset(offIn, "offIn");
@@ -346,6 +357,7 @@ export function prepSplice(
 
 /** `tee(fdIn, fdOut, nbytes, flags)` between two pipes. Since 5.8. */
 export function prepTee(sqe: Sqe, fdIn: number, fdOut: number, nbytes: number, flags = 0): Sqe {
+  checkBits32(flags, "flags");
   checkFd(fdIn, "fdIn");
   checkFd(fdOut, "fdOut");
   checkU32(nbytes, "nbytes");
@@ -357,6 +369,7 @@ export function prepTee(sqe: Sqe, fdIn: number, fdOut: number, nbytes: number, f
 
 /** `unlinkat(dfd, path, flags)` (`AT_REMOVEDIR` removes a directory). Since 5.11. */
 export function prepUnlinkat(sqe: Sqe, dfd: number, path: Uint8Array, flags = 0): Sqe {
+  checkFlags(flags, "flags");
   checkFd(dfd, "dfd");
   checkCString(path);
   prepRw(sqe, abi.IORING_OP_UNLINKAT, dfd, addressOf(path), 0, 0);
@@ -373,6 +386,7 @@ export function prepRenameat(
   newPath: Uint8Array,
   flags = 0,
 ): Sqe {
+  checkFlags(flags, "flags");
   checkFd(oldDfd, "oldDfd");
   checkFd(newDfd, "newDfd");
   checkCString(oldPath, "oldPath");
@@ -384,6 +398,7 @@ export function prepRenameat(
 
 /** `mkdirat(dfd, path, mode)`. Since 5.15. */
 export function prepMkdirat(sqe: Sqe, dfd: number, path: Uint8Array, mode = 0o777): Sqe {
+  checkFlags(mode, "mode");
   checkFd(dfd, "dfd");
   checkCString(path);
   return prepRw(sqe, abi.IORING_OP_MKDIRAT, dfd, addressOf(path), mode, 0);
@@ -406,6 +421,7 @@ export function prepLinkat(
   newPath: Uint8Array,
   flags = 0,
 ): Sqe {
+  checkFlags(flags, "flags");
   checkFd(oldDfd, "oldDfd");
   checkFd(newDfd, "newDfd");
   checkCString(oldPath, "oldPath");
@@ -420,6 +436,7 @@ export function prepLinkat(
  * been posted (0: time only). Since 5.4.
  */
 export function prepTimeout(sqe: Sqe, ts: Timespec, count = 0, flags = 0): Sqe {
+  checkFlags(flags, "flags");
   checkU32(count, "count");
   prepRw(sqe, abi.IORING_OP_TIMEOUT, -1, addressOf(ts.bytes), 1, count);
   sqe.u32[sqe.base + W.opFlags] = flags;
@@ -428,6 +445,7 @@ export function prepTimeout(sqe: Sqe, ts: Timespec, count = 0, flags = 0): Sqe {
 
 /** Removes the timeout whose user_data is `userData` (`-ENOENT` when none). Since 5.5. */
 export function prepTimeoutRemove(sqe: Sqe, userData: number | bigint, flags = 0): Sqe {
+  checkFlags(flags, "flags");
   prepRw(sqe, abi.IORING_OP_TIMEOUT_REMOVE, -1, 0, 0, 0);
   writeKey(sqe, userData);
   sqe.u32[sqe.base + W.opFlags] = flags;
@@ -439,6 +457,7 @@ export function prepTimeoutRemove(sqe: Sqe, userData: number | bigint, flags = 0
  * request with `-ECANCELED` if it has not completed within `ts`. Since 5.5.
  */
 export function prepLinkTimeout(sqe: Sqe, ts: Timespec, flags = 0): Sqe {
+  checkFlags(flags, "flags");
   prepRw(sqe, abi.IORING_OP_LINK_TIMEOUT, -1, addressOf(ts.bytes), 1, 0);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
@@ -449,6 +468,7 @@ export function prepLinkTimeout(sqe: Sqe, ts: Timespec, flags = 0): Sqe {
  * `-EALREADY` (already running). Since 5.5.
  */
 export function prepCancel(sqe: Sqe, userData: number | bigint, flags = 0): Sqe {
+  checkFlags(flags, "flags");
   prepRw(sqe, abi.IORING_OP_ASYNC_CANCEL, -1, 0, 0, 0);
   writeKey(sqe, userData);
   sqe.u32[sqe.base + W.opFlags] = flags;
@@ -457,6 +477,7 @@ export function prepCancel(sqe: Sqe, userData: number | bigint, flags = 0): Sqe 
 
 /** Cancels requests on `fd` (`IORING_ASYNC_CANCEL_FD`, plus `flags`). Since 5.19. */
 export function prepCancelFd(sqe: Sqe, fd: number, flags = 0): Sqe {
+  checkFlags(flags, "flags");
   checkFd(fd);
   prepRw(sqe, abi.IORING_OP_ASYNC_CANCEL, fd, 0, 0, 0);
   sqe.u32[sqe.base + W.opFlags] = abi.IORING_ASYNC_CANCEL_FD | flags;
@@ -465,6 +486,7 @@ export function prepCancelFd(sqe: Sqe, fd: number, flags = 0): Sqe {
 
 /** Polls `fd` for `mask` (`POLLIN`, ...); completes with the ready events. Since 5.1. */
 export function prepPollAdd(sqe: Sqe, fd: number, mask: number): Sqe {
+  checkBits32(mask, "mask");
   checkFd(fd);
   prepRw(sqe, abi.IORING_OP_POLL_ADD, fd, 0, 0, 0);
   sqe.u32[sqe.base + W.opFlags] = mask >>> 0; // poll32_events, little-endian

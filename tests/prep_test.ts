@@ -251,28 +251,66 @@ Deno.test("prepRead / prepWrite: fd, addr, len, off, rw_flags; number and bigint
   assertSqe(sqe, { opcode: OP.READ, fd: 1, addr: ptr(f64), len: 128 });
 });
 
-Deno.test("prepRead / prepWrite / prepReadv / prepWritev: an rwFlags that is not a u32 is refused, nothing written", () => {
-  const iov = new Iovecs([new Uint8Array(8)]);
-  const preps: [string, (sqe: Sqe, flags: number) => Sqe][] = [
-    ["prepRead", (sqe, flags) => prepRead(sqe, 3, sub, 0, flags)],
-    ["prepWrite", (sqe, flags) => prepWrite(sqe, 3, sub, 0, flags)],
-    ["prepReadv", (sqe, flags) => prepReadv(sqe, 3, iov, 0, flags)],
-    ["prepWritev", (sqe, flags) => prepWritev(sqe, 3, iov, 0, flags)],
+Deno.test("every flags, mode, mask and advice argument must be a 32-bit integer; nothing is written when refused", () => {
+  const path = cstring("p"), path2 = cstring("q");
+  const ts = new Timespec(5);
+  const iov = new Iovecs([buf]);
+  const sb = statxBuffer();
+  // [helper, argument, prep with that argument; u32 words also take bit 31 as a negative int32]
+  const u32: Array<[string, string, (s: Sqe, v: number) => Sqe]> = [
+    ["prepRead", "rwFlags", (s, v) => prepRead(s, 1, buf, 0, v)],
+    ["prepWrite", "rwFlags", (s, v) => prepWrite(s, 1, buf, 0, v)],
+    ["prepReadv", "rwFlags", (s, v) => prepReadv(s, 1, iov, 0, v)],
+    ["prepWritev", "rwFlags", (s, v) => prepWritev(s, 1, iov, 0, v)],
+    ["prepFsync", "fsyncFlags", (s, v) => prepFsync(s, 1, v)],
+    ["prepSyncFileRange", "flags", (s, v) => prepSyncFileRange(s, 1, 10, 0, v)],
+    ["prepFallocate", "mode", (s, v) => prepFallocate(s, 1, v, 0, 10)],
+    ["prepFadvise", "advice", (s, v) => prepFadvise(s, 1, 0, 10, v)],
+    ["prepMadvise", "advice", (s, v) => prepMadvise(s, buf, v)],
+    ["prepOpenat", "flags", (s, v) => prepOpenat(s, AT_FDCWD, path, v)],
+    ["prepOpenat", "mode", (s, v) => prepOpenat(s, AT_FDCWD, path, 0, v)],
+    ["prepOpenatDirect", "flags", (s, v) => prepOpenatDirect(s, AT_FDCWD, path, v, 0, 1)],
+    ["prepStatx", "flags", (s, v) => prepStatx(s, AT_FDCWD, path, v, 0x7ff, sb)],
+    ["prepStatx", "mask", (s, v) => prepStatx(s, AT_FDCWD, path, 0, v, sb)],
+    ["prepUnlinkat", "flags", (s, v) => prepUnlinkat(s, AT_FDCWD, path, v)],
+    ["prepRenameat", "flags", (s, v) => prepRenameat(s, AT_FDCWD, path, AT_FDCWD, path2, v)],
+    ["prepMkdirat", "mode", (s, v) => prepMkdirat(s, AT_FDCWD, path, v)],
+    ["prepLinkat", "flags", (s, v) => prepLinkat(s, AT_FDCWD, path, AT_FDCWD, path2, v)],
+    ["prepTimeout", "flags", (s, v) => prepTimeout(s, ts, 0, v)],
+    ["prepTimeoutRemove", "flags", (s, v) => prepTimeoutRemove(s, 3, v)],
+    ["prepLinkTimeout", "flags", (s, v) => prepLinkTimeout(s, ts, v)],
+    ["prepCancel", "flags", (s, v) => prepCancel(s, 3, v)],
+    ["prepCancelFd", "flags", (s, v) => prepCancelFd(s, 3, v)],
   ];
-  for (const [name, prep] of preps) {
-    for (const flags of [-1, 1.5, 2 ** 32, NaN, "1", 1n, null] as unknown[]) {
+  const bits32: typeof u32 = [
+    ["prepSplice", "flags", (s, v) => prepSplice(s, 1, -1, 2, -1, 10, v)],
+    ["prepTee", "flags", (s, v) => prepTee(s, 1, 2, 10, v)],
+    ["prepPollAdd", "mask", (s, v) => prepPollAdd(s, 1, v)],
+    ["prepPollMultishot", "mask", (s, v) => prepPollMultishot(s, 1, v)],
+  ];
+  const refuse = (name: string, arg: string, prep: (s: Sqe, v: number) => Sqe, bad: unknown[]) => {
+    for (const v of bad) {
       const sqe = freshSqe();
       assert.throws(
-        () => prep(sqe, flags as number),
-        (e: Error) =>
-          e instanceof RangeError && /^rwFlags must be an integer from 0 to 4294967295/.test(e.message),
-        `${name} rwFlags ${String(flags)}`,
+        () => prep(sqe, v as number),
+        (e: Error) => e instanceof RangeError && e.message.startsWith(`${arg} must be `),
+        `${name} ${arg} ${String(v)}`,
       );
-      assert.ok(sqe.bytes().every((b) => b === 0), `${name} rwFlags ${String(flags)}: the SQE was written`);
+      assert.ok(sqe.bytes().every((b) => b === 0), `${name} ${arg} ${String(v)}: the SQE was written`);
     }
-    const bytes = prep(freshSqe(), 0xffffffff).bytes(); // rw_flags is the u32 at byte 28
-    assert.equal(new DataView(bytes.buffer, bytes.byteOffset).getUint32(28, true), 0xffffffff, name);
+  };
+  for (const [name, arg, prep] of u32) {
+    refuse(name, arg, prep, [-1, 1.5, 2 ** 32, NaN, "1", 1n, null]);
+    prep(freshSqe(), 0xffffffff); // the whole u32 range passes
   }
+  for (const [name, arg, prep] of bits32) {
+    refuse(name, arg, prep, [1.5, 2 ** 32, -(2 ** 31) - 1, NaN, "1", 1n, null]);
+    prep(freshSqe(), 0xffffffff);
+    prep(freshSqe(), 0x80000000 | 1); // a mask made with `|` from a bit-31 constant: -2147483647
+  }
+  // The read/write helpers store rw_flags (the u32 at byte 28) as given.
+  const bytes = prepRead(freshSqe(), 1, buf, 0, 0xffffffff).bytes();
+  assert.equal(new DataView(bytes.buffer, bytes.byteOffset).getUint32(28, true), 0xffffffff);
 });
 
 Deno.test("prepReadv / prepWritev: addr is the iovec array, len the count", () => {
