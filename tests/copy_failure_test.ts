@@ -372,7 +372,7 @@ Deno.test({
           name,
         );
       }
-      assert.deepEqual(openUnder(dir.path), [], `descriptors left open (close after ${delay} ms)`);
+      assert.deepEqual(await openUnder(dir.path), [], `descriptors left open (close after ${delay} ms)`);
     }
   },
 });
@@ -398,7 +398,7 @@ Deno.test({
       await closing;
       assert.ok(closing !== undefined, "the Uring was closed during the copy");
       assert.ok(outcome instanceof Error, String(outcome));
-      assert.deepEqual(openUnder(dir.path), [], `descriptors left open (closed at the ${at})`);
+      assert.deepEqual(await openUnder(dir.path), [], `descriptors left open (closed at the ${at})`);
       assert.deepEqual(names(dir.path), ["src"], "the incomplete file was removed");
     }
   },

@@ -104,19 +104,19 @@ export function tempLeftovers(root: string): string[] {
 }
 
 /**
- * The files below `root` that this process still has a descriptor open on (from
- * `/proc/self/fd`), as `fd -> path`; a copy must leave none behind, however it ended.
+ * The files below `root` that this process still has a descriptor open on, as `fd -> path`; a
+ * copy must leave none behind, however it ended. Deno's own file API wants `--allow-all` for
+ * `/proc/self/fd`, so a child `ls` lists this process's descriptors instead.
  */
-export function openUnder(root: string): string[] {
+export async function openUnder(root: string): Promise<string[]> {
+  const dir = `/proc/${Deno.pid}/fd`;
+  const out = await new Deno.Command("ls", { args: ["-l", dir], stdout: "piped", stderr: "piped" }).output();
+  const text = new TextDecoder().decode(out.success ? out.stdout : out.stderr);
+  if (!out.success) throw new Error(`ls -l ${dir} failed: ${text}`);
   const open: string[] = [];
-  for (const e of Deno.readDirSync("/proc/self/fd")) {
-    let target: string;
-    try {
-      target = Deno.readLinkSync(`/proc/self/fd/${e.name}`);
-    } catch {
-      continue; // the directory listing's own descriptor, closed by now
-    }
-    if (target.startsWith(`${root}/`)) open.push(`${e.name} -> ${target}`);
+  for (const line of text.split("\n")) {
+    const m = / (\d+) -> (.*)$/.exec(line);
+    if (m !== null && m[2].startsWith(`${root}/`)) open.push(`${m[1]} -> ${m[2]}`);
   }
   return open;
 }
