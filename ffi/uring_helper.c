@@ -103,13 +103,16 @@ int32_t uring_close(int32_t fd) { return (int32_t)result(close(fd)); }
 /*
  * pipe2(fds, O_CLOEXEC): fills fds[0] (read end) and fds[1] (write end) and returns the pipe's
  * capacity in bytes (F_GETPIPE_SZ), which is smaller than the default 64 KiB when the user has
- * passed fs.pipe-user-pages-soft. Nothing is left open on failure.
+ * passed fs.pipe-user-pages-soft. When `size` > 0 it first asks for that capacity
+ * (F_SETPIPE_SZ); a refusal (above fs.pipe-max-size or the user's pipe allowance) keeps the
+ * default. Nothing is left open on failure.
  */
-int32_t uring_pipe(int32_t *fds) {
+int32_t uring_pipe_sized(int32_t *fds, int32_t size) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return -errno;
-  int size = fcntl(p[0], F_GETPIPE_SZ);
-  if (size < 0) {
+  if (size > 0) (void)fcntl(p[1], F_SETPIPE_SZ, size);
+  int capacity = fcntl(p[0], F_GETPIPE_SZ);
+  if (capacity < 0) {
     int e = errno;
     close(p[0]);
     close(p[1]);
@@ -117,8 +120,11 @@ int32_t uring_pipe(int32_t *fds) {
   }
   fds[0] = p[0];
   fds[1] = p[1];
-  return size;
+  return capacity;
 }
+
+/* uring_pipe_sized with the default capacity (kept for callers of the first version). */
+int32_t uring_pipe(int32_t *fds) { return uring_pipe_sized(fds, 0); }
 
 /* A full (sequentially consistent) memory fence. */
 void uring_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }

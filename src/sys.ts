@@ -19,6 +19,7 @@
 
 import {
   F_GETPIPE_SZ,
+  F_SETPIPE_SZ,
   GETEVENTS_ARG_SIZE,
   IORING_ENTER_EXT_ARG,
   MAP_ANONYMOUS,
@@ -71,8 +72,11 @@ export interface Sys {
   /**
    * `pipe2(fds, O_CLOEXEC)`: stores the read and write ends in `fds[0]` and `fds[1]` and returns
    * the pipe's capacity in bytes (`F_GETPIPE_SZ`), or `-errno` (then nothing is left open).
+   * With `size` > 0 it first asks for that capacity (`F_SETPIPE_SZ`, rounded up to a power of two
+   * of pages); a refusal (above `fs.pipe-max-size`, or the user's pipe allowance spent) keeps the
+   * default, so the capacity returned may be smaller than asked.
    */
-  pipe(fds: Int32Array): number;
+  pipe(fds: Int32Array, size?: number): number;
   /** A full memory fence. */
   fence(): void;
 }
@@ -94,7 +98,7 @@ const HELPER_SYMBOLS = {
   uring_close: { parameters: ["i32"], result: "i32" },
   // Optional: a helper built before it existed still loads (pipes then come from the kernel
   // through libc's syscall()).
-  uring_pipe: { parameters: ["buffer"], result: "i32", optional: true },
+  uring_pipe_sized: { parameters: ["buffer", "i32"], result: "i32", optional: true },
   uring_fence: { parameters: [], result: "void" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
@@ -160,9 +164,9 @@ function loadHelper(path: string): Sys {
     mmapAnon: (length) => Number(lib.uring_mmap_anon(BigInt(length))),
     munmap: (address, length) => lib.uring_munmap(BigInt(address), BigInt(length)),
     close: (fd) => lib.uring_close(fd),
-    pipe: (fds) => {
-      const pipe = lib.uring_pipe;
-      return pipe === null ? getSys("libc").pipe(fds) : pipe(fds);
+    pipe: (fds, size = 0) => {
+      const pipe = lib.uring_pipe_sized;
+      return pipe === null ? getSys("libc").pipe(fds, size) : pipe(fds, size);
     },
     fence: () => lib.uring_fence(),
   };
@@ -181,6 +185,7 @@ function loadLibc(): Sys {
   const NR_FCNTL = BigInt(SYS_FCNTL);
   const CLOEXEC = BigInt(O_CLOEXEC);
   const GETPIPE_SZ = BigInt(F_GETPIPE_SZ);
+  const SETPIPE_SZ = BigInt(F_SETPIPE_SZ);
   const EINTR = errno("EINTR");
   const MAP_FAILED = 0xffffffffffffffffn;
   const ZERO = 0n;
@@ -263,17 +268,19 @@ function loadLibc(): Sys {
       const r = lib.close(fd);
       return r < 0 ? -readErrno() : r;
     },
-    pipe: (fds) => {
+    pipe: (fds, size = 0) => {
       const r = result(
         lib.syscall3(NR_PIPE2, addressOf(new Uint8Array(fds.buffer, fds.byteOffset, 8)), CLOEXEC, ZERO),
       );
       if (r < 0) return r;
-      const size = result(lib.syscall3(NR_FCNTL, BigInt(fds[0]), GETPIPE_SZ, ZERO));
-      if (size < 0) {
+      // A refusal of the capacity asked for keeps the default.
+      if (size > 0) lib.syscall3(NR_FCNTL, BigInt(fds[1]), SETPIPE_SZ, BigInt(size));
+      const capacity = result(lib.syscall3(NR_FCNTL, BigInt(fds[0]), GETPIPE_SZ, ZERO));
+      if (capacity < 0) {
         lib.close(fds[0]);
         lib.close(fds[1]);
       }
-      return size;
+      return capacity;
     },
     fence: () => {},
   };

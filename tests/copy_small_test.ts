@@ -56,6 +56,13 @@ for (const backend of ["helper", "libc"] as const) {
       assert.equal(sys.close(fds[0]), 0);
       assert.equal(sys.close(fds[1]), 0);
       assert.equal(sys.close(fds[0]), -EBADF, "the read end was open and is closed now");
+      // A capacity asked for: rounded up to a power of two of pages (one page at the least).
+      for (const [asked, expected] of [[256 * 1024, 256 * 1024], [100_000, 128 * 1024], [1, 4096]]) {
+        const got = sys.pipe(fds, asked);
+        assert.equal(got, expected, `asked for ${asked}`);
+        assert.equal(sys.close(fds[0]), 0);
+        assert.equal(sys.close(fds[1]), 0);
+      }
     },
   });
 }
