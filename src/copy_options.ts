@@ -67,7 +67,7 @@ export interface CopyProgress {
 /** Options shared by {@link copyFile} and {@link copyTree}. */
 export interface CopyOptions {
   /**
-   * I/O operations kept in flight at once, across all files (default 96, 1..4096). A file of one
+   * I/O operations kept in flight at once, across all files (default 192, 1..4096). A file of one
    * block goes as one chain of six (open, create, read, write, close, close) when there is room
    * for six; data blocks in flight are further held to 32 MiB of buffers (at least two).
    */
@@ -113,6 +113,16 @@ export interface CopyOptions {
    * fallback) data goes through the page cache, and `fallbackReason` says so.
    */
   direct?: boolean;
+  /**
+   * Move file data by `splice` through pipes (default `true`): the kernel copies each byte once,
+   * from the page cache into the destination, as `sendfile` does, instead of into a buffer and
+   * out again. A file bigger than one block goes through up to four pipes of up to one block
+   * (1 MiB at most) that all the copy's files share; a one-block file through its chain's 64 KiB
+   * pipe when it fits. Sparse sources (to keep their holes), O_DIRECT copies, and the rest of a
+   * copy after a file system refused splice (`EINVAL`) read and write through buffers, as
+   * `false` makes every file do. Needs `queueDepth` ≥ 2.
+   */
+  splice?: boolean;
 }
 
 /** Options of {@link copyTree}. */
@@ -154,6 +164,7 @@ export interface ResolvedCopyOptions {
   fallback: boolean;
   continueOnError: boolean;
   direct: boolean;
+  splice: boolean;
 }
 
 function intInRange(value: unknown, name: string, min: number, max: number): number {
@@ -183,6 +194,9 @@ export function resolveCopyOptions(options: CopyTreeOptions | undefined): Resolv
   if (o.direct !== undefined && typeof o.direct !== "boolean") {
     throw new TypeError("direct must be a boolean");
   }
+  if (o.splice !== undefined && typeof o.splice !== "boolean") {
+    throw new TypeError("splice must be a boolean");
+  }
   return {
     queueDepth,
     blockSize,
@@ -195,5 +209,6 @@ export function resolveCopyOptions(options: CopyTreeOptions | undefined): Resolv
     fallback: o.fallback ?? true,
     continueOnError: o.continueOnError ?? false,
     direct: o.direct ?? false,
+    splice: o.splice ?? true,
   };
 }

@@ -117,9 +117,10 @@ export class SmallFileChains implements RawClient {
   #spliced = 0;
   #failed: unknown = undefined;
 
-  /** Attaches to `uring` (throws if it is closed). */
-  constructor(uring: Uring) {
+  /** Attaches to `uring` (throws if it is closed); `splice: false` reads and writes every file. */
+  constructor(uring: Uring, splice = true) {
     this.#uring = uring;
+    this.#pipes = splice;
     this.#raw = rawRing(uring);
     this.#sys = getSys(uring.ring.backend);
     this.#id = this.#raw.attach(this);

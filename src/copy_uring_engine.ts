@@ -13,6 +13,7 @@ import { type Engine, type EngineContext, type EntryStat, kindOfMode } from "./c
 import { codeOf, staged, tagStage } from "./copy_errors.ts";
 import type { ChainResult } from "./chain.ts";
 import { reserveFilePair, SmallFileChains } from "./copy_small.ts";
+import { MAX_PIPE_SIZE, spliceData, SplicePipes, SpliceUnsupported } from "./copy_splice.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
 import { operationError } from "./deno_errors.ts";
 import { ClosedError } from "./errors.ts";
@@ -131,6 +132,10 @@ export class UringEngine implements Engine {
   readonly #owned: boolean;
   /** The one-block chains (made on first use; null when the kernel cannot skip CQEs). */
   #small: SmallFileChains | null | undefined = undefined;
+  /** The pipes of the block path's splice lanes (made on first use). */
+  #pipes: SplicePipes | undefined;
+  /** False once a splice failed with `EINVAL`: the rest of the copy reads and writes. */
+  #splicing = true;
 
   /** Wraps `uring`; `owned` means `close()` closes it. */
   constructor(uring: Uring, owned: boolean) {
@@ -164,14 +169,14 @@ export class UringEngine implements Engine {
     await (ctx === undefined ? this.unlink(tmp) : this.#op(ctx, () => this.unlink(tmp))).catch(() => {});
   }
 
-  /** Runs one ring operation holding one permit of the in-flight budget. */
-  async #op<T>(ctx: EngineContext, fn: () => Promise<T>): Promise<T> {
-    const admitting = this.#admit(ctx, 1);
+  /** Runs one ring call holding `ops` permits of the in-flight budget (one per operation). */
+  async #op<T>(ctx: EngineContext, fn: () => Promise<T>, ops = 1): Promise<T> {
+    const admitting = this.#admit(ctx, ops);
     if (admitting !== undefined) await admitting;
     try {
       return await fn();
     } finally {
-      ctx.inflight.release();
+      ctx.inflight.release(ops);
     }
   }
 
@@ -339,7 +344,7 @@ export class UringEngine implements Engine {
     buf: Uint8Array<ArrayBuffer>,
   ): Promise<number> {
     const view = buf.subarray(0, size);
-    const queued = this.#smallChains()?.start(src, tmp, perm, view);
+    const queued = this.#smallChains(ctx)?.start(src, tmp, perm, view);
     if (queued !== undefined) {
       const release = () => {
         ctx.smallPool.give(buf);
@@ -364,10 +369,12 @@ export class UringEngine implements Engine {
   }
 
   /** The one-block chains written straight into the ring, when the kernel allows (5.17). */
-  #smallChains(): SmallFileChains | null {
+  #smallChains(ctx: EngineContext): SmallFileChains | null {
     if (this.#small === undefined) {
       try {
-        this.#small = SmallFileChains.supported(this.#uring) ? new SmallFileChains(this.#uring) : null;
+        this.#small = SmallFileChains.supported(this.#uring)
+          ? new SmallFileChains(this.#uring, ctx.options.splice)
+          : null;
       } catch {
         return null; // the Uring is closing: Uring.chain says so
       }
@@ -465,18 +472,74 @@ export class UringEngine implements Engine {
   }
 
   /**
-   * Moves `srcStat.size` bytes from `srcFd` to `dstFd` with up to `queueDepth` blocks in flight.
-   * Returns the bytes in the copy (less than the size when the source shrank meanwhile).
+   * Moves `srcStat.size` bytes from `srcFd` to `dstFd`: by splice lanes when the source is dense
+   * and pipes are free (see copy_splice.ts), else through buffers with up to `queueDepth` blocks in
+   * flight. Returns the bytes in the copy (less than the size when the source shrank meanwhile).
    */
   async #pump(srcFd: number, dstFd: number, srcStat: EntryStat, ctx: EngineContext): Promise<number> {
     const size = srcStat.size;
     if (size === 0) return 0;
+    // Fewer blocks allocated than the size needs: the source has holes; keep them holes.
+    const sparse = srcStat.blocks * 512 < size;
+    let copied: { end: number; holes: boolean } | undefined;
+    if (!sparse && this.#splicing && ctx.options.splice && ctx.options.queueDepth >= 2) {
+      copied = await this.#spliceBlocks(srcFd, dstFd, size, ctx);
+    }
+    copied ??= await this.#pumpBlocks(srcFd, dstFd, size, sparse, ctx);
+    const { end, holes } = copied;
+    if (holes || end < size) {
+      // Trailing holes were never written, and a shrunk source must not leave stale bytes.
+      await staged("write", this.#op(ctx, () => this.#uring.ftruncate(dstFd, end, { signal: ctx.signal })));
+    }
+    return end;
+  }
+
+  /**
+   * The splice lanes: as many free pipes as the file has chunks for; `undefined` when none is
+   * free or the file system cannot splice (then the copy reads and writes).
+   */
+  async #spliceBlocks(
+    srcFd: number,
+    dstFd: number,
+    size: number,
+    ctx: EngineContext,
+  ): Promise<{ end: number; holes: boolean } | undefined> {
+    const uring = this.#uring;
+    const pool = this.#pipes ??= new SplicePipes(getSys(uring.ring.backend), ctx.options.blockSize);
+    const pipes = pool.take(Math.ceil(size / Math.min(ctx.options.blockSize, MAX_PIPE_SIZE)));
+    if (pipes.length === 0) return undefined;
+    const job = {
+      uring,
+      op: <T>(ops: number, fn: () => Promise<T>) => this.#op(ctx, fn, ops),
+      signal: ctx.signal,
+      srcFd,
+      dstFd,
+      size,
+      addBytes: (n: number) => ctx.addBytes(n),
+      unsupported: () => {
+        this.#splicing = false;
+      },
+    };
+    try {
+      return { end: await spliceData(job, pipes, pool), holes: false };
+    } catch (e) {
+      if (!(e instanceof SpliceUnsupported)) throw e;
+      return undefined; // splicing is off now: the buffered path copies the file again
+    }
+  }
+
+  /** The buffered path: reads into pooled blocks and writes them out, `queueDepth` at once. */
+  async #pumpBlocks(
+    srcFd: number,
+    dstFd: number,
+    size: number,
+    sparse: boolean,
+    ctx: EngineContext,
+  ): Promise<{ end: number; holes: boolean }> {
     const uring = this.#uring;
     const signal = ctx.signal;
     const blockSize = ctx.options.blockSize;
     const pool = ctx.pool;
-    // Fewer blocks allocated than the size needs: the source has holes; keep them holes.
-    const sparse = srcStat.blocks * 512 < size;
     let next = 0;
     let end = size;
     let holes = false;
@@ -524,11 +587,7 @@ export class UringEngine implements Engine {
     };
 
     await runWorkers(Math.min(pool.count, Math.ceil(size / blockSize)), worker);
-    if (holes || end < size) {
-      // Trailing holes were never written, and a shrunk source must not leave stale bytes.
-      await staged("write", this.#op(ctx, () => uring.ftruncate(dstFd, end, { signal })));
-    }
-    return end;
+    return { end, holes };
   }
 
   /** `mkdirat`. */
@@ -563,9 +622,10 @@ export class UringEngine implements Engine {
     return Deno.remove(path);
   }
 
-  /** Gives back the one-block chains' file-table indexes; closes the ring when the engine made it. */
+  /** Gives back the one-block chains' file-table indexes, closes the splice pipes, and closes the ring when the engine made it. */
   async close(): Promise<void> {
     this.#small?.close();
+    this.#pipes?.close();
     if (this.#owned) await this.#uring.close();
   }
 }

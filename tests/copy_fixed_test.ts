@@ -1,5 +1,6 @@
 /**
- * The buffered copy's fixed buffers: with a caller's `Uring` that has no buffer pool, copyFile
+ * The buffered copy's fixed buffers (every copy here passes `splice: false`: by default the data
+ * of a dense file moves by splice, through no buffer): with a caller's `Uring` that has no buffer pool, copyFile
  * and copyTree register one for the copy (reads and writes go as READ_FIXED/WRITE_FIXED) and
  * unregister it at the end, also after a failure or an abort; a caller's own pool is left alone
  * (plain buffers); more than 64 MiB of buffers stays plain, and so does a copyFile of a file
@@ -32,7 +33,12 @@ ringTest(
     await using uring = new Uring(uringOptions(config, { entries: 64 }));
     await randomFile(`${d}/src`, BIG, 0o640);
     assert.equal(uring.bufferPool, null);
-    const result = await copyFile(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: QD });
+    const result = await copyFile(`${d}/src`, `${d}/dst`, {
+      uring,
+      splice: false,
+      blockSize: BS,
+      queueDepth: QD,
+    });
     assert.equal(result.bytes, BIG);
     // 33 blocks: at least one read and one write each through a registered buffer.
     assert.ok(uring.stats.fixedBuffers >= 66, `fixed-buffer SQEs: ${uring.stats.fixedBuffers}`);
@@ -42,7 +48,7 @@ ringTest(
     // A caller's pool stays registered, untouched and usable; the copy uses plain buffers.
     const mine = uring.registerBufferPool({ count: 2, size: 4096 });
     const before = uring.stats.fixedBuffers;
-    await copyFile(`${d}/src`, `${d}/dst2`, { uring, blockSize: BS, queueDepth: QD });
+    await copyFile(`${d}/src`, `${d}/dst2`, { uring, splice: false, blockSize: BS, queueDepth: QD });
     assert.equal(uring.stats.fixedBuffers, before, "no fixed-buffer SQE with the caller's pool there");
     assert.equal(uring.bufferPool, mine);
     assert.equal(mine.closed, false);
@@ -68,7 +74,7 @@ ringTest("copyFile: a file smaller than 16 times the pool is copied with plain b
   const d = dir.path;
   await using uring = new Uring(uringOptions(config, { entries: 64 }));
   await randomFile(`${d}/src`, BIG - 2, 0o644);
-  await copyFile(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: QD });
+  await copyFile(`${d}/src`, `${d}/dst`, { uring, splice: false, blockSize: BS, queueDepth: QD });
   assert.equal(uring.stats.fixedBuffers, 0);
   assert.equal(uring.bufferPool, null);
   await assertSameFile(`${d}/src`, `${d}/dst`, "plain buffers");
@@ -85,7 +91,12 @@ ringTest(
     await randomFile(`${d}/src/sub/b`, 100, 0o600);
     await randomFile(`${d}/src/sub/empty`, 0, 0o644);
     Deno.symlinkSync("a", `${d}/src/link`);
-    const result = await copyTree(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: 4 });
+    const result = await copyTree(`${d}/src`, `${d}/dst`, {
+      uring,
+      splice: false,
+      blockSize: BS,
+      queueDepth: 4,
+    });
     assert.equal(result.files, 4);
     // 3 blocks of a, 1 of sub/b: a read and a write each.
     assert.ok(uring.stats.fixedBuffers >= 8, `fixed-buffer SQEs: ${uring.stats.fixedBuffers}`);
@@ -104,7 +115,12 @@ ringTest(
     await randomFile(`${d}/src/a`, 2 * BS + 5, 0o644);
     await randomFile(`${d}/src/sub/b`, BS, 0o600);
     await randomFile(`${d}/src/sub/c`, 100, 0o640);
-    const result = await copyTree(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: 6 });
+    const result = await copyTree(`${d}/src`, `${d}/dst`, {
+      uring,
+      splice: false,
+      blockSize: BS,
+      queueDepth: 6,
+    });
     assert.equal(result.files, 3);
     // b and c: a read and a write each on the file table; a: 3 blocks through the buffer pool.
     assert.equal(uring.stats.fixedFiles, 4);
@@ -121,13 +137,16 @@ ringTest("copyFile: a failed or aborted buffered copy unregisters its pool too",
   await using uring = new Uring(uringOptions(config, { entries: 64 }));
   await randomFile(`${d}/src`, BIG, 0o644);
   // Missing destination directory: fails before any data moves.
-  await assert.rejects(copyFile(`${d}/src`, `${d}/nope/dst`, { uring, blockSize: BS, queueDepth: QD }));
+  await assert.rejects(
+    copyFile(`${d}/src`, `${d}/nope/dst`, { uring, splice: false, blockSize: BS, queueDepth: QD }),
+  );
   assert.equal(uring.bufferPool, null);
   // Aborted after the first block: data was moving through the pool.
   const stop = new AbortController();
   await assert.rejects(
     copyFile(`${d}/src`, `${d}/dst`, {
       uring,
+      splice: false,
       blockSize: BS,
       queueDepth: QD,
       signal: stop.signal,
@@ -142,7 +161,7 @@ ringTest("copyFile: a failed or aborted buffered copy unregisters its pool too",
   assert.deepEqual(tempLeftovers(d), []);
   // The ring is fine for the next copy, which registers its own pool again.
   const before = uring.stats.fixedBuffers;
-  await copyFile(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: QD });
+  await copyFile(`${d}/src`, `${d}/dst`, { uring, splice: false, blockSize: BS, queueDepth: QD });
   assert.ok(uring.stats.fixedBuffers > before);
   await assertSameFile(`${d}/src`, `${d}/dst`, "after an abort");
 });
@@ -155,7 +174,7 @@ ringTest("copyTree: more than 64 MiB of buffers stays plain (nothing pinned)", a
   const MiB = 1024 * 1024;
   await randomFile(`${d}/src/f`, 33 * MiB + 3, 0o644);
   // Blocks in flight are held to 32 MiB of buffers but get at least two: 2 × 33 MiB = 66 MiB.
-  await copyTree(`${d}/src`, `${d}/dst`, { uring, blockSize: 33 * MiB, queueDepth: 17 });
+  await copyTree(`${d}/src`, `${d}/dst`, { uring, splice: false, blockSize: 33 * MiB, queueDepth: 17 });
   assert.equal(uring.stats.fixedBuffers, 0);
   assert.equal(uring.bufferPool, null);
   await assertSameTree(`${d}/src`, `${d}/dst`);
@@ -168,7 +187,12 @@ ringTest("copyTree: with no room in the file table, one-block files take the blo
   await using uring = new Uring(uringOptions(config, { entries: 64, fixedFiles: 1 }));
   Deno.mkdirSync(`${d}/src`);
   for (let i = 0; i < 5; i++) await randomFile(`${d}/src/f${i}`, 1000 + i, 0o644);
-  const result = await copyTree(`${d}/src`, `${d}/dst`, { uring, blockSize: BS, queueDepth: 12 });
+  const result = await copyTree(`${d}/src`, `${d}/dst`, {
+    uring,
+    splice: false,
+    blockSize: BS,
+    queueDepth: 12,
+  });
   assert.equal(result.files, 5);
   assert.equal(uring.stats.fixedFiles, 0, "no chain ran");
   const only = uring.reserveFileIndex();

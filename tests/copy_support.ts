@@ -104,11 +104,10 @@ export function tempLeftovers(root: string): string[] {
 }
 
 /**
- * The files below `root` that this process still has a descriptor open on, as `fd -> path`; a
- * copy must leave none behind, however it ended. Deno's own file API wants `--allow-all` for
- * `/proc/self/fd`, so a child `ls` lists this process's descriptors instead.
+ * This process's open descriptors, as `fd -> what` (a path, `pipe:[inode]`, ...). Deno's own
+ * file API wants `--allow-all` for `/proc/self/fd`, so a child `ls` lists them instead.
  */
-export async function openUnder(root: string): Promise<string[]> {
+export async function openDescriptors(): Promise<string[]> {
   const dir = `/proc/${Deno.pid}/fd`;
   const out = await new Deno.Command("ls", { args: ["-l", dir], stdout: "piped", stderr: "piped" }).output();
   const text = new TextDecoder().decode(out.success ? out.stdout : out.stderr);
@@ -116,9 +115,19 @@ export async function openUnder(root: string): Promise<string[]> {
   const open: string[] = [];
   for (const line of text.split("\n")) {
     const m = / (\d+) -> (.*)$/.exec(line);
-    if (m !== null && m[2].startsWith(`${root}/`)) open.push(`${m[1]} -> ${m[2]}`);
+    if (m !== null) open.push(`${m[1]} -> ${m[2]}`);
   }
   return open;
+}
+
+/** The files below `root` that this process still has a descriptor open on; a copy must leave none. */
+export async function openUnder(root: string): Promise<string[]> {
+  return (await openDescriptors()).filter((d) => d.slice(d.indexOf(" -> ") + 4).startsWith(`${root}/`));
+}
+
+/** How many pipe ends this process has open. */
+export async function openPipes(): Promise<number> {
+  return (await openDescriptors()).filter((d) => d.includes(" -> pipe:")).length;
 }
 
 /** A file's identity and content, to prove a source was not modified. */

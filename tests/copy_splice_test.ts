@@ -1,0 +1,213 @@
+/**
+ * The block path's splice lanes (src/copy_splice.ts): a dense file bigger than one block moves
+ * source → pipe → destination with no buffer, within the copy's in-flight budget; a source that
+ * shrinks is cut where it ends; a file system that refuses splice (`EINVAL`) gets the buffered
+ * copy for the rest; aborts and stops leave no file and no pipe behind; the pool keeps at most
+ * four pipes and the pipe capacity asked for.
+ */
+
+import assert from "node:assert/strict";
+import { copyFile, copyTree, OsError, Uring } from "../mod.ts";
+import { MAX_PIPE_SIZE, SPLICE_PIPES, SplicePipes } from "../src/copy_splice.ts";
+import { getSys } from "../src/sys.ts";
+import { skipKernel, tempDir } from "./_support.ts";
+import { openPipes, openUnder, randomFile, sha256File, tempLeftovers } from "./copy_support.ts";
+
+const MiB = 1024 * 1024;
+
+/** Counts the Uring's chains (the splice lanes' unit of work) and its plain reads and writes. */
+function spy(uring: Uring): { chains: number; reads: number; writes: number } {
+  const seen = { chains: 0, reads: 0, writes: 0 };
+  const { chain, read, write } = uring;
+  uring.chain = (...args: Parameters<typeof chain>) => {
+    seen.chains++;
+    return chain.apply(uring, args);
+  };
+  uring.read = (...args: Parameters<typeof read>) => {
+    seen.reads++;
+    return read.apply(uring, args);
+  };
+  uring.write = (...args: Parameters<typeof write>) => {
+    seen.writes++;
+    return write.apply(uring, args);
+  };
+  return seen;
+}
+
+Deno.test({
+  name: "copySplice: a dense file of many blocks moves by splice chains, no buffer, no pipe left open",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const size = 9 * MiB + 4321;
+    const hash = await randomFile(`${dir.path}/src`, size, 0o640);
+    const pipesBefore = await openPipes();
+    await using uring = new Uring({ sqpoll: false });
+    const seen = spy(uring);
+    const result = await copyFile(`${dir.path}/src`, `${dir.path}/dst`, { uring });
+    assert.equal(result.bytes, size);
+    assert.equal(await sha256File(`${dir.path}/dst`), hash);
+    assert.equal(Deno.statSync(`${dir.path}/dst`).mode! & 0o777, 0o640);
+    // 1 MiB pipes (the block size): ten chunks, one chain each.
+    assert.equal(seen.chains, 10);
+    assert.deepEqual([seen.reads, seen.writes], [0, 0], "no data went through a buffer");
+    assert.equal(await openPipes(), pipesBefore, "the copy's pipes are closed when it ends");
+    assert.deepEqual(tempLeftovers(dir.path), []);
+
+    // splice: false reads and writes through buffers instead.
+    seen.chains = 0;
+    await copyFile(`${dir.path}/src`, `${dir.path}/dst2`, { uring, splice: false });
+    assert.equal(await sha256File(`${dir.path}/dst2`), hash);
+    assert.equal(seen.chains, 0);
+    assert.ok(seen.reads >= 10 && seen.writes >= 10, `reads ${seen.reads}, writes ${seen.writes}`);
+  },
+});
+
+Deno.test({
+  name: "copySplice: the lanes keep at most queueDepth operations in flight, and overlap when allowed",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const hash = await randomFile(`${dir.path}/src`, 8 * MiB);
+    await using uring = new Uring({ sqpoll: false, entries: 64 });
+    // A chain is two operations (the splice into the pipe and the one out of it).
+    let outstanding = 0;
+    let most = 0;
+    const { chain, splice } = uring;
+    const track = <T>(ops: number, p: Promise<T>): Promise<T> => {
+      outstanding += ops;
+      most = Math.max(most, outstanding);
+      return p.finally(() => outstanding -= ops);
+    };
+    uring.chain = (...args: Parameters<typeof chain>) => track(2, chain.apply(uring, args));
+    uring.splice = (...args: Parameters<typeof splice>) => track(1, splice.apply(uring, args));
+    for (const queueDepth of [2, 3, 8, 64]) {
+      most = 0;
+      const dst = `${dir.path}/dst-${queueDepth}`;
+      await copyFile(`${dir.path}/src`, dst, { uring, queueDepth, blockSize: 256 * 1024 });
+      assert.equal(await sha256File(dst), hash);
+      assert.ok(most <= queueDepth, `queueDepth ${queueDepth}: saw ${most} operations at once`);
+      if (queueDepth >= 8) assert.ok(most >= 4, `queueDepth ${queueDepth} overlaps lanes (saw ${most})`);
+      assert.ok(most <= 2 * SPLICE_PIPES, `at most ${SPLICE_PIPES} lanes (saw ${most} operations)`);
+    }
+  },
+});
+
+Deno.test({
+  name: "copySplice: a source that shrank before its chunks were spliced is copied to its new end",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    await randomFile(src, 6 * MiB, 0o644);
+    await using uring = new Uring({ sqpoll: false });
+    // Right before the first chain is queued, cut the source to 1.5 MiB: the second lane's
+    // splice comes back short (half a chunk), and every later chunk finds the end of the file.
+    const { chain } = uring;
+    let cut = false;
+    uring.chain = (...args: Parameters<typeof chain>) => {
+      if (!cut) {
+        cut = true;
+        Deno.truncateSync(src, 1.5 * MiB);
+      }
+      return chain.apply(uring, args);
+    };
+    const result = await copyFile(src, `${dir.path}/dst`, { uring });
+    assert.ok(cut);
+    assert.equal(result.bytes, 1.5 * MiB);
+    assert.equal(Deno.statSync(`${dir.path}/dst`).size, 1.5 * MiB);
+    assert.equal(await sha256File(`${dir.path}/dst`), await sha256File(src));
+  },
+});
+
+Deno.test({
+  name: "copySplice: splices refused with EINVAL turn splicing off; every file is read and written instead",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    Deno.mkdirSync(`${dir.path}/src`);
+    const a = await randomFile(`${dir.path}/src/a`, 3 * MiB + 1);
+    const b = await randomFile(`${dir.path}/src/b`, 2 * MiB + 7);
+    await using uring = new Uring({ sqpoll: false });
+    const seen = spy(uring);
+    // As a file system without splice answers: each chain's first member fails with EINVAL
+    // (nothing moved), the second is cancelled. The chains are not run.
+    uring.chain = () => {
+      seen.chains++;
+      const einval = new OsError("splice: Invalid argument (EINVAL)", "EINVAL", 22, "splice");
+      const canceled = new OsError("splice: Operation canceled (ECANCELED)", "ECANCELED", 125, "splice");
+      return Promise.resolve([{ ok: false, error: einval }, { ok: false, error: canceled }]);
+    };
+    const result = await copyTree(`${dir.path}/src`, `${dir.path}/dst`, { uring, queueDepth: 16 });
+    assert.equal(result.files, 2);
+    assert.equal(await sha256File(`${dir.path}/dst/a`), a);
+    assert.equal(await sha256File(`${dir.path}/dst/b`), b);
+    // Only lanes already started when the first refusal came back can have tried (the pool has
+    // SPLICE_PIPES pipes); a file's own next chunks never do.
+    assert.ok(seen.chains >= 1 && seen.chains <= SPLICE_PIPES, `${seen.chains} chains`);
+    assert.ok(seen.reads >= 7 && seen.writes >= 7, `buffered: ${seen.reads} reads, ${seen.writes} writes`);
+    assert.deepEqual(tempLeftovers(`${dir.path}/dst`), []);
+  },
+});
+
+Deno.test({
+  name: "copySplice: an abort or a closed Uring in the middle leaves no file, no descriptor and no pipe",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    await randomFile(`${dir.path}/src`, 16 * MiB);
+    const pipesBefore = await openPipes();
+    for (const how of ["abort", "close"] as const) {
+      const uring = new Uring({ sqpoll: false });
+      const stop = new AbortController();
+      let closing: Promise<void> | undefined;
+      const onProgress = ({ bytes }: { bytes: number }) => {
+        if (bytes === 0) return;
+        if (how === "abort") stop.abort();
+        else closing ??= uring.close();
+      };
+      const outcome = await copyFile(`${dir.path}/src`, `${dir.path}/dst`, {
+        uring,
+        signal: stop.signal,
+        onProgress,
+      }).then(() => null, (e) => e);
+      await closing;
+      await uring.close();
+      assert.ok(outcome instanceof Error, `${how}: ${outcome}`);
+      if (how === "abort") assert.equal(outcome.name, "AbortError");
+      assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["src"], how);
+      assert.deepEqual(await openUnder(dir.path), [], `${how}: descriptors left open`);
+      assert.equal(await openPipes(), pipesBefore, `${how}: pipes left open`);
+    }
+  },
+});
+
+Deno.test({
+  name: "SplicePipes: at most max pipes, asked for the block size up to 1 MiB; retired ones are replaced",
+  ignore: skipKernel(),
+  fn: async () => {
+    const before = await openPipes();
+    const pool = new SplicePipes(getSys(), 4 * MiB, 3);
+    const first = pool.take(5);
+    assert.equal(first.length, 3, "no more than max");
+    for (const p of first) assert.equal(p.capacity, MAX_PIPE_SIZE, "capped at 1 MiB");
+    assert.deepEqual(pool.take(1), [], "all in use");
+    pool.give(first[0]);
+    pool.retire(first[1]);
+    assert.equal(pool.open, 2);
+    const again = pool.take(3);
+    assert.equal(again.length, 2, "the free one and a new one in place of the retired one");
+    assert.ok(again.includes(first[0]), "a free pipe is reused");
+    pool.give(again[0]);
+    pool.close();
+    pool.give(again[1]); // came back after the pool closed: closed at once
+    pool.give(first[2]);
+    assert.equal(pool.open, 0);
+    assert.equal(await openPipes(), before, "every pipe closed");
+    const small = new SplicePipes(getSys(), 64 * 1024);
+    const [p] = small.take(1);
+    assert.equal(p.capacity, 64 * 1024, "the block size when below 1 MiB");
+    small.give(p);
+    small.close();
+  },
+});
