@@ -41,6 +41,7 @@ Deno.test("cp args: defaults, every flag, short forms", () => {
     quiet: false,
     cwd: undefined,
     direct: false,
+    splice: true,
   });
   // Everything after `--` is a path, even with a leading dash.
   const flags = [
@@ -52,6 +53,7 @@ Deno.test("cp args: defaults, every flag, short forms", () => {
     "--preserve",
     "--force",
     "--direct",
+    "--no-splice",
   ];
   const all = parseCpArgs([...flags, "--progress", "--cwd", "/tmp", "x", "--", "-y", "z"]);
   assert.equal(all.kind, "copy");
@@ -69,6 +71,7 @@ Deno.test("cp args: defaults, every flag, short forms", () => {
     quiet: false,
     cwd: "/tmp",
     direct: true,
+    splice: false,
   });
   const short = parseCpArgs(["-rfpq", "a", "b"]);
   assert.ok(short.kind === "copy");

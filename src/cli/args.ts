@@ -40,6 +40,8 @@ export interface CpArgs {
   cwd: string | undefined;
   /** `--direct`: O_DIRECT on both sides (bypass the page cache). */
   direct: boolean;
+  /** `--no-splice`: move data through buffers instead of by `splice` (default on). */
+  splice: boolean;
 }
 
 /** The result of parsing: run a copy, print help, or a usage error to report. */
@@ -75,6 +77,8 @@ Options:
       --direct           O_DIRECT on both sides: bypass the page cache, so a huge copy
                          evicts nothing (block size rounded up to the files' alignment;
                          a file system that refuses O_DIRECT is an error)
+      --no-splice        move file data through buffers (read + write) instead of by
+                         splice through pipes, which copies it once, in the kernel
       --progress         show a progress bar (default: on when stdout is a terminal)
       --no-progress      never show the progress bar
   -q, --quiet            print nothing but errors
@@ -151,6 +155,7 @@ export function parseCpArgs(argv: readonly string[]): ParsedArgs {
         help: { type: "boolean", short: "h" },
         cwd: { type: "string" },
         direct: { type: "boolean" },
+        splice: { type: "boolean" },
       },
     });
   } catch (e) {
@@ -198,6 +203,7 @@ export function parseCpArgs(argv: readonly string[]): ParsedArgs {
       quiet: v.quiet ?? false,
       cwd: v.cwd === "" ? undefined : v.cwd,
       direct: v.direct ?? false,
+      splice: v.splice ?? true,
     },
   };
 }

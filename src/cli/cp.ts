@@ -173,6 +173,7 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
         ...(uring === undefined ? {} : { uring }),
         sqpoll: args.sqpoll,
         direct: args.direct,
+        splice: args.splice,
         ...(onProgress ? { onProgress } : {}),
       };
       const srcInfo = await statOrNull(src);
