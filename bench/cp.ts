@@ -1,7 +1,7 @@
 /**
  * A 1 GiB cached file copied to tmpfs: `deno task cp` (Deno's start-up included, as users wait
- * for it) against GNU `cp`, and Deno's own `Deno.copyFile` and `readable.pipeTo` each run as a
- * fresh Deno process. Times are wall clock from spawn to exit; before every run (not timed) the
+ * for it) against GNU `cp`, Deno's own `Deno.copyFile` and `readable.pipeTo` each run as a fresh
+ * Deno process, and `deno task cp --no-splice` (the buffered data path instead of splice lanes). Times are wall clock from spawn to exit; before every run (not timed) the
  * destination is removed and the source read back into the page cache. Run: `deno task bench:cp`.
  *
  * @module
@@ -71,6 +71,7 @@ if (import.meta.main) {
       gnuCp ? time(["cp", [src, dst]]) : () => null,
       time(denoPeer(["copyFile", src, dst])),
       time(denoPeer(["pipeTo", src, dst])),
+      time(denoTaskCp(["--no-splice", src, dst])),
     ],
     undefined,
     () => warm(src),
@@ -98,6 +99,7 @@ if (import.meta.main) {
     row("GNU cp", m.peers[0], 1.1),
     row("Deno.copyFile (deno run)", m.peers[1]),
     row("readable.pipeTo (deno run)", m.peers[2]),
+    row("deno task cp --no-splice (buffers, not splice lanes)", m.peers[3]),
   ];
   rows.push({
     ...row("GNU cp", sq.peers[0]),
