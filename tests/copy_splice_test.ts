@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import { copyFile, copyTree, OsError, Uring } from "../mod.ts";
 import { MAX_PIPE_SIZE, SPLICE_PIPES, SplicePipes } from "../src/copy_splice.ts";
 import { getSys } from "../src/sys.ts";
-import { skipKernel, tempDir } from "./_support.ts";
+import { ringTest, skipKernel, tempDir } from "./_support.ts";
+import { uringOptions } from "./uring_support.ts";
 import { openPipes, openUnder, randomFile, sha256File, tempLeftovers } from "./copy_support.ts";
 
 const MiB = 1024 * 1024;
@@ -34,15 +35,14 @@ function spy(uring: Uring): { chains: number; reads: number; writes: number } {
   return seen;
 }
 
-Deno.test({
-  name: "copySplice: a dense file of many blocks moves by splice chains, no buffer, no pipe left open",
-  ignore: skipKernel(),
-  fn: async () => {
+ringTest(
+  "copySplice: a dense file of many blocks moves by splice chains, no buffer, no pipe left open",
+  async (config) => {
     using dir = tempDir();
     const size = 9 * MiB + 4321;
     const hash = await randomFile(`${dir.path}/src`, size, 0o640);
     const pipesBefore = await openPipes();
-    await using uring = new Uring({ sqpoll: false });
+    await using uring = new Uring(uringOptions(config));
     const seen = spy(uring);
     const result = await copyFile(`${dir.path}/src`, `${dir.path}/dst`, { uring });
     assert.equal(result.bytes, size);
@@ -61,7 +61,7 @@ Deno.test({
     assert.equal(seen.chains, 0);
     assert.ok(seen.reads >= 10 && seen.writes >= 10, `reads ${seen.reads}, writes ${seen.writes}`);
   },
-});
+);
 
 Deno.test({
   name: "copySplice: the lanes keep at most queueDepth operations in flight, and overlap when allowed",
