@@ -12,7 +12,7 @@ import { MAX_PIPE_SIZE, SPLICE_PIPES, SplicePipes } from "../src/copy_splice.ts"
 import { getSys } from "../src/sys.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { uringOptions } from "./uring_support.ts";
-import { openPipes, openUnder, randomFile, sha256File, tempLeftovers } from "./copy_support.ts";
+import { openUnder, randomFile, sha256File, tempLeftovers, trackPipes } from "./copy_support.ts";
 
 const MiB = 1024 * 1024;
 
@@ -41,8 +41,8 @@ ringTest(
     using dir = tempDir();
     const size = 9 * MiB + 4321;
     const hash = await randomFile(`${dir.path}/src`, size, 0o640);
-    const pipesBefore = await openPipes();
     await using uring = new Uring(uringOptions(config));
+    using pipes = trackPipes(uring.ring.backend);
     const seen = spy(uring);
     const result = await copyFile(`${dir.path}/src`, `${dir.path}/dst`, { uring });
     assert.equal(result.bytes, size);
@@ -51,7 +51,7 @@ ringTest(
     // 1 MiB pipes (the block size): ten chunks, one chain each.
     assert.equal(seen.chains, 10);
     assert.deepEqual([seen.reads, seen.writes], [0, 0], "no data went through a buffer");
-    assert.equal(await openPipes(), pipesBefore, "the copy's pipes are closed when it ends");
+    assert.deepEqual(pipes.open(), [], "the copy's pipes are closed when it ends");
     assert.deepEqual(tempLeftovers(dir.path), []);
 
     // splice: false reads and writes through buffers instead.
@@ -156,9 +156,9 @@ Deno.test({
   fn: async () => {
     using dir = tempDir();
     await randomFile(`${dir.path}/src`, 16 * MiB);
-    const pipesBefore = await openPipes();
     for (const how of ["abort", "close"] as const) {
       const uring = new Uring({ sqpoll: false });
+      using pipes = trackPipes(uring.ring.backend);
       const stop = new AbortController();
       let closing: Promise<void> | undefined;
       const onProgress = ({ bytes }: { bytes: number }) => {
@@ -177,7 +177,7 @@ Deno.test({
       if (how === "abort") assert.equal(outcome.name, "AbortError");
       assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["src"], how);
       assert.deepEqual(await openUnder(dir.path), [], `${how}: descriptors left open`);
-      assert.equal(await openPipes(), pipesBefore, `${how}: pipes left open`);
+      assert.deepEqual(pipes.open(), [], `${how}: pipes left open`);
     }
   },
 });
@@ -186,7 +186,7 @@ Deno.test({
   name: "SplicePipes: at most max pipes, asked for the block size up to 1 MiB; retired ones are replaced",
   ignore: skipKernel(),
   fn: async () => {
-    const before = await openPipes();
+    using pipes = trackPipes(getSys().backend);
     const pool = new SplicePipes(getSys(), 4 * MiB, 3);
     const first = pool.take(5);
     assert.equal(first.length, 3, "no more than max");
@@ -203,7 +203,7 @@ Deno.test({
     pool.give(again[1]); // came back after the pool closed: closed at once
     pool.give(first[2]);
     assert.equal(pool.open, 0);
-    assert.equal(await openPipes(), before, "every pipe closed");
+    assert.deepEqual(pipes.open(), [], "every pipe closed");
     const small = new SplicePipes(getSys(), 64 * 1024);
     const [p] = small.take(1);
     assert.equal(p.capacity, 64 * 1024, "the block size when below 1 MiB");

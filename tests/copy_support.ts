@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import type { Uring } from "../mod.ts";
 import { MEMBERS, TAG_STRIDE } from "../src/copy_small.ts";
+import { type Backend, getSys } from "../src/sys.ts";
 import { type RawClient, rawRing } from "../src/uring.ts";
 
 /** SHA-256 of `bytes`, as hex. */
@@ -125,9 +126,32 @@ export async function openUnder(root: string): Promise<string[]> {
   return (await openDescriptors()).filter((d) => d.slice(d.indexOf(" -> ") + 4).startsWith(`${root}/`));
 }
 
-/** How many pipe ends this process has open. */
-export async function openPipes(): Promise<number> {
-  return (await openDescriptors()).filter((d) => d.includes(" -> pipe:")).length;
+/**
+ * Watches the pipes made through the system layer of `backend` (the splice lanes' and the
+ * one-block chains'): `open()` lists the ends made since and not closed through it. Precise where
+ * counting the process's pipes is not (Deno opens and closes pipes of its own, for child processes).
+ * `using` puts the layer back.
+ */
+export function trackPipes(backend: Backend): { open(): number[] } & Disposable {
+  const sys = getSys(backend);
+  const { pipe, close } = sys;
+  const ends = new Set<number>();
+  sys.pipe = (fds, size) => {
+    const r = pipe.call(sys, fds, size);
+    if (r >= 0) ends.add(fds[0]).add(fds[1]);
+    return r;
+  };
+  sys.close = (fd) => {
+    ends.delete(fd);
+    return close.call(sys, fd);
+  };
+  return {
+    open: () => [...ends],
+    [Symbol.dispose]: () => {
+      sys.pipe = pipe;
+      sys.close = close;
+    },
+  };
 }
 
 /** A file's identity and content, to prove a source was not modified. */
