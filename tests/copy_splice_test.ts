@@ -185,7 +185,7 @@ Deno.test({
 Deno.test({
   name: "SplicePipes: at most max pipes, asked for the block size up to 1 MiB; retired ones are replaced",
   ignore: skipKernel(),
-  fn: async () => {
+  fn: () => {
     using pipes = trackPipes(getSys().backend);
     const pool = new SplicePipes(getSys(), 4 * MiB, 3);
     const first = pool.take(5);
