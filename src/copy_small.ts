@@ -34,6 +34,7 @@ import { operationError } from "./deno_errors.ts";
 import { errno } from "./errno.ts";
 import { cstringInto } from "./memory.ts";
 import { checkAccess } from "./permissions.ts";
+import { closePipe, openPipe, type Pipe } from "./pipe.ts";
 import { prepCloseDirect, prepOpenatDirect, prepRead, prepSplice, prepWrite } from "./prep.ts";
 import { getSys, type Sys } from "./sys.ts";
 import { type RawClient, type RawRing, rawRing, type Uring } from "./uring.ts";
@@ -69,11 +70,8 @@ interface Lane {
   dstMemory: Uint8Array<ArrayBuffer> | null;
   src: string;
   tmp: string;
-  /** The lane's pipe (read and write end), or -1 when it has none (then `pipeCapacity` is 0). */
-  pipeRead: number;
-  pipeWrite: number;
-  /** The pipe's capacity in bytes: a file up to this size is spliced through it. */
-  pipeCapacity: number;
+  /** The lane's pipe, or null: a file up to its capacity is spliced through it. */
+  pipe: Pipe | null;
   /** Whether the chain in flight moves its data by `splice` (else `read` + `write`). */
   spliced: boolean;
   /** The buffer the read fills and the write drains (held until the chain's CQE). */
@@ -169,14 +167,15 @@ export class SmallFileChains implements RawClient {
     prepOpenatDirect(raw.sqe(id, tag), AT_FDCWD, srcPath, O_RDONLY, 0, lane.input).setFlags(LINKED);
     prepOpenatDirect(raw.sqe(id, tag + 1), AT_FDCWD, dstPath, O_WRONLY | O_CREAT | O_EXCL, perm, lane.output)
       .setFlags(LINKED);
-    if (lane.pipeCapacity === 0 && this.#pipes) this.#openPipe(lane);
+    if (lane.pipe === null && this.#pipes) this.#openPipe(lane);
     const length = view.byteLength;
-    lane.spliced = this.#pipes && length <= lane.pipeCapacity;
+    const pipe = this.#pipes ? lane.pipe : null;
+    lane.spliced = pipe !== null && length <= pipe.capacity;
     if (lane.spliced) {
       // Source (direct descriptor: SPLICE_F_FD_IN_FIXED) → pipe → destination (IOSQE_FIXED_FILE).
-      prepSplice(raw.sqe(id, tag + 2), lane.input, 0, lane.pipeWrite, -1, length, SPLICE_F_FD_IN_FIXED)
+      prepSplice(raw.sqe(id, tag + 2), lane.input, 0, pipe!.write, -1, length, SPLICE_F_FD_IN_FIXED)
         .setFlags(LINKED);
-      prepSplice(raw.sqe(id, tag + 3), lane.pipeRead, -1, lane.output, 0, length).setFlags(
+      prepSplice(raw.sqe(id, tag + 3), pipe!.read, -1, lane.output, 0, length).setFlags(
         LINKED | IOSQE_FIXED_FILE,
       );
     } else {
@@ -212,9 +211,7 @@ export class SmallFileChains implements RawClient {
       dstMemory: null,
       src: "",
       tmp: "",
-      pipeRead: -1,
-      pipeWrite: -1,
-      pipeCapacity: 0,
+      pipe: null,
       spliced: false,
       view: null,
       settle: null,
@@ -226,24 +223,15 @@ export class SmallFileChains implements RawClient {
 
   /** Gives `lane` a pipe; on failure (no descriptors left) every lane reads and writes from now on. */
   #openPipe(lane: Lane): void {
-    const fds = new Int32Array(2);
-    const capacity = this.#sys.pipe(fds);
-    if (capacity <= 0) {
-      this.#pipes = false;
-      return;
-    }
-    lane.pipeRead = fds[0];
-    lane.pipeWrite = fds[1];
-    lane.pipeCapacity = capacity;
+    lane.pipe = openPipe(this.#sys);
+    if (lane.pipe === null) this.#pipes = false;
   }
 
   /** Closes `lane`'s pipe (a failed splice may have left bytes in it); the next chain makes a new one. */
   #closePipe(lane: Lane): void {
-    if (lane.pipeCapacity === 0) return;
-    this.#sys.close(lane.pipeRead);
-    this.#sys.close(lane.pipeWrite);
-    lane.pipeRead = lane.pipeWrite = -1;
-    lane.pipeCapacity = 0;
+    if (lane.pipe === null) return;
+    closePipe(this.#sys, lane.pipe);
+    lane.pipe = null;
   }
 
   /** The chain's one CQE: the last member's, or that of the member that failed or came up short. */

@@ -13,6 +13,7 @@
 
 import { codeOf, tagStage } from "./copy_errors.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
+import { closePipe, openPipe, type Pipe } from "./pipe.ts";
 import type { Sys } from "./sys.ts";
 import type { Uring } from "./uring.ts";
 
@@ -21,16 +22,6 @@ export const SPLICE_PIPES = 4;
 
 /** The largest pipe capacity asked for: the default `fs.pipe-max-size` (1 MiB). */
 export const MAX_PIPE_SIZE = 1024 * 1024;
-
-/** One pipe of the pool: its two ends and its capacity in bytes. */
-export interface Pipe {
-  /** The read end. */
-  readonly read: number;
-  /** The write end. */
-  readonly write: number;
-  /** Capacity in bytes: the most one lane moves per chain. */
-  readonly capacity: number;
-}
 
 /**
  * The pipes a copy's files share: made on first use (each asks for `size` bytes of capacity),
@@ -66,11 +57,10 @@ export class SplicePipes {
         continue;
       }
       if (this.#open >= this.#max) break;
-      const fds = new Int32Array(2);
-      const capacity = this.#sys.pipe(fds, this.#size);
-      if (capacity <= 0) break; // out of descriptors or memory: the caller reads and writes
+      const pipe = openPipe(this.#sys, this.#size);
+      if (pipe === null) break; // out of descriptors or memory: the caller reads and writes
       this.#open++;
-      got.push({ read: fds[0], write: fds[1], capacity });
+      got.push(pipe);
     }
     return got;
   }
@@ -83,8 +73,7 @@ export class SplicePipes {
 
   /** Closes a pipe that may hold bytes (after a failure, an abort or a stop). */
   retire(pipe: Pipe): void {
-    this.#sys.close(pipe.read);
-    this.#sys.close(pipe.write);
+    closePipe(this.#sys, pipe);
     this.#open--;
   }
 
