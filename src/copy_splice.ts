@@ -42,6 +42,11 @@ export class SplicePipes {
     this.#max = max;
   }
 
+  /** The capacity each pipe asks for: one chunk of a lane, so a file of `n` bytes has `ceil(n / size)`. */
+  get size(): number {
+    return this.#size;
+  }
+
   /** Pipes open now (free or in use). */
   get open(): number {
     return this.#open;

@@ -13,7 +13,7 @@ import { type Engine, type EngineContext, type EntryStat, kindOfMode } from "./c
 import { codeOf, staged, tagStage } from "./copy_errors.ts";
 import type { ChainResult } from "./chain.ts";
 import { reserveFilePair, SmallFileChains } from "./copy_small.ts";
-import { MAX_PIPE_SIZE, spliceData, SplicePipes, SpliceUnsupported } from "./copy_splice.ts";
+import { spliceData, SplicePipes, SpliceUnsupported } from "./copy_splice.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
 import { operationError } from "./deno_errors.ts";
 import { ClosedError } from "./errors.ts";
@@ -506,7 +506,7 @@ export class UringEngine implements Engine {
   ): Promise<{ end: number; holes: boolean } | undefined> {
     const uring = this.#uring;
     const pool = this.#pipes ??= new SplicePipes(getSys(uring.ring.backend), ctx.options.blockSize);
-    const pipes = pool.take(Math.ceil(size / Math.min(ctx.options.blockSize, MAX_PIPE_SIZE)));
+    const pipes = pool.take(Math.ceil(size / pool.size));
     if (pipes.length === 0) return undefined;
     const job = {
       uring,
