@@ -105,10 +105,11 @@ export function tempLeftovers(root: string): string[] {
 }
 
 /**
- * This process's open descriptors, as `fd -> what` (a path, `pipe:[inode]`, ...). Deno's own
- * file API wants `--allow-all` for `/proc/self/fd`, so a child `ls` lists them instead.
+ * The files below `root` that this process still has a descriptor open on, as `fd -> path`; a
+ * copy must leave none behind. Deno's own file API wants `--allow-all` for `/proc/self/fd`, so a
+ * child `ls` lists this process's descriptors instead.
  */
-export async function openDescriptors(): Promise<string[]> {
+export async function openUnder(root: string): Promise<string[]> {
   const dir = `/proc/${Deno.pid}/fd`;
   const out = await new Deno.Command("ls", { args: ["-l", dir], stdout: "piped", stderr: "piped" }).output();
   const text = new TextDecoder().decode(out.success ? out.stdout : out.stderr);
@@ -116,14 +117,9 @@ export async function openDescriptors(): Promise<string[]> {
   const open: string[] = [];
   for (const line of text.split("\n")) {
     const m = / (\d+) -> (.*)$/.exec(line);
-    if (m !== null) open.push(`${m[1]} -> ${m[2]}`);
+    if (m !== null && m[2].startsWith(`${root}/`)) open.push(`${m[1]} -> ${m[2]}`);
   }
   return open;
-}
-
-/** The files below `root` that this process still has a descriptor open on; a copy must leave none. */
-export async function openUnder(root: string): Promise<string[]> {
-  return (await openDescriptors()).filter((d) => d.slice(d.indexOf(" -> ") + 4).startsWith(`${root}/`));
 }
 
 /**
