@@ -123,8 +123,5 @@ int32_t uring_pipe_sized(int32_t *fds, int32_t size) {
   return capacity;
 }
 
-/* uring_pipe_sized with the default capacity (kept for callers of the first version). */
-int32_t uring_pipe(int32_t *fds) { return uring_pipe_sized(fds, 0); }
-
 /* A full (sequentially consistent) memory fence. */
 void uring_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
