@@ -1,7 +1,9 @@
 /**
  * A tree of 4,000 cached files of 1–64 KiB (40 directories of 100) copied to tmpfs:
  * `deno task cp -r` (Deno's start-up included) against GNU `cp -r` and a Deno process that walks
- * the tree and runs `Deno.copyFile` 32 at a time. Wall clock from spawn to exit; before every
+ * the tree and runs `Deno.copyFile` 32 at a time. A third peer, without a target, does the same
+ * io_uring chains as `cp` in C (`bench/peers/tree_copy.c`, liburing): the kernel's share of the
+ * copy, so the rest of ours is Deno and JavaScript. Wall clock from spawn to exit; before every
  * run (not timed) the destination is removed and the source read back into the page cache; the
  * copy is checked (file count and bytes) after it.
  * Run: `deno task bench:cp-tree`.
@@ -9,7 +11,7 @@
  * @module
  */
 
-import { alternate, DATA_DIR, have, printTable, type Row, tmpfsDir, warm } from "./_lib.ts";
+import { alternate, buildPeer, DATA_DIR, have, printTable, type Row, tmpfsDir, warm } from "./_lib.ts";
 import { denoPeer, denoTaskCp, timeCopy } from "./cp.ts";
 
 const DIRS = 40;
@@ -82,11 +84,13 @@ if (import.meta.main) {
   };
   const time = ([cmd, args]: [string, string[]]) => () => timeCopy(dst, cmd, args, check);
   const gnuCp = await have("cp");
+  const chains = await buildPeer("tree_copy");
   const m = await alternate(
     time(denoTaskCp(["-r", src.path, dst])),
     [
       gnuCp ? time(["cp", ["-r", src.path, dst]]) : () => null,
       time(denoPeer(["tree", src.path, dst, "32"])),
+      "path" in chains ? time([chains.path, [src.path, dst]]) : () => null,
     ],
     undefined,
     () => warm(src.path),
@@ -110,6 +114,11 @@ if (import.meta.main) {
     missing: theirs === null ? "cp not found" : undefined,
   });
   const rows = [row("GNU cp -r", m.peers[0]), row("Deno.copyFile ×32 (deno run)", m.peers[1])];
+  rows.push({
+    ...row("the same io_uring chains in C (liburing)", m.peers[2]),
+    target: undefined,
+    missing: "missing" in chains ? chains.missing : undefined,
+  });
   rows.push({
     ...row("GNU cp -r", sq.peers[0]),
     work: "same, deno task cp -r --sqpoll (separate rounds)",
