@@ -137,6 +137,8 @@ export const IORING_SETUP_SUBMIT_ALL = 1 << 7;
 export const IORING_SETUP_COOP_TASKRUN = 1 << 8;
 /** Only one task submits (6.0). */
 export const IORING_SETUP_SINGLE_ISSUER = 1 << 12;
+/** No SQ index array: the kernel takes SQEs straight from the SQ ring positions (6.6). */
+export const IORING_SETUP_NO_SQARRAY = 1 << 16;
 
 // ---------------------------------------------------------------------------------------------
 // io_uring_enter flags.

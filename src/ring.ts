@@ -52,6 +52,14 @@ export interface IoUringOptions {
   cqEntries?: number;
   /** Busy-poll completions (`IORING_SETUP_IOPOLL`, O_DIRECT on devices with poll queues only). */
   iopoll?: boolean;
+  /**
+   * Keep the SQ index array (the ring layout before Linux 6.6). Default `false`: the ring asks
+   * for `IORING_SETUP_NO_SQARRAY`, so the kernel reads each SQE at its ring position without
+   * first loading its index from the array (as liburing 2.6 and later do), and a kernel before
+   * 6.6, which refuses the flag with `EINVAL`, gets a ring with the array. Naming the flag in
+   * `flags` insists on it (no retry).
+   */
+  sqArray?: boolean;
   /** Raw `IORING_SETUP_*` flags added to those the options imply. */
   flags?: number;
   /** Force a system-layer backend (default: `URING_BACKEND`, else the helper when built). */
@@ -200,9 +208,11 @@ export class IoUring implements Disposable {
     if (options.cqEntries !== undefined) baseFlags |= abi.IORING_SETUP_CQSIZE;
     const params = new Uint8Array(abi.PARAMS_SIZE);
     const pv = new DataView(params.buffer);
-    const setup = (sqpoll: boolean): number => {
+    // Without the SQ index array unless asked to keep it; EINVAL (a kernel before 6.6) retries with
+    // it, unless the caller named the flag.
+    const dropSqArray = options.sqArray !== true && (baseFlags & abi.IORING_SETUP_NO_SQARRAY) === 0;
+    const setupOnce = (sqpoll: boolean, flags: number): number => {
       params.fill(0);
-      let flags = baseFlags;
       if (sqpoll) {
         flags |= abi.IORING_SETUP_SQPOLL;
         pv.setUint32(abi.PARAMS.sqThreadIdle, sqpollSettings.idleMs ?? DEFAULT_SQPOLL_IDLE_MS, true);
@@ -213,7 +223,11 @@ export class IoUring implements Disposable {
       }
       pv.setUint32(abi.PARAMS.flags, flags >>> 0, true);
       if (options.cqEntries !== undefined) pv.setUint32(abi.PARAMS.cqEntries, options.cqEntries, true);
-      const fd = this.#sys.setup(entries, params);
+      return this.#sys.setup(entries, params);
+    };
+    const setup = (sqpoll: boolean): number => {
+      let fd = setupOnce(sqpoll, dropSqArray ? baseFlags | abi.IORING_SETUP_NO_SQARRAY : baseFlags);
+      if (fd === -EINVAL && dropSqArray) fd = setupOnce(sqpoll, baseFlags);
       if (fd < 0) {
         throw new IoUringError("io_uring_setup", -fd, sqpoll ? "with IORING_SETUP_SQPOLL" : undefined);
       }
@@ -258,7 +272,11 @@ export class IoUring implements Disposable {
     const sqOff = (field: number) => pv.getUint32(abi.PARAMS.sqOff + field, true);
     const cqOff = (field: number) => pv.getUint32(abi.PARAMS.cqOff + field, true);
     try {
-      const sqRingSize = sqOff(abi.SQ_OFF.array) + p.sqEntries * 4;
+      const sqArray = (p.flags & abi.IORING_SETUP_NO_SQARRAY) === 0;
+      // Without the array the SQ ring ends at its last field (the kernel leaves `array` at 0).
+      const sqRingSize = sqArray
+        ? sqOff(abi.SQ_OFF.array) + p.sqEntries * 4
+        : Math.max(sqOff(abi.SQ_OFF.flags), sqOff(abi.SQ_OFF.dropped), sqOff(abi.SQ_OFF.ringEntries)) + 4;
       const cqRingSize = cqOff(abi.CQ_OFF.cqes) + p.cqEntries * abi.CQE_SIZE;
       let sqRing: ArrayBuffer;
       let cqRing: ArrayBuffer;
@@ -277,9 +295,11 @@ export class IoUring implements Disposable {
       this.#sqDropped = sqOff(abi.SQ_OFF.dropped) / 4;
       this.#sqMask = this.#sq[sqOff(abi.SQ_OFF.ringMask) / 4];
       this.#sqEntries = this.#sq[sqOff(abi.SQ_OFF.ringEntries) / 4];
-      // The SQ index array maps ring position i to SQE slot i, once: the hot path never touches it.
-      const array = sqOff(abi.SQ_OFF.array) / 4;
-      for (let i = 0; i < this.#sqEntries; i++) this.#sq[array + i] = i;
+      if (sqArray) {
+        // The SQ index array maps ring position i to SQE slot i, once: the hot path never touches it.
+        const array = sqOff(abi.SQ_OFF.array) / 4;
+        for (let i = 0; i < this.#sqEntries; i++) this.#sq[array + i] = i;
+      }
       this.#sqeTail = this.#sqePublished = this.#sqHeadCache = Atomics.load(this.#sq, this.#sqTail);
 
       const sqeU32 = new Uint32Array(sqesMem);

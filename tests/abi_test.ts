@@ -118,6 +118,7 @@ Deno.test("syscall numbers, mmap offsets, ring flags", () => {
   assert.equal(abi.IORING_SETUP_SQPOLL, 2);
   assert.equal(abi.IORING_SETUP_SQ_AFF, 4);
   assert.equal(abi.IORING_SETUP_CQSIZE, 8);
+  assert.equal(abi.IORING_SETUP_NO_SQARRAY, 0x10000); // (1U << 16), include/uapi/linux/io_uring.h
   assert.equal(abi.IORING_FEAT_SINGLE_MMAP, 1);
   assert.equal(abi.IORING_FEAT_NODROP, 2);
   assert.equal(abi.IORING_FEAT_SQPOLL_NONFIXED, 1 << 7);

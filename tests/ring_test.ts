@@ -8,8 +8,11 @@ import assert from "node:assert/strict";
 import {
   AT_FDCWD,
   AT_REMOVEDIR,
+  type Backend,
   cstring,
+  errno,
   FALLOC_FL_KEEP_SIZE,
+  getSys,
   IORING_FEAT_EXT_ARG,
   IORING_FEAT_NODROP,
   IORING_FEAT_SINGLE_MMAP,
@@ -22,6 +25,7 @@ import {
   IORING_OP_TEE,
   IORING_REGISTER_FILES_SKIP,
   IORING_SETUP_CQSIZE,
+  IORING_SETUP_NO_SQARRAY,
   IORING_SETUP_SQPOLL,
   IORING_TIMEOUT_ETIME_SUCCESS,
   IOSQE_ASYNC,
@@ -40,6 +44,8 @@ import {
   O_RDWR,
   O_WRONLY,
   openHow,
+  PARAMS,
+  PARAMS_SIZE,
   parseStatx,
   POLLIN,
   POSIX_FADV_SEQUENTIAL,
@@ -148,6 +154,66 @@ ringTest("setup: rounds entries up to a power of two, maps the rings, reports pa
   using one = new IoUring(1, config.options);
   assert.equal(one.sqEntries, 1);
 });
+
+/** Whether this kernel accepts `IORING_SETUP_NO_SQARRAY` (6.6), asked by a raw `io_uring_setup`. */
+function kernelDropsSqArray(backend: Backend): boolean {
+  const sys = getSys(backend);
+  const params = new Uint8Array(PARAMS_SIZE);
+  new DataView(params.buffer).setUint32(PARAMS.flags, IORING_SETUP_NO_SQARRAY, true);
+  const fd = sys.setup(4, params);
+  if (fd >= 0) sys.close(fd);
+  return fd >= 0;
+}
+
+/** `rounds` rounds of NOPs filling `ring`'s whole SQ (so the ring wraps), each reaped and checked. */
+function nopRounds(ring: IoUring, rounds: number): void {
+  for (let round = 0; round < rounds; round++) {
+    const base = round * 1000;
+    for (let i = 0; i < ring.sqEntries; i++) prepNop(getSqe(ring)).setUserData(base + i);
+    ring.submit();
+    const done = reap(ring, ring.sqEntries);
+    const want = Array.from({ length: ring.sqEntries }, (_, i) => BigInt(base + i));
+    assert.deepEqual([...done.keys()].sort((a, b) => Number(a - b)), want, `round ${round}`);
+  }
+}
+
+ringTest(
+  "the SQ index array: dropped where the kernel allows (6.6), kept on request or when refused",
+  (config) => {
+    using ring = new IoUring(8, config.options);
+    assert.equal((ring.params.flags & IORING_SETUP_NO_SQARRAY) !== 0, kernelDropsSqArray(config.backend));
+    using classic = new IoUring(8, { ...config.options, sqArray: true });
+    assert.equal(classic.params.flags & IORING_SETUP_NO_SQARRAY, 0);
+    nopRounds(ring, 5);
+    nopRounds(classic, 5);
+
+    // A kernel before 6.6 refuses the unknown flag with EINVAL: simulated here.
+    const sys = getSys(config.backend);
+    const setup = sys.setup;
+    const asked: boolean[] = [];
+    sys.setup = (entries, params) => {
+      const flags = new DataView(params.buffer, params.byteOffset).getUint32(PARAMS.flags, true);
+      asked.push((flags & IORING_SETUP_NO_SQARRAY) !== 0);
+      return flags & IORING_SETUP_NO_SQARRAY ? -errno("EINVAL") : setup.call(sys, entries, params);
+    };
+    try {
+      using old = new IoUring(8, config.options);
+      assert.deepEqual(asked, [true, false], "asked with the flag, then without");
+      assert.equal(old.params.flags & IORING_SETUP_NO_SQARRAY, 0);
+      assert.equal(old.sqpoll, config.sqpoll);
+      nopRounds(old, 5);
+      // Named in `flags`, the flag is insisted on: the refusal is the error, with no retry.
+      asked.length = 0;
+      assert.throws(
+        () => new IoUring(8, { ...config.options, flags: IORING_SETUP_NO_SQARRAY }),
+        (e) => e instanceof IoUringError && e.errno === errno("EINVAL"),
+      );
+      assert.deepEqual(asked, [true]);
+    } finally {
+      sys.setup = setup;
+    }
+  },
+);
 
 ringTest("nop round trip carries user_data 0, 2^53+1 and 2^64-1", (config) => {
   using ring = new IoUring(8, config.options);
