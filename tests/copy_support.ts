@@ -112,8 +112,15 @@ export function tempLeftovers(root: string): string[] {
 export async function openUnder(root: string): Promise<string[]> {
   const dir = `/proc/${Deno.pid}/fd`;
   const out = await new Deno.Command("ls", { args: ["-l", dir], stdout: "piped", stderr: "piped" }).output();
-  const text = new TextDecoder().decode(out.success ? out.stdout : out.stderr);
-  if (!out.success) throw new Error(`ls -l ${dir} failed: ${text}`);
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success) {
+    // A descriptor closed while ls listed them (this process's runtime opens and closes some of
+    // its own, e.g. for the child itself) is "cannot access ...: No such file"; anything else fails.
+    const errors = new TextDecoder().decode(out.stderr).split("\n").filter((line) =>
+      line !== "" && !/cannot access '[^']*': No such file or directory$/.test(line)
+    );
+    if (errors.length > 0 || text === "") throw new Error(`ls -l ${dir} failed: ${errors.join("; ")}`);
+  }
   const open: string[] = [];
   for (const line of text.split("\n")) {
     const m = / (\d+) -> (.*)$/.exec(line);
