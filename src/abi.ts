@@ -151,6 +151,8 @@ export const IORING_ENTER_SQ_WAKEUP = 1 << 1;
 export const IORING_ENTER_SQ_WAIT = 1 << 2;
 /** The last argument is a `struct io_uring_getevents_arg` (5.11). */
 export const IORING_ENTER_EXT_ARG = 1 << 3;
+/** The fd argument is an index into the calling thread's registered rings (5.18). */
+export const IORING_ENTER_REGISTERED_RING = 1 << 4;
 
 // ---------------------------------------------------------------------------------------------
 // Ring flags the kernel sets.
@@ -464,6 +466,10 @@ export const IORING_REGISTER_EVENTFD_ASYNC = 7;
 export const IORING_REGISTER_PROBE = 8;
 /** Set the most io-wq worker threads, bounded and unbounded, per NUMA node (5.15). */
 export const IORING_REGISTER_IOWQ_MAX_WORKERS = 19;
+/** Register ring fds in the calling thread's ring table, for `IORING_ENTER_REGISTERED_RING` (5.18). */
+export const IORING_REGISTER_RING_FDS = 20;
+/** Unregister ring fds from the calling thread's ring table (5.18). */
+export const IORING_UNREGISTER_RING_FDS = 21;
 
 /** Most buffers one `IORING_REGISTER_BUFFERS` accepts (`IORING_MAX_REG_BUFFERS`, 5.13; 1024 before). */
 export const IORING_MAX_REG_BUFFERS = 1 << 14;

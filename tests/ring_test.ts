@@ -12,6 +12,7 @@ import {
   cstring,
   errno,
   FALLOC_FL_KEEP_SIZE,
+  FILES_UPDATE_SIZE,
   getSys,
   IORING_FEAT_EXT_ARG,
   IORING_FEAT_NODROP,
@@ -24,10 +25,12 @@ import {
   IORING_OP_SPLICE,
   IORING_OP_TEE,
   IORING_REGISTER_FILES_SKIP,
+  IORING_REGISTER_RING_FDS,
   IORING_SETUP_CQSIZE,
   IORING_SETUP_NO_SQARRAY,
   IORING_SETUP_SQPOLL,
   IORING_TIMEOUT_ETIME_SUCCESS,
+  IORING_UNREGISTER_RING_FDS,
   IOSQE_ASYNC,
   IOSQE_CQE_SKIP_SUCCESS,
   IOSQE_FIXED_FILE,
@@ -212,6 +215,70 @@ ringTest(
     } finally {
       sys.setup = setup;
     }
+  },
+);
+
+/**
+ * Whether this thread may register one more ring (`IORING_REGISTER_RING_FDS`, 5.18), asked of a
+ * raw ring that is registered, unregistered and closed again.
+ */
+function threadRegistersRings(backend: Backend): boolean {
+  const sys = getSys(backend);
+  const fd = sys.setup(2, new Uint8Array(PARAMS_SIZE));
+  assert.ok(fd >= 0, `io_uring_setup: ${fd}`);
+  const update = new Uint8Array(FILES_UPDATE_SIZE);
+  const view = new DataView(update.buffer);
+  view.setUint32(0, 0xffffffff, true);
+  view.setBigUint64(8, BigInt(fd), true);
+  const registered = sys.register(fd, IORING_REGISTER_RING_FDS, update, 1) === 1;
+  if (registered) sys.register(fd, IORING_UNREGISTER_RING_FDS, update, 1);
+  sys.close(fd);
+  return registered;
+}
+
+ringTest(
+  "the ring is registered in its thread's ring table (5.18), 16 at most; close frees its slot",
+  async (config) => {
+    const supported = threadRegistersRings(config.backend);
+    using ring = new IoUring(8, config.options);
+    assert.equal(ring.ringIndex >= 0, supported);
+    // Every kind of enter through the index: submit, submit-and-wait, waits with and without a
+    // timeout; and a wait on the thread pool, which names the ring by its fd.
+    nopRounds(ring, 3);
+    prepNop(getSqe(ring)).setUserData(5);
+    ring.submitAndWait(1);
+    assert.ok(ring.waitCqe() !== null);
+    ring.cqAdvance(1);
+    const ts = new Timespec(20);
+    prepTimeout(getSqe(ring), ts).setUserData(6);
+    ring.submit();
+    const deadline = performance.now() + 5000;
+    while (ring.cqReady() === 0) {
+      assert.ok(performance.now() < deadline, "the timeout never completed");
+      await ring.waitAsync(1000);
+    }
+    assertErr(reap(ring, 1).get(6n)!.res, "ETIME");
+
+    using plain = new IoUring(8, { ...config.options, registerRing: false });
+    assert.equal(plain.ringIndex, -1);
+    nopRounds(plain, 2);
+
+    // A thread's table holds 16 rings: past that, rings keep their fds and work the same.
+    const options = { backend: config.backend, sqpoll: false } as const;
+    const crowd = Array.from({ length: 17 }, () => new IoUring(4, options));
+    try {
+      const indexes = crowd.map((r) => r.ringIndex).filter((i) => i >= 0);
+      assert.equal(new Set(indexes).size, indexes.length, "an index given twice");
+      assert.ok(indexes.length <= 15, `${indexes.length} more rings registered beside the first`);
+      if (supported) assert.ok(crowd.some((r) => r.ringIndex === -1));
+      for (const r of crowd) nopRounds(r, 1);
+    } finally {
+      for (const r of crowd) r.close();
+    }
+    // Closing gave the slots back.
+    using again = new IoUring(4, options);
+    assert.equal(again.ringIndex >= 0, supported);
+    nopRounds(again, 1);
   },
 );
 
