@@ -29,8 +29,9 @@ export function blockBuffers(queueDepth: number, blockSize: number): number {
 }
 
 /**
- * How many one-block files may be copied at once, each by one chain of six operations holding one
- * buffer of `blockSize`: `queueDepth / 6`, within {@link BLOCK_BUFFER_MEMORY} (at least one).
+ * How many one-block files may be read and written at once, each by one chain of six operations
+ * holding one buffer of `blockSize`: `queueDepth / 6`, within {@link BLOCK_BUFFER_MEMORY} (at least
+ * one). Chains that splice hold no buffer.
  */
 export function smallFileBuffers(queueDepth: number, blockSize: number): number {
   return Math.max(1, Math.min(Math.floor(queueDepth / 6), Math.floor(BLOCK_BUFFER_MEMORY / blockSize)));

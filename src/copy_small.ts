@@ -74,7 +74,9 @@ interface Lane {
   pipe: Pipe | null;
   /** Whether the chain in flight moves its data by `splice` (else `read` + `write`). */
   spliced: boolean;
-  /** The buffer the read fills and the write drains (held until the chain's CQE). */
+  /** Bytes the chain in flight copies. */
+  size: number;
+  /** The buffer the read fills and the write drains (held until the chain's CQE); null when spliced. */
   view: Uint8Array | null;
   /** Settles the file: `null` when every member succeeded, else what failed. */
   settle: ((failure: SmallFailure | null) => void) | null;
@@ -112,6 +114,10 @@ export class SmallFileChains implements RawClient {
    * (a file system without splice support, on older kernels): the lanes then read and write.
    */
   #pipes = true;
+  /** Capacity of the lanes' pipes (the last one made), 0 before the first. */
+  #capacity = 0;
+  /** A pipe made by {@link SmallFileChains.splices} to learn the capacity, for the next lane. */
+  #spare: Pipe | null = null;
   #spliced = 0;
   #failed: unknown = undefined;
 
@@ -134,16 +140,68 @@ export class SmallFileChains implements RawClient {
 
   /**
    * Queues the chain that copies `view.byteLength` bytes of `src` into the new file `tmp`
-   * (created with `perm`, exclusively). Resolves with `null` when every member succeeded, else
-   * with a {@link SmallFailure}; rejects when Deno's permissions refuse a path. Returns
-   * `undefined`, queueing nothing, when the ring has no room right now, a file-table index is not
-   * to be had, or the Uring failed: `Uring.chain` then does it.
+   * (created with `perm`, exclusively), by splice when the lane's pipe holds them, else by read
+   * into `view` and write from it. Resolves with `null` when every member succeeded, else with a
+   * {@link SmallFailure}; rejects when Deno's permissions refuse a path. Returns `undefined`,
+   * queueing nothing, when the ring has no room right now, a file-table index is not to be had,
+   * or the Uring failed: `Uring.chain` then does it.
    */
   start(src: string, tmp: string, perm: number, view: Uint8Array): Promise<SmallFailure | null> | undefined {
+    return this.#start(src, tmp, perm, view.byteLength, view);
+  }
+
+  /**
+   * {@link SmallFileChains.start} for a chain that splices its `size` bytes and so needs no
+   * buffer (see {@link SmallFileChains.splices}). Returns `undefined`, queueing nothing, also when
+   * the lane it would use cannot splice them (splicing is off, or its pipe is smaller): the caller
+   * then takes a buffer and calls `start`.
+   */
+  startSpliced(
+    src: string,
+    tmp: string,
+    perm: number,
+    size: number,
+  ): Promise<SmallFailure | null> | undefined {
+    return this.#start(src, tmp, perm, size, null);
+  }
+
+  /**
+   * Whether a chain for `size` bytes would move them by splice now, needing no buffer: splicing
+   * is on and the lanes' pipes hold that much. Before the first lane has a pipe it makes one (for
+   * that lane) to learn the capacity.
+   */
+  splices(size: number): boolean {
+    if (!this.#pipes || this.#failed !== undefined) return false;
+    if (this.#capacity === 0) {
+      const pipe = openPipe(this.#sys);
+      if (pipe === null) {
+        this.#pipes = false;
+        return false;
+      }
+      this.#spare = pipe;
+      this.#capacity = pipe.capacity;
+    }
+    return size <= this.#capacity;
+  }
+
+  #start(
+    src: string,
+    tmp: string,
+    perm: number,
+    size: number,
+    view: Uint8Array | null,
+  ): Promise<SmallFailure | null> | undefined {
     const raw = this.#raw;
     if (this.#failed !== undefined || !raw.room(MEMBERS, 1)) return undefined;
     const lane = this.#lane();
     if (lane === null) return undefined;
+    if (lane.pipe === null && this.#pipes) this.#openPipe(lane);
+    const pipe = this.#pipes ? lane.pipe : null;
+    const spliced = pipe !== null && size <= pipe.capacity;
+    if (!spliced && view === null) {
+      this.#free.push(lane.number); // no buffer to read into: the caller brings one
+      return undefined;
+    }
     const denied = checkAccess("open", "read", src) ?? checkAccess("open", "write", tmp);
     if (denied !== null) {
       this.#free.push(lane.number);
@@ -161,26 +219,24 @@ export class SmallFileChains implements RawClient {
     if (dstPath.buffer !== lane.dstMemory?.buffer) lane.dstMemory = new Uint8Array(dstPath.buffer);
     lane.src = src;
     lane.tmp = tmp;
+    lane.size = size;
     lane.view = view;
+    lane.spliced = spliced;
     const id = this.#id, tag = lane.number * TAG_STRIDE;
     // The opens install into the lane's direct descriptors.
     prepOpenatDirect(raw.sqe(id, tag), AT_FDCWD, srcPath, O_RDONLY, 0, lane.input).setFlags(LINKED);
     prepOpenatDirect(raw.sqe(id, tag + 1), AT_FDCWD, dstPath, O_WRONLY | O_CREAT | O_EXCL, perm, lane.output)
       .setFlags(LINKED);
-    if (lane.pipe === null && this.#pipes) this.#openPipe(lane);
-    const length = view.byteLength;
-    const pipe = this.#pipes ? lane.pipe : null;
-    lane.spliced = pipe !== null && length <= pipe.capacity;
-    if (lane.spliced) {
+    if (spliced) {
       // Source (direct descriptor: SPLICE_F_FD_IN_FIXED) → pipe → destination (IOSQE_FIXED_FILE).
-      prepSplice(raw.sqe(id, tag + 2), lane.input, 0, pipe!.write, -1, length, SPLICE_F_FD_IN_FIXED)
+      prepSplice(raw.sqe(id, tag + 2), lane.input, 0, pipe!.write, -1, size, SPLICE_F_FD_IN_FIXED)
         .setFlags(LINKED);
-      prepSplice(raw.sqe(id, tag + 3), pipe!.read, -1, lane.output, 0, length).setFlags(
+      prepSplice(raw.sqe(id, tag + 3), pipe!.read, -1, lane.output, 0, size).setFlags(
         LINKED | IOSQE_FIXED_FILE,
       );
     } else {
-      prepRead(raw.sqe(id, tag + 2), lane.input, view, 0).setFlags(LINKED | IOSQE_FIXED_FILE);
-      prepWrite(raw.sqe(id, tag + 3), lane.output, view, 0).setFlags(LINKED | IOSQE_FIXED_FILE);
+      prepRead(raw.sqe(id, tag + 2), lane.input, view!, 0).setFlags(LINKED | IOSQE_FIXED_FILE);
+      prepWrite(raw.sqe(id, tag + 3), lane.output, view!, 0).setFlags(LINKED | IOSQE_FIXED_FILE);
     }
     prepCloseDirect(raw.sqe(id, tag + 4), lane.input).setFlags(LINKED);
     prepCloseDirect(raw.sqe(id, tag + 5), lane.output).setFlags(IOSQE_ASYNC);
@@ -213,6 +269,7 @@ export class SmallFileChains implements RawClient {
       tmp: "",
       pipe: null,
       spliced: false,
+      size: 0,
       view: null,
       settle: null,
       fail: null,
@@ -223,8 +280,10 @@ export class SmallFileChains implements RawClient {
 
   /** Gives `lane` a pipe; on failure (no descriptors left) every lane reads and writes from now on. */
   #openPipe(lane: Lane): void {
-    lane.pipe = openPipe(this.#sys);
+    lane.pipe = this.#spare ?? openPipe(this.#sys);
+    this.#spare = null;
     if (lane.pipe === null) this.#pipes = false;
+    else this.#capacity = lane.pipe.capacity;
   }
 
   /** Closes `lane`'s pipe (a failed splice may have left bytes in it); the next chain makes a new one. */
@@ -264,7 +323,7 @@ export class SmallFileChains implements RawClient {
   /** Every member's result when member `failed` posted `res` (the ones before it succeeded). */
   #results(lane: Lane, failed: number, res: number): ChainResult[] {
     const results: ChainResult[] = [];
-    const size = lane.view!.byteLength;
+    const size = lane.size;
     for (let i = 0; i < MEMBERS; i++) {
       if (i < failed) results.push({ ok: true, value: i === 2 || i === 3 ? size : 0 });
       else if (i === failed && res >= 0) results.push({ ok: true, value: res });
@@ -307,6 +366,8 @@ export class SmallFileChains implements RawClient {
   close(): void {
     this.#raw.detach(this.#id);
     for (const lane of this.#lanes) this.#closePipe(lane);
+    if (this.#spare !== null) closePipe(this.#sys, this.#spare);
+    this.#spare = null;
     if (this.#failed !== undefined || this.#uring.closed) return;
     for (const lane of this.#lanes) {
       this.#uring.releaseFileIndex(lane.input);

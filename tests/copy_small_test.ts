@@ -89,6 +89,45 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "one-block chains: startSpliced copies a file that fits the pipe with no buffer, and queues nothing else",
+  ignore: skipKernel(),
+  fn: () =>
+    withChains(async (uring, chains, dir) => {
+      const small = bytes(30_000, 7), big = bytes(100_000, 8);
+      Deno.writeFileSync(`${dir}/small`, small);
+      Deno.writeFileSync(`${dir}/big`, big);
+      assert.ok(chains.splices(small.length), "30,000 bytes fit the lanes' 64 KiB pipes");
+      assert.ok(!chains.splices(big.length), "100,000 bytes do not");
+      assert.equal(await chains.startSpliced(`${dir}/small`, `${dir}/small.copy`, 0o640, small.length), null);
+      assert.equal(chains.splicedFiles, 1);
+      assert.deepEqual(Deno.readFileSync(`${dir}/small.copy`), small);
+      assert.equal(Deno.statSync(`${dir}/small.copy`).mode! & 0o777, 0o640);
+      // Too big for the pipe and no buffer to read into: nothing queued, nothing created.
+      assert.equal(chains.startSpliced(`${dir}/big`, `${dir}/big.copy`, 0o640, big.length), undefined);
+      assert.throws(() => Deno.statSync(`${dir}/big.copy`), Deno.errors.NotFound);
+      assert.equal(uring.pending, 0);
+      // The lane it would have used is free again: with a buffer the file goes by read + write.
+      assert.equal(
+        await chains.start(`${dir}/big`, `${dir}/big.copy`, 0o640, new Uint8Array(big.length)),
+        null,
+      );
+      assert.deepEqual(Deno.readFileSync(`${dir}/big.copy`), big);
+      assert.equal(chains.splicedFiles, 1);
+
+      // With splicing off, nothing is spliced and startSpliced queues nothing.
+      const off = new SmallFileChains(uring, false);
+      try {
+        assert.ok(!off.splices(1));
+        assert.equal(off.startSpliced(`${dir}/small`, `${dir}/small.off`, 0o640, small.length), undefined);
+        assert.throws(() => Deno.statSync(`${dir}/small.off`), Deno.errors.NotFound);
+      } finally {
+        off.close();
+      }
+    }),
+});
+
+Deno.test({
   name: "one-block chains: after a short splice the lane's next file is not fed the bytes left in its pipe",
   ignore: skipKernel(),
   fn: () =>

@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { copyFile, copyTree, OsError, Uring } from "../mod.ts";
+import { BufferPool } from "../src/copy_budget.ts";
 import { MAX_PIPE_SIZE, SPLICE_PIPES, SplicePipes } from "../src/copy_splice.ts";
 import { getSys } from "../src/sys.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
@@ -209,5 +210,47 @@ Deno.test({
     assert.equal(p.capacity, 64 * 1024, "the block size when below 1 MiB");
     small.give(p);
     small.close();
+  },
+});
+
+Deno.test({
+  name: "copyTree: one-block files whose chains splice take no buffer; read + write chains take one each",
+  ignore: skipKernel(),
+  async fn() {
+    using dir = tempDir();
+    Deno.mkdirSync(`${dir.path}/src`);
+    for (let i = 0; i < 40; i++) await randomFile(`${dir.path}/src/f${i}`, 1000 + i * 1000, 0o644);
+    // Counts the buffers handed out by every BufferPool (the small-file pool and the block pool).
+    const { take, tryTake } = BufferPool.prototype;
+    let taken = 0;
+    BufferPool.prototype.take = function () {
+      taken++;
+      return take.call(this);
+    };
+    BufferPool.prototype.tryTake = function () {
+      const buf = tryTake.call(this);
+      if (buf !== null) taken++;
+      return buf;
+    };
+    try {
+      for (const splice of [true, false]) {
+        taken = 0;
+        const dst = `${dir.path}/${splice ? "spliced" : "buffered"}`;
+        const result = await copyTree(`${dir.path}/src`, dst, { splice });
+        assert.equal(result.files, 40);
+        for (let i = 0; i < 40; i++) {
+          assert.equal(
+            await sha256File(`${dst}/f${i}`),
+            await sha256File(`${dir.path}/src/f${i}`),
+            `f${i}`,
+          );
+        }
+        if (splice) assert.equal(taken, 0, "a spliced one-block chain took a buffer");
+        else assert.ok(taken >= 40, `only ${taken} buffers for 40 read + write chains`);
+      }
+    } finally {
+      BufferPool.prototype.take = take;
+      BufferPool.prototype.tryTake = tryTake;
+    }
   },
 });
