@@ -793,7 +793,7 @@ export class IoUring implements Disposable {
     if (this.cqReady() > 0) return;
     this.stats.wait++;
     const us = timeoutMs < 0 ? -1 : Math.min(Math.ceil(timeoutMs * 1000), 0x7fffffff);
-    // On a thread-pool thread: by fd (the registered index belongs to this thread's table).
+    // On a thread-pool thread: by fd (the registered index belongs to the creating thread).
     const r = await this.#sys.enterTimeoutAsync(this.fd, 0, 1, abi.IORING_ENTER_GETEVENTS, us);
     if (r < 0 && r !== -ETIME && r !== -EINTR && r !== -EBUSY && r !== -EAGAIN && !this.#closed) {
       throw new IoUringError("io_uring_enter", -r, "waiting for a completion");
