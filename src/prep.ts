@@ -22,7 +22,7 @@ import {
   checkOffset,
   checkU32,
 } from "./memory.ts";
-import { type Sqe, W, writeU64 } from "./sqe.ts";
+import { checkUserData, type Sqe, W, writeU64 } from "./sqe.ts";
 import type { Iovecs, Timespec } from "./structs.ts";
 
 const TWO_32 = 0x1_0000_0000;
@@ -40,13 +40,7 @@ export type Offset = number | bigint;
 
 /** Writes a user_data-style 64-bit key (number or bigint) into the `addr` field. */
 function writeKey(sqe: Sqe, key: number | bigint): void {
-  if (typeof key === "number") {
-    if (!(key >= 0 && Number.isSafeInteger(key))) {
-      throw new RangeError(`user_data must be an integer from 0 to 2^64-1, got ${key}`);
-    }
-  } else if (typeof key !== "bigint" || key < 0n || key > 0xffff_ffff_ffff_ffffn) {
-    throw new RangeError(`user_data must be an integer from 0 to 2^64-1, got ${String(key)}`);
-  }
+  checkUserData(key);
   writeU64(sqe.u32, sqe.base + W.addrLo, key);
 }
 
