@@ -276,6 +276,40 @@ export async function run(cmd: string, args: string[], options: { cwd?: string }
   }
 }
 
+/** A finished child process with the CPU time it cost. */
+export interface RanCpu extends Ran {
+  /**
+   * CPU milliseconds (user + system) of the process and of every process it waited for, all
+   * their threads included (io_uring's io-wq workers are threads of the process that owns the
+   * ring); whole milliseconds.
+   */
+  cpuMs: number;
+}
+
+/**
+ * Runs `cmd args...` as {@link run} does, through bash, whose `times` then reports the CPU the
+ * command used; `null` if bash or the command is not found. (`ms` includes bash's start-up: time
+ * with {@link run}.)
+ */
+export async function runCpu(
+  cmd: string,
+  args: string[],
+  options: { cwd?: string } = {},
+): Promise<RanCpu | null> {
+  const script = '"$@"; status=$?; times >&2; exit $status';
+  const r = await run("bash", ["-c", script, "bash", cmd, ...args], options);
+  if (r === null || r.code === 127) return null;
+  // `times` prints the shell's own user and system time, then its children's: "0m0.094s 0m0.198s".
+  const m = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(r.stderr);
+  if (m === null) throw new Error(`bash printed no CPU times for ${cmd}: ${r.stderr.slice(-200)}`);
+  const seconds = Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]);
+  return {
+    ...r,
+    stderr: r.stderr.slice(0, r.stderr.lastIndexOf("\n", m.index - 2) + 1),
+    cpuMs: Math.round(seconds * 1000),
+  };
+}
+
 /** Whether a program is on the PATH. */
 export async function have(cmd: string): Promise<boolean> {
   const r = await run("sh", ["-c", `command -v ${cmd}`]);

@@ -7,7 +7,19 @@
  * @module
  */
 
-import { alternate, cachedFile, have, printTable, repoPath, type Row, run, tmpfsDir, warm } from "./_lib.ts";
+import {
+  alternate,
+  cachedFile,
+  have,
+  printTable,
+  type RanCpu,
+  repoPath,
+  type Row,
+  run,
+  runCpu,
+  tmpfsDir,
+  warm,
+} from "./_lib.ts";
 
 /** Size of the file copied. */
 export const CP_FILE_SIZE = 1 << 30;
@@ -22,21 +34,25 @@ function rmrf(path: string): void {
 
 /**
  * Times one command that copies into `dst` (removed before the run; the run's exit status and
- * the copied size are checked). Returns milliseconds, or `null` when the command is missing.
+ * the copied size are checked). Returns milliseconds of wall time from spawn to exit, or with
+ * `measure: "cpu"` the CPU milliseconds the command used (see `runCpu`); `null` when the command
+ * is missing.
  */
 export async function timeCopy(
   dst: string,
   cmd: string,
   args: string[],
   check: () => void,
+  measure: "wall" | "cpu" = "wall",
 ): Promise<number | null> {
   rmrf(dst);
-  const r = await run(cmd, args, { cwd: repoPath(".") });
+  const options = { cwd: repoPath(".") };
+  const r = measure === "wall" ? await run(cmd, args, options) : await runCpu(cmd, args, options);
   if (r === null) return null;
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${r.stderr.trim()}`);
   check();
   rmrf(dst);
-  return r.ms;
+  return measure === "wall" ? r.ms : (r as RanCpu).cpuMs;
 }
 
 /** The `deno task cp` command line for `args`. */

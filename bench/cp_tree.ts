@@ -5,7 +5,10 @@
  * io_uring chains as `cp` in C (`bench/peers/tree_copy.c`, liburing): the kernel's share of the
  * copy, so the rest of ours is Deno and JavaScript. Wall clock from spawn to exit; before every
  * run (not timed) the destination is removed and the source read back into the page cache; the
- * copy is checked (file count and bytes) after it.
+ * copy is checked (file count and bytes) after it. Rows without a target, in rounds of their own,
+ * say where the time goes: the CPU time of each copy (user + system of every thread of the
+ * process and of the processes it waits for: io-wq workers, Deno's thread pool, `deno task`'s
+ * child), and start-up, as a copy of a tree of one file.
  * Run: `deno task bench:cp-tree`.
  *
  * @module
@@ -32,6 +35,19 @@ function walk(root: string, read: boolean): { files: number; bytes: number } {
     }
   }
   return { files, bytes };
+}
+
+/** A tree of one 16 KiB file, created once: copying it costs little beyond start-up. */
+function oneFileTree(): { path: string; files: number; bytes: number } {
+  const root = `${DATA_DIR}/tree-1`;
+  const file = `${root}/f.bin`;
+  try {
+    if (Deno.statSync(file).size !== 16384) throw new Error("wrong size");
+  } catch {
+    Deno.mkdirSync(root, { recursive: true });
+    Deno.writeFileSync(file, new Uint8Array(16384).fill(0x5a));
+  }
+  return { path: root, ...walk(root, true) };
 }
 
 /** Creates the source tree once (sizes from a fixed seed) and reads it so it is cached. */
@@ -74,15 +90,17 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   const dst = `${tmpfs.path}/uring-bench-tree`;
-  const check = () => {
-    const got = walk(dst, false);
-    if (got.files !== src.files || got.bytes !== src.bytes) {
+  const checker = (tree: { files: number; bytes: number }, to: string) => () => {
+    const got = walk(to, false);
+    if (got.files !== tree.files || got.bytes !== tree.bytes) {
       throw new Error(
-        `copy has ${got.files} files / ${got.bytes} bytes, expected ${src.files} / ${src.bytes}`,
+        `copy has ${got.files} files / ${got.bytes} bytes, expected ${tree.files} / ${tree.bytes}`,
       );
     }
   };
+  const check = checker(src, dst);
   const time = ([cmd, args]: [string, string[]]) => () => timeCopy(dst, cmd, args, check);
+  const cpu = ([cmd, args]: [string, string[]]) => () => timeCopy(dst, cmd, args, check, "cpu");
   const gnuCp = await have("cp");
   const chains = await buildPeer("tree_copy");
   const m = await alternate(
@@ -101,6 +119,26 @@ if (import.meta.main) {
     [gnuCp ? time(["cp", ["-r", src.path, dst]]) : () => null],
     undefined,
     () => warm(src.path),
+  );
+  // Where the time goes, in rounds of their own: the CPU each copy costs (every thread of the
+  // process, io-wq workers included), and start-up (a tree of one file).
+  const cpuRounds = await alternate(
+    cpu(denoTaskCp(["-r", src.path, dst])),
+    [
+      cpu(denoPeer(["tree", src.path, dst, "32"])),
+      "path" in chains ? cpu([chains.path, [src.path, dst]]) : () => null,
+      gnuCp ? cpu(["cp", ["-r", src.path, dst]]) : () => null,
+    ],
+    undefined,
+    () => warm(src.path),
+  );
+  const one = oneFileTree();
+  const oneDst = `${tmpfs.path}/uring-bench-tree-1`;
+  const timeOne = ([cmd, args]: [string, string[]]) => () =>
+    timeCopy(oneDst, cmd, args, checker(one, oneDst));
+  const startup = await alternate(
+    timeOne(denoTaskCp(["-r", one.path, oneDst])),
+    [timeOne(denoPeer(["tree", one.path, oneDst, "32"]))],
   );
   const work = `${src.files} files of 1–64 KiB → tmpfs, deno task cp -r`;
   const row = (peer: string, theirs: number | null): Row => ({
@@ -124,5 +162,31 @@ if (import.meta.main) {
     work: "same, deno task cp -r --sqpoll (separate rounds)",
     ours: sq.ours,
   });
-  printTable("Copy a tree of 4,000 small cached files to tmpfs (wall time, Deno start-up included)", rows);
+  const cpuWork = "CPU time of the same copy (user + system, all threads)";
+  const cpuRow = (peer: string, theirs: number | null, missing?: string): Row => ({
+    ...row(peer, theirs),
+    work: cpuWork,
+    ours: cpuRounds.ours,
+    target: undefined,
+    missing: theirs === null ? missing ?? "cp not found" : undefined,
+  });
+  rows.push(cpuRow("Deno.copyFile ×32 (deno run)", cpuRounds.peers[0]));
+  rows.push(
+    cpuRow(
+      "the same io_uring chains in C",
+      cpuRounds.peers[1],
+      "missing" in chains ? chains.missing : undefined,
+    ),
+  );
+  rows.push(cpuRow("GNU cp -r", cpuRounds.peers[2]));
+  rows.push({
+    ...row("Deno.copyFile ×32 (deno run)", startup.peers[0]),
+    work: "start-up: a tree of one 16 KiB file, deno task cp -r",
+    ours: startup.ours,
+    target: undefined,
+  });
+  printTable(
+    "Copy a tree of 4,000 small cached files to tmpfs (wall time from spawn to exit, or CPU time where said)",
+    rows,
+  );
 }
