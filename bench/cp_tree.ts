@@ -122,16 +122,20 @@ if (import.meta.main) {
   );
   // Where the time goes, in rounds of their own: the CPU each copy costs (every thread of the
   // process, io-wq workers included), and start-up (a tree of one file).
-  const cpuRounds = await alternate(
-    cpu(denoTaskCp(["-r", src.path, dst])),
-    [
-      cpu(denoPeer(["tree", src.path, dst, "32"])),
-      "path" in chains ? cpu([chains.path, [src.path, dst]]) : () => null,
-      gnuCp ? cpu(["cp", ["-r", src.path, dst]]) : () => null,
-    ],
-    undefined,
-    () => warm(src.path),
-  );
+  // (bash's `times` reads the CPU time: without bash these rows are left out, and said so.)
+  const bash = await have("bash");
+  const cpuRounds = bash
+    ? await alternate(
+      cpu(denoTaskCp(["-r", src.path, dst])),
+      [
+        cpu(denoPeer(["tree", src.path, dst, "32"])),
+        "path" in chains ? cpu([chains.path, [src.path, dst]]) : () => null,
+        gnuCp ? cpu(["cp", ["-r", src.path, dst]]) : () => null,
+      ],
+      undefined,
+      () => warm(src.path),
+    )
+    : null;
   const one = oneFileTree();
   const oneDst = `${tmpfs.path}/uring-bench-tree-1`;
   const timeOne = ([cmd, args]: [string, string[]]) => () =>
@@ -162,23 +166,24 @@ if (import.meta.main) {
     work: "same, deno task cp -r --sqpoll (separate rounds)",
     ours: sq.ours,
   });
-  const cpuWork = "CPU time of the same copy (user + system, all threads)";
-  const cpuRow = (peer: string, theirs: number | null, missing?: string): Row => ({
-    ...row(peer, theirs),
-    work: cpuWork,
-    ours: cpuRounds.ours,
-    target: undefined,
-    missing: theirs === null ? missing ?? "cp not found" : undefined,
-  });
-  rows.push(cpuRow("Deno.copyFile ×32 (deno run)", cpuRounds.peers[0]));
-  rows.push(
-    cpuRow(
-      "the same io_uring chains in C",
-      cpuRounds.peers[1],
-      "missing" in chains ? chains.missing : undefined,
-    ),
-  );
-  rows.push(cpuRow("GNU cp -r", cpuRounds.peers[2]));
+  if (cpuRounds !== null) {
+    const cpuRow = (peer: string, theirs: number | null, missing?: string): Row => ({
+      ...row(peer, theirs),
+      work: "CPU time of the same copy (user + system, all threads)",
+      ours: cpuRounds.ours,
+      target: undefined,
+      missing: theirs === null ? missing ?? "cp not found" : undefined,
+    });
+    rows.push(cpuRow("Deno.copyFile ×32 (deno run)", cpuRounds.peers[0]));
+    rows.push(
+      cpuRow(
+        "the same io_uring chains in C",
+        cpuRounds.peers[1],
+        "missing" in chains ? chains.missing : undefined,
+      ),
+    );
+    rows.push(cpuRow("GNU cp -r", cpuRounds.peers[2]));
+  }
   rows.push({
     ...row("Deno.copyFile ×32 (deno run)", startup.peers[0]),
     work: "start-up: a tree of one 16 KiB file, deno task cp -r",
@@ -188,5 +193,6 @@ if (import.meta.main) {
   printTable(
     "Copy a tree of 4,000 small cached files to tmpfs (wall time from spawn to exit, or CPU time where said)",
     rows,
+    cpuRounds === null ? "CPU time rows left out: bash (whose `times` reads them) was not found." : undefined,
   );
 }
