@@ -204,12 +204,11 @@ export function makeFailure(
     error.code = code;
     error.errno = errno;
   } else if (cause instanceof Error) {
-    try {
-      error = new (cause.constructor as new (m: string) => Error)(message);
-    } catch {
-      error = new Error(message);
+    error = sameClassError(cause, message);
+    if (cause.name !== error.name) {
+      // An own property: some classes' `name` is a getter on the prototype.
+      Object.defineProperty(error, "name", { value: cause.name, writable: true, configurable: true });
     }
-    if (cause.name !== error.name) error.name = cause.name;
   } else {
     error = new Error(message);
   }
@@ -218,6 +217,28 @@ export function makeFailure(
   if (cause !== undefined) error.cause = cause;
   described.add(error);
   return error;
+}
+
+/**
+ * An error of `cause`'s class with `message`: its constructor called with the message, unless it
+ * does not take one as its argument (`ClosedError` builds its message from the name of what is
+ * closed: "Uring is closed"), in which case the error is made with the class's prototype without
+ * calling it; a plain `Error` when neither works. A `DOMException` keeps its name (`AbortError`).
+ */
+function sameClassError(cause: Error, message: string): Error {
+  if (cause instanceof DOMException) return new DOMException(message, cause.name); // AbortError, ...
+  const cls = cause.constructor as new (message: string) => Error;
+  try {
+    const made = new cls(message);
+    if (made.message === message) return made;
+  } catch {
+    // not a constructor that takes a message
+  }
+  try {
+    return Reflect.construct(Error, [message], cls);
+  } catch {
+    return new Error(message);
+  }
 }
 
 const described = new WeakSet<object>();

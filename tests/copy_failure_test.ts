@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { copyFile, copyTree, CopyTreeError, OsError, Uring } from "../mod.ts";
+import { ClosedError, copyFile, copyTree, CopyTreeError, OsError, Uring } from "../mod.ts";
+import { makeFailure } from "../src/copy_errors.ts";
 import { skipKernel, tempDir } from "./_support.ts";
 import {
   assertSameTree,
@@ -337,6 +338,57 @@ Deno.test({
     assert.ok(bytes > 0 && bytes < 64 * 1024 ** 3, `stopped part way (${bytes} bytes)`);
     assert.deepEqual(names(dir.path), ["huge"]);
   },
+});
+
+Deno.test({
+  name: "copyFile/copyTree with a caller's Uring closed before the call: a ClosedError that says it once",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/a`, "hello");
+    Deno.mkdirSync(`${dir.path}/t`);
+    Deno.writeTextFileSync(`${dir.path}/t/x`, "x");
+    const uring = new Uring({ sqpoll: false });
+    await uring.close();
+    const cases: [string, string, () => Promise<unknown>][] = [
+      [`${dir.path}/a`, `${dir.path}/b`, () => copyFile(`${dir.path}/a`, `${dir.path}/b`, { uring })],
+      [`${dir.path}/t`, `${dir.path}/t2`, () => copyTree(`${dir.path}/t`, `${dir.path}/t2`, { uring })],
+    ];
+    for (const [src, dst, copy] of cases) {
+      await assert.rejects(copy(), (e: CopyError) => {
+        assert.ok(e instanceof ClosedError, String(e));
+        assert.ok(e.cause instanceof ClosedError);
+        assert.equal(e.name, "ClosedError");
+        assert.equal(
+          e.message,
+          `cannot copy '${src}' to '${dst}': looking up the source failed: Uring is closed`,
+        );
+        return true;
+      });
+    }
+    assert.deepEqual(names(dir.path), ["a", "t"]);
+  },
+});
+
+Deno.test("makeFailure keeps the cause's class and gives the error exactly its message", () => {
+  class NoMessage extends Error {
+    constructor(what: number) {
+      super(`thing ${what.toFixed(0)} broke`); // a string argument throws here (no toFixed)
+    }
+  }
+  const causes: [Error, new (...args: never[]) => Error][] = [
+    [new ClosedError("Uring"), ClosedError],
+    [new TypeError("bad"), TypeError],
+    [new DOMException("stopped", "AbortError"), DOMException],
+    [new NoMessage(3), NoMessage],
+  ];
+  for (const [cause, cls] of causes) {
+    const e = makeFailure(undefined, "/s", "/d", "it failed", "/s", cause);
+    assert.ok(e instanceof cls, `${cause.name}: ${e}`);
+    assert.equal(e.name, cause.name);
+    assert.equal(e.message, "cannot copy '/s' to '/d': it failed");
+    assert.equal(e.cause, cause);
+  }
 });
 
 Deno.test({
