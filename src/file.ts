@@ -7,7 +7,9 @@
  * @module
  */
 
+import { operationError } from "./deno_errors.ts";
 import { checkDirectAlignment, type DirectAlignment } from "./direct.ts";
+import { errno } from "./errno.ts";
 import type { Statx } from "./structs.ts";
 
 /** Options every operation takes. */
@@ -58,6 +60,19 @@ function closedError(file: UringFile): Error {
   return new Deno.errors.BadResource(`UringFile '${file.path}' (fd ${file.fd}) is closed`);
 }
 
+const EBADF = errno("EBADF");
+
+/**
+ * The kernel's answer (`EBADF`) to a read of a file opened for writing only, or a write of one
+ * opened for reading only, given before the request reaches it, with how to open it instead.
+ */
+function notOpenedFor(file: UringFile, op: "read" | "write"): Error {
+  const hint = op === "read"
+    ? "the file was opened for writing only (open it with read: true as well)"
+    : "the file was opened for reading only (open it with write: true)";
+  return operationError(op, EBADF, file.path, null, file.fd, hint);
+}
+
 function rest(buf: ArrayBufferView, done: number): Uint8Array {
   return new Uint8Array(buf.buffer, buf.byteOffset + done, buf.byteLength - done);
 }
@@ -85,6 +100,7 @@ export class UringFile implements AsyncDisposable {
   /** The path the file was opened with. */
   readonly path: string;
   readonly #ops: FileOps;
+  readonly #access: "read" | "write" | "both";
   #closed = false;
   #closing: Promise<void> | null = null;
   #alignment: DirectAlignment | null = null;
@@ -97,11 +113,26 @@ export class UringFile implements AsyncDisposable {
     };
   }
 
-  /** Made by `Uring.open` (internal). */
-  constructor(ops: FileOps, fd: number, path: string) {
+  /**
+   * Made by `Uring.open` (internal). `access` is what the file was opened for (its `O_ACCMODE`):
+   * a read of a file opened for writing only, or a write of one opened for reading only, is
+   * refused before it reaches the kernel.
+   */
+  constructor(ops: FileOps, fd: number, path: string, access: "read" | "write" | "both" = "both") {
     this.#ops = ops;
     this.fd = fd;
     this.path = path;
+    this.#access = access;
+  }
+
+  /** Whether the file was opened for reading (`read: true`, or by default). */
+  get readable(): boolean {
+    return this.#access !== "write";
+  }
+
+  /** Whether the file was opened for writing (`write: true` or `append: true`). */
+  get writable(): boolean {
+    return this.#access !== "read";
   }
 
   /** Whether `close()` was called (or the `Uring` that opened the file was closed). */
@@ -156,6 +187,7 @@ export class UringFile implements AsyncDisposable {
    */
   readAt(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
     if (this.#closed) return Promise.reject(closedError(this));
+    if (this.#access === "write") return Promise.reject(notOpenedFor(this, "read"));
     const misaligned = this.#misaligned(buf, position);
     if (misaligned !== undefined) return Promise.reject(misaligned);
     return this.#ops.read(this, buf, position, options?.signal);
@@ -167,6 +199,7 @@ export class UringFile implements AsyncDisposable {
    */
   writeAt(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
     if (this.#closed) return Promise.reject(closedError(this));
+    if (this.#access === "read") return Promise.reject(notOpenedFor(this, "write"));
     const misaligned = this.#misaligned(buf, position);
     if (misaligned !== undefined) return Promise.reject(misaligned);
     return this.#ops.write(this, buf, position, options?.signal);

@@ -736,7 +736,8 @@ export class Uring implements AsyncDisposable {
       aux.close().catch(() => {}); // the plain ring's close would close it otherwise
       throw new ClosedError("Uring");
     }
-    const file = new UringFile(this.#fileOps, aux.fd, aux.path);
+    const access = aux.readable ? (aux.writable ? "both" : "read") : "write";
+    const file = new UringFile(this.#fileOps, aux.fd, aux.path, access);
     this.#files.add(file);
     this.#auxFiles.set(file, aux);
     try {
@@ -1628,7 +1629,7 @@ export class Uring implements AsyncDisposable {
     if (returnsCount(kind)) return slot.res;
     if (kind === K_STATX || kind === K_FSTAT) return parseStatx(slot.statx!);
     if (kind === K_OPEN) {
-      const file = new UringFile(this.#fileOps, slot.res, slot.path!);
+      const file = new UringFile(this.#fileOps, slot.res, slot.path!, accessOfOpenFlags(slot.flags));
       this.#files.add(file);
       return file;
     }
@@ -1863,6 +1864,12 @@ function useFixedFile(slot: Slot, file: UringFile): void {
   if (index < 0) return;
   slot.fd = index;
   slot.sqeFlags |= IOSQE_FIXED_FILE;
+}
+
+/** What a file opened with `flags` can do, by their `O_ACCMODE`. */
+function accessOfOpenFlags(flags: number): "read" | "write" | "both" {
+  const accmode = flags & 3;
+  return accmode === O_RDONLY ? "read" : accmode === O_WRONLY ? "write" : "both";
 }
 
 /** The Deno permission(s) an `openat` with raw `O_*` flags needs. */

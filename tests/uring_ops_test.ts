@@ -216,11 +216,22 @@ ringTest("Uring: failures reject with Deno.errors classes naming the operation a
     assert.equal(typeof error.errno, "number");
     assert.ok(error.errno > 0);
   }
-  // The file's own path names UringFile failures.
+  // The file's own path names UringFile failures: from the kernel (a read of a directory)...
+  const d = await uring.open(dir.path);
+  const e: OsError = await d.readAt(new Uint8Array(1), 0).catch((e) => e);
+  assert.ok(e instanceof Deno.errors.IsADirectory, String(e));
+  assert.equal(e.code, "EISDIR");
+  assert.equal(e.message, `read '${dir.path}': Is a directory (EISDIR)`);
+  assert.equal(e.path, dir.path);
+  await d.close();
+  // ...and before it (a write of a file opened for reading only).
   const f = await uring.open(file);
-  const e = await f.writeAt(enc.encode("y"), 0).catch((e) => e);
-  assert.equal(e.message, `write '${file}': Bad file descriptor (EBADF)`);
-  assert.equal(e.path, file);
+  const e2: OsError = await f.writeAt(enc.encode("y"), 0).catch((e) => e);
+  assert.equal(
+    e2.message,
+    `write '${file}': Bad file descriptor (EBADF): the file was opened for reading only (open it with write: true)`,
+  );
+  assert.equal(e2.path, file);
   await f.close();
 });
 
@@ -243,6 +254,52 @@ ringTest("Uring: bad arguments are refused before anything is queued", async (co
   assert.equal(uring.stats.sqes, sqes);
   assert.equal(uring.pending, 0);
 });
+
+ringTest(
+  "UringFile: a read of a file opened for writing only, or a write of one opened for reading only, is refused before the kernel",
+  async (config) => {
+    using dir = tempDir();
+    await using uring = new Uring(uringOptions(config));
+    const path = `${dir.path}/f`;
+    Deno.writeTextFileSync(path, "hello");
+    const buf = new Uint8Array(5);
+    const refused = (op: string, hint: RegExp) => (e: OsError) => {
+      assert.equal(e.code, "EBADF");
+      assert.equal(e.syscall, op);
+      assert.equal(e.path, path);
+      assert.match(e.message, hint);
+      return true;
+    };
+    for (
+      const [options, readable, writable] of [
+        [{}, true, false],
+        [{ read: true }, true, false],
+        [{ write: true }, false, true],
+        [{ append: true }, false, true],
+        [{ read: true, write: true }, true, true],
+      ] as const
+    ) {
+      await using file = await uring.open(path, options);
+      assert.equal(file.readable, readable, JSON.stringify(options));
+      assert.equal(file.writable, writable, JSON.stringify(options));
+      const sqes = uring.stats.sqes;
+      if (readable) {
+        assert.equal(await file.readAt(buf, 0), 5);
+      } else {
+        await assert.rejects(file.readAt(buf, 0), refused("read", /opened for writing only/));
+        await assert.rejects(file.readFull(buf, 0), refused("read", /opened for writing only/));
+        assert.equal(uring.stats.sqes, sqes, "nothing reached the kernel");
+      }
+      if (writable) {
+        assert.equal(await file.writeAt(buf.subarray(0, 1), 0), 1);
+      } else {
+        await assert.rejects(file.writeAt(buf, 0), refused("write", /opened for reading only/));
+        await assert.rejects(file.writeAll(buf, 0), refused("write", /opened for reading only/));
+        assert.equal(uring.stats.sqes, readable ? sqes + 1 : sqes, "nothing more reached the kernel");
+      }
+    }
+  },
+);
 
 ringTest("Uring: timeout resolves; many operations in one tick go as one batch", async (config) => {
   await using uring = new Uring(uringOptions(config, { entries: 64 }));
