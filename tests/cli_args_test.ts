@@ -88,7 +88,12 @@ Deno.test("cp args: help and usage errors", () => {
   const errors: Array<[string[], RegExp]> = [
     [[], /missing source and destination/],
     [["a"], /missing destination after "a"/],
-    [["--bogus", "a", "b"], /Unknown option '--bogus'/],
+    [
+      ["--bogus", "a", "b"],
+      /^unknown option '--bogus' \(a file named '--bogus' goes after '--': cp -- '--bogus' DST\)$/,
+    ],
+    [["-x", "a", "b"], /^unknown option '-x' /],
+    [["-rx", "a", "b"], /^unknown option '-x' /],
     [["--queue-depth", "0", "a", "b"], /--queue-depth must be from 1 to 4096, got 0/],
     [["--queue-depth", "x", "a", "b"], /--queue-depth must be a whole number/],
     [["--queue-depth", "99999", "a", "b"], /--queue-depth must be from 1 to 4096/],

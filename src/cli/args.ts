@@ -134,6 +134,19 @@ function parseCount(text: string, what: string, min: number, max: number): numbe
   return n;
 }
 
+/**
+ * `parseArgs`'s error in `cp`'s words: an unknown option is named, with how to pass a file name
+ * that starts with '-' (Node's own text ends on an unmatched quote); other errors as they are.
+ */
+function usageMessage(e: Error & { code?: string }): string {
+  const unknown = e.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION"
+    ? /^Unknown option '([^']*)'/.exec(e.message)
+    : null;
+  if (unknown === null) return e.message;
+  const name = unknown[1];
+  return `unknown option '${name}' (a file named '${name}' goes after '--': cp -- '${name}' DST)`;
+}
+
 /** Parses `cp`'s command line (without the program name). Never throws. */
 export function parseCpArgs(argv: readonly string[]): ParsedArgs {
   let parsed;
@@ -159,7 +172,7 @@ export function parseCpArgs(argv: readonly string[]): ParsedArgs {
       },
     });
   } catch (e) {
-    return { kind: "error", message: (e as Error).message };
+    return { kind: "error", message: usageMessage(e as Error & { code?: string }) };
   }
   const v = parsed.values;
   if (v.help) return { kind: "help" };
