@@ -35,7 +35,7 @@ Deno.test("cp CLI: --help prints usage and exits 0; usage errors exit 2 with a h
       [["only-one"], /^cp: missing destination after "only-one"$/],
       [["--block-size", "7q", "a", "b"], /^cp: invalid size "7q"/],
       [["--queue-depth", "0", "a", "b"], /^cp: --queue-depth must be from 1 to 4096, got 0$/],
-      [["--nope", "a", "b"], /^cp: Unknown option '--nope'/],
+      [["--nope", "a", "b"], /^cp: unknown option '--nope' \(a file named '--nope' goes after '--'/],
     ] as Array<[string[], RegExp]>
   ) {
     const r = await runCp(args);
