@@ -123,6 +123,15 @@ const CQE_WORDS = abi.CQE_SIZE / 4, CQE_USER_LO = abi.CQE.userData / 4, CQE_USER
 const CQE_RES = abi.CQE.res / 4, CQE_FLAGS = abi.CQE.flags / 4;
 const OP_READ = abi.IORING_OP_READ, OP_WRITE = abi.IORING_OP_WRITE;
 
+/** A `struct io_uring_rsrc_update`: `offset` (u32), then `data` (u64) at byte 8. */
+function rsrcUpdate(offset: number, data: bigint): Uint8Array {
+  const update = new Uint8Array(abi.FILES_UPDATE_SIZE);
+  const view = new DataView(update.buffer);
+  view.setUint32(0, offset, true);
+  view.setBigUint64(8, data, true);
+  return update;
+}
+
 function isSqpollRefusal(e: unknown): boolean {
   return e instanceof IoUringError && (e.errno === EPERM || e.errno === EINVAL);
 }
@@ -350,12 +359,9 @@ export class IoUring implements Disposable {
    * naming itself by its fd.
    */
   #registerRing(): void {
-    const update = new Uint8Array(abi.FILES_UPDATE_SIZE); // struct io_uring_rsrc_update
-    const view = new DataView(update.buffer);
-    view.setUint32(0, 0xffffffff, true); // offset: any free index
-    view.setBigUint64(8, BigInt(this.fd), true); // data: the fd
+    const update = rsrcUpdate(0xffffffff, BigInt(this.fd)); // offset: any free index; data: the fd
     if (this.#sys.register(this.fd, abi.IORING_REGISTER_RING_FDS, update, 1) !== 1) return;
-    this.#enterFd = view.getUint32(0, true);
+    this.#enterFd = new DataView(update.buffer).getUint32(0, true); // the index the kernel chose
     this.#enterFlag = abi.IORING_ENTER_REGISTERED_RING;
   }
 
@@ -1023,10 +1029,7 @@ export class IoUring implements Disposable {
       checkFd(fd, `fds[${i}]`);
       return fd;
     });
-    const update = new Uint8Array(abi.FILES_UPDATE_SIZE);
-    const v = new DataView(update.buffer);
-    v.setUint32(0, offset, true);
-    v.setBigUint64(8, BigInt(addressOf(table)), true);
+    const update = rsrcUpdate(offset, BigInt(addressOf(table)));
     const n = this.#register(
       abi.IORING_REGISTER_FILES_UPDATE,
       update,
@@ -1083,9 +1086,7 @@ export class IoUring implements Disposable {
     this.#registeredFiles = 0;
     if (this.#enterFlag !== 0) {
       // The registration holds the ring open: drop it (from this thread, whose table it is in).
-      const update = new Uint8Array(abi.FILES_UPDATE_SIZE);
-      new DataView(update.buffer).setUint32(0, this.#enterFd, true);
-      this.#sys.register(this.fd, abi.IORING_UNREGISTER_RING_FDS, update, 1);
+      this.#sys.register(this.fd, abi.IORING_UNREGISTER_RING_FDS, rsrcUpdate(this.#enterFd, 0n), 1);
       this.#enterFd = this.fd;
       this.#enterFlag = 0;
     }
