@@ -720,7 +720,7 @@ export class Uring implements AsyncDisposable {
     } catch (e) {
       return Promise.reject(e);
     }
-    if (this.#aux !== null) return this.#openPolled(path, options);
+    if (this.#aux !== null) return this.#openPolled(path, options, access);
     const mode = options.mode ?? 0o666;
     const opened = this.#pathOp<UringFile>(options.signal, path, null, "open", access, null, (slot, p) => {
       fillPath(slot, K_OPEN, p, flags, mode);
@@ -729,14 +729,16 @@ export class Uring implements AsyncDisposable {
     return opened.then((file) => this.#setUpFile(file, options));
   }
 
-  /** `open` on a polled Uring: the plain ring opens the file; this one reads and writes it. */
-  async #openPolled(path: string | URL, options: OpenOptions): Promise<UringFile> {
+  /**
+   * `open` on a polled Uring: the plain ring opens the file; this one reads and writes it.
+   * `access`: what `options` open it for.
+   */
+  async #openPolled(path: string | URL, options: OpenOptions, access: Access | "both"): Promise<UringFile> {
     const aux = await this.#aux!.open(path, { ...options, fixed: false });
     if (this.#closing) {
       aux.close().catch(() => {}); // the plain ring's close would close it otherwise
       throw new ClosedError("Uring");
     }
-    const access = aux.readable ? (aux.writable ? "both" : "read") : "write";
     const file = new UringFile(this.#fileOps, aux.fd, aux.path, access);
     this.#files.add(file);
     this.#auxFiles.set(file, aux);
@@ -1629,7 +1631,9 @@ export class Uring implements AsyncDisposable {
     if (returnsCount(kind)) return slot.res;
     if (kind === K_STATX || kind === K_FSTAT) return parseStatx(slot.statx!);
     if (kind === K_OPEN) {
-      const file = new UringFile(this.#fileOps, slot.res, slot.path!, accessOfOpenFlags(slot.flags));
+      // open()'s flags never create or truncate without write: the access its permission check
+      // asked for is what the file was opened for.
+      const file = new UringFile(this.#fileOps, slot.res, slot.path!, accessOfFlags(slot.flags));
       this.#files.add(file);
       return file;
     }
@@ -1864,12 +1868,6 @@ function useFixedFile(slot: Slot, file: UringFile): void {
   if (index < 0) return;
   slot.fd = index;
   slot.sqeFlags |= IOSQE_FIXED_FILE;
-}
-
-/** What a file opened with `flags` can do, by their `O_ACCMODE`. */
-function accessOfOpenFlags(flags: number): "read" | "write" | "both" {
-  const accmode = flags & 3;
-  return accmode === O_RDONLY ? "read" : accmode === O_WRONLY ? "write" : "both";
 }
 
 /** The Deno permission(s) an `openat` with raw `O_*` flags needs. */
