@@ -544,6 +544,7 @@ export class UringEngine implements Engine {
       srcFd,
       dstFd,
       size,
+      maxOps: Math.min(ctx.options.queueDepth, uring.ring.sqEntries),
       addBytes: (n: number) => ctx.addBytes(n),
       unsupported: () => {
         this.#splicing = false;
