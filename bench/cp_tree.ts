@@ -165,6 +165,7 @@ if (import.meta.main) {
     ...row("GNU cp -r", sq.peers[0]),
     work: "same, deno task cp -r --sqpoll (separate rounds)",
     ours: sq.ours,
+    target: undefined, // the target is for the default copy, as in bench:cp
   });
   if (cpuRounds !== null) {
     const cpuRow = (peer: string, theirs: number | null, missing?: string): Row => ({
