@@ -144,6 +144,50 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "copySplice: a short splice in the middle of a lane's chain: the rest is cancelled and the run resumed",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const size = 7 * MiB;
+    const hash = await randomFile(`${dir.path}/src`, size);
+    await using uring = new Uring({ sqpoll: false });
+    using pipes = trackPipes(uring.ring.backend);
+    // Seven 1 MiB chunks over four lanes: runs of two chunks per chain. The first chain's second
+    // splice into the pipe asks for half a chunk, so the kernel moves half: the splice out of the
+    // pipe then comes back short too, which fails the link, and the chain's later members are
+    // cancelled. The lane must go on from the middle of that chunk.
+    const { chain } = uring;
+    let splices = 0;
+    let chains = 0;
+    uring.chain = (build, options) => {
+      chains++;
+      return chain.call(uring, (c) => {
+        const shortening: typeof c = new Proxy(c, {
+          get(target, prop) {
+            const member = Reflect.get(target, prop, target);
+            if (typeof member !== "function") return member;
+            return (...args: unknown[]) => {
+              if (prop === "splice" && ++splices === 3) args[4] = (args[4] as number) / 2;
+              member.apply(target, args);
+              return shortening;
+            };
+          },
+        });
+        build(shortening);
+      }, options);
+    };
+    const result = await copyFile(`${dir.path}/src`, `${dir.path}/dst`, { uring });
+    assert.ok(splices >= 3, `${splices} splices`);
+    assert.equal(result.bytes, size);
+    assert.equal(Deno.statSync(`${dir.path}/dst`).size, size);
+    assert.equal(await sha256File(`${dir.path}/dst`), hash);
+    assert.equal(chains, 5, "four runs, and one more chain for the rest of the shortened run");
+    assert.deepEqual(pipes.open(), [], "the pipes are closed when the copy ends");
+  },
+});
+
+Deno.test({
   name: "copySplice: splices refused with EINVAL turn splicing off; every file is read and written instead",
   ignore: skipKernel(),
   fn: async () => {
