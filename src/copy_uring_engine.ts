@@ -136,11 +136,17 @@ export class UringEngine implements Engine {
   #pipes: SplicePipes | undefined;
   /** False once a splice failed with `EINVAL`: the rest of the copy reads and writes. */
   #splicing = true;
+  /**
+   * Members a chain may have on this ring (a caller's `Uring` may be smaller than the copy's
+   * budget): a one-block chain needs six, a splice lane two.
+   */
+  readonly #chainRoom: number;
 
   /** Wraps `uring`; `owned` means `close()` closes it. */
   constructor(uring: Uring, owned: boolean) {
     this.#uring = uring;
     this.#owned = owned;
+    this.#chainRoom = Math.min(uring.ring.sqEntries, uring.ring.cqEntries);
   }
 
   /** The `Uring` the engine runs on. */
@@ -286,11 +292,11 @@ export class UringEngine implements Engine {
   }
 
   /**
-   * A file of one block in one submission (when `queueDepth` allows six operations in flight): a
-   * linked chain `openat(src)` → `openat(tmp, O_CREAT | O_EXCL)` → `read` → `write` → `close` →
-   * `close` over two direct descriptors, so the whole copy runs in the kernel (on io-wq workers:
-   * the exclusive create would go there anyway) and settles one promise instead of six; it holds
-   * six permits of the budget. `undefined` when the file is not one dense block (or the copy is
+   * A file of one block in one submission (when `queueDepth` and the ring allow six operations in
+   * flight): a linked chain `openat(src)` → `openat(tmp, O_CREAT | O_EXCL)` → `read` → `write` →
+   * `close` → `close` over two direct descriptors, so the whole copy runs in the kernel (on io-wq
+   * workers: the exclusive create would go there anyway) and settles one promise instead of six;
+   * it holds six permits of the budget. `undefined` when the file is not one dense block (or the copy is
    * O_DIRECT). Resolves with the bytes copied, or -1 when `copyData` must redo the file: the file
    * table is full, or the read or write was short or failed (the chain stops there; what it
    * opened is closed and `tmp` removed). An open failure rejects as `copyData`'s would (tagged
@@ -305,7 +311,7 @@ export class UringEngine implements Engine {
     ctx: EngineContext,
   ): Promise<number> | undefined {
     if (
-      ctx.direct !== undefined || ctx.options.queueDepth < SMALL_CHAIN ||
+      ctx.direct !== undefined || Math.min(ctx.options.queueDepth, this.#chainRoom) < SMALL_CHAIN ||
       !isSmallDense(srcStat, ctx.options.blockSize)
     ) {
       return undefined;
@@ -511,8 +517,9 @@ export class UringEngine implements Engine {
     // Fewer blocks allocated than the size needs: the source has holes; keep them holes.
     const sparse = srcStat.blocks * 512 < size;
     let copied: { end: number; holes: boolean } | undefined;
-    if (!sparse && this.#splicing && ctx.options.splice && ctx.options.queueDepth >= 2) {
-      copied = await this.#spliceBlocks(srcFd, dstFd, size, ctx);
+    const chainOps = Math.min(ctx.options.queueDepth, this.#chainRoom);
+    if (!sparse && this.#splicing && ctx.options.splice && chainOps >= 2) {
+      copied = await this.#spliceBlocks(srcFd, dstFd, size, chainOps, ctx);
     }
     copied ??= await this.#pumpBlocks(srcFd, dstFd, size, sparse, ctx);
     const { end, holes } = copied;
@@ -531,6 +538,7 @@ export class UringEngine implements Engine {
     srcFd: number,
     dstFd: number,
     size: number,
+    maxOps: number,
     ctx: EngineContext,
   ): Promise<{ end: number; holes: boolean } | undefined> {
     const uring = this.#uring;
@@ -544,7 +552,7 @@ export class UringEngine implements Engine {
       srcFd,
       dstFd,
       size,
-      maxOps: Math.min(ctx.options.queueDepth, uring.ring.sqEntries),
+      maxOps,
       addBytes: (n: number) => ctx.addBytes(n),
       unsupported: () => {
         this.#splicing = false;

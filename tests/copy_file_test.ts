@@ -427,3 +427,37 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "copyFile/copyTree on a caller's Uring smaller than a chain: one-block files and splice lanes step aside",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    Deno.mkdirSync(`${dir.path}/src`);
+    const hashes = new Map<string, string>();
+    // One-block files (their chain has six members) and a file of three blocks (splice lanes: two
+    // members per chunk).
+    for (
+      const [name, size] of [["a", 1], ["b", 5000], ["c", 70_000], ["big", 3 * 1024 * 1024 + 5]] as const
+    ) {
+      hashes.set(name, await randomFile(`${dir.path}/src/${name}`, size));
+    }
+    for (const entries of [1, 2, 4]) {
+      await using uring = new Uring({ entries, sqpoll: false });
+      assert.ok(uring.ring.sqEntries < 6, `a ring of ${uring.ring.sqEntries} SQEs`);
+      const one = await copyFile(`${dir.path}/src/b`, `${dir.path}/b-${entries}`, { uring });
+      assert.equal(one.bytes, 5000);
+      assert.equal(await sha256File(`${dir.path}/b-${entries}`), hashes.get("b"));
+      const tree = await copyTree(`${dir.path}/src`, `${dir.path}/dst-${entries}`, { uring });
+      assert.equal(tree.files, hashes.size);
+      for (const [name, hash] of hashes) {
+        assert.equal(
+          await sha256File(`${dir.path}/dst-${entries}/${name}`),
+          hash,
+          `${entries} entries: ${name}`,
+        );
+      }
+    }
+  },
+});
