@@ -88,7 +88,9 @@ export interface CopyOptions {
   onProgress?: (progress: CopyProgress) => void;
   /**
    * Run on this `Uring` instead of making one (it is not closed at the end). Its ring should
-   * have room for `queueDepth` operations.
+   * have room for `queueDepth` operations; on a smaller one the copy still works, with fewer
+   * operations per submission (below 6 SQ entries, files of one block are copied operation by
+   * operation; below 2, without splice).
    */
   uring?: Uring;
   /**

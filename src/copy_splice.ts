@@ -6,9 +6,9 @@
  * it again. Each pipe is a lane that moves a run of chunks (one pipe's capacity each) as one
  * linked chain, `into → out → into → out ...`, so the kernel's worker goes from chunk to chunk
  * without coming back to JavaScript; a few lanes run at once. The pipes come from a small pool
- * that every file of a copy shares, so a tree copy
- * never holds more than {@link SPLICE_PIPES} of them (pipes count against the user's pipe
- * allowance, `fs.pipe-user-pages-soft`, and past it every new pipe of that user gets one page).
+ * that every file of a copy shares, so a tree copy never holds more than {@link SPLICE_PIPES} of
+ * them (pipes count against the user's pipe allowance, `fs.pipe-user-pages-soft`, and past it
+ * every new pipe of that user gets one page).
  *
  * @module
  */
@@ -23,9 +23,9 @@ import type { Uring } from "./uring.ts";
 export const SPLICE_PIPES = 4;
 
 /**
- * Chunks a lane's chain moves at most (16 MiB at the default 1 MiB block size). A chain per chunk
- * came back to JavaScript once per MiB: 1 GiB cached → tmpfs took 8% longer and 27% longer from
- * a cold page cache (alternating CLI runs).
+ * Chunks a lane's chain moves at most (16 MiB at the default 1 MiB block size). With a chain per
+ * chunk, which comes back to JavaScript once per MiB, 1 GiB → tmpfs took 6% longer from the page
+ * cache and 68% longer from a cold one (alternating CLI runs).
  */
 export const SPLICE_RUN = 16;
 

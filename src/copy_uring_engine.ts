@@ -296,10 +296,10 @@ export class UringEngine implements Engine {
    * flight): a linked chain `openat(src)` → `openat(tmp, O_CREAT | O_EXCL)` → `read` → `write` →
    * `close` → `close` over two direct descriptors, so the whole copy runs in the kernel (on io-wq
    * workers: the exclusive create would go there anyway) and settles one promise instead of six;
-   * it holds six permits of the budget. `undefined` when the file is not one dense block (or the copy is
-   * O_DIRECT). Resolves with the bytes copied, or -1 when `copyData` must redo the file: the file
-   * table is full, or the read or write was short or failed (the chain stops there; what it
-   * opened is closed and `tmp` removed). An open failure rejects as `copyData`'s would (tagged
+   * it holds six permits of the budget. `undefined` when the file is not one dense block (or the
+   * copy is O_DIRECT). Resolves with the bytes copied, or -1 when `copyData` must redo the file:
+   * the file table is full, or the read or write was short or failed (the chain stops there; what
+   * it opened is closed and `tmp` removed). An open failure rejects as `copyData`'s would (tagged
    * `open-source` or `create`). When permits, a buffer (for a chain that cannot splice) and the
    * event loop allow, nothing is awaited before the chain is queued.
    */
