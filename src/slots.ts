@@ -39,6 +39,11 @@ export interface ChainState {
   /** Whether the signal fired while members were in flight. */
   aborted: boolean;
   /**
+   * The chain's own abort listener. Not the head slot's: a member's slot is freed as its CQE
+   * arrives and may carry another operation before the chain settles.
+   */
+  readonly onAbort: () => void;
+  /**
    * Every member but the last carries `IOSQE_CQE_SKIP_SUCCESS`: the chain posts exactly one CQE,
    * the last member's, or that of the member that failed (or came up short; the kernel then
    * posts nothing for the members after it). Members that post nothing on success have a result

@@ -956,6 +956,7 @@ export class Uring implements AsyncDisposable {
       signal: signal ?? null,
       aborted: false,
       skip,
+      onAbort: () => this.#abortChain(chain),
     };
     for (let i = 0; i < members.length; i++) {
       const slot = members[i];
@@ -966,7 +967,7 @@ export class Uring implements AsyncDisposable {
       if (async) slot.sqeFlags |= IOSQE_ASYNC;
     }
     const head = members[0];
-    if (signal) signal.addEventListener("abort", head.onAbort);
+    if (signal) signal.addEventListener("abort", chain.onAbort);
     this.#enqueue(head);
     return promise;
   }
@@ -1711,7 +1712,7 @@ export class Uring implements AsyncDisposable {
 
   #settleChain(chain: ChainState): void {
     const signal = chain.signal;
-    if (signal !== null) signal.removeEventListener("abort", chain.slots[0].onAbort);
+    if (signal !== null) signal.removeEventListener("abort", chain.onAbort);
     this.stats.settled++;
     const results = chain.results as ChainResult[];
     if (chain.aborted && signal !== null && results.some((r) => !r.ok)) chain.reject(signal.reason);
@@ -1721,12 +1722,8 @@ export class Uring implements AsyncDisposable {
   // -------------------------------------------------------------------------------------------
   // Cancellation
 
+  /** A single operation's signal fired (a chain's own listener calls #abortChain). */
   readonly #onAbort = (slot: Slot): void => {
-    const chain = slot.chain;
-    if (chain !== null) {
-      this.#abortChain(chain);
-      return;
-    }
     if (slot.state === QUEUED) {
       // It never reached the kernel: take it out of the FIFO (the entry goes stale) and reject.
       const { reject, signal } = slot;
@@ -1748,7 +1745,7 @@ export class Uring implements AsyncDisposable {
     const head = chain.slots[0];
     if (head.state === QUEUED) {
       const signal = chain.signal!;
-      signal.removeEventListener("abort", head.onAbort);
+      signal.removeEventListener("abort", chain.onAbort);
       for (const slot of chain.slots) this.#slots.release(slot);
       this.stats.settled++;
       chain.reject(signal.reason);
@@ -1802,7 +1799,7 @@ export class Uring implements AsyncDisposable {
   #rejectQueued(head: Slot, error: Error = this.#error(head, ECANCELED)): void {
     const chain = head.chain;
     if (chain !== null) {
-      if (chain.signal !== null) chain.signal.removeEventListener("abort", head.onAbort);
+      if (chain.signal !== null) chain.signal.removeEventListener("abort", chain.onAbort);
       for (const slot of chain.slots) this.#slots.release(slot);
       this.stats.settled++;
       chain.reject(error);
@@ -1835,7 +1832,10 @@ export class Uring implements AsyncDisposable {
         reject(error);
       }
     });
-    for (const chain of chains) chain.reject(error);
+    for (const chain of chains) {
+      chain.signal?.removeEventListener("abort", chain.onAbort);
+      chain.reject(error);
+    }
     for (const client of this.#rawClients.values()) client.fail(error);
     void this.#aux?.close();
     this.#closeResolve?.();

@@ -437,6 +437,36 @@ ringTest("Uring: chain runs linked members in order; a failure cancels the rest"
 });
 
 ringTest(
+  "Uring: aborting a chain whose head has completed cancels the chain, not the operation that reuses the head's slot",
+  async (config) => {
+    await using uring = new Uring(uringOptions(config));
+    const [r, w] = pipe();
+    const [r2, w2] = pipe();
+    try {
+      for (const withSignal of [true, false]) {
+        const ac = new AbortController();
+        // The head (1 ms) completes and frees its slot; the read waits on the empty pipe.
+        const chain = uring.chain((c) => c.timeout(1).read(r, new Uint8Array(1), 0), { signal: ac.signal });
+        await sleep(20);
+        // An unrelated read takes the freed slot (the table hands out the last freed one first).
+        const otherSignal = withSignal ? new AbortController().signal : undefined;
+        const other = uring.read(r2, new Uint8Array(1), 0, { signal: otherSignal });
+        const reason = new Error("chain stop");
+        ac.abort(reason);
+        await assert.rejects(chain, (e) => e === reason, "the chain itself is cancelled");
+        const settled = await Promise.race([other.then(() => "settled", () => "settled"), sleep(30)]);
+        assert.equal(settled, undefined, "the other read is still waiting for its byte");
+        await uring.write(w2, new Uint8Array([7]), 0);
+        assert.equal(await other, 1);
+      }
+    } finally {
+      for (const fd of [r, w, r2, w2]) await uring.close(fd);
+    }
+    assert.equal(uring.pending, 0);
+  },
+);
+
+ringTest(
   "Uring: a chain whose members succeed as asked posts one CQE (IOSQE_CQE_SKIP_SUCCESS)",
   async (config) => {
     using dir = tempDir();
