@@ -9,6 +9,7 @@
  * integers far more cheaply than 64-bit ones given as JS numbers.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -125,3 +126,16 @@ int32_t uring_pipe_sized(int32_t *fds, int32_t size) {
 
 /* A full (sequentially consistent) memory fence. */
 void uring_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
+/*
+ * Keeps this library mapped for the life of the process (RTLD_NODELETE, however it was built). A
+ * wait runs in the helper on Deno's thread pool; when the program ends while one is in progress,
+ * Deno closes the library, and unmapping it would leave that thread returning into unmapped
+ * memory: a segfault instead of the program's exit code.
+ */
+__attribute__((constructor)) static void uring_pin(void) {
+  Dl_info info;
+  if (dladdr((void *)uring_pin, &info) != 0 && info.dli_fname != NULL) {
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+  }
+}

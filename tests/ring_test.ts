@@ -14,6 +14,7 @@ import {
   FALLOC_FL_KEEP_SIZE,
   FILES_UPDATE_SIZE,
   getSys,
+  HELPER_PATH,
   IORING_FEAT_EXT_ARG,
   IORING_FEAT_NODROP,
   IORING_FEAT_SINGLE_MMAP,
@@ -1066,5 +1067,36 @@ Deno.test({
     }
     using ring = new IoUring(2, { sqpoll: false });
     assert.equal(ring.backend, saved ?? "helper", "the helper is the default once built");
+  },
+});
+
+Deno.test({
+  name:
+    "the helper stays mapped after dlclose (NODELETE): process exit never unmaps it under a wait still in it",
+  ignore: skipKernel(),
+  async fn() {
+    // A wait runs in the helper on Deno's thread pool; at process exit Deno closes the library
+    // while that thread may still be inside it. The helper marks itself RTLD_NODELETE when it is
+    // loaded, so dlclose leaves it mapped.
+    const path = decodeURIComponent(HELPER_PATH.pathname);
+    const script = `
+      const lib = Deno.dlopen(${JSON.stringify(path)}, { uring_fence: { parameters: [], result: "void" } });
+      lib.symbols.uring_fence();
+      lib.close();
+      const mapped = Deno.readTextFileSync("/proc/self/maps").includes(${JSON.stringify(path)});
+      console.log(mapped ? "mapped" : "unmapped");
+    `;
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--quiet", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const dec = new TextDecoder();
+    assert.equal(code, 0, dec.decode(stderr));
+    assert.equal(
+      dec.decode(stdout).trim(),
+      "mapped",
+      `${path} was unmapped by dlclose (its constructor should pin it)`,
+    );
   },
 });
