@@ -97,6 +97,8 @@ export async function copyFile(
     }
     await ctx.learnUmask(dirnameOf(dest));
     await copyRegular(ctx, source, dest, st);
+    const progress = ctx.progressFailure;
+    if (progress !== undefined) throw progress.error; // thrown by the last report (the file is in place)
     return ctx.result();
   } catch (e) {
     if (isDescribed(e) && !ctx.userAborted) throw e;

@@ -142,6 +142,8 @@ export class CopyContext implements EngineContext {
   /** Directories created or merged into. */
   dirs = 0;
   readonly #stop = new AbortController();
+  /** What `onProgress` threw, once it has (the copy stops then). */
+  #progressFailure: { error: unknown } | undefined;
   readonly #start = performance.now();
   #doneBytes = 0;
   #lastBreath = performance.now();
@@ -262,18 +264,34 @@ export class CopyContext implements EngineContext {
     this.#report(undefined);
   }
 
+  /**
+   * Calls `onProgress`. It runs inside the engine's completion handling, so what it throws is
+   * kept, not let through: the copy stops as after a failure (each file cleans up as it would),
+   * and {@link CopyContext.progressFailure} gives the error to reject with. Nothing is reported
+   * after that.
+   */
   #report(path: string | undefined): void {
     const onProgress = this.options.onProgress;
-    if (onProgress === undefined) return;
+    if (onProgress === undefined || this.#progressFailure !== undefined) return;
     const p = this.progress;
-    onProgress({
-      bytes: p.bytes,
-      files: p.files,
-      totalBytes: p.totalBytes,
-      totalFiles: p.totalFiles,
-      scanning: p.scanning,
-      ...(path === undefined ? {} : { path }),
-    });
+    try {
+      onProgress({
+        bytes: p.bytes,
+        files: p.files,
+        totalBytes: p.totalBytes,
+        totalFiles: p.totalFiles,
+        scanning: p.scanning,
+        ...(path === undefined ? {} : { path }),
+      });
+    } catch (e) {
+      this.#progressFailure = { error: e };
+      this.stop(e);
+    }
+  }
+
+  /** What `onProgress` threw (wrapped, since anything can be thrown), or `undefined`. */
+  get progressFailure(): { error: unknown } | undefined {
+    return this.#progressFailure;
   }
 
   /** The result so far. */

@@ -84,7 +84,11 @@ export interface CopyOptions {
   preserve?: boolean;
   /** Stops the copy: it rejects with an `AbortError` naming the file, removing partial copies. */
   signal?: AbortSignal;
-  /** Called as data is written (often: throttle any drawing yourself). */
+  /**
+   * Called as data is written (often: throttle any drawing yourself). If it throws, the copy stops
+   * as after a failure (what it has not finished is removed) and rejects with that error; it is
+   * not called again. A throw from the last report, once the file is in place, still rejects.
+   */
   onProgress?: (progress: CopyProgress) => void;
   /**
    * Run on this `Uring` instead of making one (it is not closed at the end). Its ring should

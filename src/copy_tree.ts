@@ -511,6 +511,8 @@ export async function copyTree(
     await tree.finishDirs();
     if (ctx.userAborted) throw abortFailure(opts.signal!, `copying '${source}' to '${dest}'`);
     if (tree.first) throw tree.first;
+    const progress = ctx.progressFailure;
+    if (progress !== undefined) throw describeFailure(ctx, progress.error, source, dest);
     const result: CopyResult = ctx.result();
     if (tree.errors.length > 0) throw new CopyTreeError(tree.errors, result, source, dest);
     return result;

@@ -501,3 +501,52 @@ Deno.test({
     assert.deepEqual(tempLeftovers(dst), []);
   },
 });
+
+Deno.test({
+  name: "copy: an onProgress that throws stops the copy, which rejects with it and leaves nothing unfinished",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const MiB = 1024 * 1024;
+    Deno.mkdirSync(`${dir.path}/tree`);
+    for (let i = 0; i < 20; i++) await randomFile(`${dir.path}/tree/f${i}`, 1000 + i * 3000);
+    await randomFile(`${dir.path}/tree/big`, 3 * MiB + 1);
+    await randomFile(`${dir.path}/one`, 1000); // one block: the six-operation chain
+    await randomFile(`${dir.path}/big`, 5 * MiB + 3); // splice lanes
+    const broke = new Error("progress bar broke");
+    const throwOn = (n: number) => {
+      let calls = 0;
+      return () => {
+        if (++calls === n) throw broke;
+        if (calls > n) throw new Error(`onProgress called again after it threw (call ${calls})`);
+      };
+    };
+    const cases: [string, () => Promise<unknown>][] = [
+      [
+        "one-block file",
+        () => copyFile(`${dir.path}/one`, `${dir.path}/out-one`, { onProgress: throwOn(2) }),
+      ],
+      ["big file", () => copyFile(`${dir.path}/big`, `${dir.path}/out-big`, { onProgress: throwOn(3) })],
+      ["tree", () => copyTree(`${dir.path}/tree`, `${dir.path}/out-tree`, { onProgress: throwOn(5) })],
+      [
+        "tree, continueOnError",
+        () =>
+          copyTree(`${dir.path}/tree`, `${dir.path}/out-tree2`, {
+            onProgress: throwOn(5),
+            continueOnError: true,
+          }),
+      ],
+    ];
+    for (const [what, copy] of cases) {
+      const error = await copy().then(() => null, (e) => e);
+      assert.ok(error instanceof Error, `${what}: ${error}`);
+      assert.ok(error === broke || error.cause === broke, `${what}: ${error.message}`);
+      assert.match(error.message, /progress bar broke/, what);
+    }
+    assert.deepEqual(tempLeftovers(dir.path), [], "no temporary file left");
+    for (const name of ["out-one", "out-big"]) {
+      assert.throws(() => Deno.statSync(`${dir.path}/${name}`), Deno.errors.NotFound, `${name} was removed`);
+    }
+    assert.deepEqual(await openUnder(dir.path), [], "no descriptor left open");
+  },
+});
