@@ -513,7 +513,7 @@ export class UringEngine implements Engine {
    */
   async #pump(srcFd: number, dstFd: number, srcStat: EntryStat, ctx: EngineContext): Promise<number> {
     const size = srcStat.size;
-    if (size === 0) return 0;
+    if (size === 0) return await this.#pumpUnsized(srcFd, dstFd, ctx);
     // Fewer blocks allocated than the size needs: the source has holes; keep them holes.
     const sparse = srcStat.blocks * 512 < size;
     let copied: { end: number; holes: boolean } | undefined;
@@ -528,6 +528,38 @@ export class UringEngine implements Engine {
       await staged("write", this.#op(ctx, () => this.#uring.ftruncate(dstFd, end, { signal: ctx.signal })));
     }
     return end;
+  }
+
+  /**
+   * A source whose size says it is empty. Files of `/proc` (and the like) say so but have content,
+   * so, as `cp` does, this reads block by block until a read returns 0: one read for a file that
+   * really is empty.
+   */
+  async #pumpUnsized(srcFd: number, dstFd: number, ctx: EngineContext): Promise<number> {
+    const uring = this.#uring;
+    const signal = ctx.signal;
+    const buf = await ctx.pool.take();
+    let at = 0;
+    try {
+      for (;;) {
+        const n = await this.#op(ctx, () => uring.read(srcFd, buf, at, { signal })).catch((e) => {
+          throw tagStage(e, "read");
+        });
+        if (n === 0) return at;
+        for (let put = 0; put < n;) {
+          const w = await this.#op(ctx, () => uring.write(dstFd, buf.subarray(put, n), at + put, { signal }))
+            .catch((e) => {
+              throw tagStage(e, "write");
+            });
+          if (w <= 0) throw tagStage(new Error(`write returned ${w} at offset ${at + put}`), "write");
+          put += w;
+        }
+        at += n;
+        ctx.addBytes(n);
+      }
+    } finally {
+      ctx.pool.give(buf);
+    }
   }
 
   /**

@@ -461,3 +461,44 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "copyFile: a file that says it is empty but has content (/proc) is copied to its end, as cp does",
+  ignore: skipKernel(),
+  async fn() {
+    using dir = tempDir();
+    // Deno opens files under /proc only with --allow-all, and so does the copy: run it in a child.
+    const mod = new URL("../mod.ts", import.meta.url).href;
+    const script = `
+      const { copyFile } = await import(${JSON.stringify(mod)});
+      const dir = ${JSON.stringify(dir.path)};
+      Deno.writeFileSync(dir + "/empty", new Uint8Array());
+      const results = [];
+      for (const [src, dst] of [["/proc/version", "version"], ["/proc/self/limits", "limits"], [dir + "/empty", "empty2"]]) {
+        const { bytes } = await copyFile(src, dir + "/" + dst);
+        results.push(bytes);
+      }
+      console.log(JSON.stringify({
+        results,
+        versionSize: Deno.statSync("/proc/version").size,
+        version: Deno.readTextFileSync("/proc/version"),
+      }));
+    `;
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--quiet", "-A", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const dec = new TextDecoder();
+    assert.equal(code, 0, dec.decode(stderr));
+    const out = JSON.parse(dec.decode(stdout));
+    const [version, limits, empty] = out.results as number[];
+    assert.equal(out.versionSize, 0, "/proc/version says it is empty");
+    assert.ok(version > 0 && limits > 0, `copied ${version} and ${limits} bytes`);
+    assert.equal(Deno.readTextFileSync(`${dir.path}/version`), out.version);
+    assert.equal(Deno.statSync(`${dir.path}/version`).size, version);
+    assert.match(Deno.readTextFileSync(`${dir.path}/limits`), /^Limit +Soft Limit/);
+    assert.equal(empty, 0);
+    assert.equal(Deno.statSync(`${dir.path}/empty2`).size, 0);
+  },
+});
