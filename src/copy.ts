@@ -47,7 +47,8 @@ export async function copyFile(
   dst: string | URL,
   options?: CopyOptions,
 ): Promise<CopyResult> {
-  const source = trimSlashes(toPath(src, "src"));
+  const given = toPath(src, "src");
+  const source = trimSlashes(given);
   const dest = toPath(dst, "dst");
   const opts = resolveCopyOptions(options);
   if (opts.signal?.aborted) throw abortFailure(opts.signal, `copying '${source}' to '${dest}'`);
@@ -65,6 +66,10 @@ export async function copyFile(
     }
     if (st.kind !== "file") {
       throw makeFailure(undefined, source, dest, `source '${source}' is not a regular file`, source);
+    }
+    if (given !== source && source !== "/") {
+      // `file/` names a directory: the kernel (and cp) refuse it with ENOTDIR.
+      throw makeFailure("ENOTDIR", source, dest, `source '${given}' is not a directory`, source);
     }
     ctx.progress.totalFiles = 1;
     ctx.progress.totalBytes = st.size;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Uring } from "./uring.ts";
+import { Uring } from "./uring.ts";
 
 /**
  * Default number of I/O operations kept in flight (`queueDepth`): 192, room for 32 one-block
@@ -175,9 +175,19 @@ export interface ResolvedCopyOptions {
 }
 
 function intInRange(value: unknown, name: string, min: number, max: number): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
+  if (typeof value !== "number") {
+    throw new TypeError(`${name} must be an integer from ${min} to ${max}, got a ${typeof value}`);
   }
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${value}`);
+  }
+  return value;
+}
+
+/** `value` when it is a boolean, `fallback` when it is `undefined`; else a `TypeError`. */
+function booleanOption(value: unknown, name: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") throw new TypeError(`${name} must be a boolean, got a ${typeof value}`);
   return value;
 }
 
@@ -198,24 +208,21 @@ export function resolveCopyOptions(options: CopyTreeOptions | undefined): Resolv
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
     throw new TypeError("signal must be an AbortSignal");
   }
-  if (o.direct !== undefined && typeof o.direct !== "boolean") {
-    throw new TypeError("direct must be a boolean");
-  }
-  if (o.splice !== undefined && typeof o.splice !== "boolean") {
-    throw new TypeError("splice must be a boolean");
+  if (o.uring !== undefined && !(o.uring instanceof Uring)) {
+    throw new TypeError("uring must be a Uring (new Uring(...))");
   }
   return {
     queueDepth,
     blockSize,
-    overwrite: o.overwrite ?? false,
-    preserve: o.preserve ?? false,
+    overwrite: booleanOption(o.overwrite, "overwrite", false),
+    preserve: booleanOption(o.preserve, "preserve", false),
     signal: o.signal,
     onProgress: o.onProgress,
     uring: o.uring,
-    sqpoll: o.sqpoll ?? false,
-    fallback: o.fallback ?? true,
-    continueOnError: o.continueOnError ?? false,
-    direct: o.direct ?? false,
-    splice: o.splice ?? true,
+    sqpoll: booleanOption(o.sqpoll, "sqpoll", false),
+    fallback: booleanOption(o.fallback, "fallback", true),
+    continueOnError: booleanOption(o.continueOnError, "continueOnError", false),
+    direct: booleanOption(o.direct, "direct", false),
+    splice: booleanOption(o.splice, "splice", true),
   };
 }

@@ -311,6 +311,13 @@ Deno.test("copyFile: bad options are rejected before any I/O", async () => {
     [{ onProgress: 5 }, /onProgress must be a function/],
     [{ signal: {} }, /signal must be an AbortSignal/],
     [{ direct: "yes" }, /direct must be a boolean/],
+    [{ queueDepth: "8" }, /queueDepth must be an integer from 1 to \d+, got a string/],
+    [{ overwrite: "no" }, /overwrite must be a boolean, got a string/],
+    [{ preserve: 1 }, /preserve must be a boolean/],
+    [{ sqpoll: "true" }, /sqpoll must be a boolean/],
+    [{ fallback: 0 }, /fallback must be a boolean/],
+    [{ continueOnError: "yes" }, /continueOnError must be a boolean/],
+    [{ uring: {} }, /uring must be a Uring/],
   ];
   for (const [options, message] of bad) {
     await assert.rejects(copyFile("/nonexistent/a", "/nonexistent/b", options), message);
@@ -500,5 +507,22 @@ Deno.test({
     assert.match(Deno.readTextFileSync(`${dir.path}/limits`), /^Limit +Soft Limit/);
     assert.equal(empty, 0);
     assert.equal(Deno.statSync(`${dir.path}/empty2`).size, 0);
+  },
+});
+
+Deno.test({
+  name: "copyFile: a regular file named with a trailing slash is refused as not a directory, as cp does",
+  ignore: skipKernel(),
+  async fn() {
+    using dir = tempDir();
+    await randomFile(`${dir.path}/src`, 100);
+    await assert.rejects(
+      copyFile(`${dir.path}/src/`, `${dir.path}/dst`),
+      (e: Error & { code?: string }) =>
+        e.code === "ENOTDIR" && /source '.*\/src\/' is not a directory/.test(e.message),
+    );
+    assert.throws(() => Deno.statSync(`${dir.path}/dst`), Deno.errors.NotFound);
+    assert.deepEqual(tempLeftovers(dir.path), []);
+    assert.equal((await copyFile(`${dir.path}/src`, `${dir.path}/dst`)).bytes, 100);
   },
 });
