@@ -16,7 +16,7 @@
 
 import type { CopyContext } from "./copy_context.ts";
 import type { EntryStat } from "./copy_engine.ts";
-import { abortFailure, copyFailure, isAbort, staged } from "./copy_errors.ts";
+import { abortFailure, codeOf, copyFailure, isAbort, staged, stageOf } from "./copy_errors.ts";
 
 /** The marker in every temporary file name (`.NAME.uring-tmp-XXXXXXXX`). */
 export const TEMP_MARKER = ".uring-tmp-";
@@ -43,6 +43,23 @@ export function copyRegular(
   dst: string,
   st: EntryStat,
   inPlace = false,
+): Promise<number> {
+  if (!inPlace || !ctx.options.overwrite) return copyRegularOnce(ctx, src, dst, st, inPlace);
+  // In a directory this copy made, something else (another copy into the same place) may have
+  // written the file meanwhile: with `overwrite`, replace it as in a directory that existed.
+  return copyRegularOnce(ctx, src, dst, st, true).catch((e) => {
+    if (codeOf(e) !== "EEXIST" || stageOf(e) !== "create") throw e;
+    return copyRegularOnce(ctx, src, dst, st, false);
+  });
+}
+
+/** {@link copyRegular}, once. */
+function copyRegularOnce(
+  ctx: CopyContext,
+  src: string,
+  dst: string,
+  st: EntryStat,
+  inPlace: boolean,
 ): Promise<number> {
   const engine = ctx.engine;
   const tmp = inPlace ? dst : tempPathFor(dst);

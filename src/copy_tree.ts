@@ -226,7 +226,9 @@ class TreeCopy {
             undefined,
             src,
             dst,
-            `'${src}' is not a regular file, directory or symlink (skipped)`,
+            `'${src}' is not a regular file, directory or symlink${
+              ctx.options.continueOnError ? " (skipped)" : ""
+            }`,
             src,
           ),
           src,
@@ -495,12 +497,20 @@ export async function copyTree(
       tree.dirs.push({ dst: dest, st: root, created: false });
       ctx.dirs++;
     } else {
+      let created = true;
       try {
         await staged("mkdir", ctx.engine.mkdir(dest, (root.perm | 0o700) & 0o7777, ctx));
       } catch (e) {
-        throw describeFailure(ctx, e, source, dest);
+        // Made meanwhile by someone else (another copy into it): merge into it, as if it had been
+        // there when looked at.
+        const now = codeOf(e) === "EEXIST"
+          ? await ctx.engine.stat(dest, true, ctx).catch(() => undefined)
+          : undefined;
+        if (now?.kind !== "dir") throw describeFailure(ctx, e, source, dest);
+        created = false;
+        merging = true;
       }
-      tree.dirs.push({ dst: dest, st: root, created: true });
+      tree.dirs.push({ dst: dest, st: root, created });
       ctx.dirs++;
     }
     await ctx.learnUmask(dest);

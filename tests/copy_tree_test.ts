@@ -234,3 +234,25 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "copyTree: two copies into the same new destination with overwrite both succeed (the later one merges)",
+  ignore: skipKernel(),
+  async fn() {
+    using dir = tempDir();
+    Deno.mkdirSync(`${dir.path}/src/sub`, { recursive: true });
+    for (let i = 0; i < 10; i++) await randomFile(`${dir.path}/src/sub/f${i}`, 100 + i);
+    for (let round = 0; round < 5; round++) {
+      const dst = `${dir.path}/dst${round}`;
+      const [a, b] = await Promise.allSettled([
+        copyTree(`${dir.path}/src`, dst, { overwrite: true }),
+        copyTree(`${dir.path}/src`, dst, { overwrite: true }),
+      ]);
+      assert.equal(a.status, "fulfilled", a.status === "rejected" ? String(a.reason) : "");
+      assert.equal(b.status, "fulfilled", b.status === "rejected" ? String(b.reason) : "");
+      await assertSameTree(`${dir.path}/src`, dst);
+    }
+    assert.deepEqual(tempLeftovers(dir.path), []);
+  },
+});
