@@ -80,7 +80,10 @@ export interface CopyOptions {
    * `AlreadyExists` error). A destination that is a directory is never replaced by a file.
    */
   overwrite?: boolean;
-  /** Also keep access and modification times (modes are always kept). Default `false`. */
+  /**
+   * Also keep access and modification times, to the millisecond (`Deno.utime`'s resolution;
+   * modes are always kept). Default `false`.
+   */
   preserve?: boolean;
   /** Stops the copy: it rejects with an `AbortError` naming the file, removing partial copies. */
   signal?: AbortSignal;

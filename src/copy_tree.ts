@@ -191,8 +191,8 @@ class TreeCopy {
     let st: EntryStat;
     try {
       // A cached lstat is a few microseconds inline, while IORING_OP_STATX always goes to an
-      // io-wq worker thread (a context switch and a wake-up per file). Times from Deno come in
-      // whole milliseconds, so `preserve` keeps the exact statx.
+      // io-wq worker thread (a context switch and a wake-up per file). With `preserve` the times
+      // come from statx (Deno.utime then sets them to the millisecond).
       st = this.syncStat ? lstatNow(src) : await staged("stat-source", ctx.engine.stat(src, false, ctx));
     } catch (e) {
       this.fail(e, src, dst);
@@ -405,7 +405,7 @@ async function realPathOrNull(path: string): Promise<string | null> {
  *
  * The source is walked depth first, one directory listed at a time with `Deno.readDirSync`
  * (io_uring has no `getdents`), its entries looked at with a synchronous `lstat` (io_uring's `statx`
- * always goes to a kernel worker thread; with `preserve` it is used, asynchronously, for nanosecond
+ * always goes to a kernel worker thread; with `preserve` it is used, asynchronously, for the
  * times) while its files are already being copied: the walk starts each file as soon as one of the
  * `queueDepth` file slots is free. Directories are created, regular files copied as by `copyFile`,
  * symlinks recreated as symlinks with the same target (not followed). Modes are kept (directories get theirs after their contents are
