@@ -214,6 +214,14 @@ export function resolveCopyOptions(options: CopyTreeOptions | undefined): Resolv
   if (o.uring !== undefined && !(o.uring instanceof Uring)) {
     throw new TypeError("uring must be a Uring (new Uring(...))");
   }
+  if (o.uring?.iopoll && o.direct !== true) {
+    // Without this, dense files would copy (splices go to the polled Uring's plain ring) and the
+    // first sparse one would fail: refuse up front.
+    throw new TypeError(
+      "a polled Uring (iopoll: true) reads and writes only O_DIRECT files: copy with direct: true, " +
+        "or give a Uring without iopoll",
+    );
+  }
   return {
     queueDepth,
     blockSize,

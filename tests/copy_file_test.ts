@@ -526,3 +526,20 @@ Deno.test({
     assert.equal((await copyFile(`${dir.path}/src`, `${dir.path}/dst`)).bytes, 100);
   },
 });
+
+Deno.test({
+  name: "copyFile/copyTree on a polled Uring without direct: true are refused before any I/O",
+  ignore: skipKernel(),
+  async fn() {
+    using dir = tempDir();
+    await randomFile(`${dir.path}/src`, 100);
+    await using uring = new Uring({ iopoll: true, sqpoll: false });
+    for (const copy of [copyFile, copyTree]) {
+      await assert.rejects(
+        copy(`${dir.path}/src`, `${dir.path}/dst`, { uring }),
+        (e: Error) => e instanceof TypeError && /iopoll: true.*direct: true/.test(e.message),
+      );
+    }
+    assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["src"]);
+  },
+});
