@@ -101,7 +101,19 @@ export class ChainCollector implements ChainBuilder {
     this.#checkPath = checkPath;
   }
 
+  #sealed = false;
+
+  /** Ends the building (internal): members added after `chain()`'s build function returned throw. */
+  seal(): void {
+    this.#sealed = true;
+  }
+
   #next(): Slot {
+    if (this.#sealed) {
+      throw new TypeError(
+        "chain members are added inside the function given to chain(), not after it returned",
+      );
+    }
     const slot = this.#alloc();
     this.members.push(slot);
     return slot;

@@ -21,9 +21,15 @@ export class Timespec {
 
   /** Sets the duration in milliseconds. */
   setMs(ms: number): this {
-    if (!(ms >= 0) || !Number.isFinite(ms)) throw new RangeError(`timeout must be ≥ 0 ms, got ${ms}`);
-    const sec = Math.floor(ms / 1000);
-    const nsec = Math.round((ms - sec * 1000) * 1e6);
+    if (!(ms >= 0) || !(ms <= Number.MAX_SAFE_INTEGER)) {
+      throw new RangeError(`timeout must be from 0 to 2^53 - 1 ms, got ${ms}`);
+    }
+    let sec = Math.floor(ms / 1000);
+    let nsec = Math.round((ms - sec * 1000) * 1e6);
+    if (nsec >= 1e9) { // rounded up to a whole second
+      sec++;
+      nsec -= 1e9;
+    }
     this.#view.setUint32(0, sec >>> 0, true);
     this.#view.setUint32(4, Math.floor(sec / 0x1_0000_0000), true);
     this.#view.setUint32(8, nsec, true);

@@ -115,7 +115,7 @@ import { onNextTurn } from "./turn.ts";
 import { type Cqe, type Sqe, W } from "./sqe.ts";
 import { type ChainState, DONE, IN_RING, QUEUED, type Slot, SlotQueue, SlotTable } from "./slots.ts";
 import { parseStatx, type Statx } from "./structs.ts";
-import type { Backend } from "./sys.ts";
+import { type Backend, getSys } from "./sys.ts";
 
 export type { OpOptions } from "./file.ts";
 
@@ -924,6 +924,9 @@ export class Uring implements AsyncDisposable {
     const signal = options?.signal;
     const async = options?.async === true;
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      return Promise.reject(new TypeError("signal must be an AbortSignal"));
+    }
     if (signal?.aborted) return Promise.reject(signal.reason);
     const builder = new ChainCollector(() => {
       const slot = this.#slots.alloc();
@@ -933,7 +936,12 @@ export class Uring implements AsyncDisposable {
     const members = builder.members;
     try {
       if (typeof build !== "function") throw new TypeError("chain() needs a function that adds members");
-      build(builder);
+      const returned: unknown = build(builder);
+      builder.seal(); // a builder kept for later adds nothing: its members would never run
+      if (returned instanceof Promise) {
+        returned.catch(() => {}); // its own failure (say, adding to the sealed builder) is reported here
+        throw new TypeError("chain() needs a function that adds its members before it returns (not async)");
+      }
       if (members.length === 0) throw new RangeError("a chain needs at least one member");
       const max = Math.min(this.#ring.sqEntries, this.#limit);
       if (members.length > max) {
@@ -1130,6 +1138,11 @@ export class Uring implements AsyncDisposable {
   };
 
   #start<T>(slot: Slot, signal: AbortSignal | undefined): Promise<T> {
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      if (slot.statx !== null) this.#statxPool.push(slot.statx);
+      this.#slots.release(slot);
+      return Promise.reject(new TypeError("signal must be an AbortSignal"));
+    }
     this.#newSlot = slot;
     const promise = new Promise<T>(
       this.#executor as (resolve: (value: T) => void, reject: (e: unknown) => void) => void,
@@ -1724,6 +1737,7 @@ export class Uring implements AsyncDisposable {
 
   /** A single operation's signal fired (a chain's own listener calls #abortChain). */
   readonly #onAbort = (slot: Slot): void => {
+    if (slot.reject === null) return; // settled already (the Uring failed: see #fail)
     if (slot.state === QUEUED) {
       // It never reached the kernel: take it out of the FIFO (the entry goes stale) and reject.
       const { reject, signal } = slot;
@@ -1743,7 +1757,9 @@ export class Uring implements AsyncDisposable {
   #abortChain(chain: ChainState): void {
     if (chain.aborted) return;
     const head = chain.slots[0];
-    if (head.state === QUEUED) {
+    // Still all in the backlog? A head that completed was freed and may carry another operation
+    // now (queued, even): then the chain is in the ring.
+    if (head.chain === chain && head.state === QUEUED) {
       const signal = chain.signal!;
       signal.removeEventListener("abort", chain.onAbort);
       for (const slot of chain.slots) this.#slots.release(slot);
@@ -1774,10 +1790,12 @@ export class Uring implements AsyncDisposable {
     const { promise, resolve } = Promise.withResolvers<void>();
     this.#closePromise = promise;
     this.#closeResolve = resolve;
-    // 1. What never reached the kernel is rejected now.
+    // 1. What never reached the kernel is rejected now, but a close still closes its descriptor
+    // (a UringFile's is no longer among the files step 3 closes).
     for (let head = this.#backlog.peek(); head !== null; head = this.#backlog.peek()) {
       this.#backlog.shift();
-      this.#rejectQueued(head);
+      if (head.chain === null && head.kind === K_CLOSE) this.#closeQueuedNow(head);
+      else this.#rejectQueued(head);
     }
     // 2. Cancel everything in the ring (a polled ring cannot cancel; its I/O ends by itself);
     // 3. close the files open() returned (a polled Uring's plain ring closes its own, later).
@@ -1794,6 +1812,18 @@ export class Uring implements AsyncDisposable {
     // 4. The pump waits for every CQE, then #finishClose closes the ring.
     this.#schedule();
     return promise;
+  }
+
+  /** A close still in the backlog when the Uring closes: done now with `close(2)`, and settled. */
+  #closeQueuedNow(slot: Slot): void {
+    const { resolve, reject, signal } = slot;
+    if (signal !== null) signal.removeEventListener("abort", slot.onAbort);
+    const r = getSys(this.#ring.backend).close(slot.fd);
+    const error = r < 0 ? this.#error(slot, -r) : null;
+    this.#slots.release(slot);
+    this.stats.settled++;
+    if (error === null) (resolve as (v: unknown) => void)(undefined);
+    else reject!(error);
   }
 
   #rejectQueued(head: Slot, error: Error = this.#error(head, ECANCELED)): void {
@@ -1829,6 +1859,8 @@ export class Uring implements AsyncDisposable {
       else if (slot.reject !== null) {
         const reject = slot.reject;
         slot.resolve = slot.reject = null;
+        // Its signal may still fire: nothing is left to cancel or reject then.
+        slot.signal?.removeEventListener("abort", slot.onAbort);
         reject(error);
       }
     });

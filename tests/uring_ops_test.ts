@@ -467,6 +467,87 @@ ringTest(
 );
 
 ringTest(
+  "Uring: aborting a chain whose freed head slot carries a queued operation cancels the chain, not the operation",
+  async (config) => {
+    // Two SQ entries: at most four operations in the kernel, the rest wait in the backlog.
+    await using uring = new Uring({ ...uringOptions(config), entries: 2 });
+    const ac = new AbortController();
+    const reason = new Error("chain stop");
+    const chain = uring.chain((c) => c.timeout(1).timeout(300), { signal: ac.signal });
+    const fillers = [uring.timeout(200), uring.timeout(200), uring.timeout(200)];
+    await sleep(50); // the head has completed and its slot is free; the ring is full
+    const nop = uring.nop(); // waits in the backlog, on the head's old slot
+    ac.abort(reason);
+    await assert.rejects(chain, (e) => e === reason);
+    assert.equal(
+      await Promise.race([nop.then(() => "resolved"), sleep(2000).then(() => "hung")]),
+      "resolved",
+    );
+    await Promise.all(fillers);
+    assert.equal(await uring.nop().then(() => "ok"), "ok", "the Uring still works");
+    assert.equal(uring.pending, 0);
+  },
+);
+
+ringTest(
+  "Uring: a file's close still waiting in the backlog when the Uring closes still closes it",
+  async (config) => {
+    using dir = tempDir();
+    Deno.writeFileSync(`${dir.path}/f`, new Uint8Array(10));
+    const before = fdCount();
+    const uring = new Uring({ ...uringOptions(config), entries: 1 });
+    const file = await uring.open(`${dir.path}/f`);
+    // The ring is full: the close waits (the timeouts are cancelled by the Uring's close).
+    const busy = [uring.timeout(50), uring.timeout(50)].map((p) => p.catch(() => {}));
+    const closing = file.close();
+    await uring.close();
+    await closing; // done with close(2) when the Uring closed
+    await Promise.all(busy);
+    assert.ok(file.closed);
+    assert.equal(fdCount(), before, "the ring's and the file's descriptors were closed");
+  },
+);
+
+Deno.test({
+  name: "Uring: misused chain builders, signals and timeouts are refused without keeping a slot",
+  ignore: skipKernel(),
+  async fn() {
+    await using uring = new Uring({ sqpoll: false });
+    // A builder kept after chain() returned adds nothing.
+    let kept: { nop(): unknown } | undefined;
+    await uring.chain((c) => {
+      kept = c;
+      c.nop();
+    });
+    assert.throws(() => kept!.nop(), /added inside the function given to chain/);
+    // An async build function.
+    await assert.rejects(
+      uring.chain(async (c) => {
+        c.nop();
+        await Promise.resolve();
+      }),
+      /before it returns \(not async\)/,
+    );
+    // Something that is not an AbortSignal.
+    const notASignal = {} as AbortSignal;
+    await assert.rejects(uring.nop({ signal: notASignal }), /signal must be an AbortSignal/);
+    await assert.rejects(
+      uring.chain((c) => c.nop(), { signal: notASignal }),
+      /signal must be an AbortSignal/,
+    );
+    // Timeouts past 2^53 - 1 ms (they used to wrap around and fire at once).
+    for (const ms of [1e300, 2 ** 64 * 1000, 1e22]) {
+      await assert.rejects(uring.timeout(ms), RangeError);
+    }
+    assert.equal(uring.pending, 0, "no slot kept");
+    // 999.9999999 ms rounds to one whole second, not 0 s + 1e9 ns (which the kernel refuses).
+    const t0 = performance.now();
+    await uring.timeout(99.9999999);
+    assert.ok(performance.now() - t0 >= 95);
+  },
+});
+
+ringTest(
   "Uring: a chain whose members succeed as asked posts one CQE (IOSQE_CQE_SKIP_SUCCESS)",
   async (config) => {
     using dir = tempDir();
