@@ -936,8 +936,12 @@ export class Uring implements AsyncDisposable {
     const members = builder.members;
     try {
       if (typeof build !== "function") throw new TypeError("chain() needs a function that adds members");
-      const returned: unknown = build(builder);
-      builder.seal(); // a builder kept for later adds nothing: its members would never run
+      let returned: unknown;
+      try {
+        returned = build(builder);
+      } finally {
+        builder.seal(); // a builder kept for later adds nothing: its members would never run
+      }
       if (returned instanceof Promise) {
         returned.catch(() => {}); // its own failure (say, adding to the sealed builder) is reported here
         throw new TypeError("chain() needs a function that adds its members before it returns (not async)");
