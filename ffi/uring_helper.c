@@ -127,6 +127,9 @@ int32_t uring_pipe_sized(int32_t *fds, int32_t size) {
 /* A full (sequentially consistent) memory fence. */
 void uring_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
+/* lseek(2): with SEEK_DATA/SEEK_HOLE it finds a sparse file's data (io_uring has no lseek). */
+int64_t uring_lseek(int32_t fd, int64_t offset, int32_t whence) { return result(lseek(fd, offset, whence)); }
+
 /*
  * Keeps this library mapped for the life of the process (RTLD_NODELETE, however it was built). A
  * wait runs in the helper on Deno's thread pool; when the program ends while one is in progress,

@@ -20,6 +20,12 @@ export const SYS_IO_URING_REGISTER = 427;
 export const SYS_PIPE2: number = Deno.build.arch === "aarch64" ? 59 : 293;
 /** `fcntl` system call number (x86_64 72, aarch64 25; used by the libc backend). */
 export const SYS_FCNTL: number = Deno.build.arch === "aarch64" ? 25 : 72;
+/** `lseek` system call number (x86_64 8, aarch64 62; used by the libc backend). */
+export const SYS_LSEEK: number = Deno.build.arch === "aarch64" ? 62 : 8;
+/** `lseek` whence: the next offset at or after the one given that holds data (3.1). */
+export const SEEK_DATA = 3;
+/** `lseek` whence: the next hole at or after the offset given (the end of the file counts) (3.1). */
+export const SEEK_HOLE = 4;
 /** `F_SETPIPE_SZ`: asks for a pipe capacity in bytes (2.6.35). */
 export const F_SETPIPE_SZ = 1031;
 /** `F_GETPIPE_SZ`: a pipe's capacity in bytes (2.6.35). */

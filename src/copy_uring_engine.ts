@@ -8,7 +8,7 @@
  * @module
  */
 
-import { O_CLOEXEC, O_CREAT, O_DIRECT, O_EXCL, O_RDONLY, O_WRONLY } from "./abi.ts";
+import { O_CLOEXEC, O_CREAT, O_DIRECT, O_EXCL, O_RDONLY, O_WRONLY, SEEK_DATA, SEEK_HOLE } from "./abi.ts";
 import { type Engine, type EngineContext, type EntryStat, kindOfMode } from "./copy_engine.ts";
 import { codeOf, staged, tagStage } from "./copy_errors.ts";
 import type { ChainResult } from "./chain.ts";
@@ -16,6 +16,7 @@ import { reserveFilePair, SmallFileChains } from "./copy_small.ts";
 import { spliceData, SplicePipes, SpliceUnsupported } from "./copy_splice.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
 import { operationError } from "./deno_errors.ts";
+import { errno } from "./errno.ts";
 import { ClosedError } from "./errors.ts";
 import type { Statx } from "./structs.ts";
 import { getSys } from "./sys.ts";
@@ -123,6 +124,9 @@ export const SMALL_CHAIN = 6;
 export function isSmallDense(st: EntryStat, blockSize: number): boolean {
   return st.size > 0 && st.size <= blockSize && st.blocks * 512 >= st.size;
 }
+
+/** `lseek(SEEK_DATA)`'s answer when no data follows the offset. */
+const ENXIO = errno("ENXIO");
 
 /** The engine over a `Uring`; closes the ring at the end only when it made it (`owned`). */
 export class UringEngine implements Engine {
@@ -521,7 +525,14 @@ export class UringEngine implements Engine {
     if (!sparse && this.#splicing && ctx.options.splice && chainOps >= 2) {
       copied = await this.#spliceBlocks(srcFd, dstFd, size, chainOps, ctx);
     }
-    copied ??= await this.#pumpBlocks(srcFd, dstFd, size, sparse, ctx);
+    copied ??= await this.#pumpBlocks(
+      srcFd,
+      dstFd,
+      size,
+      sparse,
+      ctx,
+      sparse ? this.#dataRanges(srcFd, size) : null,
+    );
     const { end, holes } = copied;
     if (holes || end < size) {
       // Trailing holes were never written, and a shrunk source must not leave stale bytes.
@@ -598,13 +609,39 @@ export class UringEngine implements Engine {
     }
   }
 
-  /** The buffered path: reads into pooled blocks and writes them out, `queueDepth` at once. */
+  /**
+   * Where a sparse source's data is, as `[start, end)` pairs below `size` (`SEEK_DATA` /
+   * `SEEK_HOLE`, as `cp` finds it), so the copy reads no hole; `null` when the file system cannot
+   * tell (then every block is read and its zeros are found).
+   */
+  #dataRanges(fd: number, size: number): number[] | null {
+    const sys = getSys(this.#uring.ring.backend);
+    const ranges: number[] = [];
+    for (let at = 0; at < size;) {
+      const data = sys.seek(fd, at, SEEK_DATA);
+      if (data === -ENXIO) break; // no data from `at` on
+      if (data < 0) return null;
+      if (data >= size) break;
+      const hole = sys.seek(fd, data, SEEK_HOLE);
+      if (hole <= data) return null;
+      ranges.push(data, Math.min(hole, size));
+      at = hole;
+    }
+    return ranges;
+  }
+
+  /**
+   * The buffered path: reads into pooled blocks and writes them out, `queueDepth` at once. With
+   * `ranges` (see {@link UringEngine.#dataRanges}) only those are read; the holes between them
+   * are skipped (and counted as copied).
+   */
   async #pumpBlocks(
     srcFd: number,
     dstFd: number,
     size: number,
     sparse: boolean,
     ctx: EngineContext,
+    ranges: number[] | null = null,
   ): Promise<{ end: number; holes: boolean }> {
     const uring = this.#uring;
     const signal = ctx.signal;
@@ -633,10 +670,23 @@ export class UringEngine implements Engine {
       }
     };
 
+    let range = 0; // the index in `ranges` of the first pair not wholly behind `next`
     const worker = async (crew: Crew): Promise<void> => {
       while (!crew.failed && next < end) {
+        let limit = end;
+        if (ranges !== null) {
+          while (range < ranges.length && ranges[range + 1] <= next) range += 2;
+          const data = range < ranges.length ? Math.min(ranges[range], end) : end;
+          if (data > next) { // a hole: nothing to read or write there
+            ctx.addBytes(data - next);
+            next = data;
+            holes = true;
+            if (next >= end) break;
+          }
+          limit = Math.min(end, ranges[range + 1]);
+        }
         const offset = next;
-        const length = Math.min(blockSize, end - offset);
+        const length = Math.min(blockSize, limit - offset);
         next = offset + length;
         const buf = await pool.take();
         try {

@@ -33,6 +33,7 @@ import {
   SYS_IO_URING_ENTER,
   SYS_IO_URING_REGISTER,
   SYS_IO_URING_SETUP,
+  SYS_LSEEK,
   SYS_PIPE2,
   TIMESPEC_SIZE,
 } from "./abi.ts";
@@ -77,6 +78,8 @@ export interface Sys {
    * default, so the capacity returned may be smaller than asked.
    */
   pipe(fds: Int32Array, size?: number): number;
+  /** `lseek(fd, offset, whence)`: the resulting offset, or `-errno`. */
+  seek(fd: number, offset: number, whence: number): number;
   /** A full memory fence. */
   fence(): void;
 }
@@ -99,6 +102,7 @@ const HELPER_SYMBOLS = {
   // Optional: a helper built before it existed still loads (pipes then come from the kernel
   // through libc's syscall()).
   uring_pipe_sized: { parameters: ["buffer", "i32"], result: "i32", optional: true },
+  uring_lseek: { parameters: ["i32", "i64", "i32"], result: "i64", optional: true },
   uring_fence: { parameters: [], result: "void" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
@@ -168,6 +172,12 @@ function loadHelper(path: string): Sys {
       const pipe = lib.uring_pipe_sized;
       return pipe === null ? getSys("libc").pipe(fds, size) : pipe(fds, size);
     },
+    seek: (fd, offset, whence) => {
+      const seek = lib.uring_lseek;
+      return seek === null
+        ? getSys("libc").seek(fd, offset, whence)
+        : Number(seek(fd, BigInt(offset), whence));
+    },
     fence: () => lib.uring_fence(),
   };
 }
@@ -183,6 +193,7 @@ function loadLibc(): Sys {
   const NR_REGISTER = BigInt(SYS_IO_URING_REGISTER);
   const NR_PIPE2 = BigInt(SYS_PIPE2);
   const NR_FCNTL = BigInt(SYS_FCNTL);
+  const NR_LSEEK = BigInt(SYS_LSEEK);
   const CLOEXEC = BigInt(O_CLOEXEC);
   const GETPIPE_SZ = BigInt(F_GETPIPE_SZ);
   const SETPIPE_SZ = BigInt(F_SETPIPE_SZ);
@@ -282,6 +293,7 @@ function loadLibc(): Sys {
       }
       return capacity;
     },
+    seek: (fd, offset, whence) => result(lib.syscall3(NR_LSEEK, BigInt(fd), BigInt(offset), BigInt(whence))),
     fence: () => {},
   };
 }

@@ -163,6 +163,46 @@ Deno.test({
 });
 
 Deno.test({
+  name: "copyFile: a sparse source's holes are skipped (SEEK_DATA/SEEK_HOLE), not read",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const MiB = 1024 * 1024;
+    const size = 64 * MiB + 7;
+    const src = `${dir.path}/src`;
+    {
+      using f = Deno.openSync(src, { write: true, create: true, truncate: true });
+      f.truncateSync(size);
+      for (const [at, length] of [[3 * MiB + 5, 100_000], [40 * MiB, 2 * MiB + 3], [size - 2, 2]]) {
+        f.seekSync(at, Deno.SeekMode.Start);
+        const bytes = new Uint8Array(length).map((_, i) => 1 + (i % 251));
+        let done = 0;
+        while (done < bytes.length) done += f.writeSync(bytes.subarray(done));
+      }
+    }
+    if (Deno.statSync(src).blocks! * 512 >= size) {
+      console.log("  (this file system keeps no holes: skipped)");
+      return;
+    }
+    await using uring = new Uring({ sqpoll: false });
+    let read = 0;
+    const { read: plainRead } = uring;
+    uring.read = (...args: Parameters<typeof plainRead>) => {
+      read += args[1].byteLength;
+      return plainRead.apply(uring, args);
+    };
+    let progress = 0;
+    const result = await copyFile(src, `${dir.path}/dst`, { uring, onProgress: (p) => progress = p.bytes });
+    assert.equal(result.bytes, size);
+    assert.equal(progress, size, "the holes count as copied");
+    assert.equal(await sha256File(`${dir.path}/dst`), await sha256File(src));
+    // The data is ~2.2 MiB in three places; reading every 1 MiB block would ask for 64 MiB.
+    assert.ok(read <= 8 * MiB, `${read} bytes asked for`);
+    assert.ok(Deno.statSync(`${dir.path}/dst`).blocks! * 512 <= 8 * MiB, "the copy keeps its holes");
+  },
+});
+
+Deno.test({
   name: "copyFile: preserve keeps access and modification times (to the microsecond)",
   ignore: skipKernel(),
   fn: async () => {

@@ -86,6 +86,8 @@ import {
   prepWritev,
   RENAME_NOREPLACE,
   RESOLVE,
+  SEEK_DATA,
+  SEEK_HOLE,
   type Sqe,
   STATX_BASIC_STATS,
   statxBuffer,
@@ -1098,5 +1100,37 @@ Deno.test({
       "mapped",
       `${path} was unmapped by dlclose (its constructor should pin it)`,
     );
+  },
+});
+
+Deno.test({
+  name: "Sys.seek finds a sparse file's data and holes on both backends (SEEK_DATA/SEEK_HOLE)",
+  ignore: skipKernel(),
+  fn() {
+    using dir = tempDir();
+    const path = `${dir.path}/sparse`;
+    {
+      using f = Deno.openSync(path, { write: true, create: true });
+      f.truncateSync(8 << 20);
+      f.seekSync(4 << 20, Deno.SeekMode.Start);
+      f.writeSync(new Uint8Array(4096).fill(1));
+    }
+    if (Deno.statSync(path).blocks! * 512 >= 8 << 20) {
+      console.log("  (this file system keeps no holes: skipped)");
+      return;
+    }
+    for (const backend of ["helper", "libc"] as const) {
+      using ring = new IoUring(2, { sqpoll: false, backend });
+      const fd = openFile(ring, path, 0);
+      try {
+        const sys = getSys(backend);
+        assert.equal(sys.seek(fd, 0, SEEK_DATA), 4 << 20, backend);
+        assert.equal(sys.seek(fd, 4 << 20, SEEK_HOLE), (4 << 20) + 4096, backend);
+        assert.equal(sys.seek(fd, (4 << 20) + 4096, SEEK_DATA), -errno("ENXIO"), `${backend}: no data after`);
+        assert.equal(sys.seek(-1, 0, SEEK_DATA), -errno("EBADF"), backend);
+      } finally {
+        closeFd(ring, fd);
+      }
+    }
   },
 });
