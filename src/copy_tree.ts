@@ -87,7 +87,9 @@ class TreeCopy {
       ctx.dirs++;
       return record;
     } catch (e) {
-      if (codeOf(e) !== "EEXIST" || !mayExist) {
+      // With `overwrite`, a directory made meanwhile by someone else (another copy into the same
+      // place) is merged into, as one that was there from the start.
+      if (codeOf(e) !== "EEXIST" || !(mayExist || ctx.options.overwrite)) {
         this.fail(e, src, dst);
         return null;
       }
@@ -218,7 +220,7 @@ class TreeCopy {
         return;
       case "symlink":
         ctx.progress.totalFiles++;
-        await this.schedule(() => this.copySymlink(src, dst, merging), src, dst);
+        await this.schedule(() => this.copySymlink(src, dst), src, dst);
         return;
       default:
         this.fail(
@@ -334,14 +336,15 @@ class TreeCopy {
     }
   }
 
-  async copySymlink(src: string, dst: string, merging: boolean): Promise<void> {
+  async copySymlink(src: string, dst: string): Promise<void> {
     const ctx = this.ctx;
     try {
       const target = await staged("readlink", ctx.inflight.run(() => Deno.readLink(src)));
       try {
         await staged("symlink", ctx.engine.symlink(target, dst, ctx));
       } catch (e) {
-        if (codeOf(e) !== "EEXIST" || !merging || !ctx.options.overwrite) throw e;
+        // (Also in a directory this copy made: another copy into the same place may have made it.)
+        if (codeOf(e) !== "EEXIST" || !ctx.options.overwrite) throw e;
         // Replace what is there (unless it is a directory) atomically: a new link, renamed over.
         const existing = await staged("stat-dest", ctx.engine.stat(dst, false, ctx));
         if (existing.kind === "dir") {

@@ -243,6 +243,9 @@ Deno.test({
     using dir = tempDir();
     Deno.mkdirSync(`${dir.path}/src/sub`, { recursive: true });
     for (let i = 0; i < 10; i++) await randomFile(`${dir.path}/src/sub/f${i}`, 100 + i);
+    Deno.symlinkSync("f0", `${dir.path}/src/sub/link`);
+    Deno.mkdirSync(`${dir.path}/src/sub/deeper`);
+    await randomFile(`${dir.path}/src/sub/deeper/g`, 5000);
     for (let round = 0; round < 5; round++) {
       const dst = `${dir.path}/dst${round}`;
       const [a, b] = await Promise.allSettled([
