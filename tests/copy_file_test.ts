@@ -2,7 +2,15 @@ import assert from "node:assert/strict";
 import { copyFile, type CopyProgress, copyTree, IORING_FEAT_CQE_SKIP, IoUringError, Uring } from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { uringOptions } from "./uring_support.ts";
-import { fingerprint, permOf, randomFile, sha256File, tempLeftovers, withTmpfs } from "./copy_support.ts";
+import {
+  fingerprint,
+  permOf,
+  randomFile,
+  sha256File,
+  sparseFile,
+  tempLeftovers,
+  withTmpfs,
+} from "./copy_support.ts";
 
 const BS = 64 * 1024;
 const SIZES = [0, 1, 4095, 4096, 4097, BS - 1, BS, BS + 1, 3 * BS + 1];
@@ -137,21 +145,8 @@ Deno.test({
     const MiB = 1024 * 1024;
     const size = 4 * MiB + 123;
     const src = `${dir.path}/src`;
-    {
-      using f = Deno.openSync(src, { write: true, create: true, truncate: true });
-      f.truncateSync(size);
-      // Data straddling a 64 KiB boundary inside the second 1 MiB block, and at the very end.
-      for (const [at, length] of [[MiB + 64 * 1024 - 1500, 3000], [size - 5, 5]]) {
-        f.seekSync(at, Deno.SeekMode.Start);
-        const bytes = new Uint8Array(length).map((_, i) => 1 + (i % 251));
-        let done = 0;
-        while (done < bytes.length) done += f.writeSync(bytes.subarray(done));
-      }
-    }
-    if (Deno.statSync(src).blocks! * 512 >= size) {
-      console.log("  (this file system keeps no holes: skipped)");
-      return;
-    }
+    // Data straddling a 64 KiB boundary inside the second 1 MiB block, and at the very end.
+    if (!sparseFile(src, size, [[MiB + 64 * 1024 - 1500, 3000], [size - 5, 5]])) return;
     const result = await copyFile(src, `${dir.path}/dst`, { uring, blockSize: MiB, queueDepth: 4 });
     assert.equal(result.bytes, size);
     assert.equal(await sha256File(`${dir.path}/dst`), await sha256File(src));
@@ -170,20 +165,7 @@ Deno.test({
     const MiB = 1024 * 1024;
     const size = 64 * MiB + 7;
     const src = `${dir.path}/src`;
-    {
-      using f = Deno.openSync(src, { write: true, create: true, truncate: true });
-      f.truncateSync(size);
-      for (const [at, length] of [[3 * MiB + 5, 100_000], [40 * MiB, 2 * MiB + 3], [size - 2, 2]]) {
-        f.seekSync(at, Deno.SeekMode.Start);
-        const bytes = new Uint8Array(length).map((_, i) => 1 + (i % 251));
-        let done = 0;
-        while (done < bytes.length) done += f.writeSync(bytes.subarray(done));
-      }
-    }
-    if (Deno.statSync(src).blocks! * 512 >= size) {
-      console.log("  (this file system keeps no holes: skipped)");
-      return;
-    }
+    if (!sparseFile(src, size, [[3 * MiB + 5, 100_000], [40 * MiB, 2 * MiB + 3], [size - 2, 2]])) return;
     await using uring = new Uring({ sqpoll: false });
     let read = 0;
     const { read: plainRead } = uring;

@@ -37,6 +37,26 @@ export async function randomFile(path: string, size: number, mode = 0o644): Prom
 }
 
 /** Permission bits of `path` (not following symlinks). */
+/**
+ * Makes `path` a sparse file of `size` bytes with data (a repeating pattern) at each
+ * `[offset, length]` of `pieces`; returns false (and says so) when the file system keeps no holes.
+ */
+export function sparseFile(path: string, size: number, pieces: Array<[number, number]>): boolean {
+  {
+    using f = Deno.openSync(path, { write: true, create: true, truncate: true });
+    f.truncateSync(size);
+    for (const [at, length] of pieces) {
+      f.seekSync(at, Deno.SeekMode.Start);
+      const bytes = new Uint8Array(length).map((_, i) => 1 + (i % 251));
+      let done = 0;
+      while (done < bytes.length) done += f.writeSync(bytes.subarray(done));
+    }
+  }
+  if (Deno.statSync(path).blocks! * 512 < size) return true;
+  console.log("  (this file system keeps no holes: skipped)");
+  return false;
+}
+
 export function permOf(path: string): number {
   return Deno.lstatSync(path).mode! & 0o7777;
 }
