@@ -98,6 +98,18 @@ export function directUnit(a: DirectAlignment, b: DirectAlignment, bufferSize: n
   return unit;
 }
 
+/** The errors {@link directRefusedError} made: every later file of a copy would fail the same way. */
+const refusals = new WeakSet<object>();
+
+/** True for an error made by {@link directRefusedError}, or one whose cause chain holds one. */
+export function isDirectRefusedError(e: unknown): boolean {
+  for (let depth = 0; typeof e === "object" && e !== null && depth < 8; depth++) {
+    if (refusals.has(e)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
 /**
  * The error for a file whose file system refused O_DIRECT (`openat` gave `EINVAL`): names the
  * file and O_DIRECT, keeps `code`/`errno`/`cause`. `side` says which file it was.
@@ -113,6 +125,7 @@ export function directRefusedError(cause: unknown, path: string, side: "source" 
   error.code = "EINVAL";
   error.errno = EINVAL;
   error.syscall = "open";
+  refusals.add(error);
   return error;
 }
 

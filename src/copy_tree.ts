@@ -8,6 +8,7 @@
 import { trimSlashes } from "./copy.ts";
 import { Semaphore } from "./copy_budget.ts";
 import { CopyContext } from "./copy_context.ts";
+import { isDirectRefusedError } from "./copy_direct.ts";
 import { entryFromFileInfo } from "./copy_deno_engine.ts";
 import type { EntryStat } from "./copy_engine.ts";
 import {
@@ -69,7 +70,8 @@ class TreeCopy {
     const ctx = this.ctx;
     if (ctx.userAborted || ctx.stopping) return; // a stop: the errors that follow are its echo
     const described = isDescribed(error) ? error as Error : describeFailure(ctx, error, src, dst);
-    if (ctx.options.continueOnError) {
+    // A file system that refuses O_DIRECT refuses it for every file: stop rather than say it per file.
+    if (ctx.options.continueOnError && !isDirectRefusedError(error)) {
       this.errors.push(described);
     } else {
       this.first = described;

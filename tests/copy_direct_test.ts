@@ -6,7 +6,16 @@
  */
 
 import assert from "node:assert/strict";
-import { copyFile, copyTree, directAlignment, O_CREAT, O_DIRECT, O_WRONLY, Uring } from "../mod.ts";
+import {
+  copyFile,
+  copyTree,
+  CopyTreeError,
+  directAlignment,
+  O_CREAT,
+  O_DIRECT,
+  O_WRONLY,
+  Uring,
+} from "../mod.ts";
 import { directTempDir, skipDirect } from "./_direct.ts";
 import { cachestat, pagesCached, residencyInstrument, skipResidency } from "./_cachestat.ts";
 import {
@@ -353,6 +362,18 @@ Deno.test({
       // Without direct the same copies work.
       await copyFile(`${ram}/ram-file`, `${d}/out`);
       await assertSameFile(`${ram}/ram-file`, `${d}/out`, "buffered copy from ramfs");
+      // A tree: the first refusal stops the copy, even with continueOnError (every file would be
+      // refused the same way), and the CLI says it once.
+      Deno.mkdirSync(`${d}/tree`);
+      for (let i = 0; i < 6; i++) await randomFile(`${d}/tree/f${i}`, 3000);
+      await assert.rejects(
+        copyTree(`${d}/tree`, `${ram}/tree`, { direct: true, continueOnError: true }),
+        (e: Error & { code?: string }) =>
+          !(e instanceof CopyTreeError) && e.code === "EINVAL" && /does not support O_DIRECT/.test(e.message),
+      );
+      const tree = await runCp(["-r", "--direct", `${d}/tree`, `${ram}/tree-cli`]);
+      assert.equal(tree.code, 1);
+      assert.equal(tree.stderr.trim().split("\n").length, 1, tree.stderr);
     });
     if (skipped !== null) console.log(`SKIP O_DIRECT refusal: ${skipped}`);
   },
