@@ -130,6 +130,11 @@ void uring_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 /* lseek(2): with SEEK_DATA/SEEK_HOLE it finds a sparse file's data (io_uring has no lseek). */
 int64_t uring_lseek(int32_t fd, int64_t offset, int32_t whence) { return result(lseek(fd, offset, whence)); }
 
+/* utimensat(2): sets a file's times to the nanosecond (`times`: two struct timespec). */
+int32_t uring_utimensat(int32_t dirfd, const char *path, const void *times, int32_t flags) {
+  return (int32_t)result(syscall(__NR_utimensat, dirfd, path, times, flags));
+}
+
 /*
  * Keeps this library mapped for the life of the process (RTLD_NODELETE, however it was built). A
  * wait runs in the helper on Deno's thread pool; when the program ends while one is in progress,

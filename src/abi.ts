@@ -22,6 +22,8 @@ export const SYS_PIPE2: number = Deno.build.arch === "aarch64" ? 59 : 293;
 export const SYS_FCNTL: number = Deno.build.arch === "aarch64" ? 25 : 72;
 /** `lseek` system call number (x86_64 8, aarch64 62; used by the libc backend). */
 export const SYS_LSEEK: number = Deno.build.arch === "aarch64" ? 62 : 8;
+/** `utimensat` system call number (x86_64 280, aarch64 88; used by the libc backend). */
+export const SYS_UTIMENSAT: number = Deno.build.arch === "aarch64" ? 88 : 280;
 /** `lseek` whence: the next offset at or after the one given that holds data (3.1). */
 export const SEEK_DATA = 3;
 /** `lseek` whence: the next hole at or after the offset given (the end of the file counts) (3.1). */

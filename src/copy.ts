@@ -26,7 +26,7 @@ export function trimSlashes(path: string): string {
  * read feeding its write from a reused buffer; short reads and writes are resumed; offsets are 64-bit
  * (files past 4 GiB work); all-zero blocks of a source with holes stay holes. The copy gets the
  * source's mode (permission bits, setuid/setgid/sticky); `preserve: true` also keeps its access
- * and modification times (set with `Deno.chmod`/`Deno.utime`: io_uring has no such operations).
+ * and modification times (set with `Deno.chmod` and `utimensat`: io_uring has no such operations).
  *
  * Failures: the promise rejects with an error naming the file in plain words
  * (`cannot copy 'a' to 'b': destination directory 'x' does not exist`), of the `Deno.errors`

@@ -123,6 +123,11 @@ export class DenoEngine implements Engine {
     return Deno.remove(path);
   }
 
+  /** `Deno.utime`: to the millisecond. */
+  setTimes(path: string, st: EntryStat): Promise<void> {
+    return Deno.utime(path, st.atime, st.mtime);
+  }
+
   /** Nothing to release. */
   close(): Promise<void> {
     return Promise.resolve();

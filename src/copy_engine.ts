@@ -25,6 +25,11 @@ export interface EntryStat {
   atime: number;
   /** Modification time, seconds since the epoch (with fraction). */
   mtime: number;
+  /**
+   * The same times to the nanosecond, when they came from `statx`: access seconds and
+   * nanoseconds, then modification seconds and nanoseconds.
+   */
+  timesNs?: readonly [number, number, number, number];
   /** Device and inode, to spot a source and destination that are the same file. */
   id: string;
 }
@@ -88,6 +93,8 @@ export interface Engine {
   rename(from: string, to: string, noReplace: boolean, ctx: EngineContext): Promise<void>;
   /** `unlink(path)`. */
   unlink(path: string): Promise<void>;
+  /** Sets `path`'s access and modification times to `st`'s (as exactly as the engine can). */
+  setTimes(path: string, st: EntryStat): Promise<void>;
   /** Releases the engine (closes a ring the engine made). */
   close(): Promise<void>;
 }

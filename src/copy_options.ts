@@ -81,8 +81,8 @@ export interface CopyOptions {
    */
   overwrite?: boolean;
   /**
-   * Also keep access and modification times, to the millisecond (`Deno.utime`'s resolution;
-   * modes are always kept). Default `false`.
+   * Also keep access and modification times, to the nanosecond (`utimensat`; to the millisecond
+   * on the fallback without io_uring); modes are always kept. Default `false`.
    */
   preserve?: boolean;
   /** Stops the copy: it rejects with an `AbortError` naming the file, removing partial copies. */

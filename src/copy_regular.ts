@@ -95,7 +95,7 @@ async function finishRegular(
   try {
     if (ctx.needsChmod(st.perm)) await staged("chmod", ctx.inflight.run(() => Deno.chmod(tmp, st.perm)));
     if (ctx.options.preserve) {
-      await staged("utime", ctx.inflight.run(() => Deno.utime(tmp, st.atime, st.mtime)));
+      await staged("utime", ctx.inflight.run(() => engine.setTimes(tmp, st)));
     }
     ctx.signal.throwIfAborted();
     if (!inPlace) await staged("rename", engine.rename(tmp, dst, !ctx.options.overwrite, ctx));

@@ -196,7 +196,7 @@ class TreeCopy {
     try {
       // A cached lstat is a few microseconds inline, while IORING_OP_STATX always goes to an
       // io-wq worker thread (a context switch and a wake-up per file). With `preserve` the times
-      // come from statx (Deno.utime then sets them to the millisecond).
+      // come from statx, to the nanosecond.
       st = this.syncStat ? lstatNow(src) : await staged("stat-source", ctx.engine.stat(src, false, ctx));
     } catch (e) {
       this.fail(e, src, dst);
@@ -379,7 +379,7 @@ class TreeCopy {
         if ((created && (ctx.umask === undefined || madeWith !== st.perm)) || preserve) {
           await staged("chmod", ctx.inflight.run(() => Deno.chmod(dst, st.perm)));
         }
-        if (preserve) await staged("utime", ctx.inflight.run(() => Deno.utime(dst, st.atime, st.mtime)));
+        if (preserve) await staged("utime", ctx.inflight.run(() => ctx.engine.setTimes(dst, st)));
       } catch (e) {
         this.fail(e, dst, dst);
       }

@@ -18,6 +18,7 @@
  */
 
 import {
+  AT_FDCWD,
   F_GETPIPE_SZ,
   F_SETPIPE_SZ,
   GETEVENTS_ARG_SIZE,
@@ -35,6 +36,7 @@ import {
   SYS_IO_URING_SETUP,
   SYS_LSEEK,
   SYS_PIPE2,
+  SYS_UTIMENSAT,
   TIMESPEC_SIZE,
 } from "./abi.ts";
 import { errno } from "./errno.ts";
@@ -80,6 +82,11 @@ export interface Sys {
   pipe(fds: Int32Array, size?: number): number;
   /** `lseek(fd, offset, whence)`: the resulting offset, or `-errno`. */
   seek(fd: number, offset: number, whence: number): number;
+  /**
+   * `utimensat(AT_FDCWD, path, times, 0)`: `path` NUL-terminated, `times` two `struct timespec`
+   * (access, then modification: 32 bytes). Returns 0 or `-errno`.
+   */
+  utimens(path: Uint8Array, times: Uint8Array): number;
   /** A full memory fence. */
   fence(): void;
 }
@@ -103,6 +110,7 @@ const HELPER_SYMBOLS = {
   // through libc's syscall()).
   uring_pipe_sized: { parameters: ["buffer", "i32"], result: "i32", optional: true },
   uring_lseek: { parameters: ["i32", "i64", "i32"], result: "i64", optional: true },
+  uring_utimensat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32", optional: true },
   uring_fence: { parameters: [], result: "void" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
@@ -178,6 +186,12 @@ function loadHelper(path: string): Sys {
         ? getSys("libc").seek(fd, offset, whence)
         : Number(seek(fd, BigInt(offset), whence));
     },
+    utimens: (path, times) => {
+      const utimensat = lib.uring_utimensat;
+      return utimensat === null
+        ? getSys("libc").utimens(path, times)
+        : utimensat(AT_FDCWD, path as Uint8Array<ArrayBuffer>, times as Uint8Array<ArrayBuffer>, 0);
+    },
     fence: () => lib.uring_fence(),
   };
 }
@@ -194,6 +208,7 @@ function loadLibc(): Sys {
   const NR_PIPE2 = BigInt(SYS_PIPE2);
   const NR_FCNTL = BigInt(SYS_FCNTL);
   const NR_LSEEK = BigInt(SYS_LSEEK);
+  const NR_UTIMENSAT = BigInt(SYS_UTIMENSAT);
   const CLOEXEC = BigInt(O_CLOEXEC);
   const GETPIPE_SZ = BigInt(F_GETPIPE_SZ);
   const SETPIPE_SZ = BigInt(F_SETPIPE_SZ);
@@ -294,6 +309,10 @@ function loadLibc(): Sys {
       return capacity;
     },
     seek: (fd, offset, whence) => result(lib.syscall3(NR_LSEEK, BigInt(fd), BigInt(offset), BigInt(whence))),
+    utimens: (path, times) =>
+      result(
+        lib.syscall6(NR_UTIMENSAT, BigInt(AT_FDCWD), addressOf(path), addressOf(times), ZERO, ZERO, ZERO),
+      ),
     fence: () => {},
   };
 }

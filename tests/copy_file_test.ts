@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { copyFile, type CopyProgress, copyTree, IORING_FEAT_CQE_SKIP, IoUringError, Uring } from "../mod.ts";
+import {
+  copyFile,
+  type CopyProgress,
+  copyTree,
+  cstring,
+  getSys,
+  IORING_FEAT_CQE_SKIP,
+  IoUringError,
+  Uring,
+} from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { uringOptions } from "./uring_support.ts";
 import {
@@ -185,7 +194,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "copyFile: preserve keeps access and modification times (to the microsecond)",
+  name: "copyFile: preserve keeps access and modification times (to the millisecond at least)",
   ignore: skipKernel(),
   fn: async () => {
     using dir = tempDir();
@@ -201,6 +210,35 @@ Deno.test({
     await copyFile(src, `${dir.path}/fresh`);
     const fresh = Deno.statSync(`${dir.path}/fresh`);
     assert.ok(fresh.mtime!.getTime() > mtime.getTime() + 1000, "without preserve the copy is new");
+  },
+});
+
+Deno.test({
+  name: "copyFile/copyTree: preserve keeps times to the nanosecond (utimensat), files and directories",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    Deno.mkdirSync(`${dir.path}/tree/sub`, { recursive: true });
+    await randomFile(`${dir.path}/tree/sub/f`, 5000);
+    // Times with nanoseconds (Deno.utime keeps milliseconds): set with the system layer itself.
+    const set = (path: string, atime: [number, number], mtime: [number, number]) => {
+      const times = new BigInt64Array([atime, mtime].flat().map(BigInt));
+      assert.equal(getSys().utimens(cstring(path), new Uint8Array(times.buffer)), 0);
+    };
+    set(`${dir.path}/tree/sub/f`, [1000000001, 123456789], [999999999, 987654321]);
+    set(`${dir.path}/tree/sub`, [1000000002, 5], [999999998, 999999999]);
+    await using uring = new Uring({ sqpoll: false });
+    const times = async (path: string) => {
+      const s = await uring.statx(path);
+      return [s.atime.sec, s.atime.nsec, s.mtime.sec, s.mtime.nsec];
+    };
+    // (Reading the source may move its access time afterwards: compare with what was set.)
+    await copyFile(`${dir.path}/tree/sub/f`, `${dir.path}/f2`, { preserve: true });
+    assert.deepEqual(await times(`${dir.path}/f2`), [1000000001, 123456789, 999999999, 987654321]);
+    set(`${dir.path}/tree/sub/f`, [1000000001, 123456789], [999999999, 987654321]);
+    await copyTree(`${dir.path}/tree`, `${dir.path}/copy`, { preserve: true });
+    assert.deepEqual(await times(`${dir.path}/copy/sub/f`), [1000000001, 123456789, 999999999, 987654321]);
+    assert.deepEqual(await times(`${dir.path}/copy/sub`), [1000000002, 5, 999999998, 999999999]);
   },
 });
 

@@ -1104,7 +1104,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "Sys.seek finds a sparse file's data and holes on both backends (SEEK_DATA/SEEK_HOLE)",
+  name: "Sys.seek finds a sparse file's data and holes, Sys.utimens sets times, on both backends",
   ignore: skipKernel(),
   fn() {
     using dir = tempDir();
@@ -1128,6 +1128,12 @@ Deno.test({
         assert.equal(sys.seek(fd, 4 << 20, SEEK_HOLE), (4 << 20) + 4096, backend);
         assert.equal(sys.seek(fd, (4 << 20) + 4096, SEEK_DATA), -errno("ENXIO"), `${backend}: no data after`);
         assert.equal(sys.seek(-1, 0, SEEK_DATA), -errno("EBADF"), backend);
+        // utimensat, to the nanosecond.
+        const times = new BigInt64Array([7n, 123456789n, 8n, 987654321n]);
+        assert.equal(sys.utimens(cstring(path), new Uint8Array(times.buffer)), 0, backend);
+        const st = Deno.statSync(path);
+        assert.equal(st.mtime!.getTime(), 8987, backend); // Deno's view is milliseconds
+        assert.equal(sys.utimens(cstring(`${path}-missing`), new Uint8Array(times.buffer)), -errno("ENOENT"));
       } finally {
         closeFd(ring, fd);
       }
