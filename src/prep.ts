@@ -23,7 +23,7 @@ import {
   checkU32,
 } from "./memory.ts";
 import { checkUserData, type Sqe, W, writeU64 } from "./sqe.ts";
-import type { Iovecs, Timespec } from "./structs.ts";
+import { Iovecs, Timespec } from "./structs.ts";
 
 const TWO_32 = 0x1_0000_0000;
 /** 2^-32: multiplying by it is exact and several times cheaper than dividing by 2^32. */
@@ -88,6 +88,16 @@ export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: 
   return sqe;
 }
 
+/** Throws unless `ts` is a {@link Timespec} (the kernel reads 16 bytes at its address). */
+function checkTimespec(ts: unknown): void {
+  if (!(ts instanceof Timespec)) throw new TypeError("ts must be a Timespec (new Timespec(ms))");
+}
+
+/** Throws unless `iovecs` is an {@link Iovecs} (an array of buffers must be wrapped first). */
+function checkIovecs(iovecs: unknown): void {
+  if (!(iovecs instanceof Iovecs)) throw new TypeError("iovecs must be an Iovecs (new Iovecs([buf, ...]))");
+}
+
 /** A no-op that completes with 0: measures the ring itself. Since 5.1. */
 export function prepNop(sqe: Sqe): Sqe {
   return prepRw(sqe, abi.IORING_OP_NOP, -1, 0, 0, 0);
@@ -124,6 +134,7 @@ export function prepReadv(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset, 
   checkFd(fd);
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
+  checkIovecs(iovecs);
   prepRw(sqe, abi.IORING_OP_READV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
   sqe.u32[sqe.base + W.opFlags] = rwFlags;
   return sqe;
@@ -134,6 +145,7 @@ export function prepWritev(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset,
   checkFd(fd);
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
+  checkIovecs(iovecs);
   prepRw(sqe, abi.IORING_OP_WRITEV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
   sqe.u32[sqe.base + W.opFlags] = rwFlags;
   return sqe;
@@ -229,6 +241,7 @@ export function prepFadvise(sqe: Sqe, fd: number, offset: Offset, length: number
 export function prepMadvise(sqe: Sqe, buf: ArrayBufferView, advice: number): Sqe {
   checkFlags(advice, "advice");
   checkBuffer(buf);
+  checkLength(buf.byteLength);
   prepRw(sqe, abi.IORING_OP_MADVISE, -1, addressOf(buf), buf.byteLength, 0);
   sqe.u32[sqe.base + W.opFlags] = advice;
   return sqe;
@@ -432,6 +445,7 @@ export function prepLinkat(
 export function prepTimeout(sqe: Sqe, ts: Timespec, count = 0, flags = 0): Sqe {
   checkFlags(flags, "flags");
   checkU32(count, "count");
+  checkTimespec(ts);
   prepRw(sqe, abi.IORING_OP_TIMEOUT, -1, addressOf(ts.bytes), 1, count);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
@@ -452,6 +466,7 @@ export function prepTimeoutRemove(sqe: Sqe, userData: number | bigint, flags = 0
  */
 export function prepLinkTimeout(sqe: Sqe, ts: Timespec, flags = 0): Sqe {
   checkFlags(flags, "flags");
+  checkTimespec(ts);
   prepRw(sqe, abi.IORING_OP_LINK_TIMEOUT, -1, addressOf(ts.bytes), 1, 0);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;

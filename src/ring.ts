@@ -137,6 +137,15 @@ function isSqpollRefusal(e: unknown): boolean {
 }
 
 /**
+ * Setup flags this ring refuses (`IoUringOptions.flags`): they change the memory layout it reads
+ * (64-byte SQEs, 16-byte CQEs, rings it maps itself from its fd): `IORING_SETUP_SQE128` (1 << 10),
+ * `CQE32` (1 << 11), `NO_MMAP` (1 << 14), `REGISTERED_FD_ONLY` (1 << 15), `CQE_MIXED` (1 << 18,
+ * 6.18) and `SQE_MIXED` (1 << 19). Other flags go to the kernel, which refuses those it does not
+ * know.
+ */
+const LAYOUT_FLAGS = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 18) | (1 << 19);
+
+/**
  * One io_uring instance: `new IoUring(entries, options)` sets it up and maps its rings; `getSqe`
  * + a `prep*` helper + `submit` queue work; `peekCqe`/`waitCqe` + `cqAdvance` reap it. SQPOLL
  * is on by default, so a submit is usually a store to the SQ tail and no system call. Since 5.1
@@ -162,6 +171,10 @@ export class IoUring implements Disposable {
 
   readonly #sys: Sys;
   #closed = false;
+  /** Inside `forEachCqe`/`forEachCompletion` (they may not be nested: see {@link IoUring.#startReap}). */
+  #reaping = false;
+  /** `close()` was called from a reaping callback: the ring is released when the reap ends. */
+  #closeWhenReaped = false;
   /**
    * What this thread's `io_uring_enter` calls name the ring by: its registered index with
    * `IORING_ENTER_REGISTERED_RING`, else the fd and no flag. Waits run on Deno's thread pool
@@ -223,7 +236,17 @@ export class IoUring implements Disposable {
         throw new RangeError(`cqEntries (${options.cqEntries}) must be at least entries (${entries})`);
       }
     }
-    if (options.flags !== undefined) checkU32(options.flags, "flags");
+    if (options.flags !== undefined) {
+      checkU32(options.flags, "flags");
+      const layout = options.flags & LAYOUT_FLAGS;
+      if (layout !== 0) {
+        throw new RangeError(
+          `flags 0x${layout.toString(16)} are not supported: this ring has 64-byte SQEs and 16-byte CQEs ` +
+            "in memory it maps itself (SQE128, CQE32, NO_MMAP, REGISTERED_FD_ONLY, CQE_MIXED and SQE_MIXED " +
+            "change that)",
+        );
+      }
+    }
     this.#sys = getSys(options.backend);
     this.backend = this.#sys.backend;
 
@@ -789,6 +812,11 @@ export class IoUring implements Disposable {
    */
   async waitAsync(timeoutMs: number): Promise<void> {
     this.#assertOpen();
+    if (typeof timeoutMs !== "number" || Number.isNaN(timeoutMs)) {
+      throw new RangeError(
+        `timeoutMs must be a number of milliseconds (negative: no limit), got ${String(timeoutMs)}`,
+      );
+    }
     if (!(this.features & abi.IORING_FEAT_EXT_ARG)) {
       throw new IoUringError(
         "io_uring_enter",
@@ -862,13 +890,14 @@ export class IoUring implements Disposable {
    * If `fn` throws, the completions already handed to it stay consumed. Allocates nothing.
    */
   forEachCqe(fn: (cqe: Cqe) => void): number {
-    if (this.#closed) this.#assertOpen();
+    if (this.#closed || this.#reaping || typeof fn !== "function") this.#startReap(fn);
     const tail = this.#readyTail();
     if (tail < 0) return 0;
     const start = this.#cqHeadLocal;
     let head = start;
     // In locals: `fn` may run any code, so V8 would otherwise reload each field per completion.
     const cqes = this.#cqes, u32 = this.#cqesU32, i32 = this.#cqesI32, mask = this.#cqMask;
+    this.#reaping = true;
     try {
       while (head !== tail) {
         const index = head & mask;
@@ -876,9 +905,29 @@ export class IoUring implements Disposable {
         fn(cqes[index].load(u32, i32, index));
       }
     } finally {
-      this.#consumeTo(head);
+      this.#endReap(head);
     }
     return (head - start) >>> 0;
+  }
+
+  /**
+   * Throws why a reap cannot start: the ring is closed, `fn` is not a function, or it was called
+   * from inside a `forEachCqe`/`forEachCompletion` callback (the outer loop's head would then
+   * move backwards and hand completions out twice; reap after the callback returns instead).
+   */
+  #startReap(fn: unknown): void {
+    this.#assertOpen();
+    if (typeof fn !== "function") throw new TypeError("fn must be a function");
+    if (this.#reaping) {
+      throw new Error("forEachCqe/forEachCompletion cannot be called from inside their own callback");
+    }
+  }
+
+  /** Ends a reap at `head`: consumes up to it, then finishes a `close()` the callback asked for. */
+  #endReap(head: number): void {
+    this.#consumeTo(head);
+    this.#reaping = false;
+    if (this.#closeWhenReaped) this.#release();
   }
 
   /**
@@ -889,12 +938,13 @@ export class IoUring implements Disposable {
    * handed to it stay consumed. Allocates nothing. Since 5.1.
    */
   forEachCompletion(fn: (userData: number, res: number, flags: number) => void): number {
-    if (this.#closed) this.#assertOpen();
+    if (this.#closed || this.#reaping || typeof fn !== "function") this.#startReap(fn);
     const tail = this.#readyTail();
     if (tail < 0) return 0;
     const start = this.#cqHeadLocal;
     let head = start;
     const u32 = this.#cqesU32, i32 = this.#cqesI32, mask = this.#cqMask;
+    this.#reaping = true;
     try {
       while (head !== tail) {
         const w = (head & mask) * CQE_WORDS;
@@ -904,7 +954,7 @@ export class IoUring implements Disposable {
         fn(hi === 0 ? lo : hi * TWO_32 + lo, i32[w + CQE_RES], u32[w + CQE_FLAGS]);
       }
     } finally {
-      this.#consumeTo(head);
+      this.#endReap(head);
     }
     return (head - start) >>> 0;
   }
@@ -965,6 +1015,11 @@ export class IoUring implements Disposable {
    */
   registerBuffers(buffers: readonly ArrayBufferView[]): void {
     const iovecs = new Iovecs(buffers);
+    for (let i = 0; i < buffers.length; i++) {
+      if (buffers[i].byteLength > 1024 ** 3) { // the kernel's limit per buffer (EFAULT past it)
+        throw new RangeError(`buffers[${i}] holds ${buffers[i].byteLength} bytes: at most 1 GiB each`);
+      }
+    }
     this.#register(
       abi.IORING_REGISTER_BUFFERS,
       iovecs.bytes,
@@ -1069,11 +1124,20 @@ export class IoUring implements Disposable {
    * Unmaps the rings and closes the ring fd (which stops an SQ thread and cancels what is still
    * in flight). Idempotent; every later call on the ring throws `ClosedError`. Buffers that
    * in-flight SQEs point at must stay alive until the kernel has finished with them: reap
-   * everything first.
+   * everything first. Called from a `forEachCqe`/`forEachCompletion` callback, the ring is
+   * released when that call returns (the completions it had already taken are still handed out).
    */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // From a reaping callback: the loop still reads the CQ, so the memory goes when it returns.
+    if (this.#reaping) this.#closeWhenReaped = true;
+    else this.#release();
+  }
+
+  /** Unmaps the rings and closes the fd (`close()`'s work once no reap is reading them). */
+  #release(): void {
+    this.#closeWhenReaped = false;
     this.#unmapAll();
     const empty = new Uint32Array(0);
     this.#sq = this.#cq = this.#cqesU32 = empty;

@@ -61,6 +61,16 @@ export function writeU64(u32: Uint32Array, at: number, value: number | bigint): 
   }
 }
 
+/** Throws a `RangeError` for a flags value that is not an integer from 0 to 255. */
+function notAByte(value: number, what: string): never {
+  throw new RangeError(`${what} must be an integer from 0 to 255, got ${String(value)}`);
+}
+
+/** Throws a `RangeError` for a value that is not an integer from 0 to 65535. */
+function notAU16(value: number, what: string): never {
+  throw new RangeError(`${what} must be an integer from 0 to 65535, got ${String(value)}`);
+}
+
 /**
  * Zeroes SQE `slot` of an SQE array seen as 8-byte words (internal: `getSqe` and `Sqe.clear`).
  * Eight stores of +0.0 (all bits zero): about twice as fast as sixteen u32 stores and several
@@ -125,12 +135,14 @@ export class Sqe {
 
   /** Replaces the `IOSQE_*` flags (e.g. `IOSQE_IO_LINK`). */
   setFlags(flags: number): this {
+    if ((flags & 0xff) !== flags) notAByte(flags, "flags");
     this.u8[this.base * 4 + SQE.flags] = flags;
     return this;
   }
 
   /** Adds `IOSQE_*` flags to those already set. */
   addFlags(flags: number): this {
+    if ((flags & 0xff) !== flags) notAByte(flags, "flags");
     this.u8[this.base * 4 + SQE.flags] |= flags;
     return this;
   }
@@ -158,6 +170,7 @@ export class Sqe {
 
   /** Sets `ioprio` (I/O priority, or per-opcode flags for some opcodes). */
   setIoprio(ioprio: number): this {
+    if ((ioprio & 0xffff) !== ioprio) notAU16(ioprio, "ioprio");
     const w = this.u32[this.base + W.head];
     this.u32[this.base + W.head] = ((w & 0xffff) | ((ioprio & 0xffff) << 16)) >>> 0;
     return this;
@@ -165,6 +178,7 @@ export class Sqe {
 
   /** Sets the `personality` registered with `IORING_REGISTER_PERSONALITY` (5.6). */
   setPersonality(id: number): this {
+    if ((id & 0xffff) !== id) notAU16(id, "personality");
     const w = this.u32[this.base + W.bufIndex];
     this.u32[this.base + W.bufIndex] = ((w & 0xffff) | ((id & 0xffff) << 16)) >>> 0;
     return this;

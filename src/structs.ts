@@ -76,8 +76,9 @@ export class Iovecs {
       const addr = b.byteLength === 0 ? 0 : addressOf(b);
       w[i * 4] = addr >>> 0;
       w[i * 4 + 1] = Math.floor(addr / 0x1_0000_0000);
-      w[i * 4 + 2] = b.byteLength;
-      w[i * 4 + 3] = 0;
+      const length = b.byteLength; // iov_len is 64-bit: a buffer of 4 GiB or more keeps its size
+      w[i * 4 + 2] = length >>> 0;
+      w[i * 4 + 3] = Math.floor(length / 0x1_0000_0000);
       total += b.byteLength;
     }
     this.totalLength = total;

@@ -9,6 +9,8 @@ import {
   AT_FDCWD,
   AT_REMOVEDIR,
   type Backend,
+  ClosedError,
+  type Cqe,
   cstring,
   errno,
   FALLOC_FL_KEEP_SIZE,
@@ -63,6 +65,7 @@ import {
   prepFtruncate,
   prepLinkat,
   prepLinkTimeout,
+  prepMadvise,
   prepMkdirat,
   prepNop,
   prepOpenat,
@@ -1138,5 +1141,78 @@ Deno.test({
         closeFd(ring, fd);
       }
     }
+  },
+});
+
+Deno.test({
+  name:
+    "IoUring misuse found by a probe: layout flags, 4 GiB lengths, nested reaps, close in a reap, setters",
+  ignore: skipKernel(),
+  async fn() {
+    // Flags that change the ring's memory layout are refused (they made completions vanish).
+    for (const flags of [1 << 10, 1 << 11, 1 << 14, 1 << 15, 1 << 18, 1 << 19]) {
+      assert.throws(() => new IoUring(8, { sqpoll: false, flags }), RangeError, `flags ${flags}`);
+    }
+    using ring = new IoUring(8, { sqpoll: false });
+    // Lengths of 4 GiB or more (virtual memory only: never touched).
+    let big: Uint8Array | null = null;
+    try {
+      big = new Uint8Array(2 ** 32 + 5);
+    } catch {
+      console.log("  (no 4 GiB buffer here: length checks skipped)");
+    }
+    if (big !== null) {
+      const words = new Uint32Array(new Iovecs([big]).bytes.buffer);
+      assert.deepEqual([words[2], words[3]], [5, 1], "iov_len keeps its high word");
+      assert.throws(() => ring.registerBuffers([big!]), /at most 1 GiB each/);
+      assert.throws(() => prepMadvise(getSqe(ring), big!, 0), /larger than 4 GiB/);
+    }
+    // SQE setters refuse what they cannot hold; preps refuse the wrong kind of argument.
+    const sqe = getSqe(ring);
+    prepNop(sqe);
+    assert.throws(() => sqe.setFlags(256), RangeError);
+    assert.throws(() => sqe.setFlags(-1), RangeError);
+    assert.throws(() => sqe.addFlags(1.5), RangeError);
+    assert.throws(() => sqe.setIoprio(65536), RangeError);
+    assert.throws(() => sqe.setPersonality(-1), RangeError);
+    assert.throws(() => prepTimeout(sqe, { bytes: new Uint8Array(1) } as unknown as Timespec), TypeError);
+    assert.throws(() => prepReadv(sqe, 0, [new Uint8Array(4)] as unknown as Iovecs, 0), TypeError);
+    await assert.rejects(ring.waitAsync(NaN), RangeError);
+    ring.submitAndWait(1);
+    ring.forEachCqe(() => {});
+    // A reap from inside a reap's callback is refused (it handed completions out twice).
+    const fill = (n: number, base: number) => {
+      for (let i = 0; i < n; i++) prepNop(getSqe(ring)).setUserData(base + i);
+      ring.submitAndWait(n);
+    };
+    fill(2, 0);
+    const seen: number[] = [];
+    assert.throws(
+      () =>
+        ring.forEachCqe((c) => {
+          seen.push(c.userDataNumber);
+          ring.forEachCompletion(() => {});
+        }),
+      /cannot be called from inside/,
+    );
+    ring.forEachCompletion((u) => seen.push(u));
+    assert.deepEqual(seen, [0, 1], "each completion once");
+    // A callback that is not a function consumes nothing.
+    fill(2, 10);
+    assert.throws(() => ring.forEachCqe(null as unknown as (c: Cqe) => void), TypeError);
+    assert.equal(ring.cqReady(), 2);
+    ring.forEachCqe(() => {});
+    // close() from a reap's callback: the completions it took are still real; then it is closed.
+    const other = new IoUring(8, { sqpoll: false });
+    for (let i = 0; i < 3; i++) prepNop(other.getSqe()!).setUserData(20 + i);
+    other.submitAndWait(3);
+    const got: number[] = [];
+    other.forEachCompletion((u, res) => {
+      got.push(u, res);
+      other.close();
+    });
+    assert.deepEqual(got, [20, 0, 21, 0, 22, 0]);
+    assert.ok(other.closed);
+    assert.throws(() => other.forEachCqe(() => {}), ClosedError);
   },
 });
