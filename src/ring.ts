@@ -68,7 +68,11 @@ export interface IoUringOptions {
    * rings registered already, keeps the fd. See {@link IoUring.ringIndex}.
    */
   registerRing?: boolean;
-  /** Raw `IORING_SETUP_*` flags added to those the options imply. */
+  /**
+   * Raw `IORING_SETUP_*` flags added to those the options imply. Flags that change the ring's
+   * memory layout (`SQE128`, `CQE32`, `NO_MMAP`, `REGISTERED_FD_ONLY`, `CQE_MIXED`, `SQE_MIXED`)
+   * are refused with a `RangeError`.
+   */
   flags?: number;
   /** Force a system-layer backend (default: `URING_BACKEND`, else the helper when built). */
   backend?: Backend;
