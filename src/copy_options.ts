@@ -103,7 +103,7 @@ export interface CopyOptions {
   /**
    * Kernel submission polling (SQPOLL) for the ring the copy makes. Default `false`: measured on
    * a 2-core machine, the polling thread competes with the copy's own kernel work and made copies
-   * up to 1.4× slower. `true` turns it on where the kernel allows it (else a plain ring is used).
+   * up to 1.5× slower. `true` turns it on where the kernel allows it (else a plain ring is used).
    */
   sqpoll?: boolean;
   /**

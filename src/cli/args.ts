@@ -73,7 +73,7 @@ Options:
       --block-size SIZE  bytes per read/write, e.g. 65536, 128k, 1m (default ${sizeText(DEFAULT_BLOCK_SIZE)})
       --sqpoll           use a kernel submission-polling thread (SQPOLL)
       --no-sqpoll        do not (the default: on a 2-core machine the polling thread
-                         competes with the copy itself and made copies up to 1.4x slower)
+                         competes with the copy itself and made copies up to 1.5x slower)
       --direct           O_DIRECT on both sides: bypass the page cache, so a huge copy
                          evicts nothing (block size rounded up to the files' alignment;
                          a file system that refuses O_DIRECT is an error)
