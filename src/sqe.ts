@@ -8,6 +8,7 @@
  */
 
 import { CQE, CQE_SIZE, SQE, SQE_SIZE } from "./abi.ts";
+import { checkU32 } from "./memory.ts";
 
 const TWO_32 = 0x1_0000_0000;
 const WORDS_PER_SQE = SQE_SIZE / 4;
@@ -59,16 +60,6 @@ export function writeU64(u32: Uint32Array, at: number, value: number | bigint): 
     u32[at] = Number(value & 0xffff_ffffn);
     u32[at + 1] = Number((value >> 32n) & 0xffff_ffffn);
   }
-}
-
-/** Throws a `RangeError` for a flags value that is not an integer from 0 to 255. */
-function notAByte(value: number, what: string): never {
-  throw new RangeError(`${what} must be an integer from 0 to 255, got ${String(value)}`);
-}
-
-/** Throws a `RangeError` for a value that is not an integer from 0 to 65535. */
-function notAU16(value: number, what: string): never {
-  throw new RangeError(`${what} must be an integer from 0 to 65535, got ${String(value)}`);
 }
 
 /**
@@ -135,14 +126,14 @@ export class Sqe {
 
   /** Replaces the `IOSQE_*` flags (e.g. `IOSQE_IO_LINK`). */
   setFlags(flags: number): this {
-    if ((flags & 0xff) !== flags) notAByte(flags, "flags");
+    if ((flags & 0xff) !== flags) checkU32(flags, "flags", 0xff);
     this.u8[this.base * 4 + SQE.flags] = flags;
     return this;
   }
 
   /** Adds `IOSQE_*` flags to those already set. */
   addFlags(flags: number): this {
-    if ((flags & 0xff) !== flags) notAByte(flags, "flags");
+    if ((flags & 0xff) !== flags) checkU32(flags, "flags", 0xff);
     this.u8[this.base * 4 + SQE.flags] |= flags;
     return this;
   }
@@ -170,7 +161,7 @@ export class Sqe {
 
   /** Sets `ioprio` (I/O priority, or per-opcode flags for some opcodes). */
   setIoprio(ioprio: number): this {
-    if ((ioprio & 0xffff) !== ioprio) notAU16(ioprio, "ioprio");
+    if ((ioprio & 0xffff) !== ioprio) checkU32(ioprio, "ioprio", 0xffff);
     const w = this.u32[this.base + W.head];
     this.u32[this.base + W.head] = ((w & 0xffff) | ((ioprio & 0xffff) << 16)) >>> 0;
     return this;
@@ -178,7 +169,7 @@ export class Sqe {
 
   /** Sets the `personality` registered with `IORING_REGISTER_PERSONALITY` (5.6). */
   setPersonality(id: number): this {
-    if ((id & 0xffff) !== id) notAU16(id, "personality");
+    if ((id & 0xffff) !== id) checkU32(id, "personality", 0xffff);
     const w = this.u32[this.base + W.bufIndex];
     this.u32[this.base + W.bufIndex] = ((w & 0xffff) | ((id & 0xffff) << 16)) >>> 0;
     return this;
