@@ -502,21 +502,14 @@ export async function copyTree(
       tree.dirs.push({ dst: dest, st: root, created: false });
       ctx.dirs++;
     } else {
-      let created = true;
-      try {
-        await staged("mkdir", ctx.engine.mkdir(dest, (root.perm | 0o700) & 0o7777, ctx));
-      } catch (e) {
-        // Made meanwhile by someone else (another copy into it): merge into it, as if it had been
-        // there when looked at.
-        const now = codeOf(e) === "EEXIST"
-          ? await ctx.engine.stat(dest, true, ctx).catch(() => undefined)
-          : undefined;
-        if (now?.kind !== "dir") throw describeFailure(ctx, e, source, dest);
-        created = false;
-        merging = true;
+      // May exist: made meanwhile by someone else (another copy into it), it is merged into, as
+      // if it had been there when looked at.
+      const record = await tree.makeDir(source, dest, root, true);
+      if (record === null) {
+        if (ctx.userAborted) throw abortFailure(opts.signal!, `copying '${source}' to '${dest}'`);
+        throw tree.first ?? tree.errors[0];
       }
-      tree.dirs.push({ dst: dest, st: root, created });
-      ctx.dirs++;
+      merging = !record.created;
     }
     await ctx.learnUmask(dest);
     await tree.walk(source, dest, merging);
