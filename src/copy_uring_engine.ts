@@ -550,29 +550,47 @@ export class UringEngine implements Engine {
    * really is empty.
    */
   async #pumpUnsized(srcFd: number, dstFd: number, ctx: EngineContext): Promise<number> {
-    const uring = this.#uring;
-    const signal = ctx.signal;
     const buf = await ctx.pool.take();
     let at = 0;
     try {
       for (;;) {
-        const n = await this.#op(ctx, () => uring.read(srcFd, buf, at, { signal })).catch((e) => {
-          throw tagStage(e, "read");
-        });
+        const n = await this.#readAt(ctx, srcFd, buf, at);
         if (n === 0) return at;
-        for (let put = 0; put < n;) {
-          const w = await this.#op(ctx, () => uring.write(dstFd, buf.subarray(put, n), at + put, { signal }))
-            .catch((e) => {
-              throw tagStage(e, "write");
-            });
-          if (w <= 0) throw tagStage(new Error(`write returned ${w} at offset ${at + put}`), "write");
-          put += w;
-        }
+        await this.#writeAll(ctx, dstFd, buf, 0, n, at);
         at += n;
         ctx.addBytes(n);
       }
     } finally {
       ctx.pool.give(buf);
+    }
+  }
+
+  /** One read of `buf` at `at` (holding a permit), tagged `read` when it fails. */
+  #readAt(ctx: EngineContext, fd: number, buf: Uint8Array, at: number): Promise<number> {
+    return this.#op(ctx, () => this.#uring.read(fd, buf, at, { signal: ctx.signal })).catch((e) => {
+      throw tagStage(e, "read");
+    });
+  }
+
+  /** Writes `buf[from, to)` at file offset `offset + from`, resuming short writes; tagged `write`. */
+  async #writeAll(
+    ctx: EngineContext,
+    fd: number,
+    buf: Uint8Array,
+    from: number,
+    to: number,
+    offset: number,
+  ): Promise<void> {
+    for (let put = from; put < to;) {
+      const n = await this.#op(
+        ctx,
+        () => this.#uring.write(fd, buf.subarray(put, to), offset + put, { signal: ctx.signal }),
+      )
+        .catch((e) => {
+          throw tagStage(e, "write");
+        });
+      if (n <= 0) throw tagStage(new Error(`write returned ${n} at offset ${offset + put}`), "write");
+      put += n;
     }
   }
 
@@ -646,32 +664,15 @@ export class UringEngine implements Engine {
     ctx: EngineContext,
     ranges: number[] | null = null,
   ): Promise<{ end: number; holes: boolean }> {
-    const uring = this.#uring;
-    const signal = ctx.signal;
     const blockSize = ctx.options.blockSize;
     const pool = ctx.pool;
     let next = 0;
     let end = size;
     let holes = false;
 
-    const readBlock = (buf: Uint8Array, at: number) =>
-      this.#op(ctx, () => uring.read(srcFd, buf, at, { signal })).catch((e) => {
-        throw tagStage(e, "read");
-      });
-    const writeBlock = (buf: Uint8Array, at: number) =>
-      this.#op(ctx, () => uring.write(dstFd, buf, at, { signal })).catch((e) => {
-        throw tagStage(e, "write");
-      });
-
-    /** Writes `buf[from, to)` at file offset `offset + from`, resuming short writes. */
-    const writeAll = async (buf: Uint8Array, from: number, to: number, offset: number): Promise<void> => {
-      let put = from;
-      while (put < to) {
-        const n = await writeBlock(buf.subarray(put, to), offset + put);
-        if (n <= 0) throw tagStage(new Error(`write returned ${n} at offset ${offset + put}`), "write");
-        put += n;
-      }
-    };
+    const readBlock = (buf: Uint8Array, at: number) => this.#readAt(ctx, srcFd, buf, at);
+    const writeAll = (buf: Uint8Array, from: number, to: number, offset: number) =>
+      this.#writeAll(ctx, dstFd, buf, from, to, offset);
 
     let range = 0; // the index in `ranges` of the first pair not wholly behind `next`
     const worker = async (crew: Crew): Promise<void> => {
