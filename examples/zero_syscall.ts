@@ -15,32 +15,68 @@
  *   strace -f -c -e trace=io_uring_enter deno run --allow-ffi --allow-read --allow-write \
  *     --allow-env examples/zero_syscall.ts
  */
-import { AT_FDCWD, cstring, IoUring, O_RDONLY, prepClose, prepOpenat, prepRead } from "../mod.ts";
+import {
+  AT_FDCWD,
+  cstring,
+  IoUring,
+  IoUringError,
+  O_RDWR,
+  prepClose,
+  prepOpenat,
+  prepRead,
+  prepWrite,
+} from "../mod.ts";
 
-const OPS = Number(Deno.args[0] ?? 200_000);
+const USAGE =
+  "usage: examples/zero_syscall.ts [OPS]   (OPS: reads per mode, a positive integer; default 200000)";
 const QD = 32;
 const BS = 4096;
 const FILE_SIZE = 8 << 20;
 
-// A scratch file, written once and so in the page cache.
-const path = Deno.makeTempFileSync({ prefix: "zero_syscall_" });
-Deno.writeFileSync(path, new Uint8Array(65536).map((_, i) => i * 31));
-{
-  const chunk = Deno.readFileSync(path);
-  const f = Deno.openSync(path, { append: true });
-  for (let n = chunk.length; n < FILE_SIZE; n += chunk.length) f.writeSync(chunk);
-  f.close();
+/** The reads to make in each mode: the first argument, a positive integer (default 200,000). */
+function parseOps(arg: string | undefined): number {
+  if (arg === undefined) return 200_000;
+  const ops = Number(arg);
+  if (arg.trim() === "" || !Number.isSafeInteger(ops) || ops < 1) {
+    console.error(`zero_syscall: OPS must be a positive integer, got '${arg}'\n${USAGE}`);
+    Deno.exit(2);
+  }
+  return ops;
 }
 
-/** Runs one SQE to completion on `ring` and returns its result. */
-function once(ring: IoUring, prep: (ring: IoUring) => void): number {
+const OPS = parseOps(Deno.args[0]);
+
+/** Runs one SQE to completion on `ring` and returns its result (or throws the errno). */
+function once(ring: IoUring, what: string, prep: (ring: IoUring) => void): number {
   prep(ring);
   ring.submit();
   const cqe = ring.waitCqe()!;
   const res = cqe.res;
   ring.cqAdvance(1);
-  if (res < 0) throw new Error(`operation failed: ${res}`);
+  if (res < 0) throw new IoUringError(what, -res);
   return res;
+}
+
+/**
+ * Makes the scratch file: creates it, opens it through `ring` and removes its name at once (the
+ * open descriptor keeps the data, so nothing is left behind even when Ctrl-C stops the run),
+ * then fills it through the ring, which leaves it in the page cache. Returns the descriptor:
+ * any ring of the process can use it.
+ */
+function openScratchFile(ring: IoUring): number {
+  const path = Deno.makeTempFileSync({ prefix: "zero_syscall_" });
+  let fd: number;
+  try {
+    const cpath = cstring(path);
+    fd = once(ring, "openat", (r) => prepOpenat(r.getSqe()!, AT_FDCWD, cpath, O_RDWR));
+  } finally {
+    Deno.removeSync(path);
+  }
+  const chunk = new Uint8Array(65536).map((_, i) => i * 31);
+  for (let offset = 0; offset < FILE_SIZE;) {
+    offset += once(ring, "write", (r) => prepWrite(r.getSqe()!, fd, chunk, offset));
+  }
+  return fd;
 }
 
 interface Outcome {
@@ -52,11 +88,9 @@ interface Outcome {
   wait: number;
 }
 
-function workload(sqpoll: boolean): Outcome {
+function workload(fd: number, sqpoll: boolean): Outcome {
   // SQ twice QD: under SQPOLL a CQE can be visible before the kernel moves the SQ head past it.
   using ring = new IoUring(2 * QD, { sqpoll: sqpoll ? { idleMs: 100 } : false });
-  const cpath = cstring(path);
-  const fd = once(ring, (r) => prepOpenat(r.getSqe()!, AT_FDCWD, cpath, O_RDONLY));
   const buffers = Array.from({ length: QD }, () => new Uint8Array(BS));
   const blocks = FILE_SIZE / BS;
   let queued = 0;
@@ -70,7 +104,7 @@ function workload(sqpoll: boolean): Outcome {
   };
   const before = { ...ring.stats };
   const t0 = performance.now();
-  for (let slot = 0; slot < QD; slot++) queue(slot);
+  for (let slot = 0; slot < Math.min(QD, OPS); slot++) queue(slot);
   let done = 0;
   while (done < OPS) {
     if (sqpoll) {
@@ -86,7 +120,8 @@ function workload(sqpoll: boolean): Outcome {
       ring.submitAndWait(1); // one io_uring_enter: submit, and cached reads complete inside it
     }
     for (let cqe = ring.peekCqe(); cqe !== null; cqe = ring.peekCqe()) {
-      if (cqe.res !== BS) throw new Error(`short read: ${cqe.res}`);
+      if (cqe.res < 0) throw new IoUringError("read", -cqe.res);
+      if (cqe.res !== BS) throw new Error(`short read: ${cqe.res} of ${BS} bytes`);
       const slot = cqe.userDataLo;
       ring.cqAdvance(1);
       done++;
@@ -103,13 +138,14 @@ function workload(sqpoll: boolean): Outcome {
     wakeup: s.wakeup - before.wakeup,
     wait: s.wait - before.wait,
   };
-  once(ring, (r) => prepClose(r.getSqe()!, fd));
   if (sqpoll && !ring.sqpoll) outcome.mode += ` (refused: ${ring.sqpollFallbackReason})`;
   return outcome;
 }
 
-const rows = [workload(true), workload(false)];
-Deno.removeSync(path);
+using setup = new IoUring(4, { sqpoll: false }); // opens and closes the scratch file
+const fd = openScratchFile(setup);
+const rows = [workload(fd, true), workload(fd, false)];
+once(setup, "close", (r) => prepClose(r.getSqe()!, fd));
 
 console.log(`${OPS} reads of ${BS} bytes, ${QD} in flight, from a cached file\n`);
 console.log("| mode | ops | enter: submit | wakeup | wait | total enters | ops per enter | ms |");

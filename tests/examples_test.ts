@@ -1,0 +1,95 @@
+/**
+ * The scripts in `examples/` run as the README and their own comments say: each is started as
+ * its own `deno run` process, with small arguments.
+ */
+import assert from "node:assert/strict";
+import { skipKernel, tempDir } from "./_support.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const FLAGS = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env"];
+
+/** `deno run FLAGS examples/NAME ARGS` with `TMPDIR` set to `tmp`; its status and output. */
+async function runExample(name: string, args: string[], tmp: string) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...FLAGS, `${ROOT}examples/${name}`, ...args],
+    env: { TMPDIR: tmp, NO_COLOR: "1" },
+    stdin: "null",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** The rows of a markdown table in `text`, as cells, without the header and the rule. */
+function tableRows(text: string): string[][] {
+  return text.split("\n")
+    .filter((line) => line.startsWith("| ") && !line.startsWith("| mode "))
+    .map((line) => line.split("|").slice(1, -1).map((cell) => cell.trim()));
+}
+
+Deno.test({
+  name: "examples/zero_syscall.ts: both modes do OPS reads; enters by reason add up; no file left",
+  ignore: skipKernel(),
+  fn: async () => {
+    using tmp = tempDir();
+    const r = await runExample("zero_syscall.ts", ["3000"], tmp.path);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^3000 reads of 4096 bytes, 32 in flight/);
+    const rows = tableRows(r.stdout);
+    assert.equal(rows.length, 2, r.stdout);
+    const [sqpoll, plain] = rows;
+    assert.match(sqpoll[0], /^SQPOLL/);
+    assert.equal(plain[0], "no SQPOLL");
+    for (const [, ops, submit, wakeup, wait, total] of rows) {
+      assert.equal(ops, "3000");
+      assert.equal(Number(submit) + Number(wakeup) + Number(wait), Number(total));
+    }
+    // Without SQPOLL every submission is an enter: at least one per 32 reads.
+    assert.ok(Number(plain[2]) >= 3000 / 32, r.stdout);
+    assert.deepEqual([...Deno.readDirSync(tmp.path)], []);
+  },
+});
+
+Deno.test({
+  name: "examples/zero_syscall.ts: a run killed midway leaves no scratch file",
+  ignore: skipKernel(),
+  fn: async () => {
+    using tmp = tempDir();
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...FLAGS, `${ROOT}examples/zero_syscall.ts`, "1000000000"],
+      env: { TMPDIR: tmp.path },
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    // The scratch file is made and unnamed within milliseconds of start-up; the run takes minutes.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    child.kill("SIGKILL");
+    const status = await child.status;
+    assert.equal(status.signal, "SIGKILL");
+    assert.deepEqual([...Deno.readDirSync(tmp.path)], []);
+  },
+});
+
+Deno.test("examples/zero_syscall.ts: OPS that is not a positive integer is a usage error", async () => {
+  using tmp = tempDir();
+  for (const ops of ["0", "-5", "1.5", "abc", ""]) {
+    const r = await runExample("zero_syscall.ts", [ops], tmp.path);
+    assert.equal(r.code, 2, `OPS '${ops}': ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`OPS must be a positive integer, got '${ops}'`));
+    assert.equal(r.stdout, "");
+  }
+});
+
+Deno.test({
+  name: "examples/ring_read.ts: prints the first bytes of the file it is given",
+  ignore: skipKernel(),
+  fn: async () => {
+    using tmp = tempDir();
+    const path = `${tmp.path}/hello.txt`;
+    Deno.writeTextFileSync(path, "hello from the ring\n");
+    const r = await runExample("ring_read.ts", [path], tmp.path);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^read 20 bytes from ${path} \\(sqpoll: (true|false), enters: \\{`));
+    assert.ok(r.stdout.endsWith("\nhello from the ring\n\n"), r.stdout);
+  },
+});
