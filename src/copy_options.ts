@@ -78,6 +78,10 @@ export interface CopyOptions {
   /**
    * Replace destination files that exist (default `false`: an existing destination file is an
    * `AlreadyExists` error). A destination that is a directory is never replaced by a file.
+   * Replacing is a rename over the name, as `cp --remove-destination` does, not a write into the
+   * old file as plain `cp`, `Deno.copyFile` and Node's `copyFile` do: a destination that is a
+   * symlink is replaced by the copy (the file it pointed to is left alone), and other hard links
+   * to the old file keep the old content.
    */
   overwrite?: boolean;
   /**

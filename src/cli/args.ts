@@ -66,7 +66,8 @@ If DST is an existing directory, each SRC is copied into it under its own name.
 Options:
   -r, --recursive        copy directories and everything below them
   -f, --force            replace existing destination files (default: an existing
-                         destination file is an error)
+                         destination file is an error); the copy is renamed over the
+                         name, so a destination symlink is replaced, not written through
   -p, --preserve         also keep access and modification times (modes are always kept)
       --queue-depth N    I/O operations kept in flight at once (default ${DEFAULT_QUEUE_DEPTH},
                          1..${MAX_QUEUE_DEPTH})
