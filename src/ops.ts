@@ -291,15 +291,13 @@ export function fillCloseDirect(slot: Slot, index: number) {
 }
 
 /**
- * Whether a buffer `slot` holds was detached (transferred) since the operation was called: an
- * operation waiting in the backlog must then not run.
+ * Whether a buffer `slot` holds was detached (transferred, or an `AlignedBuffer` freed) since
+ * the operation was called, or an iovec buffer shrunk: an operation waiting in the backlog must
+ * then not run, and one the kernel ran used memory that is no longer the buffer's.
  */
 export function hasDetachedBuffer(slot: Slot): boolean {
   if (slot.buf !== null && (slot.buf.buffer as ArrayBuffer).detached) return true;
-  if (slot.iovecs !== null) {
-    for (const b of slot.iovecs.buffers) if ((b.buffer as ArrayBuffer).detached) return true;
-  }
-  return false;
+  return slot.iovecs !== null && slot.iovecs.changedBuffer() >= 0;
 }
 
 /**

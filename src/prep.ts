@@ -23,7 +23,7 @@ import {
   checkU32,
 } from "./memory.ts";
 import { checkUserData, type Sqe, W, writeU64 } from "./sqe.ts";
-import { Iovecs, Timespec } from "./structs.ts";
+import { checkIovecsUnchanged, Iovecs, Timespec } from "./structs.ts";
 
 const TWO_32 = 0x1_0000_0000;
 /** 2^-32: multiplying by it is exact and several times cheaper than dividing by 2^32. */
@@ -135,6 +135,7 @@ export function prepReadv(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset, 
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
   checkIovecs(iovecs);
+  checkIovecsUnchanged(iovecs, "prepReadv");
   prepRw(sqe, abi.IORING_OP_READV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
   sqe.u32[sqe.base + W.opFlags] = rwFlags;
   return sqe;
@@ -146,6 +147,7 @@ export function prepWritev(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset,
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
   checkIovecs(iovecs);
+  checkIovecsUnchanged(iovecs, "prepWritev");
   prepRw(sqe, abi.IORING_OP_WRITEV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
   sqe.u32[sqe.base + W.opFlags] = rwFlags;
   return sqe;

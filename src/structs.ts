@@ -59,6 +59,8 @@ export class Iovecs {
   readonly buffers: readonly ArrayBufferView[];
   /** Sum of the buffers' lengths. */
   readonly totalLength: number;
+  /** {@link Iovecs.bytes} as 32-bit words. */
+  readonly #words: Uint32Array;
 
   /** Builds the array; every buffer must be a live typed array or DataView. */
   constructor(buffers: readonly ArrayBufferView[]) {
@@ -68,7 +70,7 @@ export class Iovecs {
     if (buffers.length > 1024) throw new RangeError(`at most 1024 iovecs (IOV_MAX), got ${buffers.length}`);
     this.buffers = [...buffers];
     this.bytes = new Uint8Array(buffers.length * IOVEC_SIZE);
-    const w = new Uint32Array(this.bytes.buffer);
+    const w = this.#words = new Uint32Array(this.bytes.buffer);
     let total = 0;
     for (let i = 0; i < buffers.length; i++) {
       const b = buffers[i];
@@ -87,6 +89,34 @@ export class Iovecs {
   /** Number of buffers. */
   get length(): number {
     return this.buffers.length;
+  }
+
+  /**
+   * The index of the first buffer that was detached (transferred, or an `AlignedBuffer` freed)
+   * or shrunk since this array was built, or -1. The kernel would still use the address and
+   * length recorded then, which may now belong to other memory: `prepReadv`/`prepWritev` and
+   * `Uring` refuse an array with such a buffer. (A buffer that grew keeps its recorded part.)
+   */
+  changedBuffer(): number {
+    const buffers = this.buffers, w = this.#words;
+    for (let i = 0; i < buffers.length; i++) {
+      if (buffers[i].byteLength < w[i * 4 + 2] + w[i * 4 + 3] * 0x1_0000_0000) return i;
+    }
+    return -1;
+  }
+}
+
+/**
+ * Throws a `TypeError` if a buffer of `iovecs` was detached or shrunk after it was built (see
+ * {@link Iovecs.changedBuffer}). `what` names the operation.
+ */
+export function checkIovecsUnchanged(iovecs: Iovecs, what: string): void {
+  const i = iovecs.changedBuffer();
+  if (i >= 0) {
+    throw new TypeError(
+      `${what}: iovecs buffer ${i} was detached or shrunk after the Iovecs was built ` +
+        `(the kernel would use its old address and length): build a new Iovecs`,
+    );
   }
 }
 

@@ -121,6 +121,19 @@ export type { OpOptions } from "./file.ts";
 
 const ETIME = errno("ETIME");
 const ECANCELED = errno("ECANCELED");
+/**
+ * The error for an operation whose buffer was detached (transferred, or an `AlignedBuffer`
+ * freed) or whose iovec buffer shrank while the kernel used it: the kernel read or wrote
+ * memory that is no longer the buffer's, so its result must not pass for a success.
+ */
+function detachedInFlight(slot: Slot): TypeError {
+  return new TypeError(
+    `${OP_NAMES[slot.kind]}: a buffer was detached or shrunk while the operation ran, so the kernel ` +
+      `used memory that is no longer the buffer's (other data may be corrupted): do not transfer, shrink ` +
+      `or free a buffer an operation uses`,
+  );
+}
+
 /** How often an operation the kernel cancelled unasked is issued again (see `#complete`). */
 const MAX_REISSUES = 3;
 const EINVAL = errno("EINVAL");
@@ -353,8 +366,12 @@ export function rawRing(uring: Uring): RawRing {
  *
  * At most `cqEntries` operations are in the kernel at once; later ones wait their turn in order.
  * So operations that may wait indefinitely (reads of an empty pipe) can hold up those behind
- * them when they fill the ring: size the ring for them. Buffers must not be transferred or
- * resized while an operation uses them.
+ * them when they fill the ring: size the ring for them. Buffers must not be transferred,
+ * shrunk or freed while an operation uses them: the kernel holds their address, and nothing in
+ * JavaScript can pin an `ArrayBuffer`'s memory, so it would read or write memory that may by then
+ * belong to something else. Such an operation rejects with a `TypeError` rather than resolve
+ * (one still waiting for room never starts), but the damage may be done: hold an
+ * `AlignedBuffer` with `pin()` across its operations.
  *
  * `close()` stops accepting work, rejects what never reached the kernel, cancels what is in
  * flight (`IORING_OP_ASYNC_CANCEL`), waits for every completion (so no buffer is released while
@@ -1623,7 +1640,9 @@ export class Uring implements AsyncDisposable {
     const res = slot.res;
     let error: unknown = null;
     let value: unknown = undefined;
-    if (res >= 0 || (slot.kind === K_TIMEOUT && res === -ETIME)) {
+    if ((slot.buf !== null || slot.iovecs !== null) && hasDetachedBuffer(slot)) {
+      error = detachedInFlight(slot);
+    } else if (res >= 0 || (slot.kind === K_TIMEOUT && res === -ETIME)) {
       value = this.#value(slot);
       if (this.#closing && slot.kind === K_OPEN) {
         // The Uring is closing: the file would outlive it. Close the fd and report the close.
@@ -1721,6 +1740,9 @@ export class Uring implements AsyncDisposable {
   /** A chain member's result from its CQE. */
   #memberResult(slot: Slot): ChainResult {
     const res = slot.res;
+    if ((slot.buf !== null || slot.iovecs !== null) && hasDetachedBuffer(slot)) {
+      return { ok: false, error: detachedInFlight(slot) };
+    }
     if (res === 0) return OK_ZERO;
     if (res > 0) return { ok: true, value: res };
     if (slot.kind === K_TIMEOUT && res === -ETIME) return OK_ZERO;

@@ -11,6 +11,7 @@ import {
   type Cqe,
   cstring,
   getSys,
+  IORING_OP_READV,
   IoUring,
   IoUringError,
   Iovecs,
@@ -32,6 +33,7 @@ import {
   prepUnlinkat,
   prepWrite,
   prepWriteFixed,
+  prepWritev,
   Sqe,
   statxBuffer,
   Timespec,
@@ -67,6 +69,27 @@ function untouched(sqe: Sqe): void {
 }
 
 // --- Prep arguments (no kernel) ----------------------------------------------------------------
+
+Deno.test("prepReadv/prepWritev refuse an Iovecs whose buffer was detached or shrunk after it was built", () => {
+  const sqe = plainSqe();
+  const moved = new Uint8Array(16);
+  const iovecs = new Iovecs([new Uint8Array(8), moved]);
+  moved.buffer.transfer(); // the memory moves to a new ArrayBuffer: the recorded address is stale
+  rejects(() => prepReadv(sqe, 3, iovecs, 0), TypeError, /prepReadv: iovecs buffer 1 was detached or shrunk/);
+  rejects(
+    () => prepWritev(sqe, 3, iovecs, 0),
+    TypeError,
+    /prepWritev: iovecs buffer 1 was detached or shrunk/,
+  );
+  const resizable = new ArrayBuffer(32, { maxByteLength: 64 });
+  const tracking = new Iovecs([new Uint8Array(resizable)]);
+  resizable.resize(16);
+  rejects(() => prepReadv(sqe, 3, tracking, 0), TypeError, /iovecs buffer 0 was detached or shrunk/);
+  untouched(sqe);
+  resizable.resize(64); // grown past the recorded 32 bytes: those stay valid, the kernel uses them
+  prepReadv(sqe, 3, tracking, 0);
+  assert.equal(sqe.opcode, IORING_OP_READV);
+});
 
 Deno.test("detached buffers are refused", () => {
   const sqe = plainSqe();

@@ -356,6 +356,49 @@ ringTest("Uring: AbortSignal", async (config) => {
   }
 });
 
+ringTest(
+  "Uring: a read whose buffer is detached or shrunk while the kernel holds it rejects",
+  async (config) => {
+    await using uring = new Uring(uringOptions(config));
+    const [r, w] = pipe();
+    try {
+      const buf = new Uint8Array(8);
+      const read = uring.read(r, buf, 0);
+      await sleep(10); // in the kernel, waiting for data
+      const moved = buf.buffer.transfer(); // same length: the memory moves to `moved`, nothing is freed
+      assert.equal(await uring.write(w, enc.encode("hi"), 0), 2);
+      await assert.rejects(read, (e: Error) => {
+        assert.ok(e instanceof TypeError);
+        assert.match(e.message, /^read: a buffer was detached or shrunk while the operation ran/);
+        return true;
+      });
+      assert.equal(new TextDecoder().decode(new Uint8Array(moved, 0, 2)), "hi"); // where the data went
+
+      const resizable = new ArrayBuffer(8, { maxByteLength: 16 });
+      const readv = uring.readv(r, [new Uint8Array(2), new Uint8Array(resizable)], 0);
+      await sleep(10);
+      resizable.resize(4);
+      assert.equal(await uring.write(w, enc.encode("abcdef"), 0), 6);
+      await assert.rejects(
+        readv,
+        /^TypeError: readv: a buffer was detached or shrunk while the operation ran/,
+      );
+
+      // Grown while in flight: the recorded part stays valid, so the read counts.
+      resizable.resize(8);
+      const grown = uring.readv(r, [new Uint8Array(resizable)], 0);
+      await sleep(10);
+      resizable.resize(16);
+      assert.equal(await uring.write(w, enc.encode("xyz"), 0), 3);
+      assert.equal(await grown, 3);
+      assert.equal(uring.pending, 0);
+    } finally {
+      await uring.close(r);
+      await uring.close(w);
+    }
+  },
+);
+
 ringTest("Uring: abort of operations still queued in JavaScript (SQ full)", async (config) => {
   await using uring = new Uring(uringOptions(config, { entries: 2 }));
   const [r, w] = pipe();
