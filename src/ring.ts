@@ -1015,10 +1015,11 @@ export class IoUring implements Disposable {
 
   /**
    * Registers `buffers` as fixed buffers for `prepReadFixed`/`prepWriteFixed` (index = position
-   * in the array). The ring keeps them referenced until `unregisterBuffers()`. Since 5.1.
+   * in the array): at most 16384 (`IORING_MAX_REG_BUFFERS`; 1024 before 5.13) of at most 1 GiB
+   * each. The ring keeps them referenced until `unregisterBuffers()`. Since 5.1.
    */
   registerBuffers(buffers: readonly ArrayBufferView[]): void {
-    const iovecs = new Iovecs(buffers);
+    const iovecs = new Iovecs(buffers, abi.IORING_MAX_REG_BUFFERS);
     for (let i = 0; i < buffers.length; i++) {
       if (buffers[i].byteLength > 1024 ** 3) { // the kernel's limit per buffer (EFAULT past it)
         throw new RangeError(`buffers[${i}] holds ${buffers[i].byteLength} bytes: at most 1 GiB each`);

@@ -8,6 +8,8 @@
 import { IOVEC_SIZE, OPEN_HOW_SIZE, STATX, STATX_SIZE, TIMESPEC_SIZE } from "./abi.ts";
 import { addressOf, checkBuffer } from "./memory.ts";
 
+/** Most buffers one `readv`/`writev` takes (`IOV_MAX`). */
+const IOV_MAX = 1024;
 /** A `struct __kernel_timespec` (16 bytes) for timeouts. Since 5.4. */
 export class Timespec {
   /** The 16 bytes handed to the kernel. */
@@ -62,12 +64,20 @@ export class Iovecs {
   /** {@link Iovecs.bytes} as 32-bit words. */
   readonly #words: Uint32Array;
 
-  /** Builds the array; every buffer must be a live typed array or DataView. */
-  constructor(buffers: readonly ArrayBufferView[]) {
+  /**
+   * Builds the array; every buffer must be a live typed array or DataView. `max` is the most
+   * buffers it may hold: by default 1024 (`IOV_MAX`, what `readv`/`writev` take);
+   * `IoUring.registerBuffers` passes `IORING_MAX_REG_BUFFERS`.
+   */
+  constructor(buffers: readonly ArrayBufferView[], max: number = IOV_MAX) {
     if (!Array.isArray(buffers) || buffers.length === 0) {
       throw new TypeError("iovecs need a non-empty array of buffers");
     }
-    if (buffers.length > 1024) throw new RangeError(`at most 1024 iovecs (IOV_MAX), got ${buffers.length}`);
+    if (buffers.length > max) {
+      throw new RangeError(
+        `at most ${max} iovecs${max === IOV_MAX ? " (IOV_MAX)" : ""}, got ${buffers.length}`,
+      );
+    }
     this.buffers = [...buffers];
     this.bytes = new Uint8Array(buffers.length * IOVEC_SIZE);
     const w = this.#words = new Uint32Array(this.bytes.buffer);

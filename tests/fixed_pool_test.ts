@@ -54,6 +54,23 @@ ringTest("FixedBufferPool: registers count aligned buffers once, with their inde
   }
 });
 
+ringTest("FixedBufferPool: up to IORING_MAX_REG_BUFFERS buffers (more than readv's IOV_MAX)", (config) => {
+  using ring = new IoUring(8, config.options);
+  {
+    using pool = new FixedBufferPool(ring, { count: IORING_MAX_REG_BUFFERS, size: 512, alignment: 512 });
+    assert.equal(ring.registeredBuffers!.length, IORING_MAX_REG_BUFFERS);
+    const last = pool.buffer(IORING_MAX_REG_BUFFERS - 1);
+    assert.equal(addressOf(ring.registeredBuffers![IORING_MAX_REG_BUFFERS - 1]), addressOf(last.bytes));
+  }
+  const many = Array.from({ length: 2000 }, () => new Uint8Array(64));
+  ring.registerBuffers(many);
+  assert.equal(ring.registeredBuffers!.length, 2000);
+  ring.unregisterBuffers();
+  const tooMany = Array.from({ length: IORING_MAX_REG_BUFFERS + 1 }, () => new Uint8Array(1));
+  assert.throws(() => ring.registerBuffers(tooMany), /at most 16384 iovecs, got 16385/);
+  assert.equal(ring.registeredBuffers, undefined);
+});
+
 ringTest(
   "FixedBufferPool: acquire/release hand buffers out once each, and catch double release",
   (config) => {
