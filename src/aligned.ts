@@ -8,6 +8,13 @@
  * nothing: using a freed buffer is an error or a no-op, never a fault. The module's APIs reject
  * detached buffers ("buffer is detached") before anything reaches the kernel.
  *
+ * The memory stays the AlignedBuffer's: do not move it to another `ArrayBuffer`
+ * (`bytes.buffer.transfer()`, or a transfer list of `postMessage`/`structuredClone`). Such a
+ * move takes the pages along without copying them, and nothing tells the module: once the
+ * AlignedBuffer is freed or collected its memory is unmapped, and the new `ArrayBuffer` points
+ * at unmapped memory (the process crashes when it is touched). Copy the bytes instead, or use a
+ * `SharedArrayBuffer` to share them with a worker.
+ *
  * @module
  */
 
@@ -29,9 +36,13 @@ export interface AlignedBufferOptions {
   backend?: Backend;
 }
 
-/** One anonymous mapping; shared by an {@link AlignedBuffer} and the finalization registry. */
+/**
+ * One anonymous mapping, shared by an {@link AlignedBuffer} and the finalization registry: the
+ * pins live here, so the registry sees them even after the AlignedBuffer itself is gone.
+ */
 class Mapping {
   unmapped = false;
+  pins = 0;
   constructor(readonly sys: Sys, readonly address: number, readonly length: number) {}
 
   unmap(): void {
@@ -42,8 +53,11 @@ class Mapping {
 }
 
 // The registry watches each buffer's ArrayBuffer (not the AlignedBuffer object): memory is
-// unmapped only when no view of it can exist any more.
-const registry = new FinalizationRegistry<Mapping>((mapping) => mapping.unmap());
+// unmapped only when no view of it can exist any more. A pinned mapping stays: the kernel may
+// still write into it, and with its AlignedBuffer gone nothing can unpin it (it is leaked).
+const registry = new FinalizationRegistry<Mapping>((mapping) => {
+  if (mapping.pins === 0) mapping.unmap();
+});
 
 function checkAlignment(alignment: unknown): asserts alignment is number {
   if (
@@ -61,7 +75,9 @@ function checkAlignment(alignment: unknown): asserts alignment is number {
  * it. Free it with {@link AlignedBuffer.free} or `using`; after that `bytes` and `address` throw,
  * and views taken earlier are detached (length 0). While the kernel may still use the memory,
  * hold it with {@link AlignedBuffer.pin}: `free()` then only detaches, and the memory is unmapped
- * when the last pin is released. Since: always (no kernel feature needed).
+ * when the last pin is released (a pinned buffer that is dropped is never unmapped: it leaks).
+ * Do not transfer its `ArrayBuffer` (see the module notes). Since: always (no kernel feature
+ * needed).
  */
 export class AlignedBuffer implements Disposable {
   /** Size in bytes, as requested. */
@@ -71,7 +87,6 @@ export class AlignedBuffer implements Disposable {
   #memory: ArrayBuffer | undefined;
   #bytes: Uint8Array<ArrayBuffer> | undefined;
   #address: number;
-  #pins = 0;
   readonly #mapping: Mapping;
 
   /** Maps the memory (internal: use {@link alignedBuffer}). */
@@ -121,7 +136,7 @@ export class AlignedBuffer implements Disposable {
 
   /** How many holds {@link AlignedBuffer.pin} placed that are not yet released. */
   get pins(): number {
-    return this.#pins;
+    return this.#mapping.pins;
   }
 
   /**
@@ -131,14 +146,15 @@ export class AlignedBuffer implements Disposable {
    */
   pin(): this {
     if (this.#bytes === undefined) throw new TypeError("AlignedBuffer was freed");
-    this.#pins++;
+    this.#mapping.pins++;
     return this;
   }
 
   /** Releases one {@link AlignedBuffer.pin}; unmaps the memory if it was freed meanwhile. */
   unpin(): void {
-    if (this.#pins === 0) throw new RangeError("AlignedBuffer.unpin() without a matching pin()");
-    if (--this.#pins === 0 && this.#bytes === undefined) this.#mapping.unmap();
+    const mapping = this.#mapping;
+    if (mapping.pins === 0) throw new RangeError("AlignedBuffer.unpin() without a matching pin()");
+    if (--mapping.pins === 0 && this.#bytes === undefined) mapping.unmap();
   }
 
   /**
@@ -158,7 +174,7 @@ export class AlignedBuffer implements Disposable {
       // a view that escaped read unmapped pages.
       return;
     }
-    if (this.#pins === 0) this.#mapping.unmap();
+    if (this.#mapping.pins === 0) this.#mapping.unmap();
   }
 
   /** Same as {@link AlignedBuffer.free}, for `using`. */

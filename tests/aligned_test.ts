@@ -167,12 +167,14 @@ for (const b of live) { b.bytes.fill(1); if (mapped(b.address) && b.bytes[65535]
 
 // 3. A view that outlives its AlignedBuffer keeps the memory mapped.
 const view = (() => alignedBuffer(65536).bytes)();
+// 4. Pinned (the kernel may still write into it), then dropped: it stays mapped.
+const pinned = (() => alignedBuffer(65536).pin().address)();
 await settle();
 view.fill(2);
-console.log(JSON.stringify({ leaked, reused, stillMapped, viewOk: view[65535] === 2 }));
+console.log(JSON.stringify({ leaked, reused, stillMapped, viewOk: view[65535] === 2, pinnedMapped: mapped(pinned) }));
 `;
 
-Deno.test("alignedBuffer: the finalizer unmaps dropped buffers, never frees twice, and spares live views", async () => {
+Deno.test("alignedBuffer: the finalizer unmaps dropped buffers, never frees twice, spares live views and pins", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "uring-aligned-" });
   try {
     const script = `${dir}/finalizer.mjs`;
@@ -196,6 +198,7 @@ Deno.test("alignedBuffer: the finalizer unmaps dropped buffers, never frees twic
     assert.equal(result.leaked, 0, "every dropped buffer was unmapped by the finalizer");
     assert.equal(result.stillMapped, 16, "explicitly freed buffers were not unmapped a second time");
     assert.equal(result.viewOk, true);
+    assert.equal(result.pinnedMapped, true, "a pinned buffer is never unmapped by the finalizer");
     if (result.reused === 0) console.log("note: no address was reused, so the double-free check was weak");
   } finally {
     Deno.removeSync(dir, { recursive: true });
