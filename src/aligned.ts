@@ -37,25 +37,53 @@ export interface AlignedBufferOptions {
 }
 
 /**
- * One anonymous mapping, shared by an {@link AlignedBuffer} and the finalization registry: the
- * pins live here, so the registry sees them even after the AlignedBuffer itself is gone.
+ * One anonymous mapping, shared by an {@link AlignedBuffer}, the finalization registry and the
+ * operations in flight on it (internal): the pins live here, so the registry sees them even
+ * after the AlignedBuffer itself is gone.
  */
-class Mapping {
+export class AlignedMapping {
+  /** Whether the memory is unmapped. */
   unmapped = false;
+  /** Whether `free()` detached the memory (it is unmapped once no pin is left). */
+  freed = false;
+  /** Holds by `AlignedBuffer.pin()` and by `Uring` operations in flight. */
   pins = 0;
+  /** Records mapping `address` (`length` bytes, from `sys`). */
   constructor(readonly sys: Sys, readonly address: number, readonly length: number) {}
 
+  /** Unmaps the memory (once). */
   unmap(): void {
     if (this.unmapped) return;
     this.unmapped = true;
     this.sys.munmap(this.address, this.length);
   }
+
+  /** Releases one pin; unmaps the memory at the last one if it was freed meanwhile. */
+  unpin(): void {
+    if (--this.pins === 0 && this.freed) this.unmap();
+  }
+}
+
+/** Each AlignedBuffer's mapping, by the ArrayBuffer its views share. */
+const mappings = new WeakMap<ArrayBufferLike, AlignedMapping>();
+
+/**
+ * Internal (`Uring`, for an operation in flight): if `memory` is an {@link AlignedBuffer}'s,
+ * pins it, so that a `free()` meanwhile (of the buffer, or of the `FixedBufferPool` it belongs
+ * to) detaches its views at once but unmaps only after {@link AlignedMapping.unpin}; returns the
+ * mapping to unpin, or `null` for other memory.
+ */
+export function pinAlignedMemory(memory: ArrayBufferLike): AlignedMapping | null {
+  const mapping = mappings.get(memory);
+  if (mapping === undefined) return null;
+  mapping.pins++;
+  return mapping;
 }
 
 // The registry watches each buffer's ArrayBuffer (not the AlignedBuffer object): memory is
 // unmapped only when no view of it can exist any more. A pinned mapping stays: the kernel may
 // still write into it, and with its AlignedBuffer gone nothing can unpin it (it is leaked).
-const registry = new FinalizationRegistry<Mapping>((mapping) => {
+const registry = new FinalizationRegistry<AlignedMapping>((mapping) => {
   if (mapping.pins === 0) mapping.unmap();
 });
 
@@ -87,7 +115,8 @@ export class AlignedBuffer implements Disposable {
   #memory: ArrayBuffer | undefined;
   #bytes: Uint8Array<ArrayBuffer> | undefined;
   #address: number;
-  readonly #mapping: Mapping;
+  readonly #mapping: AlignedMapping;
+  #userPins = 0; // the pin() holds not yet unpinned (the mapping also counts operations')
 
   /** Maps the memory (internal: use {@link alignedBuffer}). */
   constructor(size: number, alignment: number = DEFAULT_ALIGNMENT, options: AlignedBufferOptions = {}) {
@@ -101,13 +130,14 @@ export class AlignedBuffer implements Disposable {
     const length = Math.ceil((size + slack) / MMAP_ALIGNMENT) * MMAP_ALIGNMENT;
     const base = sys.mmapAnon(length);
     if (base < 0) throw new IoUringError("mmap", -base, `${length} bytes of anonymous memory`);
-    this.#mapping = new Mapping(sys, base, length);
+    this.#mapping = new AlignedMapping(sys, base, length);
     const address = Math.ceil(base / alignment) * alignment;
     try {
       const memory = Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(BigInt(address))!, size);
       this.#memory = memory;
       this.#bytes = new Uint8Array(memory);
       registry.register(memory, this.#mapping, this.#mapping);
+      mappings.set(memory, this.#mapping);
     } catch (e) {
       this.#mapping.unmap();
       throw e;
@@ -134,7 +164,10 @@ export class AlignedBuffer implements Disposable {
     return this.#bytes === undefined;
   }
 
-  /** How many holds {@link AlignedBuffer.pin} placed that are not yet released. */
+  /**
+   * How many holds are not yet released: those {@link AlignedBuffer.pin} placed, and one per
+   * `Uring` operation in flight on the memory.
+   */
   get pins(): number {
     return this.#mapping.pins;
   }
@@ -146,15 +179,16 @@ export class AlignedBuffer implements Disposable {
    */
   pin(): this {
     if (this.#bytes === undefined) throw new TypeError("AlignedBuffer was freed");
+    this.#userPins++;
     this.#mapping.pins++;
     return this;
   }
 
   /** Releases one {@link AlignedBuffer.pin}; unmaps the memory if it was freed meanwhile. */
   unpin(): void {
-    const mapping = this.#mapping;
-    if (mapping.pins === 0) throw new RangeError("AlignedBuffer.unpin() without a matching pin()");
-    if (--mapping.pins === 0 && this.#bytes === undefined) mapping.unmap();
+    if (this.#userPins === 0) throw new RangeError("AlignedBuffer.unpin() without a matching pin()");
+    this.#userPins--;
+    this.#mapping.unpin();
   }
 
   /**
@@ -174,6 +208,7 @@ export class AlignedBuffer implements Disposable {
       // a view that escaped read unmapped pages.
       return;
     }
+    this.#mapping.freed = true;
     if (this.#mapping.pins === 0) this.#mapping.unmap();
   }
 

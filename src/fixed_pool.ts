@@ -242,8 +242,10 @@ export class FixedBufferPool implements Disposable {
   /**
    * Unregisters the buffers (when the ring is open and still has them) and frees the memory:
    * every buffer's `bytes` then throws and views taken earlier are detached. The kernel keeps its
-   * own hold on registered pages, so a request still in flight cannot touch freed memory, but
-   * reap everything first. Idempotent.
+   * own hold on registered pages, so a `READ_FIXED`/`WRITE_FIXED` still in flight cannot touch
+   * freed memory; a `Uring` operation of any kind on the pool's memory holds it mapped until its
+   * completion. A plain `prepRead`/`prepWrite` of your own on a raw ring has no such hold: reap
+   * everything first. Idempotent.
    */
   close(): void {
     if (this.#closed) return;

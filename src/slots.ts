@@ -7,6 +7,7 @@
  * @module
  */
 
+import { type AlignedMapping, pinAlignedMemory } from "./aligned.ts";
 import { cstringInto } from "./memory.ts";
 import type { Iovecs, Timespec } from "./structs.ts";
 
@@ -93,6 +94,11 @@ export class Slot {
   buf: ArrayBufferView | null = null;
   /** The iovec array (and through it, its buffers) of `readv`/`writev`. */
   iovecs: Iovecs | null = null;
+  /**
+   * The AlignedBuffer memory (or memories: the iovecs') the operation pinned while the kernel
+   * may use it, unpinned when the slot is cleared.
+   */
+  pinned: AlignedMapping | AlignedMapping[] | null = null;
   /** The NUL-terminated path(s) the kernel reads. */
   cpath: Uint8Array | null = null;
   /** The second NUL-terminated path (rename, link, symlink). */
@@ -143,11 +149,37 @@ export class Slot {
   }
 
   /** Drops every reference held for the kernel and the caller, keeping the reusable timespec. */
+  /**
+   * Pins the AlignedBuffer memory among the operation's buffers (see `pinAlignedMemory`) when
+   * its SQE is prepared.
+   */
+  pin(): void {
+    if (this.pinned !== null) return; // issued again (see Uring's reissue): pinned the first time
+    if (this.buf !== null) {
+      this.pinned = pinAlignedMemory(this.buf.buffer);
+    } else if (this.iovecs !== null) {
+      for (const b of this.iovecs.buffers) {
+        const mapping = pinAlignedMemory(b.buffer);
+        if (mapping === null) continue;
+        if (this.pinned === null) this.pinned = [];
+        (this.pinned as AlignedMapping[]).push(mapping);
+      }
+    }
+  }
+
+  #unpin(): void {
+    const pinned = this.pinned!;
+    this.pinned = null;
+    if (Array.isArray(pinned)) { for (const mapping of pinned) mapping.unpin(); }
+    else pinned.unpin();
+  }
+
   clear(): void {
     this.resolve = this.reject = null;
     this.fd = this.fd2 = -1;
     this.buf = null;
     this.iovecs = null;
+    if (this.pinned !== null) this.#unpin();
     this.cpath = this.cpath2 = null;
     this.path = this.path2 = null;
     this.statx = null;

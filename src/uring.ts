@@ -127,6 +127,12 @@ const ECANCELED = errno("ECANCELED");
  * memory that is no longer the buffer's, so its result must not pass for a success.
  */
 function detachedInFlight(slot: Slot): TypeError {
+  if (slot.pinned !== null) {
+    return new TypeError(
+      `${OP_NAMES[slot.kind]}: an AlignedBuffer was freed while the operation ran; its memory stayed ` +
+        `mapped until the completion, but what the kernel read or wrote there is lost`,
+    );
+  }
   return new TypeError(
     `${OP_NAMES[slot.kind]}: a buffer was detached or shrunk while the operation ran, so the kernel ` +
       `used memory that is no longer the buffer's (other data may be corrupted): do not transfer, shrink ` +
@@ -1205,6 +1211,7 @@ export class Uring implements AsyncDisposable {
 
   #put(slot: Slot, sqe: Sqe): void {
     prepSlot(slot, sqe);
+    slot.pin(); // an AlignedBuffer freed meanwhile stays mapped until the CQE
     slot.state = IN_RING;
     // Counts the CQEs to come: a skip chain's members but its last post none (see ChainState.skip).
     if ((slot.sqeFlags & IOSQE_CQE_SKIP_SUCCESS) === 0) this.#inRing++;

@@ -8,7 +8,10 @@ import {
   Iovecs,
   MAX_ALIGNMENT,
   MIN_ALIGNMENT,
+  Uring,
 } from "../mod.ts";
+import { pipe } from "./_io.ts";
+import { skipKernel } from "./_support.ts";
 
 const BACKENDS: Backend[] = ["helper", "libc"];
 
@@ -134,6 +137,65 @@ Deno.test("alignedBuffer: unpin() of a live buffer keeps it mapped", () => {
   assert.equal(buf.pins, 0);
   assert.ok(isMapped(buf.address));
   assert.throws(() => buf.unpin(), RangeError);
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+Deno.test({
+  name: "alignedBuffer: freed while a Uring read into it is in flight, it stays mapped until the completion",
+  ignore: skipKernel(),
+  fn: async () => {
+    await using uring = new Uring();
+    const [r, w] = pipe();
+    try {
+      const buf = alignedBuffer(4096);
+      const address = buf.address;
+      const read = uring.read(r, buf.bytes.subarray(0, 8), 0);
+      await sleep(10); // in the kernel, waiting for data
+      assert.equal(buf.pins, 1, "the operation holds the memory");
+      buf.free();
+      assert.equal(buf.freed, true);
+      assert.ok(isMapped(address), "still mapped: the kernel holds its address");
+      const other = alignedBuffer(4096); // cannot land on the still-mapped pages
+      assert.notEqual(other.address, address);
+      assert.equal(await uring.write(w, new TextEncoder().encode("late"), 0), 4);
+      await assert.rejects(read, /^TypeError: read: an AlignedBuffer was freed while the operation ran/);
+      assert.equal(isMapped(address), false, "unmapped once the completion came");
+      assert.ok(other.bytes.every((b) => b === 0));
+      other.free();
+    } finally {
+      await uring.close(r);
+      await uring.close(w);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "alignedBuffer: a FixedBufferPool closed under a plain read into its memory stays mapped until the completion",
+  ignore: skipKernel(),
+  fn: async () => {
+    await using uring = new Uring();
+    const [r, w] = pipe();
+    try {
+      const pool = uring.registerBufferPool({ count: 2, size: 4096 });
+      const first = pool.buffer(0).bytes;
+      // Across the end of buffer 0 into buffer 1: not inside one registered buffer, so a plain READ.
+      const span = new Uint8Array(first.buffer, first.byteOffset + 4096 - 8, 32);
+      const address = addressOf(span);
+      const read = uring.read(r, span, 0);
+      await sleep(10);
+      pool.close();
+      assert.equal(span.byteLength, 0, "the pool's views are detached at once");
+      assert.ok(isMapped(address), "the pool's memory stays mapped while the read is in flight");
+      assert.equal(await uring.write(w, new TextEncoder().encode("late"), 0), 4);
+      await assert.rejects(read, /an AlignedBuffer was freed while the operation ran/);
+      assert.equal(isMapped(address), false);
+    } finally {
+      await uring.close(r);
+      await uring.close(w);
+    }
+  },
 });
 
 // The FinalizationRegistry needs a collectable heap: run it in a child with --expose-gc.
