@@ -137,29 +137,53 @@ const LIBC_SYMBOLS = {
 /** Default location of the built helper, next to its source. */
 export const HELPER_PATH: URL = new URL("../ffi/build/liburing_helper.so", import.meta.url);
 
-function envBackend(): string | undefined {
+function envValue(name: string): string | undefined {
   try {
-    return Deno.env.get("URING_BACKEND") ?? undefined;
+    return Deno.env.get(name) || undefined; // unset or empty: the default
   } catch {
     return undefined; // no --allow-env: use the default
   }
 }
 
-function helperPath(): string | undefined {
-  let override: string | undefined;
-  try {
-    override = Deno.env.get("URING_HELPER") ?? undefined;
-  } catch {
-    override = undefined;
+/** Set once the built helper failed to load by default: later defaults go to libc at once. */
+let builtHelperMissing = false;
+
+/** The built helper's path, or undefined when the module was not loaded from a file. */
+function builtHelperPath(): string | undefined {
+  return HELPER_PATH.protocol === "file:" ? decodeURIComponent(HELPER_PATH.pathname) : undefined;
+}
+
+/**
+ * Loads the helper: the one `URING_HELPER` names, else the built one. Returns undefined when the
+ * built one cannot be loaded and `required` is false (libc then serves); otherwise a load failure
+ * throws an error that says which helper and why. Loading needs only `--allow-ffi` (no
+ * `--allow-read` for the helper's path).
+ */
+function tryLoadHelper(required: boolean): Sys | undefined {
+  const override = envValue("URING_HELPER");
+  if (!required && override === undefined && builtHelperMissing) return undefined; // tried already
+  const path = override ?? builtHelperPath();
+  if (path === undefined) {
+    if (!required) return undefined;
+    throw new Error(`the uring C helper has no local path here (${HELPER_PATH}): use URING_BACKEND=libc`);
   }
-  if (override) return override;
-  if (HELPER_PATH.protocol !== "file:") return undefined;
-  const path = decodeURIComponent(HELPER_PATH.pathname);
   try {
-    Deno.statSync(path);
-    return path;
-  } catch {
-    return undefined;
+    return loadHelper(path);
+  } catch (e) {
+    if (override !== undefined) {
+      throw new Error(`cannot load the helper URING_HELPER names (${path}): ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    if (!required) {
+      builtHelperMissing = true;
+      return undefined;
+    }
+    throw new Error(
+      `the uring C helper could not be loaded from ${path} (${(e as Error).message}): ` +
+        "run `deno task build`, or use URING_BACKEND=libc",
+      { cause: e },
+    );
   }
 }
 
@@ -320,31 +344,28 @@ function loadLibc(): Sys {
 const loaded = new Map<Backend, Sys>();
 
 /**
- * Returns the system layer for `backend` (default: `URING_BACKEND`, else the helper when built,
- * else libc). Each backend is loaded once per process.
+ * Returns the system layer for `backend` (default: `URING_BACKEND`, else the helper when it
+ * loads — the built one, or the one `URING_HELPER` names —, else libc). Each backend is loaded
+ * once per process.
  */
 export function getSys(backend?: Backend): Sys {
-  const wanted = backend ?? (envBackend() as Backend | undefined);
+  const fromEnv = backend === undefined;
+  const wanted = backend ?? envValue("URING_BACKEND");
   if (wanted !== undefined && wanted !== "helper" && wanted !== "libc") {
-    throw new TypeError(`URING_BACKEND must be "helper" or "libc", got ${JSON.stringify(wanted)}`);
+    throw new TypeError(
+      `${fromEnv ? "URING_BACKEND" : "backend"} must be "helper" or "libc", got ${JSON.stringify(wanted)}`,
+    );
   }
-  let path = wanted === undefined ? helperPath() : undefined;
-  const choice: Backend = wanted ?? (path ? "helper" : "libc");
-  const cached = loaded.get(choice);
-  if (cached) return cached;
-  let sys: Sys;
-  if (choice === "helper") {
-    path ??= helperPath();
-    if (!path) {
-      throw new Error(
-        `the uring C helper is not built (expected ${decodeURIComponent(HELPER_PATH.pathname)}): ` +
-          "run `deno task build`, or use URING_BACKEND=libc",
-      );
+  if (wanted !== "libc") {
+    const cached = loaded.get("helper");
+    if (cached) return cached;
+    const helper = tryLoadHelper(wanted === "helper");
+    if (helper) {
+      loaded.set("helper", helper);
+      return helper;
     }
-    sys = loadHelper(path);
-  } else {
-    sys = loadLibc();
   }
-  loaded.set(choice, sys);
-  return sys;
+  let libc = loaded.get("libc");
+  if (!libc) loaded.set("libc", libc = loadLibc());
+  return libc;
 }

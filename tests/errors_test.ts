@@ -194,7 +194,7 @@ Deno.test("other bounded arguments: bufIndex, timespec", () => {
 });
 
 Deno.test("getSys rejects an unknown backend name", () => {
-  rejects(() => getSys("uring" as "libc"), TypeError, /URING_BACKEND/);
+  rejects(() => getSys("uring" as "libc"), TypeError, /^backend must be "helper" or "libc", got "uring"$/);
 });
 
 // --- Ring arguments --------------------------------------------------------------------------

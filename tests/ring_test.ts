@@ -1076,6 +1076,39 @@ Deno.test({
 });
 
 Deno.test({
+  name: "backend choice: the helper loads with --allow-ffi alone; URING_HELPER and empty values",
+  ignore: skipKernel(),
+  async fn() {
+    const mod = JSON.stringify(new URL("../mod.ts", import.meta.url).href);
+    const script = `import { getSys } from ${mod};
+      try { console.log(getSys().backend); } catch (e) { console.log("error: " + e.message); }`;
+    using dir = tempDir();
+    const path = `${dir.path}/choice.ts`;
+    Deno.writeTextFileSync(path, script);
+    /** What `getSys()` chose in a child run with `flags` and `env` (and no other permission). */
+    const choice = async (flags: string[], env: Record<string, string>) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--no-prompt", ...flags, path],
+        env,
+        stdin: "null",
+      }).output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      return new TextDecoder().decode(out.stdout).trim();
+    };
+    // Without --allow-read (and --allow-env) the built helper is still the default.
+    assert.equal(await choice(["--allow-ffi"], {}), "helper");
+    assert.equal(await choice(["--allow-ffi", "--allow-env"], { URING_BACKEND: "" }), "helper");
+    assert.equal(await choice(["--allow-ffi", "--allow-env"], { URING_BACKEND: "libc" }), "libc");
+    // A helper URING_HELPER names that does not load is an error that says so (no quiet libc).
+    assert.match(
+      await choice(["--allow-ffi", "--allow-env"], { URING_HELPER: "/nonexistent/helper.so" }),
+      /^error: cannot load the helper URING_HELPER names \(\/nonexistent\/helper\.so\): /,
+    );
+    assert.equal(await choice(["--allow-ffi", "--allow-env"], { URING_HELPER: "" }), "helper");
+  },
+});
+
+Deno.test({
   name:
     "the helper stays mapped after dlclose (NODELETE): process exit never unmaps it under a wait still in it",
   ignore: skipKernel(),
