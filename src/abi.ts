@@ -167,7 +167,7 @@ export const IORING_ENTER_REGISTERED_RING = 1 << 4;
 
 /** SQ flag: the SQ poll thread sleeps and needs `IORING_ENTER_SQ_WAKEUP` (5.1). */
 export const IORING_SQ_NEED_WAKEUP = 1 << 0;
-/** SQ flag: completions overflowed the CQ and wait in the kernel (5.8). */
+/** SQ flag: completions overflowed the CQ and wait in the kernel (5.9). */
 export const IORING_SQ_CQ_OVERFLOW = 1 << 1;
 /** SQ flag: task work is pending (5.19). */
 export const IORING_SQ_TASKRUN = 1 << 2;
@@ -486,7 +486,11 @@ export const IORING_MAX_REG_BUFFER_SIZE = 1 << 30;
 
 /** `io_uring_probe_op.flags`: the opcode is supported (5.6). */
 export const IO_URING_OP_SUPPORTED = 1 << 0;
-/** Value in a fixed file table that leaves a slot empty (5.5). */
+/**
+ * An fd value for `IORING_REGISTER_FILES_UPDATE` (`registerFilesUpdate`) that leaves that slot of
+ * the fixed file table as it is (5.12; older kernels take it as an fd and fail with `EBADF`). `-1`
+ * empties a slot.
+ */
 export const IORING_REGISTER_FILES_SKIP: number = -2;
 
 // ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@
 
 import { type Backend, getSys, type Sys } from "./sys.ts";
 import { IoUringError } from "./errors.ts";
+import { shown } from "./memory.ts";
 
 /** Default alignment: a page, which satisfies O_DIRECT on every common device. */
 export const DEFAULT_ALIGNMENT = 4096;
@@ -93,7 +94,7 @@ function checkAlignment(alignment: unknown): asserts alignment is number {
     alignment > MAX_ALIGNMENT || (alignment & (alignment - 1)) !== 0
   ) {
     throw new RangeError(
-      `alignment must be a power of two from ${MIN_ALIGNMENT} to ${MAX_ALIGNMENT}, got ${String(alignment)}`,
+      `alignment must be a power of two from ${MIN_ALIGNMENT} to ${MAX_ALIGNMENT}, got ${shown(alignment)}`,
     );
   }
 }
@@ -121,7 +122,7 @@ export class AlignedBuffer implements Disposable {
   /** Maps the memory (internal: use {@link alignedBuffer}). */
   constructor(size: number, alignment: number = DEFAULT_ALIGNMENT, options: AlignedBufferOptions = {}) {
     if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 1) {
-      throw new RangeError(`size must be a positive integer, got ${String(size)}`);
+      throw new RangeError(`size must be a positive integer, got ${shown(size)}`);
     }
     checkAlignment(alignment);
     const sys = getSys(options.backend);

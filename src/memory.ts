@@ -106,7 +106,7 @@ export function checkSize(view: ArrayBufferView, size: number, what = "buffer"):
 /** Throws unless `fd` is an integer file descriptor (≥ 0, or -100 = `AT_FDCWD` when allowed). */
 export function checkFd(fd: unknown, what = "fd"): asserts fd is number {
   if (typeof fd !== "number" || !Number.isInteger(fd)) {
-    throw new TypeError(`${what} must be an integer file descriptor, got ${String(fd)}`);
+    throw new TypeError(`${what} must be an integer file descriptor, got ${shown(fd)}`);
   }
   if (fd < 0 && fd !== -100) throw new RangeError(`${what} must not be negative, got ${fd}`);
   if (fd > 0x7fffffff) throw new RangeError(`${what} is out of range: ${fd}`);
@@ -129,10 +129,29 @@ export function checkOffset(offset: unknown, what = "offset"): asserts offset is
   }
 }
 
+/**
+ * `value` as an error message shows it: numbers as they are; other types marked, so that `"2"`
+ * (a string) or `3n` (a bigint) is not read as the number it looks like.
+ */
+export function shown(value: unknown): string {
+  switch (typeof value) {
+    case "number":
+      return String(value);
+    case "bigint":
+      return `${value}n (a bigint)`;
+    case "string":
+      return `${JSON.stringify(value)} (a string)`;
+    case "undefined":
+      return "undefined";
+    default:
+      return value === null ? "null" : `a ${typeof value}`;
+  }
+}
+
 /** Throws unless `n` is an integer in `[0, max]`. */
 export function checkU32(n: unknown, what: string, max = 0xffffffff): asserts n is number {
   if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > max) {
-    throw new RangeError(`${what} must be an integer from 0 to ${max}, got ${String(n)}`);
+    throw new RangeError(`${what} must be an integer from 0 to ${max}, got ${shown(n)}`);
   }
 }
 
@@ -143,7 +162,7 @@ export function checkU32(n: unknown, what: string, max = 0xffffffff): asserts n 
 export function checkBits32(bits: unknown, what: string): asserts bits is number {
   if (!(typeof bits === "number" && (bits >>> 0 === bits || (bits | 0) === bits))) {
     throw new RangeError(
-      `${what} must be a 32-bit mask (an integer from -2147483648 to 4294967295), got ${String(bits)}`,
+      `${what} must be a 32-bit mask (an integer from -2147483648 to 4294967295), got ${shown(bits)}`,
     );
   }
 }

@@ -16,7 +16,7 @@ import {
   STATX_BTIME,
   STATX_DIOALIGN,
 } from "./abi.ts";
-import { checkBuffer, checkFd, checkOffset, checkU32 } from "./memory.ts";
+import { checkBuffer, checkFd, checkOffset, checkU32, shown } from "./memory.ts";
 import {
   prepClose,
   prepCloseDirect,
@@ -239,7 +239,7 @@ export function fillSplice(
 /** Checks and stores a timeout of `ms` (with `IORING_TIMEOUT_*` `flags`). */
 export function fillTimeout(slot: Slot, ms: number, flags = 0) {
   if (typeof ms !== "number" || !(ms >= 0) || !Number.isFinite(ms)) {
-    throw new RangeError(`timeout must be a finite number of milliseconds ≥ 0, got ${String(ms)}`);
+    throw new RangeError(`timeout must be a finite number of milliseconds ≥ 0, got ${shown(ms)}`);
   }
   slot.ts ??= new Timespec();
   slot.ts.setMs(ms);

@@ -16,6 +16,7 @@ import {
   checkLength,
   checkOffset,
   checkU32,
+  shown,
 } from "./memory.ts";
 import type { Offset } from "./prep.ts";
 import { Probe } from "./probe.ts";
@@ -36,7 +37,7 @@ export const DEFAULT_SQPOLL_IDLE_MS = 50;
 export interface SqpollOptions {
   /** Idle time in ms before the SQ thread sleeps (default {@link DEFAULT_SQPOLL_IDLE_MS}). */
   idleMs?: number;
-  /** Pin the SQ thread to this CPU (`IORING_SETUP_SQ_AFF`). */
+  /** Pin the SQ thread to this CPU (`IORING_SETUP_SQ_AFF`): 0 to 4095. */
   cpu?: number;
 }
 
@@ -818,7 +819,7 @@ export class IoUring implements Disposable {
     this.#assertOpen();
     if (typeof timeoutMs !== "number" || Number.isNaN(timeoutMs)) {
       throw new RangeError(
-        `timeoutMs must be a number of milliseconds (negative: no limit), got ${String(timeoutMs)}`,
+        `timeoutMs must be a number of milliseconds (negative: no limit), got ${shown(timeoutMs)}`,
       );
     }
     if (!(this.features & abi.IORING_FEAT_EXT_ARG)) {
@@ -1074,7 +1075,7 @@ export class IoUring implements Disposable {
 
   /**
    * Replaces registered files from index `offset` with `fds` (`-1` clears a slot,
-   * `IORING_REGISTER_FILES_SKIP` keeps it). Returns how many were updated. Since 5.5.
+   * `IORING_REGISTER_FILES_SKIP` keeps it: 5.12). Returns how many were updated. Since 5.5.
    */
   registerFilesUpdate(offset: number, fds: readonly number[]): number {
     this.#assertOpen();

@@ -8,7 +8,7 @@
  */
 
 import { CQE, CQE_SIZE, SQE, SQE_SIZE } from "./abi.ts";
-import { checkU32 } from "./memory.ts";
+import { checkU32, shown } from "./memory.ts";
 
 const TWO_32 = 0x1_0000_0000;
 const WORDS_PER_SQE = SQE_SIZE / 4;
@@ -44,7 +44,12 @@ export function checkUserData(v: unknown): asserts v is number | bigint {
   } else if (typeof v === "bigint") {
     if (v >= 0n && v <= 0xffff_ffff_ffff_ffffn) return;
   }
-  throw new RangeError(`user_data must be an integer from 0 to 2^64-1, got ${String(v)}`);
+  if (typeof v === "number" && Number.isInteger(v) && v > Number.MAX_SAFE_INTEGER && v < 2 ** 64) {
+    throw new RangeError(
+      `user_data as a number must be at most 2^53-1 (Number.MAX_SAFE_INTEGER), got ${v}: pass a bigint`,
+    );
+  }
+  throw new RangeError(`user_data must be an integer from 0 to 2^64-1, got ${shown(v)}`);
 }
 
 /**
@@ -126,14 +131,14 @@ export class Sqe {
 
   /** Replaces the `IOSQE_*` flags (e.g. `IOSQE_IO_LINK`). */
   setFlags(flags: number): this {
-    if ((flags & 0xff) !== flags) checkU32(flags, "flags", 0xff);
+    if (typeof flags !== "number" || (flags & 0xff) !== flags) checkU32(flags, "flags", 0xff);
     this.u8[this.base * 4 + SQE.flags] = flags;
     return this;
   }
 
   /** Adds `IOSQE_*` flags to those already set. */
   addFlags(flags: number): this {
-    if ((flags & 0xff) !== flags) checkU32(flags, "flags", 0xff);
+    if (typeof flags !== "number" || (flags & 0xff) !== flags) checkU32(flags, "flags", 0xff);
     this.u8[this.base * 4 + SQE.flags] |= flags;
     return this;
   }
@@ -161,7 +166,7 @@ export class Sqe {
 
   /** Sets `ioprio` (I/O priority, or per-opcode flags for some opcodes). */
   setIoprio(ioprio: number): this {
-    if ((ioprio & 0xffff) !== ioprio) checkU32(ioprio, "ioprio", 0xffff);
+    if (typeof ioprio !== "number" || (ioprio & 0xffff) !== ioprio) checkU32(ioprio, "ioprio", 0xffff);
     const w = this.u32[this.base + W.head];
     this.u32[this.base + W.head] = ((w & 0xffff) | ((ioprio & 0xffff) << 16)) >>> 0;
     return this;
@@ -169,7 +174,7 @@ export class Sqe {
 
   /** Sets the `personality` registered with `IORING_REGISTER_PERSONALITY` (5.6). */
   setPersonality(id: number): this {
-    if ((id & 0xffff) !== id) checkU32(id, "personality", 0xffff);
+    if (typeof id !== "number" || (id & 0xffff) !== id) checkU32(id, "personality", 0xffff);
     const w = this.u32[this.base + W.bufIndex];
     this.u32[this.base + W.bufIndex] = ((w & 0xffff) | ((id & 0xffff) << 16)) >>> 0;
     return this;

@@ -179,6 +179,15 @@ Deno.test("user_data outside [0, 2^64) or not an integer is refused", () => {
     rejects(() => prepTimeoutRemove(sqe, v as number), RangeError, /user_data/);
     rejects(() => prepPollRemove(sqe, v as number), RangeError, /user_data/);
   }
+  // The messages say what is wrong with the value, and a string is not shown as a number.
+  rejects(
+    () => sqe.setUserData(2 ** 53),
+    RangeError,
+    /at most 2\^53-1 \(Number.MAX_SAFE_INTEGER\), got 9007199254740992: pass a bigint/,
+  );
+  rejects(() => sqe.setUserData("1" as unknown as number), RangeError, /got "1" \(a string\)$/);
+  rejects(() => sqe.setFlags("2" as unknown as number), RangeError, /got "2" \(a string\)$/);
+  rejects(() => sqe.setIoprio(3n as unknown as number), RangeError, /got 3n \(a bigint\)$/);
   assert.equal(sqe.userData, 0n);
 });
 
