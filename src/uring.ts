@@ -69,7 +69,7 @@ import { errno } from "./errno.ts";
 import { ClosedError, IoUringError } from "./errors.ts";
 import { type ChainOptions, configureFile, type FileOps, type OpOptions, UringFile } from "./file.ts";
 import { FixedBufferPool } from "./fixed_pool.ts";
-import { checkU32 } from "./memory.ts";
+import { checkU32, shown } from "./memory.ts";
 import {
   fillClose,
   fillFallocate,
@@ -242,8 +242,9 @@ export interface UringOptions {
    */
   spinUs?: number;
   /**
-   * Size of the registered file table that `open(path, { fixed: true })` fills (default 64; up
-   * to 65536). It is registered, empty, on the first such open.
+   * Size of the registered file table that `open(path, { fixed: true })` fills (default 64; 1 to
+   * 65536). It is registered, empty, on the first such open; the kernel allows no more entries
+   * than `RLIMIT_NOFILE` (`ulimit -n`), and a larger table is halved until it fits.
    */
   fixedFiles?: number;
 }
@@ -463,7 +464,7 @@ export class Uring implements AsyncDisposable {
   #fixedFree: number[] | null = null;
   /** Indexes `reserveFileIndex` handed out and not yet given back. */
   readonly #reservedFiles = new Set<number>();
-  readonly #fixedFiles: number;
+  #fixedFiles: number; // smaller once registered if RLIMIT_NOFILE did not allow it (see #takeFileIndex)
   readonly #backend: Backend | undefined;
 
   /** Counters, for tests and tuning. */
@@ -486,9 +487,16 @@ export class Uring implements AsyncDisposable {
     const entries = options.entries ?? 256;
     const spinUs = options.spinUs ?? DEFAULT_SPIN_US;
     if (!(spinUs >= 0) || !Number.isFinite(spinUs)) throw new RangeError(`spinUs must be ≥ 0, got ${spinUs}`);
-    this.#fixedFiles = options.fixedFiles ?? DEFAULT_FIXED_FILES;
-    checkU32(this.#fixedFiles, "fixedFiles", MAX_FIXED_FILES);
-    if (this.#fixedFiles === 0) throw new RangeError("fixedFiles must be at least 1");
+    const fixedFiles: unknown = options.fixedFiles ?? DEFAULT_FIXED_FILES;
+    if (
+      !(Number.isInteger(fixedFiles) && (fixedFiles as number) >= 1 &&
+        (fixedFiles as number) <= MAX_FIXED_FILES)
+    ) {
+      throw new RangeError(
+        `fixedFiles must be an integer from 1 to ${MAX_FIXED_FILES}, got ${shown(fixedFiles)}`,
+      );
+    }
+    this.#fixedFiles = fixedFiles as number;
     this.#backend = options.backend;
     this.#ring = new IoUring(entries, {
       sqpoll: options.sqpoll,
@@ -1035,11 +1043,28 @@ export class Uring implements AsyncDisposable {
   #takeFileIndex(): number {
     if (this.#closing) throw new ClosedError("Uring");
     if (this.#fixedFree === null) {
-      this.#ring.registerFiles(new Array(this.#fixedFiles).fill(-1));
+      this.#registerFileTable();
       this.#fixedFree = [];
       for (let i = this.#fixedFiles - 1; i >= 0; i--) this.#fixedFree.push(i);
     }
     return this.#fixedFree.pop() ?? -1;
+  }
+
+  /**
+   * Registers the empty file table. The kernel refuses one larger than `RLIMIT_NOFILE`
+   * (`EMFILE`): the table is then halved until it fits, so that `fixed` opens still work and a
+   * full table still means "open unregistered".
+   */
+  #registerFileTable(): void {
+    for (let size = this.#fixedFiles;; size = Math.ceil(size / 2)) {
+      try {
+        this.#ring.registerFiles(new Array(size).fill(-1));
+        this.#fixedFiles = size;
+        return;
+      } catch (e) {
+        if (!(e instanceof IoUringError && e.code === "EMFILE") || size === 1) throw e;
+      }
+    }
   }
 
   /**

@@ -234,9 +234,41 @@ Deno.test({
   name: "Uring: fixedFiles must be 1 to 65536",
   ignore: skipKernel(),
   fn() {
-    assert.throws(() => new Uring({ sqpoll: false, fixedFiles: 0 }), RangeError);
-    assert.throws(() => new Uring({ sqpoll: false, fixedFiles: 65537 }), RangeError);
-    assert.throws(() => new Uring({ sqpoll: false, fixedFiles: 1.5 }), RangeError);
+    for (const [fixedFiles, got] of [[0, "0"], [65537, "65537"], [1.5, "1.5"], ["8", '"8" (a string)']]) {
+      assert.throws(
+        () => new Uring({ sqpoll: false, fixedFiles: fixedFiles as number }),
+        new RangeError(`fixedFiles must be an integer from 1 to 65536, got ${got}`),
+      );
+    }
+  },
+});
+
+Deno.test({
+  name: "Uring: a fixedFiles table larger than RLIMIT_NOFILE is halved until it fits; fixed opens still work",
+  ignore: skipKernel(),
+  async fn() {
+    using dir = tempDir();
+    const script = `${dir.path}/table.ts`;
+    Deno.writeTextFileSync(
+      script,
+      `import { Uring } from ${JSON.stringify(new URL("../mod.ts", import.meta.url).href)};
+      await using uring = new Uring({ sqpoll: false, fixedFiles: 4096 });
+      const files = [];
+      for (let i = 0; i < 150; i++) files.push(await uring.open(${JSON.stringify(script)}, { fixed: true }));
+      const fixed = files.filter((f) => f.fixed).length;
+      const buf = new Uint8Array(6);
+      await files[0].readAt(buf, 0);
+      console.log(JSON.stringify({ fixed, first: files[0].fixed, text: new TextDecoder().decode(buf) }));`,
+    );
+    // The kernel refuses a table larger than RLIMIT_NOFILE (EMFILE): 4096 → ... → 128 fits in 200.
+    const out = await new Deno.Command("sh", {
+      args: ["-c", 'ulimit -n 200 && exec "$0" run -A "$1"', Deno.execPath(), script],
+      stdin: "null",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.ok(out.success, stderr);
+    const result = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert.deepEqual(result, { fixed: 128, first: true, text: "import" });
   },
 });
 
