@@ -1,5 +1,5 @@
 /**
- * Reads a file through the raw ring: openat, read, close, each one SQE, reaped by user_data.
+ * Reads the first 256 bytes of a file through the raw ring: openat, read, close, each one SQE.
  *
  *   deno run --allow-ffi --allow-read --allow-env examples/ring_read.ts [PATH]
  */

@@ -39,8 +39,9 @@ export function trimSlashes(path: string): string {
  * (the temporary file is removed).
  *
  * When io_uring cannot be set up (`EPERM`, `ENOSYS`) the copy is done with Deno's own APIs
- * unless `fallback: false`; `result.engine` tells which ran. Since 5.6 (`IORING_OP_OPENAT`,
- * `READ`, `WRITE`, `STATX`); `renameat` needs 5.11.
+ * unless `fallback: false`; `result.engine` tells which ran. Since 5.15: a `Uring` needs 5.11,
+ * and a file of one block is copied through direct descriptors (5.15). On an older kernel whose
+ * io_uring sets up, the copy fails rather than falling back.
  */
 export async function copyFile(
   src: string | URL,

@@ -98,13 +98,17 @@ export function directMisalignment(
  * Throws an {@link AlignmentError} naming the required alignment unless `buf`'s address, its
  * length and the file `offset` are all multiples of it, so a misaligned O_DIRECT request never
  * reaches the kernel. `alignment` defaults to 4096; pass {@link directAlignment}'s answer for
- * the file's own. Since: always (a user-space check).
+ * the file's own (its `null`, "this file cannot do O_DIRECT", throws a `TypeError` saying so).
+ * Since: always (a user-space check).
  */
 export function checkDirectAlignment(
   buf: ArrayBufferView | AlignedBuffer,
   offset: Offset,
-  alignment: number | DirectAlignment = DEFAULT_DIRECT_ALIGNMENT,
+  alignment: number | DirectAlignment | null = DEFAULT_DIRECT_ALIGNMENT,
 ): void {
+  if (alignment === null) {
+    throw new TypeError("the file does not support O_DIRECT (its statx reports no direct I/O alignment)");
+  }
   const part = directMisalignment(buf, offset, alignment);
   if (part === undefined) return;
   const view = buf instanceof AlignedBuffer ? buf.bytes : buf;

@@ -87,7 +87,7 @@ export let configureFile: (file: UringFile, alignment: DirectAlignment | null, f
 /**
  * A file opened with `Uring.open`. It owns its fd: `close()` closes it (closing twice is
  * harmless), and closing the `Uring` closes every file it opened that is still open. Every
- * method returns a promise settled by the kernel's completion. Since 5.6.
+ * method returns a promise settled by the kernel's completion. Since 5.11 (`Uring`).
  *
  * A file opened with `direct: true` reads and writes with O_DIRECT: `readAt`/`writeAt` (and
  * `readFull`/`writeAll`) reject with an `AlignmentError` naming the required alignment,

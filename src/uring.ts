@@ -383,7 +383,8 @@ export function rawRing(uring: Uring): RawRing {
  * `close()` stops accepting work, rejects what never reached the kernel, cancels what is in
  * flight (`IORING_OP_ASYNC_CANCEL`), waits for every completion (so no buffer is released while
  * the kernel could still write it), closes the files `open()` returned that are still open, then
- * closes the ring. Every promise settles. Needs Linux 5.11 (`IORING_FEAT_EXT_ARG`).
+ * closes the ring. Every promise settles. Needs Linux 5.11 (`IORING_FEAT_EXT_ARG`): the "Since"
+ * of a method names the kernel that added its operation.
  *
  * Direct I/O: `open(path, { direct: true })` gives a {@link UringFile} that refuses misaligned
  * requests with an `AlignmentError` before they reach the kernel; {@link Uring.registerBufferPool}

@@ -54,6 +54,13 @@ Deno.test("checkDirectAlignment: aligned address, length and offset pass (number
   }
   checkDirectAlignment(buf.bytes.subarray(4096, 8192), 4096);
   checkDirectAlignment(buf.bytes.subarray(0, 0), 4096); // moves no data: only the offset counts
+  // directAlignment's null (no O_DIRECT for this file) is refused in so many words.
+  assert.throws(
+    () => checkDirectAlignment(buf, 0, null),
+    new TypeError(
+      "the file does not support O_DIRECT (its statx reports no direct I/O alignment)",
+    ),
+  );
 });
 
 Deno.test("checkDirectAlignment: each misaligned part gives an AlignmentError naming the alignment", () => {
