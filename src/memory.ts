@@ -103,13 +103,24 @@ export function checkSize(view: ArrayBufferView, size: number, what = "buffer"):
   }
 }
 
-/** Throws unless `fd` is an integer file descriptor (≥ 0, or -100 = `AT_FDCWD` when allowed). */
+/** Throws unless `fd` is an integer file descriptor (≥ 0; `AT_FDCWD` is no file to read or write). */
 export function checkFd(fd: unknown, what = "fd"): asserts fd is number {
   if (typeof fd !== "number" || !Number.isInteger(fd)) {
     throw new TypeError(`${what} must be an integer file descriptor, got ${shown(fd)}`);
   }
-  if (fd < 0 && fd !== -100) throw new RangeError(`${what} must not be negative, got ${fd}`);
+  if (fd < 0) {
+    throw new RangeError(
+      `${what} must not be negative, got ${fd}${
+        fd === -100 ? " (AT_FDCWD names a directory for paths only)" : ""
+      }`,
+    );
+  }
   if (fd > 0x7fffffff) throw new RangeError(`${what} is out of range: ${fd}`);
+}
+
+/** Throws unless `dfd` is a directory descriptor for a path: ≥ 0, or -100 (`AT_FDCWD`). */
+export function checkDirFd(dfd: unknown, what = "dfd"): asserts dfd is number {
+  if (dfd !== -100) checkFd(dfd, what);
 }
 
 /** Maximum file offset io_uring accepts (it is a signed 64-bit value in the kernel). */

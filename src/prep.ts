@@ -16,6 +16,7 @@ import {
   checkBits32,
   checkBuffer,
   checkCString,
+  checkDirFd,
   checkFd,
   checkFlags,
   checkLength,
@@ -260,7 +261,7 @@ export function prepFtruncate(sqe: Sqe, fd: number, length: Offset): Sqe {
 export function prepOpenat(sqe: Sqe, dfd: number, path: Uint8Array, flags: number, mode = 0): Sqe {
   checkFlags(flags, "flags");
   checkFlags(mode, "mode");
-  checkFd(dfd, "dfd");
+  checkDirFd(dfd, "dfd");
   checkCString(path);
   prepRw(sqe, abi.IORING_OP_OPENAT, dfd, addressOf(path), mode, 0);
   sqe.u32[sqe.base + W.opFlags] = flags;
@@ -290,7 +291,7 @@ export function prepOpenatDirect(
  * `openat2(dfd, path, how)`; `how` is a 24-byte `open_how` (see `openHow`). Since 5.6.
  */
 export function prepOpenat2(sqe: Sqe, dfd: number, path: Uint8Array, how: Uint8Array): Sqe {
-  checkFd(dfd, "dfd");
+  checkDirFd(dfd, "dfd");
   checkCString(path);
   checkBuffer(how, "how");
   if (how.byteLength !== abi.OPEN_HOW_SIZE) throw new RangeError(`how must be ${abi.OPEN_HOW_SIZE} bytes`);
@@ -325,7 +326,7 @@ export function prepStatx(
 ): Sqe {
   checkFlags(flags, "flags");
   checkFlags(mask, "mask");
-  checkFd(dfd, "dfd");
+  checkDirFd(dfd, "dfd");
   checkCString(path);
   checkBuffer(statxbuf, "statxbuf");
   if (statxbuf.byteLength < abi.STATX_SIZE) {
@@ -379,7 +380,7 @@ export function prepTee(sqe: Sqe, fdIn: number, fdOut: number, nbytes: number, f
 /** `unlinkat(dfd, path, flags)` (`AT_REMOVEDIR` removes a directory). Since 5.11. */
 export function prepUnlinkat(sqe: Sqe, dfd: number, path: Uint8Array, flags = 0): Sqe {
   checkFlags(flags, "flags");
-  checkFd(dfd, "dfd");
+  checkDirFd(dfd, "dfd");
   checkCString(path);
   prepRw(sqe, abi.IORING_OP_UNLINKAT, dfd, addressOf(path), 0, 0);
   sqe.u32[sqe.base + W.opFlags] = flags;
@@ -396,8 +397,8 @@ export function prepRenameat(
   flags = 0,
 ): Sqe {
   checkFlags(flags, "flags");
-  checkFd(oldDfd, "oldDfd");
-  checkFd(newDfd, "newDfd");
+  checkDirFd(oldDfd, "oldDfd");
+  checkDirFd(newDfd, "newDfd");
   checkCString(oldPath, "oldPath");
   checkCString(newPath, "newPath");
   prepRw(sqe, abi.IORING_OP_RENAMEAT, oldDfd, addressOf(oldPath), newDfd >>> 0, addressOf(newPath));
@@ -408,14 +409,14 @@ export function prepRenameat(
 /** `mkdirat(dfd, path, mode)`. Since 5.15. */
 export function prepMkdirat(sqe: Sqe, dfd: number, path: Uint8Array, mode = 0o777): Sqe {
   checkFlags(mode, "mode");
-  checkFd(dfd, "dfd");
+  checkDirFd(dfd, "dfd");
   checkCString(path);
   return prepRw(sqe, abi.IORING_OP_MKDIRAT, dfd, addressOf(path), mode, 0);
 }
 
 /** `symlinkat(target, newDfd, linkPath)`. Since 5.15. */
 export function prepSymlinkat(sqe: Sqe, target: Uint8Array, newDfd: number, linkPath: Uint8Array): Sqe {
-  checkFd(newDfd, "newDfd");
+  checkDirFd(newDfd, "newDfd");
   checkCString(target, "target");
   checkCString(linkPath, "linkPath");
   return prepRw(sqe, abi.IORING_OP_SYMLINKAT, newDfd, addressOf(target), 0, addressOf(linkPath));
@@ -431,8 +432,8 @@ export function prepLinkat(
   flags = 0,
 ): Sqe {
   checkFlags(flags, "flags");
-  checkFd(oldDfd, "oldDfd");
-  checkFd(newDfd, "newDfd");
+  checkDirFd(oldDfd, "oldDfd");
+  checkDirFd(newDfd, "newDfd");
   checkCString(oldPath, "oldPath");
   checkCString(newPath, "newPath");
   prepRw(sqe, abi.IORING_OP_LINKAT, oldDfd, addressOf(oldPath), newDfd >>> 0, addressOf(newPath));

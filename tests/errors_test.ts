@@ -157,7 +157,12 @@ Deno.test("fds that are not non-negative integers are refused", () => {
   rejects(() => prepWrite(sqe, 2 ** 31, buf, 0), RangeError, /out of range/);
   rejects(() => prepOpenat(sqe, "." as unknown as number, cstring("x"), 0), TypeError, /dfd/);
   rejects(() => prepSplice(sqe, 3, 0, -3, 0, 1), RangeError, /fdOut/);
+  // AT_FDCWD (-100) names the directory paths are resolved in: no file to read, write or close.
+  rejects(() => prepRead(sqe, AT_FDCWD, buf, 0), RangeError, /fd must not be negative, got -100 \(AT_FDCWD/);
+  rejects(() => prepClose(sqe, AT_FDCWD), RangeError, /AT_FDCWD names a directory for paths only/);
+  rejects(() => prepOpenat(sqe, -2, cstring("x"), 0), RangeError, /dfd must not be negative, got -2$/);
   untouched(sqe);
+  prepOpenat(sqe, AT_FDCWD, cstring("x"), 0); // where it belongs
 });
 
 Deno.test("paths must be NUL-terminated Uint8Arrays", () => {
