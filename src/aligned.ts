@@ -121,6 +121,7 @@ export class AlignedBuffer implements Disposable {
 
   /** Maps the memory (internal: use {@link alignedBuffer}). */
   constructor(size: number, alignment: number = DEFAULT_ALIGNMENT, options: AlignedBufferOptions = {}) {
+    options ??= {}; // null: the defaults
     if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 1) {
       throw new RangeError(`size must be a positive integer, got ${shown(size)}`);
     }

@@ -15,6 +15,7 @@ import { errno } from "./errno.ts";
 import { addressOf, checkBuffer, checkFd, checkOffset, cstring } from "./memory.ts";
 import type { Offset } from "./prep.ts";
 import { prepStatx } from "./prep.ts";
+import { toPath } from "./permissions.ts";
 import { IoUring } from "./ring.ts";
 import { parseStatx, type Statx, statxBuffer } from "./structs.ts";
 import type { Backend } from "./sys.ts";
@@ -148,26 +149,30 @@ export interface DirectAlignmentOptions {
 }
 
 /**
- * Asks the kernel what O_DIRECT alignment `file` needs (a path, or an open fd): one
+ * Asks the kernel what O_DIRECT alignment `file` needs (a path or `file:` URL, or an open fd): one
  * `statx(STATX_DIOALIGN)` on a small private ring (so it never touches the caller's rings).
  * Falls back to 4096 when the kernel (before 6.1) or the file system does not say; `null` when
  * the file does not support O_DIRECT. Throws `IoUringError` when statx fails (e.g. `ENOENT`).
  * Checks no Deno permission: the layers above must. Since 5.6 (statx), values from 6.1.
  */
 export function directAlignment(
-  file: string | number,
+  file: string | URL | number,
   options: DirectAlignmentOptions = {},
 ): DirectAlignment | null {
+  options ??= {}; // null: the defaults
   let path: Uint8Array;
   let dfd: number;
   let flags = 0;
+  let named: string;
   if (typeof file === "number") {
     checkFd(file, "file");
     path = cstring("");
     dfd = file;
     flags = abi.AT_EMPTY_PATH;
+    named = `fd ${file}`;
   } else {
-    path = cstring(file);
+    named = toPath(file, "file");
+    path = cstring(named);
     dfd = abi.AT_FDCWD;
   }
   const buf = statxBuffer();
@@ -176,7 +181,7 @@ export function directAlignment(
   ring.submitAndWait(1);
   const res = ring.peekCqe()!.res;
   ring.cqAdvance(1);
-  if (res < 0) throw new IoUringError("statx", -res, typeof file === "number" ? `fd ${file}` : file);
+  if (res < 0) throw new IoUringError("statx", -res, named);
   return directAlignmentFromStatx(parseStatx(buf));
 }
 
@@ -203,6 +208,7 @@ export interface IopollErrorOptions {
  * explains both, and `options.direct` picks the one that applies. Since 5.1 (IOPOLL).
  */
 export function iopollError(res: number, options: IopollErrorOptions = {}): IoUringError {
+  options ??= {}; // null: the defaults
   if (!Number.isInteger(res) || res >= 0) throw new RangeError(`res must be a negative errno, got ${res}`);
   const call = `${options.op ?? "read"} (IOPOLL)`;
   let detail: string | undefined;

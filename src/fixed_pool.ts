@@ -111,6 +111,9 @@ export class FixedBufferPool implements Disposable {
 
   /** Maps the memory and registers it with `ring` (`IORING_REGISTER_BUFFERS`). */
   constructor(ring: IoUring, options: FixedBufferPoolOptions) {
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError("FixedBufferPool needs options: { count, size, alignment? }");
+    }
     const { count, size } = options;
     const alignment = options.alignment ?? DEFAULT_ALIGNMENT;
     if (!Number.isInteger(count) || count < 1 || count > IORING_MAX_REG_BUFFERS) {

@@ -226,6 +226,7 @@ export class IoUring implements Disposable {
    * `params.sqEntries`) and maps it.
    */
   constructor(entries: number, options: IoUringOptions = {}) {
+    options ??= {}; // null: the defaults
     if (!Number.isInteger(entries) || entries < 1 || entries > MAX_ENTRIES) {
       throw new RangeError(`entries must be an integer from 1 to ${MAX_ENTRIES}, got ${entries}`);
     }
@@ -776,6 +777,7 @@ export class IoUring implements Disposable {
    * (`IORING_FEAT_EXT_ARG`).
    */
   waitCqe(options: WaitOptions = {}): Cqe | null {
+    options ??= {}; // null: the defaults
     this.#assertOpen();
     const timeoutMs = options.timeoutMs;
     if (timeoutMs !== undefined) {

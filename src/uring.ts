@@ -485,6 +485,7 @@ export class Uring implements AsyncDisposable {
 
   /** Sets up the ring (see {@link UringOptions}). */
   constructor(options: UringOptions = {}) {
+    options ??= {}; // null: the defaults
     const entries = options.entries ?? 256;
     const spinUs = options.spinUs ?? DEFAULT_SPIN_US;
     if (!(spinUs >= 0) || !Number.isFinite(spinUs)) throw new RangeError(`spinUs must be ≥ 0, got ${spinUs}`);
@@ -739,6 +740,7 @@ export class Uring implements AsyncDisposable {
    * only with `direct: true`, on its plain ring. Since 5.6.
    */
   open(path: string | URL, options: OpenOptions = {}): Promise<UringFile> {
+    options ??= {}; // null: the defaults
     let flags: number;
     let access: Access | "both";
     try {
@@ -953,7 +955,7 @@ export class Uring implements AsyncDisposable {
    */
   chain(build: (c: ChainBuilder) => void, options?: ChainOptions): Promise<ChainResult[]> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.chain(build, options);
-    const signal = options?.signal;
+    const signal = options?.signal ?? undefined; // null: no signal
     const async = options?.async === true;
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
@@ -1106,7 +1108,7 @@ export class Uring implements AsyncDisposable {
     path: string | null,
   ): Promise<number> {
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
-    if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason);
+    if (signal != null && signal.aborted === true) return Promise.reject(signal.reason); // null: none
     const slot = this.#slots.alloc();
     slot.state = DONE;
     try {
@@ -1137,7 +1139,7 @@ export class Uring implements AsyncDisposable {
   /** An operation on an fd (or none): `fill` checks the arguments and stores them in the slot. */
   #fdOp<T>(signal: AbortSignal | undefined, path: string | null, fill: (slot: Slot) => void): Promise<T> {
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
-    if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason);
+    if (signal != null && signal.aborted === true) return Promise.reject(signal.reason); // null: none
     const slot = this.#slots.alloc();
     slot.state = DONE;
     try {
@@ -1161,7 +1163,7 @@ export class Uring implements AsyncDisposable {
     fill: (slot: Slot, p: string, q: string | null) => void,
   ): Promise<T> {
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
-    if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason);
+    if (signal != null && signal.aborted === true) return Promise.reject(signal.reason); // null: none
     let p: string;
     let q: string | null = null;
     try {
@@ -1190,7 +1192,8 @@ export class Uring implements AsyncDisposable {
     slot.reject = reject;
   };
 
-  #start<T>(slot: Slot, signal: AbortSignal | undefined): Promise<T> {
+  #start<T>(slot: Slot, signal: AbortSignal | null | undefined): Promise<T> {
+    if (signal === null) signal = undefined; // `{ signal: null }`: no signal
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       if (slot.statx !== null) this.#statxPool.push(slot.statx);
       this.#slots.release(slot);

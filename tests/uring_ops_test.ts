@@ -1,5 +1,15 @@
 import assert from "node:assert/strict";
-import { IORING_FEAT_CQE_SKIP, OsError, Uring, type UringFile } from "../mod.ts";
+import {
+  alignedBuffer,
+  directAlignment,
+  FixedBufferPool,
+  iopollError,
+  IORING_FEAT_CQE_SKIP,
+  IoUring,
+  OsError,
+  Uring,
+  type UringFile,
+} from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { mkfifo, pipe, spinUntilReady, sysClose, sysRead } from "./_io.ts";
 import { fdCount, sleep, uringOptions } from "./uring_support.ts";
@@ -398,6 +408,35 @@ ringTest(
     }
   },
 );
+
+Deno.test({
+  name: "null options mean the defaults, and `signal: null` no signal",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const path = `${dir.path}/f`;
+    Deno.writeTextFileSync(path, "hello");
+    const none = null as never;
+    await using uring = new Uring(none);
+    await using file = await uring.open(path, none);
+    const buf = new Uint8Array(5);
+    assert.equal(await file.readAt(buf, 0, { signal: none }), 5);
+    assert.equal(await uring.read(file.fd, buf, 0, { signal: none }), 5);
+    assert.equal(await uring.nop({ signal: none }), undefined);
+    const [r] = await uring.chain((c) => c.nop(), { signal: none });
+    assert.equal(r.ok, true);
+    using ring = new IoUring(4, none);
+    alignedBuffer(4096, 4096, none).free();
+    assert.ok(directAlignment(path, none) !== undefined);
+    assert.deepEqual(directAlignment(new URL(`file://${path}`)), directAlignment(path));
+    assert.throws(() => directAlignment(none), /file must be a string or a file: URL/);
+    assert.equal(iopollError(-95, none).code, "EOPNOTSUPP");
+    assert.throws(
+      () => new FixedBufferPool(ring, none),
+      /FixedBufferPool needs options: \{ count, size, alignment\? \}/,
+    );
+  },
+});
 
 ringTest("Uring: abort of operations still queued in JavaScript (SQ full)", async (config) => {
   await using uring = new Uring(uringOptions(config, { entries: 2 }));
