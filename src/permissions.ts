@@ -73,17 +73,21 @@ function absolutePath(path: string): string | undefined {
 /** Device files Deno lets any `--allow-read`/`--allow-write` program open. */
 const HARMLESS_DEVICES = new Set(["/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"]);
 
-/** Every permission granted without restriction: how `--allow-all` looks from inside. */
+/**
+ * Every permission granted without restriction (no `--deny-*`, nothing partial): how
+ * `--allow-all` looks from inside.
+ */
 function allGranted(): boolean {
-  for (const name of ["read", "write", "net", "env", "sys", "run", "ffi"] as const) {
-    if (Deno.permissions.querySync({ name }).state !== "granted") return false;
+  for (const name of ["read", "write", "net", "env", "sys", "run", "ffi", "import"] as const) {
+    const status = Deno.permissions.querySync({ name });
+    if (status.state !== "granted" || status.partial) return false;
   }
   return true;
 }
 
 /**
  * Deno treats files under `/dev`, `/proc` and `/sys` on Linux as special: its own file API
- * opens them only with `--allow-all` (`.../environ` with `--allow-env`), whatever `--allow-read`
+ * opens them only with `--allow-all` (`/proc/self/environ` too), whatever `--allow-read`
  * says, though `Deno.permissions.query` answers "granted". Returns the error for such a path
  * when the program lacks that, else `null`. (Deno also lets `/dev/fd/N` of a pipe through; this
  * check does not, to stay on the safe side.)
@@ -102,10 +106,6 @@ function checkSpecialFile(op: string, path: string): Error | null {
   if (abs === undefined || HARMLESS_DEVICES.has(abs)) return null;
   const special = ["/dev", "/proc", "/sys"].some((root) => abs === root || abs.startsWith(`${root}/`));
   if (!special) return null;
-  if (abs.endsWith("/environ")) {
-    if (Deno.permissions.querySync({ name: "env" }).state === "granted") return null;
-    return notCapable(`${op} '${path}': Requires env access, run again with the --allow-env flag`);
-  }
   if (allGranted()) return null;
   return notCapable(`${op} '${path}': Requires all access to "${abs}", run again with the --allow-all flag`);
 }

@@ -1967,8 +1967,10 @@ function useFixedFile(slot: Slot, file: UringFile): void {
 /** The Deno permission(s) an `openat` with raw `O_*` flags needs. */
 function accessOfFlags(flags: number): Access | "both" {
   const accmode = flags & 3;
+  // O_RDONLY | O_CREAT of an existing file returns a readable fd: it needs both, as in Deno.
+  const reads = accmode === O_RDONLY || accmode === O_RDWR;
   const writes = accmode !== O_RDONLY || (flags & (O_CREAT | O_TRUNC)) !== 0;
-  return accmode === O_RDWR ? "both" : writes ? "write" : "read";
+  return reads && writes ? "both" : writes ? "write" : "read";
 }
 
 /** The result of a chain member that succeeded without a CQE of its own: what it asked for. */

@@ -137,6 +137,7 @@ Deno.test({
       ${ATTEMPT_JS}
       const deno = (fn) => { try { fn(); return "ok"; } catch (e) { return e.name; } };
       results["Deno reads /proc/self/stat"] = deno(() => Deno.readTextFileSync("/proc/self/stat"));
+      results["Deno reads /proc/self/environ"] = deno(() => Deno.readFileSync("/proc/self/environ"));
       await attempt("open /proc/self/stat", async () => (await uring.open("/proc/self/stat")).close());
       await attempt("open /proc/self/../self/status", async () => (await uring.open("/proc/self/../self/status")).close());
       await attempt("statx /sys/kernel", () => uring.statx("/sys/kernel"));
@@ -163,7 +164,8 @@ Deno.test({
       "statx /sys/kernel": "NotCapable",
       "open /dev/vda": "NotCapable",
       "open /dev/null": "ok",
-      "open /proc/self/environ": "ok",
+      "Deno reads /proc/self/environ": "NotCapable", // --allow-env is not enough (Deno 2.9)
+      "open /proc/self/environ": "NotCapable",
       "statx /device-like-name": "ok",
     });
     const all = await runDeno(code("all"), ["--allow-all"]);
@@ -217,5 +219,73 @@ Deno.test({
       "chain openDirect after revoke": "NotCapable",
     });
     assert.deepEqual([...Deno.readDirSync(allowed.path)].map((e) => e.name), ["f.txt"]);
+  },
+});
+
+Deno.test({
+  name: "Uring permissions: O_RDONLY | O_CREAT needs read access too (its fd reads an existing file)",
+  ignore: skipKernel(),
+  async fn() {
+    using dir = tempDir();
+    const file = `${dir.path}/secret.txt`;
+    Deno.writeTextFileSync(file, "secret");
+    const code = `
+      import { Uring } from ${JSON.stringify(MOD_URL)};
+      await using uring = new Uring({ sqpoll: false });
+      const results = {};
+      ${ATTEMPT_JS}
+      const file = ${JSON.stringify(file)};
+      const deno = (fn) => { try { fn(); return "ok"; } catch (e) { return e.name; } };
+      // (Deno's open takes create only with write: read + write + create is its nearest form.)
+      results["Deno open read+write+create"] = deno(() =>
+        Deno.openSync(file, { read: true, write: true, create: true }).close()
+      );
+      await attempt("openFd O_RDONLY|O_CREAT", () => uring.openFd(file, 0o100));
+      const index = uring.reserveFileIndex();
+      await attempt("chain openDirect O_RDONLY|O_CREAT", async () => {
+        const r = await uring.chain((c) => c.openDirect(file, index, { flags: 0o100 }).closeDirect(index));
+        if (!r.every((m) => m.ok)) throw r.find((m) => !m.ok).error;
+      });
+      await attempt("open for writing", async () => (await uring.open(file, { write: true })).close());
+      console.log(JSON.stringify(results));
+    `;
+    const out = await runDeno(code, [`--allow-write=${dir.path}`, "--allow-ffi", "--allow-env"]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(JSON.parse(out.stdout), {
+      "Deno open read+write+create": "NotCapable",
+      "openFd O_RDONLY|O_CREAT": "NotCapable",
+      "chain openDirect O_RDONLY|O_CREAT": "NotCapable",
+      "open for writing": "ok",
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "Uring permissions: /proc needs real --allow-all: every flag but --allow-import, or a --deny-*, is not it",
+  ignore: skipKernel(),
+  async fn() {
+    const code = `
+      import { Uring } from ${JSON.stringify(MOD_URL)};
+      await using uring = new Uring({ sqpoll: false });
+      const results = {};
+      ${ATTEMPT_JS}
+      const deno = (fn) => { try { fn(); return "ok"; } catch (e) { return e.name; } };
+      results["Deno reads /proc/self/stat"] = deno(() => Deno.readTextFileSync("/proc/self/stat"));
+      await attempt("open /proc/self/stat", async () => (await uring.open("/proc/self/stat")).close());
+      console.log(JSON.stringify(results));
+    `;
+    const refused = { "Deno reads /proc/self/stat": "NotCapable", "open /proc/self/stat": "NotCapable" };
+    const sevenFlags = ["read", "write", "net", "env", "sys", "run", "ffi"].map((name) => `--allow-${name}`);
+    for (const flags of [sevenFlags, ["--allow-all", "--deny-net=example.com"]]) {
+      const out = await runDeno(code, flags);
+      assert.equal(out.code, 0, out.stderr);
+      assert.deepEqual(JSON.parse(out.stdout), refused, flags.join(" "));
+    }
+    const all = await runDeno(code, ["--allow-all"]);
+    assert.deepEqual(JSON.parse(all.stdout), {
+      "Deno reads /proc/self/stat": "ok",
+      "open /proc/self/stat": "ok",
+    });
   },
 });
