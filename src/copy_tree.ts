@@ -23,7 +23,7 @@ import {
 } from "./copy_errors.ts";
 import { type CopyResult, type CopyTreeOptions, resolveCopyOptions } from "./copy_options.ts";
 import { copyRegular, describeFailure, tempPathFor } from "./copy_regular.ts";
-import { toPath } from "./permissions.ts";
+import { resolvePath, toPath } from "./permissions.ts";
 
 /** Directory listings read at once (each is a blocking call on Deno's thread pool). */
 const READDIR_CONCURRENCY = 4;
@@ -444,8 +444,10 @@ export async function copyTree(
   dst: string | URL,
   options?: CopyTreeOptions,
 ): Promise<CopyResult> {
-  const source = trimSlashes(toPath(src, "src"));
-  const dest = trimSlashes(toPath(dst, "dst"));
+  // `.` and `..` resolved in the text, as Deno does (see resolvePath): what the permission
+  // checks see is what the kernel gets.
+  const source = trimSlashes(resolvePath(toPath(src, "src"), false));
+  const dest = trimSlashes(resolvePath(toPath(dst, "dst"), false));
   const opts = resolveCopyOptions(options);
   if (opts.signal?.aborted) throw abortFailure(opts.signal, `copying '${source}' to '${dest}'`);
   const ctx = new CopyContext(opts);

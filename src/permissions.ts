@@ -29,6 +29,32 @@ export function toPath(path: string | URL, what = "path"): string {
   throw new TypeError(`${what} must be a string or a file: URL, got ${typeof path}`);
 }
 
+/**
+ * `path` as Deno's own file API resolves it before it checks and uses it: `.` and `..` segments
+ * and doubled slashes resolved in the text, and with `absolute`, made absolute against the
+ * working directory (which throws when it is gone). The kernel would resolve a `..` after
+ * following a symlink (`/lib/../x` is `/usr/x` when `/lib` links to `usr/lib`), reaching a path
+ * the permission check never saw; and a relative path checked now could be resolved against
+ * another directory by the time the kernel gets to it. A trailing slash stays (it means "a
+ * directory"); a leading `..` of a relative path stays when not `absolute`.
+ */
+export function resolvePath(path: string, absolute: boolean): string {
+  // Fast path: an absolute path with no "." or ".." segment and no doubled slash is resolved.
+  if (path.charCodeAt(0) === 47 && !path.includes("/.") && !path.includes("//")) return path;
+  const rooted = path.charCodeAt(0) === 47;
+  const full = rooted || !absolute ? path : `${Deno.cwd()}/${path}`;
+  const parts: string[] = [];
+  for (const part of full.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === ".." && parts.length > 0 && parts[parts.length - 1] !== "..") parts.pop();
+    else if (part === ".." && (rooted || absolute)) continue; // "/.." is "/"
+    else parts.push(part);
+  }
+  const body = parts.join("/");
+  const resolved = rooted || absolute ? `/${body}` : body === "" ? "." : body;
+  return path.endsWith("/") && !resolved.endsWith("/") ? `${resolved}/` : resolved;
+}
+
 /** The descriptors without a path, made once (Deno caches its answer per descriptor). */
 const WHOLE: Record<Access, Deno.PermissionDescriptor> = { read: { name: "read" }, write: { name: "write" } };
 

@@ -108,7 +108,7 @@ import {
   prepSlot,
   returnsCount,
 } from "./ops.ts";
-import { type Access, checkAccess, toPath } from "./permissions.ts";
+import { type Access, checkAccess, resolvePath, toPath } from "./permissions.ts";
 import { prepCancel, prepClose, prepNop } from "./prep.ts";
 import { IoUring, type SqpollOptions } from "./ring.ts";
 import { onNextTurn } from "./turn.ts";
@@ -1020,7 +1020,7 @@ export class Uring implements AsyncDisposable {
 
   /** A chain's `openDirect` path, checked like `openFd`'s (throws when refused). */
   readonly #checkOpenPath = (path: string | URL, flags: number): string => {
-    const p = toPath(path);
+    const p = resolvePath(toPath(path), true); // what is checked is what the kernel gets
     const denied = checkBoth("open", accessOfFlags(flags), p);
     if (denied) throw denied;
     return p;
@@ -1164,11 +1164,13 @@ export class Uring implements AsyncDisposable {
   ): Promise<T> {
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
     if (signal != null && signal.aborted === true) return Promise.reject(signal.reason); // null: none
-    let p: string;
-    let q: string | null = null;
+    let given: string, p: string;
+    let given2: string | null = null, q: string | null = null;
     try {
-      p = toPath(path);
-      if (path2 !== null) q = toPath(path2, "newPath");
+      // What is checked is what the kernel gets: resolved as Deno resolves it (see resolvePath).
+      given = toPath(path);
+      p = resolvePath(given, true);
+      if (path2 !== null) q = resolvePath(given2 = toPath(path2, "newPath"), true);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -1183,6 +1185,10 @@ export class Uring implements AsyncDisposable {
       this.#slots.release(slot);
       return Promise.reject(e);
     }
+    // Errors name the paths as given.
+    if (slot.path === p) slot.path = given;
+    if (slot.path2 === p) slot.path2 = given;
+    else if (q !== null && slot.path2 === q) slot.path2 = given2;
     return this.#start(slot, signal);
   }
 

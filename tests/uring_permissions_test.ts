@@ -7,6 +7,28 @@
 import assert from "node:assert/strict";
 import { skipKernel, tempDir } from "./_support.ts";
 import { ATTEMPT_JS, MOD_URL, runDeno } from "./uring_support.ts";
+import { resolvePath } from "../src/permissions.ts";
+
+Deno.test("resolvePath: `.`, `..` and doubled slashes resolved in the text; relative made absolute on request", () => {
+  const cwd = Deno.cwd();
+  const parent = cwd.slice(0, cwd.lastIndexOf("/")) || "/";
+  const cases: Array<[string, boolean, string]> = [
+    ["/a/b", false, "/a/b"],
+    ["/a/./b", false, "/a/b"],
+    ["/a//b/", false, "/a/b/"],
+    ["/lib/../x", false, "/x"],
+    ["/../a", false, "/a"],
+    ["/a/.hidden", false, "/a/.hidden"],
+    ["a/../b", false, "b"],
+    ["a/../../x", false, "../x"],
+    ["./a", false, "a"],
+    ["a/..", false, "."],
+    ["a", true, `${cwd}/a`],
+    ["../x", true, `${parent === "/" ? "" : parent}/x`],
+    [".", true, cwd],
+  ];
+  for (const [path, absolute, want] of cases) assert.equal(resolvePath(path, absolute), want, path);
+});
 
 Deno.test({
   name: "Uring permissions: --allow-read on one folder cannot reach files outside it",
@@ -287,5 +309,74 @@ Deno.test({
       "Deno reads /proc/self/stat": "ok",
       "open /proc/self/stat": "ok",
     });
+  },
+});
+
+Deno.test({
+  name:
+    "Uring permissions: `..` after a symlink and a chdir after the call reach what was checked, as in Deno",
+  ignore: skipKernel(),
+  async fn() {
+    using dir = tempDir();
+    const d = dir.path;
+    Deno.mkdirSync(`${d}/real/protected`, { recursive: true });
+    Deno.mkdirSync(`${d}/real/sub`);
+    Deno.mkdirSync(`${d}/allowed`);
+    Deno.writeTextFileSync(`${d}/real/protected/secret`, "secret");
+    Deno.writeTextFileSync(`${d}/allowed/src`, "data");
+    Deno.symlinkSync("real/sub", `${d}/link`);
+    // The kernel would take link/.. to real/ (the link's target's parent); Deno's file API and the
+    // permission check take it to the text's parent, where nothing is protected and nothing is.
+    const code = `
+      import { copyFile, Uring } from ${JSON.stringify(MOD_URL)};
+      await using uring = new Uring({ sqpoll: false });
+      const results = {};
+      ${ATTEMPT_JS}
+      const d = ${JSON.stringify(d)};
+      const deno = (fn) => { try { fn(); return "ok"; } catch (e) { return e.name; } };
+      const sneaky = d + "/link/../protected/secret";
+      results["Deno reads link/../protected"] = deno(() => Deno.readTextFileSync(sneaky));
+      await attempt("open link/../protected", async () => (await uring.open(sneaky)).close());
+      await attempt("statx link/../protected", () => uring.statx(sneaky));
+      await attempt("create in link/../protected", () => uring.open(d + "/link/../protected/new", { write: true, create: true }));
+      await attempt("copyFile into link/../protected", () => copyFile(d + "/allowed/src", d + "/link/../protected/out"));
+      // A relative path is resolved when the call is made: a chdir right after changes nothing.
+      Deno.chdir(d + "/allowed");
+      const created = uring.open("made-here", { write: true, create: true });
+      Deno.chdir(d + "/real/sub");
+      await attempt("create, then chdir", async () => (await created).close());
+      console.log(JSON.stringify(results));
+    `;
+    const out = await runDeno(code, [
+      "--allow-read",
+      "--allow-write",
+      `--deny-read=${d}/real/protected`,
+      `--deny-write=${d}/real/protected`,
+      "--allow-ffi",
+      "--allow-env",
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+    const results: Record<string, string> = JSON.parse(out.stdout);
+    const classes = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v.split(":")[0]]));
+    assert.deepEqual(classes, {
+      "Deno reads link/../protected": "NotFound",
+      "open link/../protected": "NotFound",
+      "statx link/../protected": "NotFound",
+      "create in link/../protected": "NotFound",
+      "copyFile into link/../protected": "NotFound",
+      "create, then chdir": "ok",
+    });
+    assert.match(
+      results["open link/../protected"],
+      /^NotFound: open '.*\/link\/\.\.\/protected\/secret'/,
+      "named as given",
+    );
+    assert.match(
+      results["copyFile into link/../protected"],
+      /destination directory '.*\/protected' does not exist/,
+    );
+    assert.deepEqual([...Deno.readDirSync(`${d}/real/protected`)].map((e) => e.name), ["secret"]);
+    assert.ok(Deno.statSync(`${d}/allowed/made-here`).isFile);
+    assert.deepEqual([...Deno.readDirSync(`${d}/real/sub`)], []);
   },
 });
