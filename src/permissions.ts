@@ -9,6 +9,8 @@
  */
 
 import { notCapable } from "./deno_errors.ts";
+import { cstring } from "./memory.ts";
+import { getSys } from "./sys.ts";
 
 /** The kind of access an operation needs. */
 export type Access = "read" | "write";
@@ -104,11 +106,45 @@ const HARMLESS_DEVICES = new Set(["/dev/null", "/dev/zero", "/dev/random", "/dev
  * `--allow-all` looks from inside.
  */
 function allGranted(): boolean {
-  for (const name of ["read", "write", "net", "env", "sys", "run", "ffi", "import"] as const) {
-    const status = Deno.permissions.querySync({ name });
-    if (status.state !== "granted" || status.partial) return false;
-  }
+  // Deno's live status objects (see wholeStatus), asked for once: reading them is cheap.
+  const statuses = allStatuses ??= ALL_NAMES.map((name) => Deno.permissions.querySync({ name }));
+  for (const status of statuses) if (status.state !== "granted" || status.partial) return false;
   return true;
+}
+
+const ALL_NAMES = ["read", "write", "net", "env", "sys", "run", "ffi", "import"] as const;
+let allStatuses: Deno.PermissionStatus[] | undefined;
+
+const realpathOut = new Uint8Array(4096);
+const decoder = new TextDecoder();
+
+/**
+ * Absolute `path` with every symlink followed (`realpath`), or its directory's when `path` does
+ * not exist yet (an open that creates it); `undefined` when neither resolves (the open fails).
+ */
+function canonicalPath(path: string): string | undefined {
+  if (path.includes("\0")) return undefined; // refused with its own error when the SQE is made
+  const sys = getSys();
+  let n = sys.realpath(cstring(path), realpathOut);
+  if (n >= 0) return decoder.decode(realpathOut.subarray(0, n));
+  const slash = path.lastIndexOf("/");
+  if (slash < 0) return undefined;
+  n = sys.realpath(cstring(slash === 0 ? "/" : path.slice(0, slash)), realpathOut);
+  if (n < 0) return undefined;
+  const dir = decoder.decode(realpathOut.subarray(0, n));
+  return `${dir === "/" ? "" : dir}/${path.slice(slash + 1)}`;
+}
+
+/**
+ * For an open of `path` (absolute, and allowed by {@link checkAccess}): Deno opens a file under
+ * `/dev`, `/proc` or `/sys` only with `--allow-all` also when a symlink leads there, since it
+ * checks the path with every link followed. The same here: `null` when the open may go ahead,
+ * else the error. Costs a `realpath` per open, and only when not everything is granted.
+ */
+export function checkOpenTarget(op: string, path: string): Error | null {
+  if (Deno.build.os !== "linux" || allGranted()) return null;
+  const real = canonicalPath(path);
+  return real === undefined || real === path ? null : checkSpecialFile(op, real);
 }
 
 /**

@@ -87,6 +87,12 @@ export interface Sys {
    * (access, then modification: 32 bytes). Returns 0 or `-errno`.
    */
   utimens(path: Uint8Array, times: Uint8Array): number;
+  /**
+   * `realpath(path, out)`: `path` NUL-terminated, `out` at least 4096 bytes (`PATH_MAX`); returns
+   * the length of the canonical path written to `out` (symlinks, `.` and `..` resolved), or
+   * `-errno`. (libc's, also for the helper backend.)
+   */
+  realpath(path: Uint8Array, out: Uint8Array): number;
   /** A full memory fence. */
   fence(): void;
 }
@@ -132,6 +138,7 @@ const LIBC_SYMBOLS = {
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
+  realpath: { parameters: ["buffer", "buffer"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** Default location of the built helper, next to its source. */
@@ -216,6 +223,7 @@ function loadHelper(path: string): Sys {
         ? getSys("libc").utimens(path, times)
         : utimensat(AT_FDCWD, path as Uint8Array<ArrayBuffer>, times as Uint8Array<ArrayBuffer>, 0);
     },
+    realpath: (path, out) => getSys("libc").realpath(path, out),
     fence: () => lib.uring_fence(),
   };
 }
@@ -337,6 +345,14 @@ function loadLibc(): Sys {
       result(
         lib.syscall6(NR_UTIMENSAT, BigInt(AT_FDCWD), addressOf(path), addressOf(times), ZERO, ZERO, ZERO),
       ),
+    realpath: (path, out) => {
+      if (out.byteLength < 4096) throw new RangeError("realpath needs a 4096-byte buffer");
+      if (lib.realpath(path as Uint8Array<ArrayBuffer>, out as Uint8Array<ArrayBuffer>) === null) {
+        return -readErrno();
+      }
+      const end = out.indexOf(0);
+      return end < 0 ? out.byteLength : end;
+    },
     fence: () => {},
   };
 }

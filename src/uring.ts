@@ -108,7 +108,7 @@ import {
   prepSlot,
   returnsCount,
 } from "./ops.ts";
-import { type Access, checkAccess, resolvePath, toPath } from "./permissions.ts";
+import { type Access, checkAccess, checkOpenTarget, resolvePath, toPath } from "./permissions.ts";
 import { prepCancel, prepClose, prepNop } from "./prep.ts";
 import { IoUring, type SqpollOptions } from "./ring.ts";
 import { onNextTurn } from "./turn.ts";
@@ -1021,7 +1021,7 @@ export class Uring implements AsyncDisposable {
   /** A chain's `openDirect` path, checked like `openFd`'s (throws when refused). */
   readonly #checkOpenPath = (path: string | URL, flags: number): string => {
     const p = resolvePath(toPath(path), true); // what is checked is what the kernel gets
-    const denied = checkBoth("open", accessOfFlags(flags), p);
+    const denied = checkBoth("open", accessOfFlags(flags), p) ?? checkOpenTarget("open", p);
     if (denied) throw denied;
     return p;
   };
@@ -1175,7 +1175,8 @@ export class Uring implements AsyncDisposable {
       return Promise.reject(e);
     }
     const denied = checkBoth(op, access, p) ??
-      (q !== null && access2 !== null ? checkBoth(op, access2, q) : null);
+      (q !== null && access2 !== null ? checkBoth(op, access2, q) : null) ??
+      (op === "open" ? checkOpenTarget(op, p) : null);
     if (denied) return Promise.reject(denied);
     const slot = this.#slots.alloc();
     slot.state = DONE;

@@ -380,3 +380,67 @@ Deno.test({
     assert.deepEqual([...Deno.readDirSync(`${d}/real/sub`)], []);
   },
 });
+
+Deno.test({
+  name: "Uring permissions: a symlink into /proc or /sys needs --allow-all to open, as with Deno's own API",
+  ignore: skipKernel(),
+  async fn() {
+    using dir = tempDir();
+    const d = dir.path;
+    Deno.symlinkSync("/proc/self/status", `${d}/status`);
+    Deno.symlinkSync("/proc/self/comm", `${d}/comm`);
+    Deno.symlinkSync("/sys/kernel/mm", `${d}/mm`);
+    Deno.writeTextFileSync(`${d}/plain`, "plain");
+    Deno.symlinkSync(`${d}/plain`, `${d}/to-plain`);
+    const code = `
+      import { copyFile, copyTree, Uring } from ${JSON.stringify(MOD_URL)};
+      await using uring = new Uring({ sqpoll: false });
+      const results = {};
+      ${ATTEMPT_JS}
+      const d = ${JSON.stringify(d)};
+      const deno = (fn) => { try { fn(); return "ok"; } catch (e) { return e.name; } };
+      results["Deno reads the link"] = deno(() => Deno.readTextFileSync(d + "/status"));
+      await attempt("open", async () => (await uring.open(d + "/status")).close());
+      await attempt("openFd", () => uring.openFd(d + "/status", 0));
+      await attempt("open for writing", async () => (await uring.open(d + "/comm", { write: true })).close());
+      const index = uring.reserveFileIndex();
+      await attempt("chain openDirect", async () => {
+        const r = await uring.chain((c) => c.openDirect(d + "/status", index).closeDirect(index));
+        if (!r.every((m) => m.ok)) throw r.find((m) => !m.ok).error;
+      });
+      await attempt("copyFile", () => copyFile(d + "/status", d + "/status.copy"));
+      await attempt("copyTree", () => copyTree(d + "/mm", d + "/mm.copy"));
+      await attempt("open a link to a plain file", async () => (await uring.open(d + "/to-plain")).close());
+      console.log(JSON.stringify(results));
+    `;
+    const expected = (verdict: string) => ({
+      "Deno reads the link": verdict,
+      open: verdict,
+      openFd: verdict,
+      "open for writing": verdict,
+      "chain openDirect": verdict,
+      copyFile: verdict,
+      copyTree: verdict,
+      "open a link to a plain file": "ok",
+    });
+    const partial = await runDeno(code, ["--allow-read", "--allow-write", "--allow-ffi", "--allow-env"]);
+    assert.equal(partial.code, 0, partial.stderr);
+    const results: Record<string, string> = JSON.parse(partial.stdout);
+    const classes = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v.split(":")[0]]));
+    assert.deepEqual(classes, expected("NotCapable"));
+    assert.match(results.open ?? "", /^NotCapable$/);
+    assert.deepEqual([...Deno.readDirSync(d)].map((e) => e.name).sort(), [
+      "comm",
+      "mm",
+      "plain",
+      "status",
+      "to-plain",
+    ]);
+    const all = await runDeno(code, ["--allow-all"]);
+    assert.equal(all.code, 0, all.stderr);
+    const allClasses = Object.fromEntries(
+      Object.entries(JSON.parse(all.stdout) as Record<string, string>).map(([k, v]) => [k, v.split(":")[0]]),
+    );
+    assert.deepEqual({ ...allClasses, copyTree: "ok" }, expected("ok"));
+  },
+});
