@@ -15,6 +15,25 @@ import { getSys } from "./sys.ts";
 /** The kind of access an operation needs. */
 export type Access = "read" | "write";
 
+/**
+ * A URL's percent-encoded pathname decoded as Deno decodes file URLs: each `%XX` becomes its
+ * byte (UTF-8), and a `%` that starts no such escape stays as it is (`decodeURIComponent`
+ * throws on it).
+ */
+function decodePathname(pathname: string): string {
+  try {
+    return decodeURIComponent(pathname);
+  } catch {
+    return pathname.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
+      try {
+        return decodeURIComponent(run);
+      } catch {
+        return run; // not UTF-8: kept encoded
+      }
+    });
+  }
+}
+
 /** `path` as a file-system path string: a string as is, a `file:` URL decoded. */
 export function toPath(path: string | URL, what = "path"): string {
   if (typeof path === "string") {
@@ -26,7 +45,7 @@ export function toPath(path: string | URL, what = "path"): string {
     if (path.hostname !== "" && path.hostname !== "localhost") {
       throw new TypeError(`${what} must be a local file: URL, got ${path.href}`);
     }
-    return decodeURIComponent(path.pathname);
+    return decodePathname(path.pathname);
   }
   throw new TypeError(`${what} must be a string or a file: URL, got ${typeof path}`);
 }

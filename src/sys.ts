@@ -146,6 +146,8 @@ export const HELPER_PATH: URL = new URL("../ffi/build/liburing_helper.so", impor
 
 function envValue(name: string): string | undefined {
   try {
+    // Asked first, so that a program without --allow-env is not prompted for it.
+    if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") return undefined;
     return Deno.env.get(name) || undefined; // unset or empty: the default
   } catch {
     return undefined; // no --allow-env: use the default

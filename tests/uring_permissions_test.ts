@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { skipKernel, tempDir } from "./_support.ts";
 import { ATTEMPT_JS, MOD_URL, runDeno } from "./uring_support.ts";
-import { resolvePath } from "../src/permissions.ts";
+import { resolvePath, toPath } from "../src/permissions.ts";
 
 Deno.test("resolvePath: `.`, `..` and doubled slashes resolved in the text; relative made absolute on request", () => {
   const cwd = Deno.cwd();
@@ -28,6 +28,12 @@ Deno.test("resolvePath: `.`, `..` and doubled slashes resolved in the text; rela
     [".", true, cwd],
   ];
   for (const [path, absolute, want] of cases) assert.equal(resolvePath(path, absolute), want, path);
+});
+
+Deno.test("toPath: a file: URL's bare '%' stays as it is (Deno opens such a file), escapes are decoded", () => {
+  assert.equal(toPath(new URL("file:///tmp/a%zz")), "/tmp/a%zz");
+  assert.equal(toPath(new URL("file:///tmp/%C3%BC%20x%zz")), "/tmp/ü x%zz");
+  assert.equal(toPath(new URL("file:///tmp/100%25")), "/tmp/100%");
 });
 
 Deno.test({
