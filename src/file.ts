@@ -66,7 +66,7 @@ const EBADF = errno("EBADF");
  * The kernel's answer (`EBADF`) to a read of a file opened for writing only, or a write of one
  * opened for reading only, given before the request reaches it, with how to open it instead.
  */
-function notOpenedFor(file: UringFile, op: "read" | "write"): Error {
+function notOpenedFor(file: UringFile, op: "read" | "write" | "ftruncate"): Error {
   const hint = op === "read"
     ? "the file was opened for writing only (open it with read: true as well)"
     : "the file was opened for reading only (open it with write: true)";
@@ -255,6 +255,7 @@ export class UringFile implements AsyncDisposable {
   /** Sets the file's length (`ftruncate`, Linux 6.9+). */
   truncate(length: number | bigint, options?: OpOptions): Promise<void> {
     if (this.#closed) return Promise.reject(closedError(this));
+    if (this.#access === "read") return Promise.reject(notOpenedFor(this, "ftruncate"));
     return this.#ops.ftruncate(this, length, options?.signal);
   }
 

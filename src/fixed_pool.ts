@@ -61,15 +61,19 @@ export interface FixedBufferPoolOptions {
 export class FixedBuffer {
   /** The pool it belongs to. */
   readonly pool: FixedBufferPool;
-  /** Its index in the ring's registered buffer table (the SQE's `buf_index`). */
-  readonly index: number;
+  readonly #index: number;
   #bytes: Uint8Array<ArrayBuffer>;
 
   /** Wraps buffer `index` (internal: pools create these). */
   constructor(pool: FixedBufferPool, index: number, bytes: Uint8Array<ArrayBuffer>) {
     this.pool = pool;
-    this.index = index;
+    this.#index = index;
     this.#bytes = bytes;
+  }
+
+  /** Its index in the ring's registered buffer table (the SQE's `buf_index`); read-only. */
+  get index(): number {
+    return this.#index;
   }
 
   /** The buffer's memory (`pool.size` bytes). Throws once the pool is closed. */

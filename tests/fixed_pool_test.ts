@@ -43,6 +43,7 @@ ringTest("FixedBufferPool: registers count aligned buffers once, with their inde
     const buf = pool.buffer(i);
     assert.ok(buf instanceof FixedBuffer);
     assert.equal(buf.index, i);
+    assert.throws(() => (buf as { index: number }).index = 99, TypeError, "the index cannot be changed");
     assert.equal(buf.bytes.byteLength, 10_000);
     assert.equal(addressOf(buf.bytes) % 4096, 0, `buffer ${i} is aligned`);
     assert.equal(addressOf(registered[i]), addressOf(buf.bytes), `registered[${i}] is buffer ${i}`);

@@ -305,6 +305,7 @@ ringTest(
       } else {
         await assert.rejects(file.writeAt(buf, 0), refused("write", /opened for reading only/));
         await assert.rejects(file.writeAll(buf, 0), refused("write", /opened for reading only/));
+        await assert.rejects(file.truncate(0), refused("ftruncate", /opened for reading only/));
         assert.equal(uring.stats.sqes, readable ? sqes + 1 : sqes, "nothing more reached the kernel");
       }
     }
