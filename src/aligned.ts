@@ -67,6 +67,8 @@ export class AlignedMapping {
 
 /** Each AlignedBuffer's mapping, by the ArrayBuffer its views share. */
 const mappings = new WeakMap<ArrayBufferLike, AlignedMapping>();
+/** Whether any AlignedBuffer was made: until then no lookup in {@link mappings} is needed. */
+let anyMappings = false;
 
 /**
  * Internal (`Uring`, for an operation in flight): if `memory` is an {@link AlignedBuffer}'s,
@@ -75,6 +77,7 @@ const mappings = new WeakMap<ArrayBufferLike, AlignedMapping>();
  * mapping to unpin, or `null` for other memory.
  */
 export function pinAlignedMemory(memory: ArrayBufferLike): AlignedMapping | null {
+  if (!anyMappings) return null; // a program without AlignedBuffers pays no lookup per operation
   const mapping = mappings.get(memory);
   if (mapping === undefined) return null;
   mapping.pins++;
@@ -140,6 +143,7 @@ export class AlignedBuffer implements Disposable {
       this.#bytes = new Uint8Array(memory);
       registry.register(memory, this.#mapping, this.#mapping);
       mappings.set(memory, this.#mapping);
+      anyMappings = true;
     } catch (e) {
       this.#mapping.unmap();
       throw e;

@@ -296,7 +296,17 @@ export function fillCloseDirect(slot: Slot, index: number) {
  * then not run, and one the kernel ran used memory that is no longer the buffer's.
  */
 export function hasDetachedBuffer(slot: Slot): boolean {
-  if (slot.buf !== null && (slot.buf.buffer as ArrayBuffer).detached) return true;
+  const buf = slot.buf;
+  if (buf !== null) {
+    // A detached view's length reads 0 (cheap: inlined), so only then is `detached` asked.
+    let length: number;
+    try {
+      length = buf.byteLength;
+    } catch {
+      return true; // a DataView over a detached buffer throws instead
+    }
+    if (length === 0 && (buf.buffer as ArrayBuffer).detached) return true;
+  }
   return slot.iovecs !== null && slot.iovecs.changedBuffer() >= 0;
 }
 
