@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { skipKernel, tempDir } from "./_support.ts";
-import { ATTEMPT_JS, MOD_URL, runDeno } from "./uring_support.ts";
+import { ATTEMPT_JS, classesOf, MOD_URL, runDeno } from "./uring_support.ts";
 import { resolvePath, toPath } from "../src/permissions.ts";
 
 Deno.test("resolvePath: `.`, `..` and doubled slashes resolved in the text; relative made absolute on request", () => {
@@ -163,7 +163,6 @@ Deno.test({
       await using uring = new Uring({ sqpoll: false });
       const results = { label: ${JSON.stringify(label)} };
       ${ATTEMPT_JS}
-      const deno = (fn) => { try { fn(); return "ok"; } catch (e) { return e.name; } };
       results["Deno reads /proc/self/stat"] = deno(() => Deno.readTextFileSync("/proc/self/stat"));
       results["Deno reads /proc/self/environ"] = deno(() => Deno.readFileSync("/proc/self/environ"));
       await attempt("open /proc/self/stat", async () => (await uring.open("/proc/self/stat")).close());
@@ -263,7 +262,6 @@ Deno.test({
       const results = {};
       ${ATTEMPT_JS}
       const file = ${JSON.stringify(file)};
-      const deno = (fn) => { try { fn(); return "ok"; } catch (e) { return e.name; } };
       // (Deno's open takes create only with write: read + write + create is its nearest form.)
       results["Deno open read+write+create"] = deno(() =>
         Deno.openSync(file, { read: true, write: true, create: true }).close()
@@ -298,7 +296,6 @@ Deno.test({
       await using uring = new Uring({ sqpoll: false });
       const results = {};
       ${ATTEMPT_JS}
-      const deno = (fn) => { try { fn(); return "ok"; } catch (e) { return e.name; } };
       results["Deno reads /proc/self/stat"] = deno(() => Deno.readTextFileSync("/proc/self/stat"));
       await attempt("open /proc/self/stat", async () => (await uring.open("/proc/self/stat")).close());
       console.log(JSON.stringify(results));
@@ -339,7 +336,6 @@ Deno.test({
       const results = {};
       ${ATTEMPT_JS}
       const d = ${JSON.stringify(d)};
-      const deno = (fn) => { try { fn(); return "ok"; } catch (e) { return e.name; } };
       const sneaky = d + "/link/../protected/secret";
       results["Deno reads link/../protected"] = deno(() => Deno.readTextFileSync(sneaky));
       await attempt("open link/../protected", async () => (await uring.open(sneaky)).close());
@@ -363,7 +359,7 @@ Deno.test({
     ]);
     assert.equal(out.code, 0, out.stderr);
     const results: Record<string, string> = JSON.parse(out.stdout);
-    const classes = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v.split(":")[0]]));
+    const classes = classesOf(results);
     assert.deepEqual(classes, {
       "Deno reads link/../protected": "NotFound",
       "open link/../protected": "NotFound",
@@ -404,7 +400,6 @@ Deno.test({
       const results = {};
       ${ATTEMPT_JS}
       const d = ${JSON.stringify(d)};
-      const deno = (fn) => { try { fn(); return "ok"; } catch (e) { return e.name; } };
       results["Deno reads the link"] = deno(() => Deno.readTextFileSync(d + "/status"));
       await attempt("open", async () => (await uring.open(d + "/status")).close());
       await attempt("openFd", () => uring.openFd(d + "/status", 0));
@@ -432,7 +427,7 @@ Deno.test({
     const partial = await runDeno(code, ["--allow-read", "--allow-write", "--allow-ffi", "--allow-env"]);
     assert.equal(partial.code, 0, partial.stderr);
     const results: Record<string, string> = JSON.parse(partial.stdout);
-    const classes = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v.split(":")[0]]));
+    const classes = classesOf(results);
     assert.deepEqual(classes, expected("NotCapable"));
     assert.match(results.open ?? "", /^NotCapable$/);
     assert.deepEqual([...Deno.readDirSync(d)].map((e) => e.name).sort(), [
@@ -444,9 +439,7 @@ Deno.test({
     ]);
     const all = await runDeno(code, ["--allow-all"]);
     assert.equal(all.code, 0, all.stderr);
-    const allClasses = Object.fromEntries(
-      Object.entries(JSON.parse(all.stdout) as Record<string, string>).map(([k, v]) => [k, v.split(":")[0]]),
-    );
+    const allClasses = classesOf(JSON.parse(all.stdout));
     assert.deepEqual({ ...allClasses, copyTree: "ok" }, expected("ok"));
   },
 });

@@ -159,7 +159,8 @@ export const MOD_URL: string = new URL("../mod.ts", import.meta.url).href;
 /**
  * Source of an `attempt(name, fn)` function for child scripts (which define `results`): runs `fn`
  * and records "ok", or the error's name (plus its message unless it is NotCapable), in
- * `results[name]`.
+ * `results[name]`; and of `deno(fn)`, Deno's own API's verdict on a synchronous call: "ok" or the
+ * error's name.
  */
 export const ATTEMPT_JS: string = `async function attempt(name, fn) {
         try {
@@ -168,4 +169,10 @@ export const ATTEMPT_JS: string = `async function attempt(name, fn) {
         } catch (e) {
           results[name] = e.name + (e instanceof Deno.errors.NotCapable ? "" : ": " + e.message);
         }
-      }`;
+      }
+      const deno = (fn) => { try { fn(); return "ok"; } catch (e) { return e.name; } };`;
+
+/** Each result of `attempt` as its error class alone ("NotFound: message" → "NotFound"). */
+export function classesOf(results: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v.split(":")[0]]));
+}
