@@ -22,6 +22,18 @@ function lines(text: string): string[] {
   return text.split("\n").filter((l) => l !== "");
 }
 
+Deno.test({
+  name: "cp CLI: a name with a newline or other control characters stays on its error's one line",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const r = await runCp(["no\nsuch\tfile\x1b[31m", "dst"], { cwd: dir.path });
+    assert.equal(r.code, 1);
+    assert.equal(lines(r.stderr).length, 1, r.stderr);
+    assert.match(r.stderr, /^cp: .*'no\\nsuch\\tfile\\x1b\[31m'/);
+  },
+});
+
 Deno.test("cp CLI: --help prints usage and exits 0; usage errors exit 2 with a hint", async () => {
   const help = await runCp(["--help"]);
   assert.equal(help.code, 0);

@@ -69,6 +69,19 @@ async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   }
 }
 
+/**
+ * `text` with its control characters escaped (`\n` as `\\n`, others as `\\xHH`), so that a
+ * file name with a newline in it cannot split or forge a line of the error output.
+ */
+export function oneLine(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\x00-\x1f\x7f]/g, (c) => {
+    if (c === "\n") return "\\n";
+    if (c === "\t") return "\\t";
+    return `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`;
+  });
+}
+
 function isAbortError(e: unknown): boolean {
   const name = (e as { name?: unknown } | null)?.name;
   return name === "AbortError" || name === "TimeoutError";
@@ -102,7 +115,7 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
   let failures = 0;
   const fail = (message: string) => {
     bar?.clear();
-    io.err(`cp: ${message}\n`);
+    io.err(`cp: ${oneLine(message)}\n`);
     failures++;
   };
 
