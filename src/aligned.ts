@@ -91,7 +91,8 @@ const registry = new FinalizationRegistry<AlignedMapping>((mapping) => {
   if (mapping.pins === 0) mapping.unmap();
 });
 
-function checkAlignment(alignment: unknown): asserts alignment is number {
+/** Throws a `RangeError` unless `alignment` is a power of two from 512 to 1 GiB (internal). */
+export function checkAlignment(alignment: unknown): asserts alignment is number {
   if (
     typeof alignment !== "number" || !Number.isInteger(alignment) || alignment < MIN_ALIGNMENT ||
     alignment > MAX_ALIGNMENT || (alignment & (alignment - 1)) !== 0

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { shown } from "./memory.ts";
 import { Uring } from "./uring.ts";
 
 /**
@@ -186,7 +187,7 @@ function intInRange(value: unknown, name: string, min: number, max: number): num
     throw new TypeError(`${name} must be an integer from ${min} to ${max}, got a ${typeof value}`);
   }
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${value}`);
+    throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${shown(value)}`);
   }
   return value;
 }

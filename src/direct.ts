@@ -12,7 +12,7 @@ import * as abi from "./abi.ts";
 import { AlignedBuffer, DEFAULT_ALIGNMENT } from "./aligned.ts";
 import { IoUringError } from "./errors.ts";
 import { errno } from "./errno.ts";
-import { addressOf, checkBuffer, checkFd, checkOffset, cstring } from "./memory.ts";
+import { addressOf, checkBuffer, checkFd, checkOffset, cstring, shown } from "./memory.ts";
 import type { Offset } from "./prep.ts";
 import { prepStatx } from "./prep.ts";
 import { toPath } from "./permissions.ts";
@@ -65,7 +65,7 @@ export class AlignmentError extends RangeError {
 
 function checkPowerOfTwo(n: number, what: string): void {
   if (!Number.isInteger(n) || n < 1 || n > 2 ** 30 || (n & (n - 1)) !== 0) {
-    throw new RangeError(`${what} must be a power of two, got ${n}`);
+    throw new RangeError(`${what} must be a power of two, got ${shown(n)}`);
   }
 }
 
@@ -82,6 +82,9 @@ export function directMisalignment(
   const view = buf instanceof AlignedBuffer ? buf.bytes : buf;
   checkBuffer(view);
   checkOffset(offset);
+  if (typeof alignment !== "number" && (typeof alignment !== "object" || alignment === null)) {
+    throw new TypeError(`alignment must be a number or a DirectAlignment, got ${shown(alignment)}`);
+  }
   const memory = typeof alignment === "number" ? alignment : alignment.memory;
   const fileAlign = typeof alignment === "number" ? alignment : alignment.offset;
   checkPowerOfTwo(memory, "memory alignment");
@@ -209,7 +212,9 @@ export interface IopollErrorOptions {
  */
 export function iopollError(res: number, options: IopollErrorOptions = {}): IoUringError {
   options ??= {}; // null: the defaults
-  if (!Number.isInteger(res) || res >= 0) throw new RangeError(`res must be a negative errno, got ${res}`);
+  if (!Number.isInteger(res) || res >= 0) {
+    throw new RangeError(`res must be a negative errno, got ${shown(res)}`);
+  }
   const call = `${options.op ?? "read"} (IOPOLL)`;
   let detail: string | undefined;
   if (-res === EOPNOTSUPP && options.direct !== undefined) {

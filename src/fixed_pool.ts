@@ -9,8 +9,8 @@
  */
 
 import { IORING_MAX_REG_BUFFER_SIZE, IORING_MAX_REG_BUFFERS } from "./abi.ts";
-import { AlignedBuffer, DEFAULT_ALIGNMENT } from "./aligned.ts";
-import { addressOf, checkBuffer, checkFd, checkOffset } from "./memory.ts";
+import { AlignedBuffer, checkAlignment, DEFAULT_ALIGNMENT } from "./aligned.ts";
+import { addressOf, checkBuffer, checkFd, checkOffset, shown } from "./memory.ts";
 import { type Offset, prepReadFixed, prepWriteFixed } from "./prep.ts";
 import type { IoUring } from "./ring.ts";
 import { type Sqe, W } from "./sqe.ts";
@@ -121,16 +121,21 @@ export class FixedBufferPool implements Disposable {
     const { count, size } = options;
     const alignment = options.alignment ?? DEFAULT_ALIGNMENT;
     if (!Number.isInteger(count) || count < 1 || count > IORING_MAX_REG_BUFFERS) {
-      throw new RangeError(`count must be an integer from 1 to ${IORING_MAX_REG_BUFFERS}, got ${count}`);
+      throw new RangeError(
+        `count must be an integer from 1 to ${IORING_MAX_REG_BUFFERS}, got ${shown(count)}`,
+      );
     }
     if (!Number.isInteger(size) || size < 1 || size > IORING_MAX_REG_BUFFER_SIZE) {
-      throw new RangeError(`size must be an integer from 1 to ${IORING_MAX_REG_BUFFER_SIZE}, got ${size}`);
+      throw new RangeError(
+        `size must be an integer from 1 to ${IORING_MAX_REG_BUFFER_SIZE}, got ${shown(size)}`,
+      );
     }
+    checkAlignment(alignment);
     if (ring.closed) throw new TypeError("the ring is closed");
     if (ring.registeredBuffers !== undefined) {
       throw new RangeError("the ring already has registered buffers: unregister them first");
     }
-    const stride = Math.ceil(size / alignment) * alignment; // AlignedBuffer validates alignment
+    const stride = Math.ceil(size / alignment) * alignment;
     this.#memory = new AlignedBuffer(stride * count, alignment, { backend: options.backend });
     try {
       const whole = this.#memory.bytes;
@@ -215,7 +220,7 @@ export class FixedBufferPool implements Disposable {
     checkOffset(offset);
     if (!Number.isInteger(length) || length < 0 || length > this.size) {
       throw new RangeError(
-        `length must be an integer from 0 to ${this.size} (the buffer size), got ${length}`,
+        `length must be an integer from 0 to ${this.size} (the buffer size), got ${shown(length)}`,
       );
     }
     return this.ring.getSqe();

@@ -130,7 +130,7 @@ const MAX_OFFSET = 0x7fffffffffffffffn;
 export function checkOffset(offset: unknown, what = "offset"): asserts offset is number | bigint {
   if (typeof offset === "number") {
     if (!Number.isSafeInteger(offset)) {
-      throw new TypeError(`${what} must be a safe integer or a bigint, got ${offset}`);
+      throw new TypeError(`${what} must be a safe integer or a bigint, got ${shown(offset)}`);
     }
     if (offset < 0) throw new RangeError(`${what} must not be negative, got ${offset}`);
   } else if (typeof offset === "bigint") {

@@ -228,7 +228,7 @@ export class IoUring implements Disposable {
   constructor(entries: number, options: IoUringOptions = {}) {
     options ??= {}; // null: the defaults
     if (!Number.isInteger(entries) || entries < 1 || entries > MAX_ENTRIES) {
-      throw new RangeError(`entries must be an integer from 1 to ${MAX_ENTRIES}, got ${entries}`);
+      throw new RangeError(`entries must be an integer from 1 to ${MAX_ENTRIES}, got ${shown(entries)}`);
     }
     const sqpollOption = options.sqpoll ?? undefined;
     const wantSqpoll = sqpollOption !== false;

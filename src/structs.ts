@@ -6,7 +6,7 @@
  */
 
 import { IOVEC_SIZE, OPEN_HOW_SIZE, STATX, STATX_SIZE, TIMESPEC_SIZE } from "./abi.ts";
-import { addressOf, checkBuffer } from "./memory.ts";
+import { addressOf, checkBuffer, shown } from "./memory.ts";
 
 /** Most buffers one `readv`/`writev` takes (`IOV_MAX`). */
 const IOV_MAX = 1024;
@@ -24,7 +24,7 @@ export class Timespec {
   /** Sets the duration in milliseconds. */
   setMs(ms: number): this {
     if (!(ms >= 0) || !(ms <= Number.MAX_SAFE_INTEGER)) {
-      throw new RangeError(`timeout must be from 0 to 2^53 - 1 ms, got ${ms}`);
+      throw new RangeError(`timeout must be from 0 to 2^53 - 1 ms, got ${shown(ms)}`);
     }
     let sec = Math.floor(ms / 1000);
     let nsec = Math.round((ms - sec * 1000) * 1e6);

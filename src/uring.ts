@@ -488,7 +488,9 @@ export class Uring implements AsyncDisposable {
     options ??= {}; // null: the defaults
     const entries = options.entries ?? 256;
     const spinUs = options.spinUs ?? DEFAULT_SPIN_US;
-    if (!(spinUs >= 0) || !Number.isFinite(spinUs)) throw new RangeError(`spinUs must be ≥ 0, got ${spinUs}`);
+    if (!(spinUs >= 0) || !Number.isFinite(spinUs)) {
+      throw new RangeError(`spinUs must be ≥ 0, got ${shown(spinUs)}`);
+    }
     const fixedFiles: unknown = options.fixedFiles ?? DEFAULT_FIXED_FILES;
     if (
       !(Number.isInteger(fixedFiles) && (fixedFiles as number) >= 1 &&

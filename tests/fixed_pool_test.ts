@@ -55,6 +55,24 @@ ringTest("FixedBufferPool: registers count aligned buffers once, with their inde
   }
 });
 
+ringTest("FixedBufferPool: bad options say what they got, and its type", (config) => {
+  using ring = new IoUring(8, config.options);
+  const bad: Array<[object, RegExp]> = [
+    [{ count: "2", size: 4096 }, /^count must be an integer from 1 to 16384, got "2" \(a string\)$/],
+    [{ count: 2, size: 2n }, /^size must be an integer from 1 to 1073741824, got 2n \(a bigint\)$/],
+    [
+      { count: 2, size: 4096, alignment: 0 },
+      /^alignment must be a power of two from 512 to 1073741824, got 0$/,
+    ],
+  ];
+  for (const [options, message] of bad) {
+    assert.throws(() => new FixedBufferPool(ring, options as never), { name: "RangeError", message });
+  }
+  assert.equal(ring.registeredBuffers, undefined);
+  using buf = alignedBuffer(4096);
+  assert.throws(() => checkDirectAlignment(buf, 0, "512" as never), /got "512" \(a string\)/);
+});
+
 ringTest("FixedBufferPool: up to IORING_MAX_REG_BUFFERS buffers (more than readv's IOV_MAX)", (config) => {
   using ring = new IoUring(8, config.options);
   {
