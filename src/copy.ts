@@ -9,7 +9,7 @@ import { abortFailure, codeOf, dirnameOf, isDescribed, makeFailure, staged } fro
 import type { EntryStat } from "./copy_engine.ts";
 import { type CopyOptions, type CopyResult, resolveCopyOptions } from "./copy_options.ts";
 import { copyRegular, describeFailure } from "./copy_regular.ts";
-import { checkOpenTarget, resolvePath, toPath } from "./permissions.ts";
+import { checkOpenTarget, copyRootPath, toPath } from "./permissions.ts";
 
 /** Drops trailing slashes (`"a/b/"` → `"a/b"`, `"/"` stays). */
 export function trimSlashes(path: string): string {
@@ -48,11 +48,11 @@ export async function copyFile(
   dst: string | URL,
   options?: CopyOptions,
 ): Promise<CopyResult> {
-  // `.` and `..` resolved in the text, as Deno does (see resolvePath): what the permission
+  // `.` and `..` resolved in the text, as Deno does (see copyRootPath): what the permission
   // checks see is what the kernel gets.
-  const given = resolvePath(toPath(src, "src"), false);
+  const given = copyRootPath(toPath(src, "src"));
   const source = trimSlashes(given);
-  const dest = resolvePath(toPath(dst, "dst"), false);
+  const dest = copyRootPath(toPath(dst, "dst"));
   const opts = resolveCopyOptions(options);
   if (opts.signal?.aborted) throw abortFailure(opts.signal, `copying '${source}' to '${dest}'`);
   const ctx = new CopyContext(opts);

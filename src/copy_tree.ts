@@ -23,7 +23,7 @@ import {
 } from "./copy_errors.ts";
 import { type CopyResult, type CopyTreeOptions, resolveCopyOptions } from "./copy_options.ts";
 import { copyRegular, describeFailure, tempPathFor } from "./copy_regular.ts";
-import { checkOpenTarget, resolvePath, toPath } from "./permissions.ts";
+import { checkOpenTarget, copyRootPath, toPath } from "./permissions.ts";
 
 /** Directory listings read at once (each is a blocking call on Deno's thread pool). */
 const READDIR_CONCURRENCY = 4;
@@ -444,10 +444,10 @@ export async function copyTree(
   dst: string | URL,
   options?: CopyTreeOptions,
 ): Promise<CopyResult> {
-  // `.` and `..` resolved in the text, as Deno does (see resolvePath): what the permission
+  // `.` and `..` resolved in the text, as Deno does (see copyRootPath): what the permission
   // checks see is what the kernel gets.
-  const source = trimSlashes(resolvePath(toPath(src, "src"), false));
-  const dest = trimSlashes(resolvePath(toPath(dst, "dst"), false));
+  const source = trimSlashes(copyRootPath(toPath(src, "src")));
+  const dest = trimSlashes(copyRootPath(toPath(dst, "dst")));
   const opts = resolveCopyOptions(options);
   if (opts.signal?.aborted) throw abortFailure(opts.signal, `copying '${source}' to '${dest}'`);
   const ctx = new CopyContext(opts);

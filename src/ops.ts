@@ -146,6 +146,7 @@ export function fillRw(
   slot.kind = kind;
   slot.fd = fd;
   slot.buf = buf;
+  slot.bufLength = buf.byteLength;
   slot.pos = position;
 }
 
@@ -291,21 +292,22 @@ export function fillCloseDirect(slot: Slot, index: number) {
 }
 
 /**
- * Whether a buffer `slot` holds was detached (transferred, or an `AlignedBuffer` freed) since
- * the operation was called, or an iovec buffer shrunk: an operation waiting in the backlog must
- * then not run, and one the kernel ran used memory that is no longer the buffer's.
+ * Whether a buffer `slot` holds was detached (transferred, or an `AlignedBuffer` freed) or
+ * shrunk since the operation was called: an operation waiting in the backlog must then not run,
+ * and one the kernel ran used memory that is no longer the buffer's.
  */
 export function hasDetachedBuffer(slot: Slot): boolean {
   const buf = slot.buf;
   if (buf !== null) {
-    // A detached view's length reads 0 (cheap: inlined), so only then is `detached` asked.
+    // Detached (a view's length then reads 0), shrunk, or out of the bounds of a shrunk
+    // resizable buffer (0): shorter than when the operation was called.
     let length: number;
     try {
       length = buf.byteLength;
     } catch {
       return true; // a DataView over a detached buffer throws instead
     }
-    if (length === 0 && (buf.buffer as ArrayBuffer).detached) return true;
+    if (length < slot.bufLength) return true;
   }
   return slot.iovecs !== null && slot.iovecs.changedBuffer() >= 0;
 }

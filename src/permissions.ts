@@ -57,7 +57,8 @@ export function toPath(path: string | URL, what = "path"): string {
  * following a symlink (`/lib/../x` is `/usr/x` when `/lib` links to `usr/lib`), reaching a path
  * the permission check never saw; and a relative path checked now could be resolved against
  * another directory by the time the kernel gets to it. A trailing slash stays (it means "a
- * directory"); a leading `..` of a relative path stays when not `absolute`.
+ * directory"), and a final `.` or `..` leaves a `/.` (it too means "a directory"); a leading
+ * `..` of a relative path stays when not `absolute`.
  */
 export function resolvePath(path: string, absolute: boolean): string {
   // Fast path: an absolute path with no "." or ".." segment and no doubled slash is resolved.
@@ -73,7 +74,27 @@ export function resolvePath(path: string, absolute: boolean): string {
   }
   const body = parts.join("/");
   const resolved = rooted || absolute ? `/${body}` : body === "" ? "." : body;
+  const last = path.replace(/\/+$/, "");
+  if (last.endsWith("/.") || last.endsWith("/..") || last === "." || last === "..") {
+    // A final `.` or `..` names a directory: `file/.` must stay an error (ENOTDIR), and an
+    // unlink of `dir/x/..` must not become one of `dir`.
+    return resolved === "/" || resolved === "." ? resolved : `${resolved}/.`;
+  }
   return path.endsWith("/") && !resolved.endsWith("/") ? `${resolved}/` : resolved;
+}
+
+/**
+ * The path a `Uring` operation hands the kernel for `path`: {@link resolvePath}'s absolute form
+ * when the program is not granted everything, so that what the permission check saw is what the
+ * kernel resolves; with `--allow-all` the path as given, as Deno's own API then passes it.
+ */
+export function kernelPath(path: string): string {
+  return allGranted() ? path : resolvePath(path, true);
+}
+
+/** {@link kernelPath} for a copy's source and destination, which stay relative when given so. */
+export function copyRootPath(path: string): string {
+  return allGranted() ? path : resolvePath(path, false);
 }
 
 /** The descriptors without a path, made once (Deno caches its answer per descriptor). */
@@ -137,21 +158,31 @@ let allStatuses: Deno.PermissionStatus[] | undefined;
 const realpathOut = new Uint8Array(4096);
 const decoder = new TextDecoder();
 
+/** Most symlinks followed while resolving one path (the kernel's limit, `MAXSYMLINKS`). */
+const MAX_LINKS = 40;
+
 /**
- * Absolute `path` with every symlink followed (`realpath`), or its directory's when `path` does
- * not exist yet (an open that creates it); `undefined` when neither resolves (the open fails).
+ * Absolute `path` with every symlink followed (`realpath`). When it does not exist yet (an open
+ * that creates it), its directory's canonical form and its name, the name followed on when it
+ * is a dangling symlink (the create would make the file where it points); `undefined` when
+ * nothing resolves (the open fails).
  */
-function canonicalPath(path: string): string | undefined {
+function canonicalPath(path: string, links = 0): string | undefined {
   if (path.includes("\0")) return undefined; // refused with its own error when the SQE is made
   const sys = getSys();
   let n = sys.realpath(cstring(path), realpathOut);
   if (n >= 0) return decoder.decode(realpathOut.subarray(0, n));
   const slash = path.lastIndexOf("/");
-  if (slash < 0) return undefined;
+  if (slash < 0) return canonicalPath(`./${path}`, links);
   n = sys.realpath(cstring(slash === 0 ? "/" : path.slice(0, slash)), realpathOut);
   if (n < 0) return undefined;
   const dir = decoder.decode(realpathOut.subarray(0, n));
-  return `${dir === "/" ? "" : dir}/${path.slice(slash + 1)}`;
+  const candidate = `${dir === "/" ? "" : dir}/${path.slice(slash + 1)}`;
+  if (links >= MAX_LINKS) return candidate;
+  n = sys.readlink(cstring(candidate), realpathOut);
+  if (n < 0) return candidate; // not a symlink: a new name in `dir`
+  const target = decoder.decode(realpathOut.subarray(0, n));
+  return canonicalPath(target.startsWith("/") ? target : `${dir === "/" ? "" : dir}/${target}`, links + 1);
 }
 
 /**
@@ -160,10 +191,10 @@ function canonicalPath(path: string): string | undefined {
  * checks the path with every link followed. The same here: `null` when the open may go ahead,
  * else the error. Costs a `realpath` per open, and only when not everything is granted.
  */
-export function checkOpenTarget(op: string, path: string): Error | null {
+export function checkOpenTarget(op: string, path: string, shownAs = path): Error | null {
   if (Deno.build.os !== "linux" || allGranted()) return null;
   const real = canonicalPath(path);
-  return real === undefined || real === path ? null : checkSpecialFile(op, real);
+  return real === undefined || real === path ? null : checkSpecialFile(op, real, shownAs);
 }
 
 /**
@@ -173,7 +204,7 @@ export function checkOpenTarget(op: string, path: string): Error | null {
  * when the program lacks that, else `null`. (Deno also lets `/dev/fd/N` of a pipe through; this
  * check does not, to stay on the safe side.)
  */
-function checkSpecialFile(op: string, path: string): Error | null {
+function checkSpecialFile(op: string, path: string, shownAs = path): Error | null {
   if (Deno.build.os !== "linux") return null;
   // Fast path (no cwd lookup, no normalizing): an absolute path with no "." or ".." segment and
   // no doubled leading slash is special only when it starts like one.
@@ -188,7 +219,9 @@ function checkSpecialFile(op: string, path: string): Error | null {
   const special = ["/dev", "/proc", "/sys"].some((root) => abs === root || abs.startsWith(`${root}/`));
   if (!special) return null;
   if (allGranted()) return null;
-  return notCapable(`${op} '${path}': Requires all access to "${abs}", run again with the --allow-all flag`);
+  return notCapable(
+    `${op} '${shownAs}': Requires all access to "${abs}", run again with the --allow-all flag`,
+  );
 }
 
 /**
@@ -196,15 +229,16 @@ function checkSpecialFile(op: string, path: string): Error | null {
  * (`Deno.errors.NotCapable`, or `PermissionDenied` on a Deno without it). `path` undefined asks
  * for access to everything (what Deno itself requires for `symlink`). Special files under
  * `/dev`, `/proc` and `/sys` need what Deno's own file API needs for them (`--allow-all`).
+ * `shownAs` is how the error names the path (the caller's form of it; default `path`).
  */
-export function checkAccess(op: string, access: Access, path?: string): Error | null {
+export function checkAccess(op: string, access: Access, path?: string, shownAs = path): Error | null {
   if (path !== undefined) {
-    const special = checkSpecialFile(op, path);
+    const special = checkSpecialFile(op, path, shownAs);
     if (special !== null) return special;
   }
   if (granted(access, path)) return null;
   const flag = `--allow-${access}`;
-  const what = path === undefined ? `full ${access} access` : `${access} access to "${path}"`;
-  const subject = path === undefined ? "" : ` '${path}'`;
+  const what = path === undefined ? `full ${access} access` : `${access} access to "${shownAs}"`;
+  const subject = path === undefined ? "" : ` '${shownAs}'`;
   return notCapable(`${op}${subject}: Requires ${what}, run again with the ${flag} flag`);
 }

@@ -92,6 +92,8 @@ export class Slot {
   mode = 0;
   /** The data buffer the kernel reads or writes. */
   buf: ArrayBufferView | null = null;
+  /** `buf`'s length when the operation was called (a shorter one now: detached or shrunk). */
+  bufLength = 0;
   /** The iovec array (and through it, its buffers) of `readv`/`writev`. */
   iovecs: Iovecs | null = null;
   /**

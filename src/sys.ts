@@ -93,6 +93,12 @@ export interface Sys {
    * `-errno`. (libc's, also for the helper backend.)
    */
   realpath(path: Uint8Array, out: Uint8Array): number;
+  /**
+   * `readlink(path, out, out.byteLength)`: `path` NUL-terminated; returns the length of the
+   * link's target written to `out` (not NUL-terminated), or `-errno` (`EINVAL`: not a symlink).
+   * (libc's, also for the helper backend.)
+   */
+  readlink(path: Uint8Array, out: Uint8Array): number;
   /** A full memory fence. */
   fence(): void;
 }
@@ -139,6 +145,7 @@ const LIBC_SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   realpath: { parameters: ["buffer", "buffer"], result: "pointer" },
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** Default location of the built helper, next to its source. */
@@ -226,6 +233,7 @@ function loadHelper(path: string): Sys {
         : utimensat(AT_FDCWD, path as Uint8Array<ArrayBuffer>, times as Uint8Array<ArrayBuffer>, 0);
     },
     realpath: (path, out) => getSys("libc").realpath(path, out),
+    readlink: (path, out) => getSys("libc").readlink(path, out),
     fence: () => lib.uring_fence(),
   };
 }
@@ -354,6 +362,14 @@ function loadLibc(): Sys {
       }
       const end = out.indexOf(0);
       return end < 0 ? out.byteLength : end;
+    },
+    readlink: (path, out) => {
+      const n = lib.readlink(
+        path as Uint8Array<ArrayBuffer>,
+        out as Uint8Array<ArrayBuffer>,
+        BigInt(out.byteLength),
+      );
+      return n < 0n ? -readErrno() : Number(n);
     },
     fence: () => {},
   };

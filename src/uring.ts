@@ -108,7 +108,7 @@ import {
   prepSlot,
   returnsCount,
 } from "./ops.ts";
-import { type Access, checkAccess, checkOpenTarget, resolvePath, toPath } from "./permissions.ts";
+import { type Access, checkAccess, checkOpenTarget, kernelPath, toPath } from "./permissions.ts";
 import { prepCancel, prepClose, prepNop } from "./prep.ts";
 import { IoUring, type SqpollOptions } from "./ring.ts";
 import { onNextTurn } from "./turn.ts";
@@ -1022,8 +1022,9 @@ export class Uring implements AsyncDisposable {
 
   /** A chain's `openDirect` path, checked like `openFd`'s (throws when refused). */
   readonly #checkOpenPath = (path: string | URL, flags: number): string => {
-    const p = resolvePath(toPath(path), true); // what is checked is what the kernel gets
-    const denied = checkBoth("open", accessOfFlags(flags), p) ?? checkOpenTarget("open", p);
+    const given = toPath(path);
+    const p = resolvedFor("open", given); // what is checked is what the kernel gets
+    const denied = checkBoth("open", accessOfFlags(flags), p, given) ?? checkOpenTarget("open", p, given);
     if (denied) throw denied;
     return p;
   };
@@ -1169,16 +1170,16 @@ export class Uring implements AsyncDisposable {
     let given: string, p: string;
     let given2: string | null = null, q: string | null = null;
     try {
-      // What is checked is what the kernel gets: resolved as Deno resolves it (see resolvePath).
+      // What is checked is what the kernel gets: resolved as Deno resolves it (see kernelPath).
       given = toPath(path);
-      p = resolvePath(given, true);
-      if (path2 !== null) q = resolvePath(given2 = toPath(path2, "newPath"), true);
+      p = resolvedFor(op, given);
+      if (path2 !== null) q = resolvedFor(op, given2 = toPath(path2, "newPath"));
     } catch (e) {
       return Promise.reject(e);
     }
-    const denied = checkBoth(op, access, p) ??
-      (q !== null && access2 !== null ? checkBoth(op, access2, q) : null) ??
-      (op === "open" ? checkOpenTarget(op, p) : null);
+    const denied = checkBoth(op, access, p, given) ??
+      (q !== null && access2 !== null ? checkBoth(op, access2, q, given2!) : null) ??
+      (op === "open" ? checkOpenTarget(op, p, given) : null);
     if (denied) return Promise.reject(denied);
     const slot = this.#slots.alloc();
     slot.state = DONE;
@@ -1188,10 +1189,16 @@ export class Uring implements AsyncDisposable {
       this.#slots.release(slot);
       return Promise.reject(e);
     }
-    // Errors name the paths as given.
-    if (slot.path === p) slot.path = given;
-    if (slot.path2 === p) slot.path2 = given;
-    else if (q !== null && slot.path2 === q) slot.path2 = given2;
+    // Errors name the paths as given: two paths (rename, link) are `path` and `path2`; a symlink's
+    // `path` is its target (kept as given) and `path2` the link.
+    if (q !== null) {
+      slot.path = given;
+      slot.path2 = given2;
+    } else if (slot.path2 !== null) {
+      slot.path2 = given;
+    } else {
+      slot.path = given;
+    }
     return this.#start(slot, signal);
   }
 
@@ -2012,9 +2019,27 @@ function askedResult(slot: Slot): ChainResult {
   return OK_ZERO;
 }
 
-function checkBoth(op: string, access: Access | "both", path: string): Error | null {
-  if (access === "both") return checkAccess(op, "read", path) ?? checkAccess(op, "write", path);
-  return checkAccess(op, access, path);
+function checkBoth(op: string, access: Access | "both", path: string, shownAs = path): Error | null {
+  if (access === "both") {
+    return checkAccess(op, "read", path, shownAs) ?? checkAccess(op, "write", path, shownAs);
+  }
+  return checkAccess(op, access, path, shownAs);
+}
+
+/**
+ * {@link kernelPath}, with a working directory that is gone named as the reason: a relative
+ * path cannot be resolved then (Deno: "failed resolving cwd").
+ */
+function resolvedFor(op: string, given: string): string {
+  try {
+    return kernelPath(given);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    throw new Deno.errors.NotFound(
+      `${op} '${given}': the working directory no longer exists, so a relative path cannot be resolved`,
+      { cause: e },
+    );
+  }
 }
 
 /** The `O_*` flags and the permission `open` options imply. */

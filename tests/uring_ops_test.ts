@@ -395,6 +395,20 @@ ringTest(
         /^TypeError: readv: a buffer was detached or shrunk while the operation ran/,
       );
 
+      // A plain read whose resizable buffer shrinks under it: its view is shorter, or out of bounds.
+      for (const tracking of [true, false]) {
+        const shrinking = new ArrayBuffer(16, { maxByteLength: 32 });
+        const view = tracking ? new Uint8Array(shrinking) : new Uint8Array(shrinking, 0, 16);
+        const read = uring.read(r, view, 0);
+        await sleep(10);
+        shrinking.resize(4);
+        assert.equal(await uring.write(w, enc.encode("0123456789"), 0), 10);
+        await assert.rejects(
+          read,
+          /^TypeError: read: a buffer was detached or shrunk while the operation ran/,
+        );
+      }
+
       // Grown while in flight: the recorded part stays valid, so the read counts.
       resizable.resize(8);
       const grown = uring.readv(r, [new Uint8Array(resizable)], 0);

@@ -25,7 +25,10 @@ Deno.test("resolvePath: `.`, `..` and doubled slashes resolved in the text; rela
     ["a/..", false, "."],
     ["a", true, `${cwd}/a`],
     ["../x", true, `${parent === "/" ? "" : parent}/x`],
-    [".", true, cwd],
+    [".", true, `${cwd}/.`], // a final "." or ".." leaves "/." (it means "a directory")
+    ["file/.", false, "file/."],
+    ["/a/b/..", false, "/a/."],
+    ["a/b/c/..", false, "a/b/."],
   ];
   for (const [path, absolute, want] of cases) assert.equal(resolvePath(path, absolute), want, path);
 });
@@ -394,6 +397,9 @@ Deno.test({
     Deno.symlinkSync("/sys/kernel/mm", `${d}/mm`);
     Deno.writeTextFileSync(`${d}/plain`, "plain");
     Deno.symlinkSync(`${d}/plain`, `${d}/to-plain`);
+    // Dangling: a create through it would make the file in /dev/shm.
+    const shm = `/dev/shm/uring-test-${crypto.randomUUID()}`;
+    Deno.symlinkSync(shm, `${d}/dangling`);
     const code = `
       import { copyFile, copyTree, Uring } from ${JSON.stringify(MOD_URL)};
       await using uring = new Uring({ sqpoll: false });
@@ -411,6 +417,8 @@ Deno.test({
       });
       await attempt("copyFile", () => copyFile(d + "/status", d + "/status.copy"));
       await attempt("copyTree", () => copyTree(d + "/mm", d + "/mm.copy"));
+      await attempt("create through a dangling link", async () =>
+        (await uring.open(d + "/dangling", { write: true, create: true })).close());
       await attempt("open a link to a plain file", async () => (await uring.open(d + "/to-plain")).close());
       console.log(JSON.stringify(results));
     `;
@@ -422,6 +430,7 @@ Deno.test({
       "chain openDirect": verdict,
       copyFile: verdict,
       copyTree: verdict,
+      "create through a dangling link": verdict,
       "open a link to a plain file": "ok",
     });
     const partial = await runDeno(code, ["--allow-read", "--allow-write", "--allow-ffi", "--allow-env"]);
@@ -430,16 +439,96 @@ Deno.test({
     const classes = classesOf(results);
     assert.deepEqual(classes, expected("NotCapable"));
     assert.match(results.open ?? "", /^NotCapable$/);
-    assert.deepEqual([...Deno.readDirSync(d)].map((e) => e.name).sort(), [
-      "comm",
-      "mm",
-      "plain",
-      "status",
-      "to-plain",
-    ]);
+    assert.deepEqual(
+      [...Deno.readDirSync(d)].map((e) => e.name).sort(),
+      ["comm", "dangling", "mm", "plain", "status", "to-plain"],
+    );
+    // (This process may not look into /dev itself: Deno asks --allow-all for that.)
+    const exists = (path: string) => new Deno.Command("test", { args: ["-e", path] }).outputSync().success;
+    assert.equal(exists(shm), false, "nothing was created in /dev/shm");
     const all = await runDeno(code, ["--allow-all"]);
     assert.equal(all.code, 0, all.stderr);
     const allClasses = classesOf(JSON.parse(all.stdout));
     assert.deepEqual({ ...allClasses, copyTree: "ok" }, expected("ok"));
+    assert.ok(exists(shm), "the --allow-all run created it");
+    new Deno.Command("rm", { args: ["-f", shm] }).outputSync();
+  },
+});
+
+Deno.test({
+  name:
+    "Uring paths: a final `.`/`..` still names a directory; errors name the paths as given; a gone cwd says so",
+  ignore: skipKernel(),
+  async fn() {
+    using dir = tempDir();
+    const d = dir.path;
+    Deno.mkdirSync(`${d}/in/sub/empty`, { recursive: true });
+    Deno.writeTextFileSync(`${d}/in/file`, "data");
+    Deno.writeTextFileSync(`${d}/outside`, "out");
+    const code = `
+      import { Uring } from ${JSON.stringify(MOD_URL)};
+      await using uring = new Uring({ sqpoll: false });
+      const results = {};
+      ${ATTEMPT_JS}
+      const d = ${JSON.stringify(d)};
+      Deno.chdir(d + "/in");
+      await attempt("unlink file/.", () => uring.unlink("file/."));
+      await attempt("statx file/.", () => uring.statx("file/."));
+      await attempt("rmdir sub/empty/nothing/..", () => uring.unlink("sub/empty/nothing/..", { directory: true }));
+      await attempt("link to an existing name", () => uring.link("file", "./sub/../file"));
+      await attempt("open ../outside", () => uring.open("../outside"));
+      Deno.mkdirSync(d + "/in/gone");
+      Deno.chdir(d + "/in/gone");
+      Deno.removeSync(d + "/in/gone");
+      await attempt("open with the cwd gone", () => uring.open("x"));
+      console.log(JSON.stringify(results));
+    `;
+    const restricted = [`--allow-read=${d}/in`, `--allow-write=${d}/in`, "--allow-ffi", "--allow-env"];
+    for (const flags of [restricted, ["--allow-all"]]) {
+      const out = await runDeno(code, flags);
+      assert.equal(out.code, 0, out.stderr);
+      const results: Record<string, string> = JSON.parse(out.stdout);
+      const label = flags.join(" ");
+      assert.match(results["unlink file/."], /^NotADirectory: unlink 'file\/\.'/, label);
+      assert.match(results["statx file/."], /^NotADirectory: statx 'file\/\.'/, label);
+      assert.notEqual(results["rmdir sub/empty/nothing/.."], "ok", label);
+      assert.match(
+        results["link to an existing name"],
+        /^AlreadyExists: link 'file' -> '\.\/sub\/\.\.\/file'/,
+        label,
+      );
+      if (flags[0] === "--allow-all") {
+        assert.equal(results["open ../outside"], "ok");
+      } else {
+        assert.match(results["open ../outside"], /^NotCapable$/);
+        assert.match(results["open with the cwd gone"], /working directory no longer exists/, label);
+      }
+    }
+    // Nothing was removed through a `.` or `..`.
+    assert.equal(Deno.readTextFileSync(`${d}/in/file`), "data");
+    assert.ok(Deno.statSync(`${d}/in/sub/empty`).isDirectory);
+  },
+});
+
+Deno.test({
+  name: "Uring permissions: a refusal names the path as the caller gave it",
+  ignore: skipKernel(),
+  async fn() {
+    using dir = tempDir();
+    Deno.mkdirSync(`${dir.path}/in`);
+    Deno.writeTextFileSync(`${dir.path}/outside`, "out");
+    const code = `
+      import { Uring } from ${JSON.stringify(MOD_URL)};
+      await using uring = new Uring({ sqpoll: false });
+      try { await uring.open("../outside"); } catch (e) { console.log(e.message); }
+    `;
+    const out = await runDeno(code, [`--allow-read=${dir.path}/in`, "--allow-ffi", "--allow-env"], {
+      cwd: `${dir.path}/in`,
+    });
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(
+      out.stdout.trim(),
+      `open '../outside': Requires read access to "../outside", run again with the --allow-read flag`,
+    );
   },
 });
