@@ -1082,6 +1082,9 @@ export class IoUring implements Disposable {
   registerFilesUpdate(offset: number, fds: readonly number[]): number {
     this.#assertOpen();
     checkU32(offset, "offset");
+    if (!Array.isArray(fds) || fds.length === 0) {
+      throw new TypeError("registerFilesUpdate needs a non-empty array of fds");
+    }
     if (offset + fds.length > this.#registeredFiles) {
       throw new RangeError(
         `files ${offset}..${offset + fds.length - 1} are outside the table of ${this.#registeredFiles}`,

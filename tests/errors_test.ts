@@ -348,6 +348,9 @@ Deno.test({
       rejects(() => ring.waitCqe({ timeoutMs: NaN }), RangeError, /timeoutMs/);
       rejects(() => ring.waitCqe({ timeoutMs: Infinity }), RangeError, /timeoutMs/);
       rejects(() => ring.registerFilesUpdate(-1, [0]), RangeError, /offset/);
+      for (const fds of [null, [], "3"]) {
+        rejects(() => ring.registerFilesUpdate(0, fds as never), TypeError, /a non-empty array of fds/);
+      }
     }
   },
 });
