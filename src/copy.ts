@@ -83,7 +83,7 @@ export async function copyFile(
     ctx.fixed?.expect(st.size); // fixed buffers only when the file is large enough to pay for them
     let existing: EntryStat | undefined;
     try {
-      existing = await staged("stat-dest", ctx.engine.stat(trimSlashes(dest), false, ctx));
+      existing = await staged("stat-dest", ctx.engine.statDest(trimSlashes(dest), false, ctx));
     } catch (e) {
       if (codeOf(e) !== "ENOENT") throw e;
     }

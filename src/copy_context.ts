@@ -213,7 +213,7 @@ export class CopyContext implements EngineContext {
       return; // the copy itself will report why this directory is not writable
     }
     try {
-      const st = await this.engine.stat(probe, false, this);
+      const st = await this.engine.statDest(probe, false, this);
       if (st.kind === "dir") this.umask = probedUmask = 0o777 & ~st.perm;
     } catch {
       // leave it unknown: every file gets a chmod

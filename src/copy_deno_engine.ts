@@ -55,6 +55,11 @@ export class DenoEngine implements Engine {
     );
   }
 
+  /** {@link DenoEngine.stat}: Deno's `stat` needs read permission, also on the destination. */
+  statDest(path: string, follow: boolean, ctx: EngineContext): Promise<EntryStat> {
+    return this.stat(path, follow, ctx);
+  }
+
   /**
    * Checks the source opens, creates `tmp` exclusively with `perm`, then lets `Deno.copyFile`
    * (the kernel's `copy_file_range`) fill it. Progress comes once per file; a stop takes effect

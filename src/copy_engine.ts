@@ -69,6 +69,12 @@ export interface Engine {
   /** `statx`/`stat` (`follow`) or `lstat` of `path`. */
   stat(path: string, follow: boolean, ctx: EngineContext): Promise<EntryStat>;
   /**
+   * {@link Engine.stat} of a path on the destination side, which a copy may write without
+   * reading (as `Deno.copyFile` may): the io_uring engine asks for read or write permission;
+   * Deno's `stat` needs read.
+   */
+  statDest(path: string, follow: boolean, ctx: EngineContext): Promise<EntryStat>;
+  /**
    * Creates `tmp` (exclusively, with permission bits `perm`) and fills it with the `src.size`
    * bytes of `src`; closes both. Returns the bytes copied (fewer when the source shrank).
    */
@@ -89,7 +95,10 @@ export interface Engine {
   mkdir(path: string, mode: number, ctx: EngineContext): Promise<void>;
   /** `symlink(target, path)`. */
   symlink(target: string, path: string, ctx: EngineContext): Promise<void>;
-  /** `rename(from, to)`; with `noReplace`, `EEXIST` when `to` exists (atomically). */
+  /**
+   * `rename(from, to)` of the copy's own temporary file `from`; with `noReplace`, `EEXIST` when
+   * `to` exists (atomically).
+   */
   rename(from: string, to: string, noReplace: boolean, ctx: EngineContext): Promise<void>;
   /** `unlink(path)`. */
   unlink(path: string): Promise<void>;

@@ -98,7 +98,7 @@ class TreeCopy {
     }
     // It exists: merge into it if it is a directory.
     try {
-      const existing = await staged("stat-dest", ctx.engine.stat(dst, true, ctx));
+      const existing = await staged("stat-dest", ctx.engine.statDest(dst, true, ctx));
       if (existing.kind !== "dir") {
         throw makeFailure("ENOTDIR", src, dst, `destination '${dst}' exists and is not a directory`, dst);
       }
@@ -314,7 +314,7 @@ class TreeCopy {
         // The destination directory existed: say early if the file is in the way.
         let existing: EntryStat | undefined;
         try {
-          existing = await staged("stat-dest", ctx.engine.stat(dst, false, ctx));
+          existing = await staged("stat-dest", ctx.engine.statDest(dst, false, ctx));
         } catch (e) {
           if (codeOf(e) !== "ENOENT") throw e;
         }
@@ -348,7 +348,7 @@ class TreeCopy {
         // (Also in a directory this copy made: another copy into the same place may have made it.)
         if (codeOf(e) !== "EEXIST" || !ctx.options.overwrite) throw e;
         // Replace what is there (unless it is a directory) atomically: a new link, renamed over.
-        const existing = await staged("stat-dest", ctx.engine.stat(dst, false, ctx));
+        const existing = await staged("stat-dest", ctx.engine.statDest(dst, false, ctx));
         if (existing.kind === "dir") {
           throw makeFailure("EISDIR", src, dst, `destination '${dst}' is a directory`, dst);
         }
@@ -468,7 +468,7 @@ export async function copyTree(
       }
       let existing: EntryStat | undefined;
       try {
-        existing = await staged("stat-dest", ctx.engine.stat(dest, true, ctx));
+        existing = await staged("stat-dest", ctx.engine.statDest(dest, true, ctx));
       } catch (e) {
         if (codeOf(e) !== "ENOENT") throw e;
       }

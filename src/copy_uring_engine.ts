@@ -22,7 +22,7 @@ import type { Statx } from "./structs.ts";
 import { cstring } from "./memory.ts";
 import { checkAccess } from "./permissions.ts";
 import { getSys } from "./sys.ts";
-import type { Uring } from "./uring.ts";
+import { destinationOps, type Uring } from "./uring.ts";
 
 /** A `statx` result as the copy needs it. */
 export function entryFromStatx(s: Statx): EntryStat {
@@ -216,6 +216,12 @@ export class UringEngine implements Engine {
       ctx,
       () => this.#uring.statx(path, { followSymlinks: follow, signal: ctx.signal }),
     );
+    return entryFromStatx(s);
+  }
+
+  /** `statx` of a destination path: read or write permission will do (see `DestinationOps`). */
+  async statDest(path: string, follow: boolean, ctx: EngineContext): Promise<EntryStat> {
+    const s = await this.#op(ctx, () => destinationOps(this.#uring).statx(path, follow, ctx.signal));
     return entryFromStatx(s);
   }
 
@@ -726,7 +732,7 @@ export class UringEngine implements Engine {
 
   /** `renameat2`, with `RENAME_NOREPLACE` when `noReplace`. */
   rename(from: string, to: string, noReplace: boolean, ctx: EngineContext): Promise<void> {
-    return this.#op(ctx, () => this.#uring.rename(from, to, { noReplace, signal: ctx.signal }));
+    return this.#op(ctx, () => destinationOps(this.#uring).rename(from, to, noReplace, ctx.signal));
   }
 
   /**

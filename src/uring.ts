@@ -359,6 +359,26 @@ export interface RawRing {
 
 let rawRingOf: (uring: Uring) => RawRing;
 
+/**
+ * A copy's operations on its own destination (internal: the copy engine). A copy may write where
+ * it may not read, as `Deno.copyFile` may: so its look at the destination (does it exist, is it a
+ * directory: what an exclusive create would tell too) asks for read or write permission, and
+ * the rename of the temporary file it made there for write permission on both names.
+ */
+export interface DestinationOps {
+  /** `statx` of a destination path: needs read or write permission. */
+  statx(path: string, follow: boolean, signal?: AbortSignal): Promise<Statx>;
+  /** `renameat` of the copy's own temporary file `from` to `to`: needs write permission. */
+  rename(from: string, to: string, noReplace: boolean, signal?: AbortSignal): Promise<void>;
+}
+
+let destinationOpsOf: (uring: Uring) => DestinationOps;
+
+/** The {@link DestinationOps} of `uring` (internal: not exported from the module). */
+export function destinationOps(uring: Uring): DestinationOps {
+  return destinationOpsOf(uring);
+}
+
 /** The {@link RawRing} of `uring` (internal: not exported from the module). */
 export function rawRing(uring: Uring): RawRing {
   return rawRingOf(uring);
@@ -397,6 +417,24 @@ export function rawRing(uring: Uring): RawRing {
 export class Uring implements AsyncDisposable {
   static {
     rawRingOf = (uring) => uring.#rawRing ??= uring.#makeRawRing();
+    destinationOpsOf = (uring) => uring.#destinationOps ??= uring.#makeDestinationOps();
+  }
+
+  #destinationOps: DestinationOps | null = null;
+
+  #makeDestinationOps(): DestinationOps {
+    const ops = (): Uring => this.#aux ?? this; // a polled Uring's path operations run on its aux
+    return {
+      statx: (path, follow, signal) =>
+        ops().#pathOp(signal, path, null, "statx", "either", null, (slot, p) => {
+          fillPath(slot, K_STATX, p, follow ? 0 : AT_SYMLINK_NOFOLLOW);
+          slot.statx = ops().#takeStatx();
+        }),
+      rename: (from, to, noReplace, signal) =>
+        ops().#pathOp(signal, from, to, "rename", "write", "write", (slot, p, q) => {
+          fillPath2(slot, K_RENAME, p, q!, noReplace ? RENAME_NOREPLACE : 0);
+        }),
+    };
   }
 
   readonly #ring: IoUring;
@@ -1161,7 +1199,7 @@ export class Uring implements AsyncDisposable {
     path: string | URL,
     path2: string | URL | null,
     op: string,
-    access: Access | "both",
+    access: Access | "both" | "either",
     access2: Access | "both" | null,
     fill: (slot: Slot, p: string, q: string | null) => void,
   ): Promise<T> {
@@ -2019,9 +2057,18 @@ function askedResult(slot: Slot): ChainResult {
   return OK_ZERO;
 }
 
-function checkBoth(op: string, access: Access | "both", path: string, shownAs = path): Error | null {
+/** `access` to `path` as {@link checkAccess} asks it; "both" needs read and write, "either" one. */
+function checkBoth(
+  op: string,
+  access: Access | "both" | "either",
+  path: string,
+  shownAs = path,
+): Error | null {
   if (access === "both") {
     return checkAccess(op, "read", path, shownAs) ?? checkAccess(op, "write", path, shownAs);
+  }
+  if (access === "either") {
+    return checkAccess(op, "read", path, shownAs) === null ? null : checkAccess(op, "write", path, shownAs);
   }
   return checkAccess(op, access, path, shownAs);
 }

@@ -532,3 +532,49 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name: "copy permissions: read on the source and write on the destination are enough, as for Deno.copyFile",
+  ignore: skipKernel(),
+  async fn() {
+    using dir = tempDir();
+    const d = dir.path;
+    Deno.mkdirSync(`${d}/src/sub`, { recursive: true });
+    Deno.mkdirSync(`${d}/dst`);
+    Deno.writeTextFileSync(`${d}/src/a`, "a".repeat(100));
+    Deno.writeTextFileSync(`${d}/src/sub/b`, "b".repeat(3 << 20)); // more than one block
+    const code = `
+      import { copyFile, copyTree, Uring } from ${JSON.stringify(MOD_URL)};
+      const results = {};
+      ${ATTEMPT_JS}
+      const d = ${JSON.stringify(d)};
+      results["Deno.copyFile"] = await Deno.copyFile(d + "/src/a", d + "/dst/deno-a").then(() => "ok", (e) => e.name);
+      await attempt("copyFile", () => copyFile(d + "/src/a", d + "/dst/a"));
+      await attempt("copyFile onto it", () => copyFile(d + "/src/a", d + "/dst/a"));
+      await attempt("copyFile onto it, overwrite", () => copyFile(d + "/src/a", d + "/dst/a", { overwrite: true }));
+      await attempt("copyTree", () => copyTree(d + "/src", d + "/dst/tree"));
+      await attempt("copyTree into it again, overwrite", () => copyTree(d + "/src", d + "/dst/tree", { overwrite: true }));
+      await using uring = new Uring({ sqpoll: false });
+      await attempt("Uring.statx of the destination", () => uring.statx(d + "/dst/a"));
+      console.log(JSON.stringify(results));
+    `;
+    const out = await runDeno(code, [
+      `--allow-read=${d}/src`,
+      `--allow-write=${d}/dst`,
+      "--allow-ffi",
+      "--allow-env",
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(classesOf(JSON.parse(out.stdout)), {
+      "Deno.copyFile": "ok",
+      copyFile: "ok",
+      "copyFile onto it": "AlreadyExists",
+      "copyFile onto it, overwrite": "ok",
+      copyTree: "ok",
+      "copyTree into it again, overwrite": "ok",
+      "Uring.statx of the destination": "NotCapable", // the public API still asks read permission
+    });
+    assert.equal(Deno.readTextFileSync(`${d}/dst/a`), "a".repeat(100));
+    assert.equal(Deno.readTextFileSync(`${d}/dst/tree/sub/b`), "b".repeat(3 << 20));
+  },
+});
