@@ -119,23 +119,18 @@ function granted(name: Access, path?: string): boolean {
   return Deno.permissions.querySync({ name, path }).state === "granted";
 }
 
-/** `path` made absolute (against the working directory) and normalized, without touching it. */
+/**
+ * `path` made absolute and normalized ({@link resolvePath}) without the trailing `/` or `/.` that
+ * says "a directory"; `undefined` when the working directory cannot be had.
+ */
 function absolutePath(path: string): string | undefined {
-  let full = path;
-  if (!path.startsWith("/")) {
-    try {
-      full = `${Deno.cwd()}/${path}`;
-    } catch {
-      return undefined; // no permission to read the working directory: Deno checks that itself
-    }
+  let abs: string;
+  try {
+    abs = resolvePath(path, true);
+  } catch {
+    return undefined; // the working directory is gone: the operation reports that itself
   }
-  const parts: string[] = [];
-  for (const part of full.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") parts.pop();
-    else parts.push(part);
-  }
-  return `/${parts.join("/")}`;
+  return abs.replace(/(\/\.)?\/*$/, "") || "/";
 }
 
 /** Device files Deno lets any `--allow-read`/`--allow-write` program open. */
