@@ -423,17 +423,23 @@ export class Uring implements AsyncDisposable {
   #destinationOps: DestinationOps | null = null;
 
   #makeDestinationOps(): DestinationOps {
-    const ops = (): Uring => this.#aux ?? this; // a polled Uring's path operations run on its aux
+    // A polled Uring's path operations run on its plain aux ring, as its public ones do.
+    const on = this.#aux ?? this;
+    const closedAux = () => this.#aux !== null && this.#closing;
     return {
-      statx: (path, follow, signal) =>
-        ops().#pathOp(signal, path, null, "statx", "either", null, (slot, p) => {
+      statx(path, follow, signal) {
+        if (closedAux()) return closedError();
+        return on.#pathOp(signal, path, null, "statx", "either", null, (slot, p) => {
           fillPath(slot, K_STATX, p, follow ? 0 : AT_SYMLINK_NOFOLLOW);
-          slot.statx = ops().#takeStatx();
-        }),
-      rename: (from, to, noReplace, signal) =>
-        ops().#pathOp(signal, from, to, "rename", "write", "write", (slot, p, q) => {
+          slot.statx = on.#takeStatx();
+        });
+      },
+      rename(from, to, noReplace, signal) {
+        if (closedAux()) return closedError();
+        return on.#pathOp(signal, from, to, "rename", "write", "write", (slot, p, q) => {
           fillPath2(slot, K_RENAME, p, q!, noReplace ? RENAME_NOREPLACE : 0);
-        }),
+        });
+      },
     };
   }
 
