@@ -38,10 +38,10 @@ export function trimSlashes(path: string): string {
  * and renamed into place when complete, so a failed or stopped copy leaves `dst` as it was
  * (the temporary file is removed).
  *
- * When io_uring cannot be set up (`EPERM`, `ENOSYS`) the copy is done with Deno's own APIs
- * unless `fallback: false`; `result.engine` tells which ran. Since 5.15: a `Uring` needs 5.11,
- * and a file of one block is copied through direct descriptors (5.15). On an older kernel whose
- * io_uring sets up, the copy fails rather than falling back.
+ * When io_uring cannot be set up (`EPERM`, `ENOSYS`), or the kernel's is older than the copy
+ * engine needs (5.15: a `Uring` needs 5.11, and directories, symlinks and one-block files use
+ * `mkdirat`, `symlinkat` and direct descriptors), the copy is done with Deno's own APIs unless
+ * `fallback: false`; `result.engine` tells which ran.
  */
 export async function copyFile(
   src: string | URL,

@@ -23,6 +23,7 @@ import {
 } from "./copy_options.ts";
 import { UringEngine } from "./copy_uring_engine.ts";
 import { errno } from "./errno.ts";
+import { IORING_OP_MKDIRAT } from "./abi.ts";
 import { IoUringError } from "./errors.ts";
 import { onNextTurn } from "./turn.ts";
 import { Uring } from "./uring.ts";
@@ -50,10 +51,23 @@ function forcedUnavailable(): boolean {
   }
 }
 
-/** True for the setup failures that mean "no io_uring here": `EPERM`, `ENOSYS`. */
+/**
+ * True for the failures that mean "no io_uring for copies here": setup refused (`EPERM`) or
+ * missing (`ENOSYS`), or a kernel whose io_uring is too old for the copy engine (see
+ * {@link createCopyUring}: call `"io_uring"`, `ENOSYS`).
+ */
 export function isUnavailableError(e: unknown): e is IoUringError {
-  return e instanceof IoUringError && e.call === "io_uring_setup" &&
+  return e instanceof IoUringError && (e.call === "io_uring_setup" || e.call === "io_uring") &&
     (e.code === "EPERM" || e.code === "ENOSYS");
+}
+
+/** The error for a kernel whose io_uring lacks what copies need: `what`, since `version`. */
+function tooOldForCopies(what: string, version: string): IoUringError {
+  return new IoUringError(
+    "io_uring",
+    errno("ENOSYS"),
+    `this kernel's io_uring lacks ${what}, which copies need (Linux ${version})`,
+  );
 }
 
 /** SQ entries for a copy with `queueDepth` operations in flight (room for clean-up besides). */
@@ -83,11 +97,26 @@ export function createCopyUring(queueDepth: number, sqpoll: boolean): Uring {
     throw new IoUringError("io_uring_setup", errno("EPERM"), `forced by ${FORCE_UNAVAILABLE_ENV}=1`);
   }
   // `sqpoll: undefined` is Uring's "on, unless the kernel refuses": a refusal is no reason to fail.
-  return new Uring({
-    entries: ringEntries(queueDepth),
-    sqpoll: sqpoll ? undefined : false,
-    fixedFiles: copyFixedFiles(queueDepth),
-  });
+  let uring: Uring;
+  try {
+    uring = new Uring({
+      entries: ringEntries(queueDepth),
+      sqpoll: sqpoll ? undefined : false,
+      fixedFiles: copyFixedFiles(queueDepth),
+    });
+  } catch (e) {
+    // A Uring refuses a kernel before 5.11 (no IORING_FEAT_EXT_ARG) with this error.
+    if (e instanceof IoUringError && e.call === "io_uring_enter" && e.code === "EINVAL") {
+      throw tooOldForCopies("IORING_FEAT_EXT_ARG (waits with a timeout)", "5.11");
+    }
+    throw e;
+  }
+  // Directories and symlinks (mkdirat, symlinkat) and one-block files' direct descriptors: 5.15.
+  if (!uring.ring.probe().supports(IORING_OP_MKDIRAT)) {
+    uring.close().catch(() => {}); // nothing was queued: it closes at once
+    throw tooOldForCopies("IORING_OP_MKDIRAT and direct descriptors", "5.15");
+  }
+  return uring;
 }
 
 /** The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback. */

@@ -10,6 +10,7 @@ import {
   Uring,
 } from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
+import { createCopyUring, isUnavailableError } from "../src/copy_context.ts";
 import { uringOptions } from "./uring_support.ts";
 import {
   fingerprint,
@@ -324,6 +325,26 @@ Deno.test({
         for (let i = text.length; i < got; i++) assert.equal(buf[i], 0, `zero after marker at ${at}`);
       }
     });
+  },
+});
+
+Deno.test("copies fall back for io_uring refused, missing, or too old for them; not for other failures", () => {
+  const ENOSYS = 38, EPERM = 1, EINVAL = 22;
+  assert.equal(isUnavailableError(new IoUringError("io_uring_setup", EPERM)), true);
+  assert.equal(isUnavailableError(new IoUringError("io_uring_setup", ENOSYS)), true);
+  assert.equal(isUnavailableError(new IoUringError("io_uring", ENOSYS, "too old")), true);
+  assert.equal(isUnavailableError(new IoUringError("io_uring_setup", EINVAL)), false);
+  assert.equal(isUnavailableError(new IoUringError("io_uring_enter", ENOSYS)), false);
+  assert.equal(isUnavailableError(new Error("io_uring_setup")), false);
+});
+
+Deno.test({
+  name: "createCopyUring: this kernel's io_uring has what copies need (a Uring, mkdirat, direct descriptors)",
+  ignore: skipKernel(),
+  fn: async () => {
+    const uring = createCopyUring(8, false);
+    assert.ok(uring instanceof Uring);
+    await uring.close();
   },
 });
 
