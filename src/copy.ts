@@ -8,8 +8,8 @@ import { CopyContext } from "./copy_context.ts";
 import { abortFailure, codeOf, dirnameOf, isDescribed, makeFailure, staged } from "./copy_errors.ts";
 import type { EntryStat } from "./copy_engine.ts";
 import { type CopyOptions, type CopyResult, resolveCopyOptions } from "./copy_options.ts";
-import { copyRegular, describeFailure } from "./copy_regular.ts";
-import { checkOpenTarget, copyRootPath, toPath } from "./permissions.ts";
+import { copyRegular, describeFailure, tempPathFor } from "./copy_regular.ts";
+import { checkAccess, checkOpenTarget, copyRootPath, toPath } from "./permissions.ts";
 
 /** Drops trailing slashes (`"a/b/"` → `"a/b"`, `"/"` stays). */
 export function trimSlashes(path: string): string {
@@ -36,7 +36,9 @@ export function trimSlashes(path: string): string {
  * that is a directory is always an `IsADirectory` error. `signal` stops the copy with an
  * `AbortError`. The source is only read. The data is written to a temporary name next to `dst`
  * and renamed into place when complete, so a failed or stopped copy leaves `dst` as it was
- * (the temporary file is removed).
+ * (the temporary file is removed). Where Deno grants write permission for a new `dst` alone and
+ * not for its directory, `dst` is created under its own name instead (exclusively, and removed
+ * if the copy fails); replacing an existing `dst` needs the temporary file.
  *
  * When io_uring cannot be set up (`EPERM`, `ENOSYS`), or the kernel's is older than the copy
  * engine needs (5.15: a `Uring` needs 5.11, and directories, symlinks and one-block files use
@@ -107,7 +109,12 @@ export async function copyFile(
       throw makeFailure("ENOENT", source, dest, `destination directory '${dest}' does not exist`, dest);
     }
     await ctx.learnUmask(dirnameOf(dest));
-    await copyRegular(ctx, source, dest, st);
+    // Write permission for the destination alone (not its directory) does not cover the temporary
+    // file next to it: a new destination is then made under its own name (exclusively, and
+    // removed if the copy fails), as Deno.copyFile would write it.
+    const inPlace = existing === undefined && checkAccess("open", "write", tempPathFor(dest)) !== null &&
+      checkAccess("open", "write", dest) === null;
+    await copyRegular(ctx, source, dest, st, inPlace);
     const progress = ctx.progressFailure;
     if (progress !== undefined) throw progress.error; // thrown by the last report (the file is in place)
     return ctx.result();

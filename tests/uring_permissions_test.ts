@@ -576,5 +576,37 @@ Deno.test({
     });
     assert.equal(Deno.readTextFileSync(`${d}/dst/a`), "a".repeat(100));
     assert.equal(Deno.readTextFileSync(`${d}/dst/tree/sub/b`), "b".repeat(3 << 20));
+
+    // Write permission for the destination file alone: a new file is written under its own name
+    // (no temporary file next to it); replacing one needs the temporary file, so it is refused.
+    const only = `${d}/dst/only.bin`;
+    const fileScoped = `
+      import { copyFile } from ${JSON.stringify(MOD_URL)};
+      const results = {};
+      ${ATTEMPT_JS}
+      await attempt("copyFile to a new file", () => copyFile(${JSON.stringify(`${d}/src/sub/b`)}, ${
+      JSON.stringify(only)
+    }));
+      await attempt("copyFile over it", () => copyFile(${JSON.stringify(`${d}/src/a`)}, ${
+      JSON.stringify(only)
+    }, { overwrite: true }));
+      console.log(JSON.stringify(results));
+    `;
+    const scoped = await runDeno(fileScoped, [
+      `--allow-read=${d}/src`,
+      `--allow-write=${only}`,
+      "--allow-ffi",
+      "--allow-env",
+    ]);
+    assert.equal(scoped.code, 0, scoped.stderr);
+    assert.deepEqual(classesOf(JSON.parse(scoped.stdout)), {
+      "copyFile to a new file": "ok",
+      "copyFile over it": "NotCapable",
+    });
+    assert.equal(Deno.readTextFileSync(only), "b".repeat(3 << 20));
+    assert.deepEqual(
+      [...Deno.readDirSync(`${d}/dst`)].map((e) => e.name).filter((n) => n.includes("uring-")),
+      [],
+    );
   },
 });
