@@ -150,7 +150,6 @@ export class Slot {
     }
   }
 
-  /** Drops every reference held for the kernel and the caller, keeping the reusable timespec. */
   /**
    * Pins the AlignedBuffer memory among the operation's buffers (see `pinAlignedMemory`) when
    * its SQE is prepared.
@@ -172,10 +171,11 @@ export class Slot {
   #unpin(): void {
     const pinned = this.pinned!;
     this.pinned = null;
-    if (Array.isArray(pinned)) { for (const mapping of pinned) mapping.unpin(); }
-    else pinned.unpin();
+    if (!Array.isArray(pinned)) pinned.unpin();
+    else for (const mapping of pinned) mapping.unpin();
   }
 
+  /** Drops every reference held for the kernel and the caller, keeping the reusable timespec. */
   clear(): void {
     this.resolve = this.reject = null;
     this.fd = this.fd2 = -1;
