@@ -1024,7 +1024,7 @@ export class IoUring implements Disposable {
   registerBuffers(buffers: readonly ArrayBufferView[]): void {
     const iovecs = new Iovecs(buffers, abi.IORING_MAX_REG_BUFFERS);
     for (let i = 0; i < buffers.length; i++) {
-      if (buffers[i].byteLength > 1024 ** 3) { // the kernel's limit per buffer (EFAULT past it)
+      if (buffers[i].byteLength > abi.IORING_MAX_REG_BUFFER_SIZE) { // the kernel's limit (EFAULT past it)
         throw new RangeError(`buffers[${i}] holds ${buffers[i].byteLength} bytes: at most 1 GiB each`);
       }
     }
