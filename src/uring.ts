@@ -1068,7 +1068,8 @@ export class Uring implements AsyncDisposable {
   readonly #checkOpenPath = (path: string | URL, flags: number): string => {
     const given = toPath(path);
     const p = resolvedFor("open", given); // what is checked is what the kernel gets
-    const denied = checkBoth("open", accessOfFlags(flags), p, given) ?? checkOpenTarget("open", p, given);
+    const denied = checkPathAccess("open", accessOfFlags(flags), p, given) ??
+      checkOpenTarget("open", p, given);
     if (denied) throw denied;
     return p;
   };
@@ -1221,8 +1222,8 @@ export class Uring implements AsyncDisposable {
     } catch (e) {
       return Promise.reject(e);
     }
-    const denied = checkBoth(op, access, p, given) ??
-      (q !== null && access2 !== null ? checkBoth(op, access2, q, given2!) : null) ??
+    const denied = checkPathAccess(op, access, p, given) ??
+      (q !== null && access2 !== null ? checkPathAccess(op, access2, q, given2!) : null) ??
       (op === "open" ? checkOpenTarget(op, p, given) : null);
     if (denied) return Promise.reject(denied);
     const slot = this.#slots.alloc();
@@ -1736,7 +1737,7 @@ export class Uring implements AsyncDisposable {
     const res = slot.res;
     let error: unknown = null;
     let value: unknown = undefined;
-    if ((slot.buf !== null || slot.iovecs !== null) && hasDetachedBuffer(slot)) {
+    if (hasDetachedBuffer(slot)) {
       error = detachedInFlight(slot);
     } else if (res >= 0 || (slot.kind === K_TIMEOUT && res === -ETIME)) {
       value = this.#value(slot);
@@ -1836,9 +1837,7 @@ export class Uring implements AsyncDisposable {
   /** A chain member's result from its CQE. */
   #memberResult(slot: Slot): ChainResult {
     const res = slot.res;
-    if ((slot.buf !== null || slot.iovecs !== null) && hasDetachedBuffer(slot)) {
-      return { ok: false, error: detachedInFlight(slot) };
-    }
+    if (hasDetachedBuffer(slot)) return { ok: false, error: detachedInFlight(slot) };
     if (res === 0) return OK_ZERO;
     if (res > 0) return { ok: true, value: res };
     if (slot.kind === K_TIMEOUT && res === -ETIME) return OK_ZERO;
@@ -2064,7 +2063,7 @@ function askedResult(slot: Slot): ChainResult {
 }
 
 /** `access` to `path` as {@link checkAccess} asks it; "both" needs read and write, "either" one. */
-function checkBoth(
+function checkPathAccess(
   op: string,
   access: Access | "both" | "either",
   path: string,
