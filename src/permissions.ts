@@ -164,7 +164,7 @@ const MAX_LINKS = 40;
  */
 function canonicalPath(path: string, links = 0): string | undefined {
   if (path.includes("\0")) return undefined; // refused with its own error when the SQE is made
-  const sys = getSys();
+  const sys = getSys("libc"); // realpath and readlink are libc's on either backend
   let n = sys.realpath(cstring(path), realpathOut);
   if (n >= 0) return decoder.decode(realpathOut.subarray(0, n));
   const slash = path.lastIndexOf("/");
@@ -172,12 +172,13 @@ function canonicalPath(path: string, links = 0): string | undefined {
   n = sys.realpath(cstring(slash === 0 ? "/" : path.slice(0, slash)), realpathOut);
   if (n < 0) return undefined;
   const dir = decoder.decode(realpathOut.subarray(0, n));
-  const candidate = `${dir === "/" ? "" : dir}/${path.slice(slash + 1)}`;
+  const inDir = dir === "/" ? "/" : `${dir}/`;
+  const candidate = inDir + path.slice(slash + 1);
   if (links >= MAX_LINKS) return candidate;
   n = sys.readlink(cstring(candidate), realpathOut);
   if (n < 0) return candidate; // not a symlink: a new name in `dir`
   const target = decoder.decode(realpathOut.subarray(0, n));
-  return canonicalPath(target.startsWith("/") ? target : `${dir === "/" ? "" : dir}/${target}`, links + 1);
+  return canonicalPath(target.startsWith("/") ? target : inDir + target, links + 1);
 }
 
 /**
