@@ -94,9 +94,13 @@ function checkTimespec(ts: unknown): void {
   if (!(ts instanceof Timespec)) throw new TypeError("ts must be a Timespec (new Timespec(ms))");
 }
 
-/** Throws unless `iovecs` is an {@link Iovecs} (an array of buffers must be wrapped first). */
-function checkIovecs(iovecs: unknown): void {
+/**
+ * Throws unless `iovecs` is an {@link Iovecs} (an array of buffers must be wrapped first) whose
+ * buffers are as they were when it was built (see `checkIovecsUnchanged`); `what` names the prep.
+ */
+function checkIovecs(iovecs: unknown, what: string): void {
   if (!(iovecs instanceof Iovecs)) throw new TypeError("iovecs must be an Iovecs (new Iovecs([buf, ...]))");
+  checkIovecsUnchanged(iovecs, what);
 }
 
 /** A no-op that completes with 0: measures the ring itself. Since 5.1. */
@@ -135,8 +139,7 @@ export function prepReadv(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset, 
   checkFd(fd);
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
-  checkIovecs(iovecs);
-  checkIovecsUnchanged(iovecs, "prepReadv");
+  checkIovecs(iovecs, "prepReadv");
   prepRw(sqe, abi.IORING_OP_READV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
   sqe.u32[sqe.base + W.opFlags] = rwFlags;
   return sqe;
@@ -147,8 +150,7 @@ export function prepWritev(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset,
   checkFd(fd);
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
-  checkIovecs(iovecs);
-  checkIovecsUnchanged(iovecs, "prepWritev");
+  checkIovecs(iovecs, "prepWritev");
   prepRw(sqe, abi.IORING_OP_WRITEV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
   sqe.u32[sqe.base + W.opFlags] = rwFlags;
   return sqe;
