@@ -150,7 +150,13 @@ export async function spliceData(job: SpliceJob, pipes: Pipe[], pool: SplicePipe
   let next = 0;
   let end = job.size;
   let written = 0;
-  const unsupported = (error: Error): SpliceUnsupported => {
+  /**
+   * The error for a chain member's failure at `stage`: {@link SpliceUnsupported} when a splice is
+   * refused with `EINVAL` before any byte was written (the file system cannot splice), else the
+   * failure tagged with its stage.
+   */
+  const failure = (error: Error, stage: "read" | "write"): unknown => {
+    if (written !== 0 || codeOf(error) !== "EINVAL") return tagStage(error, stage);
     job.unsupported();
     return new SpliceUnsupported(error);
   };
@@ -190,8 +196,7 @@ export async function spliceData(job: SpliceJob, pipes: Pipe[], pool: SplicePipe
       const into = results[2 * i], out = results[2 * i + 1];
       if (!into.ok) {
         // (After a short chunk the loop has returned: a failure here is this chunk's own.)
-        if (written === 0 && codeOf(into.error) === "EINVAL") throw unsupported(into.error);
-        throw tagStage(into.error, "read");
+        throw failure(into.error, "read");
       }
       const moved = into.value;
       if (moved === 0) {
@@ -201,8 +206,7 @@ export async function spliceData(job: SpliceJob, pipes: Pipe[], pool: SplicePipe
       // A short first splice cancels the second; a failed or short second leaves bytes behind.
       let put = out.ok ? out.value : 0;
       if (!out.ok && codeOf(out.error) !== "ECANCELED") {
-        if (written === 0 && codeOf(out.error) === "EINVAL") throw unsupported(out.error);
-        throw tagStage(out.error, "write");
+        throw failure(out.error, "write");
       }
       while (put < moved) {
         const to = at + put;
