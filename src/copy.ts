@@ -9,7 +9,7 @@ import { abortFailure, codeOf, dirnameOf, isDescribed, makeFailure, staged } fro
 import type { EntryStat } from "./copy_engine.ts";
 import { type CopyOptions, type CopyResult, resolveCopyOptions } from "./copy_options.ts";
 import { copyRegular, describeFailure, tempPathFor } from "./copy_regular.ts";
-import { checkAccess, checkOpenTarget, copyRootPath, toPath } from "./permissions.ts";
+import { checkAccess, checkCopyTargets, copyRootPath, toPath } from "./permissions.ts";
 
 /** Drops trailing slashes (`"a/b/"` → `"a/b"`, `"/"` stays). */
 export function trimSlashes(path: string): string {
@@ -76,8 +76,7 @@ export async function copyFile(
       // `file/` names a directory: the kernel (and cp) refuse it with ENOTDIR.
       throw makeFailure("ENOTDIR", source, dest, `source '${given}' is not a directory`, source);
     }
-    // A symlink into /proc, /sys or /dev needs --allow-all, as for Deno's own open.
-    const special = checkOpenTarget("open", source) ?? checkOpenTarget("open", dest);
+    const special = checkCopyTargets(source, dest);
     if (special !== null) throw special;
     ctx.progress.totalFiles = 1;
     ctx.progress.totalBytes = st.size;

@@ -23,7 +23,7 @@ import {
 } from "./copy_errors.ts";
 import { type CopyResult, type CopyTreeOptions, resolveCopyOptions } from "./copy_options.ts";
 import { copyRegular, describeFailure, tempPathFor } from "./copy_regular.ts";
-import { checkOpenTarget, copyRootPath, toPath } from "./permissions.ts";
+import { checkCopyTargets, copyRootPath, toPath } from "./permissions.ts";
 
 /** Directory listings read at once (each is a blocking call on Deno's thread pool). */
 const READDIR_CONCURRENCY = 4;
@@ -482,8 +482,7 @@ export async function copyTree(
         );
       }
       merging = existing !== undefined;
-      // A symlink into /proc, /sys or /dev needs --allow-all, as for Deno's own open.
-      const special = checkOpenTarget("open", source) ?? checkOpenTarget("open", dest);
+      const special = checkCopyTargets(source, dest);
       if (special !== null) throw special;
       // Refuse to copy a directory into itself (the walk would never end).
       const realSource = await realPathOrNull(source);

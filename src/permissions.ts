@@ -194,6 +194,14 @@ export function checkOpenTarget(op: string, path: string, shownAs = path): Error
 }
 
 /**
+ * {@link checkOpenTarget} for a copy's source and destination: a symlink that leads either into
+ * `/proc`, `/sys` or `/dev` needs `--allow-all`, as for Deno's own open.
+ */
+export function checkCopyTargets(source: string, dest: string): Error | null {
+  return checkOpenTarget("open", source) ?? checkOpenTarget("open", dest);
+}
+
+/**
  * Deno treats files under `/dev`, `/proc` and `/sys` on Linux as special: its own file API
  * opens them only with `--allow-all` (`/proc/self/environ` too), whatever `--allow-read`
  * says, though `Deno.permissions.query` answers "granted". Returns the error for such a path
