@@ -9,6 +9,7 @@
  * @module
  */
 
+import { IORING_OP_MKDIRAT } from "./abi.ts";
 import { BufferPool, Semaphore } from "./copy_budget.ts";
 import { DenoEngine } from "./copy_deno_engine.ts";
 import { DirectIo } from "./copy_direct.ts";
@@ -23,7 +24,6 @@ import {
 } from "./copy_options.ts";
 import { UringEngine } from "./copy_uring_engine.ts";
 import { errno } from "./errno.ts";
-import { IORING_OP_MKDIRAT } from "./abi.ts";
 import { IoUringError } from "./errors.ts";
 import { onNextTurn } from "./turn.ts";
 import { Uring } from "./uring.ts";
