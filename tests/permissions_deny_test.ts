@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { skipKernel, tempDir } from "./_support.ts";
-import { ATTEMPT_JS, MOD_URL, runDeno } from "./uring_support.ts";
+import { ATTEMPT_JS, childResults, MOD_URL } from "./uring_support.ts";
 
 Deno.test({
   name: "Uring permissions: --allow-read/--allow-write with --deny-read/--deny-write on a folder",
@@ -33,7 +33,7 @@ Deno.test({
       await uring.close();
       console.log(JSON.stringify(results));
     `;
-    const out = await runDeno(code, [
+    const out = await childResults(code, [
       "--allow-read",
       `--deny-read=${denied.path}`,
       "--allow-write",
@@ -41,8 +41,7 @@ Deno.test({
       "--allow-ffi",
       "--allow-env",
     ]);
-    assert.equal(out.code, 0, out.stderr);
-    assert.deepEqual(JSON.parse(out.stdout), {
+    assert.deepEqual(out, {
       "statx plain": "ok",
       "statx secret": "NotCapable",
       "open secret": "NotCapable",

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { skipKernel, tempDir } from "./_support.ts";
-import { ATTEMPT_JS, classesOf, MOD_URL, runDeno } from "./uring_support.ts";
+import { ATTEMPT_JS, childResults, classesOf, MOD_URL, runDeno } from "./uring_support.ts";
 import { resolvePath, toPath } from "../src/permissions.ts";
 
 Deno.test("resolvePath: `.`, `..` and doubled slashes resolved in the text; relative made absolute on request", () => {
@@ -83,9 +83,7 @@ Deno.test({
       await uring.close();
       console.log(JSON.stringify(results));
     `;
-    const out = await runDeno(code, [`--allow-read=${allowed.path}`, "--allow-ffi", "--allow-env"]);
-    assert.equal(out.code, 0, out.stderr);
-    const results = JSON.parse(out.stdout);
+    const results = await childResults(code, [`--allow-read=${allowed.path}`, "--allow-ffi", "--allow-env"]);
     assert.deepEqual(results, {
       "open inside": "ok",
       "statx inside": "ok",
@@ -136,14 +134,13 @@ Deno.test({
       await attempt("symlink (needs full access)", () => uring.symlink("sub", dir + "/link"));
       console.log(JSON.stringify(results));
     `;
-    const out = await runDeno(code, [
+    const out = await childResults(code, [
       `--allow-read=${allowed.path}`,
       `--allow-write=${allowed.path}`,
       "--allow-ffi",
       "--allow-env",
     ]);
-    assert.equal(out.code, 0, out.stderr);
-    assert.deepEqual(JSON.parse(out.stdout), {
+    assert.deepEqual(out, {
       "create inside": "ok",
       "mkdir inside": "ok",
       "rename inside": "ok",
@@ -179,14 +176,13 @@ Deno.test({
       }));
       console.log(JSON.stringify(results));
     `;
-    const partial = await runDeno(code("read+write"), [
+    const partial = await childResults(code("read+write"), [
       "--allow-read",
       "--allow-write",
       "--allow-ffi",
       "--allow-env",
     ]);
-    assert.equal(partial.code, 0, partial.stderr);
-    assert.deepEqual(JSON.parse(partial.stdout), {
+    assert.deepEqual(partial, {
       label: "read+write",
       "Deno reads /proc/self/stat": "NotCapable",
       "open /proc/self/stat": "NotCapable",
@@ -198,9 +194,7 @@ Deno.test({
       "open /proc/self/environ": "NotCapable",
       "statx /device-like-name": "ok",
     });
-    const all = await runDeno(code("all"), ["--allow-all"]);
-    assert.equal(all.code, 0, all.stderr);
-    const r = JSON.parse(all.stdout);
+    const r = await childResults(code("all"), ["--allow-all"]);
     assert.equal(r["Deno reads /proc/self/stat"], "ok");
     assert.equal(r["open /proc/self/stat"], "ok");
     assert.equal(r["statx /sys/kernel"], "ok");
@@ -238,9 +232,8 @@ Deno.test({
       await uring.close();
       console.log(JSON.stringify(results));
     `;
-    const out = await runDeno(code, ["--allow-read", "--allow-ffi", "--allow-env"]);
-    assert.equal(out.code, 0, out.stderr);
-    assert.deepEqual(JSON.parse(out.stdout), {
+    const out = await childResults(code, ["--allow-read", "--allow-ffi", "--allow-env"]);
+    assert.deepEqual(out, {
       "open before": "ok",
       "chain openDirect for writing": "NotCapable",
       "chain openDirect before": "ok",
@@ -278,9 +271,8 @@ Deno.test({
       await attempt("open for writing", async () => (await uring.open(file, { write: true })).close());
       console.log(JSON.stringify(results));
     `;
-    const out = await runDeno(code, [`--allow-write=${dir.path}`, "--allow-ffi", "--allow-env"]);
-    assert.equal(out.code, 0, out.stderr);
-    assert.deepEqual(JSON.parse(out.stdout), {
+    const out = await childResults(code, [`--allow-write=${dir.path}`, "--allow-ffi", "--allow-env"]);
+    assert.deepEqual(out, {
       "Deno open read+write+create": "NotCapable",
       "openFd O_RDONLY|O_CREAT": "NotCapable",
       "chain openDirect O_RDONLY|O_CREAT": "NotCapable",
@@ -306,12 +298,11 @@ Deno.test({
     const refused = { "Deno reads /proc/self/stat": "NotCapable", "open /proc/self/stat": "NotCapable" };
     const sevenFlags = ["read", "write", "net", "env", "sys", "run", "ffi"].map((name) => `--allow-${name}`);
     for (const flags of [sevenFlags, ["--allow-all", "--deny-net=example.com"]]) {
-      const out = await runDeno(code, flags);
-      assert.equal(out.code, 0, out.stderr);
-      assert.deepEqual(JSON.parse(out.stdout), refused, flags.join(" "));
+      const out = await childResults(code, flags);
+      assert.deepEqual(out, refused, flags.join(" "));
     }
-    const all = await runDeno(code, ["--allow-all"]);
-    assert.deepEqual(JSON.parse(all.stdout), {
+    const all = await childResults(code, ["--allow-all"]);
+    assert.deepEqual(all, {
       "Deno reads /proc/self/stat": "ok",
       "open /proc/self/stat": "ok",
     });
@@ -352,7 +343,7 @@ Deno.test({
       await attempt("create, then chdir", async () => (await created).close());
       console.log(JSON.stringify(results));
     `;
-    const out = await runDeno(code, [
+    const results = await childResults(code, [
       "--allow-read",
       "--allow-write",
       `--deny-read=${d}/real/protected`,
@@ -360,8 +351,6 @@ Deno.test({
       "--allow-ffi",
       "--allow-env",
     ]);
-    assert.equal(out.code, 0, out.stderr);
-    const results: Record<string, string> = JSON.parse(out.stdout);
     const classes = classesOf(results);
     assert.deepEqual(classes, {
       "Deno reads link/../protected": "NotFound",
@@ -433,9 +422,7 @@ Deno.test({
       "create through a dangling link": verdict,
       "open a link to a plain file": "ok",
     });
-    const partial = await runDeno(code, ["--allow-read", "--allow-write", "--allow-ffi", "--allow-env"]);
-    assert.equal(partial.code, 0, partial.stderr);
-    const results: Record<string, string> = JSON.parse(partial.stdout);
+    const results = await childResults(code, ["--allow-read", "--allow-write", "--allow-ffi", "--allow-env"]);
     const classes = classesOf(results);
     assert.deepEqual(classes, expected("NotCapable"));
     assert.match(results.open ?? "", /^NotCapable$/);
@@ -446,9 +433,7 @@ Deno.test({
     // (This process may not look into /dev itself: Deno asks --allow-all for that.)
     const exists = (path: string) => new Deno.Command("test", { args: ["-e", path] }).outputSync().success;
     assert.equal(exists(shm), false, "nothing was created in /dev/shm");
-    const all = await runDeno(code, ["--allow-all"]);
-    assert.equal(all.code, 0, all.stderr);
-    const allClasses = classesOf(JSON.parse(all.stdout));
+    const allClasses = classesOf(await childResults(code, ["--allow-all"]));
     assert.deepEqual({ ...allClasses, copyTree: "ok" }, expected("ok"));
     assert.ok(exists(shm), "the --allow-all run created it");
     new Deno.Command("rm", { args: ["-f", shm] }).outputSync();
@@ -485,9 +470,7 @@ Deno.test({
     `;
     const restricted = [`--allow-read=${d}/in`, `--allow-write=${d}/in`, "--allow-ffi", "--allow-env"];
     for (const flags of [restricted, ["--allow-all"]]) {
-      const out = await runDeno(code, flags);
-      assert.equal(out.code, 0, out.stderr);
-      const results: Record<string, string> = JSON.parse(out.stdout);
+      const results = await childResults(code, flags);
       const label = flags.join(" ");
       assert.match(results["unlink file/."], /^NotADirectory: unlink 'file\/\.'/, label);
       assert.match(results["statx file/."], /^NotADirectory: statx 'file\/\.'/, label);
@@ -558,14 +541,13 @@ Deno.test({
       await attempt("Uring.statx of the destination", () => uring.statx(d + "/dst/a"));
       console.log(JSON.stringify(results));
     `;
-    const out = await runDeno(code, [
+    const out = await childResults(code, [
       `--allow-read=${d}/src`,
       `--allow-write=${d}/dst`,
       "--allow-ffi",
       "--allow-env",
     ]);
-    assert.equal(out.code, 0, out.stderr);
-    assert.deepEqual(classesOf(JSON.parse(out.stdout)), {
+    assert.deepEqual(classesOf(out), {
       "Deno.copyFile": "ok",
       copyFile: "ok",
       "copyFile onto it": "AlreadyExists",
@@ -592,14 +574,13 @@ Deno.test({
     }, { overwrite: true }));
       console.log(JSON.stringify(results));
     `;
-    const scoped = await runDeno(fileScoped, [
+    const scoped = await childResults(fileScoped, [
       `--allow-read=${d}/src`,
       `--allow-write=${only}`,
       "--allow-ffi",
       "--allow-env",
     ]);
-    assert.equal(scoped.code, 0, scoped.stderr);
-    assert.deepEqual(classesOf(JSON.parse(scoped.stdout)), {
+    assert.deepEqual(classesOf(scoped), {
       "copyFile to a new file": "ok",
       "copyFile over it": "NotCapable",
     });

@@ -153,6 +153,20 @@ export async function runDeno(
   }
 }
 
+/**
+ * {@link runDeno} for a child script that prints its `results` as one JSON line: asserts it
+ * exited 0 (naming `flags` and its stderr otherwise) and returns what it printed, parsed.
+ */
+export async function childResults(
+  code: string,
+  flags: string[],
+  options: { timeoutMs?: number; cwd?: string } = {},
+): Promise<Record<string, string>> {
+  const out = await runDeno(code, flags, options);
+  assert.equal(out.code, 0, `${flags.join(" ")}: ${out.stderr}`);
+  return JSON.parse(out.stdout);
+}
+
 /** The module's entry point as a file URL string, for child scripts to import. */
 export const MOD_URL: string = new URL("../mod.ts", import.meta.url).href;
 
