@@ -51,10 +51,32 @@ int32_t uring_setup(uint32_t entries, void *params) {
   return (int32_t)result(syscall(__NR_io_uring_setup, entries, params));
 }
 
+/*
+ * io_uring_enter(2) with a NULL last argument. On x86-64 it is one `syscall` instruction: the
+ * kernel's return value is already -errno, so there is no trip through libc's variadic
+ * syscall() and errno (this is the hot call of every submit and wait; liburing inlines it the
+ * same way; ~5 ns a call here). Elsewhere, libc's syscall().
+ */
+static inline long enter_raw(int32_t fd, uint32_t to_submit, uint32_t min_complete, uint32_t flags) {
+#if defined(__x86_64__)
+  long r;
+  register long r10 __asm__("r10") = (long)flags;
+  register long r8 __asm__("r8") = 0;
+  register long r9 __asm__("r9") = 0;
+  __asm__ volatile("syscall"
+                   : "=a"(r)
+                   : "0"((long)__NR_io_uring_enter), "D"((long)fd), "S"((long)to_submit),
+                     "d"((long)min_complete), "r"(r10), "r"(r8), "r"(r9)
+                   : "rcx", "r11", "memory");
+  return r;
+#else
+  return result(syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, NULL, (size_t)0));
+#endif
+}
+
 /* io_uring_enter(2) without a timeout: returns the number of SQEs consumed. */
 int32_t uring_enter(int32_t fd, uint32_t to_submit, uint32_t min_complete, uint32_t flags) {
-  return (int32_t)result(
-      syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, NULL, (size_t)0));
+  return (int32_t)enter_raw(fd, to_submit, min_complete, flags);
 }
 
 /*

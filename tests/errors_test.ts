@@ -38,6 +38,7 @@ import {
   statxBuffer,
   Timespec,
 } from "../mod.ts";
+import { errno } from "../src/errno.ts";
 import { CONFIGS, skipKernel, straceWorks } from "./_support.ts";
 import { eventfd, sysClose } from "./_io.ts";
 
@@ -209,6 +210,30 @@ Deno.test("other bounded arguments: bufIndex, timespec", () => {
 
 Deno.test("getSys rejects an unknown backend name", () => {
   rejects(() => getSys("uring" as "libc"), TypeError, /^backend must be "helper" or "libc", got "uring"$/);
+});
+
+Deno.test({
+  name:
+    "io_uring_enter's failures come back as -errno from both backends (the helper's is one syscall instruction)",
+  ignore: skipKernel(),
+  fn() {
+    const pipe = new Int32Array(2);
+    for (const backend of ["helper", "libc"] as const) {
+      const sys = getSys(backend);
+      assert.equal(sys.enter(-1, 0, 0, 0), -errno("EBADF"), `${backend}: fd -1`);
+      assert.ok(sys.pipe(pipe) >= 0, "pipe");
+      try {
+        assert.equal(sys.enter(pipe[0], 0, 0, 0), -errno("EOPNOTSUPP"), `${backend}: a pipe is not a ring`);
+        // An unknown flag is refused before anything else.
+        using ring = new IoUring(4, { sqpoll: false, backend });
+        assert.equal(sys.enter(ring.fd, 0, 0, 1 << 30), -errno("EINVAL"), `${backend}: unknown flag`);
+        assert.equal(sys.enter(ring.fd, 0, 0, 0), 0, `${backend}: an empty enter`);
+      } finally {
+        sysClose(pipe[0]);
+        sysClose(pipe[1]);
+      }
+    }
+  },
 });
 
 // --- Ring arguments --------------------------------------------------------------------------
