@@ -231,6 +231,27 @@ Deno.test("prepNop", () => {
   assertSqe(sqe, { opcode: OP.NOP, fd: -1 });
 });
 
+Deno.test("prepNop on a fresh SQE (its one-store path) keeps what was set before it, and a second one changes nothing", () => {
+  const sqe = freshSqe();
+  sqe.setFlags(IOSQE_IO_LINK).setIoprio(0x0102).setPersonality(9).setUserData(77);
+  prepNop(sqe);
+  const want = {
+    opcode: OP.NOP,
+    flags: IOSQE_IO_LINK,
+    ioprio: 0x0102,
+    fd: -1,
+    userData: 77n,
+    personality: 9,
+  };
+  assertSqe(sqe, want);
+  prepNop(sqe);
+  assertSqe(sqe, want);
+  // Over an earlier prep it takes the full path: nothing of the earlier op is left.
+  prepRead(sqe, 7, sub, 4096, 0x10);
+  prepNop(sqe);
+  assertSqe(sqe, want);
+});
+
 Deno.test("prepRead / prepWrite: fd, addr, len, off, rw_flags; number and bigint offsets", () => {
   let sqe = freshSqe();
   prepRead(sqe, 7, sub, 4096);
