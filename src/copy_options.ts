@@ -184,7 +184,7 @@ export interface ResolvedCopyOptions {
 
 function intInRange(value: unknown, name: string, min: number, max: number): number {
   if (typeof value !== "number") {
-    throw new TypeError(`${name} must be an integer from ${min} to ${max}, got a ${typeof value}`);
+    throw new TypeError(`${name} must be an integer from ${min} to ${max}, got ${shown(value)}`);
   }
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${shown(value)}`);
@@ -195,7 +195,7 @@ function intInRange(value: unknown, name: string, min: number, max: number): num
 /** `value` when it is a boolean, `fallback` when it is `undefined`; else a `TypeError`. */
 function booleanOption(value: unknown, name: string, fallback: boolean): boolean {
   if (value === undefined) return fallback;
-  if (typeof value !== "boolean") throw new TypeError(`${name} must be a boolean, got a ${typeof value}`);
+  if (typeof value !== "boolean") throw new TypeError(`${name} must be a boolean, got ${shown(value)}`);
   return value;
 }
 
