@@ -5,8 +5,7 @@
  */
 
 import { CopyContext } from "./copy_context.ts";
-import { abortFailure, codeOf, dirnameOf, isDescribed, makeFailure, staged } from "./copy_errors.ts";
-import type { EntryStat } from "./copy_engine.ts";
+import { abortFailure, dirnameOf, isDescribed, makeFailure, staged } from "./copy_errors.ts";
 import { type CopyOptions, type CopyResult, resolveCopyOptions } from "./copy_options.ts";
 import { copyRegular, describeFailure, tempPathFor } from "./copy_regular.ts";
 import { checkAccess, checkCopyTargets, copyRootPath, toPath } from "./permissions.ts";
@@ -82,12 +81,7 @@ export async function copyFile(
     ctx.progress.totalBytes = st.size;
     ctx.report();
     ctx.fixed?.expect(st.size); // fixed buffers only when the file is large enough to pay for them
-    let existing: EntryStat | undefined;
-    try {
-      existing = await staged("stat-dest", ctx.engine.statDest(trimSlashes(dest), false, ctx));
-    } catch (e) {
-      if (codeOf(e) !== "ENOENT") throw e;
-    }
+    const existing = await ctx.existingDest(trimSlashes(dest), false);
     if (existing !== undefined) {
       if (existing.kind === "dir") {
         throw makeFailure("EISDIR", source, dest, `destination '${dest}' is a directory`, dest);

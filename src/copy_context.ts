@@ -14,7 +14,8 @@ import { BufferPool, Semaphore } from "./copy_budget.ts";
 import { DenoEngine } from "./copy_deno_engine.ts";
 import { DirectIo } from "./copy_direct.ts";
 import { CopyFixedBuffers } from "./copy_fixed.ts";
-import type { Engine, EngineContext } from "./copy_engine.ts";
+import type { Engine, EngineContext, EntryStat } from "./copy_engine.ts";
+import { codeOf, staged } from "./copy_errors.ts";
 import {
   blockBuffers,
   type CopyProgress,
@@ -248,6 +249,19 @@ export class CopyContext implements EngineContext {
       // leave it unknown: every file gets a chmod
     } finally {
       await Deno.remove(probe).catch(() => {});
+    }
+  }
+
+  /**
+   * What is at destination `path` (`follow`: through a final symlink), or `undefined` when
+   * nothing is there (`ENOENT`); any other failure rejects, tagged with the "stat-dest" step.
+   */
+  async existingDest(path: string, follow: boolean): Promise<EntryStat | undefined> {
+    try {
+      return await staged("stat-dest", this.engine.statDest(path, follow, this));
+    } catch (e) {
+      if (codeOf(e) !== "ENOENT") throw e;
+      return undefined;
     }
   }
 

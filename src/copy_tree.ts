@@ -312,12 +312,7 @@ class TreeCopy {
     try {
       if (merging) {
         // The destination directory existed: say early if the file is in the way.
-        let existing: EntryStat | undefined;
-        try {
-          existing = await staged("stat-dest", ctx.engine.statDest(dst, false, ctx));
-        } catch (e) {
-          if (codeOf(e) !== "ENOENT") throw e;
-        }
+        const existing = await ctx.existingDest(dst, false);
         if (existing?.kind === "dir") {
           throw makeFailure("EISDIR", src, dst, `destination '${dst}' is a directory`, dst);
         }
@@ -466,12 +461,7 @@ export async function copyTree(
           source,
         );
       }
-      let existing: EntryStat | undefined;
-      try {
-        existing = await staged("stat-dest", ctx.engine.statDest(dest, true, ctx));
-      } catch (e) {
-        if (codeOf(e) !== "ENOENT") throw e;
-      }
+      const existing = await ctx.existingDest(dest, true);
       if (existing !== undefined && existing.kind !== "dir") {
         throw makeFailure(
           "ENOTDIR",
