@@ -102,6 +102,11 @@ class TreeCopy {
       if (existing.kind !== "dir") {
         throw makeFailure("ENOTDIR", src, dst, `destination '${dst}' exists and is not a directory`, dst);
       }
+      if (existing.id === st.id) {
+        // A symlink in the destination that leads back into the source: merging through it
+        // would copy every file onto itself.
+        throw makeFailure("EINVAL", src, dst, `'${src}' and '${dst}' are the same directory`, dst);
+      }
     } catch (e) {
       this.fail(e, src, dst);
       return null;
@@ -315,6 +320,9 @@ class TreeCopy {
         const existing = await ctx.existingDest(dst, false);
         if (existing?.kind === "dir") {
           throw makeFailure("EISDIR", src, dst, `destination '${dst}' is a directory`, dst);
+        }
+        if (existing?.id === st.id) {
+          throw makeFailure("EINVAL", src, dst, `'${src}' and '${dst}' are the same file`, dst);
         }
         if (existing !== undefined && !ctx.options.overwrite) {
           throw makeFailure(

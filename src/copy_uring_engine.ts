@@ -24,6 +24,15 @@ import { checkAccess } from "./permissions.ts";
 import { getSys } from "./sys.ts";
 import { destinationOps, type Uring } from "./uring.ts";
 
+/**
+ * The `st_dev` number of a device (glibc's `makedev`), as `Deno.FileInfo.dev` holds it, from the
+ * major and minor numbers `statx` reports: so that ids from either engine compare equal.
+ */
+export function makedev(major: number, minor: number): number {
+  return Math.floor(major / 0x1000) * 2 ** 44 + Math.floor(minor / 0x100) * 2 ** 20 + (major & 0xfff) * 0x100 +
+    (minor & 0xff);
+}
+
 /** A `statx` result as the copy needs it. */
 export function entryFromStatx(s: Statx): EntryStat {
   return {
@@ -34,7 +43,7 @@ export function entryFromStatx(s: Statx): EntryStat {
     atime: s.atime.sec + s.atime.nsec / 1e9,
     mtime: s.mtime.sec + s.mtime.nsec / 1e9,
     timesNs: [s.atime.sec, s.atime.nsec, s.mtime.sec, s.mtime.nsec],
-    id: `${s.devMajor}:${s.devMinor}:${s.ino}`,
+    id: `${makedev(s.devMajor, s.devMinor)}:${s.ino}`, // as entryFromFileInfo's
   };
 }
 

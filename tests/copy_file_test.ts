@@ -11,6 +11,8 @@ import {
 } from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { createCopyUring, isUnavailableError } from "../src/copy_context.ts";
+import { entryFromFileInfo } from "../src/copy_deno_engine.ts";
+import { entryFromStatx, makedev } from "../src/copy_uring_engine.ts";
 import { uringOptions } from "./uring_support.ts";
 import {
   fingerprint,
@@ -622,5 +624,23 @@ Deno.test({
       );
     }
     assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["src"]);
+  },
+});
+
+Deno.test({
+  name:
+    "copy ids: statx's device numbers (makedev) give the same id as Deno.lstat's, on several file systems",
+  ignore: skipKernel(),
+  fn: async () => {
+    assert.equal(makedev(8, 1), 0x801);
+    assert.equal(makedev(0, 300), 0x100000 * 1 + 44); // minor above 255: glibc's layout
+    assert.equal(makedev(4097, 2), 2 ** 44 + 0x100 + 2);
+    await using uring = new Uring({ sqpoll: false });
+    using dir = tempDir();
+    Deno.symlinkSync("nowhere", `${dir.path}/link`);
+    for (const path of ["/", Deno.execPath(), dir.path, `${dir.path}/link`]) {
+      const viaStatx = entryFromStatx(await uring.statx(path, { followSymlinks: false }));
+      assert.equal(viaStatx.id, entryFromFileInfo(Deno.lstatSync(path)).id, path);
+    }
   },
 });

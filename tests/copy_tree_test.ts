@@ -218,6 +218,55 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "copyTree: merging with overwrite never copies a file onto itself (a destination symlink into the source, a hard link)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    Deno.mkdirSync(`${src}/sub`, { recursive: true });
+    Deno.writeTextFileSync(`${src}/sub/f`, "data");
+    Deno.linkSync(`${src}/sub/f`, `${dir.path}/other name of f`);
+    const inode = () => Deno.statSync(`${src}/sub/f`).ino;
+    const before = inode();
+    // preserve: entries are looked at by statx instead of lstat, the ids must agree either way.
+    for (const preserve of [false, true]) {
+      // The destination's `sub` leads back to the source's: merging through it would replace
+      // src/sub/f by a copy of itself (a new inode, the hard link split off).
+      Deno.mkdirSync(`${dir.path}/dst`);
+      Deno.symlinkSync("../src/sub", `${dir.path}/dst/sub`);
+      await assert.rejects(
+        copyTree(src, `${dir.path}/dst`, { overwrite: true, preserve }),
+        (e: Error & { code?: string }) => {
+          assert.equal(e.code, "EINVAL", String(e));
+          assert.match(e.message, /'.*\/src\/sub' and '.*\/dst\/sub' are the same directory/);
+          return true;
+        },
+      );
+      assert.equal(inode(), before, `preserve ${preserve}: the source file is the same file`);
+      assert.equal(Deno.statSync(`${dir.path}/other name of f`).nlink, 2);
+      assert.equal(Deno.readTextFileSync(`${src}/sub/f`), "data");
+      Deno.removeSync(`${dir.path}/dst`, { recursive: true });
+      // A file of the destination that is a hard link to the source's file.
+      Deno.mkdirSync(`${dir.path}/dst/sub`, { recursive: true });
+      Deno.linkSync(`${src}/sub/f`, `${dir.path}/dst/sub/f`);
+      await assert.rejects(
+        copyTree(src, `${dir.path}/dst`, { overwrite: true, preserve }),
+        (e: Error & { code?: string }) => {
+          assert.equal(e.code, "EINVAL", String(e));
+          assert.match(e.message, /'.*\/src\/sub\/f' and '.*\/dst\/sub\/f' are the same file/);
+          return true;
+        },
+      );
+      assert.equal(inode(), before, `preserve ${preserve}: the source file is the same file`);
+      assert.equal(Deno.statSync(`${src}/sub/f`).nlink, 3);
+      Deno.removeSync(`${dir.path}/dst`, { recursive: true });
+    }
+    assert.deepEqual(tempLeftovers(dir.path), []);
+  },
+});
+
+Deno.test({
   name: "copyTree: the fallback engine (URING_FORCE_UNAVAILABLE=1) makes the same tree",
   fn: async () => {
     using dir = tempDir();
