@@ -132,7 +132,8 @@ class TreeCopy {
     } finally {
       this.listings.release();
     }
-    await Promise.all(names.map((name) => this.entry(`${src}/${name}`, `${dst}/${name}`, merging)));
+    const named = this.nameable(names, src, dst);
+    await Promise.all(named.map((name) => this.entry(`${src}/${name}`, `${dst}/${name}`, merging)));
   }
 
   /**
@@ -154,7 +155,7 @@ class TreeCopy {
     }
     const dirs: [string, string, EntryStat][] = [];
     const others: Promise<void>[] = [];
-    for (const name of names) {
+    for (const name of this.nameable(names, src, dst)) {
       if (ctx.stopping) break;
       // A long listing of entries that need no waiting must still let the event loop turn
       // (Ctrl-C, progress, timers).
@@ -184,6 +185,39 @@ class TreeCopy {
       if (record) await this.walkNow(s, d, !record.created);
     }
     await Promise.all(others);
+  }
+
+  /**
+   * The names of a listing of `src` that name their entries. Deno decodes file names as UTF-8,
+   * replacing bytes that are not with U+FFFD, so a name that is not valid UTF-8 comes back as a
+   * name of nothing (or of another entry, whose name is that replacement text). Each such entry
+   * is a failure that says why, rather than "does not exist" or, worse, a second copy of the
+   * other entry with nothing reported.
+   */
+  nameable(names: string[], src: string, dst: string): string[] {
+    if (!names.some((name) => name.includes("\uFFFD"))) return names;
+    const seen = new Set<string>();
+    return names.filter((name) => {
+      if (!name.includes("\uFFFD")) return true;
+      const s = `${src}/${name}`;
+      if (!seen.has(name) && existsAsNamed(s)) {
+        seen.add(name);
+        return true;
+      }
+      this.fail(
+        makeFailure(
+          "EILSEQ",
+          s,
+          `${dst}/${name}`,
+          `a file name in '${src}' is not valid UTF-8 (shown with U+FFFD for the bytes that are not), ` +
+            "and Deno's directory listing cannot name it",
+          s,
+        ),
+        s,
+        `${dst}/${name}`,
+      );
+      return false;
+    });
   }
 
   /** Resolves when a file or job started by the walk has finished (see {@link TreeCopy.walkNow}). */
@@ -387,6 +421,16 @@ class TreeCopy {
         this.fail(e, dst, dst);
       }
     }
+  }
+}
+
+/** Whether an entry named exactly `path` exists (`lstat`; any failure but `ENOENT` says yes). */
+function existsAsNamed(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch (e) {
+    return !(e instanceof Deno.errors.NotFound);
   }
 }
 

@@ -100,6 +100,7 @@ const libc = Deno.dlopen("libc.so.6", {
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
+  creat: { parameters: ["buffer", "u32"], result: "i32" },
 }).symbols;
 
 /** `EFD_NONBLOCK` (= O_NONBLOCK). */
@@ -132,6 +133,18 @@ export function sysRead(fd: number, buf: Uint8Array<ArrayBuffer>): number {
 /** Plain `write(2)` through libc; returns the count or -1. */
 export function sysWrite(fd: number, buf: Uint8Array<ArrayBuffer>): number {
   return Number(libc.write(fd, buf, BigInt(buf.byteLength)));
+}
+
+/**
+ * Creates an empty file (mode 0644) whose path is the raw bytes `path` (NUL added): a name that
+ * is not valid UTF-8, which Deno's string paths cannot make.
+ */
+export function createRawName(path: Uint8Array): void {
+  const z = new Uint8Array(path.length + 1);
+  z.set(path);
+  const fd = libc.creat(z, 0o644);
+  assert.ok(fd >= 0, "creat() failed");
+  libc.close(fd);
 }
 
 /** Plain `close(2)` through libc. */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type CopyProgress, copyTree, CopyTreeError, Uring } from "../mod.ts";
 import { skipKernel, tempDir } from "./_support.ts";
+import { createRawName } from "./_io.ts";
 import {
   assertSameTree,
   fingerprint,
@@ -214,6 +215,39 @@ Deno.test({
         /destination directory '.*\/no\/such\/parent' does not exist/.test(e.message),
     );
     assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name).sort(), ["file", "src"]);
+  },
+});
+
+Deno.test({
+  name: "copyTree: a file name that is not valid UTF-8 is a failure that says so, never a silent skip",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    Deno.mkdirSync(src);
+    const enc = new TextEncoder();
+    // "bad\xff" alone; and "x\xff" beside "x\uFFFD", the name Deno shows for it.
+    createRawName(new Uint8Array([...enc.encode(`${src}/bad`), 0xff]));
+    createRawName(new Uint8Array([...enc.encode(`${src}/x`), 0xff]));
+    Deno.writeTextFileSync(`${src}/x\uFFFD`, "valid");
+    Deno.writeTextFileSync(`${src}/plain`, "plain");
+    for (const preserve of [false, true]) {
+      const dst = `${dir.path}/dst-${preserve}`;
+      await assert.rejects(
+        copyTree(src, dst, { overwrite: true, continueOnError: true, preserve }),
+        (e: Error) => {
+          assert.ok(e instanceof CopyTreeError, String(e));
+          assert.equal(e.errors.length, 2, e.errors.map(String).join("\n"));
+          for (const one of e.errors) {
+            assert.equal((one as Error & { code?: string }).code, "EILSEQ");
+            assert.match(one.message, /is not valid UTF-8 .* cannot name it/);
+          }
+          return true;
+        },
+      );
+      assert.deepEqual([...Deno.readDirSync(dst)].map((e) => e.name).sort(), ["plain", "x\uFFFD"]);
+      assert.equal(Deno.readTextFileSync(`${dst}/x\uFFFD`), "valid");
+    }
   },
 });
 
