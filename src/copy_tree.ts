@@ -412,7 +412,8 @@ class TreeCopy {
       if (ctx.stopping) return;
       const { dst, st, created } = this.dirs[i];
       try {
-        const madeWith = (st.perm | 0o700) & ~(ctx.umask ?? 0o777);
+        // mkdir applies the permission and sticky bits less the umask, never setuid/setgid.
+        const madeWith = (st.perm | 0o700) & 0o1777 & ~(ctx.umask ?? 0o777);
         if ((created && (ctx.umask === undefined || madeWith !== st.perm)) || preserve) {
           await staged("chmod", ctx.inflight.run(() => Deno.chmod(dst, st.perm)));
         }

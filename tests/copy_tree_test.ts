@@ -219,6 +219,29 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "copyTree: directories keep setgid, setuid and sticky bits without preserve (mkdir ignores the first two)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    const modes: Record<string, number> = { g: 0o2755, u: 0o4750, s: 0o1777, plain: 0o750 };
+    for (const [name, mode] of Object.entries(modes)) {
+      Deno.mkdirSync(`${src}/${name}`, { recursive: true });
+      Deno.chmodSync(`${src}/${name}`, mode);
+    }
+    await copyTree(src, `${dir.path}/dst`);
+    for (const [name, mode] of Object.entries(modes)) {
+      assert.equal(
+        (Deno.statSync(`${dir.path}/dst/${name}`).mode! & 0o7777).toString(8),
+        mode.toString(8),
+        name,
+      );
+    }
+  },
+});
+
+Deno.test({
   name: "copyTree: a file name that is not valid UTF-8 is a failure that says so, never a silent skip",
   ignore: skipKernel(),
   fn: async () => {
