@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -122,6 +123,16 @@ int32_t uring_munmap(uint64_t addr, uint64_t length) {
 
 /* close(2). */
 int32_t uring_close(int32_t fd) { return (int32_t)result(close(fd)); }
+
+/*
+ * The soft limit on open file descriptors (getrlimit(RLIMIT_NOFILE)), at most INT32_MAX (also
+ * when unlimited), or -errno.
+ */
+int32_t uring_file_limit(void) {
+  struct rlimit r;
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0) return -errno;
+  return r.rlim_cur == RLIM_INFINITY || r.rlim_cur > INT32_MAX ? INT32_MAX : (int32_t)r.rlim_cur;
+}
 
 /*
  * pipe2(fds, O_CLOEXEC): fills fds[0] (read end) and fds[1] (write end) and returns the pipe's

@@ -14,7 +14,7 @@ import { BufferPool, Semaphore } from "./copy_budget.ts";
 import { DenoEngine } from "./copy_deno_engine.ts";
 import { DirectIo } from "./copy_direct.ts";
 import { CopyFixedBuffers } from "./copy_fixed.ts";
-import type { Engine, EngineContext, EntryStat } from "./copy_engine.ts";
+import { type Engine, type EngineContext, type EntryStat, RESERVED_DESCRIPTORS } from "./copy_engine.ts";
 import { codeOf, staged } from "./copy_errors.ts";
 import {
   blockBuffers,
@@ -26,6 +26,7 @@ import {
 import { UringEngine } from "./copy_uring_engine.ts";
 import { errno } from "./errno.ts";
 import { IoUringError } from "./errors.ts";
+import { getSys } from "./sys.ts";
 import { onNextTurn } from "./turn.ts";
 import { Uring } from "./uring.ts";
 
@@ -165,6 +166,8 @@ export class CopyContext implements EngineContext {
   readonly fixed: CopyFixedBuffers | undefined;
   /** Fires on the caller's abort or on {@link CopyContext.stop}. */
   readonly signal: AbortSignal;
+  /** File descriptors the copy may hold at once (see `EngineContext.descriptors`). */
+  readonly descriptors: number;
   /** The umask new files are created under, when known. */
   umask: number | undefined;
   /** Progress so far (reported through `onProgress`). */
@@ -210,6 +213,10 @@ export class CopyContext implements EngineContext {
       smallFileBuffers(options.queueDepth, options.blockSize),
       options.blockSize,
     );
+    const limit = this.engine instanceof UringEngine
+      ? getSys(this.engine.uring.ring.backend).fileLimit()
+      : -1;
+    this.descriptors = limit < 0 ? Infinity : Math.max(0, limit - RESERVED_DESCRIPTORS);
     this.signal = options.signal ? AbortSignal.any([options.signal, this.#stop.signal]) : this.#stop.signal;
     this.umask = readUmask();
   }

@@ -34,6 +34,9 @@ export interface EntryStat {
   id: string;
 }
 
+/** File descriptors a copy leaves to the rest of the process (Deno itself holds ~25). */
+export const RESERVED_DESCRIPTORS = 64;
+
 /** Shared state one copy's operations draw on. */
 export interface EngineContext {
   /** The checked options. */
@@ -51,6 +54,11 @@ export interface EngineContext {
   readonly direct?: DirectIo;
   /** The signal every operation listens to (the caller's, plus the copy's own stop). */
   readonly signal: AbortSignal;
+  /**
+   * File descriptors the copy may hold at once: `ulimit -n` less {@link RESERVED_DESCRIPTORS}
+   * for the rest of the process (Infinity when unknown). A quarter of them may go to pipes.
+   */
+  readonly descriptors: number;
   /** Called with the bytes of each completed write. */
   addBytes(n: number): void;
   /**

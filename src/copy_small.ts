@@ -120,11 +120,20 @@ export class SmallFileChains implements RawClient {
   #spare: Pipe | null = null;
   #spliced = 0;
   #failed: unknown = undefined;
+  /** Most pipes the lanes may hold at once (each is two file descriptors). */
+  readonly #maxPipes: number;
+  /** Pipes open now (the spare included). */
+  #openPipes = 0;
 
-  /** Attaches to `uring` (throws if it is closed); `splice: false` reads and writes every file. */
-  constructor(uring: Uring, splice = true) {
+  /**
+   * Attaches to `uring` (throws if it is closed); `splice: false` reads and writes every file.
+   * At most `maxPipes` lanes have a pipe at once (the others read and write): a process with few
+   * file descriptors (`ulimit -n`) needs them for the files themselves.
+   */
+  constructor(uring: Uring, splice = true, maxPipes = Infinity) {
     this.#uring = uring;
-    this.#pipes = splice;
+    this.#maxPipes = maxPipes;
+    this.#pipes = splice && maxPipes >= 1;
     this.#raw = rawRing(uring);
     this.#sys = getSys(uring.ring.backend);
     this.#id = this.#raw.attach(this);
@@ -178,6 +187,7 @@ export class SmallFileChains implements RawClient {
         this.#pipes = false;
         return false;
       }
+      this.#openPipes++;
       this.#spare = pipe;
       this.#capacity = pipe.capacity;
     }
@@ -278,12 +288,24 @@ export class SmallFileChains implements RawClient {
     return lane;
   }
 
-  /** Gives `lane` a pipe; on failure (no descriptors left) every lane reads and writes from now on. */
+  /**
+   * Gives `lane` a pipe unless `maxPipes` are open (the lane then reads and writes); on failure
+   * (no descriptors left) every lane reads and writes from now on.
+   */
   #openPipe(lane: Lane): void {
-    lane.pipe = this.#spare ?? openPipe(this.#sys);
-    this.#spare = null;
-    if (lane.pipe === null) this.#pipes = false;
-    else this.#capacity = lane.pipe.capacity;
+    if (this.#spare !== null) {
+      lane.pipe = this.#spare;
+      this.#spare = null;
+      return;
+    }
+    if (this.#openPipes >= this.#maxPipes) return;
+    lane.pipe = openPipe(this.#sys);
+    if (lane.pipe === null) {
+      this.#pipes = false;
+      return;
+    }
+    this.#openPipes++;
+    this.#capacity = lane.pipe.capacity;
   }
 
   /** Closes `lane`'s pipe (a failed splice may have left bytes in it); the next chain makes a new one. */
@@ -291,6 +313,7 @@ export class SmallFileChains implements RawClient {
     if (lane.pipe === null) return;
     closePipe(this.#sys, lane.pipe);
     lane.pipe = null;
+    this.#openPipes--;
   }
 
   /** The chain's one CQE: the last member's, or that of the member that failed or came up short. */
@@ -366,7 +389,10 @@ export class SmallFileChains implements RawClient {
   close(): void {
     this.#raw.detach(this.#id);
     for (const lane of this.#lanes) this.#closePipe(lane);
-    if (this.#spare !== null) closePipe(this.#sys, this.#spare);
+    if (this.#spare !== null) {
+      closePipe(this.#sys, this.#spare);
+      this.#openPipes--;
+    }
     this.#spare = null;
     if (this.#failed !== undefined || this.#uring.closed) return;
     for (const lane of this.#lanes) {

@@ -50,6 +50,8 @@ class TreeCopy {
   #drained: (() => void) | undefined;
   /** The walk, waiting for a file slot (see {@link TreeCopy.walkNow}). */
   readonly #roomWaiters: (() => void)[] = [];
+  /** File slots taken for good after running out of descriptors (see waitForDescriptors). */
+  #withheld = 0;
   readonly files: Semaphore;
   readonly pending = new Semaphore(MAX_PENDING_FILES);
   readonly listings = new Semaphore(READDIR_CONCURRENCY);
@@ -60,8 +62,12 @@ class TreeCopy {
     this.ctx = ctx;
     this.source = source;
     this.dest = dest;
-    // One file in progress per slot of the budget: enough to keep it full with small files.
-    this.files = new Semaphore(ctx.options.queueDepth);
+    // One file in progress per slot of the budget: enough to keep it full with small files. A
+    // file copied by blocks holds two descriptors: a quarter of them for files, so that with a
+    // low `ulimit -n` the files fit beside the pipes and the rest of the process.
+    this.files = new Semaphore(
+      Math.min(ctx.options.queueDepth, Math.max(2, Math.floor(ctx.descriptors / 4))),
+    );
     this.syncStat = ctx.engine.name === "io_uring" && !ctx.options.preserve;
   }
 
@@ -124,13 +130,18 @@ class TreeCopy {
     if (this.syncStat) return this.walkNow(src, dst, merging);
     const names: string[] = [];
     await this.listings.acquire();
+    let failure: unknown;
     try {
       for await (const entry of Deno.readDir(src)) names.push(entry.name);
     } catch (e) {
-      this.fail(tagStage(e, "readdir"), src, dst);
-      return;
+      failure = e;
     } finally {
       this.listings.release();
+    }
+    if (failure !== undefined) {
+      if (await this.waitForDescriptors(failure, 0)) return this.walk(src, dst, merging);
+      this.fail(tagStage(failure, "readdir"), src, dst);
+      return;
     }
     const named = this.nameable(names, src, dst);
     await Promise.all(named.map((name) => this.entry(`${src}/${name}`, `${dst}/${name}`, merging)));
@@ -150,6 +161,7 @@ class TreeCopy {
     try {
       for (const entry of Deno.readDirSync(src)) names.push(entry.name);
     } catch (e) {
+      if (await this.waitForDescriptors(e, 0)) return this.walkNow(src, dst, merging);
       this.fail(tagStage(e, "readdir"), src, dst);
       return;
     }
@@ -322,11 +334,56 @@ class TreeCopy {
     } catch (e) {
       copying = Promise.reject(e);
     }
-    copying.then(this.#fileFinished, (e) => {
-      this.fail(e, src, dst);
-      this.#fileFinished();
-    });
+    copying.then(this.#fileFinished, (e) => this.#fileFailed(e, src, dst, st));
     return true;
+  }
+
+  /**
+   * A file started by {@link TreeCopy.startFileNow} failed with `error`: it is tried again (its
+   * slots still held) when descriptors ran out and others will come back, else reported.
+   */
+  #fileFailed(error: unknown, src: string, dst: string, st: EntryStat): void {
+    void this.waitForDescriptors(error, 1).then((again) => {
+      if (!again) {
+        this.fail(error, src, dst);
+        this.#fileFinished();
+        return;
+      }
+      let copying: Promise<number>;
+      try {
+        copying = copyRegular(this.ctx, src, dst, st, true);
+      } catch (e) {
+        copying = Promise.reject(e);
+      }
+      copying.then(this.#fileFinished, (e) => this.#fileFailed(e, src, dst, st));
+    });
+  }
+
+  /**
+   * When `error` says the process has no file descriptor left (`EMFILE`; `ENFILE`: the whole
+   * system) while other files of this copy are in progress and will give theirs back: keeps one
+   * file fewer in progress from now on, waits for a file slot (one of them finishing), and
+   * resolves true (try again). Else false at once. `self` is 1 when the caller holds a file slot
+   * (it is one of the files in progress; its slot goes to pay for the smaller number), 0 for the
+   * walk. The limit (`RLIMIT_NOFILE`, often 1024, less in some containers) is shared with the
+   * rest of the process, so the copy cannot size itself to it in advance.
+   */
+  async waitForDescriptors(error: unknown, self: 0 | 1): Promise<boolean> {
+    const code = codeOf(error);
+    if ((code !== "EMFILE" && code !== "ENFILE") || this.ctx.stopping) return false;
+    const files = this.files;
+    const others = files.limit - files.free - this.#withheld - self; // slots held by running files
+    if (others <= 0) return false; // nobody will give any descriptor back
+    if (self === 1) {
+      if (files.limit - this.#withheld > 1) this.#withheld++; // this slot is not given back
+      else files.release();
+    } else if (files.limit - this.#withheld > 1) {
+      this.#withheld++;
+      void files.acquire(); // the next slot given back is kept
+    }
+    await files.acquire();
+    if (self === 0) files.release(); // the walk needs no slot of its own: this was the wait
+    return !this.ctx.stopping;
   }
 
   /** Gives back the slots of a file started by {@link TreeCopy.startFileNow}. */
@@ -371,6 +428,7 @@ class TreeCopy {
       // In a directory this copy created, nothing can be in the way: write in place.
       await copyRegular(ctx, src, dst, st, !merging);
     } catch (e) {
+      if (await this.waitForDescriptors(e, 1)) return this.copyFileEntry(src, dst, st, merging);
       this.fail(e, src, dst);
     }
   }

@@ -13,7 +13,7 @@ import { type Engine, type EngineContext, type EntryStat, kindOfMode } from "./c
 import { codeOf, staged, tagStage } from "./copy_errors.ts";
 import type { ChainResult } from "./chain.ts";
 import { reserveFilePair, SmallFileChains } from "./copy_small.ts";
-import { spliceData, SplicePipes, SpliceUnsupported } from "./copy_splice.ts";
+import { SPLICE_PIPES, spliceData, SplicePipes, SpliceUnsupported } from "./copy_splice.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
 import { operationError } from "./deno_errors.ts";
 import { errno } from "./errno.ts";
@@ -29,7 +29,8 @@ import { destinationOps, type Uring } from "./uring.ts";
  * major and minor numbers `statx` reports: so that ids from either engine compare equal.
  */
 export function makedev(major: number, minor: number): number {
-  return Math.floor(major / 0x1000) * 2 ** 44 + Math.floor(minor / 0x100) * 2 ** 20 + (major & 0xfff) * 0x100 +
+  return Math.floor(major / 0x1000) * 2 ** 44 + Math.floor(minor / 0x100) * 2 ** 20 +
+    (major & 0xfff) * 0x100 +
     (minor & 0xff);
 }
 
@@ -430,7 +431,7 @@ export class UringEngine implements Engine {
     if (this.#small === undefined) {
       try {
         this.#small = SmallFileChains.supported(this.#uring)
-          ? new SmallFileChains(this.#uring, ctx.options.splice)
+          ? new SmallFileChains(this.#uring, ctx.options.splice, Math.floor(ctx.descriptors / 8))
           : null;
       } catch {
         return null; // the Uring is closing: Uring.chain says so
@@ -621,7 +622,11 @@ export class UringEngine implements Engine {
     ctx: EngineContext,
   ): Promise<{ end: number; holes: boolean } | undefined> {
     const uring = this.#uring;
-    const pool = this.#pipes ??= new SplicePipes(getSys(uring.ring.backend), ctx.options.blockSize);
+    const pool = this.#pipes ??= new SplicePipes(
+      getSys(uring.ring.backend),
+      ctx.options.blockSize,
+      Math.min(SPLICE_PIPES, Math.floor(ctx.descriptors / 16)),
+    );
     const pipes = pool.take(Math.ceil(size / pool.size));
     if (pipes.length === 0) return undefined;
     const job = {

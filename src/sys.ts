@@ -99,6 +99,11 @@ export interface Sys {
    * (libc's, also for the helper backend.)
    */
   readlink(path: Uint8Array, out: Uint8Array): number;
+  /**
+   * The soft limit on open file descriptors (`getrlimit(RLIMIT_NOFILE)`, `ulimit -n`), at most
+   * 2^31-1 (also when unlimited), or `-errno`.
+   */
+  fileLimit(): number;
   /** A full memory fence. */
   fence(): void;
 }
@@ -123,6 +128,7 @@ const HELPER_SYMBOLS = {
   uring_pipe_sized: { parameters: ["buffer", "i32"], result: "i32", optional: true },
   uring_lseek: { parameters: ["i32", "i64", "i32"], result: "i64", optional: true },
   uring_utimensat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32", optional: true },
+  uring_file_limit: { parameters: [], result: "i32", optional: true },
   uring_fence: { parameters: [], result: "void" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
@@ -146,6 +152,7 @@ const LIBC_SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
   realpath: { parameters: ["buffer", "buffer"], result: "pointer" },
   readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** Default location of the built helper, next to its source. */
@@ -234,6 +241,10 @@ function loadHelper(path: string): Sys {
     },
     realpath: (path, out) => getSys("libc").realpath(path, out),
     readlink: (path, out) => getSys("libc").readlink(path, out),
+    fileLimit: () => {
+      const limit = lib.uring_file_limit;
+      return limit === null ? getSys("libc").fileLimit() : limit();
+    },
     fence: () => lib.uring_fence(),
   };
 }
@@ -255,6 +266,7 @@ function loadLibc(): Sys {
   const GETPIPE_SZ = BigInt(F_GETPIPE_SZ);
   const SETPIPE_SZ = BigInt(F_SETPIPE_SZ);
   const EINTR = errno("EINTR");
+  const RLIMIT_NOFILE = 7; // the same on x86-64 and arm64
   const MAP_FAILED = 0xffffffffffffffffn;
   const ZERO = 0n;
 
@@ -370,6 +382,11 @@ function loadLibc(): Sys {
         BigInt(out.byteLength),
       );
       return n < 0n ? -readErrno() : Number(n);
+    },
+    fileLimit: () => {
+      const rlimit = new BigUint64Array(2); // rlim_cur, rlim_max
+      if (lib.getrlimit(RLIMIT_NOFILE, new Uint8Array(rlimit.buffer)) !== 0) return -readErrno();
+      return rlimit[0] > 0x7fff_ffffn ? 0x7fff_ffff : Number(rlimit[0]); // RLIM_INFINITY is ~0
     },
     fence: () => {},
   };

@@ -323,3 +323,30 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "cp CLI: a tree copy under `ulimit -n 64` copies every file (fewer files and pipes at once, and a wait on EMFILE)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    // Files of one spliced block, of one block read and written, and of several blocks (which
+    // hold two plain descriptors each), in two directories.
+    for (const sub of ["a", "a/b"]) {
+      Deno.mkdirSync(`${src}/${sub}`, { recursive: true });
+      for (let i = 0; i < 60; i++) await randomFile(`${src}/${sub}/f${i}`, [100, 70_000, 1_500_000][i % 3]);
+    }
+    for (const flags of [[], ["-p"]]) {
+      const out = `${dir.path}/out${flags.join("")}`;
+      const sh = `ulimit -n 64 && exec "$0" run ${CP_FLAGS.join(" ")} "$1" -r ${flags.join(" ")} src "$2"`;
+      const r = await new Deno.Command("sh", {
+        args: ["-c", sh, Deno.execPath(), CP, out],
+        cwd: dir.path,
+        env: { NO_COLOR: "1" },
+      }).output();
+      assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+      await assertSameTree(src, out);
+    }
+  },
+});

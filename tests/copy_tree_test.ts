@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { type CopyProgress, copyTree, CopyTreeError, Uring } from "../mod.ts";
 import { skipKernel, tempDir } from "./_support.ts";
 import { createRawName } from "./_io.ts";
+import { childResults, MOD_URL } from "./uring_support.ts";
 import {
   assertSameTree,
   fingerprint,
@@ -363,5 +364,33 @@ Deno.test({
       await assertSameTree(`${dir.path}/src`, dst);
     }
     assert.deepEqual(tempLeftovers(dir.path), []);
+  },
+});
+
+Deno.test({
+  name:
+    "copyTree: when the rest of the process holds most descriptors, files wait for others' (EMFILE) instead of failing",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    Deno.mkdirSync(src);
+    for (let i = 0; i < 150; i++) await randomFile(`${src}/f${i}`, [100, 70_000, 1_500_000][i % 3]);
+    // The child lowers its own limit to 256, then holds 160 descriptors: the copy, sized for
+    // 256 - 64, finds fewer than it expects.
+    const results = await childResults(
+      `
+import { copyTree } from ${JSON.stringify(MOD_URL)};
+const libc = Deno.dlopen("libc.so.6", { setrlimit: { parameters: ["i32", "buffer"], result: "i32" } });
+if (libc.symbols.setrlimit(7, new Uint8Array(new BigUint64Array([256n, 256n]).buffer)) !== 0) throw new Error("setrlimit");
+const held = Array.from({ length: 160 }, () => Deno.openSync(${JSON.stringify(`${src}/f0`)}));
+const r = await copyTree(${JSON.stringify(src)}, ${JSON.stringify(`${dir.path}/dst`)});
+for (const f of held) f.close();
+console.log(JSON.stringify({ files: String(r.files) }));
+`,
+      ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env"],
+    );
+    assert.equal(results.files, "150");
+    await assertSameTree(src, `${dir.path}/dst`);
   },
 });

@@ -480,3 +480,9 @@ Deno.test({
     assert.match(text, /ok \| 0 passed \| 0 failed \| \d+ ignored/);
   },
 });
+
+Deno.test("Sys.fileLimit: both backends read the same soft RLIMIT_NOFILE", () => {
+  const helper = getSys("helper").fileLimit(), libc = getSys("libc").fileLimit();
+  assert.equal(helper, libc);
+  assert.ok(Number.isInteger(helper) && helper > 0 && helper <= 0x7fff_ffff, String(helper));
+});
