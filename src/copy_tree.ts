@@ -104,7 +104,17 @@ class TreeCopy {
     }
     // It exists: merge into it if it is a directory.
     try {
-      const existing = await staged("stat-dest", ctx.engine.statDest(dst, true, ctx));
+      const existing = await ctx.existingDest(dst, true);
+      if (existing === undefined) {
+        // EEXIST from mkdir, ENOENT through the name: a symlink that leads nowhere.
+        throw makeFailure(
+          "EEXIST",
+          src,
+          dst,
+          `destination '${dst}' is a symlink to nothing, not a directory`,
+          dst,
+        );
+      }
       if (existing.kind !== "dir") {
         throw makeFailure("ENOTDIR", src, dst, `destination '${dst}' exists and is not a directory`, dst);
       }

@@ -216,6 +216,15 @@ Deno.test({
         /destination directory '.*\/no\/such\/parent' does not exist/.test(e.message),
     );
     assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name).sort(), ["file", "src"]);
+    // A destination (or a directory in a merged one) that is a symlink to nothing.
+    Deno.symlinkSync("nowhere", `${dir.path}/dangling`);
+    const toNothing = (name: string) => (e: Error) =>
+      e instanceof Deno.errors.AlreadyExists &&
+      new RegExp(`destination '.*/${name}' is a symlink to nothing, not a directory`).test(e.message);
+    await assert.rejects(copyTree(src, `${dir.path}/dangling`), toNothing("dangling"));
+    Deno.mkdirSync(`${dir.path}/merged`);
+    Deno.symlinkSync("nowhere", `${dir.path}/merged/sub`);
+    await assert.rejects(copyTree(src, `${dir.path}/merged`), toNothing("merged/sub"));
   },
 });
 
