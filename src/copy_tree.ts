@@ -539,7 +539,10 @@ async function realPathOrNull(path: string): Promise<string | null> {
  *
  * `dst` may be missing (it is created) or an existing directory (the trees are merged; a file
  * already there is an `AlreadyExists` failure unless `overwrite`). A `dst` inside `src` is
- * refused.
+ * refused, and so is a merge into a directory or file that is the source's own (a destination
+ * symlink that leads back into the source, a hard link). A name that is not valid UTF-8 is a
+ * failure (`EILSEQ`): Deno's directory listing cannot name it. The files and pipes in progress
+ * stay within `ulimit -n` (see the README).
  *
  * Failures: without `continueOnError` the first failure stops the copy, which rejects with that
  * error (as `copyFile` words them, naming the file). With `continueOnError` everything else is
