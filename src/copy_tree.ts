@@ -338,6 +338,12 @@ class TreeCopy {
       return false;
     }
     this.#outstanding++;
+    this.#copyInPlace(src, dst, st);
+    return true;
+  }
+
+  /** Copies a file started by {@link TreeCopy.startFileNow} (its slots held) and settles it. */
+  #copyInPlace(src: string, dst: string, st: EntryStat): void {
     let copying: Promise<number>;
     try {
       copying = copyRegular(this.ctx, src, dst, st, true);
@@ -345,7 +351,6 @@ class TreeCopy {
       copying = Promise.reject(e);
     }
     copying.then(this.#fileFinished, (e) => this.#fileFailed(e, src, dst, st));
-    return true;
   }
 
   /**
@@ -354,18 +359,9 @@ class TreeCopy {
    */
   #fileFailed(error: unknown, src: string, dst: string, st: EntryStat): void {
     void this.waitForDescriptors(error, 1).then((again) => {
-      if (!again) {
-        this.fail(error, src, dst);
-        this.#fileFinished();
-        return;
-      }
-      let copying: Promise<number>;
-      try {
-        copying = copyRegular(this.ctx, src, dst, st, true);
-      } catch (e) {
-        copying = Promise.reject(e);
-      }
-      copying.then(this.#fileFinished, (e) => this.#fileFailed(e, src, dst, st));
+      if (again) return this.#copyInPlace(src, dst, st);
+      this.fail(error, src, dst);
+      this.#fileFinished();
     });
   }
 

@@ -307,13 +307,8 @@ Deno.test({
       const out = `${dir.path}/out-${umask}`;
       Deno.mkdirSync(out);
       const names = modes.map((m) => `m${m.toString(8)}`);
-      const sh = `umask ${umask} && exec "$0" run ${CP_FLAGS.join(" ")} "$1" -r ${names.join(" ")} tree "$2"`;
-      const r = await new Deno.Command("sh", {
-        args: ["-c", sh, Deno.execPath(), CP, out],
-        cwd: dir.path,
-        env: { NO_COLOR: "1" },
-      }).output();
-      assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+      const r = await runCp(["-r", ...names, "tree", out], { cwd: dir.path, shell: `umask ${umask}` });
+      assert.equal(r.code, 0, r.stderr);
       for (const mode of modes) {
         assert.equal(permOf(`${out}/m${mode.toString(8)}`).toString(8), mode.toString(8), `umask ${umask}`);
       }
@@ -339,13 +334,8 @@ Deno.test({
     }
     for (const flags of [[], ["-p"]]) {
       const out = `${dir.path}/out${flags.join("")}`;
-      const sh = `ulimit -n 64 && exec "$0" run ${CP_FLAGS.join(" ")} "$1" -r ${flags.join(" ")} src "$2"`;
-      const r = await new Deno.Command("sh", {
-        args: ["-c", sh, Deno.execPath(), CP, out],
-        cwd: dir.path,
-        env: { NO_COLOR: "1" },
-      }).output();
-      assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+      const r = await runCp(["-r", ...flags, "src", out], { cwd: dir.path, shell: "ulimit -n 64" });
+      assert.equal(r.code, 0, r.stderr);
       await assertSameTree(src, out);
     }
   },

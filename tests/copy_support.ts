@@ -333,10 +333,15 @@ export interface CliRun {
 /** Runs `cp` with `args` in `cwd` (a child `deno run`); `env` adds environment variables. */
 export async function runCp(
   args: string[],
-  options: { cwd?: string; env?: Record<string, string> } = {},
+  options: { cwd?: string; env?: Record<string, string>; shell?: string } = {},
 ): Promise<CliRun> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...CP_FLAGS, CP, ...args],
+  const argv = ["run", ...CP_FLAGS, CP, ...args];
+  // `shell`: a shell command run first, in the same process (`umask 077`, `ulimit -n 64`).
+  const [command, commandArgs] = options.shell === undefined
+    ? [Deno.execPath(), argv]
+    : ["sh", ["-c", `${options.shell} && exec "$0" "$@"`, Deno.execPath(), ...argv]];
+  const out = await new Deno.Command(command, {
+    args: commandArgs,
     cwd: options.cwd,
     env: { NO_COLOR: "1", ...options.env },
     stdin: "null",
