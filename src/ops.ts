@@ -313,6 +313,17 @@ export function hasDetachedBuffer(slot: Slot): boolean {
 }
 
 /**
+ * The buffer of `slot`'s read or write as long as it was when the operation was called: a view
+ * that tracks the length of a resizable buffer grows with it, and an operation that waited in
+ * the backlog meanwhile must still move only the bytes it was given (a new view, made only
+ * then; a view that shrank never gets here: see {@link hasDetachedBuffer}).
+ */
+function calledBuffer(slot: Slot): ArrayBufferView {
+  const buf = slot.buf!;
+  return buf.byteLength === slot.bufLength ? buf : new Uint8Array(buf.buffer, buf.byteOffset, slot.bufLength);
+}
+
+/**
  * Fills `sqe` for the operation `slot` holds and tags it with the slot's `user_data`
  * (index, generation). Allocates nothing.
  */
@@ -321,14 +332,18 @@ export function prepSlot(slot: Slot, sqe: Sqe): void {
     case K_NOP:
       prepNop(sqe);
       break;
-    case K_READ:
-      if (slot.bufIndex < 0) prepRead(sqe, slot.fd, slot.buf!, slot.pos);
-      else prepReadFixed(sqe, slot.fd, slot.buf!, slot.pos, slot.bufIndex);
+    case K_READ: {
+      const buf = calledBuffer(slot);
+      if (slot.bufIndex < 0) prepRead(sqe, slot.fd, buf, slot.pos);
+      else prepReadFixed(sqe, slot.fd, buf, slot.pos, slot.bufIndex);
       break;
-    case K_WRITE:
-      if (slot.bufIndex < 0) prepWrite(sqe, slot.fd, slot.buf!, slot.pos);
-      else prepWriteFixed(sqe, slot.fd, slot.buf!, slot.pos, slot.bufIndex);
+    }
+    case K_WRITE: {
+      const buf = calledBuffer(slot);
+      if (slot.bufIndex < 0) prepWrite(sqe, slot.fd, buf, slot.pos);
+      else prepWriteFixed(sqe, slot.fd, buf, slot.pos, slot.bufIndex);
       break;
+    }
     case K_READV:
       prepReadv(sqe, slot.fd, slot.iovecs!, slot.pos);
       break;

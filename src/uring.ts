@@ -2058,7 +2058,8 @@ function succeedsAsAsked(kind: number): boolean {
 
 /** The result of a member that succeeded without posting a CQE (see {@link succeedsAsAsked}). */
 function askedResult(slot: Slot): ChainResult {
-  if (slot.kind === K_READ || slot.kind === K_WRITE) return { ok: true, value: slot.buf!.byteLength };
+  // The length when the chain was called (a length-tracking view may have grown since).
+  if (slot.kind === K_READ || slot.kind === K_WRITE) return { ok: true, value: slot.bufLength };
   return OK_ZERO;
 }
 

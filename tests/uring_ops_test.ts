@@ -424,6 +424,41 @@ ringTest(
   },
 );
 
+ringTest(
+  "Uring: a length-tracking view that grows before its operation starts moves the bytes it had at the call",
+  async (config) => {
+    using dir = tempDir();
+    const path = `${dir.path}/f`;
+    Deno.writeFileSync(path, new Uint8Array(100).fill(7));
+    {
+      // One SQ entry: the read and the write wait in the backlog behind a timeout while their
+      // buffers grow. (Grown past 4 GiB, a read's SQE could not say its length: that failed the
+      // whole Uring before.)
+      await using uring = new Uring({ ...uringOptions(config), entries: 1 });
+      await using file = await uring.open(path, { read: true, write: true });
+      const blocker = uring.timeout(30);
+      const readBuffer = new ArrayBuffer(8, { maxByteLength: 64 });
+      const read = file.readAt(new Uint8Array(readBuffer), 0);
+      const writeBuffer = new ArrayBuffer(4, { maxByteLength: 64 });
+      const write = file.writeAt(new Uint8Array(writeBuffer).fill(2), 200);
+      readBuffer.resize(64);
+      writeBuffer.resize(64);
+      assert.equal(await read, 8);
+      assert.deepEqual([...new Uint8Array(readBuffer, 0, 9)], [...Array(8).fill(7), 0]);
+      assert.equal(await write, 4);
+      assert.equal(Deno.statSync(path).size, 204, "4 bytes written, not 64");
+      await blocker;
+    }
+    // A chain's read reports its length at the call (its CQE is skipped on success).
+    await using uring = new Uring(uringOptions(config));
+    await using file = await uring.open(path);
+    const rab = new ArrayBuffer(8, { maxByteLength: 64 });
+    const chained = uring.chain((c) => c.read(file.fd, new Uint8Array(rab), 0).nop());
+    rab.resize(64);
+    assert.deepEqual(await chained, [{ ok: true, value: 8 }, { ok: true, value: 0 }]);
+  },
+);
+
 Deno.test({
   name: "null options mean the defaults, and `signal: null` no signal",
   ignore: skipKernel(),
