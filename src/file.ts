@@ -227,17 +227,19 @@ export class UringFile implements AsyncDisposable {
    * `AlignmentError` if a short write leaves a misaligned rest).
    */
   async writeAll(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<void> {
+    // At least one writeAt, as readFull makes one readAt: it checks the file, buffer and
+    // position (an empty buffer included) as a single write would.
     let done = 0;
-    while (done < buf.byteLength) {
+    do {
       const chunk = done === 0 ? buf : rest(buf, done);
       const n = await this.writeAt(chunk, advance(position, done), options);
-      if (n === 0) {
+      if (n === 0 && buf.byteLength > 0) {
         throw new Deno.errors.WriteZero(
           `write '${this.path}': wrote 0 bytes at ${advance(position, done)} (${buf.byteLength - done} left)`,
         );
       }
       done += n;
-    }
+    } while (done < buf.byteLength);
   }
 
   /** The file's metadata (`statx` on the fd). */

@@ -79,11 +79,22 @@ ringTest(
     assert.equal(fdCount(), before);
     await assert.rejects(file.readAt(back, 0), Deno.errors.BadResource);
     await assert.rejects(file.stat(), Deno.errors.BadResource);
+    // writeAll checks as writeAt does, also for an empty buffer (it used to resolve at once).
+    await assert.rejects(file.writeAll(new Uint8Array(0), 0), Deno.errors.BadResource);
 
     // Default open is read-only; append writes at the end.
     const ro = await uring.open(path);
     await assert.rejects(ro.writeAt(enc.encode("x"), 0), (e: OsError) => e.code === "EBADF");
+    await assert.rejects(ro.writeAll(new Uint8Array(0), 0), (e: OsError) => e.code === "EBADF");
     await ro.close();
+    await using rw = await uring.open(path, { read: true, write: true });
+    await assert.rejects(
+      rw.writeAll(new Uint8Array(0), -1),
+      /^RangeError: position must not be negative, got -1$/,
+    );
+    await assert.rejects(rw.writeAll({} as never, 0), /^TypeError: .*buffer must be/);
+    await assert.rejects(rw.writeAll(null as never, 0), /^TypeError: .*buffer must be/);
+    await rw.writeAll(new Uint8Array(0), 5); // an empty write at a valid position: nothing to do
     const ap = await uring.open(path, { append: true });
     await ap.writeAll(enc.encode("!!"), 0);
     await ap.close();
