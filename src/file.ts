@@ -261,7 +261,11 @@ export class UringFile implements AsyncDisposable {
     return this.#ops.ftruncate(this, length, options?.signal);
   }
 
-  /** Closes the fd. Idempotent: later calls return the first call's promise. */
+  /**
+   * Closes the fd, first cancelling the file's operations the kernel still holds (they reject
+   * with `ECANCELED`, "the file was closed", unless they complete first), as Deno's
+   * `FsFile.close()` does. Idempotent: later calls return the first call's promise.
+   */
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
     if (this.#closed) return this.#closing = Promise.resolve();

@@ -117,6 +117,8 @@ export class Slot {
   signal: AbortSignal | null = null;
   /** Whether the signal fired while the operation was in the ring. */
   aborted = false;
+  /** Whether the operation was cancelled because its file was closed (`UringFile.close`). */
+  fileClosed = false;
   /** Times the operation was issued again after the kernel dropped it (see `Uring`). */
   reissues = 0;
   /** The chain this slot is a member of, or null. */
@@ -187,7 +189,7 @@ export class Slot {
     this.statx = null;
     this.signal = null;
     this.chain = null;
-    this.aborted = false;
+    this.aborted = this.fileClosed = false;
     this.reissues = 0;
     this.sqeFlags = 0;
     this.bufIndex = -1;

@@ -875,6 +875,7 @@ export class Uring implements AsyncDisposable {
       this.#auxFiles.delete(file);
       closed = aux.close();
     } else {
+      this.#cancelOnFile(file);
       closed = this.#fdOp(undefined, file.path, (slot) => fillClose(slot, file.fd));
     }
     const index = file.fixedIndex;
@@ -1722,7 +1723,10 @@ export class Uring implements AsyncDisposable {
       this.#completeMember(chain, slot);
       return;
     }
-    if (slot.res === -ECANCELED && !slot.aborted && !this.#closing && slot.reissues < MAX_REISSUES) {
+    if (
+      slot.res === -ECANCELED && !slot.aborted && !slot.fileClosed && !this.#closing &&
+      slot.reissues < MAX_REISSUES
+    ) {
       // Cancelled, but not by us (no abort, no close): the kernel dropped it before it ran. io-wq
       // cancels the work queued for it when it cannot start its first worker thread, which
       // happens when a signal is pending at each attempt (a sampling profiler's SIGPROF every
@@ -1776,7 +1780,13 @@ export class Uring implements AsyncDisposable {
 
   #error(slot: Slot, errnum: number): Error {
     if (errnum === EOPNOTSUPP && this.#ring.iopoll) return this.#iopollError(slot);
-    let detail = this.#closing && errnum === ECANCELED ? "the Uring was closed" : undefined;
+    let detail = errnum !== ECANCELED
+      ? undefined
+      : this.#closing
+      ? "the Uring was closed"
+      : slot.fileClosed
+      ? "the file was closed"
+      : undefined;
     let fd: number | undefined = slot.fd;
     // A chain's direct-descriptor member: name the table index, not an fd.
     const index = slot.kind === K_CLOSE_DIRECT
@@ -1892,6 +1902,24 @@ export class Uring implements AsyncDisposable {
     for (const slot of chain.slots) {
       if (slot.state === IN_RING && slot.chain === chain) this.#queueInternal(I_CANCEL, slot.index, slot.gen);
     }
+  }
+
+  /**
+   * Cancels the operations on `file` that the kernel holds, as Deno's `FsFile.close()` cancels
+   * its own: a read of an empty pipe would otherwise outlive the file, and read into its buffer
+   * whenever data came. They reject with `ECANCELED` ("the file was closed") unless they
+   * completed first. Chains are left alone (their other members may be on other files).
+   */
+  #cancelOnFile(file: UringFile): void {
+    if (this.#ring.iopoll) return; // polled I/O completes by itself (and cannot be cancelled)
+    const fixed = file.fixedIndex >= 0;
+    const fd = fixed ? file.fixedIndex : file.fd;
+    this.#slots.forEachUsed((slot) => {
+      if (slot.state !== IN_RING || slot.chain !== null || slot.fileClosed || slot.fd !== fd) return;
+      if (((slot.sqeFlags & IOSQE_FIXED_FILE) !== 0) !== fixed) return;
+      slot.fileClosed = true;
+      this.#queueInternal(I_CANCEL, slot.index, slot.gen);
+    });
   }
 
   /** Per-operation cancels, for kernels without `IORING_ASYNC_CANCEL_ANY` (before 5.19). */

@@ -102,6 +102,35 @@ ringTest(
   },
 );
 
+ringTest("Uring: UringFile.close() cancels the file's operations still in the kernel", async (config) => {
+  using dir = tempDir();
+  const fifo = `${dir.path}/fifo`;
+  mkfifo(fifo);
+  await using uring = new Uring(uringOptions(config));
+  // Read and write ends: a read of the empty FIFO waits in the kernel for ever.
+  const file = await uring.open(fifo, { read: true, write: true });
+  const other = await uring.open(fifo, { read: true, write: true });
+  const read = file.readAt(new Uint8Array(16), 0);
+  const bare = uring.read(file.fd, new Uint8Array(16), 0); // the same fd, not through the file
+  const untouched = other.readAt(new Uint8Array(16), 0);
+  await sleep(20);
+  await file.close();
+  const notCancelled = (op: Promise<unknown>) =>
+    Promise.race([op, sleep(5000).then(() => assert.fail("still pending 5 s after the close"))]);
+  for (const op of [read, bare]) {
+    await assert.rejects(notCancelled(op), (e: OsError) => {
+      assert.equal(e.code, "ECANCELED", String(e));
+      assert.match(e.message, /^read .*\(ECANCELED\): the file was closed$/);
+      return true;
+    });
+  }
+  // Another file's operation goes on.
+  assert.equal(uring.pending, 1);
+  assert.equal(await uring.write(other.fd, enc.encode("data"), 0), 4);
+  assert.equal(await untouched, 4);
+  await other.close();
+});
+
 ringTest("Uring: readFull loops over short reads (FIFO)", async (config) => {
   using dir = tempDir();
   await using uring = new Uring(uringOptions(config));
