@@ -282,7 +282,14 @@ export class IoUring implements Disposable {
       let fd = setupOnce(sqpoll, dropSqArray ? baseFlags | abi.IORING_SETUP_NO_SQARRAY : baseFlags);
       if (fd === -EINVAL && dropSqArray) fd = setupOnce(sqpoll, baseFlags);
       if (fd < 0) {
-        throw new IoUringError("io_uring_setup", -fd, sqpoll ? "with IORING_SETUP_SQPOLL" : undefined);
+        const cpu = sqpollSettings.cpu;
+        const detail = !sqpoll
+          ? undefined
+          : cpu !== undefined && fd === -EINVAL
+          ? `with IORING_SETUP_SQPOLL pinned to CPU ${cpu} (sqpoll.cpu): the kernel refuses a CPU that is not ` +
+            `online (this machine shows ${navigator.hardwareConcurrency})`
+          : "with IORING_SETUP_SQPOLL";
+        throw new IoUringError("io_uring_setup", -fd, detail);
       }
       return fd;
     };

@@ -149,6 +149,15 @@ Deno.test({
     using plain = new IoUring(4, { sqpoll: false });
     assert.equal(plain.sqpoll, false);
     assert.equal(plain.params.flags & IORING_SETUP_SQPOLL, 0);
+    // A CPU that is not online: the kernel's EINVAL, and the error says which setting it was.
+    assert.throws(() => new IoUring(4, { sqpoll: { cpu: 4095 } }), (e: IoUringError) => {
+      assert.equal(e.code, "EINVAL");
+      assert.match(
+        e.message,
+        /pinned to CPU 4095 \(sqpoll.cpu\): the kernel refuses a CPU that is not online/,
+      );
+      return true;
+    });
   },
 });
 
