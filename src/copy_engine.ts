@@ -56,7 +56,8 @@ export interface EngineContext {
   readonly signal: AbortSignal;
   /**
    * File descriptors the copy may hold at once: `ulimit -n` less {@link RESERVED_DESCRIPTORS}
-   * for the rest of the process (Infinity when unknown). A quarter of them may go to pipes.
+   * for the rest of the process (Infinity when unknown). Files in progress take up to half of them
+   * (two each), pipes up to three eighths (a quarter for one-block chains, an eighth for splice lanes).
    */
   readonly descriptors: number;
   /** Called with the bytes of each completed write. */

@@ -63,8 +63,8 @@ class TreeCopy {
     this.source = source;
     this.dest = dest;
     // One file in progress per slot of the budget: enough to keep it full with small files. A
-    // file copied by blocks holds two descriptors: a quarter of them for files, so that with a
-    // low `ulimit -n` the files fit beside the pipes and the rest of the process.
+    // file copied by blocks holds two descriptors: at most half of the copy's descriptors go to
+    // files, so that with a low `ulimit -n` they fit beside the pipes and the rest of the process.
     this.files = new Semaphore(
       Math.min(ctx.options.queueDepth, Math.max(2, Math.floor(ctx.descriptors / 4))),
     );
