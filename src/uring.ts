@@ -1911,14 +1911,27 @@ export class Uring implements AsyncDisposable {
    * completed first. Chains are left alone (their other members may be on other files).
    */
   #cancelOnFile(file: UringFile): void {
-    if (this.#ring.iopoll) return; // polled I/O completes by itself (and cannot be cancelled)
-    const fixed = file.fixedIndex >= 0;
-    const fd = fixed ? file.fixedIndex : file.fd;
+    const index = file.fixedIndex;
     this.#slots.forEachUsed((slot) => {
-      if (slot.state !== IN_RING || slot.chain !== null || slot.fileClosed || slot.fd !== fd) return;
-      if (((slot.sqeFlags & IOSQE_FIXED_FILE) !== 0) !== fixed) return;
-      slot.fileClosed = true;
-      this.#queueInternal(I_CANCEL, slot.index, slot.gen);
+      if (slot.chain !== null || slot.fileClosed) return;
+      // On the file: by its registered index, or by its fd (an operation given `file.fd`).
+      const viaIndex = (slot.sqeFlags & IOSQE_FIXED_FILE) !== 0;
+      if (viaIndex ? index < 0 || slot.fd !== index : slot.fd !== file.fd) return;
+      if (slot.state === QUEUED) {
+        // Still in the backlog: it would reach the kernel after the close. Rejected now (its
+        // backlog entry goes stale, as for an abort).
+        slot.fileClosed = true;
+        const { reject, signal } = slot;
+        signal?.removeEventListener("abort", slot.onAbort);
+        const error = this.#error(slot, ECANCELED);
+        if (slot.statx !== null) this.#statxPool.push(slot.statx);
+        this.#slots.release(slot);
+        this.stats.settled++;
+        reject!(error);
+      } else if (slot.state === IN_RING && !this.#ring.iopoll) { // polled I/O completes by itself
+        slot.fileClosed = true;
+        this.#queueInternal(I_CANCEL, slot.index, slot.gen);
+      }
     });
   }
 

@@ -129,6 +129,36 @@ ringTest("Uring: UringFile.close() cancels the file's operations still in the ke
   assert.equal(await uring.write(other.fd, enc.encode("data"), 0), 4);
   assert.equal(await untouched, 4);
   await other.close();
+
+  // A file with a registered index: its operations by index and by fd. And an operation still
+  // in the backlog (the in-flight limit is full of reads of another FIFO) is rejected too,
+  // instead of reaching the kernel after the close.
+  const fifo2 = `${dir.path}/fifo2`;
+  mkfifo(fifo2);
+  await using small = new Uring({ ...uringOptions(config), entries: 2 });
+  const filler = await small.open(fifo2, { read: true, write: true });
+  const queuedFile = await small.open(fifo, { read: true, write: true });
+  const fillers = Array.from({ length: small.ring.cqEntries }, () => filler.readAt(new Uint8Array(4), 0));
+  const fixed = await uring.open(fifo, { read: true, write: true, fixed: true });
+  assert.ok(fixed.fixedIndex >= 0);
+  // Their outcomes, caught at once: the queued one rejects inside close().
+  const outcomes = [
+    fixed.readAt(new Uint8Array(4), 0),
+    uring.read(fixed.fd, new Uint8Array(4), 0),
+    queuedFile.readAt(new Uint8Array(4), 0), // behind the fillers
+  ].map((op) => notCancelled(op).then(() => null, (e: OsError) => e));
+  await sleep(20);
+  // (queuedFile's close waits in the backlog too, behind the fillers: awaited after them.)
+  const closingQueued = queuedFile.close();
+  await fixed.close();
+  for (const e of await Promise.all(outcomes)) {
+    assert.ok(e !== null && e.code === "ECANCELED" && /file was closed/.test(e.message), String(e));
+  }
+  // (Written through the other Uring: this one's in-flight limit is full of the fillers.)
+  assert.equal(await uring.write(filler.fd, new Uint8Array(4 * fillers.length), 0), 4 * fillers.length);
+  await Promise.all(fillers);
+  await closingQueued;
+  await filler.close();
 });
 
 ringTest("Uring: readFull loops over short reads (FIFO)", async (config) => {
