@@ -476,8 +476,10 @@ class TreeCopy {
       if (ctx.stopping) return;
       const { dst, st, created } = this.dirs[i];
       try {
-        // mkdir applies the permission and sticky bits less the umask, never setuid/setgid.
-        const madeWith = (st.perm | 0o700) & 0o1777 & ~(ctx.umask ?? 0o777);
+        // mkdirat applies the permission and sticky bits less the umask, never setuid/setgid;
+        // Deno.mkdir (the fallback engine) the permission bits only.
+        const kept = ctx.engine.name === "io_uring" ? 0o1777 : 0o777;
+        const madeWith = (st.perm | 0o700) & kept & ~(ctx.umask ?? 0o777);
         if ((created && (ctx.umask === undefined || madeWith !== st.perm)) || preserve) {
           await staged("chmod", ctx.inflight.run(() => Deno.chmod(dst, st.perm)));
         }
@@ -489,13 +491,16 @@ class TreeCopy {
   }
 }
 
-/** Whether an entry named exactly `path` exists (`lstat`; any failure but `ENOENT` says yes). */
+/**
+ * Whether an entry named exactly `path` exists (`lstat`; a failure other than `ENOENT` or
+ * `ENAMETOOLONG` says yes: each U+FFFD is three bytes, so a lossy name can outgrow the limit).
+ */
 function existsAsNamed(path: string): boolean {
   try {
     Deno.lstatSync(path);
     return true;
   } catch (e) {
-    return !(e instanceof Deno.errors.NotFound);
+    return !(e instanceof Deno.errors.NotFound) && codeOf(e) !== "ENAMETOOLONG";
   }
 }
 

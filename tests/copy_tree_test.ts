@@ -235,18 +235,25 @@ Deno.test({
   fn: async () => {
     using dir = tempDir();
     const src = `${dir.path}/src`;
-    const modes: Record<string, number> = { g: 0o2755, u: 0o4750, s: 0o1777, plain: 0o750 };
+    // t: sticky with modes the umask (022) leaves alone, so no chmod is needed to get them.
+    const modes: Record<string, number> = { g: 0o2755, u: 0o4750, s: 0o1777, t: 0o1755, plain: 0o750 };
     for (const [name, mode] of Object.entries(modes)) {
       Deno.mkdirSync(`${src}/${name}`, { recursive: true });
       Deno.chmodSync(`${src}/${name}`, mode);
     }
-    await copyTree(src, `${dir.path}/dst`);
-    for (const [name, mode] of Object.entries(modes)) {
-      assert.equal(
-        (Deno.statSync(`${dir.path}/dst/${name}`).mode! & 0o7777).toString(8),
-        mode.toString(8),
-        name,
-      );
+    // Both engines: io_uring's mkdirat keeps the sticky bit, the fallback's Deno.mkdir does not.
+    for (const engine of ["io_uring", "deno"]) {
+      if (engine === "deno") Deno.env.set("URING_FORCE_UNAVAILABLE", "1");
+      try {
+        const result = await copyTree(src, `${dir.path}/dst-${engine}`);
+        assert.equal(result.engine, engine);
+      } finally {
+        Deno.env.delete("URING_FORCE_UNAVAILABLE");
+      }
+      for (const [name, mode] of Object.entries(modes)) {
+        const got = Deno.statSync(`${dir.path}/dst-${engine}/${name}`).mode! & 0o7777;
+        assert.equal(got.toString(8), mode.toString(8), `${engine}: ${name}`);
+      }
     }
   },
 });
@@ -263,6 +270,8 @@ Deno.test({
     createRawName(new Uint8Array([...enc.encode(`${src}/bad`), 0xff]));
     createRawName(new Uint8Array([...enc.encode(`${src}/x`), 0xff]));
     Deno.writeTextFileSync(`${src}/x\uFFFD`, "valid");
+    // 100 bytes that are not UTF-8: 300 bytes as U+FFFD, past the limit of a name (ENAMETOOLONG).
+    createRawName(new Uint8Array([...enc.encode(`${src}/`), ...Array(100).fill(0xff)]));
     Deno.writeTextFileSync(`${src}/plain`, "plain");
     for (const preserve of [false, true]) {
       const dst = `${dir.path}/dst-${preserve}`;
@@ -270,7 +279,7 @@ Deno.test({
         copyTree(src, dst, { overwrite: true, continueOnError: true, preserve }),
         (e: Error) => {
           assert.ok(e instanceof CopyTreeError, String(e));
-          assert.equal(e.errors.length, 2, e.errors.map(String).join("\n"));
+          assert.equal(e.errors.length, 3, e.errors.map(String).join("\n"));
           for (const one of e.errors) {
             assert.equal((one as Error & { code?: string }).code, "EILSEQ");
             assert.match(one.message, /is not valid UTF-8 .* cannot name it/);
