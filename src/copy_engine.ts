@@ -73,6 +73,8 @@ export interface EngineContext {
 export interface Engine {
   /** Which engine this is. */
   readonly name: "io_uring" | "deno";
+  /** Closes idle pipes the engine keeps, after `EMFILE`; returns how many (none: `undefined`). */
+  shedPipes?(): number;
   /** Why io_uring was not used, for the Deno engine after a fallback. */
   readonly fallbackReason?: string;
   /** `statx`/`stat` (`follow`) or `lstat` of `path`. */

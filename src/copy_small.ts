@@ -383,6 +383,23 @@ export class SmallFileChains implements RawClient {
   }
 
   /**
+   * Gives back descriptors (the process ran out): closes the pipes of the lanes that are not in
+   * flight and the spare, and makes no new ones from now on (the lanes read and write). Returns
+   * how many pipes it closed.
+   */
+  shedPipes(): number {
+    const before = this.#openPipes;
+    this.#pipes = false;
+    for (const number of this.#free) this.#closePipe(this.#lanes[number]);
+    if (this.#spare !== null) {
+      closePipe(this.#sys, this.#spare);
+      this.#openPipes--;
+      this.#spare = null;
+    }
+    return before - this.#openPipes;
+  }
+
+  /**
    * Gives the lanes' file-table indexes back once no chain is in flight (each chain closed what
    * it opened, or its failure was cleaned up) and detaches from the Uring.
    */

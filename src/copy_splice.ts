@@ -39,7 +39,7 @@ export const MAX_PIPE_SIZE = 1024 * 1024;
 export class SplicePipes {
   readonly #sys: Sys;
   readonly #size: number;
-  readonly #max: number;
+  #max: number;
   readonly #free: Pipe[] = [];
   #open = 0;
   #closed = false;
@@ -89,6 +89,17 @@ export class SplicePipes {
   retire(pipe: Pipe): void {
     closePipe(this.#sys, pipe);
     this.#open--;
+  }
+
+  /**
+   * Gives back descriptors (the process ran out): closes the free pipes and makes no new ones
+   * from now on. Returns how many pipes it closed.
+   */
+  shed(): number {
+    const closed = this.#free.length;
+    for (let pipe = this.#free.pop(); pipe !== undefined; pipe = this.#free.pop()) this.retire(pipe);
+    this.#max = this.#open;
+    return closed;
   }
 
   /** Closes the free pipes; pipes in use are closed when they come back. */

@@ -377,9 +377,12 @@ class TreeCopy {
   async waitForDescriptors(error: unknown, self: 0 | 1): Promise<boolean> {
     const code = codeOf(error);
     if ((code !== "EMFILE" && code !== "ENFILE") || this.ctx.stopping) return false;
+    // The pipes the engine keeps between files go first (it makes no new ones): try again at once
+    // when that freed some and no file in progress will give any back.
+    const shed = this.ctx.engine.shedPipes?.() ?? 0;
     const files = this.files;
     const others = files.limit - files.free - this.#withheld - self; // slots held by running files
-    if (others <= 0) return false; // nobody will give any descriptor back
+    if (others <= 0) return shed > 0; // else nobody will give any descriptor back
     if (self === 1) {
       if (files.limit - this.#withheld > 1) this.#withheld++; // this slot is not given back
       else files.release();

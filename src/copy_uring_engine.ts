@@ -426,6 +426,14 @@ export class UringEngine implements Engine {
     return this.#runSmall(src, size, tmp, perm, ctx, buf);
   }
 
+  /**
+   * Gives back descriptors after `EMFILE`: closes the idle pipes of the one-block chains and of
+   * the splice lanes, and makes no new ones for this copy. Returns how many pipes it closed.
+   */
+  shedPipes(): number {
+    return (this.#small?.shedPipes() ?? 0) + (this.#pipes?.shed() ?? 0);
+  }
+
   /** The one-block chains written straight into the ring, when the kernel allows (5.17). */
   #smallChains(ctx: EngineContext): SmallFileChains | null {
     if (this.#small === undefined) {

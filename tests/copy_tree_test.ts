@@ -391,24 +391,40 @@ Deno.test({
   ignore: skipKernel(),
   fn: async () => {
     using dir = tempDir();
-    const src = `${dir.path}/src`;
-    Deno.mkdirSync(src);
-    for (let i = 0; i < 150; i++) await randomFile(`${src}/f${i}`, [100, 70_000, 1_500_000][i % 3]);
-    // The child lowers its own limit to 256, then holds 160 descriptors: the copy, sized for
-    // 256 - 64, finds fewer than it expects.
-    const results = await childResults(
-      `
+    const source = `${dir.path}/src`;
+    Deno.mkdirSync(source);
+    for (let i = 0; i < 150; i++) await randomFile(`${source}/f${i}`, [100, 70_000, 1_500_000][i % 3]);
+    // The child lowers its own limit, then holds descriptors: the copy, sized for the limit less
+    // 64, finds fewer than it expects. 256 holding 160: files in progress wait for each other.
+    // 1024 holding all but 40: the pipes it keeps between files must go too.
+    // The second tree: many small files (a lane's pipe each) and a few of several blocks.
+    const many = `${dir.path}/many`;
+    for (let d = 0; d < 4; d++) {
+      Deno.mkdirSync(`${many}/d${d}`, { recursive: true });
+      for (let i = 0; i < 50; i++) await randomFile(`${many}/d${d}/f${i}`, 5000 + i * 3000);
+      await randomFile(`${many}/d${d}/big`, 2 << 20);
+    }
+    for (const [limit, free, src] of [[256, 96, source], [1024, 40, many]] as const) {
+      const dst = `${dir.path}/dst-${limit}`;
+      const results = await childResults(
+        `
 import { copyTree } from ${JSON.stringify(MOD_URL)};
 const libc = Deno.dlopen("libc.so.6", { setrlimit: { parameters: ["i32", "buffer"], result: "i32" } });
-if (libc.symbols.setrlimit(7, new Uint8Array(new BigUint64Array([256n, 256n]).buffer)) !== 0) throw new Error("setrlimit");
-const held = Array.from({ length: 160 }, () => Deno.openSync(${JSON.stringify(`${src}/f0`)}));
-const r = await copyTree(${JSON.stringify(src)}, ${JSON.stringify(`${dir.path}/dst`)});
+const limit = ${limit}n;
+if (libc.symbols.setrlimit(7, new Uint8Array(new BigUint64Array([limit, limit]).buffer)) !== 0) throw new Error("setrlimit");
+const held = [];
+try {
+  for (;;) held.push(Deno.openSync(${JSON.stringify(`${source}/f0`)}));
+} catch { /* EMFILE: every descriptor taken */ }
+for (let i = 0; i < ${free}; i++) held.pop().close();
+const r = await copyTree(${JSON.stringify(src)}, ${JSON.stringify(dst)});
 for (const f of held) f.close();
 console.log(JSON.stringify({ files: String(r.files) }));
 `,
-      ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env"],
-    );
-    assert.equal(results.files, "150");
-    await assertSameTree(src, `${dir.path}/dst`);
+        ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env"],
+      );
+      assert.equal(results.files, src === source ? "150" : "204", `limit ${limit}, ${free} free`);
+      await assertSameTree(src, dst);
+    }
   },
 });
