@@ -1871,12 +1871,7 @@ export class Uring implements AsyncDisposable {
     if (slot.reject === null) return; // settled already (the Uring failed: see #fail)
     if (slot.state === QUEUED) {
       // It never reached the kernel: take it out of the FIFO (the entry goes stale) and reject.
-      const { reject, signal } = slot;
-      signal!.removeEventListener("abort", slot.onAbort);
-      if (slot.statx !== null) this.#statxPool.push(slot.statx);
-      this.#slots.release(slot);
-      this.stats.settled++;
-      reject!(signal!.reason);
+      this.#rejectQueued(slot, slot.signal!.reason);
     } else if (slot.state === IN_RING && !slot.aborted) {
       slot.aborted = true;
       // A polled ring cannot cancel (the kernel refuses ASYNC_CANCEL there), but polled I/O
@@ -1919,15 +1914,9 @@ export class Uring implements AsyncDisposable {
       if (viaIndex ? index < 0 || slot.fd !== index : slot.fd !== file.fd) return;
       if (slot.state === QUEUED) {
         // Still in the backlog: it would reach the kernel after the close. Rejected now (its
-        // backlog entry goes stale, as for an abort).
+        // backlog entry goes stale, as for an abort) with ECANCELED, "the file was closed".
         slot.fileClosed = true;
-        const { reject, signal } = slot;
-        signal?.removeEventListener("abort", slot.onAbort);
-        const error = this.#error(slot, ECANCELED);
-        if (slot.statx !== null) this.#statxPool.push(slot.statx);
-        this.#slots.release(slot);
-        this.stats.settled++;
-        reject!(error);
+        this.#rejectQueued(slot);
       } else if (slot.state === IN_RING && !this.#ring.iopoll) { // polled I/O completes by itself
         slot.fileClosed = true;
         this.#queueInternal(I_CANCEL, slot.index, slot.gen);
@@ -1988,7 +1977,11 @@ export class Uring implements AsyncDisposable {
     else reject!(error);
   }
 
-  #rejectQueued(head: Slot, error: Error = this.#error(head, ECANCELED)): void {
+  /**
+   * Settles an operation (or chain) that never reached the kernel with `error` (default:
+   * `ECANCELED`) and frees its slots; a backlog entry left for it goes stale.
+   */
+  #rejectQueued(head: Slot, error: unknown = this.#error(head, ECANCELED)): void {
     const chain = head.chain;
     if (chain !== null) {
       if (chain.signal !== null) chain.signal.removeEventListener("abort", chain.onAbort);
