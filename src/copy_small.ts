@@ -308,6 +308,14 @@ export class SmallFileChains implements RawClient {
     this.#capacity = lane.pipe.capacity;
   }
 
+  /** Closes the pipe made to learn the capacity, if no lane has taken it. */
+  #closeSpare(): void {
+    if (this.#spare === null) return;
+    closePipe(this.#sys, this.#spare);
+    this.#openPipes--;
+    this.#spare = null;
+  }
+
   /** Closes `lane`'s pipe (a failed splice may have left bytes in it); the next chain makes a new one. */
   #closePipe(lane: Lane): void {
     if (lane.pipe === null) return;
@@ -391,11 +399,7 @@ export class SmallFileChains implements RawClient {
     const before = this.#openPipes;
     this.#pipes = false;
     for (const number of this.#free) this.#closePipe(this.#lanes[number]);
-    if (this.#spare !== null) {
-      closePipe(this.#sys, this.#spare);
-      this.#openPipes--;
-      this.#spare = null;
-    }
+    this.#closeSpare();
     return before - this.#openPipes;
   }
 
@@ -406,11 +410,7 @@ export class SmallFileChains implements RawClient {
   close(): void {
     this.#raw.detach(this.#id);
     for (const lane of this.#lanes) this.#closePipe(lane);
-    if (this.#spare !== null) {
-      closePipe(this.#sys, this.#spare);
-      this.#openPipes--;
-    }
-    this.#spare = null;
+    this.#closeSpare();
     if (this.#failed !== undefined || this.#uring.closed) return;
     for (const lane of this.#lanes) {
       this.#uring.releaseFileIndex(lane.input);

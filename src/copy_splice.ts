@@ -96,8 +96,7 @@ export class SplicePipes {
    * from now on. Returns how many pipes it closed.
    */
   shed(): number {
-    const closed = this.#free.length;
-    for (let pipe = this.#free.pop(); pipe !== undefined; pipe = this.#free.pop()) this.retire(pipe);
+    const closed = this.#retireFree();
     this.#max = this.#open;
     return closed;
   }
@@ -105,7 +104,14 @@ export class SplicePipes {
   /** Closes the free pipes; pipes in use are closed when they come back. */
   close(): void {
     this.#closed = true;
+    this.#retireFree();
+  }
+
+  /** Closes the free pipes; returns how many. */
+  #retireFree(): number {
+    const count = this.#free.length;
     for (let pipe = this.#free.pop(); pipe !== undefined; pipe = this.#free.pop()) this.retire(pipe);
+    return count;
   }
 }
 
