@@ -141,8 +141,14 @@ export const IORING_SETUP_ATTACH_WQ = 1 << 5;
 export const IORING_SETUP_R_DISABLED = 1 << 6;
 /** Keep submitting a batch when one SQE fails (5.18). */
 export const IORING_SETUP_SUBMIT_ALL = 1 << 7;
-/** Run task work cooperatively (5.19). */
+/**
+ * Run task work cooperatively (5.19): a completion finished by another thread (an io-wq worker,
+ * a poll wake-up) does not interrupt the submitting thread; it is posted when that thread next
+ * enters the kernel. Refused together with `IORING_SETUP_SQPOLL`.
+ */
 export const IORING_SETUP_COOP_TASKRUN = 1 << 8;
+/** Set `IORING_SQ_TASKRUN` in the SQ flags while such task work waits (5.19; needs COOP or DEFER). */
+export const IORING_SETUP_TASKRUN_FLAG = 1 << 9;
 /** Only one task submits (6.0). */
 export const IORING_SETUP_SINGLE_ISSUER = 1 << 12;
 /** No SQ index array: the kernel takes SQEs straight from the SQ ring positions (6.6). */

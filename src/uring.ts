@@ -551,6 +551,8 @@ export class Uring implements AsyncDisposable {
       backend: options.backend,
       iopoll: options.iopoll,
       cqEntries: options.cqEntries,
+      // Without SQPOLL, io-wq completions (copies, opens) would interrupt the main thread.
+      coopTaskrun: true,
     });
     this.#cqeSkip = this.#ring.hasFeature(IORING_FEAT_CQE_SKIP);
     this.#sqpollRing = this.#ring.sqpoll;

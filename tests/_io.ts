@@ -99,6 +99,8 @@ const libc = Deno.dlopen("libc.so.6", {
   mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  sched_getaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
+  sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   creat: { parameters: ["buffer", "u32"], result: "i32" },
 }).symbols;
@@ -133,6 +135,91 @@ export function sysRead(fd: number, buf: Uint8Array<ArrayBuffer>): number {
 /** Plain `write(2)` through libc; returns the count or -1. */
 export function sysWrite(fd: number, buf: Uint8Array<ArrayBuffer>): number {
   return Number(libc.write(fd, buf, BigInt(buf.byteLength)));
+}
+
+/** A CPU mask for `sched_setaffinity` (1024 CPUs). */
+function cpuMask(cpu: number): BigUint64Array<ArrayBuffer> {
+  const mask = new BigUint64Array(16);
+  mask[cpu >> 6] = 1n << BigInt(cpu & 63);
+  return mask;
+}
+
+/** The body of {@link OtherCpuWriter}'s Worker: pins itself, then writes one byte per request. */
+const WRITER_SOURCE = `
+const libc = Deno.dlopen("libc.so.6", {
+  sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+}).symbols;
+self.onmessage = (e) => {
+  const { control, fd, cpu } = e.data;
+  const ctl = new Int32Array(control);
+  const mask = new BigUint64Array(16);
+  mask[cpu >> 6] = 1n << BigInt(cpu & 63);
+  libc.sched_setaffinity(0, 128n, mask);
+  const byte = new Uint8Array([0x5a]);
+  self.postMessage("ready");
+  for (;;) {
+    Atomics.wait(ctl, 0, 0);
+    if (Atomics.exchange(ctl, 0, 0) < 0) break;
+    Atomics.store(ctl, 1, Number(libc.write(fd, byte, 1n)));
+    Atomics.add(ctl, 2, 1);
+  }
+};
+`;
+
+/**
+ * Writes one byte at a time into `fd` from another thread on another CPU: the calling thread is
+ * pinned to CPU 0 and a Worker to CPU 1 until `close()`, so the write wakes whatever waits on
+ * `fd` from a CPU where this thread is not running (where the pinning fails, on a single CPU or
+ * in a cpuset, the writes still come from the Worker).
+ */
+export class OtherCpuWriter {
+  readonly #worker: Worker;
+  readonly #ctl = new Int32Array(new SharedArrayBuffer(12));
+  readonly #saved = new BigUint64Array(16);
+  #restore = false;
+
+  private constructor(worker: Worker) {
+    this.#worker = worker;
+  }
+
+  /** Starts the Worker and pins both threads. */
+  static async start(fd: number): Promise<OtherCpuWriter> {
+    const url = URL.createObjectURL(new Blob([WRITER_SOURCE], { type: "text/javascript" }));
+    const writer = new OtherCpuWriter(new Worker(url, { type: "module" }));
+    URL.revokeObjectURL(url);
+    const ready = new Promise<void>((resolve) => {
+      writer.#worker.onmessage = () => resolve();
+    });
+    writer.#worker.postMessage({ control: writer.#ctl.buffer, fd, cpu: 1 });
+    await ready;
+    writer.#restore = libc.sched_getaffinity(0, 128n, writer.#saved) === 0;
+    if (writer.#restore) libc.sched_setaffinity(0, 128n, cpuMask(0));
+    return writer;
+  }
+
+  /** Asks the Worker for one write; returns at once. */
+  write(): void {
+    Atomics.store(this.#ctl, 0, 1);
+    Atomics.notify(this.#ctl, 0);
+  }
+
+  /** Writes done so far; `lastResult` is the last one's `write(2)` result. */
+  get writes(): number {
+    return Atomics.load(this.#ctl, 2);
+  }
+
+  get lastResult(): number {
+    return Atomics.load(this.#ctl, 1);
+  }
+
+  /** Stops the Worker and gives this thread its CPUs back. */
+  close(): void {
+    Atomics.store(this.#ctl, 0, -1);
+    Atomics.notify(this.#ctl, 0);
+    this.#worker.terminate();
+    if (this.#restore) libc.sched_setaffinity(0, 128n, this.#saved);
+  }
 }
 
 /**

@@ -119,6 +119,9 @@ Deno.test("syscall numbers, mmap offsets, ring flags", () => {
   assert.equal(abi.IORING_SETUP_SQ_AFF, 4);
   assert.equal(abi.IORING_SETUP_CQSIZE, 8);
   assert.equal(abi.IORING_SETUP_NO_SQARRAY, 0x10000); // (1U << 16), include/uapi/linux/io_uring.h
+  assert.equal(abi.IORING_SETUP_COOP_TASKRUN, 0x100); // (1U << 8)
+  assert.equal(abi.IORING_SETUP_TASKRUN_FLAG, 0x200); // (1U << 9)
+  assert.equal(abi.IORING_SQ_TASKRUN, 4); // (1U << 2)
   assert.equal(abi.IORING_FEAT_SINGLE_MMAP, 1);
   assert.equal(abi.IORING_FEAT_NODROP, 2);
   assert.equal(abi.IORING_FEAT_SQPOLL_NONFIXED, 1 << 7);

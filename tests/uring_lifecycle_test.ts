@@ -4,9 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { ClosedError, OsError, Uring } from "../mod.ts";
+import { ClosedError, IORING_SETUP_COOP_TASKRUN, IORING_SETUP_TASKRUN_FLAG, OsError, Uring } from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
-import { mkfifo, pipe, sysRead } from "./_io.ts";
+import { mkfifo, OtherCpuWriter, pipe, sysClose, sysRead } from "./_io.ts";
 import { cpuTimeUs, fdCount, MOD_URL, runDeno, sleep, Tracker, uringOptions } from "./uring_support.ts";
 
 const enc = new TextEncoder();
@@ -94,6 +94,30 @@ ringTest("Uring: a write on another path completes a read waiting in the kernel"
   assert.equal(await read, 5);
   assert.equal(new TextDecoder().decode(buf), "later");
 });
+
+ringTest(
+  "Uring: without SQPOLL, task work is cooperative and reads woken from another CPU settle",
+  async (config) => {
+    await using uring = new Uring(uringOptions(config));
+    const coop = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    assert.equal(uring.ring.params.flags & coop, config.sqpoll ? 0 : coop);
+    const [readFd, writeFd] = pipe();
+    const writer = await OtherCpuWriter.start(writeFd);
+    try {
+      const buf = new Uint8Array(1);
+      for (let i = 0; i < 20; i++) {
+        const read = uring.read(readFd, buf, 0);
+        if (i % 2 === 1) await sleep(2); // the Uring waits on the thread pool
+        writer.write(); // else it is still busy in JavaScript, so the write's wake-up is held
+        assert.equal(await read, 1);
+      }
+    } finally {
+      writer.close();
+      sysClose(readFd);
+      sysClose(writeFd);
+    }
+  },
+);
 
 ringTest("Uring: idle after work: no measurable CPU for 2 s (SQ thread included)", async (config) => {
   using dir = tempDir();
