@@ -256,11 +256,13 @@ export class IoUring implements Disposable {
     const sqpollSettings: SqpollOptions = typeof sqpollOption === "object" ? sqpollOption : {};
     if (sqpollSettings.idleMs !== undefined) checkU32(sqpollSettings.idleMs, "sqpoll.idleMs");
     if (sqpollSettings.cpu !== undefined) checkU32(sqpollSettings.cpu, "sqpoll.cpu", 4095);
-    if (options.cqEntries !== undefined) {
-      checkU32(options.cqEntries, "cqEntries", MAX_CQ_ENTRIES);
-      if (options.cqEntries < entries) {
-        throw new RangeError(`cqEntries (${options.cqEntries}) must be at least entries (${entries})`);
-      }
+    const cq = options.cqEntries;
+    if (cq !== undefined && !(Number.isInteger(cq) && cq >= entries && cq <= MAX_CQ_ENTRIES)) {
+      throw new RangeError(
+        `cqEntries must be an integer from ${entries} (at least entries) to ${MAX_CQ_ENTRIES}, got ${
+          shown(cq)
+        }`,
+      );
     }
     if (options.flags !== undefined) {
       checkU32(options.flags, "flags");
