@@ -151,6 +151,11 @@ export const IORING_SETUP_COOP_TASKRUN = 1 << 8;
 export const IORING_SETUP_TASKRUN_FLAG = 1 << 9;
 /** Only one task submits (6.0). */
 export const IORING_SETUP_SINGLE_ISSUER = 1 << 12;
+/**
+ * Run task work only inside `io_uring_enter(GETEVENTS)` of the submitting thread (6.1; needs
+ * `SINGLE_ISSUER`, refused with SQPOLL). Every wait must then come from that thread.
+ */
+export const IORING_SETUP_DEFER_TASKRUN = 1 << 13;
 /** No SQ index array: the kernel takes SQEs straight from the SQ ring positions (6.6). */
 export const IORING_SETUP_NO_SQARRAY = 1 << 16;
 

@@ -85,7 +85,10 @@ export interface IoUringOptions {
   /**
    * Raw `IORING_SETUP_*` flags added to those the options imply. Flags that change the ring's
    * memory layout (`SQE128`, `CQE32`, `NO_MMAP`, `REGISTERED_FD_ONLY`, `CQE_MIXED`, `SQE_MIXED`)
-   * are refused with a `RangeError`.
+   * are refused with a `RangeError`, and so are combinations the kernel always refuses:
+   * `TASKRUN_FLAG` without `COOP_TASKRUN` or `DEFER_TASKRUN`, `DEFER_TASKRUN` without
+   * `SINGLE_ISSUER`, and any of those three with an insisted `sqpoll` (with the default `sqpoll`
+   * the kernel refuses SQPOLL for them, and `sqpollFallbackReason` says why).
    */
   flags?: number;
   /** Force a system-layer backend (default: `URING_BACKEND`, else the helper when built). */
@@ -169,6 +172,28 @@ function isSqpollRefusal(e: unknown): boolean {
  * know.
  */
 const LAYOUT_FLAGS = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 18) | (1 << 19);
+
+/** Task-work flags the kernel refuses together with `IORING_SETUP_SQPOLL` (`EINVAL`). */
+const NOT_WITH_SQPOLL = abi.IORING_SETUP_COOP_TASKRUN | abi.IORING_SETUP_TASKRUN_FLAG |
+  abi.IORING_SETUP_DEFER_TASKRUN;
+
+/**
+ * Why the kernel would refuse raw setup `flags` with `EINVAL` whatever else is asked: one of them
+ * needs another that is missing. `coop`: `coopTaskrun` asks for `COOP_TASKRUN` (added whenever
+ * `TASKRUN_FLAG` is named: that rules SQPOLL out). Undefined if none.
+ */
+function missingCompanion(flags: number, coop: boolean): string | undefined {
+  if (
+    (flags & abi.IORING_SETUP_TASKRUN_FLAG) && !coop &&
+    !(flags & (abi.IORING_SETUP_COOP_TASKRUN | abi.IORING_SETUP_DEFER_TASKRUN))
+  ) {
+    return "IORING_SETUP_TASKRUN_FLAG needs IORING_SETUP_COOP_TASKRUN or IORING_SETUP_DEFER_TASKRUN";
+  }
+  if ((flags & abi.IORING_SETUP_DEFER_TASKRUN) && !(flags & abi.IORING_SETUP_SINGLE_ISSUER)) {
+    return "IORING_SETUP_DEFER_TASKRUN needs IORING_SETUP_SINGLE_ISSUER";
+  }
+  return undefined;
+}
 
 /**
  * One io_uring instance: `new IoUring(entries, options)` sets it up and maps its rings; `getSqe`
@@ -275,6 +300,18 @@ export class IoUring implements Disposable {
         );
       }
     }
+    const rawFlags = options.flags ?? 0;
+    const companion = missingCompanion(rawFlags, options.coopTaskrun === true);
+    if (companion !== undefined) throw new RangeError(`flags: ${companion}`);
+    // Task-work flags rule SQPOLL out: an insisted SQPOLL is a contradiction; a default one is
+    // refused by the kernel, and the fallback reason says why.
+    const noSqpoll = (rawFlags & NOT_WITH_SQPOLL) !== 0
+      ? `flags 0x${(rawFlags & NOT_WITH_SQPOLL).toString(16)} (COOP_TASKRUN, TASKRUN_FLAG or ` +
+        "DEFER_TASKRUN), which the kernel refuses together with SQPOLL"
+      : undefined;
+    if (noSqpoll !== undefined && insist) {
+      throw new RangeError(`sqpoll cannot be combined with ${noSqpoll}: pass sqpoll: false`);
+    }
     this.#sys = getSys(options.backend);
     this.backend = this.#sys.backend;
 
@@ -333,7 +370,7 @@ export class IoUring implements Disposable {
         }
       } catch (e) {
         if (insist || !isSqpollRefusal(e)) throw e;
-        fallback = (e as Error).message;
+        fallback = (e as Error).message + (noSqpoll === undefined ? "" : ` (asked for ${noSqpoll})`);
         fd = setup(false);
       }
     } else {

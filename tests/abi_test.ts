@@ -121,6 +121,8 @@ Deno.test("syscall numbers, mmap offsets, ring flags", () => {
   assert.equal(abi.IORING_SETUP_NO_SQARRAY, 0x10000); // (1U << 16), include/uapi/linux/io_uring.h
   assert.equal(abi.IORING_SETUP_COOP_TASKRUN, 0x100); // (1U << 8)
   assert.equal(abi.IORING_SETUP_TASKRUN_FLAG, 0x200); // (1U << 9)
+  assert.equal(abi.IORING_SETUP_SINGLE_ISSUER, 0x1000); // (1U << 12)
+  assert.equal(abi.IORING_SETUP_DEFER_TASKRUN, 0x2000); // (1U << 13)
   assert.equal(abi.IORING_SQ_TASKRUN, 4); // (1U << 2)
   assert.equal(abi.IORING_FEAT_SINGLE_MMAP, 1);
   assert.equal(abi.IORING_FEAT_NODROP, 2);

@@ -12,6 +12,10 @@ import {
   cstring,
   getSys,
   IORING_OP_READV,
+  IORING_SETUP_COOP_TASKRUN,
+  IORING_SETUP_DEFER_TASKRUN,
+  IORING_SETUP_SINGLE_ISSUER,
+  IORING_SETUP_TASKRUN_FLAG,
   IoUring,
   IoUringError,
   Iovecs,
@@ -255,6 +259,51 @@ Deno.test("IoUring: entries 0, 32769, 1.5, NaN and non-numbers; cqEntries < entr
   rejects(() => new IoUring(8, { sqpoll: { idleMs: -1 } }), RangeError, /idleMs/);
   rejects(() => new IoUring(8, { sqpoll: { cpu: 1.5 } }), RangeError, /cpu/);
   rejects(() => new IoUring(8, { sqpoll: false, flags: -1 }), RangeError, /flags/);
+  // Flag combinations the kernel always refuses are refused first, saying which flag is missing.
+  rejects(
+    () => new IoUring(8, { sqpoll: false, flags: IORING_SETUP_TASKRUN_FLAG }),
+    RangeError,
+    /TASKRUN_FLAG needs IORING_SETUP_COOP_TASKRUN or IORING_SETUP_DEFER_TASKRUN/,
+  );
+  rejects(
+    () => new IoUring(8, { sqpoll: false, flags: IORING_SETUP_DEFER_TASKRUN }),
+    RangeError,
+    /DEFER_TASKRUN needs IORING_SETUP_SINGLE_ISSUER/,
+  );
+  for (const sqpoll of [true, { idleMs: 10 }]) {
+    rejects(
+      () => new IoUring(8, { sqpoll, flags: IORING_SETUP_COOP_TASKRUN }),
+      RangeError,
+      /sqpoll cannot be combined with flags 0x100 \(COOP_TASKRUN, TASKRUN_FLAG or DEFER_TASKRUN\)/,
+    );
+  }
+});
+
+Deno.test({
+  name: "IoUring: task-work flags turn a default SQPOLL off and say so; coopTaskrun supplies COOP_TASKRUN",
+  ignore: skipKernel(),
+  fn() {
+    const coop = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    {
+      using ring = new IoUring(8, { flags: coop });
+      assert.equal(ring.sqpoll, false);
+      assert.equal(ring.params.flags & coop, coop);
+      assert.match(
+        ring.sqpollFallbackReason ?? "",
+        /EINVAL.*\(asked for flags 0x300 \(COOP_TASKRUN, TASKRUN_FLAG or DEFER_TASKRUN\), which the kernel refuses/,
+      );
+    }
+    {
+      using ring = new IoUring(8, { flags: IORING_SETUP_TASKRUN_FLAG, coopTaskrun: true });
+      assert.equal(ring.sqpoll, false);
+      assert.equal(ring.params.flags & coop, coop);
+    }
+    {
+      const defer = IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER;
+      using ring = new IoUring(8, { sqpoll: false, flags: defer });
+      assert.equal(ring.params.flags & defer, defer);
+    }
+  },
 });
 
 // --- With the kernel -------------------------------------------------------------------------

@@ -165,7 +165,8 @@ Deno.test({
   name: "SQPOLL refused by the kernel: the default falls back to a plain ring and says why; insisting throws",
   ignore: skipKernel(),
   fn() {
-    // COOP_TASKRUN is an IPI optimisation the kernel refuses together with SQPOLL (EINVAL).
+    // COOP_TASKRUN is an IPI optimisation the kernel refuses together with SQPOLL (EINVAL): the
+    // default SQPOLL falls back.
     for (const backend of BACKENDS) {
       using ring = new IoUring(4, { flags: IORING_SETUP_COOP_TASKRUN, backend });
       assert.equal(ring.sqpoll, false);
@@ -174,12 +175,18 @@ Deno.test({
       prepNop(ring.getSqe()!).setUserData(3);
       ring.submitAndWait(1);
       assert.equal(ring.peekCqe()?.userDataNumber, 3);
+      // Insisting on SQPOLL with it is refused before the kernel is asked.
       for (const sqpoll of [true, { idleMs: 5 }]) {
         assert.throws(
           () => new IoUring(4, { flags: IORING_SETUP_COOP_TASKRUN, sqpoll, backend }),
-          (e: unknown) => e instanceof IoUringError && e.call === "io_uring_setup" && e.code === "EINVAL",
+          RangeError,
         );
       }
+      // A refusal the kernel makes alone (a CPU that is not online) still throws its error.
+      assert.throws(
+        () => new IoUring(4, { sqpoll: { cpu: 4095 }, backend }),
+        (e: unknown) => e instanceof IoUringError && e.call === "io_uring_setup" && e.code === "EINVAL",
+      );
     }
   },
 });
