@@ -12,7 +12,7 @@ import * as abi from "./abi.ts";
 import { AlignedBuffer, DEFAULT_ALIGNMENT } from "./aligned.ts";
 import { IoUringError } from "./errors.ts";
 import { errno } from "./errno.ts";
-import { addressOf, checkBuffer, checkFd, checkOffset, cstring, shown } from "./memory.ts";
+import { addressOf, byteLengthOf, checkBuffer, checkFd, checkOffset, cstring, shown } from "./memory.ts";
 import type { Offset } from "./prep.ts";
 import { prepStatx } from "./prep.ts";
 import { toPath } from "./permissions.ts";
@@ -90,8 +90,9 @@ export function directMisalignment(
   checkPowerOfTwo(memory, "memory alignment");
   checkPowerOfTwo(fileAlign, "offset alignment");
   // A zero-length view has no address of its own (and moves no data): only offsets matter.
-  if (view.byteLength !== 0 && addressOf(view) % memory !== 0) return "address";
-  if (view.byteLength % fileAlign !== 0) return "length";
+  const length = byteLengthOf(view);
+  if (length !== 0 && addressOf(view) % memory !== 0) return "address";
+  if (length % fileAlign !== 0) return "length";
   if (typeof offset === "number" ? offset % fileAlign !== 0 : offset % BigInt(fileAlign) !== 0n) {
     return "offset";
   }
@@ -124,7 +125,7 @@ export function checkDirectAlignment(
     );
   }
   const fileAlign = typeof alignment === "number" ? alignment : alignment.offset;
-  throw new AlignmentError(part, part === "length" ? view.byteLength : offset, fileAlign);
+  throw new AlignmentError(part, part === "length" ? byteLengthOf(view) : offset, fileAlign);
 }
 
 /** The fallback when the kernel does not report an alignment. */

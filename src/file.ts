@@ -10,6 +10,7 @@
 import { operationError } from "./deno_errors.ts";
 import { checkDirectAlignment, type DirectAlignment } from "./direct.ts";
 import { errno } from "./errno.ts";
+import { bufferOf, byteLengthOf, byteOffsetOf } from "./memory.ts";
 import type { Statx } from "./structs.ts";
 
 /** Options every operation takes. */
@@ -74,7 +75,7 @@ function notOpenedFor(file: UringFile, op: "read" | "write" | "ftruncate"): Erro
 }
 
 function rest(buf: ArrayBufferView, done: number): Uint8Array {
-  return new Uint8Array(buf.buffer, buf.byteOffset + done, buf.byteLength - done);
+  return new Uint8Array(bufferOf(buf), byteOffsetOf(buf) + done, byteLengthOf(buf) - done);
 }
 
 function advance(position: number | bigint, n: number): number | bigint {

@@ -10,7 +10,7 @@
 
 import { IORING_MAX_REG_BUFFER_SIZE, IORING_MAX_REG_BUFFERS } from "./abi.ts";
 import { AlignedBuffer, checkAlignment, DEFAULT_ALIGNMENT } from "./aligned.ts";
-import { addressOf, checkBuffer, checkFd, checkOffset, shown } from "./memory.ts";
+import { addressOf, byteLengthOf, checkBuffer, checkFd, checkOffset, shown } from "./memory.ts";
 import { type Offset, prepReadFixed, prepWriteFixed } from "./prep.ts";
 import type { IoUring } from "./ring.ts";
 import { type Sqe, W } from "./sqe.ts";
@@ -31,13 +31,15 @@ export function checkFixedBuffer(ring: IoUring, view: ArrayBufferView, bufIndex:
   }
   checkBuffer(view);
   const target = registered[bufIndex];
-  if (view.byteLength === 0) return;
+  const length = byteLengthOf(view);
+  if (length === 0) return;
   const start = addressOf(target);
   const address = addressOf(view);
-  if (address < start || address + view.byteLength > start + target.byteLength) {
+  const targetLength = byteLengthOf(target);
+  if (address < start || address + length > start + targetLength) {
     throw new RangeError(
-      `the buffer (${view.byteLength} bytes at 0x${address.toString(16)}) is not inside registered ` +
-        `buffer ${bufIndex} (${target.byteLength} bytes at 0x${start.toString(16)})`,
+      `the buffer (${length} bytes at 0x${address.toString(16)}) is not inside registered ` +
+        `buffer ${bufIndex} (${targetLength} bytes at 0x${start.toString(16)})`,
     );
   }
 }

@@ -11,29 +11,65 @@ export type Buffer = ArrayBufferView;
 /** Base address of each ArrayBuffer's memory, computed once (the memory never moves). */
 const baseAddresses = new WeakMap<ArrayBufferLike, number>();
 
+// The engine's own accessors of a view. A view's `byteLength`, `byteOffset` and `buffer` are
+// properties an object can override (an own property, a subclass getter); what the kernel may
+// touch must come from the view itself, or a view that claims 64 MiB over 8 bytes has the kernel
+// write 64 MiB into the heap.
+type Accessor = (this: ArrayBufferView) => unknown;
+const accessor = (proto: object, name: string) =>
+  Object.getOwnPropertyDescriptor(proto, name)!.get as Accessor;
+const TYPED_ARRAY = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const TA_LENGTH = accessor(TYPED_ARRAY, "byteLength");
+const TA_OFFSET = accessor(TYPED_ARRAY, "byteOffset");
+const TA_BUFFER = accessor(TYPED_ARRAY, "buffer");
+const DV_LENGTH = accessor(DataView.prototype, "byteLength");
+const DV_OFFSET = accessor(DataView.prototype, "byteOffset");
+const DV_BUFFER = accessor(DataView.prototype, "buffer");
+
+/**
+ * `view.byteLength` as the engine knows it, whatever the object's `byteLength` property says.
+ * Throws a `TypeError` for an object that is not really a typed array or DataView.
+ */
+export function byteLengthOf(view: ArrayBufferView): number {
+  return (view instanceof DataView ? DV_LENGTH : TA_LENGTH).call(view) as number;
+}
+
+/** `view.byteOffset` as the engine knows it (see {@link byteLengthOf}). */
+export function byteOffsetOf(view: ArrayBufferView): number {
+  return (view instanceof DataView ? DV_OFFSET : TA_OFFSET).call(view) as number;
+}
+
+/** `view.buffer` as the engine knows it (see {@link byteLengthOf}). */
+export function bufferOf(view: ArrayBufferView): ArrayBufferLike {
+  return (view instanceof DataView ? DV_BUFFER : TA_BUFFER).call(view) as ArrayBufferLike;
+}
+
 /**
  * The address of `view`'s first byte, as a number (exact: user-space addresses are < 2^53).
  * Throws a `TypeError` for a detached buffer. Cached per ArrayBuffer, so it allocates nothing
- * after the first call for a buffer.
+ * after the first call for a buffer. Reads the view through the engine's accessors (see
+ * {@link byteLengthOf}).
  */
 export function addressOf(view: ArrayBufferView): number {
-  // Reading `.buffer` first moves a small on-heap typed array's bytes off the V8 heap, so the
+  // Reading the buffer first moves a small on-heap typed array's bytes off the V8 heap, so the
   // address taken below stays valid for the life of the buffer.
-  const buffer = view.buffer;
+  const dataView = view instanceof DataView;
+  const buffer = (dataView ? DV_BUFFER : TA_BUFFER).call(view) as ArrayBufferLike;
   if ((buffer as ArrayBuffer).detached) throw new TypeError("buffer is detached");
+  const offset = (dataView ? DV_OFFSET : TA_OFFSET).call(view) as number;
   let base = baseAddresses.get(buffer);
   if (base === undefined) {
-    if (view.byteLength === 0) {
+    if ((dataView ? DV_LENGTH : TA_LENGTH).call(view) === 0) {
       // A zero-length view has no meaningful address (Deno gives null); use the whole buffer.
       if (buffer.byteLength === 0) return 0;
       base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(buffer as ArrayBuffer))));
     } else {
       const pointer = Deno.UnsafePointer.of(view as Uint8Array<ArrayBuffer>);
-      base = Number(Deno.UnsafePointer.value(pointer)) - view.byteOffset;
+      base = Number(Deno.UnsafePointer.value(pointer)) - offset;
     }
     baseAddresses.set(buffer, base);
   }
-  return base + view.byteOffset;
+  return base + offset;
 }
 
 const encoder = new TextEncoder();
@@ -70,7 +106,8 @@ export function checkCString(path: Uint8Array, what = "path"): void {
   if (!(path instanceof Uint8Array)) {
     throw new TypeError(`${what} must be a NUL-terminated Uint8Array (see cstring())`);
   }
-  if (path.byteLength === 0 || path[path.byteLength - 1] !== 0) {
+  const length = byteLengthOf(path);
+  if (length === 0 || path[length - 1] !== 0) {
     throw new TypeError(`${what} must end with a NUL byte (see cstring())`);
   }
 }
@@ -78,7 +115,7 @@ export function checkCString(path: Uint8Array, what = "path"): void {
 /** Throws unless `view` is an ArrayBufferView that is not detached. */
 export function checkBuffer(view: unknown, what = "buffer"): asserts view is ArrayBufferView {
   if (!ArrayBuffer.isView(view)) throw new TypeError(`${what} must be a typed array or DataView`);
-  if ((view.buffer as ArrayBuffer).detached) throw new TypeError(`${what} is detached`);
+  if ((bufferOf(view) as ArrayBuffer).detached) throw new TypeError(`${what} is detached`);
 }
 
 /**
@@ -98,9 +135,8 @@ export function checkLength(n: number, what = "buffer"): void {
 /** Throws unless `view` holds at least `size` bytes. */
 export function checkSize(view: ArrayBufferView, size: number, what = "buffer"): void {
   checkBuffer(view, what);
-  if (view.byteLength < size) {
-    throw new RangeError(`${what} is too small: ${view.byteLength} bytes, need ${size}`);
-  }
+  const length = byteLengthOf(view);
+  if (length < size) throw new RangeError(`${what} is too small: ${length} bytes, need ${size}`);
 }
 
 /** Throws unless `fd` is an integer file descriptor (≥ 0; `AT_FDCWD` is no file to read or write). */

@@ -16,7 +16,16 @@ import {
   STATX_BTIME,
   STATX_DIOALIGN,
 } from "./abi.ts";
-import { checkBuffer, checkFd, checkOffset, checkU32, shown } from "./memory.ts";
+import {
+  bufferOf,
+  byteLengthOf,
+  byteOffsetOf,
+  checkBuffer,
+  checkFd,
+  checkOffset,
+  checkU32,
+  shown,
+} from "./memory.ts";
 import {
   prepClose,
   prepCloseDirect,
@@ -142,11 +151,12 @@ export function fillRw(
   checkFd(fd);
   checkBuffer(buf);
   checkOffset(position, "position");
-  if (buf.byteLength > MAX_LEN) throw new RangeError("buffer is larger than 4 GiB - 1 bytes");
+  const length = byteLengthOf(buf);
+  if (length > MAX_LEN) throw new RangeError("buffer is larger than 4 GiB - 1 bytes");
   slot.kind = kind;
   slot.fd = fd;
   slot.buf = buf;
-  slot.bufLength = buf.byteLength;
+  slot.bufLength = length;
   slot.pos = position;
 }
 
@@ -303,7 +313,7 @@ export function hasDetachedBuffer(slot: Slot): boolean {
     // resizable buffer (0): shorter than when the operation was called.
     let length: number;
     try {
-      length = buf.byteLength;
+      length = byteLengthOf(buf);
     } catch {
       return true; // a DataView over a detached buffer throws instead
     }
@@ -320,7 +330,9 @@ export function hasDetachedBuffer(slot: Slot): boolean {
  */
 function calledBuffer(slot: Slot): ArrayBufferView {
   const buf = slot.buf!;
-  return buf.byteLength === slot.bufLength ? buf : new Uint8Array(buf.buffer, buf.byteOffset, slot.bufLength);
+  return byteLengthOf(buf) === slot.bufLength
+    ? buf
+    : new Uint8Array(bufferOf(buf), byteOffsetOf(buf), slot.bufLength);
 }
 
 /**

@@ -13,6 +13,7 @@ import * as abi from "./abi.ts";
 import {
   addressOf,
   bufferAddress,
+  byteLengthOf,
   checkBits32,
   checkBuffer,
   checkCString,
@@ -22,6 +23,7 @@ import {
   checkLength,
   checkOffset,
   checkU32,
+  shown,
 } from "./memory.ts";
 import { checkUserData, type Sqe, W, writeU64 } from "./sqe.ts";
 import { checkIovecsUnchanged, Iovecs, Timespec } from "./structs.ts";
@@ -40,9 +42,11 @@ const OP_NOP = abi.IORING_OP_NOP;
 /** A file offset: a non-negative safe integer, or a bigint for the full 63-bit range. */
 export type Offset = number | bigint;
 
-/** Writes a user_data-style 64-bit key (number or bigint) into the `addr` field. */
+/**
+ * Writes a user_data-style 64-bit key (number or bigint) into the `addr` field; check it with
+ * `checkUserData` before the opcode is written, so a refused key leaves no cancel behind.
+ */
 function writeKey(sqe: Sqe, key: number | bigint): void {
-  checkUserData(key);
   writeU64(sqe.u32, sqe.base + W.addrLo, key);
 }
 
@@ -126,7 +130,7 @@ export function prepRead(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Off
   const addr = bufferAddress(buf);
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
-  const length = buf.byteLength;
+  const length = byteLengthOf(buf);
   checkLength(length);
   prepRw(sqe, abi.IORING_OP_READ, fd, addr, length, offset);
   sqe.u32[sqe.base + OP_FLAGS] = rwFlags;
@@ -139,7 +143,7 @@ export function prepWrite(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Of
   const addr = bufferAddress(buf);
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
-  const length = buf.byteLength;
+  const length = byteLengthOf(buf);
   checkLength(length);
   prepRw(sqe, abi.IORING_OP_WRITE, fd, addr, length, offset);
   sqe.u32[sqe.base + OP_FLAGS] = rwFlags;
@@ -183,8 +187,9 @@ export function prepReadFixed(
   checkBuffer(buf);
   checkOffset(offset);
   checkU32(bufIndex, "bufIndex", 0xffff);
-  checkLength(buf.byteLength);
-  prepRw(sqe, abi.IORING_OP_READ_FIXED, fd, addressOf(buf), buf.byteLength, offset);
+  const length = byteLengthOf(buf);
+  checkLength(length);
+  prepRw(sqe, abi.IORING_OP_READ_FIXED, fd, addressOf(buf), length, offset);
   sqe.u32[sqe.base + W.bufIndex] = (sqe.u32[sqe.base + W.bufIndex] & 0xffff0000) | bufIndex;
   return sqe;
 }
@@ -201,8 +206,9 @@ export function prepWriteFixed(
   checkBuffer(buf);
   checkOffset(offset);
   checkU32(bufIndex, "bufIndex", 0xffff);
-  checkLength(buf.byteLength);
-  prepRw(sqe, abi.IORING_OP_WRITE_FIXED, fd, addressOf(buf), buf.byteLength, offset);
+  const length = byteLengthOf(buf);
+  checkLength(length);
+  prepRw(sqe, abi.IORING_OP_WRITE_FIXED, fd, addressOf(buf), length, offset);
   sqe.u32[sqe.base + W.bufIndex] = (sqe.u32[sqe.base + W.bufIndex] & 0xffff0000) | bufIndex;
   return sqe;
 }
@@ -258,8 +264,9 @@ export function prepFadvise(sqe: Sqe, fd: number, offset: Offset, length: number
 export function prepMadvise(sqe: Sqe, buf: ArrayBufferView, advice: number): Sqe {
   checkFlags(advice, "advice");
   checkBuffer(buf);
-  checkLength(buf.byteLength);
-  prepRw(sqe, abi.IORING_OP_MADVISE, -1, addressOf(buf), buf.byteLength, 0);
+  const length = byteLengthOf(buf);
+  checkLength(length);
+  prepRw(sqe, abi.IORING_OP_MADVISE, -1, addressOf(buf), length, 0);
   sqe.u32[sqe.base + W.opFlags] = advice;
   return sqe;
 }
@@ -308,7 +315,7 @@ export function prepOpenat2(sqe: Sqe, dfd: number, path: Uint8Array, how: Uint8A
   checkDirFd(dfd, "dfd");
   checkCString(path);
   checkBuffer(how, "how");
-  if (how.byteLength !== abi.OPEN_HOW_SIZE) throw new RangeError(`how must be ${abi.OPEN_HOW_SIZE} bytes`);
+  if (byteLengthOf(how) !== abi.OPEN_HOW_SIZE) throw new RangeError(`how must be ${abi.OPEN_HOW_SIZE} bytes`);
   return prepRw(sqe, abi.IORING_OP_OPENAT2, dfd, addressOf(path), abi.OPEN_HOW_SIZE, addressOf(how));
 }
 
@@ -343,8 +350,9 @@ export function prepStatx(
   checkDirFd(dfd, "dfd");
   checkCString(path);
   checkBuffer(statxbuf, "statxbuf");
-  if (statxbuf.byteLength < abi.STATX_SIZE) {
-    throw new RangeError(`statxbuf is too small: ${statxbuf.byteLength} bytes, need ${abi.STATX_SIZE}`);
+  const length = byteLengthOf(statxbuf);
+  if (length < abi.STATX_SIZE) {
+    throw new RangeError(`statxbuf is too small: ${length} bytes, need ${abi.STATX_SIZE}`);
   }
   prepRw(sqe, abi.IORING_OP_STATX, dfd, addressOf(path), mask, addressOf(statxbuf));
   sqe.u32[sqe.base + W.opFlags] = flags;
@@ -471,6 +479,7 @@ export function prepTimeout(sqe: Sqe, ts: Timespec, count = 0, flags = 0): Sqe {
 /** Removes the timeout whose user_data is `userData` (`-ENOENT` when none). Since 5.5. */
 export function prepTimeoutRemove(sqe: Sqe, userData: number | bigint, flags = 0): Sqe {
   checkFlags(flags, "flags");
+  checkUserData(userData);
   prepRw(sqe, abi.IORING_OP_TIMEOUT_REMOVE, -1, 0, 0, 0);
   writeKey(sqe, userData);
   sqe.u32[sqe.base + W.opFlags] = flags;
@@ -495,6 +504,7 @@ export function prepLinkTimeout(sqe: Sqe, ts: Timespec, flags = 0): Sqe {
  */
 export function prepCancel(sqe: Sqe, userData: number | bigint, flags = 0): Sqe {
   checkFlags(flags, "flags");
+  checkUserData(userData);
   prepRw(sqe, abi.IORING_OP_ASYNC_CANCEL, -1, 0, 0, 0);
   writeKey(sqe, userData);
   sqe.u32[sqe.base + W.opFlags] = flags;
@@ -528,6 +538,7 @@ export function prepPollMultishot(sqe: Sqe, fd: number, mask: number): Sqe {
 
 /** Removes the poll request whose user_data is `userData`. Since 5.1. */
 export function prepPollRemove(sqe: Sqe, userData: number | bigint): Sqe {
+  checkUserData(userData);
   prepRw(sqe, abi.IORING_OP_POLL_REMOVE, -1, 0, 0, 0);
   writeKey(sqe, userData);
   return sqe;
@@ -538,7 +549,9 @@ export function prepPollRemove(sqe: Sqe, userData: number | bigint): Sqe {
  * Since 5.6.
  */
 export function prepFilesUpdate(sqe: Sqe, fds: Int32Array, offset: number): Sqe {
+  if (!(fds instanceof Int32Array)) throw new TypeError(`fds must be an Int32Array, got ${shown(fds)}`);
   checkBuffer(fds, "fds");
   checkU32(offset, "offset");
-  return prepRw(sqe, abi.IORING_OP_FILES_UPDATE, -1, addressOf(fds), fds.length, offset);
+  // The kernel reads one 4-byte fd per count: the count comes from the memory itself.
+  return prepRw(sqe, abi.IORING_OP_FILES_UPDATE, -1, addressOf(fds), byteLengthOf(fds) >>> 2, offset);
 }

@@ -11,6 +11,7 @@ import { errno } from "./errno.ts";
 import {
   addressOf,
   bufferAddress,
+  byteLengthOf,
   checkFd,
   checkFlags,
   checkLength,
@@ -617,7 +618,8 @@ export class IoUring implements Disposable {
     if (!small) checkUserData(userData);
     if (!(typeof fd === "number" && (fd | 0) === fd && fd >= 0)) checkFd(fd);
     const addr = bufferAddress(buf);
-    checkLength(buf.byteLength);
+    const length = byteLengthOf(buf);
+    checkLength(length);
     const smallOffset = typeof offset === "number" && offset >>> 0 === offset;
     if (!smallOffset) checkOffset(offset);
     checkFlags(rwFlags, "rwFlags");
@@ -631,7 +633,7 @@ export class IoUring implements Disposable {
     const addrLo = addr >>> 0;
     u32[b + ADDR_LO] = addrLo;
     u32[b + ADDR_HI] = (addr - addrLo) * INV_TWO_32;
-    u32[b + LEN] = buf.byteLength;
+    u32[b + LEN] = length;
     u32[b + OP_FLAGS] = rwFlags;
     if (small) u32[b + USER_LO] = userData as number;
     else writeU64(u32, b + USER_LO, userData);
@@ -1096,9 +1098,11 @@ export class IoUring implements Disposable {
    */
   registerBuffers(buffers: readonly ArrayBufferView[]): void {
     const iovecs = new Iovecs(buffers, abi.IORING_MAX_REG_BUFFERS);
-    for (let i = 0; i < buffers.length; i++) {
-      if (buffers[i].byteLength > abi.IORING_MAX_REG_BUFFER_SIZE) { // the kernel's limit (EFAULT past it)
-        throw new RangeError(`buffers[${i}] holds ${buffers[i].byteLength} bytes: at most 1 GiB each`);
+    const list = iovecs.buffers; // the Iovecs' own copy: what it registers
+    for (let i = 0; i < list.length; i++) {
+      const length = byteLengthOf(list[i]);
+      if (length > abi.IORING_MAX_REG_BUFFER_SIZE) { // the kernel's limit (EFAULT past it)
+        throw new RangeError(`buffers[${i}] holds ${length} bytes: at most 1 GiB each`);
       }
     }
     this.#register(

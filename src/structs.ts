@@ -6,24 +6,29 @@
  */
 
 import { IOVEC_SIZE, OPEN_HOW_SIZE, STATX, STATX_SIZE, TIMESPEC_SIZE } from "./abi.ts";
-import { addressOf, checkBuffer, shown } from "./memory.ts";
+import { addressOf, byteLengthOf, checkBuffer, shown } from "./memory.ts";
 
 /** Most buffers one `readv`/`writev` takes (`IOV_MAX`). */
 const IOV_MAX = 1024;
 /** A `struct __kernel_timespec` (16 bytes) for timeouts. Since 5.4. */
 export class Timespec {
-  /** The 16 bytes handed to the kernel. */
-  readonly bytes: Uint8Array<ArrayBuffer> = new Uint8Array(TIMESPEC_SIZE);
-  readonly #view = new DataView(this.bytes.buffer);
+  // Private, so the 16 bytes the kernel reads cannot be swapped for a smaller array.
+  readonly #bytes: Uint8Array<ArrayBuffer> = new Uint8Array(TIMESPEC_SIZE);
+  readonly #view = new DataView(this.#bytes.buffer);
 
   /** A timespec of `ms` milliseconds (fractions allowed, down to nanoseconds). */
   constructor(ms = 0) {
     this.setMs(ms);
   }
 
+  /** The 16 bytes handed to the kernel. */
+  get bytes(): Uint8Array<ArrayBuffer> {
+    return this.#bytes;
+  }
+
   /** Sets the duration in milliseconds. */
   setMs(ms: number): this {
-    if (!(ms >= 0) || !(ms <= Number.MAX_SAFE_INTEGER)) {
+    if (typeof ms !== "number" || !(ms >= 0) || !(ms <= Number.MAX_SAFE_INTEGER)) {
       throw new RangeError(`timeout must be from 0 to 2^53 - 1 ms, got ${shown(ms)}`);
     }
     let sec = Math.floor(ms / 1000);
@@ -55,10 +60,10 @@ export class Timespec {
  * buffers referenced, so holding the `Iovecs` keeps all of them alive. Since 5.1.
  */
 export class Iovecs {
-  /** The packed iovec array handed to the kernel (16 bytes per buffer). */
-  readonly bytes: Uint8Array<ArrayBuffer>;
-  /** The buffers, in order. */
-  readonly buffers: readonly ArrayBufferView[];
+  // Private, so neither the array the kernel reads nor the buffers checked against it can be
+  // swapped or edited after the fact.
+  readonly #bytes: Uint8Array<ArrayBuffer>;
+  readonly #buffers: readonly ArrayBufferView[];
   /** Sum of the buffers' lengths. */
   readonly totalLength: number;
   /** {@link Iovecs.bytes} as 32-bit words. */
@@ -78,27 +83,38 @@ export class Iovecs {
         `at most ${max} iovecs${max === IOV_MAX ? " (IOV_MAX)" : ""}, got ${buffers.length}`,
       );
     }
-    this.buffers = [...buffers];
-    this.bytes = new Uint8Array(buffers.length * IOVEC_SIZE);
-    const w = this.#words = new Uint32Array(this.bytes.buffer);
+    const list = this.#buffers = Object.freeze([...buffers]);
+    this.#bytes = new Uint8Array(list.length * IOVEC_SIZE);
+    const w = this.#words = new Uint32Array(this.#bytes.buffer);
     let total = 0;
-    for (let i = 0; i < buffers.length; i++) {
-      const b = buffers[i];
+    for (let i = 0; i < list.length; i++) {
+      const b = list[i];
       checkBuffer(b, `buffers[${i}]`);
-      const addr = b.byteLength === 0 ? 0 : addressOf(b);
+      // iov_len is 64-bit: a buffer of 4 GiB or more keeps its size.
+      const length = byteLengthOf(b);
+      const addr = length === 0 ? 0 : addressOf(b);
       w[i * 4] = addr >>> 0;
       w[i * 4 + 1] = Math.floor(addr / 0x1_0000_0000);
-      const length = b.byteLength; // iov_len is 64-bit: a buffer of 4 GiB or more keeps its size
       w[i * 4 + 2] = length >>> 0;
       w[i * 4 + 3] = Math.floor(length / 0x1_0000_0000);
-      total += b.byteLength;
+      total += length;
     }
     this.totalLength = total;
   }
 
+  /** The packed iovec array handed to the kernel (16 bytes per buffer). */
+  get bytes(): Uint8Array<ArrayBuffer> {
+    return this.#bytes;
+  }
+
+  /** The buffers, in order (a frozen copy of the list given). */
+  get buffers(): readonly ArrayBufferView[] {
+    return this.#buffers;
+  }
+
   /** Number of buffers. */
   get length(): number {
-    return this.buffers.length;
+    return this.#buffers.length;
   }
 
   /**
@@ -108,9 +124,9 @@ export class Iovecs {
    * `Uring` refuse an array with such a buffer. (A buffer that grew keeps its recorded part.)
    */
   changedBuffer(): number {
-    const buffers = this.buffers, w = this.#words;
+    const buffers = this.#buffers, w = this.#words;
     for (let i = 0; i < buffers.length; i++) {
-      if (buffers[i].byteLength < w[i * 4 + 2] + w[i * 4 + 3] * 0x1_0000_0000) return i;
+      if (byteLengthOf(buffers[i]) < w[i * 4 + 2] + w[i * 4 + 3] * 0x1_0000_0000) return i;
     }
     return -1;
   }

@@ -657,3 +657,82 @@ Deno.test("prep helpers return the SQE they filled", () => {
   assert.equal(prepRead(sqe, 0, buf, 0), sqe);
   assert.equal(prepClose(sqe, 0), sqe);
 });
+
+/** A view of `bytes` bytes at `offset` of a fresh buffer whose `byteLength` and `byteOffset` lie. */
+function lyingView(offset: number, bytes: number): Uint8Array<ArrayBuffer> {
+  const view = new Uint8Array(new ArrayBuffer(4096), offset, bytes);
+  Object.defineProperty(view, "byteLength", { value: 64 << 20 });
+  Object.defineProperty(view, "byteOffset", { value: 0 });
+  return view;
+}
+
+Deno.test("a view whose byteLength or byteOffset lies: the SQE gets its real address and length", () => {
+  const view = lyingView(256, 8);
+  const real = ptr(new Uint8Array(view.buffer, 256, 8));
+  let sqe = freshSqe();
+  prepRead(sqe, 5, view, 0);
+  assertSqe(sqe, { opcode: OP.READ, fd: 5, addr: real, len: 8 });
+  sqe = freshSqe();
+  prepWrite(sqe, 5, view, 0);
+  assertSqe(sqe, { opcode: OP.WRITE, fd: 5, addr: real, len: 8 });
+  sqe = freshSqe();
+  prepReadFixed(sqe, 5, view, 0, 1);
+  assertSqe(sqe, { opcode: OP.READ_FIXED, fd: 5, addr: real, len: 8, bufIndex: 1 });
+  sqe = freshSqe();
+  prepMadvise(sqe, view, 4);
+  assertSqe(sqe, { opcode: OP.MADVISE, fd: -1, addr: real, len: 8, opFlags: 4 });
+  // A subclass whose getter reports more than it holds.
+  class Claims extends Uint8Array {
+    override get byteLength(): number {
+      return 1 << 30;
+    }
+  }
+  const claims = new Claims(16);
+  sqe = freshSqe();
+  prepRead(sqe, 5, claims, 0);
+  assertSqe(sqe, { opcode: OP.READ, fd: 5, addr: ptr(claims), len: 16 });
+  // An iovec array records the real lengths too.
+  const iov = new Iovecs([view, claims]);
+  assert.equal(iov.totalLength, 24);
+  const words = new BigUint64Array(iov.bytes.buffer);
+  assert.deepEqual([...words], [real, 8n, ptr(claims), 16n]);
+  // The lie did not poison the address cache of the view's buffer: an honest view after it.
+  sqe = freshSqe();
+  const honest = new Uint8Array(view.buffer, 1024, 4);
+  prepRead(sqe, 5, honest, 0);
+  assertSqe(sqe, { opcode: OP.READ, fd: 5, addr: ptr(honest), len: 4 });
+});
+
+Deno.test("Timespec and Iovecs: the memory handed to the kernel cannot be swapped afterwards", () => {
+  const ts = new Timespec(5);
+  const iov = new Iovecs([new Uint8Array(8)]);
+  assert.throws(() => {
+    (ts as unknown as { bytes: Uint8Array }).bytes = new Uint8Array(1);
+  }, TypeError);
+  assert.throws(() => {
+    (iov as unknown as { bytes: Uint8Array }).bytes = new Uint8Array(1);
+  }, TypeError);
+  assert.throws(() => {
+    (iov.buffers as ArrayBufferView[])[0] = new Uint8Array(1 << 20);
+  }, TypeError);
+  assert.equal(ts.bytes.byteLength, 16);
+  assert.equal(iov.bytes.byteLength, 16);
+  assert.throws(() => new Timespec(null as unknown as number), RangeError);
+});
+
+Deno.test("prepFilesUpdate takes an Int32Array only; prepCancel with a bad key writes no cancel", () => {
+  for (const fds of [new Uint8Array(4), new DataView(new ArrayBuffer(12)), [3, 4]]) {
+    assert.throws(() => prepFilesUpdate(freshSqe(), fds as unknown as Int32Array, 0), TypeError);
+  }
+  for (
+    const [name, prep] of [
+      ["prepCancel", (s: Sqe) => prepCancel(s, -5)],
+      ["prepTimeoutRemove", (s: Sqe) => prepTimeoutRemove(s, 1.5)],
+      ["prepPollRemove", (s: Sqe) => prepPollRemove(s, NaN)],
+    ] as const
+  ) {
+    const sqe = freshSqe();
+    assert.throws(() => prep(sqe), RangeError, name);
+    assert.equal(sqe.opcode, OP.NOP, `${name}: a refused key left opcode ${sqe.opcode}`);
+  }
+});

@@ -161,6 +161,23 @@ ringTest("Uring: UringFile.close() cancels the file's operations still in the ke
   await filler.close();
 });
 
+ringTest("Uring: a view whose byteLength lies moves only its real bytes", async (config) => {
+  using dir = tempDir();
+  const path = `${dir.path}/data`;
+  Deno.writeFileSync(path, new Uint8Array(4096).fill(0x5a));
+  await using uring = new Uring(uringOptions(config));
+  await using file = await uring.open(path, { read: true, write: true });
+  const memory = new ArrayBuffer(1024);
+  const view = new Uint8Array(memory, 512, 8);
+  Object.defineProperty(view, "byteLength", { value: 64 << 20 });
+  assert.equal(await file.readAt(view, 0), 8);
+  const all = new Uint8Array(memory);
+  assert.ok(all.subarray(512, 520).every((b) => b === 0x5a));
+  assert.ok(all.subarray(520).every((b) => b === 0) && all.subarray(0, 512).every((b) => b === 0));
+  assert.equal(await file.writeAt(view, 4096), 8);
+  assert.equal(Deno.statSync(path).size, 4104);
+});
+
 ringTest("Uring: readFull loops over short reads (FIFO)", async (config) => {
   using dir = tempDir();
   await using uring = new Uring(uringOptions(config));
