@@ -137,6 +137,8 @@ const EAGAIN = errno("EAGAIN");
 const EBUSY = errno("EBUSY");
 const EPERM = errno("EPERM");
 const EINVAL = errno("EINVAL");
+/** The longest single thread-pool call of `waitAsync` (a closed ring's waits end within it). */
+const ASYNC_WAIT_MAX_MS = 1000;
 /** The flags `IoUringOptions.coopTaskrun` asks for. */
 const COOP_FLAGS = abi.IORING_SETUP_COOP_TASKRUN | abi.IORING_SETUP_TASKRUN_FLAG;
 /** SQ flags that mean the kernel holds completions an `io_uring_enter(GETEVENTS)` would post. */
@@ -226,6 +228,8 @@ export class IoUring implements Disposable {
   #reaping = false;
   /** `close()` was called from a reaping callback: the ring is released when the reap ends. */
   #closeWhenReaped = false;
+  /** `waitAsync` calls in progress on the thread pool. */
+  #asyncWaits = 0;
   /**
    * What this thread's `io_uring_enter` calls name the ring by: its registered index with
    * `IORING_ENTER_REGISTERED_RING`, else the fd and no flag. Waits run on Deno's thread pool
@@ -489,12 +493,30 @@ export class IoUring implements Disposable {
 
   #unmapAll(): void {
     for (const [address, length, memory] of this.#maps) {
+      // Detached already: someone transferred it (`sqe.u8.buffer.transfer()`), and the new
+      // buffer still points at the mapping. Unmapping would turn its next access into a crash,
+      // so the mapping stays (a few KiB, until the process exits).
+      if (memory.detached) continue;
       // Detach first: every view over the mapping (including Sqe/Cqe handles a caller kept) then
       // has length 0, so a stale handle reads undefined and writes nothing instead of faulting.
       memory.transfer(0);
       this.#sys.munmap(address, length);
     }
     this.#maps = [];
+  }
+
+  /**
+   * Throws when the SQE memory was detached while the ring is open (a caller transferred
+   * `sqe.u8.buffer`): SQEs written since went nowhere, and a submit would hand the kernel the
+   * stale ones of an earlier lap.
+   */
+  #assertSqesAttached(): void {
+    if (this.#sqeU32.length === 0) {
+      throw new Error(
+        "the SQE memory of this ring was detached (sqe.u8.buffer or sqe.u32.buffer was transferred): " +
+          "it cannot submit anymore; close it",
+      );
+    }
   }
 
   #assertOpen(): void {
@@ -707,6 +729,7 @@ export class IoUring implements Disposable {
    */
   flushSq(): number {
     if (this.#closed) this.#assertOpen();
+    this.#assertSqesAttached();
     return this.#flush();
   }
 
@@ -731,6 +754,7 @@ export class IoUring implements Disposable {
    */
   submit(): number {
     this.#assertOpen();
+    this.#assertSqesAttached();
     const published = this.sqpoll ? this.#flush() : this.#flushLocal();
     if (this.sqpoll) {
       // The kernel sets NEED_WAKEUP, fences, then re-reads the tail before sleeping. We store the
@@ -772,6 +796,7 @@ export class IoUring implements Disposable {
    */
   submitAndWait(waitNr: number): number {
     if (this.#closed) this.#assertOpen();
+    this.#assertSqesAttached();
     if (!(waitNr >>> 0 === waitNr && waitNr <= this.#cqEntries)) checkU32(waitNr, "waitNr", this.#cqEntries);
     if (this.sqpoll || this.iopoll) {
       const published = this.submit();
@@ -818,7 +843,7 @@ export class IoUring implements Disposable {
    * (and no SQPOLL, whose kernel thread polls) an empty CQ makes it poll the device once.
    */
   peekCqe(): Cqe | null {
-    if (this.#closed) this.#assertOpen();
+    if (this.#closed || this.#reaping) this.#refuseReap("peekCqe");
     const head = this.#cqHeadLocal;
     if (Atomics.load(this.#cq, this.#cqTail) === head) {
       if (!this.#refill()) return null;
@@ -853,7 +878,10 @@ export class IoUring implements Disposable {
    */
   waitCqe(options: WaitOptions = {}): Cqe | null {
     options ??= {}; // null: the defaults
-    this.#assertOpen();
+    if (typeof options !== "object") {
+      throw new TypeError(`waitCqe takes an options object ({ timeoutMs }), got ${shown(options)}`);
+    }
+    this.#refuseReap("waitCqe");
     const timeoutMs = options.timeoutMs;
     if (timeoutMs !== undefined) {
       if (!(timeoutMs >= 0) || !Number.isFinite(timeoutMs)) throw new RangeError(`timeoutMs must be ≥ 0`);
@@ -890,7 +918,9 @@ export class IoUring implements Disposable {
   /**
    * Waits on Deno's thread pool (the event loop keeps running) until a completion may be ready
    * or `timeoutMs` passed (-1: no limit). Resolves with nothing; look with `peekCqe()` after.
-   * Needs Linux 5.11 (`IORING_FEAT_EXT_ARG`).
+   * `close()` ends it: it posts a no-op the wait returns for when nothing the caller queued is
+   * still unsubmitted, and the thread-pool call never lasts more than a second either way (a
+   * longer wait is several). Needs Linux 5.11 (`IORING_FEAT_EXT_ARG`).
    */
   async waitAsync(timeoutMs: number): Promise<void> {
     this.#assertOpen();
@@ -907,18 +937,31 @@ export class IoUring implements Disposable {
       );
     }
     if (this.cqReady() > 0 || this.#refill()) return;
-    this.stats.wait++;
-    const us = timeoutMs < 0 ? -1 : Math.min(Math.ceil(timeoutMs * 1000), 0x7fffffff);
-    // On a thread-pool thread: by fd (the registered index belongs to the creating thread).
-    const r = await this.#sys.enterTimeoutAsync(this.fd, 0, 1, abi.IORING_ENTER_GETEVENTS, us);
-    if (r < 0 && r !== -ETIME && r !== -EINTR && r !== -EBUSY && r !== -EAGAIN && !this.#closed) {
-      throw new IoUringError("io_uring_enter", -r, "waiting for a completion");
+    const deadline = timeoutMs < 0 ? Infinity : performance.now() + timeoutMs;
+    for (;;) {
+      this.stats.wait++;
+      const ms = Math.min(deadline - performance.now(), ASYNC_WAIT_MAX_MS);
+      const us = Math.max(0, Math.ceil(ms * 1000));
+      let r: number;
+      this.#asyncWaits++;
+      try {
+        // On a thread-pool thread: by fd (the registered index belongs to the creating thread).
+        r = await this.#sys.enterTimeoutAsync(this.fd, 0, 1, abi.IORING_ENTER_GETEVENTS, us);
+      } finally {
+        this.#asyncWaits--;
+      }
+      if (this.#closed) return;
+      if (r < 0 && r !== -ETIME && r !== -EINTR && r !== -EBUSY && r !== -EAGAIN) {
+        throw new IoUringError("io_uring_enter", -r, "waiting for a completion");
+      }
+      // A timeout (the libc backend reports it as EINTR) before the deadline: wait on.
+      if ((r !== -ETIME && r !== -EINTR) || performance.now() >= deadline || this.cqReady() > 0) return;
     }
   }
 
   /** Marks `n` completions as consumed (one store of the CQ head). */
   cqAdvance(n = 1): void {
-    if (this.#closed) this.#assertOpen();
+    if (this.#closed || this.#reaping) this.#refuseReap("cqAdvance");
     if (n === 0) return;
     const ready = (Atomics.load(this.#cq, this.#cqTail) - this.#cqHeadLocal) >>> 0;
     if (!(n > 0 && n <= ready && Number.isInteger(n))) {
@@ -932,7 +975,7 @@ export class IoUring implements Disposable {
    * their CQ slot comes round again) and returns how many; consume them with `cqAdvance(n)`.
    */
   peekBatch(out: Cqe[]): number {
-    if (this.#closed) this.#assertOpen();
+    if (this.#closed || this.#reaping || !Array.isArray(out)) this.#refuseReap("peekBatch", out);
     const tail = this.#readyTail();
     if (tail < 0) return 0;
     const n = Math.min((tail - this.#cqHeadLocal) >>> 0, out.length);
@@ -1003,6 +1046,22 @@ export class IoUring implements Disposable {
     if (this.#reaping) {
       throw new Error("forEachCqe/forEachCompletion cannot be called from inside their own callback");
     }
+  }
+
+  /**
+   * Throws why `what` cannot run: the ring is closed, or a `forEachCqe`/`forEachCompletion`
+   * callback is running (peeking, advancing or waiting there would hand its completions out
+   * again, and the outer loop would then move the head back over what was consumed), or `out`
+   * (peekBatch's array) is not an array. Returns when none holds.
+   */
+  #refuseReap(what: string, out: unknown = []): void {
+    this.#assertOpen();
+    if (this.#reaping) {
+      throw new Error(
+        `${what} cannot be called from inside a forEachCqe/forEachCompletion callback: reap after it returns`,
+      );
+    }
+    if (!Array.isArray(out)) throw new TypeError(`peekBatch needs an array to fill, got ${shown(out)}`);
   }
 
   /** Ends a reap at `head`: consumes up to it, then finishes a `close()` the callback asked for. */
@@ -1217,10 +1276,25 @@ export class IoUring implements Disposable {
    */
   close(): void {
     if (this.#closed) return;
+    if (this.#asyncWaits > 0) this.#wakeAsyncWaits();
     this.#closed = true;
     // From a reaping callback: the loop still reads the CQ, so the memory goes when it returns.
     if (this.#reaping) this.#closeWhenReaped = true;
     else this.#release();
+  }
+
+  /**
+   * Posts a no-op so that `waitAsync` calls on the thread pool return: each holds the ring open
+   * until it does. Not when the caller queued SQEs it has not submitted: submitting now would run
+   * them (the waits then end at their next second, see `waitAsync`).
+   */
+  #wakeAsyncWaits(): void {
+    if (this.#sqeTail !== this.#sqePublished || (!this.sqpoll && this.sqReady() > 0)) return;
+    try {
+      if (this.queueNop(0) !== null) this.submit();
+    } catch {
+      // best effort: the waits still end within a second
+    }
   }
 
   /** Unmaps the rings and closes the fd (`close()`'s work once no reap is reading them). */

@@ -374,6 +374,66 @@ ringTest("reaping: peekBatch, forEachCqe, completions(), waitCqe timeout, waitAs
   ring.cqAdvance(1);
 });
 
+ringTest(
+  "waitAsync: close() ends a wait without a limit, and never runs what was left unsubmitted",
+  async (config) => {
+    {
+      const ring = new IoUring(8, config.options);
+      const waiting = ring.waitAsync(-1);
+      await new Promise((r) => setTimeout(r, 20));
+      const t0 = performance.now();
+      ring.close();
+      await waiting;
+      assert.ok(performance.now() - t0 < 500, `the wait outlived close() by ${performance.now() - t0} ms`);
+    }
+    // An SQE queued and not submitted: the wake-up no-op would submit it, so close() posts none and
+    // the wait ends at its next second instead; the write never runs.
+    using dir = tempDir();
+    const path = `${dir.path}/untouched`;
+    Deno.writeFileSync(path, new Uint8Array(0));
+    const ring = new IoUring(8, config.options);
+    const fd = openFile(ring, path, O_RDWR);
+    const waiting = ring.waitAsync(-1);
+    await new Promise((r) => setTimeout(r, 20));
+    prepWrite(getSqe(ring), fd, pattern(16), 0).setUserData(1);
+    const t0 = performance.now();
+    ring.close();
+    await waiting;
+    assert.ok(performance.now() - t0 < 1500, `the wait outlived close() by ${performance.now() - t0} ms`);
+    sysClose(fd);
+    assert.equal(Deno.statSync(path).size, 0, "the unsubmitted write ran");
+    if (!config.sqpoll) {
+      // A wait longer than one thread-pool call still lasts its whole time.
+      using other = new IoUring(8, config.options);
+      const t1 = performance.now();
+      await other.waitAsync(1300);
+      assert.ok(
+        performance.now() - t1 >= 1250,
+        `waitAsync(1300) returned after ${performance.now() - t1} ms`,
+      );
+    }
+  },
+);
+
+ringTest("SQE memory transferred away: submit refuses, close() works and leaves it mapped", (config) => {
+  const ring = new IoUring(8, config.options);
+  prepNop(getSqe(ring)).setUserData(1);
+  ring.submitAndWait(1);
+  ring.cqAdvance(1);
+  const sqe = getSqe(ring);
+  const moved = (sqe.u8.buffer as ArrayBuffer).transfer(); // the same mapped memory, under a new owner
+  prepNop(sqe).setUserData(2); // writes nothing now
+  assert.throws(() => ring.submit(), /SQE memory of this ring was detached/);
+  assert.throws(() => ring.submitAndWait(1), /SQE memory of this ring was detached/);
+  assert.throws(() => ring.flushSq(), /SQE memory of this ring was detached/);
+  ring.close();
+  assert.equal(ring.closed, true);
+  // The mapping stayed: the transferred buffer is still memory (unmapped, this read would crash).
+  const bytes = new Uint8Array(moved);
+  assert.equal(bytes.length, 8 * 64);
+  bytes[0] = bytes[0];
+});
+
 // --- Reads and writes, checked with Deno's file API ------------------------------------------
 
 ringTest("write and read at offsets; the file agrees with Deno's file API", (config) => {
@@ -1294,6 +1354,9 @@ Deno.test({
     assert.throws(() => prepTimeout(sqe, { bytes: new Uint8Array(1) } as unknown as Timespec), TypeError);
     assert.throws(() => prepReadv(sqe, 0, [new Uint8Array(4)] as unknown as Iovecs, 0), TypeError);
     await assert.rejects(ring.waitAsync(NaN), RangeError);
+    // waitCqe takes an options object: a bare number would have waited without a limit.
+    assert.throws(() => ring.waitCqe(100 as unknown as { timeoutMs: number }), TypeError);
+    assert.throws(() => ring.peekBatch({} as unknown as Cqe[]), TypeError);
     ring.submitAndWait(1);
     ring.forEachCqe(() => {});
     // A reap from inside a reap's callback is refused (it handed completions out twice).
@@ -1313,6 +1376,30 @@ Deno.test({
     );
     ring.forEachCompletion((u) => seen.push(u));
     assert.deepEqual(seen, [0, 1], "each completion once");
+    // So is every other way to reap from there: peeking, advancing, waiting, iterating.
+    const nested: [string, () => unknown][] = [
+      ["peekCqe", () => ring.peekCqe()],
+      ["peekBatch", () => ring.peekBatch(new Array(4))],
+      ["cqAdvance", () => ring.cqAdvance(1)],
+      ["waitCqe", () => ring.waitCqe({ timeoutMs: 1 })],
+      ["completions", () => ring.completions().next()],
+    ];
+    for (const [name, reap] of nested) {
+      fill(2, 100);
+      const once: number[] = [];
+      assert.throws(
+        () =>
+          ring.forEachCompletion((u) => {
+            once.push(u);
+            reap();
+          }),
+        /cannot be called from inside a forEachCqe\/forEachCompletion callback/,
+        name,
+      );
+      ring.forEachCompletion((u) => once.push(u));
+      assert.deepEqual(once, [100, 101], `${name}: each completion once`);
+      assert.equal(ring.cqReady(), 0, `${name}: the head stayed where the reaps left it`);
+    }
     // A callback that is not a function consumes nothing.
     fill(2, 10);
     assert.throws(() => ring.forEachCqe(null as unknown as (c: Cqe) => void), TypeError);
