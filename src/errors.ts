@@ -39,7 +39,7 @@ const HINTS: Readonly<Record<string, string>> = {
     "the device has no poll queues (or the file is not open with O_DIRECT): a polled ring " +
     "(iopoll: true) works only for O_DIRECT files on devices with poll queues, e.g. NVMe with " +
     "nvme.poll_queues=N; use a ring without iopoll",
-  "mmap:ENOMEM": "the ring memory could not be mapped (memlock limit or address space)",
+  "mmap:ENOMEM": "the memory could not be mapped (memlock limit or address space)",
 };
 
 /**

@@ -10,6 +10,7 @@
 
 import { IORING_MAX_REG_BUFFER_SIZE, IORING_MAX_REG_BUFFERS } from "./abi.ts";
 import { AlignedBuffer, checkAlignment, DEFAULT_ALIGNMENT } from "./aligned.ts";
+import { ClosedError } from "./errors.ts";
 import { addressOf, byteLengthOf, checkBuffer, checkFd, checkOffset, shown } from "./memory.ts";
 import { type Offset, prepReadFixed, prepWriteFixed } from "./prep.ts";
 import type { IoUring } from "./ring.ts";
@@ -133,7 +134,7 @@ export class FixedBufferPool implements Disposable {
       );
     }
     checkAlignment(alignment);
-    if (ring.closed) throw new TypeError("the ring is closed");
+    if (ring.closed) throw new ClosedError("IoUring");
     if (ring.registeredBuffers !== undefined) {
       throw new RangeError("the ring already has registered buffers: unregister them first");
     }

@@ -10,6 +10,7 @@
  */
 
 import * as abi from "./abi.ts";
+import { ClosedError } from "./errors.ts";
 import {
   addressOf,
   bufferAddress,
@@ -74,8 +75,10 @@ function dropEarlierPrep(u32: Uint32Array, b: number): void {
  * cleared first. Leaves `flags`, `ioprio`, `personality` and `user_data` alone. Since 5.1.
  */
 export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: number, offset: Offset): Sqe {
+  if (sqe === null) throw nullSqe();
   const u32 = sqe.u32, b = sqe.base;
   const head = u32[b + HEAD];
+  if (head === undefined) throw new ClosedError(STALE_SQE); // its memory is gone
   if ((head & 0xff) !== 0) dropEarlierPrep(u32, b); // opcode 0 is NOP, which leaves nothing behind
   // opcode is byte 0; keep flags (byte 1) and ioprio (bytes 2-3).
   u32[b + HEAD] = ((head & 0xffffff00) | opcode) >>> 0;
@@ -92,6 +95,14 @@ export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: 
   u32[b + ADDR_HI] = (addr - addrLo) * INV_TWO_32;
   u32[b + LEN] = len;
   return sqe;
+}
+
+/** What a prep on an Sqe whose memory is gone names as closed. */
+const STALE_SQE = "the ring of this Sqe (or its SQE memory, if that was transferred)";
+
+/** The error for a prep handed `null`: what `getSqe()` returns when the SQ is full. */
+function nullSqe(): TypeError {
+  return new TypeError("sqe is null: getSqe() returns null when the SQ is full (submit, then get one again)");
 }
 
 /** Throws unless `ts` is a {@link Timespec} (the kernel reads 16 bytes at its address). */
@@ -116,8 +127,11 @@ function checkIovecs(iovecs: unknown, what: string): void {
  * store instead of seven, ~1.5 ns of a ~80 ns batched NOP round trip.
  */
 export function prepNop(sqe: Sqe): Sqe {
+  if (sqe === null) throw nullSqe();
   const u32 = sqe.u32, b = sqe.base;
-  if ((u32[b + HEAD] & 0xff) === OP_NOP) {
+  const head = u32[b + HEAD];
+  if (head === undefined) throw new ClosedError(STALE_SQE);
+  if ((head & 0xff) === OP_NOP) {
     u32[b + FD] = 0xffffffff; // fd -1
     return sqe;
   }

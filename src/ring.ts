@@ -280,7 +280,17 @@ export class IoUring implements Disposable {
     if (!Number.isInteger(entries) || entries < 1 || entries > MAX_ENTRIES) {
       throw new RangeError(`entries must be an integer from 1 to ${MAX_ENTRIES}, got ${shown(entries)}`);
     }
+    if (typeof options !== "object") throw new TypeError(`options must be an object, got ${shown(options)}`);
+    for (const name of ["iopoll", "sqArray", "registerRing", "coopTaskrun"] as const) {
+      const value = options[name];
+      if (value !== undefined && typeof value !== "boolean") {
+        throw new TypeError(`${name} must be true or false, got ${shown(value)}`);
+      }
+    }
     const sqpollOption = options.sqpoll ?? undefined;
+    if (sqpollOption !== undefined && typeof sqpollOption !== "boolean" && typeof sqpollOption !== "object") {
+      throw new TypeError(`sqpoll must be true, false or { idleMs, cpu }, got ${shown(sqpollOption)}`);
+    }
     const wantSqpoll = sqpollOption !== false;
     const insist = sqpollOption === true || typeof sqpollOption === "object";
     const sqpollSettings: SqpollOptions = typeof sqpollOption === "object" ? sqpollOption : {};
@@ -549,7 +559,9 @@ export class IoUring implements Disposable {
   /**
    * A zeroed SQE to fill, or `null` when the SQ is full (every slot is queued or not yet consumed
    * by the kernel): submit, and with SQPOLL let the kernel thread catch up, then try again.
-   * Never hands out a slot the kernel has not consumed. Allocates nothing.
+   * Never hands out a slot the kernel has not consumed. Allocates nothing. The slot is taken: if
+   * the prep that fills it throws, it stays a zeroed SQE, which the next submit sends as a no-op
+   * with `user_data` 0 (as liburing does); the `queue*` methods check first and take no slot.
    */
   getSqe(): Sqe | null {
     if (this.#closed) this.#assertOpen();
@@ -1131,8 +1143,9 @@ export class IoUring implements Disposable {
    * Since 5.15.
    */
   registerIowqMaxWorkers(bounded: number, unbounded: number): [number, number] {
-    checkU32(bounded, "bounded");
-    checkU32(unbounded, "unbounded");
+    // The kernel takes them as ints: above 2^31 - 1 it refuses with EINVAL.
+    checkU32(bounded, "bounded", 0x7fffffff);
+    checkU32(unbounded, "unbounded", 0x7fffffff);
     const counts = new Uint32Array([bounded, unbounded]);
     this.#register(
       abi.IORING_REGISTER_IOWQ_MAX_WORKERS,
@@ -1255,7 +1268,7 @@ export class IoUring implements Disposable {
   registerEventfd(eventfd: number, options: { async?: boolean } = {}): void {
     checkFd(eventfd, "eventfd");
     const arg = new Int32Array([eventfd]);
-    const op = options.async ? abi.IORING_REGISTER_EVENTFD_ASYNC : abi.IORING_REGISTER_EVENTFD;
+    const op = options?.async ? abi.IORING_REGISTER_EVENTFD_ASYNC : abi.IORING_REGISTER_EVENTFD;
     this.#register(op, new Uint8Array(arg.buffer), 1, "IORING_REGISTER_EVENTFD");
   }
 

@@ -158,11 +158,21 @@ export const RESOLVE = {
 
 /** Builds a `struct open_how` (24 bytes) for `openat2`. Since 5.6. */
 export function openHow(how: { flags: number; mode?: number; resolve?: number }): Uint8Array<ArrayBuffer> {
+  if (typeof how !== "object" || how === null) {
+    throw new TypeError(`how must be an object, got ${shown(how)}`);
+  }
+  const field = (name: "flags" | "mode" | "resolve", value: unknown, max: number): bigint => {
+    // `O_*` flags and `RESOLVE_*` bits are 32-bit today; a mode has 12 permission bits.
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > max) {
+      throw new RangeError(`how.${name} must be an integer from 0 to ${max}, got ${shown(value)}`);
+    }
+    return BigInt(value);
+  };
   const bytes = new Uint8Array(OPEN_HOW_SIZE);
   const v = new DataView(bytes.buffer);
-  v.setBigUint64(0, BigInt(how.flags >>> 0), true);
-  v.setBigUint64(8, BigInt(how.mode ?? 0), true);
-  v.setBigUint64(16, BigInt(how.resolve ?? 0), true);
+  v.setBigUint64(0, field("flags", how.flags, 0xffffffff), true);
+  v.setBigUint64(8, field("mode", how.mode ?? 0, 0o7777), true);
+  v.setBigUint64(16, field("resolve", how.resolve ?? 0, 0xffffffff), true);
   return bytes;
 }
 

@@ -10,6 +10,7 @@ import {
   ClosedError,
   type Cqe,
   cstring,
+  FixedBufferPool,
   getSys,
   IORING_OP_READV,
   IORING_SETUP_COOP_TASKRUN,
@@ -18,6 +19,7 @@ import {
   IORING_SETUP_TASKRUN_FLAG,
   IoUring,
   IoUringError,
+  type IoUringOptions,
   Iovecs,
   MAX_ENTRIES,
   openHow,
@@ -475,10 +477,60 @@ Deno.test({
         }, name);
       }
       await assert.rejects(ring.waitAsync(1), ClosedError);
-      // A handle kept from before close writes nowhere (and does not crash the process).
-      prepNop(stale).setUserData(5);
-      prepRead(stale, 0, new Uint8Array(4), 0);
+      // A handle kept from before close: a prep says the ring is closed; its setters write
+      // nowhere (and nothing crashes the process).
+      assert.throws(() => prepNop(stale), ClosedError);
+      assert.throws(() => prepRead(stale, 0, new Uint8Array(4), 0), ClosedError);
+      stale.setUserData(5).setFlags(1);
       assert.equal(stale.u8.byteLength, 0, "the SQE memory is detached");
+      // A closed ring gets no buffer pool either.
+      assert.throws(() => new FixedBufferPool(ring, { count: 1, size: 4096 }), ClosedError);
+      sysClose(efd);
+    }
+  },
+});
+
+Deno.test({
+  name: "wrong types in ring options, open_how, worker counts and preps are refused with the reason",
+  ignore: skipKernel(),
+  fn() {
+    for (const name of ["iopoll", "sqArray", "registerRing", "coopTaskrun"]) {
+      for (const value of ["false", 0, 1, null]) {
+        assert.throws(
+          () => new IoUring(4, { sqpoll: false, [name]: value }),
+          new RegExp(`${name} must be true or false, got`),
+          `${name}: ${value}`,
+        );
+      }
+    }
+    for (const sqpoll of [0, "no", 1n]) {
+      assert.throws(
+        () => new IoUring(4, { sqpoll: sqpoll as unknown as boolean }),
+        /sqpoll must be true, false/,
+      );
+    }
+    assert.throws(() => new IoUring(4, 5 as unknown as IoUringOptions), /options must be an object, got 5/);
+    const how = (h: unknown) => openHow(h as { flags: number });
+    assert.throws(() => how({ flags: 2 ** 32 + 1 }), /how.flags must be an integer from 0 to 4294967295/);
+    assert.throws(() => how({ flags: "0x41" }), /how.flags/);
+    assert.throws(() => how({ flags: 0, mode: -1 }), /how.mode must be an integer from 0 to 4095/);
+    assert.throws(() => how({ flags: 0, mode: 0o10000 }), /how.mode/);
+    assert.throws(() => how({ flags: 0, resolve: 2 ** 70 }), /how.resolve/);
+    assert.throws(() => how(null), /how must be an object/);
+    assert.throws(
+      () => prepNop(null as unknown as Sqe),
+      /sqe is null: getSqe\(\) returns null when the SQ is full/,
+    );
+    using ring = new IoUring(4, { sqpoll: false });
+    assert.throws(
+      () => ring.registerIowqMaxWorkers(2 ** 31, 0),
+      /bounded must be an integer from 0 to 2147483647/,
+    );
+    const efd = eventfd();
+    try {
+      ring.registerEventfd(efd, null as unknown as { async?: boolean }); // null: the defaults
+      ring.unregisterEventfd();
+    } finally {
       sysClose(efd);
     }
   },
