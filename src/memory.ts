@@ -31,17 +31,21 @@ const DV_BUFFER = accessor(DataView.prototype, "buffer");
  * Throws a `TypeError` for an object that is not really a typed array or DataView.
  */
 export function byteLengthOf(view: ArrayBufferView): number {
-  return (view instanceof DataView ? DV_LENGTH : TA_LENGTH).call(view) as number;
+  // One constant getter per call site: V8 then turns each call into a plain field load.
+  if (view instanceof DataView) return DV_LENGTH.call(view) as number;
+  return TA_LENGTH.call(view) as number;
 }
 
 /** `view.byteOffset` as the engine knows it (see {@link byteLengthOf}). */
 export function byteOffsetOf(view: ArrayBufferView): number {
-  return (view instanceof DataView ? DV_OFFSET : TA_OFFSET).call(view) as number;
+  if (view instanceof DataView) return DV_OFFSET.call(view) as number;
+  return TA_OFFSET.call(view) as number;
 }
 
 /** `view.buffer` as the engine knows it (see {@link byteLengthOf}). */
 export function bufferOf(view: ArrayBufferView): ArrayBufferLike {
-  return (view instanceof DataView ? DV_BUFFER : TA_BUFFER).call(view) as ArrayBufferLike;
+  if (view instanceof DataView) return DV_BUFFER.call(view) as ArrayBufferLike;
+  return TA_BUFFER.call(view) as ArrayBufferLike;
 }
 
 /**
@@ -53,23 +57,45 @@ export function bufferOf(view: ArrayBufferView): ArrayBufferLike {
 export function addressOf(view: ArrayBufferView): number {
   // Reading the buffer first moves a small on-heap typed array's bytes off the V8 heap, so the
   // address taken below stays valid for the life of the buffer.
-  const dataView = view instanceof DataView;
-  const buffer = (dataView ? DV_BUFFER : TA_BUFFER).call(view) as ArrayBufferLike;
-  if ((buffer as ArrayBuffer).detached) throw new TypeError("buffer is detached");
-  const offset = (dataView ? DV_OFFSET : TA_OFFSET).call(view) as number;
-  let base = baseAddresses.get(buffer);
-  if (base === undefined) {
-    if ((dataView ? DV_LENGTH : TA_LENGTH).call(view) === 0) {
-      // A zero-length view has no meaningful address (Deno gives null); use the whole buffer.
-      if (buffer.byteLength === 0) return 0;
-      base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(buffer as ArrayBuffer))));
-    } else {
-      const pointer = Deno.UnsafePointer.of(view as Uint8Array<ArrayBuffer>);
-      base = Number(Deno.UnsafePointer.value(pointer)) - offset;
-    }
-    baseAddresses.set(buffer, base);
+  let buffer: ArrayBufferLike, offset: number;
+  if (view instanceof DataView) {
+    buffer = DV_BUFFER.call(view) as ArrayBufferLike;
+    offset = DV_OFFSET.call(view) as number;
+    lastLength = DV_LENGTH.call(view) as number;
+  } else {
+    buffer = TA_BUFFER.call(view) as ArrayBufferLike;
+    offset = TA_OFFSET.call(view) as number;
+    lastLength = TA_LENGTH.call(view) as number;
   }
+  if ((buffer as ArrayBuffer).detached) throw new TypeError("buffer is detached");
+  const base = baseAddresses.get(buffer) ?? firstBase(view, buffer, offset, lastLength);
   return base + offset;
+}
+
+/** The real byte length of the view {@link addressOf} last looked at. */
+let lastLength = 0;
+
+/**
+ * The real byte length of the view the last {@link addressOf} (or `bufferAddress`) call looked
+ * at: hot paths read it right after, instead of asking the view again.
+ */
+export function lastAddressedLength(): number {
+  return lastLength;
+}
+
+/** The base address of `buffer` (of which `view` is a part), found once and cached. */
+function firstBase(view: ArrayBufferView, buffer: ArrayBufferLike, offset: number, length: number): number {
+  let base: number;
+  if (length === 0) {
+    // A zero-length view has no meaningful address (Deno gives null); use the whole buffer.
+    if (buffer.byteLength === 0) return 0; // no memory at all (the offset is 0): address 0
+    base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(buffer as ArrayBuffer))));
+  } else {
+    const pointer = Deno.UnsafePointer.of(view as Uint8Array<ArrayBuffer>);
+    base = Number(Deno.UnsafePointer.value(pointer)) - offset;
+  }
+  baseAddresses.set(buffer, base);
+  return base;
 }
 
 const encoder = new TextEncoder();

@@ -24,6 +24,7 @@ import {
   checkLength,
   checkOffset,
   checkU32,
+  lastAddressedLength,
   shown,
 } from "./memory.ts";
 import { checkUserData, type Sqe, W, writeU64 } from "./sqe.ts";
@@ -142,9 +143,9 @@ export function prepNop(sqe: Sqe): Sqe {
 export function prepRead(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset, rwFlags = 0): Sqe {
   checkFd(fd);
   const addr = bufferAddress(buf);
+  const length = lastAddressedLength();
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
-  const length = byteLengthOf(buf);
   checkLength(length);
   prepRw(sqe, abi.IORING_OP_READ, fd, addr, length, offset);
   sqe.u32[sqe.base + OP_FLAGS] = rwFlags;
@@ -155,9 +156,9 @@ export function prepRead(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Off
 export function prepWrite(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset, rwFlags = 0): Sqe {
   checkFd(fd);
   const addr = bufferAddress(buf);
+  const length = lastAddressedLength();
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
-  const length = byteLengthOf(buf);
   checkLength(length);
   prepRw(sqe, abi.IORING_OP_WRITE, fd, addr, length, offset);
   sqe.u32[sqe.base + OP_FLAGS] = rwFlags;

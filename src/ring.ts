@@ -17,6 +17,7 @@ import {
   checkLength,
   checkOffset,
   checkU32,
+  lastAddressedLength,
   shown,
 } from "./memory.ts";
 import type { Offset } from "./prep.ts";
@@ -652,7 +653,7 @@ export class IoUring implements Disposable {
     if (!small) checkUserData(userData);
     if (!(typeof fd === "number" && (fd | 0) === fd && fd >= 0)) checkFd(fd);
     const addr = bufferAddress(buf);
-    const length = byteLengthOf(buf);
+    const length = lastAddressedLength();
     checkLength(length);
     const smallOffset = typeof offset === "number" && offset >>> 0 === offset;
     if (!smallOffset) checkOffset(offset);
