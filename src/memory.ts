@@ -60,14 +60,16 @@ export function addressOf(view: ArrayBufferView): number {
   let buffer: ArrayBufferLike, offset: number;
   if (view instanceof DataView) {
     buffer = DV_BUFFER.call(view) as ArrayBufferLike;
+    if ((buffer as ArrayBuffer).detached) throw new TypeError("buffer is detached"); // before the getters throw
     offset = DV_OFFSET.call(view) as number;
     lastLength = DV_LENGTH.call(view) as number;
   } else {
     buffer = TA_BUFFER.call(view) as ArrayBufferLike;
     offset = TA_OFFSET.call(view) as number;
     lastLength = TA_LENGTH.call(view) as number;
+    // A typed array over a detached buffer reads 0 bytes: only then can it be detached.
+    if (lastLength === 0 && (buffer as ArrayBuffer).detached) throw new TypeError("buffer is detached");
   }
-  if ((buffer as ArrayBuffer).detached) throw new TypeError("buffer is detached");
   const base = baseAddresses.get(buffer) ?? firstBase(view, buffer, offset, lastLength);
   return base + offset;
 }
