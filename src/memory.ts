@@ -57,20 +57,24 @@ export function bufferOf(view: ArrayBufferView): ArrayBufferLike {
 export function addressOf(view: ArrayBufferView): number {
   // Reading the buffer first moves a small on-heap typed array's bytes off the V8 heap, so the
   // address taken below stays valid for the life of the buffer.
-  let buffer: ArrayBufferLike, offset: number;
+  let buffer: ArrayBufferLike, offset: number, length: number;
   if (view instanceof DataView) {
     buffer = DV_BUFFER.call(view) as ArrayBufferLike;
     if ((buffer as ArrayBuffer).detached) throw new TypeError("buffer is detached"); // before the getters throw
     offset = DV_OFFSET.call(view) as number;
-    lastLength = DV_LENGTH.call(view) as number;
+    length = DV_LENGTH.call(view) as number;
   } else {
     buffer = TA_BUFFER.call(view) as ArrayBufferLike;
     offset = TA_OFFSET.call(view) as number;
-    lastLength = TA_LENGTH.call(view) as number;
+    length = TA_LENGTH.call(view) as number;
     // A typed array over a detached buffer reads 0 bytes: only then can it be detached.
-    if (lastLength === 0 && (buffer as ArrayBuffer).detached) throw new TypeError("buffer is detached");
+    if (length === 0 && (buffer as ArrayBuffer).detached) throw new TypeError("buffer is detached");
   }
-  const base = baseAddresses.get(buffer) ?? firstBase(view, buffer, offset, lastLength);
+  const base = baseAddresses.get(buffer) ?? firstBase(view, buffer, offset, length);
+  // Set last: the checks above may run the caller's code (an overridden `detached` or
+  // `byteLength` on the buffer, a proxy in the view's prototype chain), which may address
+  // another view in between.
+  lastLength = length;
   return base + offset;
 }
 

@@ -183,6 +183,8 @@ const I_CANCEL = 1;
 const I_CANCEL_ALL = 2;
 /** Internal SQE: `close` of an fd the Uring owns. */
 const I_CLOSE = 3;
+/** Internal SQE: a no-op in the place of an operation whose prep threw (its CQE is ignored). */
+const I_VOID = 4;
 
 /** How long one parked wait lasts before it is re-armed (ms). */
 const WAIT_MS = 1000;
@@ -1303,7 +1305,18 @@ export class Uring implements AsyncDisposable {
   }
 
   #put(slot: Slot, sqe: Sqe): void {
-    prepSlot(slot, sqe);
+    try {
+      prepSlot(slot, sqe);
+    } catch (e) {
+      // Only the caller's code run by the prep (a getter, a proxy) can get here, after the checks
+      // passed. The SQE is taken: it goes as an internal no-op, and the operation fails alone. A
+      // chain member's earlier members are already in the SQ: the Uring fails as before.
+      sqe.clear();
+      this.#putInternal(sqe, I_VOID, 0, 0);
+      if (slot.chain !== null) throw e;
+      this.#rejectQueued(slot, e);
+      return;
+    }
     slot.pin(); // an AlignedBuffer freed meanwhile stays mapped until the CQE
     slot.state = IN_RING;
     // Counts the CQEs to come: a skip chain's members but its last post none (see ChainState.skip).
@@ -1331,6 +1344,9 @@ export class Uring implements AsyncDisposable {
         break;
       case I_CLOSE:
         prepClose(sqe, a);
+        break;
+      case I_VOID:
+        prepNop(sqe);
         break;
     }
     sqe.u32[sqe.base + W.userLo] = kind;

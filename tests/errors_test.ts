@@ -284,7 +284,7 @@ Deno.test("IoUring: entries 0, 32769, 1.5, NaN and non-numbers; cqEntries < entr
 Deno.test({
   name: "IoUring: task-work flags turn a default SQPOLL off and say so; coopTaskrun supplies COOP_TASKRUN",
   ignore: skipKernel(),
-  fn() {
+  async fn() {
     const coop = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
     {
       using ring = new IoUring(8, { flags: coop });
@@ -302,8 +302,17 @@ Deno.test({
     }
     {
       const defer = IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER;
-      using ring = new IoUring(8, { sqpoll: false, flags: defer });
-      assert.equal(ring.params.flags & defer, defer);
+      for (const backend of ["helper", "libc"] as const) {
+        using ring = new IoUring(8, { sqpoll: false, flags: defer, backend });
+        assert.equal(ring.params.flags & defer, defer);
+        // Only the submitting thread may wait there: waitAsync (the thread pool) says so at once.
+        // (On libc, which cannot read the pool thread's errno, it had retried without end.)
+        await assert.rejects(ring.waitAsync(-1), (e: unknown) => {
+          assert.ok(e instanceof IoUringError && e.code === "EEXIST", String(e));
+          assert.match((e as Error).message, /only the thread that submits/);
+          return true;
+        });
+      }
     }
   },
 });

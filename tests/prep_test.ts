@@ -736,3 +736,23 @@ Deno.test("prepFilesUpdate takes an Int32Array only; prepCancel with a bad key w
     assert.equal(sqe.opcode, OP.NOP, `${name}: a refused key left opcode ${sqe.opcode}`);
   }
 });
+
+Deno.test("the length a prep takes is its own view's, even when the view's buffer runs code that addresses another", () => {
+  const big = new Uint8Array(1 << 20);
+  const other = freshSqe();
+  for (const property of ["detached", "byteLength"]) {
+    const buffer = new ArrayBuffer(8);
+    // A zero-length view (so the buffer's `detached` is asked) of a buffer not seen before (so its
+    // `byteLength` is asked too), whose getter preps a read of 1 MiB meanwhile.
+    Object.defineProperty(buffer, property, {
+      get() {
+        prepRead(other, 5, big, 0);
+        return property === "detached" ? false : 0;
+      },
+    });
+    const empty = new Uint8Array(buffer, 8, 0);
+    const sqe = freshSqe();
+    prepRead(sqe, 5, empty, 0);
+    assert.equal(new DataView(sqe.bytes().buffer, sqe.bytes().byteOffset).getUint32(24, true), 0, property);
+  }
+});

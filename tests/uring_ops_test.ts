@@ -178,6 +178,39 @@ ringTest("Uring: a view whose byteLength lies moves only its real bytes", async 
   assert.equal(Deno.statSync(path).size, 4104);
 });
 
+ringTest(
+  "Uring: a buffer detached by the caller's own code during the prep fails that operation only",
+  async (config) => {
+    await using uring = new Uring(uringOptions(config));
+    await using file = await uring.open("/dev/zero", { read: true });
+    // The view's prototype is a proxy: every `instanceof` on it runs the trap, which transfers the
+    // buffer away on its n-th call, after the checks and inside the prep for some n.
+    let failed = 0;
+    for (let n = 1; n <= 8; n++) {
+      const memory = new ArrayBuffer(1 << 16);
+      const view = new Uint8Array(memory);
+      let calls = 0;
+      const keep: ArrayBuffer[] = [];
+      Object.setPrototypeOf(
+        view,
+        new Proxy(Uint8Array.prototype, {
+          getPrototypeOf(target) {
+            if (++calls === n) keep.push(memory.transfer(8));
+            return Reflect.getPrototypeOf(target);
+          },
+        }),
+      );
+      await file.readAt(view, 0).catch((e) => {
+        assert.ok(e instanceof TypeError, String(e));
+        failed++;
+      });
+    }
+    assert.ok(failed > 0, "no read failed: the trap never ran where it should");
+    // The Uring still works (a prep that threw once left a user_data-0 no-op that failed it).
+    assert.equal(await file.readAt(new Uint8Array(16), 0), 16);
+  },
+);
+
 ringTest("Uring: readFull loops over short reads (FIFO)", async (config) => {
   using dir = tempDir();
   await using uring = new Uring(uringOptions(config));
