@@ -223,7 +223,7 @@ export function shown(value: unknown): string {
     case "undefined":
       return "undefined";
     default:
-      return value === null ? "null" : `a ${typeof value}`;
+      return value === null ? "null" : typeof value === "object" ? "an object" : `a ${typeof value}`;
   }
 }
 
