@@ -199,12 +199,12 @@ export function prepReadFixed(
   bufIndex: number,
 ): Sqe {
   checkFd(fd);
-  checkBuffer(buf);
+  const addr = bufferAddress(buf);
+  const length = lastAddressedLength();
   checkOffset(offset);
   checkU32(bufIndex, "bufIndex", 0xffff);
-  const length = byteLengthOf(buf);
   checkLength(length);
-  prepRw(sqe, abi.IORING_OP_READ_FIXED, fd, addressOf(buf), length, offset);
+  prepRw(sqe, abi.IORING_OP_READ_FIXED, fd, addr, length, offset);
   sqe.u32[sqe.base + W.bufIndex] = (sqe.u32[sqe.base + W.bufIndex] & 0xffff0000) | bufIndex;
   return sqe;
 }
@@ -218,12 +218,12 @@ export function prepWriteFixed(
   bufIndex: number,
 ): Sqe {
   checkFd(fd);
-  checkBuffer(buf);
+  const addr = bufferAddress(buf);
+  const length = lastAddressedLength();
   checkOffset(offset);
   checkU32(bufIndex, "bufIndex", 0xffff);
-  const length = byteLengthOf(buf);
   checkLength(length);
-  prepRw(sqe, abi.IORING_OP_WRITE_FIXED, fd, addressOf(buf), length, offset);
+  prepRw(sqe, abi.IORING_OP_WRITE_FIXED, fd, addr, length, offset);
   sqe.u32[sqe.base + W.bufIndex] = (sqe.u32[sqe.base + W.bufIndex] & 0xffff0000) | bufIndex;
   return sqe;
 }
@@ -278,10 +278,10 @@ export function prepFadvise(sqe: Sqe, fd: number, offset: Offset, length: number
 /** `madvise(buf, buf.byteLength, advice)`. Since 5.6. */
 export function prepMadvise(sqe: Sqe, buf: ArrayBufferView, advice: number): Sqe {
   checkFlags(advice, "advice");
-  checkBuffer(buf);
-  const length = byteLengthOf(buf);
+  const addr = bufferAddress(buf);
+  const length = lastAddressedLength();
   checkLength(length);
-  prepRw(sqe, abi.IORING_OP_MADVISE, -1, addressOf(buf), length, 0);
+  prepRw(sqe, abi.IORING_OP_MADVISE, -1, addr, length, 0);
   sqe.u32[sqe.base + W.opFlags] = advice;
   return sqe;
 }

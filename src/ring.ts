@@ -999,7 +999,8 @@ export class IoUring implements Disposable {
    * their CQ slot comes round again) and returns how many; consume them with `cqAdvance(n)`.
    */
   peekBatch(out: Cqe[]): number {
-    if (this.#closed || this.#reaping || !Array.isArray(out)) this.#refuseReap("peekBatch", out);
+    if (this.#closed || this.#reaping) this.#refuseReap("peekBatch");
+    if (!Array.isArray(out)) throw new TypeError(`peekBatch needs an array to fill, got ${shown(out)}`);
     const tail = this.#readyTail();
     if (tail < 0) return 0;
     const n = Math.min((tail - this.#cqHeadLocal) >>> 0, out.length);
@@ -1039,7 +1040,7 @@ export class IoUring implements Disposable {
    * If `fn` throws, the completions already handed to it stay consumed. Allocates nothing.
    */
   forEachCqe(fn: (cqe: Cqe) => void): number {
-    if (this.#closed || this.#reaping || typeof fn !== "function") this.#startReap(fn);
+    if (this.#closed || this.#reaping || typeof fn !== "function") this.#startReap("forEachCqe", fn);
     const tail = this.#readyTail();
     if (tail < 0) return 0;
     const start = this.#cqHeadLocal;
@@ -1059,33 +1060,26 @@ export class IoUring implements Disposable {
     return (head - start) >>> 0;
   }
 
-  /**
-   * Throws why a reap cannot start: the ring is closed, `fn` is not a function, or it was called
-   * from inside a `forEachCqe`/`forEachCompletion` callback (the outer loop's head would then
-   * move backwards and hand completions out twice; reap after the callback returns instead).
-   */
-  #startReap(fn: unknown): void {
+  /** Throws why `what` (forEachCqe or forEachCompletion) cannot start: see `#refuseReap`. */
+  #startReap(what: string, fn: unknown): void {
     this.#assertOpen();
     if (typeof fn !== "function") throw new TypeError("fn must be a function");
-    if (this.#reaping) {
-      throw new Error("forEachCqe/forEachCompletion cannot be called from inside their own callback");
-    }
+    this.#refuseReap(what);
   }
 
   /**
-   * Throws why `what` cannot run: the ring is closed, or a `forEachCqe`/`forEachCompletion`
-   * callback is running (peeking, advancing or waiting there would hand its completions out
-   * again, and the outer loop would then move the head back over what was consumed), or `out`
-   * (peekBatch's array) is not an array. Returns when none holds.
+   * Throws why `what` cannot reap now: the ring is closed, or a `forEachCqe`/`forEachCompletion`
+   * callback is running (peeking, advancing, waiting or a nested loop there would hand its
+   * completions out again, and the outer loop would then move the head back over what was
+   * consumed; reap after the callback returns instead). Returns when neither holds.
    */
-  #refuseReap(what: string, out: unknown = []): void {
+  #refuseReap(what: string): void {
     this.#assertOpen();
     if (this.#reaping) {
       throw new Error(
         `${what} cannot be called from inside a forEachCqe/forEachCompletion callback: reap after it returns`,
       );
     }
-    if (!Array.isArray(out)) throw new TypeError(`peekBatch needs an array to fill, got ${shown(out)}`);
   }
 
   /** Ends a reap at `head`: consumes up to it, then finishes a `close()` the callback asked for. */
@@ -1103,7 +1097,7 @@ export class IoUring implements Disposable {
    * handed to it stay consumed. Allocates nothing. Since 5.1.
    */
   forEachCompletion(fn: (userData: number, res: number, flags: number) => void): number {
-    if (this.#closed || this.#reaping || typeof fn !== "function") this.#startReap(fn);
+    if (this.#closed || this.#reaping || typeof fn !== "function") this.#startReap("forEachCompletion", fn);
     const tail = this.#readyTail();
     if (tail < 0) return 0;
     const start = this.#cqHeadLocal;
