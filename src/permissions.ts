@@ -10,7 +10,7 @@
 
 import { notCapable } from "./deno_errors.ts";
 import { cstring } from "./memory.ts";
-import { getSys } from "./sys.ts";
+import { libcPaths } from "./sys.ts";
 
 /** The kind of access an operation needs. */
 export type Access = "read" | "write";
@@ -164,7 +164,7 @@ const MAX_LINKS = 40;
  */
 function canonicalPath(path: string, links = 0): string | undefined {
   if (path.includes("\0")) return undefined; // refused with its own error when the SQE is made
-  const sys = getSys("libc"); // realpath and readlink are libc's on either backend
+  const sys = libcPaths();
   let n = sys.realpath(cstring(path), realpathOut);
   if (n >= 0) return decoder.decode(realpathOut.subarray(0, n));
   const slash = path.lastIndexOf("/");

@@ -150,9 +150,14 @@ const LIBC_SYMBOLS = {
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** libc's path calls, bound apart from the backends (see {@link libcPaths}). */
+const LIBC_PATH_SYMBOLS = {
+  __errno_location: { parameters: [], result: "pointer" },
   realpath: { parameters: ["buffer", "buffer"], result: "pointer" },
   readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
-  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** Default location of the built helper, next to its source. */
@@ -239,8 +244,8 @@ function loadHelper(path: string): Sys {
         ? getSys("libc").utimens(path, times)
         : utimensat(AT_FDCWD, path as Uint8Array<ArrayBuffer>, times as Uint8Array<ArrayBuffer>, 0);
     },
-    realpath: (path, out) => getSys("libc").realpath(path, out),
-    readlink: (path, out) => getSys("libc").readlink(path, out),
+    realpath: (path, out) => libcPaths().realpath(path, out),
+    readlink: (path, out) => libcPaths().readlink(path, out),
     fileLimit: () => {
       const limit = lib.uring_file_limit;
       return limit === null ? getSys("libc").fileLimit() : limit();
@@ -367,10 +372,37 @@ function loadLibc(): Sys {
       result(
         lib.syscall6(NR_UTIMENSAT, BigInt(AT_FDCWD), addressOf(path), addressOf(times), ZERO, ZERO, ZERO),
       ),
+    realpath: (path, out) => libcPaths().realpath(path, out),
+    readlink: (path, out) => libcPaths().readlink(path, out),
+    fileLimit: () => {
+      const rlimit = new BigUint64Array(2); // rlim_cur, rlim_max
+      if (lib.getrlimit(RLIMIT_NOFILE, new Uint8Array(rlimit.buffer)) !== 0) return -readErrno();
+      return rlimit[0] > 0x7fff_ffffn ? 0x7fff_ffff : Number(rlimit[0]); // RLIM_INFINITY is ~0
+    },
+    fence: () => {},
+  };
+}
+
+/** libc's `realpath` and `readlink`, as {@link Sys} has them. */
+export type PathCalls = Pick<Sys, "realpath" | "readlink">;
+
+let pathCalls: PathCalls | undefined;
+
+/**
+ * libc's `realpath` and `readlink` (each backend's), bound on first use on their own: a program
+ * that checks paths (see `permissions.ts`) but runs on the helper then binds three libc symbols
+ * rather than the whole libc backend's ten (each bound symbol costs ~0.15 ms of start-up).
+ */
+export function libcPaths(): PathCalls {
+  if (pathCalls !== undefined) return pathCalls;
+  const lib = Deno.dlopen("libc.so.6", LIBC_PATH_SYMBOLS).symbols;
+  // errno is thread-local: this view is valid for calls made on this (the main) thread only.
+  const errnoView = new Deno.UnsafePointerView(lib.__errno_location()!);
+  return pathCalls = {
     realpath: (path, out) => {
       if (out.byteLength < 4096) throw new RangeError("realpath needs a 4096-byte buffer");
       if (lib.realpath(path as Uint8Array<ArrayBuffer>, out as Uint8Array<ArrayBuffer>) === null) {
-        return -readErrno();
+        return -errnoView.getInt32(0);
       }
       const end = out.indexOf(0);
       return end < 0 ? out.byteLength : end;
@@ -381,14 +413,8 @@ function loadLibc(): Sys {
         out as Uint8Array<ArrayBuffer>,
         BigInt(out.byteLength),
       );
-      return n < 0n ? -readErrno() : Number(n);
+      return n < 0n ? -errnoView.getInt32(0) : Number(n);
     },
-    fileLimit: () => {
-      const rlimit = new BigUint64Array(2); // rlim_cur, rlim_max
-      if (lib.getrlimit(RLIMIT_NOFILE, new Uint8Array(rlimit.buffer)) !== 0) return -readErrno();
-      return rlimit[0] > 0x7fff_ffffn ? 0x7fff_ffff : Number(rlimit[0]); // RLIM_INFINITY is ~0
-    },
-    fence: () => {},
   };
 }
 
