@@ -1118,9 +1118,12 @@ export class IoUring implements Disposable {
     return (head - start) >>> 0;
   }
 
-  /** Iterates over ready completions, consuming each as the loop moves past it. */
+  /**
+   * Iterates over ready completions, consuming each as the loop moves past it. A `close()` in the
+   * loop's body ends the loop (the completions after it went with the ring).
+   */
   *completions(): Generator<Cqe, void, undefined> {
-    for (let cqe = this.peekCqe(); cqe !== null; cqe = this.peekCqe()) {
+    for (let cqe = this.peekCqe(); cqe !== null; cqe = this.#closed ? null : this.peekCqe()) {
       this.cqAdvance(1);
       yield cqe;
     }

@@ -1417,5 +1417,16 @@ Deno.test({
     assert.deepEqual(got, [20, 0, 21, 0, 22, 0]);
     assert.ok(other.closed);
     assert.throws(() => other.forEachCqe(() => {}), ClosedError);
+    // close() in a `for ... of completions()` body ends the loop (it threw ClosedError at the next step).
+    const third = new IoUring(8, { sqpoll: false });
+    for (let i = 0; i < 3; i++) prepNop(third.getSqe()!).setUserData(30 + i);
+    third.submitAndWait(3);
+    const iterated: number[] = [];
+    for (const cqe of third.completions()) {
+      iterated.push(cqe.userDataNumber);
+      third.close();
+    }
+    assert.deepEqual(iterated, [30]);
+    assert.throws(() => third.completions().next(), ClosedError);
   },
 });
