@@ -54,6 +54,41 @@ export interface ChainState {
 }
 
 /**
+ * Operations something waits to see settled: `UringFile.close()` resolves only once the
+ * operations it cancelled in the kernel have settled (a cancelled poll posts its CQE only when
+ * the task work runs, after the close's own CQE). {@link SettleWatch.promise} resolves when the
+ * last one watched settles.
+ */
+export class SettleWatch {
+  #remaining = 0;
+  #resolve: () => void = () => {};
+  /** Resolves once every operation watched has settled (at once when none is). */
+  readonly promise: Promise<void>;
+
+  constructor() {
+    this.promise = new Promise((resolve) => {
+      this.#resolve = resolve;
+    });
+  }
+
+  /** Watches `slot`'s operation (in the kernel now; one watch per slot). */
+  add(slot: Slot): void {
+    slot.watch = this;
+    this.#remaining++;
+  }
+
+  /** Resolves {@link SettleWatch.promise} now if nothing was added. */
+  seal(): void {
+    if (this.#remaining === 0) this.#resolve();
+  }
+
+  /** One operation watched settled. */
+  settled(): void {
+    if (--this.#remaining === 0) this.#resolve();
+  }
+}
+
+/**
  * One operation's record. Fields are reused from operation to operation; `clear()` drops every
  * reference once the kernel is done with them.
  */
@@ -119,6 +154,8 @@ export class Slot {
   aborted = false;
   /** Whether the operation was cancelled because its file was closed (`UringFile.close`). */
   fileClosed = false;
+  /** The file close waiting for this operation to settle (see {@link SettleWatch}), or null. */
+  watch: SettleWatch | null = null;
   /** Times the operation was issued again after the kernel dropped it (see `Uring`). */
   reissues = 0;
   /** The chain this slot is a member of, or null. */
@@ -177,6 +214,16 @@ export class Slot {
     else for (const mapping of pinned) mapping.unpin();
   }
 
+  /**
+   * Tells the {@link SettleWatch} on this operation that it settled (called as its slot is freed,
+   * or when the Uring failed and rejected it without freeing it).
+   */
+  settleWatched(): void {
+    const watch = this.watch!;
+    this.watch = null;
+    watch.settled();
+  }
+
   /** Drops every reference held for the kernel and the caller, keeping the reusable timespec. */
   clear(): void {
     this.resolve = this.reject = null;
@@ -190,6 +237,7 @@ export class Slot {
     this.signal = null;
     this.chain = null;
     this.aborted = this.fileClosed = false;
+    if (this.watch !== null) this.settleWatched();
     this.reissues = 0;
     this.sqeFlags = 0;
     this.bufIndex = -1;

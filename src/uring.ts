@@ -113,7 +113,16 @@ import { prepCancel, prepClose, prepNop } from "./prep.ts";
 import { IoUring, type SqpollOptions } from "./ring.ts";
 import { onNextTurn } from "./turn.ts";
 import { type Cqe, type Sqe, W } from "./sqe.ts";
-import { type ChainState, DONE, IN_RING, QUEUED, type Slot, SlotQueue, SlotTable } from "./slots.ts";
+import {
+  type ChainState,
+  DONE,
+  IN_RING,
+  QUEUED,
+  SettleWatch,
+  type Slot,
+  SlotQueue,
+  SlotTable,
+} from "./slots.ts";
 import { parseStatx, type Statx } from "./structs.ts";
 import { type Backend, getSys } from "./sys.ts";
 
@@ -879,8 +888,10 @@ export class Uring implements AsyncDisposable {
       this.#auxFiles.delete(file);
       closed = aux.close();
     } else {
-      this.#cancelOnFile(file);
+      const cancelled = this.#cancelOnFile(file);
       closed = this.#fdOp(undefined, file.path, (slot) => fillClose(slot, file.fd));
+      // Resolve (or reject) only once the operations cancelled in the kernel have settled too.
+      closed = closed.then(() => cancelled.promise, (e) => cancelled.promise.then(() => Promise.reject(e)));
     }
     const index = file.fixedIndex;
     if (index < 0) return closed;
@@ -1922,9 +1933,11 @@ export class Uring implements AsyncDisposable {
    * its own: a read of an empty pipe would otherwise outlive the file, and read into its buffer
    * whenever data came. They reject with `ECANCELED` ("the file was closed") unless they
    * completed first. Chains are left alone (their other members may be on other files).
+   * Returns a watch on the operations cancelled in the kernel: the close waits for them.
    */
-  #cancelOnFile(file: UringFile): void {
+  #cancelOnFile(file: UringFile): SettleWatch {
     const index = file.fixedIndex;
+    const watch = new SettleWatch();
     this.#slots.forEachUsed((slot) => {
       if (slot.chain !== null || slot.fileClosed) return;
       // On the file: by its registered index, or by its fd (an operation given `file.fd`).
@@ -1937,9 +1950,12 @@ export class Uring implements AsyncDisposable {
         this.#rejectQueued(slot);
       } else if (slot.state === IN_RING && !this.#ring.iopoll) { // polled I/O completes by itself
         slot.fileClosed = true;
+        watch.add(slot);
         this.#queueInternal(I_CANCEL, slot.index, slot.gen);
       }
     });
+    watch.seal();
+    return watch;
   }
 
   /** Per-operation cancels, for kernels without `IORING_ASYNC_CANCEL_ANY` (before 5.19). */
@@ -2035,6 +2051,7 @@ export class Uring implements AsyncDisposable {
         // Its signal may still fire: nothing is left to cancel or reject then.
         slot.signal?.removeEventListener("abort", slot.onAbort);
         reject(error);
+        if (slot.watch !== null) slot.settleWatched(); // (its slot is never freed)
       }
     });
     for (const chain of chains) {

@@ -114,7 +114,11 @@ ringTest("Uring: UringFile.close() cancels the file's operations still in the ke
   const bare = uring.read(file.fd, new Uint8Array(16), 0); // the same fd, not through the file
   const untouched = other.readAt(new Uint8Array(16), 0);
   await sleep(20);
+  const settled: boolean[] = [false, false];
+  [read, bare].forEach((op, i) => op.then(() => settled[i] = true, () => settled[i] = true));
   await file.close();
+  // close() resolves once they have settled (the cancelled reads' CQEs come after its own).
+  assert.deepEqual(settled, [true, true]);
   const notCancelled = (op: Promise<unknown>) =>
     Promise.race([op, sleep(5000).then(() => assert.fail("still pending 5 s after the close"))]);
   for (const op of [read, bare]) {
