@@ -37,6 +37,20 @@ export interface EntryStat {
 /** File descriptors a copy leaves to the rest of the process (Deno itself holds ~25). */
 export const RESERVED_DESCRIPTORS = 64;
 
+/**
+ * How a copy shares out its file descriptors (`EngineContext.descriptors`), each holder taking
+ * two: files in progress up to half of them, the one-block chains' pipes a quarter, the splice
+ * lanes' pipes an eighth; the last eighth is slack.
+ */
+export const DESCRIPTOR_SHARES = {
+  /** Most files in progress at once (a file copied by blocks holds two descriptors). */
+  files: (descriptors: number): number => Math.floor(descriptors / 4),
+  /** Most pipes the one-block chains hold. */
+  chainPipes: (descriptors: number): number => Math.floor(descriptors / 8),
+  /** Most pipes the splice lanes of the block path hold. */
+  splicePipes: (descriptors: number): number => Math.floor(descriptors / 16),
+} as const;
+
 /** Shared state one copy's operations draw on. */
 export interface EngineContext {
   /** The checked options. */
@@ -56,8 +70,8 @@ export interface EngineContext {
   readonly signal: AbortSignal;
   /**
    * File descriptors the copy may hold at once: `ulimit -n` less {@link RESERVED_DESCRIPTORS}
-   * for the rest of the process (Infinity when unknown). Files in progress take up to half of them
-   * (two each), pipes up to three eighths (a quarter for one-block chains, an eighth for splice lanes).
+   * for the rest of the process (Infinity when unknown), shared out as {@link DESCRIPTOR_SHARES}
+   * says.
    */
   readonly descriptors: number;
   /** Called with the bytes of each completed write. */

@@ -10,7 +10,7 @@ import { Semaphore } from "./copy_budget.ts";
 import { CopyContext } from "./copy_context.ts";
 import { isDirectRefusedError } from "./copy_direct.ts";
 import { entryFromFileInfo } from "./copy_deno_engine.ts";
-import type { EntryStat } from "./copy_engine.ts";
+import { DESCRIPTOR_SHARES, type EntryStat } from "./copy_engine.ts";
 import {
   abortFailure,
   codeOf,
@@ -62,11 +62,10 @@ class TreeCopy {
     this.ctx = ctx;
     this.source = source;
     this.dest = dest;
-    // One file in progress per slot of the budget: enough to keep it full with small files. A
-    // file copied by blocks holds two descriptors: at most half of the copy's descriptors go to
-    // files, so that with a low `ulimit -n` they fit beside the pipes and the rest of the process.
+    // One file in progress per slot of the budget: enough to keep it full with small files. With
+    // a low `ulimit -n`, fewer: the files' share of the descriptors (see DESCRIPTOR_SHARES).
     this.files = new Semaphore(
-      Math.min(ctx.options.queueDepth, Math.max(2, Math.floor(ctx.descriptors / 4))),
+      Math.min(ctx.options.queueDepth, Math.max(2, DESCRIPTOR_SHARES.files(ctx.descriptors))),
     );
     this.syncStat = ctx.engine.name === "io_uring" && !ctx.options.preserve;
   }

@@ -9,7 +9,13 @@
  */
 
 import { O_CLOEXEC, O_CREAT, O_DIRECT, O_EXCL, O_RDONLY, O_WRONLY, SEEK_DATA, SEEK_HOLE } from "./abi.ts";
-import { type Engine, type EngineContext, type EntryStat, kindOfMode } from "./copy_engine.ts";
+import {
+  DESCRIPTOR_SHARES,
+  type Engine,
+  type EngineContext,
+  type EntryStat,
+  kindOfMode,
+} from "./copy_engine.ts";
 import { codeOf, staged, tagStage } from "./copy_errors.ts";
 import type { ChainResult } from "./chain.ts";
 import { reserveFilePair, SmallFileChains } from "./copy_small.ts";
@@ -439,7 +445,11 @@ export class UringEngine implements Engine {
     if (this.#small === undefined) {
       try {
         this.#small = SmallFileChains.supported(this.#uring)
-          ? new SmallFileChains(this.#uring, ctx.options.splice, Math.floor(ctx.descriptors / 8))
+          ? new SmallFileChains(
+            this.#uring,
+            ctx.options.splice,
+            DESCRIPTOR_SHARES.chainPipes(ctx.descriptors),
+          )
           : null;
       } catch {
         return null; // the Uring is closing: Uring.chain says so
@@ -633,7 +643,7 @@ export class UringEngine implements Engine {
     const pool = this.#pipes ??= new SplicePipes(
       getSys(uring.ring.backend),
       ctx.options.blockSize,
-      Math.min(SPLICE_PIPES, Math.floor(ctx.descriptors / 16)),
+      Math.min(SPLICE_PIPES, DESCRIPTOR_SHARES.splicePipes(ctx.descriptors)),
     );
     const pipes = pool.take(Math.ceil(size / pool.size));
     if (pipes.length === 0) return undefined;
