@@ -10,7 +10,6 @@
  */
 
 import * as abi from "./abi.ts";
-import { ClosedError } from "./errors.ts";
 import {
   addressOf,
   bufferAddress,
@@ -27,7 +26,7 @@ import {
   lastAddressedLength,
   shown,
 } from "./memory.ts";
-import { checkUserData, type Sqe, W, writeU64 } from "./sqe.ts";
+import { checkUserData, type Sqe, staleSqe, W, writeU64 } from "./sqe.ts";
 import { checkIovecsUnchanged, Iovecs, Timespec } from "./structs.ts";
 
 const TWO_32 = 0x1_0000_0000;
@@ -79,7 +78,7 @@ export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: 
   if (sqe === null) throw nullSqe();
   const u32 = sqe.u32, b = sqe.base;
   const head = u32[b + HEAD];
-  if (head === undefined) throw new ClosedError(STALE_SQE); // its memory is gone
+  if (head === undefined) throw staleSqe(); // its memory is gone
   if ((head & 0xff) !== 0) dropEarlierPrep(u32, b); // opcode 0 is NOP, which leaves nothing behind
   // opcode is byte 0; keep flags (byte 1) and ioprio (bytes 2-3).
   u32[b + HEAD] = ((head & 0xffffff00) | opcode) >>> 0;
@@ -97,9 +96,6 @@ export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: 
   u32[b + LEN] = len;
   return sqe;
 }
-
-/** What a prep on an Sqe whose memory is gone names as closed. */
-const STALE_SQE = "the ring of this Sqe (or its SQE memory, if that was transferred)";
 
 /** The error for a prep handed `null`: what `getSqe()` returns when the SQ is full. */
 function nullSqe(): TypeError {
@@ -131,7 +127,7 @@ export function prepNop(sqe: Sqe): Sqe {
   if (sqe === null) throw nullSqe();
   const u32 = sqe.u32, b = sqe.base;
   const head = u32[b + HEAD];
-  if (head === undefined) throw new ClosedError(STALE_SQE);
+  if (head === undefined) throw staleSqe();
   if ((head & 0xff) === OP_NOP) {
     u32[b + FD] = 0xffffffff; // fd -1
     return sqe;

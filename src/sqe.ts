@@ -8,6 +8,7 @@
  */
 
 import { CQE, CQE_SIZE, SQE, SQE_SIZE } from "./abi.ts";
+import { ClosedError } from "./errors.ts";
 import { checkU32, shown } from "./memory.ts";
 
 const TWO_32 = 0x1_0000_0000;
@@ -68,6 +69,14 @@ export function writeU64(u32: Uint32Array, at: number, value: number | bigint): 
 }
 
 /**
+ * The error for an {@link Sqe} whose memory is gone: its ring was closed (or the SQE memory
+ * transferred away). Internal: the preps throw it too.
+ */
+export function staleSqe(): ClosedError {
+  return new ClosedError("the ring of this Sqe (or its SQE memory, if that was transferred)");
+}
+
+/**
  * Zeroes SQE `slot` of an SQE array seen as 8-byte words (internal: `getSqe` and `Sqe.clear`).
  * Eight stores of +0.0 (all bits zero): about twice as fast as sixteen u32 stores and several
  * times faster than a ranged `fill` (a builtin call).
@@ -113,33 +122,45 @@ export class Sqe {
     this.#f64 = f64 ?? new Float64Array(u32.buffer, u32.byteOffset, u32.length >>> 1);
   }
 
-  /** Zeroes all 64 bytes (`getSqe()` already did). */
+  /**
+   * Zeroes all 64 bytes (`getSqe()` already did). Like every member, throws `ClosedError` once
+   * the ring is closed (the memory is gone).
+   */
   clear(): this {
+    if (this.u8.length === 0) throw staleSqe();
     zeroSqe(this.#f64, this.slot);
     return this;
   }
 
   /** The opcode byte. */
   get opcode(): number {
-    return this.u8[this.base * 4 + SQE.opcode];
+    const v = this.u8[this.base * 4 + SQE.opcode];
+    if (v === undefined) throw staleSqe();
+    return v;
   }
 
   /** The `IOSQE_*` flags byte. */
   get flags(): number {
-    return this.u8[this.base * 4 + SQE.flags];
+    const v = this.u8[this.base * 4 + SQE.flags];
+    if (v === undefined) throw staleSqe();
+    return v;
   }
 
   /** Replaces the `IOSQE_*` flags (e.g. `IOSQE_IO_LINK`). */
   setFlags(flags: number): this {
     if (typeof flags !== "number" || (flags & 0xff) !== flags) checkU32(flags, "flags", 0xff);
-    this.u8[this.base * 4 + SQE.flags] = flags;
+    const u8 = this.u8;
+    if (u8.length === 0) throw staleSqe();
+    u8[this.base * 4 + SQE.flags] = flags;
     return this;
   }
 
   /** Adds `IOSQE_*` flags to those already set. */
   addFlags(flags: number): this {
     if (typeof flags !== "number" || (flags & 0xff) !== flags) checkU32(flags, "flags", 0xff);
-    this.u8[this.base * 4 + SQE.flags] |= flags;
+    const u8 = this.u8;
+    if (u8.length === 0) throw staleSqe();
+    u8[this.base * 4 + SQE.flags] |= flags;
     return this;
   }
 
@@ -149,6 +170,7 @@ export class Sqe {
    */
   setUserData(value: number | bigint): this {
     const u32 = this.u32, b = this.base;
+    if (u32.length === 0) throw staleSqe();
     if (typeof value === "number" && value >>> 0 === value) { // the common case: a u32 (one compare)
       u32[b + USER_LO] = value;
       u32[b + USER_HI] = 0;
@@ -161,13 +183,16 @@ export class Sqe {
 
   /** The `user_data` as a bigint. */
   get userData(): bigint {
-    return (BigInt(this.u32[this.base + W.userHi]) << 32n) | BigInt(this.u32[this.base + W.userLo]);
+    const hi = this.u32[this.base + W.userHi];
+    if (hi === undefined) throw staleSqe();
+    return (BigInt(hi) << 32n) | BigInt(this.u32[this.base + W.userLo]);
   }
 
   /** Sets `ioprio` (I/O priority, or per-opcode flags for some opcodes). */
   setIoprio(ioprio: number): this {
     if (typeof ioprio !== "number" || (ioprio & 0xffff) !== ioprio) checkU32(ioprio, "ioprio", 0xffff);
     const w = this.u32[this.base + W.head];
+    if (w === undefined) throw staleSqe();
     this.u32[this.base + W.head] = ((w & 0xffff) | ((ioprio & 0xffff) << 16)) >>> 0;
     return this;
   }
@@ -176,12 +201,14 @@ export class Sqe {
   setPersonality(id: number): this {
     if (typeof id !== "number" || (id & 0xffff) !== id) checkU32(id, "personality", 0xffff);
     const w = this.u32[this.base + W.bufIndex];
+    if (w === undefined) throw staleSqe();
     this.u32[this.base + W.bufIndex] = ((w & 0xffff) | ((id & 0xffff) << 16)) >>> 0;
     return this;
   }
 
   /** Reads the SQE as a little-endian 64-byte copy (for tests and debugging). */
   bytes(): Uint8Array {
+    if (this.u8.length === 0) throw staleSqe();
     return this.u8.slice(this.base * 4, this.base * 4 + SQE_SIZE);
   }
 }
