@@ -464,6 +464,8 @@ export class Uring implements AsyncDisposable {
   readonly #sqpollRing: boolean;
   readonly #slots: SlotTable;
   readonly #backlog = new SlotQueue();
+  /** The SQEs a chain's members took so far, while #putChain writes them (reused). */
+  readonly #chainSqes: Sqe[] = [];
   /** Internal SQEs waiting for room: triples of (kind, a, b). */
   #internal: number[] = [];
   #internalHead = 0;
@@ -1303,7 +1305,7 @@ export class Uring implements AsyncDisposable {
           return;
         }
       } else if (this.#ring.sqSpaceLeft() >= n) {
-        for (const slot of chain!.slots) this.#put(slot, this.#ring.getSqe()!);
+        this.#putChain(chain!);
         if (this.#sqpollRing) this.#ring.flushSq();
         this.#schedule();
         return;
@@ -1320,14 +1322,18 @@ export class Uring implements AsyncDisposable {
       prepSlot(slot, sqe);
     } catch (e) {
       // Only the caller's code run by the prep (a getter, a proxy) can get here, after the checks
-      // passed. The SQE is taken: it goes as an internal no-op, and the operation fails alone. A
-      // chain member's earlier members are already in the SQ: the Uring fails as before.
+      // passed. The SQE is taken: it goes as an internal no-op, and the operation fails alone
+      // (a chain's members are put by #putChain).
       sqe.clear();
       this.#putInternal(sqe, I_VOID, 0, 0);
-      if (slot.chain !== null) throw e;
       this.#rejectQueued(slot, e);
       return;
     }
+    this.#inSq(slot);
+  }
+
+  /** Counts `slot`, its SQE written, as in the SQ. */
+  #inSq(slot: Slot): void {
     slot.pin(); // an AlignedBuffer freed meanwhile stays mapped until the CQE
     slot.state = IN_RING;
     // Counts the CQEs to come: a skip chain's members but its last post none (see ChainState.skip).
@@ -1336,6 +1342,35 @@ export class Uring implements AsyncDisposable {
     this.stats.sqes++;
     if (slot.bufIndex >= 0) this.stats.fixedBuffers++;
     if ((slot.sqeFlags & IOSQE_FIXED_FILE) !== 0) this.stats.fixedFiles++;
+  }
+
+  /**
+   * Puts every member of `chain` into the SQ (room for all was checked). When a member's prep
+   * throws (see #put), the members written before it are not yet published: they become
+   * internal no-ops too, and that chain alone rejects with the error.
+   */
+  #putChain(chain: ChainState): void {
+    const slots = chain.slots;
+    const sqes = this.#chainSqes;
+    sqes.length = 0;
+    for (let i = 0; i < slots.length; i++) {
+      const sqe = this.#ring.getSqe()!;
+      try {
+        prepSlot(slots[i], sqe);
+      } catch (e) {
+        sqes.push(sqe);
+        for (const taken of sqes) {
+          taken.clear();
+          this.#putInternal(taken, I_VOID, 0, 0);
+        }
+        sqes.length = 0;
+        this.#rejectQueued(slots[0], e);
+        return;
+      }
+      sqes.push(sqe);
+    }
+    sqes.length = 0;
+    for (const slot of slots) this.#inSq(slot);
   }
 
   #putInternal(sqe: Sqe, kind: number, a: number, b: number): void {
@@ -1414,7 +1449,7 @@ export class Uring implements AsyncDisposable {
         const n = chain.slots.length;
         if (this.#inRing + n > this.#limit || this.#ring.sqSpaceLeft() < n) return;
         this.#backlog.shift();
-        for (const slot of chain.slots) this.#put(slot, this.#ring.getSqe()!);
+        this.#putChain(chain);
       }
     }
   }

@@ -215,6 +215,53 @@ ringTest(
   },
 );
 
+ringTest(
+  "Uring: a chain member's buffer detached by the caller's own code during the prep fails that chain only",
+  async (config) => {
+    using dir = tempDir();
+    const path = `${dir.path}/data`;
+    Deno.writeFileSync(path, new Uint8Array(64).fill(0x5a));
+    await using uring = new Uring(uringOptions(config));
+    await using file = await uring.open(path, { read: true });
+    // As above, in the middle of a three-member chain: the member before it is already written
+    // into the SQ when the prep throws.
+    let failed = 0;
+    for (let n = 1; n <= 8; n++) {
+      const memory = new ArrayBuffer(1 << 16);
+      const view = new Uint8Array(memory);
+      let calls = 0;
+      const keep: ArrayBuffer[] = [];
+      Object.setPrototypeOf(
+        view,
+        new Proxy(Uint8Array.prototype, {
+          getPrototypeOf(target) {
+            if (++calls === n) keep.push(memory.transfer(8));
+            return Reflect.getPrototypeOf(target);
+          },
+        }),
+      );
+      const before = new Uint8Array(16), after = new Uint8Array(16);
+      try {
+        const results = await uring.chain((c) =>
+          c.read(file.fd, before, 0).read(file.fd, view, 0).read(file.fd, after, 0)
+        );
+        assert.equal(results.length, 3);
+      } catch (e) {
+        assert.ok(e instanceof TypeError, String(e));
+        // Nothing of the chain ran: its first member was turned into a no-op before the kernel saw it.
+        assert.ok(before.every((b) => b === 0) && after.every((b) => b === 0), `n=${n}: a member ran`);
+        failed++;
+      }
+    }
+    assert.ok(failed > 0, "no chain failed: the trap never ran where it should");
+    // The Uring still works (such a chain failed the whole Uring).
+    assert.equal(await file.readAt(new Uint8Array(16), 0), 16);
+    const [first] = await uring.chain((c) => c.read(file.fd, new Uint8Array(8), 0).nop());
+    assert.deepEqual(first, { ok: true, value: 8 });
+    assert.equal(uring.pending, 0);
+  },
+);
+
 ringTest("Uring: readFull loops over short reads (FIFO)", async (config) => {
   using dir = tempDir();
   await using uring = new Uring(uringOptions(config));
