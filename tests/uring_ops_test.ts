@@ -182,28 +182,36 @@ ringTest("Uring: a view whose byteLength lies moves only its real bytes", async 
   assert.equal(Deno.statSync(path).size, 4104);
 });
 
+/**
+ * A 64 KiB view whose prototype is a proxy: every `instanceof` on it runs the trap, which
+ * transfers the view's buffer away (to 8 bytes) on its `n`-th call.
+ */
+function detachingView(n: number): Uint8Array {
+  const memory = new ArrayBuffer(1 << 16);
+  const view = new Uint8Array(memory);
+  let calls = 0;
+  const keep: ArrayBuffer[] = [];
+  Object.setPrototypeOf(
+    view,
+    new Proxy(Uint8Array.prototype, {
+      getPrototypeOf(target) {
+        if (++calls === n) keep.push(memory.transfer(8));
+        return Reflect.getPrototypeOf(target);
+      },
+    }),
+  );
+  return view;
+}
+
 ringTest(
   "Uring: a buffer detached by the caller's own code during the prep fails that operation only",
   async (config) => {
     await using uring = new Uring(uringOptions(config));
     await using file = await uring.open("/dev/zero", { read: true });
-    // The view's prototype is a proxy: every `instanceof` on it runs the trap, which transfers the
-    // buffer away on its n-th call, after the checks and inside the prep for some n.
+    // After the checks and inside the prep for some n (see detachingView).
     let failed = 0;
     for (let n = 1; n <= 8; n++) {
-      const memory = new ArrayBuffer(1 << 16);
-      const view = new Uint8Array(memory);
-      let calls = 0;
-      const keep: ArrayBuffer[] = [];
-      Object.setPrototypeOf(
-        view,
-        new Proxy(Uint8Array.prototype, {
-          getPrototypeOf(target) {
-            if (++calls === n) keep.push(memory.transfer(8));
-            return Reflect.getPrototypeOf(target);
-          },
-        }),
-      );
+      const view = detachingView(n);
       await file.readAt(view, 0).catch((e) => {
         assert.ok(e instanceof TypeError, String(e));
         failed++;
@@ -227,19 +235,7 @@ ringTest(
     // into the SQ when the prep throws.
     let failed = 0;
     for (let n = 1; n <= 8; n++) {
-      const memory = new ArrayBuffer(1 << 16);
-      const view = new Uint8Array(memory);
-      let calls = 0;
-      const keep: ArrayBuffer[] = [];
-      Object.setPrototypeOf(
-        view,
-        new Proxy(Uint8Array.prototype, {
-          getPrototypeOf(target) {
-            if (++calls === n) keep.push(memory.transfer(8));
-            return Reflect.getPrototypeOf(target);
-          },
-        }),
-      );
+      const view = detachingView(n);
       const before = new Uint8Array(16), after = new Uint8Array(16);
       try {
         const results = await uring.chain((c) =>
