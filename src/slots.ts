@@ -62,7 +62,7 @@ export interface ChainState {
 export class SettleWatch {
   #remaining = 0;
   #resolve: () => void = () => {};
-  /** Resolves once every operation watched has settled (at once when none is). */
+  /** Resolves once every operation watched has settled. */
   readonly promise: Promise<void>;
 
   constructor() {
@@ -75,11 +75,6 @@ export class SettleWatch {
   add(slot: Slot): void {
     slot.watch = this;
     this.#remaining++;
-  }
-
-  /** Resolves {@link SettleWatch.promise} now if nothing was added. */
-  seal(): void {
-    if (this.#remaining === 0) this.#resolve();
   }
 
   /** One operation watched settled. */

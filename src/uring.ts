@@ -892,8 +892,11 @@ export class Uring implements AsyncDisposable {
     } else {
       const cancelled = this.#cancelOnFile(file);
       closed = this.#fdOp(undefined, file.path, (slot) => fillClose(slot, file.fd));
-      // Resolve (or reject) only once the operations cancelled in the kernel have settled too.
-      closed = closed.then(() => cancelled.promise, (e) => cancelled.promise.then(() => Promise.reject(e)));
+      if (cancelled !== null) {
+        // Resolve (or reject) only once the operations cancelled in the kernel have settled too.
+        const settled = cancelled.promise;
+        closed = closed.then(() => settled, (e) => settled.then(() => Promise.reject(e)));
+      }
     }
     const index = file.fixedIndex;
     if (index < 0) return closed;
@@ -1968,11 +1971,12 @@ export class Uring implements AsyncDisposable {
    * its own: a read of an empty pipe would otherwise outlive the file, and read into its buffer
    * whenever data came. They reject with `ECANCELED` ("the file was closed") unless they
    * completed first. Chains are left alone (their other members may be on other files).
-   * Returns a watch on the operations cancelled in the kernel: the close waits for them.
+   * Returns a watch on the operations cancelled in the kernel (the close waits for them), or null
+   * when there were none.
    */
-  #cancelOnFile(file: UringFile): SettleWatch {
+  #cancelOnFile(file: UringFile): SettleWatch | null {
     const index = file.fixedIndex;
-    const watch = new SettleWatch();
+    let watch: SettleWatch | null = null;
     this.#slots.forEachUsed((slot) => {
       if (slot.chain !== null || slot.fileClosed) return;
       // On the file: by its registered index, or by its fd (an operation given `file.fd`).
@@ -1985,11 +1989,10 @@ export class Uring implements AsyncDisposable {
         this.#rejectQueued(slot);
       } else if (slot.state === IN_RING && !this.#ring.iopoll) { // polled I/O completes by itself
         slot.fileClosed = true;
-        watch.add(slot);
+        (watch ??= new SettleWatch()).add(slot);
         this.#queueInternal(I_CANCEL, slot.index, slot.gen);
       }
     });
-    watch.seal();
     return watch;
   }
 
