@@ -57,21 +57,37 @@ export interface FixedBufferPoolOptions {
   backend?: Backend;
 }
 
+// A FixedBuffer's own fields (set in its static block; they throw for any other object).
+let poolOf: (buf: FixedBuffer) => FixedBufferPool;
+let indexOf: (buf: FixedBuffer) => number;
+let bytesOf: (buf: FixedBuffer) => Uint8Array<ArrayBuffer>;
+
 /**
  * One buffer of a {@link FixedBufferPool}: `index` is its `buf_index`, `bytes` its memory.
  * Valid while acquired and until the pool closes. Since 5.1.
  */
 export class FixedBuffer {
-  /** The pool it belongs to. */
-  readonly pool: FixedBufferPool;
+  readonly #pool: FixedBufferPool;
   readonly #index: number;
   #bytes: Uint8Array<ArrayBuffer>;
 
+  static {
+    // The pool reads these, not the properties a caller could shadow on an object of its own.
+    poolOf = (buf) => buf.#pool;
+    indexOf = (buf) => buf.#index;
+    bytesOf = (buf) => buf.#bytes;
+  }
+
   /** Wraps buffer `index` (internal: pools create these). */
   constructor(pool: FixedBufferPool, index: number, bytes: Uint8Array<ArrayBuffer>) {
-    this.pool = pool;
+    this.#pool = pool;
     this.#index = index;
     this.#bytes = bytes;
+  }
+
+  /** The pool it belongs to. */
+  get pool(): FixedBufferPool {
+    return this.#pool;
   }
 
   /** Its index in the ring's registered buffer table (the SQE's `buf_index`); read-only. */
@@ -81,7 +97,7 @@ export class FixedBuffer {
 
   /** The buffer's memory (`pool.size` bytes). Throws once the pool is closed. */
   get bytes(): Uint8Array<ArrayBuffer> {
-    if (this.pool.closed) throw new TypeError("FixedBufferPool is closed");
+    if (this.#pool.closed) throw new TypeError("FixedBufferPool is closed");
     return this.#bytes;
   }
 
@@ -182,18 +198,18 @@ export class FixedBufferPool implements Disposable {
   /** Gives `buf` back (only once its I/O has completed). Throws on a double release. */
   release(buf: FixedBuffer): void {
     if (this.#closed) return;
-    this.#own(buf);
-    if (this.#held[buf.index] === 0) {
-      throw new RangeError(`fixed buffer ${buf.index} was not acquired (double release?)`);
+    const index = this.#own(buf);
+    if (this.#held[index] === 0) {
+      throw new RangeError(`fixed buffer ${index} was not acquired (double release?)`);
     }
-    this.#held[buf.index] = 0;
-    this.#free[this.#freeTop++] = buf.index;
+    this.#held[index] = 0;
+    this.#free[this.#freeTop++] = index;
   }
 
   /** Whether `buf` (of this pool) is acquired. */
   isAcquired(buf: FixedBuffer): boolean {
-    this.#own(buf);
-    return !this.#closed && this.#held[buf.index] === 1;
+    const index = this.#own(buf);
+    return !this.#closed && this.#held[index] === 1;
   }
 
   /** The buffer with `buf_index` `index` (whether acquired or not). */
@@ -205,17 +221,23 @@ export class FixedBufferPool implements Disposable {
     return this.#buffers[index];
   }
 
-  #own(buf: FixedBuffer): void {
-    if (!(buf instanceof FixedBuffer) || buf.pool !== this) {
-      throw new RangeError("the fixed buffer belongs to another pool");
+  /** `buf`'s index, after checking it is one of this pool's buffers (its own fields, not its properties). */
+  #own(buf: FixedBuffer): number {
+    let pool: FixedBufferPool | undefined;
+    try {
+      pool = poolOf(buf);
+    } catch {
+      pool = undefined; // not a FixedBuffer
     }
+    if (pool !== this) throw new RangeError("the fixed buffer belongs to another pool");
+    return indexOf(buf);
   }
 
   /** Validates a request on `buf` and returns the ring's next SQE (or `null` when the SQ is full). */
   #queue(fd: number, buf: FixedBuffer, offset: Offset, length: number): Sqe | null {
     if (this.#closed) throw new TypeError("FixedBufferPool is closed");
-    this.#own(buf);
-    if (this.#held[buf.index] === 0) throw new RangeError(`fixed buffer ${buf.index} is not acquired`);
+    const index = this.#own(buf);
+    if (this.#held[index] === 0) throw new RangeError(`fixed buffer ${index} is not acquired`);
     if (this.ring.closed || this.ring.registeredBuffers !== this.#registered) {
       throw new RangeError("the pool's buffers are no longer registered with the ring");
     }
@@ -237,7 +259,7 @@ export class FixedBufferPool implements Disposable {
   readFixed(fd: number, buf: FixedBuffer, offset: Offset, length: number = this.size): Sqe | null {
     const sqe = this.#queue(fd, buf, offset, length);
     if (sqe === null) return null;
-    prepReadFixed(sqe, fd, buf.bytes, offset, buf.index);
+    prepReadFixed(sqe, fd, bytesOf(buf), offset, indexOf(buf));
     sqe.u32[sqe.base + W.len] = length;
     return sqe;
   }
@@ -249,7 +271,7 @@ export class FixedBufferPool implements Disposable {
   writeFixed(fd: number, buf: FixedBuffer, offset: Offset, length: number = this.size): Sqe | null {
     const sqe = this.#queue(fd, buf, offset, length);
     if (sqe === null) return null;
-    prepWriteFixed(sqe, fd, buf.bytes, offset, buf.index);
+    prepWriteFixed(sqe, fd, bytesOf(buf), offset, indexOf(buf));
     sqe.u32[sqe.base + W.len] = length;
     return sqe;
   }

@@ -25,6 +25,28 @@ const TA_BUFFER = accessor(TYPED_ARRAY, "buffer");
 const DV_LENGTH = accessor(DataView.prototype, "byteLength");
 const DV_OFFSET = accessor(DataView.prototype, "byteOffset");
 const DV_BUFFER = accessor(DataView.prototype, "buffer");
+const TA_TAG = Object.getOwnPropertyDescriptor(TYPED_ARRAY, Symbol.toStringTag)!.get as Accessor;
+const AB_DETACHED = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "detached")!.get as (
+  this: ArrayBufferLike,
+) => boolean;
+
+/**
+ * Whether `view` is a DataView (not a typed array), asked without running the caller's code:
+ * `instanceof` walks the prototype chain, where a proxy's trap could detach the buffer after its
+ * address was taken. The typed-array tag getter reads the view's own internal slot.
+ */
+function isDataView(view: ArrayBufferView): boolean {
+  return TA_TAG.call(view) === undefined;
+}
+
+/** Whether `buffer` was detached, asked of the engine (a shared buffer never is). */
+export function isDetached(buffer: ArrayBufferLike): boolean {
+  try {
+    return AB_DETACHED.call(buffer);
+  } catch {
+    return false; // a SharedArrayBuffer
+  }
+}
 
 /**
  * `view.byteLength` as the engine knows it, whatever the object's `byteLength` property says.
@@ -33,19 +55,19 @@ const DV_BUFFER = accessor(DataView.prototype, "buffer");
 export function byteLengthOf(view: ArrayBufferView): number {
   // One constant getter per call site: a getter picked at run time measured slower (each of these
   // calls still costs a few ns more than a property load: see bench/FINDINGS.md).
-  if (view instanceof DataView) return DV_LENGTH.call(view) as number;
+  if (isDataView(view)) return DV_LENGTH.call(view) as number;
   return TA_LENGTH.call(view) as number;
 }
 
 /** `view.byteOffset` as the engine knows it (see {@link byteLengthOf}). */
 export function byteOffsetOf(view: ArrayBufferView): number {
-  if (view instanceof DataView) return DV_OFFSET.call(view) as number;
+  if (isDataView(view)) return DV_OFFSET.call(view) as number;
   return TA_OFFSET.call(view) as number;
 }
 
 /** `view.buffer` as the engine knows it (see {@link byteLengthOf}). */
 export function bufferOf(view: ArrayBufferView): ArrayBufferLike {
-  if (view instanceof DataView) return DV_BUFFER.call(view) as ArrayBufferLike;
+  if (isDataView(view)) return DV_BUFFER.call(view) as ArrayBufferLike;
   return TA_BUFFER.call(view) as ArrayBufferLike;
 }
 
@@ -59,9 +81,9 @@ export function addressOf(view: ArrayBufferView): number {
   // Reading the buffer first moves a small on-heap typed array's bytes off the V8 heap, so the
   // address taken below stays valid for the life of the buffer.
   let buffer: ArrayBufferLike, offset: number, length: number;
-  if (view instanceof DataView) {
+  if (isDataView(view)) {
     buffer = DV_BUFFER.call(view) as ArrayBufferLike;
-    if ((buffer as ArrayBuffer).detached) throw new TypeError("buffer is detached"); // before the getters throw
+    if (isDetached(buffer)) throw new TypeError("buffer is detached"); // before the getters throw
     offset = DV_OFFSET.call(view) as number;
     length = DV_LENGTH.call(view) as number;
   } else {
@@ -69,12 +91,11 @@ export function addressOf(view: ArrayBufferView): number {
     offset = TA_OFFSET.call(view) as number;
     length = TA_LENGTH.call(view) as number;
     // A typed array over a detached buffer reads 0 bytes: only then can it be detached.
-    if (length === 0 && (buffer as ArrayBuffer).detached) throw new TypeError("buffer is detached");
+    if (length === 0 && isDetached(buffer)) throw new TypeError("buffer is detached");
   }
-  const base = baseAddresses.get(buffer) ?? firstBase(view, buffer, offset, length);
-  // Set last: the checks above may run the caller's code (an overridden `detached` or
-  // `byteLength` on the buffer, a proxy in the view's prototype chain), which may address
-  // another view in between.
+  const base = baseAddresses.get(buffer) ?? firstBase(buffer);
+  // Set last, in case anything above ever runs the caller's code (none of it does: every read
+  // goes through the engine's getters), which could address another view in between.
   lastLength = length;
   return base + offset;
 }
@@ -90,17 +111,14 @@ export function lastAddressedLength(): number {
   return lastLength;
 }
 
-/** The base address of `buffer` (of which `view` is a part), found once and cached. */
-function firstBase(view: ArrayBufferView, buffer: ArrayBufferLike, offset: number, length: number): number {
-  let base: number;
-  if (length === 0) {
-    // A zero-length view has no meaningful address (Deno gives null); use the whole buffer.
-    if (buffer.byteLength === 0) return 0; // no memory at all (the offset is 0): address 0
-    base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(buffer as ArrayBuffer))));
-  } else {
-    const pointer = Deno.UnsafePointer.of(view as Uint8Array<ArrayBuffer>);
-    base = Number(Deno.UnsafePointer.value(pointer)) - offset;
-  }
+/** The base address of `buffer`, found once and cached. */
+function firstBase(buffer: ArrayBufferLike): number {
+  // Asked of a view of the whole buffer made here, not of the caller's view: Deno's
+  // `UnsafePointer.of` reads properties of the object it is given (its prototype chain,
+  // `length`), which a view can override. (A zero-length view has no address of its own.)
+  const whole = new Uint8Array(buffer as ArrayBuffer);
+  if (whole.length === 0) return 0; // no memory at all (every offset is 0): address 0
+  const base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(whole)));
   baseAddresses.set(buffer, base);
   return base;
 }
@@ -148,7 +166,7 @@ export function checkCString(path: Uint8Array, what = "path"): void {
 /** Throws unless `view` is an ArrayBufferView that is not detached. */
 export function checkBuffer(view: unknown, what = "buffer"): asserts view is ArrayBufferView {
   if (!ArrayBuffer.isView(view)) throw new TypeError(`${what} must be a typed array or DataView`);
-  if ((bufferOf(view) as ArrayBuffer).detached) throw new TypeError(`${what} is detached`);
+  if (isDetached(bufferOf(view))) throw new TypeError(`${what} is detached`);
 }
 
 /**

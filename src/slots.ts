@@ -8,7 +8,7 @@
  */
 
 import { type AlignedMapping, pinAlignedMemory } from "./aligned.ts";
-import { cstringInto } from "./memory.ts";
+import { bufferOf, cstringInto } from "./memory.ts";
 import type { Iovecs, Timespec } from "./structs.ts";
 
 /** Slot state: free, on the free list. */
@@ -191,10 +191,10 @@ export class Slot {
   pin(): void {
     if (this.pinned !== null) return; // issued again (see Uring's reissue): pinned the first time
     if (this.buf !== null) {
-      this.pinned = pinAlignedMemory(this.buf.buffer);
+      this.pinned = pinAlignedMemory(bufferOf(this.buf)); // the engine's view of it, not an own property
     } else if (this.iovecs !== null) {
       for (const b of this.iovecs.buffers) {
-        const mapping = pinAlignedMemory(b.buffer);
+        const mapping = pinAlignedMemory(bufferOf(b));
         if (mapping === null) continue;
         if (this.pinned === null) this.pinned = [];
         (this.pinned as AlignedMapping[]).push(mapping);

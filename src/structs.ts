@@ -75,15 +75,17 @@ export class Iovecs {
    * `IoUring.registerBuffers` passes `IORING_MAX_REG_BUFFERS`.
    */
   constructor(buffers: readonly ArrayBufferView[], max: number = IOV_MAX) {
-    if (!Array.isArray(buffers) || buffers.length === 0) {
-      throw new TypeError("iovecs need a non-empty array of buffers");
+    if (!Array.isArray(buffers)) throw new TypeError("iovecs need a non-empty array of buffers");
+    // Copied first (its length read once, no iterator run), then checked: the copy is what the
+    // kernel gets.
+    const count = buffers.length;
+    if (count === 0) throw new TypeError("iovecs need a non-empty array of buffers");
+    if (!(count <= max)) {
+      throw new RangeError(`at most ${max} iovecs${max === IOV_MAX ? " (IOV_MAX)" : ""}, got ${count}`);
     }
-    if (buffers.length > max) {
-      throw new RangeError(
-        `at most ${max} iovecs${max === IOV_MAX ? " (IOV_MAX)" : ""}, got ${buffers.length}`,
-      );
-    }
-    const list = this.#buffers = Object.freeze([...buffers]);
+    const copy: ArrayBufferView[] = new Array(count);
+    for (let i = 0; i < count; i++) copy[i] = buffers[i];
+    const list = this.#buffers = Object.freeze(copy);
     this.#bytes = new Uint8Array(list.length * IOVEC_SIZE);
     const w = this.#words = new Uint32Array(this.#bytes.buffer);
     let total = 0;

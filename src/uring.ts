@@ -34,6 +34,7 @@
  * @module
  */
 
+import { abortSignalOption, listenAbort, signalAborted, signalReason, unlistenAbort } from "./abort.ts";
 import {
   AT_REMOVEDIR,
   AT_SYMLINK_NOFOLLOW,
@@ -69,7 +70,7 @@ import { errno } from "./errno.ts";
 import { ClosedError, IoUringError } from "./errors.ts";
 import { type ChainOptions, configureFile, type FileOps, type OpOptions, UringFile } from "./file.ts";
 import { FixedBufferPool } from "./fixed_pool.ts";
-import { checkU32, shown } from "./memory.ts";
+import { bufferOf, byteLengthOf, byteOffsetOf, checkU32, shown } from "./memory.ts";
 import {
   fillClose,
   fillFallocate,
@@ -208,6 +209,11 @@ const YIELD_AFTER = 8192;
 const TURN_BUDGET_MS = 10;
 /** The clock is read once every this many pumps started from a microtask (a power of two). */
 const TURN_CHECK_EVERY = 16;
+/**
+ * The longest `spinUs`: a spin holds the event loop (up to SPIN_CAP times this), so more than a
+ * millisecond would stall timers and I/O for longer than parking the wait costs.
+ */
+const MAX_SPIN_US = 1000;
 /** Default spin on the CQ tail under SQPOLL before parking a wait (µs); see `UringOptions.spinUs`. */
 export const DEFAULT_SPIN_US = 50;
 /** Spins that found nothing, in a row, after which spinning becomes occasional. */
@@ -249,7 +255,7 @@ export interface UringOptions {
   /**
    * Under SQPOLL, how long (µs) to watch the CQ tail for completions the SQ thread is about to
    * post before parking a wait on the thread pool (which costs 25–30 µs a round trip). Default
-   * {@link DEFAULT_SPIN_US}; 0 turns it off. Ignored without SQPOLL.
+   * {@link DEFAULT_SPIN_US}; 0 turns it off; at most 1000. Ignored without SQPOLL.
    */
   spinUs?: number;
   /**
@@ -545,8 +551,8 @@ export class Uring implements AsyncDisposable {
     options ??= {}; // null: the defaults
     const entries = options.entries ?? 256;
     const spinUs = options.spinUs ?? DEFAULT_SPIN_US;
-    if (!(spinUs >= 0) || !Number.isFinite(spinUs)) {
-      throw new RangeError(`spinUs must be ≥ 0, got ${shown(spinUs)}`);
+    if (!(spinUs >= 0 && spinUs <= MAX_SPIN_US)) {
+      throw new RangeError(`spinUs must be from 0 to ${MAX_SPIN_US}, got ${shown(spinUs)}`);
     }
     const fixedFiles: unknown = options.fixedFiles ?? DEFAULT_FIXED_FILES;
     if (
@@ -800,11 +806,14 @@ export class Uring implements AsyncDisposable {
    * `fixed: true` registers the fd in the ring's file table. A polled Uring (`iopoll`) opens
    * only with `direct: true`, on its plain ring. Since 5.6.
    */
-  open(path: string | URL, options: OpenOptions = {}): Promise<UringFile> {
-    options ??= {}; // null: the defaults
+  open(path: string | URL, given: OpenOptions = {}): Promise<UringFile> {
+    let options: OpenOptions;
     let flags: number;
     let access: Access | "both";
     try {
+      // Each option is read once: a getter that answered differently at a second read could
+      // open with flags other than those the permission check asked for.
+      options = openOptionsOnce(given ?? {}); // null: the defaults
       ({ flags, access } = openFlags(options));
       if (options.mode !== undefined) checkU32(options.mode, "mode", 0o7777);
       if (this.#aux !== null && !options.direct) {
@@ -1025,10 +1034,8 @@ export class Uring implements AsyncDisposable {
     const signal = options?.signal ?? undefined; // null: no signal
     const async = options?.async === true;
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      return Promise.reject(new TypeError("signal must be an AbortSignal"));
-    }
-    if (signal?.aborted) return Promise.reject(signal.reason);
+    const refused = refusedBySignal(signal);
+    if (refused !== null) return refused;
     const builder = new ChainCollector(() => {
       const slot = this.#slots.alloc();
       slot.state = DONE;
@@ -1047,6 +1054,7 @@ export class Uring implements AsyncDisposable {
         returned.catch(() => {}); // its own failure (say, adding to the sealed builder) is reported here
         throw new TypeError("chain() needs a function that adds its members before it returns (not async)");
       }
+      if (this.#closing) throw new ClosedError("Uring"); // the build function closed it
       if (members.length === 0) throw new RangeError("a chain needs at least one member");
       const max = Math.min(this.#ring.sqEntries, this.#limit);
       if (members.length > max) {
@@ -1080,7 +1088,15 @@ export class Uring implements AsyncDisposable {
       if (async) slot.sqeFlags |= IOSQE_ASYNC;
     }
     const head = members[0];
-    if (signal) signal.addEventListener("abort", chain.onAbort);
+    if (signal !== undefined) {
+      try {
+        listenAbort(signal, chain.onAbort);
+      } catch (e) {
+        chain.signal = null;
+        this.#rejectQueued(head, e); // an exotic signal (a proxy) that refused the listener
+        return promise;
+      }
+    }
     this.#enqueue(head);
     return promise;
   }
@@ -1177,7 +1193,8 @@ export class Uring implements AsyncDisposable {
     path: string | null,
   ): Promise<number> {
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
-    if (signal != null && signal.aborted === true) return Promise.reject(signal.reason); // null: none
+    const refused = refusedBySignal(signal);
+    if (refused !== null) return refused;
     const slot = this.#slots.alloc();
     slot.state = DONE;
     try {
@@ -1190,16 +1207,17 @@ export class Uring implements AsyncDisposable {
       slot.fd = fixed;
       slot.sqeFlags = IOSQE_FIXED_FILE;
     }
-    if (this.#poolMemory !== null && buf.buffer === this.#poolMemory) slot.bufIndex = this.#poolIndex(buf);
+    // The view's memory as the engine knows it (not its own, overridable, properties).
+    if (this.#poolMemory !== null && bufferOf(buf) === this.#poolMemory) slot.bufIndex = this.#poolIndex(buf);
     slot.path = path;
     return this.#start(slot, signal);
   }
 
   /** The pool buffer `buf` (a view of the pool's memory) lies inside, or -1 if it spans two. */
   #poolIndex(buf: ArrayBufferView): number {
-    const offset = buf.byteOffset;
+    const offset = byteOffsetOf(buf);
     const index = Math.floor(offset / this.#poolStride);
-    if (index < this.#poolCount && offset + buf.byteLength <= index * this.#poolStride + this.#poolSize) {
+    if (index < this.#poolCount && offset + byteLengthOf(buf) <= index * this.#poolStride + this.#poolSize) {
       return index;
     }
     return -1;
@@ -1208,7 +1226,8 @@ export class Uring implements AsyncDisposable {
   /** An operation on an fd (or none): `fill` checks the arguments and stores them in the slot. */
   #fdOp<T>(signal: AbortSignal | undefined, path: string | null, fill: (slot: Slot) => void): Promise<T> {
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
-    if (signal != null && signal.aborted === true) return Promise.reject(signal.reason); // null: none
+    const refused = refusedBySignal(signal);
+    if (refused !== null) return refused;
     const slot = this.#slots.alloc();
     slot.state = DONE;
     try {
@@ -1232,7 +1251,8 @@ export class Uring implements AsyncDisposable {
     fill: (slot: Slot, p: string, q: string | null) => void,
   ): Promise<T> {
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
-    if (signal != null && signal.aborted === true) return Promise.reject(signal.reason); // null: none
+    const refused = refusedBySignal(signal);
+    if (refused !== null) return refused;
     let given: string, p: string;
     let given2: string | null = null, q: string | null = null;
     try {
@@ -1274,21 +1294,21 @@ export class Uring implements AsyncDisposable {
     slot.reject = reject;
   };
 
+  /** Queues the operation in `slot`; `signal` was checked by {@link refusedBySignal} (null: none). */
   #start<T>(slot: Slot, signal: AbortSignal | null | undefined): Promise<T> {
-    if (signal === null) signal = undefined; // `{ signal: null }`: no signal
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      if (slot.statx !== null) this.#statxPool.push(slot.statx);
-      this.#slots.release(slot);
-      return Promise.reject(new TypeError("signal must be an AbortSignal"));
-    }
     this.#newSlot = slot;
     const promise = new Promise<T>(
       this.#executor as (resolve: (value: T) => void, reject: (e: unknown) => void) => void,
     );
     this.#newSlot = null;
-    if (signal !== undefined) {
+    if (signal != null) {
+      try {
+        listenAbort(signal, slot.onAbort);
+      } catch (e) {
+        this.#rejectQueued(slot, e); // an exotic signal (a proxy) that refused the listener
+        return promise;
+      }
       slot.signal = signal;
-      signal.addEventListener("abort", slot.onAbort);
     }
     this.#enqueue(slot);
     return promise;
@@ -1323,6 +1343,7 @@ export class Uring implements AsyncDisposable {
   #put(slot: Slot, sqe: Sqe): void {
     try {
       prepSlot(slot, sqe);
+      slot.pin(); // an AlignedBuffer freed meanwhile stays mapped until the CQE
     } catch (e) {
       // Only the caller's code run by the prep (a getter, a proxy) can get here, after the checks
       // passed. The SQE is taken: it goes as an internal no-op, and the operation fails alone
@@ -1335,9 +1356,8 @@ export class Uring implements AsyncDisposable {
     this.#inSq(slot);
   }
 
-  /** Counts `slot`, its SQE written, as in the SQ. */
+  /** Counts `slot`, its SQE written and its memory pinned, as in the SQ. */
   #inSq(slot: Slot): void {
-    slot.pin(); // an AlignedBuffer freed meanwhile stays mapped until the CQE
     slot.state = IN_RING;
     // Counts the CQEs to come: a skip chain's members but its last post none (see ChainState.skip).
     if ((slot.sqeFlags & IOSQE_CQE_SKIP_SUCCESS) === 0) this.#inRing++;
@@ -1356,21 +1376,31 @@ export class Uring implements AsyncDisposable {
     const slots = chain.slots;
     const sqes = this.#chainSqes;
     sqes.length = 0;
+    let failure: unknown = undefined;
     for (let i = 0; i < slots.length; i++) {
       const sqe = this.#ring.getSqe()!;
+      sqes.push(sqe);
       try {
         prepSlot(slots[i], sqe);
+        slots[i].pin();
       } catch (e) {
-        sqes.push(sqe);
-        for (const taken of sqes) {
-          taken.clear();
-          this.#putInternal(taken, I_VOID, 0, 0);
-        }
-        sqes.length = 0;
-        this.#rejectQueued(slots[0], e);
-        return;
+        failure = e;
+        break;
       }
-      sqes.push(sqe);
+    }
+    // A later member's prep may have run the caller's code, which may have detached an earlier
+    // member's buffer after its address was written.
+    if (failure === undefined && slots.some(hasDetachedBuffer)) {
+      failure = new TypeError("chain: a buffer was detached while the chain was being queued");
+    }
+    if (failure !== undefined) {
+      for (const taken of sqes) {
+        taken.clear();
+        this.#putInternal(taken, I_VOID, 0, 0);
+      }
+      sqes.length = 0;
+      this.#rejectQueued(slots[0], failure);
+      return;
     }
     sqes.length = 0;
     for (const slot of slots) this.#inSq(slot);
@@ -1804,7 +1834,7 @@ export class Uring implements AsyncDisposable {
       return;
     }
     const { resolve, reject, signal } = slot;
-    if (signal !== null) signal.removeEventListener("abort", slot.onAbort);
+    if (signal !== null) unlistenAbort(signal, slot.onAbort);
     const res = slot.res;
     let error: unknown = null;
     let value: unknown = undefined;
@@ -1820,7 +1850,7 @@ export class Uring implements AsyncDisposable {
         error = this.#error(slot, ECANCELED);
       }
     } else if (slot.aborted && signal !== null) {
-      error = signal.reason;
+      error = signalReason(signal);
     } else {
       error = this.#error(slot, -res);
     }
@@ -1923,10 +1953,10 @@ export class Uring implements AsyncDisposable {
 
   #settleChain(chain: ChainState): void {
     const signal = chain.signal;
-    if (signal !== null) signal.removeEventListener("abort", chain.onAbort);
+    if (signal !== null) unlistenAbort(signal, chain.onAbort);
     this.stats.settled++;
     const results = chain.results as ChainResult[];
-    if (chain.aborted && signal !== null && results.some((r) => !r.ok)) chain.reject(signal.reason);
+    if (chain.aborted && signal !== null && results.some((r) => !r.ok)) chain.reject(signalReason(signal));
     else chain.resolve(results);
   }
 
@@ -1936,9 +1966,11 @@ export class Uring implements AsyncDisposable {
   /** A single operation's signal fired (a chain's own listener calls #abortChain). */
   readonly #onAbort = (slot: Slot): void => {
     if (slot.reject === null) return; // settled already (the Uring failed: see #fail)
+    // A listener an exotic signal refused to remove may fire for a later operation in this slot.
+    if (slot.signal === null || !signalAborted(slot.signal)) return;
     if (slot.state === QUEUED) {
       // It never reached the kernel: take it out of the FIFO (the entry goes stale) and reject.
-      this.#rejectQueued(slot, slot.signal!.reason);
+      this.#rejectQueued(slot, signalReason(slot.signal));
     } else if (slot.state === IN_RING && !slot.aborted) {
       slot.aborted = true;
       // A polled ring cannot cancel (the kernel refuses ASYNC_CANCEL there), but polled I/O
@@ -1948,16 +1980,16 @@ export class Uring implements AsyncDisposable {
   };
 
   #abortChain(chain: ChainState): void {
-    if (chain.aborted) return;
+    if (chain.aborted || chain.signal === null || !signalAborted(chain.signal)) return;
     const head = chain.slots[0];
     // Still all in the backlog? A head that completed was freed and may carry another operation
     // now (queued, even): then the chain is in the ring.
     if (head.chain === chain && head.state === QUEUED) {
       const signal = chain.signal!;
-      signal.removeEventListener("abort", chain.onAbort);
+      unlistenAbort(signal, chain.onAbort);
       for (const slot of chain.slots) this.#slots.release(slot);
       this.stats.settled++;
-      chain.reject(signal.reason);
+      chain.reject(signalReason(signal));
       return;
     }
     chain.aborted = true;
@@ -2040,7 +2072,7 @@ export class Uring implements AsyncDisposable {
   /** A close still in the backlog when the Uring closes: done now with `close(2)`, and settled. */
   #closeQueuedNow(slot: Slot): void {
     const { resolve, reject, signal } = slot;
-    if (signal !== null) signal.removeEventListener("abort", slot.onAbort);
+    if (signal !== null) unlistenAbort(signal, slot.onAbort);
     const r = getSys(this.#ring.backend).close(slot.fd);
     const error = r < 0 ? this.#error(slot, -r) : null;
     this.#slots.release(slot);
@@ -2056,14 +2088,14 @@ export class Uring implements AsyncDisposable {
   #rejectQueued(head: Slot, error: unknown = this.#error(head, ECANCELED)): void {
     const chain = head.chain;
     if (chain !== null) {
-      if (chain.signal !== null) chain.signal.removeEventListener("abort", chain.onAbort);
+      if (chain.signal !== null) unlistenAbort(chain.signal, chain.onAbort);
       for (const slot of chain.slots) this.#slots.release(slot);
       this.stats.settled++;
       chain.reject(error);
       return;
     }
     const { reject, signal } = head;
-    if (signal !== null) signal.removeEventListener("abort", head.onAbort);
+    if (signal !== null) unlistenAbort(signal, head.onAbort);
     if (head.statx !== null) this.#statxPool.push(head.statx);
     this.#slots.release(head);
     this.stats.settled++;
@@ -2087,13 +2119,13 @@ export class Uring implements AsyncDisposable {
         const reject = slot.reject;
         slot.resolve = slot.reject = null;
         // Its signal may still fire: nothing is left to cancel or reject then.
-        slot.signal?.removeEventListener("abort", slot.onAbort);
+        if (slot.signal !== null) unlistenAbort(slot.signal, slot.onAbort);
         reject(error);
         if (slot.watch !== null) slot.settleWatched(); // (its slot is never freed)
       }
     });
     for (const chain of chains) {
-      chain.signal?.removeEventListener("abort", chain.onAbort);
+      if (chain.signal !== null) unlistenAbort(chain.signal, chain.onAbort);
       chain.reject(error);
     }
     for (const client of this.#rawClients.values()) client.fail(error);
@@ -2200,6 +2232,26 @@ function resolvedFor(op: string, given: string): string {
       { cause: e },
     );
   }
+}
+
+/**
+ * A rejection for an operation whose `signal` option is not an `AbortSignal` (see
+ * `abortSignalOption`) or has fired already; else null (`undefined` and `null` mean none).
+ */
+function refusedBySignal(signal: unknown): Promise<never> | null {
+  let checked: AbortSignal | undefined;
+  try {
+    checked = abortSignalOption(signal);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  return checked !== undefined && signalAborted(checked) ? Promise.reject(signalReason(checked)) : null;
+}
+
+/** `options` as a plain object, each field read once (in this order). */
+function openOptionsOnce(options: OpenOptions): OpenOptions {
+  const { read, write, create, truncate, append, exclusive, mode, direct, fixed, signal } = options;
+  return { read, write, create, truncate, append, exclusive, mode, direct, fixed, signal };
 }
 
 /** The `O_*` flags and the permission `open` options imply. */

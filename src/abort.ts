@@ -1,0 +1,63 @@
+/**
+ * Abort signals handled through the engine's own `AbortSignal` and `EventTarget` methods, taken
+ * when this module loads: a signal whose `addEventListener`, `removeEventListener`, `aborted` or
+ * `reason` was overridden (an own property, a getter) cannot run the caller's code, or throw,
+ * from inside the ring's bookkeeping, where a throw would fail every operation of the ring.
+ *
+ * @module
+ */
+
+const ABORTED = Object.getOwnPropertyDescriptor(AbortSignal.prototype, "aborted")!.get!;
+const REASON = Object.getOwnPropertyDescriptor(AbortSignal.prototype, "reason")!.get!;
+const ADD_LISTENER = EventTarget.prototype.addEventListener;
+const REMOVE_LISTENER = EventTarget.prototype.removeEventListener;
+
+/**
+ * `signal` as an operation's option: `undefined` for `undefined` or `null` (no signal), the
+ * signal itself for a real `AbortSignal`, else a `TypeError` (an object made from
+ * `AbortSignal.prototype` is not one).
+ */
+export function abortSignalOption(signal: unknown): AbortSignal | undefined {
+  if (signal === undefined || signal === null) return undefined;
+  try {
+    ABORTED.call(signal); // the engine's brand check
+  } catch {
+    throw new TypeError("signal must be an AbortSignal");
+  }
+  return signal as AbortSignal;
+}
+
+/** Whether `signal` has fired (false if it cannot say). */
+export function signalAborted(signal: AbortSignal): boolean {
+  try {
+    return ABORTED.call(signal) as boolean;
+  } catch {
+    return false;
+  }
+}
+
+/** Why `signal` fired (its `reason`, read through the engine's getter). */
+export function signalReason(signal: AbortSignal): unknown {
+  try {
+    return REASON.call(signal);
+  } catch (e) {
+    return e;
+  }
+}
+
+/** Calls `listener` when `signal` fires. Throws only for an exotic signal (a proxy that refuses). */
+export function listenAbort(signal: AbortSignal, listener: () => void): void {
+  ADD_LISTENER.call(signal, "abort", listener);
+}
+
+/**
+ * Stops calling `listener` when `signal` fires. Never throws: a listener an exotic signal keeps
+ * stays attached, and the callers' handlers check that their signal fired before acting.
+ */
+export function unlistenAbort(signal: AbortSignal, listener: () => void): void {
+  try {
+    REMOVE_LISTENER.call(signal, "abort", listener);
+  } catch {
+    // kept: see above
+  }
+}

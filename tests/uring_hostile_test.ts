@@ -1,0 +1,200 @@
+/**
+ * `Uring` against a caller's own code: options read through getters, views and signals whose
+ * properties or methods were overridden, fake pool buffers. Each case once crashed the process,
+ * failed the whole Uring, leaked a slot, or let the kernel do something the checks had not allowed.
+ */
+
+import assert from "node:assert/strict";
+import { alignedBuffer, type FixedBuffer, FixedBufferPool, IoUring, Uring } from "../mod.ts";
+import { ringTest, skipKernel, tempDir } from "./_support.ts";
+import { pipe, sysClose } from "./_io.ts";
+import { sleep, uringOptions } from "./uring_support.ts";
+
+const enc = new TextEncoder();
+
+ringTest(
+  "Uring.open reads each option once (a getter cannot change the flags after the checks)",
+  async (config) => {
+    using dir = tempDir();
+    const path = `${dir.path}/victim`;
+    Deno.writeTextFileSync(path, "important data\n");
+    await using uring = new Uring(uringOptions(config));
+    // `truncate` answers false first (so no write access is asked for), then true.
+    const reads: Record<string, number> = {};
+    const flipping = (name: string) => ({
+      get() {
+        reads[name] = (reads[name] ?? 0) + 1;
+        return reads[name] > 1;
+      },
+    });
+    const options = Object.defineProperties({ read: true }, {
+      truncate: flipping("truncate"),
+      create: flipping("create"),
+    });
+    const file = await uring.open(path, options);
+    assert.equal(file.writable, false);
+    await file.close();
+    assert.equal(Deno.statSync(path).size, 15, "truncated by a second read of `truncate`");
+    assert.deepEqual(reads, { truncate: 1, create: 1 });
+    // `mode` read once: the value checked is the one the kernel gets.
+    let modeReads = 0;
+    const created = await uring.open(`${dir.path}/new`, {
+      write: true,
+      create: true,
+      get mode() {
+        return modeReads++ === 0 ? 0o640 : 0xffffffff;
+      },
+    });
+    await created.close();
+    assert.equal(modeReads, 1);
+    assert.equal(Deno.statSync(`${dir.path}/new`).mode! & 0o7777, 0o640 & ~Deno.umask());
+  },
+);
+
+ringTest(
+  "Uring: an AlignedBuffer view with its own `buffer` property is still pinned while in flight",
+  async (config) => {
+    await using uring = new Uring(uringOptions(config));
+    const [r, w] = pipe();
+    try {
+      const aligned = alignedBuffer(4096);
+      const view = aligned.bytes.subarray(0, 4096);
+      Object.defineProperty(view, "buffer", { value: new ArrayBuffer(8) }); // a lie about its memory
+      const read = uring.read(r, view, 0); // waits: the pipe is empty
+      await sleep(20);
+      assert.equal(aligned.pins, 1, "the operation did not pin the buffer's memory");
+      aligned.free(); // deferred until the completion
+      assert.equal(await uring.write(w, enc.encode("data"), 0), 4);
+      await assert.rejects(read, /an AlignedBuffer was freed while the operation ran/);
+    } finally {
+      sysClose(r);
+      sysClose(w);
+    }
+  },
+);
+
+ringTest("Uring: a view whose `buffer` getter throws is read through its real memory", async (config) => {
+  using dir = tempDir();
+  const path = `${dir.path}/data`;
+  Deno.writeTextFileSync(path, "hello world");
+  await using uring = new Uring(uringOptions(config));
+  uring.registerBufferPool({ count: 2, size: 4096 });
+  await using file = await uring.open(path);
+  const throwing = new Uint8Array(16);
+  Object.defineProperty(throwing, "buffer", {
+    get() {
+      throw new Error("buffer getter");
+    },
+  });
+  assert.equal(await file.readAt(throwing, 0), 11); // it threw after the SQE was written, failing the Uring
+  // A heap view claiming to be the pool's memory is an ordinary read, not READ_FIXED (EFAULT).
+  const claiming = new Uint8Array(64);
+  Object.defineProperty(claiming, "buffer", { value: uring.bufferPool!.buffer(0).bytes.buffer });
+  Object.defineProperty(claiming, "byteOffset", { value: 0 });
+  const fixedBefore = uring.stats.fixedBuffers;
+  assert.equal(await file.readAt(claiming, 0), 11);
+  assert.equal(uring.stats.fixedBuffers, fixedBefore);
+  assert.equal(uring.pending, 0);
+});
+
+ringTest("Uring: a signal whose own methods or getters throw changes nothing", async (config) => {
+  await using uring = new Uring(uringOptions(config));
+  const innocent = uring.timeout(30);
+  const c = new AbortController();
+  for (const name of ["addEventListener", "removeEventListener"]) {
+    Object.defineProperty(c.signal, name, {
+      value: () => {
+        throw new Error(`${name} refuses`);
+      },
+    });
+  }
+  await uring.nop({ signal: c.signal }); // settling it removed the listener: that threw, failing the Uring
+  const aborted = uring.timeout(5000, { signal: c.signal });
+  c.abort(new Error("stop"));
+  await assert.rejects(aborted, /^Error: stop$/);
+  // A signal whose `aborted` getter throws (Deno's own abort() would throw too: it never fires).
+  const lying = new AbortController().signal;
+  Object.defineProperty(lying, "aborted", {
+    get() {
+      throw new Error("aborted refuses");
+    },
+  });
+  assert.equal(await uring.nop({ signal: lying }), undefined);
+  await innocent;
+  assert.equal(uring.pending, 0);
+  // Not an AbortSignal at all (made from its prototype): a TypeError, nothing taken.
+  const fake = Object.create(AbortSignal.prototype) as AbortSignal;
+  await assert.rejects(uring.nop({ signal: fake }), /^TypeError: signal must be an AbortSignal$/);
+  await assert.rejects(
+    uring.chain((b) => b.nop(), { signal: fake }),
+    /^TypeError: signal must be an AbortSignal$/,
+  );
+  assert.equal(uring.pending, 0);
+});
+
+ringTest(
+  "Uring.readv: the list is copied by index, its length read once (not by its iterator)",
+  async (config) => {
+    using dir = tempDir();
+    const path = `${dir.path}/data`;
+    Deno.writeTextFileSync(path, "hello world");
+    await using uring = new Uring(uringOptions(config));
+    await using file = await uring.open(path);
+    const one = new Uint8Array(4);
+    const list = [one];
+    Object.defineProperty(list, Symbol.iterator, {
+      value: function* () {
+        for (let i = 0; i < 2000; i++) yield one; // past IOV_MAX: EINVAL from the kernel
+      },
+    });
+    assert.equal(await uring.readv(file.fd, list, 0), 4);
+  },
+);
+
+Deno.test({
+  name: "Uring options: spinUs above 1000 µs is refused (the spin holds the event loop)",
+  ignore: skipKernel(),
+  fn() {
+    for (const spinUs of [1001, 5e6, 1e12]) {
+      assert.throws(() => new Uring({ spinUs }), /^RangeError: spinUs must be from 0 to 1000, got/);
+    }
+    new Uring({ spinUs: 1000, sqpoll: false }).close();
+  },
+});
+
+Deno.test({
+  name:
+    "FixedBufferPool: a fake buffer (its own `index`, or FixedBuffer's prototype) is not one of the pool's",
+  ignore: skipKernel(),
+  fn() {
+    using ring = new IoUring(8, { sqpoll: false });
+    using pool = new FixedBufferPool(ring, { count: 2, size: 4096 });
+    const fake = Object.create(Object.getPrototypeOf(pool.buffer(0))) as FixedBuffer;
+    Object.defineProperty(fake, "pool", { value: pool });
+    Object.defineProperty(fake, "index", { value: -1 });
+    assert.throws(() => pool.release(fake), /belongs to another pool/);
+    assert.throws(() => pool.readFixed(0, fake, 0), /belongs to another pool/);
+    // A real buffer with a shadowed index is handled by its own index.
+    const real = pool.acquire()!;
+    Object.defineProperty(real, "index", { value: 1 - real.index });
+    pool.release(real);
+    const again = [pool.acquire(), pool.acquire()];
+    assert.ok(
+      again.every((b) => b !== null && b.bytes.byteLength === 4096),
+      "acquire() handed out a bad buffer",
+    );
+  },
+});
+
+ringTest("Uring.chain: a build function that closes the Uring gets ClosedError", async (config) => {
+  const uring = new Uring(uringOptions(config));
+  let closing: Promise<void> | undefined;
+  await assert.rejects(
+    uring.chain((c) => {
+      c.nop();
+      closing = uring.close();
+    }),
+    /Uring is closed/,
+  );
+  await closing;
+});
