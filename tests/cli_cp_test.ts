@@ -103,6 +103,30 @@ Deno.test({
 });
 
 Deno.test({
+  name: "cp CLI: a source named . or .. goes into DIR itself, never into DIR/.. (found by a probe)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const d = dir.path;
+    Deno.mkdirSync(`${d}/a/b`, { recursive: true });
+    Deno.writeTextFileSync(`${d}/a/b/f`, "f");
+    Deno.writeTextFileSync(`${d}/a/g`, "g");
+    Deno.mkdirSync(`${d}/dest`);
+    Deno.writeTextFileSync(`${d}/notes.txt`, "mine"); // beside dest: `dest/..` would replace it
+    // From a/b, `..` is a: its contents go into dest (not into `dest/..`, which is d itself).
+    const up = await runCp(["-r", "-f", "..", `${d}/dest`], { cwd: `${d}/a/b` });
+    assert.equal(up.code, 0, up.stderr);
+    assert.equal(Deno.readTextFileSync(`${d}/dest/b/f`), "f");
+    assert.equal(Deno.readTextFileSync(`${d}/dest/g`), "g");
+    assert.equal(Deno.readTextFileSync(`${d}/notes.txt`), "mine");
+    assert.deepEqual([...Deno.readDirSync(d)].map((e) => e.name).sort(), ["a", "dest", "notes.txt"]);
+    const here = await runCp(["-r", "-f", ".", "../../dest"], { cwd: `${d}/a/b` });
+    assert.equal(here.code, 0, here.stderr);
+    assert.equal(Deno.readTextFileSync(`${d}/dest/f`), "f");
+  },
+});
+
+Deno.test({
   name: "cp CLI: each failure is one line on stderr and the exit status is 1",
   ignore: skipKernel(),
   fn: async () => {

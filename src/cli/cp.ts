@@ -61,6 +61,16 @@ function basename(path: string): string {
   return p.slice(p.lastIndexOf("/") + 1);
 }
 
+/**
+ * Where `src` goes in the existing directory `dir`: `dir/NAME`; for a source named `.` or `..`
+ * (or `/`), `dir` itself, as GNU cp does (its contents are copied into `dir`). `dir/..` would
+ * be `dir`'s parent: the copy would land, and overwrite, outside the destination.
+ */
+function intoDirectory(dir: string, src: string): string {
+  const name = basename(src);
+  return name === "" || name === "." || name === ".." ? dir : `${trimSlashes(dir)}/${name}`;
+}
+
 async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   try {
     return await Deno.stat(path);
@@ -162,7 +172,7 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
     const done = { bytes: 0, files: 0, totalBytes: 0, totalFiles: 0 };
     for (let i = 0; i < args.sources.length && !interrupted; i++) {
       const src = args.sources[i];
-      const dst = intoDir ? `${trimSlashes(args.destination)}/${basename(src)}` : args.destination;
+      const dst = intoDir ? intoDirectory(args.destination, src) : args.destination;
       const more = i < args.sources.length - 1;
       let last: CopyProgress | undefined;
       const onProgress = bar &&
