@@ -57,6 +57,8 @@ class TreeCopy {
   readonly listings = new Semaphore(READDIR_CONCURRENCY);
   /** Look at source entries with a synchronous `lstat` (see {@link TreeCopy.entry}). */
   readonly syncStat: boolean;
+  /** Device and inode of the destination's top directory, once made or found (see reachedDest). */
+  destId: string | undefined;
 
   constructor(ctx: CopyContext, source: string, dest: string) {
     this.ctx = ctx;
@@ -132,6 +134,27 @@ class TreeCopy {
     return record;
   }
 
+  /**
+   * Whether source directory `src` (looked at: `st`) is the destination's top directory, reached
+   * through another path (a bind mount): then the copy would walk into its own output without
+   * end; it fails there as a copy into itself (the rest goes on with `continueOnError`).
+   */
+  reachedDest(src: string, dst: string, st: EntryStat): boolean {
+    if (st.id !== this.destId) return false;
+    this.fail(
+      makeFailure(
+        "EINVAL",
+        src,
+        dst,
+        `cannot copy a directory into itself ('${src}' is '${this.dest}')`,
+        dst,
+      ),
+      src,
+      dst,
+    );
+    return true;
+  }
+
   /** Walks source directory `src` into `dst` (which exists now); `merging`: `dst` existed. */
   async walk(src: string, dst: string, merging: boolean): Promise<void> {
     const ctx = this.ctx;
@@ -191,7 +214,7 @@ class TreeCopy {
         continue;
       }
       if (st.kind === "dir") {
-        dirs.push([s, d, st]);
+        if (!this.reachedDest(s, d, st)) dirs.push([s, d, st]);
       } else if (st.kind === "file" && !merging) {
         ctx.progress.totalFiles++;
         ctx.progress.totalBytes += st.size;
@@ -270,6 +293,7 @@ class TreeCopy {
     const ctx = this.ctx;
     switch (st.kind) {
       case "dir": {
+        if (this.reachedDest(src, dst, st)) return;
         const record = await this.makeDir(src, dst, st, merging);
         if (record) await this.walk(src, dst, !record.created);
         return;
@@ -524,6 +548,19 @@ async function realPathOrNull(path: string): Promise<string | null> {
 }
 
 /**
+ * Whether the directory with id `id` is `dir` or one of its parents, compared by device and inode:
+ * a bind mount (or any second path to the same directory) hides a copy into itself from the
+ * path comparison. Parents the copy may not look at (Deno's permissions) are passed over.
+ */
+async function underDirectory(ctx: CopyContext, id: string, dir: string): Promise<boolean> {
+  for (let d = dir;; d = dirnameOf(d)) {
+    const st = await ctx.existingDest(d, true).catch(() => undefined);
+    if (st?.id === id) return true;
+    if (d === "/" || !d.includes("/")) return false;
+  }
+}
+
+/**
  * Copies the directory `src` (a symlink to one is followed) to `dst` and resolves with
  * `{ files, bytes, ms, dirs, engine }` (`files` counts regular files and symlinks).
  *
@@ -577,6 +614,7 @@ export async function copyTree(
   try {
     let root: EntryStat;
     let merging = false;
+    let destId: string | undefined;
     try {
       root = await staged("stat-source", ctx.engine.stat(source, true, ctx));
       if (root.kind !== "dir") {
@@ -599,6 +637,7 @@ export async function copyTree(
         );
       }
       merging = existing !== undefined;
+      destId = existing?.id;
       const special = checkCopyTargets(source, dest);
       if (special !== null) throw special;
       // Refuse to copy a directory into itself (the walk would never end).
@@ -610,7 +649,10 @@ export async function copyTree(
           d === null ? null : `${d === "/" ? "" : d}/${base}`
         );
       if (realSource !== null && realDest !== null) {
-        if (realDest === realSource || realDest.startsWith(realSource === "/" ? "/" : `${realSource}/`)) {
+        if (
+          realDest === realSource || realDest.startsWith(realSource === "/" ? "/" : `${realSource}/`) ||
+          await underDirectory(ctx, root.id, merging ? realDest : dirnameOf(realDest))
+        ) {
           throw makeFailure("EINVAL", source, dest, "cannot copy a directory into itself", dest);
         }
       }
@@ -622,6 +664,7 @@ export async function copyTree(
     if (merging) {
       tree.dirs.push({ dst: dest, st: root, created: false });
       ctx.dirs++;
+      tree.destId = destId;
     } else {
       // May exist: made meanwhile by someone else (another copy into it), it is merged into, as
       // if it had been there when looked at.
@@ -631,6 +674,7 @@ export async function copyTree(
         throw tree.first ?? tree.errors[0];
       }
       merging = !record.created;
+      tree.destId = (await ctx.existingDest(dest, true).catch(() => undefined))?.id;
     }
     await ctx.learnUmask(dest);
     await tree.walk(source, dest, merging);

@@ -183,6 +183,50 @@ Deno.test({
   },
 });
 
+/** Whether `path` exists (not following a final symlink). */
+function existsPath(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name: "copyTree: a copy into itself through a bind mount is refused (device and inode, not the path)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const src = `${dir.path}/src`, view = `${dir.path}/view`;
+    Deno.mkdirSync(`${src}/a`, { recursive: true });
+    Deno.writeTextFileSync(`${src}/a/f`, "f");
+    Deno.mkdirSync(view);
+    const mount = await new Deno.Command("mount", { args: ["--bind", `${src}/a`, view], stderr: "piped" })
+      .output().catch((e: Error) => ({ success: false, stderr: new TextEncoder().encode(e.message) }));
+    if (!mount.success) {
+      console.log(
+        `skipped: mount --bind is not permitted here (${new TextDecoder().decode(mount.stderr).trim()})`,
+      );
+      return;
+    }
+    try {
+      // view/inner is src/a/inner: the walk reaches its own output (it went on until ENAMETOOLONG,
+      // 4,095-byte paths). It stops there, as GNU cp does, after copying what came before.
+      await assert.rejects(copyTree(src, `${view}/inner`), /cannot copy a directory into itself/);
+      assert.ok(!existsPath(`${src}/a/inner/a/inner/a`), "the copy went on into its own output");
+      Deno.removeSync(`${src}/a/inner`, { recursive: true });
+      // Merging into view, which is src/a.
+      await assert.rejects(copyTree(src, view, { overwrite: true }), /cannot copy a directory into itself/);
+      // The source through the bind mount, into a directory under its real self: refused up front.
+      await assert.rejects(copyTree(view, `${src}/a/x`), /cannot copy a directory into itself/);
+      assert.ok(!existsPath(`${src}/a/x`));
+    } finally {
+      await new Deno.Command("umount", { args: [view] }).output();
+    }
+  },
+});
+
 Deno.test({
   name: "copyTree: refuses a source that is not a directory, a destination file, and a copy into itself",
   ignore: skipKernel(),
