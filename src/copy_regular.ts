@@ -17,6 +17,7 @@
 import type { CopyContext } from "./copy_context.ts";
 import type { EntryStat } from "./copy_engine.ts";
 import { abortFailure, codeOf, copyFailure, isAbort, staged, stageOf } from "./copy_errors.ts";
+import { doneWriting, startWriting } from "./copy_incomplete.ts";
 
 /** The marker in every temporary file name (`.NAME.uring-tmp-XXXXXXXX`). */
 export const TEMP_MARKER = ".uring-tmp-";
@@ -63,6 +64,7 @@ function copyRegularOnce(
 ): Promise<number> {
   const engine = ctx.engine;
   const tmp = inPlace ? dst : tempPathFor(dst);
+  startWriting(tmp); // until it is complete or removed (see copy_incomplete.ts)
   const blocks = () => engine.copyData(src, st, tmp, st.perm, ctx);
   const small = engine.copySmall?.(src, st, tmp, st.perm, ctx);
   if (small === undefined) return finishRegular(ctx, dst, tmp, st, inPlace, blocks());
@@ -73,11 +75,16 @@ function copyRegularOnce(
   return data.then((bytes) => {
     if (ctx.signal.aborted) {
       return engine.unlink(tmp).catch(() => {}).then(() => {
+        doneWriting(tmp);
         throw ctx.signal.reason; // as finishRegular's throwIfAborted would
       });
     }
+    doneWriting(tmp);
     ctx.fileDone(dst, bytes);
     return bytes;
+  }, (e) => {
+    doneWriting(tmp); // the engine removed what it had written
+    throw e;
   });
 }
 
@@ -91,7 +98,13 @@ async function finishRegular(
   data: Promise<number>,
 ): Promise<number> {
   const engine = ctx.engine;
-  const bytes = await data;
+  let bytes: number;
+  try {
+    bytes = await data;
+  } catch (e) {
+    doneWriting(tmp); // the engine removed what it had written
+    throw e;
+  }
   try {
     if (ctx.needsChmod(st.perm)) await staged("chmod", ctx.inflight.run(() => Deno.chmod(tmp, st.perm)));
     if (ctx.options.preserve) {
@@ -101,8 +114,10 @@ async function finishRegular(
     if (!inPlace) await staged("rename", engine.rename(tmp, dst, !ctx.options.overwrite, ctx));
   } catch (e) {
     await engine.unlink(tmp).catch(() => {});
+    doneWriting(tmp);
     throw e;
   }
+  doneWriting(tmp);
   ctx.fileDone(dst, bytes);
   return bytes;
 }

@@ -18,6 +18,22 @@ import {
 
 const CLEAR_LINE = "\x1b[K";
 
+/** The file the second-Ctrl-C test copies: big enough to be interrupted mid-way. */
+const SECOND_SIGINT_SIZE = 512 * 1024 * 1024;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The size of file `path`, or -1 when there is none. */
+function sizeOf(path: string): number {
+  try {
+    return Deno.statSync(path).size;
+  } catch {
+    return -1;
+  }
+}
+
 function lines(text: string): string[] {
   return text.split("\n").filter((l) => l !== "");
 }
@@ -314,6 +330,44 @@ Deno.test({
       "cp: copying 'huge' to 'copy' was aborted: interrupted by SIGINT; partial copies were removed",
     ]);
     assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["huge"]);
+  },
+});
+
+Deno.test({
+  name: "cp CLI: a second Ctrl-C exits at once, and removes the files still being written first",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    // A tree, so the big file is written in place under its own name (no temporary name).
+    Deno.mkdirSync(`${dir.path}/tree`);
+    await randomFile(`${dir.path}/tree/huge`, SECOND_SIGINT_SIZE);
+    const partial = `${dir.path}/copy/huge`;
+    for (let round = 0; round < 2; round++) {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", ...CP_FLAGS, CP, "-q", "-r", "tree", "copy"],
+        cwd: dir.path,
+        // Deno's engine (io_uring forced unavailable): its Deno.copyFile of a big file cannot be
+        // interrupted, so the first Ctrl-C's clean-up waits for it, and the second comes first.
+        env: { URING_FORCE_UNAVAILABLE: "1" },
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      while (!(sizeOf(partial) > 0)) await sleep(2); // being written
+      child.kill("SIGINT");
+      await sleep(20);
+      try {
+        child.kill("SIGINT");
+      } catch {
+        // it had finished already
+      }
+      assert.equal((await child.status).code, 130);
+      // No partial file under its final name (it left one of 372-655 MB of a 3 GiB file).
+      const left = sizeOf(partial);
+      assert.ok(left === -1 || left === SECOND_SIGINT_SIZE, `a partial copy/huge of ${left} bytes was left`);
+      assert.deepEqual(tempLeftovers(`${dir.path}/copy`), []);
+      Deno.removeSync(`${dir.path}/copy`, { recursive: true });
+    }
   },
 });
 

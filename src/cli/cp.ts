@@ -12,6 +12,7 @@
 import { copyFile, trimSlashes } from "../copy.ts";
 import { createCopyUring, FORCE_UNAVAILABLE_ENV, isUnavailableError } from "../copy_context.ts";
 import { CopyTreeError } from "../copy_errors.ts";
+import { removeIncompleteNow } from "../copy_incomplete.ts";
 import type { CopyProgress } from "../copy_options.ts";
 import { copyTree } from "../copy_tree.ts";
 import type { Uring } from "../uring.ts";
@@ -150,7 +151,12 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
   const controller = new AbortController();
   let interrupted = false;
   const onSigint = () => {
-    if (interrupted) Deno.exit(130); // a second Ctrl-C: leave now
+    if (interrupted) {
+      // A second Ctrl-C: leave now, without waiting for the copy to clean up. The files still
+      // being written go first, so that none is left looking complete.
+      removeIncompleteNow();
+      Deno.exit(130);
+    }
     interrupted = true;
     controller.abort(new DOMException("interrupted by SIGINT", "AbortError"));
   };
