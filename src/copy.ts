@@ -108,10 +108,12 @@ export async function copyFile(
     const inPlace = existing === undefined && checkAccess("open", "write", tempPathFor(dest)) !== null &&
       checkAccess("open", "write", dest) === null;
     await copyRegular(ctx, source, dest, st, inPlace);
-    const progress = ctx.progressFailure;
-    if (progress !== undefined) throw progress.error; // thrown by the last report (the file is in place)
+    const progress = ctx.progressError();
+    if (progress !== undefined) throw progress; // thrown by the last report (the file is in place)
     return ctx.result();
   } catch (e) {
+    const progress = ctx.userAborted ? undefined : ctx.progressError();
+    if (progress !== undefined) throw progress; // it stopped the copy: what failed after is its echo
     if (isDescribed(e) && !ctx.userAborted) throw e;
     throw describeFailure(ctx, e, source, dest);
   } finally {

@@ -317,8 +317,10 @@ export class CopyContext implements EngineContext {
   /**
    * Calls `onProgress`. It runs inside the engine's completion handling, so what it throws is
    * kept, not let through: the copy stops as after a failure (each file cleans up as it would),
-   * and {@link CopyContext.progressFailure} gives the error to reject with. Nothing is reported
-   * after that.
+   * and {@link CopyContext.progressError} gives the error to reject with. Nothing is reported
+   * after that. The stop has a reason of its own: were it the thrown value, the operations it
+   * cancels would reject with that object and tag it with their step, and the copy would reject
+   * blaming a step that did not fail ("creating the destination directory failed: ...").
    */
   #report(path: string | undefined): void {
     const onProgress = this.options.onProgress;
@@ -335,13 +337,31 @@ export class CopyContext implements EngineContext {
       });
     } catch (e) {
       this.#progressFailure = { error: e };
-      this.stop(e);
+      this.stop(new DOMException("onProgress threw", "AbortError"));
     }
   }
 
   /** What `onProgress` threw (wrapped, since anything can be thrown), or `undefined`. */
   get progressFailure(): { error: unknown } | undefined {
     return this.#progressFailure;
+  }
+
+  /**
+   * The error a copy that `onProgress` stopped rejects with: what it threw when that is an
+   * `Error`, else an `Error` that says what it was (as its `cause`); `undefined` when it threw
+   * nothing.
+   */
+  progressError(): Error | undefined {
+    const failure = this.#progressFailure;
+    if (failure === undefined) return undefined;
+    const thrown = failure.error;
+    if (thrown instanceof Error) return thrown;
+    return new Error(
+      `onProgress threw ${typeof thrown === "string" ? JSON.stringify(thrown) : String(thrown)}`,
+      {
+        cause: thrown,
+      },
+    );
   }
 
   /** The result so far. */

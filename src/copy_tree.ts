@@ -684,11 +684,14 @@ export async function copyTree(
     await tree.finishDirs();
     if (ctx.userAborted) throw abortFailure(opts.signal!, `copying '${source}' to '${dest}'`);
     if (tree.first) throw tree.first;
-    const progress = ctx.progressFailure;
-    if (progress !== undefined) throw describeFailure(ctx, progress.error, source, dest);
+    const progress = ctx.progressError();
+    if (progress !== undefined) throw progress;
     const result: CopyResult = ctx.result();
     if (tree.errors.length > 0) throw new CopyTreeError(tree.errors, result, source, dest);
     return result;
+  } catch (e) {
+    // Stopped by onProgress (its stop made whatever failed after it): what it threw.
+    throw tree.first === undefined && !ctx.userAborted ? ctx.progressError() ?? e : e;
   } finally {
     await ctx.close();
   }
