@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { skipKernel, tempDir } from "./_support.ts";
+import { createRawName } from "./_io.ts";
 import {
   assertSameTree,
   CP,
@@ -139,6 +140,28 @@ Deno.test({
     const here = await runCp(["-r", "-f", ".", "../../dest"], { cwd: `${d}/a/b` });
     assert.equal(here.code, 0, here.stderr);
     assert.equal(Deno.readTextFileSync(`${d}/dest/f`), "f");
+  },
+});
+
+Deno.test({
+  name: "cp CLI: a path argument with U+FFFD (bytes that are not UTF-8) is refused, not another file copied",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const d = dir.path;
+    // report\xff.txt is the file meant; Deno hands the CLI report\uFFFD.txt, which also exists.
+    createRawName(
+      new Uint8Array([...new TextEncoder().encode(`${d}/report`), 0xff, ...new TextEncoder().encode(".txt")]),
+    );
+    Deno.writeTextFileSync(`${d}/report\uFFFD.txt`, "another file");
+    const r = await runCp(["report\uFFFD.txt", "copy.txt"], { cwd: d });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^cp: 'report\uFFFD\.txt': the name has bytes that are not UTF-8/);
+    assert.equal(lines(r.stderr).length, 1);
+    assert.equal(sizeOf(`${d}/copy.txt`), -1, "another file was copied");
+    const to = await runCp(["-r", ".", "out\uFFFD"], { cwd: d });
+    assert.equal(to.code, 1);
+    assert.match(to.stderr, /^cp: 'out\uFFFD': the name has bytes that are not UTF-8/);
   },
 });
 

@@ -93,6 +93,19 @@ export function oneLine(text: string): string {
   });
 }
 
+/** What Deno puts in an argument for bytes that are not UTF-8. */
+const REPLACEMENT = "\uFFFD";
+
+/**
+ * Why a path argument with U+FFFD is refused: Deno decodes arguments as UTF-8, replacing bytes
+ * that are not with U+FFFD, so the file meant cannot be named, and the path as given may name
+ * another file (one whose name has that character), which would be copied in its place.
+ */
+function unnameable(path: string): string {
+  return `'${path}': the name has bytes that are not UTF-8 (shown as U+FFFD), and Deno passes such an ` +
+    "argument on changed, so the file meant cannot be named (rename it)";
+}
+
 function isAbortError(e: unknown): boolean {
   const name = (e as { name?: unknown } | null)?.name;
   return name === "AbortError" || name === "TimeoutError";
@@ -120,6 +133,10 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
       io.err(`cp: cannot change to directory '${args.cwd}': ${(e as Error).message}\n`);
       return 2;
     }
+  }
+  if (args.destination.includes(REPLACEMENT)) {
+    io.err(`cp: ${oneLine(unnameable(args.destination))}\n`);
+    return 1;
   }
   const showProgress = args.progress ?? io.isTerminal;
   const bar = showProgress ? new ProgressBar({ write: io.out, columns: io.columns }) : undefined;
@@ -205,6 +222,10 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
         splice: args.splice,
         ...(onProgress ? { onProgress } : {}),
       };
+      if (src.includes(REPLACEMENT)) {
+        fail(unnameable(src));
+        continue;
+      }
       const srcInfo = await statOrNull(src);
       try {
         if (srcInfo?.isDirectory) {
