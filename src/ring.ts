@@ -1326,6 +1326,7 @@ export class IoUring implements Disposable {
     const empty = new Uint32Array(0);
     this.#sq = this.#cq = this.#cqesU32 = empty;
     this.#cqesI32 = new Int32Array(0);
+    for (const sqe of this.#sqes) sqe.invalidate(); // handles the caller kept: ClosedError from now on
     this.#sqes = [];
     this.#sqeF64 = new Float64Array(0);
     this.#sqeU32 = new Uint32Array(0);
