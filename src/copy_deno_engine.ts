@@ -15,7 +15,7 @@ function seconds(d: Date | null, fallback: number): number {
 }
 
 /** A `Deno.FileInfo` as the copy needs it. */
-export function entryFromFileInfo(info: Deno.FileInfo): EntryStat {
+export function entryFromFileInfo(info: Deno.FileInfo, noFollow = false): EntryStat {
   const mode = info.mode ?? 0;
   const kind = info.isFile
     ? "file"
@@ -33,6 +33,7 @@ export function entryFromFileInfo(info: Deno.FileInfo): EntryStat {
     atime: seconds(info.atime, mtime),
     mtime,
     id: `${info.dev}:${info.ino}`,
+    noFollow,
   };
 }
 
@@ -51,7 +52,7 @@ export class DenoEngine implements Engine {
   /** `Deno.stat` or `Deno.lstat`. */
   stat(path: string, follow: boolean, ctx: EngineContext): Promise<EntryStat> {
     return ctx.inflight.run(async () =>
-      entryFromFileInfo(follow ? await Deno.stat(path) : await Deno.lstat(path))
+      follow ? entryFromFileInfo(await Deno.stat(path)) : entryFromFileInfo(await Deno.lstat(path), true)
     );
   }
 

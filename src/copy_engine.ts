@@ -32,6 +32,12 @@ export interface EntryStat {
   timesNs?: readonly [number, number, number, number];
   /** Device and inode, to spot a source and destination that are the same file. */
   id: string;
+  /**
+   * Looked at without following a final symlink (`lstat`, as a tree's walk does): the file is
+   * then opened with `O_NOFOLLOW`, so a symlink put in its place since (to a file the copy should
+   * not read) is refused (`ELOOP`) rather than followed.
+   */
+  noFollow: boolean;
 }
 
 /** File descriptors a copy leaves to the rest of the process (Deno itself holds ~25). */

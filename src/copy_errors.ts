@@ -87,7 +87,12 @@ function explain(
       if (code === "ENOENT") return `source '${src}' does not exist`;
       if (code === "EACCES" || code === "EPERM") return `source '${src}' is not readable (permission denied)`;
       if (code === "ENOTDIR") return `a parent of source '${src}' is not a directory`;
-      if (code === "ELOOP") return `source '${src}' is a symlink loop`;
+      if (code === "ELOOP") {
+        return stage === "open-source"
+          ? `source '${src}' is a symlink loop, or was replaced by a symlink during the copy (a tree's ` +
+            "files are opened without following one)"
+          : `source '${src}' is a symlink loop`;
+      }
       return undefined;
     case "stat-dest":
     case "create":

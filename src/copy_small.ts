@@ -153,10 +153,17 @@ export class SmallFileChains implements RawClient {
    * into `view` and write from it. Resolves with `null` when every member succeeded, else with a
    * {@link SmallFailure}; rejects when Deno's permissions refuse a path. Returns `undefined`,
    * queueing nothing, when the ring has no room right now, a file-table index is not to be had,
-   * or the Uring failed: `Uring.chain` then does it.
+   * or the Uring failed: `Uring.chain` then does it. `srcFlags`: how the source is opened
+   * (`O_RDONLY`, with `O_NOFOLLOW` for a file a tree's walk looked at with `lstat`).
    */
-  start(src: string, tmp: string, perm: number, view: Uint8Array): Promise<SmallFailure | null> | undefined {
-    return this.#start(src, tmp, perm, view.byteLength, view);
+  start(
+    src: string,
+    tmp: string,
+    perm: number,
+    view: Uint8Array,
+    srcFlags: number = O_RDONLY,
+  ): Promise<SmallFailure | null> | undefined {
+    return this.#start(src, srcFlags, tmp, perm, view.byteLength, view);
   }
 
   /**
@@ -170,8 +177,9 @@ export class SmallFileChains implements RawClient {
     tmp: string,
     perm: number,
     size: number,
+    srcFlags: number = O_RDONLY,
   ): Promise<SmallFailure | null> | undefined {
-    return this.#start(src, tmp, perm, size, null);
+    return this.#start(src, srcFlags, tmp, perm, size, null);
   }
 
   /**
@@ -196,6 +204,7 @@ export class SmallFileChains implements RawClient {
 
   #start(
     src: string,
+    flags: number,
     tmp: string,
     perm: number,
     size: number,
@@ -234,7 +243,7 @@ export class SmallFileChains implements RawClient {
     lane.spliced = spliced;
     const id = this.#id, tag = lane.number * TAG_STRIDE;
     // The opens install into the lane's direct descriptors.
-    prepOpenatDirect(raw.sqe(id, tag), AT_FDCWD, srcPath, O_RDONLY, 0, lane.input).setFlags(LINKED);
+    prepOpenatDirect(raw.sqe(id, tag), AT_FDCWD, srcPath, flags, 0, lane.input).setFlags(LINKED);
     prepOpenatDirect(raw.sqe(id, tag + 1), AT_FDCWD, dstPath, O_WRONLY | O_CREAT | O_EXCL, perm, lane.output)
       .setFlags(LINKED);
     if (spliced) {

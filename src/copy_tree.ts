@@ -533,7 +533,7 @@ function existsAsNamed(path: string): boolean {
 /** `lstat` of `src` now, tagged `stat-source` when it fails. */
 function lstatNow(src: string): EntryStat {
   try {
-    return entryFromFileInfo(Deno.lstatSync(src));
+    return entryFromFileInfo(Deno.lstatSync(src), true);
   } catch (e) {
     throw tagStage(e, "stat-source");
   }

@@ -8,7 +8,17 @@
  * @module
  */
 
-import { O_CLOEXEC, O_CREAT, O_DIRECT, O_EXCL, O_RDONLY, O_WRONLY, SEEK_DATA, SEEK_HOLE } from "./abi.ts";
+import {
+  O_CLOEXEC,
+  O_CREAT,
+  O_DIRECT,
+  O_EXCL,
+  O_NOFOLLOW,
+  O_RDONLY,
+  O_WRONLY,
+  SEEK_DATA,
+  SEEK_HOLE,
+} from "./abi.ts";
 import {
   DESCRIPTOR_SHARES,
   type Engine,
@@ -41,7 +51,7 @@ export function makedev(major: number, minor: number): number {
 }
 
 /** A `statx` result as the copy needs it. */
-export function entryFromStatx(s: Statx): EntryStat {
+export function entryFromStatx(s: Statx, noFollow = false): EntryStat {
   return {
     kind: kindOfMode(s.mode),
     perm: s.mode & 0o7777,
@@ -51,6 +61,7 @@ export function entryFromStatx(s: Statx): EntryStat {
     mtime: s.mtime.sec + s.mtime.nsec / 1e9,
     timesNs: [s.atime.sec, s.atime.nsec, s.mtime.sec, s.mtime.nsec],
     id: `${makedev(s.devMajor, s.devMinor)}:${s.ino}`, // as entryFromFileInfo's
+    noFollow,
   };
 }
 
@@ -144,6 +155,14 @@ export function isSmallDense(st: EntryStat, blockSize: number): boolean {
   return st.size > 0 && st.size <= blockSize && st.blocks * 512 >= st.size;
 }
 
+/**
+ * The flags a copy opens its source with: read-only, and `O_NOFOLLOW` when it was looked at with
+ * `lstat` (see `EntryStat.noFollow`).
+ */
+function sourceFlags(st: EntryStat): number {
+  return st.noFollow ? O_RDONLY | O_NOFOLLOW : O_RDONLY;
+}
+
 /** `lseek(SEEK_DATA)`'s answer when no data follows the offset. */
 const ENXIO = errno("ENXIO");
 
@@ -232,7 +251,7 @@ export class UringEngine implements Engine {
       ctx,
       () => this.#uring.statx(path, { followSymlinks: follow, signal: ctx.signal }),
     );
-    return entryFromStatx(s);
+    return entryFromStatx(s, !follow);
   }
 
   /** `statx` of a destination path: read or write permission will do (see `DestinationOps`). */
@@ -256,7 +275,7 @@ export class UringEngine implements Engine {
     const [input, output] = await Promise.allSettled([
       staged(
         "open-source",
-        this.#op(ctx, () => uring.openFd(src, O_RDONLY | O_CLOEXEC | extra, 0, { signal })),
+        this.#op(ctx, () => uring.openFd(src, sourceFlags(srcStat) | O_CLOEXEC | extra, 0, { signal })),
       ),
       staged(
         "create",
@@ -346,24 +365,26 @@ export class UringEngine implements Engine {
       return undefined;
     }
     const size = srcStat.size;
+    const flags = sourceFlags(srcStat);
     // A chain that splices moves no byte through memory, so it takes no buffer. (The buffers are
     // blocks, 1 MiB by default: a process copying tree after tree had its lanes' 32 MiB of them
     // zeroed and resident: 102 against 70 MiB after five 4,000-file copies.)
     const spliced = this.#smallChains(ctx)?.splices(size) === true;
     let admitting = this.#admit(ctx, SMALL_CHAIN);
     if (admitting === undefined) {
-      if (spliced) return this.#runSmall(src, size, tmp, perm, ctx, null);
+      if (spliced) return this.#runSmall(src, flags, size, tmp, perm, ctx, null);
       const buf = ctx.smallPool.tryTake();
-      if (buf !== null) return this.#runSmall(src, size, tmp, perm, ctx, buf);
+      if (buf !== null) return this.#runSmall(src, flags, size, tmp, perm, ctx, buf);
       ctx.inflight.release(SMALL_CHAIN);
       admitting = this.#admit(ctx, SMALL_CHAIN);
     }
-    return this.#copySmallWaiting(src, size, tmp, perm, ctx, admitting, spliced);
+    return this.#copySmallWaiting(src, flags, size, tmp, perm, ctx, admitting, spliced);
   }
 
   /** `copySmall` once `admitting` (see `#admit`) is done and, unless `spliced`, a buffer is free. */
   async #copySmallWaiting(
     src: string,
+    flags: number,
     size: number,
     tmp: string,
     perm: number,
@@ -377,7 +398,7 @@ export class UringEngine implements Engine {
     // copy 1.3-4.8% slower (five alternating A/B runs), with no more io_uring_enter calls. Why is
     // not known.
     const buf = spliced ? await null : await ctx.smallPool.take();
-    return this.#runSmall(src, size, tmp, perm, ctx, buf);
+    return this.#runSmall(src, flags, size, tmp, perm, ctx, buf);
   }
 
   /**
@@ -386,6 +407,7 @@ export class UringEngine implements Engine {
    */
   #runSmall(
     src: string,
+    flags: number,
     size: number,
     tmp: string,
     perm: number,
@@ -394,8 +416,8 @@ export class UringEngine implements Engine {
   ): Promise<number> {
     const chains = this.#smallChains(ctx);
     const queued = buf === null
-      ? chains?.startSpliced(src, tmp, perm, size)
-      : chains?.start(src, tmp, perm, buf.subarray(0, size));
+      ? chains?.startSpliced(src, tmp, perm, size, flags)
+      : chains?.start(src, tmp, perm, buf.subarray(0, size), flags);
     if (queued !== undefined) {
       const release = () => {
         if (buf !== null) ctx.smallPool.give(buf);
@@ -416,20 +438,21 @@ export class UringEngine implements Engine {
         (e) => this.#smallRefused(e, tmp, ctx, release),
       );
     }
-    if (buf === null) return this.#runSmallBuffered(src, size, tmp, perm, ctx);
-    return this.#chainSmall(src, buf.subarray(0, size), tmp, perm, ctx, buf);
+    if (buf === null) return this.#runSmallBuffered(src, flags, size, tmp, perm, ctx);
+    return this.#chainSmall(src, flags, buf.subarray(0, size), tmp, perm, ctx, buf);
   }
 
   /** `#runSmall` with a buffer, once one is free (the chain could not be queued spliced). */
   async #runSmallBuffered(
     src: string,
+    flags: number,
     size: number,
     tmp: string,
     perm: number,
     ctx: EngineContext,
   ): Promise<number> {
     const buf = await ctx.smallPool.take();
-    return this.#runSmall(src, size, tmp, perm, ctx, buf);
+    return this.#runSmall(src, flags, size, tmp, perm, ctx, buf);
   }
 
   /**
@@ -474,6 +497,7 @@ export class UringEngine implements Engine {
   /** `#runSmall` through `Uring.chain` (no CQE skipping, or no room in the ring right now). */
   #chainSmall(
     src: string,
+    flags: number,
     view: Uint8Array,
     tmp: string,
     perm: number,
@@ -499,7 +523,7 @@ export class UringEngine implements Engine {
     // No abort signal on the chain: it is one short burst (a listener per file cost ~10% of a
     // small-file tree copy), and a stop is seen right after it (in copyRegular).
     const chained = uring.chain((c) =>
-      c.openDirect(src, input, { flags: O_RDONLY })
+      c.openDirect(src, input, { flags })
         .openDirect(tmp, output, { flags: O_WRONLY | O_CREAT | O_EXCL, mode: perm })
         .readDirect(input, view, 0)
         .writeDirect(output, view, 0)
