@@ -12,13 +12,38 @@ const REASON = Object.getOwnPropertyDescriptor(AbortSignal.prototype, "reason")!
 const ADD_LISTENER = EventTarget.prototype.addEventListener;
 const REMOVE_LISTENER = EventTarget.prototype.removeEventListener;
 
+/** An operation's signal as {@link signalOption} read it from its options. */
+export type SignalArg = AbortSignal | null | undefined | SignalOptionThrew;
+
+/** What reading an operation's `signal` option threw (a getter): the operation rejects with it. */
+export class SignalOptionThrew {
+  /** Wraps what the getter threw. */
+  constructor(readonly thrown: unknown) {}
+}
+
+/**
+ * `options.signal`, read once; when reading it throws (a getter), a {@link SignalOptionThrew},
+ * so that the operation rejects with what it threw rather than the call throwing.
+ */
+export function signalOption(
+  options: { signal?: AbortSignal | null } | null | undefined,
+): AbortSignal | null | undefined | SignalOptionThrew {
+  try {
+    return options?.signal;
+  } catch (e) {
+    return new SignalOptionThrew(e);
+  }
+}
+
 /**
  * `signal` as an operation's option: `undefined` for `undefined` or `null` (no signal), the
  * signal itself for a real `AbortSignal`, else a `TypeError` (an object made from
- * `AbortSignal.prototype` is not one).
+ * `AbortSignal.prototype` is not one); what a getter threw reading it (see {@link signalOption})
+ * is thrown again.
  */
 export function abortSignalOption(signal: unknown): AbortSignal | undefined {
   if (signal === undefined || signal === null) return undefined;
+  if (signal instanceof SignalOptionThrew) throw signal.thrown;
   try {
     ABORTED.call(signal); // the engine's brand check
   } catch {

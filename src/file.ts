@@ -7,6 +7,7 @@
  * @module
  */
 
+import { type SignalArg, signalOption } from "./abort.ts";
 import { operationError } from "./deno_errors.ts";
 import { checkDirectAlignment, type DirectAlignment } from "./direct.ts";
 import { errno } from "./errno.ts";
@@ -38,21 +39,21 @@ export interface FileOps {
     file: UringFile,
     buf: ArrayBufferView,
     position: number | bigint,
-    signal?: AbortSignal,
+    signal: SignalArg,
   ): Promise<number>;
   /** `pwrite`. */
   write(
     file: UringFile,
     buf: ArrayBufferView,
     position: number | bigint,
-    signal?: AbortSignal,
+    signal: SignalArg,
   ): Promise<number>;
   /** `fsync` / `fdatasync`. */
-  fsync(file: UringFile, datasync: boolean, signal?: AbortSignal): Promise<void>;
+  fsync(file: UringFile, datasync: boolean, signal: SignalArg): Promise<void>;
   /** `ftruncate`. */
-  ftruncate(file: UringFile, length: number | bigint, signal?: AbortSignal): Promise<void>;
+  ftruncate(file: UringFile, length: number | bigint, signal: SignalArg): Promise<void>;
   /** `statx(fd, "", AT_EMPTY_PATH)`, with `STATX_DIOALIGN` asked for too. */
-  fstat(file: UringFile, signal?: AbortSignal): Promise<Statx>;
+  fstat(file: UringFile, signal: SignalArg): Promise<Statx>;
   /** Closes the file's fd (and frees its registered-file index) and forgets the file. */
   close(file: UringFile): Promise<void>;
 }
@@ -191,7 +192,7 @@ export class UringFile implements AsyncDisposable {
     if (this.#access === "write") return Promise.reject(notOpenedFor(this, "read"));
     const misaligned = this.#misaligned(buf, position);
     if (misaligned !== undefined) return Promise.reject(misaligned);
-    return this.#ops.read(this, buf, position, options?.signal);
+    return this.#ops.read(this, buf, position, signalOption(options));
   }
 
   /**
@@ -203,7 +204,7 @@ export class UringFile implements AsyncDisposable {
     if (this.#access === "read") return Promise.reject(notOpenedFor(this, "write"));
     const misaligned = this.#misaligned(buf, position);
     if (misaligned !== undefined) return Promise.reject(misaligned);
-    return this.#ops.write(this, buf, position, options?.signal);
+    return this.#ops.write(this, buf, position, signalOption(options));
   }
 
   /**
@@ -246,20 +247,26 @@ export class UringFile implements AsyncDisposable {
   /** The file's metadata (`statx` on the fd). */
   stat(options?: OpOptions): Promise<Statx> {
     if (this.#closed) return Promise.reject(closedError(this));
-    return this.#ops.fstat(this, options?.signal);
+    return this.#ops.fstat(this, signalOption(options));
   }
 
   /** Flushes the file to storage (`fsync`; `datasync`: `fdatasync`). */
   sync(options?: OpOptions & { datasync?: boolean }): Promise<void> {
     if (this.#closed) return Promise.reject(closedError(this));
-    return this.#ops.fsync(this, options?.datasync === true, options?.signal);
+    let datasync: boolean;
+    try {
+      datasync = options?.datasync === true;
+    } catch (e) {
+      return Promise.reject(e); // a getter's throw: the operation rejects with it
+    }
+    return this.#ops.fsync(this, datasync, signalOption(options));
   }
 
   /** Sets the file's length (`ftruncate`, Linux 6.9+). */
   truncate(length: number | bigint, options?: OpOptions): Promise<void> {
     if (this.#closed) return Promise.reject(closedError(this));
     if (this.#access === "read") return Promise.reject(notOpenedFor(this, "ftruncate"));
-    return this.#ops.ftruncate(this, length, options?.signal);
+    return this.#ops.ftruncate(this, length, signalOption(options));
   }
 
   /**

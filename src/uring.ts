@@ -34,7 +34,15 @@
  * @module
  */
 
-import { abortSignalOption, listenAbort, signalAborted, signalReason, unlistenAbort } from "./abort.ts";
+import {
+  abortSignalOption,
+  listenAbort,
+  signalAborted,
+  type SignalArg,
+  signalOption,
+  signalReason,
+  unlistenAbort,
+} from "./abort.ts";
 import {
   AT_REMOVEDIR,
   AT_SYMLINK_NOFOLLOW,
@@ -598,7 +606,11 @@ export class Uring implements AsyncDisposable {
         this.#rw(K_WRITE, file.fd, file.fixedIndex, buf, position, signal, file.path),
       fsync: (file, datasync, signal) => {
         const aux = this.#auxFiles.get(file);
-        if (aux !== undefined) return this.#closing ? closedError() : aux.sync({ signal, datasync });
+        if (aux !== undefined) {
+          return this.#closing
+            ? closedError()
+            : refusedBySignal(signal) ?? aux.sync({ signal: signal as AbortSignal, datasync });
+        }
         return this.#fdOp(signal, file.path, (slot) => {
           fillFsync(slot, file.fd, datasync);
           useFixedFile(slot, file);
@@ -606,7 +618,11 @@ export class Uring implements AsyncDisposable {
       },
       ftruncate: (file, length, signal) => {
         const aux = this.#auxFiles.get(file);
-        if (aux !== undefined) return this.#closing ? closedError() : aux.truncate(length, { signal });
+        if (aux !== undefined) {
+          return this.#closing
+            ? closedError()
+            : refusedBySignal(signal) ?? aux.truncate(length, { signal: signal as AbortSignal });
+        }
         return this.#fdOp(signal, file.path, (slot) => {
           fillFtruncate(slot, file.fd, length);
           useFixedFile(slot, file);
@@ -614,7 +630,11 @@ export class Uring implements AsyncDisposable {
       },
       fstat: (file, signal) => {
         const aux = this.#auxFiles.get(file);
-        if (aux !== undefined) return this.#closing ? closedError() : aux.stat({ signal });
+        if (aux !== undefined) {
+          return this.#closing
+            ? closedError()
+            : refusedBySignal(signal) ?? aux.stat({ signal: signal as AbortSignal });
+        }
         return this.#fdOp(signal, file.path, (slot) => {
           fillFstat(slot, file.fd); // statx cannot name a registered file: always the fd
           slot.statx = this.#takeStatx();
@@ -698,7 +718,7 @@ export class Uring implements AsyncDisposable {
 
   /** A no-op that completes with nothing: measures the round trip. Since 5.1. */
   nop(options?: OpOptions): Promise<void> {
-    return this.#fdOp(options?.signal, null, fillNop);
+    return this.#fdOp(signalOption(options), null, fillNop);
   }
 
   /**
@@ -706,12 +726,12 @@ export class Uring implements AsyncDisposable {
    * file; may be short). Since 5.6.
    */
   read(fd: number, buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
-    return this.#rw(K_READ, fd, -1, buf, position, options?.signal, null);
+    return this.#rw(K_READ, fd, -1, buf, position, signalOption(options), null);
   }
 
   /** Writes `buf` at `position` of `fd` (`pwrite`); resolves with the bytes written. Since 5.6. */
   write(fd: number, buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
-    return this.#rw(K_WRITE, fd, -1, buf, position, options?.signal, null);
+    return this.#rw(K_WRITE, fd, -1, buf, position, signalOption(options), null);
   }
 
   /** Scatter read (`preadv`); resolves with the bytes read. Since 5.1. */
@@ -721,7 +741,7 @@ export class Uring implements AsyncDisposable {
     position: number | bigint,
     options?: OpOptions,
   ): Promise<number> {
-    return this.#fdOp(options?.signal, null, (slot) => fillRwv(slot, K_READV, fd, bufs, position));
+    return this.#fdOp(signalOption(options), null, (slot) => fillRwv(slot, K_READV, fd, bufs, position));
   }
 
   /** Gather write (`pwritev`); resolves with the bytes written. Since 5.1. */
@@ -731,13 +751,13 @@ export class Uring implements AsyncDisposable {
     position: number | bigint,
     options?: OpOptions,
   ): Promise<number> {
-    return this.#fdOp(options?.signal, null, (slot) => fillRwv(slot, K_WRITEV, fd, bufs, position));
+    return this.#fdOp(signalOption(options), null, (slot) => fillRwv(slot, K_WRITEV, fd, bufs, position));
   }
 
   /** `fsync(fd)`, or `fdatasync` with `datasync: true`. Since 5.1. */
   fsync(fd: number, options?: OpOptions & { datasync?: boolean }): Promise<void> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.fsync(fd, options);
-    return this.#fdOp(options?.signal, null, (slot) => fillFsync(slot, fd, options?.datasync === true));
+    return this.#fdOp(signalOption(options), null, (slot) => fillFsync(slot, fd, options?.datasync === true));
   }
 
   /** `fallocate(fd, mode, offset, length)`. Since 5.6. */
@@ -751,7 +771,7 @@ export class Uring implements AsyncDisposable {
       return this.#closing ? closedError() : this.#aux.fallocate(fd, offset, length, options);
     }
     return this.#fdOp(
-      options?.signal,
+      signalOption(options),
       null,
       (slot) => fillFallocate(slot, fd, offset, length, options?.mode ?? 0),
     );
@@ -760,7 +780,7 @@ export class Uring implements AsyncDisposable {
   /** `ftruncate(fd, length)`. Since 6.9. */
   ftruncate(fd: number, length: number | bigint, options?: OpOptions): Promise<void> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.ftruncate(fd, length, options);
-    return this.#fdOp(options?.signal, null, (slot) => fillFtruncate(slot, fd, length));
+    return this.#fdOp(signalOption(options), null, (slot) => fillFtruncate(slot, fd, length));
   }
 
   /**
@@ -778,13 +798,17 @@ export class Uring implements AsyncDisposable {
     if (this.#aux !== null) {
       return this.#closing ? closedError() : this.#aux.splice(fdIn, offIn, fdOut, offOut, nbytes, options);
     }
-    return this.#fdOp(options?.signal, null, (slot) => fillSplice(slot, fdIn, offIn, fdOut, offOut, nbytes));
+    return this.#fdOp(
+      signalOption(options),
+      null,
+      (slot) => fillSplice(slot, fdIn, offIn, fdOut, offOut, nbytes),
+    );
   }
 
   /** Resolves after `ms` milliseconds (an io_uring timeout; no JavaScript timer). Since 5.4. */
   timeout(ms: number, options?: OpOptions): Promise<void> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.timeout(ms, options);
-    return this.#fdOp(options?.signal, null, (slot) => fillTimeout(slot, ms));
+    return this.#fdOp(signalOption(options), null, (slot) => fillTimeout(slot, ms));
   }
 
   /**
@@ -793,7 +817,7 @@ export class Uring implements AsyncDisposable {
    */
   statx(path: string | URL, options?: OpOptions & { followSymlinks?: boolean }): Promise<Statx> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.statx(path, options);
-    return this.#pathOp(options?.signal, path, null, "statx", "read", null, (slot, p) => {
+    return this.#pathOp(signalOption(options), path, null, "statx", "read", null, (slot, p) => {
       fillPath(slot, K_STATX, p, options?.followSymlinks === false ? AT_SYMLINK_NOFOLLOW : 0);
       slot.statx = this.#takeStatx();
     });
@@ -932,7 +956,7 @@ export class Uring implements AsyncDisposable {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.#pathOp(options?.signal, path, null, "open", accessOfFlags(flags), null, (slot, p) => {
+    return this.#pathOp(signalOption(options), path, null, "open", accessOfFlags(flags), null, (slot, p) => {
       fillPath(slot, K_OPENFD, p, flags, mode);
     });
   }
@@ -950,13 +974,13 @@ export class Uring implements AsyncDisposable {
   close(fd?: number, options?: OpOptions): Promise<void> {
     if (fd === undefined) return this.#closeUring();
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.close(fd, options);
-    return this.#fdOp(options?.signal, null, (slot) => fillClose(slot, fd));
+    return this.#fdOp(signalOption(options), null, (slot) => fillClose(slot, fd));
   }
 
   /** Removes `path` (`unlinkat`; `directory: true` removes an empty directory). Since 5.11. */
   unlink(path: string | URL, options?: OpOptions & { directory?: boolean }): Promise<void> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.unlink(path, options);
-    return this.#pathOp(options?.signal, path, null, "unlink", "write", null, (slot, p) => {
+    return this.#pathOp(signalOption(options), path, null, "unlink", "write", null, (slot, p) => {
       fillPath(slot, K_UNLINK, p, options?.directory ? AT_REMOVEDIR : 0);
     });
   }
@@ -973,7 +997,7 @@ export class Uring implements AsyncDisposable {
     if (this.#aux !== null) {
       return this.#closing ? closedError() : this.#aux.rename(oldPath, newPath, options);
     }
-    return this.#pathOp(options?.signal, oldPath, newPath, "rename", "both", "write", (slot, p, q) => {
+    return this.#pathOp(signalOption(options), oldPath, newPath, "rename", "both", "write", (slot, p, q) => {
       fillPath2(slot, K_RENAME, p, q!, options?.noReplace ? RENAME_NOREPLACE : 0);
     });
   }
@@ -981,13 +1005,14 @@ export class Uring implements AsyncDisposable {
   /** Creates directory `path` (`mkdirat`, mode default 0o777 less the umask). Since 5.15. */
   mkdir(path: string | URL, options?: OpOptions & { mode?: number }): Promise<void> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.mkdir(path, options);
-    const mode = options?.mode ?? 0o777;
+    let mode: number;
     try {
+      mode = options?.mode ?? 0o777;
       checkU32(mode, "mode", 0o7777);
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.#pathOp(options?.signal, path, null, "mkdir", "write", null, (slot, p) => {
+    return this.#pathOp(signalOption(options), path, null, "mkdir", "write", null, (slot, p) => {
       fillPath(slot, K_MKDIR, p, 0, mode);
     });
   }
@@ -998,7 +1023,7 @@ export class Uring implements AsyncDisposable {
    */
   symlink(target: string, path: string | URL, options?: OpOptions): Promise<void> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.symlink(target, path, options);
-    const signal = options?.signal;
+    const signal = signalOption(options);
     if (typeof target !== "string" || target.length === 0) {
       return Promise.reject(new TypeError("target must be a non-empty string"));
     }
@@ -1014,7 +1039,7 @@ export class Uring implements AsyncDisposable {
   /** Creates a hard link `newPath` to `oldPath` (`linkat`). Since 5.15. */
   link(oldPath: string | URL, newPath: string | URL, options?: OpOptions): Promise<void> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.link(oldPath, newPath, options);
-    return this.#pathOp(options?.signal, oldPath, newPath, "link", "both", "both", (slot, p, q) => {
+    return this.#pathOp(signalOption(options), oldPath, newPath, "link", "both", "both", (slot, p, q) => {
       fillPath2(slot, K_LINK, p, q!);
     });
   }
@@ -1031,11 +1056,17 @@ export class Uring implements AsyncDisposable {
    */
   chain(build: (c: ChainBuilder) => void, options?: ChainOptions): Promise<ChainResult[]> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.chain(build, options);
-    const signal = options?.signal ?? undefined; // null: no signal
-    const async = options?.async === true;
+    let async: boolean;
+    try {
+      async = options?.async === true;
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
-    const refused = refusedBySignal(signal);
+    const given = signalOption(options);
+    const refused = refusedBySignal(given);
     if (refused !== null) return refused;
+    const signal = (given ?? undefined) as AbortSignal | undefined; // null: no signal
     const builder = new ChainCollector(() => {
       const slot = this.#slots.alloc();
       slot.state = DONE;
@@ -1189,7 +1220,7 @@ export class Uring implements AsyncDisposable {
     fixed: number,
     buf: ArrayBufferView,
     position: number | bigint,
-    signal: AbortSignal | undefined,
+    signal: SignalArg,
     path: string | null,
   ): Promise<number> {
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
@@ -1224,7 +1255,7 @@ export class Uring implements AsyncDisposable {
   }
 
   /** An operation on an fd (or none): `fill` checks the arguments and stores them in the slot. */
-  #fdOp<T>(signal: AbortSignal | undefined, path: string | null, fill: (slot: Slot) => void): Promise<T> {
+  #fdOp<T>(signal: SignalArg, path: string | null, fill: (slot: Slot) => void): Promise<T> {
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
     const refused = refusedBySignal(signal);
     if (refused !== null) return refused;
@@ -1242,7 +1273,7 @@ export class Uring implements AsyncDisposable {
 
   /** An operation on one or two paths, after Deno's permission checks. */
   #pathOp<T>(
-    signal: AbortSignal | undefined,
+    signal: SignalArg,
     path: string | URL,
     path2: string | URL | null,
     op: string,
@@ -1295,7 +1326,8 @@ export class Uring implements AsyncDisposable {
   };
 
   /** Queues the operation in `slot`; `signal` was checked by {@link refusedBySignal} (null: none). */
-  #start<T>(slot: Slot, signal: AbortSignal | null | undefined): Promise<T> {
+  #start<T>(slot: Slot, given: SignalArg): Promise<T> {
+    const signal = given as AbortSignal | null | undefined; // checked: see the doc
     this.#newSlot = slot;
     const promise = new Promise<T>(
       this.#executor as (resolve: (value: T) => void, reject: (e: unknown) => void) => void,

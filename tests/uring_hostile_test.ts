@@ -198,3 +198,56 @@ ringTest("Uring.chain: a build function that closes the Uring gets ClosedError",
   );
   await closing;
 });
+
+ringTest(
+  "Uring: an options getter that throws makes the operation reject, never the call throw",
+  async (config) => {
+    using dir = tempDir();
+    const path = `${dir.path}/data`;
+    Deno.writeTextFileSync(path, "hello world");
+    await using uring = new Uring(uringOptions(config));
+    await using file = await uring.open(path, { read: true, write: true });
+    const boom = new Error("getter");
+    const throwing = (...names: string[]) =>
+      Object.defineProperties(
+        {},
+        Object.fromEntries(names.map((n) => [n, {
+          get() {
+            throw boom;
+          },
+        }])),
+      );
+    const buf = new Uint8Array(4);
+    const calls: [string, () => Promise<unknown>][] = [
+      ["nop", () => uring.nop(throwing("signal"))],
+      ["read", () => uring.read(file.fd, buf, 0, throwing("signal"))],
+      ["write", () => uring.write(file.fd, buf, 0, throwing("signal"))],
+      ["readv", () => uring.readv(file.fd, [buf], 0, throwing("signal"))],
+      ["fsync", () => uring.fsync(file.fd, throwing("datasync"))],
+      ["fallocate", () => uring.fallocate(file.fd, 0, 4, throwing("mode"))],
+      ["timeout", () => uring.timeout(1, throwing("signal"))],
+      ["statx", () => uring.statx(path, throwing("followSymlinks"))],
+      ["open", () => uring.open(path, throwing("read"))],
+      ["unlink", () => uring.unlink(`${dir.path}/none`, throwing("directory"))],
+      ["rename", () => uring.rename(`${dir.path}/none`, `${dir.path}/none2`, throwing("noReplace"))],
+      ["mkdir", () => uring.mkdir(`${dir.path}/d`, throwing("mode"))],
+      ["symlink", () => uring.symlink("x", `${dir.path}/l`, throwing("signal"))],
+      ["chain", () => uring.chain((c) => c.nop(), throwing("async"))],
+      ["chain signal", () => uring.chain((c) => c.nop(), throwing("signal"))],
+      ["readAt", () => file.readAt(buf, 0, throwing("signal"))],
+      ["writeAt", () => file.writeAt(buf, 0, throwing("signal"))],
+      ["stat", () => file.stat(throwing("signal"))],
+      ["sync", () => file.sync(throwing("datasync"))],
+    ];
+    for (const [name, call] of calls) {
+      let promise: Promise<unknown>;
+      try {
+        promise = call();
+      } catch (e) {
+        assert.fail(`${name} threw synchronously: ${e}`);
+      }
+      await assert.rejects(promise, (e) => e === boom, name);
+    }
+    assert.equal(uring.pending, 0);
+  },
+);
