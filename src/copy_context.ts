@@ -148,6 +148,16 @@ function readUmask(): number | undefined {
   return probedUmask;
 }
 
+/**
+ * What `onProgress` threw, in words, without running its code (an object's `toString` may throw,
+ * or be missing): strings quoted, other primitives as they print, objects by their kind.
+ */
+function describeThrown(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (value === null || (typeof value !== "object" && typeof value !== "function")) return String(value);
+  return typeof value === "function" ? "a function" : "an object";
+}
+
 /** Everything one `copyFile`/`copyTree` call shares. */
 export class CopyContext implements EngineContext {
   /** The checked options. */
@@ -177,6 +187,8 @@ export class CopyContext implements EngineContext {
   readonly #stop = new AbortController();
   /** What `onProgress` threw, once it has (the copy stops then). */
   #progressFailure: { error: unknown } | undefined;
+  /** The error {@link CopyContext.progressError} gives, made once when onProgress threw. */
+  #progressError: Error | undefined;
   readonly #start = performance.now();
   #doneBytes = 0;
   #lastBreath = performance.now();
@@ -337,6 +349,9 @@ export class CopyContext implements EngineContext {
       });
     } catch (e) {
       this.#progressFailure = { error: e };
+      this.#progressError = e instanceof Error
+        ? e
+        : new Error(`onProgress threw ${describeThrown(e)}`, { cause: e });
       this.stop(new DOMException("onProgress threw", "AbortError"));
     }
   }
@@ -352,16 +367,7 @@ export class CopyContext implements EngineContext {
    * nothing.
    */
   progressError(): Error | undefined {
-    const failure = this.#progressFailure;
-    if (failure === undefined) return undefined;
-    const thrown = failure.error;
-    if (thrown instanceof Error) return thrown;
-    return new Error(
-      `onProgress threw ${typeof thrown === "string" ? JSON.stringify(thrown) : String(thrown)}`,
-      {
-        cause: thrown,
-      },
-    );
+    return this.#progressError;
   }
 
   /** The result so far. */

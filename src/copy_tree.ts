@@ -23,7 +23,7 @@ import {
 } from "./copy_errors.ts";
 import { type CopyResult, type CopyTreeOptions, resolveCopyOptions } from "./copy_options.ts";
 import { copyRegular, describeFailure, tempPathFor } from "./copy_regular.ts";
-import { checkCopyTargets, copyRootPath, toPath } from "./permissions.ts";
+import { checkAccess, checkCopyTargets, copyRootPath, toPath } from "./permissions.ts";
 
 /** Directory listings read at once (each is a blocking call on Deno's thread pool). */
 const READDIR_CONCURRENCY = 4;
@@ -550,12 +550,15 @@ async function realPathOrNull(path: string): Promise<string | null> {
 /**
  * Whether the directory with id `id` is `dir` or one of its parents, compared by device and inode:
  * a bind mount (or any second path to the same directory) hides a copy into itself from the
- * path comparison. Parents the copy may not look at (Deno's permissions) are passed over.
+ * path comparison. Parents the program may not read (Deno's permissions) are passed over, without
+ * asking: Deno's own `stat` (the fallback engine's) would prompt for them in a terminal.
  */
 async function underDirectory(ctx: CopyContext, id: string, dir: string): Promise<boolean> {
   for (let d = dir;; d = dirnameOf(d)) {
-    const st = await ctx.existingDest(d, true).catch(() => undefined);
-    if (st?.id === id) return true;
+    if (checkAccess("stat", "read", d) === null) {
+      const st = await ctx.existingDest(d, true).catch(() => undefined);
+      if (st?.id === id) return true;
+    }
     if (d === "/" || !d.includes("/")) return false;
   }
 }
@@ -674,7 +677,10 @@ export async function copyTree(
         throw tree.first ?? tree.errors[0];
       }
       merging = !record.created;
-      tree.destId = (await ctx.existingDest(dest, true).catch(() => undefined))?.id;
+      // (Deno's `stat`, the fallback's, needs read permission: without it, no id and no prompt.)
+      if (ctx.engine.name === "io_uring" || checkAccess("stat", "read", dest) === null) {
+        tree.destId = (await ctx.existingDest(dest, true).catch(() => undefined))?.id;
+      }
     }
     await ctx.learnUmask(dest);
     await tree.walk(source, dest, merging);

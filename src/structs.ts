@@ -78,8 +78,10 @@ export class Iovecs {
     if (!Array.isArray(buffers)) throw new TypeError("iovecs need a non-empty array of buffers");
     // Copied first (its length read once, no iterator run), then checked: the copy is what the
     // kernel gets.
-    const count = buffers.length;
-    if (count === 0) throw new TypeError("iovecs need a non-empty array of buffers");
+    const count: unknown = buffers.length;
+    if (typeof count !== "number" || count === 0) {
+      throw new TypeError("iovecs need a non-empty array of buffers");
+    }
     if (!(count <= max)) {
       throw new RangeError(`at most ${max} iovecs${max === IOV_MAX ? " (IOV_MAX)" : ""}, got ${count}`);
     }

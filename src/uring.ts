@@ -559,7 +559,7 @@ export class Uring implements AsyncDisposable {
     options ??= {}; // null: the defaults
     const entries = options.entries ?? 256;
     const spinUs = options.spinUs ?? DEFAULT_SPIN_US;
-    if (!(spinUs >= 0 && spinUs <= MAX_SPIN_US)) {
+    if (typeof spinUs !== "number" || !(spinUs >= 0 && spinUs <= MAX_SPIN_US)) {
       throw new RangeError(`spinUs must be from 0 to ${MAX_SPIN_US}, got ${shown(spinUs)}`);
     }
     const fixedFiles: unknown = options.fixedFiles ?? DEFAULT_FIXED_FILES;
@@ -2042,7 +2042,8 @@ export class Uring implements AsyncDisposable {
     const index = file.fixedIndex;
     let watch: SettleWatch | null = null;
     this.#slots.forEachUsed((slot) => {
-      if (slot.chain !== null || slot.fileClosed) return;
+      // (reject null: settled already, by a Uring that failed: nothing will complete it again.)
+      if (slot.chain !== null || slot.fileClosed || slot.reject === null) return;
       // On the file: by its registered index, or by its fd (an operation given `file.fd`).
       const viaIndex = (slot.sqeFlags & IOSQE_FIXED_FILE) !== 0;
       if (viaIndex ? index < 0 || slot.fd !== index : slot.fd !== file.fd) return;

@@ -162,6 +162,21 @@ Deno.test({
     const to = await runCp(["-r", ".", "out\uFFFD"], { cwd: d });
     assert.equal(to.code, 1);
     assert.match(to.stderr, /^cp: 'out\uFFFD': the name has bytes that are not UTF-8/);
+    // The directory it runs from (`--cwd`, what `deno task` passes): relative paths would be taken
+    // from its twin whose name has U+FFFD (found by a re-check probe).
+    Deno.mkdirSync(`${d}/w\uFFFD`);
+    Deno.writeTextFileSync(`${d}/w\uFFFD/f`, "other");
+    const cwd = await runCp(["--cwd", `${d}/w\uFFFD`, "f", "out"], { cwd: d });
+    assert.equal(cwd.code, 2);
+    assert.match(
+      cwd.stderr,
+      /^cp: the current directory \('.*w\uFFFD'\) has bytes in its name that are not UTF-8/,
+    );
+    assert.equal(sizeOf(`${d}/w\uFFFD/out`), -1);
+    Deno.writeTextFileSync(`${d}/plain`, "plain");
+    const absolute = await runCp(["--cwd", `${d}/w\uFFFD`, `${d}/plain`, `${d}/abs-out`], { cwd: d });
+    assert.equal(absolute.code, 0, absolute.stderr);
+    assert.equal(Deno.readTextFileSync(`${d}/abs-out`), "plain");
   },
 });
 

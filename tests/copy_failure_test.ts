@@ -548,12 +548,15 @@ Deno.test({
     }
     // A callback that throws something that is not an Error: an Error that says what it was (it
     // was an AbortError, "The signal has been aborted", which the CLI took for a Ctrl-C).
-    const odd: [unknown, string][] = [[undefined, "onProgress threw undefined"], [
-      "no",
-      'onProgress threw "no"',
-    ]];
-    for (const [thrown, message] of odd) {
-      const error = await copyTree(`${dir.path}/tree`, `${dir.path}/out-odd-${message.length}`, {
+    const odd: [unknown, string][] = [
+      [undefined, "onProgress threw undefined"],
+      ["no", 'onProgress threw "no"'],
+      // Without a string form (no prototype), or one that throws: described, not converted.
+      [Object.create(null), "onProgress threw an object"],
+      [{ toString: () => assert.fail("toString ran") }, "onProgress threw an object"],
+    ];
+    for (const [i, [thrown, message]] of odd.entries()) {
+      const error = await copyTree(`${dir.path}/tree`, `${dir.path}/out-odd-${i}`, {
         onProgress: () => {
           throw thrown;
         },

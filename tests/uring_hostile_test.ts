@@ -5,9 +5,9 @@
  */
 
 import assert from "node:assert/strict";
-import { alignedBuffer, type FixedBuffer, FixedBufferPool, IoUring, Uring } from "../mod.ts";
+import { alignedBuffer, type FixedBuffer, FixedBufferPool, IoUring, Iovecs, prepNop, Uring } from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
-import { pipe, sysClose } from "./_io.ts";
+import { mkfifo, pipe, sysClose } from "./_io.ts";
 import { sleep, uringOptions } from "./uring_support.ts";
 
 const enc = new TextEncoder();
@@ -158,6 +158,13 @@ Deno.test({
     for (const spinUs of [1001, 5e6, 1e12]) {
       assert.throws(() => new Uring({ spinUs }), /^RangeError: spinUs must be from 0 to 1000, got/);
     }
+    // Not a number: it passed the check, then converted to 3 s at each spin.
+    let reads = 0;
+    const sneaky = { valueOf: () => (++reads <= 2 ? 50 : 3_000_000) } as unknown as number;
+    assert.throws(
+      () => new Uring({ spinUs: sneaky }),
+      /^RangeError: spinUs must be from 0 to 1000, got an object/,
+    );
     new Uring({ spinUs: 1000, sqpoll: false }).close();
   },
 });
@@ -251,3 +258,36 @@ ringTest(
     assert.equal(uring.pending, 0);
   },
 );
+
+ringTest(
+  "Uring: after the Uring failed, a file's close() settles (it waited for operations the failure had settled)",
+  async (config) => {
+    using dir = tempDir();
+    const fifo = `${dir.path}/fifo`;
+    mkfifo(fifo);
+    const uring = new Uring(uringOptions(config));
+    const file = await uring.open(fifo, { read: true, write: true });
+    const read = uring.read(file.fd, new Uint8Array(4), 0).catch((e) => e);
+    // Misuse of the raw ring under the Uring: a completion that names no operation fails it.
+    prepNop(uring.ring.getSqe()!).setUserData(0xdead_beef_07n);
+    await uring.nop().catch(() => {});
+    assert.match(String(await read), /internal error: a completion for no operation/);
+    const closed = await Promise.race([
+      file.close().then(() => "resolved", (e) => String(e)),
+      sleep(3000).then(() => "still pending after 3 s"),
+    ]);
+    assert.match(closed, /Uring is closed/);
+    await uring.close().catch(() => {});
+  },
+);
+
+Deno.test({
+  name: "Iovecs: a list whose length is not a number is refused (a proxy's valueOf counted twice as many)",
+  fn() {
+    const bufs = Array.from({ length: 5000 }, () => new Uint8Array(1));
+    let reads = 0;
+    const length = { valueOf: () => (++reads === 1 ? 2 : 5000) };
+    const list = new Proxy(bufs, { get: (t, k, r) => (k === "length" ? length : Reflect.get(t, k, r)) });
+    assert.throws(() => new Iovecs(list), /^TypeError: iovecs need a non-empty array of buffers$/);
+  },
+});

@@ -126,7 +126,17 @@ export async function main(argv: readonly string[], io: CpIo = processIo()): Pro
 }
 
 async function run(args: CpArgs, io: CpIo): Promise<number> {
-  if (args.cwd !== undefined) {
+  if (args.cwd !== undefined && args.cwd.includes(REPLACEMENT)) {
+    // The directory `deno task` was run from cannot be named (see unnameable): relative paths
+    // would be taken from another directory, one whose name has that character.
+    if (![...args.sources, args.destination].every((p) => p.startsWith("/"))) {
+      io.err(
+        `cp: the current directory ('${oneLine(args.cwd)}') has bytes in its name that are not UTF-8 ` +
+          "(shown as U+FFFD), and Deno passes it on changed: give absolute paths, or run from elsewhere\n",
+      );
+      return 2;
+    }
+  } else if (args.cwd !== undefined) {
     try {
       Deno.chdir(args.cwd);
     } catch (e) {
