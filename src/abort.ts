@@ -12,9 +12,6 @@ const REASON = Object.getOwnPropertyDescriptor(AbortSignal.prototype, "reason")!
 const ADD_LISTENER = EventTarget.prototype.addEventListener;
 const REMOVE_LISTENER = EventTarget.prototype.removeEventListener;
 
-/** An operation's signal as {@link signalOption} read it from its options. */
-export type SignalArg = AbortSignal | null | undefined | SignalOptionThrew;
-
 /** What reading an operation's `signal` option threw (a getter): the operation rejects with it. */
 export class SignalOptionThrew {
   /** Wraps what the getter threw. */

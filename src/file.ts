@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type SignalArg, signalOption } from "./abort.ts";
+import { signalOption } from "./abort.ts";
 import { operationError } from "./deno_errors.ts";
 import { checkDirectAlignment, type DirectAlignment } from "./direct.ts";
 import { errno } from "./errno.ts";
@@ -39,21 +39,21 @@ export interface FileOps {
     file: UringFile,
     buf: ArrayBufferView,
     position: number | bigint,
-    signal: SignalArg,
+    signal: unknown,
   ): Promise<number>;
   /** `pwrite`. */
   write(
     file: UringFile,
     buf: ArrayBufferView,
     position: number | bigint,
-    signal: SignalArg,
+    signal: unknown,
   ): Promise<number>;
   /** `fsync` / `fdatasync`. */
-  fsync(file: UringFile, datasync: boolean, signal: SignalArg): Promise<void>;
+  fsync(file: UringFile, datasync: boolean, signal: unknown): Promise<void>;
   /** `ftruncate`. */
-  ftruncate(file: UringFile, length: number | bigint, signal: SignalArg): Promise<void>;
+  ftruncate(file: UringFile, length: number | bigint, signal: unknown): Promise<void>;
   /** `statx(fd, "", AT_EMPTY_PATH)`, with `STATX_DIOALIGN` asked for too. */
-  fstat(file: UringFile, signal: SignalArg): Promise<Statx>;
+  fstat(file: UringFile, signal: unknown): Promise<Statx>;
   /** Closes the file's fd (and frees its registered-file index) and forgets the file. */
   close(file: UringFile): Promise<void>;
 }

@@ -38,7 +38,6 @@ import {
   abortSignalOption,
   listenAbort,
   signalAborted,
-  type SignalArg,
   signalOption,
   signalReason,
   unlistenAbort,
@@ -1220,7 +1219,7 @@ export class Uring implements AsyncDisposable {
     fixed: number,
     buf: ArrayBufferView,
     position: number | bigint,
-    signal: SignalArg,
+    signal: unknown,
     path: string | null,
   ): Promise<number> {
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
@@ -1255,7 +1254,7 @@ export class Uring implements AsyncDisposable {
   }
 
   /** An operation on an fd (or none): `fill` checks the arguments and stores them in the slot. */
-  #fdOp<T>(signal: SignalArg, path: string | null, fill: (slot: Slot) => void): Promise<T> {
+  #fdOp<T>(signal: unknown, path: string | null, fill: (slot: Slot) => void): Promise<T> {
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
     const refused = refusedBySignal(signal);
     if (refused !== null) return refused;
@@ -1273,7 +1272,7 @@ export class Uring implements AsyncDisposable {
 
   /** An operation on one or two paths, after Deno's permission checks. */
   #pathOp<T>(
-    signal: SignalArg,
+    signal: unknown,
     path: string | URL,
     path2: string | URL | null,
     op: string,
@@ -1326,7 +1325,7 @@ export class Uring implements AsyncDisposable {
   };
 
   /** Queues the operation in `slot`; `signal` was checked by {@link refusedBySignal} (null: none). */
-  #start<T>(slot: Slot, given: SignalArg): Promise<T> {
+  #start<T>(slot: Slot, given: unknown): Promise<T> {
     const signal = given as AbortSignal | null | undefined; // checked: see the doc
     this.#newSlot = slot;
     const promise = new Promise<T>(
