@@ -185,9 +185,7 @@ export class CopyContext implements EngineContext {
   /** Directories created or merged into. */
   dirs = 0;
   readonly #stop = new AbortController();
-  /** What `onProgress` threw, once it has (the copy stops then). */
-  #progressFailure: { error: unknown } | undefined;
-  /** The error {@link CopyContext.progressError} gives, made once when onProgress threw. */
+  /** What `onProgress` threw, as {@link CopyContext.progressError} gives it (the copy stops then). */
   #progressError: Error | undefined;
   readonly #start = performance.now();
   #doneBytes = 0;
@@ -336,7 +334,7 @@ export class CopyContext implements EngineContext {
    */
   #report(path: string | undefined): void {
     const onProgress = this.options.onProgress;
-    if (onProgress === undefined || this.#progressFailure !== undefined) return;
+    if (onProgress === undefined || this.#progressError !== undefined) return;
     const p = this.progress;
     try {
       onProgress({
@@ -348,17 +346,11 @@ export class CopyContext implements EngineContext {
         ...(path === undefined ? {} : { path }),
       });
     } catch (e) {
-      this.#progressFailure = { error: e };
       this.#progressError = e instanceof Error
         ? e
         : new Error(`onProgress threw ${describeThrown(e)}`, { cause: e });
       this.stop(new DOMException("onProgress threw", "AbortError"));
     }
-  }
-
-  /** What `onProgress` threw (wrapped, since anything can be thrown), or `undefined`. */
-  get progressFailure(): { error: unknown } | undefined {
-    return this.#progressFailure;
   }
 
   /**

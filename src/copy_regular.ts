@@ -98,28 +98,24 @@ async function finishRegular(
   data: Promise<number>,
 ): Promise<number> {
   const engine = ctx.engine;
-  let bytes: number;
   try {
-    bytes = await data;
-  } catch (e) {
-    doneWriting(tmp); // the engine removed what it had written
-    throw e;
-  }
-  try {
-    if (ctx.needsChmod(st.perm)) await staged("chmod", ctx.inflight.run(() => Deno.chmod(tmp, st.perm)));
-    if (ctx.options.preserve) {
-      await staged("utime", ctx.inflight.run(() => engine.setTimes(tmp, st)));
+    const bytes = await data; // (a failure: the engine removed what it had written)
+    try {
+      if (ctx.needsChmod(st.perm)) await staged("chmod", ctx.inflight.run(() => Deno.chmod(tmp, st.perm)));
+      if (ctx.options.preserve) {
+        await staged("utime", ctx.inflight.run(() => engine.setTimes(tmp, st)));
+      }
+      ctx.signal.throwIfAborted();
+      if (!inPlace) await staged("rename", engine.rename(tmp, dst, !ctx.options.overwrite, ctx));
+    } catch (e) {
+      await engine.unlink(tmp).catch(() => {});
+      throw e;
     }
-    ctx.signal.throwIfAborted();
-    if (!inPlace) await staged("rename", engine.rename(tmp, dst, !ctx.options.overwrite, ctx));
-  } catch (e) {
-    await engine.unlink(tmp).catch(() => {});
-    doneWriting(tmp);
-    throw e;
+    ctx.fileDone(dst, bytes);
+    return bytes;
+  } finally {
+    doneWriting(tmp); // complete, or removed
   }
-  doneWriting(tmp);
-  ctx.fileDone(dst, bytes);
-  return bytes;
 }
 
 /**

@@ -548,17 +548,24 @@ async function realPathOrNull(path: string): Promise<string | null> {
 }
 
 /**
+ * Device and inode of directory `path` (symlinks followed), or `undefined` when it cannot be had
+ * without asking: Deno's own `stat` (the fallback engine's) prompts for read permission in a
+ * terminal, so a path the program may not read is passed over. (The io_uring engine checks
+ * permissions itself, and a destination's write permission will do.)
+ */
+async function quietId(ctx: CopyContext, path: string): Promise<string | undefined> {
+  if (ctx.engine.name !== "io_uring" && checkAccess("stat", "read", path) !== null) return undefined;
+  return (await ctx.existingDest(path, true).catch(() => undefined))?.id;
+}
+
+/**
  * Whether the directory with id `id` is `dir` or one of its parents, compared by device and inode:
  * a bind mount (or any second path to the same directory) hides a copy into itself from the
- * path comparison. Parents the program may not read (Deno's permissions) are passed over, without
- * asking: Deno's own `stat` (the fallback engine's) would prompt for them in a terminal.
+ * path comparison. Parents that cannot be looked at (see quietId) are passed over.
  */
 async function underDirectory(ctx: CopyContext, id: string, dir: string): Promise<boolean> {
   for (let d = dir;; d = dirnameOf(d)) {
-    if (checkAccess("stat", "read", d) === null) {
-      const st = await ctx.existingDest(d, true).catch(() => undefined);
-      if (st?.id === id) return true;
-    }
+    if (await quietId(ctx, d) === id) return true;
     if (d === "/" || !d.includes("/")) return false;
   }
 }
@@ -617,7 +624,6 @@ export async function copyTree(
   try {
     let root: EntryStat;
     let merging = false;
-    let destId: string | undefined;
     try {
       root = await staged("stat-source", ctx.engine.stat(source, true, ctx));
       if (root.kind !== "dir") {
@@ -640,7 +646,7 @@ export async function copyTree(
         );
       }
       merging = existing !== undefined;
-      destId = existing?.id;
+      tree.destId = existing?.id;
       const special = checkCopyTargets(source, dest);
       if (special !== null) throw special;
       // Refuse to copy a directory into itself (the walk would never end).
@@ -667,7 +673,6 @@ export async function copyTree(
     if (merging) {
       tree.dirs.push({ dst: dest, st: root, created: false });
       ctx.dirs++;
-      tree.destId = destId;
     } else {
       // May exist: made meanwhile by someone else (another copy into it), it is merged into, as
       // if it had been there when looked at.
@@ -677,10 +682,7 @@ export async function copyTree(
         throw tree.first ?? tree.errors[0];
       }
       merging = !record.created;
-      // (Deno's `stat`, the fallback's, needs read permission: without it, no id and no prompt.)
-      if (ctx.engine.name === "io_uring" || checkAccess("stat", "read", dest) === null) {
-        tree.destId = (await ctx.existingDest(dest, true).catch(() => undefined))?.id;
-      }
+      tree.destId = await quietId(ctx, dest);
     }
     await ctx.learnUmask(dest);
     await tree.walk(source, dest, merging);

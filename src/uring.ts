@@ -605,10 +605,9 @@ export class Uring implements AsyncDisposable {
         this.#rw(K_WRITE, file.fd, file.fixedIndex, buf, position, signal, file.path),
       fsync: (file, datasync, signal) => {
         const aux = this.#auxFiles.get(file);
+        // (The signal as read, checked by `aux` as by this Uring.)
         if (aux !== undefined) {
-          return this.#closing
-            ? closedError()
-            : refusedBySignal(signal) ?? aux.sync({ signal: signal as AbortSignal, datasync });
+          return this.#closing ? closedError() : aux.sync({ signal: signal as AbortSignal, datasync });
         }
         return this.#fdOp(signal, file.path, (slot) => {
           fillFsync(slot, file.fd, datasync);
@@ -618,9 +617,7 @@ export class Uring implements AsyncDisposable {
       ftruncate: (file, length, signal) => {
         const aux = this.#auxFiles.get(file);
         if (aux !== undefined) {
-          return this.#closing
-            ? closedError()
-            : refusedBySignal(signal) ?? aux.truncate(length, { signal: signal as AbortSignal });
+          return this.#closing ? closedError() : aux.truncate(length, { signal: signal as AbortSignal });
         }
         return this.#fdOp(signal, file.path, (slot) => {
           fillFtruncate(slot, file.fd, length);
@@ -630,9 +627,7 @@ export class Uring implements AsyncDisposable {
       fstat: (file, signal) => {
         const aux = this.#auxFiles.get(file);
         if (aux !== undefined) {
-          return this.#closing
-            ? closedError()
-            : refusedBySignal(signal) ?? aux.stat({ signal: signal as AbortSignal });
+          return this.#closing ? closedError() : aux.stat({ signal: signal as AbortSignal });
         }
         return this.#fdOp(signal, file.path, (slot) => {
           fillFstat(slot, file.fd); // statx cannot name a registered file: always the fd
