@@ -51,7 +51,7 @@ export interface ChainBuilder {
   fsync(fd: number, options?: { datasync?: boolean }): this;
   /** Adds a no-op. */
   nop(): this;
-  /** Adds `fallocate(fd, mode, offset, length)`. Since 5.6. */
+  /** Adds `fallocate(fd, mode, offset, length)`: `mode` (default 0) in the options. Since 5.6. */
   fallocate(fd: number, offset: number | bigint, length: number | bigint, options?: { mode?: number }): this;
   /** Adds `ftruncate(fd, length)`. Since 6.9. */
   ftruncate(fd: number, length: number | bigint): this;
@@ -155,7 +155,7 @@ export class ChainCollector implements ChainBuilder {
     return this;
   }
 
-  /** Adds `fallocate(fd, mode, offset, length)`. Since 5.6. */
+  /** Adds `fallocate(fd, mode, offset, length)`: `mode` (default 0) in the options. Since 5.6. */
   fallocate(
     fd: number,
     offset: number | bigint,

@@ -238,7 +238,10 @@ export function prepFdatasync(sqe: Sqe, fd: number): Sqe {
   return prepFsync(sqe, fd, abi.IORING_FSYNC_DATASYNC);
 }
 
-/** `sync_file_range(fd, offset, length, flags)`. Since 5.2. */
+/**
+ * `sync_file_range(fd, offset, length, flags)`, with `length` before `offset` in the arguments (as
+ * liburing's `io_uring_prep_sync_file_range` takes them). Since 5.2.
+ */
 export function prepSyncFileRange(sqe: Sqe, fd: number, length: number, offset: Offset, flags = 0): Sqe {
   checkFlags(flags, "flags");
   checkFd(fd);
@@ -249,7 +252,7 @@ export function prepSyncFileRange(sqe: Sqe, fd: number, length: number, offset: 
   return sqe;
 }
 
-/** `fallocate(fd, mode, offset, length)`. Since 5.6. */
+/** `fallocate(fd, mode, offset, length)` (the arguments in that order, as liburing takes them). Since 5.6. */
 export function prepFallocate(sqe: Sqe, fd: number, mode: number, offset: Offset, length: Offset): Sqe {
   checkFlags(mode, "mode");
   checkFd(fd);

@@ -754,7 +754,10 @@ export class Uring implements AsyncDisposable {
     return this.#fdOp(signalOption(options), null, (slot) => fillFsync(slot, fd, options?.datasync === true));
   }
 
-  /** `fallocate(fd, mode, offset, length)`. Since 5.6. */
+  /**
+   * `fallocate(fd, mode, offset, length)`: the range first, `mode` (`FALLOC_FL_*`, default 0: allocate
+   * and extend the file) in the options. Since 5.6.
+   */
   fallocate(
     fd: number,
     offset: number | bigint,
