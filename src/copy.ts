@@ -5,7 +5,14 @@
  */
 
 import { CopyContext } from "./copy_context.ts";
-import { abortFailure, dirnameOf, isDescribed, makeFailure, staged } from "./copy_errors.ts";
+import {
+  abortFailure,
+  alreadyExistsText,
+  dirnameOf,
+  isDescribed,
+  makeFailure,
+  staged,
+} from "./copy_errors.ts";
 import { type CopyOptions, type CopyResult, resolveCopyOptions } from "./copy_options.ts";
 import { copyRegular, describeFailure, tempPathFor } from "./copy_regular.ts";
 import { checkAccess, checkCopyTargets, copyRootPath, toPath } from "./permissions.ts";
@@ -20,10 +27,13 @@ export function trimSlashes(path: string): string {
  * Copies the regular file `src` (symlinks followed) to `dst` and resolves with
  * `{ files: 1, bytes, ms, dirs: 0, engine }`.
  *
- * Data moves in `blockSize` blocks, up to `queueDepth` of them in flight at once (within 32 MiB
- * of buffers; a file of one block goes as one chain: see `CopyOptions.queueDepth`), each block's
- * read feeding its write from a reused buffer; short reads and writes are resumed; offsets are 64-bit
- * (files past 4 GiB work); all-zero blocks of a source with holes stay holes. The copy gets the
+ * Up to `queueDepth` operations are in flight at once (a file of one block goes as one chain: see
+ * `CopyOptions.queueDepth`). A dense file of more than one block moves by splice lanes
+ * (`splice(source → pipe)` linked to `splice(pipe → destination)`: the kernel copies each byte
+ * once); a sparse source, an O_DIRECT copy and `splice: false` go through buffers, `blockSize`
+ * bytes a block (within 32 MiB of buffers), each block's read feeding its write from a reused
+ * buffer. Short transfers are resumed; offsets are 64-bit (files past 4 GiB work); a sparse
+ * source keeps its holes (found with `SEEK_DATA`/`SEEK_HOLE` and never read). The copy gets the
  * source's mode (permission bits, setuid/setgid/sticky); `preserve: true` also keeps its access
  * and modification times (set with `Deno.chmod` and `utimensat`: io_uring has no such operations).
  *
@@ -89,12 +99,16 @@ export async function copyFile(
       if (existing.id === st.id) {
         throw makeFailure("EINVAL", source, dest, "source and destination are the same file", dest);
       }
+      if (dest.endsWith("/")) {
+        // `b/` names a directory; `b` is a file: a directory would be the fix, not --force.
+        throw makeFailure("ENOTDIR", source, dest, `destination '${dest}' is not a directory`, dest);
+      }
       if (!opts.overwrite) {
         throw makeFailure(
           "EEXIST",
           source,
           dest,
-          `destination '${dest}' already exists (use overwrite / --force to replace it)`,
+          alreadyExistsText(dest),
           dest,
         );
       }

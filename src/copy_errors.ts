@@ -62,6 +62,14 @@ export function isAbort(error: unknown): boolean {
   return name === "AbortError" || name === "TimeoutError";
 }
 
+/** The hint of an "already exists" failure, in the API's words; the CLI says `--force` instead. */
+export const OVERWRITE_HINT = "use overwrite: true to replace it";
+
+/** The text of a failure because `dst` exists and the copy may not replace it. */
+export function alreadyExistsText(dst: string): string {
+  return `destination '${dst}' already exists (${OVERWRITE_HINT})`;
+}
+
 /** The directory part of a path (`"."` for a bare name). */
 export function dirnameOf(path: string): string {
   const trimmed = path.length > 1 ? path.replace(/\/+$/, "") : path;
@@ -104,7 +112,7 @@ function explain(
         return `destination directory '${dir}' is not writable (permission denied)`;
       }
       if (code === "EEXIST") {
-        return `destination '${dst}' already exists (use overwrite / --force to replace it)`;
+        return alreadyExistsText(dst);
       }
       if (code === "ENOSPC" || code === "EDQUOT") {
         return `no space left on the destination's device (${code})`;
@@ -123,7 +131,7 @@ function explain(
       return undefined;
     case "rename":
       if (code === "EEXIST") {
-        return `destination '${dst}' already exists (use overwrite / --force to replace it)`;
+        return alreadyExistsText(dst);
       }
       if (code === "EISDIR") return `destination '${dst}' is a directory`;
       if (code === "ENOTDIR") return `destination '${dst}' is not a directory`;

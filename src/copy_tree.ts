@@ -13,6 +13,7 @@ import { entryFromFileInfo } from "./copy_deno_engine.ts";
 import { DESCRIPTOR_SHARES, type EntryStat } from "./copy_engine.ts";
 import {
   abortFailure,
+  alreadyExistsText,
   codeOf,
   CopyTreeError,
   dirnameOf,
@@ -452,7 +453,7 @@ class TreeCopy {
             "EEXIST",
             src,
             dst,
-            `destination '${dst}' already exists (use overwrite / --force to replace it)`,
+            alreadyExistsText(dst),
             dst,
           );
         }

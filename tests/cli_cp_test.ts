@@ -109,8 +109,15 @@ Deno.test({
     assert.equal(again.code, 1);
     assert.equal(
       again.stderr,
-      "cp: cannot copy 'b' to 'copy-a': destination 'copy-a' already exists (use overwrite / --force to replace it)\n",
+      "cp: cannot copy 'b' to 'copy-a': destination 'copy-a' already exists (use -f/--force to replace it)\n",
     );
+    assert.equal(await sha256File(`${d}/copy-a`), hash, "not replaced");
+    // A file named with a trailing slash is not a directory, and --force is no cure for that.
+    for (const flags of [[], ["--force"]]) {
+      const slash = await runCp([...flags, "b", "copy-a/"], { cwd: d });
+      assert.equal(slash.code, 1);
+      assert.match(slash.stderr, /^cp: cannot copy 'b' to 'copy-a\/': .*not a directory\n$/, flags.join());
+    }
     assert.equal(await sha256File(`${d}/copy-a`), hash, "not replaced");
     const forced = await runCp(["--force", "b", "copy-a"], { cwd: d });
     assert.equal(forced.code, 0, forced.stderr);

@@ -84,7 +84,10 @@ Deno.test({
     await assert.rejects(copyFile(src, `${dir.path}/existing`), (e: CopyError) => {
       assert.ok(e instanceof Deno.errors.AlreadyExists, String(e));
       assert.equal(e.code, "EEXIST");
-      assert.match(e.message, /destination '.*\/existing' already exists \(use overwrite \/ --force/);
+      assert.match(
+        e.message,
+        /destination '.*\/existing' already exists \(use overwrite: true to replace it\)/,
+      );
       return true;
     });
     assert.equal(Deno.readTextFileSync(`${dir.path}/existing`), "keep me");

@@ -11,7 +11,7 @@
 
 import { copyFile, trimSlashes } from "../copy.ts";
 import { createCopyUring, FORCE_UNAVAILABLE_ENV, isUnavailableError } from "../copy_context.ts";
-import { CopyTreeError } from "../copy_errors.ts";
+import { CopyTreeError, OVERWRITE_HINT } from "../copy_errors.ts";
 import { removeIncompleteNow } from "../copy_incomplete.ts";
 import type { CopyProgress } from "../copy_options.ts";
 import { copyTree } from "../copy_tree.ts";
@@ -153,7 +153,7 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
   let failures = 0;
   const fail = (message: string) => {
     bar?.clear();
-    io.err(`cp: ${oneLine(message)}\n`);
+    io.err(`cp: ${oneLine(message).replace(OVERWRITE_HINT, "use -f/--force to replace it")}\n`);
     failures++;
   };
 
