@@ -1125,7 +1125,7 @@ export class Uring implements AsyncDisposable {
         return promise;
       }
     }
-    this.#enqueue(head);
+    this.#enqueueGuarded(head);
     return promise;
   }
 
@@ -1339,8 +1339,21 @@ export class Uring implements AsyncDisposable {
       }
       slot.signal = signal;
     }
-    this.#enqueue(slot);
+    this.#enqueueGuarded(slot);
     return promise;
+  }
+
+  /**
+   * {@link Uring.#enqueue} outside the pump: if the ring throws (only misuse gets there: the ring
+   * under the Uring closed with `uring.ring.close()`), the Uring fails, and this operation with
+   * it, rather than the call throwing while its promise stays pending (to be rejected unheard).
+   */
+  #enqueueGuarded(head: Slot): void {
+    try {
+      this.#enqueue(head);
+    } catch (e) {
+      this.#fail(e);
+    }
   }
 
   /** Puts an operation (or a chain, by its head) into the SQ now if it fits, else in the FIFO. */

@@ -281,6 +281,40 @@ ringTest(
   },
 );
 
+ringTest(
+  "Uring: its ring closed under it (uring.ring.close()) fails the Uring: every call rejects, nothing is left unheard",
+  async (config) => {
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/f`, "data");
+    const uring = new Uring(uringOptions(config));
+    const file = await uring.open(`${dir.path}/f`);
+    const unheard: unknown[] = [];
+    const onUnhandled = (e: PromiseRejectionEvent) => {
+      unheard.push(e.reason);
+      e.preventDefault();
+    };
+    globalThis.addEventListener("unhandledrejection", onUnhandled);
+    try {
+      uring.ring.close(); // misuse: the Uring owns its ring
+      const results = await Promise.allSettled([
+        file.readAt(new Uint8Array(4), 0),
+        uring.nop(),
+        uring.chain((c) => c.nop().nop()),
+      ]);
+      for (const r of results) {
+        assert.equal(r.status, "rejected");
+        assert.match(String(r.reason), /closed/);
+      }
+      await uring.close(); // resolves: the Uring had failed
+      await file.close().catch(() => {});
+      await sleep(50); // unhandled rejections are reported after a turn
+      assert.deepEqual(unheard, []);
+    } finally {
+      globalThis.removeEventListener("unhandledrejection", onUnhandled);
+    }
+  },
+);
+
 Deno.test({
   name: "Iovecs: a list whose length is not a number is refused (a proxy's valueOf counted twice as many)",
   fn() {
