@@ -7,6 +7,8 @@
  * @module
  */
 
+import { shown } from "./memory.ts";
+
 const ABORTED = Object.getOwnPropertyDescriptor(AbortSignal.prototype, "aborted")!.get!;
 const REASON = Object.getOwnPropertyDescriptor(AbortSignal.prototype, "reason")!.get!;
 const ADD_LISTENER = EventTarget.prototype.addEventListener;
@@ -25,8 +27,13 @@ export class SignalOptionThrew {
 export function signalOption(
   options: { signal?: AbortSignal | null } | null | undefined,
 ): AbortSignal | null | undefined | SignalOptionThrew {
+  if (options === undefined || options === null) return undefined;
+  if (typeof options !== "object") {
+    // (`fallocate(fd, mode, offset, length)` in liburing's order puts a number here)
+    return new SignalOptionThrew(new TypeError(`options must be an object, got ${shown(options)}`));
+  }
   try {
-    return options?.signal;
+    return options.signal;
   } catch (e) {
     return new SignalOptionThrew(e);
   }

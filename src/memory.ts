@@ -190,10 +190,24 @@ export function checkSize(view: ArrayBufferView, size: number, what = "buffer"):
   if (length < size) throw new RangeError(`${what} is too small: ${length} bytes, need ${size}`);
 }
 
+/** What to pass instead of `value`, an object given where a file descriptor belongs ("" if unknown). */
+function fdHint(value: unknown): string {
+  try {
+    if (typeof Deno !== "undefined" && value instanceof Deno.FsFile) {
+      return " (a Deno.FsFile has no fd to give: open the file with Uring.open() or Uring.openFd())";
+    }
+    const fd = typeof value === "object" && value !== null ? (value as { fd?: unknown }).fd : undefined;
+    if (typeof fd === "number") return ` (an object with an fd: pass its .fd, ${fd})`;
+  } catch {
+    // a getter or a proxy that threw: no hint
+  }
+  return "";
+}
+
 /** Throws unless `fd` is an integer file descriptor (≥ 0; `AT_FDCWD` is no file to read or write). */
 export function checkFd(fd: unknown, what = "fd"): asserts fd is number {
   if (typeof fd !== "number" || !Number.isInteger(fd)) {
-    throw new TypeError(`${what} must be an integer file descriptor, got ${shown(fd)}`);
+    throw new TypeError(`${what} must be an integer file descriptor, got ${shown(fd)}${fdHint(fd)}`);
   }
   if (fd < 0) {
     throw new RangeError(

@@ -295,8 +295,13 @@ export interface OpenOptions extends OpOptions {
   truncate?: boolean;
   /** Writes go to the end (implies write). */
   append?: boolean;
-  /** Fail with `AlreadyExists` if the file exists (`O_CREAT | O_EXCL`). */
+  /** Fail with `AlreadyExists` if the file exists (`O_CREAT | O_EXCL`; needs write or append). */
   exclusive?: boolean;
+  /**
+   * `Deno.OpenOptions`' name for {@link OpenOptions.exclusive}: create the file, failing with
+   * `AlreadyExists` if it exists (needs write or append).
+   */
+  createNew?: boolean;
   /** Permission bits for a new file (default 0o666, less the umask). */
   mode?: number;
   /**
@@ -518,7 +523,7 @@ export class Uring implements AsyncDisposable {
   #closePromise: Promise<void> | null = null;
   #closeResolve: (() => void) | null = null;
   #lastCancelAll = 0;
-  #files = new Set<UringFile>();
+  #files = new Map<number, UringFile>();
   #statxPool: Uint8Array[] = [];
   #newSlot: Slot | null = null;
   readonly #fileOps: FileOps;
@@ -555,7 +560,7 @@ export class Uring implements AsyncDisposable {
 
   /** Sets up the ring (see {@link UringOptions}). */
   constructor(options: UringOptions = {}) {
-    options ??= {}; // null: the defaults
+    options = optionsObject(options, "Uring") ?? {}; // null: the defaults
     const entries = options.entries ?? 256;
     const spinUs = options.spinUs ?? DEFAULT_SPIN_US;
     if (typeof spinUs !== "number" || !(spinUs >= 0 && spinUs <= MAX_SPIN_US)) {
@@ -834,7 +839,7 @@ export class Uring implements AsyncDisposable {
     try {
       // Each option is read once: a getter that answered differently at a second read could
       // open with flags other than those the permission check asked for.
-      options = openOptionsOnce(given ?? {}); // null: the defaults
+      options = openOptionsOnce(optionsObject(given, "open") ?? {}); // null: the defaults
       ({ flags, access } = openFlags(options));
       if (options.mode !== undefined) checkU32(options.mode, "mode", 0o7777);
       if (this.#aux !== null && !options.direct) {
@@ -865,7 +870,7 @@ export class Uring implements AsyncDisposable {
       throw new ClosedError("Uring");
     }
     const file = new UringFile(this.#fileOps, aux.fd, aux.path, access);
-    this.#files.add(file);
+    this.#files.set(file.fd, file);
     this.#auxFiles.set(file, aux);
     try {
       configureFile(file, aux.alignment, options.fixed ? this.#registerFile(file.fd) : -1);
@@ -913,7 +918,7 @@ export class Uring implements AsyncDisposable {
    * ring, so no SQE still waiting for room can reach a file that reuses the index.
    */
   #closeFile(file: UringFile): Promise<void> {
-    this.#files.delete(file);
+    this.#files.delete(file.fd);
     const aux = this.#auxFiles.get(file);
     let closed: Promise<void>;
     if (aux !== undefined) {
@@ -958,7 +963,10 @@ export class Uring implements AsyncDisposable {
     });
   }
 
-  /** Closes `fd` (`close`). Since 5.6. */
+  /**
+   * Closes `fd` (`close`). The fd of a `UringFile` this Uring opened is refused (a `TypeError`):
+   * close the file, which knows its fd is gone. Since 5.6.
+   */
   close(fd: number, options?: OpOptions): Promise<void>;
   /**
    * Closes the Uring: stops accepting work (later calls reject with `ClosedError`), rejects
@@ -969,9 +977,17 @@ export class Uring implements AsyncDisposable {
    */
   close(): Promise<void>;
   close(fd?: number, options?: OpOptions): Promise<void> {
-    if (fd === undefined) return this.#closeUring();
-    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.close(fd, options);
-    return this.#fdOp(signalOption(options), null, (slot) => fillClose(slot, fd));
+    // By the argument count: `close(fds[name])` with a missing entry must not close the Uring.
+    if (arguments.length === 0) return this.#closeUring();
+    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.close(fd!, options);
+    const file = this.#files.get(fd!);
+    if (file !== undefined) {
+      // The file would close a number the kernel may reuse at once for another file.
+      return Promise.reject(
+        new TypeError(`close(${fd}): the fd belongs to an open UringFile ('${file.path}'): call its close()`),
+      );
+    }
+    return this.#fdOp(signalOption(options), null, (slot) => fillClose(slot, fd!));
   }
 
   /** Removes `path` (`unlinkat`; `directory: true` removes an empty directory). Since 5.11. */
@@ -1887,7 +1903,7 @@ export class Uring implements AsyncDisposable {
       if (this.#closing && slot.kind === K_OPEN) {
         // The Uring is closing: the file would outlive it. Close the fd and report the close.
         (value as UringFile).detach();
-        this.#files.delete(value as UringFile);
+        this.#files.delete(res);
         this.#queueInternal(I_CLOSE, res);
         error = this.#error(slot, ECANCELED);
       }
@@ -1911,7 +1927,7 @@ export class Uring implements AsyncDisposable {
       // open()'s flags never create or truncate without write: the access its permission check
       // asked for is what the file was opened for.
       const file = new UringFile(this.#fileOps, slot.res, slot.path!, accessOfFlags(slot.flags));
-      this.#files.add(file);
+      this.#files.set(file.fd, file);
       return file;
     }
     return undefined;
@@ -2101,7 +2117,7 @@ export class Uring implements AsyncDisposable {
       this.#lastCancelAll = performance.now();
       this.#queueInternal(I_CANCEL_ALL);
     }
-    for (const file of this.#files) {
+    for (const file of this.#files.values()) {
       file.detach();
       if (this.#aux === null) this.#queueInternal(I_CLOSE, file.fd);
     }
@@ -2291,10 +2307,21 @@ function refusedBySignal(signal: unknown): Promise<never> | null {
   return checked !== undefined && signalAborted(checked) ? Promise.reject(signalReason(checked)) : null;
 }
 
+/**
+ * `options` if it is an object (or `undefined`/`null`, returned as they are: the defaults);
+ * else a `TypeError` saying that `what` takes an options object (`new Uring(64)`, `open(p, "r")`).
+ */
+function optionsObject<T>(options: T, what: string): T {
+  if (options === undefined || options === null || typeof options === "object") return options;
+  const example = what === "Uring" ? "new Uring({ entries: 64 })" : "open(path, { write: true })";
+  throw new TypeError(`${what} takes an options object (e.g. ${example}), got ${shown(options)}`);
+}
+
 /** `options` as a plain object, each field read once (in this order). */
 function openOptionsOnce(options: OpenOptions): OpenOptions {
-  const { read, write, create, truncate, append, exclusive, mode, direct, fixed, signal } = options;
-  return { read, write, create, truncate, append, exclusive, mode, direct, fixed, signal };
+  const { read, write, create, truncate, append, exclusive, createNew, mode, direct, fixed, signal } =
+    options;
+  return { read, write, create, truncate, append, exclusive, createNew, mode, direct, fixed, signal };
 }
 
 /** The `O_*` flags and the permission `open` options imply. */
@@ -2303,12 +2330,13 @@ export function openFlags(options: OpenOptions): { flags: number; access: Access
   const write = options.write === true || append;
   const read = options.read === true || (!write && options.read !== false);
   if (!read && !write) throw new TypeError("open needs read, write or append");
-  if ((options.create || options.truncate || options.exclusive) && !write) {
-    throw new TypeError("create, truncate and exclusive need write or append");
+  const exclusive = options.exclusive || options.createNew;
+  if ((options.create || options.truncate || exclusive) && !write) {
+    throw new TypeError("create, truncate, exclusive and createNew need write or append");
   }
   let flags = O_CLOEXEC | (read && write ? O_RDWR : write ? O_WRONLY : O_RDONLY);
   if (options.create) flags |= O_CREAT;
-  if (options.exclusive) flags |= O_CREAT | O_EXCL;
+  if (exclusive) flags |= O_CREAT | O_EXCL;
   if (options.truncate) flags |= O_TRUNC;
   if (append) flags |= O_APPEND;
   if (options.direct) flags |= O_DIRECT;

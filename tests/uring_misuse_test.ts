@@ -1,0 +1,114 @@
+/**
+ * `Uring` called the way a first-time user gets it wrong: arguments of the wrong shape, Deno's
+ * option names, an fd that belongs to a `UringFile`. Each case once did something other than
+ * what the user meant, silently (closed the whole Uring, ignored the options, closed a reused fd).
+ */
+
+import assert from "node:assert/strict";
+import { Uring } from "../mod.ts";
+import { skipKernel, tempDir } from "./_support.ts";
+
+Deno.test({
+  name: "Uring: close(undefined) (a missing fd) rejects and leaves the Uring open; close() closes it",
+  ignore: skipKernel(),
+  fn: async () => {
+    const uring = new Uring({ sqpoll: false });
+    const fds: Record<string, number> = {};
+    await assert.rejects(
+      uring.close(fds["missing"]),
+      /^TypeError: fd must be an integer file descriptor, got undefined/,
+    );
+    assert.equal(uring.closed, false);
+    await uring.nop();
+    await uring.close();
+    assert.equal(uring.closed, true);
+  },
+});
+
+Deno.test({
+  name: "Uring: close(fd) of an open UringFile's fd is refused (the file would later close a reused number)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/a`, "a");
+    await using uring = new Uring({ sqpoll: false });
+    const file = await uring.open(`${dir.path}/a`);
+    await assert.rejects(
+      uring.close(file.fd),
+      /^TypeError: close\(\d+\): the fd belongs to an open UringFile \('.*\/a'\): call its close\(\)$/,
+    );
+    assert.equal(await file.readAt(new Uint8Array(1), 0), 1, "the file's fd still open");
+    await file.close();
+    // An fd the Uring does not own as a file closes as before.
+    const fd = await uring.openFd(`${dir.path}/a`, 0);
+    await uring.close(fd);
+  },
+});
+
+Deno.test({
+  name: "Uring.open: Deno's createNew creates exclusively (it was ignored: an existing file opened)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    await using uring = new Uring({ sqpoll: false });
+    const path = `${dir.path}/new`;
+    const file = await uring.open(path, { write: true, createNew: true });
+    await file.writeAll(new TextEncoder().encode("first"), 0);
+    await file.close();
+    await assert.rejects(uring.open(path, { write: true, createNew: true }), Deno.errors.AlreadyExists);
+    assert.equal(Deno.readTextFileSync(path), "first");
+    await assert.rejects(
+      uring.open(`${dir.path}/other`, { createNew: true }),
+      /^TypeError: create, truncate, exclusive and createNew need write or append$/,
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "Uring: options that are not an object are refused (new Uring(64), open(p, 'r'), a number as options)",
+  ignore: skipKernel(),
+  fn: async () => {
+    assert.throws(
+      () => new Uring(64 as never),
+      /^TypeError: Uring takes an options object \(e\.g\. new Uring\(\{ entries: 64 \}\)\), got 64$/,
+    );
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/a`, "abc");
+    await using uring = new Uring({ sqpoll: false });
+    await assert.rejects(
+      uring.open(`${dir.path}/a`, "r" as never),
+      /^TypeError: open takes an options object/,
+    );
+    const file = await uring.open(`${dir.path}/a`, { read: true, write: true });
+    // liburing's fallocate(fd, mode, offset, length) order puts a number where the options go.
+    await assert.rejects(
+      uring.fallocate(file.fd, 0, 0, 4096 as never),
+      /^TypeError: options must be an object, got 4096$/,
+    );
+    await assert.rejects(file.readAt(new Uint8Array(1), 0, "fast" as never), /options must be an object/);
+    await file.close();
+    assert.equal(Deno.statSync(`${dir.path}/a`).size, 3, "nothing reached the kernel");
+  },
+});
+
+Deno.test({
+  name: "Uring: a Deno.FsFile or a UringFile where an fd belongs: the error says what to pass",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/a`, "abc");
+    await using uring = new Uring({ sqpoll: false });
+    using denoFile = Deno.openSync(`${dir.path}/a`);
+    await assert.rejects(
+      uring.read(denoFile as never, new Uint8Array(1), 0),
+      /got an object \(a Deno\.FsFile has no fd to give: open the file with Uring\.open\(\) or Uring\.openFd\(\)\)/,
+    );
+    const file = await uring.open(`${dir.path}/a`);
+    await assert.rejects(
+      uring.read(file as never, new Uint8Array(1), 0),
+      new RegExp(`an object with an fd: pass its \\.fd, ${file.fd}\\)`),
+    );
+    await file.close();
+  },
+});
