@@ -11,7 +11,7 @@ import { signalOption } from "./abort.ts";
 import { operationError } from "./deno_errors.ts";
 import { checkDirectAlignment, type DirectAlignment } from "./direct.ts";
 import { errno } from "./errno.ts";
-import { bufferOf, byteLengthOf, byteOffsetOf } from "./memory.ts";
+import { bufferOf, byteLengthOf, byteOffsetOf, isDetached } from "./memory.ts";
 import type { Statx } from "./structs.ts";
 
 /** Options every operation takes. */
@@ -75,8 +75,22 @@ function notOpenedFor(file: UringFile, op: "read" | "write" | "ftruncate"): Erro
   return operationError(op, EBADF, file.path, null, file.fd, hint);
 }
 
-function rest(buf: ArrayBufferView, done: number): Uint8Array {
-  return new Uint8Array(bufferOf(buf), byteOffsetOf(buf) + done, byteLengthOf(buf) - done);
+/**
+ * The most one read or write of `readFull`/`writeAll` asks for: 1 GiB (a single call is limited
+ * to 4 GiB - 1 bytes, and the kernel moves at most 2 GiB - 4 KiB; 1 GiB is a multiple of every
+ * O_DIRECT alignment).
+ */
+const MAX_PIECE = 1 << 30;
+
+/**
+ * The part of `buf` from `done` on, at most {@link MAX_PIECE} bytes: `buf` itself when that is
+ * all of it (and anything that is not a live view, for the read or write to refuse as it would).
+ */
+function piece(buf: ArrayBufferView, done: number): ArrayBufferView {
+  if (!ArrayBuffer.isView(buf) || isDetached(bufferOf(buf))) return buf;
+  const length = byteLengthOf(buf);
+  if (done === 0 && length <= MAX_PIECE) return buf;
+  return new Uint8Array(bufferOf(buf), byteOffsetOf(buf) + done, Math.min(length - done, MAX_PIECE));
 }
 
 function advance(position: number | bigint, n: number): number | bigint {
@@ -210,13 +224,15 @@ export class UringFile implements AsyncDisposable {
   /**
    * Reads until `buf` is full or the file ends, looping over short reads; resolves with the
    * bytes read (less than `buf.byteLength` only at end of file). With O_DIRECT, a read that
-   * stops short of an alignment boundary has reached the end of the file.
+   * stops short of an alignment boundary has reached the end of the file. A buffer of more than
+   * 1 GiB is read 1 GiB at a time (so it may be larger than one read's 4 GiB limit).
    */
   async readFull(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
-    let done = await this.readAt(buf, position, options);
+    let done = await this.readAt(piece(buf, 0), position, options);
+    const total = byteLengthOf(buf); // a view: readAt checked it
     const unit = this.#alignment?.offset ?? 1;
-    while (done > 0 && done < buf.byteLength && done % unit === 0) {
-      const n = await this.readAt(rest(buf, done), advance(position, done), options);
+    while (done > 0 && done < total && done % unit === 0) {
+      const n = await this.readAt(piece(buf, done), advance(position, done), options);
       if (n === 0) break;
       done += n;
     }
@@ -226,22 +242,24 @@ export class UringFile implements AsyncDisposable {
   /**
    * Writes all of `buf` at `position`, looping over short writes. Rejects with
    * `Deno.errors.WriteZero` if the kernel accepts no bytes at all (and, with O_DIRECT, with an
-   * `AlignmentError` if a short write leaves a misaligned rest).
+   * `AlignmentError` if a short write leaves a misaligned rest). A buffer of more than 1 GiB is
+   * written 1 GiB at a time (so it may be larger than one write's 4 GiB limit).
    */
   async writeAll(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<void> {
     // At least one writeAt, as readFull makes one readAt: it checks the file, buffer and
     // position (an empty buffer included) as a single write would.
     let done = 0;
+    let total = 0;
     do {
-      const chunk = done === 0 ? buf : rest(buf, done);
-      const n = await this.writeAt(chunk, advance(position, done), options);
-      if (n === 0 && buf.byteLength > 0) {
+      const n = await this.writeAt(piece(buf, done), advance(position, done), options);
+      total = byteLengthOf(buf); // a view: writeAt checked it
+      if (n === 0 && total > 0) {
         throw new Deno.errors.WriteZero(
-          `write '${this.path}': wrote 0 bytes at ${advance(position, done)} (${buf.byteLength - done} left)`,
+          `write '${this.path}': wrote 0 bytes at ${advance(position, done)} (${total - done} left)`,
         );
       }
       done += n;
-    } while (done < buf.byteLength);
+    } while (done < total);
   }
 
   /** The file's metadata (`statx` on the fd). */
