@@ -376,15 +376,17 @@ export class CopyContext implements EngineContext {
   }
 
   /**
-   * Releases the engine, then the O_DIRECT or fixed buffers (every operation on them has
-   * completed); a caller's `Uring` is left open, without the copy's pool.
+   * Releases the O_DIRECT or fixed buffers (every operation on them has completed; a `Uring`
+   * operation would hold their memory mapped anyway), then the engine; a caller's `Uring` is left
+   * open, without the copy's pool. The pool goes while the ring is open, so that its locked
+   * memory's charge comes back at once (see `Uring.close`).
    */
   async close(): Promise<void> {
     try {
-      await this.engine.close();
-    } finally {
       this.direct?.close();
       this.fixed?.close();
+    } finally {
+      await this.engine.close();
     }
   }
 }

@@ -16,7 +16,9 @@ const HINTS: Readonly<Record<string, string>> = {
     "this kernel has no io_uring (it needs Linux 5.1 or later, 5.11+ recommended), or a seccomp " +
     "filter blocks it",
   "io_uring_setup:ENOMEM":
-    "kernels before 5.12 charge rings to RLIMIT_MEMLOCK: raise `ulimit -l` or use fewer entries",
+    "a process without CAP_IPC_LOCK has its rings charged to RLIMIT_MEMLOCK (kernels before 5.12, and " +
+    "recent ones too): raise `ulimit -l` or use fewer entries; a ring just closed stays charged until " +
+    "the kernel has torn it down (some ms later)",
   "io_uring_setup:EINVAL":
     "the kernel rejected the ring parameters (entries, cqEntries or flags); older kernels lack " +
     "some setup flags",

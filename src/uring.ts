@@ -2200,8 +2200,11 @@ export class Uring implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#yieldTimer !== undefined) clearTimeout(this.#yieldTimer);
+    // Every CQE is in: no request uses the pool's memory any more. The pool first: unregistered
+    // from the open ring, its pages' RLIMIT_MEMLOCK charge comes back now (left to the ring's
+    // teardown, it comes back tens of ms later, and a new registration meanwhile fails: ENOMEM).
+    this.#pool?.close();
     this.#ring.close();
-    this.#pool?.close(); // every CQE is in: no request uses its memory any more
     const resolve = this.#closeResolve!;
     if (this.#aux === null) resolve();
     else this.#aux.close().then(resolve, resolve); // closes the files it opened for us
