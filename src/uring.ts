@@ -950,7 +950,8 @@ export class Uring implements AsyncDisposable {
 
   /**
    * `openat(AT_FDCWD, path, flags, mode)` with raw `O_*` flags; resolves with an fd the caller
-   * owns (close it with `close(fd)`). Permission is checked from the flags. Since 5.6.
+   * owns (close it with `close(fd)`). Permission is checked from the flags. `O_CLOEXEC` is always
+   * added, as Deno opens every file: a child process (`Deno.Command`) inherits none of them. Since 5.6.
    */
   openFd(path: string | URL, flags: number, mode = 0o666, options?: OpOptions): Promise<number> {
     if (this.#aux !== null) {
@@ -963,7 +964,7 @@ export class Uring implements AsyncDisposable {
       return Promise.reject(e);
     }
     return this.#pathOp(signalOption(options), path, null, "open", accessOfFlags(flags), null, (slot, p) => {
-      fillPath(slot, K_OPENFD, p, flags, mode);
+      fillPath(slot, K_OPENFD, p, flags | O_CLOEXEC, mode);
     });
   }
 

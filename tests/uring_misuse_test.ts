@@ -112,3 +112,23 @@ Deno.test({
     await file.close();
   },
 });
+
+Deno.test({
+  name: "Uring.openFd adds O_CLOEXEC: a child process does not inherit the fd (as with Deno.open)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/a`, "a");
+    await using uring = new Uring({ sqpoll: false });
+    const fd = await uring.openFd(`${dir.path}/a`, 0);
+    try {
+      const out = await new Deno.Command("sh", {
+        args: ["-c", `[ -e /proc/self/fd/${fd} ] && echo inherited || echo not`],
+        stdout: "piped",
+      }).output();
+      assert.equal(new TextDecoder().decode(out.stdout).trim(), "not");
+    } finally {
+      await uring.close(fd);
+    }
+  },
+});
