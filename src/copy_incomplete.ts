@@ -1,7 +1,10 @@
 /**
  * The files copies are writing right now, process-wide, so that a program about to exit at once
- * (the CLI's second Ctrl-C, which does not wait for the copy to clean up) can remove them first:
- * an interrupted copy never leaves a partial file under a name that looks complete.
+ * can remove them first: an interrupted copy never leaves a partial file under a name that looks
+ * complete. The CLI's second Ctrl-C (which does not wait for the copy to clean up) calls
+ * {@link removeIncompleteNow}; so does the exit of a program whose copy is still running:
+ * `Deno.exit()` (the `unload` event), or an uncaught error or unhandled rejection that nothing
+ * prevented (the process then ends without waiting for the copy).
  *
  * @module
  */
@@ -9,8 +12,24 @@
 /** Paths being written (a temporary name, or the final one for a file written in place). */
 const writing = new Set<string>();
 
+let watching = false;
+
+/** Removes the files being written if the process is about to end with `event` (not prevented). */
+function onFatal(event: Event): void {
+  if (!event.defaultPrevented) removeIncompleteNow();
+}
+
+/** Watches, once per process (or Worker), for an exit that would leave the copies unfinished. */
+function watchExit(): void {
+  watching = true;
+  globalThis.addEventListener("unload", () => removeIncompleteNow());
+  globalThis.addEventListener("error", onFatal);
+  globalThis.addEventListener("unhandledrejection", onFatal);
+}
+
 /** Notes that a copy is about to create and write `path`. */
 export function startWriting(path: string): void {
+  if (!watching) watchExit();
   writing.add(path);
 }
 
