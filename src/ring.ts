@@ -23,7 +23,8 @@ import {
 import type { Offset } from "./prep.ts";
 import { Probe } from "./probe.ts";
 import { checkUserData, Cqe, Sqe, W, writeU64, zeroSqe } from "./sqe.ts";
-import { Iovecs } from "./structs.ts";
+import { closedByOwner, releaseRing, releaseWhenDropped, type RingHold, ringHold } from "./ring_hold.ts";
+import { Iovecs, rsrcUpdate } from "./structs.ts";
 import { type Backend, getSys, type Sys } from "./sys.ts";
 
 /** Largest SQ size the kernel accepts (`IORING_MAX_ENTRIES`). */
@@ -155,15 +156,6 @@ const CQE_WORDS = abi.CQE_SIZE / 4, CQE_USER_LO = abi.CQE.userData / 4, CQE_USER
 const CQE_RES = abi.CQE.res / 4, CQE_FLAGS = abi.CQE.flags / 4;
 const OP_READ = abi.IORING_OP_READ, OP_WRITE = abi.IORING_OP_WRITE;
 
-/** A `struct io_uring_rsrc_update`: `offset` (u32), then `data` (u64) at byte 8. */
-function rsrcUpdate(offset: number, data: bigint): Uint8Array {
-  const update = new Uint8Array(abi.FILES_UPDATE_SIZE);
-  const view = new DataView(update.buffer);
-  view.setUint32(0, offset, true);
-  view.setBigUint64(8, data, true);
-  return update;
-}
-
 function isSqpollRefusal(e: unknown): boolean {
   return e instanceof IoUringError && (e.errno === EPERM || e.errno === EINVAL);
 }
@@ -238,7 +230,8 @@ export class IoUring implements Disposable {
    */
   #enterFd: number;
   #enterFlag = 0;
-  #maps: Array<[address: number, length: number, memory: ArrayBuffer]> = [];
+  /** The fd, mappings and registration: released by close(), or by the GC (see ring_hold.ts). */
+  #hold: RingHold;
 
   // SQ ring
   #sq: Uint32Array; // the SQ ring as u32 words
@@ -393,6 +386,7 @@ export class IoUring implements Disposable {
       fd = setup(false);
     }
     this.fd = fd;
+    this.#hold = ringHold(this.#sys, fd);
     this.#enterFd = fd;
     this.sqpollFallbackReason = fallback;
 
@@ -461,11 +455,11 @@ export class IoUring implements Disposable {
       this.#cqes = Array.from({ length: this.#cqEntries }, () => new Cqe());
       this.#cqHeadLocal = Atomics.load(this.#cq, this.#cqHead);
     } catch (e) {
-      this.#unmapAll();
-      this.#sys.close(fd);
+      releaseRing(this.#hold);
       throw e;
     }
     if (options.registerRing !== false) this.#registerRing();
+    releaseWhenDropped(this, this.#hold);
   }
 
   /**
@@ -478,6 +472,7 @@ export class IoUring implements Disposable {
     if (this.#sys.register(this.fd, abi.IORING_REGISTER_RING_FDS, update, 1) !== 1) return;
     this.#enterFd = new DataView(update.buffer).getUint32(0, true); // the index the kernel chose
     this.#enterFlag = abi.IORING_ENTER_REGISTERED_RING;
+    this.#hold.enterIndex = this.#enterFd;
   }
 
   /**
@@ -498,22 +493,8 @@ export class IoUring implements Disposable {
     }
     const pointer = Deno.UnsafePointer.create(BigInt(address))!;
     const memory = Deno.UnsafePointerView.getArrayBuffer(pointer, length);
-    this.#maps.push([address, length, memory]);
+    this.#hold.maps.push([address, length, memory]);
     return memory;
-  }
-
-  #unmapAll(): void {
-    for (const [address, length, memory] of this.#maps) {
-      // Detached already: someone transferred it (`sqe.u8.buffer.transfer()`), and the new
-      // buffer still points at the mapping. Unmapping would turn its next access into a crash,
-      // so the mapping stays (a few KiB, until the process exits).
-      if (memory.detached) continue;
-      // Detach first: every view over the mapping (including Sqe/Cqe handles a caller kept) then
-      // has length 0, so a stale handle reads undefined and writes nothing instead of faulting.
-      memory.transfer(0);
-      this.#sys.munmap(address, length);
-    }
-    this.#maps = [];
   }
 
   /**
@@ -1295,6 +1276,8 @@ export class IoUring implements Disposable {
    * in-flight SQEs point at must stay alive until the kernel has finished with them: reap
    * everything first. Called from a `forEachCqe`/`forEachCompletion` callback, the ring is
    * released when that call returns (the completions it had already taken are still handed out).
+   * A ring that becomes unreachable without `close()` is released by the garbage collector, some
+   * time later (its `fd` with it: keep the ring while anything uses that number).
    */
   close(): void {
     if (this.#closed) return;
@@ -1322,7 +1305,7 @@ export class IoUring implements Disposable {
   /** Unmaps the rings and closes the fd (`close()`'s work once no reap is reading them). */
   #release(): void {
     this.#closeWhenReaped = false;
-    this.#unmapAll();
+    closedByOwner(this);
     const empty = new Uint32Array(0);
     this.#sq = this.#cq = this.#cqesU32 = empty;
     this.#cqesI32 = new Int32Array(0);
@@ -1333,13 +1316,9 @@ export class IoUring implements Disposable {
     this.#cqes = [];
     this.#registeredBuffers = undefined;
     this.#registeredFiles = 0;
-    if (this.#enterFlag !== 0) {
-      // The registration holds the ring open: drop it (from this thread, whose table it is in).
-      this.#sys.register(this.fd, abi.IORING_UNREGISTER_RING_FDS, rsrcUpdate(this.#enterFd, 0n), 1);
-      this.#enterFd = this.fd;
-      this.#enterFlag = 0;
-    }
-    this.#sys.close(this.fd);
+    this.#enterFd = this.fd;
+    this.#enterFlag = 0;
+    releaseRing(this.#hold); // unmaps (detaching every view first), unregisters, closes the fd
   }
 
   /** Same as {@link IoUring.close}, for `using`. */

@@ -1,11 +1,11 @@
 /**
  * The small kernel structs some operations point at: `__kernel_timespec`, `iovec` arrays,
- * `open_how` and `statx`. Each is a plain byte buffer the caller keeps alive until the CQE.
+ * `open_how`, `io_uring_rsrc_update` and `statx`. Each is a plain byte buffer the caller keeps alive until the CQE.
  *
  * @module
  */
 
-import { IOVEC_SIZE, OPEN_HOW_SIZE, STATX, STATX_SIZE, TIMESPEC_SIZE } from "./abi.ts";
+import { FILES_UPDATE_SIZE, IOVEC_SIZE, OPEN_HOW_SIZE, STATX, STATX_SIZE, TIMESPEC_SIZE } from "./abi.ts";
 import { addressOf, byteLengthOf, checkBuffer, shown } from "./memory.ts";
 
 /** Most buffers one `readv`/`writev` takes (`IOV_MAX`). */
@@ -178,6 +178,15 @@ export function openHow(how: { flags: number; mode?: number; resolve?: number })
   v.setBigUint64(8, field("mode", how.mode ?? 0, 0o7777), true);
   v.setBigUint64(16, field("resolve", how.resolve ?? 0, 0xffffffff), true);
   return bytes;
+}
+
+/** A `struct io_uring_rsrc_update` (16 bytes): `offset` (u32), then `data` (u64) at byte 8. */
+export function rsrcUpdate(offset: number, data: bigint): Uint8Array<ArrayBuffer> {
+  const update = new Uint8Array(FILES_UPDATE_SIZE);
+  const view = new DataView(update.buffer);
+  view.setUint32(0, offset, true);
+  view.setBigUint64(8, data, true);
+  return update;
 }
 
 /** A timestamp from `statx`: seconds and nanoseconds. */

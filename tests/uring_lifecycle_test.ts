@@ -320,3 +320,37 @@ Deno.test({
     assert.deepEqual(JSON.parse(dec.decode(out.stdout)), { ok: 100, first: "" });
   },
 });
+
+Deno.test({
+  name:
+    "IoUring and Uring dropped without close() are released by the garbage collector (fd, mappings, SQ thread)",
+  ignore: skipKernel(),
+  async fn() {
+    // 200 dropped rings kept 200 fds, 400 mappings and 100 SQPOLL threads until the process ended.
+    const out = await runDeno(
+      `import { IoUring, Uring } from ${JSON.stringify(MOD_URL)};
+      const libc = Deno.dlopen("libc.so.6", { fcntl: { parameters: ["i32", "i32"], result: "i32" } }).symbols;
+      const fds = () => { let n = 0; for (let fd = 0; fd < 4096; fd++) if (libc.fcntl(fd, 1) >= 0) n++; return n; };
+      const before = fds();
+      let kept = [];
+      for (let i = 0; i < 100; i++) kept.push(new IoUring(8, { sqpoll: i % 2 === 0 ? { idleMs: 10 } : false }));
+      for (let i = 0; i < 100; i++) {
+        const uring = new Uring({ entries: 8, sqpoll: i % 2 === 0 });
+        await uring.nop();
+        kept.push(uring);
+      }
+      const dropped = fds();
+      kept = null;
+      for (let round = 0; round < 50 && fds() > before + 2; round++) {
+        globalThis.gc();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      console.log(JSON.stringify({ before, dropped, after: fds() }));`,
+      ["--allow-all", "--v8-flags=--expose-gc"],
+    );
+    assert.equal(out.code, 0, out.stderr);
+    const { before, dropped, after } = JSON.parse(out.stdout);
+    assert.ok(dropped >= before + 200, `the rings were open: ${before} → ${dropped} fds`);
+    assert.ok(after <= before + 2, `fds after the collection: ${before} → ${dropped} → ${after}`);
+  },
+});

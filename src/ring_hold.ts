@@ -1,0 +1,74 @@
+/**
+ * What a ring holds outside the JavaScript heap (its fd, its mappings, its place in the thread's
+ * ring table), and its release: by `IoUring.close()`, or by the garbage collector when a ring
+ * becomes unreachable without one (the fd, the mappings and an SQPOLL thread would otherwise
+ * stay until the process exits).
+ *
+ * @module
+ */
+
+import * as abi from "./abi.ts";
+import { rsrcUpdate } from "./structs.ts";
+import type { Sys } from "./sys.ts";
+
+/** A ring's resources, as `IoUring` records them and {@link releaseRing} frees them. */
+export interface RingHold {
+  /** The calls that made them. */
+  readonly sys: Sys;
+  /** The ring's fd. */
+  readonly fd: number;
+  /** Each mapping: address, length, and the ArrayBuffer over it. */
+  readonly maps: Array<[address: number, length: number, memory: ArrayBuffer]>;
+  /** The ring's index in the creating thread's ring table (`IORING_REGISTER_RING_FDS`), or -1. */
+  enterIndex: number;
+  /** Set once released. */
+  released: boolean;
+}
+
+/** A hold for the ring `fd` made through `sys`, with nothing mapped or registered yet. */
+export function ringHold(sys: Sys, fd: number): RingHold {
+  return { sys, fd, maps: [], enterIndex: -1, released: false };
+}
+
+/**
+ * Unmaps every mapping of `hold`, detaching each ArrayBuffer first: every view over it (an `Sqe`
+ * handle a caller kept included) then has length 0, so a stale handle reads undefined and writes
+ * nothing instead of faulting. A buffer detached already was transferred by someone
+ * (`sqe.u8.buffer.transfer()`) and the new buffer still points at the mapping: unmapping would
+ * turn its next access into a crash, so that mapping stays (a few KiB, until the process exits).
+ */
+export function unmapAll(hold: RingHold): void {
+  for (const [address, length, memory] of hold.maps) {
+    if (memory.detached) continue;
+    memory.transfer(0);
+    hold.sys.munmap(address, length);
+  }
+  hold.maps.length = 0;
+}
+
+/**
+ * Releases everything `hold` records, once: the mappings, the thread's registration (which holds
+ * the ring open; dropped from this thread, whose table it is in), then the fd.
+ */
+export function releaseRing(hold: RingHold): void {
+  if (hold.released) return;
+  hold.released = true;
+  unmapAll(hold);
+  if (hold.enterIndex >= 0) {
+    hold.sys.register(hold.fd, abi.IORING_UNREGISTER_RING_FDS, rsrcUpdate(hold.enterIndex, 0n), 1);
+    hold.enterIndex = -1;
+  }
+  hold.sys.close(hold.fd);
+}
+
+const dropped = new FinalizationRegistry<RingHold>(releaseRing);
+
+/** Has the garbage collector release `hold` if `ring` becomes unreachable before its close. */
+export function releaseWhenDropped(ring: object, hold: RingHold): void {
+  dropped.register(ring, hold, ring);
+}
+
+/** `ring` was closed: nothing is left for the garbage collector to release. */
+export function closedByOwner(ring: object): void {
+  dropped.unregister(ring);
+}
