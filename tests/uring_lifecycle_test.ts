@@ -354,3 +354,61 @@ Deno.test({
     assert.ok(after <= before + 2, `fds after the collection: ${before} → ${dropped} → ${after}`);
   },
 });
+
+Deno.test({
+  name:
+    "A Worker terminated with its rings, pipes and aligned buffers open: the helper releases them as the Worker's thread exits",
+  ignore: skipKernel(),
+  async fn() {
+    // terminate() runs none of the Worker's code; Deno closes the Worker's own resources, not
+    // these: 8 Workers left 8 rings (each with an SQPOLL thread), 16 pipe ends and 8 mappings.
+    using dir = tempDir();
+    const worker = `${dir.path}/worker.ts`;
+    Deno.writeTextFileSync(
+      worker,
+      `import { alignedBuffer, getSys, IoUring, Uring } from ${JSON.stringify(MOD_URL)};
+      import { openPipe } from ${JSON.stringify(new URL("../src/pipe.ts", import.meta.url).href)};
+      const uring = new Uring({ entries: 8 });
+      uring.timeout(1e6).catch(() => {});
+      new IoUring(8, { sqpoll: false });
+      openPipe(getSys("helper"));
+      alignedBuffer(1 << 20);
+      self.postMessage("ready");`,
+    );
+    const out = await runDeno(
+      `const kinds = () => {
+        const n = { rings: 0, pipes: 0 };
+        for (const e of Deno.readDirSync("/proc/self/fd")) {
+          let target = "";
+          try { target = Deno.readLinkSync("/proc/self/fd/" + e.name); } catch { continue; }
+          if (target === "anon_inode:[io_uring]") n.rings++;
+          else if (target.startsWith("pipe:")) n.pipes++;
+        }
+        return n;
+      };
+      // Mappings of a ring, and of 1 MiB (the aligned buffer's size; few else have that size).
+      const mapped = () => Deno.readTextFileSync("/proc/self/maps").split("\\n").filter((line) => {
+        const [from, to] = line.split(" ")[0].split("-").map((x) => parseInt(x, 16));
+        return line.includes("io_uring") || to - from === 1 << 20;
+      }).length;
+      const before = { ...kinds(), maps: mapped() };
+      for (let i = 0; i < 8; i++) {
+        const w = new Worker(${JSON.stringify(`file://${worker}`)}, { type: "module" });
+        await new Promise((resolve) => { w.onmessage = resolve; });
+        w.terminate();
+      }
+      let after = { ...kinds(), maps: mapped() };
+      for (let i = 0; i < 100 && (after.rings > before.rings || after.pipes > before.pipes); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        after = { ...kinds(), maps: mapped() };
+      }
+      console.log(JSON.stringify({ before, after }));`,
+      ["--allow-all"],
+    );
+    assert.equal(out.code, 0, out.stderr);
+    const { before, after } = JSON.parse(out.stdout);
+    assert.equal(after.rings, before.rings, `ring fds: ${JSON.stringify({ before, after })}`);
+    assert.equal(after.pipes, before.pipes, `pipe fds: ${JSON.stringify({ before, after })}`);
+    assert.ok(after.maps <= before.maps, `mappings: ${JSON.stringify({ before, after })}`);
+  },
+});
