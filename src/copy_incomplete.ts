@@ -2,9 +2,10 @@
  * The files copies are writing right now, process-wide, so that a program about to exit at once
  * can remove them first: an interrupted copy never leaves a partial file under a name that looks
  * complete. The CLI's second Ctrl-C (which does not wait for the copy to clean up) calls
- * {@link removeIncompleteNow}; so does the exit of a program whose copy is still running:
- * `Deno.exit()` (the `unload` event), or an uncaught error or unhandled rejection that nothing
- * prevented (the process then ends without waiting for the copy).
+ * {@link removeIncompleteNow}; so does `Deno.exit()` while a copy runs (the `unload` event).
+ * Not an uncaught error or unhandled rejection: a handler of the program's may still prevent it
+ * after this module's listener has run (the program then goes on, and its copies with it), and
+ * when none does, Deno ends the process without running any more JavaScript.
  *
  * @module
  */
@@ -14,17 +15,10 @@ const writing = new Set<string>();
 
 let watching = false;
 
-/** Removes the files being written if the process is about to end with `event` (not prevented). */
-function onFatal(event: Event): void {
-  if (!event.defaultPrevented) removeIncompleteNow();
-}
-
 /** Watches, once per process (or Worker), for an exit that would leave the copies unfinished. */
 function watchExit(): void {
   watching = true;
   globalThis.addEventListener("unload", () => removeIncompleteNow());
-  globalThis.addEventListener("error", onFatal);
-  globalThis.addEventListener("unhandledrejection", onFatal);
 }
 
 /** Notes that a copy is about to create and write `path`. */

@@ -9,8 +9,8 @@
  * In place (`inPlace`, for a directory the copy itself just created, where nothing can be in the
  * way): the file is created under its own name (exclusively) and removed if it cannot be
  * completed. That saves a `renameat` per file (30–50% of the cost of a small file here); only a
- * process killed outright (SIGKILL, power loss) can leave a partial file behind (one that exits
- * mid-copy removes it first: see `copy_incomplete.ts`).
+ * process killed outright (SIGKILL, power loss) or ended by an uncaught error can leave a partial
+ * file behind (`Deno.exit()` mid-copy removes it first: see `copy_incomplete.ts`).
  *
  * @module
  */

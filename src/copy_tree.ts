@@ -604,7 +604,7 @@ async function underDirectory(ctx: CopyContext, id: string, dir: string): Promis
  * Incomplete files: in a directory the copy created itself, a file is written under its own name
  * (created exclusively) and removed when it cannot be completed (failure or abort); that saves a
  * rename per file, and only a process killed outright (SIGKILL, power loss) can leave a partial
- * file (a program that exits mid-copy, by `Deno.exit()` or an uncaught error, removes it first).
+ * file (`Deno.exit()` mid-copy removes it first), or an uncaught error that ends the program.
  * In a directory that already existed, each file goes through a temporary name
  * (`.NAME.uring-tmp-XXXXXXXX`) renamed into place when complete, so an existing file is replaced
  * atomically or not at all. Directories created before a failure stay (possibly incomplete).
