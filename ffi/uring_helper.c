@@ -50,12 +50,15 @@ struct helper_getevents_arg {
 static int64_t result(long r) { return r < 0 ? -(int64_t)errno : (int64_t)r; }
 
 /*
- * What each thread made here and has not released: ring and pipe fds, and mappings. A thread
- * that exits with some releases them then. That is a Deno Worker terminated before it closed its
+ * What each thread made here and has not released: ring and pipe fds, and ring mappings. A
+ * thread that exits with some releases them then. That is a Deno Worker terminated before it closed its
  * rings: `terminate()` ends the Worker without running any more of its code, and Deno closes the
  * Worker's own resources, but these it does not know of (they stayed open, with an SQPOLL kernel
  * thread each, until the process exited). Only what is created and released through this file
- * is listed, so a number released elsewhere can never be closed twice. Not on a hot path.
+ * is listed, so a number released elsewhere can never be closed twice. Anonymous memory (aligned
+ * buffers) is not listed: its ArrayBuffer may have been transferred to another thread, which
+ * still uses it; nor is a ring mapping the caller transferred (see `uring_keep_mapped`). Not on
+ * a hot path.
  */
 struct held {
   uint64_t what;   /* the fd, or the mapping's address */
@@ -187,9 +190,7 @@ int64_t uring_mmap(int32_t fd, uint64_t length, uint64_t offset) {
 /* Anonymous private mmap(2): page-aligned memory for O_DIRECT buffers. */
 int64_t uring_mmap_anon(uint64_t length) {
   void *p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return -(int64_t)errno;
-  hold((uint64_t)(uintptr_t)p, length);
-  return (int64_t)(uintptr_t)p;
+  return p == MAP_FAILED ? -(int64_t)errno : (int64_t)(uintptr_t)p;
 }
 
 /* munmap(2). */
@@ -197,6 +198,12 @@ int32_t uring_munmap(uint64_t addr, uint64_t length) {
   unhold(addr, length);
   return (int32_t)result(munmap((void *)(uintptr_t)addr, (size_t)length));
 }
+
+/*
+ * The ring mapping at `addr` stays mapped for good: its memory was transferred to a buffer the
+ * ring does not own, which may outlive this thread. It leaves the thread's list.
+ */
+void uring_keep_mapped(uint64_t addr) { unhold(addr, 1); }
 
 /* close(2) (the fd leaves this thread's list first: close releases it even when it fails). */
 int32_t uring_close(int32_t fd) {

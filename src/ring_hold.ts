@@ -39,7 +39,10 @@ export function ringHold(sys: Sys, fd: number): RingHold {
  */
 export function unmapAll(hold: RingHold): void {
   for (const [address, length, memory] of hold.maps) {
-    if (memory.detached) continue;
+    if (memory.detached) {
+      hold.sys.keepMapped(address); // nor may the helper unmap it when the thread exits
+      continue;
+    }
     memory.transfer(0);
     hold.sys.munmap(address, length);
   }

@@ -70,6 +70,11 @@ export interface Sys {
   mmapAnon(length: number): number;
   /** `munmap(addr, length)`. */
   munmap(address: number, length: number): number;
+  /**
+   * The ring mapping at `address` is never to be unmapped (its memory was transferred to a
+   * buffer the ring does not own): the helper then leaves it mapped when this thread exits.
+   */
+  keepMapped(address: number): void;
   /** `close(fd)`. */
   close(fd: number): number;
   /**
@@ -122,6 +127,7 @@ const HELPER_SYMBOLS = {
   uring_mmap: { parameters: ["i32", "u64", "u64"], result: "i64" },
   uring_mmap_anon: { parameters: ["u64"], result: "i64" },
   uring_munmap: { parameters: ["u64", "u64"], result: "i32" },
+  uring_keep_mapped: { parameters: ["u64"], result: "void", optional: true },
   uring_close: { parameters: ["i32"], result: "i32" },
   // Optional: a helper built before it existed still loads (pipes then come from the kernel
   // through libc's syscall()).
@@ -227,6 +233,7 @@ function loadHelper(path: string): Sys {
     mmap: (fd, length, offset) => Number(lib.uring_mmap(fd, BigInt(length), BigInt(offset))),
     mmapAnon: (length) => Number(lib.uring_mmap_anon(BigInt(length))),
     munmap: (address, length) => lib.uring_munmap(BigInt(address), BigInt(length)),
+    keepMapped: (address) => lib.uring_keep_mapped?.(BigInt(address)),
     close: (fd) => lib.uring_close(fd),
     pipe: (fds, size = 0) => {
       const pipe = lib.uring_pipe_sized;
@@ -349,6 +356,7 @@ function loadLibc(): Sys {
       const r = lib.munmap(Deno.UnsafePointer.create(BigInt(address)), BigInt(length));
       return r < 0 ? -readErrno() : r;
     },
+    keepMapped: () => {}, // libc keeps no list
     close: (fd) => {
       const r = lib.close(fd);
       return r < 0 ? -readErrno() : r;
