@@ -197,7 +197,9 @@ function fdHint(value: unknown): string {
       return " (a Deno.FsFile has no fd to give: open the file with Uring.open() or Uring.openFd())";
     }
     const fd = typeof value === "object" && value !== null ? (value as { fd?: unknown }).fd : undefined;
-    if (typeof fd === "number") return ` (an object with an fd: pass its .fd, ${fd})`;
+    if (Number.isInteger(fd)) {
+      return ` (it has an fd, ${fd}: pass the number, or use the object's own methods)`;
+    }
   } catch {
     // a getter or a proxy that threw: no hint
   }

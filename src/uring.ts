@@ -524,6 +524,8 @@ export class Uring implements AsyncDisposable {
   #closeResolve: (() => void) | null = null;
   #lastCancelAll = 0;
   #files = new Map<number, UringFile>();
+  /** Files whose close is in flight, by fd: the number is still theirs until it completes. */
+  readonly #closingFiles = new Map<number, UringFile>();
   #statxPool: Uint8Array[] = [];
   #newSlot: Slot | null = null;
   readonly #fileOps: FileOps;
@@ -922,15 +924,22 @@ export class Uring implements AsyncDisposable {
    * ring, so no SQE still waiting for room can reach a file that reuses the index.
    */
   #closeFile(file: UringFile): Promise<void> {
-    this.#files.delete(file.fd);
+    const fd = file.fd;
+    this.#files.delete(fd);
+    this.#closingFiles.set(fd, file);
+    const gone = () => {
+      if (this.#closingFiles.get(fd) === file) this.#closingFiles.delete(fd);
+    };
     const aux = this.#auxFiles.get(file);
     let closed: Promise<void>;
     if (aux !== undefined) {
       this.#auxFiles.delete(file);
       closed = aux.close();
+      closed.then(gone, gone);
     } else {
       const cancelled = this.#cancelOnFile(file);
-      closed = this.#fdOp(undefined, file.path, (slot) => fillClose(slot, file.fd));
+      closed = this.#fdOp(undefined, file.path, (slot) => fillClose(slot, fd));
+      closed.then(gone, gone); // as the close completes (before what it waits for below)
       if (cancelled !== null) {
         // Resolve (or reject) only once the operations cancelled in the kernel have settled too.
         const settled = cancelled.promise;
@@ -985,14 +994,20 @@ export class Uring implements AsyncDisposable {
     // By the argument count: `close(fds[name])` with a missing entry must not close the Uring.
     if (arguments.length === 0) return this.#closeUring();
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.close(fd!, options);
-    const file = this.#files.get(fd!);
-    if (file !== undefined) {
-      // The file would close a number the kernel may reuse at once for another file.
-      return Promise.reject(
-        new TypeError(`close(${fd}): the fd belongs to an open UringFile ('${file.path}'): call its close()`),
-      );
-    }
+    const owned = this.#fileOwning(fd, "close");
+    if (owned !== null) return Promise.reject(owned);
     return this.#fdOp(signalOption(options), null, (slot) => fillClose(slot, fd!));
+  }
+
+  /**
+   * A `TypeError` when `fd` belongs to a `UringFile` of this Uring (open, or its close in flight),
+   * else null: closing it apart from the file would let the file later close a number the kernel
+   * may meanwhile have given to another file.
+   */
+  #fileOwning(fd: unknown, what: string): TypeError | null {
+    const file = this.#files.get(fd as number) ?? this.#closingFiles.get(fd as number);
+    if (file === undefined) return null;
+    return new TypeError(`${what}(${fd}): the fd belongs to a UringFile ('${file.path}'): call its close()`);
   }
 
   /** Removes `path` (`unlinkat`; `directory: true` removes an empty directory). Since 5.11. */
@@ -1105,6 +1120,10 @@ export class Uring implements AsyncDisposable {
       }
       if (this.#closing) throw new ClosedError("Uring"); // the build function closed it
       if (members.length === 0) throw new RangeError("a chain needs at least one member");
+      for (const slot of members) {
+        const owned = slot.kind === K_CLOSE ? this.#fileOwning(slot.fd, "chain: close") : null;
+        if (owned !== null) throw owned;
+      }
       const max = Math.min(this.#ring.sqEntries, this.#limit);
       if (members.length > max) {
         throw new RangeError(`a chain of ${members.length} members does not fit the ring (at most ${max})`);
@@ -2320,9 +2339,12 @@ function refusedBySignal(signal: unknown): Promise<never> | null {
  * else a `TypeError` saying that `what` takes an options object (`new Uring(64)`, `open(p, "r")`).
  */
 function optionsObject<T>(options: T, what: string): T {
-  if (options === undefined || options === null || typeof options === "object") return options;
+  if (options === undefined || options === null || (typeof options === "object" && !Array.isArray(options))) {
+    return options;
+  }
   const example = what === "Uring" ? "new Uring({ entries: 64 })" : "open(path, { write: true })";
-  throw new TypeError(`${what} takes an options object (e.g. ${example}), got ${shown(options)}`);
+  const got = Array.isArray(options) ? "an array" : shown(options);
+  throw new TypeError(`${what} takes an options object (e.g. ${example}), got ${got}`);
 }
 
 /** `options` as a plain object, each field read once (in this order). */

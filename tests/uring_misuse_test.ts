@@ -25,25 +25,35 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "Uring: close(fd) of an open UringFile's fd is refused (the file would later close a reused number)",
-  ignore: skipKernel(),
-  fn: async () => {
-    using dir = tempDir();
-    Deno.writeTextFileSync(`${dir.path}/a`, "a");
-    await using uring = new Uring({ sqpoll: false });
-    const file = await uring.open(`${dir.path}/a`);
-    await assert.rejects(
-      uring.close(file.fd),
-      /^TypeError: close\(\d+\): the fd belongs to an open UringFile \('.*\/a'\): call its close\(\)$/,
-    );
-    assert.equal(await file.readAt(new Uint8Array(1), 0), 1, "the file's fd still open");
-    await file.close();
-    // An fd the Uring does not own as a file closes as before.
-    const fd = await uring.openFd(`${dir.path}/a`, 0);
-    await uring.close(fd);
-  },
-});
+for (const iopoll of [false, true]) {
+  Deno.test({
+    name: `Uring${
+      iopoll ? " (iopoll)" : ""
+    }: close(fd) of a UringFile's fd is refused, also in a chain and while the file's close runs`,
+    ignore: skipKernel(),
+    fn: async () => {
+      using dir = tempDir();
+      Deno.writeTextFileSync(`${dir.path}/a`, "a".repeat(4096));
+      await using uring = new Uring({ sqpoll: false, iopoll });
+      const direct = iopoll ? { direct: true } : {};
+      const file = await uring.open(`${dir.path}/a`, direct);
+      const refused =
+        /^TypeError: (chain: )?close\(\d+\): the fd belongs to a UringFile \('.*\/a'\): call its close\(\)$/;
+      await assert.rejects(uring.close(file.fd), refused);
+      // A chain's close member is refused too (it got past the check, and the file's own close
+      // then closed whatever had reused the number).
+      await assert.rejects(uring.chain((c) => c.close(file.fd)), refused);
+      if (!iopoll) assert.equal(await file.readAt(new Uint8Array(1), 0), 1, "the file's fd still open");
+      // While the file's close is in flight the number is still the file's.
+      const closing = file.close();
+      await assert.rejects(uring.close(file.fd), refused);
+      await closing;
+      // An fd the Uring does not own as a file closes as before, even a reused number.
+      const fd = await uring.openFd(`${dir.path}/a`, 0);
+      await uring.close(fd);
+    },
+  });
+}
 
 Deno.test({
   name: "Uring.open: Deno's createNew creates exclusively (it was ignored: an existing file opened)",
@@ -69,6 +79,10 @@ Deno.test({
     "Uring: options that are not an object are refused (new Uring(64), open(p, 'r'), a number as options)",
   ignore: skipKernel(),
   fn: async () => {
+    assert.throws(
+      () => new Uring([] as never),
+      /^TypeError: Uring takes an options object .*, got an array$/,
+    );
     assert.throws(
       () => new Uring(64 as never),
       /^TypeError: Uring takes an options object \(e\.g\. new Uring\(\{ entries: 64 \}\)\), got 64$/,
@@ -107,7 +121,7 @@ Deno.test({
     const file = await uring.open(`${dir.path}/a`);
     await assert.rejects(
       uring.read(file as never, new Uint8Array(1), 0),
-      new RegExp(`an object with an fd: pass its \\.fd, ${file.fd}\\)`),
+      new RegExp(`it has an fd, ${file.fd}: pass the number, or use the object's own methods\\)`),
     );
     await file.close();
   },
