@@ -44,7 +44,13 @@ import { errno } from "./errno.ts";
 /** Which implementation of the system layer is in use. */
 export type Backend = "helper" | "libc";
 
-/** The raw system interface the ring is built on. Every function returns `-errno` on failure. */
+/**
+ * The raw system interface the ring is built on. Every function returns `-errno` on failure.
+ * Release what `setup`, `pipe` and `mmap` made through the same `Sys` (`close`, `munmap`): the
+ * helper lists what each thread made and releases what is left when the thread exits (a Worker
+ * terminated), so an fd closed some other way would be closed a second time then, as whatever
+ * file has its number by then.
+ */
 export interface Sys {
   /** The backend in use. */
   readonly backend: Backend;
