@@ -50,71 +50,58 @@ struct helper_getevents_arg {
 static int64_t result(long r) { return r < 0 ? -(int64_t)errno : (int64_t)r; }
 
 /*
- * What each thread made here and has not released: ring and pipe fds, and ring mappings. A
- * thread that exits with some releases them then. That is a Deno Worker terminated before it closed its
- * rings: `terminate()` ends the Worker without running any more of its code, and Deno closes the
+ * What each thread made here and has not released: ring and pipe fds. A thread that exits with
+ * some closes them then. That is a Deno Worker terminated before it closed its rings:
+ * `terminate()` ends the Worker without running any more of its code, and Deno closes the
  * Worker's own resources, but these it does not know of (they stayed open, with an SQPOLL kernel
  * thread each, until the process exited). Only what is created and released through this file
- * is listed, so a number released elsewhere can never be closed twice. Anonymous memory (aligned
- * buffers) is not listed: its ArrayBuffer may have been transferred to another thread, which
- * still uses it; nor is a ring mapping the caller transferred (see `uring_keep_mapped`). Not on
- * a hot path.
+ * is listed, so a number released elsewhere can never be closed twice. Memory is never unmapped
+ * here: a ring's or an aligned buffer's ArrayBuffer may have been transferred to another thread,
+ * which still uses it (unmapping it under that thread was a segfault); a terminated Worker's
+ * mappings stay, a few KiB a ring. Not on a hot path.
  */
-struct held {
-  uint64_t what;   /* the fd, or the mapping's address */
-  uint64_t length; /* 0 for an fd, else the mapping's length */
-};
 struct held_list {
   size_t count, capacity;
-  struct held items[];
+  int32_t fds[];
 };
 static pthread_key_t held_key;
 static pthread_once_t held_once = PTHREAD_ONCE_INIT;
 static int held_ready;
 
-/*
- * Runs as a thread exits with resources listed: closes the fds first (closing a ring starts the
- * cancellation of what is still in flight), then unmaps.
- */
+/* Runs as a thread exits with fds listed: closes them. */
 static void release_held(void *p) {
   struct held_list *list = p;
-  for (size_t i = 0; i < list->count; i++) {
-    if (list->items[i].length == 0) close((int)list->items[i].what);
-  }
-  for (size_t i = 0; i < list->count; i++) {
-    struct held h = list->items[i];
-    if (h.length != 0) munmap((void *)(uintptr_t)h.what, (size_t)h.length);
-  }
+  for (size_t i = 0; i < list->count; i++) close(list->fds[i]);
   free(list);
 }
 
 static void make_held_key(void) { held_ready = pthread_key_create(&held_key, release_held) == 0; }
 
-/* Lists a resource of this thread's (best effort: without memory, it is not released at exit). */
-static void hold(uint64_t what, uint64_t length) {
+/* Lists an fd of this thread's (best effort: without memory, it is not closed at exit). */
+static void hold(int32_t fd) {
   pthread_once(&held_once, make_held_key);
   if (!held_ready) return;
   struct held_list *list = pthread_getspecific(held_key);
   if (list == NULL || list->count == list->capacity) {
     size_t capacity = list == NULL ? 8 : list->capacity * 2;
-    struct held_list *grown = realloc(list, sizeof *list + capacity * sizeof list->items[0]);
+    struct held_list *grown = realloc(list, sizeof *list + capacity * sizeof list->fds[0]);
     if (grown == NULL) return;
     if (list == NULL) grown->count = 0;
     grown->capacity = capacity;
     list = grown;
     pthread_setspecific(held_key, list);
   }
-  list->items[list->count++] = (struct held){what, length};
+  list->fds[list->count++] = fd;
 }
 
-/* Takes a resource off this thread's list (the newest entry that matches), if it is there. */
-static void unhold(uint64_t what, uint64_t length) {
+/* Takes an fd off this thread's list, if it is there. */
+static void unhold(int32_t fd) {
   if (!held_ready) return;
   struct held_list *list = pthread_getspecific(held_key);
   if (list == NULL) return;
   for (size_t i = list->count; i-- > 0;) {
-    if (list->items[i].what == what && (list->items[i].length == 0) == (length == 0)) {
-      list->items[i] = list->items[--list->count];
+    if (list->fds[i] == fd) {
+      list->fds[i] = list->fds[--list->count];
       return;
     }
   }
@@ -123,7 +110,7 @@ static void unhold(uint64_t what, uint64_t length) {
 /* io_uring_setup(2): returns the ring fd. `params` points at a 120-byte io_uring_params. */
 int32_t uring_setup(uint32_t entries, void *params) {
   int32_t fd = (int32_t)result(syscall(__NR_io_uring_setup, entries, params));
-  if (fd >= 0) hold((uint64_t)fd, 0);
+  if (fd >= 0) hold(fd);
   return fd;
 }
 
@@ -182,9 +169,7 @@ int32_t uring_register(int32_t fd, uint32_t opcode, void *arg, uint32_t nr_args)
 int64_t uring_mmap(int32_t fd, uint64_t length, uint64_t offset) {
   void *p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
                  (off_t)offset);
-  if (p == MAP_FAILED) return -(int64_t)errno;
-  hold((uint64_t)(uintptr_t)p, length);
-  return (int64_t)(uintptr_t)p;
+  return p == MAP_FAILED ? -(int64_t)errno : (int64_t)(uintptr_t)p;
 }
 
 /* Anonymous private mmap(2): page-aligned memory for O_DIRECT buffers. */
@@ -195,19 +180,13 @@ int64_t uring_mmap_anon(uint64_t length) {
 
 /* munmap(2). */
 int32_t uring_munmap(uint64_t addr, uint64_t length) {
-  unhold(addr, length);
   return (int32_t)result(munmap((void *)(uintptr_t)addr, (size_t)length));
 }
 
-/*
- * The ring mapping at `addr` stays mapped for good: its memory was transferred to a buffer the
- * ring does not own, which may outlive this thread. It leaves the thread's list.
- */
-void uring_keep_mapped(uint64_t addr) { unhold(addr, 1); }
 
 /* close(2) (the fd leaves this thread's list first: close releases it even when it fails). */
 int32_t uring_close(int32_t fd) {
-  if (fd >= 0) unhold((uint64_t)fd, 0);
+  if (fd >= 0) unhold(fd);
   return (int32_t)result(close(fd));
 }
 
@@ -241,8 +220,8 @@ int32_t uring_pipe_sized(int32_t *fds, int32_t size) {
   }
   fds[0] = p[0];
   fds[1] = p[1];
-  hold((uint64_t)p[0], 0);
-  hold((uint64_t)p[1], 0);
+  hold(p[0]);
+  hold(p[1]);
   return capacity;
 }
 

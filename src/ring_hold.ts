@@ -39,10 +39,7 @@ export function ringHold(sys: Sys, fd: number): RingHold {
  */
 export function unmapAll(hold: RingHold): void {
   for (const [address, length, memory] of hold.maps) {
-    if (memory.detached) {
-      hold.sys.keepMapped(address); // nor may the helper unmap it when the thread exits
-      continue;
-    }
+    if (memory.detached) continue;
     memory.transfer(0);
     hold.sys.munmap(address, length);
   }

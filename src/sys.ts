@@ -46,10 +46,10 @@ export type Backend = "helper" | "libc";
 
 /**
  * The raw system interface the ring is built on. Every function returns `-errno` on failure.
- * Release what `setup`, `pipe` and `mmap` made through the same `Sys` (`close`, `munmap`): the
- * helper lists what each thread made and releases what is left when the thread exits (a Worker
- * terminated), so an fd closed some other way would be closed a second time then, as whatever
- * file has its number by then.
+ * Close what `setup` and `pipe` made through the same `Sys` (`close`): the helper lists the fds
+ * each thread made and closes those left when the thread exits (a Worker terminated), so an fd
+ * closed some other way would be closed a second time then, as whatever file has its number by
+ * then.
  */
 export interface Sys {
   /** The backend in use. */
@@ -76,11 +76,7 @@ export interface Sys {
   mmapAnon(length: number): number;
   /** `munmap(addr, length)`. */
   munmap(address: number, length: number): number;
-  /**
-   * The ring mapping at `address` is never to be unmapped (its memory was transferred to a
-   * buffer the ring does not own): the helper then leaves it mapped when this thread exits.
-   */
-  keepMapped(address: number): void;
+
   /** `close(fd)`. */
   close(fd: number): number;
   /**
@@ -133,7 +129,6 @@ const HELPER_SYMBOLS = {
   uring_mmap: { parameters: ["i32", "u64", "u64"], result: "i64" },
   uring_mmap_anon: { parameters: ["u64"], result: "i64" },
   uring_munmap: { parameters: ["u64", "u64"], result: "i32" },
-  uring_keep_mapped: { parameters: ["u64"], result: "void", optional: true },
   uring_close: { parameters: ["i32"], result: "i32" },
   // Optional: a helper built before it existed still loads (pipes then come from the kernel
   // through libc's syscall()).
@@ -239,7 +234,6 @@ function loadHelper(path: string): Sys {
     mmap: (fd, length, offset) => Number(lib.uring_mmap(fd, BigInt(length), BigInt(offset))),
     mmapAnon: (length) => Number(lib.uring_mmap_anon(BigInt(length))),
     munmap: (address, length) => lib.uring_munmap(BigInt(address), BigInt(length)),
-    keepMapped: (address) => lib.uring_keep_mapped?.(BigInt(address)),
     close: (fd) => lib.uring_close(fd),
     pipe: (fds, size = 0) => {
       const pipe = lib.uring_pipe_sized;
@@ -362,7 +356,6 @@ function loadLibc(): Sys {
       const r = lib.munmap(Deno.UnsafePointer.create(BigInt(address)), BigInt(length));
       return r < 0 ? -readErrno() : r;
     },
-    keepMapped: () => {}, // libc keeps no list
     close: (fd) => {
       const r = lib.close(fd);
       return r < 0 ? -readErrno() : r;
