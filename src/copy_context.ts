@@ -16,6 +16,7 @@ import { DirectIo } from "./copy_direct.ts";
 import { CopyFixedBuffers } from "./copy_fixed.ts";
 import { type Engine, type EngineContext, type EntryStat, RESERVED_DESCRIPTORS } from "./copy_engine.ts";
 import { codeOf, staged } from "./copy_errors.ts";
+import { drainBeforeExit } from "./copy_incomplete.ts";
 import {
   blockBuffers,
   type CopyProgress,
@@ -28,7 +29,7 @@ import { errno } from "./errno.ts";
 import { IoUringError } from "./errors.ts";
 import { getSys } from "./sys.ts";
 import { onNextTurn } from "./turn.ts";
-import { Uring } from "./uring.ts";
+import { drainForExit, Uring } from "./uring.ts";
 
 /**
  * Longest stretch (ms) the copy runs without letting the event loop turn. Cached reads and
@@ -191,11 +192,17 @@ export class CopyContext implements EngineContext {
   #doneBytes = 0;
   #lastBreath = performance.now();
   #breath: Promise<void> | undefined;
+  /** Unregisters the drain of the engine's Uring before an exit (copy_incomplete.ts). */
+  readonly #undrain: () => void;
 
   /** Opens the engine for `options`. */
   constructor(options: ResolvedCopyOptions) {
     this.options = options;
     this.engine = openEngine(options);
+    const engine = this.engine;
+    this.#undrain = engine instanceof UringEngine
+      ? drainBeforeExit(() => drainForExit(engine.uring, DRAIN_MS))
+      : () => {};
     this.inflight = new Semaphore(options.queueDepth);
     if (options.direct && this.engine instanceof UringEngine) {
       const direct = new DirectIo(options.blockSize, options.queueDepth, this.engine.uring);
@@ -382,6 +389,7 @@ export class CopyContext implements EngineContext {
    * memory's charge comes back at once (see `Uring.close`).
    */
   async close(): Promise<void> {
+    this.#undrain();
     try {
       this.direct?.close();
       this.fixed?.close();
@@ -390,3 +398,6 @@ export class CopyContext implements EngineContext {
     }
   }
 }
+
+/** The longest a copy's Uring is waited for when the program exits mid-copy (see drainForExit). */
+const DRAIN_MS = 1000;

@@ -3,6 +3,9 @@
  * can remove them first: an interrupted copy never leaves a partial file under a name that looks
  * complete. The CLI's second Ctrl-C (which does not wait for the copy to clean up) calls
  * {@link removeIncompleteNow}; so does `Deno.exit()` while a copy runs (the `unload` event).
+ * Before removing anything it has each running copy stop its operations in the kernel and wait
+ * for them (see {@link drainBeforeExit}): a create still queued there would otherwise make the
+ * file again after its removal.
  * Not an uncaught error or unhandled rejection: a handler of the program's may still prevent it
  * after this module's listener has run (the program then goes on, and its copies with it), and
  * when none does, Deno ends the process without running any more JavaScript.
@@ -12,6 +15,18 @@
 
 /** Paths being written (a temporary name, or the final one for a file written in place). */
 const writing = new Set<string>();
+
+/** How each running copy stops and waits for its operations in the kernel. */
+const drains = new Set<() => void>();
+
+/**
+ * Registers `drain`, which must stop the copy's operations in the kernel and wait (bounded) for
+ * them, to run before the files are removed; returns the function that unregisters it.
+ */
+export function drainBeforeExit(drain: () => void): () => void {
+  drains.add(drain);
+  return () => drains.delete(drain);
+}
 
 let watching = false;
 
@@ -37,6 +52,13 @@ export function doneWriting(path: string): void {
  * after). Returns how many were removed; one already gone or never created is passed over.
  */
 export function removeIncompleteNow(): number {
+  for (const drain of drains) {
+    try {
+      drain();
+    } catch {
+      // best effort: remove what can be removed
+    }
+  }
   let removed = 0;
   for (const path of writing) {
     try {

@@ -47,6 +47,7 @@ import {
   AT_SYMLINK_NOFOLLOW,
   IORING_ASYNC_CANCEL_ALL,
   IORING_ASYNC_CANCEL_ANY,
+  IORING_ENTER_GETEVENTS,
   IORING_FEAT_CQE_SKIP,
   IORING_FEAT_EXT_ARG,
   IOSQE_ASYNC,
@@ -408,6 +409,19 @@ export function destinationOps(uring: Uring): DestinationOps {
   return destinationOpsOf(uring);
 }
 
+let drainOf: (uring: Uring, timeoutMs: number) => void;
+
+/**
+ * For a program about to exit (internal: copy_incomplete.ts, through the copy's context):
+ * cancels everything `uring` has in the kernel and waits, blocking, at most `timeoutMs`, until
+ * every operation there has posted its completion, so that none (a file's create) still runs
+ * after this returns. What never left JavaScript is not submitted. The Uring is not usable for
+ * anything else afterwards.
+ */
+export function drainForExit(uring: Uring, timeoutMs: number): void {
+  drainOf(uring, timeoutMs);
+}
+
 /** The {@link RawRing} of `uring` (internal: not exported from the module). */
 export function rawRing(uring: Uring): RawRing {
   return rawRingOf(uring);
@@ -446,6 +460,7 @@ export function rawRing(uring: Uring): RawRing {
 export class Uring implements AsyncDisposable {
   static {
     rawRingOf = (uring) => uring.#rawRing ??= uring.#makeRawRing();
+    drainOf = (uring, timeoutMs) => uring.#drainForExit(timeoutMs);
     destinationOpsOf = (uring) => uring.#destinationOps ??= uring.#makeDestinationOps();
   }
 
@@ -2214,6 +2229,29 @@ export class Uring implements AsyncDisposable {
     for (const client of this.#rawClients.values()) client.fail(error);
     void this.#aux?.close();
     this.#closeResolve?.();
+  }
+
+  /** See {@link drainForExit}. */
+  #drainForExit(timeoutMs: number): void {
+    if (this.#aux !== null) this.#aux.#drainForExit(timeoutMs);
+    if (this.#closed) return;
+    const ring = this.#ring;
+    const deadline = performance.now() + timeoutMs;
+    // One cancel for all (5.19; through the ring, so that under SQPOLL the kernel thread that
+    // submitted the operations looks in its own workers), sent with whatever SQEs are queued.
+    const sqe = ring.getSqe();
+    if (sqe !== null) this.#putInternal(sqe, I_CANCEL_ALL, 0, 0);
+    ring.submit();
+    const sys = getSys(ring.backend);
+    // Each operation in the ring posts one completion, cancelled or not: wait until all are in
+    // the CQ (the kernel counts the ones not reaped yet), taking in those it holds back.
+    while (ring.cqReady() < this.#inRing) {
+      const left = deadline - performance.now();
+      if (left <= 0) return;
+      if (ring.sqpoll && ring.sqReady() > 0) ring.submit(); // wakes a sleeping SQ thread
+      const us = Math.min(Math.ceil(left * 1000), 10_000);
+      sys.enterTimeout(ring.fd, 0, Math.min(this.#inRing, ring.params.cqEntries), IORING_ENTER_GETEVENTS, us);
+    }
   }
 
   #finishClose(): void {
