@@ -56,9 +56,10 @@ static int64_t result(long r) { return r < 0 ? -(int64_t)errno : (int64_t)r; }
  * Worker's own resources, but these it does not know of (they stayed open, with an SQPOLL kernel
  * thread each, until the process exited). Only what is created and released through this file
  * is listed, so a number released elsewhere can never be closed twice. Memory is never unmapped
- * here: a ring's or an aligned buffer's ArrayBuffer may have been transferred to another thread,
- * which still uses it (unmapping it under that thread was a segfault); a terminated Worker's
- * mappings stay, a few KiB a ring. Not on a hot path.
+ * here: a ring's ArrayBuffer may have been transferred to another thread, which still uses it
+ * (unmapping it under that thread was a segfault). So a terminated Worker's mappings stay, and
+ * with them its rings: the kernel tears a ring down only once nothing maps it either. This gives
+ * back the fd numbers, not the rings. Not on a hot path.
  */
 struct held_list {
   size_t count, capacity;

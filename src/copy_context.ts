@@ -201,7 +201,7 @@ export class CopyContext implements EngineContext {
     this.engine = openEngine(options);
     const engine = this.engine;
     this.#undrain = engine instanceof UringEngine
-      ? drainBeforeExit(() => drainForExit(engine.uring, DRAIN_MS))
+      ? drainBeforeExit(engine.uring, (deadline) => drainForExit(engine.uring, deadline))
       : () => {};
     this.inflight = new Semaphore(options.queueDepth);
     if (options.direct && this.engine instanceof UringEngine) {
@@ -398,6 +398,3 @@ export class CopyContext implements EngineContext {
     }
   }
 }
-
-/** The longest a copy's Uring is waited for when the program exits mid-copy (see drainForExit). */
-const DRAIN_MS = 1000;

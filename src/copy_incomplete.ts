@@ -16,16 +16,29 @@
 /** Paths being written (a temporary name, or the final one for a file written in place). */
 const writing = new Set<string>();
 
-/** How each running copy stops and waits for its operations in the kernel. */
-const drains = new Set<() => void>();
+/** The longest the drains of all running copies take together before the files are removed. */
+const DRAIN_MS = 1000;
+
+/** How the running copies stop and wait for their operations in the kernel: one per ring. */
+const drains = new Map<object, { drain: (deadline: number) => void; copies: number }>();
 
 /**
- * Registers `drain`, which must stop the copy's operations in the kernel and wait (bounded) for
- * them, to run before the files are removed; returns the function that unregisters it.
+ * Registers `drain` for `ring` (several copies on one ring share it): before the files are
+ * removed it must stop the ring's operations in the kernel and wait for them until `deadline`
+ * (a `performance.now()` time, the same for every ring). Returns the function that unregisters
+ * this copy's registration.
  */
-export function drainBeforeExit(drain: () => void): () => void {
-  drains.add(drain);
-  return () => drains.delete(drain);
+export function drainBeforeExit(ring: object, drain: (deadline: number) => void): () => void {
+  const entry = drains.get(ring);
+  if (entry === undefined) drains.set(ring, { drain, copies: 1 });
+  else entry.copies++;
+  let done = false;
+  return () => {
+    const now = drains.get(ring);
+    if (done || now === undefined) return;
+    done = true;
+    if (--now.copies === 0) drains.delete(ring);
+  };
 }
 
 let watching = false;
@@ -52,13 +65,15 @@ export function doneWriting(path: string): void {
  * after). Returns how many were removed; one already gone or never created is passed over.
  */
 export function removeIncompleteNow(): number {
-  for (const drain of drains) {
+  const deadline = performance.now() + DRAIN_MS;
+  for (const { drain } of drains.values()) {
     try {
-      drain();
+      drain(deadline);
     } catch {
       // best effort: remove what can be removed
     }
   }
+  drains.clear(); // once: the CLI's second Ctrl-C comes here, then to the exit's `unload`
   let removed = 0;
   for (const path of writing) {
     try {

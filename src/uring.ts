@@ -409,17 +409,17 @@ export function destinationOps(uring: Uring): DestinationOps {
   return destinationOpsOf(uring);
 }
 
-let drainOf: (uring: Uring, timeoutMs: number) => void;
+let drainOf: (uring: Uring, deadline: number) => void;
 
 /**
  * For a program about to exit (internal: copy_incomplete.ts, through the copy's context):
- * cancels everything `uring` has in the kernel and waits, blocking, at most `timeoutMs`, until
- * every operation there has posted its completion, so that none (a file's create) still runs
- * after this returns. What never left JavaScript is not submitted. The Uring is not usable for
- * anything else afterwards.
+ * cancels everything `uring` has in the kernel and waits, blocking, until every operation there
+ * has posted its completion (so that none, a file's create, still runs after this returns), or
+ * until `deadline` (a `performance.now()` time). What never left JavaScript is not submitted.
+ * The completions are consumed unread: the Uring is not usable for anything afterwards.
  */
-export function drainForExit(uring: Uring, timeoutMs: number): void {
-  drainOf(uring, timeoutMs);
+export function drainForExit(uring: Uring, deadline: number): void {
+  drainOf(uring, deadline);
 }
 
 /** The {@link RawRing} of `uring` (internal: not exported from the module). */
@@ -460,7 +460,7 @@ export function rawRing(uring: Uring): RawRing {
 export class Uring implements AsyncDisposable {
   static {
     rawRingOf = (uring) => uring.#rawRing ??= uring.#makeRawRing();
-    drainOf = (uring, timeoutMs) => uring.#drainForExit(timeoutMs);
+    drainOf = (uring, deadline) => uring.#drainForExit(deadline);
     destinationOpsOf = (uring) => uring.#destinationOps ??= uring.#makeDestinationOps();
   }
 
@@ -2232,25 +2232,30 @@ export class Uring implements AsyncDisposable {
   }
 
   /** See {@link drainForExit}. */
-  #drainForExit(timeoutMs: number): void {
-    if (this.#aux !== null) this.#aux.#drainForExit(timeoutMs);
+  #drainForExit(deadline: number): void {
+    if (this.#aux !== null) this.#aux.#drainForExit(deadline);
     if (this.#closed) return;
+    this.#closed = true; // nothing else may use the ring: its completions are consumed unread
     const ring = this.#ring;
-    const deadline = performance.now() + timeoutMs;
     // One cancel for all (5.19; through the ring, so that under SQPOLL the kernel thread that
     // submitted the operations looks in its own workers), sent with whatever SQEs are queued.
     const sqe = ring.getSqe();
     if (sqe !== null) this.#putInternal(sqe, I_CANCEL_ALL, 0, 0);
     ring.submit();
     const sys = getSys(ring.backend);
-    // Each operation in the ring posts one completion, cancelled or not: wait until all are in
-    // the CQ (the kernel counts the ones not reaped yet), taking in those it holds back.
-    while (ring.cqReady() < this.#inRing) {
-      const left = deadline - performance.now();
-      if (left <= 0) return;
+    // Each operation in the ring posts one completion, cancelled or not: consume them until all
+    // came (consuming makes room for those the kernel holds back when the CQ was full).
+    let left = this.#inRing;
+    for (;;) {
+      const ready = ring.cqReady();
+      if (ready > 0) {
+        ring.cqAdvance(ready);
+        left -= ready;
+      }
+      const ms = deadline - performance.now();
+      if (left <= 0 || ms <= 0) return;
       if (ring.sqpoll && ring.sqReady() > 0) ring.submit(); // wakes a sleeping SQ thread
-      const us = Math.min(Math.ceil(left * 1000), 10_000);
-      sys.enterTimeout(ring.fd, 0, Math.min(this.#inRing, ring.params.cqEntries), IORING_ENTER_GETEVENTS, us);
+      sys.enterTimeout(ring.fd, 0, 1, IORING_ENTER_GETEVENTS, Math.min(Math.ceil(ms * 1000), 10_000));
     }
   }
 

@@ -641,3 +641,44 @@ Deno.test({
     await assertSameTree(src, `${dir.path}/prevented`);
   },
 });
+
+Deno.test({
+  name:
+    "copyFile: Deno.exit() while 40 copies share the caller's full Uring ends within seconds, leaving no temporary file",
+  ignore: skipKernel(),
+  fn: async () => {
+    // Each copy's context drained the shared ring for its full second, one after another (38 s),
+    // the ring's own cancel overflowing the full CQ where the drain never looked.
+    using dir = tempDir();
+    const src = `${dir.path}/src`, dst = `${dir.path}/dst`;
+    Deno.mkdirSync(src);
+    Deno.mkdirSync(dst);
+    for (let i = 0; i < 40; i++) await randomFile(`${src}/f${i}`, (4 << 20) + 1234);
+    const started = performance.now();
+    const out = await runDeno(
+      `import { copyFile, Uring } from ${JSON.stringify(MOD_URL)};
+      const uring = new Uring({ entries: 64, sqpoll: false });
+      let fired = false;
+      await Promise.all(Array.from({ length: 40 }, (_, i) =>
+        copyFile(${JSON.stringify(src)} + "/f" + i, ${JSON.stringify(dst)} + "/f" + i, {
+          uring,
+          onProgress(p) {
+            if (!fired && p.bytes > 0) {
+              fired = true;
+              Deno.exit(7);
+            }
+          },
+        })
+      ));`,
+      ["--allow-all"],
+      { timeoutMs: 30_000 },
+    );
+    const ms = performance.now() - started;
+    assert.equal(out.code, 7, out.stderr);
+    assert.ok(ms < 10_000, `the exit took ${Math.round(ms)} ms`);
+    for (const name of Deno.readDirSync(dst)) {
+      assert.ok(!name.name.includes(".uring-tmp-"), `a temporary file was left: ${name.name}`);
+      assert.equal(Deno.statSync(`${dst}/${name.name}`).size, (4 << 20) + 1234, `${name.name} incomplete`);
+    }
+  },
+});
