@@ -216,7 +216,9 @@ ringTest(
       const view = detachingView(n);
       const outcome = await file.readAt(view, 0).catch((e) => e);
       if (typeof outcome === "number") {
-        assert.equal(outcome, 1 << 16);
+        // /dev/zero may stop short (at a page, when a signal or task work is pending: 61440 of
+        // 65536 once under SQPOLL in CI); what matters is the memory it went to.
+        assert.ok(outcome > 0 && outcome <= 1 << 16 && outcome % 4096 === 0, `n=${n}: read ${outcome}`);
         assert.equal(view.byteLength, 1 << 16, `n=${n}: read into a buffer detached meanwhile`);
       } else {
         assert.ok(outcome instanceof TypeError, String(outcome));
