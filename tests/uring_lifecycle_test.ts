@@ -357,12 +357,13 @@ Deno.test({
 
 Deno.test({
   name:
-    "A Worker terminated with its rings and pipes open: the helper closes them as the Worker's thread exits",
+    "A Worker terminated with its rings and pipes open: the helper closes their fds as the Worker's thread exits",
   ignore: skipKernel(),
   async fn() {
     // terminate() runs none of the Worker's code; Deno closes the Worker's own resources, not
-    // these: 8 Workers left 16 rings (8 with an SQPOLL thread) and 16 pipe ends. Mappings stay
-    // (their memory may have been transferred out: see the next test).
+    // these: 8 Workers left 16 ring fds and 16 pipe ends. Mappings stay (their memory may have been
+    // transferred out: see the next test), and with them the rings themselves: only the numbers
+    // come back.
     using dir = tempDir();
     const worker = `${dir.path}/worker.ts`;
     Deno.writeTextFileSync(
