@@ -29,15 +29,15 @@ const drains = new Map<object, { drain: (deadline: number) => void; copies: numb
  * this copy's registration.
  */
 export function drainBeforeExit(ring: object, drain: (deadline: number) => void): () => void {
-  const entry = drains.get(ring);
-  if (entry === undefined) drains.set(ring, { drain, copies: 1 });
-  else entry.copies++;
+  let entry = drains.get(ring);
+  if (entry === undefined) drains.set(ring, entry = { drain, copies: 0 });
+  entry.copies++;
   let done = false;
   return () => {
-    const now = drains.get(ring);
-    if (done || now === undefined) return;
+    if (done) return;
     done = true;
-    if (--now.copies === 0) drains.delete(ring);
+    // (After the drains ran and were cleared, this registration is gone already.)
+    if (--entry.copies === 0 && drains.get(ring) === entry) drains.delete(ring);
   };
 }
 
