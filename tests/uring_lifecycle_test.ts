@@ -316,7 +316,13 @@ Deno.test({
       stderr: "piped",
     }).output();
     const dec = new TextDecoder();
-    assert.equal(out.code, 0, dec.decode(out.stderr));
+    const stderr = dec.decode(out.stderr);
+    if (out.code !== 0 && /^(prlimit|setpriv): /m.test(stderr)) {
+      // The tools themselves refused (a container without CAP_SETPCAP, say): nothing measured.
+      console.log(`  skipped: ${stderr.trim().split("\n")[0]}`);
+      return;
+    }
+    assert.equal(out.code, 0, stderr);
     assert.deepEqual(JSON.parse(dec.decode(out.stdout)), { ok: 100, first: "" });
   },
 });
