@@ -47,7 +47,6 @@ import {
   AT_SYMLINK_NOFOLLOW,
   IORING_ASYNC_CANCEL_ALL,
   IORING_ASYNC_CANCEL_ANY,
-  IORING_ENTER_GETEVENTS,
   IORING_FEAT_CQE_SKIP,
   IORING_FEAT_EXT_ARG,
   IOSQE_ASYNC,
@@ -2242,9 +2241,9 @@ export class Uring implements AsyncDisposable {
     const sqe = ring.getSqe();
     if (sqe !== null) this.#putInternal(sqe, I_CANCEL_ALL, 0, 0);
     ring.submit();
-    const sys = getSys(ring.backend);
     // Each operation in the ring posts one completion, cancelled or not: consume them until all
-    // came (consuming makes room for those the kernel holds back when the CQ was full).
+    // came (consuming makes room for those the kernel holds back when the CQ was full; waitCqe
+    // has it flush them).
     let left = this.#inRing;
     for (;;) {
       const ready = ring.cqReady();
@@ -2255,7 +2254,7 @@ export class Uring implements AsyncDisposable {
       const ms = deadline - performance.now();
       if (left <= 0 || ms <= 0) return;
       if (ring.sqpoll && ring.sqReady() > 0) ring.submit(); // wakes a sleeping SQ thread
-      sys.enterTimeout(ring.fd, 0, 1, IORING_ENTER_GETEVENTS, Math.min(Math.ceil(ms * 1000), 10_000));
+      ring.waitCqe({ timeoutMs: Math.min(ms, 10) });
     }
   }
 
