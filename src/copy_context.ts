@@ -29,7 +29,7 @@ import { errno } from "./errno.ts";
 import { IoUringError } from "./errors.ts";
 import { getSys } from "./sys.ts";
 import { onNextTurn } from "./turn.ts";
-import { drainForExit, Uring } from "./uring.ts";
+import { Uring } from "./uring.ts";
 
 /**
  * Longest stretch (ms) the copy runs without letting the event loop turn. Cached reads and
@@ -199,10 +199,7 @@ export class CopyContext implements EngineContext {
   constructor(options: ResolvedCopyOptions) {
     this.options = options;
     this.engine = openEngine(options);
-    const engine = this.engine;
-    this.#undrain = engine instanceof UringEngine
-      ? drainBeforeExit(engine.uring, (deadline) => drainForExit(engine.uring, deadline))
-      : () => {};
+    this.#undrain = this.engine instanceof UringEngine ? drainBeforeExit(this.engine.uring) : () => {};
     this.inflight = new Semaphore(options.queueDepth);
     if (options.direct && this.engine instanceof UringEngine) {
       const direct = new DirectIo(options.blockSize, options.queueDepth, this.engine.uring);

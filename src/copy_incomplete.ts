@@ -13,31 +13,32 @@
  * @module
  */
 
+import { drainForExit, type Uring } from "./uring.ts";
+
 /** Paths being written (a temporary name, or the final one for a file written in place). */
 const writing = new Set<string>();
 
 /** The longest the drains of all running copies take together before the files are removed. */
 const DRAIN_MS = 1000;
 
-/** How the running copies stop and wait for their operations in the kernel: one per ring. */
-const drains = new Map<object, { drain: (deadline: number) => void; copies: number }>();
+/** The Urings running copies use, each with how many copies use it (see drainBeforeExit). */
+const drains = new Map<Uring, { copies: number }>();
 
 /**
- * Registers `drain` for `ring` (several copies on one ring share it): before the files are
- * removed it must stop the ring's operations in the kernel and wait for them until `deadline`
- * (a `performance.now()` time, the same for every ring). Returns the function that unregisters
- * this copy's registration.
+ * Has `uring` drained (`drainForExit`: its operations in the kernel stopped and waited for,
+ * every Uring until the same deadline) before the files are removed; several copies on one Uring
+ * share the drain. Returns the function that unregisters this copy.
  */
-export function drainBeforeExit(ring: object, drain: (deadline: number) => void): () => void {
-  let entry = drains.get(ring);
-  if (entry === undefined) drains.set(ring, entry = { drain, copies: 0 });
+export function drainBeforeExit(uring: Uring): () => void {
+  let entry = drains.get(uring);
+  if (entry === undefined) drains.set(uring, entry = { copies: 0 });
   entry.copies++;
   let done = false;
   return () => {
     if (done) return;
     done = true;
     // (After the drains ran and were cleared, this registration is gone already.)
-    if (--entry.copies === 0 && drains.get(ring) === entry) drains.delete(ring);
+    if (--entry.copies === 0 && drains.get(uring) === entry) drains.delete(uring);
   };
 }
 
@@ -66,9 +67,9 @@ export function doneWriting(path: string): void {
  */
 export function removeIncompleteNow(): number {
   const deadline = performance.now() + DRAIN_MS;
-  for (const { drain } of drains.values()) {
+  for (const uring of drains.keys()) {
     try {
-      drain(deadline);
+      drainForExit(uring, deadline);
     } catch {
       // best effort: remove what can be removed
     }
