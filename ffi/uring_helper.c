@@ -184,7 +184,6 @@ int32_t uring_munmap(uint64_t addr, uint64_t length) {
   return (int32_t)result(munmap((void *)(uintptr_t)addr, (size_t)length));
 }
 
-
 /* close(2) (the fd leaves this thread's list first: close releases it even when it fails). */
 int32_t uring_close(int32_t fd) {
   if (fd >= 0) unhold(fd);

@@ -193,9 +193,9 @@ function missingCompanion(flags: number, coop: boolean): string | undefined {
 
 /**
  * One io_uring instance: `new IoUring(entries, options)` sets it up and maps its rings;
- * `getSqe`, a `prep*` helper and `submit` queue work; `peekCqe`/`waitCqe` and `cqAdvance` reap it. SQPOLL
- * is on by default, so a submit is usually a store to the SQ tail and no system call. Since 5.1
- * (SQPOLL without fixed files: 5.11).
+ * `getSqe`, a `prep*` helper and `submit` queue work; `peekCqe`/`waitCqe` and `cqAdvance` reap
+ * it. SQPOLL is on by default, so a submit is usually a store to the SQ tail and no system call.
+ * Since 5.1 (SQPOLL without fixed files: 5.11).
  */
 export class IoUring implements Disposable {
   /** The ring's file descriptor. */

@@ -37,7 +37,7 @@ export function ringHold(sys: Sys, fd: number): RingHold {
  * (`sqe.u8.buffer.transfer()`) and the new buffer still points at the mapping: unmapping would
  * turn its next access into a crash, so that mapping stays (a few KiB, until the process exits).
  */
-export function unmapAll(hold: RingHold): void {
+function unmapAll(hold: RingHold): void {
   for (const [address, length, memory] of hold.maps) {
     if (memory.detached) continue;
     memory.transfer(0);

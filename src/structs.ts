@@ -1,6 +1,7 @@
 /**
- * The small kernel structs some operations point at: `__kernel_timespec`, `iovec` arrays,
- * `open_how`, `io_uring_rsrc_update` and `statx`. Each is a plain byte buffer the caller keeps alive until the CQE.
+ * The small kernel structs some operations and registrations point at: `__kernel_timespec`,
+ * `iovec` arrays, `open_how`, `io_uring_rsrc_update` and `statx`. Each is a plain byte buffer the
+ * caller keeps alive until the CQE (or the registration call returns).
  *
  * @module
  */

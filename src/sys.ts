@@ -76,7 +76,6 @@ export interface Sys {
   mmapAnon(length: number): number;
   /** `munmap(addr, length)`. */
   munmap(address: number, length: number): number;
-
   /** `close(fd)`. */
   close(fd: number): number;
   /**
