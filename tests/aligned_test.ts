@@ -207,11 +207,25 @@ const vec = new Uint8Array(1);
 const mapped = (a) => libc.symbols.mincore(Deno.UnsafePointer.create(BigInt(a - (a % 4096))), 4096n, vec) === 0;
 const settle = async () => { for (let i = 0; i < 6; i++) { gc(); await new Promise((r) => setTimeout(r, 20)); } };
 
-// 1. Dropped without free(): the registry unmaps it.
+// 1. Dropped without free(): the registry unmaps it. Each is filled with a marker first: once
+// unmapped, the address may be mapped again by something else of the process (V8's heap), so a
+// leak is an address that is mapped and still holds the marker.
+const MARK = 0xa5;
 const dropped = [];
-(() => { for (let i = 0; i < 8; i++) dropped.push(alignedBuffer(65536).address); })();
+(() => {
+  for (let i = 0; i < 8; i++) {
+    const b = alignedBuffer(65536);
+    b.bytes.fill(MARK);
+    dropped.push(b.address);
+  }
+})();
 await settle();
-const leaked = dropped.filter(mapped).length;
+const stillMarked = (a) => {
+  const view = new Deno.UnsafePointerView(Deno.UnsafePointer.create(BigInt(a)));
+  for (const at of [0, 4096, 65535]) if (view.getUint8(at) !== MARK) return false;
+  return true;
+};
+const leaked = dropped.filter((a) => mapped(a) && stillMarked(a)).length;
 
 // 2. Freed explicitly, then dropped: no second munmap. A new buffer often lands at the same
 // address; if the finalizer unmapped it again, touching it below would crash this process.

@@ -1228,11 +1228,14 @@ Deno.test({
     using dir = tempDir();
     const path = `${dir.path}/choice.ts`;
     Deno.writeTextFileSync(path, script);
-    /** What `getSys()` chose in a child run with `flags` and `env` (and no other permission). */
+    /**
+     * What `getSys()` chose in a child run with `flags` and `env` (and no other permission); the
+     * two variables are unset unless `env` sets them, whatever this process has.
+     */
     const choice = async (flags: string[], env: Record<string, string>) => {
       const out = await new Deno.Command(Deno.execPath(), {
         args: ["run", "--no-prompt", ...flags, path],
-        env,
+        env: { URING_BACKEND: "", URING_HELPER: "", ...env },
         stdin: "null",
       }).output();
       assert.ok(out.success, new TextDecoder().decode(out.stderr));

@@ -376,11 +376,11 @@ Deno.test({
       worker,
       `import { alignedBuffer, getSys, IoUring, Uring } from ${JSON.stringify(MOD_URL)};
       import { openPipe } from ${JSON.stringify(new URL("../src/pipe.ts", import.meta.url).href)};
-      const uring = new Uring({ entries: 8 });
+      const uring = new Uring({ entries: 8, backend: "helper" });
       uring.timeout(1e6).catch(() => {});
-      new IoUring(8, { sqpoll: false });
+      new IoUring(8, { sqpoll: false, backend: "helper" });
       openPipe(getSys("helper"));
-      alignedBuffer(1 << 20);
+      alignedBuffer(1 << 20, undefined, { backend: "helper" });
       self.postMessage("ready");`,
     );
     const out = await runDeno(
