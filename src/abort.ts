@@ -7,7 +7,7 @@
  * @module
  */
 
-import { shown } from "./memory.ts";
+import { notAnOptionsObject } from "./memory.ts";
 
 const ABORTED = Object.getOwnPropertyDescriptor(AbortSignal.prototype, "aborted")!.get!;
 const REASON = Object.getOwnPropertyDescriptor(AbortSignal.prototype, "reason")!.get!;
@@ -28,9 +28,10 @@ export function signalOption(
   options: { signal?: AbortSignal | null } | null | undefined,
 ): AbortSignal | null | undefined | SignalOptionThrew {
   if (options === undefined || options === null) return undefined;
-  if (typeof options !== "object") {
+  const notObject = notAnOptionsObject(options);
+  if (notObject !== null) {
     // (`fallocate(fd, mode, offset, length)` in liburing's order puts a number here)
-    return new SignalOptionThrew(new TypeError(`options must be an object, got ${shown(options)}`));
+    return new SignalOptionThrew(new TypeError(`options must be an object, got ${notObject}`));
   }
   try {
     return options.signal;

@@ -20,7 +20,7 @@
 
 import { type Backend, getSys, type Sys } from "./sys.ts";
 import { IoUringError } from "./errors.ts";
-import { shown } from "./memory.ts";
+import { checkOptionsObject, shown } from "./memory.ts";
 
 /** Default alignment: a page, which satisfies O_DIRECT on every common device. */
 export const DEFAULT_ALIGNMENT = 4096;
@@ -126,6 +126,7 @@ export class AlignedBuffer implements Disposable {
   /** Maps the memory (internal: use {@link alignedBuffer}). */
   constructor(size: number, alignment: number = DEFAULT_ALIGNMENT, options: AlignedBufferOptions = {}) {
     options ??= {}; // null: the defaults
+    checkOptionsObject(options);
     if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 1) {
       throw new RangeError(`size must be a positive integer, got ${shown(size)}`);
     }

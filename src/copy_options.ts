@@ -5,7 +5,7 @@
  * @module
  */
 
-import { shown } from "./memory.ts";
+import { checkOptionsObject, shown } from "./memory.ts";
 import { Uring } from "./uring.ts";
 
 /**
@@ -202,7 +202,7 @@ function booleanOption(value: unknown, name: string, fallback: boolean): boolean
 /** Fills in defaults and rejects bad options with a `TypeError`/`RangeError`. */
 export function resolveCopyOptions(options: CopyTreeOptions | undefined): ResolvedCopyOptions {
   const o = options ?? {};
-  if (typeof o !== "object") throw new TypeError("options must be an object");
+  checkOptionsObject(o);
   const queueDepth = intInRange(o.queueDepth ?? DEFAULT_QUEUE_DEPTH, "queueDepth", 1, MAX_QUEUE_DEPTH);
   const blockSize = intInRange(
     o.blockSize ?? DEFAULT_BLOCK_SIZE,

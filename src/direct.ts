@@ -12,7 +12,16 @@ import * as abi from "./abi.ts";
 import { AlignedBuffer, DEFAULT_ALIGNMENT } from "./aligned.ts";
 import { IoUringError } from "./errors.ts";
 import { errno } from "./errno.ts";
-import { addressOf, byteLengthOf, checkBuffer, checkFd, checkOffset, cstring, shown } from "./memory.ts";
+import {
+  addressOf,
+  byteLengthOf,
+  checkBuffer,
+  checkFd,
+  checkOffset,
+  checkOptionsObject,
+  cstring,
+  shown,
+} from "./memory.ts";
 import type { Offset } from "./prep.ts";
 import { prepStatx } from "./prep.ts";
 import { toPath } from "./permissions.ts";
@@ -164,6 +173,7 @@ export function directAlignment(
   options: DirectAlignmentOptions = {},
 ): DirectAlignment | null {
   options ??= {}; // null: the defaults
+  checkOptionsObject(options);
   let path: Uint8Array;
   let dfd: number;
   let flags = 0;
@@ -213,6 +223,7 @@ export interface IopollErrorOptions {
  */
 export function iopollError(res: number, options: IopollErrorOptions = {}): IoUringError {
   options ??= {}; // null: the defaults
+  checkOptionsObject(options);
   if (!Number.isInteger(res) || res >= 0) {
     throw new RangeError(`res must be a negative errno, got ${shown(res)}`);
   }

@@ -262,6 +262,23 @@ export function shown(value: unknown): string {
   }
 }
 
+/**
+ * How `value` is shown when it stands where an options object belongs and is not one: `null` when
+ * it may stand there (an object that is not an array, or `undefined`/`null` for the defaults),
+ * else what it is (`"an array"`, `"4096"`, ...). One rule for every options parameter.
+ */
+export function notAnOptionsObject(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value === "object") return Array.isArray(value) ? "an array" : null;
+  return shown(value);
+}
+
+/** Throws a `TypeError` unless `value` may stand as an options object ({@link notAnOptionsObject}). */
+export function checkOptionsObject(value: unknown): void {
+  const notObject = notAnOptionsObject(value);
+  if (notObject !== null) throw new TypeError(`options must be an object, got ${notObject}`);
+}
+
 /** Throws unless `n` is an integer in `[0, max]`. */
 export function checkU32(n: unknown, what: string, max = 0xffffffff): asserts n is number {
   if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > max) {

@@ -16,8 +16,10 @@ import {
   checkFlags,
   checkLength,
   checkOffset,
+  checkOptionsObject,
   checkU32,
   lastAddressedLength,
+  notAnOptionsObject,
   shown,
 } from "./memory.ts";
 import type { Offset } from "./prep.ts";
@@ -274,7 +276,7 @@ export class IoUring implements Disposable {
     if (!Number.isInteger(entries) || entries < 1 || entries > MAX_ENTRIES) {
       throw new RangeError(`entries must be an integer from 1 to ${MAX_ENTRIES}, got ${shown(entries)}`);
     }
-    if (typeof options !== "object") throw new TypeError(`options must be an object, got ${shown(options)}`);
+    checkOptionsObject(options);
     for (const name of ["iopoll", "sqArray", "registerRing", "coopTaskrun"] as const) {
       const value = options[name];
       if (value !== undefined && typeof value !== "boolean") {
@@ -872,8 +874,9 @@ export class IoUring implements Disposable {
    */
   waitCqe(options: WaitOptions = {}): Cqe | null {
     options ??= {}; // null: the defaults
-    if (typeof options !== "object") {
-      throw new TypeError(`waitCqe takes an options object ({ timeoutMs }), got ${shown(options)}`);
+    const notObject = notAnOptionsObject(options);
+    if (notObject !== null) {
+      throw new TypeError(`waitCqe takes an options object ({ timeoutMs }), got ${notObject}`);
     }
     this.#refuseReap("waitCqe");
     const timeoutMs = options.timeoutMs;

@@ -77,7 +77,7 @@ import { errno } from "./errno.ts";
 import { ClosedError, IoUringError } from "./errors.ts";
 import { type ChainOptions, configureFile, type FileOps, type OpOptions, UringFile } from "./file.ts";
 import { FixedBufferPool } from "./fixed_pool.ts";
-import { bufferOf, byteLengthOf, byteOffsetOf, checkU32, shown } from "./memory.ts";
+import { bufferOf, byteLengthOf, byteOffsetOf, checkU32, notAnOptionsObject, shown } from "./memory.ts";
 import {
   fillClose,
   fillFallocate,
@@ -710,7 +710,7 @@ export class Uring implements AsyncDisposable {
     if (this.bufferPool !== null) {
       throw new RangeError("this Uring already has a buffer pool: close it before registering another");
     }
-    if (typeof options !== "object" || options === null) {
+    if (typeof options !== "object" || options === null || Array.isArray(options)) {
       throw new TypeError("registerBufferPool needs options");
     }
     const pool = new FixedBufferPool(this.#ring, {
@@ -2381,12 +2381,10 @@ function refusedBySignal(signal: unknown): Promise<never> | null {
  * else a `TypeError` saying that `what` takes an options object (`new Uring(64)`, `open(p, "r")`).
  */
 function optionsObject<T>(options: T, what: string): T {
-  if (options === undefined || options === null || (typeof options === "object" && !Array.isArray(options))) {
-    return options;
-  }
+  const notObject = notAnOptionsObject(options);
+  if (notObject === null) return options;
   const example = what === "Uring" ? "new Uring({ entries: 64 })" : "open(path, { write: true })";
-  const got = Array.isArray(options) ? "an array" : shown(options);
-  throw new TypeError(`${what} takes an options object (e.g. ${example}), got ${got}`);
+  throw new TypeError(`${what} takes an options object (e.g. ${example}), got ${notObject}`);
 }
 
 /** `options` as a plain object, each field read once (in this order). */

@@ -401,6 +401,8 @@ Deno.test("copyFile: bad options are rejected before any I/O", async () => {
     [{ fallback: 0 }, /fallback must be a boolean/],
     [{ continueOnError: "yes" }, /continueOnError must be a boolean/],
     [{ uring: {} }, /uring must be a Uring/],
+    [[] as unknown as Record<string, unknown>, /^TypeError: options must be an object, got an array$/],
+    [64 as unknown as Record<string, unknown>, /^TypeError: options must be an object, got 64$/],
   ];
   for (const [options, message] of bad) {
     await assert.rejects(copyFile("/nonexistent/a", "/nonexistent/b", options), message);

@@ -6,12 +6,15 @@
 
 import assert from "node:assert/strict";
 import {
+  alignedBuffer,
   AT_FDCWD,
   ClosedError,
   type Cqe,
   cstring,
+  directAlignment,
   FixedBufferPool,
   getSys,
+  iopollError,
   IORING_OP_READV,
   IORING_SETUP_COOP_TASKRUN,
   IORING_SETUP_DEFER_TASKRUN,
@@ -432,6 +435,9 @@ Deno.test({
       rejects(() => ring.waitCqe({ timeoutMs: -1 }), RangeError, /timeoutMs/);
       rejects(() => ring.waitCqe({ timeoutMs: NaN }), RangeError, /timeoutMs/);
       rejects(() => ring.waitCqe({ timeoutMs: Infinity }), RangeError, /timeoutMs/);
+      // A timeout given bare (or in an array) is refused, not read as "wait without a limit".
+      rejects(() => ring.waitCqe(100 as never), TypeError, /waitCqe takes an options object .*, got 100$/);
+      rejects(() => ring.waitCqe([100] as never), TypeError, /got an array$/);
       rejects(() => ring.registerFilesUpdate(-1, [0]), RangeError, /offset/);
       for (const fds of [null, [], "3"]) {
         rejects(() => ring.registerFilesUpdate(0, fds as never), TypeError, /a non-empty array of fds/);
@@ -536,6 +542,19 @@ Deno.test({
       );
     }
     assert.throws(() => new IoUring(4, 5 as unknown as IoUringOptions), /options must be an object, got 5/);
+    assert.throws(
+      () => new IoUring(4, [] as unknown as IoUringOptions),
+      /options must be an object, got an array/,
+    );
+    // Every options parameter follows one rule: an object that is not an array, or nothing.
+    for (
+      const [call, got] of [
+        [() => alignedBuffer(4096, 4096, 5 as never), /^TypeError: options must be an object, got 5$/],
+        [() => alignedBuffer(4096, 4096, [] as never), /got an array$/],
+        [() => directAlignment("/", [] as never), /^TypeError: options must be an object, got an array$/],
+        [() => iopollError(-95, "read" as never), /^TypeError: options must be an object, got "read"/],
+      ] as const
+    ) assert.throws(call, got);
     const how = (h: unknown) => openHow(h as { flags: number });
     assert.throws(() => how({ flags: 2 ** 32 + 1 }), /how.flags must be an integer from 0 to 4294967295/);
     assert.throws(() => how({ flags: "0x41" }), /how.flags/);

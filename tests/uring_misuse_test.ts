@@ -101,6 +101,12 @@ Deno.test({
       /^TypeError: options must be an object, got 4096$/,
     );
     await assert.rejects(file.readAt(new Uint8Array(1), 0, "fast" as never), /options must be an object/);
+    // An array is no options object either, here as for the constructor and open().
+    await assert.rejects(
+      file.readAt(new Uint8Array(1), 0, [] as never),
+      /^TypeError: options must be an object, got an array$/,
+    );
+    await assert.rejects(uring.nop([] as never), /^TypeError: options must be an object, got an array$/);
     await file.close();
     assert.equal(Deno.statSync(`${dir.path}/a`).size, 3, "nothing reached the kernel");
   },
