@@ -137,6 +137,14 @@ const ERRNO_TABLE: ReadonlyArray<readonly [number, string, string]> = [
   [131, "ENOTRECOVERABLE", "State not recoverable"],
   [132, "ERFKILL", "Operation not possible due to RF-kill"],
   [133, "EHWPOISON", "Memory page has hardware error"],
+  // Kernel-internal codes that should never reach user space but sometimes do through io_uring
+  // (a splice interrupted in an io-wq worker by a cancel posts ERESTARTSYS on 6.18).
+  [512, "ERESTARTSYS", "Interrupted (kernel-internal ERESTARTSYS)"],
+  [513, "ERESTARTNOINTR", "Interrupted (kernel-internal ERESTARTNOINTR)"],
+  [514, "ERESTARTNOHAND", "Interrupted (kernel-internal ERESTARTNOHAND)"],
+  [515, "ENOIOCTLCMD", "No ioctl command (kernel-internal ENOIOCTLCMD)"],
+  [516, "ERESTART_RESTARTBLOCK", "Interrupted (kernel-internal ERESTART_RESTARTBLOCK)"],
+  [524, "ENOTSUPP", "Operation not supported (kernel-internal ENOTSUPP)"],
 ];
 
 const NAMES = new Map<number, string>();

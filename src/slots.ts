@@ -77,6 +77,12 @@ export class SettleWatch {
     this.#remaining++;
   }
 
+  /** Also waits for everything `other` watches (operations an earlier close cancelled). */
+  follow(other: SettleWatch): void {
+    this.#remaining++;
+    void other.promise.then(() => this.settled());
+  }
+
   /** One operation watched settled. */
   settled(): void {
     if (--this.#remaining === 0) this.#resolve();

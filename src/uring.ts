@@ -106,6 +106,7 @@ import {
   K_READ,
   K_READV,
   K_RENAME,
+  K_SPLICE,
   K_STATX,
   K_SYMLINK,
   K_TIMEOUT,
@@ -163,6 +164,8 @@ const EINVAL = errno("EINVAL");
 const EAGAIN = errno("EAGAIN");
 const EBUSY = errno("EBUSY");
 const EINTR = errno("EINTR");
+const ERESTARTSYS = errno("ERESTARTSYS");
+const ERESTART_RESTARTBLOCK = errno("ERESTART_RESTARTBLOCK");
 const EOPNOTSUPP = errno("EOPNOTSUPP");
 
 /** Default size of the registered file table for `open(path, { fixed: true })`. */
@@ -1972,6 +1975,11 @@ export class Uring implements AsyncDisposable {
   }
 
   #error(slot: Slot, errnum: number): Error {
+    if (errnum >= ERESTARTSYS && errnum <= ERESTART_RESTARTBLOCK) {
+      // A kernel-internal "restart" code: the operation was interrupted in an io-wq worker, as a
+      // cancel does to a splice waiting there. Cancelled by us: ECANCELED; else: EINTR.
+      errnum = slot.aborted || slot.fileClosed || this.#closing ? ECANCELED : EINTR;
+    }
     if (errnum === EOPNOTSUPP && this.#ring.iopoll) return this.#iopollError(slot);
     let detail = errnum !== ECANCELED
       ? undefined
@@ -2098,30 +2106,63 @@ export class Uring implements AsyncDisposable {
    * Cancels the operations on `file` that the kernel holds, as Deno's `FsFile.close()` cancels
    * its own: a read of an empty pipe would otherwise outlive the file, and read into its buffer
    * whenever data came. They reject with `ECANCELED` ("the file was closed") unless they
-   * completed first. Chains are left alone (their other members may be on other files).
-   * Returns a watch on the operations cancelled in the kernel (the close waits for them), or null
-   * when there were none.
+   * completed first. An operation is on the file when it names it as its fd, its registered
+   * index, or a splice's output. A chain with a member on the file is cancelled as a whole: a
+   * linked member waiting for the one before it cannot be cancelled by itself, and left alone it
+   * would run after the close, on whatever file then has the fd's number. Returns a watch on the
+   * operations cancelled in the kernel (the close waits for them, and for those an earlier close
+   * cancelled), or null when there were none.
    */
   #cancelOnFile(file: UringFile): SettleWatch | null {
     const index = file.fixedIndex;
+    const onFile = (slot: Slot): boolean =>
+      (slot.sqeFlags & IOSQE_FIXED_FILE) !== 0
+        ? index >= 0 && slot.fd === index
+        : slot.fd === file.fd || (slot.kind === K_SPLICE && slot.fd2 === file.fd);
     let watch: SettleWatch | null = null;
+    const watchSlot = (slot: Slot): void => {
+      watch ??= new SettleWatch();
+      if (slot.watch === null) watch.add(slot);
+      else if (slot.watch !== watch) watch.follow(slot.watch); // an earlier close cancelled it
+    };
+    const chains = new Set<ChainState>();
     this.#slots.forEachUsed((slot) => {
+      if (!onFile(slot)) return;
+      if (slot.chain !== null) {
+        slot.fileClosed = true; // (its ECANCELED then says why)
+        chains.add(slot.chain);
+        return;
+      }
       // (reject null: settled already, by a Uring that failed: nothing will complete it again.)
-      if (slot.chain !== null || slot.fileClosed || slot.reject === null) return;
-      // On the file: by its registered index, or by its fd (an operation given `file.fd`).
-      const viaIndex = (slot.sqeFlags & IOSQE_FIXED_FILE) !== 0;
-      if (viaIndex ? index < 0 || slot.fd !== index : slot.fd !== file.fd) return;
+      if (slot.reject === null) return;
       if (slot.state === QUEUED) {
         // Still in the backlog: it would reach the kernel after the close. Rejected now (its
         // backlog entry goes stale, as for an abort) with ECANCELED, "the file was closed".
         slot.fileClosed = true;
         this.#rejectQueued(slot);
       } else if (slot.state === IN_RING && !this.#ring.iopoll) { // polled I/O completes by itself
-        slot.fileClosed = true;
-        (watch ??= new SettleWatch()).add(slot);
-        this.#queueInternal(I_CANCEL, slot.index, slot.gen);
+        if (!slot.fileClosed) {
+          slot.fileClosed = true;
+          this.#queueInternal(I_CANCEL, slot.index, slot.gen);
+        }
+        watchSlot(slot);
       }
     });
+    for (const chain of chains) {
+      const head = chain.slots[0];
+      if (head.chain === chain && head.state === QUEUED) {
+        // All of it still in the backlog (a chain enters the SQ whole): it never runs.
+        const member = chain.slots.find((m) => m.fileClosed)!;
+        this.#rejectQueued(head, this.#error(member, ECANCELED));
+        continue;
+      }
+      if (this.#ring.iopoll) continue;
+      for (const member of chain.slots) {
+        if (member.chain !== chain || member.state !== IN_RING) continue; // completed: freed
+        if (member.watch === null) this.#queueInternal(I_CANCEL, member.index, member.gen);
+        watchSlot(member);
+      }
+    }
     return watch;
   }
 

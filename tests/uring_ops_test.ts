@@ -165,6 +165,86 @@ ringTest("Uring: UringFile.close() cancels the file's operations still in the ke
   await filler.close();
 });
 
+ringTest(
+  "Uring: UringFile.close() also cancels a chain with a member on the file and a splice into it",
+  async (config) => {
+    // Left alone, both ran after the close: the chain's write on the next file given the same fd
+    // number, the splice into the closed file once its pipe had data.
+    using dir = tempDir();
+    const [a, b] = [`${dir.path}/a`, `${dir.path}/b`];
+    const reset = () => {
+      Deno.writeTextFileSync(a, "AAAAAAAA");
+      Deno.writeTextFileSync(b, "BBBBBBBB");
+    };
+    const cancelledByClose = (e: unknown) =>
+      e instanceof Error && (e as OsError).code === "ECANCELED" && /the file was closed/.test(e.message);
+    await using uring = new Uring(uringOptions(config));
+
+    // 1. A chain in the kernel: its write on the file waits behind a timeout.
+    reset();
+    let fileA = await uring.open(a, { write: true });
+    const chain = uring.chain((c) => c.timeout(300).write(fileA.fd, enc.encode("XX"), 0));
+    let chainSettled = false;
+    void chain.then(() => chainSettled = true);
+    await sleep(20);
+    await fileA.close();
+    assert.ok(chainSettled, "close() resolved only once the chain had settled");
+    let fileB = await uring.open(b, { write: true });
+    const results = await chain;
+    assert.equal(results.length, 2);
+    assert.ok(
+      !results[1].ok && cancelledByClose(results[1].error),
+      String(!results[1].ok && results[1].error),
+    );
+    await sleep(350); // (past the timeout: nothing runs later either)
+    await fileB.close();
+    assert.equal(Deno.readTextFileSync(a), "AAAAAAAA");
+    assert.equal(Deno.readTextFileSync(b), "BBBBBBBB", "nothing was written through the reused fd");
+
+    // 2. A chain still in the backlog (the in-flight limit is full of reads of a FIFO) never runs.
+    reset();
+    const fifo = `${dir.path}/fifo`;
+    mkfifo(fifo);
+    await using small = new Uring({ ...uringOptions(config), entries: 2 });
+    const filler = await small.open(fifo, { read: true, write: true });
+    fileA = await small.open(a, { write: true });
+    const fillers = Array.from({ length: small.ring.cqEntries }, () => filler.readAt(new Uint8Array(4), 0));
+    await sleep(20);
+    const queued = small.chain((c) => c.write(fileA.fd, enc.encode("YY"), 0));
+    const closing = fileA.close(); // queued too, behind the fillers
+    await assert.rejects(queued, cancelledByClose);
+    assert.equal(await uring.write(filler.fd, new Uint8Array(4 * fillers.length), 0), 4 * fillers.length);
+    await Promise.all(fillers);
+    await closing;
+    await filler.close();
+    assert.equal(Deno.readTextFileSync(a), "AAAAAAAA");
+
+    // 3. A splice into the file, waiting for its pipe's data.
+    reset();
+    const [r, w] = pipe();
+    try {
+      fileA = await uring.open(a, { write: true });
+      const splice = uring.splice(r, -1, fileA.fd, 0, 4);
+      let spliceSettled = false;
+      void splice.then(() => spliceSettled = true, () => spliceSettled = true);
+      await sleep(20);
+      await fileA.close();
+      assert.ok(spliceSettled, "close() resolved only once the splice had settled");
+      await assert.rejects(splice, cancelledByClose);
+      fileB = await uring.open(b, { write: true });
+      assert.equal(await uring.write(w, enc.encode("ZZZZ"), 0), 4);
+      const left = new Uint8Array(8);
+      assert.equal(await uring.read(r, left, 0), 4, "the pipe's data is still there");
+      await fileB.close();
+      assert.equal(Deno.readTextFileSync(a), "AAAAAAAA");
+      assert.equal(Deno.readTextFileSync(b), "BBBBBBBB");
+    } finally {
+      sysClose(r);
+      sysClose(w);
+    }
+  },
+);
+
 ringTest("Uring: a view whose byteLength lies moves only its real bytes", async (config) => {
   using dir = tempDir();
   const path = `${dir.path}/data`;
