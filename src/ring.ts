@@ -972,9 +972,10 @@ export class IoUring implements Disposable {
     if (this.#closed || this.#reaping) this.#refuseReap("cqAdvance");
     if (n === 0) return;
     const ready = (Atomics.load(this.#cq, this.#cqTail) - this.#cqHeadLocal) >>> 0;
-    if (!(n > 0 && n <= ready && Number.isInteger(n))) {
-      throw new RangeError(`cqAdvance(${n}): only ${ready} completions are ready`);
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 0) {
+      throw new RangeError(`cqAdvance(n): n must be an integer ≥ 0, got ${shown(n)}`);
     }
+    if (n > ready) throw new RangeError(`cqAdvance(${n}): only ${ready} completions are ready`);
     this.#consumeTo((this.#cqHeadLocal + n) >>> 0);
   }
 
@@ -1103,8 +1104,10 @@ export class IoUring implements Disposable {
   }
 
   /**
-   * Iterates over ready completions, consuming each as the loop moves past it. A `close()` in the
-   * loop's body ends the loop (the completions after it went with the ring).
+   * Iterates over ready completions, consuming each as the loop moves past it. Each `Cqe` is the
+   * ring's handle for its CQ slot, refilled when that slot is peeked again (one lap later): copy
+   * out the fields to keep. A `close()` in the loop's body ends the loop (the completions after it
+   * went with the ring).
    */
   *completions(): Generator<Cqe, void, undefined> {
     for (let cqe = this.peekCqe(); cqe !== null; cqe = this.#closed ? null : this.peekCqe()) {

@@ -426,9 +426,11 @@ Deno.test({
       ring.submitAndWait(2);
       assert.equal(ring.cqReady(), 2);
       rejects(() => ring.cqAdvance(3), RangeError, /only 2 completions are ready/);
-      rejects(() => ring.cqAdvance(-1), RangeError, /cqAdvance/);
-      rejects(() => ring.cqAdvance(1.5), RangeError, /cqAdvance/);
-      rejects(() => ring.cqAdvance(NaN), RangeError, /cqAdvance/);
+      // A bad count is named as such, not as "only 2 completions are ready".
+      rejects(() => ring.cqAdvance(-1), RangeError, /n must be an integer ≥ 0, got -1$/);
+      rejects(() => ring.cqAdvance(1.5), RangeError, /n must be an integer ≥ 0, got 1.5$/);
+      rejects(() => ring.cqAdvance(NaN), RangeError, /n must be an integer ≥ 0, got NaN$/);
+      rejects(() => ring.cqAdvance("1" as never), RangeError, /got "1" \(a string\)$/);
       assert.equal(ring.cqReady(), 2, "a refused cqAdvance consumed nothing");
       ring.cqAdvance(0);
       ring.cqAdvance(2);
