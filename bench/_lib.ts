@@ -233,16 +233,20 @@ export function printTable(title: string, rows: readonly Row[], note?: string): 
     const theirs = row.theirs === null
       ? `missing${row.missing ? `: ${row.missing}` : ""}`
       : `${fmtNum(row.theirs, row.unit)} ${row.unit}`;
+    // Two decimals, or three where two would read as the target itself (0.949 is not ≥ 0.95).
+    const shownRatio = r === null
+      ? "—"
+      : `${r.toFixed(row.target && r.toFixed(2) === row.target.value.toFixed(2) ? 3 : 2)}×`;
     out.push(
-      `| ${row.work} | ${ours} | ${row.peer} | ${theirs} | ` +
-        `${r === null ? "—" : `${r.toFixed(2)}×`} | ${target} | ${met} |${cpu}`,
+      `| ${row.work} | ${ours} | ${row.peer} | ${theirs} | ${shownRatio} | ${target} | ${met} |${cpu}`,
     );
   }
   if (cpuColumn) {
     out.push(
       "",
-      "Ratio per CPU-s: the same work per CPU-second of each whole process (SQ poll thread " +
-        "included), which other load on the machine disturbs far less than wall time.",
+      "Ratio per CPU-s: the same work per CPU-second of each side, which other load on the machine " +
+        "disturbs far less than wall time: ours and a C peer, the whole process (an SQ poll thread " +
+        "included); fio, its job's user + system time as fio reports it.",
     );
   }
   if (note) out.push("", note);
@@ -441,9 +445,10 @@ export async function fioIops(fio: Peer, job: FioJob): Promise<number | null> {
 
 /**
  * A file of `size` bytes under {@link DATA_DIR} (created once with pseudo-random content), read
- * through once so its pages are cached. Returns its path.
+ * through and kept in the page cache ({@link warm}) unless `keepCached` is false (O_DIRECT reads
+ * bypass the cache). Returns its path.
  */
-export function cachedFile(name: string, size: number): string {
+export function cachedFile(name: string, size: number, keepCached = true): string {
   Deno.mkdirSync(DATA_DIR, { recursive: true });
   const path = `${DATA_DIR}/${name}`;
   let ok = false;
@@ -469,13 +474,17 @@ export function cachedFile(name: string, size: number): string {
     }
     f.close();
   }
-  warm(path);
+  if (keepCached) warm(path);
   return path;
 }
 
 /**
- * Reads `path` (a file, or every file below a directory) so its pages are in the page cache
- * again: this machine's memory manager reclaims cold page cache between runs.
+ * Reads `path` (a file, or every file below a directory) so its pages are in the page cache, and
+ * keeps them there: this VM drops clean page cache by itself within seconds (a 256 MiB file read
+ * once was 86% resident 3 s later and 78% after 12 s, with no reclaim counted in /proc/vmstat), so
+ * a "cached" run would read part of its file from the disk, more the later it starts. Each file
+ * is mapped and locked (`mlock`) by this process until it exits ({@link pinResident}); every
+ * reader, ours and the peers', then finds all of it in the page cache.
  */
 export function warm(path: string): void {
   if (Deno.statSync(path).isDirectory) {
@@ -486,6 +495,103 @@ export function warm(path: string): void {
   const f = Deno.openSync(path);
   while (f.readSync(chunk) !== null) { /* into the page cache */ }
   f.close();
+  pinResident(path);
+}
+
+let libc:
+  | Deno.DynamicLibrary<{
+    open: { parameters: ["buffer", "i32"]; result: "i32" };
+    close: { parameters: ["i32"]; result: "i32" };
+    mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"]; result: "pointer" };
+    mlock: { parameters: ["pointer", "usize"]; result: "i32" };
+  }>
+  | null = null;
+/** Files mapped and locked, by path (for the life of the process). */
+const pinned = new Set<string>();
+let pinFailure: string | null = null;
+
+/**
+ * Maps `path` read-only and locks the mapping, so the kernel keeps its pages in the page cache
+ * while this process lives. Once per path. If locking fails (no CAP_IPC_LOCK and a low
+ * RLIMIT_MEMLOCK), says so once on stderr and goes on with the pages merely read.
+ */
+export function pinResident(path: string): void {
+  if (pinned.has(path) || pinFailure !== null) return;
+  const size = Deno.statSync(path).size;
+  if (size === 0) return;
+  libc ??= Deno.dlopen("libc.so.6", {
+    open: { parameters: ["buffer", "i32"], result: "i32" },
+    close: { parameters: ["i32"], result: "i32" },
+    mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+    mlock: { parameters: ["pointer", "usize"], result: "i32" },
+  });
+  const PROT_READ = 1, MAP_SHARED = 1, MAP_FAILED = -1n;
+  const fd = libc.symbols.open(new TextEncoder().encode(path + "\0"), 0);
+  if (fd < 0) throw new Error(`bench: cannot open ${path} to keep it cached`);
+  const address = libc.symbols.mmap(null, BigInt(size), PROT_READ, MAP_SHARED, fd, 0n);
+  libc.symbols.close(fd);
+  if (address === null || Deno.UnsafePointer.value(address) === BigInt.asUintN(64, MAP_FAILED)) {
+    pinFailure = `mmap of ${path} failed`;
+  } else if (libc.symbols.mlock(address, BigInt(size)) !== 0) {
+    pinFailure = `mlock of ${path} failed (CAP_IPC_LOCK or a higher RLIMIT_MEMLOCK needed)`;
+  } else {
+    pinned.add(path);
+    return;
+  }
+  console.error(`bench: ${pinFailure}: data files are read before each run but may not stay cached`);
+}
+
+const COMPARE_CHUNK = 16 << 20;
+let compareA: Uint8Array<ArrayBuffer> | null = null;
+let compareB: Uint8Array<ArrayBuffer> | null = null;
+
+/** Fills `buf` from `file` as far as the file goes; returns the bytes read. */
+function readUpTo(file: Deno.FsFile, buf: Uint8Array): number {
+  let n = 0;
+  while (n < buf.length) {
+    const got = file.readSync(buf.subarray(n));
+    if (got === null) break;
+    n += got;
+  }
+  return n;
+}
+
+/**
+ * Whether files `a` and `b` hold the same bytes (read through, compared 4 bytes at a time): a
+ * copy is checked byte for byte, so a fast copy that is wrong (cut short, holes, another
+ * file's data) fails the bench instead of winning it.
+ */
+export function sameBytes(a: string, b: string): boolean {
+  compareA ??= new Uint8Array(COMPARE_CHUNK);
+  compareB ??= new Uint8Array(COMPARE_CHUNK);
+  const wa = new Int32Array(compareA.buffer), wb = new Int32Array(compareB.buffer);
+  using fa = Deno.openSync(a);
+  using fb = Deno.openSync(b);
+  for (;;) {
+    const na = readUpTo(fa, compareA), nb = readUpTo(fb, compareB);
+    if (na !== nb) return false;
+    const words = na >>> 2;
+    for (let i = 0; i < words; i++) if (wa[i] !== wb[i]) return false;
+    for (let i = words << 2; i < na; i++) if (compareA[i] !== compareB[i]) return false;
+    if (na < COMPARE_CHUNK) return true;
+  }
+}
+
+/**
+ * Checks that `copy` is a copy of the regular files and directories below `original`: the same
+ * names, each file the same bytes ({@link sameBytes}). Throws what differs first.
+ */
+export function checkTreeCopy(original: string, copy: string): void {
+  const names = (dir: string) => [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+  const [want, got] = [names(original), names(copy)];
+  if (want.join("/") !== got.join("/")) {
+    throw new Error(`copy ${copy} holds ${got.length} entries, ${original} ${want.length}`);
+  }
+  for (const name of want) {
+    const [o, c] = [`${original}/${name}`, `${copy}/${name}`];
+    if (Deno.lstatSync(o).isDirectory) checkTreeCopy(o, c);
+    else if (!sameBytes(o, c)) throw new Error(`copy ${c} differs from ${o}`);
+  }
 }
 
 function isTmpfs(dir: string): boolean {

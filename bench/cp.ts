@@ -17,6 +17,7 @@ import {
   type Row,
   run,
   runCpu,
+  sameBytes,
   tmpfsDir,
   warm,
 } from "./_lib.ts";
@@ -34,7 +35,8 @@ function rmrf(path: string): void {
 
 /**
  * Times one command that copies into `dst` (removed before the run; the run's exit status and
- * the copied size are checked). Returns milliseconds of wall time from spawn to exit, or with
+ * the copy are checked, and a `deno task cp` that says it fell back to Deno's file APIs is a
+ * failure: its time would not be io_uring's). Returns milliseconds of wall time from spawn to exit, or with
  * `measure: "cpu"` the CPU milliseconds the command used (see `runCpu`); `null` when the command
  * is missing.
  */
@@ -50,14 +52,21 @@ export async function timeCopy(
   const r = measure === "wall" ? await run(cmd, args, options) : await runCpu(cmd, args, options);
   if (r === null) return null;
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${r.stderr.trim()}`);
+  if (r.stderr.includes("io_uring is unavailable")) {
+    throw new Error(`${cmd} ${args.join(" ")} did not use io_uring: ${r.stderr.trim()}`);
+  }
   check();
   rmrf(dst);
   return measure === "wall" ? r.ms : (r as RanCpu).cpuMs;
 }
 
-/** The `deno task cp` command line for `args`. */
+/**
+ * The `deno task cp` command line for `args`. Not `cp -q`: without a terminal `cp` prints nothing
+ * on success, and its notice that io_uring is unavailable (then it copies with Deno's file APIs)
+ * must reach {@link timeCopy}.
+ */
 export function denoTaskCp(args: string[]): [string, string[]] {
-  return [Deno.execPath(), ["task", "-q", "cp", "-q", ...args]];
+  return [Deno.execPath(), ["task", "-q", "cp", ...args]];
 }
 
 /** The Deno-API peer command line. */
@@ -78,6 +87,7 @@ if (import.meta.main) {
   const check = () => {
     const size = Deno.statSync(dst).size;
     if (size !== CP_FILE_SIZE) throw new Error(`copy has ${size} bytes, expected ${CP_FILE_SIZE}`);
+    if (!sameBytes(src, dst)) throw new Error(`copy ${dst} differs from ${src}`);
   };
   const gnuCp = await have("cp");
   const time = ([cmd, args]: [string, string[]]) => () => timeCopy(dst, cmd, args, check);

@@ -13,7 +13,7 @@
 
 import process from "node:process";
 import { copyFile, Uring } from "../mod.ts";
-import { cachedFile, median, tmpfsDir, warm } from "./_lib.ts";
+import { cachedFile, median, sameBytes, tmpfsDir, warm } from "./_lib.ts";
 
 const SIZE = 1 << 30;
 const rounds = Number(Deno.args[0] ?? 5);
@@ -40,6 +40,7 @@ async function once(way: Way): Promise<{ ms: number; cpu: number; fixedSqes: num
   const ms = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   if (r.bytes !== SIZE || Deno.statSync(dst).size !== SIZE) throw new Error("short copy");
+  if (!sameBytes(src, dst)) throw new Error(`copy ${dst} differs from ${src}`);
   mine?.close();
   Deno.removeSync(dst);
   return { ms, cpu: (cpu.user + cpu.system) / 1000, fixedSqes: uring.stats.fixedBuffers };

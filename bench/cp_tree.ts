@@ -14,7 +14,17 @@
  * @module
  */
 
-import { alternate, buildPeer, DATA_DIR, have, printTable, type Row, tmpfsDir, warm } from "./_lib.ts";
+import {
+  alternate,
+  buildPeer,
+  checkTreeCopy,
+  DATA_DIR,
+  have,
+  printTable,
+  type Row,
+  tmpfsDir,
+  warm,
+} from "./_lib.ts";
 import { denoPeer, denoTaskCp, timeCopy } from "./cp.ts";
 
 const DIRS = 40;
@@ -90,13 +100,14 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   const dst = `${tmpfs.path}/uring-bench-tree`;
-  const checker = (tree: { files: number; bytes: number }, to: string) => () => {
+  const checker = (tree: { path: string; files: number; bytes: number }, to: string) => () => {
     const got = walk(to, false);
     if (got.files !== tree.files || got.bytes !== tree.bytes) {
       throw new Error(
         `copy has ${got.files} files / ${got.bytes} bytes, expected ${tree.files} / ${tree.bytes}`,
       );
     }
+    checkTreeCopy(tree.path, to); // names, and every file byte for byte
   };
   const check = checker(src, dst);
   const time = ([cmd, args]: [string, string[]]) => () => timeCopy(dst, cmd, args, check);

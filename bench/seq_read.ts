@@ -1,7 +1,7 @@
 /**
  * Sequential `await file.readAt(buf, pos)` of 4 KiB blocks (queue depth 1) from a cached 256 MiB
- * file through `Uring`, against Deno's own file API: `await file.seek()` + `await file.read()`,
- * and the synchronous `seekSync` + `readSync`. Run: `deno task bench:seq-read`.
+ * file through `Uring`, against Deno's own file API: `await file.seek()` + `await file.read()`
+ * (the issue's peer), the synchronous `seekSync` + `readSync`, and `await file.read()` alone. Run: `deno task bench:seq-read`.
  *
  * @module
  */
@@ -44,6 +44,27 @@ async function denoAsync(file: Deno.FsFile, seconds: number): Promise<number> {
   return ops / ((performance.now() - t0) / 1000);
 }
 
+/**
+ * Deno: `await read` per block without a seek (the file's position moves on by itself; one seek
+ * back to the start per pass over the file), for `seconds`: what the issue's peer costs without
+ * its second awaited call.
+ */
+async function denoAsyncNoSeek(file: Deno.FsFile, seconds: number): Promise<number> {
+  const buf = new Uint8Array(BS);
+  let ops = 0, block = 0;
+  await file.seek(0, Deno.SeekMode.Start);
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  for (;;) {
+    const n = await file.read(buf);
+    if (n !== BS) throw new Error(`short read: ${n}`);
+    block = (block + 1) % blocks;
+    if (block === 0) await file.seek(0, Deno.SeekMode.Start);
+    if ((++ops & 255) === 0 && performance.now() >= end) break;
+  }
+  return ops / ((performance.now() - t0) / 1000);
+}
+
 /** Deno: `seekSync` + `readSync` per block, for `seconds`. */
 function denoSync(file: Deno.FsFile, seconds: number): number {
   const buf = new Uint8Array(BS);
@@ -69,12 +90,14 @@ if (import.meta.main) {
     const file = await uring.open(path, { read: true });
     await ourSequential(file, 0.3);
     await denoAsync(deno, 0.3);
+    await denoAsyncNoSeek(deno, 0.3);
     denoSync(deno, 0.3);
     const m = await alternate(
       () => ourSequential(file, SECONDS),
       [
         () => denoAsync(deno, SECONDS),
         () => denoSync(deno, SECONDS),
+        () => denoAsyncNoSeek(deno, SECONDS),
       ],
       undefined,
       () => warm(path),
@@ -96,6 +119,14 @@ if (import.meta.main) {
       ours: m.ours,
       peer: "Deno file.seekSync + file.readSync",
       theirs: m.peers[1],
+      unit: "reads/s",
+      better: "higher",
+    });
+    rows.push({
+      work: `same, ${mode}`,
+      ours: m.ours,
+      peer: "Deno await file.read (no seek: the position moves on)",
+      theirs: m.peers[2],
       unit: "reads/s",
       better: "higher",
     });
