@@ -444,11 +444,17 @@ export async function fioIops(fio: Peer, job: FioJob): Promise<number | null> {
 // Data
 
 /**
- * A file of `size` bytes under {@link DATA_DIR} (created once with pseudo-random content), read
- * through and kept in the page cache ({@link warm}) unless `keepCached` is false (O_DIRECT reads
- * bypass the cache). Returns its path.
+ * How a data file is made cached: `"read"` reads it through ({@link warm}, again before each run
+ * by the benches); `"pin"` also keeps it there ({@link pinResident}); `"none"` leaves it (O_DIRECT
+ * reads bypass the cache).
  */
-export function cachedFile(name: string, size: number, keepCached = true): string {
+export type Caching = "read" | "pin" | "none";
+
+/**
+ * A file of `size` bytes under {@link DATA_DIR} (created once with pseudo-random content), made
+ * cached as `caching` says. Returns its path.
+ */
+export function cachedFile(name: string, size: number, caching: Caching = "read"): string {
   Deno.mkdirSync(DATA_DIR, { recursive: true });
   const path = `${DATA_DIR}/${name}`;
   let ok = false;
@@ -474,17 +480,17 @@ export function cachedFile(name: string, size: number, keepCached = true): strin
     }
     f.close();
   }
-  if (keepCached) warm(path);
+  if (caching !== "none") warm(path);
+  if (caching === "pin") pinResident(path);
   return path;
 }
 
 /**
- * Reads `path` (a file, or every file below a directory) so its pages are in the page cache, and
- * keeps them there: this VM drops clean page cache by itself within seconds (a 256 MiB file read
- * once was 86% resident 3 s later and 78% after 12 s, with no reclaim counted in /proc/vmstat), so
- * a "cached" run would read part of its file from the disk, more the later it starts. Each file
- * is mapped and locked (`mlock`) by this process until it exits ({@link pinResident}); every
- * reader, ours and the peers', then finds all of it in the page cache.
+ * Reads `path` (a file, or every file below a directory) so its pages are in the page cache. This
+ * VM drops clean page cache by itself within seconds (a 256 MiB file read once was 86% resident
+ * 3 s later and 78% after 12 s; a `kdamond` thread runs, DAMON's proactive page-out, and
+ * /proc/vmstat counts no reclaim), so the benches read their files again before every run, and
+ * the read benches also pin theirs ({@link pinResident}).
  */
 export function warm(path: string): void {
   if (Deno.statSync(path).isDirectory) {
@@ -495,7 +501,6 @@ export function warm(path: string): void {
   const f = Deno.openSync(path);
   while (f.readSync(chunk) !== null) { /* into the page cache */ }
   f.close();
-  pinResident(path);
 }
 
 let libc:
@@ -512,8 +517,12 @@ let pinFailure: string | null = null;
 
 /**
  * Maps `path` read-only and locks the mapping, so the kernel keeps its pages in the page cache
- * while this process lives. Once per path. If locking fails (no CAP_IPC_LOCK and a low
- * RLIMIT_MEMLOCK), says so once on stderr and goes on with the pages merely read.
+ * while this process lives: every reader, ours and the peers', then finds all of it there. Once
+ * per path. If locking fails (no CAP_IPC_LOCK and a low RLIMIT_MEMLOCK), says so once on stderr
+ * and goes on with the pages merely read. Used by the read benches, whose runs read at random
+ * over the whole file; a copy reads its source once, right after {@link warm} read it, and its
+ * source is left unlocked as a user's would be (eight alternating pairs of 1 GiB copies, source
+ * locked or not: medians 0.59 and 0.55 s, within this VM's noise).
  */
 export function pinResident(path: string): void {
   if (pinned.has(path) || pinFailure !== null) return;

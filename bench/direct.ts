@@ -173,7 +173,7 @@ async function fioDirect(fio: Peer, file: string, fixedbufs: boolean): Promise<M
 }
 
 if (import.meta.main) {
-  const file = cachedFile(FILE, FILE_SIZE, false); // made once; O_DIRECT reads bypass the cache
+  const file = cachedFile(FILE, FILE_SIZE, "none"); // made once; O_DIRECT reads bypass the cache
   const fio = await findFio();
   const p = cstring(file);
   const fd = once((ring) => prepOpenat(ring.getSqe()!, AT_FDCWD, p, O_RDONLY | O_DIRECT));

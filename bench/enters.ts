@@ -18,7 +18,7 @@ function perThousand(runs: RunResult[], pick: (r: RunResult) => number): number 
 }
 
 if (import.meta.main) {
-  const file = cachedFile(READ_FILE, READ_FILE_SIZE);
+  const file = cachedFile(READ_FILE, READ_FILE_SIZE, "pin");
   const fd = openFd(file);
   const workloads = [
     { name: "NOPs, batch 32", run: (sqpoll: boolean) => ourNops(32, sqpoll, SECONDS) },

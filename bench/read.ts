@@ -134,7 +134,7 @@ export function ourRandomReads(
 }
 
 if (import.meta.main) {
-  const file = cachedFile(READ_FILE, READ_FILE_SIZE);
+  const file = cachedFile(READ_FILE, READ_FILE_SIZE, "pin");
   const [peer, fio] = await Promise.all([buildPeer("randread"), findFio()]);
   const fd = openFd(file);
   const batched = [

@@ -82,7 +82,7 @@ function denoSync(file: Deno.FsFile, seconds: number): number {
 }
 
 if (import.meta.main) {
-  const path = cachedFile(READ_FILE, READ_FILE_SIZE);
+  const path = cachedFile(READ_FILE, READ_FILE_SIZE, "pin");
   const deno = await Deno.open(path);
   const rows: Row[] = [];
   for (const sqpoll of [true, false]) {

@@ -54,7 +54,7 @@ export async function ourPromiseReads(
 }
 
 if (import.meta.main) {
-  const path = cachedFile(READ_FILE, READ_FILE_SIZE);
+  const path = cachedFile(READ_FILE, READ_FILE_SIZE, "pin");
   const fio = await findFio();
   const batched = [
     "--iodepth_batch_submit=32",
