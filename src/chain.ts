@@ -24,7 +24,7 @@ import {
   K_WRITEV,
 } from "./ops.ts";
 import type { Slot } from "./slots.ts";
-import { checkU32 } from "./memory.ts";
+import { checkOptionsObject, checkU32 } from "./memory.ts";
 
 /**
  * The outcome of one member of a chain: `{ ok: true, value }` (bytes transferred, or 0), or
@@ -145,7 +145,8 @@ export class ChainCollector implements ChainBuilder {
 
   /** Adds `fsync(fd)` (`fdatasync` with `datasync`). */
   fsync(fd: number, options: { datasync?: boolean } = {}): this {
-    fillFsync(this.#next(), fd, options.datasync === true);
+    checkOptionsObject(options);
+    fillFsync(this.#next(), fd, options?.datasync === true);
     return this;
   }
 
@@ -162,7 +163,8 @@ export class ChainCollector implements ChainBuilder {
     length: number | bigint,
     options: { mode?: number } = {},
   ): this {
-    fillFallocate(this.#next(), fd, offset, length, options.mode ?? 0);
+    checkOptionsObject(options);
+    fillFallocate(this.#next(), fd, offset, length, options?.mode ?? 0);
     return this;
   }
 
@@ -192,8 +194,9 @@ export class ChainCollector implements ChainBuilder {
 
   /** Adds `openat(path)` into direct descriptor `index`. Since 5.15. */
   openDirect(path: string | URL, index: number, options: { flags?: number; mode?: number } = {}): this {
-    const flags = options.flags ?? O_RDONLY;
-    const mode = options.mode ?? 0o666;
+    checkOptionsObject(options);
+    const flags = options?.flags ?? O_RDONLY;
+    const mode = options?.mode ?? 0o666;
     checkU32(flags, "flags");
     checkU32(mode, "mode", 0o7777);
     const p = this.#checkPath(path, flags);

@@ -291,8 +291,9 @@ export class UringFile implements AsyncDisposable {
    * Closes the fd, first cancelling the file's operations the kernel still holds (they reject
    * with `ECANCELED`, "the file was closed", unless they complete first), as Deno's
    * `FsFile.close()` does: those given its fd, a `splice` into it, and every chain with a member
-   * on it (cancelled whole); resolves once they have settled too. Idempotent: later calls return
-   * the first call's promise.
+   * on it (cancelled whole; its members' results say `ECANCELED`). The fd is closed once they
+   * have settled, so none of them can run on another file given the same number; resolves then.
+   * Idempotent: later calls return the first call's promise.
    */
   close(): Promise<void> {
     if (this.#closing) return this.#closing;

@@ -134,7 +134,7 @@ export class FixedBufferPool implements Disposable {
 
   /** Maps the memory and registers it with `ring` (`IORING_REGISTER_BUFFERS`). */
   constructor(ring: IoUring, options: FixedBufferPoolOptions) {
-    if (typeof options !== "object" || options === null) {
+    if (typeof options !== "object" || options === null || Array.isArray(options)) {
       throw new TypeError("FixedBufferPool needs options: { count, size, alignment? }");
     }
     const { count, size } = options;

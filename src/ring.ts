@@ -284,8 +284,13 @@ export class IoUring implements Disposable {
       }
     }
     const sqpollOption = options.sqpoll ?? undefined;
-    if (sqpollOption !== undefined && typeof sqpollOption !== "boolean" && typeof sqpollOption !== "object") {
-      throw new TypeError(`sqpoll must be true, false or { idleMs, cpu }, got ${shown(sqpollOption)}`);
+    if (
+      sqpollOption !== undefined && typeof sqpollOption !== "boolean" &&
+      notAnOptionsObject(sqpollOption) !== null
+    ) {
+      throw new TypeError(
+        `sqpoll must be true, false or { idleMs, cpu }, got ${notAnOptionsObject(sqpollOption)}`,
+      );
     }
     const wantSqpoll = sqpollOption !== false;
     const insist = sqpollOption === true || typeof sqpollOption === "object";
@@ -1262,6 +1267,7 @@ export class IoUring implements Disposable {
    * did not finish inline). Since 5.2 (`async` 5.6).
    */
   registerEventfd(eventfd: number, options: { async?: boolean } = {}): void {
+    checkOptionsObject(options);
     checkFd(eventfd, "eventfd");
     const arg = new Int32Array([eventfd]);
     const op = options?.async ? abi.IORING_REGISTER_EVENTFD_ASYNC : abi.IORING_REGISTER_EVENTFD;

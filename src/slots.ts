@@ -155,6 +155,8 @@ export class Slot {
   aborted = false;
   /** Whether the operation was cancelled because its file was closed (`UringFile.close`). */
   fileClosed = false;
+  /** Whether this chain member was cancelled because another member's file was closed. */
+  chainFileClosed = false;
   /** The file close waiting for this operation to settle (see {@link SettleWatch}), or null. */
   watch: SettleWatch | null = null;
   /** Times the operation was issued again after the kernel dropped it (see `Uring`). */
@@ -237,7 +239,7 @@ export class Slot {
     this.statx = null;
     this.signal = null;
     this.chain = null;
-    this.aborted = this.fileClosed = false;
+    this.aborted = this.fileClosed = this.chainFileClosed = false;
     if (this.watch !== null) this.settleWatched();
     this.reissues = 0;
     this.sqeFlags = 0;

@@ -537,12 +537,19 @@ export class Uring implements AsyncDisposable {
   #spinProbe = 0;
   #closing = false;
   #closed = false;
+  /** Whether the Uring failed (`#fail`): the kernel may still hold its operations. */
+  #failed = false;
   #closePromise: Promise<void> | null = null;
   #closeResolve: (() => void) | null = null;
   #lastCancelAll = 0;
   #files = new Map<number, UringFile>();
   /** Files whose close is in flight, by fd: the number is still theirs until it completes. */
   readonly #closingFiles = new Map<number, UringFile>();
+  /**
+   * Descriptors to close once the Uring's last completion is in (see `#closeUring`), with what
+   * settles each one's close when it was asked for (null: a file `open()` returned).
+   */
+  readonly #fdsAtEnd: { fd: number; path: string | null; settle: ((error: unknown) => void) | null }[] = [];
   #statxPool: Uint8Array[] = [];
   #newSlot: Slot | null = null;
   readonly #fileOps: FileOps;
@@ -955,13 +962,13 @@ export class Uring implements AsyncDisposable {
       closed.then(gone, gone);
     } else {
       const cancelled = this.#cancelOnFile(file);
-      closed = this.#fdOp(undefined, file.path, (slot) => fillClose(slot, fd));
-      closed.then(gone, gone); // as the close completes (before what it waits for below)
-      if (cancelled !== null) {
-        // Resolve (or reject) only once the operations cancelled in the kernel have settled too.
-        const settled = cancelled.promise;
-        closed = closed.then(() => settled, (e) => settled.then(() => Promise.reject(e)));
-      }
+      // The kernel closes the fd only once the operations cancelled on the file have settled: a
+      // chain's member is issued when the one before it completes, and a member the kernel could
+      // no longer cancel must find the fd still this file's, not closed or another file's.
+      closed = cancelled === null
+        ? this.#closeFd(fd, file.path)
+        : cancelled.promise.then(() => this.#closeFd(fd, file.path));
+      closed.then(gone, gone);
     }
     const index = file.fixedIndex;
     if (index < 0) return closed;
@@ -972,6 +979,26 @@ export class Uring implements AsyncDisposable {
     };
     if (aux === undefined) return closed.finally(release);
     return closed.finally(() => this.nop().then(release, release));
+  }
+
+  /**
+   * Closes `fd` through the ring; or, once the Uring is closing, as its last completion is in
+   * (now, if it is in already): nothing in the kernel can then still be about to use the fd.
+   */
+  #closeFd(fd: number, path: string | null): Promise<void> {
+    // (A failed Uring's operations may still be in the kernel: the fd stays open, as they need.)
+    if (!this.#closing || this.#failed) return this.#fdOp(undefined, path, (slot) => fillClose(slot, fd));
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    const settle = (error: unknown) => error === null ? resolve() : reject(error);
+    if (this.#closed) settle(this.#closeFdNow(fd, path));
+    else this.#fdsAtEnd.push({ fd, path, settle });
+    return promise;
+  }
+
+  /** `close(2)` of `fd` now; the error, or null. */
+  #closeFdNow(fd: number, path: string | null): Error | null {
+    const r = getSys(this.#ring.backend).close(fd);
+    return r < 0 ? operationError("close", -r, path, null, fd) : null;
   }
 
   /**
@@ -1920,7 +1947,8 @@ export class Uring implements AsyncDisposable {
       return;
     }
     if (
-      slot.res === -ECANCELED && !slot.aborted && !slot.fileClosed && !this.#closing &&
+      slot.res === -ECANCELED && !slot.aborted && !slot.fileClosed && !slot.chainFileClosed &&
+      !this.#closing &&
       slot.reissues < MAX_REISSUES
     ) {
       // Cancelled, but not by us (no abort, no close): the kernel dropped it before it ran. io-wq
@@ -1978,7 +2006,7 @@ export class Uring implements AsyncDisposable {
     if (errnum >= ERESTARTSYS && errnum <= ERESTART_RESTARTBLOCK) {
       // A kernel-internal "restart" code: the operation was interrupted in an io-wq worker, as a
       // cancel does to a splice waiting there. Cancelled by us: ECANCELED; else: EINTR.
-      errnum = slot.aborted || slot.fileClosed || this.#closing ? ECANCELED : EINTR;
+      errnum = slot.aborted || slot.fileClosed || slot.chainFileClosed || this.#closing ? ECANCELED : EINTR;
     }
     if (errnum === EOPNOTSUPP && this.#ring.iopoll) return this.#iopollError(slot);
     let detail = errnum !== ECANCELED
@@ -1987,6 +2015,8 @@ export class Uring implements AsyncDisposable {
       ? "the Uring was closed"
       : slot.fileClosed
       ? "the file was closed"
+      : slot.chainFileClosed
+      ? "a file another member of its chain works on was closed"
       : undefined;
     let fd: number | undefined = slot.fd;
     // A chain's direct-descriptor member: name the table index, not an fd.
@@ -2149,11 +2179,12 @@ export class Uring implements AsyncDisposable {
       }
     });
     for (const chain of chains) {
+      for (const member of chain.slots) if (!member.fileClosed) member.chainFileClosed = true;
       const head = chain.slots[0];
       if (head.chain === chain && head.state === QUEUED) {
-        // All of it still in the backlog (a chain enters the SQ whole): it never runs.
-        const member = chain.slots.find((m) => m.fileClosed)!;
-        this.#rejectQueued(head, this.#error(member, ECANCELED));
+        // All of it still in the backlog (a chain enters the SQ whole): it never runs. It settles
+        // as one cancelled in the ring does: every member ECANCELED.
+        this.#settleQueuedChain(chain);
         continue;
       }
       if (this.#ring.iopoll) continue;
@@ -2164,6 +2195,18 @@ export class Uring implements AsyncDisposable {
       }
     }
     return watch;
+  }
+
+  /** Resolves a chain still all in the backlog with every member `ECANCELED`, and frees it. */
+  #settleQueuedChain(chain: ChainState): void {
+    if (chain.signal !== null) unlistenAbort(chain.signal, chain.onAbort);
+    const results = chain.slots.map((member): ChainResult => ({
+      ok: false,
+      error: this.#error(member, ECANCELED),
+    }));
+    for (const slot of chain.slots) this.#slots.release(slot);
+    this.stats.settled++;
+    chain.resolve(results);
   }
 
   /** Per-operation cancels, for kernels without `IORING_ASYNC_CANCEL_ANY` (before 5.19). */
@@ -2184,10 +2227,11 @@ export class Uring implements AsyncDisposable {
     this.#closePromise = promise;
     this.#closeResolve = resolve;
     // 1. What never reached the kernel is rejected now, but a close still closes its descriptor
-    // (a UringFile's is no longer among the files step 3 closes).
+    // (a UringFile's is no longer among the files step 3 closes), at the end: operations on it
+    // may be in the SQ still, not yet issued.
     for (let head = this.#backlog.peek(); head !== null; head = this.#backlog.peek()) {
       this.#backlog.shift();
-      if (head.chain === null && head.kind === K_CLOSE) this.#closeQueuedNow(head);
+      if (head.chain === null && head.kind === K_CLOSE) this.#closeQueuedAtEnd(head);
       else this.#rejectQueued(head);
     }
     // 2. Cancel everything in the ring (a polled ring cannot cancel; its I/O ends by itself);
@@ -2198,7 +2242,9 @@ export class Uring implements AsyncDisposable {
     }
     for (const file of this.#files.values()) {
       file.detach();
-      if (this.#aux === null) this.#queueInternal(I_CLOSE, file.fd);
+      // At the end, as in 1: a chain's member still waiting in the kernel for the one before it
+      // would otherwise be issued after the close.
+      if (this.#aux === null) this.#fdsAtEnd.push({ fd: file.fd, path: file.path, settle: null });
     }
     this.#files.clear();
     this.#auxFiles.clear();
@@ -2207,16 +2253,20 @@ export class Uring implements AsyncDisposable {
     return promise;
   }
 
-  /** A close still in the backlog when the Uring closes: done now with `close(2)`, and settled. */
-  #closeQueuedNow(slot: Slot): void {
-    const { resolve, reject, signal } = slot;
+  /**
+   * A close still in the backlog when the Uring closes: its slot is freed now, and its fd closed
+   * (and its promise settled) as the Uring's last completion is in.
+   */
+  #closeQueuedAtEnd(slot: Slot): void {
+    const { resolve, reject, signal, fd, path } = slot;
     if (signal !== null) unlistenAbort(signal, slot.onAbort);
-    const r = getSys(this.#ring.backend).close(slot.fd);
-    const error = r < 0 ? this.#error(slot, -r) : null;
     this.#slots.release(slot);
     this.stats.settled++;
-    if (error === null) (resolve as (v: unknown) => void)(undefined);
-    else reject!(error);
+    this.#fdsAtEnd.push({
+      fd,
+      path,
+      settle: (error) => error === null ? (resolve as (v: unknown) => void)(undefined) : reject!(error),
+    });
   }
 
   /**
@@ -2249,6 +2299,7 @@ export class Uring implements AsyncDisposable {
     if (this.#closed) return;
     this.#closing = true;
     this.#closed = true;
+    this.#failed = true;
     if (this.#yieldTimer !== undefined) clearTimeout(this.#yieldTimer);
     const chains = new Set<ChainState>();
     this.#slots.forEachUsed((slot) => {
@@ -2267,6 +2318,8 @@ export class Uring implements AsyncDisposable {
       chain.reject(error);
     }
     for (const client of this.#rawClients.values()) client.fail(error);
+    // Closes that were to run at the end: the kernel may still use their fds (left open).
+    for (const { settle } of this.#fdsAtEnd.splice(0)) settle?.(error);
     void this.#aux?.close();
     this.#closeResolve?.();
   }
@@ -2307,6 +2360,11 @@ export class Uring implements AsyncDisposable {
     // from the open ring, its pages' RLIMIT_MEMLOCK charge comes back now (left to the ring's
     // teardown, it comes back tens of ms later, and a new registration meanwhile fails: ENOMEM).
     this.#pool?.close();
+    // Every operation has completed: no request can still be about to use one of these fds.
+    for (const { fd, path, settle } of this.#fdsAtEnd.splice(0)) {
+      const error = this.#closeFdNow(fd, path);
+      settle?.(error);
+    }
     this.#ring.close();
     const resolve = this.#closeResolve!;
     if (this.#aux === null) resolve();

@@ -537,7 +537,7 @@ Deno.test({
         );
       }
     }
-    for (const sqpoll of [0, "no", 1n]) {
+    for (const sqpoll of [0, "no", 1n, []]) {
       assert.throws(
         () => new IoUring(4, { sqpoll: sqpoll as unknown as boolean }),
         /sqpoll must be true, false/,

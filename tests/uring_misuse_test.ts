@@ -107,6 +107,13 @@ Deno.test({
       /^TypeError: options must be an object, got an array$/,
     );
     await assert.rejects(uring.nop([] as never), /^TypeError: options must be an object, got an array$/);
+    // A chain member's options follow the same rule (null: the defaults).
+    await assert.rejects(
+      uring.chain((c) => c.fsync(file.fd, [] as never)),
+      /^TypeError: options must be an object, got an array$/,
+    );
+    await assert.rejects(uring.chain((c) => c.fsync(file.fd, 5 as never)), /got 5$/);
+    assert.deepEqual(await uring.chain((c) => c.fsync(file.fd, null as never)), [{ ok: true, value: 0 }]);
     await file.close();
     assert.equal(Deno.statSync(`${dir.path}/a`).size, 3, "nothing reached the kernel");
   },
