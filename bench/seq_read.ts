@@ -114,22 +114,20 @@ if (import.meta.main) {
       better: "higher",
       target: { op: ">=", value: 20 },
     });
-    rows.push({
-      work: `same, ${mode}`,
-      ours: m.ours,
-      peer: "Deno file.seekSync + file.readSync",
-      theirs: m.peers[1],
-      unit: "reads/s",
-      better: "higher",
-    });
-    rows.push({
-      work: `same, ${mode}`,
-      ours: m.ours,
-      peer: "Deno await file.read (no seek: the position moves on)",
-      theirs: m.peers[2],
-      unit: "reads/s",
-      better: "higher",
-    });
+    const others = [
+      "Deno file.seekSync + file.readSync",
+      "Deno await file.read (no seek: the position moves on)",
+    ];
+    others.forEach((peer, i) =>
+      rows.push({
+        work: `same, ${mode}`,
+        ours: m.ours,
+        peer,
+        theirs: m.peers[i + 1],
+        unit: "reads/s",
+        better: "higher",
+      })
+    );
   }
   deno.close();
   printTable("Sequential 4 KiB reads, one at a time: Uring vs Deno's file API", rows);
