@@ -208,6 +208,12 @@ const I_VOID = 4;
 
 /** How long one parked wait lasts before it is re-armed (ms). */
 const WAIT_MS = 1000;
+/**
+ * First delay before a file close asks again to cancel the chains it cancels (ms), doubled at
+ * each try up to {@link WAIT_MS}: a chain's member is only found by a cancel once the kernel has
+ * issued it, which it does as the member before completes.
+ */
+const CHAIN_CANCEL_RETRY_MS = 2;
 /** Completions settled in one go before the pump yields to the event loop. */
 const YIELD_AFTER = 8192;
 /**
@@ -539,6 +545,10 @@ export class Uring implements AsyncDisposable {
   #closed = false;
   /** Whether the Uring failed (`#fail`): the kernel may still hold its operations. */
   #failed = false;
+  /** Chains a file close cancels and waits for (see `#retryChainCancels`). */
+  readonly #chainsCancelling = new Set<ChainState>();
+  #chainCancelAt = 0;
+  #chainCancelDelay = CHAIN_CANCEL_RETRY_MS;
   #closePromise: Promise<void> | null = null;
   #closeResolve: (() => void) | null = null;
   #lastCancelAll = 0;
@@ -1885,6 +1895,7 @@ export class Uring implements AsyncDisposable {
         this.#lastCancelAll = performance.now();
         this.#queueInternal(I_CANCEL_ALL);
       }
+      if (this.#chainsCancelling.size > 0) this.#retryChainCancels();
       return;
     }
     if (this.#waiting) {
@@ -1918,7 +1929,9 @@ export class Uring implements AsyncDisposable {
   #park(): void {
     this.#waiting = true;
     this.stats.waits++;
-    this.#ring.waitAsync(WAIT_MS).then(this.#onWaitDone, this.#onWaitDone);
+    // (Shorter while a file close's chain cancels are to be asked again.)
+    const ms = this.#chainsCancelling.size > 0 ? this.#chainCancelDelay : WAIT_MS;
+    this.#ring.waitAsync(ms).then(this.#onWaitDone, this.#onWaitDone);
   }
 
   readonly #onWaitDone = (): void => {
@@ -2003,20 +2016,21 @@ export class Uring implements AsyncDisposable {
   }
 
   #error(slot: Slot, errnum: number): Error {
-    if (errnum >= ERESTARTSYS && errnum <= ERESTART_RESTARTBLOCK) {
-      // A kernel-internal "restart" code: the operation was interrupted in an io-wq worker, as a
-      // cancel does to a splice waiting there. Cancelled by us: ECANCELED; else: EINTR.
-      errnum = slot.aborted || slot.fileClosed || slot.chainFileClosed || this.#closing ? ECANCELED : EINTR;
+    if (errnum === EINTR || (errnum >= ERESTARTSYS && errnum <= ERESTART_RESTARTBLOCK)) {
+      // Interrupted in an io-wq worker, as a cancel does to an operation waiting there (a read
+      // posts EINTR, a splice the kernel-internal ERESTARTSYS). Cancelled by us: ECANCELED.
+      const cancelled = slot.aborted || slot.fileClosed || slot.chainFileClosed || this.#closing;
+      errnum = cancelled ? ECANCELED : EINTR;
     }
     if (errnum === EOPNOTSUPP && this.#ring.iopoll) return this.#iopollError(slot);
     let detail = errnum !== ECANCELED
       ? undefined
-      : this.#closing
-      ? "the Uring was closed"
       : slot.fileClosed
       ? "the file was closed"
       : slot.chainFileClosed
       ? "a file another member of its chain works on was closed"
+      : this.#closing
+      ? "the Uring was closed"
       : undefined;
     let fd: number | undefined = slot.fd;
     // A chain's direct-descriptor member: name the table index, not an fd.
@@ -2086,6 +2100,7 @@ export class Uring implements AsyncDisposable {
   }
 
   #settleChain(chain: ChainState): void {
+    this.#chainsCancelling.delete(chain);
     const signal = chain.signal;
     if (signal !== null) unlistenAbort(signal, chain.onAbort);
     this.stats.settled++;
@@ -2193,8 +2208,34 @@ export class Uring implements AsyncDisposable {
         if (member.watch === null) this.#queueInternal(I_CANCEL, member.index, member.gen);
         watchSlot(member);
       }
+      // A member not issued yet (waiting for the one before) is not found by this cancel: ask
+      // again until the chain has settled.
+      this.#chainsCancelling.add(chain);
+      this.#chainCancelAt = performance.now();
+      this.#chainCancelDelay = CHAIN_CANCEL_RETRY_MS;
     }
     return watch;
+  }
+
+  /**
+   * Asks the kernel again to cancel the members still in it of the chains a file close cancels
+   * (their next member may have been issued since), backing off from 2 ms to `WAIT_MS`; forgets
+   * the chains that have settled.
+   */
+  #retryChainCancels(): void {
+    const now = performance.now();
+    if (now - this.#chainCancelAt < this.#chainCancelDelay) return;
+    this.#chainCancelAt = now;
+    this.#chainCancelDelay = Math.min(this.#chainCancelDelay * 2, WAIT_MS);
+    for (const chain of this.#chainsCancelling) {
+      let left = false;
+      for (const member of chain.slots) {
+        if (member.chain !== chain || member.state !== IN_RING) continue;
+        left = true;
+        this.#queueInternal(I_CANCEL, member.index, member.gen);
+      }
+      if (!left) this.#chainsCancelling.delete(chain);
+    }
   }
 
   /** Resolves a chain still all in the backlog with every member `ECANCELED`, and frees it. */
@@ -2303,8 +2344,10 @@ export class Uring implements AsyncDisposable {
     if (this.#yieldTimer !== undefined) clearTimeout(this.#yieldTimer);
     const chains = new Set<ChainState>();
     this.#slots.forEachUsed((slot) => {
-      if (slot.chain !== null) chains.add(slot.chain);
-      else if (slot.reject !== null) {
+      if (slot.chain !== null) {
+        chains.add(slot.chain);
+        if (slot.watch !== null) slot.settleWatched(); // a file close waits for it: it is settled
+      } else if (slot.reject !== null) {
         const reject = slot.reject;
         slot.resolve = slot.reject = null;
         // Its signal may still fire: nothing is left to cancel or reject then.
@@ -2317,6 +2360,7 @@ export class Uring implements AsyncDisposable {
       if (chain.signal !== null) unlistenAbort(chain.signal, chain.onAbort);
       chain.reject(error);
     }
+    this.#chainsCancelling.clear();
     for (const client of this.#rawClients.values()) client.fail(error);
     // Closes that were to run at the end: the kernel may still use their fds (left open).
     for (const { settle } of this.#fdsAtEnd.splice(0)) settle?.(error);

@@ -297,6 +297,53 @@ ringTest(
 );
 
 ringTest(
+  "Uring: file.close() cancels a chain's members issued after it, and settles promptly",
+  async (config) => {
+    // A member still waiting for the one before is not found by a cancel; the close asks again
+    // as the chain moves on. Before, the close waited for the chain to end by itself: for ever
+    // on an empty FIFO, 3 s behind a timeout (whose write then landed).
+    using dir = tempDir();
+    const fifo = `${dir.path}/fifo`;
+    mkfifo(fifo);
+    const a = `${dir.path}/a`;
+    Deno.writeTextFileSync(a, "AAAAAAAA");
+    await using uring = new Uring(uringOptions(config));
+    const within = <T>(p: Promise<T>, ms: number, what: string) =>
+      Promise.race([p, sleep(ms).then(() => assert.fail(`${what}: still pending after ${ms} ms`))]);
+    for (let round = 0; round < 5; round++) {
+      const pipeFile = await uring.open(fifo, { read: true, write: true });
+      const chain = uring.chain((c) => c.nop().read(pipeFile.fd, new Uint8Array(1), 0));
+      await within(pipeFile.close(), 2000, "close of a FIFO a chain reads");
+      const results = await chain;
+      assert.ok(!results[1].ok && (results[1].error as OsError).code === "ECANCELED", String(results[1]));
+    }
+    // A read issued from io-wq after the member before it, then cancelled, posts EINTR: the
+    // close cancelled it, so ECANCELED, "the file was closed".
+    {
+      const pipeFile = await uring.open(fifo, { read: true, write: true });
+      const other = await uring.open(`${dir.path}/other`, { write: true, create: true });
+      const chain = uring.chain((c) =>
+        c.write(other.fd, enc.encode("o"), 0).read(pipeFile.fd, new Uint8Array(1), 0)
+      );
+      await sleep(100);
+      await within(pipeFile.close(), 2000, "close of a FIFO a chain reads");
+      const [, read] = await chain;
+      assert.ok(
+        !read.ok && /ECANCELED.*the file was closed/.test(String(read.error)),
+        String(!read.ok && read.error),
+      );
+      await other.close();
+    }
+    const fileA = await uring.open(a, { write: true });
+    const late = uring.chain((c) => c.nop().timeout(3000).write(fileA.fd, enc.encode("late"), 0));
+    await within(fileA.close(), 2000, "close of a file behind a timeout");
+    const lateResults = await late;
+    assert.ok(!lateResults[2].ok, "the write after the timeout did not run");
+    assert.equal(Deno.readTextFileSync(a), "AAAAAAAA");
+  },
+);
+
+ringTest(
   "Uring: close() right after file.close() closes the fd only after the file's operations",
   async (config) => {
     // The file's close waited in the backlog (a 2-entry ring full of its writes); the Uring's close
