@@ -547,8 +547,8 @@ export class Uring implements AsyncDisposable {
   #failed = false;
   /** Chains a file close cancels and waits for (see `#retryChainCancels`). */
   readonly #chainsCancelling = new Set<ChainState>();
-  #chainCancelAt = 0;
   #chainCancelDelay = CHAIN_CANCEL_RETRY_MS;
+  #chainCancelTimer: ReturnType<typeof setTimeout> | undefined;
   #closePromise: Promise<void> | null = null;
   #closeResolve: (() => void) | null = null;
   #lastCancelAll = 0;
@@ -1895,7 +1895,6 @@ export class Uring implements AsyncDisposable {
         this.#lastCancelAll = performance.now();
         this.#queueInternal(I_CANCEL_ALL);
       }
-      if (this.#chainsCancelling.size > 0) this.#retryChainCancels();
       return;
     }
     if (this.#waiting) {
@@ -1929,9 +1928,7 @@ export class Uring implements AsyncDisposable {
   #park(): void {
     this.#waiting = true;
     this.stats.waits++;
-    // (Shorter while a file close's chain cancels are to be asked again.)
-    const ms = this.#chainsCancelling.size > 0 ? this.#chainCancelDelay : WAIT_MS;
-    this.#ring.waitAsync(ms).then(this.#onWaitDone, this.#onWaitDone);
+    this.#ring.waitAsync(WAIT_MS).then(this.#onWaitDone, this.#onWaitDone);
   }
 
   readonly #onWaitDone = (): void => {
@@ -2100,7 +2097,10 @@ export class Uring implements AsyncDisposable {
   }
 
   #settleChain(chain: ChainState): void {
-    this.#chainsCancelling.delete(chain);
+    if (this.#chainsCancelling.delete(chain) && this.#chainsCancelling.size === 0) {
+      clearTimeout(this.#chainCancelTimer); // (no timer left keeping the event loop alive)
+      this.#chainCancelTimer = undefined;
+    }
     const signal = chain.signal;
     if (signal !== null) unlistenAbort(signal, chain.onAbort);
     this.stats.settled++;
@@ -2211,22 +2211,21 @@ export class Uring implements AsyncDisposable {
       // A member not issued yet (waiting for the one before) is not found by this cancel: ask
       // again until the chain has settled.
       this.#chainsCancelling.add(chain);
-      this.#chainCancelAt = performance.now();
       this.#chainCancelDelay = CHAIN_CANCEL_RETRY_MS;
+      clearTimeout(this.#chainCancelTimer);
+      this.#chainCancelTimer = setTimeout(this.#retryChainCancels, CHAIN_CANCEL_RETRY_MS);
     }
     return watch;
   }
 
   /**
    * Asks the kernel again to cancel the members still in it of the chains a file close cancels
-   * (their next member may have been issued since), backing off from 2 ms to `WAIT_MS`; forgets
-   * the chains that have settled.
+   * (their next member may have been issued since), on a timer of its own that backs off from
+   * 2 ms to `WAIT_MS` (a wait parked meanwhile may last `WAIT_MS`), until those chains settle.
    */
-  #retryChainCancels(): void {
-    const now = performance.now();
-    if (now - this.#chainCancelAt < this.#chainCancelDelay) return;
-    this.#chainCancelAt = now;
-    this.#chainCancelDelay = Math.min(this.#chainCancelDelay * 2, WAIT_MS);
+  readonly #retryChainCancels = (): void => {
+    this.#chainCancelTimer = undefined;
+    if (this.#closed) return this.#chainsCancelling.clear();
     for (const chain of this.#chainsCancelling) {
       let left = false;
       for (const member of chain.slots) {
@@ -2236,7 +2235,10 @@ export class Uring implements AsyncDisposable {
       }
       if (!left) this.#chainsCancelling.delete(chain);
     }
-  }
+    if (this.#chainsCancelling.size === 0) return;
+    this.#chainCancelDelay = Math.min(this.#chainCancelDelay * 2, WAIT_MS);
+    this.#chainCancelTimer = setTimeout(this.#retryChainCancels, this.#chainCancelDelay);
+  };
 
   /** Resolves a chain still all in the backlog with every member `ECANCELED`, and frees it. */
   #settleQueuedChain(chain: ChainState): void {
@@ -2361,6 +2363,7 @@ export class Uring implements AsyncDisposable {
       chain.reject(error);
     }
     this.#chainsCancelling.clear();
+    clearTimeout(this.#chainCancelTimer);
     for (const client of this.#rawClients.values()) client.fail(error);
     // Closes that were to run at the end: the kernel may still use their fds (left open).
     for (const { settle } of this.#fdsAtEnd.splice(0)) settle?.(error);

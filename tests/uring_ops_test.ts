@@ -340,6 +340,23 @@ ringTest(
     const lateResults = await late;
     assert.ok(!lateResults[2].ok, "the write after the timeout did not run");
     assert.equal(Deno.readTextFileSync(a), "AAAAAAAA");
+    // The same with another operation pending, so that the Uring has a 1 s wait parked: the close
+    // asks again on a timer of its own. (A probe's script, run with `deno run`, had the write land
+    // in 1 and 3 of 12 rounds when the retry waited for the parked wait; under `deno test` this
+    // loop did not reproduce that, so it guards the outcome, not that code path.)
+    await using parked = new Uring(uringOptions(config));
+    const unrelated = parked.timeout(60_000).catch(() => {});
+    await sleep(50);
+    for (let round = 0; round < 12; round++) {
+      const file = await parked.open(a, { write: true });
+      const chain = parked.chain((c) => c.nop().timeout(300).write(file.fd, enc.encode("late"), 0));
+      await file.close();
+      const results = await chain;
+      assert.ok(!results[2].ok, `round ${round}: the write after the timeout did not run`);
+      assert.equal(Deno.readTextFileSync(a), "AAAAAAAA");
+    }
+    await parked.close();
+    await unrelated;
   },
 );
 
