@@ -503,14 +503,14 @@ export function warm(path: string): void {
   f.close();
 }
 
-let libc:
-  | Deno.DynamicLibrary<{
-    open: { parameters: ["buffer", "i32"]; result: "i32" };
-    close: { parameters: ["i32"]; result: "i32" };
-    mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"]; result: "pointer" };
-    mlock: { parameters: ["pointer", "usize"]; result: "i32" };
-  }>
-  | null = null;
+/** The libc calls {@link pinResident} makes. */
+const PIN_SYMBOLS = {
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  mlock: { parameters: ["pointer", "usize"], result: "i32" },
+} as const;
+let libc: Deno.DynamicLibrary<typeof PIN_SYMBOLS> | null = null;
 /** Files mapped and locked, by path (for the life of the process). */
 const pinned = new Set<string>();
 let pinFailure: string | null = null;
@@ -528,12 +528,7 @@ export function pinResident(path: string): void {
   if (pinned.has(path) || pinFailure !== null) return;
   const size = Deno.statSync(path).size;
   if (size === 0) return;
-  libc ??= Deno.dlopen("libc.so.6", {
-    open: { parameters: ["buffer", "i32"], result: "i32" },
-    close: { parameters: ["i32"], result: "i32" },
-    mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
-    mlock: { parameters: ["pointer", "usize"], result: "i32" },
-  });
+  libc ??= Deno.dlopen("libc.so.6", PIN_SYMBOLS);
   const PROT_READ = 1, MAP_SHARED = 1, MAP_FAILED = -1n;
   const fd = libc.symbols.open(new TextEncoder().encode(path + "\0"), 0);
   if (fd < 0) throw new Error(`bench: cannot open ${path} to keep it cached`);

@@ -36,9 +36,9 @@ function rmrf(path: string): void {
 /**
  * Times one command that copies into `dst` (removed before the run; the run's exit status and
  * the copy are checked, and a `deno task cp` that says it fell back to Deno's file APIs is a
- * failure: its time would not be io_uring's). Returns milliseconds of wall time from spawn to exit, or with
- * `measure: "cpu"` the CPU milliseconds the command used (see `runCpu`); `null` when the command
- * is missing.
+ * failure: its time would not be io_uring's). Returns milliseconds of wall time from spawn to
+ * exit, or with `measure: "cpu"` the CPU milliseconds the command used (see `runCpu`); `null`
+ * when the command is missing.
  */
 export async function timeCopy(
   dst: string,

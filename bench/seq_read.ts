@@ -1,7 +1,8 @@
 /**
  * Sequential `await file.readAt(buf, pos)` of 4 KiB blocks (queue depth 1) from a cached 256 MiB
  * file through `Uring`, against Deno's own file API: `await file.seek()` + `await file.read()`
- * (the issue's peer), the synchronous `seekSync` + `readSync`, and `await file.read()` alone. Run: `deno task bench:seq-read`.
+ * (the issue's peer), the synchronous `seekSync` + `readSync`, and `await file.read()` alone.
+ * Run: `deno task bench:seq-read`.
  *
  * @module
  */

@@ -284,13 +284,9 @@ export class IoUring implements Disposable {
       }
     }
     const sqpollOption = options.sqpoll ?? undefined;
-    if (
-      sqpollOption !== undefined && typeof sqpollOption !== "boolean" &&
-      notAnOptionsObject(sqpollOption) !== null
-    ) {
-      throw new TypeError(
-        `sqpoll must be true, false or { idleMs, cpu }, got ${notAnOptionsObject(sqpollOption)}`,
-      );
+    const sqpollNotObject = typeof sqpollOption === "boolean" ? null : notAnOptionsObject(sqpollOption);
+    if (sqpollNotObject !== null) {
+      throw new TypeError(`sqpoll must be true, false or { idleMs, cpu }, got ${sqpollNotObject}`);
     }
     const wantSqpoll = sqpollOption !== false;
     const insist = sqpollOption === true || typeof sqpollOption === "object";

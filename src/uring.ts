@@ -2142,9 +2142,21 @@ export class Uring implements AsyncDisposable {
       return;
     }
     chain.aborted = true;
-    for (const slot of chain.slots) {
-      if (slot.state === IN_RING && slot.chain === chain) this.#queueInternal(I_CANCEL, slot.index, slot.gen);
+    this.#cancelChainInRing(chain);
+  }
+
+  /**
+   * Queues a cancel for each of `chain`'s members still in the ring (a member that completed was
+   * freed, and its slot may carry another operation now); returns whether there was any.
+   */
+  #cancelChainInRing(chain: ChainState): boolean {
+    let any = false;
+    for (const member of chain.slots) {
+      if (member.chain !== chain || member.state !== IN_RING) continue;
+      any = true;
+      this.#queueInternal(I_CANCEL, member.index, member.gen);
     }
+    return any;
   }
 
   /**
@@ -2204,10 +2216,9 @@ export class Uring implements AsyncDisposable {
       }
       if (this.#ring.iopoll) continue;
       for (const member of chain.slots) {
-        if (member.chain !== chain || member.state !== IN_RING) continue; // completed: freed
-        if (member.watch === null) this.#queueInternal(I_CANCEL, member.index, member.gen);
-        watchSlot(member);
+        if (member.chain === chain && member.state === IN_RING) watchSlot(member); // (else: freed)
       }
+      this.#cancelChainInRing(chain);
       // A member not issued yet (waiting for the one before) is not found by this cancel: ask
       // again until the chain has settled.
       this.#chainsCancelling.add(chain);
@@ -2227,13 +2238,7 @@ export class Uring implements AsyncDisposable {
     this.#chainCancelTimer = undefined;
     if (this.#closed) return this.#chainsCancelling.clear();
     for (const chain of this.#chainsCancelling) {
-      let left = false;
-      for (const member of chain.slots) {
-        if (member.chain !== chain || member.state !== IN_RING) continue;
-        left = true;
-        this.#queueInternal(I_CANCEL, member.index, member.gen);
-      }
-      if (!left) this.#chainsCancelling.delete(chain);
+      if (!this.#cancelChainInRing(chain)) this.#chainsCancelling.delete(chain);
     }
     if (this.#chainsCancelling.size === 0) return;
     this.#chainCancelDelay = Math.min(this.#chainCancelDelay * 2, WAIT_MS);
