@@ -68,7 +68,9 @@ export interface ChainBuilder {
    * the kernel in one submission. `flags` are raw `O_*` flags (default `O_RDONLY`; `O_CLOEXEC`
    * is dropped: a direct descriptor is not an fd, nothing inherits it); `mode` applies with
    * `O_CREAT` (default 0o666, less the umask). Needs Deno's read and/or write permission as the
-   * flags imply. Its result is 0. Since 5.15.
+   * flags imply. Its result is 0. Since 5.15; later members of the same chain find the file
+   * from 5.17 (`IORING_FEAT_LINKED_FILE`: before it, the kernel looked their files up when the
+   * chain was submitted, so they found the index empty).
    */
   openDirect(path: string | URL, index: number, options?: { flags?: number; mode?: number }): this;
   /** Adds `pread` from direct descriptor `index`; its result is the bytes read. Since 5.15. */

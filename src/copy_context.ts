@@ -9,7 +9,7 @@
  * @module
  */
 
-import { IORING_OP_MKDIRAT } from "./abi.ts";
+import { IORING_FEAT_LINKED_FILE, IORING_OP_MKDIRAT } from "./abi.ts";
 import { BufferPool, Semaphore } from "./copy_budget.ts";
 import { DenoEngine } from "./copy_deno_engine.ts";
 import { DirectIo } from "./copy_direct.ts";
@@ -30,6 +30,7 @@ import { IoUringError } from "./errors.ts";
 import { getSys } from "./sys.ts";
 import { onNextTurn } from "./turn.ts";
 import { Uring } from "./uring.ts";
+import type { IoUring } from "./ring.ts";
 
 /**
  * Longest stretch (ms) the copy runs without letting the event loop turn. Cached reads and
@@ -114,17 +115,39 @@ export function createCopyUring(queueDepth: number, sqpoll: boolean): Uring {
     }
     throw e;
   }
-  // Directories and symlinks (mkdirat, symlinkat) and one-block files' direct descriptors: 5.15.
-  if (!uring.ring.probe().supports(IORING_OP_MKDIRAT)) {
+  const missing = missingForCopies(uring.ring);
+  if (missing !== null) {
     uring.close().catch(() => {}); // nothing was queued: it closes at once
-    throw tooOldForCopies("IORING_OP_MKDIRAT and direct descriptors", "5.15");
+    throw tooOldForCopies(missing.what, missing.version);
   }
   return uring;
 }
 
+/**
+ * What a ring's kernel lacks that the copy engine needs beyond a `Uring` (5.11), or null:
+ * `mkdirat`/`symlinkat` for trees (5.15), and `IORING_FEAT_LINKED_FILE` (5.17) for the chains
+ * that open a file into a direct descriptor and read, write and close it in the same submission
+ * (before it, the kernel looks the later members' files up when the chain is submitted, so they
+ * find the slot empty).
+ */
+export function missingForCopies(
+  ring: Pick<IoUring, "hasFeature" | "probe">,
+): { what: string; version: string } | null {
+  if (!ring.probe().supports(IORING_OP_MKDIRAT)) return { what: "IORING_OP_MKDIRAT", version: "5.15" };
+  return ring.hasFeature(IORING_FEAT_LINKED_FILE) ? null : LINKED_FILE;
+}
+
+const LINKED_FILE = { what: "IORING_FEAT_LINKED_FILE (files opened and used in one chain)", version: "5.17" };
+
 /** The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback. */
 export function openEngine(options: ResolvedCopyOptions): Engine {
-  if (options.uring) return new UringEngine(options.uring, false);
+  if (options.uring) {
+    // (A Uring is 5.11+; LINKED_FILE is 5.17, which has mkdirat.)
+    if (options.uring.ring.hasFeature(IORING_FEAT_LINKED_FILE)) return new UringEngine(options.uring, false);
+    const e = tooOldForCopies(LINKED_FILE.what, LINKED_FILE.version);
+    if (options.fallback) return new DenoEngine(e.message);
+    throw e;
+  }
   try {
     return new UringEngine(createCopyUring(options.queueDepth, options.sqpoll), true);
   } catch (e) {

@@ -102,7 +102,8 @@ export interface CopyOptions {
    * Run on this `Uring` instead of making one (it is not closed at the end). Its ring should
    * have room for `queueDepth` operations; on a smaller one the copy still works, with fewer
    * operations per submission (below 6 SQ entries, files of one block are copied operation by
-   * operation; below 2, without splice).
+   * operation; below 2, without splice). On a kernel before 5.17 (no `IORING_FEAT_LINKED_FILE`)
+   * the copy falls back as `fallback` says.
    */
   uring?: Uring;
   /**
@@ -112,8 +113,9 @@ export interface CopyOptions {
    */
   sqpoll?: boolean;
   /**
-   * When io_uring cannot be set up here (`io_uring_setup` fails with `EPERM` or `ENOSYS`), copy
-   * with Deno's own file APIs instead (default `true`); the result's `engine` says which ran.
+   * When io_uring cannot be set up here (`io_uring_setup` fails with `EPERM` or `ENOSYS`), or the
+   * kernel's is older than the copy engine needs (5.17), copy with Deno's own file APIs instead
+   * (default `true`); the result's `engine` says which ran.
    * `false` makes the setup error ({@link IoUringError}) the copy's error.
    */
   fallback?: boolean;

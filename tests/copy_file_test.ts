@@ -6,11 +6,15 @@ import {
   cstring,
   getSys,
   IORING_FEAT_CQE_SKIP,
+  IORING_FEAT_LINKED_FILE,
+  IORING_OP_MKDIRAT,
+  IoUring,
   IoUringError,
+  type Probe,
   Uring,
 } from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
-import { createCopyUring, isUnavailableError } from "../src/copy_context.ts";
+import { createCopyUring, isUnavailableError, missingForCopies } from "../src/copy_context.ts";
 import { entryFromFileInfo } from "../src/copy_deno_engine.ts";
 import { entryFromStatx, makedev } from "../src/copy_uring_engine.ts";
 import { uringOptions } from "./uring_support.ts";
@@ -347,6 +351,51 @@ Deno.test({
     const uring = createCopyUring(8, false);
     assert.ok(uring instanceof Uring);
     await uring.close();
+  },
+});
+
+Deno.test("missingForCopies: names mkdirat (5.15) and IORING_FEAT_LINKED_FILE (5.17) when a kernel lacks them", () => {
+  const ring = (features: number, mkdirat: boolean) => ({
+    hasFeature: (f: number) => (features & f) === f,
+    probe: () => ({ supports: (op: number) => op === IORING_OP_MKDIRAT && mkdirat }) as Probe,
+  });
+  assert.deepEqual(missingForCopies(ring(~0, false)), { what: "IORING_OP_MKDIRAT", version: "5.15" });
+  // 5.15 and 5.16: mkdirat, but a chain's later members looked their files up at submission.
+  const linked = missingForCopies(ring(~IORING_FEAT_LINKED_FILE, true));
+  assert.equal(linked?.version, "5.17");
+  assert.match(linked?.what ?? "", /^IORING_FEAT_LINKED_FILE/);
+  assert.equal(missingForCopies(ring(~0, true)), null);
+});
+
+Deno.test({
+  name:
+    "copyFile on a caller's Uring whose kernel lacks IORING_FEAT_LINKED_FILE falls back, or fails as asked",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const hash = await randomFile(`${dir.path}/src`, 10_000, 0o640);
+    await using uring = new Uring({ sqpoll: false });
+    // A 5.15/5.16 kernel, as far as the copy can tell.
+    const real = uring.ring.hasFeature.bind(uring.ring);
+    uring.ring.hasFeature = (f: number) => f !== IORING_FEAT_LINKED_FILE && real(f);
+    const result = await copyFile(`${dir.path}/src`, `${dir.path}/dst`, { uring });
+    assert.equal(result.engine, "deno");
+    assert.match(result.fallbackReason ?? "", /IORING_FEAT_LINKED_FILE.*Linux 5\.17/);
+    assert.equal(await sha256File(`${dir.path}/dst`), hash);
+    await assert.rejects(
+      copyFile(`${dir.path}/src`, `${dir.path}/dst2`, { uring, fallback: false }),
+      (e: unknown) => e instanceof IoUringError && e.code === "ENOSYS" && /5\.17/.test(e.message),
+    );
+    assert.throws(() => Deno.lstatSync(`${dir.path}/dst2`), Deno.errors.NotFound);
+  },
+});
+
+Deno.test({
+  name: "missingForCopies: this kernel's ring has everything",
+  ignore: skipKernel(),
+  fn: () => {
+    using ring = new IoUring(4, { sqpoll: false });
+    assert.equal(missingForCopies(ring), null);
   },
 });
 
