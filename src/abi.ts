@@ -437,7 +437,7 @@ export const OPCODE_NAMES: readonly string[] = [
 
 /** `fsync_flags`: sync data only, like `fdatasync` (5.1). */
 export const IORING_FSYNC_DATASYNC = 1 << 0;
-/** `timeout_flags`: the timespec is absolute (5.4). */
+/** `timeout_flags`: the timespec is absolute (5.5). */
 export const IORING_TIMEOUT_ABS = 1 << 0;
 /** `timeout_flags`: update an existing timeout (5.11). */
 export const IORING_TIMEOUT_UPDATE = 1 << 1;
@@ -447,7 +447,10 @@ export const IORING_TIMEOUT_BOOTTIME = 1 << 2;
 export const IORING_TIMEOUT_REALTIME = 1 << 3;
 /** `timeout_flags`: update a link timeout (5.15). */
 export const IORING_LINK_TIMEOUT_UPDATE = 1 << 4;
-/** `timeout_flags`: report expiry as success rather than `-ETIME` (5.16). */
+/**
+ * `timeout_flags`: an expiry, still posted as `-ETIME`, does not fail the request, so the links
+ * after it run instead of being cancelled (5.16).
+ */
 export const IORING_TIMEOUT_ETIME_SUCCESS = 1 << 5;
 /** `cancel_flags`: cancel every match, not just the first (5.19). */
 export const IORING_ASYNC_CANCEL_ALL = 1 << 0;
@@ -461,6 +464,11 @@ export const IORING_POLL_ADD_MULTI = 1 << 0;
 export const SPLICE_F_FD_IN_FIXED = 0x80000000;
 /** `file_index` value asking the kernel to pick a free fixed-file slot (5.19). */
 export const IORING_FILE_INDEX_ALLOC = 0xffffffff;
+/**
+ * The highest slot a `file_index` can name: the field holds the slot + 1, and slot + 1 =
+ * {@link IORING_FILE_INDEX_ALLOC} would ask the kernel to pick one instead.
+ */
+export const MAX_FILE_INDEX = IORING_FILE_INDEX_ALLOC - 2;
 
 // ---------------------------------------------------------------------------------------------
 // io_uring_register opcodes.
@@ -483,7 +491,7 @@ export const IORING_REGISTER_FILES_UPDATE = 6;
 export const IORING_REGISTER_EVENTFD_ASYNC = 7;
 /** Probe supported opcodes (5.6). */
 export const IORING_REGISTER_PROBE = 8;
-/** Set the most io-wq worker threads, bounded and unbounded, per NUMA node (5.15). */
+/** Set the most io-wq worker threads, bounded and unbounded (per NUMA node on older kernels) (5.15). */
 export const IORING_REGISTER_IOWQ_MAX_WORKERS = 19;
 /** Register ring fds in the calling thread's ring table, for `IORING_ENTER_REGISTERED_RING` (5.18). */
 export const IORING_REGISTER_RING_FDS = 20;

@@ -4,7 +4,7 @@
  * (`Uring.registerBufferPool`), so every read and write into them goes as
  * `READ_FIXED`/`WRITE_FIXED` (the kernel skips pinning the pages per request); the pool is
  * unregistered when the copy ends. A caller's own pool is left alone, and a refused
- * registration (`ENOMEM` under the locked-memory limit before 5.12, `EPERM`, ...) means plain
+ * registration (`ENOMEM`: over `RLIMIT_MEMLOCK` without `CAP_IPC_LOCK`; `EPERM`, ...) means plain
  * buffers, silently. Used by the buffered and the O_DIRECT copy alike.
  *
  * Registering is not free: mapping, faulting in and pinning the pool, and unregistering it,
@@ -43,7 +43,7 @@ export function registerCopyPool(
   try {
     return uring.registerBufferPool({ count, size, alignment });
   } catch {
-    return null; // e.g. ENOMEM (locked-memory limit before 5.12), EPERM: plain buffers work as well
+    return null; // e.g. ENOMEM (RLIMIT_MEMLOCK without CAP_IPC_LOCK), EPERM: plain buffers work as well
   }
 }
 

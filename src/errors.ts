@@ -25,7 +25,9 @@ const HINTS: Readonly<Record<string, string>> = {
   "io_uring_setup:EMFILE": "the process has no free file descriptors",
   "io_uring_enter:EBUSY":
     "the completion queue overflowed: reap completions (peekCqe/cqAdvance) before submitting more",
-  "io_uring_enter:EBADR": "completions were dropped by a kernel without IORING_FEAT_NODROP",
+  "io_uring_enter:EBADR":
+    "the kernel dropped at least one completion despite IORING_FEAT_NODROP (it could not allocate " +
+    "memory to hold the overflow): the machine is critically short of memory",
   "io_uring_enter:EOPNOTSUPP": "the file or device does not support this (e.g. IOPOLL without poll queues)",
   "io_uring_register:EFAULT": "a registered buffer points at memory the kernel cannot pin",
   "io_uring_register:EBUSY": "something is registered already: unregister it first",

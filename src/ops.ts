@@ -11,6 +11,7 @@ import {
   AT_EMPTY_PATH,
   AT_FDCWD,
   IORING_FSYNC_DATASYNC,
+  MAX_FILE_INDEX,
   O_CLOEXEC,
   STATX_BASIC_STATS,
   STATX_BTIME,
@@ -289,14 +290,14 @@ export function fillFstat(slot: Slot, fd: number) {
  * file descriptors and are never inherited.
  */
 export function fillOpenDirect(slot: Slot, path: string, index: number, flags: number, mode: number) {
-  checkU32(index, "index", 0xfffffffe);
+  checkU32(index, "index", MAX_FILE_INDEX);
   fillPath(slot, K_OPEN_DIRECT, path, flags & ~O_CLOEXEC, mode);
   slot.fd2 = index;
 }
 
 /** Stores a `close` of direct descriptor `index`. */
 export function fillCloseDirect(slot: Slot, index: number) {
-  checkU32(index, "index", 0xfffffffe);
+  checkU32(index, "index", MAX_FILE_INDEX);
   slot.kind = K_CLOSE_DIRECT;
   slot.fd2 = index;
 }

@@ -274,7 +274,10 @@ export function prepFadvise(sqe: Sqe, fd: number, offset: Offset, length: number
   return sqe;
 }
 
-/** `madvise(buf, buf.byteLength, advice)`. Since 5.6. */
+/**
+ * `madvise(buf, buf.byteLength, advice)`. As with `madvise(2)`, `buf` must start on a page
+ * boundary (an `AlignedBuffer`), else the result is `-EINVAL`. Since 5.6.
+ */
 export function prepMadvise(sqe: Sqe, buf: ArrayBufferView, advice: number): Sqe {
   checkFlags(advice, "advice");
   const addr = bufferAddress(buf);
@@ -316,7 +319,7 @@ export function prepOpenatDirect(
   mode: number,
   fileIndex: number,
 ): Sqe {
-  checkU32(fileIndex, "fileIndex", 0xfffffffe);
+  checkU32(fileIndex, "fileIndex", abi.MAX_FILE_INDEX);
   prepOpenat(sqe, dfd, path, flags, mode);
   sqe.u32[sqe.base + W.spliceFdIn] = fileIndex + 1; // file_index: the slot + 1
   return sqe;
@@ -341,7 +344,7 @@ export function prepClose(sqe: Sqe, fd: number): Sqe {
 
 /** Close registered file slot `fileIndex` (5.15). */
 export function prepCloseDirect(sqe: Sqe, fileIndex: number): Sqe {
-  checkU32(fileIndex, "fileIndex", 0xfffffffe);
+  checkU32(fileIndex, "fileIndex", abi.MAX_FILE_INDEX);
   prepRw(sqe, abi.IORING_OP_CLOSE, 0, 0, 0, 0);
   sqe.u32[sqe.base + W.spliceFdIn] = fileIndex + 1;
   return sqe;

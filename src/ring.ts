@@ -1132,7 +1132,7 @@ export class IoUring implements Disposable {
 
   /**
    * Sets the most io-wq worker threads the kernel runs for this ring (and the rings sharing its
-   * io-wq), per NUMA node: `bounded` serve work of bounded duration (regular file and block I/O),
+   * io-wq; per NUMA node on older kernels): `bounded` serve work of bounded duration (regular file and block I/O),
    * `unbounded` the rest (opens, sockets, pipes); 0 leaves a limit as it is. Returns the limits
    * that were in force, as `[bounded, unbounded]`. By default the kernel allows
    * `min(SQ entries, 4 × CPUs)` bounded workers and `RLIMIT_NPROC` unbounded ones: a burst of

@@ -151,7 +151,7 @@ export function checkIovecsUnchanged(iovecs: Iovecs, what: string): void {
   }
 }
 
-/** `RESOLVE_*` flags of `openat2` (5.6). */
+/** `RESOLVE_*` flags of `openat2` (5.6; `CACHED` 5.12). */
 export const RESOLVE = {
   NO_XDEV: 0x01,
   NO_MAGICLINKS: 0x02,

@@ -262,7 +262,7 @@ export interface UringOptions {
    * `IORING_SETUP_IOPOLL`: completions are polled for, not signalled by interrupts. Only reads
    * and writes of O_DIRECT files on devices with poll queues work on a polled ring (elsewhere
    * they reject with `Deno.errors.NotSupported` saying the device has no poll queues). The
-   * kernel refuses every other operation on such a ring, so a polled Uring runs them (open,
+   * kernel refuses other file operations on such a ring, so a polled Uring runs them (open,
    * close, statx, fsync, timeouts, chains, ...) on a small plain ring of its own. Since 5.1.
    */
   iopoll?: boolean;

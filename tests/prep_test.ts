@@ -414,6 +414,11 @@ Deno.test("prepOpenatDirect: prepOpenat plus file_index + 1 at byte 44; a bad sl
   assertSqe(sqe, { opcode: OP.OPENAT, fd: -100, addr: ptr(path), len: 0o640, opFlags: 0o101, spliceFdIn: 7 });
   assert.throws(() => prepOpenatDirect(freshSqe(), AT_FDCWD, path, 0, 0, -1), RangeError);
   assert.throws(() => prepOpenatDirect(freshSqe(), AT_FDCWD, path, 0, 0, 0xffffffff), RangeError);
+  // Slot 0xfffffffe would be written as 0xffffffff, IORING_FILE_INDEX_ALLOC: "any free slot".
+  assert.throws(() => prepOpenatDirect(freshSqe(), AT_FDCWD, path, 0, 0, 0xfffffffe), RangeError);
+  sqe.clear();
+  prepOpenatDirect(sqe, AT_FDCWD, path, 0, 0, 0xfffffffd);
+  assert.equal(sqe.u32[sqe.base + 44 / 4], 0xfffffffe); // file_index, the highest slot + 1
 });
 
 Deno.test("prepOpenat2: how pointer in off, its size (24) in len; open_how is flags/mode/resolve u64s", () => {
@@ -436,6 +441,7 @@ Deno.test("prepClose / prepCloseDirect: file_index + 1 at byte 44", () => {
   sqe = freshSqe();
   prepCloseDirect(sqe, 4);
   assertSqe(sqe, { opcode: OP.CLOSE, fd: 0, spliceFdIn: 5 });
+  assert.throws(() => prepCloseDirect(freshSqe(), 0xfffffffe), RangeError);
 });
 
 Deno.test("prepStatx: path in addr, mask in len, statxbuf in off, statx_flags", () => {

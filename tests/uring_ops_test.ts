@@ -1190,6 +1190,8 @@ ringTest(
 
     // Bad input is refused before anything is queued.
     await assert.rejects(uring.chain((c) => c.openDirect(src, -1)), RangeError);
+    // (0xfffffffe + 1 is IORING_FILE_INDEX_ALLOC: the kernel would pick a free index instead.)
+    await assert.rejects(uring.chain((c) => c.openDirect(src, 0xfffffffe)), RangeError);
     await assert.rejects(uring.chain((c) => c.readDirect(1.5, buf, 0)), RangeError);
     await assert.rejects(uring.chain((c) => c.closeDirect(2 ** 32)), RangeError);
     await assert.rejects(uring.chain((c) => c.openDirect("", a)), TypeError);
