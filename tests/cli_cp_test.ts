@@ -326,57 +326,61 @@ Deno.test("cp CLI: when io_uring is unavailable it says so once and copies with 
   assert.deepEqual(quiet, { code: 0, stdout: "", stderr: "" }, "-q drops the notice");
 });
 
-Deno.test({
-  name: "cp CLI: SIGINT stops the copy, removes the partial file, exits 130",
-  ignore: skipKernel(),
-  fn: async () => {
-    using dir = tempDir();
-    // 8 MiB in 512-byte blocks, two at a time: long enough to interrupt. (A sparse file's holes
-    // are skipped, so they no longer make a copy long.)
-    await randomFile(`${dir.path}/huge`, 8 * 1024 * 1024);
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        ...CP_FLAGS,
-        CP,
-        "--progress",
-        "--block-size",
-        "512",
-        "--queue-depth",
-        "2",
-        "--no-splice",
-        "huge",
-        "copy",
-      ],
-      cwd: dir.path,
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const stderr = new Response(child.stderr).text();
-    const reader = child.stdout.getReader();
-    const dec = new TextDecoder();
-    let out = "";
-    // Wait until the bar shows data moving, then interrupt.
-    while (!/ [1-9][0-9.]* (KiB|MiB|GiB)\//.test(out)) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      out += dec.decode(value);
-    }
-    child.kill("SIGINT");
-    for (;;) {
-      const { done } = await reader.read();
-      if (done) break;
-    }
-    const status = await child.status;
-    assert.equal(status.code, 130, await stderr);
-    assert.deepEqual(lines(await stderr), [
-      "cp: copying 'huge' to 'copy' was aborted: interrupted by SIGINT; partial copies were removed",
-    ]);
-    assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["huge"]);
-  },
-});
+// SIGTERM and SIGHUP too: what `kill`, `timeout` and service managers send, and a closed terminal
+// (by default each ends the process at once, and a tree's file in flight stayed under its name).
+for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const) {
+  Deno.test({
+    name: `cp CLI: ${signal} stops the copy, removes the partial file, exits ${code}`,
+    ignore: skipKernel(),
+    fn: async () => {
+      using dir = tempDir();
+      // 8 MiB in 512-byte blocks, two at a time: long enough to interrupt. (A sparse file's holes
+      // are skipped, so they no longer make a copy long.)
+      await randomFile(`${dir.path}/huge`, 8 * 1024 * 1024);
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          ...CP_FLAGS,
+          CP,
+          "--progress",
+          "--block-size",
+          "512",
+          "--queue-depth",
+          "2",
+          "--no-splice",
+          "huge",
+          "copy",
+        ],
+        cwd: dir.path,
+        env: { NO_COLOR: "1" },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const stderr = new Response(child.stderr).text();
+      const reader = child.stdout.getReader();
+      const dec = new TextDecoder();
+      let out = "";
+      // Wait until the bar shows data moving, then interrupt.
+      while (!/ [1-9][0-9.]* (KiB|MiB|GiB)\//.test(out)) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        out += dec.decode(value);
+      }
+      child.kill(signal);
+      for (;;) {
+        const { done } = await reader.read();
+        if (done) break;
+      }
+      const status = await child.status;
+      assert.equal(status.code, code, await stderr);
+      assert.deepEqual(lines(await stderr), [
+        `cp: copying 'huge' to 'copy' was aborted: interrupted by ${signal}; partial copies were removed`,
+      ]);
+      assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["huge"]);
+    },
+  });
+}
 
 Deno.test({
   name: "cp CLI: a second Ctrl-C exits at once, and removes the files still being written first",

@@ -87,7 +87,7 @@ Options:
                          directory it was started in)
   -h, --help             show this help and exit
 
-A file that cannot be completed (error, Ctrl-C) is removed; a file that replaces or joins
+A file that cannot be completed (error, Ctrl-C, SIGTERM, SIGHUP) is removed; a file that replaces or joins
 existing ones is written under a temporary name next to it and renamed into place when
 complete, so nothing that exists is ever half-overwritten.
 A SRC that is a symlink is followed, also with -r (GNU cp -r copies the link itself);
@@ -96,7 +96,7 @@ bytes appended while it is copied are not copied.
 When io_uring is unavailable (EPERM/ENOSYS; URING_FORCE_UNAVAILABLE=1 pretends so) cp says
 so once and copies with Deno's own file APIs instead. Exit status: 0 when everything was
 copied, 1 when anything failed (one line per failure on stderr), 2 for a usage error, 130
-when interrupted (SIGINT).
+when interrupted (SIGINT), 143 when stopped by SIGTERM, 129 by SIGHUP.
 `;
 
 const UNITS: Readonly<Record<string, number>> = {

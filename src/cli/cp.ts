@@ -111,6 +111,13 @@ function isAbortError(e: unknown): boolean {
   return name === "AbortError" || name === "TimeoutError";
 }
 
+/**
+ * The signals that stop a copy cleanly (what `kill`, `timeout` and service managers send, and a
+ * closed terminal), each with the exit status the shell gives a process it ended (128 + number).
+ */
+const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+type StopSignal = keyof typeof STOP_SIGNALS;
+
 /** Runs `cp` with `argv` (without the program name); resolves with the exit status. */
 export async function main(argv: readonly string[], io: CpIo = processIo()): Promise<number> {
   const parsed = parseCpArgs(argv);
@@ -176,23 +183,27 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
   }
 
   const controller = new AbortController();
-  let interrupted = false;
-  const onSigint = () => {
-    if (interrupted) {
-      // A second Ctrl-C: leave now, without waiting for the copy to clean up. The files still
+  /** The signal that stopped the copy, or null. */
+  let interrupted: StopSignal | null = null;
+  const onSignal = (signal: StopSignal) => {
+    if (interrupted !== null) {
+      // A second signal: leave now, without waiting for the copy to clean up. The files still
       // being written go first, so that none is left looking complete.
       removeIncompleteNow();
-      Deno.exit(130);
+      Deno.exit(STOP_SIGNALS[interrupted]);
     }
-    interrupted = true;
-    controller.abort(new DOMException("interrupted by SIGINT", "AbortError"));
+    interrupted = signal;
+    controller.abort(new DOMException(`interrupted by ${signal}`, "AbortError"));
   };
-  let listening = false;
-  try {
-    Deno.addSignalListener("SIGINT", onSigint);
-    listening = true;
-  } catch {
-    // no signals here (not a main thread): Ctrl-C simply ends the process
+  const listeners = new Map<StopSignal, () => void>();
+  for (const signal of Object.keys(STOP_SIGNALS) as StopSignal[]) {
+    const listener = () => onSignal(signal);
+    try {
+      Deno.addSignalListener(signal, listener);
+      listeners.set(signal, listener);
+    } catch {
+      // no signals here (not a main thread): the signal simply ends the process
+    }
   }
 
   try {
@@ -203,7 +214,7 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
       return 1;
     }
     const done = { bytes: 0, files: 0, totalBytes: 0, totalFiles: 0 };
-    for (let i = 0; i < args.sources.length && !interrupted; i++) {
+    for (let i = 0; i < args.sources.length && interrupted === null; i++) {
       const src = args.sources[i];
       const dst = intoDir ? intoDirectory(args.destination, src) : args.destination;
       const more = i < args.sources.length - 1;
@@ -248,7 +259,7 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
           await copyFile(src, dst, options);
         }
       } catch (e) {
-        if (isAbortError(e) || interrupted) {
+        if (isAbortError(e) || interrupted !== null) {
           fail((e as Error).message);
           break;
         }
@@ -267,11 +278,11 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
       }
     }
   } finally {
-    if (listening) Deno.removeSignalListener("SIGINT", onSigint);
+    for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
     bar?.done();
     await uring?.close();
   }
-  if (interrupted) return 130;
+  if (interrupted !== null) return STOP_SIGNALS[interrupted];
   return failures > 0 ? 1 : 0;
 }
 
