@@ -27,7 +27,7 @@ import {
 import { UringEngine } from "./copy_uring_engine.ts";
 import { errno } from "./errno.ts";
 import { IoUringError } from "./errors.ts";
-import { getSys } from "./sys.ts";
+import { getSys, type Sys } from "./sys.ts";
 import { onNextTurn } from "./turn.ts";
 import { Uring } from "./uring.ts";
 import type { IoUring } from "./ring.ts";
@@ -139,6 +139,22 @@ export function missingForCopies(
 
 const LINKED_FILE = { what: "IORING_FEAT_LINKED_FILE (files opened and used in one chain)", version: "5.17" };
 
+/**
+ * File descriptors a copy may hold at once: those free now (`ulimit -n` less those open) less
+ * {@link RESERVED_DESCRIPTORS} for the rest of the process; Infinity when the limit is unknown.
+ * Counting what is open matters: a program holding most of its descriptors already would
+ * otherwise see the copy take the last ones (Deno itself panicked when it then could not make
+ * the socket pair of its first signal listener).
+ */
+export function freeDescriptors(sys: Pick<Sys, "fileLimit" | "openFiles">): number {
+  const limit = sys.fileLimit();
+  if (limit < 0) return Infinity;
+  const open = sys.openFiles();
+  // (-EMFILE: not one free to count with; another failure: the limit alone, as before counting.)
+  const inUse = open >= 0 ? open : open === -errno("EMFILE") ? limit : 0;
+  return Math.max(0, limit - inUse - RESERVED_DESCRIPTORS);
+}
+
 /** The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback. */
 export function openEngine(options: ResolvedCopyOptions): Engine {
   if (options.uring) {
@@ -200,8 +216,7 @@ export class CopyContext implements EngineContext {
   readonly fixed: CopyFixedBuffers | undefined;
   /** Fires on the caller's abort or on {@link CopyContext.stop}. */
   readonly signal: AbortSignal;
-  /** File descriptors the copy may hold at once (see `EngineContext.descriptors`). */
-  readonly descriptors: number;
+  #descriptors: number | undefined;
   /** The umask new files are created under, when known. */
   umask: number | undefined;
   /** Progress so far (reported through `onProgress`). */
@@ -250,12 +265,18 @@ export class CopyContext implements EngineContext {
       smallFileBuffers(options.queueDepth, options.blockSize),
       options.blockSize,
     );
-    const limit = this.engine instanceof UringEngine
-      ? getSys(this.engine.uring.ring.backend).fileLimit()
-      : -1;
-    this.descriptors = limit < 0 ? Infinity : Math.max(0, limit - RESERVED_DESCRIPTORS);
     this.signal = options.signal ? AbortSignal.any([options.signal, this.#stop.signal]) : this.#stop.signal;
     this.umask = readUmask();
+  }
+
+  /**
+   * File descriptors the copy may hold at once (see `EngineContext.descriptors`), counted when
+   * first asked for (a one-file copy that needs no pipe never counts).
+   */
+  get descriptors(): number {
+    return this.#descriptors ??= this.engine instanceof UringEngine
+      ? freeDescriptors(getSys(this.engine.uring.ring.backend))
+      : Infinity;
   }
 
   /** True once the caller's signal fired. */

@@ -40,7 +40,7 @@ export interface EntryStat {
   noFollow: boolean;
 }
 
-/** File descriptors a copy leaves to the rest of the process (Deno itself holds ~25). */
+/** File descriptors a copy leaves free, beyond those open when it starts, for the rest of the process. */
 export const RESERVED_DESCRIPTORS = 64;
 
 /**
@@ -75,8 +75,9 @@ export interface EngineContext {
   /** The signal every operation listens to (the caller's, plus the copy's own stop). */
   readonly signal: AbortSignal;
   /**
-   * File descriptors the copy may hold at once: `ulimit -n` less {@link RESERVED_DESCRIPTORS}
-   * for the rest of the process (Infinity when unknown), shared out as {@link DESCRIPTOR_SHARES}
+   * File descriptors the copy may hold at once: those free when it started (`ulimit -n` less
+   * those open) less {@link RESERVED_DESCRIPTORS} for the rest of the process (Infinity when
+   * unknown), shared out as {@link DESCRIPTOR_SHARES}
    * says.
    */
   readonly descriptors: number;

@@ -110,6 +110,13 @@ export interface Sys {
    * 2^31-1 (also when unlimited), or `-errno`.
    */
   fileLimit(): number;
+  /**
+   * How many file descriptors the process has open now (the entries of `/proc/self/fd`), or
+   * `-errno` (`EMFILE`: not even one free to count them with; `EACCES` or `EIO`: the libc backend,
+   * which lists the directory through Deno, was not granted read access to it, which Deno 2 gives
+   * only to a program with every permission).
+   */
+  openFiles(): number;
   /** A full memory fence. */
   fence(): void;
 }
@@ -135,6 +142,7 @@ const HELPER_SYMBOLS = {
   uring_lseek: { parameters: ["i32", "i64", "i32"], result: "i64", optional: true },
   uring_utimensat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32", optional: true },
   uring_file_limit: { parameters: [], result: "i32", optional: true },
+  uring_open_files: { parameters: [], result: "i32", optional: true },
   uring_fence: { parameters: [], result: "void" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
@@ -255,6 +263,10 @@ function loadHelper(path: string): Sys {
     fileLimit: () => {
       const limit = lib.uring_file_limit;
       return limit === null ? getSys("libc").fileLimit() : limit();
+    },
+    openFiles: () => {
+      const count = lib.uring_open_files;
+      return count === null ? openFilesByDeno() : count();
     },
     fence: () => lib.uring_fence(),
   };
@@ -385,8 +397,32 @@ function loadLibc(): Sys {
       if (lib.getrlimit(RLIMIT_NOFILE, new Uint8Array(rlimit.buffer)) !== 0) return -readErrno();
       return rlimit[0] > 0x7fff_ffffn ? 0x7fff_ffff : Number(rlimit[0]); // RLIM_INFINITY is ~0
     },
+    openFiles: openFilesByDeno,
     fence: () => {},
   };
+}
+
+/**
+ * `Sys.openFiles` through Deno's `readDirSync` (for the libc backend, and a helper built before
+ * `uring_open_files`), where read access to `/proc/self/fd` is granted (never prompted for).
+ */
+function openFilesByDeno(): number {
+  const FD_DIR = "/proc/self/fd";
+  try {
+    if (Deno.permissions.querySync({ name: "read", path: FD_DIR }).state !== "granted") {
+      return -errno("EACCES");
+    }
+    let count = 0;
+    for (const _ of Deno.readDirSync(FD_DIR)) count++;
+    return count - 1; // the directory's own descriptor, open while it is read
+  } catch (e) {
+    const code = (e as { code?: unknown } | null)?.code;
+    try {
+      return -errno(typeof code === "string" ? code : "EIO");
+    } catch {
+      return -errno("EIO"); // a code that is no errno name
+    }
+  }
 }
 
 /** libc's `realpath` and `readlink`, as {@link Sys} has them. */

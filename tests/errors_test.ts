@@ -47,6 +47,8 @@ import {
   statxBuffer,
   Timespec,
 } from "../mod.ts";
+import { freeDescriptors } from "../src/copy_context.ts";
+import { RESERVED_DESCRIPTORS } from "../src/copy_engine.ts";
 import { errno } from "../src/errno.ts";
 import { CONFIGS, skipKernel, straceWorks } from "./_support.ts";
 import { eventfd, sysClose } from "./_io.ts";
@@ -631,4 +633,39 @@ Deno.test("Sys.fileLimit: both backends read the same soft RLIMIT_NOFILE", () =>
   const helper = getSys("helper").fileLimit(), libc = getSys("libc").fileLimit();
   assert.equal(helper, libc);
   assert.ok(Number.isInteger(helper) && helper > 0 && helper <= 0x7fff_ffff, String(helper));
+});
+
+Deno.test("Sys.openFiles: counts the process's open descriptors as they come and go", () => {
+  const helper = getSys("helper"), libc = getSys("libc");
+  const path = Deno.makeTempFileSync();
+  try {
+    const before = helper.openFiles();
+    assert.ok(before >= 3, `stdin, stdout, stderr and Deno's own: ${before}`);
+    // The libc backend lists /proc/self/fd through Deno, which allows that only with --allow-all.
+    const all = libc.openFiles() === before;
+    if (!all) assert.equal(libc.openFiles(), -errno("EIO"));
+    const files = Array.from({ length: 50 }, () => Deno.openSync(path));
+    try {
+      assert.equal(helper.openFiles(), before + 50);
+      if (all) assert.equal(libc.openFiles(), before + 50);
+    } finally {
+      for (const f of files) f.close();
+    }
+    assert.equal(helper.openFiles(), before);
+  } finally {
+    Deno.removeSync(path);
+  }
+});
+
+Deno.test("freeDescriptors: the limit less those open less the reserve; none when none is free", () => {
+  const sys = (limit: number, open: number) => ({ fileLimit: () => limit, openFiles: () => open });
+  assert.equal(freeDescriptors(sys(1024, 30)), 1024 - 30 - RESERVED_DESCRIPTORS);
+  assert.equal(freeDescriptors(sys(1024, 984)), 0, "40 free: all of them left to the rest of the process");
+  assert.equal(freeDescriptors(sys(1024, -errno("EMFILE"))), 0, "not one free to count with");
+  assert.equal(
+    freeDescriptors(sys(1024, -errno("EACCES"))),
+    1024 - RESERVED_DESCRIPTORS,
+    "uncounted: the limit",
+  );
+  assert.equal(freeDescriptors(sys(-errno("EPERM"), 30)), Infinity, "no limit known");
 });
