@@ -23,6 +23,9 @@ const HINTS: Readonly<Record<string, string>> = {
     "the kernel rejected the ring parameters (entries, cqEntries or flags); older kernels lack " +
     "some setup flags",
   "io_uring_setup:EMFILE": "the process has no free file descriptors",
+  "io_uring_setup:EAGAIN":
+    "the kernel could not start a thread for the ring: an SQPOLL thread counts against the user's " +
+    "RLIMIT_NPROC (`ulimit -u`) and the cgroup's pids limit",
   "io_uring_enter:EBUSY":
     "the completion queue overflowed: reap completions (peekCqe/cqAdvance) before submitting more",
   "io_uring_enter:EBADR":

@@ -50,7 +50,8 @@ export interface SqpollOptions {
 export interface IoUringOptions {
   /**
    * Kernel-side submission polling (`IORING_SETUP_SQPOLL`). Default: on, falling back to a plain
-   * ring (reported by `ring.sqpoll === false`) if the kernel refuses it. `true` or an object
+   * ring (reported by `ring.sqpoll === false`) if the kernel refuses it (`EPERM`, `EINVAL`) or
+   * cannot start its thread (`EAGAIN`: the user's process limit, or a cgroup's). `true` or an object
    * insists: a refusal then throws. `false` turns it off.
    */
   sqpoll?: boolean | SqpollOptions;
@@ -158,8 +159,13 @@ const CQE_WORDS = abi.CQE_SIZE / 4, CQE_USER_LO = abi.CQE.userData / 4, CQE_USER
 const CQE_RES = abi.CQE.res / 4, CQE_FLAGS = abi.CQE.flags / 4;
 const OP_READ = abi.IORING_OP_READ, OP_WRITE = abi.IORING_OP_WRITE;
 
+/**
+ * Whether a setup with SQPOLL failed for SQPOLL's sake, so that a plain ring may work: `EPERM`
+ * (unprivileged before 5.13), `EINVAL` (a flag or CPU refused) or `EAGAIN` (its kernel thread
+ * could not be started: `RLIMIT_NPROC` or a cgroup's pids limit).
+ */
 function isSqpollRefusal(e: unknown): boolean {
-  return e instanceof IoUringError && (e.errno === EPERM || e.errno === EINVAL);
+  return e instanceof IoUringError && (e.errno === EPERM || e.errno === EINVAL || e.errno === EAGAIN);
 }
 
 /**
