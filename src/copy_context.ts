@@ -103,11 +103,13 @@ export function createCopyUring(queueDepth: number, sqpoll: boolean): Uring {
   // `sqpoll: undefined` is Uring's "on, unless the kernel refuses": a refusal is no reason to fail.
   let uring: Uring;
   try {
-    uring = new Uring({
-      entries: ringEntries(queueDepth),
-      sqpoll: sqpoll ? undefined : false,
-      fixedFiles: copyFixedFiles(queueDepth),
-    });
+    uring = withMemlockRetries(() =>
+      new Uring({
+        entries: ringEntries(queueDepth),
+        sqpoll: sqpoll ? undefined : false,
+        fixedFiles: copyFixedFiles(queueDepth),
+      })
+    );
   } catch (e) {
     // A Uring refuses a kernel before 5.11 (no IORING_FEAT_EXT_ARG) with this error.
     if (e instanceof IoUringError && e.call === "io_uring_enter" && e.code === "EINVAL") {
@@ -153,6 +155,23 @@ export function freeDescriptors(sys: Pick<Sys, "fileLimit" | "openFiles">): numb
   // (-EMFILE: not one free to count with; another failure: the limit alone, as before counting.)
   const inUse = open >= 0 ? open : open === -errno("EMFILE") ? limit : 0;
   return Math.max(0, limit - inUse - RESERVED_DESCRIPTORS);
+}
+
+/**
+ * `make()`, tried again after 2, 4, ... 64 ms (126 ms in all, blocking) while it fails with
+ * `io_uring_setup`'s `ENOMEM`: a process without `CAP_IPC_LOCK` has its rings charged to
+ * `RLIMIT_MEMLOCK`, and a ring just closed (the last copy's) stays charged until the kernel has
+ * torn it down, ~20 ms later here; under a 64 KiB limit every copy straight after another failed.
+ */
+function withMemlockRetries<T>(make: () => T): T {
+  for (let wait = 2;; wait *= 2) {
+    try {
+      return make();
+    } catch (e) {
+      if (!(e instanceof IoUringError && e.call === "io_uring_setup" && e.code === "ENOMEM") || wait > 64) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, wait);
+    }
+  }
 }
 
 /** The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback. */

@@ -85,3 +85,83 @@ export function straceWorks(): boolean {
     return false;
   }
 }
+
+/** Whether user `nobody` could read `path` (every directory above it searchable by others). */
+function othersCanRead(path: string): boolean {
+  try {
+    if ((Deno.statSync(path).mode! & 0o004) === 0) return false;
+    for (
+      let dir = path.slice(0, path.lastIndexOf("/"));
+      dir !== "";
+      dir = dir.slice(0, dir.lastIndexOf("/"))
+    ) {
+      if ((Deno.statSync(dir).mode! & 0o001) === 0) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Why {@link runAsNobody} cannot run here, or null: it needs root (to become `nobody`: resource
+ * limits bind only an unprivileged user), `prlimit` and `setpriv`, and a module and Deno that
+ * `nobody` can read.
+ */
+export function whyNoNobodyChild(): string | null {
+  if (Deno.uid() !== 0) return "needs root (to run a child as nobody)";
+  const mod = new URL("../mod.ts", import.meta.url).pathname;
+  if (!othersCanRead(mod) || !othersCanRead(Deno.execPath())) {
+    return "the module or Deno is not readable by nobody";
+  }
+  for (const tool of ["prlimit", "setpriv"]) {
+    try {
+      new Deno.Command(tool, { args: ["--version"], stdout: "null", stderr: "null" }).outputSync();
+    } catch {
+      return `no ${tool}`;
+    }
+  }
+  return null;
+}
+
+/**
+ * Runs `code` (a script) with `deno run --allow-ffi --allow-read --allow-write --allow-env` as
+ * user `nobody` without capabilities, under `prlimit` with `limits` (e.g. `--nproc=60:60`).
+ */
+export async function runAsNobody(
+  limits: string[],
+  code: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const dir = Deno.makeTempDirSync();
+  try {
+    Deno.chmodSync(dir, 0o777);
+    const script = `${dir}/child.ts`;
+    Deno.writeTextFileSync(script, code);
+    Deno.chmodSync(script, 0o644);
+    const out = await new Deno.Command("prlimit", {
+      args: [
+        ...limits,
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        Deno.execPath(),
+        "run",
+        "--allow-ffi",
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        script,
+      ],
+      cwd: dir,
+      env: { HOME: dir, DENO_DIR: `${dir}/deno`, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder();
+    return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}

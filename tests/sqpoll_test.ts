@@ -17,7 +17,7 @@ import {
   IoUringError,
   prepNop,
 } from "../mod.ts";
-import { skipKernel, straceWorks } from "./_support.ts";
+import { runAsNobody, skipKernel, straceWorks, whyNoNobodyChild } from "./_support.ts";
 import { reap, spinUntilReady } from "./_io.ts";
 
 const BACKENDS: readonly Backend[] = ["helper", "libc"];
@@ -314,41 +314,7 @@ console.log(JSON.stringify({ warm, sq: ring.stats, plain: plain.stats }));
   },
 });
 
-/** Whether user `nobody` could read `path` (every directory above it searchable by others). */
-function othersCanRead(path: string): boolean {
-  try {
-    if ((Deno.statSync(path).mode! & 0o004) === 0) return false;
-    for (
-      let dir = path.slice(0, path.lastIndexOf("/"));
-      dir !== "";
-      dir = dir.slice(0, dir.lastIndexOf("/"))
-    ) {
-      if ((Deno.statSync(dir).mode! & 0o001) === 0) return false;
-    }
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Why the RLIMIT_NPROC test cannot run here, or null: it runs a child as `nobody`. */
-function whyNoNprocTest(): string | null {
-  if (Deno.uid() !== 0) return "needs root (to run a child as nobody)";
-  const mod = new URL("../mod.ts", import.meta.url).pathname;
-  if (!othersCanRead(mod) || !othersCanRead(Deno.execPath())) {
-    return "the module or Deno is not readable by nobody";
-  }
-  for (const tool of ["prlimit", "setpriv"]) {
-    try {
-      new Deno.Command(tool, { args: ["--version"], stdout: "null", stderr: "null" }).outputSync();
-    } catch {
-      return `no ${tool}`;
-    }
-  }
-  return null;
-}
-
-const noNprocTest = skipKernel() ? "no io_uring" : whyNoNprocTest();
+const noNprocTest = skipKernel() ? "no io_uring" : whyNoNobodyChild();
 if (noNprocTest !== null) console.log(`skipping the RLIMIT_NPROC SQPOLL test: ${noNprocTest}`);
 
 Deno.test({
@@ -356,13 +322,9 @@ Deno.test({
   ignore: noNprocTest !== null,
   fn: async () => {
     // Each SQPOLL ring's kernel thread counts against its user's RLIMIT_NPROC (root is exempt).
-    const dir = Deno.makeTempDirSync();
-    try {
-      Deno.chmodSync(dir, 0o777);
-      const script = `${dir}/child.ts`;
-      Deno.writeTextFileSync(
-        script,
-        `import { IoUring } from ${JSON.stringify(new URL("../mod.ts", import.meta.url).href)};
+    const out = await runAsNobody(
+      ["--nproc=60:60"],
+      `import { IoUring } from ${JSON.stringify(new URL("../mod.ts", import.meta.url).href)};
 const rings = [];
 let sqpoll = 0, plain = 0, reason = "";
 for (let i = 0; i < 80; i++) {
@@ -374,34 +336,10 @@ for (let i = 0; i < 80; i++) {
 for (const ring of rings) ring.close();
 console.log(JSON.stringify({ sqpoll, plain, reason }));
 `,
-      );
-      Deno.chmodSync(script, 0o644);
-      const out = await new Deno.Command("prlimit", {
-        args: [
-          "--nproc=60:60",
-          "setpriv",
-          "--reuid=65534",
-          "--regid=65534",
-          "--clear-groups",
-          "--inh-caps=-all",
-          Deno.execPath(),
-          "run",
-          "--allow-ffi",
-          "--allow-read",
-          "--allow-env",
-          script,
-        ],
-        env: { HOME: dir, DENO_DIR: `${dir}/deno`, NO_COLOR: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stderr = new TextDecoder().decode(out.stderr);
-      assert.equal(out.code, 0, stderr);
-      const r = JSON.parse(new TextDecoder().decode(out.stdout));
-      assert.ok(r.sqpoll > 0 && r.plain > 0, JSON.stringify(r)); // some threads, then the limit
-      assert.match(r.reason, /EAGAIN.*RLIMIT_NPROC/);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    );
+    assert.equal(out.code, 0, out.stderr);
+    const r = JSON.parse(out.stdout);
+    assert.ok(r.sqpoll > 0 && r.plain > 0, JSON.stringify(r)); // some threads, then the limit
+    assert.match(r.reason, /EAGAIN.*RLIMIT_NPROC/);
   },
 });
