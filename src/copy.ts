@@ -34,7 +34,8 @@ export function trimSlashes(path: string): string {
  * bytes a block (within 32 MiB of buffers), each block's read feeding its write from a reused
  * buffer. Short transfers are resumed; offsets are 64-bit (files past 4 GiB work); a sparse
  * source keeps its holes (found with `SEEK_DATA`/`SEEK_HOLE` and never read). The copy gets the
- * source's mode (permission bits, setuid/setgid/sticky); `preserve: true` also keeps its access
+ * source's mode (permission and sticky bits; not setuid/setgid: the copy belongs to whoever
+ * copies, not to the source's owner, as with GNU `cp`); `preserve: true` also keeps its access
  * and modification times (set with `Deno.chmod` and `utimensat`: io_uring has no such operations).
  *
  * Failures: the promise rejects with an error naming the file in plain words

@@ -168,7 +168,9 @@ function withMemlockRetries<T>(make: () => T): T {
     try {
       return make();
     } catch (e) {
-      if (!(e instanceof IoUringError && e.call === "io_uring_setup" && e.code === "ENOMEM") || wait > 64) throw e;
+      if (!(e instanceof IoUringError && e.call === "io_uring_setup" && e.code === "ENOMEM") || wait > 64) {
+        throw e;
+      }
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, wait);
     }
   }

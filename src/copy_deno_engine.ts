@@ -64,17 +64,26 @@ export class DenoEngine implements Engine {
   /**
    * Checks the source opens, creates `tmp` exclusively with `perm`, then lets `Deno.copyFile`
    * (the kernel's `copy_file_range`) fill it. Progress comes once per file; a stop takes effect
-   * between files.
+   * between files. `Deno.copyFile` also gives `tmp` the source's mode, so a source whose mode
+   * `perm` leaves bits out of (setuid, setgid) is streamed instead, never to have them.
    */
-  copyData(src: string, _srcStat: EntryStat, tmp: string, perm: number, ctx: EngineContext): Promise<number> {
+  copyData(src: string, srcStat: EntryStat, tmp: string, perm: number, ctx: EngineContext): Promise<number> {
     return ctx.inflight.run(async () => {
       ctx.signal.throwIfAborted();
       const input = await staged("open-source", Deno.open(src, { read: true }));
-      input.close();
-      const output = await staged("create", Deno.open(tmp, { write: true, createNew: true, mode: perm }));
-      output.close();
+      const streamed = srcStat.perm !== perm;
+      if (!streamed) input.close();
+      let output: Deno.FsFile;
       try {
-        await staged("write", Deno.copyFile(src, tmp));
+        output = await staged("create", Deno.open(tmp, { write: true, createNew: true, mode: perm }));
+      } catch (e) {
+        if (streamed) input.close();
+        throw e;
+      }
+      if (!streamed) output.close();
+      try {
+        // (pipeTo closes both files, also when it fails)
+        await staged("write", streamed ? input.readable.pipeTo(output.writable) : Deno.copyFile(src, tmp));
         ctx.signal.throwIfAborted();
         const size = (await Deno.stat(tmp)).size;
         ctx.addBytes(size);

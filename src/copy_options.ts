@@ -87,7 +87,8 @@ export interface CopyOptions {
   overwrite?: boolean;
   /**
    * Also keep access and modification times, to the nanosecond (`utimensat`; to the millisecond
-   * on the fallback without io_uring); modes are always kept. Default `false`.
+   * on the fallback without io_uring); modes are always kept (files' without setuid/setgid).
+   * Default `false`.
    */
   preserve?: boolean;
   /** Stops the copy: it rejects with an `AbortError` naming the file, removing partial copies. */

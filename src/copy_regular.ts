@@ -23,6 +23,16 @@ import { doneWriting, startWriting } from "./copy_incomplete.ts";
 /** The marker in every temporary file name (`.NAME.uring-tmp-XXXXXXXX`). */
 export const TEMP_MARKER = ".uring-tmp-";
 
+/**
+ * The permission bits a copy of a regular file gets: the source's, without setuid and setgid.
+ * The copy belongs to whoever makes it (ownership is not copied), so keeping them would turn,
+ * say, root's backup of a user's setuid program into a setuid-root one. GNU `cp` drops them
+ * too, unless it keeps the owner (`-p`).
+ */
+export function copiedFilePerm(perm: number): number {
+  return perm & ~0o6000;
+}
+
 /** A fresh temporary path next to `dst`, short enough for any file name limit. */
 export function tempPathFor(dst: string): string {
   const slash = dst.lastIndexOf("/");
@@ -66,12 +76,13 @@ function copyRegularOnce(
   const engine = ctx.engine;
   const tmp = inPlace ? dst : tempPathFor(dst);
   startWriting(tmp); // until it is complete or removed (see copy_incomplete.ts)
-  const blocks = () => engine.copyData(src, st, tmp, st.perm, ctx);
-  const small = engine.copySmall?.(src, st, tmp, st.perm, ctx);
-  if (small === undefined) return finishRegular(ctx, dst, tmp, st, inPlace, blocks());
+  const perm = copiedFilePerm(st.perm);
+  const blocks = () => engine.copyData(src, st, tmp, perm, ctx);
+  const small = engine.copySmall?.(src, st, tmp, perm, ctx);
+  if (small === undefined) return finishRegular(ctx, dst, tmp, st, perm, inPlace, blocks());
   const data = small.then((bytes) => bytes >= 0 ? bytes : blocks());
-  if (!inPlace || ctx.needsChmod(st.perm) || ctx.options.preserve) {
-    return finishRegular(ctx, dst, tmp, st, inPlace, data);
+  if (!inPlace || ctx.needsChmod(perm) || ctx.options.preserve) {
+    return finishRegular(ctx, dst, tmp, st, perm, inPlace, data);
   }
   return data.then((bytes) => {
     if (ctx.signal.aborted) {
@@ -89,12 +100,13 @@ function copyRegularOnce(
   });
 }
 
-/** Sets the mode and times of `tmp` once `data` is in, renames it to `dst`, counts it done. */
+/** Sets the mode (`perm`) and times of `tmp` once `data` is in, renames it to `dst`, counts it done. */
 async function finishRegular(
   ctx: CopyContext,
   dst: string,
   tmp: string,
   st: EntryStat,
+  perm: number,
   inPlace: boolean,
   data: Promise<number>,
 ): Promise<number> {
@@ -102,7 +114,7 @@ async function finishRegular(
   try {
     const bytes = await data; // (a failure: the engine removed what it had written)
     try {
-      if (ctx.needsChmod(st.perm)) await staged("chmod", ctx.inflight.run(() => Deno.chmod(tmp, st.perm)));
+      if (ctx.needsChmod(perm)) await staged("chmod", ctx.inflight.run(() => Deno.chmod(tmp, perm)));
       if (ctx.options.preserve) {
         await staged("utime", ctx.inflight.run(() => engine.setTimes(tmp, st)));
       }

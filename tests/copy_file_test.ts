@@ -57,7 +57,8 @@ ringTest(
       assert.ok(result.ms >= 0);
       assert.equal(await sha256File(dst), hash, `content of a ${size}-byte copy`);
       assert.equal(Deno.statSync(dst).size, size);
-      assert.equal(permOf(dst).toString(8), mode.toString(8), `mode of a ${size}-byte copy`);
+      // (Setuid and setgid are not copied: the copy is the copier's, not the source owner's.)
+      assert.equal(permOf(dst).toString(8), (mode & ~0o6000).toString(8), `mode of a ${size}-byte copy`);
       const last = seen[seen.length - 1];
       assert.deepEqual(
         { bytes: last.bytes, files: last.files, totalBytes: last.totalBytes, totalFiles: last.totalFiles },
@@ -351,6 +352,46 @@ Deno.test({
     const uring = createCopyUring(8, false);
     assert.ok(uring instanceof Uring);
     await uring.close();
+  },
+});
+
+Deno.test({
+  name:
+    "copyFile/copyTree: setuid and setgid are not copied (the copy is the copier's), on io_uring and the fallback",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    Deno.mkdirSync(`${dir.path}/tree`);
+    // (chmod after writing: a write by anyone without CAP_FSETID clears the bits)
+    for (const [name, size] of [["small", 100], ["big", 3 << 20]] as const) {
+      await randomFile(`${dir.path}/tree/${name}`, size);
+      Deno.chmodSync(`${dir.path}/tree/${name}`, 0o6755);
+    }
+    Deno.chmodSync(`${dir.path}/tree`, 0o2755); // a directory's setgid is kept, as before
+    const cases = [["io_uring", undefined], ["deno", "1"]] as const;
+    for (const [engine, force] of cases) {
+      if (force) Deno.env.set("URING_FORCE_UNAVAILABLE", force);
+      try {
+        for (const name of ["small", "big"]) {
+          const dst = `${dir.path}/${engine}-${name}`;
+          const r = await copyFile(`${dir.path}/tree/${name}`, dst, { preserve: true });
+          assert.equal(r.engine, engine);
+          assert.equal(permOf(dst).toString(8), "755", `${engine}, ${name}`);
+        }
+        const r = await copyTree(`${dir.path}/tree`, `${dir.path}/${engine}-tree`);
+        assert.equal(r.engine, engine);
+        assert.equal(permOf(`${dir.path}/${engine}-tree`).toString(8), "2755");
+        for (const name of ["small", "big"]) {
+          assert.equal(
+            permOf(`${dir.path}/${engine}-tree/${name}`).toString(8),
+            "755",
+            `${engine} tree, ${name}`,
+          );
+        }
+      } finally {
+        Deno.env.delete("URING_FORCE_UNAVAILABLE");
+      }
+    }
   },
 });
 

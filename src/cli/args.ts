@@ -68,7 +68,8 @@ Options:
   -f, --force            replace existing destination files (default: an existing
                          destination file is an error); the copy is renamed over the
                          name, so a destination symlink is replaced, not written through
-  -p, --preserve         also keep access and modification times (modes are always kept)
+  -p, --preserve         also keep access and modification times (modes are always kept,
+                         but not a file's setuid/setgid bits: owners are not kept)
       --queue-depth N    I/O operations kept in flight at once (default ${DEFAULT_QUEUE_DEPTH},
                          1..${MAX_QUEUE_DEPTH})
       --block-size SIZE  bytes per read/write, e.g. 65536, 128k, 1m (default ${sizeText(DEFAULT_BLOCK_SIZE)})
