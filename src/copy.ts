@@ -11,6 +11,7 @@ import {
   dirnameOf,
   isDescribed,
   makeFailure,
+  specialDestFailure,
   staged,
 } from "./copy_errors.ts";
 import { type CopyOptions, type CopyResult, resolveCopyOptions } from "./copy_options.ts";
@@ -98,6 +99,7 @@ export async function copyFile(
       if (existing.kind === "dir") {
         throw makeFailure("EISDIR", source, dest, `destination '${dest}' is a directory`, dest);
       }
+      if (existing.kind === "other") throw specialDestFailure(source, dest);
       if (existing.id === st.id) {
         throw makeFailure("EINVAL", source, dest, "source and destination are the same file", dest);
       }

@@ -70,6 +70,22 @@ export function alreadyExistsText(dst: string): string {
   return `destination '${dst}' already exists (${OVERWRITE_HINT})`;
 }
 
+/**
+ * The failure for a destination that exists and is neither a regular file, a symlink nor a
+ * directory (a device, FIFO or socket): a copy replaces files by renaming over them, which would
+ * delete such a node (`cp -f x /dev/null` as root would have made `/dev/null` a file), so it
+ * refuses, with or without `overwrite`.
+ */
+export function specialDestFailure(src: string, dst: string): ErrorFields {
+  return makeFailure(
+    "EEXIST",
+    src,
+    dst,
+    `destination '${dst}' is a device, FIFO or socket: only regular files and symlinks are replaced`,
+    dst,
+  );
+}
+
 /** The directory part of a path (`"."` for a bare name). */
 export function dirnameOf(path: string): string {
   const trimmed = path.length > 1 ? path.replace(/\/+$/, "") : path;

@@ -19,6 +19,7 @@ import {
   dirnameOf,
   isDescribed,
   makeFailure,
+  specialDestFailure,
   staged,
   tagStage,
 } from "./copy_errors.ts";
@@ -445,6 +446,7 @@ class TreeCopy {
         if (existing?.kind === "dir") {
           throw makeFailure("EISDIR", src, dst, `destination '${dst}' is a directory`, dst);
         }
+        if (existing?.kind === "other") throw specialDestFailure(src, dst);
         if (existing?.id === st.id) {
           throw makeFailure("EINVAL", src, dst, `'${src}' and '${dst}' are the same file`, dst);
         }
@@ -474,12 +476,15 @@ class TreeCopy {
         await staged("symlink", ctx.engine.symlink(target, dst, ctx));
       } catch (e) {
         // (Also in a directory this copy made: another copy into the same place may have made it.)
-        if (codeOf(e) !== "EEXIST" || !ctx.options.overwrite) throw e;
-        // Replace what is there (unless it is a directory) atomically: a new link, renamed over.
+        if (codeOf(e) !== "EEXIST") throw e;
         const existing = await staged("stat-dest", ctx.engine.statDest(dst, false, ctx));
+        // (Not "use overwrite" for what overwrite would not replace either.)
+        if (!ctx.options.overwrite) throw existing.kind === "other" ? specialDestFailure(src, dst) : e;
+        // Replace what is there (unless it is a directory) atomically: a new link, renamed over.
         if (existing.kind === "dir") {
           throw makeFailure("EISDIR", src, dst, `destination '${dst}' is a directory`, dst);
         }
+        if (existing.kind === "other") throw specialDestFailure(src, dst);
         const tmp = tempPathFor(dst);
         await staged("symlink", ctx.engine.symlink(target, tmp, ctx));
         try {

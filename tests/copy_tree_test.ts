@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { type CopyProgress, copyTree, CopyTreeError, Uring } from "../mod.ts";
+import { copyFile, type CopyProgress, copyTree, CopyTreeError, Uring } from "../mod.ts";
 import { skipKernel, tempDir } from "./_support.ts";
-import { createRawName } from "./_io.ts";
+import { createRawName, mkfifo } from "./_io.ts";
 import { childResults, MOD_URL } from "./uring_support.ts";
 import {
   assertSameTree,
@@ -522,6 +522,45 @@ console.log(JSON.stringify({ files: String(r.files), least: String(least) }));
         `limit ${limit}, ${free} free: ${results.least} left at the least`,
       );
       await assertSameTree(src, dst);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "copyFile/copyTree: a FIFO (or device) at the destination is refused, also with overwrite, never replaced",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const d = dir.path;
+    Deno.writeTextFileSync(`${d}/f`, "hello");
+    mkfifo(`${d}/fifo`);
+    Deno.mkdirSync(`${d}/src`);
+    Deno.writeTextFileSync(`${d}/src/x`, "x");
+    Deno.symlinkSync("f", `${d}/src/link`);
+    Deno.mkdirSync(`${d}/dst/src`, { recursive: true });
+    mkfifo(`${d}/dst/src/x`);
+    mkfifo(`${d}/dst/src/link`);
+    // (A rename over the name deleted the node: as root, `cp -f x /dev/null` made /dev/null a file.)
+    for (const overwrite of [false, true]) {
+      await assert.rejects(
+        copyFile(`${d}/f`, `${d}/fifo`, { overwrite }),
+        (e: Error & { code?: string }) =>
+          e instanceof Deno.errors.AlreadyExists && e.code === "EEXIST" &&
+          /is a device, FIFO or socket/.test(e.message),
+      );
+      await assert.rejects(
+        copyTree(`${d}/src`, `${d}/dst/src`, { overwrite, continueOnError: true }),
+        (e) => {
+          assert.ok(e instanceof CopyTreeError);
+          assert.equal(e.errors.length, 2, e.message);
+          for (const error of e.errors) assert.match(error.message, /is a device, FIFO or socket/);
+          return true;
+        },
+      );
+      for (const path of [`${d}/fifo`, `${d}/dst/src/x`, `${d}/dst/src/link`]) {
+        assert.ok(Deno.lstatSync(path).isFifo, `${path} is still a FIFO (overwrite: ${overwrite})`);
+      }
     }
   },
 });

@@ -68,6 +68,7 @@ Options:
   -f, --force            replace existing destination files (default: an existing
                          destination file is an error); the copy is renamed over the
                          name, so a destination symlink is replaced, not written through
+                         (a device, FIFO or socket in the way is refused)
   -p, --preserve         also keep access and modification times (modes are always kept,
                          but not a file's setuid/setgid bits: owners are not kept)
       --queue-depth N    I/O operations kept in flight at once (default ${DEFAULT_QUEUE_DEPTH},
