@@ -88,8 +88,19 @@ class TreeCopy {
     }
   }
 
-  /** Creates directory `dst` for source directory `src`; records it; false when it failed. */
-  async makeDir(src: string, dst: string, st: EntryStat, mayExist: boolean): Promise<DirRecord | null> {
+  /**
+   * Creates directory `dst` for source directory `src`; records it; false when it failed. An
+   * existing directory is merged into; a symlink to one only at the `top` (the destination the
+   * caller named): below it, a symlink someone put in the destination tree would send the copy's
+   * files wherever it points (GNU `cp -r` refuses it too).
+   */
+  async makeDir(
+    src: string,
+    dst: string,
+    st: EntryStat,
+    mayExist: boolean,
+    top = false,
+  ): Promise<DirRecord | null> {
     const ctx = this.ctx;
     try {
       await staged("mkdir", ctx.engine.mkdir(dst, (st.perm | 0o700) & 0o7777, ctx));
@@ -125,6 +136,15 @@ class TreeCopy {
         // A symlink in the destination that leads back into the source: merging through it
         // would copy every file onto itself.
         throw makeFailure("EINVAL", src, dst, `'${src}' and '${dst}' are the same directory`, dst);
+      }
+      if (!top && (await ctx.existingDest(dst, false))?.kind === "symlink") {
+        throw makeFailure(
+          "ENOTDIR",
+          src,
+          dst,
+          `destination '${dst}' is a symlink, not a directory (a copy does not merge through one)`,
+          dst,
+        );
       }
     } catch (e) {
       this.fail(e, src, dst);
@@ -684,7 +704,7 @@ export async function copyTree(
     } else {
       // May exist: made meanwhile by someone else (another copy into it), it is merged into, as
       // if it had been there when looked at.
-      const record = await tree.makeDir(source, dest, root, true);
+      const record = await tree.makeDir(source, dest, root, true, true);
       if (record === null) {
         if (ctx.userAborted) throw abortFailure(opts.signal!, `copying '${source}' to '${dest}'`);
         throw tree.first ?? tree.errors[0];

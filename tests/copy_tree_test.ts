@@ -564,3 +564,34 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "copyTree: a symlink to a directory inside an existing destination is not merged through",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const d = dir.path;
+    Deno.mkdirSync(`${d}/src/sub`, { recursive: true });
+    Deno.writeTextFileSync(`${d}/src/sub/f`, "f");
+    Deno.writeTextFileSync(`${d}/src/top`, "top");
+    Deno.mkdirSync(`${d}/outside`);
+    Deno.mkdirSync(`${d}/dst`);
+    Deno.symlinkSync(`${d}/outside`, `${d}/dst/sub`); // someone who can write to dst put it there
+    for (const overwrite of [false, true]) {
+      await assert.rejects(copyTree(`${d}/src`, `${d}/dst`, { overwrite, continueOnError: true }), (e) => {
+        assert.ok(e instanceof CopyTreeError);
+        assert.equal(e.errors.length, 1, e.message);
+        assert.ok(e.errors[0] instanceof Deno.errors.NotADirectory, String(e.errors[0]));
+        assert.match(e.errors[0].message, /is a symlink, not a directory/);
+        return true;
+      });
+      assert.deepEqual([...Deno.readDirSync(`${d}/outside`)], [], "nothing written through the link");
+      assert.ok(Deno.lstatSync(`${d}/dst/sub`).isSymlink);
+      assert.equal(Deno.readTextFileSync(`${d}/dst/top`), "top"); // the rest was copied
+    }
+    // The destination the caller names may itself be a symlink to a directory: merged into.
+    Deno.symlinkSync(`${d}/outside`, `${d}/named`);
+    await copyTree(`${d}/src`, `${d}/named`);
+    assert.equal(Deno.readTextFileSync(`${d}/outside/sub/f`), "f");
+  },
+});
