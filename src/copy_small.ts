@@ -387,6 +387,20 @@ export class SmallFileChains implements RawClient {
     }
   }
 
+  /**
+   * Cancels every chain in flight (the copy stopped): each settles as a failed chain once its
+   * running member is cancelled; one blocked for good (opening a FIFO that replaced a source
+   * after the walk looked at it) would otherwise hold the copy for ever.
+   */
+  cancel(): void {
+    for (const lane of this.#lanes) {
+      if (lane.settle === null) continue;
+      for (let member = 0; member < MEMBERS; member++) {
+        this.#raw.cancel(this.#id, lane.number * TAG_STRIDE + member);
+      }
+    }
+  }
+
   /** The Uring failed for good: every chain in flight rejects with `error`. */
   fail(error: unknown): void {
     this.#failed = error;

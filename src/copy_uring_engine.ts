@@ -477,6 +477,9 @@ export class UringEngine implements Engine {
       } catch {
         return null; // the Uring is closing: Uring.chain says so
       }
+      // Its chains carry no signal (Uring.chain's do): a stop cancels those in flight.
+      const small = this.#small;
+      if (small !== null) ctx.signal.addEventListener("abort", () => small.cancel(), { once: true });
     }
     return this.#small;
   }

@@ -393,6 +393,12 @@ export interface RawRing {
    * of them name a registered file (counted in `stats.fixedFiles`).
    */
   commit(sqes: number, cqes: number, fixedFiles: number): void;
+  /**
+   * Asks the kernel to cancel client `id`'s operation `tag` (`IORING_OP_ASYNC_CANCEL` by its
+   * `user_data`; one not in the kernel, or done, is not found). The cancel's own CQE is the
+   * Uring's; the operation's comes to the client as usual.
+   */
+  cancel(id: number, tag: number): void;
 }
 
 let rawRingOf: (uring: Uring) => RawRing;
@@ -1787,6 +1793,9 @@ export class Uring implements AsyncDisposable {
         this.stats.fixedFiles += fixedFiles;
         if (this.#sqpollRing) this.#ring.flushSq(); // as #enqueue does
         this.#schedule();
+      },
+      cancel: (id, tag) => {
+        if (!this.#closing) this.#queueInternal(I_CANCEL, tag, RAW_BASE + id); // (closing cancels all)
       },
     };
   }
