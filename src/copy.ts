@@ -82,7 +82,8 @@ export async function copyFile(
       );
     }
     if (st.kind !== "file") {
-      throw makeFailure(undefined, source, dest, `source '${source}' is not a regular file`, source);
+      // (A device, FIFO or socket: `NotSupported`, code EOPNOTSUPP, as every copy failure has a code.)
+      throw makeFailure("EOPNOTSUPP", source, dest, `source '${source}' is not a regular file`, source);
     }
     if (given !== source && source !== "/") {
       // `file/` names a directory: the kernel (and cp) refuse it with ENOTDIR.

@@ -333,7 +333,7 @@ class TreeCopy {
       default:
         this.fail(
           makeFailure(
-            undefined,
+            "EOPNOTSUPP",
             src,
             dst,
             `'${src}' is not a regular file, directory or symlink${
