@@ -146,31 +146,38 @@ const LINKED_FILE = { what: "IORING_FEAT_LINKED_FILE (files opened and used in o
  * {@link RESERVED_DESCRIPTORS} for the rest of the process; Infinity when the limit is unknown.
  * Counting what is open matters: a program holding most of its descriptors already would
  * otherwise see the copy take the last ones (Deno itself panicked when it then could not make
- * the socket pair of its first signal listener).
+ * the socket pair of its first signal listener). Without `countOpen` (a one-file copy: at most
+ * a few pipes, which it gives back on `EMFILE`), the limit alone: counting lists `/proc/self/fd`,
+ * 14 ms with 15,000 descriptors open, which every `copyFile` would pay.
  */
-export function freeDescriptors(sys: Pick<Sys, "fileLimit" | "openFiles">): number {
+export function freeDescriptors(sys: Pick<Sys, "fileLimit" | "openFiles">, countOpen = true): number {
   const limit = sys.fileLimit();
   if (limit < 0) return Infinity;
+  if (!countOpen) return Math.max(0, limit - RESERVED_DESCRIPTORS);
   const open = sys.openFiles();
   // (-EMFILE: not one free to count with; another failure: the limit alone, as before counting.)
   const inUse = open >= 0 ? open : open === -errno("EMFILE") ? limit : 0;
   return Math.max(0, limit - inUse - RESERVED_DESCRIPTORS);
 }
 
+/** When retries of {@link withMemlockRetries} last came to nothing (`performance.now()`). */
+let memlockGaveUpAt = -Infinity;
+
 /**
- * `make()`, tried again after 2, 4, ... 64 ms (126 ms in all, blocking) while it fails with
+ * `make()`, tried again after 2, 4, 8 and 16 ms (30 ms in all, blocking) while it fails with
  * `io_uring_setup`'s `ENOMEM`: a process without `CAP_IPC_LOCK` has its rings charged to
  * `RLIMIT_MEMLOCK`, and a ring just closed (the last copy's) stays charged until the kernel has
  * torn it down, ~20 ms later here; under a 64 KiB limit every copy straight after another failed.
+ * Within a second of retries that came to nothing (the memory is held for good), it fails at once.
  */
 function withMemlockRetries<T>(make: () => T): T {
   for (let wait = 2;; wait *= 2) {
     try {
       return make();
     } catch (e) {
-      if (!(e instanceof IoUringError && e.call === "io_uring_setup" && e.code === "ENOMEM") || wait > 64) {
-        throw e;
-      }
+      if (!(e instanceof IoUringError && e.call === "io_uring_setup" && e.code === "ENOMEM")) throw e;
+      if (wait > 16) memlockGaveUpAt = performance.now();
+      if (wait > 16 || performance.now() - memlockGaveUpAt < 1000) throw e;
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, wait);
     }
   }
@@ -255,8 +262,12 @@ export class CopyContext implements EngineContext {
   readonly #undrain: () => void;
 
   /** Opens the engine for `options`. */
-  constructor(options: ResolvedCopyOptions) {
+  /** Whether {@link CopyContext.descriptors} counts those open (a tree copy's, see `freeDescriptors`). */
+  readonly #countOpen: boolean;
+
+  constructor(options: ResolvedCopyOptions, countOpen = false) {
     this.options = options;
+    this.#countOpen = countOpen;
     this.engine = openEngine(options);
     this.#undrain = this.engine instanceof UringEngine ? drainBeforeExit(this.engine.uring) : () => {};
     this.inflight = new Semaphore(options.queueDepth);
@@ -291,12 +302,12 @@ export class CopyContext implements EngineContext {
   }
 
   /**
-   * File descriptors the copy may hold at once (see `EngineContext.descriptors`), counted when
-   * first asked for (a one-file copy that needs no pipe never counts).
+   * File descriptors the copy may hold at once (see `EngineContext.descriptors`), worked out when
+   * first asked for.
    */
   get descriptors(): number {
     return this.#descriptors ??= this.engine instanceof UringEngine
-      ? freeDescriptors(getSys(this.engine.uring.ring.backend))
+      ? freeDescriptors(getSys(this.engine.uring.ring.backend), this.#countOpen)
       : Infinity;
   }
 

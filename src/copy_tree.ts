@@ -647,7 +647,7 @@ export async function copyTree(
   const dest = trimSlashes(copyRootPath(toPath(dst, "dst")));
   const opts = resolveCopyOptions(options);
   if (opts.signal?.aborted) throw abortFailure(opts.signal, `copying '${source}' to '${dest}'`);
-  const ctx = new CopyContext(opts);
+  const ctx = new CopyContext(opts, true); // (descriptors: counting those open pays off for a tree)
   const tree = new TreeCopy(ctx, source, dest);
   try {
     let root: EntryStat;

@@ -174,6 +174,8 @@ export class UringEngine implements Engine {
   readonly #owned: boolean;
   /** The one-block chains (made on first use; null when the kernel cannot skip CQEs). */
   #small: SmallFileChains | null | undefined = undefined;
+  /** Removes the listener that cancels the one-block chains when the copy stops. */
+  #unlisten: () => void = () => {};
   /** The pipes of the block path's splice lanes (made on first use). */
   #pipes: SplicePipes | undefined;
   /** False once a splice failed with `EINVAL`: the rest of the copy reads and writes. */
@@ -414,6 +416,12 @@ export class UringEngine implements Engine {
     ctx: EngineContext,
     buf: Uint8Array<ArrayBuffer> | null,
   ): Promise<number> {
+    if (ctx.signal.aborted) {
+      // Stopped while it waited for permits: a chain queued now would miss the stop's cancel.
+      if (buf !== null) ctx.smallPool.give(buf);
+      ctx.inflight.release(SMALL_CHAIN);
+      return Promise.reject(ctx.signal.reason);
+    }
     const chains = this.#smallChains(ctx);
     const queued = buf === null
       ? chains?.startSpliced(src, tmp, perm, size, flags)
@@ -477,9 +485,14 @@ export class UringEngine implements Engine {
       } catch {
         return null; // the Uring is closing: Uring.chain says so
       }
-      // Its chains carry no signal (Uring.chain's do): a stop cancels those in flight.
+      // Its chains carry no signal: a stop cancels those in flight (and #runSmall starts none).
       const small = this.#small;
-      if (small !== null) ctx.signal.addEventListener("abort", () => small.cancel(), { once: true });
+      if (small !== null) {
+        const signal = ctx.signal, onAbort = () => small.cancel();
+        signal.addEventListener("abort", onAbort, { once: true });
+        // (A caller's signal outlives the copy, and the listener would hold the engine and ring.)
+        this.#unlisten = () => signal.removeEventListener("abort", onAbort);
+      }
     }
     return this.#small;
   }
@@ -829,6 +842,7 @@ export class UringEngine implements Engine {
 
   /** Gives back the one-block chains' file-table indexes, closes the splice pipes, and closes the ring when the engine made it. */
   async close(): Promise<void> {
+    this.#unlisten();
     this.#small?.close();
     this.#pipes?.close();
     if (this.#owned) await this.#uring.close();
