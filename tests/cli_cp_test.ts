@@ -469,3 +469,23 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "cp CLI: cp -r SRC DIR does not merge through a symlink DIR/SRC (as GNU cp refuses it)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const d = dir.path;
+    Deno.mkdirSync(`${d}/src/sub`, { recursive: true });
+    Deno.writeTextFileSync(`${d}/src/f`, "f");
+    Deno.mkdirSync(`${d}/backup`);
+    Deno.mkdirSync(`${d}/elsewhere`);
+    Deno.symlinkSync("../elsewhere", `${d}/backup/src`);
+    for (const args of [["-r", "src", "backup"], ["-r", "-f", "src", "backup"]]) {
+      const out = await runCp(args, { cwd: d });
+      assert.equal(out.code, 1, out.stderr);
+      assert.match(out.stderr, /destination 'backup\/src' is a symlink, not a directory/);
+      assert.deepEqual([...Deno.readDirSync(`${d}/elsewhere`)], [], "nothing written through the link");
+    }
+  },
+});

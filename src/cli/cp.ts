@@ -118,6 +118,15 @@ function isAbortError(e: unknown): boolean {
 const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
 type StopSignal = keyof typeof STOP_SIGNALS;
 
+/** Whether `path` is a symlink (not followed); false when it is missing or cannot be looked at. */
+function isSymlink(path: string): boolean {
+  try {
+    return Deno.lstatSync(path).isSymlink;
+  } catch {
+    return false;
+  }
+}
+
 /** Runs `cp` with `argv` (without the program name); resolves with the exit status. */
 export async function main(argv: readonly string[], io: CpIo = processIo()): Promise<number> {
   const parsed = parseCpArgs(argv);
@@ -252,6 +261,12 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
         if (srcInfo?.isDirectory) {
           if (!args.recursive) {
             fail(`-r not given; omitting directory '${src}'`);
+            continue;
+          }
+          if (intoDir && isSymlink(dst)) {
+            // The name inside DIR is below the destination named: not merged through a symlink
+            // (as copyTree refuses below its own destination, and GNU cp -r does).
+            fail(`cannot copy '${src}' to '${dst}': destination '${dst}' is a symlink, not a directory`);
             continue;
           }
           await copyTree(src, dst, { ...options, continueOnError: true });
