@@ -189,18 +189,21 @@ export function openEngine(options: ResolvedCopyOptions): Engine {
     // (A Uring is 5.11+; LINKED_FILE is 5.17, which has mkdirat.)
     if (options.uring.ring.hasFeature(IORING_FEAT_LINKED_FILE)) return new UringEngine(options.uring, false);
     const e = tooOldForCopies(LINKED_FILE.what, LINKED_FILE.version);
-    if (options.fallback) return new DenoEngine(e.message);
+    if (options.fallback) return fallbackEngine(e, options);
     throw e;
   }
   try {
     return new UringEngine(createCopyUring(options.queueDepth, options.sqpoll), true);
   } catch (e) {
-    if (options.fallback && isUnavailableError(e)) {
-      const note = options.direct ? " (without O_DIRECT: Deno's file APIs go through the page cache)" : "";
-      return new DenoEngine(`${e.message}${note}`);
-    }
+    if (options.fallback && isUnavailableError(e)) return fallbackEngine(e, options);
     throw e;
   }
+}
+
+/** Deno's engine, saying why (`e`) and, for a `direct` copy, that the page cache is not bypassed. */
+function fallbackEngine(e: Error, options: ResolvedCopyOptions): DenoEngine {
+  const note = options.direct ? " (without O_DIRECT: Deno's file APIs go through the page cache)" : "";
+  return new DenoEngine(`${e.message}${note}`);
 }
 
 /** The umask found by {@link CopyContext.learnUmask}'s probe, kept for the process. */
