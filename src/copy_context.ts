@@ -164,11 +164,12 @@ export function freeDescriptors(sys: Pick<Sys, "fileLimit" | "openFiles">, count
 let memlockGaveUpAt = -Infinity;
 
 /**
- * `make()`, tried again after 2, 4, 8 and 16 ms (30 ms in all, blocking) while it fails with
+ * `make()`, tried again after 2, 4, 8, 16 and 32 ms (62 ms in all, blocking) while it fails with
  * `io_uring_setup`'s `ENOMEM`: a process without `CAP_IPC_LOCK` has its rings charged to
  * `RLIMIT_MEMLOCK`, and a ring just closed (the last copy's) stays charged until the kernel has
- * torn it down, ~20 ms later here; under a 64 KiB limit every copy straight after another failed.
- * Within a second of retries that came to nothing (the memory is held for good), it fails at once.
+ * torn it down, ~20 ms later here (more on a loaded machine: the teardown runs in a kernel
+ * worker); under a 64 KiB limit every copy straight after another failed. Within a second of
+ * retries that came to nothing (the memory is held for good), it fails at once.
  */
 function withMemlockRetries<T>(make: () => T): T {
   for (let wait = 2;; wait *= 2) {
@@ -176,8 +177,8 @@ function withMemlockRetries<T>(make: () => T): T {
       return make();
     } catch (e) {
       if (!(e instanceof IoUringError && e.call === "io_uring_setup" && e.code === "ENOMEM")) throw e;
-      if (wait > 16) memlockGaveUpAt = performance.now();
-      if (wait > 16 || performance.now() - memlockGaveUpAt < 1000) throw e;
+      if (wait > 32) memlockGaveUpAt = performance.now();
+      if (wait > 32 || performance.now() - memlockGaveUpAt < 1000) throw e;
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, wait);
     }
   }
