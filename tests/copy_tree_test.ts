@@ -604,10 +604,20 @@ Deno.test({
 
 // One victim; and four with room for one chain at a time, so chains wait for permits when the
 // stop comes (they must not start after it, missing its cancel).
-for (const [victims, queueDepth, others] of [[1, undefined, 200], [4, 6, 0]] as const) {
+// And on a caller's Uring smaller than the copy's budget, where some files go through Uring.chain.
+for (
+  const [victims, queueDepth, others, entries] of [[1, undefined, 200, 0], [4, 6, 0, 0], [
+    12,
+    48,
+    0,
+    8,
+  ]] as const
+) {
   Deno.test({
     name: `copyTree: an abort ends a copy stuck opening FIFOs that replaced source files after the walk ` +
-      `(${victims}, queue depth ${queueDepth ?? "default"})`,
+      `(${victims}, queue depth ${queueDepth ?? "default"}${
+        entries ? `, on a Uring of ${entries} entries` : ""
+      })`,
     ignore: skipKernel(),
     fn: async () => {
       using dir = tempDir();
@@ -620,9 +630,11 @@ for (const [victims, queueDepth, others] of [[1, undefined, 200], [4, 6, 0]] as 
       for (const name of names) Deno.writeTextFileSync(`${src}/${name}`, "victim");
       const controller = new AbortController();
       let swapped = false;
+      await using uring = entries ? new Uring({ entries, sqpoll: false }) : undefined;
       const copy = copyTree(src, `${dir.path}/dst`, {
         signal: controller.signal,
         ...(queueDepth === undefined ? {} : { queueDepth }),
+        ...(uring === undefined ? {} : { uring }),
         onProgress: (p) => {
           if (swapped || p.scanning) return;
           // The walk saw regular files; their opens now wait for a writer (in a kernel worker).
