@@ -487,5 +487,10 @@ Deno.test({
       assert.match(out.stderr, /destination 'backup\/src' is a symlink, not a directory/);
       assert.deepEqual([...Deno.readDirSync(`${d}/elsewhere`)], [], "nothing written through the link");
     }
+    // `SRC/.` copies into DIR itself, the destination named: a symlink to a directory there is fine.
+    Deno.symlinkSync("elsewhere", `${d}/link`);
+    const out = await runCp(["-r", "src/.", "link"], { cwd: d });
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(Deno.readTextFileSync(`${d}/elsewhere/f`), "f");
   },
 });

@@ -263,9 +263,9 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
             fail(`-r not given; omitting directory '${src}'`);
             continue;
           }
-          if (intoDir && isSymlink(dst)) {
-            // The name inside DIR is below the destination named: not merged through a symlink
-            // (as copyTree refuses below its own destination, and GNU cp -r does).
+          if (dst !== args.destination && isSymlink(dst)) {
+            // DIR/NAME is below the destination named: not merged through a symlink (as copyTree
+            // refuses below its own destination, and GNU cp -r does). (`.` copies into DIR itself.)
             fail(`cannot copy '${src}' to '${dst}': destination '${dst}' is a symlink, not a directory`);
             continue;
           }
