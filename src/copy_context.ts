@@ -130,16 +130,16 @@ export function createCopyUring(queueDepth: number, sqpoll: boolean): Uring {
  * `mkdirat`/`symlinkat` for trees (5.15), and `IORING_FEAT_LINKED_FILE` (5.17) for the chains
  * that open a file into a direct descriptor and read, write and close it in the same submission
  * (before it, the kernel looks the later members' files up when the chain is submitted, so they
- * find the slot empty).
+ * find the slot empty). A kernel with the feature has `mkdirat`: the opcodes are probed (a
+ * system call) only to name what an older one lacks.
  */
 export function missingForCopies(
   ring: Pick<IoUring, "hasFeature" | "probe">,
 ): { what: string; version: string } | null {
+  if (ring.hasFeature(IORING_FEAT_LINKED_FILE)) return null;
   if (!ring.probe().supports(IORING_OP_MKDIRAT)) return { what: "IORING_OP_MKDIRAT", version: "5.15" };
-  return ring.hasFeature(IORING_FEAT_LINKED_FILE) ? null : LINKED_FILE;
+  return { what: "IORING_FEAT_LINKED_FILE (files opened and used in one chain)", version: "5.17" };
 }
-
-const LINKED_FILE = { what: "IORING_FEAT_LINKED_FILE (files opened and used in one chain)", version: "5.17" };
 
 /**
  * File descriptors a copy may hold at once: those free now (`ulimit -n` less those open) less
@@ -177,8 +177,11 @@ function withMemlockRetries<T>(make: () => T): T {
       return make();
     } catch (e) {
       if (!(e instanceof IoUringError && e.call === "io_uring_setup" && e.code === "ENOMEM")) throw e;
-      if (wait > 32) memlockGaveUpAt = performance.now();
-      if (wait > 32 || performance.now() - memlockGaveUpAt < 1000) throw e;
+      if (wait > 32) {
+        memlockGaveUpAt = performance.now();
+        throw e;
+      }
+      if (performance.now() - memlockGaveUpAt < 1000) throw e;
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, wait);
     }
   }
@@ -187,9 +190,9 @@ function withMemlockRetries<T>(make: () => T): T {
 /** The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback. */
 export function openEngine(options: ResolvedCopyOptions): Engine {
   if (options.uring) {
-    // (A Uring is 5.11+; LINKED_FILE is 5.17, which has mkdirat.)
-    if (options.uring.ring.hasFeature(IORING_FEAT_LINKED_FILE)) return new UringEngine(options.uring, false);
-    const e = tooOldForCopies(LINKED_FILE.what, LINKED_FILE.version);
+    const missing = missingForCopies(options.uring.ring);
+    if (missing === null) return new UringEngine(options.uring, false);
+    const e = tooOldForCopies(missing.what, missing.version);
     if (options.fallback) return fallbackEngine(e, options);
     throw e;
   }
@@ -248,7 +251,10 @@ export class CopyContext implements EngineContext {
   readonly fixed: CopyFixedBuffers | undefined;
   /** Fires on the caller's abort or on {@link CopyContext.stop}. */
   readonly signal: AbortSignal;
+  /** What {@link CopyContext.descriptors} worked out, once asked. */
   #descriptors: number | undefined;
+  /** Whether {@link CopyContext.descriptors} counts those open (a tree copy's, see `freeDescriptors`). */
+  readonly #countOpen: boolean;
   /** The umask new files are created under, when known. */
   umask: number | undefined;
   /** Progress so far (reported through `onProgress`). */
@@ -265,10 +271,7 @@ export class CopyContext implements EngineContext {
   /** Unregisters the drain of the engine's Uring before an exit (copy_incomplete.ts). */
   readonly #undrain: () => void;
 
-  /** Opens the engine for `options`. */
-  /** Whether {@link CopyContext.descriptors} counts those open (a tree copy's, see `freeDescriptors`). */
-  readonly #countOpen: boolean;
-
+  /** Opens the engine for `options`; `countOpen`: see {@link freeDescriptors}. */
   constructor(options: ResolvedCopyOptions, countOpen = false) {
     this.options = options;
     this.#countOpen = countOpen;

@@ -116,9 +116,12 @@ class TreeCopy {
         return null;
       }
     }
-    // It exists: merge into it if it is a directory.
+    // It exists: merge into it if it is a directory. Below the top, the name is looked at itself
+    // first (one stat for a directory; a symlink is then followed, to say what it leads to).
     try {
-      const existing = await ctx.existingDest(dst, true);
+      const here = top ? undefined : await ctx.existingDest(dst, false);
+      const link = here?.kind === "symlink";
+      const existing = top || link ? await ctx.existingDest(dst, true) : here;
       if (existing === undefined) {
         // EEXIST from mkdir, ENOENT through the name: a symlink that leads nowhere.
         throw makeFailure(
@@ -137,7 +140,7 @@ class TreeCopy {
         // would copy every file onto itself.
         throw makeFailure("EINVAL", src, dst, `'${src}' and '${dst}' are the same directory`, dst);
       }
-      if (!top && (await ctx.existingDest(dst, false))?.kind === "symlink") {
+      if (link) {
         throw makeFailure(
           "ENOTDIR",
           src,
@@ -498,13 +501,13 @@ class TreeCopy {
         // (Also in a directory this copy made: another copy into the same place may have made it.)
         if (codeOf(e) !== "EEXIST") throw e;
         const existing = await staged("stat-dest", ctx.engine.statDest(dst, false, ctx));
-        // (Not "use overwrite" for what overwrite would not replace either.)
-        if (!ctx.options.overwrite) throw existing.kind === "other" ? specialDestFailure(src, dst) : e;
+        // (Before "use overwrite": overwrite would not replace it either.)
+        if (existing.kind === "other") throw specialDestFailure(src, dst);
+        if (!ctx.options.overwrite) throw e;
         // Replace what is there (unless it is a directory) atomically: a new link, renamed over.
         if (existing.kind === "dir") {
           throw makeFailure("EISDIR", src, dst, `destination '${dst}' is a directory`, dst);
         }
-        if (existing.kind === "other") throw specialDestFailure(src, dst);
         const tmp = tempPathFor(dst);
         await staged("symlink", ctx.engine.symlink(target, tmp, ctx));
         try {

@@ -400,7 +400,11 @@ Deno.test("missingForCopies: names mkdirat (5.15) and IORING_FEAT_LINKED_FILE (5
     hasFeature: (f: number) => (features & f) === f,
     probe: () => ({ supports: (op: number) => op === IORING_OP_MKDIRAT && mkdirat }) as Probe,
   });
-  assert.deepEqual(missingForCopies(ring(~0, false)), { what: "IORING_OP_MKDIRAT", version: "5.15" });
+  // Before 5.15: neither (a kernel with the feature has mkdirat).
+  assert.deepEqual(
+    missingForCopies(ring(~IORING_FEAT_LINKED_FILE, false)),
+    { what: "IORING_OP_MKDIRAT", version: "5.15" },
+  );
   // 5.15 and 5.16: mkdirat, but a chain's later members looked their files up at submission.
   const linked = missingForCopies(ring(~IORING_FEAT_LINKED_FILE, true));
   assert.equal(linked?.version, "5.17");
