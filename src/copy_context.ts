@@ -57,12 +57,15 @@ function forcedUnavailable(): boolean {
 
 /**
  * True for the failures that mean "no io_uring for copies here": setup refused (`EPERM`) or
- * missing (`ENOSYS`), or a kernel whose io_uring is too old for the copy engine (see
- * {@link createCopyUring}: call `"io_uring"`, `ENOSYS`).
+ * missing (`ENOSYS`), a kernel whose io_uring is too old for the copy engine (see
+ * {@link createCopyUring}: call `"io_uring"`, `ENOSYS`), or setup's `ENOMEM` after the retries
+ * (a process without `CAP_IPC_LOCK` whose `RLIMIT_MEMLOCK` has no room for a ring, as in
+ * containers with a small `ulimit -l`: Deno's file APIs need no locked memory).
  */
 export function isUnavailableError(e: unknown): e is IoUringError {
-  return e instanceof IoUringError && (e.call === "io_uring_setup" || e.call === "io_uring") &&
-    (e.code === "EPERM" || e.code === "ENOSYS");
+  if (!(e instanceof IoUringError)) return false;
+  if (e.call === "io_uring_setup") return e.code === "EPERM" || e.code === "ENOSYS" || e.code === "ENOMEM";
+  return e.call === "io_uring" && e.code === "ENOSYS";
 }
 
 /** The error for a kernel whose io_uring lacks what copies need: `what`, since `version`. */

@@ -114,8 +114,8 @@ export interface CopyOptions {
    */
   sqpoll?: boolean;
   /**
-   * When io_uring cannot be set up here (`io_uring_setup` fails with `EPERM` or `ENOSYS`), or the
-   * kernel's is older than the copy engine needs (5.17), copy with Deno's own file APIs instead
+   * When io_uring cannot be set up here (`io_uring_setup` fails with `EPERM` or `ENOSYS`, or with
+   * `ENOMEM` after a few retries: `RLIMIT_MEMLOCK` has no room for a ring), or the kernel's is older than the copy engine needs (5.17), copy with Deno's own file APIs instead
    * (default `true`); the result's `engine` says which ran.
    * `false` makes the setup error ({@link IoUringError}) the copy's error.
    */

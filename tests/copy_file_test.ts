@@ -335,12 +335,15 @@ Deno.test({
   },
 });
 
-Deno.test("copies fall back for io_uring refused, missing, or too old for them; not for other failures", () => {
-  const ENOSYS = 38, EPERM = 1, EINVAL = 22;
+Deno.test("copies fall back for io_uring refused, missing, too old for them or out of locked memory; not for other failures", () => {
+  const ENOSYS = 38, EPERM = 1, EINVAL = 22, ENOMEM = 12;
   assert.equal(isUnavailableError(new IoUringError("io_uring_setup", EPERM)), true);
   assert.equal(isUnavailableError(new IoUringError("io_uring_setup", ENOSYS)), true);
   assert.equal(isUnavailableError(new IoUringError("io_uring", ENOSYS, "too old")), true);
   assert.equal(isUnavailableError(new IoUringError("io_uring_setup", EINVAL)), false);
+  assert.equal(isUnavailableError(new IoUringError("io_uring_setup", ENOMEM)), true);
+  assert.equal(isUnavailableError(new IoUringError("io_uring_register", ENOMEM)), false);
+  assert.equal(isUnavailableError(new IoUringError("io_uring", ENOMEM)), false);
   assert.equal(isUnavailableError(new IoUringError("io_uring_enter", ENOSYS)), false);
   assert.equal(isUnavailableError(new Error("io_uring_setup")), false);
 });
@@ -464,6 +467,48 @@ console.log(JSON.stringify(results));
     );
     assert.equal(out.code, 0, out.stderr);
     assert.deepEqual(JSON.parse(out.stdout), Array(5).fill("io_uring 10000"));
+  },
+});
+
+Deno.test({
+  name:
+    "copyFile and cp: with no locked memory for a ring (RLIMIT_MEMLOCK 0), copies fall back to Deno's APIs",
+  ignore: noMemlockTest !== null,
+  fn: async () => {
+    // io_uring_setup fails with ENOMEM for every ring there (on 6.18 a ring's memory counts
+    // against RLIMIT_MEMLOCK without CAP_IPC_LOCK), while Deno's file APIs need none.
+    const out = await runAsNobody(
+      ["--memlock=0:0"],
+      `import { copyFile, copyTree } from ${JSON.stringify(new URL("../mod.ts", import.meta.url).href)};
+import { main } from ${JSON.stringify(new URL("../src/cli/cp.ts", import.meta.url).href)};
+Deno.writeTextFileSync("src", "x".repeat(10_000));
+Deno.mkdirSync("tree/sub", { recursive: true });
+Deno.writeTextFileSync("tree/sub/f", "y".repeat(5_000));
+const results = [];
+const r = await copyFile("src", "dst");
+results.push([r.engine, r.bytes, /ENOMEM/.test(r.fallbackReason ?? ""), Deno.readTextFileSync("dst").length]);
+const t = await copyTree("tree", "tree2");
+results.push([t.engine, t.files, Deno.readTextFileSync("tree2/sub/f").length]);
+try {
+  await copyFile("src", "dst-strict", { fallback: false });
+  results.push("copied");
+} catch (e) {
+  results.push([e.constructor.name, e.call, e.code]);
+}
+const err = [];
+const io = { out: () => {}, err: (t) => err.push(t), isTerminal: false, columns: 80 };
+results.push([await main(["src", "dst-cli"], io), Deno.readTextFileSync("dst-cli").length, err.join("")]);
+console.log(JSON.stringify(results));
+`,
+    );
+    assert.equal(out.code, 0, out.stderr);
+    const [file, tree, strict, cli] = JSON.parse(out.stdout);
+    assert.deepEqual(file, ["deno", 10_000, true, 10_000]);
+    assert.deepEqual(tree, ["deno", 1, 5_000]);
+    assert.deepEqual(strict, ["IoUringError", "io_uring_setup", "ENOMEM"]);
+    assert.equal(cli[0], 0);
+    assert.equal(cli[1], 10_000);
+    assert.match(cli[2], /^cp: io_uring is unavailable \(ENOMEM\), copying with Deno's file APIs instead/);
   },
 });
 

@@ -95,10 +95,11 @@ complete, so nothing that exists is ever half-overwritten.
 A SRC that is a symlink is followed, also with -r (GNU cp -r copies the link itself);
 symlinks inside a tree are copied as symlinks. A file's size is read when its copy starts:
 bytes appended while it is copied are not copied.
-When io_uring is unavailable (EPERM/ENOSYS; URING_FORCE_UNAVAILABLE=1 pretends so) cp says
-so once and copies with Deno's own file APIs instead. Exit status: 0 when everything was
-copied, 1 when anything failed (one line per failure on stderr), 2 for a usage error, 130
-when interrupted (SIGINT), 143 when stopped by SIGTERM, 129 by SIGHUP.
+When io_uring is unavailable (EPERM/ENOSYS, or ENOMEM: no locked memory for a ring;
+URING_FORCE_UNAVAILABLE=1 pretends so) cp says so once and copies with Deno's own file APIs
+instead. Exit status: 0 when everything was copied, 1 when anything failed (one line per
+failure on stderr), 2 for a usage error, 130 when interrupted (SIGINT), 143 when stopped by
+SIGTERM, 129 by SIGHUP.
 `;
 
 const UNITS: Readonly<Record<string, number>> = {
