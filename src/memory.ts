@@ -264,13 +264,22 @@ export function shown(value: unknown): string {
 
 /**
  * How `value` is shown when it stands where an options object belongs and is not one: `null` when
- * it may stand there (an object that is not an array, or `undefined`/`null` for the defaults),
- * else what it is (`"an array"`, `"4096"`, ...). One rule for every options parameter.
+ * it may stand there (an object, or `undefined`/`null` for the defaults), else what it is
+ * (`"an array"`, `"4096"`, ...). One rule for every options parameter. A `Map` or `Set` is not
+ * one: its options would be read from its methods (`new Uring(new Map())` took `Map.prototype.entries`
+ * for `entries`), nor is a promise (not awaited), a buffer, or an `AbortSignal` given bare (its
+ * `signal` property is undefined: the operation would not be abortable).
  */
 export function notAnOptionsObject(value: unknown): string | null {
   if (value === undefined || value === null) return null;
-  if (typeof value === "object") return Array.isArray(value) ? "an array" : null;
-  return shown(value);
+  if (typeof value !== "object") return shown(value);
+  if (Array.isArray(value)) return "an array";
+  if (value instanceof Map) return "a Map (pass a plain object)";
+  if (value instanceof Set) return "a Set";
+  if (value instanceof Promise) return "a Promise (await it first)";
+  if (value instanceof AbortSignal) return "an AbortSignal (pass { signal })";
+  if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) return "a buffer";
+  return null;
 }
 
 /** Throws a `TypeError` unless `value` may stand as an options object ({@link notAnOptionsObject}). */

@@ -120,6 +120,40 @@ Deno.test({
 });
 
 Deno.test({
+  name: "Uring: a Map, Set, promise, buffer or bare AbortSignal is no options object (it was read as one)",
+  ignore: skipKernel(),
+  fn: async () => {
+    // A Map's `entries` method was taken for the entries option ("got a function").
+    assert.throws(
+      () => new Uring(new Map([["entries", 8]]) as never),
+      /^TypeError: Uring takes an options object .*, got a Map \(pass a plain object\)$/,
+    );
+    assert.throws(() => new Uring(new Set() as never), /got a Set$/);
+    assert.throws(() => new Uring(Promise.resolve({}) as never), /got a Promise \(await it first\)$/);
+    assert.throws(() => new Uring(new Uint8Array(8) as never), /got a buffer$/);
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/a`, "abc");
+    await using uring = new Uring({ sqpoll: false });
+    const file = await uring.open(`${dir.path}/a`, { read: true, write: true });
+    // The signal given bare was read as options without a `signal`: nothing could abort the call.
+    const controller = new AbortController();
+    const bare = controller.signal as never;
+    const refused = /^TypeError: .*options .*, got an AbortSignal \(pass \{ signal \}\)$/;
+    await assert.rejects(file.readAt(new Uint8Array(1), 0, bare), refused);
+    await assert.rejects(uring.nop(bare), refused);
+    await assert.rejects(uring.statx(`${dir.path}/a`, bare), refused);
+    await assert.rejects(uring.open(`${dir.path}/a`, bare), refused);
+    await assert.rejects(uring.chain((c) => c.fsync(file.fd, bare)), refused);
+    // In an object it is the signal, as always.
+    controller.abort();
+    await assert.rejects(file.readAt(new Uint8Array(1), 0, { signal: controller.signal }), {
+      name: "AbortError",
+    });
+    await file.close();
+  },
+});
+
+Deno.test({
   name: "Uring: a Deno.FsFile or a UringFile where an fd belongs: the error says what to pass",
   ignore: skipKernel(),
   fn: async () => {
