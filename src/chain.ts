@@ -87,75 +87,128 @@ export interface ChainBuilder {
  */
 export type PathCheck = (path: string | URL, flags: number) => string;
 
+/**
+ * Most bytes one read or write member may ask for: 2 GiB less 64 KiB. The kernel moves at most
+ * `MAX_RW_COUNT` (2^31 less a page) per read or write and then counts that as the whole request,
+ * so a bigger member would come back short without failing, and the chain would run on (its
+ * result, without a CQE of its own, would claim the full length). 64 KiB covers every page size.
+ */
+export const MAX_CHAIN_TRANSFER = 0x7fff0000;
+
+/** Throws unless a read or write member of `length` bytes stays within {@link MAX_CHAIN_TRANSFER}. */
+function checkChainTransfer(length: number): void {
+  if (length > MAX_CHAIN_TRANSFER) {
+    throw new RangeError(
+      `a chain's read or write moves at most ${MAX_CHAIN_TRANSFER} bytes (2 GiB - 64 KiB), got ${length}: ` +
+        "the kernel would move less without failing the member; split it into several members",
+    );
+  }
+}
+
 /** The {@link ChainBuilder} `Uring.chain` uses: it fills one slot per member (internal). */
 export class ChainCollector implements ChainBuilder {
   readonly #alloc: () => Slot;
+  readonly #release: (slot: Slot) => void;
   readonly #checkPath: PathCheck;
   /** The members added so far (internal). */
   readonly members: Slot[] = [];
+  /**
+   * The slot of the member being added: it joins {@link ChainCollector.members} only once its
+   * arguments passed every check. A member whose check threw (and whose error the build function
+   * caught) is not part of the chain: its slot goes back at the next add or at `seal()`.
+   */
+  #pending: Slot | null = null;
 
   /**
-   * Made by `Uring.chain` (internal): `alloc` takes a slot from the Uring's table, `checkPath`
-   * vets the path of a path member before any slot is taken for it.
+   * Made by `Uring.chain` (internal): `alloc` takes a slot from the Uring's table and `release`
+   * gives one back; `checkPath` vets the path of a path member before any slot is taken for it.
    */
-  constructor(alloc: () => Slot, checkPath: PathCheck) {
+  constructor(alloc: () => Slot, release: (slot: Slot) => void, checkPath: PathCheck) {
     this.#alloc = alloc;
+    this.#release = release;
     this.#checkPath = checkPath;
   }
 
   #sealed = false;
 
-  /** Ends the building (internal): members added after `chain()`'s build function returned throw. */
+  /**
+   * Ends the building (internal): members added after `chain()`'s build function returned throw,
+   * and the slot of a member that was refused goes back.
+   */
   seal(): void {
     this.#sealed = true;
+    this.#dropPending();
   }
 
+  #dropPending(): void {
+    if (this.#pending === null) return;
+    this.#release(this.#pending);
+    this.#pending = null;
+  }
+
+  /** A slot for the next member, added by {@link ChainCollector.#added} once it is filled. */
   #next(): Slot {
     if (this.#sealed) {
       throw new TypeError(
         "chain members are added inside the function given to chain(), not after it returned",
       );
     }
+    this.#dropPending(); // the last one was refused
     const slot = this.#alloc();
-    this.members.push(slot);
+    this.#pending = slot;
     return slot;
+  }
+
+  /** Makes the member being added (its arguments checked and stored) part of the chain. */
+  #added(): this {
+    this.members.push(this.#pending!);
+    this.#pending = null;
+    return this;
   }
 
   /** Adds `pread(fd, buf, position)`; its result is the bytes read. */
   read(fd: number, buf: ArrayBufferView, position: number | bigint): this {
-    fillRw(this.#next(), K_READ, fd, buf, position);
-    return this;
+    const slot = this.#next();
+    fillRw(slot, K_READ, fd, buf, position);
+    checkChainTransfer(slot.bufLength);
+    return this.#added();
   }
 
   /** Adds `pwrite(fd, buf, position)`; its result is the bytes written. */
   write(fd: number, buf: ArrayBufferView, position: number | bigint): this {
-    fillRw(this.#next(), K_WRITE, fd, buf, position);
-    return this;
+    const slot = this.#next();
+    fillRw(slot, K_WRITE, fd, buf, position);
+    checkChainTransfer(slot.bufLength);
+    return this.#added();
   }
 
   /** Adds `preadv(fd, bufs, position)`. */
   readv(fd: number, bufs: readonly ArrayBufferView[], position: number | bigint): this {
-    fillRwv(this.#next(), K_READV, fd, bufs, position);
-    return this;
+    const slot = this.#next();
+    fillRwv(slot, K_READV, fd, bufs, position);
+    checkChainTransfer(slot.iovecs!.totalLength);
+    return this.#added();
   }
 
   /** Adds `pwritev(fd, bufs, position)`. */
   writev(fd: number, bufs: readonly ArrayBufferView[], position: number | bigint): this {
-    fillRwv(this.#next(), K_WRITEV, fd, bufs, position);
-    return this;
+    const slot = this.#next();
+    fillRwv(slot, K_WRITEV, fd, bufs, position);
+    checkChainTransfer(slot.iovecs!.totalLength);
+    return this.#added();
   }
 
   /** Adds `fsync(fd)` (`fdatasync` with `datasync`). */
   fsync(fd: number, options: { datasync?: boolean } = {}): this {
     checkOptionsObject(options);
     fillFsync(this.#next(), fd, options?.datasync === true);
-    return this;
+    return this.#added();
   }
 
   /** Adds a no-op. */
   nop(): this {
     fillNop(this.#next());
-    return this;
+    return this.#added();
   }
 
   /** Adds `fallocate(fd, mode, offset, length)`: `mode` (default 0) in the options. Since 5.6. */
@@ -167,31 +220,31 @@ export class ChainCollector implements ChainBuilder {
   ): this {
     checkOptionsObject(options);
     fillFallocate(this.#next(), fd, offset, length, options?.mode ?? 0);
-    return this;
+    return this.#added();
   }
 
   /** Adds `ftruncate(fd, length)`. Since 6.9. */
   ftruncate(fd: number, length: number | bigint): this {
     fillFtruncate(this.#next(), fd, length);
-    return this;
+    return this.#added();
   }
 
   /** Adds `close(fd)`. Since 5.6. */
   close(fd: number): this {
     fillClose(this.#next(), fd);
-    return this;
+    return this.#added();
   }
 
   /** Adds `splice` (-1 as an offset: the fd's own position, required for pipes). Since 5.7. */
   splice(fdIn: number, offIn: number | bigint, fdOut: number, offOut: number | bigint, nbytes: number): this {
     fillSplice(this.#next(), fdIn, offIn, fdOut, offOut, nbytes);
-    return this;
+    return this.#added();
   }
 
   /** Adds a delay of `ms` before the next member (its expiry counts as success). Since 5.16. */
   timeout(ms: number): this {
     fillTimeout(this.#next(), ms, IORING_TIMEOUT_ETIME_SUCCESS);
-    return this;
+    return this.#added();
   }
 
   /** Adds `openat(path)` into direct descriptor `index`. Since 5.15. */
@@ -203,7 +256,7 @@ export class ChainCollector implements ChainBuilder {
     checkU32(mode, "mode", 0o7777);
     const p = this.#checkPath(path, flags);
     fillOpenDirect(this.#next(), p, index, flags, mode);
-    return this;
+    return this.#added();
   }
 
   /** Adds `pread` from direct descriptor `index`. Since 5.15. */
@@ -221,13 +274,14 @@ export class ChainCollector implements ChainBuilder {
     checkU32(index, "index", 0x7fffffff);
     const slot = this.#next();
     fillRw(slot, kind, index, buf, position);
+    checkChainTransfer(slot.bufLength);
     slot.sqeFlags = IOSQE_FIXED_FILE;
-    return this;
+    return this.#added();
   }
 
   /** Adds `close` of direct descriptor `index`. Since 5.15. */
   closeDirect(index: number): this {
     fillCloseDirect(this.#next(), index);
-    return this;
+    return this.#added();
   }
 }

@@ -1164,7 +1164,7 @@ export class Uring implements AsyncDisposable {
       const slot = this.#slots.alloc();
       slot.state = DONE;
       return slot;
-    }, this.#checkOpenPath);
+    }, (slot) => this.#slots.release(slot), this.#checkOpenPath);
     const members = builder.members;
     try {
       if (typeof build !== "function") throw new TypeError("chain() needs a function that adds members");
@@ -1179,6 +1179,7 @@ export class Uring implements AsyncDisposable {
         throw new TypeError("chain() needs a function that adds its members before it returns (not async)");
       }
       if (this.#closing) throw new ClosedError("Uring"); // the build function closed it
+      if (signal !== undefined && signalAborted(signal)) throw signalReason(signal); // or aborted
       if (members.length === 0) throw new RangeError("a chain needs at least one member");
       for (const slot of members) {
         const owned = slot.kind === K_CLOSE ? this.#fileOwning(slot.fd, "chain: close") : null;
@@ -1430,7 +1431,17 @@ export class Uring implements AsyncDisposable {
       this.#executor as (resolve: (value: T) => void, reject: (e: unknown) => void) => void,
     );
     this.#newSlot = null;
+    // The caller's own code may have run since the checks at the call's start (a getter of an
+    // argument, a URL's `pathname`): it may have closed the Uring or fired the signal.
+    if (this.#closing) {
+      this.#rejectQueued(slot, new ClosedError("Uring"));
+      return promise;
+    }
     if (signal != null) {
+      if (signalAborted(signal)) {
+        this.#rejectQueued(slot, signalReason(signal));
+        return promise;
+      }
       try {
         listenAbort(signal, slot.onAbort);
       } catch (e) {
@@ -1982,18 +1993,22 @@ export class Uring implements AsyncDisposable {
     const { resolve, reject, signal } = slot;
     if (signal !== null) unlistenAbort(signal, slot.onAbort);
     const res = slot.res;
-    let error: unknown = null;
+    // `failed` rather than a null error: an abort's reason may be anything, null included.
+    let failed = true;
+    let error: unknown;
     let value: unknown = undefined;
     if (hasDetachedBuffer(slot)) {
       error = detachedInFlight(slot);
     } else if (res >= 0 || (slot.kind === K_TIMEOUT && res === -ETIME)) {
       value = this.#value(slot);
+      failed = false;
       if (this.#closing && slot.kind === K_OPEN) {
         // The Uring is closing: the file would outlive it. Close the fd and report the close.
         (value as UringFile).detach();
         this.#files.delete(res);
         this.#queueInternal(I_CLOSE, res);
         error = this.#error(slot, ECANCELED);
+        failed = true;
       }
     } else if (slot.aborted && signal !== null) {
       error = signalReason(signal);
@@ -2003,7 +2018,7 @@ export class Uring implements AsyncDisposable {
     if (slot.statx !== null) this.#statxPool.push(slot.statx);
     this.#slots.release(slot);
     this.stats.settled++;
-    if (error !== null) reject!(error);
+    if (failed) reject!(error);
     else (resolve as (v: unknown) => void)(value);
   }
 

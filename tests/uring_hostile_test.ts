@@ -328,3 +328,121 @@ Deno.test({
     assert.throws(() => new Iovecs(list), /^TypeError: iovecs need a non-empty array of buffers$/);
   },
 });
+
+ringTest(
+  "Uring: an abort with reason null rejects operations in the kernel with null (they resolved)",
+  async (config) => {
+    await using uring = new Uring(uringOptions(config));
+    const [r, w] = pipe();
+    try {
+      const controller = new AbortController();
+      const read = uring.read(r, new Uint8Array(16), 0, { signal: controller.signal });
+      const timeout = uring.timeout(60_000, { signal: controller.signal });
+      await sleep(20); // both are in the kernel
+      controller.abort(null);
+      for (const op of [read, timeout]) {
+        await op.then(
+          (value) => assert.fail(`resolved with ${value} after abort(null)`),
+          (reason) => assert.equal(reason, null),
+        );
+      }
+    } finally {
+      sysClose(r);
+      sysClose(w);
+    }
+  },
+);
+
+ringTest(
+  "Uring: the caller's code run by a call (a getter, a build function) that aborts or closes is heeded",
+  async (config) => {
+    using dir = tempDir();
+    const path = `${dir.path}/f`;
+    Deno.writeFileSync(path, new Uint8Array(64).fill(9));
+    const uring = new Uring(uringOptions(config));
+    const file = await uring.open(path);
+    const [r, w] = pipe();
+    try {
+      // A readv whose list's element getter fires the signal: the readv ran and resolved 8.
+      const c1 = new AbortController();
+      const bufs = [new Uint8Array(8)];
+      Object.defineProperty(bufs, 0, { get: () => (c1.abort("R1"), new Uint8Array(8)) });
+      await assert.rejects(uring.readv(file.fd, bufs, 0, { signal: c1.signal }), (e) => e === "R1");
+      // A path whose URL getter fires it: the statx resolved.
+      const c2 = new AbortController();
+      const url = new URL(`file://${path}`);
+      Object.defineProperty(url, "pathname", { get: () => (c2.abort("R2"), path) });
+      await assert.rejects(uring.statx(url, { signal: c2.signal }), (e) => e === "R2");
+      // A chain's build function that fires the chain's signal: a chain blocked on a pipe hung.
+      const c3 = new AbortController();
+      const chain = uring.chain((c) => {
+        c.read(r, new Uint8Array(4), 0).nop();
+        c3.abort("R3");
+      }, { signal: c3.signal });
+      await assert.rejects(chain, (e) => e === "R3");
+      // A readv whose getter closes the Uring: it was queued anyway, and close() waited ~1 s.
+      const bufs2 = [new Uint8Array(8)];
+      let closing: Promise<void> | undefined;
+      Object.defineProperty(bufs2, 0, { get: () => (closing = uring.close(), new Uint8Array(8)) });
+      const t0 = performance.now();
+      await assert.rejects(uring.readv(r, bufs2, 0), { name: "ClosedError" });
+      await closing;
+      assert.ok(performance.now() - t0 < 500, `close() took ${(performance.now() - t0).toFixed(0)} ms`);
+    } finally {
+      await uring.close();
+      sysClose(r);
+      sysClose(w);
+    }
+  },
+);
+
+ringTest(
+  "Uring.chain: a member whose arguments were refused (the error caught) is no member; nor is one over 2 GiB",
+  async (config) => {
+    await using uring = new Uring(uringOptions(config));
+    // The refused member's slot had joined the chain and ran as whatever it last held: here the
+    // 200 ms timeout before it, whose expiry then cancelled the real member.
+    await uring.timeout(200);
+    const refused: string[] = [];
+    const t0 = performance.now();
+    const results = await uring.chain((c) => {
+      try {
+        c.read(-1, new Uint8Array(4), 0);
+      } catch (e) {
+        refused.push((e as Error).message);
+      }
+      c.nop();
+    });
+    assert.deepEqual(refused, ["fd must not be negative, got -1"]);
+    assert.deepEqual(results, [{ ok: true, value: 0 }]);
+    assert.ok(performance.now() - t0 < 150, "no timeout ran");
+    await assert.rejects(
+      uring.chain((c) => {
+        try {
+          c.write(-1, new Uint8Array(4), 0);
+        } catch { /* refused */ }
+      }),
+      /^RangeError: a chain needs at least one member$/,
+    );
+    // The kernel moves at most 2^31 less a page per read or write and counts that as the whole:
+    // such a member came back short without failing, and was reported as complete.
+    const big = new Uint8Array(new ArrayBuffer(3 * 2 ** 30)); // never touched: no memory used
+    const devNull = await uring.open("/dev/null", { write: true });
+    try {
+      const over = /^RangeError: a chain's read or write moves at most 2147418112 bytes/;
+      await assert.rejects(uring.chain((c) => c.write(devNull.fd, big, 0).nop()), over);
+      await assert.rejects(uring.chain((c) => c.writev(devNull.fd, [big], 0)), over);
+      await assert.rejects(uring.chain((c) => c.read(devNull.fd, big, 0)), over);
+      const fits = big.subarray(0, 0x7fff0000);
+      assert.deepEqual(await uring.chain((c) => c.write(devNull.fd, fits, 0).nop()), [
+        { ok: true, value: 0x7fff0000 },
+        { ok: true, value: 0 },
+      ]);
+      // A plain write is not a chain member: a short count is its result, as for pwrite(2).
+      const short = await uring.write(devNull.fd, big, 0);
+      assert.ok(short >= 0x7fff0000 && short < 2 ** 31, `a plain write moved ${short} bytes`);
+    } finally {
+      await devNull.close();
+    }
+  },
+);
