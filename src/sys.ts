@@ -28,6 +28,7 @@ import {
   MAP_PRIVATE,
   MAP_SHARED,
   O_CLOEXEC,
+  PARAMS_SIZE,
   PROT_READ,
   PROT_WRITE,
   SYS_FCNTL,
@@ -40,6 +41,7 @@ import {
   TIMESPEC_SIZE,
 } from "./abi.ts";
 import { errno } from "./errno.ts";
+import { byteLengthOf, checkCString } from "./memory.ts";
 
 /** Which implementation of the system layer is in use. */
 export type Backend = "helper" | "libc";
@@ -442,7 +444,7 @@ export function libcPaths(): PathCalls {
   const errnoView = new Deno.UnsafePointerView(lib.__errno_location()!);
   return pathCalls = {
     realpath: (path, out) => {
-      if (out.byteLength < 4096) throw new RangeError("realpath needs a 4096-byte buffer");
+      if (byteLengthOf(out) < 4096) throw new RangeError("realpath needs a 4096-byte buffer");
       if (lib.realpath(path as Uint8Array<ArrayBuffer>, out as Uint8Array<ArrayBuffer>) === null) {
         return -errnoView.getInt32(0);
       }
@@ -453,7 +455,7 @@ export function libcPaths(): PathCalls {
       const n = lib.readlink(
         path as Uint8Array<ArrayBuffer>,
         out as Uint8Array<ArrayBuffer>,
-        BigInt(out.byteLength),
+        BigInt(byteLengthOf(out)),
       );
       return n < 0n ? -errnoView.getInt32(0) : Number(n);
     },
@@ -461,6 +463,49 @@ export function libcPaths(): PathCalls {
 }
 
 const loaded = new Map<Backend, Sys>();
+
+/**
+ * `sys` with the calls that take a buffer checked first, through the engine's own lengths (not
+ * a view's own, overridable, `byteLength`): the C side writes as much as it was told it may, so
+ * a view that claims more (or an `Int32Array` of one element for `pipe`'s two fds) had memory
+ * past its end overwritten, and the process crashed. `register` stays raw: what it reads or
+ * writes depends on the opcode (`IoUring`'s register methods size their arguments).
+ */
+function checked(sys: Sys): Sys {
+  const atLeast = (view: unknown, bytes: number, what: string) => {
+    if (!(view instanceof Uint8Array) || byteLengthOf(view) < bytes) {
+      throw new RangeError(`${what} must be a Uint8Array of at least ${bytes} bytes`);
+    }
+  };
+  return {
+    ...sys,
+    setup: (entries, params) => {
+      atLeast(params, PARAMS_SIZE, "params");
+      return sys.setup(entries, params);
+    },
+    pipe: (fds, size) => {
+      if (!(fds instanceof Int32Array) || byteLengthOf(fds) < 8) {
+        throw new RangeError("fds must be an Int32Array of at least 2 elements");
+      }
+      return sys.pipe(fds, size);
+    },
+    utimens: (path, times) => {
+      checkCString(path);
+      atLeast(times, 2 * TIMESPEC_SIZE, "times");
+      return sys.utimens(path, times);
+    },
+    realpath: (path, out) => {
+      checkCString(path);
+      atLeast(out, 4096, "out");
+      return sys.realpath(path, out);
+    },
+    readlink: (path, out) => {
+      checkCString(path);
+      atLeast(out, 0, "out");
+      return sys.readlink(path, out);
+    },
+  };
+}
 
 /**
  * Returns the system layer for `backend` (default: `URING_BACKEND`, else the helper when it
@@ -480,11 +525,12 @@ export function getSys(backend?: Backend): Sys {
     if (cached) return cached;
     const helper = tryLoadHelper(wanted === "helper");
     if (helper) {
-      loaded.set("helper", helper);
-      return helper;
+      const sys = checked(helper);
+      loaded.set("helper", sys);
+      return sys;
     }
   }
   let libc = loaded.get("libc");
-  if (!libc) loaded.set("libc", libc = loadLibc());
+  if (!libc) loaded.set("libc", libc = checked(loadLibc()));
   return libc;
 }

@@ -50,7 +50,7 @@ import {
 import { freeDescriptors } from "../src/copy_context.ts";
 import { RESERVED_DESCRIPTORS } from "../src/copy_engine.ts";
 import { errno } from "../src/errno.ts";
-import { CONFIGS, skipKernel, straceWorks } from "./_support.ts";
+import { CONFIGS, skipKernel, straceWorks, tempDir } from "./_support.ts";
 import { eventfd, sysClose } from "./_io.ts";
 
 function plainSqe(): Sqe {
@@ -245,6 +245,53 @@ Deno.test({
         sys.close(pipe[0]);
         sys.close(pipe[1]);
       }
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "Sys: calls that take a buffer refuse one too small, whatever its own byteLength says (memory past it was written)",
+  ignore: skipKernel(),
+  fn() {
+    using dir = tempDir();
+    Deno.symlinkSync("t".repeat(200), `${dir.path}/link`);
+    for (const backend of ["helper", "libc"] as const) {
+      const sys = getSys(backend);
+      const lying = (view: Uint8Array, claims: number) => {
+        Object.defineProperty(view, "byteLength", { value: claims });
+        return view;
+      };
+      // readlink wrote 192 bytes past an 8-byte view that claimed 4096; now it fills the 8 it has.
+      const backing = new Uint8Array(64);
+      assert.equal(
+        sys.readlink(cstring(`${dir.path}/link`), lying(backing.subarray(0, 8), 4096)),
+        8,
+        backend,
+      );
+      assert.deepEqual([...backing.subarray(8)], new Array(56).fill(0), `${backend}: nothing past the view`);
+      const small = lying(new Uint8Array(16), 4096);
+      rejects(
+        () => sys.realpath(cstring(dir.path), small),
+        RangeError,
+        /^out must be a Uint8Array of at least 4096 bytes$/,
+      );
+      rejects(
+        () => sys.pipe(new Int32Array(4).subarray(0, 1)),
+        RangeError,
+        /^fds must be an Int32Array of at least 2 elements$/,
+      );
+      rejects(
+        () => sys.setup(4, lying(new Uint8Array(16), 120)),
+        RangeError,
+        /^params must be a Uint8Array of at least 120 bytes$/,
+      );
+      rejects(() => sys.utimens(cstring(dir.path), new Uint8Array(16)), RangeError, /^times must be/);
+      rejects(
+        () => sys.readlink(new TextEncoder().encode("no-nul"), new Uint8Array(8)),
+        TypeError,
+        /^path must end with a NUL byte/,
+      );
     }
   },
 });
