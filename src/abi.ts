@@ -550,6 +550,8 @@ export const O_DIRECTORY: number = AARCH64 ? 0o40000 : 0o200000;
 export const O_NOFOLLOW: number = AARCH64 ? 0o100000 : 0o400000;
 /** `O_CLOEXEC`. */
 export const O_CLOEXEC = 0o2000000;
+/** `STATX_INO` mask bit: the inode number (4.11). */
+export const STATX_INO = 0x100;
 /** `STATX_BASIC_STATS` mask (4.11). */
 export const STATX_BASIC_STATS = 0x7ff;
 /** `STATX_BTIME` (4.11). */

@@ -33,6 +33,7 @@ export function entryFromFileInfo(info: Deno.FileInfo, noFollow = false): EntryS
     atime: seconds(info.atime, mtime),
     mtime,
     id: `${info.dev}:${info.ino}`,
+    ino: info.ino ?? 0,
     noFollow,
   };
 }

@@ -33,6 +33,11 @@ export interface EntryStat {
   /** Device and inode, to spot a source and destination that are the same file. */
   id: string;
   /**
+   * The inode number alone (0 when unknown): a copy checks at the end that the source is still
+   * this file (see `SourceReplaced`).
+   */
+  ino?: number;
+  /**
    * Looked at without following a final symlink (`lstat`, as a tree's walk does): the file is
    * then opened with `O_NOFOLLOW`, so a symlink put in its place since (to a file the copy should
    * not read) is refused (`ELOOP`) rather than followed.

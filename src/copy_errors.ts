@@ -11,6 +11,17 @@ import type { CopyResult } from "./copy_options.ts";
 import { errorClassFor, OsError } from "./deno_errors.ts";
 import { errno as errnoNumber } from "./errno.ts";
 
+/**
+ * A file copied while its source was replaced (another file renamed over it, or removed): what was
+ * written may be the first bytes of the new file. Internal: the engine removes what it wrote and
+ * throws this; `copyRegular` looks at the source again and copies it anew.
+ */
+export class SourceReplaced extends Error {
+  constructor(path: string) {
+    super(`'${path}' was replaced while it was copied`);
+  }
+}
+
 /** The step of a copy an error came from; decides how the error is worded. */
 export type CopyStage =
   | "stat-source"

@@ -17,11 +17,23 @@
 
 import type { CopyContext } from "./copy_context.ts";
 import type { EntryStat } from "./copy_engine.ts";
-import { abortFailure, codeOf, copyFailure, isAbort, staged, stageOf } from "./copy_errors.ts";
+import {
+  abortFailure,
+  codeOf,
+  copyFailure,
+  isAbort,
+  makeFailure,
+  SourceReplaced,
+  staged,
+  stageOf,
+} from "./copy_errors.ts";
 import { doneWriting, startWriting } from "./copy_incomplete.ts";
 
 /** The marker in every temporary file name (`.NAME.uring-tmp-XXXXXXXX`). */
 export const TEMP_MARKER = ".uring-tmp-";
+
+/** Copies of one file begun anew because its source was replaced meanwhile, before giving up. */
+export const REPLACED_RETRIES = 3;
 
 /**
  * The permission bits a copy of a regular file gets: the source's, without setuid and setgid.
@@ -55,14 +67,51 @@ export function copyRegular(
   dst: string,
   st: EntryStat,
   inPlace = false,
+  attempt = 0,
 ): Promise<number> {
-  if (!inPlace || !ctx.options.overwrite) return copyRegularOnce(ctx, src, dst, st, inPlace);
+  if (!inPlace || !ctx.options.overwrite) return copyRegularOnce(ctx, src, dst, st, inPlace, attempt);
   // In a directory this copy made, something else (another copy into the same place) may have
   // written the file meanwhile: with `overwrite`, replace it as in a directory that existed.
-  return copyRegularOnce(ctx, src, dst, st, true).catch((e) => {
+  return copyRegularOnce(ctx, src, dst, st, true, attempt).catch((e) => {
     if (codeOf(e) !== "EEXIST" || stageOf(e) !== "create") throw e;
-    return copyRegularOnce(ctx, src, dst, st, false);
+    return copyRegularOnce(ctx, src, dst, st, false, attempt);
   });
+}
+
+/**
+ * After a copy whose source was replaced while it ran (the engine removed what it wrote): looks
+ * at the source again and copies what is there now, as a copy started now would, up to
+ * {@link REPLACED_RETRIES} times; then, or when it is no longer a regular file, fails.
+ */
+async function copyReplaced(
+  ctx: CopyContext,
+  src: string,
+  dst: string,
+  st: EntryStat,
+  inPlace: boolean,
+  attempt: number,
+): Promise<number> {
+  const again = attempt + 1;
+  if (again > REPLACED_RETRIES) {
+    throw makeFailure(
+      "EAGAIN",
+      src,
+      dst,
+      `the source was replaced while it was copied, ${again} times in a row (nothing was written)`,
+      src,
+    );
+  }
+  const now = await staged("stat-source", ctx.engine.stat(src, !st.noFollow, ctx));
+  if (now.kind !== "file") {
+    throw makeFailure(
+      "EAGAIN",
+      src,
+      dst,
+      "the source was replaced while it was copied, by something that is not a regular file (nothing was written)",
+      src,
+    );
+  }
+  return copyRegular(ctx, src, dst, now, inPlace, again);
 }
 
 /** {@link copyRegular}, once. */
@@ -72,6 +121,7 @@ function copyRegularOnce(
   dst: string,
   st: EntryStat,
   inPlace: boolean,
+  attempt: number,
 ): Promise<number> {
   const engine = ctx.engine;
   const tmp = inPlace ? dst : tempPathFor(dst);
@@ -79,10 +129,11 @@ function copyRegularOnce(
   const perm = copiedFilePerm(st.perm);
   const blocks = () => engine.copyData(src, st, tmp, perm, ctx);
   const small = engine.copySmall?.(src, st, tmp, perm, ctx);
-  if (small === undefined) return finishRegular(ctx, dst, tmp, st, perm, inPlace, blocks());
+  const again = () => copyReplaced(ctx, src, dst, st, inPlace, attempt);
+  if (small === undefined) return finishRegular(ctx, dst, tmp, st, perm, inPlace, blocks(), again);
   const data = small.then((bytes) => bytes >= 0 ? bytes : blocks());
   if (!inPlace || ctx.needsChmod(perm) || ctx.options.preserve) {
-    return finishRegular(ctx, dst, tmp, st, perm, inPlace, data);
+    return finishRegular(ctx, dst, tmp, st, perm, inPlace, data, again);
   }
   return data.then((bytes) => {
     if (ctx.signal.aborted) {
@@ -96,11 +147,15 @@ function copyRegularOnce(
     return bytes;
   }, (e) => {
     doneWriting(tmp); // the engine removed what it had written
+    if (e instanceof SourceReplaced) return again();
     throw e;
   });
 }
 
-/** Sets the mode (`perm`) and times of `tmp` once `data` is in, renames it to `dst`, counts it done. */
+/**
+ * Sets the mode (`perm`) and times of `tmp` once `data` is in, renames it to `dst`, counts it
+ * done; when the source was replaced meanwhile, copies it anew (`again`).
+ */
 async function finishRegular(
   ctx: CopyContext,
   dst: string,
@@ -109,10 +164,18 @@ async function finishRegular(
   perm: number,
   inPlace: boolean,
   data: Promise<number>,
+  again: () => Promise<number>,
 ): Promise<number> {
   const engine = ctx.engine;
+  let bytes: number;
   try {
-    const bytes = await data; // (a failure: the engine removed what it had written)
+    bytes = await data; // (a failure: the engine removed what it had written)
+  } catch (e) {
+    doneWriting(tmp);
+    if (e instanceof SourceReplaced) return again();
+    throw e;
+  }
+  try {
     try {
       if (ctx.needsChmod(perm)) await staged("chmod", ctx.inflight.run(() => Deno.chmod(tmp, perm)));
       if (ctx.options.preserve) {

@@ -1,10 +1,15 @@
 /**
- * One-block files copied by a linked chain of six SQEs written straight into the copy's `Uring`
+ * One-block files copied by a linked chain of seven SQEs written straight into the copy's `Uring`
  * (through its internal `rawRing`): `openat(src)` → `openat(tmp, O_CREAT | O_EXCL)` → data →
- * `close` → `close` on two direct descriptors, every member but the last with
- * `IOSQE_CQE_SKIP_SUCCESS`, so a file costs six SQE preps and one CQE, without the slots, result
+ * `close` → `close` on two direct descriptors → `statx(src)`, every member but the last with
+ * `IOSQE_CQE_SKIP_SUCCESS`, so a file costs seven SQE preps and one CQE, without the slots, result
  * objects and promises per member that `Uring.chain` spends. Each lane keeps its two file-table
- * indexes, its path memory and a pipe from file to file.
+ * indexes, its path and `statx` memory and a pipe from file to file.
+ *
+ * The closing `statx` (in the same kernel worker, no system call of ours) tells whether the source
+ * is still the file the walk looked at (its inode): the chain copies the size that look found, so
+ * a file replaced in between (renamed over) would otherwise come out as the first bytes of the
+ * new one, and look complete. Such a chain settles {@link SOURCE_REPLACED}.
  *
  * The data moves by `splice` through the lane's pipe (source → pipe → destination) when the
  * file fits in the pipe (64 KiB unless the user's pipe allowance is spent): the pages go from
@@ -18,6 +23,7 @@
 
 import {
   AT_FDCWD,
+  AT_SYMLINK_NOFOLLOW,
   IORING_FEAT_CQE_SKIP,
   IOSQE_ASYNC,
   IOSQE_CQE_SKIP_SUCCESS,
@@ -25,9 +31,13 @@ import {
   IOSQE_IO_LINK,
   O_CREAT,
   O_EXCL,
+  O_NOFOLLOW,
   O_RDONLY,
   O_WRONLY,
   SPLICE_F_FD_IN_FIXED,
+  STATX,
+  STATX_INO,
+  STATX_SIZE,
 } from "./abi.ts";
 import type { ChainResult } from "./chain.ts";
 import { operationError } from "./deno_errors.ts";
@@ -35,14 +45,22 @@ import { errno } from "./errno.ts";
 import { cstringInto } from "./memory.ts";
 import { checkAccess } from "./permissions.ts";
 import { closePipe, openPipe, type Pipe } from "./pipe.ts";
-import { prepCloseDirect, prepOpenatDirect, prepRead, prepSplice, prepWrite } from "./prep.ts";
+import { prepCloseDirect, prepOpenatDirect, prepRead, prepSplice, prepStatx, prepWrite } from "./prep.ts";
 import { getSys, type Sys } from "./sys.ts";
 import { type RawClient, type RawRing, rawRing, type Uring } from "./uring.ts";
 
 const ECANCELED = errno("ECANCELED");
 const EINVAL = errno("EINVAL");
 /** SQEs in one file's chain. */
-export const MEMBERS = 6;
+export const MEMBERS = 7;
+/** The chain's last member: `statx` of the source, after the data is in and both files closed. */
+const CHECK = MEMBERS - 1;
+/**
+ * What a chain settles when it copied its file but the source is no longer the file it was asked
+ * for (another inode at the path, or none): the copy may hold the first bytes of a file that
+ * replaced it. Both files are closed; the destination is the caller's to remove.
+ */
+export const SOURCE_REPLACED = Symbol("source replaced");
 /** Flags of every member but the last: linked, no CQE on success, issued from io-wq. */
 const LINKED = IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS | IOSQE_ASYNC;
 /** Tags are `lane * TAG_STRIDE + member`. */
@@ -78,9 +96,26 @@ interface Lane {
   size: number;
   /** The buffer the read fills and the write drains (held until the chain's CQE); null when spliced. */
   view: Uint8Array | null;
-  /** Settles the file: `null` when every member succeeded, else what failed. */
-  settle: ((failure: SmallFailure | null) => void) | null;
+  /** Where the closing `statx` puts the source's inode (made on the lane's first chain). */
+  statx: Uint8Array<ArrayBuffer> | null;
+  /** The same memory as 32-bit words. */
+  statxWords: Uint32Array<ArrayBuffer> | null;
+  /** The inode the source had when it was looked at (0: unknown, not compared). */
+  ino: number;
+  /**
+   * Settles the file: `null` when every member succeeded, {@link SOURCE_REPLACED} when the source
+   * changed under it, else what failed.
+   */
+  settle: ((failure: SmallFailure | null | typeof SOURCE_REPLACED) => void) | null;
   fail: ((error: unknown) => void) | null;
+}
+
+/** Where `statx` puts the inode number, in 32-bit words. */
+const INO_WORD = STATX.ino / 4;
+
+/** The inode number a `statx` put in `words` (exact below 2^53). */
+function inodeOf(words: Uint32Array): number {
+  return words[INO_WORD] + words[INO_WORD + 1] * 0x1_0000_0000;
 }
 
 /**
@@ -154,7 +189,9 @@ export class SmallFileChains implements RawClient {
    * {@link SmallFailure}; rejects when Deno's permissions refuse a path. Returns `undefined`,
    * queueing nothing, when the ring has no room right now, a file-table index is not to be had,
    * or the Uring failed: `Uring.chain` then does it. `srcFlags`: how the source is opened
-   * (`O_RDONLY`, with `O_NOFOLLOW` for a file a tree's walk looked at with `lstat`).
+   * (`O_RDONLY`, with `O_NOFOLLOW` for a file a tree's walk looked at with `lstat`). `ino`: the
+   * source's inode when it was looked at; a chain that finds another one there at the end settles
+   * {@link SOURCE_REPLACED} (0: not compared).
    */
   start(
     src: string,
@@ -162,8 +199,9 @@ export class SmallFileChains implements RawClient {
     perm: number,
     view: Uint8Array,
     srcFlags: number = O_RDONLY,
-  ): Promise<SmallFailure | null> | undefined {
-    return this.#start(src, srcFlags, tmp, perm, view.byteLength, view);
+    ino = 0,
+  ): Promise<SmallFailure | null | typeof SOURCE_REPLACED> | undefined {
+    return this.#start(src, srcFlags, tmp, perm, view.byteLength, view, ino);
   }
 
   /**
@@ -178,8 +216,9 @@ export class SmallFileChains implements RawClient {
     perm: number,
     size: number,
     srcFlags: number = O_RDONLY,
-  ): Promise<SmallFailure | null> | undefined {
-    return this.#start(src, srcFlags, tmp, perm, size, null);
+    ino = 0,
+  ): Promise<SmallFailure | null | typeof SOURCE_REPLACED> | undefined {
+    return this.#start(src, srcFlags, tmp, perm, size, null, ino);
   }
 
   /**
@@ -209,7 +248,8 @@ export class SmallFileChains implements RawClient {
     perm: number,
     size: number,
     view: Uint8Array | null,
-  ): Promise<SmallFailure | null> | undefined {
+    ino: number,
+  ): Promise<SmallFailure | null | typeof SOURCE_REPLACED> | undefined {
     const raw = this.#raw;
     if (this.#failed !== undefined || !raw.room(MEMBERS, 1)) return undefined;
     const lane = this.#lane();
@@ -241,6 +281,11 @@ export class SmallFileChains implements RawClient {
     lane.size = size;
     lane.view = view;
     lane.spliced = spliced;
+    lane.ino = ino;
+    if (lane.statx === null) {
+      lane.statxWords = new Uint32Array(STATX_SIZE / 4);
+      lane.statx = new Uint8Array(lane.statxWords.buffer);
+    }
     const id = this.#id, tag = lane.number * TAG_STRIDE;
     // The opens install into the lane's direct descriptors.
     prepOpenatDirect(raw.sqe(id, tag), AT_FDCWD, srcPath, flags, 0, lane.input).setFlags(LINKED);
@@ -258,7 +303,13 @@ export class SmallFileChains implements RawClient {
       prepWrite(raw.sqe(id, tag + 3), lane.output, view!, 0).setFlags(LINKED | IOSQE_FIXED_FILE);
     }
     prepCloseDirect(raw.sqe(id, tag + 4), lane.input).setFlags(LINKED);
-    prepCloseDirect(raw.sqe(id, tag + 5), lane.output).setFlags(IOSQE_ASYNC);
+    prepCloseDirect(raw.sqe(id, tag + 5), lane.output).setFlags(LINKED);
+    // Is the source still the file that was looked at? (Looked at as the open did: a final
+    // symlink followed or not.) The inode is all that is asked for.
+    const nofollow = (flags & O_NOFOLLOW) !== 0 ? AT_SYMLINK_NOFOLLOW : 0;
+    prepStatx(raw.sqe(id, tag + CHECK), AT_FDCWD, srcPath, nofollow, STATX_INO, lane.statx).setFlags(
+      IOSQE_ASYNC,
+    );
     raw.commit(MEMBERS, 1, 2);
     return new Promise((resolve, reject) => {
       lane.settle = resolve;
@@ -290,6 +341,9 @@ export class SmallFileChains implements RawClient {
       spliced: false,
       size: 0,
       view: null,
+      statx: null,
+      statxWords: null,
+      ino: 0,
       settle: null,
       fail: null,
     };
@@ -339,11 +393,16 @@ export class SmallFileChains implements RawClient {
     const member = tag % TAG_STRIDE;
     const settle = lane.settle!;
     lane.settle = lane.fail = null;
-    if (member === MEMBERS - 1 && res >= 0) {
-      if (lane.spliced) this.#spliced++;
+    if (member === CHECK) {
+      // The data is in and both files are closed: the check alone decides.
       lane.view = null;
       this.#free.push(lane.number);
-      settle(null);
+      if (res >= 0 && (lane.ino === 0 || inodeOf(lane.statxWords!) === lane.ino)) {
+        if (lane.spliced) this.#spliced++;
+        settle(null);
+      } else {
+        settle(SOURCE_REPLACED); // another file at the path now, or none
+      }
       return;
     }
     const results = this.#results(lane, member, res);
@@ -360,11 +419,14 @@ export class SmallFileChains implements RawClient {
     });
   }
 
-  /** Every member's result when member `failed` posted `res` (the ones before it succeeded). */
+  /**
+   * The results of the copying members (all but the check) when member `failed` posted `res`
+   * (the ones before it succeeded), as `Uring.chain` would give them.
+   */
   #results(lane: Lane, failed: number, res: number): ChainResult[] {
     const results: ChainResult[] = [];
     const size = lane.size;
-    for (let i = 0; i < MEMBERS; i++) {
+    for (let i = 0; i < CHECK; i++) {
       if (i < failed) results.push({ ok: true, value: i === 2 || i === 3 ? size : 0 });
       else if (i === failed && res >= 0) results.push({ ok: true, value: res });
       else results.push({ ok: false, error: this.#error(lane, i, i === failed ? -res : ECANCELED) });

@@ -636,6 +636,8 @@ async function underDirectory(ctx: CopyContext, id: string, dir: string): Promis
  * In a directory that already existed, each file goes through a temporary name
  * (`.NAME.uring-tmp-XXXXXXXX`) renamed into place when complete, so an existing file is replaced
  * atomically or not at all. Directories created before a failure stay (possibly incomplete).
+ * A source file replaced (renamed over) while it is copied is noticed by its inode at the end of
+ * its copy, and copied anew as it is now: a copy is one version whole, never mixed.
  * Since 5.17 (`mkdirat`, `symlinkat`: 5.15; files opened and used in one chain:
  * `IORING_FEAT_LINKED_FILE`); on older kernels it falls back as `copyFile` does.
  */

@@ -26,9 +26,9 @@ import {
   type EntryStat,
   kindOfMode,
 } from "./copy_engine.ts";
-import { codeOf, staged, tagStage } from "./copy_errors.ts";
+import { codeOf, SourceReplaced, staged, tagStage } from "./copy_errors.ts";
 import type { ChainResult } from "./chain.ts";
-import { reserveFilePair, SmallFileChains } from "./copy_small.ts";
+import { reserveFilePair, SmallFileChains, SOURCE_REPLACED } from "./copy_small.ts";
 import { SPLICE_PIPES, spliceData, SplicePipes, SpliceUnsupported } from "./copy_splice.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
 import { operationError } from "./deno_errors.ts";
@@ -61,8 +61,24 @@ export function entryFromStatx(s: Statx, noFollow = false): EntryStat {
     mtime: s.mtime.sec + s.mtime.nsec / 1e9,
     timesNs: [s.atime.sec, s.atime.nsec, s.mtime.sec, s.mtime.nsec],
     id: `${makedev(s.devMajor, s.devMinor)}:${s.ino}`, // as entryFromFileInfo's
+    ino: Number(s.ino),
     noFollow,
   };
+}
+
+/**
+ * Whether `src` is still the file `st` describes (the same inode; looked at as `st` was, through a
+ * final symlink or not), once its copy is written: a file renamed over it since would have been
+ * opened instead, and only its first `st.size` bytes copied. True when the inode is not known. A
+ * synchronous `lstat` (a few µs): the one-block chains ask the kernel instead, in the chain.
+ */
+function stillSource(src: string, st: EntryStat): boolean {
+  if (!st.ino) return true;
+  try {
+    return (st.noFollow ? Deno.lstatSync(src) : Deno.statSync(src)).ino === st.ino;
+  } catch {
+    return false; // gone: what was copied cannot be vouched for
+  }
 }
 
 /**
@@ -334,11 +350,18 @@ export class UringEngine implements Engine {
       staged("close", this.#closeFd(dstFd, ctx)),
     ]);
     if (failure === undefined && closeOut.status === "rejected") failure = closeOut.reason;
+    if (failure === undefined && !stillSource(src, srcStat)) return this.#replaced(src, tmp);
     if (failure !== undefined) {
       await this.#removeIncomplete(tmp, ctx);
       throw failure;
     }
     return copied;
+  }
+
+  /** Removes `tmp`, written from a source that was replaced meanwhile, and says so (see `SourceReplaced`). */
+  async #replaced(src: string, tmp: string): Promise<never> {
+    await this.#removeIncomplete(tmp);
+    throw new SourceReplaced(src);
   }
 
   /**
@@ -374,20 +397,20 @@ export class UringEngine implements Engine {
     const spliced = this.#smallChains(ctx)?.splices(size) === true;
     let admitting = this.#admit(ctx, SMALL_CHAIN);
     if (admitting === undefined) {
-      if (spliced) return this.#runSmall(src, flags, size, tmp, perm, ctx, null);
+      if (spliced) return this.#runSmall(src, flags, srcStat, tmp, perm, ctx, null);
       const buf = ctx.smallPool.tryTake();
-      if (buf !== null) return this.#runSmall(src, flags, size, tmp, perm, ctx, buf);
+      if (buf !== null) return this.#runSmall(src, flags, srcStat, tmp, perm, ctx, buf);
       ctx.inflight.release(SMALL_CHAIN);
       admitting = this.#admit(ctx, SMALL_CHAIN);
     }
-    return this.#copySmallWaiting(src, flags, size, tmp, perm, ctx, admitting, spliced);
+    return this.#copySmallWaiting(src, flags, srcStat, tmp, perm, ctx, admitting, spliced);
   }
 
   /** `copySmall` once `admitting` (see `#admit`) is done and, unless `spliced`, a buffer is free. */
   async #copySmallWaiting(
     src: string,
     flags: number,
-    size: number,
+    srcStat: EntryStat,
     tmp: string,
     perm: number,
     ctx: EngineContext,
@@ -400,7 +423,7 @@ export class UringEngine implements Engine {
     // copy 1.3-4.8% slower (five alternating A/B runs), with no more io_uring_enter calls. Why is
     // not known.
     const buf = spliced ? await null : await ctx.smallPool.take();
-    return this.#runSmall(src, flags, size, tmp, perm, ctx, buf);
+    return this.#runSmall(src, flags, srcStat, tmp, perm, ctx, buf);
   }
 
   /**
@@ -410,7 +433,7 @@ export class UringEngine implements Engine {
   #runSmall(
     src: string,
     flags: number,
-    size: number,
+    srcStat: EntryStat,
     tmp: string,
     perm: number,
     ctx: EngineContext,
@@ -422,10 +445,11 @@ export class UringEngine implements Engine {
       ctx.inflight.release(SMALL_CHAIN);
       return Promise.reject(ctx.signal.reason);
     }
+    const size = srcStat.size, ino = srcStat.ino ?? 0;
     const chains = this.#smallChains(ctx);
     const queued = buf === null
-      ? chains?.startSpliced(src, tmp, perm, size, flags)
-      : chains?.start(src, tmp, perm, buf.subarray(0, size), flags);
+      ? chains?.startSpliced(src, tmp, perm, size, flags, ino)
+      : chains?.start(src, tmp, perm, buf.subarray(0, size), flags, ino);
     if (queued !== undefined) {
       const release = () => {
         if (buf !== null) ctx.smallPool.give(buf);
@@ -438,6 +462,10 @@ export class UringEngine implements Engine {
             ctx.addBytes(size);
             return size;
           }
+          if (failure === SOURCE_REPLACED) {
+            release();
+            return this.#replaced(src, tmp);
+          }
           return this.#smallFailed(failure.results, failure.input, failure.output, tmp).finally(() => {
             failure.done();
             release();
@@ -446,21 +474,21 @@ export class UringEngine implements Engine {
         (e) => this.#smallRefused(e, tmp, ctx, release),
       );
     }
-    if (buf === null) return this.#runSmallBuffered(src, flags, size, tmp, perm, ctx);
-    return this.#chainSmall(src, flags, buf.subarray(0, size), tmp, perm, ctx, buf);
+    if (buf === null) return this.#runSmallBuffered(src, flags, srcStat, tmp, perm, ctx);
+    return this.#chainSmall(src, flags, srcStat, buf.subarray(0, size), tmp, perm, ctx, buf);
   }
 
   /** `#runSmall` with a buffer, once one is free (the chain could not be queued spliced). */
   async #runSmallBuffered(
     src: string,
     flags: number,
-    size: number,
+    srcStat: EntryStat,
     tmp: string,
     perm: number,
     ctx: EngineContext,
   ): Promise<number> {
     const buf = await ctx.smallPool.take();
-    return this.#runSmall(src, flags, size, tmp, perm, ctx, buf);
+    return this.#runSmall(src, flags, srcStat, tmp, perm, ctx, buf);
   }
 
   /**
@@ -514,6 +542,7 @@ export class UringEngine implements Engine {
   #chainSmall(
     src: string,
     flags: number,
+    srcStat: EntryStat,
     view: Uint8Array,
     tmp: string,
     perm: number,
@@ -551,6 +580,7 @@ export class UringEngine implements Engine {
         const read = results[2], write = results[3];
         if (results[5].ok && read.ok && read.value === size && write.ok && write.value === size) {
           release();
+          if (!stillSource(src, srcStat)) return this.#replaced(src, tmp);
           ctx.addBytes(size);
           return size;
         }

@@ -1160,11 +1160,15 @@ export class Uring implements AsyncDisposable {
     const refused = refusedBySignal(given);
     if (refused !== null) return refused;
     const signal = (given ?? undefined) as AbortSignal | undefined; // null: no signal
-    const builder = new ChainCollector(() => {
-      const slot = this.#slots.alloc();
-      slot.state = DONE;
-      return slot;
-    }, (slot) => this.#slots.release(slot), this.#checkOpenPath);
+    const builder = new ChainCollector(
+      () => {
+        const slot = this.#slots.alloc();
+        slot.state = DONE;
+        return slot;
+      },
+      (slot) => this.#slots.release(slot),
+      this.#checkOpenPath,
+    );
     const members = builder.members;
     try {
       if (typeof build !== "function") throw new TypeError("chain() needs a function that adds members");

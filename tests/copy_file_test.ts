@@ -875,3 +875,37 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "copyFile: a source replaced after it was looked at is copied whole, with the new file's mode",
+  ignore: skipKernel(),
+  fn: async () => {
+    // The first progress report (the size known, nothing opened yet) stands in for the race. The
+    // copy was the new file cut to the old one's 100 bytes, with the old file's mode: a private
+    // file renamed over a public one came out world-readable.
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    for (const options of [{}, { splice: false }, { blockSize: 4096 }]) {
+      Deno.writeFileSync(src, new Uint8Array(100).fill(0x41), { mode: 0o644 });
+      Deno.chmodSync(src, 0o644);
+      const dst = `${dir.path}/dst`;
+      let swapped = false;
+      const result = await copyFile(src, dst, {
+        ...options,
+        onProgress: () => {
+          if (swapped) return;
+          swapped = true;
+          Deno.writeFileSync(`${dir.path}/staged`, new Uint8Array(3 << 20).fill(0x42), { mode: 0o600 });
+          Deno.chmodSync(`${dir.path}/staged`, 0o600);
+          Deno.renameSync(`${dir.path}/staged`, src);
+        },
+      });
+      const copy = Deno.readFileSync(dst);
+      const label = JSON.stringify(options);
+      assert.deepEqual([copy.length, copy[0], copy[copy.length - 1]], [3 << 20, 0x42, 0x42], label);
+      assert.equal(result.bytes, 3 << 20, label);
+      assert.equal(Deno.statSync(dst).mode! & 0o777, 0o600, label);
+      Deno.removeSync(dst);
+    }
+  },
+});

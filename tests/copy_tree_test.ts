@@ -670,3 +670,51 @@ for (
     },
   });
 }
+
+for (const preserve of [false, true]) {
+  Deno.test({
+    name: `copyTree${
+      preserve ? " (preserve)" : ""
+    }: files replaced (renamed over) after the walk looked at them are copied whole, old or new`,
+    ignore: skipKernel(),
+    fn: async () => {
+      // The copy took each file's size when it looked at it, and copied that many bytes of
+      // whatever the path held when it opened it: the new file cut to the old size, reported as
+      // copied (6 of 40 at queue depth 6, and 34 of 40 with preserve, every run).
+      using dir = tempDir();
+      const src = `${dir.path}/src`;
+      Deno.mkdirSync(src);
+      const OLD = "old version\n", NEW = "new version, longer: " + "x".repeat(3000) + "\n";
+      const N = 40;
+      for (let i = 0; i < N; i++) Deno.writeTextFileSync(`${src}/f${i}`, OLD);
+      let replaced = false;
+      const result = await copyTree(src, `${dir.path}/dst`, {
+        preserve,
+        queueDepth: 6,
+        onProgress: (p) => {
+          if (replaced || p.files < 1) return;
+          replaced = true; // the first file is done: replace every source file, as an editor saves
+          for (let i = 0; i < N; i++) {
+            Deno.writeTextFileSync(`${dir.path}/staged`, NEW);
+            Deno.renameSync(`${dir.path}/staged`, `${src}/f${i}`);
+          }
+        },
+      });
+      assert.ok(replaced);
+      assert.equal(result.engine, "io_uring");
+      let bytes = 0, fresh = 0;
+      for (let i = 0; i < N; i++) {
+        const copy = Deno.readTextFileSync(`${dir.path}/dst/f${i}`);
+        assert.ok(
+          copy === OLD || copy === NEW,
+          `f${i}: ${copy.length} bytes, ${JSON.stringify(copy.slice(0, 12))}`,
+        );
+        bytes += copy.length;
+        if (copy === NEW) fresh++;
+      }
+      assert.ok(fresh > 0, "some files were copied after they were replaced");
+      assert.deepEqual([result.files, result.bytes], [N, bytes]);
+      assert.deepEqual(Deno.readDirSync(`${dir.path}/dst`).toArray().length, N, "no temporary files left");
+    },
+  });
+}

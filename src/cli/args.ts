@@ -93,8 +93,8 @@ A file that cannot be completed (error, Ctrl-C, SIGTERM, SIGHUP) is removed; a f
 existing ones is written under a temporary name next to it and renamed into place when
 complete, so nothing that exists is ever half-overwritten.
 A SRC that is a symlink is followed, also with -r (GNU cp -r copies the link itself);
-symlinks inside a tree are copied as symlinks. A file's size is read when its copy starts:
-bytes appended while it is copied are not copied.
+symlinks inside a tree are copied as symlinks. A file's size is read when it is looked at:
+bytes appended since are not copied; a file replaced meanwhile is copied anew, whole.
 When io_uring is unavailable (EPERM/ENOSYS, or ENOMEM: no locked memory for a ring;
 URING_FORCE_UNAVAILABLE=1 pretends so) cp says so once and copies with Deno's own file APIs
 instead. Exit status: 0 when everything was copied, 1 when anything failed (one line per
