@@ -160,7 +160,11 @@ export async function writeBlockData(
   return data < length;
 }
 
-/** Operations in the chain that copies a file of one block (it holds as many permits). */
+/**
+ * Permits the chain that copies a file of one block holds: one per operation that opens, moves
+ * or closes (six). Its seventh member, the closing `statx` that checks the source is still the
+ * same file, holds no file and no buffer, and rides along.
+ */
 export const SMALL_CHAIN = 6;
 
 /**
@@ -367,9 +371,10 @@ export class UringEngine implements Engine {
   /**
    * A file of one block in one submission (when `queueDepth` and the ring allow six operations in
    * flight): a linked chain `openat(src)` → `openat(tmp, O_CREAT | O_EXCL)` → `read` → `write` →
-   * `close` → `close` over two direct descriptors, so the whole copy runs in the kernel (on io-wq
-   * workers: the exclusive create would go there anyway) and settles one promise instead of six;
-   * it holds six permits of the budget. `undefined` when the file is not one dense block (or the
+   * `close` → `close` over two direct descriptors → `statx(src)` (is it still the same file?), so
+   * the whole copy runs in the kernel (on io-wq workers: the exclusive create would go there
+   * anyway) and settles one promise instead of seven; it holds six permits of the budget
+   * ({@link SMALL_CHAIN}). A source replaced meanwhile rejects with `SourceReplaced`, `tmp` removed. `undefined` when the file is not one dense block (or the
    * copy is O_DIRECT). Resolves with the bytes copied, or -1 when `copyData` must redo the file:
    * the file table is full, or the read or write was short or failed (the chain stops there; what
    * it opened is closed and `tmp` removed). An open failure rejects as `copyData`'s would (tagged
