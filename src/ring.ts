@@ -40,7 +40,7 @@ export const DEFAULT_SQPOLL_IDLE_MS = 50;
 
 /** SQPOLL settings: how long the kernel thread spins idle, and which CPU it is pinned to. */
 export interface SqpollOptions {
-  /** Idle time in ms before the SQ thread sleeps (default {@link DEFAULT_SQPOLL_IDLE_MS}). */
+  /** Idle time in ms before the SQ thread sleeps, at least 1 (default {@link DEFAULT_SQPOLL_IDLE_MS}). */
   idleMs?: number;
   /** Pin the SQ thread to this CPU (`IORING_SETUP_SQ_AFF`): 0 to 4095. */
   cpu?: number;
@@ -283,6 +283,19 @@ export class IoUring implements Disposable {
       throw new RangeError(`entries must be an integer from 1 to ${MAX_ENTRIES}, got ${shown(entries)}`);
     }
     checkOptionsObject(options);
+    // Each option read once, here: a getter must not answer one thing to the checks and another
+    // to the kernel (`flags` answering 0, then IORING_SETUP_CQE32, got a ring whose 32-byte
+    // completions were read as 16-byte ones).
+    options = {
+      sqpoll: options.sqpoll,
+      cqEntries: options.cqEntries,
+      iopoll: options.iopoll,
+      sqArray: options.sqArray,
+      registerRing: options.registerRing,
+      coopTaskrun: options.coopTaskrun,
+      flags: options.flags,
+      backend: options.backend,
+    };
     for (const name of ["iopoll", "sqArray", "registerRing", "coopTaskrun"] as const) {
       const value = options[name];
       if (value !== undefined && typeof value !== "boolean") {
@@ -296,8 +309,16 @@ export class IoUring implements Disposable {
     }
     const wantSqpoll = sqpollOption !== false;
     const insist = sqpollOption === true || typeof sqpollOption === "object";
-    const sqpollSettings: SqpollOptions = typeof sqpollOption === "object" ? sqpollOption : {};
-    if (sqpollSettings.idleMs !== undefined) checkU32(sqpollSettings.idleMs, "sqpoll.idleMs");
+    const sqpollSettings: SqpollOptions = typeof sqpollOption === "object"
+      ? { idleMs: sqpollOption.idleMs, cpu: sqpollOption.cpu } // read once, as above
+      : {};
+    if (sqpollSettings.idleMs !== undefined) {
+      checkU32(sqpollSettings.idleMs, "sqpoll.idleMs");
+      if (sqpollSettings.idleMs === 0) {
+        // The kernel takes 0 as "its default": the thread would spin for a second, not sleep at once.
+        throw new RangeError("sqpoll.idleMs must be at least 1: the kernel takes 0 as its default, 1000 ms");
+      }
+    }
     if (sqpollSettings.cpu !== undefined) checkU32(sqpollSettings.cpu, "sqpoll.cpu", 4095);
     const cq = options.cqEntries;
     if (cq !== undefined && !(Number.isInteger(cq) && cq >= entries && cq <= MAX_CQ_ENTRIES)) {

@@ -298,6 +298,48 @@ Deno.test({
 
 // --- Ring arguments --------------------------------------------------------------------------
 
+Deno.test({
+  name: "IoUring: each option is read once (a getter cannot pass the checks, then set a layout flag)",
+  ignore: skipKernel(),
+  fn() {
+    // `flags` answered 0 to the checks and IORING_SETUP_CQE32 to the kernel: the ring's 32-byte
+    // completions were then read as 16-byte ones (two of four NOPs misread, two never seen).
+    let reads = 0;
+    const options = {
+      sqpoll: false,
+      get flags() {
+        return reads++ === 0 ? 0 : 0x800; // IORING_SETUP_CQE32
+      },
+    };
+    using ring = new IoUring(4, options);
+    assert.equal(reads, 1);
+    assert.equal(ring.params.flags & 0x800, 0);
+    for (let i = 1; i <= 4; i++) prepNop(ring.getSqe()!).setUserData(100 + i);
+    ring.submitAndWait(4);
+    const seen: number[] = [];
+    ring.forEachCqe((cqe) => seen.push(cqe.userDataLo));
+    assert.deepEqual(seen, [101, 102, 103, 104]);
+    // The same for a nested option: sqpoll.idleMs checked as 10, then sent as 2^32-1.
+    let idleReads = 0;
+    const sqpoll = {
+      get idleMs() {
+        return idleReads++ === 0 ? 10 : 0xffffffff;
+      },
+    };
+    using polled = new IoUring(4, { sqpoll });
+    assert.equal(idleReads, 1);
+    if (polled.sqpoll) assert.equal(polled.params.sqThreadIdle, 10);
+  },
+});
+
+Deno.test("IoUring: sqpoll.idleMs 0 is refused (the kernel takes it as its default: a second of spinning)", () => {
+  rejects(
+    () => new IoUring(4, { sqpoll: { idleMs: 0 } }),
+    RangeError,
+    /^sqpoll.idleMs must be at least 1: the kernel takes 0 as its default, 1000 ms$/,
+  );
+});
+
 Deno.test("IoUring: entries 0, 32769, 1.5, NaN and non-numbers; cqEntries < entries; bad options", () => {
   for (const entries of [0, MAX_ENTRIES + 1, 1.5, -8, NaN, Infinity, "8", 8n] as unknown[]) {
     rejects(
