@@ -39,6 +39,22 @@ function isDataView(view: ArrayBufferView): boolean {
   return TA_TAG.call(view) === undefined;
 }
 
+const AB_RESIZABLE = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "resizable")!.get as (
+  this: ArrayBufferLike,
+) => boolean;
+
+/**
+ * Whether `buffer` is a resizable `ArrayBuffer`, asked of the engine (false for a shared buffer,
+ * which can only grow in place): one that shrinks and grows again may get other pages.
+ */
+export function isResizable(buffer: ArrayBufferLike): boolean {
+  try {
+    return AB_RESIZABLE.call(buffer);
+  } catch {
+    return false; // a SharedArrayBuffer
+  }
+}
+
 /** Whether `buffer` was detached, asked of the engine (a shared buffer never is). */
 export function isDetached(buffer: ArrayBufferLike): boolean {
   try {

@@ -11,6 +11,7 @@ import { errno } from "./errno.ts";
 import {
   addressOf,
   bufferAddress,
+  bufferOf,
   byteLengthOf,
   checkFd,
   checkFlags,
@@ -18,6 +19,7 @@ import {
   checkOffset,
   checkOptionsObject,
   checkU32,
+  isResizable,
   lastAddressedLength,
   notAnOptionsObject,
   shown,
@@ -27,6 +29,7 @@ import { Probe } from "./probe.ts";
 import { checkUserData, Cqe, Sqe, W, writeU64, zeroSqe } from "./sqe.ts";
 import { closedByOwner, releaseRing, releaseWhenDropped, type RingHold, ringHold } from "./ring_hold.ts";
 import { Iovecs, rsrcUpdate } from "./structs.ts";
+import { type AlignedMapping, pinAlignedMemory } from "./aligned.ts";
 import { type Backend, getSys, type Sys } from "./sys.ts";
 
 /** Largest SQ size the kernel accepts (`IORING_MAX_ENTRIES`). */
@@ -271,6 +274,8 @@ export class IoUring implements Disposable {
   #cqHeadLocal = 0;
 
   #registeredBuffers: Iovecs | undefined;
+  /** The aligned memory the registered buffers lie in, held mapped while they are registered. */
+  #bufferPins: AlignedMapping[] = [];
   #registeredFiles = 0;
 
   /**
@@ -1190,7 +1195,10 @@ export class IoUring implements Disposable {
   /**
    * Registers `buffers` as fixed buffers for `prepReadFixed`/`prepWriteFixed` (index = position
    * in the array): at most 16384 (`IORING_MAX_REG_BUFFERS`; 1024 before 5.13) of at most 1 GiB
-   * each. The ring keeps them referenced until `unregisterBuffers()`. Since 5.1.
+   * each. The kernel pins their pages: a view of a resizable `ArrayBuffer` is refused (shrunk and
+   * grown again, it may get other pages, and fixed I/O would move the old ones' bytes). The ring
+   * keeps them referenced, and the memory of an {@link alignedBuffer} mapped (its `free()` waits),
+   * until `unregisterBuffers()` or `close()`. Since 5.1.
    */
   registerBuffers(buffers: readonly ArrayBufferView[]): void {
     const iovecs = new Iovecs(buffers, abi.IORING_MAX_REG_BUFFERS);
@@ -1200,14 +1208,38 @@ export class IoUring implements Disposable {
       if (length > abi.IORING_MAX_REG_BUFFER_SIZE) { // the kernel's limit (EFAULT past it)
         throw new RangeError(`buffers[${i}] holds ${length} bytes: at most 1 GiB each`);
       }
+      if (isResizable(bufferOf(list[i]))) {
+        throw new RangeError(
+          `buffers[${i}] is a view of a resizable ArrayBuffer: the kernel pins the pages it has now, ` +
+            "and a resize may give it others; register fixed-length memory",
+        );
+      }
     }
-    this.#register(
-      abi.IORING_REGISTER_BUFFERS,
-      iovecs.bytes,
-      iovecs.length,
-      `IORING_REGISTER_BUFFERS (${iovecs.length})`,
-    );
+    const pins: AlignedMapping[] = [];
+    for (const view of list) {
+      const pin = pinAlignedMemory(bufferOf(view));
+      if (pin !== null) pins.push(pin);
+    }
+    try {
+      this.#register(
+        abi.IORING_REGISTER_BUFFERS,
+        iovecs.bytes,
+        iovecs.length,
+        `IORING_REGISTER_BUFFERS (${iovecs.length})`,
+      );
+    } catch (e) {
+      for (const pin of pins) pin.unpin();
+      throw e;
+    }
     this.#registeredBuffers = iovecs;
+    this.#bufferPins = pins;
+  }
+
+  /** Lets go of the aligned memory the registered buffers held mapped. */
+  #unpinBuffers(): void {
+    const pins = this.#bufferPins;
+    this.#bufferPins = [];
+    for (const pin of pins) pin.unpin();
   }
 
   /** The buffers registered by `registerBuffers`, or `undefined`. */
@@ -1219,6 +1251,7 @@ export class IoUring implements Disposable {
   unregisterBuffers(): void {
     this.#register(abi.IORING_UNREGISTER_BUFFERS, null, 0, "IORING_UNREGISTER_BUFFERS");
     this.#registeredBuffers = undefined;
+    this.#unpinBuffers();
   }
 
   /**
@@ -1354,6 +1387,7 @@ export class IoUring implements Disposable {
     this.#enterFd = this.fd;
     this.#enterFlag = 0;
     releaseRing(this.#hold); // unmaps (detaching every view first), unregisters, closes the fd
+    this.#unpinBuffers(); // (the kernel keeps its own hold on the pages until it tears the ring down)
   }
 
   /** Same as {@link IoUring.close}, for `using`. */

@@ -5,6 +5,7 @@ import {
   alignedBuffer,
   type Backend,
   checkDirectAlignment,
+  IoUring,
   Iovecs,
   MAX_ALIGNMENT,
   MIN_ALIGNMENT,
@@ -279,4 +280,41 @@ Deno.test("alignedBuffer: the finalizer unmaps dropped buffers, never frees twic
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "IoUring.registerBuffers holds aligned memory mapped while registered, and refuses resizable buffers",
+  ignore: skipKernel(),
+  fn() {
+    using ring = new IoUring(4, { sqpoll: false });
+    // free() of a registered buffer unmapped it: the next alignedBuffer landed at the same address,
+    // and WRITE_FIXED / READ_FIXED moved the old pages' bytes, not the new buffer's, reporting success.
+    const first = alignedBuffer(4096);
+    const address = first.address;
+    ring.registerBuffers([first.bytes]);
+    first.free();
+    assert.ok(isMapped(address), "still registered: still mapped");
+    ring.unregisterBuffers();
+    assert.ok(!isMapped(address), "unregistered: unmapped, as free() asked");
+    // Registered until close(): close lets go too.
+    const second = alignedBuffer(4096);
+    const secondAddress = second.address;
+    const ring2 = new IoUring(4, { sqpoll: false });
+    ring2.registerBuffers([second.bytes]);
+    second.free();
+    assert.ok(isMapped(secondAddress));
+    ring2.close();
+    assert.ok(!isMapped(secondAddress));
+    // A resizable ArrayBuffer shrunk and grown again got new pages; the kernel kept the old ones.
+    const resizable = new ArrayBuffer(8192, { maxByteLength: 16384 });
+    assert.throws(
+      () => ring.registerBuffers([new Uint8Array(resizable)]),
+      /^RangeError: buffers\[0\] is a view of a resizable ArrayBuffer/,
+    );
+    assert.equal(ring.registeredBuffers, undefined);
+    // A growable SharedArrayBuffer only grows in place: it may be registered.
+    const growable = new SharedArrayBuffer(4096, { maxByteLength: 8192 });
+    ring.registerBuffers([new Uint8Array(growable)]);
+    ring.unregisterBuffers();
+  },
 });
