@@ -26,7 +26,7 @@ import {
   lastAddressedLength,
   shown,
 } from "./memory.ts";
-import { checkUserData, type Sqe, staleSqe, W, writeU64 } from "./sqe.ts";
+import { checkUserData, Sqe, staleSqe, W, writeU64 } from "./sqe.ts";
 import { checkIovecsUnchanged, Iovecs, Timespec } from "./structs.ts";
 
 const TWO_32 = 0x1_0000_0000;
@@ -68,17 +68,18 @@ function dropEarlierPrep(u32: Uint32Array, b: number): void {
 }
 
 /**
- * The base of every prep helper: sets opcode, fd, address, length and offset. Every other op
- * field ends up zero: `getSqe()` hands out zeroed SQEs, so on the usual path (one prep per SQE)
- * there is nothing more to write (~4 ns saved per SQE); when the SQE already holds an opcode (a
- * second prep over the same handle, or a slot with stale bytes) the earlier op's fields are
- * cleared first. Leaves `flags`, `ioprio`, `personality` and `user_data` alone. Since 5.1.
+ * The base of every prep helper: sets opcode, fd, address, length and offset, as `prepRw`
+ * does, without its checks (each helper checks its own arguments). Every other op field ends up
+ * zero: `getSqe()` hands out zeroed SQEs, so on the usual path (one prep per SQE) there is
+ * nothing more to write (~4 ns saved per SQE); when the SQE already holds an opcode (a second
+ * prep over the same handle, or a slot with stale bytes) the earlier op's fields are cleared
+ * first. Leaves `flags`, `ioprio`, `personality` and `user_data` alone.
  */
-export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: number, offset: Offset): Sqe {
-  if (sqe === null) throw nullSqe();
+function writeRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: number, offset: Offset): Sqe {
+  if (sqe == null) throw notAnSqe(sqe);
   const u32 = sqe.u32, b = sqe.base;
-  const head = u32[b + HEAD];
-  if (head === undefined) throw staleSqe(); // its memory is gone
+  const head = u32?.[b + HEAD];
+  if (head === undefined) throw sqe instanceof Sqe ? staleSqe() : notAnSqe(sqe); // its memory is gone
   if ((head & 0xff) !== 0) dropEarlierPrep(u32, b); // opcode 0 is NOP, which leaves nothing behind
   // opcode is byte 0; keep flags (byte 1) and ioprio (bytes 2-3).
   u32[b + HEAD] = ((head & 0xffffff00) | opcode) >>> 0;
@@ -97,9 +98,44 @@ export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: 
   return sqe;
 }
 
-/** The error for a prep handed `null`: what `getSqe()` returns when the SQ is full. */
-function nullSqe(): TypeError {
-  return new TypeError("sqe is null: getSqe() returns null when the SQ is full (submit, then get one again)");
+/**
+ * `prepRw(sqe, opcode, fd, addr, len, offset)`: writes an SQE's opcode, fd, address, length and
+ * offset for an opcode no helper covers, as liburing's `io_uring_prep_rw` does, after checking
+ * that each fits its field: `opcode` 0 to 255, `fd` a 32-bit integer (-1 and `AT_FDCWD` included,
+ * or a fixed file's index), `addr` an address (a safe integer ≥ 0), `len` 0 to 2^32 - 1, `offset`
+ * a safe integer or bigint from 0 to 2^64 - 1 (-1: "the file's own position", all ones). Every
+ * other op field is left zero (see the prep helpers); `flags`, `ioprio`, `personality` and
+ * `user_data` are left alone. Since 5.1.
+ */
+export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: number, offset: Offset): Sqe {
+  checkSqe(sqe);
+  checkU32(opcode, "opcode", 0xff);
+  if (typeof fd !== "number" || !Number.isInteger(fd) || fd < -0x8000_0000 || fd > 0x7fff_ffff) {
+    throw new RangeError(`fd must be a 32-bit integer, got ${shown(fd)}`);
+  }
+  if (typeof addr !== "number" || !Number.isSafeInteger(addr) || addr < 0) {
+    throw new RangeError(`addr must be an address (a safe integer from 0), got ${shown(addr)}`);
+  }
+  checkU32(len, "len");
+  if (offset !== -1) checkOffset(offset);
+  return writeRw(sqe, opcode, fd, addr, len, offset === -1 ? 0xffff_ffff_ffff_ffffn : offset);
+}
+
+/** Throws unless `sqe` is an {@link Sqe} (of a ring that is open: see `staleSqe`). */
+function checkSqe(sqe: unknown): asserts sqe is Sqe {
+  if (!(sqe instanceof Sqe)) throw notAnSqe(sqe);
+  if (sqe.u32[sqe.base + HEAD] === undefined) throw staleSqe();
+}
+
+/**
+ * The error for a prep handed something that is not an {@link Sqe}: `null` is what `getSqe()`
+ * returns when the SQ is full.
+ */
+function notAnSqe(sqe: unknown): TypeError {
+  if (sqe === null) {
+    return new TypeError("sqe is null: getSqe() returns null when the SQ is full (submit, then get one again)");
+  }
+  return new TypeError(`sqe must be an Sqe from ring.getSqe(), got ${shown(sqe)}`);
 }
 
 /** Throws unless `ts` is a {@link Timespec} (the kernel reads 16 bytes at its address). */
@@ -124,15 +160,15 @@ function checkIovecs(iovecs: unknown, what: string): void {
  * store instead of seven, ~1.5 ns of a ~80 ns batched NOP round trip.
  */
 export function prepNop(sqe: Sqe): Sqe {
-  if (sqe === null) throw nullSqe();
+  if (sqe == null) throw notAnSqe(sqe);
   const u32 = sqe.u32, b = sqe.base;
-  const head = u32[b + HEAD];
-  if (head === undefined) throw staleSqe();
+  const head = u32?.[b + HEAD];
+  if (head === undefined) throw sqe instanceof Sqe ? staleSqe() : notAnSqe(sqe);
   if ((head & 0xff) === OP_NOP) {
     u32[b + FD] = 0xffffffff; // fd -1
     return sqe;
   }
-  return prepRw(sqe, abi.IORING_OP_NOP, -1, 0, 0, 0);
+  return writeRw(sqe, abi.IORING_OP_NOP, -1, 0, 0, 0);
 }
 
 /** `pread(fd, buf, buf.byteLength, offset)`. Since 5.6. */
@@ -143,7 +179,7 @@ export function prepRead(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Off
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
   checkLength(length);
-  prepRw(sqe, abi.IORING_OP_READ, fd, addr, length, offset);
+  writeRw(sqe, abi.IORING_OP_READ, fd, addr, length, offset);
   sqe.u32[sqe.base + OP_FLAGS] = rwFlags;
   return sqe;
 }
@@ -156,7 +192,7 @@ export function prepWrite(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Of
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
   checkLength(length);
-  prepRw(sqe, abi.IORING_OP_WRITE, fd, addr, length, offset);
+  writeRw(sqe, abi.IORING_OP_WRITE, fd, addr, length, offset);
   sqe.u32[sqe.base + OP_FLAGS] = rwFlags;
   return sqe;
 }
@@ -167,7 +203,7 @@ export function prepReadv(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset, 
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
   checkIovecs(iovecs, "prepReadv");
-  prepRw(sqe, abi.IORING_OP_READV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
+  writeRw(sqe, abi.IORING_OP_READV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
   sqe.u32[sqe.base + W.opFlags] = rwFlags;
   return sqe;
 }
@@ -178,7 +214,7 @@ export function prepWritev(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset,
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
   checkIovecs(iovecs, "prepWritev");
-  prepRw(sqe, abi.IORING_OP_WRITEV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
+  writeRw(sqe, abi.IORING_OP_WRITEV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
   sqe.u32[sqe.base + W.opFlags] = rwFlags;
   return sqe;
 }
@@ -200,7 +236,7 @@ export function prepReadFixed(
   checkOffset(offset);
   checkU32(bufIndex, "bufIndex", 0xffff);
   checkLength(length);
-  prepRw(sqe, abi.IORING_OP_READ_FIXED, fd, addr, length, offset);
+  writeRw(sqe, abi.IORING_OP_READ_FIXED, fd, addr, length, offset);
   sqe.u32[sqe.base + W.bufIndex] = (sqe.u32[sqe.base + W.bufIndex] & 0xffff0000) | bufIndex;
   return sqe;
 }
@@ -219,7 +255,7 @@ export function prepWriteFixed(
   checkOffset(offset);
   checkU32(bufIndex, "bufIndex", 0xffff);
   checkLength(length);
-  prepRw(sqe, abi.IORING_OP_WRITE_FIXED, fd, addr, length, offset);
+  writeRw(sqe, abi.IORING_OP_WRITE_FIXED, fd, addr, length, offset);
   sqe.u32[sqe.base + W.bufIndex] = (sqe.u32[sqe.base + W.bufIndex] & 0xffff0000) | bufIndex;
   return sqe;
 }
@@ -228,7 +264,7 @@ export function prepWriteFixed(
 export function prepFsync(sqe: Sqe, fd: number, fsyncFlags = 0): Sqe {
   checkFlags(fsyncFlags, "fsyncFlags");
   checkFd(fd);
-  prepRw(sqe, abi.IORING_OP_FSYNC, fd, 0, 0, 0);
+  writeRw(sqe, abi.IORING_OP_FSYNC, fd, 0, 0, 0);
   sqe.u32[sqe.base + W.opFlags] = fsyncFlags;
   return sqe;
 }
@@ -247,7 +283,7 @@ export function prepSyncFileRange(sqe: Sqe, fd: number, length: number, offset: 
   checkFd(fd);
   checkOffset(offset);
   checkU32(length, "length");
-  prepRw(sqe, abi.IORING_OP_SYNC_FILE_RANGE, fd, 0, length, offset);
+  writeRw(sqe, abi.IORING_OP_SYNC_FILE_RANGE, fd, 0, length, offset);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
 }
@@ -258,7 +294,7 @@ export function prepFallocate(sqe: Sqe, fd: number, mode: number, offset: Offset
   checkFd(fd);
   checkOffset(offset);
   checkOffset(length, "length");
-  prepRw(sqe, abi.IORING_OP_FALLOCATE, fd, 0, mode, offset);
+  writeRw(sqe, abi.IORING_OP_FALLOCATE, fd, 0, mode, offset);
   writeU64(sqe.u32, sqe.base + W.addrLo, length); // the length travels in `addr`
   return sqe;
 }
@@ -269,7 +305,7 @@ export function prepFadvise(sqe: Sqe, fd: number, offset: Offset, length: number
   checkFd(fd);
   checkOffset(offset);
   checkU32(length, "length");
-  prepRw(sqe, abi.IORING_OP_FADVISE, fd, 0, length, offset);
+  writeRw(sqe, abi.IORING_OP_FADVISE, fd, 0, length, offset);
   sqe.u32[sqe.base + W.opFlags] = advice;
   return sqe;
 }
@@ -283,7 +319,7 @@ export function prepMadvise(sqe: Sqe, buf: ArrayBufferView, advice: number): Sqe
   const addr = bufferAddress(buf);
   const length = lastAddressedLength();
   checkLength(length);
-  prepRw(sqe, abi.IORING_OP_MADVISE, -1, addr, length, 0);
+  writeRw(sqe, abi.IORING_OP_MADVISE, -1, addr, length, 0);
   sqe.u32[sqe.base + W.opFlags] = advice;
   return sqe;
 }
@@ -292,7 +328,7 @@ export function prepMadvise(sqe: Sqe, buf: ArrayBufferView, advice: number): Sqe
 export function prepFtruncate(sqe: Sqe, fd: number, length: Offset): Sqe {
   checkFd(fd);
   checkOffset(length, "length");
-  return prepRw(sqe, abi.IORING_OP_FTRUNCATE, fd, 0, 0, length);
+  return writeRw(sqe, abi.IORING_OP_FTRUNCATE, fd, 0, 0, length);
 }
 
 /** `openat(dfd, path, flags, mode)`; `path` is NUL-terminated (see `cstring`). Since 5.6. */
@@ -301,7 +337,7 @@ export function prepOpenat(sqe: Sqe, dfd: number, path: Uint8Array, flags: numbe
   checkFlags(mode, "mode");
   checkDirFd(dfd, "dfd");
   checkCString(path);
-  prepRw(sqe, abi.IORING_OP_OPENAT, dfd, addressOf(path), mode, 0);
+  writeRw(sqe, abi.IORING_OP_OPENAT, dfd, addressOf(path), mode, 0);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
 }
@@ -333,19 +369,19 @@ export function prepOpenat2(sqe: Sqe, dfd: number, path: Uint8Array, how: Uint8A
   checkCString(path);
   checkBuffer(how, "how");
   if (byteLengthOf(how) !== abi.OPEN_HOW_SIZE) throw new RangeError(`how must be ${abi.OPEN_HOW_SIZE} bytes`);
-  return prepRw(sqe, abi.IORING_OP_OPENAT2, dfd, addressOf(path), abi.OPEN_HOW_SIZE, addressOf(how));
+  return writeRw(sqe, abi.IORING_OP_OPENAT2, dfd, addressOf(path), abi.OPEN_HOW_SIZE, addressOf(how));
 }
 
 /** `close(fd)`. Since 5.6. */
 export function prepClose(sqe: Sqe, fd: number): Sqe {
   checkFd(fd);
-  return prepRw(sqe, abi.IORING_OP_CLOSE, fd, 0, 0, 0);
+  return writeRw(sqe, abi.IORING_OP_CLOSE, fd, 0, 0, 0);
 }
 
 /** Close registered file slot `fileIndex` (5.15). */
 export function prepCloseDirect(sqe: Sqe, fileIndex: number): Sqe {
   checkU32(fileIndex, "fileIndex", abi.MAX_FILE_INDEX);
-  prepRw(sqe, abi.IORING_OP_CLOSE, 0, 0, 0, 0);
+  writeRw(sqe, abi.IORING_OP_CLOSE, 0, 0, 0, 0);
   sqe.u32[sqe.base + W.spliceFdIn] = fileIndex + 1;
   return sqe;
 }
@@ -371,7 +407,7 @@ export function prepStatx(
   if (length < abi.STATX_SIZE) {
     throw new RangeError(`statxbuf is too small: ${length} bytes, need ${abi.STATX_SIZE}`);
   }
-  prepRw(sqe, abi.IORING_OP_STATX, dfd, addressOf(path), mask, addressOf(statxbuf));
+  writeRw(sqe, abi.IORING_OP_STATX, dfd, addressOf(path), mask, addressOf(statxbuf));
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
 }
@@ -395,7 +431,7 @@ export function prepSplice(
   if (offIn !== -1) checkOffset(offIn, "offIn");
   if (offOut !== -1) checkOffset(offOut, "offOut");
   checkU32(nbytes, "nbytes");
-  prepRw(sqe, abi.IORING_OP_SPLICE, fdOut, 0, nbytes, offOut === -1 ? 0 : offOut);
+  writeRw(sqe, abi.IORING_OP_SPLICE, fdOut, 0, nbytes, offOut === -1 ? 0 : offOut);
   if (offOut === -1) sqe.u32[sqe.base + W.offLo] = sqe.u32[sqe.base + W.offHi] = 0xffffffff;
   if (offIn === -1) sqe.u32[sqe.base + W.addrLo] = sqe.u32[sqe.base + W.addrHi] = 0xffffffff;
   else writeU64(sqe.u32, sqe.base + W.addrLo, offIn); // splice_off_in shares `addr`
@@ -410,7 +446,7 @@ export function prepTee(sqe: Sqe, fdIn: number, fdOut: number, nbytes: number, f
   checkFd(fdIn, "fdIn");
   checkFd(fdOut, "fdOut");
   checkU32(nbytes, "nbytes");
-  prepRw(sqe, abi.IORING_OP_TEE, fdOut, 0, nbytes, 0);
+  writeRw(sqe, abi.IORING_OP_TEE, fdOut, 0, nbytes, 0);
   sqe.u32[sqe.base + W.spliceFdIn] = fdIn;
   sqe.u32[sqe.base + W.opFlags] = flags >>> 0;
   return sqe;
@@ -421,7 +457,7 @@ export function prepUnlinkat(sqe: Sqe, dfd: number, path: Uint8Array, flags = 0)
   checkFlags(flags, "flags");
   checkDirFd(dfd, "dfd");
   checkCString(path);
-  prepRw(sqe, abi.IORING_OP_UNLINKAT, dfd, addressOf(path), 0, 0);
+  writeRw(sqe, abi.IORING_OP_UNLINKAT, dfd, addressOf(path), 0, 0);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
 }
@@ -440,7 +476,7 @@ export function prepRenameat(
   checkDirFd(newDfd, "newDfd");
   checkCString(oldPath, "oldPath");
   checkCString(newPath, "newPath");
-  prepRw(sqe, abi.IORING_OP_RENAMEAT, oldDfd, addressOf(oldPath), newDfd >>> 0, addressOf(newPath));
+  writeRw(sqe, abi.IORING_OP_RENAMEAT, oldDfd, addressOf(oldPath), newDfd >>> 0, addressOf(newPath));
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
 }
@@ -450,7 +486,7 @@ export function prepMkdirat(sqe: Sqe, dfd: number, path: Uint8Array, mode = 0o77
   checkFlags(mode, "mode");
   checkDirFd(dfd, "dfd");
   checkCString(path);
-  return prepRw(sqe, abi.IORING_OP_MKDIRAT, dfd, addressOf(path), mode, 0);
+  return writeRw(sqe, abi.IORING_OP_MKDIRAT, dfd, addressOf(path), mode, 0);
 }
 
 /** `symlinkat(target, newDfd, linkPath)`. Since 5.15. */
@@ -458,7 +494,7 @@ export function prepSymlinkat(sqe: Sqe, target: Uint8Array, newDfd: number, link
   checkDirFd(newDfd, "newDfd");
   checkCString(target, "target");
   checkCString(linkPath, "linkPath");
-  return prepRw(sqe, abi.IORING_OP_SYMLINKAT, newDfd, addressOf(target), 0, addressOf(linkPath));
+  return writeRw(sqe, abi.IORING_OP_SYMLINKAT, newDfd, addressOf(target), 0, addressOf(linkPath));
 }
 
 /** `linkat(oldDfd, oldPath, newDfd, newPath, flags)`. Since 5.15. */
@@ -475,7 +511,7 @@ export function prepLinkat(
   checkDirFd(newDfd, "newDfd");
   checkCString(oldPath, "oldPath");
   checkCString(newPath, "newPath");
-  prepRw(sqe, abi.IORING_OP_LINKAT, oldDfd, addressOf(oldPath), newDfd >>> 0, addressOf(newPath));
+  writeRw(sqe, abi.IORING_OP_LINKAT, oldDfd, addressOf(oldPath), newDfd >>> 0, addressOf(newPath));
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
 }
@@ -488,7 +524,7 @@ export function prepTimeout(sqe: Sqe, ts: Timespec, count = 0, flags = 0): Sqe {
   checkFlags(flags, "flags");
   checkU32(count, "count");
   checkTimespec(ts);
-  prepRw(sqe, abi.IORING_OP_TIMEOUT, -1, addressOf(ts.bytes), 1, count);
+  writeRw(sqe, abi.IORING_OP_TIMEOUT, -1, addressOf(ts.bytes), 1, count);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
 }
@@ -497,7 +533,7 @@ export function prepTimeout(sqe: Sqe, ts: Timespec, count = 0, flags = 0): Sqe {
 export function prepTimeoutRemove(sqe: Sqe, userData: number | bigint, flags = 0): Sqe {
   checkFlags(flags, "flags");
   checkUserData(userData);
-  prepRw(sqe, abi.IORING_OP_TIMEOUT_REMOVE, -1, 0, 0, 0);
+  writeRw(sqe, abi.IORING_OP_TIMEOUT_REMOVE, -1, 0, 0, 0);
   writeKey(sqe, userData);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
@@ -510,7 +546,7 @@ export function prepTimeoutRemove(sqe: Sqe, userData: number | bigint, flags = 0
 export function prepLinkTimeout(sqe: Sqe, ts: Timespec, flags = 0): Sqe {
   checkFlags(flags, "flags");
   checkTimespec(ts);
-  prepRw(sqe, abi.IORING_OP_LINK_TIMEOUT, -1, addressOf(ts.bytes), 1, 0);
+  writeRw(sqe, abi.IORING_OP_LINK_TIMEOUT, -1, addressOf(ts.bytes), 1, 0);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
 }
@@ -522,7 +558,7 @@ export function prepLinkTimeout(sqe: Sqe, ts: Timespec, flags = 0): Sqe {
 export function prepCancel(sqe: Sqe, userData: number | bigint, flags = 0): Sqe {
   checkFlags(flags, "flags");
   checkUserData(userData);
-  prepRw(sqe, abi.IORING_OP_ASYNC_CANCEL, -1, 0, 0, 0);
+  writeRw(sqe, abi.IORING_OP_ASYNC_CANCEL, -1, 0, 0, 0);
   writeKey(sqe, userData);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
@@ -532,7 +568,7 @@ export function prepCancel(sqe: Sqe, userData: number | bigint, flags = 0): Sqe 
 export function prepCancelFd(sqe: Sqe, fd: number, flags = 0): Sqe {
   checkFlags(flags, "flags");
   checkFd(fd);
-  prepRw(sqe, abi.IORING_OP_ASYNC_CANCEL, fd, 0, 0, 0);
+  writeRw(sqe, abi.IORING_OP_ASYNC_CANCEL, fd, 0, 0, 0);
   sqe.u32[sqe.base + W.opFlags] = abi.IORING_ASYNC_CANCEL_FD | flags;
   return sqe;
 }
@@ -541,7 +577,7 @@ export function prepCancelFd(sqe: Sqe, fd: number, flags = 0): Sqe {
 export function prepPollAdd(sqe: Sqe, fd: number, mask: number): Sqe {
   checkBits32(mask, "mask");
   checkFd(fd);
-  prepRw(sqe, abi.IORING_OP_POLL_ADD, fd, 0, 0, 0);
+  writeRw(sqe, abi.IORING_OP_POLL_ADD, fd, 0, 0, 0);
   sqe.u32[sqe.base + W.opFlags] = mask >>> 0; // poll32_events, little-endian
   return sqe;
 }
@@ -556,7 +592,7 @@ export function prepPollMultishot(sqe: Sqe, fd: number, mask: number): Sqe {
 /** Removes the poll request whose user_data is `userData`. Since 5.1. */
 export function prepPollRemove(sqe: Sqe, userData: number | bigint): Sqe {
   checkUserData(userData);
-  prepRw(sqe, abi.IORING_OP_POLL_REMOVE, -1, 0, 0, 0);
+  writeRw(sqe, abi.IORING_OP_POLL_REMOVE, -1, 0, 0, 0);
   writeKey(sqe, userData);
   return sqe;
 }
@@ -570,5 +606,5 @@ export function prepFilesUpdate(sqe: Sqe, fds: Int32Array, offset: number): Sqe 
   checkBuffer(fds, "fds");
   checkU32(offset, "offset");
   // The kernel reads one 4-byte fd per count: the count comes from the memory itself.
-  return prepRw(sqe, abi.IORING_OP_FILES_UPDATE, -1, addressOf(fds), byteLengthOf(fds) >>> 2, offset);
+  return writeRw(sqe, abi.IORING_OP_FILES_UPDATE, -1, addressOf(fds), byteLengthOf(fds) >>> 2, offset);
 }

@@ -477,6 +477,7 @@ export class IoUring implements Disposable {
       this.#sqeF64 = sqeF64;
       this.#sqeU32 = sqeU32;
       this.#sqes = Array.from({ length: this.#sqEntries }, (_, i) => new Sqe(sqeU32, sqeU8, i, sqeF64));
+      this.#hold.sqes = this.#sqes;
 
       this.#cq = new Uint32Array(cqRing);
       this.#cqHead = cqOff(abi.CQ_OFF.head) / 4;
@@ -1021,10 +1022,19 @@ export class IoUring implements Disposable {
     if (!Array.isArray(out)) throw new TypeError(`peekBatch needs an array to fill, got ${shown(out)}`);
     const tail = this.#readyTail();
     if (tail < 0) return 0;
-    const n = Math.min((tail - this.#cqHeadLocal) >>> 0, out.length);
-    for (let i = 0; i < n; i++) {
-      const index = (this.#cqHeadLocal + i) & this.#cqMask;
-      out[i] = this.#cqes[index].load(this.#cqesU32, this.#cqesI32, index);
+    const head = this.#cqHeadLocal;
+    const n = Math.min((tail - head) >>> 0, out.length);
+    // As a reap: `out` may be the caller's own (an index setter, a proxy), whose code must not
+    // advance or close the ring under the loop (a close waits until the loop is done).
+    const cqes = this.#cqes, u32 = this.#cqesU32, i32 = this.#cqesI32, mask = this.#cqMask;
+    this.#reaping = true;
+    try {
+      for (let i = 0; i < n; i++) {
+        const index = (head + i) & mask;
+        out[i] = cqes[index].load(u32, i32, index);
+      }
+    } finally {
+      this.#endReap(head); // nothing consumed
     }
     return n;
   }
@@ -1095,7 +1105,8 @@ export class IoUring implements Disposable {
     this.#assertOpen();
     if (this.#reaping) {
       throw new Error(
-        `${what} cannot be called from inside a forEachCqe/forEachCompletion callback: reap after it returns`,
+        `${what} cannot be called from inside a forEachCqe/forEachCompletion callback (or from the array ` +
+          "peekBatch is filling): reap after it returns",
       );
     }
   }

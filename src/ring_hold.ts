@@ -23,11 +23,17 @@ export interface RingHold {
   enterIndex: number;
   /** Set once released. */
   released: boolean;
+  /**
+   * The ring's `Sqe` handles (they reference the SQE memory, not the ring): marked stale when the
+   * ring is released, also by the garbage collector, so a handle a caller kept throws
+   * `ClosedError` from every member rather than writing nowhere.
+   */
+  sqes: readonly { invalidate(): void }[];
 }
 
 /** A hold for the ring `fd` made through `sys`, with nothing mapped or registered yet. */
 export function ringHold(sys: Sys, fd: number): RingHold {
-  return { sys, fd, maps: [], enterIndex: -1, released: false };
+  return { sys, fd, maps: [], enterIndex: -1, released: false, sqes: [] };
 }
 
 /**
@@ -53,6 +59,8 @@ function unmapAll(hold: RingHold): void {
 export function releaseRing(hold: RingHold): void {
   if (hold.released) return;
   hold.released = true;
+  for (const sqe of hold.sqes) sqe.invalidate();
+  hold.sqes = [];
   unmapAll(hold);
   if (hold.enterIndex >= 0) {
     hold.sys.register(hold.fd, abi.IORING_UNREGISTER_RING_FDS, rsrcUpdate(hold.enterIndex, 0n), 1);

@@ -15,6 +15,7 @@ import {
   FixedBufferPool,
   getSys,
   iopollError,
+  IORING_OP_READ,
   IORING_OP_READV,
   IORING_SETUP_COOP_TASKRUN,
   IORING_SETUP_DEFER_TASKRUN,
@@ -36,6 +37,7 @@ import {
   prepRead,
   prepReadFixed,
   prepReadv,
+  prepRw,
   prepSplice,
   prepStatx,
   prepTimeoutRemove,
@@ -52,6 +54,7 @@ import { RESERVED_DESCRIPTORS } from "../src/copy_engine.ts";
 import { errno } from "../src/errno.ts";
 import { CONFIGS, skipKernel, straceWorks, tempDir } from "./_support.ts";
 import { eventfd, sysClose } from "./_io.ts";
+import { runDeno } from "./uring_support.ts";
 
 function plainSqe(): Sqe {
   const mem = new ArrayBuffer(64);
@@ -757,4 +760,97 @@ Deno.test("freeDescriptors: the limit less those open less the reserve; none whe
     "uncounted: the limit",
   );
   assert.equal(freeDescriptors(sys(-errno("EPERM"), 30)), Infinity, "no limit known");
+});
+
+Deno.test({
+  name: "prepRw checks what it writes; a prep handed something that is not an Sqe says so",
+  ignore: skipKernel(),
+  fn() {
+    using ring = new IoUring(4, { sqpoll: false });
+    const sqe = ring.getSqe()!;
+    // prepRw wrote any number into any field: opcode 0x116 set IOSQE_FIXED_FILE, a length of
+    // 2^32 + 8 became 8, an offset of -5 became 2^64 - 5.
+    for (
+      const [args, message] of [
+        [[0x116, 0, 0, 0, 0], /^RangeError: opcode must be an integer from 0 to 255, got 278$/],
+        [[-1, 0, 0, 0, 0], /^RangeError: opcode must be/],
+        [[0, NaN, 0, 0, 0], /^RangeError: fd must be a 32-bit integer, got NaN$/],
+        [[0, 2 ** 31, 0, 0, 0], /^RangeError: fd must be a 32-bit integer/],
+        [[0, 0, 1.5, 0, 0], /^RangeError: addr must be an address/],
+        [[0, 0, 0, 2 ** 32 + 8, 0], /^RangeError: len must be an integer from 0 to 4294967295/],
+        [[0, 0, 0, "3", 0], /^RangeError: len must be/],
+        [[0, 0, 0, 0, -5], /^RangeError: offset must not be negative, got -5$/],
+      ] as const
+    ) {
+      assert.throws(
+        () => prepRw(sqe, ...(args as unknown as [number, number, number, number, number])),
+        message,
+      );
+    }
+    const u32 = sqe.u32, b = sqe.base;
+    assert.deepEqual([...u32.subarray(b, b + 16)], new Array(16).fill(0), "nothing was written");
+    prepRw(sqe, IORING_OP_READ, -100, 4096, 8, -1); // -1: the file's position (all ones)
+    assert.deepEqual([u32[b] & 0xff, u32[b + 1], u32[b + 2], u32[b + 3]], [
+      IORING_OP_READ,
+      0xffffff9c,
+      0xffffffff,
+      0xffffffff,
+    ]);
+    // Anything but an Sqe: "Cannot read properties of undefined (reading 'NaN')" before.
+    for (const [value, shown] of [[undefined, "undefined"], [42, "42"], [ring, "an object"]] as const) {
+      assert.throws(
+        () => prepRead(value as unknown as Sqe, 0, new Uint8Array(8), 0),
+        { name: "TypeError", message: `sqe must be an Sqe from ring.getSqe(), got ${shown}` },
+      );
+      assert.throws(
+        () => prepNop(value as unknown as Sqe),
+        /^TypeError: sqe must be an Sqe from ring.getSqe\(\)/,
+      );
+    }
+  },
+});
+
+Deno.test({
+  name: "peekBatch: code run by the array it fills cannot advance or close the ring under it",
+  ignore: skipKernel(),
+  fn() {
+    using ring = new IoUring(8, { sqpoll: false });
+    for (let i = 1; i <= 4; i++) prepNop(ring.getSqe()!).setUserData(i);
+    ring.submitAndWait(4);
+    // A setter that advanced the CQ made the batch skip a completion and count slots past the tail.
+    const out: Cqe[] = [];
+    Object.defineProperty(out, 1, { set: () => ring.cqAdvance(1), configurable: true });
+    assert.throws(() => ring.peekBatch(out), /^Error: cqAdvance cannot be called from inside/);
+    assert.equal(ring.cqReady(), 4, "nothing consumed");
+    // A setter that closes the ring: the close waits for the batch to end.
+    const closing: Cqe[] = new Array(4);
+    Object.defineProperty(closing, 0, { set: () => ring.close(), configurable: true });
+    assert.equal(ring.peekBatch(closing), 4);
+    assert.equal(ring.closed, true);
+  },
+});
+
+Deno.test({
+  name: "An Sqe kept from a ring the garbage collector released throws ClosedError from every member",
+  ignore: skipKernel(),
+  async fn() {
+    // setUserData and setFlags wrote nowhere, silently: only close() marked the handles stale.
+    const out = await runDeno(
+      `import { IoUring, prepNop } from ${JSON.stringify(new URL("../mod.ts", import.meta.url).href)};
+      let kept;
+      (() => { kept = new IoUring(8, { sqpoll: false }).getSqe(); })();
+      for (let i = 0; i < 100 && kept.u8.length > 0; i++) {
+        globalThis.gc();
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const results = [kept.u8.length];
+      for (const f of [() => kept.setUserData(5), () => kept.setFlags(1), () => kept.setIoprio(1), () => prepNop(kept)]) {
+        try { f(); results.push("no error"); } catch (e) { results.push(e.name); }
+      }
+      console.log(JSON.stringify(results));`,
+      ["--allow-all", "--v8-flags=--expose-gc"],
+    );
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(JSON.parse(out.stdout), [0, "ClosedError", "ClosedError", "ClosedError", "ClosedError"]);
+  },
 });

@@ -347,7 +347,7 @@ Deno.test({
       }
       const dropped = fds();
       kept = null;
-      for (let round = 0; round < 50 && fds() > before + 2; round++) {
+      for (let round = 0; round < 150 && fds() > before + 2; round++) {
         globalThis.gc();
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
