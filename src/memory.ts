@@ -94,6 +94,19 @@ export function bufferOf(view: ArrayBufferView): ArrayBufferLike {
  * {@link byteLengthOf}).
  */
 export function addressOf(view: ArrayBufferView): number {
+  address(view);
+  return ADDRESSED[0];
+}
+
+/**
+ * Where {@link addressOf}'s work leaves the address: a double in a typed array stays unboxed,
+ * where a number returned from a function not inlined is a heap allocation (16 bytes a call on
+ * the read/write hot paths, addresses being above the small-integer range).
+ */
+export const ADDRESSED: Float64Array = new Float64Array(1);
+
+/** {@link addressOf}'s work: the address into `ADDRESSED[0]`, the real length into `lastLength`. */
+function address(view: ArrayBufferView): void {
   // Reading the buffer first moves a small on-heap typed array's bytes off the V8 heap, so the
   // address taken below stays valid for the life of the buffer.
   let buffer: ArrayBufferLike, offset: number, length: number;
@@ -113,19 +126,11 @@ export function addressOf(view: ArrayBufferView): number {
   // Set last, in case anything above ever runs the caller's code (none of it does: every read
   // goes through the engine's getters), which could address another view in between.
   lastLength = length;
-  return base + offset;
+  ADDRESSED[0] = base + offset;
 }
 
-/** The real byte length of the view {@link addressOf} last looked at. */
+/** The real byte length of the view {@link addressOf} last looked at (see `bufferAddressed`). */
 let lastLength = 0;
-
-/**
- * The real byte length of the view the last {@link addressOf} (or `bufferAddress`) call looked
- * at: hot paths read it right after, instead of asking the view again.
- */
-export function lastAddressedLength(): number {
-  return lastLength;
-}
 
 /** The base address of `buffer`, found once and cached. */
 function firstBase(buffer: ArrayBufferLike): number {
@@ -186,12 +191,15 @@ export function checkBuffer(view: unknown, what = "buffer"): asserts view is Arr
 }
 
 /**
- * `checkBuffer` + `addressOf` in one pass for the read/write hot paths: typed-array accessors
- * cost several ns each there, and `addressOf` already refuses a detached buffer.
+ * `checkBuffer` + `addressOf` in one pass for the read/write hot paths (typed-array accessors
+ * cost several ns each there, and `addressOf` already refuses a detached buffer), without a
+ * number to allocate: leaves the address in `ADDRESSED[0]` and returns the view's real byte
+ * length (the hot paths read both right after).
  */
-export function bufferAddress(buf: ArrayBufferView): number {
+export function bufferAddressed(buf: ArrayBufferView): number {
   if (!ArrayBuffer.isView(buf)) checkBuffer(buf); // throws the usual TypeError
-  return addressOf(buf);
+  address(buf);
+  return lastLength;
 }
 
 /** Throws a `RangeError` unless `n` bytes fit an SQE's 32-bit length. */

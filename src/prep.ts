@@ -11,8 +11,9 @@
 
 import * as abi from "./abi.ts";
 import {
+  ADDRESSED,
   addressOf,
-  bufferAddress,
+  bufferAddressed,
   byteLengthOf,
   checkBits32,
   checkBuffer,
@@ -23,7 +24,6 @@ import {
   checkLength,
   checkOffset,
   checkU32,
-  lastAddressedLength,
   shown,
 } from "./memory.ts";
 import { checkUserData, Sqe, staleSqe, W, writeU64 } from "./sqe.ts";
@@ -99,6 +99,19 @@ function writeRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: number
 }
 
 /**
+ * Writes the address {@link bufferAddressed} left in `ADDRESSED[0]` into `sqe`'s `addr` field
+ * (after `writeRw`, which wrote 0 there): the address never travels as a number, which would be
+ * a heap allocation per call.
+ */
+function storeAddressed(sqe: Sqe): void {
+  const u32 = sqe.u32, b = sqe.base;
+  const addr = ADDRESSED[0];
+  const lo = addr >>> 0;
+  u32[b + ADDR_LO] = lo;
+  u32[b + ADDR_HI] = (addr - lo) * INV_TWO_32;
+}
+
+/**
  * `prepRw(sqe, opcode, fd, addr, len, offset)`: writes an SQE's opcode, fd, address, length and
  * offset for an opcode no helper covers, as liburing's `io_uring_prep_rw` does, after checking
  * that each fits its field: `opcode` 0 to 255, `fd` a 32-bit integer (-1 and `AT_FDCWD` included,
@@ -133,7 +146,9 @@ function checkSqe(sqe: unknown): asserts sqe is Sqe {
  */
 function notAnSqe(sqe: unknown): TypeError {
   if (sqe === null) {
-    return new TypeError("sqe is null: getSqe() returns null when the SQ is full (submit, then get one again)");
+    return new TypeError(
+      "sqe is null: getSqe() returns null when the SQ is full (submit, then get one again)",
+    );
   }
   return new TypeError(`sqe must be an Sqe from ring.getSqe(), got ${shown(sqe)}`);
 }
@@ -174,12 +189,12 @@ export function prepNop(sqe: Sqe): Sqe {
 /** `pread(fd, buf, buf.byteLength, offset)`. Since 5.6. */
 export function prepRead(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset, rwFlags = 0): Sqe {
   checkFd(fd);
-  const addr = bufferAddress(buf);
-  const length = lastAddressedLength();
+  const length = bufferAddressed(buf);
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
   checkLength(length);
-  writeRw(sqe, abi.IORING_OP_READ, fd, addr, length, offset);
+  writeRw(sqe, abi.IORING_OP_READ, fd, 0, length, offset);
+  storeAddressed(sqe);
   sqe.u32[sqe.base + OP_FLAGS] = rwFlags;
   return sqe;
 }
@@ -187,12 +202,12 @@ export function prepRead(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Off
 /** `pwrite(fd, buf, buf.byteLength, offset)`. Since 5.6. */
 export function prepWrite(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset, rwFlags = 0): Sqe {
   checkFd(fd);
-  const addr = bufferAddress(buf);
-  const length = lastAddressedLength();
+  const length = bufferAddressed(buf);
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
   checkLength(length);
-  writeRw(sqe, abi.IORING_OP_WRITE, fd, addr, length, offset);
+  writeRw(sqe, abi.IORING_OP_WRITE, fd, 0, length, offset);
+  storeAddressed(sqe);
   sqe.u32[sqe.base + OP_FLAGS] = rwFlags;
   return sqe;
 }
@@ -231,12 +246,12 @@ export function prepReadFixed(
   bufIndex: number,
 ): Sqe {
   checkFd(fd);
-  const addr = bufferAddress(buf);
-  const length = lastAddressedLength();
+  const length = bufferAddressed(buf);
   checkOffset(offset);
   checkU32(bufIndex, "bufIndex", 0xffff);
   checkLength(length);
-  writeRw(sqe, abi.IORING_OP_READ_FIXED, fd, addr, length, offset);
+  writeRw(sqe, abi.IORING_OP_READ_FIXED, fd, 0, length, offset);
+  storeAddressed(sqe);
   sqe.u32[sqe.base + W.bufIndex] = (sqe.u32[sqe.base + W.bufIndex] & 0xffff0000) | bufIndex;
   return sqe;
 }
@@ -250,12 +265,12 @@ export function prepWriteFixed(
   bufIndex: number,
 ): Sqe {
   checkFd(fd);
-  const addr = bufferAddress(buf);
-  const length = lastAddressedLength();
+  const length = bufferAddressed(buf);
   checkOffset(offset);
   checkU32(bufIndex, "bufIndex", 0xffff);
   checkLength(length);
-  writeRw(sqe, abi.IORING_OP_WRITE_FIXED, fd, addr, length, offset);
+  writeRw(sqe, abi.IORING_OP_WRITE_FIXED, fd, 0, length, offset);
+  storeAddressed(sqe);
   sqe.u32[sqe.base + W.bufIndex] = (sqe.u32[sqe.base + W.bufIndex] & 0xffff0000) | bufIndex;
   return sqe;
 }
@@ -316,10 +331,10 @@ export function prepFadvise(sqe: Sqe, fd: number, offset: Offset, length: number
  */
 export function prepMadvise(sqe: Sqe, buf: ArrayBufferView, advice: number): Sqe {
   checkFlags(advice, "advice");
-  const addr = bufferAddress(buf);
-  const length = lastAddressedLength();
+  const length = bufferAddressed(buf);
   checkLength(length);
-  writeRw(sqe, abi.IORING_OP_MADVISE, -1, addr, length, 0);
+  writeRw(sqe, abi.IORING_OP_MADVISE, -1, 0, length, 0);
+  storeAddressed(sqe);
   sqe.u32[sqe.base + W.opFlags] = advice;
   return sqe;
 }

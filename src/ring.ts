@@ -9,8 +9,9 @@ import * as abi from "./abi.ts";
 import { ClosedError, IoUringError } from "./errors.ts";
 import { errno } from "./errno.ts";
 import {
+  ADDRESSED,
   addressOf,
-  bufferAddress,
+  bufferAddressed,
   bufferOf,
   byteLengthOf,
   checkFd,
@@ -20,7 +21,6 @@ import {
   checkOptionsObject,
   checkU32,
   isResizable,
-  lastAddressedLength,
   notAnOptionsObject,
   shown,
 } from "./memory.ts";
@@ -48,6 +48,9 @@ export interface SqpollOptions {
   /** Pin the SQ thread to this CPU (`IORING_SETUP_SQ_AFF`): 0 to 4095. */
   cpu?: number;
 }
+
+/** `waitCqe()`'s options when none are given. */
+const NO_WAIT_OPTIONS: WaitOptions = Object.freeze({});
 
 /** Options of {@link IoUring}. */
 export interface IoUringOptions {
@@ -669,8 +672,7 @@ export class IoUring implements Disposable {
     const small = typeof userData === "number" && userData >>> 0 === userData;
     if (!small) checkUserData(userData);
     if (!(typeof fd === "number" && (fd | 0) === fd && fd >= 0)) checkFd(fd);
-    const addr = bufferAddress(buf);
-    const length = lastAddressedLength();
+    const length = bufferAddressed(buf);
     checkLength(length);
     const smallOffset = typeof offset === "number" && offset >>> 0 === offset;
     if (!smallOffset) checkOffset(offset);
@@ -682,6 +684,7 @@ export class IoUring implements Disposable {
     u32[b + FD] = fd;
     if (smallOffset) u32[b + OFF_LO] = offset as number;
     else writeU64(u32, b + OFF_LO, offset);
+    const addr = ADDRESSED[0];
     const addrLo = addr >>> 0;
     u32[b + ADDR_LO] = addrLo;
     u32[b + ADDR_HI] = (addr - addrLo) * INV_TWO_32;
@@ -906,8 +909,8 @@ export class IoUring implements Disposable {
    * returns `null` when `timeoutMs` passed first. Waits with a timeout need Linux 5.11
    * (`IORING_FEAT_EXT_ARG`).
    */
-  waitCqe(options: WaitOptions = {}): Cqe | null {
-    options ??= {}; // null: the defaults
+  waitCqe(options: WaitOptions = NO_WAIT_OPTIONS): Cqe | null {
+    options ??= NO_WAIT_OPTIONS; // null: the defaults (one object for every call: nothing allocated)
     const notObject = notAnOptionsObject(options);
     if (notObject !== null) {
       throw new TypeError(`waitCqe takes an options object ({ timeoutMs }), got ${notObject}`);
