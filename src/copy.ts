@@ -8,7 +8,6 @@ import { CopyContext } from "./copy_context.ts";
 import {
   abortFailure,
   alreadyExistsText,
-  dirnameOf,
   isDescribed,
   makeFailure,
   specialDestFailure,
@@ -120,7 +119,6 @@ export async function copyFile(
     } else if (dest.endsWith("/")) {
       throw makeFailure("ENOENT", source, dest, `destination directory '${dest}' does not exist`, dest);
     }
-    await ctx.learnUmask(dirnameOf(dest));
     // Write permission for the destination alone (not its directory) does not cover the temporary
     // file next to it: a new destination is then made under its own name (exclusively, and
     // removed if the copy fails), as Deno.copyFile would write it.

@@ -213,19 +213,6 @@ function fallbackEngine(e: Error, options: ResolvedCopyOptions): DenoEngine {
   return new DenoEngine(`${e.message}${note}`);
 }
 
-/** The umask found by {@link CopyContext.learnUmask}'s probe, kept for the process. */
-let probedUmask: number | undefined;
-
-/** The umask, when Deno lets us read it (`--allow-sys=umask`), or as a probe found it earlier. */
-function readUmask(): number | undefined {
-  try {
-    if (Deno.permissions.querySync({ name: "sys", kind: "umask" }).state === "granted") return Deno.umask();
-  } catch {
-    // not known this way
-  }
-  return probedUmask;
-}
-
 /**
  * What `onProgress` threw, in words, without running its code (an object's `toString` may throw,
  * or be missing): strings quoted, other primitives as they print, objects by their kind.
@@ -258,7 +245,10 @@ export class CopyContext implements EngineContext {
   #descriptors: number | undefined;
   /** Whether {@link CopyContext.descriptors} counts those open (a tree copy's, see `freeDescriptors`). */
   readonly #countOpen: boolean;
-  /** The umask new files are created under, when known. */
+  /**
+   * The mask new files are created under in the tree's destination, when a probe found it there
+   * (see {@link CopyContext.learnUmask}; a `copyFile` does not look, and sets each file's mode).
+   */
   umask: number | undefined;
   /** Progress so far (reported through `onProgress`). */
   readonly progress: CopyProgress = { bytes: 0, files: 0, totalBytes: 0, totalFiles: 0, scanning: false };
@@ -308,7 +298,6 @@ export class CopyContext implements EngineContext {
       options.blockSize,
     );
     this.signal = options.signal ? AbortSignal.any([options.signal, this.#stop.signal]) : this.#stop.signal;
-    this.umask = readUmask();
   }
 
   /**
@@ -337,9 +326,11 @@ export class CopyContext implements EngineContext {
   }
 
   /**
-   * Finds the umask when Deno would not tell (no `--allow-sys=umask`): creates a directory with
-   * mode 0o777 in `dir` (where the copy writes anyway), reads what mode it got, removes it. Done
-   * once per process. Without the umask every copied file would need a `chmod`.
+   * Finds the mask new files get in `dir` (where the copy writes anyway): creates a directory
+   * with mode 0o777 there, reads what mode it got, removes it. That is the umask, unless `dir`
+   * has a default POSIX ACL, which replaces the umask (`Deno.umask()` would not say so); so it is
+   * asked of the directory, for each tree copy, and holds for the directories the copy creates
+   * below it (they inherit the ACL). Without it every copied file needs a `chmod`.
    */
   async learnUmask(dir: string): Promise<void> {
     if (this.umask !== undefined) return;
@@ -351,7 +342,7 @@ export class CopyContext implements EngineContext {
     }
     try {
       const st = await this.engine.statDest(probe, false, this);
-      if (st.kind === "dir") this.umask = probedUmask = 0o777 & ~st.perm;
+      if (st.kind === "dir") this.umask = 0o777 & ~st.perm;
     } catch {
       // leave it unknown: every file gets a chmod
     } finally {
@@ -372,9 +363,13 @@ export class CopyContext implements EngineContext {
     }
   }
 
-  /** Whether a file created with `perm` needs a `chmod` to end up with exactly `perm`. */
+  /**
+   * Whether a file created with `perm` in a directory this copy made needs a `chmod` to end up
+   * with exactly `perm`: when the mask found there ({@link CopyContext.learnUmask}) is unknown or
+   * takes bits of `perm`, and always with `preserve` (the mode is asked for).
+   */
   needsChmod(perm: number): boolean {
-    return this.umask === undefined || (perm & this.umask) !== 0;
+    return this.umask === undefined || (perm & this.umask) !== 0 || this.options.preserve;
   }
 
   /**

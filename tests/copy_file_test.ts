@@ -909,3 +909,63 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "copyFile/copyTree keep modes in a directory with a default POSIX ACL (it replaces the umask)",
+  ignore: skipKernel(),
+  fn: async () => {
+    // The copy skipped the chmod when the umask (Deno.umask(), or a probe cached for the process)
+    // left the mode alone; a default ACL (group r-x, other ---) gave the copies 0640 instead of the
+    // source's 0644, also with preserve (GNU cp -p: 0644).
+    const libc = Deno.dlopen("libc.so.6", {
+      setxattr: { parameters: ["buffer", "buffer", "buffer", "usize", "i32"], result: "i32" },
+    });
+    try {
+      using dir = tempDir();
+      const acl = `${dir.path}/acl`;
+      Deno.mkdirSync(acl);
+      // system.posix_acl_default: version 2, then (tag, perm, id) entries: USER_OBJ rwx,
+      // GROUP_OBJ r-x, OTHER ---.
+      const value = new Uint8Array(4 + 3 * 8);
+      const v = new DataView(value.buffer);
+      v.setUint32(0, 2, true);
+      for (const [i, [tag, perm]] of [[1, 7], [4, 5], [0x20, 0]].entries()) {
+        v.setUint16(4 + i * 8, tag, true);
+        v.setUint16(6 + i * 8, perm, true);
+        v.setUint32(8 + i * 8, 0xffffffff, true);
+      }
+      const name = new TextEncoder().encode("system.posix_acl_default\0");
+      const set = libc.symbols.setxattr(
+        new TextEncoder().encode(`${acl}\0`),
+        name,
+        value,
+        BigInt(value.length),
+        0,
+      );
+      if (set !== 0) {
+        console.log("skipping the default ACL test: this file system takes no POSIX ACL");
+        return;
+      }
+      const src = `${dir.path}/src`;
+      Deno.mkdirSync(`${src}/sub`, { recursive: true });
+      for (const f of [`${src}/f`, `${src}/sub/g`]) {
+        Deno.writeTextFileSync(f, "data\n");
+        Deno.chmodSync(f, 0o644);
+      }
+      Deno.writeTextFileSync(`${acl}/probe`, "");
+      assert.equal(Deno.statSync(`${acl}/probe`).mode! & 0o777, 0o640, "the ACL masks new files");
+      const mode = (p: string) => (Deno.statSync(p).mode! & 0o777).toString(8);
+      await copyFile(`${src}/f`, `${acl}/plain`);
+      await copyFile(`${src}/f`, `${acl}/kept`, { preserve: true });
+      await copyTree(src, `${acl}/tree`);
+      Deno.mkdirSync(`${acl}/merged/sub`, { recursive: true });
+      await copyTree(src, `${acl}/merged`, { preserve: true });
+      assert.deepEqual(
+        [`plain`, `kept`, `tree/f`, `tree/sub/g`, `merged/f`, `merged/sub/g`].map((p) => mode(`${acl}/${p}`)),
+        ["644", "644", "644", "644", "644", "644"],
+      );
+    } finally {
+      libc.close();
+    }
+  },
+});
