@@ -92,25 +92,17 @@ async function copyReplaced(
   attempt: number,
 ): Promise<number> {
   const again = attempt + 1;
-  if (again > REPLACED_RETRIES) {
-    throw makeFailure(
+  const replaced = (how: string) =>
+    makeFailure(
       "EAGAIN",
       src,
       dst,
-      `the source was replaced while it was copied, ${again} times in a row (nothing was written)`,
+      `the source was replaced while it was copied, ${how} (nothing was written)`,
       src,
     );
-  }
+  if (again > REPLACED_RETRIES) throw replaced(`${again} times in a row`);
   const now = await staged("stat-source", ctx.engine.stat(src, !st.noFollow, ctx));
-  if (now.kind !== "file") {
-    throw makeFailure(
-      "EAGAIN",
-      src,
-      dst,
-      "the source was replaced while it was copied, by something that is not a regular file (nothing was written)",
-      src,
-    );
-  }
+  if (now.kind !== "file") throw replaced("by something that is not a regular file");
   return copyRegular(ctx, src, dst, now, inPlace, again);
 }
 
