@@ -112,12 +112,13 @@ export class ChainCollector implements ChainBuilder {
   readonly #checkPath: PathCheck;
   /** The members added so far (internal). */
   readonly members: Slot[] = [];
+  #sealed = false;
   /**
-   * The slot of the member being added: it joins {@link ChainCollector.members} only once its
-   * arguments passed every check. A member whose check threw (and whose error the build function
-   * caught) is not part of the chain: its slot goes back at the next add or at `seal()`.
+   * A member is being added: its arguments may run the caller's code (an options getter, an
+   * array element getter), which must not add another member meanwhile (it would land between,
+   * or take the slot being filled).
    */
-  #pending: Slot | null = null;
+  #adding = false;
 
   /**
    * Made by `Uring.chain` (internal): `alloc` takes a slot from the Uring's table and `release`
@@ -129,86 +130,82 @@ export class ChainCollector implements ChainBuilder {
     this.#checkPath = checkPath;
   }
 
-  #sealed = false;
-
-  /**
-   * Ends the building (internal): members added after `chain()`'s build function returned throw,
-   * and the slot of a member that was refused goes back.
-   */
+  /** Ends the building (internal): members added after `chain()`'s build function returned throw. */
   seal(): void {
     this.#sealed = true;
-    this.#dropPending();
   }
 
-  #dropPending(): void {
-    if (this.#pending === null) return;
-    this.#release(this.#pending);
-    this.#pending = null;
-  }
-
-  /** A slot for the next member, added by {@link ChainCollector.#added} once it is filled. */
-  #next(): Slot {
+  /**
+   * Adds one member: takes a slot, has `fill` check the arguments and store them, and only then
+   * makes it part of the chain. A member whose arguments are refused (its error caught by the
+   * build function) is not part of the chain: its slot goes back.
+   */
+  #add(fill: (slot: Slot) => void): this {
     if (this.#sealed) {
       throw new TypeError(
         "chain members are added inside the function given to chain(), not after it returned",
       );
     }
-    this.#dropPending(); // the last one was refused
+    if (this.#adding) {
+      throw new TypeError("a chain member cannot be added while another one's arguments are being read");
+    }
     const slot = this.#alloc();
-    this.#pending = slot;
-    return slot;
-  }
-
-  /** Makes the member being added (its arguments checked and stored) part of the chain. */
-  #added(): this {
-    this.members.push(this.#pending!);
-    this.#pending = null;
+    this.#adding = true;
+    try {
+      fill(slot);
+    } catch (e) {
+      this.#release(slot);
+      throw e;
+    } finally {
+      this.#adding = false;
+    }
+    this.members.push(slot);
     return this;
   }
 
   /** Adds `pread(fd, buf, position)`; its result is the bytes read. */
   read(fd: number, buf: ArrayBufferView, position: number | bigint): this {
-    const slot = this.#next();
-    fillRw(slot, K_READ, fd, buf, position);
-    checkChainTransfer(slot.bufLength);
-    return this.#added();
+    return this.#add((slot) => {
+      fillRw(slot, K_READ, fd, buf, position);
+      checkChainTransfer(slot.bufLength);
+    });
   }
 
   /** Adds `pwrite(fd, buf, position)`; its result is the bytes written. */
   write(fd: number, buf: ArrayBufferView, position: number | bigint): this {
-    const slot = this.#next();
-    fillRw(slot, K_WRITE, fd, buf, position);
-    checkChainTransfer(slot.bufLength);
-    return this.#added();
+    return this.#add((slot) => {
+      fillRw(slot, K_WRITE, fd, buf, position);
+      checkChainTransfer(slot.bufLength);
+    });
   }
 
   /** Adds `preadv(fd, bufs, position)`. */
   readv(fd: number, bufs: readonly ArrayBufferView[], position: number | bigint): this {
-    const slot = this.#next();
-    fillRwv(slot, K_READV, fd, bufs, position);
-    checkChainTransfer(slot.iovecs!.totalLength);
-    return this.#added();
+    return this.#add((slot) => {
+      fillRwv(slot, K_READV, fd, bufs, position);
+      checkChainTransfer(slot.iovecs!.totalLength);
+    });
   }
 
   /** Adds `pwritev(fd, bufs, position)`. */
   writev(fd: number, bufs: readonly ArrayBufferView[], position: number | bigint): this {
-    const slot = this.#next();
-    fillRwv(slot, K_WRITEV, fd, bufs, position);
-    checkChainTransfer(slot.iovecs!.totalLength);
-    return this.#added();
+    return this.#add((slot) => {
+      fillRwv(slot, K_WRITEV, fd, bufs, position);
+      checkChainTransfer(slot.iovecs!.totalLength);
+    });
   }
 
   /** Adds `fsync(fd)` (`fdatasync` with `datasync`). */
   fsync(fd: number, options: { datasync?: boolean } = {}): this {
-    checkOptionsObject(options);
-    fillFsync(this.#next(), fd, options?.datasync === true);
-    return this.#added();
+    return this.#add((slot) => {
+      checkOptionsObject(options);
+      fillFsync(slot, fd, options?.datasync === true);
+    });
   }
 
   /** Adds a no-op. */
   nop(): this {
-    fillNop(this.#next());
-    return this.#added();
+    return this.#add(fillNop);
   }
 
   /** Adds `fallocate(fd, mode, offset, length)`: `mode` (default 0) in the options. Since 5.6. */
@@ -218,45 +215,42 @@ export class ChainCollector implements ChainBuilder {
     length: number | bigint,
     options: { mode?: number } = {},
   ): this {
-    checkOptionsObject(options);
-    fillFallocate(this.#next(), fd, offset, length, options?.mode ?? 0);
-    return this.#added();
+    return this.#add((slot) => {
+      checkOptionsObject(options);
+      fillFallocate(slot, fd, offset, length, options?.mode ?? 0);
+    });
   }
 
   /** Adds `ftruncate(fd, length)`. Since 6.9. */
   ftruncate(fd: number, length: number | bigint): this {
-    fillFtruncate(this.#next(), fd, length);
-    return this.#added();
+    return this.#add((slot) => fillFtruncate(slot, fd, length));
   }
 
   /** Adds `close(fd)`. Since 5.6. */
   close(fd: number): this {
-    fillClose(this.#next(), fd);
-    return this.#added();
+    return this.#add((slot) => fillClose(slot, fd));
   }
 
   /** Adds `splice` (-1 as an offset: the fd's own position, required for pipes). Since 5.7. */
   splice(fdIn: number, offIn: number | bigint, fdOut: number, offOut: number | bigint, nbytes: number): this {
-    fillSplice(this.#next(), fdIn, offIn, fdOut, offOut, nbytes);
-    return this.#added();
+    return this.#add((slot) => fillSplice(slot, fdIn, offIn, fdOut, offOut, nbytes));
   }
 
   /** Adds a delay of `ms` before the next member (its expiry counts as success). Since 5.16. */
   timeout(ms: number): this {
-    fillTimeout(this.#next(), ms, IORING_TIMEOUT_ETIME_SUCCESS);
-    return this.#added();
+    return this.#add((slot) => fillTimeout(slot, ms, IORING_TIMEOUT_ETIME_SUCCESS));
   }
 
   /** Adds `openat(path)` into direct descriptor `index`. Since 5.15. */
   openDirect(path: string | URL, index: number, options: { flags?: number; mode?: number } = {}): this {
-    checkOptionsObject(options);
-    const flags = options?.flags ?? O_RDONLY;
-    const mode = options?.mode ?? 0o666;
-    checkU32(flags, "flags");
-    checkU32(mode, "mode", 0o7777);
-    const p = this.#checkPath(path, flags);
-    fillOpenDirect(this.#next(), p, index, flags, mode);
-    return this.#added();
+    return this.#add((slot) => {
+      checkOptionsObject(options);
+      const flags = options?.flags ?? O_RDONLY;
+      const mode = options?.mode ?? 0o666;
+      checkU32(flags, "flags");
+      checkU32(mode, "mode", 0o7777);
+      fillOpenDirect(slot, this.#checkPath(path, flags), index, flags, mode);
+    });
   }
 
   /** Adds `pread` from direct descriptor `index`. Since 5.15. */
@@ -271,17 +265,16 @@ export class ChainCollector implements ChainBuilder {
 
   /** A read or write (`kind`) on direct descriptor `index`: the index in the fd field, FIXED_FILE. */
   #rwDirect(kind: number, index: number, buf: ArrayBufferView, position: number | bigint): this {
-    checkU32(index, "index", 0x7fffffff);
-    const slot = this.#next();
-    fillRw(slot, kind, index, buf, position);
-    checkChainTransfer(slot.bufLength);
-    slot.sqeFlags = IOSQE_FIXED_FILE;
-    return this.#added();
+    return this.#add((slot) => {
+      checkU32(index, "index", 0x7fffffff);
+      fillRw(slot, kind, index, buf, position);
+      checkChainTransfer(slot.bufLength);
+      slot.sqeFlags = IOSQE_FIXED_FILE;
+    });
   }
 
   /** Adds `close` of direct descriptor `index`. Since 5.15. */
   closeDirect(index: number): this {
-    fillCloseDirect(this.#next(), index);
-    return this.#added();
+    return this.#add((slot) => fillCloseDirect(slot, index));
   }
 }

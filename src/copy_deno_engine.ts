@@ -34,6 +34,7 @@ export function entryFromFileInfo(info: Deno.FileInfo, noFollow = false): EntryS
     mtime,
     id: `${info.dev}:${info.ino}`,
     ino: info.ino ?? 0,
+    btimeMs: info.birthtime?.getTime() ?? 0,
     noFollow,
   };
 }

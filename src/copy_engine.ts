@@ -37,12 +37,23 @@ export interface EntryStat {
    * this file (see `SourceReplaced`).
    */
   ino?: number;
+  /** Birth time in ms since the epoch (0 when unknown): with `ino`, tells a recreated file apart. */
+  btimeMs?: number;
   /**
    * Looked at without following a final symlink (`lstat`, as a tree's walk does): the file is
    * then opened with `O_NOFOLLOW`, so a symlink put in its place since (to a file the copy should
    * not read) is refused (`ELOOP`) rather than followed.
    */
   noFollow: boolean;
+}
+
+/**
+ * Whether `ino` and `btimeMs` (as a later look at the path gave them; 0: unknown) name the file
+ * `st` describes: the same inode number and, where both are known, the same birth time (file
+ * systems such as ext4 hand a freed inode number to the next file at once).
+ */
+export function sameFile(st: EntryStat, ino: number, btimeMs: number): boolean {
+  return ino === st.ino && (!btimeMs || !st.btimeMs || btimeMs === st.btimeMs);
 }
 
 /** File descriptors a copy leaves free, beyond those open when it starts, for the rest of the process. */

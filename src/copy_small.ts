@@ -7,9 +7,11 @@
  * indexes, its path and `statx` memory and a pipe from file to file.
  *
  * The closing `statx` (in the same kernel worker, no system call of ours) tells whether the source
- * is still the file the walk looked at (its inode): the chain copies the size that look found, so
- * a file replaced in between (renamed over) would otherwise come out as the first bytes of the
- * new one, and look complete. Such a chain settles {@link SOURCE_REPLACED}.
+ * is still the file the walk looked at (its inode number and birth time): the chain copies the
+ * size that look found, so a file replaced in between (renamed over) would otherwise come out as
+ * the first bytes of the new one, and look complete. Such a chain settles {@link SOURCE_REPLACED},
+ * which the engine makes sure of on its own thread (a path may name another file for a kernel
+ * worker: `/proc/thread-self`).
  *
  * The data moves by `splice` through the lane's pipe (source → pipe → destination) when the
  * file fits in the pipe (64 KiB unless the user's pipe allowance is spent): the pages go from
@@ -36,6 +38,7 @@ import {
   O_WRONLY,
   SPLICE_F_FD_IN_FIXED,
   STATX,
+  STATX_BTIME,
   STATX_INO,
   STATX_SIZE,
 } from "./abi.ts";
@@ -102,6 +105,8 @@ interface Lane {
   statxWords: Uint32Array<ArrayBuffer> | null;
   /** The inode the source had when it was looked at (0: unknown, not compared). */
   ino: number;
+  /** Its birth time in ms (0: unknown, not compared). */
+  btimeMs: number;
   /**
    * Settles the file: `null` when every member succeeded, {@link SOURCE_REPLACED} when the source
    * changed under it, else what failed.
@@ -110,12 +115,19 @@ interface Lane {
   fail: ((error: unknown) => void) | null;
 }
 
-/** Where `statx` puts the inode number, in 32-bit words. */
-const INO_WORD = STATX.ino / 4;
+/** Where `statx` puts the inode number, the birth time and its mask, in 32-bit words. */
+const INO_WORD = STATX.ino / 4, BTIME_WORD = STATX.btime / 4, MASK_WORD = STATX.mask / 4;
 
-/** The inode number a `statx` put in `words` (exact below 2^53). */
-function inodeOf(words: Uint32Array): number {
-  return words[INO_WORD] + words[INO_WORD + 1] * 0x1_0000_0000;
+/**
+ * Whether the file a `statx` described in `words` is the one with inode `ino` born at `btimeMs`
+ * (0: unknown): the same inode number and, where both are known, birth time (file systems such as
+ * ext4 give a freed inode number to the next file at once). As `sameFile` of copy_engine.ts.
+ */
+function sameInode(words: Uint32Array, ino: number, btimeMs: number): boolean {
+  if (words[INO_WORD] + words[INO_WORD + 1] * 0x1_0000_0000 !== ino) return false;
+  if (btimeMs === 0 || (words[MASK_WORD] & STATX_BTIME) === 0) return true;
+  const sec = words[BTIME_WORD] + (words[BTIME_WORD + 1] | 0) * 0x1_0000_0000;
+  return sec * 1000 + Math.floor(words[BTIME_WORD + 2] / 1e6) === btimeMs;
 }
 
 /**
@@ -200,8 +212,9 @@ export class SmallFileChains implements RawClient {
     view: Uint8Array,
     srcFlags: number = O_RDONLY,
     ino = 0,
+    btimeMs = 0,
   ): Promise<SmallFailure | null | typeof SOURCE_REPLACED> | undefined {
-    return this.#start(src, srcFlags, tmp, perm, view.byteLength, view, ino);
+    return this.#start(src, srcFlags, tmp, perm, view.byteLength, view, ino, btimeMs);
   }
 
   /**
@@ -217,8 +230,9 @@ export class SmallFileChains implements RawClient {
     size: number,
     srcFlags: number = O_RDONLY,
     ino = 0,
+    btimeMs = 0,
   ): Promise<SmallFailure | null | typeof SOURCE_REPLACED> | undefined {
-    return this.#start(src, srcFlags, tmp, perm, size, null, ino);
+    return this.#start(src, srcFlags, tmp, perm, size, null, ino, btimeMs);
   }
 
   /**
@@ -249,6 +263,7 @@ export class SmallFileChains implements RawClient {
     size: number,
     view: Uint8Array | null,
     ino: number,
+    btimeMs: number,
   ): Promise<SmallFailure | null | typeof SOURCE_REPLACED> | undefined {
     const raw = this.#raw;
     if (this.#failed !== undefined || !raw.room(MEMBERS, 1)) return undefined;
@@ -282,6 +297,7 @@ export class SmallFileChains implements RawClient {
     lane.view = view;
     lane.spliced = spliced;
     lane.ino = ino;
+    lane.btimeMs = btimeMs;
     if (lane.statx === null) {
       lane.statxWords = new Uint32Array(STATX_SIZE / 4);
       lane.statx = new Uint8Array(lane.statxWords.buffer);
@@ -307,9 +323,10 @@ export class SmallFileChains implements RawClient {
     // Is the source still the file that was looked at? (Looked at as the open did: a final
     // symlink followed or not.) The inode is all that is asked for.
     const nofollow = (flags & O_NOFOLLOW) !== 0 ? AT_SYMLINK_NOFOLLOW : 0;
-    prepStatx(raw.sqe(id, tag + CHECK), AT_FDCWD, srcPath, nofollow, STATX_INO, lane.statx).setFlags(
-      IOSQE_ASYNC,
-    );
+    prepStatx(raw.sqe(id, tag + CHECK), AT_FDCWD, srcPath, nofollow, STATX_INO | STATX_BTIME, lane.statx)
+      .setFlags(
+        IOSQE_ASYNC,
+      );
     raw.commit(MEMBERS, 1, 2);
     return new Promise((resolve, reject) => {
       lane.settle = resolve;
@@ -344,6 +361,7 @@ export class SmallFileChains implements RawClient {
       statx: null,
       statxWords: null,
       ino: 0,
+      btimeMs: 0,
       settle: null,
       fail: null,
     };
@@ -397,7 +415,7 @@ export class SmallFileChains implements RawClient {
       // The data is in and both files are closed: the check alone decides.
       lane.view = null;
       this.#free.push(lane.number);
-      if (res >= 0 && (lane.ino === 0 || inodeOf(lane.statxWords!) === lane.ino)) {
+      if (res >= 0 && (lane.ino === 0 || sameInode(lane.statxWords!, lane.ino, lane.btimeMs))) {
         if (lane.spliced) this.#spliced++;
         settle(null);
       } else {

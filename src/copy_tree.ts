@@ -153,6 +153,9 @@ class TreeCopy {
       this.fail(e, src, dst);
       return null;
     }
+    // Directories made below one that existed inherit its default ACL, which the probe of the top
+    // did not see (see CopyContext.learnUmask): from now on every mode is set.
+    if (!top) ctx.umask = undefined;
     const record = { dst, st, created: false };
     this.dirs.push(record);
     ctx.dirs++;

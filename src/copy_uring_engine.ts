@@ -18,6 +18,7 @@ import {
   O_WRONLY,
   SEEK_DATA,
   SEEK_HOLE,
+  STATX_BTIME,
 } from "./abi.ts";
 import {
   DESCRIPTOR_SHARES,
@@ -25,6 +26,7 @@ import {
   type EngineContext,
   type EntryStat,
   kindOfMode,
+  sameFile,
 } from "./copy_engine.ts";
 import { codeOf, SourceReplaced, staged, tagStage } from "./copy_errors.ts";
 import type { ChainResult } from "./chain.ts";
@@ -62,23 +64,32 @@ export function entryFromStatx(s: Statx, noFollow = false): EntryStat {
     timesNs: [s.atime.sec, s.atime.nsec, s.mtime.sec, s.mtime.nsec],
     id: `${makedev(s.devMajor, s.devMinor)}:${s.ino}`, // as entryFromFileInfo's
     ino: Number(s.ino),
+    btimeMs: s.mask & STATX_BTIME ? s.btime.sec * 1000 + Math.floor(s.btime.nsec / 1e6) : 0,
     noFollow,
   };
 }
 
 /**
- * Whether `src` is still the file `st` describes (the same inode; looked at as `st` was, through a
- * final symlink or not), once its copy is written: a file renamed over it since would have been
- * opened instead, and only its first `st.size` bytes copied. True when the inode is not known. A
- * synchronous `lstat` (a few µs): the one-block chains ask the kernel instead, in the chain.
+ * Whether `src` now names another file than the one `st` describes (see `sameFile`), once its
+ * copy is written: a file renamed over it since it was looked at would have been opened instead,
+ * and only its first `st.size` bytes copied. Looked at as `st` was (through a final symlink or
+ * not), on this thread, with a synchronous `lstat` (a few µs; the one-block chains ask the kernel
+ * first, in the chain, and come here only when it saw another file: a path such as
+ * `/proc/thread-self/...` names another file for each thread). False when nothing is there now (the
+ * file was removed or moved away after it was opened: what was copied came from one open file)
+ * or it cannot be told.
  */
-function stillSource(src: string, st: EntryStat): boolean {
-  if (!st.ino) return true;
+function replacedSince(src: string, st: EntryStat): boolean {
+  // A file looked at as empty was read to its end, whatever file it was: one version whole (and
+  // /proc's files, which say 0, are other files seen from the kernel's worker threads).
+  if (!st.ino || st.size === 0) return false;
+  let now: Deno.FileInfo;
   try {
-    return (st.noFollow ? Deno.lstatSync(src) : Deno.statSync(src)).ino === st.ino;
+    now = st.noFollow ? Deno.lstatSync(src) : Deno.statSync(src);
   } catch {
-    return false; // gone: what was copied cannot be vouched for
+    return false;
   }
+  return !sameFile(st, now.ino ?? 0, now.birthtime?.getTime() ?? 0);
 }
 
 /**
@@ -354,7 +365,7 @@ export class UringEngine implements Engine {
       staged("close", this.#closeFd(dstFd, ctx)),
     ]);
     if (failure === undefined && closeOut.status === "rejected") failure = closeOut.reason;
-    if (failure === undefined && !stillSource(src, srcStat)) return this.#replaced(src, tmp);
+    if (failure === undefined && replacedSince(src, srcStat)) return this.#replaced(src, tmp);
     if (failure !== undefined) {
       await this.#removeIncomplete(tmp, ctx);
       throw failure;
@@ -450,11 +461,11 @@ export class UringEngine implements Engine {
       ctx.inflight.release(SMALL_CHAIN);
       return Promise.reject(ctx.signal.reason);
     }
-    const size = srcStat.size, ino = srcStat.ino ?? 0;
+    const size = srcStat.size, ino = srcStat.ino ?? 0, btime = srcStat.btimeMs ?? 0;
     const chains = this.#smallChains(ctx);
     const queued = buf === null
-      ? chains?.startSpliced(src, tmp, perm, size, flags, ino)
-      : chains?.start(src, tmp, perm, buf.subarray(0, size), flags, ino);
+      ? chains?.startSpliced(src, tmp, perm, size, flags, ino, btime)
+      : chains?.start(src, tmp, perm, buf.subarray(0, size), flags, ino, btime);
     if (queued !== undefined) {
       const release = () => {
         if (buf !== null) ctx.smallPool.give(buf);
@@ -468,8 +479,11 @@ export class UringEngine implements Engine {
             return size;
           }
           if (failure === SOURCE_REPLACED) {
+            // The chain's statx saw another file there (or none): make sure, on this thread.
             release();
-            return this.#replaced(src, tmp);
+            if (replacedSince(src, srcStat)) return this.#replaced(src, tmp);
+            ctx.addBytes(size);
+            return size;
           }
           return this.#smallFailed(failure.results, failure.input, failure.output, tmp).finally(() => {
             failure.done();
@@ -585,7 +599,7 @@ export class UringEngine implements Engine {
         const read = results[2], write = results[3];
         if (results[5].ok && read.ok && read.value === size && write.ok && write.value === size) {
           release();
-          if (!stillSource(src, srcStat)) return this.#replaced(src, tmp);
+          if (replacedSince(src, srcStat)) return this.#replaced(src, tmp);
           ctx.addBytes(size);
           return size;
         }

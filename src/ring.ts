@@ -27,7 +27,14 @@ import {
 import type { Offset } from "./prep.ts";
 import { Probe } from "./probe.ts";
 import { checkUserData, Cqe, Sqe, W, writeU64, zeroSqe } from "./sqe.ts";
-import { closedByOwner, releaseRing, releaseWhenDropped, type RingHold, ringHold } from "./ring_hold.ts";
+import {
+  closedByOwner,
+  releaseRing,
+  releaseWhenDropped,
+  type RingHold,
+  ringHold,
+  unpinAll,
+} from "./ring_hold.ts";
 import { Iovecs, rsrcUpdate } from "./structs.ts";
 import { type AlignedMapping, pinAlignedMemory } from "./aligned.ts";
 import { type Backend, getSys, type Sys } from "./sys.ts";
@@ -277,8 +284,6 @@ export class IoUring implements Disposable {
   #cqHeadLocal = 0;
 
   #registeredBuffers: Iovecs | undefined;
-  /** The aligned memory the registered buffers lie in, held mapped while they are registered. */
-  #bufferPins: AlignedMapping[] = [];
   #registeredFiles = 0;
 
   /**
@@ -1026,20 +1031,20 @@ export class IoUring implements Disposable {
     const tail = this.#readyTail();
     if (tail < 0) return 0;
     const head = this.#cqHeadLocal;
-    const n = Math.min((tail - head) >>> 0, out.length);
-    // As a reap: `out` may be the caller's own (an index setter, a proxy), whose code must not
-    // advance or close the ring under the loop (a close waits until the loop is done).
+    // As a reap from here: `out` may run the caller's code (its `length`, an index setter, a
+    // proxy), which must not advance or close the ring under the loop (a close waits for it).
     const cqes = this.#cqes, u32 = this.#cqesU32, i32 = this.#cqesI32, mask = this.#cqMask;
     this.#reaping = true;
     try {
+      const n = Math.min((tail - head) >>> 0, out.length);
       for (let i = 0; i < n; i++) {
         const index = (head + i) & mask;
         out[i] = cqes[index].load(u32, i32, index);
       }
+      return n;
     } finally {
       this.#endReap(head); // nothing consumed
     }
-    return n;
   }
 
   /**
@@ -1246,14 +1251,7 @@ export class IoUring implements Disposable {
       throw e;
     }
     this.#registeredBuffers = iovecs;
-    this.#bufferPins = pins;
-  }
-
-  /** Lets go of the aligned memory the registered buffers held mapped. */
-  #unpinBuffers(): void {
-    const pins = this.#bufferPins;
-    this.#bufferPins = [];
-    for (const pin of pins) pin.unpin();
+    this.#hold.pins = pins; // (released with the ring: see ring_hold.ts)
   }
 
   /** The buffers registered by `registerBuffers`, or `undefined`. */
@@ -1265,7 +1263,7 @@ export class IoUring implements Disposable {
   unregisterBuffers(): void {
     this.#register(abi.IORING_UNREGISTER_BUFFERS, null, 0, "IORING_UNREGISTER_BUFFERS");
     this.#registeredBuffers = undefined;
-    this.#unpinBuffers();
+    unpinAll(this.#hold);
   }
 
   /**
@@ -1400,8 +1398,7 @@ export class IoUring implements Disposable {
     this.#registeredFiles = 0;
     this.#enterFd = this.fd;
     this.#enterFlag = 0;
-    releaseRing(this.#hold); // unmaps (detaching every view first), unregisters, closes the fd
-    this.#unpinBuffers(); // (the kernel keeps its own hold on the pages until it tears the ring down)
+    releaseRing(this.#hold); // unmaps (detaching every view first), unregisters, closes the fd, unpins
   }
 
   /** Same as {@link IoUring.close}, for `using`. */

@@ -29,11 +29,16 @@ export interface RingHold {
    * `ClosedError` from every member rather than writing nowhere.
    */
   sqes: readonly { invalidate(): void }[];
+  /**
+   * The holds on aligned memory of the registered buffers (`registerBuffers`): let go when the
+   * ring is released, also by the garbage collector, so a freed buffer's memory is unmapped.
+   */
+  pins: { unpin(): void }[];
 }
 
 /** A hold for the ring `fd` made through `sys`, with nothing mapped or registered yet. */
 export function ringHold(sys: Sys, fd: number): RingHold {
-  return { sys, fd, maps: [], enterIndex: -1, released: false, sqes: [] };
+  return { sys, fd, maps: [], enterIndex: -1, released: false, sqes: [], pins: [] };
 }
 
 /**
@@ -67,6 +72,14 @@ export function releaseRing(hold: RingHold): void {
     hold.enterIndex = -1;
   }
   hold.sys.close(hold.fd);
+  unpinAll(hold); // (the kernel keeps its own hold on the pages until it tears the ring down)
+}
+
+/** Lets go of the aligned memory `hold`'s registered buffers held mapped. */
+export function unpinAll(hold: RingHold): void {
+  const pins = hold.pins;
+  hold.pins = [];
+  for (const pin of pins) pin.unpin();
 }
 
 const dropped = new FinalizationRegistry<RingHold>(releaseRing);

@@ -125,6 +125,9 @@ export class Sqe {
     this.slot = slot;
     this.base = slot * WORDS_PER_SQE;
     this.#f64 = f64 ?? new Float64Array(u32.buffer, u32.byteOffset, u32.length >>> 1);
+    // Frozen: a caller cannot put a getter in place of `u32` or `base`, whose code would run in the
+    // middle of a prep (between the buffer's address being taken and stored).
+    Object.freeze(this);
   }
 
   /**

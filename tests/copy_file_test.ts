@@ -17,7 +17,7 @@ import { ringTest, runAsNobody, skipKernel, tempDir, whyNoNobodyChild } from "./
 import { createCopyUring, isUnavailableError, missingForCopies } from "../src/copy_context.ts";
 import { entryFromFileInfo } from "../src/copy_deno_engine.ts";
 import { entryFromStatx, makedev } from "../src/copy_uring_engine.ts";
-import { childResults, MOD_URL, uringOptions } from "./uring_support.ts";
+import { childResults, MOD_URL, runDeno, uringOptions } from "./uring_support.ts";
 import {
   fingerprint,
   permOf,
@@ -911,6 +911,52 @@ Deno.test({
 });
 
 Deno.test({
+  name: "copyFile/copyTree: a source removed or moved away after it was opened is still copied, whole",
+  ignore: skipKernel(),
+  fn: async () => {
+    // The check for a replaced source looked the path up again, found nothing, removed the
+    // finished copy and failed ("does not exist"); every byte came from the one file opened, and
+    // GNU cp copies it. /proc/thread-self names another file from the kernel's worker threads: its
+    // files failed as "replaced 4 times in a row".
+    using dir = tempDir();
+    const data = new Uint8Array(8 << 20);
+    for (let i = 0; i < data.length; i += 4096) data[i] = (i >> 12) & 0xff;
+    for (const how of ["remove", "move"]) {
+      for (const tree of [false, true]) {
+        const from = tree ? `${dir.path}/tree-${how}` : `${dir.path}/src-${how}`;
+        const file = tree ? `${from}/big` : from;
+        if (tree) Deno.mkdirSync(from);
+        Deno.writeFileSync(file, data);
+        let gone = false;
+        const onProgress = (p: { bytes: number }) => {
+          if (gone || p.bytes === 0) return;
+          gone = true;
+          if (how === "move") Deno.renameSync(file, `${file}.moved`);
+          else Deno.removeSync(file);
+        };
+        const to = `${from}.copy`;
+        const options = { onProgress, splice: false, blockSize: 1 << 20 };
+        const result = tree ? await copyTree(from, to, options) : await copyFile(from, to, options);
+        assert.ok(gone, `${how}: the source went during the copy`);
+        assert.equal(result.bytes, data.length, `${how}, tree ${tree}`);
+        assert.deepEqual(Deno.readFileSync(tree ? `${to}/big` : to), data, `${how}, tree ${tree}`);
+      }
+    }
+    // (/proc needs --allow-all: in a child.)
+    const out = await runDeno(
+      `import { copyFile } from ${JSON.stringify(MOD_URL)};
+      const r = await copyFile("/proc/thread-self/status", ${JSON.stringify(`${dir.path}/status`)});
+      console.log(JSON.stringify([r.bytes > 0, Deno.readTextFileSync(${
+        JSON.stringify(`${dir.path}/status`)
+      }).includes("Name:")]));`,
+      ["--allow-all"],
+    );
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(JSON.parse(out.stdout), [true, true]);
+  },
+});
+
+Deno.test({
   name: "copyFile/copyTree keep modes in a directory with a default POSIX ACL (it replaces the umask)",
   ignore: skipKernel(),
   fn: async () => {
@@ -960,9 +1006,20 @@ Deno.test({
       await copyTree(src, `${acl}/tree`);
       Deno.mkdirSync(`${acl}/merged/sub`, { recursive: true });
       await copyTree(src, `${acl}/merged`, { preserve: true });
+      // A merge into a plain directory whose existing subdirectory has the ACL: the probe of the
+      // top saw none, and a directory made inside that subdirectory inherits it.
+      Deno.mkdirSync(`${dir.path}/plain/sub`, { recursive: true });
+      Deno.renameSync(acl, `${dir.path}/plain/sub/acl`); // keeps its default ACL
+      Deno.mkdirSync(`${src}/sub/acl/newdir`, { recursive: true });
+      Deno.writeTextFileSync(`${src}/sub/acl/newdir/h`, "data\n");
+      Deno.chmodSync(`${src}/sub/acl/newdir/h`, 0o644);
+      await copyTree(src, `${dir.path}/plain`, { overwrite: true });
+      const moved = `${dir.path}/plain/sub/acl`;
       assert.deepEqual(
-        [`plain`, `kept`, `tree/f`, `tree/sub/g`, `merged/f`, `merged/sub/g`].map((p) => mode(`${acl}/${p}`)),
-        ["644", "644", "644", "644", "644", "644"],
+        [`plain`, `kept`, `tree/f`, `tree/sub/g`, `merged/f`, `merged/sub/g`, "newdir/h"].map((p) =>
+          mode(`${moved}/${p}`)
+        ),
+        ["644", "644", "644", "644", "644", "644", "644"],
       );
     } finally {
       libc.close();

@@ -796,6 +796,12 @@ Deno.test({
       0xffffffff,
       0xffffffff,
     ]);
+    // An Sqe is frozen: a getter put in place of `u32` ran in the middle of a prep, between the
+    // buffer's address being taken and stored (another buffer's address went into the SQE).
+    assert.throws(
+      () => Object.defineProperty(sqe, "u32", { get: () => u32 }),
+      /^TypeError: Cannot redefine property/,
+    );
     // Anything but an Sqe: "Cannot read properties of undefined (reading 'NaN')" before.
     for (const [value, shown] of [[undefined, "undefined"], [42, "42"], [ring, "an object"]] as const) {
       assert.throws(
@@ -822,6 +828,12 @@ Deno.test({
     Object.defineProperty(out, 1, { set: () => ring.cqAdvance(1), configurable: true });
     assert.throws(() => ring.peekBatch(out), /^Error: cqAdvance cannot be called from inside/);
     assert.equal(ring.cqReady(), 4, "nothing consumed");
+    // Nor can the array's length (a proxy's getter): it was read before the batch began.
+    const proxied = new Proxy([] as Cqe[], {
+      get: (target, key) => key === "length" ? (ring.cqAdvance(2), 4) : Reflect.get(target, key),
+    });
+    assert.throws(() => ring.peekBatch(proxied), /^Error: cqAdvance cannot be called from inside/);
+    assert.equal(ring.cqReady(), 4, "nothing consumed");
     // A setter that closes the ring: the close waits for the batch to end.
     const closing: Cqe[] = new Array(4);
     Object.defineProperty(closing, 0, { set: () => ring.close(), configurable: true });
@@ -831,12 +843,15 @@ Deno.test({
 });
 
 Deno.test({
-  name: "An Sqe kept from a ring the garbage collector released throws ClosedError from every member",
+  name:
+    "A ring the garbage collector released: its Sqe handles throw ClosedError, its buffer pins are let go",
   ignore: skipKernel(),
   async fn() {
     // setUserData and setFlags wrote nowhere, silently: only close() marked the handles stale.
     const out = await runDeno(
-      `import { IoUring, prepNop } from ${JSON.stringify(new URL("../mod.ts", import.meta.url).href)};
+      `import { alignedBuffer, IoUring, prepNop } from ${
+        JSON.stringify(new URL("../mod.ts", import.meta.url).href)
+      };
       let kept;
       (() => { kept = new IoUring(8, { sqpoll: false }).getSqe(); })();
       for (let i = 0; i < 100 && kept.u8.length > 0; i++) {
@@ -847,10 +862,28 @@ Deno.test({
       for (const f of [() => kept.setUserData(5), () => kept.setFlags(1), () => kept.setIoprio(1), () => prepNop(kept)]) {
         try { f(); results.push("no error"); } catch (e) { results.push(e.name); }
       }
+      // An aligned buffer registered with a ring the garbage collector released: its pin went with
+      // the ring (before, only close() and unregisterBuffers() let go: free() never unmapped it).
+      const buf = alignedBuffer(4096);
+      (() => { new IoUring(8, { sqpoll: false }).registerBuffers([buf.bytes]); })();
+      results.push(buf.pins);
+      for (let i = 0; i < 100 && buf.pins > 0; i++) {
+        globalThis.gc();
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      results.push(buf.pins);
       console.log(JSON.stringify(results));`,
       ["--allow-all", "--v8-flags=--expose-gc"],
     );
     assert.equal(out.code, 0, out.stderr);
-    assert.deepEqual(JSON.parse(out.stdout), [0, "ClosedError", "ClosedError", "ClosedError", "ClosedError"]);
+    assert.deepEqual(JSON.parse(out.stdout), [
+      0,
+      "ClosedError",
+      "ClosedError",
+      "ClosedError",
+      "ClosedError",
+      1,
+      0,
+    ]);
   },
 });

@@ -5,7 +5,16 @@
  */
 
 import assert from "node:assert/strict";
-import { alignedBuffer, type FixedBuffer, FixedBufferPool, IoUring, Iovecs, prepNop, Uring } from "../mod.ts";
+import {
+  alignedBuffer,
+  type ChainBuilder,
+  type FixedBuffer,
+  FixedBufferPool,
+  IoUring,
+  Iovecs,
+  prepNop,
+  Uring,
+} from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { mkfifo, pipe, sysClose } from "./_io.ts";
 import { sleep, uringOptions } from "./uring_support.ts";
@@ -444,5 +453,49 @@ ringTest(
     } finally {
       await devNull.close();
     }
+  },
+);
+
+ringTest(
+  "Uring.chain: a member's arguments cannot add another member (a getter ran in the middle of an add)",
+  async (config) => {
+    await using uring = new Uring(uringOptions(config));
+    // An fsync whose `datasync` getter added a nop and a refused read: the refused read's slot ran as
+    // a stale 300 ms timeout, and the nop was overwritten; a fallocate's `mode` getter adding a nop
+    // made chain() throw an internal TypeError; a readv's element getter likewise.
+    await uring.timeout(300);
+    const nested = /^TypeError: a chain member cannot be added while another one's arguments are being read$/;
+    const t0 = performance.now();
+    await assert.rejects(
+      uring.chain((c) => {
+        c.fsync(0, {
+          get datasync() {
+            c.nop();
+            return false;
+          },
+        });
+      }),
+      nested,
+    );
+    await assert.rejects(
+      uring.chain((c) =>
+        c.nop().fallocate(0, 0, 1, {
+          get mode() {
+            c.nop();
+            return 0;
+          },
+        })
+      ),
+      nested,
+    );
+    const bufs = [new Uint8Array(4)];
+    Object.defineProperty(bufs, 0, { get: () => (added.nop(), new Uint8Array(4)) });
+    let added!: ChainBuilder;
+    await assert.rejects(uring.chain((c) => (added = c).readv(0, bufs, 0)), nested);
+    assert.ok(performance.now() - t0 < 200, "no stale timeout ran");
+    assert.deepEqual(await uring.chain((c) => c.nop().nop()), [{ ok: true, value: 0 }, {
+      ok: true,
+      value: 0,
+    }]);
   },
 );
