@@ -131,6 +131,15 @@ export class Sqe {
   }
 
   /**
+   * Whether `value` is an `Sqe` made by a ring (internal: the preps' first check). Asked of the
+   * object's own private field, not its prototype: a proxy of an Sqe, or an object that copies one's
+   * fields, is not one (its getters would run the caller's code in the middle of a prep).
+   */
+  static is(value: unknown): value is Sqe {
+    return typeof value === "object" && value !== null && #f64 in value;
+  }
+
+  /**
    * Marks the handle as belonging to a closed ring (internal: rings call this as they unmap the
    * SQE memory): every member then throws `ClosedError`.
    */

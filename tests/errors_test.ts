@@ -802,6 +802,12 @@ Deno.test({
       () => Object.defineProperty(sqe, "u32", { get: () => u32 }),
       /^TypeError: Cannot redefine property/,
     );
+    // Nor can a proxy of one, or a look-alike with its fields: their getters ran in the same place.
+    const proxy = new Proxy(sqe, {});
+    const lookAlike = { u32, base: b };
+    for (const fake of [proxy, lookAlike]) {
+      assert.throws(() => prepRead(fake as Sqe, 0, new Uint8Array(8), 0), /^TypeError: sqe must be an Sqe/);
+    }
     // Anything but an Sqe: "Cannot read properties of undefined (reading 'NaN')" before.
     for (const [value, shown] of [[undefined, "undefined"], [42, "42"], [ring, "an object"]] as const) {
       assert.throws(
