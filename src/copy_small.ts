@@ -415,12 +415,9 @@ export class SmallFileChains implements RawClient {
       // The data is in and both files are closed: the check alone decides.
       lane.view = null;
       this.#free.push(lane.number);
-      if (res >= 0 && (lane.ino === 0 || sameInode(lane.statxWords!, lane.ino, lane.btimeMs))) {
-        if (lane.spliced) this.#spliced++;
-        settle(null);
-      } else {
-        settle(SOURCE_REPLACED); // another file at the path now, or none
-      }
+      if (lane.spliced) this.#spliced++; // (the data went by splice either way)
+      if (res >= 0 && (lane.ino === 0 || sameInode(lane.statxWords!, lane.ino, lane.btimeMs))) settle(null);
+      else settle(SOURCE_REPLACED); // another file at the path now, or none
       return;
     }
     const results = this.#results(lane, member, res);

@@ -385,7 +385,8 @@ export class UringEngine implements Engine {
    * `close` → `close` over two direct descriptors → `statx(src)` (is it still the same file?), so
    * the whole copy runs in the kernel (on io-wq workers: the exclusive create would go there
    * anyway) and settles one promise instead of seven; it holds six permits of the budget
-   * ({@link SMALL_CHAIN}). A source replaced meanwhile rejects with `SourceReplaced`, `tmp` removed. `undefined` when the file is not one dense block (or the
+   * ({@link SMALL_CHAIN}). A source replaced meanwhile rejects with `SourceReplaced`, `tmp`
+   * removed. `undefined` when the file is not one dense block (or the
    * copy is O_DIRECT). Resolves with the bytes copied, or -1 when `copyData` must redo the file:
    * the file table is full, or the read or write was short or failed (the chain stops there; what
    * it opened is closed and `tmp` removed). An open failure rejects as `copyData`'s would (tagged
