@@ -39,6 +39,8 @@ export interface EntryStat {
   ino?: number;
   /** Birth time in ms since the epoch (0 when unknown): with `ino`, tells a recreated file apart. */
   btimeMs?: number;
+  /** Its nanoseconds within the second, when a `statx` gave them (Deno's `lstat` gives ms only). */
+  btimeNsec?: number;
   /**
    * Looked at without following a final symlink (`lstat`, as a tree's walk does): the file is
    * then opened with `O_NOFOLLOW`, so a symlink put in its place since (to a file the copy should

@@ -64,6 +64,22 @@ const CHECK = MEMBERS - 1;
  * replaced it. Both files are closed; the destination is the caller's to remove.
  */
 export const SOURCE_REPLACED = Symbol("source replaced");
+/**
+ * What a chain settles when its `statx` found nothing at the source's path (or failed): the
+ * caller looks again on its own thread (a source removed or moved away after it was opened was
+ * copied whole).
+ */
+export const SOURCE_SUSPECT = Symbol("source suspect");
+
+/** Who the source was when it was looked at (see `EntryStat`): 0 / -1 where not known. */
+export interface SourceId {
+  readonly ino: number;
+  readonly btimeMs: number;
+  /** Nanoseconds of the birth time within its second, or -1 (a look with millisecond times). */
+  readonly btimeNsec: number;
+}
+
+const UNKNOWN_SOURCE: SourceId = { ino: 0, btimeMs: 0, btimeNsec: -1 };
 /** Flags of every member but the last: linked, no CQE on success, issued from io-wq. */
 const LINKED = IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS | IOSQE_ASYNC;
 /** Tags are `lane * TAG_STRIDE + member`. */
@@ -80,6 +96,13 @@ export interface SmallFailure {
   /** Gives the lane back (after whatever it left open was closed). */
   done(): void;
 }
+
+/**
+ * How a chain ended: `null` when every member succeeded and the source is the file that was looked
+ * at, {@link SOURCE_REPLACED} / {@link SOURCE_SUSPECT} when it copied its file but the source
+ * changed (or may have), else what failed.
+ */
+export type SmallOutcome = SmallFailure | null | typeof SOURCE_REPLACED | typeof SOURCE_SUSPECT;
 
 /** One chain in flight at a time: its file-table indexes, path memory and outcome. */
 interface Lane {
@@ -103,15 +126,13 @@ interface Lane {
   statx: Uint8Array<ArrayBuffer> | null;
   /** The same memory as 32-bit words. */
   statxWords: Uint32Array<ArrayBuffer> | null;
-  /** The inode the source had when it was looked at (0: unknown, not compared). */
-  ino: number;
-  /** Its birth time in ms (0: unknown, not compared). */
-  btimeMs: number;
+  /** Who the source was when it was looked at (an inode of 0: not compared). */
+  source: SourceId;
   /**
    * Settles the file: `null` when every member succeeded, {@link SOURCE_REPLACED} when the source
    * changed under it, else what failed.
    */
-  settle: ((failure: SmallFailure | null | typeof SOURCE_REPLACED) => void) | null;
+  settle: ((outcome: SmallOutcome) => void) | null;
   fail: ((error: unknown) => void) | null;
 }
 
@@ -119,15 +140,19 @@ interface Lane {
 const INO_WORD = STATX.ino / 4, BTIME_WORD = STATX.btime / 4, MASK_WORD = STATX.mask / 4;
 
 /**
- * Whether the file a `statx` described in `words` is the one with inode `ino` born at `btimeMs`
- * (0: unknown): the same inode number and, where both are known, birth time (file systems such as
- * ext4 give a freed inode number to the next file at once). As `sameFile` of copy_engine.ts.
+ * What the `statx` in `words` says of the source `id`: `null` when it is the same file, else
+ * {@link SOURCE_REPLACED}: another inode number, or the same number born at another time (file
+ * systems such as ext4 give a freed inode number to the next file at once), compared to the
+ * nanosecond where the first look gave them (a `statx`), else to the millisecond. As `sameFile`
+ * of copy_engine.ts. (A path that names another file for each thread, `/proc/thread-self/...`,
+ * reports a size of 0 and never comes here: such files are read to their end.)
  */
-function sameInode(words: Uint32Array, ino: number, btimeMs: number): boolean {
-  if (words[INO_WORD] + words[INO_WORD + 1] * 0x1_0000_0000 !== ino) return false;
-  if (btimeMs === 0 || (words[MASK_WORD] & STATX_BTIME) === 0) return true;
-  const sec = words[BTIME_WORD] + (words[BTIME_WORD + 1] | 0) * 0x1_0000_0000;
-  return sec * 1000 + Math.floor(words[BTIME_WORD + 2] / 1e6) === btimeMs;
+function checkSource(words: Uint32Array, id: SourceId): null | typeof SOURCE_REPLACED {
+  if (words[INO_WORD] + words[INO_WORD + 1] * 0x1_0000_0000 !== id.ino) return SOURCE_REPLACED;
+  if (id.btimeMs === 0 || (words[MASK_WORD] & STATX_BTIME) === 0) return null;
+  const sec = words[BTIME_WORD] + (words[BTIME_WORD + 1] | 0) * 0x1_0000_0000, nsec = words[BTIME_WORD + 2];
+  if (sec * 1000 + Math.floor(nsec / 1e6) !== id.btimeMs) return SOURCE_REPLACED;
+  return id.btimeNsec >= 0 && nsec !== id.btimeNsec ? SOURCE_REPLACED : null;
 }
 
 /**
@@ -211,10 +236,9 @@ export class SmallFileChains implements RawClient {
     perm: number,
     view: Uint8Array,
     srcFlags: number = O_RDONLY,
-    ino = 0,
-    btimeMs = 0,
-  ): Promise<SmallFailure | null | typeof SOURCE_REPLACED> | undefined {
-    return this.#start(src, srcFlags, tmp, perm, view.byteLength, view, ino, btimeMs);
+    id: SourceId = UNKNOWN_SOURCE,
+  ): Promise<SmallOutcome> | undefined {
+    return this.#start(src, srcFlags, tmp, perm, view.byteLength, view, id);
   }
 
   /**
@@ -229,10 +253,9 @@ export class SmallFileChains implements RawClient {
     perm: number,
     size: number,
     srcFlags: number = O_RDONLY,
-    ino = 0,
-    btimeMs = 0,
-  ): Promise<SmallFailure | null | typeof SOURCE_REPLACED> | undefined {
-    return this.#start(src, srcFlags, tmp, perm, size, null, ino, btimeMs);
+    id: SourceId = UNKNOWN_SOURCE,
+  ): Promise<SmallOutcome> | undefined {
+    return this.#start(src, srcFlags, tmp, perm, size, null, id);
   }
 
   /**
@@ -262,9 +285,8 @@ export class SmallFileChains implements RawClient {
     perm: number,
     size: number,
     view: Uint8Array | null,
-    ino: number,
-    btimeMs: number,
-  ): Promise<SmallFailure | null | typeof SOURCE_REPLACED> | undefined {
+    source: SourceId,
+  ): Promise<SmallOutcome> | undefined {
     const raw = this.#raw;
     if (this.#failed !== undefined || !raw.room(MEMBERS, 1)) return undefined;
     const lane = this.#lane();
@@ -296,8 +318,7 @@ export class SmallFileChains implements RawClient {
     lane.size = size;
     lane.view = view;
     lane.spliced = spliced;
-    lane.ino = ino;
-    lane.btimeMs = btimeMs;
+    lane.source = source;
     if (lane.statx === null) {
       lane.statxWords = new Uint32Array(STATX_SIZE / 4);
       lane.statx = new Uint8Array(lane.statxWords.buffer);
@@ -360,8 +381,7 @@ export class SmallFileChains implements RawClient {
       view: null,
       statx: null,
       statxWords: null,
-      ino: 0,
-      btimeMs: 0,
+      source: UNKNOWN_SOURCE,
       settle: null,
       fail: null,
     };
@@ -416,8 +436,8 @@ export class SmallFileChains implements RawClient {
       lane.view = null;
       this.#free.push(lane.number);
       if (lane.spliced) this.#spliced++; // (the data went by splice either way)
-      if (res >= 0 && (lane.ino === 0 || sameInode(lane.statxWords!, lane.ino, lane.btimeMs))) settle(null);
-      else settle(SOURCE_REPLACED); // another file at the path now, or none
+      const source = lane.source;
+      settle(source.ino === 0 ? null : res < 0 ? SOURCE_SUSPECT : checkSource(lane.statxWords!, source));
       return;
     }
     const results = this.#results(lane, member, res);

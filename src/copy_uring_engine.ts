@@ -30,7 +30,7 @@ import {
 } from "./copy_engine.ts";
 import { codeOf, SourceReplaced, staged, tagStage } from "./copy_errors.ts";
 import type { ChainResult } from "./chain.ts";
-import { reserveFilePair, SmallFileChains, SOURCE_REPLACED } from "./copy_small.ts";
+import { reserveFilePair, SmallFileChains, SOURCE_REPLACED, SOURCE_SUSPECT } from "./copy_small.ts";
 import { SPLICE_PIPES, spliceData, SplicePipes, SpliceUnsupported } from "./copy_splice.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
 import { operationError } from "./deno_errors.ts";
@@ -65,6 +65,7 @@ export function entryFromStatx(s: Statx, noFollow = false): EntryStat {
     id: `${makedev(s.devMajor, s.devMinor)}:${s.ino}`, // as entryFromFileInfo's
     ino: Number(s.ino),
     btimeMs: s.mask & STATX_BTIME ? s.btime.sec * 1000 + Math.floor(s.btime.nsec / 1e6) : 0,
+    ...(s.mask & STATX_BTIME ? { btimeNsec: s.btime.nsec } : {}),
     noFollow,
   };
 }
@@ -462,11 +463,12 @@ export class UringEngine implements Engine {
       ctx.inflight.release(SMALL_CHAIN);
       return Promise.reject(ctx.signal.reason);
     }
-    const size = srcStat.size, ino = srcStat.ino ?? 0, btime = srcStat.btimeMs ?? 0;
+    const size = srcStat.size;
+    const id = { ino: srcStat.ino ?? 0, btimeMs: srcStat.btimeMs ?? 0, btimeNsec: srcStat.btimeNsec ?? -1 };
     const chains = this.#smallChains(ctx);
     const queued = buf === null
-      ? chains?.startSpliced(src, tmp, perm, size, flags, ino, btime)
-      : chains?.start(src, tmp, perm, buf.subarray(0, size), flags, ino, btime);
+      ? chains?.startSpliced(src, tmp, perm, size, flags, id)
+      : chains?.start(src, tmp, perm, buf.subarray(0, size), flags, id);
     if (queued !== undefined) {
       const release = () => {
         if (buf !== null) ctx.smallPool.give(buf);
@@ -480,7 +482,11 @@ export class UringEngine implements Engine {
             return size;
           }
           if (failure === SOURCE_REPLACED) {
-            // The chain's statx saw another file there (or none): make sure, on this thread.
+            release();
+            return this.#replaced(src, tmp);
+          }
+          if (failure === SOURCE_SUSPECT) {
+            // The chain's statx found nothing there (or failed): look again, on this thread.
             release();
             if (replacedSince(src, srcStat)) return this.#replaced(src, tmp);
             ctx.addBytes(size);

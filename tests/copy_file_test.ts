@@ -1026,3 +1026,52 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "copyFile: a source another process keeps saving by rename is always copied whole (ext4 reuses inodes)",
+  ignore: skipKernel(),
+  fn: async () => {
+    // On ext4 a save often gets the inode number a save before freed, within the same millisecond
+    // as the version copyFile looked at: compared to the millisecond, it passed for the same file,
+    // and the copy was the new version cut to the old size (108-132 of 3,000 copies). copyFile's
+    // look is a statx, so its one-block chain compares the birth time to the nanosecond.
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    Deno.writeTextFileSync(src, "a".repeat(3000));
+    const staged = `${dir.path}/staged`;
+    const writer = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `const end = Date.now() + 20_000;
+        for (let i = 0; Date.now() < end; i++) {
+          Deno.writeTextFileSync(${
+          JSON.stringify(staged)
+        }, (i % 2 ? "b" : "a").repeat(i % 2 ? 20_000 : 3000));
+          Deno.renameSync(${JSON.stringify(staged)}, ${JSON.stringify(src)});
+        }`,
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    let torn = 0, copied = 0;
+    try {
+      const until = performance.now() + 4000;
+      while (performance.now() < until) {
+        try {
+          await copyFile(src, `${dir.path}/dst`, { overwrite: true });
+        } catch {
+          continue; // replaced four times in a row (EAGAIN): nothing written
+        }
+        copied++;
+        const copy = Deno.readTextFileSync(`${dir.path}/dst`);
+        if (!(copy === "a".repeat(3000) || copy === "b".repeat(20_000))) torn++;
+      }
+    } finally {
+      writer.kill();
+      await writer.status;
+    }
+    assert.ok(copied > 0, "some copies went through");
+    assert.equal(torn, 0, `copies that were a version cut to another's size, of ${copied}`);
+  },
+});
