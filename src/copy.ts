@@ -50,11 +50,11 @@ export function trimSlashes(path: string): string {
  * not for its directory, `dst` is created under its own name instead (exclusively, and removed
  * if the copy fails); replacing an existing `dst` needs the temporary file.
  *
- * When io_uring cannot be set up (`EPERM`, `ENOSYS`, or `ENOMEM`: no locked memory for a ring), or the kernel's is older than the copy
- * engine needs (5.17: a `Uring` needs 5.11, directories and symlinks `mkdirat` and `symlinkat`
- * (5.15), and one-block files a chain that opens them into direct descriptors and uses them in
- * one submission, `IORING_FEAT_LINKED_FILE`), the copy is done with Deno's own APIs unless
- * `fallback: false`; `result.engine` tells which ran.
+ * When io_uring cannot be set up (`EPERM`, `ENOSYS`, or `ENOMEM`: no locked memory for a ring),
+ * or the kernel's is older than the copy engine needs (5.17: a `Uring` needs 5.11, directories
+ * and symlinks `mkdirat` and `symlinkat` (5.15), and one-block files a chain that opens them into
+ * direct descriptors and uses them in one submission, `IORING_FEAT_LINKED_FILE`), the copy is
+ * done with Deno's own APIs unless `fallback: false`; `result.engine` tells which ran.
  */
 export async function copyFile(
   src: string | URL,

@@ -49,13 +49,25 @@ export interface EntryStat {
   noFollow: boolean;
 }
 
+/** Who a source file is, as a look at it found (see {@link EntryStat}). */
+export type FileIdentity = Pick<EntryStat, "ino" | "btimeMs" | "btimeNsec">;
+
+/** A birth time of `sec` seconds and `nsec` nanoseconds in ms, as {@link EntryStat.btimeMs} holds it. */
+export function birthMs(sec: number, nsec: number): number {
+  return sec * 1000 + Math.floor(nsec / 1e6);
+}
+
 /**
- * Whether `ino` and `btimeMs` (as a later look at the path gave them; 0: unknown) name the file
- * `st` describes: the same inode number and, where both are known, the same birth time (file
- * systems such as ext4 hand a freed inode number to the next file at once).
+ * Whether `ino`, `btimeMs` and `btimeNsec` (as a later look at the path gave them; 0 / -1:
+ * unknown) name the file `st` describes: the same inode number and, where both are known, the
+ * same birth time (file systems such as ext4 hand a freed inode number to the next file at once),
+ * to the nanosecond where both looks were `statx`es, else to the millisecond.
  */
-export function sameFile(st: EntryStat, ino: number, btimeMs: number): boolean {
-  return ino === st.ino && (!btimeMs || !st.btimeMs || btimeMs === st.btimeMs);
+export function sameFile(st: FileIdentity, ino: number, btimeMs: number, btimeNsec = -1): boolean {
+  if (ino !== st.ino) return false;
+  if (!btimeMs || !st.btimeMs) return true;
+  if (btimeMs !== st.btimeMs) return false;
+  return btimeNsec < 0 || st.btimeNsec === undefined || btimeNsec === st.btimeNsec;
 }
 
 /** File descriptors a copy leaves free, beyond those open when it starts, for the rest of the process. */

@@ -9,9 +9,9 @@
  * The closing `statx` (in the same kernel worker, no system call of ours) tells whether the source
  * is still the file the walk looked at (its inode number and birth time): the chain copies the
  * size that look found, so a file replaced in between (renamed over) would otherwise come out as
- * the first bytes of the new one, and look complete. Such a chain settles {@link SOURCE_REPLACED},
- * which the engine makes sure of on its own thread (a path may name another file for a kernel
- * worker: `/proc/thread-self`).
+ * the first bytes of the new one, and look complete. Such a chain settles {@link SOURCE_REPLACED};
+ * one whose `statx` found nothing settles {@link SOURCE_SUSPECT}, for the engine to look again on
+ * its own thread.
  *
  * The data moves by `splice` through the lane's pipe (source → pipe → destination) when the
  * file fits in the pipe (64 KiB unless the user's pipe allowance is spent): the pages go from
@@ -43,6 +43,7 @@ import {
   STATX_SIZE,
 } from "./abi.ts";
 import type { ChainResult } from "./chain.ts";
+import { birthMs, type FileIdentity, sameFile } from "./copy_engine.ts";
 import { operationError } from "./deno_errors.ts";
 import { errno } from "./errno.ts";
 import { cstringInto } from "./memory.ts";
@@ -60,8 +61,8 @@ export const MEMBERS = 7;
 const CHECK = MEMBERS - 1;
 /**
  * What a chain settles when it copied its file but the source is no longer the file it was asked
- * for (another inode at the path, or none): the copy may hold the first bytes of a file that
- * replaced it. Both files are closed; the destination is the caller's to remove.
+ * for (another file at the path): the copy may hold the first bytes of a file that replaced it.
+ * Both files are closed; the destination is the caller's to remove.
  */
 export const SOURCE_REPLACED = Symbol("source replaced");
 /**
@@ -71,15 +72,8 @@ export const SOURCE_REPLACED = Symbol("source replaced");
  */
 export const SOURCE_SUSPECT = Symbol("source suspect");
 
-/** Who the source was when it was looked at (see `EntryStat`): 0 / -1 where not known. */
-export interface SourceId {
-  readonly ino: number;
-  readonly btimeMs: number;
-  /** Nanoseconds of the birth time within its second, or -1 (a look with millisecond times). */
-  readonly btimeNsec: number;
-}
-
-const UNKNOWN_SOURCE: SourceId = { ino: 0, btimeMs: 0, btimeNsec: -1 };
+/** A source nothing is known of: a chain copying it compares nothing. */
+const UNKNOWN_SOURCE: FileIdentity = {};
 /** Flags of every member but the last: linked, no CQE on success, issued from io-wq. */
 const LINKED = IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS | IOSQE_ASYNC;
 /** Tags are `lane * TAG_STRIDE + member`. */
@@ -126,12 +120,9 @@ interface Lane {
   statx: Uint8Array<ArrayBuffer> | null;
   /** The same memory as 32-bit words. */
   statxWords: Uint32Array<ArrayBuffer> | null;
-  /** Who the source was when it was looked at (an inode of 0: not compared). */
-  source: SourceId;
-  /**
-   * Settles the file: `null` when every member succeeded, {@link SOURCE_REPLACED} when the source
-   * changed under it, else what failed.
-   */
+  /** Who the source was when it was looked at (no inode number: not compared). */
+  source: FileIdentity;
+  /** Settles the file with its {@link SmallOutcome}. */
   settle: ((outcome: SmallOutcome) => void) | null;
   fail: ((error: unknown) => void) | null;
 }
@@ -140,19 +131,16 @@ interface Lane {
 const INO_WORD = STATX.ino / 4, BTIME_WORD = STATX.btime / 4, MASK_WORD = STATX.mask / 4;
 
 /**
- * What the `statx` in `words` says of the source `id`: `null` when it is the same file, else
- * {@link SOURCE_REPLACED}: another inode number, or the same number born at another time (file
- * systems such as ext4 give a freed inode number to the next file at once), compared to the
- * nanosecond where the first look gave them (a `statx`), else to the millisecond. As `sameFile`
- * of copy_engine.ts. (A path that names another file for each thread, `/proc/thread-self/...`,
- * reports a size of 0 and never comes here: such files are read to their end.)
+ * What the `statx` in `words` says of the source `id` (see `sameFile`): `null` when it is the same
+ * file, else {@link SOURCE_REPLACED}. (A path that names another file for each thread,
+ * `/proc/thread-self/...`, reports a size of 0 and never comes here: such files are read to
+ * their end.)
  */
-function checkSource(words: Uint32Array, id: SourceId): null | typeof SOURCE_REPLACED {
-  if (words[INO_WORD] + words[INO_WORD + 1] * 0x1_0000_0000 !== id.ino) return SOURCE_REPLACED;
-  if (id.btimeMs === 0 || (words[MASK_WORD] & STATX_BTIME) === 0) return null;
+function checkSource(words: Uint32Array, id: FileIdentity): null | typeof SOURCE_REPLACED {
+  const ino = words[INO_WORD] + words[INO_WORD + 1] * 0x1_0000_0000;
+  if ((words[MASK_WORD] & STATX_BTIME) === 0) return sameFile(id, ino, 0) ? null : SOURCE_REPLACED;
   const sec = words[BTIME_WORD] + (words[BTIME_WORD + 1] | 0) * 0x1_0000_0000, nsec = words[BTIME_WORD + 2];
-  if (sec * 1000 + Math.floor(nsec / 1e6) !== id.btimeMs) return SOURCE_REPLACED;
-  return id.btimeNsec >= 0 && nsec !== id.btimeNsec ? SOURCE_REPLACED : null;
+  return sameFile(id, ino, birthMs(sec, nsec), nsec) ? null : SOURCE_REPLACED;
 }
 
 /**
@@ -226,9 +214,9 @@ export class SmallFileChains implements RawClient {
    * {@link SmallFailure}; rejects when Deno's permissions refuse a path. Returns `undefined`,
    * queueing nothing, when the ring has no room right now, a file-table index is not to be had,
    * or the Uring failed: `Uring.chain` then does it. `srcFlags`: how the source is opened
-   * (`O_RDONLY`, with `O_NOFOLLOW` for a file a tree's walk looked at with `lstat`). `ino`: the
-   * source's inode when it was looked at; a chain that finds another one there at the end settles
-   * {@link SOURCE_REPLACED} (0: not compared).
+   * (`O_RDONLY`, with `O_NOFOLLOW` for a file a tree's walk looked at with `lstat`). `id`: who
+   * the source was when it was looked at; a chain that finds another file there at the end
+   * settles {@link SOURCE_REPLACED} (nothing known of it: not compared).
    */
   start(
     src: string,
@@ -236,7 +224,7 @@ export class SmallFileChains implements RawClient {
     perm: number,
     view: Uint8Array,
     srcFlags: number = O_RDONLY,
-    id: SourceId = UNKNOWN_SOURCE,
+    id: FileIdentity = UNKNOWN_SOURCE,
   ): Promise<SmallOutcome> | undefined {
     return this.#start(src, srcFlags, tmp, perm, view.byteLength, view, id);
   }
@@ -253,7 +241,7 @@ export class SmallFileChains implements RawClient {
     perm: number,
     size: number,
     srcFlags: number = O_RDONLY,
-    id: SourceId = UNKNOWN_SOURCE,
+    id: FileIdentity = UNKNOWN_SOURCE,
   ): Promise<SmallOutcome> | undefined {
     return this.#start(src, srcFlags, tmp, perm, size, null, id);
   }
@@ -285,7 +273,7 @@ export class SmallFileChains implements RawClient {
     perm: number,
     size: number,
     view: Uint8Array | null,
-    source: SourceId,
+    source: FileIdentity,
   ): Promise<SmallOutcome> | undefined {
     const raw = this.#raw;
     if (this.#failed !== undefined || !raw.room(MEMBERS, 1)) return undefined;
@@ -342,12 +330,10 @@ export class SmallFileChains implements RawClient {
     prepCloseDirect(raw.sqe(id, tag + 4), lane.input).setFlags(LINKED);
     prepCloseDirect(raw.sqe(id, tag + 5), lane.output).setFlags(LINKED);
     // Is the source still the file that was looked at? (Looked at as the open did: a final
-    // symlink followed or not.) The inode is all that is asked for.
+    // symlink followed or not.) Its inode number and birth time are all that is asked for.
     const nofollow = (flags & O_NOFOLLOW) !== 0 ? AT_SYMLINK_NOFOLLOW : 0;
-    prepStatx(raw.sqe(id, tag + CHECK), AT_FDCWD, srcPath, nofollow, STATX_INO | STATX_BTIME, lane.statx)
-      .setFlags(
-        IOSQE_ASYNC,
-      );
+    const check = raw.sqe(id, tag + CHECK);
+    prepStatx(check, AT_FDCWD, srcPath, nofollow, STATX_INO | STATX_BTIME, lane.statx).setFlags(IOSQE_ASYNC);
     raw.commit(MEMBERS, 1, 2);
     return new Promise((resolve, reject) => {
       lane.settle = resolve;
@@ -437,7 +423,7 @@ export class SmallFileChains implements RawClient {
       this.#free.push(lane.number);
       if (lane.spliced) this.#spliced++; // (the data went by splice either way)
       const source = lane.source;
-      settle(source.ino === 0 ? null : res < 0 ? SOURCE_SUSPECT : checkSource(lane.statxWords!, source));
+      settle(!source.ino ? null : res < 0 ? SOURCE_SUSPECT : checkSource(lane.statxWords!, source));
       return;
     }
     const results = this.#results(lane, member, res);

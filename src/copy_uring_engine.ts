@@ -21,6 +21,7 @@ import {
   STATX_BTIME,
 } from "./abi.ts";
 import {
+  birthMs,
   DESCRIPTOR_SHARES,
   type Engine,
   type EngineContext,
@@ -64,7 +65,7 @@ export function entryFromStatx(s: Statx, noFollow = false): EntryStat {
     timesNs: [s.atime.sec, s.atime.nsec, s.mtime.sec, s.mtime.nsec],
     id: `${makedev(s.devMajor, s.devMinor)}:${s.ino}`, // as entryFromFileInfo's
     ino: Number(s.ino),
-    btimeMs: s.mask & STATX_BTIME ? s.btime.sec * 1000 + Math.floor(s.btime.nsec / 1e6) : 0,
+    btimeMs: s.mask & STATX_BTIME ? birthMs(s.btime.sec, s.btime.nsec) : 0,
     ...(s.mask & STATX_BTIME ? { btimeNsec: s.btime.nsec } : {}),
     noFollow,
   };
@@ -74,11 +75,10 @@ export function entryFromStatx(s: Statx, noFollow = false): EntryStat {
  * Whether `src` now names another file than the one `st` describes (see `sameFile`), once its
  * copy is written: a file renamed over it since it was looked at would have been opened instead,
  * and only its first `st.size` bytes copied. Looked at as `st` was (through a final symlink or
- * not), on this thread, with a synchronous `lstat` (a few µs; the one-block chains ask the kernel
- * first, in the chain, and come here only when it saw another file: a path such as
- * `/proc/thread-self/...` names another file for each thread). False when nothing is there now (the
- * file was removed or moved away after it was opened: what was copied came from one open file)
- * or it cannot be told.
+ * not), on this thread, with a synchronous `lstat` (a few µs, and birth times to the ms; the
+ * one-block chains ask the kernel instead, in the chain, and come here only when its `statx`
+ * found nothing). False when nothing is there now (the file was removed or moved away after it
+ * was opened: what was copied came from one open file) or it cannot be told.
  */
 function replacedSince(src: string, st: EntryStat): boolean {
   // A file looked at as empty was read to its end, whatever file it was: one version whole (and
@@ -464,11 +464,10 @@ export class UringEngine implements Engine {
       return Promise.reject(ctx.signal.reason);
     }
     const size = srcStat.size;
-    const id = { ino: srcStat.ino ?? 0, btimeMs: srcStat.btimeMs ?? 0, btimeNsec: srcStat.btimeNsec ?? -1 };
     const chains = this.#smallChains(ctx);
     const queued = buf === null
-      ? chains?.startSpliced(src, tmp, perm, size, flags, id)
-      : chains?.start(src, tmp, perm, buf.subarray(0, size), flags, id);
+      ? chains?.startSpliced(src, tmp, perm, size, flags, srcStat)
+      : chains?.start(src, tmp, perm, buf.subarray(0, size), flags, srcStat);
     if (queued !== undefined) {
       const release = () => {
         if (buf !== null) ctx.smallPool.give(buf);
