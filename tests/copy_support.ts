@@ -320,7 +320,10 @@ export async function withTmpfs<T>(
 export const ROOT: string = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 /** The CLI module. */
 export const CP: string = `${ROOT}/src/cli/cp.ts`;
-/** The flags `deno task cp` runs the CLI with. */
+/**
+ * The permissions `deno task cp` runs the CLI with (not its `--v8-flags=--no-lazy`: a start-up
+ * tweak whose code cache would not suit the test runner's own, which loads the same modules).
+ */
 export const CP_FLAGS = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env"];
 
 /** Output of one CLI run. */
