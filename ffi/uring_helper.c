@@ -266,6 +266,14 @@ int32_t uring_utimensat(int32_t dirfd, const char *path, const void *times, int3
 }
 
 /*
+ * statx(2) on the calling thread: what the walk of a tree copy looks at each entry with (io_uring's
+ * STATX goes to a worker thread), with birth times to the nanosecond, unlike Deno's lstat.
+ */
+int32_t uring_statx(int32_t dirfd, const char *path, int32_t flags, uint32_t mask, void *out) {
+  return (int32_t)result(syscall(__NR_statx, dirfd, path, flags, mask, out));
+}
+
+/*
  * Keeps this library mapped for the life of the process (RTLD_NODELETE, however it was built). A
  * wait runs in the helper on Deno's thread pool; when the program ends while one is in progress,
  * Deno closes the library, and unmapping it would leave that thread returning into unmapped

@@ -24,6 +24,8 @@ export const SYS_FCNTL: number = Deno.build.arch === "aarch64" ? 25 : 72;
 export const SYS_LSEEK: number = Deno.build.arch === "aarch64" ? 62 : 8;
 /** `utimensat` system call number (x86_64 280, aarch64 88; used by the libc backend). */
 export const SYS_UTIMENSAT: number = Deno.build.arch === "aarch64" ? 88 : 280;
+/** `statx` system call number (x86_64 332, aarch64 291; 4.11; used by the libc backend). */
+export const SYS_STATX: number = Deno.build.arch === "aarch64" ? 291 : 332;
 /** `lseek` whence: the next offset at or after the one given that holds data (3.1). */
 export const SEEK_DATA = 3;
 /** `lseek` whence: the next hole at or after the offset given (the end of the file counts) (3.1). */

@@ -58,6 +58,11 @@ export class DenoEngine implements Engine {
     );
   }
 
+  /** `Deno.statSync` / `Deno.lstatSync` of `path` (birth time to the ms). */
+  statNow(path: string, follow: boolean): EntryStat {
+    return follow ? entryFromFileInfo(Deno.statSync(path)) : entryFromFileInfo(Deno.lstatSync(path), true);
+  }
+
   /** {@link DenoEngine.stat}: Deno's `stat` needs read permission, also on the destination. */
   statDest(path: string, follow: boolean, ctx: EngineContext): Promise<EntryStat> {
     return this.stat(path, follow, ctx);

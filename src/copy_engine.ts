@@ -131,6 +131,11 @@ export interface Engine {
   /** `statx`/`stat` (`follow`) or `lstat` of `path`. */
   stat(path: string, follow: boolean, ctx: EngineContext): Promise<EntryStat>;
   /**
+   * {@link Engine.stat} done at once, on this thread (a tree's walk looks at each entry so: a
+   * cached `lstat` is a few µs, where io_uring's `statx` goes to a worker thread). Throws.
+   */
+  statNow(path: string, follow: boolean): EntryStat;
+  /**
    * {@link Engine.stat} of a path on the destination side, which a copy may write without
    * reading (as `Deno.copyFile` may): the io_uring engine asks for read or write permission;
    * Deno's `stat` needs read.

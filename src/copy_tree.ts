@@ -9,8 +9,7 @@ import { trimSlashes } from "./copy.ts";
 import { Semaphore } from "./copy_budget.ts";
 import { CopyContext } from "./copy_context.ts";
 import { isDirectRefusedError } from "./copy_direct.ts";
-import { entryFromFileInfo } from "./copy_deno_engine.ts";
-import { DESCRIPTOR_SHARES, type EntryStat } from "./copy_engine.ts";
+import { DESCRIPTOR_SHARES, type Engine, type EntryStat } from "./copy_engine.ts";
 import {
   abortFailure,
   alreadyExistsText,
@@ -57,7 +56,10 @@ class TreeCopy {
   readonly files: Semaphore;
   readonly pending = new Semaphore(MAX_PENDING_FILES);
   readonly listings = new Semaphore(READDIR_CONCURRENCY);
-  /** Look at source entries with a synchronous `lstat` (see {@link TreeCopy.entry}). */
+  /**
+   * Look at source entries with a synchronous `statx` on this thread (io_uring's engine, see
+   * {@link TreeCopy.entry}); Deno's engine looks with its asynchronous `lstat`.
+   */
   readonly syncStat: boolean;
   /** Device and inode of the destination's top directory, once made or found (see reachedDest). */
   destId: string | undefined;
@@ -71,7 +73,7 @@ class TreeCopy {
     this.files = new Semaphore(
       Math.min(ctx.options.queueDepth, Math.max(2, DESCRIPTOR_SHARES.files(ctx.descriptors))),
     );
-    this.syncStat = ctx.engine.name === "io_uring" && !ctx.options.preserve;
+    this.syncStat = ctx.engine.name === "io_uring";
   }
 
   /** Records a failure: stops everything, or (`continueOnError`) keeps it for the end. */
@@ -209,7 +211,7 @@ class TreeCopy {
 
   /**
    * The walk when entries are looked at synchronously (`syncStat`): the directory is listed at
-   * once (`Deno.readDirSync`) and its entries looked at in order with `lstat`; each file is
+   * once (`Deno.readDirSync`) and its entries looked at in order with `statx`; each file is
    * started as soon as a file slot is free (the walk waits for one rather than queueing a job
    * per file), other entries go through {@link TreeCopy.entryOf}, and subdirectories are walked
    * after the files, one after the other (depth first). The walk itself makes no promise per
@@ -236,7 +238,7 @@ class TreeCopy {
       const s = `${src}/${name}`, d = `${dst}/${name}`;
       let st: EntryStat;
       try {
-        st = lstatNow(s);
+        st = lstatNow(ctx.engine, s);
       } catch (e) {
         this.fail(e, s, d);
         continue;
@@ -305,10 +307,11 @@ class TreeCopy {
     if (ctx.stopping) return;
     let st: EntryStat;
     try {
-      // A cached lstat is a few microseconds inline, while IORING_OP_STATX always goes to an
-      // io-wq worker thread (a context switch and a wake-up per file). With `preserve` the times
-      // come from statx, to the nanosecond.
-      st = this.syncStat ? lstatNow(src) : await staged("stat-source", ctx.engine.stat(src, false, ctx));
+      // A cached statx is a few microseconds inline, while IORING_OP_STATX always goes to an
+      // io-wq worker thread (a context switch and a wake-up per file).
+      st = this.syncStat
+        ? lstatNow(ctx.engine, src)
+        : await staged("stat-source", ctx.engine.stat(src, false, ctx));
     } catch (e) {
       this.fail(e, src, dst);
       return;
@@ -562,10 +565,10 @@ function existsAsNamed(path: string): boolean {
   }
 }
 
-/** `lstat` of `src` now, tagged `stat-source` when it fails. */
-function lstatNow(src: string): EntryStat {
+/** `lstat` of `src` now (see {@link Engine.statNow}), tagged `stat-source` when it fails. */
+function lstatNow(engine: Engine, src: string): EntryStat {
   try {
-    return entryFromFileInfo(Deno.lstatSync(src), true);
+    return engine.statNow(src, false);
   } catch (e) {
     throw tagStage(e, "stat-source");
   }
@@ -607,9 +610,9 @@ async function underDirectory(ctx: CopyContext, id: string, dir: string): Promis
  * `{ files, bytes, ms, dirs, engine }` (`files` counts regular files and symlinks).
  *
  * The source is walked depth first, one directory listed at a time with `Deno.readDirSync`
- * (io_uring has no `getdents`), its entries looked at with a synchronous `lstat` (io_uring's `statx`
- * always goes to a kernel worker thread; with `preserve` it is used, asynchronously, for the
- * times) while its files are already being copied: the walk starts each file as soon as one of the
+ * (io_uring has no `getdents`), its entries looked at with a synchronous `statx` on this thread
+ * (io_uring's `statx` always goes to a kernel worker thread), times to the nanosecond, while its
+ * files are already being copied: the walk starts each file as soon as one of the
  * `queueDepth` file slots is free. Directories are created, regular files copied as by `copyFile`,
  * symlinks recreated as symlinks with the same target (not followed). Modes are kept (directories get theirs after their contents are
  * written); `preserve: true` also keeps the times of files and directories (not of symlinks).

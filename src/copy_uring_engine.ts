@@ -9,6 +9,7 @@
  */
 
 import {
+  AT_SYMLINK_NOFOLLOW,
   O_CLOEXEC,
   O_CREAT,
   O_DIRECT,
@@ -18,6 +19,7 @@ import {
   O_WRONLY,
   SEEK_DATA,
   SEEK_HOLE,
+  STATX_BASIC_STATS,
   STATX_BTIME,
 } from "./abi.ts";
 import {
@@ -37,10 +39,10 @@ import { type Crew, runWorkers } from "./copy_workers.ts";
 import { operationError } from "./deno_errors.ts";
 import { errno } from "./errno.ts";
 import { ClosedError } from "./errors.ts";
-import type { Statx } from "./structs.ts";
-import { cstring } from "./memory.ts";
+import { parseStatx, type Statx, statxBuffer } from "./structs.ts";
+import { cstring, cstringInto } from "./memory.ts";
 import { checkAccess } from "./permissions.ts";
-import { getSys } from "./sys.ts";
+import { getSys, type Sys } from "./sys.ts";
 import { destinationOps, type Uring } from "./uring.ts";
 
 /**
@@ -71,26 +73,48 @@ export function entryFromStatx(s: Statx, noFollow = false): EntryStat {
   };
 }
 
+/** Path memory of {@link statNow} (grown as needed; one look at a time: it is synchronous). */
+let lookPath: Uint8Array<ArrayBuffer> | null = null;
+/** The `struct statx` {@link statNow} fills. */
+const lookStatx = statxBuffer();
+
+/**
+ * `statx` of `path` now, on this thread (a system call through `sys`: no io-wq worker, no
+ * promise), following a final symlink when `follow`, with every time to the nanosecond (Deno's
+ * `lstat` gives birth times in ms). Asks Deno's permissions first, as Deno's own `lstat` does
+ * (read access; `--allow-all` under `/dev`, `/proc` and `/sys`). Throws the `stat`/`lstat` error.
+ */
+export function statNow(sys: Sys, path: string, follow: boolean): EntryStat {
+  const op = follow ? "stat" : "lstat";
+  const denied = checkAccess(op, "read", path);
+  if (denied !== null) throw denied;
+  const bytes = cstringInto(path, lookPath);
+  if (bytes.buffer !== lookPath?.buffer) lookPath = new Uint8Array(bytes.buffer);
+  const r = sys.statx(bytes, follow ? 0 : AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, lookStatx);
+  if (r < 0) throw operationError(op, -r, path);
+  return entryFromStatx(parseStatx(lookStatx), !follow);
+}
+
 /**
  * Whether `src` now names another file than the one `st` describes (see `sameFile`), once its
  * copy is written: a file renamed over it since it was looked at would have been opened instead,
  * and only its first `st.size` bytes copied. Looked at as `st` was (through a final symlink or
- * not), on this thread, with a synchronous `lstat` (a few µs, and birth times to the ms; the
- * one-block chains ask the kernel instead, in the chain, and come here only when its `statx`
- * found nothing). False when nothing is there now (the file was removed or moved away after it
- * was opened: what was copied came from one open file) or it cannot be told.
+ * not), on this thread, with {@link statNow} (a few µs; the one-block chains ask the kernel
+ * instead, in the chain, and come here only when its `statx` found nothing). False when nothing
+ * is there now (the file was removed or moved away after it was opened: what was copied came
+ * from one open file) or it cannot be told.
  */
-function replacedSince(src: string, st: EntryStat): boolean {
+function replacedSince(sys: Sys, src: string, st: EntryStat): boolean {
   // A file looked at as empty was read to its end, whatever file it was: one version whole (and
   // /proc's files, which say 0, are other files seen from the kernel's worker threads).
   if (!st.ino || st.size === 0) return false;
-  let now: Deno.FileInfo;
+  let now: EntryStat;
   try {
-    now = st.noFollow ? Deno.lstatSync(src) : Deno.statSync(src);
+    now = statNow(sys, src, !st.noFollow);
   } catch {
     return false;
   }
-  return !sameFile(st, now.ino ?? 0, now.birthtime?.getTime() ?? 0);
+  return !sameFile(st, now.ino ?? 0, now.btimeMs ?? 0, now.btimeNsec);
 }
 
 /**
@@ -217,11 +241,14 @@ export class UringEngine implements Engine {
    * budget): a one-block chain needs six, a splice lane two.
    */
   readonly #chainRoom: number;
+  /** The system layer of the ring's backend ({@link statNow}'s calls). */
+  readonly #sys: Sys;
 
   /** Wraps `uring`; `owned` means `close()` closes it. */
   constructor(uring: Uring, owned: boolean) {
     this.#uring = uring;
     this.#owned = owned;
+    this.#sys = getSys(uring.ring.backend);
     this.#chainRoom = Math.min(uring.ring.sqEntries, uring.ring.cqEntries);
   }
 
@@ -286,6 +313,11 @@ export class UringEngine implements Engine {
       () => this.#uring.statx(path, { followSymlinks: follow, signal: ctx.signal }),
     );
     return entryFromStatx(s, !follow);
+  }
+
+  /** {@link statNow}: `statx` of `path` now, on this thread. */
+  statNow(path: string, follow: boolean): EntryStat {
+    return statNow(this.#sys, path, follow);
   }
 
   /** `statx` of a destination path: read or write permission will do (see `DestinationOps`). */
@@ -366,7 +398,7 @@ export class UringEngine implements Engine {
       staged("close", this.#closeFd(dstFd, ctx)),
     ]);
     if (failure === undefined && closeOut.status === "rejected") failure = closeOut.reason;
-    if (failure === undefined && replacedSince(src, srcStat)) return this.#replaced(src, tmp);
+    if (failure === undefined && replacedSince(this.#sys, src, srcStat)) return this.#replaced(src, tmp);
     if (failure !== undefined) {
       await this.#removeIncomplete(tmp, ctx);
       throw failure;
@@ -487,7 +519,7 @@ export class UringEngine implements Engine {
           if (failure === SOURCE_SUSPECT) {
             // The chain's statx found nothing there (or failed): look again, on this thread.
             release();
-            if (replacedSince(src, srcStat)) return this.#replaced(src, tmp);
+            if (replacedSince(this.#sys, src, srcStat)) return this.#replaced(src, tmp);
             ctx.addBytes(size);
             return size;
           }
@@ -605,7 +637,7 @@ export class UringEngine implements Engine {
         const read = results[2], write = results[3];
         if (results[5].ok && read.ok && read.value === size && write.ok && write.value === size) {
           release();
-          if (replacedSince(src, srcStat)) return this.#replaced(src, tmp);
+          if (replacedSince(this.#sys, src, srcStat)) return this.#replaced(src, tmp);
           ctx.addBytes(size);
           return size;
         }

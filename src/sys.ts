@@ -31,12 +31,14 @@ import {
   PARAMS_SIZE,
   PROT_READ,
   PROT_WRITE,
+  STATX_SIZE,
   SYS_FCNTL,
   SYS_IO_URING_ENTER,
   SYS_IO_URING_REGISTER,
   SYS_IO_URING_SETUP,
   SYS_LSEEK,
   SYS_PIPE2,
+  SYS_STATX,
   SYS_UTIMENSAT,
   TIMESPEC_SIZE,
 } from "./abi.ts";
@@ -96,6 +98,11 @@ export interface Sys {
    */
   utimens(path: Uint8Array, times: Uint8Array): number;
   /**
+   * `statx(AT_FDCWD, path, flags, mask, out)` on the calling thread: `path` NUL-terminated, `out`
+   * at least 256 bytes (a `struct statx`). Returns 0 or `-errno`.
+   */
+  statx(path: Uint8Array, flags: number, mask: number, out: Uint8Array): number;
+  /**
    * `realpath(path, out)`: `path` NUL-terminated, `out` at least 4096 bytes (`PATH_MAX`); returns
    * the length of the canonical path written to `out` (symlinks, `.` and `..` resolved), or
    * `-errno`. (libc's, also for the helper backend.)
@@ -143,6 +150,7 @@ const HELPER_SYMBOLS = {
   uring_pipe_sized: { parameters: ["buffer", "i32"], result: "i32", optional: true },
   uring_lseek: { parameters: ["i32", "i64", "i32"], result: "i64", optional: true },
   uring_utimensat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32", optional: true },
+  uring_statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32", optional: true },
   uring_file_limit: { parameters: [], result: "i32", optional: true },
   uring_open_files: { parameters: [], result: "i32", optional: true },
   uring_fence: { parameters: [], result: "void" },
@@ -260,6 +268,12 @@ function loadHelper(path: string): Sys {
         ? getSys("libc").utimens(path, times)
         : utimensat(AT_FDCWD, path as Uint8Array<ArrayBuffer>, times as Uint8Array<ArrayBuffer>, 0);
     },
+    statx: (path, flags, mask, out) => {
+      const statx = lib.uring_statx;
+      return statx === null
+        ? getSys("libc").statx(path, flags, mask, out)
+        : statx(AT_FDCWD, path as Uint8Array<ArrayBuffer>, flags, mask, out as Uint8Array<ArrayBuffer>);
+    },
     realpath: (path, out) => libcPaths().realpath(path, out),
     readlink: (path, out) => libcPaths().readlink(path, out),
     fileLimit: () => {
@@ -287,6 +301,7 @@ function loadLibc(): Sys {
   const NR_FCNTL = BigInt(SYS_FCNTL);
   const NR_LSEEK = BigInt(SYS_LSEEK);
   const NR_UTIMENSAT = BigInt(SYS_UTIMENSAT);
+  const NR_STATX = BigInt(SYS_STATX);
   const CLOEXEC = BigInt(O_CLOEXEC);
   const GETPIPE_SZ = BigInt(F_GETPIPE_SZ);
   const SETPIPE_SZ = BigInt(F_SETPIPE_SZ);
@@ -392,6 +407,18 @@ function loadLibc(): Sys {
       result(
         lib.syscall6(NR_UTIMENSAT, BigInt(AT_FDCWD), addressOf(path), addressOf(times), ZERO, ZERO, ZERO),
       ),
+    statx: (path, flags, mask, out) =>
+      result(
+        lib.syscall6(
+          NR_STATX,
+          BigInt(AT_FDCWD),
+          addressOf(path),
+          BigInt(flags),
+          BigInt(mask >>> 0),
+          addressOf(out),
+          ZERO,
+        ),
+      ),
     realpath: (path, out) => libcPaths().realpath(path, out),
     readlink: (path, out) => libcPaths().readlink(path, out),
     fileLimit: () => {
@@ -493,6 +520,11 @@ function checked(sys: Sys): Sys {
       checkCString(path);
       atLeast(times, 2 * TIMESPEC_SIZE, "times");
       return sys.utimens(path, times);
+    },
+    statx: (path, flags, mask, out) => {
+      checkCString(path);
+      atLeast(out, STATX_SIZE, "out");
+      return sys.statx(path, flags, mask, out);
     },
     realpath: (path, out) => {
       checkCString(path);

@@ -290,6 +290,7 @@ Deno.test({
         /^params must be a Uint8Array of at least 120 bytes$/,
       );
       rejects(() => sys.utimens(cstring(dir.path), new Uint8Array(16)), RangeError, /^times must be/);
+      rejects(() => sys.statx(cstring(dir.path), 0, 0x7ff, new Uint8Array(255)), RangeError, /^out must be/);
       rejects(
         () => sys.readlink(new TextEncoder().encode("no-nul"), new Uint8Array(8)),
         TypeError,

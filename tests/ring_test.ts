@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import {
   AT_FDCWD,
   AT_REMOVEDIR,
+  AT_SYMLINK_NOFOLLOW,
   type Backend,
   ClosedError,
   type Cqe,
@@ -96,6 +97,7 @@ import {
   SEEK_HOLE,
   type Sqe,
   STATX_BASIC_STATS,
+  STATX_BTIME,
   statxBuffer,
   SYNC_FILE_RANGE_WRITE,
   Timespec,
@@ -1286,7 +1288,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "Sys.seek finds a sparse file's data and holes, Sys.utimens sets times, on both backends",
+  name:
+    "Sys.seek finds a sparse file's data and holes, Sys.utimens sets times, Sys.statx reads them, on both backends",
   ignore: skipKernel(),
   fn() {
     using dir = tempDir();
@@ -1316,6 +1319,16 @@ Deno.test({
         const st = Deno.statSync(path);
         assert.equal(st.mtime!.getTime(), 8987, backend); // Deno's view is milliseconds
         assert.equal(sys.utimens(cstring(`${path}-missing`), new Uint8Array(times.buffer)), -errno("ENOENT"));
+        // statx on this thread: the birth time to the nanosecond, the times utimensat set.
+        const out = new Uint8Array(256);
+        assert.equal(sys.statx(cstring(path), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, out), 0);
+        const sx = parseStatx(out);
+        assert.equal(sx.ino, BigInt(st.ino!), backend);
+        assert.equal(sx.size, 8 << 20, backend);
+        assert.deepEqual(sx.mtime, { sec: 8, nsec: 987654321 }, backend);
+        assert.ok(sx.mask & STATX_BTIME, `${backend}: ext4 and tmpfs keep birth times`);
+        assert.equal(Math.floor(sx.btime.sec * 1000 + sx.btime.nsec / 1e6), st.birthtime!.getTime(), backend);
+        assert.equal(sys.statx(cstring(`${path}-missing`), 0, STATX_BASIC_STATS, out), -errno("ENOENT"));
       } finally {
         closeFd(ring, fd);
       }
