@@ -1352,7 +1352,9 @@ export class IoUring implements Disposable {
 
   /**
    * Unmaps the rings and closes the ring fd (which stops an SQ thread and cancels what is still
-   * in flight). Idempotent; every later call on the ring throws `ClosedError`. Buffers that
+   * in flight). Idempotent; every later operation on the ring throws `ClosedError` (what describes
+   * it stays readable: `sqEntries`, `cqEntries`, `params`, `features`, `hasFeature()`, `sqpoll`,
+   * `stats`, and `fd`, a number the process may reuse at once). Buffers that
    * in-flight SQEs point at must stay alive until the kernel has finished with them: reap
    * everything first. Called from a `forEachCqe`/`forEachCompletion` callback, the ring is
    * released when that call returns (the completions it had already taken are still handed out).
