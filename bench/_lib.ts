@@ -83,20 +83,39 @@ export interface Measured {
 /** A measurement: returns the figure of one run, or `null` when the side cannot run. */
 export type Run = () => number | Measured | null | Promise<number | Measured | null>;
 
-/** Runs `fn` (which reports its operations and rate) and adds its operations per CPU-second. */
-export function withCpu(fn: () => { ops: number; opsPerSec: number }): Measured {
-  const c0 = process.cpuUsage();
+/** What a timed loop reports: its operations, their rate, and the CPU time it took. */
+export interface LoopResult {
+  ops: number;
+  opsPerSec: number;
+  /** The process's CPU seconds (every thread) from the loop's start to its end, set-up and teardown not included. */
+  cpuSeconds: number;
+}
+
+/** The process's CPU time so far, in seconds (every thread: an SQ poll thread's too). */
+export function cpuSeconds(): number {
+  const c = process.cpuUsage();
+  return (c.user + c.system) / 1e6;
+}
+
+/** Runs `fn` and adds its operations per CPU-second of its timed loop. */
+export function withCpu(fn: () => LoopResult): Measured {
   const r = fn();
-  const c = process.cpuUsage(c0);
-  return { value: r.opsPerSec, perCpu: r.ops / ((c.user + c.system) / 1e6) };
+  return { value: r.opsPerSec, perCpu: r.ops / r.cpuSeconds };
 }
 
 /** The same for an asynchronous run. */
-export async function withCpuAsync(fn: () => Promise<{ ops: number; opsPerSec: number }>): Promise<Measured> {
-  const c0 = process.cpuUsage();
+export async function withCpuAsync(fn: () => Promise<LoopResult>): Promise<Measured> {
   const r = await fn();
-  const c = process.cpuUsage(c0);
-  return { value: r.opsPerSec, perCpu: r.ops / ((c.user + c.system) / 1e6) };
+  return { value: r.opsPerSec, perCpu: r.ops / r.cpuSeconds };
+}
+
+/**
+ * Waits until an SQ poll thread `ring` keeps across runs has gone idle (its idle time and as much
+ * again), so that its spinning after our run does not take CPU from the next run, a peer's.
+ */
+export function sqThreadSettled(ring: { sqpoll: boolean; params: { sqThreadIdle: number } }): Promise<void> {
+  const ms = ring.sqpoll ? 2 * ring.params.sqThreadIdle : 0;
+  return ms === 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Medians of an alternating measurement. */
@@ -113,16 +132,23 @@ export interface Alternated {
   loads: number[];
 }
 
+/** The 1-minute load averages before each round of {@link alternate} since the last table printed them. */
+let roundLoads: number[] = [];
+
 /**
- * Runs `ours` and each peer alternately (ours, peer 1, peer 2, ..., ours, ...) `rounds` times and
- * returns the medians. A peer that returned `null` once is skipped afterwards (median `null`).
- * `before` runs (untimed) before every single run, e.g. to bring data back into the page cache.
+ * Runs `ours` and each peer alternately `rounds` times and returns the medians: even rounds in
+ * the order ours, peer 1, peer 2, ..., odd rounds in reverse, so that what a run leaves behind
+ * (a ring's threads winding down, page-cache and tmpfs work) does not always fall on the same side.
+ * A peer that returns `null` is skipped from then on, and its figures from earlier rounds are
+ * dropped (median `null`: the row says the peer is missing, rather than quoting fewer rounds).
+ * `before` runs (untimed, awaited) before every single run, e.g. to bring data back into the page
+ * cache.
  */
 export async function alternate(
   ours: Run,
   peers: readonly Run[],
   rounds = ROUNDS,
-  before?: () => void,
+  before?: () => void | Promise<void>,
 ): Promise<Alternated> {
   const mine: number[] = [], mineCpu: number[] = [];
   const theirs: number[][] = peers.map(() => []);
@@ -136,20 +162,32 @@ export async function alternate(
       if (m.perCpu !== undefined && Number.isFinite(m.perCpu)) cpus.push(m.perCpu);
     }
   };
-  for (let r = 0; r < rounds; r++) {
-    loads.push(load1());
-    before?.();
+  const runOurs = async () => {
+    await before?.();
     const v = await ours();
     if (v === null) throw new Error("our side of the bench could not run");
     record(v, mine, mineCpu);
-    for (let i = 0; i < peers.length; i++) {
-      if (dead[i]) continue;
-      before?.();
-      const p = await peers[i]();
-      if (p === null) dead[i] = true;
-      else record(p, theirs[i], theirsCpu[i]);
+  };
+  const runPeer = async (i: number) => {
+    if (dead[i]) return;
+    await before?.();
+    const p = await peers[i]();
+    if (p === null) {
+      dead[i] = true;
+      theirs[i].length = theirsCpu[i].length = 0;
+    } else record(p, theirs[i], theirsCpu[i]);
+  };
+  for (let r = 0; r < rounds; r++) {
+    loads.push(load1());
+    if (r % 2 === 0) {
+      await runOurs();
+      for (let i = 0; i < peers.length; i++) await runPeer(i);
+    } else {
+      for (let i = peers.length - 1; i >= 0; i--) await runPeer(i);
+      await runOurs();
     }
   }
+  roundLoads.push(...loads);
   const med = (xs: number[]) => (xs.length === 0 ? null : median(xs));
   return {
     ours: median(mine),
@@ -201,11 +239,24 @@ export function ratio(row: Row): number | null {
   return row.theirs === null || row.theirs === 0 ? null : row.ours / row.theirs;
 }
 
-/** Prints a markdown table of `rows` under `title`, with the machine line and rounds. */
-export function printTable(title: string, rows: readonly Row[], note?: string): void {
+/**
+ * Prints a markdown table of `rows` under `title`, with the machine line, how the figures were
+ * taken (`how`; default: the median of {@link ROUNDS} alternating rounds) and the range of the load
+ * before each round of {@link alternate} since the last table.
+ */
+export function printTable(title: string, rows: readonly Row[], note?: string, how?: string): void {
   const out: string[] = [];
   out.push(`### ${title}`, "");
-  out.push(`${machineLine()} · median of ${ROUNDS} alternating rounds`, "");
+  const loads = roundLoads.length === 0
+    ? ""
+    : ` · load before each round ${Math.min(...roundLoads).toFixed(2)}–${Math.max(...roundLoads).toFixed(2)}`;
+  roundLoads = [];
+  out.push(
+    `${machineLine()} · ${
+      how ?? `median of ${ROUNDS} alternating rounds, the order reversed every other round`
+    }${loads}`,
+    "",
+  );
   const cpuColumn = rows.some((row) => row.oursCpu !== undefined);
   out.push(`| work | ours | peer | peer's | ratio | target | met |${cpuColumn ? " ratio per CPU-s |" : ""}`);
   out.push(`|---|---:|---|---:|---:|---|---|${cpuColumn ? "---:|" : ""}`);
@@ -245,8 +296,10 @@ export function printTable(title: string, rows: readonly Row[], note?: string): 
     out.push(
       "",
       "Ratio per CPU-s: the same work per CPU-second of each side, which other load on the machine " +
-        "disturbs far less than wall time: ours and a C peer, the whole process (an SQ poll thread " +
-        "included); fio, its job's user + system time as fio reports it.",
+        "disturbs far less than wall time: ours and a C peer, the whole process's CPU time (an SQ poll " +
+        "thread included) over the timed loop only; fio, where shown, the user + system time fio reports " +
+        "for its job thread (an SQ poll thread's time is not in it, which flatters fio). Rows without " +
+        "both figures show —.",
     );
   }
   if (note) out.push("", note);
@@ -423,7 +476,12 @@ export async function fioIops(fio: Peer, job: FioJob): Promise<number | null> {
     "--invalidate=0",
     "--direct=0",
     "--time_based",
-    `--runtime=${job.seconds}`,
+    `--runtime=${Math.round(job.seconds * 1000)}ms`,
+    // fio at its lightest: no per-I/O clock reads or latency statistics, no map of blocks read
+    // (our loops and the C peer pick offsets from a xorshift stream, repeats allowed).
+    "--gtod_reduce=1",
+    "--norandommap",
+    "--randrepeat=0",
     "--ramp_time=0",
     "--numjobs=1",
     "--thread",

@@ -63,14 +63,18 @@ function oneFileTree(): { path: string; files: number; bytes: number } {
 /** Creates the source tree once (sizes from a fixed seed) and reads it so it is cached. */
 function sourceTree(): { path: string; files: number; bytes: number } {
   const root = `${DATA_DIR}/tree-4000`;
-  const marker = `${DATA_DIR}/tree-4000.complete`;
+  // (v2: every file its own bytes; before, each was a prefix of one buffer, so a copy that wrote
+  // one file's data into another of no greater size could not be told from a right one.)
+  const marker = `${DATA_DIR}/tree-4000.v2.complete`;
   try {
     Deno.statSync(marker);
   } catch {
     console.error(`bench: creating ${root} (${DIRS * PER_DIR} files of 1-64 KiB)`);
-    try {
-      Deno.removeSync(root, { recursive: true });
-    } catch { /* absent */ }
+    for (const old of [root, `${DATA_DIR}/tree-4000.complete`]) {
+      try {
+        Deno.removeSync(old, { recursive: true });
+      } catch { /* absent */ }
+    }
     let x = 0x1234567;
     const next = () => {
       x ^= x << 13;
@@ -78,12 +82,14 @@ function sourceTree(): { path: string; files: number; bytes: number } {
       x ^= x << 5;
       return x >>> 0;
     };
-    const data = new Uint8Array(64 * 1024).map(() => next() & 0xff);
+    const words = new Uint32Array(16 * 1024);
+    const data = new Uint8Array(words.buffer);
     for (let d = 0; d < DIRS; d++) {
       const dir = `${root}/d${String(d).padStart(2, "0")}`;
       Deno.mkdirSync(dir, { recursive: true });
       for (let f = 0; f < PER_DIR; f++) {
         const size = 1024 + (next() % (63 * 1024 + 1));
+        for (let i = 0; i < size >>> 2; i++) words[i] = next(); // the stream runs on: no two files alike
         Deno.writeFileSync(`${dir}/f${String(f).padStart(3, "0")}.bin`, data.subarray(0, size));
       }
     }

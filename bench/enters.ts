@@ -70,5 +70,6 @@ if (import.meta.main) {
     `Enters per 1,000 ops by reason (ring.stats), median of ${ROUNDS} runs of ${SECONDS} s:\n\n${
       detail.join("\n")
     }`,
+    `median of ${ROUNDS} runs (no peer)`,
   );
 }

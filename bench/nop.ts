@@ -25,7 +25,17 @@
  */
 
 import { type Cqe, type EnterStats, IoUring, prepNop } from "../mod.ts";
-import { alternate, buildPeer, peerOpsPerSec, printTable, type Row, SECONDS, withCpu } from "./_lib.ts";
+import {
+  alternate,
+  buildPeer,
+  cpuSeconds,
+  type LoopResult,
+  peerOpsPerSec,
+  printTable,
+  type Row,
+  SECONDS,
+  withCpu,
+} from "./_lib.ts";
 
 /** Spins on the CQ tail before falling back to a blocking wait (as the C peer does). */
 export const SPIN_LIMIT = 1 << 20;
@@ -40,10 +50,8 @@ const reapFast = (userData: number, res: number): void => {
   checkFast = (checkFast + userData + res) | 0;
 };
 
-/** What one timed run did: operations, their rate, and the ring's `io_uring_enter` counts. */
-export interface RunResult {
-  ops: number;
-  opsPerSec: number;
+/** What one timed run did: operations, their rate, its CPU time, and the ring's `io_uring_enter` counts. */
+export interface RunResult extends LoopResult {
   stats: EnterStats;
 }
 
@@ -70,6 +78,7 @@ function completeRound(ring: IoUring, batch: number, sqpoll: boolean): void {
 export function ourNops(batch: number, sqpoll: boolean, seconds: number): RunResult {
   using ring = new IoUring(Math.max(64, batch), { sqpoll: sqpoll ? { idleMs: 50 } : false });
   let ops = 0;
+  const c0 = cpuSeconds();
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
   let t = t0;
@@ -79,7 +88,7 @@ export function ourNops(batch: number, sqpoll: boolean, seconds: number): RunRes
     ops += ring.forEachCqe(reap);
     if ((round & 63) === 0 && (t = performance.now()) >= end) break;
   }
-  return { ops, opsPerSec: ops / ((t - t0) / 1000), stats: { ...ring.stats } };
+  return { ops, opsPerSec: ops / ((t - t0) / 1000), cpuSeconds: cpuSeconds() - c0, stats: { ...ring.stats } };
 }
 
 /**
@@ -90,6 +99,7 @@ export function ourNops(batch: number, sqpoll: boolean, seconds: number): RunRes
 export function ourQueuedNops(batch: number, sqpoll: boolean, seconds: number, sqArray = false): RunResult {
   using ring = new IoUring(Math.max(64, batch), { sqpoll: sqpoll ? { idleMs: 50 } : false, sqArray });
   let ops = 0;
+  const c0 = cpuSeconds();
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
   let t = t0;
@@ -99,7 +109,7 @@ export function ourQueuedNops(batch: number, sqpoll: boolean, seconds: number, s
     ops += ring.forEachCompletion(reapFast);
     if ((round & 63) === 0 && (t = performance.now()) >= end) break;
   }
-  return { ops, opsPerSec: ops / ((t - t0) / 1000), stats: { ...ring.stats } };
+  return { ops, opsPerSec: ops / ((t - t0) / 1000), cpuSeconds: cpuSeconds() - c0, stats: { ...ring.stats } };
 }
 
 if (import.meta.main) {

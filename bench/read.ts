@@ -1,7 +1,9 @@
 /**
  * 4 KiB random reads of a cached 256 MiB file at queue depth 32 through `IoUring`, against fio's
- * io_uring engine (`--invalidate=0`, with and without `--sqthread_poll=1`, with and without
- * batched submission/completion) and the same loop in C over liburing (`bench/peers/randread.c`).
+ * io_uring engine (`--invalidate=0`, without its per-I/O statistics: `--gtod_reduce=1
+ * --norandommap`; with and without `--sqthread_poll=1`, with and without batched
+ * submission/completion, and batched with registered buffers and files) and the same loop in C over
+ * liburing (`bench/peers/randread.c`).
  *
  * The loop keeps 32 reads in flight: each completion is checked and its slot refilled with a
  * read at a new random aligned offset. Without SQPOLL a round is one `submitAndWait(1)` (cached
@@ -10,7 +12,9 @@
  * still reaping, and a round ends with `submit()` (wakes the thread if it slept) and a spin on
  * the CQ tail (bounded: then a blocking wait). The C peer does the same (a release store of
  * the tail per request). Under SQPOLL both read the file as a registered (fixed) file, as fio's
- * engine does with `--sqthread_poll=1`.
+ * engine does with `--sqthread_poll=1`. Ours also runs with registered buffers (`READ_FIXED`) and
+ * file in both modes, as fio does with `--fixedbufs --registerfiles`; the headline row compares
+ * the best of our four modes with the best of fio's six configurations.
  * Run: `deno task bench:read`.
  *
  * @module
@@ -26,11 +30,13 @@ import {
   prepClose,
   prepOpenat,
   prepRead,
+  prepReadFixed,
 } from "../mod.ts";
 import {
   alternate,
   buildPeer,
   cachedFile,
+  cpuSeconds,
   findFio,
   fioIops,
   peerOpsPerSec,
@@ -74,22 +80,29 @@ export function closeFd(fd: number): void {
 
 const nextBlock = randomBlocks(0x9e3779b9);
 
-/** Random `bs` reads per second at depth `qd` through `IoUring`, for `seconds`. */
+/**
+ * Random `bs` reads per second at depth `qd` through `IoUring`, for `seconds`. With `fixed`, the
+ * buffers and the file are registered and read with `READ_FIXED`, as fio's `--fixedbufs
+ * --registerfiles`.
+ */
 export function ourRandomReads(
   fd: number,
   size: number,
   qd: number,
   sqpoll: boolean,
   seconds: number,
+  fixed = false,
 ): RunResult {
   // Twice QD: under SQPOLL a CQE can be visible before the kernel moves the SQ head past its SQE.
   using ring = new IoUring(2 * qd, { sqpoll: sqpoll ? { idleMs: 50 } : false });
   // Under SQPOLL the file is registered and read as fixed file 0, as fio does (and the C peer):
   // the kernel thread then skips a file lookup per read.
-  if (sqpoll) ring.registerFiles([fd]);
-  const target = sqpoll ? 0 : fd, fileFlags = sqpoll ? IOSQE_FIXED_FILE : 0;
+  const fixedFile = sqpoll || fixed;
+  if (fixedFile) ring.registerFiles([fd]);
+  const target = fixedFile ? 0 : fd, fileFlags = fixedFile ? IOSQE_FIXED_FILE : 0;
   const blocks = Math.floor(size / BS);
   const arena = new ArrayBuffer(qd * BS); // one block of buffers, as the C peer has
+  if (fixed) ring.registerBuffers([new Uint8Array(arena)]); // buffer index 0 holds every slot
   const bufs = Array.from({ length: qd }, (_, i) => new Uint8Array(arena, i * BS, BS));
   let bad = 0;
   const queue = (slot: number) => {
@@ -98,7 +111,9 @@ export function ourRandomReads(
       ring.submit();
       sqe = ring.getSqe();
     }
-    prepRead(sqe, target, bufs[slot], nextBlock(blocks) * BS).setUserData(slot).setFlags(fileFlags);
+    if (fixed) {
+      prepReadFixed(sqe, target, bufs[slot], nextBlock(blocks) * BS, 0).setUserData(slot).setFlags(fileFlags);
+    } else prepRead(sqe, target, bufs[slot], nextBlock(blocks) * BS).setUserData(slot).setFlags(fileFlags);
     if (sqpoll) ring.flushSq();
   };
   const reap = (cqe: Cqe) => {
@@ -107,6 +122,7 @@ export function ourRandomReads(
   };
   for (let i = 0; i < qd; i++) queue(i);
   let ops = 0;
+  const c0 = cpuSeconds();
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
   let t = t0;
@@ -127,10 +143,11 @@ export function ourRandomReads(
     if (bad !== 0) throw new Error(`read returned ${bad}`);
     if ((round & 63) === 0 && (t = performance.now()) >= end) break;
   }
+  const cpu = cpuSeconds() - c0;
   const stats = { ...ring.stats };
   // Let the reads still in flight finish before their buffers go.
   ring.submitAndWait(qd);
-  return { ops, opsPerSec: ops / ((t - t0) / 1000), stats };
+  return { ops, opsPerSec: ops / ((t - t0) / 1000), cpuSeconds: cpu, stats };
 }
 
 if (import.meta.main) {
@@ -142,11 +159,15 @@ if (import.meta.main) {
     "--iodepth_batch_complete_min=1",
     "--iodepth_batch_complete_max=32",
   ];
+  // Registered buffers (READ_FIXED) and files: fio registers its files under SQPOLL anyway.
+  const fixed = ["--fixedbufs", "--registerfiles"];
   const fioCases = [
     { name: "fio io_uring", sqpoll: false, extra: [] },
     { name: "fio io_uring, batched", sqpoll: false, extra: batched },
+    { name: "fio io_uring, batched, fixed buffers and files", sqpoll: false, extra: [...batched, ...fixed] },
     { name: "fio io_uring SQPOLL", sqpoll: true, extra: [] },
     { name: "fio io_uring SQPOLL, batched", sqpoll: true, extra: batched },
+    { name: "fio io_uring SQPOLL, batched, fixed buffers", sqpoll: true, extra: [...batched, ...fixed] },
   ];
   const fioRuns = fioCases.map((c) => () =>
     fioIops(fio, { file, iodepth: QD, bs: BS, seconds: SECONDS, sqpoll: c.sqpoll, extra: c.extra })
@@ -154,37 +175,41 @@ if (import.meta.main) {
   const cRun = (sqpoll: boolean) => () =>
     peerOpsPerSec(peer, [file, String(QD), sqpoll ? "1" : "0", String(SECONDS), String(BS)]);
 
-  // Every configuration in the same alternating rounds (ours without and with SQPOLL, the C loop
-  // both ways, fio's four), so the headline's "best mode" on each side comes from the same rounds.
-  ourRandomReads(fd, READ_FILE_SIZE, QD, false, 0.3); // warm up the JIT
-  ourRandomReads(fd, READ_FILE_SIZE, QD, true, 0.3);
+  // Every configuration in the same alternating rounds (ours in four modes, the C loop both ways,
+  // fio's six), so the headline's "best mode" on each side comes from the same rounds.
+  // `c`: the C loop's index among alternate's peers (after our other three modes).
+  const ourModes = [
+    { mode: "no SQPOLL", sqpoll: false, fixed: false, c: 3 },
+    { mode: "SQPOLL (CQ spin)", sqpoll: true, fixed: false, c: 4 },
+    { mode: "no SQPOLL, fixed buffers and file", sqpoll: false, fixed: true, c: undefined },
+    { mode: "SQPOLL (CQ spin), fixed buffers", sqpoll: true, fixed: true, c: undefined },
+  ];
+  const ourRuns = ourModes.map((m) => () =>
+    withCpu(() => ourRandomReads(fd, READ_FILE_SIZE, QD, m.sqpoll, SECONDS, m.fixed))
+  );
+  for (const m of ourModes) ourRandomReads(fd, READ_FILE_SIZE, QD, m.sqpoll, 0.3, m.fixed); // warm up the JIT
   const all = await alternate(
-    () => withCpu(() => ourRandomReads(fd, READ_FILE_SIZE, QD, false, SECONDS)),
-    [
-      () => withCpu(() => ourRandomReads(fd, READ_FILE_SIZE, QD, true, SECONDS)),
-      cRun(false),
-      cRun(true),
-      ...fioRuns,
-    ],
+    ourRuns[0],
+    [...ourRuns.slice(1), cRun(false), cRun(true), ...fioRuns],
     undefined,
     () => warm(file),
   );
   closeFd(fd);
   const fioMissing = "missing" in fio ? fio.missing : undefined;
   const cMissing = "missing" in peer ? peer.missing : undefined;
-  const fioResults = fioCases.map((c, i) => ({ ...c, iops: all.peers[3 + i] }));
-  const modes = [
-    { mode: "no SQPOLL", sqpoll: false, ours: all.ours, oursCpu: all.oursCpu, c: 1 },
-    { mode: "SQPOLL (CQ spin)", sqpoll: true, ours: all.peers[0]!, oursCpu: all.peersCpu[0], c: 2 },
-  ];
-  const ourBest = modes[0].ours >= modes[1].ours ? modes[0] : modes[1];
+  const fioResults = fioCases.map((c, i) => ({ ...c, iops: all.peers[ourModes.length + 1 + i] }));
+  // ours[i]: mode i's median (mode 0 is alternate's "ours", the others its first peers).
+  const figure = (i: number) => (i === 0 ? all.ours : all.peers[i - 1]!);
+  const cpu = (i: number) => (i === 0 ? all.oursCpu : all.peersCpu[i - 1]);
+  const modes = ourModes.map((m, i) => ({ ...m, ours: figure(i), oursCpu: cpu(i) }));
+  const ourBest = modes.reduce((a, b) => (b.ours > a.ours ? b : a));
   const fioBest = fioResults.filter((f) => f.iops !== null).sort((a, b) => b.iops! - a.iops!)[0];
   const unit = "IOPS";
   const rows: Row[] = [];
   rows.push({
     work: `4 KiB cached random reads, QD 32, IoUring (best mode: ${ourBest.mode})`,
     ours: ourBest.ours,
-    peer: `fio io_uring, best of all four configurations${fioBest ? ` (${fioBest.name})` : ""}`,
+    peer: `fio io_uring, best of all ${fioCases.length} configurations${fioBest ? ` (${fioBest.name})` : ""}`,
     theirs: fioBest?.iops ?? null,
     unit,
     better: "higher",
@@ -192,17 +217,19 @@ if (import.meta.main) {
     missing: fioMissing,
   });
   for (const m of modes) {
-    rows.push({
-      work: `same, IoUring ${m.mode}`,
-      ours: m.ours,
-      peer: "C liburing, same loop",
-      theirs: all.peers[m.c],
-      unit,
-      better: "higher",
-      missing: cMissing,
-      oursCpu: m.oursCpu,
-      theirsCpu: all.peersCpu[m.c],
-    });
+    if (m.c !== undefined) {
+      rows.push({
+        work: `same, IoUring ${m.mode}`,
+        ours: m.ours,
+        peer: "C liburing, same loop",
+        theirs: all.peers[m.c],
+        unit,
+        better: "higher",
+        missing: cMissing,
+        oursCpu: m.oursCpu,
+        theirsCpu: all.peersCpu[m.c],
+      });
+    }
     for (const f of fioResults.filter((f) => f.sqpoll === m.sqpoll)) {
       rows.push({
         work: `same, IoUring ${m.mode}`,

@@ -8,7 +8,7 @@
  */
 
 import { Uring, type UringFile } from "../mod.ts";
-import { alternate, cachedFile, printTable, type Row, SECONDS, warm } from "./_lib.ts";
+import { alternate, cachedFile, printTable, type Row, SECONDS, sqThreadSettled, warm } from "./_lib.ts";
 import { READ_FILE, READ_FILE_SIZE } from "./read.ts";
 
 const BS = 4096;
@@ -101,7 +101,10 @@ if (import.meta.main) {
         () => denoAsyncNoSeek(deno, SECONDS),
       ],
       undefined,
-      () => warm(path),
+      async () => {
+        warm(path);
+        await sqThreadSettled(uring.ring);
+      },
     );
     await file.close();
     await uring.close();

@@ -19,6 +19,7 @@ import {
   randomBlocks,
   type Row,
   SECONDS,
+  sqThreadSettled,
   warm,
 } from "./_lib.ts";
 import { READ_FILE, READ_FILE_SIZE } from "./read.ts";
@@ -61,7 +62,7 @@ if (import.meta.main) {
     "--iodepth_batch_complete_min=1",
     "--iodepth_batch_complete_max=32",
   ];
-  const fioSq = [[], batched].map((extra) => () =>
+  const fioSq = [[], batched, [...batched, "--fixedbufs"]].map((extra) => () =>
     fioIops(fio, { file: path, iodepth: QD, bs: BS, seconds: SECONDS, sqpoll: true, extra })
   );
   const rows: Row[] = [];
@@ -77,7 +78,10 @@ if (import.meta.main) {
       () => ourPromiseReads(file, READ_FILE_SIZE, QD, SECONDS),
       fioSq,
       undefined,
-      () => warm(path),
+      async () => {
+        warm(path);
+        await sqThreadSettled(uring.ring);
+      },
     );
     await file.close();
     await uring.close();
@@ -87,7 +91,7 @@ if (import.meta.main) {
         uring.sqpoll ? "SQPOLL" : "no SQPOLL"
       }`,
       ours: m.ours,
-      peer: "fio io_uring SQPOLL (best of plain/batched)",
+      peer: "fio io_uring SQPOLL (best of plain/batched/batched with fixed buffers)",
       theirs: ok.length ? Math.max(...ok) : null,
       unit: "IOPS",
       better: "higher",

@@ -6,10 +6,13 @@
  *
  * The walk is depth first: each directory is created (mkdir, the source's mode), its entries are
  * looked at with statx, its regular files are started, then its subdirectories are walked. A file
- * that fits in a lane's pipe is copied by one linked chain of six SQEs, as src/copy_small.ts
+ * that fits in a lane's pipe is copied by one linked chain of seven SQEs, as src/copy_small.ts
  * writes it: openat(src) and openat(dst, O_CREAT | O_EXCL) into the lane's two direct
- * descriptors, splice(src -> pipe), splice(pipe -> dst), close, close; every member but the last
- * is IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS, all are IOSQE_ASYNC, so a file costs one CQE.
+ * descriptors, splice(src -> pipe), splice(pipe -> dst), close, close, then statx(src) (inode
+ * number and birth time, compared with the walk's look: a source replaced meanwhile is an error
+ * here); every member but the last is IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS, all are
+ * IOSQE_ASYNC, so a file costs one CQE. The ring has the flags `cp`'s has (COOP_TASKRUN and
+ * TASKRUN_FLAG: no interrupt of this thread per completion).
  * LANES chains (default 32, as the 192-operation queue depth of `cp` gives) are in flight at
  * once; when none is free it submits and waits for one. Bigger files are copied synchronously
  * with sendfile (the bench's tree has none). Symlinks and other entries are skipped with a note.
@@ -36,6 +39,9 @@ struct lane {
   unsigned capacity;
   char src[PATH_MAX];
   char dst[PATH_MAX];
+  /* The walk's look at the source, and the chain's. */
+  struct statx looked;
+  struct statx now;
 };
 
 static struct io_uring ring;
@@ -60,13 +66,18 @@ static void reap(int wait) {
   io_uring_for_each_cqe(&ring, head, cqe) {
     int lane = (int)cqe->user_data;
     if (cqe->res < 0) die("chain of", lanes[lane].src, -cqe->res);
+    const struct statx *a = &lanes[lane].looked, *b = &lanes[lane].now;
+    if (a->stx_ino != b->stx_ino || a->stx_btime.tv_sec != b->stx_btime.tv_sec ||
+        a->stx_btime.tv_nsec != b->stx_btime.tv_nsec) {
+      die("chain of", lanes[lane].src, ESTALE); /* replaced while it was copied */
+    }
     free_lanes[free_count++] = lane;
     seen++;
   }
   io_uring_cq_advance(&ring, seen);
 }
 
-/* The next SQE (the SQ has room: a lane's chain is queued only with six free entries). */
+/* The next SQE (the SQ has room: a lane's chain is queued only with seven free entries). */
 static struct io_uring_sqe *next_sqe(void) {
   struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
   if (sqe == NULL) die("io_uring_get_sqe", "", EBUSY);
@@ -105,8 +116,9 @@ static void copy_file(const char *src, const char *dst, const struct statx *st) 
   }
   snprintf(lane->src, sizeof lane->src, "%s", src);
   snprintf(lane->dst, sizeof lane->dst, "%s", dst);
+  lane->looked = *st;
   unsigned in = 2 * l, out = 2 * l + 1, len = (unsigned)st->stx_size;
-  if (io_uring_sq_space_left(&ring) < 6) io_uring_submit(&ring); /* never split a chain */
+  if (io_uring_sq_space_left(&ring) < 7) io_uring_submit(&ring); /* never split a chain */
   struct io_uring_sqe *sqe = next_sqe();
   io_uring_prep_openat_direct(sqe, AT_FDCWD, lane->src, O_RDONLY, 0, in);
   member(sqe, l, CHAIN_FLAGS);
@@ -124,6 +136,9 @@ static void copy_file(const char *src, const char *dst, const struct statx *st) 
   member(sqe, l, CHAIN_FLAGS);
   sqe = next_sqe();
   io_uring_prep_close_direct(sqe, out);
+  member(sqe, l, CHAIN_FLAGS);
+  sqe = next_sqe();
+  io_uring_prep_statx(sqe, AT_FDCWD, lane->src, AT_SYMLINK_NOFOLLOW, STATX_INO | STATX_BTIME, &lane->now);
   member(sqe, l, IOSQE_ASYNC);
   reap(0);
 }
@@ -142,7 +157,7 @@ static void walk(const char *src, const char *dst, mode_t mode) {
     snprintf(a, sizeof a, "%s/%s", src, e->d_name);
     snprintf(b, sizeof b, "%s/%s", dst, e->d_name);
     struct statx st;
-    if (statx(AT_FDCWD, a, AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_MODE | STATX_SIZE, &st) < 0) {
+    if (statx(AT_FDCWD, a, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, &st) < 0) {
       die("statx", a, errno);
     }
     if (S_ISREG(st.stx_mode)) {
@@ -180,7 +195,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tree_copy: LANES must be 1..%d\n", MAX_LANES);
     return 2;
   }
-  int r = io_uring_queue_init(256, &ring, 0);
+  int r = io_uring_queue_init(256, &ring, IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
   if (r < 0) die("io_uring_queue_init", "", -r);
   r = io_uring_register_files_sparse(&ring, 2 * lane_count);
   if (r < 0) die("io_uring_register_files_sparse", "", -r);
