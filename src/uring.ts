@@ -1715,10 +1715,19 @@ export class Uring implements AsyncDisposable {
       if (n === 0) {
         const need = this.#roomNeeded();
         if (need > 0 && this.#inRing === (this.#wakeOutstanding ? 1 : 0)) {
-          // Every CQE is in, yet queued work found no SQ room: the kernel posts a batch's
-          // completions before it advances the SQ head past the batch, so the room is a moment
-          // away. Watch for it briefly, else retry on a timer (nothing else would wake us).
-          if (this.#awaitSqRoom(need)) continue;
+          if (this.#ring.sqSpaceLeft() < need) {
+            // Every CQE is in, yet queued work found no SQ room: the kernel posts a batch's
+            // completions before it advances the SQ head past the batch, so the room is a moment
+            // away. Watch for it briefly, else retry on a timer (nothing else would wake us).
+            if (this.#awaitSqRoom(need)) continue;
+            this.#yield();
+            return;
+          }
+          // The SQ has room: the in-flight limit holds the work back, taken by the wake-up no-op
+          // alone (a CQ of one entry, or a chain as long as the CQ). Its CQE ends the parked
+          // wait, which pumps again; without a parked wait, retry on a timer. (Looping here
+          // spun forever: a parked wait's no-op may not be reaped.)
+          if (this.#waiting) break;
           this.#yield();
           return;
         }

@@ -6,8 +6,8 @@
 
 import assert from "node:assert/strict";
 import { Uring } from "../mod.ts";
-import { ringTest, tempDir } from "./_support.ts";
-import { fdCount, Prng, Tracker, uringOptions } from "./uring_support.ts";
+import { ringTest, skipKernel, tempDir } from "./_support.ts";
+import { fdCount, MOD_URL, Prng, runDeno, Tracker, uringOptions } from "./uring_support.ts";
 
 const TOTAL = 200_000;
 
@@ -100,3 +100,38 @@ ringTest(
     assert.equal(uring.pending, 0);
   },
 );
+
+Deno.test({
+  name: "Uring load: a CQ of one entry (or a chain as long as the CQ) never spins the pump forever",
+  ignore: skipKernel(),
+  async fn() {
+    // With `cqEntries: 1` the wake-up no-op left for a parked wait took the whole in-flight limit:
+    // the pump saw SQ room, retried, and could not reap that no-op, forever, on the event loop's
+    // thread (4 of 4 runs hung, with SQPOLL and without). A child process, so a hang is a timeout.
+    for (const sqpoll of [true, false]) {
+      const out = await runDeno(
+        `import { Uring } from ${JSON.stringify(MOD_URL)};
+        const u = new Uring({ entries: 1, cqEntries: 1, sqpoll: ${sqpoll} });
+        for (let i = 0; i < 50; i++) {
+          const p = u.timeout(1); // parks a wait on the thread pool
+          const q = new Promise((r) => setTimeout(() => u.nop().then(r, r), 1)); // queued as it ends
+          await Promise.all([p, q]);
+        }
+        const v = new Uring({ entries: 4, cqEntries: 4, sqpoll: ${sqpoll} });
+        for (let i = 0; i < 50; i++) {
+          const p = v.timeout(1);
+          const q = new Promise((r) => setTimeout(() => v.chain((c) => { c.nop(); c.nop(); c.nop(); c.nop(); }).then(r, r), 1));
+          await Promise.all([p, q]);
+        }
+        await u.close();
+        await v.close();
+        console.log("done");`,
+        ["--allow-all"],
+        { timeoutMs: 20_000 },
+      );
+      assert.equal(out.timedOut, false, `sqpoll ${sqpoll}: hung`);
+      assert.equal(out.code, 0, out.stderr);
+      assert.equal(out.stdout.trim(), "done");
+    }
+  },
+});
