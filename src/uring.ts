@@ -894,7 +894,7 @@ export class Uring implements AsyncDisposable {
         );
       }
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(refusedArgument("open", e));
     }
     if (this.#aux !== null) return this.#openPolled(path, options, access);
     const mode = options.mode ?? 0o666;
@@ -1334,7 +1334,7 @@ export class Uring implements AsyncDisposable {
       fillRw(slot, kind, fd, buf, position);
     } catch (e) {
       this.#slots.release(slot);
-      return Promise.reject(e);
+      return Promise.reject(refusedArgument(OP_NAMES[kind], e));
     }
     if (fixed >= 0) {
       slot.fd = fixed;
@@ -1363,11 +1363,13 @@ export class Uring implements AsyncDisposable {
     if (refused !== null) return refused;
     const slot = this.#slots.alloc();
     slot.state = DONE;
+    slot.kind = -1; // each fill sets its kind first
     try {
       fill(slot);
     } catch (e) {
+      const op = OP_NAMES[slot.kind];
       this.#slots.release(slot);
-      return Promise.reject(e);
+      return Promise.reject(refusedArgument(op, e));
     }
     slot.path = path;
     return this.#start(slot, signal);
@@ -1394,7 +1396,7 @@ export class Uring implements AsyncDisposable {
       p = resolvedFor(op, given);
       if (path2 !== null) q = resolvedFor(op, given2 = toPath(path2, "newPath"));
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(refusedArgument(op, e));
     }
     const denied = checkPathAccess(op, access, p, given) ??
       (q !== null && access2 !== null ? checkPathAccess(op, access2, q, given2!) : null) ??
@@ -1406,7 +1408,7 @@ export class Uring implements AsyncDisposable {
       fill(slot, p, q);
     } catch (e) {
       this.#slots.release(slot);
-      return Promise.reject(e);
+      return Promise.reject(refusedArgument(op, e));
     }
     // Errors name the paths as given: two paths (rename, link) are `path` and `path2`; a symlink's
     // `path` is its target (kept as given) and `path2` the link.
@@ -2464,6 +2466,20 @@ export class Uring implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.#closeUring();
   }
+}
+
+/**
+ * An argument error (`TypeError`, `RangeError`) thrown before anything was queued, as one whose
+ * message starts with the name of the operation it refused (`read: position is out of range: -1`;
+ * the original is its `cause`). Other errors, and messages that already name it, pass through.
+ */
+function refusedArgument(op: string | undefined, e: unknown): unknown {
+  if (op === undefined || !(e instanceof TypeError || e instanceof RangeError)) return e;
+  if (e.message.startsWith(`${op}:`) || e.message.startsWith(`${op} `)) return e;
+  const message = `${op}: ${e.message}`;
+  return e instanceof RangeError
+    ? new RangeError(message, { cause: e })
+    : new TypeError(message, { cause: e });
 }
 
 function closedError(): Promise<never> {

@@ -16,7 +16,7 @@ Deno.test({
     const fds: Record<string, number> = {};
     await assert.rejects(
       uring.close(fds["missing"]),
-      /^TypeError: fd must be an integer file descriptor, got undefined/,
+      /^TypeError: close: fd must be an integer file descriptor, got undefined/,
     );
     assert.equal(uring.closed, false);
     await uring.nop();
@@ -69,7 +69,7 @@ Deno.test({
     assert.equal(Deno.readTextFileSync(path), "first");
     await assert.rejects(
       uring.open(`${dir.path}/other`, { createNew: true }),
-      /^TypeError: create, truncate, exclusive and createNew need write or append$/,
+      /^TypeError: open: create, truncate, exclusive and createNew need write or append$/,
     );
   },
 });
@@ -191,5 +191,33 @@ Deno.test({
     } finally {
       await uring.close(fd);
     }
+  },
+});
+
+Deno.test({
+  name: "Uring: an argument refused before anything is queued names the operation that refused it",
+  ignore: skipKernel(),
+  fn: async () => {
+    // They said only `position is out of range: -1`, `path must not be empty`: not which call.
+    await using uring = new Uring({ entries: 8, sqpoll: false });
+    const detached = new Uint8Array(4);
+    detached.buffer.transfer();
+    const cases: [() => Promise<unknown>, RegExp][] = [
+      [() => uring.read(0, new Uint8Array(4), -1n), /^RangeError: read: position is out of range: -1$/],
+      [() => uring.read(2 ** 31, new Uint8Array(4), 0), /^RangeError: read: fd is out of range/],
+      [() => uring.write(1, detached, 0), /^TypeError: write: buffer is detached$/],
+      [() => uring.readv(0, [new Uint8Array(4)], -1), /^RangeError: readv: position must not be negative/],
+      [() => uring.fsync(1.5), /^(Type|Range)Error: fsync: fd /],
+      [() => uring.ftruncate(1, -1), /^RangeError: ftruncate: length must not be negative/],
+      [() => uring.splice(0, -2, 1, -1, 1), /^RangeError: splice: offIn must not be negative/],
+      [() => uring.open(""), /^TypeError: open: path must not be empty$/],
+      [() => uring.open("x", { create: true }), /^TypeError: open: create, truncate/],
+      [() => uring.statx(""), /^TypeError: statx: path must not be empty$/],
+      [() => uring.unlink(""), /^TypeError: unlink: path must not be empty$/],
+      [() => uring.timeout(-1), /^RangeError: timeout must be a finite number of milliseconds/],
+    ];
+    for (const [call, expected] of cases) await assert.rejects(call(), expected);
+    const cause = await uring.statx("").catch((e) => e.cause);
+    assert.match(String(cause), /^TypeError: path must not be empty$/, "the original is the cause");
   },
 });

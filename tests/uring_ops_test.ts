@@ -90,7 +90,7 @@ ringTest(
     await using rw = await uring.open(path, { read: true, write: true });
     await assert.rejects(
       rw.writeAll(new Uint8Array(0), -1),
-      /^RangeError: position must not be negative, got -1$/,
+      /^RangeError: write: position must not be negative, got -1$/,
     );
     await assert.rejects(rw.writeAll({} as never, 0), /^TypeError: .*buffer must be/);
     await assert.rejects(rw.writeAll(null as never, 0), /^TypeError: .*buffer must be/);
