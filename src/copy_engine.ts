@@ -132,9 +132,11 @@ export interface Engine {
   stat(path: string, follow: boolean, ctx: EngineContext): Promise<EntryStat>;
   /**
    * {@link Engine.stat} done at once, on this thread (a tree's walk looks at each entry so: a
-   * cached `lstat` is a few µs, where io_uring's `statx` goes to a worker thread). Throws.
+   * cached `lstat` is a few µs, where io_uring's `statx` goes to a worker thread). `below`: `path`
+   * is an entry of a directory already looked at (its permission check can be the cheaper one).
+   * Throws.
    */
-  statNow(path: string, follow: boolean): EntryStat;
+  statNow(path: string, follow: boolean, below?: boolean): EntryStat;
   /**
    * {@link Engine.stat} of a path on the destination side, which a copy may write without
    * reading (as `Deno.copyFile` may): the io_uring engine asks for read or write permission;

@@ -568,7 +568,7 @@ function existsAsNamed(path: string): boolean {
 /** `lstat` of `src` now (see {@link Engine.statNow}), tagged `stat-source` when it fails. */
 function lstatNow(engine: Engine, src: string): EntryStat {
   try {
-    return engine.statNow(src, false);
+    return engine.statNow(src, false, true); // an entry of a directory the walk looked at
   } catch (e) {
     throw tagStage(e, "stat-source");
   }

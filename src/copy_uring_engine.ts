@@ -41,7 +41,7 @@ import { errno } from "./errno.ts";
 import { ClosedError } from "./errors.ts";
 import { parseStatx, type Statx, statxBuffer } from "./structs.ts";
 import { cstring, cstringInto } from "./memory.ts";
-import { checkAccess } from "./permissions.ts";
+import { checkAccess, checkGrant } from "./permissions.ts";
 import { getSys, type Sys } from "./sys.ts";
 import { destinationOps, type Uring } from "./uring.ts";
 
@@ -82,11 +82,16 @@ const lookStatx = statxBuffer();
  * `statx` of `path` now, on this thread (a system call through `sys`: no io-wq worker, no
  * promise), following a final symlink when `follow`, with every time to the nanosecond (Deno's
  * `lstat` gives birth times in ms). Asks Deno's permissions first, as Deno's own `lstat` does
- * (read access; `--allow-all` under `/dev`, `/proc` and `/sys`). Throws the `stat`/`lstat` error.
+ * (read access; `--allow-all` under `/dev`, `/proc` and `/sys`, unless `below`: a tree's entry,
+ * below a directory that passed that check). Throws the `stat`/`lstat` error.
  */
-export function statNow(sys: Sys, path: string, follow: boolean): EntryStat {
+export function statNow(sys: Sys, path: string, follow: boolean, below = false): EntryStat {
   const op = follow ? "stat" : "lstat";
-  const denied = checkAccess(op, "read", path);
+  // An entry of a directory that passed is special only as `/`'s `dev`, `proc` or `sys` is.
+  const name = below ? path.slice(path.lastIndexOf("/") + 1) : "";
+  const denied = below && name !== "dev" && name !== "proc" && name !== "sys"
+    ? checkGrant(op, "read", path)
+    : checkAccess(op, "read", path);
   if (denied !== null) throw denied;
   const bytes = cstringInto(path, lookPath);
   if (bytes.buffer !== lookPath?.buffer) lookPath = new Uint8Array(bytes.buffer);
@@ -316,8 +321,8 @@ export class UringEngine implements Engine {
   }
 
   /** {@link statNow}: `statx` of `path` now, on this thread. */
-  statNow(path: string, follow: boolean): EntryStat {
-    return statNow(this.#sys, path, follow);
+  statNow(path: string, follow: boolean, below = false): EntryStat {
+    return statNow(this.#sys, path, follow, below);
   }
 
   /** `statx` of a destination path: read or write permission will do (see `DestinationOps`). */

@@ -240,6 +240,17 @@ export function checkAccess(op: string, access: Access, path?: string, shownAs =
     const special = checkSpecialFile(op, path, shownAs);
     if (special !== null) return special;
   }
+  return checkGrant(op, access, path, shownAs);
+}
+
+/**
+ * {@link checkAccess} without its rule for `/dev`, `/proc` and `/sys`: for a path found below a
+ * directory that passed it (`dir/name`, as a tree's walk makes them), which lies under one of
+ * those only when the directory does (or is `/`, for a `name` of `dev`, `proc` or `sys`: the
+ * caller's to rule out). Asks only whether `access` is granted (for a relative path, no look at
+ * the working directory).
+ */
+export function checkGrant(op: string, access: Access, path?: string, shownAs = path): Error | null {
   if (granted(access, path)) return null;
   const flag = `--allow-${access}`;
   const what = path === undefined ? `full ${access} access` : `${access} access to "${shownAs}"`;

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { copyFile, type CopyProgress, copyTree, CopyTreeError, Uring } from "../mod.ts";
 import { skipKernel, tempDir } from "./_support.ts";
+import { statNow } from "../src/copy_uring_engine.ts";
+import { getSys } from "../src/sys.ts";
 import { createRawName, mkfifo } from "./_io.ts";
 import { childResults, MOD_URL } from "./uring_support.ts";
 import {
@@ -726,3 +728,26 @@ for (const [preserve, saves] of [[false, 1], [true, 1], [false, 2]] as const) {
     },
   });
 }
+
+Deno.test({
+  name:
+    "copyTree's walk looks with statx under Deno's rules: `/`'s dev, proc and sys need --allow-all, as lstat",
+  ignore: skipKernel(),
+  fn() {
+    // The walk's look at an entry skips the /dev, /proc, /sys rule (its directory passed it),
+    // except for the three names that are such roots when the directory is `/`.
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/proc`, "x"); // a file named proc below a plain directory
+    const sys = getSys();
+    const allAccess = Deno.permissions.querySync({ name: "run" }).state === "granted" &&
+      Deno.permissions.querySync({ name: "net" }).state === "granted";
+    for (const name of ["dev", "proc", "sys"]) {
+      if (allAccess) break; // (run with --allow-all: nothing to refuse)
+      assert.throws(() => statNow(sys, `/${name}`, false, true), Deno.errors.NotCapable, name);
+      assert.throws(() => Deno.lstatSync(`/${name}`), Deno.errors.NotCapable, `Deno: ${name}`);
+    }
+    assert.equal(statNow(sys, `${dir.path}/proc`, false, true).size, 1);
+    assert.equal(statNow(sys, `${dir.path}/proc`, false).size, 1);
+    assert.throws(() => statNow(sys, `${dir.path}/missing`, false, true), Deno.errors.NotFound);
+  },
+});
