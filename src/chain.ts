@@ -22,7 +22,9 @@ import {
   K_READV,
   K_WRITE,
   K_WRITEV,
+  OP_NAMES,
 } from "./ops.ts";
+import { refusedArgument } from "./errors.ts";
 import type { Slot } from "./slots.ts";
 import { checkOptionsObject, checkU32 } from "./memory.ts";
 
@@ -136,11 +138,11 @@ export class ChainCollector implements ChainBuilder {
   }
 
   /**
-   * Adds one member: takes a slot, has `fill` check the arguments and store them, and only then
-   * makes it part of the chain. A member whose arguments are refused (its error caught by the
-   * build function) is not part of the chain: its slot goes back.
+   * Adds one member, operation `op`: takes a slot, has `fill` check the arguments and store them,
+   * and only then makes it part of the chain. A member whose arguments are refused (its error,
+   * which names `op`, caught by the build function) is not part of the chain: its slot goes back.
    */
-  #add(fill: (slot: Slot) => void): this {
+  #add(op: string, fill: (slot: Slot) => void): this {
     if (this.#sealed) {
       throw new TypeError(
         "chain members are added inside the function given to chain(), not after it returned",
@@ -155,7 +157,7 @@ export class ChainCollector implements ChainBuilder {
       fill(slot);
     } catch (e) {
       this.#release(slot);
-      throw e;
+      throw refusedArgument(op, e);
     } finally {
       this.#adding = false;
     }
@@ -165,7 +167,7 @@ export class ChainCollector implements ChainBuilder {
 
   /** Adds `pread(fd, buf, position)`; its result is the bytes read. */
   read(fd: number, buf: ArrayBufferView, position: number | bigint): this {
-    return this.#add((slot) => {
+    return this.#add("read", (slot) => {
       fillRw(slot, K_READ, fd, buf, position);
       checkChainTransfer(slot.bufLength);
     });
@@ -173,7 +175,7 @@ export class ChainCollector implements ChainBuilder {
 
   /** Adds `pwrite(fd, buf, position)`; its result is the bytes written. */
   write(fd: number, buf: ArrayBufferView, position: number | bigint): this {
-    return this.#add((slot) => {
+    return this.#add("write", (slot) => {
       fillRw(slot, K_WRITE, fd, buf, position);
       checkChainTransfer(slot.bufLength);
     });
@@ -181,7 +183,7 @@ export class ChainCollector implements ChainBuilder {
 
   /** Adds `preadv(fd, bufs, position)`. */
   readv(fd: number, bufs: readonly ArrayBufferView[], position: number | bigint): this {
-    return this.#add((slot) => {
+    return this.#add("readv", (slot) => {
       fillRwv(slot, K_READV, fd, bufs, position);
       checkChainTransfer(slot.iovecs!.totalLength);
     });
@@ -189,7 +191,7 @@ export class ChainCollector implements ChainBuilder {
 
   /** Adds `pwritev(fd, bufs, position)`. */
   writev(fd: number, bufs: readonly ArrayBufferView[], position: number | bigint): this {
-    return this.#add((slot) => {
+    return this.#add("writev", (slot) => {
       fillRwv(slot, K_WRITEV, fd, bufs, position);
       checkChainTransfer(slot.iovecs!.totalLength);
     });
@@ -197,7 +199,7 @@ export class ChainCollector implements ChainBuilder {
 
   /** Adds `fsync(fd)` (`fdatasync` with `datasync`). */
   fsync(fd: number, options: { datasync?: boolean } = {}): this {
-    return this.#add((slot) => {
+    return this.#add("fsync", (slot) => {
       checkOptionsObject(options);
       fillFsync(slot, fd, options?.datasync === true);
     });
@@ -205,7 +207,7 @@ export class ChainCollector implements ChainBuilder {
 
   /** Adds a no-op. */
   nop(): this {
-    return this.#add(fillNop);
+    return this.#add("nop", fillNop);
   }
 
   /** Adds `fallocate(fd, mode, offset, length)`: `mode` (default 0) in the options. Since 5.6. */
@@ -215,7 +217,7 @@ export class ChainCollector implements ChainBuilder {
     length: number | bigint,
     options: { mode?: number } = {},
   ): this {
-    return this.#add((slot) => {
+    return this.#add("fallocate", (slot) => {
       checkOptionsObject(options);
       fillFallocate(slot, fd, offset, length, options?.mode ?? 0);
     });
@@ -223,27 +225,27 @@ export class ChainCollector implements ChainBuilder {
 
   /** Adds `ftruncate(fd, length)`. Since 6.9. */
   ftruncate(fd: number, length: number | bigint): this {
-    return this.#add((slot) => fillFtruncate(slot, fd, length));
+    return this.#add("ftruncate", (slot) => fillFtruncate(slot, fd, length));
   }
 
   /** Adds `close(fd)`. Since 5.6. */
   close(fd: number): this {
-    return this.#add((slot) => fillClose(slot, fd));
+    return this.#add("close", (slot) => fillClose(slot, fd));
   }
 
   /** Adds `splice` (-1 as an offset: the fd's own position, required for pipes). Since 5.7. */
   splice(fdIn: number, offIn: number | bigint, fdOut: number, offOut: number | bigint, nbytes: number): this {
-    return this.#add((slot) => fillSplice(slot, fdIn, offIn, fdOut, offOut, nbytes));
+    return this.#add("splice", (slot) => fillSplice(slot, fdIn, offIn, fdOut, offOut, nbytes));
   }
 
   /** Adds a delay of `ms` before the next member (its expiry counts as success). Since 5.16. */
   timeout(ms: number): this {
-    return this.#add((slot) => fillTimeout(slot, ms, IORING_TIMEOUT_ETIME_SUCCESS));
+    return this.#add("timeout", (slot) => fillTimeout(slot, ms, IORING_TIMEOUT_ETIME_SUCCESS));
   }
 
   /** Adds `openat(path)` into direct descriptor `index`. Since 5.15. */
   openDirect(path: string | URL, index: number, options: { flags?: number; mode?: number } = {}): this {
-    return this.#add((slot) => {
+    return this.#add("open", (slot) => {
       checkOptionsObject(options);
       const flags = options?.flags ?? O_RDONLY;
       const mode = options?.mode ?? 0o666;
@@ -265,7 +267,7 @@ export class ChainCollector implements ChainBuilder {
 
   /** A read or write (`kind`) on direct descriptor `index`: the index in the fd field, FIXED_FILE. */
   #rwDirect(kind: number, index: number, buf: ArrayBufferView, position: number | bigint): this {
-    return this.#add((slot) => {
+    return this.#add(OP_NAMES[kind], (slot) => {
       checkU32(index, "index", 0x7fffffff);
       fillRw(slot, kind, index, buf, position);
       checkChainTransfer(slot.bufLength);
@@ -275,6 +277,6 @@ export class ChainCollector implements ChainBuilder {
 
   /** Adds `close` of direct descriptor `index`. Since 5.15. */
   closeDirect(index: number): this {
-    return this.#add((slot) => fillCloseDirect(slot, index));
+    return this.#add("close", (slot) => fillCloseDirect(slot, index));
   }
 }

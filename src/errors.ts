@@ -91,3 +91,19 @@ export class ClosedError extends Error {
     this.name = "ClosedError";
   }
 }
+
+/**
+ * An argument error (a plain `TypeError` or `RangeError`) thrown before anything was queued, as one
+ * whose message starts with the name of the operation it refused (`read: position is out of range:
+ * -1`; the original is its `cause`). Other errors (subclasses such as `AlignmentError` among them),
+ * and messages that already name it, pass through.
+ */
+export function refusedArgument(op: string, e: unknown): unknown {
+  const plain = e instanceof Error && (e.constructor === TypeError || e.constructor === RangeError);
+  if (!plain) return e;
+  if (e.message.startsWith(`${op}:`) || e.message.startsWith(`${op} `)) return e;
+  const message = `${op}: ${e.message}`;
+  return e instanceof RangeError
+    ? new RangeError(message, { cause: e })
+    : new TypeError(message, { cause: e });
+}

@@ -11,7 +11,8 @@ import { signalOption } from "./abort.ts";
 import { operationError } from "./deno_errors.ts";
 import { checkDirectAlignment, type DirectAlignment } from "./direct.ts";
 import { errno } from "./errno.ts";
-import { bufferOf, byteLengthOf, byteOffsetOf, isDetached } from "./memory.ts";
+import { refusedArgument } from "./errors.ts";
+import { bufferOf, byteLengthOf, byteOffsetOf, checkBuffer, checkOffset, isDetached } from "./memory.ts";
 import type { Statx } from "./structs.ts";
 
 /** Options every operation takes. */
@@ -185,14 +186,19 @@ export class UringFile implements AsyncDisposable {
     this.#closed = true;
   }
 
-  /** With O_DIRECT, the `AlignmentError` a request at `position` into `buf` would get. */
-  #misaligned(buf: ArrayBufferView, position: number | bigint): unknown {
+  /**
+   * With O_DIRECT, the `AlignmentError` a request (`op`) at `position` into `buf` would get, or
+   * the error for an argument that is no buffer or position at all (as without O_DIRECT).
+   */
+  #misaligned(op: string, buf: ArrayBufferView, position: number | bigint): unknown {
     if (this.#alignment === null) return undefined;
     try {
+      checkBuffer(buf);
+      checkOffset(position, "position");
       checkDirectAlignment(buf, position, this.#alignment);
       return undefined;
     } catch (e) {
-      return e;
+      return refusedArgument(op, e);
     }
   }
 
@@ -204,7 +210,7 @@ export class UringFile implements AsyncDisposable {
   readAt(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
     if (this.#closed) return Promise.reject(closedError(this));
     if (this.#access === "write") return Promise.reject(notOpenedFor(this, "read"));
-    const misaligned = this.#misaligned(buf, position);
+    const misaligned = this.#misaligned("read", buf, position);
     if (misaligned !== undefined) return Promise.reject(misaligned);
     return this.#ops.read(this, buf, position, signalOption(options));
   }
@@ -216,7 +222,7 @@ export class UringFile implements AsyncDisposable {
   writeAt(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
     if (this.#closed) return Promise.reject(closedError(this));
     if (this.#access === "read") return Promise.reject(notOpenedFor(this, "write"));
-    const misaligned = this.#misaligned(buf, position);
+    const misaligned = this.#misaligned("write", buf, position);
     if (misaligned !== undefined) return Promise.reject(misaligned);
     return this.#ops.write(this, buf, position, signalOption(options));
   }

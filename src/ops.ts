@@ -149,12 +149,12 @@ export function fillRw(
   buf: ArrayBufferView,
   position: number | bigint,
 ) {
-  slot.kind = kind; // first: an argument error names the operation (see Uring)
   checkFd(fd);
   checkBuffer(buf);
   checkOffset(position, "position");
   const length = byteLengthOf(buf);
   if (length > MAX_LEN) throw new RangeError("buffer is larger than 4 GiB - 1 bytes");
+  slot.kind = kind;
   slot.fd = fd;
   slot.buf = buf;
   slot.bufLength = length;
@@ -169,10 +169,10 @@ export function fillRwv(
   bufs: readonly ArrayBufferView[],
   position: number | bigint,
 ) {
-  slot.kind = kind; // first: an argument error names the operation (see Uring)
   checkFd(fd);
   checkOffset(position, "position");
   slot.iovecs = new Iovecs(bufs); // checks every buffer and keeps each one referenced
+  slot.kind = kind;
   slot.fd = fd;
   slot.pos = position;
 }
@@ -184,8 +184,8 @@ export function fillNop(slot: Slot) {
 
 /** Checks and stores an `fsync` (`datasync`: `fdatasync`). */
 export function fillFsync(slot: Slot, fd: number, datasync: boolean) {
-  slot.kind = K_FSYNC; // first: an argument error names the operation (see Uring)
   checkFd(fd);
+  slot.kind = K_FSYNC;
   slot.fd = fd;
   slot.flags = datasync ? IORING_FSYNC_DATASYNC : 0;
 }
@@ -198,11 +198,11 @@ export function fillFallocate(
   length: number | bigint,
   mode: number,
 ) {
-  slot.kind = K_FALLOCATE; // first: an argument error names the operation (see Uring)
   checkFd(fd);
   checkOffset(offset, "offset");
   checkOffset(length, "length");
   checkU32(mode, "mode");
+  slot.kind = K_FALLOCATE;
   slot.fd = fd;
   slot.pos = offset;
   slot.pos2 = length;
@@ -211,18 +211,18 @@ export function fillFallocate(
 
 /** Checks and stores an `ftruncate(fd, length)` (Linux 6.9). */
 export function fillFtruncate(slot: Slot, fd: number, length: number | bigint) {
-  slot.kind = K_FTRUNCATE; // first: an argument error names the operation (see Uring)
   checkFd(fd);
   checkOffset(length, "length");
+  slot.kind = K_FTRUNCATE;
   slot.fd = fd;
   slot.pos = length;
 }
 
 /** Checks and stores a `close(fd)`. */
 export function fillClose(slot: Slot, fd: number) {
-  slot.kind = K_CLOSE; // first: an argument error names the operation (see Uring)
   checkFd(fd);
   if (fd < 0) throw new RangeError(`fd must not be negative, got ${fd}`);
+  slot.kind = K_CLOSE;
   slot.fd = fd;
 }
 
@@ -235,12 +235,12 @@ export function fillSplice(
   offOut: number | bigint,
   nbytes: number,
 ) {
-  slot.kind = K_SPLICE; // first: an argument error names the operation (see Uring)
   checkFd(fdIn, "fdIn");
   checkFd(fdOut, "fdOut");
   if (offIn !== -1) checkOffset(offIn, "offIn");
   if (offOut !== -1) checkOffset(offOut, "offOut");
   checkU32(nbytes, "nbytes");
+  slot.kind = K_SPLICE;
   slot.fd = fdIn;
   slot.pos = offIn;
   slot.fd2 = fdOut;
@@ -250,12 +250,12 @@ export function fillSplice(
 
 /** Checks and stores a timeout of `ms` (with `IORING_TIMEOUT_*` `flags`). */
 export function fillTimeout(slot: Slot, ms: number, flags = 0) {
-  slot.kind = K_TIMEOUT; // first: an argument error names the operation (see Uring)
   if (typeof ms !== "number" || !(ms >= 0) || !Number.isFinite(ms)) {
     throw new RangeError(`timeout must be a finite number of milliseconds ≥ 0, got ${shown(ms)}`);
   }
   slot.ts ??= new Timespec();
   slot.ts.setMs(ms);
+  slot.kind = K_TIMEOUT;
   slot.flags = flags;
 }
 
@@ -279,8 +279,8 @@ export function fillPath2(slot: Slot, kind: number, path: string, path2: string,
 
 /** Stores a `statx` on an open fd. */
 export function fillFstat(slot: Slot, fd: number) {
-  slot.kind = K_FSTAT; // first: an argument error names the operation (see Uring)
   checkFd(fd);
+  slot.kind = K_FSTAT;
   slot.fd = fd;
 }
 
@@ -290,7 +290,6 @@ export function fillFstat(slot: Slot, fd: number) {
  * file descriptors and are never inherited.
  */
 export function fillOpenDirect(slot: Slot, path: string, index: number, flags: number, mode: number) {
-  slot.kind = K_OPEN_DIRECT; // first: an argument error names the operation (see Uring)
   checkU32(index, "index", MAX_FILE_INDEX);
   fillPath(slot, K_OPEN_DIRECT, path, flags & ~O_CLOEXEC, mode);
   slot.fd2 = index;
@@ -298,8 +297,8 @@ export function fillOpenDirect(slot: Slot, path: string, index: number, flags: n
 
 /** Stores a `close` of direct descriptor `index`. */
 export function fillCloseDirect(slot: Slot, index: number) {
-  slot.kind = K_CLOSE_DIRECT; // first: an argument error names the operation (see Uring)
   checkU32(index, "index", MAX_FILE_INDEX);
+  slot.kind = K_CLOSE_DIRECT;
   slot.fd2 = index;
 }
 

@@ -39,6 +39,7 @@ import {
   listenAbort,
   signalAborted,
   signalOption,
+  SignalOptionThrew,
   signalReason,
   unlistenAbort,
 } from "./abort.ts";
@@ -74,7 +75,7 @@ import {
   iopollError,
 } from "./direct.ts";
 import { errno } from "./errno.ts";
-import { ClosedError, IoUringError } from "./errors.ts";
+import { ClosedError, IoUringError, refusedArgument } from "./errors.ts";
 import { type ChainOptions, configureFile, type FileOps, type OpOptions, UringFile } from "./file.ts";
 import { FixedBufferPool } from "./fixed_pool.ts";
 import { bufferOf, byteLengthOf, byteOffsetOf, checkU32, notAnOptionsObject, shown } from "./memory.ts";
@@ -656,7 +657,7 @@ export class Uring implements AsyncDisposable {
         if (aux !== undefined) {
           return this.#closing ? closedError() : aux.sync({ signal: signal as AbortSignal, datasync });
         }
-        return this.#fdOp(signal, file.path, (slot) => {
+        return this.#fdOp("fsync", signal, file.path, (slot) => {
           fillFsync(slot, file.fd, datasync);
           useFixedFile(slot, file);
         });
@@ -666,7 +667,7 @@ export class Uring implements AsyncDisposable {
         if (aux !== undefined) {
           return this.#closing ? closedError() : aux.truncate(length, { signal: signal as AbortSignal });
         }
-        return this.#fdOp(signal, file.path, (slot) => {
+        return this.#fdOp("ftruncate", signal, file.path, (slot) => {
           fillFtruncate(slot, file.fd, length);
           useFixedFile(slot, file);
         });
@@ -676,7 +677,7 @@ export class Uring implements AsyncDisposable {
         if (aux !== undefined) {
           return this.#closing ? closedError() : aux.stat({ signal: signal as AbortSignal });
         }
-        return this.#fdOp(signal, file.path, (slot) => {
+        return this.#fdOp("stat", signal, file.path, (slot) => {
           fillFstat(slot, file.fd); // statx cannot name a registered file: always the fd
           slot.statx = this.#takeStatx();
         });
@@ -759,7 +760,7 @@ export class Uring implements AsyncDisposable {
 
   /** A no-op that completes with nothing: measures the round trip. Since 5.1. */
   nop(options?: OpOptions): Promise<void> {
-    return this.#fdOp(signalOption(options), null, fillNop);
+    return this.#fdOp("nop", signalOption(options), null, fillNop);
   }
 
   /**
@@ -786,7 +787,12 @@ export class Uring implements AsyncDisposable {
     position: number | bigint,
     options?: OpOptions,
   ): Promise<number> {
-    return this.#fdOp(signalOption(options), null, (slot) => fillRwv(slot, K_READV, fd, bufs, position));
+    return this.#fdOp(
+      "readv",
+      signalOption(options),
+      null,
+      (slot) => fillRwv(slot, K_READV, fd, bufs, position),
+    );
   }
 
   /** Gather write (`pwritev`); resolves with the bytes written. Since 5.1. */
@@ -796,13 +802,23 @@ export class Uring implements AsyncDisposable {
     position: number | bigint,
     options?: OpOptions,
   ): Promise<number> {
-    return this.#fdOp(signalOption(options), null, (slot) => fillRwv(slot, K_WRITEV, fd, bufs, position));
+    return this.#fdOp(
+      "writev",
+      signalOption(options),
+      null,
+      (slot) => fillRwv(slot, K_WRITEV, fd, bufs, position),
+    );
   }
 
   /** `fsync(fd)`, or `fdatasync` with `datasync: true`. Since 5.1. */
   fsync(fd: number, options?: OpOptions & { datasync?: boolean }): Promise<void> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.fsync(fd, options);
-    return this.#fdOp(signalOption(options), null, (slot) => fillFsync(slot, fd, options?.datasync === true));
+    return this.#fdOp(
+      "fsync",
+      signalOption(options),
+      null,
+      (slot) => fillFsync(slot, fd, options?.datasync === true),
+    );
   }
 
   /**
@@ -819,6 +835,7 @@ export class Uring implements AsyncDisposable {
       return this.#closing ? closedError() : this.#aux.fallocate(fd, offset, length, options);
     }
     return this.#fdOp(
+      "fallocate",
       signalOption(options),
       null,
       (slot) => fillFallocate(slot, fd, offset, length, options?.mode ?? 0),
@@ -828,7 +845,7 @@ export class Uring implements AsyncDisposable {
   /** `ftruncate(fd, length)`. Since 6.9. */
   ftruncate(fd: number, length: number | bigint, options?: OpOptions): Promise<void> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.ftruncate(fd, length, options);
-    return this.#fdOp(signalOption(options), null, (slot) => fillFtruncate(slot, fd, length));
+    return this.#fdOp("ftruncate", signalOption(options), null, (slot) => fillFtruncate(slot, fd, length));
   }
 
   /**
@@ -847,6 +864,7 @@ export class Uring implements AsyncDisposable {
       return this.#closing ? closedError() : this.#aux.splice(fdIn, offIn, fdOut, offOut, nbytes, options);
     }
     return this.#fdOp(
+      "splice",
       signalOption(options),
       null,
       (slot) => fillSplice(slot, fdIn, offIn, fdOut, offOut, nbytes),
@@ -856,7 +874,7 @@ export class Uring implements AsyncDisposable {
   /** Resolves after `ms` milliseconds (an io_uring timeout; no JavaScript timer). Since 5.4. */
   timeout(ms: number, options?: OpOptions): Promise<void> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.timeout(ms, options);
-    return this.#fdOp(signalOption(options), null, (slot) => fillTimeout(slot, ms));
+    return this.#fdOp("timeout", signalOption(options), null, (slot) => fillTimeout(slot, ms));
   }
 
   /**
@@ -879,6 +897,7 @@ export class Uring implements AsyncDisposable {
    * only with `direct: true`, on its plain ring. Since 5.6.
    */
   open(path: string | URL, given: OpenOptions = {}): Promise<UringFile> {
+    if (this.#closing) return closedError();
     let options: OpenOptions;
     let flags: number;
     let access: Access | "both";
@@ -1003,7 +1022,9 @@ export class Uring implements AsyncDisposable {
    */
   #closeFd(fd: number, path: string | null): Promise<void> {
     // (A failed Uring's operations may still be in the kernel: the fd stays open, as they need.)
-    if (!this.#closing || this.#failed) return this.#fdOp(undefined, path, (slot) => fillClose(slot, fd));
+    if (!this.#closing || this.#failed) {
+      return this.#fdOp("close", undefined, path, (slot) => fillClose(slot, fd));
+    }
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     const settle = (error: unknown) => error === null ? resolve() : reject(error);
     if (this.#closed) settle(this.#closeFdNow(fd, path));
@@ -1026,11 +1047,12 @@ export class Uring implements AsyncDisposable {
     if (this.#aux !== null) {
       return this.#closing ? closedError() : this.#aux.openFd(path, flags, mode, options);
     }
+    if (this.#closing) return closedError();
     try {
       checkU32(flags, "flags");
       checkU32(mode, "mode", 0o7777);
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(refusedArgument("open", e));
     }
     return this.#pathOp(signalOption(options), path, null, "open", accessOfFlags(flags), null, (slot, p) => {
       fillPath(slot, K_OPENFD, p, flags | O_CLOEXEC, mode);
@@ -1056,7 +1078,7 @@ export class Uring implements AsyncDisposable {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.close(fd!, options);
     const owned = this.#fileOwning(fd, "close");
     if (owned !== null) return Promise.reject(owned);
-    return this.#fdOp(signalOption(options), null, (slot) => fillClose(slot, fd!));
+    return this.#fdOp("close", signalOption(options), null, (slot) => fillClose(slot, fd!));
   }
 
   /**
@@ -1098,12 +1120,13 @@ export class Uring implements AsyncDisposable {
   /** Creates directory `path` (`mkdirat`, mode default 0o777 less the umask). Since 5.15. */
   mkdir(path: string | URL, options?: OpOptions & { mode?: number }): Promise<void> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.mkdir(path, options);
+    if (this.#closing) return closedError();
     let mode: number;
     try {
       mode = options?.mode ?? 0o777;
       checkU32(mode, "mode", 0o7777);
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(refusedArgument("mkdir", e));
     }
     return this.#pathOp(signalOption(options), path, null, "mkdir", "write", null, (slot, p) => {
       fillPath(slot, K_MKDIR, p, 0, mode);
@@ -1116,9 +1139,10 @@ export class Uring implements AsyncDisposable {
    */
   symlink(target: string, path: string | URL, options?: OpOptions): Promise<void> {
     if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.symlink(target, path, options);
+    if (this.#closing) return closedError();
     const signal = signalOption(options);
     if (typeof target !== "string" || target.length === 0) {
-      return Promise.reject(new TypeError("target must be a non-empty string"));
+      return Promise.reject(new TypeError("symlink: target must be a non-empty string"));
     }
     for (const access of ["read", "write"] as const) {
       const denied = this.#closing ? null : checkAccess("symlink", access);
@@ -1157,7 +1181,7 @@ export class Uring implements AsyncDisposable {
     }
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
     const given = signalOption(options);
-    const refused = refusedBySignal(given);
+    const refused = refusedBySignal(given, "chain");
     if (refused !== null) return refused;
     const signal = (given ?? undefined) as AbortSignal | undefined; // null: no signal
     const builder = new ChainCollector(
@@ -1326,7 +1350,7 @@ export class Uring implements AsyncDisposable {
     path: string | null,
   ): Promise<number> {
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
-    const refused = refusedBySignal(signal);
+    const refused = refusedBySignal(signal, OP_NAMES[kind]);
     if (refused !== null) return refused;
     const slot = this.#slots.alloc();
     slot.state = DONE;
@@ -1356,18 +1380,19 @@ export class Uring implements AsyncDisposable {
     return -1;
   }
 
-  /** An operation on an fd (or none): `fill` checks the arguments and stores them in the slot. */
-  #fdOp<T>(signal: unknown, path: string | null, fill: (slot: Slot) => void): Promise<T> {
+  /**
+   * An operation on an fd (or none), `op` by name: `fill` checks the arguments and stores them in
+   * the slot.
+   */
+  #fdOp<T>(op: string, signal: unknown, path: string | null, fill: (slot: Slot) => void): Promise<T> {
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
-    const refused = refusedBySignal(signal);
+    const refused = refusedBySignal(signal, op);
     if (refused !== null) return refused;
     const slot = this.#slots.alloc();
     slot.state = DONE;
-    slot.kind = -1; // each fill sets its kind first
     try {
       fill(slot);
     } catch (e) {
-      const op = OP_NAMES[slot.kind];
       this.#slots.release(slot);
       return Promise.reject(refusedArgument(op, e));
     }
@@ -1386,7 +1411,7 @@ export class Uring implements AsyncDisposable {
     fill: (slot: Slot, p: string, q: string | null) => void,
   ): Promise<T> {
     if (this.#closing) return Promise.reject(new ClosedError("Uring"));
-    const refused = refusedBySignal(signal);
+    const refused = refusedBySignal(signal, op);
     if (refused !== null) return refused;
     let given: string, p: string;
     let given2: string | null = null, q: string | null = null;
@@ -2468,20 +2493,6 @@ export class Uring implements AsyncDisposable {
   }
 }
 
-/**
- * An argument error (`TypeError`, `RangeError`) thrown before anything was queued, as one whose
- * message starts with the name of the operation it refused (`read: position is out of range: -1`;
- * the original is its `cause`). Other errors, and messages that already name it, pass through.
- */
-function refusedArgument(op: string | undefined, e: unknown): unknown {
-  if (op === undefined || !(e instanceof TypeError || e instanceof RangeError)) return e;
-  if (e.message.startsWith(`${op}:`) || e.message.startsWith(`${op} `)) return e;
-  const message = `${op}: ${e.message}`;
-  return e instanceof RangeError
-    ? new RangeError(message, { cause: e })
-    : new TypeError(message, { cause: e });
-}
-
 function closedError(): Promise<never> {
   return Promise.reject(new ClosedError("Uring"));
 }
@@ -2570,12 +2581,15 @@ function resolvedFor(op: string, given: string): string {
  * A rejection for an operation whose `signal` option is not an `AbortSignal` (see
  * `abortSignalOption`) or has fired already; else null (`undefined` and `null` mean none).
  */
-function refusedBySignal(signal: unknown): Promise<never> | null {
+function refusedBySignal(signal: unknown, op: string): Promise<never> | null {
   let checked: AbortSignal | undefined;
   try {
     checked = abortSignalOption(signal);
   } catch (e) {
-    return Promise.reject(e);
+    // Options that are no object, or a signal that is no AbortSignal: refused as arguments are.
+    // What a getter threw goes out as it was.
+    const getters = signal instanceof SignalOptionThrew && !signal.ours;
+    return Promise.reject(getters ? e : refusedArgument(op, e));
   }
   return checked !== undefined && signalAborted(checked) ? Promise.reject(signalReason(checked)) : null;
 }

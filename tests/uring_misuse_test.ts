@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Uring } from "../mod.ts";
+import { alignedBuffer, AlignmentError, ClosedError, Uring } from "../mod.ts";
 import { skipKernel, tempDir } from "./_support.ts";
 
 Deno.test({
@@ -98,19 +98,19 @@ Deno.test({
     // liburing's fallocate(fd, mode, offset, length) order puts a number where the options go.
     await assert.rejects(
       uring.fallocate(file.fd, 0, 0, 4096 as never),
-      /^TypeError: options must be an object, got 4096$/,
+      /^TypeError: fallocate: options must be an object, got 4096$/,
     );
     await assert.rejects(file.readAt(new Uint8Array(1), 0, "fast" as never), /options must be an object/);
     // An array is no options object either, here as for the constructor and open().
     await assert.rejects(
       file.readAt(new Uint8Array(1), 0, [] as never),
-      /^TypeError: options must be an object, got an array$/,
+      /^TypeError: read: options must be an object, got an array$/,
     );
-    await assert.rejects(uring.nop([] as never), /^TypeError: options must be an object, got an array$/);
+    await assert.rejects(uring.nop([] as never), /^TypeError: nop: options must be an object, got an array$/);
     // A chain member's options follow the same rule (null: the defaults).
     await assert.rejects(
       uring.chain((c) => c.fsync(file.fd, [] as never)),
-      /^TypeError: options must be an object, got an array$/,
+      /^TypeError: fsync: options must be an object, got an array$/,
     );
     await assert.rejects(uring.chain((c) => c.fsync(file.fd, 5 as never)), /got 5$/);
     assert.deepEqual(await uring.chain((c) => c.fsync(file.fd, null as never)), [{ ok: true, value: 0 }]);
@@ -215,9 +215,53 @@ Deno.test({
       [() => uring.statx(""), /^TypeError: statx: path must not be empty$/],
       [() => uring.unlink(""), /^TypeError: unlink: path must not be empty$/],
       [() => uring.timeout(-1), /^RangeError: timeout must be a finite number of milliseconds/],
+      // (a re-check found these still nameless: checks before the operation's own)
+      [() => uring.openFd("x", -1), /^RangeError: open: flags must be an integer/],
+      [() => uring.mkdir("x", { mode: -1 }), /^RangeError: mkdir: mode must be an integer/],
+      [() => uring.symlink("", "x"), /^TypeError: symlink: target must be a non-empty string$/],
+      [() => uring.nop(5 as never), /^TypeError: nop: options must be an object, got 5$/],
+      [
+        () => uring.read(0, new Uint8Array(4), 0, { signal: {} as never }),
+        /^TypeError: read: signal must be/,
+      ],
+      [() => uring.fallocate(1, 0, 0, 4096 as never), /^TypeError: fallocate: options must be an object/],
+      [
+        () => uring.chain((c) => void c.read(0, new Uint8Array(4), -1)),
+        /^RangeError: read: position must not/,
+      ],
+      [() => uring.chain((c) => void c.openDirect("x", -1)), /^RangeError: open: index must be/],
     ];
     for (const [call, expected] of cases) await assert.rejects(call(), expected);
     const cause = await uring.statx("").catch((e) => e.cause);
     assert.match(String(cause), /^TypeError: path must not be empty$/, "the original is the cause");
+    // What a getter threw, and an abort's reason, go out as they were.
+    const thrown = new TypeError("from a getter");
+    const getter = {
+      get signal(): AbortSignal {
+        throw thrown;
+      },
+    };
+    assert.equal(await uring.nop(getter).catch((e) => e), thrown);
+    const reason = new TypeError("the reason");
+    assert.equal(await uring.nop({ signal: AbortSignal.abort(reason) }).catch((e) => e), reason);
+    // An O_DIRECT file's plain argument errors read as a plain file's; a misalignment stays an AlignmentError.
+    using dir = tempDir();
+    Deno.writeFileSync(`${dir.path}/d`, new Uint8Array(8192));
+    await using direct = await uring.open(`${dir.path}/d`, { read: true, direct: true }).catch(() => null);
+    if (direct !== null && direct.alignment !== null) {
+      using aligned = alignedBuffer(4096);
+      await assert.rejects(
+        direct.readAt(aligned.bytes, -1),
+        /^RangeError: read: position must not be negative/,
+      );
+      await assert.rejects(direct.readAt(aligned.bytes, 1), AlignmentError);
+    }
+    // After close, ClosedError comes first, whatever the arguments.
+    await uring.close();
+    for (
+      const call of [() => uring.openFd("x", -1), () => uring.mkdir("x", { mode: -1 }), () => uring.open("")]
+    ) {
+      await assert.rejects(call(), ClosedError);
+    }
   },
 });
