@@ -17,7 +17,8 @@ import { errno as errnoNumber } from "./errno.ts";
  * throws this; `copyRegular` looks at the source again and copies it anew.
  */
 export class SourceReplaced extends Error {
-  constructor(path: string) {
+  /** `counted`: the bytes of the attempt already counted as copied in the progress. */
+  constructor(path: string, readonly counted = 0) {
     super(`'${path}' was replaced while it was copied`);
   }
 }

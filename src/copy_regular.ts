@@ -79,9 +79,10 @@ export function copyRegular(
 }
 
 /**
- * After a copy whose source was replaced while it ran (the engine removed what it wrote): looks
- * at the source again and copies what is there now, as a copy started now would, up to
- * {@link REPLACED_RETRIES} times; then, or when it is no longer a regular file, fails.
+ * After a copy whose source was replaced while it ran (the engine removed what it wrote, of which
+ * it had counted `counted` bytes as copied): looks at the source again and copies what is there
+ * now, as a copy started now would, up to {@link REPLACED_RETRIES} times; then, or when it is no
+ * longer a regular file, fails.
  */
 async function copyReplaced(
   ctx: CopyContext,
@@ -90,6 +91,7 @@ async function copyReplaced(
   st: EntryStat,
   inPlace: boolean,
   attempt: number,
+  counted: number,
 ): Promise<number> {
   const again = attempt + 1;
   const replaced = (how: string) =>
@@ -103,6 +105,9 @@ async function copyReplaced(
   if (again > REPLACED_RETRIES) throw replaced(`${again} times in a row`);
   const now = await staged("stat-source", ctx.engine.stat(src, !st.noFollow, ctx));
   if (now.kind !== "file") throw replaced("by something that is not a regular file");
+  // The file's size in the total becomes the new one's, and the bytes the attempt counted as
+  // copied are more work done (progress never goes back): bytes and total meet at the end.
+  ctx.progress.totalBytes += counted + now.size - st.size;
   return copyRegular(ctx, src, dst, now, inPlace, again);
 }
 
@@ -121,7 +126,7 @@ function copyRegularOnce(
   const perm = copiedFilePerm(st.perm);
   const blocks = () => engine.copyData(src, st, tmp, perm, ctx);
   const small = engine.copySmall?.(src, st, tmp, perm, ctx);
-  const again = () => copyReplaced(ctx, src, dst, st, inPlace, attempt);
+  const again = (counted: number) => copyReplaced(ctx, src, dst, st, inPlace, attempt, counted);
   if (small === undefined) return finishRegular(ctx, dst, tmp, st, perm, inPlace, blocks(), again);
   const data = small.then((bytes) => bytes >= 0 ? bytes : blocks());
   if (!inPlace || ctx.needsChmod(perm) || ctx.options.preserve) {
@@ -139,7 +144,7 @@ function copyRegularOnce(
     return bytes;
   }, (e) => {
     doneWriting(tmp); // the engine removed what it had written
-    if (e instanceof SourceReplaced) return again();
+    if (e instanceof SourceReplaced) return again(e.counted);
     throw e;
   });
 }
@@ -156,7 +161,7 @@ async function finishRegular(
   perm: number,
   inPlace: boolean,
   data: Promise<number>,
-  again: () => Promise<number>,
+  again: (counted: number) => Promise<number>,
 ): Promise<number> {
   const engine = ctx.engine;
   let bytes: number;
@@ -164,7 +169,7 @@ async function finishRegular(
     bytes = await data; // (a failure: the engine removed what it had written)
   } catch (e) {
     doneWriting(tmp);
-    if (e instanceof SourceReplaced) return again();
+    if (e instanceof SourceReplaced) return again(e.counted);
     throw e;
   }
   try {

@@ -403,7 +403,9 @@ export class UringEngine implements Engine {
       staged("close", this.#closeFd(dstFd, ctx)),
     ]);
     if (failure === undefined && closeOut.status === "rejected") failure = closeOut.reason;
-    if (failure === undefined && replacedSince(this.#sys, src, srcStat)) return this.#replaced(src, tmp);
+    if (failure === undefined && replacedSince(this.#sys, src, srcStat)) {
+      return this.#replaced(src, tmp, copied);
+    }
     if (failure !== undefined) {
       await this.#removeIncomplete(tmp, ctx);
       throw failure;
@@ -411,10 +413,14 @@ export class UringEngine implements Engine {
     return copied;
   }
 
-  /** Removes `tmp`, written from a source that was replaced meanwhile, and says so (see `SourceReplaced`). */
-  async #replaced(src: string, tmp: string): Promise<never> {
+  /**
+   * Removes `tmp`, written from a source that was replaced meanwhile, and says so (see
+   * `SourceReplaced`); `counted`: its bytes already counted in the progress (the block path counts
+   * each write; a chain counts its file only once it is known to be whole).
+   */
+  async #replaced(src: string, tmp: string, counted = 0): Promise<never> {
     await this.#removeIncomplete(tmp);
-    throw new SourceReplaced(src);
+    throw new SourceReplaced(src, counted);
   }
 
   /**

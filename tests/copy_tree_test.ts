@@ -673,11 +673,19 @@ for (
   });
 }
 
-for (const [preserve, saves] of [[false, 1], [true, 1], [false, 2]] as const) {
+for (
+  const [preserve, saves, blocks] of [[false, 1, false], [true, 1, false], [false, 2, false], [
+    false,
+    1,
+    true,
+  ]] as const
+) {
   Deno.test({
     name: `copyTree${preserve ? " (preserve)" : ""}: files replaced (renamed over${
       saves > 1 ? " twice: ext4 gives the first inode number back" : ""
-    }) after the walk looked at them are copied whole, old or new`,
+    }) after the walk looked at them are copied whole, old or new${
+      blocks ? " (files of several blocks)" : ""
+    }`,
     ignore: skipKernel(),
     fn: async () => {
       // The copy took each file's size when it looked at it, and copied that many bytes of
@@ -688,14 +696,19 @@ for (const [preserve, saves] of [[false, 1], [true, 1], [false, 2]] as const) {
       using dir = tempDir();
       const src = `${dir.path}/src`;
       Deno.mkdirSync(src);
-      const OLD = "old version\n", NEW = "new version, longer: " + "x".repeat(3000) + "\n";
+      // (Several blocks: the block path, which counts each write's bytes as it goes.)
+      const OLD = blocks ? "o".repeat(3 * 4096 + 5) : "old version\n";
+      const NEW = "new version, longer: " + "x".repeat(blocks ? 5 * 4096 : 3000) + "\n";
       const N = 40;
       for (let i = 0; i < N; i++) Deno.writeTextFileSync(`${src}/f${i}`, OLD);
       let replaced = false;
+      let last: CopyProgress | undefined;
       const result = await copyTree(src, `${dir.path}/dst`, {
         preserve,
         queueDepth: 6,
+        ...(blocks ? { blockSize: 4096 } : {}),
         onProgress: (p) => {
+          last = { ...p };
           if (replaced || p.files < 1) return;
           replaced = true; // the first file is done: replace every source file, as an editor saves
           // Not within the millisecond the walk looked at them in: a version born in that same
@@ -724,6 +737,8 @@ for (const [preserve, saves] of [[false, 1], [true, 1], [false, 2]] as const) {
       }
       assert.ok(fresh > 0, "some files were copied after they were replaced");
       assert.deepEqual([result.files, result.bytes], [N, bytes]);
+      // A file copied anew counted its bytes twice against its size once (bytes > totalBytes).
+      assert.equal(last?.bytes, last?.totalBytes, "progress: the redone files' bytes are in the total too");
       assert.deepEqual(Deno.readDirSync(`${dir.path}/dst`).toArray().length, N, "no temporary files left");
     },
   });
