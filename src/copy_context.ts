@@ -397,8 +397,14 @@ export class CopyContext implements EngineContext {
     this.#report(undefined);
   }
 
-  /** Counts a finished file (with its `bytes`) or symlink and reports progress. */
-  fileDone(path: string, bytes: number): void {
+  /**
+   * Counts a finished file (with its `bytes`; `expected`: the size the total has for it) or
+   * symlink and reports progress.
+   */
+  fileDone(path: string, bytes: number, expected = bytes): void {
+    // A file that grew or shrank since it was looked at (one looked at as empty is read to its
+    // end): its bytes in the total become those it had.
+    this.progress.totalBytes += bytes - expected;
     this.progress.files++;
     this.#doneBytes += bytes;
     this.#report(path);

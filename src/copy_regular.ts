@@ -140,7 +140,7 @@ function copyRegularOnce(
       });
     }
     doneWriting(tmp);
-    ctx.fileDone(dst, bytes);
+    ctx.fileDone(dst, bytes, st.size);
     return bytes;
   }, (e) => {
     doneWriting(tmp); // the engine removed what it had written
@@ -187,7 +187,7 @@ async function finishRegular(
       await engine.unlink(tmp).catch(() => {});
       throw e;
     }
-    ctx.fileDone(dst, bytes);
+    ctx.fileDone(dst, bytes, st.size);
     return bytes;
   } finally {
     doneWriting(tmp); // complete, or removed

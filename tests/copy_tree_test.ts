@@ -766,3 +766,40 @@ Deno.test({
     assert.throws(() => statNow(sys, `${dir.path}/missing`, false, true), Deno.errors.NotFound);
   },
 });
+
+Deno.test({
+  name: "copyTree: progress ends with bytes equal to totalBytes when files grew or shrank after the walk",
+  ignore: skipKernel(),
+  fn: async () => {
+    // A file looked at as empty is read to its end: its bytes went into `bytes` but never into
+    // `totalBytes` (a probe: 41 of 300 copyFiles ended at 40000 of 0 bytes). One that shrank
+    // copies what it has.
+    using dir = tempDir();
+    const src = `${dir.path}/src`;
+    Deno.mkdirSync(src);
+    const N = 24;
+    for (let i = 0; i < N; i++) Deno.writeFileSync(`${src}/f${i}`, new Uint8Array(i % 2 ? 5000 : 0).fill(1));
+    let changed = false;
+    let last: CopyProgress | undefined;
+    const result = await copyTree(src, `${dir.path}/dst`, {
+      queueDepth: 6,
+      blockSize: 4096,
+      onProgress: (p) => {
+        last = { ...p };
+        if (changed || p.files < 1) return;
+        changed = true; // in place (same inode: not a replacement): empty ones grow, others shrink
+        for (let i = 0; i < N; i++) {
+          if (i % 2) Deno.truncateSync(`${src}/f${i}`, 100);
+          else Deno.writeFileSync(`${src}/f${i}`, new Uint8Array(3000).fill(2));
+        }
+      },
+    });
+    assert.ok(changed);
+    let onDisk = 0;
+    for (let i = 0; i < N; i++) onDisk += Deno.statSync(`${dir.path}/dst/f${i}`).size;
+    assert.equal(result.bytes, onDisk);
+    assert.ok(last !== undefined && last.files === N);
+    assert.equal(last.bytes, last.totalBytes, "bytes and totalBytes meet at the end");
+    assert.equal(last.bytes, onDisk);
+  },
+});
