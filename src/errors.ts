@@ -93,14 +93,33 @@ export class ClosedError extends Error {
 }
 
 /**
- * An argument error (a plain `TypeError` or `RangeError`) thrown before anything was queued, as one
- * whose message starts with the name of the operation it refused (`read: position is out of range:
- * -1`; the original is its `cause`). Other errors (subclasses such as `AlignmentError` among them),
- * and messages that already name it, pass through.
+/** The directory of this module's source files (their URLs start with it). */
+const SOURCE_DIR = new URL("./", import.meta.url).href;
+
+/**
+ * Whether `e` was made by this module's own code: the first frame of its stack is in one of its
+ * files. An error a caller's getter threw while its argument was read is the caller's, and keeps
+ * its identity.
+ */
+function madeHere(e: Error): boolean {
+  const stack = e.stack;
+  if (typeof stack !== "string") return false;
+  const frame = stack.indexOf("\n    at ");
+  if (frame < 0) return false;
+  const end = stack.indexOf("\n", frame + 1);
+  return stack.slice(frame, end < 0 ? stack.length : end).includes(SOURCE_DIR);
+}
+
+/**
+ * An argument error (a plain `TypeError` or `RangeError` this module threw) refused before
+ * anything was queued, as one whose message starts with the name of the operation it refused
+ * (`read: position is out of range: -1`; the original is its `cause`). Other errors pass through:
+ * subclasses such as `AlignmentError`, what a caller's getter threw, and messages that already name
+ * the operation.
  */
 export function refusedArgument(op: string, e: unknown): unknown {
   const plain = e instanceof Error && (e.constructor === TypeError || e.constructor === RangeError);
-  if (!plain) return e;
+  if (!plain || !madeHere(e)) return e;
   if (e.message.startsWith(`${op}:`) || e.message.startsWith(`${op} `)) return e;
   const message = `${op}: ${e.message}`;
   return e instanceof RangeError

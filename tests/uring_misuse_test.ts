@@ -242,6 +242,21 @@ Deno.test({
       },
     };
     assert.equal(await uring.nop(getter).catch((e) => e), thrown);
+    // (also from other arguments' getters: the error is the caller's, not an argument refused)
+    const mode = {
+      get mode(): number {
+        throw thrown;
+      },
+    };
+    assert.equal(await uring.mkdir("x", mode).catch((e) => e), thrown);
+    const bufs = [new Uint8Array(4)];
+    Object.defineProperty(bufs, 0, {
+      get: () => {
+        throw thrown;
+      },
+    });
+    assert.equal(await uring.readv(0, bufs, 0).catch((e) => e), thrown);
+    assert.equal(await uring.chain((c) => void c.readv(0, bufs, 0)).catch((e) => e), thrown);
     const reason = new TypeError("the reason");
     assert.equal(await uring.nop({ signal: AbortSignal.abort(reason) }).catch((e) => e), reason);
     // An O_DIRECT file's plain argument errors read as a plain file's; a misalignment stays an AlignmentError.
