@@ -14,13 +14,10 @@ const REASON = Object.getOwnPropertyDescriptor(AbortSignal.prototype, "reason")!
 const ADD_LISTENER = EventTarget.prototype.addEventListener;
 const REMOVE_LISTENER = EventTarget.prototype.removeEventListener;
 
-/**
- * What reading an operation's `signal` option threw (a getter), or the refusal of options that are
- * no object (`ours`): the operation rejects with it.
- */
+/** What reading an operation's `signal` option threw (a getter): the operation rejects with it. */
 export class SignalOptionThrew {
-  /** Wraps what was thrown; `ours`: the library's own refusal, not a getter's error. */
-  constructor(readonly thrown: unknown, readonly ours = false) {}
+  /** Wraps what the getter threw. */
+  constructor(readonly thrown: unknown) {}
 }
 
 /**
@@ -34,7 +31,7 @@ export function signalOption(
   const notObject = notAnOptionsObject(options);
   if (notObject !== null) {
     // (`fallocate(fd, mode, offset, length)` in liburing's order puts a number here)
-    return new SignalOptionThrew(new TypeError(`options must be an object, got ${notObject}`), true);
+    return new SignalOptionThrew(new TypeError(`options must be an object, got ${notObject}`));
   }
   try {
     return options.signal;

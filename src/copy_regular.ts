@@ -106,7 +106,7 @@ async function copyReplaced(
   const now = await staged("stat-source", ctx.engine.stat(src, !st.noFollow, ctx));
   if (now.kind !== "file") throw replaced("by something that is not a regular file");
   // The file's size in the total becomes the new one's, and the bytes the attempt counted as
-  // copied are more work done (progress never goes back): bytes and total meet at the end.
+  // copied are more work done (`bytes` never goes back): bytes and total meet at the end.
   ctx.progress.totalBytes += counted + now.size - st.size;
   return copyRegular(ctx, src, dst, now, inPlace, again);
 }

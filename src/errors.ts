@@ -92,7 +92,6 @@ export class ClosedError extends Error {
   }
 }
 
-/**
 /** The directory of this module's source files (their URLs start with it). */
 const SOURCE_DIR = new URL("./", import.meta.url).href;
 

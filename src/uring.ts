@@ -39,7 +39,6 @@ import {
   listenAbort,
   signalAborted,
   signalOption,
-  SignalOptionThrew,
   signalReason,
   unlistenAbort,
 } from "./abort.ts";
@@ -2586,10 +2585,9 @@ function refusedBySignal(signal: unknown, op: string): Promise<never> | null {
   try {
     checked = abortSignalOption(signal);
   } catch (e) {
-    // Options that are no object, or a signal that is no AbortSignal: refused as arguments are.
-    // What a getter threw goes out as it was.
-    const getters = signal instanceof SignalOptionThrew && !signal.ours;
-    return Promise.reject(getters ? e : refusedArgument(op, e));
+    // Options that are no object, or a signal that is no AbortSignal: refused as arguments are
+    // (what a getter threw goes out as it was: see refusedArgument).
+    return Promise.reject(refusedArgument(op, e));
   }
   return checked !== undefined && signalAborted(checked) ? Promise.reject(signalReason(checked)) : null;
 }
