@@ -57,8 +57,10 @@ class TreeCopy {
   readonly pending = new Semaphore(MAX_PENDING_FILES);
   readonly listings = new Semaphore(READDIR_CONCURRENCY);
   /**
-   * Look at source entries with a synchronous `statx` on this thread (io_uring's engine, see
-   * {@link TreeCopy.entry}); Deno's engine looks with its asynchronous `lstat`.
+   * Look at source entries with a synchronous `statx` on this thread (io_uring's engine: a cached
+   * `statx` is a few µs inline, where IORING_OP_STATX always goes to an io-wq worker thread, a
+   * context switch and a wake-up per file; see {@link TreeCopy.walkNow}); Deno's engine looks with
+   * its asynchronous `lstat`.
    */
   readonly syncStat: boolean;
   /** Device and inode of the destination's top directory, once made or found (see reachedDest). */
@@ -301,17 +303,16 @@ class TreeCopy {
     });
   }
 
-  /** Handles one entry of a directory being walked. */
+  /**
+   * Handles one entry of a directory being walked by {@link TreeCopy.walk} (Deno's engine, which
+   * looks with its asynchronous `lstat`; io_uring's walks in {@link TreeCopy.walkNow}).
+   */
   async entry(src: string, dst: string, merging: boolean): Promise<void> {
     const ctx = this.ctx;
     if (ctx.stopping) return;
     let st: EntryStat;
     try {
-      // A cached statx is a few microseconds inline, while IORING_OP_STATX always goes to an
-      // io-wq worker thread (a context switch and a wake-up per file).
-      st = this.syncStat
-        ? lstatNow(ctx.engine, src)
-        : await staged("stat-source", ctx.engine.stat(src, false, ctx));
+      st = await staged("stat-source", ctx.engine.stat(src, false, ctx));
     } catch (e) {
       this.fail(e, src, dst);
       return;
