@@ -2518,8 +2518,8 @@ const OK_ZERO: ChainResult = Object.freeze({ ok: true, value: 0 });
 
 /**
  * Whether a member's success has a result known in advance, so a chain may skip its CQE: 0, or
- * for a read or write its full length (a short one fails the link and posts its CQE). Only
- * operations older than `IOSQE_CQE_SKIP_SUCCESS` (5.17) itself.
+ * for a read, write or splice its full length (a short one fails the link and posts its CQE).
+ * Only operations older than `IOSQE_CQE_SKIP_SUCCESS` (5.17) itself.
  */
 function succeedsAsAsked(kind: number): boolean {
   switch (kind) {
@@ -2531,6 +2531,7 @@ function succeedsAsAsked(kind: number): boolean {
     case K_CLOSE:
     case K_OPEN_DIRECT:
     case K_CLOSE_DIRECT:
+    case K_SPLICE:
       return true;
     default:
       return false;
@@ -2541,6 +2542,7 @@ function succeedsAsAsked(kind: number): boolean {
 function askedResult(slot: Slot): ChainResult {
   // The length when the chain was called (a length-tracking view may have grown since).
   if (slot.kind === K_READ || slot.kind === K_WRITE) return { ok: true, value: slot.bufLength };
+  if (slot.kind === K_SPLICE && slot.len > 0) return { ok: true, value: slot.len };
   return OK_ZERO;
 }
 

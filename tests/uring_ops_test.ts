@@ -1145,6 +1145,72 @@ ringTest(
 );
 
 ringTest(
+  "Uring: a chain of splices posts one CQE; a short splice posts its own and cancels the rest",
+  async (config) => {
+    // A splice that moves fewer bytes than asked fails the link and posts its CQE (5.7), so a
+    // chain of splices needs only its last member's CQE: the copy's chains of 2 × 16 splices
+    // woke the event loop once per member before.
+    using dir = tempDir();
+    await using uring = new Uring(uringOptions(config, { entries: 16 }));
+    if (!uring.ring.hasFeature(IORING_FEAT_CQE_SKIP)) return; // before 5.17 every member posts its CQE
+    const src = `${dir.path}/src`, dst = `${dir.path}/dst`;
+    Deno.writeTextFileSync(src, "0123456789");
+    const from = await uring.open(src, { read: true });
+    const to = await uring.open(dst, { write: true, create: true });
+    const [r, w] = pipe();
+    try {
+      const cqes = () => uring.stats.cqes;
+      // Two chunks of 4 bytes, file → pipe → file: every member moves what it asked.
+      let before = cqes();
+      const ok = await uring.chain((c) =>
+        c.splice(from.fd, 0, w, -1, 4).splice(r, -1, to.fd, 0, 4)
+          .splice(from.fd, 4, w, -1, 4).splice(r, -1, to.fd, 4, 4)
+      );
+      assert.equal(cqes() - before, 1);
+      assert.deepEqual(ok.map((m) => m.ok ? m.value : m.error), [4, 4, 4, 4]);
+      assert.equal(Deno.readTextFileSync(dst), "01234567");
+
+      // The source ends 2 bytes into the next chunk: that splice is short, the rest cancelled.
+      before = cqes();
+      const short = await uring.chain((c) =>
+        c.splice(from.fd, 8, w, -1, 4).splice(r, -1, to.fd, 8, 4)
+          .splice(from.fd, 12, w, -1, 4).splice(r, -1, to.fd, 12, 4)
+      );
+      assert.equal(cqes() - before, 1);
+      assert.deepEqual(short.map((m) => m.ok ? m.value : (m.error as OsError).code), [
+        2,
+        "ECANCELED",
+        "ECANCELED",
+        "ECANCELED",
+      ]);
+      // The 2 bytes wait in the pipe (the splice out of it never ran).
+      assert.equal(await uring.splice(r, -1, to.fd, 8, 2), 2);
+      assert.equal(Deno.readTextFileSync(dst), "0123456789");
+
+      // A failure in the middle, and a member of 0 bytes (which moves what it asked: nothing).
+      before = cqes();
+      const failed = await uring.chain((c) =>
+        c.splice(from.fd, 0, w, -1, 0).splice(from.fd, 0, w, -1, 3).splice(r, -1, 1 << 20, 0, 3)
+          .splice(from.fd, 0, w, -1, 1)
+      );
+      assert.equal(cqes() - before, 1);
+      assert.deepEqual(failed.map((m) => m.ok ? m.value : (m.error as OsError).code), [
+        0,
+        3,
+        "EBADF",
+        "ECANCELED",
+      ]);
+      assert.equal(uring.pending, 0);
+    } finally {
+      sysClose(r);
+      sysClose(w);
+      await from.close();
+      await to.close();
+    }
+  },
+);
+
+ringTest(
   "Uring: a chain opens, reads, writes and closes direct descriptors in one submission",
   async (config) => {
     using dir = tempDir();
