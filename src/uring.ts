@@ -551,7 +551,7 @@ export class Uring implements AsyncDisposable {
   #closed = false;
   /** Whether the Uring failed (`#fail`): the kernel may still hold its operations. */
   #failed = false;
-  /** Chains a file close cancels and waits for (see `#retryChainCancels`). */
+  /** Chains an abort or a file close cancels until they settle (see `#retryChainCancels`). */
   readonly #chainsCancelling = new Set<ChainState>();
   #chainCancelDelay = CHAIN_CANCEL_RETRY_MS;
   #chainCancelTimer: ReturnType<typeof setTimeout> | undefined;
@@ -2205,7 +2205,7 @@ export class Uring implements AsyncDisposable {
       return;
     }
     chain.aborted = true;
-    this.#cancelChainInRing(chain);
+    this.#cancelChainUntilSettled(chain);
   }
 
   /**
@@ -2281,20 +2281,28 @@ export class Uring implements AsyncDisposable {
       for (const member of chain.slots) {
         if (member.chain === chain && member.state === IN_RING) watchSlot(member); // (else: freed)
       }
-      this.#cancelChainInRing(chain);
-      // A member not issued yet (waiting for the one before) is not found by this cancel: ask
-      // again until the chain has settled.
-      this.#chainsCancelling.add(chain);
-      this.#chainCancelDelay = CHAIN_CANCEL_RETRY_MS;
-      clearTimeout(this.#chainCancelTimer);
-      this.#chainCancelTimer = setTimeout(this.#retryChainCancels, CHAIN_CANCEL_RETRY_MS);
+      this.#cancelChainUntilSettled(chain);
     }
     return watch;
   }
 
   /**
-   * Asks the kernel again to cancel the members still in it of the chains a file close cancels
-   * (their next member may have been issued since), on a timer of its own that backs off from
+   * Cancels `chain`'s members in the ring, and asks again until the chain has settled: a member
+   * not issued yet (waiting behind one that ignores the cancel, such as a write to a regular
+   * file) is not found by the first cancel, and once issued it may block for good (a splice
+   * from an empty pipe). An abort and a file close both need it.
+   */
+  #cancelChainUntilSettled(chain: ChainState): void {
+    this.#cancelChainInRing(chain);
+    this.#chainsCancelling.add(chain);
+    this.#chainCancelDelay = CHAIN_CANCEL_RETRY_MS;
+    clearTimeout(this.#chainCancelTimer);
+    this.#chainCancelTimer = setTimeout(this.#retryChainCancels, CHAIN_CANCEL_RETRY_MS);
+  }
+
+  /**
+   * Asks the kernel again to cancel the members still in it of the chains an abort or a file
+   * close cancels (their next member may have been issued since), on a timer of its own that backs off from
    * 2 ms to `WAIT_MS` (a wait parked meanwhile may last `WAIT_MS`), until those chains settle.
    */
   readonly #retryChainCancels = (): void => {

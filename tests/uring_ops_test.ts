@@ -1145,6 +1145,45 @@ ringTest(
 );
 
 ringTest(
+  "Uring: an aborted chain settles even when its running member ignores the cancel and the next blocks",
+  async (config) => {
+    // The abort's one round of cancels cannot reach a member still waiting behind a write to a
+    // regular file (which runs to its end); once issued, a splice from an empty pipe blocks for
+    // good. Before, such a chain never settled (its promise hung, `pending` stayed up); now the
+    // cancels are asked again until it settles, as a file close does.
+    using dir = tempDir();
+    await using uring = new Uring(uringOptions(config));
+    const file = await uring.open(`${dir.path}/big`, { write: true, create: true });
+    const [r, w] = pipe();
+    try {
+      const big = new Uint8Array(64 << 20).fill(7);
+      const ac = new AbortController();
+      const chain = uring.chain(
+        (c) => c.write(file.fd, big, 0).fsync(file.fd).splice(r, -1, file.fd, 0, 10).nop(),
+        { signal: ac.signal, async: true },
+      );
+      // Abort once the write is running (the file has grown): the kernel cannot stop it.
+      await sleep(1);
+      const deadline = performance.now() + 5000;
+      while (Deno.statSync(`${dir.path}/big`).size === 0 && performance.now() < deadline) { /* wait */ }
+      ac.abort();
+      const outcome = await Promise.race([
+        chain.then(() => "resolved", (e) => (e as Error).name),
+        sleep(10_000).then(() => "still pending 10 s after the abort"),
+      ]);
+      assert.equal(outcome, "AbortError");
+      assert.equal(uring.pending, 0);
+      // (The scenario: the write had started, so it ran to its end despite the abort.)
+      assert.equal(Deno.statSync(`${dir.path}/big`).size, big.length, "the write ran, uncancelled");
+    } finally {
+      sysClose(w); // (a splice left blocked would end here, with 0 bytes)
+      sysClose(r);
+      await file.close();
+    }
+  },
+);
+
+ringTest(
   "Uring: a chain of splices posts one CQE; a short splice posts its own and cancels the rest",
   async (config) => {
     // A splice that moves fewer bytes than asked fails the link and posts its CQE (5.7), so a
