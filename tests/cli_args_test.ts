@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { HELP, parseCpArgs, parseSize } from "../src/cli/args.ts";
+import { HELP, parseCpArgs, parseSize, workingDirectory } from "../src/cli/args.ts";
 import { DEFAULT_BLOCK_SIZE, DEFAULT_QUEUE_DEPTH } from "../src/copy_options.ts";
 
 Deno.test("cp args: parseSize accepts bytes and binary units, rejects the rest", () => {
@@ -124,4 +124,16 @@ Deno.test("cp args: help and usage errors", () => {
   ) {
     assert.ok(HELP.includes(flag), `--help mentions ${flag}`);
   }
+});
+
+Deno.test("cp args: --cwd given again is taken from the one before; an empty one is ignored", () => {
+  assert.equal(workingDirectory([]), undefined);
+  assert.equal(workingDirectory(["rel"]), "rel");
+  assert.equal(workingDirectory(["/home/u", "sub"]), "/home/u/sub");
+  assert.equal(workingDirectory(["/", "sub"]), "/sub");
+  assert.equal(workingDirectory(["/home/u/", "../v"]), "/home/u/../v");
+  assert.equal(workingDirectory(["/home/u", "/abs"]), "/abs");
+  assert.equal(workingDirectory(["/home/u", ""]), "/home/u");
+  const parsed = parseCpArgs(["--cwd", "/home/u", "--cwd", "sub", "a", "b"]);
+  assert.equal(parsed.kind === "copy" && parsed.args.cwd, "/home/u/sub");
 });

@@ -36,7 +36,11 @@ export interface CpArgs {
   progress: boolean | undefined;
   /** `-q`: no progress, no warnings; errors only. */
   quiet: boolean;
-  /** `--cwd DIR`: resolve relative paths against DIR (`deno task` runs in the project root). */
+  /**
+   * `--cwd DIR`: resolve relative paths against DIR (`deno task` runs in the project root). Given
+   * more than once (the task passes the user's directory, and the user may add one), a relative
+   * DIR is taken from the one before; an empty one is ignored.
+   */
   cwd: string | undefined;
   /** `--direct`: O_DIRECT on both sides (bypass the page cache). */
   direct: boolean;
@@ -86,7 +90,7 @@ Options:
       --no-progress      never show the progress bar
   -q, --quiet            print nothing but errors
       --cwd DIR          resolve relative paths against DIR (deno task cp passes the
-                         directory it was started in)
+                         directory it was started in; a relative DIR is taken from there)
   -h, --help             show this help and exit
 
 A file that cannot be completed (error, Ctrl-C, SIGTERM, SIGHUP) is removed; a file that replaces or joins
@@ -173,7 +177,7 @@ export function parseCpArgs(argv: readonly string[]): ParsedArgs {
         progress: { type: "boolean" },
         quiet: { type: "boolean", short: "q" },
         help: { type: "boolean", short: "h" },
-        cwd: { type: "string" },
+        cwd: { type: "string", multiple: true },
         direct: { type: "boolean" },
         splice: { type: "boolean" },
       },
@@ -221,9 +225,22 @@ export function parseCpArgs(argv: readonly string[]): ParsedArgs {
       force: v.force ?? false,
       progress: v.quiet ? false : v.progress,
       quiet: v.quiet ?? false,
-      cwd: v.cwd === "" ? undefined : v.cwd,
+      cwd: workingDirectory(v.cwd ?? []),
       direct: v.direct ?? false,
       splice: v.splice ?? true,
     },
   };
+}
+
+/**
+ * The directory several `--cwd` options name: each relative one is taken from the one before it
+ * (the first from the process's own directory); empty ones are ignored. Undefined when none.
+ */
+export function workingDirectory(dirs: readonly string[]): string | undefined {
+  let cwd: string | undefined;
+  for (const dir of dirs) {
+    if (dir === "") continue;
+    cwd = cwd === undefined || dir.startsWith("/") ? dir : `${cwd.endsWith("/") ? cwd : `${cwd}/`}${dir}`;
+  }
+  return cwd;
 }

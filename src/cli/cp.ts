@@ -38,6 +38,23 @@ function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): voi
   while (bytes.length > 0) bytes = bytes.subarray(file.writeSync(bytes));
 }
 
+/**
+ * Writes to `file`, or from its first failure on, nothing: a closed pipe (`cp --progress … | head`)
+ * or a terminal gone must not end a copy partway (Deno ignores SIGPIPE, so the write throws
+ * `BrokenPipe`). The exit status still tells how the copy went.
+ */
+function streamWriter(file: { writeSync(p: Uint8Array): number }): (text: string) => void {
+  let broken = false;
+  return (text) => {
+    if (broken) return;
+    try {
+      writeAll(file, text);
+    } catch {
+      broken = true;
+    }
+  };
+}
+
 /** The real standard streams. */
 export function processIo(): CpIo {
   let columns = 80;
@@ -50,8 +67,8 @@ export function processIo(): CpIo {
     }
   }
   return {
-    out: (text) => writeAll(Deno.stdout, text),
-    err: (text) => writeAll(Deno.stderr, text),
+    out: streamWriter(Deno.stdout),
+    err: streamWriter(Deno.stderr),
     isTerminal,
     columns,
   };
@@ -118,6 +135,20 @@ function isAbortError(e: unknown): boolean {
 const STOP_SIGNALS = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
 type StopSignal = keyof typeof STOP_SIGNALS;
 
+/**
+ * A repeat of the stopping signal within this many ms is the same event, not a second one:
+ * under `deno task` one Ctrl-C arrives twice (the terminal sends it to the whole process group,
+ * and `deno task` forwards its own copy to the child).
+ */
+const SAME_SIGNAL_MS = 100;
+
+/** Deno's advice when a path needs `--allow-all` (under `/dev`, `/proc` or `/sys`). */
+const ALLOW_ALL_HINT = "run again with the --allow-all flag";
+
+/** That advice for this CLI: `deno task cp` fixes its own flags, so the user cannot follow Deno's. */
+const allowAllHint = "which deno task cp does not have: run deno run -A " +
+  `${decodeURIComponent(new URL(import.meta.url).pathname)} instead`;
+
 /** Whether `path` is a symlink (not followed); false when it is missing or cannot be looked at. */
 function isSymlink(path: string): boolean {
   try {
@@ -169,7 +200,9 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
   let failures = 0;
   const fail = (message: string) => {
     bar?.clear();
-    io.err(`cp: ${oneLine(message).replace(OVERWRITE_HINT, "use -f/--force to replace it")}\n`);
+    const text = oneLine(message).replace(OVERWRITE_HINT, "use -f/--force to replace it")
+      .replace(ALLOW_ALL_HINT, allowAllHint);
+    io.err(`cp: ${text}\n`);
     failures++;
   };
 
@@ -194,7 +227,9 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
   const controller = new AbortController();
   /** The signal that stopped the copy, or null. */
   let interrupted: StopSignal | null = null;
+  let interruptedAt = 0;
   const onSignal = (signal: StopSignal) => {
+    if (interrupted === signal && performance.now() - interruptedAt < SAME_SIGNAL_MS) return;
     if (interrupted !== null) {
       // A second signal: leave now, without waiting for the copy to clean up. The files still
       // being written go first, so that none is left looking complete.
@@ -202,6 +237,7 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
       Deno.exit(STOP_SIGNALS[interrupted]);
     }
     interrupted = signal;
+    interruptedAt = performance.now();
     controller.abort(new DOMException(`interrupted by ${signal}`, "AbortError"));
   };
   const listeners = new Map<StopSignal, () => void>();
@@ -223,6 +259,10 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
       return 1;
     }
     const done = { bytes: 0, files: 0, totalBytes: 0, totalFiles: 0 };
+    /** What this run has copied where, as `destination NUL dev:ino-of-source`. */
+    const copied = new Set<string>();
+    /** The files this run has written (not directories: those merge), by destination. */
+    const filesWritten = new Set<string>();
     for (let i = 0; i < args.sources.length && interrupted === null; i++) {
       const src = args.sources[i];
       const dst = intoDir ? intoDirectory(args.destination, src) : args.destination;
@@ -257,6 +297,22 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
         continue;
       }
       const srcInfo = await statOrNull(src);
+      const copy = srcInfo === null ? "" : `${dst}\0${srcInfo.dev}:${srcInfo.ino}`;
+      // Two sources for one destination in this run, as GNU cp: the same one again is skipped
+      // with a warning; another file would replace the file this run just wrote (-f or not), so
+      // it is refused. Directories merge, as in GNU cp.
+      if (srcInfo !== null && copied.has(copy)) {
+        if (!args.quiet) {
+          bar?.clear();
+          const what = srcInfo.isDirectory ? "directory" : "file";
+          io.err(`cp: warning: source ${what} '${oneLine(src)}' specified more than once\n`);
+        }
+        continue;
+      }
+      if (srcInfo !== null && !srcInfo.isDirectory && filesWritten.has(dst)) {
+        fail(`will not overwrite just-created '${dst}' with '${src}'`);
+        continue;
+      }
       try {
         if (srcInfo?.isDirectory) {
           if (!args.recursive) {
@@ -269,9 +325,12 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
             fail(`cannot copy '${src}' to '${dst}': destination '${dst}' is a symlink, not a directory`);
             continue;
           }
+          copied.add(copy); // (also when some of it fails: it was copied into)
           await copyTree(src, dst, { ...options, continueOnError: true });
         } else {
           await copyFile(src, dst, options);
+          copied.add(copy);
+          filesWritten.add(dst);
         }
       } catch (e) {
         if (isAbortError(e) || interrupted !== null) {
