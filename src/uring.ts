@@ -2302,8 +2302,9 @@ export class Uring implements AsyncDisposable {
 
   /**
    * Asks the kernel again to cancel the members still in it of the chains an abort or a file
-   * close cancels (their next member may have been issued since), on a timer of its own that backs off from
-   * 2 ms to `WAIT_MS` (a wait parked meanwhile may last `WAIT_MS`), until those chains settle.
+   * close cancels (their next member may have been issued since), on a timer of its own that
+   * backs off from 2 ms to `WAIT_MS` (a wait parked meanwhile may last `WAIT_MS`), until those
+   * chains settle.
    */
   readonly #retryChainCancels = (): void => {
     this.#chainCancelTimer = undefined;
