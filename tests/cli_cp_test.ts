@@ -474,6 +474,26 @@ Deno.test({
     assert.deepEqual(lines(twice.stderr), ["cp: warning: source file './p/x' specified more than once"]);
     assert.equal(Deno.readTextFileSync(`${dir.path}/e/x`), "from p");
 
+    // The same file by another entry (a hard link, a symlink) is another source, as in GNU cp; a
+    // file named with a trailing slash is refused, not taken for a repeat.
+    for (const d of ["hard", "soft", "f", "g", "h"]) Deno.mkdirSync(`${dir.path}/${d}`);
+    Deno.linkSync(`${dir.path}/p/x`, `${dir.path}/hard/x`);
+    Deno.symlinkSync("../p/x", `${dir.path}/soft/x`);
+    for (const [other, into] of [["hard/x", "f"], ["soft/x", "g"]]) {
+      const r = await runCp(["p/x", other, into], { cwd: dir.path });
+      assert.equal(r.code, 1, r.stderr);
+      assert.deepEqual(lines(r.stderr), [`cp: will not overwrite just-created '${into}/x' with '${other}'`]);
+    }
+    const slash = await runCp(["p/x", "p/x/", "h"], { cwd: dir.path });
+    assert.equal(slash.code, 1);
+    assert.match(lines(slash.stderr)[0], /is not a directory/);
+    // A source that failed is not tried again (as GNU cp): one error, then the warning.
+    const failedTwice = await runCp(["p/x", "p/x", "d"], { cwd: dir.path }); // d/x exists, no -f
+    assert.equal(failedTwice.code, 1);
+    assert.equal(lines(failedTwice.stderr).length, 2, failedTwice.stderr);
+    assert.match(lines(failedTwice.stderr)[0], /already exists/);
+    assert.equal(lines(failedTwice.stderr)[1], "cp: warning: source file 'p/x' specified more than once");
+
     // Directories merge (as in GNU cp); the same directory twice is skipped with a warning.
     Deno.writeTextFileSync(`${dir.path}/t/p/x/a`, "a");
     Deno.writeTextFileSync(`${dir.path}/t/q/x/b`, "b");

@@ -89,6 +89,21 @@ function intoDirectory(dir: string, src: string): string {
   return name === "" || name === "." || name === ".." ? dir : `${trimSlashes(dir)}/${name}`;
 }
 
+/**
+ * What identifies a copy of `src` (looked at as `info`) to `dst` within one run, as GNU cp tells
+ * a source "specified more than once": the destination, the file (device and inode), and the
+ * directory entry it was named by (its directory's device and inode, and its name), so `./a` is
+ * `a` again but a hard link or symlink to `a` elsewhere is another source.
+ */
+async function copyKey(src: string, info: Deno.FileInfo, dst: string): Promise<string> {
+  const path = trimSlashes(src);
+  const cut = path.lastIndexOf("/");
+  const parentPath = cut < 0 ? "." : cut === 0 ? "/" : path.slice(0, cut);
+  const parent = await statOrNull(parentPath);
+  const where = parent === null ? parentPath : `${parent.dev}:${parent.ino}`;
+  return `${dst}\0${info.dev}:${info.ino}\0${where}\0${basename(src)}`;
+}
+
 async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   try {
     return await Deno.stat(path);
@@ -297,11 +312,14 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
         continue;
       }
       const srcInfo = await statOrNull(src);
-      const copy = srcInfo === null ? "" : `${dst}\0${srcInfo.dev}:${srcInfo.ino}`;
-      // Two sources for one destination in this run, as GNU cp: the same one again is skipped
-      // with a warning; another file would replace the file this run just wrote (-f or not), so
-      // it is refused. Directories merge, as in GNU cp.
-      if (srcInfo !== null && copied.has(copy)) {
+      // Two sources for one destination in this run, as GNU cp: the same one again (the same
+      // file by the same directory entry: `a` and `./a`, not a link to it) is skipped with a
+      // warning; another file would replace the file this run just wrote (-f or not), so it is
+      // refused. Directories merge, as in GNU cp. (A file named with a trailing slash is left to
+      // the copy, which refuses it.)
+      const checked = srcInfo !== null && (srcInfo.isDirectory || !src.endsWith("/"));
+      const copy = checked ? await copyKey(src, srcInfo, dst) : "";
+      if (checked && copied.has(copy)) {
         if (!args.quiet) {
           bar?.clear();
           const what = srcInfo.isDirectory ? "directory" : "file";
@@ -309,7 +327,7 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
         }
         continue;
       }
-      if (srcInfo !== null && !srcInfo.isDirectory && filesWritten.has(dst)) {
+      if (checked && !srcInfo.isDirectory && filesWritten.has(dst)) {
         fail(`will not overwrite just-created '${dst}' with '${src}'`);
         continue;
       }
@@ -325,12 +343,12 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
             fail(`cannot copy '${src}' to '${dst}': destination '${dst}' is a symlink, not a directory`);
             continue;
           }
-          copied.add(copy); // (also when some of it fails: it was copied into)
+          if (checked) copied.add(copy); // (as GNU cp, before the copy: a repeat is not tried again)
           await copyTree(src, dst, { ...options, continueOnError: true });
         } else {
+          if (checked) copied.add(copy);
           await copyFile(src, dst, options);
-          copied.add(copy);
-          filesWritten.add(dst);
+          if (checked) filesWritten.add(dst);
         }
       } catch (e) {
         if (isAbortError(e) || interrupted !== null) {
