@@ -306,8 +306,13 @@ export class CopyContext implements EngineContext {
    */
   get descriptors(): number {
     return this.#descriptors ??= this.engine instanceof UringEngine
-      ? freeDescriptors(getSys(this.engine.uring.ring.backend), this.#countOpen)
+      ? freeDescriptors(this.#sys(), this.#countOpen)
       : Infinity;
+  }
+
+  /** The system layer: the ring's, or (Deno's engine) the default one, for event-loop turns. */
+  #sys(): Sys {
+    return getSys(this.engine instanceof UringEngine ? this.engine.uring.ring.backend : undefined);
   }
 
   /** True once the caller's signal fired. */
@@ -373,8 +378,9 @@ export class CopyContext implements EngineContext {
   }
 
   /**
-   * Every {@link BREATHE_EVERY_MS} ms, a promise that resolves on the next event-loop turn (see
-   * `onNextTurn`: ~50 µs, where a zero timer took ~2.2 ms), shared by every caller until then, so
+   * Every {@link BREATHE_EVERY_MS} ms, a promise that resolves on the next event-loop turn that
+   * polls for I/O (see `onNextTurn`: ~35 µs, where a zero timer took ~2.2 ms), shared by every
+   * caller until then, so
    * all of the copy's work pauses at once and the loop runs; otherwise `undefined` (no allocation).
    */
   breather(): Promise<void> | undefined {
@@ -382,7 +388,7 @@ export class CopyContext implements EngineContext {
     const now = performance.now();
     if (now - this.#lastBreath < BREATHE_EVERY_MS) return undefined;
     this.#breath = new Promise<void>((resolve) =>
-      onNextTurn(() => {
+      onNextTurn(this.#sys(), () => {
         this.#breath = undefined;
         this.#lastBreath = performance.now();
         resolve();

@@ -128,6 +128,11 @@ export interface Sys {
   openFiles(): number;
   /** A full memory fence. */
   fence(): void;
+  /**
+   * A call that does nothing, run on Deno's thread pool: it settles on a later turn of the event
+   * loop, one in which the loop has waited for I/O (see `turn.ts`).
+   */
+  nextTurn(): Promise<unknown>;
 }
 
 const HELPER_SYMBOLS = {
@@ -154,6 +159,7 @@ const HELPER_SYMBOLS = {
   uring_file_limit: { parameters: [], result: "i32", optional: true },
   uring_open_files: { parameters: [], result: "i32", optional: true },
   uring_fence: { parameters: [], result: "void" },
+  uring_fence_async: { name: "uring_fence", parameters: [], result: "void", nonblocking: true },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 const LIBC_SYMBOLS = {
@@ -175,6 +181,7 @@ const LIBC_SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  getpid_async: { name: "getpid", parameters: [], result: "i32", nonblocking: true },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** libc's path calls, bound apart from the backends (see {@link libcPaths}). */
@@ -285,6 +292,7 @@ function loadHelper(path: string): Sys {
       return count === null ? openFilesByDeno() : count();
     },
     fence: () => lib.uring_fence(),
+    nextTurn: () => lib.uring_fence_async(),
   };
 }
 
@@ -428,6 +436,7 @@ function loadLibc(): Sys {
     },
     openFiles: openFilesByDeno,
     fence: () => {},
+    nextTurn: () => lib.getpid_async(),
   };
 }
 

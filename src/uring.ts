@@ -21,9 +21,9 @@
  *   watches pay off.
  * - Cached I/O settles in microtasks, so a program that awaits one operation after another
  *   would never let the event loop turn. The pump reads the clock every 16th time a microtask
- *   starts it; once 10 ms have passed since the loop last turned, the next pump waits for a
- *   macrotask (a one-shot `MessageChannel`), so timers, `AbortSignal.timeout` and signal
- *   handlers run.
+ *   starts it; once 4 ms have passed since the loop last turned, the next pump waits for a
+ *   turn of the loop that polls for I/O (a call on the thread pool that does nothing), so
+ *   sockets, timers, `AbortSignal.timeout` and signal handlers run.
  * - Direct I/O: `open(path, { direct: true })` learns the file's O_DIRECT alignment and checks
  *   every read and write against it before queueing; `registerBufferPool()` registers aligned
  *   buffers, recognised by their memory (no lookup table, no allocation), so reads and writes
@@ -133,7 +133,7 @@ import {
   SlotTable,
 } from "./slots.ts";
 import { parseStatx, type Statx } from "./structs.ts";
-import { type Backend, getSys } from "./sys.ts";
+import { type Backend, getSys, type Sys } from "./sys.ts";
 
 export type { OpOptions } from "./file.ts";
 
@@ -219,10 +219,11 @@ const YIELD_AFTER = 8192;
 /**
  * The longest the pump keeps running from microtasks without the event loop taking a turn (ms).
  * Cached I/O completes inside the submit, so `await`-ing one operation after another never
- * leaves the microtask queue: past this budget the next pump waits for a macrotask, and timers,
- * `AbortSignal.timeout` and signal handlers get to run.
+ * leaves the microtask queue: past this budget the next pump waits for a turn of the event loop
+ * that polls for I/O (see `turn.ts`), and sockets, timers, `AbortSignal.timeout` and signal
+ * handlers get to run.
  */
-const TURN_BUDGET_MS = 10;
+const TURN_BUDGET_MS = 4;
 /** The clock is read once every this many pumps started from a microtask (a power of two). */
 const TURN_CHECK_EVERY = 16;
 /**
@@ -270,8 +271,10 @@ export interface UringOptions {
   cqEntries?: number;
   /**
    * Under SQPOLL, how long (µs) to watch the CQ tail for completions the SQ thread is about to
-   * post before parking a wait on the thread pool (which costs 25–30 µs a round trip). Default
-   * {@link DEFAULT_SPIN_US}; 0 turns it off; at most 1000. Ignored without SQPOLL.
+   * post before parking a wait on the thread pool (which costs 25–30 µs a round trip). Operations
+   * a watch waited for in vain (a pipe read, a timeout) are not watched for again: the pump
+   * watches only while more than those are in flight. Default {@link DEFAULT_SPIN_US}; 0 turns it
+   * off; at most 1000. Ignored without SQPOLL.
    */
   spinUs?: number;
   /**
@@ -502,6 +505,8 @@ export class Uring implements AsyncDisposable {
   }
 
   readonly #ring: IoUring;
+  /** The ring's system layer: the event loop's turns are taken through it (see `turn.ts`). */
+  readonly #sys: Sys;
   /**
    * SQPOLL: each operation's SQE (and each raw client's commit) is published (SQ tail store) as
    * soon as it is written, so the kernel thread starts on it while the promise continuations
@@ -546,6 +551,13 @@ export class Uring implements AsyncDisposable {
   /** CQEs raw clients committed for and have not been handed yet. */
   #rawOutstanding = 0;
   #spinMisses = 0;
+  /**
+   * Operations in flight that the last spin waited for in vain (a pipe read, a timeout): none of
+   * them is expected soon, so the pump spins only while more than these are in the ring. Without
+   * it, a program awaiting cached reads beside one such operation spun out `spinUs` after every
+   * read (53-59 µs a read instead of 2, and a second busy core).
+   */
+  #slowInRing = 0;
   #spinProbe = 0;
   #closing = false;
   #closed = false;
@@ -627,6 +639,7 @@ export class Uring implements AsyncDisposable {
       // Without SQPOLL, io-wq completions (copies, opens) would interrupt the main thread.
       coopTaskrun: true,
     });
+    this.#sys = getSys(this.#ring.backend);
     this.#cqeSkip = this.#ring.hasFeature(IORING_FEAT_CQE_SKIP);
     this.#sqpollRing = this.#ring.sqpoll;
     if (!this.#ring.hasFeature(IORING_FEAT_EXT_ARG)) {
@@ -1691,15 +1704,15 @@ export class Uring implements AsyncDisposable {
   };
 
   /**
-   * Runs the pump from a macrotask instead of this microtask: the event loop takes a turn first
-   * (timers, signal handlers, other I/O). A fresh `MessageChannel` per deferral (closed when its
-   * message arrives, so nothing keeps the process alive) costs tens of µs, against ~2 ms for
-   * `setTimeout(0)`; it happens at most once per `TURN_BUDGET_MS`.
+   * Runs the pump from a later turn of the event loop instead of this microtask: the loop polls
+   * for I/O first (sockets, timers, signal handlers; see `turn.ts`). A call on the thread pool
+   * that does nothing, tens of µs against ~2 ms for `setTimeout(0)`; at most once per
+   * `TURN_BUDGET_MS`.
    */
   #deferToTurn(): void {
     this.#deferred = true;
     this.stats.yields++;
-    onNextTurn(() => {
+    onNextTurn(this.#sys, () => {
       this.#deferred = false;
       this.#turnAt = performance.now();
       this.#guardedPump();
@@ -1734,7 +1747,7 @@ export class Uring implements AsyncDisposable {
       }
       let n = this.#reap();
       if (
-        n === 0 && this.#spinUs > 0 && this.#inRing > (this.#wakeOutstanding ? 1 : 0) && this.#shouldSpin()
+        n === 0 && this.#spinUs > 0 && this.#active() > this.#slowInRing && this.#shouldSpin()
       ) {
         n = this.#spin();
       }
@@ -1796,6 +1809,7 @@ export class Uring implements AsyncDisposable {
     this.#readyCount = 0;
     const n = this.#ring.forEachCqe(this.#onCqe);
     this.stats.cqes += n;
+    if (this.#slowInRing > 0) this.#slowInRing = Math.min(this.#slowInRing, this.#active());
     const ready = this.#ready;
     for (let i = 0; i < this.#readyCount; i++) {
       const slot = ready[i]!;
@@ -1894,6 +1908,7 @@ export class Uring implements AsyncDisposable {
           deadline = Math.min(cap, now + spinMs);
         } else {
           this.#spinMisses++;
+          this.#slowInRing = this.#active();
           return 0;
         }
       }
@@ -1907,7 +1922,7 @@ export class Uring implements AsyncDisposable {
    */
   #gather(ring: IoUring): void {
     if (!ring.sqpoll) return;
-    const want = Math.min(this.#inRing, GATHER_MAX);
+    const want = Math.min(this.#active() - this.#slowInRing, GATHER_MAX);
     let ready = ring.cqReady();
     if (ready >= want) return;
     const until = performance.now() + GATHER_MS;
@@ -1945,8 +1960,13 @@ export class Uring implements AsyncDisposable {
     this.#ready[this.#readyCount++] = slot;
   };
 
+  /** Operations of ours in the ring: all but a wake-up no-op. */
+  #active(): number {
+    return this.#inRing - (this.#wakeOutstanding ? 1 : 0);
+  }
+
   #afterPump(): void {
-    const active = this.#inRing - (this.#wakeOutstanding ? 1 : 0);
+    const active = this.#active();
     if (active > 0) {
       if (!this.#waiting) this.#park();
       if (this.#closing && !this.#ring.iopoll && performance.now() - this.#lastCancelAll > WAIT_MS) {
