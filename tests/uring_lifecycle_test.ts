@@ -139,6 +139,41 @@ ringTest(
 );
 
 ringTest(
+  "Uring: a loop of awaited cached reads goes on while other work holds every thread of Deno's pool",
+  async (config) => {
+    // The loop's turns of the event loop are calls on Deno's thread pool (see turn.ts). With every
+    // thread held (a probe: opens of FIFOs waiting for a reader, other rings' parked waits), a
+    // turn waited for a thread: the loop stopped after 14 reads. A timer now takes the turn when
+    // the pool is slow to. (Not under SQPOLL: there a read the pump's watch misses is waited for
+    // on the pool too, and waits for a thread as it did before.)
+    if (config.sqpoll) return;
+    using dir = tempDir();
+    const path = `${dir.path}/cached`;
+    Deno.writeFileSync(path, new Uint8Array(4096).fill(7));
+    await using uring = new Uring(uringOptions(config));
+    await using file = await uring.open(path);
+    const buf = new Uint8Array(4096);
+    assert.equal(await file.readAt(buf, 0), 4096);
+    const libc = Deno.dlopen("libc.so.6", {
+      usleep: { parameters: ["u32"], result: "i32", nonblocking: true },
+    });
+    let poolBusy = true;
+    const held = Promise.all(Array.from({ length: 64 }, () => libc.symbols.usleep(1_000_000)))
+      .finally(() => poolBusy = false); // (each holds a thread for 1 s: the pool has fewer than 64)
+    await sleep(50);
+    let reads = 0;
+    while (reads < 20_000 && poolBusy) {
+      await file.readAt(buf, 0);
+      reads++;
+    }
+    const whileBusy = reads;
+    await held;
+    libc.close();
+    assert.equal(whileBusy, 20_000, `${whileBusy} reads while the thread pool was full`);
+  },
+);
+
+ringTest(
   "Uring: an operation that waits long does not make the pump spin after every other one",
   async (config) => {
     // With SQPOLL the pump watches the CQ briefly after submitting. A read of an empty pipe in
