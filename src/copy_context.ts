@@ -64,7 +64,9 @@ function forcedUnavailable(): boolean {
  */
 export function isUnavailableError(e: unknown): e is IoUringError {
   if (!(e instanceof IoUringError)) return false;
-  if (e.call === "io_uring_setup") return e.code === "EPERM" || e.code === "ENOSYS" || e.code === "ENOMEM";
+  if (e.call === "io_uring_setup") {
+    return e.code === "EPERM" || e.code === "EACCES" || e.code === "ENOSYS" || e.code === "ENOMEM";
+  }
   return e.call === "io_uring" && e.code === "ENOSYS";
 }
 

@@ -10,6 +10,7 @@
 import type { CopyResult } from "./copy_options.ts";
 import { errorClassFor, OsError } from "./deno_errors.ts";
 import { errno as errnoNumber } from "./errno.ts";
+import { IoUringError } from "./errors.ts";
 
 /**
  * A file copied while its source was replaced (another file renamed over it, or removed): what was
@@ -205,12 +206,20 @@ export function copyFailure(cause: unknown, src: string, dst: string): Error {
   const stage = stageOf(cause);
   const code = codeOf(cause);
   const original = cause instanceof Error ? cause.message : String(cause);
-  const words = explain(stage, code, src, dst) ??
+  // The ring's own system call failed (io_uring_enter refused by seccomp, say), not the file
+  // operation: its errno says nothing about the files, so no plain words about them, and the
+  // error keeps its class (an EPERM read as "not readable" sent users to the wrong place).
+  const ringCall = cause instanceof IoUringError;
+  const words = (ringCall ? undefined : explain(stage, code, src, dst)) ??
     (stage ? `${STAGE_TEXT[stage]} failed: ${original}` : original);
   const readSide = stage === "stat-source" || stage === "open-source" || stage === "read" ||
     stage === "readdir" || stage === "readlink";
-  const error = makeFailure(code, src, dst, words, readSide ? src : dst, cause);
-  if (code !== undefined) error.syscall = (cause as ErrorFields).syscall ?? stage;
+  const error = makeFailure(ringCall ? undefined : code, src, dst, words, readSide ? src : dst, cause);
+  if (ringCall) {
+    error.code = cause.code;
+    error.errno = cause.errno;
+    error.syscall = cause.call;
+  } else if (code !== undefined) error.syscall = (cause as ErrorFields).syscall ?? stage;
   return error;
 }
 

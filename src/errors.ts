@@ -12,6 +12,16 @@ const HINTS: Readonly<Record<string, string>> = {
   "io_uring_setup:EPERM":
     "io_uring is disabled on this system: check the sysctl kernel.io_uring_disabled, or a seccomp " +
     "filter (containers often block io_uring)",
+  "io_uring_setup:EACCES":
+    "a security module refused io_uring (SELinux's io_uring permissions: `sqpoll` refuses SQPOLL " +
+    "alone), or a seccomp filter blocks it",
+  "io_uring_enter:EPERM":
+    "io_uring_enter was refused: a seccomp filter or security module blocks it (setting up the ring " +
+    "was allowed)",
+  "io_uring_enter:EACCES":
+    "io_uring_enter was refused: a seccomp filter or security module blocks it (setting up the ring " +
+    "was allowed)",
+  "io_uring_enter:ENOSYS": "io_uring_enter is blocked by a seccomp filter (setting up the ring was allowed)",
   "io_uring_setup:ENOSYS":
     "this kernel has no io_uring (it needs Linux 5.1 or later, 5.11+ recommended), or a seccomp " +
     "filter blocks it",

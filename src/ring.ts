@@ -154,6 +154,7 @@ const ETIME = errno("ETIME");
 const EAGAIN = errno("EAGAIN");
 const EBUSY = errno("EBUSY");
 const EPERM = errno("EPERM");
+const EACCES = errno("EACCES");
 const EINVAL = errno("EINVAL");
 /** The longest single thread-pool call of `waitAsync` (a closed ring's waits end within it). */
 const ASYNC_WAIT_MAX_MS = 1000;
@@ -174,11 +175,13 @@ const OP_READ = abi.IORING_OP_READ, OP_WRITE = abi.IORING_OP_WRITE;
 
 /**
  * Whether a setup with SQPOLL failed for SQPOLL's sake, so that a plain ring may work: `EPERM`
- * (unprivileged before 5.13), `EINVAL` (a flag or CPU refused) or `EAGAIN` (its kernel thread
- * could not be started: `RLIMIT_NPROC` or a cgroup's pids limit).
+ * (unprivileged before 5.13), `EACCES` (SELinux's `io_uring { sqpoll }` permission), `EINVAL` (a
+ * flag or CPU refused) or `EAGAIN` (its kernel thread could not be started: `RLIMIT_NPROC` or a
+ * cgroup's pids limit).
  */
 function isSqpollRefusal(e: unknown): boolean {
-  return e instanceof IoUringError && (e.errno === EPERM || e.errno === EINVAL || e.errno === EAGAIN);
+  return e instanceof IoUringError &&
+    (e.errno === EPERM || e.errno === EACCES || e.errno === EINVAL || e.errno === EAGAIN);
 }
 
 /**
@@ -326,10 +329,13 @@ export class IoUring implements Disposable {
       ? { idleMs: sqpollOption.idleMs, cpu: sqpollOption.cpu } // read once, as above
       : {};
     if (sqpollSettings.idleMs !== undefined) {
-      checkU32(sqpollSettings.idleMs, "sqpoll.idleMs");
-      if (sqpollSettings.idleMs === 0) {
-        // The kernel takes 0 as "its default": the thread would spin for a second, not sleep at once.
-        throw new RangeError("sqpoll.idleMs must be at least 1: the kernel takes 0 as its default, 1000 ms");
+      const idleMs: unknown = sqpollSettings.idleMs;
+      if (typeof idleMs !== "number" || !Number.isInteger(idleMs) || idleMs < 1 || idleMs > 0xffffffff) {
+        // (Not 0: the kernel takes 0 as "its default": the thread would spin for a second.)
+        const zero = idleMs === 0 ? " (the kernel takes 0 as its default, 1000 ms)" : "";
+        throw new RangeError(
+          `sqpoll.idleMs must be an integer from 1 to 4294967295${zero}, got ${shown(idleMs)}`,
+        );
       }
     }
     if (sqpollSettings.cpu !== undefined) checkU32(sqpollSettings.cpu, "sqpoll.cpu", 4095);

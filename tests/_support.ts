@@ -12,7 +12,12 @@ export const unavailableReason: string | undefined = (() => {
     new IoUring(1, { sqpoll: false }).close();
     return undefined;
   } catch (e) {
-    if (e instanceof IoUringError && (e.code === "ENOSYS" || e.code === "EPERM")) return e.message;
+    // As the copies treat setup failures: io_uring refused (EPERM, EACCES: sysctl, seccomp, an
+    // LSM), absent (ENOSYS), or no locked memory for even one entry (ENOMEM: `ulimit -l`).
+    if (
+      e instanceof IoUringError &&
+      (e.code === "ENOSYS" || e.code === "EPERM" || e.code === "EACCES" || e.code === "ENOMEM")
+    ) return e.message;
     throw e;
   }
 })();

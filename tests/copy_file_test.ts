@@ -15,6 +15,7 @@ import {
 } from "../mod.ts";
 import { ringTest, runAsNobody, skipKernel, tempDir, whyNoNobodyChild } from "./_support.ts";
 import { createCopyUring, isUnavailableError, missingForCopies } from "../src/copy_context.ts";
+import { copyFailure, tagStage } from "../src/copy_errors.ts";
 import { entryFromFileInfo } from "../src/copy_deno_engine.ts";
 import { entryFromStatx, makedev } from "../src/copy_uring_engine.ts";
 import { childResults, MOD_URL, runDeno, uringOptions } from "./uring_support.ts";
@@ -335,9 +336,31 @@ Deno.test({
   },
 });
 
+Deno.test("a copy that fails in the ring's own system call says so, not that a file is unreadable", () => {
+  // A probe: with io_uring_enter refused by seccomp (EPERM), copies said "source 'big' is not
+  // readable (permission denied)": the plain words were picked by errno alone. The ring's call
+  // says nothing about the files: the error keeps its class, its call, and its hint.
+  for (const stage of ["open-source", "create", "stat-source"] as const) {
+    const cause = tagStage(new IoUringError("io_uring_enter", 1), stage);
+    const error = copyFailure(cause, "big", "/x/big");
+    const fields = error as { code?: string; syscall?: string };
+    assert.ok(error instanceof IoUringError, `${stage}: ${error.name}`);
+    assert.doesNotMatch(error.message, /not readable|not writable|permission denied\)/);
+    assert.match(error.message, /^cannot copy 'big' to '\/x\/big': .* failed: io_uring_enter failed: EPERM/);
+    assert.match(error.message, /seccomp/);
+    assert.equal(fields.code, "EPERM");
+    assert.equal(fields.syscall, "io_uring_enter");
+    assert.equal(error.cause, cause);
+  }
+  // (A file operation's EPERM still gets its plain words.)
+  const fileError = Object.assign(new Error("open: Operation not permitted"), { code: "EPERM" });
+  assert.match(copyFailure(tagStage(fileError, "open-source"), "a", "b").message, /is not readable/);
+});
+
 Deno.test("copies fall back for io_uring refused, missing, too old for them or out of locked memory; not for other failures", () => {
-  const ENOSYS = 38, EPERM = 1, EINVAL = 22, ENOMEM = 12;
+  const ENOSYS = 38, EPERM = 1, EINVAL = 22, ENOMEM = 12, EACCES = 13;
   assert.equal(isUnavailableError(new IoUringError("io_uring_setup", EPERM)), true);
+  assert.equal(isUnavailableError(new IoUringError("io_uring_setup", EACCES)), true); // an LSM (a probe)
   assert.equal(isUnavailableError(new IoUringError("io_uring_setup", ENOSYS)), true);
   assert.equal(isUnavailableError(new IoUringError("io_uring", ENOSYS, "too old")), true);
   assert.equal(isUnavailableError(new IoUringError("io_uring_setup", EINVAL)), false);

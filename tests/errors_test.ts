@@ -340,8 +340,16 @@ Deno.test("IoUring: sqpoll.idleMs 0 is refused (the kernel takes it as its defau
   rejects(
     () => new IoUring(4, { sqpoll: { idleMs: 0 } }),
     RangeError,
-    /^sqpoll.idleMs must be at least 1: the kernel takes 0 as its default, 1000 ms$/,
+    /^sqpoll.idleMs must be an integer from 1 to 4294967295 \(the kernel takes 0 as its default, 1000 ms\), got 0$/,
   );
+  // (A probe: -1 was told "from 0 to 4294967295", though 0 is refused too.)
+  for (const idleMs of [-1, 1.5, 2 ** 32, "10"] as unknown[]) {
+    rejects(
+      () => new IoUring(4, { sqpoll: { idleMs: idleMs as number } }),
+      RangeError,
+      /^sqpoll.idleMs must be an integer from 1 to 4294967295, got /,
+    );
+  }
 });
 
 Deno.test("IoUring: entries 0, 32769, 1.5, NaN and non-numbers; cqEntries < entries; bad options", () => {
@@ -501,6 +509,9 @@ Deno.test("hints exist for EPERM and ENOSYS from io_uring_setup, and for EBUSY f
   const enomem = new IoUringError("io_uring_setup", 12);
   assert.match(enomem.hint!, /memlock|MEMLOCK/);
   assert.match(new IoUringError("io_uring_enter", 16).hint!, /overflow/);
+  // (A probe: EACCES from setup is an LSM or seccomp; enter refused after setup is seccomp.)
+  assert.match(new IoUringError("io_uring_setup", 13).hint!, /SELinux/);
+  for (const errno of [1, 13, 38]) assert.match(new IoUringError("io_uring_enter", errno).hint!, /seccomp/);
   const plain = new IoUringError("io_uring_enter", 2, "detail here");
   assert.equal(plain.hint, undefined);
   assert.equal(plain.message, "io_uring_enter failed: ENOENT: No such file or directory (detail here)");
