@@ -2111,6 +2111,10 @@ export class Uring implements AsyncDisposable {
       ? "a file another member of its chain works on was closed"
       : this.#closing
       ? "the Uring was closed"
+      : slot.reissues >= MAX_REISSUES && !slot.aborted
+      ? `the kernel dropped it ${slot.reissues + 1} times before it ran: io-wq could not start a worker ` +
+        "thread for it (the user's process limit, `ulimit -u`, or the cgroup's pids limit; or a signal " +
+        "pending at each attempt)"
       : undefined;
     let fd: number | undefined = slot.fd;
     // A chain's direct-descriptor member: name the table index, not an fd.
