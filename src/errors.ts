@@ -95,9 +95,17 @@ export function check(call: string, ret: number): number {
 
 /** Thrown for a call on a ring or `Uring` that was already closed. */
 export class ClosedError extends Error {
-  /** Builds the error; `what` names the closed object. */
-  constructor(what: string) {
-    super(`${what} is closed`);
+  /**
+   * Builds the error; `what` names the closed object. `failure`, when given, is why it closed by
+   * itself (a `Uring` whose ring failed): the error's `cause`, named in its message.
+   */
+  constructor(what: string, failure?: unknown) {
+    const why = failure === undefined
+      ? ""
+      : ` (it closed itself after a failure: ${
+        failure instanceof Error ? failure.message : String(failure)
+      })`;
+    super(`${what} is closed${why}`, failure === undefined ? undefined : { cause: failure });
     this.name = "ClosedError";
   }
 }

@@ -563,6 +563,8 @@ export class Uring implements AsyncDisposable {
   #closed = false;
   /** Whether the Uring failed (`#fail`): the kernel may still hold its operations. */
   #failed = false;
+  /** Why the Uring failed (see `#fail`): the cause of the `ClosedError`s after it. */
+  #failure: unknown = undefined;
   /** Chains an abort or a file close cancels until they settle (see `#retryChainCancels`). */
   readonly #chainsCancelling = new Set<ChainState>();
   #chainCancelDelay = CHAIN_CANCEL_RETRY_MS;
@@ -745,7 +747,7 @@ export class Uring implements AsyncDisposable {
    * operations have settled), and closing the Uring closes it. Since 5.1.
    */
   registerBufferPool(options: UringBufferPoolOptions): FixedBufferPool {
-    if (this.#closing) throw new ClosedError("Uring");
+    if (this.#closing) throw this.#closedError();
     if (this.bufferPool !== null) {
       throw new RangeError("this Uring already has a buffer pool: close it before registering another");
     }
@@ -944,7 +946,7 @@ export class Uring implements AsyncDisposable {
     const aux = await this.#aux!.open(path, { ...options, fixed: false });
     if (this.#closing) {
       aux.close().catch(() => {}); // the plain ring's close would close it otherwise
-      throw new ClosedError("Uring");
+      throw this.#closedError();
     }
     const file = new UringFile(this.#fileOps, aux.fd, aux.path, access);
     this.#files.set(file.fd, file);
@@ -971,7 +973,7 @@ export class Uring implements AsyncDisposable {
       return file;
     } catch (e) {
       await file.close().catch(() => {});
-      if (this.#closing) throw new ClosedError("Uring");
+      if (this.#closing) throw this.#closedError();
       throw e;
     }
   }
@@ -1191,7 +1193,7 @@ export class Uring implements AsyncDisposable {
     } catch (e) {
       return Promise.reject(e);
     }
-    if (this.#closing) return Promise.reject(new ClosedError("Uring"));
+    if (this.#closing) return Promise.reject(this.#closedError());
     const given = signalOption(options);
     const refused = refusedBySignal(given, "chain");
     if (refused !== null) return refused;
@@ -1218,7 +1220,7 @@ export class Uring implements AsyncDisposable {
         returned.catch(() => {}); // its own failure (say, adding to the sealed builder) is reported here
         throw new TypeError("chain() needs a function that adds its members before it returns (not async)");
       }
-      if (this.#closing) throw new ClosedError("Uring"); // the build function closed it
+      if (this.#closing) throw this.#closedError(); // the build function closed it
       if (signal !== undefined && signalAborted(signal)) throw signalReason(signal); // or aborted
       if (members.length === 0) throw new RangeError("a chain needs at least one member");
       for (const slot of members) {
@@ -1288,7 +1290,7 @@ export class Uring implements AsyncDisposable {
    */
   reserveFileIndex(): number {
     if (this.#aux !== null) {
-      if (this.#closing) throw new ClosedError("Uring");
+      if (this.#closing) throw this.#closedError();
       return this.#aux.reserveFileIndex();
     }
     const index = this.#takeFileIndex();
@@ -1298,7 +1300,7 @@ export class Uring implements AsyncDisposable {
 
   /** A free index of the registered file table (registered on first use); -1 when full. */
   #takeFileIndex(): number {
-    if (this.#closing) throw new ClosedError("Uring");
+    if (this.#closing) throw this.#closedError();
     if (this.#fixedFree === null) {
       this.#registerFileTable();
       this.#fixedFree = [];
@@ -1361,7 +1363,7 @@ export class Uring implements AsyncDisposable {
     signal: unknown,
     path: string | null,
   ): Promise<number> {
-    if (this.#closing) return Promise.reject(new ClosedError("Uring"));
+    if (this.#closing) return Promise.reject(this.#closedError());
     const refused = refusedBySignal(signal, OP_NAMES[kind]);
     if (refused !== null) return refused;
     const slot = this.#slots.alloc();
@@ -1397,7 +1399,7 @@ export class Uring implements AsyncDisposable {
    * the slot.
    */
   #fdOp<T>(op: string, signal: unknown, path: string | null, fill: (slot: Slot) => void): Promise<T> {
-    if (this.#closing) return Promise.reject(new ClosedError("Uring"));
+    if (this.#closing) return Promise.reject(this.#closedError());
     const refused = refusedBySignal(signal, op);
     if (refused !== null) return refused;
     const slot = this.#slots.alloc();
@@ -1422,7 +1424,7 @@ export class Uring implements AsyncDisposable {
     access2: Access | "both" | null,
     fill: (slot: Slot, p: string, q: string | null) => void,
   ): Promise<T> {
-    if (this.#closing) return Promise.reject(new ClosedError("Uring"));
+    if (this.#closing) return Promise.reject(this.#closedError());
     const refused = refusedBySignal(signal, op);
     if (refused !== null) return refused;
     let given: string, p: string;
@@ -1477,7 +1479,7 @@ export class Uring implements AsyncDisposable {
     // The caller's own code may have run since the checks at the call's start (a getter of an
     // argument, a URL's `pathname`): it may have closed the Uring or fired the signal.
     if (this.#closing) {
-      this.#rejectQueued(slot, new ClosedError("Uring"));
+      this.#rejectQueued(slot, this.#closedError());
       return promise;
     }
     if (signal != null) {
@@ -1830,7 +1832,7 @@ export class Uring implements AsyncDisposable {
   #makeRawRing(): RawRing {
     return {
       attach: (client) => {
-        if (this.#closing) throw new ClosedError("Uring");
+        if (this.#closing) throw this.#closedError();
         if (this.#rawNextId >= RAW_CLIENTS) throw new RangeError("too many raw clients");
         const id = this.#rawNextId++;
         this.#rawClients.set(id, client);
@@ -2444,6 +2446,7 @@ export class Uring implements AsyncDisposable {
     this.#closing = true;
     this.#closed = true;
     this.#failed = true;
+    this.#failure = error;
     if (this.#yieldTimer !== undefined) clearTimeout(this.#yieldTimer);
     const chains = new Set<ChainState>();
     this.#slots.forEachUsed((slot) => {
@@ -2517,6 +2520,14 @@ export class Uring implements AsyncDisposable {
     const resolve = this.#closeResolve!;
     if (this.#aux === null) resolve();
     else this.#aux.close().then(resolve, resolve); // closes the files it opened for us
+  }
+
+  /**
+   * The error for a call on a closed Uring: when it closed because it failed (a system call of
+   * the ring itself), that failure is its `cause` and its message says so.
+   */
+  #closedError(): ClosedError {
+    return this.#failed ? new ClosedError("Uring", this.#failure) : new ClosedError("Uring");
   }
 
   /** Same as `close()`, for `await using`. */

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import {
   alignedBuffer,
   type ChainBuilder,
+  ClosedError,
   type FixedBuffer,
   FixedBufferPool,
   IoUring,
@@ -286,6 +287,14 @@ ringTest(
       sleep(3000).then(() => "still pending after 3 s"),
     ]);
     assert.match(closed, /Uring is closed/);
+    // Calls after it say why it closed (a probe: a bare "Uring is closed" after io_uring_enter failed).
+    const after = await uring.nop().then(() => null, (e) => e as Error);
+    assert.ok(after instanceof ClosedError, String(after));
+    assert.match(
+      after.message,
+      /^Uring is closed \(it closed itself after a failure: internal error: a completion/,
+    );
+    assert.match(String(after.cause), /internal error: a completion for no operation/);
     await uring.close().catch(() => {});
     // A failed Uring leaves its ring open (the kernel may still use the failed operations'
     // buffers); left to the module thread's exit, its release would shift another test's fd count.
