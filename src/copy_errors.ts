@@ -216,6 +216,8 @@ export function copyFailure(cause: unknown, src: string, dst: string): Error {
     stage === "readdir" || stage === "readlink";
   const error = makeFailure(ringCall ? undefined : code, src, dst, words, readSide ? src : dst, cause);
   if (ringCall) {
+    // (Made from the class's prototype: the constructor, which builds its own message, did not run.)
+    Object.assign(error, { call: cause.call, hint: cause.hint });
     error.code = cause.code;
     error.errno = cause.errno;
     error.syscall = cause.call;

@@ -13,7 +13,7 @@ const HINTS: Readonly<Record<string, string>> = {
     "io_uring is disabled on this system: check the sysctl kernel.io_uring_disabled, or a seccomp " +
     "filter (containers often block io_uring)",
   "io_uring_setup:EACCES":
-    "a security module refused io_uring (SELinux's io_uring permissions: `sqpoll` refuses SQPOLL " +
+    "a security module refused io_uring (SELinux's io_uring permissions can refuse it, or SQPOLL " +
     "alone), or a seccomp filter blocks it",
   "io_uring_enter:EPERM":
     "io_uring_enter was refused: a seccomp filter or security module blocks it (setting up the ring " +

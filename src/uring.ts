@@ -487,16 +487,17 @@ export class Uring implements AsyncDisposable {
     // A polled Uring's path operations run on its plain aux ring, as its public ones do.
     const on = this.#aux ?? this;
     const closedAux = () => this.#aux !== null && this.#closing;
+    const rejectClosed = () => this.#rejectClosed();
     return {
       statx(path, follow, signal) {
-        if (closedAux()) return closedError();
+        if (closedAux()) return rejectClosed();
         return on.#pathOp(signal, path, null, "statx", "either", null, (slot, p) => {
           fillPath(slot, K_STATX, p, follow ? 0 : AT_SYMLINK_NOFOLLOW);
           slot.statx = on.#takeStatx();
         });
       },
       rename(from, to, noReplace, signal) {
-        if (closedAux()) return closedError();
+        if (closedAux()) return rejectClosed();
         return on.#pathOp(signal, from, to, "rename", "write", "write", (slot, p, q) => {
           fillPath2(slot, K_RENAME, p, q!, noReplace ? RENAME_NOREPLACE : 0);
         });
@@ -669,7 +670,7 @@ export class Uring implements AsyncDisposable {
         const aux = this.#auxFiles.get(file);
         // (The signal as read, checked by `aux` as by this Uring.)
         if (aux !== undefined) {
-          return this.#closing ? closedError() : aux.sync({ signal: signal as AbortSignal, datasync });
+          return this.#closing ? this.#rejectClosed() : aux.sync({ signal: signal as AbortSignal, datasync });
         }
         return this.#fdOp("fsync", signal, file.path, (slot) => {
           fillFsync(slot, file.fd, datasync);
@@ -679,7 +680,9 @@ export class Uring implements AsyncDisposable {
       ftruncate: (file, length, signal) => {
         const aux = this.#auxFiles.get(file);
         if (aux !== undefined) {
-          return this.#closing ? closedError() : aux.truncate(length, { signal: signal as AbortSignal });
+          return this.#closing
+            ? this.#rejectClosed()
+            : aux.truncate(length, { signal: signal as AbortSignal });
         }
         return this.#fdOp("ftruncate", signal, file.path, (slot) => {
           fillFtruncate(slot, file.fd, length);
@@ -689,7 +692,7 @@ export class Uring implements AsyncDisposable {
       fstat: (file, signal) => {
         const aux = this.#auxFiles.get(file);
         if (aux !== undefined) {
-          return this.#closing ? closedError() : aux.stat({ signal: signal as AbortSignal });
+          return this.#closing ? this.#rejectClosed() : aux.stat({ signal: signal as AbortSignal });
         }
         return this.#fdOp("stat", signal, file.path, (slot) => {
           fillFstat(slot, file.fd); // statx cannot name a registered file: always the fd
@@ -826,7 +829,7 @@ export class Uring implements AsyncDisposable {
 
   /** `fsync(fd)`, or `fdatasync` with `datasync: true`. Since 5.1. */
   fsync(fd: number, options?: OpOptions & { datasync?: boolean }): Promise<void> {
-    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.fsync(fd, options);
+    if (this.#aux !== null) return this.#closing ? this.#rejectClosed() : this.#aux.fsync(fd, options);
     return this.#fdOp(
       "fsync",
       signalOption(options),
@@ -846,7 +849,7 @@ export class Uring implements AsyncDisposable {
     options?: OpOptions & { mode?: number },
   ): Promise<void> {
     if (this.#aux !== null) {
-      return this.#closing ? closedError() : this.#aux.fallocate(fd, offset, length, options);
+      return this.#closing ? this.#rejectClosed() : this.#aux.fallocate(fd, offset, length, options);
     }
     return this.#fdOp(
       "fallocate",
@@ -858,7 +861,9 @@ export class Uring implements AsyncDisposable {
 
   /** `ftruncate(fd, length)`. Since 6.9. */
   ftruncate(fd: number, length: number | bigint, options?: OpOptions): Promise<void> {
-    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.ftruncate(fd, length, options);
+    if (this.#aux !== null) {
+      return this.#closing ? this.#rejectClosed() : this.#aux.ftruncate(fd, length, options);
+    }
     return this.#fdOp("ftruncate", signalOption(options), null, (slot) => fillFtruncate(slot, fd, length));
   }
 
@@ -875,7 +880,9 @@ export class Uring implements AsyncDisposable {
     options?: OpOptions,
   ): Promise<number> {
     if (this.#aux !== null) {
-      return this.#closing ? closedError() : this.#aux.splice(fdIn, offIn, fdOut, offOut, nbytes, options);
+      return this.#closing
+        ? this.#rejectClosed()
+        : this.#aux.splice(fdIn, offIn, fdOut, offOut, nbytes, options);
     }
     return this.#fdOp(
       "splice",
@@ -887,7 +894,7 @@ export class Uring implements AsyncDisposable {
 
   /** Resolves after `ms` milliseconds (an io_uring timeout; no JavaScript timer). Since 5.4. */
   timeout(ms: number, options?: OpOptions): Promise<void> {
-    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.timeout(ms, options);
+    if (this.#aux !== null) return this.#closing ? this.#rejectClosed() : this.#aux.timeout(ms, options);
     return this.#fdOp("timeout", signalOption(options), null, (slot) => fillTimeout(slot, ms));
   }
 
@@ -896,7 +903,7 @@ export class Uring implements AsyncDisposable {
    * read permission on `path`. Since 5.6.
    */
   statx(path: string | URL, options?: OpOptions & { followSymlinks?: boolean }): Promise<Statx> {
-    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.statx(path, options);
+    if (this.#aux !== null) return this.#closing ? this.#rejectClosed() : this.#aux.statx(path, options);
     return this.#pathOp(signalOption(options), path, null, "statx", "read", null, (slot, p) => {
       fillPath(slot, K_STATX, p, options?.followSymlinks === false ? AT_SYMLINK_NOFOLLOW : 0);
       slot.statx = this.#takeStatx();
@@ -911,7 +918,7 @@ export class Uring implements AsyncDisposable {
    * only with `direct: true`, on its plain ring. Since 5.6.
    */
   open(path: string | URL, given: OpenOptions = {}): Promise<UringFile> {
-    if (this.#closing) return closedError();
+    if (this.#closing) return this.#rejectClosed();
     let options: OpenOptions;
     let flags: number;
     let access: Access | "both";
@@ -1059,9 +1066,9 @@ export class Uring implements AsyncDisposable {
    */
   openFd(path: string | URL, flags: number, mode = 0o666, options?: OpOptions): Promise<number> {
     if (this.#aux !== null) {
-      return this.#closing ? closedError() : this.#aux.openFd(path, flags, mode, options);
+      return this.#closing ? this.#rejectClosed() : this.#aux.openFd(path, flags, mode, options);
     }
-    if (this.#closing) return closedError();
+    if (this.#closing) return this.#rejectClosed();
     try {
       checkU32(flags, "flags");
       checkU32(mode, "mode", 0o7777);
@@ -1089,7 +1096,7 @@ export class Uring implements AsyncDisposable {
   close(fd?: number, options?: OpOptions): Promise<void> {
     // By the argument count: `close(fds[name])` with a missing entry must not close the Uring.
     if (arguments.length === 0) return this.#closeUring();
-    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.close(fd!, options);
+    if (this.#aux !== null) return this.#closing ? this.#rejectClosed() : this.#aux.close(fd!, options);
     const owned = this.#fileOwning(fd, "close");
     if (owned !== null) return Promise.reject(owned);
     return this.#fdOp("close", signalOption(options), null, (slot) => fillClose(slot, fd!));
@@ -1108,7 +1115,7 @@ export class Uring implements AsyncDisposable {
 
   /** Removes `path` (`unlinkat`; `directory: true` removes an empty directory). Since 5.11. */
   unlink(path: string | URL, options?: OpOptions & { directory?: boolean }): Promise<void> {
-    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.unlink(path, options);
+    if (this.#aux !== null) return this.#closing ? this.#rejectClosed() : this.#aux.unlink(path, options);
     return this.#pathOp(signalOption(options), path, null, "unlink", "write", null, (slot, p) => {
       fillPath(slot, K_UNLINK, p, options?.directory ? AT_REMOVEDIR : 0);
     });
@@ -1124,7 +1131,7 @@ export class Uring implements AsyncDisposable {
     options?: OpOptions & { noReplace?: boolean },
   ): Promise<void> {
     if (this.#aux !== null) {
-      return this.#closing ? closedError() : this.#aux.rename(oldPath, newPath, options);
+      return this.#closing ? this.#rejectClosed() : this.#aux.rename(oldPath, newPath, options);
     }
     return this.#pathOp(signalOption(options), oldPath, newPath, "rename", "both", "write", (slot, p, q) => {
       fillPath2(slot, K_RENAME, p, q!, options?.noReplace ? RENAME_NOREPLACE : 0);
@@ -1133,8 +1140,8 @@ export class Uring implements AsyncDisposable {
 
   /** Creates directory `path` (`mkdirat`, mode default 0o777 less the umask). Since 5.15. */
   mkdir(path: string | URL, options?: OpOptions & { mode?: number }): Promise<void> {
-    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.mkdir(path, options);
-    if (this.#closing) return closedError();
+    if (this.#aux !== null) return this.#closing ? this.#rejectClosed() : this.#aux.mkdir(path, options);
+    if (this.#closing) return this.#rejectClosed();
     let mode: number;
     try {
       mode = options?.mode ?? 0o777;
@@ -1152,8 +1159,10 @@ export class Uring implements AsyncDisposable {
    * needs full read and write permission (a link can point anywhere). Since 5.15.
    */
   symlink(target: string, path: string | URL, options?: OpOptions): Promise<void> {
-    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.symlink(target, path, options);
-    if (this.#closing) return closedError();
+    if (this.#aux !== null) {
+      return this.#closing ? this.#rejectClosed() : this.#aux.symlink(target, path, options);
+    }
+    if (this.#closing) return this.#rejectClosed();
     const signal = signalOption(options);
     if (typeof target !== "string" || target.length === 0) {
       return Promise.reject(new TypeError("symlink: target must be a non-empty string"));
@@ -1169,7 +1178,9 @@ export class Uring implements AsyncDisposable {
 
   /** Creates a hard link `newPath` to `oldPath` (`linkat`). Since 5.15. */
   link(oldPath: string | URL, newPath: string | URL, options?: OpOptions): Promise<void> {
-    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.link(oldPath, newPath, options);
+    if (this.#aux !== null) {
+      return this.#closing ? this.#rejectClosed() : this.#aux.link(oldPath, newPath, options);
+    }
     return this.#pathOp(signalOption(options), oldPath, newPath, "link", "both", "both", (slot, p, q) => {
       fillPath2(slot, K_LINK, p, q!);
     });
@@ -1186,7 +1197,7 @@ export class Uring implements AsyncDisposable {
    * worker), so the members after it do not come back to run in this thread.
    */
   chain(build: (c: ChainBuilder) => void, options?: ChainOptions): Promise<ChainResult[]> {
-    if (this.#aux !== null) return this.#closing ? closedError() : this.#aux.chain(build, options);
+    if (this.#aux !== null) return this.#closing ? this.#rejectClosed() : this.#aux.chain(build, options);
     let async: boolean;
     try {
       async = options?.async === true;
@@ -2530,14 +2541,15 @@ export class Uring implements AsyncDisposable {
     return this.#failed ? new ClosedError("Uring", this.#failure) : new ClosedError("Uring");
   }
 
+  /** A promise rejected with {@link Uring.#closedError}'s error. */
+  #rejectClosed(): Promise<never> {
+    return Promise.reject(this.#closedError());
+  }
+
   /** Same as `close()`, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.#closeUring();
   }
-}
-
-function closedError(): Promise<never> {
-  return Promise.reject(new ClosedError("Uring"));
 }
 
 /** Names `file` by its registered index (`IOSQE_FIXED_FILE`) when it has one. */

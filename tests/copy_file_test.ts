@@ -348,6 +348,8 @@ Deno.test("a copy that fails in the ring's own system call says so, not that a f
     assert.doesNotMatch(error.message, /not readable|not writable|permission denied\)/);
     assert.match(error.message, /^cannot copy 'big' to '\/x\/big': .* failed: io_uring_enter failed: EPERM/);
     assert.match(error.message, /seccomp/);
+    assert.equal(error.call, "io_uring_enter"); // (a re-check: the class kept, its fields were not)
+    assert.match(error.hint!, /seccomp/);
     assert.equal(fields.code, "EPERM");
     assert.equal(fields.syscall, "io_uring_enter");
     assert.equal(error.cause, cause);

@@ -295,6 +295,20 @@ ringTest(
       /^Uring is closed \(it closed itself after a failure: internal error: a completion/,
     );
     assert.match(String(after.cause), /internal error: a completion for no operation/);
+    // Every kind of call (a re-check found open, openFd, mkdir and symlink still bare).
+    for (
+      const call of [
+        () => uring.open(fifo),
+        () => uring.openFd(fifo, 0),
+        () => uring.mkdir(`${dir.path}/d`),
+        () => uring.symlink("t", `${dir.path}/s`),
+        () => uring.statx(fifo),
+        () => uring.chain((c) => c.nop()),
+      ]
+    ) {
+      const e = await call().then(() => null, (e) => e as Error);
+      assert.ok(e instanceof ClosedError && e.cause === after.cause, `${call}: ${e}`);
+    }
     await uring.close().catch(() => {});
     // A failed Uring leaves its ring open (the kernel may still use the failed operations'
     // buffers); left to the module thread's exit, its release would shift another test's fd count.
