@@ -160,6 +160,9 @@ function detachedInFlight(slot: Slot): TypeError {
 
 /** How often an operation the kernel cancelled unasked is issued again (see `#complete`). */
 const MAX_REISSUES = 3;
+/** Why the kernel cancels an operation nobody cancelled, before it runs (see `reissued`). */
+const DROPPED_WHY = "io-wq could not start a worker thread for it (the user's process limit, `ulimit -u`, " +
+  "or the cgroup's pids limit; or a signal pending at each attempt)";
 const EINVAL = errno("EINVAL");
 const EAGAIN = errno("EAGAIN");
 const EBUSY = errno("EBUSY");
@@ -2108,7 +2111,7 @@ export class Uring implements AsyncDisposable {
     return undefined;
   }
 
-  #error(slot: Slot, errnum: number): Error {
+  #error(slot: Slot, errnum: number, dropped = false): Error {
     if (errnum === EINTR || (errnum >= ERESTARTSYS && errnum <= ERESTART_RESTARTBLOCK)) {
       // Interrupted in an io-wq worker, as a cancel does to an operation waiting there (a read
       // posts EINTR, a splice the kernel-internal ERESTARTSYS). Cancelled by us: ECANCELED.
@@ -2125,9 +2128,9 @@ export class Uring implements AsyncDisposable {
       : this.#closing
       ? "the Uring was closed"
       : slot.reissues >= MAX_REISSUES && !slot.aborted
-      ? `the kernel dropped it ${slot.reissues + 1} times before it ran: io-wq could not start a worker ` +
-        "thread for it (the user's process limit, `ulimit -u`, or the cgroup's pids limit; or a signal " +
-        "pending at each attempt)"
+      ? `the kernel dropped it ${slot.reissues + 1} times before it ran: ${DROPPED_WHY}`
+      : dropped
+      ? `the kernel dropped it before it ran (a chain's member is not issued again): ${DROPPED_WHY}`
       : undefined;
     let fd: number | undefined = slot.fd;
     // A chain's direct-descriptor member: name the table index, not an fd.
@@ -2169,7 +2172,14 @@ export class Uring implements AsyncDisposable {
   }
 
   #completeMember(chain: ChainState, slot: Slot): void {
-    chain.results[slot.chainIndex] = this.#memberResult(slot);
+    // The first member to fail, with ECANCELED that nobody asked for (no abort, no close): the
+    // kernel dropped it before it ran (io-wq could not start a worker). A member cancelled because
+    // one before it failed comes after that failure.
+    const dropped = slot.res === -ECANCELED && !chain.aborted && !slot.fileClosed && !slot.chainFileClosed &&
+      !this.#closing &&
+      (chain.skip ||
+        chain.results.slice(0, slot.chainIndex).every((r) => (r as ChainResult | undefined)?.ok === true));
+    chain.results[slot.chainIndex] = this.#memberResult(slot, dropped);
     if (chain.skip) {
       // The chain's only CQE: the members before this one succeeded as asked, those after it
       // never ran (the kernel posts nothing for them).
@@ -2187,13 +2197,13 @@ export class Uring implements AsyncDisposable {
   }
 
   /** A chain member's result from its CQE. */
-  #memberResult(slot: Slot): ChainResult {
+  #memberResult(slot: Slot, dropped = false): ChainResult {
     const res = slot.res;
     if (hasDetachedBuffer(slot)) return { ok: false, error: detachedInFlight(slot) };
     if (res === 0) return OK_ZERO;
     if (res > 0) return { ok: true, value: res };
     if (slot.kind === K_TIMEOUT && res === -ETIME) return OK_ZERO;
-    return { ok: false, error: this.#error(slot, -res) };
+    return { ok: false, error: this.#error(slot, -res, dropped) };
   }
 
   #settleChain(chain: ChainState): void {

@@ -164,6 +164,16 @@ ringTest(
       controller.abort(new Error("stop"));
       await assert.rejects(aborted, /stop/);
       assert.equal(uring.stats.reissued, 4);
+
+      // A chain's member is not issued again, but says why (a re-check: a bare ECANCELED); the
+      // member after it, cancelled by the link, says nothing of the kind.
+      const chain = uring.chain((c) => c.read(r, buf, 0).nop());
+      await sleep(20);
+      await cancelRead();
+      const [first, second] = await chain;
+      assert.ok(!first.ok && /dropped it before it ran .*io-wq could not start/.test(String(first.error)));
+      assert.ok(!second.ok && (second.error as { code?: string }).code === "ECANCELED");
+      assert.doesNotMatch(String(second.error), /dropped/);
     } finally {
       sysClose(r);
       sysClose(w);
