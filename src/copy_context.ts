@@ -382,8 +382,8 @@ export class CopyContext implements EngineContext {
   /**
    * Every {@link BREATHE_EVERY_MS} ms, a promise that resolves on the next event-loop turn that
    * polls for I/O (see `onNextTurn`: ~35 µs, where a zero timer took ~2.2 ms), shared by every
-   * caller until then, so
-   * all of the copy's work pauses at once and the loop runs; otherwise `undefined` (no allocation).
+   * caller until then, so all of the copy's work pauses at once and the loop runs; otherwise
+   * `undefined` (no allocation).
    */
   breather(): Promise<void> | undefined {
     if (this.#breath !== undefined) return this.#breath;

@@ -1068,10 +1068,8 @@ export class Uring implements AsyncDisposable {
    * added, as Deno opens every file: a child process (`Deno.Command`) inherits none of them. Since 5.6.
    */
   openFd(path: string | URL, flags: number, mode = 0o666, options?: OpOptions): Promise<number> {
-    if (this.#aux !== null) {
-      return this.#closing ? this.#rejectClosed() : this.#aux.openFd(path, flags, mode, options);
-    }
     if (this.#closing) return this.#rejectClosed();
+    if (this.#aux !== null) return this.#aux.openFd(path, flags, mode, options);
     try {
       checkU32(flags, "flags");
       checkU32(mode, "mode", 0o7777);
@@ -1143,8 +1141,8 @@ export class Uring implements AsyncDisposable {
 
   /** Creates directory `path` (`mkdirat`, mode default 0o777 less the umask). Since 5.15. */
   mkdir(path: string | URL, options?: OpOptions & { mode?: number }): Promise<void> {
-    if (this.#aux !== null) return this.#closing ? this.#rejectClosed() : this.#aux.mkdir(path, options);
     if (this.#closing) return this.#rejectClosed();
+    if (this.#aux !== null) return this.#aux.mkdir(path, options);
     let mode: number;
     try {
       mode = options?.mode ?? 0o777;
@@ -1162,10 +1160,8 @@ export class Uring implements AsyncDisposable {
    * needs full read and write permission (a link can point anywhere). Since 5.15.
    */
   symlink(target: string, path: string | URL, options?: OpOptions): Promise<void> {
-    if (this.#aux !== null) {
-      return this.#closing ? this.#rejectClosed() : this.#aux.symlink(target, path, options);
-    }
     if (this.#closing) return this.#rejectClosed();
+    if (this.#aux !== null) return this.#aux.symlink(target, path, options);
     const signal = signalOption(options);
     if (typeof target !== "string" || target.length === 0) {
       return Promise.reject(new TypeError("symlink: target must be a non-empty string"));
@@ -2172,11 +2168,11 @@ export class Uring implements AsyncDisposable {
   }
 
   #completeMember(chain: ChainState, slot: Slot): void {
-    // The first member to fail, with ECANCELED that nobody asked for (no abort, no close): the
-    // kernel dropped it before it ran (io-wq could not start a worker). A member cancelled because
-    // one before it failed comes after that failure.
-    const dropped = slot.res === -ECANCELED && !chain.aborted && !slot.fileClosed && !slot.chainFileClosed &&
-      !this.#closing &&
+    // The first member to fail, with ECANCELED that nobody asked for: the kernel dropped it before
+    // it ran (io-wq could not start a worker). A member cancelled because one before it failed
+    // comes after that failure. (A close's cancels are told apart by `#error`, which names them
+    // first.)
+    const dropped = slot.res === -ECANCELED && !chain.aborted &&
       (chain.skip ||
         chain.results.slice(0, slot.chainIndex).every((r) => (r as ChainResult | undefined)?.ok === true));
     chain.results[slot.chainIndex] = this.#memberResult(slot, dropped);

@@ -11,7 +11,7 @@
 
 import { copyFile, trimSlashes } from "../copy.ts";
 import { createCopyUring, FORCE_UNAVAILABLE_ENV, isUnavailableError } from "../copy_context.ts";
-import { CopyTreeError, OVERWRITE_HINT } from "../copy_errors.ts";
+import { CopyTreeError, dirnameOf, OVERWRITE_HINT } from "../copy_errors.ts";
 import { removeIncompleteNow } from "../copy_incomplete.ts";
 import type { CopyProgress } from "../copy_options.ts";
 import { copyTree } from "../copy_tree.ts";
@@ -96,9 +96,7 @@ function intoDirectory(dir: string, src: string): string {
  * `a` again but a hard link or symlink to `a` elsewhere is another source.
  */
 async function copyKey(src: string, info: Deno.FileInfo, dst: string): Promise<string> {
-  const path = trimSlashes(src);
-  const cut = path.lastIndexOf("/");
-  const parentPath = cut < 0 ? "." : cut === 0 ? "/" : path.slice(0, cut);
+  const parentPath = dirnameOf(src);
   const parent = await statOrNull(parentPath);
   const where = parent === null ? parentPath : `${parent.dev}:${parent.ino}`;
   return `${dst}\0${info.dev}:${info.ino}\0${where}\0${basename(src)}`;
@@ -274,7 +272,7 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
       return 1;
     }
     const done = { bytes: 0, files: 0, totalBytes: 0, totalFiles: 0 };
-    /** What this run has copied where, as `destination NUL dev:ino-of-source`. */
+    /** What this run has copied where (see {@link copyKey}). */
     const copied = new Set<string>();
     /** The files this run has written (not directories: those merge), by destination. */
     const filesWritten = new Set<string>();
