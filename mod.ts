@@ -44,6 +44,9 @@ export { errno, errnoMessage, errnoName } from "./src/errno.ts";
 export { ClosedError, IoUringError } from "./src/errors.ts";
 export { addressOf, cstring } from "./src/memory.ts";
 export * from "./src/prep.ts";
+export * from "./src/prep_net.ts";
+export { Msghdr, type MsghdrOptions } from "./src/msghdr.ts";
+export { SocketAddress } from "./src/sockaddr.ts";
 export { Probe } from "./src/probe.ts";
 export {
   DEFAULT_SQPOLL_IDLE_MS,

@@ -113,6 +113,26 @@ export const PROBE_HEADER_SIZE = 16;
 export const PROBE_OP_SIZE = 8;
 /** Size of `struct io_uring_files_update` (5.5). */
 export const FILES_UPDATE_SIZE = 16;
+/** Size of `struct sockaddr_storage`: room for any socket address. */
+export const SOCKADDR_STORAGE_SIZE = 128;
+/** Size of `struct sockaddr_in` (IPv4). */
+export const SOCKADDR_IN_SIZE = 16;
+/** Size of `struct sockaddr_in6` (IPv6). */
+export const SOCKADDR_IN6_SIZE = 28;
+/** Size of `struct sockaddr_un`'s `sun_path` (a Unix socket's path, NUL included). */
+export const SUN_PATH_SIZE = 108;
+/** Size of `struct msghdr` on 64-bit Linux. */
+export const MSGHDR_SIZE = 56;
+/** Byte offsets of the fields of `struct msghdr` on 64-bit Linux. */
+export const MSGHDR = {
+  name: 0,
+  namelen: 8,
+  iov: 16,
+  iovlen: 24,
+  control: 32,
+  controllen: 40,
+  flags: 48,
+} as const;
 
 // ---------------------------------------------------------------------------------------------
 // mmap offsets.
@@ -257,6 +277,13 @@ export const IOSQE_CQE_SKIP_SUCCESS = 1 << 6;
 export const IORING_CQE_F_BUFFER = 1 << 0;
 /** More CQEs will follow for this request (multishot, 5.13). */
 export const IORING_CQE_F_MORE = 1 << 1;
+/** A socket receive left more data in the socket (5.19). */
+export const IORING_CQE_F_SOCK_NONEMPTY = 1 << 2;
+/**
+ * The second CQE of a zero-copy send: the kernel is done with the buffer, which may be reused
+ * (6.0).
+ */
+export const IORING_CQE_F_NOTIF = 1 << 3;
 
 // ---------------------------------------------------------------------------------------------
 // Opcodes (`enum io_uring_op`), each with the kernel that added it.
@@ -373,6 +400,20 @@ export const IORING_OP_FUTEX_WAITV = 53;
 export const IORING_OP_FIXED_FD_INSTALL = 54;
 /** `ftruncate` (6.9). */
 export const IORING_OP_FTRUNCATE = 55;
+/** `bind` a socket to an address (6.11). */
+export const IORING_OP_BIND = 56;
+/** `listen` on a socket (6.11). */
+export const IORING_OP_LISTEN = 57;
+/** Zero-copy receive through a registered interface queue (6.15). */
+export const IORING_OP_RECV_ZC = 58;
+/** `epoll_wait` (6.15). */
+export const IORING_OP_EPOLL_WAIT = 59;
+/** `preadv2` into registered buffers (6.15). */
+export const IORING_OP_READV_FIXED = 60;
+/** `pwritev2` from registered buffers (6.15). */
+export const IORING_OP_WRITEV_FIXED = 61;
+/** `pipe2` (6.16). */
+export const IORING_OP_PIPE = 62;
 
 /** Opcode names by number, for the probe and for messages. */
 export const OPCODE_NAMES: readonly string[] = [
@@ -432,6 +473,13 @@ export const OPCODE_NAMES: readonly string[] = [
   "FUTEX_WAITV",
   "FIXED_FD_INSTALL",
   "FTRUNCATE",
+  "BIND",
+  "LISTEN",
+  "RECV_ZC",
+  "EPOLL_WAIT",
+  "READV_FIXED",
+  "WRITEV_FIXED",
+  "PIPE",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -464,6 +512,40 @@ export const IORING_ASYNC_CANCEL_ANY = 1 << 2;
 export const IORING_POLL_ADD_MULTI = 1 << 0;
 /** `splice_flags`: `splice_fd_in` is a registered file index (5.7). */
 export const SPLICE_F_FD_IN_FIXED = 0x80000000;
+/**
+ * `ioprio` of SEND, RECV, SENDMSG, RECVMSG (and their zero-copy forms): wait for the socket to be
+ * ready before the first try, instead of trying at once (5.19).
+ */
+export const IORING_RECVSEND_POLL_FIRST = 1 << 0;
+/** `ioprio` of RECV and RECVMSG: multishot, one CQE per provided buffer filled (6.0). */
+export const IORING_RECV_MULTISHOT = 1 << 1;
+/** `ioprio` of SEND_ZC and SENDMSG_ZC: `buf_index` names a registered buffer (6.0). */
+export const IORING_RECVSEND_FIXED_BUF = 1 << 2;
+/**
+ * `ioprio` of SEND_ZC and SENDMSG_ZC: the notification CQE's `res` has
+ * {@link IORING_NOTIF_USAGE_ZC_COPIED} set when the data was copied after all (6.2).
+ */
+export const IORING_SEND_ZC_REPORT_USAGE = 1 << 3;
+/**
+ * In the `res` of a zero-copy send's notification CQE (with {@link IORING_SEND_ZC_REPORT_USAGE}):
+ * the data was copied, not sent from the buffer itself (6.2). `res` is signed: test with
+ * `(cqe.res & IORING_NOTIF_USAGE_ZC_COPIED) !== 0`.
+ */
+export const IORING_NOTIF_USAGE_ZC_COPIED = 0x80000000;
+/** `ioprio` of ACCEPT: multishot, one CQE per connection, with `IORING_CQE_F_MORE` (5.19). */
+export const IORING_ACCEPT_MULTISHOT = 1 << 0;
+/** `ioprio` of ACCEPT: fail with `-EAGAIN` instead of waiting when none is pending (6.10). */
+export const IORING_ACCEPT_DONTWAIT = 1 << 1;
+/** `ioprio` of ACCEPT: wait for a connection before the first try (6.10). */
+export const IORING_ACCEPT_POLL_FIRST = 1 << 2;
+/** MSG_RING command in `addr`: post a CQE with `len` as `res` and `off` as `user_data` (5.18). */
+export const IORING_MSG_DATA = 0;
+/** MSG_RING command in `addr`: pass a registered file to the target ring (6.0). */
+export const IORING_MSG_SEND_FD = 1;
+/** `msg_ring_flags`: post no CQE on the target ring (`IORING_MSG_SEND_FD` only) (6.0). */
+export const IORING_MSG_RING_CQE_SKIP = 1 << 0;
+/** `msg_ring_flags`: the target CQE's `flags` come from the SQE's `file_index` (6.3). */
+export const IORING_MSG_RING_FLAGS_PASS = 1 << 1;
 /** `file_index` value asking the kernel to pick a free fixed-file slot (5.19). */
 export const IORING_FILE_INDEX_ALLOC = 0xffffffff;
 /**
@@ -572,6 +654,42 @@ export const SPLICE_F_MOVE = 1;
 export const SPLICE_F_NONBLOCK = 2;
 /** `SYNC_FILE_RANGE_WRITE`. */
 export const SYNC_FILE_RANGE_WRITE = 2;
+/** `AF_UNIX`: local (Unix-domain) sockets. */
+export const AF_UNIX = 1;
+/** `AF_INET`: IPv4. */
+export const AF_INET = 2;
+/** `AF_INET6`: IPv6. */
+export const AF_INET6 = 10;
+/** `SOCK_STREAM`. */
+export const SOCK_STREAM = 1;
+/** `SOCK_DGRAM`. */
+export const SOCK_DGRAM = 2;
+/** `SOCK_SEQPACKET`. */
+export const SOCK_SEQPACKET = 5;
+/** `SOCK_NONBLOCK`, or-ed into a socket type (or `accept4`'s flags). */
+export const SOCK_NONBLOCK = 0o4000;
+/** `SOCK_CLOEXEC`, or-ed into a socket type (or `accept4`'s flags). */
+export const SOCK_CLOEXEC = 0o2000000;
+/** `SHUT_RD` for `shutdown`. */
+export const SHUT_RD = 0;
+/** `SHUT_WR` for `shutdown`. */
+export const SHUT_WR = 1;
+/** `SHUT_RDWR` for `shutdown`. */
+export const SHUT_RDWR = 2;
+/** `MSG_PEEK`: receive without taking the data from the queue. */
+export const MSG_PEEK = 0x2;
+/** `MSG_CTRUNC`, in a received `msg_flags`: control data did not fit. */
+export const MSG_CTRUNC = 0x8;
+/** `MSG_TRUNC`: a datagram did not fit (in `msg_flags`); as a flag, return its real length. */
+export const MSG_TRUNC = 0x20;
+/** `MSG_DONTWAIT`: fail with `EAGAIN` instead of waiting. */
+export const MSG_DONTWAIT = 0x40;
+/** `MSG_WAITALL`: a stream receive waits for the whole buffer. */
+export const MSG_WAITALL = 0x100;
+/** `MSG_NOSIGNAL`: no `SIGPIPE` on a broken stream (the send fails with `EPIPE`). */
+export const MSG_NOSIGNAL = 0x4000;
+/** `MSG_MORE`: more data follows (cork). */
+export const MSG_MORE = 0x8000;
 /** `FALLOC_FL_KEEP_SIZE`. */
 export const FALLOC_FL_KEEP_SIZE = 1;
 /** `FALLOC_FL_PUNCH_HOLE`. */

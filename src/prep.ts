@@ -11,7 +11,6 @@
 
 import * as abi from "./abi.ts";
 import {
-  ADDRESSED,
   addressOf,
   bufferAddressed,
   byteLengthOf,
@@ -29,19 +28,12 @@ import {
 import { checkUserData, Sqe, staleSqe, W, writeU64 } from "./sqe.ts";
 import { checkIovecsUnchanged, Iovecs, Timespec } from "./structs.ts";
 
-const TWO_32 = 0x1_0000_0000;
-/** 2^-32: multiplying by it is exact and several times cheaper than dividing by 2^32. */
-const INV_TWO_32 = 1 / TWO_32;
-// The SQE word indexes prepRw writes, as module constants: V8 folds these into the code, while
-// each `W.x` of the imported object is a real load (~3 ns per prep).
-const HEAD = W.head, FD = W.fd, OFF_LO = W.offLo, OFF_HI = W.offHi, ADDR_LO = W.addrLo;
-const ADDR_HI = W.addrHi, LEN = W.len, OP_FLAGS = W.opFlags, BUF_INDEX = W.bufIndex;
-const SPLICE_FD_IN = W.spliceFdIn, ADDR3_LO = W.addr3Lo, ADDR3_HI = W.addr3Hi;
-const PAD2_LO = W.pad2Lo, PAD2_HI = W.pad2Hi;
-const OP_NOP = abi.IORING_OP_NOP;
+import { checkSqe, notAnSqe, type Offset, storeAddressed, writeRw } from "./prep_base.ts";
 
-/** A file offset: a non-negative safe integer, or a bigint for the full 63-bit range. */
-export type Offset = number | bigint;
+export type { Offset } from "./prep_base.ts";
+
+const OP_NOP = abi.IORING_OP_NOP;
+const HEAD = W.head, FD = W.fd, OP_FLAGS = W.opFlags;
 
 /**
  * Writes a user_data-style 64-bit key (number or bigint) into the `addr` field; check it with
@@ -49,66 +41,6 @@ export type Offset = number | bigint;
  */
 function writeKey(sqe: Sqe, key: number | bigint): void {
   writeU64(sqe.u32, sqe.base + W.addrLo, key);
-}
-
-/**
- * Zeroes what an earlier prep of the same SQE may have left in the fields `prepRw` does not
- * write: the per-opcode flags, buf_index (personality kept), splice_fd_in/file_index, addr3 and
- * the last 8 bytes (which 6.14+ reads as `attr_type_mask` for reads and writes: a stale value
- * there fails them).
- */
-function dropEarlierPrep(u32: Uint32Array, b: number): void {
-  u32[b + OP_FLAGS] = 0;
-  u32[b + BUF_INDEX] = u32[b + BUF_INDEX] & 0xffff0000; // keep personality
-  u32[b + SPLICE_FD_IN] = 0;
-  u32[b + ADDR3_LO] = 0;
-  u32[b + ADDR3_HI] = 0;
-  u32[b + PAD2_LO] = 0;
-  u32[b + PAD2_HI] = 0;
-}
-
-/**
- * The base of every prep helper: sets opcode, fd, address, length and offset, as `prepRw`
- * does, without its checks (each helper checks its own arguments). Every other op field ends up
- * zero: `getSqe()` hands out zeroed SQEs, so on the usual path (one prep per SQE) there is
- * nothing more to write (~4 ns saved per SQE); when the SQE already holds an opcode (a second
- * prep over the same handle, or a slot with stale bytes) the earlier op's fields are cleared
- * first. Leaves `flags`, `ioprio`, `personality` and `user_data` alone.
- */
-function writeRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: number, offset: Offset): Sqe {
-  if (!Sqe.is(sqe)) throw notAnSqe(sqe); // (a proxy or a look-alike: its getters could run here)
-  const u32 = sqe.u32, b = sqe.base;
-  const head = u32[b + HEAD];
-  if (head === undefined) throw staleSqe(); // its memory is gone
-  if ((head & 0xff) !== 0) dropEarlierPrep(u32, b); // opcode 0 is NOP, which leaves nothing behind
-  // opcode is byte 0; keep flags (byte 1) and ioprio (bytes 2-3).
-  u32[b + HEAD] = ((head & 0xffffff00) | opcode) >>> 0;
-  u32[b + FD] = fd;
-  if (typeof offset === "number") { // writeU64, inlined: the common case of every prep
-    const lo = offset >>> 0;
-    u32[b + OFF_LO] = lo;
-    u32[b + OFF_HI] = (offset - lo) * INV_TWO_32;
-  } else {
-    writeU64(u32, b + OFF_LO, offset);
-  }
-  const addrLo = addr >>> 0;
-  u32[b + ADDR_LO] = addrLo;
-  u32[b + ADDR_HI] = (addr - addrLo) * INV_TWO_32;
-  u32[b + LEN] = len;
-  return sqe;
-}
-
-/**
- * Writes the address {@link bufferAddressed} left in `ADDRESSED[0]` into `sqe`'s `addr` field
- * (after `writeRw`, which wrote 0 there): the address never travels as a number, which would be
- * a heap allocation per call.
- */
-function storeAddressed(sqe: Sqe): void {
-  const u32 = sqe.u32, b = sqe.base;
-  const addr = ADDRESSED[0];
-  const lo = addr >>> 0;
-  u32[b + ADDR_LO] = lo;
-  u32[b + ADDR_HI] = (addr - lo) * INV_TWO_32;
 }
 
 /**
@@ -132,25 +64,6 @@ export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: 
   checkU32(len, "len");
   if (offset !== -1) checkOffset(offset);
   return writeRw(sqe, opcode, fd, addr, len, offset === -1 ? 0xffff_ffff_ffff_ffffn : offset);
-}
-
-/** Throws unless `sqe` is an {@link Sqe} (of a ring that is open: see `staleSqe`). */
-function checkSqe(sqe: unknown): asserts sqe is Sqe {
-  if (!Sqe.is(sqe)) throw notAnSqe(sqe);
-  if (sqe.u32[sqe.base + HEAD] === undefined) throw staleSqe();
-}
-
-/**
- * The error for a prep handed something that is not an {@link Sqe}: `null` is what `getSqe()`
- * returns when the SQ is full.
- */
-function notAnSqe(sqe: unknown): TypeError {
-  if (sqe === null) {
-    return new TypeError(
-      "sqe is null: getSqe() returns null when the SQ is full (submit, then get one again)",
-    );
-  }
-  return new TypeError(`sqe must be an Sqe from ring.getSqe(), got ${shown(sqe)}`);
 }
 
 /** Throws unless `ts` is a {@link Timespec} (the kernel reads 16 bytes at its address). */
@@ -611,6 +524,34 @@ export function prepPollRemove(sqe: Sqe, userData: number | bigint): Sqe {
   checkUserData(userData);
   writeRw(sqe, abi.IORING_OP_POLL_REMOVE, -1, 0, 0, 0);
   writeKey(sqe, userData);
+  return sqe;
+}
+
+/**
+ * Posts a CQE on another ring (`ringFd`: its `IoUring.fd`) with `res` and `userData`, as a
+ * message between rings (`IORING_MSG_DATA`); this SQE completes with 0, or `-EOVERFLOW` when the
+ * target's CQ is full. `res` is a 32-bit value (the target sees it as signed). With
+ * `IORING_MSG_RING_FLAGS_PASS` in `flags`, the target CQE's flags are `cqeFlags` (6.3). Since 5.18.
+ */
+export function prepMsgRing(
+  sqe: Sqe,
+  ringFd: number,
+  res: number,
+  userData: number | bigint,
+  flags = 0,
+  cqeFlags = 0,
+): Sqe {
+  checkFd(ringFd, "ringFd");
+  checkBits32(res, "res");
+  checkUserData(userData);
+  checkFlags(flags, "flags");
+  checkFlags(cqeFlags, "cqeFlags");
+  if (cqeFlags !== 0 && !(flags & abi.IORING_MSG_RING_FLAGS_PASS)) {
+    throw new RangeError("cqeFlags are passed only with IORING_MSG_RING_FLAGS_PASS in flags");
+  }
+  writeRw(sqe, abi.IORING_OP_MSG_RING, ringFd, abi.IORING_MSG_DATA, res >>> 0, userData);
+  sqe.u32[sqe.base + OP_FLAGS] = flags;
+  sqe.u32[sqe.base + W.spliceFdIn] = cqeFlags;
   return sqe;
 }
 

@@ -188,6 +188,13 @@ Deno.test("opcode numbers follow enum io_uring_op, and OPCODE_NAMES matches them
     FUTEX_WAITV: 53,
     FIXED_FD_INSTALL: 54,
     FTRUNCATE: 55,
+    BIND: 56,
+    LISTEN: 57,
+    RECV_ZC: 58,
+    EPOLL_WAIT: 59,
+    READV_FIXED: 60,
+    WRITEV_FIXED: 61,
+    PIPE: 62,
   };
   const exported = abi as unknown as Record<string, unknown>;
   for (const [name, value] of Object.entries(ops)) {
@@ -296,7 +303,7 @@ Deno.test({
     }
     // Other Linux constants the module defines: each only if the C headers have it.
     const libcNames = Object.keys(exported).filter((n) =>
-      /^(AT_|O_|STATX_(BASIC|BTIME|DIOALIGN)|POLL(IN|OUT)$|RENAME_|SPLICE_F_(MOVE|NONBLOCK)|SYNC_FILE_RANGE_|FALLOC_FL_|POSIX_FADV_)/
+      /^(AT_|O_|STATX_(BASIC|BTIME|DIOALIGN)|POLL(IN|OUT)$|RENAME_|SPLICE_F_(MOVE|NONBLOCK)|SYNC_FILE_RANGE_|FALLOC_FL_|POSIX_FADV_|AF_|SOCK_|SHUT_|MSG_)/
         .test(n) && typeof exported[n] === "number"
     );
     for (const name of libcNames) {
@@ -326,6 +333,24 @@ Deno.test({
     want("sizeof probe", "sizeof(struct io_uring_probe)", abi.PROBE_HEADER_SIZE);
     want("sizeof probe_op", "sizeof(struct io_uring_probe_op)", abi.PROBE_OP_SIZE);
     want("sizeof files_update", "sizeof(struct io_uring_files_update)", abi.FILES_UPDATE_SIZE);
+    want("sizeof sockaddr_storage", "sizeof(struct sockaddr_storage)", abi.SOCKADDR_STORAGE_SIZE);
+    want("sizeof sockaddr_in", "sizeof(struct sockaddr_in)", abi.SOCKADDR_IN_SIZE);
+    want("sizeof sockaddr_in6", "sizeof(struct sockaddr_in6)", abi.SOCKADDR_IN6_SIZE);
+    want("sizeof sun_path", "sizeof(((struct sockaddr_un *)0)->sun_path)", abi.SUN_PATH_SIZE);
+    want("sizeof msghdr", "sizeof(struct msghdr)", abi.MSGHDR_SIZE);
+    for (
+      const [k, f] of Object.entries({
+        name: "msg_name",
+        namelen: "msg_namelen",
+        iov: "msg_iov",
+        iovlen: "msg_iovlen",
+        control: "msg_control",
+        controllen: "msg_controllen",
+        flags: "msg_flags",
+      })
+    ) {
+      o(`msghdr.${f}`, "msghdr", f, abi.MSGHDR[k as keyof typeof abi.MSGHDR]);
+    }
     const sqeFields: Record<string, string> = {
       opcode: "opcode",
       flags: "flags",
@@ -422,6 +447,9 @@ Deno.test({
       "#include <fcntl.h>",
       "#include <poll.h>",
       "#include <sys/uio.h>",
+      "#include <sys/socket.h>",
+      "#include <sys/un.h>",
+      "#include <netinet/in.h>",
       "#include <linux/stat.h>",
       "#include <linux/fs.h>",
       "#include <linux/falloc.h>",

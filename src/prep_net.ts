@@ -1,0 +1,274 @@
+/**
+ * `prep*` helpers for sockets: `socket`, `bind`, `listen`, `accept`, `connect`, `send`, `recv`,
+ * `sendmsg`, `recvmsg`, zero-copy sends and `shutdown`, filled as liburing's `io_uring_prep_*`
+ * do. Arguments are checked before anything reaches the kernel; the buffers and structs an SQE
+ * points at must stay referenced until its CQE.
+ *
+ * These run with the process's full authority, as every FFI caller does: Deno's `--allow-net`
+ * does not see them.
+ *
+ * @module
+ */
+
+import * as abi from "./abi.ts";
+import { addressOf, bufferAddressed, checkFd, checkFlags, checkLength, checkU32 } from "./memory.ts";
+import { type Msghdr, prepareMsghdr } from "./msghdr.ts";
+import { storeAddressed, writeRw } from "./prep_base.ts";
+import { checkSocketAddress, type SocketAddress, socketAddressLengthWord } from "./sockaddr.ts";
+import { type Sqe, W } from "./sqe.ts";
+
+const HEAD = W.head, OP_FLAGS = W.opFlags, FILE_INDEX = W.spliceFdIn, BUF_INDEX = W.bufIndex;
+
+/**
+ * Sets the SQE's `ioprio` (bytes 2-3), which the socket opcodes read as their own flags: written
+ * whole, so flags from an earlier prep of the same SQE do not linger.
+ */
+function setIoprio(sqe: Sqe, ioprio: number): void {
+  const u32 = sqe.u32, b = sqe.base;
+  u32[b + HEAD] = ((u32[b + HEAD] & 0xffff) | (ioprio << 16)) >>> 0;
+}
+
+/** `file_index` for an opcode that makes a direct descriptor: the slot + 1, or "any free one". */
+function targetSlot(fileIndex: number): number {
+  if (fileIndex === abi.IORING_FILE_INDEX_ALLOC) return fileIndex;
+  checkU32(fileIndex, "fileIndex", abi.MAX_FILE_INDEX);
+  return fileIndex + 1;
+}
+
+/**
+ * `socket(domain, type, protocol)`: completes with the new socket's fd. `type` may carry
+ * `SOCK_NONBLOCK` and `SOCK_CLOEXEC`; `flags` must be 0 (reserved). Since 5.19.
+ */
+export function prepSocket(sqe: Sqe, domain: number, type: number, protocol = 0, flags = 0): Sqe {
+  checkU32(domain, "domain", 0x7fffffff);
+  checkFlags(type, "type");
+  checkU32(protocol, "protocol", 0x7fffffff);
+  checkFlags(flags, "flags");
+  writeRw(sqe, abi.IORING_OP_SOCKET, domain, 0, protocol, type);
+  sqe.u32[sqe.base + OP_FLAGS] = flags;
+  setIoprio(sqe, 0);
+  return sqe;
+}
+
+/**
+ * {@link prepSocket} into registered file slot `fileIndex` (or `IORING_FILE_INDEX_ALLOC`: the
+ * kernel picks a free slot and completes with it): later SQEs name the socket with
+ * `IOSQE_FIXED_FILE`. Since 5.19.
+ */
+export function prepSocketDirect(
+  sqe: Sqe,
+  domain: number,
+  type: number,
+  protocol: number,
+  fileIndex: number,
+  flags = 0,
+): Sqe {
+  const slot = targetSlot(fileIndex);
+  prepSocket(sqe, domain, type, protocol, flags);
+  sqe.u32[sqe.base + FILE_INDEX] = slot;
+  return sqe;
+}
+
+/** `bind(fd, address)`. Since 6.11. */
+export function prepBind(sqe: Sqe, fd: number, address: SocketAddress): Sqe {
+  checkFd(fd);
+  checkSocketAddress(address);
+  writeRw(sqe, abi.IORING_OP_BIND, fd, addressOf(address.bytes), 0, address.length);
+  setIoprio(sqe, 0);
+  return sqe;
+}
+
+/** `listen(fd, backlog)`. Since 6.11. */
+export function prepListen(sqe: Sqe, fd: number, backlog: number): Sqe {
+  checkFd(fd);
+  checkU32(backlog, "backlog", 0x7fffffff);
+  writeRw(sqe, abi.IORING_OP_LISTEN, fd, 0, backlog, 0);
+  setIoprio(sqe, 0);
+  return sqe;
+}
+
+/**
+ * `accept4(fd, peer, flags)`: completes with the connection's fd. When `peer` is given (an empty
+ * `new SocketAddress()`), the kernel writes the client's address into it; `flags` takes
+ * `SOCK_NONBLOCK` and `SOCK_CLOEXEC`. Since 5.5.
+ */
+export function prepAccept(sqe: Sqe, fd: number, peer: SocketAddress | null = null, flags = 0): Sqe {
+  return writeAccept(sqe, fd, peer, flags, 0);
+}
+
+/**
+ * {@link prepAccept} that stays armed: one CQE per connection, each with `IORING_CQE_F_MORE`
+ * until the last (after a cancel or an error). A `peer` is overwritten by each connection, so it
+ * is usually left out. Since 5.19.
+ */
+export function prepMultishotAccept(sqe: Sqe, fd: number, peer: SocketAddress | null = null, flags = 0): Sqe {
+  return writeAccept(sqe, fd, peer, flags, abi.IORING_ACCEPT_MULTISHOT);
+}
+
+/**
+ * {@link prepAccept} into registered file slot `fileIndex` (or `IORING_FILE_INDEX_ALLOC`: the
+ * kernel picks a free slot and completes with it) instead of an fd. Since 5.19.
+ */
+export function prepAcceptDirect(
+  sqe: Sqe,
+  fd: number,
+  peer: SocketAddress | null,
+  flags: number,
+  fileIndex: number,
+): Sqe {
+  const slot = targetSlot(fileIndex);
+  writeAccept(sqe, fd, peer, flags, 0);
+  sqe.u32[sqe.base + FILE_INDEX] = slot;
+  return sqe;
+}
+
+function writeAccept(sqe: Sqe, fd: number, peer: SocketAddress | null, flags: number, ioprio: number): Sqe {
+  checkFd(fd);
+  if (peer !== null) checkSocketAddress(peer, "peer");
+  checkFlags(flags, "flags");
+  let addr = 0, lengthAt = 0;
+  if (peer !== null) {
+    const word = socketAddressLengthWord(peer);
+    new DataView(word.buffer, word.byteOffset, 4).setUint32(0, abi.SOCKADDR_STORAGE_SIZE, true); // room
+    addr = addressOf(peer.bytes);
+    lengthAt = addressOf(word);
+  }
+  writeRw(sqe, abi.IORING_OP_ACCEPT, fd, addr, 0, lengthAt);
+  sqe.u32[sqe.base + OP_FLAGS] = flags;
+  setIoprio(sqe, ioprio);
+  return sqe;
+}
+
+/** `connect(fd, address)`. Since 5.5. */
+export function prepConnect(sqe: Sqe, fd: number, address: SocketAddress): Sqe {
+  checkFd(fd);
+  checkSocketAddress(address);
+  writeRw(sqe, abi.IORING_OP_CONNECT, fd, addressOf(address.bytes), 0, address.length);
+  setIoprio(sqe, 0);
+  return sqe;
+}
+
+/**
+ * `send(fd, buf, buf.byteLength, flags)` (`MSG_NOSIGNAL`, `MSG_MORE`, ...); `ioprio` takes
+ * `IORING_RECVSEND_POLL_FIRST`. A stream socket may send less than asked: the CQE's `res` says
+ * how much. Since 5.6.
+ */
+export function prepSend(sqe: Sqe, fd: number, buf: ArrayBufferView, flags = 0, ioprio = 0): Sqe {
+  return writeSendRecv(sqe, abi.IORING_OP_SEND, fd, buf, flags, ioprio);
+}
+
+/**
+ * `recv(fd, buf, buf.byteLength, flags)` (`MSG_WAITALL`, `MSG_PEEK`, ...): completes with the
+ * bytes received, 0 at the end of a stream. `ioprio` takes `IORING_RECVSEND_POLL_FIRST`. Since
+ * 5.6.
+ */
+export function prepRecv(sqe: Sqe, fd: number, buf: ArrayBufferView, flags = 0, ioprio = 0): Sqe {
+  return writeSendRecv(sqe, abi.IORING_OP_RECV, fd, buf, flags, ioprio);
+}
+
+/**
+ * A zero-copy {@link prepSend}: the kernel sends from `buf` itself and posts two CQEs, the
+ * result (with `IORING_CQE_F_MORE`) and later a notification (`IORING_CQE_F_NOTIF`) once it no
+ * longer reads `buf`. Keep `buf` unchanged and referenced until the notification. `zcFlags`
+ * (in `ioprio`) takes `IORING_RECVSEND_POLL_FIRST` and `IORING_SEND_ZC_REPORT_USAGE`. Since 6.0.
+ */
+export function prepSendZc(sqe: Sqe, fd: number, buf: ArrayBufferView, flags = 0, zcFlags = 0): Sqe {
+  checkU32(zcFlags, "zcFlags", 0xffff);
+  if (zcFlags & abi.IORING_RECVSEND_FIXED_BUF) {
+    throw new RangeError("zcFlags: IORING_RECVSEND_FIXED_BUF needs a buffer index: use prepSendZcFixed");
+  }
+  return writeSendRecv(sqe, abi.IORING_OP_SEND_ZC, fd, buf, flags, zcFlags);
+}
+
+/**
+ * {@link prepSendZc} from registered buffer `bufIndex` (`buf` must lie inside it). Since 6.0.
+ */
+export function prepSendZcFixed(
+  sqe: Sqe,
+  fd: number,
+  buf: ArrayBufferView,
+  flags: number,
+  zcFlags: number,
+  bufIndex: number,
+): Sqe {
+  checkU32(zcFlags, "zcFlags", 0xffff);
+  checkU32(bufIndex, "bufIndex", 0xffff);
+  writeSendRecv(sqe, abi.IORING_OP_SEND_ZC, fd, buf, flags, zcFlags | abi.IORING_RECVSEND_FIXED_BUF);
+  const u32 = sqe.u32, at = sqe.base + BUF_INDEX;
+  u32[at] = (u32[at] & 0xffff0000) | bufIndex;
+  return sqe;
+}
+
+function writeSendRecv(
+  sqe: Sqe,
+  opcode: number,
+  fd: number,
+  buf: ArrayBufferView,
+  flags: number,
+  ioprio: number,
+): Sqe {
+  checkFd(fd);
+  checkFlags(flags, "flags");
+  checkU32(ioprio, "ioprio", 0xffff);
+  const length = bufferAddressed(buf);
+  checkLength(length);
+  writeRw(sqe, opcode, fd, 0, length, 0);
+  storeAddressed(sqe);
+  sqe.u32[sqe.base + OP_FLAGS] = flags;
+  setIoprio(sqe, ioprio);
+  return sqe;
+}
+
+/**
+ * `sendmsg(fd, msg, flags)`: the data of `msg`'s iovecs, to its name (if any), with its control
+ * data. Since 5.3.
+ */
+export function prepSendmsg(sqe: Sqe, fd: number, msg: Msghdr, flags = 0, ioprio = 0): Sqe {
+  return writeMsg(sqe, abi.IORING_OP_SENDMSG, fd, msg, flags, ioprio, false, "prepSendmsg");
+}
+
+/**
+ * `recvmsg(fd, msg, flags)`: receives into `msg`'s iovecs; when the CQE arrives, `msg.name`
+ * holds the sender, `msg.flags` `MSG_TRUNC`/`MSG_CTRUNC`, and `msg.controlLength` the control
+ * data's length. Since 5.3.
+ */
+export function prepRecvmsg(sqe: Sqe, fd: number, msg: Msghdr, flags = 0, ioprio = 0): Sqe {
+  return writeMsg(sqe, abi.IORING_OP_RECVMSG, fd, msg, flags, ioprio, true, "prepRecvmsg");
+}
+
+/**
+ * A zero-copy {@link prepSendmsg}: two CQEs, as {@link prepSendZc} posts; keep the buffers
+ * unchanged until the notification. Since 6.1.
+ */
+export function prepSendmsgZc(sqe: Sqe, fd: number, msg: Msghdr, flags = 0, zcFlags = 0): Sqe {
+  return writeMsg(sqe, abi.IORING_OP_SENDMSG_ZC, fd, msg, flags, zcFlags, false, "prepSendmsgZc");
+}
+
+function writeMsg(
+  sqe: Sqe,
+  opcode: number,
+  fd: number,
+  msg: Msghdr,
+  flags: number,
+  ioprio: number,
+  receive: boolean,
+  what: string,
+): Sqe {
+  checkFd(fd);
+  checkFlags(flags, "flags");
+  checkU32(ioprio, "ioprio", 0xffff);
+  prepareMsghdr(msg, receive, what);
+  writeRw(sqe, opcode, fd, addressOf(msg.bytes), 1, 0);
+  sqe.u32[sqe.base + OP_FLAGS] = flags;
+  setIoprio(sqe, ioprio);
+  return sqe;
+}
+
+/** `shutdown(fd, how)`: `SHUT_RD`, `SHUT_WR` or `SHUT_RDWR`. Since 5.11. */
+export function prepShutdown(sqe: Sqe, fd: number, how: number): Sqe {
+  checkFd(fd);
+  checkU32(how, "how", abi.SHUT_RDWR);
+  writeRw(sqe, abi.IORING_OP_SHUTDOWN, fd, 0, how, 0);
+  setIoprio(sqe, 0);
+  return sqe;
+}

@@ -1,0 +1,308 @@
+/**
+ * {@link SocketAddress}: a socket address (`struct sockaddr_in`, `sockaddr_in6` or `sockaddr_un`)
+ * in memory the kernel can read and write, for `prepConnect`, `prepBind`, `prepAccept` and a
+ * `Msghdr`'s name.
+ *
+ * @module
+ */
+
+import {
+  AF_INET,
+  AF_INET6,
+  AF_UNIX,
+  SOCKADDR_IN6_SIZE,
+  SOCKADDR_IN_SIZE,
+  SOCKADDR_STORAGE_SIZE,
+  SUN_PATH_SIZE,
+} from "./abi.ts";
+import { checkU32, shown } from "./memory.ts";
+
+/** Where the `socklen_t` the kernel reads and writes (accept's `addrlen`) sits, after the storage. */
+const LENGTH_AT = SOCKADDR_STORAGE_SIZE;
+/** Offset of `sun_path` in `struct sockaddr_un`. */
+const SUN_PATH_AT = 2;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Internal access for the prep helpers and `Msghdr` (see the class's static block). */
+let lengthWordOf: (address: SocketAddress) => Uint8Array<ArrayBuffer>;
+let setLength: (address: SocketAddress, length: number) => void;
+
+/**
+ * A socket address in its own memory: 128 bytes (`struct sockaddr_storage`) for the address,
+ * followed by its length (a `socklen_t`). Build one with {@link SocketAddress.inet} or
+ * {@link SocketAddress.unix} for `prepConnect`, `prepBind` and `sendmsg`; `new SocketAddress()`
+ * is an empty one for `prepAccept` or a `recvmsg` to fill with the peer's address. Keep it
+ * referenced until the CQE of the operation that uses it, and give one to one operation at a
+ * time (the kernel writes into it).
+ */
+export class SocketAddress {
+  // Private, so the memory the kernel reads and writes cannot be swapped for a smaller array.
+  readonly #bytes = new Uint8Array(SOCKADDR_STORAGE_SIZE + 8);
+  readonly #view = new DataView(this.#bytes.buffer);
+
+  static {
+    lengthWordOf = (address) => address.#bytes.subarray(LENGTH_AT, LENGTH_AT + 4);
+    setLength = (address, length) => address.#view.setUint32(LENGTH_AT, length, true);
+  }
+
+  /**
+   * An empty address (family 0) whose length is the whole storage, ready for the kernel to fill
+   * (`prepAccept`, a `Msghdr` for `recvmsg`).
+   */
+  constructor() {
+    this.#view.setUint32(LENGTH_AT, SOCKADDR_STORAGE_SIZE, true);
+  }
+
+  /**
+   * An IPv4 or IPv6 address and port: `hostname` is a numeric address (`"127.0.0.1"`, `"::1"`,
+   * `"::ffff:10.0.0.1"`; names are not resolved: use `Deno.resolveDns` first). IPv6 takes an
+   * optional `scopeId` (the interface index of a link-local address) and `flowInfo`.
+   */
+  static inet(
+    hostname: string,
+    port: number,
+    options: { scopeId?: number; flowInfo?: number } = {},
+  ): SocketAddress {
+    if (typeof hostname !== "string") {
+      throw new TypeError(`hostname must be a string, got ${shown(hostname)}`);
+    }
+    checkU32(port, "port", 0xffff);
+    const address = new SocketAddress();
+    const bytes = address.#bytes, view = address.#view;
+    const v4 = parseIPv4(hostname);
+    if (v4 !== null) {
+      if (options.scopeId !== undefined || options.flowInfo !== undefined) {
+        throw new TypeError("scopeId and flowInfo are for IPv6 addresses only");
+      }
+      view.setUint16(0, AF_INET, true);
+      view.setUint16(2, port, false); // network byte order
+      bytes.set(v4, 4);
+      view.setUint32(LENGTH_AT, SOCKADDR_IN_SIZE, true);
+      return address;
+    }
+    const v6 = parseIPv6(hostname);
+    if (v6 === null) {
+      const bracketed = /^\[.*\]$/.test(hostname) ? " (without the brackets)" : "";
+      const scoped = hostname.includes("%") ? " (give a scope as { scopeId })" : "";
+      throw new TypeError(
+        `hostname must be a numeric IPv4 or IPv6 address${bracketed}${scoped}, got ${
+          JSON.stringify(hostname)
+        }` +
+          (bracketed || scoped ? "" : " (resolve names first, e.g. with Deno.resolveDns)"),
+      );
+    }
+    const { scopeId = 0, flowInfo = 0 } = options;
+    checkU32(scopeId, "scopeId");
+    checkU32(flowInfo, "flowInfo", 0xfffff); // a 20-bit flow label
+    view.setUint16(0, AF_INET6, true);
+    view.setUint16(2, port, false);
+    view.setUint32(4, flowInfo, false);
+    bytes.set(v6, 8);
+    view.setUint32(24, scopeId, true);
+    view.setUint32(LENGTH_AT, SOCKADDR_IN6_SIZE, true);
+    return address;
+  }
+
+  /**
+   * A Unix-domain socket's address: a path (at most 107 bytes of UTF-8), or an abstract name
+   * when `path` starts with `"\0"` (Linux; no file is made). `""` is the unnamed address: `bind`
+   * to it picks an abstract name (autobind).
+   */
+  static unix(path: string): SocketAddress {
+    if (typeof path !== "string") throw new TypeError(`path must be a string, got ${shown(path)}`);
+    const abstract = path.startsWith("\0");
+    if (!abstract && path.includes("\0")) {
+      throw new TypeError(`path contains a NUL byte: ${JSON.stringify(path)}`);
+    }
+    const encoded = encoder.encode(path);
+    // A path needs its NUL within sun_path; an abstract name uses all of its bytes, with no NUL.
+    const room = abstract ? SUN_PATH_SIZE : SUN_PATH_SIZE - 1;
+    if (encoded.length > room) {
+      throw new RangeError(`a Unix socket path holds at most ${room} bytes, got ${encoded.length}`);
+    }
+    const address = new SocketAddress();
+    address.#view.setUint16(0, AF_UNIX, true);
+    address.#bytes.set(encoded, SUN_PATH_AT);
+    const length = path === "" ? SUN_PATH_AT : SUN_PATH_AT + encoded.length + (abstract ? 0 : 1);
+    address.#view.setUint32(LENGTH_AT, length, true);
+    return address;
+  }
+
+  /** The address bytes handed to the kernel (`struct sockaddr_storage`, 128 bytes). */
+  get bytes(): Uint8Array<ArrayBuffer> {
+    return this.#bytes.subarray(0, SOCKADDR_STORAGE_SIZE);
+  }
+
+  /**
+   * The address's length in bytes (`socklen_t`): its size as built, or what the kernel wrote
+   * after an accept or a `recvmsg` (which may be more than 128 when it did not fit).
+   */
+  get length(): number {
+    return this.#view.getUint32(LENGTH_AT, true);
+  }
+
+  /** The address family: `AF_INET`, `AF_INET6`, `AF_UNIX`, or 0 while empty. */
+  get family(): number {
+    return this.#view.getUint16(0, true);
+  }
+
+  /** The numeric host of an IPv4 or IPv6 address (IPv6 in RFC 5952 form), else `""`. */
+  get hostname(): string {
+    switch (this.family) {
+      case AF_INET:
+        return formatIPv4(this.#bytes.subarray(4, 8));
+      case AF_INET6:
+        return formatIPv6(this.#bytes.subarray(8, 24));
+      default:
+        return "";
+    }
+  }
+
+  /** The port of an IPv4 or IPv6 address, else 0. */
+  get port(): number {
+    const family = this.family;
+    return family === AF_INET || family === AF_INET6 ? this.#view.getUint16(2, false) : 0;
+  }
+
+  /** The scope id (interface index) of an IPv6 address, else 0. */
+  get scopeId(): number {
+    return this.family === AF_INET6 ? this.#view.getUint32(24, true) : 0;
+  }
+
+  /**
+   * The path of a Unix-domain address (an abstract name starts with `"\0"`; `""` for an unnamed
+   * one, as an accepted client's usually is), else `""`.
+   */
+  get path(): string {
+    if (this.family !== AF_UNIX) return "";
+    const end = Math.min(this.length, SOCKADDR_STORAGE_SIZE);
+    if (end <= SUN_PATH_AT) return "";
+    const name = this.#bytes.subarray(SUN_PATH_AT, end);
+    if (name[0] === 0) return decoder.decode(name); // abstract: every byte counts
+    const nul = name.indexOf(0);
+    return decoder.decode(nul === -1 ? name : name.subarray(0, nul));
+  }
+
+  /** `127.0.0.1:80`, `[::1]:80`, `unix:/run/x.sock`, or `unknown` (an empty address). */
+  toString(): string {
+    switch (this.family) {
+      case AF_INET:
+        return `${this.hostname}:${this.port}`;
+      case AF_INET6:
+        return `[${this.hostname}]:${this.port}`;
+      case AF_UNIX:
+        return `unix:${JSON.stringify(this.path).slice(1, -1)}`;
+      default:
+        return this.family === 0 ? "unknown" : `family ${this.family}`;
+    }
+  }
+}
+
+/**
+ * The 4-byte `socklen_t` after `address`'s storage, whose address `prepAccept` hands the kernel
+ * (internal).
+ */
+export function socketAddressLengthWord(address: SocketAddress): Uint8Array<ArrayBuffer> {
+  return lengthWordOf(address);
+}
+
+/** Sets the length `address` reports, as the kernel wrote it elsewhere (a `msghdr`; internal). */
+export function setSocketAddressLength(address: SocketAddress, length: number): void {
+  setLength(address, length);
+}
+
+/** Throws a `TypeError` unless `address` is a {@link SocketAddress}. */
+export function checkSocketAddress(address: unknown, what = "address"): asserts address is SocketAddress {
+  if (!(address instanceof SocketAddress)) {
+    throw new TypeError(
+      `${what} must be a SocketAddress (SocketAddress.inet(hostname, port), SocketAddress.unix(path)), ` +
+        `got ${shown(address)}`,
+    );
+  }
+}
+
+/** A dotted-quad IPv4 address as 4 bytes, or null (as `inet_pton`: no leading zeros, no shorthand). */
+function parseIPv4(text: string): Uint8Array | null {
+  const parts = text.split(".");
+  if (parts.length !== 4) return null;
+  const out = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) {
+    const part = parts[i];
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(part)) return null;
+    const n = Number(part);
+    if (n > 255) return null;
+    out[i] = n;
+  }
+  return out;
+}
+
+/** An IPv6 address (`::` shorthand and a dotted IPv4 tail allowed) as 16 bytes, or null. */
+function parseIPv6(text: string): Uint8Array | null {
+  let rest = text;
+  const tail: number[] = []; // words of a dotted IPv4 tail
+  if (rest.includes(".")) {
+    const colon = rest.lastIndexOf(":");
+    if (colon === -1) return null;
+    const v4 = parseIPv4(rest.slice(colon + 1));
+    if (v4 === null) return null;
+    tail.push((v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]);
+    // Keep a "::" before the tail; drop the single ":" that separates it.
+    rest = rest.slice(0, rest.endsWith("::", colon + 1) ? colon + 1 : colon);
+  }
+  const halves = rest.split("::");
+  if (halves.length > 2) return null;
+  const groups = (part: string): number[] | null => {
+    if (part === "") return [];
+    const words: number[] = [];
+    for (const group of part.split(":")) {
+      if (!/^[0-9a-fA-F]{1,4}$/.test(group)) return null;
+      words.push(parseInt(group, 16));
+    }
+    return words;
+  };
+  const head = groups(halves[0]);
+  const after = halves.length === 2 ? groups(halves[1]) : [];
+  if (head === null || after === null) return null;
+  const known = head.length + after.length + tail.length;
+  if (halves.length === 1 ? known !== 8 : known > 7) return null;
+  const words = [...head, ...new Array<number>(8 - known).fill(0), ...after, ...tail];
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 8; i++) {
+    out[i * 2] = words[i] >> 8;
+    out[i * 2 + 1] = words[i] & 0xff;
+  }
+  return out;
+}
+
+function formatIPv4(bytes: Uint8Array): string {
+  return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+}
+
+/** RFC 5952's form: lower case, no leading zeros, the longest run of two or more zero words as `::`. */
+function formatIPv6(bytes: Uint8Array): string {
+  const words: number[] = [];
+  for (let i = 0; i < 8; i++) words.push((bytes[i * 2] << 8) | bytes[i * 2 + 1]);
+  // An IPv4-mapped address keeps its dotted tail (::ffff:a.b.c.d).
+  if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) {
+    return `::ffff:${formatIPv4(bytes.subarray(12, 16))}`;
+  }
+  let bestAt = -1, bestLength = 1;
+  for (let i = 0; i < 8;) {
+    if (words[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLength) {
+      bestAt = i;
+      bestLength = j - i;
+    }
+    i = j;
+  }
+  const hex = (ws: number[]) => ws.map((w) => w.toString(16)).join(":");
+  if (bestAt === -1) return hex(words);
+  return `${hex(words.slice(0, bestAt))}::${hex(words.slice(bestAt + bestLength))}`;
+}

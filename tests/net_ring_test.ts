@@ -1,0 +1,333 @@
+/**
+ * The socket opcodes through a real ring, with Deno's own sockets as the independent other end:
+ * a Unix stream server built from ring operations alone, a TCP client, IPv6, datagrams through
+ * sendmsg/recvmsg with the sender's address, multishot accept, zero-copy sends and messages
+ * between rings. Each runs once per ring configuration (SQPOLL or not, helper or libc).
+ */
+
+import assert from "node:assert/strict";
+import {
+  AF_INET,
+  AF_INET6,
+  AF_UNIX,
+  errno,
+  IORING_CQE_F_MORE,
+  IORING_CQE_F_NOTIF,
+  IORING_MSG_RING_FLAGS_PASS,
+  IORING_OP_BIND,
+  IORING_OP_LISTEN,
+  IORING_OP_MSG_RING,
+  IORING_OP_SEND_ZC,
+  IORING_OP_SOCKET,
+  IORING_SEND_ZC_REPORT_USAGE,
+  IoUring,
+  Iovecs,
+  MSG_TRUNC,
+  Msghdr,
+  prepAccept,
+  prepBind,
+  prepCancel,
+  prepClose,
+  prepConnect,
+  prepListen,
+  prepMsgRing,
+  prepMultishotAccept,
+  prepRecv,
+  prepRecvmsg,
+  prepSend,
+  prepSendmsg,
+  prepSendZc,
+  prepShutdown,
+  prepSocket,
+  SHUT_WR,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_STREAM,
+  SocketAddress,
+  type Sqe,
+} from "../mod.ts";
+import { type RingConfig, ringTest, tempDir } from "./_support.ts";
+
+const text = new TextEncoder(), untext = new TextDecoder();
+
+/** One completion as plain values (the ring's `Cqe` handle is reused). */
+interface Done {
+  userData: number;
+  res: number;
+  flags: number;
+}
+
+/** Waits (at most 5 s) for `n` completions and returns them in the order they came. */
+function reap(ring: IoUring, n: number): Done[] {
+  const out: Done[] = [];
+  while (out.length < n) {
+    const cqe = ring.waitCqe({ timeoutMs: 5000 });
+    assert.ok(cqe !== null, `waited 5 s for completion ${out.length + 1} of ${n}`);
+    out.push({ userData: cqe.userDataNumber, res: cqe.res, flags: cqe.flags });
+    ring.cqAdvance(1);
+  }
+  return out;
+}
+
+/** Queues one prep, submits it and returns its result. */
+function run(ring: IoUring, prep: (sqe: Sqe) => void): number {
+  const sqe = ring.getSqe()!;
+  prep(sqe);
+  sqe.setUserData(1);
+  ring.submit();
+  const [done] = reap(ring, 1);
+  return done.res;
+}
+
+/** `run`, asserting success (a result ≥ 0), with the errno's name in the message otherwise. */
+function ok(ring: IoUring, what: string, prep: (sqe: Sqe) => void): number {
+  const res = run(ring, prep);
+  assert.ok(res >= 0, `${what} failed: ${res}`);
+  return res;
+}
+
+/** Skips (true) when the kernel lacks one of `ops`, saying which. */
+function lacks(ring: IoUring, config: RingConfig, ...ops: number[]): boolean {
+  const probe = ring.probe();
+  const missing = ops.filter((op) => !probe.supports(op));
+  if (missing.length === 0) return false;
+  console.log(`SKIP [${config.name}]: this kernel lacks opcodes ${missing.join(", ")}`);
+  return true;
+}
+
+ringTest(
+  "a Unix stream server from ring operations alone: socket, bind, listen, accept, recv, send, shutdown, close",
+  async (config) => {
+    using ring = new IoUring(8, config.options);
+    if (lacks(ring, config, IORING_OP_SOCKET, IORING_OP_BIND, IORING_OP_LISTEN)) return;
+    using dir = tempDir();
+    const path = `${dir.path}/server.sock`;
+    const listener = ok(ring, "socket", (s) => prepSocket(s, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC));
+    try {
+      assert.equal(run(ring, (s) => prepBind(s, listener, SocketAddress.unix(path))), 0);
+      assert.ok(Deno.lstatSync(path).isSocket, "bind made the socket file");
+      assert.equal(run(ring, (s) => prepListen(s, listener, 8)), 0);
+      const client = await Deno.connect({ transport: "unix", path });
+      const peer = new SocketAddress();
+      const conn = ok(ring, "accept", (s) => prepAccept(s, listener, peer, SOCK_CLOEXEC));
+      try {
+        assert.equal(peer.family, AF_UNIX);
+        assert.equal(peer.path, ""); // Deno's client is unnamed
+        await client.write(text.encode("hello"));
+        const buf = new Uint8Array(64);
+        const n = ok(ring, "recv", (s) => prepRecv(s, conn, buf));
+        assert.equal(untext.decode(buf.subarray(0, n)), "hello");
+        assert.equal(run(ring, (s) => prepSend(s, conn, text.encode("world"))), 5);
+        const got = new Uint8Array(64);
+        const m = await client.read(got);
+        assert.equal(untext.decode(got.subarray(0, m!)), "world");
+        assert.equal(run(ring, (s) => prepShutdown(s, conn, SHUT_WR)), 0);
+        assert.equal(await client.read(got), null, "the client saw the end of the stream");
+        client.close();
+        assert.equal(
+          run(ring, (s) => prepRecv(s, conn, buf)),
+          0,
+          "recv after the peer closed: end of stream",
+        );
+      } finally {
+        assert.equal(run(ring, (s) => prepClose(s, conn)), 0);
+      }
+    } finally {
+      assert.equal(run(ring, (s) => prepClose(s, listener)), 0);
+    }
+  },
+);
+
+ringTest(
+  "a TCP client: connect to Deno's listener on 127.0.0.1 and on ::1, then send and recv",
+  async (config) => {
+    using ring = new IoUring(8, config.options);
+    if (lacks(ring, config, IORING_OP_SOCKET)) return;
+    for (const [family, hostname] of [[AF_INET, "127.0.0.1"], [AF_INET6, "::1"]] as const) {
+      let listener: Deno.TcpListener;
+      try {
+        listener = Deno.listen({ hostname, port: 0 });
+      } catch (e) {
+        if (family === AF_INET6) {
+          console.log(`SKIP [${config.name}]: no IPv6 loopback here (${(e as Error).message})`);
+          continue;
+        }
+        throw e;
+      }
+      const { port } = listener.addr;
+      const fd = ok(ring, "socket", (s) => prepSocket(s, family, SOCK_STREAM | SOCK_CLOEXEC));
+      try {
+        const accepted = listener.accept();
+        assert.equal(run(ring, (s) => prepConnect(s, fd, SocketAddress.inet(hostname, port))), 0);
+        const conn = await accepted;
+        assert.equal(conn.remoteAddr.hostname, hostname);
+        assert.equal(run(ring, (s) => prepSend(s, fd, text.encode(`ping ${hostname}`))), 5 + hostname.length);
+        const got = new Uint8Array(64);
+        const n = await conn.read(got);
+        assert.equal(untext.decode(got.subarray(0, n!)), `ping ${hostname}`);
+        await conn.write(text.encode("pong"));
+        const buf = new Uint8Array(64);
+        assert.equal(run(ring, (s) => prepRecv(s, fd, buf)), 4);
+        assert.equal(untext.decode(buf.subarray(0, 4)), "pong");
+        conn.close();
+      } finally {
+        run(ring, (s) => prepClose(s, fd));
+        listener.close();
+      }
+    }
+    // A refused connection is the kernel's ECONNREFUSED, as a CQE.
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const freed = probe.addr.port;
+    probe.close();
+    const fd = ok(ring, "socket", (s) => prepSocket(s, AF_INET, SOCK_STREAM | SOCK_CLOEXEC));
+    assert.equal(
+      run(ring, (s) => prepConnect(s, fd, SocketAddress.inet("127.0.0.1", freed))),
+      -errno("ECONNREFUSED"),
+    );
+    run(ring, (s) => prepClose(s, fd));
+  },
+);
+
+ringTest("datagrams: sendmsg to a named peer, recvmsg with the sender's address and MSG_TRUNC", (config) => {
+  using ring = new IoUring(8, config.options);
+  if (lacks(ring, config, IORING_OP_SOCKET, IORING_OP_BIND)) return;
+  using dir = tempDir();
+  const aPath = `${dir.path}/a.sock`, bPath = `${dir.path}/b.sock`;
+  const a = ok(ring, "socket a", (s) => prepSocket(s, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC));
+  const b = ok(ring, "socket b", (s) => prepSocket(s, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC));
+  try {
+    assert.equal(run(ring, (s) => prepBind(s, a, SocketAddress.unix(aPath))), 0);
+    assert.equal(run(ring, (s) => prepBind(s, b, SocketAddress.unix(bPath))), 0);
+    const out = new Msghdr(new Iovecs([text.encode("dgram-"), text.encode("payload")]), {
+      name: SocketAddress.unix(aPath),
+    });
+    assert.equal(run(ring, (s) => prepSendmsg(s, b, out)), 13);
+    // A receive with room for 5 bytes: the rest of the datagram is dropped and flagged.
+    const small = new Uint8Array(5);
+    const sender = new SocketAddress();
+    const into = new Msghdr(new Iovecs([small]), { name: sender });
+    assert.equal(run(ring, (s) => prepRecvmsg(s, a, into)), 5);
+    assert.equal(untext.decode(small), "dgram");
+    assert.equal(into.flags & MSG_TRUNC, MSG_TRUNC);
+    assert.equal(into.name, sender);
+    assert.equal(sender.family, AF_UNIX);
+    assert.equal(sender.path, bPath);
+    assert.equal(into.nameLength, 2 + text.encode(bPath).length + 1);
+    // The same Msghdr again, from an abstract-named sender, with room for all of it this time.
+    const c = ok(ring, "socket c", (s) => prepSocket(s, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC));
+    try {
+      const abstract = `\0uring-test-${Deno.pid}-${config.name}`;
+      assert.equal(run(ring, (s) => prepBind(s, c, SocketAddress.unix(abstract))), 0);
+      const hi = new Msghdr(new Iovecs([text.encode("hi")]), { name: SocketAddress.unix(aPath) });
+      assert.equal(run(ring, (s) => prepSendmsg(s, c, hi)), 2);
+      assert.equal(run(ring, (s) => prepRecvmsg(s, a, into)), 2);
+      assert.equal(into.flags & MSG_TRUNC, 0, "msg_flags were reset for the new receive");
+      assert.equal(into.name!.path, abstract);
+    } finally {
+      run(ring, (s) => prepClose(s, c));
+    }
+  } finally {
+    run(ring, (s) => prepClose(s, a));
+    run(ring, (s) => prepClose(s, b));
+  }
+});
+
+ringTest(
+  "multishot accept: one CQE per connection with IORING_CQE_F_MORE, until a cancel ends it",
+  async (config) => {
+    using ring = new IoUring(8, config.options);
+    if (lacks(ring, config, IORING_OP_SOCKET, IORING_OP_BIND, IORING_OP_LISTEN)) return;
+    using dir = tempDir();
+    const path = `${dir.path}/multi.sock`;
+    const listener = ok(ring, "socket", (s) => prepSocket(s, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC));
+    const clients: Deno.Conn[] = [];
+    const accepted: number[] = [];
+    try {
+      assert.equal(run(ring, (s) => prepBind(s, listener, SocketAddress.unix(path))), 0);
+      assert.equal(run(ring, (s) => prepListen(s, listener, 8)), 0);
+      for (let i = 0; i < 3; i++) clients.push(await Deno.connect({ transport: "unix", path }));
+      prepMultishotAccept(ring.getSqe()!, listener, null, SOCK_CLOEXEC).setUserData(7);
+      ring.submit();
+      for (const done of reap(ring, 3)) {
+        assert.equal(done.userData, 7);
+        assert.ok(done.res >= 0, `accept failed: ${done.res}`);
+        assert.equal(done.flags & IORING_CQE_F_MORE, IORING_CQE_F_MORE, "the accept stays armed");
+        accepted.push(done.res);
+      }
+      // Still armed: a fourth connection is accepted without a new SQE.
+      clients.push(await Deno.connect({ transport: "unix", path }));
+      const [fourth] = reap(ring, 1);
+      assert.ok(fourth.res >= 0 && (fourth.flags & IORING_CQE_F_MORE) !== 0);
+      accepted.push(fourth.res);
+      assert.equal(new Set(accepted).size, 4);
+      prepCancel(ring.getSqe()!, 7).setUserData(8);
+      ring.submit();
+      const ends = reap(ring, 2);
+      const last = ends.find((d) => d.userData === 7)!;
+      assert.equal(last.res, -errno("ECANCELED"));
+      assert.equal(last.flags & IORING_CQE_F_MORE, 0, "the last CQE has no MORE");
+      assert.equal(ends.find((d) => d.userData === 8)!.res, 0);
+    } finally {
+      for (const client of clients) client.close();
+      for (const fd of accepted) run(ring, (s) => prepClose(s, fd));
+      run(ring, (s) => prepClose(s, listener));
+    }
+  },
+);
+
+ringTest("zero-copy send: the result, then a notification once the buffer is free", async (config) => {
+  using ring = new IoUring(8, config.options);
+  if (lacks(ring, config, IORING_OP_SOCKET, IORING_OP_SEND_ZC)) return;
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const fd = ok(ring, "socket", (s) => prepSocket(s, AF_INET, SOCK_STREAM | SOCK_CLOEXEC));
+  try {
+    const accepted = listener.accept();
+    assert.equal(
+      run(ring, (s) => prepConnect(s, fd, SocketAddress.inet("127.0.0.1", listener.addr.port))),
+      0,
+    );
+    const conn = await accepted;
+    const payload = text.encode("zero-copy payload");
+    prepSendZc(ring.getSqe()!, fd, payload, 0, IORING_SEND_ZC_REPORT_USAGE).setUserData(3);
+    ring.submit();
+    const [result, notification] = reap(ring, 2);
+    assert.deepEqual([result.userData, result.res, result.flags & IORING_CQE_F_MORE], [3, payload.length, 2]);
+    assert.equal(notification.userData, 3);
+    assert.equal(notification.flags & IORING_CQE_F_NOTIF, IORING_CQE_F_NOTIF);
+    assert.equal(notification.flags & IORING_CQE_F_MORE, 0);
+    // Loopback copies (the usage bit says so); the data arrived either way.
+    const got = new Uint8Array(64);
+    const n = await conn.read(got);
+    assert.equal(untext.decode(got.subarray(0, n!)), "zero-copy payload");
+    conn.close();
+  } finally {
+    run(ring, (s) => prepClose(s, fd));
+    listener.close();
+  }
+});
+
+ringTest(
+  "prepMsgRing posts a CQE on another ring, with flags when asked; an fd that is not a ring fails",
+  (config) => {
+    using ring = new IoUring(8, config.options);
+    if (lacks(ring, config, IORING_OP_MSG_RING)) return;
+    using target = new IoUring(8, { sqpoll: false });
+    assert.equal(run(ring, (s) => prepMsgRing(s, target.fd, -5, 0x1_0000_0002n)), 0);
+    const cqe = target.peekCqe();
+    assert.ok(cqe !== null, "the target ring got a CQE without any submission of its own");
+    assert.deepEqual([cqe.res, cqe.userData, cqe.flags], [-5, 0x1_0000_0002n, 0]);
+    target.cqAdvance(1);
+    assert.equal(run(ring, (s) => prepMsgRing(s, target.fd, 9, 10, IORING_MSG_RING_FLAGS_PASS, 0x40)), 0);
+    const flagged = target.peekCqe()!;
+    assert.deepEqual([flagged.res, flagged.userDataNumber, flagged.flags], [9, 10, 0x40]);
+    target.cqAdvance(1);
+    // An fd that is not a ring (a socket): the kernel refuses it (EBADFD).
+    if (!ring.probe().supports(IORING_OP_SOCKET)) return;
+    const notRing = ok(ring, "socket", (s) => prepSocket(s, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC));
+    try {
+      assert.equal(run(ring, (s) => prepMsgRing(s, notRing, 1, 1)), -errno("EBADFD"));
+    } finally {
+      run(ring, (s) => prepClose(s, notRing));
+    }
+  },
+);

@@ -1,0 +1,387 @@
+/**
+ * Kernel-free tests of the socket prep helpers, `SocketAddress` and `Msghdr`: every field each
+ * writes, byte for byte, against layouts written out here from the kernel's and glibc's headers
+ * (include/uapi/linux/io_uring.h, netinet/in.h, sys/un.h, bits/socket.h), not from src/abi.ts.
+ */
+
+import assert from "node:assert/strict";
+import {
+  IORING_FILE_INDEX_ALLOC,
+  Iovecs,
+  Msghdr,
+  prepAccept,
+  prepAcceptDirect,
+  prepBind,
+  prepConnect,
+  prepListen,
+  prepMsgRing,
+  prepMultishotAccept,
+  prepRecv,
+  prepRecvmsg,
+  prepSend,
+  prepSendmsg,
+  prepSendmsgZc,
+  prepSendZc,
+  prepSendZcFixed,
+  prepShutdown,
+  prepSocket,
+  prepSocketDirect,
+  SocketAddress,
+  Sqe,
+} from "../mod.ts";
+
+/** Opcode numbers from `enum io_uring_op`. */
+const OP = {
+  SENDMSG: 9,
+  RECVMSG: 10,
+  ACCEPT: 13,
+  CONNECT: 16,
+  SEND: 26,
+  RECV: 27,
+  SHUTDOWN: 34,
+  MSG_RING: 40,
+  SOCKET: 45,
+  SEND_ZC: 47,
+  SENDMSG_ZC: 48,
+  BIND: 56,
+  LISTEN: 57,
+} as const;
+
+/** The SQE fields a test expects; everything not named is zero. */
+interface Expect {
+  opcode: number;
+  ioprio?: number;
+  fd?: number;
+  off?: bigint;
+  addr?: bigint;
+  len?: number;
+  opFlags?: number;
+  bufIndex?: number;
+  fileIndex?: number;
+}
+
+function image(f: Expect): string {
+  const bytes = new Uint8Array(64);
+  const v = new DataView(bytes.buffer);
+  v.setUint8(0, f.opcode);
+  v.setUint16(2, f.ioprio ?? 0, true); // __u16 ioprio: the socket opcodes' own flags
+  v.setInt32(4, f.fd ?? 0, true);
+  v.setBigUint64(8, f.off ?? 0n, true); // off / addr2
+  v.setBigUint64(16, f.addr ?? 0n, true);
+  v.setUint32(24, f.len ?? 0, true);
+  v.setUint32(28, f.opFlags ?? 0, true); // msg_flags, accept_flags, rw_flags, msg_ring_flags
+  v.setUint16(40, f.bufIndex ?? 0, true);
+  v.setUint32(44, f.fileIndex ?? 0, true); // file_index
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+}
+
+function ptr(buf: ArrayBufferView): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array<ArrayBuffer>)));
+}
+
+function freshSqe(): Sqe {
+  const mem = new ArrayBuffer(2 * 64);
+  return new Sqe(new Uint32Array(mem), new Uint8Array(mem), 1);
+}
+
+function assertSqe(sqe: Sqe, f: Expect): void {
+  assert.equal([...sqe.bytes()].map((b) => b.toString(16).padStart(2, "0")).join(" "), image(f));
+  assert.ok(sqe.u8.subarray(0, 64).every((b) => b === 0), "the slot before the SQE was written");
+}
+
+// Linux values (bits/socket.h, bits/socket_type.h, sys/socket.h), written out.
+const AF_UNIX = 1, AF_INET = 2, AF_INET6 = 10, SOCK_STREAM = 1, SOCK_DGRAM = 2;
+const SOCK_NONBLOCK = 0o4000, SOCK_CLOEXEC = 0o2000000, MSG_NOSIGNAL = 0x4000, MSG_WAITALL = 0x100;
+
+Deno.test("SocketAddress.inet (IPv4): sockaddr_in is family, port big-endian, address, 8 zero bytes", () => {
+  const a = SocketAddress.inet("127.0.0.1", 0x1f90);
+  assert.equal(a.bytes.byteLength, 128);
+  assert.deepEqual([...a.bytes.subarray(0, 16)], [2, 0, 0x1f, 0x90, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+  assert.ok(a.bytes.subarray(16).every((b) => b === 0));
+  assert.equal(a.length, 16);
+  assert.equal(a.family, AF_INET);
+  assert.equal(a.hostname, "127.0.0.1");
+  assert.equal(a.port, 8080);
+  assert.equal(String(a), "127.0.0.1:8080");
+  assert.equal(SocketAddress.inet("255.255.255.255", 65535).toString(), "255.255.255.255:65535");
+  assert.equal(SocketAddress.inet("0.0.0.0", 0).toString(), "0.0.0.0:0");
+});
+
+Deno.test("SocketAddress.inet (IPv6): sockaddr_in6 is family, port, flow info (both big-endian), address, scope id", () => {
+  const a = SocketAddress.inet("fe80::1:2", 443, { scopeId: 3, flowInfo: 0x12345 });
+  const want = new Uint8Array(28);
+  want.set([10, 0, 0x01, 0xbb, 0x00, 0x01, 0x23, 0x45, 0xfe, 0x80]);
+  want.set([0, 1, 0, 2], 20);
+  want.set([3, 0, 0, 0], 24); // sin6_scope_id, host order
+  assert.deepEqual([...a.bytes.subarray(0, 28)], [...want]);
+  assert.equal(a.length, 28);
+  assert.equal(a.family, AF_INET6);
+  assert.equal(a.hostname, "fe80::1:2");
+  assert.equal(a.port, 443);
+  assert.equal(a.scopeId, 3);
+  assert.equal(String(a), "[fe80::1:2]:443");
+});
+
+Deno.test("SocketAddress.inet parses IPv6 as inet_pton does and shows it as RFC 5952 says", () => {
+  const shown = (text: string) => SocketAddress.inet(text, 1).hostname;
+  const bytesOf = (text: string) => [...SocketAddress.inet(text, 1).bytes.subarray(8, 24)];
+  assert.equal(shown("::"), "::");
+  assert.equal(shown("::1"), "::1");
+  assert.equal(shown("1::"), "1::");
+  assert.equal(shown("2001:DB8:0:0:0:0:0:1"), "2001:db8::1");
+  assert.equal(shown("2001:db8:0:0:1:0:0:1"), "2001:db8::1:0:0:1"); // the first of two equal runs
+  assert.equal(shown("2001:0:0:1:0:0:0:1"), "2001:0:0:1::1"); // the longest run
+  assert.equal(shown("2001:db8:0:1:1:1:1:1"), "2001:db8:0:1:1:1:1:1"); // one zero word stays
+  assert.equal(shown("1:2:3:4:5:6:7::"), "1:2:3:4:5:6:7:0");
+  assert.equal(shown("::ffff:192.0.2.1"), "::ffff:192.0.2.1");
+  assert.equal(shown("::ffff:c000:0201"), "::ffff:192.0.2.1");
+  assert.deepEqual(bytesOf("::1.2.3.4"), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]);
+  assert.deepEqual(bytesOf("1:2:3:4:5:6:7.8.9.10"), [0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 7, 8, 9, 10]);
+  assert.deepEqual(bytesOf("abcd::"), [0xab, 0xcd, ...new Array(14).fill(0)]);
+  for (
+    const bad of [
+      "",
+      ":",
+      ":::",
+      "1:::2",
+      "1::2::3",
+      ":1::",
+      "1:2:3:4:5:6:7:8:9",
+      "1:2:3:4:5:6:7",
+      "12345::",
+      "g::",
+      "::1.2.3",
+      "::1.2.3.256",
+      "1.2.3.4::",
+      "::ffff:01.2.3.4",
+      "[::1]",
+      "fe80::1%2",
+      "localhost",
+      "1.2.3",
+      "1.2.3.4.5",
+      "01.2.3.4",
+      "1.2.3.-4",
+      " 1.2.3.4",
+    ]
+  ) {
+    assert.throws(() => SocketAddress.inet(bad, 1), TypeError, JSON.stringify(bad));
+  }
+  assert.throws(() => SocketAddress.inet("[::1]", 1), /without the brackets/);
+  assert.throws(() => SocketAddress.inet("fe80::1%2", 1), /scopeId/);
+  assert.throws(() => SocketAddress.inet("example.com", 1), /Deno\.resolveDns/);
+});
+
+Deno.test("SocketAddress.inet refuses bad ports, scopes and flow labels", () => {
+  for (const port of [-1, 65536, 1.5, NaN, "80" as unknown as number, 80n as unknown as number]) {
+    assert.throws(() => SocketAddress.inet("127.0.0.1", port), RangeError);
+  }
+  assert.throws(() => SocketAddress.inet("::1", 1, { scopeId: -1 }), RangeError);
+  assert.throws(() => SocketAddress.inet("::1", 1, { flowInfo: 0x100000 }), RangeError);
+  assert.throws(() => SocketAddress.inet("127.0.0.1", 1, { scopeId: 1 }), /IPv6/);
+  assert.throws(() => SocketAddress.inet(1 as unknown as string, 1), TypeError);
+});
+
+Deno.test("SocketAddress.unix: sun_path with its NUL; abstract names without one; the unnamed address", () => {
+  const a = SocketAddress.unix("/run/x.sock");
+  assert.deepEqual([...a.bytes.subarray(0, 2 + 12)], [1, 0, ...new TextEncoder().encode("/run/x.sock"), 0]);
+  assert.equal(a.length, 2 + 11 + 1);
+  assert.equal(a.family, AF_UNIX);
+  assert.equal(a.path, "/run/x.sock");
+  assert.equal(String(a), "unix:/run/x.sock");
+  assert.equal(a.hostname, "");
+  assert.equal(a.port, 0);
+  const abstract = SocketAddress.unix("\0name");
+  assert.deepEqual([...abstract.bytes.subarray(0, 7)], [1, 0, 0, 110, 97, 109, 101]);
+  assert.equal(abstract.length, 2 + 5); // no NUL at the end: every byte is the name
+  assert.equal(abstract.path, "\0name");
+  assert.equal(String(abstract), "unix:\\u0000name");
+  const unnamed = SocketAddress.unix("");
+  assert.equal(unnamed.length, 2);
+  assert.equal(unnamed.path, "");
+  // sun_path is 108 bytes: 107 and a NUL for a path, all 108 for an abstract name.
+  assert.equal(SocketAddress.unix("x".repeat(107)).length, 110);
+  assert.throws(() => SocketAddress.unix("x".repeat(108)), /at most 107 bytes, got 108/);
+  assert.equal(SocketAddress.unix("\0" + "x".repeat(107)).length, 110);
+  assert.throws(() => SocketAddress.unix("\0" + "x".repeat(108)), /at most 108 bytes/);
+  assert.throws(() => SocketAddress.unix("é".repeat(54)), /got 108/); // bytes, not characters
+  assert.throws(() => SocketAddress.unix("a\0b"), /NUL/);
+});
+
+Deno.test("new SocketAddress(): empty, with the whole storage as its room", () => {
+  const a = new SocketAddress();
+  assert.equal(a.family, 0);
+  assert.equal(a.length, 128);
+  assert.equal(String(a), "unknown");
+  assert.equal(a.hostname, "");
+  assert.equal(a.path, "");
+});
+
+Deno.test("prepSocket / prepSocketDirect: domain in fd, type in off, protocol in len, file_index + 1", () => {
+  let sqe = freshSqe();
+  prepSocket(sqe, AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 6);
+  assertSqe(sqe, { opcode: OP.SOCKET, fd: AF_INET6, off: BigInt(SOCK_STREAM | SOCK_CLOEXEC), len: 6 });
+  sqe = freshSqe();
+  prepSocketDirect(sqe, AF_UNIX, SOCK_DGRAM, 0, 4);
+  assertSqe(sqe, { opcode: OP.SOCKET, fd: AF_UNIX, off: BigInt(SOCK_DGRAM), fileIndex: 5 });
+  sqe = freshSqe();
+  prepSocketDirect(sqe, AF_UNIX, SOCK_DGRAM, 0, IORING_FILE_INDEX_ALLOC);
+  assertSqe(sqe, { opcode: OP.SOCKET, fd: AF_UNIX, off: BigInt(SOCK_DGRAM), fileIndex: 0xffffffff });
+  assert.throws(() => prepSocket(freshSqe(), -1, SOCK_STREAM), RangeError);
+  assert.throws(() => prepSocket(freshSqe(), AF_INET, -1), RangeError);
+  assert.throws(() => prepSocketDirect(freshSqe(), AF_INET, SOCK_STREAM, 0, 0xfffffffe), RangeError);
+});
+
+Deno.test("prepBind / prepConnect: the address in addr, its length in off; prepListen: backlog in len", () => {
+  const address = SocketAddress.inet("10.1.2.3", 99);
+  let sqe = freshSqe();
+  prepBind(sqe, 7, address);
+  assertSqe(sqe, { opcode: OP.BIND, fd: 7, addr: ptr(address.bytes), off: 16n });
+  sqe = freshSqe();
+  const unix = SocketAddress.unix("/a");
+  prepConnect(sqe, 7, unix);
+  assertSqe(sqe, { opcode: OP.CONNECT, fd: 7, addr: ptr(unix.bytes), off: 5n });
+  sqe = freshSqe();
+  prepListen(sqe, 7, 128);
+  assertSqe(sqe, { opcode: OP.LISTEN, fd: 7, len: 128 });
+  assert.throws(() => prepListen(freshSqe(), 7, -1), RangeError);
+  for (
+    const notAddress of [undefined, null, "127.0.0.1:80", new Uint8Array(16), { bytes: new Uint8Array(128) }]
+  ) {
+    assert.throws(() => prepConnect(freshSqe(), 7, notAddress as SocketAddress), /must be a SocketAddress/);
+    assert.throws(() => prepBind(freshSqe(), 7, notAddress as SocketAddress), /must be a SocketAddress/);
+  }
+});
+
+Deno.test("prepAccept: the peer's storage in addr, its socklen_t (reset to 128) in off, accept_flags", () => {
+  const peer = SocketAddress.inet("1.2.3.4", 5); // a used one: its length is reset to the room
+  let sqe = freshSqe();
+  prepAccept(sqe, 3, peer, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  assert.equal(peer.length, 128);
+  assertSqe(sqe, {
+    opcode: OP.ACCEPT,
+    fd: 3,
+    addr: ptr(peer.bytes),
+    off: ptr(peer.bytes) + 128n,
+    opFlags: SOCK_NONBLOCK | SOCK_CLOEXEC,
+  });
+  sqe = freshSqe();
+  prepAccept(sqe, 3);
+  assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3 });
+  sqe = freshSqe();
+  prepMultishotAccept(sqe, 3);
+  assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3, ioprio: 1 }); // IORING_ACCEPT_MULTISHOT
+  // A plain accept over the multishot one's SQE drops the flag.
+  prepAccept(sqe, 3);
+  assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3 });
+  sqe = freshSqe();
+  prepAcceptDirect(sqe, 3, null, 0, 9);
+  assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3, fileIndex: 10 });
+  assert.throws(() => prepAccept(freshSqe(), 3, new Uint8Array(128) as unknown as SocketAddress), /peer/);
+});
+
+Deno.test("prepSend / prepRecv / prepSendZc: buffer in addr and len, msg_flags, ioprio flags, buf_index", () => {
+  const buf = new Uint8Array(100).subarray(10, 60);
+  let sqe = freshSqe();
+  prepSend(sqe, 4, buf, MSG_NOSIGNAL);
+  assertSqe(sqe, { opcode: OP.SEND, fd: 4, addr: ptr(buf), len: 50, opFlags: MSG_NOSIGNAL });
+  sqe = freshSqe();
+  prepRecv(sqe, 4, buf, MSG_WAITALL, 1); // IORING_RECVSEND_POLL_FIRST
+  assertSqe(sqe, { opcode: OP.RECV, fd: 4, addr: ptr(buf), len: 50, opFlags: MSG_WAITALL, ioprio: 1 });
+  sqe = freshSqe();
+  prepSendZc(sqe, 4, buf, 0, 8); // IORING_SEND_ZC_REPORT_USAGE
+  assertSqe(sqe, { opcode: OP.SEND_ZC, fd: 4, addr: ptr(buf), len: 50, ioprio: 8 });
+  sqe = freshSqe();
+  prepSendZcFixed(sqe, 4, buf, 0, 0, 3);
+  assertSqe(sqe, { opcode: OP.SEND_ZC, fd: 4, addr: ptr(buf), len: 50, ioprio: 4, bufIndex: 3 });
+  assert.throws(() => prepSendZc(freshSqe(), 4, buf, 0, 4), /prepSendZcFixed/);
+  assert.throws(() => prepSendZc(freshSqe(), 4, buf, 0, 0x10000), RangeError);
+  assert.throws(() => prepSendZcFixed(freshSqe(), 4, buf, 0, 1.5, 0), RangeError);
+  assert.throws(() => prepSend(freshSqe(), 4, [1, 2] as unknown as Uint8Array), TypeError);
+  const detached = new Uint8Array(8);
+  detached.buffer.transfer();
+  assert.throws(() => prepRecv(freshSqe(), 4, detached), /detached/);
+});
+
+Deno.test("prepShutdown: how in len, 0 to 2", () => {
+  const sqe = freshSqe();
+  prepShutdown(sqe, 5, 1);
+  assertSqe(sqe, { opcode: OP.SHUTDOWN, fd: 5, len: 1 });
+  assert.throws(() => prepShutdown(freshSqe(), 5, 3), RangeError);
+});
+
+Deno.test("prepMsgRing: target ring fd, res in len, user_data in off, msg_ring_flags, CQE flags in file_index", () => {
+  let sqe = freshSqe();
+  prepMsgRing(sqe, 9, -5, 0x1_0000_0002n);
+  assertSqe(sqe, { opcode: OP.MSG_RING, fd: 9, len: 0xfffffffb, off: 0x1_0000_0002n });
+  sqe = freshSqe();
+  prepMsgRing(sqe, 9, 1, 2, 2, 0x40); // IORING_MSG_RING_FLAGS_PASS
+  assertSqe(sqe, { opcode: OP.MSG_RING, fd: 9, len: 1, off: 2n, opFlags: 2, fileIndex: 0x40 });
+  assert.throws(() => prepMsgRing(freshSqe(), 9, 1, 2, 0, 0x40), /FLAGS_PASS/);
+  assert.throws(() => prepMsgRing(freshSqe(), 9, 2 ** 32, 2), RangeError);
+  assert.throws(() => prepMsgRing(freshSqe(), 9, 1, -1), RangeError);
+});
+
+Deno.test("Msghdr: msghdr's pointers and lengths at glibc's offsets; recvmsg resets what the kernel writes", () => {
+  const a = new Uint8Array(10), b = new Uint8Array(20);
+  const iovecs = new Iovecs([a, b]);
+  const name = SocketAddress.unix("/peer");
+  const control = new Uint8Array(64);
+  const msg = new Msghdr(iovecs, { name, control });
+  const v = new DataView(msg.bytes.buffer);
+  assert.equal(msg.bytes.byteLength, 56);
+  assert.equal(v.getBigUint64(0, true), ptr(name.bytes)); // msg_name
+  assert.equal(v.getUint32(8, true), 2 + 5 + 1); // msg_namelen: the name's own length
+  assert.equal(v.getBigUint64(16, true), ptr(iovecs.bytes)); // msg_iov
+  assert.equal(v.getBigUint64(24, true), 2n); // msg_iovlen
+  assert.equal(v.getBigUint64(32, true), ptr(control)); // msg_control
+  assert.equal(v.getBigUint64(40, true), 64n); // msg_controllen
+  assert.equal(v.getInt32(48, true), 0); // msg_flags
+  // As the kernel leaves it after a receive: then prepRecvmsg gives the room back.
+  v.setUint32(8, 3, true);
+  v.setBigUint64(40, 0n, true);
+  v.setInt32(48, 0x20, true);
+  assert.equal(msg.flags, 0x20);
+  assert.equal(msg.name!.length, 3); // the name takes the length the kernel wrote
+  const sqe = freshSqe();
+  prepRecvmsg(sqe, 6, msg, MSG_WAITALL);
+  assertSqe(sqe, { opcode: OP.RECVMSG, fd: 6, addr: ptr(msg.bytes), len: 1, opFlags: MSG_WAITALL });
+  assert.equal(v.getUint32(8, true), 128);
+  assert.equal(v.getBigUint64(40, true), 64n);
+  assert.equal(msg.flags, 0);
+  const bare = new Msghdr(new Iovecs([a]));
+  const bv = new DataView(bare.bytes.buffer);
+  assert.equal(bv.getBigUint64(0, true), 0n);
+  assert.equal(bv.getBigUint64(32, true), 0n);
+  assert.equal(bare.name, null);
+  let s = freshSqe();
+  prepSendmsg(s, 6, bare, MSG_NOSIGNAL);
+  assertSqe(s, { opcode: OP.SENDMSG, fd: 6, addr: ptr(bare.bytes), len: 1, opFlags: MSG_NOSIGNAL });
+  s = freshSqe();
+  prepSendmsgZc(s, 6, bare, 0, 8);
+  assertSqe(s, { opcode: OP.SENDMSG_ZC, fd: 6, addr: ptr(bare.bytes), len: 1, ioprio: 8 });
+});
+
+Deno.test("Msghdr refuses what is not its parts, and buffers detached or shrunk after it was built", () => {
+  const iovecs = new Iovecs([new Uint8Array(8)]);
+  assert.throws(() => new Msghdr([new Uint8Array(8)] as unknown as Iovecs), /must be an Iovecs/);
+  assert.throws(
+    () => new Msghdr(iovecs, { name: "x" as unknown as SocketAddress }),
+    /name must be a SocketAddress/,
+  );
+  assert.throws(() => new Msghdr(iovecs, { control: [0] as unknown as Uint8Array }), /control/);
+  assert.throws(
+    () => prepSendmsg(freshSqe(), 3, { bytes: new Uint8Array(56) } as unknown as Msghdr),
+    /Msghdr/,
+  );
+  const data = new Uint8Array(8);
+  const msg = new Msghdr(new Iovecs([data]));
+  data.buffer.transfer();
+  assert.throws(() => prepRecvmsg(freshSqe(), 3, msg), /prepRecvmsg: iovecs buffer 0 was detached/);
+  const resizable = new ArrayBuffer(64, { maxByteLength: 128 });
+  const control = new Uint8Array(resizable);
+  const withControl = new Msghdr(new Iovecs([new Uint8Array(4)]), { control });
+  resizable.resize(32);
+  const sqe = freshSqe();
+  assert.throws(() => prepSendmsg(sqe, 3, withControl), /control buffer was detached or shrunk/);
+  assert.ok(sqe.u8.every((byte) => byte === 0), "a refused prep wrote the SQE");
+});
