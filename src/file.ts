@@ -64,16 +64,18 @@ function closedError(file: UringFile): Error {
 }
 
 const EBADF = errno("EBADF");
+const EINVAL = errno("EINVAL");
 
 /**
- * The kernel's answer (`EBADF`) to a read of a file opened for writing only, or a write of one
- * opened for reading only, given before the request reaches it, with how to open it instead.
+ * The kernel's answer to a read of a file opened for writing only, or a write of one opened for
+ * reading only (`EBADF`), or a truncate of one opened for reading only (`EINVAL`, as `ftruncate`
+ * says), given before the request reaches it, with how to open it instead.
  */
 function notOpenedFor(file: UringFile, op: "read" | "write" | "ftruncate"): Error {
   const hint = op === "read"
     ? "the file was opened for writing only (open it with read: true as well)"
     : "the file was opened for reading only (open it with write: true)";
-  return operationError(op, EBADF, file.path, null, file.fd, hint);
+  return operationError(op, op === "ftruncate" ? EINVAL : EBADF, file.path, null, file.fd, hint);
 }
 
 /**

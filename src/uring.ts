@@ -306,7 +306,7 @@ export interface OpenOptions extends OpOptions {
   write?: boolean;
   /** Create the file if missing (needs write or append). */
   create?: boolean;
-  /** Truncate to 0 bytes (needs write). */
+  /** Truncate to 0 bytes (needs write; not with append, as in Deno.open). */
   truncate?: boolean;
   /** Writes go to the end (implies write). */
   append?: boolean;
@@ -2683,6 +2683,10 @@ export function openFlags(options: OpenOptions): { flags: number; access: Access
   const exclusive = options.exclusive || options.createNew;
   if ((options.create || options.truncate || exclusive) && !write) {
     throw new TypeError("create, truncate, exclusive and createNew need write or append");
+  }
+  if (options.truncate && append && !exclusive) {
+    // O_TRUNC | O_APPEND would empty the file; Deno.open refuses the pair (as Rust's std does).
+    throw new TypeError("truncate cannot be combined with append (Deno.open refuses it too)");
   }
   let flags = O_CLOEXEC | (read && write ? O_RDWR : write ? O_WRONLY : O_RDONLY);
   if (options.create) flags |= O_CREAT;

@@ -75,6 +75,30 @@ Deno.test({
 });
 
 Deno.test({
+  name: "Uring.open: truncate with append is refused, as Deno.open refuses it (it emptied the file)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    await using uring = new Uring({ sqpoll: false });
+    const path = `${dir.path}/log`;
+    Deno.writeTextFileSync(path, "kept");
+    for (const options of [{ append: true, truncate: true }, { write: true, append: true, truncate: true }]) {
+      const sqes = uring.stats.sqes;
+      await assert.rejects(
+        uring.open(path, options),
+        /^TypeError: open: truncate cannot be combined with append \(Deno.open refuses it too\)$/,
+      );
+      assert.equal(uring.stats.sqes, sqes, "nothing reached the kernel");
+      assert.throws(() => Deno.openSync(path, options)); // Deno's own answer
+    }
+    assert.equal(Deno.readTextFileSync(path), "kept");
+    // With createNew the file is new: nothing to truncate, and Deno allows it.
+    const file = await uring.open(`${dir.path}/new`, { append: true, truncate: true, createNew: true });
+    await file.close();
+  },
+});
+
+Deno.test({
   name:
     "Uring: options that are not an object are refused (new Uring(64), open(p, 'r'), a number as options)",
   ignore: skipKernel(),
