@@ -86,12 +86,29 @@ function notOpenedFor(file: UringFile, op: "read" | "write" | "ftruncate"): Erro
 const MAX_PIECE = 1 << 30;
 
 /**
+ * `buf`'s length, for `readFull`/`writeAll` after a piece completed: a DataView whose resizable
+ * buffer shrank below it since then throws, named as the operation's other refusals are.
+ */
+function lengthNow(buf: ArrayBufferView, op: "read" | "write"): number {
+  try {
+    return byteLengthOf(buf);
+  } catch (e) {
+    throw refusedArgument(op, e);
+  }
+}
+
+/**
  * The part of `buf` from `done` on, at most {@link MAX_PIECE} bytes: `buf` itself when that is
  * all of it (and anything that is not a live view, for the read or write to refuse as it would).
  */
 function piece(buf: ArrayBufferView, done: number): ArrayBufferView {
   if (!ArrayBuffer.isView(buf) || isDetached(bufferOf(buf))) return buf;
-  const length = byteLengthOf(buf);
+  let length: number;
+  try {
+    length = byteLengthOf(buf);
+  } catch {
+    return buf; // a DataView outside its shrunk buffer: the read or write refuses it
+  }
   if (done === 0 && length <= MAX_PIECE) return buf;
   return new Uint8Array(bufferOf(buf), byteOffsetOf(buf) + done, Math.min(length - done, MAX_PIECE));
 }
@@ -237,7 +254,7 @@ export class UringFile implements AsyncDisposable {
    */
   async readFull(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
     let done = await this.readAt(piece(buf, 0), position, options);
-    const total = byteLengthOf(buf); // a view: readAt checked it
+    const total = lengthNow(buf, "read"); // a view: readAt checked it
     const unit = this.#alignment?.offset ?? 1;
     while (done > 0 && done < total && done % unit === 0) {
       const n = await this.readAt(piece(buf, done), advance(position, done), options);
@@ -260,7 +277,7 @@ export class UringFile implements AsyncDisposable {
     let total = 0;
     do {
       const n = await this.writeAt(piece(buf, done), advance(position, done), options);
-      total = byteLengthOf(buf); // a view: writeAt checked it
+      total = lengthNow(buf, "write"); // a view: writeAt checked it
       if (n === 0 && total > 0) {
         throw new Deno.errors.WriteZero(
           `write '${this.path}': wrote 0 bytes at ${advance(position, done)} (${total - done} left)`,

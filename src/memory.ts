@@ -71,14 +71,45 @@ export function isDetached(buffer: ArrayBufferLike): boolean {
 export function byteLengthOf(view: ArrayBufferView): number {
   // One constant getter per call site: a getter picked at run time measured slower (each of these
   // calls still costs a few ns more than a property load: see bench/FINDINGS.md).
-  if (isDataView(view)) return DV_LENGTH.call(view) as number;
+  if (isDataView(view)) return dataViewLength(view as DataView);
   return TA_LENGTH.call(view) as number;
 }
 
 /** `view.byteOffset` as the engine knows it (see {@link byteLengthOf}). */
 export function byteOffsetOf(view: ArrayBufferView): number {
-  if (isDataView(view)) return DV_OFFSET.call(view) as number;
+  if (isDataView(view)) return dataViewOffset(view as DataView);
   return TA_OFFSET.call(view) as number;
+}
+
+/**
+ * A DataView's length. Unlike a typed array's (0), it throws when the view lies outside its
+ * buffer, which a resizable `ArrayBuffer` shrunk below it does: that becomes a `TypeError` that
+ * says so, where the engine's names `DataView.prototype.byteLength` (a detached buffer is
+ * reported as such before this is asked).
+ */
+function dataViewLength(view: DataView): number {
+  try {
+    return DV_LENGTH.call(view) as number;
+  } catch (e) {
+    throw outsideItsBuffer(view, e);
+  }
+}
+
+/** A DataView's offset (see {@link dataViewLength}). */
+function dataViewOffset(view: DataView): number {
+  try {
+    return DV_OFFSET.call(view) as number;
+  } catch (e) {
+    throw outsideItsBuffer(view, e);
+  }
+}
+
+function outsideItsBuffer(view: DataView, cause: unknown): TypeError {
+  const detached = isDetached(DV_BUFFER.call(view) as ArrayBufferLike);
+  return new TypeError(
+    detached ? "buffer is detached" : "buffer is out of bounds: its resizable ArrayBuffer shrank below the DataView",
+    { cause },
+  );
 }
 
 /** `view.buffer` as the engine knows it (see {@link byteLengthOf}). */
@@ -113,8 +144,8 @@ function address(view: ArrayBufferView): void {
   if (isDataView(view)) {
     buffer = DV_BUFFER.call(view) as ArrayBufferLike;
     if (isDetached(buffer)) throw new TypeError("buffer is detached"); // before the getters throw
-    offset = DV_OFFSET.call(view) as number;
-    length = DV_LENGTH.call(view) as number;
+    offset = dataViewOffset(view as DataView);
+    length = dataViewLength(view as DataView);
   } else {
     buffer = TA_BUFFER.call(view) as ArrayBufferLike;
     offset = TA_OFFSET.call(view) as number;

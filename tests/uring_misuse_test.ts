@@ -256,6 +256,27 @@ Deno.test({
       [() => uring.chain((c) => void c.openDirect("x", -1)), /^RangeError: open: index must be/],
     ];
     for (const [call, expected] of cases) await assert.rejects(call(), expected);
+    // A DataView outside its shrunk resizable buffer: the engine's own words named
+    // `DataView.prototype.byteLength`, not the operation, nor what was wrong.
+    using scratch = tempDir();
+    Deno.writeTextFileSync(`${scratch.path}/f`, "hello");
+    await using file = await uring.open(`${scratch.path}/f`, { read: true, write: true });
+    const resizable = new ArrayBuffer(64, { maxByteLength: 128 });
+    const outside = new DataView(resizable, 32, 16);
+    resizable.resize(16);
+    const outsideWords =
+      /^TypeError: (read|write): buffer is out of bounds: its resizable ArrayBuffer shrank below/;
+    for (
+      const call of [
+        () => file.readAt(outside, 0),
+        () => file.readFull(outside, 0),
+        () => file.writeAt(outside, 0),
+        () => file.writeAll(outside, 0),
+        () => uring.read(file.fd, outside, 0),
+      ]
+    ) {
+      await assert.rejects(call(), outsideWords);
+    }
     const cause = await uring.statx("").catch((e) => e.cause);
     assert.match(String(cause), /^TypeError: path must not be empty$/, "the original is the cause");
     // What a getter threw, and an abort's reason, go out as they were.
