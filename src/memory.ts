@@ -107,7 +107,9 @@ function dataViewOffset(view: DataView): number {
 function outsideItsBuffer(view: DataView, cause: unknown): TypeError {
   const detached = isDetached(DV_BUFFER.call(view) as ArrayBufferLike);
   return new TypeError(
-    detached ? "buffer is detached" : "buffer is out of bounds: its resizable ArrayBuffer shrank below the DataView",
+    detached
+      ? "buffer is detached"
+      : "buffer is out of bounds: its resizable ArrayBuffer shrank below the DataView",
     { cause },
   );
 }
