@@ -25,6 +25,7 @@ import {
   checkFd,
   checkOffset,
   checkU32,
+  isResizable,
   shown,
 } from "./memory.ts";
 import {
@@ -321,6 +322,19 @@ export function hasDetachedBuffer(slot: Slot): boolean {
     if (length < slot.bufLength) return true;
   }
   return slot.iovecs !== null && slot.iovecs.changedBuffer() >= 0;
+}
+
+const EFAULT_RES = -14;
+
+/**
+ * Whether `slot` failed with `EFAULT` on a buffer of a resizable `ArrayBuffer`: one shrunk and
+ * grown again while the operation ran (its length then says nothing) lost its pages for a moment,
+ * and the kernel found them gone. Reported as {@link hasDetachedBuffer} is.
+ */
+export function resizedInFlight(slot: Slot): boolean {
+  if (slot.res !== EFAULT_RES) return false;
+  if (slot.buf !== null && isResizable(bufferOf(slot.buf))) return true;
+  return slot.iovecs !== null && slot.iovecs.buffers.some((b) => isResizable(bufferOf(b)));
 }
 
 /**

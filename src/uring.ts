@@ -115,6 +115,7 @@ import {
   K_WRITEV,
   OP_NAMES,
   prepSlot,
+  resizedInFlight,
   returnsCount,
 } from "./ops.ts";
 import { type Access, checkAccess, checkOpenTarget, kernelPath, toPath } from "./permissions.ts";
@@ -2068,7 +2069,7 @@ export class Uring implements AsyncDisposable {
     let failed = true;
     let error: unknown;
     let value: unknown = undefined;
-    if (hasDetachedBuffer(slot)) {
+    if (hasDetachedBuffer(slot) || resizedInFlight(slot)) {
       error = detachedInFlight(slot);
     } else if (res >= 0 || (slot.kind === K_TIMEOUT && res === -ETIME)) {
       value = this.#value(slot);
@@ -2195,7 +2196,7 @@ export class Uring implements AsyncDisposable {
   /** A chain member's result from its CQE. */
   #memberResult(slot: Slot, dropped = false): ChainResult {
     const res = slot.res;
-    if (hasDetachedBuffer(slot)) return { ok: false, error: detachedInFlight(slot) };
+    if (hasDetachedBuffer(slot) || resizedInFlight(slot)) return { ok: false, error: detachedInFlight(slot) };
     if (res === 0) return OK_ZERO;
     if (res > 0) return { ok: true, value: res };
     if (slot.kind === K_TIMEOUT && res === -ETIME) return OK_ZERO;

@@ -821,6 +821,36 @@ ringTest(
 );
 
 ringTest(
+  "Uring: a buffer shrunk and grown again while the kernel writes from it is reported as shrunk, not as the kernel's EFAULT",
+  async (config) => {
+    // Under SQPOLL the SQ thread reads the buffer while the main thread resizes it: shrinking
+    // to 0 takes the pages away, and the kernel fails the write with EFAULT (40 of 50 before);
+    // the length is back by the completion, so only the EFAULT tells. Without SQPOLL the write
+    // runs inside the submit, before the resize: it resolves.
+    using dir = tempDir();
+    await using uring = new Uring(uringOptions(config));
+    await using file = await uring.open(`${dir.path}/f`, { write: true, create: true });
+    const outcomes = new Set<string>();
+    for (let i = 0; i < 50; i++) {
+      const memory = new ArrayBuffer(4096, { maxByteLength: 1 << 20 });
+      const write = file.writeAt(new Uint8Array(memory).fill(0xaa), 0);
+      memory.resize(0);
+      memory.resize(4096);
+      try {
+        const n = await write;
+        assert.ok(n > 0 && n <= 4096, `wrote ${n}`);
+        outcomes.add("resolved");
+      } catch (e) {
+        assert.ok(e instanceof TypeError, `rejected with ${e}`);
+        assert.match(e.message, /^write: a buffer was detached or shrunk while the operation ran/);
+        outcomes.add("shrunk");
+      }
+    }
+    if (!config.sqpoll) assert.deepEqual([...outcomes], ["resolved"]);
+  },
+);
+
+ringTest(
   "Uring: a length-tracking view that grows before its operation starts moves the bytes it had at the call",
   async (config) => {
     using dir = tempDir();
