@@ -165,7 +165,9 @@ export interface DirectAlignmentOptions {
  * Asks the kernel what O_DIRECT alignment `file` needs (a path or `file:` URL, or an open fd): one
  * `statx(STATX_DIOALIGN)` on a small private ring (so it never touches the caller's rings).
  * Falls back to 4096 when the kernel (before 6.1) or the file system does not say; `null` when
- * the file does not support O_DIRECT. Throws `IoUringError` when statx fails (e.g. `ENOENT`).
+ * the kernel says the file does not support O_DIRECT (both values 0). A file system that refuses
+ * O_DIRECT without saying so (ramfs, /proc) gets the 4096 default, and its open fails with
+ * `EINVAL`. Throws `IoUringError` when statx fails (e.g. `ENOENT`).
  * Checks no Deno permission: the layers above must. Since 5.6 (statx), values from 6.1.
  */
 export function directAlignment(

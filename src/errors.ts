@@ -130,7 +130,7 @@ function madeHere(e: Error): boolean {
 /**
  * An argument error (a plain `TypeError` or `RangeError` this module threw) refused before
  * anything was queued, as one whose message starts with the name of the operation it refused
- * (`read: position is out of range: -1`; the original is its `cause`). Other errors pass through:
+ * (`read: position must not be negative, got -1`; the original is its `cause`). Other errors pass through:
  * subclasses such as `AlignmentError`, what a caller's getter threw, and messages that already name
  * the operation.
  */

@@ -11,6 +11,7 @@ import type { CopyProgress } from "../src/copy_options.ts";
 Deno.test("cp progress: byte and duration formats", () => {
   assert.equal(formatBytes(0), "0 B");
   assert.equal(formatBytes(1023), "1023 B");
+  assert.equal(formatBytes(254.72382142790275), "255 B"); // a rate (it printed every digit)
   assert.equal(formatBytes(1536), "1.50 KiB");
   assert.equal(formatBytes(10 * 1024 * 1024), "10.0 MiB");
   assert.equal(formatBytes(300 * 1024 ** 3), "300 GiB");

@@ -13,7 +13,7 @@ export const REDRAW_INTERVAL_MS = 100;
 
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
 
-/** `1536` → `"1.5 KiB"`: binary units, three significant digits. */
+/** `1536` → `"1.50 KiB"`: binary units, three significant digits (whole bytes below 1 KiB). */
 export function formatBytes(n: number): string {
   if (!(n >= 0) || !Number.isFinite(n)) return "?";
   let i = 0;
@@ -22,7 +22,7 @@ export function formatBytes(n: number): string {
     v /= 1024;
     i++;
   }
-  if (i === 0) return `${n} B`;
+  if (i === 0) return `${Math.round(n)} B`; // a rate is fractional: 254.72… B/s reads 255 B/s
   return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${UNITS[i]}`;
 }
 
