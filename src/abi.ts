@@ -634,6 +634,12 @@ export const O_DIRECTORY: number = AARCH64 ? 0o40000 : 0o200000;
 export const O_NOFOLLOW: number = AARCH64 ? 0o100000 : 0o400000;
 /** `O_CLOEXEC`. */
 export const O_CLOEXEC = 0o2000000;
+/** `STATX_TYPE` mask bit: the file type bits of `stx_mode` (4.11). */
+export const STATX_TYPE = 0x1;
+/** `S_IFMT`: the file type bits of a mode. */
+export const S_IFMT = 0o170000;
+/** `S_IFIFO`: a FIFO (named pipe). */
+export const S_IFIFO = 0o010000;
 /** `STATX_INO` mask bit: the inode number (4.11). */
 export const STATX_INO = 0x100;
 /** `STATX_BASIC_STATS` mask (4.11). */

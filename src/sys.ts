@@ -43,7 +43,7 @@ import {
   TIMESPEC_SIZE,
 } from "./abi.ts";
 import { errno } from "./errno.ts";
-import { byteLengthOf, checkCString } from "./memory.ts";
+import { byteLengthOf, checkCString, checkDirFd } from "./memory.ts";
 
 /** Which implementation of the system layer is in use. */
 export type Backend = "helper" | "libc";
@@ -98,10 +98,11 @@ export interface Sys {
    */
   utimens(path: Uint8Array, times: Uint8Array): number;
   /**
-   * `statx(AT_FDCWD, path, flags, mask, out)` on the calling thread: `path` NUL-terminated, `out`
-   * at least 256 bytes (a `struct statx`). Returns 0 or `-errno`.
+   * `statx(dirfd, path, flags, mask, out)` on the calling thread: `path` NUL-terminated, `out`
+   * at least 256 bytes (a `struct statx`); `dirfd` defaults to `AT_FDCWD` (an fd with an empty
+   * path and `AT_EMPTY_PATH` asks about that fd). Returns 0 or `-errno`.
    */
-  statx(path: Uint8Array, flags: number, mask: number, out: Uint8Array): number;
+  statx(path: Uint8Array, flags: number, mask: number, out: Uint8Array, dirfd?: number): number;
   /**
    * `realpath(path, out)`: `path` NUL-terminated, `out` at least 4096 bytes (`PATH_MAX`); returns
    * the length of the canonical path written to `out` (symlinks, `.` and `..` resolved), or
@@ -275,11 +276,11 @@ function loadHelper(path: string): Sys {
         ? getSys("libc").utimens(path, times)
         : utimensat(AT_FDCWD, path as Uint8Array<ArrayBuffer>, times as Uint8Array<ArrayBuffer>, 0);
     },
-    statx: (path, flags, mask, out) => {
+    statx: (path, flags, mask, out, dirfd = AT_FDCWD) => {
       const statx = lib.uring_statx;
       return statx === null
-        ? getSys("libc").statx(path, flags, mask, out)
-        : statx(AT_FDCWD, path as Uint8Array<ArrayBuffer>, flags, mask, out as Uint8Array<ArrayBuffer>);
+        ? getSys("libc").statx(path, flags, mask, out, dirfd)
+        : statx(dirfd, path as Uint8Array<ArrayBuffer>, flags, mask, out as Uint8Array<ArrayBuffer>);
     },
     realpath: (path, out) => libcPaths().realpath(path, out),
     readlink: (path, out) => libcPaths().readlink(path, out),
@@ -415,11 +416,11 @@ function loadLibc(): Sys {
       result(
         lib.syscall6(NR_UTIMENSAT, BigInt(AT_FDCWD), addressOf(path), addressOf(times), ZERO, ZERO, ZERO),
       ),
-    statx: (path, flags, mask, out) =>
+    statx: (path, flags, mask, out, dirfd = AT_FDCWD) =>
       result(
         lib.syscall6(
           NR_STATX,
-          BigInt(AT_FDCWD),
+          BigInt(dirfd),
           addressOf(path),
           BigInt(flags),
           BigInt(mask >>> 0),
@@ -530,10 +531,11 @@ function checked(sys: Sys): Sys {
       atLeast(times, 2 * TIMESPEC_SIZE, "times");
       return sys.utimens(path, times);
     },
-    statx: (path, flags, mask, out) => {
+    statx: (path, flags, mask, out, dirfd = AT_FDCWD) => {
       checkCString(path);
       atLeast(out, STATX_SIZE, "out");
-      return sys.statx(path, flags, mask, out);
+      checkDirFd(dirfd, "dirfd");
+      return sys.statx(path, flags, mask, out, dirfd);
     },
     realpath: (path, out) => {
       checkCString(path);

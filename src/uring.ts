@@ -43,6 +43,7 @@ import {
   unlistenAbort,
 } from "./abort.ts";
 import {
+  AT_EMPTY_PATH,
   AT_REMOVEDIR,
   AT_SYMLINK_NOFOLLOW,
   IORING_ASYNC_CANCEL_ALL,
@@ -58,12 +59,17 @@ import {
   O_CREAT,
   O_DIRECT,
   O_EXCL,
+  O_NONBLOCK,
   O_RDONLY,
   O_RDWR,
   O_TRUNC,
   O_WRONLY,
   RENAME_NOREPLACE,
+  S_IFIFO,
+  S_IFMT,
+  STATX,
   STATX_SIZE,
+  STATX_TYPE,
 } from "./abi.ts";
 import { type ChainBuilder, ChainCollector, type ChainResult } from "./chain.ts";
 import { operationError } from "./deno_errors.ts";
@@ -165,6 +171,9 @@ const MAX_REISSUES = 3;
 const DROPPED_WHY = "io-wq could not start a worker thread for it (the user's process limit, `ulimit -u`, " +
   "or the cgroup's pids limit; or a signal pending at each attempt)";
 const EINVAL = errno("EINVAL");
+const ENXIO = errno("ENXIO");
+/** `""`, NUL-terminated, for a `statx` of an fd (`AT_EMPTY_PATH`). */
+const EMPTY_CSTRING = new Uint8Array(1);
 const EAGAIN = errno("EAGAIN");
 const EBUSY = errno("EBUSY");
 const EINTR = errno("EINTR");
@@ -512,6 +521,8 @@ export class Uring implements AsyncDisposable {
   readonly #ring: IoUring;
   /** The ring's system layer: the event loop's turns are taken through it (see `turn.ts`). */
   readonly #sys: Sys;
+  /** Where {@link Uring.#isFifo} has the kernel write (made on first use). */
+  #typeScratch: Uint8Array | null = null;
   /**
    * SQPOLL: each operation's SQE (and each raw client's commit) is published (SQ tail store) as
    * soon as it is written, so the kernel thread starts on it while the promise continuations
@@ -919,7 +930,8 @@ export class Uring implements AsyncDisposable {
    * the fd. Needs read and/or write permission as the options imply. `direct: true` opens with
    * O_DIRECT and asks the file's alignment (`statx` `STATX_DIOALIGN`, one more operation);
    * `fixed: true` registers the fd in the ring's file table. A polled Uring (`iopoll`) opens
-   * only with `direct: true`, on its plain ring. Since 5.6.
+   * only with `direct: true`, on its plain ring. A FIFO's open waits for the other end, as
+   * `Deno.open` does. Since 5.6.
    */
   open(path: string | URL, given: OpenOptions = {}): Promise<UringFile> {
     if (this.#closing) return this.#rejectClosed();
@@ -2062,6 +2074,8 @@ export class Uring implements AsyncDisposable {
       this.#enqueue(slot);
       return;
     }
+    if ((slot.kind === K_OPEN || slot.kind === K_OPENFD) && this.#opensFifoAgain(slot)) return;
+    if (slot.heldFd >= 0) this.#closeHeldFd(slot);
     const { resolve, reject, signal } = slot;
     if (signal !== null) unlistenAbort(signal, slot.onAbort);
     const res = slot.res;
@@ -2092,6 +2106,50 @@ export class Uring implements AsyncDisposable {
     this.stats.settled++;
     if (failed) reject!(error);
     else (resolve as (v: unknown) => void)(value);
+  }
+
+  /**
+   * Makes an `openat` of a FIFO wait for the other end, as `open(2)` (and `Deno.open`) does.
+   * io_uring first tries an open without blocking (`O_NONBLOCK` added for the try, then cleared)
+   * and hands it to a worker that may wait only when that answers `EAGAIN`, which a FIFO never
+   * does: for writing with no reader it fails with `ENXIO`; for reading it opens at once, without
+   * a writer, so the first read would find the end of the stream. Either is issued again with
+   * `IOSQE_ASYNC`, which opens in a worker as `open(2)` does. A reading open keeps its first fd
+   * until the second settles, so a writer never sees the FIFO without a reader in between. Opens
+   * with `O_CREAT` or `O_TRUNC` go to a worker anyway; `O_NONBLOCK` asks for the kernel's answer.
+   * True when the open was issued again.
+   */
+  #opensFifoAgain(slot: Slot): boolean {
+    const flags = slot.flags;
+    if (
+      (slot.sqeFlags & IOSQE_ASYNC) !== 0 || (flags & (O_NONBLOCK | O_CREAT | O_TRUNC)) !== 0 ||
+      this.#closing || slot.aborted
+    ) return false;
+    const accmode = flags & 3, res = slot.res;
+    if (accmode === O_WRONLY) {
+      if (res !== -ENXIO) return false;
+    } else if (accmode === O_RDONLY) {
+      if (res < 0 || !this.#isFifo(res)) return false;
+      slot.heldFd = res;
+    } else {
+      return false; // O_RDWR never waits for a FIFO's other end
+    }
+    slot.sqeFlags |= IOSQE_ASYNC;
+    this.#enqueue(slot);
+    return true;
+  }
+
+  /** Whether open fd `fd` is a FIFO (a `statx` of its type on this thread, ~0.3 µs). */
+  #isFifo(fd: number): boolean {
+    const out = this.#typeScratch ??= new Uint8Array(STATX_SIZE);
+    if (this.#sys.statx(EMPTY_CSTRING, AT_EMPTY_PATH, STATX_TYPE, out, fd) !== 0) return false;
+    return ((out[STATX.mode] | (out[STATX.mode + 1] << 8)) & S_IFMT) === S_IFIFO;
+  }
+
+  /** Closes the fd `slot` held (see {@link Uring.#opensFifoAgain}). */
+  #closeHeldFd(slot: Slot): void {
+    this.#sys.close(slot.heldFd);
+    slot.heldFd = -1;
   }
 
   #value(slot: Slot): unknown {
@@ -2449,6 +2507,7 @@ export class Uring implements AsyncDisposable {
     const { reject, signal } = head;
     if (signal !== null) unlistenAbort(signal, head.onAbort);
     if (head.statx !== null) this.#statxPool.push(head.statx);
+    if (head.heldFd >= 0) this.#closeHeldFd(head);
     this.#slots.release(head);
     this.stats.settled++;
     reject!(error);

@@ -18,7 +18,7 @@ import {
 } from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { mkfifo, pipe, sysClose } from "./_io.ts";
-import { sleep, uringOptions } from "./uring_support.ts";
+import { fdCount, sleep, uringOptions } from "./uring_support.ts";
 
 const enc = new TextEncoder();
 
@@ -522,5 +522,60 @@ ringTest(
       ok: true,
       value: 0,
     }]);
+  },
+);
+
+ringTest(
+  "Uring.open of a FIFO waits for the other end as Deno.open does (io_uring's first try does not: ENXIO, or a reader with no writer)",
+  async (config) => {
+    using dir = tempDir();
+    const path = `${dir.path}/fifo`;
+    mkfifo(path);
+    const fdsBefore = fdCount();
+    await using uring = new Uring(uringOptions(config));
+    const fds = fdCount();
+    const settledWithin = (p: Promise<unknown>, ms: number) =>
+      Promise.race([p.then(() => true, () => true), sleep(ms).then(() => false)]);
+
+    // Writing, no reader: it waited in io_uring's worker instead of failing with ENXIO.
+    const writer = uring.open(path, { write: true });
+    assert.equal(await settledWithin(writer, 100), false, "the write-only open waits for a reader");
+    const reader = await Deno.open(path); // Deno's reader: the open above completes
+    const w = await writer;
+    await w.writeAll(enc.encode("to Deno"), 0);
+    const got = new Uint8Array(16);
+    assert.equal(new TextDecoder().decode(got.subarray(0, (await reader.read(got))!)), "to Deno");
+    await w.close();
+    reader.close();
+
+    // Reading, no writer: it waits too (it opened at once before, and its first read saw the end).
+    for (const open of [() => uring.open(path), () => uring.openFd(path, 0)]) {
+      const opening = open();
+      assert.equal(await settledWithin(opening, 100), false, "the read-only open waits for a writer");
+      const deno = await Deno.open(path, { write: true });
+      const opened = await opening;
+      await deno.write(enc.encode("from Deno"));
+      deno.close();
+      const buf = new Uint8Array(16);
+      if (typeof opened === "number") {
+        assert.equal(await uring.read(opened, buf, 0), 9);
+        await uring.close(opened);
+      } else {
+        assert.equal(await opened.readAt(buf, 0), 9);
+        assert.equal(await opened.readAt(buf, 0), 0, "then the end of the stream");
+        await opened.close();
+      }
+    }
+
+    // Given up while waiting (an abort, the Uring closing): nothing is left open.
+    const aborted = uring.open(path, { signal: AbortSignal.timeout(30) });
+    await assert.rejects(aborted, (e: Error) => e.name === "TimeoutError");
+    await assert.rejects(uring.open(path, { write: true, signal: AbortSignal.timeout(30) }));
+    assert.equal(fdCount(), fds, "no fd left behind");
+    const left = uring.open(path).catch((e: Error) => e);
+    await sleep(20);
+    await uring.close();
+    assert.match(String(await left), /ECANCELED/);
+    assert.equal(fdCount(), fdsBefore, "no fd left behind by the close");
   },
 );
