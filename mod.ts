@@ -45,6 +45,8 @@ export { ClosedError, IoUringError } from "./src/errors.ts";
 export { addressOf, cstring } from "./src/memory.ts";
 export * from "./src/prep.ts";
 export * from "./src/prep_net.ts";
+export * from "./src/prep_select.ts";
+export { BufferRing, type BufferRingOptions } from "./src/buf_ring.ts";
 export { Msghdr, type MsghdrOptions } from "./src/msghdr.ts";
 export { SocketAddress } from "./src/sockaddr.ts";
 export { Probe } from "./src/probe.ts";

@@ -113,6 +113,21 @@ export const PROBE_HEADER_SIZE = 16;
 export const PROBE_OP_SIZE = 8;
 /** Size of `struct io_uring_files_update` (5.5). */
 export const FILES_UPDATE_SIZE = 16;
+/** Size of `struct io_uring_buf_reg`, the argument of `IORING_REGISTER_PBUF_RING` (5.19). */
+export const BUF_REG_SIZE = 40;
+/** Byte offsets of the fields of `struct io_uring_buf_reg` (5.19). */
+export const BUF_REG = { ringAddr: 0, ringEntries: 8, bgid: 12, flags: 14 } as const;
+/**
+ * Size of one `struct io_uring_buf` of a provided-buffer ring: `addr` u64, `len` u32, `bid` u16,
+ * `resv` u16 (5.19).
+ */
+export const BUF_SIZE = 16;
+/** Byte offsets of the fields of `struct io_uring_buf` (5.19). */
+export const BUF = { addr: 0, len: 8, bid: 12 } as const;
+/** Where a provided-buffer ring keeps its tail: the u16 over the first entry's `resv` (5.19). */
+export const BUF_RING_TAIL = 14;
+/** Most entries a provided-buffer ring may have (buffer ids are 16-bit; 5.19). */
+export const MAX_BUF_RING_ENTRIES = 32768;
 /** Size of `struct sockaddr_storage`: room for any socket address. */
 export const SOCKADDR_STORAGE_SIZE = 128;
 /** Size of `struct sockaddr_in` (IPv4). */
@@ -275,6 +290,8 @@ export const IOSQE_CQE_SKIP_SUCCESS = 1 << 6;
 
 /** The upper 16 bits of `flags` hold a selected buffer id (5.7). */
 export const IORING_CQE_F_BUFFER = 1 << 0;
+/** With `IORING_CQE_F_BUFFER`, the selected buffer's id is `flags >>> IORING_CQE_BUFFER_SHIFT` (5.7). */
+export const IORING_CQE_BUFFER_SHIFT = 16;
 /** More CQEs will follow for this request (multishot, 5.13). */
 export const IORING_CQE_F_MORE = 1 << 1;
 /** A socket receive left more data in the socket (5.19). */
@@ -581,6 +598,10 @@ export const IORING_REGISTER_IOWQ_MAX_WORKERS = 19;
 export const IORING_REGISTER_RING_FDS = 20;
 /** Unregister ring fds from the calling thread's ring table (5.18). */
 export const IORING_UNREGISTER_RING_FDS = 21;
+/** Register a ring of provided buffers for a buffer group (`struct io_uring_buf_reg`, 5.19). */
+export const IORING_REGISTER_PBUF_RING = 22;
+/** Unregister a buffer group's ring of provided buffers (5.19). */
+export const IORING_UNREGISTER_PBUF_RING = 23;
 
 /** Most buffers one `IORING_REGISTER_BUFFERS` accepts (`IORING_MAX_REG_BUFFERS`, 5.13; 1024 before). */
 export const IORING_MAX_REG_BUFFERS = 1 << 14;

@@ -36,8 +36,19 @@ import {
   unpinAll,
 } from "./ring_hold.ts";
 import { Iovecs, rsrcUpdate } from "./structs.ts";
-import { type AlignedMapping, pinAlignedMemory } from "./aligned.ts";
+import { type AlignedBuffer, alignedBuffer, type AlignedMapping, pinAlignedMemory } from "./aligned.ts";
+import { BufferRing, type BufferRingOptions } from "./buf_ring.ts";
 import { type Backend, getSys, type Sys } from "./sys.ts";
+
+/** A `struct io_uring_buf_reg` for ring memory at `address` of `entries` entries, group `group`. */
+function bufRegFor(address: number, entries: number, group: number): Uint8Array {
+  const reg = new Uint8Array(abi.BUF_REG_SIZE);
+  const view = new DataView(reg.buffer);
+  view.setBigUint64(abi.BUF_REG.ringAddr, BigInt(address), true);
+  view.setUint32(abi.BUF_REG.ringEntries, entries, true);
+  view.setUint16(abi.BUF_REG.bgid, group, true);
+  return reg;
+}
 
 /** Largest SQ size the kernel accepts (`IORING_MAX_ENTRIES`). */
 export const MAX_ENTRIES = 32768;
@@ -1353,6 +1364,72 @@ export class IoUring implements Disposable {
   /** Unregisters the eventfd. Since 5.2. */
   unregisterEventfd(): void {
     this.#register(abi.IORING_UNREGISTER_EVENTFD, null, 0, "IORING_UNREGISTER_EVENTFD");
+  }
+
+  /**
+   * Registers a ring of provided buffers for buffer group `group`: `entries` buffers (a power of
+   * two up to 32768) of `bufferSize` bytes each, in memory the module maps, all handed to the
+   * kernel at once. SQEs that select a buffer of the group (`prepRecvMultishot`, ...) then name
+   * no buffer: the kernel picks one when data arrives and says which in the CQE (see
+   * {@link BufferRing}). The ring keeps the memory until `bufferRing.close()` or its own
+   * `close()`. Fails with `EEXIST` when the group has a ring already. Since 5.19.
+   */
+  setupBufferRing(options: BufferRingOptions): BufferRing {
+    this.#assertOpen();
+    checkOptionsObject(options);
+    if (options === null || options === undefined) {
+      throw new TypeError("setupBufferRing needs { group, entries, bufferSize }");
+    }
+    const { group, entries, bufferSize } = options;
+    checkU32(group, "group", 0xffff);
+    checkU32(entries, "entries", abi.MAX_BUF_RING_ENTRIES);
+    if (entries === 0 || (entries & (entries - 1)) !== 0) {
+      throw new RangeError(
+        `entries must be a power of two from 1 to ${abi.MAX_BUF_RING_ENTRIES}, got ${entries}`,
+      );
+    }
+    checkU32(bufferSize, "bufferSize");
+    if (bufferSize === 0) throw new RangeError("bufferSize must be at least 1 byte");
+    const backend = this.backend;
+    // The kernel wants the ring itself page-aligned; a mapping is.
+    const ringMemory = alignedBuffer(Math.max(entries * abi.BUF_SIZE, 4096), 4096, { backend });
+    let data: AlignedBuffer;
+    try {
+      data = alignedBuffer(entries * bufferSize, 4096, { backend });
+    } catch (e) {
+      ringMemory.free();
+      throw e;
+    }
+    const hold = this.#hold;
+    const bufferRing = new BufferRing({ group, entries, bufferSize }, ringMemory, data, (ring) => {
+      // Once the ring is closing, its release frees the memory, after the kernel lets go of it.
+      if (!hold.released && !this.#closed) {
+        hold.bufferRings.delete(ring);
+        try {
+          this.#register(
+            abi.IORING_UNREGISTER_PBUF_RING,
+            bufRegFor(0, 0, group),
+            1,
+            `IORING_UNREGISTER_PBUF_RING (group ${group})`,
+          );
+        } finally {
+          ring.freeMemory();
+        }
+      } // (else the ring's release frees it)
+    });
+    try {
+      this.#register(
+        abi.IORING_REGISTER_PBUF_RING,
+        bufRegFor(bufferRing.ringAddress, entries, group),
+        1,
+        `IORING_REGISTER_PBUF_RING (group ${group}, ${entries} entries)`,
+      );
+    } catch (e) {
+      bufferRing.freeMemory();
+      throw e;
+    }
+    hold.bufferRings.add(bufferRing);
+    return bufferRing;
   }
 
   // -------------------------------------------------------------------------------------------

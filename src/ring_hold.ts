@@ -34,11 +34,16 @@ export interface RingHold {
    * ring is released, also by the garbage collector, so a freed buffer's memory is unmapped.
    */
   pins: { unpin(): void }[];
+  /**
+   * The rings of provided buffers registered on the ring (`setupBufferRing`): their memory is
+   * freed once the ring's fd is closed, also by the garbage collector.
+   */
+  bufferRings: Set<{ freeMemory(): void }>;
 }
 
 /** A hold for the ring `fd` made through `sys`, with nothing mapped or registered yet. */
 export function ringHold(sys: Sys, fd: number): RingHold {
-  return { sys, fd, maps: [], enterIndex: -1, released: false, sqes: [], pins: [] };
+  return { sys, fd, maps: [], enterIndex: -1, released: false, sqes: [], pins: [], bufferRings: new Set() };
 }
 
 /**
@@ -73,6 +78,8 @@ export function releaseRing(hold: RingHold): void {
   }
   hold.sys.close(hold.fd);
   unpinAll(hold); // (the kernel keeps its own hold on the pages until it tears the ring down)
+  for (const bufferRing of hold.bufferRings) bufferRing.freeMemory();
+  hold.bufferRings.clear();
 }
 
 /** Lets go of the aligned memory `hold`'s registered buffers held mapped. */

@@ -338,6 +338,16 @@ Deno.test({
     want("sizeof sockaddr_in6", "sizeof(struct sockaddr_in6)", abi.SOCKADDR_IN6_SIZE);
     want("sizeof sun_path", "sizeof(((struct sockaddr_un *)0)->sun_path)", abi.SUN_PATH_SIZE);
     want("sizeof msghdr", "sizeof(struct msghdr)", abi.MSGHDR_SIZE);
+    want("sizeof buf_reg", "sizeof(struct io_uring_buf_reg)", abi.BUF_REG_SIZE);
+    o("buf_reg.ring_addr", "io_uring_buf_reg", "ring_addr", abi.BUF_REG.ringAddr);
+    o("buf_reg.ring_entries", "io_uring_buf_reg", "ring_entries", abi.BUF_REG.ringEntries);
+    o("buf_reg.bgid", "io_uring_buf_reg", "bgid", abi.BUF_REG.bgid);
+    // (`flags` is `pad` in headers before 6.4: at the same offset, right after bgid)
+    want("sizeof buf", "sizeof(struct io_uring_buf)", abi.BUF_SIZE);
+    o("buf.addr", "io_uring_buf", "addr", abi.BUF.addr);
+    o("buf.len", "io_uring_buf", "len", abi.BUF.len);
+    o("buf.bid", "io_uring_buf", "bid", abi.BUF.bid);
+    o("buf_ring.tail", "io_uring_buf_ring", "tail", abi.BUF_RING_TAIL);
     for (
       const [k, f] of Object.entries({
         name: "msg_name",

@@ -1,0 +1,187 @@
+/**
+ * {@link BufferRing}: a ring of provided buffers (`IORING_REGISTER_PBUF_RING`), from which the
+ * kernel picks a buffer for an operation when its data arrives, instead of the SQE naming one.
+ *
+ * @module
+ */
+
+import { BUF, BUF_RING_TAIL, BUF_SIZE, IORING_CQE_BUFFER_SHIFT, IORING_CQE_F_BUFFER } from "./abi.ts";
+import type { AlignedBuffer } from "./aligned.ts";
+import { ClosedError } from "./errors.ts";
+import { checkU32 } from "./memory.ts";
+
+/** Options of `IoUring.setupBufferRing`. */
+export interface BufferRingOptions {
+  /** The buffer group id SQEs name (`buf_group`): 0 to 65535, one ring per group. */
+  group: number;
+  /** How many buffers: a power of two from 1 to 32768. */
+  entries: number;
+  /** The size of each buffer in bytes: 1 to 2^32 - 1 (and `entries × bufferSize` mappable). */
+  bufferSize: number;
+}
+
+/**
+ * A buffer group's ring of provided buffers, with `entries` buffers of `bufferSize` bytes in
+ * memory the module maps (never moved or collected while registered). Made by
+ * `IoUring.setupBufferRing`; an SQE asks for one of its buffers with `IOSQE_BUFFER_SELECT` and
+ * the group (`prepRecvMultishot`, `prepRecvSelect`, `prepReadMultishot`, `prepReadSelect`). The
+ * CQE then has `IORING_CQE_F_BUFFER` and the buffer's id in its flags: {@link BufferRing.take}
+ * reads it, {@link BufferRing.view} shows the buffer, and {@link BufferRing.recycle} gives it
+ * back to the kernel once its data is used. When the ring is empty the operation fails with
+ * `-ENOBUFS` (a multishot one ends). Since 5.19.
+ */
+export class BufferRing implements Disposable {
+  /** The buffer group id. */
+  readonly group: number;
+  /** How many buffers the ring holds. */
+  readonly entries: number;
+  /** The size of each buffer in bytes. */
+  readonly bufferSize: number;
+  readonly #ringMemory: AlignedBuffer;
+  readonly #data: AlignedBuffer;
+  readonly #dataAddress: number;
+  readonly #words: Uint32Array;
+  readonly #halves: Uint16Array;
+  readonly #mask: number;
+  /** 1 while buffer `bid` is in the ring (the kernel's to pick), 0 while the program has it. */
+  readonly #inRing: Uint8Array;
+  /** Views of the buffers, made on first use. */
+  readonly #views: (Uint8Array<ArrayBuffer> | undefined)[];
+  /** Buffers added: the next tail (16 bits, wrapping), published by {@link BufferRing.publish}. */
+  #tail = 0;
+  #release: (() => void) | null;
+
+  /**
+   * Internal (`IoUring.setupBufferRing` makes it): lays out the ring over `ringMemory` with every
+   * buffer of `data` in it, published. `release` unregisters the group and frees the memory.
+   */
+  constructor(
+    options: BufferRingOptions,
+    ringMemory: AlignedBuffer,
+    data: AlignedBuffer,
+    release: (ring: BufferRing) => void,
+  ) {
+    this.group = options.group;
+    this.entries = options.entries;
+    this.bufferSize = options.bufferSize;
+    this.#ringMemory = ringMemory;
+    this.#data = data;
+    this.#dataAddress = data.address;
+    this.#words = new Uint32Array(ringMemory.bytes.buffer, ringMemory.bytes.byteOffset, this.entries * 4);
+    this.#halves = new Uint16Array(ringMemory.bytes.buffer, ringMemory.bytes.byteOffset, this.entries * 8);
+    this.#mask = this.entries - 1;
+    this.#inRing = new Uint8Array(this.entries);
+    this.#views = new Array(this.entries);
+    this.#release = () => release(this);
+    for (let bid = 0; bid < this.entries; bid++) this.add(bid);
+    this.publish();
+  }
+
+  /** The ring's memory, as registered (internal: `IoUring` hands its address to the kernel). */
+  get ringAddress(): number {
+    return this.#ringMemory.address;
+  }
+
+  /**
+   * The id of the buffer a CQE's `flags` say the kernel filled (`IORING_CQE_F_BUFFER`), now the
+   * program's until {@link BufferRing.recycle}; -1 when the CQE carries none (a failure such as
+   * `-ENOBUFS`, or the last CQE of a multishot operation).
+   */
+  take(cqeFlags: number): number {
+    if ((cqeFlags & IORING_CQE_F_BUFFER) === 0) return -1;
+    const bid = cqeFlags >>> IORING_CQE_BUFFER_SHIFT;
+    if (bid >= this.entries) {
+      throw new RangeError(`buffer id ${bid} is not of this ring (${this.entries} entries)`);
+    }
+    this.#inRing[bid] = 0;
+    return bid;
+  }
+
+  /**
+   * Buffer `bid`, all `bufferSize` bytes of it (the data a CQE reported is its first `res`
+   * bytes). The same view each time; it reads as empty once the ring is closed.
+   */
+  view(bid: number): Uint8Array<ArrayBuffer> {
+    this.#checkOpen();
+    this.#checkId(bid);
+    return this.#views[bid] ??= this.#data.bytes.subarray(bid * this.bufferSize, (bid + 1) * this.bufferSize);
+  }
+
+  /**
+   * Adds buffer `bid`, taken earlier, back to the ring, without publishing it yet (see
+   * {@link BufferRing.publish}); refuses a buffer that is in the ring already, which would give
+   * the kernel one buffer twice.
+   */
+  add(bid: number): void {
+    this.#checkOpen();
+    this.#checkId(bid);
+    if (this.#inRing[bid] === 1) {
+      throw new RangeError(`buffer ${bid} is in the ring already (take() it from a CQE first)`);
+    }
+    this.#inRing[bid] = 1;
+    const w = (this.#tail & this.#mask) * (BUF_SIZE / 4), words = this.#words;
+    const addr = this.#dataAddress + bid * this.bufferSize;
+    words[w + BUF.addr / 4] = addr >>> 0;
+    words[w + BUF.addr / 4 + 1] = (addr - (addr >>> 0)) / 0x1_0000_0000;
+    words[w + BUF.len / 4] = this.bufferSize;
+    // bid (u16) and resv, which in entry 0 is the tail: write the bid half alone.
+    this.#halves[w * 2 + BUF.bid / 2] = bid;
+    this.#tail = (this.#tail + 1) & 0xffff;
+  }
+
+  /** Makes the buffers added since the last publish visible to the kernel (a release store of the tail). */
+  publish(): void {
+    this.#checkOpen();
+    Atomics.store(this.#halves, BUF_RING_TAIL / 2, this.#tail);
+  }
+
+  /** {@link BufferRing.add} and {@link BufferRing.publish}: gives buffer `bid` back to the kernel. */
+  recycle(bid: number): void {
+    this.add(bid);
+    this.publish();
+  }
+
+  /** How many buffers are in the ring (added, published or not, and not yet taken). */
+  get available(): number {
+    let n = 0;
+    for (let bid = 0; bid < this.entries; bid++) n += this.#inRing[bid];
+    return n;
+  }
+
+  /** Whether the ring was closed (by {@link BufferRing.close} or its `IoUring` closing). */
+  get closed(): boolean {
+    return this.#release === null;
+  }
+
+  /**
+   * Unregisters the group and frees the memory (every view then reads as empty). Idempotent;
+   * the ring's `close()` does it too. Operations still waiting to select a buffer of this group
+   * fail with `-ENOBUFS`.
+   */
+  close(): void {
+    const release = this.#release;
+    if (release === null) return;
+    this.#release = null;
+    release();
+  }
+
+  /** Same as {@link BufferRing.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** Internal (`IoUring`): frees the memory, once the group is unregistered or the ring closed. */
+  freeMemory(): void {
+    this.#release = null;
+    this.#ringMemory.free();
+    this.#data.free();
+  }
+
+  #checkOpen(): void {
+    if (this.#release === null) throw new ClosedError(`BufferRing (group ${this.group})`);
+  }
+
+  #checkId(bid: number): void {
+    if (!(bid >>> 0 === bid && bid < this.entries)) checkU32(bid, "bid", this.entries - 1);
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * `prep*` helpers for operations that take a buffer from a {@link BufferRing} (a provided-buffer
+ * group) instead of naming one: the kernel picks a buffer when data arrives and says which in
+ * the CQE's flags (`IORING_CQE_F_BUFFER`, the id above `IORING_CQE_BUFFER_SHIFT`). Each sets
+ * `IOSQE_BUFFER_SELECT` in the SQE's flags and the group in `buf_group`: a later `setFlags` must
+ * keep `IOSQE_BUFFER_SELECT`.
+ *
+ * @module
+ */
+
+import * as abi from "./abi.ts";
+import type { BufferRing } from "./buf_ring.ts";
+import { checkFd, checkFlags, checkOffset, checkU32 } from "./memory.ts";
+import { type Offset, writeRw } from "./prep_base.ts";
+import { type Sqe, W } from "./sqe.ts";
+
+const HEAD = W.head, OP_FLAGS = W.opFlags, BUF_INDEX = W.bufIndex;
+
+/** A group id, or the group of a {@link BufferRing}. */
+export type BufferGroup = number | BufferRing;
+
+function groupOf(group: BufferGroup): number {
+  const id = typeof group === "number" ? group : group?.group;
+  checkU32(id, "group", 0xffff);
+  return id;
+}
+
+/** Sets `IOSQE_BUFFER_SELECT`, `buf_group` and `ioprio` (the socket opcodes' own flags). */
+function selectFrom(sqe: Sqe, group: number, ioprio: number): Sqe {
+  const u32 = sqe.u32, b = sqe.base;
+  const head = u32[b + HEAD];
+  u32[b + HEAD] = ((head & 0xff) | ((head >>> 8 & 0xff) | abi.IOSQE_BUFFER_SELECT) << 8 | ioprio << 16) >>> 0;
+  u32[b + BUF_INDEX] = (u32[b + BUF_INDEX] & 0xffff0000) | group;
+  return sqe;
+}
+
+/**
+ * `recv` into a buffer of `group`: completes with the bytes received and the buffer's id in the
+ * CQE's flags. `length` caps the bytes (0: the whole buffer). Since 5.7 (rings of provided
+ * buffers: 5.19).
+ */
+export function prepRecvSelect(sqe: Sqe, fd: number, group: BufferGroup, length = 0, flags = 0): Sqe {
+  checkFd(fd);
+  const id = groupOf(group);
+  checkU32(length, "length");
+  checkFlags(flags, "flags");
+  writeRw(sqe, abi.IORING_OP_RECV, fd, 0, length, 0);
+  sqe.u32[sqe.base + OP_FLAGS] = flags;
+  return selectFrom(sqe, id, 0);
+}
+
+/**
+ * A `recv` that stays armed: one CQE per arrival of data, each with a buffer of `group` and
+ * `IORING_CQE_F_MORE`, until an error, the end of the stream (`res` 0), a cancel, or `-ENOBUFS`
+ * when the group has no buffer left (recycle them, then issue it again). Since 6.0.
+ */
+export function prepRecvMultishot(sqe: Sqe, fd: number, group: BufferGroup, flags = 0): Sqe {
+  prepRecvSelect(sqe, fd, group, 0, flags);
+  return selectFrom(sqe, groupOf(group), abi.IORING_RECV_MULTISHOT);
+}
+
+/**
+ * `pread` into a buffer of `group` (`offset` -1: the file's position, for pipes and sockets);
+ * `length` caps the bytes (0: the whole buffer). Since 5.7 (rings of provided buffers: 5.19).
+ */
+export function prepReadSelect(
+  sqe: Sqe,
+  fd: number,
+  group: BufferGroup,
+  offset: Offset | -1,
+  length = 0,
+): Sqe {
+  checkFd(fd);
+  const id = groupOf(group);
+  if (offset !== -1) checkOffset(offset);
+  checkU32(length, "length");
+  writeRw(sqe, abi.IORING_OP_READ, fd, 0, length, offset === -1 ? 0xffff_ffff_ffff_ffffn : offset);
+  return selectFrom(sqe, id, 0);
+}
+
+/**
+ * A read that stays armed on a pollable file (a pipe, a socket, an eventfd): one CQE per arrival
+ * of data, each with a buffer of `group` and `IORING_CQE_F_MORE`, until an error, the end of the
+ * stream (`res` 0), a cancel or `-ENOBUFS`. `length` caps each read (0: the whole buffer). Since
+ * 6.7.
+ */
+export function prepReadMultishot(sqe: Sqe, fd: number, group: BufferGroup, length = 0): Sqe {
+  checkFd(fd);
+  const id = groupOf(group);
+  checkU32(length, "length");
+  writeRw(sqe, abi.IORING_OP_READ_MULTISHOT, fd, 0, length, 0);
+  return selectFrom(sqe, id, 0);
+}

@@ -1,0 +1,290 @@
+/**
+ * Rings of provided buffers (`IoUring.setupBufferRing`, `BufferRing`) and the preps that select
+ * from them: the SQE bytes, the ring's bookkeeping, and real multishot reads and receives in
+ * every ring configuration.
+ */
+
+import assert from "node:assert/strict";
+import {
+  AF_UNIX,
+  ClosedError,
+  IORING_CQE_F_BUFFER,
+  IORING_CQE_F_MORE,
+  IORING_OP_READ_MULTISHOT,
+  IoUring,
+  IoUringError,
+  prepCancel,
+  prepClose,
+  prepConnect,
+  prepReadMultishot,
+  prepReadSelect,
+  prepRecvMultishot,
+  prepRecvSelect,
+  prepSocket,
+  SOCK_CLOEXEC,
+  SOCK_STREAM,
+  SocketAddress,
+  Sqe,
+} from "../mod.ts";
+import { ringTest, skipKernel, tempDir } from "./_support.ts";
+import { pipe, sysClose, sysWrite } from "./_io.ts";
+
+const text = new TextEncoder(), untext = new TextDecoder();
+
+function freshSqe(): Sqe {
+  const mem = new ArrayBuffer(64);
+  return new Sqe(new Uint32Array(mem), new Uint8Array(mem), 0);
+}
+
+/** The SQE's bytes as the kernel reads them (offsets of `struct io_uring_sqe`). */
+function fields(sqe: Sqe) {
+  const v = new DataView(sqe.u8.buffer, sqe.base * 4, 64);
+  return {
+    opcode: v.getUint8(0),
+    flags: v.getUint8(1),
+    ioprio: v.getUint16(2, true),
+    fd: v.getInt32(4, true),
+    off: v.getBigUint64(8, true),
+    addr: v.getBigUint64(16, true),
+    len: v.getUint32(24, true),
+    opFlags: v.getUint32(28, true),
+    bufGroup: v.getUint16(40, true),
+  };
+}
+
+const IOSQE_BUFFER_SELECT = 0x20, IOSQE_IO_LINK = 0x04;
+
+Deno.test("select preps: IOSQE_BUFFER_SELECT kept beside other flags, buf_group at byte 40, no buffer address", () => {
+  let sqe = freshSqe();
+  sqe.setFlags(IOSQE_IO_LINK);
+  prepRecvMultishot(sqe, 5, 300, 0x40);
+  assert.deepEqual(fields(sqe), {
+    opcode: 27, // RECV
+    flags: IOSQE_IO_LINK | IOSQE_BUFFER_SELECT,
+    ioprio: 2, // IORING_RECV_MULTISHOT
+    fd: 5,
+    off: 0n,
+    addr: 0n,
+    len: 0,
+    opFlags: 0x40,
+    bufGroup: 300,
+  });
+  sqe = freshSqe();
+  prepRecvSelect(sqe, 5, 1, 512);
+  assert.deepEqual(fields(sqe), {
+    opcode: 27,
+    flags: IOSQE_BUFFER_SELECT,
+    ioprio: 0,
+    fd: 5,
+    off: 0n,
+    addr: 0n,
+    len: 512,
+    opFlags: 0,
+    bufGroup: 1,
+  });
+  // A plain recv over the multishot one's SQE drops its ioprio flag.
+  sqe = freshSqe();
+  prepRecvMultishot(sqe, 5, 1);
+  prepRecvSelect(sqe, 5, 1);
+  assert.equal(fields(sqe).ioprio, 0);
+  sqe = freshSqe();
+  prepReadSelect(sqe, 6, 65535, -1, 100);
+  assert.deepEqual(fields(sqe), {
+    opcode: 22, // READ
+    flags: IOSQE_BUFFER_SELECT,
+    ioprio: 0,
+    fd: 6,
+    off: 0xffff_ffff_ffff_ffffn,
+    addr: 0n,
+    len: 100,
+    opFlags: 0,
+    bufGroup: 65535,
+  });
+  sqe = freshSqe();
+  prepReadMultishot(sqe, 6, 2);
+  assert.deepEqual(fields(sqe), {
+    opcode: IORING_OP_READ_MULTISHOT,
+    flags: IOSQE_BUFFER_SELECT,
+    ioprio: 0,
+    fd: 6,
+    off: 0n,
+    addr: 0n,
+    len: 0,
+    opFlags: 0,
+    bufGroup: 2,
+  });
+  assert.throws(() => prepRecvMultishot(freshSqe(), 5, 65536), RangeError);
+  assert.throws(() => prepReadSelect(freshSqe(), 5, -1, 0), RangeError);
+  assert.throws(() => prepReadSelect(freshSqe(), 5, 1, -2), RangeError);
+  assert.throws(() => prepRecvSelect(freshSqe(), 5, "1" as never), RangeError);
+});
+
+Deno.test({
+  name: "setupBufferRing checks its options; a BufferRing hands each buffer out once and refuses it twice",
+  ignore: skipKernel(),
+  fn() {
+    using ring = new IoUring(4, { sqpoll: false });
+    for (
+      const bad of [
+        { group: 0, entries: 3, bufferSize: 8 },
+        { group: 0, entries: 0, bufferSize: 8 },
+        { group: 0, entries: 65536, bufferSize: 8 },
+        { group: 65536, entries: 4, bufferSize: 8 },
+        { group: 0, entries: 4, bufferSize: 0 },
+        { group: 0, entries: 4, bufferSize: 2 ** 32 },
+      ]
+    ) {
+      assert.throws(() => ring.setupBufferRing(bad), RangeError, JSON.stringify(bad));
+    }
+    assert.throws(() => ring.setupBufferRing(undefined as never), TypeError);
+    const buffers = ring.setupBufferRing({ group: 3, entries: 4, bufferSize: 100 });
+    assert.deepEqual([buffers.group, buffers.entries, buffers.bufferSize, buffers.available], [3, 4, 100, 4]);
+    assert.equal(buffers.view(2).byteLength, 100);
+    assert.equal(buffers.view(2), buffers.view(2), "one view per buffer, made once");
+    assert.throws(() => buffers.view(4), RangeError);
+    // Each buffer is in the ring: giving one back before the kernel handed it out is refused.
+    assert.throws(() => buffers.recycle(1), /buffer 1 is in the ring already/);
+    assert.equal(buffers.take(0), -1, "flags without IORING_CQE_F_BUFFER carry no buffer");
+    assert.equal(buffers.take(IORING_CQE_F_BUFFER | (1 << 16)), 1);
+    assert.equal(buffers.available, 3);
+    buffers.recycle(1);
+    assert.equal(buffers.available, 4);
+    assert.throws(() => buffers.take(IORING_CQE_F_BUFFER | (9 << 16)), /not of this ring/);
+    // The group is taken while the ring is registered; free again once it is closed.
+    assert.throws(
+      () => ring.setupBufferRing({ group: 3, entries: 2, bufferSize: 8 }),
+      (e: IoUringError) => e instanceof IoUringError && e.code === "EEXIST",
+    );
+    buffers.close();
+    buffers.close(); // idempotent
+    assert.equal(buffers.closed, true);
+    assert.throws(() => buffers.view(0), ClosedError);
+    assert.throws(() => buffers.recycle(0), ClosedError);
+    const again = ring.setupBufferRing({ group: 3, entries: 2, bufferSize: 8 });
+    const held = again.view(0);
+    ring.close();
+    assert.equal(again.closed, true, "the ring's close frees its buffer rings");
+    assert.equal(held.byteLength, 0, "a view of freed memory reads as empty");
+    assert.throws(() => ring.setupBufferRing({ group: 4, entries: 2, bufferSize: 8 }), ClosedError);
+  },
+});
+
+ringTest(
+  "multishot read of a pipe: each write lands in a buffer of the group, recycled buffers are used again",
+  (config) => {
+    using ring = new IoUring(8, config.options);
+    if (!ring.probe().supports(IORING_OP_READ_MULTISHOT)) {
+      console.log(`SKIP [${config.name}]: this kernel has no READ_MULTISHOT (6.7)`);
+      return;
+    }
+    using buffers = ring.setupBufferRing({ group: 9, entries: 2, bufferSize: 32 });
+    const [r, w] = pipe();
+    try {
+      prepReadMultishot(ring.getSqe()!, r, buffers).setUserData(11);
+      ring.submit();
+      const got: string[] = [];
+      const ids = new Set<number>();
+      for (let i = 0; i < 6; i++) { // three times as many messages as buffers
+        const message = `message ${i}`;
+        assert.equal(sysWrite(w, text.encode(message)), message.length);
+        const cqe = ring.waitCqe({ timeoutMs: 5000 });
+        assert.ok(cqe !== null, `no completion for ${message}`);
+        assert.equal(cqe.userDataNumber, 11);
+        assert.ok(cqe.res > 0, `read failed: ${cqe.res}`);
+        assert.equal(cqe.flags & IORING_CQE_F_MORE, IORING_CQE_F_MORE, "still armed");
+        const bid = buffers.take(cqe.flags);
+        const res = cqe.res;
+        ring.cqAdvance(1);
+        got.push(untext.decode(buffers.view(bid).subarray(0, res)));
+        ids.add(bid);
+        buffers.recycle(bid);
+      }
+      assert.deepEqual(got, [0, 1, 2, 3, 4, 5].map((i) => `message ${i}`));
+      assert.deepEqual([...ids].sort(), [0, 1]);
+      // Not recycled: the group runs dry, and the read ends with ENOBUFS.
+      sysWrite(w, text.encode("a"));
+      const a = ring.waitCqe({ timeoutMs: 5000 })!;
+      const kept = buffers.take(a.flags);
+      ring.cqAdvance(1);
+      sysWrite(w, text.encode("b"));
+      const b = ring.waitCqe({ timeoutMs: 5000 })!;
+      buffers.take(b.flags);
+      ring.cqAdvance(1);
+      sysWrite(w, text.encode("c"));
+      const dry = ring.waitCqe({ timeoutMs: 5000 })!;
+      assert.deepEqual([dry.res, dry.flags & IORING_CQE_F_MORE], [-105, 0]); // -ENOBUFS, the end
+      ring.cqAdvance(1);
+      assert.equal(buffers.available, 0);
+      buffers.recycle(kept);
+      // A single read with a provided buffer picks up what is waiting.
+      prepReadSelect(ring.getSqe()!, r, buffers, -1).setUserData(12);
+      ring.submit();
+      const single = ring.waitCqe({ timeoutMs: 5000 })!;
+      assert.equal(single.res, 1);
+      assert.equal(untext.decode(buffers.view(buffers.take(single.flags)).subarray(0, 1)), "c");
+      ring.cqAdvance(1);
+    } finally {
+      sysClose(r);
+      sysClose(w);
+    }
+  },
+);
+
+ringTest(
+  "multishot recv from a Unix socket: data from Deno's client in provided buffers, then a cancel ends it",
+  async (config) => {
+    using ring = new IoUring(8, config.options);
+    using dir = tempDir();
+    const path = `${dir.path}/s.sock`;
+    const listener = Deno.listen({ transport: "unix", path });
+    try {
+      const one = (prep: (sqe: Sqe) => void): number => {
+        prep(ring.getSqe()!);
+        ring.submit();
+        const cqe = ring.waitCqe({ timeoutMs: 5000 })!;
+        const res = cqe.res;
+        ring.cqAdvance(1);
+        return res;
+      };
+      const fd = one((s) => prepSocket(s, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC));
+      assert.ok(fd >= 0);
+      try {
+        const accepted = listener.accept();
+        assert.equal(one((s) => prepConnect(s, fd, SocketAddress.unix(path))), 0);
+        const conn = await accepted;
+        using buffers = ring.setupBufferRing({ group: 1, entries: 4, bufferSize: 8 });
+        prepRecvMultishot(ring.getSqe()!, fd, buffers).setUserData(21);
+        ring.submit();
+        let received = "";
+        await conn.write(text.encode("0123456789abcdef-tail")); // more than one buffer's worth
+        while (received.length < 21) {
+          const cqe = ring.waitCqe({ timeoutMs: 5000 });
+          assert.ok(cqe !== null, `got only ${JSON.stringify(received)}`);
+          assert.ok(cqe.res > 0 && cqe.res <= 8, `recv: ${cqe.res}`);
+          assert.equal(cqe.flags & IORING_CQE_F_MORE, IORING_CQE_F_MORE);
+          const bid = buffers.take(cqe.flags);
+          received += untext.decode(buffers.view(bid).subarray(0, cqe.res));
+          ring.cqAdvance(1);
+          buffers.recycle(bid);
+        }
+        assert.equal(received, "0123456789abcdef-tail");
+        prepCancel(ring.getSqe()!, 21).setUserData(22);
+        ring.submit();
+        const ends = [ring.waitCqe({ timeoutMs: 5000 })!];
+        const first = { userData: ends[0].userDataNumber, res: ends[0].res, flags: ends[0].flags };
+        ring.cqAdvance(1);
+        const second = ring.waitCqe({ timeoutMs: 5000 })!;
+        const both = [first, { userData: second.userDataNumber, res: second.res, flags: second.flags }];
+        ring.cqAdvance(1);
+        const recv = both.find((d) => d.userData === 21)!;
+        assert.deepEqual([recv.res, recv.flags & IORING_CQE_F_MORE], [-125, 0]); // ECANCELED, the end
+        assert.equal(both.find((d) => d.userData === 22)!.res, 0);
+        conn.close();
+      } finally {
+        one((s) => prepClose(s, fd));
+      }
+    } finally {
+      listener.close();
+    }
+  },
+);
