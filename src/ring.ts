@@ -123,6 +123,14 @@ export interface IoUringOptions {
   flags?: number;
   /** Force a system-layer backend (default: `URING_BACKEND`, else the helper when built). */
   backend?: Backend;
+  /**
+   * Share the SQ poll thread of another SQPOLL ring of this process instead of starting one
+   * (`IORING_SETUP_ATTACH_WQ`, 5.11): one thread then polls both rings, so several rings cost one
+   * core rather than one each. Both rings must use SQPOLL (this one must not be `sqpoll: false`,
+   * and a refusal of SQPOLL is then an error, not a fallback); the thread's idle time and CPU are
+   * the first ring's, and it runs until the last ring sharing it closes.
+   */
+  attachTo?: IoUring;
 }
 
 /** What `io_uring_setup` reported, decoded from `struct io_uring_params`. */
@@ -322,6 +330,7 @@ export class IoUring implements Disposable {
       coopTaskrun: options.coopTaskrun,
       flags: options.flags,
       backend: options.backend,
+      attachTo: options.attachTo,
     };
     for (const name of ["iopoll", "sqArray", "registerRing", "coopTaskrun"] as const) {
       const value = options[name];
@@ -334,8 +343,22 @@ export class IoUring implements Disposable {
     if (sqpollNotObject !== null) {
       throw new TypeError(`sqpoll must be true, false or { idleMs, cpu }, got ${sqpollNotObject}`);
     }
+    const attachTo = options.attachTo;
+    if (attachTo !== undefined) {
+      if (!(attachTo instanceof IoUring)) {
+        throw new TypeError(`attachTo must be an IoUring, got ${shown(attachTo)}`);
+      }
+      attachTo.#assertOpen();
+      if (!attachTo.sqpoll) {
+        throw new RangeError(
+          "attachTo shares an SQ poll thread, and that ring has none (it runs without SQPOLL)",
+        );
+      }
+      if (sqpollOption === false) throw new RangeError("attachTo shares an SQ poll thread: it needs SQPOLL");
+    }
     const wantSqpoll = sqpollOption !== false;
-    const insist = sqpollOption === true || typeof sqpollOption === "object";
+    // Attached, the thread is the other ring's: without it the option means nothing, so no fallback.
+    const insist = sqpollOption === true || typeof sqpollOption === "object" || attachTo !== undefined;
     const sqpollSettings: SqpollOptions = typeof sqpollOption === "object"
       ? { idleMs: sqpollOption.idleMs, cpu: sqpollOption.cpu } // read once, as above
       : {};
@@ -396,6 +419,10 @@ export class IoUring implements Disposable {
       params.fill(0);
       if (sqpoll) {
         flags |= abi.IORING_SETUP_SQPOLL;
+        if (attachTo !== undefined) {
+          flags |= abi.IORING_SETUP_ATTACH_WQ;
+          pv.setUint32(abi.PARAMS.wqFd, attachTo.fd, true);
+        }
         pv.setUint32(abi.PARAMS.sqThreadIdle, sqpollSettings.idleMs ?? DEFAULT_SQPOLL_IDLE_MS, true);
         if (sqpollSettings.cpu !== undefined) {
           flags |= abi.IORING_SETUP_SQ_AFF;

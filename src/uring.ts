@@ -296,6 +296,12 @@ export interface UringOptions {
    * than `RLIMIT_NOFILE` (`ulimit -n`), and a larger table is halved until it fits.
    */
   fixedFiles?: number;
+  /**
+   * Share the SQ poll thread of another SQPOLL `Uring` of this process (see `IoUring`'s
+   * `attachTo`): several Urings then cost one polling core instead of one each. Needs SQPOLL on
+   * both (a refusal is then an error, not a fallback). Since 5.11.
+   */
+  attachTo?: Uring;
 }
 
 /** Options of {@link Uring.registerBufferPool}. */
@@ -649,7 +655,13 @@ export class Uring implements AsyncDisposable {
     }
     this.#fixedFiles = fixedFiles as number;
     this.#backend = options.backend;
+    const attachTo = options.attachTo;
+    if (attachTo !== undefined && !(attachTo instanceof Uring)) {
+      throw new TypeError(`attachTo must be a Uring, got ${shown(attachTo)}`);
+    }
+    if (attachTo !== undefined && attachTo.#closing) throw attachTo.#closedError();
     this.#ring = new IoUring(entries, {
+      attachTo: attachTo === undefined ? undefined : attachTo.#ring,
       sqpoll: options.sqpoll,
       backend: options.backend,
       iopoll: options.iopoll,

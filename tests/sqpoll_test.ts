@@ -7,7 +7,9 @@
 import assert from "node:assert/strict";
 import {
   type Backend,
+  ClosedError,
   DEFAULT_SQPOLL_IDLE_MS,
+  IORING_SETUP_ATTACH_WQ,
   IORING_SETUP_COOP_TASKRUN,
   IORING_SETUP_SQ_AFF,
   IORING_SETUP_SQPOLL,
@@ -16,6 +18,7 @@ import {
   IoUring,
   IoUringError,
   prepNop,
+  Uring,
 } from "../mod.ts";
 import { runAsNobody, skipKernel, straceWorks, whyNoNobodyChild } from "./_support.ts";
 import { reap, spinUntilReady } from "./_io.ts";
@@ -341,5 +344,91 @@ console.log(JSON.stringify({ sqpoll, plain, reason }));
     const r = JSON.parse(out.stdout);
     assert.ok(r.sqpoll > 0 && r.plain > 0, JSON.stringify(r)); // some threads, then the limit
     assert.match(r.reason, /EAGAIN.*RLIMIT_NPROC/);
+  },
+});
+
+/** The SQ poll threads of this process, once their number has held still for 30 ms. */
+async function sqThreads(): Promise<number> {
+  const count = () =>
+    [...Deno.readDirSync("/proc/self/task")].filter((task) => {
+      try {
+        return Deno.readTextFileSync(`/proc/self/task/${task.name}/comm`).startsWith("iou-sqp");
+      } catch {
+        return false; // the thread ended meanwhile
+      }
+    }).length;
+  let last = count();
+  for (let stable = 0, tries = 0; stable < 3 && tries < 200; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const now = count();
+    stable = now === last ? stable + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
+Deno.test({
+  name: "attachTo: a second SQPOLL ring shares the first one's SQ thread (one more thread for two rings)",
+  ignore: skipKernel(),
+  fn: async () => {
+    const before = await sqThreads();
+    using first = new IoUring(8);
+    if (!first.sqpoll) {
+      console.log(`SKIP: SQPOLL is refused here (${first.sqpollFallbackReason})`);
+      return;
+    }
+    assert.equal(await sqThreads(), before + 1);
+    using attached = new IoUring(8, { attachTo: first });
+    assert.equal(attached.sqpoll, true);
+    assert.ok((attached.params.flags & IORING_SETUP_ATTACH_WQ) !== 0);
+    assert.equal(await sqThreads(), before + 1, "no thread of its own");
+    using separate = new IoUring(8);
+    assert.equal(await sqThreads(), before + 2, "a ring without attachTo starts its own");
+    // The shared thread serves both, and outlives the ring that started it.
+    for (const ring of [first, attached]) {
+      for (let i = 0; i < 4; i++) prepNop(ring.getSqe()!).setUserData(i);
+      ring.submit();
+      assert.equal(reap(ring, 4).size, 4);
+    }
+    first.close();
+    for (let i = 0; i < 4; i++) prepNop(attached.getSqe()!).setUserData(i);
+    attached.submit();
+    assert.equal(reap(attached, 4).size, 4);
+    separate.close();
+    // What cannot share a thread is refused before the kernel.
+    assert.throws(() => new IoUring(8, { attachTo: first }), ClosedError);
+    using plain = new IoUring(8, { sqpoll: false });
+    assert.throws(() => new IoUring(8, { attachTo: plain }), /that ring has none/);
+    assert.throws(() => new IoUring(8, { attachTo: attached, sqpoll: false }), /it needs SQPOLL/);
+    assert.throws(() => new IoUring(8, { attachTo: {} as IoUring }), /attachTo must be an IoUring/);
+  },
+});
+
+Deno.test({
+  name: "Uring attachTo: two Urings on one SQ thread, each reading",
+  ignore: skipKernel(),
+  fn: async () => {
+    const before = await sqThreads();
+    await using first = new Uring();
+    if (!first.sqpoll) {
+      console.log("SKIP: SQPOLL is refused here");
+      return;
+    }
+    await using second = new Uring({ attachTo: first });
+    assert.equal(second.sqpoll, true);
+    assert.equal(await sqThreads(), before + 1);
+    const path = Deno.makeTempFileSync();
+    try {
+      Deno.writeTextFileSync(path, "shared");
+      for (const uring of [first, second]) {
+        await using file = await uring.open(path);
+        const buf = new Uint8Array(6);
+        assert.equal(await file.readAt(buf, 0), 6);
+        assert.equal(new TextDecoder().decode(buf), "shared");
+      }
+    } finally {
+      Deno.removeSync(path);
+    }
+    assert.throws(() => new Uring({ attachTo: {} as Uring }), /attachTo must be a Uring/);
   },
 });
