@@ -93,3 +93,80 @@ Deno.test({
     assert.ok(r.stdout.endsWith("\nhello from the ring\n\n"), r.stdout);
   },
 });
+
+Deno.test({
+  name: "examples/echo_server.ts: echoes what each client sends, then stops after --max connections",
+  ignore: skipKernel(),
+  fn: async () => {
+    using tmp = tempDir();
+    const path = `${tmp.path}/echo.sock`;
+    const server = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...FLAGS, `${ROOT}examples/echo_server.ts`, "--unix", path, "--max", "2"],
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const output = server.output();
+    for (let waited = 0; !existsSocket(path); waited += 10) {
+      assert.ok(waited < 10_000, "the server did not start listening");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const echo = async (i: number) => {
+      const conn = await Deno.connect({ transport: "unix", path });
+      const payload = new TextEncoder().encode(`client ${i}; `.repeat(3000)); // more than the buffers
+      const writing = (async () => {
+        for (let done = 0; done < payload.length;) done += await conn.write(payload.subarray(done));
+      })();
+      const got = new Uint8Array(payload.length);
+      let have = 0;
+      while (have < payload.length) {
+        const n = await conn.read(got.subarray(have));
+        if (n === null) break;
+        have += n;
+      }
+      await writing;
+      conn.close();
+      assert.equal(have, payload.length);
+      assert.deepEqual(got, payload);
+      return have;
+    };
+    const bytes = (await Promise.all([echo(0), echo(1)])).reduce((a, b) => a + b);
+    const out = await output;
+    const stdout = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.match(
+      stdout,
+      new RegExp(`^listening on unix:${path.replaceAll("/", "\\/")} \\(sqpoll: (true|false)\\)`),
+    );
+    assert.match(
+      stdout,
+      new RegExp(`\\n2 connections, ${bytes} bytes echoed, 0 still open; io_uring_enter calls: `),
+    );
+    assert.equal(existsSocket(path), false, "the socket file is removed at the end");
+  },
+});
+
+function existsSocket(path: string): boolean {
+  try {
+    return Deno.lstatSync(path).isSocket === true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("examples/echo_server.ts: bad arguments are usage errors", async () => {
+  using tmp = tempDir();
+  for (
+    const [args, message] of [
+      [["--port", "0"], /--port must be an integer from 1 to 65535, got '0'/],
+      [["--max", "x"], /--max must be an integer/],
+      [["--port", "1", "--unix", "p"], /give --port or --unix, not both/],
+      [["--nope"], /Unknown option '--nope'/],
+    ] as const
+  ) {
+    const r = await runExample("echo_server.ts", [...args], tmp.path);
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, message);
+  }
+});
