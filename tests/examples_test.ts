@@ -107,11 +107,22 @@ Deno.test({
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    const output = server.output();
-    for (let waited = 0; !existsSocket(path); waited += 10) {
-      assert.ok(waited < 10_000, "the server did not start listening");
-      await new Promise((resolve) => setTimeout(resolve, 10));
+    // Connect once it says it listens (the socket file exists from the bind, before the listen).
+    const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let stdout = "";
+    while (!stdout.includes("\n")) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, `the server ended before listening: ${stdout}`);
+      stdout += value;
     }
+    const rest = (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        stdout += value;
+      }
+    })();
+    const stderr = new Response(server.stderr).text();
     const echo = async (i: number) => {
       const conn = await Deno.connect({ transport: "unix", path });
       const payload = new TextEncoder().encode(`client ${i}; `.repeat(3000)); // more than the buffers
@@ -132,9 +143,9 @@ Deno.test({
       return have;
     };
     const bytes = (await Promise.all([echo(0), echo(1)])).reduce((a, b) => a + b);
-    const out = await output;
-    const stdout = new TextDecoder().decode(out.stdout);
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const status = await server.status;
+    await rest;
+    assert.equal(status.code, 0, await stderr);
     assert.match(
       stdout,
       new RegExp(`^listening on unix:${path.replaceAll("/", "\\/")} \\(sqpoll: (true|false)\\)`),

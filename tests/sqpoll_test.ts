@@ -347,20 +347,23 @@ console.log(JSON.stringify({ sqpoll, plain, reason }));
   },
 });
 
-/** The SQ poll threads of this process, once their number has held still for 30 ms. */
+/**
+ * The SQ poll threads of this process, once their number has held still for 30 ms (read through a
+ * shell: Deno's own API needs --allow-all for /proc).
+ */
 async function sqThreads(): Promise<number> {
-  const count = () =>
-    [...Deno.readDirSync("/proc/self/task")].filter((task) => {
-      try {
-        return Deno.readTextFileSync(`/proc/self/task/${task.name}/comm`).startsWith("iou-sqp");
-      } catch {
-        return false; // the thread ended meanwhile
-      }
-    }).length;
-  let last = count();
+  const count = async () => {
+    const out = await new Deno.Command("sh", {
+      args: ["-c", `cat /proc/${Deno.pid}/task/*/comm 2>/dev/null | grep -c '^iou-sqp' || true`],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return Number(new TextDecoder().decode(out.stdout).trim());
+  };
+  let last = await count();
   for (let stable = 0, tries = 0; stable < 3 && tries < 200; tries++) {
     await new Promise((resolve) => setTimeout(resolve, 10));
-    const now = count();
+    const now = await count();
     stable = now === last ? stable + 1 : 0;
     last = now;
   }
