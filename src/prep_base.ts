@@ -5,6 +5,7 @@
  * @module
  */
 
+import * as abi from "./abi.ts";
 import { ADDRESSED, shown } from "./memory.ts";
 import { Sqe, staleSqe, W, writeU64 } from "./sqe.ts";
 
@@ -21,13 +22,32 @@ const ADDR_HI = W.addrHi, LEN = W.len, OP_FLAGS = W.opFlags, BUF_INDEX = W.bufIn
 const SPLICE_FD_IN = W.spliceFdIn, ADDR3_LO = W.addr3Lo, ADDR3_HI = W.addr3Hi;
 const PAD2_LO = W.pad2Lo, PAD2_HI = W.pad2Hi;
 
+/** 1 for each opcode whose `ioprio` holds its own flags (`IORING_RECVSEND_*`, `IORING_ACCEPT_*`). */
+const IOPRIO_AS_FLAGS = new Uint8Array(256);
+for (
+  const op of [
+    abi.IORING_OP_SENDMSG,
+    abi.IORING_OP_RECVMSG,
+    abi.IORING_OP_ACCEPT,
+    abi.IORING_OP_SEND,
+    abi.IORING_OP_RECV,
+    abi.IORING_OP_SEND_ZC,
+    abi.IORING_OP_SENDMSG_ZC,
+    abi.IORING_OP_RECV_ZC,
+  ]
+) IOPRIO_AS_FLAGS[op] = 1;
+
 /**
  * Zeroes what an earlier prep of the same SQE may have left in the fields `prepRw` does not
  * write: the per-opcode flags, buf_index (personality kept), splice_fd_in/file_index, addr3 and
  * the last 8 bytes (which 6.14+ reads as `attr_type_mask` for reads and writes: a stale value
- * there fails them).
+ * there fails them), and the `ioprio` of an opcode that reads it as its own flags (the socket
+ * opcodes: a read would take such flags as an I/O priority, and fail with `EINVAL`); the `ioprio`
+ * of any other opcode is the caller's I/O priority, and stays.
  */
 function dropEarlierPrep(u32: Uint32Array, b: number): void {
+  const head = u32[b + HEAD];
+  if (IOPRIO_AS_FLAGS[head & 0xff] === 1) u32[b + HEAD] = head & 0xffff;
   u32[b + OP_FLAGS] = 0;
   u32[b + BUF_INDEX] = u32[b + BUF_INDEX] & 0xffff0000; // keep personality
   u32[b + SPLICE_FD_IN] = 0;
@@ -43,7 +63,8 @@ function dropEarlierPrep(u32: Uint32Array, b: number): void {
  * zero: `getSqe()` hands out zeroed SQEs, so on the usual path (one prep per SQE) there is
  * nothing more to write (~4 ns saved per SQE); when the SQE already holds an opcode (a second
  * prep over the same handle, or a slot with stale bytes) the earlier op's fields are cleared
- * first. Leaves `flags`, `ioprio`, `personality` and `user_data` alone.
+ * first (with the `ioprio` the socket preps set as their flags). Otherwise leaves `flags`,
+ * `ioprio`, `personality` and `user_data` alone.
  */
 export function writeRw(
   sqe: Sqe,
@@ -55,9 +76,12 @@ export function writeRw(
 ): Sqe {
   if (!Sqe.is(sqe)) throw notAnSqe(sqe); // (a proxy or a look-alike: its getters could run here)
   const u32 = sqe.u32, b = sqe.base;
-  const head = u32[b + HEAD];
+  let head = u32[b + HEAD];
   if (head === undefined) throw staleSqe(); // its memory is gone
-  if ((head & 0xff) !== 0) dropEarlierPrep(u32, b); // opcode 0 is NOP, which leaves nothing behind
+  if ((head & 0xff) !== 0) { // opcode 0 is NOP, which leaves nothing behind
+    dropEarlierPrep(u32, b);
+    head = u32[b + HEAD];
+  }
   // opcode is byte 0; keep flags (byte 1) and ioprio (bytes 2-3).
   u32[b + HEAD] = ((head & 0xffffff00) | opcode) >>> 0;
   u32[b + FD] = fd;

@@ -16,6 +16,7 @@ import {
   prepListen,
   prepMsgRing,
   prepMultishotAccept,
+  prepRead,
   prepRecv,
   prepRecvmsg,
   prepSend,
@@ -26,6 +27,7 @@ import {
   prepShutdown,
   prepSocket,
   prepSocketDirect,
+  prepWrite,
   SocketAddress,
   Sqe,
 } from "../mod.ts";
@@ -300,6 +302,29 @@ Deno.test("prepSend / prepRecv / prepSendZc: buffer in addr and len, msg_flags, 
   const detached = new Uint8Array(8);
   detached.buffer.transfer();
   assert.throws(() => prepRecv(freshSqe(), 4, detached), /detached/);
+});
+
+Deno.test("a file prep over a socket prep's SQE drops the socket flags it kept in ioprio (a read took them as a priority: EINVAL)", () => {
+  const buf = new Uint8Array(16);
+  for (
+    const socketPrep of [
+      (s: Sqe) => prepSend(s, 4, buf, 0, 1), // IORING_RECVSEND_POLL_FIRST
+      (s: Sqe) => prepMultishotAccept(s, 4),
+      (s: Sqe) => prepSendZc(s, 4, buf, 0, 8),
+    ]
+  ) {
+    const sqe = freshSqe();
+    socketPrep(sqe);
+    assert.notEqual(sqe.bytes()[2] | sqe.bytes()[3], 0, "the socket prep set ioprio");
+    prepRead(sqe, 3, buf, 0);
+    assertSqe(sqe, { opcode: 22, fd: 3, addr: ptr(buf), len: 16 });
+  }
+  // The caller's own I/O priority on a file prep stays, as before.
+  const sqe = freshSqe();
+  sqe.setIoprio(0x0102);
+  prepRead(sqe, 3, buf, 0);
+  prepWrite(sqe, 3, buf, 0);
+  assert.deepEqual([sqe.bytes()[2], sqe.bytes()[3]], [0x02, 0x01]);
 });
 
 Deno.test("prepShutdown: how in len, 0 to 2", () => {
