@@ -109,7 +109,7 @@ call("bind", (s) => prepBind(s, listener, address));
 call("listen", (s) => prepListen(s, listener, 128));
 console.log(`listening on ${address} (sqpoll: ${ring.sqpoll})`);
 
-prepMultishotAccept(sqe(), listener, null, SOCK_CLOEXEC).setUserData(tag(ACCEPT));
+prepMultishotAccept(sqe(), listener, SOCK_CLOEXEC).setUserData(tag(ACCEPT));
 const receiving = (fd: number) => prepRecvMultishot(sqe(), fd, buffers).setUserData(tag(RECV, fd));
 let open = 0, closed = 0, echoed = 0;
 /** Connections whose receive ended for want of a buffer: armed again when one comes back. */
@@ -126,7 +126,7 @@ function onCompletion(cqe: Cqe): void {
         receiving(res);
       } else console.error(`accept: ${res}`);
       if ((flags & IORING_CQE_F_MORE) === 0) { // the accept ended (an error): arm it again
-        prepMultishotAccept(sqe(), listener, null, SOCK_CLOEXEC).setUserData(tag(ACCEPT));
+        prepMultishotAccept(sqe(), listener, SOCK_CLOEXEC).setUserData(tag(ACCEPT));
       }
       break;
     case RECV: {

@@ -6,7 +6,7 @@
 
 import { MSGHDR, MSGHDR_SIZE, SOCKADDR_STORAGE_SIZE } from "./abi.ts";
 import { addressOf, byteLengthOf, checkBuffer, shown } from "./memory.ts";
-import { checkSocketAddress, setSocketAddressLength, type SocketAddress } from "./sockaddr.ts";
+import { checkSocketAddress, linkSocketAddressLength, type SocketAddress } from "./sockaddr.ts";
 import { checkIovecsUnchanged, Iovecs } from "./structs.ts";
 
 const TWO_32 = 0x1_0000_0000;
@@ -40,6 +40,9 @@ export class Msghdr {
   readonly #control: ArrayBufferView | null;
   /** The control buffer's length when this was built (a buffer shrunk since is refused). */
   readonly #controlLength: number;
+
+  /** `msg_namelen` as the kernel left it (what a receiving name's length reads). */
+  readonly #nameLengthNow = (): number => this.#view.getUint32(MSGHDR.namelen, true);
 
   static {
     prepare = (msg, receive, what) => msg.#prepare(receive, what);
@@ -81,11 +84,11 @@ export class Msghdr {
   }
 
   /**
-   * The peer's address, or null. After a `recvmsg` completes it holds the sender, with the length
-   * the kernel wrote.
+   * The peer's address, or null. Once this is prepared for a `recvmsg` the address reports the
+   * length the kernel writes (`msg_namelen`): after the receive it is the sender, or empty
+   * (family 0) when the kernel wrote no address.
    */
   get name(): SocketAddress | null {
-    if (this.#name !== null) setSocketAddressLength(this.#name, this.nameLength);
     return this.#name;
   }
 
@@ -126,6 +129,8 @@ export class Msghdr {
     const name = this.#name;
     const nameLength = name === null ? 0 : receive ? SOCKADDR_STORAGE_SIZE : name.length;
     this.#view.setUint32(MSGHDR.namelen, Math.min(nameLength, SOCKADDR_STORAGE_SIZE), true);
+    // A receive writes the sender's length into msg_namelen: from now on the name reports that.
+    if (receive && name !== null) linkSocketAddressLength(name, this.#nameLengthNow);
     this.#setPointer(MSGHDR.controllen, this.#controlLength);
     this.#view.setUint32(MSGHDR.flags, 0, true);
   }

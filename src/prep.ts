@@ -529,8 +529,8 @@ export function prepPollRemove(sqe: Sqe, userData: number | bigint): Sqe {
 
 /**
  * Posts a CQE on another ring (`ringFd`: its `IoUring.fd`) with `res` and `userData`, as a
- * message between rings (`IORING_MSG_DATA`); this SQE completes with 0, or `-EOVERFLOW` when the
- * target's CQ is full. `res` is a 32-bit value (the target sees it as signed). With
+ * message between rings (`IORING_MSG_DATA`); this SQE completes with 0 (a target whose CQ is full
+ * keeps the CQE on its overflow list, as any). `res` is a 32-bit value (the target sees it as signed). With
  * `IORING_MSG_RING_FLAGS_PASS` in `flags`, the target CQE's flags are `cqeFlags` (6.3). Since 5.18.
  */
 export function prepMsgRing(

@@ -11,7 +11,7 @@
  */
 
 import * as abi from "./abi.ts";
-import { addressOf, bufferAddressed, checkFd, checkFlags, checkLength, checkU32 } from "./memory.ts";
+import { addressOf, bufferAddressed, checkFd, checkFlags, checkLength, checkU32, shown } from "./memory.ts";
 import { type Msghdr, prepareMsghdr } from "./msghdr.ts";
 import { storeAddressed, writeRw } from "./prep_base.ts";
 import { checkSocketAddress, type SocketAddress, socketAddressLengthWord } from "./sockaddr.ts";
@@ -78,11 +78,16 @@ export function prepBind(sqe: Sqe, fd: number, address: SocketAddress): Sqe {
   return sqe;
 }
 
-/** `listen(fd, backlog)`. Since 6.11. */
+/**
+ * `listen(fd, backlog)`: `backlog` is an `int`, which the kernel caps at `net.core.somaxconn`
+ * (a negative one means that cap). Since 6.11.
+ */
 export function prepListen(sqe: Sqe, fd: number, backlog: number): Sqe {
   checkFd(fd);
-  checkU32(backlog, "backlog", 0x7fffffff);
-  writeRw(sqe, abi.IORING_OP_LISTEN, fd, 0, backlog, 0);
+  if (!(Number.isInteger(backlog) && backlog >= -0x8000_0000 && backlog <= 0x7fff_ffff)) {
+    throw new RangeError(`backlog must be a 32-bit integer, got ${shown(backlog)}`);
+  }
+  writeRw(sqe, abi.IORING_OP_LISTEN, fd, 0, backlog >>> 0, 0);
   setIoprio(sqe, 0);
   return sqe;
 }
@@ -98,16 +103,27 @@ export function prepAccept(sqe: Sqe, fd: number, peer: SocketAddress | null = nu
 
 /**
  * {@link prepAccept} that stays armed: one CQE per connection, each with `IORING_CQE_F_MORE`
- * until the last (after a cancel or an error). A `peer` is overwritten by each connection, so it
- * is usually left out. Since 5.19.
+ * until the last (after a cancel or an error). It reports no peer address: one `sockaddr` shared
+ * by every connection would hold a mix of them (the kernel writes each address within the length
+ * the one before left). Since 5.19.
  */
-export function prepMultishotAccept(sqe: Sqe, fd: number, peer: SocketAddress | null = null, flags = 0): Sqe {
-  return writeAccept(sqe, fd, peer, flags, abi.IORING_ACCEPT_MULTISHOT);
+export function prepMultishotAccept(sqe: Sqe, fd: number, flags = 0): Sqe {
+  return writeAccept(sqe, fd, null, flags, abi.IORING_ACCEPT_MULTISHOT);
 }
 
 /**
- * {@link prepAccept} into registered file slot `fileIndex` (or `IORING_FILE_INDEX_ALLOC`: the
- * kernel picks a free slot and completes with it) instead of an fd. Since 5.19.
+ * {@link prepMultishotAccept} into registered file slots the kernel picks
+ * (`IORING_FILE_INDEX_ALLOC`): each CQE's result is a slot, for `IOSQE_FIXED_FILE`. Since 5.19.
+ */
+export function prepMultishotAcceptDirect(sqe: Sqe, fd: number, flags = 0): Sqe {
+  writeAccept(sqe, fd, null, flags, abi.IORING_ACCEPT_MULTISHOT);
+  sqe.u32[sqe.base + FILE_INDEX] = abi.IORING_FILE_INDEX_ALLOC;
+  return sqe;
+}
+
+/**
+ * {@link prepAccept} into registered file slot `fileIndex` instead of an fd (since 5.15), or into
+ * a free slot the kernel picks and completes with (`IORING_FILE_INDEX_ALLOC`, since 5.19).
  */
 export function prepAcceptDirect(
   sqe: Sqe,

@@ -15,7 +15,7 @@ import {
   SOCKADDR_STORAGE_SIZE,
   SUN_PATH_SIZE,
 } from "./abi.ts";
-import { checkU32, shown } from "./memory.ts";
+import { checkOptionsObject, checkU32, shown } from "./memory.ts";
 
 /** Where the `socklen_t` the kernel reads and writes (accept's `addrlen`) sits, after the storage. */
 const LENGTH_AT = SOCKADDR_STORAGE_SIZE;
@@ -27,7 +27,7 @@ const decoder = new TextDecoder();
 
 /** Internal access for the prep helpers and `Msghdr` (see the class's static block). */
 let lengthWordOf: (address: SocketAddress) => Uint8Array<ArrayBuffer>;
-let setLength: (address: SocketAddress, length: number) => void;
+let linkLength: (address: SocketAddress, source: (() => number) | null) => void;
 
 /**
  * A socket address in its own memory: 128 bytes (`struct sockaddr_storage`) for the address,
@@ -41,10 +41,20 @@ export class SocketAddress {
   // Private, so the memory the kernel reads and writes cannot be swapped for a smaller array.
   readonly #bytes = new Uint8Array(SOCKADDR_STORAGE_SIZE + 8);
   readonly #view = new DataView(this.#bytes.buffer);
+  /**
+   * Where the length lives while this is a `Msghdr`'s name for a receive: the kernel writes it
+   * into the msghdr (`msg_namelen`), not next to the address.
+   */
+  #lengthFrom: (() => number) | null = null;
 
   static {
-    lengthWordOf = (address) => address.#bytes.subarray(LENGTH_AT, LENGTH_AT + 4);
-    setLength = (address, length) => address.#view.setUint32(LENGTH_AT, length, true);
+    lengthWordOf = (address) => {
+      address.#lengthFrom = null; // an accept writes the length here again
+      return address.#bytes.subarray(LENGTH_AT, LENGTH_AT + 4);
+    };
+    linkLength = (address, source) => {
+      address.#lengthFrom = source;
+    };
   }
 
   /**
@@ -58,7 +68,8 @@ export class SocketAddress {
   /**
    * An IPv4 or IPv6 address and port: `hostname` is a numeric address (`"127.0.0.1"`, `"::1"`,
    * `"::ffff:10.0.0.1"`; names are not resolved: use `Deno.resolveDns` first). IPv6 takes an
-   * optional `scopeId` (the interface index of a link-local address) and `flowInfo`.
+   * optional `scopeId` (the interface index of a link-local address) and `flowInfo` (the traffic
+   * class and flow label, in host order: up to 0x0fffffff).
    */
   static inet(
     hostname: string,
@@ -68,6 +79,8 @@ export class SocketAddress {
     if (typeof hostname !== "string") {
       throw new TypeError(`hostname must be a string, got ${shown(hostname)}`);
     }
+    options ??= {}; // null: the defaults
+    checkOptionsObject(options);
     checkU32(port, "port", 0xffff);
     const address = new SocketAddress();
     const bytes = address.#bytes, view = address.#view;
@@ -95,7 +108,7 @@ export class SocketAddress {
     }
     const { scopeId = 0, flowInfo = 0 } = options;
     checkU32(scopeId, "scopeId");
-    checkU32(flowInfo, "flowInfo", 0xfffff); // a 20-bit flow label
+    checkU32(flowInfo, "flowInfo", 0x0fffffff); // traffic class and flow label (IPV6_FLOWINFO_MASK)
     view.setUint16(0, AF_INET6, true);
     view.setUint16(2, port, false);
     view.setUint32(4, flowInfo, false);
@@ -106,7 +119,7 @@ export class SocketAddress {
   }
 
   /**
-   * A Unix-domain socket's address: a path (at most 107 bytes of UTF-8), or an abstract name
+   * A Unix-domain socket's address: a path (at most 108 bytes of UTF-8), or an abstract name
    * when `path` starts with `"\0"` (Linux; no file is made). `""` is the unnamed address: `bind`
    * to it picks an abstract name (autobind).
    */
@@ -116,16 +129,20 @@ export class SocketAddress {
     if (!abstract && path.includes("\0")) {
       throw new TypeError(`path contains a NUL byte: ${JSON.stringify(path)}`);
     }
+    if (!path.isWellFormed()) {
+      throw new TypeError(`path has a lone surrogate (no UTF-8 for it): ${JSON.stringify(path)}`);
+    }
     const encoded = encoder.encode(path);
-    // A path needs its NUL within sun_path; an abstract name uses all of its bytes, with no NUL.
-    const room = abstract ? SUN_PATH_SIZE : SUN_PATH_SIZE - 1;
-    if (encoded.length > room) {
-      throw new RangeError(`a Unix socket path holds at most ${room} bytes, got ${encoded.length}`);
+    // sun_path holds 108 bytes: a path with its NUL when it fits (the kernel ends one that fills
+    // all 108 itself), an abstract name with none (every byte counts).
+    if (encoded.length > SUN_PATH_SIZE) {
+      throw new RangeError(`a Unix socket path holds at most ${SUN_PATH_SIZE} bytes, got ${encoded.length}`);
     }
     const address = new SocketAddress();
     address.#view.setUint16(0, AF_UNIX, true);
     address.#bytes.set(encoded, SUN_PATH_AT);
-    const length = path === "" ? SUN_PATH_AT : SUN_PATH_AT + encoded.length + (abstract ? 0 : 1);
+    const nul = abstract || path === "" || encoded.length === SUN_PATH_SIZE ? 0 : 1;
+    const length = SUN_PATH_AT + encoded.length + nul;
     address.#view.setUint32(LENGTH_AT, length, true);
     return address;
   }
@@ -140,17 +157,21 @@ export class SocketAddress {
    * after an accept or a `recvmsg` (which may be more than 128 when it did not fit).
    */
   get length(): number {
-    return this.#view.getUint32(LENGTH_AT, true);
+    const from = this.#lengthFrom;
+    return from === null ? this.#view.getUint32(LENGTH_AT, true) : from();
   }
 
-  /** The address family: `AF_INET`, `AF_INET6`, `AF_UNIX`, or 0 while empty. */
+  /**
+   * The address family: `AF_INET`, `AF_INET6`, `AF_UNIX`, or 0 while empty (also when the kernel
+   * wrote no address: a receive from a stream socket or an unnamed sender).
+   */
   get family(): number {
-    return this.#view.getUint16(0, true);
+    return this.length < 2 ? 0 : this.#view.getUint16(0, true);
   }
 
   /** The numeric host of an IPv4 or IPv6 address (IPv6 in RFC 5952 form), else `""`. */
   get hostname(): string {
-    switch (this.family) {
+    switch (this.#inetFamily()) {
       case AF_INET:
         return formatIPv4(this.#bytes.subarray(4, 8));
       case AF_INET6:
@@ -160,15 +181,22 @@ export class SocketAddress {
     }
   }
 
+  /** `AF_INET` or `AF_INET6` when the address is one, whole (as long as its struct), else 0. */
+  #inetFamily(): number {
+    const family = this.family, length = this.length;
+    if (family === AF_INET) return length >= SOCKADDR_IN_SIZE ? AF_INET : 0;
+    if (family === AF_INET6) return length >= SOCKADDR_IN6_SIZE ? AF_INET6 : 0;
+    return 0;
+  }
+
   /** The port of an IPv4 or IPv6 address, else 0. */
   get port(): number {
-    const family = this.family;
-    return family === AF_INET || family === AF_INET6 ? this.#view.getUint16(2, false) : 0;
+    return this.#inetFamily() !== 0 ? this.#view.getUint16(2, false) : 0;
   }
 
   /** The scope id (interface index) of an IPv6 address, else 0. */
   get scopeId(): number {
-    return this.family === AF_INET6 ? this.#view.getUint32(24, true) : 0;
+    return this.#inetFamily() === AF_INET6 ? this.#view.getUint32(24, true) : 0;
   }
 
   /**
@@ -187,7 +215,7 @@ export class SocketAddress {
 
   /** `127.0.0.1:80`, `[::1]:80`, `unix:/run/x.sock`, or `unknown` (an empty address). */
   toString(): string {
-    switch (this.family) {
+    switch (this.#inetFamily() || this.family) {
       case AF_INET:
         return `${this.hostname}:${this.port}`;
       case AF_INET6:
@@ -208,9 +236,12 @@ export function socketAddressLengthWord(address: SocketAddress): Uint8Array<Arra
   return lengthWordOf(address);
 }
 
-/** Sets the length `address` reports, as the kernel wrote it elsewhere (a `msghdr`; internal). */
-export function setSocketAddressLength(address: SocketAddress, length: number): void {
-  setLength(address, length);
+/**
+ * Makes `address` report the length `source` reads (a receiving `msghdr`'s `msg_namelen`, which
+ * the kernel writes), or its own again (`null`); internal.
+ */
+export function linkSocketAddressLength(address: SocketAddress, source: (() => number) | null): void {
+  linkLength(address, source);
 }
 
 /** Throws a `TypeError` unless `address` is a {@link SocketAddress}. */

@@ -20,6 +20,7 @@ import {
   IORING_OP_SEND_ZC,
   IORING_OP_SOCKET,
   IORING_SEND_ZC_REPORT_USAGE,
+  IOSQE_FIXED_FILE,
   IoUring,
   Iovecs,
   MSG_TRUNC,
@@ -32,6 +33,7 @@ import {
   prepListen,
   prepMsgRing,
   prepMultishotAccept,
+  prepMultishotAcceptDirect,
   prepRecv,
   prepRecvmsg,
   prepSend,
@@ -222,9 +224,28 @@ ringTest("datagrams: sendmsg to a named peer, recvmsg with the sender's address 
       assert.equal(run(ring, (s) => prepSendmsg(s, c, hi)), 2);
       assert.equal(run(ring, (s) => prepRecvmsg(s, a, into)), 2);
       assert.equal(into.flags & MSG_TRUNC, 0, "msg_flags were reset for the new receive");
-      assert.equal(into.name!.path, abstract);
+      // The address given as the name is the sender, with its own length (not the storage's
+      // 128 bytes): a reply to it arrives.
+      assert.equal(sender.path, abstract);
+      assert.equal(sender.length, 2 + text.encode(abstract).length);
+      const reply = new Msghdr(new Iovecs([text.encode("back")]), { name: sender });
+      assert.equal(run(ring, (s) => prepSendmsg(s, a, reply)), 4);
+      const back = new Uint8Array(8);
+      assert.equal(run(ring, (s) => prepRecv(s, c, back)), 4);
+      assert.equal(untext.decode(back.subarray(0, 4)), "back");
     } finally {
       run(ring, (s) => prepClose(s, c));
+    }
+    // A receive that brings no address (this sender is unnamed): the name is empty, not the last.
+    const unnamed = ok(ring, "socket", (s) => prepSocket(s, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC));
+    try {
+      const anon = new Msghdr(new Iovecs([text.encode("anon")]), { name: SocketAddress.unix(aPath) });
+      assert.equal(run(ring, (s) => prepSendmsg(s, unnamed, anon)), 4);
+      assert.equal(run(ring, (s) => prepRecvmsg(s, a, into)), 4);
+      assert.equal(into.nameLength, 0);
+      assert.deepEqual([sender.family, sender.path, String(sender)], [0, "", "unknown"]);
+    } finally {
+      run(ring, (s) => prepClose(s, unnamed));
     }
   } finally {
     run(ring, (s) => prepClose(s, a));
@@ -246,7 +267,7 @@ ringTest(
       assert.equal(run(ring, (s) => prepBind(s, listener, SocketAddress.unix(path))), 0);
       assert.equal(run(ring, (s) => prepListen(s, listener, 8)), 0);
       for (let i = 0; i < 3; i++) clients.push(await Deno.connect({ transport: "unix", path }));
-      prepMultishotAccept(ring.getSqe()!, listener, null, SOCK_CLOEXEC).setUserData(7);
+      prepMultishotAccept(ring.getSqe()!, listener, SOCK_CLOEXEC).setUserData(7);
       ring.submit();
       for (const done of reap(ring, 3)) {
         assert.equal(done.userData, 7);
@@ -328,6 +349,46 @@ ringTest(
       assert.equal(run(ring, (s) => prepMsgRing(s, notRing, 1, 1)), -errno("EBADFD"));
     } finally {
       run(ring, (s) => prepClose(s, notRing));
+    }
+  },
+);
+
+ringTest(
+  "multishot accept into registered file slots the kernel picks; a receive names the slot",
+  async (config) => {
+    using ring = new IoUring(8, config.options);
+    if (lacks(ring, config, IORING_OP_SOCKET, IORING_OP_BIND, IORING_OP_LISTEN)) return;
+    using dir = tempDir();
+    const path = `${dir.path}/direct.sock`;
+    ring.registerFiles([-1, -1, -1, -1]);
+    const listener = ok(ring, "socket", (s) => prepSocket(s, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC));
+    const clients: Deno.Conn[] = [];
+    try {
+      assert.equal(run(ring, (s) => prepBind(s, listener, SocketAddress.unix(path))), 0);
+      assert.equal(run(ring, (s) => prepListen(s, listener, 8)), 0);
+      for (let i = 0; i < 2; i++) clients.push(await Deno.connect({ transport: "unix", path }));
+      prepMultishotAcceptDirect(ring.getSqe()!, listener).setUserData(5);
+      ring.submit();
+      const slots = reap(ring, 2).map((d) => {
+        assert.equal(d.flags & IORING_CQE_F_MORE, IORING_CQE_F_MORE);
+        return d.res;
+      });
+      assert.deepEqual(slots.sort(), [0, 1], "the first free slots");
+      await clients[1].write(text.encode("via slot"));
+      const buf = new Uint8Array(16);
+      const recv = ring.getSqe()!;
+      prepRecv(recv, slots[1], buf);
+      recv.setFlags(IOSQE_FIXED_FILE).setUserData(6);
+      ring.submit();
+      const [got] = reap(ring, 1);
+      assert.equal(got.userData, 6);
+      assert.equal(untext.decode(buf.subarray(0, got.res)), "via slot");
+      prepCancel(ring.getSqe()!, 5).setUserData(7);
+      ring.submit();
+      assert.equal(reap(ring, 2).find((d) => d.userData === 5)!.res, -errno("ECANCELED"));
+    } finally {
+      for (const client of clients) client.close();
+      run(ring, (s) => prepClose(s, listener));
     }
   },
 );

@@ -16,6 +16,7 @@ import {
   prepListen,
   prepMsgRing,
   prepMultishotAccept,
+  prepMultishotAcceptDirect,
   prepRead,
   prepRecv,
   prepRecvmsg,
@@ -178,7 +179,11 @@ Deno.test("SocketAddress.inet refuses bad ports, scopes and flow labels", () => 
     assert.throws(() => SocketAddress.inet("127.0.0.1", port), RangeError);
   }
   assert.throws(() => SocketAddress.inet("::1", 1, { scopeId: -1 }), RangeError);
-  assert.throws(() => SocketAddress.inet("::1", 1, { flowInfo: 0x100000 }), RangeError);
+  // sin6_flowinfo: the traffic class and the flow label (IPV6_FLOWINFO_MASK), big-endian.
+  assert.throws(() => SocketAddress.inet("::1", 1, { flowInfo: 0x10000000 }), RangeError);
+  const flow = SocketAddress.inet("::1", 1, { flowInfo: 0x0ff12345 });
+  assert.deepEqual([...flow.bytes.subarray(4, 8)], [0x0f, 0xf1, 0x23, 0x45]);
+  assert.equal(SocketAddress.inet("::1", 1, null as never).port, 1); // null options: the defaults
   assert.throws(() => SocketAddress.inet("127.0.0.1", 1, { scopeId: 1 }), /IPv6/);
   assert.throws(() => SocketAddress.inet(1 as unknown as string, 1), TypeError);
 });
@@ -201,11 +206,16 @@ Deno.test("SocketAddress.unix: sun_path with its NUL; abstract names without one
   assert.equal(unnamed.length, 2);
   assert.equal(unnamed.path, "");
   // sun_path is 108 bytes: 107 and a NUL for a path, all 108 for an abstract name.
+  // sun_path holds 108 bytes: 107 and a NUL, or all 108 without one (the kernel ends it).
   assert.equal(SocketAddress.unix("x".repeat(107)).length, 110);
-  assert.throws(() => SocketAddress.unix("x".repeat(108)), /at most 107 bytes, got 108/);
+  const full = SocketAddress.unix("x".repeat(108));
+  assert.equal(full.length, 110);
+  assert.equal(full.path, "x".repeat(108));
+  assert.throws(() => SocketAddress.unix("x".repeat(109)), /at most 108 bytes, got 109/);
   assert.equal(SocketAddress.unix("\0" + "x".repeat(107)).length, 110);
   assert.throws(() => SocketAddress.unix("\0" + "x".repeat(108)), /at most 108 bytes/);
-  assert.throws(() => SocketAddress.unix("é".repeat(54)), /got 108/); // bytes, not characters
+  assert.throws(() => SocketAddress.unix("é".repeat(55)), /got 110/); // bytes, not characters
+  assert.throws(() => SocketAddress.unix("/tmp/\ud800"), /lone surrogate/); // no UTF-8 for it
   assert.throws(() => SocketAddress.unix("a\0b"), /NUL/);
 });
 
@@ -245,7 +255,12 @@ Deno.test("prepBind / prepConnect: the address in addr, its length in off; prepL
   sqe = freshSqe();
   prepListen(sqe, 7, 128);
   assertSqe(sqe, { opcode: OP.LISTEN, fd: 7, len: 128 });
-  assert.throws(() => prepListen(freshSqe(), 7, -1), RangeError);
+  // An int, as listen(2) takes it (the kernel caps it at somaxconn; -1 means the cap).
+  sqe = freshSqe();
+  prepListen(sqe, 7, -1);
+  assertSqe(sqe, { opcode: OP.LISTEN, fd: 7, len: 0xffffffff });
+  assert.throws(() => prepListen(freshSqe(), 7, 2 ** 31), RangeError);
+  assert.throws(() => prepListen(freshSqe(), 7, 1.5), RangeError);
   for (
     const notAddress of [undefined, null, "127.0.0.1:80", new Uint8Array(16), { bytes: new Uint8Array(128) }]
   ) {
@@ -275,6 +290,9 @@ Deno.test("prepAccept: the peer's storage in addr, its socklen_t (reset to 128) 
   // A plain accept over the multishot one's SQE drops the flag.
   prepAccept(sqe, 3);
   assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3 });
+  sqe = freshSqe();
+  prepMultishotAcceptDirect(sqe, 3, SOCK_CLOEXEC);
+  assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3, ioprio: 1, opFlags: SOCK_CLOEXEC, fileIndex: 0xffffffff });
   sqe = freshSqe();
   prepAcceptDirect(sqe, 3, null, 0, 9);
   assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3, fileIndex: 10 });
@@ -361,18 +379,26 @@ Deno.test("Msghdr: msghdr's pointers and lengths at glibc's offsets; recvmsg res
   assert.equal(v.getBigUint64(32, true), ptr(control)); // msg_control
   assert.equal(v.getBigUint64(40, true), 64n); // msg_controllen
   assert.equal(v.getInt32(48, true), 0); // msg_flags
-  // As the kernel leaves it after a receive: then prepRecvmsg gives the room back.
-  v.setUint32(8, 3, true);
-  v.setBigUint64(40, 0n, true);
-  v.setInt32(48, 0x20, true);
-  assert.equal(msg.flags, 0x20);
-  assert.equal(msg.name!.length, 3); // the name takes the length the kernel wrote
+  assert.equal(name.length, 8, "sending: the name's own length");
+  // prepRecvmsg gives the kernel the room in each, and clears msg_flags.
   const sqe = freshSqe();
   prepRecvmsg(sqe, 6, msg, MSG_WAITALL);
   assertSqe(sqe, { opcode: OP.RECVMSG, fd: 6, addr: ptr(msg.bytes), len: 1, opFlags: MSG_WAITALL });
   assert.equal(v.getUint32(8, true), 128);
   assert.equal(v.getBigUint64(40, true), 64n);
   assert.equal(msg.flags, 0);
+  // As the kernel leaves it after the receive: the name (the object given, not just msg.name)
+  // reports the length the kernel wrote into msg_namelen.
+  v.setUint32(8, 4, true);
+  v.setBigUint64(40, 0n, true);
+  v.setInt32(48, 0x20, true);
+  assert.equal(msg.flags, 0x20);
+  assert.equal(name.length, 4);
+  assert.equal(name.path, "/p");
+  // No address written (a stream socket, an unnamed sender): the name is empty, not the last one.
+  v.setUint32(8, 0, true);
+  assert.equal(name.family, 0);
+  assert.equal(String(name), "unknown");
   const bare = new Msghdr(new Iovecs([a]));
   const bv = new DataView(bare.bytes.buffer);
   assert.equal(bv.getBigUint64(0, true), 0n);
