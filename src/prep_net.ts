@@ -71,9 +71,14 @@ export function prepSocketDirect(
 
 /** `bind(fd, address)`. Since 6.11. */
 export function prepBind(sqe: Sqe, fd: number, address: SocketAddress): Sqe {
+  return writeAddressed(sqe, abi.IORING_OP_BIND, fd, address);
+}
+
+/** An opcode that takes a socket and an address: the address in `addr`, its length in `off`. */
+function writeAddressed(sqe: Sqe, opcode: number, fd: number, address: SocketAddress): Sqe {
   checkFd(fd);
   checkSocketAddress(address);
-  writeRw(sqe, abi.IORING_OP_BIND, fd, addressOf(address.bytes), 0, address.length);
+  writeRw(sqe, opcode, fd, addressOf(address.bytes), 0, address.length);
   setIoprio(sqe, 0);
   return sqe;
 }
@@ -157,11 +162,7 @@ function writeAccept(sqe: Sqe, fd: number, peer: SocketAddress | null, flags: nu
 
 /** `connect(fd, address)`. Since 5.5. */
 export function prepConnect(sqe: Sqe, fd: number, address: SocketAddress): Sqe {
-  checkFd(fd);
-  checkSocketAddress(address);
-  writeRw(sqe, abi.IORING_OP_CONNECT, fd, addressOf(address.bytes), 0, address.length);
-  setIoprio(sqe, 0);
-  return sqe;
+  return writeAddressed(sqe, abi.IORING_OP_CONNECT, fd, address);
 }
 
 /**

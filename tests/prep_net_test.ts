@@ -1,7 +1,8 @@
 /**
  * Kernel-free tests of the socket prep helpers, `SocketAddress` and `Msghdr`: every field each
- * writes, byte for byte, against layouts written out here from the kernel's and glibc's headers
- * (include/uapi/linux/io_uring.h, netinet/in.h, sys/un.h, bits/socket.h), not from src/abi.ts.
+ * writes, byte for byte, against layouts written out from the kernel's and glibc's headers
+ * (include/uapi/linux/io_uring.h in tests/_sqe_image.ts; netinet/in.h, sys/un.h and
+ * bits/socket.h here), not from src/abi.ts.
  */
 
 import assert from "node:assert/strict";
@@ -30,8 +31,9 @@ import {
   prepSocketDirect,
   prepWrite,
   SocketAddress,
-  Sqe,
+  type Sqe,
 } from "../mod.ts";
+import { assertSqe, freshSqe, ptr } from "./_sqe_image.ts";
 
 /** Opcode numbers from `enum io_uring_op`. */
 const OP = {
@@ -49,48 +51,6 @@ const OP = {
   BIND: 56,
   LISTEN: 57,
 } as const;
-
-/** The SQE fields a test expects; everything not named is zero. */
-interface Expect {
-  opcode: number;
-  ioprio?: number;
-  fd?: number;
-  off?: bigint;
-  addr?: bigint;
-  len?: number;
-  opFlags?: number;
-  bufIndex?: number;
-  fileIndex?: number;
-}
-
-function image(f: Expect): string {
-  const bytes = new Uint8Array(64);
-  const v = new DataView(bytes.buffer);
-  v.setUint8(0, f.opcode);
-  v.setUint16(2, f.ioprio ?? 0, true); // __u16 ioprio: the socket opcodes' own flags
-  v.setInt32(4, f.fd ?? 0, true);
-  v.setBigUint64(8, f.off ?? 0n, true); // off / addr2
-  v.setBigUint64(16, f.addr ?? 0n, true);
-  v.setUint32(24, f.len ?? 0, true);
-  v.setUint32(28, f.opFlags ?? 0, true); // msg_flags, accept_flags, rw_flags, msg_ring_flags
-  v.setUint16(40, f.bufIndex ?? 0, true);
-  v.setUint32(44, f.fileIndex ?? 0, true); // file_index
-  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ");
-}
-
-function ptr(buf: ArrayBufferView): bigint {
-  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array<ArrayBuffer>)));
-}
-
-function freshSqe(): Sqe {
-  const mem = new ArrayBuffer(2 * 64);
-  return new Sqe(new Uint32Array(mem), new Uint8Array(mem), 1);
-}
-
-function assertSqe(sqe: Sqe, f: Expect): void {
-  assert.equal([...sqe.bytes()].map((b) => b.toString(16).padStart(2, "0")).join(" "), image(f));
-  assert.ok(sqe.u8.subarray(0, 64).every((b) => b === 0), "the slot before the SQE was written");
-}
 
 // Linux values (bits/socket.h, bits/socket_type.h, sys/socket.h), written out.
 const AF_UNIX = 1, AF_INET = 2, AF_INET6 = 10, SOCK_STREAM = 1, SOCK_DGRAM = 2;
@@ -234,10 +194,10 @@ Deno.test("prepSocket / prepSocketDirect: domain in fd, type in off, protocol in
   assertSqe(sqe, { opcode: OP.SOCKET, fd: AF_INET6, off: BigInt(SOCK_STREAM | SOCK_CLOEXEC), len: 6 });
   sqe = freshSqe();
   prepSocketDirect(sqe, AF_UNIX, SOCK_DGRAM, 0, 4);
-  assertSqe(sqe, { opcode: OP.SOCKET, fd: AF_UNIX, off: BigInt(SOCK_DGRAM), fileIndex: 5 });
+  assertSqe(sqe, { opcode: OP.SOCKET, fd: AF_UNIX, off: BigInt(SOCK_DGRAM), spliceFdIn: 5 });
   sqe = freshSqe();
   prepSocketDirect(sqe, AF_UNIX, SOCK_DGRAM, 0, IORING_FILE_INDEX_ALLOC);
-  assertSqe(sqe, { opcode: OP.SOCKET, fd: AF_UNIX, off: BigInt(SOCK_DGRAM), fileIndex: 0xffffffff });
+  assertSqe(sqe, { opcode: OP.SOCKET, fd: AF_UNIX, off: BigInt(SOCK_DGRAM), spliceFdIn: 0xffffffff });
   assert.throws(() => prepSocket(freshSqe(), -1, SOCK_STREAM), RangeError);
   assert.throws(() => prepSocket(freshSqe(), AF_INET, -1), RangeError);
   assert.throws(() => prepSocketDirect(freshSqe(), AF_INET, SOCK_STREAM, 0, 0xfffffffe), RangeError);
@@ -292,10 +252,10 @@ Deno.test("prepAccept: the peer's storage in addr, its socklen_t (reset to 128) 
   assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3 });
   sqe = freshSqe();
   prepMultishotAcceptDirect(sqe, 3, SOCK_CLOEXEC);
-  assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3, ioprio: 1, opFlags: SOCK_CLOEXEC, fileIndex: 0xffffffff });
+  assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3, ioprio: 1, opFlags: SOCK_CLOEXEC, spliceFdIn: 0xffffffff });
   sqe = freshSqe();
   prepAcceptDirect(sqe, 3, null, 0, 9);
-  assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3, fileIndex: 10 });
+  assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3, spliceFdIn: 10 });
   assert.throws(() => prepAccept(freshSqe(), 3, new Uint8Array(128) as unknown as SocketAddress), /peer/);
 });
 
@@ -358,7 +318,7 @@ Deno.test("prepMsgRing: target ring fd, res in len, user_data in off, msg_ring_f
   assertSqe(sqe, { opcode: OP.MSG_RING, fd: 9, len: 0xfffffffb, off: 0x1_0000_0002n });
   sqe = freshSqe();
   prepMsgRing(sqe, 9, 1, 2, 2, 0x40); // IORING_MSG_RING_FLAGS_PASS
-  assertSqe(sqe, { opcode: OP.MSG_RING, fd: 9, len: 1, off: 2n, opFlags: 2, fileIndex: 0x40 });
+  assertSqe(sqe, { opcode: OP.MSG_RING, fd: 9, len: 1, off: 2n, opFlags: 2, spliceFdIn: 0x40 });
   assert.throws(() => prepMsgRing(freshSqe(), 9, 1, 2, 0, 0x40), /FLAGS_PASS/);
   assert.throws(() => prepMsgRing(freshSqe(), 9, 2 ** 32, 2), RangeError);
   assert.throws(() => prepMsgRing(freshSqe(), 9, 1, -1), RangeError);
