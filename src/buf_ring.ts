@@ -10,6 +10,17 @@ import type { AlignedBuffer } from "./aligned.ts";
 import { ClosedError } from "./errors.ts";
 import { checkU32 } from "./memory.ts";
 
+/** Internal (see the class's static block). */
+let ownsSqeMemory: (ring: BufferRing, words: Uint32Array) => boolean;
+
+/**
+ * Whether `sqeWords` (an `Sqe`'s `u32`) is the SQE memory of the ring `bufferRing` is registered
+ * with: its group id means another buffer ring (or none) on any other (internal).
+ */
+export function bufferRingOf(bufferRing: BufferRing, sqeWords: Uint32Array): boolean {
+  return ownsSqeMemory(bufferRing, sqeWords);
+}
+
 /** Options of `IoUring.setupBufferRing`. */
 export interface BufferRingOptions {
   /** The buffer group id SQEs name (`buf_group`): 0 to 65535, one ring per group. */
@@ -28,7 +39,8 @@ export interface BufferRingOptions {
  * CQE then has `IORING_CQE_F_BUFFER` and the buffer's id in its flags: {@link BufferRing.take}
  * reads it, {@link BufferRing.view} shows the buffer, and {@link BufferRing.recycle} gives it
  * back to the kernel once its data is used. When the ring is empty the operation fails with
- * `-ENOBUFS` (a multishot one ends). Since 5.19.
+ * `-ENOBUFS` (a multishot one ends). Close it only once no operation that selects from it is in
+ * flight: one the kernel runs in a worker thread may have taken a buffer already. Since 5.19.
  */
 export class BufferRing implements Disposable {
   /** The buffer group id. */
@@ -50,17 +62,26 @@ export class BufferRing implements Disposable {
   /** Buffers added: the next tail (16 bits, wrapping), published by {@link BufferRing.publish}. */
   #tail = 0;
   #release: (() => void) | null;
+  /** The SQE memory of the ring it is registered with: a prep on another ring's SQE is refused. */
+  readonly #sqeWords: Uint32Array;
+
+  static {
+    ownsSqeMemory = (ring, words) => ring.#sqeWords === words;
+  }
 
   /**
    * Internal (`IoUring.setupBufferRing` makes it): lays out the ring over `ringMemory` with every
-   * buffer of `data` in it, published. `release` unregisters the group and frees the memory.
+   * buffer of `data` in it, published. `sqeWords` is the SQE memory of the ring it belongs to;
+   * `release` unregisters the group and frees the memory.
    */
   constructor(
     options: BufferRingOptions,
     ringMemory: AlignedBuffer,
     data: AlignedBuffer,
+    sqeWords: Uint32Array,
     release: (ring: BufferRing) => void,
   ) {
+    this.#sqeWords = sqeWords;
     this.group = options.group;
     this.entries = options.entries;
     this.bufferSize = options.bufferSize;

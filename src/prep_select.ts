@@ -10,7 +10,7 @@
  */
 
 import * as abi from "./abi.ts";
-import type { BufferRing } from "./buf_ring.ts";
+import { BufferRing, bufferRingOf } from "./buf_ring.ts";
 import { checkFd, checkFlags, checkOffset, checkU32 } from "./memory.ts";
 import { type Offset, writeRw } from "./prep_base.ts";
 import { type Sqe, W } from "./sqe.ts";
@@ -20,10 +20,19 @@ const HEAD = W.head, OP_FLAGS = W.opFlags, BUF_INDEX = W.bufIndex;
 /** A group id, or the group of a {@link BufferRing}. */
 export type BufferGroup = number | BufferRing;
 
-function groupOf(group: BufferGroup): number {
-  const id = typeof group === "number" ? group : group?.group;
-  checkU32(id, "group", 0xffff);
-  return id;
+/** The group id `group` names; a {@link BufferRing} only for an SQE of its own ring. */
+function groupOf(sqe: Sqe, group: BufferGroup): number {
+  if (group instanceof BufferRing) {
+    if (sqe?.u32 !== undefined && !bufferRingOf(group, sqe.u32)) {
+      throw new TypeError(
+        `this BufferRing (group ${group.group}) is registered with another ring: on this SQE's ring ` +
+          "its group id names another ring of buffers, or none",
+      );
+    }
+    return group.group;
+  }
+  checkU32(group, "group", 0xffff);
+  return group;
 }
 
 /** Sets `IOSQE_BUFFER_SELECT`, `buf_group` and `ioprio` (the socket opcodes' own flags). */
@@ -42,7 +51,7 @@ function selectFrom(sqe: Sqe, group: number, ioprio: number): Sqe {
  */
 export function prepRecvSelect(sqe: Sqe, fd: number, group: BufferGroup, length = 0, flags = 0): Sqe {
   checkFd(fd);
-  const id = groupOf(group);
+  const id = groupOf(sqe, group);
   checkU32(length, "length");
   checkFlags(flags, "flags");
   writeRw(sqe, abi.IORING_OP_RECV, fd, 0, length, 0);
@@ -57,7 +66,7 @@ export function prepRecvSelect(sqe: Sqe, fd: number, group: BufferGroup, length 
  */
 export function prepRecvMultishot(sqe: Sqe, fd: number, group: BufferGroup, flags = 0): Sqe {
   prepRecvSelect(sqe, fd, group, 0, flags);
-  return selectFrom(sqe, groupOf(group), abi.IORING_RECV_MULTISHOT);
+  return selectFrom(sqe, groupOf(sqe, group), abi.IORING_RECV_MULTISHOT);
 }
 
 /**
@@ -72,7 +81,7 @@ export function prepReadSelect(
   length = 0,
 ): Sqe {
   checkFd(fd);
-  const id = groupOf(group);
+  const id = groupOf(sqe, group);
   if (offset !== -1) checkOffset(offset);
   checkU32(length, "length");
   writeRw(sqe, abi.IORING_OP_READ, fd, 0, length, offset === -1 ? 0xffff_ffff_ffff_ffffn : offset);
@@ -87,7 +96,7 @@ export function prepReadSelect(
  */
 export function prepReadMultishot(sqe: Sqe, fd: number, group: BufferGroup, length = 0): Sqe {
   checkFd(fd);
-  const id = groupOf(group);
+  const id = groupOf(sqe, group);
   checkU32(length, "length");
   writeRw(sqe, abi.IORING_OP_READ_MULTISHOT, fd, 0, length, 0);
   return selectFrom(sqe, id, 0);

@@ -40,6 +40,22 @@ import { type AlignedBuffer, alignedBuffer, type AlignedMapping, pinAlignedMemor
 import { BufferRing, type BufferRingOptions } from "./buf_ring.ts";
 import { type Backend, getSys, type Sys } from "./sys.ts";
 
+/**
+ * `BufferRing.close()`'s work: unregisters the group and frees its memory, unless the ring was
+ * released already (its release freed the memory, once the kernel's fd was closed).
+ */
+function releaseBufferRing(hold: RingHold, ring: BufferRing): void {
+  if (hold.released) return;
+  hold.bufferRings.delete(ring);
+  const reg = bufRegFor(0, 0, ring.group);
+  let r: number;
+  do r = hold.sys.register(hold.fd, abi.IORING_UNREGISTER_PBUF_RING, reg, 1); while (r === -EINTR);
+  ring.freeMemory();
+  if (r < 0) {
+    throw new IoUringError("io_uring_register", -r, `IORING_UNREGISTER_PBUF_RING (group ${ring.group})`);
+  }
+}
+
 /** A `struct io_uring_buf_reg` for ring memory at `address` of `entries` entries, group `group`. */
 function bufRegFor(address: number, entries: number, group: number): Uint8Array {
   const reg = new Uint8Array(abi.BUF_REG_SIZE);
@@ -127,8 +143,9 @@ export interface IoUringOptions {
    * Share the SQ poll thread of another SQPOLL ring of this process instead of starting one
    * (`IORING_SETUP_ATTACH_WQ`, 5.11): one thread then polls both rings, so several rings cost one
    * core rather than one each. Both rings must use SQPOLL (this one must not be `sqpoll: false`,
-   * and a refusal of SQPOLL is then an error, not a fallback); the thread's idle time and CPU are
-   * the first ring's, and it runs until the last ring sharing it closes.
+   * and a refusal of SQPOLL is then an error, not a fallback). The thread keeps the first ring's
+   * CPU (`sqpoll.cpu` is refused here) and idles for the longest `idleMs` of the rings sharing it
+   * (by default this ring asks for the other's); it runs until the last of them closes.
    */
   attachTo?: IoUring;
 }
@@ -355,6 +372,11 @@ export class IoUring implements Disposable {
         );
       }
       if (sqpollOption === false) throw new RangeError("attachTo shares an SQ poll thread: it needs SQPOLL");
+      if (typeof sqpollOption === "object" && sqpollOption !== null && sqpollOption.cpu !== undefined) {
+        throw new RangeError(
+          "attachTo shares the other ring's SQ poll thread, on its CPU: sqpoll.cpu cannot apply",
+        );
+      }
     }
     const wantSqpoll = sqpollOption !== false;
     // Attached, the thread is the other ring's: without it the option means nothing, so no fallback.
@@ -423,7 +445,10 @@ export class IoUring implements Disposable {
           flags |= abi.IORING_SETUP_ATTACH_WQ;
           pv.setUint32(abi.PARAMS.wqFd, attachTo.fd, true);
         }
-        pv.setUint32(abi.PARAMS.sqThreadIdle, sqpollSettings.idleMs ?? DEFAULT_SQPOLL_IDLE_MS, true);
+        // Attached, the thread idles for the longest idle of its rings: by default this one asks
+        // for the other ring's, so attaching changes nothing.
+        const idleMs = sqpollSettings.idleMs ?? attachTo?.params.sqThreadIdle ?? DEFAULT_SQPOLL_IDLE_MS;
+        pv.setUint32(abi.PARAMS.sqThreadIdle, idleMs, true);
         if (sqpollSettings.cpu !== undefined) {
           flags |= abi.IORING_SETUP_SQ_AFF;
           pv.setUint32(abi.PARAMS.sqThreadCpu, sqpollSettings.cpu, true);
@@ -1428,22 +1453,15 @@ export class IoUring implements Disposable {
       throw e;
     }
     const hold = this.#hold;
-    const bufferRing = new BufferRing({ group, entries, bufferSize }, ringMemory, data, (ring) => {
-      // Once the ring is closing, its release frees the memory, after the kernel lets go of it.
-      if (!hold.released && !this.#closed) {
-        hold.bufferRings.delete(ring);
-        try {
-          this.#register(
-            abi.IORING_UNREGISTER_PBUF_RING,
-            bufRegFor(0, 0, group),
-            1,
-            `IORING_UNREGISTER_PBUF_RING (group ${group})`,
-          );
-        } finally {
-          ring.freeMemory();
-        }
-      } // (else the ring's release frees it)
-    });
+    // (The release names the hold, not this ring: a BufferRing kept by the hold must not keep
+    // the ring from being collected, and released.)
+    const bufferRing = new BufferRing(
+      { group, entries, bufferSize },
+      ringMemory,
+      data,
+      this.#sqeU32,
+      (ring) => releaseBufferRing(hold, ring),
+    );
     try {
       this.#register(
         abi.IORING_REGISTER_PBUF_RING,

@@ -161,11 +161,8 @@ export class Slot {
   watch: SettleWatch | null = null;
   /** Times the operation was issued again after the kernel dropped it (see `Uring`). */
   reissues = 0;
-  /**
-   * An fd this operation holds until it settles, then closes: a FIFO's first open, which did not
-   * wait for a writer, kept while the open is made again the waiting way (see `Uring`).
-   */
-  heldFd = -1;
+  /** An open of a FIFO issued again to wait in an io-wq worker (see `Uring`). */
+  fifoWorker = false;
   /** The chain this slot is a member of, or null. */
   chain: ChainState | null = null;
   /** Position in the chain. */
@@ -247,7 +244,7 @@ export class Slot {
     this.aborted = this.fileClosed = this.chainFileClosed = false;
     if (this.watch !== null) this.settleWatched();
     this.reissues = 0;
-    this.heldFd = -1;
+    this.fifoWorker = false;
     this.sqeFlags = 0;
     this.bufIndex = -1;
     this.flags = 0;

@@ -73,6 +73,7 @@ import {
 } from "./abi.ts";
 import { type ChainBuilder, ChainCollector, type ChainResult } from "./chain.ts";
 import { operationError } from "./deno_errors.ts";
+import { FifoOpenFailed, FifoWriterWait } from "./fifo_wait.ts";
 import {
   DEFAULT_DIRECT_ALIGNMENT,
   type DirectAlignment,
@@ -529,6 +530,12 @@ export class Uring implements AsyncDisposable {
   readonly #sys: Sys;
   /** Where {@link Uring.#isFifo} has the kernel write (made on first use). */
   #typeScratch: Uint8Array | null = null;
+  /** FIFO opens waiting for a writer (see `fifo_wait.ts`): the Uring's close stops them. */
+  readonly #fifoWaits = new Set<FifoWriterWait>();
+  /** FIFO opens waiting in io-wq workers for their other end (see {@link Uring.#fifoWorker}). */
+  #fifoWorkers = 0;
+  /** The bounded io-wq worker limit before FIFO opens raised it. */
+  #boundedWorkers = 0;
   /**
    * SQPOLL: each operation's SQE (and each raw client's commit) is published (SQ tail store) as
    * soon as it is written, so the kernel thread starts on it while the promise continuations
@@ -2086,8 +2093,17 @@ export class Uring implements AsyncDisposable {
       this.#enqueue(slot);
       return;
     }
-    if ((slot.kind === K_OPEN || slot.kind === K_OPENFD) && this.#opensFifoAgain(slot)) return;
-    if (slot.heldFd >= 0) this.#closeHeldFd(slot);
+    // A FIFO opened for writing with no reader is opened again, the waiting way; one opened for
+    // reading with no writer waits for one (see #fifoOpen).
+    let fifoWait: Promise<unknown> | null = null;
+    if (slot.fifoWorker) {
+      slot.fifoWorker = false;
+      this.#fifoWorker(-1);
+    }
+    if (slot.kind === K_OPEN || slot.kind === K_OPENFD) {
+      if (this.#opensFifoWriterAgain(slot)) return;
+      fifoWait = this.#fifoReaderWait(slot);
+    }
     const { resolve, reject, signal } = slot;
     if (signal !== null) unlistenAbort(signal, slot.onAbort);
     const res = slot.res;
@@ -2098,7 +2114,7 @@ export class Uring implements AsyncDisposable {
     if (hasDetachedBuffer(slot) || resizedInFlight(slot)) {
       error = detachedInFlight(slot);
     } else if (res >= 0 || (slot.kind === K_TIMEOUT && res === -ETIME)) {
-      value = this.#value(slot);
+      value = fifoWait ?? this.#value(slot);
       failed = false;
       if (this.#closing && slot.kind === K_OPEN) {
         // The Uring is closing: the file would outlive it. Close the fd and report the close.
@@ -2124,44 +2140,106 @@ export class Uring implements AsyncDisposable {
    * Makes an `openat` of a FIFO wait for the other end, as `open(2)` (and `Deno.open`) does.
    * io_uring first tries an open without blocking (`O_NONBLOCK` added for the try, then cleared)
    * and hands it to a worker that may wait only when that answers `EAGAIN`, which a FIFO never
-   * does: for writing with no reader it fails with `ENXIO`; for reading it opens at once, without
-   * a writer, so the first read would find the end of the stream. Either is issued again with
-   * `IOSQE_ASYNC`, which opens in a worker as `open(2)` does. A reading open keeps its first fd
-   * until the second settles, so a writer never sees the FIFO without a reader in between. Opens
-   * with `O_CREAT` or `O_TRUNC` go to a worker anyway; `O_NONBLOCK` asks for the kernel's answer.
-   * True when the open was issued again.
+   * does. Opened for writing with no reader it fails with `ENXIO`: it is issued again here with
+   * `IOSQE_ASYNC`, which opens in an io-wq worker as `open(2)` does (the worker waits there for
+   * a reader: it is one of the ring's bounded workers meanwhile). Opens with `O_CREAT` or
+   * `O_TRUNC` go to a worker anyway; `O_NONBLOCK` asks for the kernel's answer. True when the
+   * open was issued again.
    */
-  #opensFifoAgain(slot: Slot): boolean {
+  #opensFifoWriterAgain(slot: Slot): boolean {
     const flags = slot.flags;
     if (
-      (slot.sqeFlags & IOSQE_ASYNC) !== 0 || (flags & (O_NONBLOCK | O_CREAT | O_TRUNC)) !== 0 ||
-      this.#closing || slot.aborted
+      slot.res !== -ENXIO || (flags & 3) !== O_WRONLY || (slot.sqeFlags & IOSQE_ASYNC) !== 0 ||
+      (flags & (O_NONBLOCK | O_CREAT | O_TRUNC)) !== 0 || this.#closing || slot.aborted
     ) return false;
-    const accmode = flags & 3, res = slot.res;
-    if (accmode === O_WRONLY) {
-      if (res !== -ENXIO) return false;
-    } else if (accmode === O_RDONLY) {
-      if (res < 0 || !this.#isFifo(res)) return false;
-      slot.heldFd = res;
-    } else {
-      return false; // O_RDWR never waits for a FIFO's other end
-    }
     slot.sqeFlags |= IOSQE_ASYNC;
+    slot.fifoWorker = true;
+    this.#fifoWorker(1);
     this.#enqueue(slot);
     return true;
   }
 
-  /** Whether open fd `fd` is a FIFO (a `statx` of its type on this thread, ~0.3 µs). */
+  /**
+   * Counts a FIFO open that waits in an io-wq worker (`delta` 1) or no longer does (-1), and
+   * raises the ring's limit of bounded workers by as many: each such open holds one while it
+   * waits, and at the default limit (`min(SQ entries, 4 × CPUs)`) a handful of them would hold up
+   * every other operation that needs a worker (a `statx`, an open that creates) until a partner
+   * came. (The limit is the thread's io-wq's: rings of the same thread share it.)
+   */
+  #fifoWorker(delta: number): void {
+    try {
+      if (this.#fifoWorkers === 0 && delta > 0) {
+        this.#boundedWorkers = this.#ring.registerIowqMaxWorkers(0, 0)[0];
+      }
+      this.#fifoWorkers += delta;
+      if (this.#boundedWorkers > 0) {
+        this.#ring.registerIowqMaxWorkers(this.#boundedWorkers + this.#fifoWorkers, 0);
+      }
+    } catch {
+      // Best effort: before 5.15 (no such call), or the ring is closing.
+    }
+  }
+
+  /**
+   * For an `openat` for reading that got a FIFO without waiting (see
+   * {@link Uring.#opensFifoWriterAgain}): the open's value once a writer is there, or has been
+   * (see fifo_wait.ts), else null: not a FIFO, `O_NONBLOCK` (the caller asked not to wait), or
+   * the Uring closing. Costs every read-only open one `statx` of its type (~0.36 µs).
+   */
+  #fifoReaderWait(slot: Slot): Promise<unknown> | null {
+    const flags = slot.flags;
+    if (
+      slot.res < 0 || (flags & 3) !== O_RDONLY || (flags & (O_NONBLOCK | O_CREAT | O_TRUNC)) !== 0 ||
+      this.#closing || !this.#isFifo(slot.res)
+    ) return null;
+    const { kind, path, mode, signal } = slot;
+    const wait = new FifoWriterWait(this.#rawRing ??= this.#makeRawRing(), this.#sys, {
+      heldFd: slot.res,
+      cpath: slot.cpath!.slice(), // (the slot's memory is reused once it is released)
+      flags,
+      mode,
+      signal,
+    });
+    this.#fifoWaits.add(wait);
+    this.#fifoWorker(1);
+    queueMicrotask(() => wait.start()); // (not from inside the reap that completes this open)
+    const ended = () => {
+      this.#fifoWaits.delete(wait);
+      this.#fifoWorker(-1);
+    };
+    return wait.done.then(
+      (fd) => {
+        ended();
+        if (this.#closing) {
+          this.#sys.close(fd);
+          throw operationError("open", ECANCELED, path, null, undefined, "the Uring was closed");
+        }
+        if (kind === K_OPENFD) return fd;
+        const file = new UringFile(this.#fileOps, fd, path!, accessOfFlags(flags));
+        this.#files.set(fd, file);
+        return file;
+      },
+      (reason) => {
+        ended();
+        if (!(reason instanceof FifoOpenFailed)) throw reason;
+        const errnum = reason.errno === EINTR || this.#closing ? ECANCELED : reason.errno;
+        throw operationError(
+          "open",
+          errnum,
+          path,
+          null,
+          undefined,
+          this.#closing ? "the Uring was closed" : undefined,
+        );
+      },
+    );
+  }
+
+  /** Whether open fd `fd` is a FIFO (a `statx` of its type on this thread, ~0.36 µs). */
   #isFifo(fd: number): boolean {
     const out = this.#typeScratch ??= new Uint8Array(STATX_SIZE);
     if (this.#sys.statx(EMPTY_CSTRING, AT_EMPTY_PATH, STATX_TYPE, out, fd) !== 0) return false;
     return ((out[STATX.mode] | (out[STATX.mode + 1] << 8)) & S_IFMT) === S_IFIFO;
-  }
-
-  /** Closes the fd `slot` held (see {@link Uring.#opensFifoAgain}). */
-  #closeHeldFd(slot: Slot): void {
-    this.#sys.close(slot.heldFd);
-    slot.heldFd = -1;
   }
 
   #value(slot: Slot): unknown {
@@ -2468,6 +2546,9 @@ export class Uring implements AsyncDisposable {
       if (head.chain === null && head.kind === K_CLOSE) this.#closeQueuedAtEnd(head);
       else this.#rejectQueued(head);
     }
+    for (const wait of this.#fifoWaits) {
+      wait.stop(operationError("open", ECANCELED, null, null, undefined, "the Uring was closed"));
+    }
     // 2. Cancel everything in the ring (a polled ring cannot cancel; its I/O ends by itself);
     // 3. close the files open() returned (a polled Uring's plain ring closes its own, later).
     if (this.#inRing - (this.#wakeOutstanding ? 1 : 0) > 0 && !this.#ring.iopoll) {
@@ -2519,7 +2600,7 @@ export class Uring implements AsyncDisposable {
     const { reject, signal } = head;
     if (signal !== null) unlistenAbort(signal, head.onAbort);
     if (head.statx !== null) this.#statxPool.push(head.statx);
-    if (head.heldFd >= 0) this.#closeHeldFd(head);
+    if (head.fifoWorker) this.#fifoWorker(-1);
     this.#slots.release(head);
     this.stats.settled++;
     reject!(error);

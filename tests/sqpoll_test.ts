@@ -435,3 +435,40 @@ Deno.test({
     assert.throws(() => new Uring({ attachTo: {} as Uring }), /attachTo must be a Uring/);
   },
 });
+
+Deno.test({
+  name:
+    "attachTo: the shared thread idles for the longest idle of its rings; one attached by default changes nothing",
+  ignore: skipKernel(),
+  fn() {
+    const spin = (ms: number) => {
+      for (const t = performance.now(); performance.now() - t < ms;);
+    };
+    /** Whether the SQ thread slept within `ms` of `ring`'s last completion (a wakeup was needed). */
+    const sleptWithin = (ring: IoUring, ms: number) => {
+      prepNop(ring.getSqe()!).setUserData(1);
+      ring.submitAndWait(1);
+      ring.cqAdvance(ring.cqReady());
+      spin(ms);
+      const wakeups = ring.stats.wakeup;
+      prepNop(ring.getSqe()!).setUserData(2);
+      ring.submitAndWait(1);
+      ring.cqAdvance(ring.cqReady());
+      return ring.stats.wakeup > wakeups;
+    };
+    using first = new IoUring(8, { sqpoll: { idleMs: 10 } });
+    if (!first.sqpoll) return;
+    // Attached with the defaults, this ring asks for the first one's idle time (it asked for 50 ms,
+    // and the thread took the longer: 10 ms became 50).
+    using attached = new IoUring(8, { attachTo: first });
+    assert.equal(attached.params.sqThreadIdle, 10);
+    let slept = false;
+    for (let attempt = 0; attempt < 5 && !slept; attempt++) slept = sleptWithin(first, 30);
+    assert.ok(slept, "the thread still sleeps 10 ms after the last work");
+    // A ring attached with a longer idle time keeps the thread awake that long for all.
+    using longer = new IoUring(8, { attachTo: first, sqpoll: { idleMs: 2000 } });
+    assert.equal(sleptWithin(first, 30), false);
+    assert.equal(longer.sqpoll, true);
+    assert.throws(() => new IoUring(8, { attachTo: first, sqpoll: { cpu: 0 } }), /sqpoll.cpu cannot apply/);
+  },
+});

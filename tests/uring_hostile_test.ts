@@ -579,3 +579,64 @@ ringTest(
     assert.equal(fdCount(), fdsBefore, "no fd left behind by the close");
   },
 );
+
+ringTest(
+  "Uring.open of a FIFO whose writer was waiting first gets its data (the writer may be done before the open waits)",
+  async (config) => {
+    using dir = tempDir();
+    const path = `${dir.path}/fifo`;
+    mkfifo(path);
+    await using uring = new Uring(uringOptions(config));
+    // The shell's `echo hello > fifo` waits in its open for a reader; the first (non-waiting)
+    // open lets it through, and it may write and close before a second open would wait: 3-4 of 20
+    // such opens then waited for another writer for ever (and the data was lost on an abort).
+    for (let round = 0; round < 20; round++) {
+      const writer = new Deno.Command("sh", { args: ["-c", `echo hello ${round} > '${path}'`] }).spawn();
+      await sleep(round % 2 === 0 ? 30 : 5); // (the writer is usually in its open by then)
+      const signal = AbortSignal.timeout(5000);
+      let got: string;
+      if (round % 2 === 0) {
+        await using file = await uring.open(path, { signal });
+        const buf = new Uint8Array(64);
+        got = new TextDecoder().decode(buf.subarray(0, await file.readFull(buf, 0)));
+      } else {
+        const fd = await uring.openFd(path, 0, 0, { signal });
+        const buf = new Uint8Array(64);
+        let n = 0;
+        for (let r; (r = await uring.read(fd, buf.subarray(n), 0)) > 0;) n += r;
+        await uring.close(fd);
+        got = new TextDecoder().decode(buf.subarray(0, n));
+      }
+      assert.equal(got, `hello ${round}\n`, `round ${round}`);
+      assert.equal((await writer.status).code, 0);
+    }
+  },
+);
+
+ringTest(
+  "FIFO opens waiting for their other end do not hold up other operations that need an io-wq worker",
+  async (config) => {
+    using dir = tempDir();
+    // Each waits in one of the ring's bounded io-wq workers: at the default limit (4 per CPU here,
+    // 8 on two) ten of them held up every other operation that needs a worker until a partner came.
+    const count = Math.max(10, navigator.hardwareConcurrency * 4 + 2);
+    const paths = Array.from({ length: count }, (_, i) => `${dir.path}/fifo${i}`);
+    for (const path of paths) mkfifo(path);
+    await using uring = new Uring(uringOptions(config));
+    const waiting = paths.map((path, i) => i % 2 === 0 ? uring.open(path) : uring.open(path, { write: true }) // no partner yet
+    );
+    await sleep(100);
+    const worker = (async () => {
+      const created = await uring.open(`${dir.path}/new`, { write: true, create: true }); // O_CREAT: a worker
+      await uring.statx(`${dir.path}/new`);
+      await created.close();
+      return "done";
+    })();
+    const settled = await Promise.race([worker, sleep(3000).then(() => "held up")]);
+    assert.equal(settled, "done", `${count} FIFO opens waiting held up an O_CREAT open and a statx`);
+    // Partners for all of them: every open completes, and nothing is left behind.
+    const partners = paths.map((path, i) => Deno.open(path, i % 2 === 0 ? { write: true } : { read: true }));
+    for (const file of await Promise.all(waiting)) await file.close();
+    for (const file of await Promise.all(partners)) file.close();
+  },
+);

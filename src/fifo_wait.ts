@@ -1,0 +1,162 @@
+/**
+ * {@link FifoWriterWait}: how `Uring.open` of a FIFO for reading waits for a writer, as `open(2)`
+ * does (internal).
+ *
+ * io_uring's `openat` first tries without blocking, and a FIFO opened that way for reading opens
+ * at once, with no writer: its first read would find the end of the stream. `open(2)` returns
+ * once a writer is there, or has been. So the fd that first open got is held, and two operations
+ * race on the Uring's ring:
+ * - the same open again, in an io-wq worker (`IOSQE_ASYNC`), which waits as `open(2)` does: it
+ *   returns when a writer opens;
+ * - a poll of the held fd for `POLLIN`, which fires when a writer has written, or has come and
+ *   gone (`POLLHUP`): a writer already waiting in its own open is let through by the held fd, and
+ *   may be done before the second open looks, which would then wait for another.
+ * The first to finish cancels the other. The file is the second open's fd when it got one (the
+ * held fd is closed: the pipe and its data stay, since the new fd reads the same pipe), else the
+ * held fd when the poll fired.
+ *
+ * @module
+ */
+
+import { AT_FDCWD, IOSQE_ASYNC, POLLIN } from "./abi.ts";
+import { errno } from "./errno.ts";
+import { prepOpenat, prepPollAdd } from "./prep.ts";
+import type { Sys } from "./sys.ts";
+import type { RawClient, RawRing } from "./uring.ts";
+
+const OPEN = 1, POLL = 2;
+const ECANCELED = errno("ECANCELED");
+/** How long to wait before asking again for room on the ring (ms). */
+const ROOM_RETRY_MS = 1;
+
+/** What the wait needs of the open it finishes. */
+export interface FifoOpen {
+  /** The fd the first open got: a FIFO with no writer yet. */
+  heldFd: number;
+  /** The path, NUL-terminated, and the open's flags and mode, to open it again. */
+  cpath: Uint8Array;
+  flags: number;
+  mode: number;
+  /** The open's abort signal, or null. */
+  signal: AbortSignal | null;
+}
+
+/** Why the wait failed when the second open failed: its errno (the Uring names the error). */
+export class FifoOpenFailed {
+  /** The errno (positive). */
+  constructor(readonly errno: number) {}
+}
+
+/**
+ * One FIFO open waiting for a writer (see the module's doc). Resolves with the fd of the file, or
+ * rejects with a {@link FifoOpenFailed}, or with what {@link FifoWriterWait.stop} or the Uring's
+ * failure gave.
+ */
+export class FifoWriterWait implements RawClient {
+  readonly done: Promise<number>;
+  #resolve!: (fd: number) => void;
+  #reject!: (reason: unknown) => void;
+  readonly #raw: RawRing;
+  readonly #sys: Sys;
+  readonly #open: FifoOpen;
+  #id = -1;
+  /** Results of the two operations; `undefined` while one is in flight, `null` before it starts. */
+  #openRes: number | null | undefined = null;
+  #pollRes: number | null | undefined = null;
+  #stopped: unknown = undefined;
+  #hasStopped = false;
+  #settled = false;
+  readonly #onAbort = () => this.stop(this.#open.signal!.reason);
+
+  constructor(raw: RawRing, sys: Sys, open: FifoOpen) {
+    this.#raw = raw;
+    this.#sys = sys;
+    this.#open = open;
+    this.done = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    open.signal?.addEventListener("abort", this.#onAbort, { once: true });
+  }
+
+  /** Queues the two operations (as soon as the ring has room for them). */
+  start(): void {
+    if (this.#hasStopped || this.#settled) return;
+    const raw = this.#raw;
+    let room: boolean;
+    try {
+      if (this.#id < 0) this.#id = raw.attach(this);
+      room = raw.room(2, 2);
+    } catch (e) {
+      return this.stop(e); // the Uring closed meanwhile
+    }
+    if (!room) {
+      setTimeout(() => this.start(), ROOM_RETRY_MS);
+      return;
+    }
+    const { heldFd, cpath, flags, mode } = this.#open;
+    const open = raw.sqe(this.#id, OPEN);
+    prepOpenat(open, AT_FDCWD, cpath, flags, mode);
+    open.setFlags(IOSQE_ASYNC);
+    prepPollAdd(raw.sqe(this.#id, POLL), heldFd, POLLIN);
+    this.#openRes = this.#pollRes = undefined;
+    raw.commit(2, 2, 0);
+  }
+
+  /** Gives up (an abort, the Uring closing): cancels what is in flight; rejects with `reason`. */
+  stop(reason: unknown): void {
+    if (this.#hasStopped) return;
+    this.#hasStopped = true;
+    this.#stopped = reason;
+    if (this.#openRes === undefined) this.#raw.cancel(this.#id, OPEN);
+    if (this.#pollRes === undefined) this.#raw.cancel(this.#id, POLL);
+    this.#settle();
+  }
+
+  /** A CQE of one of the two operations. */
+  complete(tag: number, res: number): void {
+    if (tag === OPEN) {
+      this.#openRes = res;
+      if (this.#pollRes === undefined) this.#raw.cancel(this.#id, POLL); // opened: the poll is moot
+    } else {
+      this.#pollRes = res;
+      // A writer has been: the held fd is the file, unless the second open gets there too.
+      if (res >= 0 && this.#openRes === undefined) this.#raw.cancel(this.#id, OPEN);
+    }
+    this.#settle();
+  }
+
+  /** The Uring failed for good: no CQE will come. */
+  fail(error: unknown): void {
+    this.#openRes ??= -ECANCELED;
+    this.#pollRes ??= -ECANCELED;
+    if (!this.#hasStopped) {
+      this.#hasStopped = true;
+      this.#stopped = error;
+    }
+    this.#settle();
+  }
+
+  /** Settles once neither operation is in flight (or neither was queued). */
+  #settle(): void {
+    if (this.#settled || this.#openRes === undefined || this.#pollRes === undefined) return;
+    this.#settled = true;
+    if (this.#id >= 0) this.#raw.detach(this.#id);
+    this.#open.signal?.removeEventListener("abort", this.#onAbort);
+    const { heldFd } = this.#open;
+    const openRes = this.#openRes, pollRes = this.#pollRes;
+    if (this.#hasStopped) {
+      if (openRes !== null && openRes >= 0) this.#sys.close(openRes);
+      this.#sys.close(heldFd);
+      this.#reject(this.#stopped);
+    } else if (openRes !== null && openRes >= 0) {
+      this.#sys.close(heldFd); // the new fd reads the same pipe
+      this.#resolve(openRes);
+    } else if (pollRes !== null && pollRes >= 0) {
+      this.#resolve(heldFd);
+    } else {
+      this.#sys.close(heldFd);
+      this.#reject(new FifoOpenFailed(-(openRes ?? -ECANCELED)));
+    }
+  }
+}
