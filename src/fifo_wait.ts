@@ -13,13 +13,16 @@
  *   may be done before the second open looks, which would then wait for another.
  * The first to finish cancels the other. The file is the second open's fd when it got one (the
  * held fd is closed: the pipe and its data stay, since the new fd reads the same pipe), else the
- * held fd when the poll fired.
+ * held fd when the poll fired. The second open names the held fd's own FIFO
+ * (`/proc/self/fd/N`), not the path, which may lead elsewhere by then; where it fails (no
+ * `/proc`), the poll alone ends the wait.
  *
  * @module
  */
 
-import { AT_FDCWD, IOSQE_ASYNC, POLLIN } from "./abi.ts";
+import { AT_FDCWD, IOSQE_ASYNC, O_CLOEXEC, O_RDONLY, POLLIN } from "./abi.ts";
 import { errno } from "./errno.ts";
+import { cstring } from "./memory.ts";
 import { prepOpenat, prepPollAdd } from "./prep.ts";
 import type { Sys } from "./sys.ts";
 import type { RawClient, RawRing } from "./uring.ts";
@@ -33,12 +36,10 @@ const ROOM_RETRY_MS = 1;
 export interface FifoOpen {
   /** The fd the first open got: a FIFO with no writer yet. */
   heldFd: number;
-  /** The path, NUL-terminated, and the open's flags and mode, to open it again. */
-  cpath: Uint8Array;
-  flags: number;
-  mode: number;
   /** The open's abort signal, or null. */
   signal: AbortSignal | null;
+  /** Called once the wait is over, as it settles (before its promise's reactions run). */
+  onSettled: () => void;
 }
 
 /** Why the wait failed when the second open failed: its errno (the Uring names the error). */
@@ -67,11 +68,14 @@ export class FifoWriterWait implements RawClient {
   #hasStopped = false;
   #settled = false;
   readonly #onAbort = () => this.stop(this.#open.signal!.reason);
+  /** `/proc/self/fd/N` of the held fd: the same FIFO, whatever its path leads to now. */
+  readonly #heldPath: Uint8Array;
 
   constructor(raw: RawRing, sys: Sys, open: FifoOpen) {
     this.#raw = raw;
     this.#sys = sys;
     this.#open = open;
+    this.#heldPath = cstring(`/proc/self/fd/${open.heldFd}`);
     this.done = new Promise((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -82,6 +86,8 @@ export class FifoWriterWait implements RawClient {
   /** Queues the two operations (as soon as the ring has room for them). */
   start(): void {
     if (this.#hasStopped || this.#settled) return;
+    const signal = this.#open.signal;
+    if (signal?.aborted) return this.stop(signal.reason); // (fired before its listener was added)
     const raw = this.#raw;
     let room: boolean;
     try {
@@ -94,11 +100,10 @@ export class FifoWriterWait implements RawClient {
       setTimeout(() => this.start(), ROOM_RETRY_MS);
       return;
     }
-    const { heldFd, cpath, flags, mode } = this.#open;
     const open = raw.sqe(this.#id, OPEN);
-    prepOpenat(open, AT_FDCWD, cpath, flags, mode);
+    prepOpenat(open, AT_FDCWD, this.#heldPath, O_RDONLY | O_CLOEXEC);
     open.setFlags(IOSQE_ASYNC);
-    prepPollAdd(raw.sqe(this.#id, POLL), heldFd, POLLIN);
+    prepPollAdd(raw.sqe(this.#id, POLL), this.#open.heldFd, POLLIN);
     this.#openRes = this.#pollRes = undefined;
     raw.commit(2, 2, 0);
   }
@@ -117,7 +122,8 @@ export class FifoWriterWait implements RawClient {
   complete(tag: number, res: number): void {
     if (tag === OPEN) {
       this.#openRes = res;
-      if (this.#pollRes === undefined) this.#raw.cancel(this.#id, POLL); // opened: the poll is moot
+      // Opened: the poll is moot. (Failed: the poll alone ends the wait.)
+      if (res >= 0 && this.#pollRes === undefined) this.#raw.cancel(this.#id, POLL);
     } else {
       this.#pollRes = res;
       // A writer has been: the held fd is the file, unless the second open gets there too.
@@ -141,6 +147,7 @@ export class FifoWriterWait implements RawClient {
   #settle(): void {
     if (this.#settled || this.#openRes === undefined || this.#pollRes === undefined) return;
     this.#settled = true;
+    this.#open.onSettled();
     if (this.#id >= 0) this.#raw.detach(this.#id);
     this.#open.signal?.removeEventListener("abort", this.#onAbort);
     const { heldFd } = this.#open;
@@ -156,7 +163,8 @@ export class FifoWriterWait implements RawClient {
       this.#resolve(heldFd);
     } else {
       this.#sys.close(heldFd);
-      this.#reject(new FifoOpenFailed(-(openRes ?? -ECANCELED)));
+      const res = openRes !== null && openRes !== -ECANCELED ? openRes : pollRes ?? -ECANCELED;
+      this.#reject(new FifoOpenFailed(-res));
     }
   }
 }

@@ -6,7 +6,7 @@
 
 import { MSGHDR, MSGHDR_SIZE, SOCKADDR_STORAGE_SIZE } from "./abi.ts";
 import { addressOf, byteLengthOf, checkBuffer, shown } from "./memory.ts";
-import { checkSocketAddress, linkSocketAddressLength, type SocketAddress } from "./sockaddr.ts";
+import { checkSocketAddress, lengthToSend, linkSocketAddressLength, type SocketAddress } from "./sockaddr.ts";
 import { checkIovecsUnchanged, Iovecs } from "./structs.ts";
 
 const TWO_32 = 0x1_0000_0000;
@@ -127,7 +127,7 @@ export class Msghdr {
       );
     }
     const name = this.#name;
-    const nameLength = name === null ? 0 : receive ? SOCKADDR_STORAGE_SIZE : name.length;
+    const nameLength = name === null ? 0 : receive ? SOCKADDR_STORAGE_SIZE : lengthToSend(name);
     this.#view.setUint32(MSGHDR.namelen, Math.min(nameLength, SOCKADDR_STORAGE_SIZE), true);
     // A receive writes the sender's length into msg_namelen: from now on the name reports that.
     if (receive && name !== null) linkSocketAddressLength(name, this.#nameLengthNow);

@@ -14,7 +14,7 @@ import * as abi from "./abi.ts";
 import { addressOf, bufferAddressed, checkFd, checkFlags, checkLength, checkU32, shown } from "./memory.ts";
 import { type Msghdr, prepareMsghdr } from "./msghdr.ts";
 import { storeAddressed, writeRw } from "./prep_base.ts";
-import { checkSocketAddress, type SocketAddress, socketAddressLengthWord } from "./sockaddr.ts";
+import { checkSocketAddress, lengthToSend, type SocketAddress, socketAddressLengthWord } from "./sockaddr.ts";
 import { type Sqe, W } from "./sqe.ts";
 
 const HEAD = W.head, OP_FLAGS = W.opFlags, FILE_INDEX = W.spliceFdIn, BUF_INDEX = W.bufIndex;
@@ -78,7 +78,7 @@ export function prepBind(sqe: Sqe, fd: number, address: SocketAddress): Sqe {
 function writeAddressed(sqe: Sqe, opcode: number, fd: number, address: SocketAddress): Sqe {
   checkFd(fd);
   checkSocketAddress(address);
-  writeRw(sqe, opcode, fd, addressOf(address.bytes), 0, address.length);
+  writeRw(sqe, opcode, fd, addressOf(address.bytes), 0, lengthToSend(address));
   setIoprio(sqe, 0);
   return sqe;
 }

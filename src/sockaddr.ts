@@ -244,6 +244,16 @@ export function linkSocketAddressLength(address: SocketAddress, source: (() => n
   linkLength(address, source);
 }
 
+/**
+ * The length to hand the kernel when `address` is sent to (internal: bind, connect, sendmsg): its
+ * length, but no more than its struct holds. The kernel reports a Unix sender whose path fills
+ * all 108 bytes with one more byte (its NUL), which it then refuses to be given back (`EINVAL`).
+ */
+export function lengthToSend(address: SocketAddress): number {
+  const length = address.length;
+  return Math.min(length, address.family === AF_UNIX ? SUN_PATH_AT + SUN_PATH_SIZE : SOCKADDR_STORAGE_SIZE);
+}
+
 /** Throws a `TypeError` unless `address` is a {@link SocketAddress}. */
 export function checkSocketAddress(address: unknown, what = "address"): asserts address is SocketAddress {
   if (!(address instanceof SocketAddress)) {

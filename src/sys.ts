@@ -74,6 +74,11 @@ export interface Sys {
   ): Promise<number>;
   /** `io_uring_register(fd, opcode, arg, nrArgs)`. */
   register(fd: number, opcode: number, arg: Uint8Array | null, nrArgs: number): number;
+  /**
+   * The same, run on Deno's thread pool: for a call that may wait (on an SQPOLL ring some park
+   * the SQ thread first, which can take as long as its idle time). Keep `arg` until it settles.
+   */
+  registerAsync(fd: number, opcode: number, arg: Uint8Array | null, nrArgs: number): Promise<number>;
   /** Shared, populated `mmap` of a ring region; returns the address or `-errno`. */
   mmap(fd: number, length: number, offset: number): number;
   /** Anonymous private `mmap` (page-aligned memory); returns the address or `-errno`. */
@@ -147,6 +152,12 @@ const HELPER_SYMBOLS = {
     nonblocking: true,
   },
   uring_register: { parameters: ["i32", "u32", "buffer", "u32"], result: "i32" },
+  uring_register_async: {
+    name: "uring_register",
+    parameters: ["i32", "u32", "buffer", "u32"],
+    result: "i32",
+    nonblocking: true,
+  },
   uring_mmap: { parameters: ["i32", "u64", "u64"], result: "i64" },
   uring_mmap_anon: { parameters: ["u64"], result: "i64" },
   uring_munmap: { parameters: ["u64", "u64"], result: "i32" },
@@ -256,6 +267,7 @@ function loadHelper(path: string): Sys {
     enterTimeout: (fd, n, min, flags, us) => lib.uring_enter_timeout(fd, n, min, flags, us),
     enterTimeoutAsync: (fd, n, min, flags, us) => lib.uring_enter_timeout_async(fd, n, min, flags, us),
     register: (fd, op, arg, nr) => lib.uring_register(fd, op, arg, nr),
+    registerAsync: (fd, op, arg, nr) => lib.uring_register_async(fd, op, arg, nr),
     mmap: (fd, length, offset) => Number(lib.uring_mmap(fd, BigInt(length), BigInt(offset))),
     mmapAnon: (length) => Number(lib.uring_mmap_anon(BigInt(length))),
     munmap: (address, length) => lib.uring_munmap(BigInt(address), BigInt(length)),
@@ -315,6 +327,7 @@ function loadLibc(): Sys {
   const GETPIPE_SZ = BigInt(F_GETPIPE_SZ);
   const SETPIPE_SZ = BigInt(F_SETPIPE_SZ);
   const EINTR = errno("EINTR");
+  const EIO = errno("EIO");
   const RLIMIT_NOFILE = 7; // the same on x86-64 and arm64
   const MAP_FAILED = 0xffffffffffffffffn;
   const ZERO = 0n;
@@ -372,6 +385,20 @@ function loadLibc(): Sys {
     },
     register: (fd, op, arg, nr) =>
       result(lib.syscall6(NR_REGISTER, BigInt(fd), BigInt(op), addressOf(arg), BigInt(nr), ZERO, ZERO)),
+    registerAsync: async (fd, op, arg, nr) => {
+      const r = await lib.syscall6_async(
+        NR_REGISTER,
+        BigInt(fd),
+        BigInt(op),
+        addressOf(arg),
+        BigInt(nr),
+        ZERO,
+        ZERO,
+      );
+      void arg; // kept alive until here
+      // libc's syscall() left its errno on the pool's thread: a failure can only say it failed.
+      return r < ZERO ? -EIO : Number(r);
+    },
     mmap: (fd, length, offset) => {
       const p = lib.mmap(
         null,

@@ -50,6 +50,7 @@ import {
   IORING_ASYNC_CANCEL_ANY,
   IORING_FEAT_CQE_SKIP,
   IORING_FEAT_EXT_ARG,
+  IORING_REGISTER_IOWQ_MAX_WORKERS,
   IOSQE_ASYNC,
   IOSQE_CQE_SKIP_SUCCESS,
   IOSQE_FIXED_FILE,
@@ -219,6 +220,24 @@ const I_CANCEL_ALL = 2;
 const I_CLOSE = 3;
 /** Internal SQE: a no-op in the place of an operation whose prep threw (its CQE is ignored). */
 const I_VOID = 4;
+
+/**
+ * FIFO opens waiting in an io-wq's workers, its bounded worker limit before they raised it (0:
+ * not read yet), and the calls that set it, in order (see `Uring`).
+ */
+interface IowqState {
+  waiting: number;
+  bounded: number;
+  calls: Promise<void>;
+}
+
+/** A fresh {@link IowqState}. */
+function iowqState(): IowqState {
+  return { waiting: 0, bounded: 0, calls: Promise.resolve() };
+}
+
+/** The io-wq of this thread: every Uring without SQPOLL on it shares it. */
+const THREAD_IOWQ: IowqState = iowqState();
 
 /** How long one parked wait lasts before it is re-armed (ms). */
 const WAIT_MS = 1000;
@@ -532,10 +551,11 @@ export class Uring implements AsyncDisposable {
   #typeScratch: Uint8Array | null = null;
   /** FIFO opens waiting for a writer (see `fifo_wait.ts`): the Uring's close stops them. */
   readonly #fifoWaits = new Set<FifoWriterWait>();
-  /** FIFO opens waiting in io-wq workers for their other end (see {@link Uring.#fifoWorker}). */
-  #fifoWorkers = 0;
-  /** The bounded io-wq worker limit before FIFO opens raised it. */
-  #boundedWorkers = 0;
+  /**
+   * The FIFO opens waiting in workers of this Uring's io-wq, and its bounded worker limit before
+   * they raised it (see {@link Uring.#fifoWorker}): shared with the Urings of the same io-wq.
+   */
+  #iowq: IowqState = THREAD_IOWQ;
   /**
    * SQPOLL: each operation's SQE (and each raw client's commit) is published (SQ tail store) as
    * soon as it is written, so the kernel thread starts on it while the promise continuations
@@ -677,6 +697,8 @@ export class Uring implements AsyncDisposable {
       coopTaskrun: true,
     });
     this.#sys = getSys(this.#ring.backend);
+    // Without SQPOLL the io-wq is this thread's; with it, the SQ thread's (shared when attached).
+    this.#iowq = !this.#ring.sqpoll ? THREAD_IOWQ : attachTo !== undefined ? attachTo.#iowq : iowqState();
     this.#cqeSkip = this.#ring.hasFeature(IORING_FEAT_CQE_SKIP);
     this.#sqpollRing = this.#ring.sqpoll;
     if (!this.#ring.hasFeature(IORING_FEAT_EXT_ARG)) {
@@ -950,7 +972,8 @@ export class Uring implements AsyncDisposable {
    * O_DIRECT and asks the file's alignment (`statx` `STATX_DIOALIGN`, one more operation);
    * `fixed: true` registers the fd in the ring's file table. A polled Uring (`iopoll`) opens
    * only with `direct: true`, on its plain ring. A FIFO's open waits for the other end, as
-   * `Deno.open` does. Since 5.6.
+   * `Deno.open` does (one with `create` or `truncate` waits in one of the ring's bounded io-wq
+   * workers, `min(entries, 4 × CPUs)`, which then serve nothing else meanwhile). Since 5.6.
    */
   open(path: string | URL, given: OpenOptions = {}): Promise<UringFile> {
     if (this.#closing) return this.#rejectClosed();
@@ -2150,8 +2173,12 @@ export class Uring implements AsyncDisposable {
     const flags = slot.flags;
     if (
       slot.res !== -ENXIO || (flags & 3) !== O_WRONLY || (slot.sqeFlags & IOSQE_ASYNC) !== 0 ||
-      (flags & (O_NONBLOCK | O_CREAT | O_TRUNC)) !== 0 || this.#closing || slot.aborted
+      (flags & (O_NONBLOCK | O_CREAT | O_TRUNC)) !== 0 || slot.aborted
     ) return false;
+    if (this.#closing) {
+      slot.res = -ECANCELED; // it would wait for a reader: the close ends that (not "no reader")
+      return false;
+    }
     slot.sqeFlags |= IOSQE_ASYNC;
     slot.fifoWorker = true;
     this.#fifoWorker(1);
@@ -2167,17 +2194,40 @@ export class Uring implements AsyncDisposable {
    * came. (The limit is the thread's io-wq's: rings of the same thread share it.)
    */
   #fifoWorker(delta: number): void {
-    try {
-      if (this.#fifoWorkers === 0 && delta > 0) {
-        this.#boundedWorkers = this.#ring.registerIowqMaxWorkers(0, 0)[0];
+    // Counted per io-wq: the thread's for rings without SQPOLL, the SQ thread's for the rest (one
+    // for Urings attached to each other), so two Urings never restore each other's limits.
+    const state = this.#iowq;
+    state.waiting += delta;
+    if (state === THREAD_IOWQ) {
+      // No SQ thread to park: a quick call, made now, while this ring is open.
+      try {
+        if (state.bounded === 0) state.bounded = this.#ring.registerIowqMaxWorkers(0, 0)[0];
+        this.#ring.registerIowqMaxWorkers(state.bounded + state.waiting, 0);
+        if (state.waiting === 0) state.bounded = 0; // restored: read afresh next time
+      } catch {
+        // best effort: before 5.15 there is no such call
       }
-      this.#fifoWorkers += delta;
-      if (this.#boundedWorkers > 0) {
-        this.#ring.registerIowqMaxWorkers(this.#boundedWorkers + this.#fifoWorkers, 0);
-      }
-    } catch {
-      // Best effort: before 5.15 (no such call), or the ring is closing.
+      return;
     }
+    // On an SQPOLL ring the call parks the SQ thread first, which took as long as its idle time
+    // (~55 ms) and stalled the event loop: made on Deno's thread pool, one after another, while
+    // the ring is open (the SQ thread goes with the last ring attached to it).
+    const open = () => !(this.#closed || this.#closing);
+    state.calls = state.calls.then(async () => {
+      if (!open()) return;
+      const counts = new Uint32Array(2); // 0, 0: reads the limits
+      const arg = new Uint8Array(counts.buffer);
+      const fd = this.#ring.fd, sys = this.#sys;
+      if (state.bounded === 0) {
+        if (await sys.registerAsync(fd, IORING_REGISTER_IOWQ_MAX_WORKERS, arg, 2) < 0) return;
+        state.bounded = counts[0];
+        if (!open()) return;
+      }
+      counts[0] = state.bounded + state.waiting;
+      counts[1] = 0;
+      await sys.registerAsync(fd, IORING_REGISTER_IOWQ_MAX_WORKERS, arg, 2);
+      if (state.waiting === 0) state.bounded = 0; // restored: read afresh next time
+    }).catch(() => {}); // best effort: before 5.15 there is no such call
   }
 
   /**
@@ -2190,26 +2240,32 @@ export class Uring implements AsyncDisposable {
     const flags = slot.flags;
     if (
       slot.res < 0 || (flags & 3) !== O_RDONLY || (flags & (O_NONBLOCK | O_CREAT | O_TRUNC)) !== 0 ||
-      this.#closing || !this.#isFifo(slot.res)
+      !this.#isFifo(slot.res)
     ) return null;
-    const { kind, path, mode, signal } = slot;
-    const wait = new FifoWriterWait(this.#rawRing ??= this.#makeRawRing(), this.#sys, {
+    const { kind, path, signal } = slot;
+    if (this.#closing || slot.aborted || signal?.aborted) {
+      // Given up before the wait began: not a file without its writer.
+      this.#sys.close(slot.res);
+      return Promise.reject(
+        this.#closing
+          ? operationError("open", ECANCELED, path, null, undefined, "the Uring was closed")
+          : signalReason(signal!),
+      );
+    }
+    const wait: FifoWriterWait = new FifoWriterWait(this.#rawRing ??= this.#makeRawRing(), this.#sys, {
       heldFd: slot.res,
-      cpath: slot.cpath!.slice(), // (the slot's memory is reused once it is released)
-      flags,
-      mode,
       signal,
+      // (As it settles, so the limit comes down while the ring is still open.)
+      onSettled: () => {
+        this.#fifoWaits.delete(wait);
+        this.#fifoWorker(-1);
+      },
     });
     this.#fifoWaits.add(wait);
     this.#fifoWorker(1);
     queueMicrotask(() => wait.start()); // (not from inside the reap that completes this open)
-    const ended = () => {
-      this.#fifoWaits.delete(wait);
-      this.#fifoWorker(-1);
-    };
     return wait.done.then(
       (fd) => {
-        ended();
         if (this.#closing) {
           this.#sys.close(fd);
           throw operationError("open", ECANCELED, path, null, undefined, "the Uring was closed");
@@ -2220,7 +2276,6 @@ export class Uring implements AsyncDisposable {
         return file;
       },
       (reason) => {
-        ended();
         if (!(reason instanceof FifoOpenFailed)) throw reason;
         const errnum = reason.errno === EINTR || this.#closing ? ECANCELED : reason.errno;
         throw operationError(

@@ -392,3 +392,33 @@ ringTest(
     }
   },
 );
+
+ringTest("a reply to a Unix datagram sender whose path fills all 108 bytes of sun_path arrives", (config) => {
+  using ring = new IoUring(8, config.options);
+  if (lacks(ring, config, IORING_OP_SOCKET, IORING_OP_BIND)) return;
+  using dir = tempDir();
+  const a = ok(ring, "socket", (s) => prepSocket(s, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC));
+  const b = ok(ring, "socket", (s) => prepSocket(s, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC));
+  try {
+    const aPath = `${dir.path}/a.sock`;
+    const bPath = `${dir.path}/${"b".repeat(107 - dir.path.length)}`; // 108 bytes, no room for a NUL
+    assert.equal(text.encode(bPath).length, 108);
+    assert.equal(run(ring, (s) => prepBind(s, a, SocketAddress.unix(aPath))), 0);
+    assert.equal(run(ring, (s) => prepBind(s, b, SocketAddress.unix(bPath))), 0);
+    const hello = new Msghdr(new Iovecs([text.encode("hi")]), { name: SocketAddress.unix(aPath) });
+    assert.equal(run(ring, (s) => prepSendmsg(s, b, hello)), 2);
+    const sender = new SocketAddress();
+    const into = new Msghdr(new Iovecs([new Uint8Array(8)]), { name: sender });
+    assert.equal(run(ring, (s) => prepRecvmsg(s, a, into)), 2);
+    assert.equal(sender.path, bPath);
+    // The kernel counts a NUL past sun_path into the length it reports (111), and refuses that
+    // length when it is handed back (EINVAL): the reply sends what sun_path holds.
+    const reply = new Msghdr(new Iovecs([text.encode("back")]), { name: sender });
+    assert.equal(run(ring, (s) => prepSendmsg(s, a, reply)), 4);
+    const back = new Uint8Array(8);
+    assert.equal(run(ring, (s) => prepRecv(s, b, back)), 4);
+  } finally {
+    run(ring, (s) => prepClose(s, a));
+    run(ring, (s) => prepClose(s, b));
+  }
+});

@@ -640,3 +640,89 @@ ringTest(
     for (const file of await Promise.all(partners)) file.close();
   },
 );
+
+ringTest(
+  "FIFO opens: an abort before the wait, a path that leads elsewhere by the second look, a close during the first try",
+  async (config) => {
+    using dir = tempDir();
+    const path = `${dir.path}/fifo`;
+    mkfifo(path);
+    const fdsBefore = fdCount();
+    {
+      await using uring = new Uring(uringOptions(config));
+      // Aborted while the first open was in flight: it rejected late, or resolved (reading a
+      // writer's data) in spite of the abort.
+      for (let round = 0; round < 10; round++) {
+        const controller = new AbortController();
+        const opening = uring.open(path, { signal: controller.signal });
+        controller.abort(new Error(`stop ${round}`));
+        const settled = await Promise.race([opening.then(() => "resolved", (e) => String(e)), sleep(2000)]);
+        assert.equal(settled, `Error: stop ${round}`);
+      }
+      // The writer keeps its fd, and the path is removed, or another file moved onto it, before
+      // it writes: the open is of the FIFO the first look found, as open(2)'s is.
+      for (const swap of [`rm '${path}'`, `echo REGULAR > '${path}.reg'; mv '${path}.reg' '${path}'`]) {
+        const writer = new Deno.Command("sh", {
+          args: ["-c", `exec 3>'${path}'; ${swap}; sleep 0.2; echo fromfifo >&3`],
+        }).spawn();
+        await sleep(50); // the shell waits in its open for a reader
+        await using file = await uring.open(path, { signal: AbortSignal.timeout(5000) });
+        const buf = new Uint8Array(32);
+        assert.equal(
+          new TextDecoder().decode(buf.subarray(0, await file.readFull(buf, 0))),
+          "fromfifo\n",
+          swap,
+        );
+        assert.equal((await writer.status).code, 0);
+        try {
+          Deno.removeSync(path);
+        } catch {
+          // gone: the first swap removed it
+        }
+        mkfifo(path);
+      }
+    }
+    // Closed while the first try of the open was in flight: the close's answer, not ENXIO (no reader
+    // yet), nor a FIFO without its writer.
+    // (One end per Uring: both through one, each would find the other, and open.)
+    for (let round = 0; round < 20; round++) {
+      const uring = new Uring(uringOptions(config));
+      const opening = round % 2 === 0 ? uring.open(path, { write: true }) : uring.openFd(path, 0);
+      const outcome = opening.then(() => "resolved", (e) => String(e));
+      await Promise.resolve();
+      await uring.close();
+      assert.match(await outcome, /ECANCELED.*the Uring was closed/, `round ${round}: ${await outcome}`);
+    }
+    assert.equal(fdCount(), fdsBefore, "no fd left behind");
+  },
+);
+
+Deno.test({
+  name: "FIFO opens of two Urings without SQPOLL share one io-wq: its worker limit comes back to what it was",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const limit = () => {
+      using ring = new IoUring(1, { sqpoll: false });
+      return ring.registerIowqMaxWorkers(0, 0)[0];
+    };
+    const base = limit();
+    const [pa, pb] = [`${dir.path}/a`, `${dir.path}/b`];
+    mkfifo(pa);
+    mkfifo(pb);
+    await using a = new Uring({ sqpoll: false });
+    await using b = new Uring({ sqpoll: false });
+    const readA = a.open(pa);
+    const readB = b.open(pb);
+    await sleep(50);
+    assert.equal(limit(), base + 2, "one more per FIFO open waiting");
+    const writerA = await Deno.open(pa, { write: true });
+    await (await readA).close();
+    writerA.close();
+    assert.equal(limit(), base + 1, "B's open still waits");
+    const writerB = await Deno.open(pb, { write: true });
+    await (await readB).close();
+    writerB.close();
+    assert.equal(limit(), base, "back to what it was");
+  },
+});
