@@ -653,6 +653,8 @@ export const O_DIRECT: number = AARCH64 ? 0o200000 : 0o40000;
 export const O_DIRECTORY: number = AARCH64 ? 0o40000 : 0o200000;
 /** `O_NOFOLLOW` (0o400000 on x86_64, 0o100000 on aarch64). */
 export const O_NOFOLLOW: number = AARCH64 ? 0o100000 : 0o400000;
+/** `O_PATH`: a descriptor for the path alone, not opened for I/O (the same on x86_64 and aarch64). */
+export const O_PATH = 0o10000000;
 /** `O_CLOEXEC`. */
 export const O_CLOEXEC = 0o2000000;
 /** `STATX_TYPE` mask bit: the file type bits of `stx_mode` (4.11). */

@@ -20,7 +20,7 @@
  * @module
  */
 
-import { AT_FDCWD, IOSQE_ASYNC, O_CLOEXEC, O_RDONLY, POLLIN } from "./abi.ts";
+import { AT_FDCWD, IOSQE_ASYNC, POLLIN } from "./abi.ts";
 import { errno } from "./errno.ts";
 import { cstring } from "./memory.ts";
 import { prepOpenat, prepPollAdd } from "./prep.ts";
@@ -36,6 +36,8 @@ const ROOM_RETRY_MS = 1;
 export interface FifoOpen {
   /** The fd the first open got: a FIFO with no writer yet. */
   heldFd: number;
+  /** The open's flags, for the second open (which reaches the FIFO through `/proc`'s link). */
+  flags: number;
   /** The open's abort signal, or null. */
   signal: AbortSignal | null;
   /** Called once the wait is over, as it settles (before its promise's reactions run). */
@@ -101,7 +103,7 @@ export class FifoWriterWait implements RawClient {
       return;
     }
     const open = raw.sqe(this.#id, OPEN);
-    prepOpenat(open, AT_FDCWD, this.#heldPath, O_RDONLY | O_CLOEXEC);
+    prepOpenat(open, AT_FDCWD, this.#heldPath, this.#open.flags);
     open.setFlags(IOSQE_ASYNC);
     prepPollAdd(raw.sqe(this.#id, POLL), this.#open.heldFd, POLLIN);
     this.#openRes = this.#pollRes = undefined;

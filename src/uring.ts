@@ -60,7 +60,9 @@ import {
   O_CREAT,
   O_DIRECT,
   O_EXCL,
+  O_NOFOLLOW,
   O_NONBLOCK,
+  O_PATH,
   O_RDONLY,
   O_RDWR,
   O_TRUNC,
@@ -223,17 +225,25 @@ const I_VOID = 4;
 
 /**
  * FIFO opens waiting in an io-wq's workers, its bounded worker limit before they raised it (0:
- * not read yet), and the calls that set it, in order (see `Uring`).
+ * not read yet), the calls that set it, in order, and (an SQ thread's) the open rings on it, by
+ * whose fds the calls are made (see `Uring`).
  */
 interface IowqState {
   waiting: number;
   bounded: number;
   calls: Promise<void>;
+  rings: Set<{ fd: number; open: () => boolean }>;
 }
 
 /** A fresh {@link IowqState}. */
 function iowqState(): IowqState {
-  return { waiting: 0, bounded: 0, calls: Promise.resolve() };
+  return { waiting: 0, bounded: 0, calls: Promise.resolve(), rings: new Set() };
+}
+
+/** The fd of an open ring on `state`'s io-wq, or -1. */
+function openRingOf(state: IowqState): number {
+  for (const ring of state.rings) if (ring.open()) return ring.fd;
+  return -1;
 }
 
 /** The io-wq of this thread: every Uring without SQPOLL on it shares it. */
@@ -556,6 +566,8 @@ export class Uring implements AsyncDisposable {
    * they raised it (see {@link Uring.#fifoWorker}): shared with the Urings of the same io-wq.
    */
   #iowq: IowqState = THREAD_IOWQ;
+  /** This Uring among the rings of its SQ thread's io-wq (see {@link IowqState}); removed at close. */
+  #iowqMember: { fd: number; open: () => boolean } | null = null;
   /**
    * SQPOLL: each operation's SQE (and each raw client's commit) is published (SQ tail store) as
    * soon as it is written, so the kernel thread starts on it while the promise continuations
@@ -699,6 +711,10 @@ export class Uring implements AsyncDisposable {
     this.#sys = getSys(this.#ring.backend);
     // Without SQPOLL the io-wq is this thread's; with it, the SQ thread's (shared when attached).
     this.#iowq = !this.#ring.sqpoll ? THREAD_IOWQ : attachTo !== undefined ? attachTo.#iowq : iowqState();
+    if (this.#iowq !== THREAD_IOWQ) {
+      this.#iowqMember = { fd: this.#ring.fd, open: () => !(this.#closed || this.#closing) };
+      this.#iowq.rings.add(this.#iowqMember);
+    }
     this.#cqeSkip = this.#ring.hasFeature(IORING_FEAT_CQE_SKIP);
     this.#sqpollRing = this.#ring.sqpoll;
     if (!this.#ring.hasFeature(IORING_FEAT_EXT_ARG)) {
@@ -973,7 +989,9 @@ export class Uring implements AsyncDisposable {
    * `fixed: true` registers the fd in the ring's file table. A polled Uring (`iopoll`) opens
    * only with `direct: true`, on its plain ring. A FIFO's open waits for the other end, as
    * `Deno.open` does (one with `create` or `truncate` waits in one of the ring's bounded io-wq
-   * workers, `min(entries, 4 × CPUs)`, which then serve nothing else meanwhile). Since 5.6.
+   * workers, `min(entries, 4 × CPUs)`, which then serve nothing else meanwhile). A reading open
+   * waiting for its writer takes two of the ring's in-flight operations (see `cqEntries`): size
+   * the ring for as many as may wait, as for any operation that may wait indefinitely. Since 5.6.
    */
   open(path: string | URL, given: OpenOptions = {}): Promise<UringFile> {
     if (this.#closing) return this.#rejectClosed();
@@ -2139,7 +2157,7 @@ export class Uring implements AsyncDisposable {
     } else if (res >= 0 || (slot.kind === K_TIMEOUT && res === -ETIME)) {
       value = fifoWait ?? this.#value(slot);
       failed = false;
-      if (this.#closing && slot.kind === K_OPEN) {
+      if (this.#closing && slot.kind === K_OPEN && fifoWait === null) {
         // The Uring is closing: the file would outlive it. Close the fd and report the close.
         (value as UringFile).detach();
         this.#files.delete(res);
@@ -2212,21 +2230,22 @@ export class Uring implements AsyncDisposable {
     // On an SQPOLL ring the call parks the SQ thread first, which took as long as its idle time
     // (~55 ms) and stalled the event loop: made on Deno's thread pool, one after another, while
     // the ring is open (the SQ thread goes with the last ring attached to it).
-    const open = () => !(this.#closed || this.#closing);
+    // Any open Uring on the SQ thread will do: the one that counted may be closing by then.
+    const sys = this.#sys;
     state.calls = state.calls.then(async () => {
-      if (!open()) return;
       const counts = new Uint32Array(2); // 0, 0: reads the limits
       const arg = new Uint8Array(counts.buffer);
-      const fd = this.#ring.fd, sys = this.#sys;
-      if (state.bounded === 0) {
+      const fd = openRingOf(state);
+      if (fd < 0) return; // every Uring on it is closing: the SQ thread goes with them
+      if (state.bounded === 0) { // read once: the limit it had before any FIFO open raised it
         if (await sys.registerAsync(fd, IORING_REGISTER_IOWQ_MAX_WORKERS, arg, 2) < 0) return;
         state.bounded = counts[0];
-        if (!open()) return;
       }
+      const now = openRingOf(state);
+      if (now < 0) return;
       counts[0] = state.bounded + state.waiting;
       counts[1] = 0;
-      await sys.registerAsync(fd, IORING_REGISTER_IOWQ_MAX_WORKERS, arg, 2);
-      if (state.waiting === 0) state.bounded = 0; // restored: read afresh next time
+      await sys.registerAsync(now, IORING_REGISTER_IOWQ_MAX_WORKERS, arg, 2);
     }).catch(() => {}); // best effort: before 5.15 there is no such call
   }
 
@@ -2239,7 +2258,7 @@ export class Uring implements AsyncDisposable {
   #fifoReaderWait(slot: Slot): Promise<unknown> | null {
     const flags = slot.flags;
     if (
-      slot.res < 0 || (flags & 3) !== O_RDONLY || (flags & (O_NONBLOCK | O_CREAT | O_TRUNC)) !== 0 ||
+      slot.res < 0 || (flags & 3) !== O_RDONLY || (flags & (O_NONBLOCK | O_CREAT | O_TRUNC | O_PATH)) !== 0 ||
       !this.#isFifo(slot.res)
     ) return null;
     const { kind, path, signal } = slot;
@@ -2254,6 +2273,7 @@ export class Uring implements AsyncDisposable {
     }
     const wait: FifoWriterWait = new FifoWriterWait(this.#rawRing ??= this.#makeRawRing(), this.#sys, {
       heldFd: slot.res,
+      flags: flags & ~O_NOFOLLOW, // (the second open follows /proc's link to the FIFO)
       signal,
       // (As it settles, so the limit comes down while the ring is still open.)
       onSettled: () => {
@@ -2600,6 +2620,10 @@ export class Uring implements AsyncDisposable {
       this.#backlog.shift();
       if (head.chain === null && head.kind === K_CLOSE) this.#closeQueuedAtEnd(head);
       else this.#rejectQueued(head);
+    }
+    if (this.#iowqMember !== null) {
+      const iowq = this.#iowq, member = this.#iowqMember;
+      iowq.calls = iowq.calls.then(() => void iowq.rings.delete(member)); // (after its calls)
     }
     for (const wait of this.#fifoWaits) {
       wait.stop(operationError("open", ECANCELED, null, null, undefined, "the Uring was closed"));

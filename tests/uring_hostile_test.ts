@@ -685,9 +685,13 @@ ringTest(
     // Closed while the first try of the open was in flight: the close's answer, not ENXIO (no reader
     // yet), nor a FIFO without its writer.
     // (One end per Uring: both through one, each would find the other, and open.)
-    for (let round = 0; round < 20; round++) {
+    for (let round = 0; round < 21; round++) {
       const uring = new Uring(uringOptions(config));
-      const opening = round % 2 === 0 ? uring.open(path, { write: true }) : uring.openFd(path, 0);
+      const opening = round % 3 === 0
+        ? uring.open(path, { write: true })
+        : round % 3 === 1
+        ? uring.openFd(path, 0)
+        : uring.open(path); // (this one failed the whole Uring: a TypeError, then a leaked ring)
       const outcome = opening.then(() => "resolved", (e) => String(e));
       await Promise.resolve();
       await uring.close();
@@ -724,5 +728,75 @@ Deno.test({
     await (await readB).close();
     writerB.close();
     assert.equal(limit(), base, "back to what it was");
+  },
+});
+
+ringTest(
+  "FIFO opens: the io-wq worker limit comes back after aborted waits, and after one of two attached Urings closes",
+  async (config) => {
+    using dir = tempDir();
+    const path = `${dir.path}/fifo`;
+    mkfifo(path);
+    await using uring = new Uring(uringOptions(config));
+    const limit = () => uring.ring.registerIowqMaxWorkers(0, 0)[0];
+    /** The limit once it has held still (under SQPOLL it is set on the thread pool, a little later). */
+    const settledLimit = async () => {
+      let last = limit();
+      for (let stable = 0, tries = 0; stable < 5 && tries < 300; tries++) {
+        await sleep(10);
+        const now = limit();
+        stable = now === last ? stable + 1 : 0;
+        last = now;
+      }
+      return last;
+    };
+    const base = await settledLimit();
+    // Aborted waits, one after another: under SQPOLL the limit crept up by one every few (a call
+    // took the count as it was when it returned, not when it was made), 8 became 11 in 50.
+    for (let round = 0; round < 50; round++) {
+      await uring.open(path, { write: true, signal: AbortSignal.timeout(round % 3) }).catch(() => {});
+    }
+    assert.equal(await settledLimit(), base, "the limit came back");
+    if (!config.sqpoll) return;
+    // An attached Uring closed while its open waits: the SQ thread, shared, keeps running.
+    const attached = new Uring({ ...uringOptions(config), attachTo: uring });
+    const waiting = attached.open(path, { write: true }).catch(() => "closed");
+    await sleep(100);
+    assert.equal(await settledLimit(), base + 1);
+    await attached.close();
+    assert.equal(await waiting, "closed");
+    assert.equal(await settledLimit(), base, "put back through the Uring still open");
+  },
+);
+
+Deno.test({
+  name: "openFd of a FIFO with O_PATH does not wait for a writer; extra flags survive the wait",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const path = `${dir.path}/fifo`;
+    mkfifo(path);
+    await using uring = new Uring({ sqpoll: false });
+    const O_PATH = 0o10000000, O_NOATIME = 0o1000000;
+    /** An fd's open flags, from /proc through a shell (Deno's own API needs --allow-all there). */
+    const flagsOf = async (fd: number) => {
+      const out = await new Deno.Command("sh", {
+        args: ["-c", `sed -n 's/^flags:[[:space:]]*//p' /proc/${Deno.pid}/fdinfo/${fd}`],
+        stdout: "piped",
+      }).output();
+      return parseInt(new TextDecoder().decode(out.stdout).trim(), 8);
+    };
+    const pathFd = await Promise.race([uring.openFd(path, O_PATH), sleep(1000).then(() => -1)]);
+    assert.ok(pathFd >= 0, "an O_PATH open of a FIFO returns at once, as open(2)'s does");
+    assert.equal((await flagsOf(pathFd)) & O_PATH, O_PATH);
+    await uring.close(pathFd);
+    // The writer comes after the wait began: the fd is the second open's, with the caller's flags.
+    const opening = uring.openFd(path, O_NOATIME);
+    await sleep(50);
+    const writer = Deno.openSync(path, { write: true });
+    const fd = await opening;
+    assert.equal((await flagsOf(fd)) & O_NOATIME, O_NOATIME);
+    writer.close();
+    await uring.close(fd);
   },
 });
