@@ -106,7 +106,9 @@ export class BufferRing implements Disposable {
   /**
    * The id of the buffer a CQE's `flags` say the kernel filled (`IORING_CQE_F_BUFFER`), now the
    * program's until {@link BufferRing.recycle}; -1 when the CQE carries none (a failure such as
-   * `-ENOBUFS`, or the last CQE of a multishot operation).
+   * `-ENOBUFS`, or the last CQE of a multishot operation). Give it only the flags of CQEs of
+   * operations that selected from this ring: another group's buffer id would mark one of this
+   * ring's buffers taken while the kernel still has it.
    */
   take(cqeFlags: number): number {
     if ((cqeFlags & IORING_CQE_F_BUFFER) === 0) return -1;

@@ -258,6 +258,13 @@ export function prepRecvmsg(sqe: Sqe, fd: number, msg: Msghdr, flags = 0, ioprio
  * unchanged until the notification. Since 6.1.
  */
 export function prepSendmsgZc(sqe: Sqe, fd: number, msg: Msghdr, flags = 0, zcFlags = 0): Sqe {
+  checkU32(zcFlags, "zcFlags", 0xffff);
+  if (zcFlags & abi.IORING_RECVSEND_FIXED_BUF) {
+    // (With it, 6.15+ reads the iovecs as addresses in registered buffer buf_index, left 0 here.)
+    throw new RangeError(
+      "zcFlags: IORING_RECVSEND_FIXED_BUF is not for prepSendmsgZc (its iovecs name the memory)",
+    );
+  }
   return writeMsg(sqe, abi.IORING_OP_SENDMSG_ZC, fd, msg, flags, zcFlags, false, "prepSendmsgZc");
 }
 

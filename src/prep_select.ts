@@ -11,7 +11,7 @@
 
 import * as abi from "./abi.ts";
 import { BufferRing, bufferRingOf } from "./buf_ring.ts";
-import { checkFd, checkFlags, checkOffset, checkU32 } from "./memory.ts";
+import { checkFd, checkFlags, checkOffset, checkU32, shown } from "./memory.ts";
 import { type Offset, writeRw } from "./prep_base.ts";
 import { type Sqe, W } from "./sqe.ts";
 
@@ -91,13 +91,19 @@ export function prepReadSelect(
 /**
  * A read that stays armed on a pollable file (a pipe, a socket, an eventfd): one CQE per arrival
  * of data, each with a buffer of `group` and `IORING_CQE_F_MORE`, until an error, the end of the
- * stream (`res` 0), a cancel or `-ENOBUFS`. `length` caps each read (0: the whole buffer). Since
- * 6.7.
+ * stream (`res` 0), a cancel or `-ENOBUFS`. Each read may fill a whole buffer: the kernel refuses
+ * a cap (`EINVAL` for a non-zero `len`, on 6.18), so `length` must be 0. Since 6.7.
  */
 export function prepReadMultishot(sqe: Sqe, fd: number, group: BufferGroup, length = 0): Sqe {
   checkFd(fd);
   const id = groupOf(sqe, group);
-  checkU32(length, "length");
-  writeRw(sqe, abi.IORING_OP_READ_MULTISHOT, fd, 0, length, 0);
+  if (length !== 0) {
+    throw new RangeError(
+      `length must be 0, got ${
+        shown(length)
+      }: a multishot read fills whole buffers (size the group's buffers instead)`,
+    );
+  }
+  writeRw(sqe, abi.IORING_OP_READ_MULTISHOT, fd, 0, 0, 0);
   return selectFrom(sqe, id, 0);
 }

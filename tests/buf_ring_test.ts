@@ -114,6 +114,8 @@ Deno.test("select preps: IOSQE_BUFFER_SELECT kept beside other flags, buf_group 
     bufGroup: 2,
   });
   assert.throws(() => prepRecvMultishot(freshSqe(), 5, 65536), RangeError);
+  // The kernel refuses a cap on a multishot read (EINVAL for a non-zero len): refused here.
+  assert.throws(() => prepReadMultishot(freshSqe(), 6, 2, 8), /length must be 0/);
   assert.throws(() => prepReadSelect(freshSqe(), 5, -1, 0), RangeError);
   assert.throws(() => prepReadSelect(freshSqe(), 5, 1, -2), RangeError);
   assert.throws(() => prepRecvSelect(freshSqe(), 5, "1" as never), RangeError);

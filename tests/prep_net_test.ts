@@ -274,6 +274,8 @@ Deno.test("prepSend / prepRecv / prepSendZc: buffer in addr and len, msg_flags, 
   prepSendZcFixed(sqe, 4, buf, 0, 0, 3);
   assertSqe(sqe, { opcode: OP.SEND_ZC, fd: 4, addr: ptr(buf), len: 50, ioprio: 4, bufIndex: 3 });
   assert.throws(() => prepSendZc(freshSqe(), 4, buf, 0, 4), /prepSendZcFixed/);
+  const msg = new Msghdr(new Iovecs([buf]));
+  assert.throws(() => prepSendmsgZc(freshSqe(), 4, msg, 0, 4), /not for prepSendmsgZc/);
   assert.throws(() => prepSendZc(freshSqe(), 4, buf, 0, 0x10000), RangeError);
   assert.throws(() => prepSendZcFixed(freshSqe(), 4, buf, 0, 1.5, 0), RangeError);
   assert.throws(() => prepSend(freshSqe(), 4, [1, 2] as unknown as Uint8Array), TypeError);
