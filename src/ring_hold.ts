@@ -38,7 +38,7 @@ export interface RingHold {
    * The rings of provided buffers registered on the ring (`setupBufferRing`): their memory is
    * freed once the ring's fd is closed, also by the garbage collector.
    */
-  bufferRings: Set<{ freeMemory(): void }>;
+  bufferRings: Set<{ readonly group: number; freeMemory(): void }>;
 }
 
 /** A hold for the ring `fd` made through `sys`, with nothing mapped or registered yet. */
@@ -75,6 +75,13 @@ export function releaseRing(hold: RingHold): void {
   if (hold.enterIndex >= 0) {
     hold.sys.register(hold.fd, abi.IORING_UNREGISTER_RING_FDS, rsrcUpdate(hold.enterIndex, 0n), 1);
     hold.enterIndex = -1;
+  }
+  // Buffer rings are unregistered before the fd closes: the kernel tears a closed ring down later,
+  // and a receive that came meanwhile could pick a buffer whose memory is about to be unmapped.
+  for (const bufferRing of hold.bufferRings) {
+    const reg = new Uint8Array(abi.BUF_REG_SIZE);
+    new DataView(reg.buffer).setUint16(abi.BUF_REG.bgid, bufferRing.group, true);
+    hold.sys.register(hold.fd, abi.IORING_UNREGISTER_PBUF_RING, reg, 1);
   }
   hold.sys.close(hold.fd);
   unpinAll(hold); // (the kernel keeps its own hold on the pages until it tears the ring down)
