@@ -225,25 +225,19 @@ const I_VOID = 4;
 
 /**
  * FIFO opens waiting in an io-wq's workers, its bounded worker limit before they raised it (0:
- * not read yet), the calls that set it, in order, and (an SQ thread's) the open rings on it, by
- * whose fds the calls are made (see `Uring`).
+ * not read yet), the calls that set it, in order, and the Urings on it (held weakly), through
+ * the first open one of which the calls are made (see `Uring`).
  */
 interface IowqState {
   waiting: number;
   bounded: number;
   calls: Promise<void>;
-  rings: Set<{ fd: number; open: () => boolean }>;
+  rings: Set<WeakRef<Uring>>;
 }
 
 /** A fresh {@link IowqState}. */
 function iowqState(): IowqState {
   return { waiting: 0, bounded: 0, calls: Promise.resolve(), rings: new Set() };
-}
-
-/** The fd of an open ring on `state`'s io-wq, or -1. */
-function openRingOf(state: IowqState): number {
-  for (const ring of state.rings) if (ring.open()) return ring.fd;
-  return -1;
 }
 
 /** The io-wq of this thread: every Uring without SQPOLL on it shares it. */
@@ -567,7 +561,7 @@ export class Uring implements AsyncDisposable {
    */
   #iowq: IowqState = THREAD_IOWQ;
   /** This Uring among the rings of its SQ thread's io-wq (see {@link IowqState}); removed at close. */
-  #iowqMember: { fd: number; open: () => boolean } | null = null;
+  #iowqMember: WeakRef<Uring> | null = null;
   /**
    * SQPOLL: each operation's SQE (and each raw client's commit) is published (SQ tail store) as
    * soon as it is written, so the kernel thread starts on it while the promise continuations
@@ -711,10 +705,8 @@ export class Uring implements AsyncDisposable {
     this.#sys = getSys(this.#ring.backend);
     // Without SQPOLL the io-wq is this thread's; with it, the SQ thread's (shared when attached).
     this.#iowq = !this.#ring.sqpoll ? THREAD_IOWQ : attachTo !== undefined ? attachTo.#iowq : iowqState();
-    if (this.#iowq !== THREAD_IOWQ) {
-      this.#iowqMember = { fd: this.#ring.fd, open: () => !(this.#closed || this.#closing) };
-      this.#iowq.rings.add(this.#iowqMember);
-    }
+    this.#iowqMember = new WeakRef(this);
+    this.#iowq.rings.add(this.#iowqMember);
     this.#cqeSkip = this.#ring.hasFeature(IORING_FEAT_CQE_SKIP);
     this.#sqpollRing = this.#ring.sqpoll;
     if (!this.#ring.hasFeature(IORING_FEAT_EXT_ARG)) {
@@ -2213,14 +2205,20 @@ export class Uring implements AsyncDisposable {
    */
   #fifoWorker(delta: number): void {
     // Counted per io-wq: the thread's for rings without SQPOLL, the SQ thread's for the rest (one
-    // for Urings attached to each other), so two Urings never restore each other's limits.
+    // for Urings attached to each other), so two Urings never restore each other's limits. Every
+    // call goes through one ring (the first open Uring on the io-wq): the kernel keeps the last
+    // limits set through a ring, and pushes them on the io-wq again at any later call through it,
+    // a read included (without SQPOLL), so limits raised through one ring and put back through
+    // another came back up.
     const state = this.#iowq;
     state.waiting += delta;
     if (state === THREAD_IOWQ) {
-      // No SQ thread to park: a quick call, made now, while this ring is open.
+      // No SQ thread to park: a quick call, made now.
+      const ring = Uring.#openRingOf(state) ?? (this.#closed ? null : this.#ring);
+      if (ring === null) return;
       try {
-        if (state.bounded === 0) state.bounded = this.#ring.registerIowqMaxWorkers(0, 0)[0];
-        this.#ring.registerIowqMaxWorkers(state.bounded + state.waiting, 0);
+        if (state.bounded === 0) state.bounded = ring.registerIowqMaxWorkers(0, 0)[0];
+        ring.registerIowqMaxWorkers(state.bounded + state.waiting, 0);
         if (state.waiting === 0) state.bounded = 0; // restored: read afresh next time
       } catch {
         // best effort: before 5.15 there is no such call
@@ -2229,24 +2227,33 @@ export class Uring implements AsyncDisposable {
     }
     // On an SQPOLL ring the call parks the SQ thread first, which took as long as its idle time
     // (~55 ms) and stalled the event loop: made on Deno's thread pool, one after another, while
-    // the ring is open (the SQ thread goes with the last ring attached to it).
-    // Any open Uring on the SQ thread will do: the one that counted may be closing by then.
+    // a Uring on it is open (the SQ thread goes with the last of them).
     const sys = this.#sys;
     state.calls = state.calls.then(async () => {
       const counts = new Uint32Array(2); // 0, 0: reads the limits
       const arg = new Uint8Array(counts.buffer);
-      const fd = openRingOf(state);
-      if (fd < 0) return; // every Uring on it is closing: the SQ thread goes with them
+      const ring = Uring.#openRingOf(state);
+      if (ring === null) return;
       if (state.bounded === 0) { // read once: the limit it had before any FIFO open raised it
-        if (await sys.registerAsync(fd, IORING_REGISTER_IOWQ_MAX_WORKERS, arg, 2) < 0) return;
+        if (await sys.registerAsync(ring.fd, IORING_REGISTER_IOWQ_MAX_WORKERS, arg, 2) < 0) return;
         state.bounded = counts[0];
       }
-      const now = openRingOf(state);
-      if (now < 0) return;
+      const now = Uring.#openRingOf(state);
+      if (now === null) return;
       counts[0] = state.bounded + state.waiting;
       counts[1] = 0;
-      await sys.registerAsync(now, IORING_REGISTER_IOWQ_MAX_WORKERS, arg, 2);
+      await sys.registerAsync(now.fd, IORING_REGISTER_IOWQ_MAX_WORKERS, arg, 2);
     }).catch(() => {}); // best effort: before 5.15 there is no such call
+  }
+
+  /** The ring of the first open Uring on `state`'s io-wq, or null (forgets collected ones). */
+  static #openRingOf(state: IowqState): IoUring | null {
+    for (const member of state.rings) {
+      const uring = member.deref();
+      if (uring === undefined) state.rings.delete(member);
+      else if (!(uring.#closed || uring.#closing)) return uring.#ring;
+    }
+    return null;
   }
 
   /**
@@ -2621,10 +2628,7 @@ export class Uring implements AsyncDisposable {
       if (head.chain === null && head.kind === K_CLOSE) this.#closeQueuedAtEnd(head);
       else this.#rejectQueued(head);
     }
-    if (this.#iowqMember !== null) {
-      const iowq = this.#iowq, member = this.#iowqMember;
-      iowq.calls = iowq.calls.then(() => void iowq.rings.delete(member)); // (after its calls)
-    }
+    if (this.#iowqMember !== null) this.#iowq.rings.delete(this.#iowqMember);
     for (const wait of this.#fifoWaits) {
       wait.stop(operationError("open", ECANCELED, null, null, undefined, "the Uring was closed"));
     }
