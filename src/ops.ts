@@ -137,7 +137,8 @@ export function returnsCount(kind: number): boolean {
 export const STATX_MASK = STATX_BASIC_STATS | STATX_BTIME;
 /** The statx fields asked for on an open file: also its O_DIRECT alignment (6.1+; ignored before). */
 export const FSTAT_MASK = STATX_MASK | STATX_DIOALIGN;
-const EMPTY_PATH = new Uint8Array(1); // "" for AT_EMPTY_PATH
+/** `""`, NUL-terminated: the path of a `statx` of an fd (`AT_EMPTY_PATH`). */
+export const EMPTY_PATH: Uint8Array<ArrayBuffer> = new Uint8Array(1);
 
 /** Largest single transfer (the SQE's `len` is 32 bits). */
 const MAX_LEN = 0xffffffff;

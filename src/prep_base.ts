@@ -100,6 +100,15 @@ export function writeRw(
 }
 
 /**
+ * Sets the SQE's `ioprio` (bytes 2-3), which the socket opcodes read as their own flags: written
+ * whole, so flags from an earlier prep of the same SQE do not linger.
+ */
+export function setIoprio(sqe: Sqe, ioprio: number): void {
+  const u32 = sqe.u32, b = sqe.base;
+  u32[b + HEAD] = ((u32[b + HEAD] & 0xffff) | (ioprio << 16)) >>> 0;
+}
+
+/**
  * Writes the address {@link bufferAddressed} left in `ADDRESSED[0]` into `sqe`'s `addr` field
  * (after `writeRw`, which wrote 0 there): the address never travels as a number, which would be
  * a heap allocation per call.

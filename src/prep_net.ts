@@ -13,20 +13,11 @@
 import * as abi from "./abi.ts";
 import { addressOf, bufferAddressed, checkFd, checkFlags, checkLength, checkU32, shown } from "./memory.ts";
 import { type Msghdr, prepareMsghdr } from "./msghdr.ts";
-import { storeAddressed, writeRw } from "./prep_base.ts";
-import { checkSocketAddress, lengthToSend, type SocketAddress, socketAddressLengthWord } from "./sockaddr.ts";
+import { setIoprio, storeAddressed, writeRw } from "./prep_base.ts";
+import { checkSocketAddress, lengthToSend, roomForAcceptedPeer, type SocketAddress } from "./sockaddr.ts";
 import { type Sqe, W } from "./sqe.ts";
 
-const HEAD = W.head, OP_FLAGS = W.opFlags, FILE_INDEX = W.spliceFdIn, BUF_INDEX = W.bufIndex;
-
-/**
- * Sets the SQE's `ioprio` (bytes 2-3), which the socket opcodes read as their own flags: written
- * whole, so flags from an earlier prep of the same SQE do not linger.
- */
-function setIoprio(sqe: Sqe, ioprio: number): void {
-  const u32 = sqe.u32, b = sqe.base;
-  u32[b + HEAD] = ((u32[b + HEAD] & 0xffff) | (ioprio << 16)) >>> 0;
-}
+const OP_FLAGS = W.opFlags, FILE_INDEX = W.spliceFdIn, BUF_INDEX = W.bufIndex;
 
 /** `file_index` for an opcode that makes a direct descriptor: the slot + 1, or "any free one". */
 function targetSlot(fileIndex: number): number {
@@ -149,10 +140,8 @@ function writeAccept(sqe: Sqe, fd: number, peer: SocketAddress | null, flags: nu
   checkFlags(flags, "flags");
   let addr = 0, lengthAt = 0;
   if (peer !== null) {
-    const word = socketAddressLengthWord(peer);
-    new DataView(word.buffer, word.byteOffset, 4).setUint32(0, abi.SOCKADDR_STORAGE_SIZE, true); // room
     addr = addressOf(peer.bytes);
-    lengthAt = addressOf(word);
+    lengthAt = addressOf(roomForAcceptedPeer(peer));
   }
   writeRw(sqe, abi.IORING_OP_ACCEPT, fd, addr, 0, lengthAt);
   sqe.u32[sqe.base + OP_FLAGS] = flags;

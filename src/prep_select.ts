@@ -12,7 +12,7 @@
 import * as abi from "./abi.ts";
 import { BufferRing, bufferRingOf } from "./buf_ring.ts";
 import { checkFd, checkFlags, checkOffset, checkU32, shown } from "./memory.ts";
-import { type Offset, writeRw } from "./prep_base.ts";
+import { type Offset, setIoprio, writeRw } from "./prep_base.ts";
 import { type Sqe, W } from "./sqe.ts";
 
 const HEAD = W.head, OP_FLAGS = W.opFlags, BUF_INDEX = W.bufIndex;
@@ -38,8 +38,8 @@ function groupOf(sqe: Sqe, group: BufferGroup): number {
 /** Sets `IOSQE_BUFFER_SELECT`, `buf_group` and `ioprio` (the socket opcodes' own flags). */
 function selectFrom(sqe: Sqe, group: number, ioprio: number): Sqe {
   const u32 = sqe.u32, b = sqe.base;
-  const head = u32[b + HEAD];
-  u32[b + HEAD] = ((head & 0xff) | ((head >>> 8 & 0xff) | abi.IOSQE_BUFFER_SELECT) << 8 | ioprio << 16) >>> 0;
+  setIoprio(sqe, ioprio);
+  u32[b + HEAD] = (u32[b + HEAD] | (abi.IOSQE_BUFFER_SELECT << 8)) >>> 0;
   u32[b + BUF_INDEX] = (u32[b + BUF_INDEX] & 0xffff0000) | group;
   return sqe;
 }

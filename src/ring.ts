@@ -34,8 +34,9 @@ import {
   type RingHold,
   ringHold,
   unpinAll,
+  unregisterBufferRing,
 } from "./ring_hold.ts";
-import { Iovecs, rsrcUpdate } from "./structs.ts";
+import { bufReg, Iovecs, rsrcUpdate } from "./structs.ts";
 import { type AlignedBuffer, alignedBuffer, type AlignedMapping, pinAlignedMemory } from "./aligned.ts";
 import { BufferRing, type BufferRingOptions } from "./buf_ring.ts";
 import { type Backend, getSys, type Sys } from "./sys.ts";
@@ -47,23 +48,11 @@ import { type Backend, getSys, type Sys } from "./sys.ts";
 function releaseBufferRing(hold: RingHold, ring: BufferRing): void {
   if (hold.released) return;
   hold.bufferRings.delete(ring);
-  const reg = bufRegFor(0, 0, ring.group);
-  let r: number;
-  do r = hold.sys.register(hold.fd, abi.IORING_UNREGISTER_PBUF_RING, reg, 1); while (r === -EINTR);
+  const r = unregisterBufferRing(hold, ring.group);
   ring.freeMemory();
   if (r < 0) {
     throw new IoUringError("io_uring_register", -r, `IORING_UNREGISTER_PBUF_RING (group ${ring.group})`);
   }
-}
-
-/** A `struct io_uring_buf_reg` for ring memory at `address` of `entries` entries, group `group`. */
-function bufRegFor(address: number, entries: number, group: number): Uint8Array {
-  const reg = new Uint8Array(abi.BUF_REG_SIZE);
-  const view = new DataView(reg.buffer);
-  view.setBigUint64(abi.BUF_REG.ringAddr, BigInt(address), true);
-  view.setUint32(abi.BUF_REG.ringEntries, entries, true);
-  view.setUint16(abi.BUF_REG.bgid, group, true);
-  return reg;
 }
 
 /** Largest SQ size the kernel accepts (`IORING_MAX_ENTRIES`). */
@@ -1465,7 +1454,7 @@ export class IoUring implements Disposable {
     try {
       this.#register(
         abi.IORING_REGISTER_PBUF_RING,
-        bufRegFor(bufferRing.ringAddress, entries, group),
+        bufReg(bufferRing.ringAddress, entries, group),
         1,
         `IORING_REGISTER_PBUF_RING (group ${group}, ${entries} entries)`,
       );

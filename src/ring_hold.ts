@@ -8,7 +8,10 @@
  */
 
 import * as abi from "./abi.ts";
-import { rsrcUpdate } from "./structs.ts";
+import { errno } from "./errno.ts";
+import { bufReg, rsrcUpdate } from "./structs.ts";
+
+const EINTR = errno("EINTR");
 import type { Sys } from "./sys.ts";
 
 /** A ring's resources, as `IoUring` records them and {@link releaseRing} frees them. */
@@ -78,15 +81,19 @@ export function releaseRing(hold: RingHold): void {
   }
   // Buffer rings are unregistered before the fd closes: the kernel tears a closed ring down later,
   // and a receive that came meanwhile could pick a buffer whose memory is about to be unmapped.
-  for (const bufferRing of hold.bufferRings) {
-    const reg = new Uint8Array(abi.BUF_REG_SIZE);
-    new DataView(reg.buffer).setUint16(abi.BUF_REG.bgid, bufferRing.group, true);
-    hold.sys.register(hold.fd, abi.IORING_UNREGISTER_PBUF_RING, reg, 1);
-  }
+  for (const bufferRing of hold.bufferRings) unregisterBufferRing(hold, bufferRing.group);
   hold.sys.close(hold.fd);
   unpinAll(hold); // (the kernel keeps its own hold on the pages until it tears the ring down)
   for (const bufferRing of hold.bufferRings) bufferRing.freeMemory();
   hold.bufferRings.clear();
+}
+
+/** Unregisters buffer group `group`'s ring of provided buffers; 0 or `-errno`. */
+export function unregisterBufferRing(hold: RingHold, group: number): number {
+  const reg = bufReg(0, 0, group);
+  let r: number;
+  do r = hold.sys.register(hold.fd, abi.IORING_UNREGISTER_PBUF_RING, reg, 1); while (r === -EINTR);
+  return r;
 }
 
 /** Lets go of the aligned memory `hold`'s registered buffers held mapped. */

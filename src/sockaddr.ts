@@ -26,7 +26,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** Internal access for the prep helpers and `Msghdr` (see the class's static block). */
-let lengthWordOf: (address: SocketAddress) => Uint8Array<ArrayBuffer>;
+let roomForAccept: (address: SocketAddress) => Uint8Array<ArrayBuffer>;
 let linkLength: (address: SocketAddress, source: (() => number) | null) => void;
 
 /**
@@ -46,11 +46,14 @@ export class SocketAddress {
    * into the msghdr (`msg_namelen`), not next to the address.
    */
   #lengthFrom: (() => number) | null = null;
+  /** The `socklen_t` after the storage, as its own view (an accept's `addrlen` points at it). */
+  readonly #lengthWord = this.#bytes.subarray(LENGTH_AT, LENGTH_AT + 4);
 
   static {
-    lengthWordOf = (address) => {
+    roomForAccept = (address) => {
       address.#lengthFrom = null; // an accept writes the length here again
-      return address.#bytes.subarray(LENGTH_AT, LENGTH_AT + 4);
+      address.#view.setUint32(LENGTH_AT, SOCKADDR_STORAGE_SIZE, true); // the room it has
+      return address.#lengthWord;
     };
     linkLength = (address, source) => {
       address.#lengthFrom = source;
@@ -229,11 +232,12 @@ export class SocketAddress {
 }
 
 /**
- * The 4-byte `socklen_t` after `address`'s storage, whose address `prepAccept` hands the kernel
- * (internal).
+ * Readies `address` for an accept to fill (internal: `prepAccept`): its length is the room of
+ * the whole storage, kept in the `socklen_t` after it; returns that word, whose address the
+ * kernel gets as `addrlen`.
  */
-export function socketAddressLengthWord(address: SocketAddress): Uint8Array<ArrayBuffer> {
-  return lengthWordOf(address);
+export function roomForAcceptedPeer(address: SocketAddress): Uint8Array<ArrayBuffer> {
+  return roomForAccept(address);
 }
 
 /**

@@ -6,7 +6,16 @@
  * @module
  */
 
-import { FILES_UPDATE_SIZE, IOVEC_SIZE, OPEN_HOW_SIZE, STATX, STATX_SIZE, TIMESPEC_SIZE } from "./abi.ts";
+import {
+  BUF_REG,
+  BUF_REG_SIZE,
+  FILES_UPDATE_SIZE,
+  IOVEC_SIZE,
+  OPEN_HOW_SIZE,
+  STATX,
+  STATX_SIZE,
+  TIMESPEC_SIZE,
+} from "./abi.ts";
 import { addressOf, byteLengthOf, checkBuffer, shown } from "./memory.ts";
 
 /** Most buffers one `readv`/`writev` takes (`IOV_MAX`). */
@@ -179,6 +188,19 @@ export function openHow(how: { flags: number; mode?: number; resolve?: number })
   v.setBigUint64(8, field("mode", how.mode ?? 0, 0o7777), true);
   v.setBigUint64(16, field("resolve", how.resolve ?? 0, 0xffffffff), true);
   return bytes;
+}
+
+/**
+ * A `struct io_uring_buf_reg` (40 bytes) for `IORING_REGISTER_PBUF_RING`: ring memory at
+ * `address` of `entries` entries, for buffer group `group` (0, 0, group: to unregister it).
+ */
+export function bufReg(address: number, entries: number, group: number): Uint8Array<ArrayBuffer> {
+  const reg = new Uint8Array(BUF_REG_SIZE);
+  const view = new DataView(reg.buffer);
+  view.setBigUint64(BUF_REG.ringAddr, BigInt(address), true);
+  view.setUint32(BUF_REG.ringEntries, entries, true);
+  view.setUint16(BUF_REG.bgid, group, true);
+  return reg;
 }
 
 /** A `struct io_uring_rsrc_update` (16 bytes): `offset` (u32), then `data` (u64) at byte 8. */

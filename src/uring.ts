@@ -89,6 +89,7 @@ import { type ChainOptions, configureFile, type FileOps, type OpOptions, UringFi
 import { FixedBufferPool } from "./fixed_pool.ts";
 import { bufferOf, byteLengthOf, byteOffsetOf, checkU32, notAnOptionsObject, shown } from "./memory.ts";
 import {
+  EMPTY_PATH,
   fillClose,
   fillFallocate,
   fillFstat,
@@ -169,6 +170,11 @@ function detachedInFlight(slot: Slot): TypeError {
   );
 }
 
+/** The error of an open the Uring's close ended. */
+function closedOpenError(path: string | null): Error {
+  return operationError("open", ECANCELED, path, null, undefined, "the Uring was closed");
+}
+
 /** How often an operation the kernel cancelled unasked is issued again (see `#complete`). */
 const MAX_REISSUES = 3;
 /** Why the kernel cancels an operation nobody cancelled, before it runs (see `reissued`). */
@@ -176,8 +182,6 @@ const DROPPED_WHY = "io-wq could not start a worker thread for it (the user's pr
   "or the cgroup's pids limit; or a signal pending at each attempt)";
 const EINVAL = errno("EINVAL");
 const ENXIO = errno("ENXIO");
-/** `""`, NUL-terminated, for a `statx` of an fd (`AT_EMPTY_PATH`). */
-const EMPTY_CSTRING = new Uint8Array(1);
 const EAGAIN = errno("EAGAIN");
 const EBUSY = errno("EBUSY");
 const EINTR = errno("EINTR");
@@ -2272,11 +2276,7 @@ export class Uring implements AsyncDisposable {
     if (this.#closing || slot.aborted || signal?.aborted) {
       // Given up before the wait began: not a file without its writer.
       this.#sys.close(slot.res);
-      return Promise.reject(
-        this.#closing
-          ? operationError("open", ECANCELED, path, null, undefined, "the Uring was closed")
-          : signalReason(signal!),
-      );
+      return Promise.reject(this.#closing ? closedOpenError(path) : signalReason(signal!));
     }
     const wait: FifoWriterWait = new FifoWriterWait(this.#rawRing ??= this.#makeRawRing(), this.#sys, {
       heldFd: slot.res,
@@ -2295,24 +2295,14 @@ export class Uring implements AsyncDisposable {
       (fd) => {
         if (this.#closing) {
           this.#sys.close(fd);
-          throw operationError("open", ECANCELED, path, null, undefined, "the Uring was closed");
+          throw closedOpenError(path);
         }
-        if (kind === K_OPENFD) return fd;
-        const file = new UringFile(this.#fileOps, fd, path!, accessOfFlags(flags));
-        this.#files.set(fd, file);
-        return file;
+        return kind === K_OPENFD ? fd : this.#fileOf(fd, path!, flags);
       },
       (reason) => {
         if (!(reason instanceof FifoOpenFailed)) throw reason;
-        const errnum = reason.errno === EINTR || this.#closing ? ECANCELED : reason.errno;
-        throw operationError(
-          "open",
-          errnum,
-          path,
-          null,
-          undefined,
-          this.#closing ? "the Uring was closed" : undefined,
-        );
+        if (this.#closing) throw closedOpenError(path);
+        throw operationError("open", reason.errno === EINTR ? ECANCELED : reason.errno, path);
       },
     );
   }
@@ -2320,7 +2310,7 @@ export class Uring implements AsyncDisposable {
   /** Whether open fd `fd` is a FIFO (a `statx` of its type on this thread, ~0.36 µs). */
   #isFifo(fd: number): boolean {
     const out = this.#typeScratch ??= new Uint8Array(STATX_SIZE);
-    if (this.#sys.statx(EMPTY_CSTRING, AT_EMPTY_PATH, STATX_TYPE, out, fd) !== 0) return false;
+    if (this.#sys.statx(EMPTY_PATH, AT_EMPTY_PATH, STATX_TYPE, out, fd) !== 0) return false;
     return ((out[STATX.mode] | (out[STATX.mode + 1] << 8)) & S_IFMT) === S_IFIFO;
   }
 
@@ -2328,14 +2318,17 @@ export class Uring implements AsyncDisposable {
     const kind = slot.kind;
     if (returnsCount(kind)) return slot.res;
     if (kind === K_STATX || kind === K_FSTAT) return parseStatx(slot.statx!);
-    if (kind === K_OPEN) {
-      // open()'s flags never create or truncate without write: the access its permission check
-      // asked for is what the file was opened for.
-      const file = new UringFile(this.#fileOps, slot.res, slot.path!, accessOfFlags(slot.flags));
-      this.#files.set(file.fd, file);
-      return file;
-    }
+    if (kind === K_OPEN) return this.#fileOf(slot.res, slot.path!, slot.flags);
     return undefined;
+  }
+
+  /** The {@link UringFile} of fd `fd`, which an open of `path` with `flags` returned. */
+  #fileOf(fd: number, path: string, flags: number): UringFile {
+    // open()'s flags never create or truncate without write: the access its permission check
+    // asked for is what the file was opened for.
+    const file = new UringFile(this.#fileOps, fd, path, accessOfFlags(flags));
+    this.#files.set(fd, file);
+    return file;
   }
 
   #error(slot: Slot, errnum: number, dropped = false): Error {
@@ -2630,7 +2623,7 @@ export class Uring implements AsyncDisposable {
     }
     if (this.#iowqMember !== null) this.#iowq.rings.delete(this.#iowqMember);
     for (const wait of this.#fifoWaits) {
-      wait.stop(operationError("open", ECANCELED, null, null, undefined, "the Uring was closed"));
+      wait.stop(closedOpenError(null));
     }
     // 2. Cancel everything in the ring (a polled ring cannot cancel; its I/O ends by itself);
     // 3. close the files open() returned (a polled Uring's plain ring closes its own, later).

@@ -87,7 +87,8 @@ ringTest(
     // A `MessageChannel` hop is a macrotask Deno runs without polling for I/O: the loop's turns
     // let timers run but never sockets, and a round trip to a server took 280-1250 ms (a probe's
     // HTTP server: 280-580 ms). The turns now wait on the thread pool, so the loop polls.
-    // (In a child process: the tests have no --allow-net, which even a Unix socket needs.)
+    // (In a child process, with its own event loop: the busy read loop and the server run apart
+    // from the test runner's.)
     using dir = tempDir();
     const path = `${dir.path}/cached`;
     Deno.writeFileSync(path, new Uint8Array(4096).fill(7));
