@@ -525,8 +525,22 @@ export const IORING_ASYNC_CANCEL_ALL = 1 << 0;
 export const IORING_ASYNC_CANCEL_FD = 1 << 1;
 /** `cancel_flags`: match any request (5.19). */
 export const IORING_ASYNC_CANCEL_ANY = 1 << 2;
+/** `cancel_flags`: with `IORING_ASYNC_CANCEL_FD`, the fd is a fixed-file slot (6.0). */
+export const IORING_ASYNC_CANCEL_FD_FIXED = 1 << 3;
+/** `cancel_flags`: match by user_data, alongside `FD` or `OP` (6.6). */
+export const IORING_ASYNC_CANCEL_USERDATA = 1 << 4;
+/** `cancel_flags`: match by opcode (6.6). */
+export const IORING_ASYNC_CANCEL_OP = 1 << 5;
+/** `timeout_flags`: fire every period until cancelled, or `off` times when non-zero (6.4). */
+export const IORING_TIMEOUT_MULTISHOT = 1 << 6;
 /** `poll32_events` flag in `len`: multishot poll (5.13). */
 export const IORING_POLL_ADD_MULTI = 1 << 0;
+/** `len` of a poll update (`POLL_REMOVE`): replace the request's poll mask (5.13). */
+export const IORING_POLL_UPDATE_EVENTS = 1 << 1;
+/** `len` of a poll update (`POLL_REMOVE`): replace the request's user_data (5.13). */
+export const IORING_POLL_UPDATE_USER_DATA = 1 << 2;
+/** `len` of `POLL_ADD`: level-triggered, as `poll(2)` is, instead of edge-triggered (5.19). */
+export const IORING_POLL_ADD_LEVEL = 1 << 3;
 /** `splice_flags`: `splice_fd_in` is a registered file index (5.7). */
 export const SPLICE_F_FD_IN_FIXED = 0x80000000;
 /**
@@ -563,6 +577,14 @@ export const IORING_MSG_SEND_FD = 1;
 export const IORING_MSG_RING_CQE_SKIP = 1 << 0;
 /** `msg_ring_flags`: the target CQE's `flags` come from the SQE's `file_index` (6.3). */
 export const IORING_MSG_RING_FLAGS_PASS = 1 << 1;
+/** `uring_cmd` on a socket: bytes waiting to be read, as `ioctl(SIOCINQ)` (6.7). */
+export const SOCKET_URING_OP_SIOCINQ = 0;
+/** `uring_cmd` on a socket: bytes not yet sent, as `ioctl(SIOCOUTQ)` (6.7). */
+export const SOCKET_URING_OP_SIOCOUTQ = 1;
+/** `uring_cmd` on a socket: `getsockopt` (6.7). */
+export const SOCKET_URING_OP_GETSOCKOPT = 2;
+/** `uring_cmd` on a socket: `setsockopt` (6.7). */
+export const SOCKET_URING_OP_SETSOCKOPT = 3;
 /** `file_index` value asking the kernel to pick a free fixed-file slot (5.19). */
 export const IORING_FILE_INDEX_ALLOC = 0xffffffff;
 /**
@@ -592,6 +614,16 @@ export const IORING_REGISTER_FILES_UPDATE = 6;
 export const IORING_REGISTER_EVENTFD_ASYNC = 7;
 /** Probe supported opcodes (5.6). */
 export const IORING_REGISTER_PROBE = 8;
+/** Register the caller's credentials as a personality; returns its id (5.6). */
+export const IORING_REGISTER_PERSONALITY = 9;
+/** Unregister a personality by id (5.6). */
+export const IORING_UNREGISTER_PERSONALITY = 10;
+/** Restrict the opcodes, SQE flags and register calls a disabled ring will accept (5.10). */
+export const IORING_REGISTER_RESTRICTIONS = 11;
+/** Enable a ring created with `IORING_SETUP_R_DISABLED` (5.10). */
+export const IORING_REGISTER_ENABLE_RINGS = 12;
+/** Register a fixed file table with `struct io_uring_rsrc_register` (sparse, tags) (5.13). */
+export const IORING_REGISTER_FILES2 = 13;
 /** Set the most io-wq worker threads, bounded and unbounded (per NUMA node on older kernels) (5.15). */
 export const IORING_REGISTER_IOWQ_MAX_WORKERS = 19;
 /** Register ring fds in the calling thread's ring table, for `IORING_ENTER_REGISTERED_RING` (5.18). */
@@ -602,6 +634,24 @@ export const IORING_UNREGISTER_RING_FDS = 21;
 export const IORING_REGISTER_PBUF_RING = 22;
 /** Unregister a buffer group's ring of provided buffers (5.19). */
 export const IORING_UNREGISTER_PBUF_RING = 23;
+/** Cancel requests synchronously, waiting for them to finish (`struct io_uring_sync_cancel_reg`, 6.0). */
+export const IORING_REGISTER_SYNC_CANCEL = 24;
+/** Set the range of fixed-file slots the kernel picks from for `IORING_FILE_INDEX_ALLOC` (6.0). */
+export const IORING_REGISTER_FILE_ALLOC_RANGE = 25;
+/** Read the kernel's head of a ring of provided buffers (`struct io_uring_buf_status`, 6.8). */
+export const IORING_REGISTER_PBUF_STATUS = 26;
+/** Set the clock the ring's waits time out by (`struct io_uring_clock_register`, 6.12). */
+export const IORING_REGISTER_CLOCK = 29;
+/** `io_uring_rsrc_register.flags`: a table of empty slots, no fd array (5.19). */
+export const IORING_RSRC_REGISTER_SPARSE = 1 << 0;
+/** `io_uring_restriction.opcode`: allow an `io_uring_register` opcode (5.10). */
+export const IORING_RESTRICTION_REGISTER_OP = 0;
+/** `io_uring_restriction.opcode`: allow an SQE opcode (5.10). */
+export const IORING_RESTRICTION_SQE_OP = 1;
+/** `io_uring_restriction.opcode`: the SQE flags allowed (5.10). */
+export const IORING_RESTRICTION_SQE_FLAGS_ALLOWED = 2;
+/** `io_uring_restriction.opcode`: the SQE flags every SQE must carry (5.10). */
+export const IORING_RESTRICTION_SQE_FLAGS_REQUIRED = 3;
 
 /** Most buffers one `IORING_REGISTER_BUFFERS` accepts (`IORING_MAX_REG_BUFFERS`, 5.13; 1024 before). */
 export const IORING_MAX_REG_BUFFERS = 1 << 14;
@@ -705,6 +755,20 @@ export const SHUT_RD = 0;
 export const SHUT_WR = 1;
 /** `SHUT_RDWR` for `shutdown`. */
 export const SHUT_RDWR = 2;
+/** `SOL_SOCKET`: the socket-level option namespace of `getsockopt`/`setsockopt`. */
+export const SOL_SOCKET = 1;
+/** `SO_REUSEADDR` (`SOL_SOCKET`, an int). */
+export const SO_REUSEADDR = 2;
+/** `SO_TYPE` (`SOL_SOCKET`, an int, read-only). */
+export const SO_TYPE = 3;
+/** `SO_ERROR` (`SOL_SOCKET`, an int, read-only: takes the pending error). */
+export const SO_ERROR = 4;
+/** `SO_SNDBUF` (`SOL_SOCKET`, an int). */
+export const SO_SNDBUF = 7;
+/** `SO_RCVBUF` (`SOL_SOCKET`, an int). */
+export const SO_RCVBUF = 8;
+/** `SO_KEEPALIVE` (`SOL_SOCKET`, an int). */
+export const SO_KEEPALIVE = 9;
 /** `MSG_PEEK`: receive without taking the data from the queue. */
 export const MSG_PEEK = 0x2;
 /** `MSG_CTRUNC`, in a received `msg_flags`: control data did not fit. */

@@ -41,6 +41,13 @@ const HINTS: Readonly<Record<string, string>> = {
   "io_uring_enter:EBADR":
     "the kernel dropped at least one completion despite IORING_FEAT_NODROP (it could not allocate " +
     "memory to hold the overflow): the machine is critically short of memory",
+  "io_uring_enter:EBADFD":
+    "the ring was created disabled (IORING_SETUP_R_DISABLED): register its restrictions, then call " +
+    "enableRings()",
+  "io_uring_register:EBADFD":
+    "restrictions are registered while the ring is disabled (IORING_SETUP_R_DISABLED), before " +
+    "enableRings(); enableRings() needs a disabled ring",
+  "io_uring_register:EACCES": "the ring's restrictions (registerRestrictions) do not allow this call",
   "io_uring_enter:EOPNOTSUPP": "the file or device does not support this (e.g. IOPOLL without poll queues)",
   "io_uring_register:EFAULT": "a registered buffer points at memory the kernel cannot pin",
   "io_uring_register:EBUSY": "something is registered already: unregister it first",

@@ -28,7 +28,14 @@ import {
 import { checkUserData, Sqe, staleSqe, W, writeU64 } from "./sqe.ts";
 import { checkIovecsUnchanged, Iovecs, Timespec } from "./structs.ts";
 
-import { checkSqe, notAnSqe, type Offset, storeAddressed, writeRw } from "./prep_base.ts";
+import {
+  checkSqe,
+  notAnSqe,
+  type Offset,
+  storeAddressed,
+  targetSlot as fixedTarget,
+  writeRw,
+} from "./prep_base.ts";
 
 export type { Offset } from "./prep_base.ts";
 
@@ -275,7 +282,8 @@ export function prepOpenat(sqe: Sqe, dfd: number, path: Uint8Array, flags: numbe
 /**
  * `openat(dfd, path, flags, mode)` that installs the file in registered file slot `fileIndex`
  * (a direct descriptor: later SQEs name it with `IOSQE_FIXED_FILE`) instead of returning an fd;
- * the CQE's result is 0. Since 5.15.
+ * the CQE's result is 0. With `IORING_FILE_INDEX_ALLOC` the kernel picks a free slot (see
+ * `registerFileAllocRange`) and the result is that slot (5.19). Since 5.15.
  */
 export function prepOpenatDirect(
   sqe: Sqe,
@@ -285,9 +293,9 @@ export function prepOpenatDirect(
   mode: number,
   fileIndex: number,
 ): Sqe {
-  checkU32(fileIndex, "fileIndex", abi.MAX_FILE_INDEX);
+  const slot = fixedTarget(fileIndex);
   prepOpenat(sqe, dfd, path, flags, mode);
-  sqe.u32[sqe.base + W.spliceFdIn] = fileIndex + 1; // file_index: the slot + 1
+  sqe.u32[sqe.base + W.spliceFdIn] = slot; // file_index: the slot + 1, or ALLOC
   return sqe;
 }
 
@@ -482,6 +490,55 @@ export function prepLinkTimeout(sqe: Sqe, ts: Timespec, flags = 0): Sqe {
 }
 
 /**
+ * Gives the timeout whose user_data is `userData` (one from {@link prepTimeout}) a new expiry `ts`,
+ * counted from now (or absolute with `IORING_TIMEOUT_ABS` in `flags`, on the timeout's own clock);
+ * completes with 0, or `-ENOENT` when no such timeout is armed. Since 5.11.
+ */
+export function prepTimeoutUpdate(sqe: Sqe, userData: number | bigint, ts: Timespec, flags = 0): Sqe {
+  return writeTimeoutUpdate(sqe, userData, ts, flags, abi.IORING_TIMEOUT_UPDATE);
+}
+
+/**
+ * {@link prepTimeoutUpdate} for a link timeout ({@link prepLinkTimeout}): a new expiry for the
+ * request it guards, `-ENOENT` when it has fired or is not armed yet. Since 5.15.
+ */
+export function prepLinkTimeoutUpdate(sqe: Sqe, userData: number | bigint, ts: Timespec, flags = 0): Sqe {
+  // Both bits: without IORING_TIMEOUT_UPDATE the kernel takes the SQE as a removal.
+  return writeTimeoutUpdate(
+    sqe,
+    userData,
+    ts,
+    flags,
+    abi.IORING_TIMEOUT_UPDATE | abi.IORING_LINK_TIMEOUT_UPDATE,
+  );
+}
+
+/** A `TIMEOUT_REMOVE` that updates: the key in `addr`, the new timespec in `addr2`. */
+function writeTimeoutUpdate(
+  sqe: Sqe,
+  userData: number | bigint,
+  ts: Timespec,
+  flags: number,
+  update: number,
+): Sqe {
+  checkFlags(flags, "flags");
+  if ((flags & ~abi.IORING_TIMEOUT_ABS) !== 0) {
+    // The kernel refuses every other flag here (EINVAL): an update keeps the timeout's clock.
+    throw new RangeError(
+      `flags may be 0 or IORING_TIMEOUT_ABS for an update (it keeps the timeout's clock), got 0x${
+        flags.toString(16)
+      }`,
+    );
+  }
+  checkUserData(userData);
+  checkTimespec(ts);
+  writeRw(sqe, abi.IORING_OP_TIMEOUT_REMOVE, -1, 0, 0, addressOf(ts.bytes));
+  writeKey(sqe, userData);
+  sqe.u32[sqe.base + W.opFlags] = flags | update;
+  return sqe;
+}
+
+/**
  * Cancels the request whose user_data is `userData`: completes with 0, `-ENOENT` (not found) or
  * `-EALREADY` (already running). Since 5.5.
  */
@@ -528,6 +585,43 @@ export function prepPollRemove(sqe: Sqe, userData: number | bigint): Sqe {
 }
 
 /**
+ * Changes a poll request armed by {@link prepPollAdd} or {@link prepPollMultishot}, found by its
+ * `oldUserData`: with `IORING_POLL_UPDATE_EVENTS` in `flags` its mask becomes `mask`, with
+ * `IORING_POLL_UPDATE_USER_DATA` its user_data becomes `newUserData` (each must be 0 without its
+ * flag), and `IORING_POLL_ADD_MULTI` makes it multishot. Completes with 0 or `-ENOENT`; the poll
+ * itself stays armed with its new settings. Since 5.13.
+ */
+export function prepPollUpdate(
+  sqe: Sqe,
+  oldUserData: number | bigint,
+  newUserData: number | bigint,
+  mask: number,
+  flags: number,
+): Sqe {
+  checkFlags(flags, "flags");
+  const updates = abi.IORING_POLL_UPDATE_EVENTS | abi.IORING_POLL_UPDATE_USER_DATA;
+  if ((flags & ~(updates | abi.IORING_POLL_ADD_MULTI)) !== 0 || (flags & updates) === 0) {
+    throw new RangeError(
+      "flags must hold IORING_POLL_UPDATE_EVENTS and/or IORING_POLL_UPDATE_USER_DATA (and may add " +
+        `IORING_POLL_ADD_MULTI), got 0x${flags.toString(16)}`,
+    );
+  }
+  checkUserData(oldUserData);
+  checkUserData(newUserData);
+  checkBits32(mask, "mask");
+  if (!(flags & abi.IORING_POLL_UPDATE_USER_DATA) && newUserData !== 0 && newUserData !== 0n) {
+    throw new RangeError("newUserData must be 0 without IORING_POLL_UPDATE_USER_DATA in flags");
+  }
+  if (!(flags & abi.IORING_POLL_UPDATE_EVENTS) && mask !== 0) {
+    throw new RangeError("mask must be 0 without IORING_POLL_UPDATE_EVENTS in flags");
+  }
+  writeRw(sqe, abi.IORING_OP_POLL_REMOVE, -1, 0, flags, newUserData);
+  writeKey(sqe, oldUserData);
+  sqe.u32[sqe.base + OP_FLAGS] = mask >>> 0; // poll32_events
+  return sqe;
+}
+
+/**
  * Posts a CQE on another ring (`ringFd`: its `IoUring.fd`) with `res` and `userData`, as a
  * message between rings (`IORING_MSG_DATA`); this SQE completes with 0 (a target whose CQ is full
  * keeps the CQE on its overflow list, as any). `res` is a 32-bit value (the target sees it as signed). With
@@ -552,6 +646,38 @@ export function prepMsgRing(
   writeRw(sqe, abi.IORING_OP_MSG_RING, ringFd, abi.IORING_MSG_DATA, res >>> 0, userData);
   sqe.u32[sqe.base + OP_FLAGS] = flags;
   sqe.u32[sqe.base + W.spliceFdIn] = cqeFlags;
+  return sqe;
+}
+
+/**
+ * Passes a file to another ring (`IORING_MSG_SEND_FD`): the file in this ring's fixed-file slot
+ * `sourceSlot` is installed in the target ring's (`ringFd`) slot `targetSlot` (a file already
+ * there is replaced), or in a free one with `IORING_FILE_INDEX_ALLOC` (see
+ * `registerFileAllocRange`). This SQE completes with 0, or the slot picked, or an error
+ * (`-EBADF`: no file in the source slot); the target gets a CQE with `userData` and the same
+ * `res`, unless `flags` holds `IORING_MSG_RING_CQE_SKIP`. Since 6.0.
+ */
+export function prepMsgRingFd(
+  sqe: Sqe,
+  ringFd: number,
+  sourceSlot: number,
+  targetSlot: number,
+  userData: number | bigint,
+  flags = 0,
+): Sqe {
+  checkFd(ringFd, "ringFd");
+  checkU32(sourceSlot, "sourceSlot", abi.MAX_FILE_INDEX);
+  const fileIndex = fixedTarget(targetSlot, "targetSlot");
+  checkUserData(userData);
+  checkFlags(flags, "flags");
+  if ((flags & ~abi.IORING_MSG_RING_CQE_SKIP) !== 0) {
+    throw new RangeError(`flags may be 0 or IORING_MSG_RING_CQE_SKIP, got 0x${flags.toString(16)}`);
+  }
+  writeRw(sqe, abi.IORING_OP_MSG_RING, ringFd, abi.IORING_MSG_SEND_FD, 0, userData);
+  const u32 = sqe.u32, b = sqe.base;
+  u32[b + OP_FLAGS] = flags;
+  u32[b + W.spliceFdIn] = fileIndex;
+  u32[b + W.addr3Lo] = sourceSlot;
   return sqe;
 }
 

@@ -6,7 +6,7 @@
  */
 
 import * as abi from "./abi.ts";
-import { ADDRESSED, shown } from "./memory.ts";
+import { ADDRESSED, checkU32, shown } from "./memory.ts";
 import { Sqe, staleSqe, W, writeU64 } from "./sqe.ts";
 
 /** A file offset: a non-negative safe integer, or a bigint for the full 63-bit range. */
@@ -119,6 +119,16 @@ export function storeAddressed(sqe: Sqe): void {
   const lo = addr >>> 0;
   u32[b + ADDR_LO] = lo;
   u32[b + ADDR_HI] = (addr - lo) * INV_TWO_32;
+}
+
+/**
+ * The `file_index` of an opcode that makes or places a direct descriptor: the slot + 1, or
+ * `IORING_FILE_INDEX_ALLOC` ("any free slot") as it is. Checks the slot first.
+ */
+export function targetSlot(fileIndex: number, what = "fileIndex"): number {
+  if (fileIndex === abi.IORING_FILE_INDEX_ALLOC) return fileIndex;
+  checkU32(fileIndex, what, abi.MAX_FILE_INDEX);
+  return fileIndex + 1;
 }
 
 /** Throws unless `sqe` is an {@link Sqe} (of a ring that is open: see `staleSqe`). */

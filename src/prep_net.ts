@@ -11,20 +11,24 @@
  */
 
 import * as abi from "./abi.ts";
-import { addressOf, bufferAddressed, checkFd, checkFlags, checkLength, checkU32, shown } from "./memory.ts";
+import {
+  addressOf,
+  bufferAddressed,
+  byteLengthOf,
+  checkBits32,
+  checkBuffer,
+  checkFd,
+  checkFlags,
+  checkLength,
+  checkU32,
+  shown,
+} from "./memory.ts";
 import { type Msghdr, prepareMsghdr } from "./msghdr.ts";
-import { setIoprio, storeAddressed, writeRw } from "./prep_base.ts";
+import { setIoprio, storeAddressed, targetSlot, writeRw } from "./prep_base.ts";
 import { checkSocketAddress, lengthToSend, roomForAcceptedPeer, type SocketAddress } from "./sockaddr.ts";
 import { type Sqe, W } from "./sqe.ts";
 
 const OP_FLAGS = W.opFlags, FILE_INDEX = W.spliceFdIn, BUF_INDEX = W.bufIndex;
-
-/** `file_index` for an opcode that makes a direct descriptor: the slot + 1, or "any free one". */
-function targetSlot(fileIndex: number): number {
-  if (fileIndex === abi.IORING_FILE_INDEX_ALLOC) return fileIndex;
-  checkU32(fileIndex, "fileIndex", abi.MAX_FILE_INDEX);
-  return fileIndex + 1;
-}
 
 /**
  * `socket(domain, type, protocol)`: completes with the new socket's fd. `type` may carry
@@ -284,4 +288,87 @@ export function prepShutdown(sqe: Sqe, fd: number, how: number): Sqe {
   writeRw(sqe, abi.IORING_OP_SHUTDOWN, fd, 0, how, 0);
   setIoprio(sqe, 0);
   return sqe;
+}
+
+/**
+ * A socket command (`IORING_OP_URING_CMD` on a socket, liburing's `io_uring_prep_cmd_sock`):
+ * - `SOCKET_URING_OP_SIOCINQ` / `SIOCOUTQ`: completes with the bytes waiting to be read / not yet
+ *   sent, as `ioctl(SIOCINQ/SIOCOUTQ)`; `level`, `optname` and `optval` are unused (0, 0, null);
+ * - `SOCKET_URING_OP_GETSOCKOPT`: `getsockopt(fd, level, optname)` into `optval` (at most
+ *   `optlen` bytes, default all of it); completes with the option's length. The kernel takes
+ *   only `SOL_SOCKET` here (`-EOPNOTSUPP` otherwise);
+ * - `SOCKET_URING_OP_SETSOCKOPT`: `setsockopt(fd, level, optname, optval, optlen)`; completes
+ *   with 0.
+ *
+ * The kernel runs these only for sockets whose protocol has an `ioctl` (TCP, UDP, ...): on a Unix
+ * socket every command fails with `-EOPNOTSUPP`. Since 6.7.
+ */
+export function prepCmdSock(
+  sqe: Sqe,
+  cmdOp: number,
+  fd: number,
+  level = 0,
+  optname = 0,
+  optval: ArrayBufferView | null = null,
+  optlen?: number,
+): Sqe {
+  checkU32(cmdOp, "cmdOp");
+  checkFd(fd);
+  checkBits32(level, "level");
+  checkBits32(optname, "optname");
+  let length = 0, address = 0;
+  if (optval !== null) {
+    checkBuffer(optval, "optval");
+    length = byteLengthOf(optval);
+    address = addressOf(optval);
+    if (optlen !== undefined) {
+      checkU32(optlen, "optlen");
+      if (optlen > length) {
+        throw new RangeError(`optlen is ${optlen}, but optval holds ${length} bytes`);
+      }
+      length = optlen;
+    }
+  } else if (optlen !== undefined && optlen !== 0) {
+    throw new RangeError(`optlen is ${shown(optlen)}, but there is no optval`);
+  }
+  writeRw(sqe, abi.IORING_OP_URING_CMD, fd, 0, 0, 0);
+  const u32 = sqe.u32, b = sqe.base;
+  u32[b + W.offLo] = cmdOp; // cmd_op (its __pad1, the offset's high word, stays 0)
+  u32[b + W.addrLo] = level >>> 0; // level and optname share the addr field
+  u32[b + W.addrHi] = optname >>> 0;
+  u32[b + FILE_INDEX] = length; // optlen
+  const lo = address >>> 0;
+  u32[b + W.addr3Lo] = lo; // optval
+  u32[b + W.addr3Hi] = (address - lo) / 0x1_0000_0000;
+  return sqe;
+}
+
+/**
+ * `getsockopt(fd, level, optname)` (the kernel takes `SOL_SOCKET` only) through the ring ({@link prepCmdSock}): the value lands
+ * in `optval` (an `Int32Array(1)` for the int options); completes with its length. Since 6.7.
+ */
+export function prepGetsockopt(
+  sqe: Sqe,
+  fd: number,
+  level: number,
+  optname: number,
+  optval: ArrayBufferView,
+): Sqe {
+  checkBuffer(optval, "optval");
+  return prepCmdSock(sqe, abi.SOCKET_URING_OP_GETSOCKOPT, fd, level, optname, optval);
+}
+
+/**
+ * `setsockopt(fd, level, optname, optval)` through the ring ({@link prepCmdSock}); completes
+ * with 0. Since 6.7.
+ */
+export function prepSetsockopt(
+  sqe: Sqe,
+  fd: number,
+  level: number,
+  optname: number,
+  optval: ArrayBufferView,
+): Sqe {
+  checkBuffer(optval, "optval");
+  return prepCmdSock(sqe, abi.SOCKET_URING_OP_SETSOCKOPT, fd, level, optname, optval);
 }

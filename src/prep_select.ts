@@ -11,11 +11,22 @@
 
 import * as abi from "./abi.ts";
 import { BufferRing, bufferRingOf } from "./buf_ring.ts";
-import { checkFd, checkFlags, checkOffset, checkU32, shown } from "./memory.ts";
+import {
+  addressOf,
+  byteLengthOf,
+  checkBuffer,
+  checkFd,
+  checkFlags,
+  checkOffset,
+  checkU32,
+  shown,
+} from "./memory.ts";
 import { type Offset, setIoprio, writeRw } from "./prep_base.ts";
 import { type Sqe, W } from "./sqe.ts";
 
 const HEAD = W.head, OP_FLAGS = W.opFlags, BUF_INDEX = W.bufIndex;
+/** Buffer ids per group: 16 bits (`MAX_BIDS_PER_BGID` in io_uring/kbuf.c). */
+const MAX_BIDS = 1 << 16;
 
 /** A group id, or the group of a {@link BufferRing}. */
 export type BufferGroup = number | BufferRing;
@@ -106,4 +117,54 @@ export function prepReadMultishot(sqe: Sqe, fd: number, group: BufferGroup, leng
   }
   writeRw(sqe, abi.IORING_OP_READ_MULTISHOT, fd, 0, 0, 0);
   return selectFrom(sqe, id, 0);
+}
+
+/**
+ * Hands `count` buffers of `size` bytes, cut from the start of `memory`, to the kernel as buffer
+ * group `group` with ids `startId`, `startId + 1`, ... (the classic provided buffers: each is used
+ * once, then must be provided again). Completes with 0 (`-EINVAL` if the group is a ring of
+ * provided buffers). `memory` must stay referenced, and not be moved, until every buffer is used
+ * or removed ({@link prepRemoveBuffers}). Since 5.7; rings ({@link BufferRing}) are faster.
+ */
+export function prepProvideBuffers(
+  sqe: Sqe,
+  memory: ArrayBufferView,
+  count: number,
+  size: number,
+  group: number,
+  startId = 0,
+): Sqe {
+  checkBuffer(memory, "memory");
+  checkU32(count, "count", MAX_BIDS);
+  if (count === 0) throw new RangeError("count must be at least 1");
+  checkU32(size, "size", 0x7fffffff);
+  if (size === 0) throw new RangeError("size must be at least 1");
+  checkU32(group, "group", 0xffff);
+  checkU32(startId, "startId", 0xffff);
+  if (startId + count > MAX_BIDS) {
+    throw new RangeError(`ids ${startId}..${startId + count - 1} pass the last id, ${MAX_BIDS - 1}`);
+  }
+  const length = byteLengthOf(memory);
+  if (count * size > length) {
+    throw new RangeError(
+      `${count} buffers of ${size} bytes need ${count * size} bytes; memory holds ${length}`,
+    );
+  }
+  writeRw(sqe, abi.IORING_OP_PROVIDE_BUFFERS, count, addressOf(memory), size, startId);
+  sqe.u32[sqe.base + BUF_INDEX] = (sqe.u32[sqe.base + BUF_INDEX] & 0xffff0000) | group;
+  return sqe;
+}
+
+/**
+ * Takes up to `count` unused buffers of group `group` back from the kernel (provided with
+ * {@link prepProvideBuffers}); completes with how many it took (0 when none are left), `-ENOENT`
+ * for a group never provided, `-EINVAL` for a ring's group. Since 5.7.
+ */
+export function prepRemoveBuffers(sqe: Sqe, count: number, group: number): Sqe {
+  checkU32(count, "count", MAX_BIDS);
+  if (count === 0) throw new RangeError("count must be at least 1");
+  checkU32(group, "group", 0xffff);
+  writeRw(sqe, abi.IORING_OP_REMOVE_BUFFERS, count, 0, 0, 0);
+  sqe.u32[sqe.base + BUF_INDEX] = (sqe.u32[sqe.base + BUF_INDEX] & 0xffff0000) | group;
+  return sqe;
 }

@@ -37,6 +37,16 @@ import {
   unregisterBufferRing,
 } from "./ring_hold.ts";
 import { bufReg, Iovecs, rsrcUpdate } from "./structs.ts";
+import {
+  bufStatus,
+  clockRegister,
+  fileIndexRange,
+  type Restriction,
+  restrictionArray,
+  sparseTable,
+  syncCancelReg,
+  type SyncCancelTarget,
+} from "./register_args.ts";
 import { type AlignedBuffer, alignedBuffer, type AlignedMapping, pinAlignedMemory } from "./aligned.ts";
 import { BufferRing, type BufferRingOptions } from "./buf_ring.ts";
 import { type Backend, getSys, type Sys } from "./sys.ts";
@@ -1405,6 +1415,120 @@ export class IoUring implements Disposable {
   /** Unregisters the eventfd. Since 5.2. */
   unregisterEventfd(): void {
     this.#register(abi.IORING_UNREGISTER_EVENTFD, null, 0, "IORING_UNREGISTER_EVENTFD");
+  }
+
+  /**
+   * Registers the calling thread's credentials as a personality and returns its id (1 to 65535):
+   * an SQE given that id (`sqe.setPersonality(id)`) runs with those credentials, whatever the
+   * submitting thread's are by then; an unknown id fails the SQE with `-EINVAL`. Since 5.6.
+   */
+  registerPersonality(): number {
+    return this.#register(abi.IORING_REGISTER_PERSONALITY, null, 0, "IORING_REGISTER_PERSONALITY");
+  }
+
+  /** Unregisters personality `id` (`EINVAL` if there is none). Since 5.6. */
+  unregisterPersonality(id: number): void {
+    checkU32(id, "id", 0xffff);
+    this.#register(abi.IORING_UNREGISTER_PERSONALITY, null, id, `IORING_UNREGISTER_PERSONALITY (${id})`);
+  }
+
+  /**
+   * Limits what the ring accepts from then on, for a ring created disabled (`flags:
+   * IORING_SETUP_R_DISABLED`; `EBADFD` otherwise), once (`EBUSY` a second time): only the SQE
+   * opcodes named by `{ sqeOp }`, the `io_uring_register` calls named by `{ registerOp }`, SQE
+   * flags within `{ sqeFlagsAllowed }` and always carrying `{ sqeFlagsRequired }`. An SQE outside
+   * them completes with `-EACCES`; a register call outside them fails with `EACCES`. Then
+   * {@link IoUring.enableRings}. Since 5.10.
+   */
+  registerRestrictions(restrictions: readonly Restriction[]): void {
+    const array = restrictionArray(restrictions);
+    this.#register(
+      abi.IORING_REGISTER_RESTRICTIONS,
+      array,
+      restrictions.length,
+      `IORING_REGISTER_RESTRICTIONS (${restrictions.length})`,
+    );
+  }
+
+  /**
+   * Enables a ring created with `IORING_SETUP_R_DISABLED` (`EBADFD` if it is not disabled): until
+   * then `io_uring_enter` fails with `EBADFD` and an SQ poll thread leaves the ring alone. Since
+   * 5.10.
+   */
+  enableRings(): void {
+    this.#register(abi.IORING_REGISTER_ENABLE_RINGS, null, 0, "IORING_REGISTER_ENABLE_RINGS");
+  }
+
+  /**
+   * Registers a fixed file table of `count` empty slots (`IORING_RSRC_REGISTER_SPARSE`): direct
+   * opens, accepts and sockets fill them; no fd array is built. Since 5.19.
+   */
+  registerFilesSparse(count: number): void {
+    checkU32(count, "count");
+    if (count === 0) throw new RangeError("count must be at least 1");
+    this.#register(
+      abi.IORING_REGISTER_FILES2,
+      sparseTable(count),
+      32,
+      `IORING_REGISTER_FILES2 (${count} sparse)`,
+    );
+    this.#registeredFiles = count;
+  }
+
+  /**
+   * Sets the fixed-file slots the kernel picks from when an SQE asks for any free one
+   * (`IORING_FILE_INDEX_ALLOC`): `offset` to `offset + length - 1`, inside the registered table
+   * (`EINVAL` otherwise). Since 6.0.
+   */
+  registerFileAllocRange(offset: number, length: number): void {
+    this.#register(
+      abi.IORING_REGISTER_FILE_ALLOC_RANGE,
+      fileIndexRange(offset, length),
+      0,
+      `IORING_REGISTER_FILE_ALLOC_RANGE (${offset}, ${length})`,
+    );
+  }
+
+  /**
+   * Cancels requests and waits until they are gone (`IORING_REGISTER_SYNC_CANCEL`): one with
+   * `userData`, on `fd`, of `opcode` (6.6), or `any`; `all` cancels every match. Requests that
+   * are running (in an io-wq worker) are waited for, up to `timeoutMs` (`ETIME` then), so this
+   * blocks the calling thread. Without SQPOLL the cancelled requests' CQEs are posted when it
+   * returns; under SQPOLL the SQ thread, which owns them, posts them just after. Returns 0 for a single match; with `all` or `any`, how many were
+   * cancelled (0 when none matched). A single-match cancel that finds nothing throws an
+   * {@link IoUringError} with `ENOENT`. Since 6.0.
+   */
+  cancelSync(target: SyncCancelTarget): number {
+    const reg = syncCancelReg(target);
+    return this.#register(abi.IORING_REGISTER_SYNC_CANCEL, reg, 1, "IORING_REGISTER_SYNC_CANCEL");
+  }
+
+  /**
+   * The kernel's head of the ring of provided buffers of `group` (`IORING_REGISTER_PBUF_STATUS`):
+   * how many buffers it has taken from the ring, modulo 2^16. `ENOENT` if the group has no ring.
+   * Since 6.8.
+   */
+  bufferRingHead(group: number | BufferRing): number {
+    const id = group instanceof BufferRing ? group.group : group;
+    checkU32(id, "group", 0xffff);
+    const status = bufStatus(id);
+    this.#register(abi.IORING_REGISTER_PBUF_STATUS, status, 1, `IORING_REGISTER_PBUF_STATUS (group ${id})`);
+    return new DataView(status.buffer).getUint32(4, true);
+  }
+
+  /**
+   * Sets the clock by which waits with a timeout (`waitCqe({ timeoutMs })`) are timed:
+   * `CLOCK_MONOTONIC` (1, the default) or `CLOCK_BOOTTIME` (7, which counts time suspended).
+   * Since 6.12.
+   */
+  registerClock(clockId: number): void {
+    checkU32(clockId, "clockId");
+    this.#register(
+      abi.IORING_REGISTER_CLOCK,
+      clockRegister(clockId),
+      0,
+      `IORING_REGISTER_CLOCK (${clockId})`,
+    );
   }
 
   /**

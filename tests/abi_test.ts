@@ -228,6 +228,59 @@ Deno.test("register opcodes and per-opcode flags", () => {
   assert.equal(abi.SPLICE_F_FD_IN_FIXED, 0x80000000);
   assert.equal(abi.IORING_FILE_INDEX_ALLOC, 0xffffffff);
   assert.equal(abi.AT_FDCWD, -100);
+  // Written out from include/uapi/linux/io_uring.h (6.18) and asm-generic/socket.h.
+  assert.equal(abi.IORING_REGISTER_PERSONALITY, 9);
+  assert.equal(abi.IORING_UNREGISTER_PERSONALITY, 10);
+  assert.equal(abi.IORING_REGISTER_RESTRICTIONS, 11);
+  assert.equal(abi.IORING_REGISTER_ENABLE_RINGS, 12);
+  assert.equal(abi.IORING_REGISTER_FILES2, 13);
+  assert.equal(abi.IORING_REGISTER_SYNC_CANCEL, 24);
+  assert.equal(abi.IORING_REGISTER_FILE_ALLOC_RANGE, 25);
+  assert.equal(abi.IORING_REGISTER_PBUF_STATUS, 26);
+  assert.equal(abi.IORING_REGISTER_CLOCK, 29);
+  assert.equal(abi.IORING_RSRC_REGISTER_SPARSE, 1);
+  assert.deepEqual(
+    [
+      abi.IORING_RESTRICTION_REGISTER_OP,
+      abi.IORING_RESTRICTION_SQE_OP,
+      abi.IORING_RESTRICTION_SQE_FLAGS_ALLOWED,
+      abi.IORING_RESTRICTION_SQE_FLAGS_REQUIRED,
+    ],
+    [0, 1, 2, 3],
+  );
+  assert.equal(abi.IORING_ASYNC_CANCEL_ANY, 4);
+  assert.equal(abi.IORING_ASYNC_CANCEL_FD_FIXED, 8);
+  assert.equal(abi.IORING_ASYNC_CANCEL_USERDATA, 16);
+  assert.equal(abi.IORING_ASYNC_CANCEL_OP, 32);
+  assert.equal(abi.IORING_TIMEOUT_UPDATE, 2);
+  assert.equal(abi.IORING_LINK_TIMEOUT_UPDATE, 16);
+  assert.equal(abi.IORING_TIMEOUT_MULTISHOT, 64);
+  assert.equal(abi.IORING_POLL_UPDATE_EVENTS, 2);
+  assert.equal(abi.IORING_POLL_UPDATE_USER_DATA, 4);
+  assert.equal(abi.IORING_POLL_ADD_LEVEL, 8);
+  assert.equal(abi.IORING_MSG_SEND_FD, 1);
+  assert.equal(abi.IORING_MSG_RING_CQE_SKIP, 1);
+  assert.deepEqual(
+    [
+      abi.SOCKET_URING_OP_SIOCINQ,
+      abi.SOCKET_URING_OP_SIOCOUTQ,
+      abi.SOCKET_URING_OP_GETSOCKOPT,
+      abi.SOCKET_URING_OP_SETSOCKOPT,
+    ],
+    [0, 1, 2, 3],
+  );
+  assert.deepEqual(
+    [
+      abi.SOL_SOCKET,
+      abi.SO_REUSEADDR,
+      abi.SO_TYPE,
+      abi.SO_ERROR,
+      abi.SO_SNDBUF,
+      abi.SO_RCVBUF,
+      abi.SO_KEEPALIVE,
+    ],
+    [1, 2, 3, 4, 7, 8, 9],
+  );
 });
 
 Deno.test("errno names, numbers and messages", () => {
@@ -297,13 +350,13 @@ Deno.test({
     };
     // io_uring constants: those the installed header has (it may be older than the kernel).
     for (const [name, value] of Object.entries(exported)) {
-      if (typeof value !== "number" || !/^(IORING_|IOSQE_|IO_URING_)/.test(name)) continue;
+      if (typeof value !== "number" || !/^(IORING_|IOSQE_|IO_URING_|SOCKET_URING_OP_)/.test(name)) continue;
       if (!new RegExp(`\\b${name}\\b`).test(header)) continue;
       want(name, name, value);
     }
     // Other Linux constants the module defines: each only if the C headers have it.
     const libcNames = Object.keys(exported).filter((n) =>
-      /^(AT_|O_|STATX_(BASIC|BTIME|DIOALIGN)|POLL(IN|OUT)$|RENAME_|SPLICE_F_(MOVE|NONBLOCK)|SYNC_FILE_RANGE_|FALLOC_FL_|POSIX_FADV_|AF_|SOCK_|SHUT_|MSG_)/
+      /^(AT_|O_|STATX_(BASIC|BTIME|DIOALIGN)|POLL(IN|OUT)$|RENAME_|SPLICE_F_(MOVE|NONBLOCK)|SYNC_FILE_RANGE_|FALLOC_FL_|POSIX_FADV_|AF_|SOCK_|SHUT_|MSG_|SOL_SOCKET$|SO_)/
         .test(n) && typeof exported[n] === "number"
     );
     for (const name of libcNames) {

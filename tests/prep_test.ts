@@ -330,13 +330,17 @@ Deno.test("prepOpenat: dfd, path in addr, mode in len, open_flags", () => {
   assertSqe(sqe, { opcode: OP.OPENAT, fd: 12, addr: ptr(path) });
 });
 
-Deno.test("prepOpenatDirect: prepOpenat plus file_index + 1 at byte 44; a bad slot is refused", () => {
+Deno.test("prepOpenatDirect: prepOpenat plus file_index + 1 (or ALLOC) at byte 44; a bad slot is refused", () => {
   const path = cstring("/tmp/x");
   const sqe = freshSqe();
   prepOpenatDirect(sqe, AT_FDCWD, path, 0o101, 0o640, 6);
   assertSqe(sqe, { opcode: OP.OPENAT, fd: -100, addr: ptr(path), len: 0o640, opFlags: 0o101, spliceFdIn: 7 });
   assert.throws(() => prepOpenatDirect(freshSqe(), AT_FDCWD, path, 0, 0, -1), RangeError);
-  assert.throws(() => prepOpenatDirect(freshSqe(), AT_FDCWD, path, 0, 0, 0xffffffff), RangeError);
+  // IORING_FILE_INDEX_ALLOC (any free slot) goes in as it is.
+  const alloc = freshSqe();
+  prepOpenatDirect(alloc, AT_FDCWD, path, 0, 0, 0xffffffff);
+  assert.equal(alloc.u32[alloc.base + 44 / 4], 0xffffffff);
+  assert.throws(() => prepOpenatDirect(freshSqe(), AT_FDCWD, path, 0, 0, 0x1_0000_0000), RangeError);
   // Slot 0xfffffffe would be written as 0xffffffff, IORING_FILE_INDEX_ALLOC: "any free slot".
   assert.throws(() => prepOpenatDirect(freshSqe(), AT_FDCWD, path, 0, 0, 0xfffffffe), RangeError);
   sqe.clear();

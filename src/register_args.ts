@@ -1,0 +1,193 @@
+/**
+ * The argument structs of the `io_uring_register` calls that take one (internal): each built
+ * fresh for one call, little-endian, at the offsets of include/uapi/linux/io_uring.h.
+ *
+ * @module
+ */
+
+import * as abi from "./abi.ts";
+import { checkU32, shown } from "./memory.ts";
+
+/** One rule of `IoUring.registerRestrictions` (`struct io_uring_restriction`). Since 5.10. */
+export type Restriction =
+  /** Allow this SQE opcode (`IORING_OP_*`). */
+  | { sqeOp: number }
+  /** Allow this `io_uring_register` opcode (`IORING_REGISTER_*`). */
+  | { registerOp: number }
+  /** The SQE flags (`IOSQE_*`) an SQE may carry (none but these). */
+  | { sqeFlagsAllowed: number }
+  /** The SQE flags every SQE must carry. */
+  | { sqeFlagsRequired: number };
+
+/** Size of `struct io_uring_restriction`. */
+const RESTRICTION_SIZE = 16;
+
+/** The `struct io_uring_restriction` array for `restrictions`, checked. */
+export function restrictionArray(restrictions: readonly Restriction[]): Uint8Array<ArrayBuffer> {
+  if (!Array.isArray(restrictions) || restrictions.length === 0) {
+    throw new TypeError("registerRestrictions needs a non-empty array of restrictions");
+  }
+  const bytes = new Uint8Array(restrictions.length * RESTRICTION_SIZE);
+  const view = new DataView(bytes.buffer);
+  restrictions.forEach((rule: unknown, i) => {
+    const [opcode, value] = restrictionOf(rule, i);
+    view.setUint16(i * RESTRICTION_SIZE, opcode, true); // opcode
+    view.setUint8(i * RESTRICTION_SIZE + 2, value); // register_op / sqe_op / sqe_flags
+  });
+  return bytes;
+}
+
+/** `[restriction opcode, its byte]` of one rule. */
+function restrictionOf(rule: unknown, i: number): [number, number] {
+  const what = `restrictions[${i}]`;
+  if (typeof rule !== "object" || rule === null) {
+    throw new TypeError(
+      `${what} must be { sqeOp }, { registerOp }, { sqeFlagsAllowed } or { sqeFlagsRequired }`,
+    );
+  }
+  const keys = Object.keys(rule);
+  if (keys.length !== 1) {
+    throw new TypeError(
+      `${what} must name exactly one of sqeOp, registerOp, sqeFlagsAllowed, sqeFlagsRequired`,
+    );
+  }
+  const key = keys[0];
+  const value = (rule as Record<string, unknown>)[key];
+  checkU32(value, `${what}.${key}`, 0xff);
+  switch (key) {
+    case "sqeOp":
+      return [abi.IORING_RESTRICTION_SQE_OP, value];
+    case "registerOp":
+      return [abi.IORING_RESTRICTION_REGISTER_OP, value];
+    case "sqeFlagsAllowed":
+      return [abi.IORING_RESTRICTION_SQE_FLAGS_ALLOWED, value];
+    case "sqeFlagsRequired":
+      return [abi.IORING_RESTRICTION_SQE_FLAGS_REQUIRED, value];
+  }
+  throw new TypeError(
+    `${what} names ${shown(key)}: use sqeOp, registerOp, sqeFlagsAllowed or sqeFlagsRequired`,
+  );
+}
+
+/** What `IoUring.cancelSync` cancels: by user_data, by fd, by opcode, or any request. */
+export interface SyncCancelTarget {
+  /** Match requests with this user_data. */
+  userData?: number | bigint;
+  /** Match requests on this fd (a fixed-file slot with `fixedFile`). */
+  fd?: number;
+  /** With `fd`: it names a fixed-file slot (`IORING_ASYNC_CANCEL_FD_FIXED`). */
+  fixedFile?: boolean;
+  /** Match requests of this opcode (`IORING_OP_*`, 6.6). */
+  opcode?: number;
+  /** Match every request (`IORING_ASYNC_CANCEL_ANY`). */
+  any?: boolean;
+  /** Cancel every match, not only the first (`IORING_ASYNC_CANCEL_ALL`). */
+  all?: boolean;
+  /** Give up waiting for requests already running after this many ms (default: wait). */
+  timeoutMs?: number;
+}
+
+/** Size of `struct io_uring_sync_cancel_reg`. */
+const SYNC_CANCEL_SIZE = 64;
+
+/** The `struct io_uring_sync_cancel_reg` for `target`, checked. */
+export function syncCancelReg(target: SyncCancelTarget): Uint8Array<ArrayBuffer> {
+  if (typeof target !== "object" || target === null) {
+    throw new TypeError(
+      `cancelSync needs { userData }, { fd }, { opcode } or { any: true }, got ${shown(target)}`,
+    );
+  }
+  const { userData, fd, fixedFile, opcode, any, all, timeoutMs } = target; // each read once
+  let flags = 0;
+  if (any === true) flags |= abi.IORING_ASYNC_CANCEL_ANY;
+  if (all === true) flags |= abi.IORING_ASYNC_CANCEL_ALL;
+  const bytes = new Uint8Array(SYNC_CANCEL_SIZE);
+  const view = new DataView(bytes.buffer);
+  let keys = 0;
+  if (userData !== undefined) {
+    if (typeof userData === "number") {
+      if (!Number.isSafeInteger(userData) || userData < 0) {
+        throw new RangeError(`userData must be a safe integer ≥ 0 or a bigint, got ${shown(userData)}`);
+      }
+      view.setBigUint64(0, BigInt(userData), true);
+    } else if (typeof userData === "bigint" && userData >= 0n && userData < 1n << 64n) {
+      view.setBigUint64(0, userData, true);
+    } else {
+      throw new RangeError(
+        `userData must be a safe integer ≥ 0 or a bigint below 2^64, got ${shown(userData)}`,
+      );
+    }
+    keys++;
+  }
+  if (fd !== undefined) {
+    checkU32(fd, "fd", 0x7fffffff);
+    view.setInt32(8, fd, true);
+    flags |= abi.IORING_ASYNC_CANCEL_FD;
+    if (fixedFile === true) flags |= abi.IORING_ASYNC_CANCEL_FD_FIXED;
+    keys++;
+  } else {
+    view.setInt32(8, -1, true);
+    if (fixedFile === true) throw new RangeError("fixedFile applies to an fd: name one");
+  }
+  if (opcode !== undefined) {
+    checkU32(opcode, "opcode", 0xff);
+    view.setUint8(32, opcode);
+    flags |= abi.IORING_ASYNC_CANCEL_OP;
+    keys++;
+  }
+  if (any === true && keys > 0) {
+    throw new RangeError("any matches every request: name no userData, fd or opcode");
+  }
+  if (any !== true && keys === 0) {
+    throw new RangeError("cancelSync needs userData, fd or opcode to match by (or any: true)");
+  }
+  // user_data is the default key; named beside fd or opcode it must be asked for.
+  if (userData !== undefined && keys > 1) flags |= abi.IORING_ASYNC_CANCEL_USERDATA;
+  view.setUint32(12, flags, true);
+  if (timeoutMs === undefined) {
+    view.setBigInt64(16, -1n, true); // tv_sec -1, tv_nsec -1: no timeout
+    view.setBigInt64(24, -1n, true);
+  } else {
+    if (typeof timeoutMs !== "number" || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
+      throw new RangeError(`timeoutMs must be a finite number ≥ 0, got ${shown(timeoutMs)}`);
+    }
+    const ns = BigInt(Math.round(timeoutMs * 1e6));
+    view.setBigInt64(16, ns / 1_000_000_000n, true);
+    view.setBigInt64(24, ns % 1_000_000_000n, true);
+  }
+  return bytes;
+}
+
+/** A `struct io_uring_file_index_range` (16 bytes): `[offset, offset + length)`. */
+export function fileIndexRange(offset: number, length: number): Uint8Array<ArrayBuffer> {
+  checkU32(offset, "offset");
+  checkU32(length, "length");
+  const bytes = new Uint8Array(16);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, offset, true);
+  view.setUint32(4, length, true);
+  return bytes;
+}
+
+/** A `struct io_uring_rsrc_register` (32 bytes) for a sparse table of `count` slots. */
+export function sparseTable(count: number): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(32);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, count, true); // nr
+  view.setUint32(4, abi.IORING_RSRC_REGISTER_SPARSE, true); // flags
+  return bytes;
+}
+
+/** A `struct io_uring_buf_status` (40 bytes) asking for group `group`'s head. */
+export function bufStatus(group: number): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(40);
+  new DataView(bytes.buffer).setUint32(0, group, true);
+  return bytes;
+}
+
+/** A `struct io_uring_clock_register` (16 bytes). */
+export function clockRegister(clockId: number): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(16);
+  new DataView(bytes.buffer).setUint32(0, clockId, true);
+  return bytes;
+}
