@@ -1420,7 +1420,9 @@ export class IoUring implements Disposable {
   /**
    * Registers the calling thread's credentials as a personality and returns its id (1 to 65535):
    * an SQE given that id (`sqe.setPersonality(id)`) runs with those credentials, whatever the
-   * submitting thread's are by then; an unknown id fails the SQE with `-EINVAL`. Since 5.6.
+   * submitting thread's are by then; an unknown id fails the SQE with `-EINVAL`. (Under SQPOLL
+   * every SQE without one runs with the credentials of the thread that created the ring: the
+   * SQ thread's, not the submitter's current ones.) Since 5.6.
    */
   registerPersonality(): number {
     return this.#register(abi.IORING_REGISTER_PERSONALITY, null, 0, "IORING_REGISTER_PERSONALITY");

@@ -440,3 +440,55 @@ ringTest(
     assert.throws(() => ring.registerClock(0), (e) => e instanceof IoUringError && e.code === "EINVAL");
   },
 );
+
+Deno.test({
+  name:
+    "registerPersonality: after the process drops root, an SQE with the root personality still opens a root-only file",
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    using tmp = tempDir();
+    const secret = `${tmp.path}/secret`;
+    Deno.writeTextFileSync(secret, "root only");
+    Deno.chmodSync(secret, 0o600);
+    const script = `${tmp.path}/child.ts`;
+    Deno.writeTextFileSync(
+      script,
+      `import { AT_FDCWD, cstring, IoUring, O_RDONLY, prepOpenat } from ${
+        JSON.stringify(new URL("../mod.ts", import.meta.url).href)
+      };
+const ring = new IoUring(8, { sqpoll: Deno.args[1] === "sqpoll" });
+const id = ring.registerPersonality(); // root's credentials
+const libc = Deno.dlopen("libc.so.6", { setresuid: { parameters: ["u32", "u32", "u32"], result: "i32" } });
+if (libc.symbols.setresuid(65534, 65534, 65534) !== 0) throw new Error("setresuid failed");
+const path = cstring(Deno.args[0]);
+const open = (personality: number) => {
+  const sqe = ring.getSqe()!;
+  prepOpenat(sqe, AT_FDCWD, path, O_RDONLY, 0);
+  if (personality !== 0) sqe.setPersonality(personality);
+  ring.submitAndWait(1);
+  const res = ring.peekCqe()!.res;
+  ring.cqAdvance(1);
+  return res;
+};
+console.log(JSON.stringify({ sqpoll: ring.sqpoll, without: open(0), with: open(id) }));
+`,
+    );
+    for (const mode of ["nosqpoll", "sqpoll"]) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-ffi", "--allow-read", script, secret, mode],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, stderr);
+      const got = JSON.parse(new TextDecoder().decode(out.stdout));
+      assert.ok(got.with >= 0, `${mode}: with the personality: ${describe(got.with)}`);
+      if (got.sqpoll) {
+        // The SQ thread submits with the credentials of the thread that created the ring.
+        assert.ok(got.without >= 0, `sqpoll: without a personality: ${describe(got.without)}`);
+      } else {
+        assertErr(got.without, "EACCES", `${mode}: without the personality, as nobody`);
+      }
+    }
+  },
+});
