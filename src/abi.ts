@@ -624,6 +624,10 @@ export const IORING_REGISTER_RESTRICTIONS = 11;
 export const IORING_REGISTER_ENABLE_RINGS = 12;
 /** Register a fixed file table with `struct io_uring_rsrc_register` (sparse, tags) (5.13). */
 export const IORING_REGISTER_FILES2 = 13;
+/** Set the CPUs the ring's io-wq workers may run on (a `cpu_set_t`) (5.14). */
+export const IORING_REGISTER_IOWQ_AFF = 17;
+/** Let the io-wq workers run on any CPU again (5.14). */
+export const IORING_UNREGISTER_IOWQ_AFF = 18;
 /** Set the most io-wq worker threads, bounded and unbounded (per NUMA node on older kernels) (5.15). */
 export const IORING_REGISTER_IOWQ_MAX_WORKERS = 19;
 /** Register ring fds in the calling thread's ring table, for `IORING_ENTER_REGISTERED_RING` (5.18). */
@@ -640,6 +644,10 @@ export const IORING_REGISTER_SYNC_CANCEL = 24;
 export const IORING_REGISTER_FILE_ALLOC_RANGE = 25;
 /** Read the kernel's head of a ring of provided buffers (`struct io_uring_buf_status`, 6.8). */
 export const IORING_REGISTER_PBUF_STATUS = 26;
+/** Busy-poll the network for the ring's sockets (`struct io_uring_napi`, 6.9). */
+export const IORING_REGISTER_NAPI = 27;
+/** Stop busy-polling the network; returns the settings that were in force (6.9). */
+export const IORING_UNREGISTER_NAPI = 28;
 /** Set the clock the ring's waits time out by (`struct io_uring_clock_register`, 6.12). */
 export const IORING_REGISTER_CLOCK = 29;
 /** `io_uring_rsrc_register.flags`: a table of empty slots, no fd array (5.19). */

@@ -191,3 +191,54 @@ export function clockRegister(clockId: number): Uint8Array<ArrayBuffer> {
   new DataView(bytes.buffer).setUint32(0, clockId, true);
   return bytes;
 }
+
+/**
+ * A `cpu_set_t` (1024 bits, as glibc's) with `cpus` set, for `IORING_REGISTER_IOWQ_AFF`. Each
+ * CPU is an integer from 0 to 1023.
+ */
+export function cpuSet(cpus: readonly number[]): Uint8Array<ArrayBuffer> {
+  if (!Array.isArray(cpus) || cpus.length === 0) {
+    throw new TypeError("registerIowqAffinity needs a non-empty array of CPU numbers");
+  }
+  const bytes = new Uint8Array(128);
+  cpus.forEach((cpu, i) => {
+    checkU32(cpu, `cpus[${i}]`, 1023);
+    bytes[cpu >> 3] |= 1 << (cpu & 7);
+  });
+  return bytes;
+}
+
+/** Network busy-polling settings of `IoUring.registerNapi` (`struct io_uring_napi`). */
+export interface NapiSettings {
+  /** How long a wait busy-polls the sockets' NAPI contexts, in microseconds. */
+  busyPollUs: number;
+  /** Ask the driver to prefer busy polling over interrupts (`SO_PREFER_BUSY_POLL`). */
+  preferBusyPoll: boolean;
+}
+
+/** Size of `struct io_uring_napi`. */
+const NAPI_SIZE = 16;
+
+/** A `struct io_uring_napi` for `settings` (dynamic tracking: opcode and op_param 0). */
+export function napiArg(settings: NapiSettings | null): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(NAPI_SIZE);
+  if (settings === null) return bytes;
+  if (typeof settings !== "object") {
+    throw new TypeError(`registerNapi takes { busyPollUs, preferBusyPoll }, got ${shown(settings)}`);
+  }
+  const { busyPollUs, preferBusyPoll } = settings; // each read once
+  checkU32(busyPollUs, "busyPollUs");
+  if (typeof preferBusyPoll !== "boolean") {
+    throw new TypeError(`preferBusyPoll must be true or false, got ${shown(preferBusyPoll)}`);
+  }
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, busyPollUs, true); // busy_poll_to
+  view.setUint8(4, preferBusyPoll ? 1 : 0); // prefer_busy_poll
+  return bytes;
+}
+
+/** The settings a `struct io_uring_napi` holds (what the kernel wrote back). */
+export function napiSettings(bytes: Uint8Array): NapiSettings {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return { busyPollUs: view.getUint32(0, true), preferBusyPoll: view.getUint8(4) !== 0 };
+}

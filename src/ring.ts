@@ -40,7 +40,11 @@ import { bufReg, Iovecs, rsrcUpdate } from "./structs.ts";
 import {
   bufStatus,
   clockRegister,
+  cpuSet,
   fileIndexRange,
+  napiArg,
+  type NapiSettings,
+  napiSettings,
   type Restriction,
   restrictionArray,
   sparseTable,
@@ -1516,6 +1520,47 @@ export class IoUring implements Disposable {
     const status = bufStatus(id);
     this.#register(abi.IORING_REGISTER_PBUF_STATUS, status, 1, `IORING_REGISTER_PBUF_STATUS (group ${id})`);
     return new DataView(status.buffer).getUint32(4, true);
+  }
+
+  /**
+   * Lets the io-wq workers of this ring's submitting thread (under SQPOLL: of its SQ thread) run
+   * only on `cpus` (CPU numbers, 0 to 1023): those started after the call (6.18 leaves running
+   * ones where they are). `EINVAL` if none of them is online. Since 5.14.
+   */
+  registerIowqAffinity(cpus: readonly number[]): void {
+    const set = cpuSet(cpus);
+    this.#register(
+      abi.IORING_REGISTER_IOWQ_AFF,
+      set,
+      set.byteLength,
+      `IORING_REGISTER_IOWQ_AFF (${cpus.join(",")})`,
+    );
+  }
+
+  /**
+   * Lets io-wq workers started after the call run on any CPU again (a worker started while the
+   * affinity held keeps it, and an idle one takes new work until it exits). Since 5.14.
+   */
+  unregisterIowqAffinity(): void {
+    this.#register(abi.IORING_UNREGISTER_IOWQ_AFF, null, 0, "IORING_UNREGISTER_IOWQ_AFF");
+  }
+
+  /**
+   * Busy-polls the network (NAPI) for the ring's sockets while it waits for completions, for up
+   * to `busyPollUs` µs each time, instead of sleeping until an interrupt: lower latency for more
+   * CPU. Returns the settings that were in force. Since 6.9.
+   */
+  registerNapi(settings: NapiSettings): NapiSettings {
+    const arg = napiArg(settings);
+    this.#register(abi.IORING_REGISTER_NAPI, arg, 1, "IORING_REGISTER_NAPI");
+    return napiSettings(arg);
+  }
+
+  /** Stops busy-polling; returns the settings that were in force. Since 6.9. */
+  unregisterNapi(): NapiSettings {
+    const arg = napiArg(null);
+    this.#register(abi.IORING_UNREGISTER_NAPI, arg, 1, "IORING_UNREGISTER_NAPI");
+    return napiSettings(arg);
   }
 
   /**

@@ -22,6 +22,7 @@ import {
   IORING_POLL_UPDATE_USER_DATA,
   IORING_REGISTER_PROBE,
   IORING_SETUP_R_DISABLED,
+  IOSQE_ASYNC,
   IOSQE_FIXED_FILE,
   IOSQE_IO_LINK,
   IoUring,
@@ -34,6 +35,7 @@ import {
   prepLinkTimeoutUpdate,
   prepMsgRingFd,
   prepNop,
+  prepOpenat,
   prepOpenatDirect,
   prepPollAdd,
   prepPollUpdate,
@@ -61,6 +63,7 @@ import {
   assertErr,
   assertNoCompletion,
   describe,
+  mkfifo,
   openFile,
   pipe,
   reap,
@@ -491,4 +494,98 @@ console.log(JSON.stringify({ sqpoll: ring.sqpoll, without: open(0), with: open(i
       }
     }
   },
+});
+
+/**
+ * A child process (a fresh io-wq, without idle workers of earlier tests, which keep the CPUs they
+ * were started with and take new work) that parks FIFO opens in io-wq workers around
+ * `registerIowqAffinity([1])` and `unregisterIowqAffinity()`, and prints the CPUs of the workers
+ * waiting in a FIFO open (`wait_for_partner`) after each.
+ */
+const IOWQ_CHILD = `
+import { AT_FDCWD, cstring, IoUring, IOSQE_ASYNC, O_RDONLY, prepOpenat } from ${
+  JSON.stringify(new URL("../mod.ts", import.meta.url).href)
+};
+const [fifo, backend, sqpoll] = Deno.args;
+const ring = new IoUring(8, { sqpoll: sqpoll === "sqpoll", backend });
+const path = cstring(fifo);
+const cpus = () => {
+  const out = new Deno.Command("sh", { args: ["-c",
+    \`for t in /proc/\${Deno.pid}/task/*; do case "$(cat $t/comm) $(cat $t/wchan)" in \` +
+    \`"iou-wrk-"*" wait_for_partner") grep Cpus_allowed_list $t/status | cut -f2;; esac; done\`],
+    stdout: "piped" }).outputSync();
+  return new TextDecoder().decode(out.stdout).split("\\n").filter((l) => l !== "").sort();
+};
+const seen = [];
+const park = async (n) => {
+  const sqe = ring.getSqe();
+  prepOpenat(sqe, AT_FDCWD, path, O_RDONLY, 0);
+  sqe.setFlags(IOSQE_ASYNC);
+  ring.submit();
+  let now = [];
+  for (const end = performance.now() + 5000; performance.now() < end; await new Promise((r) => setTimeout(r, 10))) {
+    now = cpus();
+    if (now.length >= n) break;
+  }
+  seen.push(now);
+};
+ring.registerIowqMaxWorkers(3, 0); // opens are bounded work: room for three
+await park(1);
+ring.registerIowqAffinity([1]);
+await park(2);
+ring.unregisterIowqAffinity();
+await park(3);
+Deno.openSync(fifo, { write: true }).close();
+console.log(JSON.stringify({ sqpoll: ring.sqpoll, seen }));
+`;
+
+ringTest(
+  "registerIowqAffinity: io-wq workers started after it run on the CPUs given, until unregistered",
+  async (config) => {
+    if (navigator.hardwareConcurrency < 2) return; // (nothing to tell apart on one CPU)
+    using tmp = tempDir();
+    const fifo = `${tmp.path}/fifo`;
+    mkfifo(fifo);
+    const script = `${tmp.path}/child.ts`;
+    Deno.writeTextFileSync(script, IOWQ_CHILD);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        "--no-check",
+        script,
+        fifo,
+        config.backend,
+        config.sqpoll ? "sqpoll" : "no",
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const { seen } = JSON.parse(new TextDecoder().decode(out.stdout));
+    const all = `0-${navigator.hardwareConcurrency - 1}`;
+    assert.deepEqual(seen, [
+      [all],
+      [all, "1"].sort(), // the waiting worker stays where it was; the one started after is pinned
+      [all, all, "1"].sort(), // started after the unregister: anywhere again
+    ]);
+    using ring = new IoUring(8, config.options);
+    assert.throws(() => ring.registerIowqAffinity([]), TypeError);
+    assert.throws(() => ring.registerIowqAffinity([1024]), RangeError);
+  },
+);
+
+ringTest("registerNapi / unregisterNapi: each returns the settings that were in force", (config) => {
+  using ring = new IoUring(8, config.options);
+  assert.deepEqual(ring.registerNapi({ busyPollUs: 50, preferBusyPoll: true }), {
+    busyPollUs: 0,
+    preferBusyPoll: false,
+  });
+  assert.deepEqual(ring.registerNapi({ busyPollUs: 20, preferBusyPoll: false }), {
+    busyPollUs: 50,
+    preferBusyPoll: true,
+  });
+  assert.deepEqual(ring.unregisterNapi(), { busyPollUs: 20, preferBusyPoll: false });
+  assert.throws(() => ring.registerNapi({ busyPollUs: -1, preferBusyPoll: true }), RangeError);
+  assert.throws(() => ring.registerNapi({ busyPollUs: 1 } as never), TypeError);
 });
