@@ -153,8 +153,8 @@ export function prepWritev(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset,
  * `preadv2(fd, iovecs, offset, rwFlags)` into registered buffer `bufIndex`: every buffer of
  * `iovecs` must lie inside that one registered buffer (the kernel reads each iovec's address as
  * a place in it). The kernel copies the iovec array when it takes the SQE and checks it when the
- * read is issued: an iovec that reaches outside the registered buffer, an empty one, or a
- * `bufIndex` with no buffer registered fails the read with `EFAULT`. Since 6.15.
+ * read is issued: an iovec that reaches outside the registered buffer, an empty one (refused
+ * here), or a `bufIndex` with no buffer registered fails the read with `EFAULT`. Since 6.15.
  */
 export function prepReadvFixed(
   sqe: Sqe,
@@ -215,6 +215,14 @@ function writeVecFixed(
   checkU32(bufIndex, "bufIndex", 0xffff);
   checkFlags(rwFlags, "rwFlags");
   checkIovecs(iovecs, what);
+  const buffers = iovecs.buffers;
+  for (let i = 0; i < buffers.length; i++) {
+    // (An Iovecs gives an empty buffer address 0, in no registered buffer; and the kernel refuses
+    // an empty iovec anywhere.)
+    if (byteLengthOf(buffers[i]) === 0) {
+      throw new RangeError(`${what}: iovecs buffer ${i} is empty (the kernel fails it with EFAULT)`);
+    }
+  }
   writeRw(sqe, opcode, fd, addressOf(iovecs.bytes), iovecs.length, offset);
   const u32 = sqe.u32, b = sqe.base;
   u32[b + W.opFlags] = rwFlags;

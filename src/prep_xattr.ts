@@ -3,6 +3,10 @@
  * (5.19), filled as liburing's `io_uring_prep_*xattr` do (name in `addr`, value in `addr2`, path
  * in `addr3`, the value's length in `len`, the `XATTR_*` flags in the op flags).
  *
+ * A name is `namespace.name` (`user.`, `trusted.`, `security.`, ...): an empty one or one longer
+ * than `XATTR_NAME_MAX` bytes fails with `ERANGE`, an unknown namespace with `EOPNOTSUPP`, as
+ * does a filesystem without xattrs.
+ *
  * The arguments come in the system calls' order, `getxattr(path, name, value, size)`, as this
  * module's other path helpers take the file first (liburing's helpers take the path last).
  * A path is resolved from the process's working directory, following a final symlink (there is

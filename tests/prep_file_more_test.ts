@@ -229,6 +229,15 @@ Deno.test("prepReadvFixed / prepWritevFixed: iovecs in addr, count in len, offse
     () => prepWritevFixed(refused, 7, stale, 0, 0),
     /prepWritevFixed: iovecs buffer 0 was detached/,
   );
+  const withEmpty = new Iovecs([reg.subarray(0, 8), reg.subarray(8, 8)]);
+  assert.throws(
+    () => prepReadvFixed(refused, 7, withEmpty, 0, 0),
+    /prepReadvFixed: iovecs buffer 1 is empty/,
+  );
+  assert.throws(
+    () => prepWritevFixed(refused, 7, withEmpty, 0, 0),
+    /prepWritevFixed: iovecs buffer 1 is empty/,
+  );
   assert.ok(refused.bytes().every((b) => b === 0), "a refused prep wrote into the SQE");
 });
 
