@@ -64,9 +64,9 @@ export function prepFgetxattr(
 }
 
 /**
- * `setxattr(path, name, value, len, flags)`: completes with 0. `flags`: `XATTR_CREATE` (fail
- * with `EEXIST` if the attribute exists) or `XATTR_REPLACE` (fail with `ENODATA` if it does
- * not); 0 does either. `len` defaults to `value`'s length and may not exceed it (a `null` value
+ * `setxattr(path, name, value, len, flags)` (here `len`, optional, comes last): completes with
+ * 0. `flags`: `XATTR_CREATE` (fail with `EEXIST` if the attribute exists) or `XATTR_REPLACE`
+ * (fail with `ENODATA` if it does not); 0 does either. `len` defaults to `value`'s length and may not exceed it (a `null` value
  * sets an empty one); more than `XATTR_SIZE_MAX` bytes fail with `E2BIG`. The kernel copies the
  * value when it takes the SQE. Since 5.19.
  */
@@ -84,7 +84,8 @@ export function prepSetxattr(
 }
 
 /**
- * `fsetxattr(fd, name, value, len, flags)`: {@link prepSetxattr} on an open file. Since 5.19.
+ * `fsetxattr(fd, name, value, len, flags)` (`len` last, as in {@link prepSetxattr}) on an open
+ * file. Since 5.19.
  */
 export function prepFsetxattr(
   sqe: Sqe,
