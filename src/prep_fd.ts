@@ -45,8 +45,9 @@ export function prepPipe(sqe: Sqe, fds: Int32Array | ArrayBufferView, pipeFlags 
  * kernel picks. The kernel writes the two slots to `fds` and completes with 0. Slots have no
  * close-on-exec, so `O_CLOEXEC` is refused (the kernel would fail it with `EINVAL`). Kernels
  * before the fix "io_uring/openclose: fix io_pipe_fixed() slot tracking for specific slots"
- * (7.0, backported to stable) write `0, 0` to `fds` for a given `fileIndex` (the slots are
- * still `fileIndex` and `fileIndex + 1`). Since 6.16.
+ * (7.0, backported to stable; 6.18.44 has it) write `0, 0` to `fds` for a given `fileIndex`
+ * (the slots are still `fileIndex` and `fileIndex + 1`), and when the write end's slot does not
+ * exist they leave the read end in its slot and empty slot 0 instead. Since 6.16.
  */
 export function prepPipeDirect(
   sqe: Sqe,
