@@ -593,6 +593,18 @@ export const IORING_FILE_INDEX_ALLOC = 0xffffffff;
  */
 export const MAX_FILE_INDEX = IORING_FILE_INDEX_ALLOC - 2;
 
+// File opcodes: xattrs, pipes, fixed-fd install (prep_xattr.ts, prep_fd.ts).
+/** `install_fd_flags` of FIXED_FD_INSTALL: the new fd is not close-on-exec (6.8). */
+export const IORING_FIXED_FD_NO_CLOEXEC = 1 << 0;
+/** `setxattr` flag: fail with `EEXIST` if the attribute exists (linux/xattr.h; 2.4). */
+export const XATTR_CREATE = 0x1;
+/** `setxattr` flag: fail with `ENODATA` if the attribute does not exist (linux/xattr.h; 2.4). */
+export const XATTR_REPLACE = 0x2;
+/** Longest xattr name in bytes, without its NUL; longer fails with `ERANGE` (linux/limits.h). */
+export const XATTR_NAME_MAX = 255;
+/** Largest xattr value in bytes; a larger set fails with `E2BIG` (linux/limits.h). */
+export const XATTR_SIZE_MAX = 65536;
+
 // ---------------------------------------------------------------------------------------------
 // io_uring_register opcodes.
 

@@ -157,6 +157,87 @@ export function prepWritev(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset,
 }
 
 /**
+ * `preadv2(fd, iovecs, offset, rwFlags)` into registered buffer `bufIndex`: every buffer of
+ * `iovecs` must lie inside that one registered buffer (the kernel reads each iovec's address as
+ * a place in it). The kernel copies the iovec array when it takes the SQE and checks it when the
+ * read is issued: an iovec that reaches outside the registered buffer, an empty one (refused
+ * here), or a `bufIndex` with no buffer registered fails the read with `EFAULT`. Since 6.15.
+ */
+export function prepReadvFixed(
+  sqe: Sqe,
+  fd: number,
+  iovecs: Iovecs,
+  offset: Offset,
+  bufIndex: number,
+  rwFlags = 0,
+): Sqe {
+  return writeVecFixed(
+    sqe,
+    abi.IORING_OP_READV_FIXED,
+    fd,
+    iovecs,
+    offset,
+    bufIndex,
+    rwFlags,
+    "prepReadvFixed",
+  );
+}
+
+/**
+ * `pwritev2(fd, iovecs, offset, rwFlags)` from registered buffer `bufIndex`: every buffer of
+ * `iovecs` must lie inside it, as for {@link prepReadvFixed} (`EFAULT` otherwise). Since 6.15.
+ */
+export function prepWritevFixed(
+  sqe: Sqe,
+  fd: number,
+  iovecs: Iovecs,
+  offset: Offset,
+  bufIndex: number,
+  rwFlags = 0,
+): Sqe {
+  return writeVecFixed(
+    sqe,
+    abi.IORING_OP_WRITEV_FIXED,
+    fd,
+    iovecs,
+    offset,
+    bufIndex,
+    rwFlags,
+    "prepWritevFixed",
+  );
+}
+
+function writeVecFixed(
+  sqe: Sqe,
+  opcode: number,
+  fd: number,
+  iovecs: Iovecs,
+  offset: Offset,
+  bufIndex: number,
+  rwFlags: number,
+  what: string,
+): Sqe {
+  checkFd(fd);
+  checkOffset(offset);
+  checkU32(bufIndex, "bufIndex", 0xffff);
+  checkFlags(rwFlags, "rwFlags");
+  checkIovecs(iovecs, what);
+  const buffers = iovecs.buffers;
+  for (let i = 0; i < buffers.length; i++) {
+    // (An Iovecs gives an empty buffer address 0, in no registered buffer; and the kernel refuses
+    // an empty iovec anywhere.)
+    if (byteLengthOf(buffers[i]) === 0) {
+      throw new RangeError(`${what}: iovecs buffer ${i} is empty (the kernel fails it with EFAULT)`);
+    }
+  }
+  writeRw(sqe, opcode, fd, addressOf(iovecs.bytes), iovecs.length, offset);
+  const u32 = sqe.u32, b = sqe.base;
+  u32[b + W.opFlags] = rwFlags;
+  u32[b + W.bufIndex] = (u32[b + W.bufIndex] & 0xffff0000) | bufIndex;
+  return sqe;
+}
+
+/**
  * Read into registered buffer `bufIndex`; `buf` must lie inside that registered buffer.
  * Since 5.1.
  */

@@ -283,6 +283,15 @@ Deno.test("register opcodes and per-opcode flags", () => {
   );
 });
 
+Deno.test("xattr, pipe and fixed-fd-install constants", () => {
+  // (1U << 0) in include/uapi/linux/io_uring.h since 6.8; the installed copy may predate it.
+  assert.equal(abi.IORING_FIXED_FD_NO_CLOEXEC, 1);
+  assert.equal(abi.XATTR_CREATE, 0x1); // linux/xattr.h
+  assert.equal(abi.XATTR_REPLACE, 0x2);
+  assert.equal(abi.XATTR_NAME_MAX, 255); // linux/limits.h
+  assert.equal(abi.XATTR_SIZE_MAX, 65536);
+});
+
 Deno.test("errno names, numbers and messages", () => {
   assert.equal(errnoName(22), "EINVAL");
   assert.equal(errno("EINVAL"), 22);
@@ -356,7 +365,7 @@ Deno.test({
     }
     // Other Linux constants the module defines: each only if the C headers have it.
     const libcNames = Object.keys(exported).filter((n) =>
-      /^(AT_|O_|STATX_(BASIC|BTIME|DIOALIGN)|POLL(IN|OUT)$|RENAME_|SPLICE_F_(MOVE|NONBLOCK)|SYNC_FILE_RANGE_|FALLOC_FL_|POSIX_FADV_|AF_|SOCK_|SHUT_|MSG_|SOL_SOCKET$|SO_)/
+      /^(AT_|O_|STATX_(BASIC|BTIME|DIOALIGN)|POLL(IN|OUT)$|RENAME_|SPLICE_F_(MOVE|NONBLOCK)|SYNC_FILE_RANGE_|FALLOC_FL_|POSIX_FADV_|AF_|SOCK_|SHUT_|MSG_|SOL_SOCKET$|SO_|XATTR_)/
         .test(n) && typeof exported[n] === "number"
     );
     for (const name of libcNames) {
@@ -517,6 +526,8 @@ Deno.test({
       "#include <linux/fs.h>",
       "#include <linux/falloc.h>",
       "#include <linux/openat2.h>",
+      "#include <linux/xattr.h>",
+      "#include <linux/limits.h>",
       "#include <linux/io_uring.h>",
       "int main(void) {",
       ...lines,

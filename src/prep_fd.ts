@@ -1,0 +1,90 @@
+/**
+ * `prep*` helpers for opcodes that make descriptors: `pipe2` (plain fds or registered file
+ * slots) and the install of a registered file as a plain fd, filled as liburing's
+ * `io_uring_prep_pipe`, `io_uring_prep_pipe_direct` and `io_uring_prep_fixed_fd_install` do.
+ *
+ * @module
+ */
+
+import * as abi from "./abi.ts";
+import { addressOf, byteLengthOf, checkBuffer, checkFlags, checkU32 } from "./memory.ts";
+import { writeRw } from "./prep_base.ts";
+import { type Sqe, W } from "./sqe.ts";
+
+const OP_FLAGS = W.opFlags, FILE_INDEX = W.spliceFdIn;
+
+/** Throws unless `fds` has room for the two `int`s the kernel writes (an `Int32Array(2)`). */
+function checkFdPair(fds: unknown): asserts fds is ArrayBufferView {
+  checkBuffer(fds, "fds");
+  const length = byteLengthOf(fds);
+  if (length < 8) {
+    throw new RangeError(`fds must hold two 4-byte fds (an Int32Array(2)), got ${length} bytes`);
+  }
+}
+
+/**
+ * `pipe2(fds, pipeFlags)`: the kernel writes the read end's fd to `fds[0]` and the write end's
+ * to `fds[1]` (an `Int32Array(2)`, or any view of at least 8 bytes, kept referenced until the
+ * CQE), and completes with 0. `pipeFlags`: `O_CLOEXEC`, `O_NONBLOCK`, `O_DIRECT` (a packet
+ * pipe); others fail with `EINVAL`. (`O_NONBLOCK` is for the fds' other users: a read of an
+ * empty pipe through the ring waits for data all the same, as the kernel polls the pipe.)
+ * Since 6.16.
+ */
+export function prepPipe(sqe: Sqe, fds: Int32Array | ArrayBufferView, pipeFlags = 0): Sqe {
+  checkFdPair(fds);
+  checkFlags(pipeFlags, "pipeFlags");
+  writeRw(sqe, abi.IORING_OP_PIPE, 0, addressOf(fds), 0, 0);
+  sqe.u32[sqe.base + OP_FLAGS] = pipeFlags;
+  return sqe;
+}
+
+/**
+ * {@link prepPipe} into registered file slots instead of fds (later SQEs name them with
+ * `IOSQE_FIXED_FILE`): the read end in slot `fileIndex` and the write end in `fileIndex + 1`
+ * (an occupied slot is replaced), or, with `IORING_FILE_INDEX_ALLOC`, each in a free slot the
+ * kernel picks. The kernel writes the two slots to `fds` and completes with 0. Slots have no
+ * close-on-exec, so `O_CLOEXEC` is refused (the kernel would fail it with `EINVAL`). Kernels
+ * before the fix "io_uring/openclose: fix io_pipe_fixed() slot tracking for specific slots"
+ * (7.0, backported to stable; 6.18.44 has it) write `0, 0` to `fds` for a given `fileIndex`
+ * (the slots are still `fileIndex` and `fileIndex + 1`), and when the write end's slot does not
+ * exist they leave the read end in its slot and empty slot 0 instead. Since 6.16.
+ */
+export function prepPipeDirect(
+  sqe: Sqe,
+  fds: Int32Array | ArrayBufferView,
+  pipeFlags: number,
+  fileIndex: number,
+): Sqe {
+  checkFdPair(fds);
+  checkFlags(pipeFlags, "pipeFlags");
+  if (pipeFlags & abi.O_CLOEXEC) {
+    throw new RangeError("pipeFlags: O_CLOEXEC has no meaning for registered file slots (EINVAL)");
+  }
+  let slot = fileIndex;
+  if (fileIndex !== abi.IORING_FILE_INDEX_ALLOC) {
+    // Two slots: the write end's, fileIndex + 1, must be one too.
+    checkU32(fileIndex, "fileIndex", abi.MAX_FILE_INDEX - 1);
+    slot = fileIndex + 1; // file_index: the slot + 1
+  }
+  prepPipe(sqe, fds, pipeFlags);
+  sqe.u32[sqe.base + FILE_INDEX] = slot;
+  return sqe;
+}
+
+/**
+ * Installs registered file `fixedIndex` as a plain fd in the process's table and completes with
+ * that fd; the slot keeps its file. The new fd is close-on-exec unless `flags` holds
+ * `IORING_FIXED_FD_NO_CLOEXEC` (other bits fail with `EINVAL`). The opcode needs
+ * `IOSQE_FIXED_FILE`, so this sets that flag in the SQE's flags (keeping the others: add more
+ * with `addFlags`, as `setFlags` would drop it and the kernel would fail with `EBADF`). An SQE
+ * with a `personality` fails with `EPERM`. Since 6.8.
+ */
+export function prepFixedFdInstall(sqe: Sqe, fixedIndex: number, flags = 0): Sqe {
+  checkU32(fixedIndex, "fixedIndex", 0x7fffffff); // the SQE's fd field (an s32)
+  checkFlags(flags, "flags");
+  writeRw(sqe, abi.IORING_OP_FIXED_FD_INSTALL, fixedIndex, 0, 0, 0);
+  const u32 = sqe.u32, at = sqe.base + W.head;
+  u32[at] = (u32[at] | (abi.IOSQE_FIXED_FILE << 8)) >>> 0;
+  sqe.u32[sqe.base + OP_FLAGS] = flags;
+  return sqe;
+}
