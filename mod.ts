@@ -46,6 +46,7 @@ export { addressOf, cstring } from "./src/memory.ts";
 export * from "./src/prep.ts";
 export * from "./src/prep_net.ts";
 export * from "./src/prep_select.ts";
+export * from "./src/prep_wait.ts";
 export { BufferRing, type BufferRingOptions } from "./src/buf_ring.ts";
 export { Msghdr, type MsghdrOptions } from "./src/msghdr.ts";
 export { SocketAddress } from "./src/sockaddr.ts";
