@@ -23,6 +23,7 @@ import {
   addressOf,
   bufferAddressed,
   byteLengthOf,
+  byteOffsetOf,
   checkBits32,
   checkBuffer,
   checkFd,
@@ -122,7 +123,7 @@ function futexAddressed(futex: unknown, futexFlags: number, what: string): void 
   if (ADDRESSED[0] % size !== 0) {
     throw new RangeError(
       `${what} must be ${size}-byte aligned (the kernel refuses an unaligned futex with EINVAL), ` +
-        `its address is ${ADDRESSED[0]} (its byteOffset: ${futex.byteOffset})`,
+        `its address is ${ADDRESSED[0]} (its byteOffset: ${byteOffsetOf(futex)})`,
     );
   }
 }
@@ -258,6 +259,7 @@ export class FutexWaitv {
    * the kernel would use the address recorded, which may belong to other memory by now.
    */
   unusable(count: number = this.#futexes.length): number {
+    checkU32(count, "count", this.#futexes.length);
     const futexes = this.#futexes, sizes = this.#sizes;
     for (let i = 0; i < count; i++) {
       const futex = futexes[i];
