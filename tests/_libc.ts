@@ -59,3 +59,38 @@ export function reapQuietly(pid: number): void {
     libc.waitpid(pid, status, 0);
   }
 }
+
+/** The Worker of {@link futexWakeFromWorker}: one `futex(FUTEX_WAKE_PRIVATE)` system call. */
+const WAKER_SOURCE = `
+const libc = Deno.dlopen("libc.so.6", {
+  syscall: { parameters: ["i64", "pointer", "i32", "i32"], result: "i64" },
+}).symbols;
+self.onmessage = (e) => {
+  const { memory, index, sysFutex } = e.data;
+  const word = new Uint32Array(memory, index * 4, 1);
+  // futex(uaddr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1): wake one waiter
+  self.postMessage(Number(libc.syscall(BigInt(sysFutex), Deno.UnsafePointer.of(word), 1 | 128, 1)));
+};
+`;
+
+/**
+ * Wakes one waiter of the private futex `memory[index]` (a `SharedArrayBuffer`'s u32) with a
+ * `futex(2)` system call made from another thread (a Worker, through libc): V8's
+ * `Atomics.notify` does not use futex(2). Resolves with the number woken.
+ */
+export async function futexWakeFromWorker(memory: SharedArrayBuffer, index: number): Promise<number> {
+  const url = URL.createObjectURL(new Blob([WAKER_SOURCE], { type: "text/javascript" }));
+  const worker = new Worker(url, { type: "module" });
+  URL.revokeObjectURL(url);
+  try {
+    const woken = new Promise<number>((resolve, reject) => {
+      worker.onmessage = (e) => resolve(e.data as number);
+      worker.onerror = (e) => reject(new Error(`waker worker: ${e.message}`));
+    });
+    // SYS_futex: 202 on x86_64, 98 on aarch64.
+    worker.postMessage({ memory, index, sysFutex: Deno.build.arch === "aarch64" ? 98 : 202 });
+    return await woken;
+  } finally {
+    worker.terminate();
+  }
+}

@@ -59,7 +59,7 @@ import {
   sysRead,
   sysWrite,
 } from "./_io.ts";
-import { epollCreate, kill, reapQuietly, SIGKILL, spawnShell } from "./_libc.ts";
+import { epollCreate, futexWakeFromWorker, kill, reapQuietly, SIGKILL, spawnShell } from "./_libc.ts";
 import { type RingConfig, ringTest } from "./_support.ts";
 
 const PRIVATE_U32 = FUTEX2_SIZE_U32 | FUTEX2_PRIVATE;
@@ -138,6 +138,32 @@ ringTest("futex wait completes only after a wake through the ring; the wake repo
     }
   }
 });
+
+ringTest(
+  "futex wait through the ring is woken by futex(2) from another thread; private and shared keys differ",
+  async (config) => {
+    using ring = new IoUring(8, config.options);
+    if (lacks(ring, config, IORING_OP_FUTEX_WAIT, IORING_OP_FUTEX_WAKE)) return;
+    const memory = new SharedArrayBuffer(16);
+    const word = new Uint32Array(memory, 8, 1);
+    queue(ring, 1, (s) => prepFutexWait(s, word, 0, FUTEX_BITSET_MATCH_ANY, PRIVATE_U32));
+    ring.submit();
+    assertNoCompletion(ring, 30);
+    assert.equal(await futexWakeFromWorker(memory, 2), 1, "the Worker's futex(FUTEX_WAKE_PRIVATE) woke one");
+    assert.equal(results(ring, 1).get(1), 0);
+
+    // A shared (not FUTEX2_PRIVATE) wait is keyed apart from private wakes of the same word.
+    queue(ring, 2, (s) => prepFutexWait(s, word, 0, FUTEX_BITSET_MATCH_ANY, FUTEX2_SIZE_U32));
+    ring.submit();
+    assertNoCompletion(ring, 20);
+    assert.equal(run(ring, (s) => prepFutexWake(s, word, 1, FUTEX_BITSET_MATCH_ANY, PRIVATE_U32)), 0);
+    assert.equal(await futexWakeFromWorker(memory, 2), 0, "a private futex(2) wake does not reach it either");
+    queue(ring, 3, (s) => prepFutexWake(s, word, 1, FUTEX_BITSET_MATCH_ANY, FUTEX2_SIZE_U32));
+    ring.submit();
+    const done = results(ring, 2);
+    assert.deepEqual([done.get(2), done.get(3)], [0, 1], `${[...done]}`);
+  },
+);
 
 ringTest(
   "futex wait: a stale value completes at once with -EAGAIN; an Int32Array's negative value is its u32",
