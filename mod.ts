@@ -48,6 +48,7 @@ export * from "./src/prep_net.ts";
 export * from "./src/prep_select.ts";
 export * from "./src/prep_xattr.ts";
 export * from "./src/prep_fd.ts";
+export * from "./src/prep_wait.ts";
 export { BufferRing, type BufferRingOptions } from "./src/buf_ring.ts";
 export { Msghdr, type MsghdrOptions } from "./src/msghdr.ts";
 export { SocketAddress } from "./src/sockaddr.ts";

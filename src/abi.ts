@@ -852,3 +852,130 @@ export const MAP_PRIVATE = 0x02;
 export const MAP_ANONYMOUS = 0x20;
 /** `MAP_POPULATE` for `mmap`: prefault the mapping (2.5.46). */
 export const MAP_POPULATE = 0x8000;
+
+// ---------------------------------------------------------------------------------------------
+// Futexes, waitid and epoll: the waiting opcodes (prep_wait.ts). From include/uapi/linux/futex.h,
+// include/uapi/linux/wait.h, include/uapi/asm-generic/siginfo.h and include/uapi/linux/eventpoll.h.
+
+/** futex2 flags: a 32-bit futex word, the one size the kernel implements (6.7). */
+export const FUTEX2_SIZE_U32 = 0x02;
+/** futex2 flags: the bits that give the futex word's size (6.7). */
+export const FUTEX2_SIZE_MASK = 0x03;
+/**
+ * futex2 flags: a NUMA-aware futex, whose word is followed by a u32 node id (`FUTEX_NO_NODE`: the
+ * kernel picks one and writes it there); the pair is 8-byte aligned (defined 6.7, accepted 6.16).
+ */
+export const FUTEX2_NUMA = 0x04;
+/** futex2 flags: with `FUTEX2_NUMA`, take the node from the memory policy of the word's page (6.16). */
+export const FUTEX2_MPOL = 0x08;
+/**
+ * futex2 flags: the futex is private to this process (faster: keyed by address alone); waits and
+ * wakes must agree on it (6.7; the value of `FUTEX_PRIVATE_FLAG`).
+ */
+export const FUTEX2_PRIVATE = 128;
+/** The node id of a `FUTEX2_NUMA` futex that has none yet: the kernel picks one (6.16). */
+export const FUTEX_NO_NODE: number = -1;
+/** A futex wait/wake mask that matches every waiter (2.6.25). */
+export const FUTEX_BITSET_MATCH_ANY = 0xffffffff;
+/** Most futexes one `futex_waitv` waits on (5.16). */
+export const FUTEX_WAITV_MAX = 128;
+/** Size of `struct futex_waitv`: `val` u64, `uaddr` u64, `flags` u32, `__reserved` u32 (5.16). */
+export const FUTEX_WAITV_SIZE = 24;
+/** Byte offsets of the fields of `struct futex_waitv` (5.16). */
+export const FUTEX_WAITV = { val: 0, uaddr: 8, flags: 16, reserved: 20 } as const;
+
+/** `waitid` idtype: any child (2.6.9). */
+export const P_ALL = 0;
+/** `waitid` idtype: the child whose pid is `id` (2.6.9). */
+export const P_PID = 1;
+/** `waitid` idtype: any child in process group `id` (0: the caller's) (2.6.9). */
+export const P_PGID = 2;
+/** `waitid` idtype: the child that pidfd `id` refers to (5.4). */
+export const P_PIDFD = 3;
+/** `waitid` option: do not wait when no child has a state to report (2.6.9). */
+export const WNOHANG = 0x00000001;
+/** `waitid` option: report children stopped by a signal (2.6.9). */
+export const WSTOPPED = 0x00000002;
+/** `waitid` option: report children that exited (2.6.9). */
+export const WEXITED = 0x00000004;
+/** `waitid` option: report stopped children resumed by `SIGCONT` (2.6.9). */
+export const WCONTINUED = 0x00000008;
+/** `waitid` option: leave the child waitable: report its state without reaping it (2.6.9). */
+export const WNOWAIT = 0x01000000;
+/** `waitid` option: wait for children of this thread only, not of the whole thread group (2.4). */
+export const __WNOTHREAD = 0x20000000;
+/** `waitid` option: wait for every child, whatever signal it reports its end with (2.4). */
+export const __WALL = 0x40000000;
+/** `waitid` option: wait only for "clone" children (ending with a signal other than `SIGCHLD`) (2.0). */
+export const __WCLONE = 0x80000000;
+/** `si_code` of a `SIGCHLD` siginfo: the child exited; `si_status` is its exit status (2.2). */
+export const CLD_EXITED = 1;
+/** `si_code`: the child was killed by signal `si_status` (2.2). */
+export const CLD_KILLED = 2;
+/** `si_code`: the child was killed by signal `si_status` and dumped core (2.2). */
+export const CLD_DUMPED = 3;
+/** `si_code`: a traced child stopped (2.2). */
+export const CLD_TRAPPED = 4;
+/** `si_code`: the child was stopped by signal `si_status` (2.2). */
+export const CLD_STOPPED = 5;
+/** `si_code`: a stopped child was resumed (2.6.9). */
+export const CLD_CONTINUED = 6;
+/** `SIGCHLD`, the `si_signo` of a waitid report (17 on x86_64 and aarch64). */
+export const SIGCHLD = 17;
+/** Size of `siginfo_t` (`SI_MAX_SIZE`), what `waitid` fills (2.2). */
+export const SIGINFO_SIZE = 128;
+/**
+ * Byte offsets of the `siginfo_t` fields `waitid` writes, on 64-bit Linux (the union of fields
+ * starts at 16): `si_signo`, `si_errno`, `si_code`, then `_sigchld`'s `si_pid`, `si_uid`, `si_status`.
+ */
+export const SIGINFO = { signo: 0, errno: 4, code: 8, pid: 16, uid: 20, status: 24 } as const;
+
+/** `epoll_ctl` op: add `fd` to the interest list (2.6). */
+export const EPOLL_CTL_ADD = 1;
+/** `epoll_ctl` op: remove `fd` from the interest list (2.6). */
+export const EPOLL_CTL_DEL = 2;
+/** `epoll_ctl` op: change `fd`'s events and data (2.6). */
+export const EPOLL_CTL_MOD = 3;
+/** `epoll_create1` flag: close the epoll fd on exec (2.6.27; the value of `O_CLOEXEC`). */
+export const EPOLL_CLOEXEC = 0o2000000;
+/** epoll event: readable (2.6). */
+export const EPOLLIN = 0x001;
+/** epoll event: urgent data (2.6). */
+export const EPOLLPRI = 0x002;
+/** epoll event: writable (2.6). */
+export const EPOLLOUT = 0x004;
+/** epoll event: an error (always reported) (2.6). */
+export const EPOLLERR = 0x008;
+/** epoll event: hang-up (always reported) (2.6). */
+export const EPOLLHUP = 0x010;
+/** epoll event: normal data readable (2.6). */
+export const EPOLLRDNORM = 0x040;
+/** epoll event: priority band data readable (2.6). */
+export const EPOLLRDBAND = 0x080;
+/** epoll event: normal data writable (2.6). */
+export const EPOLLWRNORM = 0x100;
+/** epoll event: priority band data writable (2.6). */
+export const EPOLLWRBAND = 0x200;
+/** epoll event: the peer shut down its writing half of a stream socket (2.6.17). */
+export const EPOLLRDHUP = 0x2000;
+/** epoll input flag: wake one of several epoll fds waiting on the same file (4.5). */
+export const EPOLLEXCLUSIVE = 1 << 28;
+/** epoll input flag: hold a wakeup source while the event is pending (3.5). */
+export const EPOLLWAKEUP = 1 << 29;
+/** epoll input flag: report once, then disable until `EPOLL_CTL_MOD` (2.6.2). */
+export const EPOLLONESHOT = 1 << 30;
+/** epoll input flag: edge-triggered (2.6). As a number it is positive; or-ed, a negative int32. */
+export const EPOLLET = 0x80000000;
+/**
+ * Size of `struct epoll_event` (`events` u32, `data` u64): packed, 12 bytes, on x86-64 only (the
+ * kernel's `EPOLL_PACKED`, for 32-bit compatibility); naturally aligned, 16 bytes, on aarch64 and
+ * every other architecture (2.6).
+ */
+export const EPOLL_EVENT_SIZE: number = Deno.build.arch === "x86_64" ? 12 : 16;
+/** Byte offsets of the fields of `struct epoll_event` (`data` at 4 on x86-64, 8 elsewhere) (2.6). */
+export const EPOLL_EVENT: { readonly events: number; readonly data: number } = {
+  events: 0,
+  data: Deno.build.arch === "x86_64" ? 4 : 8,
+};
+/** Most events one `epoll_wait` returns (`EP_MAX_EVENTS`: `INT_MAX / sizeof(struct epoll_event)`). */
+export const EPOLL_MAX_EVENTS: number = Math.floor(0x7fffffff / EPOLL_EVENT_SIZE);

@@ -561,3 +561,149 @@ Deno.test({
     }
   },
 });
+
+// --- Futexes, waitid and epoll (prep_wait.ts) ----------------------------------------------------
+
+Deno.test("futex, waitid and epoll constants and struct layouts (literals from the kernel's uapi headers)", () => {
+  // include/uapi/linux/futex.h. /usr/include/linux/futex.h here predates the futex2 flags (it has
+  // only FUTEX_32): these are the kernel header's literal values.
+  assert.equal(abi.FUTEX2_SIZE_U32, 0x02);
+  assert.equal(abi.FUTEX2_SIZE_MASK, 0x03);
+  assert.equal(abi.FUTEX2_NUMA, 0x04);
+  assert.equal(abi.FUTEX2_MPOL, 0x08);
+  assert.equal(abi.FUTEX2_PRIVATE, 128); // FUTEX_PRIVATE_FLAG
+  assert.equal(abi.FUTEX_NO_NODE, -1);
+  assert.equal(abi.FUTEX_BITSET_MATCH_ANY, 0xffffffff);
+  assert.equal(abi.FUTEX_WAITV_MAX, 128);
+  assert.equal(abi.FUTEX_WAITV_SIZE, 24); // { __u64 val; __u64 uaddr; __u32 flags; __u32 __reserved; }
+  assert.deepEqual({ ...abi.FUTEX_WAITV }, { val: 0, uaddr: 8, flags: 16, reserved: 20 });
+  // include/uapi/linux/wait.h
+  assert.deepEqual([abi.P_ALL, abi.P_PID, abi.P_PGID, abi.P_PIDFD], [0, 1, 2, 3]);
+  assert.deepEqual([abi.WNOHANG, abi.WSTOPPED, abi.WEXITED, abi.WCONTINUED, abi.WNOWAIT], [
+    1,
+    2,
+    4,
+    8,
+    0x01000000,
+  ]);
+  assert.deepEqual([abi.__WNOTHREAD, abi.__WALL, abi.__WCLONE], [0x20000000, 0x40000000, 0x80000000]);
+  // include/uapi/asm-generic/siginfo.h, signal.h
+  assert.deepEqual(
+    [abi.CLD_EXITED, abi.CLD_KILLED, abi.CLD_DUMPED, abi.CLD_TRAPPED, abi.CLD_STOPPED, abi.CLD_CONTINUED],
+    [1, 2, 3, 4, 5, 6],
+  );
+  assert.equal(abi.SIGCHLD, 17);
+  assert.equal(abi.SIGINFO_SIZE, 128);
+  assert.deepEqual({ ...abi.SIGINFO }, { signo: 0, errno: 4, code: 8, pid: 16, uid: 20, status: 24 });
+  // include/uapi/linux/eventpoll.h
+  assert.deepEqual([abi.EPOLL_CTL_ADD, abi.EPOLL_CTL_DEL, abi.EPOLL_CTL_MOD], [1, 2, 3]);
+  assert.equal(abi.EPOLL_CLOEXEC, 0o2000000);
+  assert.deepEqual(
+    [abi.EPOLLIN, abi.EPOLLPRI, abi.EPOLLOUT, abi.EPOLLERR, abi.EPOLLHUP, abi.EPOLLRDNORM, abi.EPOLLRDBAND],
+    [0x1, 0x2, 0x4, 0x8, 0x10, 0x40, 0x80],
+  );
+  assert.deepEqual([abi.EPOLLWRNORM, abi.EPOLLWRBAND, abi.EPOLLRDHUP], [0x100, 0x200, 0x2000]);
+  assert.deepEqual(
+    [abi.EPOLLEXCLUSIVE, abi.EPOLLWAKEUP, abi.EPOLLONESHOT, abi.EPOLLET],
+    [0x10000000, 0x20000000, 0x40000000, 0x80000000],
+  );
+  // EPOLL_PACKED (__attribute__((packed))) is defined for __x86_64__ only.
+  const x86 = Deno.build.arch === "x86_64";
+  assert.equal(abi.EPOLL_EVENT_SIZE, x86 ? 12 : 16);
+  assert.deepEqual({ ...abi.EPOLL_EVENT }, { events: 0, data: x86 ? 4 : 8 });
+  assert.equal(abi.EPOLL_MAX_EVENTS, Math.floor(0x7fffffff / abi.EPOLL_EVENT_SIZE));
+});
+
+Deno.test({
+  name: "futex, waitid and epoll constants agree with the installed C headers (where they have them)",
+  ignore: !canCompile,
+  fn() {
+    const exported = abi as unknown as Record<string, unknown>;
+    const lines: string[] = [];
+    const expected = new Map<string, number>();
+    const want = (key: string, expr: string, value: number, ifdef?: string) => {
+      expected.set(key, value);
+      if (ifdef) lines.push(`#ifdef ${ifdef}`);
+      lines.push(`  printf("%s %lld\\n", ${JSON.stringify(key)}, (long long)(${expr}));`);
+      if (ifdef) lines.push(`#endif`);
+    };
+    const value = (name: string) => exported[name] as number;
+    // Macros: compared when the headers define them (the futex2 ones only in headers from 6.7).
+    for (
+      const name of Object.keys(exported).filter((n) =>
+        /^(FUTEX2_|FUTEX_NO_NODE$|FUTEX_BITSET_MATCH_ANY$|FUTEX_WAITV_MAX$|W(NOHANG|STOPPED|EXITED|CONTINUED|NOWAIT)$|__W|CLD_|SIGCHLD$|EPOLL(_CTL_|_CLOEXEC$|IN$|PRI$|OUT$|ERR$|HUP$|RD|WR|EXCLUSIVE$|WAKEUP$|ONESHOT$|ET$))/
+          .test(n)
+      )
+    ) want(name, name, value(name), name);
+    // What the older header has under other names: FUTEX_32 is FUTEX2_SIZE_U32, and FUTEX2_PRIVATE
+    // is defined as FUTEX_PRIVATE_FLAG.
+    want("FUTEX_32", "FUTEX_32", abi.FUTEX2_SIZE_U32);
+    want("FUTEX_PRIVATE_FLAG", "FUTEX_PRIVATE_FLAG", abi.FUTEX2_PRIVATE);
+    // glibc's idtype_t is an enum (no #ifdef): P_PIDFD is there since glibc 2.36.
+    for (const name of ["P_ALL", "P_PID", "P_PGID", "P_PIDFD"]) want(name, name, value(name));
+    want("sizeof futex_waitv", "sizeof(struct futex_waitv)", abi.FUTEX_WAITV_SIZE);
+    for (
+      const [k, f] of Object.entries({ val: "val", uaddr: "uaddr", flags: "flags", reserved: "__reserved" })
+    ) {
+      want(`futex_waitv.${f}`, `offsetof(struct futex_waitv, ${f})`, abi.FUTEX_WAITV[k as "val"]);
+    }
+    want("sizeof siginfo_t", "sizeof(siginfo_t)", abi.SIGINFO_SIZE);
+    for (const [k, f] of Object.entries(abi.SIGINFO)) {
+      want(`siginfo.si_${k}`, `offsetof(siginfo_t, si_${k})`, f);
+    }
+    want("sizeof epoll_event", "sizeof(struct epoll_event)", abi.EPOLL_EVENT_SIZE);
+    want("epoll_event.events", "offsetof(struct epoll_event, events)", abi.EPOLL_EVENT.events);
+    want("epoll_event.data", "offsetof(struct epoll_event, data)", abi.EPOLL_EVENT.data);
+    const source = [
+      "#include <stddef.h>",
+      "#include <stdio.h>",
+      "#include <signal.h>",
+      "#include <sys/wait.h>",
+      "#include <sys/epoll.h>",
+      "#include <linux/futex.h>",
+      "int main(void) {",
+      ...lines,
+      "  return 0;",
+      "}",
+    ].join("\n");
+    const dir = Deno.makeTempDirSync({ prefix: "uring-abi-wait-" });
+    try {
+      Deno.writeTextFileSync(`${dir}/abi.c`, source);
+      const cc = new Deno.Command("cc", { args: ["-D_GNU_SOURCE", "-o", `${dir}/abi`, `${dir}/abi.c`] })
+        .outputSync();
+      assert.ok(cc.success, `cc failed:\n${new TextDecoder().decode(cc.stderr)}`);
+      const out = new Deno.Command(`${dir}/abi`).outputSync();
+      assert.ok(out.success);
+      const got = new Map<string, number>();
+      for (const line of new TextDecoder().decode(out.stdout).trim().split("\n")) {
+        const at = line.lastIndexOf(" ");
+        got.set(line.slice(0, at), Number(line.slice(at + 1)));
+      }
+      // The layouts, and the constants every header has, must all have been compared.
+      for (
+        const key of [
+          "sizeof futex_waitv",
+          "P_PIDFD",
+          "WEXITED",
+          "CLD_EXITED",
+          "EPOLLIN",
+          "EPOLLET",
+          "FUTEX_32",
+        ]
+      ) {
+        assert.ok(got.has(key), `${key} was not compared`);
+      }
+      assert.ok(got.size >= 45, `only ${got.size} values compared`);
+      const mismatches: string[] = [];
+      for (const [key, v] of got) {
+        const mine = expected.get(key)!;
+        // C prints the unsigned flags (EPOLLET, __WCLONE, FUTEX_BITSET_MATCH_ANY) as they are; a
+        // signed int macro would print negative: compare the 32 bits then.
+        if (mine !== v && (mine >>> 0) !== (v >>> 0)) mismatches.push(`${key}: module ${mine}, C ${v}`);
+      }
+      assert.deepEqual(mismatches, []);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
