@@ -317,7 +317,8 @@ export class UringFile implements AsyncDisposable {
    * with `ECANCELED`, "the file was closed", unless they complete first), as Deno's
    * `FsFile.close()` does: those given its fd, a `splice` into it, and every chain with a member
    * on it (cancelled whole; its members' results say `ECANCELED`). The fd is closed once they
-   * have settled, so none of them can run on another file given the same number; resolves then.
+   * have settled, so none of them can run on another file given the same number; resolves then,
+   * and under SQPOLL only once the kernel has let go of the file (see `Uring.close`).
    * Idempotent: later calls return the first call's promise.
    */
   close(): Promise<void> {

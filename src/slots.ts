@@ -163,6 +163,10 @@ export class Slot {
   reissues = 0;
   /** An open of a FIFO issued again to wait in an io-wq worker (see `Uring`). */
   fifoWorker = false;
+  /** A close under SQPOLL issued again as a no-op, settling once it completes (see `Uring`). */
+  barrier = false;
+  /** The kind of the close a barrier stands for (`K_CLOSE` or `K_CLOSE_DIRECT`). */
+  barrierOf = 0;
   /** The chain this slot is a member of, or null. */
   chain: ChainState | null = null;
   /** Position in the chain. */
@@ -245,6 +249,7 @@ export class Slot {
     if (this.watch !== null) this.settleWatched();
     this.reissues = 0;
     this.fifoWorker = false;
+    this.barrier = false;
     this.sqeFlags = 0;
     this.bufIndex = -1;
     this.flags = 0;

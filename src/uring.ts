@@ -406,6 +406,11 @@ export interface UringStats {
    * could not start a worker thread: see `Uring`); each is retried up to 3 times.
    */
   reissued: number;
+  /**
+   * Closes (under SQPOLL) that settled only after a no-op behind them completed, so that the SQ
+   * thread had let go of the file (see `Uring.close`).
+   */
+  closeBarriers: number;
 }
 
 function isRetryable(e: unknown): boolean {
@@ -671,6 +676,7 @@ export class Uring implements AsyncDisposable {
     fixedBuffers: 0,
     fixedFiles: 0,
     reissued: 0,
+    closeBarriers: 0,
   };
 
   /** Sets up the ring (see {@link UringOptions}). */
@@ -1152,7 +1158,10 @@ export class Uring implements AsyncDisposable {
 
   /**
    * Closes `fd` (`close`). The fd of a `UringFile` this Uring opened is refused (a `TypeError`):
-   * close the file, which knows its fd is gone. Since 5.6.
+   * close the file, which knows its fd is gone. Under SQPOLL it settles once the kernel has let
+   * go of the file (a no-op behind the close: the SQ thread drops the references of the
+   * operations it completed just after posting their CQEs), so a pipe's or FIFO's other end sees
+   * it closed, as after `close(2)`. Since 5.6.
    */
   close(fd: number, options?: OpOptions): Promise<void>;
   /**
@@ -2127,6 +2136,28 @@ export class Uring implements AsyncDisposable {
       // few microseconds does it). Nothing of the operation ran, so issue it again.
       slot.reissues++;
       this.stats.reissued++;
+      this.#enqueue(slot);
+      return;
+    }
+    if (slot.barrier) { // the no-op after a close (below): the close's own result is success
+      slot.barrier = false;
+      slot.kind = slot.barrierOf;
+      slot.res = 0;
+    } else if (
+      (slot.kind === K_CLOSE || slot.kind === K_CLOSE_DIRECT) && slot.res >= 0 && this.#sqpollRing &&
+      !this.#closing
+    ) {
+      // Under SQPOLL a CQE can be read before the SQ thread has dropped the file references of
+      // the requests it completed (their last fput runs as its task work just after it posts
+      // their CQEs): a file closed right after a read through the ring may stay open a while,
+      // longer when the thread is short of CPU (a FIFO's reader was still there for a writer to
+      // write into, and the data was lost). The SQ thread runs that work before it takes in more
+      // SQEs, so a no-op's completion means it is done: the close settles then.
+      slot.barrier = true;
+      slot.barrierOf = slot.kind;
+      slot.kind = K_NOP;
+      slot.sqeFlags = 0;
+      this.stats.closeBarriers++;
       this.#enqueue(slot);
       return;
     }

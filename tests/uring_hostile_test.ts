@@ -613,6 +613,62 @@ ringTest(
   },
 );
 
+/** `open(2)` and `write(2)` straight from libc, for a FIFO's other end outside the ring. */
+const fifoEnds = Deno.dlopen("libc.so.6", {
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  close: { parameters: ["i32"], result: "i32" },
+}).symbols;
+
+ringTest(
+  "a close settles once the kernel let go of the file: no reader of a FIFO is left after it, with the CPUs busy",
+  async (config) => {
+    using dir = tempDir();
+    const path = `${dir.path}/fifo`;
+    mkfifo(path);
+    const cpath = new TextEncoder().encode(`${path}\0`);
+    const ROUNDS = 60;
+    await using uring = new Uring(uringOptions(config));
+    // Under SQPOLL the CQE of a read can be seen before the SQ thread has dropped the read's
+    // reference to the file (it does so just after posting): busy CPUs stretch that moment, and
+    // a close that settled within it left the FIFO's reader open (for 17-46 of 300 such rounds).
+    const busy = Array.from(
+      { length: 2 * navigator.hardwareConcurrency },
+      () => new Deno.Command("sh", { args: ["-c", "while :; do :; done"] }).spawn(),
+    );
+    let left = 0;
+    try {
+      await sleep(100); // (the loops running)
+      for (let round = 0; round < ROUNDS; round++) {
+        // Waits for a writer (see FifoWriterWait); one that wrote into a reader left open by the
+        // round before never comes.
+        const opened = uring.openFd(path, 0, 0, { signal: AbortSignal.timeout(5000) });
+        opened.catch(() => {}); // (awaited below; a failed assertion must not leave it unhandled)
+        let writer = -1; // O_WRONLY | O_NONBLOCK: opens once the open's reader is there
+        for (const end = performance.now() + 5000; writer < 0 && performance.now() < end; await sleep(1)) {
+          writer = fifoEnds.open(cpath, 0o1 | 0o4000);
+        }
+        assert.ok(writer >= 0, `round ${round}: a writer could not open`);
+        assert.equal(Number(fifoEnds.write(writer, new Uint8Array([1, 2]), 2n)), 2);
+        fifoEnds.close(writer);
+        const fd = await opened;
+        const buf = new Uint8Array(8);
+        while ((await uring.read(fd, buf, 0)) > 0);
+        await uring.close(fd);
+        const late = fifoEnds.open(cpath, 0o1 | 0o4000); // ENXIO unless a reader is still open
+        if (late >= 0) {
+          left++;
+          fifoEnds.close(late);
+        }
+      }
+    } finally {
+      for (const child of busy) child.kill("SIGKILL");
+      for (const child of busy) await child.status;
+    }
+    assert.equal(left, 0, `the FIFO still had a reader right after its close in ${left} of ${ROUNDS} rounds`);
+  },
+);
+
 ringTest(
   "FIFO opens waiting for their other end do not hold up other operations that need an io-wq worker",
   async (config) => {
