@@ -51,6 +51,8 @@ export interface ChainState {
    * known in advance (0, or a read's or write's full length).
    */
   skip: boolean;
+  /** Whether a member closes a file (under SQPOLL the chain then settles behind a no-op). */
+  closes: boolean;
 }
 
 /**

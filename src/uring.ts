@@ -1336,6 +1336,7 @@ export class Uring implements AsyncDisposable {
       signal: signal ?? null,
       aborted: false,
       skip,
+      closes: members.some((m) => m.kind === K_CLOSE || m.kind === K_CLOSE_DIRECT),
       onAbort: () => this.#abortChain(chain),
     };
     for (let i = 0; i < members.length; i++) {
@@ -2444,6 +2445,14 @@ export class Uring implements AsyncDisposable {
     }
     this.#slots.release(slot);
     if (--chain.remaining > 0) return;
+    if (chain.closes && this.#sqpollRing && !this.#closing) {
+      // A chain that closed a file settles, as a close does, once a no-op behind it completed
+      // (see #complete): the SQ thread has then let go of the file.
+      this.stats.closeBarriers++;
+      const settle = () => this.#settleChain(chain);
+      this.nop().then(settle, settle);
+      return;
+    }
     this.#settleChain(chain);
   }
 
