@@ -573,7 +573,8 @@ export function prepLinkTimeout(sqe: Sqe, ts: Timespec, flags = 0): Sqe {
 /**
  * Gives the timeout whose user_data is `userData` (one from {@link prepTimeout}) a new expiry `ts`,
  * counted from now (or absolute with `IORING_TIMEOUT_ABS` in `flags`, on the timeout's own clock);
- * completes with 0, or `-ENOENT` when no such timeout is armed. Since 5.11.
+ * completes with 0, `-ENOENT` when no such timeout is armed, or `-EALREADY` when it is firing.
+ * Since 5.11.
  */
 export function prepTimeoutUpdate(sqe: Sqe, userData: number | bigint, ts: Timespec, flags = 0): Sqe {
   return writeTimeoutUpdate(sqe, userData, ts, flags, abi.IORING_TIMEOUT_UPDATE);
@@ -669,8 +670,9 @@ export function prepPollRemove(sqe: Sqe, userData: number | bigint): Sqe {
  * Changes a poll request armed by {@link prepPollAdd} or {@link prepPollMultishot}, found by its
  * `oldUserData`: with `IORING_POLL_UPDATE_EVENTS` in `flags` its mask becomes `mask`, with
  * `IORING_POLL_UPDATE_USER_DATA` its user_data becomes `newUserData` (each must be 0 without its
- * flag), and `IORING_POLL_ADD_MULTI` makes it multishot. Completes with 0 or `-ENOENT`; the poll
- * itself stays armed with its new settings. Since 5.13.
+ * flag). The kernel takes `IORING_POLL_ADD_MULTI` too, but on 6.18 an update keeps the poll
+ * one-shot or multishot as it was armed. Completes with 0, `-ENOENT` (no such poll) or
+ * `-EALREADY` (it is completing); the poll itself stays armed with its new settings. Since 5.13.
  */
 export function prepPollUpdate(
   sqe: Sqe,

@@ -26,7 +26,8 @@ function checkFdPair(fds: unknown): asserts fds is ArrayBufferView {
  * `pipe2(fds, pipeFlags)`: the kernel writes the read end's fd to `fds[0]` and the write end's
  * to `fds[1]` (an `Int32Array(2)`, or any view of at least 8 bytes, kept referenced until the
  * CQE), and completes with 0. `pipeFlags`: `O_CLOEXEC`, `O_NONBLOCK`, `O_DIRECT` (a packet
- * pipe); others fail with `EINVAL`. (`O_NONBLOCK` is for the fds' other users: a read of an
+ * pipe); others fail with `EINVAL`, but `O_EXCL` (`O_NOTIFICATION_PIPE`), which fails with
+ * `ENOPKG` on a kernel built without watch queues. (`O_NONBLOCK` is for the fds' other users: a read of an
  * empty pipe through the ring waits for data all the same, as the kernel polls the pipe.)
  * Since 6.16.
  */

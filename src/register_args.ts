@@ -20,7 +20,7 @@ export type Restriction =
   | { sqeFlagsRequired: number };
 
 /** Size of `struct io_uring_restriction`. */
-const RESTRICTION_SIZE = 16;
+export const RESTRICTION_SIZE = 16;
 
 /** The `struct io_uring_restriction` array for `restrictions`, checked. */
 export function restrictionArray(restrictions: readonly Restriction[]): Uint8Array<ArrayBuffer> {
@@ -35,6 +35,16 @@ export function restrictionArray(restrictions: readonly Restriction[]): Uint8Arr
     view.setUint8(i * RESTRICTION_SIZE + 2, value); // register_op / sqe_op / sqe_flags
   });
   return bytes;
+}
+
+/** Whether the restriction array `array` allows register opcode `op`. */
+export function allowsRegisterOp(array: Uint8Array, op: number): boolean {
+  for (let at = 0; at < array.byteLength; at += RESTRICTION_SIZE) {
+    if (array[at] === abi.IORING_RESTRICTION_REGISTER_OP && array[at + 1] === 0 && array[at + 2] === op) {
+      return true;
+    }
+  }
+  return false;
 }
 
 /** `[restriction opcode, its byte]` of one rule. */

@@ -38,6 +38,7 @@ import {
 } from "./ring_hold.ts";
 import { bufReg, Iovecs, rsrcUpdate } from "./structs.ts";
 import {
+  allowsRegisterOp,
   bufStatus,
   clockRegister,
   cpuSet,
@@ -46,6 +47,7 @@ import {
   type NapiSettings,
   napiSettings,
   type Restriction,
+  RESTRICTION_SIZE,
   restrictionArray,
   sparseTable,
   syncCancelReg,
@@ -1444,16 +1446,33 @@ export class IoUring implements Disposable {
    * opcodes named by `{ sqeOp }`, the `io_uring_register` calls named by `{ registerOp }`, SQE
    * flags within `{ sqeFlagsAllowed }` and always carrying `{ sqeFlagsRequired }`. An SQE outside
    * them completes with `-EACCES`; a register call outside them fails with `EACCES`. Then
-   * {@link IoUring.enableRings}. Since 5.10.
+   * {@link IoUring.enableRings}. Unless the rules allow `IORING_UNREGISTER_RING_FDS`, the ring
+   * leaves the thread's table of rings here (its `ringIndex` becomes -1), so that `close()` can
+   * still release it; a buffer ring whose unregister the rules refuse keeps its memory mapped
+   * after `close()`. Since 5.10.
    */
   registerRestrictions(restrictions: readonly Restriction[]): void {
     const array = restrictionArray(restrictions);
+    const count = array.byteLength / RESTRICTION_SIZE; // (what was built: not a second read of the list)
+    this.#register(abi.IORING_REGISTER_RESTRICTIONS, array, count, `IORING_REGISTER_RESTRICTIONS (${count})`);
+    // Enabled, the ring would refuse IORING_UNREGISTER_RING_FDS unless it is listed, and the
+    // thread's table of rings would keep it alive after close(): leave the table now.
+    if (this.#enterFlag !== 0 && !allowsRegisterOp(array, abi.IORING_UNREGISTER_RING_FDS)) {
+      this.#unregisterRing();
+    }
+  }
+
+  /** Takes the ring out of the creating thread's table of rings (see {@link IoUring.ringIndex}). */
+  #unregisterRing(): void {
     this.#register(
-      abi.IORING_REGISTER_RESTRICTIONS,
-      array,
-      restrictions.length,
-      `IORING_REGISTER_RESTRICTIONS (${restrictions.length})`,
+      abi.IORING_UNREGISTER_RING_FDS,
+      rsrcUpdate(this.#enterFd, 0n),
+      1,
+      "IORING_UNREGISTER_RING_FDS",
     );
+    this.#enterFd = this.fd;
+    this.#enterFlag = 0;
+    this.#hold.enterIndex = -1;
   }
 
   /**
@@ -1511,7 +1530,8 @@ export class IoUring implements Disposable {
 
   /**
    * The kernel's head of the ring of provided buffers of `group` (`IORING_REGISTER_PBUF_STATUS`):
-   * how many buffers it has taken from the ring, modulo 2^16. `ENOENT` if the group has no ring.
+   * how many buffers it has taken from the ring, modulo 2^16. `ENOENT` if the group has no
+   * buffers, `EINVAL` if they are classic provided buffers (`prepProvideBuffers`), not a ring.
    * Since 6.8.
    */
   bufferRingHead(group: number | BufferRing): number {
@@ -1525,7 +1545,9 @@ export class IoUring implements Disposable {
   /**
    * Lets the io-wq workers of this ring's submitting thread (under SQPOLL: of its SQ thread) run
    * only on `cpus` (CPU numbers, 0 to 1023): those started after the call (6.18 leaves running
-   * ones where they are). `EINVAL` if none of them is online. Since 5.14.
+   * ones where they are). The kernel ignores CPUs past the last it could have (a set of only such
+   * CPUs pins nothing), and fails with `EINVAL` when a CPU is outside the thread's cpuset.
+   * Since 5.14.
    */
   registerIowqAffinity(cpus: readonly number[]): void {
     const set = cpuSet(cpus);
@@ -1551,6 +1573,9 @@ export class IoUring implements Disposable {
    * CPU. Returns the settings that were in force. Since 6.9.
    */
   registerNapi(settings: NapiSettings): NapiSettings {
+    if (typeof settings !== "object" || settings === null) {
+      throw new TypeError(`registerNapi takes { busyPollUs, preferBusyPoll }, got ${shown(settings)}`);
+    }
     const arg = napiArg(settings);
     this.#register(abi.IORING_REGISTER_NAPI, arg, 1, "IORING_REGISTER_NAPI");
     return napiSettings(arg);

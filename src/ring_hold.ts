@@ -81,10 +81,12 @@ export function releaseRing(hold: RingHold): void {
   }
   // Buffer rings are unregistered before the fd closes: the kernel tears a closed ring down later,
   // and a receive that came meanwhile could pick a buffer whose memory is about to be unmapped.
-  for (const bufferRing of hold.bufferRings) unregisterBufferRing(hold, bufferRing.group);
+  // One the kernel refuses to unregister (a restricted ring: EACCES) keeps its memory mapped for
+  // good: the ring may still pick from it until the kernel has torn it down.
+  const unregistered = [...hold.bufferRings].filter((b) => unregisterBufferRing(hold, b.group) === 0);
   hold.sys.close(hold.fd);
   unpinAll(hold); // (the kernel keeps its own hold on the pages until it tears the ring down)
-  for (const bufferRing of hold.bufferRings) bufferRing.freeMemory();
+  for (const bufferRing of unregistered) bufferRing.freeMemory();
   hold.bufferRings.clear();
 }
 

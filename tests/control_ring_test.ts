@@ -586,4 +586,34 @@ ringTest("registerNapi / unregisterNapi: each returns the settings that were in 
   assert.deepEqual(ring.unregisterNapi(), { busyPollUs: 20, preferBusyPoll: false });
   assert.throws(() => ring.registerNapi({ busyPollUs: -1, preferBusyPoll: true }), RangeError);
   assert.throws(() => ring.registerNapi({ busyPollUs: 1 } as never), TypeError);
+  assert.throws(() => ring.registerNapi(null as never), TypeError);
 });
+
+ringTest(
+  "a restricted ring's close() releases it: its pending read is cancelled, not left to take the data",
+  async (config) => {
+    const [readFd, writeFd] = pipe();
+    try {
+      const ring = new IoUring(8, { ...config.options, flags: IORING_SETUP_R_DISABLED });
+      ring.registerRestrictions([{ sqeOp: IORING_OP_READ }]); // IORING_UNREGISTER_RING_FDS not listed
+      assert.equal(ring.ringIndex, -1, "out of the thread's table of rings, which would keep it alive");
+      ring.enableRings();
+      queue(ring, 1, (s) => prepRead(s, readFd, new Uint8Array(8), 0));
+      ring.submit();
+      assertNoCompletion(ring, 20); // the read waits on the empty pipe
+      ring.close();
+      // The kernel tears a closed ring down shortly after (cancelling its read); one kept alive by
+      // the table of rings keeps its read, which would take the data meant for our next reader.
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(sysWrite(writeFd, text.encode("hello")), 5);
+      using reader = new IoUring(8, config.options);
+      queue(reader, 2, (s) => prepRead(s, readFd, new Uint8Array(8), 0));
+      reader.submit();
+      const cqe = reader.waitCqe({ timeoutMs: 2000 });
+      assert.equal(cqe?.res, 5, "the data reached a reader of the open ring");
+    } finally {
+      sysClose(readFd);
+      sysClose(writeFd);
+    }
+  },
+);
