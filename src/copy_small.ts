@@ -423,7 +423,10 @@ export class SmallFileChains implements RawClient {
       this.#free.push(lane.number);
       if (lane.spliced) this.#spliced++; // (the data went by splice either way)
       const source = lane.source;
-      settle(!source.ino ? null : res < 0 ? SOURCE_SUSPECT : checkSource(lane.statxWords!, source));
+      const verdict = !source.ino ? null : res < 0 ? SOURCE_SUSPECT : checkSource(lane.statxWords!, source);
+      // Both files were closed: settle once the kernel has let go of them (the destination may be
+      // run, renamed or locked right after; under SQPOLL it could still be open for a moment).
+      this.#raw.barrier(() => settle(verdict));
       return;
     }
     const results = this.#results(lane, member, res);

@@ -165,10 +165,8 @@ export class Slot {
   reissues = 0;
   /** An open of a FIFO issued again to wait in an io-wq worker (see `Uring`). */
   fifoWorker = false;
-  /** A close under SQPOLL issued again as a no-op, settling once it completes (see `Uring`). */
+  /** A close under SQPOLL that settles once a no-op behind it completes (see `Uring`). */
   barrier = false;
-  /** The kind of the close a barrier stands for (`K_CLOSE` or `K_CLOSE_DIRECT`). */
-  barrierOf = 0;
   /** The chain this slot is a member of, or null. */
   chain: ChainState | null = null;
   /** Position in the chain. */

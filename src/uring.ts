@@ -226,6 +226,13 @@ const I_CANCEL_ALL = 2;
 const I_CLOSE = 3;
 /** Internal SQE: a no-op in the place of an operation whose prep threw (its CQE is ignored). */
 const I_VOID = 4;
+/**
+ * Internal SQE: a no-op behind a close under SQPOLL (see `Uring.#barrier`); its CQE settles the
+ * oldest waiting close, chain or Uring close (no-ops complete in the order they were submitted).
+ */
+const I_BARRIER = 5;
+/** The target of the Uring's own barrier, before it closes its files and its ring. */
+const CLOSING_BARRIER = "closing";
 
 /**
  * FIFO opens waiting in an io-wq's workers, its bounded worker limit before they raised it (0:
@@ -454,6 +461,12 @@ export interface RawRing {
    * Uring's; the operation's comes to the client as usual.
    */
   cancel(id: number, tag: number): void;
+  /**
+   * Calls `then` once the kernel has let go of the files the client's completed operations used
+   * (under SQPOLL after a no-op behind them: see `Uring.#barrier`; at once without SQPOLL). For a
+   * client that closed files and reports them closed.
+   */
+  barrier(then: () => void): void;
 }
 
 let rawRingOf: (uring: Uring) => RawRing;
@@ -612,6 +625,13 @@ export class Uring implements AsyncDisposable {
   /** The id the next raw client gets (ids are not reused: a late CQE can only miss). */
   #rawNextId = 0;
   readonly #rawReady: number[] = [];
+  /** What the barrier no-ops in flight (or queued) settle, oldest first (see #barrier). */
+  readonly #barriers: (Slot | ChainState | typeof CLOSING_BARRIER | (() => void))[] = [];
+  #barrierHead = 0;
+  /** Barrier no-ops whose CQE was reaped in this pass (settled after the CQ loop). */
+  #barriersDone = 0;
+  /** Whether the Uring's own barrier before its close (under SQPOLL) has completed. */
+  #closingBarrierDone = false;
   /** CQEs raw clients committed for and have not been handed yet. */
   #rawOutstanding = 0;
   #spinMisses = 0;
@@ -1712,6 +1732,7 @@ export class Uring implements AsyncDisposable {
         prepClose(sqe, a);
         break;
       case I_VOID:
+      case I_BARRIER:
         prepNop(sqe);
         break;
     }
@@ -1908,6 +1929,7 @@ export class Uring implements AsyncDisposable {
       this.#complete(slot);
     }
     this.#readyCount = 0;
+    if (this.#barriersDone > 0) this.#settleBarriers();
     const raw = this.#rawReady;
     if (raw.length > 0) {
       this.#rawOutstanding -= raw.length / 3;
@@ -1951,6 +1973,10 @@ export class Uring implements AsyncDisposable {
       },
       cancel: (id, tag) => {
         if (!this.#closing) this.#queueInternal(I_CANCEL, tag, RAW_BASE + id); // (closing cancels all)
+      },
+      barrier: (then) => {
+        if (this.#sqpollRing && !this.#closed) this.#barrier(then);
+        else then();
       },
     };
   }
@@ -2034,6 +2060,7 @@ export class Uring implements AsyncDisposable {
       if (hi === INTERNAL) {
         const kind = cqe.userDataLo;
         if (kind === I_WAKE) this.#wakeOutstanding = false;
+        else if (kind === I_BARRIER) this.#barriersDone++; // settled after the loop
         else if (kind === I_CANCEL_ALL && cqe.res === -EINVAL) this.#cancelEachInRing(); // before 5.19
       } else {
         this.#rawReady.push(hi - RAW_BASE, cqe.userDataLo, cqe.res); // handed over after the loop
@@ -2074,7 +2101,15 @@ export class Uring implements AsyncDisposable {
     }
     // Nothing in flight but maybe a wake-up no-op whose wait already returned (under SQPOLL its
     // CQE can come after the wait did): it touches no memory, so the ring may close under it.
-    if (this.#closing && this.#roomNeeded() === 0) this.#finishClose();
+    if (this.#closing && this.#roomNeeded() === 0) {
+      // Under SQPOLL, a no-op first: the files the Uring closes next, and the ring, are then no
+      // longer held by requests the SQ thread completed (see #barrier).
+      if (this.#sqpollRing && !this.#closingBarrierDone) {
+        if (this.#barriers.length === 0) this.#barrier(CLOSING_BARRIER); // (else one is out)
+        return;
+      }
+      this.#finishClose();
+    }
   }
 
   #postWake(): void {
@@ -2140,26 +2175,11 @@ export class Uring implements AsyncDisposable {
       this.#enqueue(slot);
       return;
     }
-    if (slot.barrier) { // the no-op after a close (below): the close's own result is success
-      slot.barrier = false;
-      slot.kind = slot.barrierOf;
-      slot.res = 0;
-    } else if (
-      (slot.kind === K_CLOSE || slot.kind === K_CLOSE_DIRECT) && slot.res >= 0 && this.#sqpollRing &&
-      !this.#closing
-    ) {
-      // Under SQPOLL a CQE can be read before the SQ thread has dropped the file references of
-      // the requests it completed (their last fput runs as its task work just after it posts
-      // their CQEs): a file closed right after a read through the ring may stay open a while,
-      // longer when the thread is short of CPU (a FIFO's reader was still there for a writer to
-      // write into, and the data was lost). The SQ thread runs that work before it takes in more
-      // SQEs, so a no-op's completion means it is done: the close settles then.
+    if (slot.barrier) {
+      slot.barrier = false; // its barrier completed (below): the close settles now
+    } else if ((slot.kind === K_CLOSE || slot.kind === K_CLOSE_DIRECT) && slot.res >= 0 && this.#sqpollRing) {
       slot.barrier = true;
-      slot.barrierOf = slot.kind;
-      slot.kind = K_NOP;
-      slot.sqeFlags = 0;
-      this.stats.closeBarriers++;
-      this.#enqueue(slot);
+      this.#barrier(slot);
       return;
     }
     // A FIFO opened for writing with no reader is opened again, the waiting way; one opened for
@@ -2445,12 +2465,8 @@ export class Uring implements AsyncDisposable {
     }
     this.#slots.release(slot);
     if (--chain.remaining > 0) return;
-    if (chain.closes && this.#sqpollRing && !this.#closing) {
-      // A chain that closed a file settles, as a close does, once a no-op behind it completed
-      // (see #complete): the SQ thread has then let go of the file.
-      this.stats.closeBarriers++;
-      const settle = () => this.#settleChain(chain);
-      this.nop().then(settle, settle);
+    if (chain.closes && this.#sqpollRing) {
+      this.#barrier(chain); // a chain that closed a file settles as a close does (see #barrier)
       return;
     }
     this.#settleChain(chain);
@@ -2464,6 +2480,38 @@ export class Uring implements AsyncDisposable {
     if (res > 0) return { ok: true, value: res };
     if (slot.kind === K_TIMEOUT && res === -ETIME) return OK_ZERO;
     return { ok: false, error: this.#error(slot, -res, dropped) };
+  }
+
+  /**
+   * Settles `target` (a close, a chain with a close, or the Uring's own close) only once a no-op
+   * queued now has completed. Under SQPOLL a CQE can be read before the SQ thread has dropped
+   * the file references of the requests it completed (their last `fput` runs as its task work
+   * just after it posts their CQEs; longer when the thread is short of CPU): a close settling at
+   * its CQE could leave the file open in the kernel a while (a FIFO read through the ring and
+   * closed kept its reader, a writer wrote into it, and the data was lost). The SQ thread runs
+   * that work before it takes in more SQEs, so the no-op's completion means it is done.
+   */
+  #barrier(target: Slot | ChainState | typeof CLOSING_BARRIER | (() => void)): void {
+    this.#barriers.push(target);
+    if (target !== CLOSING_BARRIER) this.stats.closeBarriers++;
+    this.#queueInternal(I_BARRIER);
+  }
+
+  /** Settles the targets of the barrier no-ops reaped in this pass, oldest first. */
+  #settleBarriers(): void {
+    const targets = this.#barriers;
+    for (let n = this.#barriersDone; n > 0; n--) {
+      const target = targets[this.#barrierHead++];
+      if (target === CLOSING_BARRIER) this.#closingBarrierDone = true;
+      else if (typeof target === "function") target(); // a raw client's
+      else if ("slots" in target) this.#settleChain(target);
+      else this.#complete(target);
+    }
+    this.#barriersDone = 0;
+    if (this.#barrierHead === targets.length) {
+      targets.length = 0;
+      this.#barrierHead = 0;
+    }
   }
 
   #settleChain(chain: ChainState): void {
@@ -2748,6 +2796,11 @@ export class Uring implements AsyncDisposable {
         if (slot.watch !== null) slot.settleWatched(); // (its slot is never freed)
       }
     });
+    for (let i = this.#barrierHead; i < this.#barriers.length; i++) {
+      const target = this.#barriers[i];
+      if (typeof target === "function") void Promise.resolve().then(target); // (after the fails)
+      else if (target !== CLOSING_BARRIER && "slots" in target) chains.add(target); // (slots: above)
+    }
     for (const chain of chains) {
       if (chain.signal !== null) unlistenAbort(chain.signal, chain.onAbort);
       chain.reject(error);
