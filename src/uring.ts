@@ -627,6 +627,8 @@ export class Uring implements AsyncDisposable {
   readonly #rawReady: number[] = [];
   /** What the barrier no-ops in flight (or queued) settle, oldest first (see #barrier). */
   readonly #barriers: (Slot | ChainState | typeof CLOSING_BARRIER | (() => void))[] = [];
+  /** Per entry of #barriers: whether its no-op is the second of the two (see #barrier). */
+  readonly #barrierSecond: boolean[] = [];
   #barrierHead = 0;
   /** Barrier no-ops whose CQE was reaped in this pass (settled after the CQ loop). */
   #barriersDone = 0;
@@ -2483,26 +2485,32 @@ export class Uring implements AsyncDisposable {
   }
 
   /**
-   * Settles `target` (a close, a chain with a close, or the Uring's own close) only once a no-op
-   * queued now has completed. Under SQPOLL a CQE can be read before the SQ thread has dropped
-   * the file references of the requests it completed (their last `fput` runs as its task work
-   * just after it posts their CQEs; longer when the thread is short of CPU): a close settling at
-   * its CQE could leave the file open in the kernel a while (a FIFO read through the ring and
-   * closed kept its reader, a writer wrote into it, and the data was lost). The SQ thread runs
-   * that work before it takes in more SQEs, so the no-op's completion means it is done.
+   * Settles `target` (a close, a chain with a close, a raw client's callback, or the Uring's own
+   * close) only once two no-ops, one queued after the other completed, have completed. Under
+   * SQPOLL a CQE can be read before the kernel has dropped the request's file reference: the SQ
+   * thread drops it as task work just after it posts a CQE itself, and a request an io-wq worker
+   * completed is freed by task work the worker hands the SQ thread after posting its CQE. So a
+   * close settling at its CQE could leave the file open in the kernel a while, longer when the
+   * thread is short of CPU: a FIFO read through the ring and closed kept its reader (a writer
+   * wrote into it, and the data was lost), a copied script run at once failed with `ETXTBSY`.
+   * The SQ thread runs its task work between taking in SQEs: the first no-op's completion means
+   * the work queued before it was taken in has run, or runs before the second is taken in.
    */
-  #barrier(target: Slot | ChainState | typeof CLOSING_BARRIER | (() => void)): void {
+  #barrier(target: Slot | ChainState | typeof CLOSING_BARRIER | (() => void), second = false): void {
     this.#barriers.push(target);
-    if (target !== CLOSING_BARRIER) this.stats.closeBarriers++;
+    this.#barrierSecond.push(second);
+    if (!second && target !== CLOSING_BARRIER) this.stats.closeBarriers++;
     this.#queueInternal(I_BARRIER);
   }
 
-  /** Settles the targets of the barrier no-ops reaped in this pass, oldest first. */
+  /** Settles the targets of the second barrier no-ops reaped in this pass (or queues the second). */
   #settleBarriers(): void {
     const targets = this.#barriers;
     for (let n = this.#barriersDone; n > 0; n--) {
-      const target = targets[this.#barrierHead++];
-      if (target === CLOSING_BARRIER) this.#closingBarrierDone = true;
+      const at = this.#barrierHead++;
+      const target = targets[at];
+      if (!this.#barrierSecond[at]) this.#barrier(target, true);
+      else if (target === CLOSING_BARRIER) this.#closingBarrierDone = true;
       else if (typeof target === "function") target(); // a raw client's
       else if ("slots" in target) this.#settleChain(target);
       else this.#complete(target);
@@ -2510,6 +2518,7 @@ export class Uring implements AsyncDisposable {
     this.#barriersDone = 0;
     if (this.#barrierHead === targets.length) {
       targets.length = 0;
+      this.#barrierSecond.length = 0;
       this.#barrierHead = 0;
     }
   }
@@ -2788,18 +2797,25 @@ export class Uring implements AsyncDisposable {
         chains.add(slot.chain);
         if (slot.watch !== null) slot.settleWatched(); // a file close waits for it: it is settled
       } else if (slot.reject !== null) {
-        const reject = slot.reject;
+        const { resolve, reject } = slot;
         slot.resolve = slot.reject = null;
         // Its signal may still fire: nothing is left to cancel or reject then.
         if (slot.signal !== null) unlistenAbort(slot.signal, slot.onAbort);
-        reject(error);
+        if (slot.barrier) (resolve as (v: unknown) => void)(undefined); // a close that succeeded
+        else reject(error);
         if (slot.watch !== null) slot.settleWatched(); // (its slot is never freed)
       }
     });
     for (let i = this.#barrierHead; i < this.#barriers.length; i++) {
       const target = this.#barriers[i];
       if (typeof target === "function") void Promise.resolve().then(target); // (after the fails)
-      else if (target !== CLOSING_BARRIER && "slots" in target) chains.add(target); // (slots: above)
+      else if (target !== CLOSING_BARRIER && "slots" in target && !chains.has(target)) {
+        // Every member completed (its close too): the chain has its results.
+        chains.add(target);
+        if (target.signal !== null) unlistenAbort(target.signal, target.onAbort);
+        target.resolve(target.results);
+        target.reject = () => {}; // (settled: the loop below must not reject it)
+      }
     }
     for (const chain of chains) {
       if (chain.signal !== null) unlistenAbort(chain.signal, chain.onAbort);
