@@ -932,9 +932,12 @@ export class IoUring implements Disposable {
 
   /** Waits (blocking) until `n` completions are ready. */
   #waitFor(n: number): void {
-    while (this.cqReady() < n) {
+    // The CQ tail read once per round: under SQPOLL completions land between two reads, and a
+    // second read could make the count to wait for negative (an FFI TypeError, which crashed the
+    // echo server example once).
+    for (let ready = this.cqReady(); ready < n; ready = this.cqReady()) {
       this.stats.wait++;
-      const r = this.#enter(0, n - this.cqReady(), abi.IORING_ENTER_GETEVENTS);
+      const r = this.#enter(0, n - ready, abi.IORING_ENTER_GETEVENTS);
       if (r < 0) throw new IoUringError("io_uring_enter", -r, `waiting for ${n} completions`);
     }
   }
