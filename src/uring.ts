@@ -227,7 +227,7 @@ const I_CLOSE = 3;
 /** Internal SQE: a no-op in the place of an operation whose prep threw (its CQE is ignored). */
 const I_VOID = 4;
 /**
- * Internal SQE: a no-op behind a close under SQPOLL (see `Uring.#barrier`); its CQE settles the
+ * Internal SQE: a no-op behind a close under SQPOLL (see `Uring.#barrier`); its CQE goes to the
  * oldest waiting close, chain or Uring close (no-ops complete in the order they were submitted).
  */
 const I_BARRIER = 5;
@@ -414,8 +414,8 @@ export interface UringStats {
    */
   reissued: number;
   /**
-   * Closes (under SQPOLL) that settled only after a no-op behind them completed, so that the SQ
-   * thread had let go of the file (see `Uring.close`).
+   * Closes (under SQPOLL) that settled only after two no-ops behind them completed, so that the
+   * kernel had let go of the file (see `Uring.close`).
    */
   closeBarriers: number;
 }
@@ -463,7 +463,7 @@ export interface RawRing {
   cancel(id: number, tag: number): void;
   /**
    * Calls `then` once the kernel has let go of the files the client's completed operations used
-   * (under SQPOLL after a no-op behind them: see `Uring.#barrier`; at once without SQPOLL). For a
+   * (under SQPOLL after two no-ops behind them: see `Uring.#barrier`; at once without SQPOLL). For a
    * client that closed files and reports them closed.
    */
   barrier(then: () => void): void;
@@ -1181,8 +1181,8 @@ export class Uring implements AsyncDisposable {
   /**
    * Closes `fd` (`close`). The fd of a `UringFile` this Uring opened is refused (a `TypeError`):
    * close the file, which knows its fd is gone. Under SQPOLL it settles once the kernel has let
-   * go of the file (a no-op behind the close: the SQ thread drops the references of the
-   * operations it completed just after posting their CQEs), so a pipe's or FIFO's other end sees
+   * go of the file (two no-ops behind the close: the SQ thread drops the references of the
+   * operations completed just after their CQEs are posted), so a pipe's or FIFO's other end sees
    * it closed, as after `close(2)`. Since 5.6.
    */
   close(fd: number, options?: OpOptions): Promise<void>;
