@@ -23,7 +23,7 @@ import {
 } from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { mkfifo, pipe, sysClose } from "./_io.ts";
-import { fdCount, sleep, uringOptions } from "./uring_support.ts";
+import { busyCpus, fdCount, sleep, uringOptions } from "./uring_support.ts";
 
 const enc = new TextEncoder();
 
@@ -637,13 +637,9 @@ ringTest(
     // Under SQPOLL the CQE of a read can be seen before the SQ thread has dropped the read's
     // reference to the file (it does so just after posting): busy CPUs stretch that moment, and
     // a close that settled within it left the FIFO's reader open (for 17-46 of 300 such rounds).
-    const busy = Array.from(
-      { length: 2 * navigator.hardwareConcurrency },
-      () => new Deno.Command("sh", { args: ["-c", "while :; do :; done"] }).spawn(),
-    );
+    await using _busy = await busyCpus();
     let left = 0;
     try {
-      await sleep(100); // (the loops running)
       for (let round = 0; round < ROUNDS; round++) {
         // Waits for a writer (see FifoWriterWait); one that wrote into a reader left open by the
         // round before never comes. The third way of closing: a file the Uring's own close closes.
@@ -683,8 +679,6 @@ ringTest(
         }
       }
     } finally {
-      for (const child of busy) child.kill("SIGKILL");
-      for (const child of busy) await child.status;
       await uring.close();
     }
     assert.equal(left, 0, `the FIFO still had a reader right after its close in ${left} of ${ROUNDS} rounds`);
@@ -699,42 +693,33 @@ Deno.test({
     const outcomes: string[] = [];
     // Busy CPUs slow the SQ thread, so the pump sees the close's CQE before its barriers' (idle,
     // it may reap all three in one pass, and no round catches the window).
-    const busy = Array.from(
-      { length: 2 * navigator.hardwareConcurrency },
-      () => new Deno.Command("sh", { args: ["-c", "while :; do :; done"] }).spawn(),
-    );
-    await sleep(100);
-    try {
-      const end = performance.now() + 5000;
-      for (let round = 0; performance.now() < end && caught < 5; round++) {
-        const uring = new Uring({ sqpoll: true });
-        if (!uring.ring.sqpoll) return; // (no barriers without SQPOLL)
-        const [r, w] = pipe();
-        const before = uring.stats.closeBarriers;
-        let state = "pending";
-        const closing = round % 2 === 0
-          ? uring.close(w).then(() => state = "resolved", (e) => state = `rejected: ${e}`)
-          : uring.chain((c) => c.nop().close(w)).then(
-            (results) => state = results.every((x) => x.ok) ? "resolved" : "failed member",
-            (e) => state = `rejected: ${e}`,
-          );
-        // The close's CQE is in and its barrier out, the promise not settled: make the Uring fail.
-        for (let spins = 0; spins < 100_000 && state === "pending"; spins++) {
-          if (uring.stats.closeBarriers > before) break;
-          await Promise.resolve();
-        }
-        if (state === "pending" && uring.stats.closeBarriers > before) {
-          caught++;
-          uring.ring.close(); // the ring under the Uring: it fails
-          await closing;
-          outcomes.push(`${round}: ${state}`);
-        } else await closing;
-        await uring.close().catch(() => {});
-        sysClose(r);
+    await using _busy = await busyCpus();
+    const end = performance.now() + 5000;
+    for (let round = 0; performance.now() < end && caught < 5; round++) {
+      const uring = new Uring({ sqpoll: true });
+      if (!uring.ring.sqpoll) return; // (no barriers without SQPOLL)
+      const [r, w] = pipe();
+      const before = uring.stats.closeBarriers;
+      let state = "pending";
+      const closing = round % 2 === 0
+        ? uring.close(w).then(() => state = "resolved", (e) => state = `rejected: ${e}`)
+        : uring.chain((c) => c.nop().close(w)).then(
+          (results) => state = results.every((x) => x.ok) ? "resolved" : "failed member",
+          (e) => state = `rejected: ${e}`,
+        );
+      // The close's CQE is in and its barrier out, the promise not settled: make the Uring fail.
+      for (let spins = 0; spins < 100_000 && state === "pending"; spins++) {
+        if (uring.stats.closeBarriers > before) break;
+        await Promise.resolve();
       }
-    } finally {
-      for (const child of busy) child.kill("SIGKILL");
-      for (const child of busy) await child.status;
+      if (state === "pending" && uring.stats.closeBarriers > before) {
+        caught++;
+        uring.ring.close(); // the ring under the Uring: it fails
+        await closing;
+        outcomes.push(`${round}: ${state}`);
+      } else await closing;
+      await uring.close().catch(() => {});
+      sysClose(r);
     }
     if (caught === 0) {
       // The window is a race the test can only wait for: say so rather than pass silently.
@@ -758,44 +743,35 @@ Deno.test({
     // Executing a file that is still open for writing fails with ETXTBSY: a copy whose
     // destination's last write reference the SQ thread had not dropped yet did, in 3-13 of 40
     // tree copies, and 8-14 of 30 on a Uring given to the copy (probes).
-    const busy = Array.from(
-      { length: 2 * navigator.hardwareConcurrency },
-      () => new Deno.Command("sh", { args: ["-c", "while :; do :; done"] }).spawn(),
-    );
+    await using _busy = await busyCpus();
     const failures: string[] = [];
-    try {
-      await sleep(100);
-      for (let round = 0; round < 40; round++) {
-        const target = `${dir.path}/dst${round}`;
-        let exe = `${target}/run.sh`;
-        const how = round % 4;
-        if (how === 0) await copyTree(source, target, { sqpoll: true });
-        else if (how === 1) await copyTree(source, target, { uring: given }); // stays open
-        else if (how === 2) {
-          exe = `${target}.sh`;
-          await copyFile(`${source}/run.sh`, exe, { sqpoll: true });
-        } else {
-          // Written and closed by a chain of io-wq work: the freeing of requests a worker
-          // completed comes to the SQ thread after their CQEs (one no-op behind was not enough).
-          exe = `${target}.sh`;
-          const fd = await given.openFd(exe, O_WRONLY | O_CREAT, 0o755);
-          const [write, close] = await given.chain((c) => c.write(fd, script, 0).close(fd), { async: true });
-          assert.ok(write.ok && close.ok, `round ${round}`);
-        }
-        try {
-          const out = new Deno.Command(exe).outputSync();
-          if (!out.success) failures.push(`round ${round}: exit ${out.code}`);
-        } catch (e) {
-          if (e instanceof Deno.errors.PermissionDenied) {
-            console.log(`skipped: files in ${dir.path} cannot be run here (${e.message})`);
-            return;
-          }
-          failures.push(`round ${round}: ${e}`);
-        }
+    for (let round = 0; round < 40; round++) {
+      const target = `${dir.path}/dst${round}`;
+      let exe = `${target}/run.sh`;
+      const how = round % 4;
+      if (how === 0) await copyTree(source, target, { sqpoll: true });
+      else if (how === 1) await copyTree(source, target, { uring: given }); // stays open
+      else if (how === 2) {
+        exe = `${target}.sh`;
+        await copyFile(`${source}/run.sh`, exe, { sqpoll: true });
+      } else {
+        // Written and closed by a chain of io-wq work: the freeing of requests a worker
+        // completed comes to the SQ thread after their CQEs (one no-op behind was not enough).
+        exe = `${target}.sh`;
+        const fd = await given.openFd(exe, O_WRONLY | O_CREAT, 0o755);
+        const [write, close] = await given.chain((c) => c.write(fd, script, 0).close(fd), { async: true });
+        assert.ok(write.ok && close.ok, `round ${round}`);
       }
-    } finally {
-      for (const child of busy) child.kill("SIGKILL");
-      for (const child of busy) await child.status;
+      try {
+        const out = new Deno.Command(exe).outputSync();
+        if (!out.success) failures.push(`round ${round}: exit ${out.code}`);
+      } catch (e) {
+        if (e instanceof Deno.errors.PermissionDenied) {
+          console.log(`skipped: files in ${dir.path} cannot be run here (${e.message})`);
+          return;
+        }
+        failures.push(`round ${round}: ${e}`);
+      }
     }
     assert.deepEqual(failures, []);
   },

@@ -126,6 +126,24 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/**
+ * Starts two busy loops per CPU (`sh -c 'while :; do :; done'`) and lets them run 100 ms: they slow
+ * the kernel's SQ thread, widening the races a test means to hit. `await using` kills them.
+ */
+export async function busyCpus(): Promise<AsyncDisposable> {
+  const loops = Array.from(
+    { length: 2 * navigator.hardwareConcurrency },
+    () => new Deno.Command("sh", { args: ["-c", "while :; do :; done"] }).spawn(),
+  );
+  await sleep(100);
+  return {
+    async [Symbol.asyncDispose]() {
+      for (const loop of loops) loop.kill("SIGKILL");
+      for (const loop of loops) await loop.status;
+    },
+  };
+}
+
 /** Runs `deno run` on `code` (written to a temp file) with `flags`; returns status and output. */
 export async function runDeno(
   code: string,
