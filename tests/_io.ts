@@ -69,6 +69,13 @@ export function run(ring: IoUring, prep: (sqe: Sqe) => void, userData = 0x5eedn)
   return d.res;
 }
 
+/** `run`, asserting success (a result ≥ 0). */
+export function ok(ring: IoUring, what: string, prep: (sqe: Sqe) => void): number {
+  const res = run(ring, prep);
+  assert.ok(res >= 0, `${what} failed: ${describe(res)}`);
+  return res;
+}
+
 /** Describes a result for assertion messages: `-2 (ENOENT)`. */
 export function describe(res: number): string {
   return res < 0 ? `${res} (${errnoName(-res)})` : String(res);

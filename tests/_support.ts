@@ -170,3 +170,12 @@ export async function runAsNobody(
     Deno.removeSync(dir, { recursive: true });
   }
 }
+
+/** Skips (true) when the kernel lacks one of `ops`, saying which. */
+export function lacks(ring: IoUring, config: RingConfig, ...ops: number[]): boolean {
+  const probe = ring.probe();
+  const missing = ops.filter((op) => !probe.supports(op));
+  if (missing.length === 0) return false;
+  console.log(`SKIP [${config.name}]: this kernel lacks opcodes ${missing.join(", ")}`);
+  return true;
+}

@@ -46,43 +46,14 @@ import {
   prepSetxattr,
   prepWrite,
   prepWritevFixed,
-  type Sqe,
   XATTR_CREATE,
   XATTR_REPLACE,
 } from "../mod.ts";
-import { type RingConfig, ringTest, tempDir } from "./_support.ts";
+import { ok, run } from "./_io.ts";
+import { lacks, type RingConfig, ringTest, tempDir } from "./_support.ts";
 
 const text = new TextEncoder(), untext = new TextDecoder();
 const RWF_APPEND = 0x10; // linux/fs.h (4.16)
-
-/** Queues one prep, submits it and returns its result (waits at most 5 s). */
-function run(ring: IoUring, prep: (sqe: Sqe) => void): number {
-  const sqe = ring.getSqe()!;
-  prep(sqe);
-  sqe.setUserData(1);
-  ring.submit();
-  const cqe = ring.waitCqe({ timeoutMs: 5000 });
-  assert.ok(cqe !== null, "waited 5 s for a completion");
-  const res = cqe.res;
-  ring.cqAdvance(1);
-  return res;
-}
-
-/** `run`, asserting success (a result ≥ 0). */
-function ok(ring: IoUring, what: string, prep: (sqe: Sqe) => void): number {
-  const res = run(ring, prep);
-  assert.ok(res >= 0, `${what} failed: ${res}`);
-  return res;
-}
-
-/** Skips (true) when the kernel lacks one of `ops`, saying which. */
-function lacks(ring: IoUring, config: RingConfig, ...ops: number[]): boolean {
-  const probe = ring.probe();
-  const missing = ops.filter((op) => !probe.supports(op));
-  if (missing.length === 0) return false;
-  console.log(`SKIP [${config.name}]: this kernel lacks opcodes ${missing.join(", ")}`);
-  return true;
-}
 
 /** Runs `sh -c script` and returns its stdout, trimmed (asserting it succeeded). */
 function sh(script: string, ...args: string[]): string {

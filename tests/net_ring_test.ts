@@ -46,9 +46,9 @@ import {
   SOCK_DGRAM,
   SOCK_STREAM,
   SocketAddress,
-  type Sqe,
 } from "../mod.ts";
-import { type RingConfig, ringTest, tempDir } from "./_support.ts";
+import { ok, run } from "./_io.ts";
+import { lacks, ringTest, tempDir } from "./_support.ts";
 
 const text = new TextEncoder(), untext = new TextDecoder();
 
@@ -69,32 +69,6 @@ function reap(ring: IoUring, n: number): Done[] {
     ring.cqAdvance(1);
   }
   return out;
-}
-
-/** Queues one prep, submits it and returns its result. */
-function run(ring: IoUring, prep: (sqe: Sqe) => void): number {
-  const sqe = ring.getSqe()!;
-  prep(sqe);
-  sqe.setUserData(1);
-  ring.submit();
-  const [done] = reap(ring, 1);
-  return done.res;
-}
-
-/** `run`, asserting success (a result ≥ 0), with the errno's name in the message otherwise. */
-function ok(ring: IoUring, what: string, prep: (sqe: Sqe) => void): number {
-  const res = run(ring, prep);
-  assert.ok(res >= 0, `${what} failed: ${res}`);
-  return res;
-}
-
-/** Skips (true) when the kernel lacks one of `ops`, saying which. */
-function lacks(ring: IoUring, config: RingConfig, ...ops: number[]): boolean {
-  const probe = ring.probe();
-  const missing = ops.filter((op) => !probe.supports(op));
-  if (missing.length === 0) return false;
-  console.log(`SKIP [${config.name}]: this kernel lacks opcodes ${missing.join(", ")}`);
-  return true;
 }
 
 ringTest(

@@ -60,7 +60,7 @@ import {
   sysWrite,
 } from "./_io.ts";
 import { epollCreate, futexWakeFromWorker, kill, reapQuietly, SIGKILL, spawnShell } from "./_libc.ts";
-import { type RingConfig, ringTest } from "./_support.ts";
+import { lacks, ringTest } from "./_support.ts";
 
 const PRIVATE_U32 = FUTEX2_SIZE_U32 | FUTEX2_PRIVATE;
 /** `SIGSTOP` and `SIGCONT` (19 and 18 on x86_64 and aarch64). */
@@ -77,15 +77,6 @@ const CANCELLED = [0, 1];
  */
 function assertLinkTimeoutFired(res: number): void {
   assert.ok(res === 1 || res === -62, `the link timeout: ${describe(res)}, want -ETIME (or 1)`);
-}
-
-/** Skips (true) when the kernel lacks one of `ops`, saying which. */
-function lacks(ring: IoUring, config: RingConfig, ...ops: number[]): boolean {
-  const probe = ring.probe();
-  const missing = ops.filter((op) => !probe.supports(op));
-  if (missing.length === 0) return false;
-  console.log(`SKIP [${config.name}]: this kernel lacks opcodes ${missing.join(", ")}`);
-  return true;
 }
 
 /** Gets an SQE, fills it with `prep`, tags it with `userData` (and `flags`), without submitting. */
