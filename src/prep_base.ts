@@ -6,7 +6,7 @@
  */
 
 import * as abi from "./abi.ts";
-import { ADDRESSED, checkU32, shown } from "./memory.ts";
+import { ADDRESSED, byteLengthOf, checkBuffer, checkU32, shown } from "./memory.ts";
 import { Sqe, staleSqe, W, writeU64 } from "./sqe.ts";
 
 /** A file offset: a non-negative safe integer, or a bigint for the full 63-bit range. */
@@ -123,12 +123,42 @@ export function storeAddressed(sqe: Sqe): void {
 
 /**
  * The `file_index` of an opcode that makes or places a direct descriptor: the slot + 1, or
- * `IORING_FILE_INDEX_ALLOC` ("any free slot") as it is. Checks the slot first.
+ * `IORING_FILE_INDEX_ALLOC` ("any free slot") as it is. Checks the slot first (at most `max`).
  */
-export function targetSlot(fileIndex: number, what = "fileIndex"): number {
+export function targetSlot(fileIndex: number, what = "fileIndex", max: number = abi.MAX_FILE_INDEX): number {
   if (fileIndex === abi.IORING_FILE_INDEX_ALLOC) return fileIndex;
-  checkU32(fileIndex, what, abi.MAX_FILE_INDEX);
+  checkU32(fileIndex, what, max);
   return fileIndex + 1;
+}
+
+/**
+ * The byte count an SQE passes for the optional buffer `view`: `len` when given (at most the
+ * view's length; with no view, only 0), else the view's whole length (below 4 GiB). `what` and
+ * `lenWhat` name the two in errors.
+ */
+export function optionalLength(
+  view: ArrayBufferView | null,
+  len: number | undefined,
+  what: string,
+  lenWhat: string,
+): number {
+  let length = 0;
+  if (view !== null) {
+    checkBuffer(view, what);
+    length = byteLengthOf(view);
+  }
+  if (len !== undefined) {
+    checkU32(len, lenWhat);
+    if (len > length) {
+      const holds = view === null ? `nothing (there is no ${what})` : `${length} bytes`;
+      throw new RangeError(`${lenWhat} is ${len}, but ${what} holds ${holds}`);
+    }
+    return len;
+  }
+  if (length > 0xffffffff) {
+    throw new RangeError(`${what} is larger than 4 GiB - 1 bytes: pass a smaller ${lenWhat}`);
+  }
+  return length;
 }
 
 /** Throws unless `sqe` is an {@link Sqe} (of a ring that is open: see `staleSqe`). */

@@ -8,7 +8,7 @@
 
 import * as abi from "./abi.ts";
 import { addressOf, byteLengthOf, checkBuffer, checkFlags, checkU32 } from "./memory.ts";
-import { writeRw } from "./prep_base.ts";
+import { targetSlot, writeRw } from "./prep_base.ts";
 import { type Sqe, W } from "./sqe.ts";
 
 const OP_FLAGS = W.opFlags, FILE_INDEX = W.spliceFdIn;
@@ -61,12 +61,8 @@ export function prepPipeDirect(
   if (pipeFlags & abi.O_CLOEXEC) {
     throw new RangeError("pipeFlags: O_CLOEXEC has no meaning for registered file slots (EINVAL)");
   }
-  let slot = fileIndex;
-  if (fileIndex !== abi.IORING_FILE_INDEX_ALLOC) {
-    // Two slots: the write end's, fileIndex + 1, must be one too.
-    checkU32(fileIndex, "fileIndex", abi.MAX_FILE_INDEX - 1);
-    slot = fileIndex + 1; // file_index: the slot + 1
-  }
+  // Two slots: the write end's, fileIndex + 1, must be one too.
+  const slot = targetSlot(fileIndex, "fileIndex", abi.MAX_FILE_INDEX - 1);
   prepPipe(sqe, fds, pipeFlags);
   sqe.u32[sqe.base + FILE_INDEX] = slot;
   return sqe;

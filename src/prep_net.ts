@@ -14,7 +14,6 @@ import * as abi from "./abi.ts";
 import {
   addressOf,
   bufferAddressed,
-  byteLengthOf,
   checkBits32,
   checkBuffer,
   checkFd,
@@ -24,9 +23,9 @@ import {
   shown,
 } from "./memory.ts";
 import { type Msghdr, prepareMsghdr } from "./msghdr.ts";
-import { setIoprio, storeAddressed, targetSlot, writeRw } from "./prep_base.ts";
+import { optionalLength, setIoprio, storeAddressed, targetSlot, writeRw } from "./prep_base.ts";
 import { checkSocketAddress, lengthToSend, roomForAcceptedPeer, type SocketAddress } from "./sockaddr.ts";
-import { type Sqe, W } from "./sqe.ts";
+import { type Sqe, W, writeU64 } from "./sqe.ts";
 
 const OP_FLAGS = W.opFlags, FILE_INDEX = W.spliceFdIn, BUF_INDEX = W.bufIndex;
 
@@ -316,30 +315,15 @@ export function prepCmdSock(
   checkFd(fd);
   checkBits32(level, "level");
   checkBits32(optname, "optname");
-  let length = 0, address = 0;
-  if (optval !== null) {
-    checkBuffer(optval, "optval");
-    length = byteLengthOf(optval);
-    address = addressOf(optval);
-    if (optlen !== undefined) {
-      checkU32(optlen, "optlen");
-      if (optlen > length) {
-        throw new RangeError(`optlen is ${optlen}, but optval holds ${length} bytes`);
-      }
-      length = optlen;
-    }
-  } else if (optlen !== undefined && optlen !== 0) {
-    throw new RangeError(`optlen is ${shown(optlen)}, but there is no optval`);
-  }
+  const length = optionalLength(optval, optlen, "optval", "optlen");
+  const address = optval === null ? 0 : addressOf(optval);
   writeRw(sqe, abi.IORING_OP_URING_CMD, fd, 0, 0, 0);
   const u32 = sqe.u32, b = sqe.base;
   u32[b + W.offLo] = cmdOp; // cmd_op (its __pad1, the offset's high word, stays 0)
   u32[b + W.addrLo] = level >>> 0; // level and optname share the addr field
   u32[b + W.addrHi] = optname >>> 0;
   u32[b + FILE_INDEX] = length; // optlen
-  const lo = address >>> 0;
-  u32[b + W.addr3Lo] = lo; // optval
-  u32[b + W.addr3Hi] = (address - lo) / 0x1_0000_0000;
+  writeU64(u32, b + W.addr3Lo, address); // optval
   return sqe;
 }
 

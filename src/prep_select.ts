@@ -46,12 +46,17 @@ function groupOf(sqe: Sqe, group: BufferGroup): number {
   return group;
 }
 
+/** Writes buffer group `group` into `buf_group` (the low half of the word; personality kept). */
+function writeGroup(sqe: Sqe, group: number): void {
+  sqe.u32[sqe.base + BUF_INDEX] = (sqe.u32[sqe.base + BUF_INDEX] & 0xffff0000) | group;
+}
+
 /** Sets `IOSQE_BUFFER_SELECT`, `buf_group` and `ioprio` (the socket opcodes' own flags). */
 function selectFrom(sqe: Sqe, group: number, ioprio: number): Sqe {
   const u32 = sqe.u32, b = sqe.base;
   setIoprio(sqe, ioprio);
   u32[b + HEAD] = (u32[b + HEAD] | (abi.IOSQE_BUFFER_SELECT << 8)) >>> 0;
-  u32[b + BUF_INDEX] = (u32[b + BUF_INDEX] & 0xffff0000) | group;
+  writeGroup(sqe, group);
   return sqe;
 }
 
@@ -151,7 +156,7 @@ export function prepProvideBuffers(
     );
   }
   writeRw(sqe, abi.IORING_OP_PROVIDE_BUFFERS, count, addressOf(memory), size, startId);
-  sqe.u32[sqe.base + BUF_INDEX] = (sqe.u32[sqe.base + BUF_INDEX] & 0xffff0000) | group;
+  writeGroup(sqe, group);
   return sqe;
 }
 
@@ -165,6 +170,6 @@ export function prepRemoveBuffers(sqe: Sqe, count: number, group: number): Sqe {
   if (count === 0) throw new RangeError("count must be at least 1");
   checkU32(group, "group", 0xffff);
   writeRw(sqe, abi.IORING_OP_REMOVE_BUFFERS, count, 0, 0, 0);
-  sqe.u32[sqe.base + BUF_INDEX] = (sqe.u32[sqe.base + BUF_INDEX] & 0xffff0000) | group;
+  writeGroup(sqe, group);
   return sqe;
 }

@@ -18,16 +18,8 @@
  */
 
 import * as abi from "./abi.ts";
-import {
-  addressOf,
-  byteLengthOf,
-  checkBuffer,
-  checkCString,
-  checkFd,
-  checkFlags,
-  checkU32,
-} from "./memory.ts";
-import { writeRw } from "./prep_base.ts";
+import { addressOf, checkCString, checkFd, checkFlags } from "./memory.ts";
+import { optionalLength, writeRw } from "./prep_base.ts";
 import { type Sqe, W, writeU64 } from "./sqe.ts";
 
 const OP_FLAGS = W.opFlags, ADDR3_LO = W.addr3Lo, OFF_LO = W.offLo;
@@ -112,22 +104,7 @@ function writeXattr(
   path: Uint8Array | null,
 ): Sqe {
   checkCString(name, "name");
-  let length = 0;
-  if (value !== null) {
-    checkBuffer(value, "value");
-    length = byteLengthOf(value);
-  }
-  if (len !== undefined) {
-    checkU32(len, "len");
-    if (len > length) {
-      throw new RangeError(
-        `len is ${len}, but value holds ${value === null ? "nothing (null)" : `${length} bytes`}`,
-      );
-    }
-    length = len;
-  } else if (length > 0xffffffff) {
-    throw new RangeError("value is larger than 4 GiB - 1 bytes: pass a smaller len");
-  }
+  const length = optionalLength(value, len, "value", "len");
   writeRw(sqe, opcode, fd, addressOf(name), length, 0);
   // The value's address in addr2 (`off`): 0 for none (the kernel then reads or writes nothing).
   if (value !== null && length > 0) writeU64(sqe.u32, sqe.base + OFF_LO, addressOf(value));

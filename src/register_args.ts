@@ -7,6 +7,8 @@
 
 import * as abi from "./abi.ts";
 import { checkU32, shown } from "./memory.ts";
+import { checkUserData } from "./sqe.ts";
+import { Timespec } from "./structs.ts";
 
 /** One rule of `IoUring.registerRestrictions` (`struct io_uring_restriction`). Since 5.10. */
 export type Restriction =
@@ -115,18 +117,8 @@ export function syncCancelReg(target: SyncCancelTarget): Uint8Array<ArrayBuffer>
   const view = new DataView(bytes.buffer);
   let keys = 0;
   if (userData !== undefined) {
-    if (typeof userData === "number") {
-      if (!Number.isSafeInteger(userData) || userData < 0) {
-        throw new RangeError(`userData must be a safe integer ≥ 0 or a bigint, got ${shown(userData)}`);
-      }
-      view.setBigUint64(0, BigInt(userData), true);
-    } else if (typeof userData === "bigint" && userData >= 0n && userData < 1n << 64n) {
-      view.setBigUint64(0, userData, true);
-    } else {
-      throw new RangeError(
-        `userData must be a safe integer ≥ 0 or a bigint below 2^64, got ${shown(userData)}`,
-      );
-    }
+    checkUserData(userData);
+    view.setBigUint64(0, BigInt(userData), true);
     keys++;
   }
   if (fd !== undefined) {
@@ -158,12 +150,7 @@ export function syncCancelReg(target: SyncCancelTarget): Uint8Array<ArrayBuffer>
     view.setBigInt64(16, -1n, true); // tv_sec -1, tv_nsec -1: no timeout
     view.setBigInt64(24, -1n, true);
   } else {
-    if (typeof timeoutMs !== "number" || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
-      throw new RangeError(`timeoutMs must be a finite number ≥ 0, got ${shown(timeoutMs)}`);
-    }
-    const ns = BigInt(Math.round(timeoutMs * 1e6));
-    view.setBigInt64(16, ns / 1_000_000_000n, true);
-    view.setBigInt64(24, ns % 1_000_000_000n, true);
+    bytes.set(new Timespec(timeoutMs).bytes, 16); // (a struct __kernel_timespec, checked there)
   }
   return bytes;
 }
@@ -229,11 +216,10 @@ export interface NapiSettings {
 /** Size of `struct io_uring_napi`. */
 const NAPI_SIZE = 16;
 
-/** A `struct io_uring_napi` for `settings` (dynamic tracking: opcode and op_param 0). */
-export function napiArg(settings: NapiSettings | null): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(NAPI_SIZE);
-  if (settings === null) return bytes;
-  if (typeof settings !== "object") {
+/** A `struct io_uring_napi` for `settings` (dynamic tracking: opcode and op_param 0), checked. */
+export function napiArg(settings: NapiSettings): Uint8Array<ArrayBuffer> {
+  const bytes = napiOut();
+  if (typeof settings !== "object" || settings === null) {
     throw new TypeError(`registerNapi takes { busyPollUs, preferBusyPoll }, got ${shown(settings)}`);
   }
   const { busyPollUs, preferBusyPoll } = settings; // each read once
@@ -245,6 +231,11 @@ export function napiArg(settings: NapiSettings | null): Uint8Array<ArrayBuffer> 
   view.setUint32(0, busyPollUs, true); // busy_poll_to
   view.setUint8(4, preferBusyPoll ? 1 : 0); // prefer_busy_poll
   return bytes;
+}
+
+/** A zeroed `struct io_uring_napi`, for the kernel to write the settings in force into. */
+export function napiOut(): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(NAPI_SIZE);
 }
 
 /** The settings a `struct io_uring_napi` holds (what the kernel wrote back). */

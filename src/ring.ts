@@ -35,6 +35,7 @@ import {
   ringHold,
   unpinAll,
   unregisterBufferRing,
+  unregisterRingIndex,
 } from "./ring_hold.ts";
 import { bufReg, Iovecs, rsrcUpdate } from "./structs.ts";
 import {
@@ -44,6 +45,7 @@ import {
   cpuSet,
   fileIndexRange,
   napiArg,
+  napiOut,
   type NapiSettings,
   napiSettings,
   type Restriction,
@@ -1467,15 +1469,11 @@ export class IoUring implements Disposable {
 
   /** Takes the ring out of the creating thread's table of rings (see {@link IoUring.ringIndex}). */
   #unregisterRing(): void {
-    this.#register(
-      abi.IORING_UNREGISTER_RING_FDS,
-      rsrcUpdate(this.#enterFd, 0n),
-      1,
-      "IORING_UNREGISTER_RING_FDS",
-    );
+    this.#assertOpen();
+    const r = unregisterRingIndex(this.#hold);
+    if (r < 0) throw new IoUringError("io_uring_register", -r, "IORING_UNREGISTER_RING_FDS");
     this.#enterFd = this.fd;
     this.#enterFlag = 0;
-    this.#hold.enterIndex = -1;
   }
 
   /**
@@ -1576,9 +1574,6 @@ export class IoUring implements Disposable {
    * CPU. Returns the settings that were in force. Since 6.9.
    */
   registerNapi(settings: NapiSettings): NapiSettings {
-    if (typeof settings !== "object" || settings === null) {
-      throw new TypeError(`registerNapi takes { busyPollUs, preferBusyPoll }, got ${shown(settings)}`);
-    }
     const arg = napiArg(settings);
     this.#register(abi.IORING_REGISTER_NAPI, arg, 1, "IORING_REGISTER_NAPI");
     return napiSettings(arg);
@@ -1586,7 +1581,7 @@ export class IoUring implements Disposable {
 
   /** Stops busy-polling; returns the settings that were in force. Since 6.9. */
   unregisterNapi(): NapiSettings {
-    const arg = napiArg(null);
+    const arg = napiOut();
     this.#register(abi.IORING_UNREGISTER_NAPI, arg, 1, "IORING_UNREGISTER_NAPI");
     return napiSettings(arg);
   }

@@ -75,10 +75,7 @@ export function releaseRing(hold: RingHold): void {
   for (const sqe of hold.sqes) sqe.invalidate();
   hold.sqes = [];
   unmapAll(hold);
-  if (hold.enterIndex >= 0) {
-    hold.sys.register(hold.fd, abi.IORING_UNREGISTER_RING_FDS, rsrcUpdate(hold.enterIndex, 0n), 1);
-    hold.enterIndex = -1;
-  }
+  if (hold.enterIndex >= 0) unregisterRingIndex(hold);
   // Buffer rings are unregistered before the fd closes: the kernel tears a closed ring down later,
   // and a receive that came meanwhile could pick a buffer whose memory is about to be unmapped.
   // One the kernel refuses to unregister (a restricted ring: EACCES) keeps its memory mapped for
@@ -88,6 +85,18 @@ export function releaseRing(hold: RingHold): void {
   unpinAll(hold); // (the kernel keeps its own hold on the pages until it tears the ring down)
   for (const bufferRing of unregistered) bufferRing.freeMemory();
   hold.bufferRings.clear();
+}
+
+/**
+ * Takes the ring out of the creating thread's table of rings (`IORING_UNREGISTER_RING_FDS`) and,
+ * done, forgets its index; the call's result, 1 or `-errno`.
+ */
+export function unregisterRingIndex(hold: RingHold): number {
+  const update = rsrcUpdate(hold.enterIndex, 0n);
+  let r: number;
+  do r = hold.sys.register(hold.fd, abi.IORING_UNREGISTER_RING_FDS, update, 1); while (r === -EINTR);
+  if (r >= 0) hold.enterIndex = -1;
+  return r;
 }
 
 /** Unregisters buffer group `group`'s ring of provided buffers; 0 or `-errno`. */

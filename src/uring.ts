@@ -1358,7 +1358,7 @@ export class Uring implements AsyncDisposable {
       signal: signal ?? null,
       aborted: false,
       skip,
-      closes: members.some((m) => m.kind === K_CLOSE || m.kind === K_CLOSE_DIRECT),
+      closes: members.some((m) => closesFile(m.kind)),
       onAbort: () => this.#abortChain(chain),
     };
     for (let i = 0; i < members.length; i++) {
@@ -2179,7 +2179,7 @@ export class Uring implements AsyncDisposable {
     }
     if (slot.barrier) {
       slot.barrier = false; // its barrier completed (below): the close settles now
-    } else if ((slot.kind === K_CLOSE || slot.kind === K_CLOSE_DIRECT) && slot.res >= 0 && this.#sqpollRing) {
+    } else if (closesFile(slot.kind) && slot.res >= 0 && this.#sqpollRing) {
       slot.barrier = true;
       this.#barrier(slot);
       return;
@@ -2809,12 +2809,11 @@ export class Uring implements AsyncDisposable {
     for (let i = this.#barrierHead; i < this.#barriers.length; i++) {
       const target = this.#barriers[i];
       if (typeof target === "function") void Promise.resolve().then(target); // (after the fails)
-      else if (target !== CLOSING_BARRIER && "slots" in target && !chains.has(target)) {
-        // Every member completed (its close too): the chain has its results.
-        chains.add(target);
+      else if (target !== CLOSING_BARRIER && "slots" in target) {
+        // Every member completed (its close too; none holds a slot, so the chain is not among
+        // those rejected below): it has its results.
         if (target.signal !== null) unlistenAbort(target.signal, target.onAbort);
         target.resolve(target.results);
-        target.reject = () => {}; // (settled: the loop below must not reject it)
       }
     }
     for (const chain of chains) {
@@ -2911,6 +2910,11 @@ function accessOfFlags(flags: number): Access | "both" {
   const reads = accmode === O_RDONLY || accmode === O_RDWR;
   const writes = accmode !== O_RDONLY || (flags & (O_CREAT | O_TRUNC)) !== 0;
   return reads && writes ? "both" : writes ? "write" : "read";
+}
+
+/** Whether an operation of `kind` closes a file (under SQPOLL it settles behind a barrier). */
+function closesFile(kind: number): boolean {
+  return kind === K_CLOSE || kind === K_CLOSE_DIRECT;
 }
 
 /** The result of a chain member that succeeded without a CQE of its own: what it asked for. */
