@@ -44,6 +44,7 @@ export { errno, errnoMessage, errnoName } from "./src/errno.ts";
 export { ClosedError, IoUringError } from "./src/errors.ts";
 export { addressOf, cstring } from "./src/memory.ts";
 export * from "./src/prep.ts";
+export * from "./src/prep_cmd.ts";
 export * from "./src/prep_net.ts";
 export * from "./src/prep_select.ts";
 export * from "./src/prep_xattr.ts";

@@ -186,6 +186,13 @@ export const IORING_SETUP_SUBMIT_ALL = 1 << 7;
 export const IORING_SETUP_COOP_TASKRUN = 1 << 8;
 /** Set `IORING_SQ_TASKRUN` in the SQ flags while such task work waits (5.19; needs COOP or DEFER). */
 export const IORING_SETUP_TASKRUN_FLAG = 1 << 9;
+/**
+ * 128-byte SQEs (5.19): the command area of `IORING_OP_URING_CMD` grows to 80 bytes
+ * (`IoUringOptions.sqe128`).
+ */
+export const IORING_SETUP_SQE128 = 1 << 10;
+/** 32-byte CQEs (5.19): two extra 64-bit words per completion (`IoUringOptions.cqe32`). */
+export const IORING_SETUP_CQE32 = 1 << 11;
 /** Only one task submits (6.0). */
 export const IORING_SETUP_SINGLE_ISSUER = 1 << 12;
 /**
@@ -577,6 +584,13 @@ export const IORING_MSG_SEND_FD = 1;
 export const IORING_MSG_RING_CQE_SKIP = 1 << 0;
 /** `msg_ring_flags`: the target CQE's `flags` come from the SQE's `file_index` (6.3). */
 export const IORING_MSG_RING_FLAGS_PASS = 1 << 1;
+/** `nop_flags`: complete with the result in `len` (as an s32) instead of 0 (6.10). */
+export const IORING_NOP_INJECT_RESULT = 1 << 0;
+/** `nop_flags`: post a 32-byte CQE whose extra words are `off` and `addr` (6.18; a CQE32 ring). */
+export const IORING_NOP_CQE32 = 1 << 5;
+/** `uring_cmd_flags`: the command's data lies in the registered buffer `buf_index` (6.1). */
+export const IORING_URING_CMD_FIXED = 1 << 0;
+
 /** `uring_cmd` on a socket: bytes waiting to be read, as `ioctl(SIOCINQ)` (6.7). */
 export const SOCKET_URING_OP_SIOCINQ = 0;
 /** `uring_cmd` on a socket: bytes not yet sent, as `ioctl(SIOCOUTQ)` (6.7). */

@@ -136,9 +136,23 @@ export interface IoUringOptions {
    */
   coopTaskrun?: boolean;
   /**
-   * Raw `IORING_SETUP_*` flags added to those the options imply. Flags that change the ring's
-   * memory layout (`SQE128`, `CQE32`, `NO_MMAP`, `REGISTERED_FD_ONLY`, `CQE_MIXED`, `SQE_MIXED`)
-   * are refused with a `RangeError`, and so are combinations the kernel always refuses:
+   * 128-byte SQEs (`IORING_SETUP_SQE128`, 5.19): each SQE's command area grows from 16 to 80
+   * bytes, as `IORING_OP_URING_CMD` needs for NVMe passthrough and ublk (see `prepUringCmd`,
+   * `Sqe.cmdOffset`). Every other opcode works as on a ring of 64-byte SQEs; the SQE memory
+   * doubles. Default `false`.
+   */
+  sqe128?: boolean;
+  /**
+   * 32-byte CQEs (`IORING_SETUP_CQE32`, 5.19): each completion carries two more 64-bit words,
+   * read as `Cqe.extra1`/`extra2` (`forEachCompletion` does not pass them), which NVMe
+   * passthrough fills and a NOP can (`prepNopCqe32`). Default `false`.
+   */
+  cqe32?: boolean;
+  /**
+   * Raw `IORING_SETUP_*` flags added to those the options imply (`SQE128` and `CQE32` here do
+   * what `sqe128` and `cqe32` do). Flags that change the ring's memory layout in ways this ring
+   * does not read (`NO_MMAP`, `REGISTERED_FD_ONLY`, `CQE_MIXED`, `SQE_MIXED`) are refused with a
+   * `RangeError`, and so are combinations the kernel always refuses:
    * `TASKRUN_FLAG` without `COOP_TASKRUN` or `DEFER_TASKRUN`, `DEFER_TASKRUN` without
    * `SINGLE_ISSUER`, and any of those three with an insisted `sqpoll` (with the default `sqpoll`
    * the kernel refuses SQPOLL for them, and `sqpollFallbackReason` says why).
@@ -228,13 +242,12 @@ function isSqpollRefusal(e: unknown): boolean {
 }
 
 /**
- * Setup flags this ring refuses (`IoUringOptions.flags`): they change the memory layout it reads
- * (64-byte SQEs, 16-byte CQEs, rings it maps itself from its fd): `IORING_SETUP_SQE128` (1 << 10),
- * `CQE32` (1 << 11), `NO_MMAP` (1 << 14), `REGISTERED_FD_ONLY` (1 << 15), `CQE_MIXED` (1 << 18,
- * 6.18) and `SQE_MIXED` (1 << 19). Other flags go to the kernel, which refuses those it does not
- * know.
+ * Setup flags this ring refuses (`IoUringOptions.flags`): they change the memory layout in ways
+ * it does not read (SQEs of one size, CQEs of one size, rings it maps itself from its fd):
+ * `IORING_SETUP_NO_MMAP` (1 << 14), `REGISTERED_FD_ONLY` (1 << 15), `CQE_MIXED` (1 << 18, 6.18) and
+ * `SQE_MIXED` (1 << 19). Other flags go to the kernel, which refuses those it does not know.
  */
-const LAYOUT_FLAGS = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 18) | (1 << 19);
+const LAYOUT_FLAGS = (1 << 14) | (1 << 15) | (1 << 18) | (1 << 19);
 
 /** Task-work flags the kernel refuses together with `IORING_SETUP_SQPOLL` (`EINVAL`). */
 const NOT_WITH_SQPOLL = abi.IORING_SETUP_COOP_TASKRUN | abi.IORING_SETUP_TASKRUN_FLAG |
@@ -309,6 +322,8 @@ export class IoUring implements Disposable {
   readonly #sqMask: number;
   readonly #sqEntries: number;
   #sqes: Sqe[];
+  /** 1 when SQEs are 128 bytes (`sqe128`), else 0: an SQE's first 64-byte unit is its slot << this. */
+  readonly #sqeShift: number;
   /** All SQEs as 8-byte words (getSqe zeroes through it). */
   #sqeF64: Float64Array = new Float64Array(0);
   /** All SQEs as u32 words (the one-call preps write through it). */
@@ -327,6 +342,8 @@ export class IoUring implements Disposable {
   readonly #cqMask: number;
   readonly #cqEntries: number;
   #cqes: Cqe[];
+  /** 1 when CQEs are 32 bytes (`cqe32`), else 0: a CQE's first 16-byte unit is its slot << this. */
+  readonly #cqeShift: number;
   #cqHeadLocal = 0;
 
   #registeredBuffers: Iovecs | undefined;
@@ -352,11 +369,13 @@ export class IoUring implements Disposable {
       sqArray: options.sqArray,
       registerRing: options.registerRing,
       coopTaskrun: options.coopTaskrun,
+      sqe128: options.sqe128,
+      cqe32: options.cqe32,
       flags: options.flags,
       backend: options.backend,
       attachTo: options.attachTo,
     };
-    for (const name of ["iopoll", "sqArray", "registerRing", "coopTaskrun"] as const) {
+    for (const name of ["iopoll", "sqArray", "registerRing", "coopTaskrun", "sqe128", "cqe32"] as const) {
       const value = options[name];
       if (value !== undefined && typeof value !== "boolean") {
         throw new TypeError(`${name} must be true or false, got ${shown(value)}`);
@@ -415,9 +434,9 @@ export class IoUring implements Disposable {
       const layout = options.flags & LAYOUT_FLAGS;
       if (layout !== 0) {
         throw new RangeError(
-          `flags 0x${layout.toString(16)} are not supported: this ring has 64-byte SQEs and 16-byte CQEs ` +
-            "in memory it maps itself (SQE128, CQE32, NO_MMAP, REGISTERED_FD_ONLY, CQE_MIXED and SQE_MIXED " +
-            "change that)",
+          `flags 0x${layout.toString(16)} are not supported: this ring has SQEs of one size and CQEs of ` +
+            "one size in memory it maps itself (NO_MMAP, REGISTERED_FD_ONLY, CQE_MIXED and SQE_MIXED change " +
+            "that; for 128-byte SQEs or 32-byte CQEs pass sqe128 or cqe32)",
         );
       }
     }
@@ -438,6 +457,8 @@ export class IoUring implements Disposable {
 
     let baseFlags = options.flags ?? 0;
     if (options.iopoll) baseFlags |= abi.IORING_SETUP_IOPOLL;
+    if (options.sqe128) baseFlags |= abi.IORING_SETUP_SQE128;
+    if (options.cqe32) baseFlags |= abi.IORING_SETUP_CQE32;
     if (options.cqEntries !== undefined) baseFlags |= abi.IORING_SETUP_CQSIZE;
     const params = new Uint8Array(abi.PARAMS_SIZE);
     const pv = new DataView(params.buffer);
@@ -521,6 +542,10 @@ export class IoUring implements Disposable {
     this.features = p.features;
     this.sqpoll = (p.flags & abi.IORING_SETUP_SQPOLL) !== 0;
     this.iopoll = (p.flags & abi.IORING_SETUP_IOPOLL) !== 0;
+    // From what the kernel answered (the flags went in, so the layout is theirs).
+    this.#sqeShift = (p.flags & abi.IORING_SETUP_SQE128) !== 0 ? 1 : 0;
+    this.#cqeShift = (p.flags & abi.IORING_SETUP_CQE32) !== 0 ? 1 : 0;
+    const sqeSize = abi.SQE_SIZE << this.#sqeShift, cqeSize = abi.CQE_SIZE << this.#cqeShift;
 
     const sqOff = (field: number) => pv.getUint32(abi.PARAMS.sqOff + field, true);
     const cqOff = (field: number) => pv.getUint32(abi.PARAMS.cqOff + field, true);
@@ -530,7 +555,7 @@ export class IoUring implements Disposable {
       const sqRingSize = sqArray
         ? sqOff(abi.SQ_OFF.array) + p.sqEntries * 4
         : Math.max(sqOff(abi.SQ_OFF.flags), sqOff(abi.SQ_OFF.dropped), sqOff(abi.SQ_OFF.ringEntries)) + 4;
-      const cqRingSize = cqOff(abi.CQ_OFF.cqes) + p.cqEntries * abi.CQE_SIZE;
+      const cqRingSize = cqOff(abi.CQ_OFF.cqes) + p.cqEntries * cqeSize;
       let sqRing: ArrayBuffer;
       let cqRing: ArrayBuffer;
       if (p.features & abi.IORING_FEAT_SINGLE_MMAP) {
@@ -539,7 +564,7 @@ export class IoUring implements Disposable {
         sqRing = this.#map(sqRingSize, abi.IORING_OFF_SQ_RING);
         cqRing = this.#map(cqRingSize, abi.IORING_OFF_CQ_RING);
       }
-      const sqesMem = this.#map(p.sqEntries * abi.SQE_SIZE, abi.IORING_OFF_SQES);
+      const sqesMem = this.#map(p.sqEntries * sqeSize, abi.IORING_OFF_SQES);
 
       this.#sq = new Uint32Array(sqRing);
       this.#sqHead = sqOff(abi.SQ_OFF.head) / 4;
@@ -560,7 +585,10 @@ export class IoUring implements Disposable {
       const sqeF64 = new Float64Array(sqesMem);
       this.#sqeF64 = sqeF64;
       this.#sqeU32 = sqeU32;
-      this.#sqes = Array.from({ length: this.#sqEntries }, (_, i) => new Sqe(sqeU32, sqeU8, i, sqeF64));
+      this.#sqes = Array.from(
+        { length: this.#sqEntries },
+        (_, i) => new Sqe(sqeU32, sqeU8, i, sqeF64, sqeSize as 64 | 128),
+      );
       this.#hold.sqes = this.#sqes;
 
       this.#cq = new Uint32Array(cqRing);
@@ -570,8 +598,8 @@ export class IoUring implements Disposable {
       this.#cqMask = this.#cq[cqOff(abi.CQ_OFF.ringMask) / 4];
       this.#cqEntries = this.#cq[cqOff(abi.CQ_OFF.ringEntries) / 4];
       const cqesOffset = cqOff(abi.CQ_OFF.cqes);
-      this.#cqesU32 = new Uint32Array(cqRing, cqesOffset, this.#cqEntries * (abi.CQE_SIZE / 4));
-      this.#cqesI32 = new Int32Array(cqRing, cqesOffset, this.#cqEntries * (abi.CQE_SIZE / 4));
+      this.#cqesU32 = new Uint32Array(cqRing, cqesOffset, this.#cqEntries * (cqeSize / 4));
+      this.#cqesI32 = new Int32Array(cqRing, cqesOffset, this.#cqEntries * (cqeSize / 4));
       this.#cqes = Array.from({ length: this.#cqEntries }, () => new Cqe());
       this.#cqHeadLocal = Atomics.load(this.#cq, this.#cqHead);
     } catch (e) {
@@ -684,7 +712,9 @@ export class IoUring implements Disposable {
     }
     const index = tail & this.#sqMask;
     this.#sqeTail = (tail + 1) >>> 0;
-    zeroSqe(this.#sqeF64, index);
+    const shift = this.#sqeShift;
+    zeroSqe(this.#sqeF64, index << shift);
+    if (shift !== 0) zeroSqe(this.#sqeF64, (index << 1) + 1); // a 128-byte SQE's second half
     return index;
   }
 
@@ -700,7 +730,7 @@ export class IoUring implements Disposable {
     if (!small) checkUserData(userData);
     const index = this.#take();
     if (index < 0) return null;
-    const u32 = this.#sqeU32, b = index * SQE_WORDS;
+    const u32 = this.#sqeU32, b = (index << this.#sqeShift) * SQE_WORDS;
     u32[b + FD] = 0xffffffff; // fd -1, as prepNop writes; opcode NOP is 0: the zeroing wrote it
     if (small) u32[b + USER_LO] = userData as number; // the high word is already 0
     else writeU64(u32, b + USER_LO, userData);
@@ -760,7 +790,7 @@ export class IoUring implements Disposable {
     checkFlags(rwFlags, "rwFlags");
     const index = this.#take();
     if (index < 0) return null;
-    const u32 = this.#sqeU32, b = index * SQE_WORDS;
+    const u32 = this.#sqeU32, b = (index << this.#sqeShift) * SQE_WORDS;
     u32[b + HEAD] = opcode;
     u32[b + FD] = fd;
     if (smallOffset) u32[b + OFF_LO] = offset as number;
@@ -966,7 +996,9 @@ export class IoUring implements Disposable {
       if (!this.#refill()) return null;
     }
     const index = head & this.#cqMask;
-    return this.#cqes[index].load(this.#cqesU32, this.#cqesI32, index);
+    const shift = this.#cqeShift;
+    const cqe = this.#cqes[index].load(this.#cqesU32, this.#cqesI32, index << shift);
+    return shift === 0 ? cqe : cqe.loadExtra(this.#cqesU32, index << 1);
   }
 
   /**
@@ -1113,12 +1145,14 @@ export class IoUring implements Disposable {
     // As a reap from here: `out` may run the caller's code (its `length`, an index setter, a
     // proxy), which must not advance or close the ring under the loop (a close waits for it).
     const cqes = this.#cqes, u32 = this.#cqesU32, i32 = this.#cqesI32, mask = this.#cqMask;
+    const shift = this.#cqeShift;
     this.#reaping = true;
     try {
       const n = Math.min((tail - head) >>> 0, out.length);
       for (let i = 0; i < n; i++) {
         const index = (head + i) & mask;
-        out[i] = cqes[index].load(u32, i32, index);
+        const cqe = cqes[index].load(u32, i32, index << shift);
+        out[i] = shift === 0 ? cqe : cqe.loadExtra(u32, index << 1);
       }
       return n;
     } finally {
@@ -1162,12 +1196,14 @@ export class IoUring implements Disposable {
     let head = start;
     // In locals: `fn` may run any code, so V8 would otherwise reload each field per completion.
     const cqes = this.#cqes, u32 = this.#cqesU32, i32 = this.#cqesI32, mask = this.#cqMask;
+    const shift = this.#cqeShift;
     this.#reaping = true;
     try {
       while (head !== tail) {
         const index = head & mask;
         head = (head + 1) >>> 0;
-        fn(cqes[index].load(u32, i32, index));
+        const cqe = cqes[index].load(u32, i32, index << shift);
+        fn(shift === 0 ? cqe : cqe.loadExtra(u32, index << 1));
       }
     } finally {
       this.#endReap(head);
@@ -1218,11 +1254,11 @@ export class IoUring implements Disposable {
     if (tail < 0) return 0;
     const start = this.#cqHeadLocal;
     let head = start;
-    const u32 = this.#cqesU32, i32 = this.#cqesI32, mask = this.#cqMask;
+    const u32 = this.#cqesU32, i32 = this.#cqesI32, mask = this.#cqMask, shift = this.#cqeShift;
     this.#reaping = true;
     try {
       while (head !== tail) {
-        const w = (head & mask) * CQE_WORDS;
+        const w = ((head & mask) << shift) * CQE_WORDS;
         head = (head + 1) >>> 0;
         const hi = u32[w + CQE_USER_HI];
         const lo = u32[w + CQE_USER_LO];

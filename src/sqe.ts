@@ -96,7 +96,9 @@ export function zeroSqe(f: Float64Array, slot: number): void {
 /**
  * One submission queue entry: a handle to slot `slot` of the SQE array. Obtain it from
  * `IoUring.getSqe()`, fill it with a `prep*` function, then set `userData` and flags. It is only
- * valid until the next `submit()`. Since 5.1.
+ * valid until the next `submit()`. An SQE is 64 bytes, or 128 on a ring made with
+ * `IoUringOptions.sqe128` (5.19), whose second half extends the command area of
+ * `IORING_OP_URING_CMD` (see {@link Sqe.cmdOffset}). Since 5.1.
  */
 export class Sqe {
   /** The SQE array as 32-bit words (shared by all handles of a ring). */
@@ -107,6 +109,8 @@ export class Sqe {
   readonly base: number;
   /** This SQE's slot in the SQE array. */
   readonly slot: number;
+  /** This SQE's size in bytes: 64, or 128 on a ring made with `IoUringOptions.sqe128` (5.19). */
+  readonly size: 64 | 128;
   readonly #f64: Float64Array; // the same memory as 8-byte words, for clear()
   /**
    * Set when the ring closed (see {@link Sqe.invalidate}): one field load for the setters, where
@@ -115,15 +119,16 @@ export class Sqe {
   #stale = false;
 
   /**
-   * Wraps slot `slot` of an SQE array (internal: rings create these). `f64` is the same memory
-   * as a Float64Array (shared by a ring's handles; made here when not given, so `u32` must start
-   * on an 8-byte boundary, as SQE arrays do).
+   * Wraps slot `slot` of an SQE array of `size`-byte SQEs (internal: rings create these). `f64` is
+   * the same memory as a Float64Array (shared by a ring's handles; made here when not given, so
+   * `u32` must start on an 8-byte boundary, as SQE arrays do).
    */
-  constructor(u32: Uint32Array, u8: Uint8Array, slot: number, f64?: Float64Array) {
+  constructor(u32: Uint32Array, u8: Uint8Array, slot: number, f64?: Float64Array, size: 64 | 128 = 64) {
     this.u32 = u32;
     this.u8 = u8;
     this.slot = slot;
-    this.base = slot * WORDS_PER_SQE;
+    this.size = size;
+    this.base = slot * (size >>> 2);
     this.#f64 = f64 ?? new Float64Array(u32.buffer, u32.byteOffset, u32.length >>> 1);
     // Frozen: a caller cannot put a getter in place of `u32` or `base`, whose code would run in the
     // middle of a prep (between the buffer's address being taken and stored).
@@ -148,13 +153,30 @@ export class Sqe {
   }
 
   /**
-   * Zeroes all 64 bytes (`getSqe()` already did). Like every member, throws `ClosedError` once
-   * the ring is closed (the memory is gone).
+   * Zeroes all of the SQE's {@link Sqe.size} bytes (`getSqe()` already did). Like every member,
+   * throws `ClosedError` once the ring is closed (the memory is gone).
    */
   clear(): this {
     if (this.#stale || this.u8.length === 0) throw staleSqe();
-    zeroSqe(this.#f64, this.slot);
+    const unit = this.base / WORDS_PER_SQE; // in 64-byte units
+    zeroSqe(this.#f64, unit);
+    if (this.size === 128) zeroSqe(this.#f64, unit + 1);
     return this;
+  }
+
+  /**
+   * The byte offset in {@link Sqe.u8} of this SQE's command area (`sqe->cmd`, at byte 48):
+   * `IORING_OP_URING_CMD` passes the driver {@link Sqe.cmdSize} bytes from there. Write a
+   * command in place with `sqe.u8.set(bytes, sqe.cmdOffset)` (nothing is allocated), or pass it
+   * to `prepUringCmd`. Since 5.19.
+   */
+  get cmdOffset(): number {
+    return this.base * 4 + SQE.addr3;
+  }
+
+  /** Bytes in this SQE's command area: 16 in a 64-byte SQE, 80 in a 128-byte one. Since 5.19. */
+  get cmdSize(): number {
+    return this.size - SQE.addr3;
   }
 
   /** The opcode byte. */
@@ -229,10 +251,10 @@ export class Sqe {
     return this;
   }
 
-  /** Reads the SQE as a little-endian 64-byte copy (for tests and debugging). */
+  /** Reads the SQE as a little-endian copy of its {@link Sqe.size} bytes (for tests and debugging). */
   bytes(): Uint8Array {
     if (this.u8.length === 0) throw staleSqe();
-    return this.u8.slice(this.base * 4, this.base * 4 + SQE_SIZE);
+    return this.u8.slice(this.base * 4, this.base * 4 + this.size);
   }
 }
 
@@ -242,9 +264,10 @@ const CQE_WORDS = CQE_SIZE / 4, CQE_USER_LO = CQE.userData / 4, CQE_USER_HI = CQ
 const CQE_RES = CQE.res / 4, CQE_FLAGS = CQE.flags / 4;
 
 /**
- * One completion: `userData`, `res` (a result, or `-errno` when negative) and `flags`. Copied out
- * of the CQ when peeked, so it stays readable after `cqAdvance()`, until the same CQ slot is
- * peeked again (one ring lap later). Since 5.1.
+ * One completion: `userData`, `res` (a result, or `-errno` when negative) and `flags`, and on a
+ * ring of 32-byte CQEs (`IoUringOptions.cqe32`, 5.19) the two extra words `extra1`/`extra2`.
+ * Copied out of the CQ when peeked, so it stays readable after `cqAdvance()`, until the same CQ
+ * slot is peeked again (one ring lap later). Since 5.1.
  */
 export class Cqe {
   /** Low 32 bits of `user_data`. */
@@ -255,8 +278,19 @@ export class Cqe {
   res = 0;
   /** `IORING_CQE_F_*` flags. */
   flags = 0;
+  /** Low 32 bits of `big_cqe[0]` ({@link Cqe.extra1}); 0 on a ring of 16-byte CQEs. */
+  extra1Lo = 0;
+  /** High 32 bits of `big_cqe[0]`. */
+  extra1Hi = 0;
+  /** Low 32 bits of `big_cqe[1]` ({@link Cqe.extra2}); 0 on a ring of 16-byte CQEs. */
+  extra2Lo = 0;
+  /** High 32 bits of `big_cqe[1]`. */
+  extra2Hi = 0;
 
-  /** Fills this handle from CQ slot `index` (internal: rings call this). */
+  /**
+   * Fills this handle from the 16 bytes at `index` × 16 of the CQE array (internal: rings call
+   * this; a ring of 32-byte CQEs passes twice the slot, then calls {@link Cqe.loadExtra}).
+   */
   load(u32: Uint32Array, i32: Int32Array, index: number): this {
     const w = index * CQE_WORDS;
     this.userDataLo = u32[w + CQE_USER_LO];
@@ -264,6 +298,32 @@ export class Cqe {
     this.res = i32[w + CQE_RES];
     this.flags = u32[w + CQE_FLAGS];
     return this;
+  }
+
+  /**
+   * Fills the extra words from the 16 bytes after those `load` read at `index` (internal: rings
+   * of 32-byte CQEs call this).
+   */
+  loadExtra(u32: Uint32Array, index: number): this {
+    const w = (index + 1) * CQE_WORDS;
+    this.extra1Lo = u32[w];
+    this.extra1Hi = u32[w + 1];
+    this.extra2Lo = u32[w + 2];
+    this.extra2Hi = u32[w + 3];
+    return this;
+  }
+
+  /**
+   * The first extra word of a 32-byte CQE (`big_cqe[0]`, `IoUringOptions.cqe32`) as a bigint: what
+   * the request put there (a NOP with `prepNopCqe32`, a driver's `IORING_OP_URING_CMD`). Since 5.19.
+   */
+  get extra1(): bigint {
+    return (BigInt(this.extra1Hi) << 32n) | BigInt(this.extra1Lo);
+  }
+
+  /** The second extra word of a 32-byte CQE (`big_cqe[1]`) as a bigint. Since 5.19. */
+  get extra2(): bigint {
+    return (BigInt(this.extra2Hi) << 32n) | BigInt(this.extra2Lo);
   }
 
   /** `user_data` as a bigint (exact for every 64-bit value). */

@@ -179,3 +179,12 @@ export function lacks(ring: IoUring, config: RingConfig, ...ops: number[]): bool
   console.log(`SKIP [${config.name}]: this kernel lacks opcodes ${missing.join(", ")}`);
   return true;
 }
+
+/** Whether the running kernel is older than `version` ("6.7"): the test then says so and skips. */
+export function older(version: string): boolean {
+  const [major, minor] = Deno.osRelease().split(/[.-]/).map(Number);
+  const [wantMajor, wantMinor] = version.split(".").map(Number);
+  if (major > wantMajor || (major === wantMajor && minor >= wantMinor)) return false;
+  console.log(`skipped: needs Linux ${version}, this is ${Deno.osRelease()}`);
+  return true;
+}

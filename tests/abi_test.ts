@@ -123,6 +123,11 @@ Deno.test("syscall numbers, mmap offsets, ring flags", () => {
   assert.equal(abi.IORING_SETUP_TASKRUN_FLAG, 0x200); // (1U << 9)
   assert.equal(abi.IORING_SETUP_SINGLE_ISSUER, 0x1000); // (1U << 12)
   assert.equal(abi.IORING_SETUP_DEFER_TASKRUN, 0x2000); // (1U << 13)
+  assert.equal(abi.IORING_SETUP_SQE128, 0x400); // (1U << 10)
+  assert.equal(abi.IORING_SETUP_CQE32, 0x800); // (1U << 11)
+  assert.equal(abi.IORING_NOP_INJECT_RESULT, 1); // (1U << 0), nop_flags
+  assert.equal(abi.IORING_NOP_CQE32, 0x20); // (1U << 5), nop_flags
+  assert.equal(abi.IORING_URING_CMD_FIXED, 1); // (1U << 0), uring_cmd_flags
   assert.equal(abi.IORING_SQ_TASKRUN, 4); // (1U << 2)
   assert.equal(abi.IORING_FEAT_SINGLE_MMAP, 1);
   assert.equal(abi.IORING_FEAT_NODROP, 2);

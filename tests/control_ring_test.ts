@@ -69,19 +69,10 @@ import {
   sysClose,
   sysWrite,
 } from "./_io.ts";
-import { ringTest, tempDir } from "./_support.ts";
+import { older, ringTest, tempDir } from "./_support.ts";
 
 const POLLIN = 0x1, POLLOUT = 0x4;
 const text = new TextEncoder();
-
-/** Whether the running kernel is older than `version` ("6.7"): the test then says so and skips. */
-function older(version: string): boolean {
-  const [major, minor] = Deno.osRelease().split(/[.-]/).map(Number);
-  const [wantMajor, wantMinor] = version.split(".").map(Number);
-  if (major > wantMajor || (major === wantMajor && minor >= wantMinor)) return false;
-  console.log(`skipped: needs Linux ${version}, this is ${Deno.osRelease()}`);
-  return true;
-}
 
 /** Queues one SQE filled by `prep`, tagged `userData`, without submitting. */
 function queue(ring: IoUring, userData: number, prep: (sqe: Sqe) => void): Sqe {

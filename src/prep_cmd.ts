@@ -1,0 +1,108 @@
+/**
+ * `prep*` helpers for driver commands (`IORING_OP_URING_CMD`, which NVMe passthrough and ublk
+ * take, with 128-byte SQEs) and the NOPs that test a ring's completion path: one with an injected
+ * result, one that posts a 32-byte CQE. Arguments are checked before anything reaches the kernel.
+ *
+ * @module
+ */
+
+import * as abi from "./abi.ts";
+import { byteLengthOf, checkBuffer, checkFd, checkFlags, checkU32, shown } from "./memory.ts";
+import { checkSqe, writeRw } from "./prep_base.ts";
+import { type Sqe, W, writeU64 } from "./sqe.ts";
+
+const OP_FLAGS = W.opFlags, BUF_INDEX = W.bufIndex;
+
+/** Throws a `RangeError` unless `v` is a u64: a non-negative safe integer, or a bigint below 2^64. */
+function checkU64(v: unknown, what: string): asserts v is number | bigint {
+  if (
+    typeof v === "number"
+      ? Number.isSafeInteger(v) && v >= 0
+      : typeof v === "bigint" && v >= 0n && v < 1n << 64n
+  ) {
+    return;
+  }
+  throw new RangeError(
+    `${what} must be an integer from 0 to 2^64-1 (a bigint above 2^53-1), got ${shown(v)}`,
+  );
+}
+
+/**
+ * A driver command (`IORING_OP_URING_CMD`, liburing's `io_uring_prep_uring_cmd`): the file's
+ * driver runs command `cmdOp` with the command bytes `cmd`, copied into the SQE's command area
+ * (its last 16 bytes, or 80 on a ring of 128-byte SQEs: `IoUringOptions.sqe128`, which NVMe
+ * passthrough's 72-byte `struct nvme_uring_cmd` needs); the rest of the area is zeroed. With
+ * `cmd` null the area is zeroed, to be written in place afterwards (`sqe.u8` at `sqe.cmdOffset`).
+ * `flags` are `IORING_URING_CMD_*` (`IORING_URING_CMD_FIXED`, 6.1: the command's data lies in
+ * registered buffer `bufIndex`). What the command does and what it completes with is the
+ * driver's: a file whose driver has no such commands fails with `-EOPNOTSUPP`. The sockets'
+ * commands have their own helper, `prepCmdSock`. A `cmd` that is not a `Uint8Array` is viewed
+ * as bytes (one small allocation). Since 5.19.
+ */
+export function prepUringCmd(
+  sqe: Sqe,
+  cmdOp: number,
+  fd: number,
+  cmd: ArrayBufferView | null = null,
+  flags = 0,
+  bufIndex = 0,
+): Sqe {
+  checkSqe(sqe);
+  checkU32(cmdOp, "cmdOp");
+  checkFd(fd);
+  checkFlags(flags, "flags");
+  checkU32(bufIndex, "bufIndex", 0xffff);
+  let length = 0;
+  if (cmd !== null) {
+    checkBuffer(cmd, "cmd");
+    length = byteLengthOf(cmd);
+    if (length > sqe.cmdSize) {
+      const wider = sqe.size === 64
+        ? " (a ring made with sqe128 has 128-byte SQEs, whose area holds 80)"
+        : "";
+      throw new RangeError(
+        `cmd is ${length} bytes, but the command area of a ${sqe.size}-byte SQE holds ${sqe.cmdSize}${wider}`,
+      );
+    }
+  }
+  writeRw(sqe, abi.IORING_OP_URING_CMD, fd, 0, 0, 0);
+  const u32 = sqe.u32, b = sqe.base, u8 = sqe.u8, at = sqe.cmdOffset;
+  u32[b + W.offLo] = cmdOp; // cmd_op (its __pad1, the offset's high word, stays 0)
+  u32[b + OP_FLAGS] = flags; // uring_cmd_flags
+  u32[b + BUF_INDEX] = (u32[b + BUF_INDEX] & 0xffff0000) | bufIndex; // keep personality
+  if (length > 0) {
+    const bytes = cmd instanceof Uint8Array ? cmd : new Uint8Array(cmd!.buffer, cmd!.byteOffset, length);
+    u8.set(bytes, at);
+  }
+  u8.fill(0, at + length, at + sqe.cmdSize);
+  return sqe;
+}
+
+/**
+ * A NOP that completes with `result` instead of 0 (`IORING_NOP_INJECT_RESULT`, 6.10): a negative
+ * `-errno` fails the request as that error would, breaking a link it heads. For testing how code
+ * handles a completion. Since 6.10.
+ */
+export function prepNopResult(sqe: Sqe, result: number): Sqe {
+  if (typeof result !== "number" || (result | 0) !== result) {
+    throw new RangeError(`result must be a 32-bit signed integer, got ${shown(result)}`);
+  }
+  writeRw(sqe, abi.IORING_OP_NOP, -1, 0, result >>> 0, 0); // the result travels in len
+  sqe.u32[sqe.base + OP_FLAGS] = abi.IORING_NOP_INJECT_RESULT;
+  return sqe;
+}
+
+/**
+ * A NOP that posts a 32-byte CQE whose extra words are `extra1` and `extra2` (`Cqe.extra1`,
+ * `Cqe.extra2`; `IORING_NOP_CQE32`), on a ring of 32-byte CQEs (`IoUringOptions.cqe32`); any
+ * other ring fails it with `-EINVAL`. Each value is a safe integer or a bigint below 2^64. For
+ * testing a big-CQE completion path without a device. Since 6.18.
+ */
+export function prepNopCqe32(sqe: Sqe, extra1: number | bigint, extra2: number | bigint): Sqe {
+  checkU64(extra1, "extra1");
+  checkU64(extra2, "extra2");
+  writeRw(sqe, abi.IORING_OP_NOP, -1, 0, 0, extra1);
+  writeU64(sqe.u32, sqe.base + W.addrLo, extra2);
+  sqe.u32[sqe.base + OP_FLAGS] = abi.IORING_NOP_CQE32;
+  return sqe;
+}
