@@ -108,9 +108,14 @@ export class BufferRing implements Disposable {
    * program's until {@link BufferRing.recycle}; -1 when the CQE carries none (a failure such as
    * `-ENOBUFS`, or the last CQE of a multishot operation). Give it only the flags of CQEs of
    * operations that selected from this ring: another group's buffer id would mark one of this
-   * ring's buffers taken while the kernel still has it.
+   * ring's buffers taken while the kernel still has it. Throws `ClosedError` once the ring is
+   * closed.
    */
   take(cqeFlags: number): number {
+    this.#checkOpen();
+    // (A Cqe passed for its flags, or 1.5, would read as "no buffer", or as a buffer the kernel
+    // still has: a later recycle would then hand it the same buffer twice.)
+    if (cqeFlags >>> 0 !== cqeFlags) checkU32(cqeFlags, "cqeFlags");
     if ((cqeFlags & IORING_CQE_F_BUFFER) === 0) return -1;
     const bid = cqeFlags >>> IORING_CQE_BUFFER_SHIFT;
     if (bid >= this.entries) {

@@ -11,7 +11,16 @@
 import { IORING_MAX_REG_BUFFER_SIZE, IORING_MAX_REG_BUFFERS } from "./abi.ts";
 import { AlignedBuffer, checkAlignment, DEFAULT_ALIGNMENT } from "./aligned.ts";
 import { ClosedError } from "./errors.ts";
-import { addressOf, byteLengthOf, checkBuffer, checkFd, checkOffset, shown } from "./memory.ts";
+import {
+  addressOf,
+  bufferOf,
+  byteLengthOf,
+  checkBuffer,
+  checkFd,
+  checkOffset,
+  isDetached,
+  shown,
+} from "./memory.ts";
 import { type Offset, prepReadFixed, prepWriteFixed } from "./prep.ts";
 import type { IoUring } from "./ring.ts";
 import { type Sqe, W } from "./sqe.ts";
@@ -32,6 +41,12 @@ export function checkFixedBuffer(ring: IoUring, view: ArrayBufferView, bufIndex:
   }
   checkBuffer(view);
   const target = registered[bufIndex];
+  if (isDetached(bufferOf(target))) {
+    throw new RangeError(
+      `registered buffer ${bufIndex} was transferred away (its ArrayBuffer is detached): the kernel still ` +
+        "has its old pages; unregister the buffers and register them again",
+    );
+  }
   const length = byteLengthOf(view);
   if (length === 0) return;
   const start = addressOf(target);

@@ -56,7 +56,7 @@ import {
   type SyncCancelTarget,
 } from "./register_args.ts";
 import { type AlignedBuffer, alignedBuffer, type AlignedMapping, pinAlignedMemory } from "./aligned.ts";
-import { BufferRing, type BufferRingOptions } from "./buf_ring.ts";
+import { BufferRing, bufferRingOf, type BufferRingOptions } from "./buf_ring.ts";
 import { type Backend, getSys, type Sys } from "./sys.ts";
 
 /**
@@ -155,7 +155,11 @@ export interface IoUringOptions {
    * `RangeError`, and so are combinations the kernel always refuses:
    * `TASKRUN_FLAG` without `COOP_TASKRUN` or `DEFER_TASKRUN`, `DEFER_TASKRUN` without
    * `SINGLE_ISSUER`, and any of those three with an insisted `sqpoll` (with the default `sqpoll`
-   * the kernel refuses SQPOLL for them, and `sqpollFallbackReason` says why).
+   * the kernel refuses SQPOLL for them, and `sqpollFallbackReason` says why). Flags that
+   * contradict an option are refused too (`SQPOLL` with `sqpoll: false`, `IOPOLL` with
+   * `iopoll: false`, `NO_SQARRAY` with `sqArray: true`), and `SQ_AFF` and `ATTACH_WQ`, which
+   * `sqpoll.cpu` and `attachTo` set. `DEFER_TASKRUN` brings `TASKRUN_FLAG` with it, so the
+   * reapers that peek see completions whose task work waits for this thread.
    */
   flags?: number;
   /** Force a system-layer backend (default: `URING_BACKEND`, else the helper when built). */
@@ -202,7 +206,10 @@ export interface EnterStats {
 
 /** Options of {@link IoUring.waitCqe}. */
 export interface WaitOptions {
-  /** Give up after this many milliseconds and return `null` (needs 5.11's EXT_ARG). */
+  /**
+   * Give up after this many milliseconds (≥ 0; `Infinity`, like leaving it out, waits without
+   * limit) and return `null` (needs 5.11's EXT_ARG).
+   */
   timeoutMs?: number;
 }
 
@@ -248,6 +255,31 @@ function isSqpollRefusal(e: unknown): boolean {
  * `SQE_MIXED` (1 << 19). Other flags go to the kernel, which refuses those it does not know.
  */
 const LAYOUT_FLAGS = (1 << 14) | (1 << 15) | (1 << 18) | (1 << 19);
+
+/**
+ * Why raw setup `flags` contradict an option, or undefined: `SQPOLL` with `sqpoll: false` (a
+ * thread idling for the kernel's default second), `SQ_AFF` and `ATTACH_WQ` (their CPU and ring
+ * come from `sqpoll.cpu` and `attachTo`; in `flags` alone the kernel would read 0 for them),
+ * `IOPOLL` with `iopoll: false`, `NO_SQARRAY` with `sqArray: true`.
+ */
+function contradictedOption(
+  flags: number,
+  options: { iopoll?: boolean; sqArray?: boolean },
+  sqpollOff: boolean,
+): string | undefined {
+  if ((flags & abi.IORING_SETUP_SQPOLL) && sqpollOff) return "IORING_SETUP_SQPOLL contradicts sqpoll: false";
+  if (flags & abi.IORING_SETUP_SQ_AFF) return "IORING_SETUP_SQ_AFF: pin the SQ thread with sqpoll: { cpu }";
+  if (flags & abi.IORING_SETUP_ATTACH_WQ) {
+    return "IORING_SETUP_ATTACH_WQ: share a ring's SQ thread with attachTo";
+  }
+  if ((flags & abi.IORING_SETUP_IOPOLL) && options.iopoll === false) {
+    return "IORING_SETUP_IOPOLL contradicts iopoll: false";
+  }
+  if ((flags & abi.IORING_SETUP_NO_SQARRAY) && options.sqArray === true) {
+    return "IORING_SETUP_NO_SQARRAY contradicts sqArray: true";
+  }
+  return undefined;
+}
 
 /** Task-work flags the kernel refuses together with `IORING_SETUP_SQPOLL` (`EINVAL`). */
 const NOT_WITH_SQPOLL = abi.IORING_SETUP_COOP_TASKRUN | abi.IORING_SETUP_TASKRUN_FLAG |
@@ -439,6 +471,8 @@ export class IoUring implements Disposable {
             "that; for 128-byte SQEs or 32-byte CQEs pass sqe128 or cqe32)",
         );
       }
+      const contradiction = contradictedOption(options.flags, options, sqpollOption === false);
+      if (contradiction !== undefined) throw new RangeError(`flags: ${contradiction}`);
     }
     const rawFlags = options.flags ?? 0;
     const companion = missingCompanion(rawFlags, options.coopTaskrun === true);
@@ -450,12 +484,20 @@ export class IoUring implements Disposable {
         "DEFER_TASKRUN), which the kernel refuses together with SQPOLL"
       : undefined;
     if (noSqpoll !== undefined && insist) {
-      throw new RangeError(`sqpoll cannot be combined with ${noSqpoll}: pass sqpoll: false`);
+      throw new RangeError(
+        attachTo !== undefined
+          ? `attachTo shares an SQ poll thread, so it cannot be combined with ${noSqpoll}`
+          : `sqpoll cannot be combined with ${noSqpoll}: pass sqpoll: false`,
+      );
     }
     this.#sys = getSys(options.backend);
     this.backend = this.#sys.backend;
 
     let baseFlags = options.flags ?? 0;
+    // With DEFER_TASKRUN the kernel runs completions' task work only inside this thread's waits:
+    // TASKRUN_FLAG makes it say when some is pending, so a reaper that only peeks enters for it
+    // (see #refill) instead of never seeing those completions.
+    if (baseFlags & abi.IORING_SETUP_DEFER_TASKRUN) baseFlags |= abi.IORING_SETUP_TASKRUN_FLAG;
     if (options.iopoll) baseFlags |= abi.IORING_SETUP_IOPOLL;
     if (options.sqe128) baseFlags |= abi.IORING_SETUP_SQE128;
     if (options.cqe32) baseFlags |= abi.IORING_SETUP_CQE32;
@@ -869,12 +911,27 @@ export class IoUring implements Disposable {
    * Under SQPOLL a running kernel thread may start on them at once instead of waiting for the
    * rest of a burst; a sleeping one is woken only by {@link IoUring.submit}, so call that after
    * the burst. Without SQPOLL the kernel reads the tail only inside `io_uring_enter`, so this is
-   * of no use there. Returns the number published. Since 5.1.
+   * of no use there. A chain still being built (its last SQE so far carries `IOSQE_IO_LINK` or
+   * `IOSQE_IO_HARDLINK`) is held back: the kernel thread would take its first members alone and
+   * run them as a chain of their own, the rest separately. `submit()` publishes everything.
+   * Returns the number published. Since 5.1.
    */
   flushSq(): number {
     if (this.#closed) this.#assertOpen();
     this.#assertSqesAttached();
-    return this.#flush();
+    let tail = this.#sqeTail;
+    const u32 = this.#sqeU32, mask = this.#sqMask, shift = this.#sqeShift;
+    while (tail !== this.#sqePublished) {
+      const head = u32[(((tail - 1) & mask) << shift) * SQE_WORDS + HEAD]; // opcode, flags, ioprio
+      if (((head >>> 8) & (abi.IOSQE_IO_LINK | abi.IOSQE_IO_HARDLINK)) === 0) break;
+      tail = (tail - 1) >>> 0;
+    }
+    const published = (tail - this.#sqePublished) >>> 0;
+    if (published !== 0) {
+      Atomics.store(this.#sq, this.#sqTail, tail);
+      this.#sqePublished = tail;
+    }
+    return published;
   }
 
   /** One `io_uring_enter`, retried on EINTR; returns the result or a negative errno. */
@@ -930,7 +987,27 @@ export class IoUring implements Disposable {
     this.stats.submit++;
     const r = this.#enter(pending, 0, enterFlags);
     if (r < 0) throw new IoUringError("io_uring_enter", -r, `submitting ${pending} SQEs`);
+    if (r !== pending) this.#submitRest();
     return published;
+  }
+
+  /**
+   * Submits the SQEs an `io_uring_enter` left in the SQ (no SQPOLL). The kernel stops a batch at
+   * an SQE it refuses before running it (an unknown opcode or `IOSQE_*` bit, a personality it
+   * does not know, an opcode a restricted ring forbids): it posts that SQE's failure and returns
+   * the count so far, leaving the rest unsubmitted (and skipping the wait asked for). Without
+   * this, nothing would submit them until the next submit, and a wait for their completions
+   * would block for ever.
+   */
+  #submitRest(): void {
+    for (;;) {
+      const pending = (this.#sqeTail - this.#sq[this.#sqHead]) >>> 0; // only our enter moves it
+      if (pending === 0) return;
+      this.stats.submit++;
+      const r = this.#enter(pending, 0, 0);
+      if (r < 0) throw new IoUringError("io_uring_enter", -r, `submitting ${pending} SQEs`);
+      if (r === 0) return; // (no progress: left for the next submit rather than spin)
+    }
   }
 
   /**
@@ -959,6 +1036,11 @@ export class IoUring implements Disposable {
     if (r < 0) {
       throw new IoUringError("io_uring_enter", -r, `submitting ${pending} and waiting for ${waitNr}`);
     }
+    // The kernel returns without waiting when it stopped the batch at a refused SQE (see
+    // #submitRest), and returns the count submitted, not EINTR, when a signal ends the wait
+    // after a submission: then wait again, until the completions are there.
+    if (r !== pending) this.#submitRest();
+    if (((Atomics.load(this.#cq, this.#cqTail) - this.#cqHeadLocal) >>> 0) < waitNr) this.#waitFor(waitNr);
     return published;
   }
 
@@ -1032,9 +1114,13 @@ export class IoUring implements Disposable {
       throw new TypeError(`waitCqe takes an options object ({ timeoutMs }), got ${notObject}`);
     }
     this.#refuseReap("waitCqe");
-    const timeoutMs = options.timeoutMs;
+    const timeoutMs = options.timeoutMs; // (Infinity: waits of the longest the kernel takes, in a loop)
     if (timeoutMs !== undefined) {
-      if (!(timeoutMs >= 0) || !Number.isFinite(timeoutMs)) throw new RangeError(`timeoutMs must be ≥ 0`);
+      if (typeof timeoutMs !== "number" || !(timeoutMs >= 0)) {
+        throw new RangeError(
+          `timeoutMs must be a number of milliseconds ≥ 0 (Infinity: no limit), got ${shown(timeoutMs)}`,
+        );
+      }
       if (!(this.features & abi.IORING_FEAT_EXT_ARG)) {
         throw new IoUringError("io_uring_enter", EINVAL, "timeouts need Linux 5.11 (IORING_FEAT_EXT_ARG)");
       }
@@ -1334,7 +1420,9 @@ export class IoUring implements Disposable {
    * each. The kernel pins their pages: a view of a resizable `ArrayBuffer` is refused (shrunk and
    * grown again, it may get other pages, and fixed I/O would move the old ones' bytes). The ring
    * keeps them referenced, and the memory of an {@link alignedBuffer} mapped (its `free()` waits),
-   * until `unregisterBuffers()` or `close()`. Since 5.1.
+   * until `unregisterBuffers()` or `close()`. It cannot keep a plain `ArrayBuffer` from being
+   * transferred away (`transfer()`, `postMessage`): the registration then still names the old
+   * pages, which the new owner may free; `checkFixedBuffer` refuses such a buffer. Since 5.1.
    */
   registerBuffers(buffers: readonly ArrayBufferView[]): void {
     const iovecs = new Iovecs(buffers, abi.IORING_MAX_REG_BUFFERS);
@@ -1556,9 +1644,11 @@ export class IoUring implements Disposable {
    * `userData`, on `fd`, of `opcode` (6.6), or `any`; `all` cancels every match. Requests that
    * are running (in an io-wq worker) are waited for, up to `timeoutMs` (`ETIME` then), so this
    * blocks the calling thread. Without SQPOLL the cancelled requests' CQEs are posted when it
-   * returns; under SQPOLL the SQ thread, which owns them, posts them just after. Returns 0 for a single match; with `all` or `any`, how many were
-   * cancelled (0 when none matched). A single-match cancel that finds nothing throws an
-   * {@link IoUringError} with `ENOENT`. Since 6.0.
+   * returns; under SQPOLL the SQ thread, which owns them, posts them just after. Returns 0 for a
+   * single match; with `all` or `any`, how many were cancelled (0 when none matched). A
+   * single-match cancel that finds nothing throws an {@link IoUringError} with `ENOENT`. Under
+   * SQPOLL a request cancelled but not yet completed by the SQ thread can still be found, so a
+   * second call made at once may count it again. Since 6.0.
    */
   cancelSync(target: SyncCancelTarget): number {
     const reg = syncCancelReg(target);
@@ -1569,9 +1659,17 @@ export class IoUring implements Disposable {
    * The kernel's head of the ring of provided buffers of `group` (`IORING_REGISTER_PBUF_STATUS`):
    * how many buffers it has taken from the ring, modulo 2^16. `ENOENT` if the group has no
    * buffers, `EINVAL` if they are classic provided buffers (`prepProvideBuffers`), not a ring.
-   * Since 6.8.
+   * A `BufferRing` must be open and this ring's. Since 6.8.
    */
   bufferRingHead(group: number | BufferRing): number {
+    if (group instanceof BufferRing) {
+      if (group.closed) throw new ClosedError(`BufferRing (group ${group.group})`);
+      if (!bufferRingOf(group, this.#sqeU32)) {
+        throw new TypeError(
+          `this BufferRing (group ${group.group}) is registered with another ring: pass its own ring, or the group id`,
+        );
+      }
+    }
     const id = group instanceof BufferRing ? group.group : group;
     checkU32(id, "group", 0xffff);
     const status = bufStatus(id);

@@ -13,6 +13,8 @@ import { checkU32, shown } from "./memory.ts";
 
 const TWO_32 = 0x1_0000_0000;
 const WORDS_PER_SQE = SQE_SIZE / 4;
+/** The `IOSQE_*` bits a kernel knows (6.18): `FIXED_FILE` (bit 0) to `CQE_SKIP_SUCCESS` (bit 6). */
+const IOSQE_BITS = 0x7f;
 
 /** Word (u32) indexes of the SQE fields, relative to an SQE's first word. */
 export const W = {
@@ -193,17 +195,20 @@ export class Sqe {
     return v;
   }
 
-  /** Replaces the `IOSQE_*` flags (e.g. `IOSQE_IO_LINK`). */
+  /**
+   * Replaces the `IOSQE_*` flags (e.g. `IOSQE_IO_LINK`): bits 0 to 6, up to
+   * `IOSQE_CQE_SKIP_SUCCESS` (the kernel refuses any other, failing the SQE at submission).
+   */
   setFlags(flags: number): this {
-    if (typeof flags !== "number" || (flags & 0xff) !== flags) checkU32(flags, "flags", 0xff);
+    if (typeof flags !== "number" || (flags & IOSQE_BITS) !== flags) checkU32(flags, "flags", IOSQE_BITS);
     if (this.#stale) throw staleSqe();
     this.u8[this.base * 4 + SQE.flags] = flags;
     return this;
   }
 
-  /** Adds `IOSQE_*` flags to those already set. */
+  /** Adds `IOSQE_*` flags (bits 0 to 6, as {@link Sqe.setFlags}) to those already set. */
   addFlags(flags: number): this {
-    if (typeof flags !== "number" || (flags & 0xff) !== flags) checkU32(flags, "flags", 0xff);
+    if (typeof flags !== "number" || (flags & IOSQE_BITS) !== flags) checkU32(flags, "flags", IOSQE_BITS);
     if (this.#stale) throw staleSqe();
     this.u8[this.base * 4 + SQE.flags] |= flags;
     return this;

@@ -140,7 +140,13 @@ export class Iovecs {
   changedBuffer(): number {
     const buffers = this.#buffers, w = this.#words;
     for (let i = 0; i < buffers.length; i++) {
-      if (byteLengthOf(buffers[i]) < w[i * 4 + 2] + w[i * 4 + 3] * 0x1_0000_0000) return i;
+      let length: number;
+      try {
+        length = byteLengthOf(buffers[i]);
+      } catch {
+        return i; // a DataView over a detached buffer, or out of a shrunk one's bounds, throws
+      }
+      if (length < w[i * 4 + 2] + w[i * 4 + 3] * 0x1_0000_0000) return i;
     }
     return -1;
   }
