@@ -227,11 +227,12 @@ export class UringFile implements AsyncDisposable {
    * request rejects with an `AlignmentError`.
    */
   readAt(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
+    const signal = signalOption(options); // first: a getter there may close the file
     if (this.#closed) return Promise.reject(closedError(this));
     if (this.#access === "write") return Promise.reject(notOpenedFor(this, "read"));
     const misaligned = this.#misaligned("read", buf, position);
     if (misaligned !== undefined) return Promise.reject(misaligned);
-    return this.#ops.read(this, buf, position, signalOption(options));
+    return this.#ops.read(this, buf, position, signal);
   }
 
   /**
@@ -239,11 +240,12 @@ export class UringFile implements AsyncDisposable {
    * O_DIRECT, a misaligned request rejects with an `AlignmentError`.
    */
   writeAt(buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
+    const signal = signalOption(options); // first: a getter there may close the file
     if (this.#closed) return Promise.reject(closedError(this));
     if (this.#access === "read") return Promise.reject(notOpenedFor(this, "write"));
     const misaligned = this.#misaligned("write", buf, position);
     if (misaligned !== undefined) return Promise.reject(misaligned);
-    return this.#ops.write(this, buf, position, signalOption(options));
+    return this.#ops.write(this, buf, position, signal);
   }
 
   /**
@@ -289,27 +291,31 @@ export class UringFile implements AsyncDisposable {
 
   /** The file's metadata (`statx` on the fd). */
   stat(options?: OpOptions): Promise<Statx> {
+    const signal = signalOption(options); // first: a getter there may close the file
     if (this.#closed) return Promise.reject(closedError(this));
-    return this.#ops.fstat(this, signalOption(options));
+    return this.#ops.fstat(this, signal);
   }
 
   /** Flushes the file to storage (`fsync`; `datasync`: `fdatasync`). */
   sync(options?: OpOptions & { datasync?: boolean }): Promise<void> {
-    if (this.#closed) return Promise.reject(closedError(this));
+    // The options first: a getter there may close the file.
     let datasync: boolean;
     try {
       datasync = options?.datasync === true;
     } catch (e) {
       return Promise.reject(e); // a getter's throw: the operation rejects with it
     }
-    return this.#ops.fsync(this, datasync, signalOption(options));
+    const signal = signalOption(options);
+    if (this.#closed) return Promise.reject(closedError(this));
+    return this.#ops.fsync(this, datasync, signal);
   }
 
   /** Sets the file's length (`ftruncate`, Linux 6.9+). */
   truncate(length: number | bigint, options?: OpOptions): Promise<void> {
+    const signal = signalOption(options); // first: a getter there may close the file
     if (this.#closed) return Promise.reject(closedError(this));
     if (this.#access === "read") return Promise.reject(notOpenedFor(this, "ftruncate"));
-    return this.#ops.ftruncate(this, length, signalOption(options));
+    return this.#ops.ftruncate(this, length, signal);
   }
 
   /**

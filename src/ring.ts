@@ -207,8 +207,8 @@ export interface EnterStats {
 /** Options of {@link IoUring.waitCqe}. */
 export interface WaitOptions {
   /**
-   * Give up after this many milliseconds (≥ 0; `Infinity`, like leaving it out, waits without
-   * limit) and return `null` (needs 5.11's EXT_ARG).
+   * Give up after this many milliseconds (a finite number ≥ 0; left out, the wait has no limit)
+   * and return `null` (needs 5.11's EXT_ARG).
    */
   timeoutMs?: number;
 }
@@ -1114,11 +1114,13 @@ export class IoUring implements Disposable {
       throw new TypeError(`waitCqe takes an options object ({ timeoutMs }), got ${notObject}`);
     }
     this.#refuseReap("waitCqe");
-    const timeoutMs = options.timeoutMs; // (Infinity: waits of the longest the kernel takes, in a loop)
+    const timeoutMs = options.timeoutMs;
     if (timeoutMs !== undefined) {
-      if (typeof timeoutMs !== "number" || !(timeoutMs >= 0)) {
+      if (typeof timeoutMs !== "number" || !(timeoutMs >= 0) || timeoutMs === Infinity) {
         throw new RangeError(
-          `timeoutMs must be a number of milliseconds ≥ 0 (Infinity: no limit), got ${shown(timeoutMs)}`,
+          `timeoutMs must be a finite number of milliseconds ≥ 0 (leave it out to wait without a limit), got ${
+            shown(timeoutMs)
+          }`,
         );
       }
       if (!(this.features & abi.IORING_FEAT_EXT_ARG)) {

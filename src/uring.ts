@@ -1162,7 +1162,9 @@ export class Uring implements AsyncDisposable {
   /**
    * `openat(AT_FDCWD, path, flags, mode)` with raw `O_*` flags; resolves with an fd the caller
    * owns (close it with `close(fd)`). Permission is checked from the flags. `O_CLOEXEC` is always
-   * added, as Deno opens every file: a child process (`Deno.Command`) inherits none of them. Since 5.6.
+   * added, as Deno opens every file: a child process (`Deno.Command`) inherits none of them. An
+   * open that completes while the Uring closes is closed again and rejects with `ECANCELED` (the
+   * fd would outlive the Uring, with nothing left to close it). Since 5.6.
    */
   openFd(path: string | URL, flags: number, mode = 0o666, options?: OpOptions): Promise<number> {
     if (this.#closing) return this.#rejectClosed();
@@ -1336,6 +1338,12 @@ export class Uring implements AsyncDisposable {
       for (const slot of members) {
         const owned = slot.kind === K_CLOSE ? this.#fileOwning(slot.fd, "chain: close") : null;
         if (owned !== null) throw owned;
+        // A member on a file the build function closed (or whose close is under way) would run
+        // after that close, on whatever file then has the number.
+        if ((slot.sqeFlags & IOSQE_FIXED_FILE) === 0) {
+          const closing = this.#closingFileError(slot.fd, `chain: ${OP_NAMES[slot.kind]}`);
+          if (closing !== null) throw closing;
+        }
       }
       const max = Math.min(this.#ring.sqEntries, this.#limit);
       if (members.length > max) {
@@ -1488,6 +1496,12 @@ export class Uring implements AsyncDisposable {
     if (fixed >= 0) {
       slot.fd = fixed;
       slot.sqeFlags = IOSQE_FIXED_FILE;
+    } else if (this.#closingFiles.size !== 0) {
+      const closing = this.#closingFileError(fd, OP_NAMES[kind]);
+      if (closing !== null) {
+        this.#slots.release(slot);
+        return Promise.reject(closing);
+      }
     }
     // The view's memory as the engine knows it (not its own, overridable, properties).
     if (this.#poolMemory !== null && bufferOf(buf) === this.#poolMemory) slot.bufIndex = this.#poolIndex(buf);
@@ -1521,8 +1535,29 @@ export class Uring implements AsyncDisposable {
       this.#slots.release(slot);
       return Promise.reject(refusedArgument(op, e));
     }
+    // (A close here is the file's own, or one #fileOwning let through: not on a closing file.)
+    if (this.#closingFiles.size !== 0 && (slot.sqeFlags & IOSQE_FIXED_FILE) === 0 && slot.kind !== K_CLOSE) {
+      const closing = this.#closingFileError(slot.fd, op);
+      if (closing !== null) {
+        this.#slots.release(slot);
+        return Promise.reject(closing);
+      }
+    }
     slot.path = path;
     return this.#start(slot, signal);
+  }
+
+  /**
+   * A `BadResource` when `fd` is the fd of a `UringFile` of this Uring whose close is under way,
+   * else null: queued behind that close, the operation would run on whatever file the kernel
+   * gives the number next.
+   */
+  #closingFileError(fd: number, op: string): Error | null {
+    const file = this.#closingFiles.get(fd);
+    if (file === undefined) return null;
+    return new Deno.errors.BadResource(
+      `${op}(${fd}): the fd belongs to a UringFile ('${file.path}') that is being closed`,
+    );
   }
 
   /** An operation on one or two paths, after Deno's permission checks. */
@@ -2207,10 +2242,13 @@ export class Uring implements AsyncDisposable {
     } else if (res >= 0 || (slot.kind === K_TIMEOUT && res === -ETIME)) {
       value = fifoWait ?? this.#value(slot);
       failed = false;
-      if (this.#closing && slot.kind === K_OPEN && fifoWait === null) {
-        // The Uring is closing: the file would outlive it. Close the fd and report the close.
-        (value as UringFile).detach();
-        this.#files.delete(res);
+      if (this.#closing && (slot.kind === K_OPEN || slot.kind === K_OPENFD) && fifoWait === null) {
+        // The Uring is closing: the file would outlive it (an fd from openFd, with nothing left
+        // to close it: Deno has no close for a raw fd). Close the fd and report the close.
+        if (slot.kind === K_OPEN) {
+          (value as UringFile).detach();
+          this.#files.delete(res);
+        }
         this.#queueInternal(I_CLOSE, res);
         error = this.#error(slot, ECANCELED);
         failed = true;

@@ -179,7 +179,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "IoUring: flags that contradict an option are refused; waitCqe takes Infinity; unknown IOSQE bits refused",
+    "IoUring: flags that contradict an option are refused; waitCqe's timeout message; unknown IOSQE bits refused",
   ignore: skipKernel(),
   fn() {
     const refused: [number, object, RegExp][] = [
@@ -195,12 +195,12 @@ Deno.test({
     using ring = new IoUring(2, { sqpoll: false });
     prepNop(ring.getSqe()!).setUserData(5);
     ring.submit();
-    assert.equal(ring.waitCqe({ timeoutMs: Infinity })?.userDataNumber, 5);
+    assert.equal(ring.waitCqe({ timeoutMs: 1000 })?.userDataNumber, 5);
     ring.cqAdvance(1);
-    for (const bad of ["5", null, -1, NaN]) {
+    for (const bad of ["5", null, -1, NaN, Infinity]) {
       assert.throws(
         () => ring.waitCqe({ timeoutMs: bad as number }),
-        /timeoutMs must be a number of milliseconds ≥ 0 \(Infinity: no limit\)/,
+        /timeoutMs must be a finite number of milliseconds ≥ 0 \(leave it out to wait without a limit\), got /,
         String(bad),
       );
     }

@@ -5,7 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { alignedBuffer, AlignmentError, ClosedError, Uring } from "../mod.ts";
+import { alignedBuffer, AlignmentError, ClosedError, Uring, type UringFile } from "../mod.ts";
+import { pipe, sysClose, sysWrite } from "./_io.ts";
 import { skipKernel, tempDir } from "./_support.ts";
 
 Deno.test({
@@ -322,6 +323,122 @@ Deno.test({
       const call of [() => uring.openFd("x", -1), () => uring.mkdir("x", { mode: -1 }), () => uring.open("")]
     ) {
       await assert.rejects(call(), ClosedError);
+    }
+  },
+});
+
+for (const sqpoll of [false, true]) {
+  Deno.test({
+    name: `Uring (sqpoll ${sqpoll}): a readv/writev DataView detached or shrunk fails that operation alone`,
+    ignore: skipKernel(),
+    fn: async () => {
+      // Its check threw (a DataView over a detached buffer throws from byteLength) in the pump:
+      // the whole Uring failed, and operations whose data had arrived lost it.
+      await using uring = new Uring({ sqpoll, entries: 8 });
+      const [r1, w1] = pipe();
+      const [r2, w2] = pipe();
+      try {
+        const view = new DataView(new ArrayBuffer(8));
+        const misused = uring.readv(r1, [view], 0);
+        const bystander = uring.read(r2, new Uint8Array(8), 0);
+        await new Promise((r) => setTimeout(r, 20));
+        const kept = view.buffer.transfer(); // (same length: the memory moves, nothing is freed)
+        assert.equal(sysWrite(w1, new Uint8Array([1, 2, 3])), 3);
+        await assert.rejects(misused, /readv: a buffer was detached or shrunk while the operation ran/);
+        assert.equal(uring.closed, false, "the Uring lives on");
+        assert.equal(sysWrite(w2, new Uint8Array([4, 5])), 2);
+        assert.equal(await bystander, 2);
+        void kept;
+        // One still waiting in the backlog: a resizable buffer shrunk under its DataView.
+        const small = new Uring({ sqpoll, entries: 1, cqEntries: 2 });
+        try {
+          const blockers = [0, 1].map(() => small.read(r1, new Uint8Array(1), 0));
+          const resizable = new ArrayBuffer(64, { maxByteLength: 64 });
+          const queued = assert.rejects(
+            small.writev(w2, [new DataView(resizable, 0, 32)], 0),
+            /writev: a buffer was detached/,
+          );
+          resizable.resize(8);
+          assert.equal(sysWrite(w1, new Uint8Array([6, 7])), 2);
+          assert.deepEqual(await Promise.all(blockers), [1, 1], "the reads ahead of it keep their data");
+          await queued;
+          assert.equal(small.closed, false);
+        } finally {
+          await small.close();
+        }
+      } finally {
+        for (const fd of [r1, w1, r2, w2]) sysClose(fd);
+      }
+    },
+  });
+}
+
+Deno.test({
+  name:
+    "Uring: an operation on a file closed by the caller's own code meanwhile never reaches the fd's next file",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    for (const sqpoll of [false, true]) {
+      await using uring = new Uring({ sqpoll, entries: 8 });
+      const data = new TextEncoder().encode("meant for a");
+      Deno.writeTextFileSync(`${dir.path}/a`, "");
+      Deno.writeTextFileSync(`${dir.path}/b`, "");
+      // A signal getter that closes the file and opens another, which gets the same number.
+      let a = await uring.open(`${dir.path}/a`, { write: true });
+      let b: Promise<UringFile> | undefined;
+      const sneaky = {
+        get signal() {
+          void a.close();
+          b = uring.open(`${dir.path}/b`, { write: true });
+          return undefined;
+        },
+      };
+      await assert.rejects(a.writeAt(data, 0, sneaky), Deno.errors.BadResource);
+      let other = await b!;
+      await other.close();
+      // A chain whose build function closes the file a member writes.
+      a = await uring.open(`${dir.path}/a`, { write: true });
+      const fd = a.fd;
+      await assert.rejects(
+        uring.chain((c) => {
+          c.write(fd, data, 0);
+          void a.close();
+          b = uring.open(`${dir.path}/b`, { write: true });
+        }),
+        (e) => e instanceof Deno.errors.BadResource && /chain: write\(\d+\): .* being closed/.test(e.message),
+      );
+      other = await b!;
+      // A raw operation on the number while the file's close is under way.
+      a = await uring.open(`${dir.path}/a`, { write: true });
+      const closing = a.close();
+      await assert.rejects(
+        uring.write(a.fd, data, 0),
+        /write\(\d+\): the fd belongs to a UringFile .* being closed/,
+      );
+      await closing;
+      await other.close();
+      assert.equal(Deno.readTextFileSync(`${dir.path}/b`), "", `sqpoll ${sqpoll}: b got a's data`);
+      assert.equal(Deno.readTextFileSync(`${dir.path}/a`), "");
+    }
+  },
+});
+
+Deno.test({
+  name: "Uring: an openFd that completes while the Uring closes is closed again (its fd would leak)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/f`, "x");
+    const fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+    for (const sqpoll of [false, true]) {
+      const before = fds();
+      const uring = new Uring({ sqpoll, entries: 8 });
+      const opened = uring.openFd(`${dir.path}/f`, 0);
+      const closed = uring.close();
+      await assert.rejects(opened, /open '.*\/f': .*ECANCELED.*the Uring was closed/);
+      await closed;
+      assert.equal(fds(), before, `sqpoll ${sqpoll}: an fd leaked`);
     }
   },
 });
