@@ -2,14 +2,16 @@
  * An echo server built from ring operations alone: one multishot accept takes every connection,
  * one multishot receive per connection fills buffers the kernel picks from a ring of provided
  * buffers, and each piece received is sent back from that same buffer, which is then recycled.
- * Under SQPOLL (the default) a busy server makes almost no system calls: the summary at the end
- * prints the `io_uring_enter` calls by reason.
+ * A connection has one send in flight at a time, its other pieces waiting in order behind it (two
+ * sends on one socket may complete out of order once it is full), and a short send sends the rest
+ * before the next piece. Under SQPOLL (the default) a busy server makes almost no system calls:
+ * the summary at the end prints the `io_uring_enter` calls by reason.
  *
  *   deno run --allow-ffi --allow-read --allow-env examples/echo_server.ts [--port N | --unix PATH] [--max N]
  *
- * `--port` listens on 127.0.0.1 (default 7007), `--unix` on a Unix socket at PATH (made, and
- * removed at the end); `--max N` stops after N connections have closed (default: run until
- * killed). Try it with `nc 127.0.0.1 7007`.
+ * `--port` listens on 127.0.0.1 (default 7007), `--unix` on a Unix socket at PATH (a stale one
+ * there is replaced; removed at the end with `--max`); `--max N` stops after N connections have
+ * closed (default: run until killed). Try it with `nc 127.0.0.1 7007`.
  */
 import { parseArgs } from "node:util";
 import {
@@ -74,12 +76,11 @@ const address = args.unix !== undefined
 using ring = new IoUring(256);
 using buffers = ring.setupBufferRing({ group: 0, entries: BUFFERS, bufferSize: BUFFER_SIZE });
 
-// user_data: what completed, the connection's fd, and for a send the buffer it sent from.
+// user_data: what completed, and the connection's fd.
 const ACCEPT = 1, RECV = 2, SEND = 3, CLOSE = 4;
-const tag = (kind: number, fd = 0, bid = 0) => kind * 2 ** 40 + fd * 2 ** 16 + bid;
-const kindOf = (userData: number) => Math.floor(userData / 2 ** 40);
-const fdOf = (userData: number) => Math.floor(userData / 2 ** 16) % 2 ** 24;
-const bidOf = (userData: number) => userData % 2 ** 16;
+const tag = (kind: number, fd = 0) => kind * 2 ** 32 + fd;
+const kindOf = (userData: number) => Math.floor(userData / 2 ** 32);
+const fdOf = (userData: number) => userData % 2 ** 32;
 
 /** The next SQE, submitting what is queued first if the SQ is full. */
 function sqe(): Sqe {
@@ -91,16 +92,21 @@ function sqe(): Sqe {
   return next;
 }
 
-/** One operation, waited for: for setting up, before the loop. */
-function call(what: string, prep: (sqe: Sqe) => void): number {
+/** One operation, waited for: for setting up, before the loop. Throws on failure, unless `mayFail`. */
+function call(what: string, prep: (sqe: Sqe) => void, mayFail = false): number {
   prep(sqe());
   ring.submitAndWait(1);
   const res = ring.peekCqe()!.res;
   ring.cqAdvance(1);
-  if (res < 0) throw new IoUringError(what, -res, String(address));
+  if (res < 0 && !mayFail) throw new IoUringError(what, -res, String(address));
   return res;
 }
 
+if (args.unix !== undefined) {
+  // A socket file left by an earlier run (killed before its end) would make the bind fail.
+  const gone = call("unlink", (s) => prepUnlinkat(s, AT_FDCWD, cstring(args.unix!)), true);
+  if (gone < 0 && gone !== -2) throw new IoUringError("unlink", -gone, args.unix); // (-2: ENOENT)
+}
 const listener = call(
   "socket",
   (s) => prepSocket(s, args.unix ? AF_UNIX : AF_INET, SOCK_STREAM | SOCK_CLOEXEC),
@@ -115,6 +121,34 @@ let open = 0, closed = 0, echoed = 0;
 /** Connections whose receive ended for want of a buffer: armed again when one comes back. */
 const starved: number[] = [];
 
+/** A connection: the pieces received and not yet echoed, in order (the first one is being sent). */
+interface Connection {
+  /** Per piece: its buffer id, the bytes of it sent so far, and its length. */
+  pieces: { bid: number; sent: number; length: number }[];
+  /** The receive ended (the peer closed its side, or an error): close once the pieces are out. */
+  receiveDone: boolean;
+}
+const connections = new Map<number, Connection>();
+
+/** Sends what is left of the connection's first piece (one send in flight per connection). */
+function sendFirst(fd: number, conn: Connection): void {
+  const { bid, sent, length } = conn.pieces[0];
+  prepSend(sqe(), fd, buffers.view(bid).subarray(sent, length), MSG_NOSIGNAL).setUserData(tag(SEND, fd));
+}
+
+/** Gives a buffer back to the kernel, and a receive that ran out of them its chance again. */
+function recycle(bid: number): void {
+  buffers.recycle(bid);
+  if (starved.length > 0) receiving(starved.pop()!);
+}
+
+/** Closes the connection once nothing is left to send (its pieces' buffers recycled on a failure). */
+function closeWhenDone(fd: number, conn: Connection): void {
+  if (!conn.receiveDone || conn.pieces.length > 0) return;
+  connections.delete(fd);
+  prepClose(sqe(), fd).setUserData(tag(CLOSE, fd));
+}
+
 function onCompletion(cqe: Cqe): void {
   const { res, flags } = cqe;
   const userData = cqe.userDataNumber;
@@ -123,30 +157,53 @@ function onCompletion(cqe: Cqe): void {
     case ACCEPT:
       if (res >= 0) {
         open++;
+        connections.set(res, { pieces: [], receiveDone: false });
         receiving(res);
-      } else console.error(`accept: ${res}`);
+      } else console.error(new IoUringError("accept", -res).message);
       if ((flags & IORING_CQE_F_MORE) === 0) { // the accept ended (an error): arm it again
         prepMultishotAccept(sqe(), listener, SOCK_CLOEXEC).setUserData(tag(ACCEPT));
       }
       break;
     case RECV: {
+      const conn = connections.get(fd)!;
       const bid = buffers.take(flags);
       if (res > 0 && bid >= 0) {
-        // Send the piece back from the buffer it arrived in; the buffer is recycled once sent.
-        prepSend(sqe(), fd, buffers.view(bid).subarray(0, res), MSG_NOSIGNAL).setUserData(tag(SEND, fd, bid));
-        echoed += res;
+        // Echo the piece from the buffer it arrived in, after those before it.
+        conn.pieces.push({ bid, sent: 0, length: res });
+        if (conn.pieces.length === 1) sendFirst(fd, conn);
       } else if (bid >= 0) {
-        buffers.recycle(bid);
+        recycle(bid);
       }
       if ((flags & IORING_CQE_F_MORE) !== 0) break;
-      if (res === -105) starved.push(fd); // ENOBUFS: every buffer is out being sent
-      else prepClose(sqe(), fd).setUserData(tag(CLOSE, fd)); // the peer closed, or an error
+      if (res === -105) { // ENOBUFS: every buffer is out being sent; armed again when one is back
+        starved.push(fd);
+        break;
+      }
+      conn.receiveDone = true; // the peer closed, or an error
+      closeWhenDone(fd, conn);
       break;
     }
-    case SEND:
-      buffers.recycle(bidOf(userData)); // (a short send of an echo is left short)
-      if (starved.length > 0) receiving(starved.pop()!);
+    case SEND: {
+      const conn = connections.get(fd)!;
+      const piece = conn.pieces[0];
+      if (res < 0) { // the peer went away: nothing more can be echoed
+        for (const { bid } of conn.pieces) recycle(bid);
+        conn.pieces.length = 0;
+        closeWhenDone(fd, conn); // (its receive ends too, with an error or 0)
+        break;
+      }
+      piece.sent += res;
+      echoed += res;
+      if (piece.sent < piece.length) { // a short send: the rest of the piece first
+        sendFirst(fd, conn);
+        break;
+      }
+      conn.pieces.shift();
+      recycle(piece.bid);
+      if (conn.pieces.length > 0) sendFirst(fd, conn);
+      else closeWhenDone(fd, conn);
       break;
+    }
     case CLOSE:
       open--;
       closed++;

@@ -95,11 +95,16 @@ Deno.test({
 });
 
 Deno.test({
-  name: "examples/echo_server.ts: echoes what each client sends, then stops after --max connections",
+  name:
+    "examples/echo_server.ts: echoes each client's stream in order (a slow reader too), then stops after --max connections",
   ignore: skipKernel(),
   fn: async () => {
     using tmp = tempDir();
     const path = `${tmp.path}/echo.sock`;
+    // A socket file an earlier run left (killed before its end): the server replaces it.
+    const stale = Deno.listen({ transport: "unix", path });
+    stale.close();
+    if (!existsSocket(path)) Deno.writeTextFileSync(path, ""); // (if Deno removed it: a file in the way)
     const server = new Deno.Command(Deno.execPath(), {
       args: ["run", ...FLAGS, `${ROOT}examples/echo_server.ts`, "--unix", path, "--max", "2"],
       env: { NO_COLOR: "1" },
@@ -123,12 +128,20 @@ Deno.test({
       }
     })();
     const stderr = new Response(server.stderr).text();
-    const echo = async (i: number) => {
+    // Numbered words, so a piece echoed out of order or lost shows. The slow reader sends more
+    // than the socket and the server's buffers hold before it starts reading: its echoes back up
+    // (sends to one socket, several in flight, then completed out of order; short sends).
+    const echo = async (i: number, size: number, readAfterMs: number) => {
       const conn = await Deno.connect({ transport: "unix", path });
-      const payload = new TextEncoder().encode(`client ${i}; `.repeat(3000)); // more than the buffers
+      const payload = new Uint8Array(size);
+      const words = new DataView(payload.buffer);
+      for (let at = 0; at < size; at += 4) words.setUint32(at, i * 2 ** 28 + at / 4);
       const writing = (async () => {
-        for (let done = 0; done < payload.length;) done += await conn.write(payload.subarray(done));
+        for (let done = 0; done < payload.length;) {
+          done += await conn.write(payload.subarray(done, done + 65536));
+        }
       })();
+      await new Promise((r) => setTimeout(r, readAfterMs));
       const got = new Uint8Array(payload.length);
       let have = 0;
       while (have < payload.length) {
@@ -142,7 +155,23 @@ Deno.test({
       assert.deepEqual(got, payload);
       return have;
     };
-    const bytes = (await Promise.all([echo(0), echo(1)])).reduce((a, b) => a + b);
+    // (A server that loses bytes leaves a client waiting: fail after 30 s rather than hang.)
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new Error("the echoes did not all come back within 30 s"));
+        try {
+          server.kill("SIGKILL");
+        } catch { /* it ended already */ }
+      }, 30_000);
+    });
+    let bytes: number;
+    try {
+      bytes = (await Promise.race([Promise.all([echo(0, 36_000, 0), echo(1, 4 << 20, 300)]), late]))
+        .reduce((a, b) => a + b);
+    } finally {
+      clearTimeout(timer);
+    }
     const status = await server.status;
     await rest;
     assert.equal(status.code, 0, await stderr);
@@ -165,6 +194,62 @@ function existsSocket(path: string): boolean {
     return false;
   }
 }
+
+Deno.test({
+  name: "examples/echo_server.ts over TCP: 8 MiB to a client that reads late come back whole and in order",
+  ignore: skipKernel(),
+  fn: async () => {
+    // The server's sends back up while the client does not read: with several sends in flight on
+    // one socket they completed out of order, and short sends lost their rest.
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const server = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...FLAGS, `${ROOT}examples/echo_server.ts`, "--port", String(port), "--max", "1"],
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const output = server.output();
+    let conn: Deno.TcpConn | undefined;
+    for (const deadline = Date.now() + 10_000; conn === undefined;) {
+      try {
+        conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    const size = 8 << 20;
+    const payload = new Uint8Array(size);
+    const words = new DataView(payload.buffer);
+    for (let at = 0; at < size; at += 4) words.setUint32(at, at / 4);
+    const writing = (async () => {
+      for (let done = 0; done < size;) done += await conn.write(payload.subarray(done, done + 65536));
+      await conn.closeWrite();
+    })();
+    await new Promise((r) => setTimeout(r, 500)); // the echoes back up meanwhile
+    const got = new Uint8Array(size + 65536);
+    let have = 0;
+    for (;;) {
+      const n = await conn.read(got.subarray(have));
+      if (n === null) break;
+      have += n;
+    }
+    await writing;
+    conn.close();
+    const { code, stdout, stderr } = await output;
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    assert.equal(have, size, "every byte came back");
+    const first = got.findIndex((b, i) => i < size && b !== payload[i]);
+    assert.equal(first, -1, `the echo differs from byte ${first} on`);
+    assert.match(
+      new TextDecoder().decode(stdout),
+      new RegExp(`\\n1 connections, ${size} bytes echoed, 0 still open`),
+    );
+  },
+});
 
 Deno.test("examples/echo_server.ts: bad arguments are usage errors", async () => {
   using tmp = tempDir();

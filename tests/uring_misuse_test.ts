@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { alignedBuffer, AlignmentError, ClosedError, Uring, type UringFile } from "../mod.ts";
 import { pipe, sysClose, sysWrite } from "./_io.ts";
 import { skipKernel, tempDir } from "./_support.ts";
+import { fdCount } from "./uring_support.ts";
 
 Deno.test({
   name: "Uring: close(undefined) (a missing fd) rejects and leaves the Uring open; close() closes it",
@@ -430,15 +431,14 @@ Deno.test({
   fn: async () => {
     using dir = tempDir();
     Deno.writeTextFileSync(`${dir.path}/f`, "x");
-    const fds = () => [...Deno.readDirSync("/proc/self/fd")].length;
     for (const sqpoll of [false, true]) {
-      const before = fds();
+      const before = fdCount();
       const uring = new Uring({ sqpoll, entries: 8 });
       const opened = uring.openFd(`${dir.path}/f`, 0);
       const closed = uring.close();
       await assert.rejects(opened, /open '.*\/f': .*ECANCELED.*the Uring was closed/);
       await closed;
-      assert.equal(fds(), before, `sqpoll ${sqpoll}: an fd leaked`);
+      assert.equal(fdCount(), before, `sqpoll ${sqpoll}: an fd leaked`);
     }
   },
 });
