@@ -16,6 +16,7 @@ import {
 import { type CopyOptions, type CopyResult, resolveCopyOptions } from "./copy_options.ts";
 import { copyRegular, describeFailure, tempPathFor } from "./copy_regular.ts";
 import { checkAccess, checkCopyTargets, copyRootPath, toPath } from "./permissions.ts";
+import { notCapable } from "./deno_errors.ts";
 
 /** Drops trailing slashes (`"a/b/"` → `"a/b"`, `"/"` stays). */
 export function trimSlashes(path: string): string {
@@ -121,9 +122,19 @@ export async function copyFile(
     }
     // Write permission for the destination alone (not its directory) does not cover the temporary
     // file next to it: a new destination is then made under its own name (exclusively, and
-    // removed if the copy fails), as Deno.copyFile would write it.
-    const inPlace = existing === undefined && checkAccess("open", "write", tempPathFor(dest)) !== null &&
-      checkAccess("open", "write", dest) === null;
+    // removed if the copy fails), as Deno.copyFile would write it (without that permission
+    // either, the open's refusal names the destination, not a temporary name the user cannot
+    // grant). An existing destination is replaced only by renaming the copy over it.
+    const tempDenied = checkAccess("open", "write", tempPathFor(dest)) !== null;
+    if (tempDenied && existing !== undefined) {
+      const slash = dest.lastIndexOf("/");
+      const dir = slash < 0 ? "." : slash === 0 ? "/" : dest.slice(0, slash);
+      throw notCapable(
+        `replacing '${dest}' needs write access to its directory '${dir}' (the copy is written there under ` +
+          `a temporary name, then renamed over it), run again with the --allow-write flag for '${dir}'`,
+      );
+    }
+    const inPlace = existing === undefined && tempDenied;
     await copyRegular(ctx, source, dest, st, inPlace);
     const progress = ctx.progressError();
     if (progress !== undefined) throw progress; // thrown by the last report (the file is in place)

@@ -572,14 +572,28 @@ Deno.test({
       await attempt("copyFile over it", () => copyFile(${JSON.stringify(`${d}/src/a`)}, ${
       JSON.stringify(only)
     }, { overwrite: true }));
-      console.log(JSON.stringify(results));
+      const message = async (fn) => { try { await fn(); return "ok"; } catch (e) { return e.message; } };
+      const why = {
+        over: await message(() => copyFile(${JSON.stringify(`${d}/src/a`)}, ${
+      JSON.stringify(only)
+    }, { overwrite: true })),
+        elsewhere: await message(() => copyFile(${JSON.stringify(`${d}/src/a`)}, ${
+      JSON.stringify(`${d}/dst/other.bin`)
+    })),
+      };
+      console.log(JSON.stringify({ results, why }));
     `;
-    const scoped = await childResults(fileScoped, [
+    const { results: scoped, why } = await childResults(fileScoped, [
       `--allow-read=${d}/src`,
       `--allow-write=${only}`,
       "--allow-ffi",
       "--allow-env",
-    ]);
+    ]) as unknown as { results: Record<string, string>; why: Record<string, string> };
+    // The refusals name what the user can grant: the directory, or the destination itself (not
+    // the random name of a temporary file next to it).
+    assert.match(why.over, /replacing '.*\/dst\/only\.bin' needs write access to its directory '.*\/dst'/);
+    assert.match(why.elsewhere, /Requires write access to ".*\/dst\/other\.bin"/);
+    assert.doesNotMatch(why.elsewhere, /uring-tmp/);
     assert.deepEqual(classesOf(scoped), {
       "copyFile to a new file": "ok",
       "copyFile over it": "NotCapable",
