@@ -723,6 +723,12 @@ export function prepMsgRing(
   checkUserData(userData);
   checkFlags(flags, "flags");
   checkFlags(cqeFlags, "cqeFlags");
+  if ((flags & ~abi.IORING_MSG_RING_FLAGS_PASS) !== 0) {
+    // (IORING_MSG_RING_CQE_SKIP is for passing a file: the kernel fails a data message with it.)
+    throw new RangeError(
+      `flags of a data message may be 0 or IORING_MSG_RING_FLAGS_PASS, got 0x${(flags >>> 0).toString(16)}`,
+    );
+  }
   if (cqeFlags !== 0 && !(flags & abi.IORING_MSG_RING_FLAGS_PASS)) {
     throw new RangeError("cqeFlags are passed only with IORING_MSG_RING_FLAGS_PASS in flags");
   }

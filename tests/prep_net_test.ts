@@ -324,6 +324,11 @@ Deno.test("prepMsgRing: target ring fd, res in len, user_data in off, msg_ring_f
   assert.throws(() => prepMsgRing(freshSqe(), 9, 1, 2, 0, 0x40), /FLAGS_PASS/);
   assert.throws(() => prepMsgRing(freshSqe(), 9, 2 ** 32, 2), RangeError);
   assert.throws(() => prepMsgRing(freshSqe(), 9, 1, -1), RangeError);
+  // Flags the kernel always refuses for a data message (it failed the SQE with EINVAL):
+  // IORING_MSG_RING_CQE_SKIP (1), unknown bits.
+  for (const flags of [1, 0x100, 0x80000000]) {
+    assert.throws(() => prepMsgRing(freshSqe(), 9, 1, 2, flags), /may be 0 or IORING_MSG_RING_FLAGS_PASS/);
+  }
 });
 
 Deno.test("Msghdr: msghdr's pointers and lengths at glibc's offsets; recvmsg resets what the kernel writes", () => {
