@@ -241,6 +241,9 @@ function tryLoadHelper(required: boolean): Sys | undefined {
   try {
     return loadHelper(path);
   } catch (e) {
+    // No --allow-ffi: say so for the helper (libc would be refused the same way, and its refusal
+    // named "libc.so.6", which reads as if the module loaded nothing of its own).
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) throw e;
     if (override !== undefined) {
       throw new Error(`cannot load the helper URING_HELPER names (${path}): ${(e as Error).message}`, {
         cause: e,

@@ -648,3 +648,20 @@ Deno.test({
     assert.equal(Deno.readTextFileSync(`${d}/elsewhere/f`), "f");
   },
 });
+
+Deno.test("cp without --allow-ffi: the refusal names the module's helper and the flag (not libc.so.6)", async () => {
+  using dir = tempDir();
+  Deno.writeTextFileSync(`${dir.path}/f`, "x");
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-write", "--allow-env", CP, `${dir.path}/f`, `${dir.path}/g`],
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 1, stderr);
+  assert.match(
+    stderr,
+    /^cp: Requires ffi access to ".*liburing_helper\.so", run again with the --allow-ffi flag\n$/,
+  );
+  assert.equal(sizeOf(`${dir.path}/g`), -1, "nothing was copied");
+});
