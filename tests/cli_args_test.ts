@@ -102,6 +102,12 @@ Deno.test("cp args: help and usage errors", () => {
     [["--block-size", "12x", "a", "b"], /invalid size "12x"/],
     [["--queue-depth"], /argument missing|requires|missing/i],
     [["", "b"], /empty path/],
+    // `--no-` only for the options that have one in --help (they were accepted, and did nothing
+    // or something unasked: `--no-help` copied).
+    ...["recursive", "force", "preserve", "quiet", "help", "direct"].map((name): [string[], RegExp] => [
+      [`--no-${name}`, "a", "b"],
+      new RegExp(`^unknown option '--no-${name}'$`),
+    ]),
   ];
   for (const [argv, message] of errors) {
     const r = parseCpArgs(argv);
@@ -123,6 +129,13 @@ Deno.test("cp args: help and usage errors", () => {
     ]
   ) {
     assert.ok(HELP.includes(flag), `--help mentions ${flag}`);
+  }
+  for (const name of ["sqpoll", "splice", "progress"]) {
+    assert.equal(parseCpArgs([`--no-${name}`, "a", "b"]).kind, "copy", `--no-${name}`);
+    assert.ok(HELP.includes(`--no-${name}`), `--help mentions --no-${name}`);
+  }
+  for (const line of HELP.split("\n")) {
+    assert.ok(line.length <= 92, `a --help line of ${line.length} columns: ${line}`);
   }
 });
 

@@ -77,7 +77,8 @@ Options:
                          but not a file's setuid/setgid bits: owners are not kept)
       --queue-depth N    I/O operations kept in flight at once (default ${DEFAULT_QUEUE_DEPTH},
                          1..${MAX_QUEUE_DEPTH})
-      --block-size SIZE  bytes per read/write, e.g. 65536, 128k, 1m (default ${sizeText(DEFAULT_BLOCK_SIZE)})
+      --block-size SIZE  bytes per read/write, e.g. 65536, 128k, 1m (default ${sizeText(DEFAULT_BLOCK_SIZE)},
+                         ${sizeText(MIN_BLOCK_SIZE)}..${sizeText(MAX_BLOCK_SIZE)})
       --sqpoll           use a kernel submission-polling thread (SQPOLL)
       --no-sqpoll        do not (the default: on a 2-core machine the polling thread
                          competes with the copy itself and made copies up to 1.5x slower)
@@ -93,9 +94,9 @@ Options:
                          directory it was started in; a relative DIR is taken from there)
   -h, --help             show this help and exit
 
-A file that cannot be completed (error, Ctrl-C, SIGTERM, SIGHUP) is removed; a file that replaces or joins
-existing ones is written under a temporary name next to it and renamed into place when
-complete, so nothing that exists is ever half-overwritten.
+A file that cannot be completed (error, Ctrl-C, SIGTERM, SIGHUP) is removed; a file that
+replaces or joins existing ones is written under a temporary name next to it and renamed
+into place when complete, so nothing that exists is ever half-overwritten.
 A SRC that is a symlink is followed, also with -r (GNU cp -r copies the link itself);
 symlinks inside a tree are copied as symlinks. A file's size is read when it is looked at:
 bytes appended since are not copied; a file replaced meanwhile is copied anew, whole.
@@ -158,6 +159,9 @@ function usageMessage(e: Error & { code?: string }): string {
   return `unknown option '${name}' (a file named '${name}' goes after '--': cp -- '${name}' DST)`;
 }
 
+/** The options with a `--no-` form (what `HELP` lists). */
+const NEGATABLE: ReadonlySet<string> = new Set(["sqpoll", "splice", "progress"]);
+
 /** Parses `cp`'s command line (without the program name). Never throws. */
 export function parseCpArgs(argv: readonly string[]): ParsedArgs {
   let parsed;
@@ -167,6 +171,7 @@ export function parseCpArgs(argv: readonly string[]): ParsedArgs {
       allowPositionals: true,
       allowNegative: true,
       strict: true,
+      tokens: true,
       options: {
         recursive: { type: "boolean", short: "r" },
         force: { type: "boolean", short: "f" },
@@ -184,6 +189,14 @@ export function parseCpArgs(argv: readonly string[]): ParsedArgs {
     });
   } catch (e) {
     return { kind: "error", message: usageMessage(e as Error & { code?: string }) };
+  }
+  // `--no-` exists for the options whose default it turns off, not for every boolean.
+  for (const token of parsed.tokens) {
+    if (
+      token.kind === "option" && token.rawName.startsWith("--no-") && !NEGATABLE.has(token.rawName.slice(5))
+    ) {
+      return { kind: "error", message: `unknown option '${token.rawName}'` };
+    }
   }
   const v = parsed.values;
   if (v.help) return { kind: "help" };
