@@ -170,6 +170,9 @@ function detachedInFlight(slot: Slot): TypeError {
   );
 }
 
+/** What the Uring's close stops a FIFO open's wait with (made into `closedOpenError(path)`). */
+const FIFO_WAIT_CLOSED: unique symbol = Symbol("the Uring was closed");
+
 /** The error of an open the Uring's close ended. */
 function closedOpenError(path: string | null): Error {
   return operationError("open", ECANCELED, path, null, undefined, "the Uring was closed");
@@ -2392,6 +2395,7 @@ export class Uring implements AsyncDisposable {
         return kind === K_OPENFD ? fd : this.#fileOf(fd, path!, flags);
       },
       (reason) => {
+        if (reason === FIFO_WAIT_CLOSED) throw closedOpenError(path); // (with the path: see #closeUring)
         if (!(reason instanceof FifoOpenFailed)) throw reason;
         if (this.#closing) throw closedOpenError(path);
         throw operationError("open", reason.errno === EINTR ? ECANCELED : reason.errno, path);
@@ -2758,7 +2762,7 @@ export class Uring implements AsyncDisposable {
     }
     if (this.#iowqMember !== null) this.#iowq.rings.delete(this.#iowqMember);
     for (const wait of this.#fifoWaits) {
-      wait.stop(closedOpenError(null));
+      wait.stop(FIFO_WAIT_CLOSED);
     }
     // 2. Cancel everything in the ring (a polled ring cannot cancel; its I/O ends by itself);
     // 3. close the files open() returned (a polled Uring's plain ring closes its own, later).
