@@ -1040,7 +1040,8 @@ export class IoUring implements Disposable {
     // #submitRest), and returns the count submitted, not EINTR, when a signal ends the wait
     // after a submission: then wait again, until the completions are there.
     if (r !== pending) this.#submitRest();
-    if (((Atomics.load(this.#cq, this.#cqTail) - this.#cqHeadLocal) >>> 0) < waitNr) this.#waitFor(waitNr);
+    // (A plain load: the kernel's stores before the system call returned are visible after it.)
+    if (((this.#cq[this.#cqTail] - this.#cqHeadLocal) >>> 0) < waitNr) this.#waitFor(waitNr);
     return published;
   }
 
