@@ -90,8 +90,9 @@ function checkIovecs(iovecs: unknown, what: string): void {
 /**
  * A no-op that completes with 0: measures the ring itself. Since 5.1.
  *
- * On an SQE that holds no opcode yet (as `getSqe()` hands them out) or already a NOP, every field
- * but `fd` is already what a NOP needs (see {@link prepRw}), so only `fd` is written (-1): one
+ * On an SQE that holds no opcode yet (as `getSqe()` hands them out) or already a plain NOP (no
+ * `nop_flags`), every field but `fd` is already what a NOP needs (see {@link prepRw}), so only
+ * `fd` is written (-1): one
  * store instead of seven, ~1.5 ns of a ~80 ns batched NOP round trip.
  */
 export function prepNop(sqe: Sqe): Sqe {
@@ -101,7 +102,7 @@ export function prepNop(sqe: Sqe): Sqe {
   const u32 = sqe.u32, b = sqe.base;
   const head = u32?.[b + HEAD];
   if (head === undefined) throw Sqe.is(sqe) ? staleSqe() : notAnSqe(sqe);
-  if ((head & 0xff) === OP_NOP) {
+  if ((head & 0xff) === OP_NOP && u32[b + OP_FLAGS] === 0) { // (a NOP with nop_flags is rewritten whole)
     u32[b + FD] = 0xffffffff; // fd -1
     return sqe;
   }

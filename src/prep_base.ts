@@ -78,7 +78,9 @@ export function writeRw(
   const u32 = sqe.u32, b = sqe.base;
   let head = u32[b + HEAD];
   if (head === undefined) throw staleSqe(); // its memory is gone
-  if ((head & 0xff) !== 0) { // opcode 0 is NOP, which leaves nothing behind
+  // Opcode 0 is NOP, which leaves nothing behind unless it carried nop_flags (prepNopResult,
+  // prepNopCqe32): those, and the fields they name, must not stay for the next opcode.
+  if ((head & 0xff) !== 0 || u32[b + OP_FLAGS] !== 0) {
     dropEarlierPrep(u32, b);
     head = u32[b + HEAD];
   }

@@ -7,7 +7,7 @@
  */
 
 import * as abi from "./abi.ts";
-import { byteLengthOf, checkBuffer, checkFd, checkFlags, checkU32, shown } from "./memory.ts";
+import { bufferOf, byteLengthOf, byteOffsetOf, checkBuffer, checkFd, checkU32, shown } from "./memory.ts";
 import { checkSqe, writeRw } from "./prep_base.ts";
 import { type Sqe, W, writeU64 } from "./sqe.ts";
 
@@ -33,11 +33,11 @@ function checkU64(v: unknown, what: string): asserts v is number | bigint {
  * (its last 16 bytes, or 80 on a ring of 128-byte SQEs: `IoUringOptions.sqe128`, which NVMe
  * passthrough's 72-byte `struct nvme_uring_cmd` needs); the rest of the area is zeroed. With
  * `cmd` null the area is zeroed, to be written in place afterwards (`sqe.u8` at `sqe.cmdOffset`).
- * `flags` are `IORING_URING_CMD_*` (`IORING_URING_CMD_FIXED`, 6.1: the command's data lies in
- * registered buffer `bufIndex`). What the command does and what it completes with is the
+ * `flags` may be `IORING_URING_CMD_FIXED` (6.1: the command's data lies in registered buffer
+ * `bufIndex`). What the command does and what it completes with is the
  * driver's: a file whose driver has no such commands fails with `-EOPNOTSUPP`. The sockets'
- * commands have their own helper, `prepCmdSock`. A `cmd` that is not a `Uint8Array` is viewed
- * as bytes (one small allocation). Since 5.19.
+ * commands have their own helper, `prepCmdSock`. The command is viewed as bytes (one small
+ * allocation) and copied. Since 5.19.
  */
 export function prepUringCmd(
   sqe: Sqe,
@@ -50,9 +50,12 @@ export function prepUringCmd(
   checkSqe(sqe);
   checkU32(cmdOp, "cmdOp");
   checkFd(fd);
-  checkFlags(flags, "flags");
+  if (flags !== 0 && flags !== abi.IORING_URING_CMD_FIXED) {
+    throw new RangeError(`flags may be 0 or IORING_URING_CMD_FIXED, got ${shown(flags)}`);
+  }
   checkU32(bufIndex, "bufIndex", 0xffff);
   let length = 0;
+  let bytes: Uint8Array | null = null;
   if (cmd !== null) {
     checkBuffer(cmd, "cmd");
     length = byteLengthOf(cmd);
@@ -64,16 +67,16 @@ export function prepUringCmd(
         `cmd is ${length} bytes, but the command area of a ${sqe.size}-byte SQE holds ${sqe.cmdSize}${wider}`,
       );
     }
+    // The bytes as the engine knows them (not the view's own, overridable, properties), before
+    // anything is written: a getter's code cannot run with the SQE half filled.
+    if (length > 0) bytes = new Uint8Array(bufferOf(cmd) as ArrayBuffer, byteOffsetOf(cmd), length);
   }
   writeRw(sqe, abi.IORING_OP_URING_CMD, fd, 0, 0, 0);
   const u32 = sqe.u32, b = sqe.base, u8 = sqe.u8, at = sqe.cmdOffset;
   u32[b + W.offLo] = cmdOp; // cmd_op (its __pad1, the offset's high word, stays 0)
   u32[b + OP_FLAGS] = flags; // uring_cmd_flags
   u32[b + BUF_INDEX] = (u32[b + BUF_INDEX] & 0xffff0000) | bufIndex; // keep personality
-  if (length > 0) {
-    const bytes = cmd instanceof Uint8Array ? cmd : new Uint8Array(cmd!.buffer, cmd!.byteOffset, length);
-    u8.set(bytes, at);
-  }
+  if (bytes !== null) u8.set(bytes, at);
   u8.fill(0, at + length, at + sqe.cmdSize);
   return sqe;
 }

@@ -151,13 +151,14 @@ export interface IoUringOptions {
   /**
    * Raw `IORING_SETUP_*` flags added to those the options imply (`SQE128` and `CQE32` here do
    * what `sqe128` and `cqe32` do). Flags that change the ring's memory layout in ways this ring
-   * does not read (`NO_MMAP`, `REGISTERED_FD_ONLY`, `CQE_MIXED`, `SQE_MIXED`) are refused with a
-   * `RangeError`, and so are combinations the kernel always refuses:
+   * does not read (`NO_MMAP`, `REGISTERED_FD_ONLY`, `CQE_MIXED`, `SQE_MIXED`, `SQ_REWIND`) are
+   * refused with a `RangeError`, and so are combinations the kernel always refuses:
    * `TASKRUN_FLAG` without `COOP_TASKRUN` or `DEFER_TASKRUN`, `DEFER_TASKRUN` without
    * `SINGLE_ISSUER`, and any of those three with an insisted `sqpoll` (with the default `sqpoll`
    * the kernel refuses SQPOLL for them, and `sqpollFallbackReason` says why). Flags that
    * contradict an option are refused too (`SQPOLL` with `sqpoll: false`, `IOPOLL` with
-   * `iopoll: false`, `NO_SQARRAY` with `sqArray: true`), and `SQ_AFF` and `ATTACH_WQ`, which
+   * `iopoll: false`, `NO_SQARRAY` with `sqArray: true`, `CQSIZE` without `cqEntries`; `SQPOLL`
+   * named here insists on it, as `sqpoll: true` does), and `SQ_AFF` and `ATTACH_WQ`, which
    * `sqpoll.cpu` and `attachTo` set. `DEFER_TASKRUN` brings `TASKRUN_FLAG` with it, so the
    * reapers that peek see completions whose task work waits for this thread.
    */
@@ -251,10 +252,12 @@ function isSqpollRefusal(e: unknown): boolean {
 /**
  * Setup flags this ring refuses (`IoUringOptions.flags`): they change the memory layout in ways
  * it does not read (SQEs of one size, CQEs of one size, rings it maps itself from its fd):
- * `IORING_SETUP_NO_MMAP` (1 << 14), `REGISTERED_FD_ONLY` (1 << 15), `CQE_MIXED` (1 << 18, 6.18) and
- * `SQE_MIXED` (1 << 19). Other flags go to the kernel, which refuses those it does not know.
+ * `IORING_SETUP_NO_MMAP` (1 << 14), `REGISTERED_FD_ONLY` (1 << 15), `CQE_MIXED` (1 << 18, 6.18),
+ * `SQE_MIXED` (1 << 19) and `SQ_REWIND` (1 << 20: the kernel would take SQEs from slot 0 on each
+ * submit, ignoring the head and tail this ring keeps). Other flags go to the kernel, which refuses
+ * those it does not know.
  */
-const LAYOUT_FLAGS = (1 << 14) | (1 << 15) | (1 << 18) | (1 << 19);
+const LAYOUT_FLAGS = (1 << 14) | (1 << 15) | (1 << 18) | (1 << 19) | (1 << 20);
 
 /**
  * Why raw setup `flags` contradict an option, or undefined: `SQPOLL` with `sqpoll: false` (a
@@ -264,9 +267,12 @@ const LAYOUT_FLAGS = (1 << 14) | (1 << 15) | (1 << 18) | (1 << 19);
  */
 function contradictedOption(
   flags: number,
-  options: { iopoll?: boolean; sqArray?: boolean },
+  options: { iopoll?: boolean; sqArray?: boolean; cqEntries?: number },
   sqpollOff: boolean,
 ): string | undefined {
+  if ((flags & abi.IORING_SETUP_CQSIZE) && options.cqEntries === undefined) {
+    return "IORING_SETUP_CQSIZE: give the CQ size as cqEntries";
+  }
   if ((flags & abi.IORING_SETUP_SQPOLL) && sqpollOff) return "IORING_SETUP_SQPOLL contradicts sqpoll: false";
   if (flags & abi.IORING_SETUP_SQ_AFF) return "IORING_SETUP_SQ_AFF: pin the SQ thread with sqpoll: { cpu }";
   if (flags & abi.IORING_SETUP_ATTACH_WQ) {
@@ -438,7 +444,10 @@ export class IoUring implements Disposable {
     }
     const wantSqpoll = sqpollOption !== false;
     // Attached, the thread is the other ring's: without it the option means nothing, so no fallback.
-    const insist = sqpollOption === true || typeof sqpollOption === "object" || attachTo !== undefined;
+    // (SQPOLL named in raw `flags` insists too: a fallback would name it again.)
+    const rawSqpoll = typeof options.flags === "number" && (options.flags & abi.IORING_SETUP_SQPOLL) !== 0;
+    const insist = sqpollOption === true || typeof sqpollOption === "object" || attachTo !== undefined ||
+      rawSqpoll;
     const sqpollSettings: SqpollOptions = typeof sqpollOption === "object"
       ? { idleMs: sqpollOption.idleMs, cpu: sqpollOption.cpu } // read once, as above
       : {};
@@ -467,8 +476,9 @@ export class IoUring implements Disposable {
       if (layout !== 0) {
         throw new RangeError(
           `flags 0x${layout.toString(16)} are not supported: this ring has SQEs of one size and CQEs of ` +
-            "one size in memory it maps itself (NO_MMAP, REGISTERED_FD_ONLY, CQE_MIXED and SQE_MIXED change " +
-            "that; for 128-byte SQEs or 32-byte CQEs pass sqe128 or cqe32)",
+            "one size in memory it maps itself, at positions its head and tail say (NO_MMAP, " +
+            "REGISTERED_FD_ONLY, CQE_MIXED, SQE_MIXED and SQ_REWIND change that; for 128-byte SQEs or " +
+            "32-byte CQEs pass sqe128 or cqe32)",
         );
       }
       const contradiction = contradictedOption(options.flags, options, sqpollOption === false);
@@ -1268,9 +1278,27 @@ export class IoUring implements Disposable {
    * call there (~10 ns, once per reap). Elsewhere (arm64) it is `Atomics.store`.
    */
   #consumeTo(head: number): void {
+    if (this.#cqeShift !== 0) this.#clearExtras(head);
     this.#cqHeadLocal = head;
     if (PLAIN_STORE_RELEASES) this.#cq[this.#cqHead] = head;
     else Atomics.store(this.#cq, this.#cqHead, head);
+  }
+
+  /**
+   * Zeroes the extra words of the 32-byte CQEs consumed up to `head`, before the kernel may reuse
+   * their slots: it fills them only for a request's own completion (6.18 leaves them as they were
+   * for the CQEs it posts itself: a message from another ring, a multishot timeout's), which would
+   * otherwise show an earlier lap's words.
+   */
+  #clearExtras(head: number): void {
+    const u32 = this.#cqesU32, mask = this.#cqMask;
+    for (let h = this.#cqHeadLocal; h !== head; h = (h + 1) >>> 0) {
+      const w = ((h & mask) << 1) * CQE_WORDS + CQE_WORDS; // the second 16 bytes of the slot
+      u32[w] = 0;
+      u32[w + 1] = 0;
+      u32[w + 2] = 0;
+      u32[w + 3] = 0;
+    }
   }
 
   /**

@@ -14,20 +14,26 @@ import {
   type Cqe,
   IORING_SETUP_CQE32,
   IORING_SETUP_SQE128,
+  IORING_TIMEOUT_MULTISHOT,
   IOSQE_IO_LINK,
   IoUring,
   O_RDONLY,
+  prepClose,
+  prepMsgRing,
   prepNop,
   prepNopCqe32,
   prepNopResult,
   prepRead,
   prepSocket,
+  prepTimeout,
   prepUringCmd,
   SO_TYPE,
   SOCK_CLOEXEC,
   SOCK_STREAM,
   SOCKET_URING_OP_GETSOCKOPT,
   SOL_SOCKET,
+  type Sqe,
+  Timespec,
 } from "../mod.ts";
 import { assertErr, describe, openFile, reap, run, sysClose } from "./_io.ts";
 import { older, ringTest, skipKernel, tempDir } from "./_support.ts";
@@ -272,3 +278,51 @@ Deno.test({
     assert.throws(() => new IoUring(2, { flags: 1 << 18 }), /CQE_MIXED/); // IORING_SETUP_CQE_MIXED
   },
 });
+
+ringTest("a prep over a NOP with nop_flags drops them (and the fields they named)", (config) => {
+  if (older("6.18")) return;
+  using ring = new IoUring(4, { ...config.options, cqe32: true });
+  const once = (prep: (sqe: Sqe) => void): Cqe => {
+    const sqe = ring.getSqe()!;
+    prep(sqe);
+    sqe.setUserData(1);
+    ring.submitAndWait(1);
+    const cqe = ring.peekCqe()!;
+    ring.cqAdvance(1);
+    return cqe;
+  };
+  assert.equal(once((s) => prepNop(prepNopResult(s, -5))).res, 0, "a NOP after an injected result");
+  const cqe = once((s) => prepNop(prepNopCqe32(s, 1, 2)));
+  assert.deepEqual([cqe.res, cqe.extra1, cqe.extra2], [0, 0n, 0n], "a NOP after a CQE32 NOP");
+  assertErr(
+    once((s) => prepClose(prepNopResult(s, 3), 999)).res,
+    "EBADF",
+    "a close after an injected result",
+  );
+  assertErr(once((s) => prepClose(prepNopCqe32(s, 1, 2), 999)).res, "EBADF", "a close after a CQE32 NOP");
+});
+
+ringTest(
+  "cqe32: CQEs the kernel posts itself (a message, a multishot timeout) show no earlier lap's words",
+  (config) => {
+    if (older("6.18")) return;
+    using ring = new IoUring(4, { ...config.options, cqe32: true, cqEntries: 4 });
+    using other = new IoUring(2, { sqpoll: false });
+    for (let i = 0; i < 4; i++) prepNopCqe32(ring.getSqe()!, 0x1111_0000 + i, 0x2222_0000 + i).setUserData(i);
+    ring.submitAndWait(4);
+    ring.cqAdvance(4); // every CQ slot held extra words
+    prepTimeout(ring.getSqe()!, new Timespec(5), 3, IORING_TIMEOUT_MULTISHOT).setUserData(50);
+    ring.submit();
+    prepMsgRing(other.getSqe()!, ring.fd, 7, 60).setUserData(1);
+    other.submitAndWait(1);
+    other.cqAdvance(1);
+    const seen: string[] = [];
+    for (let n = 0; n < 4; n++) {
+      const cqe = ring.waitCqe({ timeoutMs: 2000 });
+      assert.ok(cqe, `completion ${n} of 4 missing`);
+      seen.push(`${cqe.userDataNumber}: ${cqe.extra1} ${cqe.extra2}`);
+      ring.cqAdvance(1);
+    }
+    assert.deepEqual(seen.sort(), ["50: 0 0", "50: 0 0", "50: 0 0", "60: 0 0"]);
+  },
+);

@@ -127,6 +127,17 @@ Deno.test("prepUringCmd refuses what does not fit or is not a command, leaving t
   assert.throws(() => prepUringCmd(sqe, 2 ** 32, 3), RangeError);
   assert.throws(() => prepUringCmd(sqe, 1, -1), RangeError);
   assert.throws(() => prepUringCmd(sqe, 1, 3, null, 1.5), RangeError);
+  // Only IORING_URING_CMD_FIXED is a uring_cmd flag (the kernel failed others with EINVAL).
+  for (const flags of [2, 4, 0x80000000, -1]) {
+    assert.throws(() => prepUringCmd(sqe, 1, 3, null, flags), /flags may be 0 or IORING_URING_CMD_FIXED/);
+  }
+  // A view whose own buffer/byteOffset getters would run mid-prep is read as the engine knows it.
+  const sneaky = new Uint8Array([1, 2, 3, 4]);
+  Object.defineProperty(sneaky, "byteOffset", { get: () => 3 });
+  Object.defineProperty(sneaky, "buffer", { get: () => new ArrayBuffer(1) });
+  const fresh = freshSqe();
+  prepUringCmd(fresh, 1, 3, sneaky);
+  assert.deepEqual([...fresh.bytes().subarray(48, 53)], [1, 2, 3, 4, 0]);
   assert.throws(() => prepUringCmd(sqe, 1, 3, null, 0, 0x10000), RangeError);
   assert.throws(() => prepUringCmd(sqe, 1, 3, [1, 2] as unknown as Uint8Array), TypeError);
   assert.throws(() => prepUringCmd({} as Sqe, 1, 3), TypeError);

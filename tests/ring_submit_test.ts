@@ -11,6 +11,8 @@ import {
   ClosedError,
   IORING_OP_NOP,
   IORING_SETUP_ATTACH_WQ,
+  IORING_SETUP_COOP_TASKRUN,
+  IORING_SETUP_CQSIZE,
   IORING_SETUP_DEFER_TASKRUN,
   IORING_SETUP_IOPOLL,
   IORING_SETUP_NO_SQARRAY,
@@ -188,6 +190,10 @@ Deno.test({
       [IORING_SETUP_ATTACH_WQ, {}, /attachTo/],
       [IORING_SETUP_IOPOLL, { iopoll: false }, /contradicts iopoll: false/],
       [IORING_SETUP_NO_SQARRAY, { sqArray: true }, /contradicts sqArray: true/],
+      [IORING_SETUP_CQSIZE, { sqpoll: false }, /CQSIZE: give the CQ size as cqEntries/],
+      // SQPOLL named in flags insists, as sqpoll: true does (its fallback named it again: EINVAL).
+      [IORING_SETUP_SQPOLL | IORING_SETUP_COOP_TASKRUN, {}, /sqpoll cannot be combined with flags/],
+      [1 << 20, {}, /SQ_REWIND/], // IORING_SETUP_SQ_REWIND: SQEs from slot 0, whatever the tail
     ];
     for (const [flags, options, message] of refused) {
       assert.throws(() => new IoUring(2, { ...options, flags }), message, `flags 0x${flags.toString(16)}`);
