@@ -200,6 +200,12 @@ export const IORING_SETUP_SINGLE_ISSUER = 1 << 12;
  * `SINGLE_ISSUER`, refused with SQPOLL). Every wait must then come from that thread.
  */
 export const IORING_SETUP_DEFER_TASKRUN = 1 << 13;
+/**
+ * At most this many SQEs of each ring per pass of an SQ thread that serves several rings
+ * (`IORING_SETUP_ATTACH_WQ`): the kernel's `IORING_SQPOLL_CAP_ENTRIES_VALUE` (5.11). A linked
+ * chain cut at the end of a pass runs as two (see `IoUring.sharesSqThread`).
+ */
+export const SQ_THREAD_SHARED_BATCH = 8;
 /** No SQ index array: the kernel takes SQEs straight from the SQ ring positions (6.6). */
 export const IORING_SETUP_NO_SQARRAY = 1 << 16;
 

@@ -171,7 +171,9 @@ export interface IoUringOptions {
    * core rather than one each. Both rings must use SQPOLL (this one must not be `sqpoll: false`,
    * and a refusal of SQPOLL is then an error, not a fallback). The thread keeps the first ring's
    * CPU (`sqpoll.cpu` is refused here) and idles for the longest `idleMs` of the rings sharing it
-   * (by default this ring asks for the other's); it runs until the last of them closes.
+   * (by default this ring asks for the other's); it runs until the last of them closes. Such a
+   * thread takes 8 SQEs of a ring per pass and cuts a chain that crosses a pass's end: see
+   * {@link IoUring.sharesSqThread}.
    */
   attachTo?: IoUring;
 }
@@ -339,6 +341,8 @@ export class IoUring implements Disposable {
   #reaping = false;
   /** `close()` was called from a reaping callback: the ring is released when the reap ends. */
   #closeWhenReaped = false;
+  /** Whether an SQ thread serves this ring and another (see {@link IoUring.sharesSqThread}). */
+  #sharesSqThread = false;
   /** `waitAsync` calls in progress on the thread pool. */
   #asyncWaits = 0;
   /**
@@ -581,6 +585,7 @@ export class IoUring implements Disposable {
     this.#hold = ringHold(this.#sys, fd);
     this.#enterFd = fd;
     this.sqpollFallbackReason = fallback;
+    if (attachTo !== undefined) this.#sharesSqThread = attachTo.#sharesSqThread = true;
 
     const p: RingParams = {
       sqEntries: pv.getUint32(abi.PARAMS.sqEntries, true),
@@ -673,6 +678,19 @@ export class IoUring implements Disposable {
     this.#enterFd = new DataView(update.buffer).getUint32(0, true); // the index the kernel chose
     this.#enterFlag = abi.IORING_ENTER_REGISTERED_RING;
     this.#hold.enterIndex = this.#enterFd;
+  }
+
+  /**
+   * Whether this ring's SQ thread serves another ring too: it was made with `attachTo`, or another
+   * ring was attached to it (for the rest of its life, even once that one is closed). Such a
+   * thread takes at most {@link SQ_THREAD_SHARED_BATCH} (8) SQEs of a ring per pass, and a chain
+   * that pass cuts (a member with `IOSQE_IO_LINK` as the pass's last SQE) runs as two chains: the
+   * members after the cut no longer wait for, nor fail with, those before it. Publish a chain only
+   * when it fits in the thread's next pass: `sqReady() + members <= SQ_THREAD_SHARED_BATCH`
+   * (`Uring` does). Since 5.11.
+   */
+  get sharesSqThread(): boolean {
+    return this.#sharesSqThread;
   }
 
   /**

@@ -70,6 +70,7 @@ import {
   RENAME_NOREPLACE,
   S_IFIFO,
   S_IFMT,
+  SQ_THREAD_SHARED_BATCH,
   STATX,
   STATX_SIZE,
   STATX_TYPE,
@@ -1352,6 +1353,13 @@ export class Uring implements AsyncDisposable {
       if (members.length > max) {
         throw new RangeError(`a chain of ${members.length} members does not fit the ring (at most ${max})`);
       }
+      if (this.#ring.sharesSqThread && members.length > SQ_THREAD_SHARED_BATCH) {
+        throw new RangeError(
+          `a chain of ${members.length} members on a Uring whose SQ thread serves other rings too (attachTo): ` +
+            `at most ${SQ_THREAD_SHARED_BATCH}, the SQEs of a ring that thread takes at a time (it would cut a ` +
+            "longer chain in two)",
+        );
+      }
     } catch (e) {
       for (const slot of members) this.#slots.release(slot);
       return Promise.reject(e);
@@ -1674,7 +1682,7 @@ export class Uring implements AsyncDisposable {
           this.#schedule();
           return;
         }
-      } else if (this.#ring.sqSpaceLeft() >= n) {
+      } else if (this.#ring.sqSpaceLeft() >= n && this.#chainFits(n)) {
         this.#putChain(chain!);
         if (this.#sqpollRing) this.#ring.flushSq();
         this.#schedule();
@@ -1719,6 +1727,18 @@ export class Uring implements AsyncDisposable {
    * throws (see #put), the members written before it are not yet published: they become
    * internal no-ops too, and that chain alone rejects with the error.
    */
+  /**
+   * Whether a chain of `n` SQEs (or a raw client's SQEs) may be published now: always, unless the
+   * ring's SQ thread serves other rings too, when the chain must fit in the thread's next pass
+   * (at most `SQ_THREAD_SHARED_BATCH` SQEs of this ring; one it cut would run as two chains:
+   * see `IoUring.sharesSqThread`). Its pass starts at the SQ head, so a chain published behind at
+   * most 8 - n unconsumed SQEs lies within it. Otherwise the chain waits in the backlog until the
+   * thread has taken what is before it.
+   */
+  #chainFits(n: number): boolean {
+    return !this.#ring.sharesSqThread || this.#ring.sqReady() + n <= SQ_THREAD_SHARED_BATCH;
+  }
+
   #putChain(chain: ChainState): void {
     const slots = chain.slots;
     const sqes = this.#chainSqes;
@@ -1828,7 +1848,7 @@ export class Uring implements AsyncDisposable {
         this.#put(head, sqe);
       } else {
         const n = chain.slots.length;
-        if (this.#inRing + n > this.#limit || this.#ring.sqSpaceLeft() < n) return;
+        if (this.#inRing + n > this.#limit || this.#ring.sqSpaceLeft() < n || !this.#chainFits(n)) return;
         this.#backlog.shift();
         this.#putChain(chain);
       }
@@ -1994,7 +2014,7 @@ export class Uring implements AsyncDisposable {
       },
       room: (sqes, cqes) =>
         !this.#closing && this.#backlog.size === 0 && this.#internalHead === this.#internal.length &&
-        this.#inRing + cqes <= this.#limit && this.#ring.sqSpaceLeft() >= sqes,
+        this.#inRing + cqes <= this.#limit && this.#ring.sqSpaceLeft() >= sqes && this.#chainFits(sqes),
       sqe: (id, tag) => {
         const sqe = this.#ring.getSqe()!;
         const u32 = sqe.u32, b = sqe.base;

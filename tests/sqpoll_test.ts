@@ -472,3 +472,60 @@ Deno.test({
     assert.throws(() => new IoUring(8, { attachTo: first, sqpoll: { cpu: 0 } }), /sqpoll.cpu cannot apply/);
   },
 });
+
+Deno.test({
+  name: "Uring attachTo: a chain behind other SQEs is not cut by the shared SQ thread's 8-SQE passes",
+  ignore: skipKernel(),
+  fn: async () => {
+    // An SQ thread serving two rings takes 8 SQEs of each per pass and ran a chain it cut as two:
+    // the write after a failed read went through (in about half of these rounds), and the Uring
+    // lost track of the chain's completions.
+    const dir = Deno.makeTempDirSync({ prefix: "uring-attach-" });
+    try {
+      const path = `${dir}/f`;
+      for (let round = 0; round < 20; round++) {
+        await using first = new Uring({ sqpoll: true });
+        await using second = new Uring({ attachTo: first });
+        assert.ok(first.ring.sharesSqThread && second.ring.sharesSqThread);
+        for (const uring of [first, second]) {
+          Deno.writeFileSync(path, new Uint8Array());
+          await using file = await uring.open(path, { write: true });
+          const nops = Array.from({ length: 7 }, () => uring.nop());
+          const chain = uring.chain((c) => {
+            c.read(987654, new Uint8Array(4), 0); // EBADF
+            c.write(file.fd, new TextEncoder().encode("X"), 0);
+          });
+          await Promise.all(nops);
+          const results = await chain;
+          assert.deepEqual(
+            results.map((r) => r.ok ? "ok" : (r.error as { code?: string }).code),
+            ["EBADF", "ECANCELED"],
+            `round ${round}`,
+          );
+          assert.equal(
+            Deno.readTextFileSync(path),
+            "",
+            `round ${round}: the write after the failed read ran`,
+          );
+        }
+      }
+      // Longer chains are refused there (any longer one would be cut).
+      await using first = new Uring({ sqpoll: true });
+      await using second = new Uring({ attachTo: first });
+      await assert.rejects(
+        first.chain((c) => {
+          for (let i = 0; i < 9; i++) c.nop();
+        }),
+        /a chain of 9 members on a Uring whose SQ thread serves other rings too \(attachTo\): at most 8/,
+      );
+      assert.equal(
+        (await second.chain((c) => {
+          for (let i = 0; i < 8; i++) c.nop();
+        })).length,
+        8,
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
