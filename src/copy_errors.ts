@@ -153,7 +153,10 @@ function explain(
       if (code === "ENOSPC" || code === "EDQUOT") {
         return `no space left on the destination's device (${code}); the partial copy was removed`;
       }
-      if (code === "EFBIG") return `the destination's file system cannot hold a file this large (EFBIG)`;
+      if (code === "EFBIG") {
+        return "the file is larger than the destination's file system, or the process's file size limit " +
+          "(ulimit -f), allows (EFBIG)";
+      }
       return undefined;
     case "read":
       if (code === "EIO") return `the source could not be read (EIO: input/output error)`;
