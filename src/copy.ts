@@ -94,7 +94,9 @@ export async function copyFile(
     ctx.progress.totalFiles = 1;
     ctx.progress.totalBytes = st.size;
     ctx.report();
-    ctx.fixed?.expect(st.size); // fixed buffers only when the file is large enough to pay for them
+    // Fixed buffers only when the file is large enough to pay for them (buffered or O_DIRECT).
+    ctx.fixed?.expect(st.size);
+    ctx.direct?.expect(st.size);
     const existing = await ctx.existingDest(trimSlashes(dest), false);
     if (existing !== undefined) {
       if (existing.kind === "dir") {

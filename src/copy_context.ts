@@ -12,7 +12,7 @@
 import { IORING_FEAT_LINKED_FILE, IORING_OP_MKDIRAT } from "./abi.ts";
 import { BufferPool, Semaphore } from "./copy_budget.ts";
 import { DenoEngine } from "./copy_deno_engine.ts";
-import { DirectIo } from "./copy_direct.ts";
+import { DirectIo, directBufferSize } from "./copy_direct.ts";
 import { CopyFixedBuffers } from "./copy_fixed.ts";
 import { type Engine, type EngineContext, type EntryStat, RESERVED_DESCRIPTORS } from "./copy_engine.ts";
 import { codeOf, staged } from "./copy_errors.ts";
@@ -274,7 +274,13 @@ export class CopyContext implements EngineContext {
     this.#undrain = this.engine instanceof UringEngine ? drainBeforeExit(this.engine.uring) : () => {};
     this.inflight = new Semaphore(options.queueDepth);
     if (options.direct && this.engine instanceof UringEngine) {
-      const direct = new DirectIo(options.blockSize, options.queueDepth, this.engine.uring);
+      // As many buffers as the pool below holds (all of them fixed when ≤ 64 MiB: with one per
+      // operation in flight, 192 of 1 MiB, the registration was refused and none was).
+      const direct = new DirectIo(
+        options.blockSize,
+        blockBuffers(options.queueDepth, directBufferSize(options.blockSize)),
+        this.engine.uring,
+      );
       this.direct = direct;
       this.fixed = undefined;
       this.pool = new BufferPool(

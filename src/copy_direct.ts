@@ -158,6 +158,14 @@ export class DirectIo {
     this.#fixed = new CopyFixedBuffers(uring, count, this.bufferSize, DIRECT_BUFFER_ALIGNMENT);
   }
 
+  /**
+   * Says the copy will move about `bytes` bytes: a copy too small to pay for registering its
+   * buffers uses plain mappings (see `CopyFixedBuffers.expect`). Call before the first buffer.
+   */
+  expect(bytes: number): void {
+    this.#fixed.expect(bytes);
+  }
+
   /** The registered pool the buffers come from, or `null` when they are plain mappings. */
   get fixedPool(): FixedBufferPool | null {
     return this.#fixed.pool;

@@ -404,12 +404,22 @@ Deno.test({
   fn: async () => {
     using dir = directTempDir();
     const d = dir.path;
-    await randomFile(`${d}/src`, 3 * 65536 + 1, 0o640);
+    // (At least 16 times the pool's 4 × 64 KiB: a smaller copy does not pay for registering it.)
+    await randomFile(`${d}/src`, 64 * 65536 + 1, 0o640);
+    await randomFile(`${d}/small`, 3 * 65536 + 1, 0o640);
     const uring = new Uring({ sqpoll: false });
     try {
+      await copyFile(`${d}/small`, `${d}/small-copy`, {
+        direct: true,
+        uring,
+        blockSize: 65536,
+        queueDepth: 4,
+      });
+      assert.equal(uring.stats.fixedBuffers, 0, "a 196 KiB copy registered buffers");
+      await assertSameFile(`${d}/small`, `${d}/small-copy`, "plain aligned buffers for a small copy");
       await copyFile(`${d}/src`, `${d}/dst`, { direct: true, uring, blockSize: 65536, queueDepth: 4 });
-      // 4 blocks: each one read and one write through a registered buffer.
-      assert.ok(uring.stats.fixedBuffers >= 8, `fixed-buffer SQEs: ${uring.stats.fixedBuffers}`);
+      // 65 blocks: each one read and one write through a registered buffer.
+      assert.ok(uring.stats.fixedBuffers >= 130, `fixed-buffer SQEs: ${uring.stats.fixedBuffers}`);
       assert.equal(uring.bufferPool, null, "the copy's pool is unregistered when it ends");
       await assertSameFile(`${d}/src`, `${d}/dst`, "fixed buffers");
       // A Uring that already has a pool keeps it; the copy uses plain aligned buffers.
