@@ -41,6 +41,7 @@ import { CopyFixedBuffers, MAX_FIXED_POOL_BYTES } from "./copy_fixed.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
 import { HOLE_GRAIN, writeBlockData } from "./copy_uring_engine.ts";
 import { type DirectAlignment, directAlignmentFromStatx } from "./direct.ts";
+import { operationError } from "./deno_errors.ts";
 import { errno } from "./errno.ts";
 import { cstring } from "./memory.ts";
 import { prepFadvise, prepStatx } from "./prep.ts";
@@ -54,6 +55,7 @@ export { MAX_FIXED_POOL_BYTES };
 /** Granularity of the page cache the tail clean-up works in (the smallest Linux page). */
 const PAGE = 4096;
 const EINVAL = errno("EINVAL");
+const EIO = errno("EIO");
 /** What to assume when `statx` cannot tell (as `directAlignment` does). */
 const UNKNOWN_ALIGNMENT: DirectAlignment = Object.freeze({
   memory: DIRECT_BUFFER_ALIGNMENT,
@@ -318,7 +320,12 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
       const n = await writeAt(buf.subarray(done, to), offset + done);
       const resumed = n <= 0 ? done : roundDown(done + n, unit);
       if (resumed <= done) {
-        throw tagStage(new Error(`O_DIRECT write returned ${n} at offset ${offset + done}`), "write");
+        // Less than one O_DIRECT unit went in, so the rest cannot be resumed aligned: the kernel
+        // stops a write short at a full device or at the process's file size limit.
+        const detail = `O_DIRECT write of ${to - done} bytes at ${offset + done} moved ${n}, less than one ` +
+          `unit (${unit}): the destination's device is full, or the file reached the process's file ` +
+          "size limit (ulimit -f)";
+        throw tagStage(operationError("write", EIO, null, null, dstFd, detail), "write");
       }
       done = resumed;
     }
