@@ -12,7 +12,7 @@
 import { IORING_FEAT_LINKED_FILE, IORING_OP_MKDIRAT } from "./abi.ts";
 import { BufferPool, Semaphore } from "./copy_budget.ts";
 import { DenoEngine } from "./copy_deno_engine.ts";
-import { DirectIo, directBufferSize } from "./copy_direct.ts";
+import { directBufferSize, DirectIo } from "./copy_direct.ts";
 import { CopyFixedBuffers } from "./copy_fixed.ts";
 import { type Engine, type EngineContext, type EntryStat, RESERVED_DESCRIPTORS } from "./copy_engine.ts";
 import { codeOf, staged } from "./copy_errors.ts";

@@ -377,7 +377,8 @@ export interface OpenOptions extends OpOptions {
   /**
    * `O_DIRECT`: bypass the page cache. Buffer addresses, lengths and file positions must then
    * be multiples of the file's {@link UringFile.alignment} (from `statx` `STATX_DIOALIGN`, else
-   * 4096): misaligned requests reject with an `AlignmentError` before reaching the kernel.
+   * 4096): misaligned requests reject with an `AlignmentError` before reaching the kernel. Not
+   * with `append` (its writes land at the file's end, whose alignment no check can know).
    */
   direct?: boolean;
   /**
@@ -3091,6 +3092,14 @@ export function openFlags(options: OpenOptions): { flags: number; access: Access
   if (options.truncate && append && !exclusive) {
     // O_TRUNC | O_APPEND would empty the file; Deno.open refuses the pair (as Rust's std does).
     throw new TypeError("truncate cannot be combined with append (Deno.open refuses it too)");
+  }
+  if (options.direct && append) {
+    // O_APPEND writes at the file's end, whatever position a write names: O_DIRECT needs that end
+    // aligned, which no check before the kernel can know (it answered a bare EINVAL).
+    throw new TypeError(
+      "direct cannot be combined with append: O_APPEND writes at the end of the file, which O_DIRECT needs " +
+        "aligned; write at an aligned position instead",
+    );
   }
   let flags = O_CLOEXEC | (read && write ? O_RDWR : write ? O_WRONLY : O_RDONLY);
   if (options.create) flags |= O_CREAT;

@@ -442,3 +442,19 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "Uring.open: direct with append is refused (O_APPEND writes at an end O_DIRECT needs aligned: a bare EINVAL)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    await using uring = new Uring({ sqpoll: false });
+    Deno.writeTextFileSync(`${dir.path}/f`, "x".repeat(1000));
+    await assert.rejects(
+      uring.open(`${dir.path}/f`, { direct: true, append: true }),
+      /^TypeError: open: direct cannot be combined with append/,
+    );
+    assert.equal(Deno.readTextFileSync(`${dir.path}/f`).length, 1000);
+  },
+});
