@@ -680,6 +680,8 @@ export class Uring implements AsyncDisposable {
   /** The registered buffer pool, and what recognises its buffers without allocating. */
   #pool: FixedBufferPool | null = null;
   #poolMemory: ArrayBufferLike | null = null;
+  /** The ring's table of registered buffers as the pool registered it (see `#rw`). */
+  #poolRegistration: readonly ArrayBufferView[] | undefined;
   #poolStride = 0;
   #poolSize = 0;
   #poolCount = 0;
@@ -867,6 +869,7 @@ export class Uring implements AsyncDisposable {
     const first = pool.buffer(0).bytes;
     this.#pool = pool;
     this.#poolMemory = first.buffer;
+    this.#poolRegistration = this.#ring.registeredBuffers;
     this.#poolCount = pool.count;
     this.#poolSize = pool.size;
     this.#poolStride = pool.count > 1 ? pool.buffer(1).bytes.byteOffset - first.byteOffset : pool.size;
@@ -1516,7 +1519,12 @@ export class Uring implements AsyncDisposable {
       }
     }
     // The view's memory as the engine knows it (not its own, overridable, properties).
-    if (this.#poolMemory !== null && bufferOf(buf) === this.#poolMemory) slot.bufIndex = this.#poolIndex(buf);
+    // (Only while the pool's registration stands: unregistered or replaced through `ring`, its
+    // index would name no buffer, or another: EFAULT, or another buffer's memory.)
+    if (
+      this.#poolMemory !== null && bufferOf(buf) === this.#poolMemory &&
+      this.#ring.registeredBuffers === this.#poolRegistration
+    ) slot.bufIndex = this.#poolIndex(buf);
     slot.path = path;
     return this.#start(slot, signal);
   }

@@ -338,3 +338,37 @@ for (const backend of ["helper", "libc"] as const) {
     });
   }
 }
+
+Deno.test({
+  name:
+    "Uring buffer pool: once its registration is gone (unregistered or replaced through ring), reads go plain",
+  ignore: skipKernel(),
+  fn: async () => {
+    // They went as READ_FIXED with the pool's index: EFAULT once unregistered, and with the table
+    // registered again in another order the kernel would move another buffer's bytes.
+    using dir = tempDir();
+    const path = `${dir.path}/f`;
+    Deno.writeFileSync(path, pattern(8192));
+    await using uring = new Uring({ sqpoll: false });
+    await using file = await uring.open(path, { read: true });
+    const pool = uring.registerBufferPool({ count: 4, size: 4096 });
+    const buf = pool.acquire()!;
+    assert.equal(await file.readAt(buf.bytes, 0), 4096);
+    assert.equal(uring.stats.fixedBuffers, 1);
+    uring.ring.unregisterBuffers();
+    buf.bytes.fill(0);
+    assert.equal(await file.readAt(buf.bytes, 4096), 4096, "a plain read, not EFAULT");
+    assert.deepEqual(buf.bytes, pattern(8192).subarray(4096));
+    uring.ring.registerBuffers([3, 2, 1, 0].map((i) => pool.buffer(i).bytes));
+    buf.bytes.fill(0);
+    assert.equal(await file.readAt(buf.bytes, 0), 4096);
+    assert.deepEqual(
+      buf.bytes,
+      pattern(8192).subarray(0, 4096),
+      "into this buffer, not the one at its index now",
+    );
+    assert.equal(uring.stats.fixedBuffers, 1, "no fixed-buffer SQE after the pool's registration went");
+    uring.ring.unregisterBuffers();
+    pool.release(buf);
+  },
+});
