@@ -27,11 +27,6 @@ export class Semaphore {
     return this.#free;
   }
 
-  /** Requests waiting for permits now. */
-  get waiting(): number {
-    return this.#waiters.length - this.#head;
-  }
-
   /** Takes `n` permits if they are free and nobody waits; returns whether it did. */
   tryAcquire(n = 1): boolean {
     if (this.#free >= n && this.#head === this.#waiters.length) {

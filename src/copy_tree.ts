@@ -437,17 +437,7 @@ class TreeCopy {
     const shed = this.ctx.engine.shedPipes?.() ?? 0;
     const files = this.files;
     const others = files.limit - files.free - this.#withheld - self; // slots held by running files
-    if (others <= 0) {
-      // No file is running, but others that hit the limit before this one wait for a slot: this
-      // one's failure gave its descriptors back, so it hands over its slot and queues behind them
-      // (they were waiting for exactly that).
-      if (self === 1 && files.waiting > 0) {
-        files.release();
-        await files.acquire();
-        return !this.ctx.stopping;
-      }
-      return shed > 0; // else nobody will give any descriptor back
-    }
+    if (others <= 0) return shed > 0; // else nobody will give any descriptor back
     if (self === 1) {
       if (files.limit - this.#withheld > 1) this.#withheld++; // this slot is not given back
       else files.release();

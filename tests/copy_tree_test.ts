@@ -535,44 +535,6 @@ console.log(JSON.stringify({ files: String(r.files), least: String(least) }));
 });
 
 Deno.test({
-  name: "copyTree: two files that meet EMFILE at once with descriptors for one: both wait their turn",
-  ignore: skipKernel(),
-  fn: async () => {
-    // The second to fail saw no other file running (the first was waiting for a slot) and gave up,
-    // although its own failure freed the descriptors the first waited for.
-    using dir = tempDir();
-    const source = `${dir.path}/src`;
-    Deno.mkdirSync(source);
-    for (let i = 0; i < 6; i++) await randomFile(`${source}/b${i}`, 3_000_000); // (several blocks each)
-    const dst = `${dir.path}/dst`;
-    const results = await childResults(
-      `
-import { copyTree } from ${JSON.stringify(MOD_URL)};
-const libc = Deno.dlopen("libc.so.6", { setrlimit: { parameters: ["i32", "buffer"], result: "i32" } });
-if (libc.symbols.setrlimit(7, new Uint8Array(new BigUint64Array([64n, 64n]).buffer)) !== 0) throw new Error("setrlimit");
-const copying = copyTree(${JSON.stringify(source)}, ${JSON.stringify(dst)}, { continueOnError: true });
-const held = []; // taken once the copy has sized itself: all but two, a file's source and destination
-try {
-  for (;;) held.push(Deno.openSync("/dev/null"));
-} catch { /* EMFILE */ }
-for (let i = 0; i < 2; i++) held.pop().close();
-let outcome;
-try {
-  outcome = "copied " + (await copying).files;
-} catch (e) {
-  outcome = e.message;
-}
-for (const f of held) f.close();
-console.log(JSON.stringify({ outcome }));
-`,
-      ["--allow-read", "--allow-write", "--allow-ffi", "--allow-env"],
-    );
-    assert.equal(results.outcome, "copied 6");
-    await assertSameTree(source, dst);
-  },
-});
-
-Deno.test({
   name:
     "copyFile/copyTree: a FIFO (or device) at the destination is refused, also with overwrite, never replaced",
   ignore: skipKernel(),
