@@ -1349,7 +1349,9 @@ export class Uring implements AsyncDisposable {
         // A member on a file the build function closed (or whose close is under way) would run
         // after that close, on whatever file then has the number.
         if ((slot.sqeFlags & IOSQE_FIXED_FILE) === 0) {
-          const closing = this.#closingFileError(slot.fd, `chain: ${OP_NAMES[slot.kind]}`);
+          const what = `chain: ${OP_NAMES[slot.kind]}`;
+          const closing = this.#closingFileError(slot.fd, what) ??
+            (slot.kind === K_SPLICE ? this.#closingFileError(slot.fd2, what) : null); // (its output)
           if (closing !== null) throw closing;
         }
       }
@@ -1557,7 +1559,8 @@ export class Uring implements AsyncDisposable {
     }
     // (A close here is the file's own, or one #fileOwning let through: not on a closing file.)
     if (this.#closingFiles.size !== 0 && (slot.sqeFlags & IOSQE_FIXED_FILE) === 0 && slot.kind !== K_CLOSE) {
-      const closing = this.#closingFileError(slot.fd, op);
+      const closing = this.#closingFileError(slot.fd, op) ??
+        (slot.kind === K_SPLICE ? this.#closingFileError(slot.fd2, op) : null); // (its output)
       if (closing !== null) {
         this.#slots.release(slot);
         return Promise.reject(closing);
@@ -2243,6 +2246,11 @@ export class Uring implements AsyncDisposable {
       this.stats.reissued++;
       this.#enqueue(slot);
       return;
+    }
+    if (slot.kind === K_CLOSE && slot.res >= 0 && this.#closingFiles.size !== 0 && !slot.barrier) {
+      // The number is free from here on (a file opened in this same reap may have it already):
+      // operations on it are no longer the closing file's to refuse.
+      this.#closingFiles.delete(slot.fd);
     }
     if (slot.barrier) {
       slot.barrier = false; // its barrier completed (below): the close settles now

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { alignedBuffer, AlignmentError, ClosedError, Uring, type UringFile } from "../mod.ts";
-import { pipe, sysClose, sysWrite } from "./_io.ts";
+import { mkfifo, pipe, sysClose, sysWrite } from "./_io.ts";
 import { skipKernel, tempDir } from "./_support.ts";
 import { fdCount } from "./uring_support.ts";
 
@@ -412,12 +412,28 @@ Deno.test({
       other = await b!;
       // A raw operation on the number while the file's close is under way.
       a = await uring.open(`${dir.path}/a`, { write: true });
-      const closing = a.close();
-      await assert.rejects(
-        uring.write(a.fd, data, 0),
-        /write\(\d+\): the fd belongs to a UringFile .* being closed/,
-      );
-      await closing;
+      const [r, w] = pipe();
+      try {
+        // Raw operations on the number while the file's close is under way (a splice into it too),
+        // all issued before the close can complete.
+        const closing = a.close();
+        const refusals = [
+          assert.rejects(
+            uring.write(a.fd, data, 0),
+            /write\(\d+\): the fd belongs to a UringFile .* being closed/,
+          ),
+          assert.rejects(uring.splice(r, -1, a.fd, 0, 4), /splice\(\d+\): the fd belongs to a UringFile/),
+          assert.rejects(
+            uring.chain((c) => c.splice(r, -1, a.fd, 0, 4)),
+            /chain: splice\(\d+\): the fd belongs to a UringFile/,
+          ),
+        ];
+        await Promise.all(refusals);
+        await closing;
+      } finally {
+        sysClose(r);
+        sysClose(w);
+      }
       await other.close();
       assert.equal(Deno.readTextFileSync(`${dir.path}/b`), "", `sqpoll ${sqpoll}: b got a's data`);
       assert.equal(Deno.readTextFileSync(`${dir.path}/a`), "");
@@ -456,5 +472,35 @@ Deno.test({
       /^TypeError: open: direct cannot be combined with append/,
     );
     assert.equal(Deno.readTextFileSync(`${dir.path}/f`).length, 1000);
+  },
+});
+
+Deno.test({
+  name:
+    "Uring: a file that gets a closing file's number once its close is done is not refused as the old file",
+  ignore: skipKernel(),
+  fn: async () => {
+    // A FIFO's close waits for its pending read's cancel; a file opened from the read's rejection
+    // got the number, and its own writes were refused for the FIFO's close.
+    using dir = tempDir();
+    const fifo = `${dir.path}/fifo`;
+    mkfifo(fifo);
+    Deno.writeTextFileSync(`${dir.path}/b`, "");
+    let reused = 0;
+    for (let round = 0; round < 20; round++) {
+      await using uring = new Uring({ entries: 8 });
+      const a = await uring.open(fifo, { read: true, write: true });
+      let opened: Promise<UringFile> | undefined;
+      const pending = a.readAt(new Uint8Array(8), 0).catch(() => {
+        opened = uring.open(`${dir.path}/b`, { write: true });
+      });
+      const closing = a.close();
+      await pending;
+      await using b = await opened!;
+      if (b.fd === a.fd) reused++;
+      assert.equal(await b.writeAt(new TextEncoder().encode("x"), 0), 1, `round ${round}`);
+      await closing;
+    }
+    assert.ok(reused > 0, "the new file never got the old number: nothing shown");
   },
 });
