@@ -1936,6 +1936,14 @@ export class Uring implements AsyncDisposable {
         n = this.#spin();
       }
       if (n === 0) {
+        if (this.#chainHeldBack()) {
+          // A chain waits for the shared SQ thread to take what is before it (see #chainFits),
+          // which it does in moments; the operations in flight may complete much later (a read
+          // of an empty pipe): watch the SQ briefly, else retry on a timer, not after a parked wait.
+          if (this.#awaitChainFits()) continue;
+          this.#yield();
+          return;
+        }
         const need = this.#roomNeeded();
         if (need > 0 && this.#inRing === (this.#wakeOutstanding ? 1 : 0)) {
           if (this.#ring.sqSpaceLeft() < need) {
@@ -1963,6 +1971,28 @@ export class Uring implements AsyncDisposable {
       }
     }
     this.#afterPump();
+  }
+
+  /**
+   * Whether the backlog's first unit is a chain that only #chainFits holds back (a ring whose SQ
+   * thread serves other rings too, with SQEs of this ring not yet taken).
+   */
+  #chainHeldBack(): boolean {
+    if (!this.#ring.sharesSqThread || this.#internalHead < this.#internal.length) return false;
+    const chain = this.#backlog.peek()?.chain;
+    if (chain == null) return false;
+    const n = chain.slots.length;
+    return this.#inRing + n <= this.#limit && this.#ring.sqSpaceLeft() >= n && !this.#chainFits(n);
+  }
+
+  /** Watches the SQ head for up to `SQ_ROOM_WAIT_MS` until the held-back chain fits. */
+  #awaitChainFits(): boolean {
+    const n = this.#backlog.peek()!.chain!.slots.length;
+    const deadline = performance.now() + SQ_ROOM_WAIT_MS;
+    for (;;) {
+      for (let i = 0; i < 64; i++) if (this.#chainFits(n)) return true;
+      if (performance.now() >= deadline) return false;
+    }
   }
 
   /** SQ entries the first queued unit (internal SQE, operation or chain) needs; 0 if none. */
