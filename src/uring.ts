@@ -1348,6 +1348,19 @@ export class Uring implements AsyncDisposable {
         if (owned !== null) throw owned;
         // A member on a file the build function closed (or whose close is under way) would run
         // after that close, on whatever file then has the number.
+        // A direct descriptor must be one reserved for the caller: any other index may be a
+        // `fixed` UringFile's (an openDirect there replaced it, and the file's writes went to the
+        // new file) or free (taken by the next open).
+        const direct = slot.kind === K_OPEN_DIRECT || slot.kind === K_CLOSE_DIRECT
+          ? slot.fd2
+          : (slot.sqeFlags & IOSQE_FIXED_FILE) !== 0
+          ? slot.fd
+          : -1;
+        if (direct >= 0 && !this.#reservedFiles.has(direct)) {
+          throw new RangeError(
+            `chain: ${OP_NAMES[slot.kind]}: direct descriptor ${direct} was not reserved with reserveFileIndex()`,
+          );
+        }
         if ((slot.sqeFlags & IOSQE_FIXED_FILE) === 0) {
           const what = `chain: ${OP_NAMES[slot.kind]}`;
           const closing = this.#closingFileError(slot.fd, what) ??

@@ -504,3 +504,36 @@ Deno.test({
     assert.ok(reused > 0, "the new file never got the old number: nothing shown");
   },
 });
+
+Deno.test({
+  name:
+    "Uring.chain: a direct descriptor index nobody reserved is refused (a fixed file's index was replaced)",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/a`, "");
+    Deno.writeTextFileSync(`${dir.path}/b`, "");
+    await using uring = new Uring({ sqpoll: false });
+    await using a = await uring.open(`${dir.path}/a`, { write: true, fixed: true });
+    assert.ok(a.fixedIndex >= 0, "a is registered");
+    const refused = /direct descriptor \d+ was not reserved with reserveFileIndex\(\)/;
+    await assert.rejects(
+      uring.chain((c) => c.openDirect(`${dir.path}/b`, a.fixedIndex, { flags: 1 /* O_WRONLY */ })),
+      refused,
+    );
+    await assert.rejects(uring.chain((c) => c.closeDirect(a.fixedIndex)), refused);
+    await assert.rejects(uring.chain((c) => c.writeDirect(a.fixedIndex, new Uint8Array(1), 0)), refused);
+    assert.equal(await a.writeAt(new TextEncoder().encode("for a"), 0), 5);
+    assert.equal(Deno.readTextFileSync(`${dir.path}/a`), "for a");
+    assert.equal(Deno.readTextFileSync(`${dir.path}/b`), "");
+    // A reserved index works as before.
+    const index = uring.reserveFileIndex();
+    const results = await uring.chain((c) =>
+      c.openDirect(`${dir.path}/b`, index, { flags: 1 }).writeDirect(index, new Uint8Array([98]), 0)
+        .closeDirect(index)
+    );
+    assert.ok(results.every((r) => r.ok));
+    uring.releaseFileIndex(index);
+    assert.equal(Deno.readTextFileSync(`${dir.path}/b`), "b");
+  },
+});
