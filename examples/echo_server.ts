@@ -25,22 +25,29 @@ import {
   IoUringError,
   MSG_NOSIGNAL,
   prepBind,
+  prepCancel,
   prepClose,
   prepListen,
   prepMultishotAccept,
   prepRecvMultishot,
   prepSend,
   prepSocket,
+  prepTimeout,
   prepUnlinkat,
   SOCK_CLOEXEC,
   SOCK_STREAM,
   SocketAddress,
   type Sqe,
+  Timespec,
 } from "../mod.ts";
 
 const USAGE = "usage: examples/echo_server.ts [--port N | --unix PATH] [--max N]";
 const BUFFERS = 64;
 const BUFFER_SIZE = 4096;
+/** Buffers one connection may hold before its receive is paused (so a client that sends without
+ * reading cannot take every buffer and stall the others). */
+const PER_CONNECTION = 8;
+const ECANCELED = 125, ENOBUFS = 105, EMFILE = 24, ENFILE = 23;
 
 function usage(message: string): never {
   console.error(`${message}\n${USAGE}`);
@@ -77,7 +84,7 @@ using ring = new IoUring(256);
 using buffers = ring.setupBufferRing({ group: 0, entries: BUFFERS, bufferSize: BUFFER_SIZE });
 
 // user_data: what completed, and the connection's fd.
-const ACCEPT = 1, RECV = 2, SEND = 3, CLOSE = 4;
+const ACCEPT = 1, RECV = 2, SEND = 3, CLOSE = 4, CANCEL = 5, ACCEPT_LATER = 6;
 const tag = (kind: number, fd = 0) => kind * 2 ** 32 + fd;
 const kindOf = (userData: number) => Math.floor(userData / 2 ** 32);
 const fdOf = (userData: number) => userData % 2 ** 32;
@@ -115,20 +122,33 @@ call("bind", (s) => prepBind(s, listener, address));
 call("listen", (s) => prepListen(s, listener, 128));
 console.log(`listening on ${address} (sqpoll: ${ring.sqpoll})`);
 
-prepMultishotAccept(sqe(), listener, SOCK_CLOEXEC).setUserData(tag(ACCEPT));
-const receiving = (fd: number) => prepRecvMultishot(sqe(), fd, buffers).setUserData(tag(RECV, fd));
 let open = 0, closed = 0, echoed = 0;
-/** Connections whose receive ended for want of a buffer: armed again when one comes back. */
+/** Connections whose receive ended for want of a buffer: armed again, in turn, as buffers come back. */
 const starved: number[] = [];
+/** A pause of the accept (no descriptor left): armed again after it, or when a connection closes. */
+let acceptPaused = false;
+const ACCEPT_PAUSE = new Timespec(100);
 
 /** A connection: the pieces received and not yet echoed, in order (the first one is being sent). */
 interface Connection {
   /** Per piece: its buffer id, the bytes of it sent so far, and its length. */
   pieces: { bid: number; sent: number; length: number }[];
+  /** Its multishot receive is armed. */
+  receiving: boolean;
+  /** Its receive was cancelled: it held `PER_CONNECTION` buffers (armed again once it sent half). */
+  paused: boolean;
   /** The receive ended (the peer closed its side, or an error): close once the pieces are out. */
   receiveDone: boolean;
 }
 const connections = new Map<number, Connection>();
+
+/** Arms the connection's multishot receive, unless it is armed, paused or over. */
+function receive(fd: number, conn: Connection): void {
+  if (conn.receiving || conn.receiveDone || conn.pieces.length >= PER_CONNECTION / 2) return;
+  conn.receiving = true;
+  conn.paused = false;
+  prepRecvMultishot(sqe(), fd, buffers).setUserData(tag(RECV, fd));
+}
 
 /** Sends what is left of the connection's first piece (one send in flight per connection). */
 function sendFirst(fd: number, conn: Connection): void {
@@ -136,10 +156,18 @@ function sendFirst(fd: number, conn: Connection): void {
   prepSend(sqe(), fd, buffers.view(bid).subarray(sent, length), MSG_NOSIGNAL).setUserData(tag(SEND, fd));
 }
 
-/** Gives a buffer back to the kernel, and a receive that ran out of them its chance again. */
+/** Gives a buffer back to the kernel, and the longest-starved receive its chance again. */
 function recycle(bid: number): void {
   buffers.recycle(bid);
-  if (starved.length > 0) receiving(starved.pop()!);
+  const fd = starved.shift();
+  const conn = fd === undefined ? undefined : connections.get(fd);
+  if (conn !== undefined) receive(fd!, conn);
+}
+
+/** Arms the multishot accept (again). */
+function accept(): void {
+  acceptPaused = false;
+  prepMultishotAccept(sqe(), listener, SOCK_CLOEXEC).setUserData(tag(ACCEPT));
 }
 
 /** Closes the connection once nothing is left to send (its pieces' buffers recycled on a failure). */
@@ -157,13 +185,25 @@ function onCompletion(cqe: Cqe): void {
     case ACCEPT:
       if (res >= 0) {
         open++;
-        connections.set(res, { pieces: [], receiveDone: false });
-        receiving(res);
-      } else console.error(new IoUringError("accept", -res).message);
-      if ((flags & IORING_CQE_F_MORE) === 0) { // the accept ended (an error): arm it again
-        prepMultishotAccept(sqe(), listener, SOCK_CLOEXEC).setUserData(tag(ACCEPT));
+        const conn: Connection = { pieces: [], receiving: false, paused: false, receiveDone: false };
+        connections.set(res, conn);
+        receive(res, conn);
+      } else if (!acceptPaused) console.error(new IoUringError("accept", -res).message);
+      if ((flags & IORING_CQE_F_MORE) !== 0) break;
+      if (res === -EMFILE || res === -ENFILE) {
+        // No descriptor for the next connection, which waits in the backlog: armed again at once,
+        // the accept would fail at once, for ever. Wait for a connection to close, or a moment.
+        acceptPaused = true;
+        prepTimeout(sqe(), ACCEPT_PAUSE).setUserData(tag(ACCEPT_LATER));
+      } else {
+        accept(); // the accept ended (an error): arm it again
       }
       break;
+    case ACCEPT_LATER:
+      if (acceptPaused) accept();
+      break;
+    case CANCEL:
+      break; // (the receive it cancelled reports itself)
     case RECV: {
       const conn = connections.get(fd)!;
       const bid = buffers.take(flags);
@@ -171,12 +211,21 @@ function onCompletion(cqe: Cqe): void {
         // Echo the piece from the buffer it arrived in, after those before it.
         conn.pieces.push({ bid, sent: 0, length: res });
         if (conn.pieces.length === 1) sendFirst(fd, conn);
+        if (conn.pieces.length >= PER_CONNECTION && !conn.paused && (flags & IORING_CQE_F_MORE) !== 0) {
+          conn.paused = true; // enough of the buffers: the rest are the other connections'
+          prepCancel(sqe(), tag(RECV, fd)).setUserData(tag(CANCEL, fd));
+        }
       } else if (bid >= 0) {
         recycle(bid);
       }
       if ((flags & IORING_CQE_F_MORE) !== 0) break;
-      if (res === -105) { // ENOBUFS: every buffer is out being sent; armed again when one is back
+      conn.receiving = false;
+      if (res === -ENOBUFS) { // every buffer is out being sent: armed again when one is back
         starved.push(fd);
+        break;
+      }
+      if (res === -ECANCELED && conn.paused) { // paused: armed again once it has sent half
+        receive(fd, conn);
         break;
       }
       conn.receiveDone = true; // the peer closed, or an error
@@ -200,6 +249,9 @@ function onCompletion(cqe: Cqe): void {
       }
       conn.pieces.shift();
       recycle(piece.bid);
+      // A receive paused, or ended for want of buffers, is armed again once the connection holds
+      // less than half of its share (see receive).
+      if (!conn.receiving) receive(fd, conn);
       if (conn.pieces.length > 0) sendFirst(fd, conn);
       else closeWhenDone(fd, conn);
       break;
@@ -207,10 +259,12 @@ function onCompletion(cqe: Cqe): void {
     case CLOSE:
       open--;
       closed++;
+      if (acceptPaused) accept(); // a descriptor is free again
       break;
   }
 }
 
+accept();
 while (closed < maxConnections) {
   ring.submitAndWait(1);
   ring.forEachCqe(onCompletion);

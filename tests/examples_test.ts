@@ -251,6 +251,69 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "examples/echo_server.ts: a client that sends without reading does not stall the others",
+  ignore: skipKernel(),
+  fn: async () => {
+    // It took every provided buffer (its echoes could not be sent), and every other client's
+    // receive ended for want of one, for as long as it did not read.
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const server = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...FLAGS, `${ROOT}examples/echo_server.ts`, "--port", String(port), "--max", "2"],
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const output = server.output();
+    const connect = async () => {
+      for (const deadline = Date.now() + 10_000;;) {
+        try {
+          return await Deno.connect({ hostname: "127.0.0.1", port });
+        } catch (e) {
+          if (Date.now() > deadline) throw e;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    };
+    const hog = await connect();
+    let hogSent = 0;
+    const hogWriting = (async () => {
+      const chunk = new Uint8Array(65536);
+      try {
+        for (let i = 0; i < 256; i++) hogSent += await hog.write(chunk); // 16 MiB, never read meanwhile
+      } catch { /* closed below */ }
+    })();
+    while (hogSent < 4 << 20) await new Promise((r) => setTimeout(r, 20)); // its echoes have backed up
+    const other = await connect();
+    await other.write(new TextEncoder().encode("hello"));
+    const buf = new Uint8Array(16);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const echoed = await Promise.race([
+      other.read(buf).then((n) => new TextDecoder().decode(buf.subarray(0, n ?? 0))),
+      new Promise<string>((resolve) => timer = setTimeout(() => resolve("no echo within 10 s"), 10_000)),
+    ]);
+    clearTimeout(timer);
+    assert.equal(echoed, "hello");
+    other.close();
+    // The hog reads its echoes at last, then goes.
+    const sink = (async () => {
+      const drain = new Uint8Array(65536);
+      try {
+        while ((await hog.read(drain)) !== null) { /* discard */ }
+      } catch { /* closed */ }
+    })();
+    await hogWriting;
+    await hog.closeWrite();
+    await sink;
+    hog.close();
+    const { code, stderr } = await output;
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+  },
+});
+
 Deno.test("examples/echo_server.ts: bad arguments are usage errors", async () => {
   using tmp = tempDir();
   for (
