@@ -1357,8 +1357,9 @@ export class Uring implements AsyncDisposable {
           ? slot.fd
           : -1;
         if (direct >= 0 && !this.#reservedFiles.has(direct)) {
+          const what = `chain: ${OP_NAMES[slot.kind]}`;
           throw new RangeError(
-            `chain: ${OP_NAMES[slot.kind]}: direct descriptor ${direct} was not reserved with reserveFileIndex()`,
+            `${what}: direct descriptor ${direct} was not reserved with reserveFileIndex()`,
           );
         }
         if ((slot.sqeFlags & IOSQE_FIXED_FILE) === 0) {
