@@ -2540,6 +2540,12 @@ export class Uring implements AsyncDisposable {
       fd = undefined;
       detail = detail === undefined ? `direct descriptor ${index}` : `${detail} (direct descriptor ${index})`;
     }
+    if (
+      errnum === EINVAL && detail === undefined && (slot.flags & O_DIRECT) !== 0 &&
+      (slot.kind === K_OPEN || slot.kind === K_OPENFD || slot.kind === K_OPEN_DIRECT)
+    ) {
+      detail = "opened with O_DIRECT (direct: true), which this file or its file system refuses";
+    }
     return operationError(OP_NAMES[slot.kind], errnum, slot.path, slot.path2, fd, detail);
   }
 

@@ -537,3 +537,15 @@ Deno.test({
     assert.equal(Deno.readTextFileSync(`${dir.path}/b`), "b");
   },
 });
+
+Deno.test({
+  name: "Uring.open with direct where O_DIRECT is refused: the EINVAL says O_DIRECT is why",
+  ignore: skipKernel(),
+  fn: async () => {
+    await using uring = new Uring({ sqpoll: false });
+    await assert.rejects(
+      uring.open("/dev/null", { direct: true }),
+      /^TypeError: open '\/dev\/null': Invalid argument \(EINVAL\): opened with O_DIRECT \(direct: true\), which this file or its file system refuses$/,
+    );
+  },
+});
