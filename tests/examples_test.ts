@@ -195,32 +195,45 @@ function existsSocket(path: string): boolean {
   }
 }
 
+/**
+ * Starts `examples/echo_server.ts` on a free TCP port of 127.0.0.1, to stop after `max`
+ * connections; its output (once it ends) and a connect that waits for it to listen.
+ */
+function tcpEchoServer(max: number): {
+  output: Promise<Deno.CommandOutput>;
+  connect: () => Promise<Deno.TcpConn>;
+} {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  const server = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...FLAGS, `${ROOT}examples/echo_server.ts`, "--port", String(port), "--max", String(max)],
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const connect = async () => {
+    for (const deadline = Date.now() + 10_000;;) {
+      try {
+        return await Deno.connect({ hostname: "127.0.0.1", port });
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  };
+  return { output: server.output(), connect };
+}
+
 Deno.test({
   name: "examples/echo_server.ts over TCP: 8 MiB to a client that reads late come back whole and in order",
   ignore: skipKernel(),
   fn: async () => {
     // The server's sends back up while the client does not read: with several sends in flight on
     // one socket they completed out of order, and short sends lost their rest.
-    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (probe.addr as Deno.NetAddr).port;
-    probe.close();
-    const server = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...FLAGS, `${ROOT}examples/echo_server.ts`, "--port", String(port), "--max", "1"],
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const output = server.output();
-    let conn: Deno.TcpConn | undefined;
-    for (const deadline = Date.now() + 10_000; conn === undefined;) {
-      try {
-        conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      } catch (e) {
-        if (Date.now() > deadline) throw e;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    const { output, connect } = tcpEchoServer(1);
+    const conn = await connect();
     const size = 8 << 20;
     const payload = new Uint8Array(size);
     const words = new DataView(payload.buffer);
@@ -257,27 +270,7 @@ Deno.test({
   fn: async () => {
     // It took every provided buffer (its echoes could not be sent), and every other client's
     // receive ended for want of one, for as long as it did not read.
-    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (probe.addr as Deno.NetAddr).port;
-    probe.close();
-    const server = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...FLAGS, `${ROOT}examples/echo_server.ts`, "--port", String(port), "--max", "2"],
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const output = server.output();
-    const connect = async () => {
-      for (const deadline = Date.now() + 10_000;;) {
-        try {
-          return await Deno.connect({ hostname: "127.0.0.1", port });
-        } catch (e) {
-          if (Date.now() > deadline) throw e;
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      }
-    };
+    const { output, connect } = tcpEchoServer(2);
     const hog = await connect();
     let hogSent = 0;
     const hogWriting = (async () => {
