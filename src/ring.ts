@@ -262,10 +262,11 @@ function isSqpollRefusal(e: unknown): boolean {
 const LAYOUT_FLAGS = (1 << 14) | (1 << 15) | (1 << 18) | (1 << 19) | (1 << 20);
 
 /**
- * Why raw setup `flags` contradict an option, or undefined: `SQPOLL` with `sqpoll: false` (a
- * thread idling for the kernel's default second), `SQ_AFF` and `ATTACH_WQ` (their CPU and ring
- * come from `sqpoll.cpu` and `attachTo`; in `flags` alone the kernel would read 0 for them),
- * `IOPOLL` with `iopoll: false`, `NO_SQARRAY` with `sqArray: true`.
+ * Why raw setup `flags` contradict an option, or undefined: `CQSIZE` without `cqEntries` (the
+ * kernel would read a CQ size of 0), `SQPOLL` with `sqpoll: false` (a thread idling for the
+ * kernel's default second), `SQ_AFF` and `ATTACH_WQ` (their CPU and ring come from `sqpoll.cpu`
+ * and `attachTo`; in `flags` alone the kernel would read 0 for them), `IOPOLL` with
+ * `iopoll: false`, `NO_SQARRAY` with `sqArray: true`.
  */
 function contradictedOption(
   flags: number,
