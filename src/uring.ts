@@ -1356,16 +1356,14 @@ export class Uring implements AsyncDisposable {
           : (slot.sqeFlags & IOSQE_FIXED_FILE) !== 0
           ? slot.fd
           : -1;
+        const what = `chain: ${OP_NAMES[slot.kind]}`;
         if (direct >= 0 && !this.#reservedFiles.has(direct)) {
-          const what = `chain: ${OP_NAMES[slot.kind]}`;
           throw new RangeError(
             `${what}: direct descriptor ${direct} was not reserved with reserveFileIndex()`,
           );
         }
         if ((slot.sqeFlags & IOSQE_FIXED_FILE) === 0) {
-          const what = `chain: ${OP_NAMES[slot.kind]}`;
-          const closing = this.#closingFileError(slot.fd, what) ??
-            (slot.kind === K_SPLICE ? this.#closingFileError(slot.fd2, what) : null); // (its output)
+          const closing = this.#closingFileFor(slot, what);
           if (closing !== null) throw closing;
         }
       }
@@ -1573,8 +1571,7 @@ export class Uring implements AsyncDisposable {
     }
     // (A close here is the file's own, or one #fileOwning let through: not on a closing file.)
     if (this.#closingFiles.size !== 0 && (slot.sqeFlags & IOSQE_FIXED_FILE) === 0 && slot.kind !== K_CLOSE) {
-      const closing = this.#closingFileError(slot.fd, op) ??
-        (slot.kind === K_SPLICE ? this.#closingFileError(slot.fd2, op) : null); // (its output)
+      const closing = this.#closingFileFor(slot, op);
       if (closing !== null) {
         this.#slots.release(slot);
         return Promise.reject(closing);
@@ -1595,6 +1592,12 @@ export class Uring implements AsyncDisposable {
     return new Deno.errors.BadResource(
       `${op}(${fd}): the fd belongs to a UringFile ('${file.path}') that is being closed`,
     );
+  }
+
+  /** {@link Uring.#closingFileError} for the fds `slot` names: its fd, and a splice's output. */
+  #closingFileFor(slot: Slot, op: string): Error | null {
+    return this.#closingFileError(slot.fd, op) ??
+      (slot.kind === K_SPLICE ? this.#closingFileError(slot.fd2, op) : null);
   }
 
   /** An operation on one or two paths, after Deno's permission checks. */
