@@ -110,6 +110,7 @@ const libc = Deno.dlopen("libc.so.6", {
   sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   creat: { parameters: ["buffer", "u32"], result: "i32" },
+  open: { parameters: ["buffer", "i32"], result: "i32" },
 }).symbols;
 
 /** `EFD_NONBLOCK` (= O_NONBLOCK). */
@@ -137,6 +138,11 @@ export function mkfifo(path: string): void {
 /** Plain `read(2)` through libc; returns the count or -1. */
 export function sysRead(fd: number, buf: Uint8Array<ArrayBuffer>): number {
   return Number(libc.read(fd, buf, BigInt(buf.byteLength)));
+}
+
+/** Plain `open(2)` of a NUL-terminated `path` with `flags` through libc; returns the fd or -1. */
+export function sysOpen(path: Uint8Array<ArrayBuffer>, flags: number): number {
+  return libc.open(path, flags);
 }
 
 /** Plain `write(2)` through libc; returns the count or -1. */

@@ -22,7 +22,7 @@ import {
   type UringFile,
 } from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
-import { mkfifo, pipe, sysClose } from "./_io.ts";
+import { mkfifo, pipe, sysClose, sysOpen, sysWrite } from "./_io.ts";
 import { busyCpus, fdCount, sleep, uringOptions } from "./uring_support.ts";
 
 const enc = new TextEncoder();
@@ -619,12 +619,6 @@ ringTest(
 );
 
 /** `open(2)` and `write(2)` straight from libc, for a FIFO's other end outside the ring. */
-const fifoEnds = Deno.dlopen("libc.so.6", {
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  close: { parameters: ["i32"], result: "i32" },
-}).symbols;
-
 ringTest(
   "a close (alone, in a chain, or by the Uring's close) settles once the kernel let go of the file, CPUs busy",
   async (config) => {
@@ -649,11 +643,11 @@ ringTest(
         opened.catch(() => {}); // (awaited below; a failed assertion must not leave it unhandled)
         let writer = -1; // O_WRONLY | O_NONBLOCK: opens once the open's reader is there
         for (const end = performance.now() + 5000; writer < 0 && performance.now() < end; await sleep(1)) {
-          writer = fifoEnds.open(cpath, 0o1 | 0o4000);
+          writer = sysOpen(cpath, 0o1 | 0o4000);
         }
         assert.ok(writer >= 0, `round ${round}: a writer could not open`);
-        assert.equal(Number(fifoEnds.write(writer, new Uint8Array([1, 2]), 2n)), 2);
-        fifoEnds.close(writer);
+        assert.equal(sysWrite(writer, new Uint8Array([1, 2])), 2);
+        sysClose(writer);
         const buf = new Uint8Array(8);
         if (how === 0) {
           const fd = await opened as number;
@@ -672,10 +666,10 @@ ringTest(
           await uring.close(); // closes the file too
           uring = new Uring(uringOptions(config));
         }
-        const late = fifoEnds.open(cpath, 0o1 | 0o4000); // ENXIO unless a reader is still open
+        const late = sysOpen(cpath, 0o1 | 0o4000); // ENXIO unless a reader is still open
         if (late >= 0) {
           left++;
-          fifoEnds.close(late);
+          sysClose(late);
         }
       }
     } finally {
