@@ -9,23 +9,9 @@
 import * as abi from "./abi.ts";
 import { bufferOf, byteLengthOf, byteOffsetOf, checkBuffer, checkFd, checkU32, shown } from "./memory.ts";
 import { checkSqe, writeRw } from "./prep_base.ts";
-import { type Sqe, W, writeU64 } from "./sqe.ts";
+import { checkU64, type Sqe, W, writeU64 } from "./sqe.ts";
 
 const OP_FLAGS = W.opFlags, BUF_INDEX = W.bufIndex;
-
-/** Throws a `RangeError` unless `v` is a u64: a non-negative safe integer, or a bigint below 2^64. */
-function checkU64(v: unknown, what: string): asserts v is number | bigint {
-  if (
-    typeof v === "number"
-      ? Number.isSafeInteger(v) && v >= 0
-      : typeof v === "bigint" && v >= 0n && v < 1n << 64n
-  ) {
-    return;
-  }
-  throw new RangeError(
-    `${what} must be an integer from 0 to 2^64-1 (a bigint above 2^53-1), got ${shown(v)}`,
-  );
-}
 
 /**
  * A driver command (`IORING_OP_URING_CMD`, liburing's `io_uring_prep_uring_cmd`): the file's

@@ -42,6 +42,14 @@ const INV_TWO_32 = 1 / TWO_32;
 
 /** Throws a `RangeError` unless `v` can be a 64-bit user_data (a safe integer or a bigint). */
 export function checkUserData(v: unknown): asserts v is number | bigint {
+  checkU64(v, "user_data");
+}
+
+/**
+ * Throws a `RangeError` naming `what` unless `v` is a u64: a non-negative safe integer, or a
+ * bigint below 2^64 (internal: user_data, and other 64-bit SQE fields).
+ */
+export function checkU64(v: unknown, what: string): asserts v is number | bigint {
   if (typeof v === "number") {
     if (v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v)) return;
   } else if (typeof v === "bigint") {
@@ -49,10 +57,10 @@ export function checkUserData(v: unknown): asserts v is number | bigint {
   }
   if (typeof v === "number" && Number.isInteger(v) && v > Number.MAX_SAFE_INTEGER && v < 2 ** 64) {
     throw new RangeError(
-      `user_data as a number must be at most 2^53-1 (Number.MAX_SAFE_INTEGER), got ${v}: pass a bigint`,
+      `${what} as a number must be at most 2^53-1 (Number.MAX_SAFE_INTEGER), got ${v}: pass a bigint`,
     );
   }
-  throw new RangeError(`user_data must be an integer from 0 to 2^64-1, got ${shown(v)}`);
+  throw new RangeError(`${what} must be an integer from 0 to 2^64-1, got ${shown(v)}`);
 }
 
 /**

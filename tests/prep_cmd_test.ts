@@ -167,8 +167,25 @@ Deno.test("prepNopCqe32: nop_flags CQE32, extra1 in off and extra2 in addr", () 
   });
   prepNopCqe32(sqe, 0, 0xffff_ffff_ffff_ffffn);
   assertSqe(sqe, { opcode: OP_NOP, fd: -1, addr: 0xffff_ffff_ffff_ffffn, opFlags: 1 << 5 });
-  for (const bad of [-1, 2 ** 53, 1.5, -1n, 2n ** 64n, "1"]) {
-    assert.throws(() => prepNopCqe32(sqe, bad as number, 0), /extra1 must be/, String(bad));
-    assert.throws(() => prepNopCqe32(sqe, 0, bad as number), /extra2 must be/, String(bad));
+  for (const bad of [-1, 1.5, -1n, 2n ** 64n, "1"]) {
+    assert.throws(
+      () => prepNopCqe32(sqe, bad as number, 0),
+      /^RangeError: extra1 must be an integer from 0 to 2\^64-1, got /,
+      String(bad),
+    );
+    assert.throws(
+      () => prepNopCqe32(sqe, 0, bad as number),
+      /^RangeError: extra2 must be an integer from 0 to 2\^64-1, got /,
+      String(bad),
+    );
   }
+  // A number past 2^53 is not exact: the message says to pass a bigint.
+  assert.throws(
+    () => prepNopCqe32(sqe, 2 ** 53, 0),
+    /^RangeError: extra1 as a number must be at most 2\^53-1 .*: pass a bigint$/,
+  );
+  assert.throws(
+    () => prepNopCqe32(sqe, 0, 2 ** 53),
+    /^RangeError: extra2 as a number must be at most 2\^53-1 .*: pass a bigint$/,
+  );
 });
