@@ -14,11 +14,21 @@ import { checkU32 } from "./memory.ts";
 let ownsSqeMemory: (ring: BufferRing, words: Uint32Array) => boolean;
 
 /**
- * Whether `sqeWords` (an `Sqe`'s `u32`) is the SQE memory of the ring `bufferRing` is registered
- * with: its group id means another buffer ring (or none) on any other (internal).
+ * The group id of `bufferRing` for a use on the ring whose SQE memory is `sqeWords` (an `Sqe`'s
+ * `u32`; `undefined` skips that look, for a caller that refuses a bad SQE itself) (internal: the
+ * preps and `IoUring.bufferRingHead`). Throws `ClosedError` once it is closed (its group id may
+ * be another ring of buffers' now), and a `TypeError` when it is registered with another ring,
+ * where its group id names another ring of buffers, or none.
  */
-export function bufferRingOf(bufferRing: BufferRing, sqeWords: Uint32Array): boolean {
-  return ownsSqeMemory(bufferRing, sqeWords);
+export function groupOn(bufferRing: BufferRing, sqeWords: Uint32Array | undefined): number {
+  if (bufferRing.closed) throw new ClosedError(`BufferRing (group ${bufferRing.group})`);
+  if (sqeWords !== undefined && !ownsSqeMemory(bufferRing, sqeWords)) {
+    throw new TypeError(
+      `this BufferRing (group ${bufferRing.group}) is registered with another ring: on this one its group ` +
+        "id names another ring of buffers, or none",
+    );
+  }
+  return bufferRing.group;
 }
 
 /** Options of `IoUring.setupBufferRing`. */

@@ -10,8 +10,7 @@
  */
 
 import * as abi from "./abi.ts";
-import { BufferRing, bufferRingOf } from "./buf_ring.ts";
-import { ClosedError } from "./errors.ts";
+import { BufferRing, groupOn } from "./buf_ring.ts";
 import {
   addressOf,
   byteLengthOf,
@@ -34,16 +33,7 @@ export type BufferGroup = number | BufferRing;
 
 /** The group id `group` names; a {@link BufferRing} only for an SQE of its own ring. */
 function groupOf(sqe: Sqe, group: BufferGroup): number {
-  if (group instanceof BufferRing) {
-    if (group.closed) throw new ClosedError(`BufferRing (group ${group.group})`); // its group may be another's now
-    if (sqe?.u32 !== undefined && !bufferRingOf(group, sqe.u32)) {
-      throw new TypeError(
-        `this BufferRing (group ${group.group}) is registered with another ring: on this SQE's ring ` +
-          "its group id names another ring of buffers, or none",
-      );
-    }
-    return group.group;
-  }
+  if (group instanceof BufferRing) return groupOn(group, sqe?.u32);
   checkU32(group, "group", 0xffff);
   return group;
 }

@@ -56,7 +56,7 @@ import {
   type SyncCancelTarget,
 } from "./register_args.ts";
 import { type AlignedBuffer, alignedBuffer, type AlignedMapping, pinAlignedMemory } from "./aligned.ts";
-import { BufferRing, bufferRingOf, type BufferRingOptions } from "./buf_ring.ts";
+import { BufferRing, type BufferRingOptions, groupOn } from "./buf_ring.ts";
 import { type Backend, getSys, type Sys } from "./sys.ts";
 
 /**
@@ -1712,15 +1712,7 @@ export class IoUring implements Disposable {
    * A `BufferRing` must be open and this ring's. Since 6.8.
    */
   bufferRingHead(group: number | BufferRing): number {
-    if (group instanceof BufferRing) {
-      if (group.closed) throw new ClosedError(`BufferRing (group ${group.group})`);
-      if (!bufferRingOf(group, this.#sqeU32)) {
-        throw new TypeError(
-          `this BufferRing (group ${group.group}) is registered with another ring: pass its own ring, or the group id`,
-        );
-      }
-    }
-    const id = group instanceof BufferRing ? group.group : group;
+    const id = group instanceof BufferRing ? groupOn(group, this.#sqeU32) : group;
     checkU32(id, "group", 0xffff);
     const status = bufStatus(id);
     this.#register(abi.IORING_REGISTER_PBUF_STATUS, status, 1, `IORING_REGISTER_PBUF_STATUS (group ${id})`);
