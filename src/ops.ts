@@ -11,6 +11,7 @@ import {
   AT_EMPTY_PATH,
   AT_FDCWD,
   IORING_FSYNC_DATASYNC,
+  IOSQE_FIXED_FILE,
   MAX_FILE_INDEX,
   O_CLOEXEC,
   STATX_BASIC_STATS,
@@ -295,6 +296,15 @@ export function fillOpenDirect(slot: Slot, path: string, index: number, flags: n
   checkU32(index, "index", MAX_FILE_INDEX);
   fillPath(slot, K_OPEN_DIRECT, path, flags & ~O_CLOEXEC, mode);
   slot.fd2 = index;
+}
+
+/**
+ * The direct descriptor (an index of the ring's registered file table) `slot` names, or -1: the
+ * target of an `openDirect` or `closeDirect`, or the file of an operation with `IOSQE_FIXED_FILE`.
+ */
+export function directIndexOf(slot: Slot): number {
+  if (slot.kind === K_OPEN_DIRECT || slot.kind === K_CLOSE_DIRECT) return slot.fd2;
+  return (slot.sqeFlags & IOSQE_FIXED_FILE) !== 0 ? slot.fd : -1;
 }
 
 /** Stores a `close` of direct descriptor `index`. */

@@ -90,6 +90,7 @@ import { type ChainOptions, configureFile, type FileOps, type OpOptions, UringFi
 import { FixedBufferPool } from "./fixed_pool.ts";
 import { bufferOf, byteLengthOf, byteOffsetOf, checkU32, notAnOptionsObject, shown } from "./memory.ts";
 import {
+  directIndexOf,
   EMPTY_PATH,
   fillClose,
   fillFallocate,
@@ -1351,11 +1352,7 @@ export class Uring implements AsyncDisposable {
         // A direct descriptor must be one reserved for the caller: any other index may be a
         // `fixed` UringFile's (an openDirect there replaced it, and the file's writes went to the
         // new file) or free (taken by the next open).
-        const direct = slot.kind === K_OPEN_DIRECT || slot.kind === K_CLOSE_DIRECT
-          ? slot.fd2
-          : (slot.sqeFlags & IOSQE_FIXED_FILE) !== 0
-          ? slot.fd
-          : -1;
+        const direct = directIndexOf(slot);
         const what = `chain: ${OP_NAMES[slot.kind]}`;
         if (direct >= 0 && !this.#reservedFiles.has(direct)) {
           throw new RangeError(
@@ -2533,12 +2530,9 @@ export class Uring implements AsyncDisposable {
       ? `the kernel dropped it before it ran (a chain's member is not issued again): ${DROPPED_WHY}`
       : undefined;
     let fd: number | undefined = slot.fd;
-    // A chain's direct-descriptor member: name the table index, not an fd.
-    const index = slot.kind === K_CLOSE_DIRECT
-      ? slot.fd2
-      : (slot.sqeFlags & IOSQE_FIXED_FILE) !== 0 && slot.path === null
-      ? slot.fd
-      : -1;
+    // A chain's direct-descriptor member: name the table index, not an fd (an operation with a
+    // path, an openDirect's or a fixed UringFile's, names that).
+    const index = slot.path === null ? directIndexOf(slot) : -1;
     if (index >= 0) {
       fd = undefined;
       detail = detail === undefined ? `direct descriptor ${index}` : `${detail} (direct descriptor ${index})`;
