@@ -1950,11 +1950,12 @@ export class Uring implements AsyncDisposable {
         n = this.#spin();
       }
       if (n === 0) {
-        if (this.#chainHeldBack()) {
+        const held = this.#chainHeldBack();
+        if (held > 0) {
           // A chain waits for the shared SQ thread to take what is before it (see #chainFits),
           // which it does in moments; the operations in flight may complete much later (a read
           // of an empty pipe): watch the SQ briefly, else retry on a timer, not after a parked wait.
-          if (this.#awaitChainFits()) continue;
+          if (this.#watchSq(() => this.#chainFits(held))) continue;
           this.#yield();
           return;
         }
@@ -1964,7 +1965,7 @@ export class Uring implements AsyncDisposable {
             // Every CQE is in, yet queued work found no SQ room: the kernel posts a batch's
             // completions before it advances the SQ head past the batch, so the room is a moment
             // away. Watch for it briefly, else retry on a timer (nothing else would wake us).
-            if (this.#awaitSqRoom(need)) continue;
+            if (this.#watchSq(() => this.#ring.sqSpaceLeft() >= need)) continue;
             this.#yield();
             return;
           }
@@ -1988,25 +1989,15 @@ export class Uring implements AsyncDisposable {
   }
 
   /**
-   * Whether the backlog's first unit is a chain that only #chainFits holds back (a ring whose SQ
-   * thread serves other rings too, with SQEs of this ring not yet taken).
+   * The length of the backlog's first unit when it is a chain that only #chainFits holds back (a
+   * ring whose SQ thread serves other rings too, with SQEs of this ring not yet taken), else 0.
    */
-  #chainHeldBack(): boolean {
-    if (!this.#ring.sharesSqThread || this.#internalHead < this.#internal.length) return false;
+  #chainHeldBack(): number {
+    if (!this.#ring.sharesSqThread || this.#internalHead < this.#internal.length) return 0;
     const chain = this.#backlog.peek()?.chain;
-    if (chain == null) return false;
+    if (chain == null) return 0;
     const n = chain.slots.length;
-    return this.#inRing + n <= this.#limit && this.#ring.sqSpaceLeft() >= n && !this.#chainFits(n);
-  }
-
-  /** Watches the SQ head for up to `SQ_ROOM_WAIT_MS` until the held-back chain fits. */
-  #awaitChainFits(): boolean {
-    const n = this.#backlog.peek()!.chain!.slots.length;
-    const deadline = performance.now() + SQ_ROOM_WAIT_MS;
-    for (;;) {
-      for (let i = 0; i < 64; i++) if (this.#chainFits(n)) return true;
-      if (performance.now() >= deadline) return false;
-    }
+    return this.#inRing + n <= this.#limit && this.#ring.sqSpaceLeft() >= n && !this.#chainFits(n) ? n : 0;
   }
 
   /** SQ entries the first queued unit (internal SQE, operation or chain) needs; 0 if none. */
@@ -2017,11 +2008,15 @@ export class Uring implements AsyncDisposable {
     return head.chain === null ? 1 : head.chain.slots.length;
   }
 
-  /** Watches the SQ head for up to `SQ_ROOM_WAIT_MS` until `need` entries are free. */
-  #awaitSqRoom(need: number): boolean {
+  /**
+   * Watches the SQ head for up to `SQ_ROOM_WAIT_MS` until `ready()` (room for the next unit, or a
+   * held-back chain that fits): the kernel's side moves it in moments. Off the hot path (a pump
+   * that found nothing to reap and work held back).
+   */
+  #watchSq(ready: () => boolean): boolean {
     const deadline = performance.now() + SQ_ROOM_WAIT_MS;
     for (;;) {
-      for (let i = 0; i < 64; i++) if (this.#ring.sqSpaceLeft() >= need) return true;
+      for (let i = 0; i < 64; i++) if (ready()) return true;
       if (performance.now() >= deadline) return false;
     }
   }
@@ -2231,7 +2226,7 @@ export class Uring implements AsyncDisposable {
   #postWake(): void {
     let sqe = this.#ring.getSqe();
     // Under SQPOLL the SQ head can lag the CQEs for a moment (see #pump): wait for the room.
-    if (sqe === null && this.#awaitSqRoom(1)) sqe = this.#ring.getSqe();
+    if (sqe === null && this.#watchSq(() => this.#ring.sqSpaceLeft() >= 1)) sqe = this.#ring.getSqe();
     if (sqe === null) {
       this.#yield(); // try again shortly
       return;
