@@ -8,6 +8,7 @@ import { CopyContext } from "./copy_context.ts";
 import {
   abortFailure,
   alreadyExistsText,
+  dirnameOf,
   isDescribed,
   makeFailure,
   specialDestFailure,
@@ -129,8 +130,7 @@ export async function copyFile(
     // grant). An existing destination is replaced only by renaming the copy over it.
     const tempDenied = checkAccess("open", "write", tempPathFor(dest)) !== null;
     if (tempDenied && existing !== undefined) {
-      const slash = dest.lastIndexOf("/");
-      const dir = slash < 0 ? "." : slash === 0 ? "/" : dest.slice(0, slash);
+      const dir = dirnameOf(dest);
       throw notCapable(
         `replacing '${dest}' needs write access to its directory '${dir}' (the copy is written there under ` +
           `a temporary name, then renamed over it), run again with the --allow-write flag for '${dir}'`,

@@ -92,8 +92,7 @@ function checkIovecs(iovecs: unknown, what: string): void {
  *
  * On an SQE that holds no opcode yet (as `getSqe()` hands them out) or already a plain NOP (no
  * `nop_flags`), every field but `fd` is already what a NOP needs (see {@link prepRw}), so only
- * `fd` is written (-1): one
- * store instead of seven, ~1.5 ns of a ~80 ns batched NOP round trip.
+ * `fd` is written (-1): one store instead of seven, ~1.5 ns of a ~80 ns batched NOP round trip.
  */
 export function prepNop(sqe: Sqe): Sqe {
   // (No brand check on this path, the NOP bench's: a NOP takes no address, so a look-alike's
