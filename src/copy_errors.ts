@@ -208,7 +208,9 @@ export type ErrorFields = Error & {
 export function copyFailure(cause: unknown, src: string, dst: string): Error {
   const stage = stageOf(cause);
   const code = codeOf(cause);
-  const original = cause instanceof Error ? cause.message : String(cause);
+  // (Deno's own file APIs say "(os error 24)": name the errno as the ring's errors do.)
+  const message = cause instanceof Error ? cause.message : String(cause);
+  const original = code === undefined ? message : message.replace(/\(os error \d+\)/, `(${code})`);
   // The ring's own system call failed (io_uring_enter refused by seccomp, say), not the file
   // operation: its errno says nothing about the files, so no plain words about them, and the
   // error keeps its class (an EPERM read as "not readable" sent users to the wrong place).
