@@ -53,6 +53,12 @@ class TreeCopy {
   readonly #roomWaiters: (() => void)[] = [];
   /** File slots taken for good after running out of descriptors (see waitForDescriptors). */
   #withheld = 0;
+  /**
+   * How many file attempts and directory listings have ended (each gave back the descriptors it
+   * held): a file that ran out of descriptors with no other file running tries again at once if
+   * this moved while it ran (see waitForDescriptors).
+   */
+  #endings = 0;
   readonly files: Semaphore;
   readonly pending = new Semaphore(MAX_PENDING_FILES);
   readonly listings = new Semaphore(READDIR_CONCURRENCY);
@@ -201,6 +207,7 @@ class TreeCopy {
       failure = e;
     } finally {
       this.listings.release();
+      this.#endings++;
     }
     if (failure !== undefined) {
       if (await this.waitForDescriptors(failure, 0)) return this.walk(src, dst, merging);
@@ -224,7 +231,9 @@ class TreeCopy {
     const names: string[] = [];
     try {
       for (const entry of Deno.readDirSync(src)) names.push(entry.name);
+      this.#endings++;
     } catch (e) {
+      this.#endings++;
       if (await this.waitForDescriptors(e, 0)) return this.walkNow(src, dst, merging);
       this.fail(tagStage(e, "readdir"), src, dst);
       return;
@@ -368,6 +377,7 @@ class TreeCopy {
           if (!this.ctx.stopping) await job();
         } finally {
           this.files.release();
+          this.#endings++;
         }
       } catch (e) {
         this.fail(e, src, dst); // jobs report their own failures; this is a safety net
@@ -399,21 +409,22 @@ class TreeCopy {
 
   /** Copies a file started by {@link TreeCopy.startFileNow} (its slots held) and settles it. */
   #copyInPlace(src: string, dst: string, st: EntryStat): void {
+    const startedAt = this.#endings;
     let copying: Promise<number>;
     try {
       copying = copyRegular(this.ctx, src, dst, st, true);
     } catch (e) {
       copying = Promise.reject(e);
     }
-    copying.then(this.#fileFinished, (e) => this.#fileFailed(e, src, dst, st));
+    copying.then(this.#fileFinished, (e) => this.#fileFailed(e, src, dst, st, startedAt));
   }
 
   /**
    * A file started by {@link TreeCopy.startFileNow} failed with `error`: it is tried again (its
    * slots still held) when descriptors ran out and others will come back, else reported.
    */
-  #fileFailed(error: unknown, src: string, dst: string, st: EntryStat): void {
-    void this.waitForDescriptors(error, 1).then((again) => {
+  #fileFailed(error: unknown, src: string, dst: string, st: EntryStat, startedAt: number): void {
+    void this.waitForDescriptors(error, 1, startedAt).then((again) => {
       if (again) return this.#copyInPlace(src, dst, st);
       this.fail(error, src, dst);
       this.#fileFinished();
@@ -424,12 +435,17 @@ class TreeCopy {
    * When `error` says the process has no file descriptor left (`EMFILE`; `ENFILE`: the whole
    * system) while other files of this copy are in progress and will give theirs back: keeps one
    * file fewer in progress from now on, waits for a file slot (one of them finishing), and
-   * resolves true (try again). Else false at once. `self` is 1 when the caller holds a file slot
-   * (it is one of the files in progress; its slot goes to pay for the smaller number), 0 for the
+   * resolves true (try again). With no other file in progress, resolves true at once if
+   * descriptors were given back while the failed attempt ran, else false. `self` is 1 when the
+   * caller holds a file slot (it is one of the files in progress; its slot goes to pay for the
+   * smaller number), with `startedAt` the count of endings when its attempt began; 0 for the
    * walk. The limit (`RLIMIT_NOFILE`, often 1024, less in some containers) is shared with the
    * rest of the process, so the copy cannot size itself to it in advance.
    */
-  async waitForDescriptors(error: unknown, self: 0 | 1): Promise<boolean> {
+  async waitForDescriptors(error: unknown, self: 0 | 1, startedAt = this.#endings): Promise<boolean> {
+    // (A file's failed attempt has closed what it opened: that is an ending too.)
+    const freedMeanwhile = this.#endings > startedAt;
+    if (self === 1) this.#endings++;
     const code = codeOf(error);
     if ((code !== "EMFILE" && code !== "ENFILE") || this.ctx.stopping) return false;
     // The pipes the engine keeps between files go first (it makes no new ones): try again at once
@@ -437,7 +453,10 @@ class TreeCopy {
     const shed = this.ctx.engine.shedPipes?.() ?? 0;
     const files = this.files;
     const others = files.limit - files.free - this.#withheld - self; // slots held by running files
-    if (others <= 0) return shed > 0; // else nobody will give any descriptor back
+    // With no other file running, nobody will give any descriptor back, but another file (now
+    // waiting for a slot) or a listing may have given its back while this attempt ran: then the
+    // attempt's failure is stale. Each such try needs a new ending, so this cannot go round for ever.
+    if (others <= 0) return shed > 0 || freedMeanwhile;
     if (self === 1) {
       if (files.limit - this.#withheld > 1) this.#withheld++; // this slot is not given back
       else files.release();
@@ -453,6 +472,7 @@ class TreeCopy {
   /** Gives back the slots of a file started by {@link TreeCopy.startFileNow}. */
   readonly #fileFinished = (): void => {
     this.files.release();
+    this.#endings++;
     this.pending.release();
     this.#outstanding--;
     if (this.#outstanding === 0) this.#drained?.();
@@ -469,6 +489,7 @@ class TreeCopy {
 
   async copyFileEntry(src: string, dst: string, st: EntryStat, merging: boolean): Promise<void> {
     const ctx = this.ctx;
+    const startedAt = this.#endings;
     try {
       if (merging) {
         // The destination directory existed: say early if the file is in the way.
@@ -493,7 +514,7 @@ class TreeCopy {
       // In a directory this copy created, nothing can be in the way: write in place.
       await copyRegular(ctx, src, dst, st, !merging);
     } catch (e) {
-      if (await this.waitForDescriptors(e, 1)) return this.copyFileEntry(src, dst, st, merging);
+      if (await this.waitForDescriptors(e, 1, startedAt)) return this.copyFileEntry(src, dst, st, merging);
       this.fail(e, src, dst);
     }
   }
