@@ -113,6 +113,8 @@ export const PROBE_HEADER_SIZE = 16;
 export const PROBE_OP_SIZE = 8;
 /** Size of `struct io_uring_files_update` (5.5). */
 export const FILES_UPDATE_SIZE = 16;
+/** `sizeof(struct io_uring_rsrc_update2)`: offset, resv, data, tags, nr, resv2. */
+export const RSRC_UPDATE2_SIZE = 32;
 /** Size of `struct io_uring_buf_reg`, the argument of `IORING_REGISTER_PBUF_RING` (5.19). */
 export const BUF_REG_SIZE = 40;
 /** Byte offsets of the fields of `struct io_uring_buf_reg` (5.19). */
@@ -656,6 +658,12 @@ export const IORING_REGISTER_RESTRICTIONS = 11;
 export const IORING_REGISTER_ENABLE_RINGS = 12;
 /** Register a fixed file table with `struct io_uring_rsrc_register` (sparse, tags) (5.13). */
 export const IORING_REGISTER_FILES2 = 13;
+/** Update fixed-file slots with `struct io_uring_rsrc_update2` (tags) (5.13). */
+export const IORING_REGISTER_FILES_UPDATE2 = 14;
+/** Register fixed buffers with `struct io_uring_rsrc_register` (sparse, tags) (5.13). */
+export const IORING_REGISTER_BUFFERS2 = 15;
+/** Replace fixed-buffer slots with `struct io_uring_rsrc_update2` (5.13). */
+export const IORING_REGISTER_BUFFERS_UPDATE = 16;
 /** Set the CPUs the ring's io-wq workers may run on (a `cpu_set_t`) (5.14). */
 export const IORING_REGISTER_IOWQ_AFF = 17;
 /** Let the io-wq workers run on any CPU again (5.14). */

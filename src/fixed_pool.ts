@@ -44,14 +44,20 @@ export function checkFixedBuffer(ring: IoUring, view: ArrayBufferView, bufIndex:
   if (isDetached(bufferOf(target))) {
     throw new RangeError(
       `registered buffer ${bufIndex} was transferred away (its ArrayBuffer is detached): the kernel still ` +
-        "has its old pages; unregister the buffers and register them again",
+        "has its old pages; replace it (registerBuffersUpdate) or register the buffers again",
+    );
+  }
+  const targetLength = byteLengthOf(target);
+  if (targetLength === 0) {
+    throw new RangeError(
+      `registered buffer ${bufIndex} is an empty slot (fill it with registerBuffersUpdate): the kernel ` +
+        "would fail the request with EFAULT",
     );
   }
   const length = byteLengthOf(view);
   if (length === 0) return;
   const start = addressOf(target);
   const address = addressOf(view);
-  const targetLength = byteLengthOf(target);
   if (address < start || address + length > start + targetLength) {
     throw new RangeError(
       `the buffer (${length} bytes at 0x${address.toString(16)}) is not inside registered ` +

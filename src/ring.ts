@@ -37,7 +37,7 @@ import {
   unregisterBufferRing,
   unregisterRingIndex,
 } from "./ring_hold.ts";
-import { bufReg, Iovecs, rsrcUpdate } from "./structs.ts";
+import { bufReg, Iovecs, rsrcUpdate, rsrcUpdate2 } from "./structs.ts";
 import {
   allowsRegisterOp,
   bufStatus,
@@ -71,6 +71,36 @@ function releaseBufferRing(hold: RingHold, ring: BufferRing): void {
   if (r < 0) {
     throw new IoUringError("io_uring_register", -r, `IORING_UNREGISTER_PBUF_RING (group ${ring.group})`);
   }
+}
+
+/**
+ * An empty slot of the buffer table, as `registeredBuffers` shows it: a view of no memory, which
+ * is what the kernel registers for one (a buffer of 0 bytes registers as an empty slot too).
+ */
+const NO_BUFFER = Object.freeze(new Uint8Array(0));
+
+/**
+ * Throws a `RangeError` for a buffer the kernel must not pin: over 1 GiB (`EFAULT` from it), or a
+ * view of a resizable `ArrayBuffer` (a resize may give it other pages).
+ */
+function checkRegistrable(list: readonly ArrayBufferView[]): void {
+  for (let i = 0; i < list.length; i++) {
+    const length = byteLengthOf(list[i]);
+    if (length > abi.IORING_MAX_REG_BUFFER_SIZE) {
+      throw new RangeError(`buffers[${i}] holds ${length} bytes: at most 1 GiB each`);
+    }
+    if (isResizable(bufferOf(list[i]))) {
+      throw new RangeError(
+        `buffers[${i}] is a view of a resizable ArrayBuffer: the kernel pins the pages it has now, ` +
+          "and a resize may give it others; register fixed-length memory",
+      );
+    }
+  }
+}
+
+/** A hold on the memory of each buffer that is an `alignedBuffer`'s (else `null`), by index. */
+function pinAll(list: readonly ArrayBufferView[]): (AlignedMapping | null)[] {
+  return list.map((view) => pinAlignedMemory(bufferOf(view)));
 }
 
 /** Largest SQ size the kernel accepts (`IORING_MAX_ENTRIES`). */
@@ -389,7 +419,13 @@ export class IoUring implements Disposable {
   readonly #cqeShift: number;
   #cqHeadLocal = 0;
 
-  #registeredBuffers: Iovecs | undefined;
+  /** The registered buffer table by slot, or `undefined`: none. */
+  #bufferTable: readonly ArrayBufferView[] | undefined;
+  /**
+   * Buffers `registerBuffersUpdate` took out of the table: requests in flight may still use them
+   * (nothing tells the ring when they stop), so they stay referenced until the table goes.
+   */
+  #retiredBuffers: ArrayBufferView[] = [];
   #registeredFiles = 0;
 
   /**
@@ -1477,23 +1513,8 @@ export class IoUring implements Disposable {
   registerBuffers(buffers: readonly ArrayBufferView[]): void {
     const iovecs = new Iovecs(buffers, abi.IORING_MAX_REG_BUFFERS);
     const list = iovecs.buffers; // the Iovecs' own copy: what it registers
-    for (let i = 0; i < list.length; i++) {
-      const length = byteLengthOf(list[i]);
-      if (length > abi.IORING_MAX_REG_BUFFER_SIZE) { // the kernel's limit (EFAULT past it)
-        throw new RangeError(`buffers[${i}] holds ${length} bytes: at most 1 GiB each`);
-      }
-      if (isResizable(bufferOf(list[i]))) {
-        throw new RangeError(
-          `buffers[${i}] is a view of a resizable ArrayBuffer: the kernel pins the pages it has now, ` +
-            "and a resize may give it others; register fixed-length memory",
-        );
-      }
-    }
-    const pins: AlignedMapping[] = [];
-    for (const view of list) {
-      const pin = pinAlignedMemory(bufferOf(view));
-      if (pin !== null) pins.push(pin);
-    }
+    checkRegistrable(list);
+    const pins = pinAll(list);
     try {
       this.#register(
         abi.IORING_REGISTER_BUFFERS,
@@ -1502,22 +1523,114 @@ export class IoUring implements Disposable {
         `IORING_REGISTER_BUFFERS (${iovecs.length})`,
       );
     } catch (e) {
-      for (const pin of pins) pin.unpin();
+      for (const pin of pins) pin?.unpin();
       throw e;
     }
-    this.#registeredBuffers = iovecs;
-    this.#hold.pins = pins; // (released with the ring: see ring_hold.ts)
+    this.#bufferTable = list;
+    for (const pin of pins) if (pin !== null) this.#hold.pins.push(pin); // (released with the ring)
   }
 
-  /** The buffers registered by `registerBuffers`, or `undefined`. */
+  /**
+   * Registers a table of `count` empty fixed-buffer slots (1 to 16384), to fill with
+   * {@link IoUring.registerBuffersUpdate}; `registeredBuffers` shows each as a view of 0 bytes.
+   * A request naming an empty slot fails (`EFAULT`; `checkFixedBuffer` says so first). Since 5.19.
+   */
+  registerBuffersSparse(count: number): void {
+    checkU32(count, "count");
+    if (count === 0 || count > abi.IORING_MAX_REG_BUFFERS) {
+      throw new RangeError(`count must be 1 to ${abi.IORING_MAX_REG_BUFFERS}, got ${count}`);
+    }
+    this.#register(
+      abi.IORING_REGISTER_BUFFERS2,
+      sparseTable(count),
+      32,
+      `IORING_REGISTER_BUFFERS2 (${count} sparse)`,
+    );
+    this.#bufferTable = Object.freeze(new Array<ArrayBufferView>(count).fill(NO_BUFFER));
+  }
+
+  /**
+   * Replaces registered buffers from slot `offset` with `buffers` (`null`, or a view of 0 bytes,
+   * empties a slot), in a table made by `registerBuffers` or `registerBuffersSparse`, under the
+   * same rules as `registerBuffers`. Requests already in flight keep the buffers they named; the
+   * ring keeps the buffers it takes out referenced (an `alignedBuffer`'s memory mapped) until
+   * `unregisterBuffers()` or `close()`, since nothing tells it when those requests are done.
+   * Returns how many slots were replaced (all of them: if the kernel refuses one, the slots before
+   * it stay replaced and the error names the slot). `registeredBuffers` is a new array after it.
+   * Since 5.13.
+   */
+  registerBuffersUpdate(offset: number, buffers: readonly (ArrayBufferView | null)[]): number {
+    this.#assertOpen();
+    checkU32(offset, "offset");
+    if (!Array.isArray(buffers) || buffers.length === 0) {
+      throw new TypeError("registerBuffersUpdate needs a non-empty array of buffers (null empties a slot)");
+    }
+    const table = this.#bufferTable;
+    if (table === undefined) {
+      throw new RangeError(
+        "no buffers are registered with this ring: registerBuffers or registerBuffersSparse first",
+      );
+    }
+    const count = buffers.length;
+    if (offset + count > table.length) {
+      throw new RangeError(
+        `slots ${offset}..${offset + count - 1} are outside the table of ${table.length} buffers`,
+      );
+    }
+    const iovecs = new Iovecs(
+      Array.from({ length: count }, (_, i) => buffers[i] ?? NO_BUFFER),
+      abi.IORING_MAX_REG_BUFFERS,
+    );
+    const list = iovecs.buffers;
+    checkRegistrable(list);
+    const pins = pinAll(list);
+    let done = 0;
+    try {
+      // The kernel stops at a slot it refuses and returns how many it replaced before it; asked
+      // again from there, it says why.
+      while (done < count) {
+        const replaced = this.#register(
+          abi.IORING_REGISTER_BUFFERS_UPDATE,
+          rsrcUpdate2(offset + done, addressOf(iovecs.bytes) + done * abi.IOVEC_SIZE, count - done),
+          abi.RSRC_UPDATE2_SIZE,
+          `IORING_REGISTER_BUFFERS_UPDATE (slot ${offset + done}${
+            done > 0 ? `; ${done} replaced before it` : ""
+          })`,
+        );
+        if (replaced === 0) break; // (never seen: the kernel replaces one or says why not)
+        done += replaced;
+      }
+    } finally {
+      const next = table.slice();
+      for (let i = 0; i < count; i++) {
+        if (i >= done) {
+          pins[i]?.unpin();
+          continue;
+        }
+        const old = next[offset + i];
+        if (old !== NO_BUFFER && old !== list[i]) this.#retiredBuffers.push(old);
+        next[offset + i] = list[i];
+        if (pins[i] !== null) this.#hold.pins.push(pins[i]!);
+      }
+      if (done > 0) this.#bufferTable = Object.freeze(next);
+    }
+    return done;
+  }
+
+  /**
+   * The registered buffer table by slot, or `undefined` when none is registered. An empty slot
+   * (of a sparse table, emptied by an update, or registered as 0 bytes) is a view of 0 bytes. A
+   * new (frozen) array after every change.
+   */
   get registeredBuffers(): readonly ArrayBufferView[] | undefined {
-    return this.#registeredBuffers?.buffers;
+    return this.#bufferTable;
   }
 
   /** Unregisters the fixed buffers. Since 5.1. */
   unregisterBuffers(): void {
     this.#register(abi.IORING_UNREGISTER_BUFFERS, null, 0, "IORING_UNREGISTER_BUFFERS");
-    this.#registeredBuffers = undefined;
+    this.#bufferTable = undefined;
+    this.#retiredBuffers = [];
     unpinAll(this.#hold);
   }
 
@@ -1885,7 +1998,8 @@ export class IoUring implements Disposable {
     this.#sqeF64 = new Float64Array(0);
     this.#sqeU32 = new Uint32Array(0);
     this.#cqes = [];
-    this.#registeredBuffers = undefined;
+    this.#bufferTable = undefined;
+    this.#retiredBuffers = [];
     this.#registeredFiles = 0;
     this.#enterFd = this.fd;
     this.#enterFlag = 0;

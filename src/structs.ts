@@ -12,6 +12,7 @@ import {
   FILES_UPDATE_SIZE,
   IOVEC_SIZE,
   OPEN_HOW_SIZE,
+  RSRC_UPDATE2_SIZE,
   STATX,
   STATX_SIZE,
   TIMESPEC_SIZE,
@@ -215,6 +216,19 @@ export function rsrcUpdate(offset: number, data: bigint): Uint8Array<ArrayBuffer
   const view = new DataView(update.buffer);
   view.setUint32(0, offset, true);
   view.setBigUint64(8, data, true);
+  return update;
+}
+
+/**
+ * A `struct io_uring_rsrc_update2` (32 bytes, no tags): `nr` entries from slot `offset`, the
+ * array at address `data`.
+ */
+export function rsrcUpdate2(offset: number, data: number, nr: number): Uint8Array<ArrayBuffer> {
+  const update = new Uint8Array(RSRC_UPDATE2_SIZE);
+  const view = new DataView(update.buffer);
+  view.setUint32(0, offset, true);
+  view.setBigUint64(8, BigInt(data), true);
+  view.setUint32(24, nr, true);
   return update;
 }
 

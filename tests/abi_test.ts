@@ -239,6 +239,9 @@ Deno.test("register opcodes and per-opcode flags", () => {
   assert.equal(abi.IORING_REGISTER_RESTRICTIONS, 11);
   assert.equal(abi.IORING_REGISTER_ENABLE_RINGS, 12);
   assert.equal(abi.IORING_REGISTER_FILES2, 13);
+  assert.equal(abi.IORING_REGISTER_FILES_UPDATE2, 14);
+  assert.equal(abi.IORING_REGISTER_BUFFERS2, 15);
+  assert.equal(abi.IORING_REGISTER_BUFFERS_UPDATE, 16);
   assert.equal(abi.IORING_REGISTER_SYNC_CANCEL, 24);
   assert.equal(abi.IORING_REGISTER_FILE_ALLOC_RANGE, 25);
   assert.equal(abi.IORING_REGISTER_PBUF_STATUS, 26);
@@ -400,6 +403,9 @@ Deno.test({
     want("sizeof probe", "sizeof(struct io_uring_probe)", abi.PROBE_HEADER_SIZE);
     want("sizeof probe_op", "sizeof(struct io_uring_probe_op)", abi.PROBE_OP_SIZE);
     want("sizeof files_update", "sizeof(struct io_uring_files_update)", abi.FILES_UPDATE_SIZE);
+    want("sizeof rsrc_update2", "sizeof(struct io_uring_rsrc_update2)", abi.RSRC_UPDATE2_SIZE);
+    o("rsrc_update2.data", "io_uring_rsrc_update2", "data", 8);
+    o("rsrc_update2.nr", "io_uring_rsrc_update2", "nr", 24);
     want("sizeof sockaddr_storage", "sizeof(struct sockaddr_storage)", abi.SOCKADDR_STORAGE_SIZE);
     want("sizeof sockaddr_in", "sizeof(struct sockaddr_in)", abi.SOCKADDR_IN_SIZE);
     want("sizeof sockaddr_in6", "sizeof(struct sockaddr_in6)", abi.SOCKADDR_IN6_SIZE);

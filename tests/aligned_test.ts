@@ -318,3 +318,35 @@ Deno.test({
     ring.unregisterBuffers();
   },
 });
+
+Deno.test({
+  name:
+    "IoUring.registerBuffersUpdate holds the aligned memory it takes out of the table until the table goes",
+  ignore: skipKernel(),
+  fn() {
+    // A request in flight may still use the buffer an update replaced, and nothing says when it is
+    // done: free() of it must not unmap it before the table (or the ring) goes.
+    using ring = new IoUring(4, { sqpoll: false });
+    const first = alignedBuffer(4096), second = alignedBuffer(4096);
+    const firstAddress = first.address, secondAddress = second.address;
+    ring.registerBuffers([first.bytes]);
+    ring.registerBuffersUpdate(0, [second.bytes]);
+    first.free();
+    second.free();
+    assert.ok(isMapped(firstAddress), "taken out by the update: still mapped");
+    assert.ok(isMapped(secondAddress), "registered: still mapped");
+    ring.unregisterBuffers();
+    assert.ok(!isMapped(firstAddress) && !isMapped(secondAddress), "unregistered: unmapped, as free() asked");
+    // Emptied by an update, then the ring closed: close lets go too.
+    const third = alignedBuffer(4096);
+    const thirdAddress = third.address;
+    const ring2 = new IoUring(4, { sqpoll: false });
+    ring2.registerBuffersSparse(2);
+    ring2.registerBuffersUpdate(1, [third.bytes]);
+    ring2.registerBuffersUpdate(1, [null]);
+    third.free();
+    assert.ok(isMapped(thirdAddress));
+    ring2.close();
+    assert.ok(!isMapped(thirdAddress));
+  },
+});

@@ -1,0 +1,154 @@
+/**
+ * Fixed-buffer tables that change: `registerBuffersSparse` (a table of empty slots) and
+ * `registerBuffersUpdate` (replace or empty slots), with `checkFixedBuffer` and the kernel
+ * agreeing on what each slot holds, in every ring configuration.
+ */
+
+import assert from "node:assert/strict";
+import {
+  checkFixedBuffer,
+  IoUring,
+  IoUringError,
+  O_CREAT,
+  O_RDWR,
+  prepReadFixed,
+  prepWriteFixed,
+} from "../mod.ts";
+import { ringTest, tempDir } from "./_support.ts";
+import { assertErr, closeFd, openFile, pattern, run } from "./_io.ts";
+
+/** A file of 8 KiB of `pattern(8192)` opened read-write through `ring`. */
+function patternFile(ring: IoUring, dir: string): number {
+  Deno.writeFileSync(`${dir}/data`, pattern(8192));
+  return openFile(ring, `${dir}/data`, O_RDWR | O_CREAT);
+}
+
+ringTest(
+  "registerBuffersSparse: empty slots (EFAULT, refused by checkFixedBuffer) filled by an update",
+  (config) => {
+    using dir = tempDir();
+    using ring = new IoUring(8, config.options);
+    const fd = patternFile(ring, dir.path);
+    ring.registerBuffersSparse(4);
+    const empty = ring.registeredBuffers!;
+    assert.equal(empty.length, 4);
+    assert.ok(Object.isFrozen(empty));
+    for (const slot of empty) assert.equal(slot.byteLength, 0);
+    const buf = new Uint8Array(4096);
+    assertErr(run(ring, (s) => prepReadFixed(s, fd, buf, 0, 1)), "EFAULT"); // the kernel: no buffer there
+    assert.throws(() => checkFixedBuffer(ring, buf, 1), /registered buffer 1 is an empty slot/);
+
+    assert.equal(ring.registerBuffersUpdate(1, [buf]), 1);
+    const filled = ring.registeredBuffers!;
+    assert.notEqual(filled, empty, "a new array after the change");
+    assert.equal(filled[1], buf);
+    assert.equal(filled[0].byteLength + filled[2].byteLength + filled[3].byteLength, 0);
+    checkFixedBuffer(ring, buf.subarray(100, 200), 1);
+    assert.equal(run(ring, (s) => prepReadFixed(s, fd, buf, 4096, 1)), 4096);
+    assert.deepEqual(buf, pattern(8192).subarray(4096));
+    assertErr(run(ring, (s) => prepReadFixed(s, fd, buf, 0, 0)), "EFAULT"); // slot 0 stays empty
+    ring.unregisterBuffers();
+    assert.equal(ring.registeredBuffers, undefined);
+    closeFd(ring, fd);
+  },
+);
+
+ringTest(
+  "registerBuffersUpdate: replaces and empties slots; the old buffer is no longer the slot's",
+  (config) => {
+    using dir = tempDir();
+    using ring = new IoUring(8, config.options);
+    const fd = patternFile(ring, dir.path);
+    const a = new Uint8Array(4096), b = new Uint8Array(4096), c = new Uint8Array(8192);
+    ring.registerBuffers([a, b]);
+    assert.equal(ring.registerBuffersUpdate(0, [c, null]), 2);
+    assert.deepEqual([...ring.registeredBuffers!].map((v) => v.byteLength), [8192, 0]);
+    assert.equal(ring.registeredBuffers![0], c);
+    // Slot 0 is c's memory now: a read into a through it is outside the buffer.
+    assertErr(run(ring, (s) => prepReadFixed(s, fd, a, 0, 0)), "EFAULT");
+    assert.throws(() => checkFixedBuffer(ring, a, 0), /is not inside registered buffer 0/);
+    assert.equal(run(ring, (s) => prepReadFixed(s, fd, c, 0, 0)), 8192);
+    assert.deepEqual(c, pattern(8192));
+    assertErr(run(ring, (s) => prepReadFixed(s, fd, b, 0, 1)), "EFAULT"); // emptied
+    assert.throws(() => checkFixedBuffer(ring, b, 1), /empty slot/);
+    // Filled again, with the same buffer as slot 0 (the kernel allows it).
+    assert.equal(ring.registerBuffersUpdate(1, [c]), 1);
+    c.set(pattern(4096, 9), 0);
+    assert.equal(run(ring, (s) => prepWriteFixed(s, fd, c.subarray(0, 4096), 0, 1)), 4096);
+    assert.deepEqual(Deno.readFileSync(`${dir.path}/data`).subarray(0, 4096), pattern(4096, 9));
+    closeFd(ring, fd);
+  },
+);
+
+ringTest("registerBuffersUpdate/Sparse: bad input is refused before the kernel", (config) => {
+  using ring = new IoUring(8, config.options);
+  const buf = new Uint8Array(64);
+  assert.throws(() => ring.registerBuffersUpdate(0, [buf]), /no buffers are registered with this ring/);
+  assert.throws(() => ring.registerBuffersSparse(0), /count must be 1 to 16384, got 0/);
+  assert.throws(() => ring.registerBuffersSparse(16385), /count must be 1 to 16384, got 16385/);
+  assert.throws(() => ring.registerBuffersSparse(1.5), RangeError);
+  ring.registerBuffersSparse(2);
+  assert.throws(
+    () => ring.registerBuffersSparse(2),
+    (e) =>
+      e instanceof IoUringError && e.code === "EBUSY" &&
+      /IORING_REGISTER_BUFFERS2 \(2 sparse\)/.test(e.message),
+  );
+  assert.throws(
+    () => ring.registerBuffersUpdate(1, [buf, buf]),
+    /slots 1\.\.2 are outside the table of 2 buffers/,
+  );
+  assert.throws(() => ring.registerBuffersUpdate(-1, [buf]), RangeError);
+  assert.throws(() => ring.registerBuffersUpdate(0, []), /non-empty array/);
+  assert.throws(() => ring.registerBuffersUpdate(0, buf as unknown as Uint8Array[]), /non-empty array/);
+  assert.throws(() => ring.registerBuffersUpdate(0, [{} as Uint8Array]), /must be a typed array or DataView/);
+  const gone = new Uint8Array(16);
+  gone.buffer.transfer();
+  assert.throws(() => ring.registerBuffersUpdate(0, [gone]), /detached/);
+  const resizable = new Uint8Array(new ArrayBuffer(16, { maxByteLength: 64 }));
+  assert.throws(() => ring.registerBuffersUpdate(1, [resizable]), /resizable ArrayBuffer/);
+  // Nothing of the refused calls reached the table.
+  for (const slot of ring.registeredBuffers!) assert.equal(slot.byteLength, 0);
+  ring.close();
+  assert.throws(() => ring.registerBuffersUpdate(0, [buf]), /closed/);
+  assert.equal(ring.registeredBuffers, undefined);
+});
+
+ringTest(
+  "registerBuffersUpdate: a slot the kernel refuses is named; the slots before it stay replaced",
+  (config) => {
+    using ring = new IoUring(8, config.options);
+    // Memory without access (PROT_NONE): the kernel cannot pin it and refuses it with EFAULT.
+    const libc = Deno.dlopen("libc.so.6", {
+      mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+      munmap: { parameters: ["pointer", "usize"], result: "i32" },
+    });
+    const MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20, PROT_NONE = 0;
+    const p = libc.symbols.mmap(null, 4096n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
+    try {
+      assert.ok(p !== null && Deno.UnsafePointer.value(p) !== -1n, "mmap failed");
+      const forbidden = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p!, 4096)); // (never read)
+      const a = new Uint8Array(64), b = new Uint8Array(64), c = new Uint8Array(64);
+      ring.registerBuffersSparse(4);
+      assert.throws(
+        () => ring.registerBuffersUpdate(0, [a, b, forbidden, c]),
+        (e) =>
+          e instanceof IoUringError && e.code === "EFAULT" &&
+          e.message.includes("IORING_REGISTER_BUFFERS_UPDATE (slot 2; 2 replaced before it)"),
+      );
+      const table = ring.registeredBuffers!;
+      assert.equal(table[0], a);
+      assert.equal(table[1], b);
+      assert.equal(
+        table[2].byteLength + table[3].byteLength,
+        0,
+        "the refused slot and the one after it stay empty",
+      );
+      checkFixedBuffer(ring, b, 1);
+      ring.unregisterBuffers();
+    } finally {
+      libc.symbols.munmap(p, 4096n);
+      libc.close();
+    }
+  },
+);
