@@ -54,7 +54,12 @@ export { BufferRing, type BufferRingOptions } from "./src/buf_ring.ts";
 export { Msghdr, type MsghdrOptions } from "./src/msghdr.ts";
 export { SocketAddress } from "./src/sockaddr.ts";
 export { Probe } from "./src/probe.ts";
-export type { NapiSettings, Restriction, SyncCancelTarget } from "./src/register_args.ts";
+export type {
+  CloneBuffersOptions,
+  NapiSettings,
+  Restriction,
+  SyncCancelTarget,
+} from "./src/register_args.ts";
 export {
   DEFAULT_SQPOLL_IDLE_MS,
   type EnterStats,

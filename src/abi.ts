@@ -690,6 +690,14 @@ export const IORING_REGISTER_NAPI = 27;
 export const IORING_UNREGISTER_NAPI = 28;
 /** Set the clock the ring's waits time out by (`struct io_uring_clock_register`, 6.12). */
 export const IORING_REGISTER_CLOCK = 29;
+/** Clone another ring's registered buffers (`struct io_uring_clone_buffers`, 6.12; offsets 6.13). */
+export const IORING_REGISTER_CLONE_BUFFERS = 30;
+/** `io_uring_clone_buffers.flags`: `src_fd` is a registered ring index of the calling thread (6.12). */
+export const IORING_REGISTER_SRC_REGISTERED = 1 << 0;
+/** `io_uring_clone_buffers.flags`: replace the destination's buffer table (6.13). */
+export const IORING_REGISTER_DST_REPLACE = 1 << 1;
+/** `sizeof(struct io_uring_clone_buffers)`: src_fd, flags, src_off, dst_off, nr, pad[3]. */
+export const CLONE_BUFFERS_SIZE = 32;
 /** `io_uring_rsrc_register.flags`: a table of empty slots, no fd array (5.19). */
 export const IORING_RSRC_REGISTER_SPARSE = 1 << 0;
 /** `io_uring_restriction.opcode`: allow an `io_uring_register` opcode (5.10). */

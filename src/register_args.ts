@@ -175,6 +175,37 @@ export function sparseTable(count: number): Uint8Array<ArrayBuffer> {
   return bytes;
 }
 
+/** Options of `IoUring.cloneBuffersFrom`. */
+export interface CloneBuffersOptions {
+  /** The source's first slot to clone (default 0; 6.13). */
+  srcOffset?: number;
+  /** The slot the first clone goes to (default 0; 6.13). */
+  dstOffset?: number;
+  /** How many slots to clone (default: the source's from `srcOffset` on). */
+  count?: number;
+  /**
+   * Replace this ring's table (default false: it must have none); its slots outside the cloned
+   * range stay (6.13).
+   */
+  replace?: boolean;
+}
+
+/**
+ * A `struct io_uring_clone_buffers` (32 bytes): `nr` buffers of ring `srcFd` from its slot
+ * `srcOff` to slot `dstOff` (`nr` 0: all of them), with `flags` (`IORING_REGISTER_DST_REPLACE`).
+ */
+export function cloneBuffersArg(
+  srcFd: number,
+  flags: number,
+  srcOff: number,
+  dstOff: number,
+  nr: number,
+): Uint8Array<ArrayBuffer> {
+  const words = new Uint32Array(abi.CLONE_BUFFERS_SIZE / 4);
+  words.set([srcFd, flags, srcOff, dstOff, nr]);
+  return new Uint8Array(words.buffer);
+}
+
 /** A `struct io_uring_buf_status` (40 bytes) asking for group `group`'s head. */
 export function bufStatus(group: number): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(40);

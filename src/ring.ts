@@ -42,6 +42,8 @@ import {
   allowsRegisterOp,
   bufStatus,
   clockRegister,
+  cloneBuffersArg,
+  type CloneBuffersOptions,
   cpuSet,
   fileIndexRange,
   napiArg,
@@ -1615,6 +1617,68 @@ export class IoUring implements Disposable {
       if (done > 0) this.#bufferTable = Object.freeze(next);
     }
     return done;
+  }
+
+  /**
+   * Gives this ring the registered buffers of ring `source` (`IORING_REGISTER_CLONE_BUFFERS`):
+   * the same memory, without pinning it again. By default all of them, into a ring with no
+   * buffer table; `options` clone a range (`srcOffset`, `dstOffset`, `count`: 6.13) and may
+   * `replace` this ring's table (6.13), keeping its slots outside the range (a table too short
+   * for the range grows, with empty slots). Each ring keeps its table until it unregisters it or
+   * closes: the source may unregister its own meanwhile. Since 6.12.
+   */
+  cloneBuffersFrom(source: IoUring, options?: CloneBuffersOptions): void {
+    this.#assertOpen();
+    checkOptionsObject(options);
+    options ??= {};
+    if (!(source instanceof IoUring)) throw new TypeError(`source must be an IoUring, got ${shown(source)}`);
+    source.#assertOpen();
+    const from = source.#bufferTable;
+    if (from === undefined) throw new RangeError("the source ring has no registered buffers");
+    const srcOffset = options.srcOffset ?? 0, dstOffset = options.dstOffset ?? 0;
+    checkU32(srcOffset, "srcOffset", from.length - 1);
+    checkU32(dstOffset, "dstOffset", abi.IORING_MAX_REG_BUFFERS - 1);
+    const count = options.count ?? from.length - srcOffset;
+    checkU32(count, "count", Math.min(from.length - srcOffset, abi.IORING_MAX_REG_BUFFERS - dstOffset));
+    if (count === 0) throw new RangeError("count must be at least 1");
+    const replace = options.replace ?? false;
+    if (typeof replace !== "boolean") throw new TypeError(`replace must be a boolean, got ${shown(replace)}`);
+    const table = this.#bufferTable;
+    if (table !== undefined && !replace) {
+      throw new RangeError(
+        "this ring has registered buffers already: unregister them first, or pass replace: true",
+      );
+    }
+    const cloned = from.slice(srcOffset, srcOffset + count);
+    const pins = pinAll(cloned);
+    try {
+      this.#register(
+        abi.IORING_REGISTER_CLONE_BUFFERS,
+        cloneBuffersArg(
+          source.fd,
+          replace ? abi.IORING_REGISTER_DST_REPLACE : 0,
+          srcOffset,
+          dstOffset,
+          count,
+        ),
+        1,
+        `IORING_REGISTER_CLONE_BUFFERS (${count} from slot ${srcOffset} to slot ${dstOffset})`,
+      );
+    } catch (e) {
+      for (const pin of pins) pin?.unpin();
+      throw e;
+    }
+    // As the kernel builds it: this ring's table (grown with empty slots if short), the clones
+    // over the range.
+    const next = new Array<ArrayBufferView>(Math.max(dstOffset + count, table?.length ?? 0)).fill(NO_BUFFER);
+    for (let i = 0; i < (table?.length ?? 0); i++) next[i] = table![i];
+    for (let i = 0; i < count; i++) {
+      const old = next[dstOffset + i];
+      if (old !== NO_BUFFER && old !== cloned[i]) this.#retiredBuffers.push(old);
+      next[dstOffset + i] = cloned[i];
+    }
+    this.#bufferTable = Object.freeze(next);
+    for (const pin of pins) if (pin !== null) this.#hold.pins.push(pin);
   }
 
   /**

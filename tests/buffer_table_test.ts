@@ -152,3 +152,92 @@ ringTest(
     }
   },
 );
+
+ringTest("cloneBuffersFrom: the same memory in another ring, kept when the source lets go", (config) => {
+  using dir = tempDir();
+  using source = new IoUring(8, config.options);
+  using ring = new IoUring(8, config.options);
+  const fd = patternFile(ring, dir.path);
+  const a = new Uint8Array(4096), b = new Uint8Array(4096), c = new Uint8Array(4096);
+  source.registerBuffers([a, b, c]);
+  ring.cloneBuffersFrom(source);
+  assert.deepEqual(ring.registeredBuffers, [a, b, c]);
+  source.unregisterBuffers(); // the clone holds its own references, in the kernel and here
+  assert.equal(run(ring, (s) => prepReadFixed(s, fd, b, 4096, 1)), 4096);
+  assert.deepEqual(b, pattern(8192).subarray(4096));
+  checkFixedBuffer(ring, c, 2);
+  closeFd(ring, fd);
+});
+
+ringTest(
+  "cloneBuffersFrom: a range into a table (replace) keeps the slots outside it",
+  (config) => {
+    using dir = tempDir();
+    using source = new IoUring(8, config.options);
+    using ring = new IoUring(8, config.options);
+    const fd = patternFile(ring, dir.path);
+    const a = new Uint8Array(4096), b = new Uint8Array(4096), c = new Uint8Array(4096);
+    const mine = new Uint8Array(4096), after = new Uint8Array(4096);
+    source.registerBuffers([a, b, c]);
+    ring.registerBuffersSparse(6);
+    ring.registerBuffersUpdate(0, [mine]);
+    ring.registerBuffersUpdate(5, [after]);
+    ring.cloneBuffersFrom(source, { srcOffset: 1, dstOffset: 2, count: 2, replace: true });
+    const table = ring.registeredBuffers!;
+    assert.deepEqual(table.map((v) => v.byteLength), [4096, 0, 4096, 4096, 0, 4096]);
+    assert.equal(table[0], mine);
+    assert.equal(table[2], b);
+    assert.equal(table[3], c);
+    // The kernel agrees slot by slot.
+    assert.equal(run(ring, (s) => prepReadFixed(s, fd, mine, 0, 0)), 4096);
+    assert.equal(run(ring, (s) => prepReadFixed(s, fd, c, 4096, 3)), 4096);
+    assert.deepEqual(c, pattern(8192).subarray(4096));
+    assert.equal(run(ring, (s) => prepReadFixed(s, fd, after, 0, 5)), 4096);
+    assertErr(run(ring, (s) => prepReadFixed(s, fd, a, 0, 1)), "EFAULT");
+    assert.throws(() => checkFixedBuffer(ring, a, 1), /empty slot/);
+    checkFixedBuffer(ring, after, 5);
+    // A table shorter than the range grows.
+    using short = new IoUring(8, config.options);
+    short.registerBuffers([mine]);
+    short.cloneBuffersFrom(source, { dstOffset: 2, replace: true });
+    assert.deepEqual(short.registeredBuffers, [mine, short.registeredBuffers![1], a, b, c]);
+    assert.equal(short.registeredBuffers![1].byteLength, 0);
+    assert.equal(run(short, (s) => prepReadFixed(s, fd, a, 0, 2)), 4096);
+    assertErr(run(short, (s) => prepReadFixed(s, fd, a, 0, 1)), "EFAULT");
+    closeFd(ring, fd);
+  },
+);
+
+ringTest("cloneBuffersFrom: bad input is refused before the kernel", (config) => {
+  using source = new IoUring(8, config.options);
+  using ring = new IoUring(8, config.options);
+  assert.throws(() => ring.cloneBuffersFrom(source), /the source ring has no registered buffers/);
+  assert.throws(() => ring.cloneBuffersFrom({} as IoUring), /source must be an IoUring/);
+  source.registerBuffers([new Uint8Array(64), new Uint8Array(64)]);
+  assert.throws(
+    () => ring.cloneBuffersFrom(source, { srcOffset: 2 }),
+    /srcOffset must be an integer from 0 to 1, got 2/,
+  );
+  assert.throws(
+    () => ring.cloneBuffersFrom(source, { srcOffset: 1, count: 2 }),
+    /count must be an integer from 0 to 1/,
+  );
+  assert.throws(() => ring.cloneBuffersFrom(source, { count: 0 }), /count must be at least 1/);
+  assert.throws(
+    () => ring.cloneBuffersFrom(source, { dstOffset: 16383, count: 2 }),
+    /count must be an integer from 0 to 1/,
+  );
+  assert.throws(
+    () => ring.cloneBuffersFrom(source, { replace: 1 as unknown as boolean }),
+    /replace must be a boolean/,
+  );
+  assert.throws(
+    () => ring.cloneBuffersFrom(source, 5 as unknown as object),
+    /options must be an object, got 5/,
+  );
+  ring.registerBuffersSparse(1);
+  assert.throws(() => ring.cloneBuffersFrom(source), /has registered buffers already: .*replace: true/);
+  assert.equal(ring.registeredBuffers!.length, 1);
+  source.close();
+  assert.throws(() => ring.cloneBuffersFrom(source, { replace: true }), /closed/);
+});
