@@ -692,6 +692,11 @@ export const IORING_UNREGISTER_NAPI = 28;
 export const IORING_REGISTER_CLOCK = 29;
 /** Clone another ring's registered buffers (`struct io_uring_clone_buffers`, 6.12; offsets 6.13). */
 export const IORING_REGISTER_CLONE_BUFFERS = 30;
+/**
+ * Post a CQE on a ring without a ring of one's own (`io_uring_register(-1, ...)` with an
+ * `IORING_OP_MSG_RING` SQE, data messages only; 6.13).
+ */
+export const IORING_REGISTER_SEND_MSG_RING = 31;
 /** `io_uring_clone_buffers.flags`: `src_fd` is a registered ring index of the calling thread (6.12). */
 export const IORING_REGISTER_SRC_REGISTERED = 1 << 0;
 /** `io_uring_clone_buffers.flags`: replace the destination's buffer table (6.13). */

@@ -24,7 +24,7 @@ import {
   notAnOptionsObject,
   shown,
 } from "./memory.ts";
-import type { Offset } from "./prep.ts";
+import { type Offset, prepMsgRing } from "./prep.ts";
 import { Probe } from "./probe.ts";
 import { checkUserData, Cqe, Sqe, W, writeU64, zeroSqe } from "./sqe.ts";
 import {
@@ -2068,6 +2068,34 @@ export class IoUring implements Disposable {
     this.#enterFd = this.fd;
     this.#enterFlag = 0;
     releaseRing(this.#hold); // unmaps (detaching every view first), unregisters, closes the fd, unpins
+  }
+
+  /**
+   * Posts a CQE with `res` and `userData` on the ring whose fd is `ringFd`, from a program or
+   * Worker that has no ring of its own (`IORING_REGISTER_SEND_MSG_RING`: the kernel runs an
+   * `IORING_OP_MSG_RING` data message at once). `flags` and `cqeFlags` as in `prepMsgRing`
+   * (`IORING_MSG_RING_FLAGS_PASS`). Throws `IoUringError` naming the errno: `EBADFD` when the fd
+   * is not a ring (or one not enabled yet), `EBADF` when it is no fd. Since 6.13.
+   */
+  static sendMsgRing(
+    ringFd: number,
+    res: number,
+    userData: number | bigint,
+    flags = 0,
+    cqeFlags = 0,
+    backend?: Backend,
+  ): void {
+    const bytes = new Uint8Array(abi.SQE_SIZE);
+    prepMsgRing(new Sqe(new Uint32Array(bytes.buffer), bytes, 0), ringFd, res, userData, flags, cqeFlags);
+    const sys = getSys(backend);
+    for (;;) {
+      const r = sys.register(-1, abi.IORING_REGISTER_SEND_MSG_RING, bytes, 1);
+      if (r === -EINTR) continue;
+      if (r < 0) {
+        throw new IoUringError("io_uring_register", -r, `IORING_REGISTER_SEND_MSG_RING (to fd ${ringFd})`);
+      }
+      return;
+    }
   }
 
   /** Same as {@link IoUring.close}, for `using`. */

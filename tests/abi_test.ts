@@ -247,6 +247,7 @@ Deno.test("register opcodes and per-opcode flags", () => {
   assert.equal(abi.IORING_REGISTER_PBUF_STATUS, 26);
   assert.equal(abi.IORING_REGISTER_CLOCK, 29);
   assert.equal(abi.IORING_REGISTER_CLONE_BUFFERS, 30);
+  assert.equal(abi.IORING_REGISTER_SEND_MSG_RING, 31);
   assert.equal(abi.IORING_REGISTER_SRC_REGISTERED, 1);
   assert.equal(abi.IORING_REGISTER_DST_REPLACE, 2);
   assert.equal(abi.CLONE_BUFFERS_SIZE, 8 * 4); // src_fd, flags, src_off, dst_off, nr, pad[3]

@@ -13,6 +13,7 @@ import {
   errno,
   IORING_CQE_F_MORE,
   IORING_CQE_F_NOTIF,
+  IORING_MSG_RING_CQE_SKIP,
   IORING_MSG_RING_FLAGS_PASS,
   IORING_OP_BIND,
   IORING_OP_LISTEN,
@@ -22,6 +23,7 @@ import {
   IORING_SEND_ZC_REPORT_USAGE,
   IOSQE_FIXED_FILE,
   IoUring,
+  IoUringError,
   Iovecs,
   MSG_TRUNC,
   Msghdr,
@@ -47,7 +49,7 @@ import {
   SOCK_STREAM,
   SocketAddress,
 } from "../mod.ts";
-import { ok, run } from "./_io.ts";
+import { ok, pipe, run, sysClose } from "./_io.ts";
 import { lacks, ringTest, tempDir } from "./_support.ts";
 
 const text = new TextEncoder(), untext = new TextDecoder();
@@ -324,6 +326,63 @@ ringTest(
     } finally {
       run(ring, (s) => prepClose(s, notRing));
     }
+  },
+);
+
+ringTest(
+  "IoUring.sendMsgRing posts a CQE on a ring without a ring of its own; a non-ring fd is named",
+  async (config) => {
+    using target = new IoUring(8, config.options);
+    const next = () => {
+      const cqe = target.peekCqe() ?? target.waitCqe({ timeoutMs: 2000 });
+      assert.ok(cqe !== null, "the message came");
+      return cqe;
+    };
+    IoUring.sendMsgRing(target.fd, -5, 0x1_0000_0002n, 0, 0, config.options.backend);
+    const cqe = next();
+    assert.deepEqual([cqe.res, cqe.userData, cqe.flags], [-5, 0x1_0000_0002n, 0]);
+    target.cqAdvance(1);
+    IoUring.sendMsgRing(target.fd, 9, 10, IORING_MSG_RING_FLAGS_PASS, 0x40);
+    const flagged = next();
+    assert.deepEqual([flagged.res, flagged.userDataNumber, flagged.flags], [9, 10, 0x40]);
+    target.cqAdvance(1);
+    // From a Worker, which has the fd number only.
+    const worker = new Worker(
+      `data:application/javascript,${
+        encodeURIComponent(`
+          import { IoUring } from ${JSON.stringify(new URL("../mod.ts", import.meta.url).href)};
+          self.onmessage = (e) => { IoUring.sendMsgRing(e.data, 77, 78); self.postMessage("sent"); };
+        `)
+      }`,
+      { type: "module" },
+    );
+    try {
+      const sent = new Promise((resolve) => worker.onmessage = (e) => resolve(e.data));
+      worker.postMessage(target.fd);
+      assert.equal(await sent, "sent");
+    } finally {
+      worker.terminate();
+    }
+    const fromWorker = next();
+    assert.deepEqual([fromWorker.res, fromWorker.userDataNumber], [77, 78]);
+    target.cqAdvance(1);
+    const [r, w] = pipe();
+    try {
+      assert.throws(
+        () => IoUring.sendMsgRing(r, 1, 1),
+        (e) =>
+          e instanceof IoUringError && e.code === "EBADFD" &&
+          e.message.includes("IORING_REGISTER_SEND_MSG_RING"),
+      );
+    } finally {
+      sysClose(r);
+      sysClose(w);
+    }
+    assert.throws(() => IoUring.sendMsgRing(-1, 1, 1), /ringFd/);
+    assert.throws(
+      () => IoUring.sendMsgRing(target.fd, 1, 1, IORING_MSG_RING_CQE_SKIP),
+      /flags of a data message/,
+    );
   },
 );
 
