@@ -51,6 +51,18 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "cp CLI: a --cwd that cannot be entered is named on one line too",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    const r = await runCp(["--cwd", `${dir.path}/no\nsuch\x1b[31m`, "a", "b"]);
+    assert.equal(r.code, 2);
+    assert.equal(lines(r.stderr).length, 1, r.stderr);
+    assert.match(r.stderr, /^cp: cannot change to directory '.*\/no\\nsuch\\x1b\[31m': /);
+  },
+});
+
 Deno.test("cp CLI: --help prints usage and exits 0; usage errors exit 2 with a hint", async () => {
   const help = await runCp(["--help"]);
   assert.equal(help.code, 0);

@@ -200,7 +200,7 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
     try {
       Deno.chdir(args.cwd);
     } catch (e) {
-      io.err(`cp: cannot change to directory '${args.cwd}': ${(e as Error).message}\n`);
+      io.err(`cp: cannot change to directory '${oneLine(args.cwd)}': ${oneLine((e as Error).message)}\n`);
       return 2;
     }
   }
