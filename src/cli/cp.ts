@@ -219,24 +219,8 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
     failures++;
   };
 
-  // One ring for every source; if io_uring is unavailable, say so once and let the copies fall
-  // back to Deno's own APIs.
-  let uring: Uring | undefined;
-  try {
-    uring = createCopyUring(args.queueDepth, args.sqpoll);
-  } catch (e) {
-    if (!isUnavailableError(e)) {
-      fail((e as Error).message);
-      return 1;
-    }
-    if (!args.quiet) {
-      const how = args.direct ? " (through the page cache: --direct needs io_uring)" : "";
-      io.err(
-        `cp: io_uring is unavailable (${e.code}), copying with Deno's file APIs instead${how}: ${e.message}\n`,
-      );
-    }
-  }
-
+  // (The signal listeners come first: at a low `ulimit -n` the ring may take the last
+  // descriptors, and Deno panics when a listener cannot get one.)
   const controller = new AbortController();
   /** The signal that stopped the copy, or null. */
   let interrupted: StopSignal | null = null;
@@ -261,6 +245,25 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
       listeners.set(signal, listener);
     } catch {
       // no signals here (not a main thread): the signal simply ends the process
+    }
+  }
+
+  // One ring for every source; if io_uring is unavailable, say so once and let the copies fall
+  // back to Deno's own APIs.
+  let uring: Uring | undefined;
+  try {
+    uring = createCopyUring(args.queueDepth, args.sqpoll);
+  } catch (e) {
+    if (!isUnavailableError(e)) {
+      fail((e as Error).message);
+      for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
+      return 1;
+    }
+    if (!args.quiet) {
+      const how = args.direct ? " (through the page cache: --direct needs io_uring)" : "";
+      io.err(
+        `cp: io_uring is unavailable (${e.code}), copying with Deno's file APIs instead${how}: ${e.message}\n`,
+      );
     }
   }
 
