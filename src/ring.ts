@@ -755,13 +755,13 @@ export class IoUring implements Disposable {
   }
 
   /**
-   * Throws when the SQE memory was detached while the ring is open (a caller transferred
-   * `sqe.u8.buffer`): SQEs written since went nowhere, and a submit would hand the kernel the
-   * stale ones of an earlier lap.
+   * Throws `BadResource` when the SQE memory was detached while the ring is open (a caller
+   * transferred `sqe.u8.buffer`): SQEs written since went nowhere, and a submit would hand the
+   * kernel the stale ones of an earlier lap.
    */
   #assertSqesAttached(): void {
     if (this.#sqeU32.length === 0) {
-      throw new Error(
+      throw new Deno.errors.BadResource(
         "the SQE memory of this ring was detached (sqe.u8.buffer or sqe.u32.buffer was transferred): " +
           "it cannot submit anymore; close it",
       );
@@ -1393,15 +1393,15 @@ export class IoUring implements Disposable {
   }
 
   /**
-   * Throws why `what` cannot reap now: the ring is closed, or a `forEachCqe`/`forEachCompletion`
-   * callback is running (peeking, advancing, waiting or a nested loop there would hand its
+   * Throws why `what` cannot reap now: the ring is closed (`ClosedError`), or a
+   * `forEachCqe`/`forEachCompletion` callback is running (`Busy`) (peeking, advancing, waiting or a nested loop there would hand its
    * completions out again, and the outer loop would then move the head back over what was
    * consumed; reap after the callback returns instead). Returns when neither holds.
    */
   #refuseReap(what: string): void {
     this.#assertOpen();
     if (this.#reaping) {
-      throw new Error(
+      throw new Deno.errors.Busy(
         `${what} cannot be called from inside a forEachCqe/forEachCompletion callback (or from the array ` +
           "peekBatch is filling): reap after it returns",
       );
