@@ -844,13 +844,13 @@ Deno.test({
     // A setter that advanced the CQ made the batch skip a completion and count slots past the tail.
     const out: Cqe[] = [];
     Object.defineProperty(out, 1, { set: () => ring.cqAdvance(1), configurable: true });
-    assert.throws(() => ring.peekBatch(out), /^Error: cqAdvance cannot be called from inside/);
+    assert.throws(() => ring.peekBatch(out), /^Busy: cqAdvance cannot be called from inside/);
     assert.equal(ring.cqReady(), 4, "nothing consumed");
     // Nor can the array's length (a proxy's getter): it was read before the batch began.
     const proxied = new Proxy([] as Cqe[], {
       get: (target, key) => key === "length" ? (ring.cqAdvance(2), 4) : Reflect.get(target, key),
     });
-    assert.throws(() => ring.peekBatch(proxied), /^Error: cqAdvance cannot be called from inside/);
+    assert.throws(() => ring.peekBatch(proxied), /^Busy: cqAdvance cannot be called from inside/);
     assert.equal(ring.cqReady(), 4, "nothing consumed");
     // A setter that closes the ring: the close waits for the batch to end.
     const closing: Cqe[] = new Array(4);
