@@ -18,9 +18,11 @@ export type Access = "read" | "write";
 /**
  * A URL's percent-encoded pathname decoded as Deno decodes file URLs: each `%XX` becomes its
  * byte (UTF-8), and a `%` that starts no such escape stays as it is (`decodeURIComponent`
- * throws on it).
+ * throws on it). Escapes of bytes that are not UTF-8 name a file no path string can name: a
+ * `TypeError`, as Deno refuses them (`URIError`). (Kept encoded, `%FF` named the file called
+ * "%FF", whose URL is `%25FF`.)
  */
-function decodePathname(pathname: string): string {
+function decodePathname(pathname: string, what: string): string {
   try {
     return decodeURIComponent(pathname);
   } catch {
@@ -28,7 +30,10 @@ function decodePathname(pathname: string): string {
       try {
         return decodeURIComponent(run);
       } catch {
-        return run; // not UTF-8: kept encoded
+        throw new TypeError(
+          `${what} is a file: URL whose escapes ${run} are bytes that are not UTF-8: no path string ` +
+            "names that file",
+        );
       }
     });
   }
@@ -45,7 +50,7 @@ export function toPath(path: string | URL, what = "path"): string {
     if (path.hostname !== "" && path.hostname !== "localhost") {
       throw new TypeError(`${what} must be a local file: URL, got ${path.href}`);
     }
-    return decodePathname(path.pathname);
+    return decodePathname(path.pathname, what);
   }
   throw new TypeError(`${what} must be a string or a file: URL, got ${typeof path}`);
 }

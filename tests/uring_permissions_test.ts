@@ -39,6 +39,17 @@ Deno.test("toPath: a file: URL's bare '%' stays as it is (Deno opens such a file
   assert.equal(toPath(new URL("file:///tmp/100%25")), "/tmp/100%");
 });
 
+Deno.test("toPath: a file: URL whose escapes are not UTF-8 is refused (it named the file called '%FF')", () => {
+  assert.throws(
+    () => toPath(new URL("file:///tmp/%FF")),
+    /^TypeError: path is a file: URL whose escapes %FF are bytes that are not UTF-8: no path string names that file$/,
+  );
+  assert.throws(
+    () => toPath(new URL("file:///tmp/%C3%A9%FF%zz"), "newPath"),
+    /^TypeError: newPath is a file: URL/,
+  );
+});
+
 Deno.test({
   name: "Uring permissions: --allow-read on one folder cannot reach files outside it",
   ignore: skipKernel(),
