@@ -69,6 +69,18 @@ export function copyRegular(
   inPlace = false,
   attempt = 0,
 ): Promise<number> {
+  if (st.size > Number.MAX_SAFE_INTEGER) {
+    // (A sparse file on tmpfs can say so. Its size as a number is rounded: the copy would write
+    // and truncate to a size that is not the source's.)
+    return Promise.reject(makeFailure(
+      "EFBIG",
+      src,
+      dst,
+      `'${src}' holds 2^53 bytes or more (${st.size}): past that a size as a number is not exact, ` +
+        "and a copy cannot count it",
+      src,
+    ));
+  }
   if (!inPlace || !ctx.options.overwrite) return copyRegularOnce(ctx, src, dst, st, inPlace, attempt);
   // In a directory this copy made, something else (another copy into the same place) may have
   // written the file meanwhile: with `overwrite`, replace it as in a directory that existed.
