@@ -8,9 +8,12 @@
  * @module
  */
 
-import { notCapable } from "./deno_errors.ts";
+import { notCapable, operationError } from "./deno_errors.ts";
+import { errno } from "./errno.ts";
 import { cstring } from "./memory.ts";
 import { libcPaths } from "./sys.ts";
+
+const ENOENT = errno("ENOENT");
 
 /** The kind of access an operation needs. */
 export type Access = "read" | "write";
@@ -249,6 +252,24 @@ export function checkAccess(op: string, access: Access, path?: string, shownAs =
 }
 
 /**
+ * Whether Deno hides `path` from this program (`--ignore-read`), which `Deno.permissions`
+ * answers as "denied", like `--deny-read`. Deno's own `lstat` tells them apart: it refuses a
+ * denied path (`NotCapable`) before it looks, and says `NotFound` for an ignored one. Asked only
+ * once a path is not granted, and only under a whole read grant with exceptions (plain
+ * `--allow-read` with `--ignore-read`): without one, Deno's `lstat` could prompt the user.
+ */
+function ignoredByDeno(path: string): boolean {
+  const whole = wholeStatus.read ??= Deno.permissions.querySync(WHOLE.read);
+  if (whole.state !== "granted") return false;
+  try {
+    Deno.lstatSync(path);
+    return false;
+  } catch (e) {
+    return e instanceof Deno.errors.NotFound;
+  }
+}
+
+/**
  * {@link checkAccess} without its rule for `/dev`, `/proc` and `/sys`: for a path found below a
  * directory that passed it (`dir/name`, as a tree's walk makes them), which lies under one of
  * those only when the directory does (or is `/`, for a `name` of `dev`, `proc` or `sys`: the
@@ -257,6 +278,10 @@ export function checkAccess(op: string, access: Access, path?: string, shownAs =
  */
 export function checkGrant(op: string, access: Access, path?: string, shownAs = path): Error | null {
   if (granted(access, path)) return null;
+  // `--ignore-read`: Deno's own API says such a file does not exist (its query says "denied").
+  if (access === "read" && path !== undefined && ignoredByDeno(path)) {
+    return operationError(op, ENOENT, shownAs);
+  }
   const flag = `--allow-${access}`;
   const what = path === undefined ? `full ${access} access` : `${access} access to "${shownAs}"`;
   const subject = path === undefined ? "" : ` '${shownAs}'`;

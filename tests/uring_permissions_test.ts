@@ -51,6 +51,62 @@ Deno.test("toPath: a file: URL whose escapes are not UTF-8 is refused (it named 
 });
 
 Deno.test({
+  name:
+    "Uring permissions: a path under --ignore-read does not exist, as for Deno's own API; --deny-read refuses",
+  ignore: skipKernel(),
+  async fn() {
+    using dir = tempDir();
+    const hidden = `${dir.path}/hidden.txt`,
+      denied = `${dir.path}/denied.txt`,
+      plain = `${dir.path}/plain.txt`;
+    for (const p of [hidden, denied, plain]) Deno.writeTextFileSync(p, "x");
+    const code = `
+      import { copyFile, Uring } from ${JSON.stringify(MOD_URL)};
+      const uring = new Uring({ sqpoll: false });
+      const results = {};
+      ${ATTEMPT_JS}
+      for (const [name, path] of [["hidden", ${JSON.stringify(hidden)}], ["denied", ${
+      JSON.stringify(denied)
+    }], ["plain", ${JSON.stringify(plain)}]]) {
+        await attempt(name + " open", () => uring.open(path).then((f) => f.close()));
+        await attempt(name + " statx", () => uring.statx(path));
+        await attempt(name + " deno stat", () => Deno.stat(path));
+      }
+      await attempt("hidden copy", () => copyFile(${JSON.stringify(hidden)}, ${
+      JSON.stringify(`${dir.path}/copy.txt`)
+    }));
+      await uring.close();
+      console.log(JSON.stringify(results));
+    `;
+    const results = await childResults(code, [
+      "--allow-read",
+      `--ignore-read=${hidden}`,
+      `--deny-read=${denied}`,
+      `--allow-write=${dir.path}`,
+      "--allow-ffi",
+      "--allow-env",
+    ]);
+    assert.match(
+      results["hidden open"],
+      /^NotFound: open '.*hidden\.txt': No such file or directory \(ENOENT\)$/,
+    );
+    assert.match(results["hidden copy"], /^NotFound: /);
+    assert.deepEqual(classesOf(results), {
+      "hidden open": "NotFound",
+      "hidden statx": "NotFound",
+      "hidden deno stat": "NotFound",
+      "hidden copy": "NotFound",
+      "denied open": "NotCapable",
+      "denied statx": "NotCapable",
+      "denied deno stat": "NotCapable",
+      "plain open": "ok",
+      "plain statx": "ok",
+      "plain deno stat": "ok",
+    });
+  },
+});
+
+Deno.test({
   name: "Uring permissions: --allow-read on one folder cannot reach files outside it",
   ignore: skipKernel(),
   async fn() {
