@@ -256,13 +256,16 @@ export interface Statx {
   mode: number;
   /** Inode number. */
   ino: bigint;
-  /** Size in bytes. */
+  /** Size in bytes (above 2^53, 8 PiB, which a sparse file can claim, the number is rounded). */
   size: number;
   /** 512-byte blocks allocated. */
   blocks: number;
   /** Last access. */
   atime: StatxTimestamp;
-  /** Creation (when the file system records it). */
+  /**
+   * Creation, when the file system records it: only if `mask` has `STATX_BTIME`, else
+   * `{ sec: 0, nsec: 0 }` (procfs, sysfs and others keep none).
+   */
   btime: StatxTimestamp;
   /** Last status change. */
   ctime: StatxTimestamp;
