@@ -424,6 +424,12 @@ export interface UringStats {
    * kernel had let go of the file (see `Uring.close`).
    */
   closeBarriers: number;
+  /**
+   * CQEs the Uring did not ask for, which it ignores: messages another ring or a Worker posted on
+   * its ring (`prepMsgRing`, `IoUring.sendMsgRing`). One whose `user_data` happened to match an
+   * operation in flight would settle that operation: post to a ring of your own instead.
+   */
+  foreignCqes: number;
 }
 
 function isRetryable(e: unknown): boolean {
@@ -707,6 +713,7 @@ export class Uring implements AsyncDisposable {
     fixedFiles: 0,
     reissued: 0,
     closeBarriers: 0,
+    foreignCqes: 0,
   };
 
   /** Sets up the ring (see {@link UringOptions}). */
@@ -2180,9 +2187,10 @@ export class Uring implements AsyncDisposable {
     }
     const slot = this.#slots.at(cqe.userDataLo);
     if (slot === undefined || slot.gen !== cqe.userDataHi || slot.state !== IN_RING) {
-      throw new Error(
-        `internal error: a completion for no operation (user_data ${cqe.userDataHi}:${cqe.userDataLo})`,
-      );
+      // Not one of ours: a message posted on this ring from outside (see UringStats.foreignCqes).
+      this.#inRing++;
+      this.stats.foreignCqes++;
+      return;
     }
     slot.res = cqe.res;
     slot.state = DONE;
