@@ -190,10 +190,15 @@ export function cstring(s: string): Uint8Array<ArrayBuffer> {
 /**
  * {@link cstring} into `scratch` when it is big enough (no new memory: the kernel gets an
  * address whose base is already known), else into a new buffer of at least 256 bytes. Returns
- * the NUL-terminated view; its `.buffer` is the memory to keep for the next call.
+ * the NUL-terminated view; its `.buffer` is the memory to keep for the next call. `what` names
+ * the string in the `TypeError` for a NUL byte in it.
  */
-export function cstringInto(s: string, scratch: Uint8Array<ArrayBuffer> | null): Uint8Array<ArrayBuffer> {
-  if (s.includes("\0")) throw new TypeError(`path contains a NUL byte: ${JSON.stringify(s)}`);
+export function cstringInto(
+  s: string,
+  scratch: Uint8Array<ArrayBuffer> | null,
+  what = "path",
+): Uint8Array<ArrayBuffer> {
+  if (s.includes("\0")) throw new TypeError(`${what} contains a NUL byte: ${JSON.stringify(s)}`);
   const need = s.length * 3 + 1;
   let bytes = scratch;
   if (bytes === null || bytes.byteLength < need) {

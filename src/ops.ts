@@ -272,8 +272,16 @@ export function fillPath(slot: Slot, kind: number, path: string, flags = 0, mode
 }
 
 /** Stores a two-path operation (`K_RENAME`, `K_LINK`, `K_SYMLINK`). */
-export function fillPath2(slot: Slot, kind: number, path: string, path2: string, flags = 0) {
-  slot.setPaths(path, path2);
+export function fillPath2(
+  slot: Slot,
+  kind: number,
+  path: string,
+  path2: string,
+  flags = 0,
+  what = "oldPath",
+  what2 = "newPath",
+) {
+  slot.setPaths(path, path2, what, what2);
   slot.path = path;
   slot.path2 = path2;
   slot.kind = kind;

@@ -185,14 +185,15 @@ export class Slot {
 
   /**
    * Stores `path` (and `path2`) NUL-terminated in this slot's own reusable memory as `cpath`
-   * (`cpath2`): no new buffer per operation once the slot has held a path that long.
+   * (`cpath2`): no new buffer per operation once the slot has held a path that long. `what` and
+   * `what2` name them in the error for a NUL byte.
    */
-  setPaths(path: string, path2: string | null = null): void {
-    const c = cstringInto(path, this.#pathMemory);
+  setPaths(path: string, path2: string | null = null, what = "path", what2 = "newPath"): void {
+    const c = cstringInto(path, this.#pathMemory, what);
     if (c.buffer !== this.#pathMemory?.buffer) this.#pathMemory = new Uint8Array(c.buffer);
     this.cpath = c;
     if (path2 !== null) {
-      const c2 = cstringInto(path2, this.#path2Memory);
+      const c2 = cstringInto(path2, this.#path2Memory, what2);
       if (c2.buffer !== this.#path2Memory?.buffer) this.#path2Memory = new Uint8Array(c2.buffer);
       this.cpath2 = c2;
     }

@@ -1289,7 +1289,7 @@ export class Uring implements AsyncDisposable {
       if (denied) return Promise.reject(denied);
     }
     return this.#pathOp(signal, path, null, "symlink", "write", null, (slot, p) => {
-      fillPath2(slot, K_SYMLINK, target, p); // errors read `symlink 'target' -> 'path'`
+      fillPath2(slot, K_SYMLINK, target, p, 0, "target", "path"); // errors read `symlink 'target' -> 'path'`
     });
   }
 

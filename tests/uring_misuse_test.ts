@@ -549,3 +549,28 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name: "Uring: a NUL byte in a path is refused naming the argument it is in",
+  ignore: skipKernel(),
+  async fn() {
+    using dir = tempDir();
+    const uring = new Uring({ sqpoll: false });
+    try {
+      const ok = `${dir.path}/ok`;
+      Deno.writeTextFileSync(ok, "x");
+      const bad = `${dir.path}/x\0y`;
+      await assert.rejects(uring.open(bad), /^TypeError: \w+: path contains a NUL byte/);
+      await assert.rejects(uring.rename(ok, bad), /^TypeError: \w+: newPath contains a NUL byte/);
+      await assert.rejects(uring.rename(bad, ok), /^TypeError: \w+: oldPath contains a NUL byte/);
+      await assert.rejects(uring.link(ok, bad), /^TypeError: \w+: newPath contains a NUL byte/);
+      await assert.rejects(
+        uring.symlink("a\0b", `${dir.path}/l`),
+        /^TypeError: \w+: target contains a NUL byte/,
+      );
+      await assert.rejects(uring.symlink("t", bad), /^TypeError: \w+: path contains a NUL byte/);
+    } finally {
+      await uring.close();
+    }
+  },
+});
