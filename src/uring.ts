@@ -3103,6 +3103,14 @@ function resolvedFor(op: string, given: string): string {
   try {
     return kernelPath(given);
   } catch (e) {
+    if (e instanceof Deno.errors.InvalidData) {
+      // (Deno.cwd() cannot return a name that is not UTF-8.)
+      throw new Deno.errors.InvalidData(
+        `${op} '${given}': the working directory's name is not UTF-8, so a relative path cannot be ` +
+          "resolved: give an absolute path",
+        { cause: e },
+      );
+    }
     if (!(e instanceof Deno.errors.NotFound)) throw e;
     throw new Deno.errors.NotFound(
       `${op} '${given}': the working directory no longer exists, so a relative path cannot be resolved`,

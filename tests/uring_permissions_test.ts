@@ -533,6 +533,15 @@ Deno.test({
       Deno.chdir(d + "/in/gone");
       Deno.removeSync(d + "/in/gone");
       await attempt("open with the cwd gone", () => uring.open("x"));
+      // A working directory whose name is not UTF-8 (Deno.cwd() cannot return it).
+      const libc = Deno.dlopen("libc.so.6", {
+        mkdir: { parameters: ["buffer", "u32"], result: "i32" },
+        chdir: { parameters: ["buffer"], result: "i32" },
+      });
+      const raw = new Uint8Array([...new TextEncoder().encode(d + "/in/"), 0xff, 0]);
+      libc.symbols.mkdir(raw, 0o755); // (made by the first of the two runs)
+      if (libc.symbols.chdir(raw) !== 0) throw new Error("chdir");
+      await attempt("open with a cwd that is not UTF-8", () => uring.open("x"));
       console.log(JSON.stringify(results));
     `;
     const restricted = [`--allow-read=${d}/in`, `--allow-write=${d}/in`, "--allow-ffi", "--allow-env"];
@@ -552,6 +561,11 @@ Deno.test({
       } else {
         assert.match(results["open ../outside"], /^NotCapable$/);
         assert.match(results["open with the cwd gone"], /working directory no longer exists/, label);
+        assert.match(
+          results["open with a cwd that is not UTF-8"],
+          /^InvalidData: open 'x': the working directory's name is not UTF-8, so a relative path cannot be resolved/,
+          label,
+        );
       }
     }
     // Nothing was removed through a `.` or `..`.
