@@ -11,6 +11,7 @@ import {
   BUF_REG_SIZE,
   FILES_UPDATE_SIZE,
   IOVEC_SIZE,
+  O_CREAT,
   OPEN_HOW_SIZE,
   RSRC_UPDATE2_SIZE,
   STATX,
@@ -189,11 +190,21 @@ export function openHow(how: { flags: number; mode?: number; resolve?: number })
     }
     return BigInt(value);
   };
+  const flags = field("flags", how.flags, 0xffffffff);
+  const mode = field("mode", how.mode ?? 0, 0o7777);
+  const resolve = field("resolve", how.resolve ?? 0, 0xffffffff);
+  // openat2 takes a mode only for what it may create (O_CREAT, or __O_TMPFILE: 0o20000000):
+  // any other open with one fails with EINVAL.
+  if (mode !== 0n && (flags & BigInt(O_CREAT | 0o20000000)) === 0n) {
+    throw new RangeError(
+      `how.mode must be 0 unless how.flags has O_CREAT or O_TMPFILE, got 0o${mode.toString(8)}`,
+    );
+  }
   const bytes = new Uint8Array(OPEN_HOW_SIZE);
   const v = new DataView(bytes.buffer);
-  v.setBigUint64(0, field("flags", how.flags, 0xffffffff), true);
-  v.setBigUint64(8, field("mode", how.mode ?? 0, 0o7777), true);
-  v.setBigUint64(16, field("resolve", how.resolve ?? 0, 0xffffffff), true);
+  v.setBigUint64(0, flags, true);
+  v.setBigUint64(8, mode, true);
+  v.setBigUint64(16, resolve, true);
   return bytes;
 }
 

@@ -669,6 +669,13 @@ Deno.test({
     assert.throws(() => how({ flags: 0, mode: -1 }), /how.mode must be an integer from 0 to 4095/);
     assert.throws(() => how({ flags: 0, mode: 0o10000 }), /how.mode/);
     assert.throws(() => how({ flags: 0, resolve: 2 ** 70 }), /how.resolve/);
+    // The kernel fails an openat2 with a mode and nothing to create (EINVAL).
+    assert.throws(
+      () => how({ flags: 2, mode: 0o644 }),
+      /^RangeError: how.mode must be 0 unless how.flags has O_CREAT or O_TMPFILE, got 0o644$/,
+    );
+    how({ flags: 0o20200002, mode: 0o600 }); // O_TMPFILE | O_RDWR
+    how({ flags: 0o100, mode: 0o600 }); // O_CREAT
     assert.throws(() => how(null), /how must be an object/);
     assert.throws(
       () => prepNop(null as unknown as Sqe),

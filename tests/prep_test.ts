@@ -350,10 +350,10 @@ Deno.test("prepOpenatDirect: prepOpenat plus file_index + 1 (or ALLOC) at byte 4
 
 Deno.test("prepOpenat2: how pointer in off, its size (24) in len; open_how is flags/mode/resolve u64s", () => {
   const path = cstring("a/b");
-  const how = openHow({ flags: 0o2000002, mode: 0o600, resolve: 0x08 });
+  const how = openHow({ flags: 0o2000102, mode: 0o600, resolve: 0x08 }); // O_CLOEXEC | O_CREAT | O_RDWR
   const v = new DataView(how.buffer);
   assert.equal(how.byteLength, 24);
-  assert.equal(v.getBigUint64(0, true), 0o2000002n);
+  assert.equal(v.getBigUint64(0, true), 0o2000102n);
   assert.equal(v.getBigUint64(8, true), 0o600n);
   assert.equal(v.getBigUint64(16, true), 0x08n);
   const sqe = freshSqe();
