@@ -116,7 +116,9 @@ export class BufferRing implements Disposable {
   /**
    * The id of the buffer a CQE's `flags` say the kernel filled (`IORING_CQE_F_BUFFER`), now the
    * program's until {@link BufferRing.recycle}; -1 when the CQE carries none (a failure such as
-   * `-ENOBUFS`, or the last CQE of a multishot operation). Give it only the flags of CQEs of
+   * `-ENOBUFS`, or the end of a stream). Call it for every CQE, the last of a multishot operation
+   * too: one that ends it because the CQ was full still carries data and a buffer. Give it only
+   * the flags of CQEs of
    * operations that selected from this ring: another group's buffer id would mark one of this
    * ring's buffers taken while the kernel still has it. Throws `ClosedError` once the ring is
    * closed.

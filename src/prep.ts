@@ -651,7 +651,11 @@ export function prepPollAdd(sqe: Sqe, fd: number, mask: number): Sqe {
   return sqe;
 }
 
-/** Multishot poll: one CQE per readiness event, with `IORING_CQE_F_MORE`. Since 5.13. */
+/**
+ * Multishot poll: one CQE per readiness event, with `IORING_CQE_F_MORE`; a CQE without it ends
+ * the poll (an error, a cancel, or an event when the kernel found the CQ full: poll again).
+ * Since 5.13.
+ */
 export function prepPollMultishot(sqe: Sqe, fd: number, mask: number): Sqe {
   prepPollAdd(sqe, fd, mask);
   sqe.u32[sqe.base + W.len] = abi.IORING_POLL_ADD_MULTI;

@@ -102,7 +102,8 @@ export function prepAccept(sqe: Sqe, fd: number, peer: SocketAddress | null = nu
 
 /**
  * {@link prepAccept} that stays armed: one CQE per connection, each with `IORING_CQE_F_MORE`
- * until the last (after a cancel or an error). It reports no peer address: one `sockaddr` shared
+ * until the last, which ends it: an error, a cancel, or a connection (an fd to keep) when the
+ * kernel found the CQ full; then issue it again. It reports no peer address: one `sockaddr` shared
  * by every connection would hold a mix of them (the kernel writes each address within the length
  * the one before left). Since 5.19.
  */

@@ -70,7 +70,9 @@ export function prepRecvSelect(sqe: Sqe, fd: number, group: BufferGroup, length 
 /**
  * A `recv` that stays armed: one CQE per arrival of data, each with a buffer of `group` and
  * `IORING_CQE_F_MORE`, until an error, the end of the stream (`res` 0), a cancel, or `-ENOBUFS`
- * when the group has no buffer left (recycle them, then issue it again). Since 6.0.
+ * when the group has no buffer left (recycle them, then issue it again). The last CQE (no
+ * `F_MORE`) may also be data, with a buffer, when the kernel found the CQ full: take its buffer
+ * and issue the receive again. Since 6.0.
  */
 export function prepRecvMultishot(sqe: Sqe, fd: number, group: BufferGroup, flags = 0): Sqe {
   prepRecvSelect(sqe, fd, group, 0, flags);
@@ -99,7 +101,8 @@ export function prepReadSelect(
 /**
  * A read that stays armed on a pollable file (a pipe, a socket, an eventfd): one CQE per arrival
  * of data, each with a buffer of `group` and `IORING_CQE_F_MORE`, until an error, the end of the
- * stream (`res` 0), a cancel or `-ENOBUFS`. Each read may fill a whole buffer: the kernel refuses
+ * stream (`res` 0), a cancel or `-ENOBUFS`; or a last CQE of data (with a buffer, no `F_MORE`)
+ * when the kernel found the CQ full: issue it again. Each read may fill a whole buffer: the kernel refuses
  * a cap (`EINVAL` for a non-zero `len`, on 6.18), so `length` must be 0. Since 6.7.
  */
 export function prepReadMultishot(sqe: Sqe, fd: number, group: BufferGroup, length = 0): Sqe {
