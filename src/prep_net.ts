@@ -24,7 +24,13 @@ import {
 } from "./memory.ts";
 import { type Msghdr, prepareMsghdr } from "./msghdr.ts";
 import { optionalLength, setIoprio, storeAddressed, targetSlot, writeRw } from "./prep_base.ts";
-import { checkSocketAddress, lengthToSend, roomForAcceptedPeer, type SocketAddress } from "./sockaddr.ts";
+import {
+  checkSocketAddress,
+  checkSpecified,
+  lengthToSend,
+  roomForAcceptedPeer,
+  type SocketAddress,
+} from "./sockaddr.ts";
 import { type Sqe, W, writeU64 } from "./sqe.ts";
 
 const OP_FLAGS = W.opFlags, FILE_INDEX = W.spliceFdIn, BUF_INDEX = W.bufIndex;
@@ -72,6 +78,7 @@ export function prepBind(sqe: Sqe, fd: number, address: SocketAddress): Sqe {
 function writeAddressed(sqe: Sqe, opcode: number, fd: number, address: SocketAddress): Sqe {
   checkFd(fd);
   checkSocketAddress(address);
+  checkSpecified(address, opcode === abi.IORING_OP_BIND ? "bind" : "connect");
   writeRw(sqe, opcode, fd, addressOf(address.bytes), 0, lengthToSend(address));
   setIoprio(sqe, 0);
   return sqe;

@@ -28,6 +28,7 @@ const decoder = new TextDecoder();
 /** Internal access for the prep helpers and `Msghdr` (see the class's static block). */
 let roomForAccept: (address: SocketAddress) => Uint8Array<ArrayBuffer>;
 let linkLength: (address: SocketAddress, source: (() => number) | null) => void;
+let madeUnspecified: (address: SocketAddress) => boolean;
 
 /**
  * A socket address in its own memory: 128 bytes (`struct sockaddr_storage`) for the address,
@@ -48,6 +49,8 @@ export class SocketAddress {
   #lengthFrom: (() => number) | null = null;
   /** The `socklen_t` after the storage, as its own view (an accept's `addrlen` points at it). */
   readonly #lengthWord = this.#bytes.subarray(LENGTH_AT, LENGTH_AT + 4);
+  /** Made by {@link SocketAddress.unspecified}: family 0 on purpose. */
+  #unspecified = false;
 
   static {
     roomForAccept = (address) => {
@@ -58,6 +61,20 @@ export class SocketAddress {
     linkLength = (address, source) => {
       address.#lengthFrom = source;
     };
+    madeUnspecified = (address) => address.#unspecified;
+  }
+
+  /**
+   * `AF_UNSPEC` on purpose: `prepConnect` with it dissolves a datagram socket's association
+   * (and resets a TCP connection); `prepBind` with it on an IPv4 socket binds any address and
+   * port. An empty `new SocketAddress()` is refused there, since it is most likely one the kernel
+   * was to fill.
+   */
+  static unspecified(): SocketAddress {
+    const address = new SocketAddress();
+    address.#unspecified = true;
+    address.#view.setUint32(LENGTH_AT, 16, true); // sizeof(struct sockaddr)
+    return address;
   }
 
   /**
@@ -256,6 +273,20 @@ export function linkSocketAddressLength(address: SocketAddress, source: (() => n
 export function lengthToSend(address: SocketAddress): number {
   const length = address.length;
   return Math.min(length, address.family === AF_UNIX ? SUN_PATH_AT + SUN_PATH_SIZE : SOCKADDR_STORAGE_SIZE);
+}
+
+/**
+ * Throws a `RangeError` for an empty address (family 0) not made by
+ * {@link SocketAddress.unspecified}: given to `connect` or `bind`, the kernel reads `AF_UNSPEC`.
+ */
+export function checkSpecified(address: SocketAddress, op: string): void {
+  if (address.family === 0 && !madeUnspecified(address)) {
+    throw new RangeError(
+      `${op}: the address is empty (family 0, as new SocketAddress() makes it for the kernel to fill); ` +
+        "the kernel would read AF_UNSPEC (connect: dissolve the association; bind: any address). " +
+        "Use SocketAddress.inet/unix, or SocketAddress.unspecified() to mean AF_UNSPEC",
+    );
+  }
 }
 
 /** Throws a `TypeError` unless `address` is a {@link SocketAddress}. */

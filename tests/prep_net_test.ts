@@ -229,6 +229,24 @@ Deno.test("prepBind / prepConnect: the address in addr, its length in off; prepL
   }
 });
 
+Deno.test("prepBind / prepConnect: an empty address is refused; SocketAddress.unspecified() means AF_UNSPEC", () => {
+  // The kernel reads family 0 as AF_UNSPEC: connect dissolves the association (a TCP connection
+  // is reset), bind on an IPv4 socket takes any address and port.
+  assert.throws(
+    () => prepConnect(freshSqe(), 7, new SocketAddress()),
+    /^RangeError: connect: the address is empty \(family 0, as new SocketAddress\(\) makes it/,
+  );
+  assert.throws(
+    () => prepBind(freshSqe(), 7, new SocketAddress()),
+    /^RangeError: bind: the address is empty/,
+  );
+  const unspecified = SocketAddress.unspecified();
+  assert.equal(unspecified.family, 0);
+  const sqe = freshSqe();
+  prepConnect(sqe, 7, unspecified);
+  assertSqe(sqe, { opcode: OP.CONNECT, fd: 7, addr: ptr(unspecified.bytes), off: 16n });
+});
+
 Deno.test("prepAccept: the peer's storage in addr, its socklen_t (reset to 128) in off, accept_flags", () => {
   const peer = SocketAddress.inet("1.2.3.4", 5); // a used one: its length is reset to the room
   let sqe = freshSqe();
