@@ -80,10 +80,13 @@ export class IoUringError extends Error {
   /** A hint on the likely cause, or `undefined`. */
   readonly hint: string | undefined;
 
-  /** Builds the error from the call name and a positive errno. */
-  constructor(call: string, errno: number, detail?: string) {
+  /**
+   * Builds the error from the call name and a positive errno; `hints` (by errno name) come before
+   * the call's usual ones.
+   */
+  constructor(call: string, errno: number, detail?: string, hints?: Readonly<Record<string, string>>) {
     const code = errnoName(errno);
-    const hint = HINTS[`${call}:${code}`] ?? HINTS[code];
+    const hint = hints?.[code] ?? HINTS[`${call}:${code}`] ?? HINTS[code];
     const where = detail ? ` (${detail})` : "";
     super(`${call} failed: ${code}: ${errnoMessage(errno)}${where}${hint ? `; hint: ${hint}` : ""}`);
     this.name = "IoUringError";

@@ -424,10 +424,12 @@ export class IoUring implements Disposable {
   /** The registered buffer table by slot, or `undefined`: none. */
   #bufferTable: readonly ArrayBufferView[] | undefined;
   /**
-   * Buffers `registerBuffersUpdate` took out of the table: requests in flight may still use them
-   * (nothing tells the ring when they stop), so they stay referenced until the table goes.
+   * Buffers taken out of the table (`registerBuffersUpdate`, `cloneBuffersFrom` with `replace`,
+   * `unregisterBuffers`): requests in flight may still use them, and nothing tells the ring when
+   * they stop (since 6.13 the kernel's unregister does not wait for them either), so they stay
+   * referenced until the ring closes.
    */
-  #retiredBuffers: ArrayBufferView[] = [];
+  #retiredBuffers = new Set<ArrayBufferView>();
   #registeredFiles = 0;
 
   /**
@@ -1529,7 +1531,17 @@ export class IoUring implements Disposable {
       throw e;
     }
     this.#bufferTable = list;
-    for (const pin of pins) if (pin !== null) this.#hold.pins.push(pin); // (released with the ring)
+    this.#keepPins(pins);
+  }
+
+  /** Keeps one hold per mapping among `pins` (taken by `pinAll` for the table) until unpinAll. */
+  #keepPins(pins: readonly (AlignedMapping | null)[]): void {
+    const held = this.#hold.pins;
+    for (const pin of pins) {
+      if (pin === null) continue;
+      if (held.has(pin)) pin.unpin(); // held already: one hold per mapping
+      else held.add(pin);
+    }
   }
 
   /**
@@ -1579,8 +1591,9 @@ export class IoUring implements Disposable {
         `slots ${offset}..${offset + count - 1} are outside the table of ${table.length} buffers`,
       );
     }
+    // (Only null empties a slot: an undefined, or a hole, is refused as no buffer.)
     const iovecs = new Iovecs(
-      Array.from({ length: count }, (_, i) => buffers[i] ?? NO_BUFFER),
+      Array.from({ length: count }, (_, i) => buffers[i] === null ? NO_BUFFER : buffers[i]!),
       abi.IORING_MAX_REG_BUFFERS,
     );
     const list = iovecs.buffers;
@@ -1610,9 +1623,9 @@ export class IoUring implements Disposable {
           continue;
         }
         const old = next[offset + i];
-        if (old !== NO_BUFFER && old !== list[i]) this.#retiredBuffers.push(old);
+        if (old !== NO_BUFFER && old !== list[i]) this.#retiredBuffers.add(old);
         next[offset + i] = list[i];
-        if (pins[i] !== null) this.#hold.pins.push(pins[i]!);
+        this.#keepPins([pins[i]]);
       }
       if (done > 0) this.#bufferTable = Object.freeze(next);
     }
@@ -1659,7 +1672,8 @@ export class IoUring implements Disposable {
           replace ? abi.IORING_REGISTER_DST_REPLACE : 0,
           srcOffset,
           dstOffset,
-          count,
+          // (All of them, from 0 to 0, as nr 0: 6.12 has no offsets and refuses anything there.)
+          srcOffset === 0 && dstOffset === 0 && count === from.length ? 0 : count,
         ),
         1,
         `IORING_REGISTER_CLONE_BUFFERS (${count} from slot ${srcOffset} to slot ${dstOffset})`,
@@ -1674,11 +1688,11 @@ export class IoUring implements Disposable {
     for (let i = 0; i < (table?.length ?? 0); i++) next[i] = table![i];
     for (let i = 0; i < count; i++) {
       const old = next[dstOffset + i];
-      if (old !== NO_BUFFER && old !== cloned[i]) this.#retiredBuffers.push(old);
+      if (old !== NO_BUFFER && old !== cloned[i]) this.#retiredBuffers.add(old);
       next[dstOffset + i] = cloned[i];
     }
     this.#bufferTable = Object.freeze(next);
-    for (const pin of pins) if (pin !== null) this.#hold.pins.push(pin);
+    this.#keepPins(pins);
   }
 
   /**
@@ -1690,11 +1704,16 @@ export class IoUring implements Disposable {
     return this.#bufferTable;
   }
 
-  /** Unregisters the fixed buffers. Since 5.1. */
+  /**
+   * Unregisters the fixed buffers. The ring keeps them referenced until it closes: since 6.13
+   * the kernel no longer waits for the requests in flight that use them, and a buffer the garbage
+   * collector freed under such a request would take the kernel's write (an `alignedBuffer`'s
+   * memory may be freed: the kernel holds its own pages). Since 5.1.
+   */
   unregisterBuffers(): void {
     this.#register(abi.IORING_UNREGISTER_BUFFERS, null, 0, "IORING_UNREGISTER_BUFFERS");
+    for (const view of this.#bufferTable ?? []) if (view !== NO_BUFFER) this.#retiredBuffers.add(view);
     this.#bufferTable = undefined;
-    this.#retiredBuffers = [];
     unpinAll(this.#hold);
   }
 
@@ -2063,7 +2082,7 @@ export class IoUring implements Disposable {
     this.#sqeU32 = new Uint32Array(0);
     this.#cqes = [];
     this.#bufferTable = undefined;
-    this.#retiredBuffers = [];
+    this.#retiredBuffers = new Set();
     this.#registeredFiles = 0;
     this.#enterFd = this.fd;
     this.#enterFlag = 0;
@@ -2074,8 +2093,9 @@ export class IoUring implements Disposable {
    * Posts a CQE with `res` and `userData` on the ring whose fd is `ringFd`, from a program or
    * Worker that has no ring of its own (`IORING_REGISTER_SEND_MSG_RING`: the kernel runs an
    * `IORING_OP_MSG_RING` data message at once). `flags` and `cqeFlags` as in `prepMsgRing`
-   * (`IORING_MSG_RING_FLAGS_PASS`). Throws `IoUringError` naming the errno: `EBADFD` when the fd
-   * is not a ring (or one not enabled yet), `EBADF` when it is no fd. Since 6.13.
+   * (`IORING_MSG_RING_FLAGS_PASS`); `backend` picks the system layer. Throws `IoUringError`
+   * naming the errno: `EBADFD` when the fd is not a ring (or one not enabled yet), `EBADF` when it
+   * is no fd. Since 6.13.
    */
   static sendMsgRing(
     ringFd: number,
@@ -2092,7 +2112,12 @@ export class IoUring implements Disposable {
       const r = sys.register(-1, abi.IORING_REGISTER_SEND_MSG_RING, bytes, 1);
       if (r === -EINTR) continue;
       if (r < 0) {
-        throw new IoUringError("io_uring_register", -r, `IORING_REGISTER_SEND_MSG_RING (to fd ${ringFd})`);
+        throw new IoUringError("io_uring_register", -r, `IORING_REGISTER_SEND_MSG_RING (to fd ${ringFd})`, {
+          EBADFD: "the fd is not an io_uring ring, or its ring is still disabled (IORING_SETUP_R_DISABLED)",
+          EBADF:
+            "the fd is not open (or the kernel is older than 6.13: it has no IORING_REGISTER_SEND_MSG_RING)",
+          EINVAL: "the kernel is older than 6.13 (no IORING_REGISTER_SEND_MSG_RING), or the message's flags",
+        });
       }
       return;
     }

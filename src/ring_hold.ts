@@ -33,10 +33,11 @@ export interface RingHold {
    */
   sqes: readonly { invalidate(): void }[];
   /**
-   * The holds on aligned memory of the registered buffers (`registerBuffers`): let go when the
-   * ring is released, also by the garbage collector, so a freed buffer's memory is unmapped.
+   * The holds on aligned memory of the registered buffers (`registerBuffers`), one per mapping:
+   * let go when the ring is released, also by the garbage collector, so a freed buffer's memory
+   * is unmapped.
    */
-  pins: { unpin(): void }[];
+  pins: Set<{ unpin(): void }>;
   /**
    * The rings of provided buffers registered on the ring (`setupBufferRing`): their memory is
    * freed once the ring's fd is closed, also by the garbage collector.
@@ -46,7 +47,16 @@ export interface RingHold {
 
 /** A hold for the ring `fd` made through `sys`, with nothing mapped or registered yet. */
 export function ringHold(sys: Sys, fd: number): RingHold {
-  return { sys, fd, maps: [], enterIndex: -1, released: false, sqes: [], pins: [], bufferRings: new Set() };
+  return {
+    sys,
+    fd,
+    maps: [],
+    enterIndex: -1,
+    released: false,
+    sqes: [],
+    pins: new Set(),
+    bufferRings: new Set(),
+  };
 }
 
 /**
@@ -110,7 +120,7 @@ export function unregisterBufferRing(hold: RingHold, group: number): number {
 /** Lets go of the aligned memory `hold`'s registered buffers held mapped. */
 export function unpinAll(hold: RingHold): void {
   const pins = hold.pins;
-  hold.pins = [];
+  hold.pins = new Set();
   for (const pin of pins) pin.unpin();
 }
 

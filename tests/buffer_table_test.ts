@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import {
+  alignedBuffer,
   checkFixedBuffer,
   IoUring,
   IoUringError,
@@ -14,7 +15,9 @@ import {
   prepReadFixed,
   prepWriteFixed,
 } from "../mod.ts";
-import { ringTest, tempDir } from "./_support.ts";
+import { ringTest, skipKernel, tempDir } from "./_support.ts";
+import { MOD_URL, runDeno } from "./uring_support.ts";
+import { pinAlignedMemory } from "../src/aligned.ts";
 import { assertErr, closeFd, openFile, pattern, run } from "./_io.ts";
 
 /** A file of 8 KiB of `pattern(8192)` opened read-write through `ring`. */
@@ -240,4 +243,69 @@ ringTest("cloneBuffersFrom: bad input is refused before the kernel", (config) =>
   assert.equal(ring.registeredBuffers!.length, 1);
   source.close();
   assert.throws(() => ring.cloneBuffersFrom(source, { replace: true }), /closed/);
+});
+
+Deno.test({
+  name: "unregisterBuffers: the ring keeps the buffers referenced (the kernel may still write into them)",
+  ignore: skipKernel(),
+  async fn() {
+    // Since 6.13 the kernel's unregister does not wait for fixed requests in flight: a buffer the
+    // garbage collector freed under a pending READ_FIXED took the kernel's bytes (heap corruption).
+    const out = await runDeno(
+      `
+import { IoUring, prepReadFixed } from ${JSON.stringify(MOD_URL)};
+const results = {};
+for (const how of ["unregister", "update"]) {
+  const ring = new IoUring(4, { sqpoll: false });
+  let buf = new Uint8Array(8192);
+  const ref = new WeakRef(buf);
+  ring.registerBuffers([buf]);
+  if (how === "update") ring.registerBuffersUpdate(0, [null]);
+  ring.unregisterBuffers();
+  buf = null;
+  await new Promise((resolve) => setTimeout(resolve, 0)); // (a WeakRef holds its target until the job ends)
+  for (let i = 0; i < 5; i++) globalThis.gc();
+  results[how] = ref.deref() === undefined ? "freed" : "kept";
+  ring.close();
+}
+console.log(JSON.stringify(results));
+`,
+      ["--allow-ffi", "--allow-read", "--allow-env", "--v8-flags=--expose-gc"],
+    );
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(JSON.parse(out.stdout), { unregister: "kept", update: "kept" });
+  },
+});
+
+ringTest("registerBuffersUpdate: one hold per aligned mapping, however often a slot changes", (config) => {
+  using ring = new IoUring(8, config.options);
+  using a = alignedBuffer(4096);
+  using b = alignedBuffer(4096);
+  ring.registerBuffers([a.bytes]);
+  for (let i = 0; i < 100; i++) ring.registerBuffersUpdate(0, [i % 2 === 0 ? b.bytes : a.bytes]);
+  for (const buffer of [a, b]) {
+    const mapping = pinAlignedMemory(buffer.bytes.buffer)!; // (a look: one more hold, given back)
+    try {
+      assert.equal(mapping.pins, 2, "the ring's one hold, and this look's");
+    } finally {
+      mapping.unpin();
+    }
+  }
+  ring.unregisterBuffers();
+});
+
+ringTest("registerBuffersUpdate: only null empties a slot (undefined or a hole is refused)", (config) => {
+  using ring = new IoUring(8, config.options);
+  ring.registerBuffersSparse(2);
+  const buf = new Uint8Array(64);
+  assert.throws(
+    () => ring.registerBuffersUpdate(0, [buf, undefined as unknown as null]),
+    /^TypeError: buffers\[1\] must be a typed array or DataView/,
+  );
+  // deno-lint-ignore no-sparse-arrays
+  assert.throws(
+    () => ring.registerBuffersUpdate(0, [, buf] as Uint8Array[]),
+    /buffers\[0\] must be a typed array/,
+  );
+  assert.equal(ring.registerBuffersUpdate(0, [buf, null]), 2);
 });

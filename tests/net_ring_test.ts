@@ -372,7 +372,9 @@ ringTest(
         () => IoUring.sendMsgRing(r, 1, 1),
         (e) =>
           e instanceof IoUringError && e.code === "EBADFD" &&
-          e.message.includes("IORING_REGISTER_SEND_MSG_RING"),
+          e.message.includes("IORING_REGISTER_SEND_MSG_RING") &&
+          e.hint ===
+            "the fd is not an io_uring ring, or its ring is still disabled (IORING_SETUP_R_DISABLED)",
       );
     } finally {
       sysClose(r);
