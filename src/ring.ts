@@ -1509,8 +1509,9 @@ export class IoUring implements Disposable {
    * in the array): at most 16384 (`IORING_MAX_REG_BUFFERS`; 1024 before 5.13) of at most 1 GiB
    * each. The kernel pins their pages: a view of a resizable `ArrayBuffer` is refused (shrunk and
    * grown again, it may get other pages, and fixed I/O would move the old ones' bytes). The ring
-   * keeps them referenced, and the memory of an {@link alignedBuffer} mapped (its `free()` waits),
-   * until `unregisterBuffers()` or `close()`. It cannot keep a plain `ArrayBuffer` from being
+   * keeps the memory of an {@link alignedBuffer} mapped (its `free()` waits) until
+   * `unregisterBuffers()` or `close()`, and the buffers referenced until `close()` (see
+   * `unregisterBuffers`). It cannot keep a plain `ArrayBuffer` from being
    * transferred away (`transfer()`, `postMessage`): the registration then still names the old
    * pages, which the new owner may free; `checkFixedBuffer` refuses such a buffer. Since 5.1.
    */
@@ -1567,8 +1568,8 @@ export class IoUring implements Disposable {
    * Replaces registered buffers from slot `offset` with `buffers` (`null`, or a view of 0 bytes,
    * empties a slot), in a table made by `registerBuffers` or `registerBuffersSparse`, under the
    * same rules as `registerBuffers`. Requests already in flight keep the buffers they named; the
-   * ring keeps the buffers it takes out referenced (an `alignedBuffer`'s memory mapped) until
-   * `unregisterBuffers()` or `close()`, since nothing tells it when those requests are done.
+   * ring keeps the buffers it takes out referenced until it closes (an `alignedBuffer`'s memory
+   * mapped until `unregisterBuffers()`), since nothing tells it when those requests are done.
    * Returns how many slots were replaced (all of them: if the kernel refuses one, the slots before
    * it stay replaced and the error names the slot). `registeredBuffers` is a new array after it.
    * Since 5.13.
