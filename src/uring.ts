@@ -1729,6 +1729,9 @@ export class Uring implements AsyncDisposable {
   }
 
   #put(slot: Slot, sqe: Sqe): void {
+    // A pool operation that waited in the backlog while the pool's registration was changed
+    // through `ring` goes plain (its index would name another buffer's memory, or none: EFAULT).
+    if (slot.bufIndex >= 0 && this.#ring.registeredBuffers !== this.#poolRegistration) slot.bufIndex = -1;
     try {
       prepSlot(slot, sqe);
       slot.pin(); // an AlignedBuffer freed meanwhile stays mapped until the CQE
