@@ -350,10 +350,10 @@ export function checkOptionsObject(value: unknown): void {
   if (notObject !== null) throw new TypeError(`options must be an object, got ${notObject}`);
 }
 
-/** Throws unless `n` is an integer in `[0, max]`. */
-export function checkU32(n: unknown, what: string, max = 0xffffffff): asserts n is number {
-  if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > max) {
-    throw new RangeError(`${what} must be an integer from 0 to ${max}, got ${shown(n)}`);
+/** Throws unless `n` is an integer in `[min, max]` (`min` 0 by default). */
+export function checkU32(n: unknown, what: string, max = 0xffffffff, min = 0): asserts n is number {
+  if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
+    throw new RangeError(`${what} must be an integer from ${min} to ${max}, got ${shown(n)}`);
   }
 }
 

@@ -1551,10 +1551,7 @@ export class IoUring implements Disposable {
    * A request naming an empty slot fails (`EFAULT`; `checkFixedBuffer` says so first). Since 5.19.
    */
   registerBuffersSparse(count: number): void {
-    checkU32(count, "count");
-    if (count === 0 || count > abi.IORING_MAX_REG_BUFFERS) {
-      throw new RangeError(`count must be 1 to ${abi.IORING_MAX_REG_BUFFERS}, got ${count}`);
-    }
+    checkU32(count, "count", abi.IORING_MAX_REG_BUFFERS, 1);
     this.#register(
       abi.IORING_REGISTER_BUFFERS2,
       sparseTable(count),
@@ -1646,15 +1643,14 @@ export class IoUring implements Disposable {
     checkOptionsObject(options);
     options ??= {};
     if (!(source instanceof IoUring)) throw new TypeError(`source must be an IoUring, got ${shown(source)}`);
-    source.#assertOpen();
+    if (source.#closed) throw new ClosedError("IoUring (the source)");
     const from = source.#bufferTable;
     if (from === undefined) throw new RangeError("the source ring has no registered buffers");
     const srcOffset = options.srcOffset ?? 0, dstOffset = options.dstOffset ?? 0;
     checkU32(srcOffset, "srcOffset", from.length - 1);
     checkU32(dstOffset, "dstOffset", abi.IORING_MAX_REG_BUFFERS - 1);
     const count = options.count ?? from.length - srcOffset;
-    checkU32(count, "count", Math.min(from.length - srcOffset, abi.IORING_MAX_REG_BUFFERS - dstOffset));
-    if (count === 0) throw new RangeError("count must be at least 1");
+    checkU32(count, "count", Math.min(from.length - srcOffset, abi.IORING_MAX_REG_BUFFERS - dstOffset), 1);
     const replace = options.replace ?? false;
     if (typeof replace !== "boolean") throw new TypeError(`replace must be a boolean, got ${shown(replace)}`);
     const table = this.#bufferTable;
@@ -1861,8 +1857,7 @@ export class IoUring implements Disposable {
    * opens, accepts and sockets fill them; no fd array is built. Since 5.19.
    */
   registerFilesSparse(count: number): void {
-    checkU32(count, "count");
-    if (count === 0) throw new RangeError("count must be at least 1");
+    checkU32(count, "count", 0xffffffff, 1);
     this.#register(
       abi.IORING_REGISTER_FILES2,
       sparseTable(count),
