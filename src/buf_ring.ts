@@ -196,13 +196,19 @@ export class BufferRing implements Disposable {
   /**
    * Unregisters the group and frees the memory (every view then reads as empty). Idempotent;
    * the ring's `close()` does it too. Operations still waiting to select a buffer of this group
-   * fail with `-ENOBUFS`.
+   * fail with `-ENOBUFS`. When the kernel refuses the unregister (a restricted ring: `EACCES`),
+   * it throws and the ring of buffers stays open, its memory the kernel's to pick from.
    */
   close(): void {
     const release = this.#release;
     if (release === null) return;
     this.#release = null;
-    release();
+    try {
+      release();
+    } catch (e) {
+      this.#release = release; // nothing was freed
+      throw e;
+    }
   }
 
   /** Same as {@link BufferRing.close}, for `using`. */

@@ -63,16 +63,18 @@ import { type Backend, getSys, type Sys } from "./sys.ts";
 
 /**
  * `BufferRing.close()`'s work: unregisters the group and frees its memory, unless the ring was
- * released already (its release freed the memory, once the kernel's fd was closed).
+ * released already (its release freed the memory, once the kernel's fd was closed). When the
+ * kernel refuses the unregister (a restricted ring: `EACCES`), it throws and frees nothing: the
+ * kernel may still pick buffers from that memory (the ring's release keeps it for good then).
  */
 function releaseBufferRing(hold: RingHold, ring: BufferRing): void {
   if (hold.released) return;
-  hold.bufferRings.delete(ring);
   const r = unregisterBufferRing(hold, ring.group);
-  ring.freeMemory();
   if (r < 0) {
     throw new IoUringError("io_uring_register", -r, `IORING_UNREGISTER_PBUF_RING (group ${ring.group})`);
   }
+  hold.bufferRings.delete(ring);
+  ring.freeMemory();
 }
 
 /**
@@ -1904,6 +1906,7 @@ export class IoUring implements Disposable {
    * A `BufferRing` must be open and this ring's. Since 6.8.
    */
   bufferRingHead(group: number | BufferRing): number {
+    this.#assertOpen(); // (before the BufferRing's check, which would blame another ring)
     const id = group instanceof BufferRing ? groupOn(group, this.#sqeU32) : group;
     checkU32(id, "group", 0xffff);
     const status = bufStatus(id);

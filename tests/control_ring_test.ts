@@ -12,6 +12,7 @@ import {
   AF_INET,
   AF_UNIX,
   AT_FDCWD,
+  ClosedError,
   cstring,
   IORING_CQE_BUFFER_SHIFT,
   IORING_CQE_F_BUFFER,
@@ -20,8 +21,10 @@ import {
   IORING_OP_READ,
   IORING_POLL_UPDATE_EVENTS,
   IORING_POLL_UPDATE_USER_DATA,
+  IORING_REGISTER_PBUF_RING,
   IORING_REGISTER_PROBE,
   IORING_SETUP_R_DISABLED,
+  IOSQE_BUFFER_SELECT,
   IOSQE_FIXED_FILE,
   IOSQE_IO_LINK,
   IoUring,
@@ -345,6 +348,43 @@ ringTest("registerRestrictions + enableRings: a disabled ring allows only what w
     "IORING_REGISTER_ENABLE_RINGS was not listed either",
   );
 });
+
+ringTest(
+  "BufferRing.close() the kernel refuses (a restricted ring) frees nothing: the kernel still picks from it",
+  (config) => {
+    if (older("5.19")) return;
+    using ring = new IoUring(8, { ...config.options, flags: IORING_SETUP_R_DISABLED });
+    ring.registerRestrictions([{ registerOp: IORING_REGISTER_PBUF_RING }, { sqeOp: IORING_OP_READ }, {
+      sqeFlagsAllowed: IOSQE_BUFFER_SELECT,
+    }]);
+    ring.enableRings();
+    const buffers = ring.setupBufferRing({ group: 1, entries: 1, bufferSize: 4096 });
+    // The memory was freed although the group stayed registered: the next read landed in
+    // whatever took its place (a new buffer, or malloc's bookkeeping: aborts).
+    assert.throws(
+      () => buffers.close(),
+      (e) =>
+        e instanceof IoUringError && e.code === "EACCES" && /IORING_UNREGISTER_PBUF_RING/.test(e.message),
+    );
+    assert.equal(buffers.closed, false, "still open: its memory is still the kernel's to pick from");
+    const [readFd, writeFd] = pipe();
+    try {
+      assert.equal(sysWrite(writeFd, text.encode("still here")), 10);
+      const res = run(ring, (s) => prepReadSelect(s, readFd, buffers, 0));
+      assert.equal(res, 10);
+      assert.equal(new TextDecoder().decode(buffers.view(0).subarray(0, 10)), "still here");
+    } finally {
+      sysClose(readFd);
+      sysClose(writeFd);
+    }
+    ring.close();
+    assert.throws(
+      () => ring.bufferRingHead(buffers),
+      ClosedError,
+      "the ring is closed (not: another ring's)",
+    );
+  },
+);
 
 ringTest(
   "registerRestrictions: refused on an enabled ring (EBADFD), and bad rules before the kernel",
