@@ -891,6 +891,8 @@ export const MAP_SHARED = 0x01;
 export const MAP_PRIVATE = 0x02;
 /** `MAP_ANONYMOUS` for `mmap` (x86_64 and aarch64). */
 export const MAP_ANONYMOUS = 0x20;
+/** `MAP_FIXED` for `mmap`: at exactly this address, replacing what is mapped there. */
+export const MAP_FIXED = 0x10;
 /** `MAP_POPULATE` for `mmap`: prefault the mapping (2.5.46). */
 export const MAP_POPULATE = 0x8000;
 

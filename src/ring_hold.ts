@@ -64,11 +64,16 @@ export function ringHold(sys: Sys, fd: number): RingHold {
  * handle a caller kept included) then has length 0, so a stale handle reads undefined and writes
  * nothing instead of faulting. A buffer detached already was transferred by someone
  * (`sqe.u8.buffer.transfer()`) and the new buffer still points at the mapping: unmapping would
- * turn its next access into a crash, so that mapping stays (a few KiB, until the process exits).
+ * turn its next access into a crash, so anonymous memory takes the mapping's place (that buffer
+ * reads zeros from then on). Left mapped, the region would keep the ring's file, and with it the
+ * ring and its SQ thread, until the process exits.
  */
 function unmapAll(hold: RingHold): void {
   for (const [address, length, memory] of hold.maps) {
-    if (memory.detached) continue;
+    if (memory.detached) {
+      hold.sys.mmapAnonOver(address, length); // (failing, the mapping just stays)
+      continue;
+    }
     memory.transfer(0);
     hold.sys.munmap(address, length);
   }

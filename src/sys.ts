@@ -24,6 +24,7 @@ import {
   GETEVENTS_ARG_SIZE,
   IORING_ENTER_EXT_ARG,
   MAP_ANONYMOUS,
+  MAP_FIXED,
   MAP_POPULATE,
   MAP_PRIVATE,
   MAP_SHARED,
@@ -83,6 +84,12 @@ export interface Sys {
   mmap(fd: number, length: number, offset: number): number;
   /** Anonymous private `mmap` (page-aligned memory); returns the address or `-errno`. */
   mmapAnon(length: number): number;
+  /**
+   * Puts fresh anonymous memory (zeros) in place of the pages at `address` (`MAP_FIXED`): what was
+   * mapped there (a ring's region, and with it the ring's file) is let go without leaving a hole.
+   * Returns 0 or `-errno`.
+   */
+  mmapAnonOver(address: number, length: number): number;
   /** `munmap(addr, length)`. */
   munmap(address: number, length: number): number;
   /** `close(fd)`. */
@@ -273,6 +280,7 @@ function loadHelper(path: string): Sys {
     registerAsync: (fd, op, arg, nr) => lib.uring_register_async(fd, op, arg, nr),
     mmap: (fd, length, offset) => Number(lib.uring_mmap(fd, BigInt(length), BigInt(offset))),
     mmapAnon: (length) => Number(lib.uring_mmap_anon(BigInt(length))),
+    mmapAnonOver: (address, length) => getSys("libc").mmapAnonOver(address, length), // (rare: no helper symbol)
     munmap: (address, length) => lib.uring_munmap(BigInt(address), BigInt(length)),
     close: (fd) => lib.uring_close(fd),
     pipe: (fds, size = 0) => {
@@ -418,6 +426,17 @@ function loadLibc(): Sys {
       const p = lib.mmap(null, BigInt(length), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, ZERO);
       const v = BigInt(Deno.UnsafePointer.value(p));
       return v === MAP_FAILED ? -readErrno() : Number(v);
+    },
+    mmapAnonOver: (address, length) => {
+      const p = lib.mmap(
+        Deno.UnsafePointer.create(BigInt(address)),
+        BigInt(length),
+        PROT_READ | PROT_WRITE,
+        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+        -1,
+        ZERO,
+      );
+      return BigInt(Deno.UnsafePointer.value(p)) === MAP_FAILED ? -readErrno() : 0;
     },
     munmap: (address, length) => {
       const r = lib.munmap(Deno.UnsafePointer.create(BigInt(address)), BigInt(length));

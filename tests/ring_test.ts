@@ -417,33 +417,46 @@ ringTest(
   },
 );
 
-ringTest("SQE memory transferred away: submit refuses, close() works and leaves it mapped", (config) => {
-  const ring = new IoUring(8, config.options);
-  prepNop(getSqe(ring)).setUserData(1);
-  ring.submitAndWait(1);
-  ring.cqAdvance(1);
-  const sqe = getSqe(ring);
-  const moved = (sqe.u8.buffer as ArrayBuffer).transfer(); // the same mapped memory, under a new owner
-  assert.throws(() => prepNop(sqe), ClosedError); // it would write nothing now
-  assert.throws(
-    () => ring.submit(),
-    (e) => e instanceof Deno.errors.BadResource && /SQE memory of this ring was detached/.test(e.message),
-  );
-  assert.throws(
-    () => ring.submitAndWait(1),
-    (e) => e instanceof Deno.errors.BadResource && /SQE memory of this ring was detached/.test(e.message),
-  );
-  assert.throws(
-    () => ring.flushSq(),
-    (e) => e instanceof Deno.errors.BadResource && /SQE memory of this ring was detached/.test(e.message),
-  );
-  ring.close();
-  assert.equal(ring.closed, true);
-  // The mapping stayed: the transferred buffer is still memory (unmapped, this read would crash).
-  const bytes = new Uint8Array(moved);
-  assert.equal(bytes.length, 8 * 64);
-  bytes.fill(bytes[0], 0, 1); // read and write it
-});
+ringTest(
+  "SQE memory transferred away: submit refuses, close() works and leaves memory there, not the ring's",
+  (config) => {
+    const ring = new IoUring(8, config.options);
+    prepNop(getSqe(ring)).setUserData(1);
+    ring.submitAndWait(1);
+    ring.cqAdvance(1);
+    const sqe = getSqe(ring);
+    const moved = (sqe.u8.buffer as ArrayBuffer).transfer(); // the same mapped memory, under a new owner
+    assert.throws(() => prepNop(sqe), ClosedError); // it would write nothing now
+    assert.throws(
+      () => ring.submit(),
+      (e) => e instanceof Deno.errors.BadResource && /SQE memory of this ring was detached/.test(e.message),
+    );
+    assert.throws(
+      () => ring.submitAndWait(1),
+      (e) => e instanceof Deno.errors.BadResource && /SQE memory of this ring was detached/.test(e.message),
+    );
+    assert.throws(
+      () => ring.flushSq(),
+      (e) => e instanceof Deno.errors.BadResource && /SQE memory of this ring was detached/.test(e.message),
+    );
+    const address = Deno.UnsafePointer.value(Deno.UnsafePointer.of(moved));
+    const ringMapped = () =>
+      Deno.readTextFileSync("/proc/self/maps").split("\n").some((line) => {
+        const [range] = line.split(" ");
+        const [from, to] = (range ?? "").split("-").map((h) => BigInt(`0x${h || "0"}`));
+        return from <= BigInt(address) && BigInt(address) < to && line.includes("io_uring");
+      });
+    assert.ok(ringMapped(), "the SQEs are the ring's memory");
+    ring.close();
+    assert.equal(ring.closed, true);
+    // Still memory (unmapped, this read would crash), but no longer the ring's: a mapping of the
+    // ring's file kept the ring (and its SQ thread) alive until the process exited.
+    const bytes = new Uint8Array(moved);
+    assert.equal(bytes.length, 8 * 64);
+    bytes.fill(bytes[0], 0, 1); // read and write it
+    assert.ok(!ringMapped(), "anonymous memory in its place");
+  },
+);
 
 // --- Reads and writes, checked with Deno's file API ------------------------------------------
 
