@@ -1745,7 +1745,9 @@ export class IoUring implements Disposable {
 
   /**
    * Replaces registered files from index `offset` with `fds` (`-1` clears a slot,
-   * `IORING_REGISTER_FILES_SKIP` keeps it: 5.12). Returns how many were updated. Since 5.5.
+   * `IORING_REGISTER_FILES_SKIP` keeps it: 5.12). Returns how many were updated: all of them. If
+   * the kernel refuses one (an fd that is not open: `EBADF`), the slots before it stay updated and
+   * the error names it. Since 5.5.
    */
   registerFilesUpdate(offset: number, fds: readonly number[]): number {
     this.#assertOpen();
@@ -1763,15 +1765,23 @@ export class IoUring implements Disposable {
       checkFd(fd, `fds[${i}]`);
       return fd;
     });
-    const update = rsrcUpdate(offset, BigInt(addressOf(table)));
-    const n = this.#register(
-      abi.IORING_REGISTER_FILES_UPDATE,
-      update,
-      table.length,
-      "IORING_REGISTER_FILES_UPDATE",
-    );
-    void table; // referenced until the call returned
-    return n;
+    // The kernel stops at an fd it refuses and returns how many it updated before it (the error
+    // was lost); asked again from there, it says why.
+    let done = 0;
+    while (done < table.length) {
+      const updated = this.#register(
+        abi.IORING_REGISTER_FILES_UPDATE,
+        rsrcUpdate(offset + done, BigInt(addressOf(table) + done * 4)),
+        table.length - done,
+        `IORING_REGISTER_FILES_UPDATE (fds[${done}] for slot ${offset + done}${
+          done > 0 ? `; ${done} updated before it` : ""
+        })`,
+      );
+      if (updated === 0) break; // (never seen: the kernel updates one or says why not)
+      done += updated;
+    }
+    void table; // referenced until the calls returned
+    return done;
   }
 
   /** Unregisters the fixed file table. Since 5.1. */
@@ -1781,8 +1791,9 @@ export class IoUring implements Disposable {
   }
 
   /**
-   * Registers an eventfd the kernel signals on each completion (`async`: only completions that
-   * did not finish inline). Since 5.2 (`async` 5.6).
+   * Registers an eventfd the kernel signals when it posts completions (`async`: only completions
+   * that did not finish inline). It signals once per batch it posts, not per CQE: the counter
+   * says that there are completions, not how many. Since 5.2 (`async` 5.6).
    */
   registerEventfd(eventfd: number, options: { async?: boolean } = {}): void {
     checkOptionsObject(options);

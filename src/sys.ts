@@ -9,8 +9,9 @@
  *
  * What the libc fallback does less well:
  * - 64-bit `syscall` arguments are passed as BigInts, which costs a little more per call.
- * - A `nonblocking` (thread-pool) wait cannot read `errno` (it is another thread's), so a failed
- *   asynchronous wait reports `-EINTR` and the caller simply looks at the ring again.
+ * - A `nonblocking` (thread-pool) call cannot read `errno` (it is another thread's): a failed
+ *   asynchronous wait reports `-EINTR` and the caller simply looks at the ring again, and a
+ *   failed `registerAsync` reports `-EIO` whatever the kernel said.
  * - It has no fence function of its own; it relies on the sequentially consistent `Atomics`
  *   operations the ring already uses (a full barrier on x86_64 and aarch64).
  *

@@ -592,6 +592,16 @@ ringTest("fixed files: IOSQE_FIXED_FILE by index, registerFilesUpdate, unregiste
   assert.equal(run(ring, (s) => prepCloseDirect(s, 1)), 0);
   assertErr(readFixed(1), "EBADF");
   assertErr(run(ring, (s) => prepCloseDirect(s, 1)), "EBADF");
+  // An fd the kernel refuses mid-list is named; the slots before it stay updated (the kernel
+  // returned 1 and the EBADF was lost).
+  assert.throws(
+    () => ring.registerFilesUpdate(0, [fa, 9999]),
+    (e) =>
+      e instanceof IoUringError && e.code === "EBADF" &&
+      e.message.includes("IORING_REGISTER_FILES_UPDATE (fds[1] for slot 1; 1 updated before it)"),
+  );
+  assert.equal(readFixed(0), 4, "slot 0 updated");
+  assert.equal(ring.registerFilesUpdate(0, [fb]), 1);
   // The table holds its own reference: closing the fd does not empty the slot.
   closeFd(ring, fb);
   assert.equal(readFixed(0), 4);
