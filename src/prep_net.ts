@@ -36,6 +36,18 @@ import { type Sqe, W, writeU64 } from "./sqe.ts";
 const OP_FLAGS = W.opFlags, FILE_INDEX = W.spliceFdIn, BUF_INDEX = W.bufIndex;
 
 /**
+ * Throws for `SOCK_CLOEXEC` in `bits` of an SQE that installs a registered file: such a file has
+ * no fd to close on exec, and the kernel refuses it (`EINVAL`).
+ */
+function refuseCloexec(bits: number, what: string): void {
+  if (typeof bits === "number" && (bits & abi.SOCK_CLOEXEC) !== 0) {
+    throw new RangeError(
+      `${what} must not hold SOCK_CLOEXEC for a registered file slot (it has no fd to close)`,
+    );
+  }
+}
+
+/**
  * `socket(domain, type, protocol)`: completes with the new socket's fd. `type` may carry
  * `SOCK_NONBLOCK` and `SOCK_CLOEXEC`; `flags` must be 0 (reserved). Since 5.19.
  */
@@ -44,6 +56,9 @@ export function prepSocket(sqe: Sqe, domain: number, type: number, protocol = 0,
   checkFlags(type, "type");
   checkU32(protocol, "protocol", 0x7fffffff);
   checkFlags(flags, "flags");
+  if (flags !== 0) {
+    throw new RangeError(`flags must be 0 (reserved: the kernel refuses others), got ${flags}`);
+  }
   writeRw(sqe, abi.IORING_OP_SOCKET, domain, 0, protocol, type);
   sqe.u32[sqe.base + OP_FLAGS] = flags;
   setIoprio(sqe, 0);
@@ -64,6 +79,7 @@ export function prepSocketDirect(
   flags = 0,
 ): Sqe {
   const slot = targetSlot(fileIndex);
+  refuseCloexec(type, "type");
   prepSocket(sqe, domain, type, protocol, flags);
   sqe.u32[sqe.base + FILE_INDEX] = slot;
   return sqe;
@@ -123,6 +139,7 @@ export function prepMultishotAccept(sqe: Sqe, fd: number, flags = 0): Sqe {
  * (`IORING_FILE_INDEX_ALLOC`): each CQE's result is a slot, for `IOSQE_FIXED_FILE`. Since 5.19.
  */
 export function prepMultishotAcceptDirect(sqe: Sqe, fd: number, flags = 0): Sqe {
+  refuseCloexec(flags, "flags");
   writeAccept(sqe, fd, null, flags, abi.IORING_ACCEPT_MULTISHOT);
   sqe.u32[sqe.base + FILE_INDEX] = abi.IORING_FILE_INDEX_ALLOC;
   return sqe;
@@ -140,6 +157,7 @@ export function prepAcceptDirect(
   fileIndex: number,
 ): Sqe {
   const slot = targetSlot(fileIndex);
+  refuseCloexec(flags, "flags");
   writeAccept(sqe, fd, peer, flags, 0);
   sqe.u32[sqe.base + FILE_INDEX] = slot;
   return sqe;

@@ -269,11 +269,26 @@ Deno.test("prepAccept: the peer's storage in addr, its socklen_t (reset to 128) 
   prepAccept(sqe, 3);
   assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3 });
   sqe = freshSqe();
-  prepMultishotAcceptDirect(sqe, 3, SOCK_CLOEXEC);
-  assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3, ioprio: 1, opFlags: SOCK_CLOEXEC, spliceFdIn: 0xffffffff });
+  prepMultishotAcceptDirect(sqe, 3, SOCK_NONBLOCK);
+  assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3, ioprio: 1, opFlags: SOCK_NONBLOCK, spliceFdIn: 0xffffffff });
   sqe = freshSqe();
   prepAcceptDirect(sqe, 3, null, 0, 9);
   assertSqe(sqe, { opcode: OP.ACCEPT, fd: 3, spliceFdIn: 10 });
+  // A registered file has no fd to close on exec: the kernel refuses SOCK_CLOEXEC there (EINVAL).
+  assert.throws(
+    () => prepMultishotAcceptDirect(freshSqe(), 3, SOCK_CLOEXEC),
+    /^RangeError: flags must not hold SOCK_CLOEXEC/,
+  );
+  assert.throws(
+    () => prepAcceptDirect(freshSqe(), 3, null, SOCK_CLOEXEC, 9),
+    /flags must not hold SOCK_CLOEXEC/,
+  );
+  assert.throws(
+    () => prepSocketDirect(freshSqe(), AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0, 1),
+    /^RangeError: type must not hold SOCK_CLOEXEC/,
+  );
+  // prepSocket's flags are reserved: the kernel refuses anything but 0.
+  assert.throws(() => prepSocket(freshSqe(), AF_INET, SOCK_STREAM, 0, 1), /^RangeError: flags must be 0/);
   assert.throws(() => prepAccept(freshSqe(), 3, new Uint8Array(128) as unknown as SocketAddress), /peer/);
 });
 
