@@ -59,6 +59,10 @@ class TreeCopy {
    * this moved while it ran (see waitForDescriptors).
    */
   #endings = 0;
+  /** File attempts in progress (each may hold descriptors, and will give them back). */
+  #running = 0;
+  /** Files that ran out of descriptors while only listings held some, waiting for one to end. */
+  readonly #listingEnded: (() => void)[] = [];
   readonly files: Semaphore;
   readonly pending = new Semaphore(MAX_PENDING_FILES);
   readonly listings = new Semaphore(READDIR_CONCURRENCY);
@@ -208,6 +212,7 @@ class TreeCopy {
     } finally {
       this.listings.release();
       this.#endings++;
+      for (const r of this.#listingEnded.splice(0)) r();
     }
     if (failure !== undefined) {
       if (await this.waitForDescriptors(failure, 0)) return this.walk(src, dst, merging);
@@ -410,13 +415,17 @@ class TreeCopy {
   /** Copies a file started by {@link TreeCopy.startFileNow} (its slots held) and settles it. */
   #copyInPlace(src: string, dst: string, st: EntryStat): void {
     const startedAt = this.#endings;
+    this.#running++;
     let copying: Promise<number>;
     try {
       copying = copyRegular(this.ctx, src, dst, st, true);
     } catch (e) {
       copying = Promise.reject(e);
     }
-    copying.then(this.#fileFinished, (e) => this.#fileFailed(e, src, dst, st, startedAt));
+    copying.then(() => {
+      this.#running--;
+      this.#fileFinished();
+    }, (e) => this.#fileFailed(e, src, dst, st, startedAt));
   }
 
   /**
@@ -436,7 +445,8 @@ class TreeCopy {
    * system) while other files of this copy are in progress and will give theirs back: keeps one
    * file fewer in progress from now on, waits for a file slot (one of them finishing), and
    * resolves true (try again). With no other file in progress, resolves true at once if
-   * descriptors were given back while the failed attempt ran, else false. `self` is 1 when the
+   * descriptors were given back while the failed attempt ran, else once a directory listing in
+   * progress has ended (it holds one), else false. `self` is 1 when the
    * caller holds a file slot (it is one of the files in progress; its slot goes to pay for the
    * smaller number), with `startedAt` the count of endings when its attempt began; 0 for the
    * walk. The limit (`RLIMIT_NOFILE`, often 1024, less in some containers) is shared with the
@@ -445,18 +455,28 @@ class TreeCopy {
   async waitForDescriptors(error: unknown, self: 0 | 1, startedAt = this.#endings): Promise<boolean> {
     // (A file's failed attempt has closed what it opened: that is an ending too.)
     const freedMeanwhile = this.#endings > startedAt;
-    if (self === 1) this.#endings++;
+    if (self === 1) {
+      this.#endings++;
+      this.#running--;
+    }
     const code = codeOf(error);
     if ((code !== "EMFILE" && code !== "ENFILE") || this.ctx.stopping) return false;
     // The pipes the engine keeps between files go first (it makes no new ones): try again at once
     // when that freed some and no file in progress will give any back.
     const shed = this.ctx.engine.shedPipes?.() ?? 0;
     const files = this.files;
-    const others = files.limit - files.free - this.#withheld - self; // slots held by running files
-    // With no other file running, nobody will give any descriptor back, but another file (now
-    // waiting for a slot) or a listing may have given its back while this attempt ran: then the
-    // attempt's failure is stale. Each such try needs a new ending, so this cannot go round for ever.
-    if (others <= 0) return shed > 0 || freedMeanwhile;
+    // (Counted, not worked out from the slots: the walk withholds a slot before it has it.)
+    const others = this.#running;
+    if (others <= 0) {
+      // Nobody running will give any descriptor back, but another file (now waiting for a slot)
+      // or a listing may have given its back while this attempt ran: then the attempt's failure
+      // is stale. Or a listing in progress holds one: wait for it to end. Each such try needs a
+      // new ending, so this cannot go round for ever.
+      if (shed > 0 || freedMeanwhile) return true;
+      if (this.listings.free === this.listings.limit) return false;
+      await new Promise<void>((resolve) => this.#listingEnded.push(resolve));
+      return !this.ctx.stopping;
+    }
     if (self === 1) {
       if (files.limit - this.#withheld > 1) this.#withheld++; // this slot is not given back
       else files.release();
@@ -490,6 +510,7 @@ class TreeCopy {
   async copyFileEntry(src: string, dst: string, st: EntryStat, merging: boolean): Promise<void> {
     const ctx = this.ctx;
     const startedAt = this.#endings;
+    this.#running++;
     try {
       if (merging) {
         // The destination directory existed: say early if the file is in the way.
@@ -513,6 +534,7 @@ class TreeCopy {
       }
       // In a directory this copy created, nothing can be in the way: write in place.
       await copyRegular(ctx, src, dst, st, !merging);
+      this.#running--;
     } catch (e) {
       if (await this.waitForDescriptors(e, 1, startedAt)) return this.copyFileEntry(src, dst, st, merging);
       this.fail(e, src, dst);
