@@ -313,9 +313,21 @@ export class CopyContext implements EngineContext {
    * first asked for.
    */
   get descriptors(): number {
-    return this.#descriptors ??= this.engine instanceof UringEngine
-      ? freeDescriptors(this.#sys(), this.#countOpen)
-      : Infinity;
+    return this.#descriptors ??= this.#freeDescriptors();
+  }
+
+  /**
+   * {@link freeDescriptors} through the ring's system layer, or for Deno's engine the default
+   * one; `Infinity` when there is none (no `--allow-ffi`: nothing to ask the limit with).
+   */
+  #freeDescriptors(): number {
+    let sys: Sys;
+    try {
+      sys = this.#sys();
+    } catch {
+      return Infinity;
+    }
+    return freeDescriptors(sys, this.#countOpen);
   }
 
   /** The system layer: the ring's, or (Deno's engine) the default one, for event-loop turns. */

@@ -490,11 +490,20 @@ Deno.test({
       for (let i = 0; i < 50; i++) await randomFile(`${many}/d${d}/f${i}`, 5000 + i * 3000);
       await randomFile(`${many}/d${d}/big`, 2 << 20);
     }
-    for (const [limit, free, src] of [[256, 96, source], [1024, 40, many]] as const) {
-      const dst = `${dir.path}/dst-${limit}`;
+    // (Deno's engine, io_uring forced unavailable, took every free descriptor: it sized itself to none.)
+    for (
+      const [limit, free, src, denoEngine] of [[256, 96, source, false], [1024, 40, many, false], [
+        1024,
+        40,
+        many,
+        true,
+      ]] as const
+    ) {
+      const dst = `${dir.path}/dst-${limit}-${denoEngine}`;
       const results = await childResults(
         `
-import { copyTree } from ${JSON.stringify(MOD_URL)};
+${denoEngine ? 'Deno.env.set("URING_FORCE_UNAVAILABLE", "1");' : ""}
+const { copyTree } = await import(${JSON.stringify(MOD_URL)});
 const libc = Deno.dlopen("libc.so.6", { setrlimit: { parameters: ["i32", "buffer"], result: "i32" } });
 const limit = ${limit}n;
 if (libc.symbols.setrlimit(7, new Uint8Array(new BigUint64Array([limit, limit]).buffer)) !== 0) throw new Error("setrlimit");
@@ -517,11 +526,12 @@ const sampler = setInterval(() => {
 const r = await copyTree(${JSON.stringify(src)}, ${JSON.stringify(dst)});
 clearInterval(sampler);
 for (const f of held) f.close();
-console.log(JSON.stringify({ files: String(r.files), least: String(least) }));
+console.log(JSON.stringify({ files: String(r.files), least: String(least), engine: r.engine }));
 `,
         ["--allow-all"], // (Deno lists /proc/self/fd for a program with every permission only)
       );
       assert.equal(results.files, src === source ? "150" : "204", `limit ${limit}, ${free} free`);
+      assert.equal(results.engine, denoEngine ? "deno" : "io_uring");
       // The copy sizes itself to the descriptors free when it starts, less a reserve, so the rest
       // of the process can still open some: holding all but 40, the copy took them all (Deno
       // itself then panicked making the socket pair of its signal handling).
