@@ -8,7 +8,7 @@
  */
 
 import { type Engine, type EngineContext, type EntryStat, kindOfMode } from "./copy_engine.ts";
-import { codeOf, staged } from "./copy_errors.ts";
+import { codeOf, staged, tagStage } from "./copy_errors.ts";
 
 function seconds(d: Date | null, fallback: number): number {
   return d ? d.getTime() / 1000 : fallback;
@@ -90,7 +90,7 @@ export class DenoEngine implements Engine {
       if (!streamed) output.close();
       try {
         // (pipeTo closes both files, also when it fails)
-        await staged("write", streamed ? input.readable.pipeTo(output.writable) : Deno.copyFile(src, tmp));
+        await staged("write", streamed ? input.readable.pipeTo(output.writable) : copyOpening(src, tmp));
         ctx.signal.throwIfAborted();
         const size = (await Deno.stat(tmp)).size;
         ctx.addBytes(size);
@@ -154,4 +154,16 @@ export class DenoEngine implements Engine {
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/**
+ * `Deno.copyFile(src, dst)`, whose own opens of the two files run out of descriptors: such a
+ * failure is an open's (the source's, which comes first), not the copy's writing.
+ */
+function copyOpening(src: string, dst: string): Promise<void> {
+  return Deno.copyFile(src, dst).catch((e) => {
+    const code = codeOf(e);
+    if (code === "EMFILE" || code === "ENFILE") tagStage(e, "open-source");
+    throw e;
+  });
 }

@@ -652,6 +652,22 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "copyTree (Deno's file APIs): a file that cannot be opened for want of descriptors says so, not 'writing'",
+  ignore: skipKernel(),
+  fn: async () => {
+    // Deno.copyFile opens both files itself: its EMFILE was reported as the copy's writing failing.
+    using dir = tempDir();
+    const source = `${dir.path}/src`;
+    Deno.mkdirSync(source);
+    await sixFiles(source);
+    const outcome = await copyWithSpareDescriptors(source, `${dir.path}/dst`, 1, { denoEngine: true });
+    assert.match(outcome, /Too many open files \(EMFILE\)/);
+    assert.doesNotMatch(outcome, /writing the destination failed/);
+  },
+});
+
+Deno.test({
   name: "copyTree: with no descriptor to spare, the files give up with EMFILE (no endless retrying)",
   ignore: skipKernel(),
   fn: async () => {
