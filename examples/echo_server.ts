@@ -76,9 +76,13 @@ const wholeNumber = (text: string | undefined, what: string, fallback: number, m
 if (args.port !== undefined && args.unix !== undefined) usage("give --port or --unix, not both");
 const port = wholeNumber(args.port, "--port", 7007, 65535);
 const maxConnections = wholeNumber(args.max, "--max", Infinity, Number.MAX_SAFE_INTEGER);
-const address = args.unix !== undefined
-  ? SocketAddress.unix(args.unix)
-  : SocketAddress.inet("127.0.0.1", port);
+if (args.unix === "") usage("--unix must name a path, got ''");
+let address: SocketAddress;
+try {
+  address = args.unix !== undefined ? SocketAddress.unix(args.unix) : SocketAddress.inet("127.0.0.1", port);
+} catch (e) { // (a path over 108 bytes: sun_path holds no more)
+  usage(`--unix: ${(e as Error).message}`);
+}
 
 using ring = new IoUring(256);
 using buffers = ring.setupBufferRing({ group: 0, entries: BUFFERS, bufferSize: BUFFER_SIZE });
@@ -116,7 +120,7 @@ if (args.unix !== undefined) {
 }
 const listener = call(
   "socket",
-  (s) => prepSocket(s, args.unix ? AF_UNIX : AF_INET, SOCK_STREAM | SOCK_CLOEXEC),
+  (s) => prepSocket(s, args.unix !== undefined ? AF_UNIX : AF_INET, SOCK_STREAM | SOCK_CLOEXEC),
 );
 call("bind", (s) => prepBind(s, listener, address));
 call("listen", (s) => prepListen(s, listener, 128));

@@ -322,3 +322,21 @@ Deno.test("examples/echo_server.ts: bad arguments are usage errors", async () =>
     assert.match(r.stderr, message);
   }
 });
+
+Deno.test("examples/echo_server.ts: an empty --unix path, or one over 108 bytes, is a usage error", async () => {
+  // The empty one made an AF_INET socket and bound a Unix address to it (an uncaught EINVAL); the
+  // long one was an uncaught RangeError with its stack.
+  using tmp = tempDir();
+  for (
+    const [path, message] of [
+      ["", /--unix must name a path, got ''/],
+      [`${tmp.path}/${"s".repeat(120)}`, /--unix: a Unix socket path holds at most 108 bytes, got \d+/],
+    ] as const
+  ) {
+    const r = await runExample("echo_server.ts", ["--unix", path, "--max", "1"], tmp.path);
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, message);
+    assert.doesNotMatch(r.stderr, /^\s+at /m, "no stack trace");
+    assert.equal(r.stdout, "");
+  }
+});
