@@ -10,8 +10,9 @@
  *   deno run --allow-ffi --allow-read --allow-env examples/echo_server.ts [--port N | --unix PATH] [--max N]
  *
  * `--port` listens on 127.0.0.1 (default 7007), `--unix` on a Unix socket at PATH (a stale one
- * there is replaced; removed at the end with `--max`); `--max N` stops after N connections have
- * closed (default: run until killed). Try it with `nc 127.0.0.1 7007`.
+ * there, which refuses connections, is replaced; anything else at PATH is refused, not removed; the
+ * socket is removed at the end with `--max`); `--max N` stops after N connections have closed
+ * (default: run until killed). Try it with `nc 127.0.0.1 7007`.
  */
 import { parseArgs } from "node:util";
 import {
@@ -20,6 +21,7 @@ import {
   AT_FDCWD,
   type Cqe,
   cstring,
+  errnoName,
   IORING_CQE_F_MORE,
   IoUring,
   IoUringError,
@@ -27,6 +29,7 @@ import {
   prepBind,
   prepCancel,
   prepClose,
+  prepConnect,
   prepListen,
   prepMultishotAccept,
   prepRecvMultishot,
@@ -47,7 +50,7 @@ const BUFFER_SIZE = 4096;
 /** Buffers one connection may hold before its receive is paused (so a client that sends without
  * reading cannot take every buffer and stall the others). */
 const PER_CONNECTION = 8;
-const ECANCELED = 125, ENOBUFS = 105, EMFILE = 24, ENFILE = 23;
+const ECANCELED = 125, ENOBUFS = 105, EMFILE = 24, ENFILE = 23, ENOENT = 2, ECONNREFUSED = 111;
 
 function usage(message: string): never {
   console.error(`${message}\n${USAGE}`);
@@ -114,9 +117,27 @@ function call(what: string, prep: (sqe: Sqe) => void, mayFail = false): number {
 }
 
 if (args.unix !== undefined) {
-  // A socket file left by an earlier run (killed before its end) would make the bind fail.
-  const gone = call("unlink", (s) => prepUnlinkat(s, AT_FDCWD, cstring(args.unix!)), true);
-  if (gone < 0 && gone !== -2) throw new IoUringError("unlink", -gone, args.unix); // (-2: ENOENT)
+  // A socket file left by an earlier run (killed before its end) would make the bind fail: it is
+  // removed, but only when it is a socket and a connect to it is refused (no server listens on it).
+  // Anything else there (a file, a live server's socket) is left alone and refused.
+  let info: Deno.FileInfo | undefined;
+  try {
+    info = Deno.lstatSync(args.unix);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) usage(`--unix: ${(e as Error).message}`);
+  }
+  if (info !== undefined) {
+    if (!info.isSocket) usage(`--unix: ${args.unix} exists and is not a socket: not replaced`);
+    const probe = call("socket", (s) => prepSocket(s, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC));
+    const connected = call("connect", (s) => prepConnect(s, probe, address), true);
+    call("close", (s) => prepClose(s, probe));
+    if (connected === 0) usage(`--unix: a server is listening on ${args.unix}: not replaced`);
+    if (connected !== -ECONNREFUSED) {
+      usage(`--unix: ${args.unix} is a socket, and connecting to it fails: ${errnoName(-connected)}`);
+    }
+    const gone = call("unlink", (s) => prepUnlinkat(s, AT_FDCWD, cstring(args.unix!)), true);
+    if (gone < 0 && gone !== -ENOENT) throw new IoUringError("unlink", -gone, args.unix);
+  }
 }
 const listener = call(
   "socket",

@@ -3,20 +3,59 @@
  * its own `deno run` process, with small arguments.
  */
 import assert from "node:assert/strict";
+import {
+  AF_UNIX,
+  IoUring,
+  prepBind,
+  prepClose,
+  prepSocket,
+  SOCK_CLOEXEC,
+  SOCK_STREAM,
+  SocketAddress,
+  type Sqe,
+} from "../mod.ts";
 import { skipKernel, tempDir } from "./_support.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const FLAGS = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env"];
 
-/** `deno run FLAGS examples/NAME ARGS` with `TMPDIR` set to `tmp`; its status and output. */
-async function runExample(name: string, args: string[], tmp: string) {
-  const out = await new Deno.Command(Deno.execPath(), {
+/**
+ * `deno run FLAGS examples/NAME ARGS` with `TMPDIR` set to `tmp`; its status and output. With
+ * `killAfterMs`, a run still going then is killed (its code is then 137).
+ */
+async function runExample(name: string, args: string[], tmp: string, killAfterMs?: number) {
+  const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...FLAGS, `${ROOT}examples/${name}`, ...args],
     env: { TMPDIR: tmp, NO_COLOR: "1" },
     stdin: "null",
-  }).output();
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = killAfterMs === undefined ? undefined : setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* it ended already */ }
+  }, killAfterMs);
+  const out = await child.output();
+  clearTimeout(timer);
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Leaves a socket file at `path` that no server listens on (as a server killed before its end does). */
+function staleSocket(path: string): void {
+  using ring = new IoUring(4, { sqpoll: false });
+  const run = (prep: (sqe: Sqe) => void): number => {
+    prep(ring.getSqe()!);
+    ring.submitAndWait(1);
+    const res = ring.peekCqe()!.res;
+    ring.cqAdvance(1);
+    assert.ok(res >= 0, `errno ${-res}`);
+    return res;
+  };
+  const fd = run((s) => prepSocket(s, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC));
+  run((s) => prepBind(s, fd, SocketAddress.unix(path)));
+  run((s) => prepClose(s, fd));
 }
 
 /** The rows of a markdown table in `text`, as cells, without the header and the rule. */
@@ -101,10 +140,10 @@ Deno.test({
   fn: async () => {
     using tmp = tempDir();
     const path = `${tmp.path}/echo.sock`;
-    // A socket file an earlier run left (killed before its end): the server replaces it.
-    const stale = Deno.listen({ transport: "unix", path });
-    stale.close();
-    if (!existsSocket(path)) Deno.writeTextFileSync(path, ""); // (if Deno removed it: a file in the way)
+    // A socket file an earlier run left (killed before its end): the server replaces it. (Deno
+    // removes its own listener's file when it closes it, so the socket is bound through a ring.)
+    staleSocket(path);
+    assert.ok(existsSocket(path));
     const server = new Deno.Command(Deno.execPath(), {
       args: ["run", ...FLAGS, `${ROOT}examples/echo_server.ts`, "--unix", path, "--max", "2"],
       env: { NO_COLOR: "1" },
@@ -339,4 +378,31 @@ Deno.test("examples/echo_server.ts: an empty --unix path, or one over 108 bytes,
     assert.doesNotMatch(r.stderr, /^\s+at /m, "no stack trace");
     assert.equal(r.stdout, "");
   }
+});
+
+Deno.test({
+  name: "examples/echo_server.ts: --unix leaves a file, or a live server's socket, at PATH alone",
+  ignore: skipKernel(),
+  fn: async () => {
+    // It unlinked whatever was at PATH: a regular file's data, a live server's socket.
+    using tmp = tempDir();
+    const file = `${tmp.path}/important.txt`;
+    Deno.writeTextFileSync(file, "precious data\n");
+    let r = await runExample("echo_server.ts", ["--unix", file, "--max", "1"], tmp.path, 5000);
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, /--unix: .*important\.txt exists and is not a socket: not replaced/);
+    assert.equal(Deno.readTextFileSync(file), "precious data\n");
+
+    const path = `${tmp.path}/live.sock`;
+    using live = Deno.listen({ transport: "unix", path });
+    r = await runExample("echo_server.ts", ["--unix", path, "--max", "1"], tmp.path, 5000);
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, /--unix: a server is listening on .*live\.sock: not replaced/);
+    // The live server still owns its socket: a client reaches it (the probe's connection first).
+    for (let i = 0; i < 2; i++) {
+      const client = await Deno.connect({ transport: "unix", path });
+      (await live.accept()).close();
+      client.close();
+    }
+  },
 });
