@@ -8,11 +8,13 @@
  * the summary at the end prints the `io_uring_enter` calls by reason.
  *
  *   deno run --allow-ffi --allow-read --allow-env examples/echo_server.ts [--port N | --unix PATH] [--max N]
+ *     [--entries N]
  *
  * `--port` listens on 127.0.0.1 (default 7007), `--unix` on a Unix socket at PATH (a stale one
  * there, which refuses connections, is replaced; anything else at PATH is refused, not removed; the
  * socket is removed at the end with `--max`); `--max N` stops after N connections have closed
- * (default: run until killed). Try it with `nc 127.0.0.1 7007`.
+ * (default: run until killed); `--entries N` sizes the ring: N SQEs, 2N CQEs (default 256; a tiny
+ * one fills its CQ at once, which ends multishot operations early). Try it with `nc 127.0.0.1 7007`.
  */
 import { parseArgs } from "node:util";
 import {
@@ -44,7 +46,7 @@ import {
   Timespec,
 } from "../mod.ts";
 
-const USAGE = "usage: examples/echo_server.ts [--port N | --unix PATH] [--max N]";
+const USAGE = "usage: examples/echo_server.ts [--port N | --unix PATH] [--max N] [--entries N]";
 const BUFFERS = 64;
 const BUFFER_SIZE = 4096;
 /** Buffers one connection may hold before its receive is paused (so a client that sends without
@@ -61,7 +63,12 @@ let args;
 try {
   args = parseArgs({
     args: Deno.args,
-    options: { port: { type: "string" }, unix: { type: "string" }, max: { type: "string" } },
+    options: {
+      port: { type: "string" },
+      unix: { type: "string" },
+      max: { type: "string" },
+      entries: { type: "string" },
+    },
     strict: true,
     allowPositionals: false,
   }).values;
@@ -79,6 +86,7 @@ const wholeNumber = (text: string | undefined, what: string, fallback: number, m
 if (args.port !== undefined && args.unix !== undefined) usage("give --port or --unix, not both");
 const port = wholeNumber(args.port, "--port", 7007, 65535);
 const maxConnections = wholeNumber(args.max, "--max", Infinity, Number.MAX_SAFE_INTEGER);
+const entries = wholeNumber(args.entries, "--entries", 256, 32768);
 if (args.unix === "") usage("--unix must name a path, got ''");
 let address: SocketAddress;
 try {
@@ -87,7 +95,7 @@ try {
   usage(`--unix: ${(e as Error).message}`);
 }
 
-using ring = new IoUring(256);
+using ring = new IoUring(entries);
 using buffers = ring.setupBufferRing({ group: 0, entries: BUFFERS, bufferSize: BUFFER_SIZE });
 
 // user_data: what completed, and the connection's fd.
@@ -158,20 +166,22 @@ const ACCEPT_PAUSE = new Timespec(100);
 interface Connection {
   /** Per piece: its buffer id, the bytes of it sent so far, and its length. */
   pieces: { bid: number; sent: number; length: number }[];
-  /** Its multishot receive is armed. */
+  /** Its multishot receive is armed (its last CQE, without `IORING_CQE_F_MORE`, is still to come). */
   receiving: boolean;
-  /** Its receive was cancelled: it held `PER_CONNECTION` buffers (armed again once it sent half). */
-  paused: boolean;
+  /** A cancel of its receive is in flight (it held `PER_CONNECTION` buffers: paused until it has
+   * sent half). Not armed again before the cancel reports, which could cancel the new receive. */
+  cancelling: boolean;
   /** The receive ended (the peer closed its side, or an error): close once the pieces are out. */
   receiveDone: boolean;
 }
 const connections = new Map<number, Connection>();
 
-/** Arms the connection's multishot receive, unless it is armed, paused or over. */
+/** Arms the connection's multishot receive, unless it is armed, being cancelled, paused or over. */
 function receive(fd: number, conn: Connection): void {
-  if (conn.receiving || conn.receiveDone || conn.pieces.length >= PER_CONNECTION / 2) return;
+  if (conn.receiving || conn.cancelling || conn.receiveDone || conn.pieces.length >= PER_CONNECTION / 2) {
+    return;
+  }
   conn.receiving = true;
-  conn.paused = false;
   prepRecvMultishot(sqe(), fd, buffers).setUserData(tag(RECV, fd));
 }
 
@@ -195,9 +205,10 @@ function accept(): void {
   prepMultishotAccept(sqe(), listener, SOCK_CLOEXEC).setUserData(tag(ACCEPT));
 }
 
-/** Closes the connection once nothing is left to send (its pieces' buffers recycled on a failure). */
+/** Closes the connection once nothing is left to send (its pieces' buffers recycled on a failure)
+ * and no cancel of its receive is in flight (its CQE finds the connection). */
 function closeWhenDone(fd: number, conn: Connection): void {
-  if (!conn.receiveDone || conn.pieces.length > 0) return;
+  if (!conn.receiveDone || conn.cancelling || conn.pieces.length > 0) return;
   connections.delete(fd);
   prepClose(sqe(), fd).setUserData(tag(CLOSE, fd));
 }
@@ -210,7 +221,7 @@ function onCompletion(cqe: Cqe): void {
     case ACCEPT:
       if (res >= 0) {
         open++;
-        const conn: Connection = { pieces: [], receiving: false, paused: false, receiveDone: false };
+        const conn: Connection = { pieces: [], receiving: false, cancelling: false, receiveDone: false };
         connections.set(res, conn);
         receive(res, conn);
       } else if (!acceptPaused) console.error(new IoUringError("accept", -res).message);
@@ -227,33 +238,41 @@ function onCompletion(cqe: Cqe): void {
     case ACCEPT_LATER:
       if (acceptPaused) accept();
       break;
-    case CANCEL:
-      break; // (the receive it cancelled reports itself)
+    case CANCEL: { // (the receive it cancelled reports itself, before or after this)
+      const conn = connections.get(fd)!;
+      conn.cancelling = false;
+      receive(fd, conn); // (if its receive has ended, and it holds few enough pieces)
+      closeWhenDone(fd, conn);
+      break;
+    }
     case RECV: {
       const conn = connections.get(fd)!;
       const bid = buffers.take(flags);
+      const more = (flags & IORING_CQE_F_MORE) !== 0;
       if (res > 0 && bid >= 0) {
         // Echo the piece from the buffer it arrived in, after those before it.
         conn.pieces.push({ bid, sent: 0, length: res });
         if (conn.pieces.length === 1) sendFirst(fd, conn);
-        if (conn.pieces.length >= PER_CONNECTION && !conn.paused && (flags & IORING_CQE_F_MORE) !== 0) {
-          conn.paused = true; // enough of the buffers: the rest are the other connections'
+        if (conn.pieces.length >= PER_CONNECTION && !conn.cancelling && more) {
+          conn.cancelling = true; // enough of the buffers: the rest are the other connections'
           prepCancel(sqe(), tag(RECV, fd)).setUserData(tag(CANCEL, fd));
         }
       } else if (bid >= 0) {
         recycle(bid);
       }
-      if ((flags & IORING_CQE_F_MORE) !== 0) break;
+      if (more) break;
       conn.receiving = false;
+      // A last CQE with data: the kernel ended the receive because the CQ was full. Like one it
+      // cancelled to pause it, it is armed again: now, or once the connection has sent half.
+      if (res > 0 || res === -ECANCELED) {
+        receive(fd, conn);
+        break;
+      }
       if (res === -ENOBUFS) { // every buffer is out being sent: armed again when one is back
         starved.push(fd);
         break;
       }
-      if (res === -ECANCELED && conn.paused) { // paused: armed again once it has sent half
-        receive(fd, conn);
-        break;
-      }
-      conn.receiveDone = true; // the peer closed, or an error
+      conn.receiveDone = true; // the peer closed (0), or an error
       closeWhenDone(fd, conn);
       break;
     }
