@@ -171,7 +171,8 @@ interface Connection {
   /** A cancel of its receive is in flight (it held `PER_CONNECTION` buffers: paused until it has
    * sent half). Not armed again before the cancel reports, which could cancel the new receive. */
   cancelling: boolean;
-  /** The receive ended (the peer closed its side, or an error): close once the pieces are out. */
+  /** The receive ended (the peer closed its side, or an error) or must end (a send failed): close
+   * once the pieces are out and the receive has posted its last CQE. */
   receiveDone: boolean;
 }
 const connections = new Map<number, Connection>();
@@ -205,10 +206,11 @@ function accept(): void {
   prepMultishotAccept(sqe(), listener, SOCK_CLOEXEC).setUserData(tag(ACCEPT));
 }
 
-/** Closes the connection once nothing is left to send (its pieces' buffers recycled on a failure)
- * and no cancel of its receive is in flight (its CQE finds the connection). */
+/** Closes the connection once nothing is left to send (its pieces' buffers recycled on a failure),
+ * and its receive has posted its last CQE and any cancel of it has reported (their CQEs find the
+ * connection). */
 function closeWhenDone(fd: number, conn: Connection): void {
-  if (!conn.receiveDone || conn.cancelling || conn.pieces.length > 0) return;
+  if (!conn.receiveDone || conn.receiving || conn.cancelling || conn.pieces.length > 0) return;
   connections.delete(fd);
   prepClose(sqe(), fd).setUserData(tag(CLOSE, fd));
 }
@@ -249,7 +251,7 @@ function onCompletion(cqe: Cqe): void {
       const conn = connections.get(fd)!;
       const bid = buffers.take(flags);
       const more = (flags & IORING_CQE_F_MORE) !== 0;
-      if (res > 0 && bid >= 0) {
+      if (res > 0 && bid >= 0 && !conn.receiveDone) {
         // Echo the piece from the buffer it arrived in, after those before it.
         conn.pieces.push({ bid, sent: 0, length: res });
         if (conn.pieces.length === 1) sendFirst(fd, conn);
@@ -262,6 +264,10 @@ function onCompletion(cqe: Cqe): void {
       }
       if (more) break;
       conn.receiving = false;
+      if (conn.receiveDone) { // a send failed meanwhile (its pieces are gone)
+        closeWhenDone(fd, conn);
+        break;
+      }
       // A last CQE with data: the kernel ended the receive because the CQ was full. Like one it
       // cancelled to pause it, it is armed again: now, or once the connection has sent half.
       if (res > 0 || res === -ECANCELED) {
@@ -279,10 +285,17 @@ function onCompletion(cqe: Cqe): void {
     case SEND: {
       const conn = connections.get(fd)!;
       const piece = conn.pieces[0];
-      if (res < 0) { // the peer went away: nothing more can be echoed
+      if (res < 0) { // the peer went away: nothing more can be echoed, so nothing more is received
         for (const { bid } of conn.pieces) recycle(bid);
         conn.pieces.length = 0;
-        closeWhenDone(fd, conn); // (its receive ends too, with an error or 0)
+        conn.receiveDone = true;
+        // A receive still armed is cancelled; one paused (cancelled, not armed again while it held
+        // its share of buffers) posts nothing more: closed at once, or once its cancel reports.
+        if (conn.receiving && !conn.cancelling) {
+          conn.cancelling = true;
+          prepCancel(sqe(), tag(RECV, fd)).setUserData(tag(CANCEL, fd));
+        }
+        closeWhenDone(fd, conn);
         break;
       }
       piece.sent += res;

@@ -236,12 +236,13 @@ function existsSocket(path: string): boolean {
 
 /**
  * Starts `examples/echo_server.ts` on a free TCP port of 127.0.0.1, to stop after `max`
- * connections (with `more` arguments); its output (once it ends) and a connect that waits for it
- * to listen.
+ * connections (with `more` arguments); its output (once it ends), a connect that waits for it
+ * to listen, and a kill (for a server that does not end).
  */
 function tcpEchoServer(max: number, more: string[] = []): {
   output: Promise<Deno.CommandOutput>;
   connect: () => Promise<Deno.TcpConn>;
+  kill: () => void;
 } {
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (probe.addr as Deno.NetAddr).port;
@@ -272,7 +273,12 @@ function tcpEchoServer(max: number, more: string[] = []): {
       }
     }
   };
-  return { output: server.output(), connect };
+  const kill = () => {
+    try {
+      server.kill("SIGKILL");
+    } catch { /* it ended already */ }
+  };
+  return { output: server.output(), connect, kill };
 }
 
 Deno.test({
@@ -462,5 +468,41 @@ Deno.test({
       new TextDecoder().decode(stdout),
       new RegExp(`\\n${clients} connections, ${clients * size} bytes echoed, 0 still open`),
     );
+  },
+});
+
+Deno.test({
+  name:
+    "examples/echo_server.ts: a client that resets while its receive is paused is closed (--max is reached)",
+  ignore: skipKernel(),
+  fn: async () => {
+    // The client sends without reading until the server holds its share of buffers and pauses
+    // its receive, then closes with echoes unread (a reset). The failed send waited for the end
+    // of a receive that was not armed: the connection was never closed, the server never ended.
+    const { output, connect, kill } = tcpEchoServer(1);
+    const conn = await connect();
+    let sent = 0;
+    const writing = (async () => {
+      const chunk = new Uint8Array(65536);
+      try {
+        for (;;) sent += await conn.write(chunk);
+      } catch { /* closed below */ }
+    })();
+    // Stalled: the echoes fill the client's socket, the server's sends wait, its receive pauses.
+    for (let last = -1, deadline = Date.now() + 5000; sent !== last && Date.now() < deadline;) {
+      last = sent;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    conn.close(); // (unread bytes: a reset, not a FIN)
+    await writing;
+    const timer = setTimeout(kill, 5000);
+    const { code, stdout, stderr } = await output;
+    clearTimeout(timer);
+    assert.equal(
+      code,
+      0,
+      `the server did not end within 5 s of the reset ${new TextDecoder().decode(stderr)}`,
+    );
+    assert.match(new TextDecoder().decode(stdout), /\n1 connections, \d+ bytes echoed, 0 still open/);
   },
 });
