@@ -156,8 +156,9 @@ call("listen", (s) => prepListen(s, listener, 128));
 console.log(`listening on ${address} (sqpoll: ${ring.sqpoll})`);
 
 let open = 0, closed = 0, echoed = 0;
-/** Connections whose receive ended for want of a buffer: armed again, in turn, as buffers come back. */
-const starved: number[] = [];
+/** Connections whose receive ended for want of a buffer, longest starved first: armed again, in
+ * turn, as buffers come back. Each is here at most once, and only while its receive is not armed. */
+const starved = new Set<number>();
 /** A pause of the accept (no descriptor left): armed again after it, or when a connection closes. */
 let acceptPaused = false;
 const ACCEPT_PAUSE = new Timespec(100);
@@ -183,6 +184,7 @@ function receive(fd: number, conn: Connection): void {
     return;
   }
   conn.receiving = true;
+  starved.delete(fd);
   prepRecvMultishot(sqe(), fd, buffers).setUserData(tag(RECV, fd));
 }
 
@@ -195,9 +197,11 @@ function sendFirst(fd: number, conn: Connection): void {
 /** Gives a buffer back to the kernel, and the longest-starved receive its chance again. */
 function recycle(bid: number): void {
   buffers.recycle(bid);
-  const fd = starved.shift();
-  const conn = fd === undefined ? undefined : connections.get(fd);
-  if (conn !== undefined) receive(fd!, conn);
+  for (const fd of starved) {
+    starved.delete(fd);
+    receive(fd, connections.get(fd)!);
+    break;
+  }
 }
 
 /** Arms the multishot accept (again). */
@@ -212,6 +216,7 @@ function accept(): void {
 function closeWhenDone(fd: number, conn: Connection): void {
   if (!conn.receiveDone || conn.receiving || conn.cancelling || conn.pieces.length > 0) return;
   connections.delete(fd);
+  starved.delete(fd);
   prepClose(sqe(), fd).setUserData(tag(CLOSE, fd));
 }
 
@@ -275,7 +280,7 @@ function onCompletion(cqe: Cqe): void {
         break;
       }
       if (res === -ENOBUFS) { // every buffer is out being sent: armed again when one is back
-        starved.push(fd);
+        starved.add(fd);
         break;
       }
       conn.receiveDone = true; // the peer closed (0), or an error
