@@ -99,7 +99,7 @@ using ring = new IoUring(entries);
 using buffers = ring.setupBufferRing({ group: 0, entries: BUFFERS, bufferSize: BUFFER_SIZE });
 
 // user_data: what completed, and the connection's fd.
-const ACCEPT = 1, RECV = 2, SEND = 3, CLOSE = 4, CANCEL = 5, ACCEPT_LATER = 6;
+const ACCEPT = 1, RECV = 2, SEND = 3, CLOSE = 4, CANCEL = 5, ACCEPT_LATER = 6, CALL = 7;
 const tag = (kind: number, fd = 0) => kind * 2 ** 32 + fd;
 const kindOf = (userData: number) => Math.floor(userData / 2 ** 32);
 const fdOf = (userData: number) => userData % 2 ** 32;
@@ -114,12 +114,22 @@ function sqe(): Sqe {
   return next;
 }
 
-/** One operation, waited for: for setting up, before the loop. Throws on failure, unless `mayFail`. */
+/**
+ * One operation, waited for: for setting up, before the loop, and for the end, after it. Its
+ * result is the CQE with its user_data: at the end the connections still open have operations in
+ * flight (an accept, receives, sends), whose CQEs are dropped. Throws on failure, unless `mayFail`.
+ */
 function call(what: string, prep: (sqe: Sqe) => void, mayFail = false): number {
-  prep(sqe());
-  ring.submitAndWait(1);
-  const res = ring.peekCqe()!.res;
-  ring.cqAdvance(1);
+  const next = sqe();
+  prep(next);
+  next.setUserData(tag(CALL));
+  let res: number | undefined;
+  while (res === undefined) {
+    ring.submitAndWait(1);
+    ring.forEachCqe((cqe) => {
+      if (cqe.userDataNumber === tag(CALL)) res = cqe.res;
+    });
+  }
   if (res < 0 && !mayFail) throw new IoUringError(what, -res, String(address));
   return res;
 }
