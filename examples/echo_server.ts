@@ -301,9 +301,9 @@ function onCompletion(cqe: Cqe): void {
       const conn = connections.get(fd)!;
       const piece = conn.pieces[0];
       if (res < 0) { // the peer went away: nothing more can be echoed, so nothing more is received
-        for (const { bid } of conn.pieces) recycle(bid);
-        conn.pieces.length = 0;
-        conn.receiveDone = true;
+        const held = conn.pieces.splice(0);
+        conn.receiveDone = true; // (first: a buffer recycled here must not arm its own receive again)
+        for (const { bid } of held) recycle(bid);
         // A receive still armed is cancelled; one paused (cancelled, not armed again while it held
         // its share of buffers) posts nothing more: closed at once, or once its cancel reports.
         if (conn.receiving && !conn.cancelling) {
