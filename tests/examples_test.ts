@@ -368,6 +368,7 @@ Deno.test("examples/echo_server.ts: bad arguments are usage errors", async () =>
     const [args, message] of [
       [["--port", "0"], /--port must be an integer from 1 to 65535, got '0'/],
       [["--max", "x"], /--max must be an integer/],
+      [["--entries", "0"], /--entries must be an integer from 1 to 32768, got '0'/],
       [["--port", "1", "--unix", "p"], /give --port or --unix, not both/],
       [["--nope"], /Unknown option '--nope'/],
     ] as const
