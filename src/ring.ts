@@ -1218,7 +1218,9 @@ export class IoUring implements Disposable {
           Math.min(Math.ceil(left * 1000), 0x7fffffff),
         );
       }
-      if (r === -ETIME) return this.peekCqe();
+      // (A wait is capped at 2^31 - 1 µs, 35.8 minutes: its ETIME ends a longer one only at the
+      // deadline, which the loop's top checks.)
+      if (r === -ETIME) continue;
       if (r < 0 && r !== -EINTR && r !== -EBUSY && r !== -EAGAIN) {
         throw new IoUringError("io_uring_enter", -r, "waiting for a completion");
       }
