@@ -548,9 +548,20 @@ export function prepTimeout(sqe: Sqe, ts: Timespec, count = 0, flags = 0): Sqe {
   return sqe;
 }
 
-/** Removes the timeout whose user_data is `userData` (`-ENOENT` when none). Since 5.5. */
+/**
+ * Removes the timeout whose user_data is `userData` (`-ENOENT` when none). `flags` must be 0 (the
+ * kernel refuses others here; `prepTimeoutUpdate` and `prepLinkTimeoutUpdate` take theirs).
+ * Since 5.5.
+ */
 export function prepTimeoutRemove(sqe: Sqe, userData: number | bigint, flags = 0): Sqe {
   checkFlags(flags, "flags");
+  if (flags !== 0) {
+    throw new RangeError(
+      `flags must be 0 for a removal (to change a timeout: prepTimeoutUpdate, prepLinkTimeoutUpdate), got 0x${
+        (flags >>> 0).toString(16)
+      }`,
+    );
+  }
   checkUserData(userData);
   writeRw(sqe, abi.IORING_OP_TIMEOUT_REMOVE, -1, 0, 0, 0);
   writeKey(sqe, userData);
@@ -620,12 +631,36 @@ function writeTimeoutUpdate(
   return sqe;
 }
 
+/** The `cancel_flags` bits the kernel knows (6.6). */
+const CANCEL_FLAGS = abi.IORING_ASYNC_CANCEL_ALL | abi.IORING_ASYNC_CANCEL_FD | abi.IORING_ASYNC_CANCEL_ANY |
+  abi.IORING_ASYNC_CANCEL_FD_FIXED | abi.IORING_ASYNC_CANCEL_USERDATA | abi.IORING_ASYNC_CANCEL_OP;
+
+/**
+ * Throws unless `flags` holds only `allowed` of the cancel flags (`what` says what the prep
+ * writes for the others).
+ */
+function checkCancelFlags(flags: number, allowed: number, what: string): void {
+  checkFlags(flags, "flags");
+  const stray = (flags >>> 0) & ~allowed;
+  if (stray === 0) return;
+  throw new RangeError(
+    `flags must be made of ${what}, got 0x${(flags >>> 0).toString(16)}` +
+      ((stray & ~CANCEL_FLAGS) !== 0 ? " (bits the kernel does not know)" : ""),
+  );
+}
+
 /**
  * Cancels the request whose user_data is `userData`: completes with 0, `-ENOENT` (not found) or
- * `-EALREADY` (already running). Since 5.5.
+ * `-EALREADY` (already running); with `IORING_ASYNC_CANCEL_ALL` (every match) or
+ * `IORING_ASYNC_CANCEL_ANY` (any request, `userData` aside), with how many it cancelled (5.19).
+ * To cancel by fd or by opcode: `prepCancelFd`, `prepCancelOp`. Since 5.5.
  */
 export function prepCancel(sqe: Sqe, userData: number | bigint, flags = 0): Sqe {
-  checkFlags(flags, "flags");
+  checkCancelFlags(
+    flags,
+    abi.IORING_ASYNC_CANCEL_ALL | abi.IORING_ASYNC_CANCEL_ANY | abi.IORING_ASYNC_CANCEL_USERDATA,
+    "IORING_ASYNC_CANCEL_ALL, _ANY and _USERDATA (by fd: prepCancelFd; by opcode: prepCancelOp)",
+  );
   checkUserData(userData);
   writeRw(sqe, abi.IORING_OP_ASYNC_CANCEL, -1, 0, 0, 0);
   writeKey(sqe, userData);
@@ -633,12 +668,35 @@ export function prepCancel(sqe: Sqe, userData: number | bigint, flags = 0): Sqe 
   return sqe;
 }
 
-/** Cancels requests on `fd` (`IORING_ASYNC_CANCEL_FD`, plus `flags`). Since 5.19. */
+/**
+ * Cancels requests on `fd` (`IORING_ASYNC_CANCEL_FD`, plus `flags`: `_ALL` for every one,
+ * `_FD_FIXED` when `fd` is a registered file's slot, 6.0); completes as `prepCancel`. Since 5.19.
+ */
 export function prepCancelFd(sqe: Sqe, fd: number, flags = 0): Sqe {
-  checkFlags(flags, "flags");
+  checkCancelFlags(
+    flags,
+    abi.IORING_ASYNC_CANCEL_ALL | abi.IORING_ASYNC_CANCEL_FD | abi.IORING_ASYNC_CANCEL_FD_FIXED,
+    "IORING_ASYNC_CANCEL_ALL and _FD_FIXED (_ANY ignores the fd: the kernel refuses both)",
+  );
   checkFd(fd);
   writeRw(sqe, abi.IORING_OP_ASYNC_CANCEL, fd, 0, 0, 0);
   sqe.u32[sqe.base + W.opFlags] = abi.IORING_ASYNC_CANCEL_FD | flags;
+  return sqe;
+}
+
+/**
+ * Cancels requests of `opcode` (`IORING_ASYNC_CANCEL_OP`, plus `flags`: `_ALL` for every one);
+ * completes as `prepCancel`, with how many with `_ALL`. Since 6.6.
+ */
+export function prepCancelOp(sqe: Sqe, opcode: number, flags = 0): Sqe {
+  checkCancelFlags(
+    flags,
+    abi.IORING_ASYNC_CANCEL_ALL | abi.IORING_ASYNC_CANCEL_OP,
+    "IORING_ASYNC_CANCEL_ALL (_ANY ignores the opcode: the kernel refuses both)",
+  );
+  checkU32(opcode, "opcode", 0xff);
+  writeRw(sqe, abi.IORING_OP_ASYNC_CANCEL, -1, 0, opcode, 0);
+  sqe.u32[sqe.base + W.opFlags] = abi.IORING_ASYNC_CANCEL_OP | flags;
   return sqe;
 }
 

@@ -20,6 +20,7 @@ import {
   openHow,
   prepCancel,
   prepCancelFd,
+  prepCancelOp,
   prepClose,
   prepCloseDirect,
   prepFadvise,
@@ -217,10 +218,14 @@ Deno.test("every flags, mode, mask and advice argument must be a 32-bit integer;
     ["prepMkdirat", "mode", (s, v) => prepMkdirat(s, AT_FDCWD, path, v)],
     ["prepLinkat", "flags", (s, v) => prepLinkat(s, AT_FDCWD, path, AT_FDCWD, path2, v)],
     ["prepTimeout", "flags", (s, v) => prepTimeout(s, ts, 0, v)],
-    ["prepTimeoutRemove", "flags", (s, v) => prepTimeoutRemove(s, 3, v)],
     ["prepLinkTimeout", "flags", (s, v) => prepLinkTimeout(s, ts, v)],
+  ];
+  // These know their bits too (see the cancel test): a u32 of unknown bits is refused as well.
+  const knownBits: typeof u32 = [
+    ["prepTimeoutRemove", "flags", (s, v) => prepTimeoutRemove(s, 3, v)],
     ["prepCancel", "flags", (s, v) => prepCancel(s, 3, v)],
     ["prepCancelFd", "flags", (s, v) => prepCancelFd(s, 3, v)],
+    ["prepCancelOp", "flags", (s, v) => prepCancelOp(s, 3, v)],
   ];
   const bits32: typeof u32 = [
     ["prepSplice", "flags", (s, v) => prepSplice(s, 1, -1, 2, -1, 10, v)],
@@ -242,6 +247,9 @@ Deno.test("every flags, mode, mask and advice argument must be a 32-bit integer;
   for (const [name, arg, prep] of u32) {
     refuse(name, arg, prep, [-1, 1.5, 2 ** 32, NaN, "1", 1n, null]);
     prep(freshSqe(), 0xffffffff); // the whole u32 range passes
+  }
+  for (const [name, arg, prep] of knownBits) {
+    refuse(name, arg, prep, [-1, 1.5, 2 ** 32, NaN, "1", 1n, null, 0xffffffff]);
   }
   for (const [name, arg, prep] of bits32) {
     refuse(name, arg, prep, [1.5, 2 ** 32, -(2 ** 31) - 1, NaN, "1", 1n, null]);
@@ -475,6 +483,21 @@ Deno.test("prepTimeoutRemove / prepCancel / prepPollRemove: the target user_data
   sqe = freshSqe();
   prepCancelFd(sqe, 11);
   assertSqe(sqe, { opcode: OP.ASYNC_CANCEL, fd: 11, opFlags: 2 }); // IORING_ASYNC_CANCEL_FD
+  sqe = freshSqe();
+  prepCancelOp(sqe, 11, 1);
+  assertSqe(sqe, { opcode: OP.ASYNC_CANCEL, fd: -1, len: 11, opFlags: 0x21 }); // IORING_ASYNC_CANCEL_OP | _ALL
+  // What the kernel always refuses (EINVAL, EBADF, EFAULT), or silently reads another way: a cancel
+  // by opcode through prepCancel had no opcode (len 0) and cancelled NOPs.
+  assert.throws(() => prepCancel(freshSqe(), 1, 1 << 5), /^RangeError: flags must be made of .*prepCancelOp/);
+  assert.throws(() => prepCancel(freshSqe(), 1, 1 << 1), /prepCancelFd/);
+  assert.throws(() => prepCancel(freshSqe(), 1, 1 << 20), /bits the kernel does not know/);
+  assert.throws(
+    () => prepCancelFd(freshSqe(), 3, 1 << 2),
+    /^RangeError: flags must be made of IORING_ASYNC_CANCEL_ALL/,
+  );
+  assert.throws(() => prepCancelOp(freshSqe(), 3, 1 << 2), /^RangeError: flags must be made of/);
+  assert.throws(() => prepCancelOp(freshSqe(), 256), /opcode must be an integer from 0 to 255/);
+  assert.throws(() => prepTimeoutRemove(freshSqe(), 1, 1 << 1), /^RangeError: flags must be 0 for a removal/);
   sqe = freshSqe();
   prepPollRemove(sqe, 42);
   assertSqe(sqe, { opcode: OP.POLL_REMOVE, fd: -1, addr: 42n });

@@ -18,6 +18,7 @@ import {
   FILES_UPDATE_SIZE,
   getSys,
   HELPER_PATH,
+  IORING_ASYNC_CANCEL_ALL,
   IORING_FEAT_EXT_ARG,
   IORING_FEAT_NODROP,
   IORING_FEAT_SINGLE_MMAP,
@@ -28,6 +29,7 @@ import {
   IORING_OP_READ,
   IORING_OP_SPLICE,
   IORING_OP_TEE,
+  IORING_OP_TIMEOUT,
   IORING_REGISTER_FILES_SKIP,
   IORING_REGISTER_RING_FDS,
   IORING_SETUP_COOP_TASKRUN,
@@ -60,6 +62,7 @@ import {
   POLLIN,
   POSIX_FADV_SEQUENTIAL,
   prepCancel,
+  prepCancelOp,
   prepClose,
   prepCloseDirect,
   prepFadvise,
@@ -102,7 +105,7 @@ import {
   SYNC_FILE_RANGE_WRITE,
   Timespec,
 } from "../mod.ts";
-import { ringTest, skipKernel, tempDir } from "./_support.ts";
+import { older, ringTest, skipKernel, tempDir } from "./_support.ts";
 import {
   assertErr,
   assertNoCompletion,
@@ -788,6 +791,21 @@ ringTest("async_cancel stops a pending read; cancelling nothing gives ENOENT", (
   assertErr(done.get(2n ** 64n - 2n)!.res, "ECANCELED", "the read");
   assertErr(run(ring, (s) => prepCancel(s, 12345)), "ENOENT");
   closeFd(ring, fd);
+});
+
+ringTest("prepCancelOp cancels every request of an opcode (the timeouts, not the NOPs)", (config) => {
+  using ring = new IoUring(8, config.options);
+  if (older("6.6")) return;
+  const ts = new Timespec(10_000);
+  for (const id of [5n, 6n]) prepTimeout(getSqe(ring), ts).setUserData(id);
+  ring.submit();
+  assertNoCompletion(ring, 10);
+  prepCancelOp(getSqe(ring), IORING_OP_TIMEOUT, IORING_ASYNC_CANCEL_ALL).setUserData(1);
+  ring.submit();
+  const done = reap(ring, 3);
+  assert.equal(done.get(1n)!.res, 2, "two cancelled");
+  assertErr(done.get(5n)!.res, "ECANCELED");
+  assertErr(done.get(6n)!.res, "ECANCELED");
 });
 
 ringTest("poll_add reports readiness; poll_remove cancels a pending poll", (config) => {
