@@ -75,9 +75,30 @@ export function signalReason(signal: AbortSignal): unknown {
   }
 }
 
+/**
+ * The listeners of each signal some operation listens to, behind one listener of the engine's
+ * own: adding and removing one is a set operation, where `EventTarget` keeps a list it searches
+ * on every removal (one server-wide signal shared by 4,096 pending operations made each operation
+ * cost ~7 µs more, 100,000 of them 23 s).
+ */
+const watchers = new WeakMap<AbortSignal, { listeners: Set<() => void>; fire: () => void }>();
+
 /** Calls `listener` when `signal` fires. Throws only for an exotic signal (a proxy that refuses). */
 export function listenAbort(signal: AbortSignal, listener: () => void): void {
-  ADD_LISTENER.call(signal, "abort", listener);
+  let watcher = watchers.get(signal);
+  if (watcher === undefined) {
+    const listeners = new Set<() => void>();
+    const fire = () => {
+      // (Once: a signal fires once. The listeners may stop listening as they run.)
+      watchers.delete(signal);
+      for (const each of [...listeners]) each();
+      listeners.clear();
+    };
+    ADD_LISTENER.call(signal, "abort", fire);
+    watcher = { listeners, fire };
+    watchers.set(signal, watcher);
+  }
+  watcher.listeners.add(listener);
 }
 
 /**
@@ -85,8 +106,11 @@ export function listenAbort(signal: AbortSignal, listener: () => void): void {
  * stays attached, and the callers' handlers check that their signal fired before acting.
  */
 export function unlistenAbort(signal: AbortSignal, listener: () => void): void {
+  const watcher = watchers.get(signal);
+  if (watcher === undefined || !watcher.listeners.delete(listener) || watcher.listeners.size > 0) return;
+  watchers.delete(signal);
   try {
-    REMOVE_LISTENER.call(signal, "abort", listener);
+    REMOVE_LISTENER.call(signal, "abort", watcher.fire);
   } catch {
     // kept: see above
   }

@@ -1490,3 +1490,24 @@ ringTest(
     }
   },
 );
+
+ringTest("Uring: one signal shared by many operations aborts exactly those still pending", async (config) => {
+  // (Operations listen through one listener per signal: each settles and stops listening alone.)
+  await using uring = new Uring(uringOptions(config));
+  const controller = new AbortController();
+  const signal = controller.signal;
+  const done = await Promise.all(Array.from({ length: 300 }, () => uring.nop({ signal }).then(() => "done")));
+  assert.ok(done.every((d) => d === "done"));
+  const pending = Array.from(
+    { length: 300 },
+    () => uring.timeout(60_000, { signal }).then(() => "fired", (e) => e),
+  );
+  const other = new AbortController();
+  const unrelated = uring.timeout(30, { signal: other.signal }).then(() => "fired");
+  await uring.nop({ signal }); // one more that settles while the others wait
+  controller.abort(new Error("stop"));
+  for (const result of await Promise.all(pending)) assert.equal((result as Error).message, "stop");
+  assert.equal(await unrelated, "fired", "another signal's operation is not touched");
+  await assert.rejects(uring.nop({ signal }), /stop/, "a signal that fired refuses new operations");
+  assert.equal(uring.pending, 0);
+});
