@@ -339,7 +339,7 @@ export class SlotQueue {
 
   /** Appends `slot`. */
   push(slot: Slot): void {
-    if (this.#size === this.#slots.length) this.#resize();
+    if (this.#size === this.#slots.length && !this.#compact()) this.#resize();
     const at = (this.#head + this.#size) & (this.#slots.length - 1);
     this.#slots[at] = slot;
     this.#gens[at] = slot.gen;
@@ -361,6 +361,34 @@ export class SlotQueue {
     this.#slots[this.#head] = null;
     this.#head = (this.#head + 1) & (this.#slots.length - 1);
     this.#size--;
+  }
+
+  /**
+   * When at least a quarter of the (full) queue is stale, drops the stale entries in place and
+   * returns true. Operations aborted or settled while they waited behind a live one (a ring kept
+   * full by long reads, a timeout each) otherwise stayed until the head reached them, and the
+   * queue grew by one entry each for as long as that lasted.
+   */
+  #compact(): boolean {
+    const slots = this.#slots, gens = this.#gens, mask = slots.length - 1, head = this.#head;
+    let live = 0;
+    for (let i = 0; i < this.#size; i++) {
+      const at = (head + i) & mask;
+      if (slots[at]!.state === QUEUED && slots[at]!.gen === gens[at]) live++;
+    }
+    if (live * 4 > slots.length * 3) return false;
+    let kept = 0;
+    for (let i = 0; i < this.#size; i++) {
+      const from = (head + i) & mask;
+      const slot = slots[from]!;
+      if (slot.state !== QUEUED || slot.gen !== gens[from]) continue;
+      const to = (head + kept++) & mask;
+      slots[to] = slot;
+      gens[to] = gens[from];
+    }
+    for (let i = kept; i < this.#size; i++) slots[(head + i) & mask] = null;
+    this.#size = kept;
+    return true;
   }
 
   #resize(): void {
