@@ -110,6 +110,12 @@ export function syncCancelReg(target: SyncCancelTarget): Uint8Array<ArrayBuffer>
     );
   }
   const { userData, fd, fixedFile, opcode, any, all, timeoutMs } = target; // each read once
+  // (A truthy 1 for `all` cancelled one match of two without a word.)
+  for (const [name, value] of [["fixedFile", fixedFile], ["any", any], ["all", all]] as const) {
+    if (value !== undefined && typeof value !== "boolean") {
+      throw new TypeError(`cancelSync: ${name} must be a boolean, got ${shown(value)}`);
+    }
+  }
   let flags = 0;
   if (any === true) flags |= abi.IORING_ASYNC_CANCEL_ANY;
   if (all === true) flags |= abi.IORING_ASYNC_CANCEL_ALL;
@@ -150,7 +156,12 @@ export function syncCancelReg(target: SyncCancelTarget): Uint8Array<ArrayBuffer>
     view.setBigInt64(16, -1n, true); // tv_sec -1, tv_nsec -1: no timeout
     view.setBigInt64(24, -1n, true);
   } else {
-    bytes.set(new Timespec(timeoutMs).bytes, 16); // (a struct __kernel_timespec, checked there)
+    if (typeof timeoutMs !== "number" || !(timeoutMs >= 0) || timeoutMs > Number.MAX_SAFE_INTEGER) {
+      throw new RangeError(
+        `cancelSync: timeoutMs must be a number of milliseconds ≥ 0, got ${shown(timeoutMs)}`,
+      );
+    }
+    bytes.set(new Timespec(timeoutMs).bytes, 16); // (a struct __kernel_timespec)
   }
   return bytes;
 }

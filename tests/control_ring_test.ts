@@ -459,6 +459,15 @@ ringTest("cancelSync: a read waiting on a pipe is cancelled and gone when the ca
   assert.throws(() => ring.cancelSync({}), RangeError);
   assert.throws(() => ring.cancelSync({ any: true, userData: 1 }), RangeError);
   assert.throws(() => ring.cancelSync({ userData: -1 }), RangeError);
+  // A truthy non-boolean was taken as false (one match of two cancelled, without a word).
+  assert.throws(
+    () => ring.cancelSync({ userData: 1, all: 1 as unknown as boolean }),
+    /^TypeError: cancelSync: all must be a boolean, got 1$/,
+  );
+  assert.throws(
+    () => ring.cancelSync({ userData: 1, timeoutMs: -5 }),
+    /^RangeError: cancelSync: timeoutMs must be a number of milliseconds ≥ 0, got -5$/,
+  );
 });
 
 ringTest("bufferRingHead: the kernel's head moves by one per buffer it picks", (config) => {
