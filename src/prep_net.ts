@@ -202,16 +202,36 @@ export function prepRecv(sqe: Sqe, fd: number, buf: ArrayBufferView, flags = 0, 
 }
 
 /**
- * A zero-copy {@link prepSend}: the kernel sends from `buf` itself and posts two CQEs, the
- * result (with `IORING_CQE_F_MORE`) and later a notification (`IORING_CQE_F_NOTIF`) once it no
- * longer reads `buf`. Keep `buf` unchanged and referenced until the notification. `zcFlags`
- * (in `ioprio`) takes `IORING_RECVSEND_POLL_FIRST` and `IORING_SEND_ZC_REPORT_USAGE`. Since 6.0.
+ * The `zcFlags` bits a zero-copy send takes here: `POLL_FIRST` and `REPORT_USAGE` (the kernel
+ * refuses others, `EINVAL`); `fixed` names the one that takes `FIXED_BUF` instead.
  */
-export function prepSendZc(sqe: Sqe, fd: number, buf: ArrayBufferView, flags = 0, zcFlags = 0): Sqe {
+function checkZcFlags(zcFlags: number, fixed: string): void {
   checkU32(zcFlags, "zcFlags", 0xffff);
   if (zcFlags & abi.IORING_RECVSEND_FIXED_BUF) {
-    throw new RangeError("zcFlags: IORING_RECVSEND_FIXED_BUF needs a buffer index: use prepSendZcFixed");
+    throw new RangeError(`zcFlags: IORING_RECVSEND_FIXED_BUF ${fixed}`);
   }
+  const stray = zcFlags & ~(abi.IORING_RECVSEND_POLL_FIRST | abi.IORING_SEND_ZC_REPORT_USAGE);
+  if (stray !== 0) {
+    throw new RangeError(
+      `zcFlags may hold IORING_RECVSEND_POLL_FIRST and IORING_SEND_ZC_REPORT_USAGE, got 0x${
+        zcFlags.toString(16)
+      }`,
+    );
+  }
+}
+
+/**
+ * A zero-copy {@link prepSend}: the kernel sends from `buf` itself and posts two CQEs, the
+ * result (with `IORING_CQE_F_MORE`) and later a notification (`IORING_CQE_F_NOTIF`) once it no
+ * longer reads `buf`. Keep `buf` unchanged and referenced until the notification. Two cases
+ * differ (6.18): with `IOSQE_CQE_SKIP_SUCCESS` the kernel refuses it (one CQE, `-EINVAL`, no
+ * notification); cancelled as a member of a failed link it completes with `-ECANCELED` without
+ * `F_MORE`, and a notification may still follow: give each zero-copy send its own user_data.
+ * `zcFlags` (in `ioprio`) takes `IORING_RECVSEND_POLL_FIRST` and `IORING_SEND_ZC_REPORT_USAGE`.
+ * Since 6.0.
+ */
+export function prepSendZc(sqe: Sqe, fd: number, buf: ArrayBufferView, flags = 0, zcFlags = 0): Sqe {
+  checkZcFlags(zcFlags, "needs a buffer index: use prepSendZcFixed");
   return writeSendRecv(sqe, abi.IORING_OP_SEND_ZC, fd, buf, flags, zcFlags);
 }
 
@@ -227,6 +247,7 @@ export function prepSendZcFixed(
   bufIndex: number,
 ): Sqe {
   checkU32(zcFlags, "zcFlags", 0xffff);
+  checkZcFlags(zcFlags & ~abi.IORING_RECVSEND_FIXED_BUF, "(set here already)");
   checkU32(bufIndex, "bufIndex", 0xffff);
   writeSendRecv(sqe, abi.IORING_OP_SEND_ZC, fd, buf, flags, zcFlags | abi.IORING_RECVSEND_FIXED_BUF);
   const u32 = sqe.u32, at = sqe.base + BUF_INDEX;
@@ -276,13 +297,7 @@ export function prepRecvmsg(sqe: Sqe, fd: number, msg: Msghdr, flags = 0, ioprio
  * unchanged until the notification. Since 6.1.
  */
 export function prepSendmsgZc(sqe: Sqe, fd: number, msg: Msghdr, flags = 0, zcFlags = 0): Sqe {
-  checkU32(zcFlags, "zcFlags", 0xffff);
-  if (zcFlags & abi.IORING_RECVSEND_FIXED_BUF) {
-    // (With it, 6.15+ reads the iovecs as addresses in registered buffer buf_index, left 0 here.)
-    throw new RangeError(
-      "zcFlags: IORING_RECVSEND_FIXED_BUF is not for prepSendmsgZc (its iovecs name the memory)",
-    );
-  }
+  checkZcFlags(zcFlags, "is not for prepSendmsgZc (its iovecs name the memory)");
   return writeMsg(sqe, abi.IORING_OP_SENDMSG_ZC, fd, msg, flags, zcFlags, false, "prepSendmsgZc");
 }
 
@@ -325,8 +340,8 @@ export function prepShutdown(sqe: Sqe, fd: number, how: number): Sqe {
  * - `SOCKET_URING_OP_SETSOCKOPT`: `setsockopt(fd, level, optname, optval, optlen)`; completes
  *   with 0.
  *
- * The kernel runs these only for sockets whose protocol has an `ioctl` (TCP, UDP, ...): on a Unix
- * socket every command fails with `-EOPNOTSUPP`. Since 6.7.
+ * `SIOCINQ`/`SIOCOUTQ` need a protocol with an `ioctl` (TCP, UDP, ...): on a Unix socket they
+ * fail with `-EOPNOTSUPP` (the socket options work there, 6.18). Since 6.7.
  */
 export function prepCmdSock(
   sqe: Sqe,

@@ -894,16 +894,17 @@ export class Uring implements AsyncDisposable {
 
   /**
    * Reads into `buf` from `position` of `fd` (`pread`); resolves with the bytes read (0 at end of
-   * file; may be short). A pipe, socket or terminal has no position: the kernel ignores it there
-   * (pass 0). Since 5.6.
+   * file; may be short). A pipe or terminal has no position: the kernel ignores it there (pass
+   * 0); on a socket a position other than 0 fails with `ESPIPE`. Since 5.6.
    */
   read(fd: number, buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
     return this.#rw(K_READ, fd, -1, buf, position, signalOption(options), null);
   }
 
   /**
-   * Writes `buf` at `position` of `fd` (`pwrite`); resolves with the bytes written. A pipe,
-   * socket or terminal has no position: the kernel ignores it there (pass 0). Since 5.6.
+   * Writes `buf` at `position` of `fd` (`pwrite`); resolves with the bytes written. A pipe or
+   * terminal has no position: the kernel ignores it there (pass 0); on a socket a position other
+   * than 0 fails with `ESPIPE`. Since 5.6.
    */
   write(fd: number, buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
     return this.#rw(K_WRITE, fd, -1, buf, position, signalOption(options), null);

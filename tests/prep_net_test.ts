@@ -311,6 +311,12 @@ Deno.test("prepSend / prepRecv / prepSendZc: buffer in addr and len, msg_flags, 
   assert.throws(() => prepSendmsgZc(freshSqe(), 4, msg, 0, 4), /not for prepSendmsgZc/);
   assert.throws(() => prepSendZc(freshSqe(), 4, buf, 0, 0x10000), RangeError);
   assert.throws(() => prepSendZcFixed(freshSqe(), 4, buf, 0, 1.5, 0), RangeError);
+  // zcFlags bits the kernel does not take for a zero-copy send (EINVAL).
+  assert.throws(
+    () => prepSendZc(freshSqe(), 4, buf, 0, 1 << 4),
+    /^RangeError: zcFlags may hold IORING_RECVSEND_POLL_FIRST/,
+  );
+  assert.throws(() => prepSendZcFixed(freshSqe(), 4, buf, 0, 1 << 6, 0), /zcFlags may hold/);
   assert.throws(() => prepSend(freshSqe(), 4, [1, 2] as unknown as Uint8Array), TypeError);
   const detached = new Uint8Array(8);
   detached.buffer.transfer();
