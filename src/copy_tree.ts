@@ -204,6 +204,7 @@ class TreeCopy {
     if (this.syncStat) return this.walkNow(src, dst, merging);
     const names: string[] = [];
     await this.listings.acquire();
+    const startedAt = this.#endings;
     let failure: unknown;
     try {
       for await (const entry of Deno.readDir(src)) names.push(entry.name);
@@ -215,7 +216,8 @@ class TreeCopy {
       for (const r of this.#listingEnded.splice(0)) r();
     }
     if (failure !== undefined) {
-      if (await this.waitForDescriptors(failure, 0)) return this.walk(src, dst, merging);
+      // (Its own ending is counted already: only another one means descriptors came back.)
+      if (await this.waitForDescriptors(failure, 0, startedAt + 1)) return this.walk(src, dst, merging);
       this.fail(tagStage(failure, "readdir"), src, dst);
       return;
     }
@@ -234,12 +236,13 @@ class TreeCopy {
   async walkNow(src: string, dst: string, merging: boolean): Promise<void> {
     const ctx = this.ctx;
     const names: string[] = [];
+    const startedAt = this.#endings;
     try {
       for (const entry of Deno.readDirSync(src)) names.push(entry.name);
       this.#endings++;
     } catch (e) {
       this.#endings++;
-      if (await this.waitForDescriptors(e, 0)) return this.walkNow(src, dst, merging);
+      if (await this.waitForDescriptors(e, 0, startedAt + 1)) return this.walkNow(src, dst, merging);
       this.fail(tagStage(e, "readdir"), src, dst);
       return;
     }
