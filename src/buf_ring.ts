@@ -216,6 +216,15 @@ export class BufferRing implements Disposable {
     this.close();
   }
 
+  /**
+   * Internal (`IoUring`): closes this ring of buffers without freeing its memory, which its ring
+   * (closed, the group still registered: a restricted ring) may still pick from until the kernel
+   * has torn it down. The memory stays mapped for good.
+   */
+  keepMemory(): void {
+    this.#release = null;
+  }
+
   /** Internal (`IoUring`): frees the memory, once the group is unregistered or the ring closed. */
   freeMemory(): void {
     this.#release = null;

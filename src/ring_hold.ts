@@ -42,7 +42,7 @@ export interface RingHold {
    * The rings of provided buffers registered on the ring (`setupBufferRing`): their memory is
    * freed once the ring's fd is closed, also by the garbage collector.
    */
-  bufferRings: Set<{ readonly group: number; freeMemory(): void }>;
+  bufferRings: Set<{ readonly group: number; freeMemory(): void; keepMemory(): void }>;
 }
 
 /** A hold for the ring `fd` made through `sys`, with nothing mapped or registered yet. */
@@ -98,7 +98,10 @@ export function releaseRing(hold: RingHold): void {
   const unregistered = [...hold.bufferRings].filter((b) => unregisterBufferRing(hold, b.group) === 0);
   hold.sys.close(hold.fd);
   unpinAll(hold); // (the kernel keeps its own hold on the pages until it tears the ring down)
-  for (const bufferRing of unregistered) bufferRing.freeMemory();
+  for (const bufferRing of hold.bufferRings) {
+    if (unregistered.includes(bufferRing)) bufferRing.freeMemory();
+    else bufferRing.keepMemory();
+  }
   hold.bufferRings.clear();
 }
 

@@ -383,6 +383,9 @@ ringTest(
       ClosedError,
       "the ring is closed (not: another ring's)",
     );
+    // Closed with its ring, as documented; its memory stays mapped (the kernel may still use it).
+    assert.equal(buffers.closed, true);
+    assert.throws(() => buffers.view(0), ClosedError);
   },
 );
 
