@@ -56,6 +56,30 @@ import {
 import { type Sqe, W } from "./sqe.ts";
 import { Iovecs, Timespec } from "./structs.ts";
 import type { Slot } from "./slots.ts";
+import { operationError } from "./deno_errors.ts";
+import { errno } from "./errno.ts";
+
+/** `PATH_MAX`: the most bytes of a path the kernel copies in, its NUL included. */
+const PATH_MAX = 4096;
+const ENAMETOOLONG = errno("ENAMETOOLONG");
+
+/**
+ * Throws `ENAMETOOLONG` (naming the operation) for a path of `PATH_MAX` bytes or more: the kernel
+ * refuses it while it prepares the SQE, and in a chain that fails its head with a bare
+ * `ECANCELED` and the path's own member posts nothing (`IOSQE_CQE_SKIP_SUCCESS`).
+ */
+function checkPathLength(kind: number, path: string, encoded: Uint8Array): void {
+  if (encoded.byteLength <= PATH_MAX) return;
+  const shown = path.length > 64 ? `${path.slice(0, 60)}...` : path;
+  throw operationError(
+    OP_NAMES[kind],
+    ENAMETOOLONG,
+    shown,
+    null,
+    undefined,
+    `the path is ${encoded.byteLength - 1} bytes: at most ${PATH_MAX - 1}`,
+  );
+}
 
 /** `io_uring_enter` no-op. */
 export const K_NOP = 0;
@@ -265,6 +289,7 @@ export function fillTimeout(slot: Slot, ms: number, flags = 0) {
 /** Stores a path operation (`K_STATX`, `K_OPEN`, `K_UNLINK`, ...); `path` is already checked. */
 export function fillPath(slot: Slot, kind: number, path: string, flags = 0, mode = 0) {
   slot.setPaths(path);
+  checkPathLength(kind, path, slot.cpath!);
   slot.path = path;
   slot.kind = kind;
   slot.flags = flags;
@@ -282,6 +307,8 @@ export function fillPath2(
   what2 = "newPath",
 ) {
   slot.setPaths(path, path2, what, what2);
+  checkPathLength(kind, path, slot.cpath!);
+  checkPathLength(kind, path2, slot.cpath2!);
   slot.path = path;
   slot.path2 = path2;
   slot.kind = kind;

@@ -1352,6 +1352,9 @@ export class Uring implements AsyncDisposable {
       if (this.#closing) throw this.#closedError(); // the build function closed it
       if (signal !== undefined && signalAborted(signal)) throw signalReason(signal); // or aborted
       if (members.length === 0) throw new RangeError("a chain needs at least one member");
+      // Fds and direct descriptors the chain's own members close: a later member on one would
+      // run on whatever file then has the number (an openDirect may fill the index again).
+      const closedFds = new Set<number>(), closedIndexes = new Set<number>();
       for (const slot of members) {
         const owned = slot.kind === K_CLOSE ? this.#fileOwning(slot.fd, "chain: close") : null;
         if (owned !== null) throw owned;
@@ -1370,6 +1373,24 @@ export class Uring implements AsyncDisposable {
         if ((slot.sqeFlags & IOSQE_FIXED_FILE) === 0) {
           const closing = this.#closingFileFor(slot, what);
           if (closing !== null) throw closing;
+          const fd = closedFds.has(slot.fd)
+            ? slot.fd
+            : slot.kind === K_SPLICE && closedFds.has(slot.fd2)
+            ? slot.fd2
+            : -1;
+          if (fd >= 0) {
+            throw new TypeError(`${what} on fd ${fd}, which an earlier member of the chain closes`);
+          }
+          if (slot.kind === K_CLOSE) closedFds.add(slot.fd);
+        }
+        if (direct >= 0) {
+          if (slot.kind === K_OPEN_DIRECT) closedIndexes.delete(direct);
+          else if (closedIndexes.has(direct)) {
+            throw new TypeError(
+              `${what} on direct descriptor ${direct}, which an earlier member of the chain closes`,
+            );
+          }
+          if (slot.kind === K_CLOSE_DIRECT) closedIndexes.add(direct);
         }
       }
       const max = Math.min(this.#ring.sqEntries, this.#limit);
@@ -1377,11 +1398,7 @@ export class Uring implements AsyncDisposable {
         throw new RangeError(`a chain of ${members.length} members does not fit the ring (at most ${max})`);
       }
       if (this.#ring.sharesSqThread && members.length > SQ_THREAD_SHARED_BATCH) {
-        throw new RangeError(
-          `a chain of ${members.length} members on a Uring whose SQ thread serves other rings too (attachTo): ` +
-            `at most ${SQ_THREAD_SHARED_BATCH}, the SQEs of a ring that thread takes at a time (it would cut a ` +
-            "longer chain in two)",
-        );
+        throw chainTooLongForSharedThread(members.length);
       }
     } catch (e) {
       for (const slot of members) this.#slots.release(slot);
@@ -1482,14 +1499,27 @@ export class Uring implements AsyncDisposable {
   /**
    * Returns an index from {@link Uring.reserveFileIndex}. Close its direct descriptor first
    * (`closeDirect`): one left open there stays open until the index is opened into again (the
-   * kernel then replaces it) or the Uring closes. Since 5.15.
+   * kernel then replaces it) or the Uring closes. Refused (`TypeError`) while a chain that names
+   * the index is pending. Since 5.15.
    */
   releaseFileIndex(index: number): void {
     if (this.#aux !== null) return this.#aux.releaseFileIndex(index);
     checkU32(index, "index", this.#fixedFiles - 1);
     if (this.#closing || this.#fixedFree === null) return; // the table goes with the ring
     // Only an index reserveFileIndex handed out (not one a `fixed` file holds, not twice).
-    if (!this.#reservedFiles.delete(index)) throw new RangeError(`file index ${index} is not reserved`);
+    if (!this.#reservedFiles.has(index)) throw new RangeError(`file index ${index} is not reserved`);
+    // Not while a chain that names it is pending: the next open would get the index, and the
+    // chain's members would act on that file (its closeDirect would close it).
+    let inUse = false;
+    this.#slots.forEachUsed((slot) => {
+      if ((slot.state === QUEUED || slot.state === IN_RING) && directIndexOf(slot) === index) inUse = true;
+    });
+    if (inUse) {
+      throw new TypeError(
+        `file index ${index} is used by a chain still pending: release it once the chain settles`,
+      );
+    }
+    this.#reservedFiles.delete(index);
     this.#fixedFree.push(index);
   }
 
@@ -1885,6 +1915,13 @@ export class Uring implements AsyncDisposable {
         this.#put(head, sqe);
       } else {
         const n = chain.slots.length;
+        if (n > SQ_THREAD_SHARED_BATCH && this.#ring.sharesSqThread) {
+          // Its ring began to share its SQ thread (a Uring attached to it) while the chain waited:
+          // it will never fit in one of that thread's passes.
+          this.#backlog.shift();
+          this.#rejectQueued(head, chainTooLongForSharedThread(n));
+          continue;
+        }
         if (this.#inRing + n > this.#limit || this.#ring.sqSpaceLeft() < n || !this.#chainFits(n)) return;
         this.#backlog.shift();
         this.#putChain(chain);
@@ -2515,7 +2552,7 @@ export class Uring implements AsyncDisposable {
     return file;
   }
 
-  #error(slot: Slot, errnum: number, dropped = false): Error {
+  #error(slot: Slot, errnum: number, dropped: boolean | "unsure" = false): Error {
     if (errnum === EINTR || (errnum >= ERESTARTSYS && errnum <= ERESTART_RESTARTBLOCK)) {
       // Interrupted in an io-wq worker, as a cancel does to an operation waiting there (a read
       // posts EINTR, a splice the kernel-internal ERESTARTSYS). Cancelled by us: ECANCELED.
@@ -2533,6 +2570,9 @@ export class Uring implements AsyncDisposable {
       ? "the Uring was closed"
       : slot.reissues >= MAX_REISSUES && !slot.aborted
       ? `the kernel dropped it ${slot.reissues + 1} times before it ran: ${DROPPED_WHY}`
+      : dropped === "unsure"
+      ? "cancelled before it ran: a later member of its chain was refused as the chain was submitted, or " +
+        `the kernel dropped it (a chain's member is not issued again: ${DROPPED_WHY})`
       : dropped
       ? `the kernel dropped it before it ran (a chain's member is not issued again): ${DROPPED_WHY}`
       : undefined;
@@ -2583,9 +2623,13 @@ export class Uring implements AsyncDisposable {
     // it ran (io-wq could not start a worker). A member cancelled because one before it failed
     // comes after that failure. (A close's cancels are told apart by `#error`, which names them
     // first.)
-    const dropped = slot.res === -ECANCELED && !chain.aborted &&
-      (chain.skip ||
-        chain.results.slice(0, slot.chainIndex).every((r) => (r as ChainResult | undefined)?.ok === true));
+    // (In a chain whose members post no CQE on success, the one CQE cannot tell: a later member
+    // the kernel refused as the chain was submitted fails the head so, and posts nothing itself.)
+    const dropped = slot.res !== -ECANCELED || chain.aborted
+      ? false
+      : chain.skip
+      ? "unsure"
+      : chain.results.slice(0, slot.chainIndex).every((r) => (r as ChainResult | undefined)?.ok === true);
     chain.results[slot.chainIndex] = this.#memberResult(slot, dropped);
     if (chain.skip) {
       // The chain's only CQE: the members before this one succeeded as asked, those after it
@@ -2593,8 +2637,13 @@ export class Uring implements AsyncDisposable {
       const slots = chain.slots;
       for (let i = 0; i < slots.length; i++) {
         const member = slots[i];
-        if (i < slot.chainIndex) chain.results[i] = askedResult(member);
-        else if (i > slot.chainIndex) chain.results[i] = { ok: false, error: this.#error(member, ECANCELED) };
+        if (i < slot.chainIndex) {
+          chain.results[i] = hasDetachedBuffer(member) || resizedInFlight(member)
+            ? { ok: false, error: detachedInFlight(member) }
+            : askedResult(member);
+        } else if (i > slot.chainIndex) {
+          chain.results[i] = { ok: false, error: this.#error(member, ECANCELED) };
+        }
         if (member !== slot) this.#slots.release(member);
       }
     }
@@ -2608,7 +2657,7 @@ export class Uring implements AsyncDisposable {
   }
 
   /** A chain member's result from its CQE. */
-  #memberResult(slot: Slot, dropped = false): ChainResult {
+  #memberResult(slot: Slot, dropped: boolean | "unsure" = false): ChainResult {
     const res = slot.res;
     if (hasDetachedBuffer(slot) || resizedInFlight(slot)) return { ok: false, error: detachedInFlight(slot) };
     if (res === 0) return OK_ZERO;
@@ -3121,6 +3170,15 @@ function resolvedFor(op: string, given: string): string {
       { cause: e },
     );
   }
+}
+
+/** The refusal of a chain of `n` members on a ring whose SQ thread serves other rings too. */
+function chainTooLongForSharedThread(n: number): RangeError {
+  return new RangeError(
+    `a chain of ${n} members on a Uring whose SQ thread serves other rings too (attachTo): ` +
+      `at most ${SQ_THREAD_SHARED_BATCH}, the SQEs of a ring that thread takes at a time (it would cut a ` +
+      "longer chain in two)",
+  );
 }
 
 /**

@@ -11,7 +11,7 @@ import {
   type UringFile,
 } from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
-import { mkfifo, pipe, spinUntilReady, sysClose, sysRead } from "./_io.ts";
+import { mkfifo, pipe, spinUntilReady, sysClose, sysRead, sysWrite } from "./_io.ts";
 import { fdCount, sleep, uringOptions } from "./uring_support.ts";
 
 const enc = new TextEncoder();
@@ -1510,4 +1510,119 @@ ringTest("Uring: one signal shared by many operations aborts exactly those still
   assert.equal(await unrelated, "fired", "another signal's operation is not touched");
   await assert.rejects(uring.nop({ signal }), /stop/, "a signal that fired refuses new operations");
   assert.equal(uring.pending, 0);
+});
+
+ringTest(
+  "Uring chain: what would run on another file is refused, and what the kernel refuses is named",
+  async (config) => {
+    using dir = tempDir();
+    await using uring = new Uring(uringOptions(config));
+    // A member on an fd an earlier member closes would run on the next file to get the number.
+    Deno.writeTextFileSync(`${dir.path}/a`, "");
+    const f = await uring.openFd(`${dir.path}/a`, 2);
+    await assert.rejects(
+      uring.chain((c) => c.close(f).write(f, new TextEncoder().encode("BAD"), 0)),
+      /^TypeError: chain: write on fd \d+, which an earlier member of the chain closes$/,
+    );
+    await uring.close(f);
+    // The same for a direct descriptor, unless an openDirect fills the index again.
+    const index = uring.reserveFileIndex();
+    await assert.rejects(
+      uring.chain((c) => c.closeDirect(index).readDirect(index, new Uint8Array(4), 0)),
+      /^TypeError: chain: read on direct descriptor \d+, which an earlier member of the chain closes$/,
+    );
+    const again = await uring.chain((c) =>
+      c.openDirect(`${dir.path}/a`, index).closeDirect(index).openDirect(`${dir.path}/a`, index).closeDirect(
+        index,
+      )
+    );
+    assert.ok(again.every((r) => r.ok));
+    // A reserved index may not be released while a pending chain names it: the next open would
+    // get it, and the chain's members would act on that file.
+    const [r, w] = pipe();
+    try {
+      const pending = uring.chain((c) =>
+        c.openDirect(`${dir.path}/a`, index).read(r, new Uint8Array(1), 0).closeDirect(index)
+      );
+      assert.throws(
+        () => uring.releaseFileIndex(index),
+        /^TypeError: file index \d+ is used by a chain still pending/,
+      );
+      sysWrite(w, new Uint8Array([1]));
+      assert.ok((await pending).every((m) => m.ok));
+      uring.releaseFileIndex(index);
+    } finally {
+      sysClose(r);
+      sysClose(w);
+    }
+    // A path the kernel refuses (PATH_MAX) is named before anything is queued; in a chain its refusal
+    // came back as the head's ECANCELED, blamed on io-wq.
+    const long = `${dir.path}/${"x".repeat(5000)}`;
+    await assert.rejects(
+      uring.open(long),
+      /^OsError: open '.*\.\.\.': File name too long \(ENAMETOOLONG\): the path is \d+ bytes: at most 4095$/,
+    );
+    const other = uring.reserveFileIndex();
+    await assert.rejects(uring.chain((c) => c.nop().openDirect(long, other)), /ENAMETOOLONG/);
+  },
+);
+
+ringTest(
+  "Uring chain: a buffer detached while an early member of a skip chain ran is reported",
+  async (config) => {
+    // (In a chain whose members post no CQE on success, the early members' results were taken as asked.)
+    using dir = tempDir();
+    Deno.writeFileSync(`${dir.path}/f`, new Uint8Array(8192));
+    await using uring = new Uring(uringOptions(config));
+    await using file = await uring.open(`${dir.path}/f`, { read: true });
+    const a = new Uint8Array(new ArrayBuffer(4096));
+    const results = uring.chain((c) => c.read(file.fd, a, 0).read(file.fd, new Uint8Array(4096), 4096));
+    a.buffer.transfer();
+    const [first, second] = await results;
+    assert.ok(!first.ok && first.error instanceof TypeError, String(!first.ok && first.error));
+    assert.match(String(!first.ok && first.error), /detached or shrunk while the operation ran/);
+    assert.ok(second.ok);
+  },
+);
+
+Deno.test({
+  name: "Uring chain: a chain of more than 8 waiting when another Uring attaches to the SQ thread is refused",
+  ignore: skipKernel(),
+  async fn() {
+    // It waited for a pass of the shared thread it can never fit in: pending for ever, and the
+    // operations queued behind it too.
+    using dir = tempDir();
+    const fifo = `${dir.path}/fifo`;
+    mkfifo(fifo);
+    const a = new Uring({ entries: 16 }); // (SQPOLL: the default)
+    try {
+      const pfd = await a.openFd(fifo, 2);
+      const reads = Array.from({ length: 20 }, () => a.read(pfd, new Uint8Array(1), 0));
+      await sleep(50);
+      const chain = a.chain((c) => {
+        for (let i = 0; i < 16; i++) c.nop();
+      });
+      await sleep(20);
+      const b = new Uring({ entries: 16, attachTo: a });
+      try {
+        const w = Deno.openSync(fifo, { write: true });
+        w.writeSync(new Uint8Array(20));
+        w.close();
+        await Promise.all(reads);
+        const outcome = await Promise.race([
+          chain.then(() => "ran", (e) => String(e)),
+          sleep(3000).then(() => "still pending after 3 s"),
+        ]);
+        assert.match(
+          outcome,
+          /^RangeError: a chain of 16 members on a Uring whose SQ thread serves other rings too/,
+        );
+        await a.close(pfd);
+      } finally {
+        await b.close();
+      }
+    } finally {
+      await a.close();
+    }
+  },
 });
