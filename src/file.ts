@@ -200,9 +200,13 @@ export class UringFile implements AsyncDisposable {
     return this.#fixedIndex;
   }
 
-  /** Marks the file closed without closing its fd (internal: the `Uring` closed it). */
-  detach(): void {
+  /**
+   * Marks the file closed without closing its fd (internal: the `Uring` closes it); `closed`,
+   * when given, settles once the fd is closed, and `close()` returns it.
+   */
+  detach(closed?: Promise<void>): void {
     this.#closed = true;
+    if (closed !== undefined && this.#closing === null) this.#closing = closed;
   }
 
   /**

@@ -181,11 +181,24 @@ export function fillRw(
   checkOffset(position, "position");
   const length = byteLengthOf(buf);
   if (length > MAX_LEN) throw new RangeError("buffer is larger than 4 GiB - 1 bytes");
+  if (typeof position === "bigint") checkEnd(position, length);
   slot.kind = kind;
   slot.fd = fd;
   slot.buf = buf;
   slot.bufLength = length;
   slot.pos = position;
+}
+
+/**
+ * Throws unless a transfer of `length` bytes at `position` ends within a file offset (2^63 - 1:
+ * the kernel answers a bare `EINVAL`). Only a bigint position can get there.
+ */
+function checkEnd(position: bigint, length: number): void {
+  if (position + BigInt(length) > 0x7fff_ffff_ffff_ffffn) {
+    throw new RangeError(
+      `position + length must be at most 2^63 - 1 (the largest file offset), got ${position} + ${length}`,
+    );
+  }
 }
 
 /** Checks and stores a `readv`/`writev` (kind `K_READV` or `K_WRITEV`). */
@@ -199,6 +212,7 @@ export function fillRwv(
   checkFd(fd);
   checkOffset(position, "position");
   slot.iovecs = new Iovecs(bufs); // checks every buffer and keeps each one referenced
+  if (typeof position === "bigint") checkEnd(position, slot.iovecs.totalLength);
   slot.kind = kind;
   slot.fd = fd;
   slot.pos = position;

@@ -1505,9 +1505,11 @@ export class Uring implements AsyncDisposable {
   releaseFileIndex(index: number): void {
     if (this.#aux !== null) return this.#aux.releaseFileIndex(index);
     checkU32(index, "index", this.#fixedFiles - 1);
-    if (this.#closing || this.#fixedFree === null) return; // the table goes with the ring
+    if (this.#closing) return; // the table goes with the ring
     // Only an index reserveFileIndex handed out (not one a `fixed` file holds, not twice).
-    if (!this.#reservedFiles.has(index)) throw new RangeError(`file index ${index} is not reserved`);
+    if (this.#fixedFree === null || !this.#reservedFiles.has(index)) {
+      throw new RangeError(`file index ${index} is not reserved`);
+    }
     // Not while a chain that names it is pending: the next open would get the index, and the
     // chain's members would act on that file (its closeDirect would close it).
     let inUse = false;
@@ -2911,7 +2913,7 @@ export class Uring implements AsyncDisposable {
       this.#queueInternal(I_CANCEL_ALL);
     }
     for (const file of this.#files.values()) {
-      file.detach();
+      file.detach(promise); // (the Uring's close settles once the fds are closed)
       // At the end, as in 1: a chain's member still waiting in the kernel for the one before it
       // would otherwise be issued after the close.
       if (this.#aux === null) this.#fdsAtEnd.push({ fd: file.fd, path: file.path, settle: null });

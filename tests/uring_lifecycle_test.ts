@@ -7,7 +7,16 @@ import assert from "node:assert/strict";
 import { ClosedError, IORING_SETUP_COOP_TASKRUN, IORING_SETUP_TASKRUN_FLAG, OsError, Uring } from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { mkfifo, OtherCpuWriter, pipe, sysClose, sysRead, sysWrite } from "./_io.ts";
-import { cpuTimeUs, fdCount, MOD_URL, runDeno, sleep, Tracker, uringOptions } from "./uring_support.ts";
+import {
+  cpuTimeUs,
+  fdCount,
+  fdIsOpen,
+  MOD_URL,
+  runDeno,
+  sleep,
+  Tracker,
+  uringOptions,
+} from "./uring_support.ts";
 
 const enc = new TextEncoder();
 
@@ -577,3 +586,22 @@ Deno.test({
     assert.equal(out.stdout.trim(), "true");
   },
 });
+
+ringTest(
+  "UringFile.close() while the Uring's close is under way resolves once the fd is closed",
+  async (config) => {
+    // It resolved at once (the Uring had detached the file), with the fd still open until the
+    // Uring's close finished.
+    using dir = tempDir();
+    const fifo = `${dir.path}/fifo`;
+    mkfifo(fifo);
+    const uring = new Uring(uringOptions(config));
+    const file = await uring.open(fifo, { read: true, write: true });
+    const pending = file.readAt(new Uint8Array(4), 0).catch((e) => e);
+    const closing = uring.close();
+    await file.close();
+    assert.equal(fdIsOpen(file.fd), false, "closed when file.close() resolved");
+    await closing;
+    assert.match(String(await pending), /ECANCELED|closed/);
+  },
+);

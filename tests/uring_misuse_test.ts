@@ -574,3 +574,30 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "Uring: a read or write that would end past the largest file offset is refused before the kernel",
+  ignore: skipKernel(),
+  async fn() {
+    // The kernel answered a bare EINVAL.
+    using dir = tempDir();
+    await using uring = new Uring({ sqpoll: false });
+    await using file = await uring.open(`${dir.path}/f`, { read: true, write: true, create: true });
+    const buf = new Uint8Array(16);
+    await assert.rejects(
+      file.writeAt(buf, 2n ** 63n - 1n),
+      /^RangeError: .*position \+ length must be at most 2\^63 - 1 \(the largest file offset\), got 9223372036854775807 \+ 16$/,
+    );
+    await assert.rejects(
+      uring.readv(file.fd, [buf, buf], 2n ** 63n - 20n),
+      /position \+ length must be at most/,
+    );
+    // (Before any index was reserved, a release was ignored.)
+    const fresh = new Uring({ sqpoll: false });
+    try {
+      assert.throws(() => fresh.releaseFileIndex(0), /^RangeError: file index 0 is not reserved$/);
+    } finally {
+      await fresh.close();
+    }
+  },
+});

@@ -23,6 +23,11 @@ const RUSAGE_SELF = 0;
 /** Highest fd number `fdCount` looks at. */
 const MAX_FD = 1 << 16;
 
+/** Whether `fd` is open in this process (`fcntl(F_GETFD)`). */
+export function fdIsOpen(fd: number): boolean {
+  return libc.fcntl(fd, F_GETFD) >= 0;
+}
+
 /** Number of open file descriptors of this process (`fcntl(F_GETFD)` on every number). */
 export function fdCount(): number {
   let n = 0;
