@@ -427,7 +427,9 @@ export interface UringStats {
   /**
    * CQEs the Uring did not ask for, which it ignores: messages another ring or a Worker posted on
    * its ring (`prepMsgRing`, `IoUring.sendMsgRing`). One whose `user_data` happened to match an
-   * operation in flight would settle that operation: post to a ring of your own instead.
+   * operation in flight would settle that operation, and `user_data` with a high word of
+   * 0xc0000000 or more is the Uring's own (its raw clients', its internal SQEs'): post to a ring
+   * of your own instead.
    */
   foreignCqes: number;
 }
@@ -648,6 +650,8 @@ export class Uring implements AsyncDisposable {
   #closingBarrierDone = false;
   /** CQEs raw clients committed for and have not been handed yet. */
   #rawOutstanding = 0;
+  /** Internal SQEs (`I_*`) in the ring, each with one CQE to come. */
+  #internalInRing = 0;
   #spinMisses = 0;
   /**
    * Operations in flight that the last spin waited for in vain (a pipe read, a timeout): none of
@@ -1868,6 +1872,7 @@ export class Uring implements AsyncDisposable {
     sqe.u32[sqe.base + W.userLo] = kind;
     sqe.u32[sqe.base + W.userHi] = INTERNAL;
     this.#inRing++;
+    this.#internalInRing++;
     this.#toSubmit++;
     this.stats.sqes++;
   }
@@ -2220,25 +2225,40 @@ export class Uring implements AsyncDisposable {
     if (hi >= RAW_BASE) {
       if (hi === INTERNAL) {
         const kind = cqe.userDataLo;
+        // (What none of ours can be: a kind we do not use, none in the ring, a wake-up not asked for.)
+        if (kind > I_BARRIER || this.#internalInRing === 0 || (kind === I_WAKE && !this.#wakeOutstanding)) {
+          return this.#foreignCqe();
+        }
+        this.#internalInRing--;
         if (kind === I_WAKE) this.#wakeOutstanding = false;
         else if (kind === I_BARRIER) this.#barriersDone++; // settled after the loop
         else if (kind === I_CANCEL_ALL && cqe.res === -EINVAL) this.#cancelEachInRing(); // before 5.19
       } else {
-        this.#rawReady.push(hi - RAW_BASE, cqe.userDataLo, cqe.res); // handed over after the loop
+        const id = hi - RAW_BASE;
+        if (id >= this.#rawNextId || this.#rawOutstanding <= this.#rawReady.length / 3) {
+          return this.#foreignCqe();
+        }
+        this.#rawReady.push(id, cqe.userDataLo, cqe.res); // handed over after the loop
       }
       return;
     }
     const slot = this.#slots.at(cqe.userDataLo);
     if (slot === undefined || slot.gen !== cqe.userDataHi || slot.state !== IN_RING) {
-      // Not one of ours: a message posted on this ring from outside (see UringStats.foreignCqes).
-      this.#inRing++;
-      this.stats.foreignCqes++;
-      return;
+      return this.#foreignCqe();
     }
     slot.res = cqe.res;
     slot.state = DONE;
     this.#ready[this.#readyCount++] = slot;
   };
+
+  /**
+   * A CQE that is not one of ours: a message posted on this ring from outside (see
+   * `UringStats.foreignCqes`). It was counted as ours arriving: not any more.
+   */
+  #foreignCqe(): void {
+    this.#inRing++;
+    this.stats.foreignCqes++;
+  }
 
   /** Operations of ours in the ring: all but a wake-up no-op. */
   #active(): number {

@@ -287,9 +287,21 @@ ringTest(
       other.submitAndWait(1);
       IoUring.sendMsgRing(uring.ring.fd, 8, 0xdead_beef_07n);
       prepNop(uring.ring.getSqe()!).setUserData(0x7fff_0000_0001n);
+      // High words the Uring uses itself (its internal SQEs', its raw clients'): one of those the
+      // Uring took for its own, and stopped reaping (the next nop never settled).
+      for (
+        const userData of [
+          0xdead_beef_cafe_baben,
+          0xffff_ffff_0000_0007n,
+          0xffff_ffff_0000_0000n,
+          2n ** 64n - 1n,
+        ]
+      ) {
+        IoUring.sendMsgRing(uring.ring.fd, 1, userData);
+      }
       assert.equal(await slow, "timeout fired");
       await uring.nop(); // the Uring goes on
-      assert.equal(uring.stats.foreignCqes, 3);
+      assert.equal(uring.stats.foreignCqes, 7);
       assert.equal(uring.pending, 0);
     } finally {
       await uring.close();
