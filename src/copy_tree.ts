@@ -28,6 +28,11 @@ import { checkAccess, checkCopyTargets, copyRootPath, toPath } from "./permissio
 
 /** Directory listings read at once (each is a blocking call on Deno's thread pool). */
 const READDIR_CONCURRENCY = 4;
+/**
+ * How long an entry that ran out of descriptors with nothing of the copy's left to give any back
+ * waits before its one last try (see `TreeCopy.waitForDescriptors`).
+ */
+const DESCRIPTOR_GRACE_MS = 5;
 /** Files found but not yet copied, at most; the walk waits beyond this (bounds memory). */
 const MAX_PENDING_FILES = 16384;
 
@@ -62,7 +67,9 @@ class TreeCopy {
   /** File attempts in progress (each may hold descriptors, and will give them back). */
   #running = 0;
   /** Files that ran out of descriptors while only listings held some, waiting for one to end. */
-  readonly #listingEnded: (() => void)[] = [];
+  readonly #listingEnded: ((freed: boolean) => void)[] = [];
+  /** Entries (by source path) that ran out of descriptors and tried once more after a wait. */
+  readonly #graced = new Set<string>();
   readonly files: Semaphore;
   readonly pending = new Semaphore(MAX_PENDING_FILES);
   readonly listings = new Semaphore(READDIR_CONCURRENCY);
@@ -212,12 +219,13 @@ class TreeCopy {
       failure = e;
     } finally {
       this.listings.release();
-      this.#endings++;
-      for (const r of this.#listingEnded.splice(0)) r();
+      // A listing that could not open its directory gave nothing back.
+      const freed = failure === undefined || !outOfDescriptors(failure);
+      if (freed) this.#endings++;
+      for (const wake of this.#listingEnded.splice(0)) wake(freed);
     }
     if (failure !== undefined) {
-      // (Its own ending is counted already: only another one means descriptors came back.)
-      if (await this.waitForDescriptors(failure, 0, startedAt + 1)) return this.walk(src, dst, merging);
+      if (await this.waitForDescriptors(failure, 0, startedAt, src)) return this.walk(src, dst, merging);
       this.fail(tagStage(failure, "readdir"), src, dst);
       return;
     }
@@ -241,8 +249,8 @@ class TreeCopy {
       for (const entry of Deno.readDirSync(src)) names.push(entry.name);
       this.#endings++;
     } catch (e) {
-      this.#endings++;
-      if (await this.waitForDescriptors(e, 0, startedAt + 1)) return this.walkNow(src, dst, merging);
+      if (!outOfDescriptors(e)) this.#endings++; // (one that could not open gave nothing back)
+      if (await this.waitForDescriptors(e, 0, startedAt, src)) return this.walkNow(src, dst, merging);
       this.fail(tagStage(e, "readdir"), src, dst);
       return;
     }
@@ -436,7 +444,7 @@ class TreeCopy {
    * slots still held) when descriptors ran out and others will come back, else reported.
    */
   #fileFailed(error: unknown, src: string, dst: string, st: EntryStat, startedAt: number): void {
-    void this.waitForDescriptors(error, 1, startedAt).then((again) => {
+    void this.waitForDescriptors(error, 1, startedAt, src).then((again) => {
       if (again) return this.#copyInPlace(src, dst, st);
       this.fail(error, src, dst);
       this.#fileFinished();
@@ -455,7 +463,12 @@ class TreeCopy {
    * walk. The limit (`RLIMIT_NOFILE`, often 1024, less in some containers) is shared with the
    * rest of the process, so the copy cannot size itself to it in advance.
    */
-  async waitForDescriptors(error: unknown, self: 0 | 1, startedAt = this.#endings): Promise<boolean> {
+  async waitForDescriptors(
+    error: unknown,
+    self: 0 | 1,
+    startedAt = this.#endings,
+    what = "",
+  ): Promise<boolean> {
     // (A file's failed attempt has closed what it opened: that is an ending too.)
     const freedMeanwhile = this.#endings > startedAt;
     if (self === 1) {
@@ -476,8 +489,17 @@ class TreeCopy {
       // is stale. Or a listing in progress holds one: wait for it to end. Each such try needs a
       // new ending, so this cannot go round for ever.
       if (shed > 0 || freedMeanwhile) return true;
-      if (this.listings.free === this.listings.limit) return false;
-      await new Promise<void>((resolve) => this.#listingEnded.push(resolve));
+      // (A listing that fails as this did gives nothing back: wait for another, if any.)
+      while (this.listings.free < this.listings.limit) {
+        const freed = await new Promise<boolean>((resolve) => this.#listingEnded.push(resolve));
+        if (freed) return !this.ctx.stopping;
+      }
+      // Deno closes a descriptor on its own thread, a moment after the call that used it has
+      // settled: an ending just counted may not have given it back yet. Once per entry, after a
+      // short wait, try again.
+      if (this.#graced.has(what)) return false;
+      this.#graced.add(what);
+      await new Promise((resolve) => setTimeout(resolve, DESCRIPTOR_GRACE_MS));
       return !this.ctx.stopping;
     }
     if (self === 1) {
@@ -539,7 +561,9 @@ class TreeCopy {
       await copyRegular(ctx, src, dst, st, !merging);
       this.#running--;
     } catch (e) {
-      if (await this.waitForDescriptors(e, 1, startedAt)) return this.copyFileEntry(src, dst, st, merging);
+      if (await this.waitForDescriptors(e, 1, startedAt, src)) {
+        return this.copyFileEntry(src, dst, st, merging);
+      }
       this.fail(e, src, dst);
     }
   }
@@ -789,4 +813,10 @@ export async function copyTree(
   } finally {
     await ctx.close();
   }
+}
+
+/** Whether `error` says the process (`EMFILE`) or the system (`ENFILE`) has no descriptor left. */
+function outOfDescriptors(error: unknown): boolean {
+  const code = codeOf(error);
+  return code === "EMFILE" || code === "ENFILE";
 }

@@ -668,6 +668,61 @@ Deno.test({
 });
 
 Deno.test({
+  name: "copyTree (Deno's file APIs): two listings out of descriptors do not retry each other for ever",
+  ignore: skipKernel(),
+  async fn() {
+    // Each failed listing counted as giving descriptors back and woke the other: 30,000-47,000
+    // listings while the program held the last descriptor for 2 s (4 of 10 runs in the probe).
+    using dir = tempDir();
+    for (const s of ["s0", "s1"]) Deno.mkdirSync(`${dir.path}/src/${s}`, { recursive: true });
+    const out = await runDeno(
+      `
+Deno.env.set("URING_FORCE_UNAVAILABLE", "1");
+Deno.addSignalListener("SIGUSR2", () => {}); // (see copyWithSpareDescriptors)
+let readDirs = 0, holder;
+const readDir = Deno.readDir;
+Deno.readDir = (p) => {
+  readDirs++;
+  const listing = readDir(p);
+  if (readDirs !== 1) return listing;
+  // The top listing: once it has given its descriptor back, this program takes it for 2 s.
+  return (async function* () {
+    for await (const e of listing) yield e;
+    holder = Deno.openSync("/dev/null");
+    setTimeout(() => holder.close(), 2000);
+  })();
+};
+const { copyTree } = await import(${JSON.stringify(MOD_URL)});
+const libc = Deno.dlopen("libc.so.6", { setrlimit: { parameters: ["i32", "buffer"], result: "i32" } });
+libc.symbols.setrlimit(7, new Uint8Array(new BigUint64Array([64n, 64n]).buffer));
+const copying = copyTree(${JSON.stringify(`${dir.path}/src`)}, ${
+        JSON.stringify(`${dir.path}/dst`)
+      }, { continueOnError: true });
+const held = [];
+try {
+  for (;;) held.push(Deno.openSync("/dev/null"));
+} catch { /* EMFILE */ }
+held.pop().close(); // one spare: the top listing's
+let outcome;
+try {
+  outcome = "copied " + (await copying).files;
+} catch (e) {
+  outcome = e.message;
+}
+console.log(JSON.stringify({ outcome, readDirs }));
+Deno.exit(0);
+`,
+      ["--allow-all"],
+      { timeoutMs: 30_000 },
+    );
+    assert.equal(out.code, 0, out.stderr);
+    const { outcome, readDirs } = JSON.parse(out.stdout);
+    assert.match(outcome, /EMFILE/);
+    assert.ok(readDirs <= 8, `${readDirs} listings`);
+  },
+});
+
+Deno.test({
   name: "copyTree: with no descriptor to spare, the files give up with EMFILE (no endless retrying)",
   ignore: skipKernel(),
   fn: async () => {
