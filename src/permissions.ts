@@ -255,12 +255,11 @@ export function checkAccess(op: string, access: Access, path?: string, shownAs =
  * Whether Deno hides `path` from this program (`--ignore-read`), which `Deno.permissions`
  * answers as "denied", like `--deny-read`. Deno's own `lstat` tells them apart: it refuses a
  * denied path (`NotCapable`) before it looks, and says `NotFound` for an ignored one. Asked only
- * once a path is not granted, and only under a whole read grant with exceptions (plain
- * `--allow-read` with `--ignore-read`): without one, Deno's `lstat` could prompt the user.
+ * once a path is not granted, and only when Deno's answer for it is "denied" (ignored or denied):
+ * for one it would prompt for, its `lstat` could prompt the user.
  */
 function ignoredByDeno(path: string): boolean {
-  const whole = wholeStatus.read ??= Deno.permissions.querySync(WHOLE.read);
-  if (whole.state !== "granted") return false;
+  if (Deno.permissions.querySync({ name: "read", path }).state !== "denied") return false;
   try {
     Deno.lstatSync(path);
     return false;
