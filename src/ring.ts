@@ -431,7 +431,7 @@ export class IoUring implements Disposable {
    * they stop (since 6.13 the kernel's unregister does not wait for them either), so they stay
    * referenced until the ring closes.
    */
-  #retiredBuffers = new Set<ArrayBufferView>();
+  #retiredBuffers = new Set<ArrayBufferLike>(); // (their memory: the views need not be kept)
   #registeredFiles = 0;
 
   /**
@@ -1625,7 +1625,7 @@ export class IoUring implements Disposable {
           continue;
         }
         const old = next[offset + i];
-        if (old !== NO_BUFFER && old !== list[i]) this.#retiredBuffers.add(old);
+        if (old !== NO_BUFFER && old !== list[i]) this.#retiredBuffers.add(bufferOf(old));
         next[offset + i] = list[i];
         this.#keepPins([pins[i]]);
       }
@@ -1689,7 +1689,7 @@ export class IoUring implements Disposable {
     for (let i = 0; i < (table?.length ?? 0); i++) next[i] = table![i];
     for (let i = 0; i < count; i++) {
       const old = next[dstOffset + i];
-      if (old !== NO_BUFFER && old !== cloned[i]) this.#retiredBuffers.add(old);
+      if (old !== NO_BUFFER && old !== cloned[i]) this.#retiredBuffers.add(bufferOf(old));
       next[dstOffset + i] = cloned[i];
     }
     this.#bufferTable = Object.freeze(next);
@@ -1713,7 +1713,9 @@ export class IoUring implements Disposable {
    */
   unregisterBuffers(): void {
     this.#register(abi.IORING_UNREGISTER_BUFFERS, null, 0, "IORING_UNREGISTER_BUFFERS");
-    for (const view of this.#bufferTable ?? []) if (view !== NO_BUFFER) this.#retiredBuffers.add(view);
+    for (const view of this.#bufferTable ?? []) {
+      if (view !== NO_BUFFER) this.#retiredBuffers.add(bufferOf(view));
+    }
     this.#bufferTable = undefined;
     unpinAll(this.#hold);
   }

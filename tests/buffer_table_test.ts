@@ -264,7 +264,7 @@ const results = {};
 for (const how of ["unregister", "update"]) {
   const ring = new IoUring(4, { sqpoll: false });
   let buf = new Uint8Array(8192);
-  const ref = new WeakRef(buf);
+  const ref = new WeakRef(buf.buffer); // (its memory is what the kernel writes into)
   ring.registerBuffers([buf]);
   if (how === "update") ring.registerBuffersUpdate(0, [null]);
   ring.unregisterBuffers();
