@@ -34,7 +34,11 @@ function run(what: string, prep: (sqe: Sqe) => void): number {
 const cpath = cstring(path);
 const fd = run("openat", (sqe) => prepOpenat(sqe, AT_FDCWD, cpath, O_RDONLY));
 const buf = new Uint8Array(256);
-const n = run("read", (sqe) => prepRead(sqe, fd, buf, 0));
-run("close", (sqe) => prepClose(sqe, fd));
+let n: number;
+try {
+  n = run("read", (sqe) => prepRead(sqe, fd, buf, 0));
+} finally {
+  run("close", (sqe) => prepClose(sqe, fd)); // also when the read failed (a directory: EISDIR)
+}
 console.log(`read ${n} bytes from ${path} (sqpoll: ${ring.sqpoll}, enters: ${JSON.stringify(ring.stats)})`);
 console.log(new TextDecoder().decode(buf.subarray(0, n)));
