@@ -137,6 +137,11 @@ function explain(
     case "symlink":
       if (code === "ENOENT") return `destination directory '${dir}' does not exist`;
       if (code === "ENOTDIR") return `a parent of destination '${dst}' is not a directory`;
+      if (code === "ENAMETOOLONG" && stage === "create" && new TextEncoder().encode(dst).length < 4096) {
+        // (The destination fits; the temporary file the copy writes first, next to it, did not.)
+        return `the temporary file next to destination '${dst}' would have a path longer than the ` +
+          "system's limit (PATH_MAX, 4,095 bytes): give a destination a few bytes shorter";
+      }
       if (code === "EACCES" || code === "EPERM") {
         return `destination directory '${dir}' is not writable (permission denied)`;
       }

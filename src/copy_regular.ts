@@ -45,14 +45,31 @@ export function copiedFilePerm(perm: number): number {
   return perm & ~0o6000;
 }
 
-/** A fresh temporary path next to `dst`, short enough for any file name limit. */
+/**
+ * A fresh temporary path next to `dst`, short enough for any file name limit, and for the whole
+ * path's (`PATH_MAX`) when `dst` is: the part of `dst`'s name it keeps shrinks as needed (a
+ * destination a few bytes short of the limit failed with `ENAMETOOLONG` for a path the caller
+ * never gave).
+ */
 export function tempPathFor(dst: string): string {
   const slash = dst.lastIndexOf("/");
-  const base = Array.from(dst.slice(slash + 1)).slice(0, 50).join("");
+  const chars = Array.from(dst.slice(slash + 1)).slice(0, 50);
   const random = Math.floor(Math.random() * 0x1_0000_0000).toString(16).padStart(8, "0");
-  const name = `.${base}${TEMP_MARKER}${random}`;
-  return slash < 0 ? name : `${dst.slice(0, slash + 1)}${name}`;
+  const dir = slash < 0 ? "" : dst.slice(0, slash + 1);
+  let path = `${dir}.${chars.join("")}${TEMP_MARKER}${random}`;
+  // (Only a path near the limit needs its bytes counted: 3 bytes a UTF-16 unit at most.)
+  if (path.length * 3 >= PATH_MAX) {
+    while (chars.length > 0 && encoder.encode(path).length >= PATH_MAX) {
+      chars.pop();
+      path = `${dir}.${chars.join("")}${TEMP_MARKER}${random}`;
+    }
+  }
+  return path;
 }
+
+/** `PATH_MAX`: the most bytes of a path the kernel takes, its NUL included. */
+const PATH_MAX = 4096;
+const encoder = new TextEncoder();
 
 /**
  * Copies regular file `src` (already looked at: `st`) to `dst` through a temporary file (or in

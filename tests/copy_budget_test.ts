@@ -110,6 +110,13 @@ Deno.test("copy: temporary names sit next to the destination and stay short", ()
   const name = long.slice(3);
   assert.ok(new TextEncoder().encode(name).length <= 255, "within NAME_MAX");
   assert.notEqual(tempPathFor("/x/y"), tempPathFor("/x/y"));
+  // A destination just short of PATH_MAX (4,096 bytes with the NUL): the name the temporary path
+  // keeps shrinks so that it fits too, as long as it can.
+  const dir = `/${Array.from({ length: 20 }, () => "d".repeat(201)).join("/")}`; // 4,040 bytes
+  const near = `${dir}/${"n".repeat(50)}`; // 4,091
+  const tmp = tempPathFor(near);
+  assert.ok(new TextEncoder().encode(tmp).length < 4096, `${tmp.length} bytes`);
+  assert.ok(tmp.startsWith(`${dir}/.nnn`) && /\.uring-tmp-[0-9a-f]{8}$/.test(tmp));
 });
 
 Deno.test({

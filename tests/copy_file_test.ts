@@ -1107,3 +1107,20 @@ for (const tree of [false, true]) {
     },
   });
 }
+
+Deno.test({
+  name: "copyFile: a destination whose temporary file cannot fit PATH_MAX says so (not a path never given)",
+  ignore: skipKernel(),
+  async fn() {
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/f`, "data");
+    let deep = dir.path;
+    while (deep.length < 4076) deep += "/" + "d".repeat(Math.min(200, 4076 - deep.length - 1));
+    Deno.mkdirSync(deep, { recursive: true });
+    // The destination (4,078 bytes) fits; ".f.uring-tmp-XXXXXXXX" next to it does not.
+    await assert.rejects(
+      copyFile(`${dir.path}/f`, `${deep}/f`),
+      /the temporary file next to destination '.*\/f' would have a path longer than the system's limit \(PATH_MAX/,
+    );
+  },
+});
