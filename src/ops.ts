@@ -278,9 +278,13 @@ export function fillSplice(
 ) {
   checkFd(fdIn, "fdIn");
   checkFd(fdOut, "fdOut");
+  if (offIn === -1n) offIn = -1; // (-1 as a bigint too: the fd's own position)
+  if (offOut === -1n) offOut = -1;
   if (offIn !== -1) checkOffset(offIn, "offIn");
   if (offOut !== -1) checkOffset(offOut, "offOut");
   checkU32(nbytes, "nbytes");
+  if (typeof offIn === "bigint") checkEnd(offIn, nbytes);
+  if (typeof offOut === "bigint") checkEnd(offOut, nbytes);
   slot.kind = K_SPLICE;
   slot.fd = fdIn;
   slot.pos = offIn;

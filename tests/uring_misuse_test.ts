@@ -592,6 +592,19 @@ Deno.test({
       uring.readv(file.fd, [buf, buf], 2n ** 63n - 20n),
       /position \+ length must be at most/,
     );
+    // The same for a splice's offsets; -1 as a bigint is the fd's own position, as -1 is.
+    const [r, w] = pipe();
+    try {
+      await assert.rejects(
+        uring.splice(file.fd, 2n ** 63n - 16n, w, -1, 100),
+        /offIn \+ length|position \+ length must be at most/,
+      );
+      sysWrite(w, new Uint8Array(3));
+      assert.equal(await uring.splice(r, -1n, file.fd, 0, 3), 3);
+    } finally {
+      sysClose(r);
+      sysClose(w);
+    }
     // (Before any index was reserved, a release was ignored.)
     const fresh = new Uring({ sqpoll: false });
     try {
