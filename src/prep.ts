@@ -447,6 +447,8 @@ export function prepSplice(
   checkBits32(flags, "flags");
   checkFd(fdIn, "fdIn");
   checkFd(fdOut, "fdOut");
+  if ((offIn as unknown) === -1n) offIn = -1; // (-1 as a bigint too: the fd's own position)
+  if ((offOut as unknown) === -1n) offOut = -1;
   if (offIn !== -1) checkOffset(offIn, "offIn");
   if (offOut !== -1) checkOffset(offOut, "offOut");
   checkU32(nbytes, "nbytes");

@@ -899,7 +899,8 @@ export class Uring implements AsyncDisposable {
   /**
    * Reads into `buf` from `position` of `fd` (`pread`); resolves with the bytes read (0 at end of
    * file; may be short). A pipe or terminal has no position: the kernel ignores it there (pass
-   * 0); on a socket a position other than 0 fails with `ESPIPE`. Since 5.6.
+   * 0); on a socket a position other than 0 fails with `ESPIPE`. A pipe opened `O_NONBLOCK` still
+   * waits for data here (io_uring polls it), unlike `read(2)`. Since 5.6.
    */
   read(fd: number, buf: ArrayBufferView, position: number | bigint, options?: OpOptions): Promise<number> {
     return this.#rw(K_READ, fd, -1, buf, position, signalOption(options), null);
@@ -985,8 +986,10 @@ export class Uring implements AsyncDisposable {
   }
 
   /**
-   * `splice` between two fds (one must be a pipe); an offset of -1 uses the fd's own position
-   * (required for pipes). Resolves with the bytes moved. Since 5.7.
+   * `splice` between two fds (one must be a pipe); an offset of -1 (or `-1n`) uses the fd's own
+   * position (required for pipes). Resolves with the bytes moved. A pipe opened `O_NONBLOCK` that
+   * has no data (or no room) fails it at once with `WouldBlock` (`EAGAIN`), where `read` and
+   * `write` wait. Since 5.7.
    */
   splice(
     fdIn: number,

@@ -402,6 +402,17 @@ Deno.test("prepSplice: fd_out in fd, off_out in off, off_in in addr, fd_in at by
     len: 10,
     spliceFdIn: 3,
   });
+  // -1 as a bigint is the same "no offset" (it was refused as out of range).
+  sqe = freshSqe();
+  prepSplice(sqe, 3, -1n as unknown as -1, 4, -1n as unknown as -1, 10);
+  assertSqe(sqe, {
+    opcode: OP.SPLICE,
+    fd: 4,
+    off: 2n ** 64n - 1n,
+    addr: 2n ** 64n - 1n,
+    len: 10,
+    spliceFdIn: 3,
+  });
   sqe = freshSqe();
   prepSplice(sqe, 3, -1, 4, 0, 10, 0x80000000); // SPLICE_F_FD_IN_FIXED
   assertSqe(sqe, {
