@@ -457,10 +457,10 @@ class TreeCopy {
    * file fewer in progress from now on, waits for a file slot (one of them finishing), and
    * resolves true (try again). With no other file in progress, resolves true at once if
    * descriptors were given back while the failed attempt ran, else once a directory listing in
-   * progress has ended (it holds one), else false. `self` is 1 when the
-   * caller holds a file slot (it is one of the files in progress; its slot goes to pay for the
-   * smaller number), with `startedAt` the count of endings when its attempt began; 0 for the
-   * walk. The limit (`RLIMIT_NOFILE`, often 1024, less in some containers) is shared with the
+   * progress has ended having held one, else once per entry (`what`: its source path) after 5 ms,
+   * else false. `self` is 1 when the caller holds a file slot (it is one of the files in
+   * progress; its slot goes to pay for the smaller number), 0 for the walk; `startedAt` is the
+   * count of endings when the failed attempt began. The limit (`RLIMIT_NOFILE`, often 1024, less in some containers) is shared with the
    * rest of the process, so the copy cannot size itself to it in advance.
    */
   async waitForDescriptors(
@@ -475,8 +475,7 @@ class TreeCopy {
       this.#endings++;
       this.#running--;
     }
-    const code = codeOf(error);
-    if ((code !== "EMFILE" && code !== "ENFILE") || this.ctx.stopping) return false;
+    if (!outOfDescriptors(error) || this.ctx.stopping) return false;
     // The pipes the engine keeps between files go first (it makes no new ones): try again at once
     // when that freed some and no file in progress will give any back.
     const shed = this.ctx.engine.shedPipes?.() ?? 0;
