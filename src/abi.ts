@@ -626,6 +626,8 @@ export const XATTR_REPLACE = 0x2;
 export const XATTR_NAME_MAX = 255;
 /** Largest xattr value in bytes; a larger set fails with `E2BIG` (linux/limits.h). */
 export const XATTR_SIZE_MAX = 65536;
+/** `PATH_MAX`: the most bytes of a path the kernel takes, its NUL included (linux/limits.h). */
+export const PATH_MAX = 4096;
 
 // ---------------------------------------------------------------------------------------------
 // io_uring_register opcodes.

@@ -8,7 +8,7 @@
  */
 
 import { type Engine, type EngineContext, type EntryStat, kindOfMode } from "./copy_engine.ts";
-import { codeOf, staged, tagStage } from "./copy_errors.ts";
+import { codeOf, outOfDescriptors, staged, tagStage } from "./copy_errors.ts";
 
 function seconds(d: Date | null, fallback: number): number {
   return d ? d.getTime() / 1000 : fallback;
@@ -162,8 +162,7 @@ export class DenoEngine implements Engine {
  */
 function copyOpening(src: string, dst: string): Promise<void> {
   return Deno.copyFile(src, dst).catch((e) => {
-    const code = codeOf(e);
-    if (code === "EMFILE" || code === "ENFILE") tagStage(e, "open-source");
+    if (outOfDescriptors(e)) tagStage(e, "open-source");
     throw e;
   });
 }

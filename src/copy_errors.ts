@@ -7,6 +7,7 @@
  * @module
  */
 
+import { PATH_MAX } from "./abi.ts";
 import type { CopyResult } from "./copy_options.ts";
 import { errorClassFor, OsError } from "./deno_errors.ts";
 import { errno as errnoNumber } from "./errno.ts";
@@ -61,6 +62,14 @@ export async function staged<T>(stage: CopyStage, p: Promise<T>): Promise<T> {
 /** The step recorded for `error`, if any. */
 export function stageOf(error: unknown): CopyStage | undefined {
   return typeof error === "object" && error !== null ? stages.get(error) : undefined;
+}
+
+const encoder = new TextEncoder();
+
+/** Whether `error` says the process (`EMFILE`) or the system (`ENFILE`) has no descriptor left. */
+export function outOfDescriptors(error: unknown): boolean {
+  const code = codeOf(error);
+  return code === "EMFILE" || code === "ENFILE";
 }
 
 /** The errno name (`"ENOENT"`) an error carries, if any. */
@@ -137,7 +146,7 @@ function explain(
     case "symlink":
       if (code === "ENOENT") return `destination directory '${dir}' does not exist`;
       if (code === "ENOTDIR") return `a parent of destination '${dst}' is not a directory`;
-      if (code === "ENAMETOOLONG" && stage === "create" && new TextEncoder().encode(dst).length < 4096) {
+      if (code === "ENAMETOOLONG" && stage === "create" && encoder.encode(dst).length < PATH_MAX) {
         // (The destination fits; the temporary file the copy writes first, next to it, did not.)
         return `the temporary file next to destination '${dst}' would have a path longer than the ` +
           "system's limit (PATH_MAX, 4,095 bytes): give a destination a few bytes shorter";

@@ -15,6 +15,7 @@
  * @module
  */
 
+import { PATH_MAX } from "./abi.ts";
 import type { CopyContext } from "./copy_context.ts";
 import type { EntryStat } from "./copy_engine.ts";
 import {
@@ -67,8 +68,6 @@ export function tempPathFor(dst: string): string {
   return path;
 }
 
-/** `PATH_MAX`: the most bytes of a path the kernel takes, its NUL included. */
-const PATH_MAX = 4096;
 const encoder = new TextEncoder();
 
 /**

@@ -18,6 +18,7 @@ import {
   dirnameOf,
   isDescribed,
   makeFailure,
+  outOfDescriptors,
   specialDestFailure,
   staged,
   tagStage,
@@ -812,10 +813,4 @@ export async function copyTree(
   } finally {
     await ctx.close();
   }
-}
-
-/** Whether `error` says the process (`EMFILE`) or the system (`ENFILE`) has no descriptor left. */
-function outOfDescriptors(error: unknown): boolean {
-  const code = codeOf(error);
-  return code === "EMFILE" || code === "ENFILE";
 }

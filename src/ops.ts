@@ -14,6 +14,7 @@ import {
   IOSQE_FIXED_FILE,
   MAX_FILE_INDEX,
   O_CLOEXEC,
+  PATH_MAX,
   STATX_BASIC_STATS,
   STATX_BTIME,
   STATX_DIOALIGN,
@@ -59,8 +60,6 @@ import type { Slot } from "./slots.ts";
 import { operationError } from "./deno_errors.ts";
 import { errno } from "./errno.ts";
 
-/** `PATH_MAX`: the most bytes of a path the kernel copies in, its NUL included. */
-const PATH_MAX = 4096;
 const ENAMETOOLONG = errno("ENAMETOOLONG");
 
 /**
