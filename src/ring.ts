@@ -107,6 +107,27 @@ function pinAll(list: readonly ArrayBufferView[]): (AlignedMapping | null)[] {
   return list.map((view) => pinAlignedMemory(bufferOf(view)));
 }
 
+/**
+ * `io_uring_register(fd, opcode, arg, nrArgs)`, again after `EINTR`; its result, or an
+ * `IoUringError` naming `what` (with `hints` by errno name before the usual ones).
+ */
+function registerChecked(
+  sys: Sys,
+  fd: number,
+  opcode: number,
+  arg: Uint8Array | null,
+  nrArgs: number,
+  what: string,
+  hints?: Readonly<Record<string, string>>,
+): number {
+  for (;;) {
+    const r = sys.register(fd, opcode, arg, nrArgs);
+    if (r === -EINTR) continue;
+    if (r < 0) throw new IoUringError("io_uring_register", -r, what, hints);
+    return r;
+  }
+}
+
 /** Largest SQ size the kernel accepts (`IORING_MAX_ENTRIES`). */
 export const MAX_ENTRIES = 32768;
 /** Largest CQ size the kernel accepts (`IORING_MAX_CQ_ENTRIES`, twice {@link MAX_ENTRIES}). */
@@ -1400,9 +1421,10 @@ export class IoUring implements Disposable {
 
   /**
    * Throws why `what` cannot reap now: the ring is closed (`ClosedError`), or a
-   * `forEachCqe`/`forEachCompletion` callback is running (`Busy`) (peeking, advancing, waiting or a nested loop there would hand its
-   * completions out again, and the outer loop would then move the head back over what was
-   * consumed; reap after the callback returns instead). Returns when neither holds.
+   * `forEachCqe`/`forEachCompletion` callback is running (`Busy`): peeking, advancing, waiting or
+   * a nested loop there would hand its completions out again, and the outer loop would then move
+   * the head back over what was consumed; reap after the callback returns instead. Returns when
+   * neither holds.
    */
   #refuseReap(what: string): void {
     this.#assertOpen();
@@ -1468,12 +1490,7 @@ export class IoUring implements Disposable {
 
   #register(opcode: number, arg: Uint8Array | null, nrArgs: number, what: string): number {
     this.#assertOpen();
-    for (;;) {
-      const r = this.#sys.register(this.fd, opcode, arg, nrArgs);
-      if (r === -EINTR) continue;
-      if (r < 0) throw new IoUringError("io_uring_register", -r, what);
-      return r;
-    }
+    return registerChecked(this.#sys, this.fd, opcode, arg, nrArgs, what);
   }
 
   /**
@@ -1619,17 +1636,14 @@ export class IoUring implements Disposable {
       }
     } finally {
       const next = table.slice();
-      for (let i = 0; i < count; i++) {
-        if (i >= done) {
-          pins[i]?.unpin();
-          continue;
-        }
+      for (let i = 0; i < done; i++) {
         const old = next[offset + i];
         if (old !== NO_BUFFER && old !== list[i]) this.#retiredBuffers.add(bufferOf(old));
         next[offset + i] = list[i];
-        this.#keepPins([pins[i]]);
       }
       if (done > 0) this.#bufferTable = Object.freeze(next);
+      this.#keepPins(pins.slice(0, done));
+      for (let i = done; i < count; i++) pins[i]?.unpin(); // (slots the kernel did not take)
     }
     return done;
   }
@@ -2121,20 +2135,20 @@ export class IoUring implements Disposable {
   ): void {
     const bytes = new Uint8Array(abi.SQE_SIZE);
     prepMsgRing(new Sqe(new Uint32Array(bytes.buffer), bytes, 0), ringFd, res, userData, flags, cqeFlags);
-    const sys = getSys(backend);
-    for (;;) {
-      const r = sys.register(-1, abi.IORING_REGISTER_SEND_MSG_RING, bytes, 1);
-      if (r === -EINTR) continue;
-      if (r < 0) {
-        throw new IoUringError("io_uring_register", -r, `IORING_REGISTER_SEND_MSG_RING (to fd ${ringFd})`, {
-          EBADFD: "the fd is not an io_uring ring, or its ring is still disabled (IORING_SETUP_R_DISABLED)",
-          EBADF:
-            "the fd is not open (or the kernel is older than 6.13: it has no IORING_REGISTER_SEND_MSG_RING)",
-          EINVAL: "the kernel is older than 6.13 (no IORING_REGISTER_SEND_MSG_RING), or the message's flags",
-        });
-      }
-      return;
-    }
+    registerChecked(
+      getSys(backend),
+      -1, // (no ring: the kernel's "blind" registration)
+      abi.IORING_REGISTER_SEND_MSG_RING,
+      bytes,
+      1,
+      `IORING_REGISTER_SEND_MSG_RING (to fd ${ringFd})`,
+      {
+        EBADFD: "the fd is not an io_uring ring, or its ring is still disabled (IORING_SETUP_R_DISABLED)",
+        EBADF:
+          "the fd is not open (or the kernel is older than 6.13: it has no IORING_REGISTER_SEND_MSG_RING)",
+        EINVAL: "the kernel is older than 6.13 (no IORING_REGISTER_SEND_MSG_RING), or the message's flags",
+      },
+    );
   }
 
   /** Same as {@link IoUring.close}, for `using`. */
