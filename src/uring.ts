@@ -1576,13 +1576,10 @@ export class Uring implements AsyncDisposable {
         return Promise.reject(closing);
       }
     }
-    // The view's memory as the engine knows it (not its own, overridable, properties).
-    // (Only while the pool's registration stands: unregistered or replaced through `ring`, its
-    // index would name no buffer, or another: EFAULT, or another buffer's memory.)
-    if (
-      this.#poolMemory !== null && bufferOf(buf) === this.#poolMemory &&
-      this.#ring.registeredBuffers === this.#poolRegistration
-    ) slot.bufIndex = this.#poolIndex(buf);
+    // The view's memory as the engine knows it (not its own, overridable, properties). (#put
+    // drops the index if the pool's registration has changed through `ring` by the time the SQE
+    // is written.)
+    if (this.#poolMemory !== null && bufferOf(buf) === this.#poolMemory) slot.bufIndex = this.#poolIndex(buf);
     slot.path = path;
     return this.#start(slot, signal);
   }
@@ -1769,8 +1766,9 @@ export class Uring implements AsyncDisposable {
   }
 
   #put(slot: Slot, sqe: Sqe): void {
-    // A pool operation that waited in the backlog while the pool's registration was changed
-    // through `ring` goes plain (its index would name another buffer's memory, or none: EFAULT).
+    // A pool operation goes plain once the pool's registration was changed through `ring` (before
+    // its call, or while it waited in the backlog): its index would name another buffer's memory,
+    // or none (EFAULT).
     if (slot.bufIndex >= 0 && this.#ring.registeredBuffers !== this.#poolRegistration) slot.bufIndex = -1;
     try {
       prepSlot(slot, sqe);
@@ -1799,11 +1797,6 @@ export class Uring implements AsyncDisposable {
   }
 
   /**
-   * Puts every member of `chain` into the SQ (room for all was checked). When a member's prep
-   * throws (see #put), the members written before it are not yet published: they become
-   * internal no-ops too, and that chain alone rejects with the error.
-   */
-  /**
    * Whether a chain of `n` SQEs (or a raw client's SQEs) may be published now: always, unless the
    * ring's SQ thread serves other rings too, when the chain must fit in the thread's next pass
    * (at most `SQ_THREAD_SHARED_BATCH` SQEs of this ring; one it cut would run as two chains:
@@ -1815,6 +1808,11 @@ export class Uring implements AsyncDisposable {
     return !this.#ring.sharesSqThread || this.#ring.sqReady() + n <= SQ_THREAD_SHARED_BATCH;
   }
 
+  /**
+   * Puts every member of `chain` into the SQ (room for all was checked). When a member's prep
+   * throws (see #put), the members written before it are not yet published: they become
+   * internal no-ops too, and that chain alone rejects with the error.
+   */
   #putChain(chain: ChainState): void {
     const slots = chain.slots;
     const sqes = this.#chainSqes;
