@@ -203,14 +203,16 @@ export function prepRecv(sqe: Sqe, fd: number, buf: ArrayBufferView, flags = 0, 
 
 /**
  * The `zcFlags` bits a zero-copy send takes here: `POLL_FIRST` and `REPORT_USAGE` (the kernel
- * refuses others, `EINVAL`); `fixed` names the one that takes `FIXED_BUF` instead.
+ * refuses others, `EINVAL`), and `FIXED_BUF` for the prep that sets it itself; `noFixed`, for the
+ * others, says why they refuse it.
  */
-function checkZcFlags(zcFlags: number, fixed: string): void {
+function checkZcFlags(zcFlags: number, noFixed?: string): void {
   checkU32(zcFlags, "zcFlags", 0xffff);
-  if (zcFlags & abi.IORING_RECVSEND_FIXED_BUF) {
-    throw new RangeError(`zcFlags: IORING_RECVSEND_FIXED_BUF ${fixed}`);
+  if (noFixed !== undefined && (zcFlags & abi.IORING_RECVSEND_FIXED_BUF)) {
+    throw new RangeError(`zcFlags: IORING_RECVSEND_FIXED_BUF ${noFixed}`);
   }
-  const stray = zcFlags & ~(abi.IORING_RECVSEND_POLL_FIRST | abi.IORING_SEND_ZC_REPORT_USAGE);
+  const stray = zcFlags &
+    ~(abi.IORING_RECVSEND_POLL_FIRST | abi.IORING_SEND_ZC_REPORT_USAGE | abi.IORING_RECVSEND_FIXED_BUF);
   if (stray !== 0) {
     throw new RangeError(
       `zcFlags may hold IORING_RECVSEND_POLL_FIRST and IORING_SEND_ZC_REPORT_USAGE, got 0x${
@@ -246,8 +248,7 @@ export function prepSendZcFixed(
   zcFlags: number,
   bufIndex: number,
 ): Sqe {
-  checkU32(zcFlags, "zcFlags", 0xffff);
-  checkZcFlags(zcFlags & ~abi.IORING_RECVSEND_FIXED_BUF, "(set here already)");
+  checkZcFlags(zcFlags);
   checkU32(bufIndex, "bufIndex", 0xffff);
   writeSendRecv(sqe, abi.IORING_OP_SEND_ZC, fd, buf, flags, zcFlags | abi.IORING_RECVSEND_FIXED_BUF);
   const u32 = sqe.u32, at = sqe.base + BUF_INDEX;
