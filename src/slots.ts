@@ -349,11 +349,19 @@ export class SlotQueue {
   /** The first live entry (dropping stale ones), without removing it; null when empty. */
   peek(): Slot | null {
     while (this.#size > 0) {
-      const slot = this.#slots[this.#head]!;
-      if (slot.state === QUEUED && slot.gen === this.#gens[this.#head]) return slot;
+      if (this.#live(this.#head)) return this.#slots[this.#head];
       this.shift();
     }
     return null;
+  }
+
+  /**
+   * Whether the entry at `at` still waits: its slot is queued, for the same operation (a slot
+   * aborted or settled meanwhile may have been used again).
+   */
+  #live(at: number): boolean {
+    const slot = this.#slots[at]!;
+    return slot.state === QUEUED && slot.gen === this.#gens[at];
   }
 
   /** Removes the first entry. */
@@ -372,18 +380,14 @@ export class SlotQueue {
   #compact(): boolean {
     const slots = this.#slots, gens = this.#gens, mask = slots.length - 1, head = this.#head;
     let live = 0;
-    for (let i = 0; i < this.#size; i++) {
-      const at = (head + i) & mask;
-      if (slots[at]!.state === QUEUED && slots[at]!.gen === gens[at]) live++;
-    }
+    for (let i = 0; i < this.#size; i++) if (this.#live((head + i) & mask)) live++;
     if (live * 4 > slots.length * 3) return false;
     let kept = 0;
     for (let i = 0; i < this.#size; i++) {
       const from = (head + i) & mask;
-      const slot = slots[from]!;
-      if (slot.state !== QUEUED || slot.gen !== gens[from]) continue;
+      if (!this.#live(from)) continue;
       const to = (head + kept++) & mask;
-      slots[to] = slot;
+      slots[to] = slots[from];
       gens[to] = gens[from];
     }
     for (let i = kept; i < this.#size; i++) slots[(head + i) & mask] = null;
