@@ -54,6 +54,7 @@ import {
   prepWriteFixed,
   prepWritev,
 } from "./prep.ts";
+import { spliceOffset } from "./prep_base.ts";
 import { type Sqe, W } from "./sqe.ts";
 import { Iovecs, Timespec } from "./structs.ts";
 import type { Slot } from "./slots.ts";
@@ -277,10 +278,8 @@ export function fillSplice(
 ) {
   checkFd(fdIn, "fdIn");
   checkFd(fdOut, "fdOut");
-  if (offIn === -1n) offIn = -1; // (-1 as a bigint too: the fd's own position)
-  if (offOut === -1n) offOut = -1;
-  if (offIn !== -1) checkOffset(offIn, "offIn");
-  if (offOut !== -1) checkOffset(offOut, "offOut");
+  offIn = spliceOffset(offIn, "offIn");
+  offOut = spliceOffset(offOut, "offOut");
   checkU32(nbytes, "nbytes");
   if (typeof offIn === "bigint") checkEnd(offIn, nbytes);
   if (typeof offOut === "bigint") checkEnd(offOut, nbytes);

@@ -32,6 +32,7 @@ import {
   checkSqe,
   notAnSqe,
   type Offset,
+  spliceOffset,
   storeAddressed,
   targetSlot as fixedTarget,
   writeRw,
@@ -447,10 +448,8 @@ export function prepSplice(
   checkBits32(flags, "flags");
   checkFd(fdIn, "fdIn");
   checkFd(fdOut, "fdOut");
-  if ((offIn as unknown) === -1n) offIn = -1; // (-1 as a bigint too: the fd's own position)
-  if ((offOut as unknown) === -1n) offOut = -1;
-  if (offIn !== -1) checkOffset(offIn, "offIn");
-  if (offOut !== -1) checkOffset(offOut, "offOut");
+  offIn = spliceOffset(offIn, "offIn");
+  offOut = spliceOffset(offOut, "offOut");
   checkU32(nbytes, "nbytes");
   writeRw(sqe, abi.IORING_OP_SPLICE, fdOut, 0, nbytes, offOut === -1 ? 0 : offOut);
   if (offOut === -1) sqe.u32[sqe.base + W.offLo] = sqe.u32[sqe.base + W.offHi] = 0xffffffff;

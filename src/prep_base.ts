@@ -6,11 +6,21 @@
  */
 
 import * as abi from "./abi.ts";
-import { ADDRESSED, byteLengthOf, checkBuffer, checkU32, shown } from "./memory.ts";
+import { ADDRESSED, byteLengthOf, checkBuffer, checkOffset, checkU32, shown } from "./memory.ts";
 import { Sqe, staleSqe, W, writeU64 } from "./sqe.ts";
 
 /** A file offset: a non-negative safe integer, or a bigint for the full 63-bit range. */
 export type Offset = number | bigint;
+
+/**
+ * A splice offset checked: -1 (also given as `-1n`) for the fd's own position, else a file
+ * offset (`what` names it in the error).
+ */
+export function spliceOffset(offset: Offset | -1, what: string): Offset | -1 {
+  if (offset === -1 || offset === -1n) return -1;
+  checkOffset(offset, what);
+  return offset;
+}
 
 const TWO_32 = 0x1_0000_0000;
 /** 2^-32: multiplying by it is exact and several times cheaper than dividing by 2^32. */
