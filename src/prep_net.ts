@@ -193,6 +193,38 @@ export function prepSend(sqe: Sqe, fd: number, buf: ArrayBufferView, flags = 0, 
 }
 
 /**
+ * `sendto(fd, buf, buf.byteLength, flags, address)`: {@link prepSend} to `address` (in the SQE's
+ * `addr2` and `addr_len`), for a datagram socket that is not connected, or one sent elsewhere
+ * than its peer. Keep `address` referenced until the CQE. Since 6.1.
+ */
+export function prepSendto(
+  sqe: Sqe,
+  fd: number,
+  buf: ArrayBufferView,
+  address: SocketAddress,
+  flags = 0,
+  ioprio = 0,
+): Sqe {
+  checkDestination(address, "prepSendto");
+  writeSendRecv(sqe, abi.IORING_OP_SEND, fd, buf, flags, ioprio);
+  return writeDestination(sqe, address);
+}
+
+/** Throws unless `address` is a {@link SocketAddress} that names somewhere (`what` names the prep). */
+function checkDestination(address: SocketAddress, what: string): void {
+  checkSocketAddress(address);
+  checkSpecified(address, what);
+}
+
+/** Writes `address` as a send's destination: `addr2` (the `off` field) and `addr_len`. */
+function writeDestination(sqe: Sqe, address: SocketAddress): Sqe {
+  writeU64(sqe.u32, sqe.base + W.offLo, addressOf(address.bytes));
+  // addr_len is the low half of the word at byte 44 (its high half, __pad3, must be 0).
+  sqe.u32[sqe.base + FILE_INDEX] = lengthToSend(address);
+  return sqe;
+}
+
+/**
  * `recv(fd, buf, buf.byteLength, flags)` (`MSG_WAITALL`, `MSG_PEEK`, ...): completes with the
  * bytes received, 0 at the end of a stream. `ioprio` takes `IORING_RECVSEND_POLL_FIRST`. Since
  * 5.6.
@@ -235,6 +267,23 @@ function checkZcFlags(zcFlags: number, noFixed?: string): void {
 export function prepSendZc(sqe: Sqe, fd: number, buf: ArrayBufferView, flags = 0, zcFlags = 0): Sqe {
   checkZcFlags(zcFlags, "needs a buffer index: use prepSendZcFixed");
   return writeSendRecv(sqe, abi.IORING_OP_SEND_ZC, fd, buf, flags, zcFlags);
+}
+
+/**
+ * {@link prepSendZc} to `address` (`addr2`, `addr_len`): a zero-copy `sendto`, for a datagram
+ * socket that is not connected. Keep `address` referenced until the CQE. Since 6.0.
+ */
+export function prepSendZcTo(
+  sqe: Sqe,
+  fd: number,
+  buf: ArrayBufferView,
+  address: SocketAddress,
+  flags = 0,
+  zcFlags = 0,
+): Sqe {
+  checkDestination(address, "prepSendZcTo");
+  prepSendZc(sqe, fd, buf, flags, zcFlags);
+  return writeDestination(sqe, address);
 }
 
 /**
