@@ -52,6 +52,7 @@ export * from "./src/prep_fd.ts";
 export * from "./src/prep_wait.ts";
 export { BufferRing, type BufferRingOptions } from "./src/buf_ring.ts";
 export { Msghdr, type MsghdrOptions } from "./src/msghdr.ts";
+export { RecvmsgOut, type RecvmsgOutOptions } from "./src/recvmsg_out.ts";
 export { SocketAddress } from "./src/sockaddr.ts";
 export { Probe } from "./src/probe.ts";
 export type {

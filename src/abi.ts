@@ -126,6 +126,14 @@ export const BUF_REG = { ringAddr: 0, ringEntries: 8, bgid: 12, flags: 14 } as c
 export const BUF_SIZE = 16;
 /** Byte offsets of the fields of `struct io_uring_buf` (5.19). */
 export const BUF = { addr: 0, len: 8, bid: 12 } as const;
+/** `flags` of `struct io_uring_buf_reg`: the kernel allocates the ring, mapped with mmap (6.4). */
+export const IOU_PBUF_RING_MMAP = 1;
+/** `flags` of `struct io_uring_buf_reg`: buffers are consumed a part at a time (6.12). */
+export const IOU_PBUF_RING_INC = 2;
+/** Size of `struct io_uring_recvmsg_out`, the head of each buffer a multishot recvmsg fills (6.0). */
+export const RECVMSG_OUT_SIZE = 16;
+/** Byte offsets of the fields of `struct io_uring_recvmsg_out` (each a u32; 6.0). */
+export const RECVMSG_OUT = { namelen: 0, controllen: 4, payloadlen: 8, flags: 12 } as const;
 /** Where a provided-buffer ring keeps its tail: the u16 over the first entry's `resv` (5.19). */
 export const BUF_RING_TAIL = 14;
 /** Most entries a provided-buffer ring may have (buffer ids are 16-bit; 5.19). */
@@ -264,6 +272,16 @@ export const IORING_FEAT_RSRC_TAGS = 1 << 10;
 export const IORING_FEAT_CQE_SKIP = 1 << 11;
 /** Linked requests resolve files at execution (5.17). */
 export const IORING_FEAT_LINKED_FILE = 1 << 12;
+/** A registered ring fd may be used with `IORING_REGISTER_USE_REGISTERED_RING` (6.3). */
+export const IORING_FEAT_REG_REG_RING = 1 << 13;
+/** Sends and receives take bundles of provided buffers ({@link IORING_RECVSEND_BUNDLE}, 6.10). */
+export const IORING_FEAT_RECVSEND_BUNDLE = 1 << 14;
+/** The wait argument takes a minimum timeout (`min_wait_usec`, 6.12). */
+export const IORING_FEAT_MIN_TIMEOUT = 1 << 15;
+/** Reads and writes take attributes (`attr_ptr`, `attr_type_mask`: PI, 6.14). */
+export const IORING_FEAT_RW_ATTR = 1 << 16;
+/** `IORING_ENTER_NO_IOWAIT`: waits need not count as iowait (6.15). */
+export const IORING_FEAT_NO_IOWAIT = 1 << 17;
 
 /** Names of the feature bits, for display. */
 export const FEATURE_NAMES: Readonly<Record<number, string>> = {
@@ -280,6 +298,11 @@ export const FEATURE_NAMES: Readonly<Record<number, string>> = {
   [IORING_FEAT_RSRC_TAGS]: "RSRC_TAGS",
   [IORING_FEAT_CQE_SKIP]: "CQE_SKIP",
   [IORING_FEAT_LINKED_FILE]: "LINKED_FILE",
+  [IORING_FEAT_REG_REG_RING]: "REG_REG_RING",
+  [IORING_FEAT_RECVSEND_BUNDLE]: "RECVSEND_BUNDLE",
+  [IORING_FEAT_MIN_TIMEOUT]: "MIN_TIMEOUT",
+  [IORING_FEAT_RW_ATTR]: "RW_ATTR",
+  [IORING_FEAT_NO_IOWAIT]: "NO_IOWAIT",
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -316,6 +339,11 @@ export const IORING_CQE_F_SOCK_NONEMPTY = 1 << 2;
  * (6.0).
  */
 export const IORING_CQE_F_NOTIF = 1 << 3;
+/**
+ * The buffer of this CQE (`IORING_CQE_F_BUFFER`) stays the kernel's: it came from a ring of
+ * incrementally consumed buffers and the next data goes on after this CQE's (6.12).
+ */
+export const IORING_CQE_F_BUF_MORE = 1 << 4;
 
 // ---------------------------------------------------------------------------------------------
 // Opcodes (`enum io_uring_op`), each with the kernel that added it.
@@ -572,6 +600,12 @@ export const IORING_RECVSEND_FIXED_BUF = 1 << 2;
  * {@link IORING_NOTIF_USAGE_ZC_COPIED} set when the data was copied after all (6.2).
  */
 export const IORING_SEND_ZC_REPORT_USAGE = 1 << 3;
+/**
+ * `ioprio` of RECV (and SEND) with `IOSQE_BUFFER_SELECT` from a ring of provided buffers: fill
+ * (send) several buffers in one operation, in ring order; the CQE names the first and `res` the
+ * bytes of all ({@link IORING_FEAT_RECVSEND_BUNDLE}, 6.10).
+ */
+export const IORING_RECVSEND_BUNDLE = 1 << 4;
 /**
  * In the `res` of a zero-copy send's notification CQE (with {@link IORING_SEND_ZC_REPORT_USAGE}):
  * the data was copied, not sent from the buffer itself (6.2). `res` is signed: test with

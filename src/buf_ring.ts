@@ -67,6 +67,15 @@ export class BufferRing implements Disposable {
   readonly #mask: number;
   /** 1 while buffer `bid` is in the ring (the kernel's to pick), 0 while the program has it. */
   readonly #inRing: Uint8Array;
+  /**
+   * For each buffer, the one added right after it (ring order: the order a bundle fills them
+   * in). Kept until the buffer is added again, which cannot happen while the kernel has it.
+   */
+  readonly #addedAfter: Uint16Array;
+  /** The buffer added last, whose successor the next add records; -1 before the first. */
+  #lastAdded = -1;
+  /** For each buffer taken, the next buffer of its bundle, or -1 (see {@link BufferRing.next}). */
+  readonly #bundleNext: Int32Array;
   /** Views of the buffers, made on first use. */
   readonly #views: (Uint8Array<ArrayBuffer> | undefined)[];
   /** Buffers added: the next tail (16 bits, wrapping), published by {@link BufferRing.publish}. */
@@ -102,6 +111,8 @@ export class BufferRing implements Disposable {
     this.#halves = new Uint16Array(ringMemory.bytes.buffer, ringMemory.bytes.byteOffset, this.entries * 8);
     this.#mask = this.entries - 1;
     this.#inRing = new Uint8Array(this.entries);
+    this.#addedAfter = new Uint16Array(this.entries);
+    this.#bundleNext = new Int32Array(this.entries).fill(-1);
     this.#views = new Array(this.entries);
     this.#release = () => release(this);
     for (let bid = 0; bid < this.entries; bid++) this.add(bid);
@@ -122,8 +133,15 @@ export class BufferRing implements Disposable {
    * operations that selected from this ring: another group's buffer id would mark one of this
    * ring's buffers taken while the kernel still has it. Throws `ClosedError` once the ring is
    * closed.
+   *
+   * With the CQE's `res`, it takes every buffer the CQE filled: a bundle
+   * (`IORING_RECVSEND_BUNDLE`, 6.10) fills `ceil(res / bufferSize)` buffers in ring order, the
+   * first named in `flags`; {@link BufferRing.next} walks them. Passing `res` is right for any
+   * CQE of this ring (one that is not a bundle filled one buffer). Throws a `RangeError`, taking
+   * none, when the buffers after the first are not the kernel's (flags and `res` of another
+   * CQE).
    */
-  take(cqeFlags: number): number {
+  take(cqeFlags: number, res?: number): number {
     this.#checkOpen();
     // (A Cqe passed for its flags, or 1.5, would read as "no buffer", or as a buffer the kernel
     // still has: a later recycle would then hand it the same buffer twice.)
@@ -133,8 +151,63 @@ export class BufferRing implements Disposable {
     if (bid >= this.entries) {
       throw new RangeError(`buffer id ${bid} is not of this ring (${this.entries} entries)`);
     }
+    if (res !== undefined && res > this.bufferSize) return this.#takeBundle(bid, res);
+    if (res !== undefined && !(typeof res === "number" && Number.isInteger(res))) this.#checkRes(res);
     this.#inRing[bid] = 0;
+    this.#bundleNext[bid] = -1;
     return bid;
+  }
+
+  /**
+   * Takes the `ceil(res / bufferSize)` buffers of a bundle that starts at `first`: the buffers
+   * added after it, in order. Checks them all before taking any.
+   */
+  #takeBundle(first: number, res: number): number {
+    this.#checkRes(res);
+    const count = Math.ceil(res / this.bufferSize);
+    if (count > this.entries) {
+      throw new RangeError(
+        `res ${res} is more than this ring's ${this.entries} buffers of ${this.bufferSize} bytes hold`,
+      );
+    }
+    for (let i = 1, bid = first; i < count; i++) {
+      bid = this.#addedAfter[bid];
+      if (this.#inRing[bid] === 0) {
+        throw new RangeError(
+          `a bundle of ${count} buffers from buffer ${first} reaches buffer ${bid}, which the program ` +
+            "holds already: these flags and res are not of one CQE of this ring",
+        );
+      }
+    }
+    let bid = first;
+    this.#inRing[bid] = 0;
+    for (let i = 1; i < count; i++) {
+      const after = this.#addedAfter[bid];
+      this.#bundleNext[bid] = after;
+      bid = after;
+      this.#inRing[bid] = 0;
+    }
+    this.#bundleNext[bid] = -1;
+    return first;
+  }
+
+  #checkRes(res: unknown): void {
+    if (!(typeof res === "number" && Number.isInteger(res))) {
+      throw new RangeError(
+        `res must be the CQE's res (an integer), got ${typeof res === "bigint" ? `${res}n` : String(res)}`,
+      );
+    }
+  }
+
+  /**
+   * The buffer after `bid` in the bundle {@link BufferRing.take} took it in (the next
+   * `bufferSize` bytes of the data), or -1 when `bid` was the last (or alone). Valid until `bid`
+   * is taken again: read it before that, even after recycling `bid`.
+   */
+  next(bid: number): number {
+    this.#checkOpen();
+    this.#checkId(bid);
+    return this.#bundleNext[bid];
   }
 
   /**
@@ -159,6 +232,8 @@ export class BufferRing implements Disposable {
       throw new RangeError(`buffer ${bid} is in the ring already (take() it from a CQE first)`);
     }
     this.#inRing[bid] = 1;
+    if (this.#lastAdded >= 0) this.#addedAfter[this.#lastAdded] = bid;
+    this.#lastAdded = bid;
     const w = (this.#tail & this.#mask) * (BUF_SIZE / 4), words = this.#words;
     const addr = this.#dataAddress + bid * this.bufferSize;
     words[w + BUF.addr / 4] = addr >>> 0;

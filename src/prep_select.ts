@@ -22,6 +22,7 @@ import {
   shown,
 } from "./memory.ts";
 import { type Offset, setIoprio, writeRw } from "./prep_base.ts";
+import { RecvmsgOut } from "./recvmsg_out.ts";
 import { type Sqe, W } from "./sqe.ts";
 
 const HEAD = W.head, OP_FLAGS = W.opFlags, BUF_INDEX = W.bufIndex;
@@ -53,18 +54,46 @@ function selectFrom(sqe: Sqe, group: number, ioprio: number): Sqe {
 }
 
 /**
- * `recv` into a buffer of `group`: completes with the bytes received and the buffer's id in the
- * CQE's flags. `length` caps the bytes (0: the whole buffer). Since 5.7 (rings of provided
- * buffers: 5.19).
+ * Throws unless `ioprio` holds only the flags a receive from a buffer group takes here
+ * (`IORING_RECVSEND_POLL_FIRST`, and `IORING_RECVSEND_BUNDLE` where `bundle`); `what` names the
+ * prep.
  */
-export function prepRecvSelect(sqe: Sqe, fd: number, group: BufferGroup, length = 0, flags = 0): Sqe {
+function checkSelectIoprio(ioprio: number, bundle: boolean, what: string): void {
+  checkU32(ioprio, "ioprio", 0xffff);
+  const allowed = abi.IORING_RECVSEND_POLL_FIRST | (bundle ? abi.IORING_RECVSEND_BUNDLE : 0);
+  if ((ioprio & ~allowed) !== 0) {
+    const multishot = (ioprio & abi.IORING_RECV_MULTISHOT) !== 0 ? " (for multishot, use its own prep)" : "";
+    throw new RangeError(
+      `${what}: ioprio may hold IORING_RECVSEND_POLL_FIRST${
+        bundle ? " and IORING_RECVSEND_BUNDLE" : ""
+      }, got 0x${ioprio.toString(16)}${multishot}`,
+    );
+  }
+}
+
+/**
+ * `recv` into a buffer of `group`: completes with the bytes received and the buffer's id in the
+ * CQE's flags. `length` caps the bytes (0: the whole buffer). `ioprio` takes
+ * `IORING_RECVSEND_POLL_FIRST` and `IORING_RECVSEND_BUNDLE` (6.10, a ring of provided buffers:
+ * fill several buffers in ring order; the CQE names the first, `res` counts all:
+ * `BufferRing.take(flags, res)` takes them). Since 5.7 (rings of provided buffers: 5.19).
+ */
+export function prepRecvSelect(
+  sqe: Sqe,
+  fd: number,
+  group: BufferGroup,
+  length = 0,
+  flags = 0,
+  ioprio = 0,
+): Sqe {
   checkFd(fd);
   const id = groupOf(sqe, group);
   checkU32(length, "length");
   checkFlags(flags, "flags");
+  checkSelectIoprio(ioprio, true, "prepRecvSelect");
   writeRw(sqe, abi.IORING_OP_RECV, fd, 0, length, 0);
   sqe.u32[sqe.base + OP_FLAGS] = flags;
-  return selectFrom(sqe, id, 0);
+  return selectFrom(sqe, id, ioprio);
 }
 
 /**
@@ -72,11 +101,58 @@ export function prepRecvSelect(sqe: Sqe, fd: number, group: BufferGroup, length 
  * `IORING_CQE_F_MORE`, until an error, the end of the stream (`res` 0), a cancel, or `-ENOBUFS`
  * when the group has no buffer left (recycle them, then issue it again). The last CQE (no
  * `F_MORE`) may also be data, with a buffer, when the kernel found the CQ full: take its buffer
- * and issue the receive again. Since 6.0.
+ * and issue the receive again. `ioprio` takes `IORING_RECVSEND_POLL_FIRST` and
+ * `IORING_RECVSEND_BUNDLE` (6.10: each CQE may cover several buffers, see
+ * {@link prepRecvSelect}). Since 6.0.
  */
-export function prepRecvMultishot(sqe: Sqe, fd: number, group: BufferGroup, flags = 0): Sqe {
-  prepRecvSelect(sqe, fd, group, 0, flags);
-  return selectFrom(sqe, groupOf(sqe, group), abi.IORING_RECV_MULTISHOT);
+export function prepRecvMultishot(sqe: Sqe, fd: number, group: BufferGroup, flags = 0, ioprio = 0): Sqe {
+  checkSelectIoprio(ioprio, true, "prepRecvMultishot");
+  prepRecvSelect(sqe, fd, group, 0, flags, ioprio);
+  return selectFrom(sqe, groupOf(sqe, group), abi.IORING_RECV_MULTISHOT | ioprio);
+}
+
+/**
+ * A `recvmsg` that stays armed, into buffers of `group`: one CQE per datagram (or chunk of a
+ * stream), each with a buffer laid out as `layout` says (the sender's address, ancillary data,
+ * then the payload: read it with `layout.parse(bufferRing.view(bid), cqe.res)`), with
+ * `IORING_CQE_F_MORE` while it stays armed. It ends as {@link prepRecvMultishot} does, and at an
+ * empty datagram, which reads as the end of a stream (its CQE still carries a buffer, with the
+ * sender; 6.18). `flags` are `recvmsg`'s, without `MSG_WAITALL` (the kernel refuses it): with
+ * `MSG_TRUNC`, `layout.payloadLength` is a cut datagram's whole length. `ioprio` takes
+ * `IORING_RECVSEND_POLL_FIRST`. Each buffer must hold at least `layout.payloadOffset` bytes.
+ * Since 6.0.
+ */
+export function prepRecvmsgMultishot(
+  sqe: Sqe,
+  fd: number,
+  layout: RecvmsgOut,
+  group: BufferGroup,
+  flags = 0,
+  ioprio = 0,
+): Sqe {
+  checkFd(fd);
+  if (!(layout instanceof RecvmsgOut)) {
+    throw new TypeError(
+      `layout must be a RecvmsgOut (new RecvmsgOut({ name, control })), got ${shown(layout)}`,
+    );
+  }
+  const id = groupOf(sqe, group);
+  if (group instanceof BufferRing && group.bufferSize < layout.payloadOffset) {
+    throw new RangeError(
+      `prepRecvmsgMultishot: the group's buffers (${group.bufferSize} bytes) cannot hold the layout's ` +
+        `${layout.payloadOffset} bytes of header, address and control room (the kernel fails it: EFAULT)`,
+    );
+  }
+  checkFlags(flags, "flags");
+  if ((flags & abi.MSG_WAITALL) !== 0) {
+    throw new RangeError(
+      "prepRecvmsgMultishot: flags must not hold MSG_WAITALL (the kernel refuses it: EINVAL)",
+    );
+  }
+  checkSelectIoprio(ioprio, false, "prepRecvmsgMultishot");
+  writeRw(sqe, abi.IORING_OP_RECVMSG, fd, addressOf(layout.bytes), 1, 0);
+  sqe.u32[sqe.base + OP_FLAGS] = flags;
+  return selectFrom(sqe, id, abi.IORING_RECV_MULTISHOT | ioprio);
 }
 
 /**
