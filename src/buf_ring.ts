@@ -5,10 +5,17 @@
  * @module
  */
 
-import { BUF, BUF_RING_TAIL, BUF_SIZE, IORING_CQE_BUFFER_SHIFT, IORING_CQE_F_BUFFER } from "./abi.ts";
+import {
+  BUF,
+  BUF_RING_TAIL,
+  BUF_SIZE,
+  IORING_CQE_BUFFER_SHIFT,
+  IORING_CQE_F_BUF_MORE,
+  IORING_CQE_F_BUFFER,
+} from "./abi.ts";
 import type { AlignedBuffer } from "./aligned.ts";
 import { ClosedError } from "./errors.ts";
-import { checkU32 } from "./memory.ts";
+import { checkU32, shown } from "./memory.ts";
 
 /** Internal (see the class's static block). */
 let ownsSqeMemory: (ring: BufferRing, words: Uint32Array) => boolean;
@@ -39,6 +46,14 @@ export interface BufferRingOptions {
   entries: number;
   /** The size of each buffer in bytes: 1 to 2^32 - 1 (and `entries × bufferSize` mappable). */
   bufferSize: number;
+  /**
+   * Consume each buffer a part at a time (`IOU_PBUF_RING_INC`, 6.12): a receive or read takes
+   * only the bytes it needs from the buffer at the ring's head, and the next one goes on where
+   * it stopped; its CQE has `IORING_CQE_F_BUF_MORE` while the buffer stays the kernel's. Lets
+   * a few large buffers serve many small receives. `take` then needs each CQE's `res`, and the
+   * CQEs of the ring's buffers must be taken in the order the kernel posted them.
+   */
+  incremental?: boolean;
 }
 
 /**
@@ -48,7 +63,9 @@ export interface BufferRingOptions {
  * the group (`prepRecvMultishot`, `prepRecvSelect`, `prepReadMultishot`, `prepReadSelect`). The
  * CQE then has `IORING_CQE_F_BUFFER` and the buffer's id in its flags: {@link BufferRing.take}
  * reads it, {@link BufferRing.view} shows the buffer, and {@link BufferRing.recycle} gives it
- * back to the kernel once its data is used. When the ring is empty the operation fails with
+ * back to the kernel once its data is used. Given the CQE's `res` too, `take` follows bundles
+ * (one CQE, several buffers) and incremental rings (one buffer, several CQEs), and
+ * {@link BufferRing.part} shows where the data lies. When the ring is empty the operation fails with
  * `-ENOBUFS` (a multishot one ends). Close it only once no operation that selects from it is in
  * flight: one the kernel runs in a worker thread may have taken a buffer already. Since 5.19.
  */
@@ -59,6 +76,8 @@ export class BufferRing implements Disposable {
   readonly entries: number;
   /** The size of each buffer in bytes. */
   readonly bufferSize: number;
+  /** Whether buffers are consumed a part at a time (`IOU_PBUF_RING_INC`, see {@link BufferRingOptions}). */
+  readonly incremental: boolean;
   readonly #ringMemory: AlignedBuffer;
   readonly #data: AlignedBuffer;
   readonly #dataAddress: number;
@@ -76,6 +95,12 @@ export class BufferRing implements Disposable {
   #lastAdded = -1;
   /** For each buffer taken, the next buffer of its bundle, or -1 (see {@link BufferRing.next}). */
   readonly #bundleNext: Int32Array;
+  /** For each buffer, where the data of the CQE last taken for it starts ({@link BufferRing.partOffset}). */
+  readonly #partStart: Uint32Array;
+  /** For each buffer, that data's length, or -1 when `take` was not given `res`. */
+  readonly #partLength: Float64Array;
+  /** For each buffer of an incremental ring, the bytes the kernel has consumed of it so far. */
+  readonly #consumed: Uint32Array;
   /** Views of the buffers, made on first use. */
   readonly #views: (Uint8Array<ArrayBuffer> | undefined)[];
   /** Buffers added: the next tail (16 bits, wrapping), published by {@link BufferRing.publish}. */
@@ -104,6 +129,7 @@ export class BufferRing implements Disposable {
     this.group = options.group;
     this.entries = options.entries;
     this.bufferSize = options.bufferSize;
+    this.incremental = options.incremental === true;
     this.#ringMemory = ringMemory;
     this.#data = data;
     this.#dataAddress = data.address;
@@ -113,6 +139,9 @@ export class BufferRing implements Disposable {
     this.#inRing = new Uint8Array(this.entries);
     this.#addedAfter = new Uint16Array(this.entries);
     this.#bundleNext = new Int32Array(this.entries).fill(-1);
+    this.#partStart = new Uint32Array(this.entries);
+    this.#partLength = new Float64Array(this.entries).fill(-1);
+    this.#consumed = new Uint32Array(this.entries);
     this.#views = new Array(this.entries);
     this.#release = () => release(this);
     for (let bid = 0; bid < this.entries; bid++) this.add(bid);
@@ -129,17 +158,17 @@ export class BufferRing implements Disposable {
    * program's until {@link BufferRing.recycle}; -1 when the CQE carries none (a failure such as
    * `-ENOBUFS`, or the end of a stream). Call it for every CQE, the last of a multishot operation
    * too: one that ends it because the CQ was full still carries data and a buffer. Give it only
-   * the flags of CQEs of
-   * operations that selected from this ring: another group's buffer id would mark one of this
-   * ring's buffers taken while the kernel still has it. Throws `ClosedError` once the ring is
-   * closed.
+   * the flags of CQEs of operations that selected from this ring: another group's buffer id would
+   * mark one of this ring's buffers taken while the kernel still has it. Throws `ClosedError`
+   * once the ring is closed.
    *
-   * With the CQE's `res`, it takes every buffer the CQE filled: a bundle
-   * (`IORING_RECVSEND_BUNDLE`, 6.10) fills `ceil(res / bufferSize)` buffers in ring order, the
-   * first named in `flags`; {@link BufferRing.next} walks them. Passing `res` is right for any
-   * CQE of this ring (one that is not a bundle filled one buffer). Throws a `RangeError`, taking
-   * none, when the buffers after the first are not the kernel's (flags and `res` of another
-   * CQE).
+   * Give it the CQE's `res` too (an incremental ring needs it), and it records where the data
+   * lies: {@link BufferRing.part} shows it, and {@link BufferRing.next} names the next buffer
+   * when the data goes on in another. A bundle (`IORING_RECVSEND_BUNDLE`, 6.10) fills buffers in
+   * ring order, the first named in `flags`, so one CQE may cover several: `take` takes them all.
+   * On an incremental ring the last buffer stays the kernel's while the CQE has
+   * `IORING_CQE_F_BUF_MORE` (see {@link BufferRing.owned}). Throws a `RangeError`, taking none,
+   * when the data would run into a buffer the program holds (flags and `res` of another CQE).
    */
   take(cqeFlags: number, res?: number): number {
     this.#checkOpen();
@@ -151,58 +180,68 @@ export class BufferRing implements Disposable {
     if (bid >= this.entries) {
       throw new RangeError(`buffer id ${bid} is not of this ring (${this.entries} entries)`);
     }
-    if (res !== undefined && res > this.bufferSize) return this.#takeBundle(bid, res);
-    if (res !== undefined && !(typeof res === "number" && Number.isInteger(res))) this.#checkRes(res);
-    this.#inRing[bid] = 0;
-    this.#bundleNext[bid] = -1;
-    return bid;
+    if (res === undefined) {
+      if (this.incremental) {
+        throw new TypeError("an incremental BufferRing needs each CQE's res: take(cqe.flags, cqe.res)");
+      }
+      this.#inRing[bid] = 0;
+      this.#bundleNext[bid] = -1;
+      this.#partStart[bid] = 0;
+      this.#partLength[bid] = -1;
+      return bid;
+    }
+    if (!(typeof res === "number" && Number.isInteger(res))) {
+      throw new RangeError(`res must be the CQE's res (an integer), got ${shown(res)}`);
+    }
+    return this.#takeParts(bid, Math.max(res, 0), (cqeFlags & IORING_CQE_F_BUF_MORE) !== 0);
   }
 
   /**
-   * Takes the `ceil(res / bufferSize)` buffers of a bundle that starts at `first`: the buffers
-   * added after it, in order. Checks them all before taking any.
+   * Takes the buffers that `bytes` of data fill from where the kernel stood in buffer `first`
+   * (its start, or on an incremental ring the bytes consumed of it so far), in ring order.
+   * Checks them all before taking any. `keepLast`: the CQE had `IORING_CQE_F_BUF_MORE`.
    */
-  #takeBundle(first: number, res: number): number {
-    this.#checkRes(res);
-    const count = Math.ceil(res / this.bufferSize);
-    if (count > this.entries) {
-      throw new RangeError(
-        `res ${res} is more than this ring's ${this.entries} buffers of ${this.bufferSize} bytes hold`,
-      );
-    }
-    for (let i = 1, bid = first; i < count; i++) {
+  #takeParts(first: number, bytes: number, keepLast: boolean): number {
+    const size = this.bufferSize, consumed = this.#consumed;
+    let count = 1;
+    for (let bid = first, left = bytes; left > size - consumed[bid]; count++) {
+      left -= size - consumed[bid];
       bid = this.#addedAfter[bid];
+      if (count === this.entries) {
+        throw new RangeError(
+          `res ${bytes} is more than this ring's ${this.entries} buffers of ${size} bytes hold`,
+        );
+      }
       if (this.#inRing[bid] === 0) {
         throw new RangeError(
-          `a bundle of ${count} buffers from buffer ${first} reaches buffer ${bid}, which the program ` +
-            "holds already: these flags and res are not of one CQE of this ring",
+          `${bytes} bytes from buffer ${first} reach buffer ${bid}, which the program holds already: these ` +
+            "flags and res are not of one CQE of this ring",
         );
       }
     }
-    let bid = first;
-    this.#inRing[bid] = 0;
-    for (let i = 1; i < count; i++) {
+    let bid = first, left = bytes;
+    for (let i = 1;; i++) {
+      const start = consumed[bid], length = Math.min(left, size - start);
+      this.#partStart[bid] = start;
+      this.#partLength[bid] = length;
+      left -= length;
+      if (i === count) {
+        this.#bundleNext[bid] = -1;
+        if (keepLast && this.incremental) consumed[bid] = start + length; // still the kernel's
+        else this.#inRing[bid] = 0;
+        return first;
+      }
       const after = this.#addedAfter[bid];
       this.#bundleNext[bid] = after;
-      bid = after;
       this.#inRing[bid] = 0;
-    }
-    this.#bundleNext[bid] = -1;
-    return first;
-  }
-
-  #checkRes(res: unknown): void {
-    if (!(typeof res === "number" && Number.isInteger(res))) {
-      throw new RangeError(
-        `res must be the CQE's res (an integer), got ${typeof res === "bigint" ? `${res}n` : String(res)}`,
-      );
+      bid = after;
     }
   }
 
   /**
-   * The buffer after `bid` in the bundle {@link BufferRing.take} took it in (the next
-   * `bufferSize` bytes of the data), or -1 when `bid` was the last (or alone). Valid until `bid`
-   * is taken again: read it before that, even after recycling `bid`.
+   * The buffer that holds the next part of the data of the CQE {@link BufferRing.take} took
+   * `bid` for, or -1 when `bid` held the last (or all) of it. Valid until `bid` is taken again:
+   * recycling `bid` first is fine.
    */
   next(bid: number): number {
     this.#checkOpen();
@@ -210,9 +249,52 @@ export class BufferRing implements Disposable {
     return this.#bundleNext[bid];
   }
 
+  /** Where in {@link BufferRing.view}`(bid)` the data of the CQE last taken for `bid` starts. */
+  partOffset(bid: number): number {
+    this.#checkOpen();
+    this.#checkId(bid);
+    return this.#partStart[bid];
+  }
+
+  /**
+   * How many bytes of that data `bid` holds (all of it but for a bundle's earlier buffers).
+   * Throws when `take` was not given the CQE's `res`.
+   */
+  partLength(bid: number): number {
+    this.#checkOpen();
+    this.#checkId(bid);
+    const length = this.#partLength[bid];
+    if (length < 0) {
+      throw new RangeError(
+        `buffer ${bid} was taken without the CQE's res: take(cqe.flags, cqe.res) records its part`,
+      );
+    }
+    return length;
+  }
+
+  /**
+   * The data of the CQE last taken for `bid` that lies in `bid`: a new view of
+   * `partLength(bid)` bytes from `partOffset(bid)`.
+   */
+  part(bid: number): Uint8Array<ArrayBuffer> {
+    const length = this.partLength(bid), start = this.#partStart[bid];
+    return this.view(bid).subarray(start, start + length);
+  }
+
+  /**
+   * Whether the program holds buffer `bid` (taken, not yet given back); false while it is in
+   * the ring, as the last buffer of an incremental ring's CQE with `IORING_CQE_F_BUF_MORE` is.
+   */
+  owned(bid: number): boolean {
+    this.#checkOpen();
+    this.#checkId(bid);
+    return this.#inRing[bid] === 0;
+  }
+
   /**
    * Buffer `bid`, all `bufferSize` bytes of it (the data a CQE reported is its first `res`
-   * bytes). The same view each time; it reads as empty once the ring is closed.
+   * bytes, unless the CQE was a bundle's or the ring is incremental: see
+   * {@link BufferRing.part}). The same view each time; it reads as empty once the ring is closed.
    */
   view(bid: number): Uint8Array<ArrayBuffer> {
     this.#checkOpen();
@@ -234,6 +316,7 @@ export class BufferRing implements Disposable {
     this.#inRing[bid] = 1;
     if (this.#lastAdded >= 0) this.#addedAfter[this.#lastAdded] = bid;
     this.#lastAdded = bid;
+    this.#consumed[bid] = 0;
     const w = (this.#tail & this.#mask) * (BUF_SIZE / 4), words = this.#words;
     const addr = this.#dataAddress + bid * this.bufferSize;
     words[w + BUF.addr / 4] = addr >>> 0;

@@ -2007,7 +2007,8 @@ export class IoUring implements Disposable {
    * kernel at once. SQEs that select a buffer of the group (`prepRecvMultishot`, ...) then name
    * no buffer: the kernel picks one when data arrives and says which in the CQE (see
    * {@link BufferRing}). The ring keeps the memory until `bufferRing.close()` or its own
-   * `close()`. Fails with `EEXIST` when the group has a ring already. Since 5.19.
+   * `close()`. Fails with `EEXIST` when the group has a ring already. Since 5.19 (`incremental`:
+   * 6.12, `EINVAL` before).
    */
   setupBufferRing(options: BufferRingOptions): BufferRing {
     this.#assertOpen();
@@ -2015,7 +2016,7 @@ export class IoUring implements Disposable {
     if (options === null || options === undefined) {
       throw new TypeError("setupBufferRing needs { group, entries, bufferSize }");
     }
-    const { group, entries, bufferSize } = options;
+    const { group, entries, bufferSize, incremental = false } = options;
     checkU32(group, "group", 0xffff);
     checkU32(entries, "entries", abi.MAX_BUF_RING_ENTRIES);
     if (entries === 0 || (entries & (entries - 1)) !== 0) {
@@ -2025,6 +2026,9 @@ export class IoUring implements Disposable {
     }
     checkU32(bufferSize, "bufferSize");
     if (bufferSize === 0) throw new RangeError("bufferSize must be at least 1 byte");
+    if (typeof incremental !== "boolean") {
+      throw new TypeError(`incremental must be a boolean, got ${typeof incremental}`);
+    }
     const backend = this.backend;
     // The kernel wants the ring itself page-aligned; a mapping is.
     const ringMemory = alignedBuffer(Math.max(entries * abi.BUF_SIZE, 4096), 4096, { backend });
@@ -2039,7 +2043,7 @@ export class IoUring implements Disposable {
     // (The release names the hold, not this ring: a BufferRing kept by the hold must not keep
     // the ring from being collected, and released.)
     const bufferRing = new BufferRing(
-      { group, entries, bufferSize },
+      { group, entries, bufferSize, incremental },
       ringMemory,
       data,
       this.#sqeU32,
@@ -2048,9 +2052,11 @@ export class IoUring implements Disposable {
     try {
       this.#register(
         abi.IORING_REGISTER_PBUF_RING,
-        bufReg(bufferRing.ringAddress, entries, group),
+        bufReg(bufferRing.ringAddress, entries, group, incremental ? abi.IOU_PBUF_RING_INC : 0),
         1,
-        `IORING_REGISTER_PBUF_RING (group ${group}, ${entries} entries)`,
+        `IORING_REGISTER_PBUF_RING (group ${group}, ${entries} entries${
+          incremental ? ", incremental: since Linux 6.12" : ""
+        })`,
       );
     } catch (e) {
       bufferRing.freeMemory();

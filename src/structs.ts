@@ -210,14 +210,16 @@ export function openHow(how: { flags: number; mode?: number; resolve?: number })
 
 /**
  * A `struct io_uring_buf_reg` (40 bytes) for `IORING_REGISTER_PBUF_RING`: ring memory at
- * `address` of `entries` entries, for buffer group `group` (0, 0, group: to unregister it).
+ * `address` of `entries` entries, for buffer group `group` (0, 0, group: to unregister it), with `IOU_PBUF_RING_*`
+ * `flags`.
  */
-export function bufReg(address: number, entries: number, group: number): Uint8Array<ArrayBuffer> {
+export function bufReg(address: number, entries: number, group: number, flags = 0): Uint8Array<ArrayBuffer> {
   const reg = new Uint8Array(BUF_REG_SIZE);
   const view = new DataView(reg.buffer);
   view.setBigUint64(BUF_REG.ringAddr, BigInt(address), true);
   view.setUint32(BUF_REG.ringEntries, entries, true);
   view.setUint16(BUF_REG.bgid, group, true);
+  view.setUint16(BUF_REG.flags, flags, true);
   return reg;
 }
 

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import {
   AF_INET,
   AF_UNIX,
+  IORING_CQE_F_BUF_MORE,
   IORING_CQE_F_BUFFER,
   IORING_CQE_F_MORE,
   IORING_FEAT_RECVSEND_BUNDLE,
@@ -44,7 +45,7 @@ import {
   SocketAddress,
   Sqe,
 } from "../mod.ts";
-import { lacks, ringTest, tempDir } from "./_support.ts";
+import { lacks, older, ringTest, tempDir } from "./_support.ts";
 import { ok, reap, run } from "./_io.ts";
 
 const text = new TextEncoder(), untext = new TextDecoder();
@@ -244,6 +245,93 @@ ringTest(
 );
 
 ringTest(
+  "incremental rings: receives take a part of a buffer at a time, IORING_CQE_F_BUF_MORE while it stays the kernel's",
+  (config) => {
+    using ring = new IoUring(8, config.options);
+    if (lacks(ring, config, IORING_OP_SOCKET, IORING_OP_BIND, IORING_OP_LISTEN)) return;
+    if (older("6.12")) return;
+    using dir = tempDir();
+    const [client, server] = streamPair(ring, `${dir.path}/s`);
+    try {
+      using buffers = ring.setupBufferRing({ group: 5, entries: 2, bufferSize: 16, incremental: true });
+      assert.equal(buffers.incremental, true);
+      /** Sends `data` (unless empty), receives once into the group; returns the CQE. */
+      const receive = (data: string) => {
+        if (data !== "") assert.equal(run(ring, (s) => prepSend(s, client, text.encode(data))), data.length);
+        const sqe = ring.getSqe()!;
+        prepRecvSelect(sqe, server, buffers).setUserData(8);
+        ring.submit();
+        return reap(ring, 1).get(8n)!;
+      };
+      /** `receive`, then takes and describes the one part it filled. */
+      const exchange = (data: string) => {
+        const done = receive(data);
+        assert.throws(() => buffers.take(done.flags), /needs each CQE's res/);
+        const bid = buffers.take(done.flags, done.res);
+        assert.equal(buffers.next(bid), -1);
+        return {
+          bid,
+          offset: buffers.partOffset(bid),
+          data: untext.decode(buffers.part(bid)),
+          more: (done.flags & IORING_CQE_F_BUF_MORE) !== 0,
+          owned: buffers.owned(bid),
+        };
+      };
+      assert.deepEqual(exchange("0123456789"), {
+        bid: 0,
+        offset: 0,
+        data: "0123456789",
+        more: true,
+        owned: false,
+      });
+      assert.throws(() => buffers.recycle(0), /in the ring already/, "still the kernel's");
+      // Ten more bytes: the six left in buffer 0 use it up (now the program's); four stay queued.
+      assert.deepEqual(exchange("abcdefghij"), {
+        bid: 0,
+        offset: 10,
+        data: "abcdef",
+        more: false,
+        owned: true,
+      });
+      assert.equal(untext.decode(buffers.view(0)), "0123456789abcdef", "the parts lie one after the other");
+      buffers.recycle(0); // back at the ring's tail, to be filled from its start
+      assert.deepEqual(exchange(""), { bid: 1, offset: 0, data: "ghij", more: true, owned: false });
+      assert.deepEqual(exchange("klmnopqrstuv"), {
+        bid: 1,
+        offset: 4,
+        data: "klmnopqrstuv",
+        more: false,
+        owned: true,
+      });
+      buffers.recycle(1);
+      assert.deepEqual(exchange("w"), { bid: 0, offset: 0, data: "w", more: true, owned: false });
+      if (!ring.hasFeature(IORING_FEAT_RECVSEND_BUNDLE)) return;
+      // A bundle: the 15 bytes left of buffer 0, then 5 of buffer 1, which stays the kernel's.
+      const twenty = "ABCDEFGHIJKLMNOPQRST";
+      assert.equal(run(ring, (s) => prepSend(s, client, text.encode(twenty))), 20);
+      const sqe = ring.getSqe()!;
+      prepRecvSelect(sqe, server, buffers, 0, 0, IORING_RECVSEND_BUNDLE).setUserData(8);
+      ring.submit();
+      const done = reap(ring, 1).get(8n)!;
+      assert.equal(done.res, 20);
+      assert.ok(done.flags & IORING_CQE_F_BUF_MORE);
+      assert.equal(buffers.take(done.flags, done.res), 0);
+      assert.deepEqual(
+        [buffers.partOffset(0), untext.decode(buffers.part(0)), buffers.owned(0), buffers.next(0)],
+        [1, twenty.slice(0, 15), true, 1],
+      );
+      assert.deepEqual(
+        [buffers.partOffset(1), untext.decode(buffers.part(1)), buffers.owned(1), buffers.next(1)],
+        [0, twenty.slice(15), false, -1],
+      );
+    } finally {
+      run(ring, (s) => prepClose(s, client));
+      run(ring, (s) => prepClose(s, server));
+    }
+  },
+);
+
+ringTest(
   "take(flags, res) refuses a bundle that runs into a buffer the program holds, and takes nothing",
   (config) => {
     using ring = new IoUring(4, config.options);
@@ -251,7 +339,7 @@ ringTest(
     // Take buffer 1 as if a CQE had named it, then claim a bundle of 3 from buffer 0: 0, 1, 2.
     assert.equal(buffers.take(IORING_CQE_F_BUFFER | (1 << 16), 8), 1);
     assert.equal(buffers.next(1), -1);
-    assert.throws(() => buffers.take(IORING_CQE_F_BUFFER, 20), /reaches buffer 1, which the program holds/);
+    assert.throws(() => buffers.take(IORING_CQE_F_BUFFER, 20), /reach buffer 1, which the program holds/);
     assert.equal(buffers.available, 3, "nothing more was taken");
     assert.throws(() => buffers.take(IORING_CQE_F_BUFFER, 1.5), /res must be/);
     assert.equal(buffers.take(IORING_CQE_F_BUFFER, -104), 0, "a failed CQE with a buffer: that one buffer");
