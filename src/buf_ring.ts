@@ -54,6 +54,12 @@ export interface BufferRingOptions {
    * CQEs of the ring's buffers must be taken in the order the kernel posted them.
    */
   incremental?: boolean;
+  /**
+   * Start with no buffer in the ring (all of them the program's), for a ring that feeds sends
+   * (`prepSendSelect`): write a buffer's data, then `add(bid, length)` it. Default false: every
+   * buffer in the ring, for receives.
+   */
+  empty?: boolean;
 }
 
 /**
@@ -101,6 +107,8 @@ export class BufferRing implements Disposable {
   readonly #partLength: Float64Array;
   /** For each buffer of an incremental ring, the bytes the kernel has consumed of it so far. */
   readonly #consumed: Uint32Array;
+  /** For each buffer, the length it was added with (`bufferSize` unless `add` was given one). */
+  readonly #length: Uint32Array;
   /** Views of the buffers, made on first use. */
   readonly #views: (Uint8Array<ArrayBuffer> | undefined)[];
   /** Buffers added: the next tail (16 bits, wrapping), published by {@link BufferRing.publish}. */
@@ -142,10 +150,13 @@ export class BufferRing implements Disposable {
     this.#partStart = new Uint32Array(this.entries);
     this.#partLength = new Float64Array(this.entries).fill(-1);
     this.#consumed = new Uint32Array(this.entries);
+    this.#length = new Uint32Array(this.entries).fill(this.bufferSize);
     this.#views = new Array(this.entries);
     this.#release = () => release(this);
-    for (let bid = 0; bid < this.entries; bid++) this.add(bid);
-    this.publish();
+    if (options.empty !== true) {
+      for (let bid = 0; bid < this.entries; bid++) this.add(bid);
+      this.publish();
+    }
   }
 
   /** The ring's memory, as registered (internal: `IoUring` hands its address to the kernel). */
@@ -202,15 +213,13 @@ export class BufferRing implements Disposable {
    * Checks them all before taking any. `keepLast`: the CQE had `IORING_CQE_F_BUF_MORE`.
    */
   #takeParts(first: number, bytes: number, keepLast: boolean): number {
-    const size = this.bufferSize, consumed = this.#consumed;
+    const sizes = this.#length, consumed = this.#consumed;
     let count = 1;
-    for (let bid = first, left = bytes; left > size - consumed[bid]; count++) {
-      left -= size - consumed[bid];
+    for (let bid = first, left = bytes; left > sizes[bid] - consumed[bid]; count++) {
+      left -= sizes[bid] - consumed[bid];
       bid = this.#addedAfter[bid];
       if (count === this.entries) {
-        throw new RangeError(
-          `res ${bytes} is more than this ring's ${this.entries} buffers of ${size} bytes hold`,
-        );
+        throw new RangeError(`res ${bytes} is more than this ring's ${this.entries} buffers hold`);
       }
       if (this.#inRing[bid] === 0) {
         throw new RangeError(
@@ -221,7 +230,7 @@ export class BufferRing implements Disposable {
     }
     let bid = first, left = bytes;
     for (let i = 1;; i++) {
-      const start = consumed[bid], length = Math.min(left, size - start);
+      const start = consumed[bid], length = Math.min(left, sizes[bid] - start);
       this.#partStart[bid] = start;
       this.#partLength[bid] = length;
       left -= length;
@@ -305,15 +314,18 @@ export class BufferRing implements Disposable {
   /**
    * Adds buffer `bid`, taken earlier, back to the ring, without publishing it yet (see
    * {@link BufferRing.publish}); refuses a buffer that is in the ring already, which would give
-   * the kernel one buffer twice.
+   * the kernel one buffer twice. `length` (1 to `bufferSize`, all of it by default) is what the
+   * kernel may use: for a send, the bytes of data written at the buffer's start.
    */
-  add(bid: number): void {
+  add(bid: number, length: number = this.bufferSize): void {
     this.#checkOpen();
     this.#checkId(bid);
     if (this.#inRing[bid] === 1) {
       throw new RangeError(`buffer ${bid} is in the ring already (take() it from a CQE first)`);
     }
+    if (length !== this.bufferSize) checkU32(length, "length", this.bufferSize, 1);
     this.#inRing[bid] = 1;
+    this.#length[bid] = length;
     if (this.#lastAdded >= 0) this.#addedAfter[this.#lastAdded] = bid;
     this.#lastAdded = bid;
     this.#consumed[bid] = 0;
@@ -321,7 +333,7 @@ export class BufferRing implements Disposable {
     const addr = this.#dataAddress + bid * this.bufferSize;
     words[w + BUF.addr / 4] = addr >>> 0;
     words[w + BUF.addr / 4 + 1] = (addr - (addr >>> 0)) / 0x1_0000_0000;
-    words[w + BUF.len / 4] = this.bufferSize;
+    words[w + BUF.len / 4] = length;
     // bid (u16) and resv, which in entry 0 is the tail: write the bid half alone.
     this.#halves[w * 2 + BUF.bid / 2] = bid;
     this.#tail = (this.#tail + 1) & 0xffff;
@@ -333,9 +345,12 @@ export class BufferRing implements Disposable {
     Atomics.store(this.#halves, BUF_RING_TAIL / 2, this.#tail);
   }
 
-  /** {@link BufferRing.add} and {@link BufferRing.publish}: gives buffer `bid` back to the kernel. */
-  recycle(bid: number): void {
-    this.add(bid);
+  /**
+   * {@link BufferRing.add} and {@link BufferRing.publish}: gives buffer `bid` (its first `length`
+   * bytes) back to the kernel.
+   */
+  recycle(bid: number, length: number = this.bufferSize): void {
+    this.add(bid, length);
     this.publish();
   }
 

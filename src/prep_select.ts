@@ -112,6 +112,32 @@ export function prepRecvMultishot(sqe: Sqe, fd: number, group: BufferGroup, flag
 }
 
 /**
+ * `send` from buffers of `group`: the kernel takes the buffer at the ring's head (added with
+ * its length: `bufferRing.add(bid, length)`, on a ring set up `empty`) and sends its bytes; the
+ * CQE names it, and `res` counts the bytes sent. `length` caps them (0: the buffer's length).
+ * `ioprio` takes `IORING_RECVSEND_POLL_FIRST` and `IORING_RECVSEND_BUNDLE` (send as many buffers
+ * as the ring holds, in ring order, in one operation: `BufferRing.take(flags, res)` takes them;
+ * a buffer sent in part is taken too, so send the rest again). Since 6.10.
+ */
+export function prepSendSelect(
+  sqe: Sqe,
+  fd: number,
+  group: BufferGroup,
+  length = 0,
+  flags = 0,
+  ioprio = 0,
+): Sqe {
+  checkFd(fd);
+  const id = groupOf(sqe, group);
+  checkU32(length, "length");
+  checkFlags(flags, "flags");
+  checkSelectIoprio(ioprio, true, "prepSendSelect");
+  writeRw(sqe, abi.IORING_OP_SEND, fd, 0, length, 0);
+  sqe.u32[sqe.base + OP_FLAGS] = flags;
+  return selectFrom(sqe, id, ioprio);
+}
+
+/**
  * A `recvmsg` that stays armed, into buffers of `group`: one CQE per datagram (or chunk of a
  * stream), each with a buffer laid out as `layout` says (the sender's address, ancillary data,
  * then the payload: read it with `layout.parse(bufferRing.view(bid), cqe.res)`), with

@@ -2016,7 +2016,7 @@ export class IoUring implements Disposable {
     if (options === null || options === undefined) {
       throw new TypeError("setupBufferRing needs { group, entries, bufferSize }");
     }
-    const { group, entries, bufferSize, incremental = false } = options;
+    const { group, entries, bufferSize, incremental = false, empty = false } = options;
     checkU32(group, "group", 0xffff);
     checkU32(entries, "entries", abi.MAX_BUF_RING_ENTRIES);
     if (entries === 0 || (entries & (entries - 1)) !== 0) {
@@ -2029,6 +2029,7 @@ export class IoUring implements Disposable {
     if (typeof incremental !== "boolean") {
       throw new TypeError(`incremental must be a boolean, got ${typeof incremental}`);
     }
+    if (typeof empty !== "boolean") throw new TypeError(`empty must be a boolean, got ${typeof empty}`);
     const backend = this.backend;
     // The kernel wants the ring itself page-aligned; a mapping is.
     const ringMemory = alignedBuffer(Math.max(entries * abi.BUF_SIZE, 4096), 4096, { backend });
@@ -2043,7 +2044,7 @@ export class IoUring implements Disposable {
     // (The release names the hold, not this ring: a BufferRing kept by the hold must not keep
     // the ring from being collected, and released.)
     const bufferRing = new BufferRing(
-      { group, entries, bufferSize, incremental },
+      { group, entries, bufferSize, incremental, empty },
       ringMemory,
       data,
       this.#sqeU32,

@@ -35,6 +35,7 @@ import {
   prepRecvSelect,
   prepSend,
   prepSendmsg,
+  prepSendSelect,
   prepSendto,
   prepSendZcTo,
   prepSocket,
@@ -324,6 +325,68 @@ ringTest(
         [buffers.partOffset(1), untext.decode(buffers.part(1)), buffers.owned(1), buffers.next(1)],
         [0, twenty.slice(15), false, -1],
       );
+    } finally {
+      run(ring, (s) => prepClose(s, client));
+      run(ring, (s) => prepClose(s, server));
+    }
+  },
+);
+
+ringTest(
+  "sends from a ring of buffers: one buffer, then a bundle of two, in the order they were added",
+  (config) => {
+    using ring = new IoUring(8, config.options);
+    if (lacks(ring, config, IORING_OP_SOCKET, IORING_OP_BIND, IORING_OP_LISTEN)) return;
+    if (!ring.hasFeature(IORING_FEAT_RECVSEND_BUNDLE)) {
+      console.log(`SKIP [${config.name}]: this kernel lacks sends from provided buffers (6.10)`);
+      return;
+    }
+    using dir = tempDir();
+    const [client, server] = streamPair(ring, `${dir.path}/s`);
+    try {
+      using queue = ring.setupBufferRing({ group: 6, entries: 4, bufferSize: 16, empty: true });
+      assert.equal(queue.available, 0);
+      assert.ok(queue.owned(0));
+      assert.throws(() => queue.add(0, 0), RangeError);
+      assert.throws(() => queue.add(0, 17), RangeError);
+      /** Writes `data` into buffer `bid` and adds it with that length. */
+      const enqueue = (bid: number, data: string) => {
+        const bytes = text.encode(data);
+        queue.view(bid).set(bytes);
+        queue.add(bid, bytes.length);
+      };
+      enqueue(2, "hello, ");
+      enqueue(0, "world");
+      enqueue(3, "!");
+      queue.publish();
+      /** Sends from the queue, takes what the CQE used, and returns the parts in order. */
+      const send = (ioprio: number) => {
+        const sqe = ring.getSqe()!;
+        prepSendSelect(sqe, client, queue, 0, 0, ioprio).setUserData(6);
+        ring.submit();
+        const done = reap(ring, 1).get(6n)!;
+        assert.ok(done.res > 0, `send: ${done.res}`);
+        const parts: [number, string][] = [];
+        for (let bid = queue.take(done.flags, done.res); bid >= 0; bid = queue.next(bid)) {
+          assert.ok(queue.owned(bid));
+          parts.push([bid, untext.decode(queue.part(bid))]);
+        }
+        return parts;
+      };
+      assert.deepEqual(send(0), [[2, "hello, "]], "without a bundle: the buffer at the head");
+      assert.deepEqual(
+        send(IORING_RECVSEND_BUNDLE),
+        [[0, "world"], [3, "!"]],
+        "a bundle: the rest, in ring order",
+      );
+      const got = new Uint8Array(13);
+      assert.equal(run(ring, (s) => prepRecv(s, server, got, MSG_WAITALL), 7n), 13);
+      assert.equal(untext.decode(got), "hello, world!");
+      // Nothing left to send: the kernel says so.
+      const sqe = ring.getSqe()!;
+      prepSendSelect(sqe, client, queue).setUserData(6);
+      ring.submit();
+      assert.equal(reap(ring, 1).get(6n)!.res, -105, "ENOBUFS");
     } finally {
       run(ring, (s) => prepClose(s, client));
       run(ring, (s) => prepClose(s, server));
