@@ -86,12 +86,26 @@ export function prepRecvSelect(
   flags = 0,
   ioprio = 0,
 ): Sqe {
+  return writeSelectSendRecv(sqe, abi.IORING_OP_RECV, fd, group, length, flags, ioprio, "prepRecvSelect");
+}
+
+/** A send or receive (`opcode`) with a buffer of `group`; `what` names the prep for its errors. */
+function writeSelectSendRecv(
+  sqe: Sqe,
+  opcode: number,
+  fd: number,
+  group: BufferGroup,
+  length: number,
+  flags: number,
+  ioprio: number,
+  what: string,
+): Sqe {
   checkFd(fd);
   const id = groupOf(sqe, group);
   checkU32(length, "length");
   checkFlags(flags, "flags");
-  checkSelectIoprio(ioprio, true, "prepRecvSelect");
-  writeRw(sqe, abi.IORING_OP_RECV, fd, 0, length, 0);
+  checkSelectIoprio(ioprio, true, what);
+  writeRw(sqe, opcode, fd, 0, length, 0);
   sqe.u32[sqe.base + OP_FLAGS] = flags;
   return selectFrom(sqe, id, ioprio);
 }
@@ -127,14 +141,7 @@ export function prepSendSelect(
   flags = 0,
   ioprio = 0,
 ): Sqe {
-  checkFd(fd);
-  const id = groupOf(sqe, group);
-  checkU32(length, "length");
-  checkFlags(flags, "flags");
-  checkSelectIoprio(ioprio, true, "prepSendSelect");
-  writeRw(sqe, abi.IORING_OP_SEND, fd, 0, length, 0);
-  sqe.u32[sqe.base + OP_FLAGS] = flags;
-  return selectFrom(sqe, id, ioprio);
+  return writeSelectSendRecv(sqe, abi.IORING_OP_SEND, fd, group, length, flags, ioprio, "prepSendSelect");
 }
 
 /**
