@@ -62,7 +62,9 @@ function checkSelectIoprio(ioprio: number, bundle: boolean, what: string): void 
   checkU32(ioprio, "ioprio", 0xffff);
   const allowed = abi.IORING_RECVSEND_POLL_FIRST | (bundle ? abi.IORING_RECVSEND_BUNDLE : 0);
   if ((ioprio & ~allowed) !== 0) {
-    const multishot = (ioprio & abi.IORING_RECV_MULTISHOT) !== 0 ? " (for multishot, use its own prep)" : "";
+    const multishot = what === "prepRecvSelect" && (ioprio & abi.IORING_RECV_MULTISHOT) !== 0
+      ? " (for a multishot receive, use prepRecvMultishot)"
+      : "";
     throw new RangeError(
       `${what}: ioprio may hold IORING_RECVSEND_POLL_FIRST${
         bundle ? " and IORING_RECVSEND_BUNDLE" : ""

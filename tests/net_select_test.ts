@@ -117,7 +117,7 @@ Deno.test("receive preps: bundles and POLL_FIRST in ioprio; other bits, MSG_WAIT
     view(sqe).getUint16(2, true),
     IORING_RECV_MULTISHOT | IORING_RECVSEND_BUNDLE | IORING_RECVSEND_POLL_FIRST,
   );
-  assert.throws(() => prepRecvSelect(freshSqe(), 5, 9, 0, 0, IORING_RECV_MULTISHOT), /use its own prep/);
+  assert.throws(() => prepRecvSelect(freshSqe(), 5, 9, 0, 0, IORING_RECV_MULTISHOT), /use prepRecvMultishot/);
   assert.throws(() => prepRecvMultishot(freshSqe(), 5, 9, 0, 1 << 7), /ioprio may hold/);
   const layout = new RecvmsgOut({ control: 24 });
   assert.deepEqual([layout.nameRoom, layout.controlRoom, layout.payloadOffset], [128, 24, 168]);
