@@ -279,6 +279,11 @@ export interface DirectPump {
   dstPath: string;
   /** The source as looked at. */
   srcStat: EntryStat;
+  /**
+   * Where a sparse source's data is, as `[start, end)` pairs (`SEEK_DATA`/`SEEK_HOLE`), so no
+   * hole is read; `null` to read every block (a dense source, or a file system that cannot tell).
+   */
+  ranges: number[] | null;
 }
 
 /**
@@ -300,6 +305,7 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
   const pool = ctx.pool;
   const sparse = srcStat.blocks * 512 < size;
   const grain = roundUp(HOLE_GRAIN, unit); // hole detection in whole units of O_DIRECT
+  const ranges = p.ranges;
   let next = 0;
   let end = size;
   let holes = false;
@@ -331,10 +337,25 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
     }
   };
 
+  let range = 0; // the index in `ranges` of the first pair not wholly behind `next`
   const worker = async (crew: Crew): Promise<void> => {
     while (!crew.failed && next < end) {
+      let limit = end;
+      if (ranges !== null) {
+        // The data ranges, widened to whole units (O_DIRECT moves nothing smaller): the holes
+        // between them are skipped, never read.
+        while (range < ranges.length && roundUp(ranges[range + 1], unit) <= next) range += 2;
+        const data = range < ranges.length ? Math.min(roundDown(ranges[range], unit), end) : end;
+        if (data > next) {
+          ctx.addBytes(data - next);
+          next = data;
+          holes = true;
+          if (next >= end) break;
+        }
+        limit = Math.min(end, roundUp(ranges[range + 1], unit));
+      }
       const offset = next;
-      const want = Math.min(chunk, end - offset); // real bytes of this block
+      const want = Math.min(chunk, limit - offset); // real bytes of this block
       next = offset + want;
       const span = roundUp(want, unit); // what O_DIRECT moves: whole units
       const buf = await pool.take();

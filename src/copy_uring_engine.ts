@@ -393,6 +393,7 @@ export class UringEngine implements Engine {
         srcPath: src,
         dstPath: tmp,
         srcStat,
+        ranges: srcStat.blocks * 512 < srcStat.size ? this.#dataRanges(srcFd, srcStat.size) : null,
       });
     } catch (e) {
       failure = e;

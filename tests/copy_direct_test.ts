@@ -175,6 +175,44 @@ Deno.test({
 });
 
 Deno.test({
+  name: "copyFile direct: a sparse source's holes are skipped, not read (SEEK_DATA), data and holes kept",
+  ignore,
+  fn: async () => {
+    using dir = directTempDir();
+    const d = dir.path;
+    const src = `${d}/huge-sparse`;
+    const head = randomBytes(5_000), tail = randomBytes(3_000);
+    {
+      using f = Deno.openSync(src, { write: true, create: true });
+      f.truncateSync(1024 * MiB + 77);
+      f.writeSync(head); // data at the start, then a hole of almost 1 GiB, then data near the end
+      f.seekSync(1024 * MiB - 3_000, Deno.SeekMode.Start);
+      f.writeSync(tail);
+    }
+    await using uring = new Uring({ sqpoll: false });
+    const before = uring.stats.sqes;
+    await copyFile(src, `${d}/copy`, { direct: true, uring });
+    const sqes = uring.stats.sqes - before;
+    // Reading the hole would take 1,024 reads of 1 MiB; the data needs a handful.
+    assert.ok(sqes < 100, `${sqes} SQEs for 8 KB of data in a 1 GiB file`);
+    const copy = await Deno.open(`${d}/copy`);
+    try {
+      assert.equal((await copy.stat()).size, 1024 * MiB + 77);
+      const got = new Uint8Array(5_000);
+      assert.equal(await copy.read(got), 5_000);
+      assert.deepEqual(got, head);
+      await copy.seek(1024 * MiB - 3_000, Deno.SeekMode.Start);
+      const end = new Uint8Array(3_000);
+      assert.equal(await copy.read(end), 3_000);
+      assert.deepEqual(end, tail);
+    } finally {
+      copy.close();
+    }
+    assert.ok(Deno.statSync(`${d}/copy`).blocks! * 512 < MiB, "the copy keeps its holes");
+  },
+});
+
+Deno.test({
   name: "copyFile direct: a sparse source keeps its size, its data and its holes",
   ignore,
   fn: async () => {
