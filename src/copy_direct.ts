@@ -131,6 +131,22 @@ export function directRefusedError(cause: unknown, path: string, side: "source" 
   return error;
 }
 
+/**
+ * The error for a file that opened with O_DIRECT but whose `statx` (`STATX_DIOALIGN`) reports no
+ * direct I/O for it (alignments 0): the kernel would quietly do buffered I/O there (ext4's
+ * `data=journal`, inline data, fs-verity, ...). A `Deno.errors.NotSupported`: no system call
+ * failed. Counted as a refusal, as {@link directRefusedError}'s are.
+ */
+export function directUnsupportedError(path: string, side: "source" | "destination"): Error {
+  const what = side === "source" ? `source '${path}'` : `the destination directory '${dirnameOf(path)}'`;
+  const error = new Deno.errors.NotSupported(
+    `${what}: statx (STATX_DIOALIGN) reports no direct I/O for it (its file system, or a mode such as ext4's ` +
+      "data=journal, inline data or fs-verity, where O_DIRECT is quietly buffered); copy without direct / --direct",
+  );
+  refusals.add(error);
+  return error;
+}
+
 /** True for the error an `O_DIRECT` open gives when the file system refuses direct I/O. */
 export function isDirectRefusal(e: unknown): boolean {
   return codeOf(e) === "EINVAL";
@@ -297,8 +313,8 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
   if (size === 0) return 0;
   const srcAlign = direct.alignmentOf(srcFd);
   const dstAlign = direct.alignmentOf(dstFd);
-  if (srcAlign === null) throw tagStage(directRefusedError(undefined, p.srcPath, "source"), "open-source");
-  if (dstAlign === null) throw tagStage(directRefusedError(undefined, p.dstPath, "destination"), "create");
+  if (srcAlign === null) throw tagStage(directUnsupportedError(p.srcPath, "source"), "open-source");
+  if (dstAlign === null) throw tagStage(directUnsupportedError(p.dstPath, "destination"), "create");
   const unit = directUnit(srcAlign, dstAlign, direct.bufferSize);
   const chunk = roundDown(direct.bufferSize, unit);
   const signal = ctx.signal;

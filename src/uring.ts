@@ -78,12 +78,7 @@ import {
 import { type ChainBuilder, ChainCollector, type ChainResult } from "./chain.ts";
 import { operationError } from "./deno_errors.ts";
 import { FifoOpenFailed, FifoWriterWait } from "./fifo_wait.ts";
-import {
-  DEFAULT_DIRECT_ALIGNMENT,
-  type DirectAlignment,
-  directAlignmentFromStatx,
-  iopollError,
-} from "./direct.ts";
+import { type DirectAlignment, directAlignmentFromStatx, iopollError } from "./direct.ts";
 import { errno } from "./errno.ts";
 import { ClosedError, IoUringError, refusedArgument } from "./errors.ts";
 import { type ChainOptions, configureFile, type FileOps, type OpOptions, UringFile } from "./file.ts";
@@ -198,12 +193,6 @@ const EOPNOTSUPP = errno("EOPNOTSUPP");
 const DEFAULT_FIXED_FILES = 64;
 /** Largest registered file table a Uring sets up (the kernel allows up to 2^20, within RLIMIT_NOFILE). */
 const MAX_FIXED_FILES = 1 << 16;
-/** The alignment of an O_DIRECT file whose kernel or file system does not report one. */
-const DEFAULT_DIRECT: DirectAlignment = Object.freeze({
-  memory: DEFAULT_DIRECT_ALIGNMENT,
-  offset: DEFAULT_DIRECT_ALIGNMENT,
-  source: "default",
-});
 /** SQ size of the plain ring a polled Uring keeps for what a polled ring cannot run. */
 const AUX_ENTRIES = 32;
 
@@ -379,7 +368,9 @@ export interface OpenOptions extends OpOptions {
    * `O_DIRECT`: bypass the page cache. Buffer addresses, lengths and file positions must then
    * be multiples of the file's {@link UringFile.alignment} (from `statx` `STATX_DIOALIGN`, else
    * 4096): misaligned requests reject with an `AlignmentError` before reaching the kernel. Not
-   * with `append` (its writes land at the file's end, whose alignment no check can know).
+   * with `append` (its writes land at the file's end, whose alignment no check can know). A file
+   * whose `statx` reports no direct I/O (alignments 0: ext4's `data=journal`, inline data,
+   * fs-verity, where O_DIRECT is quietly buffered) is refused with `Deno.errors.NotSupported`.
    */
   direct?: boolean;
   /**
@@ -1096,8 +1087,16 @@ export class Uring implements AsyncDisposable {
     try {
       let alignment: DirectAlignment | null = null;
       if (options.direct) {
-        // A file system that reports no O_DIRECT support (both values 0) still accepted the open.
-        alignment = directAlignmentFromStatx(await file.stat({ signal: options.signal })) ?? DEFAULT_DIRECT;
+        alignment = directAlignmentFromStatx(await file.stat({ signal: options.signal }));
+        // The kernel took the O_DIRECT open, yet says the file does no direct I/O (both values 0):
+        // its reads and writes would quietly go through the page cache.
+        if (alignment === null) {
+          throw new Deno.errors.NotSupported(
+            `open '${file.path}' with direct: statx (STATX_DIOALIGN) reports no direct I/O for it (its file ` +
+              "system, or a mode such as ext4's data=journal, inline data or fs-verity, where O_DIRECT is " +
+              "quietly buffered); open it without direct",
+          );
+        }
       }
       const index = options.fixed ? this.#registerFile(file.fd) : -1;
       configureFile(file, alignment, index);

@@ -300,6 +300,79 @@ Deno.test({
   },
 });
 
+/**
+ * Runs `fn` in an ext4 image mounted `data=journal` (where statx reports no direct I/O and
+ * O_DIRECT is quietly buffered), or returns why it cannot here (no mkfs.ext4, mount refused).
+ */
+async function withDataJournal(parent: string, fn: (path: string) => Promise<void>): Promise<string | null> {
+  const image = `${parent}/journal.img`, path = `${parent}/journal`;
+  await Deno.mkdir(path);
+  Deno.writeFileSync(image, new Uint8Array(0));
+  Deno.truncateSync(image, 16 * MiB);
+  const run = async (cmd: string, args: string[]) => {
+    try {
+      const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).output();
+      return out.success ? null : `${cmd}: ${new TextDecoder().decode(out.stderr).trim()}`;
+    } catch (e) {
+      return `cannot run ${cmd}: ${(e as Error).message}`;
+    }
+  };
+  const made = await run("mkfs.ext4", ["-q", "-F", image]);
+  if (made !== null) return made;
+  const mounted = await run("mount", ["-o", "loop,data=journal", image, path]);
+  if (mounted !== null) return mounted;
+  try {
+    await fn(path);
+  } finally {
+    if (await run("umount", [path]) !== null) await run("umount", ["-l", path]);
+  }
+  return null;
+}
+
+Deno.test({
+  name:
+    "direct copies and Uring.open refuse a file statx says does no direct I/O (data=journal), naming statx",
+  ignore,
+  fn: async () => {
+    using dir = directTempDir();
+    const d = dir.path;
+    await randomFile(`${d}/src`, 100_000);
+    const skipped = await withDataJournal(d, async (journal) => {
+      await randomFile(`${journal}/src`, 100_000);
+      if (directAlignment(`${journal}/src`) !== null) {
+        console.log("SKIP: statx reports direct I/O on data=journal here");
+        return;
+      }
+      for (
+        const [src, dst, side] of [
+          [`${journal}/src`, `${d}/dst`, /opening the source failed: source '.*journal\/src': statx/],
+          [`${d}/src`, `${journal}/dst`, /the destination directory '.*journal': statx/],
+        ] as const
+      ) {
+        await assert.rejects(
+          copyFile(src, dst, { direct: true }),
+          (e: Error & { code?: string; syscall?: string }) => {
+            assert.match(e.message, side);
+            assert.match(e.message, /STATX_DIOALIGN\) reports no direct I\/O/);
+            assert.doesNotMatch(e.message, /EINVAL/, "no system call failed");
+            assert.equal(e.syscall, undefined);
+            return true;
+          },
+        );
+        assert.deepEqual(tempLeftovers(journal), []);
+      }
+      // Uring.open with direct: refused the same way, the file closed again.
+      await using uring = new Uring({ sqpoll: false });
+      await assert.rejects(
+        uring.open(`${journal}/src`, { direct: true }),
+        (e: Error) =>
+          e instanceof Deno.errors.NotSupported && /STATX_DIOALIGN\) reports no direct I\/O/.test(e.message),
+      );
+    });
+    if (skipped !== null) console.log(`SKIP data=journal: ${skipped}`);
+  },
+});
+
 Deno.test({
   name: "copyFile direct: ENOSPC on a full file system names the cause and leaves nothing behind",
   ignore,
