@@ -278,6 +278,14 @@ const EBUSY = errno("EBUSY");
 const EPERM = errno("EPERM");
 const EACCES = errno("EACCES");
 const EINVAL = errno("EINVAL");
+/**
+ * A polled ring without SQPOLL: its kernel wait polls and returns at once when nothing is on
+ * the poll list (nothing in flight, or all of it punted to io-wq). The waits then back off, from
+ * `POLL_BACKOFF_MIN_MS` doubling to `POLL_BACKOFF_MAX_MS`, instead of spinning a core.
+ */
+const POLL_BACKOFF_MIN_MS = 0.02, POLL_BACKOFF_MAX_MS = 1;
+/** What a polled ring's `waitCqe` sleeps on (`Atomics.wait` with a timeout; nothing wakes it). */
+const BACKOFF_WORD = new Int32Array(new SharedArrayBuffer(4));
 /** The longest single thread-pool call of `waitAsync` (a closed ring's waits end within it). */
 const ASYNC_WAIT_MAX_MS = 1000;
 /** The flags `IoUringOptions.coopTaskrun` asks for. */
@@ -1198,7 +1206,9 @@ export class IoUring implements Disposable {
   /**
    * Waits (blocking this thread) for a completion and returns it without consuming it, or
    * returns `null` when `timeoutMs` passed first. Waits with a timeout need Linux 5.11
-   * (`IORING_FEAT_EXT_ARG`).
+   * (`IORING_FEAT_EXT_ARG`). On a polled ring without SQPOLL the kernel polls instead of sleeping,
+   * and returns at once when nothing is on its poll list: the wait then sleeps a little between
+   * polls (20 µs, doubling to 1 ms), so a completion may be seen up to a millisecond late.
    */
   waitCqe(options: WaitOptions = NO_WAIT_OPTIONS): Cqe | null {
     options ??= NO_WAIT_OPTIONS; // null: the defaults (one object for every call: nothing allocated)
@@ -1221,9 +1231,18 @@ export class IoUring implements Disposable {
       }
     }
     const deadline = timeoutMs === undefined ? 0 : performance.now() + timeoutMs;
+    const polled = this.iopoll && !this.sqpoll;
+    let backoff = 0; // (a polled ring's: see POLL_BACKOFF_MIN_MS)
     for (;;) {
       const cqe = this.peekCqe();
       if (cqe) return cqe;
+      if (backoff !== 0) {
+        const left = timeoutMs === undefined ? backoff : Math.min(backoff, deadline - performance.now());
+        if (left > 0) Atomics.wait(BACKOFF_WORD, 0, 0, left);
+        const again = this.peekCqe();
+        if (again) return again;
+        if (timeoutMs !== undefined && performance.now() >= deadline) return null;
+      }
       this.stats.wait++;
       let r: number;
       if (timeoutMs === undefined) {
@@ -1245,6 +1264,9 @@ export class IoUring implements Disposable {
       if (r < 0 && r !== -EINTR && r !== -EBUSY && r !== -EAGAIN) {
         throw new IoUringError("io_uring_enter", -r, "waiting for a completion");
       }
+      if (polled && r >= 0) {
+        backoff = backoff === 0 ? POLL_BACKOFF_MIN_MS : Math.min(backoff * 2, POLL_BACKOFF_MAX_MS);
+      }
     }
   }
 
@@ -1253,7 +1275,9 @@ export class IoUring implements Disposable {
    * or `timeoutMs` passed (-1: no limit). Resolves with nothing; look with `peekCqe()` after.
    * `close()` ends it: it posts a no-op the wait returns for when nothing the caller queued is
    * still unsubmitted, and the thread-pool call never lasts more than a second either way (a
-   * longer wait is several). Needs Linux 5.11 (`IORING_FEAT_EXT_ARG`).
+   * longer wait is several). Needs Linux 5.11 (`IORING_FEAT_EXT_ARG`). On a polled ring without
+   * SQPOLL, whose kernel wait returns at once when nothing is on its poll list, it waits on a
+   * timer between polls (1 ms) until a completion is ready or `timeoutMs` passed.
    */
   async waitAsync(timeoutMs: number): Promise<void> {
     this.#assertOpen();
@@ -1299,7 +1323,16 @@ export class IoUring implements Disposable {
       // A timeout before the deadline: wait on. The libc backend reports every failure as EINTR
       // (errno is the pool thread's): there, only one that came when the timeout was due is one.
       const timedOut = r === -ETIME || (r === -EINTR && performance.now() - started >= ms * 0.9);
-      if (!timedOut || performance.now() >= deadline || this.cqReady() > 0) return;
+      if (performance.now() >= deadline || this.cqReady() > 0) return;
+      if (this.iopoll && !this.sqpoll && r >= 0) {
+        // The polled wait came back with nothing ready: poll again after a timer, not at once.
+        await new Promise((resolve) =>
+          setTimeout(resolve, Math.min(POLL_BACKOFF_MAX_MS, deadline - performance.now()))
+        );
+        if (this.#closed || this.cqReady() > 0 || this.#refill()) return;
+        continue;
+      }
+      if (!timedOut) return;
     }
   }
 

@@ -58,6 +58,35 @@ for (const backend of BACKENDS) {
   });
 }
 
+for (const backend of BACKENDS) {
+  Deno.test({
+    name:
+      `IOPOLL without SQPOLL: waits with nothing in flight sleep between polls and last their timeout [${backend}]`,
+    ignore: skipKernel(),
+    async fn() {
+      using ring = new IoUring(8, { sqpoll: false, iopoll: true, backend });
+      // The kernel's polled wait returns at once with nothing on its poll list: before, waitCqe
+      // entered it millions of times a second and waitAsync resolved at once.
+      let waits = ring.stats.wait;
+      let started = performance.now();
+      assert.equal(ring.waitCqe({ timeoutMs: 200 }), null);
+      assert.ok(performance.now() - started >= 199, "waitCqe lasted its timeout");
+      const syncWaits = ring.stats.wait - waits;
+      assert.ok(syncWaits < 2_000, `waitCqe polled ${syncWaits} times in 200 ms`);
+      waits = ring.stats.wait;
+      started = performance.now();
+      await ring.waitAsync(200);
+      assert.ok(performance.now() - started >= 199, "waitAsync lasted its timeout");
+      const asyncWaits = ring.stats.wait - waits;
+      assert.ok(asyncWaits < 2_000, `waitAsync polled ${asyncWaits} times in 200 ms`);
+      // A completion is still seen: a NOP posts at once.
+      prepNop(ring.getSqe()!).setUserData(3);
+      ring.submit();
+      assert.equal(ring.waitCqe({ timeoutMs: 1000 })?.userData, 3n);
+    },
+  });
+}
+
 for (const config of CONFIGS) {
   Deno.test({
     name: `IOPOLL: an O_DIRECT read on this disk gives the clear "no poll queues" error [${config.name}]`,
