@@ -17,7 +17,7 @@
  */
 
 import { DEFAULT_ALIGNMENT } from "./aligned.ts";
-import type { FixedBufferPool } from "./fixed_pool.ts";
+import { type FixedBufferPool, markBorrowedPool } from "./fixed_pool.ts";
 import type { Uring } from "./uring.ts";
 
 /** Most memory a copy registers (and so pins) as fixed buffers: 64 MiB. */
@@ -41,7 +41,9 @@ export function registerCopyPool(
   if (uring === undefined || uring.closed || uring.bufferPool !== null) return null;
   if (count * size > MAX_FIXED_POOL_BYTES) return null;
   try {
-    return uring.registerBufferPool({ count, size, alignment });
+    const pool = uring.registerBufferPool({ count, size, alignment });
+    markBorrowedPool(pool, "a copy running on it registered it for its buffers; it goes when the copy ends");
+    return pool;
   } catch {
     return null; // e.g. ENOMEM (RLIMIT_MEMLOCK without CAP_IPC_LOCK), EPERM: plain buffers work as well
   }

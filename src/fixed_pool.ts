@@ -79,6 +79,22 @@ export interface FixedBufferPoolOptions {
 }
 
 // A FixedBuffer's own fields (set in its static block; they throw for any other object).
+/** Pools registered by the module for its own use, with what to tell a caller who meets one. */
+const borrowed = new WeakMap<FixedBufferPool, string>();
+
+/**
+ * Marks `pool` as registered by the module for itself (internal: a copy's buffers), with `why`,
+ * which an attempt to register another pool on its `Uring` reports.
+ */
+export function markBorrowedPool(pool: FixedBufferPool, why: string): void {
+  borrowed.set(pool, why);
+}
+
+/** What {@link markBorrowedPool} said of `pool`, or undefined for a caller's own (internal). */
+export function borrowedPoolReason(pool: FixedBufferPool): string | undefined {
+  return borrowed.get(pool);
+}
+
 let poolOf: (buf: FixedBuffer) => FixedBufferPool;
 let indexOf: (buf: FixedBuffer) => number;
 let bytesOf: (buf: FixedBuffer) => Uint8Array<ArrayBuffer>;

@@ -82,7 +82,7 @@ import { type DirectAlignment, directAlignmentFromStatx, iopollError } from "./d
 import { errno } from "./errno.ts";
 import { ClosedError, IoUringError, refusedArgument } from "./errors.ts";
 import { type ChainOptions, configureFile, type FileOps, type OpOptions, UringFile } from "./file.ts";
-import { FixedBufferPool } from "./fixed_pool.ts";
+import { borrowedPoolReason, FixedBufferPool } from "./fixed_pool.ts";
 import { bufferOf, byteLengthOf, byteOffsetOf, checkU32, notAnOptionsObject, shown } from "./memory.ts";
 import {
   directIndexOf,
@@ -858,7 +858,10 @@ export class Uring implements AsyncDisposable {
   registerBufferPool(options: UringBufferPoolOptions): FixedBufferPool {
     if (this.#closing) throw this.#closedError();
     if (this.bufferPool !== null) {
-      throw new RangeError("this Uring already has a buffer pool: close it before registering another");
+      const borrowed = borrowedPoolReason(this.bufferPool);
+      throw new RangeError(
+        `this Uring already has a buffer pool: ${borrowed ?? "close it before registering another"}`,
+      );
     }
     if (typeof options !== "object" || options === null || Array.isArray(options)) {
       throw new TypeError("registerBufferPool needs options");

@@ -33,12 +33,23 @@ ringTest(
     await using uring = new Uring(uringOptions(config, { entries: 64 }));
     await randomFile(`${d}/src`, BIG, 0o640);
     assert.equal(uring.bufferPool, null);
+    let refusal = "";
     const result = await copyFile(`${d}/src`, `${d}/dst`, {
       uring,
       splice: false,
       blockSize: BS,
       queueDepth: QD,
+      onProgress() {
+        // While the copy runs its pool is registered: another is refused, saying whose it is.
+        if (refusal !== "" || uring.bufferPool === null) return;
+        try {
+          uring.registerBufferPool({ count: 1, size: 4096 });
+        } catch (e) {
+          refusal = (e as Error).message;
+        }
+      },
     });
+    assert.match(refusal, /already has a buffer pool: a copy running on it registered it/);
     assert.equal(result.bytes, BIG);
     // 33 blocks: at least one read and one write each through a registered buffer.
     assert.ok(uring.stats.fixedBuffers >= 66, `fixed-buffer SQEs: ${uring.stats.fixedBuffers}`);
