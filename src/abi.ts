@@ -216,8 +216,20 @@ export const IORING_SETUP_DEFER_TASKRUN = 1 << 13;
  * chain cut at the end of a pass runs as two (see `IoUring.sharesSqThread`).
  */
 export const SQ_THREAD_SHARED_BATCH = 8;
+/** The application provides the rings' memory instead of mapping the kernel's (6.5). */
+export const IORING_SETUP_NO_MMAP = 1 << 14;
+/** Setup returns a registered ring index, not an fd (with {@link IORING_SETUP_NO_MMAP}; 6.5). */
+export const IORING_SETUP_REGISTERED_FD_ONLY = 1 << 15;
 /** No SQ index array: the kernel takes SQEs straight from the SQ ring positions (6.6). */
 export const IORING_SETUP_NO_SQARRAY = 1 << 16;
+/** With {@link IORING_SETUP_IOPOLL}: sleep for part of a request's expected time, then poll (6.13). */
+export const IORING_SETUP_HYBRID_IOPOLL = 1 << 17;
+/** The CQ holds 16- and 32-byte CQEs alike (`IORING_CQE_F_32` marks the big ones; 6.18). */
+export const IORING_SETUP_CQE_MIXED = 1 << 18;
+/** The SQ holds 64- and 128-byte SQEs alike (after 6.18). */
+export const IORING_SETUP_SQE_MIXED = 1 << 19;
+/** Each submission takes SQEs from the SQ's start, head and tail ignored (after 6.18). */
+export const IORING_SETUP_SQ_REWIND = 1 << 20;
 
 // ---------------------------------------------------------------------------------------------
 // io_uring_enter flags.

@@ -317,12 +317,14 @@ function isSqpollRefusal(e: unknown): boolean {
 /**
  * Setup flags this ring refuses (`IoUringOptions.flags`): they change the memory layout in ways
  * it does not read (SQEs of one size, CQEs of one size, rings it maps itself from its fd):
- * `IORING_SETUP_NO_MMAP` (1 << 14), `REGISTERED_FD_ONLY` (1 << 15), `CQE_MIXED` (1 << 18, 6.18),
- * `SQE_MIXED` (1 << 19) and `SQ_REWIND` (1 << 20: the kernel would take SQEs from slot 0 on each
- * submit, ignoring the head and tail this ring keeps). Other flags go to the kernel, which refuses
+ * `IORING_SETUP_NO_MMAP`, `REGISTERED_FD_ONLY`, `CQE_MIXED` (6.18), `SQE_MIXED` and `SQ_REWIND`
+ * (the kernel would take SQEs from slot 0 on each submit, ignoring the head and tail this ring
+ * keeps). Other flags go to the kernel, which refuses
  * those it does not know.
  */
-const LAYOUT_FLAGS = (1 << 14) | (1 << 15) | (1 << 18) | (1 << 19) | (1 << 20);
+const LAYOUT_FLAGS = abi.IORING_SETUP_NO_MMAP | abi.IORING_SETUP_REGISTERED_FD_ONLY |
+  abi.IORING_SETUP_CQE_MIXED |
+  abi.IORING_SETUP_SQE_MIXED | abi.IORING_SETUP_SQ_REWIND;
 
 /**
  * Why raw setup `flags` contradict an option, or undefined: `CQSIZE` without `cqEntries` (the
@@ -360,9 +362,10 @@ const NOT_WITH_SQPOLL = abi.IORING_SETUP_COOP_TASKRUN | abi.IORING_SETUP_TASKRUN
 /**
  * Why the kernel would refuse raw setup `flags` with `EINVAL` whatever else is asked: one of them
  * needs another that is missing. `coop`: `coopTaskrun` asks for `COOP_TASKRUN` (added whenever
- * `TASKRUN_FLAG` is named: that rules SQPOLL out). Undefined if none.
+ * `TASKRUN_FLAG` is named: that rules SQPOLL out); `iopoll`: `iopoll: true` asks for `IOPOLL`.
+ * Undefined if none.
  */
-function missingCompanion(flags: number, coop: boolean): string | undefined {
+function missingCompanion(flags: number, coop: boolean, iopoll: boolean): string | undefined {
   if (
     (flags & abi.IORING_SETUP_TASKRUN_FLAG) && !coop &&
     !(flags & (abi.IORING_SETUP_COOP_TASKRUN | abi.IORING_SETUP_DEFER_TASKRUN))
@@ -371,6 +374,9 @@ function missingCompanion(flags: number, coop: boolean): string | undefined {
   }
   if ((flags & abi.IORING_SETUP_DEFER_TASKRUN) && !(flags & abi.IORING_SETUP_SINGLE_ISSUER)) {
     return "IORING_SETUP_DEFER_TASKRUN needs IORING_SETUP_SINGLE_ISSUER";
+  }
+  if ((flags & abi.IORING_SETUP_HYBRID_IOPOLL) && !iopoll && !(flags & abi.IORING_SETUP_IOPOLL)) {
+    return "IORING_SETUP_HYBRID_IOPOLL needs a polled ring (iopoll: true)";
   }
   return undefined;
 }
@@ -561,7 +567,7 @@ export class IoUring implements Disposable {
       if (contradiction !== undefined) throw new RangeError(`flags: ${contradiction}`);
     }
     const rawFlags = options.flags ?? 0;
-    const companion = missingCompanion(rawFlags, options.coopTaskrun === true);
+    const companion = missingCompanion(rawFlags, options.coopTaskrun === true, options.iopoll === true);
     if (companion !== undefined) throw new RangeError(`flags: ${companion}`);
     // Task-work flags rule SQPOLL out: an insisted SQPOLL is a contradiction; a default one is
     // refused by the kernel, and the fallback reason says why.

@@ -18,7 +18,10 @@ import {
   IORING_OP_READ,
   IORING_OP_READV,
   IORING_SETUP_COOP_TASKRUN,
+  IORING_SETUP_CQE_MIXED,
   IORING_SETUP_DEFER_TASKRUN,
+  IORING_SETUP_HYBRID_IOPOLL,
+  IORING_SETUP_NO_MMAP,
   IORING_SETUP_SINGLE_ISSUER,
   IORING_SETUP_TASKRUN_FLAG,
   IoUring,
@@ -380,6 +383,18 @@ Deno.test("IoUring: entries 0, 32769, 1.5, NaN and non-numbers; cqEntries < entr
     RangeError,
     /DEFER_TASKRUN needs IORING_SETUP_SINGLE_ISSUER/,
   );
+  rejects(
+    () => new IoUring(8, { sqpoll: false, flags: IORING_SETUP_HYBRID_IOPOLL }),
+    RangeError,
+    /HYBRID_IOPOLL needs a polled ring \(iopoll: true\)/,
+  );
+  for (const flags of [IORING_SETUP_CQE_MIXED, IORING_SETUP_NO_MMAP]) {
+    rejects(
+      () => new IoUring(8, { sqpoll: false, flags }),
+      RangeError,
+      /are not supported: this ring has SQEs/,
+    );
+  }
   for (const sqpoll of [true, { idleMs: 10 }]) {
     rejects(
       () => new IoUring(8, { sqpoll, flags: IORING_SETUP_COOP_TASKRUN }),
