@@ -269,6 +269,11 @@ export interface WaitOptions {
    * and return `null` (needs 5.11's EXT_ARG).
    */
   timeoutMs?: number;
+  /**
+   * `waitCqe` only: wait until at least this many completions are ready (1 to `cqEntries`;
+   * default 1), as liburing's `io_uring_wait_cqes` does, and return the oldest.
+   */
+  count?: number;
 }
 
 const EINTR = errno("EINTR");
@@ -1211,7 +1216,7 @@ export class IoUring implements Disposable {
 
   /**
    * Waits (blocking this thread) for a completion and returns it without consuming it, or
-   * returns `null` when `timeoutMs` passed first. Waits with a timeout need Linux 5.11
+   * returns `null` when `timeoutMs` passed first; with `count`, waits until that many are ready. Waits with a timeout need Linux 5.11
    * (`IORING_FEAT_EXT_ARG`). On a polled ring without SQPOLL the kernel polls instead of sleeping,
    * and returns at once when nothing is on its poll list: the wait then sleeps a little between
    * polls (20 µs, doubling to 1 ms), so a completion may be seen up to a millisecond late.
@@ -1236,30 +1241,35 @@ export class IoUring implements Disposable {
         throw new IoUringError("io_uring_enter", EINVAL, "timeouts need Linux 5.11 (IORING_FEAT_EXT_ARG)");
       }
     }
+    const count = options.count ?? 1;
+    if (count !== 1 && !(count >>> 0 === count && count >= 1 && count <= this.#cqEntries)) {
+      checkU32(count, "count", this.#cqEntries, 1);
+    }
     const deadline = timeoutMs === undefined ? 0 : performance.now() + timeoutMs;
     const polled = this.iopoll && !this.sqpoll;
     let backoff = 0; // (a polled ring's: see POLL_BACKOFF_MIN_MS)
     for (;;) {
-      const cqe = this.peekCqe();
+      const cqe = this.#readyCqe(count);
       if (cqe) return cqe;
       if (backoff !== 0) {
         const left = timeoutMs === undefined ? backoff : Math.min(backoff, deadline - performance.now());
         if (left > 0) Atomics.wait(BACKOFF_WORD, 0, 0, left);
-        const again = this.peekCqe();
+        const again = this.#readyCqe(count);
         if (again) return again;
         if (timeoutMs !== undefined && performance.now() >= deadline) return null;
       }
       this.stats.wait++;
       let r: number;
+      // (The kernel counts `count` from the CQ head: the completions ready now count too.)
       if (timeoutMs === undefined) {
-        r = this.#sys.enter(this.#enterFd, 0, 1, abi.IORING_ENTER_GETEVENTS | this.#enterFlag);
+        r = this.#sys.enter(this.#enterFd, 0, count, abi.IORING_ENTER_GETEVENTS | this.#enterFlag);
       } else {
         const left = deadline - performance.now();
-        if (left <= 0) return this.peekCqe();
+        if (left <= 0) return this.#readyCqe(count);
         r = this.#sys.enterTimeout(
           this.#enterFd,
           0,
-          1,
+          count,
           abi.IORING_ENTER_GETEVENTS | this.#enterFlag,
           Math.min(Math.ceil(left * 1000), 0x7fffffff),
         );
@@ -1274,6 +1284,16 @@ export class IoUring implements Disposable {
         backoff = backoff === 0 ? POLL_BACKOFF_MIN_MS : Math.min(backoff * 2, POLL_BACKOFF_MAX_MS);
       }
     }
+  }
+
+  /**
+   * The oldest completion once `count` are ready (after having the kernel flush any it holds),
+   * else `null`; `peekCqe` for a count of 1.
+   */
+  #readyCqe(count: number): Cqe | null {
+    if (count === 1) return this.peekCqe();
+    if (this.cqReady() < count) this.#refill();
+    return this.cqReady() >= count ? this.peekCqe() : null;
   }
 
   /**

@@ -1518,3 +1518,21 @@ Deno.test({
     assert.throws(() => third.completions().next(), ClosedError);
   },
 });
+
+ringTest("waitCqe({ count }) waits until that many completions are ready, or its timeout", (config) => {
+  using ring = new IoUring(8, config.options);
+  const ts = new Timespec(40);
+  prepNop(ring.getSqe()!).setUserData(1);
+  prepTimeout(ring.getSqe()!, ts).setUserData(2);
+  ring.submit();
+  // One completion is there at once; three never come within 20 ms.
+  assert.equal(ring.waitCqe({ count: 3, timeoutMs: 20 }), null);
+  const first = ring.waitCqe({ count: 2, timeoutMs: 5_000 });
+  assert.ok(first !== null, "the NOP and the timeout both completed");
+  assert.equal(ring.cqReady(), 2);
+  assert.equal(first.userData, 1n, "the oldest is returned, nothing consumed");
+  ring.cqAdvance(2);
+  for (const count of [0, ring.cqEntries + 1, 1.5, -1]) {
+    assert.throws(() => ring.waitCqe({ count, timeoutMs: 0 }), RangeError, String(count));
+  }
+});
