@@ -509,6 +509,45 @@ export function drainForExit(uring: Uring, deadline: number): void {
   drainOf(uring, deadline);
 }
 
+let quiesceOf: (uring: Uring, deadline: number) => void;
+
+/** The open Urings, weakly (an unreachable one is released by the collector), for {@link quiesceOnFatal}. */
+const openUrings = new Set<WeakRef<Uring>>();
+/** The longest an ending program blocks in {@link quiesceOnFatal}, for all its Urings together. */
+const QUIESCE_MS = 1000;
+/**
+ * How long {@link quiesceOnFatal} waits on a Uring whose completions stopped coming: what it
+ * still has in the kernel waits on something else (a pipe with no writer, a timeout).
+ */
+const QUIESCE_STALL_MS = 50;
+let watchingFatal = false;
+
+/**
+ * An uncaught error or unhandled rejection may be about to end the program (a listener after
+ * this one may yet prevent that): Deno would then free every `ArrayBuffer` while the kernel may
+ * still be writing into some (a read's buffer, a `statx`'s struct), which corrupts the heap as
+ * the process ends. So every open Uring waits, blocking, until what it has in the kernel has
+ * completed (cancelling nothing and reaping nothing: a program that goes on finds its operations
+ * as they were), or until its completions stop coming, within {@link QUIESCE_MS}.
+ */
+function quiesceOnFatal(event: Event): void {
+  if (event.defaultPrevented) return;
+  const deadline = performance.now() + QUIESCE_MS;
+  for (const ref of [...openUrings]) {
+    const uring = ref.deref();
+    if (uring === undefined) openUrings.delete(ref);
+    else quiesceOf(uring, deadline);
+  }
+}
+
+/** Installs {@link quiesceOnFatal}, once per program (or Worker). */
+function watchFatal(): void {
+  if (watchingFatal) return;
+  watchingFatal = true;
+  globalThis.addEventListener("error", quiesceOnFatal);
+  globalThis.addEventListener("unhandledrejection", quiesceOnFatal);
+}
+
 /** The {@link RawRing} of `uring` (internal: not exported from the module). */
 export function rawRing(uring: Uring): RawRing {
   return rawRingOf(uring);
@@ -548,6 +587,7 @@ export class Uring implements AsyncDisposable {
   static {
     rawRingOf = (uring) => uring.#rawRing ??= uring.#makeRawRing();
     drainOf = (uring, deadline) => uring.#drainForExit(deadline);
+    quiesceOf = (uring, deadline) => uring.#quiesce(deadline);
     destinationOpsOf = (uring) => uring.#destinationOps ??= uring.#makeDestinationOps();
   }
 
@@ -576,6 +616,8 @@ export class Uring implements AsyncDisposable {
   }
 
   readonly #ring: IoUring;
+  /** This Uring in `openUrings` while it is open (see `quiesceOnFatal`). */
+  readonly #openEntry = new WeakRef(this);
   /** The ring's system layer: the event loop's turns are taken through it (see `turn.ts`). */
   readonly #sys: Sys;
   /** Where {@link Uring.#isFifo} has the kernel write (made on first use). */
@@ -765,6 +807,8 @@ export class Uring implements AsyncDisposable {
     }
     this.#spinUs = this.#ring.sqpoll ? spinUs : 0;
     this.#limit = this.#ring.cqEntries;
+    openUrings.add(this.#openEntry);
+    watchFatal();
     this.#slots = new SlotTable(Math.min(this.#limit, INITIAL_SLOTS), this.#onAbort); // grows on demand
     this.#ready = new Array(this.#limit).fill(null);
     this.#fileOps = {
@@ -2997,6 +3041,7 @@ export class Uring implements AsyncDisposable {
     this.#closed = true;
     this.#failed = true;
     this.#failure = error;
+    openUrings.delete(this.#openEntry);
     if (this.#yieldTimer !== undefined) clearTimeout(this.#yieldTimer);
     const chains = new Set<ChainState>();
     this.#slots.forEachUsed((slot) => {
@@ -3036,11 +3081,38 @@ export class Uring implements AsyncDisposable {
     this.#closeResolve?.();
   }
 
+  /**
+   * See {@link quiesceOnFatal}: waits until every operation in the kernel has posted its
+   * completion (they stay in the CQ for the pump), until `deadline`, or until a wait of
+   * {@link QUIESCE_STALL_MS} brought none.
+   */
+  #quiesce(deadline: number): void {
+    if (this.#closed) return;
+    const ring = this.#ring;
+    let seen = -1;
+    try {
+      for (let ms = deadline - performance.now(); ms > 0; ms = deadline - performance.now()) {
+        // SQEs written but never submitted (no SQPOLL: only an enter submits) are not the
+        // kernel's: they are left as they are. (Nothing is reaped meanwhile.)
+        const unsubmitted = ring.sqpoll ? 0 : ring.sqReady();
+        const want = Math.min(this.#inRing - unsubmitted, ring.cqEntries);
+        if (want === 0 || ring.cqReady() >= want) return;
+        if (ring.waitCqe({ count: want, timeoutMs: Math.min(ms, QUIESCE_STALL_MS) }) !== null) return;
+        const ready = ring.cqReady();
+        if (ready === seen) return; // stalled: the rest waits on something that is not coming
+        seen = ready;
+      }
+    } catch {
+      // best effort: the program is most likely ending
+    }
+  }
+
   /** See {@link drainForExit}. */
   #drainForExit(deadline: number): void {
     if (this.#aux !== null) this.#aux.#drainForExit(deadline);
     if (this.#closed) return;
     this.#closed = true; // nothing else may use the ring: its completions are consumed unread
+    openUrings.delete(this.#openEntry);
     const ring = this.#ring;
     // One cancel for all (5.19; through the ring, so that under SQPOLL the kernel thread that
     // submitted the operations looks in its own workers), sent with whatever SQEs are queued.
@@ -3067,6 +3139,7 @@ export class Uring implements AsyncDisposable {
   #finishClose(): void {
     if (this.#closed) return;
     this.#closed = true;
+    openUrings.delete(this.#openEntry);
     if (this.#yieldTimer !== undefined) clearTimeout(this.#yieldTimer);
     // Every CQE is in: no request uses the pool's memory any more. The pool first: unregistered
     // from the open ring, its pages' RLIMIT_MEMLOCK charge comes back now (left to the ring's
