@@ -1953,11 +1953,13 @@ export class Uring implements AsyncDisposable {
       if (head === null) return;
       const chain = head.chain;
       if (chain === null ? hasDetachedBuffer(head) : chain.slots.some(hasDetachedBuffer)) {
-        // A buffer was transferred away while the operation waited here: it cannot run.
+        // A buffer was transferred away or shrunk while the operation waited here: it cannot run.
         this.#backlog.shift();
         this.#rejectQueued(
           head,
-          new TypeError(`${OP_NAMES[head.kind]}: a buffer was detached before the operation started`),
+          new TypeError(
+            `${OP_NAMES[head.kind]}: a buffer was detached or shrunk before the operation started`,
+          ),
         );
         continue;
       }

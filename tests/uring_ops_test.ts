@@ -764,6 +764,30 @@ ringTest("Uring: AbortSignal", async (config) => {
 });
 
 ringTest(
+  "Uring: a write whose buffer shrank while it waited for room rejects, saying shrunk",
+  async (config) => {
+    await using uring = new Uring(uringOptions(config, { entries: 1 })); // room for 2 in the kernel
+    const [r, w] = pipe();
+    const [r2, w2] = pipe();
+    try {
+      const reads = [uring.read(r, new Uint8Array(4), 0), uring.read(r, new Uint8Array(4), 0)];
+      await sleep(10); // both in the kernel, waiting for data: the write below waits for room
+      const resizable = new ArrayBuffer(8, { maxByteLength: 8 });
+      const refused = assert.rejects(
+        uring.write(w2, new Uint8Array(resizable), 0),
+        /^TypeError: write: a buffer was detached or shrunk before the operation started/,
+      );
+      resizable.resize(4);
+      sysWrite(w, enc.encode("12345678"));
+      await Promise.all(reads);
+      await refused;
+    } finally {
+      for (const fd of [r, w, r2, w2]) sysClose(fd);
+    }
+  },
+);
+
+ringTest(
   "Uring: a read whose buffer is detached or shrunk while the kernel holds it rejects",
   async (config) => {
     await using uring = new Uring(uringOptions(config));
