@@ -563,6 +563,10 @@ export const IORING_FSYNC_DATASYNC = 1 << 0;
 export const IORING_TIMEOUT_ABS = 1 << 0;
 /** `timeout_flags`: update an existing timeout (5.11). */
 export const IORING_TIMEOUT_UPDATE = 1 << 1;
+/** `CLOCK_MONOTONIC`: a clock id (`IoUring.registerClock`, 6.12: the default clock of waits). */
+export const CLOCK_MONOTONIC = 1;
+/** `CLOCK_BOOTTIME`: a clock id that counts time suspended too (`IoUring.registerClock`, 6.12). */
+export const CLOCK_BOOTTIME = 7;
 /** `timeout_flags`: use CLOCK_BOOTTIME (5.15). */
 export const IORING_TIMEOUT_BOOTTIME = 1 << 2;
 /** `timeout_flags`: use CLOCK_REALTIME (5.15). */

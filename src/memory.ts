@@ -373,3 +373,24 @@ export function checkBits32(bits: unknown, what: string): asserts bits is number
 export function checkFlags(flags: unknown, what: string): asserts flags is number {
   if (!(typeof flags === "number" && flags >>> 0 === flags)) checkU32(flags, what);
 }
+
+/**
+ * {@link checkFlags}, and a `RangeError` for a bit outside `allowed` (the kernel refuses it):
+ * `names` lists the bits it may hold, for the message.
+ */
+export function checkFlagBits(
+  flags: unknown,
+  allowed: number,
+  what: string,
+  names: string,
+): asserts flags is number {
+  checkFlags(flags, what);
+  const stray = flags & ~allowed;
+  if (stray !== 0) {
+    throw new RangeError(
+      `${what} must be 0 or a combination of ${names}, got 0x${flags.toString(16)} (0x${
+        (stray >>> 0).toString(16)
+      } refused)`,
+    );
+  }
+}

@@ -19,6 +19,7 @@ import {
   checkCString,
   checkDirFd,
   checkFd,
+  checkFlagBits,
   checkFlags,
   checkLength,
   checkOffset,
@@ -281,7 +282,7 @@ export function prepWriteFixed(
 
 /** `fsync(fd)`, or `fdatasync(fd)` with `IORING_FSYNC_DATASYNC`. Since 5.1. */
 export function prepFsync(sqe: Sqe, fd: number, fsyncFlags = 0): Sqe {
-  checkFlags(fsyncFlags, "fsyncFlags");
+  checkFlagBits(fsyncFlags, abi.IORING_FSYNC_DATASYNC, "fsyncFlags", "IORING_FSYNC_DATASYNC");
   checkFd(fd);
   writeRw(sqe, abi.IORING_OP_FSYNC, fd, 0, 0, 0);
   sqe.u32[sqe.base + W.opFlags] = fsyncFlags;
@@ -536,12 +537,39 @@ export function prepLinkat(
   return sqe;
 }
 
+/** The flags a timeout takes: `ABS`, one clock (`BOOTTIME` or `REALTIME`), `ETIME_SUCCESS`. */
+const TIMEOUT_FLAGS = abi.IORING_TIMEOUT_ABS | abi.IORING_TIMEOUT_BOOTTIME | abi.IORING_TIMEOUT_REALTIME |
+  abi.IORING_TIMEOUT_ETIME_SUCCESS;
+
+/**
+ * Throws a `RangeError` for `flags` the kernel refuses on a timeout (`what` names the prep): a bit
+ * outside `allowed`, both clocks, or `MULTISHOT` with `ABS`.
+ */
+function checkTimeoutFlags(flags: number, allowed: number, what: string): void {
+  const multishot = (allowed & abi.IORING_TIMEOUT_MULTISHOT) !== 0;
+  checkFlagBits(
+    flags,
+    allowed,
+    "flags",
+    `IORING_TIMEOUT_ABS, IORING_TIMEOUT_BOOTTIME or _REALTIME, IORING_TIMEOUT_ETIME_SUCCESS${
+      multishot ? ", IORING_TIMEOUT_MULTISHOT" : ""
+    } for ${what} (to change a timeout: prepTimeoutUpdate)`,
+  );
+  if ((flags & abi.IORING_TIMEOUT_BOOTTIME) && (flags & abi.IORING_TIMEOUT_REALTIME)) {
+    throw new RangeError(`${what}: flags may name one clock, BOOTTIME or REALTIME, not both`);
+  }
+  if ((flags & abi.IORING_TIMEOUT_MULTISHOT) && (flags & abi.IORING_TIMEOUT_ABS)) {
+    throw new RangeError(`${what}: a multishot timeout repeats a relative time: not with IORING_TIMEOUT_ABS`);
+  }
+}
+
 /**
  * A timeout: completes with `-ETIME` after `ts`, or with 0 once `count` other completions have
- * been posted (0: time only). Since 5.4.
+ * been posted (0: time only). With `IORING_TIMEOUT_MULTISHOT` (6.4) it fires every `ts`, each
+ * time with `-ETIME` and `IORING_CQE_F_MORE`, `count` times (0: until removed). Since 5.4.
  */
 export function prepTimeout(sqe: Sqe, ts: Timespec, count = 0, flags = 0): Sqe {
-  checkFlags(flags, "flags");
+  checkTimeoutFlags(flags, TIMEOUT_FLAGS | abi.IORING_TIMEOUT_MULTISHOT, "prepTimeout");
   checkU32(count, "count");
   checkTimespec(ts);
   writeRw(sqe, abi.IORING_OP_TIMEOUT, -1, addressOf(ts.bytes), 1, count);
@@ -575,7 +603,7 @@ export function prepTimeoutRemove(sqe: Sqe, userData: number | bigint, flags = 0
  * request with `-ECANCELED` if it has not completed within `ts`. Since 5.5.
  */
 export function prepLinkTimeout(sqe: Sqe, ts: Timespec, flags = 0): Sqe {
-  checkFlags(flags, "flags");
+  checkTimeoutFlags(flags, TIMEOUT_FLAGS, "prepLinkTimeout");
   checkTimespec(ts);
   writeRw(sqe, abi.IORING_OP_LINK_TIMEOUT, -1, addressOf(ts.bytes), 1, 0);
   sqe.u32[sqe.base + W.opFlags] = flags;

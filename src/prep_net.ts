@@ -17,6 +17,7 @@ import {
   checkBits32,
   checkBuffer,
   checkFd,
+  checkFlagBits,
   checkFlags,
   checkLength,
   checkU32,
@@ -136,7 +137,9 @@ export function prepMultishotAccept(sqe: Sqe, fd: number, flags = 0): Sqe {
 
 /**
  * {@link prepMultishotAccept} into registered file slots the kernel picks
- * (`IORING_FILE_INDEX_ALLOC`): each CQE's result is a slot, for `IOSQE_FIXED_FILE`. Since 5.19.
+ * (`IORING_FILE_INDEX_ALLOC`): each CQE's result is a slot, for `IOSQE_FIXED_FILE`. When no slot
+ * is free the CQE is `-ENFILE`, and that connection is lost: the kernel accepted it, then closed
+ * it (the client reads the end of the stream); it does not stay in the listen backlog. Since 5.19.
  */
 export function prepMultishotAcceptDirect(sqe: Sqe, fd: number, flags = 0): Sqe {
   refuseCloexec(flags, "flags");
@@ -147,7 +150,9 @@ export function prepMultishotAcceptDirect(sqe: Sqe, fd: number, flags = 0): Sqe 
 
 /**
  * {@link prepAccept} into registered file slot `fileIndex` instead of an fd (since 5.15), or into
- * a free slot the kernel picks and completes with (`IORING_FILE_INDEX_ALLOC`, since 5.19).
+ * a free slot the kernel picks and completes with (`IORING_FILE_INDEX_ALLOC`, since 5.19). With no
+ * free slot it completes with `-ENFILE` having accepted and closed the connection (lost, not left
+ * in the backlog).
  */
 export function prepAcceptDirect(
   sqe: Sqe,
@@ -166,7 +171,8 @@ export function prepAcceptDirect(
 function writeAccept(sqe: Sqe, fd: number, peer: SocketAddress | null, flags: number, ioprio: number): Sqe {
   checkFd(fd);
   if (peer !== null) checkSocketAddress(peer, "peer");
-  checkFlags(flags, "flags");
+  // accept4's flags: the kernel refuses any other bit (EINVAL).
+  checkFlagBits(flags, abi.SOCK_NONBLOCK | abi.SOCK_CLOEXEC, "flags", "SOCK_NONBLOCK and SOCK_CLOEXEC");
   let addr = 0, lengthAt = 0;
   if (peer !== null) {
     addr = addressOf(peer.bytes);
@@ -365,6 +371,10 @@ function writeMsg(
   checkFlags(flags, "flags");
   checkU32(ioprio, "ioprio", 0xffff);
   prepareMsghdr(msg, receive, what);
+  // A send to an empty address (new SocketAddress(), made for the kernel to fill) would send to
+  // AF_UNSPEC: refused as connect and bind refuse it. A name of length 0 (a stream sender's,
+  // reported by a receive) sends to the socket's peer.
+  if (!receive && msg.name !== null && lengthToSend(msg.name) > 0) checkSpecified(msg.name, what);
   writeRw(sqe, opcode, fd, addressOf(msg.bytes), 1, 0);
   sqe.u32[sqe.base + OP_FLAGS] = flags;
   setIoprio(sqe, ioprio);

@@ -123,6 +123,11 @@ function writeSelectSendRecv(
  */
 export function prepRecvMultishot(sqe: Sqe, fd: number, group: BufferGroup, flags = 0, ioprio = 0): Sqe {
   checkSelectIoprio(ioprio, true, "prepRecvMultishot");
+  if (typeof flags === "number" && (flags & abi.MSG_WAITALL) !== 0) {
+    throw new RangeError(
+      "prepRecvMultishot: flags must not hold MSG_WAITALL (the kernel refuses it: EINVAL)",
+    );
+  }
   prepRecvSelect(sqe, fd, group, 0, flags, ioprio);
   return selectFrom(sqe, groupOf(sqe, group), abi.IORING_RECV_MULTISHOT | ioprio);
 }

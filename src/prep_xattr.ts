@@ -18,7 +18,7 @@
  */
 
 import * as abi from "./abi.ts";
-import { addressOf, checkCString, checkFd, checkFlags } from "./memory.ts";
+import { addressOf, checkCString, checkFd, checkFlagBits } from "./memory.ts";
 import { optionalLength, writeRw } from "./prep_base.ts";
 import { type Sqe, W, writeU64 } from "./sqe.ts";
 
@@ -71,7 +71,7 @@ export function prepSetxattr(
   len?: number,
 ): Sqe {
   checkCString(path);
-  checkFlags(flags, "flags");
+  checkXattrFlags(flags);
   return writeXattr(sqe, abi.IORING_OP_SETXATTR, 0, name, value, len, flags, path);
 }
 
@@ -88,8 +88,13 @@ export function prepFsetxattr(
   len?: number,
 ): Sqe {
   checkFd(fd);
-  checkFlags(flags, "flags");
+  checkXattrFlags(flags);
   return writeXattr(sqe, abi.IORING_OP_FSETXATTR, fd, name, value, len, flags, null);
+}
+
+/** Throws a `RangeError` for set flags other than `XATTR_CREATE` or `XATTR_REPLACE` (the kernel's `EINVAL`). */
+function checkXattrFlags(flags: number): void {
+  checkFlagBits(flags, abi.XATTR_CREATE | abi.XATTR_REPLACE, "flags", "XATTR_CREATE or XATTR_REPLACE");
 }
 
 /** The four opcodes' common work, once the file and flags are checked. */

@@ -480,23 +480,33 @@ export class IoUring implements Disposable {
    */
   constructor(entries: number, options: IoUringOptions = {}) {
     options ??= {}; // null: the defaults
-    if (!Number.isInteger(entries) || entries < 1 || entries > MAX_ENTRIES) {
-      throw new RangeError(`entries must be an integer from 1 to ${MAX_ENTRIES}, got ${shown(entries)}`);
-    }
     checkOptionsObject(options);
+    const flagsGiven = options?.flags;
+    // IORING_SETUP_CLAMP: sizes past the kernel's largest become the largest, as the kernel does.
+    const clamp = typeof flagsGiven === "number" && (flagsGiven & abi.IORING_SETUP_CLAMP) !== 0;
+    if (clamp && Number.isInteger(entries) && entries > MAX_ENTRIES) entries = MAX_ENTRIES;
+    if (!Number.isInteger(entries) || entries < 1 || entries > MAX_ENTRIES) {
+      throw new RangeError(
+        `entries must be an integer from 1 to ${MAX_ENTRIES} (any larger with IORING_SETUP_CLAMP), got ${
+          shown(entries)
+        }`,
+      );
+    }
     // Each option read once, here: a getter must not answer one thing to the checks and another
     // to the kernel (`flags` answering 0, then IORING_SETUP_CQE32, got a ring whose 32-byte
     // completions were read as 16-byte ones).
     options = {
       sqpoll: options.sqpoll,
-      cqEntries: options.cqEntries,
+      cqEntries: clamp && Number.isInteger(options.cqEntries) && options.cqEntries! > MAX_CQ_ENTRIES
+        ? MAX_CQ_ENTRIES
+        : options.cqEntries,
       iopoll: options.iopoll,
       sqArray: options.sqArray,
       registerRing: options.registerRing,
       coopTaskrun: options.coopTaskrun,
       sqe128: options.sqe128,
       cqe32: options.cqe32,
-      flags: options.flags,
+      flags: flagsGiven,
       backend: options.backend,
       attachTo: options.attachTo,
     };
@@ -959,7 +969,11 @@ export class IoUring implements Disposable {
     return this.#sqes[index];
   }
 
-  /** SQEs handed out by `getSqe` and not yet consumed by the kernel. */
+  /**
+   * SQEs handed out by `getSqe` and not yet consumed by the kernel. Under SQPOLL the kernel thread
+   * moves the SQ head at the end of a batch, after posting the batch's completions: with every
+   * completion reaped, the SQ may still read as full for a moment (`getSqe` then returns `null`).
+   */
   sqReady(): number {
     this.#assertOpen();
     return (this.#sqeTail - Atomics.load(this.#sq, this.#sqHead)) >>> 0;
@@ -2051,7 +2065,11 @@ export class IoUring implements Disposable {
    * Since 6.12.
    */
   registerClock(clockId: number): void {
-    checkU32(clockId, "clockId");
+    if (clockId !== abi.CLOCK_MONOTONIC && clockId !== abi.CLOCK_BOOTTIME) {
+      throw new RangeError(
+        `clockId must be CLOCK_MONOTONIC (1) or CLOCK_BOOTTIME (7), got ${shown(clockId)}`,
+      );
+    }
     this.#register(
       abi.IORING_REGISTER_CLOCK,
       clockRegister(clockId),

@@ -17,6 +17,7 @@ import {
   iopollError,
   IORING_OP_READ,
   IORING_OP_READV,
+  IORING_SETUP_CLAMP,
   IORING_SETUP_COOP_TASKRUN,
   IORING_SETUP_CQE_MIXED,
   IORING_SETUP_DEFER_TASKRUN,
@@ -388,6 +389,12 @@ Deno.test("IoUring: entries 0, 32769, 1.5, NaN and non-numbers; cqEntries < entr
     RangeError,
     /HYBRID_IOPOLL needs a polled ring \(iopoll: true\)/,
   );
+  // IORING_SETUP_CLAMP makes sizes past the largest the largest, as the kernel does.
+  {
+    using clamped = new IoUring(65536, { sqpoll: false, flags: IORING_SETUP_CLAMP, cqEntries: 1 << 20 });
+    assert.deepEqual([clamped.sqEntries, clamped.cqEntries], [32768, 65536]);
+  }
+  rejects(() => new IoUring(65536, { sqpoll: false }), RangeError, /any larger with IORING_SETUP_CLAMP/);
   for (const flags of [IORING_SETUP_CQE_MIXED, IORING_SETUP_NO_MMAP]) {
     rejects(
       () => new IoUring(8, { sqpoll: false, flags }),

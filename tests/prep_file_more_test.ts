@@ -126,6 +126,9 @@ Deno.test("the xattr preps refuse a bad path, name, value, len, fd or flags befo
   assert.throws(() => prepFgetxattr(sqe, -1, name, value), RangeError);
   assert.throws(() => prepFsetxattr(sqe, 3, name, value, -1), RangeError);
   assert.throws(() => prepSetxattr(sqe, path, name, value, 2 ** 32), RangeError);
+  // Set flags other than XATTR_CREATE and XATTR_REPLACE: the kernel's EINVAL, refused first.
+  assert.throws(() => prepSetxattr(sqe, path, name, value, 4), /XATTR_CREATE or XATTR_REPLACE, got 0x4/);
+  assert.throws(() => prepFsetxattr(sqe, 3, name, value, 8), /XATTR_CREATE or XATTR_REPLACE/);
   const gone = new Uint8Array(new ArrayBuffer(8));
   structuredClone(gone.buffer, { transfer: [gone.buffer] });
   assert.throws(() => prepSetxattr(sqe, path, name, gone), /value is detached/);

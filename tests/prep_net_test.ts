@@ -21,6 +21,7 @@ import {
   prepRead,
   prepRecv,
   prepRecvmsg,
+  prepRecvMultishot,
   prepSend,
   prepSendmsg,
   prepSendmsgZc,
@@ -441,4 +442,27 @@ Deno.test("Msghdr refuses what is not its parts, and buffers detached or shrunk 
   const sqe = freshSqe();
   assert.throws(() => prepSendmsg(sqe, 3, withControl), /control buffer was detached or shrunk/);
   assert.ok(sqe.u8.every((byte) => byte === 0), "a refused prep wrote the SQE");
+});
+
+Deno.test("flag words the kernel refuses are refused first: accept4 flags, recv multishot MSG_WAITALL, an empty sendmsg name", () => {
+  for (const prep of [(s: Sqe) => prepAccept(s, 5, null, 0x1), (s: Sqe) => prepMultishotAccept(s, 5, 0x40)]) {
+    const sqe = freshSqe();
+    assert.throws(() => prep(sqe), /flags must be 0 or a combination of SOCK_NONBLOCK and SOCK_CLOEXEC/);
+    assert.ok(sqe.bytes().every((b) => b === 0), "nothing written");
+  }
+  prepAccept(freshSqe(), 5, null, SOCK_NONBLOCK | SOCK_CLOEXEC); // what accept4 takes
+  assert.throws(() => prepRecvMultishot(freshSqe(), 5, 1, MSG_WAITALL), /MSG_WAITALL/);
+  const iov = new Iovecs([new Uint8Array(4)]);
+  assert.throws(
+    () => prepSendmsg(freshSqe(), 5, new Msghdr(iov, { name: new SocketAddress() })),
+    /prepSendmsg: the address is empty/,
+  );
+  assert.throws(
+    () => prepSendmsgZc(freshSqe(), 5, new Msghdr(iov, { name: new SocketAddress() })),
+    /the address is empty/,
+  );
+  // A receive takes the empty address to fill, and a send to a named one goes through.
+  prepRecvmsg(freshSqe(), 5, new Msghdr(iov, { name: new SocketAddress() }));
+  prepSendmsg(freshSqe(), 5, new Msghdr(iov, { name: SocketAddress.unix("/run/x") }));
+  prepSendmsg(freshSqe(), 5, new Msghdr(iov, { name: SocketAddress.unspecified() }));
 });

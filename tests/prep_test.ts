@@ -203,7 +203,6 @@ Deno.test("every flags, mode, mask and advice argument must be a 32-bit integer;
     ["prepWrite", "rwFlags", (s, v) => prepWrite(s, 1, buf, 0, v)],
     ["prepReadv", "rwFlags", (s, v) => prepReadv(s, 1, iov, 0, v)],
     ["prepWritev", "rwFlags", (s, v) => prepWritev(s, 1, iov, 0, v)],
-    ["prepFsync", "fsyncFlags", (s, v) => prepFsync(s, 1, v)],
     ["prepSyncFileRange", "flags", (s, v) => prepSyncFileRange(s, 1, 10, 0, v)],
     ["prepFallocate", "mode", (s, v) => prepFallocate(s, 1, v, 0, 10)],
     ["prepFadvise", "advice", (s, v) => prepFadvise(s, 1, 0, 10, v)],
@@ -217,8 +216,6 @@ Deno.test("every flags, mode, mask and advice argument must be a 32-bit integer;
     ["prepRenameat", "flags", (s, v) => prepRenameat(s, AT_FDCWD, path, AT_FDCWD, path2, v)],
     ["prepMkdirat", "mode", (s, v) => prepMkdirat(s, AT_FDCWD, path, v)],
     ["prepLinkat", "flags", (s, v) => prepLinkat(s, AT_FDCWD, path, AT_FDCWD, path2, v)],
-    ["prepTimeout", "flags", (s, v) => prepTimeout(s, ts, 0, v)],
-    ["prepLinkTimeout", "flags", (s, v) => prepLinkTimeout(s, ts, v)],
   ];
   // These know their bits too (see the cancel test): a u32 of unknown bits is refused as well.
   const knownBits: typeof u32 = [
@@ -226,6 +223,9 @@ Deno.test("every flags, mode, mask and advice argument must be a 32-bit integer;
     ["prepCancel", "flags", (s, v) => prepCancel(s, 3, v)],
     ["prepCancelFd", "flags", (s, v) => prepCancelFd(s, 3, v)],
     ["prepCancelOp", "flags", (s, v) => prepCancelOp(s, 3, v)],
+    ["prepFsync", "fsyncFlags", (s, v) => prepFsync(s, 1, v)],
+    ["prepTimeout", "flags", (s, v) => prepTimeout(s, ts, 0, v)],
+    ["prepLinkTimeout", "flags", (s, v) => prepLinkTimeout(s, ts, v)],
   ];
   const bits32: typeof u32 = [
     ["prepSplice", "flags", (s, v) => prepSplice(s, 1, -1, 2, -1, 10, v)],
@@ -482,6 +482,25 @@ Deno.test("prepTimeout / prepLinkTimeout: timespec in addr, len 1, count in off,
   sqe = freshSqe();
   prepLinkTimeout(sqe, ts, 1);
   assertSqe(sqe, { opcode: OP.LINK_TIMEOUT, fd: -1, addr: ptr(ts.bytes), len: 1, opFlags: 1 });
+  // What the kernel refuses (EINVAL) is refused first, the SQE left alone.
+  const ABS = 1, UPDATE = 2, BOOTTIME = 4, REALTIME = 8, ETIME_SUCCESS = 32, MULTISHOT = 64;
+  prepTimeout(freshSqe(), ts, 3, MULTISHOT | BOOTTIME | ETIME_SUCCESS);
+  prepLinkTimeout(freshSqe(), ts, ABS | REALTIME);
+  for (
+    const [prep, why] of [
+      [(s: Sqe) => prepTimeout(s, ts, 0, UPDATE), /prepTimeoutUpdate/],
+      [(s: Sqe) => prepTimeout(s, ts, 0, 0x80000), /0x80000 refused/],
+      [(s: Sqe) => prepTimeout(s, ts, 0, BOOTTIME | REALTIME), /one clock/],
+      [(s: Sqe) => prepTimeout(s, ts, 0, MULTISHOT | ABS), /not with IORING_TIMEOUT_ABS/],
+      [(s: Sqe) => prepLinkTimeout(s, ts, MULTISHOT), /0x40 refused/],
+      [(s: Sqe) => prepLinkTimeout(s, ts, 1 << 20), /refused/],
+      [(s: Sqe) => prepFsync(s, 3, 2), /fsyncFlags must be 0 or a combination of IORING_FSYNC_DATASYNC/],
+    ] as const
+  ) {
+    sqe = freshSqe();
+    assert.throws(() => prep(sqe), why);
+    assert.ok(sqe.bytes().every((b) => b === 0), String(why));
+  }
 });
 
 Deno.test("prepTimeoutRemove / prepCancel / prepPollRemove: the target user_data in addr", () => {
