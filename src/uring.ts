@@ -1187,7 +1187,7 @@ export class Uring implements AsyncDisposable {
       closed = aux.close();
       closed.then(gone, gone);
     } else {
-      const cancelled = this.#cancelOnFile(file);
+      const cancelled = this.#cancelOnFile(fd, file.fixedIndex);
       // The kernel closes the fd only once the operations cancelled on the file have settled: a
       // chain's member is issued when the one before it completes, and a member the kernel could
       // no longer cancel must find the fd still this file's, not closed or another file's.
@@ -1252,7 +1252,10 @@ export class Uring implements AsyncDisposable {
 
   /**
    * Closes `fd` (`close`). The fd of a `UringFile` this Uring opened is refused (a `TypeError`):
-   * close the file, which knows its fd is gone. Under SQPOLL it settles once the kernel has let
+   * close the file, which knows its fd is gone. This Uring's operations on `fd` are cancelled
+   * first, as a file's close cancels its own (they reject with `ECANCELED`, "the file was
+   * closed", unless they completed first), and the close waits for them: the kernel would keep
+   * the file open for them. Under SQPOLL it settles once the kernel has let
    * go of the file (two no-ops behind the close: the SQ thread drops the references of the
    * operations completed just after their CQEs are posted), so a pipe's or FIFO's other end sees
    * it closed, as after `close(2)`. Since 5.6.
@@ -1272,7 +1275,14 @@ export class Uring implements AsyncDisposable {
     if (this.#aux !== null) return this.#closing ? this.#rejectClosed() : this.#aux.close(fd!, options);
     const owned = this.#fileOwning(fd, "close");
     if (owned !== null) return Promise.reject(owned);
-    return this.#fdOp("close", signalOption(options), null, (slot) => fillClose(slot, fd!));
+    const signal = signalOption(options);
+    const close = () => this.#fdOp<void>("close", signal, null, (slot) => fillClose(slot, fd!));
+    if (typeof fd !== "number" || fd >>> 0 !== fd) return close(); // (refused there, as a bad fd)
+    // This Uring's own operations on the fd are cancelled first, as a file's close does: the
+    // kernel would keep the file open for them, and a pipe's reader would take what the other
+    // end wrote next.
+    const cancelled = this.#cancelOnFile(fd, -1);
+    return cancelled === null ? close() : cancelled.promise.then(close);
   }
 
   /**
@@ -2850,12 +2860,11 @@ export class Uring implements AsyncDisposable {
    * operations cancelled in the kernel (the close waits for them, and for those an earlier close
    * cancelled), or null when there were none.
    */
-  #cancelOnFile(file: UringFile): SettleWatch | null {
-    const index = file.fixedIndex;
+  #cancelOnFile(fd: number, index: number): SettleWatch | null {
     const onFile = (slot: Slot): boolean =>
       (slot.sqeFlags & IOSQE_FIXED_FILE) !== 0
         ? index >= 0 && slot.fd === index
-        : slot.fd === file.fd || (slot.kind === K_SPLICE && slot.fd2 === file.fd);
+        : slot.fd === fd || (slot.kind === K_SPLICE && slot.fd2 === fd);
     let watch: SettleWatch | null = null;
     const watchSlot = (slot: Slot): void => {
       watch ??= new SettleWatch();

@@ -788,6 +788,41 @@ ringTest(
 );
 
 ringTest(
+  "Uring: close(fd) cancels this Uring's operations on the fd first; the other end sees it closed",
+  async (config) => {
+    // Before, the read stayed in the kernel after the close resolved, holding the pipe open: the
+    // writer's next bytes went into the "closed" reader's buffer instead of failing with EPIPE.
+    await using uring = new Uring(uringOptions(config));
+    const [r, w] = pipe();
+    const [r2, w2] = pipe();
+    try {
+      const reads = [uring.read(r, new Uint8Array(8), 0), uring.read(r, new Uint8Array(8), 0)];
+      const outcomes = reads.map((read) =>
+        read.then((n) => `read ${n}`, (e: OsError) => `${e.code}: ${e.message}`)
+      );
+      const other = uring.read(r2, new Uint8Array(8), 0);
+      await sleep(10); // all three in the kernel, waiting for data
+      await uring.close(r);
+      for (const outcome of outcomes) {
+        const seen = await Promise.race([
+          outcome,
+          sleep(5000).then(() => "still pending 5 s after the close"),
+        ]);
+        assert.match(seen, /^ECANCELED: .*the file was closed$/);
+      }
+      assert.equal(sysWrite(w, enc.encode("late")), -1, "the reader is gone: EPIPE (SIGPIPE is ignored)");
+      // An operation on another fd goes on.
+      assert.equal(sysWrite(w2, enc.encode("hi")), 2);
+      assert.equal(await other, 2);
+    } finally {
+      for (const fd of [w, r2, w2]) {
+        sysClose(fd);
+      }
+    }
+  },
+);
+
+ringTest(
   "Uring: a read whose buffer is detached or shrunk while the kernel holds it rejects",
   async (config) => {
     await using uring = new Uring(uringOptions(config));
