@@ -91,10 +91,13 @@ export class FifoWriterWait implements RawClient {
     const signal = this.#open.signal;
     if (signal?.aborted) return this.stop(signal.reason); // (fired before its listener was added)
     const raw = this.#raw;
-    let room: boolean;
+    let room: boolean, both: boolean;
     try {
       if (this.#id < 0) this.#id = raw.attach(this);
-      room = raw.room(2, 2);
+      // A ring too small ever to take both (one SQE, or a limit of one) gets the poll alone, which
+      // ends the wait as well, once a writer has written or has come and gone.
+      both = raw.fits(2, 2);
+      room = both ? raw.room(2, 2) : raw.room(1, 1);
     } catch (e) {
       return this.stop(e); // the Uring closed meanwhile
     }
@@ -102,12 +105,22 @@ export class FifoWriterWait implements RawClient {
       setTimeout(() => this.start(), ROOM_RETRY_MS);
       return;
     }
-    const open = raw.sqe(this.#id, OPEN);
-    prepOpenat(open, AT_FDCWD, this.#heldPath, this.#open.flags);
-    open.setFlags(IOSQE_ASYNC);
+    if (both) {
+      const open = raw.sqe(this.#id, OPEN);
+      prepOpenat(open, AT_FDCWD, this.#heldPath, this.#open.flags);
+      open.setFlags(IOSQE_ASYNC);
+      this.#openRes = undefined;
+    } else {
+      this.#openRes = -ECANCELED; // (never queued)
+    }
     prepPollAdd(raw.sqe(this.#id, POLL), this.#open.heldFd, POLLIN);
-    this.#openRes = this.#pollRes = undefined;
-    raw.commit(2, 2, 0);
+    this.#pollRes = undefined;
+    raw.commit(both ? 2 : 1, both ? 2 : 1, 0);
+  }
+
+  /** Whether the wait has not queued its operations yet (the ring had no room so far). */
+  get waitingForRoom(): boolean {
+    return !this.#settled && this.#openRes === null && this.#pollRes === null;
   }
 
   /** Gives up (an abort, the Uring closing): cancels what is in flight; rejects with `reason`. */

@@ -453,6 +453,8 @@ export interface RawRing {
   detach(id: number): void;
   /** Whether `sqes` SQEs posting `cqes` CQEs may be queued now, ahead of nothing queued before. */
   room(sqes: number, cqes: number): boolean;
+  /** Whether the ring can ever take `sqes` SQEs posting `cqes` CQEs at once (its SQ and limit). */
+  fits(sqes: number, cqes: number): boolean;
   /** The next SQE, for client `id`'s `tag` (a u32). Only after `room` said yes. */
   sqe(id: number, tag: number): Sqe;
   /**
@@ -881,7 +883,9 @@ export class Uring implements AsyncDisposable {
    * internal raw client awaits).
    */
   get pending(): number {
-    return this.#slots.used + this.#rawOutstanding + (this.#aux?.pending ?? 0);
+    let waitingForRoom = 0; // (a FIFO open's wait for a writer, not queued yet)
+    for (const wait of this.#fifoWaits) if (wait.waitingForRoom) waitingForRoom++;
+    return this.#slots.used + this.#rawOutstanding + waitingForRoom + (this.#aux?.pending ?? 0);
   }
 
   /** The buffer pool {@link Uring.registerBufferPool} registered, while it is open; else null. */
@@ -1077,7 +1081,9 @@ export class Uring implements AsyncDisposable {
    * `Deno.open` does (one with `create` or `truncate` waits in one of the ring's bounded io-wq
    * workers, `min(entries, 4 × CPUs)`, which then serve nothing else meanwhile). A reading open
    * waiting for its writer takes two of the ring's in-flight operations (see `cqEntries`): size
-   * the ring for as many as may wait, as for any operation that may wait indefinitely. Since 5.6.
+   * the ring for as many as may wait, as for any operation that may wait indefinitely. (On a ring
+   * of one SQE it takes one, a poll, which ends the wait once a writer has written or has come and
+   * gone, not when it merely opens.) Since 5.6.
    */
   open(path: string | URL, given: OpenOptions = {}): Promise<UringFile> {
     if (this.#closing) return this.#rejectClosed();
@@ -2180,6 +2186,7 @@ export class Uring implements AsyncDisposable {
       room: (sqes, cqes) =>
         !this.#closing && this.#backlog.size === 0 && this.#internalHead === this.#internal.length &&
         this.#inRing + cqes <= this.#limit && this.#ring.sqSpaceLeft() >= sqes && this.#chainFits(sqes),
+      fits: (sqes, cqes) => sqes <= this.#ring.sqEntries && cqes <= this.#limit,
       sqe: (id, tag) => {
         const sqe = this.#ring.getSqe()!;
         const u32 = sqe.u32, b = sqe.base;

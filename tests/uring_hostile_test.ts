@@ -621,6 +621,32 @@ ringTest(
 );
 
 ringTest(
+  "Uring.open of a FIFO on a Uring with one SQE waits for the writer by a poll alone, and counts as pending",
+  async (config) => {
+    // Its wait queued two operations at once, which a 1-entry SQ never had room for: the open
+    // stayed pending for ever, after the writer came and wrote, and `pending` read 0.
+    using dir = tempDir();
+    const path = `${dir.path}/fifo`;
+    mkfifo(path);
+    await using uring = new Uring(uringOptions(config, { entries: 1 }));
+    const opening = uring.open(path);
+    await sleep(30);
+    assert.equal(uring.pending, 1);
+    const deno = await Deno.open(path, { write: true });
+    await deno.write(enc.encode("one"));
+    const opened = await Promise.race([
+      opening,
+      sleep(5000).then(() => assert.fail("still waiting 5 s after the writer")),
+    ]);
+    deno.close();
+    const buf = new Uint8Array(8);
+    assert.equal(await opened.readAt(buf, 0), 3);
+    assert.equal(await opened.readAt(buf, 0), 0, "then the end of the stream");
+    await opened.close();
+  },
+);
+
+ringTest(
   "Uring.open of a FIFO whose writer was waiting first gets its data (the writer may be done before the open waits)",
   async (config) => {
     using dir = tempDir();
