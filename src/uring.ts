@@ -564,7 +564,8 @@ export function rawRing(uring: Uring): RawRing {
  *
  * At most `cqEntries` operations are in the kernel at once; later ones wait their turn in order.
  * So operations that may wait indefinitely (reads of an empty pipe) can hold up those behind
- * them when they fill the ring: size the ring for them. Buffers must not be transferred,
+ * them when they fill the ring: size the ring for them. Closes do not wait behind them: they go
+ * past the limit, up to twice it. Buffers must not be transferred,
  * shrunk or freed while an operation uses them: the kernel holds their address, and nothing in
  * JavaScript can pin an `ArrayBuffer`'s memory, so it would read or write memory that may by then
  * belong to something else. Such an operation rejects with a `TypeError` rather than resolve
@@ -642,6 +643,12 @@ export class Uring implements AsyncDisposable {
   readonly #sqpollRing: boolean;
   readonly #slots: SlotTable;
   readonly #backlog = new SlotQueue();
+  /**
+   * The closes among the backlog's entries, with their generations: they may go past a unit the
+   * limit holds back (see `#enqueue`, `#fillCloses`). Entries no longer queued are dropped there.
+   */
+  readonly #queuedCloses: Slot[] = [];
+  readonly #queuedCloseGens: number[] = [];
   /** The SQEs a chain's members took so far, while #putChain writes them (reused). */
   readonly #chainSqes: Sqe[] = [];
   /** Internal SQEs waiting for room: triples of (kind, a, b). */
@@ -1805,7 +1812,12 @@ export class Uring implements AsyncDisposable {
   #enqueue(head: Slot): void {
     const chain = head.chain;
     const n = chain === null ? 1 : chain.slots.length;
-    if (this.#backlog.size === 0 && this.#inRing + n <= this.#limit) {
+    // A close goes ahead of the backlog, and past the limit up to twice it (as the internal
+    // operations may): operations that wait indefinitely (reads of an empty pipe) filling the
+    // limit must not hold up the close of another file. (The file's own operations were
+    // cancelled, those queued rejected, before it: nothing of it stays behind.)
+    const close = chain === null && head.kind === K_CLOSE;
+    if ((this.#backlog.size === 0 || close) && this.#inRing + n <= this.#limit * (close ? 2 : 1)) {
       if (n === 1) {
         const sqe = this.#ring.getSqe();
         if (sqe !== null) {
@@ -1824,6 +1836,10 @@ export class Uring implements AsyncDisposable {
     if (chain === null) head.state = QUEUED;
     else for (const slot of chain.slots) slot.state = QUEUED;
     this.#backlog.push(head);
+    if (close) {
+      this.#queuedCloses.push(head);
+      this.#queuedCloseGens.push(head.gen);
+    }
     this.#schedule();
   }
 
@@ -1968,6 +1984,14 @@ export class Uring implements AsyncDisposable {
       const head = this.#backlog.peek();
       if (head === null) return;
       const chain = head.chain;
+      if (chain === null && head.kind === K_CLOSE && this.#inRing >= this.#limit) {
+        // (A close the limit holds back: it goes past the limit, see #enqueue.)
+        if (this.#inRing >= 2 * this.#limit) return;
+      } else if (this.#inRing >= this.#limit) {
+        // Held back by the limit: the closes queued behind it may go past both.
+        if (this.#queuedCloses.length !== 0) this.#fillCloses();
+        return;
+      }
       if (chain === null ? hasDetachedBuffer(head) : chain.slots.some(hasDetachedBuffer)) {
         // A buffer was transferred away or shrunk while the operation waited here: it cannot run.
         this.#backlog.shift();
@@ -1980,7 +2004,6 @@ export class Uring implements AsyncDisposable {
         continue;
       }
       if (chain === null) {
-        if (this.#inRing >= this.#limit) return;
         const sqe = this.#ring.getSqe();
         if (sqe === null) return;
         this.#backlog.shift();
@@ -1999,6 +2022,41 @@ export class Uring implements AsyncDisposable {
         this.#putChain(chain);
       }
     }
+  }
+
+  /** Submits the SQEs written since the last submit, if any. */
+  #submitQueued(): void {
+    if (this.#toSubmit === 0) return;
+    this.#toSubmit = 0;
+    try {
+      this.#ring.submit();
+    } catch (e) {
+      if (!isRetryable(e)) throw e;
+      this.#toSubmit = 1; // the SQEs stay queued: try again on the next turn
+    }
+  }
+
+  /**
+   * Puts the closes waiting in the backlog behind a unit the limit holds back, up to twice the
+   * limit (see #enqueue); their backlog entries go stale. Forgets those no longer waiting.
+   */
+  #fillCloses(): void {
+    const closes = this.#queuedCloses, gens = this.#queuedCloseGens;
+    let kept = 0;
+    for (let i = 0; i < closes.length; i++) {
+      const slot = closes[i];
+      if (slot.state !== QUEUED || slot.gen !== gens[i]) continue; // put, settled or aborted since
+      if (this.#inRing < 2 * this.#limit) {
+        const sqe = this.#ring.getSqe();
+        if (sqe !== null) {
+          this.#put(slot, sqe);
+          continue;
+        }
+      }
+      closes[kept] = slot;
+      gens[kept++] = gens[i];
+    }
+    closes.length = gens.length = kept;
   }
 
   #schedule(): void {
@@ -2054,14 +2112,12 @@ export class Uring implements AsyncDisposable {
     let settled = 0;
     for (;;) {
       this.#fill();
-      if (this.#toSubmit > 0) {
-        this.#toSubmit = 0;
-        try {
-          this.#ring.submit();
-        } catch (e) {
-          if (!isRetryable(e)) throw e;
-          this.#toSubmit = 1; // the SQEs stay queued: try again on the next turn
-        }
+      this.#submitQueued();
+      if (this.#queuedCloses.length !== 0) {
+        // A close the full SQ held back goes now that the submit made room (else it would wait
+        // for a completion, which the operations that fill the limit may never post).
+        this.#fillCloses();
+        this.#submitQueued();
       }
       let n = this.#reap();
       if (

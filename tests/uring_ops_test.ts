@@ -823,6 +823,32 @@ ringTest(
 );
 
 ringTest(
+  "Uring: a file's close goes past operations that fill the in-flight limit and may never complete",
+  async (config) => {
+    // It waited behind them in the backlog, forever: reads of an empty FIFO held the limit.
+    using dir = tempDir();
+    const fifo = `${dir.path}/fifo`;
+    mkfifo(fifo);
+    Deno.writeFileSync(`${dir.path}/idle`, new Uint8Array(10));
+    await using uring = new Uring(uringOptions(config, { entries: 4 })); // limit 8, SQ 4
+    const pipe = await uring.open(fifo, { read: true, write: true });
+    const files = [await uring.open(`${dir.path}/idle`), await uring.open(`${dir.path}/idle`)];
+    const reads = Array.from(
+      { length: 2 * uring.ring.cqEntries },
+      () => pipe.readAt(new Uint8Array(1), 0).catch((e) => e.code),
+    );
+    const closed = files.map((file) => file.close().then(() => "closed"));
+    const outcome = await Promise.race([
+      Promise.all(closed),
+      sleep(5000).then(() => "still pending after 5 s"),
+    ]);
+    assert.deepEqual(outcome, ["closed", "closed"]);
+    await pipe.close();
+    assert.ok((await Promise.all(reads)).every((code) => code === "ECANCELED"));
+  },
+);
+
+ringTest(
   "Uring: a read whose buffer is detached or shrunk while the kernel holds it rejects",
   async (config) => {
     await using uring = new Uring(uringOptions(config));
