@@ -1372,6 +1372,21 @@ export class IoUring implements Disposable {
         if (this.#closed || this.cqReady() > 0 || this.#refill()) return;
         continue;
       }
+      if (!timedOut && r === -EINTR && this.cqReady() === 0) {
+        // An early EINTR with nothing ready may be a failure the libc backend could not name (a
+        // ring not enabled yet: EBADFD): a wait that takes no time, here where errno is ours,
+        // names it. (A caller that waits again in a loop would otherwise spin on it.)
+        const check = this.#sys.enterTimeout(
+          this.#enterFd,
+          0,
+          0,
+          abi.IORING_ENTER_GETEVENTS | this.#enterFlag,
+          0,
+        );
+        if (check < 0 && check !== -ETIME && check !== -EINTR && check !== -EBUSY && check !== -EAGAIN) {
+          throw new IoUringError("io_uring_enter", -check, "waiting for a completion");
+        }
+      }
       if (!timedOut) return;
     }
   }

@@ -300,6 +300,15 @@ ringTest(
   },
 );
 
+ringTest(
+  "waitAsync on a ring not enabled yet throws EBADFD on every backend (the libc one returned at once, for ever)",
+  async (config) => {
+    if (older("5.10") || config.sqpoll) return; // (SQPOLL and R_DISABLED: see the test below)
+    using ring = new IoUring(8, { ...config.options, flags: IORING_SETUP_R_DISABLED });
+    await assert.rejects(ring.waitAsync(-1), (e) => e instanceof IoUringError && e.code === "EBADFD");
+  },
+);
+
 ringTest("registerRestrictions + enableRings: a disabled ring allows only what was listed", (config) => {
   if (older("5.10")) return;
   using ring = new IoUring(8, { ...config.options, flags: IORING_SETUP_R_DISABLED });
