@@ -44,17 +44,13 @@ import {
   SOCK_DGRAM,
   SOCK_STREAM,
   SocketAddress,
-  Sqe,
+  type Sqe,
 } from "../mod.ts";
 import { lacks, older, ringTest, tempDir } from "./_support.ts";
 import { ok, reap, run } from "./_io.ts";
+import { freshSqe } from "./_sqe_image.ts";
 
 const text = new TextEncoder(), untext = new TextDecoder();
-
-function freshSqe(): Sqe {
-  const mem = new ArrayBuffer(64);
-  return new Sqe(new Uint32Array(mem), new Uint8Array(mem), 0);
-}
 
 function view(sqe: Sqe): DataView {
   return new DataView(sqe.u8.buffer, sqe.base * 4, 64);
