@@ -42,6 +42,8 @@ export class SocketAddress {
   // Private, so the memory the kernel reads and writes cannot be swapped for a smaller array.
   readonly #bytes = new Uint8Array(SOCKADDR_STORAGE_SIZE + 8);
   readonly #view = new DataView(this.#bytes.buffer);
+  /** The storage alone, as {@link SocketAddress.bytes} hands it out (one view: a prep allocates nothing). */
+  readonly #storage = this.#bytes.subarray(0, SOCKADDR_STORAGE_SIZE);
   /**
    * Where the length lives while this is a `Msghdr`'s name for a receive: the kernel writes it
    * into the msghdr (`msg_namelen`), not next to the address.
@@ -169,7 +171,7 @@ export class SocketAddress {
 
   /** The address bytes handed to the kernel (`struct sockaddr_storage`, 128 bytes). */
   get bytes(): Uint8Array<ArrayBuffer> {
-    return this.#bytes.subarray(0, SOCKADDR_STORAGE_SIZE);
+    return this.#storage;
   }
 
   /**
