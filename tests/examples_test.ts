@@ -4,12 +4,16 @@
  */
 import assert from "node:assert/strict";
 import {
+  AF_INET,
   AF_UNIX,
   IoUring,
   prepBind,
   prepClose,
+  prepRecv,
+  prepSendto,
   prepSocket,
   SOCK_CLOEXEC,
+  SOCK_DGRAM,
   SOCK_STREAM,
   SocketAddress,
   type Sqe,
@@ -505,5 +509,77 @@ Deno.test({
       `the server did not end within 5 s of the reset ${new TextDecoder().decode(stderr)}`,
     );
     assert.match(new TextDecoder().decode(stdout), /\n1 connections, \d+ bytes echoed, 0 still open/);
+  },
+});
+
+Deno.test({
+  name:
+    "examples/udp_echo.ts: echoes each datagram to its sender (an empty one, one cut to 2048 bytes), then stops after --max",
+  ignore: skipKernel(),
+  async fn() {
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 }); // a free port number (TCP's)
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const datagrams = ["hello", "", "x".repeat(1000), "y".repeat(3000), "last"];
+    const server = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        ...FLAGS,
+        `${ROOT}examples/udp_echo.ts`,
+        "--port",
+        String(port),
+        "--max",
+        String(datagrams.length),
+      ],
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const dec = new TextDecoder(), enc = new TextEncoder();
+    const lines = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let printed = "";
+    while (!printed.includes("echoing datagrams")) {
+      const { value, done } = await lines.read();
+      assert.ok(!done, `the server ended before it listened: ${printed}`);
+      printed += value;
+    }
+    using ring = new IoUring(8, { sqpoll: false });
+    const run = (prep: (sqe: Sqe) => void): number => {
+      prep(ring.getSqe()!);
+      ring.submit();
+      const cqe = ring.waitCqe({ timeoutMs: 5000 });
+      assert.ok(cqe !== null, "no completion within 5 s");
+      const res = cqe.res;
+      ring.cqAdvance(1);
+      return res;
+    };
+    const fd = run((s) => prepSocket(s, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC));
+    try {
+      const to = SocketAddress.inet("127.0.0.1", port);
+      for (const text of datagrams) {
+        assert.equal(run((s) => prepSendto(s, fd, enc.encode(text), to)), text.length);
+        const back = new Uint8Array(4096);
+        const n = run((s) => prepRecv(s, fd, back));
+        assert.equal(
+          dec.decode(back.subarray(0, n)),
+          text.slice(0, 2048),
+          `the echo of ${text.length} bytes`,
+        );
+      }
+    } finally {
+      run((s) => prepClose(s, fd));
+    }
+    const rest = (async () => {
+      for (;;) {
+        const { value, done } = await lines.read();
+        if (done) return printed;
+        printed += value;
+      }
+    })();
+    const status = await server.status;
+    const stderr = dec.decode(await new Response(server.stderr).arrayBuffer());
+    assert.equal(status.code, 0, stderr);
+    assert.match(await rest, /echoed 5 datagrams \(1 cut to 2048 bytes\); io_uring_enter: /);
   },
 });
