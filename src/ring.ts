@@ -979,6 +979,15 @@ export class IoUring implements Disposable {
     return (this.#sqeTail - Atomics.load(this.#sq, this.#sqHead)) >>> 0;
   }
 
+  /**
+   * Whether the SQ poll thread sleeps (`IORING_SQ_NEED_WAKEUP`): SQEs it has not taken stay in
+   * the SQ until a `submit()` wakes it. Always false without SQPOLL. Since 5.1.
+   */
+  get sqThreadAsleep(): boolean {
+    this.#assertOpen();
+    return this.sqpoll && (Atomics.load(this.#sq, this.#sqFlags) & abi.IORING_SQ_NEED_WAKEUP) !== 0;
+  }
+
   /** Free SQ slots: how many more `getSqe()` calls can succeed now. */
   sqSpaceLeft(): number {
     return this.#sqEntries - this.sqReady();

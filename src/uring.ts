@@ -1113,11 +1113,70 @@ export class Uring implements AsyncDisposable {
     }
     if (this.#aux !== null) return this.#openPolled(path, options, access);
     const mode = options.mode ?? 0o666;
+    if (options.direct && (flags & (O_CREAT | O_TRUNC)) !== 0) {
+      return this.#openDirect(path, options, flags, mode, access);
+    }
     const opened = this.#pathOp<UringFile>(options.signal, path, null, "open", access, null, (slot, p) => {
       fillPath(slot, K_OPEN, p, flags, mode);
     });
     if (!options.direct && !options.fixed) return opened;
     return opened.then((file) => this.#setUpFile(file, options));
+  }
+
+  /**
+   * `open` with `direct` of a file it may create or truncate, so that a file that refuses direct
+   * I/O (see #setUpFile) is left as it was: opened without `O_TRUNC` (truncated once accepted),
+   * and created with `O_EXCL` when not there (removed again when refused), to know it was this
+   * open that made it.
+   */
+  async #openDirect(
+    path: string | URL,
+    options: OpenOptions,
+    flags: number,
+    mode: number,
+    access: Access | "both",
+  ): Promise<UringFile> {
+    const open = (withFlags: number) =>
+      this.#pathOp<UringFile>(options.signal, path, null, "open", access, null, (slot, p) => {
+        fillPath(slot, K_OPEN, p, withFlags, mode);
+      });
+    const code = (e: unknown) => (e as { code?: unknown })?.code;
+    const base = flags & ~O_TRUNC;
+    let file: UringFile | undefined;
+    let created = (base & O_EXCL) !== 0;
+    if ((base & O_CREAT) === 0 || created) file = await open(base);
+    for (let attempt = 1; file === undefined; attempt++) {
+      // Open it if it is there, else create it: another process may create or remove it between
+      // the two (then try again, a few times).
+      try {
+        file = await open(base & ~O_CREAT);
+        break;
+      } catch (e) {
+        if (code(e) !== "ENOENT" || attempt === 4) throw e;
+      }
+      try {
+        file = await open(base | O_EXCL);
+        created = true;
+      } catch (e) {
+        if (code(e) !== "EEXIST" || attempt === 4) throw e;
+      }
+    }
+    const filePath = file.path;
+    try {
+      await this.#setUpFile(file, options); // (closes the file when it refuses it)
+    } catch (e) {
+      if (created) await this.unlink(filePath).catch(() => {});
+      throw e;
+    }
+    if ((flags & O_TRUNC) !== 0) {
+      try {
+        await file.truncate(0, { signal: options.signal });
+      } catch (e) {
+        await file.close().catch(() => {});
+        throw e;
+      }
+    }
+    return file;
   }
 
   /**
@@ -1290,12 +1349,18 @@ export class Uring implements AsyncDisposable {
     if (owned !== null) return Promise.reject(owned);
     const signal = signalOption(options);
     const close = () => this.#fdOp<void>("close", signal, null, (slot) => fillClose(slot, fd!));
-    if (typeof fd !== "number" || fd >>> 0 !== fd) return close(); // (refused there, as a bad fd)
+    // A close refused (a bad fd, an aborted signal, a closing Uring) is refused there, before
+    // anything is cancelled.
+    if (typeof fd !== "number" || fd >>> 0 !== fd || fd > 0x7fffffff || this.#closing) return close();
+    const refused = refusedBySignal(signal, "close");
+    if (refused !== null) return refused;
     // This Uring's own operations on the fd are cancelled first, as a file's close does: the
     // kernel would keep the file open for them, and a pipe's reader would take what the other
     // end wrote next.
     const cancelled = this.#cancelOnFile(fd, -1);
-    return cancelled === null ? close() : cancelled.promise.then(close);
+    if (cancelled === null) return close();
+    // (The Uring may have begun to close meanwhile: the fd is then closed at its end, as a file's.)
+    return cancelled.promise.then(() => this.#closing ? this.#closeFd(fd, null) : close());
   }
 
   /**
@@ -3163,12 +3228,13 @@ export class Uring implements AsyncDisposable {
   #quiesce(deadline: number): void {
     if (this.#closed) return;
     const ring = this.#ring;
-    let seen = -1;
     try {
+      let seen = ring.cqReady();
       for (let ms = deadline - performance.now(); ms > 0; ms = deadline - performance.now()) {
-        // SQEs written but never submitted (no SQPOLL: only an enter submits) are not the
-        // kernel's: they are left as they are. (Nothing is reaped meanwhile.)
-        const unsubmitted = ring.sqpoll ? 0 : ring.sqReady();
+        // SQEs written but not submitted (no SQPOLL: only an enter submits them; SQPOLL: its
+        // thread sleeps, and only a submit wakes it) are not the kernel's: they are left as
+        // they are. (Nothing is reaped meanwhile.)
+        const unsubmitted = !ring.sqpoll || ring.sqThreadAsleep ? ring.sqReady() : 0;
         const want = Math.min(this.#inRing - unsubmitted, ring.cqEntries);
         if (want === 0 || ring.cqReady() >= want) return;
         if (ring.waitCqe({ count: want, timeoutMs: Math.min(ms, QUIESCE_STALL_MS) }) !== null) return;

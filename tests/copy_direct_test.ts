@@ -361,8 +361,29 @@ Deno.test({
         );
         assert.deepEqual(tempLeftovers(journal), []);
       }
-      // Uring.open with direct: refused the same way, the file closed again.
+      // Uring.open with direct: refused the same way, the file closed again; one it would have
+      // truncated keeps its data, and one it would have created is not left behind.
       await using uring = new Uring({ sqpoll: false });
+      const before = await sha256File(`${journal}/src`);
+      for (
+        const options of [
+          { write: true, truncate: true },
+          { write: true, create: true, truncate: true },
+        ]
+      ) {
+        await assert.rejects(
+          uring.open(`${journal}/src`, { ...options, direct: true }),
+          Deno.errors.NotSupported,
+        );
+        assert.equal(await sha256File(`${journal}/src`), before, JSON.stringify(options));
+      }
+      for (const options of [{ write: true, create: true }, { write: true, createNew: true }]) {
+        await assert.rejects(
+          uring.open(`${journal}/new`, { ...options, direct: true }),
+          Deno.errors.NotSupported,
+        );
+        assert.throws(() => Deno.statSync(`${journal}/new`), Deno.errors.NotFound, JSON.stringify(options));
+      }
       await assert.rejects(
         uring.open(`${journal}/src`, { direct: true }),
         (e: Error) =>

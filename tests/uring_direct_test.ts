@@ -26,6 +26,31 @@ function directTest(name: string, fn: (config: (typeof CONFIGS)[number]) => Prom
 }
 
 directTest(
+  "Uring O_DIRECT: open with create, truncate or createNew creates and truncates as asked",
+  async (config) => {
+    using dir = directTempDir();
+    await using uring = new Uring(uringOptions(config));
+    const path = `${dir.path}/f`;
+    Deno.writeFileSync(path, pattern(8192));
+    let file = await uring.open(path, { write: true, truncate: true, direct: true });
+    assert.equal(Deno.statSync(path).size, 0, "truncated");
+    await file.close();
+    file = await uring.open(`${dir.path}/new`, { write: true, create: true, direct: true });
+    assert.equal(Deno.statSync(`${dir.path}/new`).size, 0, "created");
+    await file.close();
+    file = await uring.open(`${dir.path}/new`, { write: true, create: true, direct: true }); // there already
+    await file.close();
+    await assert.rejects(
+      uring.open(`${dir.path}/new`, { write: true, createNew: true, direct: true }),
+      Deno.errors.AlreadyExists,
+    );
+    file = await uring.open(`${dir.path}/newer`, { write: true, createNew: true, direct: true, fixed: true });
+    assert.ok(file.fixedIndex >= 0);
+    await file.close();
+  },
+);
+
+directTest(
   "Uring O_DIRECT: aligned reads and writes through UringFile match Deno's reads",
   async (config) => {
     using dir = directTempDir();

@@ -12,7 +12,7 @@ import {
 } from "../mod.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { mkfifo, pipe, spinUntilReady, sysClose, sysRead, sysWrite } from "./_io.ts";
-import { fdCount, sleep, uringOptions } from "./uring_support.ts";
+import { fdCount, fdIsOpen, sleep, uringOptions } from "./uring_support.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -818,6 +818,36 @@ ringTest(
       for (const fd of [w, r2, w2]) {
         sysClose(fd);
       }
+    }
+  },
+);
+
+ringTest(
+  "Uring: close(fd) waiting for its cancels still closes the fd when the Uring closes meanwhile; a refused one cancels nothing",
+  async (config) => {
+    const uring = new Uring(uringOptions(config));
+    const [r, w] = pipe();
+    const [r2, w2] = pipe();
+    try {
+      const read = uring.read(r, new Uint8Array(8), 0).catch((e: OsError) => e.code);
+      const read2 = uring.read(r2, new Uint8Array(8), 0);
+      await sleep(10);
+      // Refused closes (an aborted signal, a signal that is none): the read on r2 is left alone.
+      const aborted = new AbortController();
+      aborted.abort(new Error("never mind"));
+      await assert.rejects(uring.close(r2, { signal: aborted.signal }), /never mind/);
+      await assert.rejects(uring.close(r2, { signal: 42 as never }), TypeError);
+      assert.equal(sysWrite(w2, enc.encode("ok")), 2);
+      assert.equal(await read2, 2, "the read was not cancelled");
+      // A close waiting for its cancel when the Uring closes: the fd is closed at the Uring's end.
+      const closing = uring.close(r);
+      await uring.close();
+      await closing;
+      assert.equal(await read, "ECANCELED");
+      assert.equal(fdIsOpen(r), false, "the fd was closed");
+    } finally {
+      if (fdIsOpen(r)) sysClose(r);
+      for (const fd of [w, r2, w2]) sysClose(fd);
     }
   },
 );
