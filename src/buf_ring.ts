@@ -19,6 +19,16 @@ import { checkU32, shown } from "./memory.ts";
 
 /** Internal (see the class's static block). */
 let ownsSqeMemory: (ring: BufferRing, words: Uint32Array) => boolean;
+let markBundled: (ring: BufferRing) => void;
+
+/**
+ * Notes that `bufferRing` serves bundles (internal: the preps that ask for one): from then on
+ * `take` needs each CQE's `res`, without which a bundle's other buffers would stay taken by the
+ * kernel for good.
+ */
+export function servesBundles(bufferRing: BufferRing): void {
+  markBundled(bufferRing);
+}
 
 /**
  * The group id of `bufferRing` for a use on the ring whose SQE memory is `sqeWords` (an `Sqe`'s
@@ -117,8 +127,12 @@ export class BufferRing implements Disposable {
   /** The SQE memory of the ring it is registered with: a prep on another ring's SQE is refused. */
   readonly #sqeWords: Uint32Array;
 
+  /** Whether a prep asked for bundles from this ring (see `servesBundles`). */
+  #bundled = false;
+
   static {
     ownsSqeMemory = (ring, words) => ring.#sqeWords === words;
+    markBundled = (ring) => ring.#bundled = true;
   }
 
   /**
@@ -192,8 +206,12 @@ export class BufferRing implements Disposable {
       throw new RangeError(`buffer id ${bid} is not of this ring (${this.entries} entries)`);
     }
     if (res === undefined) {
-      if (this.incremental) {
-        throw new TypeError("an incremental BufferRing needs each CQE's res: take(cqe.flags, cqe.res)");
+      if (this.incremental || this.#bundled) {
+        throw new TypeError(
+          `a BufferRing that ${
+            this.incremental ? "is incremental" : "serves bundles"
+          } needs each CQE's res: take(cqe.flags, cqe.res)`,
+        );
       }
       this.#inRing[bid] = 0;
       this.#bundleNext[bid] = -1;

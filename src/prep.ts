@@ -603,6 +603,7 @@ export function prepTimeoutRemove(sqe: Sqe, userData: number | bigint, flags = 0
  * request with `-ECANCELED` if it has not completed within `ts`. Since 5.5.
  */
 export function prepLinkTimeout(sqe: Sqe, ts: Timespec, flags = 0): Sqe {
+  // (IORING_TIMEOUT_MULTISHOT, which the kernel ignores on a link timeout, is refused too.)
   checkTimeoutFlags(flags, TIMEOUT_FLAGS, "prepLinkTimeout");
   checkTimespec(ts);
   writeRw(sqe, abi.IORING_OP_LINK_TIMEOUT, -1, addressOf(ts.bytes), 1, 0);

@@ -10,7 +10,7 @@
  */
 
 import * as abi from "./abi.ts";
-import { BufferRing, groupOn } from "./buf_ring.ts";
+import { BufferRing, groupOn, servesBundles } from "./buf_ring.ts";
 import {
   addressOf,
   byteLengthOf,
@@ -37,6 +37,20 @@ function groupOf(sqe: Sqe, group: BufferGroup): number {
   if (group instanceof BufferRing) return groupOn(group, sqe?.u32);
   checkU32(group, "group", 0xffff);
   return group;
+}
+
+/**
+ * Refuses a cap (`length`) on an operation that takes a part of an incremental ring's buffer: a
+ * read of a regular file, or one the kernel runs in io-wq, consumes the cap, not the bytes it
+ * moved, and `BufferRing.take` could not know where the next part starts.
+ */
+function checkIncrementalLength(group: BufferGroup, length: number, what: string): void {
+  if (length !== 0 && group instanceof BufferRing && group.incremental) {
+    throw new RangeError(
+      `${what}: length must be 0 on an incremental BufferRing (the kernel may consume the cap rather than ` +
+        "the bytes moved, and the next part's place would be lost)",
+    );
+  }
 }
 
 /** Writes buffer group `group` into `buf_group` (the low half of the word; personality kept). */
@@ -105,8 +119,10 @@ function writeSelectSendRecv(
   checkFd(fd);
   const id = groupOf(sqe, group);
   checkU32(length, "length");
+  checkIncrementalLength(group, length, what);
   checkFlags(flags, "flags");
   checkSelectIoprio(ioprio, true, what);
+  if ((ioprio & abi.IORING_RECVSEND_BUNDLE) !== 0 && group instanceof BufferRing) servesBundles(group);
   writeRw(sqe, opcode, fd, 0, length, 0);
   sqe.u32[sqe.base + OP_FLAGS] = flags;
   return selectFrom(sqe, id, ioprio);
@@ -136,9 +152,11 @@ export function prepRecvMultishot(sqe: Sqe, fd: number, group: BufferGroup, flag
  * `send` from buffers of `group`: the kernel takes the buffer at the ring's head (added with
  * its length: `bufferRing.add(bid, length)`, on a ring set up `empty`) and sends its bytes; the
  * CQE names it, and `res` counts the bytes sent. `length` caps them (0: the buffer's length).
- * `ioprio` takes `IORING_RECVSEND_POLL_FIRST` and `IORING_RECVSEND_BUNDLE` (send as many buffers
- * as the ring holds, in ring order, in one operation: `BufferRing.take(flags, res)` takes them;
- * a buffer sent in part is taken too, so send the rest again). Since 6.10.
+ * `ioprio` takes `IORING_RECVSEND_POLL_FIRST` and `IORING_RECVSEND_BUNDLE`: then it sends
+ * buffer after buffer, in ring order, until the ring is empty, in rounds, each with a CQE of its
+ * own: every CQE but the last has `IORING_CQE_F_MORE` (reap until one has not), and
+ * `BufferRing.take(flags, res)` takes what each sent (a buffer sent in part is taken too: send
+ * the rest again); `length` caps the first round only (6.18). Since 6.10.
  */
 export function prepSendSelect(
   sqe: Sqe,
@@ -210,6 +228,7 @@ export function prepReadSelect(
   const id = groupOf(sqe, group);
   if (offset !== -1) checkOffset(offset);
   checkU32(length, "length");
+  checkIncrementalLength(group, length, "prepReadSelect");
   writeRw(sqe, abi.IORING_OP_READ, fd, 0, length, offset === -1 ? 0xffff_ffff_ffff_ffffn : offset);
   return selectFrom(sqe, id, 0);
 }

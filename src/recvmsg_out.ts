@@ -126,14 +126,22 @@ export class RecvmsgOut {
   /**
    * The sender's address from the buffer last parsed, written into `into` (a new
    * `SocketAddress` by default), whose length is then the reported one. Empty (family 0) when the
-   * kernel gave none (a stream socket, an unnamed sender, or no `nameRoom`).
+   * kernel gave none (a stream socket, an unnamed sender, or no `nameRoom`). Throws a
+   * `RangeError` when the address did not fit in `nameRoom`: cut short, it is not the sender's
+   * (a reply to a cut Unix path would go elsewhere).
    */
   name(into: SocketAddress = new SocketAddress()): SocketAddress {
     const buffer = this.#parsed();
     if (!(into instanceof SocketAddress)) {
       throw new TypeError(`into must be a SocketAddress, got ${shown(into)}`);
     }
-    const shownBytes = Math.min(this.nameLength, this.nameRoom);
+    if (this.nameLength > this.nameRoom) {
+      throw new RangeError(
+        `the sender's address (${this.nameLength} bytes) did not fit in the layout's nameRoom (${this.nameRoom}): ` +
+          "it is cut short (give the layout room for it: name: true holds any)",
+      );
+    }
+    const shownBytes = this.nameLength;
     const storage = into.bytes;
     storage.fill(0);
     storage.set(buffer.subarray(RECVMSG_OUT_SIZE, RECVMSG_OUT_SIZE + shownBytes));

@@ -29,6 +29,7 @@ import {
   prepClose,
   prepConnect,
   prepListen,
+  prepReadSelect,
   prepRecv,
   prepRecvmsgMultishot,
   prepRecvMultishot,
@@ -143,6 +144,12 @@ Deno.test("receive preps: bundles and POLL_FIRST in ioprio; other bits, MSG_WAIT
   assert.throws(() => layout.parse(new Uint8Array(200), 100), /from 168/);
   assert.throws(() => layout.parse(new Uint8Array(200), 201), /to the buffer's 200/);
   assert.throws(() => layout.parse(new Uint8Array(200), -105), /-errno/);
+  // A sender's address longer than the room: cut short, it is refused, not handed out.
+  const narrow = new RecvmsgOut({ name: 16 });
+  const filled = new Uint8Array(64);
+  new DataView(filled.buffer).setUint32(0, 40, true); // namelen: a Unix path of 38 bytes
+  assert.equal(narrow.parse(filled, 40).nameLength, 40);
+  assert.throws(() => narrow.name(), /did not fit in the layout's nameRoom \(16\)/);
   using ring = new IoUring(4, { sqpoll: false });
   using small = ring.setupBufferRing({ group: 1, entries: 2, bufferSize: 100 });
   const sqeOfRing = ring.getSqe()!;
@@ -356,16 +363,20 @@ ringTest(
       enqueue(3, "!");
       queue.publish();
       /** Sends from the queue, takes what the CQE used, and returns the parts in order. */
+      /** Sends from the queue; takes what each CQE used (a bundle's come in rounds, F_MORE on all but the last). */
       const send = (ioprio: number) => {
         const sqe = ring.getSqe()!;
         prepSendSelect(sqe, client, queue, 0, 0, ioprio).setUserData(6);
         ring.submit();
-        const done = reap(ring, 1).get(6n)!;
-        assert.ok(done.res > 0, `send: ${done.res}`);
         const parts: [number, string][] = [];
-        for (let bid = queue.take(done.flags, done.res); bid >= 0; bid = queue.next(bid)) {
-          assert.ok(queue.owned(bid));
-          parts.push([bid, untext.decode(queue.part(bid))]);
+        for (let more = true; more;) {
+          const done = reap(ring, 1).get(6n)!;
+          assert.ok(done.res > 0, `send: ${done.res}`);
+          for (let bid = queue.take(done.flags, done.res); bid >= 0; bid = queue.next(bid)) {
+            assert.ok(queue.owned(bid));
+            parts.push([bid, untext.decode(queue.part(bid))]);
+          }
+          more = (done.flags & IORING_CQE_F_MORE) !== 0;
         }
         return parts;
       };
@@ -403,6 +414,17 @@ ringTest(
     assert.throws(() => buffers.take(IORING_CQE_F_BUFFER, 1.5), /res must be/);
     assert.equal(buffers.take(IORING_CQE_F_BUFFER, -104), 0, "a failed CQE with a buffer: that one buffer");
     assert.throws(() => buffers.next(4), RangeError);
+    // Once a prep asked this ring for bundles, take() needs res: without it a bundle's other
+    // buffers would stay the kernel's for good.
+    prepRecvSelect(ring.getSqe()!, 5, buffers, 0, 0, IORING_RECVSEND_BUNDLE);
+    assert.throws(() => buffers.take(IORING_CQE_F_BUFFER | (2 << 16)), /serves bundles needs each CQE's res/);
+    // An incremental ring refuses a cap: the kernel may consume the cap rather than what it moved.
+    using parts = ring.setupBufferRing({ group: 3, entries: 2, bufferSize: 64, incremental: true });
+    assert.throws(() => prepRecvSelect(ring.getSqe()!, 5, parts, 10), /length must be 0 on an incremental/);
+    assert.throws(
+      () => prepReadSelect(ring.getSqe()!, 5, parts, 0, 10),
+      /length must be 0 on an incremental/,
+    );
   },
 );
 
