@@ -1181,12 +1181,12 @@ export class IoUring implements Disposable {
 
   /** Waits (blocking) until `n` completions are ready. */
   #waitFor(n: number): void {
-    // The CQ tail read once per round: under SQPOLL completions land between two reads, and a
-    // second read could make the count to wait for negative (an FFI TypeError, which crashed the
-    // echo server example once).
-    for (let ready = this.cqReady(); ready < n; ready = this.cqReady()) {
+    // The kernel counts `min_complete` from the CQ head, the completions ready already included:
+    // asking for the `n - ready` still missing returned at once while half were there, and the
+    // loop spun (810,000 enters in 100 ms under SQPOLL, with 2 of 3 ready).
+    while (this.cqReady() < n) {
       this.stats.wait++;
-      const r = this.#enter(0, n - ready, abi.IORING_ENTER_GETEVENTS);
+      const r = this.#enter(0, n, abi.IORING_ENTER_GETEVENTS);
       if (r < 0) throw new IoUringError("io_uring_enter", -r, `waiting for ${n} completions`);
     }
   }
