@@ -105,7 +105,11 @@ export function prepRecvSelect(
   return writeSelectSendRecv(sqe, abi.IORING_OP_RECV, fd, group, length, flags, ioprio, "prepRecvSelect");
 }
 
-/** A send or receive (`opcode`) with a buffer of `group`; `what` names the prep for its errors. */
+/**
+ * A send or receive (`opcode`) with a buffer of `group`; `what` names the prep for its errors.
+ * `multishot`: `IORING_RECV_MULTISHOT` for a receive that stays armed (then without
+ * `MSG_WAITALL`), else 0.
+ */
 function writeSelectSendRecv(
   sqe: Sqe,
   opcode: number,
@@ -115,17 +119,26 @@ function writeSelectSendRecv(
   flags: number,
   ioprio: number,
   what: string,
+  multishot = 0,
 ): Sqe {
   checkFd(fd);
   const id = groupOf(sqe, group);
   checkU32(length, "length");
   checkIncrementalLength(group, length, what);
   checkFlags(flags, "flags");
+  if (multishot !== 0) refuseWaitAll(flags, what);
   checkSelectIoprio(ioprio, true, what);
   if ((ioprio & abi.IORING_RECVSEND_BUNDLE) !== 0 && group instanceof BufferRing) servesBundles(group);
   writeRw(sqe, opcode, fd, 0, length, 0);
   sqe.u32[sqe.base + OP_FLAGS] = flags;
-  return selectFrom(sqe, id, ioprio);
+  return selectFrom(sqe, id, ioprio | multishot);
+}
+
+/** Refuses `MSG_WAITALL` in a multishot receive's `flags` (the kernel's `EINVAL`); `what` names the prep. */
+function refuseWaitAll(flags: number, what: string): void {
+  if ((flags & abi.MSG_WAITALL) !== 0) {
+    throw new RangeError(`${what}: flags must not hold MSG_WAITALL (the kernel refuses it: EINVAL)`);
+  }
 }
 
 /**
@@ -138,14 +151,17 @@ function writeSelectSendRecv(
  * {@link prepRecvSelect}). Since 6.0.
  */
 export function prepRecvMultishot(sqe: Sqe, fd: number, group: BufferGroup, flags = 0, ioprio = 0): Sqe {
-  checkSelectIoprio(ioprio, true, "prepRecvMultishot");
-  if (typeof flags === "number" && (flags & abi.MSG_WAITALL) !== 0) {
-    throw new RangeError(
-      "prepRecvMultishot: flags must not hold MSG_WAITALL (the kernel refuses it: EINVAL)",
-    );
-  }
-  prepRecvSelect(sqe, fd, group, 0, flags, ioprio);
-  return selectFrom(sqe, groupOf(sqe, group), abi.IORING_RECV_MULTISHOT | ioprio);
+  return writeSelectSendRecv(
+    sqe,
+    abi.IORING_OP_RECV,
+    fd,
+    group,
+    0,
+    flags,
+    ioprio,
+    "prepRecvMultishot",
+    abi.IORING_RECV_MULTISHOT,
+  );
 }
 
 /**
@@ -202,11 +218,7 @@ export function prepRecvmsgMultishot(
     );
   }
   checkFlags(flags, "flags");
-  if ((flags & abi.MSG_WAITALL) !== 0) {
-    throw new RangeError(
-      "prepRecvmsgMultishot: flags must not hold MSG_WAITALL (the kernel refuses it: EINVAL)",
-    );
-  }
+  refuseWaitAll(flags, "prepRecvmsgMultishot");
   checkSelectIoprio(ioprio, false, "prepRecvmsgMultishot");
   writeRw(sqe, abi.IORING_OP_RECVMSG, fd, addressOf(layout.bytes), 1, 0);
   sqe.u32[sqe.base + OP_FLAGS] = flags;
