@@ -1882,7 +1882,7 @@ export class Uring implements AsyncDisposable {
     // limit must not hold up the close of another file. (The file's own operations were
     // cancelled, those queued rejected, before it: nothing of it stays behind.)
     const close = chain === null && head.kind === K_CLOSE;
-    if ((this.#backlog.size === 0 || close) && this.#inRing + n <= this.#limit * (close ? 2 : 1)) {
+    if ((this.#backlog.size === 0 || close) && this.#inRing + n <= this.#limitFor(head)) {
       if (n === 1) {
         const sqe = this.#ring.getSqe();
         if (sqe !== null) {
@@ -2049,14 +2049,7 @@ export class Uring implements AsyncDisposable {
       const head = this.#backlog.peek();
       if (head === null) return;
       const chain = head.chain;
-      if (chain === null && head.kind === K_CLOSE && this.#inRing >= this.#limit) {
-        // (A close the limit holds back: it goes past the limit, see #enqueue.)
-        if (this.#inRing >= 2 * this.#limit) return;
-      } else if (this.#inRing >= this.#limit) {
-        // Held back by the limit: the closes queued behind it may go past both.
-        if (this.#queuedCloses.length !== 0) this.#fillCloses();
-        return;
-      }
+      if (chain === null && this.#inRing >= this.#limitFor(head)) return this.#heldByLimit();
       if (chain === null ? hasDetachedBuffer(head) : chain.slots.some(hasDetachedBuffer)) {
         // A buffer was transferred away or shrunk while the operation waited here: it cannot run.
         this.#backlog.shift();
@@ -2089,6 +2082,19 @@ export class Uring implements AsyncDisposable {
     }
   }
 
+  /**
+   * The in-flight limit for a queued unit: the Uring's, or twice it for a close (see #enqueue),
+   * as for the internal operations.
+   */
+  #limitFor(head: Slot): number {
+    return head.chain === null && head.kind === K_CLOSE ? 2 * this.#limit : this.#limit;
+  }
+
+  /** The backlog's head is held back by the limit: the closes queued behind it may go past it. */
+  #heldByLimit(): void {
+    if (this.#queuedCloses.length !== 0) this.#fillCloses();
+  }
+
   /** Submits the SQEs written since the last submit, if any. */
   #submitQueued(): void {
     if (this.#toSubmit === 0) return;
@@ -2111,7 +2117,7 @@ export class Uring implements AsyncDisposable {
     for (let i = 0; i < closes.length; i++) {
       const slot = closes[i];
       if (slot.state !== QUEUED || slot.gen !== gens[i]) continue; // put, settled or aborted since
-      if (this.#inRing < 2 * this.#limit) {
+      if (this.#inRing < this.#limitFor(slot)) {
         const sqe = this.#ring.getSqe();
         if (sqe !== null) {
           this.#put(slot, sqe);
