@@ -1116,11 +1116,22 @@ export class Uring implements AsyncDisposable {
     if (options.direct && (flags & (O_CREAT | O_TRUNC)) !== 0) {
       return this.#openDirect(path, options, flags, mode, access);
     }
-    const opened = this.#pathOp<UringFile>(options.signal, path, null, "open", access, null, (slot, p) => {
-      fillPath(slot, K_OPEN, p, flags, mode);
-    });
+    const opened = this.#openPath(path, options.signal, access, flags, mode);
     if (!options.direct && !options.fixed) return opened;
     return opened.then((file) => this.#setUpFile(file, options));
+  }
+
+  /** `openat` of `path` with `flags` and `mode`, as a `UringFile` opened for `access`. */
+  #openPath(
+    path: string | URL,
+    signal: unknown,
+    access: Access | "both",
+    flags: number,
+    mode: number,
+  ): Promise<UringFile> {
+    return this.#pathOp<UringFile>(signal, path, null, "open", access, null, (slot, p) => {
+      fillPath(slot, K_OPEN, p, flags, mode);
+    });
   }
 
   /**
@@ -1136,10 +1147,7 @@ export class Uring implements AsyncDisposable {
     mode: number,
     access: Access | "both",
   ): Promise<UringFile> {
-    const open = (withFlags: number) =>
-      this.#pathOp<UringFile>(options.signal, path, null, "open", access, null, (slot, p) => {
-        fillPath(slot, K_OPEN, p, withFlags, mode);
-      });
+    const open = (withFlags: number) => this.#openPath(path, options.signal, access, withFlags, mode);
     const code = (e: unknown) => (e as { code?: unknown })?.code;
     const base = flags & ~O_TRUNC;
     let file: UringFile | undefined;
