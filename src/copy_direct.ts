@@ -39,7 +39,7 @@ import type { EngineContext, EntryStat } from "./copy_engine.ts";
 import { codeOf, dirnameOf, staged, tagStage } from "./copy_errors.ts";
 import { CopyFixedBuffers, MAX_FIXED_POOL_BYTES } from "./copy_fixed.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
-import { HOLE_GRAIN, writeBlockData } from "./copy_uring_engine.ts";
+import { DataRangeWalk, HOLE_GRAIN, writeBlockData } from "./copy_uring_engine.ts";
 import { type DirectAlignment, directAlignmentFromStatx } from "./direct.ts";
 import { operationError } from "./deno_errors.ts";
 import { errno } from "./errno.ts";
@@ -321,7 +321,8 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
   const pool = ctx.pool;
   const sparse = srcStat.blocks * 512 < size;
   const grain = roundUp(HOLE_GRAIN, unit); // hole detection in whole units of O_DIRECT
-  const ranges = p.ranges;
+  // The data ranges, widened to whole units (O_DIRECT moves nothing smaller).
+  const walk = p.ranges === null ? null : new DataRangeWalk(p.ranges, unit);
   let next = 0;
   let end = size;
   let holes = false;
@@ -353,22 +354,18 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
     }
   };
 
-  let range = 0; // the index in `ranges` of the first pair not wholly behind `next`
   const worker = async (crew: Crew): Promise<void> => {
     while (!crew.failed && next < end) {
       let limit = end;
-      if (ranges !== null) {
-        // The data ranges, widened to whole units (O_DIRECT moves nothing smaller): the holes
-        // between them are skipped, never read.
-        while (range < ranges.length && roundUp(ranges[range + 1], unit) <= next) range += 2;
-        const data = range < ranges.length ? Math.min(roundDown(ranges[range], unit), end) : end;
-        if (data > next) {
+      if (walk !== null) {
+        const data = walk.dataFrom(next, end);
+        if (data > next) { // a hole: nothing to read or write there
           ctx.addBytes(data - next);
           next = data;
           holes = true;
           if (next >= end) break;
         }
-        limit = Math.min(end, roundUp(ranges[range + 1], unit));
+        limit = walk.dataEnd(end);
       }
       const offset = next;
       const want = Math.min(chunk, limit - offset); // real bytes of this block

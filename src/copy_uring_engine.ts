@@ -176,6 +176,32 @@ export function dataRuns(buf: Uint8Array, length: number, offset: number, grain 
 }
 
 /**
+ * A walk over a sparse source's data, as `[start, end)` pairs (`SEEK_DATA`/`SEEK_HOLE`) widened
+ * to whole `unit`s (1, or O_DIRECT's), shared by the workers of one copy, which ask in file order:
+ * where data starts at or after a position ({@link DataRangeWalk.dataFrom}), and where that data
+ * ends ({@link DataRangeWalk.dataEnd}). The holes between are skipped, never read.
+ */
+export class DataRangeWalk {
+  /** The index in `ranges` of the first pair not wholly behind the position last asked about. */
+  #at = 0;
+
+  /** A walk over `ranges` (flat `[start, end, ...]`, in order), widened to multiples of `unit`. */
+  constructor(readonly ranges: readonly number[], readonly unit = 1) {}
+
+  /** Where data starts at or after `next`, or `end` when none does before it. */
+  dataFrom(next: number, end: number): number {
+    const ranges = this.ranges, unit = this.unit;
+    while (this.#at < ranges.length && Math.ceil(ranges[this.#at + 1] / unit) * unit <= next) this.#at += 2;
+    return this.#at < ranges.length ? Math.min(Math.floor(ranges[this.#at] / unit) * unit, end) : end;
+  }
+
+  /** Where the data `dataFrom` last found ends, at most `end`. */
+  dataEnd(end: number): number {
+    return Math.min(end, Math.ceil(this.ranges[this.#at + 1] / this.unit) * this.unit);
+  }
+}
+
+/**
  * Writes block `buf[0, length)` (file offset `offset`) with `writeAll(buf, from, to, offset)`:
  * whole, or for a `sparse` source only the runs of `grain`-sized grains holding data, so the zero
  * grains stay holes. Resolves with whether it left any hole.
@@ -852,20 +878,19 @@ export class UringEngine implements Engine {
     const writeAll = (buf: Uint8Array, from: number, to: number, offset: number) =>
       this.#writeAll(ctx, dstFd, buf, from, to, offset);
 
-    let range = 0; // the index in `ranges` of the first pair not wholly behind `next`
+    const walk = ranges === null ? null : new DataRangeWalk(ranges);
     const worker = async (crew: Crew): Promise<void> => {
       while (!crew.failed && next < end) {
         let limit = end;
-        if (ranges !== null) {
-          while (range < ranges.length && ranges[range + 1] <= next) range += 2;
-          const data = range < ranges.length ? Math.min(ranges[range], end) : end;
+        if (walk !== null) {
+          const data = walk.dataFrom(next, end);
           if (data > next) { // a hole: nothing to read or write there
             ctx.addBytes(data - next);
             next = data;
             holes = true;
             if (next >= end) break;
           }
-          limit = Math.min(end, ranges[range + 1]);
+          limit = walk.dataEnd(end);
         }
         const offset = next;
         const length = Math.min(blockSize, limit - offset);
