@@ -1239,8 +1239,8 @@ export class IoUring implements Disposable {
 
   /**
    * Waits (blocking this thread) for a completion and returns it without consuming it, or
-   * returns `null` when `timeoutMs` passed first; with `count`, waits until that many are ready. Waits with a timeout need Linux 5.11
-   * (`IORING_FEAT_EXT_ARG`). On a polled ring without SQPOLL the kernel polls instead of sleeping,
+   * returns `null` when `timeoutMs` passed first; with `count`, waits until that many are ready.
+   * Waits with a timeout need Linux 5.11 (`IORING_FEAT_EXT_ARG`). On a polled ring without SQPOLL the kernel polls instead of sleeping,
    * and returns at once when nothing is on its poll list: the wait then sleeps a little between
    * polls (20 µs, doubling to 1 ms), so a completion may be seen up to a millisecond late.
    */
