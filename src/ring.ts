@@ -289,6 +289,18 @@ const EINVAL = errno("EINVAL");
  * `POLL_BACKOFF_MIN_MS` doubling to `POLL_BACKOFF_MAX_MS`, instead of spinning a core.
  */
 const POLL_BACKOFF_MIN_MS = 0.02, POLL_BACKOFF_MAX_MS = 1;
+/**
+ * The error for a wait on a polled ring without SQPOLL for `wanted` completions while `ready`
+ * (fewer) are ready: the kernel does not poll the device while any completion waits in the CQ
+ * (`io_iopoll_check`), so the rest could never come before the program reaps.
+ */
+function stalledPolledWait(what: string, ready: number, wanted: number): Error {
+  return new Deno.errors.Busy(
+    `${what}: ${ready} of the ${wanted} completions waited for are ready, and a polled ring ` +
+      "(IOPOLL without SQPOLL) does not poll the device while any completion waits in the CQ: " +
+      "the rest could never come. Reap the ready ones first (cqAdvance), then wait for the rest",
+  );
+}
 /** What a polled ring's `waitCqe` sleeps on (`Atomics.wait` with a timeout; nothing wakes it). */
 const BACKOFF_WORD = new Int32Array(new SharedArrayBuffer(4));
 /** The longest single thread-pool call of `waitAsync` (a closed ring's waits end within it). */
@@ -1147,7 +1159,9 @@ export class IoUring implements Disposable {
   /**
    * Publishes the queued SQEs and waits until at least `waitNr` completions are ready (blocking
    * the thread). Without SQPOLL submit and wait are one system call. Returns the number
-   * published.
+   * published. On a polled ring without SQPOLL the kernel does not poll while any completion is
+   * in the CQ: a wait for more than are ready, with some ready, throws `Deno.errors.Busy`
+   * (reap first); with none ready it polls, sleeping a little between polls as `waitCqe` does.
    */
   submitAndWait(waitNr: number): number {
     if (this.#closed) this.#assertOpen();
@@ -1181,10 +1195,17 @@ export class IoUring implements Disposable {
 
   /** Waits (blocking) until `n` completions are ready. */
   #waitFor(n: number): void {
+    const polled = this.iopoll && !this.sqpoll;
+    let backoff = 0; // (a polled ring's: see POLL_BACKOFF_MIN_MS)
     // The kernel counts `min_complete` from the CQ head, the completions ready already included:
     // asking for the `n - ready` still missing returned at once while half were there, and the
     // loop spun (810,000 enters in 100 ms under SQPOLL, with 2 of 3 ready).
-    while (this.cqReady() < n) {
+    for (let ready = this.cqReady(); ready < n; ready = this.cqReady()) {
+      if (polled) {
+        if (ready > 0) throw stalledPolledWait("submitAndWait", ready, n);
+        if (backoff !== 0) Atomics.wait(BACKOFF_WORD, 0, 0, backoff);
+        backoff = backoff === 0 ? POLL_BACKOFF_MIN_MS : Math.min(backoff * 2, POLL_BACKOFF_MAX_MS);
+      }
       this.stats.wait++;
       const r = this.#enter(0, n, abi.IORING_ENTER_GETEVENTS);
       if (r < 0) throw new IoUringError("io_uring_enter", -r, `waiting for ${n} completions`);
@@ -1240,9 +1261,11 @@ export class IoUring implements Disposable {
   /**
    * Waits (blocking this thread) for a completion and returns it without consuming it, or
    * returns `null` when `timeoutMs` passed first; with `count`, waits until that many are ready.
-   * Waits with a timeout need Linux 5.11 (`IORING_FEAT_EXT_ARG`). On a polled ring without SQPOLL the kernel polls instead of sleeping,
-   * and returns at once when nothing is on its poll list: the wait then sleeps a little between
-   * polls (20 µs, doubling to 1 ms), so a completion may be seen up to a millisecond late.
+   * Waits with a timeout need Linux 5.11 (`IORING_FEAT_EXT_ARG`). On a polled ring without
+   * SQPOLL the kernel polls instead of sleeping, and returns at once when nothing is on its poll
+   * list: the wait then sleeps a little between polls (20 µs, doubling to 1 ms), so a completion
+   * may be seen up to a millisecond late. Nor does it poll while any completion is in the CQ: a
+   * `count` wait with fewer (but some) ready throws `Deno.errors.Busy` (reap them first).
    */
   waitCqe(options: WaitOptions = NO_WAIT_OPTIONS): Cqe | null {
     options ??= NO_WAIT_OPTIONS; // null: the defaults (one object for every call: nothing allocated)
@@ -1274,6 +1297,10 @@ export class IoUring implements Disposable {
     for (;;) {
       const cqe = this.#readyCqe(count);
       if (cqe) return cqe;
+      if (polled && count > 1) {
+        const ready = this.cqReady();
+        if (ready > 0) throw stalledPolledWait("waitCqe", ready, count);
+      }
       if (backoff !== 0) {
         const left = timeoutMs === undefined ? backoff : Math.min(backoff, deadline - performance.now());
         if (left > 0) Atomics.wait(BACKOFF_WORD, 0, 0, left);

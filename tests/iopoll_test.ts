@@ -207,6 +207,92 @@ for (const backend of BACKENDS) {
   });
 }
 
+// A polled ring's kernel does not poll while any completion waits in the CQ (`io_iopoll_check`
+// returns at once): a wait for more than are ready, with some ready, could never end. Before, the
+// child's `submitAndWait(3)` after two NOPs spun a core for ever; and `submitAndWait(1)` with
+// nothing in flight entered the kernel without pause. In a child, so the old code's spin is killed.
+const PARTIAL_WAIT_SCRIPT = `
+import { IoUring, prepNop } from ${JSON.stringify(new URL("../mod.ts", import.meta.url).href)};
+const ring = new IoUring(8, { sqpoll: false, iopoll: true, backend: Deno.args[0] });
+const out = {};
+const caught = (f) => { try { f(); return null; } catch (e) { return { name: e.name, message: e.message }; } };
+prepNop(ring.getSqe()).setUserData(1);
+prepNop(ring.getSqe()).setUserData(2);
+out.submitAndWait = caught(() => ring.submitAndWait(3));
+out.waitCqe = caught(() => ring.waitCqe({ count: 3 }));
+out.waitCqeTimeout = caught(() => ring.waitCqe({ count: 3, timeoutMs: 10_000 }));
+out.ready = ring.cqReady();
+// Reaped, the ring waits again: a NOP, then a count it can reach.
+ring.cqAdvance(2);
+prepNop(ring.getSqe()).setUserData(3);
+prepNop(ring.getSqe()).setUserData(4);
+ring.submitAndWait(2);
+out.after = ring.waitCqe({ count: 2 }).userDataNumber;
+ring.cqAdvance(2);
+console.log(JSON.stringify(out));
+// Nothing in flight: the wait polls, sleeping between polls (the parent reads its CPU time).
+ring.submitAndWait(1);
+`;
+
+for (const backend of BACKENDS) {
+  Deno.test({
+    name:
+      `IOPOLL without SQPOLL: a wait for more completions than are ready throws Busy; an idle wait sleeps [${backend}]`,
+    ignore: skipKernel(),
+    async fn() {
+      const dir = Deno.makeTempDirSync({ prefix: "uring-iopoll-" });
+      const script = `${dir}/partial.mjs`;
+      Deno.writeTextFileSync(script, PARTIAL_WAIT_SCRIPT);
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "--quiet", "--allow-all", script, backend],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      try {
+        let line = "";
+        const deadline = setTimeout(() => child.kill("SIGKILL"), 10_000);
+        while (!line.includes("\n")) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          line += value;
+        }
+        clearTimeout(deadline);
+        assert.ok(line.includes("\n"), "the child answered (before, submitAndWait(3) spun for ever)");
+        const r = JSON.parse(line);
+        for (const what of ["submitAndWait", "waitCqe", "waitCqeTimeout"] as const) {
+          assert.equal(r[what]?.name, "Busy", `${what}: ${JSON.stringify(r[what])}`);
+          assert.match(r[what].message, /2 of the 3 completions waited for are ready/);
+          assert.match(r[what].message, /does not poll the device while any completion waits in the CQ/);
+        }
+        assert.equal(r.ready, 2, "the refusals consumed nothing");
+        assert.equal(r.after, 3, "after reaping, waits work again");
+        // The idle submitAndWait(1): CPU time (user + system ticks, /proc/<pid>/stat) over 400 ms.
+        const ticks = () => {
+          const stat = Deno.readTextFileSync(`/proc/${child.pid}/stat`);
+          const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+          return Number(fields[11]) + Number(fields[12]);
+        };
+        await new Promise((r) => setTimeout(r, 100));
+        const before = ticks();
+        await new Promise((r) => setTimeout(r, 400));
+        const used = ticks() - before;
+        const hz = 100; // (USER_HZ: the kernel reports these in 1/100 s on every architecture)
+        assert.ok(used < 0.25 * 0.4 * hz, `the idle wait used ${used * 10} ms of CPU in 400 ms`);
+      } finally {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* already gone */ }
+        await child.status;
+        reader.releaseLock();
+        await child.stdout.cancel().catch(() => {});
+        await child.stderr.cancel();
+        Deno.removeSync(dir, { recursive: true });
+      }
+    },
+  });
+}
+
 Deno.test({
   name: "IOPOLL flag validation: the kernel's answers for a buffered fd, openat and a polled write",
   ignore: skipDirect(),
