@@ -2214,6 +2214,16 @@ export class Uring implements AsyncDisposable {
           this.#yield();
           return;
         }
+        const room = this.#sqRoomAwaited();
+        if (room > 0) {
+          // Queued work that only SQ room held back, the in-flight limit having room for it. It
+          // must not wait for a completion alone, which the operations in flight may never post
+          // (reads of an empty pipe): it waited for the parked wait's timeout, a second. Without
+          // SQPOLL the submit just made the room; under SQPOLL the SQ thread takes what it was
+          // given in moments: look again on a timer, beside the parked wait.
+          if (this.#ring.sqSpaceLeft() >= room) continue;
+          this.#yield();
+        }
         const need = this.#roomNeeded();
         if (need > 0 && this.#inRing === (this.#wakeOutstanding ? 1 : 0)) {
           if (this.#ring.sqSpaceLeft() < need) {
@@ -2253,6 +2263,27 @@ export class Uring implements AsyncDisposable {
     if (chain == null) return 0;
     const n = chain.slots.length;
     return this.#inRing + n <= this.#limit && this.#ring.sqSpaceLeft() >= n && !this.#chainFits(n) ? n : 0;
+  }
+
+  /**
+   * SQ entries that queued work held back by SQ room alone needs, the in-flight limit (and a
+   * shared SQ thread) letting it go: the first internal SQE, else the backlog's first unit, else
+   * a close waiting behind it (see #fillCloses); 0 if there is no such work.
+   */
+  #sqRoomAwaited(): number {
+    if (this.#internalHead < this.#internal.length) return this.#inRing < 2 * this.#limit ? 1 : 0;
+    const head = this.#backlog.peek();
+    if (head !== null) {
+      const chain = head.chain;
+      if (chain === null) {
+        if (this.#inRing < this.#limitFor(head)) return 1;
+      } else {
+        const n = chain.slots.length;
+        if (this.#inRing + n <= this.#limit && this.#chainFits(n)) return n;
+      }
+    }
+    // (The pump's #fillCloses has just dropped the closes no longer queued.)
+    return this.#queuedCloses.length !== 0 && this.#inRing < 2 * this.#limit ? 1 : 0;
   }
 
   /** SQ entries the first queued unit (internal SQE, operation or chain) needs; 0 if none. */

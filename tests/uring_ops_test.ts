@@ -879,6 +879,59 @@ ringTest(
 );
 
 ringTest(
+  "Uring: a close goes past a chain the in-flight limit holds back, too",
+  async (config) => {
+    // Reads of an empty FIFO fill the limit; a chain queued after them waits for room that may
+    // never come; a close queued behind the chain must not wait with it.
+    using dir = tempDir();
+    const fifo = `${dir.path}/fifo`;
+    mkfifo(fifo);
+    Deno.writeFileSync(`${dir.path}/idle`, new Uint8Array(10));
+    await using uring = new Uring(uringOptions(config, { entries: 4 })); // limit 8, SQ 4
+    const pipe = await uring.open(fifo, { read: true, write: true });
+    const idle = await uring.open(`${dir.path}/idle`);
+    const reads = Array.from(
+      { length: uring.ring.cqEntries },
+      () => pipe.readAt(new Uint8Array(1), 0).catch((e) => e.code),
+    );
+    const chain = uring.chain((c) => c.nop().nop()).then(() => "chain ran", (e) => e.code);
+    const closed = idle.close().then(() => "closed");
+    const outcome = await Promise.race([closed, sleep(5000).then(() => "still pending after 5 s")]);
+    assert.equal(outcome, "closed");
+    await pipe.close();
+    assert.ok((await Promise.all(reads)).every((code) => code === "ECANCELED"));
+    assert.equal(await chain, "chain ran", "the chain runs once the reads are gone");
+  },
+);
+
+ringTest(
+  "Uring: work the full SQ held back goes in when there is room, not after a completion",
+  async (config) => {
+    // Reads of an empty pipe fill the SQ (the in-flight limit has room to spare); what was queued
+    // behind them waited for a completion that never came, until the parked wait's timeout (1 s),
+    // in every round.
+    for (const what of ["nop", "close", "nop", "close"]) {
+      await using uring = new Uring(uringOptions(config, { entries: 4 })); // limit 8, SQ 4
+      const [r, w] = pipe();
+      const [r2, w2] = pipe();
+      const reads = Array.from(
+        { length: uring.ring.sqEntries },
+        () => uring.read(r, new Uint8Array(1), 0).catch((e) => e.code),
+      );
+      const behind = what === "nop" ? uring.nop() : uring.close(w2);
+      const outcome = await Promise.race([
+        behind.then(() => "settled"),
+        sleep(500).then(() => "still pending after 500 ms"),
+      ]);
+      assert.equal(outcome, "settled", what);
+      sysWrite(w, new Uint8Array(reads.length));
+      assert.deepEqual(await Promise.all(reads), reads.map(() => 1));
+      for (const fd of what === "nop" ? [r, w, r2, w2] : [r, w, r2]) sysClose(fd);
+    }
+  },
+);
+
+ringTest(
   "Uring: a read whose buffer is detached or shrunk while the kernel holds it rejects",
   async (config) => {
     await using uring = new Uring(uringOptions(config));
