@@ -1094,8 +1094,9 @@ export class IoUring implements Disposable {
    * Without SQPOLL this is one `io_uring_enter` (only when there is something to submit).
    * With SQPOLL it follows the kernel's protocol: store the tail, full fence, load the SQ flags;
    * only when the SQ thread sleeps (`IORING_SQ_NEED_WAKEUP`) call
-   * `io_uring_enter(IORING_ENTER_SQ_WAKEUP)`. In both modes, when completions overflowed
-   * (`IORING_SQ_CQ_OVERFLOW`), it also enters with `GETEVENTS` so the kernel flushes them.
+   * `io_uring_enter(IORING_ENTER_SQ_WAKEUP)`. In both modes, when the kernel holds completions
+   * (`IORING_SQ_CQ_OVERFLOW`, or `IORING_SQ_TASKRUN`: task work a `coopTaskrun` or
+   * `DEFER_TASKRUN` ring runs only when asked), it also enters with `GETEVENTS` so they post.
    * Throws `IoUringError` `EBUSY` when an older kernel refuses to submit until the CQ is reaped;
    * the SQEs stay queued and the next submit sends them.
    */
@@ -1115,7 +1116,7 @@ export class IoUring implements Disposable {
       ) {
         enterFlags |= abi.IORING_ENTER_SQ_WAKEUP;
       }
-      if (sqFlags & abi.IORING_SQ_CQ_OVERFLOW) enterFlags |= abi.IORING_ENTER_GETEVENTS;
+      if (sqFlags & HELD_COMPLETIONS) enterFlags |= abi.IORING_ENTER_GETEVENTS;
       if (enterFlags !== 0) {
         if (enterFlags & abi.IORING_ENTER_SQ_WAKEUP) this.stats.wakeup++;
         else this.stats.submit++;
@@ -1126,9 +1127,10 @@ export class IoUring implements Disposable {
     }
     const pending = (this.#sqeTail - this.#sq[this.#sqHead]) >>> 0; // only our enter moves it
     let enterFlags = 0;
-    if (Atomics.load(this.#sq, this.#sqFlags) & abi.IORING_SQ_CQ_OVERFLOW) {
-      enterFlags = abi.IORING_ENTER_GETEVENTS;
-    }
+    // Completions the kernel holds (overflowed, or task work: a DEFER_TASKRUN ring runs it only
+    // in an enter with GETEVENTS) come with every submit, as liburing's do: the reapers ask for
+    // them only when the CQ is empty, which a loop whose CQ always holds something never sees.
+    if (Atomics.load(this.#sq, this.#sqFlags) & HELD_COMPLETIONS) enterFlags = abi.IORING_ENTER_GETEVENTS;
     if (pending === 0 && enterFlags === 0) return published;
     this.stats.submit++;
     const r = this.#enter(pending, 0, enterFlags);

@@ -181,6 +181,42 @@ Deno.test({
 
 Deno.test({
   name:
+    "a DEFER_TASKRUN ring: a loop that submits work completing at once still sees a pipe read's completion",
+  ignore: skipKernel(),
+  fn() {
+    if (older("6.1")) return;
+    // Its CQ is never empty when it reaps (each submit's NOP completes in the submit), so the
+    // reapers never ask for the task work; the read's completion waited there for good (4.4M
+    // rounds in 2 s), as it would not with liburing, whose submit asks for it (IORING_SQ_TASKRUN).
+    using ring = new IoUring(4, {
+      sqpoll: false,
+      flags: IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+    });
+    const [readFd, writeFd] = pipe();
+    const buf = new Uint8Array(4);
+    try {
+      prepRead(ring.getSqe()!, readFd, buf, 0).setUserData(7);
+      ring.submit();
+      assert.equal(sysWrite(writeFd, text.encode("hi")), 2);
+      let res: number | null = null, rounds = 0;
+      for (; res === null && rounds < 10_000; rounds++) {
+        ring.queueNop(1);
+        ring.submit();
+        ring.forEachCompletion((userData, r) => {
+          if (userData === 7) res = r;
+        });
+      }
+      assert.equal(res, 2, `the read's completion after ${rounds} rounds`);
+      assert.deepEqual(buf.subarray(0, 2), text.encode("hi"));
+    } finally {
+      sysClose(readFd);
+      sysClose(writeFd);
+    }
+  },
+});
+
+Deno.test({
+  name:
     "IoUring: flags that contradict an option are refused; waitCqe's timeout message; unknown IOSQE bits refused",
   ignore: skipKernel(),
   fn() {
