@@ -226,6 +226,12 @@ function describeThrown(value: unknown): string {
 }
 
 /** Everything one `copyFile`/`copyTree` call shares. */
+/** Whether `value` is a promise or another thenable (what an async `onProgress` returns). */
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === "object" || typeof value === "function") &&
+    typeof (value as { then?: unknown }).then === "function";
+}
+
 export class CopyContext implements EngineContext {
   /** The checked options. */
   readonly options: ResolvedCopyOptions;
@@ -259,6 +265,8 @@ export class CopyContext implements EngineContext {
   readonly #stop = new AbortController();
   /** What `onProgress` threw, as {@link CopyContext.progressError} gives it (the copy stops then). */
   #progressError: Error | undefined;
+  /** Set when `close()` begins: the copy has settled (see `#onProgressRejected`). */
+  #closing = false;
   readonly #start = performance.now();
   #doneBytes = 0;
   #lastBreath = performance.now();
@@ -454,7 +462,7 @@ export class CopyContext implements EngineContext {
     if (onProgress === undefined || this.#progressError !== undefined) return;
     const p = this.progress;
     try {
-      onProgress({
+      const returned: unknown = onProgress({
         bytes: p.bytes,
         files: p.files,
         totalBytes: p.totalBytes,
@@ -462,12 +470,27 @@ export class CopyContext implements EngineContext {
         scanning: p.scanning,
         ...(path === undefined ? {} : { path }),
       });
+      // An async callback: its rejection, while the copy runs, stops it as a throw does (left
+      // alone, it ended the program with files half written under their own names).
+      if (isThenable(returned)) Promise.resolve(returned).catch(this.#onProgressRejected);
     } catch (e) {
-      this.#progressError = e instanceof Error
-        ? e
-        : new Error(`onProgress threw ${describeThrown(e)}`, { cause: e });
-      this.stop(new DOMException("onProgress threw", "AbortError"));
+      this.#progressFailed(e, "threw");
     }
+  }
+
+  /** An async `onProgress`'s rejection: see {@link CopyContext.#report}. */
+  readonly #onProgressRejected = (e: unknown): void => {
+    // The copy has settled (its close began in the same turn as its outcome): the rejection is
+    // the caller's own again, unhandled as it would be without the copy.
+    if (this.#closing) throw e;
+    if (this.#progressError === undefined) this.#progressFailed(e, "rejected with");
+  };
+
+  #progressFailed(e: unknown, how: string): void {
+    this.#progressError = e instanceof Error
+      ? e
+      : new Error(`onProgress ${how} ${describeThrown(e)}`, { cause: e });
+    this.stop(new DOMException(`onProgress ${how === "threw" ? "threw" : "rejected"}`, "AbortError"));
   }
 
   /**
@@ -499,6 +522,7 @@ export class CopyContext implements EngineContext {
    * memory's charge comes back at once (see `Uring.close`).
    */
   async close(): Promise<void> {
+    this.#closing = true;
     this.#undrain();
     try {
       this.direct?.close();

@@ -98,6 +98,8 @@ export interface CopyOptions {
    * Called as data is written (often: throttle any drawing yourself). If it throws, the copy stops
    * as after a failure (what it has not finished is removed) and rejects with that error; it is
    * not called again. A throw from the last report, once the file is in place, still rejects.
+   * The copy does not wait for a promise it returns, but one that rejects before the copy has
+   * settled stops it the same way; one that rejects later is left unhandled, as the caller's own.
    */
   onProgress?: (progress: CopyProgress) => void;
   /**

@@ -584,6 +584,73 @@ Deno.test({
 
 Deno.test({
   name:
+    "copy: an async onProgress that rejects stops the copy as a throw does; later rejections stay the caller's",
+  ignore: skipKernel(),
+  fn: async () => {
+    // Its rejection went unheard by the copy: the program ended on it mid-copy (an unhandled
+    // rejection), leaving files half written under their own names (a probe: 18 of 50).
+    using dir = tempDir();
+    const MiB = 1024 * 1024;
+    Deno.mkdirSync(`${dir.path}/tree`);
+    for (let i = 0; i < 20; i++) await randomFile(`${dir.path}/tree/f${i}`, 1000 + i * 3000);
+    await randomFile(`${dir.path}/tree/big`, 3 * MiB + 1);
+    await randomFile(`${dir.path}/big`, 5 * MiB + 3);
+    const broke = new Error("progress log broke");
+    const rejectOn = (n: number, reason: unknown = broke) => {
+      let calls = 0;
+      return async () => {
+        await Promise.resolve();
+        if (++calls === n) throw reason;
+      };
+    };
+    const file = await copyFile(`${dir.path}/big`, `${dir.path}/out-big`, { onProgress: rejectOn(2) })
+      .then(() => null, (e) => e);
+    assert.equal(file, broke, String(file));
+    assert.throws(() => Deno.statSync(`${dir.path}/out-big`), Deno.errors.NotFound, "out-big was removed");
+    const tree = await copyTree(`${dir.path}/tree`, `${dir.path}/out-tree`, { onProgress: rejectOn(5) })
+      .then(() => null, (e) => e);
+    assert.equal(tree, broke, String(tree));
+    for (const entry of Deno.readDirSync(`${dir.path}/out-tree`)) {
+      assert.deepEqual(
+        Deno.readFileSync(`${dir.path}/out-tree/${entry.name}`),
+        Deno.readFileSync(`${dir.path}/tree/${entry.name}`),
+        `${entry.name} is whole, or not there`,
+      );
+    }
+    const odd = await copyTree(`${dir.path}/tree`, `${dir.path}/out-odd`, { onProgress: rejectOn(3, "no") })
+      .then(() => null, (e) => e);
+    assert.ok(odd instanceof Error && odd.name === "Error", String(odd));
+    assert.equal(odd.message, 'onProgress rejected with "no"');
+    // A rejection that comes after the copy settled is the caller's own: unhandled, as without it.
+    const late = new Error("too late");
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: PromiseRejectionEvent) => {
+      unhandled.push(e.reason);
+      e.preventDefault();
+    };
+    globalThis.addEventListener("unhandledrejection", onUnhandled);
+    try {
+      let release!: () => void;
+      const gate = new Promise<void>((r) => release = r);
+      await copyFile(`${dir.path}/big`, `${dir.path}/out-late`, {
+        onProgress: async () => {
+          await gate;
+          throw late;
+        },
+      });
+      release();
+      for (let i = 0; i < 20 && unhandled.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.ok(unhandled.length > 0 && unhandled.every((e) => e === late), String(unhandled));
+    } finally {
+      globalThis.removeEventListener("unhandledrejection", onUnhandled);
+    }
+    assert.deepEqual(tempLeftovers(dir.path), [], "no temporary file left");
+    assert.deepEqual(await openUnder(dir.path), [], "no descriptor left open");
+  },
+});
+
+Deno.test({
+  name:
     "copyTree: Deno.exit() mid-copy removes the files being written; an error the program prevents leaves the copy whole",
   ignore: skipKernel(),
   fn: async () => {
