@@ -320,13 +320,16 @@ export function isDescribed(error: unknown): boolean {
 }
 
 /**
- * The error for a copy stopped by `signal`: a `DOMException` with the reason's name
- * (`AbortError`, or `TimeoutError` for `AbortSignal.timeout`), naming what was being copied and
- * saying that partial copies were removed.
+ * The error for a copy stopped by `signal`: a `DOMException` named `AbortError` (`TimeoutError`
+ * for `AbortSignal.timeout`), naming what was being copied and saying that partial copies were
+ * removed; the signal's reason is its `cause`.
  */
 export function abortFailure(signal: AbortSignal, what: string): DOMException {
   const reason = signal.reason as { name?: unknown; message?: unknown } | undefined;
-  const name = typeof reason?.name === "string" ? reason.name : "AbortError";
+  // The reason's own class stays in `cause`: an `Error` or `TypeError` given to `abort()` must not
+  // turn the rejection into a DOMException named "TypeError" that code checking for an
+  // AbortError takes for a failure.
+  const name = reason?.name === "TimeoutError" ? "TimeoutError" : "AbortError";
   const why = typeof reason?.message === "string" && reason.message !== "" ? `: ${reason.message}` : "";
   const error = new DOMException(`${what} was aborted${why}; partial copies were removed`, name);
   Object.defineProperty(error, "cause", { value: signal.reason, configurable: true, writable: true });

@@ -218,6 +218,18 @@ Deno.test({
     const timeout = AbortSignal.timeout(0);
     await new Promise((r) => setTimeout(r, 5));
     await assert.rejects(copyFile(src, `${dir.path}/dst`, { signal: timeout }), { name: "TimeoutError" });
+    // A reason of the caller's own (an Error, a TypeError) is the cause of an AbortError: it was
+    // a DOMException named "Error" or "TypeError", which code checking for an abort took for a
+    // failure (a probe).
+    for (const reason of [new Error("user cancelled"), new TypeError("odd"), "why"]) {
+      for (const copy of [copyFile, copyTree]) {
+        const error = await copy(src, `${dir.path}/dst`, { signal: AbortSignal.abort(reason) })
+          .then(() => null, (e) => e);
+        assert.ok(error instanceof DOMException, String(error));
+        assert.equal(error.name, "AbortError", `${copy.name}, ${reason}`);
+        assert.equal(error.cause, reason);
+      }
+    }
     assert.deepEqual(names(dir.path), ["src"]);
   },
 });
