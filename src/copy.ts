@@ -98,7 +98,13 @@ export async function copyFile(
     // Fixed buffers only when the file is large enough to pay for them (buffered or O_DIRECT).
     ctx.fixed?.expect(st.size);
     ctx.direct?.expect(st.size);
-    const existing = await ctx.existingDest(trimSlashes(dest), false);
+    let existing = await ctx.existingDest(trimSlashes(dest), false);
+    if (existing?.kind === "symlink" && dest.endsWith("/")) {
+      // `link/` names what the link points to: a directory there is "is a directory", as for
+      // `dir/` (it said "is not a directory"); a file or nothing stays "is not a directory".
+      const target = await ctx.existingDest(trimSlashes(dest), true);
+      if (target?.kind === "dir") existing = target;
+    }
     if (existing !== undefined) {
       if (existing.kind === "dir") {
         throw makeFailure("EISDIR", source, dest, `destination '${dest}' is a directory`, dest);

@@ -86,6 +86,22 @@ Deno.test({
         return true;
       });
     }
+    // `link/` of a link to a directory names the directory (it said "is not a directory"); of a
+    // link to a file, it is not one.
+    Deno.symlinkSync("adir", `${dir.path}/dirlink`);
+    Deno.symlinkSync("src", `${dir.path}/filelink`);
+    await assert.rejects(copyFile(src, `${dir.path}/dirlink/`), (e: CopyError) => {
+      assert.ok(e instanceof Deno.errors.IsADirectory, String(e));
+      assert.match(e.message, /destination '.*\/dirlink\/' is a directory$/);
+      return true;
+    });
+    await assert.rejects(
+      copyFile(src, `${dir.path}/filelink/`),
+      (e: CopyError) =>
+        e instanceof Deno.errors.NotADirectory && /'.*\/filelink\/' is not a directory/.test(e.message),
+    );
+    Deno.removeSync(`${dir.path}/dirlink`);
+    Deno.removeSync(`${dir.path}/filelink`);
     Deno.writeTextFileSync(`${dir.path}/existing`, "keep me");
     await assert.rejects(copyFile(src, `${dir.path}/existing`), (e: CopyError) => {
       assert.ok(e instanceof Deno.errors.AlreadyExists, String(e));
