@@ -431,6 +431,11 @@ export class CopyContext implements EngineContext {
     this.#report(undefined);
   }
 
+  /** See {@link EngineContext.countCut}. */
+  countCut(n: number): void {
+    this.progress.totalBytes += n;
+  }
+
   /**
    * Counts a finished file (with its `bytes`; `expected`: the size the total has for it) or
    * symlink and reports progress.

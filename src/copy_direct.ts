@@ -326,6 +326,7 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
   let next = 0;
   let end = size;
   let holes = false;
+  let counted = 0; // (by ctx.addBytes: more than `end` when the source shrank meanwhile)
 
   const readAt = (buf: Uint8Array, at: number) =>
     p.op(() => uring.read(srcFd, buf, at, { signal })).catch((e) => {
@@ -361,6 +362,7 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
         const data = walk.dataFrom(next, end);
         if (data > next) { // a hole: nothing to read or write there
           ctx.addBytes(data - next);
+          counted += data - next;
           next = data;
           holes = true;
           if (next >= end) break;
@@ -389,6 +391,7 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
         // Grains are whole units, so the runs of data stay aligned for O_DIRECT.
         if (await writeBlockData(buf, put, offset, sparse, grain, writeAll)) holes = true;
         ctx.addBytes(got);
+        counted += got;
       } finally {
         pool.give(buf);
       }
@@ -396,6 +399,7 @@ export async function pumpDirect(p: DirectPump): Promise<number> {
   };
 
   await runWorkers(Math.min(ctx.pool.count, Math.ceil(size / chunk)), worker);
+  if (counted > end) ctx.countCut(counted - end); // blocks past the end the source shrank to
   if (holes || end !== size || end % unit !== 0) {
     // The last block went out whole (or trailing holes were never written): set the real size.
     await staged("write", truncate(p, end));

@@ -114,6 +114,12 @@ export interface EngineContext {
   /** Called with the bytes of each completed write. */
   addBytes(n: number): void;
   /**
+   * Called with the bytes counted by `addBytes` for data a source that shrank while it was copied
+   * no longer has (the copy was cut to its new end): they stay counted (`bytes` never goes back)
+   * and the total grows by as much, so the progress's `bytes` and `totalBytes` still meet.
+   */
+  countCut(n: number): void;
+  /**
    * A promise to wait on before the next operation when the event loop is due a turn (see
    * `CopyContext.breather`), else `undefined`.
    */

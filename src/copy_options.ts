@@ -160,7 +160,10 @@ export interface CopyTreeOptions extends CopyOptions {
 export interface CopyResult {
   /** Files (regular files and symlinks) copied. */
   files: number;
-  /** Bytes of file data copied. */
+  /**
+   * Bytes of file data copied: what the copies hold. (A source that shrank while it was copied
+   * counts with the copy's size; the progress's `bytes` also counted what was written past it.)
+   */
   bytes: number;
   /** Wall-clock milliseconds the copy took. */
   ms: number;

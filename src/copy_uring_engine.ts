@@ -813,6 +813,7 @@ export class UringEngine implements Engine {
     );
     const pipes = pool.take(Math.ceil(size / pool.size));
     if (pipes.length === 0) return undefined;
+    let counted = 0; // (more than the end when the source shrank meanwhile)
     const job = {
       uring,
       op: <T>(ops: number, fn: () => Promise<T>) => this.#op(ctx, fn, ops),
@@ -821,13 +822,18 @@ export class UringEngine implements Engine {
       dstFd,
       size,
       maxOps,
-      addBytes: (n: number) => ctx.addBytes(n),
+      addBytes: (n: number) => {
+        counted += n;
+        ctx.addBytes(n);
+      },
       unsupported: () => {
         this.#splicing = false;
       },
     };
     try {
-      return { end: await spliceData(job, pipes, pool), holes: false };
+      const end = await spliceData(job, pipes, pool);
+      if (counted > end) ctx.countCut(counted - end); // chunks past the end the source shrank to
+      return { end, holes: false };
     } catch (e) {
       if (!(e instanceof SpliceUnsupported)) throw e;
       return undefined; // splicing is off now: the buffered path copies the file again
@@ -873,6 +879,7 @@ export class UringEngine implements Engine {
     let next = 0;
     let end = size;
     let holes = false;
+    let counted = 0; // (by ctx.addBytes: more than `end` when the source shrank meanwhile)
 
     const readBlock = (buf: Uint8Array, at: number) => this.#readAt(ctx, srcFd, buf, at);
     const writeAll = (buf: Uint8Array, from: number, to: number, offset: number) =>
@@ -886,6 +893,7 @@ export class UringEngine implements Engine {
           const data = walk.dataFrom(next, end);
           if (data > next) { // a hole: nothing to read or write there
             ctx.addBytes(data - next);
+            counted += data - next;
             next = data;
             holes = true;
             if (next >= end) break;
@@ -907,6 +915,7 @@ export class UringEngine implements Engine {
           if (got === 0) continue;
           if (await writeBlockData(buf, got, offset, sparse, HOLE_GRAIN, writeAll)) holes = true;
           ctx.addBytes(got);
+          counted += got;
         } finally {
           pool.give(buf);
         }
@@ -914,6 +923,7 @@ export class UringEngine implements Engine {
     };
 
     await runWorkers(Math.min(pool.count, Math.ceil(size / blockSize)), worker);
+    if (counted > end) ctx.countCut(counted - end); // blocks past the end the source shrank to
     return { end, holes };
   }
 
