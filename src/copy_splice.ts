@@ -31,6 +31,21 @@ export const SPLICE_RUN = 16;
 
 /** The largest pipe capacity asked for: the default `fs.pipe-max-size` (1 MiB). */
 export const MAX_PIPE_SIZE = 1024 * 1024;
+/**
+ * Interruptions in a row (no byte moved between them) a lane takes before it gives up: see
+ * {@link interrupted}.
+ */
+const MAX_INTERRUPTS = 100;
+
+/**
+ * Whether a splice failed with EINTR: a kernel worker blocked on a pipe was interrupted while the
+ * process stopped (Ctrl-Z, SIGSTOP, a cgroup freeze: `docker pause`) and moved nothing. The
+ * `Uring` reports its own cancels as ECANCELED, so this one is to be done again, as `SA_RESTART`
+ * would have the kernel do for a plain `splice(2)`.
+ */
+function interrupted(error: unknown): boolean {
+  return codeOf(error) === "EINTR";
+}
 
 /**
  * The pipes a copy's files share: made on first use (each asks for `size` bytes of capacity),
@@ -167,6 +182,11 @@ export async function spliceData(job: SpliceJob, pipes: Pipe[], pool: SplicePipe
   let next = 0;
   let end = job.size;
   let written = 0;
+  let interrupts = 0; // in a row, every lane's: see MAX_INTERRUPTS
+  /** Counts an interruption (see {@link interrupted}); throws `error` after too many in a row. */
+  const again = (error: Error, stage: "read" | "write"): void => {
+    if (++interrupts > MAX_INTERRUPTS) throw tagStage(error, stage);
+  };
   /**
    * The error for a chain member's failure at `stage`: {@link SpliceUnsupported} when a splice is
    * refused with `EINVAL` before any byte was written (the file system cannot splice), else the
@@ -213,7 +233,11 @@ export async function spliceData(job: SpliceJob, pipes: Pipe[], pool: SplicePipe
       const into = results[2 * i], out = results[2 * i + 1];
       if (!into.ok) {
         // (After a short chunk the loop has returned: a failure here is this chunk's own.)
-        throw failure(into.error, "read");
+        if (!interrupted(into.error)) throw failure(into.error, "read");
+        // Nothing of it moved, and the pipe is empty (the chunks before it were drained): the rest
+        // of the chain was cancelled, so go again from here.
+        again(into.error, "read");
+        return runChain(pipe, at, stop);
       }
       const moved = into.value;
       if (moved === 0) {
@@ -223,20 +247,25 @@ export async function spliceData(job: SpliceJob, pipes: Pipe[], pool: SplicePipe
       // A short first splice cancels the second; a failed or short second leaves bytes behind.
       let put = out.ok ? out.value : 0;
       if (!out.ok && codeOf(out.error) !== "ECANCELED") {
-        throw failure(out.error, "write");
+        if (!interrupted(out.error)) throw failure(out.error, "write");
+        again(out.error, "write"); // the bytes stay in the pipe: the loop below moves them
       }
       while (put < moved) {
         const to = at + put;
         const n = await job.op(1, () => uring.splice(pipe.read, -1, dstFd, to, moved - put, { signal }))
           .catch((e) => {
-            throw tagStage(e, "write");
+            if (!interrupted(e)) throw tagStage(e, "write");
+            again(e, "write");
+            return -1; // nothing moved: again
           });
+        if (n === -1) continue;
         if (n <= 0) {
           throw tagStage(new Error(`splice to the destination moved ${n} bytes at offset ${to}`), "write");
         }
         put += n;
       }
       written += moved;
+      interrupts = 0;
       job.addBytes(moved);
       reached = at + moved;
       if (moved < len || !out.ok || out.value < moved) return reached; // the rest was cancelled
