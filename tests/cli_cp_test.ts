@@ -63,6 +63,52 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "cp CLI: a --cwd that is a file names the errno (ENOTDIR), not Deno's 'os error 20'",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/file`, "x");
+    const r = await runCp(["--cwd", `${dir.path}/file`, "a", "b"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^cp: cannot change to directory '.*\/file': Not a directory \(ENOTDIR\)/);
+    assert.doesNotMatch(r.stderr, /os error/);
+  },
+});
+
+Deno.test({
+  name: "cp CLI: SIGINT is heard while nobody reads its stderr (a full pipe)",
+  ignore: skipKernel(),
+  fn: async () => {
+    // Its error lines were written with blocking writes on the main thread: once the pipe was
+    // full, the signal listeners never ran, and only SIGKILL (which skips the clean-up) ended it.
+    using dir = tempDir();
+    const missing = Array.from({ length: 1500 }, (_, i) => `missing-${"x".repeat(60)}-${i}`);
+    Deno.mkdirSync(`${dir.path}/dst`);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...CP_FLAGS, CP, ...missing, "dst"],
+      cwd: dir.path,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped", // never read: the pipe fills (64 KiB) after ~600 lines
+    }).spawn();
+    try {
+      await sleep(1500);
+      child.kill("SIGINT");
+      const ended = await Promise.race([child.status, sleep(5000).then(() => null)]);
+      assert.ok(ended !== null, "the CLI was still running 5 s after SIGINT");
+      assert.equal(ended.success, false);
+    } finally {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* ended */ }
+      await child.status;
+      await child.stderr.cancel();
+    }
+  },
+});
+
 Deno.test("cp CLI: --help prints usage and exits 0; usage errors exit 2 with a hint", async () => {
   const help = await runCp(["--help"]);
   assert.equal(help.code, 0);

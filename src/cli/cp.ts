@@ -11,7 +11,7 @@
 
 import { copyFile, trimSlashes } from "../copy.ts";
 import { createCopyUring, FORCE_UNAVAILABLE_ENV, isUnavailableError } from "../copy_context.ts";
-import { CopyTreeError, dirnameOf, OVERWRITE_HINT } from "../copy_errors.ts";
+import { codeOf, CopyTreeError, dirnameOf, OVERWRITE_HINT } from "../copy_errors.ts";
 import { removeIncompleteNow } from "../copy_incomplete.ts";
 import type { CopyProgress } from "../copy_options.ts";
 import { copyTree } from "../copy_tree.ts";
@@ -29,29 +29,73 @@ export interface CpIo {
   isTerminal: boolean;
   /** Terminal width in columns. */
   columns: number;
+  /**
+   * Resolves once what was written is out, or after `timeoutMs` (written asynchronously: see
+   * {@link streamWriter}); absent where writes are immediate.
+   */
+  flush?(timeoutMs: number): Promise<void>;
 }
 
 const encoder = new TextEncoder();
 
-function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): void {
-  let bytes = encoder.encode(text);
-  while (bytes.length > 0) bytes = bytes.subarray(file.writeSync(bytes));
-}
+/** What a stream's queue may hold before more text is dropped (a reader that never reads). */
+const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
+/** How long a stream that said `WouldBlock` (someone set its pipe `O_NONBLOCK`) is left alone. */
+const WOULD_BLOCK_RETRY_MS = 10;
 
 /**
- * Writes to `file`, or from its first failure on, nothing: a closed pipe (`cp --progress … | head`)
- * or a terminal gone must not end a copy partway (Deno ignores SIGPIPE, so the write throws
- * `BrokenPipe`). The exit status still tells how the copy went.
+ * Writes to `file` in order, from a queue, with asynchronous writes: a reader that does not read
+ * (`cp -r … 2>&1 | less`, stuck at its first page) blocks a thread of Deno's pool, not the main
+ * thread, so Ctrl-C and SIGTERM are still heard (a blocking write kept them from running: only
+ * SIGKILL ended the copy, which skipped its clean-up). From a failure on, nothing is written: a
+ * closed pipe (`cp --progress … | head`) or a terminal gone must not end a copy partway (Deno
+ * ignores SIGPIPE, so the write throws `BrokenPipe`); the exit status still tells how the copy
+ * went. `WouldBlock` is not a failure: the write is tried again shortly.
  */
-function streamWriter(file: { writeSync(p: Uint8Array): number }): (text: string) => void {
+function streamWriter(
+  file: { write(p: Uint8Array): Promise<number> },
+): { write(text: string): void; flush(timeoutMs: number): Promise<void> } {
+  const queue: Uint8Array[] = [];
+  let queued = 0;
   let broken = false;
-  return (text) => {
-    if (broken) return;
-    try {
-      writeAll(file, text);
-    } catch {
-      broken = true;
+  let draining: Promise<void> | null = null;
+  const drain = async (): Promise<void> => {
+    while (queue.length > 0 && !broken) {
+      const bytes = queue[0];
+      try {
+        const n = await file.write(bytes);
+        queued -= n;
+        if (n >= bytes.length) queue.shift();
+        else queue[0] = bytes.subarray(n);
+      } catch (e) {
+        if (e instanceof Deno.errors.WouldBlock) {
+          await new Promise((resolve) => setTimeout(resolve, WOULD_BLOCK_RETRY_MS));
+          continue;
+        }
+        broken = true;
+        queue.length = queued = 0;
+      }
     }
+    draining = null;
+  };
+  return {
+    write(text) {
+      if (broken || queued > MAX_QUEUED_BYTES) return;
+      const bytes = encoder.encode(text);
+      queue.push(bytes);
+      queued += bytes.length;
+      draining ??= drain();
+    },
+    async flush(timeoutMs) {
+      if (draining === null) return;
+      if (timeoutMs === Infinity) return await draining; // (setTimeout would take it for 0)
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        draining,
+        new Promise((resolve) => timer = setTimeout(resolve, timeoutMs)),
+      ]);
+      clearTimeout(timer);
+    },
   };
 }
 
@@ -61,16 +105,21 @@ export function processIo(): CpIo {
   const isTerminal = Deno.stdout.isTerminal();
   if (isTerminal) {
     try {
-      columns = Deno.consoleSize().columns;
+      // (A terminal that says it has no columns, as one with no size set does: keep 80.)
+      columns = Deno.consoleSize().columns || columns;
     } catch {
       // not a console after all
     }
   }
+  const out = streamWriter(Deno.stdout), err = streamWriter(Deno.stderr);
   return {
-    out: streamWriter(Deno.stdout),
-    err: streamWriter(Deno.stderr),
+    out: out.write,
+    err: err.write,
     isTerminal,
     columns,
+    flush: async (timeoutMs) => {
+      await Promise.all([out.flush(timeoutMs), err.flush(timeoutMs)]);
+    },
   };
 }
 
@@ -200,7 +249,11 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
     try {
       Deno.chdir(args.cwd);
     } catch (e) {
-      io.err(`cp: cannot change to directory '${oneLine(args.cwd)}': ${oneLine((e as Error).message)}\n`);
+      // (Deno says "(os error 20)": name the errno, as the copy's own errors do.)
+      const code = codeOf(e);
+      const message = (e as Error).message;
+      const why = code === undefined ? message : message.replace(/\(os error \d+\)/, `(${code})`);
+      io.err(`cp: cannot change to directory '${oneLine(args.cwd)}': ${oneLine(why)}\n`);
       return 2;
     }
   }
@@ -381,6 +434,15 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
 
 export { FORCE_UNAVAILABLE_ENV };
 
+/** How long an interrupted copy waits for its last output to go out before it exits. */
+const STOPPED_FLUSH_MS = 1000;
+
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  const io = processIo();
+  const status = await main(Deno.args, io);
+  // Everything said goes out first; a copy stopped by a signal waits for it only a moment (the
+  // reader may be the one that stopped reading). Once `main` returned, its signal listeners are
+  // gone: a signal now ends the process at once, as Deno's default.
+  await io.flush!((Object.values(STOP_SIGNALS) as number[]).includes(status) ? STOPPED_FLUSH_MS : Infinity);
+  Deno.exit(status);
 }
