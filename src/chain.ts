@@ -57,7 +57,10 @@ export interface ChainBuilder {
   fallocate(fd: number, offset: number | bigint, length: number | bigint, options?: { mode?: number }): this;
   /** Adds `ftruncate(fd, length)`. Since 6.9. */
   ftruncate(fd: number, length: number | bigint): this;
-  /** Adds `close(fd)`. Since 5.6. */
+  /**
+   * Adds `close(fd)`. Unlike `Uring.close(fd)` it does not cancel the Uring's other operations
+   * on `fd` (later members of the chain on `fd` are refused). Since 5.6.
+   */
   close(fd: number): this;
   /** Adds `splice` (-1 as an offset: the fd's own position, required for pipes). Since 5.7. */
   splice(fdIn: number, offIn: number | bigint, fdOut: number, offOut: number | bigint, nbytes: number): this;

@@ -720,6 +720,11 @@ export class Uring implements AsyncDisposable {
   /** Files whose close is in flight, by fd: the number is still theirs until it completes. */
   readonly #closingFiles = new Map<number, UringFile>();
   /**
+   * Plain fds (no `UringFile`) whose `close(fd)` is under way, with that close: operations on
+   * them are refused (see #closingFileError), as on a closing file's.
+   */
+  readonly #closingFds = new Map<number, Promise<void>>();
+  /**
    * Descriptors to close once the Uring's last completion is in (see `#closeUring`), with what
    * settles each one's close when it was asked for (null: a file `open()` returned).
    */
@@ -1335,7 +1340,9 @@ export class Uring implements AsyncDisposable {
    * close the file, which knows its fd is gone. This Uring's operations on `fd` are cancelled
    * first, as a file's close cancels its own (they reject with `ECANCELED`, "the file was
    * closed", unless they completed first), and the close waits for them: the kernel would keep
-   * the file open for them. Under SQPOLL it settles once the kernel has let
+   * the file open for them. Operations on `fd` issued while the close is under way are refused
+   * (`Deno.errors.BadResource`), as on a closing file's: they would run on whatever file the
+   * kernel gives the number next. Under SQPOLL it settles once the kernel has let
    * go of the file (two no-ops behind the close: the SQ thread drops the references of the
    * operations completed just after their CQEs are posted), so a pipe's or FIFO's other end sees
    * it closed, as after `close(2)`. Since 5.6.
@@ -1362,13 +1369,27 @@ export class Uring implements AsyncDisposable {
     if (typeof fd !== "number" || fd >>> 0 !== fd || fd > 0x7fffffff || this.#closing) return close();
     const refused = refusedBySignal(signal, "close");
     if (refused !== null) return refused;
+    if (this.#closingFds.has(fd)) {
+      return Promise.reject(new Deno.errors.BadResource(`close(${fd}): the fd is being closed already`));
+    }
+    // From here until the close settles, operations on the fd are refused: queued behind the
+    // close (or behind its cancels), one would run on whatever file the kernel gives the number
+    // next (a write issued after close() landed in a file opened after it), or keep a pipe open.
     // This Uring's own operations on the fd are cancelled first, as a file's close does: the
     // kernel would keep the file open for them, and a pipe's reader would take what the other
     // end wrote next.
     const cancelled = this.#cancelOnFile(fd, -1);
-    if (cancelled === null) return close();
     // (The Uring may have begun to close meanwhile: the fd is then closed at its end, as a file's.)
-    return cancelled.promise.then(() => this.#closing ? this.#closeFd(fd, null) : close());
+    const closed = cancelled === null
+      ? close()
+      : cancelled.promise.then(() => this.#closing ? this.#closeFd(fd, null) : close());
+    this.#closingFds.set(fd, closed);
+    // (Its completion's reap already let the number go: a close of a file given it since stays.)
+    const done = () => {
+      if (this.#closingFds.get(fd) === closed) this.#closingFds.delete(fd);
+    };
+    closed.then(done, done);
+    return closed;
   }
 
   /**
@@ -1377,6 +1398,7 @@ export class Uring implements AsyncDisposable {
    * may meanwhile have given to another file.
    */
   #fileOwning(fd: unknown, what: string): TypeError | null {
+    // (A plain fd being closed is refused by the close itself, as closing already.)
     const file = this.#files.get(fd as number) ?? this.#closingFiles.get(fd as number);
     if (file === undefined) return null;
     return new TypeError(`${what}(${fd}): the fd belongs to a UringFile ('${file.path}'): call its close()`);
@@ -1711,7 +1733,7 @@ export class Uring implements AsyncDisposable {
     if (fixed >= 0) {
       slot.fd = fixed;
       slot.sqeFlags = IOSQE_FIXED_FILE;
-    } else if (this.#closingFiles.size !== 0) {
+    } else if (this.#closingFiles.size !== 0 || this.#closingFds.size !== 0) {
       const closing = this.#closingFileError(fd, OP_NAMES[kind]);
       if (closing !== null) {
         this.#slots.release(slot);
@@ -1753,7 +1775,10 @@ export class Uring implements AsyncDisposable {
       return Promise.reject(refusedArgument(op, e));
     }
     // (A close here is the file's own, or one #fileOwning let through: not on a closing file.)
-    if (this.#closingFiles.size !== 0 && (slot.sqeFlags & IOSQE_FIXED_FILE) === 0 && slot.kind !== K_CLOSE) {
+    if (
+      (this.#closingFiles.size !== 0 || this.#closingFds.size !== 0) &&
+      (slot.sqeFlags & IOSQE_FIXED_FILE) === 0 && slot.kind !== K_CLOSE
+    ) {
       const closing = this.#closingFileFor(slot, op);
       if (closing !== null) {
         this.#slots.release(slot);
@@ -1771,7 +1796,10 @@ export class Uring implements AsyncDisposable {
    */
   #closingFileError(fd: number, op: string): Error | null {
     const file = this.#closingFiles.get(fd);
-    if (file === undefined) return null;
+    if (file === undefined) {
+      if (!this.#closingFds.has(fd)) return null;
+      return new Deno.errors.BadResource(`${op}(${fd}): the fd is being closed (close(${fd}) was called)`);
+    }
     return new Deno.errors.BadResource(
       `${op}(${fd}): the fd belongs to a UringFile ('${file.path}') that is being closed`,
     );
@@ -2589,10 +2617,15 @@ export class Uring implements AsyncDisposable {
       this.#enqueue(slot);
       return;
     }
-    if (slot.kind === K_CLOSE && slot.res >= 0 && this.#closingFiles.size !== 0 && !slot.barrier) {
+    if (
+      slot.kind === K_CLOSE && slot.res >= 0 &&
+      (this.#closingFiles.size !== 0 || this.#closingFds.size !== 0) &&
+      !slot.barrier
+    ) {
       // The number is free from here on (a file opened in this same reap may have it already):
       // operations on it are no longer the closing file's to refuse.
       this.#closingFiles.delete(slot.fd);
+      this.#closingFds.delete(slot.fd);
     }
     if (slot.barrier) {
       slot.barrier = false; // its barrier completed (below): the close settles now

@@ -823,6 +823,54 @@ ringTest(
 );
 
 ringTest(
+  "Uring: operations on an fd whose close(fd) is under way are refused, as on a closing file's",
+  async (config) => {
+    // Queued behind the close (or its cancels), they ran after it: a read kept the pipe open and
+    // took the writer's next bytes, and a write landed in the file that got the number next
+    // ("EVILnew-" in a probe, 10 of 10).
+    await using uring = new Uring(uringOptions(config));
+    const [r, w] = pipe();
+    const [r2, w2] = pipe();
+    try {
+      const pending = uring.read(r, new Uint8Array(8), 0).catch((e: OsError) => e.code);
+      await sleep(10);
+      const closing = uring.close(r);
+      const late = new Uint8Array(4);
+      const refused = [
+        uring.read(r, late, 0),
+        uring.write(r, enc.encode("x"), 0),
+        uring.chain((c) => c.read(r, late, 0)),
+        uring.close(r),
+      ].map((p) => p.then(() => "ran", (e: Error) => `${e.name}: ${e.message}`));
+      await closing;
+      assert.equal(await pending, "ECANCELED");
+      for (const outcome of await Promise.all(refused)) {
+        assert.match(outcome, /^BadResource: .*\(\d+\): the fd is being closed/);
+      }
+      assert.equal(sysWrite(w, enc.encode("late")), -1, "the reader is gone: EPIPE");
+      assert.deepEqual(late, new Uint8Array(4));
+      // Once closed, the number is free: an fd given it next works as any other.
+      const [r3, w3] = pipe();
+      try {
+        assert.ok(r3 === r || w3 === r, `the number came back (${r3}, ${w3}, ${r})`);
+        const read = uring.read(r3, new Uint8Array(2), 0);
+        assert.equal(sysWrite(w3, enc.encode("ok")), 2);
+        assert.equal(await read, 2);
+      } finally {
+        sysClose(r3);
+        sysClose(w3);
+      }
+      // Another fd's operations were never held up.
+      const other = uring.read(r2, new Uint8Array(2), 0);
+      assert.equal(sysWrite(w2, enc.encode("hi")), 2);
+      assert.equal(await other, 2);
+    } finally {
+      for (const fd of [w, r2, w2]) sysClose(fd);
+    }
+  },
+);
+
+ringTest(
   "Uring: close(fd) waiting for its cancels still closes the fd when the Uring closes meanwhile; a refused one cancels nothing",
   async (config) => {
     const uring = new Uring(uringOptions(config));
