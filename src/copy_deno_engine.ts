@@ -90,7 +90,8 @@ export class DenoEngine implements Engine {
       if (!streamed) output.close();
       try {
         // (pipeTo closes both files, also when it fails)
-        await staged("write", streamed ? input.readable.pipeTo(output.writable) : copyOpening(src, tmp));
+        // (One call reads and writes: its failure may be either side's.)
+        await staged("copy-data", streamed ? input.readable.pipeTo(output.writable) : copyOpening(src, tmp));
         ctx.signal.throwIfAborted();
         const size = (await Deno.stat(tmp)).size;
         ctx.addBytes(size);

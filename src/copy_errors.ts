@@ -35,6 +35,7 @@ export type CopyStage =
   | "stat-dest"
   | "create"
   | "write"
+  | "copy-data"
   | "close"
   | "chmod"
   | "utime"
@@ -163,6 +164,7 @@ function explain(
       if (code === "EROFS") return `destination '${dst}' is on a read-only file system`;
       return undefined;
     case "write":
+    case "copy-data":
     case "close":
       if (code === "ENOSPC" || code === "EDQUOT") {
         return `no space left on the destination's device (${code}); the partial copy was removed`;
@@ -197,6 +199,7 @@ const STAGE_TEXT: Readonly<Record<CopyStage, string>> = {
   "stat-dest": "looking up the destination",
   create: "creating the destination",
   write: "writing the destination",
+  "copy-data": "copying the data",
   close: "closing the destination",
   chmod: "setting the destination's mode",
   utime: "setting the destination's times",

@@ -359,6 +359,21 @@ Deno.test("a copy that fails in the ring's own system call says so, not that a f
   assert.match(copyFailure(tagStage(fileError, "open-source"), "a", "b").message, /is not readable/);
 });
 
+Deno.test("the fallback's whole-file copy (one call that reads and writes) blames neither side by stage", () => {
+  // A probe: the fallback's EIO reading /proc/self/mem said "writing the destination failed".
+  const eio = Object.assign(new Error("Input/output error (os error 5): copy 'a' -> 'b'"), { code: "EIO" });
+  const error = copyFailure(tagStage(eio, "copy-data"), "a", "b");
+  assert.match(
+    error.message,
+    /^cannot copy 'a' to 'b': copying the data failed: Input\/output error \(EIO\)/,
+  );
+  const full = Object.assign(new Error("No space left on device (os error 28)"), { code: "ENOSPC" });
+  assert.match(
+    copyFailure(tagStage(full, "copy-data"), "a", "b").message,
+    /no space left on the destination/,
+  );
+});
+
 Deno.test("copies fall back for io_uring refused, missing, too old for them or out of locked memory; not for other failures", () => {
   const ENOSYS = 38, EPERM = 1, EINVAL = 22, ENOMEM = 12, EACCES = 13;
   assert.equal(isUnavailableError(new IoUringError("io_uring_setup", EPERM)), true);
