@@ -11,10 +11,17 @@ import {
   dirnameOf,
   isDescribed,
   makeFailure,
+  outOfDescriptors,
   specialDestFailure,
   staged,
 } from "./copy_errors.ts";
-import { type CopyOptions, type CopyResult, resolveCopyOptions } from "./copy_options.ts";
+import {
+  type CopyOptions,
+  type CopyProgress,
+  type CopyResult,
+  resolveCopyOptions,
+  type ResolvedCopyOptions,
+} from "./copy_options.ts";
 import { copyRegular, describeFailure, tempPathFor } from "./copy_regular.ts";
 import { checkAccess, checkCopyTargets, copyRootPath, toPath } from "./permissions.ts";
 import { notCapable } from "./deno_errors.ts";
@@ -57,6 +64,11 @@ export function trimSlashes(path: string): string {
  * and symlinks `mkdirat` and `symlinkat` (5.15), and one-block files a chain that opens them into
  * direct descriptors and uses them in one submission, `IORING_FEAT_LINKED_FILE`), the copy is
  * done with Deno's own APIs unless `fallback: false`; `result.engine` tells which ran.
+ *
+ * Many copies at once in one process (each holds its own ring, up to four pipes and two files):
+ * one that runs out of descriptors (`EMFILE`) before it has written anything, while others run,
+ * waits for one of them to end and tries again, and from then on no more run at once than did
+ * then (one more after each that succeeds).
  */
 export async function copyFile(
   src: string | URL,
@@ -69,7 +81,90 @@ export async function copyFile(
   const source = trimSlashes(given);
   const dest = copyRootPath(toPath(dst, "dst"));
   const opts = resolveCopyOptions(options);
-  if (opts.signal?.aborted) throw abortFailure(opts.signal, `copying '${source}' to '${dest}'`);
+  for (;;) {
+    if (opts.signal?.aborted || !(await startCopy(opts.signal))) {
+      throw abortFailure(opts.signal!, `copying '${source}' to '${dest}'`);
+    }
+    // (Tried again only while it has reported no bytes: `bytes` never goes back.)
+    let wrote = false;
+    const onProgress = opts.onProgress;
+    const attempt = onProgress === undefined ? opts : {
+      ...opts,
+      onProgress: (p: CopyProgress) => {
+        if (p.bytes > 0) wrote = true;
+        return onProgress(p);
+      },
+    };
+    let failure: unknown;
+    let outOf = false;
+    try {
+      const result = await copyFileOnce(given, source, dest, attempt);
+      copyLimit++; // (back up, one success at a time, after running out lowered it)
+      return result;
+    } catch (e) {
+      failure = e;
+      outOf = outOfDescriptors(e) && !wrote && !opts.signal?.aborted && copiesRunning > 1;
+    } finally {
+      // Out of descriptors while other copies of this process run (many at once, each with its
+      // own ring and pipes: a probe's 300 at once at `ulimit -n` 1024 failed 87 with EMFILE,
+      // where Deno.copyFile's failed none): no more may run at once than the others that run now,
+      // and this one waits for one of them to end (its own ending starts none), then tries again.
+      // With none running, the failure stands.
+      if (outOf) copyLimit = Math.max(1, copiesRunning - 1);
+      endCopy();
+    }
+    if (!outOf) throw failure;
+  }
+}
+
+/**
+ * `copyFile` attempts in progress in this process, how many may be (lowered when one runs out of
+ * descriptors), and those waiting to start, first come first.
+ */
+let copiesRunning = 0;
+let copyLimit = Infinity;
+const copyQueue: (() => void)[] = [];
+
+/**
+ * Starts a `copyFile` attempt when fewer than the limit run, else waits its turn; false when
+ * `signal` fired first.
+ */
+function startCopy(signal: AbortSignal | undefined): Promise<boolean> | boolean {
+  if (copiesRunning < copyLimit && copyQueue.length === 0) {
+    copiesRunning++;
+    return true;
+  }
+  return new Promise((resolve) => {
+    const start = () => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve(true);
+    };
+    const onAbort = () => {
+      const at = copyQueue.indexOf(start);
+      if (at >= 0) copyQueue.splice(at, 1);
+      resolve(false);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    copyQueue.push(start);
+  });
+}
+
+/** Ends a `copyFile` attempt: the next waiting one starts if the limit lets it. */
+function endCopy(): void {
+  copiesRunning--;
+  while (copiesRunning < copyLimit && copyQueue.length > 0) {
+    copiesRunning++;
+    copyQueue.shift()!();
+  }
+}
+
+/** One attempt of {@link copyFile}. */
+async function copyFileOnce(
+  given: string,
+  source: string,
+  dest: string,
+  opts: ResolvedCopyOptions,
+): Promise<CopyResult> {
   const ctx = new CopyContext(opts);
   try {
     const st = await staged("stat-source", ctx.engine.stat(source, true, ctx));

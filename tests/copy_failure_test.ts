@@ -611,6 +611,41 @@ Deno.test({
 });
 
 Deno.test({
+  name: "copyFile: many at once past the descriptor limit wait for each other instead of failing with EMFILE",
+  ignore: skipKernel(),
+  fn: async () => {
+    // Each holds its own ring, pipes and two files (~11 descriptors): 100 at once under
+    // `ulimit -n 256` failed 49 with EMFILE (a probe: 87 of 300 at 1024, where Deno.copyFile's
+    // failed none). In a child, with the limit lowered by its shell.
+    using dir = tempDir();
+    const script = `${dir.path}/many.ts`;
+    Deno.writeTextFileSync(
+      script,
+      `import { copyFile } from "${MOD_URL}";
+const dir = ${JSON.stringify(dir.path)};
+Deno.writeFileSync(dir + "/src", new Uint8Array(3_000_000).fill(3));
+const rs = await Promise.allSettled(Array.from({ length: 100 }, (_, i) => copyFile(dir + "/src", dir + "/o" + i)));
+const failed = rs.filter((r) => r.status === "rejected");
+let whole = 0;
+for (let i = 0; i < 100; i++) try { if (Deno.statSync(dir + "/o" + i).size === 3_000_000) whole++; } catch { /* none */ }
+console.log(JSON.stringify({ failed: failed.length, whole, first: failed[0]?.reason?.message ?? null }));`,
+    );
+    const out = await new Deno.Command("sh", {
+      args: ["-c", 'ulimit -n 256 && exec "$0" run --quiet --allow-all "$1"', Deno.execPath(), script],
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(60_000),
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    const last = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1);
+    assert.ok(out.success && last, `the child failed: ${stderr}`);
+    const r = JSON.parse(last);
+    assert.equal(r.failed, 0, r.first ?? "");
+    assert.equal(r.whole, 100);
+  },
+});
+
+Deno.test({
   name:
     "copy: an async onProgress that rejects stops the copy as a throw does; later rejections stay the caller's",
   ignore: skipKernel(),
