@@ -22,6 +22,8 @@ const TYPED_ARRAY = Object.getPrototypeOf(Uint8Array.prototype) as object;
 const TA_LENGTH = accessor(TYPED_ARRAY, "byteLength");
 const TA_OFFSET = accessor(TYPED_ARRAY, "byteOffset");
 const TA_BUFFER = accessor(TYPED_ARRAY, "buffer");
+/** `%TypedArray%.prototype.indexOf`: refuses a view out of its buffer's bounds (see `address`). */
+const TA_INDEX_OF = (TYPED_ARRAY as { indexOf: (this: unknown, value: unknown) => number }).indexOf;
 const DV_LENGTH = accessor(DataView.prototype, "byteLength");
 const DV_OFFSET = accessor(DataView.prototype, "byteOffset");
 const DV_BUFFER = accessor(DataView.prototype, "buffer");
@@ -72,7 +74,25 @@ export function byteLengthOf(view: ArrayBufferView): number {
   // One constant getter per call site: a getter picked at run time measured slower (each of these
   // calls still costs a few ns more than a property load: see bench/FINDINGS.md).
   if (isDataView(view)) return dataViewLength(view as DataView);
-  return TA_LENGTH.call(view) as number;
+  const length = TA_LENGTH.call(view) as number;
+  if (length === 0) checkTypedInBounds(view);
+  return length;
+}
+
+/**
+ * Throws a `TypeError` when typed array `view` lies outside its buffer (a resizable `ArrayBuffer`
+ * shrunk below it), whose length then reads 0 as an empty view's does (the engine's own methods
+ * refuse it; taken for empty, a read of it "reached the end of file"). A detached buffer passes:
+ * callers report that themselves.
+ */
+function checkTypedInBounds(view: ArrayBufferView): void {
+  try {
+    TA_INDEX_OF.call(view, undefined);
+  } catch (e) {
+    if (isDetached(TA_BUFFER.call(view) as ArrayBufferLike)) return;
+    const message = "buffer is out of bounds: its resizable ArrayBuffer shrank below the typed array";
+    throw new TypeError(message, { cause: e });
+  }
 }
 
 /** `view.byteOffset` as the engine knows it (see {@link byteLengthOf}). */
@@ -152,8 +172,12 @@ function address(view: ArrayBufferView): void {
     buffer = TA_BUFFER.call(view) as ArrayBufferLike;
     offset = TA_OFFSET.call(view) as number;
     length = TA_LENGTH.call(view) as number;
-    // A typed array over a detached buffer reads 0 bytes: only then can it be detached.
-    if (length === 0 && isDetached(buffer)) throw new TypeError("buffer is detached");
+    // A typed array over a detached buffer reads 0 bytes, as does one out of the bounds of a
+    // resizable buffer shrunk below it: only then can it be either.
+    if (length === 0) {
+      if (isDetached(buffer)) throw new TypeError("buffer is detached");
+      checkTypedInBounds(view);
+    }
   }
   const base = baseAddresses.get(buffer) ?? firstBase(buffer);
   // Set last, in case anything above ever runs the caller's code (none of it does: every read

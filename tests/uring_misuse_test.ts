@@ -265,20 +265,28 @@ Deno.test({
     await using file = await uring.open(`${scratch.path}/f`, { read: true, write: true });
     const resizable = new ArrayBuffer(64, { maxByteLength: 128 });
     const outside = new DataView(resizable, 32, 16);
+    // Typed arrays out of bounds read a length of 0, as empty ones do: they were taken for empty
+    // (readFull resolved 0, "end of file", of a file with data; writeAll wrote nothing).
+    const outsideTracking = new Uint8Array(resizable, 32);
+    const outsideFixed = new BigInt64Array(resizable, 24, 2);
     resizable.resize(16);
     const outsideWords =
       /^TypeError: (read|write): buffer is out of bounds: its resizable ArrayBuffer shrank below/;
-    for (
-      const call of [
-        () => file.readAt(outside, 0),
-        () => file.readFull(outside, 0),
-        () => file.writeAt(outside, 0),
-        () => file.writeAll(outside, 0),
-        () => uring.read(file.fd, outside, 0),
-      ]
-    ) {
-      await assert.rejects(call(), outsideWords);
+    for (const view of [outside, outsideTracking, outsideFixed]) {
+      for (
+        const call of [
+          () => file.readAt(view, 0),
+          () => file.readFull(view, 0),
+          () => file.writeAt(view, 0),
+          () => file.writeAll(view, 0),
+          () => uring.read(file.fd, view, 0),
+        ]
+      ) {
+        await assert.rejects(call(), outsideWords, view.constructor.name);
+      }
     }
+    // (An empty view is no such thing: it reads 0 bytes.)
+    assert.equal(await file.readAt(new Uint8Array(new ArrayBuffer(8, { maxByteLength: 8 }), 8), 0), 0);
     const cause = await uring.statx("").catch((e) => e.cause);
     assert.match(String(cause), /^TypeError: path must not be empty$/, "the original is the cause");
     // What a getter threw, and an abort's reason, go out as they were.
