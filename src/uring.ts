@@ -128,7 +128,7 @@ import {
 } from "./ops.ts";
 import { type Access, checkAccess, checkOpenTarget, kernelPath, toPath } from "./permissions.ts";
 import { prepCancel, prepClose, prepNop } from "./prep.ts";
-import { IoUring, type SqpollOptions } from "./ring.ts";
+import { IoUring, MAX_ENTRIES, type SqpollOptions } from "./ring.ts";
 import { onNextTurn } from "./turn.ts";
 import { type Cqe, type Sqe, W } from "./sqe.ts";
 import {
@@ -771,6 +771,10 @@ export class Uring implements AsyncDisposable {
   constructor(options: UringOptions = {}) {
     options = optionsObject(options, "Uring") ?? {}; // null: the defaults
     const entries = options.entries ?? 256;
+    // (Checked here: the ring's own message offers IORING_SETUP_CLAMP, which a Uring cannot ask for.)
+    if (!(Number.isInteger(entries) && entries >= 1 && entries <= MAX_ENTRIES)) {
+      throw new RangeError(`entries must be an integer from 1 to ${MAX_ENTRIES}, got ${shown(entries)}`);
+    }
     const spinUs = options.spinUs ?? DEFAULT_SPIN_US;
     if (typeof spinUs !== "number" || !(spinUs >= 0 && spinUs <= MAX_SPIN_US)) {
       throw new RangeError(`spinUs must be from 0 to ${MAX_SPIN_US}, got ${shown(spinUs)}`);

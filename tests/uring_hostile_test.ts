@@ -168,7 +168,8 @@ ringTest(
 );
 
 Deno.test({
-  name: "Uring options: spinUs above 1000 µs is refused (the spin holds the event loop)",
+  name:
+    "Uring options: spinUs above 1000 µs is refused (the spin holds the event loop); entries past 32768 too",
   ignore: skipKernel(),
   fn() {
     for (const spinUs of [1001, 5e6, 1e12]) {
@@ -182,6 +183,16 @@ Deno.test({
       /^RangeError: spinUs must be from 0 to 1000, got an object/,
     );
     new Uring({ spinUs: 1000, sqpoll: false }).close();
+    // entries past the kernel's largest: the message offered IORING_SETUP_CLAMP, which a Uring
+    // has no option for.
+    for (const entries of [0, 40_000, 1.5, "8"]) {
+      assert.throws(
+        () => new Uring({ entries: entries as number }),
+        (e: Error) =>
+          e instanceof RangeError && /^entries must be an integer from 1 to 32768, got/.test(e.message) &&
+          !/CLAMP/.test(e.message),
+      );
+    }
   },
 });
 
