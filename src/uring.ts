@@ -627,6 +627,8 @@ export class Uring implements AsyncDisposable {
   #typeScratch: Uint8Array | null = null;
   /** FIFO opens waiting for a writer (see `fifo_wait.ts`): the Uring's close stops them. */
   readonly #fifoWaits = new Set<FifoWriterWait>();
+  /** What the opens that wait for a FIFO's writer resolve with (see #fifoReaderWait). */
+  readonly #fifoOpens = new Set<Promise<unknown>>();
   /**
    * The FIFO opens waiting in workers of this Uring's io-wq, and its bounded worker limit before
    * they raised it (see {@link Uring.#fifoWorker}): shared with the Urings of the same io-wq.
@@ -2802,7 +2804,7 @@ export class Uring implements AsyncDisposable {
     this.#fifoWaits.add(wait);
     this.#fifoWorker(1);
     queueMicrotask(() => wait.start()); // (not from inside the reap that completes this open)
-    return wait.done.then(
+    const opened = wait.done.then(
       (fd) => {
         if (this.#closing) {
           this.#sys.close(fd);
@@ -2817,6 +2819,13 @@ export class Uring implements AsyncDisposable {
         throw operationError("open", reason.errno === EINTR ? ECANCELED : reason.errno, path);
       },
     );
+    // (The Uring's close settles after these: see #finishClose.)
+    this.#fifoOpens.add(opened);
+    const settled = () => {
+      this.#fifoOpens.delete(opened);
+    };
+    opened.then(settled, settled);
+    return opened;
   }
 
   /** Whether open fd `fd` is a FIFO (a `statx` of its type on this thread, ~0.36 µs). */
@@ -3374,8 +3383,16 @@ export class Uring implements AsyncDisposable {
     }
     this.#ring.close();
     const resolve = this.#closeResolve!;
-    if (this.#aux === null) resolve();
-    else this.#aux.close().then(resolve, resolve); // closes the files it opened for us
+    // Opens waiting for a FIFO's writer settle a few steps after their wait was stopped: the
+    // close settles after them ("every promise settles" first; it could come before).
+    const after = this.#fifoOpens.size === 0 ? null : Promise.allSettled(this.#fifoOpens);
+    if (this.#aux === null) {
+      if (after === null) resolve();
+      else after.then(resolve);
+    } else {
+      const aux = this.#aux.close(); // closes the files it opened for us
+      (after === null ? aux : Promise.allSettled([aux, after])).then(resolve, resolve);
+    }
   }
 
   /**

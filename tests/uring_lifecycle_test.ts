@@ -21,6 +21,26 @@ import {
 const enc = new TextEncoder();
 
 ringTest(
+  "Uring: close() settles after the opens of FIFOs that waited for a writer",
+  async (config) => {
+    // Their rejections came a few steps after the close had resolved (a probe: 4 of 10 runs
+    // without SQPOLL); "every promise settles" first, says close().
+    using dir = tempDir();
+    const fifo = `${dir.path}/fifo`;
+    mkfifo(fifo);
+    for (let round = 0; round < 10; round++) {
+      const uring = new Uring(uringOptions(config));
+      const settled = { open: false, openFd: false };
+      uring.open(fifo, { read: true }).then(() => settled.open = true, () => settled.open = true);
+      uring.openFd(fifo, 0).then(() => settled.openFd = true, () => settled.openFd = true);
+      await sleep(20); // opened, and waiting for a writer
+      await uring.close();
+      assert.deepEqual(settled, { open: true, openFd: true }, `round ${round}`);
+    }
+  },
+);
+
+ringTest(
   "Uring: the event loop stays live while a read waits on an empty pipe; abort settles it",
   async (config) => {
     await using uring = new Uring(uringOptions(config));
