@@ -151,7 +151,8 @@ export interface CopyTreeOptions extends CopyOptions {
   /**
    * Keep going after a failure and report every failure at the end, as a {@link CopyTreeError}
    * (an `AggregateError`) thrown after everything else was copied. Default `false`: the first
-   * failure stops the copy and is thrown as it is.
+   * failure stops the copy and is thrown as it is. A copy aborted by `signal` after failures
+   * rejects with its `AbortError` carrying them as `errors`.
    */
   continueOnError?: boolean;
 }

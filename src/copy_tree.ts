@@ -788,7 +788,9 @@ export async function copyTree(
       // if it had been there when looked at.
       const record = await tree.makeDir(source, dest, root, true, true);
       if (record === null) {
-        if (ctx.userAborted) throw abortFailure(opts.signal!, `copying '${source}' to '${dest}'`);
+        if (ctx.userAborted) {
+          throw withFailures(abortFailure(opts.signal!, `copying '${source}' to '${dest}'`), tree.errors);
+        }
         throw tree.first ?? tree.errors[0];
       }
       merging = !record.created;
@@ -800,7 +802,9 @@ export async function copyTree(
     ctx.report();
     await tree.drain();
     await tree.finishDirs();
-    if (ctx.userAborted) throw abortFailure(opts.signal!, `copying '${source}' to '${dest}'`);
+    if (ctx.userAborted) {
+      throw withFailures(abortFailure(opts.signal!, `copying '${source}' to '${dest}'`), tree.errors);
+    }
     if (tree.first) throw tree.first;
     const progress = ctx.progressError();
     if (progress !== undefined) throw progress;
@@ -813,4 +817,21 @@ export async function copyTree(
   } finally {
     await ctx.close();
   }
+}
+
+/**
+ * `error` (a copy's `AbortError`) with the failures `continueOnError` collected before the abort
+ * as its `errors` (as a {@link CopyTreeError} holds them), when there were any: an interrupted
+ * copy does not lose them.
+ */
+function withFailures(error: DOMException, failures: readonly Error[]): DOMException {
+  if (failures.length > 0) {
+    Object.defineProperty(error, "errors", {
+      value: [...failures],
+      configurable: true,
+      writable: true,
+      enumerable: false,
+    });
+  }
+  return error;
 }

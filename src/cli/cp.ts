@@ -406,6 +406,9 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
         }
       } catch (e) {
         if (isAbortError(e) || interrupted !== null) {
+          // (A tree's failures before the interruption come with it: reported first.)
+          const before = (e as { errors?: unknown }).errors;
+          if (Array.isArray(before)) { for (const error of before) fail((error as Error).message); }
           fail((e as Error).message);
           break;
         }
