@@ -73,8 +73,9 @@ Options:
                          destination file is an error); the copy is renamed over the
                          name, so a destination symlink is replaced, not written through
                          (a device, FIFO or socket in the way is refused)
-  -p, --preserve         also keep access and modification times (modes are always kept,
-                         but not a file's setuid/setgid bits: owners are not kept)
+  -p, --preserve         also keep access and modification times (of files and directories,
+                         not of symlinks; modes are always kept, but not a file's
+                         setuid/setgid bits: owners are not kept)
       --queue-depth N    I/O operations kept in flight at once (default ${DEFAULT_QUEUE_DEPTH},
                          1..${MAX_QUEUE_DEPTH})
       --block-size SIZE  bytes per read/write, e.g. 65536, 128k, 1m (default ${sizeText(DEFAULT_BLOCK_SIZE)},
@@ -100,6 +101,9 @@ into place when complete, so nothing that exists is ever half-overwritten.
 A SRC that is a symlink is followed, also with -r (GNU cp -r copies the link itself);
 symlinks inside a tree are copied as symlinks. A file's size is read when it is looked at:
 bytes appended since are not copied; a file replaced meanwhile is copied anew, whole.
+Paths are handed to the kernel whole: an entry whose path (as given, below the source or the
+destination) is 4,096 bytes or more fails with ENAMETOOLONG, where GNU cp, which works from
+each directory in turn, copies it.
 When io_uring is unavailable (EPERM/ENOSYS, or ENOMEM: no locked memory for a ring;
 URING_FORCE_UNAVAILABLE=1 pretends so) cp says so once and copies with Deno's own file APIs
 instead. Exit status: 0 when everything was copied, 1 when anything failed (one line per
