@@ -1614,9 +1614,15 @@ export class IoUring implements Disposable {
   // -------------------------------------------------------------------------------------------
   // Registration
 
-  #register(opcode: number, arg: Uint8Array | null, nrArgs: number, what: string): number {
+  #register(
+    opcode: number,
+    arg: Uint8Array | null,
+    nrArgs: number,
+    what: string,
+    hints?: Readonly<Record<string, string>>,
+  ): number {
     this.#assertOpen();
-    return registerChecked(this.#sys, this.fd, opcode, arg, nrArgs, what);
+    return registerChecked(this.#sys, this.fd, opcode, arg, nrArgs, what, hints);
   }
 
   /**
@@ -1963,9 +1969,12 @@ export class IoUring implements Disposable {
     return this.#register(abi.IORING_REGISTER_PERSONALITY, null, 0, "IORING_REGISTER_PERSONALITY");
   }
 
-  /** Unregisters personality `id` (`EINVAL` if there is none). Since 5.6. */
+  /**
+   * Unregisters personality `id` (1 to 65535, as `registerPersonality` returns; `EINVAL` if there
+   * is none). Since 5.6.
+   */
   unregisterPersonality(id: number): void {
-    checkU32(id, "id", 0xffff);
+    checkU32(id, "id", 0xffff, 1); // (the kernel's ids start at 1: 0 in an SQE means none)
     this.#register(abi.IORING_UNREGISTER_PERSONALITY, null, id, `IORING_UNREGISTER_PERSONALITY (${id})`);
   }
 
@@ -2027,12 +2036,23 @@ export class IoUring implements Disposable {
   /**
    * Sets the fixed-file slots the kernel picks from when an SQE asks for any free one
    * (`IORING_FILE_INDEX_ALLOC`): `offset` to `offset + length - 1`, inside the registered table
-   * (`EINVAL` otherwise). Since 6.0.
+   * (`registeredFileCount`; a `RangeError` otherwise, where the kernel would fail with `EINVAL`,
+   * or `EOVERFLOW` past 2^32). Since 6.0.
    */
   registerFileAllocRange(offset: number, length: number): void {
+    this.#assertOpen();
+    const range = fileIndexRange(offset, length); // (checks both)
+    const table = this.#registeredFiles;
+    if (offset + length > table) {
+      const slots = length === 0 ? `offset ${offset} is` : `slots ${offset}..${offset + length - 1} are`;
+      throw new RangeError(
+        `${slots} outside the table of ${table} registered files` +
+          (table === 0 ? " (register files first: registerFiles or registerFilesSparse)" : ""),
+      );
+    }
     this.#register(
       abi.IORING_REGISTER_FILE_ALLOC_RANGE,
-      fileIndexRange(offset, length),
+      range,
       0,
       `IORING_REGISTER_FILE_ALLOC_RANGE (${offset}, ${length})`,
     );
@@ -2097,10 +2117,18 @@ export class IoUring implements Disposable {
   /**
    * Busy-polls the network (NAPI) for the ring's sockets while it waits for completions, for up
    * to `busyPollUs` µs each time, instead of sleeping until an interrupt: lower latency for more
-   * CPU. Returns the settings that were in force. Since 6.9.
+   * CPU. Returns the settings that were in force. A polled ring (`iopoll`) is refused with a
+   * `RangeError`: the kernel refuses NAPI on any `IORING_SETUP_IOPOLL` ring (`EINVAL`). Since 6.9.
    */
   registerNapi(settings: NapiSettings): NapiSettings {
+    this.#assertOpen();
     const arg = napiArg(settings);
+    if (this.iopoll) {
+      throw new RangeError(
+        "registerNapi: the kernel refuses network busy-polling (NAPI) on a polled ring (iopoll: " +
+          "true, IORING_SETUP_IOPOLL; EINVAL): use a ring without iopoll for the sockets",
+      );
+    }
     this.#register(abi.IORING_REGISTER_NAPI, arg, 1, "IORING_REGISTER_NAPI");
     return napiSettings(arg);
   }

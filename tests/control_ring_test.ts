@@ -297,6 +297,12 @@ ringTest(
       () => ring.unregisterPersonality(id),
       (e) => e instanceof IoUringError && e.code === "EINVAL",
     );
+    // Ids start at 1 (the kernel allocates from 1; 0 in an SQE means none): 0 is refused first.
+    assert.throws(
+      () => ring.unregisterPersonality(0),
+      RangeError,
+      "id must be an integer from 1 to 65535, got 0",
+    );
   },
 );
 
@@ -429,10 +435,25 @@ ringTest(
     assert.equal(open(), 5);
     assert.equal(open(), 6);
     assertErr(open(), "ENFILE", "the range is full");
+    // Past the table (the kernel's EINVAL) or past 2^32 (its EOVERFLOW): refused before it.
     assert.throws(
       () => ring.registerFileAllocRange(7, 2),
-      (e) => e instanceof IoUringError && e.code === "EINVAL",
-      "a range past the table",
+      RangeError,
+      "slots 7..8 are outside the table of 8 registered files",
+    );
+    assert.throws(() => ring.registerFileAllocRange(9, 0), RangeError, "offset 9 is outside the table of 8");
+    assert.throws(
+      () => ring.registerFileAllocRange(0xffffffff, 1),
+      RangeError,
+      "slots 4294967295..4294967295 are outside the table of 8",
+    );
+    assert.throws(() => ring.registerFileAllocRange(1, 0xffffffff), RangeError, "outside the table of 8");
+    assertErr(open(), "ENFILE", "the range the refused calls left as it was");
+    ring.unregisterFiles();
+    assert.throws(
+      () => ring.registerFileAllocRange(0, 1),
+      RangeError,
+      "slots 0..0 are outside the table of 0 registered files (register files first",
     );
   },
 );
@@ -667,6 +688,18 @@ ringTest("registerNapi / unregisterNapi: each returns the settings that were in 
   assert.throws(() => ring.registerNapi({ busyPollUs: -1, preferBusyPoll: true }), RangeError);
   assert.throws(() => ring.registerNapi({ busyPollUs: 1 } as never), TypeError);
   assert.throws(() => ring.registerNapi(null as never), TypeError);
+  // The kernel refuses NAPI on any polled ring (EINVAL, before it reads the settings).
+  using polled = new IoUring(2, { ...config.options, iopoll: true });
+  assert.throws(
+    () => polled.registerNapi({ busyPollUs: 10, preferBusyPoll: false }),
+    RangeError,
+    "registerNapi: the kernel refuses network busy-polling (NAPI) on a polled ring (iopoll: true",
+  );
+  assert.deepEqual(
+    polled.unregisterNapi(),
+    { busyPollUs: 0, preferBusyPoll: false },
+    "unregister is allowed",
+  );
 });
 
 ringTest(
