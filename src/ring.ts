@@ -83,6 +83,16 @@ function releaseBufferRing(hold: RingHold, ring: BufferRing): void {
  */
 const NO_BUFFER = Object.freeze(new Uint8Array(0));
 
+/** Largest registered file table the kernel allows (`IORING_MAX_FIXED_FILES`), whatever `ulimit -n` says. */
+const MAX_FIXED_FILES = 1 << 20;
+
+/**
+ * Hint for `EBADF` from a registration of fds in the file table: the kernel refuses an fd that is
+ * not open, and an io_uring ring's fd (`io_is_uring_fops`).
+ */
+const FILE_TABLE_EBADF =
+  "an fd that is not open, or an io_uring ring's fd: the kernel refuses rings in a file table";
+
 /**
  * Throws a `RangeError` for a buffer the kernel must not pin: over 1 GiB (`EFAULT` from it), or a
  * view of a resizable `ArrayBuffer` (a resize may give it other pages).
@@ -1879,13 +1889,33 @@ export class IoUring implements Disposable {
       checkFd(fd, `fds[${i}]`);
       return fd;
     });
-    this.#register(
+    this.#registerFileTable(
       abi.IORING_REGISTER_FILES,
       new Uint8Array(table.buffer),
+      table.length,
       table.length,
       `IORING_REGISTER_FILES (${table.length})`,
     );
     this.#registeredFiles = table.length;
+  }
+
+  /**
+   * Registers a file table of `count` slots, saying why when the kernel refuses it: `EMFILE`, a
+   * table larger than `RLIMIT_NOFILE` or than {@link MAX_FIXED_FILES}; `EBADF`, an fd it refuses.
+   */
+  #registerFileTable(opcode: number, arg: Uint8Array, nrArgs: number, count: number, what: string): void {
+    try {
+      this.#register(opcode, arg, nrArgs, what, { EBADF: FILE_TABLE_EBADF });
+    } catch (e) {
+      if (!(e instanceof IoUringError && e.code === "EMFILE")) throw e;
+      const limit = this.#sys.fileLimit(); // (read when it matters: a registration that fits costs nothing)
+      const hint = count > MAX_FIXED_FILES
+        ? `a file table holds at most ${MAX_FIXED_FILES} entries (IORING_MAX_FIXED_FILES)`
+        : `a file table holds at most RLIMIT_NOFILE entries (\`ulimit -n\`${
+          limit > 0 ? `, ${limit} here` : ""
+        }), and ${count} were asked for: register fewer or raise the limit`;
+      throw new IoUringError(e.call, e.errno, what, { EMFILE: hint });
+    }
   }
 
   /** Size of the registered file table (0 when none). */
@@ -1926,6 +1956,7 @@ export class IoUring implements Disposable {
         `IORING_REGISTER_FILES_UPDATE (fds[${done}] for slot ${offset + done}${
           done > 0 ? `; ${done} updated before it` : ""
         })`,
+        { EBADF: FILE_TABLE_EBADF },
       );
       if (updated === 0) break; // (never seen: the kernel updates one or says why not)
       done += updated;
@@ -1943,14 +1974,22 @@ export class IoUring implements Disposable {
   /**
    * Registers an eventfd the kernel signals when it posts completions (`async`: only completions
    * that did not finish inline). It signals once per batch it posts, not per CQE: the counter
-   * says that there are completions, not how many. Since 5.2 (`async` 5.6).
+   * says that there are completions, not how many. `EINVAL` when the fd is not an eventfd,
+   * `EBUSY` when one is registered already. Since 5.2 (`async` 5.6).
    */
   registerEventfd(eventfd: number, options: { async?: boolean } = {}): void {
     checkOptionsObject(options);
     checkFd(eventfd, "eventfd");
+    const async: unknown = options?.async; // read once
+    if (async !== undefined && typeof async !== "boolean") {
+      throw new TypeError(`async must be true or false, got ${shown(async)}`);
+    }
     const arg = new Int32Array([eventfd]);
-    const op = options?.async ? abi.IORING_REGISTER_EVENTFD_ASYNC : abi.IORING_REGISTER_EVENTFD;
-    this.#register(op, new Uint8Array(arg.buffer), 1, "IORING_REGISTER_EVENTFD");
+    const op = async ? abi.IORING_REGISTER_EVENTFD_ASYNC : abi.IORING_REGISTER_EVENTFD;
+    this.#register(op, new Uint8Array(arg.buffer), 1, "IORING_REGISTER_EVENTFD", {
+      EINVAL: "the fd is not an eventfd (the kernel signals only an eventfd(2) descriptor)",
+      EBUSY: "an eventfd is registered already: unregisterEventfd() first",
+    });
   }
 
   /** Unregisters the eventfd. Since 5.2. */
@@ -1992,7 +2031,16 @@ export class IoUring implements Disposable {
   registerRestrictions(restrictions: readonly Restriction[]): void {
     const array = restrictionArray(restrictions);
     const count = array.byteLength / RESTRICTION_SIZE; // (what was built: not a second read of the list)
-    this.#register(abi.IORING_REGISTER_RESTRICTIONS, array, count, `IORING_REGISTER_RESTRICTIONS (${count})`);
+    this.#register(
+      abi.IORING_REGISTER_RESTRICTIONS,
+      array,
+      count,
+      `IORING_REGISTER_RESTRICTIONS (${count})`,
+      {
+        EBUSY: "a ring takes restrictions once, for its whole life: they cannot be unregistered or " +
+          "replaced (create another ring with IORING_SETUP_R_DISABLED for other rules)",
+      },
+    );
     // Enabled, the ring would refuse IORING_UNREGISTER_RING_FDS unless it is listed, and the
     // thread's table of rings would keep it alive after close(): leave the table now.
     if (this.#enterFlag !== 0 && !allowsRegisterOp(array, abi.IORING_UNREGISTER_RING_FDS)) {
@@ -2024,10 +2072,11 @@ export class IoUring implements Disposable {
    */
   registerFilesSparse(count: number): void {
     checkU32(count, "count", 0xffffffff, 1);
-    this.#register(
+    this.#registerFileTable(
       abi.IORING_REGISTER_FILES2,
       sparseTable(count),
       32,
+      count,
       `IORING_REGISTER_FILES2 (${count} sparse)`,
     );
     this.#registeredFiles = count;
@@ -2176,10 +2225,12 @@ export class IoUring implements Disposable {
     }
     const { group, entries, bufferSize, incremental = false, empty = false } = options;
     checkU32(group, "group", 0xffff);
-    checkU32(entries, "entries", abi.MAX_BUF_RING_ENTRIES);
-    if (entries === 0 || (entries & (entries - 1)) !== 0) {
+    if (
+      typeof entries !== "number" || !Number.isInteger(entries) || entries < 1 ||
+      entries > abi.MAX_BUF_RING_ENTRIES || (entries & (entries - 1)) !== 0
+    ) {
       throw new RangeError(
-        `entries must be a power of two from 1 to ${abi.MAX_BUF_RING_ENTRIES}, got ${entries}`,
+        `entries must be a power of two from 1 to ${abi.MAX_BUF_RING_ENTRIES}, got ${shown(entries)}`,
       );
     }
     checkU32(bufferSize, "bufferSize");
