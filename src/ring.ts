@@ -217,7 +217,8 @@ export interface IoUringOptions {
    * Raw `IORING_SETUP_*` flags added to those the options imply (`SQE128` and `CQE32` here do
    * what `sqe128` and `cqe32` do). Flags that change the ring's memory layout in ways this ring
    * does not read (`NO_MMAP`, `REGISTERED_FD_ONLY`, `CQE_MIXED`, `SQE_MIXED`, `SQ_REWIND`) are
-   * refused with a `RangeError`, and so are combinations the kernel always refuses:
+   * refused with a `RangeError`, as are bits this ring does not know (past `SQ_REWIND`: one may
+   * change the layout too) and combinations the kernel always refuses:
    * `TASKRUN_FLAG` without `COOP_TASKRUN` or `DEFER_TASKRUN`, `DEFER_TASKRUN` without
    * `SINGLE_ISSUER`, and any of those three with an insisted `sqpoll` (with the default `sqpoll`
    * the kernel refuses SQPOLL for them, and `sqpollFallbackReason` says why). Flags that
@@ -346,12 +347,15 @@ function isSqpollRefusal(e: unknown): boolean {
  * it does not read (SQEs of one size, CQEs of one size, rings it maps itself from its fd):
  * `IORING_SETUP_NO_MMAP`, `REGISTERED_FD_ONLY`, `CQE_MIXED` (6.18), `SQE_MIXED` and `SQ_REWIND`
  * (the kernel would take SQEs from slot 0 on each submit, ignoring the head and tail this ring
- * keeps). Other flags go to the kernel, which refuses
- * those it does not know.
+ * keeps). Bits past the last flag this ring knows ({@link KNOWN_SETUP_FLAGS}) are refused too:
+ * a flag it does not know may change the layout as well.
  */
 const LAYOUT_FLAGS = abi.IORING_SETUP_NO_MMAP | abi.IORING_SETUP_REGISTERED_FD_ONLY |
   abi.IORING_SETUP_CQE_MIXED |
   abi.IORING_SETUP_SQE_MIXED | abi.IORING_SETUP_SQ_REWIND;
+
+/** The `IORING_SETUP_*` flags this ring knows: bits 0 (`IOPOLL`) to 20 (`SQ_REWIND`). */
+const KNOWN_SETUP_FLAGS = abi.IORING_SETUP_SQ_REWIND * 2 - 1;
 
 /**
  * Why raw setup `flags` contradict an option, or undefined: `CQSIZE` without `cqEntries` (the
@@ -591,6 +595,14 @@ export class IoUring implements Disposable {
     }
     if (options.flags !== undefined) {
       checkU32(options.flags, "flags");
+      const unknown = options.flags & ~KNOWN_SETUP_FLAGS;
+      if (unknown !== 0) {
+        throw new RangeError(
+          `flags 0x${(unknown >>> 0).toString(16)} are no IORING_SETUP_* flags this ring knows ` +
+            `(bits 0 to 20, IORING_SETUP_IOPOLL to IORING_SETUP_SQ_REWIND): one it does not know may ` +
+            "change the ring's layout",
+        );
+      }
       const layout = options.flags & LAYOUT_FLAGS;
       if (layout !== 0) {
         throw new RangeError(
@@ -636,7 +648,7 @@ export class IoUring implements Disposable {
     // Without the SQ index array unless asked to keep it; EINVAL (a kernel before 6.6) retries with
     // it, unless the caller named the flag.
     const dropSqArray = options.sqArray !== true && (baseFlags & abi.IORING_SETUP_NO_SQARRAY) === 0;
-    const setupOnce = (sqpoll: boolean, flags: number): number => {
+    const setupOnce = (sqpoll: boolean, flags: number, pin = true): number => {
       params.fill(0);
       if (sqpoll) {
         flags |= abi.IORING_SETUP_SQPOLL;
@@ -648,7 +660,7 @@ export class IoUring implements Disposable {
         // for the other ring's, so attaching changes nothing.
         const idleMs = sqpollSettings.idleMs ?? attachTo?.params.sqThreadIdle ?? DEFAULT_SQPOLL_IDLE_MS;
         pv.setUint32(abi.PARAMS.sqThreadIdle, idleMs, true);
-        if (sqpollSettings.cpu !== undefined) {
+        if (sqpollSettings.cpu !== undefined && pin) {
           flags |= abi.IORING_SETUP_SQ_AFF;
           pv.setUint32(abi.PARAMS.sqThreadCpu, sqpollSettings.cpu, true);
         }
@@ -661,20 +673,32 @@ export class IoUring implements Disposable {
     const coop = options.coopTaskrun === true ? COOP_FLAGS : 0;
     const setup = (sqpoll: boolean): number => {
       const extra = sqpoll ? 0 : coop;
-      let fd = setupOnce(sqpoll, (dropSqArray ? baseFlags | abi.IORING_SETUP_NO_SQARRAY : baseFlags) | extra);
-      if (fd === -EINVAL && dropSqArray) fd = setupOnce(sqpoll, baseFlags | extra);
-      if (fd === -EINVAL && extra !== 0) fd = setupOnce(sqpoll, baseFlags);
+      let flags = (dropSqArray ? baseFlags | abi.IORING_SETUP_NO_SQARRAY : baseFlags) | extra;
+      let fd = setupOnce(sqpoll, flags);
+      if (fd === -EINVAL && dropSqArray) fd = setupOnce(sqpoll, flags = baseFlags | extra);
+      if (fd === -EINVAL && extra !== 0) fd = setupOnce(sqpoll, flags = baseFlags);
       if (fd < 0) {
         const cpu = sqpollSettings.cpu;
+        const pinned = `with IORING_SETUP_SQPOLL pinned to CPU ${cpu} (sqpoll.cpu)`;
         const detail = !sqpoll
           ? undefined
-          : cpu !== undefined && fd === -EINVAL
-          ? `with IORING_SETUP_SQPOLL pinned to CPU ${cpu} (sqpoll.cpu): the kernel refuses a CPU that is not ` +
-            `online (this machine shows ${navigator.hardwareConcurrency})`
-          : "with IORING_SETUP_SQPOLL";
+          : cpu === undefined
+          ? "with IORING_SETUP_SQPOLL"
+          : fd === -EINVAL && cpuRefused(flags)
+          ? `${pinned}: the kernel refuses that CPU: it is not online, or not in this process's cpuset ` +
+            `(this machine shows ${navigator.hardwareConcurrency} CPUs)`
+          : pinned;
         throw new IoUringError("io_uring_setup", -fd, detail);
       }
       return fd;
+    };
+    // EINVAL has many causes: the CPU was the one when the same setup unpinned works (that ring
+    // is closed at once; this runs only on the way to an error).
+    const cpuRefused = (flags: number): boolean => {
+      const fd = setupOnce(true, flags, false);
+      if (fd < 0) return false;
+      this.#sys.close(fd);
+      return true;
     };
 
     let fd: number;

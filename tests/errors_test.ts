@@ -450,11 +450,31 @@ Deno.test({
 // --- With the kernel -------------------------------------------------------------------------
 
 Deno.test({
-  name: "IoUringError from the kernel: io_uring_setup with unknown flags is EINVAL with a hint",
+  name:
+    "io_uring_setup: unknown flag bits are refused before the kernel (with sqpoll.cpu set, no CPU is blamed)",
+  fn() {
+    // Bits past IORING_SETUP_SQ_REWIND (bit 20): the kernel's EINVAL, which with sqpoll.cpu set was
+    // reported as a CPU that is not online (probe praw5: CPU 0, online).
+    for (const flags of [1 << 21, 1 << 30, 2 ** 31]) {
+      for (const options of [{ sqpoll: false }, { sqpoll: { cpu: 0 } }]) {
+        assert.throws(() => new IoUring(4, { ...options, flags }), {
+          name: "RangeError",
+          message:
+            `flags 0x${flags.toString(16)} are no IORING_SETUP_* flags this ring knows (bits 0 to 20, ` +
+            "IORING_SETUP_IOPOLL to IORING_SETUP_SQ_REWIND): one it does not know may change the ring's layout",
+        });
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "IoUringError from the kernel: io_uring_setup's EINVAL (a CPU it refuses) carries a hint",
   ignore: skipKernel(),
   fn() {
     for (const config of CONFIGS.filter((c) => !c.sqpoll)) {
-      assert.throws(() => new IoUring(4, { ...config.options, flags: 1 << 30 }), (e: unknown) => {
+      const options = { backend: config.options.backend, sqpoll: { cpu: 4095 } };
+      assert.throws(() => new IoUring(4, options), (e: unknown) => {
         assert.ok(e instanceof IoUringError);
         assert.equal(e.name, "IoUringError");
         assert.equal(e.call, "io_uring_setup");
