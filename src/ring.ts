@@ -83,6 +83,16 @@ function releaseBufferRing(hold: RingHold, ring: BufferRing): void {
  */
 const NO_BUFFER = Object.freeze(new Uint8Array(0));
 
+/** Largest registered file table the kernel allows (`IORING_MAX_FIXED_FILES`), whatever `ulimit -n` says. */
+const MAX_FIXED_FILES = 1 << 20;
+
+/**
+ * Hint for `EBADF` from a registration of fds in the file table: the kernel refuses an fd that is
+ * not open, and an io_uring ring's fd (`io_is_uring_fops`).
+ */
+const FILE_TABLE_EBADF =
+  "an fd that is not open, or an io_uring ring's fd: the kernel refuses rings in a file table";
+
 /**
  * Throws a `RangeError` for a buffer the kernel must not pin: over 1 GiB (`EFAULT` from it), or a
  * view of a resizable `ArrayBuffer` (a resize may give it other pages).
@@ -207,7 +217,8 @@ export interface IoUringOptions {
    * Raw `IORING_SETUP_*` flags added to those the options imply (`SQE128` and `CQE32` here do
    * what `sqe128` and `cqe32` do). Flags that change the ring's memory layout in ways this ring
    * does not read (`NO_MMAP`, `REGISTERED_FD_ONLY`, `CQE_MIXED`, `SQE_MIXED`, `SQ_REWIND`) are
-   * refused with a `RangeError`, and so are combinations the kernel always refuses:
+   * refused with a `RangeError`, as are bits this ring does not know (past `SQ_REWIND`: one may
+   * change the layout too) and combinations the kernel always refuses:
    * `TASKRUN_FLAG` without `COOP_TASKRUN` or `DEFER_TASKRUN`, `DEFER_TASKRUN` without
    * `SINGLE_ISSUER`, and any of those three with an insisted `sqpoll` (with the default `sqpoll`
    * the kernel refuses SQPOLL for them, and `sqpollFallbackReason` says why). Flags that
@@ -336,12 +347,15 @@ function isSqpollRefusal(e: unknown): boolean {
  * it does not read (SQEs of one size, CQEs of one size, rings it maps itself from its fd):
  * `IORING_SETUP_NO_MMAP`, `REGISTERED_FD_ONLY`, `CQE_MIXED` (6.18), `SQE_MIXED` and `SQ_REWIND`
  * (the kernel would take SQEs from slot 0 on each submit, ignoring the head and tail this ring
- * keeps). Other flags go to the kernel, which refuses
- * those it does not know.
+ * keeps). Bits past the last flag this ring knows ({@link KNOWN_SETUP_FLAGS}) are refused too:
+ * a flag it does not know may change the layout as well.
  */
 const LAYOUT_FLAGS = abi.IORING_SETUP_NO_MMAP | abi.IORING_SETUP_REGISTERED_FD_ONLY |
   abi.IORING_SETUP_CQE_MIXED |
   abi.IORING_SETUP_SQE_MIXED | abi.IORING_SETUP_SQ_REWIND;
+
+/** The `IORING_SETUP_*` flags this ring knows: bits 0 (`IOPOLL`) to 20 (`SQ_REWIND`). */
+const KNOWN_SETUP_FLAGS = abi.IORING_SETUP_SQ_REWIND * 2 - 1;
 
 /**
  * Why raw setup `flags` contradict an option, or undefined: `CQSIZE` without `cqEntries` (the
@@ -581,6 +595,14 @@ export class IoUring implements Disposable {
     }
     if (options.flags !== undefined) {
       checkU32(options.flags, "flags");
+      const unknown = options.flags & ~KNOWN_SETUP_FLAGS;
+      if (unknown !== 0) {
+        throw new RangeError(
+          `flags 0x${(unknown >>> 0).toString(16)} are no IORING_SETUP_* flags this ring knows ` +
+            `(bits 0 to 20, IORING_SETUP_IOPOLL to IORING_SETUP_SQ_REWIND): one it does not know may ` +
+            "change the ring's layout",
+        );
+      }
       const layout = options.flags & LAYOUT_FLAGS;
       if (layout !== 0) {
         throw new RangeError(
@@ -626,7 +648,7 @@ export class IoUring implements Disposable {
     // Without the SQ index array unless asked to keep it; EINVAL (a kernel before 6.6) retries with
     // it, unless the caller named the flag.
     const dropSqArray = options.sqArray !== true && (baseFlags & abi.IORING_SETUP_NO_SQARRAY) === 0;
-    const setupOnce = (sqpoll: boolean, flags: number): number => {
+    const setupOnce = (sqpoll: boolean, flags: number, pin = true): number => {
       params.fill(0);
       if (sqpoll) {
         flags |= abi.IORING_SETUP_SQPOLL;
@@ -638,7 +660,7 @@ export class IoUring implements Disposable {
         // for the other ring's, so attaching changes nothing.
         const idleMs = sqpollSettings.idleMs ?? attachTo?.params.sqThreadIdle ?? DEFAULT_SQPOLL_IDLE_MS;
         pv.setUint32(abi.PARAMS.sqThreadIdle, idleMs, true);
-        if (sqpollSettings.cpu !== undefined) {
+        if (sqpollSettings.cpu !== undefined && pin) {
           flags |= abi.IORING_SETUP_SQ_AFF;
           pv.setUint32(abi.PARAMS.sqThreadCpu, sqpollSettings.cpu, true);
         }
@@ -651,20 +673,32 @@ export class IoUring implements Disposable {
     const coop = options.coopTaskrun === true ? COOP_FLAGS : 0;
     const setup = (sqpoll: boolean): number => {
       const extra = sqpoll ? 0 : coop;
-      let fd = setupOnce(sqpoll, (dropSqArray ? baseFlags | abi.IORING_SETUP_NO_SQARRAY : baseFlags) | extra);
-      if (fd === -EINVAL && dropSqArray) fd = setupOnce(sqpoll, baseFlags | extra);
-      if (fd === -EINVAL && extra !== 0) fd = setupOnce(sqpoll, baseFlags);
+      let flags = (dropSqArray ? baseFlags | abi.IORING_SETUP_NO_SQARRAY : baseFlags) | extra;
+      let fd = setupOnce(sqpoll, flags);
+      if (fd === -EINVAL && dropSqArray) fd = setupOnce(sqpoll, flags = baseFlags | extra);
+      if (fd === -EINVAL && extra !== 0) fd = setupOnce(sqpoll, flags = baseFlags);
       if (fd < 0) {
         const cpu = sqpollSettings.cpu;
+        const pinned = `with IORING_SETUP_SQPOLL pinned to CPU ${cpu} (sqpoll.cpu)`;
         const detail = !sqpoll
           ? undefined
-          : cpu !== undefined && fd === -EINVAL
-          ? `with IORING_SETUP_SQPOLL pinned to CPU ${cpu} (sqpoll.cpu): the kernel refuses a CPU that is not ` +
-            `online (this machine shows ${navigator.hardwareConcurrency})`
-          : "with IORING_SETUP_SQPOLL";
+          : cpu === undefined
+          ? "with IORING_SETUP_SQPOLL"
+          : fd === -EINVAL && cpuRefused(flags)
+          ? `${pinned}: the kernel refuses that CPU: it is not online, or not in this process's cpuset ` +
+            `(this machine shows ${navigator.hardwareConcurrency} CPUs)`
+          : pinned;
         throw new IoUringError("io_uring_setup", -fd, detail);
       }
       return fd;
+    };
+    // EINVAL has many causes: the CPU was the one when the same setup unpinned works (that ring
+    // is closed at once; this runs only on the way to an error).
+    const cpuRefused = (flags: number): boolean => {
+      const fd = setupOnce(true, flags, false);
+      if (fd < 0) return false;
+      this.#sys.close(fd);
+      return true;
     };
 
     let fd: number;
@@ -1614,9 +1648,15 @@ export class IoUring implements Disposable {
   // -------------------------------------------------------------------------------------------
   // Registration
 
-  #register(opcode: number, arg: Uint8Array | null, nrArgs: number, what: string): number {
+  #register(
+    opcode: number,
+    arg: Uint8Array | null,
+    nrArgs: number,
+    what: string,
+    hints?: Readonly<Record<string, string>>,
+  ): number {
     this.#assertOpen();
-    return registerChecked(this.#sys, this.fd, opcode, arg, nrArgs, what);
+    return registerChecked(this.#sys, this.fd, opcode, arg, nrArgs, what, hints);
   }
 
   /**
@@ -1873,13 +1913,33 @@ export class IoUring implements Disposable {
       checkFd(fd, `fds[${i}]`);
       return fd;
     });
-    this.#register(
+    this.#registerFileTable(
       abi.IORING_REGISTER_FILES,
       new Uint8Array(table.buffer),
+      table.length,
       table.length,
       `IORING_REGISTER_FILES (${table.length})`,
     );
     this.#registeredFiles = table.length;
+  }
+
+  /**
+   * Registers a file table of `count` slots, saying why when the kernel refuses it: `EMFILE`, a
+   * table larger than `RLIMIT_NOFILE` or than {@link MAX_FIXED_FILES}; `EBADF`, an fd it refuses.
+   */
+  #registerFileTable(opcode: number, arg: Uint8Array, nrArgs: number, count: number, what: string): void {
+    try {
+      this.#register(opcode, arg, nrArgs, what, { EBADF: FILE_TABLE_EBADF });
+    } catch (e) {
+      if (!(e instanceof IoUringError && e.code === "EMFILE")) throw e;
+      const limit = this.#sys.fileLimit(); // (read when it matters: a registration that fits costs nothing)
+      const hint = count > MAX_FIXED_FILES
+        ? `a file table holds at most ${MAX_FIXED_FILES} entries (IORING_MAX_FIXED_FILES)`
+        : `a file table holds at most RLIMIT_NOFILE entries (\`ulimit -n\`${
+          limit > 0 ? `, ${limit} here` : ""
+        }), and ${count} were asked for: register fewer or raise the limit`;
+      throw new IoUringError(e.call, e.errno, what, { EMFILE: hint });
+    }
   }
 
   /** Size of the registered file table (0 when none). */
@@ -1920,6 +1980,7 @@ export class IoUring implements Disposable {
         `IORING_REGISTER_FILES_UPDATE (fds[${done}] for slot ${offset + done}${
           done > 0 ? `; ${done} updated before it` : ""
         })`,
+        { EBADF: FILE_TABLE_EBADF },
       );
       if (updated === 0) break; // (never seen: the kernel updates one or says why not)
       done += updated;
@@ -1937,14 +1998,22 @@ export class IoUring implements Disposable {
   /**
    * Registers an eventfd the kernel signals when it posts completions (`async`: only completions
    * that did not finish inline). It signals once per batch it posts, not per CQE: the counter
-   * says that there are completions, not how many. Since 5.2 (`async` 5.6).
+   * says that there are completions, not how many. `EINVAL` when the fd is not an eventfd,
+   * `EBUSY` when one is registered already. Since 5.2 (`async` 5.6).
    */
   registerEventfd(eventfd: number, options: { async?: boolean } = {}): void {
     checkOptionsObject(options);
     checkFd(eventfd, "eventfd");
+    const async: unknown = options?.async; // read once
+    if (async !== undefined && typeof async !== "boolean") {
+      throw new TypeError(`async must be true or false, got ${shown(async)}`);
+    }
     const arg = new Int32Array([eventfd]);
-    const op = options?.async ? abi.IORING_REGISTER_EVENTFD_ASYNC : abi.IORING_REGISTER_EVENTFD;
-    this.#register(op, new Uint8Array(arg.buffer), 1, "IORING_REGISTER_EVENTFD");
+    const op = async ? abi.IORING_REGISTER_EVENTFD_ASYNC : abi.IORING_REGISTER_EVENTFD;
+    this.#register(op, new Uint8Array(arg.buffer), 1, "IORING_REGISTER_EVENTFD", {
+      EINVAL: "the fd is not an eventfd (the kernel signals only an eventfd(2) descriptor)",
+      EBUSY: "an eventfd is registered already: unregisterEventfd() first",
+    });
   }
 
   /** Unregisters the eventfd. Since 5.2. */
@@ -1963,9 +2032,12 @@ export class IoUring implements Disposable {
     return this.#register(abi.IORING_REGISTER_PERSONALITY, null, 0, "IORING_REGISTER_PERSONALITY");
   }
 
-  /** Unregisters personality `id` (`EINVAL` if there is none). Since 5.6. */
+  /**
+   * Unregisters personality `id` (1 to 65535, as `registerPersonality` returns; `EINVAL` if there
+   * is none). Since 5.6.
+   */
   unregisterPersonality(id: number): void {
-    checkU32(id, "id", 0xffff);
+    checkU32(id, "id", 0xffff, 1); // (the kernel's ids start at 1: 0 in an SQE means none)
     this.#register(abi.IORING_UNREGISTER_PERSONALITY, null, id, `IORING_UNREGISTER_PERSONALITY (${id})`);
   }
 
@@ -1983,7 +2055,16 @@ export class IoUring implements Disposable {
   registerRestrictions(restrictions: readonly Restriction[]): void {
     const array = restrictionArray(restrictions);
     const count = array.byteLength / RESTRICTION_SIZE; // (what was built: not a second read of the list)
-    this.#register(abi.IORING_REGISTER_RESTRICTIONS, array, count, `IORING_REGISTER_RESTRICTIONS (${count})`);
+    this.#register(
+      abi.IORING_REGISTER_RESTRICTIONS,
+      array,
+      count,
+      `IORING_REGISTER_RESTRICTIONS (${count})`,
+      {
+        EBUSY: "a ring takes restrictions once, for its whole life: they cannot be unregistered or " +
+          "replaced (create another ring with IORING_SETUP_R_DISABLED for other rules)",
+      },
+    );
     // Enabled, the ring would refuse IORING_UNREGISTER_RING_FDS unless it is listed, and the
     // thread's table of rings would keep it alive after close(): leave the table now.
     if (this.#enterFlag !== 0 && !allowsRegisterOp(array, abi.IORING_UNREGISTER_RING_FDS)) {
@@ -2015,10 +2096,11 @@ export class IoUring implements Disposable {
    */
   registerFilesSparse(count: number): void {
     checkU32(count, "count", 0xffffffff, 1);
-    this.#register(
+    this.#registerFileTable(
       abi.IORING_REGISTER_FILES2,
       sparseTable(count),
       32,
+      count,
       `IORING_REGISTER_FILES2 (${count} sparse)`,
     );
     this.#registeredFiles = count;
@@ -2027,12 +2109,23 @@ export class IoUring implements Disposable {
   /**
    * Sets the fixed-file slots the kernel picks from when an SQE asks for any free one
    * (`IORING_FILE_INDEX_ALLOC`): `offset` to `offset + length - 1`, inside the registered table
-   * (`EINVAL` otherwise). Since 6.0.
+   * (`registeredFileCount`; a `RangeError` otherwise, where the kernel would fail with `EINVAL`,
+   * or `EOVERFLOW` past 2^32). Since 6.0.
    */
   registerFileAllocRange(offset: number, length: number): void {
+    this.#assertOpen();
+    const range = fileIndexRange(offset, length); // (checks both)
+    const table = this.#registeredFiles;
+    if (offset + length > table) {
+      const slots = length === 0 ? `offset ${offset} is` : `slots ${offset}..${offset + length - 1} are`;
+      throw new RangeError(
+        `${slots} outside the table of ${table} registered files` +
+          (table === 0 ? " (register files first: registerFiles or registerFilesSparse)" : ""),
+      );
+    }
     this.#register(
       abi.IORING_REGISTER_FILE_ALLOC_RANGE,
-      fileIndexRange(offset, length),
+      range,
       0,
       `IORING_REGISTER_FILE_ALLOC_RANGE (${offset}, ${length})`,
     );
@@ -2097,10 +2190,18 @@ export class IoUring implements Disposable {
   /**
    * Busy-polls the network (NAPI) for the ring's sockets while it waits for completions, for up
    * to `busyPollUs` µs each time, instead of sleeping until an interrupt: lower latency for more
-   * CPU. Returns the settings that were in force. Since 6.9.
+   * CPU. Returns the settings that were in force. A polled ring (`iopoll`) is refused with a
+   * `RangeError`: the kernel refuses NAPI on any `IORING_SETUP_IOPOLL` ring (`EINVAL`). Since 6.9.
    */
   registerNapi(settings: NapiSettings): NapiSettings {
+    this.#assertOpen();
     const arg = napiArg(settings);
+    if (this.iopoll) {
+      throw new RangeError(
+        "registerNapi: the kernel refuses network busy-polling (NAPI) on a polled ring (iopoll: " +
+          "true, IORING_SETUP_IOPOLL; EINVAL): use a ring without iopoll for the sockets",
+      );
+    }
     this.#register(abi.IORING_REGISTER_NAPI, arg, 1, "IORING_REGISTER_NAPI");
     return napiSettings(arg);
   }
@@ -2148,10 +2249,12 @@ export class IoUring implements Disposable {
     }
     const { group, entries, bufferSize, incremental = false, empty = false } = options;
     checkU32(group, "group", 0xffff);
-    checkU32(entries, "entries", abi.MAX_BUF_RING_ENTRIES);
-    if (entries === 0 || (entries & (entries - 1)) !== 0) {
+    if (
+      typeof entries !== "number" || !Number.isInteger(entries) || entries < 1 ||
+      entries > abi.MAX_BUF_RING_ENTRIES || (entries & (entries - 1)) !== 0
+    ) {
       throw new RangeError(
-        `entries must be a power of two from 1 to ${abi.MAX_BUF_RING_ENTRIES}, got ${entries}`,
+        `entries must be a power of two from 1 to ${abi.MAX_BUF_RING_ENTRIES}, got ${shown(entries)}`,
       );
     }
     checkU32(bufferSize, "bufferSize");

@@ -138,6 +138,15 @@ Deno.test({
     ) {
       assert.throws(() => ring.setupBufferRing(bad), RangeError, JSON.stringify(bad));
     }
+    // One message states the real range (0 is no power of two: it said "from 0 to 32768").
+    for (
+      const [entries, shown] of [[0, "0"], [3, "3"], [65536, "65536"], [1.5, "1.5"], ["4", '"4" (a string)']]
+    ) {
+      assert.throws(() => ring.setupBufferRing({ group: 0, entries: entries as number, bufferSize: 8 }), {
+        name: "RangeError",
+        message: `entries must be a power of two from 1 to 32768, got ${shown}`,
+      });
+    }
     assert.throws(() => ring.setupBufferRing(undefined as never), TypeError);
     const buffers = ring.setupBufferRing({ group: 3, entries: 4, bufferSize: 100 });
     assert.deepEqual([buffers.group, buffers.entries, buffers.bufferSize, buffers.available], [3, 4, 100, 4]);

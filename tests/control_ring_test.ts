@@ -297,6 +297,11 @@ ringTest(
       () => ring.unregisterPersonality(id),
       (e) => e instanceof IoUringError && e.code === "EINVAL",
     );
+    // Ids start at 1 (the kernel allocates from 1; 0 in an SQE means none): 0 is refused first.
+    assert.throws(() => ring.unregisterPersonality(0), {
+      name: "RangeError",
+      message: "id must be an integer from 1 to 65535, got 0",
+    });
   },
 );
 
@@ -327,7 +332,10 @@ ringTest("registerRestrictions + enableRings: a disabled ring allows only what w
   ]);
   assert.throws(
     () => ring.registerRestrictions([{ sqeOp: IORING_OP_NOP }]),
-    (e) => e instanceof IoUringError && e.code === "EBUSY",
+    (e) =>
+      e instanceof IoUringError && e.code === "EBUSY" &&
+      e.hint === "a ring takes restrictions once, for its whole life: they cannot be unregistered or " +
+          "replaced (create another ring with IORING_SETUP_R_DISABLED for other rules)",
     "only once",
   );
   ring.enableRings();
@@ -429,10 +437,20 @@ ringTest(
     assert.equal(open(), 5);
     assert.equal(open(), 6);
     assertErr(open(), "ENFILE", "the range is full");
-    assert.throws(
-      () => ring.registerFileAllocRange(7, 2),
-      (e) => e instanceof IoUringError && e.code === "EINVAL",
-      "a range past the table",
+    // Past the table (the kernel's EINVAL) or past 2^32 (its EOVERFLOW): refused before it.
+    const outside = (offset: number, length: number, message: string) =>
+      assert.throws(() => ring.registerFileAllocRange(offset, length), { name: "RangeError", message });
+    outside(7, 2, "slots 7..8 are outside the table of 8 registered files");
+    outside(9, 0, "offset 9 is outside the table of 8 registered files");
+    outside(0xffffffff, 1, "slots 4294967295..4294967295 are outside the table of 8 registered files");
+    outside(1, 0xffffffff, "slots 1..4294967295 are outside the table of 8 registered files");
+    assertErr(open(), "ENFILE", "the range the refused calls left as it was");
+    ring.unregisterFiles();
+    outside(
+      0,
+      1,
+      "slots 0..0 are outside the table of 0 registered files (register files first: registerFiles or " +
+        "registerFilesSparse)",
     );
   },
 );
@@ -667,6 +685,18 @@ ringTest("registerNapi / unregisterNapi: each returns the settings that were in 
   assert.throws(() => ring.registerNapi({ busyPollUs: -1, preferBusyPoll: true }), RangeError);
   assert.throws(() => ring.registerNapi({ busyPollUs: 1 } as never), TypeError);
   assert.throws(() => ring.registerNapi(null as never), TypeError);
+  // The kernel refuses NAPI on any polled ring (EINVAL, before it reads the settings).
+  using polled = new IoUring(2, { ...config.options, iopoll: true });
+  assert.throws(() => polled.registerNapi({ busyPollUs: 10, preferBusyPoll: false }), {
+    name: "RangeError",
+    message: "registerNapi: the kernel refuses network busy-polling (NAPI) on a polled ring (iopoll: " +
+      "true, IORING_SETUP_IOPOLL; EINVAL): use a ring without iopoll for the sockets",
+  });
+  assert.deepEqual(
+    polled.unregisterNapi(),
+    { busyPollUs: 0, preferBusyPoll: false },
+    "unregister is allowed",
+  );
 });
 
 ringTest(

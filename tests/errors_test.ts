@@ -450,11 +450,31 @@ Deno.test({
 // --- With the kernel -------------------------------------------------------------------------
 
 Deno.test({
-  name: "IoUringError from the kernel: io_uring_setup with unknown flags is EINVAL with a hint",
+  name:
+    "io_uring_setup: unknown flag bits are refused before the kernel (with sqpoll.cpu set, no CPU is blamed)",
+  fn() {
+    // Bits past IORING_SETUP_SQ_REWIND (bit 20): the kernel's EINVAL, which with sqpoll.cpu set was
+    // reported as a CPU that is not online (probe praw5: CPU 0, online).
+    for (const flags of [1 << 21, 1 << 30, 2 ** 31]) {
+      for (const options of [{ sqpoll: false }, { sqpoll: { cpu: 0 } }]) {
+        assert.throws(() => new IoUring(4, { ...options, flags }), {
+          name: "RangeError",
+          message:
+            `flags 0x${flags.toString(16)} are no IORING_SETUP_* flags this ring knows (bits 0 to 20, ` +
+            "IORING_SETUP_IOPOLL to IORING_SETUP_SQ_REWIND): one it does not know may change the ring's layout",
+        });
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "IoUringError from the kernel: io_uring_setup's EINVAL (a CPU it refuses) carries a hint",
   ignore: skipKernel(),
   fn() {
     for (const config of CONFIGS.filter((c) => !c.sqpoll)) {
-      assert.throws(() => new IoUring(4, { ...config.options, flags: 1 << 30 }), (e: unknown) => {
+      const options = { backend: config.options.backend, sqpoll: { cpu: 4095 } };
+      assert.throws(() => new IoUring(4, options), (e: unknown) => {
         assert.ok(e instanceof IoUringError);
         assert.equal(e.name, "IoUringError");
         assert.equal(e.call, "io_uring_setup");
@@ -484,6 +504,46 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "IoUringError: a file table larger than the kernel allows (EMFILE) says which limit, `ulimit -n` with its value",
+  ignore: skipKernel(),
+  async fn() {
+    using ring = new IoUring(2, { sqpoll: false });
+    // Past IORING_MAX_FIXED_FILES (2^20), whatever RLIMIT_NOFILE is.
+    rejects(
+      () => ring.registerFilesSparse(2 ** 20 + 1),
+      IoUringError,
+      /EMFILE.*hint: a file table holds at most 1048576 entries \(IORING_MAX_FIXED_FILES\)$/,
+    );
+    assert.equal(ring.registeredFileCount, 0);
+    // Past RLIMIT_NOFILE: in a child whose `ulimit -n` is 64, a sparse table and a table of fds.
+    const code = `
+      import { IoUring } from ${JSON.stringify(new URL("../mod.ts", import.meta.url).href)};
+      using ring = new IoUring(2, { sqpoll: false });
+      for (const register of [() => ring.registerFilesSparse(65), () => ring.registerFiles(new Array(65).fill(0))]) {
+        try { register(); console.log("registered"); } catch (e) { console.log(e.message); }
+      }
+      ring.registerFilesSparse(64); // (the limit itself fits)
+      console.log(ring.registeredFileCount);`;
+    const out = await new Deno.Command("sh", {
+      args: ["-c", 'ulimit -n 64 && exec "$0" eval "$1"', Deno.execPath(), code],
+      stdin: "null",
+    }).output();
+    const text = new TextDecoder();
+    assert.ok(out.success, text.decode(out.stderr));
+    assert.deepEqual(text.decode(out.stdout).trim().split("\n"), [
+      "io_uring_register failed: EMFILE: Too many open files (IORING_REGISTER_FILES2 (65 sparse)); hint: a " +
+      "file table holds at most RLIMIT_NOFILE entries (`ulimit -n`, 64 here), and 65 were asked for: " +
+      "register fewer or raise the limit",
+      "io_uring_register failed: EMFILE: Too many open files (IORING_REGISTER_FILES (65)); hint: a file " +
+      "table holds at most RLIMIT_NOFILE entries (`ulimit -n`, 64 here), and 65 were asked for: register " +
+      "fewer or raise the limit",
+      "64",
+    ]);
+  },
+});
+
+Deno.test({
   name: "IoUringError from io_uring_register: an fd that is not an eventfd, an fd that is not open",
   ignore: skipKernel(),
   fn() {
@@ -495,6 +555,7 @@ Deno.test({
         assert.equal(e.code, "EINVAL");
         assert.equal(e.errno, 22);
         assert.match(e.message, /IORING_REGISTER_EVENTFD/);
+        assert.equal(e.hint, "the fd is not an eventfd (the kernel signals only an eventfd(2) descriptor)");
         return true;
       });
       assert.throws(() => ring.registerEventfd(0x7ffffff0), (e: unknown) => {
@@ -507,9 +568,30 @@ Deno.test({
         () => ring.registerFiles([0x7ffffff0]),
         (e) => e instanceof IoUringError && e.code === "EBADF",
       );
+      // The kernel refuses a ring's fd in a file table with EBADF too: the hint says so.
+      const ringFdRefused = (e: unknown) => {
+        assert.ok(e instanceof IoUringError, String(e));
+        assert.equal(e.code, "EBADF");
+        assert.equal(
+          e.hint,
+          "an fd that is not open, or an io_uring ring's fd: the kernel refuses rings in a file table",
+        );
+        return true;
+      };
+      assert.throws(() => ring.registerFiles([ring.fd]), ringFdRefused);
+      ring.registerFiles([-1]);
+      assert.throws(() => ring.registerFilesUpdate(0, [ring.fd]), ringFdRefused);
+      ring.unregisterFiles();
       assert.throws(() => ring.unregisterEventfd(), (e) => e instanceof IoUringError && e.code === "ENXIO");
       // A bad argument is caught before the kernel.
       rejects(() => ring.registerEventfd(-3), RangeError, /eventfd/);
+      // `async` is a boolean: a truthy string would have asked for IORING_REGISTER_EVENTFD_ASYNC.
+      rejects(
+        () => ring.registerEventfd(0, { async: "no" as never }),
+        TypeError,
+        /^async must be true or false, got "no" \(a string\)$/,
+      );
+      rejects(() => ring.registerEventfd(0, { async: 1 as never }), TypeError, /async must be true or false/);
       rejects(() => ring.registerFiles([]), TypeError, /non-empty/);
       rejects(() => ring.registerFiles([1.5]), TypeError, /fds\[0\]/);
       rejects(() => ring.registerFilesUpdate(0, [1]), RangeError, /outside the table/);

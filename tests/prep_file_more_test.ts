@@ -169,6 +169,21 @@ Deno.test("the pipe preps refuse a short fds, bad flags, O_CLOEXEC for slots and
   assert.throws(() => prepPipe(sqe, new Int32Array(1)), /fds must hold two 4-byte fds .* got 4 bytes/);
   assert.throws(() => prepPipe(sqe, [0, 0] as unknown as Int32Array), /fds must be a typed array/);
   assert.throws(() => prepPipe(sqe, new Int32Array(2), -1), RangeError);
+  // Bits io_pipe_prep refuses (EINVAL): any but O_CLOEXEC, O_NONBLOCK, O_DIRECT, O_EXCL.
+  const O_RDWR = 2, O_TRUNC = 0o1000;
+  for (const bad of [O_RDWR, O_TRUNC, 0x80000000]) {
+    assert.throws(() => prepPipe(sqe, new Int32Array(2), (bad | O_CLOEXEC) >>> 0), {
+      name: "RangeError",
+      message: "pipeFlags must be 0 or a combination of O_CLOEXEC, O_NONBLOCK, O_DIRECT and " +
+        `O_NOTIFICATION_PIPE (O_EXCL), got 0x${((bad | O_CLOEXEC) >>> 0).toString(16)} (0x${
+          bad.toString(16)
+        } refused)`,
+    });
+    assert.throws(
+      () => prepPipeDirect(sqe, new Int32Array(2), bad, 0),
+      /^RangeError: pipeFlags .*refused\)$/,
+    );
+  }
   assert.throws(() => prepPipeDirect(sqe, new Int32Array(2), O_CLOEXEC, 0), /O_CLOEXEC/);
   assert.throws(() => prepPipeDirect(sqe, new Int32Array(2), 0, 0xfffffffd), /fileIndex/); // its next is ALLOC
   assert.throws(() => prepPipeDirect(sqe, new Int32Array(2), 0, 0xfffffffe), /fileIndex/);
@@ -194,6 +209,12 @@ Deno.test("prepFixedFdInstall: the slot in fd, IOSQE_FIXED_FILE added to the fla
   assert.throws(() => prepFixedFdInstall(freshSqe(), 2 ** 31), /fixedIndex/);
   assert.throws(() => prepFixedFdInstall(freshSqe(), "3" as unknown as number), /fixedIndex/);
   assert.throws(() => prepFixedFdInstall(freshSqe(), 3, -1), RangeError);
+  // Only IORING_FIXED_FD_NO_CLOEXEC: the kernel fails any other bit with EINVAL.
+  assert.throws(() => prepFixedFdInstall(freshSqe(), 3, 2), {
+    name: "RangeError",
+    message: "flags must be 0 or a combination of IORING_FIXED_FD_NO_CLOEXEC, got 0x2 (0x2 refused)",
+  });
+  assert.throws(() => prepFixedFdInstall(freshSqe(), 3, 0x80000001), /0x80000000 refused/);
   const refused = freshSqe();
   assert.throws(() => prepFixedFdInstall(refused, 3, 0.5), RangeError);
   assert.ok(refused.bytes().every((b) => b === 0), "a refused prep wrote into the SQE");
