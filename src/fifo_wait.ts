@@ -29,6 +29,11 @@ import type { RawClient, RawRing } from "./uring.ts";
 
 const OPEN = 1, POLL = 2;
 const ECANCELED = errno("ECANCELED");
+const EINTR = errno("EINTR");
+const ERESTARTSYS = errno("ERESTARTSYS");
+const ERESTART_RESTARTBLOCK = errno("ERESTART_RESTARTBLOCK");
+/** How often in a row the second open is queued again after the kernel interrupted it. */
+const MAX_INTERRUPTS = 100;
 /** How long to wait before asking again for room on the ring (ms). */
 const ROOM_RETRY_MS = 1;
 
@@ -69,6 +74,7 @@ export class FifoWriterWait implements RawClient {
   #stopped: unknown = undefined;
   #hasStopped = false;
   #settled = false;
+  #interrupts = 0;
   readonly #onAbort = () => this.stop(this.#open.signal!.reason);
   /** `/proc/self/fd/N` of the held fd: the same FIFO, whatever its path leads to now. */
   readonly #heldPath: Uint8Array;
@@ -118,6 +124,26 @@ export class FifoWriterWait implements RawClient {
     raw.commit(both ? 2 : 1, both ? 2 : 1, 0);
   }
 
+  /** Queues the second open again, alone (see `complete`), as soon as the ring has room. */
+  #queueOpen(): void {
+    if (this.#hasStopped || this.#settled) return;
+    let room: boolean;
+    try {
+      room = this.#raw.room(1, 1);
+    } catch (e) {
+      return this.stop(e); // the Uring closed meanwhile
+    }
+    if (!room) {
+      setTimeout(() => this.#queueOpen(), ROOM_RETRY_MS);
+      return;
+    }
+    const open = this.#raw.sqe(this.#id, OPEN);
+    prepOpenat(open, AT_FDCWD, this.#heldPath, this.#open.flags);
+    open.setFlags(IOSQE_ASYNC);
+    this.#openRes = undefined;
+    this.#raw.commit(1, 1, 0);
+  }
+
   /** Whether the wait has not queued its operations yet (the ring had no room so far). */
   get waitingForRoom(): boolean {
     return !this.#settled && this.#openRes === null && this.#pollRes === null;
@@ -136,6 +162,18 @@ export class FifoWriterWait implements RawClient {
   /** A CQE of one of the two operations. */
   complete(tag: number, res: number): void {
     if (tag === OPEN) {
+      if (
+        (res === -EINTR || (res <= -ERESTARTSYS && res >= -ERESTART_RESTARTBLOCK)) && !this.#hasStopped &&
+        this.#pollRes === undefined && this.#interrupts < MAX_INTERRUPTS
+      ) {
+        // Interrupted in its io-wq worker (the process was stopped and continued: Ctrl-Z, a
+        // cgroup freeze), not cancelled: open(2) would be restarted. Taken as a failure, the poll
+        // alone was left, and a writer that opens and waits for its reader never came through.
+        this.#interrupts++;
+        this.#openRes = null; // (not in flight until queued again)
+        this.#queueOpen();
+        return;
+      }
       this.#openRes = res;
       // Opened: the poll is moot. (Failed: the poll alone ends the wait.)
       if (res >= 0 && this.#pollRes === undefined) this.#raw.cancel(this.#id, POLL);

@@ -163,6 +163,8 @@ export class Slot {
   watch: SettleWatch | null = null;
   /** Times the operation was issued again after the kernel dropped it (see `Uring`). */
   reissues = 0;
+  /** Times the operation was issued again after the kernel interrupted it (see `Uring`). */
+  interrupts = 0;
   /** An open of a FIFO issued again to wait in an io-wq worker (see `Uring`). */
   fifoWorker = false;
   /** A close under SQPOLL that settles once a no-op behind it completes (see `Uring`). */
@@ -249,6 +251,7 @@ export class Slot {
     this.aborted = this.fileClosed = this.chainFileClosed = false;
     if (this.watch !== null) this.settleWatched();
     this.reissues = 0;
+    this.interrupts = 0;
     this.fifoWorker = false;
     this.barrier = false;
     this.sqeFlags = 0;

@@ -177,6 +177,18 @@ function closedOpenError(path: string | null): Error {
 
 /** How often an operation the kernel cancelled unasked is issued again (see `#complete`). */
 const MAX_REISSUES = 3;
+/** How often in a row an operation the kernel interrupted is issued again (see `#complete`). */
+const MAX_INTERRUPTS = 100;
+
+/**
+ * Whether an operation of `kind` interrupted (EINTR, having done nothing) may simply be issued
+ * again, as the kernel restarts the system call: reads, writes, splices, opens, `statx`, `fsync`.
+ * Not a close (its fd may be gone), nor operations on names (a rename may have happened).
+ */
+function restartsWhenInterrupted(kind: number): boolean {
+  return kind === K_READ || kind === K_WRITE || kind === K_READV || kind === K_WRITEV || kind === K_SPLICE ||
+    kind === K_OPEN || kind === K_OPENFD || kind === K_STATX || kind === K_FSTAT || kind === K_FSYNC;
+}
 /** Why the kernel cancels an operation nobody cancelled, before it runs (see `reissued`). */
 const DROPPED_WHY = "io-wq could not start a worker thread for it (the user's process limit, `ulimit -u`, " +
   "or the cgroup's pids limit; or a signal pending at each attempt)";
@@ -2619,6 +2631,20 @@ export class Uring implements AsyncDisposable {
       // happens when a signal is pending at each attempt (a sampling profiler's SIGPROF every
       // few microseconds does it). Nothing of the operation ran, so issue it again.
       slot.reissues++;
+      this.stats.reissued++;
+      this.#enqueue(slot);
+      return;
+    }
+    if (
+      (slot.res === -EINTR || (slot.res <= -ERESTARTSYS && slot.res >= -ERESTART_RESTARTBLOCK)) &&
+      restartsWhenInterrupted(slot.kind) && !slot.aborted && !slot.fileClosed && !slot.chainFileClosed &&
+      !this.#closing && slot.interrupts < MAX_INTERRUPTS
+    ) {
+      // Interrupted in an io-wq worker, not by a cancel of ours: the process was stopped (Ctrl-Z,
+      // SIGSTOP, a cgroup freeze) while the operation waited there (a splice or an open of a
+      // FIFO). It moved nothing; the kernel would restart the system call (SA_RESTART), so it is
+      // issued again (it rejected with EINTR: a FIFO open then never saw its writer come).
+      slot.interrupts++;
       this.stats.reissued++;
       this.#enqueue(slot);
       return;
