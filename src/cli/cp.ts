@@ -44,45 +44,51 @@ const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
 const WOULD_BLOCK_RETRY_MS = 10;
 
 /**
- * Writes to `file` in order, from a queue, with asynchronous writes: a reader that does not read
- * (`cp -r … 2>&1 | less`, stuck at its first page) blocks a thread of Deno's pool, not the main
- * thread, so Ctrl-C and SIGTERM are still heard (a blocking write kept them from running: only
- * SIGKILL ended the copy, which skipped its clean-up). From a failure on, nothing is written: a
- * closed pipe (`cp --progress … | head`) or a terminal gone must not end a copy partway (Deno
- * ignores SIGPIPE, so the write throws `BrokenPipe`); the exit status still tells how the copy
- * went. `WouldBlock` is not a failure: the write is tried again shortly.
+ * Writes to `files` (standard output and error) from one queue, in the order written, with
+ * asynchronous writes: a reader that does not read (`cp -r … 2>&1 | less`, stuck at its first
+ * page) blocks a thread of Deno's pool, not the main thread, so Ctrl-C and SIGTERM are still heard
+ * (a blocking write kept them from running: only SIGKILL ended the copy, which skipped its
+ * clean-up). One queue for both keeps a terminal's lines in order (the bar's clearing before the
+ * error line that follows it). From a stream's failure on, nothing more is written to it: a closed
+ * pipe (`cp --progress … | head`) or a terminal gone must not end a copy partway (Deno ignores
+ * SIGPIPE, so the write throws `BrokenPipe`); the exit status still tells how the copy went.
+ * `WouldBlock` is not a failure: the write is tried again shortly.
  */
 function streamWriter(
-  file: { write(p: Uint8Array): Promise<number> },
-): { write(text: string): void; flush(timeoutMs: number): Promise<void> } {
-  const queue: Uint8Array[] = [];
+  files: readonly { write(p: Uint8Array): Promise<number> }[],
+): { write(stream: number, text: string): void; flush(timeoutMs: number): Promise<void> } {
+  const queue: { stream: number; bytes: Uint8Array }[] = [];
   let queued = 0;
-  let broken = false;
+  const broken = files.map(() => false);
   let draining: Promise<void> | null = null;
   const drain = async (): Promise<void> => {
-    while (queue.length > 0 && !broken) {
-      const bytes = queue[0];
+    while (queue.length > 0) {
+      const next = queue[0];
+      if (broken[next.stream]) {
+        queue.shift();
+        queued -= next.bytes.length;
+        continue;
+      }
       try {
-        const n = await file.write(bytes);
+        const n = await files[next.stream].write(next.bytes);
         queued -= n;
-        if (n >= bytes.length) queue.shift();
-        else queue[0] = bytes.subarray(n);
+        if (n >= next.bytes.length) queue.shift();
+        else next.bytes = next.bytes.subarray(n);
       } catch (e) {
         if (e instanceof Deno.errors.WouldBlock) {
           await new Promise((resolve) => setTimeout(resolve, WOULD_BLOCK_RETRY_MS));
           continue;
         }
-        broken = true;
-        queue.length = queued = 0;
+        broken[next.stream] = true;
       }
     }
     draining = null;
   };
   return {
-    write(text) {
-      if (broken || queued > MAX_QUEUED_BYTES) return;
+    write(stream, text) {
+      if (broken[stream] || queued > MAX_QUEUED_BYTES) return;
       const bytes = encoder.encode(text);
-      queue.push(bytes);
+      queue.push({ stream, bytes });
       queued += bytes.length;
       draining ??= drain();
     },
@@ -111,15 +117,13 @@ export function processIo(): CpIo {
       // not a console after all
     }
   }
-  const out = streamWriter(Deno.stdout), err = streamWriter(Deno.stderr);
+  const writer = streamWriter([Deno.stdout, Deno.stderr]);
   return {
-    out: out.write,
-    err: err.write,
+    out: (text) => writer.write(0, text),
+    err: (text) => writer.write(1, text),
     isTerminal,
     columns,
-    flush: async (timeoutMs) => {
-      await Promise.all([out.flush(timeoutMs), err.flush(timeoutMs)]);
-    },
+    flush: (timeoutMs) => writer.flush(timeoutMs),
   };
 }
 
