@@ -68,7 +68,8 @@ export function trimSlashes(path: string): string {
  * Many copies at once in one process (each holds its own ring, up to four pipes and two files):
  * one that runs out of descriptors (`EMFILE`) before it has written anything, while others run,
  * waits for one of them to end and tries again, and from then on no more run at once than did
- * then (one more after each that succeeds).
+ * then (one more after each that succeeds). `copyTree` copies are not counted there: one that
+ * runs out beside many `copyFile`s waits only for its own files, and may fail with `EMFILE`.
  */
 export async function copyFile(
   src: string | URL,
