@@ -166,6 +166,15 @@ export function errnoMessage(errno: number): string {
   return MESSAGES.get(errno) ?? `Unknown error ${errno}`;
 }
 
+/**
+ * Whether (positive) `errnum` says an operation was interrupted having done nothing: `EINTR`, or
+ * one of the kernel-internal restart codes an io-wq worker posts (`ERESTARTSYS` to
+ * `ERESTART_RESTARTBLOCK`, 512–516: a splice interrupted there posts `ERESTARTSYS` on 6.18).
+ */
+export function isInterruption(errnum: number): boolean {
+  return errnum === 4 || (errnum >= 512 && errnum <= 516);
+}
+
 /** The number of a named errno, e.g. `errno("ENOENT")` is 2. Throws on an unknown name. */
 export function errno(name: string): number {
   const n = NUMBERS.get(name);

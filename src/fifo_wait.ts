@@ -21,7 +21,7 @@
  */
 
 import { AT_FDCWD, IOSQE_ASYNC, POLLIN } from "./abi.ts";
-import { errno } from "./errno.ts";
+import { errno, isInterruption } from "./errno.ts";
 import { cstring } from "./memory.ts";
 import { prepOpenat, prepPollAdd } from "./prep.ts";
 import type { Sys } from "./sys.ts";
@@ -29,9 +29,6 @@ import type { RawClient, RawRing } from "./uring.ts";
 
 const OPEN = 1, POLL = 2;
 const ECANCELED = errno("ECANCELED");
-const EINTR = errno("EINTR");
-const ERESTARTSYS = errno("ERESTARTSYS");
-const ERESTART_RESTARTBLOCK = errno("ERESTART_RESTARTBLOCK");
 /** How often in a row the second open is queued again after the kernel interrupted it. */
 const MAX_INTERRUPTS = 100;
 /** How long to wait before asking again for room on the ring (ms). */
@@ -163,8 +160,8 @@ export class FifoWriterWait implements RawClient {
   complete(tag: number, res: number): void {
     if (tag === OPEN) {
       if (
-        (res === -EINTR || (res <= -ERESTARTSYS && res >= -ERESTART_RESTARTBLOCK)) && !this.#hasStopped &&
-        this.#pollRes === undefined && this.#interrupts < MAX_INTERRUPTS
+        res < 0 && isInterruption(-res) && !this.#hasStopped && this.#pollRes === undefined &&
+        this.#interrupts < MAX_INTERRUPTS
       ) {
         // Interrupted in its io-wq worker (the process was stopped and continued: Ctrl-Z, a
         // cgroup freeze), not cancelled: open(2) would be restarted. Taken as a failure, the poll

@@ -79,7 +79,7 @@ import { type ChainBuilder, ChainCollector, type ChainResult } from "./chain.ts"
 import { operationError } from "./deno_errors.ts";
 import { FifoOpenFailed, FifoWriterWait } from "./fifo_wait.ts";
 import { type DirectAlignment, directAlignmentFromStatx, iopollError } from "./direct.ts";
-import { errno } from "./errno.ts";
+import { errno, isInterruption } from "./errno.ts";
 import { ClosedError, IoUringError, refusedArgument } from "./errors.ts";
 import { type ChainOptions, configureFile, type FileOps, type OpOptions, UringFile } from "./file.ts";
 import { borrowedPoolReason, FixedBufferPool } from "./fixed_pool.ts";
@@ -197,8 +197,6 @@ const ENXIO = errno("ENXIO");
 const EAGAIN = errno("EAGAIN");
 const EBUSY = errno("EBUSY");
 const EINTR = errno("EINTR");
-const ERESTARTSYS = errno("ERESTARTSYS");
-const ERESTART_RESTARTBLOCK = errno("ERESTART_RESTARTBLOCK");
 const EOPNOTSUPP = errno("EOPNOTSUPP");
 
 /** Default size of the registered file table for `open(path, { fixed: true })`. */
@@ -2621,11 +2619,7 @@ export class Uring implements AsyncDisposable {
       this.#completeMember(chain, slot);
       return;
     }
-    if (
-      slot.res === -ECANCELED && !slot.aborted && !slot.fileClosed && !slot.chainFileClosed &&
-      !this.#closing &&
-      slot.reissues < MAX_REISSUES
-    ) {
+    if (slot.res === -ECANCELED && !this.#cancelledByUs(slot) && slot.reissues < MAX_REISSUES) {
       // Cancelled, but not by us (no abort, no close): the kernel dropped it before it ran. io-wq
       // cancels the work queued for it when it cannot start its first worker thread, which
       // happens when a signal is pending at each attempt (a sampling profiler's SIGPROF every
@@ -2636,9 +2630,8 @@ export class Uring implements AsyncDisposable {
       return;
     }
     if (
-      (slot.res === -EINTR || (slot.res <= -ERESTARTSYS && slot.res >= -ERESTART_RESTARTBLOCK)) &&
-      restartsWhenInterrupted(slot.kind) && !slot.aborted && !slot.fileClosed && !slot.chainFileClosed &&
-      !this.#closing && slot.interrupts < MAX_INTERRUPTS
+      slot.res < 0 && isInterruption(-slot.res) && restartsWhenInterrupted(slot.kind) &&
+      !this.#cancelledByUs(slot) && slot.interrupts < MAX_INTERRUPTS
     ) {
       // Interrupted in an io-wq worker, not by a cancel of ours: the process was stopped (Ctrl-Z,
       // SIGSTOP, a cgroup freeze) while the operation waited there (a splice or an open of a
@@ -2878,12 +2871,16 @@ export class Uring implements AsyncDisposable {
     return file;
   }
 
+  /** Whether the Uring itself cancelled `slot`: its abort, its file's close, or the Uring's. */
+  #cancelledByUs(slot: Slot): boolean {
+    return slot.aborted || slot.fileClosed || slot.chainFileClosed || this.#closing;
+  }
+
   #error(slot: Slot, errnum: number, dropped: boolean | "unsure" = false): Error {
-    if (errnum === EINTR || (errnum >= ERESTARTSYS && errnum <= ERESTART_RESTARTBLOCK)) {
+    if (isInterruption(errnum)) {
       // Interrupted in an io-wq worker, as a cancel does to an operation waiting there (a read
       // posts EINTR, a splice the kernel-internal ERESTARTSYS). Cancelled by us: ECANCELED.
-      const cancelled = slot.aborted || slot.fileClosed || slot.chainFileClosed || this.#closing;
-      errnum = cancelled ? ECANCELED : EINTR;
+      errnum = this.#cancelledByUs(slot) ? ECANCELED : EINTR;
     }
     if (errnum === EOPNOTSUPP && this.#ring.iopoll) return this.#iopollError(slot);
     let detail = errnum !== ECANCELED
