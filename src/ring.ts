@@ -300,6 +300,11 @@ const EINVAL = errno("EINVAL");
  * `POLL_BACKOFF_MIN_MS` doubling to `POLL_BACKOFF_MAX_MS`, instead of spinning a core.
  */
 const POLL_BACKOFF_MIN_MS = 0.02, POLL_BACKOFF_MAX_MS = 1;
+
+/** A polled wait's next sleep after one of `ms` (0: none yet): see `POLL_BACKOFF_MIN_MS`. */
+function nextPollBackoff(ms: number): number {
+  return ms === 0 ? POLL_BACKOFF_MIN_MS : Math.min(ms * 2, POLL_BACKOFF_MAX_MS);
+}
 /**
  * The error for a wait on a polled ring without SQPOLL for `wanted` completions while `ready`
  * (fewer) are ready: the kernel does not poll the device while any completion waits in the CQ
@@ -1240,7 +1245,7 @@ export class IoUring implements Disposable {
       if (polled) {
         if (ready > 0) throw stalledPolledWait("submitAndWait", ready, n);
         if (backoff !== 0) Atomics.wait(BACKOFF_WORD, 0, 0, backoff);
-        backoff = backoff === 0 ? POLL_BACKOFF_MIN_MS : Math.min(backoff * 2, POLL_BACKOFF_MAX_MS);
+        backoff = nextPollBackoff(backoff);
       }
       this.stats.wait++;
       const r = this.#enter(0, n, abi.IORING_ENTER_GETEVENTS);
@@ -1367,7 +1372,7 @@ export class IoUring implements Disposable {
         throw new IoUringError("io_uring_enter", -r, "waiting for a completion");
       }
       if (polled && r >= 0) {
-        backoff = backoff === 0 ? POLL_BACKOFF_MIN_MS : Math.min(backoff * 2, POLL_BACKOFF_MAX_MS);
+        backoff = nextPollBackoff(backoff);
       }
     }
   }
