@@ -109,10 +109,7 @@ export class FifoWriterWait implements RawClient {
       return;
     }
     if (both) {
-      const open = raw.sqe(this.#id, OPEN);
-      prepOpenat(open, AT_FDCWD, this.#heldPath, this.#open.flags);
-      open.setFlags(IOSQE_ASYNC);
-      this.#openRes = undefined;
+      this.#putOpen();
     } else {
       this.#openRes = -ECANCELED; // (never queued)
     }
@@ -134,11 +131,16 @@ export class FifoWriterWait implements RawClient {
       setTimeout(() => this.#queueOpen(), ROOM_RETRY_MS);
       return;
     }
+    this.#putOpen();
+    this.#raw.commit(1, 1, 0);
+  }
+
+  /** Writes the second open's SQE (an open of the held fd's `/proc` link), once there is room. */
+  #putOpen(): void {
     const open = this.#raw.sqe(this.#id, OPEN);
     prepOpenat(open, AT_FDCWD, this.#heldPath, this.#open.flags);
     open.setFlags(IOSQE_ASYNC);
     this.#openRes = undefined;
-    this.#raw.commit(1, 1, 0);
   }
 
   /** Whether the wait has not queued its operations yet (the ring had no room so far). */
