@@ -729,13 +729,23 @@ export class Uring implements AsyncDisposable {
   #closeResolve: (() => void) | null = null;
   #lastCancelAll = 0;
   #files = new Map<number, UringFile>();
-  /** Files whose close is in flight, by fd: the number is still theirs until it completes. */
+  /** Files whose close has not reached the kernel yet, by fd: the number is still theirs. */
   readonly #closingFiles = new Map<number, UringFile>();
   /**
-   * Plain fds (no `UringFile`) whose `close(fd)` is under way, with that close: operations on
-   * them are refused (see #closingFileError), as on a closing file's.
+   * Plain fds (no `UringFile`) whose `close(fd)` has not reached the kernel yet, each with a token
+   * of that close: operations on them are refused (see #closingFileError), as on a closing file's.
    */
-  readonly #closingFds = new Map<number, Promise<void>>();
+  readonly #closingFds = new Map<number, object>();
+  /**
+   * The closes of closing files and fds (above) whose SQEs are in the SQ, held back from the
+   * kernel until the code that called them has ended: the microtask that runs the pump (under
+   * SQPOLL the SQ tail is not published past them until then). Until then an operation on the
+   * number is surely the closing file's (refused); once the close is submitted the kernel may
+   * close the fd at any moment and give the number to the next file opened (a `pipe2` or
+   * `Deno.open` of this thread, long before the close's CQE is reaped), so the number is let go
+   * then (see #letNumbersGo).
+   */
+  readonly #closesHeld: Slot[] = [];
   /**
    * Descriptors to close once the Uring's last completion is in (see `#closeUring`), with what
    * settles each one's close when it was asked for (null: a file `open()` returned).
@@ -1356,9 +1366,13 @@ export class Uring implements AsyncDisposable {
    * close the file, which knows its fd is gone. This Uring's operations on `fd` are cancelled
    * first, as a file's close cancels its own (they reject with `ECANCELED`, "the file was
    * closed", unless they completed first), and the close waits for them: the kernel would keep
-   * the file open for them. Operations on `fd` issued while the close is under way are refused
-   * (`Deno.errors.BadResource`), as on a closing file's: they would run on whatever file the
-   * kernel gives the number next. Under SQPOLL it settles once the kernel has let
+   * the file open for them. Operations on `fd` issued before the close reaches the kernel (while
+   * it waits for those, and by the code that called it: the close goes in the Uring's next
+   * microtask) are refused (`Deno.errors.BadResource`), as on a closing file's: they would run on
+   * whatever file the kernel gives the number next (one `open()` queued meanwhile, say). Once the
+   * close is in the kernel, the number is the kernel's to give again, as after `close(2)`: a file
+   * opened since (by `pipe2`, `Deno.open`) may have it, and its operations go. Under SQPOLL it
+   * settles once the kernel has let
    * go of the file (two no-ops behind the close: the SQ thread drops the references of the
    * operations completed just after their CQEs are posted), so a pipe's or FIFO's other end sees
    * it closed, as after `close(2)`. Since 5.6.
@@ -1394,15 +1408,17 @@ export class Uring implements AsyncDisposable {
     // This Uring's own operations on the fd are cancelled first, as a file's close does: the
     // kernel would keep the file open for them, and a pipe's reader would take what the other
     // end wrote next.
+    // (The entry goes once the close is submitted: see #closesHeld.)
+    const entry = {};
+    this.#closingFds.set(fd, entry);
     const cancelled = this.#cancelOnFile(fd, -1);
     // (The Uring may have begun to close meanwhile: the fd is then closed at its end, as a file's.)
     const closed = cancelled === null
       ? close()
       : cancelled.promise.then(() => this.#closing ? this.#closeFd(fd, null) : close());
-    this.#closingFds.set(fd, closed);
-    // (Its completion's reap already let the number go: a close of a file given it since stays.)
+    // (A close of another file given the number since has an entry of its own: it stays.)
     const done = () => {
-      if (this.#closingFds.get(fd) === closed) this.#closingFds.delete(fd);
+      if (this.#closingFds.get(fd) === entry) this.#closingFds.delete(fd);
     };
     closed.then(done, done);
     return closed;
@@ -1939,13 +1955,13 @@ export class Uring implements AsyncDisposable {
         const sqe = this.#ring.getSqe();
         if (sqe !== null) {
           this.#put(head, sqe);
-          if (this.#sqpollRing) this.#ring.flushSq();
+          if (this.#sqpollRing && this.#closesHeld.length === 0) this.#ring.flushSq();
           this.#schedule();
           return;
         }
       } else if (this.#ring.sqSpaceLeft() >= n && this.#chainFits(n)) {
         this.#putChain(chain!);
-        if (this.#sqpollRing) this.#ring.flushSq();
+        if (this.#sqpollRing && this.#closesHeld.length === 0) this.#ring.flushSq();
         this.#schedule();
         return;
       }
@@ -1976,6 +1992,9 @@ export class Uring implements AsyncDisposable {
       this.#putInternal(sqe, I_VOID, 0, 0);
       this.#rejectQueued(slot, e);
       return;
+    }
+    if (slot.kind === K_CLOSE && (this.#closingFiles.has(slot.fd) || this.#closingFds.has(slot.fd))) {
+      this.#closesHeld.push(slot);
     }
     this.#inSq(slot);
   }
@@ -2160,6 +2179,23 @@ export class Uring implements AsyncDisposable {
   }
 
   /**
+   * Lets the numbers of the held closes go (see #closesHeld), publishing them under SQPOLL: an
+   * operation on one issued from here on goes to the kernel, as after `close(2)`. Until here it
+   * was refused: queued behind the close, or issued by the same code, it would have run on
+   * whatever file the kernel gives the number next (a file `open()` queued meanwhile, say).
+   * Without SQPOLL they go once submitted (by the pump).
+   */
+  #letNumbersGo(): void {
+    if (this.#sqpollRing) this.#ring.flushSq();
+    else if (this.#toSubmit !== 0) return;
+    for (const slot of this.#closesHeld) {
+      this.#closingFiles.delete(slot.fd);
+      this.#closingFds.delete(slot.fd);
+    }
+    this.#closesHeld.length = 0;
+  }
+
+  /**
    * Puts the closes waiting in the backlog behind a unit the limit holds back, up to twice the
    * limit (see #enqueue); their backlog entries go stale. Forgets those no longer waiting.
    */
@@ -2191,6 +2227,9 @@ export class Uring implements AsyncDisposable {
 
   readonly #flushTask = (): void => {
     this.#flushQueued = false;
+    // (Closes held back go at the end of the code that called them, even when the pump is put
+    // off to a turn: see #closesHeld.)
+    if (this.#closesHeld.length !== 0) this.#letNumbersGo();
     if (this.#deferred) return; // the turn's pump will do the work
     if (
       (++this.#microPumps & (TURN_CHECK_EVERY - 1)) === 0 &&
@@ -2242,6 +2281,7 @@ export class Uring implements AsyncDisposable {
         this.#fillCloses();
         this.#submitQueued();
       }
+      if (this.#closesHeld.length !== 0) this.#letNumbersGo();
       let n = this.#reap();
       if (
         n === 0 && this.#spinUs > 0 && this.#active() > this.#slowInRing && this.#shouldSpin()
@@ -2410,7 +2450,7 @@ export class Uring implements AsyncDisposable {
         this.#toSubmit += sqes;
         this.stats.sqes += sqes;
         this.stats.fixedFiles += fixedFiles;
-        if (this.#sqpollRing) this.#ring.flushSq(); // as #enqueue does
+        if (this.#sqpollRing && this.#closesHeld.length === 0) this.#ring.flushSq(); // as #enqueue does
         this.#schedule();
       },
       cancel: (id, tag) => {
@@ -2641,16 +2681,6 @@ export class Uring implements AsyncDisposable {
       this.stats.reissued++;
       this.#enqueue(slot);
       return;
-    }
-    if (
-      slot.kind === K_CLOSE && slot.res >= 0 &&
-      (this.#closingFiles.size !== 0 || this.#closingFds.size !== 0) &&
-      !slot.barrier
-    ) {
-      // The number is free from here on (a file opened in this same reap may have it already):
-      // operations on it are no longer the closing file's to refuse.
-      this.#closingFiles.delete(slot.fd);
-      this.#closingFds.delete(slot.fd);
     }
     if (slot.barrier) {
       slot.barrier = false; // its barrier completed (below): the close settles now

@@ -871,6 +871,96 @@ ringTest(
 );
 
 ringTest(
+  "Uring: a number the kernel closed and gave to another file before the close's CQE was reaped is not refused",
+  async (config) => {
+    // Many copyFile()s on one Uring failed with "splice(25): the fd is being closed (close(25) was
+    // called)": one copy's close of a pipe had reached the kernel, which gave the number to
+    // another copy's pipe2() before the close's CQE was reaped, and the Uring still refused it.
+    await using uring = new Uring(uringOptions(config));
+    using dir = tempDir();
+    const path = `${dir.path}/f`;
+    Deno.writeTextFileSync(path, "data");
+    const block = new Int32Array(new SharedArrayBuffer(4));
+    for (const how of Array.from({ length: 20 }, () => ["close(fd)", "UringFile.close()"]).flat()) {
+      const file = how === "close(fd)" ? null : await uring.open(path);
+      const [r, w] = file === null ? pipe() : [file.fd, -1];
+      const closing = file === null ? uring.close(r) : file.close();
+      // After the pump's microtask (which submits the close), block the thread without a turn
+      // of the event loop: the kernel closes the fd meanwhile, and pipe2() gets its number.
+      // (If the pump was put off to a later turn, the next rounds let it run.)
+      let reused: [number, number] | null = null;
+      for (let round = 0; round < 50 && reused === null; round++) {
+        await (round === 0 ? new Promise<void>((resolve) => queueMicrotask(resolve)) : sleep(1));
+        for (let i = 0; i < 20 && reused === null; i++) {
+          Atomics.wait(block, 0, 0, 1);
+          const fds = pipe();
+          if (fds[0] === r || fds[1] === r) reused = fds;
+          else for (const fd of fds) sysClose(fd);
+        }
+      }
+      assert.ok(reused !== null, `${how}: the number ${r} never came back`);
+      try {
+        const [r2, w2] = reused;
+        const mine = r2 === r ? r2 : w2;
+        const outcome = r2 === r
+          ? uring.read(r2, new Uint8Array(2), 0).then(String)
+          : uring.write(w2, enc.encode("ok"), 0).then(String);
+        if (r2 === r) assert.equal(sysWrite(w2, enc.encode("ok")), 2);
+        assert.equal(await outcome.catch((e: Error) => `${e.name}: ${e.message}`), "2", `${how}, fd ${mine}`);
+      } finally {
+        for (const fd of reused) sysClose(fd);
+      }
+      await closing;
+      if (w >= 0) sysClose(w);
+    }
+  },
+);
+
+ringTest(
+  "Uring: close(fd) reaches the kernel after the code that called it: the number is neither reused nor refused before",
+  async (config) => {
+    // Under SQPOLL the close reached the kernel as it was called; a microtask queued before the
+    // Uring's own then got the number from pipe2() and had its splice refused ("splice(107): the
+    // fd is being closed", concurrent copyFile()s). Now the close waits for the code that called
+    // it to end; until then the number cannot come back.
+    await using uring = new Uring(uringOptions(config));
+    const block = new Int32Array(new SharedArrayBuffer(4));
+    let reusedEarly = 0;
+    for (let round = 0; round < 10; round++) {
+      const [r, w] = pipe();
+      const early = Promise.resolve().then(async () => {
+        for (let i = 0; i < 10; i++) {
+          Atomics.wait(block, 0, 0, 1);
+          const fds = pipe();
+          if (fds[0] !== r && fds[1] !== r) {
+            for (const fd of fds) sysClose(fd);
+            continue;
+          }
+          reusedEarly++;
+          try {
+            const [r2, w2] = fds;
+            const outcome = r2 === r
+              ? uring.read(r2, new Uint8Array(2), 0)
+              : uring.write(w2, enc.encode("ok"), 0);
+            if (r2 === r) assert.equal(sysWrite(w2, enc.encode("ok")), 2);
+            assert.equal(await outcome.catch((e: Error) => `${e.name}: ${e.message}`), 2);
+          } finally {
+            for (const fd of fds) sysClose(fd);
+          }
+          return;
+        }
+      });
+      const closing = uring.close(r);
+      await early;
+      await closing;
+      sysClose(w);
+    }
+    // The close is held back until the Uring's microtask: the number never came back before it.
+    assert.equal(reusedEarly, 0);
+  },
+);
+
+ringTest(
   "Uring: close(fd) waiting for its cancels still closes the fd when the Uring closes meanwhile; a refused one cancels nothing",
   async (config) => {
     const uring = new Uring(uringOptions(config));
