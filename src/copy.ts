@@ -194,6 +194,7 @@ async function copyFileOnce(
     // Fixed buffers only when the file is large enough to pay for them (buffered or O_DIRECT).
     ctx.fixed?.expect(st.size);
     ctx.direct?.expect(st.size);
+    ctx.expectOneFile(st.size);
     let existing = await ctx.existingDest(trimSlashes(dest), false);
     if (existing?.kind === "symlink" && dest.endsWith("/")) {
       // `link/` names what the link points to: a directory there is "is a directory", as for
