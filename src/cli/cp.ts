@@ -17,6 +17,7 @@ import type { CopyProgress } from "../copy_options.ts";
 import { copyTree } from "../copy_tree.ts";
 import type { Uring } from "../uring.ts";
 import { type CpArgs, HELP, parseCpArgs } from "./args.ts";
+import { InOrder } from "./in_order.ts";
 import { ProgressBar } from "./progress.ts";
 
 /** Where `cp` writes, and what it knows about the terminal (replaceable in tests). */
@@ -148,16 +149,25 @@ function intoDirectory(dir: string, src: string): string {
  * directory entry it was named by (its directory's device and inode, and its name), so `./a` is
  * `a` again but a hard link or symlink to `a` elsewhere is another source.
  */
-async function copyKey(src: string, info: Deno.FileInfo, dst: string): Promise<string> {
+function copyKey(src: string, info: Deno.FileInfo, dst: string, parents: Map<string, string>): string {
   const parentPath = dirnameOf(src);
-  const parent = await statOrNull(parentPath);
-  const where = parent === null ? parentPath : `${parent.dev}:${parent.ino}`;
+  let where = parents.get(parentPath);
+  if (where === undefined) {
+    const parent = statOrNull(parentPath);
+    where = parent === null ? parentPath : `${parent.dev}:${parent.ino}`;
+    parents.set(parentPath, where);
+  }
   return `${dst}\0${info.dev}:${info.ino}\0${where}\0${basename(src)}`;
 }
 
-async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
+/**
+ * `Deno.statSync(path)`, or null when it fails. (On this thread, as GNU cp looks at its
+ * arguments: Deno's asynchronous `stat` cost ~15 µs of the main thread's time a call, which
+ * thousands of sources given at once feel.)
+ */
+function statOrNull(path: string): Deno.FileInfo | null {
   try {
-    return await Deno.stat(path);
+    return Deno.statSync(path);
   } catch {
     return null;
   }
@@ -222,6 +232,25 @@ function isSymlink(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * How many file sources are copied at once (each a few descriptors; `copyFile` waits for others
+ * to end when the process runs out). One after another, a small file's copy is mostly waiting: a
+ * chain through the kernel's workers, then the mode and the rename, each a round trip.
+ */
+const SOURCES_AT_ONCE = 32;
+
+/** Adds `sign` times the counts of `p` to `sum`. */
+function addProgress(
+  sum: { bytes: number; files: number; totalBytes: number; totalFiles: number },
+  p: CopyProgress,
+  sign: 1 | -1,
+): void {
+  sum.bytes += sign * p.bytes;
+  sum.files += sign * p.files;
+  sum.totalBytes += sign * p.totalBytes;
+  sum.totalFiles += sign * p.totalFiles;
 }
 
 /** Runs `cp` with `argv` (without the program name); resolves with the exit status. */
@@ -325,34 +354,75 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
   }
 
   try {
-    const destInfo = await statOrNull(args.destination);
+    const destInfo = statOrNull(args.destination);
     const intoDir = destInfo?.isDirectory === true;
     if (args.sources.length > 1 && !intoDir) {
       fail(`target '${args.destination}' is not a directory`);
       return 1;
     }
+    /** What the sources copied before the ones under way copied (for the bar). */
     const done = { bytes: 0, files: 0, totalBytes: 0, totalFiles: 0 };
-    /** What this run has copied where (see {@link copyKey}). */
+    /** What the file copies under way have copied so far, together. */
+    const live = { bytes: 0, files: 0, totalBytes: 0, totalFiles: 0 };
+    /** What this run has copied where (see {@link copyKey}), and the sources' directories' ids. */
     const copied = new Set<string>();
+    const parents = new Map<string, string>();
     /** The files this run has written (not directories: those merge), by destination. */
     const filesWritten = new Set<string>();
+    /** The file copies under way (they never reject), by destination. */
+    const running = new Map<string, Promise<void>>();
+    const inOrder = new InOrder();
+    let abortSaid = false;
+    /** The path the bar showed last (undefined: it has not been drawn). */
+    let lastPath: string | undefined;
     for (let i = 0; i < args.sources.length && interrupted === null; i++) {
       const src = args.sources[i];
       const dst = intoDir ? intoDirectory(args.destination, src) : args.destination;
       const more = i < args.sources.length - 1;
+      // Several file sources are copied at once, their messages in the order of the sources.
+      const turn = inOrder.open();
+      const failHere = (message: string) => turn.say(() => fail(message));
       let last: CopyProgress | undefined;
       const onProgress = bar &&
         ((p: CopyProgress) => {
+          if (last !== undefined) addProgress(live, last, -1);
+          addProgress(live, p, 1);
           last = p;
+          if (p.path !== undefined) lastPath = p.path;
           bar.update({
-            bytes: done.bytes + p.bytes,
-            files: done.files + p.files,
-            totalBytes: done.totalBytes + p.totalBytes,
-            totalFiles: done.totalFiles + p.totalFiles,
-            scanning: p.scanning || more,
+            bytes: done.bytes + live.bytes,
+            files: done.files + live.files,
+            totalBytes: done.totalBytes + live.totalBytes,
+            totalFiles: done.totalFiles + live.totalFiles,
+            scanning: p.scanning || more || running.size > 1,
             ...(p.path === undefined ? {} : { path: p.path }),
           });
         });
+      /** Moves the source's progress from the live count to the done one. */
+      const settle = () => {
+        if (last === undefined) return;
+        addProgress(live, last, -1);
+        addProgress(done, last, 1);
+        last = undefined;
+      };
+      /** Says why the copy failed; false when it was interrupted (nothing more is started). */
+      const failed = (e: unknown): boolean => {
+        if (isAbortError(e) || interrupted !== null) {
+          // (A tree's failures before the interruption come with it: reported first. Copies under
+          // way at once all end with the interruption: it is said once.)
+          const before = (e as { errors?: unknown }).errors;
+          if (Array.isArray(before)) { for (const error of before) failHere((error as Error).message); }
+          if (!abortSaid) failHere((e as Error).message);
+          abortSaid = true;
+          return false;
+        }
+        if (e instanceof CopyTreeError) {
+          for (const error of e.errors) failHere(error.message);
+        } else {
+          failHere((e as Error).message);
+        }
+        return true;
+      };
       const options = {
         queueDepth: args.queueDepth,
         blockSize: args.blockSize,
@@ -366,69 +436,87 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
         ...(onProgress ? { onProgress } : {}),
       };
       if (src.includes(REPLACEMENT)) {
-        fail(unnameable(src));
+        failHere(unnameable(src));
+        turn.end();
         continue;
       }
-      const srcInfo = await statOrNull(src);
+      const srcInfo = statOrNull(src);
       // Two sources for one destination in this run, as GNU cp: the same one again (the same
       // file by the same directory entry: `a` and `./a`, not a link to it) is skipped with a
       // warning; another file would replace the file this run just wrote (-f or not), so it is
       // refused. Directories merge, as in GNU cp. (A file named with a trailing slash is left to
       // the copy, which refuses it.)
       const checked = srcInfo !== null && (srcInfo.isDirectory || !src.endsWith("/"));
-      const copy = checked ? await copyKey(src, srcInfo, dst) : "";
+      const copy = checked ? copyKey(src, srcInfo, dst, parents) : "";
       if (checked && copied.has(copy)) {
         if (!args.quiet) {
-          bar?.clear();
           const what = srcInfo.isDirectory ? "directory" : "file";
-          io.err(`cp: warning: source ${what} '${oneLine(src)}' specified more than once\n`);
+          turn.say(() => {
+            bar?.clear();
+            io.err(`cp: warning: source ${what} '${oneLine(src)}' specified more than once\n`);
+          });
         }
+        turn.end();
         continue;
       }
-      if (checked && !srcInfo.isDirectory && filesWritten.has(dst)) {
-        fail(`will not overwrite just-created '${dst}' with '${src}'`);
-        continue;
-      }
-      try {
-        if (srcInfo?.isDirectory) {
+      if (srcInfo?.isDirectory) {
+        // A tree copies many files at once itself: it starts once the file copies under way have
+        // ended (it may merge into what they write).
+        await Promise.all(running.values());
+        let go = true;
+        try {
           if (!args.recursive) {
-            fail(`-r not given; omitting directory '${src}'`);
-            continue;
-          }
-          if (dst !== args.destination && isSymlink(dst)) {
+            failHere(`-r not given; omitting directory '${src}'`);
+          } else if (dst !== args.destination && isSymlink(dst)) {
             // DIR/NAME is below the destination named: not merged through a symlink (as copyTree
             // refuses below its own destination, and GNU cp -r does). (`.` copies into DIR itself.)
-            fail(`cannot copy '${src}' to '${dst}': destination '${dst}' is a symlink, not a directory`);
-            continue;
+            failHere(`cannot copy '${src}' to '${dst}': destination '${dst}' is a symlink, not a directory`);
+          } else {
+            if (checked) copied.add(copy); // (as GNU cp, before the copy: a repeat is not tried again)
+            await copyTree(src, dst, { ...options, continueOnError: true });
           }
-          if (checked) copied.add(copy); // (as GNU cp, before the copy: a repeat is not tried again)
-          await copyTree(src, dst, { ...options, continueOnError: true });
-        } else {
-          if (checked) copied.add(copy);
-          await copyFile(src, dst, options);
-          if (checked) filesWritten.add(dst);
+        } catch (e) {
+          go = failed(e);
+        } finally {
+          settle();
+          turn.end();
         }
-      } catch (e) {
-        if (isAbortError(e) || interrupted !== null) {
-          // (A tree's failures before the interruption come with it: reported first.)
-          const before = (e as { errors?: unknown }).errors;
-          if (Array.isArray(before)) { for (const error of before) fail((error as Error).message); }
-          fail((e as Error).message);
-          break;
-        }
-        if (e instanceof CopyTreeError) {
-          for (const error of e.errors) fail(error.message);
-        } else {
-          fail((e as Error).message);
-        }
-      } finally {
-        if (last) {
-          done.bytes += last.bytes;
-          done.files += last.files;
-          done.totalBytes += last.totalBytes;
-          done.totalFiles += last.totalFiles;
-        }
+        if (!go) break;
+        continue;
       }
+      // A file: as a copy of one source after another would, it waits for an earlier copy to the
+      // same destination, and for room among the copies under way.
+      const before = running.get(dst);
+      if (before !== undefined) await before;
+      if (checked && filesWritten.has(dst)) {
+        failHere(`will not overwrite just-created '${dst}' with '${src}'`);
+        turn.end();
+        continue;
+      }
+      while (running.size >= SOURCES_AT_ONCE) await Promise.race(running.values());
+      if (interrupted !== null) {
+        turn.end();
+        break;
+      }
+      if (checked) copied.add(copy);
+      const copying = copyFile(src, dst, options).then(
+        () => {
+          if (checked) filesWritten.add(dst);
+        },
+        (e) => {
+          failed(e); // (interrupted: the loop starts nothing more)
+        },
+      ).finally(() => {
+        settle();
+        turn.end();
+        if (running.get(dst) === copying) running.delete(dst);
+      });
+      running.set(dst, copying);
+    }
+    await Promise.all(running.values());
+    if (bar !== undefined && lastPath !== undefined && interrupted === null) {
+      // The last copy to report may not have been the last to end: the bar ends on the totals.
+      bar.update({ ...done, scanning: false, path: lastPath });
     }
   } finally {
     for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
