@@ -53,6 +53,11 @@ export interface ChainState {
   skip: boolean;
   /** Whether a member closes a file (under SQPOLL the chain then settles behind a no-op). */
   closes: boolean;
+  /**
+   * Close members the Uring's own close cancelled, whose fds are closed as it ends: the chain
+   * settles once they are (see `Uring.#closeMemberAtEnd`).
+   */
+  endCloses: number;
 }
 
 /**

@@ -1382,7 +1382,9 @@ export class Uring implements AsyncDisposable {
    * Closes the Uring: stops accepting work (later calls reject with `ClosedError`), rejects
    * queued operations that never reached the kernel (`ECANCELED`), cancels those in flight,
    * waits for every completion, closes the files `open()` returned that are still open, and
-   * closes the ring. Resolves when all of that is done; calling it again returns the same
+   * closes the ring. A `close(fd)` it kept from running (queued, or a chain's member it
+   * cancelled) still closes its fd, at the end: a chain in flight then reports that close in its
+   * results; a queued chain rejects (`ECANCELED`) with its fds closed all the same. Resolves when all of that is done; calling it again returns the same
    * promise.
    */
   close(): Promise<void>;
@@ -1621,6 +1623,7 @@ export class Uring implements AsyncDisposable {
       aborted: false,
       skip,
       closes: members.some((m) => closesFile(m.kind)),
+      endCloses: 0,
       onAbort: () => this.#abortChain(chain),
     };
     for (let i = 0; i < members.length; i++) {
@@ -2984,6 +2987,7 @@ export class Uring implements AsyncDisposable {
       ? "unsure"
       : chain.results.slice(0, slot.chainIndex).every((r) => (r as ChainResult | undefined)?.ok === true);
     chain.results[slot.chainIndex] = this.#memberResult(slot, dropped);
+    if (this.#closing && slot.res === -ECANCELED) this.#closeMemberAtEnd(chain, slot);
     if (chain.skip) {
       // The chain's only CQE: the members before this one succeeded as asked, those after it
       // never ran (the kernel posts nothing for them).
@@ -2996,17 +3000,38 @@ export class Uring implements AsyncDisposable {
             : askedResult(member);
         } else if (i > slot.chainIndex) {
           chain.results[i] = { ok: false, error: this.#error(member, ECANCELED) };
+          if (this.#closing) this.#closeMemberAtEnd(chain, member);
         }
         if (member !== slot) this.#slots.release(member);
       }
     }
     this.#slots.release(slot);
-    if (--chain.remaining > 0) return;
+    if (--chain.remaining > 0 || chain.endCloses > 0) return;
     if (chain.closes && this.#sqpollRing) {
       this.#barrier(chain); // a chain that closed a file settles as a close does (see #barrier)
       return;
     }
     this.#settleChain(chain);
+  }
+
+  /**
+   * A chain's member that closes a plain fd, which the Uring's close cancelled (or which never
+   * ran behind a member it cancelled): its fd is closed as the Uring ends, as a plain close
+   * waiting in the backlog is (else it would outlive the Uring, with nothing left to close it),
+   * and its result then says how that went; the chain settles after it.
+   */
+  #closeMemberAtEnd(chain: ChainState, member: Slot): void {
+    if (member.kind !== K_CLOSE || (member.sqeFlags & IOSQE_FIXED_FILE) !== 0) return;
+    const index = member.chainIndex;
+    chain.endCloses++;
+    this.#fdsAtEnd.push({
+      fd: member.fd,
+      path: member.path,
+      settle: (error) => {
+        chain.results[index] = error === null ? OK_ZERO : { ok: false, error };
+        if (--chain.endCloses === 0 && chain.remaining === 0) this.#settleChain(chain);
+      },
+    });
   }
 
   /** A chain member's result from its CQE. */
@@ -3249,8 +3274,17 @@ export class Uring implements AsyncDisposable {
     // may be in the SQ still, not yet issued.
     for (let head = this.#backlog.peek(); head !== null; head = this.#backlog.peek()) {
       this.#backlog.shift();
-      if (head.chain === null && head.kind === K_CLOSE) this.#closeQueuedAtEnd(head);
-      else this.#rejectQueued(head);
+      if (head.chain === null && head.kind === K_CLOSE) {
+        this.#closeQueuedAtEnd(head);
+        continue;
+      }
+      // (A chain's close members close their fds at the end too; the chain rejects now.)
+      for (const member of head.chain?.slots ?? []) {
+        if (member.kind === K_CLOSE && (member.sqeFlags & IOSQE_FIXED_FILE) === 0) {
+          this.#fdsAtEnd.push({ fd: member.fd, path: member.path, settle: null });
+        }
+      }
+      this.#rejectQueued(head);
     }
     if (this.#iowqMember !== null) this.#iowq.rings.delete(this.#iowqMember);
     for (const wait of this.#fifoWaits) {

@@ -710,3 +710,38 @@ Deno.test({
     assert.deepEqual(JSON.parse(out.stdout), { closed: false });
   },
 });
+
+ringTest(
+  "Uring.close(): a chain's close(fd) that it cancelled, or that never reached the kernel, still closes the fd",
+  async (config) => {
+    // A probe: `chain(c => c.write(fd, …).close(fd))` then `uring.close()` left fd open 20 of 20
+    // times (both members ECANCELED), and a chain waiting in the backlog behind the in-flight
+    // limit was rejected with its fd open, where a plain close(fd) there is still done.
+    using dir = tempDir();
+    for (let round = 0; round < 10; round++) {
+      // In the kernel when the Uring closes.
+      const uring = new Uring(uringOptions(config));
+      const fd = await uring.openFd(`${dir.path}/f`, 0o101, 0o644); // O_WRONLY | O_CREAT
+      const chain = uring.chain((c) => c.write(fd, new Uint8Array(4096), 0).close(fd));
+      await uring.close();
+      assert.equal(fdIsOpen(fd), false, `round ${round}: fd ${fd} left open`);
+      const results = await chain;
+      assert.ok(results[1].ok, `the close member says how its close went: ${JSON.stringify(results[1])}`);
+    }
+    // Waiting in the backlog (two timeouts fill the in-flight limit) when the Uring closes.
+    const uring = new Uring(uringOptions(config, { entries: 2, cqEntries: 2 }));
+    const timeouts = [uring.timeout(5000), uring.timeout(5000)].map((p) => p.catch(() => {}));
+    const [r, w] = pipe();
+    const [r2, w2] = pipe();
+    const chain = uring.chain((c) => c.close(r)).then(() => "ran", (e: OsError) => e.code);
+    const plain = uring.close(r2);
+    await uring.close();
+    assert.equal(await chain, "ECANCELED", "the chain never ran");
+    await plain;
+    assert.equal(fdIsOpen(r), false, "the chain's fd was left open");
+    assert.equal(fdIsOpen(r2), false);
+    sysClose(w);
+    sysClose(w2);
+    await Promise.all(timeouts); // (cancelled by the close)
+  },
+);
