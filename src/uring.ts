@@ -1207,7 +1207,8 @@ export class Uring implements AsyncDisposable {
       if (created) await this.unlink(filePath).catch(() => {});
       throw e;
     }
-    if ((flags & O_TRUNC) !== 0) {
+    // (A file this open created is empty: an abort there left it behind, the open rejected.)
+    if ((flags & O_TRUNC) !== 0 && !created) {
       try {
         await file.truncate(0, { signal: options.signal });
       } catch (e) {
