@@ -1367,7 +1367,8 @@ export class Uring implements AsyncDisposable {
    * close the file, which knows its fd is gone. This Uring's operations on `fd` are cancelled
    * first, as a file's close cancels its own (they reject with `ECANCELED`, "the file was
    * closed", unless they completed first), and the close waits for them: the kernel would keep
-   * the file open for them. Operations on `fd` issued before the close reaches the kernel (while
+   * the file open for them (an abort from then on no longer stops the close: they were told the
+   * file was closed). Operations on `fd` issued before the close reaches the kernel (while
    * it waits for those, and by the code that called it: the close goes in the Uring's next
    * microtask) are refused (`Deno.errors.BadResource`), as on a closing file's: they would run on
    * whatever file the kernel gives the number next (one `open()` queued meanwhile, say). Once the
@@ -1396,7 +1397,8 @@ export class Uring implements AsyncDisposable {
     const owned = this.#fileOwning(fd, "close");
     if (owned !== null) return Promise.reject(owned);
     const signal = signalOption(options);
-    const close = () => this.#fdOp<void>("close", signal, null, (slot) => fillClose(slot, fd!));
+    const close = (given: unknown = signal) =>
+      this.#fdOp<void>("close", given, null, (slot) => fillClose(slot, fd!));
     // A close refused (a bad fd, an aborted signal, a closing Uring) is refused there, before
     // anything is cancelled.
     if (typeof fd !== "number" || fd >>> 0 !== fd || fd > 0x7fffffff || this.#closing) return close();
@@ -1418,7 +1420,9 @@ export class Uring implements AsyncDisposable {
     // (The Uring may have begun to close meanwhile: the fd is then closed at its end, as a file's.)
     const closed = cancelled === null
       ? close()
-      : cancelled.promise.then(() => this.#closing ? this.#closeFd(fd, null) : close());
+      // (Once the fd's operations are cancelled, an abort no longer stops the close: they were
+      // told the file was closed.)
+      : cancelled.promise.then(() => this.#closing ? this.#closeFd(fd, null) : close(null));
     // (A close of another file given the number since has an entry of its own: it stays.)
     const done = () => {
       if (this.#closingFds.get(fd) === entry) this.#closingFds.delete(fd);

@@ -961,6 +961,29 @@ ringTest(
 );
 
 ringTest(
+  "Uring: close(fd) aborted after it cancelled the fd's operations still closes the fd",
+  async (config) => {
+    // A probe: the abort refused the close that waited for its cancels, so the read was told
+    // "the file was closed" (ECANCELED) while the fd stayed open.
+    await using uring = new Uring(uringOptions(config));
+    for (const when of ["sync", "microtask", "timer"]) {
+      const [r, w] = pipe();
+      const read = uring.read(r, new Uint8Array(4), 0).then(() => "read", (e: OsError) => e.code);
+      await sleep(10);
+      const ac = new AbortController();
+      const close = uring.close(r, { signal: ac.signal }).then(() => "closed", (e: Error) => e.name);
+      if (when === "sync") ac.abort();
+      else if (when === "microtask") queueMicrotask(() => ac.abort());
+      else setTimeout(() => ac.abort(), 0);
+      assert.equal(await read, "ECANCELED", when);
+      assert.equal(await close, "closed", when);
+      assert.equal(fdIsOpen(r), false, `${when}: the fd its operations were told was closed is open`);
+      sysClose(w);
+    }
+  },
+);
+
+ringTest(
   "Uring: close(fd) waiting for its cancels still closes the fd when the Uring closes meanwhile; a refused one cancels nothing",
   async (config) => {
     const uring = new Uring(uringOptions(config));
