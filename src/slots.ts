@@ -162,6 +162,8 @@ export class Slot {
   aborted = false;
   /** Whether the operation was cancelled because its file was closed (`UringFile.close`). */
   fileClosed = false;
+  /** A splice's `fileClosed` came from a close of its output fd (`fd2`), not its input. */
+  outputClosed = false;
   /** Whether this chain member was cancelled because another member's file was closed. */
   chainFileClosed = false;
   /** The file close waiting for this operation to settle (see {@link SettleWatch}), or null. */
@@ -253,7 +255,7 @@ export class Slot {
     this.statx = null;
     this.signal = null;
     this.chain = null;
-    this.aborted = this.fileClosed = this.chainFileClosed = false;
+    this.aborted = this.fileClosed = this.outputClosed = this.chainFileClosed = false;
     if (this.watch !== null) this.settleWatched();
     this.reissues = 0;
     this.interrupts = 0;

@@ -2924,7 +2924,7 @@ export class Uring implements AsyncDisposable {
     let detail = errnum !== ECANCELED
       ? undefined
       : slot.fileClosed
-      ? "the file was closed"
+      ? (slot.outputClosed ? `its output, fd ${slot.fd2}, was closed` : "the file was closed")
       : slot.chainFileClosed
       ? "a file another member of its chain works on was closed"
       : this.#closing
@@ -3176,6 +3176,12 @@ export class Uring implements AsyncDisposable {
     const chains = new Set<ChainState>();
     this.#slots.forEachUsed((slot) => {
       if (!onFile(slot)) return;
+      if (
+        slot.kind === K_SPLICE && slot.fd !== fd && !slot.fileClosed &&
+        (slot.sqeFlags & IOSQE_FIXED_FILE) === 0
+      ) {
+        slot.outputClosed = true; // (its error names the fd that was closed)
+      }
       if (slot.chain !== null) {
         slot.fileClosed = true; // (its ECANCELED then says why)
         chains.add(slot.chain);

@@ -281,7 +281,12 @@ ringTest(
       await sleep(20);
       await fileA.close();
       assert.ok(spliceSettled, "close() resolved only once the splice had settled");
-      await assert.rejects(splice, cancelledByClose);
+      // (It names the file closed: the splice's output, not its input, the pipe.)
+      await assert.rejects(
+        splice,
+        (e: OsError) =>
+          e.code === "ECANCELED" && e.message.endsWith(`its output, fd ${fileA!.fd}, was closed`),
+      );
       fileB = await uring.open(b, { write: true });
       assert.equal(await uring.write(w, enc.encode("ZZZZ"), 0), 4);
       const left = new Uint8Array(8);
@@ -957,6 +962,33 @@ ringTest(
     }
     // The close is held back until the Uring's microtask: the number never came back before it.
     assert.equal(reusedEarly, 0);
+  },
+);
+
+ringTest(
+  "Uring: a splice cancelled because its output fd was closed names that fd, not its input",
+  async (config) => {
+    await using uring = new Uring(uringOptions(config));
+    using dir = tempDir();
+    const [r, w] = pipe();
+    const out = await uring.openFd(`${dir.path}/out`, 0o101, 0o644); // O_WRONLY | O_CREAT
+    try {
+      const spliced = uring.splice(r, -1, out, 0, 100).then(() => "ran", (e: Error) => e.message);
+      const chained = uring.chain((c) => c.splice(r, -1, out, 0, 100)).then((res) =>
+        res[0].ok ? "ran" : (res[0].error as Error).message
+      );
+      await sleep(10);
+      await uring.close(out);
+      for (const message of [await spliced, await chained]) {
+        assert.match(
+          message,
+          new RegExp(`^splice \\(fd ${r}\\): .*\\(ECANCELED\\): its output, fd ${out}, was closed$`),
+        );
+      }
+    } finally {
+      sysClose(r);
+      sysClose(w);
+    }
   },
 );
 
