@@ -243,6 +243,17 @@ export function fillFallocate(
   checkOffset(offset, "offset");
   checkOffset(length, "length");
   checkU32(mode, "mode");
+  // (What fallocate(2) refuses whatever the file: EINVAL for an empty range, EFBIG past the
+  // largest offset.)
+  const end = BigInt(offset) + BigInt(length);
+  if (BigInt(length) === 0n) {
+    throw new RangeError("length must be at least 1 (fallocate(2) refuses an empty range)");
+  }
+  if (end > 0x7fff_ffff_ffff_ffffn) {
+    throw new RangeError(
+      `offset + length must be at most 2^63 - 1 (the largest file offset), got ${offset} + ${length}`,
+    );
+  }
   slot.kind = K_FALLOCATE;
   slot.fd = fd;
   slot.pos = offset;

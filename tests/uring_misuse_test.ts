@@ -121,6 +121,20 @@ Deno.test({
       /^TypeError: open takes an options object/,
     );
     const file = await uring.open(`${dir.path}/a`, { read: true, write: true });
+    // What fallocate(2) refuses whatever the file: an empty range (EINVAL), one past the largest
+    // offset (EFBIG). They reached the kernel.
+    await assert.rejects(
+      uring.fallocate(file.fd, 0, 0),
+      /^RangeError: fallocate: length must be at least 1 \(fallocate\(2\) refuses an empty range\)$/,
+    );
+    await assert.rejects(
+      uring.fallocate(file.fd, 2n ** 63n - 10n, 100),
+      /^RangeError: fallocate: offset \+ length must be at most 2\^63 - 1 .*, got 9223372036854775798 \+ 100$/,
+    );
+    await assert.rejects(
+      uring.chain((c) => c.fallocate(file.fd, 0, 0)),
+      /^RangeError: (chain: )?fallocate: length/,
+    );
     // liburing's fallocate(fd, mode, offset, length) order puts a number where the options go.
     await assert.rejects(
       uring.fallocate(file.fd, 0, 0, 4096 as never),

@@ -559,6 +559,7 @@ ringTest("Uring: failures reject with Deno.errors classes naming the operation a
   const missing = `${dir.path}/nope/x`;
   const file = `${dir.path}/file`;
   Deno.writeTextFileSync(file, "x");
+  const rw = await uring.openFd(file, 2, 0); // O_RDWR
 
   const cases: Array<[() => Promise<unknown>, new (...args: never[]) => Error, string, string]> = [
     [
@@ -615,7 +616,13 @@ ringTest("Uring: failures reject with Deno.errors classes naming the operation a
       "EBADF",
       `read (fd 1048576): Bad file descriptor (EBADF)`,
     ],
-    [() => uring.fallocate(0, 0, 0), TypeError, "EINVAL", "fallocate (fd 0): Invalid argument (EINVAL)"],
+    // (Neither end a pipe: the kernel's EINVAL.)
+    [
+      () => uring.splice(rw, 0, rw, 1, 1),
+      TypeError,
+      "EINVAL",
+      `splice (fd ${rw}): Invalid argument (EINVAL)`,
+    ],
   ];
   // One at a time: every rejection has its handler before it can happen.
   for (const [start, cls, code, message] of cases) {
@@ -626,6 +633,7 @@ ringTest("Uring: failures reject with Deno.errors classes naming the operation a
     assert.equal(typeof error.errno, "number");
     assert.ok(error.errno > 0);
   }
+  await uring.close(rw);
   // The file's own path names UringFile failures: from the kernel (a read of a directory)...
   const d = await uring.open(dir.path);
   const e: OsError = await d.readAt(new Uint8Array(1), 0).catch((e) => e);
