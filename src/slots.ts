@@ -255,7 +255,8 @@ export class Slot {
     this.statx = null;
     this.signal = null;
     this.chain = null;
-    this.aborted = this.fileClosed = this.outputClosed = this.chainFileClosed = false;
+    this.aborted = this.fileClosed = this.chainFileClosed = false;
+    this.outputClosed = false;
     if (this.watch !== null) this.settleWatched();
     this.reissues = 0;
     this.interrupts = 0;
