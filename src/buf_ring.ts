@@ -321,7 +321,8 @@ export class BufferRing implements Disposable {
   /**
    * Buffer `bid`, all `bufferSize` bytes of it (the data a CQE reported is its first `res`
    * bytes, unless the CQE was a bundle's or the ring is incremental: see
-   * {@link BufferRing.part}). The same view each time; it reads as empty once the ring is closed.
+   * {@link BufferRing.part}). The same view each time; it reads as empty once the `IoUring` is
+   * closed.
    */
   view(bid: number): Uint8Array<ArrayBuffer> {
     this.#checkOpen();
@@ -385,9 +386,11 @@ export class BufferRing implements Disposable {
   }
 
   /**
-   * Unregisters the group and frees the memory (every view then reads as empty). Idempotent;
-   * the ring's `close()` does it too. Operations still waiting to select a buffer of this group
-   * fail with `-ENOBUFS`. When the kernel refuses the unregister (a restricted ring: `EACCES`),
+   * Unregisters the group. Idempotent; the ring's `close()` does it too. Operations still
+   * waiting to select a buffer of this group fail with `-ENOBUFS`; one that picked a buffer before
+   * (a receive waiting in an io-wq worker) may still write into it, so the memory stays mapped
+   * until the `IoUring` closes (every view then reads as empty): set up and close rings of
+   * buffers on a long-lived ring with that in mind. When the kernel refuses the unregister (a restricted ring: `EACCES`),
    * it throws and the ring of buffers stays open, its memory the kernel's to pick from.
    */
   close(): void {
@@ -408,9 +411,9 @@ export class BufferRing implements Disposable {
   }
 
   /**
-   * Internal (`IoUring`): closes this ring of buffers without freeing its memory, which its ring
-   * (closed, the group still registered: a restricted ring) may still pick from until the kernel
-   * has torn it down. The memory stays mapped for good.
+   * Internal (`IoUring`): closes this ring of buffers without freeing its memory: the kernel may
+   * still write into it (a closed ring whose group is still registered, a restricted ring: kept
+   * for good; a group unregistered while the ring is open: until the ring's fd closes).
    */
   keepMemory(): void {
     this.#release = null;

@@ -74,7 +74,11 @@ function releaseBufferRing(hold: RingHold, ring: BufferRing): void {
     throw new IoUringError("io_uring_register", -r, `IORING_UNREGISTER_PBUF_RING (group ${ring.group})`);
   }
   hold.bufferRings.delete(ring);
-  ring.freeMemory();
+  // The memory stays until the ring's fd closes: a receive that picked a buffer before the
+  // unregister (waiting in an io-wq worker) still writes into it; freed now, the kernel wrote the
+  // data into whatever memory was mapped there next.
+  ring.keepMemory();
+  hold.parkedBufferRings.add(ring);
 }
 
 /**

@@ -43,6 +43,12 @@ export interface RingHold {
    * freed once the ring's fd is closed, also by the garbage collector.
    */
   bufferRings: Set<{ readonly group: number; freeMemory(): void; keepMemory(): void }>;
+  /**
+   * Rings of provided buffers closed (unregistered) while the ring stays open: their memory stays
+   * mapped until the ring's fd is closed, since an operation that picked a buffer before the
+   * unregister (a receive waiting in an io-wq worker) still writes into it.
+   */
+  parkedBufferRings: Set<{ freeMemory(): void }>;
 }
 
 /** A hold for the ring `fd` made through `sys`, with nothing mapped or registered yet. */
@@ -56,6 +62,7 @@ export function ringHold(sys: Sys, fd: number): RingHold {
     sqes: [],
     pins: new Set(),
     bufferRings: new Set(),
+    parkedBufferRings: new Set(),
   };
 }
 
@@ -103,6 +110,8 @@ export function releaseRing(hold: RingHold): void {
     else bufferRing.keepMemory();
   }
   hold.bufferRings.clear();
+  for (const bufferRing of hold.parkedBufferRings) bufferRing.freeMemory();
+  hold.parkedBufferRings.clear();
 }
 
 /**

@@ -7,10 +7,12 @@
 import assert from "node:assert/strict";
 import {
   AF_UNIX,
+  alignedBuffer,
   ClosedError,
   IORING_CQE_F_BUFFER,
   IORING_CQE_F_MORE,
   IORING_OP_READ_MULTISHOT,
+  IOSQE_ASYNC,
   IoUring,
   IoUringError,
   prepCancel,
@@ -359,3 +361,62 @@ Deno.test({
     prepReadSelect(b.getSqe()!, 0, 5, -1); // a bare group id is the caller's to mean
   },
 });
+
+ringTest(
+  "BufferRing.close() keeps the memory mapped while the ring is open: a receive that picked a buffer writes there",
+  async (config) => {
+    // A probe: a receive in an io-wq worker picks its buffer before data comes; the ring of
+    // buffers was closed and its memory freed, new memory was mapped at that address, and the
+    // data the receive got later landed in it (4 of 4).
+    const ring = new IoUring(8, config.options);
+    using dir = tempDir();
+    const path = `${dir.path}/s.sock`;
+    const listener = Deno.listen({ transport: "unix", path });
+    try {
+      const one = (prep: (sqe: Sqe) => void): number => {
+        prep(ring.getSqe()!);
+        ring.submit();
+        const cqe = ring.waitCqe({ timeoutMs: 5000 })!;
+        const res = cqe.res;
+        ring.cqAdvance(1);
+        return res;
+      };
+      const fd = one((s) => prepSocket(s, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)); // blocking
+      assert.ok(fd >= 0);
+      const accepted = listener.accept();
+      assert.equal(one((s) => prepConnect(s, fd, SocketAddress.unix(path))), 0);
+      const conn = await accepted;
+      const buffers = ring.setupBufferRing({ group: 10, entries: 1, bufferSize: 4096 });
+      const held = buffers.view(0);
+      prepRecvSelect(ring.getSqe()!, fd, buffers).setUserData(1).addFlags(IOSQE_ASYNC);
+      ring.submit();
+      await new Promise((resolve) => setTimeout(resolve, 100)); // the worker waits in recv, buffer picked
+      buffers.close();
+      const fresh = Array.from({ length: 16 }, () => alignedBuffer(4096, 4096));
+      await conn.write(text.encode("SECRET-DATA"));
+      const cqe = ring.waitCqe({ timeoutMs: 5000 })!;
+      assert.equal(cqe.res, 11);
+      ring.cqAdvance(1);
+      for (const f of fresh) {
+        assert.equal(
+          untext.decode(f.bytes.subarray(0, 11)),
+          "\0".repeat(11),
+          "the data landed in new memory",
+        );
+        f.free();
+      }
+      assert.equal(
+        untext.decode(held.subarray(0, 11)),
+        "SECRET-DATA",
+        "in the closed ring's memory, still mapped",
+      );
+      conn.close();
+      one((s) => prepClose(s, fd));
+      ring.close();
+      assert.equal(held.byteLength, 0, "freed once the ring closed");
+    } finally {
+      listener.close();
+      ring.close();
+    }
+  },
+);
