@@ -126,7 +126,7 @@ function writeSelectSendRecv(
   checkU32(length, "length");
   checkIncrementalLength(group, length, what);
   checkFlags(flags, "flags");
-  if (multishot !== 0) refuseWaitAll(flags, what);
+  if (multishot !== 0) refuseMultishotFlags(flags, what);
   checkSelectIoprio(ioprio, true, what);
   if ((ioprio & abi.IORING_RECVSEND_BUNDLE) !== 0 && group instanceof BufferRing) servesBundles(group);
   writeRw(sqe, opcode, fd, 0, length, 0);
@@ -134,17 +134,29 @@ function writeSelectSendRecv(
   return selectFrom(sqe, id, ioprio | multishot);
 }
 
-/** Refuses `MSG_WAITALL` in a multishot receive's `flags` (the kernel's `EINVAL`); `what` names the prep. */
-function refuseWaitAll(flags: number, what: string): void {
+/**
+ * Refuses in a multishot receive's `flags` `MSG_WAITALL` (the kernel's `EINVAL`) and `MSG_PEEK`
+ * (the kernel takes it: the same bytes come again in every buffer, and the receive never ends
+ * while they wait); `what` names the prep.
+ */
+function refuseMultishotFlags(flags: number, what: string): void {
   if ((flags & abi.MSG_WAITALL) !== 0) {
     throw new RangeError(`${what}: flags must not hold MSG_WAITALL (the kernel refuses it: EINVAL)`);
+  }
+  if ((flags & abi.MSG_PEEK) !== 0) {
+    throw new RangeError(
+      `${what}: flags must not hold MSG_PEEK (a multishot receive would deliver the same bytes again and ` +
+        "again, into every buffer of the group)",
+    );
   }
 }
 
 /**
  * A `recv` that stays armed: one CQE per arrival of data, each with a buffer of `group` and
- * `IORING_CQE_F_MORE`, until an error, the end of the stream (`res` 0), a cancel, or `-ENOBUFS`
- * when the group has no buffer left (recycle them, then issue it again). The last CQE (no
+ * `IORING_CQE_F_MORE`, until an error, the end of the stream (`res` 0, no buffer; on a datagram
+ * socket an empty datagram ends it so too, the socket still open), a cancel, or `-ENOBUFS` when the
+ * group has no buffer left (recycle them, then issue it again). `flags` are `recv`'s, without
+ * `MSG_WAITALL` or `MSG_PEEK`. The last CQE (no
  * `F_MORE`) may also be data, with a buffer, when the kernel found the CQ full: take its buffer
  * and issue the receive again. `ioprio` takes `IORING_RECVSEND_POLL_FIRST` and
  * `IORING_RECVSEND_BUNDLE` (6.10: each CQE may cover several buffers, see
@@ -193,7 +205,9 @@ export function prepSendSelect(
  * empty datagram, which reads as the end of a stream (its CQE still carries a buffer, with the
  * sender; 6.18). `flags` are `recvmsg`'s, without `MSG_WAITALL` (the kernel refuses it): with
  * `MSG_TRUNC`, `layout.payloadLength` is a cut datagram's whole length. `ioprio` takes
- * `IORING_RECVSEND_POLL_FIRST`. Each buffer must hold at least `layout.payloadOffset` bytes.
+ * `IORING_RECVSEND_POLL_FIRST`. Each buffer must hold at least `layout.payloadOffset` bytes
+ * (also one added or recycled with a length: a shorter one fails the receive with `EFAULT`, again
+ * on every issue while it is at the ring's head). Not on an incremental ring, nor with `MSG_PEEK`.
  * Since 6.0.
  */
 export function prepRecvmsgMultishot(
@@ -211,6 +225,13 @@ export function prepRecvmsgMultishot(
     );
   }
   const id = groupOf(sqe, group);
+  if (group instanceof BufferRing && group.incremental) {
+    throw new RangeError(
+      "prepRecvmsgMultishot: the group's ring is incremental: the kernel lays each message out at the " +
+        "unused part of a buffer (not where layout.parse(view(bid)) reads it), and fails a part shorter " +
+        "than the layout's header with EFAULT, again on every issue; use a ring that is not incremental",
+    );
+  }
   if (group instanceof BufferRing && group.bufferSize < layout.payloadOffset) {
     throw new RangeError(
       `prepRecvmsgMultishot: the group's buffers (${group.bufferSize} bytes) cannot hold the layout's ` +
@@ -218,7 +239,7 @@ export function prepRecvmsgMultishot(
     );
   }
   checkFlags(flags, "flags");
-  refuseWaitAll(flags, "prepRecvmsgMultishot");
+  refuseMultishotFlags(flags, "prepRecvmsgMultishot");
   checkSelectIoprio(ioprio, false, "prepRecvmsgMultishot");
   writeRw(sqe, abi.IORING_OP_RECVMSG, fd, addressOf(layout.bytes), 1, 0);
   sqe.u32[sqe.base + OP_FLAGS] = flags;

@@ -20,7 +20,9 @@ import {
   IORING_RECVSEND_BUNDLE,
   IORING_RECVSEND_POLL_FIRST,
   IoUring,
+  IoUringError,
   Iovecs,
+  MSG_PEEK,
   MSG_TRUNC,
   MSG_WAITALL,
   Msghdr,
@@ -133,6 +135,14 @@ Deno.test("receive preps: bundles and POLL_FIRST in ioprio; other bits, MSG_WAIT
     [128, 0n, 24n], // msg_namelen, msg_iovlen, msg_controllen
   );
   assert.throws(() => prepRecvmsgMultishot(freshSqe(), 5, layout, 9, MSG_WAITALL), /MSG_WAITALL/);
+  // MSG_PEEK the kernel takes: the same bytes came in every buffer, and re-armed on ENOBUFS, the
+  // receive delivered 525,845 CQEs of one 3-byte message in a second (a probe).
+  assert.throws(() => prepRecvmsgMultishot(freshSqe(), 5, layout, 9, MSG_PEEK), /MSG_PEEK/);
+  assert.throws(
+    () => prepRecvMultishot(freshSqe(), 5, 9, MSG_PEEK),
+    /^RangeError: prepRecvMultishot: .*MSG_PEEK/,
+  );
+  prepRecvSelect(freshSqe(), 5, 9, 0, MSG_PEEK); // (a single receive may peek)
   assert.throws(() => prepRecvmsgMultishot(freshSqe(), 5, layout, 9, 0, IORING_RECVSEND_BUNDLE), /ioprio/);
   assert.throws(() => prepRecvmsgMultishot(freshSqe(), 5, {} as never, 9), /RecvmsgOut/);
   assert.deepEqual(new RecvmsgOut({ name: false }).payloadOffset, 16);
@@ -154,6 +164,15 @@ Deno.test("receive preps: bundles and POLL_FIRST in ioprio; other bits, MSG_WAIT
   using small = ring.setupBufferRing({ group: 1, entries: 2, bufferSize: 100 });
   const sqeOfRing = ring.getSqe()!;
   assert.throws(() => prepRecvmsgMultishot(sqeOfRing, 5, layout, small), /cannot hold/);
+  // An incremental ring: the kernel lays a message out at the unused part of a buffer, not where
+  // the documented reading looks (a probe read a stale header and the first datagram's bytes as
+  // the second), and a part shorter than the header fails every issue with EFAULT.
+  try {
+    using parts = ring.setupBufferRing({ group: 2, entries: 2, bufferSize: 4096, incremental: true });
+    assert.throws(() => prepRecvmsgMultishot(sqeOfRing, 5, layout, parts), /^RangeError: .*incremental/);
+  } catch (e) {
+    if (!(e instanceof IoUringError)) throw e; // (a kernel before 6.12: no incremental rings)
+  }
 });
 
 /** A connected pair of Unix stream sockets made through the ring (and the listener, closed). */
