@@ -130,7 +130,12 @@ export class Msghdr {
     const nameLength = name === null ? 0 : receive ? SOCKADDR_STORAGE_SIZE : lengthToSend(name);
     this.#view.setUint32(MSGHDR.namelen, Math.min(nameLength, SOCKADDR_STORAGE_SIZE), true);
     // A receive writes the sender's length into msg_namelen: from now on the name reports that.
-    if (receive && name !== null) linkSocketAddressLength(name, this.#nameLengthNow);
+    // Its bytes are cleared: a receive that fails (or has not completed) writes no address, and
+    // the name must not read as the previous sender then.
+    if (receive && name !== null) {
+      name.bytes.fill(0);
+      linkSocketAddressLength(name, this.#nameLengthNow);
+    }
     this.#setPointer(MSGHDR.controllen, this.#controlLength);
     this.#view.setUint32(MSGHDR.flags, 0, true);
   }

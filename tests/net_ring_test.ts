@@ -25,6 +25,7 @@ import {
   IoUring,
   IoUringError,
   Iovecs,
+  MSG_DONTWAIT,
   MSG_TRUNC,
   Msghdr,
   prepAccept,
@@ -222,6 +223,21 @@ ringTest("datagrams: sendmsg to a named peer, recvmsg with the sender's address 
       assert.deepEqual([sender.family, sender.path, String(sender)], [0, "", "unknown"]);
     } finally {
       run(ring, (s) => prepClose(s, unnamed));
+    }
+    // A receive that fails (nothing waiting: EAGAIN) writes no address: the name is empty, not
+    // the last sender (a probe read the previous sender after a failed receive).
+    const d = ok(ring, "socket d", (s) => prepSocket(s, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC));
+    try {
+      const dPath = `${aPath}.d`;
+      assert.equal(run(ring, (s) => prepBind(s, d, SocketAddress.unix(dPath))), 0);
+      const hello = new Msghdr(new Iovecs([text.encode("hello")]), { name: SocketAddress.unix(aPath) });
+      assert.equal(run(ring, (s) => prepSendmsg(s, d, hello)), 5);
+      assert.equal(run(ring, (s) => prepRecvmsg(s, a, into)), 5);
+      assert.equal(sender.path, dPath);
+      assert.equal(run(ring, (s) => prepRecvmsg(s, a, into, MSG_DONTWAIT)), -11); // EAGAIN
+      assert.deepEqual([sender.family, sender.path], [0, ""]);
+    } finally {
+      run(ring, (s) => prepClose(s, d));
     }
   } finally {
     run(ring, (s) => prepClose(s, a));
