@@ -55,6 +55,14 @@ function refuseCloexec(bits: number, what: string): void {
 export function prepSocket(sqe: Sqe, domain: number, type: number, protocol = 0, flags = 0): Sqe {
   checkU32(domain, "domain", 0x7fffffff);
   checkFlags(type, "type");
+  // (The kernel refuses other bits above the type's own four: EINVAL.)
+  if ((type & ~(0xf | abi.SOCK_NONBLOCK | abi.SOCK_CLOEXEC)) !== 0) {
+    throw new RangeError(
+      `type must be a socket type (SOCK_STREAM, ...) with at most SOCK_NONBLOCK and SOCK_CLOEXEC, got 0x${
+        (type >>> 0).toString(16)
+      }`,
+    );
+  }
   checkU32(protocol, "protocol", 0x7fffffff);
   checkFlags(flags, "flags");
   if (flags !== 0) {
@@ -190,11 +198,27 @@ export function prepConnect(sqe: Sqe, fd: number, address: SocketAddress): Sqe {
 }
 
 /**
+ * Throws unless `ioprio` is 0 or `IORING_RECVSEND_POLL_FIRST`, all a send or receive into its own
+ * buffer takes (`what` names the prep): the kernel refuses multishot and bundle bits without a
+ * buffer group (`EINVAL`), or takes a bundle for a plain send and posts two CQEs for it.
+ */
+function checkPollFirst(ioprio: number, what: string): void {
+  checkU32(ioprio, "ioprio", 0xffff);
+  if ((ioprio & ~abi.IORING_RECVSEND_POLL_FIRST) !== 0) {
+    throw new RangeError(
+      `${what}: ioprio may hold only IORING_RECVSEND_POLL_FIRST here, got 0x${ioprio.toString(16)} ` +
+        "(multishot and bundles need a buffer group: see prepRecvMultishot, prepRecvSelect, prepSendSelect)",
+    );
+  }
+}
+
+/**
  * `send(fd, buf, buf.byteLength, flags)` (`MSG_NOSIGNAL`, `MSG_MORE`, ...); `ioprio` takes
  * `IORING_RECVSEND_POLL_FIRST`. A stream socket may send less than asked: the CQE's `res` says
  * how much. Since 5.6.
  */
 export function prepSend(sqe: Sqe, fd: number, buf: ArrayBufferView, flags = 0, ioprio = 0): Sqe {
+  checkPollFirst(ioprio, "prepSend");
   return writeSendRecv(sqe, abi.IORING_OP_SEND, fd, buf, flags, ioprio);
 }
 
@@ -212,6 +236,7 @@ export function prepSendto(
   ioprio = 0,
 ): Sqe {
   checkDestination(address, "prepSendto");
+  checkPollFirst(ioprio, "prepSendto");
   writeSendRecv(sqe, abi.IORING_OP_SEND, fd, buf, flags, ioprio);
   return writeDestination(sqe, address);
 }
@@ -236,6 +261,7 @@ function writeDestination(sqe: Sqe, address: SocketAddress): Sqe {
  * 5.6.
  */
 export function prepRecv(sqe: Sqe, fd: number, buf: ArrayBufferView, flags = 0, ioprio = 0): Sqe {
+  checkPollFirst(ioprio, "prepRecv");
   return writeSendRecv(sqe, abi.IORING_OP_RECV, fd, buf, flags, ioprio);
 }
 
@@ -336,6 +362,7 @@ function writeSendRecv(
  * data. Since 5.3.
  */
 export function prepSendmsg(sqe: Sqe, fd: number, msg: Msghdr, flags = 0, ioprio = 0): Sqe {
+  checkPollFirst(ioprio, "prepSendmsg");
   return writeMsg(sqe, abi.IORING_OP_SENDMSG, fd, msg, flags, ioprio, false, "prepSendmsg");
 }
 
@@ -345,6 +372,7 @@ export function prepSendmsg(sqe: Sqe, fd: number, msg: Msghdr, flags = 0, ioprio
  * data's length. Since 5.3.
  */
 export function prepRecvmsg(sqe: Sqe, fd: number, msg: Msghdr, flags = 0, ioprio = 0): Sqe {
+  checkPollFirst(ioprio, "prepRecvmsg");
   return writeMsg(sqe, abi.IORING_OP_RECVMSG, fd, msg, flags, ioprio, true, "prepRecvmsg");
 }
 

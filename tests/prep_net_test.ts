@@ -25,6 +25,7 @@ import {
   prepSend,
   prepSendmsg,
   prepSendmsgZc,
+  prepSendto,
   prepSendZc,
   prepSendZcFixed,
   prepShutdown,
@@ -394,8 +395,12 @@ Deno.test("Msghdr: msghdr's pointers and lengths at glibc's offsets; recvmsg res
   assert.equal(v.getUint32(8, true), 128);
   assert.equal(v.getBigUint64(40, true), 64n);
   assert.equal(msg.flags, 0);
-  // As the kernel leaves it after the receive: the name (the object given, not just msg.name)
-  // reports the length the kernel wrote into msg_namelen.
+  // The name's bytes are cleared for the receive (one that fails writes no address: it must not
+  // read as the last sender).
+  assert.deepEqual(name.bytes, new Uint8Array(name.bytes.length));
+  // As the kernel leaves it after the receive: the address written, and the name (the object
+  // given, not just msg.name) reports the length the kernel wrote into msg_namelen.
+  name.bytes.set([1, 0, ...new TextEncoder().encode("/p")]); // AF_UNIX, "/p"
   v.setUint32(8, 4, true);
   v.setBigUint64(40, 0n, true);
   v.setInt32(48, 0x20, true);
@@ -465,4 +470,29 @@ Deno.test("flag words the kernel refuses are refused first: accept4 flags, recv 
   prepRecvmsg(freshSqe(), 5, new Msghdr(iov, { name: new SocketAddress() }));
   prepSendmsg(freshSqe(), 5, new Msghdr(iov, { name: SocketAddress.unix("/run/x") }));
   prepSendmsg(freshSqe(), 5, new Msghdr(iov, { name: SocketAddress.unspecified() }));
+  // ioprio of a send or receive into its own buffer: POLL_FIRST (1) only. Multishot (2) and
+  // bundle (16) bits reached the kernel (EINVAL, or a plain send as a bundle: two CQEs).
+  const buf = new Uint8Array(4);
+  const msg = new Msghdr(iov);
+  const ioprioPreps: Array<[string, (s: Sqe, ioprio: number) => Sqe]> = [
+    ["prepSend", (s, p) => prepSend(s, 5, buf, 0, p)],
+    ["prepRecv", (s, p) => prepRecv(s, 5, buf, 0, p)],
+    ["prepSendto", (s, p) => prepSendto(s, 5, buf, SocketAddress.inet("127.0.0.1", 9), 0, p)],
+    ["prepSendmsg", (s, p) => prepSendmsg(s, 5, msg, 0, p)],
+    ["prepRecvmsg", (s, p) => prepRecvmsg(s, 5, msg, 0, p)],
+  ];
+  for (const [name, prep] of ioprioPreps) {
+    for (const bad of [2, 16, 0x8000]) {
+      const sqe = freshSqe();
+      assert.throws(
+        () => prep(sqe, bad),
+        new RegExp(`^RangeError: ${name}: ioprio may hold only IORING_RECVSEND_POLL_FIRST`),
+      );
+      assert.ok(sqe.bytes().every((b) => b === 0), `${name}: nothing written`);
+    }
+    prep(freshSqe(), 1);
+  }
+  // A socket's type: the type (low four bits) with SOCK_NONBLOCK and SOCK_CLOEXEC only.
+  assert.throws(() => prepSocket(freshSqe(), 2, 1 | 0x100), /^RangeError: type must be a socket type/);
+  prepSocket(freshSqe(), 2, 2 | SOCK_NONBLOCK | SOCK_CLOEXEC);
 });
