@@ -265,6 +265,11 @@ int32_t uring_utimensat(int32_t dirfd, const char *path, const void *times, int3
   return (int32_t)result(syscall(__NR_utimensat, dirfd, path, times, flags));
 }
 
+/* fchmodat(2) on the calling thread: a copy's mode, without a trip through Deno's thread pool. */
+int32_t uring_fchmodat(int32_t dirfd, const char *path, uint32_t mode) {
+  return (int32_t)result(syscall(__NR_fchmodat, dirfd, path, mode));
+}
+
 /*
  * statx(2) on the calling thread: what the walk of a tree copy looks at each entry with (io_uring's
  * STATX goes to a worker thread), with birth times to the nanosecond, unlike Deno's lstat.

@@ -146,6 +146,11 @@ export class DenoEngine implements Engine {
     return Deno.remove(path);
   }
 
+  /** `Deno.chmod`. */
+  setMode(path: string, mode: number): Promise<void> {
+    return Deno.chmod(path, mode);
+  }
+
   /** `Deno.utime`: to the millisecond. */
   setTimes(path: string, st: EntryStat): Promise<void> {
     return Deno.utime(path, st.atime, st.mtime);

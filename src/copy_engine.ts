@@ -177,6 +177,8 @@ export interface Engine {
   rename(from: string, to: string, noReplace: boolean, ctx: EngineContext): Promise<void>;
   /** `unlink(path)`. */
   unlink(path: string): Promise<void>;
+  /** Sets `path`'s mode (`chmod`, following a final symlink). */
+  setMode(path: string, mode: number): Promise<void>;
   /** Sets `path`'s access and modification times to `st`'s (as exactly as the engine can). */
   setTimes(path: string, st: EntryStat): Promise<void>;
   /** Releases the engine (closes a ring the engine made). */

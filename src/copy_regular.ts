@@ -204,7 +204,7 @@ async function finishRegular(
     try {
       // (In a directory that existed, whose default ACL the copy's probe did not see: always.)
       if (!inPlace || ctx.needsChmod(perm)) {
-        await staged("chmod", ctx.inflight.run(() => Deno.chmod(tmp, perm)));
+        await staged("chmod", ctx.inflight.run(() => engine.setMode(tmp, perm)));
       }
       if (ctx.options.preserve) {
         await staged("utime", ctx.inflight.run(() => engine.setTimes(tmp, st)));

@@ -613,7 +613,7 @@ class TreeCopy {
         const kept = ctx.engine.name === "io_uring" ? 0o1777 : 0o777;
         const madeWith = (st.perm | 0o700) & kept & ~(ctx.umask ?? 0o777);
         if ((created && (ctx.umask === undefined || madeWith !== st.perm)) || preserve) {
-          await staged("chmod", ctx.inflight.run(() => Deno.chmod(dst, st.perm)));
+          await staged("chmod", ctx.inflight.run(() => ctx.engine.setMode(dst, st.perm)));
         }
         if (preserve) await staged("utime", ctx.inflight.run(() => ctx.engine.setTimes(dst, st)));
       } catch (e) {

@@ -34,6 +34,7 @@ import {
   PROT_READ,
   PROT_WRITE,
   STATX_SIZE,
+  SYS_FCHMODAT,
   SYS_FCNTL,
   SYS_IO_URING_ENTER,
   SYS_IO_URING_REGISTER,
@@ -110,6 +111,8 @@ export interface Sys {
    * (access, then modification: 32 bytes). Returns 0 or `-errno`.
    */
   utimens(path: Uint8Array, times: Uint8Array): number;
+  /** `fchmodat(AT_FDCWD, path, mode)` (a final symlink followed): `path` NUL-terminated; 0 or `-errno`. */
+  chmod(path: Uint8Array, mode: number): number;
   /**
    * `statx(dirfd, path, flags, mask, out)` on the calling thread: `path` NUL-terminated, `out`
    * at least 256 bytes (a `struct statx`); `dirfd` defaults to `AT_FDCWD` (an fd with an empty
@@ -175,6 +178,7 @@ const HELPER_SYMBOLS = {
   uring_pipe_sized: { parameters: ["buffer", "i32"], result: "i32", optional: true },
   uring_lseek: { parameters: ["i32", "i64", "i32"], result: "i64", optional: true },
   uring_utimensat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32", optional: true },
+  uring_fchmodat: { parameters: ["i32", "buffer", "u32"], result: "i32", optional: true },
   uring_statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32", optional: true },
   uring_file_limit: { parameters: [], result: "i32", optional: true },
   uring_open_files: { parameters: [], result: "i32", optional: true },
@@ -300,6 +304,12 @@ function loadHelper(path: string): Sys {
         ? getSys("libc").utimens(path, times)
         : utimensat(AT_FDCWD, path as Uint8Array<ArrayBuffer>, times as Uint8Array<ArrayBuffer>, 0);
     },
+    chmod: (path, mode) => {
+      const fchmodat = lib.uring_fchmodat;
+      return fchmodat === null
+        ? getSys("libc").chmod(path, mode)
+        : fchmodat(AT_FDCWD, path as Uint8Array<ArrayBuffer>, mode);
+    },
     statx: (path, flags, mask, out, dirfd = AT_FDCWD) => {
       const statx = lib.uring_statx;
       return statx === null
@@ -334,6 +344,7 @@ function loadLibc(): Sys {
   const NR_FCNTL = BigInt(SYS_FCNTL);
   const NR_LSEEK = BigInt(SYS_LSEEK);
   const NR_UTIMENSAT = BigInt(SYS_UTIMENSAT);
+  const NR_FCHMODAT = BigInt(SYS_FCHMODAT);
   const NR_STATX = BigInt(SYS_STATX);
   const CLOEXEC = BigInt(O_CLOEXEC);
   const GETPIPE_SZ = BigInt(F_GETPIPE_SZ);
@@ -466,6 +477,7 @@ function loadLibc(): Sys {
       result(
         lib.syscall6(NR_UTIMENSAT, BigInt(AT_FDCWD), addressOf(path), addressOf(times), ZERO, ZERO, ZERO),
       ),
+    chmod: (path, mode) => result(lib.syscall3(NR_FCHMODAT, BigInt(AT_FDCWD), addressOf(path), BigInt(mode))),
     statx: (path, flags, mask, out, dirfd = AT_FDCWD) =>
       result(
         lib.syscall6(
@@ -580,6 +592,13 @@ function checked(sys: Sys): Sys {
       checkCString(path);
       atLeast(times, 2 * TIMESPEC_SIZE, "times");
       return sys.utimens(path, times);
+    },
+    chmod: (path, mode) => {
+      checkCString(path);
+      if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
+        throw new RangeError(`mode must be an integer from 0 to 0o7777, got ${mode}`);
+      }
+      return sys.chmod(path, mode);
     },
     statx: (path, flags, mask, out, dirfd = AT_FDCWD) => {
       checkCString(path);

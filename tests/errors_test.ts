@@ -304,6 +304,32 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "Sys.chmod: fchmodat on this thread, through either backend; -errno on failure, bad modes refused",
+  ignore: skipKernel(),
+  fn() {
+    using dir = tempDir();
+    const path = `${dir.path}/f`;
+    Deno.writeTextFileSync(path, "x");
+    for (const backend of ["helper", "libc"] as const) {
+      const sys = getSys(backend);
+      for (const mode of [0o600, 0o4755, 0o640]) {
+        assert.equal(sys.chmod(cstring(path), mode), 0, backend);
+        assert.equal(Deno.statSync(path).mode! & 0o7777, mode, backend);
+      }
+      assert.equal(sys.chmod(cstring(`${dir.path}/missing`), 0o600), -2, `${backend}: ENOENT`);
+      assert.throws(
+        () => sys.chmod(cstring(path), 0o10000),
+        /^RangeError: mode must be an integer from 0 to 0o7777/,
+      );
+      assert.throws(
+        () => sys.chmod(new TextEncoder().encode("no-nul"), 0o600),
+        /path must end with a NUL byte/,
+      );
+    }
+  },
+});
+
 // --- Ring arguments --------------------------------------------------------------------------
 
 Deno.test({
