@@ -33,6 +33,16 @@ import { pipe, sysClose, sysWrite } from "./_io.ts";
 
 const text = new TextEncoder(), untext = new TextDecoder();
 
+/** Preps one SQE of `ring` with `prep`, submits it and waits for its CQE: its `res`. */
+function roundTrip(ring: IoUring, prep: (sqe: Sqe) => void): number {
+  prep(ring.getSqe()!);
+  ring.submit();
+  const cqe = ring.waitCqe({ timeoutMs: 5000 })!;
+  const res = cqe.res;
+  ring.cqAdvance(1);
+  return res;
+}
+
 function freshSqe(): Sqe {
   const mem = new ArrayBuffer(64);
   return new Sqe(new Uint32Array(mem), new Uint8Array(mem), 0);
@@ -251,14 +261,7 @@ ringTest(
     const path = `${dir.path}/s.sock`;
     const listener = Deno.listen({ transport: "unix", path });
     try {
-      const one = (prep: (sqe: Sqe) => void): number => {
-        prep(ring.getSqe()!);
-        ring.submit();
-        const cqe = ring.waitCqe({ timeoutMs: 5000 })!;
-        const res = cqe.res;
-        ring.cqAdvance(1);
-        return res;
-      };
+      const one = (prep: (sqe: Sqe) => void): number => roundTrip(ring, prep);
       const fd = one((s) => prepSocket(s, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC));
       assert.ok(fd >= 0);
       try {
@@ -373,14 +376,7 @@ ringTest(
     const path = `${dir.path}/s.sock`;
     const listener = Deno.listen({ transport: "unix", path });
     try {
-      const one = (prep: (sqe: Sqe) => void): number => {
-        prep(ring.getSqe()!);
-        ring.submit();
-        const cqe = ring.waitCqe({ timeoutMs: 5000 })!;
-        const res = cqe.res;
-        ring.cqAdvance(1);
-        return res;
-      };
+      const one = (prep: (sqe: Sqe) => void): number => roundTrip(ring, prep);
       const fd = one((s) => prepSocket(s, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)); // blocking
       assert.ok(fd >= 0);
       const accepted = listener.accept();
