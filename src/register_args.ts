@@ -29,13 +29,17 @@ export function restrictionArray(restrictions: readonly Restriction[]): Uint8Arr
   if (!Array.isArray(restrictions) || restrictions.length === 0) {
     throw new TypeError("registerRestrictions needs a non-empty array of restrictions");
   }
-  const bytes = new Uint8Array(restrictions.length * RESTRICTION_SIZE);
+  // By index, not forEach: a hole (`[, rule]`, `new Array(2)`) must be refused as `undefined`
+  // is. Skipped, it stayed 16 zero bytes, which the kernel reads as "allow
+  // IORING_REGISTER_BUFFERS": a restricted ring allowed a call no rule named.
+  const n = restrictions.length;
+  const bytes = new Uint8Array(n * RESTRICTION_SIZE);
   const view = new DataView(bytes.buffer);
-  restrictions.forEach((rule: unknown, i) => {
-    const [opcode, value] = restrictionOf(rule, i);
+  for (let i = 0; i < n; i++) {
+    const [opcode, value] = restrictionOf(restrictions[i], i);
     view.setUint16(i * RESTRICTION_SIZE, opcode, true); // opcode
     view.setUint8(i * RESTRICTION_SIZE + 2, value); // register_op / sqe_op / sqe_flags
-  });
+  }
   return bytes;
 }
 
@@ -240,10 +244,12 @@ export function cpuSet(cpus: readonly number[]): Uint8Array<ArrayBuffer> {
     throw new TypeError("registerIowqAffinity needs a non-empty array of CPU numbers");
   }
   const bytes = new Uint8Array(128);
-  cpus.forEach((cpu, i) => {
+  // (By index: a hole is refused, not skipped; all holes registered an empty set, "no pinning".)
+  for (let i = 0; i < cpus.length; i++) {
+    const cpu = cpus[i];
     checkU32(cpu, `cpus[${i}]`, 1023);
     bytes[cpu >> 3] |= 1 << (cpu & 7);
-  });
+  }
   return bytes;
 }
 

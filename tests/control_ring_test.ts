@@ -420,6 +420,21 @@ ringTest(
     assert.throws(() => ring.registerRestrictions([{ sqeOp: 256 }]), RangeError);
     assert.throws(() => ring.registerRestrictions([{ sqeOp: 1, registerOp: 2 } as never]), TypeError);
     assert.throws(() => ring.registerRestrictions([{ nope: 1 } as never]), TypeError);
+    // A hole is refused as undefined is: skipped, its 16 zero bytes read as "allow
+    // IORING_REGISTER_BUFFERS" (a probe's restricted ring then registered buffers).
+    // deno-lint-ignore no-sparse-arrays
+    const holed = [, { sqeOp: IORING_OP_NOP }] as never;
+    assert.throws(() => ring.registerRestrictions(holed), /^TypeError: restrictions\[0\] must be/);
+    assert.throws(() => ring.registerRestrictions(new Array(2)), /^TypeError: restrictions\[0\] must be/);
+    // deno-lint-ignore no-sparse-arrays
+    assert.throws(
+      () => ring.registerIowqAffinity([, 1] as never),
+      /^RangeError: cpus\[0\] must be an integer from 0 to 1023, got undefined$/,
+    );
+    assert.throws(
+      () => ring.registerIowqAffinity(new Array(3)),
+      /^RangeError: cpus\[0\] must be an integer from 0 to 1023, got undefined$/,
+    );
   },
 );
 
