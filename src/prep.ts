@@ -294,12 +294,40 @@ export function prepFdatasync(sqe: Sqe, fd: number): Sqe {
   return prepFsync(sqe, fd, abi.IORING_FSYNC_DATASYNC);
 }
 
+// The flag words the kernel checks whatever the file: a bit outside them fails the SQE (EINVAL).
+/** `SYNC_FILE_RANGE_WAIT_BEFORE | _WRITE | _WAIT_AFTER`. */
+const SYNC_FILE_RANGE_ALL = 0x7;
+/** `SPLICE_F_MOVE | _NONBLOCK | _MORE | _GIFT`, and `SPLICE_F_FD_IN_FIXED` (io_uring's own). */
+const SPLICE_FLAGS = 0xf | abi.SPLICE_F_FD_IN_FIXED;
+/** `RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT`. */
+const RENAME_FLAGS = 0x7;
+/** `AT_SYMLINK_FOLLOW | AT_EMPTY_PATH`. */
+const LINKAT_FLAGS = 0x400 | abi.AT_EMPTY_PATH;
+/** `AT_STATX_FORCE_SYNC | AT_STATX_DONT_SYNC` (both at once is refused too). */
+const AT_STATX_SYNC_TYPE = 0x6000;
+/** `AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE`. */
+const STATX_FLAGS = abi.AT_SYMLINK_NOFOLLOW | 0x800 | abi.AT_EMPTY_PATH | AT_STATX_SYNC_TYPE;
+/** `STATX__RESERVED`: a mask bit the kernel refuses. */
+const STATX_RESERVED = 0x80000000;
+
+/** Throws unless `flags` is a 32-bit mask of {@link SPLICE_FLAGS} (bit 31 may come as a negative int32). */
+function checkSpliceFlags(flags: number): void {
+  checkBits32(flags, "flags");
+  const stray = (flags & ~SPLICE_FLAGS) >>> 0;
+  if (stray !== 0) {
+    throw new RangeError(
+      `flags must be 0 or a combination of SPLICE_F_MOVE, _NONBLOCK, _MORE, _GIFT and SPLICE_F_FD_IN_FIXED, ` +
+        `got 0x${(flags >>> 0).toString(16)} (0x${stray.toString(16)} refused)`,
+    );
+  }
+}
+
 /**
  * `sync_file_range(fd, offset, length, flags)`, with `length` before `offset` in the arguments (as
  * liburing's `io_uring_prep_sync_file_range` takes them). Since 5.2.
  */
 export function prepSyncFileRange(sqe: Sqe, fd: number, length: number, offset: Offset, flags = 0): Sqe {
-  checkFlags(flags, "flags");
+  checkFlagBits(flags, SYNC_FILE_RANGE_ALL, "flags", "SYNC_FILE_RANGE_WAIT_BEFORE, _WRITE and _WAIT_AFTER");
   checkFd(fd);
   checkOffset(offset);
   checkU32(length, "length");
@@ -321,7 +349,7 @@ export function prepFallocate(sqe: Sqe, fd: number, mode: number, offset: Offset
 
 /** `posix_fadvise(fd, offset, length, advice)`; `length` up to 4 GiB - 1. Since 5.6. */
 export function prepFadvise(sqe: Sqe, fd: number, offset: Offset, length: number, advice: number): Sqe {
-  checkFlags(advice, "advice");
+  checkU32(advice, "advice", 5); // POSIX_FADV_NORMAL to POSIX_FADV_NOREUSE (others: EINVAL)
   checkFd(fd);
   checkOffset(offset);
   checkU32(length, "length");
@@ -332,7 +360,9 @@ export function prepFadvise(sqe: Sqe, fd: number, offset: Offset, length: number
 
 /**
  * `madvise(buf, buf.byteLength, advice)`. As with `madvise(2)`, `buf` must start on a page
- * boundary (an `AlignedBuffer`), else the result is `-EINVAL`. Since 5.6.
+ * boundary (an `AlignedBuffer`), else the result is `-EINVAL`; so is an `advice` the kernel does
+ * not know (which ones it knows depends on its version and configuration: not checked here).
+ * Since 5.6.
  */
 export function prepMadvise(sqe: Sqe, buf: ArrayBufferView, advice: number): Sqe {
   checkFlags(advice, "advice");
@@ -419,8 +449,23 @@ export function prepStatx(
   mask: number,
   statxbuf: Uint8Array,
 ): Sqe {
-  checkFlags(flags, "flags");
+  checkFlagBits(
+    flags,
+    STATX_FLAGS,
+    "flags",
+    "AT_SYMLINK_NOFOLLOW, AT_NO_AUTOMOUNT, AT_EMPTY_PATH, AT_STATX_*",
+  );
+  if ((flags & AT_STATX_SYNC_TYPE) === AT_STATX_SYNC_TYPE) {
+    throw new RangeError(
+      "flags must not hold both AT_STATX_FORCE_SYNC and AT_STATX_DONT_SYNC (the kernel refuses it)",
+    );
+  }
   checkFlags(mask, "mask");
+  if ((mask & STATX_RESERVED) !== 0) {
+    throw new RangeError(
+      "mask must be a STATX_* mask without STATX__RESERVED (0x80000000: the kernel refuses it)",
+    );
+  }
   checkDirFd(dfd, "dfd");
   checkCString(path);
   checkBuffer(statxbuf, "statxbuf");
@@ -446,7 +491,7 @@ export function prepSplice(
   nbytes: number,
   flags = 0,
 ): Sqe {
-  checkBits32(flags, "flags");
+  checkSpliceFlags(flags);
   checkFd(fdIn, "fdIn");
   checkFd(fdOut, "fdOut");
   offIn = spliceOffset(offIn, "offIn");
@@ -463,7 +508,7 @@ export function prepSplice(
 
 /** `tee(fdIn, fdOut, nbytes, flags)` between two pipes. Since 5.8. */
 export function prepTee(sqe: Sqe, fdIn: number, fdOut: number, nbytes: number, flags = 0): Sqe {
-  checkBits32(flags, "flags");
+  checkSpliceFlags(flags);
   checkFd(fdIn, "fdIn");
   checkFd(fdOut, "fdOut");
   checkU32(nbytes, "nbytes");
@@ -475,7 +520,7 @@ export function prepTee(sqe: Sqe, fdIn: number, fdOut: number, nbytes: number, f
 
 /** `unlinkat(dfd, path, flags)` (`AT_REMOVEDIR` removes a directory). Since 5.11. */
 export function prepUnlinkat(sqe: Sqe, dfd: number, path: Uint8Array, flags = 0): Sqe {
-  checkFlags(flags, "flags");
+  checkFlagBits(flags, abi.AT_REMOVEDIR, "flags", "AT_REMOVEDIR");
   checkDirFd(dfd, "dfd");
   checkCString(path);
   writeRw(sqe, abi.IORING_OP_UNLINKAT, dfd, addressOf(path), 0, 0);
@@ -492,7 +537,7 @@ export function prepRenameat(
   newPath: Uint8Array,
   flags = 0,
 ): Sqe {
-  checkFlags(flags, "flags");
+  checkFlagBits(flags, RENAME_FLAGS, "flags", "RENAME_NOREPLACE, RENAME_EXCHANGE and RENAME_WHITEOUT");
   checkDirFd(oldDfd, "oldDfd");
   checkDirFd(newDfd, "newDfd");
   checkCString(oldPath, "oldPath");
@@ -527,7 +572,7 @@ export function prepLinkat(
   newPath: Uint8Array,
   flags = 0,
 ): Sqe {
-  checkFlags(flags, "flags");
+  checkFlagBits(flags, LINKAT_FLAGS, "flags", "AT_SYMLINK_FOLLOW and AT_EMPTY_PATH");
   checkDirFd(oldDfd, "oldDfd");
   checkDirFd(newDfd, "newDfd");
   checkCString(oldPath, "oldPath");
