@@ -152,6 +152,14 @@ export function addressOf(view: ArrayBufferView): number {
 }
 
 /**
+ * Leaves `view`'s address in {@link ADDRESSED} (`[0]`), where a caller stores it without the
+ * number travelling (see `storeAddressOf`).
+ */
+export function addressInto(view: ArrayBufferView): void {
+  address(view);
+}
+
+/**
  * Where {@link addressOf}'s work leaves the address: a double in a typed array stays unboxed,
  * where a number returned from a function not inlined is a heap allocation (16 bytes a call on
  * the read/write hot paths, addresses being above the small-integer range).

@@ -11,7 +11,6 @@
 
 import * as abi from "./abi.ts";
 import {
-  addressOf,
   bufferAddressed,
   byteLengthOf,
   checkBits32,
@@ -35,6 +34,7 @@ import {
   type Offset,
   spliceOffset,
   storeAddressed,
+  storeAddressOf,
   targetSlot as fixedTarget,
   writeRw,
 } from "./prep_base.ts";
@@ -142,7 +142,8 @@ export function prepReadv(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset, 
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
   checkIovecs(iovecs, "prepReadv");
-  writeRw(sqe, abi.IORING_OP_READV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
+  writeRw(sqe, abi.IORING_OP_READV, fd, 0, iovecs.length, offset);
+  storeAddressOf(sqe, iovecs.bytes, W.addrLo);
   sqe.u32[sqe.base + W.opFlags] = rwFlags;
   return sqe;
 }
@@ -153,7 +154,8 @@ export function prepWritev(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset,
   checkOffset(offset);
   checkFlags(rwFlags, "rwFlags");
   checkIovecs(iovecs, "prepWritev");
-  writeRw(sqe, abi.IORING_OP_WRITEV, fd, addressOf(iovecs.bytes), iovecs.length, offset);
+  writeRw(sqe, abi.IORING_OP_WRITEV, fd, 0, iovecs.length, offset);
+  storeAddressOf(sqe, iovecs.bytes, W.addrLo);
   sqe.u32[sqe.base + W.opFlags] = rwFlags;
   return sqe;
 }
@@ -232,7 +234,8 @@ function writeVecFixed(
       throw new RangeError(`${what}: iovecs buffer ${i} is empty (the kernel fails it with EFAULT)`);
     }
   }
-  writeRw(sqe, opcode, fd, addressOf(iovecs.bytes), iovecs.length, offset);
+  writeRw(sqe, opcode, fd, 0, iovecs.length, offset);
+  storeAddressOf(sqe, iovecs.bytes, W.addrLo);
   const u32 = sqe.u32, b = sqe.base;
   u32[b + W.opFlags] = rwFlags;
   u32[b + W.bufIndex] = (u32[b + W.bufIndex] & 0xffff0000) | bufIndex;
@@ -387,7 +390,8 @@ export function prepOpenat(sqe: Sqe, dfd: number, path: Uint8Array, flags: numbe
   checkFlags(mode, "mode");
   checkDirFd(dfd, "dfd");
   checkCString(path);
-  writeRw(sqe, abi.IORING_OP_OPENAT, dfd, addressOf(path), mode, 0);
+  writeRw(sqe, abi.IORING_OP_OPENAT, dfd, 0, mode, 0);
+  storeAddressOf(sqe, path, W.addrLo);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
 }
@@ -420,7 +424,10 @@ export function prepOpenat2(sqe: Sqe, dfd: number, path: Uint8Array, how: Uint8A
   checkCString(path);
   checkBuffer(how, "how");
   if (byteLengthOf(how) !== abi.OPEN_HOW_SIZE) throw new RangeError(`how must be ${abi.OPEN_HOW_SIZE} bytes`);
-  return writeRw(sqe, abi.IORING_OP_OPENAT2, dfd, addressOf(path), abi.OPEN_HOW_SIZE, addressOf(how));
+  writeRw(sqe, abi.IORING_OP_OPENAT2, dfd, 0, abi.OPEN_HOW_SIZE, 0);
+  storeAddressOf(sqe, path, W.addrLo);
+  storeAddressOf(sqe, how, W.offLo);
+  return sqe;
 }
 
 /** `close(fd)`. Since 5.6. */
@@ -473,7 +480,9 @@ export function prepStatx(
   if (length < abi.STATX_SIZE) {
     throw new RangeError(`statxbuf is too small: ${length} bytes, need ${abi.STATX_SIZE}`);
   }
-  writeRw(sqe, abi.IORING_OP_STATX, dfd, addressOf(path), mask, addressOf(statxbuf));
+  writeRw(sqe, abi.IORING_OP_STATX, dfd, 0, mask, 0);
+  storeAddressOf(sqe, path, W.addrLo);
+  storeAddressOf(sqe, statxbuf, W.offLo);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
 }
@@ -523,7 +532,8 @@ export function prepUnlinkat(sqe: Sqe, dfd: number, path: Uint8Array, flags = 0)
   checkFlagBits(flags, abi.AT_REMOVEDIR, "flags", "AT_REMOVEDIR");
   checkDirFd(dfd, "dfd");
   checkCString(path);
-  writeRw(sqe, abi.IORING_OP_UNLINKAT, dfd, addressOf(path), 0, 0);
+  writeRw(sqe, abi.IORING_OP_UNLINKAT, dfd, 0, 0, 0);
+  storeAddressOf(sqe, path, W.addrLo);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
 }
@@ -542,7 +552,10 @@ export function prepRenameat(
   checkDirFd(newDfd, "newDfd");
   checkCString(oldPath, "oldPath");
   checkCString(newPath, "newPath");
-  writeRw(sqe, abi.IORING_OP_RENAMEAT, oldDfd, addressOf(oldPath), newDfd >>> 0, addressOf(newPath));
+  writeRw(sqe, abi.IORING_OP_RENAMEAT, oldDfd, 0, 0, 0);
+  sqe.u32[sqe.base + W.len] = newDfd; // (stored as its u32; passed, AT_FDCWD's would be boxed)
+  storeAddressOf(sqe, oldPath, W.addrLo);
+  storeAddressOf(sqe, newPath, W.offLo);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
 }
@@ -552,7 +565,9 @@ export function prepMkdirat(sqe: Sqe, dfd: number, path: Uint8Array, mode = 0o77
   checkFlags(mode, "mode");
   checkDirFd(dfd, "dfd");
   checkCString(path);
-  return writeRw(sqe, abi.IORING_OP_MKDIRAT, dfd, addressOf(path), mode, 0);
+  writeRw(sqe, abi.IORING_OP_MKDIRAT, dfd, 0, mode, 0);
+  storeAddressOf(sqe, path, W.addrLo);
+  return sqe;
 }
 
 /** `symlinkat(target, newDfd, linkPath)`. Since 5.15. */
@@ -560,7 +575,10 @@ export function prepSymlinkat(sqe: Sqe, target: Uint8Array, newDfd: number, link
   checkDirFd(newDfd, "newDfd");
   checkCString(target, "target");
   checkCString(linkPath, "linkPath");
-  return writeRw(sqe, abi.IORING_OP_SYMLINKAT, newDfd, addressOf(target), 0, addressOf(linkPath));
+  writeRw(sqe, abi.IORING_OP_SYMLINKAT, newDfd, 0, 0, 0);
+  storeAddressOf(sqe, target, W.addrLo);
+  storeAddressOf(sqe, linkPath, W.offLo);
+  return sqe;
 }
 
 /** `linkat(oldDfd, oldPath, newDfd, newPath, flags)`. Since 5.15. */
@@ -577,7 +595,10 @@ export function prepLinkat(
   checkDirFd(newDfd, "newDfd");
   checkCString(oldPath, "oldPath");
   checkCString(newPath, "newPath");
-  writeRw(sqe, abi.IORING_OP_LINKAT, oldDfd, addressOf(oldPath), newDfd >>> 0, addressOf(newPath));
+  writeRw(sqe, abi.IORING_OP_LINKAT, oldDfd, 0, 0, 0);
+  sqe.u32[sqe.base + W.len] = newDfd; // (stored as its u32; passed, AT_FDCWD's would be boxed)
+  storeAddressOf(sqe, oldPath, W.addrLo);
+  storeAddressOf(sqe, newPath, W.offLo);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
 }
@@ -617,7 +638,8 @@ export function prepTimeout(sqe: Sqe, ts: Timespec, count = 0, flags = 0): Sqe {
   checkTimeoutFlags(flags, TIMEOUT_FLAGS | abi.IORING_TIMEOUT_MULTISHOT, "prepTimeout");
   checkU32(count, "count");
   checkTimespec(ts);
-  writeRw(sqe, abi.IORING_OP_TIMEOUT, -1, addressOf(ts.bytes), 1, count);
+  writeRw(sqe, abi.IORING_OP_TIMEOUT, -1, 0, 1, count);
+  storeAddressOf(sqe, ts.bytes, W.addrLo);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
 }
@@ -651,7 +673,8 @@ export function prepLinkTimeout(sqe: Sqe, ts: Timespec, flags = 0): Sqe {
   // (IORING_TIMEOUT_MULTISHOT, which the kernel ignores on a link timeout, is refused too.)
   checkTimeoutFlags(flags, TIMEOUT_FLAGS, "prepLinkTimeout");
   checkTimespec(ts);
-  writeRw(sqe, abi.IORING_OP_LINK_TIMEOUT, -1, addressOf(ts.bytes), 1, 0);
+  writeRw(sqe, abi.IORING_OP_LINK_TIMEOUT, -1, 0, 1, 0);
+  storeAddressOf(sqe, ts.bytes, W.addrLo);
   sqe.u32[sqe.base + W.opFlags] = flags;
   return sqe;
 }
@@ -700,7 +723,8 @@ function writeTimeoutUpdate(
   }
   checkUserData(userData);
   checkTimespec(ts);
-  writeRw(sqe, abi.IORING_OP_TIMEOUT_REMOVE, -1, 0, 0, addressOf(ts.bytes));
+  writeRw(sqe, abi.IORING_OP_TIMEOUT_REMOVE, -1, 0, 0, 0);
+  storeAddressOf(sqe, ts.bytes, W.offLo);
   writeKey(sqe, userData);
   sqe.u32[sqe.base + W.opFlags] = flags | update;
   return sqe;
@@ -916,5 +940,7 @@ export function prepFilesUpdate(sqe: Sqe, fds: Int32Array, offset: number): Sqe 
   checkBuffer(fds, "fds");
   checkU32(offset, "offset");
   // The kernel reads one 4-byte fd per count: the count comes from the memory itself.
-  return writeRw(sqe, abi.IORING_OP_FILES_UPDATE, -1, addressOf(fds), byteLengthOf(fds) >>> 2, offset);
+  writeRw(sqe, abi.IORING_OP_FILES_UPDATE, -1, 0, byteLengthOf(fds) >>> 2, offset);
+  storeAddressOf(sqe, fds, W.addrLo);
+  return sqe;
 }

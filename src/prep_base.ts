@@ -6,7 +6,7 @@
  */
 
 import * as abi from "./abi.ts";
-import { ADDRESSED, byteLengthOf, checkBuffer, checkOffset, checkU32, shown } from "./memory.ts";
+import { ADDRESSED, addressInto, byteLengthOf, checkBuffer, checkOffset, checkU32, shown } from "./memory.ts";
 import { Sqe, staleSqe, W, writeU64 } from "./sqe.ts";
 
 /** A file offset: a non-negative safe integer, or a bigint for the full 63-bit range. */
@@ -131,6 +131,20 @@ export function storeAddressed(sqe: Sqe): void {
   const lo = addr >>> 0;
   u32[b + ADDR_LO] = lo;
   u32[b + ADDR_HI] = (addr - lo) * INV_TWO_32;
+}
+
+/**
+ * Writes `view`'s address into `sqe`'s 64-bit field at word `word` (`W.addrLo`, `W.offLo`,
+ * `W.addr3Lo`): the address never travels as a number, which would be a heap allocation per
+ * call (a double above the small-integer range, passed to a function not inlined).
+ */
+export function storeAddressOf(sqe: Sqe, view: ArrayBufferView, word: number): void {
+  addressInto(view);
+  const u32 = sqe.u32, at = sqe.base + word;
+  const addr = ADDRESSED[0];
+  const lo = addr >>> 0;
+  u32[at] = lo;
+  u32[at + 1] = (addr - lo) * INV_TWO_32;
 }
 
 /**

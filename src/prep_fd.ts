@@ -7,8 +7,8 @@
  */
 
 import * as abi from "./abi.ts";
-import { addressOf, byteLengthOf, checkBuffer, checkFlagBits, checkU32 } from "./memory.ts";
-import { targetSlot, writeRw } from "./prep_base.ts";
+import { byteLengthOf, checkBuffer, checkFlagBits, checkU32 } from "./memory.ts";
+import { storeAddressOf, targetSlot, writeRw } from "./prep_base.ts";
 import { type Sqe, W } from "./sqe.ts";
 
 const OP_FLAGS = W.opFlags, FILE_INDEX = W.spliceFdIn;
@@ -47,7 +47,8 @@ function checkFdPair(fds: unknown): asserts fds is ArrayBufferView {
 export function prepPipe(sqe: Sqe, fds: Int32Array | ArrayBufferView, pipeFlags = 0): Sqe {
   checkFdPair(fds);
   checkPipeFlags(pipeFlags);
-  writeRw(sqe, abi.IORING_OP_PIPE, 0, addressOf(fds), 0, 0);
+  writeRw(sqe, abi.IORING_OP_PIPE, 0, 0, 0, 0);
+  storeAddressOf(sqe, fds, W.addrLo);
   sqe.u32[sqe.base + OP_FLAGS] = pipeFlags;
   return sqe;
 }

@@ -12,7 +12,6 @@
 
 import * as abi from "./abi.ts";
 import {
-  addressOf,
   bufferAddressed,
   checkBits32,
   checkBuffer,
@@ -24,7 +23,14 @@ import {
   shown,
 } from "./memory.ts";
 import { type Msghdr, prepareMsghdr } from "./msghdr.ts";
-import { optionalLength, setIoprio, storeAddressed, targetSlot, writeRw } from "./prep_base.ts";
+import {
+  optionalLength,
+  setIoprio,
+  storeAddressed,
+  storeAddressOf,
+  targetSlot,
+  writeRw,
+} from "./prep_base.ts";
 import {
   checkSocketAddress,
   checkSpecified,
@@ -32,7 +38,7 @@ import {
   roomForAcceptedPeer,
   type SocketAddress,
 } from "./sockaddr.ts";
-import { type Sqe, W, writeU64 } from "./sqe.ts";
+import { type Sqe, W } from "./sqe.ts";
 
 const OP_FLAGS = W.opFlags, FILE_INDEX = W.spliceFdIn, BUF_INDEX = W.bufIndex;
 
@@ -104,7 +110,8 @@ function writeAddressed(sqe: Sqe, opcode: number, fd: number, address: SocketAdd
   checkFd(fd);
   checkSocketAddress(address);
   checkSpecified(address, opcode === abi.IORING_OP_BIND ? "bind" : "connect");
-  writeRw(sqe, opcode, fd, addressOf(address.bytes), 0, lengthToSend(address));
+  writeRw(sqe, opcode, fd, 0, 0, lengthToSend(address));
+  storeAddressOf(sqe, address.bytes, W.addrLo);
   setIoprio(sqe, 0);
   return sqe;
 }
@@ -181,12 +188,11 @@ function writeAccept(sqe: Sqe, fd: number, peer: SocketAddress | null, flags: nu
   if (peer !== null) checkSocketAddress(peer, "peer");
   // accept4's flags: the kernel refuses any other bit (EINVAL).
   checkFlagBits(flags, abi.SOCK_NONBLOCK | abi.SOCK_CLOEXEC, "flags", "SOCK_NONBLOCK and SOCK_CLOEXEC");
-  let addr = 0, lengthAt = 0;
+  writeRw(sqe, abi.IORING_OP_ACCEPT, fd, 0, 0, 0);
   if (peer !== null) {
-    addr = addressOf(peer.bytes);
-    lengthAt = addressOf(roomForAcceptedPeer(peer));
+    storeAddressOf(sqe, peer.bytes, W.addrLo);
+    storeAddressOf(sqe, roomForAcceptedPeer(peer), W.offLo); // where the length goes
   }
-  writeRw(sqe, abi.IORING_OP_ACCEPT, fd, addr, 0, lengthAt);
   sqe.u32[sqe.base + OP_FLAGS] = flags;
   setIoprio(sqe, ioprio);
   return sqe;
@@ -249,7 +255,7 @@ function checkDestination(address: SocketAddress, what: string): void {
 
 /** Writes `address` as a send's destination: `addr2` (the `off` field) and `addr_len`. */
 function writeDestination(sqe: Sqe, address: SocketAddress): Sqe {
-  writeU64(sqe.u32, sqe.base + W.offLo, addressOf(address.bytes));
+  storeAddressOf(sqe, address.bytes, W.offLo);
   // addr_len is the low half of the word at byte 44 (its high half, __pad3, must be 0).
   sqe.u32[sqe.base + FILE_INDEX] = lengthToSend(address);
   return sqe;
@@ -403,7 +409,8 @@ function writeMsg(
   // AF_UNSPEC: refused as connect and bind refuse it. A name of length 0 (a stream sender's,
   // reported by a receive) sends to the socket's peer.
   if (!receive && msg.name !== null && lengthToSend(msg.name) > 0) checkSpecified(msg.name, what);
-  writeRw(sqe, opcode, fd, addressOf(msg.bytes), 1, 0);
+  writeRw(sqe, opcode, fd, 0, 1, 0);
+  storeAddressOf(sqe, msg.bytes, W.addrLo);
   sqe.u32[sqe.base + OP_FLAGS] = flags;
   setIoprio(sqe, ioprio);
   return sqe;
@@ -445,14 +452,13 @@ export function prepCmdSock(
   checkBits32(level, "level");
   checkBits32(optname, "optname");
   const length = optionalLength(optval, optlen, "optval", "optlen");
-  const address = optval === null ? 0 : addressOf(optval);
   writeRw(sqe, abi.IORING_OP_URING_CMD, fd, 0, 0, 0);
   const u32 = sqe.u32, b = sqe.base;
   u32[b + W.offLo] = cmdOp; // cmd_op (its __pad1, the offset's high word, stays 0)
   u32[b + W.addrLo] = level >>> 0; // level and optname share the addr field
   u32[b + W.addrHi] = optname >>> 0;
   u32[b + FILE_INDEX] = length; // optlen
-  writeU64(u32, b + W.addr3Lo, address); // optval
+  if (optval !== null) storeAddressOf(sqe, optval, W.addr3Lo); // optval (else 0, from writeRw)
   return sqe;
 }
 

@@ -11,17 +11,8 @@
 
 import * as abi from "./abi.ts";
 import { BufferRing, groupOn, servesBundles } from "./buf_ring.ts";
-import {
-  addressOf,
-  byteLengthOf,
-  checkBuffer,
-  checkFd,
-  checkFlags,
-  checkOffset,
-  checkU32,
-  shown,
-} from "./memory.ts";
-import { type Offset, setIoprio, writeRw } from "./prep_base.ts";
+import { byteLengthOf, checkBuffer, checkFd, checkFlags, checkOffset, checkU32, shown } from "./memory.ts";
+import { type Offset, setIoprio, storeAddressOf, writeRw } from "./prep_base.ts";
 import { RecvmsgOut } from "./recvmsg_out.ts";
 import { type Sqe, W } from "./sqe.ts";
 
@@ -241,7 +232,8 @@ export function prepRecvmsgMultishot(
   checkFlags(flags, "flags");
   refuseMultishotFlags(flags, "prepRecvmsgMultishot");
   checkSelectIoprio(ioprio, false, "prepRecvmsgMultishot");
-  writeRw(sqe, abi.IORING_OP_RECVMSG, fd, addressOf(layout.bytes), 1, 0);
+  writeRw(sqe, abi.IORING_OP_RECVMSG, fd, 0, 1, 0);
+  storeAddressOf(sqe, layout.bytes, W.addrLo);
   sqe.u32[sqe.base + OP_FLAGS] = flags;
   return selectFrom(sqe, id, abi.IORING_RECV_MULTISHOT | ioprio);
 }
@@ -318,7 +310,8 @@ export function prepProvideBuffers(
       `${count} buffers of ${size} bytes need ${count * size} bytes; memory holds ${length}`,
     );
   }
-  writeRw(sqe, abi.IORING_OP_PROVIDE_BUFFERS, count, addressOf(memory), size, startId);
+  writeRw(sqe, abi.IORING_OP_PROVIDE_BUFFERS, count, 0, size, startId);
+  storeAddressOf(sqe, memory, W.addrLo);
   writeGroup(sqe, group);
   return sqe;
 }

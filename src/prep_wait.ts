@@ -20,7 +20,6 @@
 import * as abi from "./abi.ts";
 import {
   ADDRESSED,
-  addressOf,
   bufferAddressed,
   byteLengthOf,
   byteOffsetOf,
@@ -31,7 +30,7 @@ import {
   checkU32,
   shown,
 } from "./memory.ts";
-import { storeAddressed, writeRw } from "./prep_base.ts";
+import { storeAddressed, storeAddressOf, writeRw } from "./prep_base.ts";
 import { type Sqe, W } from "./sqe.ts";
 
 const OP_FLAGS = W.opFlags, FILE_INDEX = W.spliceFdIn, ADDR3_LO = W.addr3Lo;
@@ -290,7 +289,8 @@ export function prepFutexWaitv(sqe: Sqe, waitv: FutexWaitv, count?: number, flag
         : `waitv entry ${bad}: its futex buffer was detached or shrunk since it was set: set it again`,
     );
   }
-  writeRw(sqe, abi.IORING_OP_FUTEX_WAITV, 0, addressOf(waitv.bytes), n, 0);
+  writeRw(sqe, abi.IORING_OP_FUTEX_WAITV, 0, 0, n, 0);
+  storeAddressOf(sqe, waitv.bytes, W.addrLo);
   sqe.u32[sqe.base + OP_FLAGS] = 0; // futex_flags
   return sqe;
 }
@@ -500,7 +500,9 @@ export function prepEpollCtl(sqe: Sqe, epfd: number, op: number, fd: number, eve
   if (event === null && op !== abi.EPOLL_CTL_DEL) {
     throw new TypeError("event is needed for EPOLL_CTL_ADD and EPOLL_CTL_MOD (null only with EPOLL_CTL_DEL)");
   }
-  return writeRw(sqe, abi.IORING_OP_EPOLL_CTL, epfd, event === null ? 0 : addressOf(event.bytes), op, fd);
+  writeRw(sqe, abi.IORING_OP_EPOLL_CTL, epfd, 0, op, fd);
+  if (event !== null) storeAddressOf(sqe, event.bytes, W.addrLo);
+  return sqe;
 }
 
 /**
@@ -524,7 +526,8 @@ export function prepEpollWait(
   checkU32(n, "maxEvents", events.length);
   if (n === 0) throw new RangeError("maxEvents must be at least 1");
   checkReserved(flags, "flags");
-  writeRw(sqe, abi.IORING_OP_EPOLL_WAIT, epfd, addressOf(events.bytes), n, 0);
+  writeRw(sqe, abi.IORING_OP_EPOLL_WAIT, epfd, 0, n, 0);
+  storeAddressOf(sqe, events.bytes, W.addrLo);
   sqe.u32[sqe.base + OP_FLAGS] = 0; // rw_flags
   return sqe;
 }

@@ -18,11 +18,11 @@
  */
 
 import * as abi from "./abi.ts";
-import { addressOf, checkCString, checkFd, checkFlagBits } from "./memory.ts";
-import { optionalLength, writeRw } from "./prep_base.ts";
-import { type Sqe, W, writeU64 } from "./sqe.ts";
+import { checkCString, checkFd, checkFlagBits } from "./memory.ts";
+import { optionalLength, storeAddressOf, writeRw } from "./prep_base.ts";
+import { type Sqe, W } from "./sqe.ts";
 
-const OP_FLAGS = W.opFlags, ADDR3_LO = W.addr3Lo, OFF_LO = W.offLo;
+const OP_FLAGS = W.opFlags;
 
 /**
  * `getxattr(path, name, value, len)`: completes with the value's size in bytes. A zero `len`
@@ -110,10 +110,11 @@ function writeXattr(
 ): Sqe {
   checkCString(name, "name");
   const length = optionalLength(value, len, "value", "len");
-  writeRw(sqe, opcode, fd, addressOf(name), length, 0);
+  writeRw(sqe, opcode, fd, 0, length, 0);
+  storeAddressOf(sqe, name, W.addrLo);
   // The value's address in addr2 (`off`): 0 for none (the kernel then reads or writes nothing).
-  if (value !== null && length > 0) writeU64(sqe.u32, sqe.base + OFF_LO, addressOf(value));
-  if (path !== null) writeU64(sqe.u32, sqe.base + ADDR3_LO, addressOf(path));
+  if (value !== null && length > 0) storeAddressOf(sqe, value, W.offLo);
+  if (path !== null) storeAddressOf(sqe, path, W.addr3Lo);
   sqe.u32[sqe.base + OP_FLAGS] = flags;
   return sqe;
 }
