@@ -737,7 +737,7 @@ export class Uring implements AsyncDisposable {
    */
   readonly #closingFds = new Map<number, object>();
   /**
-   * The closes of closing files and fds (above) whose SQEs are in the SQ, held back from the
+   * The fds of closing files and fds (above) whose closes' SQEs are in the SQ, held back from the
    * kernel until the code that called them has ended: the microtask that runs the pump (under
    * SQPOLL the SQ tail is not published past them until then). Until then an operation on the
    * number is surely the closing file's (refused); once the close is submitted the kernel may
@@ -745,7 +745,7 @@ export class Uring implements AsyncDisposable {
    * `Deno.open` of this thread, long before the close's CQE is reaped), so the number is let go
    * then (see #letNumbersGo).
    */
-  readonly #closesHeld: Slot[] = [];
+  readonly #closesHeld: number[] = [];
   /**
    * Descriptors to close once the Uring's last completion is in (see `#closeUring`), with what
    * settles each one's close when it was asked for (null: a file `open()` returned).
@@ -1374,10 +1374,9 @@ export class Uring implements AsyncDisposable {
    * whatever file the kernel gives the number next (one `open()` queued meanwhile, say). Once the
    * close is in the kernel, the number is the kernel's to give again, as after `close(2)`: a file
    * opened since (by `pipe2`, `Deno.open`) may have it, and its operations go. Under SQPOLL it
-   * settles once the kernel has let
-   * go of the file (two no-ops behind the close: the SQ thread drops the references of the
-   * operations completed just after their CQEs are posted), so a pipe's or FIFO's other end sees
-   * it closed, as after `close(2)`. Since 5.6.
+   * settles once the kernel has let go of the file (two no-ops behind the close: the SQ thread
+   * drops the references of the operations completed just after their CQEs are posted), so a
+   * pipe's or FIFO's other end sees it closed, as after `close(2)`. Since 5.6.
    */
   close(fd: number, options?: OpOptions): Promise<void>;
   /**
@@ -1386,8 +1385,8 @@ export class Uring implements AsyncDisposable {
    * waits for every completion, closes the files `open()` returned that are still open, and
    * closes the ring. A `close(fd)` it kept from running (queued, or a chain's member it
    * cancelled) still closes its fd, at the end: a chain in flight then reports that close in its
-   * results; a queued chain rejects (`ECANCELED`) with its fds closed all the same. Resolves when all of that is done; calling it again returns the same
-   * promise.
+   * results; a queued chain rejects (`ECANCELED`) with its fds closed all the same. Resolves when
+   * all of that is done; calling it again returns the same promise.
    */
   close(): Promise<void>;
   close(fd?: number, options?: OpOptions): Promise<void> {
@@ -2002,7 +2001,7 @@ export class Uring implements AsyncDisposable {
       return;
     }
     if (slot.kind === K_CLOSE && (this.#closingFiles.has(slot.fd) || this.#closingFds.has(slot.fd))) {
-      this.#closesHeld.push(slot);
+      this.#closesHeld.push(slot.fd);
     }
     this.#inSq(slot);
   }
@@ -2196,9 +2195,9 @@ export class Uring implements AsyncDisposable {
   #letNumbersGo(): void {
     if (this.#sqpollRing) this.#ring.flushSq();
     else if (this.#toSubmit !== 0) return;
-    for (const slot of this.#closesHeld) {
-      this.#closingFiles.delete(slot.fd);
-      this.#closingFds.delete(slot.fd);
+    for (const fd of this.#closesHeld) {
+      this.#closingFiles.delete(fd);
+      this.#closingFds.delete(fd);
     }
     this.#closesHeld.length = 0;
   }
