@@ -2991,7 +2991,11 @@ export class Uring implements AsyncDisposable {
       ? "unsure"
       : chain.results.slice(0, slot.chainIndex).every((r) => (r as ChainResult | undefined)?.ok === true);
     chain.results[slot.chainIndex] = this.#memberResult(slot, dropped);
-    if (this.#closing && slot.res === -ECANCELED) this.#closeMemberAtEnd(chain, slot);
+    // (Cancelled by the Uring's close: not aborted by its signal, nor behind a member that failed
+    // by itself, in which cases the close was not ours to do.)
+    const closeCancelled = this.#closing && slot.res === -ECANCELED && !chain.aborted &&
+      (chain.skip || !this.#brokenBefore(chain, slot.chainIndex));
+    if (closeCancelled) this.#closeMemberAtEnd(chain, slot);
     if (chain.skip) {
       // The chain's only CQE: the members before this one succeeded as asked, those after it
       // never ran (the kernel posts nothing for them).
@@ -3004,7 +3008,7 @@ export class Uring implements AsyncDisposable {
             : askedResult(member);
         } else if (i > slot.chainIndex) {
           chain.results[i] = { ok: false, error: this.#error(member, ECANCELED) };
-          if (this.#closing) this.#closeMemberAtEnd(chain, member);
+          if (closeCancelled) this.#closeMemberAtEnd(chain, member);
         }
         if (member !== slot) this.#slots.release(member);
       }
@@ -3016,6 +3020,15 @@ export class Uring implements AsyncDisposable {
       return;
     }
     this.#settleChain(chain);
+  }
+
+  /** Whether a member of `chain` before `index` failed with something else than `ECANCELED`. */
+  #brokenBefore(chain: ChainState, index: number): boolean {
+    for (let i = 0; i < index; i++) {
+      const r = chain.results[i] as ChainResult | undefined;
+      if (r !== undefined && !r.ok && (r.error as { code?: string }).code !== "ECANCELED") return true;
+    }
+    return false;
   }
 
   /**

@@ -743,5 +743,30 @@ ringTest(
     sysClose(w);
     sysClose(w2);
     await Promise.all(timeouts); // (cancelled by the close)
+    // Not the Uring's to close (a re-check): a chain its own signal aborted (it rejects with the
+    // abort, as without the Uring's close), and one whose close never ran because a member before
+    // it failed by itself (EBADF: a write to a pipe's read end). Their fds stay open, as then.
+    for (const how of ["aborted", "failed"]) {
+      const uring = new Uring(uringOptions(config));
+      const [r, w] = pipe();
+      const [r2, w2] = pipe();
+      const ac = new AbortController();
+      const chain = how === "aborted"
+        ? uring.chain((c) => c.read(r, new Uint8Array(16), 0).close(w2), { signal: ac.signal })
+        : uring.chain((c) => c.write(r, new Uint8Array(4), 0).close(w2));
+      if (how === "aborted") {
+        await sleep(5);
+        ac.abort();
+      }
+      const closing = uring.close();
+      const outcome = await chain.then(
+        (results) => results.map((x) => x.ok ? "ok" : (x.error as OsError).code).join(),
+        (e: Error) => e.name,
+      );
+      await closing;
+      assert.equal(outcome, how === "aborted" ? "AbortError" : "EBADF,ECANCELED", how);
+      assert.equal(fdIsOpen(w2), true, `${how}: the Uring closed an fd its chain never closed`);
+      for (const fd of [r, w, r2, w2]) sysClose(fd);
+    }
   },
 );
