@@ -632,6 +632,23 @@ Deno.test({
       ]);
     });
     Deno.removeSync(`${d}/huge`);
+    // A link to what an earlier source's copy is writing (out/big0) is followed once that copy has
+    // ended, as one after another would (a re-check: it was read first, as the old contents, or
+    // found missing: "source 'lnk' does not exist").
+    Deno.symlinkSync("out/big0", `${d}/lnk`);
+    for (const old of [true, false]) {
+      Deno.removeSync(`${d}/out`, { recursive: true });
+      Deno.mkdirSync(`${d}/out`);
+      if (old) Deno.writeTextFileSync(`${d}/out/big0`, "old");
+      const r = await runCp(["-f", "big0", "lnk", "out"], { cwd: d });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(
+        await sha256File(`${d}/out/lnk`),
+        await sha256File(`${d}/big0`),
+        `old contents there: ${old}`,
+      );
+    }
+    Deno.removeSync(`${d}/lnk`);
     // The bar counts every source's files and bytes once.
     Deno.removeSync(`${d}/out`, { recursive: true });
     Deno.mkdirSync(`${d}/out`);

@@ -150,6 +150,14 @@ function intoDirectory(dir: string, src: string): string {
  * `a` again but a hard link or symlink to `a` elsewhere is another source.
  */
 function copyKey(src: string, info: Deno.FileInfo, dst: string, parents: Map<string, string>): string {
+  return `${dst}\0${info.dev}:${info.ino}\0${parentKey(src, parents)}\0${basename(src)}`;
+}
+
+/**
+ * The id (`dev:ino`) of the directory `src` is named in (followed through symlinks), looked at
+ * once per run (`parents`); its path when it cannot be looked at.
+ */
+function parentKey(src: string, parents: Map<string, string>): string {
   const parentPath = dirnameOf(src);
   let where = parents.get(parentPath);
   if (where === undefined) {
@@ -157,7 +165,7 @@ function copyKey(src: string, info: Deno.FileInfo, dst: string, parents: Map<str
     where = parent === null ? parentPath : `${parent.dev}:${parent.ino}`;
     parents.set(parentPath, where);
   }
-  return `${dst}\0${info.dev}:${info.ino}\0${where}\0${basename(src)}`;
+  return where;
 }
 
 /**
@@ -439,6 +447,13 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
         failHere(unnameable(src));
         turn.end();
         continue;
+      }
+      if (running.size > 0 && isSymlink(src)) {
+        // The link may lead to a file a copy under way is writing (`cp a l DIR`, l a link to
+        // DIR/a): it is followed once those copies have ended, as one after another would. (A
+        // source reached through a linked directory into DIR has a running copy's destination
+        // name: it waits for that copy below.)
+        await Promise.all(running.values());
       }
       const srcInfo = statOrNull(src);
       // Two sources for one destination in this run, as GNU cp: the same one again (the same
