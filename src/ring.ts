@@ -77,7 +77,7 @@ function releaseBufferRing(hold: RingHold, ring: BufferRing): void {
   // The memory stays until the ring's fd closes: a receive that picked a buffer before the
   // unregister (waiting in an io-wq worker) still writes into it; freed now, the kernel wrote the
   // data into whatever memory was mapped there next.
-  ring.keepMemory();
+  ring.parkMemory(hold.sys);
   hold.parkedBufferRings.add(ring);
 }
 
