@@ -37,6 +37,30 @@ export function servesBundles(bufferRing: BufferRing): void {
  * be another ring of buffers' now), and a `TypeError` when it is registered with another ring,
  * where its group id names another ring of buffers, or none.
  */
+/** The rings of buffers registered on each ring, by its SQE memory, then by group id. */
+const registeredRings = new WeakMap<Uint32Array, Map<number, BufferRing>>();
+
+/** Notes that `bufferRing` is registered (internal: `IoUring.setupBufferRing`). */
+export function noteRegistered(bufferRing: BufferRing, sqeWords: Uint32Array): void {
+  let rings = registeredRings.get(sqeWords);
+  if (rings === undefined) registeredRings.set(sqeWords, rings = new Map());
+  rings.set(bufferRing.group, bufferRing);
+}
+
+/**
+ * The open {@link BufferRing} that group id `group` names on the ring whose SQE memory is
+ * `sqeWords`, or `group` itself (another ring's, or none this module set up): the preps check a
+ * group given by its id as they check the object.
+ */
+export function ringNamed(
+  group: number | BufferRing,
+  sqeWords: Uint32Array | undefined,
+): number | BufferRing {
+  if (typeof group !== "number" || sqeWords === undefined) return group;
+  const ring = registeredRings.get(sqeWords)?.get(group);
+  return ring === undefined || ring.closed ? group : ring;
+}
+
 export function groupOn(bufferRing: BufferRing, sqeWords: Uint32Array | undefined): number {
   if (bufferRing.closed) throw new ClosedError(`BufferRing (group ${bufferRing.group})`);
   if (sqeWords !== undefined && !ownsSqeMemory(bufferRing, sqeWords)) {

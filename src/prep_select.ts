@@ -10,7 +10,7 @@
  */
 
 import * as abi from "./abi.ts";
-import { BufferRing, groupOn, servesBundles } from "./buf_ring.ts";
+import { BufferRing, groupOn, ringNamed, servesBundles } from "./buf_ring.ts";
 import { byteLengthOf, checkBuffer, checkFd, checkFlags, checkOffset, checkU32, shown } from "./memory.ts";
 import { type Offset, setIoprio, storeAddressOf, writeRw } from "./prep_base.ts";
 import { RecvmsgOut } from "./recvmsg_out.ts";
@@ -113,6 +113,7 @@ function writeSelectSendRecv(
   multishot = 0,
 ): Sqe {
   checkFd(fd);
+  group = ringNamed(group, sqe?.u32); // (a group given by id is checked as its ring would be)
   const id = groupOf(sqe, group);
   checkU32(length, "length");
   checkIncrementalLength(group, length, what);
@@ -215,6 +216,7 @@ export function prepRecvmsgMultishot(
       `layout must be a RecvmsgOut (new RecvmsgOut({ name, control })), got ${shown(layout)}`,
     );
   }
+  group = ringNamed(group, sqe?.u32);
   const id = groupOf(sqe, group);
   if (group instanceof BufferRing && group.incremental) {
     throw new RangeError(
@@ -250,6 +252,7 @@ export function prepReadSelect(
   length = 0,
 ): Sqe {
   checkFd(fd);
+  group = ringNamed(group, sqe?.u32);
   const id = groupOf(sqe, group);
   if (offset !== -1) checkOffset(offset);
   checkU32(length, "length");

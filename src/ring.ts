@@ -58,7 +58,7 @@ import {
   type SyncCancelTarget,
 } from "./register_args.ts";
 import { type AlignedBuffer, alignedBuffer, type AlignedMapping, pinAlignedMemory } from "./aligned.ts";
-import { BufferRing, type BufferRingOptions, groupOn } from "./buf_ring.ts";
+import { BufferRing, type BufferRingOptions, groupOn, noteRegistered } from "./buf_ring.ts";
 import { type Backend, getSys, type Sys } from "./sys.ts";
 
 /**
@@ -2306,6 +2306,7 @@ export class IoUring implements Disposable {
       throw e;
     }
     hold.bufferRings.add(bufferRing);
+    noteRegistered(bufferRing, this.#sqeU32);
     return bufferRing;
   }
 

@@ -164,12 +164,24 @@ Deno.test("receive preps: bundles and POLL_FIRST in ioprio; other bits, MSG_WAIT
   using small = ring.setupBufferRing({ group: 1, entries: 2, bufferSize: 100 });
   const sqeOfRing = ring.getSqe()!;
   assert.throws(() => prepRecvmsgMultishot(sqeOfRing, 5, layout, small), /cannot hold/);
+  // The same group given by its id, on its own ring, is checked as the object is (a re-check: the
+  // id form let it through).
+  assert.throws(() => prepRecvmsgMultishot(sqeOfRing, 5, layout, 1), /cannot hold/);
   // An incremental ring: the kernel lays a message out at the unused part of a buffer, not where
   // the documented reading looks (a probe read a stale header and the first datagram's bytes as
   // the second), and a part shorter than the header fails every issue with EFAULT.
   try {
     using parts = ring.setupBufferRing({ group: 2, entries: 2, bufferSize: 4096, incremental: true });
     assert.throws(() => prepRecvmsgMultishot(sqeOfRing, 5, layout, parts), /^RangeError: .*incremental/);
+    assert.throws(() => prepRecvmsgMultishot(sqeOfRing, 5, layout, 2), /^RangeError: .*incremental/);
+    assert.throws(
+      () => prepRecvSelect(sqeOfRing, 5, 2, 100),
+      /^RangeError: prepRecvSelect: length must be 0/,
+    );
+    assert.throws(
+      () => prepReadSelect(sqeOfRing, 5, 2, -1, 100),
+      /^RangeError: prepReadSelect: length must be 0/,
+    );
   } catch (e) {
     if (!(e instanceof IoUringError)) throw e; // (a kernel before 6.12: no incremental rings)
   }
