@@ -1346,7 +1346,8 @@ export class Uring implements AsyncDisposable {
    * owns (close it with `close(fd)`). Permission is checked from the flags. `O_CLOEXEC` is always
    * added, as Deno opens every file: a child process (`Deno.Command`) inherits none of them. An
    * open that completes while the Uring closes is closed again and rejects with `ECANCELED` (the
-   * fd would outlive the Uring, with nothing left to close it). Since 5.6.
+   * fd would outlive the Uring, with nothing left to close it); a file it created with
+   * `O_CREAT | O_EXCL` is removed again. Since 5.6.
    */
   openFd(path: string | URL, flags: number, mode = 0o666, options?: OpOptions): Promise<number> {
     if (this.#closing) return this.#rejectClosed();
@@ -2727,6 +2728,10 @@ export class Uring implements AsyncDisposable {
           this.#files.delete(res);
         }
         this.#queueInternal(I_CLOSE, res);
+        // A file it created exclusively (O_CREAT | O_EXCL: its own) is removed again: the open
+        // rejects as one that never ran (a copy's temporary file was left behind, its create
+        // taken for one that failed).
+        if ((slot.flags & (O_CREAT | O_EXCL)) === (O_CREAT | O_EXCL)) removeCreated(slot.cpath!);
         error = this.#error(slot, ECANCELED);
         failed = true;
       }
@@ -3580,6 +3585,19 @@ function askedResult(slot: Slot): ChainResult {
 }
 
 /** `access` to `path` as {@link checkAccess} asks it; "both" needs read and write, "either" one. */
+/**
+ * Removes the file an exclusive create made at `cpath` (the NUL-terminated path the kernel got),
+ * quietly: the open that made it rejects (see `Uring.#complete`), and the caller had write access
+ * to the path, which the removal needs too.
+ */
+function removeCreated(cpath: Uint8Array): void {
+  try {
+    Deno.removeSync(new TextDecoder().decode(cpath.subarray(0, cpath.indexOf(0))));
+  } catch {
+    // gone already, or not removable: the file stays, as before
+  }
+}
+
 function checkPathAccess(
   op: string,
   access: Access | "both" | "either",

@@ -770,3 +770,42 @@ ringTest(
     }
   },
 );
+
+ringTest(
+  "Uring.close(): an exclusive create that completes while the Uring closes rejects and leaves no file",
+  async (config) => {
+    // A re-check: a copy's temporary file (created O_CREAT | O_EXCL) was left behind 13 of 40
+    // times when the Uring closed under copies: the create completed, the Uring closed its fd and
+    // rejected it (ECANCELED), and the copy took it for a create that never ran.
+    using dir = tempDir();
+    let rejected = 0, resolved = 0;
+    for (let round = 0; round < 20; round++) {
+      const uring = new Uring(uringOptions(config));
+      const paths = Array.from({ length: 16 }, (_, i) => `${dir.path}/r${round}-${i}`);
+      // (Settled as they come: one may reject before the Uring's close resolves.)
+      const opens = paths.map((path) => Promise.allSettled([uring.openFd(path, 0o301, 0o644)])); // O_WRONLY | O_CREAT | O_EXCL
+      if (round % 2 === 1) await Promise.resolve();
+      await uring.close();
+      const outcomes = (await Promise.all(opens)).map(([o]) => o);
+      outcomes.forEach((o, i) => {
+        const exists = (() => {
+          try {
+            Deno.lstatSync(paths[i]);
+            return true;
+          } catch {
+            return false;
+          }
+        })();
+        if (o.status === "fulfilled") {
+          resolved++;
+          sysClose(o.value);
+          assert.ok(exists, `${paths[i]}: opened, yet not there`);
+        } else {
+          rejected++;
+          assert.equal(exists, false, `${paths[i]}: the open rejected (${o.reason}), yet the file is there`);
+        }
+      });
+    }
+    assert.ok(rejected > 0, `no open rejected (${resolved} resolved)`);
+  },
+);
