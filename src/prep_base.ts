@@ -126,11 +126,7 @@ export function setIoprio(sqe: Sqe, ioprio: number): void {
  * a heap allocation per call.
  */
 export function storeAddressed(sqe: Sqe): void {
-  const u32 = sqe.u32, b = sqe.base;
-  const addr = ADDRESSED[0];
-  const lo = addr >>> 0;
-  u32[b + ADDR_LO] = lo;
-  u32[b + ADDR_HI] = (addr - lo) * INV_TWO_32;
+  storeAddressedAt(sqe, ADDR_LO);
 }
 
 /**
@@ -140,6 +136,11 @@ export function storeAddressed(sqe: Sqe): void {
  */
 export function storeAddressOf(sqe: Sqe, view: ArrayBufferView, word: number): void {
   addressInto(view);
+  storeAddressedAt(sqe, word);
+}
+
+/** Writes the address in `ADDRESSED[0]` into `sqe`'s 64-bit field at word `word`. */
+function storeAddressedAt(sqe: Sqe, word: number): void {
   const u32 = sqe.u32, at = sqe.base + word;
   const addr = ADDRESSED[0];
   const lo = addr >>> 0;
