@@ -3043,7 +3043,7 @@ export class Uring implements AsyncDisposable {
    * and its result then says how that went; the chain settles after it.
    */
   #closeMemberAtEnd(chain: ChainState, member: Slot): void {
-    if (member.kind !== K_CLOSE || (member.sqeFlags & IOSQE_FIXED_FILE) !== 0) return;
+    if (!closesPlainFd(member)) return;
     const index = member.chainIndex;
     chain.endCloses++;
     this.#fdsAtEnd.push({
@@ -3308,7 +3308,7 @@ export class Uring implements AsyncDisposable {
       }
       // (A chain's close members close their fds at the end too; the chain rejects now.)
       for (const member of head.chain?.slots ?? []) {
-        if (member.kind === K_CLOSE && (member.sqeFlags & IOSQE_FIXED_FILE) === 0) {
+        if (closesPlainFd(member)) {
           this.#fdsAtEnd.push({ fd: member.fd, path: member.path, settle: null });
         }
       }
@@ -3585,6 +3585,11 @@ function askedResult(slot: Slot): ChainResult {
 }
 
 /** `access` to `path` as {@link checkAccess} asks it; "both" needs read and write, "either" one. */
+/** Whether `slot` (a chain's member) closes a plain fd, not a registered file's index. */
+function closesPlainFd(slot: Slot): boolean {
+  return slot.kind === K_CLOSE && (slot.sqeFlags & IOSQE_FIXED_FILE) === 0;
+}
+
 /**
  * Removes the file an exclusive create made at `cpath` (the NUL-terminated path the kernel got),
  * quietly: the open that made it rejects (see `Uring.#complete`), and the caller had write access
