@@ -84,8 +84,8 @@ const lookStatx = statxBuffer();
  * `lstat` gives birth times in ms). Asks Deno's permissions first, as Deno's own `lstat` does
  * (read access; `--allow-all` under `/dev`, `/proc` and `/sys`, unless `below`: a tree's entry,
  * below a directory that passed that check; with `dest`, a copy's destination: write access will
- * do too, and the entry is not marked `noFollow`, as `DestinationOps`' `statx`). Throws the
- * `stat`/`lstat` error.
+ * do too, as a copy may write where it may not read (as `Deno.copyFile` may), and the entry is not
+ * marked `noFollow`). Throws the `stat`/`lstat` error.
  */
 export function statNow(sys: Sys, path: string, follow: boolean, below = false, dest = false): EntryStat {
   const op = follow ? "stat" : "lstat";
@@ -94,7 +94,7 @@ export function statNow(sys: Sys, path: string, follow: boolean, below = false, 
   let denied = below && name !== "dev" && name !== "proc" && name !== "sys"
     ? checkGrant(op, "read", path)
     : checkAccess(op, "read", path);
-  // (A destination: write permission will do too, see `DestinationOps`.)
+  // (A destination: write permission will do too.)
   if (denied !== null && dest) denied = checkAccess(op, "write", path);
   if (denied !== null) throw denied;
   const bytes = cstringInto(path, lookPath);
@@ -357,7 +357,7 @@ export class UringEngine implements Engine {
 
   /**
    * `statx` of a destination path, on this thread as {@link UringEngine.stat}: read or write
-   * permission will do (see `DestinationOps`).
+   * permission will do (see {@link statNow}).
    */
   statDest(path: string, follow: boolean, ctx: EngineContext): Promise<EntryStat> {
     return this.#look(path, follow, true, ctx);

@@ -489,14 +489,11 @@ export interface RawRing {
 let rawRingOf: (uring: Uring) => RawRing;
 
 /**
- * A copy's operations on its own destination (internal: the copy engine). A copy may write where
- * it may not read, as `Deno.copyFile` may: so its look at the destination (does it exist, is it a
- * directory: what an exclusive create would tell too) asks for read or write permission, and
- * the rename of the temporary file it made there for write permission on both names.
+ * A copy's operations on its own destination (internal: the copy engine): the rename of the
+ * temporary file it made there needs write permission on both names. (Its look at the
+ * destination is `statNow` in copy_uring_engine.ts, on its own thread.)
  */
 export interface DestinationOps {
-  /** `statx` of a destination path: needs read or write permission. */
-  statx(path: string, follow: boolean, signal?: AbortSignal): Promise<Statx>;
   /** `renameat` of the copy's own temporary file `from` to `to`: needs write permission. */
   rename(from: string, to: string, noReplace: boolean, signal?: AbortSignal): Promise<void>;
 }
@@ -612,13 +609,6 @@ export class Uring implements AsyncDisposable {
     const closedAux = () => this.#aux !== null && this.#closing;
     const rejectClosed = () => this.#rejectClosed();
     return {
-      statx(path, follow, signal) {
-        if (closedAux()) return rejectClosed();
-        return on.#pathOp(signal, path, null, "statx", "either", null, (slot, p) => {
-          fillPath(slot, K_STATX, p, follow ? 0 : AT_SYMLINK_NOFOLLOW);
-          slot.statx = on.#takeStatx();
-        });
-      },
       rename(from, to, noReplace, signal) {
         if (closedAux()) return rejectClosed();
         return on.#pathOp(signal, from, to, "rename", "write", "write", (slot, p, q) => {
@@ -1857,7 +1847,7 @@ export class Uring implements AsyncDisposable {
     path: string | URL,
     path2: string | URL | null,
     op: string,
-    access: Access | "both" | "either",
+    access: Access | "both",
     access2: Access | "both" | null,
     fill: (slot: Slot, p: string, q: string | null) => void,
   ): Promise<T> {
