@@ -17,10 +17,12 @@ import { CopyFixedBuffers } from "./copy_fixed.ts";
 import { type Engine, type EngineContext, type EntryStat, RESERVED_DESCRIPTORS } from "./copy_engine.ts";
 import { codeOf, staged } from "./copy_errors.ts";
 import { drainBeforeExit } from "./copy_incomplete.ts";
+import { holdSharedCopyRing } from "./copy_shared_ring.ts";
 import {
   blockBuffers,
   type CopyProgress,
   type CopyResult,
+  DEFAULT_QUEUE_DEPTH,
   type ResolvedCopyOptions,
   smallFileBuffers,
 } from "./copy_options.ts";
@@ -192,19 +194,30 @@ function withMemlockRetries<T>(make: () => T): T {
   }
 }
 
-/** The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback. */
-export function openEngine(options: ResolvedCopyOptions): Engine {
+/**
+ * The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback.
+ * With `shared` (a `copyFile`), neither `uring` nor `sqpoll` given and no deeper `queueDepth` than
+ * the default, the thread's shared copy ring (see `copy_shared_ring.ts`), held until `release` (returned with the engine) is called.
+ */
+export function openEngine(
+  options: ResolvedCopyOptions,
+  shared = false,
+): { engine: Engine; release?: () => void } {
   if (options.uring) {
     const missing = missingForCopies(options.uring.ring);
-    if (missing === null) return new UringEngine(options.uring, false);
+    if (missing === null) return { engine: new UringEngine(options.uring, false) };
     const e = tooOldForCopies(missing.what, missing.version);
-    if (options.fallback) return fallbackEngine(e, options);
+    if (options.fallback) return { engine: fallbackEngine(e, options) };
     throw e;
   }
   try {
-    return new UringEngine(createCopyUring(options.queueDepth, options.sqpoll), true);
+    if (shared && !options.sqpoll && options.queueDepth <= DEFAULT_QUEUE_DEPTH) {
+      const held = holdSharedCopyRing(() => createCopyUring(DEFAULT_QUEUE_DEPTH, false));
+      return { engine: new UringEngine(held.uring, false), release: held.release };
+    }
+    return { engine: new UringEngine(createCopyUring(options.queueDepth, options.sqpoll), true) };
   } catch (e) {
-    if (options.fallback && isUnavailableError(e)) return fallbackEngine(e, options);
+    if (options.fallback && isUnavailableError(e)) return { engine: fallbackEngine(e, options) };
     throw e;
   }
 }
@@ -271,14 +284,21 @@ export class CopyContext implements EngineContext {
   #doneBytes = 0;
   #lastBreath = performance.now();
   #breath: Promise<void> | undefined;
+  /** Ends the hold on the shared copy ring, when the engine runs on it. */
+  readonly #releaseRing: (() => void) | undefined;
   /** Unregisters the drain of the engine's Uring before an exit (copy_incomplete.ts). */
   readonly #undrain: () => void;
 
-  /** Opens the engine for `options`; `countOpen`: see {@link freeDescriptors}. */
-  constructor(options: ResolvedCopyOptions, countOpen = false) {
+  /**
+   * Opens the engine for `options`; `countOpen`: see {@link freeDescriptors}; `sharedRing`: see
+   * {@link openEngine}.
+   */
+  constructor(options: ResolvedCopyOptions, countOpen = false, sharedRing = false) {
     this.options = options;
     this.#countOpen = countOpen;
-    this.engine = openEngine(options);
+    const opened = openEngine(options, sharedRing);
+    this.engine = opened.engine;
+    this.#releaseRing = opened.release;
     this.#undrain = this.engine instanceof UringEngine ? drainBeforeExit(this.engine.uring) : () => {};
     this.inflight = new Semaphore(options.queueDepth);
     if (options.direct && this.engine instanceof UringEngine) {
@@ -542,7 +562,11 @@ export class CopyContext implements EngineContext {
       this.direct?.close();
       this.fixed?.close();
     } finally {
-      await this.engine.close();
+      try {
+        await this.engine.close();
+      } finally {
+        this.#releaseRing?.();
+      }
     }
   }
 }
