@@ -211,7 +211,7 @@ export function openEngine(
     throw e;
   }
   try {
-    if (shared && !options.sqpoll && options.queueDepth <= DEFAULT_QUEUE_DEPTH) {
+    if (shared && !options.sqpoll && options.queueDepth <= DEFAULT_QUEUE_DEPTH && !forcedUnavailable()) {
       const held = holdSharedCopyRing(() => createCopyUring(DEFAULT_QUEUE_DEPTH, false));
       return { engine: new UringEngine(held.uring, false), release: held.release };
     }
