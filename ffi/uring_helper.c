@@ -270,6 +270,11 @@ int32_t uring_fchmodat(int32_t dirfd, const char *path, uint32_t mode) {
   return (int32_t)result(syscall(__NR_fchmodat, dirfd, path, mode));
 }
 
+/* renameat2(2) on the calling thread: a copy put in place without a trip through an io-wq worker. */
+int32_t uring_renameat2(int32_t olddirfd, const char *from, int32_t newdirfd, const char *to, uint32_t flags) {
+  return (int32_t)result(syscall(__NR_renameat2, olddirfd, from, newdirfd, to, flags));
+}
+
 /*
  * statx(2) on the calling thread: what the walk of a tree copy looks at each entry with (io_uring's
  * STATX goes to a worker thread), with birth times to the nanosecond, unlike Deno's lstat.

@@ -33,6 +33,7 @@ import {
   PARAMS_SIZE,
   PROT_READ,
   PROT_WRITE,
+  RENAME_NOREPLACE,
   STATX_SIZE,
   SYS_FCHMODAT,
   SYS_FCNTL,
@@ -41,6 +42,7 @@ import {
   SYS_IO_URING_SETUP,
   SYS_LSEEK,
   SYS_PIPE2,
+  SYS_RENAMEAT2,
   SYS_STATX,
   SYS_UTIMENSAT,
   TIMESPEC_SIZE,
@@ -114,6 +116,11 @@ export interface Sys {
   /** `fchmodat(AT_FDCWD, path, mode)` (a final symlink followed): `path` NUL-terminated; 0 or `-errno`. */
   chmod(path: Uint8Array, mode: number): number;
   /**
+   * `renameat2(AT_FDCWD, from, AT_FDCWD, to, flags)` on the calling thread (`flags`: 0 or
+   * `RENAME_NOREPLACE`): both paths NUL-terminated; 0 or `-errno`.
+   */
+  rename(from: Uint8Array, to: Uint8Array, flags: number): number;
+  /**
    * `statx(dirfd, path, flags, mask, out)` on the calling thread: `path` NUL-terminated, `out`
    * at least 256 bytes (a `struct statx`); `dirfd` defaults to `AT_FDCWD` (an fd with an empty
    * path and `AT_EMPTY_PATH` asks about that fd). Returns 0 or `-errno`.
@@ -180,6 +187,7 @@ const HELPER_SYMBOLS = {
   uring_utimensat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32", optional: true },
   uring_fchmodat: { parameters: ["i32", "buffer", "u32"], result: "i32", optional: true },
   uring_statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32", optional: true },
+  uring_renameat2: { parameters: ["i32", "buffer", "i32", "buffer", "u32"], result: "i32", optional: true },
   uring_file_limit: { parameters: [], result: "i32", optional: true },
   uring_open_files: { parameters: [], result: "i32", optional: true },
   uring_fence: { parameters: [], result: "void" },
@@ -310,6 +318,16 @@ function loadHelper(path: string): Sys {
         ? getSys("libc").chmod(path, mode)
         : fchmodat(AT_FDCWD, path as Uint8Array<ArrayBuffer>, mode);
     },
+    rename: (from, to, flags) => {
+      const renameat2 = lib.uring_renameat2;
+      return renameat2 === null ? getSys("libc").rename(from, to, flags) : renameat2(
+        AT_FDCWD,
+        from as Uint8Array<ArrayBuffer>,
+        AT_FDCWD,
+        to as Uint8Array<ArrayBuffer>,
+        flags,
+      );
+    },
     statx: (path, flags, mask, out, dirfd = AT_FDCWD) => {
       const statx = lib.uring_statx;
       return statx === null
@@ -346,6 +364,7 @@ function loadLibc(): Sys {
   const NR_UTIMENSAT = BigInt(SYS_UTIMENSAT);
   const NR_FCHMODAT = BigInt(SYS_FCHMODAT);
   const NR_STATX = BigInt(SYS_STATX);
+  const NR_RENAMEAT2 = BigInt(SYS_RENAMEAT2);
   const CLOEXEC = BigInt(O_CLOEXEC);
   const GETPIPE_SZ = BigInt(F_GETPIPE_SZ);
   const SETPIPE_SZ = BigInt(F_SETPIPE_SZ);
@@ -478,6 +497,18 @@ function loadLibc(): Sys {
         lib.syscall6(NR_UTIMENSAT, BigInt(AT_FDCWD), addressOf(path), addressOf(times), ZERO, ZERO, ZERO),
       ),
     chmod: (path, mode) => result(lib.syscall3(NR_FCHMODAT, BigInt(AT_FDCWD), addressOf(path), BigInt(mode))),
+    rename: (from, to, flags) =>
+      result(
+        lib.syscall6(
+          NR_RENAMEAT2,
+          BigInt(AT_FDCWD),
+          addressOf(from),
+          BigInt(AT_FDCWD),
+          addressOf(to),
+          BigInt(flags),
+          ZERO,
+        ),
+      ),
     statx: (path, flags, mask, out, dirfd = AT_FDCWD) =>
       result(
         lib.syscall6(
@@ -599,6 +630,14 @@ function checked(sys: Sys): Sys {
         throw new RangeError(`mode must be an integer from 0 to 0o7777, got ${mode}`);
       }
       return sys.chmod(path, mode);
+    },
+    rename: (from, to, flags) => {
+      checkCString(from);
+      checkCString(to);
+      if (flags !== 0 && flags !== RENAME_NOREPLACE) {
+        throw new RangeError(`flags must be 0 or RENAME_NOREPLACE (${RENAME_NOREPLACE}), got ${flags}`);
+      }
+      return sys.rename(from, to, flags);
     },
     statx: (path, flags, mask, out, dirfd = AT_FDCWD) => {
       checkCString(path);

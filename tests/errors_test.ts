@@ -56,6 +56,7 @@ import {
 import { freeDescriptors } from "../src/copy_context.ts";
 import { RESERVED_DESCRIPTORS } from "../src/copy_engine.ts";
 import { errno } from "../src/errno.ts";
+import { RENAME_NOREPLACE } from "../src/abi.ts";
 import { CONFIGS, skipKernel, straceWorks, tempDir } from "./_support.ts";
 import { eventfd, sysClose } from "./_io.ts";
 import { runDeno } from "./uring_support.ts";
@@ -326,6 +327,37 @@ Deno.test({
         () => sys.chmod(new TextEncoder().encode("no-nul"), 0o600),
         /path must end with a NUL byte/,
       );
+    }
+  },
+});
+
+Deno.test({
+  name: "Sys.rename: renameat2 on this thread, through either backend; RENAME_NOREPLACE; -errno on failure",
+  ignore: skipKernel(),
+  fn() {
+    using dir = tempDir();
+    const [a, b] = [`${dir.path}/a`, `${dir.path}/b`];
+    for (const backend of ["helper", "libc"] as const) {
+      const sys = getSys(backend);
+      Deno.writeTextFileSync(a, backend);
+      Deno.writeTextFileSync(b, "old");
+      assert.equal(sys.rename(cstring(a), cstring(b), RENAME_NOREPLACE), -errno("EEXIST"), backend);
+      assert.equal(Deno.readTextFileSync(b), "old", `${backend}: nothing replaced`);
+      assert.equal(sys.rename(cstring(a), cstring(b), 0), 0, backend);
+      assert.equal(Deno.readTextFileSync(b), backend, backend);
+      assert.throws(() => Deno.statSync(a), Deno.errors.NotFound);
+      assert.equal(sys.rename(cstring(a), cstring(b), 0), -errno("ENOENT"), `${backend}: ENOENT`);
+      assert.equal(sys.rename(cstring(b), cstring(a), RENAME_NOREPLACE), 0, `${backend}: to a free name`);
+      assert.equal(Deno.readTextFileSync(a), backend, backend);
+      assert.throws(
+        () => sys.rename(cstring(a), cstring(b), 2),
+        /^RangeError: flags must be 0 or RENAME_NOREPLACE/,
+      );
+      assert.throws(
+        () => sys.rename(new TextEncoder().encode("no-nul"), cstring(b), 0),
+        /path must end with a NUL byte/,
+      );
+      Deno.removeSync(a);
     }
   },
 });
