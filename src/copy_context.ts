@@ -167,6 +167,15 @@ export function freeDescriptors(sys: Pick<Sys, "fileLimit" | "openFiles">, count
   return Math.max(0, limit - inUse - RESERVED_DESCRIPTORS);
 }
 
+/**
+ * How long (ms) a `copyFile` goes by the file limit another read (`getrlimit` cost ~5 µs of a
+ * one-block file's ~70 µs of main thread here, many copies at once). A limit lowered meanwhile
+ * costs nothing worse than a pipe refused with `EMFILE`, which the copy gives back pipes for.
+ */
+const LIMIT_FRESH_MS = 1000;
+/** The last {@link freeDescriptors} a `copyFile` read (limit alone), through which layer and when. */
+let limitRead: { sys: Sys | null; at: number; free: number } = { sys: null, at: -Infinity, free: 0 };
+
 /** When retries of {@link withMemlockRetries} last came to nothing (`performance.now()`). */
 let memlockGaveUpAt = -Infinity;
 
@@ -364,7 +373,13 @@ export class CopyContext implements EngineContext {
     } catch {
       return Infinity;
     }
-    return freeDescriptors(sys, this.#countOpen);
+    if (this.#countOpen) return freeDescriptors(sys, true);
+    // (A `copyFile`: the limit alone, read at most every LIMIT_FRESH_MS.)
+    const now = performance.now();
+    if (sys !== limitRead.sys || now - limitRead.at > LIMIT_FRESH_MS) {
+      limitRead = { sys, at: now, free: freeDescriptors(sys, false) };
+    }
+    return limitRead.free;
   }
 
   /** The system layer: the ring's, or (Deno's engine) the default one, for event-loop turns. */
