@@ -432,8 +432,12 @@ export class CopyContext implements EngineContext {
    * nothing is there (`ENOENT`); any other failure rejects, tagged with the "stat-dest" step.
    */
   async existingDest(path: string, follow: boolean): Promise<EntryStat | undefined> {
+    const engine = this.engine;
     try {
-      return await staged("stat-dest", this.engine.statDest(path, follow, this));
+      if (engine instanceof UringEngine) {
+        return await staged("stat-dest", engine.statDestIfAny(path, follow, this));
+      }
+      return await staged("stat-dest", engine.statDest(path, follow, this));
     } catch (e) {
       if (codeOf(e) !== "ENOENT") throw e;
       return undefined;

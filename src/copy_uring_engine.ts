@@ -74,6 +74,8 @@ export function entryFromStatx(s: Statx, noFollow = false): EntryStat {
   };
 }
 
+const ENOENT = errno("ENOENT");
+
 /** Path memory of {@link statNow} (grown as needed; one look at a time: it is synchronous). */
 let lookPath: Uint8Array<ArrayBuffer> | null = null;
 /** The `struct statx` {@link statNow} fills. */
@@ -91,7 +93,24 @@ let renameTo: Uint8Array<ArrayBuffer> | null = null;
  * do too, as a copy may write where it may not read (as `Deno.copyFile` may), and the entry is not
  * marked `noFollow`). Throws the `stat`/`lstat` error.
  */
-export function statNow(sys: Sys, path: string, follow: boolean, below = false, dest = false): EntryStat {
+export function statNow(sys: Sys, path: string, follow: boolean, below?: boolean, dest?: boolean): EntryStat;
+/** {@link statNow}, returning `undefined` for a path with nothing there (`ENOENT`), no error made. */
+export function statNow(
+  sys: Sys,
+  path: string,
+  follow: boolean,
+  below: boolean,
+  dest: boolean,
+  missing: true,
+): EntryStat | undefined;
+export function statNow(
+  sys: Sys,
+  path: string,
+  follow: boolean,
+  below = false,
+  dest = false,
+  missing = false,
+): EntryStat | undefined {
   const op = follow ? "stat" : "lstat";
   // An entry of a directory that passed is special only as `/`'s `dev`, `proc` or `sys` is.
   const name = below ? path.slice(path.lastIndexOf("/") + 1) : "";
@@ -104,6 +123,7 @@ export function statNow(sys: Sys, path: string, follow: boolean, below = false, 
   const bytes = cstringInto(path, lookPath);
   if (bytes.buffer !== lookPath?.buffer) lookPath = new Uint8Array(bytes.buffer);
   const r = sys.statx(bytes, follow ? 0 : AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, lookStatx);
+  if (r === -ENOENT && missing) return undefined;
   if (r < 0) throw operationError(op, -r, path);
   return entryFromStatx(parseStatx(lookStatx), !follow && !dest);
 }
@@ -367,15 +387,44 @@ export class UringEngine implements Engine {
     return this.#look(path, follow, true, ctx);
   }
 
-  /** {@link statNow} of a source or (`dest`) a destination, as a promise. */
-  #look(path: string, follow: boolean, dest: boolean, ctx: EngineContext): Promise<EntryStat> {
+  /**
+   * {@link UringEngine.statDest}, resolving `undefined` when nothing is there: a new
+   * destination, the usual case, makes no error object (~2.5 µs of a one-block copy).
+   */
+  statDestIfAny(path: string, follow: boolean, ctx: EngineContext): Promise<EntryStat | undefined> {
+    return this.#look(path, follow, true, ctx, true);
+  }
+
+  /**
+   * {@link statNow} of a source or (`dest`) a destination, as a promise; with `missing`,
+   * `undefined` for nothing there.
+   */
+  #look(path: string, follow: boolean, dest: boolean, ctx: EngineContext): Promise<EntryStat>;
+  #look(
+    path: string,
+    follow: boolean,
+    dest: boolean,
+    ctx: EngineContext,
+    missing: true,
+  ): Promise<EntryStat | undefined>;
+  #look(
+    path: string,
+    follow: boolean,
+    dest: boolean,
+    ctx: EngineContext,
+    missing = false,
+  ): Promise<EntryStat | undefined> {
     if (ctx.signal.aborted) return Promise.reject(ctx.signal.reason);
     // (A closed Uring is the failure, as its own statx would say: ClosedError, with its cause.)
     if (this.#uring.closed) {
       return this.#uring.statx(path).then(() => statNow(this.#sys, path, follow, false, dest));
     }
     try {
-      return Promise.resolve(statNow(this.#sys, path, follow, false, dest));
+      return Promise.resolve(
+        missing
+          ? statNow(this.#sys, path, follow, false, dest, true)
+          : statNow(this.#sys, path, follow, false, dest),
+      );
     } catch (e) {
       return Promise.reject(e);
     }
