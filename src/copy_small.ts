@@ -48,7 +48,7 @@ import { operationError } from "./deno_errors.ts";
 import { errno } from "./errno.ts";
 import { cstringInto } from "./memory.ts";
 import { checkAccess } from "./permissions.ts";
-import { closePipe, openPipe, type Pipe } from "./pipe.ts";
+import { closePipe, type IdlePipes, openPipe, type Pipe } from "./pipe.ts";
 import { prepCloseDirect, prepOpenatDirect, prepRead, prepSplice, prepStatx, prepWrite } from "./prep.ts";
 import { getSys, type Sys } from "./sys.ts";
 import { type RawClient, type RawRing, rawRing, type Uring } from "./uring.ts";
@@ -184,15 +184,19 @@ export class SmallFileChains implements RawClient {
   readonly #maxPipes: number;
   /** Pipes open now (the spare included). */
   #openPipes = 0;
+  /** Where empty pipes come from first and go back to at the end (a shared ring's), if anywhere. */
+  readonly #idlePipes: IdlePipes | undefined;
 
   /**
    * Attaches to `uring` (throws if it is closed); `splice: false` reads and writes every file.
    * At most `maxPipes` lanes have a pipe at once (the others read and write): a process with few
-   * file descriptors (`ulimit -n`) needs them for the files themselves.
+   * file descriptors (`ulimit -n`) needs them for the files themselves. `idlePipes`: empty pipes
+   * to take before making any, and to leave the lanes' pipes to at the end.
    */
-  constructor(uring: Uring, splice = true, maxPipes = Infinity) {
+  constructor(uring: Uring, splice = true, maxPipes = Infinity, idlePipes?: IdlePipes) {
     this.#uring = uring;
     this.#maxPipes = maxPipes;
+    this.#idlePipes = idlePipes;
     this.#pipes = splice && maxPipes >= 1;
     this.#raw = rawRing(uring);
     this.#sys = getSys(uring.ring.backend);
@@ -254,7 +258,7 @@ export class SmallFileChains implements RawClient {
   splices(size: number): boolean {
     if (!this.#pipes || this.#failed !== undefined) return false;
     if (this.#capacity === 0) {
-      const pipe = openPipe(this.#sys);
+      const pipe = this.#idlePipes?.take() ?? openPipe(this.#sys);
       if (pipe === null) {
         this.#pipes = false;
         return false;
@@ -386,7 +390,7 @@ export class SmallFileChains implements RawClient {
       return;
     }
     if (this.#openPipes >= this.#maxPipes) return;
-    lane.pipe = openPipe(this.#sys);
+    lane.pipe = this.#idlePipes?.take() ?? openPipe(this.#sys);
     if (lane.pipe === null) {
       this.#pipes = false;
       return;
@@ -509,7 +513,7 @@ export class SmallFileChains implements RawClient {
     this.#pipes = false;
     for (const number of this.#free) this.#closePipe(this.#lanes[number]);
     this.#closeSpare();
-    return before - this.#openPipes;
+    return before - this.#openPipes + (this.#idlePipes?.shed() ?? 0);
   }
 
   /**
@@ -518,7 +522,22 @@ export class SmallFileChains implements RawClient {
    */
   close(): void {
     this.#raw.detach(this.#id);
-    for (const lane of this.#lanes) this.#closePipe(lane);
+    const idle = this.#idlePipes;
+    // (A free lane's pipe is empty: a chain whose splice failed or came up short closed it.)
+    for (const lane of this.#lanes) {
+      if (idle !== undefined && lane.pipe !== null && lane.settle === null) {
+        idle.give(lane.pipe);
+        lane.pipe = null;
+        this.#openPipes--;
+      } else {
+        this.#closePipe(lane);
+      }
+    }
+    if (idle !== undefined && this.#spare !== null) {
+      idle.give(this.#spare);
+      this.#spare = null;
+      this.#openPipes--;
+    }
     this.#closeSpare();
     if (this.#failed !== undefined || this.#uring.closed) return;
     for (const lane of this.#lanes) {

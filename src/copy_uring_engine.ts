@@ -40,6 +40,7 @@ import { type Crew, runWorkers } from "./copy_workers.ts";
 import { operationError } from "./deno_errors.ts";
 import { errno } from "./errno.ts";
 import { ClosedError } from "./errors.ts";
+import type { IdlePipes } from "./pipe.ts";
 import { parseStatx, type Statx, statxBuffer } from "./structs.ts";
 import { cstring, cstringInto } from "./memory.ts";
 import { checkAccess, checkGrant } from "./permissions.ts";
@@ -303,10 +304,14 @@ export class UringEngine implements Engine {
   /** The system layer of the ring's backend ({@link statNow}'s calls). */
   readonly #sys: Sys;
 
-  /** Wraps `uring`; `owned` means `close()` closes it. */
-  constructor(uring: Uring, owned: boolean) {
+  /** Empty pipes kept between copies on a shared ring, for the one-block chains (see `IdlePipes`). */
+  readonly #idlePipes: IdlePipes | undefined;
+
+  /** Wraps `uring`; `owned` means `close()` closes it; `idlePipes`: the shared ring's, if it is one. */
+  constructor(uring: Uring, owned: boolean, idlePipes?: IdlePipes) {
     this.#uring = uring;
     this.#owned = owned;
+    this.#idlePipes = idlePipes;
     this.#sys = getSys(uring.ring.backend);
     this.#chainRoom = Math.min(uring.ring.sqEntries, uring.ring.cqEntries);
   }
@@ -676,6 +681,7 @@ export class UringEngine implements Engine {
             this.#uring,
             ctx.options.splice,
             DESCRIPTOR_SHARES.chainPipes(ctx.descriptors),
+            this.#idlePipes,
           )
           : null;
       } catch {

@@ -11,6 +11,8 @@ import { copyFile, copyTree, OsError, Uring } from "../mod.ts";
 import { BufferPool } from "../src/copy_budget.ts";
 import { MAX_PIPE_SIZE, SPLICE_PIPES, SPLICE_RUN, SplicePipes } from "../src/copy_splice.ts";
 import { getSys } from "../src/sys.ts";
+import { IdlePipes, openPipe } from "../src/pipe.ts";
+import { LINGER_MS, sharedCopyRing } from "../src/copy_shared_ring.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { uringOptions } from "./uring_support.ts";
 import { openUnder, randomFile, sha256File, tempLeftovers, trackPipes } from "./copy_support.ts";
@@ -380,6 +382,68 @@ Deno.test({
     } finally {
       BufferPool.prototype.take = take;
       BufferPool.prototype.tryTake = tryTake;
+    }
+  },
+});
+
+Deno.test({
+  name: "IdlePipes: keeps up to max empty pipes for the next taker, closes the rest, all of them on close",
+  ignore: skipKernel(),
+  fn: () => {
+    using pipes = trackPipes(getSys().backend);
+    const idle = new IdlePipes(getSys(), 2);
+    assert.equal(idle.take(), null, "none kept yet");
+    const made = [openPipe(getSys())!, openPipe(getSys())!, openPipe(getSys())!];
+    for (const p of made) idle.give(p);
+    assert.equal(idle.size, 2, "no more than max");
+    assert.equal(pipes.open().length, 4, "the third was closed");
+    const again = idle.take()!;
+    assert.ok(made.includes(again), "a kept pipe comes back");
+    assert.equal(idle.shed(), 1, "shed closes what is kept");
+    idle.give(again);
+    assert.equal(idle.size, 1, "kept again after a shed");
+    idle.close();
+    idle.give(openPipe(getSys())!); // given after close: closed at once
+    assert.equal(idle.size, 0);
+    assert.deepEqual(pipes.open(), [], "every pipe closed");
+  },
+});
+
+Deno.test({
+  name:
+    "copyFile on the shared ring: one-block copies take the pipes earlier ones left, closed with the ring",
+  ignore: skipKernel(),
+  fn: async () => {
+    // Each copy made a pipe (pipe2, F_GETPIPE_SZ) and closed it: ~8 µs of a one-block copy's
+    // ~65 µs of main thread.
+    using dir = tempDir();
+    for (let i = 0; i < 40; i++) Deno.writeTextFileSync(`${dir.path}/f${i}`, "y".repeat(1000 + i));
+    for (let i = 0; i < 200 && sharedCopyRing() !== undefined; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10)); // an earlier test's ring closes
+    }
+    using pipes = trackPipes(getSys().backend);
+    const sys = getSys();
+    const pipe = sys.pipe;
+    let made = 0;
+    sys.pipe = (fds, size) => (made++, pipe.call(sys, fds, size));
+    try {
+      for (let i = 0; i < 20; i++) await copyFile(`${dir.path}/f${i}`, `${dir.path}/c${i}`);
+      assert.equal(made, 1, "one pipe for 20 copies one after another");
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) => copyFile(`${dir.path}/f${20 + i}`, `${dir.path}/c${20 + i}`)),
+      );
+      assert.ok(made <= 20, `${made} pipes for 20 copies at once, besides the one kept`);
+      assert.ok(pipes.open().length > 0, "kept while the ring lingers");
+    } finally {
+      sys.pipe = pipe;
+    }
+    for (let i = 0; i < 100 && sharedCopyRing() !== undefined; i++) {
+      await new Promise((resolve) => setTimeout(resolve, LINGER_MS));
+    }
+    assert.equal(sharedCopyRing(), undefined);
+    assert.deepEqual(pipes.open(), [], "closed with the ring");
+    for (let i = 0; i < 40; i++) {
+      assert.equal(Deno.readTextFileSync(`${dir.path}/c${i}`), "y".repeat(1000 + i));
     }
   },
 });
