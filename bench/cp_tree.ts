@@ -8,7 +8,9 @@
  * copy is checked (file count and bytes) after it. Rows without a target, in rounds of their own,
  * say where the time goes: the CPU time of each copy (user + system of every thread of the
  * process and of the processes it waits for: io-wq workers, Deno's thread pool, `deno task`'s
- * child), and start-up, as a copy of a tree of one file.
+ * child), and start-up, as a copy of a tree of one file. One more, in rounds of its own: the
+ * library's `copyFile` 32 at a time in a script shaped as the `Deno.copyFile` peer
+ * (`bench/peers/uring_copy.ts`).
  * Run: `deno task bench:cp-tree`.
  *
  * @module
@@ -21,6 +23,7 @@ import {
   DATA_DIR,
   have,
   printTable,
+  repoPath,
   type Row,
   tmpfsDir,
   warm,
@@ -146,6 +149,22 @@ if (import.meta.main) {
       () => warm(src.path),
     )
     : null;
+  // The library's copyFile in a script shaped as the Deno.copyFile peer (same walk, 32 in flight),
+  // in rounds of their own: what a Deno program copying many files with this module waits for.
+  const files = await alternate(
+    time([Deno.execPath(), [
+      "run",
+      "-A",
+      repoPath("bench/peers/uring_copy.ts"),
+      "tree",
+      src.path,
+      dst,
+      "32",
+    ]]),
+    [time(denoPeer(["tree", src.path, dst, "32"]))],
+    undefined,
+    () => warm(src.path),
+  );
   const one = oneFileTree();
   const oneDst = `${tmpfs.path}/uring-bench-tree-1`;
   const timeOne = ([cmd, args]: [string, string[]]) => () =>
@@ -176,6 +195,12 @@ if (import.meta.main) {
     work: "same, deno task cp -r --sqpoll (separate rounds)",
     ours: sq.ours,
     target: undefined, // the issue's target is for the default copy, as in bench:cp
+  });
+  rows.push({
+    ...row("Deno.copyFile ×32 (deno run)", files.peers[0]),
+    work: "same files, the library's copyFile ×32 (deno run, the same walk; separate rounds)",
+    ours: files.ours,
+    target: undefined,
   });
   if (cpuRounds !== null) {
     const cpuRow = (peer: string, theirs: number | null, missing?: string): Row => ({
