@@ -10,7 +10,7 @@
  * process and of the processes it waits for: io-wq workers, Deno's thread pool, `deno task`'s
  * child), and start-up, as a copy of a tree of one file. One more, in rounds of its own: the
  * library's `copyFile` 32 at a time in a script shaped as the `Deno.copyFile` peer
- * (`bench/peers/uring_copy.ts`).
+ * (`bench/peers/deno_copy.ts uringTree`).
  * Run: `deno task bench:cp-tree`.
  *
  * @module
@@ -23,7 +23,6 @@ import {
   DATA_DIR,
   have,
   printTable,
-  repoPath,
   type Row,
   tmpfsDir,
   warm,
@@ -152,15 +151,7 @@ if (import.meta.main) {
   // The library's copyFile in a script shaped as the Deno.copyFile peer (same walk, 32 in flight),
   // in rounds of their own: what a Deno program copying many files with this module waits for.
   const files = await alternate(
-    time([Deno.execPath(), [
-      "run",
-      "-A",
-      repoPath("bench/peers/uring_copy.ts"),
-      "tree",
-      src.path,
-      dst,
-      "32",
-    ]]),
+    time(denoPeer(["uringTree", src.path, dst, "32"])),
     [time(denoPeer(["tree", src.path, dst, "32"]))],
     undefined,
     () => warm(src.path),
