@@ -222,7 +222,7 @@ export function openEngine(
   try {
     if (shared && !options.sqpoll && options.queueDepth <= DEFAULT_QUEUE_DEPTH && !forcedUnavailable()) {
       const held = holdSharedCopyRing(() => createCopyUring(DEFAULT_QUEUE_DEPTH, false));
-      return { engine: new UringEngine(held.uring, false, held.pipes), release: held.release };
+      return { engine: new UringEngine(held.uring, false, held.lanes), release: held.release };
     }
     return { engine: new UringEngine(createCopyUring(options.queueDepth, options.sqpoll), true) };
   } catch (e) {

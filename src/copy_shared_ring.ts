@@ -9,8 +9,8 @@
  * 4,000 cached files of 1–64 KiB copied to tmpfs 32 at a time took 1.31 s, against 0.29 s on one
  * shared ring (`Deno.copyFile` × 32: 0.10 s); one after another, 622 against 317 µs a file.
  *
- * The ring keeps the empty pipes its copies' one-block chains leave (up to {@link IDLE_PIPES}),
- * for the next copies, and closes them with itself.
+ * The ring keeps the free lanes its copies' one-block chains leave (up to {@link KEPT_LANES}:
+ * file-table indexes, a pipe and memory each) for the next copies, and lets them go with itself.
  *
  * The linger is an unreferenced timer: it keeps no program alive. (The event loop's next turn
  * was too soon: Deno settles a finished thread-pool call between microtasks, so under load the
@@ -19,20 +19,22 @@
  * @module
  */
 
-import { IdlePipes } from "./pipe.ts";
-import { getSys } from "./sys.ts";
+import { LaneShelf } from "./copy_small.ts";
 import type { Uring } from "./uring.ts";
 
-/** Most idle pipes the shared ring keeps for its copies' one-block chains (one per file in flight). */
-export const IDLE_PIPES = 32;
+/**
+ * Most free one-block lanes the shared ring keeps for its copies (one per file in flight; two
+ * file-table indexes and a pipe each).
+ */
+export const KEPT_LANES = 32;
 
 /** How long (ms) the shared ring stays open after its last copy ends. */
 export const LINGER_MS = 20;
 
-/** The ring, its idle pipes, how many copies use it now, and the timer that closes it once none does. */
+/** The ring, its kept lanes, how many copies use it now, and the timer that closes it once none does. */
 interface SharedEntry {
   readonly uring: Uring;
-  readonly pipes: IdlePipes;
+  readonly lanes: LaneShelf;
   users: number;
   linger: ReturnType<typeof setTimeout> | undefined;
 }
@@ -44,8 +46,8 @@ let shared: SharedEntry | undefined;
 export interface SharedRing {
   /** The ring the copy runs on. */
   readonly uring: Uring;
-  /** Empty pipes the copies on the ring leave for each other (closed with the ring). */
-  readonly pipes: IdlePipes;
+  /** Free one-block lanes the copies on the ring leave for each other (let go with the ring). */
+  readonly lanes: LaneShelf;
   /** Ends the hold (once; later calls do nothing): the last one closes the ring a little later. */
   release(): void;
 }
@@ -57,14 +59,9 @@ export interface SharedRing {
 export function holdSharedCopyRing(make: () => Uring): SharedRing {
   let entry = shared;
   if (entry === undefined || entry.uring.closed) {
-    entry?.pipes.close(); // (a ring that failed: its copies give their pipes back to a closed shelf)
+    entry?.lanes.close(); // (a ring that failed: its copies give their lanes back to a closed shelf)
     const uring = make();
-    shared = entry = {
-      uring,
-      pipes: new IdlePipes(getSys(uring.ring.backend), IDLE_PIPES),
-      users: 0,
-      linger: undefined,
-    };
+    shared = entry = { uring, lanes: new LaneShelf(uring, KEPT_LANES), users: 0, linger: undefined };
   }
   const held = entry;
   held.users++;
@@ -75,7 +72,7 @@ export function holdSharedCopyRing(make: () => Uring): SharedRing {
   let released = false;
   return {
     uring: held.uring,
-    pipes: held.pipes,
+    lanes: held.lanes,
     release(): void {
       if (released) return;
       released = true;
@@ -84,7 +81,7 @@ export function holdSharedCopyRing(make: () => Uring): SharedRing {
         held.linger = undefined;
         if (held.users > 0 || shared !== held) return; // (in use again, or replaced)
         shared = undefined;
-        held.pipes.close();
+        held.lanes.close();
         held.uring.close().catch(() => {}); // (idle: nothing of any copy is in it)
       }, LINGER_MS);
       Deno.unrefTimer(linger);

@@ -48,7 +48,7 @@ import { operationError } from "./deno_errors.ts";
 import { errno } from "./errno.ts";
 import { cstringInto } from "./memory.ts";
 import { checkAccess } from "./permissions.ts";
-import { closePipe, type IdlePipes, openPipe, type Pipe } from "./pipe.ts";
+import { closePipe, openPipe, type Pipe } from "./pipe.ts";
 import { prepCloseDirect, prepOpenatDirect, prepRead, prepSplice, prepStatx, prepWrite } from "./prep.ts";
 import { getSys, type Sys } from "./sys.ts";
 import { type RawClient, type RawRing, rawRing, type Uring } from "./uring.ts";
@@ -99,8 +99,9 @@ export interface SmallFailure {
 export type SmallOutcome = SmallFailure | null | typeof SOURCE_REPLACED | typeof SOURCE_SUSPECT;
 
 /** One chain in flight at a time: its file-table indexes, path memory and outcome. */
-interface Lane {
-  readonly number: number;
+export interface Lane {
+  /** Its index among the lanes of the {@link SmallFileChains} that has it (its chains' tags). */
+  number: number;
   /** Direct descriptors (file-table indexes) of the source and destination, the lane's for good. */
   input: number;
   output: number;
@@ -184,19 +185,19 @@ export class SmallFileChains implements RawClient {
   readonly #maxPipes: number;
   /** Pipes open now (the spare included). */
   #openPipes = 0;
-  /** Where empty pipes come from first and go back to at the end (a shared ring's), if anywhere. */
-  readonly #idlePipes: IdlePipes | undefined;
+  /** Where free lanes come from first and go back to at the end (a shared ring's), if anywhere. */
+  readonly #shelf: LaneShelf | undefined;
 
   /**
    * Attaches to `uring` (throws if it is closed); `splice: false` reads and writes every file.
    * At most `maxPipes` lanes have a pipe at once (the others read and write): a process with few
-   * file descriptors (`ulimit -n`) needs them for the files themselves. `idlePipes`: empty pipes
-   * to take before making any, and to leave the lanes' pipes to at the end.
+   * file descriptors (`ulimit -n`) needs them for the files themselves. `shelf`: lanes to take
+   * before making any, and to leave the free ones to at the end (the same Uring's).
    */
-  constructor(uring: Uring, splice = true, maxPipes = Infinity, idlePipes?: IdlePipes) {
+  constructor(uring: Uring, splice = true, maxPipes = Infinity, shelf?: LaneShelf) {
     this.#uring = uring;
     this.#maxPipes = maxPipes;
-    this.#idlePipes = idlePipes;
+    this.#shelf = shelf;
     this.#pipes = splice && maxPipes >= 1;
     this.#raw = rawRing(uring);
     this.#sys = getSys(uring.ring.backend);
@@ -257,8 +258,9 @@ export class SmallFileChains implements RawClient {
    */
   splices(size: number): boolean {
     if (!this.#pipes || this.#failed !== undefined) return false;
+    if (this.#capacity === 0) this.#capacity = this.#shelf?.pipeCapacity ?? 0; // (a kept lane's)
     if (this.#capacity === 0) {
-      const pipe = this.#idlePipes?.take() ?? openPipe(this.#sys);
+      const pipe = openPipe(this.#sys);
       if (pipe === null) {
         this.#pipes = false;
         return false;
@@ -354,6 +356,16 @@ export class SmallFileChains implements RawClient {
   #lane(): Lane | null {
     const free = this.#free.pop();
     if (free !== undefined) return this.#lanes[free];
+    const kept = this.#shelf?.take();
+    if (kept !== undefined) {
+      kept.number = this.#lanes.length;
+      this.#lanes.push(kept);
+      if (kept.pipe !== null) {
+        this.#openPipes++;
+        this.#capacity = kept.pipe.capacity;
+      }
+      return kept;
+    }
     const pair = reserveFilePair(this.#uring);
     if (pair === null) return null; // Uring.chain (and then the block path) will not fare better
     const [input, output] = pair;
@@ -390,7 +402,7 @@ export class SmallFileChains implements RawClient {
       return;
     }
     if (this.#openPipes >= this.#maxPipes) return;
-    lane.pipe = this.#idlePipes?.take() ?? openPipe(this.#sys);
+    lane.pipe = openPipe(this.#sys);
     if (lane.pipe === null) {
       this.#pipes = false;
       return;
@@ -513,7 +525,7 @@ export class SmallFileChains implements RawClient {
     this.#pipes = false;
     for (const number of this.#free) this.#closePipe(this.#lanes[number]);
     this.#closeSpare();
-    return before - this.#openPipes + (this.#idlePipes?.shed() ?? 0);
+    return before - this.#openPipes + (this.#shelf?.shedPipes() ?? 0);
   }
 
   /**
@@ -522,27 +534,91 @@ export class SmallFileChains implements RawClient {
    */
   close(): void {
     this.#raw.detach(this.#id);
-    const idle = this.#idlePipes;
-    // (A free lane's pipe is empty: a chain whose splice failed or came up short closed it.)
-    for (const lane of this.#lanes) {
-      if (idle !== undefined && lane.pipe !== null && lane.settle === null) {
-        idle.give(lane.pipe);
-        lane.pipe = null;
-        this.#openPipes--;
-      } else {
-        this.#closePipe(lane);
-      }
+    let lanes = this.#lanes;
+    const shelf = this.#shelf;
+    if (shelf !== undefined && this.#failed === undefined && !this.#uring.closed) {
+      // A free lane (its chain settled, whatever it left open cleaned up) goes to the shelf with
+      // its pipe, which is empty: a chain whose splice failed or came up short closed it.
+      const free = new Set(this.#free);
+      for (const number of free) shelf.give(lanes[number]);
+      lanes = lanes.filter((lane) => !free.has(lane.number));
     }
-    if (idle !== undefined && this.#spare !== null) {
-      idle.give(this.#spare);
-      this.#spare = null;
-      this.#openPipes--;
-    }
+    for (const lane of lanes) this.#closePipe(lane);
     this.#closeSpare();
     if (this.#failed !== undefined || this.#uring.closed) return;
-    for (const lane of this.#lanes) {
+    for (const lane of lanes) {
       this.#uring.releaseFileIndex(lane.input);
       this.#uring.releaseFileIndex(lane.output);
     }
+  }
+}
+
+/**
+ * Free one-block lanes kept between the copies on a thread's shared copy ring, with their
+ * file-table indexes, pipe and memory, up to `max`: a lane made per copy (two indexes reserved,
+ * a pipe made with `pipe2` and `F_GETPIPE_SZ`, path and `statx` memory, then all given back)
+ * cost ~20% of 4,000 one-block `copyFile`s 32 at a time. A lane the shelf has no room for, and
+ * every kept lane when it closes, gives its indexes back and closes its pipe.
+ */
+export class LaneShelf {
+  readonly #uring: Uring;
+  readonly #sys: Sys;
+  readonly #max: number;
+  readonly #lanes: Lane[] = [];
+  #closed = false;
+
+  /** Keeps up to `max` lanes of `uring`. */
+  constructor(uring: Uring, max: number) {
+    this.#uring = uring;
+    this.#sys = getSys(uring.ring.backend);
+    this.#max = max;
+  }
+
+  /** A kept lane (its `number` for the taker to set), or undefined. */
+  take(): Lane | undefined {
+    return this.#lanes.pop();
+  }
+
+  /** Keeps free `lane` for a later {@link LaneShelf.take}; when full or closed, lets it go. */
+  give(lane: Lane): void {
+    if (this.#closed || this.#lanes.length >= this.#max) this.#letGo(lane);
+    else this.#lanes.push(lane);
+  }
+
+  /** The capacity of the next kept lane's pipe, 0 when it has none (or none is kept). */
+  get pipeCapacity(): number {
+    return this.#lanes.at(-1)?.pipe?.capacity ?? 0;
+  }
+
+  /** Closes the kept lanes' pipes (the process ran out of descriptors); returns how many. */
+  shedPipes(): number {
+    let closed = 0;
+    for (const lane of this.#lanes) {
+      if (lane.pipe === null) continue;
+      closePipe(this.#sys, lane.pipe);
+      lane.pipe = null;
+      closed++;
+    }
+    return closed;
+  }
+
+  /** Lets every kept lane go; any given later goes at once. */
+  close(): void {
+    this.#closed = true;
+    for (const lane of this.#lanes.splice(0)) this.#letGo(lane);
+  }
+
+  /** How many lanes are kept now. */
+  get size(): number {
+    return this.#lanes.length;
+  }
+
+  /** Closes `lane`'s pipe and gives its indexes back (unless the Uring closed: they went with it). */
+  #letGo(lane: Lane): void {
+    if (lane.pipe !== null) closePipe(this.#sys, lane.pipe);
+    lane.pipe = null;
+    if (this.#uring.closed) return;
+    this.#uring.releaseFileIndex(lane.input);
+    this.#uring.releaseFileIndex(lane.output);
   }
 }

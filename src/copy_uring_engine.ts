@@ -34,13 +34,18 @@ import {
 } from "./copy_engine.ts";
 import { codeOf, SourceReplaced, staged, tagStage } from "./copy_errors.ts";
 import type { ChainResult } from "./chain.ts";
-import { reserveFilePair, SmallFileChains, SOURCE_REPLACED, SOURCE_SUSPECT } from "./copy_small.ts";
+import {
+  type LaneShelf,
+  reserveFilePair,
+  SmallFileChains,
+  SOURCE_REPLACED,
+  SOURCE_SUSPECT,
+} from "./copy_small.ts";
 import { SPLICE_PIPES, spliceData, SplicePipes, SpliceUnsupported } from "./copy_splice.ts";
 import { type Crew, runWorkers } from "./copy_workers.ts";
 import { operationError } from "./deno_errors.ts";
 import { errno } from "./errno.ts";
 import { ClosedError } from "./errors.ts";
-import type { IdlePipes } from "./pipe.ts";
 import { parseStatx, type Statx, statxBuffer } from "./structs.ts";
 import { cstring, cstringInto } from "./memory.ts";
 import { checkAccess, checkGrant } from "./permissions.ts";
@@ -304,14 +309,14 @@ export class UringEngine implements Engine {
   /** The system layer of the ring's backend ({@link statNow}'s calls). */
   readonly #sys: Sys;
 
-  /** Empty pipes kept between copies on a shared ring, for the one-block chains (see `IdlePipes`). */
-  readonly #idlePipes: IdlePipes | undefined;
+  /** Free one-block lanes kept between copies on a shared ring (see `LaneShelf`). */
+  readonly #shelf: LaneShelf | undefined;
 
-  /** Wraps `uring`; `owned` means `close()` closes it; `idlePipes`: the shared ring's, if it is one. */
-  constructor(uring: Uring, owned: boolean, idlePipes?: IdlePipes) {
+  /** Wraps `uring`; `owned` means `close()` closes it; `shelf`: the shared ring's lanes, if it is one. */
+  constructor(uring: Uring, owned: boolean, shelf?: LaneShelf) {
     this.#uring = uring;
     this.#owned = owned;
-    this.#idlePipes = idlePipes;
+    this.#shelf = shelf;
     this.#sys = getSys(uring.ring.backend);
     this.#chainRoom = Math.min(uring.ring.sqEntries, uring.ring.cqEntries);
   }
@@ -681,7 +686,7 @@ export class UringEngine implements Engine {
             this.#uring,
             ctx.options.splice,
             DESCRIPTOR_SHARES.chainPipes(ctx.descriptors),
-            this.#idlePipes,
+            this.#shelf,
           )
           : null;
       } catch {

@@ -19,7 +19,7 @@ import { copyFailure, tagStage } from "../src/copy_errors.ts";
 import { entryFromFileInfo } from "../src/copy_deno_engine.ts";
 import { entryFromStatx, makedev } from "../src/copy_uring_engine.ts";
 import { childResults, fdCount, MOD_URL, runDeno, uringOptions } from "./uring_support.ts";
-import { IDLE_PIPES, LINGER_MS, sharedCopyRing } from "../src/copy_shared_ring.ts";
+import { KEPT_LANES, LINGER_MS, sharedCopyRing } from "../src/copy_shared_ring.ts";
 import {
   fingerprint,
   permOf,
@@ -891,10 +891,10 @@ Deno.test({
     assert.equal(rings.size, 1, "one ring for all 48 copies");
     const [ring] = rings;
     assert.ok(ring instanceof Uring && !ring.closed, "the ring stays open a little after the last copy");
-    const kept = fdCount() - fds - 1; // (besides its own: the idle pipes it keeps for the next copies)
+    const kept = fdCount() - fds - 1; // (besides its own: the pipes of the lanes it keeps for the next copies)
     assert.ok(
-      kept >= 0 && kept % 2 === 0 && kept <= 2 * IDLE_PIPES,
-      `its descriptor and ${kept} of idle pipes`,
+      kept >= 0 && kept % 2 === 0 && kept <= 2 * KEPT_LANES,
+      `its descriptor and ${kept} of kept lanes' pipes`,
     );
     assert.ok(await sharedRingClosed(), `closed ~${LINGER_MS} ms after the last copy`);
     for (let i = 0; i < 100 && !ring.closed; i++) await new Promise((resolve) => setTimeout(resolve, 10));

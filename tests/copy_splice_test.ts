@@ -11,7 +11,8 @@ import { copyFile, copyTree, OsError, Uring } from "../mod.ts";
 import { BufferPool } from "../src/copy_budget.ts";
 import { MAX_PIPE_SIZE, SPLICE_PIPES, SPLICE_RUN, SplicePipes } from "../src/copy_splice.ts";
 import { getSys } from "../src/sys.ts";
-import { IdlePipes, openPipe } from "../src/pipe.ts";
+import { openPipe } from "../src/pipe.ts";
+import { type Lane, LaneShelf, reserveFilePair } from "../src/copy_small.ts";
 import { LINGER_MS, sharedCopyRing } from "../src/copy_shared_ring.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { uringOptions } from "./uring_support.ts";
@@ -387,35 +388,73 @@ Deno.test({
 });
 
 Deno.test({
-  name: "IdlePipes: keeps up to max empty pipes for the next taker, closes the rest, all of them on close",
+  name:
+    "LaneShelf: keeps up to max free lanes for the next taker; lets the rest go (indexes back, pipe closed)",
   ignore: skipKernel(),
-  fn: () => {
-    using pipes = trackPipes(getSys().backend);
-    const idle = new IdlePipes(getSys(), 2);
-    assert.equal(idle.take(), null, "none kept yet");
-    const made = [openPipe(getSys())!, openPipe(getSys())!, openPipe(getSys())!];
-    for (const p of made) idle.give(p);
-    assert.equal(idle.size, 2, "no more than max");
-    assert.equal(pipes.open().length, 4, "the third was closed");
-    const again = idle.take()!;
-    assert.ok(made.includes(again), "a kept pipe comes back");
-    assert.equal(idle.shed(), 1, "shed closes what is kept");
-    idle.give(again);
-    assert.equal(idle.size, 1, "kept again after a shed");
-    idle.close();
-    idle.give(openPipe(getSys())!); // given after close: closed at once
-    assert.equal(idle.size, 0);
+  fn: async () => {
+    await using uring = new Uring({ sqpoll: false, fixedFiles: 8 });
+    using pipes = trackPipes(uring.ring.backend);
+    const sys = getSys(uring.ring.backend);
+    const lane = (): Lane => {
+      const [input, output] = reserveFilePair(uring)!;
+      return {
+        number: 0,
+        input,
+        output,
+        srcMemory: null,
+        dstMemory: null,
+        src: "",
+        tmp: "",
+        pipe: openPipe(sys),
+        spliced: false,
+        size: 0,
+        view: null,
+        statx: null,
+        statxWords: null,
+        source: {},
+        settle: null,
+        fail: null,
+      };
+    };
+    const shelf = new LaneShelf(uring, 2);
+    assert.equal(shelf.take(), undefined, "none kept yet");
+    assert.equal(shelf.pipeCapacity, 0);
+    const lanes = [lane(), lane(), lane(), lane()]; // the table's 8 indexes
+    assert.equal(reserveFilePair(uring), null, "the table is full");
+    for (const l of lanes.slice(0, 3)) shelf.give(l);
+    assert.equal(shelf.size, 2, "no more than max");
+    assert.equal(pipes.open().length, 6, "the third lane's pipe was closed");
+    const pair = reserveFilePair(uring);
+    assert.ok(pair !== null, "and its indexes given back");
+    uring.releaseFileIndex(pair[0]);
+    uring.releaseFileIndex(pair[1]);
+    assert.equal(shelf.pipeCapacity, lanes[1].pipe!.capacity);
+    assert.equal(shelf.take(), lanes[1], "the last kept comes back first");
+    shelf.give(lanes[1]);
+    assert.equal(shelf.shedPipes(), 2, "shed closes the kept lanes' pipes");
+    assert.equal(shelf.pipeCapacity, 0, "no kept lane has a pipe now");
+    assert.equal(shelf.size, 2, "the lanes stay kept");
+    shelf.close();
+    assert.equal(shelf.size, 0);
+    shelf.give(lanes[3]); // given after close: let go at once
     assert.deepEqual(pipes.open(), [], "every pipe closed");
+    const all = [
+      reserveFilePair(uring),
+      reserveFilePair(uring),
+      reserveFilePair(uring),
+      reserveFilePair(uring),
+    ];
+    assert.ok(all.every((p) => p !== null), "every index given back");
   },
 });
 
 Deno.test({
   name:
-    "copyFile on the shared ring: one-block copies take the pipes earlier ones left, closed with the ring",
+    "copyFile on the shared ring: one-block copies take the lanes earlier ones left, let go with the ring",
   ignore: skipKernel(),
   fn: async () => {
-    // Each copy made a pipe (pipe2, F_GETPIPE_SZ) and closed it: ~8 µs of a one-block copy's
-    // ~65 µs of main thread.
+    // Each copy made a lane (two file-table indexes, a pipe, memory) and gave it all back: ~20% of
+    // 4,000 one-block copies 32 at a time.
     using dir = tempDir();
     for (let i = 0; i < 40; i++) Deno.writeTextFileSync(`${dir.path}/f${i}`, "y".repeat(1000 + i));
     for (let i = 0; i < 200 && sharedCopyRing() !== undefined; i++) {
@@ -427,8 +466,18 @@ Deno.test({
     let made = 0;
     sys.pipe = (fds, size) => (made++, pipe.call(sys, fds, size));
     try {
-      for (let i = 0; i < 20; i++) await copyFile(`${dir.path}/f${i}`, `${dir.path}/c${i}`);
+      await copyFile(`${dir.path}/f0`, `${dir.path}/c0`);
+      const ring = sharedCopyRing()!;
+      const reserve = ring.reserveFileIndex;
+      let reserved = 0;
+      ring.reserveFileIndex = () => (reserved++, reserve.call(ring));
+      try {
+        for (let i = 1; i < 20; i++) await copyFile(`${dir.path}/f${i}`, `${dir.path}/c${i}`);
+      } finally {
+        ring.reserveFileIndex = reserve;
+      }
       assert.equal(made, 1, "one pipe for 20 copies one after another");
+      assert.equal(reserved, 0, "the first copy's file-table indexes serve the next 19");
       await Promise.all(
         Array.from({ length: 20 }, (_, i) => copyFile(`${dir.path}/f${20 + i}`, `${dir.path}/c${20 + i}`)),
       );
