@@ -17,7 +17,7 @@ import { CopyFixedBuffers } from "./copy_fixed.ts";
 import { type Engine, type EngineContext, type EntryStat, RESERVED_DESCRIPTORS } from "./copy_engine.ts";
 import { codeOf, staged } from "./copy_errors.ts";
 import { drainBeforeExit } from "./copy_incomplete.ts";
-import { holdSharedCopyRing } from "./copy_shared_ring.ts";
+import { holdSharedCopyRing, keptLanesOf } from "./copy_shared_ring.ts";
 import {
   blockBuffers,
   type CopyProgress,
@@ -214,7 +214,9 @@ export function openEngine(
 ): { engine: Engine; release?: () => void } {
   if (options.uring) {
     const missing = missingForCopies(options.uring.ring);
-    if (missing === null) return { engine: new UringEngine(options.uring, false) };
+    if (missing === null) {
+      return { engine: new UringEngine(options.uring, false, keptLanesOf(options.uring)) };
+    }
     const e = tooOldForCopies(missing.what, missing.version);
     if (options.fallback) return { engine: fallbackEngine(e, options) };
     throw e;

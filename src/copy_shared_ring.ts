@@ -94,3 +94,22 @@ export function holdSharedCopyRing(make: () => Uring): SharedRing {
 export function sharedCopyRing(): Uring | undefined {
   return shared?.uring.closed === false ? shared.uring : undefined;
 }
+
+/** Shelves of lanes kept for rings a program made itself for many copies (the CLI's), by ring. */
+const lentShelves = new WeakMap<Uring, LaneShelf>();
+
+/**
+ * Keeps free one-block lanes between the copies given `uring` (as the shared ring does for its
+ * own): for a program that makes one ring for many copies and closes it at the end (the CLI).
+ * Returns the shelf, which the program closes before the ring. (Internal.)
+ */
+export function keepLanesFor(uring: Uring): LaneShelf {
+  const shelf = new LaneShelf(uring, KEPT_LANES);
+  lentShelves.set(uring, shelf);
+  return shelf;
+}
+
+/** The shelf {@link keepLanesFor} made for `uring`, if any. */
+export function keptLanesOf(uring: Uring): LaneShelf | undefined {
+  return lentShelves.get(uring);
+}

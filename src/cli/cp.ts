@@ -16,6 +16,8 @@ import { removeIncompleteNow } from "../copy_incomplete.ts";
 import type { CopyProgress } from "../copy_options.ts";
 import { copyTree } from "../copy_tree.ts";
 import type { Uring } from "../uring.ts";
+import type { LaneShelf } from "../copy_small.ts";
+import { keepLanesFor } from "../copy_shared_ring.ts";
 import { type CpArgs, HELP, parseCpArgs } from "./args.ts";
 import { InOrder } from "./in_order.ts";
 import { ProgressBar } from "./progress.ts";
@@ -346,8 +348,10 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
   // One ring for every source; if io_uring is unavailable, say so once and let the copies fall
   // back to Deno's own APIs.
   let uring: Uring | undefined;
+  let lanes: LaneShelf | undefined;
   try {
     uring = createCopyUring(args.queueDepth, args.sqpoll);
+    lanes = keepLanesFor(uring); // (one-block lanes kept from copy to copy, as on the shared ring)
   } catch (e) {
     if (!isUnavailableError(e)) {
       fail((e as Error).message);
@@ -543,6 +547,7 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
   } finally {
     for (const [signal, listener] of listeners) Deno.removeSignalListener(signal, listener);
     bar?.done();
+    lanes?.close();
     await uring?.close();
   }
   if (interrupted !== null) return STOP_SIGNALS[interrupted];
