@@ -69,8 +69,9 @@ export function toPath(path: string | URL, what = "path"): string {
  * `..` of a relative path stays when not `absolute`.
  */
 export function resolvePath(path: string, absolute: boolean): string {
-  // Fast path: an absolute path with no "." or ".." segment and no doubled slash is resolved.
-  if (path.charCodeAt(0) === 47 && !path.includes("/.") && !path.includes("//")) return path;
+  // Fast path: an absolute path with no "." or ".." segment and no doubled slash is resolved
+  // (a name that starts with a dot is no such segment: every copy's temporary file has one).
+  if (path.charCodeAt(0) === 47 && !path.includes("//") && !hasDotSegment(path)) return path;
   const rooted = path.charCodeAt(0) === 47;
   const full = rooted || !absolute ? path : `${Deno.cwd()}/${path}`;
   const parts: string[] = [];
@@ -89,6 +90,19 @@ export function resolvePath(path: string, absolute: boolean): string {
     return resolved === "/" || resolved === "." ? resolved : `${resolved}/.`;
   }
   return path.endsWith("/") && !resolved.endsWith("/") ? `${resolved}/` : resolved;
+}
+
+/** Whether `path` has a `.` or `..` segment after a slash (`/./`, `/../`, or at the end). */
+function hasDotSegment(path: string): boolean {
+  for (let at = path.indexOf("/."); at >= 0; at = path.indexOf("/.", at + 2)) {
+    const next = path.charCodeAt(at + 2); // (NaN past the end)
+    if (next !== next || next === 47) return true; // "/." then "/" or the end
+    if (next === 46) {
+      const after = path.charCodeAt(at + 3);
+      if (after !== after || after === 47) return true; // "/.." then "/" or the end
+    }
+  }
+  return false;
 }
 
 /**
