@@ -235,7 +235,7 @@ function checkSpecialFile(op: string, path: string, shownAs = path): Error | nul
   // Fast path (no cwd lookup, no normalizing): an absolute path with no "." or ".." segment and
   // no doubled leading slash is special only when it starts like one.
   if (
-    path.charCodeAt(0) === 47 && path.charCodeAt(1) !== 47 && !path.includes("/.") &&
+    path.charCodeAt(0) === 47 && path.charCodeAt(1) !== 47 && !hasDotSegment(path) &&
     !path.startsWith("/dev") && !path.startsWith("/proc") && !path.startsWith("/sys")
   ) {
     return null;
