@@ -65,9 +65,11 @@ export function trimSlashes(path: string): string {
  * direct descriptors and uses them in one submission, `IORING_FEAT_LINKED_FILE`), the copy is
  * done with Deno's own APIs unless `fallback: false`; `result.engine` tells which ran.
  *
- * Without `uring`, the copies of a thread share one ring (made for the first, closed 20 ms after
- * the last ends; one with `sqpoll` or a deeper `queueDepth` than the default makes its own): a
- * ring per copy cost each its set-up and tear-down, 4.5 times the time of 4,000 small files.
+ * Without `uring`, the copies of the main thread share one ring (made for the first, closed 20 ms
+ * after the last ends; one with `sqpoll` or a deeper `queueDepth` than the default makes its
+ * own): a ring per copy cost each its set-up and tear-down, 4.5 times the time of 4,000 small
+ * files. In a Worker each copy makes its own ring and closes it before it settles (a Worker
+ * terminated as soon as it is done would leave a shared one open in the process).
  *
  * Many copies at once in one process (each holds up to four pipes and two files): one that runs out of descriptors (`EMFILE`) before it has written anything, while others run,
  * waits for one of them to end and tries again, and from then on no more run at once than did

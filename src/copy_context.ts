@@ -204,6 +204,16 @@ function withMemlockRetries<T>(make: () => T): T {
 }
 
 /**
+ * Whether this code runs in a Worker: there a copy makes its own ring, closed before the copy
+ * settles, as everywhere before the shared one. A Worker is often terminated as soon as it says
+ * it is done, and its shared ring (still lingering) and kept lanes would stay open in the process
+ * for good: nothing runs a terminated Worker's JavaScript.
+ */
+function inWorker(): boolean {
+  return "WorkerGlobalScope" in globalThis;
+}
+
+/**
  * The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback.
  * With `shared` (a `copyFile`), neither `uring` nor `sqpoll` given and no deeper `queueDepth` than
  * the default, the thread's shared copy ring (see `copy_shared_ring.ts`), held until `release` (returned with the engine) is called.
@@ -222,7 +232,10 @@ export function openEngine(
     throw e;
   }
   try {
-    if (shared && !options.sqpoll && options.queueDepth <= DEFAULT_QUEUE_DEPTH && !forcedUnavailable()) {
+    if (
+      shared && !options.sqpoll && options.queueDepth <= DEFAULT_QUEUE_DEPTH && !inWorker() &&
+      !forcedUnavailable()
+    ) {
       const held = holdSharedCopyRing(() => createCopyUring(DEFAULT_QUEUE_DEPTH, false));
       return { engine: new UringEngine(held.uring, false, held.lanes), release: held.release };
     }

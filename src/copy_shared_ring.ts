@@ -1,6 +1,7 @@
 /**
  * The `Uring` that `copyFile` calls share when they are given none (and no `sqpoll`, no deeper
- * `queueDepth` than the default): one per thread, made for the first, kept while copies use it
+ * `queueDepth` than the default), on the main thread (not in a Worker: see `openEngine`), made
+ * for the first, kept while copies use it
  * and for {@link LINGER_MS} after the last one ends, then closed. Copies started together share
  * it, and so do copies awaited one after another.
  *

@@ -968,6 +968,42 @@ Deno.test({
 });
 
 Deno.test({
+  name: "copyFile in a Worker: each copy closes its own ring before it settles (none shared, none left open)",
+  ignore: skipKernel(),
+  fn: async () => {
+    // A Worker terminated as soon as it said it was done left its shared ring (lingering) and the
+    // kept lanes' pipes open in the process for good.
+    using dir = tempDir();
+    for (let i = 0; i < 4; i++) Deno.writeTextFileSync(`${dir.path}/f${i}`, "w".repeat(200 + i));
+    const code = `
+import { copyFile } from ${JSON.stringify(MOD_URL)};
+import { sharedCopyRing } from ${JSON.stringify(new URL("../src/copy_shared_ring.ts", import.meta.url).href)};
+const dir = ${JSON.stringify(dir.path)};
+const engines = [];
+for (let i = 0; i < 2; i++) engines.push((await copyFile(dir + "/f" + i, dir + "/c" + i)).engine);
+const results = await Promise.all([2, 3].map((i) => copyFile(dir + "/f" + i, dir + "/c" + i)));
+postMessage({ engines: [...engines, ...results.map((r) => r.engine)], shared: sharedCopyRing() !== undefined });
+`;
+    const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
+    const worker = new Worker(url, { type: "module" });
+    try {
+      const reply = await new Promise<{ engines: string[]; shared: boolean }>((resolve, reject) => {
+        worker.onmessage = (e) => resolve(e.data);
+        worker.onerror = (e) => {
+          e.preventDefault();
+          reject(new Error(e.message));
+        };
+      });
+      assert.deepEqual(reply, { engines: Array(4).fill("io_uring"), shared: false });
+    } finally {
+      worker.terminate();
+      URL.revokeObjectURL(url);
+    }
+    for (let i = 0; i < 4; i++) assert.equal(Deno.readTextFileSync(`${dir.path}/c${i}`), "w".repeat(200 + i));
+  },
+});
+
+Deno.test({
   name: "copyFile reads the file limit at most once a second, not once a copy",
   ignore: skipKernel(),
   fn: async () => {
