@@ -103,13 +103,17 @@ export async function copyFile(
     };
     let failure: unknown;
     let outOf = false;
+    const endedBefore = copiesEnded;
     try {
       const result = await copyFileOnce(given, source, dest, attempt);
       copyLimit++; // (back up, one success at a time, after running out lowered it)
       return result;
     } catch (e) {
       failure = e;
-      outOf = outOfDescriptors(e) && !wrote && !opts.signal?.aborted && copiesRunning > 1;
+      // (Others ran if some still run or any ended meanwhile: those whose descriptors made this
+      // one run out may have met EMFILE themselves, and be waiting in the queue by now.)
+      outOf = outOfDescriptors(e) && !wrote && !opts.signal?.aborted &&
+        (copiesRunning > 1 || copiesEnded !== endedBefore);
     } finally {
       // Out of descriptors while other copies of this process run (many at once, each with its
       // own ring and pipes: a probe's 300 at once at `ulimit -n` 1024 failed 87 with EMFILE,
@@ -129,6 +133,8 @@ export async function copyFile(
  */
 let copiesRunning = 0;
 let copyLimit = Infinity;
+/** `copyFile` attempts ended so far in this process (see `copyFile`'s retry on `EMFILE`). */
+let copiesEnded = 0;
 const copyQueue: (() => void)[] = [];
 
 /**
@@ -158,6 +164,7 @@ function startCopy(signal: AbortSignal | undefined): Promise<boolean> | boolean 
 /** Ends a `copyFile` attempt: the next waiting one starts if the limit lets it. */
 function endCopy(): void {
   copiesRunning--;
+  copiesEnded++;
   while (copiesRunning < copyLimit && copyQueue.length > 0) {
     copiesRunning++;
     copyQueue.shift()!();
