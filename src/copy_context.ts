@@ -320,6 +320,9 @@ export class CopyContext implements EngineContext {
   constructor(options: ResolvedCopyOptions, countOpen = false, sharedRing = false) {
     this.options = options;
     this.#countOpen = countOpen;
+    // First, before anything is held: a look-alike signal that passed the options' check makes
+    // AbortSignal.any throw (a hold on the shared ring taken before it was never given back).
+    this.signal = options.signal ? AbortSignal.any([options.signal, this.#stop.signal]) : this.#stop.signal;
     const opened = openEngine(options, sharedRing);
     this.engine = opened.engine;
     this.#releaseRing = opened.release;
@@ -357,7 +360,6 @@ export class CopyContext implements EngineContext {
       smallFileBuffers(options.queueDepth, options.blockSize),
       options.blockSize,
     );
-    this.signal = options.signal ? AbortSignal.any([options.signal, this.#stop.signal]) : this.#stop.signal;
   }
 
   /**
