@@ -1004,6 +1004,21 @@ postMessage({ engines: [...engines, ...results.map((r) => r.engine)], shared: sh
 });
 
 Deno.test({
+  name: "copyFile: a copy refused as it starts (a look-alike signal) leaves no hold on the shared ring",
+  ignore: skipKernel(),
+  fn: async () => {
+    // AbortSignal.any threw after the copy had taken the shared ring: it stayed open for good.
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/src`, "x");
+    assert.ok(await sharedRingClosed(), "an earlier test's shared ring closes");
+    const signal = Object.create(AbortSignal.prototype, { aborted: { value: false } }) as AbortSignal;
+    await assert.rejects(copyFile(`${dir.path}/src`, `${dir.path}/dst`, { signal }), TypeError);
+    await copyFile(`${dir.path}/src`, `${dir.path}/dst`); // (a ring to close, if one was held)
+    assert.ok(await sharedRingClosed(), "the shared ring closes after the last copy");
+  },
+});
+
+Deno.test({
   name: "copyFile reads the file limit at most once a second, not once a copy",
   ignore: skipKernel(),
   fn: async () => {
