@@ -29,6 +29,12 @@ import type { Uring } from "./uring.ts";
  */
 export const KEPT_LANES = 32;
 
+/**
+ * The timer functions as they were when this module loaded: a test's fake clock (which replaces
+ * the global ones) would otherwise hold the linger, and drop it when restored, the ring open.
+ */
+const setTimer = globalThis.setTimeout, clearTimer = globalThis.clearTimeout;
+
 /** How long (ms) the shared ring stays open after its last copy ends. */
 export const LINGER_MS = 20;
 
@@ -67,7 +73,7 @@ export function holdSharedCopyRing(make: () => Uring): SharedRing {
   const held = entry;
   held.users++;
   if (held.linger !== undefined) {
-    clearTimeout(held.linger);
+    clearTimer(held.linger);
     held.linger = undefined;
   }
   let released = false;
@@ -78,7 +84,7 @@ export function holdSharedCopyRing(make: () => Uring): SharedRing {
       if (released) return;
       released = true;
       if (--held.users > 0) return;
-      const linger = setTimeout(() => {
+      const linger = setTimer(() => {
         held.linger = undefined;
         if (held.users > 0 || shared !== held) return; // (in use again, or replaced)
         shared = undefined;

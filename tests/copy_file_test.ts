@@ -1019,6 +1019,26 @@ Deno.test({
 });
 
 Deno.test({
+  name: "copyFile: the shared ring closes after its last copy under a fake clock too",
+  ignore: skipKernel(),
+  fn: async () => {
+    // A fake clock (as @std/testing's FakeTime installs) took the linger timer and dropped it when
+    // restored: the ring stayed open.
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/src`, "x");
+    assert.ok(await sharedRingClosed(), "an earlier test's shared ring closes");
+    const real = globalThis.setTimeout;
+    globalThis.setTimeout = ((() => 0) as unknown) as typeof setTimeout; // a clock that never runs
+    try {
+      await copyFile(`${dir.path}/src`, `${dir.path}/dst`);
+    } finally {
+      globalThis.setTimeout = real;
+    }
+    assert.ok(await sharedRingClosed(), "closed after the last copy");
+  },
+});
+
+Deno.test({
   name: "copyFile reads the file limit at most once a second, not once a copy",
   ignore: skipKernel(),
   fn: async () => {
