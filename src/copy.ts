@@ -14,6 +14,7 @@ import {
   outOfDescriptors,
   specialDestFailure,
   staged,
+  tagStage,
 } from "./copy_errors.ts";
 import {
   type CopyOptions,
@@ -252,6 +253,12 @@ async function copyFileOnce(
       );
     }
     const inPlace = existing === undefined && tempDenied;
+    if (!inPlace) {
+      // The rename at the end needs write access to the destination itself: refused now, before
+      // any byte is copied (it was refused at the rename, after the whole file had been copied).
+      const denied = checkAccess("open", "write", dest);
+      if (denied !== null) throw tagStage(denied, "create");
+    }
     await copyRegular(ctx, source, dest, st, inPlace);
     const progress = ctx.progressError();
     if (progress !== undefined) throw progress; // thrown by the last report (the file is in place)

@@ -50,3 +50,40 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "copyFile: write denied on the destination alone is refused before any byte is copied",
+  ignore: skipKernel(),
+  async fn() {
+    // The refusal came from the rename at the end, after the whole file had been copied to the
+    // temporary name (a probe).
+    using dir = tempDir();
+    const src = `${dir.path}/src`, dst = `${dir.path}/dst`;
+    Deno.writeFileSync(src, new Uint8Array(4 << 20).fill(1));
+    const code = `
+      import { copyFile } from ${JSON.stringify(MOD_URL)};
+      let bytes = 0;
+      let outcome = "copied";
+      try {
+        await copyFile(${JSON.stringify(src)}, ${
+      JSON.stringify(dst)
+    }, { onProgress: (p) => { bytes = Math.max(bytes, p.bytes); } });
+      } catch (e) {
+        outcome = e.constructor.name + ": " + e.message;
+      }
+      console.log(JSON.stringify({ outcome, bytes, left: [...Deno.readDirSync(${
+      JSON.stringify(dir.path)
+    })].map((e) => e.name).sort() }));
+    `;
+    const out = await childResults(code, [
+      "--allow-read",
+      `--allow-write=${dir.path}`,
+      `--deny-write=${dst}`,
+      "--allow-ffi",
+      "--allow-env",
+    ]);
+    assert.match(out.outcome as string, /^NotCapable: .*Requires write access to "[^"]*\/dst"/);
+    assert.equal(out.bytes, 0, "no byte copied");
+    assert.deepEqual(out.left, ["src"], "no temporary file left");
+  },
+});
