@@ -24,6 +24,7 @@ import {
   type ResolvedCopyOptions,
 } from "./copy_options.ts";
 import { copyRegular, describeFailure, tempPathFor } from "./copy_regular.ts";
+import { shedKeptPipes } from "./copy_shared_ring.ts";
 import { checkAccess, checkCopyTargets, copyRootPath, toPath } from "./permissions.ts";
 import { notCapable } from "./deno_errors.ts";
 
@@ -88,6 +89,7 @@ export async function copyFile(
   const source = trimSlashes(given);
   const dest = copyRootPath(toPath(dst, "dst"));
   const opts = resolveCopyOptions(options);
+  let shedRetried = false; // (a retry only because kept pipes were given back: once)
   for (;;) {
     if (opts.signal?.aborted || !(await startCopy(opts.signal))) {
       throw abortFailure(opts.signal!, `copying '${source}' to '${dest}'`);
@@ -112,9 +114,12 @@ export async function copyFile(
     } catch (e) {
       failure = e;
       // (Others ran if some still run or any ended meanwhile: those whose descriptors made this
-      // one run out may have met EMFILE themselves, and be waiting in the queue by now.)
-      outOf = outOfDescriptors(e) && !wrote && !opts.signal?.aborted &&
-        (copiesRunning > 1 || copiesEnded !== endedBefore);
+      // one run out may have met EMFILE themselves, and be waiting in the queue by now. Pipes the
+      // finished copies' lanes kept are given back, and worth one more try even alone.)
+      const outOfFds = outOfDescriptors(e) && !wrote && !opts.signal?.aborted;
+      const shed = outOfFds ? shedKeptPipes(opts.uring) : 0;
+      outOf = outOfFds && (copiesRunning > 1 || copiesEnded !== endedBefore || (shed > 0 && !shedRetried));
+      if (outOf && shed > 0) shedRetried = true;
     } finally {
       // Out of descriptors while other copies of this process run (many at once, each with its
       // own ring and pipes: a probe's 300 at once at `ulimit -n` 1024 failed 87 with EMFILE,

@@ -120,3 +120,13 @@ export function keepLanesFor(uring: Uring): LaneShelf {
 export function keptLanesOf(uring: Uring): LaneShelf | undefined {
   return lentShelves.get(uring);
 }
+
+/**
+ * Closes the pipes of the lanes kept for copies: the shared ring's, and those kept for `uring`
+ * (see {@link keepLanesFor}). A copy out of descriptors (`EMFILE`) gives them back before it
+ * gives up. Returns how many it closed.
+ */
+export function shedKeptPipes(uring?: Uring): number {
+  const own = uring === undefined ? undefined : lentShelves.get(uring);
+  return (shared?.lanes.shedPipes() ?? 0) + (own?.shedPipes() ?? 0);
+}

@@ -43,7 +43,13 @@ import {
   STATX_SIZE,
 } from "./abi.ts";
 import type { ChainResult } from "./chain.ts";
-import { birthMs, type FileIdentity, sameFile } from "./copy_engine.ts";
+import {
+  birthMs,
+  DESCRIPTOR_SHARES,
+  type FileIdentity,
+  RESERVED_DESCRIPTORS,
+  sameFile,
+} from "./copy_engine.ts";
 import { operationError } from "./deno_errors.ts";
 import { errno } from "./errno.ts";
 import { cstringInto } from "./memory.ts";
@@ -564,25 +570,52 @@ export class LaneShelf {
   readonly #uring: Uring;
   readonly #sys: Sys;
   readonly #max: number;
+  /** Most pipes the kept lanes hold (see the constructor). */
+  readonly #maxPipes: number;
   readonly #lanes: Lane[] = [];
+  /** Pipes the kept lanes hold now. */
+  #pipes = 0;
   #closed = false;
 
-  /** Keeps up to `max` lanes of `uring`. */
+  /**
+   * Keeps up to `max` lanes of `uring`, and their pipes within one copy's share of the file
+   * limit (`RLIMIT_NOFILE` less {@link RESERVED_DESCRIPTORS}, an eighth of it: 2 pipes under
+   * `ulimit -n 80`, all 32 under 1024); a lane beyond that is kept without its pipe. Kept pipes
+   * are descriptors the program no longer sees in use: 64 of them made its own opens, and a lone
+   * copy after the others, fail with EMFILE under `ulimit -n 80`.
+   */
   constructor(uring: Uring, max: number) {
     this.#uring = uring;
     this.#sys = getSys(uring.ring.backend);
     this.#max = max;
+    const limit = this.#sys.fileLimit();
+    this.#maxPipes = limit < 0
+      ? max
+      : DESCRIPTOR_SHARES.chainPipes(Math.max(0, limit - RESERVED_DESCRIPTORS));
   }
 
   /** A kept lane (its `number` for the taker to set), or undefined. */
   take(): Lane | undefined {
-    return this.#lanes.pop();
+    const lane = this.#lanes.pop();
+    if (lane?.pipe != null) this.#pipes--;
+    return lane;
   }
 
   /** Keeps free `lane` for a later {@link LaneShelf.take}; when full or closed, lets it go. */
   give(lane: Lane): void {
-    if (this.#closed || this.#lanes.length >= this.#max) this.#letGo(lane);
-    else this.#lanes.push(lane);
+    if (this.#closed || this.#lanes.length >= this.#max) {
+      this.#letGo(lane);
+      return;
+    }
+    if (lane.pipe !== null) {
+      if (this.#pipes < this.#maxPipes) {
+        this.#pipes++;
+      } else {
+        closePipe(this.#sys, lane.pipe);
+        lane.pipe = null;
+      }
+    }
+    this.#lanes.push(lane);
   }
 
   /** The capacity of the next kept lane's pipe, 0 when it has none (or none is kept). */
@@ -599,12 +632,14 @@ export class LaneShelf {
       lane.pipe = null;
       closed++;
     }
+    this.#pipes = 0;
     return closed;
   }
 
   /** Lets every kept lane go; any given later goes at once. */
   close(): void {
     this.#closed = true;
+    this.#pipes = 0;
     for (const lane of this.#lanes.splice(0)) this.#letGo(lane);
   }
 
