@@ -73,9 +73,11 @@ export function trimSlashes(path: string): string {
  * files. In a Worker each copy makes its own ring and closes it before it settles (a Worker
  * terminated as soon as it is done would leave a shared one open in the process).
  *
- * Many copies at once in one process (each holds up to four pipes and two files): one that runs out of descriptors (`EMFILE`) before it has written anything, while others run,
- * waits for one of them to end and tries again, and from then on no more run at once than did
- * then (one more after each that succeeds). `copyTree` copies are not counted there: one that
+ * Many copies at once in one process (each holds up to four pipes and two files): one that runs
+ * out of descriptors (`EMFILE`) before it has written anything, while others run (or ran during
+ * its attempt), waits for one of them to end and tries again, and from then on no more run at
+ * once than did then (one more after each that succeeds). It first gives back the pipes kept for
+ * later copies, and tries once more even alone when there were any. `copyTree` copies are not counted there: one that
  * runs out beside many `copyFile`s waits only for its own files, and may fail with `EMFILE`.
  */
 export async function copyFile(

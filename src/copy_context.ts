@@ -216,7 +216,9 @@ function inWorker(): boolean {
 /**
  * The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback.
  * With `shared` (a `copyFile`), neither `uring` nor `sqpoll` given and no deeper `queueDepth` than
- * the default, the thread's shared copy ring (see `copy_shared_ring.ts`), held until `release` (returned with the engine) is called.
+ * the default, the main thread's shared copy ring (see `copy_shared_ring.ts`), held until
+ * `release` (returned with the engine) is called. On a caller's `uring`, the lanes kept for it,
+ * if any (the CLI's: see `keepLanesFor`).
  */
 export function openEngine(
   options: ResolvedCopyOptions,

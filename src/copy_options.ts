@@ -104,17 +104,18 @@ export interface CopyOptions {
   onProgress?: (progress: CopyProgress) => void;
   /**
    * Run on this `Uring` (it is not closed at the end). Without it, `copyTree` makes a ring of its
-   * own, and `copyFile` runs on a ring the copies of this thread share (see `copyFile`). Its ring should
-   * have room for `queueDepth` operations; on a smaller one the copy still works, with fewer
-   * operations per submission (below 6 SQ entries, files of one block are copied operation by
-   * operation; below 2, without splice). On a kernel before 5.17 (no `IORING_FEAT_LINKED_FILE`)
+   * own, and `copyFile` runs on a ring the copies of the main thread share (see `copyFile`). Its
+   * ring should have room for `queueDepth` operations; on a smaller one the copy still works,
+   * with fewer operations per submission (below 6 SQ entries, files of one block are copied
+   * operation by operation; below 2, without splice). On a kernel before 5.17 (no `IORING_FEAT_LINKED_FILE`)
    * the copy falls back as `fallback` says.
    */
   uring?: Uring;
   /**
-   * Kernel submission polling (SQPOLL) for the ring the copy makes (then its own, never shared). Default `false`: measured on
-   * a 2-core machine, the polling thread competes with the copy's own kernel work and made copies
-   * up to 1.5× slower. `true` turns it on where the kernel allows it (else a plain ring is used).
+   * Kernel submission polling (SQPOLL) for the ring the copy makes (then its own, never shared).
+   * Default `false`: measured on a 2-core machine, the polling thread competes with the copy's
+   * own kernel work and made copies up to 1.5× slower. `true` turns it on where the kernel allows
+   * it (else a plain ring is used).
    */
   sqpoll?: boolean;
   /**

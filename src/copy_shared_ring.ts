@@ -1,9 +1,8 @@
 /**
  * The `Uring` that `copyFile` calls share when they are given none (and no `sqpoll`, no deeper
- * `queueDepth` than the default), on the main thread (not in a Worker: see `openEngine`), made
- * for the first, kept while copies use it
- * and for {@link LINGER_MS} after the last one ends, then closed. Copies started together share
- * it, and so do copies awaited one after another.
+ * `queueDepth` than the default), on the main thread (not in a Worker: see `openEngine`): made
+ * for the first, kept while copies use it and for {@link LINGER_MS} after the last one ends, then
+ * closed. Copies started together share it, and so do copies awaited one after another.
  *
  * A ring per call cost every copy its set-up and tear-down (`io_uring_setup`, three mappings,
  * registering the ring and its file table, an `Sqe` per entry, then unmapping and closing):
@@ -11,7 +10,8 @@
  * shared ring (`Deno.copyFile` × 32: 0.10 s); one after another, 622 against 317 µs a file.
  *
  * The ring keeps the free lanes its copies' one-block chains leave (up to {@link KEPT_LANES}:
- * file-table indexes, a pipe and memory each) for the next copies, and lets them go with itself.
+ * file-table indexes, a pipe and memory each; the pipes within a share of the file limit, see
+ * `LaneShelf`) for the next copies, and lets them go with itself.
  *
  * The linger is an unreferenced timer: it keeps no program alive. (The event loop's next turn
  * was too soon: Deno settles a finished thread-pool call between microtasks, so under load the
