@@ -560,8 +560,8 @@ export class SmallFileChains implements RawClient {
 }
 
 /**
- * Free one-block lanes kept between the copies on a thread's shared copy ring, with their
- * file-table indexes, pipe and memory, up to `max`: a lane made per copy (two indexes reserved,
+ * Free one-block lanes kept between the copies on one ring (the main thread's shared copy ring,
+ * and the CLI's), with their file-table indexes, pipe and memory, up to `max`: a lane made per copy (two indexes reserved,
  * a pipe made with `pipe2` and `F_GETPIPE_SZ`, path and `statx` memory, then all given back)
  * cost ~20% of 4,000 one-block `copyFile`s 32 at a time. A lane the shelf has no room for, and
  * every kept lane when it closes, gives its indexes back and closes its pipe.
