@@ -309,10 +309,10 @@ export class UringEngine implements Engine {
   /** The system layer of the ring's backend ({@link statNow}'s calls). */
   readonly #sys: Sys;
 
-  /** Free one-block lanes kept between copies on a shared ring (see `LaneShelf`). */
+  /** Free one-block lanes kept between the copies on this ring, if it keeps any (see `LaneShelf`). */
   readonly #shelf: LaneShelf | undefined;
 
-  /** Wraps `uring`; `owned` means `close()` closes it; `shelf`: the shared ring's lanes, if it is one. */
+  /** Wraps `uring`; `owned` means `close()` closes it; `shelf`: the lanes kept for the ring, if any. */
   constructor(uring: Uring, owned: boolean, shelf?: LaneShelf) {
     this.#uring = uring;
     this.#owned = owned;
