@@ -134,6 +134,28 @@ export interface Lane {
   fail: ((error: unknown) => void) | null;
 }
 
+/** A new lane, number `number` of its chains, on file-table indexes `input` and `output`, without a pipe. */
+export function makeLane(number: number, input: number, output: number): Lane {
+  return {
+    number,
+    input,
+    output,
+    srcMemory: null,
+    dstMemory: null,
+    src: "",
+    tmp: "",
+    pipe: null,
+    spliced: false,
+    size: 0,
+    view: null,
+    statx: null,
+    statxWords: null,
+    source: UNKNOWN_SOURCE,
+    settle: null,
+    fail: null,
+  };
+}
+
 /** Where `statx` puts the inode number, the birth time and its mask, in 32-bit words. */
 const INO_WORD = STATX.ino / 4, BTIME_WORD = STATX.btime / 4, MASK_WORD = STATX.mask / 4;
 
@@ -374,25 +396,7 @@ export class SmallFileChains implements RawClient {
     }
     const pair = reserveFilePair(this.#uring);
     if (pair === null) return null; // Uring.chain (and then the block path) will not fare better
-    const [input, output] = pair;
-    const lane: Lane = {
-      number: this.#lanes.length,
-      input,
-      output,
-      srcMemory: null,
-      dstMemory: null,
-      src: "",
-      tmp: "",
-      pipe: null,
-      spliced: false,
-      size: 0,
-      view: null,
-      statx: null,
-      statxWords: null,
-      source: UNKNOWN_SOURCE,
-      settle: null,
-      fail: null,
-    };
+    const lane = makeLane(this.#lanes.length, pair[0], pair[1]);
     this.#lanes.push(lane);
     return lane;
   }

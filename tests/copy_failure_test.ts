@@ -640,6 +640,30 @@ Deno.test({
   },
 });
 
+/**
+ * Runs `body` (after `import { copyFile }` and `const dir`, the test's directory) in a child under
+ * `ulimit -n limit` (lowered by its shell), and returns what its last line printed, parsed. Deno's
+ * update check is off: it needs descriptors of its own, and panics without them.
+ */
+async function underFileLimit(limit: number, dir: string, body: string): Promise<Record<string, unknown>> {
+  const script = `${dir}/child.ts`;
+  Deno.writeTextFileSync(
+    script,
+    `import { copyFile } from "${MOD_URL}";\nconst dir = ${JSON.stringify(dir)};\n${body}`,
+  );
+  const out = await new Deno.Command("sh", {
+    args: ["-c", `ulimit -n ${limit} && exec "$0" run --quiet --allow-all "$1"`, Deno.execPath(), script],
+    env: { DENO_NO_UPDATE_CHECK: "1" },
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(60_000),
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  const last = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1);
+  assert.ok(out.success && last, `the child failed: ${stderr}`);
+  return JSON.parse(last);
+}
+
 Deno.test({
   name: "copyFile: many at once past the descriptor limit wait for each other instead of failing with EMFILE",
   ignore: skipKernel(),
@@ -648,29 +672,17 @@ Deno.test({
     // `ulimit -n 256` failed 49 with EMFILE (a probe: 87 of 300 at 1024, where Deno.copyFile's
     // failed none). In a child, with the limit lowered by its shell.
     using dir = tempDir();
-    const script = `${dir.path}/many.ts`;
-    Deno.writeTextFileSync(
-      script,
-      `import { copyFile } from "${MOD_URL}";
-const dir = ${JSON.stringify(dir.path)};
-Deno.writeFileSync(dir + "/src", new Uint8Array(3_000_000).fill(3));
+    const r = await underFileLimit(
+      256,
+      dir.path,
+      `Deno.writeFileSync(dir + "/src", new Uint8Array(3_000_000).fill(3));
 const rs = await Promise.allSettled(Array.from({ length: 100 }, (_, i) => copyFile(dir + "/src", dir + "/o" + i)));
 const failed = rs.filter((r) => r.status === "rejected");
 let whole = 0;
 for (let i = 0; i < 100; i++) try { if (Deno.statSync(dir + "/o" + i).size === 3_000_000) whole++; } catch { /* none */ }
 console.log(JSON.stringify({ failed: failed.length, whole, first: failed[0]?.reason?.message ?? null }));`,
     );
-    const out = await new Deno.Command("sh", {
-      args: ["-c", 'ulimit -n 256 && exec "$0" run --quiet --allow-all "$1"', Deno.execPath(), script],
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(60_000),
-    }).output();
-    const stderr = new TextDecoder().decode(out.stderr);
-    const last = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1);
-    assert.ok(out.success && last, `the child failed: ${stderr}`);
-    const r = JSON.parse(last);
-    assert.equal(r.failed, 0, r.first ?? "");
+    assert.equal(r.failed, 0, String(r.first ?? ""));
     assert.equal(r.whole, 100);
   },
 });
@@ -683,12 +695,10 @@ Deno.test({
     // program's own open right after failed with EMFILE, and so did a lone copy of a bigger file
     // (re-check precheck8), where the code before the shared ring left them free.
     using dir = tempDir();
-    const script = `${dir.path}/kept.ts`;
-    Deno.writeTextFileSync(
-      script,
-      `import { copyFile } from "${MOD_URL}";
-const dir = ${JSON.stringify(dir.path)};
-for (let i = 0; i < 32; i++) Deno.writeFileSync(dir + "/s" + i, new Uint8Array(3000).fill(i));
+    const r = await underFileLimit(
+      80,
+      dir.path,
+      `for (let i = 0; i < 32; i++) Deno.writeFileSync(dir + "/s" + i, new Uint8Array(3000).fill(i));
 Deno.writeFileSync(dir + "/big", new Uint8Array(3 << 20).fill(7));
 const results = {};
 await Promise.all(Array.from({ length: 32 }, (_, i) => copyFile(dir + "/s" + i, dir + "/d" + i)));
@@ -696,17 +706,7 @@ try { Deno.openSync(dir + "/s1").close(); results.open = "ok"; } catch (e) { res
 try { results.big = (await copyFile(dir + "/big", dir + "/big.copy")).bytes; } catch (e) { results.big = e.message; }
 console.log(JSON.stringify(results));`,
     );
-    const out = await new Deno.Command("sh", {
-      args: ["-c", 'ulimit -n 80 && exec "$0" run --quiet --allow-all "$1"', Deno.execPath(), script],
-      env: { DENO_NO_UPDATE_CHECK: "1" }, // (Deno's update check needs descriptors of its own)
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(60_000),
-    }).output();
-    const stderr = new TextDecoder().decode(out.stderr);
-    const last = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1);
-    assert.ok(out.success && last, `the child failed: ${stderr}`);
-    assert.deepEqual(JSON.parse(last), { open: "ok", big: 3 << 20 });
+    assert.deepEqual(r, { open: "ok", big: 3 << 20 });
   },
 });
 

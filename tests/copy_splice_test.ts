@@ -12,7 +12,7 @@ import { BufferPool } from "../src/copy_budget.ts";
 import { MAX_PIPE_SIZE, SPLICE_PIPES, SPLICE_RUN, SplicePipes } from "../src/copy_splice.ts";
 import { getSys } from "../src/sys.ts";
 import { openPipe } from "../src/pipe.ts";
-import { type Lane, LaneShelf, reserveFilePair } from "../src/copy_small.ts";
+import { type Lane, LaneShelf, makeLane, reserveFilePair } from "../src/copy_small.ts";
 import { LINGER_MS, sharedCopyRing } from "../src/copy_shared_ring.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { uringOptions } from "./uring_support.ts";
@@ -397,24 +397,7 @@ Deno.test({
     const sys = getSys(uring.ring.backend);
     const lane = (): Lane => {
       const [input, output] = reserveFilePair(uring)!;
-      return {
-        number: 0,
-        input,
-        output,
-        srcMemory: null,
-        dstMemory: null,
-        src: "",
-        tmp: "",
-        pipe: openPipe(sys),
-        spliced: false,
-        size: 0,
-        view: null,
-        statx: null,
-        statxWords: null,
-        source: {},
-        settle: null,
-        fail: null,
-      };
+      return { ...makeLane(0, input, output), pipe: openPipe(sys) };
     };
     const shelf = new LaneShelf(uring, 2);
     assert.equal(shelf.take(), undefined, "none kept yet");
