@@ -25,6 +25,7 @@ import {
 } from "./copy_errors.ts";
 import { type CopyResult, type CopyTreeOptions, resolveCopyOptions } from "./copy_options.ts";
 import { copyRegular, describeFailure, tempPathFor } from "./copy_regular.ts";
+import { shedKeptPipes } from "./copy_shared_ring.ts";
 import { checkAccess, checkCopyTargets, copyRootPath, toPath } from "./permissions.ts";
 
 /** Directory listings read at once (each is a blocking call on Deno's thread pool). */
@@ -479,7 +480,9 @@ class TreeCopy {
     if (!outOfDescriptors(error) || this.ctx.stopping) return false;
     // The pipes the engine keeps between files go first (it makes no new ones): try again at once
     // when that freed some and no file in progress will give any back.
-    const shed = this.ctx.engine.shedPipes?.() ?? 0;
+    // (And the pipes kept for later copies on the main thread's shared copy ring: idle, but the
+    // process's descriptors all the same.)
+    const shed = (this.ctx.engine.shedPipes?.() ?? 0) + shedKeptPipes();
     const files = this.files;
     // (Counted, not worked out from the slots: the walk withholds a slot before it has it.)
     const others = this.#running;

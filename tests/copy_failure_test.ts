@@ -641,15 +641,24 @@ Deno.test({
 });
 
 /**
- * Runs `body` (after `import { copyFile }` and `const dir`, the test's directory) in a child under
- * `ulimit -n limit` (lowered by its shell), and returns what its last line printed, parsed. Deno's
- * update check is off: it needs descriptors of its own, and panics without them.
+ * Runs `body` (after `import { copyFile }`, and any more of the module's exports in `more`, and
+ * `const dir`, the test's directory) in a child under `ulimit -n limit` (lowered by its shell),
+ * and returns what its last line printed, parsed. Deno's update check is off: it needs descriptors
+ * of its own, and panics without them. (So does Deno's own signal set-up, about a second after
+ * start: a child that holds every descriptor waits for it first.)
  */
-async function underFileLimit(limit: number, dir: string, body: string): Promise<Record<string, unknown>> {
+async function underFileLimit(
+  limit: number,
+  dir: string,
+  body: string,
+  ...more: string[]
+): Promise<Record<string, unknown>> {
   const script = `${dir}/child.ts`;
   Deno.writeTextFileSync(
     script,
-    `import { copyFile } from "${MOD_URL}";\nconst dir = ${JSON.stringify(dir)};\n${body}`,
+    `import { ${["copyFile", ...more].join(", ")} } from "${MOD_URL}";\nconst dir = ${
+      JSON.stringify(dir)
+    };\n${body}`,
   );
   const out = await new Deno.Command("sh", {
     args: ["-c", `ulimit -n ${limit} && exec "$0" run --quiet --allow-all "$1"`, Deno.execPath(), script],
@@ -707,6 +716,38 @@ try { results.big = (await copyFile(dir + "/big", dir + "/big.copy")).bytes; } c
 console.log(JSON.stringify(results));`,
     );
     assert.deepEqual(r, { open: "ok", big: 3 << 20 });
+  },
+});
+
+Deno.test({
+  name: "copyTree out of descriptors gives back the pipes kept on the shared ring, as copyFile does",
+  ignore: skipKernel(),
+  fn: async () => {
+    // With copyFiles keeping the shared ring in use, a copyTree left 2 descriptors failed with
+    // EMFILE (10 of 10) while the ring's kept lanes held 34–64 idle ones (re-check precheck9).
+    using dir = tempDir();
+    const r = await underFileLimit(
+      200,
+      dir.path,
+      `await new Promise((r) => setTimeout(r, 1200)); // (Deno sets up its signal handling first: see the note above)
+for (let i = 0; i < 32; i++) Deno.writeFileSync(dir + "/s" + i, new Uint8Array(3000).fill(i));
+Deno.mkdirSync(dir + "/tree");
+Deno.writeFileSync(dir + "/tree/big", new Uint8Array(1_500_000).fill(9));
+await Promise.all(Array.from({ length: 32 }, (_, i) => copyFile(dir + "/s" + i, dir + "/d" + i)));
+let stop = false;
+const loop = (async () => { while (!stop) await copyFile(dir + "/s1", dir + "/bg", { overwrite: true }); })();
+const held = [];
+try { for (;;) held.push(Deno.openSync(dir + "/s0")); } catch { /* EMFILE: every descriptor taken */ }
+for (let i = 0; i < 2; i++) held.pop().close();
+let result;
+try { result = (await copyTree(dir + "/tree", dir + "/tree2")).files; } catch (e) { result = e.message; }
+stop = true;
+await loop;
+for (const f of held) f.close();
+console.log(JSON.stringify({ result }));`,
+      "copyTree",
+    );
+    assert.deepEqual(r, { result: 1 });
   },
 });
 
