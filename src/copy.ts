@@ -8,6 +8,7 @@ import { CopyContext } from "./copy_context.ts";
 import {
   abortFailure,
   alreadyExistsText,
+  copyFailure,
   dirnameOf,
   isDescribed,
   makeFailure,
@@ -186,7 +187,12 @@ async function copyFileOnce(
   dest: string,
   opts: ResolvedCopyOptions,
 ): Promise<CopyResult> {
-  const ctx = new CopyContext(opts, false, true); // (on the shared copy ring, unless told otherwise)
+  let ctx: CopyContext;
+  try {
+    ctx = new CopyContext(opts, false, true); // (on the shared copy ring, unless told otherwise)
+  } catch (e) {
+    throw copyFailure(e, source, dest); // (io_uring_setup's EMFILE, say: the error names the files)
+  }
   try {
     const st = await staged("stat-source", ctx.engine.stat(source, true, ctx));
     if (st.kind === "dir") {

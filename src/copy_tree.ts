@@ -14,6 +14,7 @@ import {
   abortFailure,
   alreadyExistsText,
   codeOf,
+  copyFailure,
   CopyTreeError,
   dirnameOf,
   isDescribed,
@@ -732,7 +733,12 @@ export async function copyTree(
   const dest = trimSlashes(copyRootPath(toPath(dst, "dst")));
   const opts = resolveCopyOptions(options);
   if (opts.signal?.aborted) throw abortFailure(opts.signal, `copying '${source}' to '${dest}'`);
-  const ctx = new CopyContext(opts, true); // (descriptors: counting those open pays off for a tree)
+  let ctx: CopyContext;
+  try {
+    ctx = new CopyContext(opts, true); // (descriptors: counting those open pays off for a tree)
+  } catch (e) {
+    throw copyFailure(e, source, dest); // (io_uring_setup's EMFILE, say: the error names the tree)
+  }
   const tree = new TreeCopy(ctx, source, dest);
   try {
     let root: EntryStat;

@@ -753,6 +753,45 @@ console.log(JSON.stringify({ result }));`,
 
 Deno.test({
   name:
+    "copyFile/copyTree: a ring that cannot be set up (EMFILE) fails naming the files, still an IoUringError",
+  ignore: skipKernel(),
+  fn: async () => {
+    // The context was made outside the copy's error handling: "io_uring_setup failed: EMFILE"
+    // alone, no file named (re-check precheck9).
+    using dir = tempDir();
+    const r = await underFileLimit(
+      80,
+      dir.path,
+      `await new Promise((r) => setTimeout(r, 1200)); // (Deno sets up its signal handling first)
+Deno.writeTextFileSync(dir + "/src", "x");
+Deno.mkdirSync(dir + "/t");
+Deno.writeTextFileSync(dir + "/t/a", "y");
+const held = [];
+try { for (;;) held.push(Deno.openSync(dir + "/src")); } catch { /* EMFILE: every descriptor taken */ }
+const out = {};
+const attempt = async (name, f) => {
+  try { await f(); out[name] = "copied"; } catch (e) { out[name] = [e.constructor.name, e.code, e.call, e.message]; }
+};
+await attempt("file", () => copyFile(dir + "/src", dir + "/dst", { fallback: false }));
+await attempt("tree", () => copyTree(dir + "/t", dir + "/t2", { fallback: false }));
+for (const f of held) f.close();
+console.log(JSON.stringify(out));`,
+      "copyTree",
+    );
+    const d = dir.path;
+    for (const [name, src, dst] of [["file", `${d}/src`, `${d}/dst`], ["tree", `${d}/t`, `${d}/t2`]]) {
+      const [cls, code, call, message] = r[name] as string[];
+      assert.deepEqual([cls, code, call], ["IoUringError", "EMFILE", "io_uring_setup"], name);
+      assert.ok(
+        message.startsWith(`cannot copy '${src}' to '${dst}': io_uring_setup failed: EMFILE`),
+        message,
+      );
+    }
+  },
+});
+
+Deno.test({
+  name:
     "copy: an async onProgress that rejects stops the copy as a throw does; later rejections stay the caller's",
   ignore: skipKernel(),
   fn: async () => {
