@@ -32,6 +32,7 @@ export const KEPT_LANES = 32;
 /**
  * The timer functions as they were when this module loaded: a test's fake clock (which replaces
  * the global ones) would otherwise hold the linger, and drop it when restored, the ring open.
+ * (One installed before the module loads still does: import the module first.)
  */
 const setTimer = globalThis.setTimeout, clearTimer = globalThis.clearTimeout;
 
