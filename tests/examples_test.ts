@@ -124,6 +124,46 @@ Deno.test("examples/zero_syscall.ts: OPS that is not a positive integer is a usa
 });
 
 Deno.test({
+  name: "examples/copy_many.ts: copies every file of a directory, N at a time; says what failed",
+  ignore: skipKernel(),
+  fn: async () => {
+    using tmp = tempDir();
+    Deno.mkdirSync(`${tmp.path}/from/sub`, { recursive: true });
+    let total = 0;
+    for (let i = 0; i < 60; i++) {
+      const data = new Uint8Array(100 + i * 1500).fill(i);
+      total += data.length;
+      Deno.writeFileSync(`${tmp.path}/from/f${i}`, data);
+    }
+    const r = await runExample(
+      "copy_many.ts",
+      [`${tmp.path}/from`, `${tmp.path}/to`, "--jobs", "8"],
+      tmp.path,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      new RegExp(`^copied 60 of 60 files \\(${total} bytes\\) in [0-9.]+ ms, 8 at a time\n$`),
+    );
+    for (let i = 0; i < 60; i++) {
+      assert.deepEqual(
+        Deno.readFileSync(`${tmp.path}/to/f${i}`),
+        Deno.readFileSync(`${tmp.path}/from/f${i}`),
+      );
+    }
+    assert.throws(() => Deno.statSync(`${tmp.path}/to/sub`), Deno.errors.NotFound, "files only");
+    // Again: every destination exists now, and each copy fails alone.
+    const again = await runExample("copy_many.ts", [`${tmp.path}/from`, `${tmp.path}/to`], tmp.path);
+    assert.equal(again.code, 1);
+    assert.match(again.stdout, /^copied 0 of 60 files \(0 bytes\)/);
+    assert.equal(again.stderr.trim().split("\n").filter((line) => /already exists/.test(line)).length, 60);
+    const usage = await runExample("copy_many.ts", [`${tmp.path}/from`], tmp.path);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /^usage: copy_many\.ts FROM TO/);
+  },
+});
+
+Deno.test({
   name: "examples/ring_read.ts: prints the first bytes of the file it is given",
   ignore: skipKernel(),
   fn: async () => {
