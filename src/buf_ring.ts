@@ -30,13 +30,6 @@ export function servesBundles(bufferRing: BufferRing): void {
   markBundled(bufferRing);
 }
 
-/**
- * The group id of `bufferRing` for a use on the ring whose SQE memory is `sqeWords` (an `Sqe`'s
- * `u32`; `undefined` skips that look, for a caller that refuses a bad SQE itself) (internal: the
- * preps and `IoUring.bufferRingHead`). Throws `ClosedError` once it is closed (its group id may
- * be another ring of buffers' now), and a `TypeError` when it is registered with another ring,
- * where its group id names another ring of buffers, or none.
- */
 /** The rings of buffers registered on each ring, by its SQE memory, then by group id. */
 const registeredRings = new WeakMap<Uint32Array, Map<number, BufferRing>>();
 
@@ -61,6 +54,13 @@ export function ringNamed(
   return ring === undefined || ring.closed ? group : ring;
 }
 
+/**
+ * The group id of `bufferRing` for a use on the ring whose SQE memory is `sqeWords` (an `Sqe`'s
+ * `u32`; `undefined` skips that look, for a caller that refuses a bad SQE itself) (internal: the
+ * preps and `IoUring.bufferRingHead`). Throws `ClosedError` once it is closed (its group id may
+ * be another ring of buffers' now), and a `TypeError` when it is registered with another ring,
+ * where its group id names another ring of buffers, or none.
+ */
 export function groupOn(bufferRing: BufferRing, sqeWords: Uint32Array | undefined): number {
   if (bufferRing.closed) throw new ClosedError(`BufferRing (group ${bufferRing.group})`);
   if (sqeWords !== undefined && !ownsSqeMemory(bufferRing, sqeWords)) {
@@ -414,8 +414,9 @@ export class BufferRing implements Disposable {
    * waiting to select a buffer of this group fail with `-ENOBUFS`; one that picked a buffer before
    * (a receive waiting in an io-wq worker) may still write into it, so its address range stays
    * reserved until the `IoUring` closes (views read zeros meanwhile, empty after): its pages are
-   * given back now, but each ring of buffers closed keeps a mapping of the process until then. When the kernel refuses the unregister (a restricted ring: `EACCES`),
-   * it throws and the ring of buffers stays open, its memory the kernel's to pick from.
+   * given back now, but each ring of buffers closed keeps a mapping of the process until then.
+   * When the kernel refuses the unregister (a restricted ring: `EACCES`), it throws and the ring
+   * of buffers stays open, its memory the kernel's to pick from.
    */
   close(): void {
     const release = this.#release;

@@ -1021,7 +1021,6 @@ export class UringEngine implements Engine {
     return this.#op(ctx, () => this.#uring.symlink(target, path, { signal: ctx.signal }));
   }
 
-  /** `renameat2`, with `RENAME_NOREPLACE` when `noReplace`. */
   /**
    * `renameat2` on this thread (a few µs; `RENAME_NOREPLACE` when `noReplace`), where io_uring's
    * rename always goes to an io-wq worker and back: ~80 µs of the ~400 a lone one-block

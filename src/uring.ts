@@ -3574,7 +3574,6 @@ function askedResult(slot: Slot): ChainResult {
   return OK_ZERO;
 }
 
-/** `access` to `path` as {@link checkAccess} asks it; "both" needs read and write, "either" one. */
 /** Whether `slot` (a chain's member) closes a plain fd, not a registered file's index. */
 function closesPlainFd(slot: Slot): boolean {
   return slot.kind === K_CLOSE && (slot.sqeFlags & IOSQE_FIXED_FILE) === 0;
@@ -3593,6 +3592,7 @@ function removeCreated(cpath: Uint8Array): void {
   }
 }
 
+/** `access` to `path` as {@link checkAccess} asks it; "both" needs read and write, "either" one. */
 function checkPathAccess(
   op: string,
   access: Access | "both" | "either",
