@@ -3592,18 +3592,10 @@ function removeCreated(cpath: Uint8Array): void {
   }
 }
 
-/** `access` to `path` as {@link checkAccess} asks it; "both" needs read and write, "either" one. */
-function checkPathAccess(
-  op: string,
-  access: Access | "both" | "either",
-  path: string,
-  shownAs = path,
-): Error | null {
+/** `access` to `path` as {@link checkAccess} asks it; "both" needs read and write. */
+function checkPathAccess(op: string, access: Access | "both", path: string, shownAs = path): Error | null {
   if (access === "both") {
     return checkAccess(op, "read", path, shownAs) ?? checkAccess(op, "write", path, shownAs);
-  }
-  if (access === "either") {
-    return checkAccess(op, "read", path, shownAs) === null ? null : checkAccess(op, "write", path, shownAs);
   }
   return checkAccess(op, access, path, shownAs);
 }
