@@ -25,6 +25,7 @@ import {
   permOf,
   randomFile,
   sha256File,
+  sharedRingClosed,
   sparseFile,
   tempLeftovers,
   withTmpfs,
@@ -858,14 +859,6 @@ Deno.test({
     }
   },
 });
-
-/** Waits (up to 2 s) until this thread's shared copy ring has closed; its last use was before. */
-async function sharedRingClosed(): Promise<boolean> {
-  for (let i = 0; i < 200 && sharedCopyRing() !== undefined; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  return sharedCopyRing() === undefined;
-}
 
 Deno.test({
   name:

@@ -13,10 +13,17 @@ import { MAX_PIPE_SIZE, SPLICE_PIPES, SPLICE_RUN, SplicePipes } from "../src/cop
 import { getSys } from "../src/sys.ts";
 import { openPipe } from "../src/pipe.ts";
 import { type Lane, LaneShelf, makeLane, reserveFilePair } from "../src/copy_small.ts";
-import { LINGER_MS, sharedCopyRing } from "../src/copy_shared_ring.ts";
+import { sharedCopyRing } from "../src/copy_shared_ring.ts";
 import { ringTest, skipKernel, tempDir } from "./_support.ts";
 import { uringOptions } from "./uring_support.ts";
-import { openUnder, randomFile, sha256File, tempLeftovers, trackPipes } from "./copy_support.ts";
+import {
+  openUnder,
+  randomFile,
+  sha256File,
+  sharedRingClosed,
+  tempLeftovers,
+  trackPipes,
+} from "./copy_support.ts";
 
 const MiB = 1024 * 1024;
 
@@ -440,9 +447,7 @@ Deno.test({
     // 4,000 one-block copies 32 at a time.
     using dir = tempDir();
     for (let i = 0; i < 40; i++) Deno.writeTextFileSync(`${dir.path}/f${i}`, "y".repeat(1000 + i));
-    for (let i = 0; i < 200 && sharedCopyRing() !== undefined; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10)); // an earlier test's ring closes
-    }
+    await sharedRingClosed(); // (an earlier test's)
     using pipes = trackPipes(getSys().backend);
     const sys = getSys();
     const pipe = sys.pipe;
@@ -469,10 +474,7 @@ Deno.test({
     } finally {
       sys.pipe = pipe;
     }
-    for (let i = 0; i < 100 && sharedCopyRing() !== undefined; i++) {
-      await new Promise((resolve) => setTimeout(resolve, LINGER_MS));
-    }
-    assert.equal(sharedCopyRing(), undefined);
+    assert.ok(await sharedRingClosed(), "closed after the last copy");
     assert.deepEqual(pipes.open(), [], "closed with the ring");
     for (let i = 0; i < 40; i++) {
       assert.equal(Deno.readTextFileSync(`${dir.path}/c${i}`), "y".repeat(1000 + i));

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import type { Uring } from "../mod.ts";
 import { MEMBERS, TAG_STRIDE } from "../src/copy_small.ts";
+import { sharedCopyRing } from "../src/copy_shared_ring.ts";
 import { type Backend, getSys } from "../src/sys.ts";
 import { type RawClient, rawRing } from "../src/uring.ts";
 
@@ -426,4 +427,12 @@ export function divertFirstChain(
       fail: (e) => client.fail(e),
     });
   return counter;
+}
+
+/** Waits (up to 2 s) until this thread's shared copy ring has closed; its last use was before. */
+export async function sharedRingClosed(): Promise<boolean> {
+  for (let i = 0; i < 200 && sharedCopyRing() !== undefined; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return sharedCopyRing() === undefined;
 }
