@@ -640,12 +640,20 @@ Deno.test({
   },
 });
 
+/** The child's `takeEveryDescriptor` (see {@link underFileLimit}). */
+const TAKE_EVERY_DESCRIPTOR = `const takeEveryDescriptor = (path) => {
+  const held = [];
+  try { for (;;) held.push(Deno.openSync(path)); } catch { /* EMFILE: every descriptor taken */ }
+  return held;
+};`;
+
 /**
  * Runs `body` (after `import { copyFile }`, and any more of the module's exports in `more`, and
  * `const dir`, the test's directory) in a child under `ulimit -n limit` (lowered by its shell),
  * and returns what its last line printed, parsed. Deno's update check is off: it needs descriptors
  * of its own, and panics without them. (So does Deno's own signal set-up, about a second after
- * start: a child that holds every descriptor waits for it first.)
+ * start: a child that holds every descriptor waits for it first.) The body may call
+ * `takeEveryDescriptor(path)`: opens `path` until EMFILE, returning the files it holds.
  */
 async function underFileLimit(
   limit: number,
@@ -658,7 +666,7 @@ async function underFileLimit(
     script,
     `import { ${["copyFile", ...more].join(", ")} } from "${MOD_URL}";\nconst dir = ${
       JSON.stringify(dir)
-    };\n${body}`,
+    };\n${TAKE_EVERY_DESCRIPTOR}\n${body}`,
   );
   const out = await new Deno.Command("sh", {
     args: ["-c", `ulimit -n ${limit} && exec "$0" run --quiet --allow-all "$1"`, Deno.execPath(), script],
@@ -729,15 +737,14 @@ Deno.test({
     const r = await underFileLimit(
       200,
       dir.path,
-      `await new Promise((r) => setTimeout(r, 1200)); // (Deno sets up its signal handling first: see the note above)
+      `await new Promise((r) => setTimeout(r, 1200)); // (Deno sets up its signal handling first)
 for (let i = 0; i < 32; i++) Deno.writeFileSync(dir + "/s" + i, new Uint8Array(3000).fill(i));
 Deno.mkdirSync(dir + "/tree");
 Deno.writeFileSync(dir + "/tree/big", new Uint8Array(1_500_000).fill(9));
 await Promise.all(Array.from({ length: 32 }, (_, i) => copyFile(dir + "/s" + i, dir + "/d" + i)));
 let stop = false;
 const loop = (async () => { while (!stop) await copyFile(dir + "/s1", dir + "/bg", { overwrite: true }); })();
-const held = [];
-try { for (;;) held.push(Deno.openSync(dir + "/s0")); } catch { /* EMFILE: every descriptor taken */ }
+const held = takeEveryDescriptor(dir + "/s0");
 for (let i = 0; i < 2; i++) held.pop().close();
 let result;
 try { result = (await copyTree(dir + "/tree", dir + "/tree2")).files; } catch (e) { result = e.message; }
@@ -766,8 +773,7 @@ Deno.test({
 Deno.writeTextFileSync(dir + "/src", "x");
 Deno.mkdirSync(dir + "/t");
 Deno.writeTextFileSync(dir + "/t/a", "y");
-const held = [];
-try { for (;;) held.push(Deno.openSync(dir + "/src")); } catch { /* EMFILE: every descriptor taken */ }
+const held = takeEveryDescriptor(dir + "/src");
 const out = {};
 const attempt = async (name, f) => {
   try { await f(); out[name] = "copied"; } catch (e) { out[name] = [e.constructor.name, e.code, e.call, e.message]; }
