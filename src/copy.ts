@@ -7,13 +7,11 @@
 import { CopyContext } from "./copy_context.ts";
 import {
   abortFailure,
-  alreadyExistsText,
   copyFailure,
   dirnameOf,
   isDescribed,
   makeFailure,
   outOfDescriptors,
-  specialDestFailure,
   staged,
   tagStage,
 } from "./copy_errors.ts";
@@ -24,7 +22,14 @@ import {
   resolveCopyOptions,
   type ResolvedCopyOptions,
 } from "./copy_options.ts";
-import { copyRegular, describeFailure, tempPathFor } from "./copy_regular.ts";
+import {
+  copyLookingAfter,
+  copyRegular,
+  describeFailure,
+  mayLookAfter,
+  refusalOf,
+  tempPathFor,
+} from "./copy_regular.ts";
 import { shedKeptPipes } from "./copy_shared_ring.ts";
 import { checkAccess, checkCopyTargets, copyRootPath, toPath } from "./permissions.ts";
 import { notCapable } from "./deno_errors.ts";
@@ -55,7 +60,9 @@ export function trimSlashes(path: string): string {
  * class for the errno (`NotFound`, `PermissionDenied`, `AlreadyExists`, `IsADirectory`, ...;
  * `OsError` with `code: "ENOSPC"` when the disk is full), with `code`, `path` and `cause`.
  * A destination that exists is an `AlreadyExists` error unless `overwrite: true`; a destination
- * that is a directory is always an `IsADirectory` error. `signal` stops the copy with an
+ * that is a directory is always an `IsADirectory` error. (A file of less than a block, without
+ * `overwrite`, is not looked up at its destination first: the final rename refuses what is
+ * there, and that refusal is the error even if something else failed first.) `signal` stops the copy with an
  * `AbortError`. The source is only read. The data is written to a temporary name next to `dst`
  * and renamed into place when complete, so a failed or stopped copy leaves `dst` as it was
  * (the temporary file is removed). Where Deno grants write permission for a new `dst` alone and
@@ -180,6 +187,9 @@ function endCopy(): void {
   }
 }
 
+/** How `copyFile` refuses a destination that is its source. */
+const SAME_FILE = "source and destination are the same file";
+
 /** One attempt of {@link copyFile}. */
 async function copyFileOnce(
   given: string,
@@ -221,58 +231,48 @@ async function copyFileOnce(
     ctx.fixed?.expect(st.size);
     ctx.direct?.expect(st.size);
     ctx.expectOneFile(st.size);
-    let existing = await ctx.existingDest(trimSlashes(dest), false);
-    if (existing?.kind === "symlink" && dest.endsWith("/")) {
-      // `link/` names what the link points to: a directory there is "is a directory", as for
-      // `dir/` (it said "is not a directory"); a file or nothing stays "is not a directory".
-      const target = await ctx.existingDest(trimSlashes(dest), true);
-      if (target?.kind === "dir") existing = target;
-    }
-    if (existing !== undefined) {
-      if (existing.kind === "dir") {
-        throw makeFailure("EISDIR", source, dest, `destination '${dest}' is a directory`, dest);
-      }
-      if (existing.kind === "other") throw specialDestFailure(source, dest);
-      if (existing.id === st.id) {
-        throw makeFailure("EINVAL", source, dest, "source and destination are the same file", dest);
-      }
-      if (dest.endsWith("/")) {
-        // `b/` names a directory; `b` is a file: a directory would be the fix, not --force.
-        throw makeFailure("ENOTDIR", source, dest, `destination '${dest}' is not a directory`, dest);
-      }
-      if (!opts.overwrite) {
-        throw makeFailure(
-          "EEXIST",
-          source,
-          dest,
-          alreadyExistsText(dest),
-          dest,
-        );
-      }
-    } else if (dest.endsWith("/")) {
-      throw makeFailure("ENOENT", source, dest, `destination directory '${dest}' does not exist`, dest);
-    }
     // Write permission for the destination alone (not its directory) does not cover the temporary
     // file next to it: a new destination is then made under its own name (exclusively, and
     // removed if the copy fails), as Deno.copyFile would write it (without that permission
     // either, the open's refusal names the destination, not a temporary name the user cannot
     // grant). An existing destination is replaced only by renaming the copy over it.
     const tempDenied = checkAccess("open", "write", tempPathFor(dest)) !== null;
-    if (tempDenied && existing !== undefined) {
-      const dir = dirnameOf(dest);
-      throw notCapable(
-        `replacing '${dest}' needs write access to its directory '${dir}' (the copy is written there under ` +
-          `a temporary name, then renamed over it), run again with the --allow-write flag for '${dir}'`,
-      );
-    }
-    const inPlace = existing === undefined && tempDenied;
-    if (!inPlace) {
-      // The rename at the end needs write access to the destination itself: refused now, before
-      // any byte is copied (it was refused at the rename, after the whole file had been copied).
-      const denied = checkAccess("open", "write", dest);
+    // The rename at the end needs write access to the destination itself: refused before any
+    // byte is copied (it was refused at the rename, after the whole file had been copied).
+    const denied = tempDenied ? null : checkAccess("open", "write", dest);
+    if (denied === null && !tempDenied && !dest.endsWith("/") && mayLookAfter(ctx, st)) {
+      await copyLookingAfter(ctx, source, dest, st, SAME_FILE);
+    } else {
+      let existing = await ctx.existingDest(trimSlashes(dest), false);
+      if (existing?.kind === "symlink" && dest.endsWith("/")) {
+        // `link/` names what the link points to: a directory there is "is a directory", as for
+        // `dir/` (it said "is not a directory"); a file or nothing stays "is not a directory".
+        const target = await ctx.existingDest(trimSlashes(dest), true);
+        if (target?.kind === "dir") existing = target;
+      }
+      if (existing !== undefined) {
+        // What is never replaced, then `b/` naming a file, then what only `overwrite` replaces.
+        const never = refusalOf(existing, st, source, dest, true, SAME_FILE);
+        if (never !== undefined) throw never;
+        if (dest.endsWith("/")) {
+          // `b/` names a directory; `b` is a file: a directory would be the fix, not --force.
+          throw makeFailure("ENOTDIR", source, dest, `destination '${dest}' is not a directory`, dest);
+        }
+        const refused = refusalOf(existing, st, source, dest, opts.overwrite, SAME_FILE);
+        if (refused !== undefined) throw refused;
+      } else if (dest.endsWith("/")) {
+        throw makeFailure("ENOENT", source, dest, `destination directory '${dest}' does not exist`, dest);
+      }
+      if (tempDenied && existing !== undefined) {
+        const dir = dirnameOf(dest);
+        throw notCapable(
+          `replacing '${dest}' needs write access to its directory '${dir}' (the copy is written there under ` +
+            `a temporary name, then renamed over it), run again with the --allow-write flag for '${dir}'`,
+        );
+      }
       if (denied !== null) throw tagStage(denied, "create");
+      await copyRegular(ctx, source, dest, st, existing === undefined && tempDenied);
     }
-    await copyRegular(ctx, source, dest, st, inPlace);
     const progress = ctx.progressError();
     if (progress !== undefined) throw progress; // thrown by the last report (the file is in place)
     return ctx.result();

@@ -20,11 +20,13 @@ import type { CopyContext } from "./copy_context.ts";
 import type { EntryStat } from "./copy_engine.ts";
 import {
   abortFailure,
+  alreadyExistsText,
   codeOf,
   copyFailure,
   isAbort,
   makeFailure,
   SourceReplaced,
+  specialDestFailure,
   staged,
   stageOf,
 } from "./copy_errors.ts";
@@ -104,6 +106,67 @@ export function copyRegular(
     if (codeOf(e) !== "EEXIST" || stageOf(e) !== "create") throw e;
     return copyRegularOnce(ctx, src, dst, st, false, attempt);
   });
+}
+
+/**
+ * What a copy of `src` (looked at: `st`) finds at `dst` (`existing`) refuses it with, before any
+ * byte moves, or `undefined` when it may replace it: a directory (`EISDIR`) or a device, FIFO or
+ * socket is never replaced, nor the source itself (`EINVAL`, in the words `sameFile`), and
+ * anything else only with `overwrite` (`EEXIST`).
+ */
+export function refusalOf(
+  existing: EntryStat,
+  st: EntryStat,
+  src: string,
+  dst: string,
+  overwrite: boolean,
+  sameFile: string,
+): Error | undefined {
+  if (existing.kind === "dir") {
+    return makeFailure("EISDIR", src, dst, `destination '${dst}' is a directory`, dst);
+  }
+  if (existing.kind === "other") return specialDestFailure(src, dst);
+  if (existing.id === st.id) return makeFailure("EINVAL", src, dst, sameFile, dst);
+  if (!overwrite) return makeFailure("EEXIST", src, dst, alreadyExistsText(dst), dst);
+  return undefined;
+}
+
+/**
+ * Whether a copy of `st` to `dst` may skip looking at `dst` first (a `statx` that, with many
+ * copies into one directory, waits on its lock while they create their files there: 4,000 files
+ * of 1–64 KiB copied 32 at a time, 16% of the time): a one-block file (what it copies in vain
+ * when something is there is one chain's work) that replaces nothing (without `overwrite`, the
+ * final rename's `RENAME_NOREPLACE` refuses what is there). {@link copyLookingAfter} copies it.
+ */
+export function mayLookAfter(ctx: CopyContext, st: EntryStat): boolean {
+  return !ctx.options.overwrite && st.size < ctx.options.blockSize;
+}
+
+/**
+ * {@link copyRegular} through a temporary file to a destination not looked at first (see
+ * {@link mayLookAfter}): if the copy fails and something is at `dst` by then, the failure is the
+ * one looking first would have given (`refusalOf`), so what is in the way still wins over, say,
+ * a full disk, as when it was looked at before any byte moved.
+ */
+export async function copyLookingAfter(
+  ctx: CopyContext,
+  src: string,
+  dst: string,
+  st: EntryStat,
+  sameFile: string,
+): Promise<number> {
+  try {
+    return await copyRegular(ctx, src, dst, st, false);
+  } catch (e) {
+    if (ctx.signal.aborted) throw e;
+    let existing: EntryStat | undefined;
+    try {
+      existing = await ctx.existingDest(dst, false);
+    } catch {
+      throw e; // (the copy's own failure says more than a failed look)
+    }
+    throw (existing === undefined ? undefined : refusalOf(existing, st, src, dst, false, sameFile)) ?? e;
+  }
 }
 
 /**

@@ -12,7 +12,6 @@ import { isDirectRefusedError } from "./copy_direct.ts";
 import { DESCRIPTOR_SHARES, type Engine, type EntryStat } from "./copy_engine.ts";
 import {
   abortFailure,
-  alreadyExistsText,
   codeOf,
   copyFailure,
   CopyTreeError,
@@ -25,7 +24,14 @@ import {
   tagStage,
 } from "./copy_errors.ts";
 import { type CopyResult, type CopyTreeOptions, resolveCopyOptions } from "./copy_options.ts";
-import { copyRegular, describeFailure, tempPathFor } from "./copy_regular.ts";
+import {
+  copyLookingAfter,
+  copyRegular,
+  describeFailure,
+  mayLookAfter,
+  refusalOf,
+  tempPathFor,
+} from "./copy_regular.ts";
 import { shedKeptPipes } from "./copy_shared_ring.ts";
 import { checkAccess, checkCopyTargets, copyRootPath, toPath } from "./permissions.ts";
 
@@ -541,28 +547,19 @@ class TreeCopy {
     const startedAt = this.#endings;
     this.#running++;
     try {
-      if (merging) {
-        // The destination directory existed: say early if the file is in the way.
-        const existing = await ctx.existingDest(dst, false);
-        if (existing?.kind === "dir") {
-          throw makeFailure("EISDIR", src, dst, `destination '${dst}' is a directory`, dst);
+      const sameFile = `'${src}' and '${dst}' are the same file`;
+      if (merging && mayLookAfter(ctx, st)) {
+        await copyLookingAfter(ctx, src, dst, st, sameFile);
+      } else {
+        if (merging) {
+          // The destination directory existed: say early if the file is in the way.
+          const existing = await ctx.existingDest(dst, false);
+          const refused = existing && refusalOf(existing, st, src, dst, ctx.options.overwrite, sameFile);
+          if (refused) throw refused;
         }
-        if (existing?.kind === "other") throw specialDestFailure(src, dst);
-        if (existing?.id === st.id) {
-          throw makeFailure("EINVAL", src, dst, `'${src}' and '${dst}' are the same file`, dst);
-        }
-        if (existing !== undefined && !ctx.options.overwrite) {
-          throw makeFailure(
-            "EEXIST",
-            src,
-            dst,
-            alreadyExistsText(dst),
-            dst,
-          );
-        }
+        // In a directory this copy created, nothing can be in the way: write in place.
+        await copyRegular(ctx, src, dst, st, !merging);
       }
-      // In a directory this copy created, nothing can be in the way: write in place.
-      await copyRegular(ctx, src, dst, st, !merging);
       this.#running--;
     } catch (e) {
       if (await this.waitForDescriptors(e, 1, startedAt, src)) {

@@ -199,6 +199,84 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "copyFile/copyTree: what is in the way of a one-block file wins over a full disk, as when looked at first",
+  ignore: skipKernel(),
+  fn: async () => {
+    // A one-block file without overwrite is not looked up at its destination before it is copied
+    // (the final rename refuses what is there); a copy that fails is looked at then, and what is
+    // in the way is the failure, as it was when looked at first.
+    using dir = tempDir();
+    await withTmpfs(dir.path, "1m", async (mount) => {
+      if (mount.path === undefined) {
+        console.log(`SKIP full-disk test: ${mount.skip}`);
+        return;
+      }
+      const mnt = mount.path;
+      const src = `${dir.path}/src`;
+      await randomFile(src, 64 * 1024);
+      Deno.mkdirSync(`${mnt}/adir`);
+      mkfifo(`${mnt}/fifo`);
+      Deno.writeTextFileSync(`${mnt}/existing`, "keep me");
+      Deno.symlinkSync("nowhere", `${mnt}/dangling`);
+      Deno.mkdirSync(`${mnt}/tree/f`, { recursive: true }); // a directory where the tree's file goes
+      // Fill the disk: the copies' temporary files cannot take a byte.
+      using filler = Deno.openSync(`${mnt}/filler`, { write: true, create: true });
+      const block = new Uint8Array(64 * 1024);
+      try {
+        for (;;) filler.writeSync(block);
+      } catch (e) {
+        assert.ok(e instanceof Error && /ENOSPC|No space left|os error 28/.test(String(e)), String(e));
+      }
+      await assert.rejects(copyFile(src, `${mnt}/adir`), (e: CopyError) => {
+        assert.ok(e instanceof Deno.errors.IsADirectory, String(e));
+        assert.match(e.message, /destination '.*\/adir' is a directory$/);
+        return true;
+      });
+      await assert.rejects(copyFile(src, `${mnt}/fifo`), (e: CopyError) => {
+        assert.equal(e.code, "EEXIST", String(e));
+        assert.match(e.message, /is a device, FIFO or socket/);
+        return true;
+      });
+      for (const name of ["existing", "dangling"]) {
+        await assert.rejects(copyFile(src, `${mnt}/${name}`), (e: CopyError) => {
+          assert.ok(e instanceof Deno.errors.AlreadyExists, String(e));
+          assert.match(e.message, new RegExp(`destination '.*/${name}' already exists \\(use overwrite`));
+          return true;
+        });
+      }
+      const tree = `${dir.path}/tree`;
+      Deno.mkdirSync(tree);
+      await randomFile(`${tree}/f`, 1000);
+      await assert.rejects(copyTree(tree, `${mnt}/tree`), (e: CopyError) => {
+        assert.ok(e instanceof Deno.errors.IsADirectory, String(e));
+        assert.match(e.message, /destination '.*\/tree\/f' is a directory$/);
+        return true;
+      });
+      assert.equal(Deno.readTextFileSync(`${mnt}/existing`), "keep me");
+      assert.equal(Deno.readLinkSync(`${mnt}/dangling`), "nowhere");
+      assert.ok(Deno.lstatSync(`${mnt}/fifo`).isFifo);
+      assert.deepEqual(names(`${mnt}/adir`), []);
+      assert.deepEqual(names(`${mnt}/tree/f`), []);
+      assert.deepEqual(tempLeftovers(mnt), []);
+    });
+    // The source itself, by its own name or another link to it, without overwrite.
+    const src = `${dir.path}/src`;
+    const before = await fingerprint(src);
+    Deno.linkSync(src, `${dir.path}/hard`);
+    for (const to of [src, `${dir.path}/hard`]) {
+      await assert.rejects(copyFile(src, to), (e: CopyError) => {
+        assert.equal(e.code, "EINVAL", String(e));
+        assert.match(e.message, /source and destination are the same file$/);
+        return true;
+      });
+    }
+    assert.equal(await fingerprint(src), before);
+    assert.deepEqual(tempLeftovers(dir.path), []);
+  },
+});
+
+Deno.test({
   name: "copyFile abort: a signal mid-copy rejects with AbortError naming the file; nothing is left",
   ignore: skipKernel(),
   fn: async () => {
