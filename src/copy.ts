@@ -75,7 +75,7 @@ export function trimSlashes(path: string): string {
  * direct descriptors and uses them in one submission, `IORING_FEAT_LINKED_FILE`), the copy is
  * done with Deno's own APIs unless `fallback: false`; `result.engine` tells which ran.
  *
- * Without `uring`, the copies of the main thread share one ring (made for the first, closed 20 ms
+ * Without `uring`, the copies of the main thread share one ring (made for the first, closed 20–40 ms
  * after the last ends; one with `sqpoll` or a deeper `queueDepth` than the default makes its
  * own): a ring per copy cost each its set-up and tear-down, 4.5 times the time of 4,000 small
  * files. In a Worker each copy makes its own ring and closes it before it settles (a Worker
