@@ -4,6 +4,12 @@
  * through Deno's own file APIs (`Deno.copyFile`, `Deno.mkdir`, ...), so the job still gets done
  * with the same rules (temporary name, modes, no clobbering without `overwrite`).
  *
+ * The looks, opens, links and mode changes are made at once on this thread (as the io_uring
+ * engine makes its `statx`, `renameat2` and `fchmodat`); only the data moves off it, by
+ * `Deno.copyFile`. Each of Deno's asynchronous calls is a round trip through its thread pool
+ * (~30 µs here), and a small file's copy made eight of them: 1,000 files of 1–64 KiB copied one
+ * after another took 308 ms, against 70 ms for `Deno.copyFile` alone; now 122 ms.
+ *
  * @module
  */
 
@@ -51,11 +57,13 @@ export class DenoEngine implements Engine {
     this.fallbackReason = reason;
   }
 
-  /** `Deno.stat` or `Deno.lstat`. */
-  stat(path: string, follow: boolean, ctx: EngineContext): Promise<EntryStat> {
-    return ctx.inflight.run(async () =>
-      follow ? entryFromFileInfo(await Deno.stat(path)) : entryFromFileInfo(await Deno.lstat(path), true)
-    );
+  /** `Deno.statSync` or `Deno.lstatSync` (at once: see the module notes), as a promise. */
+  stat(path: string, follow: boolean, _ctx: EngineContext): Promise<EntryStat> {
+    try {
+      return Promise.resolve(this.statNow(path, follow));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** `Deno.statSync` / `Deno.lstatSync` of `path` (birth time to the ms). */
@@ -77,15 +85,20 @@ export class DenoEngine implements Engine {
   copyData(src: string, srcStat: EntryStat, tmp: string, perm: number, ctx: EngineContext): Promise<number> {
     return ctx.inflight.run(async () => {
       ctx.signal.throwIfAborted();
-      const input = await staged("open-source", Deno.open(src, { read: true }));
+      let input: Deno.FsFile;
+      try {
+        input = Deno.openSync(src, { read: true });
+      } catch (e) {
+        throw tagStage(e, "open-source");
+      }
       const streamed = srcStat.perm !== perm;
       if (!streamed) input.close();
       let output: Deno.FsFile;
       try {
-        output = await staged("create", Deno.open(tmp, { write: true, createNew: true, mode: perm }));
+        output = Deno.openSync(tmp, { write: true, createNew: true, mode: perm });
       } catch (e) {
         if (streamed) input.close();
-        throw e;
+        throw tagStage(e, "create");
       }
       if (!streamed) output.close();
       try {
@@ -93,7 +106,7 @@ export class DenoEngine implements Engine {
         // (One call reads and writes: its failure may be either side's.)
         await staged("copy-data", streamed ? input.readable.pipeTo(output.writable) : copyOpening(src, tmp));
         ctx.signal.throwIfAborted();
-        const size = (await Deno.stat(tmp)).size;
+        const size = Deno.statSync(tmp).size;
         ctx.addBytes(size);
         return size;
       } catch (e) {
@@ -113,32 +126,14 @@ export class DenoEngine implements Engine {
     return ctx.inflight.run(() => Deno.symlink(target, path));
   }
 
-  /**
-   * `Deno.rename`; without replacing, a hard link then an unlink (`link` fails with `EEXIST`
-   * atomically), or where hard links are not supported a check then a rename.
-   */
-  rename(from: string, to: string, noReplace: boolean, ctx: EngineContext): Promise<void> {
-    return ctx.inflight.run(async () => {
-      if (!noReplace) return await Deno.rename(from, to);
-      try {
-        await Deno.link(from, to);
-      } catch (e) {
-        const code = codeOf(e);
-        if (code !== "EPERM" && code !== "EOPNOTSUPP" && code !== "EXDEV" && code !== "EMLINK") throw e;
-        let exists = true;
-        await Deno.lstat(to).catch(() => {
-          exists = false;
-        });
-        if (exists) {
-          const error = new Deno.errors.AlreadyExists(
-            `File exists (os error 17): rename '${from}' -> '${to}'`,
-          );
-          throw Object.assign(error, { code: "EEXIST" });
-        }
-        return await Deno.rename(from, to);
-      }
-      await Deno.remove(from);
-    });
+  /** {@link renameNow} (at once: see the module notes), as a promise. */
+  rename(from: string, to: string, noReplace: boolean, _ctx: EngineContext): Promise<void> {
+    try {
+      renameNow(from, to, noReplace);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** `Deno.remove`. */
@@ -146,9 +141,14 @@ export class DenoEngine implements Engine {
     return Deno.remove(path);
   }
 
-  /** `Deno.chmod`. */
+  /** `Deno.chmodSync` (at once: see the module notes), as a promise. */
   setMode(path: string, mode: number): Promise<void> {
-    return Deno.chmod(path, mode);
+    try {
+      Deno.chmodSync(path, mode);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** `Deno.utime`: to the millisecond. */
@@ -160,6 +160,32 @@ export class DenoEngine implements Engine {
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/**
+ * `Deno.renameSync`; without replacing (`noReplace`), a hard link then an unlink (`link` fails
+ * with `EEXIST` atomically), or where hard links are not supported a check then a rename.
+ */
+function renameNow(from: string, to: string, noReplace: boolean): void {
+  if (!noReplace) return Deno.renameSync(from, to);
+  try {
+    Deno.linkSync(from, to);
+  } catch (e) {
+    const code = codeOf(e);
+    if (code !== "EPERM" && code !== "EOPNOTSUPP" && code !== "EXDEV" && code !== "EMLINK") throw e;
+    let exists = true;
+    try {
+      Deno.lstatSync(to);
+    } catch {
+      exists = false;
+    }
+    if (exists) {
+      const error = new Deno.errors.AlreadyExists(`File exists (os error 17): rename '${from}' -> '${to}'`);
+      throw Object.assign(error, { code: "EEXIST" });
+    }
+    return Deno.renameSync(from, to);
+  }
+  Deno.removeSync(from);
 }
 
 /**

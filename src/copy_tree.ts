@@ -85,8 +85,8 @@ class TreeCopy {
   /**
    * Look at source entries with a synchronous `statx` on this thread (io_uring's engine: a cached
    * `statx` is a few µs inline, where IORING_OP_STATX always goes to an io-wq worker thread, a
-   * context switch and a wake-up per file; see {@link TreeCopy.walkNow}); Deno's engine looks with
-   * its asynchronous `lstat`.
+   * context switch and a wake-up per file; see {@link TreeCopy.walkNow}); Deno's engine lists
+   * with the asynchronous `Deno.readDir` and looks at each entry in a promise of its own.
    */
   readonly syncStat: boolean;
   /** Device and inode of the destination's top directory, once made or found (see reachedDest). */
@@ -339,7 +339,7 @@ class TreeCopy {
 
   /**
    * Handles one entry of a directory being walked by {@link TreeCopy.walk} (Deno's engine, which
-   * looks with its asynchronous `lstat`; io_uring's walks in {@link TreeCopy.walkNow}).
+   * looks at each entry in a promise of its own; io_uring's walks in {@link TreeCopy.walkNow}).
    */
   async entry(src: string, dst: string, merging: boolean): Promise<void> {
     const ctx = this.ctx;
