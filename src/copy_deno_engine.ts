@@ -4,11 +4,12 @@
  * through Deno's own file APIs (`Deno.copyFile`, `Deno.mkdir`, ...), so the job still gets done
  * with the same rules (temporary name, modes, no clobbering without `overwrite`).
  *
- * The looks, opens, links and mode changes are made at once on this thread (as the io_uring
- * engine makes its `statx`, `renameat2` and `fchmodat`); only the data moves off it, by
- * `Deno.copyFile`. Each of Deno's asynchronous calls is a round trip through its thread pool
- * (~30 µs here), and a small file's copy made eight of them: 1,000 files of 1–64 KiB copied one
- * after another took 308 ms, against 70 ms for `Deno.copyFile` alone; now 122 ms.
+ * The looks, the temporary file's exclusive creation, links and mode changes are made at once on
+ * this thread (as the io_uring engine makes its `statx`, `renameat2` and `fchmodat`); the data
+ * moves off it, by `Deno.copyFile`, and so does every open of a source (one swapped for a FIFO
+ * would wait for a writer). Each of Deno's asynchronous calls is a round trip through its thread
+ * pool (~30 µs here), and a small file's copy made eight of them: 1,000 files of 1–64 KiB copied
+ * one after another took 308 ms, against 70 ms for `Deno.copyFile` alone; now ~110 ms.
  *
  * @module
  */
@@ -77,34 +78,28 @@ export class DenoEngine implements Engine {
   }
 
   /**
-   * Checks the source opens, creates `tmp` exclusively with `perm`, then lets `Deno.copyFile`
-   * (the kernel's `copy_file_range`) fill it. Progress comes once per file; a stop takes effect
-   * between files. `Deno.copyFile` also gives `tmp` the source's mode, so a source whose mode
+   * Creates `tmp` exclusively with `perm`, then lets `Deno.copyFile` (the kernel's
+   * `copy_file_range`) fill it. Progress comes once per file; a stop takes effect between files. `Deno.copyFile` also gives `tmp` the source's mode, so a source whose mode
    * `perm` leaves bits out of (setuid, setgid) is streamed instead, never to have them.
    */
   copyData(src: string, srcStat: EntryStat, tmp: string, perm: number, ctx: EngineContext): Promise<number> {
     return ctx.inflight.run(async () => {
       ctx.signal.throwIfAborted();
-      let input: Deno.FsFile;
-      try {
-        input = Deno.openSync(src, { read: true });
-      } catch (e) {
-        throw tagStage(e, "open-source");
-      }
       const streamed = srcStat.perm !== perm;
-      if (!streamed) input.close();
+      // (The source is opened off this thread: one swapped for a FIFO since it was looked at would
+      // make its open wait for a writer.)
+      const input = streamed ? await staged("open-source", Deno.open(src, { read: true })) : undefined;
       let output: Deno.FsFile;
       try {
         output = Deno.openSync(tmp, { write: true, createNew: true, mode: perm });
       } catch (e) {
-        if (streamed) input.close();
+        input?.close();
         throw tagStage(e, "create");
       }
       if (!streamed) output.close();
       try {
         // (pipeTo closes both files, also when it fails)
-        // (One call reads and writes: its failure may be either side's.)
-        await staged("copy-data", streamed ? input.readable.pipeTo(output.writable) : copyOpening(src, tmp));
+        await staged("copy-data", input ? input.readable.pipeTo(output.writable) : copyOpening(src, tmp));
         ctx.signal.throwIfAborted();
         const size = Deno.statSync(tmp).size;
         ctx.addBytes(size);
@@ -189,12 +184,28 @@ function renameNow(from: string, to: string, noReplace: boolean): void {
 }
 
 /**
- * `Deno.copyFile(src, dst)`, whose own opens of the two files run out of descriptors: such a
- * failure is an open's (the source's, which comes first), not the copy's writing.
+ * `Deno.copyFile(src, dst)`, whose failures it tells apart (one call opens, reads and writes): a
+ * run out of descriptors is an open's (the source's, which comes first), and so is any failure
+ * of a source that is no longer a regular file (`Deno.copyFile` refuses others) or does not open
+ * now (then the open's error, as when it was opened first); the rest are the copy's.
  */
-function copyOpening(src: string, dst: string): Promise<void> {
-  return Deno.copyFile(src, dst).catch((e) => {
-    if (outOfDescriptors(e)) tagStage(e, "open-source");
+async function copyOpening(src: string, dst: string): Promise<void> {
+  try {
+    await Deno.copyFile(src, dst);
+  } catch (e) {
+    if (outOfDescriptors(e)) throw tagStage(e, "open-source");
+    let now: Deno.FileInfo;
+    try {
+      now = Deno.statSync(src);
+    } catch (why) {
+      throw tagStage(why, "open-source");
+    }
+    if (!now.isFile) throw tagStage(e, "open-source"); // (opening a FIFO again would wait for a writer)
+    try {
+      (await Deno.open(src, { read: true })).close();
+    } catch (why) {
+      throw tagStage(why, "open-source");
+    }
     throw e;
-  });
+  }
 }

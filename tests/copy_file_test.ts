@@ -14,6 +14,7 @@ import {
   Uring,
 } from "../mod.ts";
 import { ringTest, runAsNobody, skipKernel, tempDir, whyNoNobodyChild } from "./_support.ts";
+import { mkfifo } from "./_io.ts";
 import { createCopyUring, isUnavailableError, missingForCopies } from "../src/copy_context.ts";
 import { copyFailure, tagStage } from "../src/copy_errors.ts";
 import { entryFromFileInfo } from "../src/copy_deno_engine.ts";
@@ -491,6 +492,50 @@ Deno.test({
     }
     assert.equal(Deno.readTextFileSync(`${dir.path}/taken`), "keep me");
     assert.deepEqual(tempLeftovers(dir.path), []);
+  },
+});
+
+Deno.test({
+  name:
+    "copyFile on Deno's engine: a source that became a FIFO waits for a writer off the main thread, then fails",
+  ignore: skipKernel(),
+  fn: async () => {
+    // The fallback makes its looks and creations at once on this thread, but opens no source
+    // there: one swapped for a FIFO after it was looked at waits for a writer, and nothing
+    // (timers, signals, Ctrl-C) would run until then. Deno.copyFile then refuses it; the copy
+    // fails (it hung before: the source's first open took the writer, the second waited for another).
+    using dir = tempDir();
+    const fifo = `${dir.path}/fifo`;
+    mkfifo(fifo);
+    const statSync = Deno.statSync;
+    // Looked at before the swap (once): a regular file of 5 bytes.
+    Deno.statSync = (path) => {
+      const info = statSync(path);
+      if (String(path) !== fifo) return info;
+      Deno.statSync = statSync;
+      return { ...info, isFile: true, isFifo: false, size: 5 };
+    };
+    // (Deno.copyFile opens its source twice: a writer for each, the second given up after 3 s.)
+    const writes = `printf data > '${fifo}'; timeout 3 sh -c "printf more > '${fifo}'"`;
+    const writer = new Deno.Command("sh", { args: ["-c", `sleep 1; ${writes}`] }).spawn();
+    Deno.env.set("URING_FORCE_UNAVAILABLE", "1");
+    const started = performance.now();
+    let firedAt = Infinity;
+    const timer = setTimeout(() => firedAt = performance.now() - started, 50);
+    try {
+      await assert.rejects(copyFile(fifo, `${dir.path}/dst`), (e: Error & { path?: string }) => {
+        assert.match(e.message, /^cannot copy '.*\/fifo' to '.*\/dst': .*regular file/, String(e));
+        assert.equal(e.path, fifo);
+        return true;
+      });
+    } finally {
+      clearTimeout(timer);
+      Deno.env.delete("URING_FORCE_UNAVAILABLE");
+      Deno.statSync = statSync;
+      await writer.status;
+    }
+    assert.ok(firedAt < 900, `a 50 ms timer ran at ${firedAt.toFixed(0)} ms, while the open waited`);
+    assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["fifo"]);
   },
 });
 
