@@ -55,19 +55,19 @@ export function trimSlashes(path: string): string {
  * copies, not to the source's owner, as with GNU `cp`); `preserve: true` also keeps its access
  * and modification times (set with `Deno.chmod` and `utimensat`: io_uring has no such operations).
  *
- * Failures: the promise rejects with an error naming the file in plain words
- * (`cannot copy 'a' to 'b': destination directory 'x' does not exist`), of the `Deno.errors`
- * class for the errno (`NotFound`, `PermissionDenied`, `AlreadyExists`, `IsADirectory`, ...;
- * `OsError` with `code: "ENOSPC"` when the disk is full), with `code`, `path` and `cause`.
- * A destination that exists is an `AlreadyExists` error unless `overwrite: true`; a destination
- * that is a directory is always an `IsADirectory` error. (A file of less than a block, without
- * `overwrite`, is not looked up at its destination first: the final rename refuses what is
- * there, and that refusal is the error even if something else failed first.) `signal` stops the copy with an
- * `AbortError`. The source is only read. The data is written to a temporary name next to `dst`
- * and renamed into place when complete, so a failed or stopped copy leaves `dst` as it was
- * (the temporary file is removed). Where Deno grants write permission for a new `dst` alone and
- * not for its directory, `dst` is created under its own name instead (exclusively, and removed
- * if the copy fails); replacing an existing `dst` needs the temporary file.
+ * Failures: the promise rejects with an error naming the file in plain words (`cannot copy 'a' to
+ * 'b': destination directory 'x' does not exist`), of the `Deno.errors` class for the errno
+ * (`NotFound`, `PermissionDenied`, `AlreadyExists`, `IsADirectory`, ...; `OsError` with
+ * `code: "ENOSPC"` when the disk is full), with `code`, `path` and `cause`. A destination that exists is
+ * an `AlreadyExists` error unless `overwrite: true`; a destination that is a directory is always
+ * an `IsADirectory` error. (A file of less than a block, without `overwrite`, is not looked up at
+ * its destination first: the final rename refuses what is there, and that refusal is the error
+ * even if something else failed first.) `signal` stops the copy with an `AbortError`. The source
+ * is only read. The data is written to a temporary name next to `dst` and renamed into place when
+ * complete, so a failed or stopped copy leaves `dst` as it was (the temporary file is removed).
+ * Where Deno grants write permission for a new `dst` alone and not for its directory, `dst` is
+ * created under its own name instead (exclusively, and removed if the copy fails); replacing an
+ * existing `dst` needs the temporary file.
  *
  * When io_uring cannot be set up (`EPERM`, `ENOSYS`, or `ENOMEM`: no locked memory for a ring),
  * or the kernel's is older than the copy engine needs (5.17: a `Uring` needs 5.11, directories
@@ -75,8 +75,8 @@ export function trimSlashes(path: string): string {
  * direct descriptors and uses them in one submission, `IORING_FEAT_LINKED_FILE`), the copy is
  * done with Deno's own APIs unless `fallback: false`; `result.engine` tells which ran.
  *
- * Without `uring`, the copies of the main thread share one ring (made for the first, closed 20–40 ms
- * after the last ends; one with `sqpoll` or a deeper `queueDepth` than the default makes its
+ * Without `uring`, the copies of the main thread share one ring (made for the first, closed
+ * 20–40 ms after the last ends; one with `sqpoll` or a deeper `queueDepth` than the default makes its
  * own): a ring per copy cost each its set-up and tear-down, 4.5 times the time of 4,000 small
  * files. In a Worker each copy makes its own ring and closes it before it settles (a Worker
  * terminated as soon as it is done would leave a shared one open in the process).

@@ -79,8 +79,9 @@ export class DenoEngine implements Engine {
 
   /**
    * Creates `tmp` exclusively with `perm`, then lets `Deno.copyFile` (the kernel's
-   * `copy_file_range`) fill it. Progress comes once per file; a stop takes effect between files. `Deno.copyFile` also gives `tmp` the source's mode, so a source whose mode
-   * `perm` leaves bits out of (setuid, setgid) is streamed instead, never to have them.
+   * `copy_file_range`) fill it. Progress comes once per file; a stop takes effect between files.
+   * `Deno.copyFile` also gives `tmp` the source's mode, so a source whose mode `perm` leaves bits
+   * out of (setuid, setgid) is streamed instead, never to have them.
    */
   copyData(src: string, srcStat: EntryStat, tmp: string, perm: number, ctx: EngineContext): Promise<number> {
     return ctx.inflight.run(async () => {
