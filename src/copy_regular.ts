@@ -134,7 +134,7 @@ export function refusalOf(
 /**
  * Whether a copy of `st` to `dst` may skip looking at `dst` first (a `statx` that, with many
  * copies into one directory, waits on its lock while they create their files there: 4,000 files
- * of 1–64 KiB copied 32 at a time, 16% of the time): a one-block file (what it copies in vain
+ * of 1–64 KiB copied 32 at a time, 7–16% of the time): a one-block file (what it copies in vain
  * when something is there is one chain's work) that replaces nothing (without `overwrite`, the
  * final rename's `RENAME_NOREPLACE` refuses what is there). {@link copyLookingAfter} copies it.
  */
