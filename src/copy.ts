@@ -22,14 +22,7 @@ import {
   resolveCopyOptions,
   type ResolvedCopyOptions,
 } from "./copy_options.ts";
-import {
-  copyLookingAfter,
-  copyRegular,
-  describeFailure,
-  mayLookAfter,
-  refusalOf,
-  tempPathFor,
-} from "./copy_regular.ts";
+import { copyRegular, describeFailure, refusalOf, tempPathFor } from "./copy_regular.ts";
 import { shedKeptPipes } from "./copy_shared_ring.ts";
 import { checkAccess, checkCopyTargets, copyRootPath, toPath } from "./permissions.ts";
 import { notCapable } from "./deno_errors.ts";
@@ -55,19 +48,17 @@ export function trimSlashes(path: string): string {
  * copies, not to the source's owner, as with GNU `cp`); `preserve: true` also keeps its access
  * and modification times (set with `Deno.chmod` and `utimensat`: io_uring has no such operations).
  *
- * Failures: the promise rejects with an error naming the file in plain words (`cannot copy 'a' to
- * 'b': destination directory 'x' does not exist`), of the `Deno.errors` class for the errno
- * (`NotFound`, `PermissionDenied`, `AlreadyExists`, `IsADirectory`, ...; `OsError` with
- * `code: "ENOSPC"` when the disk is full), with `code`, `path` and `cause`. A destination that exists is
- * an `AlreadyExists` error unless `overwrite: true`; a destination that is a directory is always
- * an `IsADirectory` error. (A file of less than a block, without `overwrite`, is not looked up at
- * its destination first: the final rename refuses what is there, and that refusal is the error
- * even if something else failed first.) `signal` stops the copy with an `AbortError`. The source
- * is only read. The data is written to a temporary name next to `dst` and renamed into place when
- * complete, so a failed or stopped copy leaves `dst` as it was (the temporary file is removed).
- * Where Deno grants write permission for a new `dst` alone and not for its directory, `dst` is
- * created under its own name instead (exclusively, and removed if the copy fails); replacing an
- * existing `dst` needs the temporary file.
+ * Failures: the promise rejects with an error naming the file in plain words
+ * (`cannot copy 'a' to 'b': destination directory 'x' does not exist`), of the `Deno.errors`
+ * class for the errno (`NotFound`, `PermissionDenied`, `AlreadyExists`, `IsADirectory`, ...;
+ * `OsError` with `code: "ENOSPC"` when the disk is full), with `code`, `path` and `cause`.
+ * A destination that exists is an `AlreadyExists` error unless `overwrite: true`; a destination
+ * that is a directory is always an `IsADirectory` error. `signal` stops the copy with an
+ * `AbortError`. The source is only read. The data is written to a temporary name next to `dst`
+ * and renamed into place when complete, so a failed or stopped copy leaves `dst` as it was
+ * (the temporary file is removed). Where Deno grants write permission for a new `dst` alone and
+ * not for its directory, `dst` is created under its own name instead (exclusively, and removed
+ * if the copy fails); replacing an existing `dst` needs the temporary file.
  *
  * When io_uring cannot be set up (`EPERM`, `ENOSYS`, or `ENOMEM`: no locked memory for a ring),
  * or the kernel's is older than the copy engine needs (5.17: a `Uring` needs 5.11, directories
@@ -76,9 +67,9 @@ export function trimSlashes(path: string): string {
  * done with Deno's own APIs unless `fallback: false`; `result.engine` tells which ran.
  *
  * Without `uring`, the copies of the main thread share one ring (made for the first, closed
- * 20–40 ms after the last ends; one with `sqpoll` or a deeper `queueDepth` than the default makes its
- * own): a ring per copy cost each its set-up and tear-down, 4.5 times the time of 4,000 small
- * files. In a Worker each copy makes its own ring and closes it before it settles (a Worker
+ * 20–40 ms after the last ends; one with `sqpoll` or a deeper `queueDepth` than the default
+ * makes its own): a ring per copy cost each its set-up and tear-down, 4.5 times the time of 4,000
+ * small files. In a Worker each copy makes its own ring and closes it before it settles (a Worker
  * terminated as soon as it is done would leave a shared one open in the process).
  *
  * Many copies at once in one process (each holds up to four pipes and two files): one that runs
@@ -231,48 +222,47 @@ async function copyFileOnce(
     ctx.fixed?.expect(st.size);
     ctx.direct?.expect(st.size);
     ctx.expectOneFile(st.size);
+    let existing = await ctx.existingDest(trimSlashes(dest), false);
+    if (existing?.kind === "symlink" && dest.endsWith("/")) {
+      // `link/` names what the link points to: a directory there is "is a directory", as for
+      // `dir/` (it said "is not a directory"); a file or nothing stays "is not a directory".
+      const target = await ctx.existingDest(trimSlashes(dest), true);
+      if (target?.kind === "dir") existing = target;
+    }
+    if (existing !== undefined) {
+      // What is never replaced, then `b/` naming a file, then what only `overwrite` replaces.
+      const never = refusalOf(existing, st, source, dest, true, SAME_FILE);
+      if (never !== undefined) throw never;
+      if (dest.endsWith("/")) {
+        // `b/` names a directory; `b` is a file: a directory would be the fix, not --force.
+        throw makeFailure("ENOTDIR", source, dest, `destination '${dest}' is not a directory`, dest);
+      }
+      const refused = refusalOf(existing, st, source, dest, opts.overwrite, SAME_FILE);
+      if (refused !== undefined) throw refused;
+    } else if (dest.endsWith("/")) {
+      throw makeFailure("ENOENT", source, dest, `destination directory '${dest}' does not exist`, dest);
+    }
     // Write permission for the destination alone (not its directory) does not cover the temporary
     // file next to it: a new destination is then made under its own name (exclusively, and
     // removed if the copy fails), as Deno.copyFile would write it (without that permission
     // either, the open's refusal names the destination, not a temporary name the user cannot
     // grant). An existing destination is replaced only by renaming the copy over it.
     const tempDenied = checkAccess("open", "write", tempPathFor(dest)) !== null;
-    // The rename at the end needs write access to the destination itself: refused before any
-    // byte is copied (it was refused at the rename, after the whole file had been copied).
-    const denied = tempDenied ? null : checkAccess("open", "write", dest);
-    if (denied === null && !tempDenied && !dest.endsWith("/") && mayLookAfter(ctx, st)) {
-      await copyLookingAfter(ctx, source, dest, st, SAME_FILE);
-    } else {
-      let existing = await ctx.existingDest(trimSlashes(dest), false);
-      if (existing?.kind === "symlink" && dest.endsWith("/")) {
-        // `link/` names what the link points to: a directory there is "is a directory", as for
-        // `dir/` (it said "is not a directory"); a file or nothing stays "is not a directory".
-        const target = await ctx.existingDest(trimSlashes(dest), true);
-        if (target?.kind === "dir") existing = target;
-      }
-      if (existing !== undefined) {
-        // What is never replaced, then `b/` naming a file, then what only `overwrite` replaces.
-        const never = refusalOf(existing, st, source, dest, true, SAME_FILE);
-        if (never !== undefined) throw never;
-        if (dest.endsWith("/")) {
-          // `b/` names a directory; `b` is a file: a directory would be the fix, not --force.
-          throw makeFailure("ENOTDIR", source, dest, `destination '${dest}' is not a directory`, dest);
-        }
-        const refused = refusalOf(existing, st, source, dest, opts.overwrite, SAME_FILE);
-        if (refused !== undefined) throw refused;
-      } else if (dest.endsWith("/")) {
-        throw makeFailure("ENOENT", source, dest, `destination directory '${dest}' does not exist`, dest);
-      }
-      if (tempDenied && existing !== undefined) {
-        const dir = dirnameOf(dest);
-        throw notCapable(
-          `replacing '${dest}' needs write access to its directory '${dir}' (the copy is written there under ` +
-            `a temporary name, then renamed over it), run again with the --allow-write flag for '${dir}'`,
-        );
-      }
-      if (denied !== null) throw tagStage(denied, "create");
-      await copyRegular(ctx, source, dest, st, existing === undefined && tempDenied);
+    if (tempDenied && existing !== undefined) {
+      const dir = dirnameOf(dest);
+      throw notCapable(
+        `replacing '${dest}' needs write access to its directory '${dir}' (the copy is written there under ` +
+          `a temporary name, then renamed over it), run again with the --allow-write flag for '${dir}'`,
+      );
     }
+    const inPlace = existing === undefined && tempDenied;
+    if (!inPlace) {
+      // The rename at the end needs write access to the destination itself: refused now, before
+      // any byte is copied (it was refused at the rename, after the whole file had been copied).
+      const denied = checkAccess("open", "write", dest);
+      if (denied !== null) throw tagStage(denied, "create");
+    }
+    await copyRegular(ctx, source, dest, st, inPlace);
     const progress = ctx.progressError();
     if (progress !== undefined) throw progress; // thrown by the last report (the file is in place)
     return ctx.result();

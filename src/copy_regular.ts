@@ -132,44 +132,6 @@ export function refusalOf(
 }
 
 /**
- * Whether a copy of `st` to `dst` may skip looking at `dst` first (a `statx` that, with many
- * copies into one directory, waits on its lock while they create their files there: 4,000 files
- * of 1–64 KiB copied 32 at a time, 7–16% of the time): a one-block file (what it copies in vain
- * when something is there is one chain's work) that replaces nothing (without `overwrite`, the
- * final rename's `RENAME_NOREPLACE` refuses what is there). {@link copyLookingAfter} copies it.
- */
-export function mayLookAfter(ctx: CopyContext, st: EntryStat): boolean {
-  return !ctx.options.overwrite && st.size < ctx.options.blockSize;
-}
-
-/**
- * {@link copyRegular} through a temporary file to a destination not looked at first (see
- * {@link mayLookAfter}): if the copy fails and something is at `dst` by then, the failure is the
- * one looking first would have given (`refusalOf`), so what is in the way still wins over, say,
- * a full disk, as when it was looked at before any byte moved.
- */
-export async function copyLookingAfter(
-  ctx: CopyContext,
-  src: string,
-  dst: string,
-  st: EntryStat,
-  sameFile: string,
-): Promise<number> {
-  try {
-    return await copyRegular(ctx, src, dst, st, false);
-  } catch (e) {
-    if (ctx.signal.aborted) throw e;
-    let existing: EntryStat | undefined;
-    try {
-      existing = await ctx.existingDest(dst, false);
-    } catch {
-      throw e; // (the copy's own failure says more than a failed look)
-    }
-    throw (existing === undefined ? undefined : refusalOf(existing, st, src, dst, false, sameFile)) ?? e;
-  }
-}
-
-/**
  * After a copy whose source was replaced while it ran (the engine removed what it wrote, of which
  * it had counted `counted` bytes as copied): looks at the source again and copies what is there
  * now, as a copy started now would, up to {@link REPLACED_RETRIES} times; then, or when it is no

@@ -24,14 +24,7 @@ import {
   tagStage,
 } from "./copy_errors.ts";
 import { type CopyResult, type CopyTreeOptions, resolveCopyOptions } from "./copy_options.ts";
-import {
-  copyLookingAfter,
-  copyRegular,
-  describeFailure,
-  mayLookAfter,
-  refusalOf,
-  tempPathFor,
-} from "./copy_regular.ts";
+import { copyRegular, describeFailure, refusalOf, tempPathFor } from "./copy_regular.ts";
 import { shedKeptPipes } from "./copy_shared_ring.ts";
 import { checkAccess, checkCopyTargets, copyRootPath, toPath } from "./permissions.ts";
 
@@ -547,19 +540,15 @@ class TreeCopy {
     const startedAt = this.#endings;
     this.#running++;
     try {
-      const sameFile = `'${src}' and '${dst}' are the same file`;
-      if (merging && mayLookAfter(ctx, st)) {
-        await copyLookingAfter(ctx, src, dst, st, sameFile);
-      } else {
-        if (merging) {
-          // The destination directory existed: say early if the file is in the way.
-          const existing = await ctx.existingDest(dst, false);
-          const refused = existing && refusalOf(existing, st, src, dst, ctx.options.overwrite, sameFile);
-          if (refused) throw refused;
-        }
-        // In a directory this copy created, nothing can be in the way: write in place.
-        await copyRegular(ctx, src, dst, st, !merging);
+      if (merging) {
+        // The destination directory existed: say early if the file is in the way.
+        const existing = await ctx.existingDest(dst, false);
+        const sameFile = `'${src}' and '${dst}' are the same file`;
+        const refused = existing && refusalOf(existing, st, src, dst, ctx.options.overwrite, sameFile);
+        if (refused) throw refused;
       }
+      // In a directory this copy created, nothing can be in the way: write in place.
+      await copyRegular(ctx, src, dst, st, !merging);
       this.#running--;
     } catch (e) {
       if (await this.waitForDescriptors(e, 1, startedAt, src)) {

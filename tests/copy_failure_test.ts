@@ -199,13 +199,12 @@ Deno.test({
 });
 
 Deno.test({
-  name:
-    "copyFile/copyTree: what is in the way of a one-block file wins over a full disk, as when looked at first",
+  name: "copyFile/copyTree: what is in the way of a small file is the failure, not a full disk",
   ignore: skipKernel(),
   fn: async () => {
-    // A one-block file without overwrite is not looked up at its destination before it is copied
-    // (the final rename refuses what is there); a copy that fails is looked at then, and what is
-    // in the way is the failure, as it was when looked at first.
+    // A destination in the way is refused before any byte moves. (A version that looked at it only
+    // after the copy, to spare the look's wait on the directory's lock, reported a full disk here;
+    // it was dropped: a refused copy then wrote, counted bytes and touched the directory.)
     using dir = tempDir();
     await withTmpfs(dir.path, "1m", async (mount) => {
       if (mount.path === undefined) {
