@@ -539,6 +539,44 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "copyFile on Deno's engine: many copies started at once let the event loop turn between their steps",
+  ignore: skipKernel(),
+  fn: async () => {
+    // The fallback makes its looks and creations at once on this thread; 5,000 copies started
+    // together made all their creations in one turn of the event loop (3.8 s in one ext4
+    // directory), and no timer, signal or abort ran meanwhile. Here each creation takes ~1 ms:
+    // a timer due at once must run long before the 150th.
+    using dir = tempDir();
+    for (let i = 0; i < 150; i++) Deno.writeTextFileSync(`${dir.path}/f${i}`, "x");
+    const openSync = Deno.openSync;
+    let creates = 0, createsBeforeTimer = -1;
+    Deno.openSync = (path, options) => {
+      if (String(path).includes(".uring-tmp-")) {
+        creates++;
+        for (const until = performance.now() + 1; performance.now() < until;) { /* a slow file system */ }
+      }
+      return openSync(path, options);
+    };
+    Deno.env.set("URING_FORCE_UNAVAILABLE", "1");
+    try {
+      setTimeout(() => createsBeforeTimer = creates, 0);
+      const results = await Promise.all(
+        Array.from({ length: 150 }, (_, i) => copyFile(`${dir.path}/f${i}`, `${dir.path}/c${i}`)),
+      );
+      assert.ok(results.every((r) => r.engine === "deno" && r.bytes === 1));
+    } finally {
+      Deno.env.delete("URING_FORCE_UNAVAILABLE");
+      Deno.openSync = openSync;
+    }
+    assert.equal(creates, 150);
+    assert.ok(
+      createsBeforeTimer >= 0 && createsBeforeTimer < 75,
+      `the timer ran after ${createsBeforeTimer} of the 150 creations`,
+    );
+  },
+});
+
 Deno.test("missingForCopies: names mkdirat (5.15) and IORING_FEAT_LINKED_FILE (5.17) when a kernel lacks them", () => {
   const ring = (features: number, mkdirat: boolean) => ({
     hasFeature: (f: number) => (features & f) === f,
