@@ -26,7 +26,11 @@ import { codeOf, outOfDescriptors, SourceReplaced, staged, tagStage } from "./co
  */
 export const STEPS_MS = 10;
 
-/** The timer function as it was when this module loaded (a test's fake clock would hold a turn). */
+/**
+ * The timer function as it was when this module loaded: a test's fake clock would hold a turn,
+ * and the copies waiting for it. (One installed before the module loads still does: import the
+ * module first.)
+ */
 const setTimer = globalThis.setTimeout;
 /** When the event loop was last seen to turn, and when a step was last made (`performance.now()`). */
 let turnedAt = 0, steppedAt = -Infinity;
