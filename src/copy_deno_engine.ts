@@ -10,7 +10,7 @@
  * and so does every open of a source (one swapped for a FIFO would wait for a writer). Each of
  * Deno's asynchronous calls is a round trip through its thread pool (~30 µs here), and a small
  * file's copy made eight of them: 1,000 files of 1–64 KiB copied one after another took 308 ms,
- * against 70 ms for `Deno.copyFile` alone; now ~120 ms. After the copy the source is looked at
+ * against 70 ms for `Deno.copyFile` alone; now ~130 ms. After the copy the source is looked at
  * again: `Deno.copyFile` follows a symlink swapped in after the walk looked at a file.
  *
  * @module
