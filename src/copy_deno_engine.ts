@@ -5,87 +5,51 @@
  * with the same rules (temporary name, modes, no clobbering without `overwrite`).
  *
  * The looks, the temporary file's exclusive creation, links and mode changes are made at once on
- * this thread (as the io_uring engine makes its `statx`, `renameat2` and `fchmodat`), letting the
- * event loop turn every {@link STEPS_MS} ms of them; the data moves off it, by `Deno.copyFile`,
- * and so does every open of a source (one swapped for a FIFO would wait for a writer). Each of
- * Deno's asynchronous calls is a round trip through its thread pool (~30 µs here), and a small
- * file's copy made eight of them: 1,000 files of 1–64 KiB copied one after another took 308 ms,
- * against 70 ms for `Deno.copyFile` alone; now ~130 ms. After the copy the source is looked at
- * again: `Deno.copyFile` follows a symlink swapped in after the walk looked at a file.
+ * this thread (as the io_uring engine makes its `statx`, `renameat2` and `fchmodat`), up to
+ * {@link STEPS_AT_ONCE} looks and creates between two turns of the event loop; the data moves off
+ * it, by `Deno.copyFile`, and so does every open of a source (one swapped for a FIFO would wait
+ * for a writer). Each of Deno's asynchronous calls is a round trip through its thread pool
+ * (~30 µs here), and a small file's copy made eight of them: 1,000 files of 1–64 KiB copied one
+ * after another took 308 ms, against 70 ms for `Deno.copyFile` alone; now ~130–170 ms.
  *
  * @module
  */
 
 import { type Engine, type EngineContext, type EntryStat, kindOfMode } from "./copy_engine.ts";
-import { codeOf, outOfDescriptors, SourceReplaced, staged, tagStage } from "./copy_errors.ts";
+import { codeOf, outOfDescriptors, staged, tagStage } from "./copy_errors.ts";
 
 /**
- * The longest the steps this engine makes at once may keep the event loop from turning (ms). Many
- * copies started together make theirs one after another within one turn: 5,000 exclusive creates
- * in one ext4 directory took 3.8 s, and no timer, signal handler or abort ran meanwhile.
+ * Most looks and creates the engine makes at once on this thread between two of its calls on
+ * Deno's thread pool settling (each settles on a turn of the event loop); past that, they go
+ * through the pool too. 5,000 copies started together made all their creates in one turn (3.8 s
+ * in one ext4 directory), and no timer, signal handler or abort ran meanwhile.
  */
-export const STEPS_MS = 10;
+export const STEPS_AT_ONCE = 64;
 
-/**
- * The timer function as it was when this module loaded: a test's fake clock would hold a turn,
- * and the copies waiting for it. (One installed before the module loads still does: import the
- * module first.)
- */
-const setTimer = globalThis.setTimeout;
-/** When the event loop was last seen to turn, and when a step was last made (`performance.now()`). */
-let turnedAt = 0, steppedAt = -Infinity;
-/** The turn the steps wait for now, if any. */
-let turning: Promise<void> | undefined;
+/** Steps made at once since one of the engine's thread-pool calls last settled. */
+let stepsAtOnce = 0;
 
-/**
- * Makes `step` now, or once the event loop has turned when steps made at once have kept it from
- * turning for {@link STEPS_MS} (a timer's turn, which polls for I/O: timers, signals and sockets
- * run), as a promise of its result.
- */
+/** Whether the next step may be made at once (see {@link STEPS_AT_ONCE}); counts it if so. */
+function mayStepAtOnce(): boolean {
+  if (stepsAtOnce >= STEPS_AT_ONCE) return false;
+  stepsAtOnce++;
+  return true;
+}
+
+/** `p`, noting when it settles that the event loop turned (see {@link STEPS_AT_ONCE}). */
+function pooled<T>(p: Promise<T>): Promise<T> {
+  return p.finally(() => {
+    stepsAtOnce = 0;
+  });
+}
+
+/** `step()` as a promise: its result, or its exception as a rejection. */
 function atOnce<T>(step: () => T): Promise<T> {
-  const due = turning ?? dueTurn();
-  if (due !== undefined) return due.then(step);
   try {
     return Promise.resolve(step());
   } catch (e) {
     return Promise.reject(e);
   }
-}
-
-/** The turn to wait for before the next step (see {@link atOnce}), or `undefined`. */
-function dueTurn(): Promise<void> | undefined {
-  const now = performance.now();
-  if (now - steppedAt > STEPS_MS) turnedAt = now; // (no step for a while: none held the loop up)
-  steppedAt = now;
-  if (now - turnedAt < STEPS_MS) return undefined;
-  return turning = new Promise((resolve) =>
-    setTimer(() => {
-      turning = undefined;
-      turnedAt = steppedAt = performance.now();
-      resolve();
-    }, 0)
-  );
-}
-
-/** Notes that the event loop turned (a call on Deno's thread pool settled). */
-function sawTurn(): void {
-  turnedAt = performance.now();
-}
-
-/**
- * Whether `src` is still the file `st` looked at (same device, inode and birth time; through a
- * final symlink only if `st` followed one): `Deno.copyFile` follows a symlink put in its place
- * meanwhile (to a file the copy should not read), and copies a file renamed over it.
- */
-function stillSource(src: string, st: EntryStat): boolean {
-  let now: EntryStat;
-  try {
-    now = st.noFollow ? entryFromFileInfo(Deno.lstatSync(src), true) : entryFromFileInfo(Deno.statSync(src));
-  } catch {
-    return false;
-  }
-  return now.kind === "file" && now.id === st.id &&
-    (!st.btimeMs || !now.btimeMs || now.btimeMs === st.btimeMs);
 }
 
 function seconds(d: Date | null, fallback: number): number {
@@ -131,7 +95,10 @@ export class DenoEngine implements Engine {
 
   /** `Deno.statSync` or `Deno.lstatSync` (at once: see the module notes), as a promise. */
   stat(path: string, follow: boolean, _ctx: EngineContext): Promise<EntryStat> {
-    return atOnce(() => this.statNow(path, follow));
+    if (mayStepAtOnce()) return atOnce(() => this.statNow(path, follow));
+    return pooled(follow ? Deno.stat(path) : Deno.lstat(path)).then((info) =>
+      entryFromFileInfo(info, !follow)
+    );
   }
 
   /** `Deno.statSync` / `Deno.lstatSync` of `path` (birth time to the ms). */
@@ -157,19 +124,24 @@ export class DenoEngine implements Engine {
       // (The source is opened off this thread: one swapped for a FIFO since it was looked at would
       // make its open wait for a writer.)
       const input = streamed ? await staged("open-source", Deno.open(src, { read: true })) : undefined;
+      const options = { write: true, createNew: true, mode: perm };
       let output: Deno.FsFile;
       try {
-        output = await atOnce(() => Deno.openSync(tmp, { write: true, createNew: true, mode: perm }));
+        output = mayStepAtOnce() ? Deno.openSync(tmp, options) : await pooled(Deno.open(tmp, options));
       } catch (e) {
         input?.close();
         throw tagStage(e, "create");
       }
       if (!streamed) output.close();
       try {
+        if (ctx.signal.aborted) {
+          if (streamed) output.close(); // (pipeTo would have closed both)
+          input?.close();
+          ctx.signal.throwIfAborted(); // (stopped while the create waited for the thread pool)
+        }
         // (pipeTo closes both files, also when it fails)
         await staged("copy-data", input ? input.readable.pipeTo(output.writable) : copyOpening(src, tmp));
         ctx.signal.throwIfAborted();
-        if (!stillSource(src, srcStat)) throw new SourceReplaced(src); // (copyRegular looks again)
         const size = Deno.statSync(tmp).size;
         ctx.addBytes(size);
         return size;
@@ -250,8 +222,7 @@ function renameNow(from: string, to: string, noReplace: boolean): void {
  */
 async function copyOpening(src: string, dst: string): Promise<void> {
   try {
-    await Deno.copyFile(src, dst);
-    sawTurn();
+    await pooled(Deno.copyFile(src, dst));
   } catch (e) {
     if (outOfDescriptors(e)) throw tagStage(e, "open-source");
     let now: Deno.FileInfo;

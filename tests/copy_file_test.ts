@@ -17,7 +17,7 @@ import { ringTest, runAsNobody, skipKernel, tempDir, whyNoNobodyChild } from "./
 import { mkfifo } from "./_io.ts";
 import { createCopyUring, isUnavailableError, missingForCopies } from "../src/copy_context.ts";
 import { copyFailure, tagStage } from "../src/copy_errors.ts";
-import { entryFromFileInfo } from "../src/copy_deno_engine.ts";
+import { entryFromFileInfo, STEPS_AT_ONCE } from "../src/copy_deno_engine.ts";
 import { entryFromStatx, makedev } from "../src/copy_uring_engine.ts";
 import { childResults, fdCount, MOD_URL, runDeno, uringOptions } from "./uring_support.ts";
 import { KEPT_LANES, LINGER_MS, sharedCopyRing } from "../src/copy_shared_ring.ts";
@@ -543,36 +543,45 @@ Deno.test({
   name: "copyFile on Deno's engine: many copies started at once let the event loop turn between their steps",
   ignore: skipKernel(),
   fn: async () => {
-    // The fallback makes its looks and creations at once on this thread; 5,000 copies started
-    // together made all their creations in one turn of the event loop (3.8 s in one ext4
-    // directory), and no timer, signal or abort ran meanwhile. Here each creation takes ~1 ms:
-    // a timer due at once must run long before the 150th.
+    // The fallback makes its looks and creates at once on this thread; 5,000 copies started together
+    // made all their creates in one turn of the event loop (3.8 s in one ext4 directory), and no
+    // timer, signal or abort ran meanwhile. Past STEPS_AT_ONCE steps between two of its thread-pool
+    // calls settling, it makes them on the pool. Here each create takes ~1 ms on this thread: a
+    // timer due at once must run long before the 300th.
     using dir = tempDir();
-    for (let i = 0; i < 150; i++) Deno.writeTextFileSync(`${dir.path}/f${i}`, "x");
-    const openSync = Deno.openSync;
+    for (let i = 0; i < 300; i++) Deno.writeTextFileSync(`${dir.path}/f${i}`, "x");
+    const openSync = Deno.openSync, open = Deno.open;
     let creates = 0, createsBeforeTimer = -1;
+    const isTemp = (path: string | URL) => String(path).includes(".uring-tmp-");
     Deno.openSync = (path, options) => {
-      if (String(path).includes(".uring-tmp-")) {
-        creates++;
+      if (isTemp(path)) {
         for (const until = performance.now() + 1; performance.now() < until;) { /* a slow file system */ }
       }
-      return openSync(path, options);
+      const file = openSync(path, options);
+      if (isTemp(path)) creates++;
+      return file;
+    };
+    Deno.open = async (path, options) => {
+      const file = await open(path, options);
+      if (isTemp(path)) creates++;
+      return file;
     };
     Deno.env.set("URING_FORCE_UNAVAILABLE", "1");
     try {
       setTimeout(() => createsBeforeTimer = creates, 0);
       const results = await Promise.all(
-        Array.from({ length: 150 }, (_, i) => copyFile(`${dir.path}/f${i}`, `${dir.path}/c${i}`)),
+        Array.from({ length: 300 }, (_, i) => copyFile(`${dir.path}/f${i}`, `${dir.path}/c${i}`)),
       );
       assert.ok(results.every((r) => r.engine === "deno" && r.bytes === 1));
     } finally {
       Deno.env.delete("URING_FORCE_UNAVAILABLE");
       Deno.openSync = openSync;
+      Deno.open = open;
     }
-    assert.equal(creates, 150);
+    assert.equal(creates, 300);
     assert.ok(
-      createsBeforeTimer >= 0 && createsBeforeTimer < 75,
-      `the timer ran after ${createsBeforeTimer} of the 150 creations`,
+      createsBeforeTimer >= 0 && createsBeforeTimer <= STEPS_AT_ONCE + 40,
+      `the timer ran after ${createsBeforeTimer} of the 300 creates`,
     );
   },
 });
