@@ -93,7 +93,10 @@ export class DenoEngine implements Engine {
     this.fallbackReason = reason;
   }
 
-  /** `Deno.statSync` or `Deno.lstatSync` (at once: see the module notes), as a promise. */
+  /**
+   * `Deno.statSync` or `Deno.lstatSync` (at once: see the module notes), as a promise; past
+   * {@link STEPS_AT_ONCE}, `Deno.stat` or `Deno.lstat`.
+   */
   stat(path: string, follow: boolean, _ctx: EngineContext): Promise<EntryStat> {
     if (mayStepAtOnce()) return atOnce(() => this.statNow(path, follow));
     return pooled(follow ? Deno.stat(path) : Deno.lstat(path)).then((info) =>
