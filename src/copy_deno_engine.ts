@@ -97,11 +97,12 @@ export class DenoEngine implements Engine {
    * `Deno.statSync` or `Deno.lstatSync` (at once: see the module notes), as a promise; past
    * {@link STEPS_AT_ONCE}, `Deno.stat` or `Deno.lstat`.
    */
-  stat(path: string, follow: boolean, _ctx: EngineContext): Promise<EntryStat> {
+  stat(path: string, follow: boolean, ctx: EngineContext): Promise<EntryStat> {
     if (mayStepAtOnce()) return atOnce(() => this.statNow(path, follow));
-    return pooled(follow ? Deno.stat(path) : Deno.lstat(path)).then((info) =>
-      entryFromFileInfo(info, !follow)
-    );
+    // (Within the copy's in-flight bound, as every look was before: a tree's walk looks at a whole
+    // directory's entries at once.)
+    return ctx.inflight.run(() => pooled(follow ? Deno.stat(path) : Deno.lstat(path)))
+      .then((info) => entryFromFileInfo(info, !follow));
   }
 
   /** `Deno.statSync` / `Deno.lstatSync` of `path` (birth time to the ms). */
