@@ -10,7 +10,7 @@
 import { PATH_MAX } from "./abi.ts";
 import type { CopyResult } from "./copy_options.ts";
 import { errorClassFor, OsError } from "./deno_errors.ts";
-import { errno as errnoNumber } from "./errno.ts";
+import { errno as errnoNumber, errnoName } from "./errno.ts";
 import { IoUringError } from "./errors.ts";
 
 /**
@@ -73,11 +73,21 @@ export function outOfDescriptors(error: unknown): boolean {
   return code === "EMFILE" || code === "ENFILE";
 }
 
-/** The errno name (`"ENOENT"`) an error carries, if any. */
+/**
+ * The errno name (`"ENOENT"`) an error carries, if any. Deno's own file APIs set `code` only on
+ * the errors of a `Deno.errors` class; the rest (`EFBIG`, `ENXIO`, ...) are plain `Error`s that
+ * say the number in their message, "File too large (os error 27)", and it is read from there.
+ */
 export function codeOf(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : undefined;
+  if (typeof code === "string") return code;
+  if (!(error instanceof Error) || code !== undefined) return undefined;
+  const number = OS_ERROR.exec(error.message)?.[1];
+  return number === undefined ? undefined : errnoName(Number(number));
 }
+
+/** The errno number in the message of one of Deno's file errors: "(os error 27)". */
+const OS_ERROR = /\(os error (\d{1,4})\)/;
 
 /** True for an `AbortError`/`TimeoutError` (a signal's reason). */
 export function isAbort(error: unknown): boolean {

@@ -732,8 +732,22 @@ const TAKE_EVERY_DESCRIPTOR = `const takeEveryDescriptor = (path) => {
  * start: a child that holds every descriptor waits for it first.) The body may call
  * `takeEveryDescriptor(path)`: opens `path` until EMFILE, returning the files it holds.
  */
-async function underFileLimit(
+function underFileLimit(
   limit: number,
+  dir: string,
+  body: string,
+  ...more: string[]
+): Promise<Record<string, unknown>> {
+  return inChild(`ulimit -n ${limit}`, {}, dir, body, ...more);
+}
+
+/**
+ * Runs `body` as {@link underFileLimit} does, after the shell command `shell` (`ulimit -f 4096`),
+ * with `env` added to the child's environment.
+ */
+async function inChild(
+  shell: string,
+  env: Record<string, string>,
   dir: string,
   body: string,
   ...more: string[]
@@ -746,8 +760,8 @@ async function underFileLimit(
     };\n${TAKE_EVERY_DESCRIPTOR}\n${body}`,
   );
   const out = await new Deno.Command("sh", {
-    args: ["-c", `ulimit -n ${limit} && exec "$0" run --quiet --allow-all "$1"`, Deno.execPath(), script],
-    env: { DENO_NO_UPDATE_CHECK: "1" },
+    args: ["-c", `${shell} && exec "$0" run --quiet --allow-all "$1"`, Deno.execPath(), script],
+    env: { DENO_NO_UPDATE_CHECK: "1", ...env },
     stdout: "piped",
     stderr: "piped",
     signal: AbortSignal.timeout(60_000),
@@ -756,6 +770,36 @@ async function underFileLimit(
   const last = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1);
   assert.ok(out.success && last, `the child failed: ${stderr}`);
   return JSON.parse(last);
+}
+
+for (const engine of ["io_uring", "fallback"]) {
+  Deno.test({
+    name:
+      `copyFile (${engine} engine): past the file size limit (ulimit -f) fails with code EFBIG, and no partial copy`,
+    ignore: engine === "io_uring" && skipKernel(),
+    fn: async () => {
+      // Deno's own file APIs throw a plain Error for EFBIG, its number only in the message ("File
+      // too large (os error 27)"): the fallback's copy failed without a code.
+      using dir = tempDir();
+      Deno.writeFileSync(`${dir.path}/src`, new Uint8Array(8 << 20).fill(5)); // (before the limit)
+      const r = await inChild(
+        "ulimit -f 4096 && trap '' XFSZ", // 2 MiB in sh's 512-byte blocks; the signal ignored
+        engine === "fallback" ? { URING_FORCE_UNAVAILABLE: "1" } : {},
+        dir.path,
+        `const result = {};
+try { await copyFile(dir + "/src", dir + "/dst"); result.copied = true; }
+catch (e) { Object.assign(result, { name: e.name, code: e.code, errno: e.errno, message: e.message }); }
+result.left = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+console.log(JSON.stringify(result));`,
+      );
+      assert.equal(r.copied, undefined, "the copy failed");
+      assert.equal(r.code, "EFBIG", String(r.message));
+      assert.equal(r.errno, 27);
+      assert.equal(r.name, "OsError");
+      assert.match(String(r.message), /ulimit -f/);
+      assert.deepEqual(r.left, ["child.ts", "src"]);
+    },
+  });
 }
 
 Deno.test({
