@@ -204,26 +204,16 @@ function withMemlockRetries<T>(make: () => T): T {
 }
 
 /**
- * Whether this code runs in a Worker: there a copy makes its own ring, closed before the copy
- * settles, as everywhere before the shared one. A Worker is often terminated as soon as it says
- * it is done, and its shared ring (still lingering) and kept lanes would stay open in the process
- * for good: nothing runs a terminated Worker's JavaScript.
- */
-function inWorker(): boolean {
-  return "WorkerGlobalScope" in globalThis;
-}
-
-/**
  * The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback.
  * With `shared` (a `copyFile`), neither `uring` nor `sqpoll` given and no deeper `queueDepth` than
- * the default, the main thread's shared copy ring (see `copy_shared_ring.ts`), held until
+ * the default, this thread's shared copy ring (see `copy_shared_ring.ts`), held until
  * `release` (returned with the engine) is called. On a caller's `uring`, the lanes kept for it,
  * if any (the CLI's: see `keepLanesFor`).
  */
 export function openEngine(
   options: ResolvedCopyOptions,
   shared = false,
-): { engine: Engine; release?: () => void } {
+): { engine: Engine; release?: () => Promise<void> | undefined } {
   if (options.uring) {
     const missing = missingForCopies(options.uring.ring);
     if (missing === null) {
@@ -235,8 +225,7 @@ export function openEngine(
   }
   try {
     if (
-      shared && !options.sqpoll && options.queueDepth <= DEFAULT_QUEUE_DEPTH && !inWorker() &&
-      !forcedUnavailable()
+      shared && !options.sqpoll && options.queueDepth <= DEFAULT_QUEUE_DEPTH && !forcedUnavailable()
     ) {
       const held = holdSharedCopyRing(() => createCopyUring(DEFAULT_QUEUE_DEPTH, false));
       return { engine: new UringEngine(held.uring, false, held.lanes), release: held.release };
@@ -311,7 +300,7 @@ export class CopyContext implements EngineContext {
   #lastBreath = performance.now();
   #breath: Promise<void> | undefined;
   /** Ends the hold on the shared copy ring, when the engine runs on it. */
-  readonly #releaseRing: (() => void) | undefined;
+  readonly #releaseRing: (() => Promise<void> | undefined) | undefined;
   /** Unregisters the drain of the engine's Uring before an exit (copy_incomplete.ts). */
   readonly #undrain: () => void;
 
@@ -603,7 +592,7 @@ export class CopyContext implements EngineContext {
       try {
         await this.engine.close();
       } finally {
-        this.#releaseRing?.();
+        await this.#releaseRing?.(); // (in a Worker the last copy's closes the ring: see copy_shared_ring.ts)
       }
     }
   }
