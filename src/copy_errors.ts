@@ -76,18 +76,33 @@ export function outOfDescriptors(error: unknown): boolean {
 /**
  * The errno name (`"ENOENT"`) an error carries, if any. Deno's own file APIs set `code` only on
  * the errors of a `Deno.errors` class; the rest (`EFBIG`, `ENXIO`, ...) are plain `Error`s that
- * say the number in their message, "File too large (os error 27)", and it is read from there.
+ * say the number at the start of their message, "File too large (os error 27): copy ...", and
+ * it is read from there (only there: a path later in a message may hold the same words).
  */
 export function codeOf(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === "string") return code;
-  if (!(error instanceof Error) || code !== undefined) return undefined;
-  const number = OS_ERROR.exec(error.message)?.[1];
+  if (code !== undefined || !(error instanceof Error) || Object.getPrototypeOf(error) !== Error.prototype) {
+    return undefined;
+  }
+  const number = OS_ERROR.exec(error.message)?.[2];
   return number === undefined ? undefined : errnoName(Number(number));
 }
 
-/** The errno number in the message of one of Deno's file errors: "(os error 27)". */
-const OS_ERROR = /\(os error (\d{1,4})\)/;
+/**
+ * The system's words and errno number that begin a message of Deno's file APIs: "File too large
+ * (os error 27): ". The words (`strerror`'s: "Input/output error") hold no colon or quote, where
+ * a message that names a path first quotes it (a permission refusal's, or the ring's own).
+ */
+const OS_ERROR = /^([^:'"]*)\(os error (\d{1,4})\)(?=: )/;
+
+/**
+ * `message` with the errno number Deno's file APIs begin it with named as `code` ("File too
+ * large (EFBIG): ...", as the ring's errors name theirs); unchanged without one.
+ */
+export function withErrnoNamed(message: string, code: string | undefined): string {
+  return code === undefined ? message : message.replace(OS_ERROR, `$1(${code})`);
+}
 
 /** True for an `AbortError`/`TimeoutError` (a signal's reason). */
 export function isAbort(error: unknown): boolean {
@@ -235,9 +250,8 @@ export type ErrorFields = Error & {
 export function copyFailure(cause: unknown, src: string, dst: string): Error {
   const stage = stageOf(cause);
   const code = codeOf(cause);
-  // (Deno's own file APIs say "(os error 24)": name the errno as the ring's errors do.)
   const message = cause instanceof Error ? cause.message : String(cause);
-  const original = code === undefined ? message : message.replace(/\(os error \d+\)/, `(${code})`);
+  const original = withErrnoNamed(message, code);
   // The ring's own system call failed (io_uring_enter refused by seccomp, say), not the file
   // operation: its errno says nothing about the files, so no plain words about them, and the
   // error keeps its class (an EPERM read as "not readable" sent users to the wrong place).

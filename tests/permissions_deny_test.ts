@@ -87,3 +87,50 @@ Deno.test({
     assert.deepEqual(out.left, ["src"], "no temporary file left");
   },
 });
+
+Deno.test({
+  name:
+    "copyFile: a refused path that reads '(os error N)' is a permission refusal, its message as given (both engines)",
+  ignore: skipKernel(),
+  async fn() {
+    // Deno's NotCapable has no `code`; the errno read from Deno's plain errors' messages was read
+    // from the path in it: "does not exist" (ENOENT) for "d (os error 2)/f", and for "(os error
+    // 24)" an EMFILE that made the copy wait for every other copy of the process, then retry.
+    using dir = tempDir();
+    using out = tempDir();
+    for (const name of ["d (os error 2)", "e (os error 24)"]) {
+      Deno.mkdirSync(`${dir.path}/${name}`);
+      Deno.writeTextFileSync(`${dir.path}/${name}/f`, "x");
+    }
+    const code = `
+      import { copyFile } from ${JSON.stringify(MOD_URL)};
+      const results = {};
+      for (const engine of ["io_uring", "fallback"]) {
+        if (engine === "fallback") Deno.env.set("URING_FORCE_UNAVAILABLE", "1");
+        for (const name of ["d (os error 2)", "e (os error 24)"]) {
+          const src = ${JSON.stringify(dir.path)} + "/" + name + "/f";
+          try {
+            await copyFile(src, ${JSON.stringify(out.path)} + "/" + name[0]);
+            results[engine + " " + name] = "ok";
+          } catch (e) {
+            results[engine + " " + name] = e.name + " " + (e.code ?? "-") + " " + e.message.includes(name + "/f");
+          }
+        }
+      }
+      console.log(JSON.stringify(results));
+    `;
+    const repo = new URL("..", import.meta.url).pathname;
+    const out2 = await childResults(code, [
+      `--allow-read=${repo},${out.path}`,
+      `--allow-write=${out.path}`,
+      "--allow-ffi",
+      "--allow-env",
+    ]);
+    assert.deepEqual(out2, {
+      "io_uring d (os error 2)": "NotCapable - true",
+      "io_uring e (os error 24)": "NotCapable - true",
+      "fallback d (os error 2)": "NotCapable - true",
+      "fallback e (os error 24)": "NotCapable - true",
+    });
+  },
+});

@@ -11,7 +11,7 @@
 
 import { copyFile, trimSlashes } from "../copy.ts";
 import { createCopyUring, FORCE_UNAVAILABLE_ENV, isUnavailableError } from "../copy_context.ts";
-import { codeOf, CopyTreeError, dirnameOf, OVERWRITE_HINT } from "../copy_errors.ts";
+import { codeOf, CopyTreeError, dirnameOf, OVERWRITE_HINT, withErrnoNamed } from "../copy_errors.ts";
 import { removeIncompleteNow } from "../copy_incomplete.ts";
 import type { CopyProgress } from "../copy_options.ts";
 import { copyTree } from "../copy_tree.ts";
@@ -294,9 +294,7 @@ async function run(args: CpArgs, io: CpIo): Promise<number> {
       Deno.chdir(args.cwd);
     } catch (e) {
       // (Deno says "(os error 20)": name the errno, as the copy's own errors do.)
-      const code = codeOf(e);
-      const message = (e as Error).message;
-      const why = code === undefined ? message : message.replace(/\(os error \d+\)/, `(${code})`);
+      const why = withErrnoNamed((e as Error).message, codeOf(e));
       io.err(`cp: cannot change to directory '${oneLine(args.cwd)}': ${oneLine(why)}\n`);
       return 2;
     }
