@@ -55,11 +55,12 @@ static int64_t result(long r) { return r < 0 ? -(int64_t)errno : (int64_t)r; }
  * `terminate()` ends the Worker without running any more of its code, and Deno closes the
  * Worker's own resources, but these it does not know of (they stayed open, with an SQPOLL kernel
  * thread each, until the process exited). Only what is created and released through this file
- * is listed, so a number released elsewhere can never be closed twice. Memory is never unmapped
- * here: a ring's ArrayBuffer may have been transferred to another thread, which still uses it
- * (unmapping it under that thread was a segfault). So a terminated Worker's mappings stay, and
- * with them its rings: the kernel tears a ring down only once nothing maps it either. This gives
- * back the fd numbers, not the rings. Not on a hot path.
+ * is listed, so a number released elsewhere can never be closed twice. Memory is unmapped only
+ * where asked (held_maps below): a ring's ArrayBuffer may have been transferred to another
+ * thread, which still uses it (unmapping it under that thread was a segfault). So a terminated
+ * Worker's other mappings stay, and with them its rings: the kernel tears a ring down only once
+ * nothing maps it either. For those this gives back the fd numbers, not the rings. Not on a hot
+ * path.
  */
 struct held_list {
   size_t count, capacity;
@@ -93,6 +94,69 @@ static void hold(int32_t fd) {
     pthread_setspecific(held_key, list);
   }
   list->fds[list->count++] = fd;
+}
+
+/*
+ * Mappings a thread asked to have unmapped as it exits (uring_mmap_held): the rings of the
+ * module's own copies in a Worker, whose memory no JavaScript outside that Worker can reach, so
+ * nothing can use it once the Worker is gone. A terminated Worker's lingering copy ring then goes
+ * with it (its fd is closed by the list above). Other mappings are never unmapped here (see
+ * above).
+ */
+struct held_map {
+  uintptr_t addr;
+  size_t length;
+};
+struct held_maps {
+  size_t count, capacity;
+  struct held_map maps[];
+};
+static pthread_key_t held_maps_key;
+static pthread_once_t held_maps_once = PTHREAD_ONCE_INIT;
+static int held_maps_ready;
+
+/* Runs as a thread exits with mappings listed: unmaps them. */
+static void release_held_maps(void *p) {
+  struct held_maps *list = p;
+  for (size_t i = 0; i < list->count; i++) munmap((void *)list->maps[i].addr, list->maps[i].length);
+  free(list);
+}
+
+static void make_held_maps_key(void) {
+  held_maps_ready = pthread_key_create(&held_maps_key, release_held_maps) == 0;
+}
+
+/* Lists a mapping of this thread's; false when there is no memory to list it in. */
+static int hold_map(uintptr_t addr, size_t length) {
+  pthread_once(&held_maps_once, make_held_maps_key);
+  if (!held_maps_ready) return 0;
+  struct held_maps *list = pthread_getspecific(held_maps_key);
+  if (list == NULL || list->count == list->capacity) {
+    size_t capacity = list == NULL ? 8 : list->capacity * 2;
+    struct held_maps *grown = realloc(list, sizeof *list + capacity * sizeof list->maps[0]);
+    if (grown == NULL) return 0;
+    if (list == NULL) grown->count = 0;
+    grown->capacity = capacity;
+    list = grown;
+    pthread_setspecific(held_maps_key, list);
+  }
+  list->maps[list->count].addr = addr;
+  list->maps[list->count].length = length;
+  list->count++;
+  return 1;
+}
+
+/* Takes a mapping off this thread's list, if it is there. */
+static void unhold_map(uintptr_t addr) {
+  if (!held_maps_ready) return;
+  struct held_maps *list = pthread_getspecific(held_maps_key);
+  if (list == NULL) return;
+  for (size_t i = list->count; i-- > 0;) {
+    if (list->maps[i].addr == addr) {
+      list->maps[i] = list->maps[--list->count];
+      return;
+    }
+  }
 }
 
 /* Takes an fd off this thread's list, if it is there. */
@@ -173,14 +237,34 @@ int64_t uring_mmap(int32_t fd, uint64_t length, uint64_t offset) {
   return p == MAP_FAILED ? -(int64_t)errno : (int64_t)(uintptr_t)p;
 }
 
+/*
+ * uring_mmap, the mapping also unmapped when this thread exits (see held_maps): returns the
+ * address, or -errno (-ENOMEM, nothing mapped, when it cannot be listed).
+ */
+int64_t uring_mmap_held(int32_t fd, uint64_t length, uint64_t offset) {
+  int64_t p = uring_mmap(fd, length, offset);
+  if (p >= 0 && !hold_map((uintptr_t)p, (size_t)length)) {
+    munmap((void *)(uintptr_t)p, (size_t)length);
+    return -ENOMEM;
+  }
+  return p;
+}
+
+/*
+ * Takes a mapping of uring_mmap_held's off this thread's list without unmapping it: its memory
+ * was handed to someone else, who may still use it after this thread exits.
+ */
+void uring_forget_map(uint64_t addr) { unhold_map((uintptr_t)addr); }
+
 /* Anonymous private mmap(2): page-aligned memory for O_DIRECT buffers. */
 int64_t uring_mmap_anon(uint64_t length) {
   void *p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return p == MAP_FAILED ? -(int64_t)errno : (int64_t)(uintptr_t)p;
 }
 
-/* munmap(2). */
+/* munmap(2) (a mapping of uring_mmap_held's leaves this thread's list first). */
 int32_t uring_munmap(uint64_t addr, uint64_t length) {
+  unhold_map((uintptr_t)addr);
   return (int32_t)result(munmap((void *)(uintptr_t)addr, (size_t)length));
 }
 

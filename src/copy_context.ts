@@ -31,8 +31,8 @@ import { errno } from "./errno.ts";
 import { IoUringError } from "./errors.ts";
 import { getSys, type Sys } from "./sys.ts";
 import { onNextTurn } from "./turn.ts";
-import { Uring } from "./uring.ts";
-import type { IoUring } from "./ring.ts";
+import { Uring, type UringOptions } from "./uring.ts";
+import { type IoUring, MEMORY_DIES_WITH_THREAD } from "./ring.ts";
 
 /**
  * Longest stretch (ms) the copy runs without letting the event loop turn. Cached reads and
@@ -103,7 +103,7 @@ export function copyFixedFiles(queueDepth: number): number {
  * ({@link isUnavailableError} tells whether it means "no io_uring here"), also when
  * `URING_FORCE_UNAVAILABLE=1` pretends so.
  */
-export function createCopyUring(queueDepth: number, sqpoll: boolean): Uring {
+export function createCopyUring(queueDepth: number, sqpoll: boolean, diesWithThread = false): Uring {
   if (forcedUnavailable()) {
     throw new IoUringError("io_uring_setup", errno("EPERM"), `forced by ${FORCE_UNAVAILABLE_ENV}=1`);
   }
@@ -115,7 +115,8 @@ export function createCopyUring(queueDepth: number, sqpoll: boolean): Uring {
         entries: ringEntries(queueDepth),
         sqpoll: sqpoll ? undefined : false,
         fixedFiles: copyFixedFiles(queueDepth),
-      })
+        [MEMORY_DIES_WITH_THREAD]: diesWithThread,
+      } as UringOptions)
     );
   } catch (e) {
     // A Uring refuses a kernel before 5.11 (no IORING_FEAT_EXT_ARG) with this error.
@@ -203,6 +204,9 @@ function withMemlockRetries<T>(make: () => T): T {
   }
 }
 
+/** Whether this code runs in a Worker (see `copy_shared_ring.ts`). */
+const IN_WORKER = "WorkerGlobalScope" in globalThis;
+
 /**
  * The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback.
  * With `shared` (a `copyFile`), neither `uring` nor `sqpoll` given and no deeper `queueDepth` than
@@ -227,7 +231,8 @@ export function openEngine(
     if (
       shared && !options.sqpoll && options.queueDepth <= DEFAULT_QUEUE_DEPTH && !forcedUnavailable()
     ) {
-      const held = holdSharedCopyRing(() => createCopyUring(DEFAULT_QUEUE_DEPTH, false));
+      // (In a Worker, a ring whose memory goes with the Worker's thread: see copy_shared_ring.ts.)
+      const held = holdSharedCopyRing(() => createCopyUring(DEFAULT_QUEUE_DEPTH, false, IN_WORKER));
       return { engine: new UringEngine(held.uring, false, held.lanes), release: held.release };
     }
     return { engine: new UringEngine(createCopyUring(options.queueDepth, options.sqpoll), true) };

@@ -1,14 +1,17 @@
 /**
  * The `Uring` that `copyFile` calls share when they are given none (and no `sqpoll`, no deeper
- * `queueDepth` than the default): made for the first, kept while copies use it and, on the main
- * thread, for {@link LINGER_MS} (up to twice that) after the last one ends, then closed. Copies
- * started together share it, and on the main thread so do copies awaited one after another.
+ * `queueDepth` than the default): made for the first, kept while copies use it and for
+ * {@link LINGER_MS} (up to twice that) after the last one ends, then closed. Copies started
+ * together share it, and so do copies awaited one after another.
  *
- * In a Worker the ring closes as its last copy ends, before that copy settles (see
- * {@link LINGERS}): a Worker is often terminated as soon as it says it is done, and nothing runs
- * a terminated Worker's JavaScript, so a lingering ring and its kept lanes would stay open in the
- * process for good. Copies started together there still share one ring: 4,000 small files 32
- * at a time in a Worker took 0.20 s, against 1.15 s with a ring per copy (`Deno.copyFile`: 0.10 s).
+ * In a Worker the ring's memory is mapped to go with the Worker's thread (`Sys.mmapHeld`), and
+ * the helper closes the ring's and the kept lanes' fds as that thread exits: a Worker is often
+ * terminated as soon as it says it is done, and nothing runs a terminated Worker's JavaScript, so
+ * a lingering ring would otherwise stay open and mapped in the process for good. Where that cannot
+ * be had (the libc backend, or a helper built before it), the ring closes there as its last copy
+ * ends, before that copy settles (see {@link lingers}), and copies awaited one after another make
+ * a ring each. 4,000 small files in a Worker: 32 at a time 0.18 s with a shared ring, 1.15 s with
+ * a ring per copy (`Deno.copyFile`: 0.10 s); one after another 0.47 s, against 1.20 s (0.23 s).
  *
  * A ring per call cost every copy its set-up and tear-down (`io_uring_setup`, three mappings,
  * registering the ring and its file table, an `Sqe` per entry, then unmapping and closing):
@@ -27,6 +30,7 @@
  */
 
 import { LaneShelf } from "./copy_small.ts";
+import { memoryDiesWithThread } from "./ring.ts";
 import type { Uring } from "./uring.ts";
 
 /**
@@ -46,10 +50,16 @@ const setTimer = globalThis.setTimeout;
 export const LINGER_MS = 20;
 
 /**
- * Whether the ring lingers after its last copy: on the main thread, not in a Worker (see the
- * module notes), where it closes at once and the last copy waits for that before it settles.
+ * Whether `uring` lingers after its last copy: on the main thread, and in a Worker when its memory
+ * goes with the Worker's thread (see the module notes); otherwise it closes at once, and the last
+ * copy waits for that before it settles.
  */
-const LINGERS = !("WorkerGlobalScope" in globalThis);
+function lingers(uring: Uring): boolean {
+  return !IN_WORKER || memoryDiesWithThread(uring.ring);
+}
+
+/** Whether this code runs in a Worker. */
+const IN_WORKER = "WorkerGlobalScope" in globalThis;
 
 /**
  * The ring, its kept lanes, how many copies use it now, how many times that fell to none, and
@@ -108,7 +118,7 @@ export function holdSharedCopyRing(make: () => Uring): SharedRing {
       released = true;
       if (--held.users > 0) return;
       held.idled++;
-      if (!LINGERS) return closeNow(held);
+      if (!lingers(held.uring)) return closeNow(held);
       if (held.linger === undefined) linger(held);
     },
   };

@@ -151,6 +151,21 @@ const PLAIN_STORE_RELEASES = Deno.build.arch === "x86_64";
 /** Default SQ poll thread idle time before it sleeps, in milliseconds. */
 export const DEFAULT_SQPOLL_IDLE_MS = 50;
 
+/**
+ * Internal option key (not part of the public API): `true` maps the ring's memory so that it is
+ * also unmapped when the thread that made it exits (`Sys.mmapHeld`): for a ring whose memory
+ * views never leave that thread (the copies' own ring in a Worker, see `copy_shared_ring.ts`).
+ */
+export const MEMORY_DIES_WITH_THREAD: unique symbol = Symbol("uring.memoryDiesWithThread");
+
+/** Rings whose memory is unmapped when their thread exits (see {@link MEMORY_DIES_WITH_THREAD}). */
+const threadBoundRings = new WeakSet<IoUring>();
+
+/** Whether `ring`'s memory is unmapped when the thread that made it exits. */
+export function memoryDiesWithThread(ring: IoUring): boolean {
+  return threadBoundRings.has(ring);
+}
+
 /** SQPOLL settings: how long the kernel thread spins idle, and which CPU it is pinned to. */
 export interface SqpollOptions {
   /** Idle time in ms before the SQ thread sleeps, at least 1 (default {@link DEFAULT_SQPOLL_IDLE_MS}). */
@@ -516,6 +531,8 @@ export class IoUring implements Disposable {
   constructor(entries: number, options: IoUringOptions = {}) {
     options ??= {}; // null: the defaults
     checkOptionsObject(options);
+    const diesWithThread =
+      (options as { [MEMORY_DIES_WITH_THREAD]?: unknown })[MEMORY_DIES_WITH_THREAD] === true;
     const flagsGiven = options?.flags;
     // IORING_SETUP_CLAMP: sizes past the kernel's largest become the largest, as the kernel does.
     const clamp = typeof flagsGiven === "number" && (flagsGiven & abi.IORING_SETUP_CLAMP) !== 0;
@@ -731,6 +748,7 @@ export class IoUring implements Disposable {
     }
     this.fd = fd;
     this.#hold = ringHold(this.#sys, fd);
+    if (diesWithThread && this.#sys.mmapHeld !== undefined) threadBoundRings.add(this);
     this.#enterFd = fd;
     this.sqpollFallbackReason = fallback;
     if (attachTo !== undefined) this.#sharesSqThread = attachTo.#sharesSqThread = true;
@@ -857,7 +875,8 @@ export class IoUring implements Disposable {
   }
 
   #map(length: number, offset: number): ArrayBuffer {
-    const address = this.#sys.mmap(this.fd, length, offset);
+    const held = threadBoundRings.has(this) ? this.#sys.mmapHeld : undefined;
+    const address = held ? held(this.fd, length, offset) : this.#sys.mmap(this.fd, length, offset);
     if (address < 0) {
       throw new IoUringError("mmap", -address, `ring region at offset 0x${offset.toString(16)}`);
     }

@@ -78,6 +78,7 @@ export function ringHold(sys: Sys, fd: number): RingHold {
 function unmapAll(hold: RingHold): void {
   for (const [address, length, memory] of hold.maps) {
     if (memory.detached) {
+      hold.sys.forgetMap?.(address); // (one made to go with its thread: it now outlives it)
       hold.sys.mmapAnonOver(address, length); // (failing, the mapping just stays)
       continue;
     }

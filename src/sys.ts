@@ -86,6 +86,17 @@ export interface Sys {
   registerAsync(fd: number, opcode: number, arg: Uint8Array | null, nrArgs: number): Promise<number>;
   /** Shared, populated `mmap` of a ring region; returns the address or `-errno`. */
   mmap(fd: number, length: number, offset: number): number;
+  /**
+   * {@link Sys.mmap}, the mapping also unmapped when the calling thread exits (a Worker
+   * terminated): for memory no other thread can reach. The helper's only (`undefined` for libc,
+   * or a helper built before it).
+   */
+  mmapHeld?: (fd: number, length: number, offset: number) => number;
+  /**
+   * Keeps a mapping of {@link Sys.mmapHeld}'s mapped when its thread exits (its memory went to
+   * another thread).
+   */
+  forgetMap?: (address: number) => void;
   /** Anonymous private `mmap` (page-aligned memory); returns the address or `-errno`. */
   mmapAnon(length: number): number;
   /**
@@ -178,6 +189,8 @@ const HELPER_SYMBOLS = {
   },
   uring_mmap: { parameters: ["i32", "u64", "u64"], result: "i64" },
   uring_mmap_anon: { parameters: ["u64"], result: "i64" },
+  uring_mmap_held: { parameters: ["i32", "u64", "u64"], result: "i64", optional: true },
+  uring_forget_map: { parameters: ["u64"], result: "void", optional: true },
   uring_munmap: { parameters: ["u64", "u64"], result: "i32" },
   uring_close: { parameters: ["i32"], result: "i32" },
   // Optional: a helper built before it existed still loads (pipes then come from the kernel
@@ -292,6 +305,12 @@ function loadHelper(path: string): Sys {
     register: (fd, op, arg, nr) => lib.uring_register(fd, op, arg, nr),
     registerAsync: (fd, op, arg, nr) => lib.uring_register_async(fd, op, arg, nr),
     mmap: (fd, length, offset) => Number(lib.uring_mmap(fd, BigInt(length), BigInt(offset))),
+    mmapHeld: lib.uring_mmap_held === null || lib.uring_forget_map === null
+      ? undefined
+      : (fd, length, offset) => Number(lib.uring_mmap_held!(fd, BigInt(length), BigInt(offset))),
+    forgetMap: lib.uring_forget_map === null
+      ? undefined
+      : (address) => lib.uring_forget_map!(BigInt(address)),
     mmapAnon: (length) => Number(lib.uring_mmap_anon(BigInt(length))),
     mmapAnonOver: (address, length) => getSys("libc").mmapAnonOver(address, length), // (rare: no helper symbol)
     munmap: (address, length) => lib.uring_munmap(BigInt(address), BigInt(length)),
