@@ -338,6 +338,9 @@ int32_t uring_pipe_sized(int32_t *fds, int32_t size) {
   return capacity;
 }
 
+/* 1 when the calling thread is the process's first (its tid is the pid), else 0. */
+int32_t uring_is_main_thread(void) { return syscall(SYS_gettid) == getpid(); }
+
 /* A full (sequentially consistent) memory fence. */
 void uring_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 

@@ -28,6 +28,8 @@ export const SYS_UTIMENSAT: number = Deno.build.arch === "aarch64" ? 88 : 280;
 export const SYS_FCHMODAT: number = Deno.build.arch === "aarch64" ? 53 : 268;
 /** `renameat2` system call number (x86_64 316, aarch64 276; 3.15; used by the libc backend). */
 export const SYS_RENAMEAT2: number = Deno.build.arch === "aarch64" ? 276 : 316;
+/** `gettid` system call number (x86_64 186, aarch64 178; 2.4.11; used by the libc backend). */
+export const SYS_GETTID: number = Deno.build.arch === "aarch64" ? 178 : 186;
 /** `statx` system call number (x86_64 332, aarch64 291; 4.11; used by the libc backend). */
 export const SYS_STATX: number = Deno.build.arch === "aarch64" ? 291 : 332;
 /** `lseek` whence: the next offset at or after the one given that holds data (3.1). */

@@ -31,8 +31,8 @@ import { errno } from "./errno.ts";
 import { IoUringError } from "./errors.ts";
 import { getSys, type Sys } from "./sys.ts";
 import { onNextTurn } from "./turn.ts";
-import { Uring, type UringOptions } from "./uring.ts";
-import { type IoUring, MEMORY_DIES_WITH_THREAD } from "./ring.ts";
+import { Uring } from "./uring.ts";
+import { type IoUring, makeRingDyingWithThread } from "./ring.ts";
 
 /**
  * Longest stretch (ms) the copy runs without letting the event loop turn. Cached reads and
@@ -110,14 +110,13 @@ export function createCopyUring(queueDepth: number, sqpoll: boolean, diesWithThr
   // `sqpoll: undefined` is Uring's "on, unless the kernel refuses": a refusal is no reason to fail.
   let uring: Uring;
   try {
-    uring = withMemlockRetries(() =>
+    const make = () =>
       new Uring({
         entries: ringEntries(queueDepth),
         sqpoll: sqpoll ? undefined : false,
         fixedFiles: copyFixedFiles(queueDepth),
-        [MEMORY_DIES_WITH_THREAD]: diesWithThread,
-      } as UringOptions)
-    );
+      });
+    uring = withMemlockRetries(() => diesWithThread ? makeRingDyingWithThread(make) : make());
   } catch (e) {
     // A Uring refuses a kernel before 5.11 (no IORING_FEAT_EXT_ARG) with this error.
     if (e instanceof IoUringError && e.call === "io_uring_enter" && e.code === "EINVAL") {
@@ -204,9 +203,6 @@ function withMemlockRetries<T>(make: () => T): T {
   }
 }
 
-/** Whether this code runs in a Worker (see `copy_shared_ring.ts`). */
-const IN_WORKER = "WorkerGlobalScope" in globalThis;
-
 /**
  * The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback.
  * With `shared` (a `copyFile`), neither `uring` nor `sqpoll` given and no deeper `queueDepth` than
@@ -231,8 +227,8 @@ export function openEngine(
     if (
       shared && !options.sqpoll && options.queueDepth <= DEFAULT_QUEUE_DEPTH && !forcedUnavailable()
     ) {
-      // (In a Worker, a ring whose memory goes with the Worker's thread: see copy_shared_ring.ts.)
-      const held = holdSharedCopyRing(() => createCopyUring(DEFAULT_QUEUE_DEPTH, false, IN_WORKER));
+      // (A ring whose memory goes with this thread, as a Worker's must: see copy_shared_ring.ts.)
+      const held = holdSharedCopyRing(() => createCopyUring(DEFAULT_QUEUE_DEPTH, false, true));
       return { engine: new UringEngine(held.uring, false, held.lanes), release: held.release };
     }
     return { engine: new UringEngine(createCopyUring(options.queueDepth, options.sqpoll), true) };

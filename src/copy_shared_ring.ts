@@ -4,13 +4,14 @@
  * {@link LINGER_MS} (up to twice that) after the last one ends, then closed. Copies started
  * together share it, and so do copies awaited one after another.
  *
- * In a Worker the ring's memory is mapped to go with the Worker's thread (`Sys.mmapHeld`), and
- * the helper closes the ring's and the kept lanes' fds as that thread exits: a Worker is often
- * terminated as soon as it says it is done, and nothing runs a terminated Worker's JavaScript, so
- * a lingering ring would otherwise stay open and mapped in the process for good. Where that cannot
- * be had (the libc backend, or a helper built before it), the ring closes there as its last copy
- * ends, before that copy settles (see {@link lingers}), and copies awaited one after another make
- * a ring each. 4,000 small files in a Worker: 32 at a time 0.18 s with a shared ring, 1.15 s with
+ * The ring's memory is mapped to go with the thread that made it (`Sys.mmapHeld`; no view of it
+ * leaves this module), and the helper closes the ring's and the kept lanes' fds as that thread
+ * exits: a Worker (of either kind: Deno's or `node:worker_threads`') is often terminated as soon
+ * as it says it is done, and nothing runs a terminated Worker's JavaScript, so a lingering ring
+ * would otherwise stay open and mapped in the process for good. Where that cannot be had (the
+ * libc backend, or a helper built before it), a Worker's ring closes as its last copy ends, before
+ * that copy settles (see {@link lingers}), and copies awaited one after another there make a ring
+ * each. 4,000 small files in a Worker: 32 at a time 0.18 s with a shared ring, 1.15 s with
  * a ring per copy (`Deno.copyFile`: 0.10 s); one after another 0.47 s, against 1.20 s (0.23 s).
  *
  * A ring per call cost every copy its set-up and tear-down (`io_uring_setup`, three mappings,
@@ -31,6 +32,7 @@
 
 import { LaneShelf } from "./copy_small.ts";
 import { memoryDiesWithThread } from "./ring.ts";
+import { getSys } from "./sys.ts";
 import type { Uring } from "./uring.ts";
 
 /**
@@ -50,16 +52,13 @@ const setTimer = globalThis.setTimeout;
 export const LINGER_MS = 20;
 
 /**
- * Whether `uring` lingers after its last copy: on the main thread, and in a Worker when its memory
- * goes with the Worker's thread (see the module notes); otherwise it closes at once, and the last
- * copy waits for that before it settles.
+ * Whether `uring` lingers after its last copy: when its memory goes with this thread (see the
+ * module notes), or on the process's first thread; otherwise (a Worker's, without the helper) it
+ * closes at once, and the last copy waits for that before it settles.
  */
 function lingers(uring: Uring): boolean {
-  return !IN_WORKER || memoryDiesWithThread(uring.ring);
+  return memoryDiesWithThread(uring.ring) || getSys(uring.ring.backend).isMainThread();
 }
-
-/** Whether this code runs in a Worker. */
-const IN_WORKER = "WorkerGlobalScope" in globalThis;
 
 /**
  * The ring, its kept lanes, how many copies use it now, how many times that fell to none, and

@@ -152,13 +152,28 @@ const PLAIN_STORE_RELEASES = Deno.build.arch === "x86_64";
 export const DEFAULT_SQPOLL_IDLE_MS = 50;
 
 /**
- * Internal option key (not part of the public API): `true` maps the ring's memory so that it is
- * also unmapped when the thread that made it exits (`Sys.mmapHeld`): for a ring whose memory
- * views never leave that thread (the copies' own ring in a Worker, see `copy_shared_ring.ts`).
+ * Set by {@link makeRingDyingWithThread} for the next `IoUring` made (which takes it at once): a
+ * module variable, not an option, so that no caller's options object (a proxy answers any key)
+ * can ask for it.
  */
-export const MEMORY_DIES_WITH_THREAD: unique symbol = Symbol("uring.memoryDiesWithThread");
+let nextDiesWithThread = false;
 
-/** Rings whose memory is unmapped when their thread exits (see {@link MEMORY_DIES_WITH_THREAD}). */
+/**
+ * Runs `make`, whose first `IoUring` (a `Uring`'s own) maps its memory so that it is also
+ * unmapped when the thread that made it exits (`Sys.mmapHeld`; where the backend cannot, as
+ * usual): for a ring whose memory views never leave that thread, such as the copies' own ring
+ * (see `copy_shared_ring.ts`). Internal.
+ */
+export function makeRingDyingWithThread<T>(make: () => T): T {
+  nextDiesWithThread = true;
+  try {
+    return make();
+  } finally {
+    nextDiesWithThread = false;
+  }
+}
+
+/** Rings whose memory is unmapped when their thread exits (see {@link makeRingDyingWithThread}). */
 const threadBoundRings = new WeakSet<IoUring>();
 
 /** Whether `ring`'s memory is unmapped when the thread that made it exits. */
@@ -529,10 +544,10 @@ export class IoUring implements Disposable {
    * `params.sqEntries`) and maps it.
    */
   constructor(entries: number, options: IoUringOptions = {}) {
+    const diesWithThread = nextDiesWithThread; // (first: taken before any caller's code can run)
+    nextDiesWithThread = false;
     options ??= {}; // null: the defaults
     checkOptionsObject(options);
-    const diesWithThread =
-      (options as { [MEMORY_DIES_WITH_THREAD]?: unknown })[MEMORY_DIES_WITH_THREAD] === true;
     const flagsGiven = options?.flags;
     // IORING_SETUP_CLAMP: sizes past the kernel's largest become the largest, as the kernel does.
     const clamp = typeof flagsGiven === "number" && (flagsGiven & abi.IORING_SETUP_CLAMP) !== 0;

@@ -37,6 +37,7 @@ import {
   STATX_SIZE,
   SYS_FCHMODAT,
   SYS_FCNTL,
+  SYS_GETTID,
   SYS_IO_URING_ENTER,
   SYS_IO_URING_REGISTER,
   SYS_IO_URING_SETUP,
@@ -161,6 +162,11 @@ export interface Sys {
    * only to a program with every permission).
    */
   openFiles(): number;
+  /**
+   * Whether the calling thread is the process's first (its thread id is the pid): not a Worker's,
+   * whatever kind (a `node:worker_threads` one has no `WorkerGlobalScope`).
+   */
+  isMainThread(): boolean;
   /** A full memory fence. */
   fence(): void;
   /**
@@ -203,6 +209,7 @@ const HELPER_SYMBOLS = {
   uring_renameat2: { parameters: ["i32", "buffer", "i32", "buffer", "u32"], result: "i32", optional: true },
   uring_file_limit: { parameters: [], result: "i32", optional: true },
   uring_open_files: { parameters: [], result: "i32", optional: true },
+  uring_is_main_thread: { parameters: [], result: "i32", optional: true },
   uring_fence: { parameters: [], result: "void" },
   uring_fence_async: { name: "uring_fence", parameters: [], result: "void", nonblocking: true },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -227,6 +234,7 @@ const LIBC_SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
   getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
   getpid_async: { name: "getpid", parameters: [], result: "i32", nonblocking: true },
+  getpid: { parameters: [], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** libc's path calls, bound apart from the backends (see {@link libcPaths}). */
@@ -364,6 +372,10 @@ function loadHelper(path: string): Sys {
       return count === null ? openFilesByDeno() : count();
     },
     fence: () => lib.uring_fence(),
+    isMainThread: () => {
+      const isMain = lib.uring_is_main_thread;
+      return isMain === null ? getSys("libc").isMainThread() : isMain() === 1;
+    },
     nextTurn: () => lib.uring_fence_async(),
   };
 }
@@ -383,6 +395,7 @@ function loadLibc(): Sys {
   const NR_UTIMENSAT = BigInt(SYS_UTIMENSAT);
   const NR_FCHMODAT = BigInt(SYS_FCHMODAT);
   const NR_STATX = BigInt(SYS_STATX);
+  const NR_GETTID = BigInt(SYS_GETTID);
   const NR_RENAMEAT2 = BigInt(SYS_RENAMEAT2);
   const CLOEXEC = BigInt(O_CLOEXEC);
   const GETPIPE_SZ = BigInt(F_GETPIPE_SZ);
@@ -549,6 +562,7 @@ function loadLibc(): Sys {
     },
     openFiles: openFilesByDeno,
     fence: () => {},
+    isMainThread: () => Number(lib.syscall3(NR_GETTID, 0n, 0n, 0n)) === lib.getpid(),
     nextTurn: () => lib.getpid_async(),
   };
 }

@@ -128,13 +128,7 @@ import {
 } from "./ops.ts";
 import { type Access, checkAccess, checkOpenTarget, kernelPath, toPath } from "./permissions.ts";
 import { prepCancel, prepClose, prepNop } from "./prep.ts";
-import {
-  IoUring,
-  type IoUringOptions,
-  MAX_ENTRIES,
-  MEMORY_DIES_WITH_THREAD,
-  type SqpollOptions,
-} from "./ring.ts";
+import { IoUring, MAX_ENTRIES, type SqpollOptions } from "./ring.ts";
 import { onNextTurn } from "./turn.ts";
 import { type Cqe, type Sqe, W } from "./sqe.ts";
 import {
@@ -821,9 +815,7 @@ export class Uring implements AsyncDisposable {
       cqEntries: options.cqEntries,
       // Without SQPOLL, io-wq completions (copies, opens) would interrupt the main thread.
       coopTaskrun: true,
-      [MEMORY_DIES_WITH_THREAD]:
-        (options as { [MEMORY_DIES_WITH_THREAD]?: boolean })[MEMORY_DIES_WITH_THREAD],
-    } as IoUringOptions);
+    });
     this.#sys = getSys(this.#ring.backend);
     // Without SQPOLL the io-wq is this thread's; with it, the SQ thread's (shared when attached).
     this.#iowq = !this.#ring.sqpoll ? THREAD_IOWQ : attachTo !== undefined ? attachTo.#iowq : iowqState();

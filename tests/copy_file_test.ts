@@ -10,9 +10,12 @@ import {
   IORING_OP_MKDIRAT,
   IoUring,
   IoUringError,
+  type IoUringOptions,
   type Probe,
   Uring,
+  type UringOptions,
 } from "../mod.ts";
+import { memoryDiesWithThread } from "../src/ring.ts";
 import { ringTest, runAsNobody, skipKernel, tempDir, whyNoNobodyChild } from "./_support.ts";
 import { mkfifo } from "./_io.ts";
 import { createCopyUring, isUnavailableError, missingForCopies } from "../src/copy_context.ts";
@@ -1163,7 +1166,7 @@ postMessage({
 
 Deno.test({
   name:
-    "copyFile in a Worker terminated while its ring lingers leaves no ring, mapping or pipe open (both backends)",
+    "copyFile in a Worker (Deno's, or node:worker_threads') terminated while its ring lingers leaves no ring, mapping or pipe open (both backends)",
   ignore: skipKernel(),
   fn: async () => {
     // Nothing runs a terminated Worker's JavaScript: the helper closes the ring's and the lanes'
@@ -1171,6 +1174,17 @@ Deno.test({
     // backend) the ring closes before the last copy settles, and there is nothing to linger.
     using dir = tempDir();
     Deno.writeTextFileSync(`${dir.path}/src`, "x".repeat(3000));
+    Deno.writeTextFileSync(
+      `${dir.path}/node_worker.mjs`,
+      `import { parentPort } from "node:worker_threads";
+import { copyFile } from ${JSON.stringify(MOD_URL)};
+const dir = ${JSON.stringify(dir.path)};
+parentPort.on("message", async () => {
+  for (let i = 0; i < 3; i++) await copyFile(dir + "/src", dir + "/n" + Math.random());
+  parentPort.postMessage("done");
+});
+`,
+    );
     const worker = `
 import { copyFile } from ${JSON.stringify(MOD_URL)};
 const dir = ${JSON.stringify(dir.path)};
@@ -1203,6 +1217,15 @@ for (let i = 0; i < 4; i++) {
   if (i === 0) lingering = count();
   w.terminate();
 }
+// node:worker_threads' Workers, which have no WorkerGlobalScope (they lingered on an ordinary
+// mapping, which their exit left behind).
+const { Worker: NodeWorker } = await import("node:worker_threads");
+for (let i = 0; i < 4; i++) {
+  const w = new NodeWorker(${JSON.stringify(`${dir.path}/node_worker.mjs`)});
+  w.postMessage(null);
+  await new Promise((resolve) => w.once("message", resolve));
+  await w.terminate();
+}
 await new Promise((resolve) => setTimeout(resolve, 200));
 const after = count();
 console.log(JSON.stringify({ lingeringRings: lingering.ring - before.ring, left: {
@@ -1227,6 +1250,38 @@ console.log(JSON.stringify({ lingeringRings: lingering.ring - before.ring, left:
         left: { ring: 0, pipes: 0, maps: 0 },
       }, backend);
     }
+  },
+});
+
+Deno.test({
+  name:
+    "IoUring and Uring: no options object, not even a proxy that answers every key, makes a ring's memory go with its thread",
+  ignore: skipKernel(),
+  fn: async () => {
+    // The flag was a symbol-keyed option: a proxy answering `true` for any key got it, and the
+    // ring's memory (which a caller can transfer to another thread) was unmapped as a Worker
+    // exited, under the thread it went to (a segfault; probe pworker2).
+    const anything = new Proxy({}, { get: (_target, key) => typeof key === "symbol" ? true : undefined });
+    const ring = new IoUring(8, anything as IoUringOptions);
+    try {
+      assert.equal(memoryDiesWithThread(ring), false);
+    } finally {
+      ring.close();
+    }
+    const uring = new Uring(anything as UringOptions);
+    try {
+      assert.equal(memoryDiesWithThread(uring.ring), false);
+    } finally {
+      await uring.close();
+    }
+    // The copies' own ring is made so (with the helper): nothing outside the module sees its memory.
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/src`, "x");
+    let copyRing: IoUring | undefined;
+    const onProgress = () => void (copyRing ??= sharedCopyRing()?.ring);
+    await copyFile(`${dir.path}/src`, `${dir.path}/dst`, { onProgress });
+    assert.ok(copyRing !== undefined);
+    assert.equal(memoryDiesWithThread(copyRing), getSys(copyRing.backend).mmapHeld !== undefined);
   },
 });
 
