@@ -97,11 +97,10 @@ static void hold(int32_t fd) {
 }
 
 /*
- * Mappings a thread asked to have unmapped as it exits (uring_mmap_held): the rings of the
- * module's own copies in a Worker, whose memory no JavaScript outside that Worker can reach, so
- * nothing can use it once the Worker is gone. A terminated Worker's lingering copy ring then goes
- * with it (its fd is closed by the list above). Other mappings are never unmapped here (see
- * above).
+ * Mappings a thread asked to have unmapped as it exits (uring_mmap_held): the ring the module's
+ * own copies share, whose memory no JavaScript outside its thread can reach, so nothing can use
+ * it once that thread is gone. A Worker terminated while that ring lingers then leaves nothing
+ * (its fd is closed by the list above). Other mappings are never unmapped here (see above).
  */
 struct held_map {
   uintptr_t addr;

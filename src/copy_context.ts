@@ -593,7 +593,8 @@ export class CopyContext implements EngineContext {
       try {
         await this.engine.close();
       } finally {
-        await this.#releaseRing?.(); // (in a Worker the last copy's closes the ring: see copy_shared_ring.ts)
+        // (A Worker's last copy closes the ring where it cannot linger: see copy_shared_ring.ts.)
+        await this.#releaseRing?.();
       }
     }
   }
