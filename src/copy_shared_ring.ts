@@ -61,12 +61,14 @@ function lingers(uring: Uring): boolean {
 }
 
 /**
- * The ring, its kept lanes, how many copies use it now, how many times that fell to none, and
- * the timer that closes it once none has used it for a while.
+ * The ring, its kept lanes, whether it lingers (see {@link lingers}: fixed for its life), how many
+ * copies use it now, how many times that fell to none, and the timer that closes it once none has
+ * used it for a while.
  */
 interface SharedEntry {
   readonly uring: Uring;
   readonly lanes: LaneShelf;
+  readonly lingers: boolean;
   users: number;
   idled: number;
   linger: ReturnType<typeof setTimeout> | undefined;
@@ -83,8 +85,9 @@ export interface SharedRing {
   readonly lanes: LaneShelf;
   /**
    * Ends the hold (once; later calls do nothing): the last one closes the ring a little later,
-   * or in a Worker at once, and then returns the promise of that close (settled, never rejected,
-   * when the ring is closed), for the copy to wait for before it settles.
+   * or at once where it cannot linger (see {@link lingers}), and then returns the promise of that
+   * close (settled, never rejected, when the ring is closed), for the copy to wait for before it
+   * settles.
    */
   release(): Promise<void> | undefined;
 }
@@ -101,6 +104,7 @@ export function holdSharedCopyRing(make: () => Uring): SharedRing {
     shared = entry = {
       uring,
       lanes: new LaneShelf(uring, KEPT_LANES),
+      lingers: lingers(uring),
       users: 0,
       idled: 0,
       linger: undefined,
@@ -117,7 +121,7 @@ export function holdSharedCopyRing(make: () => Uring): SharedRing {
       released = true;
       if (--held.users > 0) return;
       held.idled++;
-      if (!lingers(held.uring)) return closeNow(held);
+      if (!held.lingers) return closeNow(held);
       if (held.linger === undefined) linger(held);
     },
   };
