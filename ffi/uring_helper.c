@@ -97,14 +97,17 @@ static void hold(int32_t fd) {
 }
 
 /*
- * Mappings a thread asked to have unmapped as it exits (uring_mmap_held): the ring the module's
- * own copies share, whose memory no JavaScript outside its thread can reach, so nothing can use
- * it once that thread is gone. A Worker terminated while that ring lingers then leaves nothing
- * (its fd is closed by the list above). Other mappings are never unmapped here (see above).
+ * Mappings a thread asked to have unmapped as it exits: the rings the module makes for its own
+ * copies (uring_mmap_held), whose memory no JavaScript outside its thread can reach, so nothing
+ * can use it once that thread is gone, and those copies' kernel memory (uring_mmap_anon_held,
+ * unmapped once the thread is gone: see graves). A Worker terminated while such a ring lingers
+ * then leaves nothing (its fd is closed by the list above). Other mappings are never unmapped
+ * here (see above).
  */
 struct held_map {
   uintptr_t addr;
   size_t length;
+  int kernel_memory; /* uring_mmap_anon_held's: see graves below */
 };
 struct held_maps {
   size_t count, capacity;
@@ -114,11 +117,83 @@ static pthread_key_t held_maps_key;
 static pthread_once_t held_maps_once = PTHREAD_ONCE_INIT;
 static int held_maps_ready;
 
-/* Runs as a thread exits with mappings listed: unmaps them. */
+/*
+ * Memory the kernel may still be reading or writing as its thread exits (uring_mmap_anon_held):
+ * the statx structs and data buffers of the copies on the module's own rings. An operation an
+ * io-wq worker of the thread is running goes on after the thread's JavaScript is gone, and its
+ * memory must outlive it: the kernel stops the thread's io-wq workers only in the thread's own
+ * exit (do_exit), after these destructors have run, and an operation linked behind one that
+ * completes then fails instead of running. So such memory is not unmapped as the thread exits: it
+ * waits here with the thread's id (a grave), and is unmapped by the first sweep (any later
+ * uring_mmap_anon_held, or another thread's exit) that finds the thread gone. Were it unmapped at
+ * once, a worker's late write could land in whatever the process mapped there next.
+ */
+struct grave {
+  uintptr_t addr;
+  size_t length;
+  pid_t tid;
+};
+static pthread_mutex_t graves_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct grave *graves;
+static size_t grave_count, grave_capacity;
+
+/* Whether thread `tid` of this process is gone (its exit, do_exit included, has finished). */
+static int thread_gone(pid_t tid) {
+  return syscall(SYS_tgkill, getpid(), tid, 0) < 0 && errno == ESRCH;
+}
+
+/* Unmaps the graves whose thread is gone; returns how many are left. */
+static size_t sweep_graves(void) {
+  if (__atomic_load_n(&grave_count, __ATOMIC_ACQUIRE) == 0) return 0;
+  pthread_mutex_lock(&graves_lock);
+  for (size_t i = grave_count; i-- > 0;) {
+    if (!thread_gone(graves[i].tid)) continue;
+    munmap((void *)graves[i].addr, graves[i].length);
+    graves[i] = graves[grave_count - 1];
+    __atomic_store_n(&grave_count, grave_count - 1, __ATOMIC_RELEASE);
+  }
+  size_t left = grave_count;
+  pthread_mutex_unlock(&graves_lock);
+  return left;
+}
+
+/* Puts a mapping of an exiting thread's in a grave; false when there is no memory for it. */
+static int bury(uintptr_t addr, size_t length, pid_t tid) {
+  pthread_mutex_lock(&graves_lock);
+  int ok = 1;
+  if (grave_count == grave_capacity) {
+    size_t capacity = grave_capacity == 0 ? 16 : grave_capacity * 2;
+    struct grave *grown = realloc(graves, capacity * sizeof graves[0]);
+    if (grown == NULL) {
+      ok = 0;
+    } else {
+      graves = grown;
+      grave_capacity = capacity;
+    }
+  }
+  if (ok) {
+    graves[grave_count] = (struct grave){addr, length, tid};
+    __atomic_store_n(&grave_count, grave_count + 1, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock(&graves_lock);
+  return ok;
+}
+
+/*
+ * Runs as a thread exits with mappings listed: unmaps a ring's (the kernel holds what it still
+ * needs of a ring's pages itself), buries kernel memory (see graves; without memory for a grave it
+ * stays mapped for good, which is safe), and sweeps graves of threads already gone.
+ */
 static void release_held_maps(void *p) {
   struct held_maps *list = p;
-  for (size_t i = 0; i < list->count; i++) munmap((void *)list->maps[i].addr, list->maps[i].length);
+  pid_t tid = (pid_t)syscall(SYS_gettid);
+  for (size_t i = 0; i < list->count; i++) {
+    struct held_map *m = &list->maps[i];
+    if (!m->kernel_memory) munmap((void *)m->addr, m->length);
+    else (void)bury(m->addr, m->length, tid);
+  }
   free(list);
+  (void)sweep_graves();
 }
 
 static void make_held_maps_key(void) {
@@ -126,7 +201,7 @@ static void make_held_maps_key(void) {
 }
 
 /* Lists a mapping of this thread's; false when there is no memory to list it in. */
-static int hold_map(uintptr_t addr, size_t length) {
+static int hold_map(uintptr_t addr, size_t length, int kernel_memory) {
   pthread_once(&held_maps_once, make_held_maps_key);
   if (!held_maps_ready) return 0;
   struct held_maps *list = pthread_getspecific(held_maps_key);
@@ -141,6 +216,7 @@ static int hold_map(uintptr_t addr, size_t length) {
   }
   list->maps[list->count].addr = addr;
   list->maps[list->count].length = length;
+  list->maps[list->count].kernel_memory = kernel_memory;
   list->count++;
   return 1;
 }
@@ -242,7 +318,7 @@ int64_t uring_mmap(int32_t fd, uint64_t length, uint64_t offset) {
  */
 int64_t uring_mmap_held(int32_t fd, uint64_t length, uint64_t offset) {
   int64_t p = uring_mmap(fd, length, offset);
-  if (p >= 0 && !hold_map((uintptr_t)p, (size_t)length)) {
+  if (p >= 0 && !hold_map((uintptr_t)p, (size_t)length, 0)) {
     munmap((void *)(uintptr_t)p, (size_t)length);
     return -ENOMEM;
   }
@@ -259,6 +335,28 @@ void uring_forget_map(uint64_t addr) { unhold_map((uintptr_t)addr); }
 int64_t uring_mmap_anon(uint64_t length) {
   void *p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return p == MAP_FAILED ? -(int64_t)errno : (int64_t)(uintptr_t)p;
+}
+
+/*
+ * Anonymous private memory for the kernel to read or write on this thread's behalf (a copy's
+ * statx structs and buffers), listed to be unmapped once this thread is gone (see graves):
+ * returns the address, or -errno (-ENOMEM, nothing mapped, when it cannot be listed). First
+ * unmaps the graves of threads already gone.
+ */
+int64_t uring_mmap_anon_held(uint64_t length) {
+  (void)sweep_graves();
+  int64_t p = uring_mmap_anon(length);
+  if (p >= 0 && !hold_map((uintptr_t)p, (size_t)length, 1)) {
+    munmap((void *)(uintptr_t)p, (size_t)length);
+    return -ENOMEM;
+  }
+  return p;
+}
+
+/* Sweeps the graves (see above) and returns how many are left: mappings of threads not yet gone. */
+int32_t uring_held_graves(void) {
+  size_t left = sweep_graves();
+  return left > INT32_MAX ? INT32_MAX : (int32_t)left;
 }
 
 /* munmap(2) (a mapping of uring_mmap_held's leaves this thread's list first). */

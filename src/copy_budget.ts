@@ -106,4 +106,9 @@ export class BufferPool {
     this.#idle.push(buf);
     this.#slots.release();
   }
+
+  /** Empties the pool of the buffers given back to it and returns them (it makes new ones later). */
+  takeIdle(): Uint8Array<ArrayBuffer>[] {
+    return this.#idle.splice(0);
+  }
 }

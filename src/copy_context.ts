@@ -30,6 +30,7 @@ import { UringEngine } from "./copy_uring_engine.ts";
 import { errno } from "./errno.ts";
 import { IoUringError } from "./errors.ts";
 import { getSys, type Sys } from "./sys.ts";
+import { giveBackKernelBytes, kernelBytes } from "./thread_memory.ts";
 import { onNextTurn } from "./turn.ts";
 import { Uring } from "./uring.ts";
 import { type IoUring, makeRingDyingWithThread } from "./ring.ts";
@@ -99,7 +100,10 @@ export function copyFixedFiles(queueDepth: number): number {
 
 /**
  * A `Uring` sized for `queueDepth` operations in flight, with SQPOLL when `sqpoll` (falling back
- * to a plain ring if the kernel refuses it); throws the setup error
+ * to a plain ring if the kernel refuses it), its memory going with this thread when
+ * `diesWithThread` (`makeRingDyingWithThread`: for the copies' own rings, whose memory no view
+ * of leaves the module; then so does the kernel's memory of its copies, see
+ * `thread_memory.ts`); throws the setup error
  * ({@link isUnavailableError} tells whether it means "no io_uring here"), also when
  * `URING_FORCE_UNAVAILABLE=1` pretends so.
  */
@@ -231,7 +235,8 @@ export function openEngine(
       const held = holdSharedCopyRing(() => createCopyUring(DEFAULT_QUEUE_DEPTH, false, true));
       return { engine: new UringEngine(held.uring, false, held.lanes), release: held.release };
     }
-    return { engine: new UringEngine(createCopyUring(options.queueDepth, options.sqpoll), true) };
+    // (Its memory goes with this thread too: a Worker terminated mid-copy leaves no ring running.)
+    return { engine: new UringEngine(createCopyUring(options.queueDepth, options.sqpoll, true), true) };
   } catch (e) {
     if (options.fallback && isUnavailableError(e)) return { engine: fallbackEngine(e, options) };
     throw e;
@@ -342,16 +347,28 @@ export class CopyContext implements EngineContext {
       const fixed = new CopyFixedBuffers(this.engine.uring, count, size);
       this.direct = undefined;
       this.fixed = fixed;
-      this.pool = new BufferPool(count, size, () => fixed.take() ?? new Uint8Array(size));
+      // (Plain buffers as the kernel's memory: see thread_memory.ts, and close() below.)
+      const ring = this.engine.uring.ring;
+      this.pool = new BufferPool(count, size, () => fixed.take() ?? kernelBytes(ring, size));
     } else {
       this.direct = undefined;
       this.fixed = undefined;
       this.pool = new BufferPool(blockBuffers(options.queueDepth, options.blockSize), options.blockSize);
     }
-    this.smallPool = new BufferPool(
+    this.smallPool = this.#bufferPool(
       smallFileBuffers(options.queueDepth, options.blockSize),
       options.blockSize,
     );
+  }
+
+  /**
+   * A pool of `count` buffers of `size` bytes: on the io_uring engine, memory for the kernel (see
+   * `thread_memory.ts`), given back when the copy closes.
+   */
+  #bufferPool(count: number, size: number): BufferPool {
+    const engine = this.engine;
+    if (!(engine instanceof UringEngine)) return new BufferPool(count, size);
+    return new BufferPool(count, size, () => kernelBytes(engine.uring.ring, size));
   }
 
   /**
@@ -360,7 +377,7 @@ export class CopyContext implements EngineContext {
    * a 4 KiB file cost more than the rest of its copy's work in JavaScript).
    */
   expectOneFile(size: number): void {
-    if (size < this.options.blockSize) this.smallPool = new BufferPool(1, Math.max(1, size));
+    if (size < this.options.blockSize) this.smallPool = this.#bufferPool(1, Math.max(1, size));
   }
 
   /**
@@ -589,6 +606,9 @@ export class CopyContext implements EngineContext {
     try {
       this.direct?.close();
       this.fixed?.close();
+      // (Every operation has completed: the kernel is done with the buffers.)
+      for (const buf of this.pool.takeIdle()) giveBackKernelBytes(buf);
+      for (const buf of this.smallPool.takeIdle()) giveBackKernelBytes(buf);
     } finally {
       try {
         await this.engine.close();

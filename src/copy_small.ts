@@ -57,6 +57,7 @@ import { checkAccess } from "./permissions.ts";
 import { closePipe, openPipe, type Pipe } from "./pipe.ts";
 import { prepCloseDirect, prepOpenatDirect, prepRead, prepSplice, prepStatx, prepWrite } from "./prep.ts";
 import { getSys, type Sys } from "./sys.ts";
+import { giveBackKernelBytes, kernelBytes } from "./thread_memory.ts";
 import { type RawClient, type RawRing, rawRing, type Uring } from "./uring.ts";
 
 const ECANCELED = errno("ECANCELED");
@@ -154,6 +155,12 @@ export function makeLane(number: number, input: number, output: number): Lane {
     settle: null,
     fail: null,
   };
+}
+
+/** Gives a free lane's `statx` memory back (see `thread_memory.ts`); a later chain takes new. */
+function letGoOfStatx(lane: Lane): void {
+  if (lane.statx !== null) giveBackKernelBytes(lane.statx);
+  lane.statx = lane.statxWords = null;
 }
 
 /** Where `statx` puts the inode number, the birth time and its mask, in 32-bit words. */
@@ -342,8 +349,11 @@ export class SmallFileChains implements RawClient {
     lane.spliced = spliced;
     lane.source = source;
     if (lane.statx === null) {
-      lane.statxWords = new Uint32Array(STATX_SIZE / 4);
-      lane.statx = new Uint8Array(lane.statxWords.buffer);
+      // Written by an io-wq worker, which a terminated Worker's thread may outlive (see
+      // thread_memory.ts). (The paths are copied in as the chain is submitted.)
+      const statx = kernelBytes(this.#uring.ring, STATX_SIZE);
+      lane.statx = statx;
+      lane.statxWords = new Uint32Array(statx.buffer, statx.byteOffset, STATX_SIZE / 4);
     }
     const id = this.#id, tag = lane.number * TAG_STRIDE;
     // The opens install into the lane's direct descriptors.
@@ -546,14 +556,17 @@ export class SmallFileChains implements RawClient {
     this.#raw.detach(this.#id);
     let lanes = this.#lanes;
     const shelf = this.#shelf;
+    const free = new Set(this.#free);
     if (shelf !== undefined && this.#failed === undefined && !this.#uring.closed) {
       // A free lane (its chain settled, whatever it left open cleaned up) goes to the shelf with
       // its pipe, which is empty: a chain whose splice failed or came up short closed it.
-      const free = new Set(this.#free);
       for (const number of free) shelf.give(lanes[number]);
       lanes = lanes.filter((lane) => !free.has(lane.number));
     }
-    for (const lane of lanes) this.#closePipe(lane);
+    for (const lane of lanes) {
+      this.#closePipe(lane);
+      if (free.has(lane.number)) letGoOfStatx(lane); // (a lane in flight keeps it: the kernel may write it)
+    }
     this.#closeSpare();
     if (this.#failed !== undefined || this.#uring.closed) return;
     for (const lane of lanes) {
@@ -652,10 +665,14 @@ export class LaneShelf {
     return this.#lanes.length;
   }
 
-  /** Closes `lane`'s pipe and gives its indexes back (unless the Uring closed: they went with it). */
+  /**
+   * Closes `lane`'s pipe, gives its `statx` memory back, and its indexes (unless the Uring closed:
+   * they went with it).
+   */
   #letGo(lane: Lane): void {
     if (lane.pipe !== null) closePipe(this.#sys, lane.pipe);
     lane.pipe = null;
+    letGoOfStatx(lane);
     if (this.#uring.closed) return;
     this.#uring.releaseFileIndex(lane.input);
     this.#uring.releaseFileIndex(lane.output);

@@ -98,6 +98,18 @@ export interface Sys {
    * another thread).
    */
   forgetMap?: (address: number) => void;
+  /**
+   * Anonymous private `mmap` for the kernel to read or write on the calling thread's behalf (a
+   * copy's `statx` structs and buffers), unmapped only once that thread is gone, its io-wq
+   * workers with it (a Worker terminated mid-copy: see `thread_memory.ts`). Returns the address or
+   * `-errno`. The helper's only.
+   */
+  mmapAnonHeld?: (length: number) => number;
+  /**
+   * Unmaps the {@link Sys.mmapAnonHeld} memory of threads now gone; returns how much of it still
+   * waits for its thread to be gone (mappings). The helper's only.
+   */
+  heldGraves?: () => number;
   /** Anonymous private `mmap` (page-aligned memory); returns the address or `-errno`. */
   mmapAnon(length: number): number;
   /**
@@ -197,6 +209,8 @@ const HELPER_SYMBOLS = {
   uring_mmap_anon: { parameters: ["u64"], result: "i64" },
   uring_mmap_held: { parameters: ["i32", "u64", "u64"], result: "i64", optional: true },
   uring_forget_map: { parameters: ["u64"], result: "void", optional: true },
+  uring_mmap_anon_held: { parameters: ["u64"], result: "i64", optional: true },
+  uring_held_graves: { parameters: [], result: "i32", optional: true },
   uring_munmap: { parameters: ["u64", "u64"], result: "i32" },
   uring_close: { parameters: ["i32"], result: "i32" },
   // Optional: a helper built before it existed still loads (pipes then come from the kernel
@@ -319,6 +333,10 @@ function loadHelper(path: string): Sys {
     forgetMap: lib.uring_forget_map === null
       ? undefined
       : (address) => lib.uring_forget_map!(BigInt(address)),
+    mmapAnonHeld: lib.uring_mmap_anon_held === null
+      ? undefined
+      : (length) => Number(lib.uring_mmap_anon_held!(BigInt(length))),
+    heldGraves: lib.uring_held_graves === null ? undefined : () => lib.uring_held_graves!(),
     mmapAnon: (length) => Number(lib.uring_mmap_anon(BigInt(length))),
     mmapAnonOver: (address, length) => getSys("libc").mmapAnonOver(address, length), // (rare: no helper symbol)
     munmap: (address, length) => lib.uring_munmap(BigInt(address), BigInt(length)),

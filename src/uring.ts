@@ -143,6 +143,7 @@ import {
 } from "./slots.ts";
 import { parseStatx, type Statx } from "./structs.ts";
 import { type Backend, getSys, type Sys } from "./sys.ts";
+import { giveBackKernelBytes, kernelBytes } from "./thread_memory.ts";
 
 export type { OpOptions } from "./file.ts";
 
@@ -1731,7 +1732,7 @@ export class Uring implements AsyncDisposable {
 
   #takeStatx(): Uint8Array {
     const buf = this.#statxPool.pop();
-    if (buf === undefined) return new Uint8Array(STATX_SIZE);
+    if (buf === undefined) return kernelBytes(this.#ring, STATX_SIZE); // (see thread_memory.ts)
     return buf;
   }
 
@@ -3481,6 +3482,7 @@ export class Uring implements AsyncDisposable {
     // from the open ring, its pages' RLIMIT_MEMLOCK charge comes back now (left to the ring's
     // teardown, it comes back tens of ms later, and a new registration meanwhile fails: ENOMEM).
     this.#pool?.close();
+    for (const buf of this.#statxPool.splice(0)) giveBackKernelBytes(buf);
     // Every operation has completed: no request can still be about to use one of these fds.
     for (const { fd, path, settle } of this.#fdsAtEnd.splice(0)) {
       const error = this.#closeFdNow(fd, path);

@@ -1,0 +1,145 @@
+import assert from "node:assert/strict";
+import { skipKernel, tempDir } from "./_support.ts";
+import { MOD_URL } from "./uring_support.ts";
+
+const SRC = (name: string) => JSON.stringify(new URL(`../src/${name}`, import.meta.url).href);
+
+/** Runs `code` with `deno eval` (every permission: /proc/self needs it); returns its last stdout line. */
+async function evalChild(code: string): Promise<string> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--quiet", code],
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(60_000),
+  }).output();
+  const stdout = new TextDecoder().decode(r.stdout).trim();
+  const stderr = new TextDecoder().decode(r.stderr);
+  assert.ok(
+    r.success,
+    `the child ended with code ${r.code} (signal ${r.signal}): ${stderr}${stdout.slice(-500)}`,
+  );
+  return stdout.split("\n").at(-1)!;
+}
+
+Deno.test({
+  name:
+    "kernelBytes: held memory in a Worker, on a ring whose memory goes with the thread and has no SQ poll thread; " +
+    "reused once given back; unmapped once the thread is gone",
+  ignore: skipKernel(),
+  fn: async () => {
+    const worker = `
+import { IoUring, makeRingDyingWithThread } from ${SRC("ring.ts")};
+import { giveBackKernelBytes, isHeldKernelBytes, kernelBytes } from ${SRC("thread_memory.ts")};
+const bound = makeRingDyingWithThread(() => new IoUring(8, { sqpoll: false }));
+const plain = new IoUring(8, { sqpoll: false });
+const polled = makeRingDyingWithThread(() => new IoUring(8, { sqpoll: {} }));
+const statx = kernelBytes(bound, 256);
+const address = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(statx)));
+statx.fill(7);
+giveBackKernelBytes(statx);
+const again = kernelBytes(bound, 200); // the same 256-byte block, zeroed
+const big = kernelBytes(bound, 100_000); // its own mapping (131,072 bytes)
+postMessage({
+  address,
+  held: isHeldKernelBytes(again),
+  reused: Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(again))) === address,
+  length: again.length,
+  zeroed: again.every((b) => b === 0),
+  bigHeld: isHeldKernelBytes(big) && big.length === 100_000,
+  plainHeld: isHeldKernelBytes(kernelBytes(plain, 256)),
+  polled: polled.sqpoll,
+  polledHeld: isHeldKernelBytes(kernelBytes(polled, 256)),
+});
+`;
+    const code = `
+import { IoUring, makeRingDyingWithThread } from ${SRC("ring.ts")};
+import { getSys } from ${SRC("sys.ts")};
+import { isHeldKernelBytes, kernelBytes } from ${SRC("thread_memory.ts")};
+const mapped = (address) => Deno.readTextFileSync("/proc/self/maps").split("\\n").some((line) => {
+  const [start, end] = line.split(" ")[0].split("-").map((h) => parseInt(h, 16));
+  return start <= address && address < end;
+});
+// The first thread's memory is ordinary: its end is the program's.
+const mainHeld = isHeldKernelBytes(kernelBytes(makeRingDyingWithThread(() => new IoUring(8, { sqpoll: false })), 256));
+const url = URL.createObjectURL(new Blob([${JSON.stringify(worker)}], { type: "text/javascript" }));
+const w = new Worker(url, { type: "module" });
+const reply = await new Promise((resolve) => (w.onmessage = (e) => resolve(e.data)));
+const mappedWhileAlive = mapped(reply.address);
+w.terminate();
+let unmapped = false;
+for (let i = 0; i < 300 && !unmapped; i++) {
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  unmapped = getSys().heldGraves() === 0 && !mapped(reply.address);
+}
+console.log(JSON.stringify({ mainHeld, ...reply, address: undefined, mappedWhileAlive, unmapped }));
+`;
+    const result = JSON.parse(await evalChild(code));
+    const polled = result.polled;
+    assert.deepEqual(result, {
+      mainHeld: false,
+      held: true,
+      reused: true,
+      length: 200,
+      zeroed: true,
+      bigHeld: true,
+      plainHeld: false,
+      polled,
+      polledHeld: false, // (an SQ poll thread's workers outlive the Worker: ordinary memory there)
+      mappedWhileAlive: true,
+      unmapped: true,
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "copyFile and copyTree in Workers terminated mid-copy do not crash the process: the kernel's memory outlives the Worker",
+  ignore: skipKernel(),
+  fn: async () => {
+    // Deno frees a terminated Worker's memory as its thread ends, while the thread's io-wq workers
+    // finish what they run: the chains' closing statx wrote into freed memory, and the process
+    // died (a segfault, or "corrupted double-linked list") in every run of 20 such Workers.
+    using dir = tempDir();
+    const tree = `${dir.path}/tree`;
+    for (let d = 0; d < 4; d++) {
+      Deno.mkdirSync(`${tree}/d${d}`, { recursive: true });
+      for (let f = 0; f < 40; f++) {
+        Deno.writeFileSync(`${tree}/d${d}/f${f}`, new Uint8Array(1 + ((d * 40 + f) * 397) % 60_000).fill(f));
+      }
+    }
+    const worker = `
+import { copyFile, copyTree } from ${JSON.stringify(MOD_URL)};
+const tree = ${JSON.stringify(tree)};
+const out = Deno.makeTempDirSync({ dir: ${JSON.stringify(dir.path)} });
+const files = [];
+for (let d = 0; d < 4; d++) for (let f = 0; f < 40; f++) files.push(tree + "/d" + d + "/f" + f);
+self.onmessage = async (e) => {
+  postMessage("started");
+  for (let n = 0;; n++) {
+    if (e.data === "tree") {
+      await copyTree(tree, out + "/t" + n).catch(() => {});
+    } else {
+      await Promise.all(files.slice((n * 16) % 160, (n * 16) % 160 + 16).map((f, i) =>
+        copyFile(f, out + "/c" + n + "-" + i).catch(() => {})));
+    }
+  }
+};
+`;
+    const code = `
+const url = URL.createObjectURL(new Blob([${JSON.stringify(worker)}], { type: "text/javascript" }));
+for (let i = 0; i < 30; i++) {
+  const w = new Worker(url, { type: "module" });
+  w.postMessage(i % 3 === 2 ? "tree" : "files");
+  await new Promise((resolve) => (w.onmessage = resolve));
+  await new Promise((resolve) => setTimeout(resolve, Math.random() * 15));
+  w.terminate();
+}
+// Work the heap the Workers' memory went back to.
+let sum = 0;
+for (let i = 0; i < 200_000; i++) sum += JSON.stringify({ i, list: [i, i + 1] }).length;
+await new Promise((resolve) => setTimeout(resolve, 100));
+console.log("ok", sum > 0);
+`;
+    assert.equal(await evalChild(code), "ok true");
+  },
+});
