@@ -23,8 +23,8 @@ async function evalChild(code: string): Promise<string> {
 
 Deno.test({
   name:
-    "kernelBytes: held memory in a Worker, on a ring whose memory goes with the thread and has no SQ poll thread; " +
-    "reused once given back; unmapped once the thread is gone",
+    "kernelBytes: held memory in a Worker, on a ring whose memory goes with the thread (with an SQ poll thread too); " +
+    "reused once given back; unmapped once the thread and the SQ poll thread are gone",
   ignore: skipKernel(),
   fn: async () => {
     const worker = `
@@ -33,6 +33,13 @@ import { giveBackKernelBytes, isHeldKernelBytes, kernelBytes } from ${SRC("threa
 const bound = makeRingDyingWithThread(() => new IoUring(8, { sqpoll: false }));
 const plain = new IoUring(8, { sqpoll: false });
 const polled = makeRingDyingWithThread(() => new IoUring(8, { sqpoll: {} }));
+globalThis.rings = [bound, plain, polled]; // (collected, a ring closes: kept open until the end)
+const sqThread = () => {
+  for (const t of Deno.readDirSync("/proc/self/task")) {
+    if (Deno.readTextFileSync("/proc/self/task/" + t.name + "/comm").startsWith("iou-sqp")) return Number(t.name);
+  }
+  return 0;
+};
 const statx = kernelBytes(bound, 256);
 const address = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(statx)));
 statx.fill(7);
@@ -49,6 +56,22 @@ postMessage({
   plainHeld: isHeldKernelBytes(kernelBytes(plain, 256)),
   polled: polled.sqpoll,
   polledHeld: isHeldKernelBytes(kernelBytes(polled, 256)),
+  sqThread: polled.sqpoll ? sqThread() : 0,
+});
+`;
+    // A ring attached to another's SQ poll thread (IORING_SETUP_ATTACH_WQ), which that other ring,
+    // left open, keeps alive after the Worker ends: the memory must stay.
+    const sharing = `
+import { IoUring, makeRingDyingWithThread } from ${SRC("ring.ts")};
+import { isHeldKernelBytes, kernelBytes } from ${SRC("thread_memory.ts")};
+const keeper = new IoUring(8, { sqpoll: {} });
+const attached = makeRingDyingWithThread(() => new IoUring(8, { sqpoll: {}, attachTo: keeper }));
+globalThis.rings = [keeper, attached];
+const bytes = kernelBytes(attached, 256);
+postMessage({
+  sqpoll: attached.sqpoll,
+  held: isHeldKernelBytes(bytes),
+  address: Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes))),
 });
 `;
     const code = `
@@ -65,13 +88,25 @@ const url = URL.createObjectURL(new Blob([${JSON.stringify(worker)}], { type: "t
 const w = new Worker(url, { type: "module" });
 const reply = await new Promise((resolve) => (w.onmessage = (e) => resolve(e.data)));
 const mappedWhileAlive = mapped(reply.address);
+const alive = (tid) => { try { Deno.statSync("/proc/self/task/" + tid); return true; } catch { return false; } };
 w.terminate();
-let unmapped = false;
+let unmapped = false, sqThreadGone = false;
 for (let i = 0; i < 300 && !unmapped; i++) {
   await new Promise((resolve) => setTimeout(resolve, 10));
+  // (The Worker's held memory goes only once the ring's SQ poll thread has gone too.)
+  const sqAlive = reply.sqThread > 0 && alive(reply.sqThread);
   unmapped = getSys().heldGraves() === 0 && !mapped(reply.address);
+  if (unmapped && sqAlive) throw new Error("unmapped while the SQ poll thread " + reply.sqThread + " lives");
+  sqThreadGone = !sqAlive;
 }
-console.log(JSON.stringify({ mainHeld, ...reply, address: undefined, mappedWhileAlive, unmapped }));
+const w2 = new Worker(URL.createObjectURL(new Blob([${
+      JSON.stringify(sharing)
+    }], { type: "text/javascript" })), { type: "module" });
+const shared = await new Promise((resolve) => (w2.onmessage = (e) => resolve(e.data)));
+w2.terminate();
+await new Promise((resolve) => setTimeout(resolve, 300));
+const sharedKept = !shared.sqpoll || (shared.held && mapped(shared.address) && getSys().heldGraves() > 0);
+console.log(JSON.stringify({ mainHeld, ...reply, address: undefined, sqThread: undefined, mappedWhileAlive, unmapped, sqThreadGone, sharedKept }));
 `;
     const result = JSON.parse(await evalChild(code));
     const polled = result.polled;
@@ -84,21 +119,24 @@ console.log(JSON.stringify({ mainHeld, ...reply, address: undefined, mappedWhile
       bigHeld: true,
       plainHeld: false,
       polled,
-      polledHeld: false, // (an SQ poll thread's workers outlive the Worker: ordinary memory there)
+      polledHeld: polled, // (followed: its SQ poll thread ends with the ring, torn down as the Worker exits)
       mappedWhileAlive: true,
       unmapped: true,
+      sqThreadGone: true,
+      sharedKept: true,
     });
   },
 });
 
 Deno.test({
   name:
-    "copyFile and copyTree in Workers terminated mid-copy do not crash the process: the kernel's memory outlives the Worker",
+    "copyFile (with and without SQPOLL) and copyTree in Workers terminated mid-copy do not crash the process: the kernel's memory outlives the Worker",
   ignore: skipKernel(),
   fn: async () => {
     // Deno frees a terminated Worker's memory as its thread ends, while the thread's io-wq workers
     // finish what they run: the chains' closing statx wrote into freed memory, and the process
-    // died (a segfault, or "corrupted double-linked list") in every run of 20 such Workers.
+    // died (a segfault, or "corrupted double-linked list") in every run of 20 such Workers (with SQPOLL
+    // copies, in 2 of 4 runs of 30).
     using dir = tempDir();
     const tree = `${dir.path}/tree`;
     for (let d = 0; d < 4; d++) {
@@ -119,8 +157,10 @@ self.onmessage = async (e) => {
     if (e.data === "tree") {
       await copyTree(tree, out + "/t" + n).catch(() => {});
     } else {
+      // (With SQPOLL: the operations run in the SQ poll thread's workers, which end with the ring.)
+      const options = e.data === "sqpoll" ? { sqpoll: true } : {};
       await Promise.all(files.slice((n * 16) % 160, (n * 16) % 160 + 16).map((f, i) =>
-        copyFile(f, out + "/c" + n + "-" + i).catch(() => {})));
+        copyFile(f, out + "/c" + n + "-" + i, options).catch(() => {})));
     }
   }
 };
@@ -129,7 +169,7 @@ self.onmessage = async (e) => {
 const url = URL.createObjectURL(new Blob([${JSON.stringify(worker)}], { type: "text/javascript" }));
 for (let i = 0; i < 30; i++) {
   const w = new Worker(url, { type: "module" });
-  w.postMessage(i % 3 === 2 ? "tree" : "files");
+  w.postMessage(["files", "sqpoll", "tree"][i % 3]);
   await new Promise((resolve) => (w.onmessage = resolve));
   await new Promise((resolve) => setTimeout(resolve, Math.random() * 15));
   w.terminate();
