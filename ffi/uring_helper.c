@@ -14,13 +14,11 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #ifndef __NR_io_uring_setup
@@ -110,7 +108,6 @@ struct held_map {
   uintptr_t addr;
   size_t length;
   int kernel_memory; /* uring_mmap_anon_held's: see graves below */
-  pid_t sq_tid;      /* a ring's SQ poll thread (uring_follow_sq_thread), else 0 */
 };
 struct held_maps {
   size_t count, capacity;
@@ -131,12 +128,10 @@ static int held_maps_ready;
  * uring_mmap_anon_held, or another thread's exit) that finds the thread gone. Were it unmapped at
  * once, a worker's late write could land in whatever the process mapped there next.
  */
-#define GRAVE_TIDS 8
 struct grave {
   uintptr_t addr;
   size_t length;
-  size_t tid_count;
-  pid_t tids[GRAVE_TIDS]; /* the exiting thread, and the SQ poll threads of its rings still mapped */
+  pid_t tid;
 };
 static pthread_mutex_t graves_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct grave *graves;
@@ -147,20 +142,12 @@ static int thread_gone(pid_t tid) {
   return syscall(SYS_tgkill, getpid(), tid, 0) < 0 && errno == ESRCH;
 }
 
-/* Whether every thread a grave waits for is gone. */
-static int grave_free(const struct grave *g) {
-  for (size_t i = 0; i < g->tid_count; i++) {
-    if (!thread_gone(g->tids[i])) return 0;
-  }
-  return 1;
-}
-
-/* Unmaps the graves whose threads are gone; returns how many are left. */
+/* Unmaps the graves whose thread is gone; returns how many are left. */
 static size_t sweep_graves(void) {
   if (__atomic_load_n(&grave_count, __ATOMIC_ACQUIRE) == 0) return 0;
   pthread_mutex_lock(&graves_lock);
   for (size_t i = grave_count; i-- > 0;) {
-    if (!grave_free(&graves[i])) continue;
+    if (!thread_gone(graves[i].tid)) continue;
     munmap((void *)graves[i].addr, graves[i].length);
     graves[i] = graves[grave_count - 1];
     __atomic_store_n(&grave_count, grave_count - 1, __ATOMIC_RELEASE);
@@ -170,11 +157,8 @@ static size_t sweep_graves(void) {
   return left;
 }
 
-/*
- * Puts a mapping of an exiting thread's in a grave until `tids` (at most GRAVE_TIDS) are gone;
- * false when there is no memory for it.
- */
-static int bury(uintptr_t addr, size_t length, const pid_t *tids, size_t tid_count) {
+/* Puts a mapping of an exiting thread's in a grave; false when there is no memory for it. */
+static int bury(uintptr_t addr, size_t length, pid_t tid) {
   pthread_mutex_lock(&graves_lock);
   int ok = 1;
   if (grave_count == grave_capacity) {
@@ -188,11 +172,7 @@ static int bury(uintptr_t addr, size_t length, const pid_t *tids, size_t tid_cou
     }
   }
   if (ok) {
-    struct grave *g = &graves[grave_count];
-    g->addr = addr;
-    g->length = length;
-    g->tid_count = tid_count;
-    memcpy(g->tids, tids, tid_count * sizeof tids[0]);
+    graves[grave_count] = (struct grave){addr, length, tid};
     __atomic_store_n(&grave_count, grave_count + 1, __ATOMIC_RELEASE);
   }
   pthread_mutex_unlock(&graves_lock);
@@ -200,32 +180,17 @@ static int bury(uintptr_t addr, size_t length, const pid_t *tids, size_t tid_cou
 }
 
 /*
- * Runs as a thread exits with mappings listed: buries kernel memory until the thread is gone, and
- * the SQ poll threads of its rings still mapped, whose workers run those rings' operations (see
- * graves; without memory for a grave, or with more such rings than a grave can follow, it stays
- * mapped for good, which is safe); unmaps the rings' memory (the kernel holds what it still needs
- * of a ring's pages itself; unmapped, with its fd closed, the ring is torn down and its SQ poll
- * thread ends); and sweeps graves of threads already gone.
+ * Runs as a thread exits with mappings listed: unmaps a ring's (the kernel holds what it still
+ * needs of a ring's pages itself), buries kernel memory (see graves; without memory for a grave it
+ * stays mapped for good, which is safe), and sweeps graves of threads already gone.
  */
 static void release_held_maps(void *p) {
   struct held_maps *list = p;
-  pid_t tids[GRAVE_TIDS];
-  size_t tid_count = 0;
-  int followed = 1;
-  tids[tid_count++] = (pid_t)syscall(SYS_gettid);
-  for (size_t i = 0; i < list->count; i++) {
-    struct held_map *m = &list->maps[i];
-    if (m->kernel_memory || m->sq_tid <= 0) continue;
-    if (tid_count < GRAVE_TIDS) tids[tid_count++] = m->sq_tid;
-    else followed = 0;
-  }
-  for (size_t i = 0; i < list->count; i++) {
-    struct held_map *m = &list->maps[i];
-    if (m->kernel_memory && followed) (void)bury(m->addr, m->length, tids, tid_count);
-  }
+  pid_t tid = (pid_t)syscall(SYS_gettid);
   for (size_t i = 0; i < list->count; i++) {
     struct held_map *m = &list->maps[i];
     if (!m->kernel_memory) munmap((void *)m->addr, m->length);
+    else (void)bury(m->addr, m->length, tid);
   }
   free(list);
   (void)sweep_graves();
@@ -252,7 +217,6 @@ static int hold_map(uintptr_t addr, size_t length, int kernel_memory) {
   list->maps[list->count].addr = addr;
   list->maps[list->count].length = length;
   list->maps[list->count].kernel_memory = kernel_memory;
-  list->maps[list->count].sq_tid = 0;
   list->count++;
   return 1;
 }
@@ -387,58 +351,6 @@ int64_t uring_mmap_anon_held(uint64_t length) {
     return -ENOMEM;
   }
   return p;
-}
-
-/*
- * The ring `fd`, whose SQ ring this thread mapped with uring_mmap_held at `addr`, has an SQ poll
- * thread: its operations run in that thread's io-wq workers, not in this thread's, so the kernel
- * memory this thread leaves behind as it exits waits for that thread to be gone too (see graves).
- * Reads the thread's id from the ring's fdinfo ("SqThread:", 5.x). Returns it, or -errno (-ENOENT:
- * fdinfo names none; -ESRCH: `addr` is not a mapping this thread listed).
- */
-/* The "SqThread:" of ring `fd`'s fdinfo, or -errno (-ENOENT: none). */
-static long sq_thread_of(int32_t fd) {
-  char path[64], text[4096];
-  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", (int)fd);
-  int file = open(path, O_RDONLY | O_CLOEXEC);
-  if (file < 0) return -errno;
-  size_t used = 0;
-  for (;;) {
-    ssize_t n = read(file, text + used, sizeof text - 1 - used);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    used += (size_t)n;
-    if (used == sizeof text - 1) break; /* (it comes near the top, before any SQE or CQE listed) */
-  }
-  close(file);
-  text[used] = '\0';
-  const char *line = strstr(text, "SqThread:");
-  long tid = line == NULL ? -1 : strtol(line + strlen("SqThread:"), NULL, 10);
-  return tid > 0 ? tid : -ENOENT;
-}
-
-int32_t uring_follow_sq_thread(int32_t fd, uint64_t addr) {
-  /*
-   * The kernel first shows the creator's id there, and the SQ thread puts its own in once it has
-   * started (io_sq_thread: "reset to our pid after we've set task_comm, for fdinfo"): wait for
-   * that, 10 ms at most (-EAGAIN).
-   */
-  long self = syscall(SYS_gettid), tid = sq_thread_of(fd);
-  for (int i = 0; tid == self && i < 1000; i++) {
-    struct timespec pause = {0, 10000};
-    nanosleep(&pause, NULL);
-    tid = sq_thread_of(fd);
-  }
-  if (tid < 0) return (int32_t)tid;
-  if (tid == self) return -EAGAIN;
-  struct held_maps *list = held_maps_ready ? pthread_getspecific(held_maps_key) : NULL;
-  for (size_t i = 0; list != NULL && i < list->count; i++) {
-    if (list->maps[i].addr == (uintptr_t)addr && !list->maps[i].kernel_memory) {
-      list->maps[i].sq_tid = (pid_t)tid;
-      return (int32_t)tid;
-    }
-  }
-  return -ESRCH;
 }
 
 /* Sweeps the graves (see above) and returns how many are left: mappings of threads not yet gone. */

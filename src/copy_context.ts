@@ -235,8 +235,10 @@ export function openEngine(
       const held = holdSharedCopyRing(() => createCopyUring(DEFAULT_QUEUE_DEPTH, false, true));
       return { engine: new UringEngine(held.uring, false, held.lanes), release: held.release };
     }
-    // (Its memory goes with this thread too: a Worker terminated mid-copy leaves no ring running.)
-    return { engine: new UringEngine(createCopyUring(options.queueDepth, options.sqpoll, true), true) };
+    // (Its memory goes with this thread too: a Worker terminated mid-copy leaves no ring running.
+    // SQPOLL on the process's first thread only: see CopyOptions.sqpoll.)
+    const sqpoll = options.sqpoll && getSys().isMainThread();
+    return { engine: new UringEngine(createCopyUring(options.queueDepth, sqpoll, true), true) };
   } catch (e) {
     if (options.fallback && isUnavailableError(e)) return { engine: fallbackEngine(e, options) };
     throw e;

@@ -115,7 +115,10 @@ export interface CopyOptions {
    * Kernel submission polling (SQPOLL) for the ring the copy makes (then its own, never shared).
    * Default `false`: measured on a 2-core machine, the polling thread competes with the copy's
    * own kernel work and made copies up to 1.5× slower. `true` turns it on where the kernel allows
-   * it (else a plain ring is used).
+   * it (else a plain ring is used), on the process's first thread: a Worker's copy runs on a
+   * plain ring, since the polling thread reads the copy's paths whenever it gets to their
+   * operations, which can be after a terminated Worker's memory was freed (30 Workers terminated
+   * mid-copy made files with garbage names, and crashed the process in 2 of 4 runs).
    */
   sqpoll?: boolean;
   /**

@@ -181,22 +181,6 @@ export function memoryDiesWithThread(ring: IoUring): boolean {
   return threadBoundRings.has(ring);
 }
 
-/**
- * Thread-bound rings of a thread other than the process's first whose operations all run in
- * workers that end with their thread or with their SQ poll thread, which the helper follows
- * (`Sys.followSqThread`): see `thread_memory.ts`.
- */
-const kernelMemoryRings = new WeakSet<IoUring>();
-
-/**
- * Whether memory the kernel uses for `ring`'s operations is to be held until every worker that
- * may run them is gone (`thread_memory.ts`): a ring whose memory goes with its thread, not the
- * process's first, without an SQ poll thread or with one the helper follows.
- */
-export function kernelMemoryCanOutliveThread(ring: IoUring): boolean {
-  return kernelMemoryRings.has(ring);
-}
-
 /** SQPOLL settings: how long the kernel thread spins idle, and which CPU it is pinned to. */
 export interface SqpollOptions {
   /** Idle time in ms before the SQ thread sleeps, at least 1 (default {@link DEFAULT_SQPOLL_IDLE_MS}). */
@@ -819,14 +803,6 @@ export class IoUring implements Disposable {
         cqRing = this.#map(cqRingSize, abi.IORING_OFF_CQ_RING);
       }
       const sqesMem = this.#map(p.sqEntries * sqeSize, abi.IORING_OFF_SQES);
-      // (Not on the process's first thread, whose end is the program's. The SQ ring is the first
-      // mapping made.)
-      if (threadBoundRings.has(this) && this.#sys.mmapAnonHeld !== undefined && !this.#sys.isMainThread()) {
-        const follow = this.#sys.followSqThread;
-        if (!this.sqpoll || (follow !== undefined && follow(fd, this.#hold.maps[0][0]) > 0)) {
-          kernelMemoryRings.add(this);
-        }
-      }
 
       this.#sq = new Uint32Array(sqRing);
       this.#sqHead = sqOff(abi.SQ_OFF.head) / 4;

@@ -110,12 +110,6 @@ export interface Sys {
    * waits for its thread to be gone (mappings). The helper's only.
    */
   heldGraves?: () => number;
-  /**
-   * Has the {@link Sys.mmapAnonHeld} memory the calling thread leaves behind wait for the SQ poll
-   * thread of ring `fd` too (whose SQ ring it mapped with {@link Sys.mmapHeld} at `address`):
-   * returns that thread's id, or `-errno`. The helper's only.
-   */
-  followSqThread?: (fd: number, address: number) => number;
   /** Anonymous private `mmap` (page-aligned memory); returns the address or `-errno`. */
   mmapAnon(length: number): number;
   /**
@@ -217,7 +211,6 @@ const HELPER_SYMBOLS = {
   uring_forget_map: { parameters: ["u64"], result: "void", optional: true },
   uring_mmap_anon_held: { parameters: ["u64"], result: "i64", optional: true },
   uring_held_graves: { parameters: [], result: "i32", optional: true },
-  uring_follow_sq_thread: { parameters: ["i32", "u64"], result: "i32", optional: true },
   uring_munmap: { parameters: ["u64", "u64"], result: "i32" },
   uring_close: { parameters: ["i32"], result: "i32" },
   // Optional: a helper built before it existed still loads (pipes then come from the kernel
@@ -344,9 +337,6 @@ function loadHelper(path: string): Sys {
       ? undefined
       : (length) => Number(lib.uring_mmap_anon_held!(BigInt(length))),
     heldGraves: lib.uring_held_graves === null ? undefined : () => lib.uring_held_graves!(),
-    followSqThread: lib.uring_follow_sq_thread === null
-      ? undefined
-      : (fd, address) => lib.uring_follow_sq_thread!(fd, BigInt(address)),
     mmapAnon: (length) => Number(lib.uring_mmap_anon(BigInt(length))),
     mmapAnonOver: (address, length) => getSys("libc").mmapAnonOver(address, length), // (rare: no helper symbol)
     munmap: (address, length) => lib.uring_munmap(BigInt(address), BigInt(length)),

@@ -7,14 +7,13 @@
  * running goes on meanwhile (the kernel stops the thread's io-wq workers only in the thread's own
  * exit, after Deno has freed it): a `statx` landed in memory the process had already reused, and
  * 20 Workers terminated mid-`copyFile` crashed the process (a corrupted heap, or a segfault) in
- * every run. So where `kernelMemoryCanOutliveThread(ring)` (ring.ts) says so, this memory comes
- * from the helper (`Sys.mmapAnonHeld`), which unmaps it only once the thread is gone, its io-wq
- * workers with it, and the SQ poll threads of its rings, whose workers run those rings' operations
- * (`Sys.followSqThread`; a ring's memory unmapped and its fd closed as the thread exits, the
- * kernel tears it down and its SQ poll thread ends). That is a Worker's ring whose memory goes
- * with its thread (`makeRingDyingWithThread`). Elsewhere it is ordinary memory:
+ * every run. So on a Worker's thread, on a ring whose memory goes with that thread
+ * (`memoryDiesWithThread`) and that has no SQ poll thread, this memory comes from the helper
+ * (`Sys.mmapAnonHeld`), which unmaps it only once the thread is gone, its io-wq workers with it.
+ * Elsewhere it is ordinary memory:
  * - on the process's first thread, whose end is the program's (see `copy_incomplete.ts`);
- * - on a ring with an SQ poll thread the helper cannot name (its fdinfo does not say);
+ * - on a ring with an SQ poll thread, whose operations run in that thread's workers, whose end no
+ *   thread of the program tells;
  * - with the libc backend, or a helper built before this.
  *
  * The memory is kept for the thread's life and reused: blocks of a power of two bytes, from 256,
@@ -26,7 +25,7 @@
  */
 
 import type { IoUring } from "./ring.ts";
-import { kernelMemoryCanOutliveThread } from "./ring.ts";
+import { memoryDiesWithThread } from "./ring.ts";
 import { getSys, type Sys } from "./sys.ts";
 
 /** The smallest block: a `struct statx` (256 bytes). */
@@ -38,12 +37,21 @@ const SLAB_SHIFT = 16;
 const freeBlocks: Uint8Array<ArrayBuffer>[][] = [];
 /** The size class of each piece of held memory handed out and not given back. */
 const lent = new Map<Uint8Array, number>();
+/** Whether this is the process's first thread (asked once: a module instance is a thread's). */
+let firstThread: boolean | undefined;
 
 /** The size class of `size` bytes: the log2 of the smallest block that holds them. */
 function classOf(size: number): number {
   let shift = MIN_SHIFT;
   while (2 ** shift < size) shift++;
   return shift;
+}
+
+/** Whether `ring`'s operations get held memory (see the module notes). */
+function wantsHeld(ring: IoUring, sys: Sys): boolean {
+  if (sys.mmapAnonHeld === undefined || ring.sqpoll || !memoryDiesWithThread(ring)) return false;
+  firstThread ??= sys.isMainThread();
+  return !firstThread;
 }
 
 /**
@@ -67,8 +75,8 @@ function mapBlocks(sys: Sys, shift: number): Uint8Array<ArrayBuffer> | null {
  * {@link giveBackKernelBytes} once no operation uses them (or never: they stay unused).
  */
 export function kernelBytes(ring: IoUring, size: number): Uint8Array<ArrayBuffer> {
-  if (!kernelMemoryCanOutliveThread(ring)) return new Uint8Array(size);
   const sys = getSys(ring.backend);
+  if (!wantsHeld(ring, sys)) return new Uint8Array(size);
   const shift = classOf(size);
   let block = freeBlocks[shift]?.pop();
   if (block !== undefined) {
