@@ -12,8 +12,9 @@
  * (`Sys.mmapAnonHeld`), which unmaps it only once the thread is gone, its io-wq workers with it.
  * Elsewhere it is ordinary memory:
  * - on the process's first thread, whose end is the program's (see `copy_incomplete.ts`);
- * - on a ring with an SQ poll thread, whose operations run in that thread's workers, whose end no
- *   thread of the program tells;
+ * - on a ring with an SQ poll thread, whose operations run in that thread's workers, and which
+ *   reads each SQE's paths (ordinary memory, in lanes and slots) only when it gets to it (so the
+ *   copies' own rings have none in a Worker: see `CopyOptions.sqpoll`);
  * - with the libc backend, or a helper built before this.
  *
  * The memory is kept for the thread's life and reused: blocks of a power of two bytes, from 256,
