@@ -247,6 +247,19 @@ static void unhold(int32_t fd) {
   }
 }
 
+/*
+ * Lists `fd`, a file the kernel opened for this thread's copies (an io_uring openat), to be closed
+ * if the thread exits with it open (a Worker terminated mid-copy: its JavaScript never closes
+ * it). Every close of it must come through uring_close or follow uring_unhold_fd, or the exit
+ * would close a number that may be another file's by then.
+ */
+void uring_hold_fd(int32_t fd) {
+  if (fd >= 0) hold(fd);
+}
+
+/* Takes `fd` off this thread's list (see uring_hold_fd): call right before closing it elsewhere. */
+void uring_unhold_fd(int32_t fd) { unhold(fd); }
+
 /* io_uring_setup(2): returns the ring fd. `params` points at a 120-byte io_uring_params. */
 int32_t uring_setup(uint32_t entries, void *params) {
   int32_t fd = (int32_t)result(syscall(__NR_io_uring_setup, entries, params));

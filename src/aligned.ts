@@ -65,6 +65,25 @@ export class AlignedMapping {
   }
 }
 
+/** Set while {@link withHeldMemory} runs: the AlignedBuffers made then map held memory. */
+let heldMemory = false;
+
+/**
+ * Runs `make`, every AlignedBuffer made meanwhile mapping its memory with `Sys.mmapAnonHeld`
+ * (where the backend can): memory the kernel may use on a Worker's behalf for its copies (a
+ * registered pool, O_DIRECT buffers), which the helper unmaps only once the thread is gone if the
+ * Worker ends first (see `thread_memory.ts`). Internal: a module variable, not an option, as for
+ * `makeRingDyingWithThread`.
+ */
+export function withHeldMemory<T>(make: () => T): T {
+  heldMemory = true;
+  try {
+    return make();
+  } finally {
+    heldMemory = false;
+  }
+}
+
 /** Each AlignedBuffer's mapping, by the ArrayBuffer its views share. */
 const mappings = new WeakMap<ArrayBufferLike, AlignedMapping>();
 /** Whether any AlignedBuffer was made: until then no lookup in {@link mappings} is needed. */
@@ -135,7 +154,9 @@ export class AlignedBuffer implements Disposable {
     // mmap gives page alignment; for more, map extra and start at the first aligned address.
     const slack = alignment > MMAP_ALIGNMENT ? alignment - MMAP_ALIGNMENT : 0;
     const length = Math.ceil((size + slack) / MMAP_ALIGNMENT) * MMAP_ALIGNMENT;
-    const base = sys.mmapAnon(length);
+    const base = heldMemory && sys.mmapAnonHeld !== undefined
+      ? sys.mmapAnonHeld(length)
+      : sys.mmapAnon(length);
     if (base < 0) throw new IoUringError("mmap", -base, `${length} bytes of anonymous memory`);
     this.#mapping = new AlignedMapping(sys, base, length);
     const address = Math.ceil(base / alignment) * alignment;

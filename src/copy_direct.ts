@@ -33,7 +33,7 @@
  */
 
 import { AT_EMPTY_PATH, POSIX_FADV_DONTNEED, STATX_BASIC_STATS, STATX_DIOALIGN } from "./abi.ts";
-import { AlignedBuffer, DEFAULT_ALIGNMENT } from "./aligned.ts";
+import { AlignedBuffer, DEFAULT_ALIGNMENT, withHeldMemory } from "./aligned.ts";
 import type { FixedBufferPool } from "./fixed_pool.ts";
 import type { EngineContext, EntryStat } from "./copy_engine.ts";
 import { codeOf, dirnameOf, staged, tagStage } from "./copy_errors.ts";
@@ -45,8 +45,9 @@ import { operationError } from "./deno_errors.ts";
 import { errno } from "./errno.ts";
 import { cstring } from "./memory.ts";
 import { prepFadvise, prepStatx } from "./prep.ts";
-import { IoUring } from "./ring.ts";
+import { IoUring, makeRingDyingWithThread } from "./ring.ts";
 import { parseStatx, statxBuffer } from "./structs.ts";
+import { holdsKernelMemory } from "./thread_memory.ts";
 import type { Uring } from "./uring.ts";
 
 /** Alignment of every buffer of an O_DIRECT copy (a page). */
@@ -163,6 +164,8 @@ export class DirectIo {
   readonly bufferSize: number;
   readonly #fixed: CopyFixedBuffers;
   readonly #buffers: AlignedBuffer[] = [];
+  /** Whether the buffers map held memory (a Worker's copy: see `thread_memory.ts`). */
+  readonly #held: boolean;
   #ring: IoUring | null | undefined;
   readonly #statx = statxBuffer();
   readonly #empty = cstring("");
@@ -174,6 +177,7 @@ export class DirectIo {
   constructor(blockSize: number, count: number, uring?: Uring) {
     this.bufferSize = directBufferSize(blockSize);
     this.#fixed = new CopyFixedBuffers(uring, count, this.bufferSize, DIRECT_BUFFER_ALIGNMENT);
+    this.#held = uring !== undefined && holdsKernelMemory(uring.ring);
   }
 
   /**
@@ -196,7 +200,8 @@ export class DirectIo {
   makeBuffer(): Uint8Array<ArrayBuffer> {
     const fixed = this.#fixed.take();
     if (fixed !== null) return fixed;
-    const buf = new AlignedBuffer(this.bufferSize, DIRECT_BUFFER_ALIGNMENT);
+    const make = () => new AlignedBuffer(this.bufferSize, DIRECT_BUFFER_ALIGNMENT);
+    const buf = this.#held ? withHeldMemory(make) : make();
     this.#buffers.push(buf);
     return buf.bytes;
   }
@@ -205,7 +210,8 @@ export class DirectIo {
   #privateRing(): IoUring | null {
     if (this.#ring === undefined) {
       try {
-        this.#ring = new IoUring(2, { sqpoll: false });
+        // (Its memory goes with this thread: a Worker terminated mid-copy leaves it behind otherwise.)
+        this.#ring = makeRingDyingWithThread(() => new IoUring(2, { sqpoll: false }));
       } catch {
         this.#ring = null;
       }

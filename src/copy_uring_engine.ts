@@ -50,6 +50,7 @@ import { parseStatx, type Statx, statxBuffer } from "./structs.ts";
 import { cstring, cstringInto } from "./memory.ts";
 import { checkAccess, checkGrant } from "./permissions.ts";
 import { getSys, type Sys } from "./sys.ts";
+import { holdsKernelMemory } from "./thread_memory.ts";
 import { destinationOps, type Uring } from "./uring.ts";
 
 /**
@@ -312,6 +313,13 @@ export class UringEngine implements Engine {
   /** Free one-block lanes kept between the copies on this ring, if it keeps any (see `LaneShelf`). */
   readonly #shelf: LaneShelf | undefined;
 
+  /**
+   * Whether the files the copy opens are listed with the helper, to be closed if this thread
+   * exits with them open (a Worker terminated mid-copy: see `Sys.holdFd`): on the rings whose
+   * kernel memory outlives a Worker (`thread_memory.ts`).
+   */
+  readonly #holdFds: boolean;
+
   /** Wraps `uring`; `owned` means `close()` closes it; `shelf`: the lanes kept for the ring, if any. */
   constructor(uring: Uring, owned: boolean, shelf?: LaneShelf) {
     this.#uring = uring;
@@ -319,7 +327,14 @@ export class UringEngine implements Engine {
     this.#shelf = shelf;
     this.#sys = getSys(uring.ring.backend);
     this.#chainRoom = Math.min(uring.ring.sqEntries, uring.ring.cqEntries);
+    this.#holdFds = this.#sys.holdFd !== undefined && holdsKernelMemory(uring.ring);
   }
+
+  /** `fd`, just opened by the copy, listed with the helper where {@link UringEngine.#holdFds}. */
+  #opened = (fd: number): number => {
+    if (this.#holdFds) this.#sys.holdFd!(fd);
+    return fd;
+  };
 
   /** The `Uring` the engine runs on. */
   get uring(): Uring {
@@ -367,7 +382,11 @@ export class UringEngine implements Engine {
   async #closeFd(fd: number, ctx: EngineContext): Promise<void> {
     const uring = this.#uring;
     try {
-      await this.#op(ctx, () => uring.close(fd));
+      await this.#op(ctx, () => {
+        // (Off the list as the close is queued: the number is free once the kernel has closed it.)
+        if (this.#holdFds) this.#sys.unholdFd!(fd);
+        return uring.close(fd);
+      });
     } catch (e) {
       if (!uring.closed || !(e instanceof ClosedError || codeOf(e) === "ECANCELED")) throw e;
       const r = getSys(uring.ring.backend).close(fd);
@@ -455,14 +474,15 @@ export class UringEngine implements Engine {
     const [input, output] = await Promise.allSettled([
       staged(
         "open-source",
-        this.#op(ctx, () => uring.openFd(src, sourceFlags(srcStat) | O_CLOEXEC | extra, 0, { signal })),
+        this.#op(ctx, () => uring.openFd(src, sourceFlags(srcStat) | O_CLOEXEC | extra, 0, { signal }))
+          .then(this.#opened),
       ),
       staged(
         "create",
         this.#op(
           ctx,
           () => uring.openFd(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | extra, perm, { signal }),
-        ),
+        ).then(this.#opened),
       ),
     ]);
     if (direct !== undefined) {

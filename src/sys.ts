@@ -110,6 +110,14 @@ export interface Sys {
    * waits for its thread to be gone (mappings). The helper's only.
    */
   heldGraves?: () => number;
+  /**
+   * Lists `fd` (a file the kernel opened for a Worker's copy) to be closed if the calling thread
+   * exits with it open; every close of it must then come through {@link Sys.close} or follow
+   * {@link Sys.unholdFd}. The helper's only.
+   */
+  holdFd?: (fd: number) => void;
+  /** Takes `fd` off the calling thread's list of {@link Sys.holdFd}. The helper's only. */
+  unholdFd?: (fd: number) => void;
   /** Anonymous private `mmap` (page-aligned memory); returns the address or `-errno`. */
   mmapAnon(length: number): number;
   /**
@@ -211,6 +219,8 @@ const HELPER_SYMBOLS = {
   uring_forget_map: { parameters: ["u64"], result: "void", optional: true },
   uring_mmap_anon_held: { parameters: ["u64"], result: "i64", optional: true },
   uring_held_graves: { parameters: [], result: "i32", optional: true },
+  uring_hold_fd: { parameters: ["i32"], result: "void", optional: true },
+  uring_unhold_fd: { parameters: ["i32"], result: "void", optional: true },
   uring_munmap: { parameters: ["u64", "u64"], result: "i32" },
   uring_close: { parameters: ["i32"], result: "i32" },
   // Optional: a helper built before it existed still loads (pipes then come from the kernel
@@ -337,6 +347,10 @@ function loadHelper(path: string): Sys {
       ? undefined
       : (length) => Number(lib.uring_mmap_anon_held!(BigInt(length))),
     heldGraves: lib.uring_held_graves === null ? undefined : () => lib.uring_held_graves!(),
+    holdFd: lib.uring_hold_fd === null || lib.uring_unhold_fd === null
+      ? undefined
+      : (fd) => lib.uring_hold_fd!(fd),
+    unholdFd: lib.uring_unhold_fd === null ? undefined : (fd) => lib.uring_unhold_fd!(fd),
     mmapAnon: (length) => Number(lib.uring_mmap_anon(BigInt(length))),
     mmapAnonOver: (address, length) => getSys("libc").mmapAnonOver(address, length), // (rare: no helper symbol)
     munmap: (address, length) => lib.uring_munmap(BigInt(address), BigInt(length)),

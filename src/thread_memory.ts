@@ -56,6 +56,14 @@ function wantsHeld(ring: IoUring, sys: Sys): boolean {
 }
 
 /**
+ * Whether memory the kernel uses for `ring`'s operations is to be held (see the module notes): for
+ * AlignedBuffers (`withHeldMemory`), which this module's blocks do not serve.
+ */
+export function holdsKernelMemory(ring: IoUring): boolean {
+  return wantsHeld(ring, getSys(ring.backend));
+}
+
+/**
  * Maps fresh held memory for blocks of class `shift` and lists all but the one returned as free;
  * `null` when the helper cannot map it (`ENOMEM`).
  */

@@ -83,6 +83,7 @@ import { errno, isInterruption } from "./errno.ts";
 import { ClosedError, IoUringError, refusedArgument } from "./errors.ts";
 import { type ChainOptions, configureFile, type FileOps, type OpOptions, UringFile } from "./file.ts";
 import { borrowedPoolReason, FixedBufferPool } from "./fixed_pool.ts";
+import { withHeldMemory } from "./aligned.ts";
 import { bufferOf, byteLengthOf, byteOffsetOf, checkU32, notAnOptionsObject, shown } from "./memory.ts";
 import {
   directIndexOf,
@@ -143,7 +144,7 @@ import {
 } from "./slots.ts";
 import { parseStatx, type Statx } from "./structs.ts";
 import { type Backend, getSys, type Sys } from "./sys.ts";
-import { giveBackKernelBytes, kernelBytes } from "./thread_memory.ts";
+import { giveBackKernelBytes, holdsKernelMemory, kernelBytes } from "./thread_memory.ts";
 
 export type { OpOptions } from "./file.ts";
 
@@ -943,12 +944,15 @@ export class Uring implements AsyncDisposable {
     if (typeof options !== "object" || options === null || Array.isArray(options)) {
       throw new TypeError("registerBufferPool needs options");
     }
-    const pool = new FixedBufferPool(this.#ring, {
-      count: options.count,
-      size: options.size,
-      alignment: options.alignment,
-      backend: this.#backend,
-    });
+    const make = () =>
+      new FixedBufferPool(this.#ring, {
+        count: options.count,
+        size: options.size,
+        alignment: options.alignment,
+        backend: this.#backend,
+      });
+    // (A Worker's copies' ring: memory that outlives the Worker if need be, see thread_memory.ts.)
+    const pool = holdsKernelMemory(this.#ring) ? withHeldMemory(make) : make();
     const first = pool.buffer(0).bytes;
     this.#pool = pool;
     this.#poolMemory = first.buffer;

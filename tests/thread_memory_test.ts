@@ -27,14 +27,19 @@ async function evalChild(code: string, cwd?: string): Promise<string> {
 
 Deno.test({
   name:
-    "kernelBytes: held memory in a Worker, on a ring whose memory goes with the thread and has no SQ poll thread; " +
-    "reused once given back; unmapped once the thread is gone",
+    "kernelBytes (and a registered pool) in a Worker: held memory on a ring whose memory goes with the thread " +
+    "and has no SQ poll thread; reused once given back; unmapped once the thread is gone",
   ignore: skipKernel(),
   fn: async () => {
     const worker = `
 import { IoUring, makeRingDyingWithThread } from ${SRC("ring.ts")};
 import { giveBackKernelBytes, isHeldKernelBytes, kernelBytes } from ${SRC("thread_memory.ts")};
+import { Uring } from ${SRC("uring.ts")};
 const bound = makeRingDyingWithThread(() => new IoUring(8, { sqpoll: false }));
+// A registered pool (AlignedBuffer memory) on such a Uring: a copy's fixed buffers.
+const uring = makeRingDyingWithThread(() => new Uring({ entries: 8, sqpoll: false }));
+const pool = uring.registerBufferPool({ count: 2, size: 65536 });
+globalThis.kept = [bound, uring, pool];
 const plain = new IoUring(8, { sqpoll: false });
 const polled = makeRingDyingWithThread(() => new IoUring(8, { sqpoll: {} }));
 const statx = kernelBytes(bound, 256);
@@ -45,6 +50,7 @@ const again = kernelBytes(bound, 200); // the same 256-byte block, zeroed
 const big = kernelBytes(bound, 100_000); // its own mapping (131,072 bytes)
 postMessage({
   address,
+  poolAddress: Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(pool.buffer(0).bytes))),
   held: isHeldKernelBytes(again),
   reused: Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(again))) === address,
   length: again.length,
@@ -68,14 +74,14 @@ const mainHeld = isHeldKernelBytes(kernelBytes(makeRingDyingWithThread(() => new
 const url = URL.createObjectURL(new Blob([${JSON.stringify(worker)}], { type: "text/javascript" }));
 const w = new Worker(url, { type: "module" });
 const reply = await new Promise((resolve) => (w.onmessage = (e) => resolve(e.data)));
-const mappedWhileAlive = mapped(reply.address);
+const mappedWhileAlive = mapped(reply.address) && mapped(reply.poolAddress);
 w.terminate();
 let unmapped = false;
 for (let i = 0; i < 300 && !unmapped; i++) {
   await new Promise((resolve) => setTimeout(resolve, 10));
-  unmapped = getSys().heldGraves() === 0 && !mapped(reply.address);
+  unmapped = getSys().heldGraves() === 0 && !mapped(reply.address) && !mapped(reply.poolAddress);
 }
-console.log(JSON.stringify({ mainHeld, ...reply, address: undefined, mappedWhileAlive, unmapped }));
+console.log(JSON.stringify({ mainHeld, ...reply, address: undefined, poolAddress: undefined, mappedWhileAlive, unmapped }));
 `;
     const result = JSON.parse(await evalChild(code));
     const polled = result.polled;
@@ -192,5 +198,51 @@ ring.close();
 `;
     const result = JSON.parse(await evalChild(code));
     assert.deepEqual(result, { main: result.canPoll, worker: false, canPoll: result.canPoll });
+  },
+});
+
+Deno.test({
+  name: "Workers terminated mid-copy leave open none of the sources their copies had open",
+  ignore: skipKernel(),
+  fn: async () => {
+    // Nothing closes a terminated Worker's files but the helper, as its thread exits: the copies
+    // list theirs there while open. (A file whose open was still running in the kernel as the
+    // thread ended is not listed: a destination being created then can stay open.)
+    using dir = tempDir();
+    Deno.mkdirSync(`${dir.path}/src`);
+    for (let i = 0; i < 6; i++) Deno.writeFileSync(`${dir.path}/src/f${i}`, new Uint8Array(3 << 20).fill(i));
+    const worker = `
+import { copyFile } from ${JSON.stringify(MOD_URL)};
+const dir = ${JSON.stringify(dir.path)};
+const out = Deno.makeTempDirSync({ dir });
+let told = false;
+const onProgress = () => { if (!told) { told = true; postMessage("copying"); } };
+for (let n = 0;; n++) {
+  await Promise.all([0, 1, 2, 3, 4, 5].map((i) =>
+    copyFile(dir + "/src/f" + i, out + "/c" + n + "-" + i, { splice: false, blockSize: 65536, onProgress }).catch(() => {})));
+}
+`;
+    const code = `
+import { getSys } from ${SRC("sys.ts")};
+const sources = () => [...Deno.readDirSync("/proc/self/fd")].filter((e) => {
+  try { return Deno.readLinkSync("/proc/self/fd/" + e.name).startsWith(${
+      JSON.stringify(`${dir.path}/src/`)
+    }); }
+  catch { return false; }
+}).length;
+const url = URL.createObjectURL(new Blob([${JSON.stringify(worker)}], { type: "text/javascript" }));
+let seen = 0;
+for (let i = 0; i < 10; i++) {
+  const w = new Worker(url, { type: "module" });
+  await new Promise((resolve) => (w.onmessage = resolve));
+  await new Promise((resolve) => setTimeout(resolve, 2 + Math.random() * 10));
+  seen = Math.max(seen, sources());
+  w.terminate();
+}
+for (let i = 0; i < 100 && getSys().heldGraves() > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+await new Promise((resolve) => setTimeout(resolve, 100));
+console.log(JSON.stringify({ openWhileCopying: seen > 0, leftOpen: sources() }));
+`;
+    assert.deepEqual(JSON.parse(await evalChild(code)), { openWhileCopying: true, leftOpen: 0 });
   },
 });
