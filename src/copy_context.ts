@@ -208,6 +208,30 @@ function withMemlockRetries<T>(make: () => T): T {
 }
 
 /**
+ * Why a Worker's copies use Deno's file APIs when the system layer cannot hold their kernel
+ * memory (see {@link workerWithoutHeldMemory}).
+ */
+export const WORKER_WITHOUT_HELPER =
+  "a Worker without the uring helper (URING_BACKEND=libc, or a helper built before uring_mmap_anon_held): " +
+  "the kernel could still write into a terminated Worker's freed memory, which crashed the process, so " +
+  "copies here use Deno's file APIs (`deno task build`, or URING_HELPER, gives the helper)";
+
+/** Whether this thread is a Worker's without held kernel memory (asked once: a module instance is a thread's). */
+let workerWithoutHelper: boolean | undefined;
+
+/**
+ * Whether this thread is not the process's first and the default system layer cannot hold a
+ * copy's kernel memory until the thread is gone (`Sys.mmapAnonHeld`, see `thread_memory.ts`).
+ */
+function workerWithoutHeldMemory(): boolean {
+  if (workerWithoutHelper === undefined) {
+    const sys = getSys();
+    workerWithoutHelper = sys.mmapAnonHeld === undefined && !sys.isMainThread();
+  }
+  return workerWithoutHelper;
+}
+
+/**
  * The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback.
  * With `shared` (a `copyFile`), neither `uring` nor `sqpoll` given and no deeper `queueDepth` than
  * the default, this thread's shared copy ring (see `copy_shared_ring.ts`), held until
@@ -226,6 +250,10 @@ export function openEngine(
     const e = tooOldForCopies(missing.what, missing.version);
     if (options.fallback) return { engine: fallbackEngine(e, options) };
     throw e;
+  }
+  // (With `fallback: false`, a ring of its own all the same: the program asked for io_uring.)
+  if (options.fallback && workerWithoutHeldMemory()) {
+    return { engine: fallbackEngine(new Error(WORKER_WITHOUT_HELPER), options) };
   }
   try {
     if (

@@ -126,6 +126,9 @@ export interface CopyOptions {
    * `ENOMEM` after a few retries: `RLIMIT_MEMLOCK` has no room for a ring), or the kernel's is older than the copy engine needs (5.17), copy with Deno's own file APIs instead
    * (default `true`); the result's `engine` says which ran.
    * `false` makes the setup error ({@link IoUringError}) the copy's error.
+   * Also in a Worker without the uring helper (the libc backend), given no `uring`: there the
+   * kernel could write into a terminated Worker's freed memory (see `README`, Workers), so the
+   * copy uses Deno's file APIs by default; `false` runs it on io_uring all the same.
    */
   fallback?: boolean;
   /**

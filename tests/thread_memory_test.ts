@@ -5,13 +5,14 @@ import { MOD_URL } from "./uring_support.ts";
 const SRC = (name: string) => JSON.stringify(new URL(`../src/${name}`, import.meta.url).href);
 
 /**
- * Runs `code` with `deno eval` (every permission: /proc/self needs it), in `cwd` if given; returns
- * its last stdout line.
+ * Runs `code` with `deno eval` (every permission: /proc/self needs it), in `cwd` and with `env` if
+ * given; returns its last stdout line.
  */
-async function evalChild(code: string, cwd?: string): Promise<string> {
+async function evalChild(code: string, cwd?: string, env?: Record<string, string>): Promise<string> {
   const r = await new Deno.Command(Deno.execPath(), {
     args: ["eval", "--quiet", code],
     cwd,
+    env,
     stdout: "piped",
     stderr: "piped",
     signal: AbortSignal.timeout(60_000),
@@ -104,7 +105,7 @@ console.log(JSON.stringify({ mainHeld, ...reply, address: undefined, poolAddress
 Deno.test({
   name:
     "copyFile (sqpoll asked for too) and copyTree in Workers terminated mid-copy do not crash the process, " +
-    "nor make files elsewhere: the kernel's memory outlives the Worker",
+    "nor make files elsewhere: the kernel's memory outlives the Worker (without the helper, Deno's APIs copy)",
   ignore: skipKernel(),
   fn: async () => {
     // Deno frees a terminated Worker's memory as its thread ends, while the thread's io-wq workers
@@ -156,8 +157,11 @@ for (let i = 0; i < 200_000; i++) sum += JSON.stringify({ i, list: [i, i + 1] })
 await new Promise((resolve) => setTimeout(resolve, 100));
 console.log("ok", sum > 0);
 `;
-    assert.equal(await evalChild(code, cwd.path), "ok true");
-    assert.deepEqual([...Deno.readDirSync(cwd.path)].map((e) => e.name), []);
+    for (const backend of ["helper", "libc"]) {
+      // (The libc backend cannot hold memory past a thread: a Worker's copies use Deno's file APIs.)
+      assert.equal(await evalChild(code, cwd.path, { URING_BACKEND: backend }), "ok true", backend);
+      assert.deepEqual([...Deno.readDirSync(cwd.path)].map((e) => e.name), [], backend);
+    }
   },
 });
 
@@ -247,5 +251,42 @@ await new Promise((resolve) => setTimeout(resolve, 100));
 console.log(JSON.stringify({ openWhileCopying: seen > 0, leftOpen: sources() }));
 `;
     assert.deepEqual(JSON.parse(await evalChild(code)), { openWhileCopying: true, leftOpen: 0 });
+  },
+});
+
+Deno.test({
+  name:
+    "Without the helper, a Worker's copies use Deno's file APIs (unless fallback: false); the first thread's do not",
+  ignore: skipKernel(),
+  fn: async () => {
+    using dir = tempDir();
+    Deno.writeTextFileSync(`${dir.path}/src`, "x".repeat(5000));
+    const copy = `
+import { copyFile } from ${JSON.stringify(MOD_URL)};
+const dir = ${JSON.stringify(dir.path)};
+const engines = [];
+for (const fallback of [true, false]) {
+  const r = await copyFile(dir + "/src", dir + "/c" + Math.random(), { fallback });
+  engines.push(r.engine + (r.fallbackReason?.startsWith("a Worker without the uring helper") ? " (Worker)" : ""));
+}
+`;
+    const code = `
+${copy}
+const main = engines;
+const url = URL.createObjectURL(new Blob([${
+      JSON.stringify(`${copy}
+postMessage(engines);`)
+    }], { type: "text/javascript" }));
+const w = new Worker(url, { type: "module" });
+const worker = await new Promise((resolve) => (w.onmessage = (e) => resolve(e.data)));
+w.terminate();
+console.log(JSON.stringify({ main, worker }));
+`;
+    for (const backend of ["helper", "libc"]) {
+      assert.deepEqual(JSON.parse(await evalChild(code, undefined, { URING_BACKEND: backend })), {
+        main: ["io_uring", "io_uring"],
+        worker: backend === "libc" ? ["deno (Worker)", "io_uring"] : ["io_uring", "io_uring"],
+      }, backend);
+    }
   },
 });
