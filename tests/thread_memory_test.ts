@@ -26,6 +26,24 @@ async function evalChild(code: string, cwd?: string, env?: Record<string, string
   return stdout.split("\n").at(-1)!;
 }
 
+/**
+ * Child code that runs `snippet` (module code leaving its answer in the variable `answer`) on the
+ * first thread, then in a Worker, and prints `{ main, worker }` with `more`'s fields (an object
+ * expression evaluated last).
+ */
+function onBothThreads(snippet: string, answer: string, more = "{}"): string {
+  const inWorker = `${snippet}\npostMessage(${answer});`;
+  return `
+${snippet}
+const main = ${answer};
+const url = URL.createObjectURL(new Blob([${JSON.stringify(inWorker)}], { type: "text/javascript" }));
+const w = new Worker(url, { type: "module" });
+const worker = await new Promise((resolve) => (w.onmessage = (e) => resolve(e.data)));
+w.terminate();
+console.log(JSON.stringify({ main, worker, ...(${more}) }));
+`;
+}
+
 Deno.test({
   name:
     "kernelBytes (and a registered pool) in a Worker: held memory on a ring whose memory goes with the thread " +
@@ -189,20 +207,14 @@ await copyFile(${JSON.stringify(`${dir.path}/src`)}, ${JSON.stringify(dir.path)}
   { sqpoll: true, blockSize: 65536, splice: false, onProgress });
 `;
     const code = `
-${copy}
-const main = polled;
-const url = URL.createObjectURL(new Blob([${
-      JSON.stringify(`${copy}
-postMessage(polled);`)
-    }], { type: "text/javascript" }));
-const w = new Worker(url, { type: "module" });
-const worker = await new Promise((resolve) => (w.onmessage = (e) => resolve(e.data)));
-w.terminate();
 const { IoUring } = await import(${JSON.stringify(MOD_URL)});
-const ring = new IoUring(8, { sqpoll: {} }); // (whether this kernel and user may poll at all)
-console.log(JSON.stringify({ main, worker, canPoll: ring.sqpoll }));
-ring.close();
-`;
+${
+      onBothThreads(
+        copy,
+        "polled",
+        "(() => { const ring = new IoUring(8, { sqpoll: {} }); const canPoll = ring.sqpoll; ring.close(); return { canPoll }; })()",
+      )
+    }`;
     const result = JSON.parse(await evalChild(code));
     assert.deepEqual(result, { main: result.canPoll, worker: false, canPoll: result.canPoll });
   },
@@ -270,18 +282,7 @@ for (const fallback of [true, false]) {
   engines.push(r.engine + (r.fallbackReason?.startsWith("a Worker without the uring helper") ? " (Worker)" : ""));
 }
 `;
-    const code = `
-${copy}
-const main = engines;
-const url = URL.createObjectURL(new Blob([${
-      JSON.stringify(`${copy}
-postMessage(engines);`)
-    }], { type: "text/javascript" }));
-const w = new Worker(url, { type: "module" });
-const worker = await new Promise((resolve) => (w.onmessage = (e) => resolve(e.data)));
-w.terminate();
-console.log(JSON.stringify({ main, worker }));
-`;
+    const code = onBothThreads(copy, "engines");
     for (const backend of ["helper", "libc"]) {
       assert.deepEqual(JSON.parse(await evalChild(code, undefined, { URING_BACKEND: backend })), {
         main: ["io_uring", "io_uring"],
