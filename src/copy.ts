@@ -70,8 +70,9 @@ export function trimSlashes(path: string): string {
  * 20–40 ms after the last ends; one with `sqpoll` or a deeper `queueDepth` than the default
  * makes its own): a ring per copy cost each its set-up and tear-down, 4.5 times the time of 4,000
  * small files. A Worker's copies share one too; its memory goes with the Worker's thread (a Worker
- * terminated as soon as it is done would otherwise leave it open in the process), or, without the
- * helper, it closes as the last copy ends.
+ * terminated as soon as it is done would otherwise leave it open in the process). Without the
+ * helper a Worker's copies use Deno's file APIs (see `CopyOptions.fallback`); with `fallback:
+ * false` there, the ring closes as the last copy ends.
  *
  * Many copies at once in one process (each holds up to four pipes and two files): one that runs
  * out of descriptors (`EMFILE`) before it has written anything, while others run (or ran during

@@ -216,20 +216,21 @@ export const WORKER_WITHOUT_HELPER =
   "the kernel could still write into a terminated Worker's freed memory, which crashed the process, so " +
   "copies here use Deno's file APIs (`deno task build`, or URING_HELPER, gives the helper)";
 
-/** Whether this thread is a Worker's without held kernel memory (asked once: a module instance is a thread's). */
-let workerWithoutHelper: boolean | undefined;
-
 /**
  * Whether this thread is not the process's first and the default system layer cannot hold a
  * copy's kernel memory until the thread is gone (`Sys.mmapAnonHeld`, see `thread_memory.ts`).
  */
 function workerWithoutHeldMemory(): boolean {
+  // (Asked once, as the system layer is chosen: a module instance is a thread's.)
   if (workerWithoutHelper === undefined) {
     const sys = getSys();
     workerWithoutHelper = sys.mmapAnonHeld === undefined && !sys.isMainThread();
   }
   return workerWithoutHelper;
 }
+
+/** {@link workerWithoutHeldMemory}'s answer, once asked. */
+let workerWithoutHelper: boolean | undefined;
 
 /**
  * The engine for `options`: the caller's `Uring`, a new one, or Deno's APIs after a fallback.

@@ -9,7 +9,8 @@
  * exits: a Worker (of either kind: Deno's or `node:worker_threads`') is often terminated as soon
  * as it says it is done, and nothing runs a terminated Worker's JavaScript, so a lingering ring
  * would otherwise stay open and mapped in the process for good. Where that cannot be had (the
- * libc backend, or a helper built before it), a Worker's ring closes as its last copy ends, before
+ * libc backend, or a helper built before it), a Worker's copies use Deno's file APIs unless
+ * `fallback: false` (see `openEngine`); with it, the ring closes as its last copy ends, before
  * that copy settles (see {@link lingers}), and copies awaited one after another there make a ring
  * each. 4,000 small files in a Worker: 32 at a time 0.18 s with a shared ring, 1.15 s with
  * a ring per copy (`Deno.copyFile`: 0.10 s); one after another 0.47 s, against 1.20 s (0.23 s).

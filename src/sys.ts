@@ -184,7 +184,8 @@ export interface Sys {
   openFiles(): number;
   /**
    * Whether the calling thread is the process's first (its thread id is the pid): not a Worker's,
-   * whatever kind (a `node:worker_threads` one has no `WorkerGlobalScope`).
+   * whatever kind (a `node:worker_threads` one has no `WorkerGlobalScope`). Asked once: a module
+   * instance, and with it this object, is one thread's.
    */
   isMainThread(): boolean;
   /** A full memory fence. */
@@ -260,6 +261,12 @@ const LIBC_SYMBOLS = {
   getpid_async: { name: "getpid", parameters: [], result: "i32", nonblocking: true },
   getpid: { parameters: [], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
+
+/** `answer`, called once, its result kept for every later call (a thread's fixed facts). */
+function once<T>(answer: () => T): () => T {
+  let known: { value: T } | undefined;
+  return () => (known ??= { value: answer() }).value;
+}
 
 /** libc's path calls, bound apart from the backends (see {@link libcPaths}). */
 const LIBC_PATH_SYMBOLS = {
@@ -404,10 +411,10 @@ function loadHelper(path: string): Sys {
       return count === null ? openFilesByDeno() : count();
     },
     fence: () => lib.uring_fence(),
-    isMainThread: () => {
+    isMainThread: once(() => {
       const isMain = lib.uring_is_main_thread;
       return isMain === null ? getSys("libc").isMainThread() : isMain() === 1;
-    },
+    }),
     nextTurn: () => lib.uring_fence_async(),
   };
 }
@@ -594,7 +601,7 @@ function loadLibc(): Sys {
     },
     openFiles: openFilesByDeno,
     fence: () => {},
-    isMainThread: () => Number(lib.syscall3(NR_GETTID, 0n, 0n, 0n)) === lib.getpid(),
+    isMainThread: once(() => Number(lib.syscall3(NR_GETTID, 0n, 0n, 0n)) === lib.getpid()),
     nextTurn: () => lib.getpid_async(),
   };
 }

@@ -38,8 +38,6 @@ const SLAB_SHIFT = 16;
 const freeBlocks: Uint8Array<ArrayBuffer>[][] = [];
 /** The size class of each piece of held memory handed out and not given back. */
 const lent = new Map<Uint8Array, number>();
-/** Whether this is the process's first thread (asked once: a module instance is a thread's). */
-let firstThread: boolean | undefined;
 
 /** The size class of `size` bytes: the log2 of the smallest block that holds them. */
 function classOf(size: number): number {
@@ -51,8 +49,7 @@ function classOf(size: number): number {
 /** Whether `ring`'s operations get held memory (see the module notes). */
 function wantsHeld(ring: IoUring, sys: Sys): boolean {
   if (sys.mmapAnonHeld === undefined || ring.sqpoll || !memoryDiesWithThread(ring)) return false;
-  firstThread ??= sys.isMainThread();
-  return !firstThread;
+  return !sys.isMainThread();
 }
 
 /**
