@@ -50,79 +50,11 @@ struct helper_getevents_arg {
 static int64_t result(long r) { return r < 0 ? -(int64_t)errno : (int64_t)r; }
 
 /*
- * What each thread made here and has not released: ring and pipe fds. A thread that exits with
- * some closes them then. That is a Deno Worker terminated before it closed its rings:
- * `terminate()` ends the Worker without running any more of its code, and Deno closes the
- * Worker's own resources, but these it does not know of (they stayed open, with an SQPOLL kernel
- * thread each, until the process exited). Only what is created and released through this file
- * is listed, so a number released elsewhere can never be closed twice. Memory is unmapped only
- * where asked (held_maps below): a ring's ArrayBuffer may have been transferred to another
- * thread, which still uses it (unmapping it under that thread was a segfault). So a terminated
- * Worker's other mappings stay, and with them its rings: the kernel tears a ring down only once
- * nothing maps it either. For those this gives back the fd numbers, not the rings. Not on a hot
- * path.
- */
-struct held_list {
-  size_t count, capacity;
-  int32_t fds[];
-};
-static pthread_key_t held_key;
-static pthread_once_t held_once = PTHREAD_ONCE_INIT;
-static int held_ready;
-
-/* Runs as a thread exits with fds listed: closes them. */
-static void release_held(void *p) {
-  struct held_list *list = p;
-  for (size_t i = 0; i < list->count; i++) close(list->fds[i]);
-  free(list);
-}
-
-static void make_held_key(void) { held_ready = pthread_key_create(&held_key, release_held) == 0; }
-
-/* Lists an fd of this thread's (best effort: without memory, it is not closed at exit). */
-static void hold(int32_t fd) {
-  pthread_once(&held_once, make_held_key);
-  if (!held_ready) return;
-  struct held_list *list = pthread_getspecific(held_key);
-  if (list == NULL || list->count == list->capacity) {
-    size_t capacity = list == NULL ? 8 : list->capacity * 2;
-    struct held_list *grown = realloc(list, sizeof *list + capacity * sizeof list->fds[0]);
-    if (grown == NULL) return;
-    if (list == NULL) grown->count = 0;
-    grown->capacity = capacity;
-    list = grown;
-    pthread_setspecific(held_key, list);
-  }
-  list->fds[list->count++] = fd;
-}
-
-/*
- * Mappings a thread asked to have unmapped as it exits: the rings the module makes for its own
- * copies (uring_mmap_held), whose memory no JavaScript outside its thread can reach, so nothing
- * can use it once that thread is gone, and those copies' kernel memory (uring_mmap_anon_held,
- * unmapped once the thread is gone: see graves). A Worker terminated while such a ring lingers
- * then leaves nothing (its fd is closed by the list above). Other mappings are never unmapped
- * here (see above).
- */
-struct held_map {
-  uintptr_t addr;
-  size_t length;
-  int kernel_memory; /* uring_mmap_anon_held's: see graves below */
-};
-struct held_maps {
-  size_t count, capacity;
-  struct held_map maps[];
-};
-static pthread_key_t held_maps_key;
-static pthread_once_t held_maps_once = PTHREAD_ONCE_INIT;
-static int held_maps_ready;
-
-/*
  * Memory the kernel may still be reading or writing as its thread exits (uring_mmap_anon_held):
  * the statx structs and data buffers of the copies on the module's own rings. An operation an
  * io-wq worker of the thread is running goes on after the thread's JavaScript is gone, and its
  * memory must outlive it: the kernel stops the thread's io-wq workers only in the thread's own
- * exit (do_exit), after these destructors have run, and an operation linked behind one that
+ * exit (do_exit), after the destructor below has run, and an operation linked behind one that
  * completes then fails instead of running. So such memory is not unmapped as the thread exits: it
  * waits here with the thread's id (a grave), and is unmapped by the first sweep (any later
  * uring_mmap_anon_held, or another thread's exit) that finds the thread gone. Were it unmapped at
@@ -180,72 +112,101 @@ static int bury(uintptr_t addr, size_t length, pid_t tid) {
 }
 
 /*
- * Runs as a thread exits with mappings listed: unmaps a ring's (the kernel holds what it still
- * needs of a ring's pages itself), buries kernel memory (see graves; without memory for a grave it
- * stays mapped for good, which is safe), and sweeps graves of threads already gone.
+ * What each thread made here and has not released, to be let go as it exits. That is a Deno
+ * Worker terminated before it closed its rings: `terminate()` ends the Worker without running any
+ * more of its code, and Deno closes the Worker's own resources, but these it does not know of
+ * (they stayed open, with an SQPOLL kernel thread each, until the process exited).
+ * - fds: ring and pipe fds, and the files a Worker's copy opened (uring_hold_fd): closed. Only
+ *   what is created and released through this file is listed, so a number released elsewhere
+ *   can never be closed twice.
+ * - ring maps (uring_mmap_held): the rings the module makes for its own copies, whose memory no
+ *   JavaScript outside its thread can reach, so nothing can use it once that thread is gone:
+ *   unmapped (the kernel holds what it still needs of a ring's pages itself). A Worker terminated
+ *   while such a ring lingers then leaves nothing.
+ * - kernel memory (uring_mmap_anon_held): those copies' statx structs and buffers, buried (see
+ *   graves; without memory for a grave it stays mapped for good, which is safe).
+ * Other memory is never unmapped here: a ring's ArrayBuffer may have been transferred to another
+ * thread, which still uses it (unmapping it under that thread was a segfault). So a terminated
+ * Worker's other mappings stay, and with them its rings: the kernel tears a ring down only once
+ * nothing maps it either. For those this gives back the fd numbers, not the rings. Not on a hot
+ * path.
  */
-static void release_held_maps(void *p) {
-  struct held_maps *list = p;
+enum held_kind { HELD_FD, HELD_RING_MAP, HELD_KERNEL_MEMORY };
+struct held_item {
+  enum held_kind kind;
+  int32_t fd;     /* HELD_FD */
+  uintptr_t addr; /* the maps */
+  size_t length;
+};
+struct held_list {
+  size_t count, capacity;
+  struct held_item items[];
+};
+static pthread_key_t held_key;
+static pthread_once_t held_once = PTHREAD_ONCE_INIT;
+static int held_ready;
+
+/* Runs as a thread exits with something listed: lets it go (see above), then sweeps the graves. */
+static void release_held(void *p) {
+  struct held_list *list = p;
   pid_t tid = (pid_t)syscall(SYS_gettid);
   for (size_t i = 0; i < list->count; i++) {
-    struct held_map *m = &list->maps[i];
-    if (!m->kernel_memory) munmap((void *)m->addr, m->length);
-    else (void)bury(m->addr, m->length, tid);
+    struct held_item *item = &list->items[i];
+    if (item->kind == HELD_FD) close(item->fd);
+    else if (item->kind == HELD_RING_MAP) munmap((void *)item->addr, item->length);
+    else (void)bury(item->addr, item->length, tid);
   }
   free(list);
   (void)sweep_graves();
 }
 
-static void make_held_maps_key(void) {
-  held_maps_ready = pthread_key_create(&held_maps_key, release_held_maps) == 0;
-}
+static void make_held_key(void) { held_ready = pthread_key_create(&held_key, release_held) == 0; }
 
-/* Lists a mapping of this thread's; false when there is no memory to list it in. */
-static int hold_map(uintptr_t addr, size_t length, int kernel_memory) {
-  pthread_once(&held_maps_once, make_held_maps_key);
-  if (!held_maps_ready) return 0;
-  struct held_maps *list = pthread_getspecific(held_maps_key);
+/* Lists `item` for this thread; false when there is no memory to list it in. */
+static int hold_item(struct held_item item) {
+  pthread_once(&held_once, make_held_key);
+  if (!held_ready) return 0;
+  struct held_list *list = pthread_getspecific(held_key);
   if (list == NULL || list->count == list->capacity) {
     size_t capacity = list == NULL ? 8 : list->capacity * 2;
-    struct held_maps *grown = realloc(list, sizeof *list + capacity * sizeof list->maps[0]);
+    struct held_list *grown = realloc(list, sizeof *list + capacity * sizeof list->items[0]);
     if (grown == NULL) return 0;
     if (list == NULL) grown->count = 0;
     grown->capacity = capacity;
     list = grown;
-    pthread_setspecific(held_maps_key, list);
+    pthread_setspecific(held_key, list);
   }
-  list->maps[list->count].addr = addr;
-  list->maps[list->count].length = length;
-  list->maps[list->count].kernel_memory = kernel_memory;
-  list->count++;
+  list->items[list->count++] = item;
   return 1;
 }
 
-/* Takes a mapping off this thread's list, if it is there. */
-static void unhold_map(uintptr_t addr) {
-  if (!held_maps_ready) return;
-  struct held_maps *list = pthread_getspecific(held_maps_key);
-  if (list == NULL) return;
-  for (size_t i = list->count; i-- > 0;) {
-    if (list->maps[i].addr == addr) {
-      list->maps[i] = list->maps[--list->count];
-      return;
-    }
-  }
-}
-
-/* Takes an fd off this thread's list, if it is there. */
-static void unhold(int32_t fd) {
+/* Takes the last item listed as fd `fd` (`is_fd`) or as a mapping at `addr` off this thread's list. */
+static void unhold_item(int is_fd, int32_t fd, uintptr_t addr) {
   if (!held_ready) return;
   struct held_list *list = pthread_getspecific(held_key);
   if (list == NULL) return;
   for (size_t i = list->count; i-- > 0;) {
-    if (list->fds[i] == fd) {
-      list->fds[i] = list->fds[--list->count];
+    struct held_item *item = &list->items[i];
+    if (is_fd ? item->kind == HELD_FD && item->fd == fd : item->kind != HELD_FD && item->addr == addr) {
+      *item = list->items[--list->count];
       return;
     }
   }
 }
+
+/* Lists an fd of this thread's (best effort: without memory, it is not closed at exit). */
+static void hold(int32_t fd) { (void)hold_item((struct held_item){HELD_FD, fd, 0, 0}); }
+
+/* Takes an fd off this thread's list, if it is there. */
+static void unhold(int32_t fd) { unhold_item(1, fd, 0); }
+
+/* Lists a mapping of this thread's (kernel memory or a ring's); false without memory to list it. */
+static int hold_map(uintptr_t addr, size_t length, int kernel_memory) {
+  return hold_item((struct held_item){kernel_memory ? HELD_KERNEL_MEMORY : HELD_RING_MAP, -1, addr, length});
+}
+
+/* Takes a mapping off this thread's list, if it is there. */
+static void unhold_map(uintptr_t addr) { unhold_item(0, -1, addr); }
 
 /*
  * Lists `fd`, a file the kernel opened for this thread's copies (an io_uring openat), to be closed
@@ -326,7 +287,7 @@ int64_t uring_mmap(int32_t fd, uint64_t length, uint64_t offset) {
 }
 
 /*
- * uring_mmap, the mapping also unmapped when this thread exits (see held_maps): returns the
+ * uring_mmap, the mapping also unmapped when this thread exits (see held_list): returns the
  * address, or -errno (-ENOMEM, nothing mapped, when it cannot be listed).
  */
 int64_t uring_mmap_held(int32_t fd, uint64_t length, uint64_t offset) {
