@@ -1172,6 +1172,7 @@ Deno.test({
     // Nothing runs a terminated Worker's JavaScript: the helper closes the ring's and the lanes'
     // fds and unmaps the ring's memory as the Worker's thread exits. Without the helper (the libc
     // backend) the ring closes before the last copy settles, and there is nothing to linger.
+    // (`fallback: false`: else a Worker without the helper copies with Deno's APIs, no ring at all.)
     using dir = tempDir();
     Deno.writeTextFileSync(`${dir.path}/src`, "x".repeat(3000));
     Deno.writeTextFileSync(
@@ -1180,7 +1181,7 @@ Deno.test({
 import { copyFile } from ${JSON.stringify(MOD_URL)};
 const dir = ${JSON.stringify(dir.path)};
 parentPort.on("message", async () => {
-  for (let i = 0; i < 3; i++) await copyFile(dir + "/src", dir + "/n" + Math.random());
+  for (let i = 0; i < 3; i++) await copyFile(dir + "/src", dir + "/n" + Math.random(), { fallback: false });
   parentPort.postMessage("done");
 });
 `,
@@ -1189,8 +1190,9 @@ parentPort.on("message", async () => {
 import { copyFile } from ${JSON.stringify(MOD_URL)};
 const dir = ${JSON.stringify(dir.path)};
 self.onmessage = async () => {
-  for (let i = 0; i < 3; i++) await copyFile(dir + "/src", dir + "/c" + Math.random());
-  await Promise.all(Array.from({ length: 4 }, () => copyFile(dir + "/src", dir + "/c" + Math.random())));
+  const options = { fallback: false };
+  for (let i = 0; i < 3; i++) await copyFile(dir + "/src", dir + "/c" + Math.random(), options);
+  await Promise.all(Array.from({ length: 4 }, () => copyFile(dir + "/src", dir + "/c" + Math.random(), options)));
   postMessage("done");
 };
 `;
