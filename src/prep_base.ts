@@ -48,16 +48,27 @@ for (
 ) IOPRIO_AS_FLAGS[op] = 1;
 
 /**
+ * The `IOSQE_*` flags that say how an op names its file or buffer (`IOSQE_FIXED_FILE`,
+ * `IOSQE_BUFFER_SELECT`: the preps that need them set them), where they sit in the SQE's first
+ * word: they belong to the op, and a second prep over the same SQE drops them.
+ */
+const OPERAND_FLAGS = (abi.IOSQE_FIXED_FILE | abi.IOSQE_BUFFER_SELECT) << 8;
+
+/**
  * Zeroes what an earlier prep of the same SQE may have left in the fields `prepRw` does not
  * write: the per-opcode flags, buf_index (personality kept), splice_fd_in/file_index, addr3 and
  * the last 8 bytes (which 6.14+ reads as `attr_type_mask` for reads and writes: a stale value
- * there fails them), and the `ioprio` of an opcode that reads it as its own flags (the socket
- * opcodes: a read would take such flags as an I/O priority, and fail with `EINVAL`); the `ioprio`
- * of any other opcode is the caller's I/O priority, and stays.
+ * there fails them), the flags that named the earlier op's file or buffer ({@link OPERAND_FLAGS}:
+ * a read left with `IOSQE_BUFFER_SELECT` would take a provided buffer instead of the caller's, a
+ * close left with `IOSQE_FIXED_FILE` would close a registered slot instead of the fd), and the
+ * `ioprio` of an opcode that reads it as its own flags (the socket opcodes: a read would take
+ * such flags as an I/O priority, and fail with `EINVAL`); the `ioprio` of any other opcode is the
+ * caller's I/O priority, and stays, as do the other flags (links, drain, async, skip success).
  */
 function dropEarlierPrep(u32: Uint32Array, b: number): void {
-  const head = u32[b + HEAD];
-  if (IOPRIO_AS_FLAGS[head & 0xff] === 1) u32[b + HEAD] = head & 0xffff;
+  let head = u32[b + HEAD] & ~OPERAND_FLAGS;
+  if (IOPRIO_AS_FLAGS[head & 0xff] === 1) head &= 0xffff;
+  u32[b + HEAD] = head >>> 0;
   u32[b + OP_FLAGS] = 0;
   u32[b + BUF_INDEX] = u32[b + BUF_INDEX] & 0xffff0000; // keep personality
   u32[b + SPLICE_FD_IN] = 0;
@@ -73,8 +84,9 @@ function dropEarlierPrep(u32: Uint32Array, b: number): void {
  * zero: `getSqe()` hands out zeroed SQEs, so on the usual path (one prep per SQE) there is
  * nothing more to write (~4 ns saved per SQE); when the SQE already holds an opcode (a second
  * prep over the same handle, or a slot with stale bytes) the earlier op's fields are cleared
- * first (with the `ioprio` the socket preps set as their flags). Otherwise leaves `flags`,
- * `ioprio`, `personality` and `user_data` alone.
+ * first (with the `ioprio` the socket preps set as their flags, and `IOSQE_FIXED_FILE` and
+ * `IOSQE_BUFFER_SELECT`). Otherwise leaves `flags`, `ioprio`, `personality` and `user_data`
+ * alone.
  */
 export function writeRw(
   sqe: Sqe,

@@ -3,8 +3,8 @@
  * group) instead of naming one: the kernel picks a buffer when data arrives and says which in
  * the CQE's flags (`IORING_CQE_F_BUFFER`, the id above `IORING_CQE_BUFFER_SHIFT`). Each sets
  * `IOSQE_BUFFER_SELECT` in the SQE's flags and the group in `buf_group`: a later `setFlags` must
- * keep `IOSQE_BUFFER_SELECT`, and a later prep over the same SQE keeps it, as it keeps every flag
- * (as liburing's do; `getSqe()` hands out a clean SQE).
+ * keep `IOSQE_BUFFER_SELECT` (add flags with `addFlags`). A later prep of another op over the same
+ * SQE drops it, as it drops the group: the flag belongs to the op (the caller's other flags stay).
  *
  * @module
  */

@@ -56,6 +56,13 @@ export function freshSqe(): Sqe {
   return new Sqe(new Uint32Array(mem), new Uint8Array(mem), 2);
 }
 
+/**
+ * The flags byte of an all-0xff slot after a prep: the caller's flags stay, but for
+ * `IOSQE_FIXED_FILE` (bit 0) and `IOSQE_BUFFER_SELECT` (bit 5), which named the earlier op's file
+ * or buffer and go with it.
+ */
+export const STALE_FLAGS_AFTER_PREP = 0xff & ~(1 | 1 << 5);
+
 /** An Sqe whose 64 bytes are all 0xff first: shows which bytes the helper leaves alone. */
 export function dirtySqe(): Sqe {
   const sqe = freshSqe();

@@ -18,6 +18,8 @@ import {
   prepCancel,
   prepClose,
   prepConnect,
+  prepFixedFdInstall,
+  prepRead,
   prepReadMultishot,
   prepReadSelect,
   prepRecvMultishot,
@@ -189,6 +191,44 @@ Deno.test({
     assert.equal(again.closed, true, "the ring's close frees its buffer rings");
     assert.equal(held.byteLength, 0, "a view of freed memory reads as empty");
     assert.throws(() => ring.setupBufferRing({ group: 4, entries: 2, bufferSize: 8 }), ClosedError);
+  },
+});
+
+Deno.test({
+  name:
+    "a prep over an SQE a select prep (or prepFixedFdInstall) filled drops the flag that op set: the read fills the caller's buffer, the close closes the fd",
+  ignore: skipKernel(),
+  fn() {
+    using ring = new IoUring(8, { sqpoll: false });
+    const [r, w] = pipe();
+    let wOpen = true;
+    try {
+      using group = ring.setupBufferRing({ group: 1, entries: 4, bufferSize: 64 });
+      assert.equal(sysWrite(w, text.encode("hello")), 5);
+      const mine = new Uint8Array(16);
+      const res = roundTrip(ring, (sqe) => {
+        prepRecvSelect(sqe, r, group);
+        prepRead(sqe.addFlags(IOSQE_ASYNC), r, mine, 0); // IOSQE_ASYNC is the caller's: it stays
+        assert.equal(sqe.flags, IOSQE_ASYNC);
+      });
+      assert.equal(res, 5);
+      assert.equal(untext.decode(mine.subarray(0, 5)), "hello", "read into the caller's buffer");
+      assert.equal(group.available, 4, "no provided buffer was taken");
+      // prepFixedFdInstall sets IOSQE_FIXED_FILE: a close prepped over it closes the fd itself.
+      ring.registerFilesSparse(2);
+      const closed = roundTrip(ring, (sqe) => {
+        prepFixedFdInstall(sqe, 0);
+        prepClose(sqe, w);
+        assert.equal(sqe.flags, 0);
+      });
+      assert.equal(closed, 0);
+      wOpen = false;
+      // With its only write end closed, the pipe reads as at its end at once.
+      assert.equal(roundTrip(ring, (sqe) => prepRead(sqe, r, mine, 0)), 0);
+    } finally {
+      sysClose(r);
+      if (wOpen) sysClose(w);
+    }
   },
 });
 

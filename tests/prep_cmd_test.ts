@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { prepNopCqe32, prepNopResult, prepRead, prepUringCmd, Sqe } from "../mod.ts";
-import { assertSqe, dirtySqe, freshSqe, hex, image } from "./_sqe_image.ts";
+import { assertSqe, dirtySqe, freshSqe, hex, image, STALE_FLAGS_AFTER_PREP } from "./_sqe_image.ts";
 
 const OP_NOP = 0, OP_URING_CMD = 46;
 
@@ -64,8 +64,16 @@ Deno.test("prepUringCmd: an 80-byte command fills a 128-byte SQE; a shorter one 
   const sqe = bigSqe(0xff); // stale bytes everywhere: the helper must leave none in the area
   const cmd = bytesFrom(0x40, 80);
   prepUringCmd(sqe, 5, 9, cmd);
-  // The 0xff of flags and ioprio, personality and user_data stay (the caller's, as every prep).
-  const fields = { opcode: OP_URING_CMD, flags: 0xff, ioprio: 0xffff, fd: 9, off: 5n, personality: 0xffff };
+  // The 0xff of flags (but the two that named a file or buffer) and ioprio, personality and
+  // user_data stay (the caller's, as every prep).
+  const fields = {
+    opcode: OP_URING_CMD,
+    flags: STALE_FLAGS_AFTER_PREP,
+    ioprio: 0xffff,
+    fd: 9,
+    off: 5n,
+    personality: 0xffff,
+  };
   const want = bigImage({ ...fields, userData: 0xffff_ffff_ffff_ffffn }, cmd);
   assert.equal(hex(sqe.bytes()), hex(want));
   prepUringCmd(sqe, 5, 9, bytesFrom(0x10, 10));
@@ -103,7 +111,7 @@ Deno.test("prepUringCmd over an earlier prep: the read's fields go", () => {
   prepUringCmd(sqe, 6, 3, bytesFrom(0x30, 4));
   const want = image({
     opcode: OP_URING_CMD,
-    flags: 0xff,
+    flags: STALE_FLAGS_AFTER_PREP,
     ioprio: 0xffff,
     fd: 3,
     off: 6n,

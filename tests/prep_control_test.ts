@@ -19,7 +19,7 @@ import {
   type Sqe,
   Timespec,
 } from "../mod.ts";
-import { assertSqe, dirtySqe, type Expect, freshSqe, ptr } from "./_sqe_image.ts";
+import { assertSqe, dirtySqe, type Expect, freshSqe, ptr, STALE_FLAGS_AFTER_PREP } from "./_sqe_image.ts";
 
 /** Opcode numbers from `enum io_uring_op`. */
 const OP = {
@@ -38,10 +38,11 @@ function both(prep: (sqe: Sqe) => void, expect: Expect): void {
   assertSqe(fresh, expect);
   const dirty = dirtySqe();
   prep(dirty);
-  // A dirty SQE keeps its flags (byte 1), ioprio unless the opcode owns it, user_data, personality.
+  // A dirty SQE keeps its flags (byte 1; not the two that named the stale op's file or buffer),
+  // ioprio unless the opcode owns it, user_data, personality.
   assertSqe(dirty, {
     ...expect,
-    flags: 0xff,
+    flags: STALE_FLAGS_AFTER_PREP,
     ioprio: expect.ioprio ?? 0xffff,
     userData: 2n ** 64n - 1n,
     personality: 0xffff,

@@ -11,6 +11,7 @@ import {
   AT_FDCWD,
   cstring,
   IOSQE_ASYNC,
+  IOSQE_BUFFER_SELECT,
   IOSQE_CQE_SKIP_SUCCESS,
   IOSQE_FIXED_FILE,
   IOSQE_IO_DRAIN,
@@ -611,6 +612,10 @@ Deno.test("prep helpers keep flags, ioprio, user_data and personality, and clear
     userData: 77n,
     personality: 9,
   });
+  // The flags that named the earlier op's file or buffer go with it; the caller's others stay.
+  sqe.addFlags(IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT);
+  prepNop(sqe);
+  assertSqe(sqe, { opcode: OP.NOP, fd: -1, ...KEPT });
 });
 
 Deno.test("every prep helper over a dirty slot writes the same image as over a clean one", () => {

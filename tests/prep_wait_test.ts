@@ -19,7 +19,15 @@ import {
   Siginfo,
   type Sqe,
 } from "../mod.ts";
-import { assertSqe, dirtySqe, type Expect, freshSqe, hex, ptr } from "./_sqe_image.ts";
+import {
+  assertSqe,
+  dirtySqe,
+  type Expect,
+  freshSqe,
+  hex,
+  ptr,
+  STALE_FLAGS_AFTER_PREP,
+} from "./_sqe_image.ts";
 
 /** Opcode numbers from `enum io_uring_op`. */
 const OP = { EPOLL_CTL: 29, WAITID: 50, FUTEX_WAIT: 51, FUTEX_WAKE: 52, FUTEX_WAITV: 53, EPOLL_WAIT: 59 };
@@ -34,7 +42,7 @@ const CTL_ADD = 1, CTL_DEL = 2, CTL_MOD = 3, EPOLLIN = 1, EPOLLET = 0x80000000;
 
 /** A dirty SQE's fields no prep writes: flags, ioprio, user_data and personality stay all ones. */
 const KEPT: Partial<Expect> = {
-  flags: 0xff,
+  flags: STALE_FLAGS_AFTER_PREP,
   ioprio: 0xffff,
   userData: 0xffff_ffff_ffff_ffffn,
   personality: 0xffff,
