@@ -1710,12 +1710,17 @@ export class IoUring implements Disposable {
    * Sets the most io-wq worker threads the kernel runs for this ring (and the rings sharing its
    * io-wq; per NUMA node on older kernels): `bounded` serve work of bounded duration (regular file and block I/O),
    * `unbounded` the rest (opens, sockets, pipes); 0 leaves a limit as it is. Returns the limits
-   * that were in force, as `[bounded, unbounded]`. The io-wq belongs to the thread that
-   * submits, so every ring of that thread shares these limits: its first ring sets the defaults,
-   * `min(SQ entries, 4 × CPUs)` bounded workers and `RLIMIT_NPROC` unbounded ones, and a change
-   * through one ring is what the others read. A burst of blocking work (say, dozens of linked
-   * `openat` chains) can start as many threads as requests.
-   * Since 5.15.
+   * that were in force, as `[bounded, unbounded]`. The io-wq belongs to the task that submits:
+   * - without SQPOLL, the calling thread, so every plain ring of that thread shares these limits
+   *   (its first ring sets the defaults, `min(SQ entries, 4 × CPUs)` bounded workers and
+   *   `RLIMIT_NPROC` unbounded ones), and a change through one is what the others read; the
+   *   kernel also applies the change to the other threads that have submitted to this ring;
+   * - with SQPOLL, the ring's SQ thread, so the limits are those of the rings sharing that thread
+   *   (`attachTo`) only: neither the calling thread's plain rings nor another SQPOLL ring sees
+   *   them.
+   *
+   * A burst of blocking work (say, dozens of linked `openat` chains) can start as many threads as
+   * requests. Since 5.15.
    */
   registerIowqMaxWorkers(bounded: number, unbounded: number): [number, number] {
     // The kernel takes them as ints: above 2^31 - 1 it refuses with EINVAL.
