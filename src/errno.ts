@@ -147,6 +147,17 @@ const ERRNO_TABLE: ReadonlyArray<readonly [number, string, string]> = [
   [524, "ENOTSUPP", "Operation not supported (kernel-internal ENOTSUPP)"],
 ];
 
+/**
+ * Other names of the same numbers (asm-generic/errno.h, and glibc's `ENOTSUP`): accepted by
+ * {@link errno}; {@link errnoName} gives the table's name. Not to be confused with the
+ * kernel-internal `ENOTSUPP` (524).
+ */
+const ALIASES: ReadonlyArray<readonly [string, number]> = [
+  ["EWOULDBLOCK", 11], // EAGAIN
+  ["EDEADLOCK", 35], // EDEADLK
+  ["ENOTSUP", 95], // EOPNOTSUPP
+];
+
 const NAMES = new Map<number, string>();
 const MESSAGES = new Map<number, string>();
 const NUMBERS = new Map<string, number>();
@@ -155,6 +166,7 @@ for (const [number, name, message] of ERRNO_TABLE) {
   MESSAGES.set(number, message);
   NUMBERS.set(name, number);
 }
+for (const [name, number] of ALIASES) NUMBERS.set(name, number);
 
 /** The symbolic name of a (positive) errno, e.g. `errnoName(22)` is `"EINVAL"`. */
 export function errnoName(errno: number): string {
@@ -175,7 +187,11 @@ export function isInterruption(errnum: number): boolean {
   return errnum === 4 || (errnum >= 512 && errnum <= 516);
 }
 
-/** The number of a named errno, e.g. `errno("ENOENT")` is 2. Throws on an unknown name. */
+/**
+ * The number of a named errno, e.g. `errno("ENOENT")` is 2; the aliases `EWOULDBLOCK`
+ * (`EAGAIN`), `EDEADLOCK` (`EDEADLK`) and `ENOTSUP` (`EOPNOTSUPP`) too. Throws a `RangeError` on
+ * an unknown name.
+ */
 export function errno(name: string): number {
   const n = NUMBERS.get(name);
   if (n === undefined) throw new RangeError(`unknown errno name ${name}`);

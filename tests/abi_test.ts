@@ -313,6 +313,13 @@ Deno.test("errno names, numbers and messages", () => {
   assert.equal(errnoMessage(2), "No such file or directory");
   assert.equal(errnoName(9999), "E9999");
   assert.throws(() => errno("ENOTANERRNO"), RangeError);
+  // The aliases name the same numbers; a number keeps its one name.
+  assert.equal(errno("EWOULDBLOCK"), 11);
+  assert.equal(errno("EDEADLOCK"), 35);
+  assert.equal(errno("ENOTSUP"), 95);
+  assert.equal(errno("ENOTSUPP"), 524, "the kernel-internal one is another number");
+  assert.equal(errnoName(11), "EAGAIN");
+  assert.equal(errnoName(95), "EOPNOTSUPP");
 });
 
 Deno.test("Probe decodes struct io_uring_probe: supported flag per op, ops past ops_len unsupported", () => {
