@@ -54,7 +54,7 @@ import {
   prepWriteFixed,
   prepWritev,
 } from "./prep.ts";
-import { spliceOffset } from "./prep_base.ts";
+import { offsetOrPosition } from "./prep_base.ts";
 import { type Sqe, W } from "./sqe.ts";
 import { Iovecs, Timespec } from "./structs.ts";
 import type { Slot } from "./slots.ts";
@@ -289,8 +289,8 @@ export function fillSplice(
 ) {
   checkFd(fdIn, "fdIn");
   checkFd(fdOut, "fdOut");
-  offIn = spliceOffset(offIn, "offIn");
-  offOut = spliceOffset(offOut, "offOut");
+  offIn = offsetOrPosition(offIn, "offIn");
+  offOut = offsetOrPosition(offOut, "offOut");
   checkU32(nbytes, "nbytes");
   if (typeof offIn === "bigint") checkEnd(offIn, nbytes);
   if (typeof offOut === "bigint") checkEnd(offOut, nbytes);

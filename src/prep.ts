@@ -29,10 +29,11 @@ import { checkUserData, Sqe, staleSqe, W, writeU64 } from "./sqe.ts";
 import { checkIovecsUnchanged, Iovecs, Timespec } from "./structs.ts";
 
 import {
+  checkOffsetOrPosition,
   checkSqe,
   notAnSqe,
   type Offset,
-  spliceOffset,
+  offsetOrPosition,
   storeAddressed,
   storeAddressOf,
   targetSlot as fixedTarget,
@@ -110,11 +111,14 @@ export function prepNop(sqe: Sqe): Sqe {
   return writeRw(sqe, abi.IORING_OP_NOP, -1, 0, 0, 0);
 }
 
-/** `pread(fd, buf, buf.byteLength, offset)`. Since 5.6. */
-export function prepRead(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset, rwFlags = 0): Sqe {
+/**
+ * `pread(fd, buf, buf.byteLength, offset)`; `offset` -1 (or `-1n`) reads at the file's position and moves it, as `read(2)` does (5.6).
+ * Since 5.6.
+ */
+export function prepRead(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset | -1, rwFlags = 0): Sqe {
   checkFd(fd);
   const length = bufferAddressed(buf);
-  checkOffset(offset);
+  checkOffsetOrPosition(offset, "offset");
   checkFlags(rwFlags, "rwFlags");
   checkLength(length);
   writeRw(sqe, abi.IORING_OP_READ, fd, 0, length, offset);
@@ -123,11 +127,14 @@ export function prepRead(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Off
   return sqe;
 }
 
-/** `pwrite(fd, buf, buf.byteLength, offset)`. Since 5.6. */
-export function prepWrite(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset, rwFlags = 0): Sqe {
+/**
+ * `pwrite(fd, buf, buf.byteLength, offset)`; `offset` -1 (or `-1n`) writes at the file's position and moves it, as `write(2)` does (5.6).
+ * Since 5.6.
+ */
+export function prepWrite(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset | -1, rwFlags = 0): Sqe {
   checkFd(fd);
   const length = bufferAddressed(buf);
-  checkOffset(offset);
+  checkOffsetOrPosition(offset, "offset");
   checkFlags(rwFlags, "rwFlags");
   checkLength(length);
   writeRw(sqe, abi.IORING_OP_WRITE, fd, 0, length, offset);
@@ -136,10 +143,10 @@ export function prepWrite(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Of
   return sqe;
 }
 
-/** `preadv2(fd, iovecs, offset, rwFlags)`. Since 5.1. */
-export function prepReadv(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset, rwFlags = 0): Sqe {
+/** `preadv2(fd, iovecs, offset, rwFlags)`; `offset` -1 (or `-1n`) reads at the file's position and moves it, as `read(2)` does (5.6). Since 5.1. */
+export function prepReadv(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset | -1, rwFlags = 0): Sqe {
   checkFd(fd);
-  checkOffset(offset);
+  checkOffsetOrPosition(offset, "offset");
   checkFlags(rwFlags, "rwFlags");
   checkIovecs(iovecs, "prepReadv");
   writeRw(sqe, abi.IORING_OP_READV, fd, 0, iovecs.length, offset);
@@ -148,10 +155,10 @@ export function prepReadv(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset, 
   return sqe;
 }
 
-/** `pwritev2(fd, iovecs, offset, rwFlags)`. Since 5.1. */
-export function prepWritev(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset, rwFlags = 0): Sqe {
+/** `pwritev2(fd, iovecs, offset, rwFlags)`; `offset` -1 (or `-1n`) writes at the file's position and moves it, as `write(2)` does (5.6). Since 5.1. */
+export function prepWritev(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset | -1, rwFlags = 0): Sqe {
   checkFd(fd);
-  checkOffset(offset);
+  checkOffsetOrPosition(offset, "offset");
   checkFlags(rwFlags, "rwFlags");
   checkIovecs(iovecs, "prepWritev");
   writeRw(sqe, abi.IORING_OP_WRITEV, fd, 0, iovecs.length, offset);
@@ -165,13 +172,14 @@ export function prepWritev(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset,
  * `iovecs` must lie inside that one registered buffer (the kernel reads each iovec's address as
  * a place in it). The kernel copies the iovec array when it takes the SQE and checks it when the
  * read is issued: an iovec that reaches outside the registered buffer, an empty one (refused
- * here), or a `bufIndex` with no buffer registered fails the read with `EFAULT`. Since 6.15.
+ * here), or a `bufIndex` with no buffer registered fails the read with `EFAULT`. `offset` -1: the
+ * file's position, as for {@link prepReadv}. Since 6.15.
  */
 export function prepReadvFixed(
   sqe: Sqe,
   fd: number,
   iovecs: Iovecs,
-  offset: Offset,
+  offset: Offset | -1,
   bufIndex: number,
   rwFlags = 0,
 ): Sqe {
@@ -189,13 +197,14 @@ export function prepReadvFixed(
 
 /**
  * `pwritev2(fd, iovecs, offset, rwFlags)` from registered buffer `bufIndex`: every buffer of
- * `iovecs` must lie inside it, as for {@link prepReadvFixed} (`EFAULT` otherwise). Since 6.15.
+ * `iovecs` must lie inside it, as for {@link prepReadvFixed} (`EFAULT` otherwise); `offset` -1: the
+ * file's position, as for {@link prepWritev}. Since 6.15.
  */
 export function prepWritevFixed(
   sqe: Sqe,
   fd: number,
   iovecs: Iovecs,
-  offset: Offset,
+  offset: Offset | -1,
   bufIndex: number,
   rwFlags = 0,
 ): Sqe {
@@ -216,13 +225,13 @@ function writeVecFixed(
   opcode: number,
   fd: number,
   iovecs: Iovecs,
-  offset: Offset,
+  offset: Offset | -1,
   bufIndex: number,
   rwFlags: number,
   what: string,
 ): Sqe {
   checkFd(fd);
-  checkOffset(offset);
+  checkOffsetOrPosition(offset, "offset");
   checkU32(bufIndex, "bufIndex", 0xffff);
   checkFlags(rwFlags, "rwFlags");
   checkIovecs(iovecs, what);
@@ -244,18 +253,19 @@ function writeVecFixed(
 
 /**
  * Read into registered buffer `bufIndex`; `buf` must lie inside that registered buffer.
+ * `offset` -1 (or `-1n`) reads at the file's position and moves it, as `read(2)` does (5.6).
  * Since 5.1.
  */
 export function prepReadFixed(
   sqe: Sqe,
   fd: number,
   buf: ArrayBufferView,
-  offset: Offset,
+  offset: Offset | -1,
   bufIndex: number,
 ): Sqe {
   checkFd(fd);
   const length = bufferAddressed(buf);
-  checkOffset(offset);
+  checkOffsetOrPosition(offset, "offset");
   checkU32(bufIndex, "bufIndex", 0xffff);
   checkLength(length);
   writeRw(sqe, abi.IORING_OP_READ_FIXED, fd, 0, length, offset);
@@ -264,17 +274,20 @@ export function prepReadFixed(
   return sqe;
 }
 
-/** Write from registered buffer `bufIndex`; `buf` must lie inside it. Since 5.1. */
+/**
+ * Write from registered buffer `bufIndex`; `buf` must lie inside it. `offset` -1 (or `-1n`) writes at the file's position and moves it, as `write(2)` does (5.6).
+ * Since 5.1.
+ */
 export function prepWriteFixed(
   sqe: Sqe,
   fd: number,
   buf: ArrayBufferView,
-  offset: Offset,
+  offset: Offset | -1,
   bufIndex: number,
 ): Sqe {
   checkFd(fd);
   const length = bufferAddressed(buf);
-  checkOffset(offset);
+  checkOffsetOrPosition(offset, "offset");
   checkU32(bufIndex, "bufIndex", 0xffff);
   checkLength(length);
   writeRw(sqe, abi.IORING_OP_WRITE_FIXED, fd, 0, length, offset);
@@ -503,8 +516,8 @@ export function prepSplice(
   checkSpliceFlags(flags);
   checkFd(fdIn, "fdIn");
   checkFd(fdOut, "fdOut");
-  offIn = spliceOffset(offIn, "offIn");
-  offOut = spliceOffset(offOut, "offOut");
+  offIn = offsetOrPosition(offIn, "offIn");
+  offOut = offsetOrPosition(offOut, "offOut");
   checkU32(nbytes, "nbytes");
   writeRw(sqe, abi.IORING_OP_SPLICE, fdOut, 0, nbytes, offOut === -1 ? 0 : offOut);
   if (offOut === -1) sqe.u32[sqe.base + W.offLo] = sqe.u32[sqe.base + W.offHi] = 0xffffffff;

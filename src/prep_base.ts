@@ -12,14 +12,34 @@ import { Sqe, staleSqe, W, writeU64 } from "./sqe.ts";
 /** A file offset: a non-negative safe integer, or a bigint for the full 63-bit range. */
 export type Offset = number | bigint;
 
+/** -1 as a bigint, made once: `-1n` in an expression is a negation run (and a BigInt made) each time. */
+const MINUS_ONE_N = -1n;
+
 /**
- * A splice offset checked: -1 (also given as `-1n`) for the fd's own position, else a file
- * offset (`what` names it in the error).
+ * An offset checked where -1 (also given as `-1n`) means the fd's own position (a read's or
+ * write's, `IORING_FEAT_RW_CUR_POS`, 5.6; a splice's): -1, else a file offset (`what` names it
+ * in the error).
  */
-export function spliceOffset(offset: Offset | -1, what: string): Offset | -1 {
-  if (offset === -1 || offset === -1n) return -1;
-  checkOffset(offset, what);
+export function offsetOrPosition(offset: Offset | -1, what: string): Offset | -1 {
+  if (offset === -1 || offset === MINUS_ONE_N) return -1;
+  checkOffsetOrPosition(offset, what);
   return offset;
+}
+
+/**
+ * Throws unless `offset` is -1 or `-1n` (the fd's position) or a file offset; returns nothing,
+ * so a hot path that stores `offset` as it is allocates nothing (all ones either way).
+ */
+export function checkOffsetOrPosition(offset: Offset | -1, what: string): void {
+  if (offset === -1 || offset === MINUS_ONE_N) return;
+  if (
+    typeof offset === "number"
+      ? Number.isSafeInteger(offset) && offset < 0
+      : typeof offset === "bigint" && offset < 0n
+  ) {
+    throw new RangeError(`${what} must be -1 (the fd's position) or a file offset from 0, got ${offset}`);
+  }
+  checkOffset(offset, what);
 }
 
 const TWO_32 = 0x1_0000_0000;

@@ -17,7 +17,6 @@ import {
   checkFd,
   checkFlags,
   checkLength,
-  checkOffset,
   checkOptionsObject,
   checkU32,
   isResizable,
@@ -25,6 +24,7 @@ import {
   shown,
 } from "./memory.ts";
 import { type Offset, prepMsgRing } from "./prep.ts";
+import { checkOffsetOrPosition } from "./prep_base.ts";
 import { Probe } from "./probe.ts";
 import { checkUserData, Cqe, Sqe, W, writeU64, zeroSqe } from "./sqe.ts";
 import {
@@ -1004,7 +1004,7 @@ export class IoUring implements Disposable {
     userData: number | bigint,
     fd: number,
     buf: ArrayBufferView,
-    offset: Offset,
+    offset: Offset | -1,
     rwFlags = 0,
   ): Sqe | null {
     return this.#queueRw(OP_READ, userData, fd, buf, offset, rwFlags);
@@ -1021,7 +1021,7 @@ export class IoUring implements Disposable {
     userData: number | bigint,
     fd: number,
     buf: ArrayBufferView,
-    offset: Offset,
+    offset: Offset | -1,
     rwFlags = 0,
   ): Sqe | null {
     return this.#queueRw(OP_WRITE, userData, fd, buf, offset, rwFlags);
@@ -1032,7 +1032,7 @@ export class IoUring implements Disposable {
     userData: number | bigint,
     fd: number,
     buf: ArrayBufferView,
-    offset: Offset,
+    offset: Offset | -1,
     rwFlags: number,
   ): Sqe | null {
     if (this.#closed) this.#assertOpen();
@@ -1042,7 +1042,7 @@ export class IoUring implements Disposable {
     const length = bufferAddressed(buf);
     checkLength(length);
     const smallOffset = typeof offset === "number" && offset >>> 0 === offset;
-    if (!smallOffset) checkOffset(offset);
+    if (!smallOffset) checkOffsetOrPosition(offset, "offset");
     checkFlags(rwFlags, "rwFlags");
     const index = this.#take();
     if (index < 0) return null;

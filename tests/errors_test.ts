@@ -148,19 +148,34 @@ Deno.test("statx buffer too small; open_how of the wrong size", () => {
 Deno.test("negative, non-integer, unsafe or non-number offsets are refused", () => {
   const sqe = plainSqe();
   const buf = new Uint8Array(8);
-  rejects(() => prepRead(sqe, 3, buf, -1), RangeError, /negative/);
-  rejects(() => prepRead(sqe, 3, buf, -1n), RangeError, /out of range/);
+  rejects(
+    () => prepRead(sqe, 3, buf, -2),
+    RangeError,
+    /must be -1 \(the fd's position\) or a file offset from 0, got -2$/,
+  );
+  rejects(
+    () => prepRead(sqe, 3, buf, -2n),
+    RangeError,
+    /must be -1 \(the fd's position\) or a file offset from 0, got -2$/,
+  );
+  rejects(() => prepWrite(sqe, 3, buf, -1.5), TypeError, /safe integer/);
   rejects(() => prepRead(sqe, 3, buf, 1.5), TypeError, /safe integer/);
   rejects(() => prepRead(sqe, 3, buf, NaN), TypeError, /safe integer/);
   rejects(() => prepRead(sqe, 3, buf, Infinity), TypeError, /safe integer/);
   rejects(() => prepRead(sqe, 3, buf, 2 ** 53), TypeError, /safe integer/);
   rejects(() => prepWrite(sqe, 3, buf, 2n ** 63n), RangeError, /out of range/);
   rejects(() => prepWrite(sqe, 3, buf, "0" as unknown as number), TypeError, /number or a bigint/);
-  rejects(() => prepReadv(sqe, 3, new Iovecs([buf]), -4096), RangeError, /negative/);
+  rejects(
+    () => prepReadv(sqe, 3, new Iovecs([buf]), -4096),
+    RangeError,
+    /or a file offset from 0, got -4096$/,
+  );
   rejects(() => prepFallocate(sqe, 3, 0, 0, -1), RangeError, /length/);
   rejects(() => prepSplice(sqe, 3, -2, 4, 0, 10), RangeError, /offIn/);
   untouched(sqe);
-  // The edges that are allowed.
+  // The edges that are allowed; -1 is the file's position.
+  prepRead(sqe, 3, buf, -1);
+  prepWrite(sqe, 3, buf, -1n);
   prepRead(sqe, 3, buf, 2 ** 53 - 1);
   prepRead(sqe, 3, buf, 2n ** 63n - 1n);
   prepSplice(sqe, 3, -1, 4, -1, 10);

@@ -242,7 +242,10 @@ Deno.test("prepReadvFixed / prepWritevFixed: iovecs in addr, count in len, offse
   const refused = freshSqe();
   assert.throws(() => prepReadvFixed(refused, 7, iov, 0, 0x10000), /bufIndex/);
   assert.throws(() => prepReadvFixed(refused, 7, iov, 0, -1), /bufIndex/);
-  assert.throws(() => prepWritevFixed(refused, 7, iov, -1, 0), /offset/);
+  assert.throws(
+    () => prepWritevFixed(refused, 7, iov, -2, 0),
+    /offset must be -1 \(the fd's position\) or a file offset/,
+  );
   assert.throws(() => prepWritevFixed(refused, -2, iov, 0, 0), RangeError);
   assert.throws(() => prepReadvFixed(refused, 7, iov, 0, 0, -1), /rwFlags/);
   assert.throws(() => prepReadvFixed(refused, 7, [reg] as unknown as Iovecs, 0, 0), /must be an Iovecs/);

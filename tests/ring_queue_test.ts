@@ -226,7 +226,8 @@ Deno.test({
       ["an ArrayBuffer", new ArrayBuffer(8)],
       ["null", null],
     ];
-    const badOffsets = [-1, -4096, 1.5, NaN, 2 ** 53, -1n, 2n ** 63n, "0", null] as unknown[];
+    // (-1 and -1n are the file's position: allowed.)
+    const badOffsets = [-2, -4096, 1.5, -1.5, NaN, 2 ** 53, -2n, 2n ** 63n, "0", null] as unknown[];
     // [what, the queue call, the reference call on a plain SQE]
     const cases: Array<[string, () => unknown, () => unknown]> = [];
     for (const ud of badUserData) {

@@ -553,6 +553,39 @@ ringTest("short read at EOF, and 0 past it", (config) => {
   assertErr(run(ring, (s) => prepRead(s, fd, buf, 0)), "EBADF");
 });
 
+ringTest(
+  "offset -1 reads and writes at the file's position and moves it, as read(2)/write(2) do",
+  (config) => {
+    using dir = tempDir();
+    using ring = new IoUring(4, config.options);
+    const path = `${dir.path}/position`;
+    const fd = openFile(ring, path, O_RDWR | O_CREAT);
+    const data = pattern(300, 6);
+    assert.equal(run(ring, (s) => prepWrite(s, fd, data.subarray(0, 100), -1)), 100);
+    assert.equal(ring.queueWrite(1, fd, data.subarray(100, 200), -1n) !== null, true);
+    ring.submitAndWait(1);
+    assert.equal(ring.peekCqe()!.res, 100);
+    ring.cqAdvance(1);
+    assert.equal(run(ring, (s) => prepWritev(s, fd, new Iovecs([data.subarray(200)]), -1)), 100);
+    assert.deepEqual(Deno.readFileSync(path), data, "each write went on where the last one ended");
+    // The position is at 300: a positioned read leaves it there; -1 reads at it, and at the end.
+    const buf = new Uint8Array(150);
+    assert.equal(run(ring, (s) => prepRead(s, fd, buf, 0)), 150);
+    assert.equal(run(ring, (s) => prepRead(s, fd, buf, -1)), 0, "at the end of the file");
+    assert.equal(run(ring, (s) => prepWrite(s, fd, data.subarray(0, 10), 0)), 10);
+    closeFd(ring, fd);
+    const again = openFile(ring, path, O_RDONLY);
+    assert.equal(run(ring, (s) => prepRead(s, again, buf, -1)), 150);
+    assert.deepEqual(buf, data.subarray(0, 150));
+    assert.equal(ring.queueRead(2, again, buf, -1) !== null, true);
+    ring.submitAndWait(1);
+    assert.equal(ring.peekCqe()!.res, 150);
+    ring.cqAdvance(1);
+    assert.deepEqual(buf, data.subarray(150), "the second read went on from the first");
+    closeFd(ring, again);
+  },
+);
+
 ringTest("fixed buffers: write_fixed and read_fixed on sub-ranges; unregister", (config) => {
   using dir = tempDir();
   using ring = new IoUring(8, config.options);
