@@ -748,12 +748,32 @@ export function getSys(backend?: Backend): Sys {
     if (cached) return cached;
     const helper = tryLoadHelper(wanted === "helper");
     if (helper) {
+      requireWholeFfi();
       const sys = checked(helper);
       loaded.set("helper", sys);
       return sys;
     }
   }
   let libc = loaded.get("libc");
-  if (!libc) loaded.set("libc", libc = checked(loadLibc()));
+  if (!libc) {
+    const sys = loadLibc();
+    requireWholeFfi();
+    loaded.set("libc", libc = checked(sys));
+  }
   return libc;
+}
+
+/**
+ * Throws `Deno.errors.NotCapable`, saying why, unless FFI is granted for all paths (asking, where
+ * Deno may prompt): a library loaded under a scoped `--allow-ffi=<path>` would do, but Deno's
+ * pointer functions, which the rings are read and written through, refuse that grant (with a
+ * bare "Requires ffi access" from deep inside the ring's set-up).
+ */
+function requireWholeFfi(): void {
+  if (Deno.permissions.querySync({ name: "ffi" }).state === "granted") return;
+  if (Deno.permissions.requestSync({ name: "ffi" }).state === "granted") return;
+  throw new Deno.errors.NotCapable(
+    "uring needs --allow-ffi for all of FFI: Deno's pointer functions, which the rings are read and written " +
+      "through, refuse a grant scoped to paths (--allow-ffi=<path>)",
+  );
 }

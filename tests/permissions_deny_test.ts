@@ -134,3 +134,45 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "--allow-ffi scoped to the helper's path: a ring is refused up front, saying the grant must cover all of FFI",
+  ignore: skipKernel(),
+  async fn() {
+    // Before, the helper loaded and io_uring_setup ran, then mapping the rings failed with Deno's
+    // bare "Requires ffi access" from inside the set-up.
+    const code = `
+      import { IoUring } from ${JSON.stringify(MOD_URL)};
+      const results = {};
+      for (const backend of ["helper", "libc"]) {
+        try {
+          new IoUring(4, { sqpoll: false, backend }).close();
+          results[backend] = "ok";
+        } catch (e) {
+          results[backend] = e.name + ": " + e.message;
+        }
+      }
+      console.log(JSON.stringify(results));
+    `;
+    const helper = new URL("../ffi/build/liburing_helper.so", import.meta.url).pathname;
+    const out = await childResults(code, [
+      `--allow-ffi=${helper}`,
+      "--allow-read",
+      "--allow-env",
+      "--no-prompt",
+    ]);
+    const refusal =
+      "NotCapable: uring needs --allow-ffi for all of FFI: Deno's pointer functions, which the " +
+      "rings are read and written through, refuse a grant scoped to paths (--allow-ffi=<path>)";
+    assert.deepEqual(out, {
+      helper: refusal,
+      libc: 'NotCapable: Requires ffi access to "libc.so.6", run again with the --allow-ffi flag',
+    });
+    // Granted whole, the same code makes its rings.
+    assert.deepEqual(await childResults(code, ["--allow-ffi", "--allow-read", "--allow-env"]), {
+      helper: "ok",
+      libc: "ok",
+    });
+  },
+});
