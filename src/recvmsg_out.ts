@@ -139,10 +139,10 @@ export class RecvmsgOut {
       );
     }
     const shownBytes = this.nameLength;
-    const storage = into.bytes;
-    storage.fill(0);
-    storage.set(buffer.subarray(RECVMSG_OUT_SIZE, RECVMSG_OUT_SIZE + shownBytes));
-    const length = roomForAcceptedPeer(into); // the length word the address reads
+    // The length word the address reads (the storage emptied and its length set apart, as for an
+    // accept), then the sender's bytes over the emptied storage.
+    const length = roomForAcceptedPeer(into);
+    into.bytes.set(buffer.subarray(RECVMSG_OUT_SIZE, RECVMSG_OUT_SIZE + shownBytes));
     const n = this.nameLength;
     length[0] = n & 0xff;
     length[1] = (n >>> 8) & 0xff;

@@ -57,6 +57,10 @@ export class SocketAddress {
   static {
     roomForAccept = (address) => {
       address.#lengthFrom = null; // an accept writes the length here again
+      // Emptied (family 0), so that while the accept is in flight, and after it failed, the
+      // address does not read as the previous peer (or the address it was built as).
+      address.#storage.fill(0);
+      address.#unspecified = false;
       address.#view.setUint32(LENGTH_AT, SOCKADDR_STORAGE_SIZE, true); // the room it has
       return address.#lengthWord;
     };

@@ -118,6 +118,40 @@ ringTest(
 );
 
 ringTest(
+  "an accept in flight, or failed, leaves its SocketAddress empty (not the previous peer)",
+  async (config) => {
+    using ring = new IoUring(8, config.options);
+    if (lacks(ring, config, IORING_OP_SOCKET, IORING_OP_BIND, IORING_OP_LISTEN)) return;
+    using dir = tempDir();
+    const path = `${dir.path}/server.sock`;
+    const listener = ok(ring, "socket", (s) => prepSocket(s, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC));
+    try {
+      assert.equal(run(ring, (s) => prepBind(s, listener, SocketAddress.unix(path))), 0);
+      assert.equal(run(ring, (s) => prepListen(s, listener, 8)), 0);
+      const client = await Deno.connect({ transport: "unix", path });
+      const peer = new SocketAddress();
+      const conn = ok(ring, "accept", (s) => prepAccept(s, listener, peer, SOCK_CLOEXEC));
+      assert.equal(run(ring, (s) => prepClose(s, conn)), 0);
+      client.close();
+      assert.equal(peer.family, AF_UNIX);
+      // Another accept, on a peer and on an address built as one: no client comes; it is cancelled.
+      for (const address of [peer, SocketAddress.inet("10.0.0.1", 80)]) {
+        prepAccept(ring.getSqe()!, listener, address).setUserData(5);
+        ring.submit();
+        assert.deepEqual([address.family, address.hostname, address.port], [0, "", 0], "while in flight");
+        prepCancel(ring.getSqe()!, 5).setUserData(6);
+        ring.submit();
+        const done = reap(ring, 2).sort((a, b) => a.userData - b.userData);
+        assert.equal(done[0].res, -errno("ECANCELED"));
+        assert.deepEqual([address.family, address.hostname, address.port], [0, "", 0], "after it failed");
+      }
+    } finally {
+      assert.equal(run(ring, (s) => prepClose(s, listener)), 0);
+    }
+  },
+);
+
+ringTest(
   "a TCP client: connect to Deno's listener on 127.0.0.1 and on ::1, then send and recv",
   async (config) => {
     using ring = new IoUring(8, config.options);
