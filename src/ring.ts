@@ -2309,8 +2309,7 @@ export class IoUring implements Disposable {
         `entries must be a power of two from 1 to ${abi.MAX_BUF_RING_ENTRIES}, got ${shown(entries)}`,
       );
     }
-    checkU32(bufferSize, "bufferSize");
-    if (bufferSize === 0) throw new RangeError("bufferSize must be at least 1 byte");
+    checkU32(bufferSize, "bufferSize", 0xffffffff, 1);
     if (typeof incremental !== "boolean") {
       throw new TypeError(`incremental must be a boolean, got ${typeof incremental}`);
     }

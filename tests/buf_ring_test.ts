@@ -162,6 +162,13 @@ Deno.test({
       });
     }
     assert.throws(() => ring.setupBufferRing(undefined as never), TypeError);
+    // One message states the real range of bufferSize too (it said "from 0", then refused 0).
+    for (const [size, shown] of [[0, "0"], [1.5, "1.5"], [2 ** 32, "4294967296"]]) {
+      assert.throws(() => ring.setupBufferRing({ group: 0, entries: 4, bufferSize: size as number }), {
+        name: "RangeError",
+        message: `bufferSize must be an integer from 1 to 4294967295, got ${shown}`,
+      });
+    }
     const buffers = ring.setupBufferRing({ group: 3, entries: 4, bufferSize: 100 });
     assert.deepEqual([buffers.group, buffers.entries, buffers.bufferSize, buffers.available], [3, 4, 100, 4]);
     assert.equal(buffers.view(2).byteLength, 100);
