@@ -8,8 +8,8 @@
  *
  *   deno run --allow-ffi --allow-read --allow-env examples/udp_echo.ts [--port N] [--max N] [--entries N]
  *
- * `--port` listens on 127.0.0.1 (default 7008); `--max N` stops after N datagrams were echoed
- * (default: run until killed); `--entries N` sizes the ring: N SQEs, 2N CQEs (default 256). Try it
+ * `--port` listens on 127.0.0.1 (default 7008); `--max N` answers N datagrams, then stops: datagrams
+ * that arrive after the N-th reply was sent are not answered (default: run until killed); `--entries N` sizes the ring: N SQEs, 2N CQEs (default 256). Try it
  * with `nc -u 127.0.0.1 7008`.
  */
 import { parseArgs } from "node:util";
@@ -121,7 +121,8 @@ function arm(): void {
 }
 arm();
 
-let echoed = 0, cut = 0, sending = 0, stopping = false;
+/** Sends completed (`answered`: whether or not they failed) and in flight; `echoed`: those that succeeded. */
+let answered = 0, echoed = 0, cut = 0, sending = 0, stopping = false;
 const stop = () => {
   stopping = true;
   if (receiving) prepCancel(sqe(), tag(RECV)).setUserData(tag(CANCEL));
@@ -139,7 +140,8 @@ function onReceive(res: number, flags: number): void {
     } else {
       layout.name(senders[bid]);
       prepSendto(sqe(), fd, layout.payload(), senders[bid]).setUserData(tag(SEND, bid));
-      sending++;
+      // The last reply --max allows is on its way: datagrams after it are not answered.
+      if (answered + ++sending === maxEchoes) stop();
     }
   } else if (res < 0 && res !== -ENOBUFS && res !== -ECANCELED) {
     throw new IoUringError("recvmsg", -res, String(address));
@@ -151,9 +153,10 @@ function onReceive(res: number, flags: number): void {
 
 function onSend(bid: number, res: number): void {
   sending--;
+  answered++;
   buffers.recycle(bid);
   if (res < 0) console.error(`sendto ${senders[bid]}: ${errnoName(-res)}`);
-  else if (++echoed === maxEchoes) stop();
+  else echoed++;
 }
 
 while (!stopping || receiving || sending > 0) {

@@ -7,6 +7,7 @@ import {
   AF_INET,
   AF_UNIX,
   IoUring,
+  MSG_DONTWAIT,
   prepBind,
   prepClose,
   prepRecv,
@@ -552,51 +553,68 @@ Deno.test({
   },
 });
 
+/** examples/udp_echo.ts started with `--max max` on a free port, once it listens. */
+async function startUdpEcho(max: number): Promise<{ port: number; finished: () => Promise<string> }> {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 }); // a free port number (TCP's)
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  const server = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...FLAGS, `${ROOT}examples/udp_echo.ts`, "--port", String(port), "--max", String(max)],
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let printed = "";
+  while (!printed.includes("echoing datagrams")) {
+    const { value, done } = await lines.read();
+    assert.ok(!done, `the server ended before it listened: ${printed}`);
+    printed += value;
+  }
+  const rest = (async () => {
+    for (;;) {
+      const { value, done } = await lines.read();
+      if (done) return printed;
+      printed += value;
+    }
+  })();
+  return {
+    port,
+    // Waits for the server to exit (successfully) and returns all it printed.
+    async finished() {
+      const status = await server.status;
+      const stderr = new TextDecoder().decode(await new Response(server.stderr).arrayBuffer());
+      assert.equal(status.code, 0, stderr);
+      return await rest;
+    },
+  };
+}
+
+/** A ring's one-call round trip for the UDP tests: preps, submits, waits at most 5 s, returns `res`. */
+function udpRun(ring: IoUring, prep: (sqe: Sqe) => void): number {
+  prep(ring.getSqe()!);
+  ring.submit();
+  const cqe = ring.waitCqe({ timeoutMs: 5000 });
+  assert.ok(cqe !== null, "no completion within 5 s");
+  const res = cqe.res;
+  ring.cqAdvance(1);
+  return res;
+}
+
 Deno.test({
   name:
     "examples/udp_echo.ts: echoes each datagram to its sender (an empty one, one cut to 2048 bytes), then stops after --max",
   ignore: skipKernel(),
   async fn() {
-    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 }); // a free port number (TCP's)
-    const port = (probe.addr as Deno.NetAddr).port;
-    probe.close();
     const datagrams = ["hello", "", "x".repeat(1000), "y".repeat(3000), "last"];
-    const server = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        ...FLAGS,
-        `${ROOT}examples/udp_echo.ts`,
-        "--port",
-        String(port),
-        "--max",
-        String(datagrams.length),
-      ],
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const server = await startUdpEcho(datagrams.length);
     const dec = new TextDecoder(), enc = new TextEncoder();
-    const lines = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let printed = "";
-    while (!printed.includes("echoing datagrams")) {
-      const { value, done } = await lines.read();
-      assert.ok(!done, `the server ended before it listened: ${printed}`);
-      printed += value;
-    }
     using ring = new IoUring(8, { sqpoll: false });
-    const run = (prep: (sqe: Sqe) => void): number => {
-      prep(ring.getSqe()!);
-      ring.submit();
-      const cqe = ring.waitCqe({ timeoutMs: 5000 });
-      assert.ok(cqe !== null, "no completion within 5 s");
-      const res = cqe.res;
-      ring.cqAdvance(1);
-      return res;
-    };
+    const run = (prep: (sqe: Sqe) => void) => udpRun(ring, prep);
     const fd = run((s) => prepSocket(s, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC));
     try {
-      const to = SocketAddress.inet("127.0.0.1", port);
+      const to = SocketAddress.inet("127.0.0.1", server.port);
       for (const text of datagrams) {
         assert.equal(run((s) => prepSendto(s, fd, enc.encode(text), to)), text.length);
         const back = new Uint8Array(4096);
@@ -610,16 +628,33 @@ Deno.test({
     } finally {
       run((s) => prepClose(s, fd));
     }
-    const rest = (async () => {
-      for (;;) {
-        const { value, done } = await lines.read();
-        if (done) return printed;
-        printed += value;
-      }
-    })();
-    const status = await server.status;
-    const stderr = dec.decode(await new Response(server.stderr).arrayBuffer());
-    assert.equal(status.code, 0, stderr);
-    assert.match(await rest, /echoed 5 datagrams \(1 cut to 2048 bytes\); io_uring_enter: /);
+    assert.match(await server.finished(), /echoed 5 datagrams \(1 cut to 2048 bytes\); io_uring_enter: /);
+  },
+});
+
+Deno.test({
+  name: "examples/udp_echo.ts: --max 5 answers 5 datagrams of a burst of 20, not more",
+  ignore: skipKernel(),
+  async fn() {
+    // It answered every datagram received before the 5th echo completed: 16 of 20 (a probe).
+    const server = await startUdpEcho(5);
+    using ring = new IoUring(32, { sqpoll: false });
+    const run = (prep: (sqe: Sqe) => void) => udpRun(ring, prep);
+    const fd = run((s) => prepSocket(s, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC));
+    try {
+      const to = SocketAddress.inet("127.0.0.1", server.port);
+      const payload = new TextEncoder().encode("burst");
+      for (let i = 0; i < 20; i++) prepSendto(ring.getSqe()!, fd, payload, to).setUserData(1);
+      ring.submitAndWait(20);
+      ring.forEachCqe((cqe) => assert.equal(cqe.res, payload.length));
+      assert.match(await server.finished(), /echoed 5 datagrams \(0 cut to 2048 bytes\)/);
+      // The server has exited: every reply it sent is in this socket's queue now.
+      let replies = 0;
+      const back = new Uint8Array(64);
+      while (run((s) => prepRecv(s, fd, back, MSG_DONTWAIT)) === payload.length) replies++;
+      assert.equal(replies, 5);
+    } finally {
+      run((s) => prepClose(s, fd));
+    }
   },
 });
