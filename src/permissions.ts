@@ -131,12 +131,17 @@ const WHOLE: Record<Access, Deno.PermissionDescriptor> = { read: { name: "read" 
  */
 const wholeStatus: Partial<Record<Access, Deno.PermissionStatus>> = {};
 
+/**
+ * Whether `name` access to `path` is granted; without a path, whether the grant is unscoped, as
+ * Deno's `symlink` requires: plain `--allow-read`/`--allow-write`, `--deny-*` lists allowed (a
+ * grant scoped to paths is not).
+ */
 function granted(name: Access, path?: string): boolean {
   // Access to everything (plain --allow-read/--allow-write, no --deny-*: not `partial`) covers
   // every path, and asking without a path is cheaper: Deno makes and caches a status object per
   // distinct path.
   const whole = wholeStatus[name] ??= Deno.permissions.querySync(WHOLE[name]);
-  if (whole.state === "granted" && !whole.partial) return true;
+  if (whole.state === "granted" && (!whole.partial || path === undefined)) return true;
   if (path === undefined) return false;
   return Deno.permissions.querySync({ name, path }).state === "granted";
 }
@@ -253,7 +258,8 @@ function checkSpecialFile(op: string, path: string, shownAs = path): Error | nul
 /**
  * `null` when the program may `access` `path`, else the error to reject with
  * (`Deno.errors.NotCapable`, or `PermissionDenied` on a Deno without it). `path` undefined asks
- * for access to everything (what Deno itself requires for `symlink`). Special files under
+ * for an unscoped grant (what Deno itself requires for `symlink`: `--allow-read`, say, even with
+ * a `--deny-read` list, but not `--allow-read=<paths>`). Special files under
  * `/dev`, `/proc` and `/sys` need what Deno's own file API needs for them (`--allow-all`).
  * `shownAs` is how the error names the path (the caller's form of it; default `path`).
  */
@@ -296,7 +302,7 @@ export function checkGrant(op: string, access: Access, path?: string, shownAs = 
     return operationError(op, ENOENT, shownAs);
   }
   const flag = `--allow-${access}`;
-  const what = path === undefined ? `full ${access} access` : `${access} access to "${shownAs}"`;
+  const what = path === undefined ? `unscoped ${access} access` : `${access} access to "${shownAs}"`;
   const subject = path === undefined ? "" : ` '${shownAs}'`;
   return notCapable(`${op}${subject}: Requires ${what}, run again with the ${flag} flag`);
 }

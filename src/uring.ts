@@ -1481,7 +1481,10 @@ export class Uring implements AsyncDisposable {
 
   /**
    * Creates a symbolic link at `path` pointing to `target` (`symlinkat`). Like `Deno.symlink`,
-   * needs full read and write permission (a link can point anywhere). Since 5.15.
+   * needs unscoped read and write permission (a link can point anywhere: `--allow-read` and
+   * `--allow-write`, with or without `--deny-*` lists, not `--allow-read=<paths>`), and write
+   * access to `path` itself (which `Deno.symlink` does not check against a `--deny-write` list).
+   * Since 5.15.
    */
   symlink(target: string, path: string | URL, options?: OpOptions): Promise<void> {
     if (this.#closing) return this.#rejectClosed();

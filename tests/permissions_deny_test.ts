@@ -30,6 +30,10 @@ Deno.test({
       await attempt("open secret", () => uring.open(secret));
       await attempt("mkdir plain.d", () => uring.mkdir(plain + ".d"));
       await attempt("mkdir secret.d", () => uring.mkdir(secret + ".d"));
+      // An unscoped grant with --deny-* lists is what Deno's symlink asks for (it refused); the
+      // link itself must not go where writing is denied.
+      await attempt("symlink plain.l", () => uring.symlink(secret, plain + ".l"));
+      await attempt("symlink secret.l", () => uring.symlink(plain, secret + ".l"));
       await uring.close();
       console.log(JSON.stringify(results));
     `;
@@ -47,7 +51,11 @@ Deno.test({
       "open secret": "NotCapable",
       "mkdir plain.d": "ok",
       "mkdir secret.d": "NotCapable",
+      "symlink plain.l": "ok",
+      "symlink secret.l": "NotCapable",
     });
+    assert.equal(Deno.readLinkSync(`${plain}.l`), secret);
+    assert.throws(() => Deno.lstatSync(`${secret}.l`), Deno.errors.NotFound);
   },
 });
 
