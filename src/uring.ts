@@ -1559,7 +1559,7 @@ export class Uring implements AsyncDisposable {
       }
       if (this.#closing) throw this.#closedError(); // the build function closed it
       if (signal !== undefined && signalAborted(signal)) throw signalReason(signal); // or aborted
-      if (members.length === 0) throw new RangeError("a chain needs at least one member");
+      if (members.length === 0) throw new RangeError("chain: needs at least one member");
       // Fds and direct descriptors the chain's own members close: a later member on one would
       // run on whatever file then has the number (an openDirect may fill the index again).
       const closedFds = new Set<number>(), closedIndexes = new Set<number>();
@@ -1603,7 +1603,7 @@ export class Uring implements AsyncDisposable {
       }
       const max = Math.min(this.#ring.sqEntries, this.#limit);
       if (members.length > max) {
-        throw new RangeError(`a chain of ${members.length} members does not fit the ring (at most ${max})`);
+        throw new RangeError(`chain: ${members.length} members do not fit the ring (at most ${max})`);
       }
       if (this.#ring.sharesSqThread && members.length > SQ_THREAD_SHARED_BATCH) {
         throw chainTooLongForSharedThread(members.length);
@@ -3636,7 +3636,7 @@ function resolvedFor(op: string, given: string): string {
 /** The refusal of a chain of `n` members on a ring whose SQ thread serves other rings too. */
 function chainTooLongForSharedThread(n: number): RangeError {
   return new RangeError(
-    `a chain of ${n} members on a Uring whose SQ thread serves other rings too (attachTo): ` +
+    `chain: ${n} members on a Uring whose SQ thread serves other rings too (attachTo): ` +
       `at most ${SQ_THREAD_SHARED_BATCH}, the SQEs of a ring that thread takes at a time (it would cut a ` +
       "longer chain in two)",
   );

@@ -516,7 +516,7 @@ Deno.test({
         first.chain((c) => {
           for (let i = 0; i < 9; i++) c.nop();
         }),
-        /a chain of 9 members on a Uring whose SQ thread serves other rings too \(attachTo\): at most 8/,
+        /^RangeError: chain: 9 members on a Uring whose SQ thread serves other rings too \(attachTo\): at most 8/,
       );
       assert.equal(
         (await second.chain((c) => {

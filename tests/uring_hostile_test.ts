@@ -505,7 +505,13 @@ ringTest(
           c.write(-1, new Uint8Array(4), 0);
         } catch { /* refused */ }
       }),
-      /^RangeError: a chain needs at least one member$/,
+      /^RangeError: chain: needs at least one member$/,
+    );
+    // A chain longer than the ring holds is refused too, its message named as the others'.
+    await using small = new Uring({ entries: 2, sqpoll: false });
+    await assert.rejects(
+      small.chain((c) => c.nop().nop().nop()),
+      /^RangeError: chain: 3 members do not fit the ring \(at most 2\)$/,
     );
     // The kernel moves at most 2^31 less a page per read or write and counts that as the whole:
     // such a member came back short without failing, and was reported as complete.

@@ -1984,7 +1984,7 @@ Deno.test({
         ]);
         assert.match(
           outcome,
-          /^RangeError: a chain of 16 members on a Uring whose SQ thread serves other rings too/,
+          /^RangeError: chain: 16 members on a Uring whose SQ thread serves other rings too/,
         );
         await a.close(pfd);
       } finally {
