@@ -1,7 +1,11 @@
 /**
  * An echo server built from ring operations alone: one multishot accept takes every connection,
- * one multishot receive per connection fills buffers the kernel picks from a ring of provided
- * buffers, and each piece received is sent back from that same buffer, which is then recycled.
+ * one multishot receive per connection fills buffers the kernel picks from that connection's own
+ * ring of 8 provided buffers, and each piece received is sent back from that same buffer, which
+ * is then recycled. A client that sends and does not read fills its 8 buffers, and its receive
+ * waits until they are echoed; the other connections have theirs (with one ring for all, a few
+ * such clients took every buffer, and the server stalled). A ring is made when a connection needs
+ * one and kept for the next once the connection closes: 32 KiB per connection open at once.
  * A connection has one send in flight at a time, its other pieces waiting in order behind it (two
  * sends on one socket may complete out of order once it is full), and a short send sends the rest
  * before the next piece. Under SQPOLL (the default) a busy server makes almost no system calls:
@@ -21,6 +25,7 @@ import {
   AF_INET,
   AF_UNIX,
   AT_FDCWD,
+  type BufferRing,
   type Cqe,
   cstring,
   errnoName,
@@ -47,12 +52,11 @@ import {
 } from "../mod.ts";
 
 const USAGE = "usage: examples/echo_server.ts [--port N | --unix PATH] [--max N] [--entries N]";
-const BUFFERS = 64;
 const BUFFER_SIZE = 4096;
-/** Buffers one connection may hold before its receive is paused (so a client that sends without
- * reading cannot take every buffer and stall the others). */
+/** Buffers in each connection's own ring: all it can hold (so a client that sends without reading
+ * cannot take the others' buffers and stall them). */
 const PER_CONNECTION = 8;
-const ECANCELED = 125, ENOBUFS = 105, EMFILE = 24, ENFILE = 23, ENOENT = 2, ECONNREFUSED = 111;
+const ENOBUFS = 105, EMFILE = 24, ENFILE = 23, ENOENT = 2, ECONNREFUSED = 111;
 
 function usage(message: string): never {
   console.error(`${message}\n${USAGE}`);
@@ -96,7 +100,16 @@ try {
 }
 
 using ring = new IoUring(entries);
-using buffers = ring.setupBufferRing({ group: 0, entries: BUFFERS, bufferSize: BUFFER_SIZE });
+/** Rings of provided buffers of closed connections, all their buffers back, for the next ones. */
+const spareRings: BufferRing[] = [];
+let nextGroup = 0;
+/** A ring of buffers for a new connection: a spare one, or a new one (null: every group taken). */
+function ringForConnection(): BufferRing | null {
+  const spare = spareRings.pop();
+  if (spare !== undefined) return spare;
+  if (nextGroup > 0xffff) return null; // (group ids are 16 bits)
+  return ring.setupBufferRing({ group: nextGroup++, entries: PER_CONNECTION, bufferSize: BUFFER_SIZE });
+}
 
 // user_data: what completed, and the connection's fd.
 const ACCEPT = 1, RECV = 2, SEND = 3, CLOSE = 4, CANCEL = 5, ACCEPT_LATER = 6, CALL = 7;
@@ -166,9 +179,6 @@ call("listen", (s) => prepListen(s, listener, 128));
 console.log(`listening on ${address} (sqpoll: ${ring.sqpoll})`);
 
 let open = 0, closed = 0, echoed = 0;
-/** Connections whose receive ended for want of a buffer, longest starved first: armed again, in
- * turn, as buffers come back. Each is here at most once, and only while its receive is not armed. */
-const starved = new Set<number>();
 /** A pause of the accept (no descriptor left): armed again after it, or when a connection closes. */
 let acceptPaused = false;
 const ACCEPT_PAUSE = new Timespec(100);
@@ -179,8 +189,10 @@ interface Connection {
   pieces: { bid: number; sent: number; length: number }[];
   /** Its multishot receive is armed (its last CQE, without `IORING_CQE_F_MORE`, is still to come). */
   receiving: boolean;
-  /** A cancel of its receive is in flight (it held `PER_CONNECTION` buffers: paused until it has
-   * sent half). Not armed again before the cancel reports, which could cancel the new receive. */
+  /** Its own ring of buffers, all of them in the ring or in `pieces`. */
+  buffers: BufferRing;
+  /** A cancel of its receive is in flight (a send failed). Not armed again before the cancel
+   * reports, which could cancel the new receive. */
   cancelling: boolean;
   /** The receive ended (the peer closed its side, or an error) or must end (a send failed): close
    * once the pieces are out and the receive has posted its last CQE. */
@@ -188,30 +200,23 @@ interface Connection {
 }
 const connections = new Map<number, Connection>();
 
-/** Arms the connection's multishot receive, unless it is armed, being cancelled, paused or over. */
+/**
+ * Arms the connection's multishot receive, unless it is armed, being cancelled or over, or the
+ * connection holds half its buffers or more (its receive ended for want of one: armed again once
+ * it has echoed enough that a receive gets more than a piece or two before it ends again).
+ */
 function receive(fd: number, conn: Connection): void {
   if (conn.receiving || conn.cancelling || conn.receiveDone || conn.pieces.length >= PER_CONNECTION / 2) {
     return;
   }
   conn.receiving = true;
-  starved.delete(fd);
-  prepRecvMultishot(sqe(), fd, buffers).setUserData(tag(RECV, fd));
+  prepRecvMultishot(sqe(), fd, conn.buffers).setUserData(tag(RECV, fd));
 }
 
 /** Sends what is left of the connection's first piece (one send in flight per connection). */
 function sendFirst(fd: number, conn: Connection): void {
   const { bid, sent, length } = conn.pieces[0];
-  prepSend(sqe(), fd, buffers.view(bid).subarray(sent, length), MSG_NOSIGNAL).setUserData(tag(SEND, fd));
-}
-
-/** Gives a buffer back to the kernel, and the longest-starved receive its chance again. */
-function recycle(bid: number): void {
-  buffers.recycle(bid);
-  for (const fd of starved) {
-    starved.delete(fd);
-    receive(fd, connections.get(fd)!);
-    break;
-  }
+  prepSend(sqe(), fd, conn.buffers.view(bid).subarray(sent, length), MSG_NOSIGNAL).setUserData(tag(SEND, fd));
 }
 
 /** Arms the multishot accept (again). */
@@ -226,7 +231,7 @@ function accept(): void {
 function closeWhenDone(fd: number, conn: Connection): void {
   if (!conn.receiveDone || conn.receiving || conn.cancelling || conn.pieces.length > 0) return;
   connections.delete(fd);
-  starved.delete(fd);
+  spareRings.push(conn.buffers); // every buffer is back in it
   prepClose(sqe(), fd).setUserData(tag(CLOSE, fd));
 }
 
@@ -238,9 +243,21 @@ function onCompletion(cqe: Cqe): void {
     case ACCEPT:
       if (res >= 0) {
         open++;
-        const conn: Connection = { pieces: [], receiving: false, cancelling: false, receiveDone: false };
-        connections.set(res, conn);
-        receive(res, conn);
+        const buffers = ringForConnection();
+        if (buffers === null) { // (65,536 connections open at once)
+          console.error("no buffer group left for another connection: closed");
+          prepClose(sqe(), res).setUserData(tag(CLOSE, res));
+        } else {
+          const conn: Connection = {
+            pieces: [],
+            buffers,
+            receiving: false,
+            cancelling: false,
+            receiveDone: false,
+          };
+          connections.set(res, conn);
+          receive(res, conn);
+        }
       } else if (!acceptPaused) console.error(new IoUringError("accept", -res).message);
       if ((flags & IORING_CQE_F_MORE) !== 0) break;
       if (res === -EMFILE || res === -ENFILE) {
@@ -264,18 +281,14 @@ function onCompletion(cqe: Cqe): void {
     }
     case RECV: {
       const conn = connections.get(fd)!;
-      const bid = buffers.take(flags);
+      const bid = conn.buffers.take(flags);
       const more = (flags & IORING_CQE_F_MORE) !== 0;
       if (res > 0 && bid >= 0 && !conn.receiveDone) {
         // Echo the piece from the buffer it arrived in, after those before it.
         conn.pieces.push({ bid, sent: 0, length: res });
         if (conn.pieces.length === 1) sendFirst(fd, conn);
-        if (conn.pieces.length >= PER_CONNECTION && !conn.cancelling && more) {
-          conn.cancelling = true; // enough of the buffers: the rest are the other connections'
-          prepCancel(sqe(), tag(RECV, fd)).setUserData(tag(CANCEL, fd));
-        }
       } else if (bid >= 0) {
-        recycle(bid);
+        conn.buffers.recycle(bid);
       }
       if (more) break;
       conn.receiving = false;
@@ -283,14 +296,11 @@ function onCompletion(cqe: Cqe): void {
         closeWhenDone(fd, conn);
         break;
       }
-      // A last CQE with data: the kernel ended the receive because the CQ was full. Like one it
-      // cancelled to pause it, it is armed again: now, or once the connection has sent half.
-      if (res > 0 || res === -ECANCELED) {
+      // A last CQE with data (the kernel ended the receive because the CQ was full), or one that
+      // found the connection's ring empty (every buffer out being echoed): armed again, now or
+      // once the connection has echoed half of them (see receive).
+      if (res > 0 || res === -ENOBUFS) {
         receive(fd, conn);
-        break;
-      }
-      if (res === -ENOBUFS) { // every buffer is out being sent: armed again when one is back
-        starved.add(fd);
         break;
       }
       conn.receiveDone = true; // the peer closed (0), or an error
@@ -303,9 +313,9 @@ function onCompletion(cqe: Cqe): void {
       if (res < 0) { // the peer went away: nothing more can be echoed, so nothing more is received
         const held = conn.pieces.splice(0);
         conn.receiveDone = true; // (first: a buffer recycled here must not arm its own receive again)
-        for (const { bid } of held) recycle(bid);
-        // A receive still armed is cancelled; one paused (cancelled, not armed again while it held
-        // its share of buffers) posts nothing more: closed at once, or once its cancel reports.
+        for (const { bid } of held) conn.buffers.recycle(bid);
+        // A receive still armed is cancelled; one that ended (for want of buffers) posts nothing
+        // more: closed at once, or once its cancel reports.
         if (conn.receiving && !conn.cancelling) {
           conn.cancelling = true;
           prepCancel(sqe(), tag(RECV, fd)).setUserData(tag(CANCEL, fd));
@@ -320,9 +330,9 @@ function onCompletion(cqe: Cqe): void {
         break;
       }
       conn.pieces.shift();
-      recycle(piece.bid);
-      // A receive paused, or ended for want of buffers, is armed again once the connection holds
-      // less than half of its share (see receive).
+      conn.buffers.recycle(piece.bid);
+      // A receive that ended for want of buffers is armed again once the connection holds less
+      // than half of them (see receive).
       if (!conn.receiving) receive(fd, conn);
       if (conn.pieces.length > 0) sendFirst(fd, conn);
       else closeWhenDone(fd, conn);

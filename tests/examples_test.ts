@@ -407,6 +407,84 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "examples/echo_server.ts: ten clients that send without reading do not stall another (each has buffers of its own)",
+  ignore: skipKernel(),
+  fn: async () => {
+    // With one ring of 64 buffers for all, the receive of a connection was paused (cancelled) once
+    // it held 8, but a fast sender filled more before the cancel took effect (a probe saw one
+    // take all 64): ten such clients took every buffer, and other clients got no echo.
+    using tmp = tempDir();
+    const path = `${tmp.path}/echo.sock`;
+    const hogs = 10;
+    const server = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...FLAGS, `${ROOT}examples/echo_server.ts`, "--unix", path, "--max", String(hogs + 1)],
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const output = server.output();
+    const connect = async () => {
+      for (const deadline = Date.now() + 10_000;;) {
+        try {
+          return await Deno.connect({ transport: "unix", path });
+        } catch (e) {
+          if (Date.now() > deadline) throw e;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    };
+    // Unix stream sockets queue ~200 KiB: 1 MiB each backs their echoes up for good.
+    const chunk = new Uint8Array(65536).fill(7);
+    const hogConns: Deno.UnixConn[] = [];
+    const sent = new Array<number>(hogs).fill(0);
+    const writing: Promise<void>[] = [];
+    for (let i = 0; i < hogs; i++) {
+      const hog = await connect();
+      hogConns.push(hog);
+      writing.push((async () => {
+        try {
+          for (let n = 0; n < 16; n++) sent[i] += await hog.write(chunk);
+        } catch { /* closed below */ }
+      })());
+    }
+    // Until no hog gets further (its echoes are backed up, its buffers held by the server).
+    for (let last = -1, total = 0; total !== last;) {
+      last = total;
+      await new Promise((r) => setTimeout(r, 300));
+      total = sent.reduce((a, b) => a + b, 0);
+    }
+    const other = await connect();
+    await other.write(new TextEncoder().encode("hello"));
+    const buf = new Uint8Array(16);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const echoed = await Promise.race([
+      other.read(buf).then((n) => new TextDecoder().decode(buf.subarray(0, n ?? 0))),
+      new Promise<string>((resolve) => timer = setTimeout(() => resolve("no echo within 10 s"), 10_000)),
+    ]);
+    clearTimeout(timer);
+    other.close();
+    // The hogs read their echoes at last, then go.
+    await Promise.all(hogConns.map(async (hog, i) => {
+      const drain = new Uint8Array(65536);
+      const sink = (async () => {
+        try {
+          while ((await hog.read(drain)) !== null) { /* discard */ }
+        } catch { /* closed */ }
+      })();
+      await writing[i];
+      await hog.closeWrite();
+      await sink;
+      hog.close();
+    }));
+    const { code, stderr } = await output;
+    assert.equal(echoed, "hello");
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+  },
+});
+
 Deno.test("examples/echo_server.ts: bad arguments are usage errors", async () => {
   using tmp = tempDir();
   for (
