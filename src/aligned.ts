@@ -20,7 +20,7 @@
 
 import { type Backend, getSys, type Sys } from "./sys.ts";
 import { IoUringError } from "./errors.ts";
-import { checkOptionsObject, shown } from "./memory.ts";
+import { badNumber, checkOptionsObject, shown } from "./memory.ts";
 
 /** Default alignment: a page, which satisfies O_DIRECT on every common device. */
 export const DEFAULT_ALIGNMENT = 4096;
@@ -116,7 +116,8 @@ export function checkAlignment(alignment: unknown): asserts alignment is number 
     typeof alignment !== "number" || !Number.isInteger(alignment) || alignment < MIN_ALIGNMENT ||
     alignment > MAX_ALIGNMENT || (alignment & (alignment - 1)) !== 0
   ) {
-    throw new RangeError(
+    throw badNumber(
+      alignment,
       `alignment must be a power of two from ${MIN_ALIGNMENT} to ${MAX_ALIGNMENT}, got ${shown(alignment)}`,
     );
   }
@@ -147,7 +148,7 @@ export class AlignedBuffer implements Disposable {
     options ??= {}; // null: the defaults
     checkOptionsObject(options);
     if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 1) {
-      throw new RangeError(`size must be a positive integer, got ${shown(size)}`);
+      throw badNumber(size, `size must be a positive integer, got ${shown(size)}`);
     }
     checkAlignment(alignment);
     const sys = getSys(options.backend);

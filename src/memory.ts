@@ -382,10 +382,23 @@ export function checkOptionsObject(value: unknown): void {
   if (notObject !== null) throw new TypeError(`options must be an object, got ${notObject}`);
 }
 
-/** Throws unless `n` is an integer in `[min, max]` (`min` 0 by default). */
+/**
+ * The error for a numeric argument refused with `message`: a `TypeError` when `value` is not a
+ * number at all (nor a bigint, where `bigintToo` says one is taken), else a `RangeError`.
+ */
+export function badNumber(value: unknown, message: string, bigintToo = false): TypeError | RangeError {
+  return typeof value === "number" || (bigintToo && typeof value === "bigint")
+    ? new RangeError(message)
+    : new TypeError(message);
+}
+
+/**
+ * Throws unless `n` is an integer in `[min, max]` (`min` 0 by default): a `TypeError` when it is
+ * not a number, a `RangeError` when it is the wrong number.
+ */
 export function checkU32(n: unknown, what: string, max = 0xffffffff, min = 0): asserts n is number {
   if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
-    throw new RangeError(`${what} must be an integer from ${min} to ${max}, got ${shown(n)}`);
+    throw badNumber(n, `${what} must be an integer from ${min} to ${max}, got ${shown(n)}`);
   }
 }
 
@@ -395,7 +408,8 @@ export function checkU32(n: unknown, what: string, max = 0xffffffff, min = 0): a
  */
 export function checkBits32(bits: unknown, what: string): asserts bits is number {
   if (!(typeof bits === "number" && (bits >>> 0 === bits || (bits | 0) === bits))) {
-    throw new RangeError(
+    throw badNumber(
+      bits,
       `${what} must be a 32-bit mask (an integer from -2147483648 to 4294967295), got ${shown(bits)}`,
     );
   }

@@ -20,6 +20,7 @@ import {
   STATX_DIOALIGN,
 } from "./abi.ts";
 import {
+  badNumber,
   bufferOf,
   byteLengthOf,
   byteOffsetOf,
@@ -305,7 +306,7 @@ export function fillSplice(
 /** Checks and stores a timeout of `ms` (with `IORING_TIMEOUT_*` `flags`). */
 export function fillTimeout(slot: Slot, ms: number, flags = 0) {
   if (typeof ms !== "number" || !(ms >= 0) || !Number.isFinite(ms)) {
-    throw new RangeError(`timeout must be a finite number of milliseconds ≥ 0, got ${shown(ms)}`);
+    throw badNumber(ms, `timeout must be a finite number of milliseconds ≥ 0, got ${shown(ms)}`);
   }
   slot.ts ??= new Timespec();
   slot.ts.setMs(ms);

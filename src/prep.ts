@@ -11,6 +11,7 @@
 
 import * as abi from "./abi.ts";
 import {
+  badNumber,
   bufferAddressed,
   byteLengthOf,
   checkBits32,
@@ -66,10 +67,10 @@ export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: 
   checkSqe(sqe);
   checkU32(opcode, "opcode", 0xff);
   if (typeof fd !== "number" || !Number.isInteger(fd) || fd < -0x8000_0000 || fd > 0x7fff_ffff) {
-    throw new RangeError(`fd must be a 32-bit integer, got ${shown(fd)}`);
+    throw badNumber(fd, `fd must be a 32-bit integer, got ${shown(fd)}`);
   }
   if (typeof addr !== "number" || !Number.isSafeInteger(addr) || addr < 0) {
-    throw new RangeError(`addr must be an address (a safe integer from 0), got ${shown(addr)}`);
+    throw badNumber(addr, `addr must be an address (a safe integer from 0), got ${shown(addr)}`);
   }
   checkU32(len, "len");
   if (offset !== -1) checkOffset(offset);

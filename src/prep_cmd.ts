@@ -7,7 +7,16 @@
  */
 
 import * as abi from "./abi.ts";
-import { bufferOf, byteLengthOf, byteOffsetOf, checkBuffer, checkFd, checkU32, shown } from "./memory.ts";
+import {
+  badNumber,
+  bufferOf,
+  byteLengthOf,
+  byteOffsetOf,
+  checkBuffer,
+  checkFd,
+  checkU32,
+  shown,
+} from "./memory.ts";
 import { checkSqe, writeRw } from "./prep_base.ts";
 import { checkU64, type Sqe, W, writeU64 } from "./sqe.ts";
 
@@ -74,7 +83,7 @@ export function prepUringCmd(
  */
 export function prepNopResult(sqe: Sqe, result: number): Sqe {
   if (typeof result !== "number" || (result | 0) !== result) {
-    throw new RangeError(`result must be a 32-bit signed integer, got ${shown(result)}`);
+    throw badNumber(result, `result must be a 32-bit signed integer, got ${shown(result)}`);
   }
   writeRw(sqe, abi.IORING_OP_NOP, -1, 0, result >>> 0, 0); // the result travels in len
   sqe.u32[sqe.base + OP_FLAGS] = abi.IORING_NOP_INJECT_RESULT;

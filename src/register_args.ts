@@ -6,7 +6,7 @@
  */
 
 import * as abi from "./abi.ts";
-import { checkU32, shown } from "./memory.ts";
+import { badNumber, checkU32, shown } from "./memory.ts";
 import { checkUserData } from "./sqe.ts";
 import { Timespec } from "./structs.ts";
 
@@ -161,7 +161,8 @@ export function syncCancelReg(target: SyncCancelTarget): Uint8Array<ArrayBuffer>
     view.setBigInt64(24, -1n, true);
   } else {
     if (typeof timeoutMs !== "number" || !(timeoutMs >= 0) || timeoutMs > Number.MAX_SAFE_INTEGER) {
-      throw new RangeError(
+      throw badNumber(
+        timeoutMs,
         `cancelSync: timeoutMs must be a number of milliseconds ≥ 0, got ${shown(timeoutMs)}`,
       );
     }

@@ -11,6 +11,7 @@ import { errno } from "./errno.ts";
 import {
   ADDRESSED,
   addressOf,
+  badNumber,
   bufferAddressed,
   bufferOf,
   byteLengthOf,
@@ -620,7 +621,8 @@ export class IoUring implements Disposable {
       if (typeof idleMs !== "number" || !Number.isInteger(idleMs) || idleMs < 1 || idleMs > 0xffffffff) {
         // (Not 0: the kernel takes 0 as "its default": the thread would spin for a second.)
         const zero = idleMs === 0 ? " (the kernel takes 0 as its default, 1000 ms)" : "";
-        throw new RangeError(
+        throw badNumber(
+          idleMs,
           `sqpoll.idleMs must be an integer from 1 to 4294967295${zero}, got ${shown(idleMs)}`,
         );
       }
@@ -1360,7 +1362,8 @@ export class IoUring implements Disposable {
     const timeoutMs = options.timeoutMs;
     if (timeoutMs !== undefined) {
       if (typeof timeoutMs !== "number" || !(timeoutMs >= 0) || timeoutMs === Infinity) {
-        throw new RangeError(
+        throw badNumber(
+          timeoutMs,
           `timeoutMs must be a finite number of milliseconds ≥ 0 (leave it out to wait without a limit), got ${
             shown(timeoutMs)
           }`,
@@ -1441,7 +1444,8 @@ export class IoUring implements Disposable {
   async waitAsync(timeoutMs: number): Promise<void> {
     this.#assertOpen();
     if (typeof timeoutMs !== "number" || Number.isNaN(timeoutMs)) {
-      throw new RangeError(
+      throw badNumber(
+        timeoutMs,
         `timeoutMs must be a number of milliseconds (negative: no limit), got ${shown(timeoutMs)}`,
       );
     }
@@ -1516,7 +1520,7 @@ export class IoUring implements Disposable {
     if (n === 0) return;
     const ready = (Atomics.load(this.#cq, this.#cqTail) - this.#cqHeadLocal) >>> 0;
     if (typeof n !== "number" || !Number.isInteger(n) || n < 0) {
-      throw new RangeError(`cqAdvance(n): n must be an integer ≥ 0, got ${shown(n)}`);
+      throw badNumber(n, `cqAdvance(n): n must be an integer ≥ 0, got ${shown(n)}`);
     }
     if (n > ready) throw new RangeError(`cqAdvance(${n}): only ${ready} completions are ready`);
     this.#consumeTo((this.#cqHeadLocal + n) >>> 0);
@@ -2305,7 +2309,8 @@ export class IoUring implements Disposable {
       typeof entries !== "number" || !Number.isInteger(entries) || entries < 1 ||
       entries > abi.MAX_BUF_RING_ENTRIES || (entries & (entries - 1)) !== 0
     ) {
-      throw new RangeError(
+      throw badNumber(
+        entries,
         `entries must be a power of two from 1 to ${abi.MAX_BUF_RING_ENTRIES}, got ${shown(entries)}`,
       );
     }

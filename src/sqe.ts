@@ -9,7 +9,7 @@
 
 import { CQE, CQE_SIZE, SQE, SQE_SIZE } from "./abi.ts";
 import { ClosedError } from "./errors.ts";
-import { checkU32, shown } from "./memory.ts";
+import { badNumber, checkU32, shown } from "./memory.ts";
 
 const TWO_32 = 0x1_0000_0000;
 const WORDS_PER_SQE = SQE_SIZE / 4;
@@ -46,7 +46,8 @@ export function checkUserData(v: unknown): asserts v is number | bigint {
 }
 
 /**
- * Throws a `RangeError` naming `what` unless `v` is a u64: a non-negative safe integer, or a
+ * Throws a `RangeError` (a `TypeError` for neither a number nor a bigint) naming `what` unless
+ * `v` is a u64: a non-negative safe integer, or a
  * bigint below 2^64 (internal: user_data, and other 64-bit SQE fields).
  */
 export function checkU64(v: unknown, what: string): asserts v is number | bigint {
@@ -60,7 +61,7 @@ export function checkU64(v: unknown, what: string): asserts v is number | bigint
       `${what} as a number must be at most 2^53-1 (Number.MAX_SAFE_INTEGER), got ${v}: pass a bigint`,
     );
   }
-  throw new RangeError(`${what} must be an integer from 0 to 2^64-1, got ${shown(v)}`);
+  throw badNumber(v, `${what} must be an integer from 0 to 2^64-1, got ${shown(v)}`, true);
 }
 
 /**

@@ -18,7 +18,7 @@ import {
   STATX_SIZE,
   TIMESPEC_SIZE,
 } from "./abi.ts";
-import { addressOf, byteLengthOf, checkBuffer, shown } from "./memory.ts";
+import { addressOf, badNumber, byteLengthOf, checkBuffer, shown } from "./memory.ts";
 
 /** Most buffers one `readv`/`writev` takes (`IOV_MAX`). */
 const IOV_MAX = 1024;
@@ -41,7 +41,7 @@ export class Timespec {
   /** Sets the duration in milliseconds. */
   setMs(ms: number): this {
     if (typeof ms !== "number" || !(ms >= 0) || !(ms <= Number.MAX_SAFE_INTEGER)) {
-      throw new RangeError(`timeout must be from 0 to 2^53 - 1 ms, got ${shown(ms)}`);
+      throw badNumber(ms, `timeout must be from 0 to 2^53 - 1 ms, got ${shown(ms)}`);
     }
     let sec = Math.floor(ms / 1000);
     let nsec = Math.round((ms - sec * 1000) * 1e6);
@@ -186,7 +186,7 @@ export function openHow(how: { flags: number; mode?: number; resolve?: number })
   const field = (name: "flags" | "mode" | "resolve", value: unknown, max: number): bigint => {
     // `O_*` flags and `RESOLVE_*` bits are 32-bit today; a mode has 12 permission bits.
     if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > max) {
-      throw new RangeError(`how.${name} must be an integer from 0 to ${max}, got ${shown(value)}`);
+      throw badNumber(value, `how.${name} must be an integer from 0 to ${max}, got ${shown(value)}`);
     }
     return BigInt(value);
   };

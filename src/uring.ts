@@ -84,7 +84,15 @@ import { ClosedError, IoUringError, refusedArgument } from "./errors.ts";
 import { type ChainOptions, configureFile, type FileOps, type OpOptions, UringFile } from "./file.ts";
 import { borrowedPoolReason, FixedBufferPool } from "./fixed_pool.ts";
 import { withHeldMemory } from "./aligned.ts";
-import { bufferOf, byteLengthOf, byteOffsetOf, checkU32, notAnOptionsObject, shown } from "./memory.ts";
+import {
+  badNumber,
+  bufferOf,
+  byteLengthOf,
+  byteOffsetOf,
+  checkU32,
+  notAnOptionsObject,
+  shown,
+} from "./memory.ts";
 import {
   directIndexOf,
   EMPTY_PATH,
@@ -791,7 +799,7 @@ export class Uring implements AsyncDisposable {
     }
     const spinUs = options.spinUs ?? DEFAULT_SPIN_US;
     if (typeof spinUs !== "number" || !(spinUs >= 0 && spinUs <= MAX_SPIN_US)) {
-      throw new RangeError(`spinUs must be from 0 to ${MAX_SPIN_US}, got ${shown(spinUs)}`);
+      throw badNumber(spinUs, `spinUs must be from 0 to ${MAX_SPIN_US}, got ${shown(spinUs)}`);
     }
     const fixedFiles: unknown = options.fixedFiles ?? DEFAULT_FIXED_FILES;
     if (

@@ -429,11 +429,11 @@ ringTest(
     // deno-lint-ignore no-sparse-arrays
     assert.throws(
       () => ring.registerIowqAffinity([, 1] as never),
-      /^RangeError: cpus\[0\] must be an integer from 0 to 1023, got undefined$/,
+      /^TypeError: cpus\[0\] must be an integer from 0 to 1023, got undefined$/,
     );
     assert.throws(
       () => ring.registerIowqAffinity(new Array(3)),
-      /^RangeError: cpus\[0\] must be an integer from 0 to 1023, got undefined$/,
+      /^TypeError: cpus\[0\] must be an integer from 0 to 1023, got undefined$/,
     );
   },
 );

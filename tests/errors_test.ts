@@ -214,10 +214,12 @@ Deno.test("paths must be NUL-terminated Uint8Arrays", () => {
 Deno.test("user_data outside [0, 2^64) or not an integer is refused", () => {
   const sqe = plainSqe();
   for (const v of [-1, 1.5, NaN, Infinity, 2 ** 53, -1n, 2n ** 64n, "1", null] as unknown[]) {
-    rejects(() => sqe.setUserData(v as number), RangeError, /user_data/);
-    rejects(() => prepCancel(sqe, v as number), RangeError, /user_data/);
-    rejects(() => prepTimeoutRemove(sqe, v as number), RangeError, /user_data/);
-    rejects(() => prepPollRemove(sqe, v as number), RangeError, /user_data/);
+    // A TypeError for what is neither a number nor a bigint, a RangeError for the wrong one.
+    const type = typeof v === "number" || typeof v === "bigint" ? RangeError : TypeError;
+    rejects(() => sqe.setUserData(v as number), type, /user_data/);
+    rejects(() => prepCancel(sqe, v as number), type, /user_data/);
+    rejects(() => prepTimeoutRemove(sqe, v as number), type, /user_data/);
+    rejects(() => prepPollRemove(sqe, v as number), type, /user_data/);
   }
   // The messages say what is wrong with the value, and a string is not shown as a number.
   rejects(
@@ -225,9 +227,9 @@ Deno.test("user_data outside [0, 2^64) or not an integer is refused", () => {
     RangeError,
     /at most 2\^53-1 \(Number.MAX_SAFE_INTEGER\), got 9007199254740992: pass a bigint/,
   );
-  rejects(() => sqe.setUserData("1" as unknown as number), RangeError, /got "1" \(a string\)$/);
-  rejects(() => sqe.setFlags("2" as unknown as number), RangeError, /got "2" \(a string\)$/);
-  rejects(() => sqe.setIoprio(3n as unknown as number), RangeError, /got 3n \(a bigint\)$/);
+  rejects(() => sqe.setUserData("1" as unknown as number), TypeError, /got "1" \(a string\)$/);
+  rejects(() => sqe.setFlags("2" as unknown as number), TypeError, /got "2" \(a string\)$/);
+  rejects(() => sqe.setIoprio(3n as unknown as number), TypeError, /got 3n \(a bigint\)$/);
   assert.equal(sqe.userData, 0n);
 });
 
@@ -423,7 +425,7 @@ Deno.test("IoUring: sqpoll.idleMs 0 is refused (the kernel takes it as its defau
   for (const idleMs of [-1, 1.5, 2 ** 32, "10"] as unknown[]) {
     rejects(
       () => new IoUring(4, { sqpoll: { idleMs: idleMs as number } }),
-      RangeError,
+      typeof idleMs === "number" ? RangeError : TypeError,
       /^sqpoll.idleMs must be an integer from 1 to 4294967295, got /,
     );
   }
@@ -713,7 +715,7 @@ Deno.test({
       rejects(() => ring.cqAdvance(-1), RangeError, /n must be an integer ≥ 0, got -1$/);
       rejects(() => ring.cqAdvance(1.5), RangeError, /n must be an integer ≥ 0, got 1.5$/);
       rejects(() => ring.cqAdvance(NaN), RangeError, /n must be an integer ≥ 0, got NaN$/);
-      rejects(() => ring.cqAdvance("1" as never), RangeError, /got "1" \(a string\)$/);
+      rejects(() => ring.cqAdvance("1" as never), TypeError, /got "1" \(a string\)$/);
       assert.equal(ring.cqReady(), 2, "a refused cqAdvance consumed nothing");
       ring.cqAdvance(0);
       ring.cqAdvance(2);
@@ -974,7 +976,7 @@ Deno.test({
         [[0, 2 ** 31, 0, 0, 0], /^RangeError: fd must be a 32-bit integer/],
         [[0, 0, 1.5, 0, 0], /^RangeError: addr must be an address/],
         [[0, 0, 0, 2 ** 32 + 8, 0], /^RangeError: len must be an integer from 0 to 4294967295/],
-        [[0, 0, 0, "3", 0], /^RangeError: len must be/],
+        [[0, 0, 0, "3", 0], /^TypeError: len must be/],
         [[0, 0, 0, 0, -5], /^RangeError: offset must not be negative, got -5$/],
       ] as const
     ) {

@@ -180,7 +180,7 @@ Deno.test({
     const sneaky = { valueOf: () => (++reads <= 2 ? 50 : 3_000_000) } as unknown as number;
     assert.throws(
       () => new Uring({ spinUs: sneaky }),
-      /^RangeError: spinUs must be from 0 to 1000, got an object/,
+      /^TypeError: spinUs must be from 0 to 1000, got an object/,
     );
     new Uring({ spinUs: 1000, sqpoll: false }).close();
     // entries past the kernel's largest: the message offered IORING_SETUP_CLAMP, which a Uring
