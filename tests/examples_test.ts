@@ -280,29 +280,29 @@ function existsSocket(path: string): boolean {
 }
 
 /**
- * Starts `examples/echo_server.ts` on a free TCP port of 127.0.0.1, to stop after `max`
- * connections (with `more` arguments); its output (once it ends), a connect that waits for it
- * to listen, and a kill (for a server that does not end).
+ * Starts `examples/echo_server.ts`, to stop after `max` connections (with `more` arguments), on a
+ * free TCP port of 127.0.0.1, or on the Unix socket `unix`; its output (once it ends), a connect
+ * that waits for it to listen, and a kill (for a server that does not end).
  */
-function tcpEchoServer(max: number, more: string[] = []): {
+function echoServer<C extends Deno.Conn = Deno.TcpConn>(max: number, more: string[] = [], unix?: string): {
   output: Promise<Deno.CommandOutput>;
-  connect: () => Promise<Deno.TcpConn>;
+  connect: () => Promise<C>;
   kill: () => void;
 } {
-  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (probe.addr as Deno.NetAddr).port;
-  probe.close();
+  let where: string[];
+  let connectOnce: () => Promise<Deno.Conn>;
+  if (unix !== undefined) {
+    where = ["--unix", unix];
+    connectOnce = () => Deno.connect({ transport: "unix", path: unix });
+  } else {
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    where = ["--port", String(port)];
+    connectOnce = () => Deno.connect({ hostname: "127.0.0.1", port });
+  }
   const server = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...FLAGS,
-      `${ROOT}examples/echo_server.ts`,
-      "--port",
-      String(port),
-      "--max",
-      String(max),
-      ...more,
-    ],
+    args: ["run", ...FLAGS, `${ROOT}examples/echo_server.ts`, ...where, "--max", String(max), ...more],
     env: { NO_COLOR: "1" },
     stdin: "null",
     stdout: "piped",
@@ -311,7 +311,7 @@ function tcpEchoServer(max: number, more: string[] = []): {
   const connect = async () => {
     for (const deadline = Date.now() + 10_000;;) {
       try {
-        return await Deno.connect({ hostname: "127.0.0.1", port });
+        return await connectOnce() as C;
       } catch (e) {
         if (Date.now() > deadline) throw e;
         await new Promise((r) => setTimeout(r, 50));
@@ -326,13 +326,27 @@ function tcpEchoServer(max: number, more: string[] = []): {
   return { output: server.output(), connect, kill };
 }
 
+/** Sends "hello" on `conn` and returns what came back within 10 s (or says none came); closes it. */
+async function echoOfHello(conn: Deno.Conn): Promise<string> {
+  await conn.write(new TextEncoder().encode("hello"));
+  const buf = new Uint8Array(16);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const echoed = await Promise.race([
+    conn.read(buf).then((n) => new TextDecoder().decode(buf.subarray(0, n ?? 0))),
+    new Promise<string>((resolve) => timer = setTimeout(() => resolve("no echo within 10 s"), 10_000)),
+  ]);
+  clearTimeout(timer);
+  conn.close();
+  return echoed;
+}
+
 Deno.test({
   name: "examples/echo_server.ts over TCP: 8 MiB to a client that reads late come back whole and in order",
   ignore: skipKernel(),
   fn: async () => {
     // The server's sends back up while the client does not read: with several sends in flight on
     // one socket they completed out of order, and short sends lost their rest.
-    const { output, connect } = tcpEchoServer(1);
+    const { output, connect } = echoServer(1);
     const conn = await connect();
     const size = 8 << 20;
     const payload = new Uint8Array(size);
@@ -370,7 +384,7 @@ Deno.test({
   fn: async () => {
     // It took every provided buffer (its echoes could not be sent), and every other client's
     // receive ended for want of one, for as long as it did not read.
-    const { output, connect } = tcpEchoServer(2);
+    const { output, connect } = echoServer(2);
     const hog = await connect();
     let hogSent = 0;
     const hogWriting = (async () => {
@@ -380,17 +394,7 @@ Deno.test({
       } catch { /* closed below */ }
     })();
     while (hogSent < 4 << 20) await new Promise((r) => setTimeout(r, 20)); // its echoes have backed up
-    const other = await connect();
-    await other.write(new TextEncoder().encode("hello"));
-    const buf = new Uint8Array(16);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const echoed = await Promise.race([
-      other.read(buf).then((n) => new TextDecoder().decode(buf.subarray(0, n ?? 0))),
-      new Promise<string>((resolve) => timer = setTimeout(() => resolve("no echo within 10 s"), 10_000)),
-    ]);
-    clearTimeout(timer);
-    assert.equal(echoed, "hello");
-    other.close();
+    assert.equal(await echoOfHello(await connect()), "hello");
     // The hog reads its echoes at last, then goes.
     const sink = (async () => {
       const drain = new Uint8Array(65536);
@@ -416,26 +420,8 @@ Deno.test({
     // it held 8, but a fast sender filled more before the cancel took effect (a probe saw one
     // take all 64): ten such clients took every buffer, and other clients got no echo.
     using tmp = tempDir();
-    const path = `${tmp.path}/echo.sock`;
     const hogs = 10;
-    const server = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...FLAGS, `${ROOT}examples/echo_server.ts`, "--unix", path, "--max", String(hogs + 1)],
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const output = server.output();
-    const connect = async () => {
-      for (const deadline = Date.now() + 10_000;;) {
-        try {
-          return await Deno.connect({ transport: "unix", path });
-        } catch (e) {
-          if (Date.now() > deadline) throw e;
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      }
-    };
+    const { output, connect } = echoServer<Deno.UnixConn>(hogs + 1, [], `${tmp.path}/echo.sock`);
     // Unix stream sockets queue ~200 KiB: 1 MiB each backs their echoes up for good.
     const chunk = new Uint8Array(65536).fill(7);
     const hogConns: Deno.UnixConn[] = [];
@@ -456,16 +442,7 @@ Deno.test({
       await new Promise((r) => setTimeout(r, 300));
       total = sent.reduce((a, b) => a + b, 0);
     }
-    const other = await connect();
-    await other.write(new TextEncoder().encode("hello"));
-    const buf = new Uint8Array(16);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const echoed = await Promise.race([
-      other.read(buf).then((n) => new TextDecoder().decode(buf.subarray(0, n ?? 0))),
-      new Promise<string>((resolve) => timer = setTimeout(() => resolve("no echo within 10 s"), 10_000)),
-    ]);
-    clearTimeout(timer);
-    other.close();
+    const echoed = await echoOfHello(await connect());
     // The hogs read their echoes at last, then go.
     await Promise.all(hogConns.map(async (hog, i) => {
       const drain = new Uint8Array(65536);
@@ -554,7 +531,7 @@ Deno.test({
     // With a full CQ the kernel ends a multishot receive with a last CQE that still carries a
     // piece: taken for the end of the stream, the connection was closed after echoing it.
     const clients = 8, size = 64 << 10;
-    const { output, connect } = tcpEchoServer(clients, ["--entries", "1"]); // a 2-entry CQ
+    const { output, connect } = echoServer(clients, ["--entries", "1"]); // a 2-entry CQ
     const echo = async (i: number) => {
       const conn = await connect();
       const payload = new Uint8Array(size);
@@ -603,7 +580,7 @@ Deno.test({
     // The client sends without reading until the server holds its share of buffers and pauses
     // its receive, then closes with echoes unread (a reset). The failed send waited for the end
     // of a receive that was not armed: the connection was never closed, the server never ended.
-    const { output, connect, kill } = tcpEchoServer(1);
+    const { output, connect, kill } = echoServer(1);
     const conn = await connect();
     let sent = 0;
     const writing = (async () => {

@@ -74,6 +74,19 @@ function reap(ring: IoUring, n: number): Done[] {
   return out;
 }
 
+/** A Unix stream socket bound at `path` and listening, from ring operations alone: its fd. */
+function unixListener(ring: IoUring, path: string): number {
+  const listener = ok(ring, "socket", (s) => prepSocket(s, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC));
+  try {
+    assert.equal(run(ring, (s) => prepBind(s, listener, SocketAddress.unix(path))), 0);
+    assert.equal(run(ring, (s) => prepListen(s, listener, 8)), 0);
+  } catch (e) {
+    run(ring, (s) => prepClose(s, listener));
+    throw e;
+  }
+  return listener;
+}
+
 ringTest(
   "a Unix stream server from ring operations alone: socket, bind, listen, accept, recv, send, shutdown, close",
   async (config) => {
@@ -81,11 +94,9 @@ ringTest(
     if (lacks(ring, config, IORING_OP_SOCKET, IORING_OP_BIND, IORING_OP_LISTEN)) return;
     using dir = tempDir();
     const path = `${dir.path}/server.sock`;
-    const listener = ok(ring, "socket", (s) => prepSocket(s, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC));
+    const listener = unixListener(ring, path);
     try {
-      assert.equal(run(ring, (s) => prepBind(s, listener, SocketAddress.unix(path))), 0);
       assert.ok(Deno.lstatSync(path).isSocket, "bind made the socket file");
-      assert.equal(run(ring, (s) => prepListen(s, listener, 8)), 0);
       const client = await Deno.connect({ transport: "unix", path });
       const peer = new SocketAddress();
       const conn = ok(ring, "accept", (s) => prepAccept(s, listener, peer, SOCK_CLOEXEC));
@@ -124,10 +135,8 @@ ringTest(
     if (lacks(ring, config, IORING_OP_SOCKET, IORING_OP_BIND, IORING_OP_LISTEN)) return;
     using dir = tempDir();
     const path = `${dir.path}/server.sock`;
-    const listener = ok(ring, "socket", (s) => prepSocket(s, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC));
+    const listener = unixListener(ring, path);
     try {
-      assert.equal(run(ring, (s) => prepBind(s, listener, SocketAddress.unix(path))), 0);
-      assert.equal(run(ring, (s) => prepListen(s, listener, 8)), 0);
       const client = await Deno.connect({ transport: "unix", path });
       const peer = new SocketAddress();
       const conn = ok(ring, "accept", (s) => prepAccept(s, listener, peer, SOCK_CLOEXEC));
