@@ -7,7 +7,7 @@
 
 import { MSGHDR, MSGHDR_SIZE, RECVMSG_OUT, RECVMSG_OUT_SIZE, SOCKADDR_STORAGE_SIZE } from "./abi.ts";
 import { checkU32, shown } from "./memory.ts";
-import { roomForAcceptedPeer, SocketAddress } from "./sockaddr.ts";
+import { nameLengthWord, SocketAddress } from "./sockaddr.ts";
 
 /** Most room a layout may ask for ancillary data: the kernel sums the sizes in an `int`. */
 const MAX_CONTROL_ROOM = 0x7fff_0000;
@@ -139,10 +139,10 @@ export class RecvmsgOut {
       );
     }
     const shownBytes = this.nameLength;
-    // The length word the address reads (the storage emptied and its length set apart, as for an
-    // accept), then the sender's bytes over the emptied storage.
-    const length = roomForAcceptedPeer(into);
-    into.bytes.set(buffer.subarray(RECVMSG_OUT_SIZE, RECVMSG_OUT_SIZE + shownBytes));
+    const storage = into.bytes;
+    storage.fill(0);
+    storage.set(buffer.subarray(RECVMSG_OUT_SIZE, RECVMSG_OUT_SIZE + shownBytes));
+    const length = nameLengthWord(into); // the length word the address reads
     const n = this.nameLength;
     length[0] = n & 0xff;
     length[1] = (n >>> 8) & 0xff;

@@ -27,6 +27,7 @@ const decoder = new TextDecoder();
 
 /** Internal access for the prep helpers and `Msghdr` (see the class's static block). */
 let roomForAccept: (address: SocketAddress) => Uint8Array<ArrayBuffer>;
+let nameWord: (address: SocketAddress) => Uint8Array<ArrayBuffer>;
 let linkLength: (address: SocketAddress, source: (() => number) | null) => void;
 let madeUnspecified: (address: SocketAddress) => boolean;
 
@@ -53,15 +54,24 @@ export class SocketAddress {
   readonly #lengthWord = this.#bytes.subarray(LENGTH_AT, LENGTH_AT + 4);
   /** Made by {@link SocketAddress.unspecified}: family 0 on purpose. */
   #unspecified = false;
+  /**
+   * Readied for an accept, whose success writes the peer's length over the room it was given
+   * (128: more than any peer address takes). Until then the address reads as empty, not as the
+   * previous peer or what it was built as; its bytes stay, since another SQE of the same batch
+   * (a bind, say) may still be going to hand them to the kernel.
+   */
+  #awaitingAccept = false;
 
   static {
     roomForAccept = (address) => {
       address.#lengthFrom = null; // an accept writes the length here again
-      // Emptied (family 0), so that while the accept is in flight, and after it failed, the
-      // address does not read as the previous peer (or the address it was built as).
-      address.#storage.fill(0);
-      address.#unspecified = false;
+      address.#awaitingAccept = true;
       address.#view.setUint32(LENGTH_AT, SOCKADDR_STORAGE_SIZE, true); // the room it has
+      return address.#lengthWord;
+    };
+    nameWord = (address) => {
+      address.#lengthFrom = null;
+      address.#awaitingAccept = false;
       return address.#lengthWord;
     };
     linkLength = (address, source) => {
@@ -180,11 +190,15 @@ export class SocketAddress {
 
   /**
    * The address's length in bytes (`socklen_t`): its size as built, or what the kernel wrote
-   * after an accept or a `recvmsg` (which may be more than 128 when it did not fit).
+   * after an accept or a `recvmsg` (which may be more than 128 when it did not fit); 0 while an
+   * accept it was given has not written one (in flight, or failed), so it reads as empty then.
    */
   get length(): number {
     const from = this.#lengthFrom;
-    return from === null ? this.#view.getUint32(LENGTH_AT, true) : from();
+    if (from !== null) return from();
+    const length = this.#view.getUint32(LENGTH_AT, true);
+    // An accept in flight, or one that failed, wrote no address: none to read (see #awaitingAccept).
+    return this.#awaitingAccept && length === SOCKADDR_STORAGE_SIZE ? 0 : length;
   }
 
   /**
@@ -261,6 +275,14 @@ export class SocketAddress {
  */
 export function roomForAcceptedPeer(address: SocketAddress): Uint8Array<ArrayBuffer> {
   return roomForAccept(address);
+}
+
+/**
+ * The `socklen_t` word of `address`, for a name copied into it by hand (internal:
+ * `RecvmsgOut.name`): the address then reads as what was copied, whatever it was readied for.
+ */
+export function nameLengthWord(address: SocketAddress): Uint8Array<ArrayBuffer> {
+  return nameWord(address);
 }
 
 /**

@@ -22,6 +22,7 @@ import {
   IORING_OP_SOCKET,
   IORING_SEND_ZC_REPORT_USAGE,
   IOSQE_FIXED_FILE,
+  IOSQE_IO_LINK,
   IoUring,
   IoUringError,
   Iovecs,
@@ -154,6 +155,36 @@ ringTest(
         assert.equal(done[0].res, -errno("ECANCELED"));
         assert.deepEqual([address.family, address.hostname, address.port], [0, "", 0], "after it failed");
       }
+    } finally {
+      assert.equal(run(ring, (s) => prepClose(s, listener)), 0);
+    }
+  },
+);
+
+ringTest(
+  "a SocketAddress bound and then accepted into, in one batch: the bind gets the address as it was when prepped",
+  async (config) => {
+    using ring = new IoUring(8, config.options);
+    if (lacks(ring, config, IORING_OP_SOCKET, IORING_OP_BIND, IORING_OP_LISTEN)) return;
+    // Readying the address for the accept emptied it, and the bind (not yet issued) then bound any
+    // address on a random port (a probe).
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const listener = ok(ring, "socket", (s) => prepSocket(s, AF_INET, SOCK_STREAM | SOCK_CLOEXEC));
+    try {
+      const address = SocketAddress.inet("127.0.0.1", port);
+      prepBind(ring.getSqe()!, listener, address).setUserData(1).setFlags(IOSQE_IO_LINK);
+      prepListen(ring.getSqe()!, listener, 8).setUserData(2).setFlags(IOSQE_IO_LINK);
+      prepAccept(ring.getSqe()!, listener, address, SOCK_CLOEXEC).setUserData(3);
+      ring.submit();
+      assert.deepEqual(reap(ring, 2).map((d) => [d.userData, d.res]), [[1, 0], [2, 0]]);
+      const client = await Deno.connect({ hostname: "127.0.0.1", port }); // refused if bound elsewhere
+      const [accepted] = reap(ring, 1);
+      assert.ok(accepted.res >= 0, `accept: ${accepted.res}`);
+      assert.equal(run(ring, (s) => prepClose(s, accepted.res)), 0);
+      client.close();
+      assert.deepEqual([address.family, address.hostname], [AF_INET, "127.0.0.1"], "the peer, now");
     } finally {
       assert.equal(run(ring, (s) => prepClose(s, listener)), 0);
     }

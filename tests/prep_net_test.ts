@@ -256,7 +256,10 @@ Deno.test("prepAccept: the peer's storage in addr, its socklen_t (reset to 128) 
   const peer = SocketAddress.inet("1.2.3.4", 5); // a used one: its length is reset to the room
   let sqe = freshSqe();
   prepAccept(sqe, 3, peer, SOCK_NONBLOCK | SOCK_CLOEXEC);
-  assert.equal(peer.length, 128);
+  const word = new DataView(peer.bytes.buffer, peer.bytes.byteOffset + 128, 4);
+  assert.equal(word.getUint32(0, true), 128, "the room the kernel gets");
+  assert.equal(peer.length, 0, "no address until the accept writes one");
+  assert.equal(peer.bytes[4], 1, "the bytes stay (another SQE of the batch may hand them over)");
   assertSqe(sqe, {
     opcode: OP.ACCEPT,
     fd: 3,
