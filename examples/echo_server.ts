@@ -5,7 +5,9 @@
  * is then recycled. A client that sends and does not read fills its 8 buffers, and its receive
  * waits until they are echoed; the other connections have theirs (with one ring for all, a few
  * such clients took every buffer, and the server stalled). A ring is made when a connection needs
- * one and kept for the next once the connection closes: 32 KiB per connection open at once.
+ * one and kept for the next once the connection closes: 32 KiB per connection open at once, and a
+ * page of the ring's own, which counts against `ulimit -l` for a process without `CAP_IPC_LOCK`
+ * (past it, a new connection is closed at once, with a message).
  * A connection has one send in flight at a time, its other pieces waiting in order behind it (two
  * sends on one socket may complete out of order once it is full), and a short send sends the rest
  * before the next piece. Under SQPOLL (the default) a busy server makes almost no system calls:
@@ -103,12 +105,22 @@ using ring = new IoUring(entries);
 /** Rings of provided buffers of closed connections, all their buffers back, for the next ones. */
 const spareRings: BufferRing[] = [];
 let nextGroup = 0;
-/** A ring of buffers for a new connection: a spare one, or a new one (null: every group taken). */
-function ringForConnection(): BufferRing | null {
+/**
+ * A ring of buffers for a new connection: a spare one, or a new one; else why there is none (every
+ * group id taken, or the kernel refused: `ENOMEM` once the rings' pinned pages reach `ulimit -l`
+ * for a process without `CAP_IPC_LOCK`).
+ */
+function ringForConnection(): BufferRing | string {
   const spare = spareRings.pop();
   if (spare !== undefined) return spare;
-  if (nextGroup > 0xffff) return null; // (group ids are 16 bits)
-  return ring.setupBufferRing({ group: nextGroup++, entries: PER_CONNECTION, bufferSize: BUFFER_SIZE });
+  if (nextGroup > 0xffff) return "every buffer group is taken"; // (group ids are 16 bits)
+  try {
+    const made = ring.setupBufferRing({ group: nextGroup, entries: PER_CONNECTION, bufferSize: BUFFER_SIZE });
+    nextGroup++;
+    return made;
+  } catch (e) {
+    return (e as Error).message;
+  }
 }
 
 // user_data: what completed, and the connection's fd.
@@ -244,8 +256,8 @@ function onCompletion(cqe: Cqe): void {
       if (res >= 0) {
         open++;
         const buffers = ringForConnection();
-        if (buffers === null) { // (65,536 connections open at once)
-          console.error("no buffer group left for another connection: closed");
+        if (typeof buffers === "string") { // the connection is closed; the others go on
+          console.error(`no buffers for another connection (${buffers}): closed`);
           prepClose(sqe(), res).setUserData(tag(CLOSE, res));
         } else {
           const conn: Connection = {

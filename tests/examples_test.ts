@@ -326,6 +326,20 @@ function echoServer<C extends Deno.Conn = Deno.TcpConn>(max: number, more: strin
   return { output: server.output(), connect, kill };
 }
 
+/** Whether this process can run a child without CAP_IPC_LOCK (root, and util-linux's setpriv). */
+function canDropIpcLock(): boolean {
+  if (Deno.uid() !== 0) return false;
+  try {
+    return new Deno.Command("setpriv", {
+      args: ["--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", "true"],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync().success;
+  } catch {
+    return false; // no setpriv
+  }
+}
+
 /** Sends "hello" on `conn` and returns what came back within 10 s (or says none came); closes it. */
 async function echoOfHello(conn: Deno.Conn): Promise<string> {
   await conn.write(new TextEncoder().encode("hello"));
@@ -459,6 +473,66 @@ Deno.test({
     const { code, stderr } = await output;
     assert.equal(echoed, "hello");
     assert.equal(code, 0, new TextDecoder().decode(stderr));
+  },
+});
+
+Deno.test({
+  name:
+    "examples/echo_server.ts past `ulimit -l` (no CAP_IPC_LOCK): a connection without buffers is closed, the others go on",
+  // (Needs root, to drop the capability with setpriv, and util-linux's setpriv.)
+  ignore: skipKernel() || !canDropIpcLock(),
+  fn: async () => {
+    // Each connection's ring of buffers pins a page: at the limit the kernel refuses the next
+    // (ENOMEM), which was thrown from the completion handler and ended the server.
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const count = 20;
+    const server = new Deno.Command("bash", {
+      args: [
+        "-c",
+        `ulimit -l 64; exec setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock "$@"`,
+        "bash",
+        Deno.execPath(),
+        "run",
+        ...FLAGS,
+        `${ROOT}examples/echo_server.ts`,
+        "--port",
+        String(port),
+        "--max",
+        String(count),
+        "--entries", // (a small ring of its own, well inside the limit)
+        "8",
+      ],
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const output = server.output();
+    const conns: Deno.TcpConn[] = [];
+    for (const deadline = Date.now() + 10_000; conns.length === 0;) {
+      try {
+        conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    while (conns.length < count) conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    const answers: string[] = [];
+    for (const conn of conns) answers.push(await echoOfHello(conn).catch(() => "")); // ("": closed, or reset)
+    const { code, stdout, stderr } = await output;
+    const err = new TextDecoder().decode(stderr);
+    assert.equal(code, 0, err);
+    const echoed = answers.filter((a) => a === "hello").length;
+    assert.ok(echoed >= 1 && echoed < count, `echoed ${echoed} of ${count}: ${answers}`);
+    assert.deepEqual(answers.slice(echoed), new Array(count - echoed).fill(""), "the rest were closed");
+    assert.match(err, /no buffers for another connection \(io_uring_register failed: ENOMEM/);
+    assert.match(
+      new TextDecoder().decode(stdout),
+      new RegExp(`\\n${count} connections, ${5 * echoed} bytes echoed`),
+    );
   },
 });
 
