@@ -59,7 +59,7 @@ function writeKey(sqe: Sqe, key: number | bigint): void {
  * offset for an opcode no helper covers, as liburing's `io_uring_prep_rw` does, after checking
  * that each fits its field: `opcode` 0 to 255, `fd` a 32-bit integer (-1 and `AT_FDCWD` included,
  * or a fixed file's index), `addr` an address (a safe integer ≥ 0), `len` 0 to 2^32 - 1, `offset`
- * a safe integer or bigint from 0 to 2^64 - 1 (-1: "the file's own position", all ones). Every
+ * a safe integer or bigint from 0 to 2^63 - 1 (-1 or `-1n`: "the file's own position", all ones). Every
  * other op field is left zero (see the prep helpers); `flags`, `ioprio`, `personality` and
  * `user_data` are left alone. Since 5.1.
  */
@@ -73,8 +73,8 @@ export function prepRw(sqe: Sqe, opcode: number, fd: number, addr: number, len: 
     throw badNumber(addr, `addr must be an address (a safe integer from 0), got ${shown(addr)}`);
   }
   checkU32(len, "len");
-  if (offset !== -1) checkOffset(offset);
-  return writeRw(sqe, opcode, fd, addr, len, offset === -1 ? 0xffff_ffff_ffff_ffffn : offset);
+  checkOffsetOrPosition(offset, "offset");
+  return writeRw(sqe, opcode, fd, addr, len, offset);
 }
 
 /** Throws unless `ts` is a {@link Timespec} (the kernel reads 16 bytes at its address). */

@@ -11,8 +11,8 @@
 
 import * as abi from "./abi.ts";
 import { BufferRing, groupOn, ringNamed, servesBundles } from "./buf_ring.ts";
-import { byteLengthOf, checkBuffer, checkFd, checkFlags, checkOffset, checkU32, shown } from "./memory.ts";
-import { type Offset, setIoprio, storeAddressOf, writeRw } from "./prep_base.ts";
+import { byteLengthOf, checkBuffer, checkFd, checkFlags, checkU32, shown } from "./memory.ts";
+import { checkOffsetOrPosition, type Offset, setIoprio, storeAddressOf, writeRw } from "./prep_base.ts";
 import { RecvmsgOut } from "./recvmsg_out.ts";
 import { type Sqe, W } from "./sqe.ts";
 
@@ -254,10 +254,10 @@ export function prepReadSelect(
   checkFd(fd);
   group = ringNamed(group, sqe?.u32);
   const id = groupOf(sqe, group);
-  if (offset !== -1) checkOffset(offset);
+  checkOffsetOrPosition(offset, "offset");
   checkU32(length, "length");
   checkIncrementalLength(group, length, "prepReadSelect");
-  writeRw(sqe, abi.IORING_OP_READ, fd, 0, length, offset === -1 ? 0xffff_ffff_ffff_ffffn : offset);
+  writeRw(sqe, abi.IORING_OP_READ, fd, 0, length, offset);
   return selectFrom(sqe, id, 0);
 }
 

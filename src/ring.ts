@@ -999,7 +999,8 @@ export class IoUring implements Disposable {
    * Queues `pread(fd, buf, buf.byteLength, offset)` with `userData` in one call: the same SQE as
    * `prepRead(ring.getSqe(), fd, buf, offset, rwFlags).setUserData(userData)`. Checks every
    * argument as `prepRead` does, before a slot is taken; returns the SQE's handle or `null` when
-   * the SQ is full. `buf` must stay referenced until the completion. Allocates nothing.
+   * the SQ is full. `buf` must stay referenced until the completion. Allocates nothing (but for
+   * a bigint `userData` or `offset` other than `-1n`).
    * Since 5.6.
    */
   queueRead(
@@ -1016,7 +1017,8 @@ export class IoUring implements Disposable {
    * Queues `pwrite(fd, buf, buf.byteLength, offset)` with `userData` in one call: the same SQE
    * as `prepWrite(ring.getSqe(), fd, buf, offset, rwFlags).setUserData(userData)`. Checks every
    * argument as `prepWrite` does, before a slot is taken; returns the SQE's handle or `null`
-   * when the SQ is full. `buf` must stay referenced until the completion. Allocates nothing.
+   * when the SQ is full. `buf` must stay referenced until the completion. Allocates nothing (but
+   * for a bigint `userData` or `offset` other than `-1n`).
    * Since 5.6.
    */
   queueWrite(

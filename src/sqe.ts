@@ -64,11 +64,18 @@ export function checkU64(v: unknown, what: string): asserts v is number | bigint
   throw badNumber(v, `${what} must be an integer from 0 to 2^64-1, got ${shown(v)}`, true);
 }
 
+/** -1 as a bigint, made once (`-1n` in an expression is a negation run each time). */
+const MINUS_ONE_N = -1n;
+
 /**
  * Writes a checked 64-bit value (a safe integer or a bigint) as two u32 words at `u32[at]`
  * (internal: the preps and the ring's one-call forms).
  */
 export function writeU64(u32: Uint32Array, at: number, value: number | bigint): void {
+  if (value === MINUS_ONE_N) { // (-1n, "the file's position": all ones, without bigint arithmetic)
+    u32[at] = u32[at + 1] = 0xffffffff;
+    return;
+  }
   if (typeof value === "number") {
     const lo = value >>> 0;
     u32[at] = lo;

@@ -132,6 +132,9 @@ Deno.test("select preps: IOSQE_BUFFER_SELECT kept beside other flags, buf_group 
   assert.throws(() => prepReadMultishot(freshSqe(), 6, 2, 8), /length must be 0/);
   assert.throws(() => prepReadSelect(freshSqe(), 5, -1, 0), RangeError);
   assert.throws(() => prepReadSelect(freshSqe(), 5, 1, -2), RangeError);
+  const atPosition = freshSqe();
+  prepReadSelect(atPosition, 5, 1, -1n); // -1n, as -1: the file's position (it was refused)
+  assert.deepEqual([atPosition.u32[2], atPosition.u32[3]], [0xffffffff, 0xffffffff]);
   assert.throws(() => prepRecvSelect(freshSqe(), 5, "1" as never), TypeError); // not a number at all
 });
 

@@ -977,7 +977,10 @@ Deno.test({
         [[0, 0, 1.5, 0, 0], /^RangeError: addr must be an address/],
         [[0, 0, 0, 2 ** 32 + 8, 0], /^RangeError: len must be an integer from 0 to 4294967295/],
         [[0, 0, 0, "3", 0], /^TypeError: len must be/],
-        [[0, 0, 0, 0, -5], /^RangeError: offset must not be negative, got -5$/],
+        [
+          [0, 0, 0, 0, -5],
+          /^RangeError: offset must be -1 \(the fd's position\) or a file offset from 0, got -5$/,
+        ],
       ] as const
     ) {
       assert.throws(
@@ -994,6 +997,10 @@ Deno.test({
       0xffffffff,
       0xffffffff,
     ]);
+    u32[b + 2] = u32[b + 3] = 0;
+    prepRw(sqe, IORING_OP_READ, -100, 4096, 8, -1n); // -1n too (it was refused as "out of range")
+    assert.deepEqual([u32[b + 2], u32[b + 3]], [0xffffffff, 0xffffffff]);
+    assert.throws(() => prepRw(sqe, IORING_OP_READ, 0, 0, 0, 2n ** 63n), /offset is out of range/);
     // An Sqe is frozen: a getter put in place of `u32` ran in the middle of a prep, between the
     // buffer's address being taken and stored (another buffer's address went into the SQE).
     assert.throws(
