@@ -756,9 +756,10 @@ export function getSys(backend?: Backend): Sys {
   }
   let libc = loaded.get("libc");
   if (!libc) {
-    const sys = loadLibc();
+    // (Asked before libc's dlopen, which a grant scoped to some path refuses with a message that
+    // names only libc.so.6, or, scoped to the bare name, takes for a file in the working directory.)
     requireWholeFfi();
-    loaded.set("libc", libc = checked(sys));
+    loaded.set("libc", libc = checked(loadLibc()));
   }
   return libc;
 }
