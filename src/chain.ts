@@ -148,7 +148,7 @@ export class ChainCollector implements ChainBuilder {
   #add(op: string, fill: (slot: Slot) => void): this {
     if (this.#sealed) {
       throw new TypeError(
-        "chain members are added inside the function given to chain(), not after it returned",
+        "chain: members are added inside the function given to chain(), not after it returned",
       );
     }
     if (this.#adding) {

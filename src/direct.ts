@@ -14,6 +14,7 @@ import { IoUringError } from "./errors.ts";
 import { errno } from "./errno.ts";
 import {
   addressOf,
+  badNumber,
   byteLengthOf,
   checkBuffer,
   checkFd,
@@ -74,7 +75,7 @@ export class AlignmentError extends RangeError {
 
 function checkPowerOfTwo(n: number, what: string): void {
   if (!Number.isInteger(n) || n < 1 || n > 2 ** 30 || (n & (n - 1)) !== 0) {
-    throw new RangeError(`${what} must be a power of two, got ${shown(n)}`);
+    throw badNumber(n, `${what} must be a power of two, got ${shown(n)}`);
   }
 }
 

@@ -13,6 +13,7 @@ import { AlignedBuffer, checkAlignment, DEFAULT_ALIGNMENT } from "./aligned.ts";
 import { ClosedError } from "./errors.ts";
 import {
   addressOf,
+  badNumber,
   bufferOf,
   byteLengthOf,
   checkBuffer,
@@ -177,12 +178,14 @@ export class FixedBufferPool implements Disposable {
     const { count, size } = options;
     const alignment = options.alignment ?? DEFAULT_ALIGNMENT;
     if (!Number.isInteger(count) || count < 1 || count > IORING_MAX_REG_BUFFERS) {
-      throw new RangeError(
+      throw badNumber(
+        count,
         `count must be an integer from 1 to ${IORING_MAX_REG_BUFFERS}, got ${shown(count)}`,
       );
     }
     if (!Number.isInteger(size) || size < 1 || size > IORING_MAX_REG_BUFFER_SIZE) {
-      throw new RangeError(
+      throw badNumber(
+        size,
         `size must be an integer from 1 to ${IORING_MAX_REG_BUFFER_SIZE}, got ${shown(size)}`,
       );
     }
@@ -253,7 +256,10 @@ export class FixedBufferPool implements Disposable {
   buffer(index: number): FixedBuffer {
     if (this.#closed) throw new TypeError("FixedBufferPool is closed");
     if (!Number.isInteger(index) || index < 0 || index >= this.count) {
-      throw new RangeError(`fixed buffer index ${index} is out of range: the pool has ${this.count} buffers`);
+      throw badNumber(
+        index,
+        `fixed buffer index ${shown(index)} is out of range: the pool has ${this.count} buffers`,
+      );
     }
     return this.#buffers[index];
   }

@@ -12,6 +12,7 @@
 
 import * as abi from "./abi.ts";
 import {
+  badNumber,
   bufferAddressed,
   checkBits32,
   checkBuffer,
@@ -123,7 +124,7 @@ function writeAddressed(sqe: Sqe, opcode: number, fd: number, address: SocketAdd
 export function prepListen(sqe: Sqe, fd: number, backlog: number): Sqe {
   checkFd(fd);
   if (!(Number.isInteger(backlog) && backlog >= -0x8000_0000 && backlog <= 0x7fff_ffff)) {
-    throw new RangeError(`backlog must be a 32-bit integer, got ${shown(backlog)}`);
+    throw badNumber(backlog, `backlog must be a 32-bit integer, got ${shown(backlog)}`);
   }
   writeRw(sqe, abi.IORING_OP_LISTEN, fd, 0, backlog >>> 0, 0);
   setIoprio(sqe, 0);

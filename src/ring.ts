@@ -554,7 +554,8 @@ export class IoUring implements Disposable {
     const clamp = typeof flagsGiven === "number" && (flagsGiven & abi.IORING_SETUP_CLAMP) !== 0;
     if (clamp && Number.isInteger(entries) && entries > MAX_ENTRIES) entries = MAX_ENTRIES;
     if (!Number.isInteger(entries) || entries < 1 || entries > MAX_ENTRIES) {
-      throw new RangeError(
+      throw badNumber(
+        entries,
         `entries must be an integer from 1 to ${MAX_ENTRIES} (any larger with IORING_SETUP_CLAMP), got ${
           shown(entries)
         }`,
@@ -630,7 +631,8 @@ export class IoUring implements Disposable {
     if (sqpollSettings.cpu !== undefined) checkU32(sqpollSettings.cpu, "sqpoll.cpu", 4095);
     const cq = options.cqEntries;
     if (cq !== undefined && !(Number.isInteger(cq) && cq >= entries && cq <= MAX_CQ_ENTRIES)) {
-      throw new RangeError(
+      throw badNumber(
+        cq,
         `cqEntries must be an integer from ${entries} (at least entries) to ${MAX_CQ_ENTRIES}, got ${
           shown(cq)
         }`,

@@ -49,7 +49,7 @@ import {
   TIMESPEC_SIZE,
 } from "./abi.ts";
 import { errno } from "./errno.ts";
-import { byteLengthOf, checkCString, checkDirFd } from "./memory.ts";
+import { badNumber, byteLengthOf, checkCString, checkDirFd, shown } from "./memory.ts";
 
 /** Which implementation of the system layer is in use. */
 export type Backend = "helper" | "libc";
@@ -699,7 +699,7 @@ function checked(sys: Sys): Sys {
     chmod: (path, mode) => {
       checkCString(path);
       if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
-        throw new RangeError(`mode must be an integer from 0 to 0o7777, got ${mode}`);
+        throw badNumber(mode, `mode must be an integer from 0 to 0o7777, got ${shown(mode)}`);
       }
       return sys.chmod(path, mode);
     },

@@ -795,7 +795,7 @@ export class Uring implements AsyncDisposable {
     const entries = options.entries ?? 256;
     // (Checked here: the ring's own message offers IORING_SETUP_CLAMP, which a Uring cannot ask for.)
     if (!(Number.isInteger(entries) && entries >= 1 && entries <= MAX_ENTRIES)) {
-      throw new RangeError(`entries must be an integer from 1 to ${MAX_ENTRIES}, got ${shown(entries)}`);
+      throw badNumber(entries, `entries must be an integer from 1 to ${MAX_ENTRIES}, got ${shown(entries)}`);
     }
     const spinUs = options.spinUs ?? DEFAULT_SPIN_US;
     if (typeof spinUs !== "number" || !(spinUs >= 0 && spinUs <= MAX_SPIN_US)) {
@@ -806,7 +806,8 @@ export class Uring implements AsyncDisposable {
       !(Number.isInteger(fixedFiles) && (fixedFiles as number) >= 1 &&
         (fixedFiles as number) <= MAX_FIXED_FILES)
     ) {
-      throw new RangeError(
+      throw badNumber(
+        fixedFiles,
         `fixedFiles must be an integer from 1 to ${MAX_FIXED_FILES}, got ${shown(fixedFiles)}`,
       );
     }
@@ -1554,7 +1555,7 @@ export class Uring implements AsyncDisposable {
     );
     const members = builder.members;
     try {
-      if (typeof build !== "function") throw new TypeError("chain() needs a function that adds members");
+      if (typeof build !== "function") throw new TypeError("chain: needs a function that adds members");
       let returned: unknown;
       try {
         returned = build(builder);
@@ -1563,7 +1564,7 @@ export class Uring implements AsyncDisposable {
       }
       if (returned instanceof Promise) {
         returned.catch(() => {}); // its own failure (say, adding to the sealed builder) is reported here
-        throw new TypeError("chain() needs a function that adds its members before it returns (not async)");
+        throw new TypeError("chain: needs a function that adds its members before it returns (not async)");
       }
       if (this.#closing) throw this.#closedError(); // the build function closed it
       if (signal !== undefined && signalAborted(signal)) throw signalReason(signal); // or aborted

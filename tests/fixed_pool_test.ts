@@ -57,16 +57,26 @@ ringTest("FixedBufferPool: registers count aligned buffers once, with their inde
 
 ringTest("FixedBufferPool: bad options say what they got, and its type", (config) => {
   using ring = new IoUring(8, config.options);
-  const bad: Array<[object, RegExp]> = [
-    [{ count: "2", size: 4096 }, /^count must be an integer from 1 to 16384, got "2" \(a string\)$/],
-    [{ count: 2, size: 2n }, /^size must be an integer from 1 to 1073741824, got 2n \(a bigint\)$/],
+  // (A TypeError for a value that is no number at all, a RangeError for a wrong number.)
+  const bad: Array<[object, string, RegExp]> = [
+    [
+      { count: "2", size: 4096 },
+      "TypeError",
+      /^count must be an integer from 1 to 16384, got "2" \(a string\)$/,
+    ],
+    [
+      { count: 2, size: 2n },
+      "TypeError",
+      /^size must be an integer from 1 to 1073741824, got 2n \(a bigint\)$/,
+    ],
     [
       { count: 2, size: 4096, alignment: 0 },
+      "RangeError",
       /^alignment must be a power of two from 512 to 1073741824, got 0$/,
     ],
   ];
-  for (const [options, message] of bad) {
-    assert.throws(() => new FixedBufferPool(ring, options as never), { name: "RangeError", message });
+  for (const [options, name, message] of bad) {
+    assert.throws(() => new FixedBufferPool(ring, options as never), { name, message });
   }
   assert.equal(ring.registeredBuffers, undefined);
   using buf = alignedBuffer(4096);
