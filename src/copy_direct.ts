@@ -101,16 +101,20 @@ export function directUnit(a: DirectAlignment, b: DirectAlignment, bufferSize: n
   return unit;
 }
 
-/** The errors {@link directRefusedError} made: every later file of a copy would fail the same way. */
-const refusals = new WeakSet<object>();
+/** The errors {@link directRefusedError} and {@link directUnsupportedError} made, by side. */
+const refusals = new WeakMap<object, "source" | "destination">();
 
-/** True for an error made by {@link directRefusedError}, or one whose cause chain holds one. */
-export function isDirectRefusedError(e: unknown): boolean {
+/**
+ * The side whose file refused O_DIRECT, for an error made by {@link directRefusedError} or
+ * {@link directUnsupportedError} or one whose cause chain holds one; else `undefined`.
+ */
+export function directRefusalSide(e: unknown): "source" | "destination" | undefined {
   for (let depth = 0; typeof e === "object" && e !== null && depth < 8; depth++) {
-    if (refusals.has(e)) return true;
+    const side = refusals.get(e);
+    if (side !== undefined) return side;
     e = (e as { cause?: unknown }).cause;
   }
-  return false;
+  return undefined;
 }
 
 /**
@@ -128,7 +132,7 @@ export function directRefusedError(cause: unknown, path: string, side: "source" 
   error.code = "EINVAL";
   error.errno = EINVAL;
   error.syscall = "open";
-  refusals.add(error);
+  refusals.set(error, side);
   return error;
 }
 
@@ -144,7 +148,7 @@ export function directUnsupportedError(path: string, side: "source" | "destinati
     `${what}: statx (STATX_DIOALIGN) reports no direct I/O for it (its file system, or a mode such as ext4's ` +
       "data=journal, inline data or fs-verity, where O_DIRECT is quietly buffered); copy without direct / --direct",
   );
-  refusals.add(error);
+  refusals.set(error, side);
   return error;
 }
 

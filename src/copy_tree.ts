@@ -8,7 +8,7 @@
 import { trimSlashes } from "./copy.ts";
 import { Semaphore } from "./copy_budget.ts";
 import { CopyContext } from "./copy_context.ts";
-import { isDirectRefusedError } from "./copy_direct.ts";
+import { directRefusalSide } from "./copy_direct.ts";
 import { DESCRIPTOR_SHARES, type Engine, type EntryStat } from "./copy_engine.ts";
 import {
   abortFailure,
@@ -102,8 +102,10 @@ class TreeCopy {
     const ctx = this.ctx;
     if (ctx.userAborted || ctx.stopping) return; // a stop: the errors that follow are its echo
     const described = isDescribed(error) ? error as Error : describeFailure(ctx, error, src, dst);
-    // A file system that refuses O_DIRECT refuses it for every file: stop rather than say it per file.
-    if (ctx.options.continueOnError && !isDirectRefusedError(error)) {
+    // The destination's file system refusing O_DIRECT refuses it for every file of the tree: stop
+    // rather than say it per file. A source's refusal is that file's (a source tree may span file
+    // systems, and inline data or fs-verity are per file): with continueOnError, the rest goes on.
+    if (ctx.options.continueOnError && directRefusalSide(error) !== "destination") {
       this.errors.push(described);
     } else {
       this.first = described;
