@@ -1182,8 +1182,19 @@ export class Uring implements AsyncDisposable {
     mode: number,
     access: Access | "both",
   ): Promise<UringFile> {
-    const open = (withFlags: number) => this.#openPath(path, options.signal, access, withFlags, mode);
     const code = (e: unknown) => (e as { code?: unknown })?.code;
+    const open = async (withFlags: number) => {
+      try {
+        return await this.#openPath(path, options.signal, access, withFlags, mode);
+      } catch (e) {
+        // A file system that refuses O_DIRECT (EINVAL) does so once the exclusive create has made
+        // the file: nothing was there, so the empty file left is this open's, and goes again.
+        if ((withFlags & (O_CREAT | O_EXCL)) === (O_CREAT | O_EXCL) && code(e) === "EINVAL") {
+          await this.#removeEmptyFile(path);
+        }
+        throw e;
+      }
+    };
     const base = flags & ~O_TRUNC;
     let file: UringFile | undefined;
     let created = (base & O_EXCL) !== 0;
@@ -1221,6 +1232,14 @@ export class Uring implements AsyncDisposable {
       }
     }
     return file;
+  }
+
+  /** Removes `path` if it is an empty regular file (what a refused exclusive create leaves). */
+  async #removeEmptyFile(path: string | URL): Promise<void> {
+    try {
+      const info = await this.statx(path);
+      if (info.isFile && info.size === 0) await this.unlink(path);
+    } catch { /* gone, or not ours to look at: left as it is */ }
   }
 
   /**

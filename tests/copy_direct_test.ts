@@ -541,6 +541,33 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "Uring.open direct on a file system that refuses O_DIRECT: a file the open created is removed, one there stays",
+  ignore,
+  fn: async () => {
+    // The kernel makes the file before it refuses O_DIRECT: create and createNew left it behind.
+    using dir = directTempDir();
+    const skipped = await withRamfs(dir.path, async (ram) => {
+      Deno.writeFileSync(`${ram}/there`, new Uint8Array(0));
+      await using uring = new Uring({ sqpoll: false });
+      for (
+        const options of [
+          { write: true, create: true },
+          { write: true, createNew: true },
+          { write: true, create: true, truncate: true },
+        ]
+      ) {
+        await assert.rejects(uring.open(`${ram}/new`, { ...options, direct: true }), { code: "EINVAL" });
+        assert.deepEqual([...Deno.readDirSync(ram)].map((e) => e.name), ["there"], JSON.stringify(options));
+        await assert.rejects(uring.open(`${ram}/there`, { ...options, direct: true }));
+        assert.ok(Deno.statSync(`${ram}/there`).isFile, "a file that was there stays");
+      }
+    });
+    if (skipped !== null) console.log(`SKIP O_DIRECT refusal at open: ${skipped}`);
+  },
+});
+
+Deno.test({
   name: "copyFile direct: without io_uring the Deno fallback copies through the page cache and says so",
   ignore,
   fn: async () => {
