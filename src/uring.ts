@@ -208,6 +208,7 @@ const EAGAIN = errno("EAGAIN");
 const EBUSY = errno("EBUSY");
 const EINTR = errno("EINTR");
 const EOPNOTSUPP = errno("EOPNOTSUPP");
+const EFAULT = errno("EFAULT");
 
 /** Default size of the registered file table for `open(path, { fixed: true })`. */
 const DEFAULT_FIXED_FILES = 64;
@@ -2698,6 +2699,18 @@ export class Uring implements AsyncDisposable {
       // cancels the work queued for it when it cannot start its first worker thread, which
       // happens when a signal is pending at each attempt (a sampling profiler's SIGPROF every
       // few microseconds does it). Nothing of the operation ran, so issue it again.
+      slot.reissues++;
+      this.stats.reissued++;
+      this.#enqueue(slot);
+      return;
+    }
+    if (
+      slot.res === -EFAULT && slot.bufIndex >= 0 && this.#ring.registeredBuffers !== this.#poolRegistration &&
+      slot.reissues < MAX_REISSUES
+    ) {
+      // A pool operation whose SQE was written before the buffer table was changed through
+      // `ring`: the kernel looked its index up in the new table, and refused the memory (EFAULT,
+      // having moved nothing). Issued again, plain (#put drops the index now).
       slot.reissues++;
       this.stats.reissued++;
       this.#enqueue(slot);

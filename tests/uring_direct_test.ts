@@ -190,6 +190,27 @@ ringTest(
   },
 );
 
+ringTest(
+  "Uring buffer pool: a read queued before the buffer table is changed through ring is issued again, plain",
+  async (config) => {
+    // Its SQE named the pool buffer's index, which the kernel looked up in the changed table:
+    // EFAULT (every time without SQPOLL, in some runs under it).
+    using dir = tempDir();
+    const path = `${dir.path}/f`;
+    Deno.writeFileSync(path, pattern(4096, 3));
+    await using uring = new Uring(uringOptions(config));
+    const pool = uring.registerBufferPool({ count: 2, size: 4096 });
+    using other = alignedBuffer(4096);
+    await using file = await uring.open(path);
+    const buf = pool.acquire()!;
+    const read = file.readAt(buf.bytes, 0); // its SQE written now, submitted from a microtask
+    uring.ring.registerBuffersUpdate(0, [other.bytes]);
+    assert.equal(await read, 4096);
+    assert.deepEqual(buf.bytes, pattern(4096, 3));
+    assert.ok(other.bytes.every((b) => b === 0), "nothing went into the buffer now in the slot");
+  },
+);
+
 directTest("Uring buffer pool + O_DIRECT: fixed reads and writes match Deno's reads", async (config) => {
   using dir = directTempDir();
   const path = `${dir.path}/f`;
