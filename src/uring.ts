@@ -164,10 +164,10 @@ const ECANCELED = errno("ECANCELED");
  * memory that is no longer the buffer's, so its result must not pass for a success.
  */
 function detachedInFlight(slot: Slot): TypeError {
-  if (slot.pinned !== null) {
+  if (slot.pinned !== null) { // (a read: a write's result stands, see wroteFromPinnedMemory)
     return new TypeError(
       `${OP_NAMES[slot.kind]}: an AlignedBuffer was freed while the operation ran; its memory stayed ` +
-        `mapped until the completion, but what the kernel read or wrote there is lost`,
+        `mapped until the completion, but what the kernel wrote there is lost`,
     );
   }
   return new TypeError(
@@ -175,6 +175,15 @@ function detachedInFlight(slot: Slot): TypeError {
       `used memory that is no longer the buffer's (other data may be corrupted): do not transfer, shrink ` +
       `or free a buffer an operation uses`,
   );
+}
+
+/**
+ * Whether `slot` is a write whose buffer, an `AlignedBuffer` freed while it ran, stayed mapped
+ * until its completion (pinned): the kernel read the caller's bytes, so its result (a count, or a
+ * real errno such as `ENOSPC`) is the write's, and stands.
+ */
+function wroteFromPinnedMemory(slot: Slot): boolean {
+  return slot.pinned !== null && slot.kind === K_WRITE; // (a writev's other buffers may not be pinned)
 }
 
 /** What the Uring's close stops a FIFO open's wait with (made into `closedOpenError(path)`). */
@@ -2754,7 +2763,7 @@ export class Uring implements AsyncDisposable {
     let failed = true;
     let error: unknown;
     let value: unknown = undefined;
-    if (hasDetachedBuffer(slot) || resizedInFlight(slot)) {
+    if ((hasDetachedBuffer(slot) || resizedInFlight(slot)) && !wroteFromPinnedMemory(slot)) {
       error = detachedInFlight(slot);
     } else if (res >= 0 || (slot.kind === K_TIMEOUT && res === -ETIME)) {
       value = fifoWait ?? this.#value(slot);

@@ -164,6 +164,24 @@ Deno.test({
       assert.equal(isMapped(address), false, "unmapped once the completion came");
       assert.ok(other.bytes.every((b) => b === 0));
       other.free();
+      // A write from one freed meanwhile: the kernel read the caller's bytes (still mapped), so
+      // its count stands (it rejected as if it had done nothing, though the data went out).
+      const out = alignedBuffer(4096);
+      out.bytes.set(new TextEncoder().encode("written"));
+      const full = new Uint8Array(65536);
+      let queued = 0;
+      for (
+        let n;
+        (n = await uring.write(w, full, 0, { signal: AbortSignal.timeout(50) }).catch(() => 0)) > 0;
+      ) queued += n;
+      const write = uring.write(w, out.bytes.subarray(0, 7), 0); // waits: the pipe is full
+      await sleep(10);
+      out.free();
+      const drained = new Uint8Array(queued + 7);
+      let got = 0;
+      while (got < drained.length) got += await uring.read(r, drained.subarray(got), 0);
+      assert.equal(await write, 7);
+      assert.equal(new TextDecoder().decode(drained.subarray(queued)), "written");
     } finally {
       await uring.close(r);
       await uring.close(w);
