@@ -29,10 +29,11 @@ import type { Backend } from "./sys.ts";
 
 /**
  * Throws a `RangeError` unless `bufIndex` names a buffer registered with `ring` and `view` lies
- * inside it: the checks the kernel would otherwise answer with `EFAULT`. Call it before
+ * inside it (a `ClosedError` for a closed ring): the checks the kernel would otherwise answer with `EFAULT`. Call it before
  * `getSqe()` + `prepReadFixed`/`prepWriteFixed`. Allocates nothing. Since 5.1.
  */
 export function checkFixedBuffer(ring: IoUring, view: ArrayBufferView, bufIndex: number): void {
+  if (ring.closed) throw new ClosedError("IoUring");
   const registered = ring.registeredBuffers;
   if (registered === undefined) throw new RangeError("no buffers are registered with this ring");
   if (!Number.isInteger(bufIndex) || bufIndex < 0 || bufIndex >= registered.length) {
@@ -44,8 +45,8 @@ export function checkFixedBuffer(ring: IoUring, view: ArrayBufferView, bufIndex:
   const target = registered[bufIndex];
   if (isDetached(bufferOf(target))) {
     throw new RangeError(
-      `registered buffer ${bufIndex} was transferred away (its ArrayBuffer is detached): the kernel still ` +
-        "has its old pages; replace it (registerBuffersUpdate) or register the buffers again",
+      `registered buffer ${bufIndex} was transferred away or freed (its ArrayBuffer is detached): the ` +
+        "kernel still has its old pages; replace it (registerBuffersUpdate) or register the buffers again",
     );
   }
   const targetLength = byteLengthOf(target);

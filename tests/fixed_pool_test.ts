@@ -4,6 +4,7 @@ import {
   alignedBuffer,
   checkDirectAlignment,
   checkFixedBuffer,
+  ClosedError,
   FixedBuffer,
   FixedBufferPool,
   IORING_MAX_REG_BUFFERS,
@@ -233,6 +234,9 @@ ringTest(
       "buffer outside index 1",
     );
     closeFd(ring, fd);
+    // A closed ring says so (it said "no buffers are registered with this ring").
+    ring.close();
+    assert.throws(() => checkFixedBuffer(ring, view, 1), ClosedError);
   },
 );
 
