@@ -303,7 +303,7 @@ function fdHint(value: unknown): string {
 /** Throws unless `fd` is an integer file descriptor (≥ 0; `AT_FDCWD` is no file to read or write). */
 export function checkFd(fd: unknown, what = "fd"): asserts fd is number {
   if (typeof fd !== "number" || !Number.isInteger(fd)) {
-    throw new TypeError(`${what} must be an integer file descriptor, got ${shown(fd)}${fdHint(fd)}`);
+    throw badNumber(fd, `${what} must be an integer file descriptor, got ${shown(fd)}${fdHint(fd)}`);
   }
   if (fd < 0) {
     throw new RangeError(
@@ -326,8 +326,8 @@ const MAX_OFFSET = 0x7fffffffffffffffn;
 /** Throws unless `offset` is a non-negative integer (number ≤ 2^53-1, or bigint < 2^63). */
 export function checkOffset(offset: unknown, what = "offset"): asserts offset is number | bigint {
   if (typeof offset === "number") {
-    if (!Number.isSafeInteger(offset)) {
-      throw new TypeError(`${what} must be a safe integer or a bigint, got ${shown(offset)}`);
+    if (!Number.isSafeInteger(offset)) { // (a number, but no file offset: a RangeError)
+      throw new RangeError(`${what} must be a safe integer or a bigint, got ${shown(offset)}`);
     }
     if (offset < 0) throw new RangeError(`${what} must not be negative, got ${offset}`);
   } else if (typeof offset === "bigint") {

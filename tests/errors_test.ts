@@ -158,11 +158,12 @@ Deno.test("negative, non-integer, unsafe or non-number offsets are refused", () 
     RangeError,
     /must be -1 \(the fd's position\) or a file offset from 0, got -2$/,
   );
-  rejects(() => prepWrite(sqe, 3, buf, -1.5), TypeError, /safe integer/);
-  rejects(() => prepRead(sqe, 3, buf, 1.5), TypeError, /safe integer/);
-  rejects(() => prepRead(sqe, 3, buf, NaN), TypeError, /safe integer/);
-  rejects(() => prepRead(sqe, 3, buf, Infinity), TypeError, /safe integer/);
-  rejects(() => prepRead(sqe, 3, buf, 2 ** 53), TypeError, /safe integer/);
+  // (A number that is no file offset is a RangeError; what is no number at all a TypeError.)
+  rejects(() => prepWrite(sqe, 3, buf, -1.5), RangeError, /safe integer/);
+  rejects(() => prepRead(sqe, 3, buf, 1.5), RangeError, /safe integer/);
+  rejects(() => prepRead(sqe, 3, buf, NaN), RangeError, /safe integer/);
+  rejects(() => prepRead(sqe, 3, buf, Infinity), RangeError, /safe integer/);
+  rejects(() => prepRead(sqe, 3, buf, 2 ** 53), RangeError, /safe integer/);
   rejects(() => prepWrite(sqe, 3, buf, 2n ** 63n), RangeError, /out of range/);
   rejects(() => prepWrite(sqe, 3, buf, "0" as unknown as number), TypeError, /number or a bigint/);
   rejects(
@@ -185,7 +186,8 @@ Deno.test("fds that are not non-negative integers are refused", () => {
   const sqe = plainSqe();
   const buf = new Uint8Array(8);
   for (const fd of ["3", null, undefined, 3.5, NaN, {}, 3n] as unknown[]) {
-    rejects(() => prepRead(sqe, fd as number, buf, 0), TypeError, /integer file descriptor/);
+    const type = typeof fd === "number" ? RangeError : TypeError; // (TypeError: no number at all)
+    rejects(() => prepRead(sqe, fd as number, buf, 0), type, /integer file descriptor/);
   }
   rejects(() => prepRead(sqe, -1, buf, 0), RangeError, /negative/);
   rejects(() => prepClose(sqe, -5), RangeError, /negative/);
@@ -668,7 +670,8 @@ Deno.test({
       );
       rejects(() => ring.registerEventfd(0, { async: 1 as never }), TypeError, /async must be true or false/);
       rejects(() => ring.registerFiles([]), TypeError, /non-empty/);
-      rejects(() => ring.registerFiles([1.5]), TypeError, /fds\[0\]/);
+      rejects(() => ring.registerFiles([1.5]), RangeError, /fds\[0\]/); // (a number: RangeError)
+      rejects(() => ring.registerFiles(["3" as unknown as number]), TypeError, /fds\[0\]/);
       rejects(() => ring.registerFilesUpdate(0, [1]), RangeError, /outside the table/);
       rejects(() => ring.registerBuffers([detached()]), TypeError, /detached/);
     }

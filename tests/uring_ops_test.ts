@@ -658,7 +658,8 @@ ringTest("Uring: bad arguments are refused before anything is queued", async (co
   const sqes = uring.stats.sqes;
   await assert.rejects(uring.read(-1, new Uint8Array(1), 0), RangeError);
   await assert.rejects(uring.read(0, new Uint8Array(1), -5), RangeError);
-  await assert.rejects(uring.read(0, new Uint8Array(1), 1.5), TypeError);
+  await assert.rejects(uring.read(0, new Uint8Array(1), 1.5), RangeError); // a number, but no position
+  await assert.rejects(uring.read(0, new Uint8Array(1), "1" as unknown as number), TypeError);
   await assert.rejects(uring.read(0, "x" as unknown as Uint8Array, 0), TypeError);
   await assert.rejects(uring.writev(0, [], 0), TypeError);
   await assert.rejects(uring.timeout(-1), RangeError);
