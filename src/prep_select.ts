@@ -266,7 +266,9 @@ export function prepReadSelect(
  * of data, each with a buffer of `group` and `IORING_CQE_F_MORE`, until an error, the end of the
  * stream (`res` 0), a cancel or `-ENOBUFS`; or a last CQE of data (with a buffer, no `F_MORE`)
  * when the kernel found the CQ full: issue it again. Each read may fill a whole buffer: the kernel refuses
- * a cap (`EINVAL` for a non-zero `len`, on 6.18), so `length` must be 0. Since 6.7.
+ * a cap (`EINVAL` for a non-zero `len`, on 6.18), so `length` must be 0. A pipe opened by its path
+ * (`< fifo`, bash's `< <(cmd)`) never reported its end this way on 6.18, once its writer had
+ * gone (a plain read returns 0). Since 6.7.
  */
 export function prepReadMultishot(sqe: Sqe, fd: number, group: BufferGroup, length = 0): Sqe {
   checkFd(fd);

@@ -197,7 +197,7 @@ const NO_WAIT_OPTIONS: WaitOptions = Object.freeze({});
 export interface IoUringOptions {
   /**
    * Kernel-side submission polling (`IORING_SETUP_SQPOLL`). Default: on, falling back to a plain
-   * ring (reported by `ring.sqpoll === false`) if the kernel refuses it (`EPERM`, `EINVAL`) or
+   * ring (reported by `ring.sqpoll === false`) if the kernel refuses it (`EPERM`, `EACCES`, `EINVAL`) or
    * cannot start its thread (`EAGAIN`: the user's process limit, or a cgroup's). `true` or an object
    * insists: a refusal then throws. `false` turns it off.
    */

@@ -104,7 +104,7 @@ bytes appended since are not copied; a file replaced meanwhile is copied anew, w
 Paths are handed to the kernel whole: an entry whose path (as given, below the source or the
 destination) is 4,096 bytes or more fails with ENAMETOOLONG, where GNU cp, which works from
 each directory in turn, copies it.
-When io_uring is unavailable (EPERM/ENOSYS, or ENOMEM: no locked memory for a ring;
+When io_uring is unavailable (EPERM/EACCES/ENOSYS, or ENOMEM: no locked memory for a ring;
 URING_FORCE_UNAVAILABLE=1 pretends so) cp says so once and copies with Deno's own file APIs
 instead. Exit status: 0 when everything was copied, 1 when anything failed (one line per
 failure on stderr), 2 for a usage error, 130 when interrupted (SIGINT), 143 when stopped by
