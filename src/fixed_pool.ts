@@ -68,6 +68,17 @@ export function checkFixedBuffer(ring: IoUring, view: ArrayBufferView, bufIndex:
   }
 }
 
+/** Internal access for `Uring` (see the class's static block). */
+let countInFlight: (pool: FixedBufferPool, index: number, delta: number) => void;
+
+/**
+ * Counts one more (`delta` 1) or one less (-1) operation of a `Uring` in flight on buffer `index`
+ * of `pool` (internal): `release()` refuses a buffer while its count is not 0.
+ */
+export function poolOperationInFlight(pool: FixedBufferPool, index: number, delta: number): void {
+  countInFlight(pool, index, delta);
+}
+
 /** Options of {@link FixedBufferPool}. */
 export interface FixedBufferPoolOptions {
   /** Number of buffers (1 to 16384, `IORING_MAX_REG_BUFFERS`; 1024 before 5.13). */
@@ -167,6 +178,7 @@ export class FixedBufferPool implements Disposable {
   readonly #buffers: FixedBuffer[];
   readonly #free: Int32Array; // stack of free indexes
   readonly #held: Uint8Array; // 1 while acquired, by index
+  readonly #inFlight: Int32Array; // a Uring's operations in flight, by index (see release)
   #freeTop: number;
   #registered: readonly ArrayBufferView[] | undefined; // the ring's table, to recognise it later
   #closed = false;
@@ -212,6 +224,7 @@ export class FixedBufferPool implements Disposable {
     this.size = size;
     this.alignment = alignment;
     this.#held = new Uint8Array(count);
+    this.#inFlight = new Int32Array(count);
     this.#free = new Int32Array(count);
     for (let i = 0; i < count; i++) this.#free[i] = count - 1 - i; // acquire() hands out 0 first
     this.#freeTop = count;
@@ -236,12 +249,30 @@ export class FixedBufferPool implements Disposable {
     return this.#buffers[index];
   }
 
-  /** Gives `buf` back (only once its I/O has completed). Throws on a double release. */
+  static {
+    countInFlight = (pool, index, delta) => {
+      pool.#inFlight[index] += delta;
+    };
+  }
+
+  /**
+   * Gives `buf` back (only once its I/O has completed). Throws on a double release, and while a
+   * read or write of the pool's `Uring` on it is in flight (the kernel may still write into it,
+   * under the next holder's data); operations through the raw ring are the caller's to wait for.
+   */
   release(buf: FixedBuffer): void {
     if (this.#closed) return;
     const index = this.#own(buf);
     if (this.#held[index] === 0) {
       throw new RangeError(`fixed buffer ${index} was not acquired (double release?)`);
+    }
+    if (this.#inFlight[index] !== 0) {
+      throw new RangeError(
+        `fixed buffer ${index} has ${
+          this.#inFlight[index]
+        } operation(s) of its Uring in flight: release it ` +
+          "once they have settled",
+      );
     }
     this.#held[index] = 0;
     this.#free[this.#freeTop++] = index;

@@ -9,6 +9,7 @@
 
 import { type AlignedMapping, pinAlignedMemory } from "./aligned.ts";
 import { bufferOf, cstringInto } from "./memory.ts";
+import { type FixedBufferPool, poolOperationInFlight } from "./fixed_pool.ts";
 import type { Iovecs, Timespec } from "./structs.ts";
 
 /** Slot state: free, on the free list. */
@@ -115,6 +116,10 @@ export class Slot {
   sqeFlags = 0;
   /** The registered buffer a read or write uses (`READ_FIXED`/`WRITE_FIXED`), or -1. */
   bufIndex = -1;
+  /** The buffer of the `Uring`'s pool its buffer lies in, or -1 (its in-flight count: see `FixedBufferPool.release`). */
+  poolBuffer = -1;
+  /** That buffer's pool while the operation is counted in flight there (in the ring), else null. */
+  pool: FixedBufferPool | null = null;
   /** Resolves the operation's promise (null for chain members). */
   resolve: ((value: never) => void) | null = null;
   /** Rejects the operation's promise (null for chain members). */
@@ -264,6 +269,10 @@ export class Slot {
     this.barrier = false;
     this.sqeFlags = 0;
     this.bufIndex = -1;
+    // (Counted in flight and never completed: the Uring failed or closed around it.)
+    if (this.pool !== null) poolOperationInFlight(this.pool, this.poolBuffer, -1);
+    this.poolBuffer = -1;
+    this.pool = null;
     this.flags = 0;
   }
 }

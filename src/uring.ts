@@ -82,7 +82,7 @@ import { type DirectAlignment, directAlignmentFromStatx, iopollError } from "./d
 import { errno, isInterruption } from "./errno.ts";
 import { ClosedError, IoUringError, refusedArgument } from "./errors.ts";
 import { type ChainOptions, configureFile, type FileOps, type OpOptions, UringFile } from "./file.ts";
-import { borrowedPoolReason, FixedBufferPool } from "./fixed_pool.ts";
+import { borrowedPoolReason, FixedBufferPool, poolOperationInFlight } from "./fixed_pool.ts";
 import { withHeldMemory } from "./aligned.ts";
 import {
   badNumber,
@@ -1819,7 +1819,9 @@ export class Uring implements AsyncDisposable {
     // The view's memory as the engine knows it (not its own, overridable, properties). (#put
     // drops the index if the pool's registration has changed through `ring` by the time the SQE
     // is written.)
-    if (this.#poolMemory !== null && bufferOf(buf) === this.#poolMemory) slot.bufIndex = this.#poolIndex(buf);
+    if (this.#poolMemory !== null && bufferOf(buf) === this.#poolMemory) {
+      slot.bufIndex = slot.poolBuffer = this.#poolIndex(buf);
+    }
     slot.path = path;
     return this.#start(slot, signal);
   }
@@ -2046,6 +2048,13 @@ export class Uring implements AsyncDisposable {
   /** Counts `slot`, its SQE written and its memory pinned, as in the SQ. */
   #inSq(slot: Slot): void {
     slot.state = IN_RING;
+    // A pool buffer's count of operations in flight (its release waits for 0): one that posts a
+    // CQE (a chain's members are the chain's: some post none).
+    // (Counted by the buffer its view lies in, fixed or gone plain: see #put.)
+    if (slot.poolBuffer >= 0 && slot.chain === null && this.#pool !== null) {
+      slot.pool = this.#pool;
+      poolOperationInFlight(this.#pool, slot.poolBuffer, 1);
+    }
     // Counts the CQEs to come: a skip chain's members but its last post none (see ChainState.skip).
     if ((slot.sqeFlags & IOSQE_CQE_SKIP_SUCCESS) === 0) this.#inRing++;
     this.#toSubmit++;
@@ -2608,6 +2617,10 @@ export class Uring implements AsyncDisposable {
     }
     slot.res = cqe.res;
     slot.state = DONE;
+    if (slot.pool !== null) { // (its buffer stays noted: an operation issued again counts again)
+      poolOperationInFlight(slot.pool, slot.poolBuffer, -1);
+      slot.pool = null;
+    }
     this.#ready[this.#readyCount++] = slot;
   };
 

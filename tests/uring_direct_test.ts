@@ -14,7 +14,7 @@ import {
   type UringFile,
 } from "../mod.ts";
 import { devicePolls, directTempDir, skipDirect } from "./_direct.ts";
-import { pattern } from "./_io.ts";
+import { pattern, pipe, sysClose } from "./_io.ts";
 import { CONFIGS, ringTest, skipKernel, tempDir } from "./_support.ts";
 import { fdCount, uringOptions } from "./uring_support.ts";
 
@@ -208,6 +208,30 @@ ringTest(
     assert.equal(await read, 4096);
     assert.deepEqual(buf.bytes, pattern(4096, 3));
     assert.ok(other.bytes.every((b) => b === 0), "nothing went into the buffer now in the slot");
+  },
+);
+
+ringTest(
+  "Uring buffer pool: release() refuses a buffer while a read of the Uring into it is in flight",
+  async (config) => {
+    // It was accepted, and the next acquire() handed out the buffer the late read then wrote into.
+    await using uring = new Uring(uringOptions(config));
+    const pool = uring.registerBufferPool({ count: 1, size: 4096 });
+    const [r, w] = pipe();
+    try {
+      const buf = pool.acquire()!;
+      const read = uring.read(r, buf.bytes.subarray(0, 8), 0); // waits for data
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.throws(() => pool.release(buf), /fixed buffer 0 has 1 operation\(s\) of its Uring in flight/);
+      assert.equal(pool.acquire(), null, "still held");
+      assert.equal(await uring.write(w, new TextEncoder().encode("late"), 0), 4);
+      assert.equal(await read, 4);
+      pool.release(buf); // settled: given back
+      assert.equal(pool.acquire(), buf);
+    } finally {
+      sysClose(r);
+      sysClose(w);
+    }
   },
 );
 
