@@ -257,8 +257,9 @@ export class FixedBufferPool implements Disposable {
 
   /**
    * Gives `buf` back (only once its I/O has completed). Throws on a double release, and while a
-   * read or write of the pool's `Uring` on it is in flight (the kernel may still write into it,
-   * under the next holder's data); operations through the raw ring are the caller's to wait for.
+   * read or write of the pool's `Uring` on it is queued or in flight (the kernel may still write
+   * into it, under the next holder's data); a chain's members, views across two buffers and
+   * operations through the raw ring are the caller's to wait for.
    */
   release(buf: FixedBuffer): void {
     if (this.#closed) return;

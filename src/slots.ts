@@ -118,7 +118,7 @@ export class Slot {
   bufIndex = -1;
   /** The buffer of the `Uring`'s pool its buffer lies in, or -1 (its in-flight count: see `FixedBufferPool.release`). */
   poolBuffer = -1;
-  /** That buffer's pool while the operation is counted in flight there (in the ring), else null. */
+  /** That buffer's pool while the operation is counted in flight there (until it settles), else null. */
   pool: FixedBufferPool | null = null;
   /** Resolves the operation's promise (null for chain members). */
   resolve: ((value: never) => void) | null = null;
@@ -269,7 +269,7 @@ export class Slot {
     this.barrier = false;
     this.sqeFlags = 0;
     this.bufIndex = -1;
-    // (Counted in flight and never completed: the Uring failed or closed around it.)
+    // (Its pool buffer's count of operations in flight: this one has settled.)
     if (this.pool !== null) poolOperationInFlight(this.pool, this.poolBuffer, -1);
     this.poolBuffer = -1;
     this.pool = null;

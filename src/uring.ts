@@ -1821,6 +1821,12 @@ export class Uring implements AsyncDisposable {
     // is written.)
     if (this.#poolMemory !== null && bufferOf(buf) === this.#poolMemory) {
       slot.bufIndex = slot.poolBuffer = this.#poolIndex(buf);
+      // Counted in flight from here until the operation settles (the slot's release): waiting in
+      // the backlog, in the ring, issued again (see FixedBufferPool.release).
+      if (slot.poolBuffer >= 0 && this.#pool !== null) {
+        slot.pool = this.#pool;
+        poolOperationInFlight(this.#pool, slot.poolBuffer, 1);
+      }
     }
     slot.path = path;
     return this.#start(slot, signal);
@@ -2048,13 +2054,6 @@ export class Uring implements AsyncDisposable {
   /** Counts `slot`, its SQE written and its memory pinned, as in the SQ. */
   #inSq(slot: Slot): void {
     slot.state = IN_RING;
-    // A pool buffer's count of operations in flight (its release waits for 0): one that posts a
-    // CQE (a chain's members are the chain's: some post none).
-    // (Counted by the buffer its view lies in, fixed or gone plain: see #put.)
-    if (slot.poolBuffer >= 0 && slot.chain === null && this.#pool !== null) {
-      slot.pool = this.#pool;
-      poolOperationInFlight(this.#pool, slot.poolBuffer, 1);
-    }
     // Counts the CQEs to come: a skip chain's members but its last post none (see ChainState.skip).
     if ((slot.sqeFlags & IOSQE_CQE_SKIP_SUCCESS) === 0) this.#inRing++;
     this.#toSubmit++;
@@ -2617,10 +2616,6 @@ export class Uring implements AsyncDisposable {
     }
     slot.res = cqe.res;
     slot.state = DONE;
-    if (slot.pool !== null) { // (its buffer stays noted: an operation issued again counts again)
-      poolOperationInFlight(slot.pool, slot.poolBuffer, -1);
-      slot.pool = null;
-    }
     this.#ready[this.#readyCount++] = slot;
   };
 

@@ -14,7 +14,7 @@ import {
   type UringFile,
 } from "../mod.ts";
 import { devicePolls, directTempDir, skipDirect } from "./_direct.ts";
-import { pattern, pipe, sysClose } from "./_io.ts";
+import { pattern, pipe, sysClose, sysWrite } from "./_io.ts";
 import { CONFIGS, ringTest, skipKernel, tempDir } from "./_support.ts";
 import { fdCount, uringOptions } from "./uring_support.ts";
 
@@ -215,7 +215,7 @@ ringTest(
   "Uring buffer pool: release() refuses a buffer while a read of the Uring into it is in flight",
   async (config) => {
     // It was accepted, and the next acquire() handed out the buffer the late read then wrote into.
-    await using uring = new Uring(uringOptions(config));
+    await using uring = new Uring({ ...uringOptions(config), entries: 2 }); // (at most 4 in flight)
     const pool = uring.registerBufferPool({ count: 1, size: 4096 });
     const [r, w] = pipe();
     try {
@@ -228,6 +228,14 @@ ringTest(
       assert.equal(await read, 4);
       pool.release(buf); // settled: given back
       assert.equal(pool.acquire(), buf);
+      // Waiting in the backlog (the ring's limit taken by reads that wait) counts too: it was
+      // given back there, handed out again, and the late read overwrote the new holder's data.
+      const waiting = Array.from({ length: 12 }, () => uring.read(r, new Uint8Array(1), 0));
+      const queued = uring.read(r, buf.bytes.subarray(0, 1), 0);
+      assert.throws(() => pool.release(buf), /in flight/);
+      assert.equal(sysWrite(w, new Uint8Array(13).fill(7)), 13); // (the ring's limit is taken)
+      assert.deepEqual(await Promise.all([...waiting, queued]), new Array(13).fill(1));
+      pool.release(buf);
     } finally {
       sysClose(r);
       sysClose(w);
