@@ -42,7 +42,15 @@ export class Msghdr {
   readonly #controlLength: number;
 
   /** `msg_namelen` as the kernel left it (what a receiving name's length reads). */
-  readonly #nameLengthNow = (): number => this.#view.getUint32(MSGHDR.namelen, true);
+  /**
+   * The name's length as a receive left it: what the kernel wrote into `msg_namelen`, or 0 while
+   * it still holds the room it was given (128, more than any address takes): a receive in flight,
+   * or one that failed, wrote no name.
+   */
+  readonly #nameLengthNow = (): number => {
+    const length = this.#view.getUint32(MSGHDR.namelen, true);
+    return length === SOCKADDR_STORAGE_SIZE ? 0 : length;
+  };
 
   static {
     prepare = (msg, receive, what) => msg.#prepare(receive, what);
@@ -129,13 +137,10 @@ export class Msghdr {
     const name = this.#name;
     const nameLength = name === null ? 0 : receive ? SOCKADDR_STORAGE_SIZE : lengthToSend(name);
     this.#view.setUint32(MSGHDR.namelen, Math.min(nameLength, SOCKADDR_STORAGE_SIZE), true);
-    // A receive writes the sender's length into msg_namelen: from now on the name reports that.
-    // Its bytes are cleared: a receive that fails (or has not completed) writes no address, and
-    // the name must not read as the previous sender then.
-    if (receive && name !== null) {
-      name.bytes.fill(0);
-      linkSocketAddressLength(name, this.#nameLengthNow);
-    }
+    // A receive writes the sender's length into msg_namelen: from now on the name reports that
+    // (as empty until the kernel writes one: see #nameLengthNow). Its bytes stay as they are: a
+    // send or bind of the same address earlier in the batch may still hand them to the kernel.
+    if (receive && name !== null) linkSocketAddressLength(name, this.#nameLengthNow);
     this.#setPointer(MSGHDR.controllen, this.#controlLength);
     this.#view.setUint32(MSGHDR.flags, 0, true);
   }

@@ -42,6 +42,7 @@ import {
   prepRecvmsg,
   prepSend,
   prepSendmsg,
+  prepSendto,
   prepSendZc,
   prepShutdown,
   prepSocket,
@@ -187,6 +188,37 @@ ringTest(
       assert.deepEqual([address.family, address.hostname], [AF_INET, "127.0.0.1"], "the peer, now");
     } finally {
       assert.equal(run(ring, (s) => prepClose(s, listener)), 0);
+    }
+  },
+);
+
+ringTest(
+  "a SocketAddress bound and then named by a receiving Msghdr, in one batch: the bind gets the address as prepped",
+  (config) => {
+    using ring = new IoUring(8, config.options);
+    if (lacks(ring, config, IORING_OP_SOCKET, IORING_OP_BIND)) return;
+    // The receive's preparation zeroed the name's bytes, and the bind (not yet issued) then bound
+    // any address on a random port (a probe).
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const a = ok(ring, "socket", (s) => prepSocket(s, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC));
+    const b = ok(ring, "socket", (s) => prepSocket(s, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC));
+    try {
+      const address = SocketAddress.inet("127.0.0.1", port);
+      const msg = new Msghdr(new Iovecs([new Uint8Array(16)]), { name: address });
+      prepBind(ring.getSqe()!, a, address).setUserData(1);
+      prepRecvmsg(ring.getSqe()!, b, msg, MSG_DONTWAIT).setUserData(2); // b has nothing: EAGAIN
+      ring.submit();
+      assert.deepEqual(reap(ring, 2).map((d) => [d.userData, d.res]).sort(), [[1, 0], [2, -errno("EAGAIN")]]);
+      assert.equal(address.family, 0, "the failed receive wrote no name");
+      const to = SocketAddress.inet("127.0.0.1", port);
+      assert.equal(run(ring, (s) => prepSendto(s, b, new TextEncoder().encode("hi"), to)), 2);
+      const got = new Uint8Array(8);
+      assert.equal(run(ring, (s) => prepRecv(s, a, got)), 2, "a is bound to the address asked for");
+    } finally {
+      assert.equal(run(ring, (s) => prepClose(s, a)), 0);
+      assert.equal(run(ring, (s) => prepClose(s, b)), 0);
     }
   },
 );
