@@ -8,9 +8,10 @@
  *
  *   deno run --allow-ffi --allow-read --allow-env examples/udp_echo.ts [--port N] [--max N] [--entries N]
  *
- * `--port` listens on 127.0.0.1 (default 7008); `--max N` answers N datagrams, then stops: datagrams
- * that arrive after the N-th reply was sent are not answered (default: run until killed); `--entries N` sizes the ring: N SQEs, 2N CQEs (default 256). Try it
- * with `nc -u 127.0.0.1 7008`.
+ * `--port` listens on 127.0.0.1 (default 7008); `--max N` answers N datagrams, then stops:
+ * datagrams that arrive after the N-th reply was sent are not answered (default: run until
+ * killed); `--entries N` sizes the ring: N SQEs, 2N CQEs (default 256). Try it with
+ * `nc -u 127.0.0.1 7008`.
  */
 import { parseArgs } from "node:util";
 import {
@@ -121,7 +122,7 @@ function arm(): void {
 }
 arm();
 
-/** Sends completed (`answered`: whether or not they failed) and in flight; `echoed`: those that succeeded. */
+/** Replies sent (`answered`, failed ones too; `echoed`, the others) and still in flight (`sending`). */
 let answered = 0, echoed = 0, cut = 0, sending = 0, stopping = false;
 const stop = () => {
   stopping = true;

@@ -29,8 +29,9 @@ import type { Backend } from "./sys.ts";
 
 /**
  * Throws a `RangeError` unless `bufIndex` names a buffer registered with `ring` and `view` lies
- * inside it (a `ClosedError` for a closed ring): the checks the kernel would otherwise answer with `EFAULT`. Call it before
- * `getSqe()` + `prepReadFixed`/`prepWriteFixed`. Allocates nothing. Since 5.1.
+ * inside it (a `ClosedError` for a closed ring): the checks the kernel would otherwise answer
+ * with `EFAULT`. Call it before `getSqe()` + `prepReadFixed`/`prepWriteFixed`. Allocates nothing.
+ * Since 5.1.
  */
 export function checkFixedBuffer(ring: IoUring, view: ArrayBufferView, bufIndex: number): void {
   if (ring.closed) throw new ClosedError("IoUring");
@@ -267,12 +268,10 @@ export class FixedBufferPool implements Disposable {
     if (this.#held[index] === 0) {
       throw new RangeError(`fixed buffer ${index} was not acquired (double release?)`);
     }
-    if (this.#inFlight[index] !== 0) {
+    const inFlight = this.#inFlight[index];
+    if (inFlight !== 0) {
       throw new RangeError(
-        `fixed buffer ${index} has ${
-          this.#inFlight[index]
-        } operation(s) of its Uring in flight: release it ` +
-          "once they have settled",
+        `fixed buffer ${index} has ${inFlight} operation(s) of its Uring in flight: release it once they have settled`,
       );
     }
     this.#held[index] = 0;

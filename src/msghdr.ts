@@ -6,7 +6,13 @@
 
 import { MSGHDR, MSGHDR_SIZE, SOCKADDR_STORAGE_SIZE } from "./abi.ts";
 import { addressOf, byteLengthOf, checkBuffer, shown } from "./memory.ts";
-import { checkSocketAddress, lengthToSend, linkSocketAddressLength, type SocketAddress } from "./sockaddr.ts";
+import {
+  checkSocketAddress,
+  lengthToSend,
+  linkSocketAddressLength,
+  nameLengthWritten,
+  type SocketAddress,
+} from "./sockaddr.ts";
 import { checkIovecsUnchanged, Iovecs } from "./structs.ts";
 
 const TWO_32 = 0x1_0000_0000;
@@ -41,16 +47,12 @@ export class Msghdr {
   /** The control buffer's length when this was built (a buffer shrunk since is refused). */
   readonly #controlLength: number;
 
-  /** `msg_namelen` as the kernel left it (what a receiving name's length reads). */
   /**
    * The name's length as a receive left it: what the kernel wrote into `msg_namelen`, or 0 while
    * it still holds the room it was given (128, more than any address takes): a receive in flight,
    * or one that failed, wrote no name.
    */
-  readonly #nameLengthNow = (): number => {
-    const length = this.#view.getUint32(MSGHDR.namelen, true);
-    return length === SOCKADDR_STORAGE_SIZE ? 0 : length;
-  };
+  readonly #nameLengthNow = (): number => nameLengthWritten(this.#view.getUint32(MSGHDR.namelen, true));
 
   static {
     prepare = (msg, receive, what) => msg.#prepare(receive, what);

@@ -34,7 +34,6 @@ import {
   checkSqe,
   notAnSqe,
   type Offset,
-  offsetOrPosition,
   storeAddressed,
   storeAddressOf,
   targetSlot as fixedTarget,
@@ -113,8 +112,8 @@ export function prepNop(sqe: Sqe): Sqe {
 }
 
 /**
- * `pread(fd, buf, buf.byteLength, offset)`; `offset` -1 (or `-1n`) reads at the file's position and moves it, as `read(2)` does (5.6).
- * Since 5.6.
+ * `pread(fd, buf, buf.byteLength, offset)`; `offset` -1 (or `-1n`) reads at the file's position
+ * and moves it, as `read(2)` does. Since 5.6.
  */
 export function prepRead(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset | -1, rwFlags = 0): Sqe {
   checkFd(fd);
@@ -129,8 +128,8 @@ export function prepRead(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Off
 }
 
 /**
- * `pwrite(fd, buf, buf.byteLength, offset)`; `offset` -1 (or `-1n`) writes at the file's position and moves it, as `write(2)` does (5.6).
- * Since 5.6.
+ * `pwrite(fd, buf, buf.byteLength, offset)`; `offset` -1 (or `-1n`) writes at the file's position
+ * and moves it, as `write(2)` does. Since 5.6.
  */
 export function prepWrite(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Offset | -1, rwFlags = 0): Sqe {
   checkFd(fd);
@@ -144,7 +143,10 @@ export function prepWrite(sqe: Sqe, fd: number, buf: ArrayBufferView, offset: Of
   return sqe;
 }
 
-/** `preadv2(fd, iovecs, offset, rwFlags)`; `offset` -1 (or `-1n`) reads at the file's position and moves it, as `read(2)` does (5.6). Since 5.1. */
+/**
+ * `preadv2(fd, iovecs, offset, rwFlags)`; `offset` -1 (or `-1n`) reads at the file's position and
+ * moves it, as `read(2)` does (5.6). Since 5.1.
+ */
 export function prepReadv(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset | -1, rwFlags = 0): Sqe {
   checkFd(fd);
   checkOffsetOrPosition(offset, "offset");
@@ -156,7 +158,10 @@ export function prepReadv(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset |
   return sqe;
 }
 
-/** `pwritev2(fd, iovecs, offset, rwFlags)`; `offset` -1 (or `-1n`) writes at the file's position and moves it, as `write(2)` does (5.6). Since 5.1. */
+/**
+ * `pwritev2(fd, iovecs, offset, rwFlags)`; `offset` -1 (or `-1n`) writes at the file's position
+ * and moves it, as `write(2)` does (5.6). Since 5.1.
+ */
 export function prepWritev(sqe: Sqe, fd: number, iovecs: Iovecs, offset: Offset | -1, rwFlags = 0): Sqe {
   checkFd(fd);
   checkOffsetOrPosition(offset, "offset");
@@ -276,8 +281,8 @@ export function prepReadFixed(
 }
 
 /**
- * Write from registered buffer `bufIndex`; `buf` must lie inside it. `offset` -1 (or `-1n`) writes at the file's position and moves it, as `write(2)` does (5.6).
- * Since 5.1.
+ * Write from registered buffer `bufIndex`; `buf` must lie inside it. `offset` -1 (or `-1n`) writes
+ * at the file's position and moves it, as `write(2)` does (5.6). Since 5.1.
  */
 export function prepWriteFixed(
   sqe: Sqe,
@@ -517,13 +522,12 @@ export function prepSplice(
   checkSpliceFlags(flags);
   checkFd(fdIn, "fdIn");
   checkFd(fdOut, "fdOut");
-  offIn = offsetOrPosition(offIn, "offIn");
-  offOut = offsetOrPosition(offOut, "offOut");
+  checkOffsetOrPosition(offIn, "offIn");
+  checkOffsetOrPosition(offOut, "offOut");
   checkU32(nbytes, "nbytes");
-  writeRw(sqe, abi.IORING_OP_SPLICE, fdOut, 0, nbytes, offOut === -1 ? 0 : offOut);
-  if (offOut === -1) sqe.u32[sqe.base + W.offLo] = sqe.u32[sqe.base + W.offHi] = 0xffffffff;
-  if (offIn === -1) sqe.u32[sqe.base + W.addrLo] = sqe.u32[sqe.base + W.addrHi] = 0xffffffff;
-  else writeU64(sqe.u32, sqe.base + W.addrLo, offIn); // splice_off_in shares `addr`
+  // (-1 and -1n, "no offset", go in as all ones, as writeRw and writeU64 write them.)
+  writeRw(sqe, abi.IORING_OP_SPLICE, fdOut, 0, nbytes, offOut);
+  writeU64(sqe.u32, sqe.base + W.addrLo, offIn); // splice_off_in shares `addr`
   sqe.u32[sqe.base + W.spliceFdIn] = fdIn;
   sqe.u32[sqe.base + W.opFlags] = flags >>> 0;
   return sqe;

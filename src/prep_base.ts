@@ -7,13 +7,10 @@
 
 import * as abi from "./abi.ts";
 import { ADDRESSED, addressInto, byteLengthOf, checkBuffer, checkOffset, checkU32, shown } from "./memory.ts";
-import { Sqe, staleSqe, W, writeU64 } from "./sqe.ts";
+import { MINUS_ONE_N, Sqe, staleSqe, W, writeU64 } from "./sqe.ts";
 
 /** A file offset: a non-negative safe integer, or a bigint for the full 63-bit range. */
 export type Offset = number | bigint;
-
-/** -1 as a bigint, made once: `-1n` in an expression is a negation run (and a BigInt made) each time. */
-const MINUS_ONE_N = -1n;
 
 /**
  * An offset checked where -1 (also given as `-1n`) means the fd's own position (a read's or

@@ -116,7 +116,10 @@ export class Slot {
   sqeFlags = 0;
   /** The registered buffer a read or write uses (`READ_FIXED`/`WRITE_FIXED`), or -1. */
   bufIndex = -1;
-  /** The buffer of the `Uring`'s pool its buffer lies in, or -1 (its in-flight count: see `FixedBufferPool.release`). */
+  /**
+   * The buffer of the `Uring`'s pool the operation's buffer lies in, or -1 (its count of
+   * operations in flight: see `FixedBufferPool.release`).
+   */
   poolBuffer = -1;
   /** That buffer's pool while the operation is counted in flight there (until it settles), else null. */
   pool: FixedBufferPool | null = null;

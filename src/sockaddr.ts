@@ -26,8 +26,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** Internal access for the prep helpers and `Msghdr` (see the class's static block). */
-let roomForAccept: (address: SocketAddress) => Uint8Array<ArrayBuffer>;
-let nameWord: (address: SocketAddress) => Uint8Array<ArrayBuffer>;
+let lengthWord: (address: SocketAddress, forAccept: boolean) => Uint8Array<ArrayBuffer>;
 let linkLength: (address: SocketAddress, source: (() => number) | null) => void;
 let madeUnspecified: (address: SocketAddress) => boolean;
 
@@ -63,15 +62,10 @@ export class SocketAddress {
   #awaitingAccept = false;
 
   static {
-    roomForAccept = (address) => {
-      address.#lengthFrom = null; // an accept writes the length here again
-      address.#awaitingAccept = true;
-      address.#view.setUint32(LENGTH_AT, SOCKADDR_STORAGE_SIZE, true); // the room it has
-      return address.#lengthWord;
-    };
-    nameWord = (address) => {
-      address.#lengthFrom = null;
-      address.#awaitingAccept = false;
+    lengthWord = (address, forAccept) => {
+      address.#lengthFrom = null; // the length is written here again
+      address.#awaitingAccept = forAccept;
+      if (forAccept) address.#view.setUint32(LENGTH_AT, SOCKADDR_STORAGE_SIZE, true); // the room it has
       return address.#lengthWord;
     };
     linkLength = (address, source) => {
@@ -198,7 +192,7 @@ export class SocketAddress {
     if (from !== null) return from();
     const length = this.#view.getUint32(LENGTH_AT, true);
     // An accept in flight, or one that failed, wrote no address: none to read (see #awaitingAccept).
-    return this.#awaitingAccept && length === SOCKADDR_STORAGE_SIZE ? 0 : length;
+    return this.#awaitingAccept ? nameLengthWritten(length) : length;
   }
 
   /**
@@ -274,7 +268,7 @@ export class SocketAddress {
  * kernel gets as `addrlen`.
  */
 export function roomForAcceptedPeer(address: SocketAddress): Uint8Array<ArrayBuffer> {
-  return roomForAccept(address);
+  return lengthWord(address, true);
 }
 
 /**
@@ -282,7 +276,16 @@ export function roomForAcceptedPeer(address: SocketAddress): Uint8Array<ArrayBuf
  * `RecvmsgOut.name`): the address then reads as what was copied, whatever it was readied for.
  */
 export function nameLengthWord(address: SocketAddress): Uint8Array<ArrayBuffer> {
-  return nameWord(address);
+  return lengthWord(address, false);
+}
+
+/**
+ * The length of the name a receive or an accept wrote, from the length word it was given with
+ * the room of a whole `sockaddr_storage` (128, more than any address takes): 0 while the word
+ * still holds that room (the operation in flight, or failed: no name written); internal.
+ */
+export function nameLengthWritten(length: number): number {
+  return length === SOCKADDR_STORAGE_SIZE ? 0 : length;
 }
 
 /**

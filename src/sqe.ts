@@ -64,8 +64,11 @@ export function checkU64(v: unknown, what: string): asserts v is number | bigint
   throw badNumber(v, `${what} must be an integer from 0 to 2^64-1, got ${shown(v)}`, true);
 }
 
-/** -1 as a bigint, made once (`-1n` in an expression is a negation run each time). */
-const MINUS_ONE_N = -1n;
+/**
+ * -1 as a bigint, made once: `-1n` in an expression is a negation run (and a BigInt made) each
+ * time. An offset of `-1n` is "the file's position", as -1 (internal).
+ */
+export const MINUS_ONE_N = -1n;
 
 /**
  * Writes a checked 64-bit value (a safe integer or a bigint) as two u32 words at `u32[at]`
